@@ -1,0 +1,30 @@
+/* interp.h: the reference interpreter, the correctness baseline.
+ *
+ * Evaluates the ir_program per (h, i, j) straight from the IR tree, with none
+ * of the tile/interval analysis the JIT uses, so the two catch each other's
+ * bugs.  Attention is exact per the spec (double accumulation), O(Lk) memory
+ * per row: no Lq x Lk matrix is ever built.
+ */
+#ifndef SPAT_INTERP_H
+#define SPAT_INTERP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../compiler/ir.h"
+#include "rt.h"
+
+/* o (and lse if non-NULL) for every batch, head and row.  On error returns a
+ * status and writes a message (with "file:line:col: " when the error has a
+ * location) into err. */
+rt_status interp_attention(const ir_program *p, const rt_args *a, char *err,
+                           size_t errlen);
+
+/* One mask row: out[j] = M(h, i(r), j) for j in [0, Lk), for batch b.
+ * a->q/a->k are needed only when the program has topk (otherwise they may be
+ * NULL data); a->o is not used. */
+rt_status interp_mask_row(const ir_program *p, const rt_args *a, int64_t b,
+                          int64_t h, int64_t r, uint8_t *out, char *err,
+                          size_t errlen);
+
+#endif

@@ -1,0 +1,50 @@
+/* rt.h: what every backend (interpreter, JIT, AOT) is given to run a pattern.
+ *
+ * Tensors are float32 with the head dimension D contiguous; the other three
+ * axes have element strides, so [B, H, L, D] and [B, L, H, D] are both
+ * described:  q[b, h, r, :] = q + b*sb + h*sh + r*sl.
+ *   q  [B, H,   Lq, D]     o   [B, H, Lq, D]
+ *   k  [B, Hkv, Lk, D]     lse [B, H, Lq] (strides lse_sb, lse_sh; row stride 1)
+ *   v  [B, Hkv, Lk, D]
+ * GQA: H is a multiple of Hkv; query head h reads key/value head h / (H / Hkv).
+ */
+#ifndef SPAT_RT_H
+#define SPAT_RT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum rt_status {
+  RT_OK = 0,
+  RT_EINVAL,      /* bad argument: NULL, shape, stride, missing input */
+  RT_ERANGE,      /* run-time error of the pattern: overflow, division by
+                     zero, input index out of range, negative size */
+  RT_ENOMEM,
+  RT_EUNSUPPORTED,/* e.g. a head dimension the backend does not handle */
+  RT_EINTERNAL,
+} rt_status;
+
+typedef struct rt_tensor {
+  float *data;
+  int64_t sb, sh, sl;      /* element strides of batch, head, row */
+} rt_tensor;
+
+typedef struct rt_args {
+  int64_t B, H, Hkv, Lq, Lk, D;
+  rt_tensor q, k, v, o;    /* q, k, v read; o written */
+  float *lse;              /* may be NULL */
+  int64_t lse_sb, lse_sh;
+  float scale;             /* 0: 1/sqrt(D) */
+  const int64_t *runtime;  /* one per ir_program runtime scalar */
+  const int32_t *const *inputs; /* one per input array, Lk int32 each */
+  void *const *externs;    /* one C function pointer per extern:
+                              bool f(int64_t, ...) with n_args int64 args */
+  int threads;             /* 0: all cores */
+} rt_args;
+
+/* Fills strides for contiguous [B,H,L,D] (layout 0) or [B,L,H,D] (layout 1). */
+void rt_tensor_strides(rt_tensor *t, int layout, int64_t H, int64_t L,
+                       int64_t D);
+
+#endif
