@@ -1,0 +1,47 @@
+/* plan.h: the tile plan, which key ranges each query tile must visit.
+ *
+ * Built from an ir_program by an_build (compiler/analyze.c, no LLVM) as a
+ * flat array of int64 words with no pointers, so that it is the same in a JIT
+ * kernel, an AOT object file (as a constant) and on disk.  Its size depends
+ * on the pattern's structure only, never on L: a window pattern's plan is a
+ * few dozen words at L = 1,048,576 as at L = 4096.
+ *
+ * Evaluated at run time by plan_tiles (runtime/plan.c), which needs no
+ * compiler: the JIT's and AOT's kernels call it for each query tile.
+ */
+#ifndef SPAT_PLAN_H
+#define SPAT_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum plan_kind {
+  PLAN_FULL = 1,    /* every row of the tile allows every key of the span */
+  PLAN_PARTIAL = 2, /* the mask must be evaluated per element (by compiled
+                       code), or the keys are top-k candidates */
+};
+
+typedef struct plan_span {
+  int64_t k0, k1;   /* key positions [k0, k1), 0 <= k0 < k1 <= Lk */
+  int64_t kind;     /* enum plan_kind */
+} plan_span;
+
+typedef struct plan_env {
+  int64_t h, H, Lq, Lk;     /* query head and sizes (token granularity) */
+  const int64_t *runtime;   /* the program's runtime scalars */
+} plan_env;
+
+/* Query rows [r0, r1) (row indices; positions are r + (Lk - Lq) when
+ * Lq <= Lk): writes the key spans to visit into out, sorted, disjoint, at
+ * most cap of them.  A key in no span is allowed for no row of the tile.
+ * Returns the number of spans (if > cap, only cap were written: call again
+ * with a larger buffer), or -1 with a message in err on a run-time error
+ * (negative size, overflow, ...). */
+int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
+                   int64_t r1, plan_span *out, int64_t cap, char *err,
+                   size_t errlen);
+
+/* Number of int64 words of a plan (plan[0] holds it). */
+static inline int64_t plan_words(const int64_t *plan) { return plan[0]; }
+
+#endif
