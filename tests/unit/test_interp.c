@@ -22,22 +22,10 @@
 
 #include "../../compiler/backend.h"
 #include "../../compiler/ir.h"
-#include "../../runtime/ffi.h"
 #include "../../runtime/interp.h"
-
-/* ---- stand-in for runtime/ffi.c until it is on main ---- */
 
 typedef bool (*pred2)(int64_t, int64_t);
 typedef bool (*pred3)(int64_t, int64_t, int64_t);
-
-bool ffi_call_pred(void *fn, int n, const int64_t *args) {
-  pred2 f2;
-  pred3 f3;
-  if (n == 2) return memcpy(&f2, &fn, sizeof f2), f2(args[0], args[1]);
-  if (n == 3) return memcpy(&f3, &fn, sizeof f3), f3(args[0], args[1], args[2]);
-  fail_msg("stand-in ffi_call_pred: unexpected arity %d", n);
-  return false;
-}
 
 /* ---- IR building ---- */
 
