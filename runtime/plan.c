@@ -353,6 +353,16 @@ static int64_t run(ev *e) {
       else if (op == PLAN_JZ0 && !a) e->ist[e->isp++] = 0, pc = b;
       else if (op == PLAN_JNZ1 && a) e->ist[e->isp++] = 1, pc = b;
       break;
+    case PLAN_JEMPTY:
+    case PLAN_JALL:
+      if (e->lsp < 1) return fail(e, "tile plan: bad code");
+      s = e->lsp - 1;
+      b = P[pc++];
+      if (op == PLAN_JEMPTY ? e->n[s] == 0
+                            : (e->n[s] == 1 && slot(e, s)->kind == K_FULL &&
+                               slot(e, s)->k0 == 0 && slot(e, s)->k1 == g->Lk))
+        pc = b;
+      break;
     case PLAN_PFULL:
     case PLAN_PANY:
     case PLAN_PNONE:
