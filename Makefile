@@ -86,8 +86,11 @@ $(B)/tests/%: tests/unit/%.c $(B)/libspat.a | $(DEPS_STAMP)
 test: all $(TEST_BINS)
 	@bash tests/run.sh $(TEST_BINS)
 
-demo: all
-	@bash scripts/demo.sh
+$(B)/demo: bench/demo.c $(B)/libspat.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libspat.a $(LIBS)
+
+demo: all $(B)/demo
+	@B=$(B) bash scripts/demo.sh
 
 bench: all
 	@bash bench/run.sh
