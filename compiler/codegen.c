@@ -130,7 +130,7 @@ static int err_site(cg *g, const ir_node *n, const char *what) {
   if (g->p->diag && n && n->span.src >= 0)
     diag_loc(g->p->diag, n->span, loc, sizeof loc);
   if (loc[0])
-    snprintf(msg, sizeof msg, "%s: %s", loc, what);
+    snprintf(msg, sizeof msg, "%s: error: %s", loc, what);
   else
     snprintf(msg, sizeof msg, "%s", what);
   if (g->n_errs == g->cap_errs) {
@@ -200,7 +200,7 @@ static LLVMValueRef zx(cg *g, LLVMValueRef b) {
 static LLVMValueRef divmod(cg *g, const ir_node *n, LLVMValueRef a,
                            LLVMValueRef b) {
   check(g, LLVMBuildICmp(g->B, LLVMIntEQ, b, ci64(g, 0), ""), n,
-        n->op == IR_DIV ? "division by zero" : "remainder by zero");
+        "division by zero");
   LLVMValueRef m1 = LLVMBuildICmp(g->B, LLVMIntEQ, b, ci64(g, -1), "");
   if (n->op == IR_DIV)
     check(g,
@@ -354,9 +354,12 @@ static LLVMValueRef norm_idx(cg *g, LLVMValueRef v, const lvl *L) {
                          LLVMBuildAdd(g->B, L->lk, v, ""), v, "");
 }
 
+/* x in S, items evaluated left to right until one holds (as the interpreter) */
 static LLVMValueRef set_has(cg *g, const ir_node *s, const lvl *L,
                             LLVMValueRef x) {
-  LLVMValueRef any = LLVMConstInt(g->i1, 0, 0);
+  LLVMValueRef res = alloca_t(g, g->i1, "in");
+  LLVMBuildStore(g->B, LLVMConstInt(g->i1, 0, 0), res);
+  LLVMBasicBlockRef done = newbb(g, "setdone");
   for (int k = 0; k < s->n_kids; k++) {
     const ir_node *it = s->kids[k];
     LLVMValueRef in;
@@ -369,9 +372,14 @@ static LLVMValueRef set_has(cg *g, const ir_node *s, const lvl *L,
       in = LLVMBuildICmp(g->B, LLVMIntEQ,
                          norm_idx(g, ival(g, it, L, NULL), L), x, "");
     }
-    any = LLVMBuildOr(g->B, any, in, "");
+    LLVMBuildStore(g->B, in, res);
+    LLVMBasicBlockRef next = newbb(g, "setnext");
+    LLVMBuildCondBr(g->B, in, done, next);
+    LLVMPositionBuilderAtEnd(g->B, next);
   }
-  return any;
+  LLVMBuildBr(g->B, done);
+  LLVMPositionBuilderAtEnd(g->B, done);
+  return LLVMBuildLoad2(g->B, g->i1, res, "");
 }
 
 /* out[x - j0] = 1 for x in [lo, hi) clipped to [j0, j0 + cnt) */
@@ -435,13 +443,30 @@ static int topk_index(cg *g, const ir_node *n) {
 }
 
 static void pat(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
-                LLVMValueRef cnt, LLVMValueRef out);
+                LLVMValueRef cnt, LLVMValueRef out, LLVMValueRef act);
+
+/* act: NULL (every column active) or bytes, nonzero where the interpreter
+ * would evaluate this node (pattern operators short-circuit). */
+static LLVMValueRef any_active(cg *g, LLVMValueRef act, LLVMValueRef cnt) {
+  LLVMValueRef acc = alloca_t(g, g->i8, "any");
+  LLVMBuildStore(g->B, ci8(g, 0), acc);
+  loop lp;
+  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
+  LLVMBuildStore(g->B,
+                 LLVMBuildOr(g->B, LLVMBuildLoad2(g->B, g->i8, acc, ""),
+                             LLVMBuildLoad2(g->B, g->i8, gep(g, g->i8, act, t), ""),
+                             ""),
+                 acc);
+  loop_end(g, &lp);
+  return LLVMBuildICmp(g->B, LLVMIntNE, LLVMBuildLoad2(g->B, g->i8, acc, ""),
+                       ci8(g, 0), "");
+}
 
 /* out[t] = bit(j0 + t) over a loop; the callback style kept inline by op. */
 static void pat_elementwise(cg *g, const ir_node *n, const lvl *L,
                             LLVMValueRef j0, LLVMValueRef cnt,
                             LLVMValueRef out, LLVMValueRef a,
-                            LLVMValueRef b) {
+                            LLVMValueRef b, LLVMValueRef act) {
   LLVMBuilderRef B = g->B;
   loop lp;
   LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
@@ -477,7 +502,26 @@ static void pat_elementwise(cg *g, const ir_node *n, const lvl *L,
                         "");
     break;
   }
-  case IR_WHERE: bit = as_bool(g, ival(g, n->kids[0], L, j)); break;
+  case IR_WHERE:
+    if (!act) {
+      bit = as_bool(g, ival(g, n->kids[0], L, j));
+    } else {
+      LLVMValueRef res = alloca_t(g, g->i1, "w");
+      LLVMBuildStore(B, LLVMConstInt(g->i1, 0, 0), res);
+      LLVMBasicBlockRef ev = newbb(g, "where"), join = newbb(g, "join");
+      LLVMBuildCondBr(
+          B,
+          LLVMBuildICmp(B, LLVMIntNE,
+                        LLVMBuildLoad2(B, g->i8, gep(g, g->i8, act, t), ""),
+                        ci8(g, 0), ""),
+          ev, join);
+      LLVMPositionBuilderAtEnd(B, ev);
+      LLVMBuildStore(B, as_bool(g, ival(g, n->kids[0], L, j)), res);
+      LLVMBuildBr(B, join);
+      LLVMPositionBuilderAtEnd(B, join);
+      bit = LLVMBuildLoad2(B, g->i1, res, "");
+    }
+    break;
   default: bit = LLVMConstInt(g->i1, 0, 0); break;
   }
   LLVMBuildStore(B, LLVMBuildZExt(B, bit, g->i8, ""), gep(g, g->i8, out, t));
@@ -488,8 +532,8 @@ static void pat_random(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
                        LLVMValueRef cnt, LLVMValueRef out) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef r = ival(g, n->kids[0], L, NULL);
-  LLVMValueRef seed = ival(g, n->kids[1], L, NULL);
   nonneg(g, r, n, 0, "random: negative count");
+  LLVMValueRef seed = ival(g, n->kids[1], L, NULL);
   fill(g, out, cnt, ci8(g, 0));
   LLVMBasicBlockRef go = newbb(g, "random"), join = newbb(g, "join");
   LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSGT, L->lk, ci64(g, 0), ""), go,
@@ -570,7 +614,7 @@ static LLVMValueRef blocks_size(cg *g, const ir_node *n, const lvl *L) {
 }
 
 static void pat_blocks(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
-                       LLVMValueRef cnt, LLVMValueRef out) {
+                       LLVMValueRef cnt, LLVMValueRef out, LLVMValueRef act) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef b = blocks_size(g, n, L);
   lvl in = {LLVMBuildSDiv(B, L->i, b, ""), ceil_div(g, L->lq, b),
@@ -579,9 +623,22 @@ static void pat_blocks(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
   LLVMValueRef J1 = LLVMBuildSDiv(
       B, LLVMBuildSub(B, LLVMBuildAdd(B, j0, cnt, ""), ci64(g, 1), ""), b, "");
   LLVMValueRef nb = LLVMBuildAdd(B, LLVMBuildSub(B, J1, J0, ""), ci64(g, 1), "");
-  LLVMValueRef tmp = row_buf(g);
-  pat(g, n->kids[1], &in, J0, nb, tmp);
+  LLVMValueRef tmp = row_buf(g), bact = NULL;
   loop lp;
+  if (act) {  /* a block is active when one of its columns is */
+    bact = row_buf(g);
+    fill(g, bact, nb, ci8(g, 0));
+    LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
+    LLVMValueRef pb = gep(g, g->i8, bact,
+                          LLVMBuildSub(B, LLVMBuildSDiv(B, LLVMBuildAdd(B, j0, t, ""), b, ""),
+                                       J0, ""));
+    LLVMBuildStore(B,
+                   LLVMBuildOr(B, LLVMBuildLoad2(B, g->i8, pb, ""),
+                               LLVMBuildLoad2(B, g->i8, gep(g, g->i8, act, t), ""), ""),
+                   pb);
+    loop_end(g, &lp);
+  }
+  pat(g, n->kids[1], &in, J0, nb, tmp, bact);
   LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
   LLVMValueRef jb = LLVMBuildSub(
       B, LLVMBuildSDiv(B, LLVMBuildAdd(B, j0, t, ""), b, ""), J0, "");
@@ -590,37 +647,52 @@ static void pat_blocks(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
   loop_end(g, &lp);
 }
 
-static void pat(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
-                LLVMValueRef cnt, LLVMValueRef out) {
+/* out2 = act & (out == want), the columns where Q of P op Q is evaluated */
+static LLVMValueRef next_act(cg *g, LLVMValueRef act, LLVMValueRef out,
+                             LLVMValueRef cnt, int want) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef a2 = row_buf(g);
+  loop lp;
+  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
+  LLVMValueRef o = LLVMBuildLoad2(B, g->i8, gep(g, g->i8, out, t), "");
+  if (!want) o = LLVMBuildXor(B, o, ci8(g, 1), "");
+  if (act) o = LLVMBuildAnd(B, o, LLVMBuildLoad2(B, g->i8, gep(g, g->i8, act, t), ""), "");
+  LLVMBuildStore(B, o, gep(g, g->i8, a2, t));
+  loop_end(g, &lp);
+  return a2;
+}
+
+static void pat_node(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
+                     LLVMValueRef cnt, LLVMValueRef out, LLVMValueRef act) {
   LLVMBuilderRef B = g->B;
   switch (n->op) {
   case IR_FULL: fill(g, out, cnt, ci8(g, 1)); return;
   case IR_NONE: fill(g, out, cnt, ci8(g, 0)); return;
-  case IR_CAUSAL:
-  case IR_WHERE: pat_elementwise(g, n, L, j0, cnt, out, NULL, NULL); return;
+  case IR_CAUSAL: pat_elementwise(g, n, L, j0, cnt, out, NULL, NULL, NULL); return;
+  case IR_WHERE: pat_elementwise(g, n, L, j0, cnt, out, NULL, NULL, act); return;
   case IR_WINDOW: {
     LLVMValueRef l = ival(g, n->kids[0], L, NULL);
+    nonneg(g, l, n->kids[0], 0, "window: negative size");
     LLVMValueRef r = ival(g, n->kids[1], L, NULL);
-    nonneg(g, l, n, 0, "window: negative size");
-    nonneg(g, r, n, 0, "window: negative size");
-    pat_elementwise(g, n, L, j0, cnt, out, l, r);
+    nonneg(g, r, n->kids[1], 0, "window: negative size");
+    pat_elementwise(g, n, L, j0, cnt, out, l, r, NULL);
     return;
   }
   case IR_DILATED: {
     LLVMValueRef w = ival(g, n->kids[0], L, NULL);
+    nonneg(g, w, n->kids[0], 0, "dilated: negative width");
     LLVMValueRef d = ival(g, n->kids[1], L, NULL);
-    nonneg(g, w, n, 0, "dilated: negative width");
-    nonneg(g, d, n, 1, "dilated: dilation must be >= 1");
-    pat_elementwise(g, n, L, j0, cnt, out, w, d);
+    nonneg(g, d, n->kids[1], 1, "dilated: dilation must be >= 1");
+    pat_elementwise(g, n, L, j0, cnt, out, w, d, NULL);
     return;
   }
   case IR_BLOCK:
   case IR_STRIDE: {
     LLVMValueRef b = ival(g, n->kids[0], L, NULL);
-    nonneg(g, b, n, 1,
+    nonneg(g, b, n->kids[0], 1,
            n->op == IR_BLOCK ? "block: size must be >= 1"
                              : "stride: stride must be >= 1");
-    pat_elementwise(g, n, L, j0, cnt, out, b, NULL);
+    pat_elementwise(g, n, L, j0, cnt, out, b, NULL, NULL);
     return;
   }
   case IR_ROWS:
@@ -648,8 +720,8 @@ static void pat(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
   case IR_AND:
   case IR_MINUS: {
     LLVMValueRef tmp = row_buf(g);
-    pat(g, n->kids[0], L, j0, cnt, out);
-    pat(g, n->kids[1], L, j0, cnt, tmp);
+    pat(g, n->kids[0], L, j0, cnt, out, act);
+    pat(g, n->kids[1], L, j0, cnt, tmp, next_act(g, act, out, cnt, n->op != IR_OR));
     loop lp;
     LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
     LLVMValueRef pa = gep(g, g->i8, out, t);
@@ -663,7 +735,7 @@ static void pat(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
     return;
   }
   case IR_COMPL: {
-    pat(g, n->kids[0], L, j0, cnt, out);
+    pat(g, n->kids[0], L, j0, cnt, out, act);
     loop lp;
     LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
     LLVMValueRef pa = gep(g, g->i8, out, t);
@@ -678,17 +750,37 @@ static void pat(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
                       join = newbb(g, "join");
     LLVMBuildCondBr(B, c, tb, eb);
     LLVMPositionBuilderAtEnd(B, tb);
-    pat(g, n->kids[1], L, j0, cnt, out);
+    pat(g, n->kids[1], L, j0, cnt, out, act);
     LLVMBuildBr(B, join);
     LLVMPositionBuilderAtEnd(B, eb);
-    pat(g, n->kids[2], L, j0, cnt, out);
+    pat(g, n->kids[2], L, j0, cnt, out, act);
     LLVMBuildBr(B, join);
     LLVMPositionBuilderAtEnd(B, join);
     return;
   }
-  case IR_BLOCKS: pat_blocks(g, n, L, j0, cnt, out); return;
+  case IR_BLOCKS: pat_blocks(g, n, L, j0, cnt, out, act); return;
   default: fill(g, out, cnt, ci8(g, 0)); return;
   }
+}
+
+/* Fills out[0, cnt) with P for columns j0..; when act is given and no column
+ * is active the node is not evaluated at all (no errors, no extern calls). */
+static void pat(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
+                LLVMValueRef cnt, LLVMValueRef out, LLVMValueRef act) {
+  if (!act || n->op == IR_FULL || n->op == IR_NONE || n->op == IR_CAUSAL) {
+    pat_node(g, n, L, j0, cnt, out, act);
+    return;
+  }
+  LLVMBasicBlockRef go = newbb(g, "active"), skip = newbb(g, "inactive"),
+                    join = newbb(g, "join");
+  LLVMBuildCondBr(g->B, any_active(g, act, cnt), go, skip);
+  LLVMPositionBuilderAtEnd(g->B, go);
+  pat_node(g, n, L, j0, cnt, out, act);
+  LLVMBuildBr(g->B, join);
+  LLVMPositionBuilderAtEnd(g->B, skip);
+  fill(g, out, cnt, ci8(g, 0));
+  LLVMBuildBr(g->B, join);
+  LLVMPositionBuilderAtEnd(g->B, join);
 }
 
 /* --- functions ------------------------------------------------------------- */
@@ -742,7 +834,7 @@ static void build_mask_fn(cg *g, int idx, const ir_node *root) {
   LLVMValueRef j0 = LLVMGetParam(g->fn, 2), cnt = LLVMGetParam(g->fn, 3);
   LLVMValueRef out = LLVMGetParam(g->fn, 4), os = LLVMGetParam(g->fn, 5);
   LLVMValueRef buf = row_buf(g);
-  pat(g, root, &L, j0, cnt, buf);
+  pat(g, root, &L, j0, cnt, buf, NULL);
   loop lp;
   LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
   LLVMBuildStore(g->B, LLVMBuildLoad2(g->B, g->i8, gep(g, g->i8, buf, t), ""),
@@ -1053,6 +1145,16 @@ static int collect_topk(cg *g, const ir_node *n) {
   return 1;
 }
 
+static const ir_node *wide_extern(const ir_node *n) {
+  if (!n) return NULL;
+  if (n->op == IR_EXTERN && n->n_kids > 16) return n;
+  for (int k = 0; k < n->n_kids; k++) {
+    const ir_node *w = wide_extern(n->kids[k]);
+    if (w) return w;
+  }
+  return NULL;
+}
+
 bool cg_supported_d(int64_t D) {
   return D == 16 || D == 32 || D == 64 || D == 80 || D == 96 || D == 128 ||
          D == 256;
@@ -1075,6 +1177,10 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
              "head dimension %lld is not supported by the JIT "
              "(16, 32, 64, 80, 96, 128, 256)",
              (long long)D);
+    return NULL;
+  }
+  if (wide_extern(p->root)) {
+    snprintf(err, errlen, "extern functions take at most 16 arguments");
     return NULL;
   }
   cg G, *g = &G;

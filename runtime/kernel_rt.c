@@ -121,6 +121,8 @@ static inline int64_t pos_of_row(const rt_args *a, int64_t r) {
 /* Heap of the best candidates so far, worst at the root: worse means a
  * lower score, or an equal score and a larger key. */
 static inline int worse(double s1, int64_t j1, double s2, int64_t j2) {
+  if (isnan(s1) != isnan(s2)) return isnan(s1);  /* NaN ranks lowest */
+  if (isnan(s1)) return j1 > j2;
   return s1 < s2 || (s1 == s2 && j1 > j2);
 }
 
@@ -411,7 +413,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   R.a = a;
   R.n_qt = (a->Lq + KR_BQ - 1) / KR_BQ;
   float scale = a->scale != 0 ? a->scale : 1.0f / sqrtf((float)a->D);
-  R.scale = scale;
+  R.scale = a->scale != 0 ? (double)a->scale : 1.0 / sqrt((double)a->D);
   R.c = scale * 1.44269504088896340736f;
   R.err = err;
   R.errlen = errlen;
