@@ -31,7 +31,7 @@ GEN_SRCS    := $(B)/gen/parser.c $(B)/gen/lexer.c
 LIB_OBJS    := $(LIB_SRCS:%.c=$(B)/%.o) $(GEN_SRCS:%.c=%.o)
 DRIVER_OBJS := $(DRIVER_SRCS:%.c=$(B)/%.o)
 # bench/ baselines: only in the driver (spatc bench), built for speed.
-BENCH_OBJS  := $(patsubst %.c,$(B)/%.o,$(wildcard bench/*.c))
+BENCH_OBJS  := $(B)/bench/baselines.o
 TEST_SRCS   := $(wildcard tests/unit/test_*.c)
 TEST_BINS   := $(TEST_SRCS:tests/unit/%.c=$(B)/tests/%)
 DEPS_STAMP  := $(B)/.deps-ok
