@@ -17,8 +17,6 @@
  * (arena, diag, module) is reference-counted and shared by the pattern and
  * its kernels; whichever is freed last frees it.
  */
-#include "../include/spat.h"
-
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -28,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../include/spat.h"
 #include "../runtime/ffi.h"
 #include "../runtime/rt.h"
 #include "arena.h"
@@ -37,28 +36,28 @@
 #include "ir.h"
 
 #define ERR_LEN 1024
-#define MAX_FN_ARGS 16   /* ffi_call_pred's limit */
-#define MAX_D (1 << 16)  /* beyond any head dimension in use */
+#define MAX_FN_ARGS 16  /* ffi_call_pred's limit */
+#define MAX_D (1 << 16) /* beyond any head dimension in use */
 
 typedef struct fn_entry {
   char *name;
-  void *fn;       /* bool f(int64_t, ...) */
+  void *fn; /* bool f(int64_t, ...) */
   int nargs;
 } fn_entry;
 
 struct spat_ctx {
-  pthread_mutex_t lock;  /* guards err: kernel runs may fail concurrently */
-  char err[ERR_LEN];     /* the last failure's message */
-  char *diags;           /* the last parse/compile's diagnostics (malloc) */
+  pthread_mutex_t lock; /* guards err: kernel runs may fail concurrently */
+  char err[ERR_LEN];    /* the last failure's message */
+  char *diags;          /* the last parse/compile's diagnostics (malloc) */
   spat_diag_fn diag_fn;
   void *diag_user;
-  fn_entry *fns;         /* registered extern predicates */
+  fn_entry *fns; /* registered extern predicates */
   int n_fns, cap_fns;
 };
 
 typedef struct source {
-  atomic_int refs;       /* the pattern and each of its kernels */
-  arena *arena;          /* the module and every program instantiated */
+  atomic_int refs; /* the pattern and each of its kernels */
+  arena *arena;    /* the module and every program instantiated */
   diag *diag;
   fe_module *module;
 } source;
@@ -66,9 +65,9 @@ typedef struct source {
 struct spat_pattern {
   spat_ctx *ctx;
   source *src;
-  const char *name;      /* the selected pattern (in src's arena) */
+  const char *name; /* the selected pattern (in src's arena) */
   int n_defs;
-  fe_define *defs;       /* one per parameter, its current value (malloc) */
+  fe_define *defs; /* one per parameter, its current value (malloc) */
 };
 
 struct spat_kernel {
@@ -76,15 +75,15 @@ struct spat_kernel {
   source *src;
   const ir_program *prog;
   const backend *be;
-  void *obj;             /* the backend's compiled kernel */
+  void *obj; /* the backend's compiled kernel */
   int64_t D;
   spat_layout layout;
   int threads;
-  void **externs;        /* resolved extern predicates, one per ir extern */
+  void **externs; /* resolved extern predicates, one per ir extern */
   spat_arg_info *args;
   spat_signature sig;
-  char *entry_type;      /* sig.entry_type (malloc) */
-  ffi_entry *entry;      /* the typed entry */
+  char *entry_type; /* sig.entry_type (malloc) */
+  ffi_entry *entry; /* the typed entry */
 };
 
 /* ---- errors -------------------------------------------------------------- */
@@ -105,12 +104,18 @@ static spat_status fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
 
 static spat_status from_rt(rt_status s) {
   switch (s) {
-    case RT_OK: return SPAT_OK;
-    case RT_EINVAL: return SPAT_EINVAL;
-    case RT_ERANGE: return SPAT_ERANGE;
-    case RT_ENOMEM: return SPAT_ENOMEM;
-    case RT_EUNSUPPORTED: return SPAT_EUNSUPPORTED;
-    case RT_EINTERNAL: return SPAT_EINTERNAL;
+    case RT_OK:
+      return SPAT_OK;
+    case RT_EINVAL:
+      return SPAT_EINVAL;
+    case RT_ERANGE:
+      return SPAT_ERANGE;
+    case RT_ENOMEM:
+      return SPAT_ENOMEM;
+    case RT_EUNSUPPORTED:
+      return SPAT_EUNSUPPORTED;
+    case RT_EINTERNAL:
+      return SPAT_EINTERNAL;
   }
   return SPAT_EINTERNAL;
 }
@@ -144,7 +149,9 @@ static spat_status fail_diags(spat_ctx *c, const diag *d, const char *what) {
 #define STR2(x) #x
 #define STR(x) STR2(x)
 
-int spat_version(void) { return SPAT_VERSION; }
+int spat_version(void) {
+  return SPAT_VERSION;
+}
 
 const char *spat_version_string(void) {
   return STR(SPAT_VERSION_MAJOR) "." STR(SPAT_VERSION_MINOR) "." STR(
@@ -225,7 +232,7 @@ spat_status spat_ctx_register_fn(spat_ctx *c, const char *name, spat_fn fn,
                 "function takes 0 to %d",
                 name, nargs, MAX_FN_ARGS);
   void *p;
-  memcpy(&p, &fn, sizeof p);  /* backends take data-pointer-sized fns */
+  memcpy(&p, &fn, sizeof p); /* backends take data-pointer-sized fns */
   fn_entry *e = find_fn(c, name);
   if (e != NULL) {
     e->fn = p;
@@ -284,7 +291,8 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
     name = fe_pattern_name(m, n - 1);
   } else {
     for (int k = 0; k < n && name == NULL; k++)
-      if (strcmp(fe_pattern_name(m, k), want) == 0) name = fe_pattern_name(m, k);
+      if (strcmp(fe_pattern_name(m, k), want) == 0)
+        name = fe_pattern_name(m, k);
   }
   if (name == NULL) {
     char list[512] = "";
@@ -324,9 +332,9 @@ static spat_status parse_common(spat_ctx *c, const char *path,
                                 const char *want, spat_pattern **out) {
   source *s = source_new();
   if (s == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
-  s->module = path != NULL ? fe_load_file(s->diag, s->arena, path)
-                           : fe_load_string(s->diag, s->arena, source_name,
-                                            text);
+  s->module = path != NULL
+                  ? fe_load_file(s->diag, s->arena, path)
+                  : fe_load_string(s->diag, s->arena, source_name, text);
   if (s->module == NULL) {
     spat_status st = fail_diags(c, s->diag, "parsing");
     source_release(s);
@@ -403,8 +411,8 @@ spat_status spat_pattern_param(const spat_pattern *p, size_t k,
   if (p == NULL) return SPAT_EINVAL;
   if (k >= (size_t)p->n_defs)
     return fail(p->ctx, SPAT_EINVAL,
-                "spat_pattern_param: index %zu out of range (%d parameters)",
-                k, p->n_defs);
+                "spat_pattern_param: index %zu out of range (%d parameters)", k,
+                p->n_defs);
   if (name != NULL) *name = p->defs[k].name;
   if (value != NULL) *value = p->defs[k].value;
   return SPAT_OK;
@@ -496,8 +504,8 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
 
   source *s = pat->src;
   diag_clear(s->diag);
-  ir_program *p = fe_instantiate(s->diag, s->module, pat->name, pat->defs,
-                                 pat->n_defs);
+  ir_program *p =
+      fe_instantiate(s->diag, s->module, pat->name, pat->defs, pat->n_defs);
   if (p == NULL) return fail_diags(c, s->diag, "instantiating the pattern");
   set_diags(c, s->diag);
   if (p->n_runtime + p->n_inputs > FFI_ENTRY_MAX_ARGS)
@@ -509,8 +517,13 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
   spat_kernel *k = calloc(1, sizeof *k);
   if (k == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
   atomic_fetch_add(&s->refs, 1);
-  *k = (spat_kernel){.ctx = c, .src = s, .prog = p, .be = be, .D = o->D,
-                     .layout = o->layout, .threads = o->threads};
+  *k = (spat_kernel){.ctx = c,
+                     .src = s,
+                     .prog = p,
+                     .be = be,
+                     .D = o->D,
+                     .layout = o->layout,
+                     .threads = o->threads};
   int n_args = p->n_runtime + p->n_inputs;
   k->externs = calloc((size_t)p->n_externs + 1, sizeof *k->externs);
   k->args = calloc((size_t)n_args + 1, sizeof *k->args);
@@ -526,14 +539,12 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
   }
   for (int a = 0; a < p->n_runtime; a++)
     k->args[a] = (spat_arg_info){p->runtime[a].name, SPAT_KIND_SCALAR,
-                                 p->runtime[a].has_deflt,
-                                 p->runtime[a].deflt};
+                                 p->runtime[a].has_deflt, p->runtime[a].deflt};
   for (int a = 0; a < p->n_inputs; a++)
     k->args[p->n_runtime + a] =
         (spat_arg_info){p->inputs[a].name, SPAT_KIND_INPUT, false, 0};
-  k->sig = (spat_signature){p->name,          o->D,    o->layout,
-                            o->backend,       (size_t)n_args, k->args,
-                            k->entry_type};
+  k->sig = (spat_signature){p->name,        o->D,    o->layout,    o->backend,
+                            (size_t)n_args, k->args, k->entry_type};
 
   k->entry = ffi_entry_new(p->n_runtime, p->n_inputs, entry_body, k);
   if (k->entry == NULL) {
@@ -605,9 +616,8 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
                 (long long)t->B, (long long)t->H, (long long)Hkv,
                 (long long)t->Lq, (long long)t->Lk);
   if (t->H > 0 && (Hkv == 0 || t->H % Hkv != 0))
-    return fail(c, SPAT_EINVAL,
-                "H = %lld is not a multiple of Hkv = %lld", (long long)t->H,
-                (long long)Hkv);
+    return fail(c, SPAT_EINVAL, "H = %lld is not a multiple of Hkv = %lld",
+                (long long)t->H, (long long)Hkv);
   if (t->H == 0 && Hkv != 0)
     return fail(c, SPAT_EINVAL, "H = 0 with Hkv = %lld", (long long)Hkv);
   if (t->Lk > INT64_MAX / 2 || t->Lq > INT64_MAX / 2)
@@ -618,8 +628,7 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
       (st = check_tensor(c, "v", t->v, t->B, Hkv, t->Lk, k->D)) ||
       (st = check_tensor(c, "o", t->o, t->B, t->H, t->Lq, k->D)))
     return st;
-  if (t->scale != t->scale)
-    return fail(c, SPAT_EINVAL, "scale is NaN");
+  if (t->scale != t->scale) return fail(c, SPAT_EINVAL, "scale is NaN");
   const ir_program *p = k->prog;
   for (int a = 0; a < p->n_inputs; a++)
     if (inputs[a] == NULL && t->Lk > 0)
@@ -629,7 +638,7 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
     return fail(c, SPAT_ERANGE, "Lk = %lld: too long for int32 input arrays",
                 (long long)t->Lk);
 
-  if (t->B == 0 || t->H == 0 || t->Lq == 0) return SPAT_OK;  /* no rows */
+  if (t->B == 0 || t->H == 0 || t->Lq == 0) return SPAT_OK; /* no rows */
 
   rt_args a = {0};
   a.B = t->B;
@@ -638,7 +647,7 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
   a.Lq = t->Lq;
   a.Lk = t->Lk;
   a.D = k->D;
-  a.q.data = (float *)t->q;  /* backends only read q, k, v */
+  a.q.data = (float *)t->q; /* backends only read q, k, v */
   a.k.data = (float *)t->k;
   a.v.data = (float *)t->v;
   a.o.data = t->o;
@@ -666,8 +675,7 @@ static int entry_body(void *user, const void *t, const int64_t *scalars,
   return (int)run_kernel(user, t, scalars, arrays);
 }
 
-spat_status spat_kernel_run(const spat_kernel *k, const spat_tensors *t,
-                            ...) {
+spat_status spat_kernel_run(const spat_kernel *k, const spat_tensors *t, ...) {
   if (k == NULL) return SPAT_EINVAL;
   const ir_program *p = k->prog;
   int64_t scalars[FFI_ENTRY_MAX_ARGS + 1];
@@ -675,14 +683,13 @@ spat_status spat_kernel_run(const spat_kernel *k, const spat_tensors *t,
   va_list ap;
   va_start(ap, t);
   for (int a = 0; a < p->n_runtime; a++) scalars[a] = va_arg(ap, int64_t);
-  for (int a = 0; a < p->n_inputs; a++)
-    inputs[a] = va_arg(ap, const int32_t *);
+  for (int a = 0; a < p->n_inputs; a++) inputs[a] = va_arg(ap, const int32_t *);
   va_end(ap);
   return run_kernel(k, t, scalars, inputs);
 }
 
 static const char *kind_name(spat_kind kind) {
-  return kind == SPAT_KIND_SCALAR ? "a runtime scalar"
+  return kind == SPAT_KIND_SCALAR  ? "a runtime scalar"
          : kind == SPAT_KIND_INPUT ? "an input array"
                                    : "an unknown kind";
 }
@@ -705,8 +712,8 @@ spat_status spat_kernel_call(const spat_kernel *k, const spat_tensors *t,
     if (args[a].kind != sig->args[a].kind)
       return fail(c, SPAT_EINVAL,
                   "argument %zu ('%s') of kernel '%s' is %s, got %s", a,
-                  sig->args[a].name, sig->pattern,
-                  kind_name(sig->args[a].kind), kind_name(args[a].kind));
+                  sig->args[a].name, sig->pattern, kind_name(sig->args[a].kind),
+                  kind_name(args[a].kind));
     if (args[a].kind == SPAT_KIND_SCALAR)
       scalars[ns++] = args[a].scalar;
     else

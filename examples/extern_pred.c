@@ -18,10 +18,13 @@
 static const char *const source =
     "extern fn same_bucket(int, int) -> bool;\n"
     "extern fn pow2_back(int, int) -> bool;\n"
-    "pattern logsparse = causal & where(same_bucket(i, j) || pow2_back(i, j));\n";
+    "pattern logsparse = causal & where(same_bucket(i, j) || pow2_back(i, "
+    "j));\n";
 
 /* Pure and thread-safe: kernels call them from their worker threads. */
-static bool same_bucket(int64_t i, int64_t j) { return i / 16 == j / 16; }
+static bool same_bucket(int64_t i, int64_t j) {
+  return i / 16 == j / 16;
+}
 static bool pow2_back(int64_t i, int64_t j) {
   int64_t d = i - j;
   return d > 0 && (d & (d - 1)) == 0;
@@ -29,8 +32,8 @@ static bool pow2_back(int64_t i, int64_t j) {
 
 static int run(spat_ctx *ctx, spat_pattern *pat, spat_backend backend,
                const spat_tensors *t) {
-  spat_compile_options opts = {.D = 32, .layout = SPAT_LAYOUT_BLHD,
-                               .threads = 2, .backend = backend};
+  spat_compile_options opts = {
+      .D = 32, .layout = SPAT_LAYOUT_BLHD, .threads = 2, .backend = backend};
   spat_kernel *kernel = NULL;
   spat_status st = spat_compile(pat, &opts, &kernel);
   if (st == SPAT_OK) st = spat_kernel_run(kernel, t);
@@ -56,9 +59,8 @@ int main(void) {
 
   spat_ctx *ctx = spat_ctx_new();
   spat_pattern *pat = NULL;
-  if (ctx == NULL ||
-      spat_pattern_parse_string(ctx, "logsparse.pat", source, NULL, &pat) !=
-          SPAT_OK) {
+  if (ctx == NULL || spat_pattern_parse_string(ctx, "logsparse.pat", source,
+                                               NULL, &pat) != SPAT_OK) {
     fputs(ctx ? spat_ctx_last_diagnostics(ctx) : "out of memory\n", stderr);
     return 1;
   }
@@ -75,8 +77,14 @@ int main(void) {
     return 1;
   }
 
-  spat_tensors t = {.B = B, .H = H, .Lq = L, .Lk = L,  /* Hkv 0: H */
-                    .q = q, .k = k, .v = v, .o = o};
+  spat_tensors t = {.B = B,
+                    .H = H,
+                    .Lq = L,
+                    .Lk = L, /* Hkv 0: H */
+                    .q = q,
+                    .k = k,
+                    .v = v,
+                    .o = o};
   int rc = run(ctx, pat, SPAT_BACKEND_JIT, &t);
   t.o = o_ref;
   if (rc == 0) rc = run(ctx, pat, SPAT_BACKEND_INTERP, &t);

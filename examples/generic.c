@@ -38,18 +38,19 @@ static int parse_setting(const char *s, setting *out) {
 }
 
 static int usage(void) {
-  fputs("usage: generic FILE.pat [--pattern NAME] [-D NAME=VALUE]... "
-        "[--len L] [--heads H] [--dim D] [NAME=VALUE]...\n", stderr);
+  fputs(
+      "usage: generic FILE.pat [--pattern NAME] [-D NAME=VALUE]... "
+      "[--len L] [--heads H] [--dim D] [NAME=VALUE]...\n",
+      stderr);
   return 2;
 }
 
 /* Compiles for one backend and calls the kernel by position. */
-static spat_status run(spat_pattern *pat, spat_backend be,
-                       int64_t D, const setting *scalars, int n_scalars,
-                       const int32_t *docs, const spat_tensors *t,
-                       bool show) {
-  spat_compile_options opts = {.D = D, .layout = SPAT_LAYOUT_BHLD,
-                               .threads = 0, .backend = be};
+static spat_status run(spat_pattern *pat, spat_backend be, int64_t D,
+                       const setting *scalars, int n_scalars,
+                       const int32_t *docs, const spat_tensors *t, bool show) {
+  spat_compile_options opts = {
+      .D = D, .layout = SPAT_LAYOUT_BHLD, .threads = 0, .backend = be};
   spat_kernel *kernel = NULL;
   spat_status st = spat_compile(pat, &opts, &kernel);
   if (st != SPAT_OK) return st;
@@ -97,19 +98,25 @@ int main(int argc, char **argv) {
   int n_defs = 0, n_scalars = 0;
   for (int a = 1; a < argc; a++) {
     const char *s = argv[a];
-    if (strcmp(s, "--pattern") == 0 && a + 1 < argc) name = argv[++a];
+    if (strcmp(s, "--pattern") == 0 && a + 1 < argc)
+      name = argv[++a];
     else if (strcmp(s, "-D") == 0 && a + 1 < argc && n_defs < 32) {
       if (parse_setting(argv[++a], &defs[n_defs++]) != 0) return usage();
-    } else if (strcmp(s, "--len") == 0 && a + 1 < argc) L = atoll(argv[++a]);
-    else if (strcmp(s, "--heads") == 0 && a + 1 < argc) H = atoll(argv[++a]);
-    else if (strcmp(s, "--dim") == 0 && a + 1 < argc) D = atoll(argv[++a]);
+    } else if (strcmp(s, "--len") == 0 && a + 1 < argc)
+      L = atoll(argv[++a]);
+    else if (strcmp(s, "--heads") == 0 && a + 1 < argc)
+      H = atoll(argv[++a]);
+    else if (strcmp(s, "--dim") == 0 && a + 1 < argc)
+      D = atoll(argv[++a]);
     else if (s[0] != '-' && strchr(s, '=') != NULL && n_scalars < 32) {
       if (parse_setting(s, &scalars[n_scalars++]) != 0) return usage();
-    } else if (s[0] != '-' && path == NULL) path = s;
-    else return usage();
+    } else if (s[0] != '-' && path == NULL)
+      path = s;
+    else
+      return usage();
   }
-  if (path == NULL || L < 1 || H < 1 || D < 1 || L > (1 << 16) ||
-      H > 64 || D > 512)
+  if (path == NULL || L < 1 || H < 1 || D < 1 || L > (1 << 16) || H > 64 ||
+      D > 512)
     return usage();
 
   spat_ctx *ctx = spat_ctx_new();
@@ -146,13 +153,19 @@ int main(int argc, char **argv) {
   }
   for (int64_t x = 0; x < L; x++) docs[x] = (int32_t)(x / 37);
 
-  spat_tensors t = {.B = 1, .H = H, .Hkv = H, .Lq = L, .Lk = L,
-                    .q = q, .k = k, .v = v, .o = o};
+  spat_tensors t = {.B = 1,
+                    .H = H,
+                    .Hkv = H,
+                    .Lq = L,
+                    .Lk = L,
+                    .q = q,
+                    .k = k,
+                    .v = v,
+                    .o = o};
   st = run(pat, SPAT_BACKEND_JIT, D, scalars, n_scalars, docs, &t, true);
   t.o = o_ref;
   if (st == SPAT_OK)
-    st = run(pat, SPAT_BACKEND_INTERP, D, scalars, n_scalars, docs, &t,
-             false);
+    st = run(pat, SPAT_BACKEND_INTERP, D, scalars, n_scalars, docs, &t, false);
   int rc = 1;
   if (st != SPAT_OK) {
     fprintf(stderr, "%s: %s\n", spat_status_name(st), spat_ctx_error(ctx));
@@ -161,7 +174,8 @@ int main(int argc, char **argv) {
     for (size_t x = 0; x < n; x++)
       worst = fmax(worst, fabs((double)o[x] - o_ref[x]));
     printf("L=%" PRId64 " H=%" PRId64 " D=%" PRId64
-           ": max |jit - interp| = %.2e\n", L, H, D, worst);
+           ": max |jit - interp| = %.2e\n",
+           L, H, D, worst);
     rc = worst < 1e-4 ? 0 : 1;
     puts(rc == 0 ? "ok" : "MISMATCH");
   }

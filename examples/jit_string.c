@@ -20,8 +20,8 @@ static const char *const source =
 /* Compiles the pattern for the backend and runs it into o. */
 static int attend(spat_ctx *ctx, spat_pattern *pat, spat_backend backend,
                   const spat_tensors *t) {
-  spat_compile_options opts = {.D = 64, .layout = SPAT_LAYOUT_BHLD,
-                               .threads = 0, .backend = backend};
+  spat_compile_options opts = {
+      .D = 64, .layout = SPAT_LAYOUT_BHLD, .threads = 0, .backend = backend};
   spat_kernel *kernel = NULL;
   spat_status st = spat_compile(pat, &opts, &kernel);
   if (st != SPAT_OK) {
@@ -29,10 +29,9 @@ static int attend(spat_ctx *ctx, spat_pattern *pat, spat_backend backend,
             spat_ctx_error(ctx));
     return -1;
   }
-  st = spat_kernel_run(kernel, t);  /* no runtime arguments */
+  st = spat_kernel_run(kernel, t); /* no runtime arguments */
   if (st != SPAT_OK)
-    fprintf(stderr, "run: %s: %s\n", spat_status_name(st),
-            spat_ctx_error(ctx));
+    fprintf(stderr, "run: %s: %s\n", spat_status_name(st), spat_ctx_error(ctx));
   spat_kernel_free(kernel);
   return st == SPAT_OK ? 0 : -1;
 }
@@ -64,11 +63,18 @@ int main(void) {
     fputs(spat_ctx_last_diagnostics(ctx), stderr);
     return 1;
   }
-  spat_pattern_set_param(pat, "w", 64);  /* as `spatc -D w=64` */
+  spat_pattern_set_param(pat, "w", 64); /* as `spatc -D w=64` */
   spat_pattern_set_param(pat, "g", 2);
 
-  spat_tensors t = {.B = B, .H = H, .Hkv = H, .Lq = L, .Lk = L,
-                    .q = q, .k = k, .v = v, .o = o_jit};
+  spat_tensors t = {.B = B,
+                    .H = H,
+                    .Hkv = H,
+                    .Lq = L,
+                    .Lk = L,
+                    .q = q,
+                    .k = k,
+                    .v = v,
+                    .o = o_jit};
   int rc = attend(ctx, pat, SPAT_BACKEND_JIT, &t);
   t.o = o_ref;
   if (rc == 0) rc = attend(ctx, pat, SPAT_BACKEND_INTERP, &t);

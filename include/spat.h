@@ -54,9 +54,8 @@ extern "C" {
 #define SPAT_VERSION_MINOR 1
 #define SPAT_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH, as spat_version() returns it. */
-#define SPAT_VERSION                                           \
-  (SPAT_VERSION_MAJOR * 10000 + SPAT_VERSION_MINOR * 100 +     \
-   SPAT_VERSION_PATCH)
+#define SPAT_VERSION \
+  (SPAT_VERSION_MAJOR * 10000 + SPAT_VERSION_MINOR * 100 + SPAT_VERSION_PATCH)
 
 /* The version of the library actually linked; compare with SPAT_VERSION
  * (the same major number is required for compatibility). */
@@ -65,11 +64,11 @@ SPAT_API const char *spat_version_string(void); /* "0.1.0" */
 
 typedef enum spat_status {
   SPAT_OK = 0,
-  SPAT_EINVAL,       /* bad argument: NULL, shape, stride, missing input,
-                        unknown name, wrong kind or number of arguments */
-  SPAT_EPARSE,       /* the pattern has errors: see the diagnostics */
-  SPAT_ERANGE,       /* size overflow, or a run-time error of the pattern
-                        (overflow, division by zero, index out of range) */
+  SPAT_EINVAL, /* bad argument: NULL, shape, stride, missing input,
+                  unknown name, wrong kind or number of arguments */
+  SPAT_EPARSE, /* the pattern has errors: see the diagnostics */
+  SPAT_ERANGE, /* size overflow, or a run-time error of the pattern
+                  (overflow, division by zero, index out of range) */
   SPAT_ENOMEM,
   SPAT_EUNSUPPORTED, /* e.g. a head dimension the backend cannot compile */
   SPAT_EIO,          /* a file cannot be read */
@@ -85,8 +84,8 @@ typedef struct spat_kernel spat_kernel;
 
 /* ---- context ------------------------------------------------------------ */
 
-SPAT_API spat_ctx *spat_ctx_new(void);  /* NULL when out of memory */
-SPAT_API void spat_ctx_free(spat_ctx *ctx);  /* NULL is fine */
+SPAT_API spat_ctx *spat_ctx_new(void);      /* NULL when out of memory */
+SPAT_API void spat_ctx_free(spat_ctx *ctx); /* NULL is fine */
 
 /* The message of the last failure in this context ("" if none yet).  Valid
  * until the next call that uses the context. */
@@ -131,7 +130,7 @@ SPAT_API spat_status spat_pattern_parse_string(spat_ctx *ctx,
 SPAT_API spat_status spat_pattern_parse_file(spat_ctx *ctx, const char *path,
                                              const char *pattern_name,
                                              spat_pattern **out);
-SPAT_API void spat_pattern_free(spat_pattern *p);  /* NULL is fine */
+SPAT_API void spat_pattern_free(spat_pattern *p); /* NULL is fine */
 
 SPAT_API const char *spat_pattern_name(const spat_pattern *p);
 
@@ -153,14 +152,14 @@ typedef enum spat_backend {
 } spat_backend;
 
 typedef enum spat_layout {
-  SPAT_LAYOUT_BHLD = 0,  /* [B, H, L, D] */
-  SPAT_LAYOUT_BLHD = 1,  /* [B, L, H, D] */
+  SPAT_LAYOUT_BHLD = 0, /* [B, H, L, D] */
+  SPAT_LAYOUT_BLHD = 1, /* [B, L, H, D] */
 } spat_layout;
 
 typedef struct spat_compile_options {
-  int64_t D;             /* head dimension (>= 1) */
+  int64_t D; /* head dimension (>= 1) */
   spat_layout layout;
-  int threads;           /* worker threads per run; 0: all cores */
+  int threads; /* worker threads per run; 0: all cores */
   spat_backend backend;
 } spat_compile_options;
 
@@ -169,41 +168,41 @@ typedef struct spat_compile_options {
 SPAT_API spat_status spat_compile(spat_pattern *p,
                                   const spat_compile_options *opts,
                                   spat_kernel **out);
-SPAT_API void spat_kernel_free(spat_kernel *k);  /* NULL is fine */
+SPAT_API void spat_kernel_free(spat_kernel *k); /* NULL is fine */
 
 /* ---- running ------------------------------------------------------------ */
 
 typedef struct spat_tensors {
-  int64_t B, H, Hkv, Lq, Lk;  /* Hkv 0: H */
-  const float *q, *k, *v;     /* read */
-  float *o;                   /* written */
-  float *lse;                 /* NULL, or [B, H, Lq] log-sum-exp, written
-                                 (-inf for a row with no allowed key) */
-  float scale;                /* 0: 1 / sqrt(D) */
+  int64_t B, H, Hkv, Lq, Lk; /* Hkv 0: H */
+  const float *q, *k, *v;    /* read */
+  float *o;                  /* written */
+  float *lse;                /* NULL, or [B, H, Lq] log-sum-exp, written
+                                (-inf for a row with no allowed key) */
+  float scale;               /* 0: 1 / sqrt(D) */
 } spat_tensors;
 
 /* A kernel's arguments are its pattern's `runtime` scalars (int64_t), in
  * declaration order, then its `input` arrays (const int32_t *, Lk entries
  * each), in declaration order. */
 typedef enum spat_kind {
-  SPAT_KIND_SCALAR = 1,  /* `runtime n`: int64_t */
-  SPAT_KIND_INPUT = 2,   /* `input doc: int[]`: const int32_t[Lk] */
+  SPAT_KIND_SCALAR = 1, /* `runtime n`: int64_t */
+  SPAT_KIND_INPUT = 2,  /* `input doc: int[]`: const int32_t[Lk] */
 } spat_kind;
 
 typedef struct spat_arg_info {
   const char *name;
   spat_kind kind;
-  bool has_default;      /* scalars: the pattern gives a default */
+  bool has_default; /* scalars: the pattern gives a default */
   int64_t default_value;
 } spat_arg_info;
 
 typedef struct spat_signature {
-  const char *pattern;        /* the pattern's name */
+  const char *pattern; /* the pattern's name */
   int64_t D;
   spat_layout layout;
   spat_backend backend;
   size_t n_args;
-  const spat_arg_info *args;  /* n_args of them, in call order */
+  const spat_arg_info *args; /* n_args of them, in call order */
   /* The C type of the typed entry, e.g.
    * "int (*)(const spat_tensors *t, int64_t n, const int32_t *doc)" */
   const char *entry_type;
@@ -222,8 +221,8 @@ SPAT_API spat_status spat_kernel_run(const spat_kernel *k,
 /* A generic argument, for callers that learn the signature at run time. */
 typedef struct spat_value {
   spat_kind kind;
-  int64_t scalar;          /* SPAT_KIND_SCALAR */
-  const int32_t *input;    /* SPAT_KIND_INPUT */
+  int64_t scalar;       /* SPAT_KIND_SCALAR */
+  const int32_t *input; /* SPAT_KIND_INPUT */
 } spat_value;
 
 static inline spat_value spat_scalar(int64_t v) {

@@ -24,35 +24,34 @@ bool ffi_call_pred(void *fn, int n, const int64_t *args) {
   ffi_cif cif;
   ffi_type *types[16];
   void *values[16];
-  int64_t copy[16];  /* libffi wants pointers to non-const values */
+  int64_t copy[16]; /* libffi wants pointers to non-const values */
   for (int k = 0; k < n; k++) {
     types[k] = &ffi_type_sint64;
     copy[k] = args[k];
     values[k] = &copy[k];
   }
-  ffi_status st = ffi_prep_cif(&cif, FFI_DEFAULT_ABI, (unsigned)n,
-                               &ffi_type_uint8, types);
+  ffi_status st =
+      ffi_prep_cif(&cif, FFI_DEFAULT_ABI, (unsigned)n, &ffi_type_uint8, types);
   assert(st == FFI_OK);
   (void)st;
-  void (*f)(void);  /* ISO C has no cast from void * to a function pointer */
+  void (*f)(void); /* ISO C has no cast from void * to a function pointer */
   memcpy(&f, &fn, sizeof f);
-  ffi_arg ret = 0;  /* integral results are widened to ffi_arg */
+  ffi_arg ret = 0; /* integral results are widened to ffi_arg */
   ffi_call(&cif, f, &ret, values);
   return (uint8_t)ret != 0;
 }
 
 struct ffi_entry {
-  ffi_cif cif;             /* int (const void *, int64_t..., const int32_t *...) */
-  ffi_type **types;        /* the cif's argument types */
-  int ns, na;              /* scalars, arrays */
-  ffi_closure *closure;    /* writable half of the closure */
-  void (*code)(void);      /* executable half: the typed entry */
+  ffi_cif cif;          /* int (const void *, int64_t..., const int32_t *...) */
+  ffi_type **types;     /* the cif's argument types */
+  int ns, na;           /* scalars, arrays */
+  ffi_closure *closure; /* writable half of the closure */
+  void (*code)(void);   /* executable half: the typed entry */
   ffi_entry_body body;
   void *user;
 };
 
-static void entry_trampoline(ffi_cif *cif, void *ret, void **args,
-                             void *user) {
+static void entry_trampoline(ffi_cif *cif, void *ret, void **args, void *user) {
   (void)cif;
   const ffi_entry *e = user;
   int64_t scalars[FFI_ENTRY_MAX_ARGS];
@@ -102,13 +101,15 @@ void ffi_entry_free(ffi_entry *e) {
   free(e);
 }
 
-void (*ffi_entry_code(const ffi_entry *e))(void) { return e->code; }
+void (*ffi_entry_code(const ffi_entry *e))(void) {
+  return e->code;
+}
 
 int ffi_entry_call(const ffi_entry *e, void (*fn)(void), const void *t,
                    const int64_t *scalars, const int32_t *const *arrays) {
   void *values[1 + FFI_ENTRY_MAX_ARGS];
-  int64_t s[FFI_ENTRY_MAX_ARGS];          /* libffi wants pointers to */
-  const int32_t *a[FFI_ENTRY_MAX_ARGS];   /* each argument's value */
+  int64_t s[FFI_ENTRY_MAX_ARGS];        /* libffi wants pointers to */
+  const int32_t *a[FFI_ENTRY_MAX_ARGS]; /* each argument's value */
   values[0] = &t;
   for (int k = 0; k < e->ns; k++) {
     s[k] = scalars[k];

@@ -17,12 +17,11 @@ bool ffi_call_pred(void *fn, int n, const int64_t *args);
  * result it returns.  ns + na <= FFI_ENTRY_MAX_ARGS. */
 #define FFI_ENTRY_MAX_ARGS 64
 typedef struct ffi_entry ffi_entry;
-typedef int (*ffi_entry_body)(void *user, const void *t,
-                              const int64_t *scalars,
+typedef int (*ffi_entry_body)(void *user, const void *t, const int64_t *scalars,
                               const int32_t *const *arrays);
 /* NULL when out of memory, too many arguments, or closures unsupported. */
 ffi_entry *ffi_entry_new(int ns, int na, ffi_entry_body body, void *user);
-void ffi_entry_free(ffi_entry *e);               /* NULL is fine */
+void ffi_entry_free(ffi_entry *e);                /* NULL is fine */
 void (*ffi_entry_code(const ffi_entry *e))(void); /* the typed entry */
 /* Calls fn, a function of the entry's C type (its own code when NULL),
  * through the call interface prepared once in ffi_entry_new. */

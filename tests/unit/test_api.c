@@ -1,15 +1,17 @@
 /* test_api.c: the public API (include/spat.h, compiler/api.c), end to end
  * through the real front end and backends.  Results are checked against an
  * attention reference written here from the spec, with the mask as plain C. */
+/* cmocka.h needs these three before it */
+// clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <stdint.h>
-
 #include <cmocka.h>
+// clang-format on
 
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +61,7 @@ static void problem_free(problem *p) {
 }
 
 static spat_tensors tensors_of(const problem *p) {
-  spat_tensors t = {p->B, p->H,  p->Hkv, p->Lq, p->Lk, p->q,
+  spat_tensors t = {p->B, p->H, p->Hkv, p->Lq,  p->Lk, p->q,
                     p->k, p->v, p->o,   p->lse, 0.0f};
   return t;
 }
@@ -118,9 +120,8 @@ static void check_attention(const problem *p, int layout, mask_fn m,
         } else {
           double want = mx + log(sum);
           if (fabs(lse - want) > 1e-4) {
-            fprintf(stderr, "lse[%lld %lld %lld] = %g, want %g\n",
-                    (long long)b, (long long)h, (long long)r, (double)lse,
-                    want);
+            fprintf(stderr, "lse[%lld %lld %lld] = %g, want %g\n", (long long)b,
+                    (long long)h, (long long)r, (double)lse, want);
             fail();
           }
         }
@@ -145,8 +146,7 @@ static bool m_window(void *env, int64_t h, int64_t i, int64_t j) {
   return i - w <= j && j <= i + w;
 }
 
-static spat_pattern *parse_ok(spat_ctx *c, const char *text,
-                              const char *name) {
+static spat_pattern *parse_ok(spat_ctx *c, const char *text, const char *name) {
   spat_pattern *p = NULL;
   spat_status st = spat_pattern_parse_string(c, "test.pat", text, name, &p);
   if (st != SPAT_OK)
@@ -199,9 +199,9 @@ static void test_status_names(void **state) {
 static void test_nulls(void **state) {
   (void)state;
   spat_pattern *p = (spat_pattern *)&p;
-  assert_int_equal(spat_pattern_parse_string(NULL, NULL, "pattern p = full;",
-                                             NULL, &p),
-                   SPAT_EINVAL);
+  assert_int_equal(
+      spat_pattern_parse_string(NULL, NULL, "pattern p = full;", NULL, &p),
+      SPAT_EINVAL);
   assert_non_null(spat_ctx_error(NULL));
   assert_string_equal(spat_ctx_last_diagnostics(NULL), "");
   spat_ctx *c = spat_ctx_new();
@@ -211,9 +211,9 @@ static void test_nulls(void **state) {
                    SPAT_EINVAL);
   assert_null(p);
   assert_true(contains(spat_ctx_error(c), "text is NULL"));
-  assert_int_equal(spat_pattern_parse_string(c, NULL, "pattern p = full;",
-                                             NULL, NULL),
-                   SPAT_EINVAL);
+  assert_int_equal(
+      spat_pattern_parse_string(c, NULL, "pattern p = full;", NULL, NULL),
+      SPAT_EINVAL);
   assert_int_equal(spat_pattern_parse_file(c, NULL, NULL, &p), SPAT_EINVAL);
   assert_int_equal(spat_pattern_set_param(NULL, "w", 1), SPAT_EINVAL);
   spat_kernel *k = (spat_kernel *)&k;
@@ -272,7 +272,7 @@ static void test_parse_error(void **state) {
   assert_true(contains(d, "bad.pat:1:"));
   assert_true(contains(d, "error:"));
   assert_true(contains(d, "nosuch"));
-  assert_true(contains(d, "^"));  /* the caret under the span */
+  assert_true(contains(d, "^")); /* the caret under the span */
   assert_true(contains(spat_ctx_error(c), "bad.pat:1:"));
   assert_int_equal(log.calls, 1);
   assert_string_equal(log.text, d);
@@ -289,8 +289,8 @@ static void test_parse_file(void **state) {
   (void)state;
   spat_ctx *c = spat_ctx_new();
   spat_pattern *p = NULL;
-  assert_int_equal(
-      spat_pattern_parse_file(c, "/nonexistent/x.pat", NULL, &p), SPAT_EIO);
+  assert_int_equal(spat_pattern_parse_file(c, "/nonexistent/x.pat", NULL, &p),
+                   SPAT_EIO);
   assert_true(contains(spat_ctx_error(c), "/nonexistent/x.pat"));
   char path[] = "/tmp/spat_test_api_XXXXXX.pat";
   int fd = mkstemps(path, 4);
@@ -303,7 +303,7 @@ static void test_parse_file(void **state) {
   assert_int_equal(spat_pattern_n_params(p), 0);
   spat_pattern_free(p);
   assert_int_equal(spat_pattern_parse_file(c, path, NULL, &p), SPAT_OK);
-  assert_string_equal(spat_pattern_name(p), "b");  /* the last one */
+  assert_string_equal(spat_pattern_name(p), "b"); /* the last one */
   assert_int_equal(spat_pattern_n_params(p), 1);
   spat_pattern_free(p);
   assert_int_equal(spat_pattern_parse_file(c, path, "zzz", &p), SPAT_EINVAL);
@@ -383,7 +383,7 @@ static void run_causal(spat_backend be, int layout, int64_t Lq, int64_t Lk,
   spat_ctx *c = spat_ctx_new();
   spat_pattern *p = parse_ok(c, "pattern p = causal;", NULL);
   spat_kernel *k = compile_ok(p, c, 8, (spat_layout)layout, be);
-  spat_pattern_free(p);  /* the kernel does not need it */
+  spat_pattern_free(p); /* the kernel does not need it */
   problem pr = problem_new(2, H, Hkv, Lq, Lk, 8, 11);
   spat_tensors t = tensors_of(&pr);
   spat_status st = spat_kernel_run(k, &t);
@@ -399,8 +399,8 @@ static void test_run_interp(void **state) {
   (void)state;
   run_causal(SPAT_BACKEND_INTERP, 0, 17, 17, 2, 2);
   run_causal(SPAT_BACKEND_INTERP, 1, 17, 17, 2, 2);
-  run_causal(SPAT_BACKEND_INTERP, 0, 5, 19, 4, 2);  /* bottom-right, GQA */
-  run_causal(SPAT_BACKEND_INTERP, 1, 19, 5, 2, 1);  /* Lq > Lk: empty rows */
+  run_causal(SPAT_BACKEND_INTERP, 0, 5, 19, 4, 2); /* bottom-right, GQA */
+  run_causal(SPAT_BACKEND_INTERP, 1, 19, 5, 2, 1); /* Lq > Lk: empty rows */
 }
 
 static void test_run_jit(void **state) {
@@ -417,7 +417,7 @@ static void test_run_bad_shapes(void **state) {
   spat_kernel *k = compile_ok(p, c, 8, SPAT_LAYOUT_BHLD, SPAT_BACKEND_INTERP);
   problem pr = problem_new(1, 3, 3, 4, 4, 8, 1);
   spat_tensors t = tensors_of(&pr);
-  t.Hkv = 2;  /* 3 is not a multiple of 2 */
+  t.Hkv = 2; /* 3 is not a multiple of 2 */
   assert_int_equal(spat_kernel_run(k, &t), SPAT_EINVAL);
   assert_true(contains(spat_ctx_error(c), "multiple of Hkv"));
   t = tensors_of(&pr);
@@ -428,7 +428,7 @@ static void test_run_bad_shapes(void **state) {
   assert_int_equal(spat_kernel_run(k, &t), SPAT_EINVAL);
   assert_true(contains(spat_ctx_error(c), "v is NULL"));
   t = tensors_of(&pr);
-  t.B = INT64_MAX / 2;  /* B * H * L * D overflows */
+  t.B = INT64_MAX / 2; /* B * H * L * D overflows */
   assert_int_equal(spat_kernel_run(k, &t), SPAT_ERANGE);
   assert_true(contains(spat_ctx_error(c), "overflow"));
   t = tensors_of(&pr);
@@ -510,9 +510,8 @@ static void test_three_ways_to_call(void **state) {
   check_attention(&pr, 0, m_docs, &env);
 
   memset(pr.o, 0, (size_t)(L * 2 * 8) * sizeof(float));
-  int (*entry)(const spat_tensors *, int64_t, const int32_t *) =
-      (int (*)(const spat_tensors *, int64_t, const int32_t *))
-          spat_kernel_entry(k);
+  int (*entry)(const spat_tensors *, int64_t, const int32_t *) = (int (*)(
+      const spat_tensors *, int64_t, const int32_t *))spat_kernel_entry(k);
   assert_non_null(entry);
   assert_int_equal(entry(&t, 3, doc), SPAT_OK);
   check_attention(&pr, 0, m_docs, &env);
@@ -560,8 +559,12 @@ static void test_runtime_error(void **state) {
 
 /* ---- extern predicates --------------------------------------------------- */
 
-static bool near3(int64_t i, int64_t j) { return i - j <= 3 && j - i <= 3; }
-static bool three(int64_t a, int64_t b, int64_t c) { return a + b + c > 0; }
+static bool near3(int64_t i, int64_t j) {
+  return i - j <= 3 && j - i <= 3;
+}
+static bool three(int64_t a, int64_t b, int64_t c) {
+  return a + b + c > 0;
+}
 
 static bool m_near3(void *env, int64_t h, int64_t i, int64_t j) {
   (void)env;
@@ -584,13 +587,11 @@ static void test_externs(void **state) {
   assert_true(contains(spat_ctx_error(c), "'near'"));
   assert_true(contains(spat_ctx_error(c), "not registered"));
 
-  assert_int_equal(spat_ctx_register_fn(c, "near", SPAT_FN(three), 3),
-                   SPAT_OK);
+  assert_int_equal(spat_ctx_register_fn(c, "near", SPAT_FN(three), 3), SPAT_OK);
   assert_int_equal(spat_compile(p, &o, &k), SPAT_EINVAL);
   assert_true(contains(spat_ctx_error(c), "registered with 3"));
 
-  assert_int_equal(spat_ctx_register_fn(c, "near", SPAT_FN(near3), 2),
-                   SPAT_OK);
+  assert_int_equal(spat_ctx_register_fn(c, "near", SPAT_FN(near3), 2), SPAT_OK);
   k = compile_ok(p, c, 8, SPAT_LAYOUT_BHLD, SPAT_BACKEND_INTERP);
   problem pr = problem_new(1, 2, 2, 21, 21, 8, 5);
   spat_tensors t = tensors_of(&pr);
@@ -615,8 +616,7 @@ static void test_jit_matches_interp(void **state) {
   spat_ctx *c = spat_ctx_new();
   spat_pattern *p = parse_ok(c, docs_pat, NULL);
   spat_kernel *kj = compile_ok(p, c, 16, SPAT_LAYOUT_BLHD, SPAT_BACKEND_JIT);
-  spat_kernel *ki =
-      compile_ok(p, c, 16, SPAT_LAYOUT_BLHD, SPAT_BACKEND_INTERP);
+  spat_kernel *ki = compile_ok(p, c, 16, SPAT_LAYOUT_BLHD, SPAT_BACKEND_INTERP);
   enum { L = 70 };
   int32_t doc[L];
   for (int x = 0; x < L; x++) doc[x] = x / 23;

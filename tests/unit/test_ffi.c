@@ -1,11 +1,14 @@
 /* test_ffi.c: runtime/ffi.c, extern predicate calls through libffi. */
+/* cmocka.h needs these three before it */
+// clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <cmocka.h>
+// clang-format on
+
 #include <stdint.h>
 #include <string.h>
-
-#include <cmocka.h>
 
 #include "ffi.h"
 
@@ -16,20 +19,28 @@ static void *fnptr(void (*f)(void)) {
 }
 #define FN(f) fnptr((void (*)(void))(f))
 
-static bool always_true(void) { return true; }
-static bool always_false(void) { return false; }
-static bool is_even(int64_t a) { return a % 2 == 0; }
-static bool less(int64_t a, int64_t b) { return a < b; }
+static bool always_true(void) {
+  return true;
+}
+static bool always_false(void) {
+  return false;
+}
+static bool is_even(int64_t a) {
+  return a % 2 == 0;
+}
+static bool less(int64_t a, int64_t b) {
+  return a < b;
+}
 static bool same_doc(int64_t i, int64_t j, int64_t h) {
   return i / 8 == j / 8 && h != 3;
 }
 /* True exactly when the sixteen arguments arrive in order as 1000 + k,
  * with the sign of the odd ones flipped: catches swapped, truncated or
  * stack-passed arguments read from the wrong slot. */
-static bool sixteen(int64_t a0, int64_t a1, int64_t a2, int64_t a3,
-                    int64_t a4, int64_t a5, int64_t a6, int64_t a7,
-                    int64_t a8, int64_t a9, int64_t a10, int64_t a11,
-                    int64_t a12, int64_t a13, int64_t a14, int64_t a15) {
+static bool sixteen(int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4,
+                    int64_t a5, int64_t a6, int64_t a7, int64_t a8, int64_t a9,
+                    int64_t a10, int64_t a11, int64_t a12, int64_t a13,
+                    int64_t a14, int64_t a15) {
   int64_t v[16] = {a0, a1, a2,  a3,  a4,  a5,  a6,  a7,
                    a8, a9, a10, a11, a12, a13, a14, a15};
   for (int k = 0; k < 16; k++)
@@ -37,7 +48,9 @@ static bool sixteen(int64_t a0, int64_t a1, int64_t a2, int64_t a3,
   return true;
 }
 /* A full 64-bit value must cross unchanged. */
-static bool is_big(int64_t a) { return a == INT64_MIN + 7; }
+static bool is_big(int64_t a) {
+  return a == INT64_MIN + 7;
+}
 
 static void test_no_args(void **state) {
   (void)state;
@@ -68,8 +81,7 @@ static void test_three_args(void **state) {
     for (int64_t j = 0; j < 20; j++)
       for (int64_t h = 0; h < 5; h++) {
         int64_t a[3] = {i, j, h};
-        assert_int_equal(ffi_call_pred(FN(same_doc), 3, a),
-                         same_doc(i, j, h));
+        assert_int_equal(ffi_call_pred(FN(same_doc), 3, a), same_doc(i, j, h));
       }
 }
 
@@ -98,8 +110,7 @@ static int record(void *user, const void *t, const int64_t *scalars,
   for (int k = 0; k < 3; k++) w->s[k] = scalars[k];
   w->a[0] = arrays[0];
   w->calls++;
-  return (int)(scalars[0] + scalars[1] * 10 + scalars[2] * 100) +
-         arrays[0][1];
+  return (int)(scalars[0] + scalars[1] * 10 + scalars[2] * 100) + arrays[0][1];
 }
 
 static void test_entry_typed_call(void **state) {
