@@ -372,6 +372,12 @@ static void test_compile_options(void **state) {
   o.backend = (spat_backend)9;
   assert_int_equal(spat_compile(p, &o, &k), SPAT_EINVAL);
   assert_null(k);
+  /* A head dimension the JIT does not generate code for. */
+  o.backend = SPAT_BACKEND_JIT;
+  o.D = 3;
+  assert_int_equal(spat_compile(p, &o, &k), SPAT_EUNSUPPORTED);
+  assert_true(contains(spat_ctx_error(c), "jit"));
+  assert_null(k);
   spat_pattern_free(p);
   spat_ctx_free(c);
 }
@@ -382,9 +388,9 @@ static void run_causal(spat_backend be, int layout, int64_t Lq, int64_t Lk,
                        int64_t H, int64_t Hkv) {
   spat_ctx *c = spat_ctx_new();
   spat_pattern *p = parse_ok(c, "pattern p = causal;", NULL);
-  spat_kernel *k = compile_ok(p, c, 8, (spat_layout)layout, be);
+  spat_kernel *k = compile_ok(p, c, 16, (spat_layout)layout, be);
   spat_pattern_free(p); /* the kernel does not need it */
-  problem pr = problem_new(2, H, Hkv, Lq, Lk, 8, 11);
+  problem pr = problem_new(2, H, Hkv, Lq, Lk, 16, 11);
   spat_tensors t = tensors_of(&pr);
   spat_status st = spat_kernel_run(k, &t);
   if (st != SPAT_OK) fprintf(stderr, "%s\n", spat_ctx_error(c));
@@ -580,7 +586,7 @@ static void test_externs(void **state) {
   (void)state;
   spat_ctx *c = spat_ctx_new();
   spat_pattern *p = parse_ok(c, extern_pat, NULL);
-  spat_compile_options o = {8, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP};
+  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP};
   spat_kernel *k = NULL;
   assert_int_equal(spat_compile(p, &o, &k), SPAT_EINVAL);
   assert_null(k);
@@ -592,15 +598,15 @@ static void test_externs(void **state) {
   assert_true(contains(spat_ctx_error(c), "registered with 3"));
 
   assert_int_equal(spat_ctx_register_fn(c, "near", SPAT_FN(near3), 2), SPAT_OK);
-  k = compile_ok(p, c, 8, SPAT_LAYOUT_BHLD, SPAT_BACKEND_INTERP);
-  problem pr = problem_new(1, 2, 2, 21, 21, 8, 5);
+  k = compile_ok(p, c, 16, SPAT_LAYOUT_BHLD, SPAT_BACKEND_INTERP);
+  problem pr = problem_new(1, 2, 2, 21, 21, 16, 5);
   spat_tensors t = tensors_of(&pr);
   assert_int_equal(spat_kernel_run(k, &t), SPAT_OK);
   check_attention(&pr, 0, m_near3, NULL);
   spat_kernel_free(k);
 
-  k = compile_ok(p, c, 8, SPAT_LAYOUT_BHLD, SPAT_BACKEND_JIT);
-  memset(pr.o, 0, (size_t)(21 * 2 * 8) * sizeof(float));
+  k = compile_ok(p, c, 16, SPAT_LAYOUT_BHLD, SPAT_BACKEND_JIT);
+  memset(pr.o, 0, (size_t)(21 * 2 * 16) * sizeof(float));
   assert_int_equal(spat_kernel_run(k, &t), SPAT_OK);
   check_attention(&pr, 0, m_near3, NULL);
   spat_kernel_free(k);
@@ -661,13 +667,13 @@ static void test_concurrent_runs(void **state) {
   (void)state;
   spat_ctx *c = spat_ctx_new();
   spat_pattern *p = parse_ok(c, docs_pat, NULL);
-  spat_kernel *k = compile_ok(p, c, 8, SPAT_LAYOUT_BHLD, SPAT_BACKEND_JIT);
+  spat_kernel *k = compile_ok(p, c, 16, SPAT_LAYOUT_BHLD, SPAT_BACKEND_JIT);
   enum { N = 3 };
   job jobs[N];
   pthread_t th[N];
   for (int n = 0; n < N; n++) {
     jobs[n].k = k;
-    jobs[n].pr = problem_new(1, 2, 2, 48, 48, 8, (uint64_t)(100 + n));
+    jobs[n].pr = problem_new(1, 2, 2, 48, 48, 16, (uint64_t)(100 + n));
     for (int x = 0; x < 48; x++) jobs[n].doc[x] = x / (8 + n);
     assert_int_equal(pthread_create(&th[n], NULL, run_job, &jobs[n]), 0);
   }
