@@ -70,6 +70,17 @@ struct spat_pattern {
   fe_define *defs; /* one per parameter, its current value (malloc) */
 };
 
+/* What make_args needs to check a run's arguments and describe them to a
+ * backend: kernels and AOT objects alike. */
+typedef struct run_shape {
+  int64_t D;
+  int layout;
+  int n_inputs;
+  const char *const *input_names;
+  void *const *externs;
+  int threads;
+} run_shape;
+
 struct spat_kernel {
   spat_ctx *ctx;
   source *src;
@@ -80,6 +91,8 @@ struct spat_kernel {
   spat_layout layout;
   int threads;
   void **externs; /* resolved extern predicates, one per ir extern */
+  const char **input_names;
+  run_shape shape;
   spat_arg_info *args;
   spat_signature sig;
   char *entry_type; /* sig.entry_type (malloc) */
@@ -468,6 +481,7 @@ static void kernel_destroy(spat_kernel *k) {
   if (k->obj != NULL) k->be->free(k->obj);
   ffi_entry_free(k->entry);
   free(k->externs);
+  free(k->input_names);
   free(k->args);
   free(k->entry_type);
   source_release(k->src);
@@ -527,8 +541,10 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
   int n_args = p->n_runtime + p->n_inputs;
   k->externs = calloc((size_t)p->n_externs + 1, sizeof *k->externs);
   k->args = calloc((size_t)n_args + 1, sizeof *k->args);
+  k->input_names = calloc((size_t)p->n_inputs + 1, sizeof *k->input_names);
   k->entry_type = entry_type(p);
-  if (k->externs == NULL || k->args == NULL || k->entry_type == NULL) {
+  if (k->externs == NULL || k->args == NULL || k->input_names == NULL ||
+      k->entry_type == NULL) {
     kernel_destroy(k);
     return fail(c, SPAT_ENOMEM, "out of memory");
   }
@@ -543,6 +559,9 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
   for (int a = 0; a < p->n_inputs; a++)
     k->args[p->n_runtime + a] =
         (spat_arg_info){p->inputs[a].name, SPAT_KIND_INPUT, false, 0};
+  for (int a = 0; a < p->n_inputs; a++) k->input_names[a] = p->inputs[a].name;
+  k->shape = (run_shape){o->D,           (int)o->layout, p->n_inputs,
+                         k->input_names, k->externs,     o->threads};
   k->sig = (spat_signature){p->name,        o->D,    o->layout,    o->backend,
                             (size_t)n_args, k->args, k->entry_type};
 
@@ -588,16 +607,96 @@ static bool mul_sizes(int64_t *out, int n, const int64_t *v) {
   return true;
 }
 
-static spat_status check_tensor(spat_ctx *c, const char *what, const void *p,
-                                int64_t B, int64_t H, int64_t L, int64_t D) {
+static spat_status errf(char *err, size_t errlen, spat_status st,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static spat_status errf(char *err, size_t errlen, spat_status st,
+                        const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return st;
+}
+
+static spat_status check_tensor(const char *what, const void *p, int64_t B,
+                                int64_t H, int64_t L, int64_t D, char *err,
+                                size_t errlen) {
   int64_t n;
   if (!mul_sizes(&n, 4, (const int64_t[]){B, H, L, D}) ||
       n > (int64_t)(PTRDIFF_MAX / (int64_t)sizeof(float)))
-    return fail(c, SPAT_ERANGE,
+    return errf(err, errlen, SPAT_ERANGE,
                 "%s: %lld x %lld x %lld x %lld floats overflow the address "
                 "space",
                 what, (long long)B, (long long)H, (long long)L, (long long)D);
-  if (n > 0 && p == NULL) return fail(c, SPAT_EINVAL, "%s is NULL", what);
+  if (n > 0 && p == NULL)
+    return errf(err, errlen, SPAT_EINVAL, "%s is NULL", what);
+  return SPAT_OK;
+}
+
+/* Checks the tensors and arguments of a run and fills a; *empty when there
+ * is nothing to compute. */
+static spat_status make_args(const run_shape *k, const spat_tensors *t,
+                             const int64_t *scalars,
+                             const int32_t *const *inputs, rt_args *a,
+                             bool *empty, char *err, size_t errlen) {
+  if (t == NULL) return errf(err, errlen, SPAT_EINVAL, "tensors are NULL");
+  int64_t Hkv = t->Hkv == 0 ? t->H : t->Hkv;
+  if (t->B < 0 || t->H < 0 || Hkv < 0 || t->Lq < 0 || t->Lk < 0)
+    return errf(err, errlen, SPAT_EINVAL,
+                "negative size: B = %lld, H = %lld, Hkv = %lld, Lq = %lld, "
+                "Lk = %lld",
+                (long long)t->B, (long long)t->H, (long long)Hkv,
+                (long long)t->Lq, (long long)t->Lk);
+  if (t->H > 0 && (Hkv == 0 || t->H % Hkv != 0))
+    return errf(err, errlen, SPAT_EINVAL,
+                "H = %lld is not a multiple of Hkv = %lld", (long long)t->H,
+                (long long)Hkv);
+  if (t->H == 0 && Hkv != 0)
+    return errf(err, errlen, SPAT_EINVAL, "H = 0 with Hkv = %lld",
+                (long long)Hkv);
+  spat_status st;
+  if ((st = check_tensor("q", t->q, t->B, t->H, t->Lq, k->D, err, errlen)) ||
+      (st = check_tensor("k", t->k, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
+      (st = check_tensor("v", t->v, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
+      (st = check_tensor("o", t->o, t->B, t->H, t->Lq, k->D, err, errlen)))
+    return st;
+  if (t->scale != t->scale)
+    return errf(err, errlen, SPAT_EINVAL, "scale is NaN");
+  for (int x = 0; x < k->n_inputs; x++)
+    if (inputs[x] == NULL && t->Lk > 0)
+      return errf(err, errlen, SPAT_EINVAL,
+                  "input array '%s' is NULL (missing input)",
+                  k->input_names[x]);
+  if (k->n_inputs > 0 && t->Lk > INT32_MAX)
+    return errf(err, errlen, SPAT_ERANGE,
+                "Lk = %lld: too long for int32 input arrays", (long long)t->Lk);
+
+  *empty = t->B == 0 || t->H == 0 || t->Lq == 0; /* no rows to write */
+  *a = (rt_args){0};
+  a->B = t->B;
+  a->H = t->H;
+  a->Hkv = Hkv;
+  a->Lq = t->Lq;
+  a->Lk = t->Lk;
+  a->D = k->D;
+  a->q.data = (float *)t->q; /* backends only read q, k, v */
+  a->k.data = (float *)t->k;
+  a->v.data = (float *)t->v;
+  a->o.data = t->o;
+  rt_tensor_strides(&a->q, k->layout, t->H, t->Lq, k->D);
+  rt_tensor_strides(&a->k, k->layout, Hkv, t->Lk, k->D);
+  rt_tensor_strides(&a->v, k->layout, Hkv, t->Lk, k->D);
+  rt_tensor_strides(&a->o, k->layout, t->H, t->Lq, k->D);
+  a->lse = t->lse;
+  a->lse_sh = t->Lq;
+  a->lse_sb = t->H * t->Lq;
+  a->scale = t->scale;
+  a->runtime = scalars;
+  a->inputs = inputs;
+  a->externs = k->externs;
+  a->threads = k->threads;
   return SPAT_OK;
 }
 
@@ -606,68 +705,18 @@ static spat_status check_tensor(spat_ctx *c, const char *what, const void *p,
 static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
                               const int64_t *scalars,
                               const int32_t *const *inputs) {
-  spat_ctx *c = k->ctx;
-  if (t == NULL) return fail(c, SPAT_EINVAL, "tensors are NULL");
-  int64_t Hkv = t->Hkv == 0 ? t->H : t->Hkv;
-  if (t->B < 0 || t->H < 0 || Hkv < 0 || t->Lq < 0 || t->Lk < 0)
-    return fail(c, SPAT_EINVAL,
-                "negative size: B = %lld, H = %lld, Hkv = %lld, Lq = %lld, "
-                "Lk = %lld",
-                (long long)t->B, (long long)t->H, (long long)Hkv,
-                (long long)t->Lq, (long long)t->Lk);
-  if (t->H > 0 && (Hkv == 0 || t->H % Hkv != 0))
-    return fail(c, SPAT_EINVAL, "H = %lld is not a multiple of Hkv = %lld",
-                (long long)t->H, (long long)Hkv);
-  if (t->H == 0 && Hkv != 0)
-    return fail(c, SPAT_EINVAL, "H = 0 with Hkv = %lld", (long long)Hkv);
-  if (t->Lk > INT64_MAX / 2 || t->Lq > INT64_MAX / 2)
-    return fail(c, SPAT_ERANGE, "sequence length too large");
-  spat_status st;
-  if ((st = check_tensor(c, "q", t->q, t->B, t->H, t->Lq, k->D)) ||
-      (st = check_tensor(c, "k", t->k, t->B, Hkv, t->Lk, k->D)) ||
-      (st = check_tensor(c, "v", t->v, t->B, Hkv, t->Lk, k->D)) ||
-      (st = check_tensor(c, "o", t->o, t->B, t->H, t->Lq, k->D)))
-    return st;
-  if (t->scale != t->scale) return fail(c, SPAT_EINVAL, "scale is NaN");
-  const ir_program *p = k->prog;
-  for (int a = 0; a < p->n_inputs; a++)
-    if (inputs[a] == NULL && t->Lk > 0)
-      return fail(c, SPAT_EINVAL, "input array '%s' is NULL (missing input)",
-                  p->inputs[a].name);
-  if (t->Lk > 0 && p->n_inputs > 0 && t->Lk > INT32_MAX)
-    return fail(c, SPAT_ERANGE, "Lk = %lld: too long for int32 input arrays",
-                (long long)t->Lk);
-
-  if (t->B == 0 || t->H == 0 || t->Lq == 0) return SPAT_OK; /* no rows */
-
-  rt_args a = {0};
-  a.B = t->B;
-  a.H = t->H;
-  a.Hkv = Hkv;
-  a.Lq = t->Lq;
-  a.Lk = t->Lk;
-  a.D = k->D;
-  a.q.data = (float *)t->q; /* backends only read q, k, v */
-  a.k.data = (float *)t->k;
-  a.v.data = (float *)t->v;
-  a.o.data = t->o;
-  rt_tensor_strides(&a.q, (int)k->layout, t->H, t->Lq, k->D);
-  rt_tensor_strides(&a.k, (int)k->layout, Hkv, t->Lk, k->D);
-  rt_tensor_strides(&a.v, (int)k->layout, Hkv, t->Lk, k->D);
-  rt_tensor_strides(&a.o, (int)k->layout, t->H, t->Lq, k->D);
-  a.lse = t->lse;
-  a.lse_sh = t->Lq;
-  a.lse_sb = t->H * t->Lq;
-  a.scale = t->scale;
-  a.runtime = scalars;
-  a.inputs = inputs;
-  a.externs = k->externs;
-  a.threads = k->threads;
   char err[ERR_LEN] = "";
-  rt_status rs = k->be->run(k->obj, &a, err, sizeof err);
-  if (rs != RT_OK)
-    return fail(c, from_rt(rs), "%s", err[0] ? err : "the kernel failed");
-  return SPAT_OK;
+  rt_args a;
+  bool empty = false;
+  spat_status st =
+      make_args(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
+  if (st == SPAT_OK && !empty) {
+    rt_status rs = k->be->run(k->obj, &a, err, sizeof err);
+    if (rs != RT_OK && err[0] == '\0') snprintf(err, sizeof err, "failed");
+    st = from_rt(rs);
+  }
+  if (st != SPAT_OK) fail(k->ctx, st, "%s", err);
+  return st;
 }
 
 static int entry_body(void *user, const void *t, const int64_t *scalars,
