@@ -17,6 +17,8 @@
  * (arena, diag, module) is reference-counted and shared by the pattern and
  * its kernels; whichever is freed last frees it.
  */
+#include "api.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -70,17 +72,6 @@ struct spat_pattern {
   fe_define *defs; /* one per parameter, its current value (malloc) */
 };
 
-/* What make_args needs to check a run's arguments and describe them to a
- * backend: kernels and AOT objects alike. */
-typedef struct run_shape {
-  int64_t D;
-  int layout;
-  int n_inputs;
-  const char *const *input_names;
-  void *const *externs;
-  int threads;
-} run_shape;
-
 struct spat_kernel {
   spat_ctx *ctx;
   source *src;
@@ -92,7 +83,7 @@ struct spat_kernel {
   int threads;
   void **externs; /* resolved extern predicates, one per ir extern */
   const char **input_names;
-  run_shape shape;
+  api_shape shape;
   spat_arg_info *args;
   spat_signature sig;
   char *entry_type; /* sig.entry_type (malloc) */
@@ -115,7 +106,7 @@ static spat_status fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
   return st;
 }
 
-static spat_status from_rt(rt_status s) {
+spat_status api_from_rt(rt_status s) {
   switch (s) {
     case RT_OK:
       return SPAT_OK;
@@ -560,7 +551,7 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
     k->args[p->n_runtime + a] =
         (spat_arg_info){p->inputs[a].name, SPAT_KIND_INPUT, false, 0};
   for (int a = 0; a < p->n_inputs; a++) k->input_names[a] = p->inputs[a].name;
-  k->shape = (run_shape){o->D,           (int)o->layout, p->n_inputs,
+  k->shape = (api_shape){o->D,           (int)o->layout, p->n_inputs,
                          k->input_names, k->externs,     o->threads};
   k->sig = (spat_signature){p->name,        o->D,    o->layout,    o->backend,
                             (size_t)n_args, k->args, k->entry_type};
@@ -637,10 +628,9 @@ static spat_status check_tensor(const char *what, const void *p, int64_t B,
 
 /* Checks the tensors and arguments of a run and fills a; *empty when there
  * is nothing to compute. */
-static spat_status make_args(const run_shape *k, const spat_tensors *t,
-                             const int64_t *scalars,
-                             const int32_t *const *inputs, rt_args *a,
-                             bool *empty, char *err, size_t errlen) {
+spat_status api_make_args(const api_shape *k, const spat_tensors *t,
+                          const int64_t *scalars, const int32_t *const *inputs,
+                          rt_args *a, bool *empty, char *err, size_t errlen) {
   if (t == NULL) return errf(err, errlen, SPAT_EINVAL, "tensors are NULL");
   int64_t Hkv = t->Hkv == 0 ? t->H : t->Hkv;
   if (t->B < 0 || t->H < 0 || Hkv < 0 || t->Lq < 0 || t->Lk < 0)
@@ -709,11 +699,11 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
   rt_args a;
   bool empty = false;
   spat_status st =
-      make_args(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
+      api_make_args(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
   if (st == SPAT_OK && !empty) {
     rt_status rs = k->be->run(k->obj, &a, err, sizeof err);
     if (rs != RT_OK && err[0] == '\0') snprintf(err, sizeof err, "failed");
-    st = from_rt(rs);
+    st = api_from_rt(rs);
   }
   if (st != SPAT_OK) fail(k->ctx, st, "%s", err);
   return st;
