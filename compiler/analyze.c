@@ -219,10 +219,14 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
   case IR_OR:
   case IR_AND:
   case IR_MINUS:
+    /* Q only where it can matter, as the interpreter short-circuits: not
+     * when P is empty (& -) or FULL over every key (|). */
     x = gen_pat(b, n->kids[0]);
+    emit(b, n->op == IR_OR ? PLAN_JALL : PLAN_JEMPTY), j1 = emit(b, 0);
     y = gen_pat(b, n->kids[1]);
     emit(b, n->op == IR_OR ? PLAN_POR : n->op == IR_AND ? PLAN_PAND : PLAN_PMINUS);
     lpush(b, -1);
+    patch(b, j1);
     return bound(b, n->op == IR_MINUS ? 2 * (x + 2 * y + 1) : 2 * (x + y));
   case IR_COMPL:
     x = gen_pat(b, n->kids[0]);
@@ -327,6 +331,61 @@ static int cmp_i64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+#define EXPLAIN_EXACT_MAX 40000000 /* mask elements evaluated per head */
+
+/* Tiles and keys per row from the exact mask (the reference interpreter),
+ * over every row, or over evenly spaced rows when there are too many. */
+static int explain_exact(FILE *f, const ir_program *p, const plan_env *env,
+                         int64_t bq, int64_t bk, char *err, size_t errlen) {
+  int64_t Lq = env->Lq, Lk = env->Lk;
+  int64_t nkt = (Lk + bk - 1) / bk, step = 1;
+  if (Lq == 0) return 0;
+  if (Lk > 0 && Lq > EXPLAIN_EXACT_MAX / Lk) step = Lq * Lk / EXPLAIN_EXACT_MAX + 1;
+  rt_args a = {.B = 1, .H = env->H, .Hkv = env->H, .Lq = Lq, .Lk = Lk, .D = 1,
+               .runtime = env->runtime};
+  uint8_t *row = malloc((size_t)Lk + 1);
+  int64_t *cnt = calloc((size_t)nkt + 1, sizeof *cnt);
+  int64_t *per = malloc(sizeof *per * (size_t)(Lq / step + 1));
+  int64_t n_rows = 0, tiles[3] = {0, 0, 0}; /* empty, partial, full */
+  int rc = 0;
+  if (!row || !cnt || !per) {
+    msg(err, errlen, "out of memory");
+    rc = -1;
+  }
+  for (int64_t r0 = 0; r0 < Lq && rc == 0; r0 += bq) {
+    int64_t r1 = r0 + bq < Lq ? r0 + bq : Lq, seen = 0;
+    memset(cnt, 0, sizeof *cnt * (size_t)nkt);
+    for (int64_t r = r0; r < r1; r++) {
+      if (r % step) continue;
+      if (interp_mask_row(p, &a, 0, env->h, r, row, err, errlen) != RT_OK) {
+        rc = -1;
+        break;
+      }
+      int64_t c = 0;
+      for (int64_t j = 0; j < Lk; j++)
+        if (row[j]) c++, cnt[j / bk]++;
+      per[n_rows++] = c;
+      seen++;
+    }
+    if (step == 1)
+      for (int64_t q = 0; q < nkt; q++) {
+        int64_t w = (q + 1) * bk < Lk ? bk : Lk - q * bk;
+        tiles[cnt[q] == 0 ? 0 : cnt[q] == w * seen ? 2 : 1]++;
+      }
+  }
+  if (rc == 0 && n_rows > 0) {
+    qsort(per, (size_t)n_rows, sizeof *per, cmp_i64);
+    if (step == 1)
+      fprintf(f, "  exact mask: key tiles full %lld, partial %lld, empty %lld\n",
+              (long long)tiles[2], (long long)tiles[1], (long long)tiles[0]);
+    fprintf(f, "  keys per row, exact: min %lld, median %lld, max %lld%s\n",
+            (long long)per[0], (long long)per[n_rows / 2],
+            (long long)per[n_rows - 1], step > 1 ? " (sampled rows)" : "");
+  }
+  free(row), free(cnt), free(per);
+  return rc;
+}
+
 int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
                int64_t Lk, int64_t bq, int64_t bk, const int64_t *runtime,
                char *err, size_t errlen) {
@@ -353,6 +412,8 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
     return -1;
   }
   int rc = 0;
+  /* The exact mask needs no data: no topk, inputs or externs. */
+  bool exact = !ir_is_data_dependent(p) && p->n_inputs == 0 && p->n_externs == 0;
   fprintf(f, "\nsizes: H %lld, Lq %lld, Lk %lld; tiles of %lld x %lld\n",
           (long long)H, (long long)Lq, (long long)Lk, (long long)bq,
           (long long)bk);
@@ -415,6 +476,7 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
               "median %lld, max %lld\n",
               (long long)hi[0], (long long)hi[Lq / 2], (long long)hi[Lq - 1]);
     }
+    if (exact && rc == 0) rc = explain_exact(f, p, &env, bq, bk, err, errlen);
     if (H > 1 && !ir_has_op(p->root, IR_VAR_H) && !ir_has_op(p->root, IR_PSEL) &&
         !ir_has_op(p->root, IR_RANDOM) && !ir_has_op(p->root, IR_WHERE)) {
       fprintf(f, "(every head has the same pattern)\n");

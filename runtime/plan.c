@@ -57,6 +57,12 @@ static int64_t fail(ev *e, const char *fmt, ...) {
   return -1;
 }
 
+static int64_t bad_arg(ev *e, const char *what, const char *prim, int64_t v,
+                       int64_t min) {
+  return fail(e, "%s of %s is %lld, must be >= %lld", what, prim, (long long)v,
+              (long long)min);
+}
+
 static int64_t sat_add(int64_t a, int64_t b) {
   int64_t r;
   if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
@@ -242,6 +248,7 @@ static int64_t from_end(ev *e, int64_t v) {
 
 static int64_t arith(ev *e, int op) {
   int64_t a, b, r = 0;
+  static const char *const text[] = {"+", "-", "*", "/", "%"};
   if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
   switch (op) {
   case PLAN_IADD:
@@ -282,7 +289,7 @@ static int64_t arith(ev *e, int op) {
   e->ist[e->isp++] = r;
   return 0;
 ovf:
-  return fail(e, "integer overflow");
+  return fail(e, "integer overflow in '%s'", text[op - PLAN_IADD]);
 }
 
 static int64_t run(ev *e) {
@@ -320,8 +327,8 @@ static int64_t run(ev *e) {
     case PLAN_IABS:
     case PLAN_IBOOL:
       if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
-      if ((op == PLAN_INEG || (op == PLAN_IABS && a < 0)) && a == INT64_MIN)
-        return fail(e, "integer overflow");
+      if ((op == PLAN_INEG || op == PLAN_IABS) && a == INT64_MIN)
+        return fail(e, "integer overflow in '%s'", op == PLAN_INEG ? "-" : "abs");
       if (op == PLAN_INEG) a = -a;
       else if (op == PLAN_INOT) a = !a;
       else if (op == PLAN_IABS) a = a < 0 ? -a : a;
@@ -346,6 +353,16 @@ static int64_t run(ev *e) {
       else if (op == PLAN_JZ0 && !a) e->ist[e->isp++] = 0, pc = b;
       else if (op == PLAN_JNZ1 && a) e->ist[e->isp++] = 1, pc = b;
       break;
+    case PLAN_JEMPTY:
+    case PLAN_JALL:
+      if (e->lsp < 1) return fail(e, "tile plan: bad code");
+      s = e->lsp - 1;
+      b = P[pc++];
+      if (op == PLAN_JEMPTY ? e->n[s] == 0
+                            : (e->n[s] == 1 && slot(e, s)->kind == K_FULL &&
+                               slot(e, s)->k0 == 0 && slot(e, s)->k1 == g->Lk))
+        pc = b;
+      break;
     case PLAN_PFULL:
     case PLAN_PANY:
     case PLAN_PNONE:
@@ -364,18 +381,16 @@ static int64_t run(ev *e) {
       if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
       if ((s = push_list(e)) < 0) return -1;
       if (op == PLAN_PWINDOW) {
-        if (a < 0) return fail(e, "window: negative size %lld", (long long)a);
-        if (b < 0) return fail(e, "window: negative size %lld", (long long)b);
+        if (a < 0) return bad_arg(e, "the left size", "window", a, 0);
+        if (b < 0) return bad_arg(e, "the right size", "window", b, 0);
         window(e, s, a, b);
       } else if (op == PLAN_PRANDOM) {
-        if (a < 0) return fail(e, "random: negative count %lld", (long long)a);
+        if (a < 0) return bad_arg(e, "the key count r", "random", a, 0);
         random_keys(e, s, a, b);
       } else {
-        int64_t wd;
-        if (a < 0) return fail(e, "dilated: negative width %lld", (long long)a);
-        if (b < 1) return fail(e, "dilated: dilation %lld < 1", (long long)b);
-        if (__builtin_mul_overflow(a, b, &wd))
-          return fail(e, "integer overflow");
+        if (a < 0) return bad_arg(e, "the width w", "dilated", a, 0);
+        if (b < 1) return bad_arg(e, "the dilation d", "dilated", b, 1);
+        int64_t wd = sat_mul(a, b);
         if (b == 1 || a == 0) window(e, s, a, a);
         else
           put_clip(e, slot(e, s), &e->n[s], sat_add(g->i0, -wd),
@@ -387,10 +402,10 @@ static int64_t run(ev *e) {
       if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
       if ((s = push_list(e)) < 0) return -1;
       if (op == PLAN_PSTRIDE) {
-        if (a < 1) return fail(e, "stride: step %lld < 1", (long long)a);
+        if (a < 1) return bad_arg(e, "the stride", "stride", a, 1);
         put_clip(e, slot(e, s), &e->n[s], 0, g->Lk, a == 1 ? K_FULL : K_PART);
       } else {
-        if (a < 1) return fail(e, "block: size %lld < 1", (long long)a);
+        if (a < 1) return bad_arg(e, "the block size", "block", a, 1);
         int64_t q0 = g->i0 / a, q1 = (g->i1 - 1) / a;
         put_clip(e, slot(e, s), &e->n[s], sat_mul(q0, a),
                  sat_mul(q1 + 1, a), q0 == q1 ? K_FULL : K_PART);
@@ -434,7 +449,7 @@ static int64_t run(ev *e) {
     }
     case PLAN_PTOPK: {
       if (!ipop(e, &a) || e->lsp < 1) return fail(e, "tile plan: bad code");
-      if (a < 0) return fail(e, "topk: negative count %lld", (long long)a);
+      if (a < 0) return bad_arg(e, "k", "topk", a, 0);
       s = e->lsp - 1;
       plan_span *L = slot(e, s);
       int64_t n = e->n[s];
@@ -469,7 +484,7 @@ static int64_t run(ev *e) {
     }
     case PLAN_BBEGIN:
       if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
-      if (a < 1) return fail(e, "blocks: block size %lld < 1", (long long)a);
+      if (a < 1) return bad_arg(e, "the block size", "blocks", a, 1);
       if (e->gi >= PLAN_BNEST) return fail(e, "tile plan: blocks nested too deeply");
       e->g[e->gi + 1] = (gran){.i0 = g->i0 / a,
                                .i1 = (g->i1 - 1) / a + 1,

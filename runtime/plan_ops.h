@@ -63,6 +63,8 @@ enum {
   X(JMP, 1, "jmp")                                                        \
   X(JZ0, 1, "jz0")          /* pop; if zero push 0 and jump (&&) */       \
   X(JNZ1, 1, "jnz1")        /* pop; if nonzero push 1 and jump (||) */    \
+  X(JEMPTY, 1, "jempty")    /* jump if the top list is empty (P & Q) */   \
+  X(JALL, 1, "jall")        /* jump if the top list is FULL [0, Lk) */    \
   /* patterns: push one list */                                           \
   X(PFULL, 0, "full")                                                     \
   X(PNONE, 0, "none")                                                     \
