@@ -248,6 +248,15 @@ SPAT_API spat_status spat_kernel_call(const spat_kernel *k,
  * Valid while the kernel lives. */
 SPAT_API spat_fn spat_kernel_entry(const spat_kernel *k);
 
+/* ---- ahead-of-time kernels ---------------------------------------------- */
+
+/* Called by the typed entries of objects made by `spatc compile` (their
+ * generated header declares the entries); not for direct use.  Returns a
+ * spat_status, with the message in err when err is not NULL. */
+SPAT_API int spat_aot_run(const void *desc, const spat_tensors *t,
+                          const int64_t *scalars, const int32_t *const *inputs,
+                          char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
