@@ -16,8 +16,12 @@
  */
 #include "aot.h"
 
+#include <errno.h>
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -25,7 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "../include/spat.h"
 #include "analyze.h"
 #include "codegen.h"
 
@@ -247,6 +254,10 @@ static void build_glue(emit *e, const ir_program *p, const aot_opts *o,
   LLVMValueRef desc = LLVMConstStructInContext(
       e->C, fields, sizeof fields / sizeof fields[0], 0);
   LLVMValueRef desc_g = const_global(e, desc, "desc");
+  char desc_name[256]; /* NAME_desc, public: the disk cache looks it up */
+  snprintf(desc_name, sizeof desc_name, "%s_desc", e->name);
+  LLVMSetValueName2(desc_g, desc_name, strlen(desc_name));
+  LLVMSetLinkage(desc_g, LLVMExternalLinkage);
 
   LLVMTypeRef run_params[6] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->i64};
   LLVMTypeRef run_t = LLVMFunctionType(e->i32, run_params, 6, 0);
@@ -425,4 +436,216 @@ int aot_emit(const ir_program *p, const aot_opts *o, const char *obj_path,
   LLVMDisposeTargetData(td);
   LLVMDisposeTargetMachine(tm);
   return rc;
+}
+
+/* ---- the disk kernel cache ----------------------------------------------- */
+
+struct aot_loaded {
+  LLVMOrcLLJITRef jit;
+};
+
+static int mkdir_p(char *path) {
+  for (char *c = path + 1; *c; c++) {
+    if (*c != '/') continue;
+    *c = '\0';
+    int bad = mkdir(path, 0755) != 0 && errno != EEXIST;
+    *c = '/';
+    if (bad) return -1;
+  }
+  return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+int aot_cache_dir(char *buf, size_t n, char *err, size_t errlen) {
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  int len;
+  if (xdg != NULL && xdg[0] == '/')
+    len = snprintf(buf, n, "%s/spatc", xdg);
+  else if (home != NULL && home[0] != '\0')
+    len = snprintf(buf, n, "%s/.cache/spatc", home);
+  else
+    return errorf(err, errlen,
+                  "no cache directory: neither XDG_CACHE_HOME nor HOME is "
+                  "set");
+  if (len < 0 || (size_t)len >= n)
+    return errorf(err, errlen, "cache directory name too long");
+  if (mkdir_p(buf) != 0)
+    return errorf(err, errlen, "%s: cannot create: %s", buf, strerror(errno));
+  return 0;
+}
+
+/* Everything the object depends on, as text. */
+static char *cache_key(const ir_program *p, const aot_opts *o) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  if (f == NULL) return NULL;
+  unsigned maj, min, pat;
+  LLVMGetVersion(&maj, &min, &pat);
+  char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+  fprintf(f,
+          "spatc %s aot-abi %d llvm %u.%u.%u\ncpu %s\nfeatures %s\n"
+          "D %lld layout %d threads %d\n",
+          spat_version_string(), AOT_ABI, maj, min, pat, cpu, feat,
+          (long long)o->D, o->layout, o->threads);
+  LLVMDisposeMessage(cpu);
+  LLVMDisposeMessage(feat);
+  ir_print_program(f, p);
+  if (fclose(f) != 0) {
+    free(text);
+    return NULL;
+  }
+  return text;
+}
+
+static uint64_t fnv1a(const char *s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+  return h;
+}
+
+static int file_equals(const char *path, const char *text) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return 0;
+  size_t n = strlen(text), k = 0;
+  int c, same = 1;
+  while (same && (c = fgetc(f)) != EOF) same = k < n && text[k++] == (char)c;
+  fclose(f);
+  return same && k == n;
+}
+
+/* Writes text to path through a temporary file and a rename, so that a
+ * reader never sees half a file. */
+static int write_atomic(const char *path, const char *text) {
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "wb");
+  if (f == NULL) return -1;
+  size_t n = strlen(text);
+  int bad = fwrite(text, 1, n, f) != n;
+  bad |= fclose(f) != 0;
+  if (bad || rename(tmp, path) != 0) {
+    remove(tmp);
+    return -1;
+  }
+  return 0;
+}
+
+void aot_cache_free(aot_loaded *l) {
+  if (l == NULL) return;
+  if (l->jit) LLVMOrcDisposeLLJIT(l->jit);
+  free(l);
+}
+
+static aot_loaded *fail_load(aot_loaded *l, LLVMErrorRef e, const char *what,
+                             char *err, size_t errlen) {
+  if (e != NULL) {
+    char *m = LLVMGetErrorMessage(e);
+    errorf(err, errlen, "%s: %s", what, m);
+    LLVMDisposeErrorMessage(m);
+  } else {
+    errorf(err, errlen, "%s", what);
+  }
+  aot_cache_free(l);
+  return NULL;
+}
+
+/* Links the object at path in memory; the descriptor in *desc. */
+static aot_loaded *link_object(const ir_program *p, const char *path,
+                               void *const *externs, const void **desc,
+                               char *err, size_t errlen) {
+  aot_loaded *l = calloc(1, sizeof *l);
+  if (l == NULL) return fail_load(NULL, NULL, "out of memory", err, errlen);
+  LLVMMemoryBufferRef buf = NULL;
+  char *msg = NULL;
+  if (LLVMCreateMemoryBufferWithContentsOfFile(path, &buf, &msg)) {
+    errorf(err, errlen, "%s: %s", path, msg ? msg : "cannot read");
+    LLVMDisposeMessage(msg);
+    aot_cache_free(l);
+    return NULL;
+  }
+  LLVMErrorRef e = LLVMOrcCreateLLJIT(&l->jit, NULL);
+  if (e) {
+    l->jit = NULL;
+    LLVMDisposeMemoryBuffer(buf);
+    return fail_load(l, e, "cannot create the JIT", err, errlen);
+  }
+  LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(l->jit);
+  LLVMOrcDefinitionGeneratorRef gen = NULL;
+  e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+      &gen, LLVMOrcLLJITGetGlobalPrefix(l->jit), NULL, NULL);
+  if (e) {
+    LLVMDisposeMemoryBuffer(buf);
+    return fail_load(l, e, "cannot resolve process symbols", err, errlen);
+  }
+  LLVMOrcJITDylibAddGenerator(jd, gen);
+  /* spat_aot_run and the extern predicates, by address */
+  size_t n = 1 + (size_t)p->n_externs;
+  LLVMOrcCSymbolMapPair *syms = calloc(n, sizeof *syms);
+  if (syms == NULL) {
+    LLVMDisposeMemoryBuffer(buf);
+    return fail_load(l, NULL, "out of memory", err, errlen);
+  }
+  LLVMJITSymbolFlags flags = {
+      LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable, 0};
+  int (*run)(const void *, const spat_tensors *, const int64_t *,
+             const int32_t *const *, char *, size_t) = spat_aot_run;
+  void *run_addr;
+  memcpy(&run_addr, &run, sizeof run_addr);
+  syms[0].Name = LLVMOrcLLJITMangleAndIntern(l->jit, "spat_aot_run");
+  syms[0].Sym = (LLVMJITEvaluatedSymbol){(uintptr_t)run_addr, flags};
+  for (int k = 0; k < p->n_externs; k++) {
+    syms[1 + k].Name = LLVMOrcLLJITMangleAndIntern(l->jit, p->externs[k].name);
+    syms[1 + k].Sym = (LLVMJITEvaluatedSymbol){(uintptr_t)externs[k], flags};
+  }
+  e = LLVMOrcJITDylibDefine(jd, LLVMOrcAbsoluteSymbols(syms, n));
+  free(syms);
+  if (e) {
+    LLVMDisposeMemoryBuffer(buf);
+    return fail_load(l, e, "cannot define symbols", err, errlen);
+  }
+  e = LLVMOrcLLJITAddObjectFile(l->jit, jd, buf); /* takes buf */
+  if (e) return fail_load(l, e, path, err, errlen);
+  LLVMOrcExecutorAddress addr = 0;
+  e = LLVMOrcLLJITLookup(l->jit, &addr, "kernel_desc");
+  if (e) return fail_load(l, e, path, err, errlen);
+  *desc = (const void *)(uintptr_t)addr;
+  if (((const aot_desc *)*desc)->abi != AOT_ABI)
+    return fail_load(l, NULL, "cached object has another ABI", err, errlen);
+  return l;
+}
+
+aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *opts,
+                           const char *dir, void *const *externs,
+                           const void **desc, int *hit, char *err,
+                           size_t errlen) {
+  aot_opts o = *opts;
+  o.name = "kernel";
+  o.cpu = NULL;
+  o.source = NULL;
+  char *key = cache_key(p, &o);
+  if (key == NULL) return fail_load(NULL, NULL, "out of memory", err, errlen);
+  char obj[4096], keyf[4096];
+  uint64_t h = fnv1a(key);
+  snprintf(obj, sizeof obj, "%s/%016llx.o", dir, (unsigned long long)h);
+  snprintf(keyf, sizeof keyf, "%s/%016llx.key", dir, (unsigned long long)h);
+  aot_loaded *l = NULL;
+  *hit = 0;
+  if (file_equals(keyf, key) && access(obj, R_OK) == 0) {
+    l = link_object(p, obj, externs, desc, err, errlen);
+    *hit = l != NULL; /* a damaged entry is compiled again */
+  }
+  if (l == NULL) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", obj, (long)getpid());
+    if (aot_emit(p, &o, tmp, NULL, err, errlen) != 0) {
+      remove(tmp);
+    } else if (rename(tmp, obj) != 0 || write_atomic(keyf, key) != 0) {
+      errorf(err, errlen, "%s: cannot write: %s", obj, strerror(errno));
+      remove(tmp);
+    } else {
+      l = link_object(p, obj, externs, desc, err, errlen);
+    }
+  }
+  free(key);
+  return l;
 }

@@ -54,6 +54,26 @@ typedef struct aot_opts {
 int aot_emit(const ir_program *p, const aot_opts *o, const char *obj_path,
              const char *hdr_path, char *err, size_t errlen);
 
+/* The disk kernel cache: JIT kernels compiled once into objects under
+ * $XDG_CACHE_HOME/spatc (else ~/.cache/spatc), named by a hash of the
+ * canonical program text, the options, the CPU and the versions; the full
+ * key is kept beside each object and compared on load.  A loaded object is
+ * linked in memory by an LLJIT, with spat_aot_run and the extern predicates
+ * (externs[k] for the program's extern k) defined as absolute symbols. */
+typedef struct aot_loaded aot_loaded;
+
+/* The cache directory into buf (created if missing); -1 with err if there
+ * is none usable. */
+int aot_cache_dir(char *buf, size_t n, char *err, size_t errlen);
+/* The kernel's descriptor in *desc (pass it to spat_aot_run); *hit: 1 when
+ * the object came from the cache, 0 when it was compiled into it now.
+ * NULL with a message in err on failure. */
+aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *o,
+                           const char *dir, void *const *externs,
+                           const void **desc, int *hit, char *err,
+                           size_t errlen);
+void aot_cache_free(aot_loaded *l); /* NULL is fine */
+
 /* A valid C identifier that is not a C keyword. */
 int aot_is_identifier(const char *s);
 

@@ -31,6 +31,7 @@
 #include "../include/spat.h"
 #include "../runtime/ffi.h"
 #include "../runtime/rt.h"
+#include "aot.h"
 #include "arena.h"
 #include "backend.h"
 #include "diag.h"
@@ -77,7 +78,9 @@ struct spat_kernel {
   source *src;
   const ir_program *prog;
   const backend *be;
-  void *obj; /* the backend's compiled kernel */
+  void *obj;          /* the backend's compiled kernel, or NULL */
+  aot_loaded *cached; /* or an object from the disk cache */
+  const void *desc;   /* its aot_desc, for spat_aot_run */
   int64_t D;
   spat_layout layout;
   int threads;
@@ -470,6 +473,7 @@ static spat_status resolve_externs(spat_ctx *c, const ir_program *p,
 
 static void kernel_destroy(spat_kernel *k) {
   if (k->obj != NULL) k->be->free(k->obj);
+  aot_cache_free(k->cached);
   ffi_entry_free(k->entry);
   free(k->externs);
   free(k->input_names);
@@ -553,8 +557,8 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
   for (int a = 0; a < p->n_inputs; a++) k->input_names[a] = p->inputs[a].name;
   k->shape = (api_shape){o->D,           (int)o->layout, p->n_inputs,
                          k->input_names, k->externs,     o->threads};
-  k->sig = (spat_signature){p->name,        o->D,    o->layout,    o->backend,
-                            (size_t)n_args, k->args, k->entry_type};
+  k->sig = (spat_signature){p->name,        o->D,    o->layout,     o->backend,
+                            (size_t)n_args, k->args, k->entry_type, 0};
 
   k->entry = ffi_entry_new(p->n_runtime, p->n_inputs, entry_body, k);
   if (k->entry == NULL) {
@@ -563,6 +567,19 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
                 "cannot make the kernel's typed entry (libffi closure)");
   }
   char err[ERR_LEN] = "";
+  if (o->cache && o->backend == SPAT_BACKEND_JIT) {
+    char dir[4096];
+    aot_opts ao = {o->D, (int)o->layout, o->threads, NULL, NULL, NULL};
+    if (aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0)
+      k->cached = aot_cache_load(p, &ao, dir, k->externs, &k->desc,
+                                 &k->sig.from_cache, err, sizeof err);
+    if (k->cached == NULL) {
+      kernel_destroy(k);
+      return fail(c, SPAT_EUNSUPPORTED, "kernel cache: %s", err);
+    }
+    *out = k;
+    return SPAT_OK;
+  }
   backend_opts bo = {o->D, o->threads};
   k->obj = be->compile(p, &bo, err, sizeof err);
   if (k->obj == NULL) {
@@ -700,7 +717,10 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
   bool empty = false;
   spat_status st =
       api_make_args(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
-  if (st == SPAT_OK && !empty) {
+  if (st == SPAT_OK && !empty && k->desc != NULL) {
+    st =
+        (spat_status)spat_aot_run(k->desc, t, scalars, inputs, err, sizeof err);
+  } else if (st == SPAT_OK && !empty) {
     rt_status rs = k->be->run(k->obj, &a, err, sizeof err);
     if (rs != RT_OK && err[0] == '\0') snprintf(err, sizeof err, "failed");
     st = api_from_rt(rs);

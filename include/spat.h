@@ -161,6 +161,10 @@ typedef struct spat_compile_options {
   spat_layout layout;
   int threads; /* worker threads per run; 0: all cores */
   spat_backend backend;
+  /* JIT only, nonzero: keep the compiled kernel in the disk cache
+   * ($XDG_CACHE_HOME/spatc, else ~/.cache/spatc) and reuse it when the same
+   * pattern, parameters and options are compiled again on this CPU. */
+  int cache;
 } spat_compile_options;
 
 /* Instantiates the pattern with its parameters and compiles it.  The kernel
@@ -206,6 +210,7 @@ typedef struct spat_signature {
   /* The C type of the typed entry, e.g.
    * "int (*)(const spat_tensors *t, int64_t n, const int32_t *doc)" */
   const char *entry_type;
+  int from_cache; /* 1: loaded from the disk cache; 0: compiled */
 } spat_signature;
 
 /* Owned by the kernel; NULL if k is NULL. */

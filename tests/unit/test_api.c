@@ -159,7 +159,7 @@ static spat_pattern *parse_ok(spat_ctx *c, const char *text, const char *name) {
 
 static spat_kernel *compile_ok(spat_pattern *p, spat_ctx *c, int64_t D,
                                spat_layout layout, spat_backend be) {
-  spat_compile_options o = {D, layout, 2, be};
+  spat_compile_options o = {D, layout, 2, be, 0};
   spat_kernel *k = NULL;
   spat_status st = spat_compile(p, &o, &k);
   if (st != SPAT_OK)
@@ -217,7 +217,7 @@ static void test_nulls(void **state) {
   assert_int_equal(spat_pattern_parse_file(c, NULL, NULL, &p), SPAT_EINVAL);
   assert_int_equal(spat_pattern_set_param(NULL, "w", 1), SPAT_EINVAL);
   spat_kernel *k = (spat_kernel *)&k;
-  spat_compile_options o = {64, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP};
+  spat_compile_options o = {64, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0};
   assert_int_equal(spat_compile(NULL, &o, &k), SPAT_EINVAL);
   assert_int_equal(spat_kernel_run(NULL, NULL), SPAT_EINVAL);
   assert_int_equal(spat_kernel_call(NULL, NULL, NULL, 0), SPAT_EINVAL);
@@ -342,7 +342,7 @@ static void test_params(void **state) {
 
   /* A value the pattern rejects is a compile error with diagnostics. */
   assert_int_equal(spat_pattern_set_param(p, "w", -3), SPAT_OK);
-  spat_compile_options o = {4, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP};
+  spat_compile_options o = {4, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0};
   k = (spat_kernel *)&k;
   assert_int_equal(spat_compile(p, &o, &k), SPAT_EPARSE);
   assert_null(k);
@@ -357,7 +357,7 @@ static void test_compile_options(void **state) {
   spat_ctx *c = spat_ctx_new();
   spat_pattern *p = parse_ok(c, "pattern p = causal;", NULL);
   spat_kernel *k = NULL;
-  spat_compile_options o = {0, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP};
+  spat_compile_options o = {0, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0};
   assert_int_equal(spat_compile(p, &o, &k), SPAT_EINVAL);
   assert_true(contains(spat_ctx_error(c), "D = 0"));
   o.D = (int64_t)1 << 40;
@@ -586,7 +586,7 @@ static void test_externs(void **state) {
   (void)state;
   spat_ctx *c = spat_ctx_new();
   spat_pattern *p = parse_ok(c, extern_pat, NULL);
-  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP};
+  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0};
   spat_kernel *k = NULL;
   assert_int_equal(spat_compile(p, &o, &k), SPAT_EINVAL);
   assert_null(k);
@@ -689,6 +689,100 @@ static void test_concurrent_runs(void **state) {
   spat_ctx_free(c);
 }
 
+/* ---- the disk kernel cache ----------------------------------------------- */
+
+static int count_files(const char *dir, const char *suffix) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "ls '%s' | grep -c '%s$'", dir, suffix);
+  FILE *p = popen(cmd, "r");
+  int n = -1;
+  if (p == NULL || fscanf(p, "%d", &n) != 1) n = -1;
+  if (p) pclose(p);
+  return n;
+}
+
+static spat_kernel *cached_kernel(spat_pattern *p, spat_ctx *c) {
+  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 2, SPAT_BACKEND_JIT, 1};
+  spat_kernel *k = NULL;
+  spat_status st = spat_compile(p, &o, &k);
+  if (st != SPAT_OK) fprintf(stderr, "cache: %s\n", spat_ctx_error(c));
+  assert_int_equal(st, SPAT_OK);
+  return k;
+}
+
+static void check_docs_run(spat_kernel *k, int64_t n) {
+  enum { L = 50 };
+  int32_t doc[L];
+  for (int x = 0; x < L; x++) doc[x] = x / 17;
+  problem pr = problem_new(1, 2, 2, L, L, 16, 21);
+  spat_tensors t = tensors_of(&pr);
+  spat_value args[2] = {spat_scalar(n), spat_input(doc)};
+  assert_int_equal(spat_kernel_call(k, &t, args, 2), SPAT_OK);
+  docs_env env = {n, doc};
+  check_attention(&pr, 0, m_docs, &env);
+  problem_free(&pr);
+}
+
+static void test_disk_cache(void **state) {
+  (void)state;
+  char dir[] = "/tmp/spat_test_cache_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char *old = getenv("XDG_CACHE_HOME");
+  char *saved = old ? strdup(old) : NULL;
+  setenv("XDG_CACHE_HOME", dir, 1);
+  char sub[64];
+  snprintf(sub, sizeof sub, "%s/spatc", dir);
+
+  spat_ctx *c = spat_ctx_new();
+  spat_pattern *p = parse_ok(c, docs_pat, NULL);
+  spat_kernel *k = cached_kernel(p, c); /* a miss: compiled and stored */
+  assert_int_equal(spat_kernel_signature(k)->from_cache, 0);
+  assert_int_equal(count_files(sub, ".o"), 1);
+  check_docs_run(k, 2);
+  spat_kernel_free(k);
+
+  k = cached_kernel(p, c); /* a hit */
+  assert_int_equal(spat_kernel_signature(k)->from_cache, 1);
+  assert_int_equal(count_files(sub, ".o"), 1);
+  check_docs_run(k, 4);
+  /* errors still come with messages */
+  spat_value bad[2] = {spat_scalar(1), spat_input(NULL)};
+  problem pr = problem_new(1, 2, 2, 8, 8, 16, 1);
+  spat_tensors t = tensors_of(&pr);
+  assert_int_equal(spat_kernel_call(k, &t, bad, 2), SPAT_EINVAL);
+  assert_true(contains(spat_ctx_error(c), "'doc'"));
+  problem_free(&pr);
+  spat_kernel_free(k);
+
+  /* A damaged object is compiled again. */
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "for f in '%s'/*.o; do echo junk > \"$f\"; done",
+           sub);
+  assert_int_equal(system(cmd), 0);
+  k = cached_kernel(p, c);
+  assert_int_equal(spat_kernel_signature(k)->from_cache, 0);
+  check_docs_run(k, 3);
+  spat_kernel_free(k);
+
+  /* Other options are another entry. */
+  spat_compile_options o = {32, SPAT_LAYOUT_BHLD, 2, SPAT_BACKEND_JIT, 1};
+  assert_int_equal(spat_compile(p, &o, &k), SPAT_OK);
+  assert_int_equal(spat_kernel_signature(k)->from_cache, 0);
+  assert_int_equal(count_files(sub, ".o"), 2);
+  spat_kernel_free(k);
+
+  spat_pattern_free(p);
+  spat_ctx_free(c);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+  if (saved) {
+    setenv("XDG_CACHE_HOME", saved, 1);
+    free(saved);
+  } else {
+    unsetenv("XDG_CACHE_HOME");
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_version),
@@ -707,6 +801,7 @@ int main(void) {
       cmocka_unit_test(test_externs),
       cmocka_unit_test(test_jit_matches_interp),
       cmocka_unit_test(test_concurrent_runs),
+      cmocka_unit_test(test_disk_cache),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
