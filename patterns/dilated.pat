@@ -16,6 +16,6 @@
 #                  d_h = d if h < n_dil else 1
 #     and, with lm = 1 (autoregressive, as in the paper's char-LM), j <= i.
 
-pattern dilated(w = 256, d = 4, n_dil = 2, lm = 0) =
+pattern dilated_heads(w = 256, d = 4, n_dil = 2, lm = 0) =
     (lm ? causal : full) &
     (h < n_dil ? dilated(w / 2, d) : window(w / 2));
