@@ -75,7 +75,7 @@ int main(void) {
   return 0;
 }
 C
-if cc -std=c11 -Iinclude "$T/v.c" -o "$T/v" -L"$B" -Wl,-rpath,"$B" -lspat 2>"$T/err" &&
+if cc ${SAN:-} -std=c11 -Iinclude "$T/v.c" -o "$T/v" -L"$B" -Wl,-rpath,"$B" -lspat 2>"$T/err" &&
    "$T/v" >"$T/out" 2>&1
 then ok "program linked with libspat.so runs (version $(cat "$T/out"))"
 else fail "program linked with libspat.so" "$(head -5 "$T/err" "$T/out")"; fi

@@ -25,8 +25,9 @@ fail() {
 run() { shift; "$@" >"$T/out" 2>&1; rc=$?; }
 has() { grep -qF -- "$1" "$T/out"; }
 
-CFLAGS="-std=c11 -O1 -Wall -Wextra -Wpedantic -Werror -Iinclude"
-LIBS="$B/libspat.a -L$LLVMLIB -Wl,-rpath,$LLVMLIB -lLLVM-19 -lffi -lpthread -lm"
+SAN=${SAN:-}  # make asan / ubsan: the library was built with these
+CFLAGS="-std=c11 -O1 -Wall -Wextra -Wpedantic -Werror -Iinclude $SAN"
+LIBS="$B/libspat.a -L$LLVMLIB -Wl,-rpath,$LLVMLIB -lLLVM-19 -lffi -lpthread -lm $SAN"
 for ex in jit_string generic extern_pred; do
   # shellcheck disable=SC2086
   if cc $CFLAGS "examples/$ex.c" -o "$T/$ex" $LIBS 2>"$T/out"; then
@@ -121,16 +122,26 @@ if make -s -C "$ROOT" install PREFIX="$P" B="$B" >"$T/out" 2>&1; then
   if [ "$ver" = "$want" ]; then ok "spat.pc version $ver matches spat.h"
   else fail "spat.pc version" "pc '$ver', spat.h '$want'"; fi
   # shellcheck disable=SC2086
-  if (cd "$T" && cc -std=c11 -Wall -Werror "$ROOT/examples/jit_string.c" \
+  if (cd "$T" && cc $SAN -std=c11 -Wall -Werror "$ROOT/examples/jit_string.c" \
         -o jit_installed $flags -lm) >"$T/out" 2>&1 &&
      run installed "$T/jit_installed" && [ "$rc" -eq 0 ] && has "ok"; then
     ok "example built with pkg-config --cflags --libs spat runs"
   else fail "example built with pkg-config" "flags: $flags"; fi
-  case " $flags " in
-    *" -lspat "*" -lLLVM-19 "*" -lffi "*" -lpthread "*" -lm "*)
-      ok "pkg-config Libs carry what static linking needs" ;;
-    *) fail "pkg-config Libs" "$flags" ;;
-  esac
+  # The same against the static library: Libs must carry its dependencies.
+  static_flags=${flags/-lspat/$P/lib/libspat.a}
+  # shellcheck disable=SC2086
+  if (cd "$T" && cc $SAN -std=c11 -Wall -Werror "$ROOT/examples/extern_pred.c" \
+        -o extern_static $static_flags -lm) >"$T/out" 2>&1 &&
+     ! nm -D "$T/extern_static" 2>/dev/null | grep -q ' U spat_' &&
+     run installed "$T/extern_static" && [ "$rc" -eq 0 ] && has "ok"; then
+    ok "example linked statically with libspat.a and the pkg-config Libs runs"
+  else fail "static link with pkg-config Libs" "flags: $static_flags"; fi
+  missing=""
+  for lib in -lspat -lLLVM-19 -lffi -lpthread -lm; do
+    case " $flags " in *" $lib "*) ;; *) missing="$missing $lib" ;; esac
+  done
+  if [ -z "$missing" ]; then ok "pkg-config Libs carry what static linking needs"
+  else fail "pkg-config Libs" "missing$missing in: $flags"; fi
 else
   fail "make install PREFIX=tmp"
 fi

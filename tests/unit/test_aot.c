@@ -71,14 +71,14 @@ static void write_file(const char *path, const char *text) {
 /* Builds dir/main.c with dir/kernel.o and the library, runs it; returns its
  * exit status, with its output in dir/out. */
 static int build_and_run(const fixture *f) {
-  const char *b = getenv("B");
+  const char *b = getenv("B"), *san = getenv("SAN"); /* make asan / ubsan */
   char cmd[2048];
   snprintf(cmd, sizeof cmd,
-           "cc -std=c11 -Wall -Wextra -Werror -Iinclude -I'%s' -o '%s/main' "
+           "cc %s -std=c11 -Wall -Wextra -Werror -Iinclude -I'%s' -o '%s/main' "
            "'%s/main.c' '%s/kernel.o' '%s/libspat.a' "
            "-L\"$(%s --libdir)\" -Wl,-rpath,\"$(%s --libdir)\" -lLLVM-19 "
            "-lffi -lpthread -lm >'%s/out' 2>&1 && '%s/main' >'%s/out' 2>&1",
-           f->dir, f->dir, f->dir, f->dir, b ? b : "build",
+           san ? san : "", f->dir, f->dir, f->dir, f->dir, b ? b : "build",
            "/usr/lib/llvm-19/bin/llvm-config",
            "/usr/lib/llvm-19/bin/llvm-config", f->dir, f->dir, f->dir);
   int rc = system(cmd);
