@@ -991,11 +991,38 @@ static void qk_block(cg *g, LLVMValueRef qt, LLVMValueRef k, LLVMValueRef sk,
                           ci64(g, rv * 16), ""));
 }
 
-static void build_tile_fn(cg *g, int masked) {
+/* pass B of the tile: st = st * c (masked: -inf where maskt is 0), and the
+ * running column max in mloc. */
+static void scale_mask_max(cg *g, LLVMValueRef st, LLVMValueRef maskt,
+                           LLVMValueRef ncols, LLVMValueRef cv,
+                           LLVMValueRef *mloc, int masked) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef ninf = vsplat(g, -1.0 / 0.0);
+  loop la;
+  LLVMValueRef j = loop_begin(g, &la, ci64(g, 0), ncols, 1);
+  for (int rv = 0; rv < NV; rv++) {
+    LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, j, ci64(g, KR_BQ), ""),
+                                    ci64(g, rv * 16), "");
+    LLVMValueRef s = LLVMBuildFMul(B, vload(g, st, idx), cv, "");
+    if (masked) {
+      LLVMValueRef mk =
+          LLVMBuildLoad2(B, g->vi8, gep(g, g->i8, maskt, idx), "");
+      LLVMSetAlignment(mk, 1);
+      s = LLVMBuildSelect(
+          B, LLVMBuildICmp(B, LLVMIntNE, mk, LLVMConstNull(g->vi8), ""), s,
+          ninf, "");
+    }
+    vstore(g, s, st, idx);
+    LLVMBuildStore(B, vmax(g, s, vld(g, mloc[rv])), mloc[rv]);
+  }
+  loop_end(g, &la);
+}
+
+static void build_tile_fn(cg *g) {
   LLVMBuilderRef B = g->B;
   LLVMTypeRef ps[12] = {g->ptr, g->ptr, g->i64, g->ptr, g->i64, g->i64,
                         g->ptr, g->ptr, g->ptr, g->ptr, g->f32, g->ptr};
-  begin_fn(g, masked ? "spat_tile_masked" : "spat_tile_full", g->voidt, ps, 12);
+  begin_fn(g, "spat_tile", g->voidt, ps, 12);
   unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
   int ptr_args[] = {0, 1, 3, 6, 7, 8, 9, 11};
   for (size_t x = 0; x < sizeof ptr_args / sizeof ptr_args[0]; x++)
@@ -1027,23 +1054,16 @@ static void build_tile_fn(cg *g, int masked) {
   vzero(g, mloc, NV, -1.0 / 0.0);
   LLVMValueRef cv = splat(g, c);
   LLVMValueRef ninf = vsplat(g, -1.0 / 0.0);
-  j = loop_begin(g, &la, ci64(g, 0), ncols, 1);
-  for (int rv = 0; rv < NV; rv++) {
-    LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, j, ci64(g, KR_BQ), ""),
-                                    ci64(g, rv * 16), "");
-    LLVMValueRef s = LLVMBuildFMul(B, vload(g, st, idx), cv, "");
-    if (masked) {
-      LLVMValueRef mk =
-          LLVMBuildLoad2(B, g->vi8, gep(g, g->i8, maskt, idx), "");
-      LLVMSetAlignment(mk, 1);
-      s = LLVMBuildSelect(
-          B, LLVMBuildICmp(B, LLVMIntNE, mk, LLVMConstNull(g->vi8), ""), s,
-          ninf, "");
-    }
-    vstore(g, s, st, idx);
-    LLVMBuildStore(B, vmax(g, s, vld(g, mloc[rv])), mloc[rv]);
-  }
-  loop_end(g, &la);
+  LLVMBasicBlockRef bm = newbb(g, "masked"), bf = newbb(g, "full"),
+                    bj = newbb(g, "join");
+  LLVMBuildCondBr(B, LLVMBuildIsNull(B, maskt, ""), bf, bm);
+  LLVMPositionBuilderAtEnd(B, bm);
+  scale_mask_max(g, st, maskt, ncols, cv, mloc, 1);
+  LLVMBuildBr(B, bj);
+  LLVMPositionBuilderAtEnd(B, bf);
+  scale_mask_max(g, st, maskt, ncols, cv, mloc, 0);
+  LLVMBuildBr(B, bj);
+  LLVMPositionBuilderAtEnd(B, bj);
   LLVMValueRef muse[NV], alpha[NV];
   LLVMValueRef abuf = alloca_t(g, LLVMArrayType(g->f32, KR_BQ), "alpha");
   for (int rv = 0; rv < NV; rv++) {
@@ -1209,8 +1229,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   build_mask_fn(g, 0, p->root);
   for (int k = 0; k < g->n_tk; k++) build_mask_fn(g, k + 1, g->tk[k]->kids[1]);
   for (int k = 0; k < g->n_tk; k++) build_tkinfo_fn(g, k);
-  build_tile_fn(g, 0);
-  build_tile_fn(g, 1);
+  build_tile_fn(g);
 
   /* the error table */
   LLVMValueRef *strs = calloc((size_t)g->n_errs + 1, sizeof *strs);

@@ -18,12 +18,12 @@
  *       nodes numbered in post-order) at that node's granularity.
  *   int32_t spat_tkinfo_<t>(const kr_env *e, int64_t out[4])
  *       {k, granularity g, Lq and Lk at g} of top-k node t.
- *   void spat_tile_full(const float *qt, const float *k, int64_t sk,
- *                       const float *v, int64_t sv, int64_t ncols,
- *                       const uint8_t *maskt, float *acc, float *m,
- *                       float *l, float c, float *st);
- *   void spat_tile_masked(same)   one online-softmax step of a 64-row query
- *       tile against ncols (1..64) keys, see kr_tile_fn.
+ *   void spat_tile(const float *qt, const float *k, int64_t sk,
+ *                  const float *v, int64_t sv, int64_t ncols,
+ *                  const uint8_t *maskt, float *acc, float *m, float *l,
+ *                  float c, float *st);
+ *       one online-softmax step of a 64-row query tile against ncols
+ *       (1..64) keys, see kr_tile_fn; maskt NULL: every key allowed.
  *   [n x ptr] spat_errors          the messages, "file:line:col: what".
  *
  * Top-k selections are made by the driver (double-precision scores) and read

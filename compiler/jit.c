@@ -152,7 +152,7 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
     LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
     LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
-    LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
+    LLVMPassBuilderOptionsSetLoopUnrolling(po, 0);
     LLVMErrorRef e = LLVMRunPasses(M, "default<O3>", tm, po);
     LLVMDisposePassBuilderOptions(po);
     if (e) {
@@ -220,15 +220,13 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     ok = lookup(jk, name, &f, err, errlen);
     if (ok) memcpy(&jk->tkinfo[t], &f, sizeof f);
   }
-  void *tf = NULL, *tm_ = NULL;
-  if (ok) ok = lookup(jk, "spat_tile_full", &tf, err, errlen);
-  if (ok) ok = lookup(jk, "spat_tile_masked", &tm_, err, errlen);
+  void *tf = NULL;
+  if (ok) ok = lookup(jk, "spat_tile", &tf, err, errlen);
   if (!ok) {
     jit_free(jk);
     return NULL;
   }
-  memcpy(&jk->k.tile_full, &tf, sizeof tf);
-  memcpy(&jk->k.tile_masked, &tm_, sizeof tm_);
+  memcpy(&jk->k.tile, &tf, sizeof tf);
   jk->k.D = o->D;
   jk->k.n_runtime = p->n_runtime;
   jk->k.n_inputs = p->n_inputs;

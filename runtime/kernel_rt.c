@@ -314,7 +314,7 @@ static void task(void *ctx, int64_t id, int worker) {
       int64_t nc = sp->k1 - j0 < KR_BK ? sp->k1 - j0 : KR_BK;
       const float *kt = kb + j0 * a->k.sl, *vt = vb + j0 * a->v.sl;
       if (sp->kind == PLAN_FULL) {
-        K->tile_full(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m,
+        K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m,
                      s->l, R->c, s->st);
         continue;
       }
@@ -330,7 +330,7 @@ static void task(void *ctx, int64_t id, int worker) {
       const uint64_t *w = (const uint64_t *)s->maskt;
       for (int64_t y = 0; y < nc * KR_BQ / 8; y++) any |= w[y];
       if (!any) continue;
-      K->tile_masked(s->qt, kt, a->k.sl, vt, a->v.sl, nc, s->maskt, s->acc,
+      K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, s->maskt, s->acc,
                      s->m, s->l, R->c, s->st);
     }
   }

@@ -9,9 +9,9 @@
  *     Q^T of the tile packed; top-k selections of the tile's rows;
  *     spans = plan_tiles(...);
  *     for each key tile of KR_BK keys inside a span:
- *       PLAN_FULL:    tile_full(...)
+ *       PLAN_FULL:    tile(..., maskt = NULL, ...)
  *       PLAN_PARTIAL: mask_0(...) per row into a transposed byte mask, then
- *                     tile_masked(...) (skipped when the mask is all zero)
+ *                     tile(..., maskt, ...) (skipped when the mask is all 0)
  *     o = acc / l, lse = m ln 2 + ln l   (rows with l == 0: o = 0, -inf)
  */
 #ifndef SPAT_KERNEL_RT_H
@@ -51,7 +51,7 @@ typedef struct kr_env {
  *   ncols keys (1 <= ncols <= KR_BK) of k/v (row strides sk, sv); updates
  *   acc [KR_BQ][D], running max m [KR_BQ] (log2 domain, scores times c =
  *   scale * log2 e) and sums l [KR_BQ]; maskt [KR_BK][KR_BQ] bytes, nonzero
- *   = allowed (tile_masked only); st: KR_BK * KR_BQ floats of scratch. */
+ *   = allowed, or NULL: all allowed; st: KR_BK * KR_BQ floats of scratch. */
 typedef int32_t (*kr_mask_fn)(const kr_env *e, int64_t i, int64_t j0,
                               int64_t n, uint8_t *out, int64_t ostride,
                               int64_t lq, int64_t lk);
@@ -71,7 +71,7 @@ typedef struct kr_kernel {
   int n_topk;
   kr_mask_fn *mask;             /* n_topk + 1: the root, then P of topk t */
   kr_tkinfo_fn *tkinfo;         /* n_topk */
-  kr_tile_fn tile_full, tile_masked;
+  kr_tile_fn tile;
   const char *const *errors;    /* messages, "file:line:col: what" */
   int n_errors;
   int threads;                  /* default thread count (0: all cores) */
