@@ -193,13 +193,28 @@ static void build_entry(emit *e, const ir_program *p, LLVMValueRef desc,
   LLVMBuildRet(e->B, r);
 }
 
+/* The generated functions the descriptor points at, all present. */
+static int has_generated(emit *e, int nt, char *err, size_t errlen) {
+  for (int t = 0; t <= nt; t++)
+    if (generated_fn(e, "spat_mask_%d", t) == NULL)
+      return errorf(err, errlen, "internal error: no spat_mask_%d", t);
+  for (int t = 0; t < nt; t++)
+    if (generated_fn(e, "spat_tkinfo_%d", t) == NULL)
+      return errorf(err, errlen, "internal error: no spat_tkinfo_%d", t);
+  if (generated_fn(e, "spat_tile", 0) == NULL)
+    return errorf(err, errlen, "internal error: no spat_tile");
+  return 0;
+}
+
 /* The descriptor (aot_desc) and both entries. */
-static void build_glue(emit *e, const ir_program *p, const aot_opts *o,
-                       const int64_t *plan, const cg_info *info) {
+static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
+                      const int64_t *plan, const cg_info *info, char *err,
+                      size_t errlen) {
+  if (has_generated(e, info->n_topk, err, errlen) != 0) return -1;
   /* plan words */
   int64_t nw = plan_words(plan);
   LLVMValueRef *words = calloc((size_t)nw + 1, sizeof *words);
-  if (words == NULL) return;
+  if (words == NULL) return errorf(err, errlen, "out of memory");
   for (int64_t w = 0; w < nw; w++)
     words[w] = LLVMConstInt(e->i64, (unsigned long long)plan[w], 1);
   LLVMValueRef plan_g =
@@ -209,7 +224,7 @@ static void build_glue(emit *e, const ir_program *p, const aot_opts *o,
   int nt = info->n_topk,
       n_ptrs = nt + 1 + p->n_inputs + p->n_externs + info->n_errors + 1;
   LLVMValueRef *v = calloc((size_t)n_ptrs, sizeof *v);
-  if (v == NULL) return;
+  if (v == NULL) return errorf(err, errlen, "out of memory");
   for (int t = 0; t <= nt; t++) v[t] = generated_fn(e, "spat_mask_%d", t);
   LLVMValueRef mask_g = ptr_array(e, v, nt + 1, "mask");
   for (int t = 0; t < nt; t++) v[t] = generated_fn(e, "spat_tkinfo_%d", t);
@@ -243,8 +258,7 @@ static void build_glue(emit *e, const ir_program *p, const aot_opts *o,
       plan_g,
       mask_g,
       tk_g,
-      generated_fn(e, "spat_tile_full", 0),
-      generated_fn(e, "spat_tile_masked", 0),
+      generated_fn(e, "spat_tile", 0),
       err_g,
       in_g,
       ext_g,
@@ -265,6 +279,7 @@ static void build_glue(emit *e, const ir_program *p, const aot_opts *o,
   if (run == NULL) run = LLVMAddFunction(e->M, "spat_aot_run", run_t);
   build_entry(e, p, desc_g, run, run_t, false);
   build_entry(e, p, desc_g, run, run_t, true);
+  return 0;
 }
 
 static LLVMTargetMachineRef target_machine(const char *cpu_opt, char *err,
@@ -398,10 +413,10 @@ int aot_emit(const ir_program *p, const aot_opts *o, const char *obj_path,
     e->i64 = LLVMInt64TypeInContext(e->C);
     e->ptr = LLVMPointerTypeInContext(e->C, 0);
     internalize(e);
-    build_glue(e, p, o, plan, &info);
+    rc = build_glue(e, p, o, plan, &info, err, errlen);
     LLVMDisposeBuilder(e->B);
     char *msg = NULL;
-    if (LLVMVerifyModule(e->M, LLVMReturnStatusAction, &msg))
+    if (rc == 0 && LLVMVerifyModule(e->M, LLVMReturnStatusAction, &msg))
       rc = errorf(err, errlen, "internal error: invalid module: %.400s",
                   msg ? msg : "");
     LLVMDisposeMessage(msg);

@@ -23,7 +23,7 @@
 
 /* The descriptor's layout is an ABI between objects and libspat: every field
  * is 8 bytes, in this order; AOT_ABI changes with it. */
-#define AOT_ABI 1
+#define AOT_ABI 2
 typedef struct aot_desc {
   int64_t abi;                /* AOT_ABI */
   int64_t D, layout, threads; /* compile options */
@@ -31,8 +31,7 @@ typedef struct aot_desc {
   const int64_t *plan;       /* tile plan words */
   const void *const *mask;   /* n_topk + 1 kr_mask_fn */
   const void *const *tkinfo; /* n_topk kr_tkinfo_fn */
-  const void *tile_full;     /* kr_tile_fn */
-  const void *tile_masked;
+  const void *tile;          /* kr_tile_fn */
   const char *const *errors; /* n_errors run-time error messages */
   const char *const *input_names;
   void *const *externs; /* n_externs bool f(int64_t, ...) */

@@ -49,8 +49,7 @@ static kr_kernel *kernel_of(const aot_desc *d) {
     memcpy(&k->mask[t], &d->mask[t], sizeof k->mask[t]);
   for (int64_t t = 0; t < d->n_topk; t++)
     memcpy(&k->tkinfo[t], &d->tkinfo[t], sizeof k->tkinfo[t]);
-  memcpy(&k->tile_full, &d->tile_full, sizeof k->tile_full);
-  memcpy(&k->tile_masked, &d->tile_masked, sizeof k->tile_masked);
+  memcpy(&k->tile, &d->tile, sizeof k->tile);
   k->errors = d->errors;
   k->n_errors = (int)d->n_errors;
   k->threads = (int)d->threads;
