@@ -139,8 +139,6 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
   LLVMDisposeMessage(layout);
   LLVMDisposeTargetData(td);
   int ok = M != NULL;
-  if (getenv("SPAT_T")) fprintf(stderr, "codegen %.1f ms\n", now_ms() - t0);
-  if (ok && getenv("SPAT_DUMP0")) LLVMPrintModuleToFile(M, getenv("SPAT_DUMP0"), NULL);
   if (ok) {
     char *msg = NULL;
     if (LLVMVerifyModule(M, LLVMReturnStatusAction, &msg)) {
@@ -163,8 +161,6 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     }
   }
   LLVMDisposeTargetMachine(tm);
-  if (getenv("SPAT_T")) fprintf(stderr, "O3 %.1f ms\n", now_ms() - t0);
-  if (ok && getenv("SPAT_DUMP")) LLVMPrintModuleToFile(M, getenv("SPAT_DUMP"), NULL);
   if (ok) {
     LLVMOrcJITTargetMachineBuilderRef jtmb =
         LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm2);
@@ -230,7 +226,6 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     jit_free(jk);
     return NULL;
   }
-  if (getenv("SPAT_T")) fprintf(stderr, "mc %.1f ms\n", now_ms() - t0);
   memcpy(&jk->k.tile, &tf, sizeof tf);
   jk->k.D = o->D;
   jk->k.n_runtime = p->n_runtime;
