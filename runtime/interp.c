@@ -309,9 +309,13 @@ static bool eval_random(ctx *c, const ir_node *n, bool *out) {
   if (!cache_hit(rc, c, r, seed)) {
     rc->valid = false;
     memset(rc->sel, 0, (size_t)c->Lk);
-    for (int64_t t = 0; t < r; t++)
-      rc->sel[ir_hash((uint64_t)seed, (uint64_t)c->h, (uint64_t)c->i,
-                      (uint64_t)t) % (uint64_t)c->Lk] = 1;
+    /* Stops once every key is drawn: a huge r costs about Lk log Lk. */
+    for (int64_t t = 0, hit = 0; t < r && hit < c->Lk; t++) {
+      uint64_t x = ir_hash((uint64_t)seed, (uint64_t)c->h, (uint64_t)c->i,
+                           (uint64_t)t) % (uint64_t)c->Lk;
+      hit += !rc->sel[x];
+      rc->sel[x] = 1;
+    }
     cache_key(rc, c, r, seed);
   }
   *out = rc->sel[c->j];

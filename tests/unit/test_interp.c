@@ -297,6 +297,11 @@ static void test_random(void **state) {
     ir_program p = prog(B2(IR_RANDOM, K(ws[k].x), K(ws[k].y)));
     check_mask(&p, r_random, &ws[k]);
   }
+  /* r far beyond Lk: every key (the rows are short, all keys get drawn). */
+  two all = {INT64_MAX, 5};
+  ir_program p = prog(B2(IR_RANDOM, K(INT64_MAX), K(5)));
+  rt_args a = base_args(2, 6, 6);
+  check_mask_args(&p, &a, r_full, &all);
   /* A value computed by hand from the spec's formula: seed 1, h 0, i 0,
    * t 0 hashes splitmix64(0x9E3779B97F4A7C15). */
   assert_true(splitmix(0x9E3779B97F4A7C15ull) == ir_hash(1, 0, 0, 0));
