@@ -58,6 +58,10 @@ $(B)/%.o: %.c | $(DEPS_STAMP) $(B)/gen/parser.h $(B)/gen/lexer.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
+# runtime/ffi.c includes its own "ffi.h" and libffi's <ffi.h>; without
+# -Iruntime the angle-bracket one is libffi's.
+$(B)/runtime/ffi.o: private CFLAGS_ALL := $(filter-out -Iruntime,$(CFLAGS_ALL))
+
 $(B)/libspat.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
