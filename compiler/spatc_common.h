@@ -32,7 +32,7 @@ enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
   X(HELP, "help", 'h', NULL, "print this help and exit")                     \
   X(VERBOSE, "verbose", 'v', NULL, "say more")                               \
   X(PATTERN, "pattern", 'p', "NAME",                                         \
-    "the pattern to use (default: the only or last one of FILE)")            \
+    "the pattern (default: the only or last one)")            \
   X(DEFINE, "define", 'D', "NAME=INT",                                       \
     "override a compile-time parameter (repeatable)")                        \
   X(RUNTIME, "runtime", 0, "NAME=INT",                                       \
@@ -40,7 +40,7 @@ enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
   X(INPUT, "input", 0, "NAME=FILE.npy",                                      \
     "an input array: int32, Lk entries (repeatable)")                        \
   X(PLUGIN, "plugin", 0, "LIB.so",                                           \
-    "shared library defining the pattern's extern functions")                \
+    "library defining the extern functions")                \
   X(LQ, "lq", 0, "N", "query rows")                                          \
   X(LK, "lk", 0, "N", "keys (default: Lq, or --len)")                        \
   X(LEN, "len", 'L', "N", "sequence length: Lq = Lk = N")                    \
@@ -50,7 +50,7 @@ enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
   X(HEAD, "head", 0, "H", "only head H")                                     \
   X(BATCH, "batch", 'B', "N", "batch size (default 1)")                      \
   X(DIM, "dim", 'd', "N", "head dimension (default 64)")                     \
-  X(SEED, "seed", 's', "S", "random q, k, v from seed S (see ENVIRONMENT)")  \
+  X(SEED, "seed", 's', "S", "draw q, k, v at random from seed S")  \
   X(Q, "q", 0, "FILE.npy", "queries, float32")                               \
   X(K, "k", 0, "FILE.npy", "keys, float32")                                  \
   X(V, "v", 0, "FILE.npy", "values, float32")                                \
