@@ -30,6 +30,8 @@ LIB_SRCS    := $(filter-out $(DRIVER_SRCS),$(wildcard compiler/*.c runtime/*.c))
 GEN_SRCS    := $(B)/gen/parser.c $(B)/gen/lexer.c
 LIB_OBJS    := $(LIB_SRCS:%.c=$(B)/%.o) $(GEN_SRCS:%.c=%.o)
 DRIVER_OBJS := $(DRIVER_SRCS:%.c=$(B)/%.o)
+# bench/ baselines: only in the driver (spatc bench), built for speed.
+BENCH_OBJS  := $(B)/bench/baselines.o
 TEST_SRCS   := $(wildcard tests/unit/test_*.c)
 TEST_BINS   := $(TEST_SRCS:tests/unit/%.c=$(B)/tests/%)
 DEPS_STAMP  := $(B)/.deps-ok
@@ -62,6 +64,10 @@ $(B)/%.o: %.c | $(DEPS_STAMP) $(B)/gen/parser.h $(B)/gen/lexer.h
 # -Iruntime the angle-bracket one is libffi's.
 $(B)/runtime/ffi.o: private CFLAGS_ALL := $(filter-out -Iruntime,$(CFLAGS_ALL))
 
+$(B)/bench/%.o: bench/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out $(OPT),$(CFLAGS_ALL)) -O3 -march=native -ffast-math -MMD -MP -c $< -o $@
+
 $(B)/libspat.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
@@ -69,9 +75,9 @@ $(B)/libspat.a: $(LIB_OBJS)
 $(B)/libspat.so: $(LIB_OBJS)
 	$(CC) -shared -o $@ $^ $(LIBS)
 
-$(B)/spatc: $(DRIVER_OBJS) $(B)/libspat.a
+$(B)/spatc: $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat.a
 	@mkdir -p $(B)
-	$(CC) -o $@ $(DRIVER_OBJS) $(B)/libspat.a $(LIBS) $(BLAS_LIBS)
+	$(CC) -o $@ $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat.a $(LIBS) $(BLAS_LIBS)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libspat.a | $(DEPS_STAMP)
 	@mkdir -p $(B)/tests
@@ -80,8 +86,11 @@ $(B)/tests/%: tests/unit/%.c $(B)/libspat.a | $(DEPS_STAMP)
 test: all $(TEST_BINS)
 	@bash tests/run.sh $(TEST_BINS)
 
-demo: all
-	@bash scripts/demo.sh
+$(B)/demo: bench/demo.c $(B)/libspat.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libspat.a $(LIBS)
+
+demo: all $(B)/demo
+	@B=$(B) bash scripts/demo.sh
 
 bench: all
 	@bash bench/run.sh
@@ -118,4 +127,4 @@ valgrind: all $(TEST_BINS)
 clean:
 	rm -rf $(B) build-asan build-ubsan
 
--include $(LIB_OBJS:.o=.d) $(DRIVER_OBJS:.o=.d) $(TEST_BINS:=.d)
+-include $(LIB_OBJS:.o=.d) $(DRIVER_OBJS:.o=.d) $(BENCH_OBJS:.o=.d) $(TEST_BINS:=.d)

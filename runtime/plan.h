@@ -44,4 +44,8 @@ int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
 /* Number of int64 words of a plan (plan[0] holds it). */
 static inline int64_t plan_words(const int64_t *plan) { return plan[0]; }
 
+/* The most spans plan_tiles can return for this plan, for any sizes and tile
+ * (plan[2]): an out buffer this large never needs a second call. */
+static inline int64_t plan_max_spans(const int64_t *plan) { return plan[2]; }
+
 #endif

@@ -1,0 +1,488 @@
+/* analyze.c: pattern IR -> tile plan (runtime/plan.h), and `spatc explain`.
+ *
+ * In: a checked ir_program.  Out: the plan, postfix code over two stacks
+ * (int64 values, key-interval lists; instruction set in runtime/plan_ops.h)
+ * that plan_tiles runs once per query tile.  Each pattern node becomes code
+ * that yields, for the tile's query positions [i0, i1), a sorted list of key
+ * spans labelled FULL (every row allows every key) or PARTIAL (some may):
+ * window/causal give a FULL core between PARTIAL edges, block/rows/cols/
+ * global/full are exact, dilated/stride/where/topk/random give PARTIAL
+ * candidate ranges, and | & - ! combine lists as Kleene connectives.
+ * Integer arguments (h, H, Lq, Lk, runtime scalars, constants) are evaluated
+ * in the plan with checked arithmetic; an argument that needs i, j, inputs or
+ * externs makes its pattern PARTIAL over every key.  The plan's size depends
+ * on the tree only, never on the sequence lengths.
+ */
+#include "analyze.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../runtime/interp.h"
+#include "../runtime/plan_ops.h"
+
+#define BOUND_MAX (1 << 20)
+
+typedef struct bld {
+  int64_t *w;          /* code being built (malloc'd) */
+  size_t n, cap;
+  int idepth, imax;    /* int stack */
+  int ldepth, lmax;    /* list stack */
+  int bdepth, bmax;    /* BLOCKS nesting */
+  int64_t maxbound;    /* largest static list size */
+  bool oom;
+} bld;
+
+static const int plan_op_operands[PLAN_N_OPS] = {
+#define X(name, n, text) n,
+    PLAN_OPS(X)
+#undef X
+};
+
+static const char *const plan_op_text[PLAN_N_OPS] = {
+#define X(name, n, text) text,
+    PLAN_OPS(X)
+#undef X
+};
+
+static size_t emit(bld *b, int64_t word) {
+  if (b->n == b->cap) {
+    size_t nc = b->cap ? 2 * b->cap : 256;
+    int64_t *nw = realloc(b->w, nc * sizeof *nw);
+    if (!nw) {
+      b->oom = true;
+      return b->n;
+    }
+    b->w = nw, b->cap = nc;
+  }
+  b->w[b->n] = word;
+  return b->n++;
+}
+
+static void ipush(bld *b, int d) {
+  b->idepth += d;
+  if (b->idepth > b->imax) b->imax = b->idepth;
+}
+
+static void lpush(bld *b, int d) {
+  b->ldepth += d;
+  if (b->ldepth > b->lmax) b->lmax = b->ldepth;
+}
+
+static int64_t bound(bld *b, int64_t v) {
+  if (v > BOUND_MAX) v = BOUND_MAX;
+  if (v > b->maxbound) b->maxbound = v;
+  return v;
+}
+
+/* Integer arguments the plan can evaluate: no i, j, inputs or externs. */
+static bool is_plannable(const ir_node *n) {
+  return !ir_has_op(n, IR_VAR_I) && !ir_has_op(n, IR_VAR_J) &&
+         !ir_has_op(n, IR_INPUT) && !ir_has_op(n, IR_EXTERN);
+}
+
+static void patch(bld *b, size_t at) {
+  if (!b->oom) b->w[at] = (int64_t)b->n;
+}
+
+static void gen_int(bld *b, const ir_node *n) {
+  size_t j1, j2;
+  switch (n->op) {
+  case IR_CONST:
+    emit(b, PLAN_ICONST), emit(b, n->value), ipush(b, 1);
+    return;
+  case IR_VAR_H: emit(b, PLAN_IHEAD), ipush(b, 1); return;
+  case IR_SIZE_H: emit(b, PLAN_INHEAD), ipush(b, 1); return;
+  case IR_SIZE_LQ: emit(b, PLAN_ILQ), ipush(b, 1); return;
+  case IR_SIZE_LK: emit(b, PLAN_ILK), ipush(b, 1); return;
+  case IR_RUNTIME:
+    emit(b, PLAN_IRT), emit(b, n->value), ipush(b, 1);
+    return;
+  case IR_NEG: case IR_NOT: case IR_ABS:
+    gen_int(b, n->kids[0]);
+    emit(b, n->op == IR_NEG ? PLAN_INEG : n->op == IR_NOT ? PLAN_INOT : PLAN_IABS);
+    return;
+  case IR_LAND:
+  case IR_LOR:
+    gen_int(b, n->kids[0]);
+    emit(b, n->op == IR_LAND ? PLAN_JZ0 : PLAN_JNZ1);
+    j1 = emit(b, 0);
+    ipush(b, -1);
+    gen_int(b, n->kids[1]);
+    emit(b, PLAN_IBOOL);
+    patch(b, j1);
+    return;
+  case IR_SEL:
+    gen_int(b, n->kids[0]);
+    emit(b, PLAN_JZ), j1 = emit(b, 0), ipush(b, -1);
+    gen_int(b, n->kids[1]);
+    emit(b, PLAN_JMP), j2 = emit(b, 0), ipush(b, -1);
+    patch(b, j1);
+    gen_int(b, n->kids[2]);
+    patch(b, j2);
+    return;
+  default:
+    break;
+  }
+  static const struct { ir_op ir; int plan; } bin[] = {
+      {IR_ADD, PLAN_IADD}, {IR_SUB, PLAN_ISUB}, {IR_MUL, PLAN_IMUL},
+      {IR_DIV, PLAN_IDIV}, {IR_MOD, PLAN_IMOD}, {IR_MIN, PLAN_IMIN},
+      {IR_MAX, PLAN_IMAX}, {IR_LT, PLAN_ILT},   {IR_LE, PLAN_ILE},
+      {IR_GT, PLAN_IGT},   {IR_GE, PLAN_IGE},   {IR_EQ, PLAN_IEQ},
+      {IR_NE, PLAN_INE}};
+  for (size_t k = 0; k < sizeof bin / sizeof bin[0]; k++)
+    if (bin[k].ir == n->op) {
+      gen_int(b, n->kids[0]);
+      gen_int(b, n->kids[1]);
+      emit(b, bin[k].plan), ipush(b, -1);
+      return;
+    }
+  /* Not reachable for plannable trees; keep the stack balanced anyway. */
+  emit(b, PLAN_ICONST), emit(b, 0), ipush(b, 1);
+}
+
+static int64_t gen_any(bld *b) {
+  emit(b, PLAN_PANY), lpush(b, 1);
+  return bound(b, 1);
+}
+
+/* An index set: pushes a list of its items (positions). */
+static int64_t gen_set(bld *b, const ir_node *set) {
+  emit(b, PLAN_SBEGIN), lpush(b, 1);
+  for (int k = 0; k < set->n_kids; k++) {
+    const ir_node *it = set->kids[k];
+    if (it->op == IR_RANGE) {
+      gen_int(b, it->kids[0]);
+      gen_int(b, it->kids[1]);
+      emit(b, PLAN_SRANGE), ipush(b, -2);
+    } else {
+      gen_int(b, it);
+      emit(b, PLAN_SITEM), ipush(b, -1);
+    }
+  }
+  return bound(b, set->n_kids);
+}
+
+static int64_t gen_pat(bld *b, const ir_node *n) {
+  int64_t x, y;
+  size_t j1, j2;
+  for (int k = 0; k < n->n_kids; k++) {
+    const ir_node *kid = n->kids[k];
+    if (n->op == IR_WHERE) break;
+    if (ir_op_kind[kid->op] == IR_INT && !is_plannable(kid)) return gen_any(b);
+    if (kid->op == IR_SET)
+      for (int t = 0; t < kid->n_kids; t++)
+        if (!is_plannable(kid->kids[t])) return gen_any(b);
+  }
+  switch (n->op) {
+  case IR_FULL: emit(b, PLAN_PFULL), lpush(b, 1); return bound(b, 1);
+  case IR_NONE: emit(b, PLAN_PNONE), lpush(b, 1); return 0;
+  case IR_CAUSAL: emit(b, PLAN_PCAUSAL), lpush(b, 1); return bound(b, 2);
+  case IR_WHERE: return gen_any(b);
+  case IR_WINDOW:
+  case IR_DILATED:
+  case IR_RANDOM:
+    gen_int(b, n->kids[0]);
+    gen_int(b, n->kids[1]);
+    emit(b, n->op == IR_WINDOW    ? PLAN_PWINDOW
+            : n->op == IR_DILATED ? PLAN_PDILATED
+                                  : PLAN_PRANDOM);
+    ipush(b, -2), lpush(b, 1);
+    return bound(b, n->op == IR_RANDOM ? PLAN_RANDOM_MAX : 3);
+  case IR_BLOCK:
+  case IR_STRIDE:
+    gen_int(b, n->kids[0]);
+    emit(b, n->op == IR_BLOCK ? PLAN_PBLOCK : PLAN_PSTRIDE);
+    ipush(b, -1), lpush(b, 1);
+    return bound(b, 1);
+  case IR_ROWS:
+    gen_set(b, n->kids[0]);
+    emit(b, PLAN_PROWS);
+    return bound(b, 1);
+  case IR_COLS:
+    x = gen_set(b, n->kids[0]);
+    emit(b, PLAN_PCOLS);
+    return x;
+  case IR_GLOBAL:
+    gen_set(b, n->kids[0]);
+    emit(b, PLAN_PROWS);
+    x = gen_set(b, n->kids[0]);
+    emit(b, PLAN_PCOLS);
+    emit(b, PLAN_POR), lpush(b, -1);
+    return bound(b, 2 * (1 + x));
+  case IR_TOPK:
+    gen_int(b, n->kids[0]);
+    x = gen_pat(b, n->kids[1]);
+    emit(b, PLAN_PTOPK), ipush(b, -1);
+    return x;
+  case IR_OR:
+  case IR_AND:
+  case IR_MINUS:
+    /* Q only where it can matter, as the interpreter short-circuits: not
+     * when P is empty (& -) or FULL over every key (|). */
+    x = gen_pat(b, n->kids[0]);
+    emit(b, n->op == IR_OR ? PLAN_JALL : PLAN_JEMPTY), j1 = emit(b, 0);
+    y = gen_pat(b, n->kids[1]);
+    emit(b, n->op == IR_OR ? PLAN_POR : n->op == IR_AND ? PLAN_PAND : PLAN_PMINUS);
+    lpush(b, -1);
+    patch(b, j1);
+    return bound(b, n->op == IR_MINUS ? 2 * (x + 2 * y + 1) : 2 * (x + y));
+  case IR_COMPL:
+    x = gen_pat(b, n->kids[0]);
+    emit(b, PLAN_PCOMPL);
+    return bound(b, 2 * x + 1);
+  case IR_PSEL:
+    gen_int(b, n->kids[0]);
+    emit(b, PLAN_JZ), j1 = emit(b, 0), ipush(b, -1);
+    x = gen_pat(b, n->kids[1]);
+    emit(b, PLAN_JMP), j2 = emit(b, 0), lpush(b, -1);
+    patch(b, j1);
+    y = gen_pat(b, n->kids[2]);
+    patch(b, j2);
+    return x > y ? x : y;
+  case IR_BLOCKS:
+    gen_int(b, n->kids[0]);
+    emit(b, PLAN_BBEGIN), ipush(b, -1);
+    if (++b->bdepth > b->bmax) b->bmax = b->bdepth;
+    x = gen_pat(b, n->kids[1]);
+    b->bdepth--;
+    emit(b, PLAN_BEND);
+    return x;
+  default:
+    return gen_any(b); /* not a pattern: sema does not produce this */
+  }
+}
+
+static void msg(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void msg(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || !errlen) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
+  if (!p || !p->root || !p->arena) {
+    msg(err, errlen, "an_build: no program");
+    return NULL;
+  }
+  bld b = {0};
+  for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
+  gen_pat(&b, p->root);
+  emit(&b, PLAN_END);
+  int64_t *plan = NULL;
+  if (b.oom) {
+    msg(err, errlen, "out of memory");
+  } else if (b.imax > PLAN_ISTACK) {
+    msg(err, errlen, "pattern too deeply nested for the tile plan "
+        "(integer stack %d > %d)", b.imax, PLAN_ISTACK);
+  } else if (b.bmax > PLAN_BNEST) {
+    msg(err, errlen, "blocks nested too deeply for the tile plan (%d > %d)",
+        b.bmax, PLAN_BNEST);
+  } else if (PLAN_SCRATCH / (b.lmax + 4) < 4) {
+    msg(err, errlen, "pattern too deeply nested for the tile plan "
+        "(list stack %d)", b.lmax);
+  } else if (!(plan = arena_alloc(p->arena, b.n * sizeof *plan))) {
+    msg(err, errlen, "out of memory");
+  } else {
+    int64_t cap = PLAN_SCRATCH / (b.lmax + 4);
+    if (b.maxbound < cap) cap = b.maxbound < 4 ? 4 : b.maxbound;
+    b.w[PLAN_W_SIZE] = (int64_t)b.n;
+    b.w[PLAN_W_MAGIC] = PLAN_MAGIC;
+    b.w[PLAN_W_CAP] = cap;
+    b.w[PLAN_W_LDEPTH] = b.lmax;
+    b.w[PLAN_W_IDEPTH] = b.imax;
+    b.w[PLAN_W_BDEPTH] = b.bmax;
+    b.w[PLAN_W_NRT] = p->n_runtime;
+    b.w[PLAN_W_CODE] = PLAN_HDR;
+    memcpy(plan, b.w, b.n * sizeof *plan);
+  }
+  free(b.w);
+  return plan;
+}
+
+/* ---- explain ---- */
+
+static void print_plan(FILE *f, const int64_t *plan) {
+  fprintf(f, "plan: %lld words, at most %lld spans per tile, stacks %lld "
+          "lists / %lld ints, blocks depth %lld\n",
+          (long long)plan[PLAN_W_SIZE], (long long)plan[PLAN_W_CAP],
+          (long long)plan[PLAN_W_LDEPTH], (long long)plan[PLAN_W_IDEPTH],
+          (long long)plan[PLAN_W_BDEPTH]);
+  for (int64_t pc = plan[PLAN_W_CODE]; pc < plan[PLAN_W_SIZE];) {
+    int64_t op = plan[pc];
+    if (op < 0 || op >= PLAN_N_OPS) {
+      fprintf(f, "  %4lld  ?%lld\n", (long long)pc, (long long)op);
+      break;
+    }
+    fprintf(f, "  %4lld  %s", (long long)pc, plan_op_text[op]);
+    for (int k = 1; k <= plan_op_operands[op]; k++)
+      fprintf(f, " %lld", (long long)plan[pc + k]);
+    fputc('\n', f);
+    pc += 1 + plan_op_operands[op];
+  }
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+#define EXPLAIN_EXACT_MAX 40000000 /* mask elements evaluated per head */
+
+/* Tiles and keys per row from the exact mask (the reference interpreter),
+ * over every row, or over evenly spaced rows when there are too many. */
+static int explain_exact(FILE *f, const ir_program *p, const plan_env *env,
+                         int64_t bq, int64_t bk, char *err, size_t errlen) {
+  int64_t Lq = env->Lq, Lk = env->Lk;
+  int64_t nkt = (Lk + bk - 1) / bk, step = 1;
+  if (Lq == 0) return 0;
+  if (Lk > 0 && Lq > EXPLAIN_EXACT_MAX / Lk) step = Lq * Lk / EXPLAIN_EXACT_MAX + 1;
+  rt_args a = {.B = 1, .H = env->H, .Hkv = env->H, .Lq = Lq, .Lk = Lk, .D = 1,
+               .runtime = env->runtime};
+  uint8_t *row = malloc((size_t)Lk + 1);
+  int64_t *cnt = calloc((size_t)nkt + 1, sizeof *cnt);
+  int64_t *per = malloc(sizeof *per * (size_t)(Lq / step + 1));
+  int64_t n_rows = 0, tiles[3] = {0, 0, 0}; /* empty, partial, full */
+  int rc = 0;
+  if (!row || !cnt || !per) {
+    msg(err, errlen, "out of memory");
+    rc = -1;
+  }
+  for (int64_t r0 = 0; r0 < Lq && rc == 0; r0 += bq) {
+    int64_t r1 = r0 + bq < Lq ? r0 + bq : Lq, seen = 0;
+    memset(cnt, 0, sizeof *cnt * (size_t)nkt);
+    for (int64_t r = r0; r < r1; r++) {
+      if (r % step) continue;
+      if (interp_mask_row(p, &a, 0, env->h, r, row, err, errlen) != RT_OK) {
+        rc = -1;
+        break;
+      }
+      int64_t c = 0;
+      for (int64_t j = 0; j < Lk; j++)
+        if (row[j]) c++, cnt[j / bk]++;
+      per[n_rows++] = c;
+      seen++;
+    }
+    if (step == 1)
+      for (int64_t q = 0; q < nkt; q++) {
+        int64_t w = (q + 1) * bk < Lk ? bk : Lk - q * bk;
+        tiles[cnt[q] == 0 ? 0 : cnt[q] == w * seen ? 2 : 1]++;
+      }
+  }
+  if (rc == 0 && n_rows > 0) {
+    qsort(per, (size_t)n_rows, sizeof *per, cmp_i64);
+    if (step == 1)
+      fprintf(f, "  exact mask: key tiles full %lld, partial %lld, empty %lld\n",
+              (long long)tiles[2], (long long)tiles[1], (long long)tiles[0]);
+    fprintf(f, "  keys per row, exact: min %lld, median %lld, max %lld%s\n",
+            (long long)per[0], (long long)per[n_rows / 2],
+            (long long)per[n_rows - 1], step > 1 ? " (sampled rows)" : "");
+  }
+  free(row), free(cnt), free(per);
+  return rc;
+}
+
+int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
+               int64_t Lk, int64_t bq, int64_t bk, const int64_t *runtime,
+               char *err, size_t errlen) {
+  if (!f || !p || H < 1 || Lq < 0 || Lk < 0 || bq < 1 || bk < 1) {
+    msg(err, errlen, "an_explain: bad arguments");
+    return -1;
+  }
+  int64_t *plan = an_build(p, err, errlen);
+  if (!plan) return -1;
+  fprintf(f, "pattern %s\n", p->name ? p->name : "(unnamed)");
+  fprintf(f, "(the IR printer is not available yet)\n");
+  print_plan(f, plan);
+
+  int64_t cap = plan_max_spans(plan);
+  plan_span *sp = malloc(sizeof *sp * (size_t)cap);
+  int64_t nqt = (Lq + bq - 1) / bq, nkt = (Lk + bk - 1) / bk;
+  /* keys per row: lower bound (FULL spans), upper bound (every span). */
+  int64_t *lo = malloc(sizeof *lo * (size_t)(Lq ? Lq : 1));
+  int64_t *hi = malloc(sizeof *hi * (size_t)(Lq ? Lq : 1));
+  int64_t *kt = malloc(sizeof *kt * (size_t)(nkt ? nkt : 1));
+  if (!sp || !lo || !hi || !kt) {
+    free(sp), free(lo), free(hi), free(kt);
+    msg(err, errlen, "out of memory");
+    return -1;
+  }
+  int rc = 0;
+  /* The exact mask needs no data: no topk, inputs or externs. */
+  bool exact = !ir_is_data_dependent(p) && p->n_inputs == 0 && p->n_externs == 0;
+  fprintf(f, "\nsizes: H %lld, Lq %lld, Lk %lld; tiles of %lld x %lld\n",
+          (long long)H, (long long)Lq, (long long)Lk, (long long)bq,
+          (long long)bk);
+  for (int64_t h = 0; h < H && rc == 0; h++) {
+    plan_env env = {.h = h, .H = H, .Lq = Lq, .Lk = Lk, .runtime = runtime};
+    int64_t nfull = 0, npart = 0, nspans = 0, maxspans = 0;
+    for (int64_t t = 0; t < nqt; t++) {
+      int64_t r0 = t * bq, r1 = r0 + bq < Lq ? r0 + bq : Lq;
+      int64_t n = plan_tiles(plan, &env, r0, r1, sp, cap, err, errlen);
+      if (n < 0) {
+        rc = -1;
+        break;
+      }
+      nspans += n;
+      if (n > maxspans) maxspans = n;
+      memset(kt, 0, sizeof *kt * (size_t)nkt);
+      int64_t nf = 0, na = 0;
+      for (int64_t s = 0; s < n; s++) {
+        int64_t len = sp[s].k1 - sp[s].k0;
+        na += len;
+        if (sp[s].kind == PLAN_FULL) nf += len;
+        /* kt: 1 touched by a PARTIAL span or partly covered, 2 all FULL */
+        for (int64_t q = sp[s].k0 / bk; q <= (sp[s].k1 - 1) / bk; q++) {
+          int64_t q0 = q * bk, q1 = q0 + bk < Lk ? q0 + bk : Lk;
+          bool whole = sp[s].kind == PLAN_FULL && sp[s].k0 <= q0 && sp[s].k1 >= q1;
+          if (whole && kt[q] == 0) kt[q] = 2;
+          else if (!whole && kt[q] == 2) {
+            /* two FULL spans can still cover a tile together */
+            int64_t c = 0;
+            for (int64_t u = 0; u < n; u++)
+              if (sp[u].kind == PLAN_FULL) {
+                int64_t a = sp[u].k0 > q0 ? sp[u].k0 : q0;
+                int64_t z = sp[u].k1 < q1 ? sp[u].k1 : q1;
+                if (z > a) c += z - a;
+              }
+            kt[q] = c == q1 - q0 ? 2 : 1;
+          } else if (!whole) {
+            kt[q] = 1;
+          }
+        }
+      }
+      for (int64_t q = 0; q < nkt; q++) nfull += kt[q] == 2, npart += kt[q] == 1;
+      for (int64_t r = r0; r < r1; r++) lo[r] = nf, hi[r] = na;
+    }
+    if (rc) break;
+    int64_t tot = nqt * nkt;
+    fprintf(f, "head %lld: key tiles full %lld, partial %lld, empty %lld of "
+            "%lld (%.1f%% visited); spans per query tile %.1f (max %lld)\n",
+            (long long)h, (long long)nfull, (long long)npart,
+            (long long)(tot - nfull - npart), (long long)tot,
+            tot ? 100.0 * (double)(nfull + npart) / (double)tot : 0.0,
+            nqt ? (double)nspans / (double)nqt : 0.0, (long long)maxspans);
+    if (Lq > 0) {
+      qsort(lo, (size_t)Lq, sizeof *lo, cmp_i64);
+      qsort(hi, (size_t)Lq, sizeof *hi, cmp_i64);
+      fprintf(f, "  keys per row, sure (in FULL spans of its tile): min %lld, "
+              "median %lld, max %lld\n",
+              (long long)lo[0], (long long)lo[Lq / 2], (long long)lo[Lq - 1]);
+      fprintf(f, "  keys per row, visited (in any span):           min %lld, "
+              "median %lld, max %lld\n",
+              (long long)hi[0], (long long)hi[Lq / 2], (long long)hi[Lq - 1]);
+    }
+    if (exact && rc == 0) rc = explain_exact(f, p, &env, bq, bk, err, errlen);
+    if (H > 1 && !ir_has_op(p->root, IR_VAR_H) && !ir_has_op(p->root, IR_PSEL) &&
+        !ir_has_op(p->root, IR_RANDOM) && !ir_has_op(p->root, IR_WHERE)) {
+      fprintf(f, "(every head has the same pattern)\n");
+      break;
+    }
+  }
+  free(sp), free(lo), free(hi), free(kt);
+  return rc;
+}

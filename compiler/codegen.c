@@ -1,0 +1,1265 @@
+/* codegen.c: pattern IR -> LLVM module (see codegen.h for the entry ABI).
+ *
+ * In: an ir_program and D.  Out: an LLVM module with
+ *  - mask functions: the pattern as "row algebra": every pattern node fills
+ *    a byte row buffer for columns [j0, j0 + n) of one query row, so
+ *    primitives are loops (vectorisable by O3) or interval fills, | & - !
+ *    are byte-wise ops, blocks(b){P} evaluates P on the block row and
+ *    expands it.  Integer expressions are checked int64 arithmetic
+ *    (llvm.s*.with.overflow, floor division, Python remainder); an error
+ *    returns the 1-based index of a message baked at codegen time with the
+ *    node's location.
+ *  - top-k info functions (k and granularity of each top-k node),
+ *  - two tile functions (full / masked), a FlashAttention-2 step on
+ *    <16 x float> vectors in a transposed layout: scores S^T[j][row] so the
+ *    per-row max, exp and sums are vertical ops, a polynomial exp2 in IR,
+ *    register-blocked Q.K^T (4 keys x 64 rows) and P.V (4 rows x 64 dims).
+ */
+#include "codegen.h"
+
+#include <llvm-c/Core.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../runtime/kernel_rt.h"
+
+#define NV (KR_BQ / 16) /* row vectors per query tile */
+
+typedef struct cg {
+  LLVMContextRef C;
+  LLVMModuleRef M;
+  LLVMBuilderRef B;
+  LLVMTypeRef i1, i8, i32, i64, f32, ptr, vf, vi8, vi32, vi1, voidt;
+  const ir_program *p;
+  const cg_target *tgt;
+  int64_t D;
+  char **errs;
+  int n_errs, cap_errs;
+  int oom;
+  const ir_node **tk;      /* top-k nodes, post-order */
+  int n_tk, cap_tk;
+  /* the function being built */
+  LLVMValueRef fn, env;
+  LLVMBasicBlockRef allocas;
+  LLVMValueRef h, H, lk_tok;
+} cg;
+
+typedef struct lvl {
+  LLVMValueRef i, lq, lk;  /* query index and sizes at this granularity */
+} lvl;
+
+/* --- small builders ---------------------------------------------------- */
+
+static LLVMValueRef ci64(cg *g, int64_t v) {
+  return LLVMConstInt(g->i64, (unsigned long long)v, 1);
+}
+static LLVMValueRef ci8(cg *g, int v) { return LLVMConstInt(g->i8, (unsigned)v, 0); }
+static LLVMValueRef cf(cg *g, double v) { return LLVMConstReal(g->f32, v); }
+
+static LLVMBasicBlockRef newbb(cg *g, const char *name) {
+  return LLVMAppendBasicBlockInContext(g->C, g->fn, name);
+}
+
+static LLVMValueRef alloca_t(cg *g, LLVMTypeRef t, const char *name) {
+  LLVMBasicBlockRef cur = LLVMGetInsertBlock(g->B);
+  LLVMPositionBuilderAtEnd(g->B, g->allocas);
+  LLVMValueRef a = LLVMBuildAlloca(g->B, t, name);
+  LLVMSetAlignment(a, 64);
+  LLVMPositionBuilderAtEnd(g->B, cur);
+  return a;
+}
+
+static LLVMValueRef gep(cg *g, LLVMTypeRef elt, LLVMValueRef base,
+                       LLVMValueRef idx) {
+  return LLVMBuildGEP2(g->B, elt, base, &idx, 1, "");
+}
+
+static LLVMValueRef call_intr(cg *g, const char *name, LLVMTypeRef *ovl,
+                              int n_ovl, LLVMValueRef *args, int n_args) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(g->M, id, ovl, (size_t)n_ovl);
+  LLVMTypeRef ft = LLVMIntrinsicGetType(g->C, id, ovl, (size_t)n_ovl);
+  return LLVMBuildCall2(g->B, ft, f, args, (unsigned)n_args, "");
+}
+
+/* Counted loops with the counter in an alloca (mem2reg makes it a phi). */
+typedef struct loop {
+  LLVMValueRef var, end, step;
+  LLVMBasicBlockRef cond, body, exit;
+} loop;
+
+static LLVMValueRef loop_begin(cg *g, loop *l, LLVMValueRef start,
+                               LLVMValueRef end, int64_t step) {
+  l->var = alloca_t(g, g->i64, "iv");
+  l->end = end;
+  l->step = ci64(g, step);
+  LLVMBuildStore(g->B, start, l->var);
+  l->cond = newbb(g, "loop");
+  l->body = newbb(g, "body");
+  l->exit = newbb(g, "done");
+  LLVMBuildBr(g->B, l->cond);
+  LLVMPositionBuilderAtEnd(g->B, l->cond);
+  LLVMValueRef iv = LLVMBuildLoad2(g->B, g->i64, l->var, "");
+  LLVMBuildCondBr(g->B, LLVMBuildICmp(g->B, LLVMIntSLT, iv, end, ""), l->body,
+                  l->exit);
+  LLVMPositionBuilderAtEnd(g->B, l->body);
+  return LLVMBuildLoad2(g->B, g->i64, l->var, "");
+}
+
+static void loop_end(cg *g, loop *l) {
+  LLVMValueRef iv = LLVMBuildLoad2(g->B, g->i64, l->var, "");
+  LLVMBuildStore(g->B, LLVMBuildAdd(g->B, iv, l->step, ""), l->var);
+  LLVMBuildBr(g->B, l->cond);
+  LLVMPositionBuilderAtEnd(g->B, l->exit);
+}
+
+static LLVMValueRef smin(cg *g, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(g->B, LLVMBuildICmp(g->B, LLVMIntSLT, a, b, ""), a, b,
+                         "");
+}
+static LLVMValueRef smax(cg *g, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(g->B, LLVMBuildICmp(g->B, LLVMIntSGT, a, b, ""), a, b,
+                         "");
+}
+
+/* --- errors ------------------------------------------------------------ */
+
+static int err_site(cg *g, const ir_node *n, const char *what) {
+  char loc[256] = "", msg[512];
+  if (g->p->diag && n && n->span.src >= 0)
+    diag_loc(g->p->diag, n->span, loc, sizeof loc);
+  if (loc[0])
+    snprintf(msg, sizeof msg, "%s: error: %s", loc, what);
+  else
+    snprintf(msg, sizeof msg, "%s", what);
+  if (g->n_errs == g->cap_errs) {
+    int cap = g->cap_errs ? 2 * g->cap_errs : 16;
+    char **e = realloc(g->errs, (size_t)cap * sizeof *e);
+    if (!e) {
+      g->oom = 1;
+      return 1;
+    }
+    g->errs = e;
+    g->cap_errs = cap;
+  }
+  g->errs[g->n_errs] = strdup(msg);
+  if (!g->errs[g->n_errs]) g->oom = 1;
+  return ++g->n_errs;
+}
+
+/* if (bad) return code; */
+static void check(cg *g, LLVMValueRef bad, const ir_node *n, const char *what) {
+  int code = err_site(g, n, what);
+  LLVMBasicBlockRef e = newbb(g, "err"), ok = newbb(g, "ok");
+  LLVMBuildCondBr(g->B, bad, e, ok);
+  LLVMPositionBuilderAtEnd(g->B, e);
+  LLVMBuildRet(g->B, LLVMConstInt(g->i32, (unsigned)code, 0));
+  LLVMPositionBuilderAtEnd(g->B, ok);
+}
+
+/* if (code != 0) return code;  (code: i64 computed at run time) */
+static void check_dyn(cg *g, LLVMValueRef code) {
+  LLVMBasicBlockRef e = newbb(g, "err"), ok = newbb(g, "ok");
+  LLVMBuildCondBr(g->B,
+                  LLVMBuildICmp(g->B, LLVMIntNE, code, ci64(g, 0), ""), e, ok);
+  LLVMPositionBuilderAtEnd(g->B, e);
+  LLVMBuildRet(g->B, LLVMBuildTrunc(g->B, code, g->i32, ""));
+  LLVMPositionBuilderAtEnd(g->B, ok);
+}
+
+/* --- kr_env access ------------------------------------------------------- */
+
+static LLVMValueRef env_word(cg *g, LLVMValueRef env, int w, LLVMTypeRef t) {
+  return LLVMBuildLoad2(g->B, t, gep(g, g->i64, env, ci64(g, w)), "");
+}
+
+/* --- integer expressions ------------------------------------------------- */
+
+static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j);
+
+static LLVMValueRef ovf_op(cg *g, const char *intr, LLVMValueRef a,
+                           LLVMValueRef b, const ir_node *n) {
+  LLVMValueRef args[2] = {a, b};
+  LLVMValueRef r = call_intr(g, intr, &g->i64, 1, args, 2);
+  LLVMValueRef v = LLVMBuildExtractValue(g->B, r, 0, "");
+  LLVMValueRef o = LLVMBuildExtractValue(g->B, r, 1, "");
+  char what[64];
+  snprintf(what, sizeof what, "integer overflow in '%s'", ir_op_text[n->op]);
+  check(g, o, n, what);
+  return v;
+}
+
+static LLVMValueRef as_bool(cg *g, LLVMValueRef v) {
+  return LLVMBuildICmp(g->B, LLVMIntNE, v, ci64(g, 0), "");
+}
+static LLVMValueRef zx(cg *g, LLVMValueRef b) {
+  return LLVMBuildZExt(g->B, b, g->i64, "");
+}
+
+static LLVMValueRef divmod(cg *g, const ir_node *n, LLVMValueRef a,
+                           LLVMValueRef b) {
+  check(g, LLVMBuildICmp(g->B, LLVMIntEQ, b, ci64(g, 0), ""), n,
+        "division by zero");
+  LLVMValueRef m1 = LLVMBuildICmp(g->B, LLVMIntEQ, b, ci64(g, -1), "");
+  if (n->op == IR_DIV)
+    check(g,
+          LLVMBuildAnd(g->B, m1,
+                       LLVMBuildICmp(g->B, LLVMIntEQ, a, ci64(g, INT64_MIN), ""),
+                       ""),
+          n, "integer overflow in '/'");
+  /* b == -1: a / -1 == -a (a != MIN here), a % -1 == 0; avoid sdiv's UB */
+  LLVMValueRef bs = LLVMBuildSelect(g->B, m1, ci64(g, 1), b, "");
+  LLVMValueRef q = LLVMBuildSDiv(g->B, a, bs, "");
+  LLVMValueRef r = LLVMBuildSRem(g->B, a, bs, "");
+  q = LLVMBuildSelect(g->B, m1, LLVMBuildNeg(g->B, a, ""), q, "");
+  r = LLVMBuildSelect(g->B, m1, ci64(g, 0), r, "");
+  LLVMValueRef adj = LLVMBuildAnd(
+      g->B, LLVMBuildICmp(g->B, LLVMIntNE, r, ci64(g, 0), ""),
+      LLVMBuildICmp(g->B, LLVMIntSLT, LLVMBuildXor(g->B, r, b, ""), ci64(g, 0),
+                    ""),
+      "");
+  if (n->op == IR_DIV) return LLVMBuildSub(g->B, q, zx(g, adj), "");
+  return LLVMBuildAdd(g->B, r,
+                      LLVMBuildSelect(g->B, adj, b, ci64(g, 0), ""), "");
+}
+
+static LLVMValueRef short_circuit(cg *g, const ir_node *n, const lvl *L,
+                                  LLVMValueRef j) {
+  LLVMValueRef a = as_bool(g, ival(g, n->kids[0], L, j));
+  LLVMBasicBlockRef from = LLVMGetInsertBlock(g->B);
+  LLVMBasicBlockRef rhs = newbb(g, "rhs"), join = newbb(g, "join");
+  if (n->op == IR_LAND)
+    LLVMBuildCondBr(g->B, a, rhs, join);
+  else
+    LLVMBuildCondBr(g->B, a, join, rhs);
+  LLVMPositionBuilderAtEnd(g->B, rhs);
+  LLVMValueRef b = zx(g, as_bool(g, ival(g, n->kids[1], L, j)));
+  LLVMBasicBlockRef rhs_end = LLVMGetInsertBlock(g->B);
+  LLVMBuildBr(g->B, join);
+  LLVMPositionBuilderAtEnd(g->B, join);
+  LLVMValueRef phi = LLVMBuildPhi(g->B, g->i64, "");
+  LLVMValueRef vals[2] = {ci64(g, n->op == IR_LOR), b};
+  LLVMBasicBlockRef bbs[2] = {from, rhs_end};
+  LLVMAddIncoming(phi, vals, bbs, 2);
+  return phi;
+}
+
+static LLVMValueRef select_expr(cg *g, const ir_node *n, const lvl *L,
+                                LLVMValueRef j) {
+  LLVMValueRef c = as_bool(g, ival(g, n->kids[0], L, j));
+  LLVMBasicBlockRef tb = newbb(g, "then"), eb = newbb(g, "else"),
+                    join = newbb(g, "join");
+  LLVMBuildCondBr(g->B, c, tb, eb);
+  LLVMPositionBuilderAtEnd(g->B, tb);
+  LLVMValueRef a = ival(g, n->kids[1], L, j);
+  LLVMBasicBlockRef te = LLVMGetInsertBlock(g->B);
+  LLVMBuildBr(g->B, join);
+  LLVMPositionBuilderAtEnd(g->B, eb);
+  LLVMValueRef b = ival(g, n->kids[2], L, j);
+  LLVMBasicBlockRef ee = LLVMGetInsertBlock(g->B);
+  LLVMBuildBr(g->B, join);
+  LLVMPositionBuilderAtEnd(g->B, join);
+  LLVMValueRef phi = LLVMBuildPhi(g->B, g->i64, "");
+  LLVMValueRef vals[2] = {a, b};
+  LLVMBasicBlockRef bbs[2] = {te, ee};
+  LLVMAddIncoming(phi, vals, bbs, 2);
+  return phi;
+}
+
+static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
+                         LLVMValueRef j) {
+  LLVMBuilderRef B = g->B;
+  switch (n->op) {
+  case IR_CONST: return ci64(g, n->value);
+  case IR_VAR_I: return L->i;
+  case IR_VAR_J: return j ? j : ci64(g, 0);
+  case IR_VAR_H: return g->h;
+  case IR_SIZE_LQ: return L->lq;
+  case IR_SIZE_LK: return L->lk;
+  case IR_SIZE_H: return g->H;
+  case IR_RUNTIME: {
+    LLVMValueRef rt = env_word(g, g->env, 4, g->ptr);
+    return LLVMBuildLoad2(B, g->i64, gep(g, g->i64, rt, ci64(g, n->value)), "");
+  }
+  case IR_INPUT: {
+    LLVMValueRef x = ival(g, n->kids[0], L, j);
+    check(g, LLVMBuildICmp(B, LLVMIntUGE, x, g->lk_tok, ""), n,
+          "input index out of range");
+    LLVMValueRef ins = env_word(g, g->env, 5, g->ptr);
+    LLVMValueRef arr =
+        LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ins, ci64(g, n->value)), "");
+    LLVMValueRef v = LLVMBuildLoad2(B, g->i32, gep(g, g->i32, arr, x), "");
+    return LLVMBuildSExt(B, v, g->i64, "");
+  }
+  case IR_EXTERN: {
+    LLVMValueRef args[16];
+    LLVMTypeRef ats[16];
+    int na = n->n_kids > 16 ? 16 : n->n_kids;
+    for (int k = 0; k < na; k++) {
+      args[k] = ival(g, n->kids[k], L, j);
+      ats[k] = g->i64;
+    }
+    LLVMValueRef ex = env_word(g, g->env, 6, g->ptr);
+    LLVMValueRef f =
+        LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ex, ci64(g, n->value)), "");
+    LLVMTypeRef ft = LLVMFunctionType(g->i8, ats, (unsigned)na, 0);
+    LLVMValueRef r = LLVMBuildCall2(B, ft, f, args, (unsigned)na, "");
+    return zx(g, LLVMBuildICmp(B, LLVMIntNE, r, ci8(g, 0), ""));
+  }
+  case IR_NEG:
+    return ovf_op(g, "llvm.ssub.with.overflow", ci64(g, 0),
+                  ival(g, n->kids[0], L, j), n);
+  case IR_NOT:
+    return zx(g, LLVMBuildICmp(B, LLVMIntEQ, ival(g, n->kids[0], L, j),
+                               ci64(g, 0), ""));
+  case IR_ABS: {
+    LLVMValueRef x = ival(g, n->kids[0], L, j);
+    check(g, LLVMBuildICmp(B, LLVMIntEQ, x, ci64(g, INT64_MIN), ""), n,
+          "integer overflow in 'abs'");
+    return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, x, ci64(g, 0), ""),
+                           LLVMBuildNeg(B, x, ""), x, "");
+  }
+  case IR_LAND:
+  case IR_LOR: return short_circuit(g, n, L, j);
+  case IR_SEL: return select_expr(g, n, L, j);
+  default: break;
+  }
+  LLVMValueRef a = ival(g, n->kids[0], L, j);
+  LLVMValueRef b = ival(g, n->kids[1], L, j);
+  switch (n->op) {
+  case IR_ADD: return ovf_op(g, "llvm.sadd.with.overflow", a, b, n);
+  case IR_SUB: return ovf_op(g, "llvm.ssub.with.overflow", a, b, n);
+  case IR_MUL: return ovf_op(g, "llvm.smul.with.overflow", a, b, n);
+  case IR_DIV:
+  case IR_MOD: return divmod(g, n, a, b);
+  case IR_MIN: return smin(g, a, b);
+  case IR_MAX: return smax(g, a, b);
+  case IR_LT: return zx(g, LLVMBuildICmp(B, LLVMIntSLT, a, b, ""));
+  case IR_LE: return zx(g, LLVMBuildICmp(B, LLVMIntSLE, a, b, ""));
+  case IR_GT: return zx(g, LLVMBuildICmp(B, LLVMIntSGT, a, b, ""));
+  case IR_GE: return zx(g, LLVMBuildICmp(B, LLVMIntSGE, a, b, ""));
+  case IR_EQ: return zx(g, LLVMBuildICmp(B, LLVMIntEQ, a, b, ""));
+  case IR_NE: return zx(g, LLVMBuildICmp(B, LLVMIntNE, a, b, ""));
+  default: return ci64(g, 0);
+  }
+}
+
+/* --- index sets ------------------------------------------------------------ */
+
+/* v < 0 means Lk + v */
+static LLVMValueRef norm_idx(cg *g, LLVMValueRef v, const lvl *L) {
+  return LLVMBuildSelect(g->B,
+                         LLVMBuildICmp(g->B, LLVMIntSLT, v, ci64(g, 0), ""),
+                         LLVMBuildAdd(g->B, L->lk, v, ""), v, "");
+}
+
+/* x in S, items evaluated left to right until one holds (as the interpreter) */
+static LLVMValueRef set_has(cg *g, const ir_node *s, const lvl *L,
+                            LLVMValueRef x) {
+  LLVMValueRef res = alloca_t(g, g->i1, "in");
+  LLVMBuildStore(g->B, LLVMConstInt(g->i1, 0, 0), res);
+  LLVMBasicBlockRef done = newbb(g, "setdone");
+  for (int k = 0; k < s->n_kids; k++) {
+    const ir_node *it = s->kids[k];
+    LLVMValueRef in;
+    if (it->op == IR_RANGE) {
+      LLVMValueRef a = norm_idx(g, ival(g, it->kids[0], L, NULL), L);
+      LLVMValueRef b = norm_idx(g, ival(g, it->kids[1], L, NULL), L);
+      in = LLVMBuildAnd(g->B, LLVMBuildICmp(g->B, LLVMIntSLE, a, x, ""),
+                        LLVMBuildICmp(g->B, LLVMIntSLT, x, b, ""), "");
+    } else {
+      in = LLVMBuildICmp(g->B, LLVMIntEQ,
+                         norm_idx(g, ival(g, it, L, NULL), L), x, "");
+    }
+    LLVMBuildStore(g->B, in, res);
+    LLVMBasicBlockRef next = newbb(g, "setnext");
+    LLVMBuildCondBr(g->B, in, done, next);
+    LLVMPositionBuilderAtEnd(g->B, next);
+  }
+  LLVMBuildBr(g->B, done);
+  LLVMPositionBuilderAtEnd(g->B, done);
+  return LLVMBuildLoad2(g->B, g->i1, res, "");
+}
+
+/* out[x - j0] = 1 for x in [lo, hi) clipped to [j0, j0 + cnt) */
+static void mark_range(cg *g, LLVMValueRef out, LLVMValueRef j0,
+                       LLVMValueRef cnt, LLVMValueRef lo, LLVMValueRef hi) {
+  lo = smax(g, lo, j0);
+  hi = smin(g, hi, LLVMBuildAdd(g->B, j0, cnt, ""));
+  loop lp;
+  LLVMValueRef x = loop_begin(g, &lp, lo, hi, 1);
+  LLVMBuildStore(g->B, ci8(g, 1),
+                 gep(g, g->i8, out, LLVMBuildSub(g->B, x, j0, "")));
+  loop_end(g, &lp);
+}
+
+static void mark_cols(cg *g, const ir_node *s, const lvl *L, LLVMValueRef out,
+                      LLVMValueRef j0, LLVMValueRef cnt) {
+  for (int k = 0; k < s->n_kids; k++) {
+    const ir_node *it = s->kids[k];
+    if (it->op == IR_RANGE) {
+      LLVMValueRef a = norm_idx(g, ival(g, it->kids[0], L, NULL), L);
+      LLVMValueRef b = norm_idx(g, ival(g, it->kids[1], L, NULL), L);
+      mark_range(g, out, j0, cnt, a, b);
+    } else {
+      LLVMValueRef a = norm_idx(g, ival(g, it, L, NULL), L);
+      /* [a, a + 1) without overflow: a <= INT64_MAX - 0 after clipping */
+      LLVMValueRef in = LLVMBuildAnd(
+          g->B, LLVMBuildICmp(g->B, LLVMIntSGE, a, j0, ""),
+          LLVMBuildICmp(g->B, LLVMIntSLT, LLVMBuildSub(g->B, a, j0, ""), cnt,
+                        ""),
+          "");
+      LLVMBasicBlockRef yes = newbb(g, "mark"), join = newbb(g, "join");
+      LLVMBuildCondBr(g->B, in, yes, join);
+      LLVMPositionBuilderAtEnd(g->B, yes);
+      LLVMBuildStore(g->B, ci8(g, 1),
+                     gep(g, g->i8, out, LLVMBuildSub(g->B, a, j0, "")));
+      LLVMBuildBr(g->B, join);
+      LLVMPositionBuilderAtEnd(g->B, join);
+    }
+  }
+}
+
+/* --- patterns -------------------------------------------------------------- */
+
+static void fill(cg *g, LLVMValueRef out, LLVMValueRef cnt, LLVMValueRef v8) {
+  LLVMBuildMemSet(g->B, out, v8, cnt, 1);
+}
+
+static LLVMValueRef row_buf(cg *g) {
+  return alloca_t(g, LLVMArrayType(g->i8, KR_BK), "row");
+}
+
+static void nonneg(cg *g, LLVMValueRef v, const ir_node *n, int64_t min,
+                   const char *what) {
+  check(g, LLVMBuildICmp(g->B, LLVMIntSLT, v, ci64(g, min), ""), n, what);
+}
+
+static int topk_index(cg *g, const ir_node *n) {
+  for (int t = 0; t < g->n_tk; t++)
+    if (g->tk[t] == n) return t;
+  return 0;
+}
+
+static void pat(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
+                LLVMValueRef cnt, LLVMValueRef out, LLVMValueRef act);
+
+/* act: NULL (every column active) or bytes, nonzero where the interpreter
+ * would evaluate this node (pattern operators short-circuit). */
+static LLVMValueRef any_active(cg *g, LLVMValueRef act, LLVMValueRef cnt) {
+  LLVMValueRef acc = alloca_t(g, g->i8, "any");
+  LLVMBuildStore(g->B, ci8(g, 0), acc);
+  loop lp;
+  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
+  LLVMBuildStore(g->B,
+                 LLVMBuildOr(g->B, LLVMBuildLoad2(g->B, g->i8, acc, ""),
+                             LLVMBuildLoad2(g->B, g->i8, gep(g, g->i8, act, t), ""),
+                             ""),
+                 acc);
+  loop_end(g, &lp);
+  return LLVMBuildICmp(g->B, LLVMIntNE, LLVMBuildLoad2(g->B, g->i8, acc, ""),
+                       ci8(g, 0), "");
+}
+
+/* out[t] = bit(j0 + t) over a loop; the callback style kept inline by op. */
+static void pat_elementwise(cg *g, const ir_node *n, const lvl *L,
+                            LLVMValueRef j0, LLVMValueRef cnt,
+                            LLVMValueRef out, LLVMValueRef a,
+                            LLVMValueRef b, LLVMValueRef act) {
+  LLVMBuilderRef B = g->B;
+  loop lp;
+  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
+  LLVMValueRef j = LLVMBuildAdd(B, j0, t, "");
+  LLVMValueRef i = L->i, bit;
+  switch (n->op) {
+  case IR_CAUSAL: bit = LLVMBuildICmp(B, LLVMIntSLE, j, i, ""); break;
+  case IR_WINDOW: {
+    LLVMValueRef d = LLVMBuildSub(B, j, i, "");
+    bit = LLVMBuildAnd(B,
+                       LLVMBuildICmp(B, LLVMIntSGE, d, LLVMBuildNeg(B, a, ""), ""),
+                       LLVMBuildICmp(B, LLVMIntSLE, d, b, ""), "");
+    break;
+  }
+  case IR_DILATED: {
+    LLVMValueRef d = LLVMBuildSub(B, i, j, "");
+    LLVMValueRef ad = LLVMBuildSelect(
+        B, LLVMBuildICmp(B, LLVMIntSLT, d, ci64(g, 0), ""),
+        LLVMBuildNeg(B, d, ""), d, "");
+    bit = LLVMBuildAnd(
+        B,
+        LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, ad, b, ""), ci64(g, 0), ""),
+        LLVMBuildICmp(B, LLVMIntSLE, LLVMBuildSDiv(B, ad, b, ""), a, ""), "");
+    break;
+  }
+  case IR_BLOCK:
+    bit = LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSDiv(B, i, a, ""),
+                        LLVMBuildSDiv(B, j, a, ""), "");
+    break;
+  case IR_STRIDE: {
+    LLVMValueRef d = LLVMBuildSub(B, i, j, "");
+    bit = LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, d, a, ""), ci64(g, 0),
+                        "");
+    break;
+  }
+  case IR_WHERE:
+    if (!act) {
+      bit = as_bool(g, ival(g, n->kids[0], L, j));
+    } else {
+      LLVMValueRef res = alloca_t(g, g->i1, "w");
+      LLVMBuildStore(B, LLVMConstInt(g->i1, 0, 0), res);
+      LLVMBasicBlockRef ev = newbb(g, "where"), join = newbb(g, "join");
+      LLVMBuildCondBr(
+          B,
+          LLVMBuildICmp(B, LLVMIntNE,
+                        LLVMBuildLoad2(B, g->i8, gep(g, g->i8, act, t), ""),
+                        ci8(g, 0), ""),
+          ev, join);
+      LLVMPositionBuilderAtEnd(B, ev);
+      LLVMBuildStore(B, as_bool(g, ival(g, n->kids[0], L, j)), res);
+      LLVMBuildBr(B, join);
+      LLVMPositionBuilderAtEnd(B, join);
+      bit = LLVMBuildLoad2(B, g->i1, res, "");
+    }
+    break;
+  default: bit = LLVMConstInt(g->i1, 0, 0); break;
+  }
+  LLVMBuildStore(B, LLVMBuildZExt(B, bit, g->i8, ""), gep(g, g->i8, out, t));
+  loop_end(g, &lp);
+}
+
+static void pat_random(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
+                       LLVMValueRef cnt, LLVMValueRef out) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef r = ival(g, n->kids[0], L, NULL);
+  nonneg(g, r, n, 0, "random: negative count");
+  LLVMValueRef seed = ival(g, n->kids[1], L, NULL);
+  fill(g, out, cnt, ci8(g, 0));
+  LLVMBasicBlockRef go = newbb(g, "random"), join = newbb(g, "join");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSGT, L->lk, ci64(g, 0), ""), go,
+                  join);
+  LLVMPositionBuilderAtEnd(B, go);
+  LLVMValueRef base = LLVMBuildXor(
+      B,
+      LLVMBuildXor(B, LLVMBuildMul(B, seed, ci64(g, (int64_t)0x9E3779B97F4A7C15ull), ""),
+                   LLVMBuildMul(B, g->h, ci64(g, (int64_t)0xBF58476D1CE4E5B9ull), ""),
+                   ""),
+      LLVMBuildMul(B, L->i, ci64(g, (int64_t)0x94D049BB133111EBull), ""), "");
+  loop lp;
+  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), r, 1);
+  LLVMValueRef z = LLVMBuildAdd(B, LLVMBuildXor(B, base, t, ""),
+                                ci64(g, (int64_t)0x9E3779B97F4A7C15ull), "");
+  z = LLVMBuildMul(B, LLVMBuildXor(B, z, LLVMBuildLShr(B, z, ci64(g, 30), ""), ""),
+                   ci64(g, (int64_t)0xBF58476D1CE4E5B9ull), "");
+  z = LLVMBuildMul(B, LLVMBuildXor(B, z, LLVMBuildLShr(B, z, ci64(g, 27), ""), ""),
+                   ci64(g, (int64_t)0x94D049BB133111EBull), "");
+  z = LLVMBuildXor(B, z, LLVMBuildLShr(B, z, ci64(g, 31), ""), "");
+  LLVMValueRef jj = LLVMBuildURem(B, z, L->lk, "");
+  LLVMValueRef off = LLVMBuildSub(B, jj, j0, "");
+  LLVMValueRef in = LLVMBuildICmp(B, LLVMIntULT, off, cnt, "");
+  LLVMBasicBlockRef yes = newbb(g, "mark"), cont = newbb(g, "cont");
+  LLVMBuildCondBr(B, in, yes, cont);
+  LLVMPositionBuilderAtEnd(B, yes);
+  LLVMBuildStore(B, ci8(g, 1), gep(g, g->i8, out, off));
+  LLVMBuildBr(B, cont);
+  LLVMPositionBuilderAtEnd(B, cont);
+  loop_end(g, &lp);
+  LLVMBuildBr(B, join);
+  LLVMPositionBuilderAtEnd(B, join);
+}
+
+static void pat_topk(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
+                     LLVMValueRef cnt, LLVMValueRef out) {
+  LLVMBuilderRef B = g->B;
+  int t = topk_index(g, n);
+  LLVMValueRef tks = env_word(g, g->env, 7, g->ptr);
+  LLVMValueRef tk = gep(g, g->i64, tks, ci64(g, 5 * t));
+  check_dyn(g, env_word(g, tk, 4, g->i64));
+  LLVMValueRef sel = env_word(g, tk, 0, g->ptr);
+  LLVMValueRef cntp = env_word(g, tk, 1, g->ptr);
+  LLVMValueRef ibase = env_word(g, tk, 2, g->i64);
+  LLVMValueRef kst = env_word(g, tk, 3, g->i64);
+  LLVMValueRef row = LLVMBuildSub(B, L->i, ibase, "");
+  LLVMValueRef c = LLVMBuildLoad2(B, g->i64, gep(g, g->i64, cntp, row), "");
+  check_dyn(g, LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, c, ci64(g, 0), ""),
+                               LLVMBuildNeg(B, c, ""), ci64(g, 0), ""));
+  fill(g, out, cnt, ci8(g, 0));
+  LLVMValueRef lst = gep(g, g->i64, sel, LLVMBuildMul(B, row, kst, ""));
+  loop lp;
+  LLVMValueRef x = loop_begin(g, &lp, ci64(g, 0), c, 1);
+  LLVMValueRef jj = LLVMBuildLoad2(B, g->i64, gep(g, g->i64, lst, x), "");
+  LLVMValueRef off = LLVMBuildSub(B, jj, j0, "");
+  LLVMBasicBlockRef yes = newbb(g, "mark"), cont = newbb(g, "cont");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntULT, off, cnt, ""), yes, cont);
+  LLVMPositionBuilderAtEnd(B, yes);
+  LLVMBuildStore(B, ci8(g, 1), gep(g, g->i8, out, off));
+  LLVMBuildBr(B, cont);
+  LLVMPositionBuilderAtEnd(B, cont);
+  loop_end(g, &lp);
+}
+
+/* ceil(x / b) for x >= 0, b >= 1, without overflow */
+static LLVMValueRef ceil_div(cg *g, LLVMValueRef x, LLVMValueRef b) {
+  LLVMValueRef q = LLVMBuildSDiv(g->B, x, b, "");
+  LLVMValueRef r = LLVMBuildSRem(g->B, x, b, "");
+  return LLVMBuildAdd(g->B, q,
+                      zx(g, LLVMBuildICmp(g->B, LLVMIntNE, r, ci64(g, 0), "")),
+                      "");
+}
+
+static LLVMValueRef blocks_size(cg *g, const ir_node *n, const lvl *L) {
+  LLVMValueRef b = ival(g, n->kids[0], L, NULL);
+  nonneg(g, b, n, 1, "blocks: block size must be >= 1");
+  return b;
+}
+
+static void pat_blocks(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
+                       LLVMValueRef cnt, LLVMValueRef out, LLVMValueRef act) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef b = blocks_size(g, n, L);
+  lvl in = {LLVMBuildSDiv(B, L->i, b, ""), ceil_div(g, L->lq, b),
+            ceil_div(g, L->lk, b)};
+  LLVMValueRef J0 = LLVMBuildSDiv(B, j0, b, "");
+  LLVMValueRef J1 = LLVMBuildSDiv(
+      B, LLVMBuildSub(B, LLVMBuildAdd(B, j0, cnt, ""), ci64(g, 1), ""), b, "");
+  LLVMValueRef nb = LLVMBuildAdd(B, LLVMBuildSub(B, J1, J0, ""), ci64(g, 1), "");
+  LLVMValueRef tmp = row_buf(g), bact = NULL;
+  loop lp;
+  if (act) {  /* a block is active when one of its columns is */
+    bact = row_buf(g);
+    fill(g, bact, nb, ci8(g, 0));
+    LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
+    LLVMValueRef pb = gep(g, g->i8, bact,
+                          LLVMBuildSub(B, LLVMBuildSDiv(B, LLVMBuildAdd(B, j0, t, ""), b, ""),
+                                       J0, ""));
+    LLVMBuildStore(B,
+                   LLVMBuildOr(B, LLVMBuildLoad2(B, g->i8, pb, ""),
+                               LLVMBuildLoad2(B, g->i8, gep(g, g->i8, act, t), ""), ""),
+                   pb);
+    loop_end(g, &lp);
+  }
+  pat(g, n->kids[1], &in, J0, nb, tmp, bact);
+  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
+  LLVMValueRef jb = LLVMBuildSub(
+      B, LLVMBuildSDiv(B, LLVMBuildAdd(B, j0, t, ""), b, ""), J0, "");
+  LLVMBuildStore(B, LLVMBuildLoad2(B, g->i8, gep(g, g->i8, tmp, jb), ""),
+                 gep(g, g->i8, out, t));
+  loop_end(g, &lp);
+}
+
+/* out2 = act & (out == want), the columns where Q of P op Q is evaluated */
+static LLVMValueRef next_act(cg *g, LLVMValueRef act, LLVMValueRef out,
+                             LLVMValueRef cnt, int want) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef a2 = row_buf(g);
+  loop lp;
+  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
+  LLVMValueRef o = LLVMBuildLoad2(B, g->i8, gep(g, g->i8, out, t), "");
+  if (!want) o = LLVMBuildXor(B, o, ci8(g, 1), "");
+  if (act) o = LLVMBuildAnd(B, o, LLVMBuildLoad2(B, g->i8, gep(g, g->i8, act, t), ""), "");
+  LLVMBuildStore(B, o, gep(g, g->i8, a2, t));
+  loop_end(g, &lp);
+  return a2;
+}
+
+static void pat_node(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
+                     LLVMValueRef cnt, LLVMValueRef out, LLVMValueRef act) {
+  LLVMBuilderRef B = g->B;
+  switch (n->op) {
+  case IR_FULL: fill(g, out, cnt, ci8(g, 1)); return;
+  case IR_NONE: fill(g, out, cnt, ci8(g, 0)); return;
+  case IR_CAUSAL: pat_elementwise(g, n, L, j0, cnt, out, NULL, NULL, NULL); return;
+  case IR_WHERE: pat_elementwise(g, n, L, j0, cnt, out, NULL, NULL, act); return;
+  case IR_WINDOW: {
+    LLVMValueRef l = ival(g, n->kids[0], L, NULL);
+    nonneg(g, l, n->kids[0], 0, "window: negative size");
+    LLVMValueRef r = ival(g, n->kids[1], L, NULL);
+    nonneg(g, r, n->kids[1], 0, "window: negative size");
+    pat_elementwise(g, n, L, j0, cnt, out, l, r, NULL);
+    return;
+  }
+  case IR_DILATED: {
+    LLVMValueRef w = ival(g, n->kids[0], L, NULL);
+    nonneg(g, w, n->kids[0], 0, "dilated: negative width");
+    LLVMValueRef d = ival(g, n->kids[1], L, NULL);
+    nonneg(g, d, n->kids[1], 1, "dilated: dilation must be >= 1");
+    pat_elementwise(g, n, L, j0, cnt, out, w, d, NULL);
+    return;
+  }
+  case IR_BLOCK:
+  case IR_STRIDE: {
+    LLVMValueRef b = ival(g, n->kids[0], L, NULL);
+    nonneg(g, b, n->kids[0], 1,
+           n->op == IR_BLOCK ? "block: size must be >= 1"
+                             : "stride: stride must be >= 1");
+    pat_elementwise(g, n, L, j0, cnt, out, b, NULL, NULL);
+    return;
+  }
+  case IR_ROWS:
+    fill(g, out, cnt,
+         LLVMBuildZExt(B, set_has(g, n->kids[0], L, L->i), g->i8, ""));
+    return;
+  case IR_COLS:
+    fill(g, out, cnt, ci8(g, 0));
+    mark_cols(g, n->kids[0], L, out, j0, cnt);
+    return;
+  case IR_GLOBAL: {
+    LLVMValueRef in = set_has(g, n->kids[0], L, L->i);
+    fill(g, out, cnt, LLVMBuildZExt(B, in, g->i8, ""));
+    LLVMBasicBlockRef cols = newbb(g, "cols"), join = newbb(g, "join");
+    LLVMBuildCondBr(B, in, join, cols);
+    LLVMPositionBuilderAtEnd(B, cols);
+    mark_cols(g, n->kids[0], L, out, j0, cnt);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, join);
+    return;
+  }
+  case IR_RANDOM: pat_random(g, n, L, j0, cnt, out); return;
+  case IR_TOPK: pat_topk(g, n, L, j0, cnt, out); return;
+  case IR_OR:
+  case IR_AND:
+  case IR_MINUS: {
+    LLVMValueRef tmp = row_buf(g);
+    pat(g, n->kids[0], L, j0, cnt, out, act);
+    pat(g, n->kids[1], L, j0, cnt, tmp, next_act(g, act, out, cnt, n->op != IR_OR));
+    loop lp;
+    LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
+    LLVMValueRef pa = gep(g, g->i8, out, t);
+    LLVMValueRef a = LLVMBuildLoad2(B, g->i8, pa, "");
+    LLVMValueRef b = LLVMBuildLoad2(B, g->i8, gep(g, g->i8, tmp, t), "");
+    LLVMValueRef r = n->op == IR_OR    ? LLVMBuildOr(B, a, b, "")
+                     : n->op == IR_AND ? LLVMBuildAnd(B, a, b, "")
+                                       : LLVMBuildAnd(B, a, LLVMBuildXor(B, b, ci8(g, 1), ""), "");
+    LLVMBuildStore(B, r, pa);
+    loop_end(g, &lp);
+    return;
+  }
+  case IR_COMPL: {
+    pat(g, n->kids[0], L, j0, cnt, out, act);
+    loop lp;
+    LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
+    LLVMValueRef pa = gep(g, g->i8, out, t);
+    LLVMBuildStore(B, LLVMBuildXor(B, LLVMBuildLoad2(B, g->i8, pa, ""), ci8(g, 1), ""),
+                   pa);
+    loop_end(g, &lp);
+    return;
+  }
+  case IR_PSEL: {
+    LLVMValueRef c = as_bool(g, ival(g, n->kids[0], L, NULL));
+    LLVMBasicBlockRef tb = newbb(g, "then"), eb = newbb(g, "else"),
+                      join = newbb(g, "join");
+    LLVMBuildCondBr(B, c, tb, eb);
+    LLVMPositionBuilderAtEnd(B, tb);
+    pat(g, n->kids[1], L, j0, cnt, out, act);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, eb);
+    pat(g, n->kids[2], L, j0, cnt, out, act);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, join);
+    return;
+  }
+  case IR_BLOCKS: pat_blocks(g, n, L, j0, cnt, out, act); return;
+  default: fill(g, out, cnt, ci8(g, 0)); return;
+  }
+}
+
+/* Fills out[0, cnt) with P for columns j0..; when act is given and no column
+ * is active the node is not evaluated at all (no errors, no extern calls). */
+static void pat(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
+                LLVMValueRef cnt, LLVMValueRef out, LLVMValueRef act) {
+  if (!act || n->op == IR_FULL || n->op == IR_NONE || n->op == IR_CAUSAL) {
+    pat_node(g, n, L, j0, cnt, out, act);
+    return;
+  }
+  LLVMBasicBlockRef go = newbb(g, "active"), skip = newbb(g, "inactive"),
+                    join = newbb(g, "join");
+  LLVMBuildCondBr(g->B, any_active(g, act, cnt), go, skip);
+  LLVMPositionBuilderAtEnd(g->B, go);
+  pat_node(g, n, L, j0, cnt, out, act);
+  LLVMBuildBr(g->B, join);
+  LLVMPositionBuilderAtEnd(g->B, skip);
+  fill(g, out, cnt, ci8(g, 0));
+  LLVMBuildBr(g->B, join);
+  LLVMPositionBuilderAtEnd(g->B, join);
+}
+
+/* --- functions ------------------------------------------------------------- */
+
+static void fn_attrs(cg *g, LLVMValueRef f) {
+  if (g->tgt && g->tgt->cpu)
+    LLVMAddTargetDependentFunctionAttr(f, "target-cpu", g->tgt->cpu);
+  if (g->tgt && g->tgt->features)
+    LLVMAddTargetDependentFunctionAttr(f, "target-features", g->tgt->features);
+  LLVMAddTargetDependentFunctionAttr(f, "prefer-vector-width", "512");
+  LLVMAddTargetDependentFunctionAttr(f, "min-legal-vector-width", "512");
+  LLVMAddTargetDependentFunctionAttr(f, "no-trapping-math", "true");
+  unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
+  LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                          LLVMCreateEnumAttribute(g->C, nounwind, 0));
+}
+
+static void begin_fn(cg *g, const char *name, LLVMTypeRef ret,
+                     LLVMTypeRef *params, int n) {
+  LLVMTypeRef ft = LLVMFunctionType(ret, params, (unsigned)n, 0);
+  g->fn = LLVMAddFunction(g->M, name, ft);
+  fn_attrs(g, g->fn);
+  g->allocas = newbb(g, "entry");
+  LLVMBasicBlockRef body = newbb(g, "start");
+  LLVMPositionBuilderAtEnd(g->B, body);
+}
+
+static void end_fn(cg *g) {
+  LLVMBasicBlockRef cur = LLVMGetInsertBlock(g->B);
+  LLVMPositionBuilderAtEnd(g->B, g->allocas);
+  LLVMBuildBr(g->B, LLVMGetNextBasicBlock(g->allocas));
+  LLVMPositionBuilderAtEnd(g->B, cur);
+}
+
+static void load_env(cg *g) {
+  g->h = env_word(g, g->env, 0, g->i64);
+  g->H = env_word(g, g->env, 1, g->i64);
+  g->lk_tok = env_word(g, g->env, 3, g->i64);
+}
+
+static void build_mask_fn(cg *g, int idx, const ir_node *root) {
+  char name[32];
+  snprintf(name, sizeof name, "spat_mask_%d", idx);
+  LLVMTypeRef ps[8] = {g->ptr, g->i64, g->i64, g->i64,
+                       g->ptr, g->i64, g->i64, g->i64};
+  begin_fn(g, name, g->i32, ps, 8);
+  g->env = LLVMGetParam(g->fn, 0);
+  load_env(g);
+  lvl L = {LLVMGetParam(g->fn, 1), LLVMGetParam(g->fn, 6),
+           LLVMGetParam(g->fn, 7)};
+  LLVMValueRef j0 = LLVMGetParam(g->fn, 2), cnt = LLVMGetParam(g->fn, 3);
+  LLVMValueRef out = LLVMGetParam(g->fn, 4), os = LLVMGetParam(g->fn, 5);
+  LLVMValueRef buf = row_buf(g);
+  pat(g, root, &L, j0, cnt, buf, NULL);
+  loop lp;
+  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
+  LLVMBuildStore(g->B, LLVMBuildLoad2(g->B, g->i8, gep(g, g->i8, buf, t), ""),
+                 gep(g, g->i8, out, LLVMBuildMul(g->B, t, os, "")));
+  loop_end(g, &lp);
+  LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
+  end_fn(g);
+}
+
+/* Path from n down to target: the enclosing BLOCKS nodes, outermost first. */
+static int blocks_path(const ir_node *n, const ir_node *target,
+                       const ir_node **path, int depth, int *len) {
+  if (n == target) {
+    *len = depth;
+    return 1;
+  }
+  if (n->op == IR_BLOCKS) path[depth++] = n;
+  if (depth >= 256) return 0;
+  for (int k = 0; k < n->n_kids; k++)
+    if (n->kids[k] && blocks_path(n->kids[k], target, path, depth, len))
+      return 1;
+  return 0;
+}
+
+static void build_tkinfo_fn(cg *g, int t) {
+  char name[32];
+  snprintf(name, sizeof name, "spat_tkinfo_%d", t);
+  LLVMTypeRef ps[2] = {g->ptr, g->ptr};
+  begin_fn(g, name, g->i32, ps, 2);
+  g->env = LLVMGetParam(g->fn, 0);
+  load_env(g);
+  LLVMValueRef out = LLVMGetParam(g->fn, 1);
+  lvl L = {ci64(g, 0), env_word(g, g->env, 2, g->i64), g->lk_tok};
+  LLVMValueRef gran = ci64(g, 1);
+  const ir_node *path[256];
+  int len = 0;
+  blocks_path(g->p->root, g->tk[t], path, 0, &len);
+  for (int k = 0; k < len; k++) {
+    LLVMValueRef b = blocks_size(g, path[k], &L);
+    L.lq = ceil_div(g, L.lq, b);
+    L.lk = ceil_div(g, L.lk, b);
+    LLVMValueRef args[2] = {gran, b};
+    LLVMValueRef r = call_intr(g, "llvm.smul.with.overflow", &g->i64, 1, args, 2);
+    gran = LLVMBuildSelect(g->B, LLVMBuildExtractValue(g->B, r, 1, ""),
+                           ci64(g, INT64_MAX),
+                           LLVMBuildExtractValue(g->B, r, 0, ""), "");
+  }
+  LLVMValueRef k = ival(g, g->tk[t]->kids[0], &L, NULL);
+  nonneg(g, k, g->tk[t], 0, "topk: negative count");
+  LLVMValueRef vals[4] = {k, gran, L.lq, L.lk};
+  for (int x = 0; x < 4; x++)
+    LLVMBuildStore(g->B, vals[x], gep(g, g->i64, out, ci64(g, x)));
+  LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
+  end_fn(g);
+}
+
+/* --- the attention tile ------------------------------------------------------ */
+
+static LLVMValueRef splat(cg *g, LLVMValueRef s) {
+  LLVMValueRef v = LLVMBuildInsertElement(g->B, LLVMGetPoison(g->vf), s,
+                                          LLVMConstInt(g->i32, 0, 0), "");
+  return LLVMBuildShuffleVector(g->B, v, LLVMGetPoison(g->vf),
+                                LLVMConstNull(g->vi32), "");
+}
+static LLVMValueRef vsplat(cg *g, double x) {
+  LLVMValueRef e[16];
+  for (int k = 0; k < 16; k++) e[k] = cf(g, x);
+  return LLVMConstVector(e, 16);
+}
+static LLVMValueRef vload(cg *g, LLVMValueRef base, LLVMValueRef idx) {
+  LLVMValueRef l = LLVMBuildLoad2(g->B, g->vf, gep(g, g->f32, base, idx), "");
+  LLVMSetAlignment(l, 4);
+  return l;
+}
+static void vstore(cg *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx) {
+  LLVMValueRef s = LLVMBuildStore(g->B, v, gep(g, g->f32, base, idx));
+  LLVMSetAlignment(s, 4);
+}
+static LLVMValueRef fma16(cg *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+  LLVMValueRef args[3] = {a, b, c};
+  return call_intr(g, "llvm.fma", &g->vf, 1, args, 3);
+}
+static LLVMValueRef vmax(cg *g, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(g->B, LLVMBuildFCmp(g->B, LLVMRealOGT, a, b, ""), a, b,
+                         "");
+}
+static LLVMValueRef vld(cg *g, LLVMValueRef p) {
+  return LLVMBuildLoad2(g->B, g->vf, p, "");
+}
+
+/* 2^x for x <= 0 (x may be -inf): Cody-Waite split x = n + f, |f| <= 1/2,
+ * degree-6 polynomial for 2^f, 2^n added to the exponent bits; x < -125
+ * gives 0. */
+static LLVMValueRef exp2v(cg *g, LLVMValueRef x) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef xc = vmax(g, x, vsplat(g, -127.0));
+  LLVMValueRef n = call_intr(g, "llvm.rint", &g->vf, 1, &xc, 1);
+  LLVMValueRef f = LLVMBuildFSub(B, xc, n, "");
+  static const double c[7] = {1.0,
+                              0.6931471805599453,
+                              0.2402265069591007,
+                              0.05550410866482158,
+                              0.009618129107628477,
+                              0.0013333558146428443,
+                              0.00015403530393381606};
+  LLVMValueRef p = vsplat(g, c[6]);
+  for (int k = 5; k >= 0; k--) p = fma16(g, p, f, vsplat(g, c[k]));
+  LLVMValueRef ni = LLVMBuildFPToSI(B, n, g->vi32, "");
+  LLVMValueRef sh[16];
+  for (int k = 0; k < 16; k++) sh[k] = LLVMConstInt(g->i32, 23, 0);
+  LLVMValueRef bits = LLVMBuildAdd(B, LLVMBuildBitCast(B, p, g->vi32, ""),
+                                   LLVMBuildShl(B, ni, LLVMConstVector(sh, 16), ""),
+                                   "");
+  LLVMValueRef r = LLVMBuildBitCast(B, bits, g->vf, "");
+  return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, vsplat(g, -125.0), ""),
+                         LLVMConstNull(g->vf), r, "");
+}
+
+/* acc[x] = 0 allocas of <16 x float> */
+static void vzero(cg *g, LLVMValueRef *a, int n, double v) {
+  for (int x = 0; x < n; x++) LLVMBuildStore(g->B, vsplat(g, v), a[x]);
+}
+
+/* Q.K^T for keys [j, j + jb) of every row: st[j][row] = dot(q_row, k_j). */
+static void qk_block(cg *g, LLVMValueRef qt, LLVMValueRef k, LLVMValueRef sk,
+                     LLVMValueRef st, LLVMValueRef j, int jb,
+                     LLVMValueRef *accs) {
+  LLVMBuilderRef B = g->B;
+  vzero(g, accs, jb * NV, 0.0);
+  LLVMValueRef krow[8];
+  for (int jj = 0; jj < jb; jj++)
+    krow[jj] = gep(g, g->f32, k,
+                   LLVMBuildMul(B, LLVMBuildAdd(B, j, ci64(g, jj), ""), sk, ""));
+  loop ld;
+  LLVMValueRef d = loop_begin(g, &ld, ci64(g, 0), ci64(g, g->D), 1);
+  LLVMValueRef qv[NV];
+  LLVMValueRef qrow = gep(g, g->f32, qt, LLVMBuildMul(B, d, ci64(g, KR_BQ), ""));
+  for (int rv = 0; rv < NV; rv++) qv[rv] = vload(g, qrow, ci64(g, rv * 16));
+  for (int jj = 0; jj < jb; jj++) {
+    LLVMValueRef ks = splat(
+        g, LLVMBuildLoad2(B, g->f32, gep(g, g->f32, krow[jj], d), ""));
+    for (int rv = 0; rv < NV; rv++) {
+      LLVMValueRef a = accs[jj * NV + rv];
+      LLVMBuildStore(B, fma16(g, ks, qv[rv], vld(g, a)), a);
+    }
+  }
+  loop_end(g, &ld);
+  for (int jj = 0; jj < jb; jj++)
+    for (int rv = 0; rv < NV; rv++)
+      vstore(g, vld(g, accs[jj * NV + rv]), st,
+             LLVMBuildAdd(B,
+                          LLVMBuildMul(B, LLVMBuildAdd(B, j, ci64(g, jj), ""),
+                                       ci64(g, KR_BQ), ""),
+                          ci64(g, rv * 16), ""));
+}
+
+/* pass B of the tile: st = st * c (masked: -inf where maskt is 0), and the
+ * running column max in mloc. */
+static void scale_mask_max(cg *g, LLVMValueRef st, LLVMValueRef maskt,
+                           LLVMValueRef ncols, LLVMValueRef cv,
+                           LLVMValueRef *mloc, int masked) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef ninf = vsplat(g, -1.0 / 0.0);
+  loop la;
+  LLVMValueRef j = loop_begin(g, &la, ci64(g, 0), ncols, 1);
+  for (int rv = 0; rv < NV; rv++) {
+    LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, j, ci64(g, KR_BQ), ""),
+                                    ci64(g, rv * 16), "");
+    LLVMValueRef s = LLVMBuildFMul(B, vload(g, st, idx), cv, "");
+    if (masked) {
+      LLVMValueRef mk =
+          LLVMBuildLoad2(B, g->vi8, gep(g, g->i8, maskt, idx), "");
+      LLVMSetAlignment(mk, 1);
+      s = LLVMBuildSelect(
+          B, LLVMBuildICmp(B, LLVMIntNE, mk, LLVMConstNull(g->vi8), ""), s,
+          ninf, "");
+    }
+    vstore(g, s, st, idx);
+    LLVMBuildStore(B, vmax(g, s, vld(g, mloc[rv])), mloc[rv]);
+  }
+  loop_end(g, &la);
+}
+
+static void build_tile_fn(cg *g) {
+  LLVMBuilderRef B = g->B;
+  LLVMTypeRef ps[12] = {g->ptr, g->ptr, g->i64, g->ptr, g->i64, g->i64,
+                        g->ptr, g->ptr, g->ptr, g->ptr, g->f32, g->ptr};
+  begin_fn(g, "spat_tile", g->voidt, ps, 12);
+  unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+  int ptr_args[] = {0, 1, 3, 6, 7, 8, 9, 11};
+  for (size_t x = 0; x < sizeof ptr_args / sizeof ptr_args[0]; x++)
+    LLVMAddAttributeAtIndex(g->fn, (unsigned)ptr_args[x] + 1,
+                            LLVMCreateEnumAttribute(g->C, noalias, 0));
+  LLVMValueRef qt = LLVMGetParam(g->fn, 0), k = LLVMGetParam(g->fn, 1),
+               sk = LLVMGetParam(g->fn, 2), v = LLVMGetParam(g->fn, 3),
+               sv = LLVMGetParam(g->fn, 4), ncols = LLVMGetParam(g->fn, 5),
+               maskt = LLVMGetParam(g->fn, 6), acc = LLVMGetParam(g->fn, 7),
+               mp = LLVMGetParam(g->fn, 8), lp = LLVMGetParam(g->fn, 9),
+               c = LLVMGetParam(g->fn, 10), st = LLVMGetParam(g->fn, 11);
+  const int JB = 4;
+  LLVMValueRef accs[4 * NV];
+  for (int x = 0; x < JB * NV; x++) accs[x] = alloca_t(g, g->vf, "s");
+
+  /* pass A: S^T = K Q^T, 4 keys at a time, then one at a time */
+  LLVMValueRef jfull = LLVMBuildAnd(B, ncols, ci64(g, ~(int64_t)(JB - 1)), "");
+  loop la;
+  LLVMValueRef j = loop_begin(g, &la, ci64(g, 0), jfull, JB);
+  qk_block(g, qt, k, sk, st, j, JB, accs);
+  loop_end(g, &la);
+  j = loop_begin(g, &la, jfull, ncols, 1);
+  qk_block(g, qt, k, sk, st, j, 1, accs);
+  loop_end(g, &la);
+
+  /* pass B: scale, mask, row max */
+  LLVMValueRef mloc[NV];
+  for (int rv = 0; rv < NV; rv++) mloc[rv] = alloca_t(g, g->vf, "mloc");
+  vzero(g, mloc, NV, -1.0 / 0.0);
+  LLVMValueRef cv = splat(g, c);
+  LLVMValueRef ninf = vsplat(g, -1.0 / 0.0);
+  LLVMBasicBlockRef bm = newbb(g, "masked"), bf = newbb(g, "full"),
+                    bj = newbb(g, "join");
+  LLVMBuildCondBr(B, LLVMBuildIsNull(B, maskt, ""), bf, bm);
+  LLVMPositionBuilderAtEnd(B, bm);
+  scale_mask_max(g, st, maskt, ncols, cv, mloc, 1);
+  LLVMBuildBr(B, bj);
+  LLVMPositionBuilderAtEnd(B, bf);
+  scale_mask_max(g, st, maskt, ncols, cv, mloc, 0);
+  LLVMBuildBr(B, bj);
+  LLVMPositionBuilderAtEnd(B, bj);
+  LLVMValueRef muse[NV], alpha[NV];
+  LLVMValueRef abuf = alloca_t(g, LLVMArrayType(g->f32, KR_BQ), "alpha");
+  for (int rv = 0; rv < NV; rv++) {
+    LLVMValueRef mold = vload(g, mp, ci64(g, rv * 16));
+    LLVMValueRef mnew = vmax(g, vld(g, mloc[rv]), mold);
+    muse[rv] = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOEQ, mnew, ninf, ""),
+                               LLVMConstNull(g->vf), mnew, "");
+    alpha[rv] = exp2v(g, LLVMBuildFSub(B, mold, muse[rv], ""));
+    vstore(g, mnew, mp, ci64(g, rv * 16));
+    vstore(g, alpha[rv], abuf, ci64(g, rv * 16));
+  }
+
+  /* pass C: p = 2^(s - m), row sums */
+  LLVMValueRef lsum[NV];
+  for (int rv = 0; rv < NV; rv++) lsum[rv] = alloca_t(g, g->vf, "lsum");
+  vzero(g, lsum, NV, 0.0);
+  j = loop_begin(g, &la, ci64(g, 0), ncols, 1);
+  for (int rv = 0; rv < NV; rv++) {
+    LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, j, ci64(g, KR_BQ), ""),
+                                    ci64(g, rv * 16), "");
+    LLVMValueRef p = exp2v(g, LLVMBuildFSub(B, vload(g, st, idx), muse[rv], ""));
+    vstore(g, p, st, idx);
+    LLVMBuildStore(B, LLVMBuildFAdd(B, vld(g, lsum[rv]), p, ""), lsum[rv]);
+  }
+  loop_end(g, &la);
+  for (int rv = 0; rv < NV; rv++) {
+    LLVMValueRef l = vload(g, lp, ci64(g, rv * 16));
+    vstore(g, fma16(g, l, alpha[rv], vld(g, lsum[rv])), lp, ci64(g, rv * 16));
+  }
+
+  /* pass D: acc = acc * alpha + P V, 4 (or 8) rows x up to 4 dim vectors */
+  int nvd = (int)(g->D / 16);
+  for (int d0 = 0; d0 < nvd;) {
+    int cw = nvd - d0 >= 4 ? 4 : nvd - d0;
+    if (nvd - d0 == 5) cw = 3;
+    int R = cw >= 3 ? 4 : 8;
+    LLVMValueRef a[32];
+    for (int x = 0; x < R * cw; x++) a[x] = alloca_t(g, g->vf, "o");
+    loop lr;
+    LLVMValueRef r = loop_begin(g, &lr, ci64(g, 0), ci64(g, KR_BQ), R);
+    for (int rr = 0; rr < R; rr++) {
+      LLVMValueRef row = LLVMBuildAdd(B, r, ci64(g, rr), "");
+      LLVMValueRef al = splat(
+          g, LLVMBuildLoad2(B, g->f32, gep(g, g->f32, abuf, row), ""));
+      for (int cc = 0; cc < cw; cc++) {
+        LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, row, ci64(g, g->D), ""),
+                                        ci64(g, (d0 + cc) * 16), "");
+        LLVMBuildStore(B, LLVMBuildFMul(B, vload(g, acc, idx), al, ""),
+                       a[rr * cw + cc]);
+      }
+    }
+    loop lj;
+    LLVMValueRef jj = loop_begin(g, &lj, ci64(g, 0), ncols, 1);
+    LLVMValueRef vrow = gep(g, g->f32, v, LLVMBuildMul(B, jj, sv, ""));
+    LLVMValueRef vv[4];
+    for (int cc = 0; cc < cw; cc++) vv[cc] = vload(g, vrow, ci64(g, (d0 + cc) * 16));
+    LLVMValueRef prow = gep(g, g->f32, st,
+                            LLVMBuildAdd(B, LLVMBuildMul(B, jj, ci64(g, KR_BQ), ""),
+                                         r, ""));
+    for (int rr = 0; rr < R; rr++) {
+      LLVMValueRef pb = splat(
+          g, LLVMBuildLoad2(B, g->f32, gep(g, g->f32, prow, ci64(g, rr)), ""));
+      for (int cc = 0; cc < cw; cc++) {
+        LLVMValueRef x = a[rr * cw + cc];
+        LLVMBuildStore(B, fma16(g, pb, vv[cc], vld(g, x)), x);
+      }
+    }
+    loop_end(g, &lj);
+    for (int rr = 0; rr < R; rr++) {
+      LLVMValueRef row = LLVMBuildAdd(B, r, ci64(g, rr), "");
+      for (int cc = 0; cc < cw; cc++) {
+        LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, row, ci64(g, g->D), ""),
+                                        ci64(g, (d0 + cc) * 16), "");
+        vstore(g, vld(g, a[rr * cw + cc]), acc, idx);
+      }
+    }
+    loop_end(g, &lr);
+    d0 += cw;
+  }
+  LLVMBuildRetVoid(B);
+  end_fn(g);
+}
+
+/* --- module -------------------------------------------------------------- */
+
+static int collect_topk(cg *g, const ir_node *n) {
+  if (!n) return 1;
+  for (int k = 0; k < n->n_kids; k++)
+    if (!collect_topk(g, n->kids[k])) return 0;
+  if (n->op != IR_TOPK) return 1;
+  if (g->n_tk == g->cap_tk) {
+    int cap = g->cap_tk ? 2 * g->cap_tk : 4;
+    const ir_node **t = realloc(g->tk, (size_t)cap * sizeof *t);
+    if (!t) return 0;
+    g->tk = t;
+    g->cap_tk = cap;
+  }
+  g->tk[g->n_tk++] = n;
+  return 1;
+}
+
+static const ir_node *wide_extern(const ir_node *n) {
+  if (!n) return NULL;
+  if (n->op == IR_EXTERN && n->n_kids > 16) return n;
+  for (int k = 0; k < n->n_kids; k++) {
+    const ir_node *w = wide_extern(n->kids[k]);
+    if (w) return w;
+  }
+  return NULL;
+}
+
+bool cg_supported_d(int64_t D) {
+  return D == 16 || D == 32 || D == 64 || D == 80 || D == 96 || D == 128 ||
+         D == 256;
+}
+
+void cg_info_free(cg_info *info) {
+  if (!info) return;
+  for (int k = 0; k < info->n_errors; k++) free(info->errors[k]);
+  free(info->errors);
+  info->errors = NULL;
+  info->n_errors = 0;
+}
+
+LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
+                       const cg_target *t, cg_info *info, char *err,
+                       size_t errlen) {
+  memset(info, 0, sizeof *info);
+  if (!cg_supported_d(D)) {
+    snprintf(err, errlen,
+             "head dimension %lld is not supported by the JIT "
+             "(16, 32, 64, 80, 96, 128, 256)",
+             (long long)D);
+    return NULL;
+  }
+  if (wide_extern(p->root)) {
+    snprintf(err, errlen, "extern functions take at most 16 arguments");
+    return NULL;
+  }
+  cg G, *g = &G;
+  memset(g, 0, sizeof G);
+  g->C = ctx;
+  g->p = p;
+  g->tgt = t;
+  g->D = D;
+  g->M = LLVMModuleCreateWithNameInContext(p->name ? p->name : "pattern", ctx);
+  if (t && t->triple) LLVMSetTarget(g->M, t->triple);
+  if (t && t->datalayout) LLVMSetDataLayout(g->M, t->datalayout);
+  g->B = LLVMCreateBuilderInContext(ctx);
+  g->i1 = LLVMInt1TypeInContext(ctx);
+  g->i8 = LLVMInt8TypeInContext(ctx);
+  g->i32 = LLVMInt32TypeInContext(ctx);
+  g->i64 = LLVMInt64TypeInContext(ctx);
+  g->f32 = LLVMFloatTypeInContext(ctx);
+  g->ptr = LLVMPointerTypeInContext(ctx, 0);
+  g->voidt = LLVMVoidTypeInContext(ctx);
+  g->vf = LLVMVectorType(g->f32, 16);
+  g->vi8 = LLVMVectorType(g->i8, 16);
+  g->vi32 = LLVMVectorType(g->i32, 16);
+  g->vi1 = LLVMVectorType(g->i1, 16);
+  if (!collect_topk(g, p->root)) g->oom = 1;
+
+  build_mask_fn(g, 0, p->root);
+  for (int k = 0; k < g->n_tk; k++) build_mask_fn(g, k + 1, g->tk[k]->kids[1]);
+  for (int k = 0; k < g->n_tk; k++) build_tkinfo_fn(g, k);
+  build_tile_fn(g);
+
+  /* the error table */
+  LLVMValueRef *strs = calloc((size_t)g->n_errs + 1, sizeof *strs);
+  if (!strs) g->oom = 1;
+  for (int k = 0; strs && k < g->n_errs; k++) {
+    size_t len = strlen(g->errs[k]);
+    LLVMValueRef s = LLVMConstStringInContext(ctx, g->errs[k], (unsigned)len, 0);
+    LLVMValueRef gv = LLVMAddGlobal(g->M, LLVMTypeOf(s), "spat_errmsg");
+    LLVMSetInitializer(gv, s);
+    LLVMSetGlobalConstant(gv, 1);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    strs[k] = gv;
+  }
+  if (strs) {
+    LLVMValueRef arr = LLVMConstArray2(g->ptr, strs, (uint64_t)g->n_errs);
+    LLVMValueRef tab = LLVMAddGlobal(g->M, LLVMTypeOf(arr), "spat_errors");
+    LLVMSetInitializer(tab, arr);
+    LLVMSetGlobalConstant(tab, 1);
+  }
+  free(strs);
+  LLVMDisposeBuilder(g->B);
+  free(g->tk);
+  info->n_topk = g->n_tk;
+  info->n_errors = g->n_errs;
+  info->errors = g->errs;
+  if (g->oom) {
+    cg_info_free(info);
+    LLVMDisposeModule(g->M);
+    snprintf(err, errlen, "out of memory in code generation");
+    return NULL;
+  }
+  return g->M;
+}

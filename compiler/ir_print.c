@@ -1,0 +1,188 @@
+/* ir_print.c: the IR as .pat text (ir.h).  In: an ir_program.  Out: text
+ * that the front end parses back to the same tree: parentheses exactly where
+ * precedence needs them, windows always with two sizes, index sets as a
+ * range or a {...} list, negative constants parenthesised where a sign
+ * could merge with an operator.  Used for cache keys and `spatc explain`. */
+#include <inttypes.h>
+
+#include "ir.h"
+
+/* Binding strength, higher binds tighter (the grammar's order). */
+enum { P_COND = 1, P_LOR, P_LAND, P_OR, P_AND, P_EQ, P_REL, P_ADD, P_MUL,
+       P_UNARY, P_ATOM };
+
+static int prec(const ir_node *n) {
+  switch (n->op) {
+  case IR_SEL: case IR_PSEL: return P_COND;
+  case IR_LOR: return P_LOR;
+  case IR_LAND: return P_LAND;
+  case IR_OR: return P_OR;
+  case IR_AND: return P_AND;
+  case IR_EQ: case IR_NE: return P_EQ;
+  case IR_LT: case IR_LE: case IR_GT: case IR_GE: return P_REL;
+  case IR_ADD: case IR_SUB: case IR_MINUS: return P_ADD;
+  case IR_MUL: case IR_DIV: case IR_MOD: return P_MUL;
+  case IR_NEG: case IR_NOT: case IR_COMPL: return P_UNARY;
+  case IR_CONST: return n->value < 0 ? P_UNARY : P_ATOM;
+  default: return P_ATOM;
+  }
+}
+
+static void expr(FILE *f, const ir_program *p, const ir_node *n, int need);
+
+static void name_of(FILE *f, const char *s, int64_t idx, const char *what) {
+  if (s)
+    fputs(s, f);
+  else
+    fprintf(f, "%s%" PRId64, what, idx);
+}
+
+static void args(FILE *f, const ir_program *p, const ir_node *n) {
+  fputc('(', f);
+  for (int k = 0; k < n->n_kids; k++) {
+    if (k) fputs(", ", f);
+    expr(f, p, n->kids[k], P_COND);
+  }
+  fputc(')', f);
+}
+
+static void set(FILE *f, const ir_program *p, const ir_node *s) {
+  if (s->op != IR_SET) {
+    expr(f, p, s, P_COND);
+    return;
+  }
+  if (s->n_kids == 1 && s->kids[0]->op == IR_RANGE) {
+    expr(f, p, s->kids[0]->kids[0], P_COND);
+    fputs(" .. ", f);
+    expr(f, p, s->kids[0]->kids[1], P_COND);
+    return;
+  }
+  fputc('{', f);
+  for (int k = 0; k < s->n_kids; k++) {
+    const ir_node *it = s->kids[k];
+    if (k) fputs(", ", f);
+    if (it->op == IR_RANGE) {
+      expr(f, p, it->kids[0], P_COND);
+      fputs(" .. ", f);
+      expr(f, p, it->kids[1], P_COND);
+    } else {
+      expr(f, p, it, P_COND);
+    }
+  }
+  fputc('}', f);
+}
+
+static void expr(FILE *f, const ir_program *p, const ir_node *n, int need) {
+  if (!n) {
+    fputs("<null>", f);
+    return;
+  }
+  int pr = prec(n);
+  bool paren = pr < need;
+  if (paren) fputc('(', f);
+  switch (n->op) {
+  case IR_CONST:
+    if (n->value == INT64_MIN)
+      fputs("(-9223372036854775807 - 1)", f);
+    else
+      fprintf(f, "%" PRId64, n->value);
+    break;
+  case IR_VAR_I: case IR_VAR_J: case IR_VAR_H: case IR_SIZE_LQ: case IR_SIZE_LK:
+  case IR_SIZE_H: case IR_FULL: case IR_NONE: case IR_CAUSAL:
+    fputs(ir_op_text[n->op], f);
+    break;
+  case IR_RUNTIME:
+    name_of(f, p && n->value >= 0 && n->value < p->n_runtime ? p->runtime[n->value].name
+                                                               : NULL,
+            n->value, "runtime");
+    break;
+  case IR_INPUT:
+    name_of(f, p && n->value >= 0 && n->value < p->n_inputs ? p->inputs[n->value].name
+                                                              : NULL,
+            n->value, "input");
+    fputc('[', f);
+    expr(f, p, n->kids[0], P_COND);
+    fputc(']', f);
+    break;
+  case IR_EXTERN:
+    name_of(f, p && n->value >= 0 && n->value < p->n_externs ? p->externs[n->value].name
+                                                               : NULL,
+            n->value, "extern");
+    args(f, p, n);
+    break;
+  case IR_NEG: case IR_NOT: case IR_COMPL: {
+    fputs(ir_op_text[n->op], f);
+    const ir_node *k = n->kids[0];
+    /* "- -3" and "- (-x)" would lex fine, but keep signs visibly apart. */
+    bool sep = (k->op == IR_CONST && k->value < 0) || k->op == IR_NEG;
+    expr(f, p, k, sep ? P_ATOM : P_UNARY);
+    break;
+  }
+  case IR_ABS: case IR_MIN: case IR_MAX: case IR_WINDOW: case IR_DILATED:
+  case IR_BLOCK: case IR_STRIDE: case IR_RANDOM: case IR_WHERE: case IR_TOPK:
+    fputs(ir_op_text[n->op], f);
+    args(f, p, n);
+    break;
+  case IR_ROWS: case IR_COLS: case IR_GLOBAL:
+    fputs(ir_op_text[n->op], f);
+    fputc('(', f);
+    set(f, p, n->kids[0]);
+    fputc(')', f);
+    break;
+  case IR_SET:
+    set(f, p, n);
+    break;
+  case IR_RANGE:
+    expr(f, p, n->kids[0], P_COND);
+    fputs(" .. ", f);
+    expr(f, p, n->kids[1], P_COND);
+    break;
+  case IR_BLOCKS:
+    fputs("blocks(", f);
+    expr(f, p, n->kids[0], P_COND);
+    fputs(") { ", f);
+    expr(f, p, n->kids[1], P_COND);
+    fputs(" }", f);
+    break;
+  case IR_SEL: case IR_PSEL:
+    expr(f, p, n->kids[0], P_COND + 1);
+    fputs(" ? ", f);
+    expr(f, p, n->kids[1], P_COND);
+    fputs(" : ", f);
+    expr(f, p, n->kids[2], P_COND);
+    break;
+  default: {
+    /* binary: left-associative, except comparisons, which do not chain */
+    /* comparisons: operands that are comparisons too get parentheses */
+    bool cmp = pr == P_EQ || pr == P_REL;
+    expr(f, p, n->kids[0], cmp ? P_REL + 1 : pr);
+    fprintf(f, " %s ", ir_op_text[n->op]);
+    expr(f, p, n->kids[1], cmp ? P_REL + 1 : pr + 1);
+    break;
+  }
+  }
+  if (paren) fputc(')', f);
+}
+
+void ir_print(FILE *f, const ir_program *p, const ir_node *n) { expr(f, p, n, P_COND); }
+
+void ir_print_program(FILE *f, const ir_program *p) {
+  for (int k = 0; k < p->n_externs; k++) {
+    fprintf(f, "extern fn %s(", p->externs[k].name);
+    for (int a = 0; a < p->externs[k].n_args; a++) fputs(a ? ", int" : "int", f);
+    fputs(") -> bool;\n", f);
+  }
+  fprintf(f, "pattern %s(", p->name ? p->name : "main");
+  int n = 0;
+  for (int k = 0; k < p->n_params; k++, n++)
+    fprintf(f, "%s%s = %" PRId64, n ? ", " : "", p->params[k].name, p->params[k].value);
+  for (int k = 0; k < p->n_runtime; k++, n++) {
+    fprintf(f, "%sruntime %s", n ? ", " : "", p->runtime[k].name);
+    if (p->runtime[k].has_deflt) fprintf(f, " = %" PRId64, p->runtime[k].deflt);
+  }
+  for (int k = 0; k < p->n_inputs; k++, n++)
+    fprintf(f, "%sinput %s: int[]", n ? ", " : "", p->inputs[k].name);
+  fputs(") =\n    ", f);
+  ir_print(f, p, p->root);
+  fputs(";\n", f);
+}

@@ -1,0 +1,21 @@
+# Dilated sliding windows with a per-head dilation (Longformer).
+#
+# Iz Beltagy, Matthew E. Peters, Arman Cohan.  "Longformer: The
+# Long-Document Transformer."  2020.  arXiv:2004.05150.
+#
+# Section 3.1, "Dilated Sliding Window": the window of size w has gaps of
+# size d - 1 ("dilation d"), a receptive field of w x d per layer; and
+# "in multi-headed attention ... different dilation configurations per
+# head improves performance by allowing some heads without dilation to
+# focus on local context, while others with dilation focus on longer
+# context" (Section 4.1 uses dilation "only on 2 heads").  Implemented: the
+# first n_dil heads use dilation d, the others none; w / 2 positions on
+# each side as in longformer.pat:
+#
+#     M(h, i, j) = |i - j| <= (w / 2) * d_h  and  (i - j) mod d_h == 0,
+#                  d_h = d if h < n_dil else 1
+#     and, with lm = 1 (autoregressive, as in the paper's char-LM), j <= i.
+
+pattern dilated_heads(w = 256, d = 4, n_dil = 2, lm = 0) =
+    (lm ? causal : full) &
+    (h < n_dil ? dilated(w / 2, d) : window(w / 2));

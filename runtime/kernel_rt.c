@@ -1,0 +1,443 @@
+/* kernel_rt.c: the driver loop of compiled kernels (see kernel_rt.h).
+ *
+ * In: a kr_kernel (generated tile and mask functions, the tile plan) and the
+ * rt_args of a run.  Out: o and lse, or a status and message.  Parallel over
+ * (batch, head, query tile) tasks on the kernel's thread pool; each worker
+ * has its own scratch, so tasks share nothing but the read-only inputs and
+ * the first-error slot.
+ */
+#include "kernel_rt.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan.h"
+#include "threads.h"
+
+typedef struct tk_buf {
+  int64_t *sel, *cnt;
+  size_t sel_cap, cnt_cap;
+} tk_buf;
+
+typedef struct scratch {
+  float *qt;          /* [D][KR_BQ] */
+  float *acc;         /* [KR_BQ][D] */
+  float *m, *l;       /* [KR_BQ] */
+  float *st;          /* [KR_BK][KR_BQ] */
+  uint8_t *maskt;     /* [KR_BK][KR_BQ] */
+  uint8_t *cand;      /* [KR_BK] */
+  plan_span *spans;
+  int64_t span_cap;
+  kr_topk *tk;        /* n_topk */
+  tk_buf *tb;         /* n_topk */
+  double *qd, *kd;    /* [D] */
+  double *hs;         /* heap of scores */
+  int64_t *hj;        /* and their keys */
+  size_t heap_cap;
+} scratch;
+
+typedef struct run {
+  kr_kernel *k;
+  const rt_args *a;
+  int64_t n_qt;       /* query tiles per head */
+  float c;            /* scale * log2 e */
+  double scale;
+  scratch *ws;        /* per worker */
+  _Atomic int failed;
+  rt_status st;
+  char *err;
+  size_t errlen;
+} run;
+
+static void *aalloc(size_t n) {
+  n = (n + 63) / 64 * 64;
+  return aligned_alloc(64, n ? n : 64);
+}
+
+static void fail(run *R, rt_status st, const char *fmt, const char *msg) {
+  int expect = 0;
+  if (!atomic_compare_exchange_strong(&R->failed, &expect, 1)) return;
+  R->st = st;
+  if (R->err && R->errlen) snprintf(R->err, R->errlen, fmt, msg);
+}
+
+static void fail_code(run *R, int32_t code) {
+  const kr_kernel *k = R->k;
+  if (code >= 1 && code <= k->n_errors)
+    fail(R, RT_ERANGE, "%s", k->errors[code - 1]);
+  else
+    fail(R, RT_EINTERNAL, "%s", "internal error: bad error code from kernel");
+}
+
+static void scratch_free(scratch *s, int n_topk) {
+  free(s->qt); free(s->acc); free(s->m); free(s->l); free(s->st);
+  free(s->maskt); free(s->cand); free(s->spans); free(s->qd); free(s->kd);
+  free(s->hs); free(s->hj);
+  if (s->tb)
+    for (int t = 0; t < n_topk; t++) free(s->tb[t].sel), free(s->tb[t].cnt);
+  free(s->tb); free(s->tk);
+}
+
+static int scratch_init(scratch *s, const kr_kernel *k) {
+  size_t D = (size_t)k->D;
+  memset(s, 0, sizeof *s);
+  s->qt = aalloc(D * KR_BQ * sizeof(float));
+  s->acc = aalloc(D * KR_BQ * sizeof(float));
+  s->m = aalloc(KR_BQ * sizeof(float));
+  s->l = aalloc(KR_BQ * sizeof(float));
+  s->st = aalloc((size_t)KR_BK * KR_BQ * sizeof(float));
+  s->maskt = aalloc((size_t)KR_BK * KR_BQ);
+  s->cand = aalloc(KR_BK);
+  s->span_cap = 64;
+  s->spans = malloc((size_t)s->span_cap * sizeof *s->spans);
+  s->qd = malloc(D * sizeof(double));
+  s->kd = malloc(D * sizeof(double));
+  s->tk = calloc((size_t)k->n_topk + 1, sizeof *s->tk);
+  s->tb = calloc((size_t)k->n_topk + 1, sizeof *s->tb);
+  return s->qt && s->acc && s->m && s->l && s->st && s->maskt && s->cand &&
+         s->spans && s->qd && s->kd && s->tk && s->tb;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elt) {
+  if (need <= *cap) return 1;
+  size_t n = *cap ? *cap : 16;
+  while (n < need) n *= 2;
+  void *q = realloc(*p, n * elt);
+  if (!q) return 0;
+  *p = q;
+  *cap = n;
+  return 1;
+}
+
+static inline int64_t pos_of_row(const rt_args *a, int64_t r) {
+  return a->Lq <= a->Lk ? r + (a->Lk - a->Lq) : r;
+}
+
+/* --- top-k selection -------------------------------------------------- */
+
+/* Heap of the best candidates so far, worst at the root: worse means a
+ * lower score, or an equal score and a larger key. */
+static inline int worse(double s1, int64_t j1, double s2, int64_t j2) {
+  if (isnan(s1) != isnan(s2)) return isnan(s1);  /* NaN ranks lowest */
+  if (isnan(s1)) return j1 > j2;
+  return s1 < s2 || (s1 == s2 && j1 > j2);
+}
+
+static void heap_push(double *hs, int64_t *hj, int64_t *n, int64_t cap,
+                      double s, int64_t j) {
+  if (*n < cap) {
+    int64_t x = (*n)++;
+    while (x > 0) {
+      int64_t p = (x - 1) / 2;
+      if (!worse(s, j, hs[p], hj[p])) break;
+      hs[x] = hs[p], hj[x] = hj[p];
+      x = p;
+    }
+    hs[x] = s, hj[x] = j;
+    return;
+  }
+  if (!worse(hs[0], hj[0], s, j)) return;  /* not better than the worst */
+  int64_t x = 0;
+  for (;;) {
+    int64_t c = 2 * x + 1;
+    if (c >= *n) break;
+    if (c + 1 < *n && worse(hs[c + 1], hj[c + 1], hs[c], hj[c])) c++;
+    if (!worse(hs[c], hj[c], s, j)) break;
+    hs[x] = hs[c], hj[x] = hj[c];
+    x = c;
+  }
+  hs[x] = s, hj[x] = j;
+}
+
+static int cmp_i64(const void *x, const void *y) {
+  int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+  return (a > b) - (a < b);
+}
+
+/* Mean (or the single vector when g == 1) of rows [p0, p1) of t into out. */
+static void mean_rows(const float *t, int64_t sl, int64_t p0, int64_t p1,
+                      int64_t D, double *out) {
+  for (int64_t d = 0; d < D; d++) out[d] = 0;
+  for (int64_t p = p0; p < p1; p++)
+    for (int64_t d = 0; d < D; d++) out[d] += (double)t[p * sl + d];
+  if (p1 - p0 > 1)
+    for (int64_t d = 0; d < D; d++) out[d] /= (double)(p1 - p0);
+}
+
+static int64_t sat_add(int64_t x, int64_t y) {
+  return x > INT64_MAX - y ? INT64_MAX : x + y;
+}
+
+/* Selections of top-k node t for the rows of positions [i0, i1]. */
+static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
+                     const float *qb, const float *kb, int64_t i0,
+                     int64_t i1) {
+  const kr_kernel *K = R->k;
+  const rt_args *a = R->a;
+  kr_topk *tk = &s->tk[t];
+  int64_t info[4];
+  memset(tk, 0, sizeof *tk);
+  int32_t code = K->tkinfo[t](env, info);
+  if (code) {
+    tk->err = code;
+    return 1;
+  }
+  int64_t kk = info[0], g = info[1], lqg = info[2], lkg = info[3];
+  (void)lqg;
+  int64_t I0 = i0 / g, I1 = i1 / g, nI = I1 - I0 + 1;
+  int64_t cap = kk < lkg ? kk : lkg;
+  if (cap < 0) cap = 0;
+  tk_buf *tb = &s->tb[t];
+  if (!grow((void **)&tb->sel, &tb->sel_cap, (size_t)(nI * cap + 1),
+            sizeof(int64_t)) ||
+      !grow((void **)&tb->cnt, &tb->cnt_cap, (size_t)nI, sizeof(int64_t)))
+    return 0;
+  if ((size_t)cap + 1 > s->heap_cap) {
+    size_t n = (size_t)cap + 1;
+    double *hs = realloc(s->hs, n * sizeof *hs);
+    if (!hs) return 0;
+    s->hs = hs;
+    int64_t *hj = realloc(s->hj, n * sizeof *hj);
+    if (!hj) return 0;
+    s->hj = hj;
+    s->heap_cap = n;
+  }
+  tk->sel = tb->sel;
+  tk->cnt = tb->cnt;
+  tk->ibase = I0;
+  tk->k = cap;
+  int64_t D = a->D, off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0;
+  int64_t ksl = a->k.sl;
+  for (int64_t I = I0; I <= I1; I++) {
+    /* mean query of the existing positions of block I */
+    int64_t p0 = I * g, p1 = sat_add(p0, g);
+    if (p0 < off) p0 = off;
+    if (p1 > off + a->Lq) p1 = off + a->Lq;
+    mean_rows(qb, a->q.sl, p0 - off, p1 - off, D, s->qd);
+    int64_t n = 0;
+    int32_t ecode = 0;
+    for (int64_t J0 = 0; J0 < lkg && !ecode; J0 += KR_BK) {
+      int64_t nc = lkg - J0 < KR_BK ? lkg - J0 : KR_BK;
+      ecode = K->mask[t + 1](env, I, J0, nc, s->cand, 1, lqg, lkg);
+      if (ecode) break;
+      for (int64_t x = 0; x < nc; x++) {
+        if (!s->cand[x]) continue;
+        int64_t J = J0 + x;
+        double sc = 0;
+        if (g == 1) {
+          const float *kr = kb + J * ksl;
+          for (int64_t d = 0; d < D; d++) sc += s->qd[d] * (double)kr[d];
+          sc *= R->scale;
+        } else {
+          int64_t k0 = J * g, k1 = sat_add(k0, g);
+          if (k1 > a->Lk) k1 = a->Lk;
+          mean_rows(kb, ksl, k0, k1, D, s->kd);
+          for (int64_t d = 0; d < D; d++) sc += s->qd[d] * s->kd[d];
+        }
+        if (cap > 0) heap_push(s->hs, s->hj, &n, cap, sc, J);
+      }
+    }
+    int64_t *row = tk->sel + (I - I0) * cap;
+    if (ecode) {
+      tk->cnt[I - I0] = -(int64_t)ecode;
+      continue;
+    }
+    memcpy(row, s->hj, (size_t)n * sizeof(int64_t));
+    qsort(row, (size_t)n, sizeof(int64_t), cmp_i64);
+    tk->cnt[I - I0] = n;
+  }
+  return 1;
+}
+
+/* --- one task: a query tile of one head -------------------------------- */
+
+static void task(void *ctx, int64_t id, int worker) {
+  run *R = ctx;
+  if (atomic_load_explicit(&R->failed, memory_order_relaxed)) return;
+  const kr_kernel *K = R->k;
+  const rt_args *a = R->a;
+  scratch *s = &R->ws[worker];
+  int64_t D = K->D;
+  int64_t qtile = id % R->n_qt, bh = id / R->n_qt;
+  int64_t h = bh % a->H, b = bh / a->H;
+  int64_t hk = h / (a->H / a->Hkv);
+  int64_t r0 = qtile * KR_BQ, r1 = r0 + KR_BQ < a->Lq ? r0 + KR_BQ : a->Lq;
+  int64_t nr = r1 - r0;
+  const float *qb = a->q.data + b * a->q.sb + h * a->q.sh;
+  const float *kb = a->k.data + b * a->k.sb + hk * a->k.sh;
+  const float *vb = a->v.data + b * a->v.sb + hk * a->v.sh;
+
+  for (int64_t d = 0; d < D; d++) {
+    float *col = s->qt + d * KR_BQ;
+    for (int64_t r = 0; r < nr; r++) col[r] = qb[(r0 + r) * a->q.sl + d];
+    for (int64_t r = nr; r < KR_BQ; r++) col[r] = 0;
+  }
+  for (int64_t x = 0; x < (int64_t)D * KR_BQ; x++) s->acc[x] = 0;
+  for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
+
+  kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
+                s->tk};
+  for (int t = 0; t < K->n_topk; t++)
+    if (!topk_rows(R, s, t, &env, qb, kb, pos_of_row(a, r0),
+                   pos_of_row(a, r1 - 1))) {
+      fail(R, RT_ENOMEM, "%s", "out of memory (top-k selection)");
+      return;
+    }
+
+  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime};
+  char perr[256] = "";
+  int64_t ns;
+  for (;;) {
+    ns = plan_tiles(K->plan, &pe, r0, r1, s->spans, s->span_cap, perr,
+                    sizeof perr);
+    if (ns < 0) {
+      fail(R, RT_ERANGE, "%s", perr[0] ? perr : "run-time error in the plan");
+      return;
+    }
+    if (ns <= s->span_cap) break;
+    plan_span *sp = realloc(s->spans, (size_t)ns * sizeof *sp);
+    if (!sp) {
+      fail(R, RT_ENOMEM, "%s", "out of memory (plan spans)");
+      return;
+    }
+    s->spans = sp;
+    s->span_cap = ns;
+  }
+  if (nr < KR_BQ) memset(s->maskt, 0, (size_t)KR_BK * KR_BQ);
+
+  for (int64_t x = 0; x < ns; x++) {
+    const plan_span *sp = &s->spans[x];
+    for (int64_t j0 = sp->k0; j0 < sp->k1; j0 += KR_BK) {
+      int64_t nc = sp->k1 - j0 < KR_BK ? sp->k1 - j0 : KR_BK;
+      const float *kt = kb + j0 * a->k.sl, *vt = vb + j0 * a->v.sl;
+      if (sp->kind == PLAN_FULL) {
+        K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m,
+                     s->l, R->c, s->st);
+        continue;
+      }
+      for (int64_t r = 0; r < nr; r++) {
+        int32_t code = K->mask[0](&env, pos_of_row(a, r0 + r), j0, nc,
+                                  s->maskt + r, KR_BQ, a->Lq, a->Lk);
+        if (code) {
+          fail_code(R, code);
+          return;
+        }
+      }
+      uint64_t any = 0;
+      const uint64_t *w = (const uint64_t *)s->maskt;
+      for (int64_t y = 0; y < nc * KR_BQ / 8; y++) any |= w[y];
+      if (!any) continue;
+      K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, s->maskt, s->acc,
+                     s->m, s->l, R->c, s->st);
+    }
+  }
+
+  for (int64_t r = 0; r < nr; r++) {
+    float *o = a->o.data + b * a->o.sb + h * a->o.sh + (r0 + r) * a->o.sl;
+    const float *acc = s->acc + r * D;
+    float l = s->l[r], lse;
+    if (l > 0) {
+      float inv = 1.0f / l;
+      for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
+      lse = (float)((double)s->m[r] * 0.69314718055994530942 + log((double)l));
+    } else {
+      for (int64_t d = 0; d < D; d++) o[d] = 0;
+      lse = -INFINITY;
+    }
+    if (a->lse) a->lse[b * a->lse_sb + h * a->lse_sh + r0 + r] = lse;
+  }
+}
+
+/* --- entry -------------------------------------------------------------- */
+
+static const char *check_args(const kr_kernel *k, const rt_args *a) {
+  if (a->B < 0 || a->H < 0 || a->Hkv < 0 || a->Lq < 0 || a->Lk < 0)
+    return "negative size";
+  if (a->D != k->D) return "head dimension differs from the compiled kernel's";
+  if (a->H > 0 && (a->Hkv < 1 || a->H % a->Hkv != 0))
+    return "H must be a positive multiple of Hkv";
+  if (a->threads < 0) return "negative thread count";
+  if (a->B == 0 || a->H == 0 || a->Lq == 0) return NULL;
+  if (!a->q.data || !a->o.data || (a->Lk > 0 && (!a->k.data || !a->v.data)))
+    return "missing tensor";
+  if (k->n_runtime > 0 && !a->runtime) return "missing runtime scalars";
+  if (k->n_inputs > 0) {
+    if (!a->inputs) return "missing input arrays";
+    for (int x = 0; x < k->n_inputs; x++)
+      if (!a->inputs[x]) return "missing input array";
+  }
+  if (k->n_externs > 0) {
+    if (!a->externs) return "missing extern functions";
+    for (int x = 0; x < k->n_externs; x++)
+      if (!a->externs[x]) return "missing extern function";
+  }
+  return NULL;
+}
+
+rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
+  if (err && errlen) err[0] = 0;
+  if (!k || !a) {
+    if (err && errlen) snprintf(err, errlen, "NULL kernel or arguments");
+    return RT_EINVAL;
+  }
+  const char *bad = check_args(k, a);
+  if (bad) {
+    if (err && errlen) snprintf(err, errlen, "%s", bad);
+    return RT_EINVAL;
+  }
+  if (a->B == 0 || a->H == 0 || a->Lq == 0) return RT_OK;
+
+  int want = a->threads ? a->threads : k->threads;
+  if (want <= 0) want = th_cores();
+  th_pool *pool = NULL, *own = NULL;
+  if (__atomic_exchange_n(&k->busy, 1, __ATOMIC_ACQUIRE) == 0) {
+    if (k->pool && k->pool_threads != want) {
+      th_free(k->pool);
+      k->pool = NULL;
+    }
+    if (!k->pool) {
+      k->pool = th_new(want);
+      k->pool_threads = want;
+    }
+    pool = k->pool;
+  } else {
+    pool = own = th_new(want);  /* another run holds the kernel's pool */
+  }
+  rt_status st = RT_OK;
+  run R;
+  memset(&R, 0, sizeof R);
+  R.k = k;
+  R.a = a;
+  R.n_qt = (a->Lq + KR_BQ - 1) / KR_BQ;
+  float scale = a->scale != 0 ? a->scale : 1.0f / sqrtf((float)a->D);
+  R.scale = a->scale != 0 ? (double)a->scale : 1.0 / sqrt((double)a->D);
+  R.c = scale * 1.44269504088896340736f;
+  R.err = err;
+  R.errlen = errlen;
+  int nw = pool ? th_size(pool) : 0;
+  R.ws = nw ? calloc((size_t)nw, sizeof *R.ws) : NULL;
+  int ok = R.ws != NULL;
+  for (int w = 0; ok && w < nw; w++) ok = scratch_init(&R.ws[w], k);
+  if (ok) {
+    th_for(pool, a->B * a->H * R.n_qt, task, &R);
+    if (atomic_load(&R.failed)) st = R.st;
+  } else {
+    st = RT_ENOMEM;
+    if (err && errlen) snprintf(err, errlen, "out of memory");
+  }
+  if (R.ws)
+    for (int w = 0; w < nw; w++) scratch_free(&R.ws[w], k->n_topk);
+  free(R.ws);
+  th_free(own);
+  if (!own) __atomic_store_n(&k->busy, 0, __ATOMIC_RELEASE);
+  return st;
+}
+
+void kr_release(kr_kernel *k) {
+  if (!k) return;
+  th_free(k->pool);
+  k->pool = NULL;
+}

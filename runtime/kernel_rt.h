@@ -1,0 +1,87 @@
+/* kernel_rt.h: the driver loop of compiled attention kernels (JIT and AOT)
+ * and the ABI between it and the generated code (compiler/codegen.h).
+ *
+ * The generated code supplies per-tile functions; the driver, plain C, owns
+ * the loops over (batch, head, query tile), the tile plan (runtime/plan.h),
+ * top-k selection, threads and errors:
+ *
+ *   for each (b, h, query tile of KR_BQ rows), in parallel:
+ *     Q^T of the tile packed; top-k selections of the tile's rows;
+ *     spans = plan_tiles(...);
+ *     for each key tile of KR_BK keys inside a span:
+ *       PLAN_FULL:    tile(..., maskt = NULL, ...)
+ *       PLAN_PARTIAL: mask_0(...) per row into a transposed byte mask, then
+ *                     tile(..., maskt, ...) (skipped when the mask is all 0)
+ *     o = acc / l, lse = m ln 2 + ln l   (rows with l == 0: o = 0, -inf)
+ */
+#ifndef SPAT_KERNEL_RT_H
+#define SPAT_KERNEL_RT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rt.h"
+
+#define KR_BQ 64   /* query rows per tile (4 vectors of 16 lanes) */
+#define KR_BK 64   /* keys per tile; also the widest mask call */
+
+/* State of one top-k node for the rows of the current query tile. */
+typedef struct kr_topk {
+  int64_t *sel;    /* [row][k] selected keys, ascending */
+  int64_t *cnt;    /* per row: how many; < 0: -(error code) of the row */
+  int64_t ibase;   /* first row (at the node's granularity) held */
+  int64_t k;       /* row stride of sel */
+  int64_t err;     /* nonzero: error code of evaluating k or blocks sizes */
+} kr_topk;
+
+/* What mask code reads (all 8-byte words; codegen indexes it by word). */
+typedef struct kr_env {
+  int64_t h, H, Lq, Lk;            /* query head; sizes at token level */
+  const int64_t *runtime;          /* runtime scalars */
+  const int32_t *const *inputs;    /* input arrays (Lk int32 each) */
+  void *const *externs;            /* bool f(int64_t, ...) */
+  kr_topk *topk;                   /* one per top-k node, post-order */
+} kr_env;
+
+/* Generated functions.  Error codes are 1-based indices into errors[].
+ * mask: out[t * ostride] = M(h, i, j0 + t) for t < n (n <= KR_BK), at the
+ *   granularity of the root (lq, lk: sizes at that granularity).
+ * tkinfo: out = {k, g, lq_g, lk_g} of top-k node t (g: its granularity).
+ * tile: one query tile (Q^T [D][KR_BQ], rows past the tile zero) against
+ *   ncols keys (1 <= ncols <= KR_BK) of k/v (row strides sk, sv); updates
+ *   acc [KR_BQ][D], running max m [KR_BQ] (log2 domain, scores times c =
+ *   scale * log2 e) and sums l [KR_BQ]; maskt [KR_BK][KR_BQ] bytes, nonzero
+ *   = allowed, or NULL: all allowed; st: KR_BK * KR_BQ floats of scratch. */
+typedef int32_t (*kr_mask_fn)(const kr_env *e, int64_t i, int64_t j0,
+                              int64_t n, uint8_t *out, int64_t ostride,
+                              int64_t lq, int64_t lk);
+typedef int32_t (*kr_tkinfo_fn)(const kr_env *e, int64_t *out);
+typedef void (*kr_tile_fn)(const float *qt, const float *k, int64_t sk,
+                           const float *v, int64_t sv, int64_t ncols,
+                           const uint8_t *maskt, float *acc, float *m,
+                           float *l, float c, float *st);
+
+typedef struct th_pool th_pool;
+
+/* A compiled kernel as the driver sees it (filled by jit.c or aot code). */
+typedef struct kr_kernel {
+  int64_t D;
+  const int64_t *plan;          /* tile plan words (runtime/plan.h) */
+  int n_runtime, n_inputs, n_externs;
+  int n_topk;
+  kr_mask_fn *mask;             /* n_topk + 1: the root, then P of topk t */
+  kr_tkinfo_fn *tkinfo;         /* n_topk */
+  kr_tile_fn tile;
+  const char *const *errors;    /* messages, "file:line:col: what" */
+  int n_errors;
+  int threads;                  /* default thread count (0: all cores) */
+  th_pool *pool;                /* created on first run */
+  int pool_threads;             /* thread count the pool was made with */
+  int busy;                     /* a run holds the pool (atomic) */
+} kr_kernel;
+
+/* Runs attention with the kernel; RT_ERANGE etc. with a message in err. */
+rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen);
+void kr_release(kr_kernel *k);  /* frees the pool (not the kernel) */
+
+#endif

@@ -1,0 +1,544 @@
+/* plan.c: evaluates a tile plan (runtime/plan.h, instruction set in
+ * plan_ops.h) for one query tile.
+ *
+ * In: the plan words, the sizes, head and runtime scalars, rows [r0, r1).
+ * Out: the sorted, disjoint key spans the tile must visit, FULL where every
+ * row of the tile allows every key of the span, PARTIAL where the mask must be
+ * evaluated per element.  Each list is a three-valued abstraction of the mask
+ * over the tile's rows (no key / every row / maybe), and every operator is
+ * the pointwise Kleene connective, so coarsening a list (turning spans and the
+ * gaps between them into one PARTIAL span) is always sound: that is how a
+ * list is kept within the plan's fixed capacity.
+ *
+ * Reentrant, no allocation: all state lives in a bounded frame on the stack.
+ */
+#include "plan.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "plan_ops.h"
+
+enum { K_NONE = 0, K_FULL = PLAN_FULL, K_PART = PLAN_PARTIAL };
+
+typedef struct gran {
+  int64_t i0, i1;  /* query positions of the tile, [i0, i1) */
+  int64_t Lq, Lk;  /* sizes at this granularity */
+  int64_t b;       /* block size that led here from the outer level */
+} gran;
+
+typedef struct ev {
+  const int64_t *plan;
+  const plan_env *env;
+  int64_t cap;                    /* spans per list */
+  plan_span *slots;               /* list stack: slot k at slots + k * cap */
+  int64_t *n;                     /* spans in each slot */
+  int64_t depth, lsp;             /* list stack size and pointer */
+  plan_span *tmp;                 /* 4 * cap spans */
+  int64_t ist[PLAN_ISTACK];
+  int isp;
+  gran g[PLAN_BNEST + 1];
+  int gi;
+  char *err;
+  size_t errlen;
+} ev;
+
+static int64_t fail(ev *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int64_t fail(ev *e, const char *fmt, ...) {
+  if (e->err && e->errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->err, e->errlen, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+static int64_t bad_arg(ev *e, const char *what, const char *prim, int64_t v,
+                       int64_t min) {
+  return fail(e, "%s of %s is %lld, must be >= %lld", what, prim, (long long)v,
+              (long long)min);
+}
+
+static int64_t sat_add(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return r;
+}
+
+static int64_t sat_mul(int64_t a, int64_t b) { /* a, b >= 0 */
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r)) return INT64_MAX;
+  return r;
+}
+
+/* Merges the adjacent pair with the smallest gap into one PARTIAL span. */
+static void squeeze(plan_span *l, int64_t *n) {
+  int64_t best = 0, gap = INT64_MAX;
+  for (int64_t t = 0; t + 1 < *n; t++) {
+    int64_t d = l[t + 1].k0 - l[t].k1;
+    if (d < gap) gap = d, best = t;
+  }
+  l[best].k1 = l[best + 1].k1;
+  l[best].kind = K_PART;
+  memmove(l + best + 1, l + best + 2,
+          sizeof *l * (size_t)(*n - best - 2));
+  (*n)--;
+  if (best > 0 && l[best - 1].k1 == l[best].k0 &&
+      l[best - 1].kind == K_PART) {
+    l[best - 1].k1 = l[best].k1;
+    memmove(l + best, l + best + 1, sizeof *l * (size_t)(*n - best - 1));
+    (*n)--;
+  }
+  if (best + 1 < *n && l[best].k1 == l[best + 1].k0 &&
+      l[best + 1].kind == K_PART) {
+    l[best].k1 = l[best + 1].k1;
+    memmove(l + best + 1, l + best + 2,
+            sizeof *l * (size_t)(*n - best - 2));
+    (*n)--;
+  }
+}
+
+/* Appends [k0, k1) of kind (spans arrive in order); merges with the last
+ * span when adjacent and alike; squeezes when the list is full. */
+static void put(plan_span *l, int64_t *n, int64_t cap, int64_t k0, int64_t k1,
+                int64_t kind) {
+  if (k0 >= k1 || kind == K_NONE) return;
+  if (*n > 0 && l[*n - 1].k1 == k0 && l[*n - 1].kind == kind) {
+    l[*n - 1].k1 = k1;
+    return;
+  }
+  if (*n == cap) squeeze(l, n);
+  if (*n > 0 && l[*n - 1].k1 == k0 && l[*n - 1].kind == kind) {
+    l[*n - 1].k1 = k1;
+    return;
+  }
+  l[*n].k0 = k0, l[*n].k1 = k1, l[*n].kind = kind;
+  (*n)++;
+}
+
+static void put_clip(ev *e, plan_span *l, int64_t *n, int64_t k0, int64_t k1,
+                     int64_t kind) {
+  int64_t lk = e->g[e->gi].Lk;
+  if (k0 < 0) k0 = 0;
+  if (k1 > lk) k1 = lk;
+  put(l, n, e->cap, k0, k1, kind);
+}
+
+static plan_span *slot(ev *e, int64_t k) { return e->slots + k * e->cap; }
+
+static int64_t push_list(ev *e) {
+  if (e->lsp >= e->depth) return fail(e, "tile plan: list stack overflow");
+  e->n[e->lsp] = 0;
+  return e->lsp++;
+}
+
+static bool ipop(ev *e, int64_t *v) {
+  if (e->isp <= 0) return false;
+  *v = e->ist[--e->isp];
+  return true;
+}
+
+static int kleene(int op, int64_t a, int64_t b) {
+  switch (op) {
+  case PLAN_POR:
+    if (a == K_FULL || b == K_FULL) return K_FULL;
+    return (a || b) ? K_PART : K_NONE;
+  case PLAN_PAND:
+    if (!a || !b) return K_NONE;
+    return (a == K_FULL && b == K_FULL) ? K_FULL : K_PART;
+  default: /* PMINUS: a & !b */
+    if (!a || b == K_FULL) return K_NONE;
+    return b ? K_PART : (int)a;
+  }
+}
+
+/* tmp <- A op B; returns the span count (<= 2 (na + nb)). */
+static int64_t sweep(ev *e, int op, const plan_span *A, int64_t na,
+                     const plan_span *B, int64_t nb) {
+  int64_t nt = 0, ia = 0, ib = 0, x;
+  if (!na && !nb) return 0;
+  if (!na) x = B[0].k0;
+  else if (!nb) x = A[0].k0;
+  else x = A[0].k0 < B[0].k0 ? A[0].k0 : B[0].k0;
+  while (ia < na || ib < nb) {
+    int64_t ka = 0, kb = 0, ya = INT64_MAX, yb = INT64_MAX;
+    if (ia < na) {
+      if (A[ia].k0 <= x) ka = A[ia].kind, ya = A[ia].k1;
+      else ya = A[ia].k0;
+    }
+    if (ib < nb) {
+      if (B[ib].k0 <= x) kb = B[ib].kind, yb = B[ib].k1;
+      else yb = B[ib].k0;
+    }
+    int64_t y = ya < yb ? ya : yb;
+    put(e->tmp, &nt, 4 * e->cap, x, y, kleene(op, ka, kb));
+    x = y;
+    if (ia < na && A[ia].k1 <= x) ia++;
+    if (ib < nb && B[ib].k1 <= x) ib++;
+  }
+  return nt;
+}
+
+/* Copies tmp[0, nt) into slot s, squeezed to the list capacity. */
+static void fit(ev *e, int64_t s, int64_t nt) {
+  while (nt > e->cap) squeeze(e->tmp, &nt);
+  memcpy(slot(e, s), e->tmp, sizeof(plan_span) * (size_t)nt);
+  e->n[s] = nt;
+}
+
+/* window(l, r) over the tile, also causal (l = inf, r = 0). */
+static void window(ev *e, int64_t s, int64_t l, int64_t r) {
+  const gran *g = &e->g[e->gi];
+  plan_span *L = slot(e, s);
+  int64_t lo = sat_add(g->i0, -l), hi = sat_add(sat_add(g->i1 - 1, r), 1);
+  int64_t clo = sat_add(g->i1 - 1, -l), chi = sat_add(sat_add(g->i0, r), 1);
+  if (clo < chi) {
+    put_clip(e, L, &e->n[s], lo, clo, K_PART);
+    put_clip(e, L, &e->n[s], clo, chi, K_FULL);
+    put_clip(e, L, &e->n[s], chi, hi, K_PART);
+  } else {
+    put_clip(e, L, &e->n[s], lo, hi, K_PART);
+  }
+}
+
+static void random_keys(ev *e, int64_t s, int64_t r, int64_t seed) {
+  const gran *g = &e->g[e->gi];
+  int64_t rows = g->i1 - g->i0, lk = g->Lk;
+  if (r == 0 || lk == 0) return;
+  if (r > PLAN_RANDOM_MAX || rows > PLAN_RANDOM_MAX / r) {
+    put_clip(e, slot(e, s), &e->n[s], 0, lk, K_PART);
+    return;
+  }
+  int64_t keys[PLAN_RANDOM_MAX], nk = 0;
+  uint64_t h = (uint64_t)e->env->h;
+  for (int64_t i = g->i0; i < g->i1; i++)
+    for (int64_t t = 0; t < r; t++) {
+      uint64_t x = (uint64_t)seed * 0x9E3779B97F4A7C15ull ^
+                   h * 0xBF58476D1CE4E5B9ull ^
+                   (uint64_t)i * 0x94D049BB133111EBull ^ (uint64_t)t;
+      uint64_t z = x + 0x9E3779B97F4A7C15ull;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      z ^= z >> 31;
+      int64_t j = (int64_t)(z % (uint64_t)lk), p = nk++;
+      while (p > 0 && keys[p - 1] > j) keys[p] = keys[p - 1], p--;
+      keys[p] = j;
+    }
+  for (int64_t t = 0; t < nk; t++)
+    if (t == 0 || keys[t] != keys[t - 1])
+      put(slot(e, s), &e->n[s], e->cap, keys[t], keys[t] + 1,
+          rows == 1 ? K_FULL : K_PART);
+}
+
+/* Adds [a, b) to the index set in slot s (kept sorted and disjoint). */
+static void set_add(ev *e, int64_t s, int64_t a, int64_t b) {
+  if (a < 0) a = 0;
+  if (a >= b) return;
+  plan_span one = {a, b, K_FULL};
+  fit(e, s, sweep(e, PLAN_POR, slot(e, s), e->n[s], &one, 1));
+}
+
+static int64_t from_end(ev *e, int64_t v) {
+  return v < 0 ? v + e->g[e->gi].Lk : v;
+}
+
+static int64_t arith(ev *e, int op) {
+  int64_t a, b, r = 0;
+  static const char *const text[] = {"+", "-", "*", "/", "%"};
+  if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
+  switch (op) {
+  case PLAN_IADD:
+    if (__builtin_add_overflow(a, b, &r)) goto ovf;
+    break;
+  case PLAN_ISUB:
+    if (__builtin_sub_overflow(a, b, &r)) goto ovf;
+    break;
+  case PLAN_IMUL:
+    if (__builtin_mul_overflow(a, b, &r)) goto ovf;
+    break;
+  case PLAN_IDIV:
+  case PLAN_IMOD:
+    if (b == 0) return fail(e, "division by zero");
+    if (b == -1) {
+      if (op == PLAN_IMOD) r = 0;
+      else if (a == INT64_MIN) goto ovf;
+      else r = -a;
+      break;
+    }
+    if (op == PLAN_IDIV) {
+      r = a / b;
+      if (a % b != 0 && ((a < 0) != (b < 0))) r--;
+    } else {
+      r = a % b;
+      if (r != 0 && ((r < 0) != (b < 0))) r += b;
+    }
+    break;
+  case PLAN_IMIN: r = a < b ? a : b; break;
+  case PLAN_IMAX: r = a > b ? a : b; break;
+  case PLAN_ILT: r = a < b; break;
+  case PLAN_ILE: r = a <= b; break;
+  case PLAN_IGT: r = a > b; break;
+  case PLAN_IGE: r = a >= b; break;
+  case PLAN_IEQ: r = a == b; break;
+  default: r = a != b; break;
+  }
+  e->ist[e->isp++] = r;
+  return 0;
+ovf:
+  return fail(e, "integer overflow in '%s'", text[op - PLAN_IADD]);
+}
+
+static int64_t run(ev *e) {
+  const int64_t *P = e->plan;
+  int64_t pc = P[PLAN_W_CODE], size = P[PLAN_W_SIZE];
+  for (;;) {
+    if (pc < PLAN_HDR || pc >= size) return fail(e, "tile plan: bad jump %lld", (long long)pc);
+    int64_t op = P[pc++], a, b, s;
+    gran *g = &e->g[e->gi];
+    switch (op) {
+    case PLAN_END:
+      return e->lsp == 1 ? 0 : fail(e, "tile plan: bad code");
+    case PLAN_ICONST:
+    case PLAN_IHEAD:
+    case PLAN_INHEAD:
+    case PLAN_ILQ:
+    case PLAN_ILK:
+    case PLAN_IRT:
+      if (e->isp >= PLAN_ISTACK) return fail(e, "tile plan: int stack overflow");
+      if (op == PLAN_ICONST) a = P[pc++];
+      else if (op == PLAN_IHEAD) a = e->env->h;
+      else if (op == PLAN_INHEAD) a = e->env->H;
+      else if (op == PLAN_ILQ) a = g->Lq;
+      else if (op == PLAN_ILK) a = g->Lk;
+      else {
+        int64_t k = P[pc++];
+        if (k < 0 || k >= P[PLAN_W_NRT] || !e->env->runtime)
+          return fail(e, "runtime scalar %lld not given", (long long)k);
+        a = e->env->runtime[k];
+      }
+      e->ist[e->isp++] = a;
+      break;
+    case PLAN_INEG:
+    case PLAN_INOT:
+    case PLAN_IABS:
+    case PLAN_IBOOL:
+      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+      if ((op == PLAN_INEG || op == PLAN_IABS) && a == INT64_MIN)
+        return fail(e, "integer overflow in '%s'", op == PLAN_INEG ? "-" : "abs");
+      if (op == PLAN_INEG) a = -a;
+      else if (op == PLAN_INOT) a = !a;
+      else if (op == PLAN_IABS) a = a < 0 ? -a : a;
+      else a = a != 0;
+      e->ist[e->isp++] = a;
+      break;
+    case PLAN_IADD: case PLAN_ISUB: case PLAN_IMUL: case PLAN_IDIV:
+    case PLAN_IMOD: case PLAN_IMIN: case PLAN_IMAX: case PLAN_ILT:
+    case PLAN_ILE: case PLAN_IGT: case PLAN_IGE: case PLAN_IEQ:
+    case PLAN_INE:
+      if (arith(e, (int)op) < 0) return -1;
+      break;
+    case PLAN_JMP:
+      pc = P[pc];
+      break;
+    case PLAN_JZ:
+    case PLAN_JZ0:
+    case PLAN_JNZ1:
+      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+      b = P[pc++];
+      if (op == PLAN_JZ && !a) pc = b;
+      else if (op == PLAN_JZ0 && !a) e->ist[e->isp++] = 0, pc = b;
+      else if (op == PLAN_JNZ1 && a) e->ist[e->isp++] = 1, pc = b;
+      break;
+    case PLAN_JEMPTY:
+    case PLAN_JALL:
+      if (e->lsp < 1) return fail(e, "tile plan: bad code");
+      s = e->lsp - 1;
+      b = P[pc++];
+      if (op == PLAN_JEMPTY ? e->n[s] == 0
+                            : (e->n[s] == 1 && slot(e, s)->kind == K_FULL &&
+                               slot(e, s)->k0 == 0 && slot(e, s)->k1 == g->Lk))
+        pc = b;
+      break;
+    case PLAN_PFULL:
+    case PLAN_PANY:
+    case PLAN_PNONE:
+    case PLAN_PCAUSAL:
+    case PLAN_SBEGIN:
+      if ((s = push_list(e)) < 0) return -1;
+      if (op == PLAN_PFULL || op == PLAN_PANY)
+        put_clip(e, slot(e, s), &e->n[s], 0, g->Lk,
+                 op == PLAN_PFULL ? K_FULL : K_PART);
+      else if (op == PLAN_PCAUSAL)
+        window(e, s, INT64_MAX, 0);
+      break;
+    case PLAN_PWINDOW:
+    case PLAN_PDILATED:
+    case PLAN_PRANDOM:
+      if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
+      if ((s = push_list(e)) < 0) return -1;
+      if (op == PLAN_PWINDOW) {
+        if (a < 0) return bad_arg(e, "the left size", "window", a, 0);
+        if (b < 0) return bad_arg(e, "the right size", "window", b, 0);
+        window(e, s, a, b);
+      } else if (op == PLAN_PRANDOM) {
+        if (a < 0) return bad_arg(e, "the key count r", "random", a, 0);
+        random_keys(e, s, a, b);
+      } else {
+        if (a < 0) return bad_arg(e, "the width w", "dilated", a, 0);
+        if (b < 1) return bad_arg(e, "the dilation d", "dilated", b, 1);
+        int64_t wd = sat_mul(a, b);
+        if (b == 1 || a == 0) window(e, s, a, a);
+        else
+          put_clip(e, slot(e, s), &e->n[s], sat_add(g->i0, -wd),
+                   sat_add(sat_add(g->i1 - 1, wd), 1), K_PART);
+      }
+      break;
+    case PLAN_PBLOCK:
+    case PLAN_PSTRIDE:
+      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+      if ((s = push_list(e)) < 0) return -1;
+      if (op == PLAN_PSTRIDE) {
+        if (a < 1) return bad_arg(e, "the stride", "stride", a, 1);
+        put_clip(e, slot(e, s), &e->n[s], 0, g->Lk, a == 1 ? K_FULL : K_PART);
+      } else {
+        if (a < 1) return bad_arg(e, "the block size", "block", a, 1);
+        int64_t q0 = g->i0 / a, q1 = (g->i1 - 1) / a;
+        put_clip(e, slot(e, s), &e->n[s], sat_mul(q0, a),
+                 sat_mul(q1 + 1, a), q0 == q1 ? K_FULL : K_PART);
+      }
+      break;
+    case PLAN_SITEM:
+    case PLAN_SRANGE:
+      if (!ipop(e, &b)) return fail(e, "tile plan: bad code");
+      if (op == PLAN_SRANGE) {
+        if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+        a = from_end(e, a), b = from_end(e, b);
+      } else {
+        a = from_end(e, b), b = a == INT64_MAX ? a : a + 1;
+      }
+      if (e->lsp < 1) return fail(e, "tile plan: bad code");
+      set_add(e, e->lsp - 1, a, b);
+      break;
+    case PLAN_PROWS: {
+      if (e->lsp < 1) return fail(e, "tile plan: bad code");
+      s = e->lsp - 1;
+      plan_span *L = slot(e, s);
+      int64_t x = g->i0, kind = K_NONE;
+      for (int64_t t = 0; t < e->n[s]; t++) {
+        if (L[t].k1 > g->i0 && L[t].k0 < g->i1) kind = K_PART;
+        if (L[t].kind == K_FULL && L[t].k0 <= x && L[t].k1 > x) x = L[t].k1;
+      }
+      if (x >= g->i1) kind = K_FULL;
+      e->n[s] = 0;
+      put_clip(e, L, &e->n[s], 0, g->Lk, kind);
+      break;
+    }
+    case PLAN_PCOLS: {
+      if (e->lsp < 1) return fail(e, "tile plan: bad code");
+      s = e->lsp - 1;
+      plan_span *L = slot(e, s);
+      int64_t n = e->n[s];
+      e->n[s] = 0;
+      for (int64_t t = 0; t < n; t++)
+        put_clip(e, L, &e->n[s], L[t].k0, L[t].k1, L[t].kind);
+      break;
+    }
+    case PLAN_PTOPK: {
+      if (!ipop(e, &a) || e->lsp < 1) return fail(e, "tile plan: bad code");
+      if (a < 0) return bad_arg(e, "k", "topk", a, 0);
+      s = e->lsp - 1;
+      plan_span *L = slot(e, s);
+      int64_t n = e->n[s];
+      e->n[s] = 0;
+      if (a > 0)
+        for (int64_t t = 0; t < n; t++)
+          put(L, &e->n[s], e->cap, L[t].k0, L[t].k1, K_PART);
+      break;
+    }
+    case PLAN_POR:
+    case PLAN_PAND:
+    case PLAN_PMINUS:
+      if (e->lsp < 2) return fail(e, "tile plan: bad code");
+      s = e->lsp - 2;
+      fit(e, s, sweep(e, (int)op, slot(e, s), e->n[s], slot(e, s + 1),
+                      e->n[s + 1]));
+      e->lsp--;
+      break;
+    case PLAN_PCOMPL: {
+      if (e->lsp < 1) return fail(e, "tile plan: bad code");
+      s = e->lsp - 1;
+      const plan_span *L = slot(e, s);
+      int64_t nt = 0, x = 0;
+      for (int64_t t = 0; t < e->n[s]; t++) {
+        put(e->tmp, &nt, 4 * e->cap, x, L[t].k0, K_FULL);
+        if (L[t].kind == K_PART) put(e->tmp, &nt, 4 * e->cap, L[t].k0, L[t].k1, K_PART);
+        x = L[t].k1;
+      }
+      put(e->tmp, &nt, 4 * e->cap, x, g->Lk, K_FULL);
+      fit(e, s, nt);
+      break;
+    }
+    case PLAN_BBEGIN:
+      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+      if (a < 1) return bad_arg(e, "the block size", "blocks", a, 1);
+      if (e->gi >= PLAN_BNEST) return fail(e, "tile plan: blocks nested too deeply");
+      e->g[e->gi + 1] = (gran){.i0 = g->i0 / a,
+                               .i1 = (g->i1 - 1) / a + 1,
+                               .Lq = g->Lq / a + (g->Lq % a != 0),
+                               .Lk = g->Lk / a + (g->Lk % a != 0),
+                               .b = a};
+      e->gi++;
+      break;
+    case PLAN_BEND: {
+      if (e->gi < 1 || e->lsp < 1) return fail(e, "tile plan: bad code");
+      int64_t bs = g->b;
+      e->gi--;
+      s = e->lsp - 1;
+      plan_span *L = slot(e, s);
+      int64_t n = e->n[s];
+      e->n[s] = 0;
+      for (int64_t t = 0; t < n; t++)
+        put_clip(e, L, &e->n[s], sat_mul(L[t].k0, bs), sat_mul(L[t].k1, bs),
+                 L[t].kind);
+      break;
+    }
+    default:
+      return fail(e, "tile plan: bad instruction %lld", (long long)op);
+    }
+  }
+}
+
+int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
+                   int64_t r1, plan_span *out, int64_t cap, char *err,
+                   size_t errlen) {
+  ev e;
+  e.err = err, e.errlen = errlen;
+  if (!plan || !env || (cap > 0 && !out))
+    return fail(&e, "plan_tiles: NULL argument");
+  if (plan[PLAN_W_MAGIC] != PLAN_MAGIC || plan[PLAN_W_SIZE] <= PLAN_HDR)
+    return fail(&e, "plan_tiles: not a tile plan");
+  if (env->Lq < 0 || env->Lk < 0 || env->H < 1 || env->h < 0 || env->h >= env->H)
+    return fail(&e, "plan_tiles: bad sizes (Lq %lld)", (long long)env->Lq);
+  if (r0 < 0 || r1 > env->Lq || r0 > r1)
+    return fail(&e, "plan_tiles: bad rows (r0 %lld)", (long long)r0);
+  if (r0 == r1) return 0;
+  int64_t cap_l = plan[PLAN_W_CAP], depth = plan[PLAN_W_LDEPTH];
+  if (cap_l < 4 || depth < 1 || (depth + 4) * cap_l > PLAN_SCRATCH)
+    return fail(&e, "plan_tiles: not a tile plan");
+  plan_span scratch[PLAN_SCRATCH];
+  int64_t counts[PLAN_SCRATCH / 4];
+  int64_t off = env->Lq <= env->Lk ? env->Lk - env->Lq : 0;
+  e.plan = plan, e.env = env, e.cap = cap_l, e.depth = depth;
+  e.slots = scratch, e.tmp = scratch + depth * cap_l, e.n = counts;
+  e.lsp = 0, e.isp = 0, e.gi = 0;
+  e.g[0] = (gran){.i0 = r0 + off, .i1 = r1 + off, .Lq = env->Lq,
+                  .Lk = env->Lk, .b = 1};
+  if (run(&e) < 0) return -1;
+  int64_t n = e.n[0];
+  if (cap > 0) memcpy(out, scratch, sizeof *out * (size_t)(n < cap ? n : cap));
+  return n;
+}

@@ -1,0 +1,98 @@
+/* plan_ops.h: the instruction set of a tile plan (runtime/plan.h), shared by
+ * its writer (compiler/analyze.c) and its evaluator (runtime/plan.c).
+ *
+ * A plan is a header of PLAN_HDR words followed by postfix code.  Two stacks:
+ * int64 values (integer arguments, evaluated with checked arithmetic) and
+ * key-interval lists (sorted, disjoint spans labelled FULL or PARTIAL, at the
+ * current granularity).  Evaluation runs for one query tile, positions
+ * [i0, i1); BLOCKS_BEGIN/BLOCKS_END switch to and from block granularity.
+ * Jump operands are absolute word offsets into the plan.
+ */
+#ifndef SPAT_PLAN_OPS_H
+#define SPAT_PLAN_OPS_H
+
+/* Header words. */
+enum {
+  PLAN_W_SIZE = 0,    /* total words */
+  PLAN_W_MAGIC = 1,
+  PLAN_W_CAP = 2,     /* max spans of one list, and of the output */
+  PLAN_W_LDEPTH = 3,  /* list stack depth */
+  PLAN_W_IDEPTH = 4,  /* int stack depth */
+  PLAN_W_BDEPTH = 5,  /* BLOCKS nesting depth */
+  PLAN_W_NRT = 6,     /* runtime scalars read */
+  PLAN_W_CODE = 7,    /* offset of the first instruction */
+  PLAN_HDR = 8
+};
+
+#define PLAN_MAGIC 0x3154414c50ll /* "PLAT1" */
+
+/* Evaluator limits (the builder sizes plans to fit them). */
+#define PLAN_SCRATCH 1024   /* spans of list scratch */
+#define PLAN_ISTACK 256     /* int stack words */
+#define PLAN_BNEST 16       /* BLOCKS nesting */
+#define PLAN_RANDOM_MAX 16  /* random: exact keys when rows * r <= this */
+
+/* X(name, operand words, text) */
+#define PLAN_OPS(X)                                                       \
+  X(END, 0, "end")                                                        \
+  /* integers */                                                          \
+  X(ICONST, 1, "const")     /* push value */                              \
+  X(IHEAD, 0, "h")                                                        \
+  X(INHEAD, 0, "H")                                                       \
+  X(ILQ, 0, "Lq")           /* at the current granularity */              \
+  X(ILK, 0, "Lk")                                                         \
+  X(IRT, 1, "runtime")      /* push runtime scalar [operand] */           \
+  X(INEG, 0, "neg")                                                       \
+  X(INOT, 0, "not")                                                       \
+  X(IABS, 0, "abs")                                                       \
+  X(IBOOL, 0, "bool")                                                     \
+  X(IADD, 0, "add")                                                       \
+  X(ISUB, 0, "sub")                                                       \
+  X(IMUL, 0, "mul")                                                       \
+  X(IDIV, 0, "div")                                                       \
+  X(IMOD, 0, "mod")                                                       \
+  X(IMIN, 0, "min")                                                       \
+  X(IMAX, 0, "max")                                                       \
+  X(ILT, 0, "lt")                                                         \
+  X(ILE, 0, "le")                                                         \
+  X(IGT, 0, "gt")                                                         \
+  X(IGE, 0, "ge")                                                         \
+  X(IEQ, 0, "eq")                                                         \
+  X(INE, 0, "ne")                                                         \
+  X(JZ, 1, "jz")            /* pop; jump if zero */                       \
+  X(JMP, 1, "jmp")                                                        \
+  X(JZ0, 1, "jz0")          /* pop; if zero push 0 and jump (&&) */       \
+  X(JNZ1, 1, "jnz1")        /* pop; if nonzero push 1 and jump (||) */    \
+  X(JEMPTY, 1, "jempty")    /* jump if the top list is empty (P & Q) */   \
+  X(JALL, 1, "jall")        /* jump if the top list is FULL [0, Lk) */    \
+  /* patterns: push one list */                                           \
+  X(PFULL, 0, "full")                                                     \
+  X(PNONE, 0, "none")                                                     \
+  X(PCAUSAL, 0, "causal")                                                 \
+  X(PWINDOW, 0, "window")   /* pops l, r */                               \
+  X(PDILATED, 0, "dilated") /* pops w, d */                               \
+  X(PBLOCK, 0, "block")     /* pops b */                                  \
+  X(PSTRIDE, 0, "stride")   /* pops s */                                  \
+  X(PRANDOM, 0, "random")   /* pops r, seed */                            \
+  X(PANY, 0, "partial")     /* PARTIAL over [0, Lk): where, unknowns */   \
+  X(SBEGIN, 0, "set")       /* push an empty index set */                 \
+  X(SITEM, 0, "item")       /* pops v; adds it to the set on top */       \
+  X(SRANGE, 0, "range")     /* pops a, b; adds [a, b) */                  \
+  X(PROWS, 0, "rows")       /* set on top -> rows(S) */                   \
+  X(PCOLS, 0, "cols")       /* set on top -> cols(S) */                   \
+  X(PTOPK, 0, "topk")       /* pops k and a list */                       \
+  X(POR, 0, "or")                                                         \
+  X(PAND, 0, "and")                                                       \
+  X(PMINUS, 0, "minus")                                                   \
+  X(PCOMPL, 0, "compl")                                                   \
+  X(BBEGIN, 0, "blocks")    /* pops b; enters block granularity */        \
+  X(BEND, 0, "endblocks")   /* scales the top list back */
+
+enum plan_op {
+#define X(name, n, text) PLAN_##name,
+  PLAN_OPS(X)
+#undef X
+  PLAN_N_OPS
+};
+
+#endif

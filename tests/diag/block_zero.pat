@@ -1,0 +1,2 @@
+let b = 0;
+pattern p = block(b);

@@ -1,0 +1,1 @@
+pattern p(b = 0) = blocks(b) { causal };

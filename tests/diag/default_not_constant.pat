@@ -1,0 +1,1 @@
+pattern p(w = H / 2) = window(w);

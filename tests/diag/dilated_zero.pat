@@ -1,0 +1,1 @@
+pattern p = dilated(8, 0);

@@ -1,0 +1,2 @@
+let n = 0;
+pattern p = window(100 / n);

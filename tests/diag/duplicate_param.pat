@@ -1,0 +1,1 @@
+pattern p(w = 1, w = 2) = window(w);

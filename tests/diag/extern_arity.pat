@@ -1,0 +1,2 @@
+extern fn near(int, int) -> bool;
+pattern p = causal & where(near(i));

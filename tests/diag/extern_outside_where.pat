@@ -1,0 +1,2 @@
+extern fn near(int, int) -> bool;
+pattern p = window(near(1, 2));

@@ -1,0 +1,2 @@
+extern fn near(int, float) -> int;
+pattern p = causal;

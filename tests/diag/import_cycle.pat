@@ -1,0 +1,2 @@
+import "lib/cycle_b.pat";
+pattern p = causal;

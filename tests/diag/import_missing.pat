@@ -1,0 +1,2 @@
+import "lib/does_not_exist.pat";
+pattern p = causal;

@@ -1,0 +1,1 @@
+pattern p = rows({1, {2}});

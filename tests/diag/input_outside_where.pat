@@ -1,0 +1,1 @@
+pattern p(input doc: int[]) = window(doc[0]);

@@ -1,0 +1,1 @@
+pattern p(input doc: int) = where(doc[i] == doc[j]);

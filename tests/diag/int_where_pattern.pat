@@ -1,0 +1,2 @@
+let w = 8;
+pattern p = w * 2;

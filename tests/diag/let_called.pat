@@ -1,0 +1,2 @@
+let local = window(4);
+pattern p = local(3);

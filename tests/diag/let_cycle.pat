@@ -1,0 +1,3 @@
+let a = b + 1;
+let b = a * 2;
+pattern p = window(a);

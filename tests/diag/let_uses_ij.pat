@@ -1,0 +1,2 @@
+let same = i - j;
+pattern p = window(same);

@@ -1,0 +1,2 @@
+import "cycle_c.pat";
+let b = 1;

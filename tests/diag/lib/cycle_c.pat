@@ -1,0 +1,2 @@
+import "../import_cycle.pat";
+let c = 2;

@@ -1,0 +1,1 @@
+pattern p = window(12ab) | block(1__0);

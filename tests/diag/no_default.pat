@@ -1,0 +1,1 @@
+pattern p(w) = window(w);

@@ -1,0 +1,2 @@
+let w = 4;
+let local = window(w);

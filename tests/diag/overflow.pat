@@ -1,0 +1,2 @@
+let big = 4_000_000_000;
+pattern p = window(big * big);

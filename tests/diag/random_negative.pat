@@ -1,0 +1,1 @@
+pattern p = random(0 - 3, 42);

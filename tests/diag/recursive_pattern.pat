@@ -1,0 +1,2 @@
+pattern a = b | causal;
+pattern b = a & window(4);

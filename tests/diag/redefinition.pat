@@ -1,0 +1,2 @@
+let w = 4;
+pattern w = window(4);

@@ -1,0 +1,2 @@
+let window = 4;
+pattern p(i = 3) = causal;

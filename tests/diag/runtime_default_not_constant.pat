@@ -1,0 +1,1 @@
+pattern p(runtime n = h) = cols(0 .. n);

@@ -1,0 +1,2 @@
+pattern strided(s = 4) = stride(s) & causal;
+pattern p = strided(s = 2 - 2);

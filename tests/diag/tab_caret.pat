@@ -1,0 +1,2 @@
+pattern p =
+	causal &		window(unknown);

@@ -1,0 +1,1 @@
+pattern p = topk(-1, causal);

@@ -1,0 +1,2 @@
+pattern p = window(4) $ causal;
+let x = 3 @ 4;

@@ -1,0 +1,1 @@
+pattern p(w = 4, g = q) = window(w);

@@ -1,0 +1,2 @@
+let base = 64;
+pattern p = window(bse) & causal;

@@ -1,0 +1,1 @@
+pattern longformer(w = 512) = wndow(w / 2) | causal;

@@ -1,0 +1,2 @@
+import "lib/never.pat
+pattern p = causal;

@@ -1,0 +1,1 @@
+pattern p = window(1, 2, 3) | causal(1);

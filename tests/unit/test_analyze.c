@@ -1,0 +1,698 @@
+/* test_analyze.c: the tile plan (an_build + plan_tiles) against an
+ * independent per-element mask evaluator written here from the spec.
+ *
+ * Soundness: every (i, j) a row of a tile allows lies in a span; exactness:
+ * every key of a FULL span is allowed for every row of the tile.  topk is
+ * evaluated three-valued (a key of P is "maybe"), so a FULL span is required
+ * to be definitely allowed, which is stricter than any concrete q, k.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "analyze.h"
+#include "arena.h"
+#include "interp.h"
+#include "ir.h"
+#include "plan.h"
+
+/* ---- building IR ---- */
+
+typedef struct gen {
+  arena *a;
+  uint64_t rng;
+  int depth;
+} gen;
+
+static uint64_t rnd(gen *g) {
+  g->rng ^= g->rng << 13;
+  g->rng ^= g->rng >> 7;
+  g->rng ^= g->rng << 17;
+  return g->rng;
+}
+static int64_t rndi(gen *g, int64_t lo, int64_t hi) { /* [lo, hi] */
+  return lo + (int64_t)(rnd(g) % (uint64_t)(hi - lo + 1));
+}
+
+static ir_node *C(gen *g, int64_t v) { return ir_const(g->a, v, SPAN_NONE); }
+static ir_node *N0(gen *g, ir_op op) { return ir_new(g->a, op, 0, SPAN_NONE); }
+static ir_node *N1(gen *g, ir_op op, ir_node *x) {
+  return ir_new1(g->a, op, x, SPAN_NONE);
+}
+static ir_node *N2(gen *g, ir_op op, ir_node *x, ir_node *y) {
+  return ir_new2(g->a, op, x, y, SPAN_NONE);
+}
+static ir_node *N3(gen *g, ir_op op, ir_node *x, ir_node *y, ir_node *z) {
+  return ir_new3(g->a, op, x, y, z, SPAN_NONE);
+}
+static ir_node *RT(gen *g, int k) {
+  ir_node *n = N0(g, IR_RUNTIME);
+  n->value = k;
+  return n;
+}
+
+/* A non-negative integer argument, at most about hi. */
+static ir_node *gen_size(gen *g, int64_t lo, int64_t hi) {
+  switch (rndi(g, 0, 9)) {
+  case 0: return RT(g, (int)rndi(g, 0, 1));  /* runtime values are small */
+  case 1: return N2(g, IR_ADD, N0(g, IR_VAR_H), C(g, rndi(g, lo, hi)));
+  case 2:
+    return N2(g, IR_MAX, C(g, lo),
+              N2(g, IR_SUB, N2(g, IR_DIV, N0(g, IR_SIZE_LK), C(g, rndi(g, 2, 9))),
+                 C(g, rndi(g, 0, 3))));
+  case 3:
+    return N3(g, IR_SEL, N2(g, IR_EQ, N2(g, IR_MOD, N0(g, IR_VAR_H), C(g, 2)), C(g, 0)),
+              C(g, rndi(g, lo, hi)), C(g, rndi(g, lo, hi)));
+  case 4:
+    return N2(g, IR_MAX, C(g, lo),
+              N1(g, IR_ABS, N2(g, IR_SUB, C(g, rndi(g, lo, hi)), N0(g, IR_SIZE_H))));
+  case 5:
+    return N2(g, IR_ADD, C(g, lo),
+              N2(g, IR_MOD, N2(g, IR_MUL, C(g, rndi(g, -9, 9)), N0(g, IR_SIZE_LQ)),
+                 C(g, hi - lo + 1)));
+  case 6:
+    return N2(g, IR_ADD, C(g, lo),
+              N2(g, IR_LAND, N0(g, IR_VAR_H), N2(g, IR_LOR, C(g, 0), RT(g, 1))));
+  default: return C(g, rndi(g, lo, hi));
+  }
+}
+
+static ir_node *gen_index(gen *g) {
+  int64_t v = rndi(g, -12, 24);
+  return rndi(g, 0, 4) ? C(g, v) : N2(g, IR_SUB, C(g, v), RT(g, 0));
+}
+
+static ir_node *gen_set(gen *g) {
+  int n = (int)rndi(g, 0, 4);
+  ir_node *s = ir_new(g->a, IR_SET, n, SPAN_NONE);
+  for (int k = 0; k < n; k++)
+    s->kids[k] = rndi(g, 0, 1) ? gen_index(g)
+                               : N2(g, IR_RANGE, gen_index(g), gen_index(g));
+  return s;
+}
+
+static ir_node *gen_pred(gen *g) {
+  ir_node *i = N0(g, IR_VAR_I), *j = N0(g, IR_VAR_J);
+  switch (rndi(g, 0, 5)) {
+  case 0:
+    return N2(g, IR_EQ, N2(g, IR_MOD, N2(g, IR_SUB, i, j), C(g, rndi(g, 1, 5))),
+              C(g, 0));
+  case 1: return N2(g, IR_LE, j, N2(g, IR_SUB, i, C(g, rndi(g, -5, 20))));
+  case 2: {
+    ir_node *di = N1(g, IR_INPUT, i), *dj = N1(g, IR_INPUT, j);
+    di->value = dj->value = 0;
+    return N2(g, IR_EQ, di, dj);
+  }
+  case 3:
+    return N2(g, IR_LOR, N2(g, IR_LT, N1(g, IR_ABS, N2(g, IR_SUB, i, j)), C(g, rndi(g, 0, 9))),
+              N2(g, IR_LT, j, RT(g, 0)));
+  case 4:
+    return N2(g, IR_NE, N2(g, IR_MOD, N2(g, IR_ADD, N2(g, IR_ADD, i, j), N0(g, IR_VAR_H)), C(g, 3)),
+              C(g, 0));
+  default: return N2(g, IR_GE, N2(g, IR_MUL, j, C(g, 2)), i);
+  }
+}
+
+static ir_node *gen_pat(gen *g, int depth) {
+  int pick = (int)rndi(g, 0, depth > 0 ? 21 : 13);
+  switch (pick) {
+  case 0: return N0(g, rndi(g, 0, 1) ? IR_FULL : IR_NONE);
+  case 1: return N0(g, IR_CAUSAL);
+  case 2: case 3:
+    return N2(g, IR_WINDOW, gen_size(g, 0, 40), gen_size(g, 0, 40));
+  case 4: return N2(g, IR_DILATED, gen_size(g, 0, 8), gen_size(g, 1, 4));
+  case 5: return N1(g, IR_BLOCK, gen_size(g, 1, 70));
+  case 6: return N1(g, IR_STRIDE, gen_size(g, 1, 6));
+  case 7: return N1(g, IR_ROWS, gen_set(g));
+  case 8: return N1(g, IR_COLS, gen_set(g));
+  case 9: return N1(g, IR_GLOBAL, gen_set(g));
+  case 10: return N2(g, IR_RANDOM, gen_size(g, 0, 5), C(g, rndi(g, -3, 1000)));
+  case 11: return N1(g, IR_WHERE, gen_pred(g));
+  case 12: {
+    ir_node *d = N1(g, IR_INPUT, C(g, rndi(g, 0, 0)));
+    d->value = 0; /* an input outside where: not plannable */
+    return N2(g, IR_WINDOW, N2(g, IR_MOD, d, C(g, 7)), C(g, 3));
+  }
+  case 13:
+    return N2(g, IR_TOPK, gen_size(g, 0, 6), gen_pat(g, depth > 0 ? depth - 1 : 0));
+  case 14: case 15:
+    return N2(g, IR_OR, gen_pat(g, depth - 1), gen_pat(g, depth - 1));
+  case 16: case 17:
+    return N2(g, IR_AND, gen_pat(g, depth - 1), gen_pat(g, depth - 1));
+  case 18: return N2(g, IR_MINUS, gen_pat(g, depth - 1), gen_pat(g, depth - 1));
+  case 19: return N1(g, IR_COMPL, gen_pat(g, depth - 1));
+  case 20:
+    return N3(g, IR_PSEL, N2(g, IR_LT, N0(g, IR_VAR_H), gen_size(g, 0, 3)),
+              gen_pat(g, depth - 1), gen_pat(g, depth - 1));
+  default: return N2(g, IR_BLOCKS, gen_size(g, 1, 9), gen_pat(g, depth - 1));
+  }
+}
+
+static ir_runtime rt_tab[2] = {{"n0", 0, false}, {"n1", 0, false}};
+static ir_input in_tab[1] = {{"doc"}};
+
+static ir_program *program(arena *a, ir_node *root) {
+  ir_program *p = arena_alloc(a, sizeof *p);
+  p->name = "t";
+  p->root = root;
+  p->n_runtime = 2, p->runtime = rt_tab;
+  p->n_inputs = 1, p->inputs = in_tab;
+  p->arena = a;
+  return p;
+}
+
+/* ---- the independent evaluator (three-valued: 0 no, 1 yes, 2 maybe) ---- */
+
+typedef struct ctx {
+  int64_t i, j, h, H, Lq, Lk;
+  const int64_t *rt;
+  const int32_t *doc;    /* Lk entries at token granularity */
+  int64_t Lk_tok;
+  int err;
+} ctx;
+
+static int64_t fdiv(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+static int64_t fmod_(int64_t a, int64_t b) {
+  int64_t r = a % b;
+  return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+
+static int64_t ev_int(ctx *c, const ir_node *n) {
+  int64_t a, b;
+  switch (n->op) {
+  case IR_CONST: return n->value;
+  case IR_VAR_I: return c->i;
+  case IR_VAR_J: return c->j;
+  case IR_VAR_H: return c->h;
+  case IR_SIZE_LQ: return c->Lq;
+  case IR_SIZE_LK: return c->Lk;
+  case IR_SIZE_H: return c->H;
+  case IR_RUNTIME: return c->rt[n->value];
+  case IR_INPUT: /* out of range reads wrap: the plan never reads inputs */
+    a = ev_int(c, n->kids[0]);
+    return c->doc[fmod_(a, c->Lk_tok)];
+  case IR_NEG: return -ev_int(c, n->kids[0]);
+  case IR_NOT: return !ev_int(c, n->kids[0]);
+  case IR_ABS: a = ev_int(c, n->kids[0]); return a < 0 ? -a : a;
+  case IR_LAND: return ev_int(c, n->kids[0]) ? ev_int(c, n->kids[1]) != 0 : 0;
+  case IR_LOR: return ev_int(c, n->kids[0]) ? 1 : ev_int(c, n->kids[1]) != 0;
+  case IR_SEL:
+    return ev_int(c, n->kids[0]) ? ev_int(c, n->kids[1]) : ev_int(c, n->kids[2]);
+  default: break;
+  }
+  a = ev_int(c, n->kids[0]);
+  b = ev_int(c, n->kids[1]);
+  switch (n->op) {
+  case IR_ADD: return a + b;
+  case IR_SUB: return a - b;
+  case IR_MUL: return a * b;
+  case IR_DIV: if (!b) return c->err = 1, 0; return fdiv(a, b);
+  case IR_MOD: if (!b) return c->err = 1, 0; return fmod_(a, b);
+  case IR_MIN: return a < b ? a : b;
+  case IR_MAX: return a > b ? a : b;
+  case IR_LT: return a < b;
+  case IR_LE: return a <= b;
+  case IR_GT: return a > b;
+  case IR_GE: return a >= b;
+  case IR_EQ: return a == b;
+  case IR_NE: return a != b;
+  default: c->err = 1; return 0;
+  }
+}
+
+static int in_set(ctx *c, const ir_node *s, int64_t x) {
+  for (int k = 0; k < s->n_kids; k++) {
+    const ir_node *it = s->kids[k];
+    if (it->op == IR_RANGE) {
+      int64_t a = ev_int(c, it->kids[0]), b = ev_int(c, it->kids[1]);
+      if (a < 0) a += c->Lk;
+      if (b < 0) b += c->Lk;
+      if (a <= x && x < b) return 1;
+    } else {
+      int64_t v = ev_int(c, it);
+      if (v < 0) v += c->Lk;
+      if (v == x) return 1;
+    }
+  }
+  return 0;
+}
+
+static int ev_pat(ctx *c, const ir_node *n) {
+  int64_t i = c->i, j = c->j, a, b;
+  int x, y;
+  switch (n->op) {
+  case IR_FULL: return 1;
+  case IR_NONE: return 0;
+  case IR_CAUSAL: return j <= i;
+  case IR_WINDOW:
+    a = ev_int(c, n->kids[0]), b = ev_int(c, n->kids[1]);
+    if (a < 0 || b < 0) return c->err = 1, 0;
+    return i - a <= j && j <= i + b;
+  case IR_DILATED:
+    a = ev_int(c, n->kids[0]), b = ev_int(c, n->kids[1]);
+    if (a < 0 || b < 1) return c->err = 1, 0;
+    return (i - j <= a * b && j - i <= a * b) && fmod_(i - j, b) == 0;
+  case IR_BLOCK:
+    a = ev_int(c, n->kids[0]);
+    if (a < 1) return c->err = 1, 0;
+    return i / a == j / a;
+  case IR_STRIDE:
+    a = ev_int(c, n->kids[0]);
+    if (a < 1) return c->err = 1, 0;
+    return fmod_(i - j, a) == 0;
+  case IR_ROWS: return in_set(c, n->kids[0], i);
+  case IR_COLS: return in_set(c, n->kids[0], j);
+  case IR_GLOBAL: return in_set(c, n->kids[0], i) || in_set(c, n->kids[0], j);
+  case IR_RANDOM:
+    a = ev_int(c, n->kids[0]), b = ev_int(c, n->kids[1]);
+    if (a < 0) return c->err = 1, 0;
+    for (int64_t t = 0; t < a; t++)
+      if ((int64_t)(ir_hash((uint64_t)b, (uint64_t)c->h, (uint64_t)i, (uint64_t)t) %
+                    (uint64_t)c->Lk) == j)
+        return 1;
+    return 0;
+  case IR_WHERE: return ev_int(c, n->kids[0]) != 0;
+  case IR_TOPK:
+    a = ev_int(c, n->kids[0]);
+    x = ev_pat(c, n->kids[1]);
+    if (a < 0) return c->err = 1, 0;
+    return (a == 0 || x == 0) ? 0 : 2;
+  /* short-circuit as the interpreter: Q only where P may matter */
+  case IR_OR:
+    if ((x = ev_pat(c, n->kids[0])) == 1) return 1;
+    y = ev_pat(c, n->kids[1]);
+    return y == 1 ? 1 : (x || y) ? 2 : 0;
+  case IR_AND:
+    if (!(x = ev_pat(c, n->kids[0]))) return 0;
+    y = ev_pat(c, n->kids[1]);
+    return !y ? 0 : (x == 1 && y == 1) ? 1 : 2;
+  case IR_MINUS:
+    if (!(x = ev_pat(c, n->kids[0]))) return 0;
+    y = ev_pat(c, n->kids[1]);
+    return y == 1 ? 0 : y ? 2 : x;
+  case IR_COMPL: x = ev_pat(c, n->kids[0]); return x == 2 ? 2 : !x;
+  case IR_PSEL:
+    return ev_int(c, n->kids[0]) ? ev_pat(c, n->kids[1]) : ev_pat(c, n->kids[2]);
+  case IR_BLOCKS: {
+    a = ev_int(c, n->kids[0]);
+    if (a < 1) return c->err = 1, 0;
+    ctx in = *c;
+    in.i = i / a, in.j = j / a;
+    in.Lq = (c->Lq + a - 1) / a, in.Lk = (c->Lk + a - 1) / a;
+    x = ev_pat(&in, n->kids[1]);
+    c->err |= in.err;
+    return x;
+  }
+  default: c->err = 1; return 0;
+  }
+}
+
+/* ---- checking a plan against the evaluator ---- */
+
+/* Prefix form of a tree, for failure messages (independent of ir_print). */
+static void dump(const ir_node *n) {
+  if (n->op == IR_CONST) {
+    fprintf(stderr, "%lld", (long long)n->value);
+    return;
+  }
+  fprintf(stderr, "(%s", ir_op_name[n->op]);
+  if (n->op == IR_RUNTIME || n->op == IR_INPUT) fprintf(stderr, "#%lld", (long long)n->value);
+  for (int k = 0; k < n->n_kids; k++) fputc(' ', stderr), dump(n->kids[k]);
+  fputc(')', stderr);
+}
+
+typedef struct sizes {
+  int64_t H, Lq, Lk;
+  int64_t rt[2];
+  int32_t *doc;
+  bool concrete;       /* also check against the reference interpreter */
+} sizes;
+
+/* The interpreter's concrete mask (random q, k for topk) must agree with
+ * every definite value of ours; then it replaces the three-valued mask.
+ * Returns 1 when the interpreter reports an error (an input index out of
+ * range, which our evaluator wraps): the case is skipped. */
+static int concrete_mask(const ir_program *p, const sizes *z, int64_t h,
+                         uint8_t *mask, const char *what) {
+  enum { D = 4 };
+  float *qk = malloc(sizeof(float) * (size_t)(z->Lq + z->Lk) * D);
+  uint64_t s = 0x1234567ull + (uint64_t)z->Lq * 31 + (uint64_t)z->Lk;
+  for (int64_t t = 0; t < (z->Lq + z->Lk) * D; t++) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    qk[t] = (float)((double)(s >> 40) / 16777216.0 - 0.5);
+  }
+  const int32_t *ins[1] = {z->doc};
+  rt_args a = {.B = 1, .H = z->H, .Hkv = z->H, .Lq = z->Lq, .Lk = z->Lk, .D = D,
+               .runtime = z->rt, .inputs = ins};
+  a.q.data = qk, a.q.sl = D, a.q.sh = 0;
+  a.k.data = qk + z->Lq * D, a.k.sl = D, a.k.sh = 0;
+  uint8_t *row = malloc((size_t)z->Lk + 1);
+  char err[256];
+  int rc = 0;
+  for (int64_t r = 0; r < z->Lq && rc == 0; r++) {
+    if (interp_mask_row(p, &a, 0, h, r, row, err, sizeof err) != RT_OK) {
+      rc = 1;
+      break;
+    }
+    for (int64_t j = 0; j < z->Lk; j++) {
+      uint8_t *m = &mask[r * z->Lk + j];
+      if (*m != 2 && *m != row[j]) {
+        fprintf(stderr, "%s: h %lld Lq %lld Lk %lld row %lld key %lld: "
+                "evaluator %d, interpreter %d\n", what, (long long)h,
+                (long long)z->Lq, (long long)z->Lk, (long long)r, (long long)j,
+                *m, row[j]);
+        dump(p->root), fputc('\n', stderr);
+        fail();
+      }
+      *m = row[j];
+    }
+  }
+  free(row);
+  free(qk);
+  return rc;
+}
+
+static void check_spans(const plan_span *sp, int64_t n, int64_t Lk) {
+  for (int64_t s = 0; s < n; s++) {
+    assert_true(sp[s].k0 >= 0 && sp[s].k0 < sp[s].k1 && sp[s].k1 <= Lk);
+    assert_true(sp[s].kind == PLAN_FULL || sp[s].kind == PLAN_PARTIAL);
+    if (s > 0) {
+      assert_true(sp[s - 1].k1 <= sp[s].k0);
+      assert_false(sp[s - 1].k1 == sp[s].k0 && sp[s - 1].kind == sp[s].kind);
+    }
+  }
+}
+
+/* Checks every query tile of bq rows against mask, or when mask is NULL
+ * (the evaluator met an argument error) that some tile reports an error.
+ * Returns the number of tiles that reported an error. */
+static int64_t check_tiles(const ir_program *p, const int64_t *plan,
+                           const sizes *z, int64_t h, const uint8_t *mask,
+                           int64_t bq, const char *what) {
+  int64_t n_err = 0;
+  int64_t cap = plan_max_spans(plan);
+  plan_span *sp = malloc(sizeof *sp * (size_t)cap);
+  uint8_t *cover = malloc((size_t)z->Lk + 1);
+  plan_env env = {.h = h, .H = z->H, .Lq = z->Lq, .Lk = z->Lk, .runtime = z->rt};
+  char err[256] = "";
+  for (int64_t r0 = 0; r0 < z->Lq; r0 += bq) {
+    int64_t r1 = r0 + bq < z->Lq ? r0 + bq : z->Lq;
+    int64_t n = plan_tiles(plan, &env, r0, r1, sp, cap, err, sizeof err);
+    if (n < 0 && !mask && err[0]) {
+      n_err++;
+      continue;
+    }
+    if (n < 0 || n > cap || !mask) {
+      fprintf(stderr, "%s: plan_tiles: %lld (%s)\n", what, (long long)n, err);
+      dump(p->root), fputc('\n', stderr);
+      fail();
+    }
+    check_spans(sp, n, z->Lk);
+    memset(cover, 0, (size_t)z->Lk + 1);
+    for (int64_t s = 0; s < n; s++)
+      for (int64_t j = sp[s].k0; j < sp[s].k1; j++) cover[j] = (uint8_t)sp[s].kind;
+    for (int64_t r = r0; r < r1; r++)
+      for (int64_t j = 0; j < z->Lk; j++) {
+        uint8_t m = mask[r * z->Lk + j];
+        if ((m && !cover[j]) || (cover[j] == PLAN_FULL && m != 1)) {
+          fprintf(stderr,
+                  "%s: h %lld Lq %lld Lk %lld H %lld rt %lld %lld tile [%lld, %lld) "
+                  "row %lld key %lld: mask %d, plan %d\n",
+                  what, (long long)h, (long long)z->Lq, (long long)z->Lk,
+                  (long long)z->H, (long long)z->rt[0], (long long)z->rt[1],
+                  (long long)r0, (long long)r1, (long long)r, (long long)j, m,
+                  cover[j]);
+          dump(p->root), fputc('\n', stderr);
+          fail();
+        }
+      }
+  }
+  free(sp);
+  free(cover);
+  return n_err;
+}
+
+/* Checks a program at the given sizes for every head and several tilings.
+ * Returns 0, or 1 when the evaluator hit a run-time error (skipped). */
+static int check_program(const ir_program *p, const int64_t *plan,
+                         const sizes *z, const char *what) {
+  static const int64_t tiles[] = {16, 32, 64, 1, 7, 13, 50};
+  uint8_t *mask = malloc((size_t)(z->Lq * z->Lk) + 1);
+  int64_t off = z->Lq <= z->Lk ? z->Lk - z->Lq : 0;
+  for (int64_t h = 0; h < z->H; h++) {
+    ctx c = {.h = h, .H = z->H, .Lq = z->Lq, .Lk = z->Lk, .rt = z->rt,
+             .doc = z->doc, .Lk_tok = z->Lk};
+    for (int64_t r = 0; r < z->Lq; r++)
+      for (int64_t j = 0; j < z->Lk; j++) {
+        c.i = r + off, c.j = j;
+        mask[r * z->Lk + j] = (uint8_t)ev_pat(&c, p->root);
+      }
+    if (c.err) { /* an argument error: the plan must report it too */
+      if (check_tiles(p, plan, z, h, NULL, 16, what) == 0) {
+        fprintf(stderr, "%s: h %lld: evaluator error, the plan has none\n",
+                what, (long long)h);
+        dump(p->root), fputc('\n', stderr);
+        fail();
+      }
+      free(mask);
+      return 1;
+    }
+    if (z->concrete && concrete_mask(p, z, h, mask, what) != 0) {
+      free(mask);
+      return 1;
+    }
+    for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; t++)
+      check_tiles(p, plan, z, h, mask, tiles[t], what);
+  }
+  free(mask);
+  return 0;
+}
+
+static void random_sizes(gen *g, sizes *z) {
+  int shape = (int)rndi(g, 0, 3);
+  z->Lq = rndi(g, 1, 300);
+  z->Lk = shape == 0 ? z->Lq : rndi(g, 1, 300);
+  if (shape == 3) z->Lq = rndi(g, 1, 40), z->Lk = rndi(g, 1, 300);
+  z->H = rndi(g, 1, 3);
+  z->rt[0] = rndi(g, 0, 6), z->rt[1] = rndi(g, 0, 6);
+  for (int64_t k = 0; k < z->Lk; k++) z->doc[k] = (int32_t)(k / rndi(g, 5, 40));
+}
+
+static void test_random_programs(void **state) {
+  (void)state;
+  gen g = {.rng = 0x5eed1234abcdull};
+  int32_t doc[301];
+  sizes z = {.doc = doc};
+  int checked = 0;
+  for (int n = 0; n < 700; n++) {
+    g.a = arena_new();
+    ir_program *p = program(g.a, gen_pat(&g, (int)rndi(&g, 0, 4)));
+    char err[256] = "", what[64];
+    int64_t *plan = an_build(p, err, sizeof err);
+    assert_non_null(plan);
+    assert_true(plan_words(plan) < 4096);
+    for (int s = 0; s < 2; s++) {
+      random_sizes(&g, &z);
+      z.concrete = (n + s) % 3 == 0;
+      snprintf(what, sizeof what, "program %d", n);
+      checked += check_program(p, plan, &z, what) == 0;
+    }
+    arena_free(g.a);
+  }
+  assert_true(checked > 1000);
+}
+
+/* ---- specific plans ---- */
+
+static int64_t *build(arena *a, ir_node *root, ir_program **pp) {
+  char err[256];
+  ir_program *p = program(a, root);
+  int64_t *plan = an_build(p, err, sizeof err);
+  assert_non_null(plan);
+  if (pp) *pp = p;
+  return plan;
+}
+
+static int64_t tile(const int64_t *plan, int64_t Lq, int64_t Lk, int64_t r0,
+                    int64_t r1, plan_span *sp) {
+  int64_t rt[2] = {3, 4};
+  plan_env env = {.h = 0, .H = 1, .Lq = Lq, .Lk = Lk, .runtime = rt};
+  char err[128];
+  int64_t n = plan_tiles(plan, &env, r0, r1, sp, plan_max_spans(plan), err, sizeof err);
+  assert_true(n >= 0);
+  return n;
+}
+
+static void test_window_independent_of_length(void **state) {
+  (void)state;
+  gen g = {.a = arena_new()};
+  int64_t *plan = build(g.a, N2(&g, IR_WINDOW, C(&g, 256), C(&g, 256)), NULL);
+  assert_true(plan_words(plan) < 64);
+  plan_span a[16], b[16];
+  int64_t na = tile(plan, 4096, 4096, 2048, 2112, a);
+  int64_t nb = tile(plan, 1048576, 1048576, 524288, 524352, b);
+  assert_int_equal(na, 3);
+  assert_int_equal(nb, na);
+  /* PARTIAL edge, FULL core, PARTIAL edge, exactly */
+  assert_int_equal(a[0].kind, PLAN_PARTIAL);
+  assert_int_equal(a[0].k0, 2048 - 256);
+  assert_int_equal(a[1].kind, PLAN_FULL);
+  assert_int_equal(a[1].k0, 2111 - 256);
+  assert_int_equal(a[1].k1, 2048 + 256 + 1);
+  assert_int_equal(a[2].kind, PLAN_PARTIAL);
+  assert_int_equal(a[2].k1, 2111 + 256 + 1);
+  for (int k = 0; k < 3; k++) {
+    assert_int_equal(b[k].kind, a[k].kind);
+    assert_int_equal(b[k].k1 - b[k].k0, a[k].k1 - a[k].k0);
+  }
+  arena_free(g.a);
+}
+
+static void test_causal_and_alignment(void **state) {
+  (void)state;
+  gen g = {.a = arena_new()};
+  int64_t *plan = build(g.a, N0(&g, IR_CAUSAL), NULL);
+  plan_span s[8];
+  /* Lq < Lk: rows sit at the bottom right. */
+  int64_t n = tile(plan, 10, 100, 0, 4, s);
+  assert_int_equal(n, 2);
+  assert_int_equal(s[0].kind, PLAN_FULL);
+  assert_int_equal(s[0].k1, 91);
+  assert_int_equal(s[1].k1, 94);
+  /* Lq > Lk: i = r, keys clipped to Lk. */
+  n = tile(plan, 100, 10, 50, 60, s);
+  assert_int_equal(n, 1);
+  assert_int_equal(s[0].kind, PLAN_FULL);
+  assert_int_equal(s[0].k0, 0);
+  assert_int_equal(s[0].k1, 10);
+  arena_free(g.a);
+}
+
+static void test_topk_is_partial(void **state) {
+  (void)state;
+  gen g = {.a = arena_new()};
+  int64_t *plan = build(g.a, N2(&g, IR_TOPK, C(&g, 8), N0(&g, IR_FULL)), NULL);
+  plan_span s[8];
+  assert_int_equal(tile(plan, 64, 64, 0, 64, s), 1);
+  assert_int_equal(s[0].kind, PLAN_PARTIAL);
+  assert_int_equal(s[0].k1, 64);
+  arena_free(g.a);
+}
+
+static void test_blocks_scale(void **state) {
+  (void)state;
+  gen g = {.a = arena_new()};
+  /* BigBird-like: blocks(16) { window(1) | cols(0) } */
+  ir_node *s0 = ir_new(g.a, IR_SET, 1, SPAN_NONE);
+  s0->kids[0] = C(&g, 0);
+  int64_t *plan = build(g.a,
+      N2(&g, IR_BLOCKS, C(&g, 16),
+         N2(&g, IR_OR, N2(&g, IR_WINDOW, C(&g, 1), C(&g, 1)), N1(&g, IR_COLS, s0))),
+      NULL);
+  plan_span s[16];
+  int64_t n = tile(plan, 200, 200, 64, 80, s);
+  assert_int_equal(n, 2);
+  assert_int_equal(s[0].kind, PLAN_FULL);
+  assert_int_equal(s[0].k0, 0);
+  assert_int_equal(s[0].k1, 16);
+  assert_int_equal(s[1].kind, PLAN_FULL);
+  assert_int_equal(s[1].k0, 48);
+  assert_int_equal(s[1].k1, 96);
+  n = tile(plan, 200, 200, 192, 200, s); /* the last, short block */
+  assert_int_equal(s[n - 1].k1, 200);
+  arena_free(g.a);
+}
+
+static void test_random_one_row_exact(void **state) {
+  (void)state;
+  gen g = {.a = arena_new()};
+  int64_t *plan = build(g.a, N2(&g, IR_RANDOM, C(&g, 3), C(&g, 42)), NULL);
+  plan_span s[16];
+  int64_t n = tile(plan, 1000, 1000, 500, 501, s), keys = 0;
+  for (int64_t k = 0; k < n; k++) {
+    assert_int_equal(s[k].kind, PLAN_FULL);
+    keys += s[k].k1 - s[k].k0;
+  }
+  for (uint64_t t = 0; t < 3; t++) {
+    int64_t j = (int64_t)(ir_hash(42, 0, 500, t) % 1000), in = 0;
+    for (int64_t k = 0; k < n; k++) in |= s[k].k0 <= j && j < s[k].k1;
+    assert_true(in);
+  }
+  assert_true(keys >= 1 && keys <= 3);
+  arena_free(g.a);
+}
+
+static void test_runtime_errors(void **state) {
+  (void)state;
+  gen g = {.a = arena_new()};
+  int64_t *plan = build(g.a, N2(&g, IR_WINDOW, N1(&g, IR_NEG, RT(&g, 0)), C(&g, 1)), NULL);
+  int64_t rt[2] = {5, 0};
+  plan_env env = {.h = 0, .H = 1, .Lq = 10, .Lk = 10, .runtime = rt};
+  plan_span s[8];
+  char err[128] = "";
+  assert_int_equal(plan_tiles(plan, &env, 0, 10, s, 8, err, sizeof err), -1);
+  assert_non_null(strstr(err, "must be >= 0"));
+  plan = build(g.a, N1(&g, IR_BLOCK, N2(&g, IR_DIV, C(&g, 4), RT(&g, 1))), NULL);
+  assert_int_equal(plan_tiles(plan, &env, 0, 10, s, 8, err, sizeof err), -1);
+  assert_non_null(strstr(err, "division by zero"));
+  plan = build(g.a, N2(&g, IR_WINDOW, N2(&g, IR_MUL, C(&g, INT64_MAX), RT(&g, 0)),
+                       C(&g, 1)), NULL);
+  assert_int_equal(plan_tiles(plan, &env, 0, 10, s, 8, err, sizeof err), -1);
+  assert_non_null(strstr(err, "overflow"));
+  /* an unchosen arm is not evaluated */
+  plan = build(g.a, N3(&g, IR_PSEL, C(&g, 1), N0(&g, IR_FULL),
+                       N1(&g, IR_BLOCK, C(&g, 0))), NULL);
+  assert_int_equal(plan_tiles(plan, &env, 0, 10, s, 8, err, sizeof err), 1);
+  /* bad rows */
+  assert_int_equal(plan_tiles(plan, &env, 5, 11, s, 8, err, sizeof err), -1);
+  /* a short buffer: the count is still returned */
+  plan = build(g.a, N2(&g, IR_WINDOW, C(&g, 2), C(&g, 2)), NULL);
+  assert_int_equal(plan_tiles(plan, &env, 4, 6, s, 1, err, sizeof err), 3);
+  arena_free(g.a);
+}
+
+/* Lists longer than the plan's capacity are coarsened, never wrong. */
+static void test_capacity_squeeze(void **state) {
+  (void)state;
+  gen g = {.a = arena_new(), .rng = 99};
+  int32_t doc[301] = {0};
+  sizes z = {.H = 1, .Lq = 300, .Lk = 290, .rt = {1, 2}, .doc = doc};
+  ir_node *set = ir_new(g.a, IR_SET, 300, SPAN_NONE);
+  for (int k = 0; k < 300; k++) set->kids[k] = C(&g, rndi(&g, -290, 289));
+  ir_program *p;
+  int64_t *plan = build(g.a, N2(&g, IR_OR, N1(&g, IR_COLS, set), N1(&g, IR_ROWS, set)), &p);
+  assert_int_equal(check_program(p, plan, &z, "cols(300 items)"), 0);
+  /* a deep right-nested chain */
+  ir_node *root = N2(&g, IR_WINDOW, C(&g, 1), C(&g, 1));
+  for (int k = 0; k < 120; k++) {
+    ir_node *s1 = ir_new(g.a, IR_SET, 1, SPAN_NONE);
+    s1->kids[0] = C(&g, 2 * k + 5);
+    root = N2(&g, k % 3 ? IR_OR : IR_MINUS, N1(&g, IR_COLS, s1), root);
+  }
+  plan = build(g.a, root, &p);
+  assert_int_equal(check_program(p, plan, &z, "deep chain"), 0);
+  arena_free(g.a);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_window_independent_of_length),
+      cmocka_unit_test(test_causal_and_alignment),
+      cmocka_unit_test(test_topk_is_partial),
+      cmocka_unit_test(test_blocks_scale),
+      cmocka_unit_test(test_random_one_row_exact),
+      cmocka_unit_test(test_runtime_errors),
+      cmocka_unit_test(test_capacity_squeeze),
+      cmocka_unit_test(test_random_programs),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
