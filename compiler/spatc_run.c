@@ -11,12 +11,7 @@
 #include "spatc.h"
 #include "spatc_common.h"
 
-#define DEFAULT_BACKEND "interp"
-
-static const backend *pick_backend(const char *name) {
-  if (strcmp(name, backend_interp.name) == 0) return &backend_interp;
-  return NULL;
-}
+#define DEFAULT_BACKEND "jit"
 
 static int write_f32(const char *path, int ndim, const int64_t *shape,
                      const float *data) {
@@ -51,7 +46,7 @@ int spatc_run_main(int argc, char **argv) {
   const char *out = NULL, *lse_path = NULL, *bname = DEFAULT_BACKEND;
   double scale = 0;
   int64_t threads = 0;
-  bool verbose = false;
+  bool verbose = false, explicit_backend = false;
   int rc = SPATC_OK;
   for (int id; rc == SPATC_OK && (id = cli_next(&c)) != CLI_END;) {
     int took = sel_option(&sel, &c, id);
@@ -67,7 +62,7 @@ int spatc_run_main(int argc, char **argv) {
     case OPT_VERBOSE: verbose = true; break;
     case OPT_OUTPUT: out = c.arg; break;
     case OPT_LSE: lse_path = c.arg; break;
-    case OPT_BACKEND: bname = c.arg; break;
+    case OPT_BACKEND: bname = c.arg; explicit_backend = true; break;
     case OPT_THREADS:
       if (!cli_int(&c, 0, 4096, &threads)) rc = SPATC_EUSAGE;
       break;
@@ -89,7 +84,7 @@ int spatc_run_main(int argc, char **argv) {
   if (rc == SPATC_OK && sh.head >= 0)
     rc = cli_usage_error(&c, "--head is not an option of run");
   const backend *be = NULL;
-  if (rc == SPATC_OK && !(be = pick_backend(bname)))
+  if (rc == SPATC_OK && !(be = backend_find(bname)))
     rc = cli_usage_error(&c, "unknown backend '%s' (expected jit or interp)",
                          bname);
   if (rc != SPATC_OK) {
@@ -131,6 +126,13 @@ int spatc_run_main(int argc, char **argv) {
     backend_opts bo = {a.D, (int)threads};
     double t0 = spatc_now_ms();
     kernel = be->compile(pat.p, &bo, err, sizeof err);
+    if (!kernel && !explicit_backend && be != &backend_interp) {
+      /* the default backend may not handle everything (e.g. an unusual D):
+       * the interpreter does */
+      fprintf(stderr, "spatc: note: %s: %s; using interp\n", be->name, err);
+      be = &backend_interp;
+      kernel = be->compile(pat.p, &bo, err, sizeof err);
+    }
     t_compile = spatc_now_ms() - t0;
     if (!kernel) rc = spatc_lib_error(err);
   }

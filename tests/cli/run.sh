@@ -8,6 +8,7 @@
 set -u
 SPATC=${SPATC:-build/spatc}
 case $SPATC in /*) ;; *) SPATC=$PWD/$SPATC ;; esac
+ROOT=$PWD
 T=$(mktemp -d "${TMPDIR:-/tmp}/spatc-cli.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 cd "$T" || exit 1
@@ -178,6 +179,7 @@ cat >topk.pat <<'EOF'
 pattern tk(k = 2) = topk(k, causal);
 EOF
 printf 'pattern bad = window(w);\n' >bad.pat
+printf 'pattern oob(input doc: int[]) = where(doc[i + 1] == 0);\n' >oob.pat
 printf 'pattern neg = window(1 - 3);\n' >neg.pat
 
 # ---- the driver ----
@@ -414,6 +416,54 @@ sp run rt.pat --seed 1 --len 4 --backend interp
 expect_rc run-runtime-missing 1 && has err "'n'" && ok run-runtime-missing || fail run-runtime-missing
 sp run w2.pat --seed 1 --len 4 --heads 3 --kv-heads 2 --backend interp
 expect_rc run-kv-heads 2 && has err "does not divide" && ok run-kv-heads || fail run-kv-heads
+
+# ---- the pattern library ----
+sp check -v "$ROOT"/patterns/*.pat
+expect_rc check-library 0 && [ "$(wc -l <out)" -ge 8 ] && [ ! -s err ] && ok check-library || fail check-library
+
+# ---- the JIT against the interpreter ----
+# jit_vs_interp NAME ARGS...: o and lse of both backends within 2e-5.
+jit_vs_interp() {
+  local name=$1; shift
+  sp run "$@" --backend interp -o i.npy --lse il.npy
+  expect_rc "$name" 0 || return
+  sp run "$@" -o j.npy --lse jl.npy
+  expect_rc "$name" 0 || return
+  has err "backend=jit" || { fail "$name" "the default backend is not jit"; return; }
+  if py cmp i.npy j.npy 2e-5 >cmp.txt && py cmp il.npy jl.npy 2e-5 >>cmp.txt; then
+    ok "$name"; else fail "$name" "$(tr '\n' ' ' <cmp.txt)"; fi
+}
+py write doc64.npy '<i4' 64 "$(python3 -c 'print(",".join(str(x * x // 300) for x in range(64)))')"
+jit_vs_interp jit-window w2.pat --seed 3 --batch 2 --heads 2 --len 100 --dim 16
+jit_vs_interp jit-gqa-rect pats.pat -p cw -D w=7 --seed 4 --heads 4 --kv-heads 2 --lq 37 --lk 90 --dim 32
+jit_vs_interp jit-input docs.pat --seed 5 --len 64 --dim 16 --input doc=doc64.npy
+jit_vs_interp jit-runtime rt.pat --runtime n=3 --seed 6 --len 70 --dim 64
+jit_vs_interp jit-empty-rows rows.pat --seed 7 --len 50 --dim 16
+jit_vs_interp jit-topk topk.pat -D k=5 --seed 8 --len 40 --dim 16
+jit_vs_interp jit-heads heads.pat --seed 9 --heads 3 --len 33 --dim 80
+jit_vs_interp jit-scale w2.pat --seed 10 --len 20 --dim 16 --scale 0.5
+# a head dimension the JIT does not handle: the default falls back to interp
+sp run w2.pat --seed 10 --len 20 --dim 8 -o f.npy
+expect_rc jit-fallback 0 && has err "spatc: note: jit:" && has err "backend=interp" && ok jit-fallback || fail jit-fallback
+sp run w2.pat --seed 10 --len 20 --dim 8 -o f.npy --backend jit
+expect_rc jit-unsupported 1 && has err "spatc: error: " && ok jit-unsupported || fail jit-unsupported
+jit_vs_interp jit-longformer "$ROOT"/patterns/longformer.pat -D w=16 --seed 11 --len 200 --dim 32
+jit_vs_interp jit-bigbird "$ROOT"/patterns/bigbird.pat -D b=8 --seed 12 --len 128 --dim 16
+jit_vs_interp jit-nsa "$ROOT"/patterns/nsa.pat -D w=32 -D b=8 -D k=2 --seed 13 --len 128 --dim 16
+jit_vs_interp jit-streaming "$ROOT"/patterns/streaming_llm.pat -D w=20 --seed 14 --len 100 --dim 16
+jit_vs_interp jit-dilated "$ROOT"/patterns/dilated.pat -D w=8 --seed 15 --heads 4 --len 90 --dim 16
+sp run w2.pat --seed 3 --heads 2 --len 50 --dim 16 --layout blhd -o jb.npy
+sp run w2.pat --seed 3 --heads 2 --len 50 --dim 16 --backend interp -o ib.npy
+expect_rc jit-layout 0 && py cmp ib.npy jb.npy 2e-5 >/dev/null && ok jit-layout || fail jit-layout
+sp run w2.pat --seed 3 --heads 4 --len 300 --dim 32 --threads 1 -o t1.npy
+sp run w2.pat --seed 3 --heads 4 --len 300 --dim 32 --threads 2 -o t2.npy
+expect_rc jit-threads 0 && py cmp t1.npy t2.npy 0 >/dev/null && ok jit-threads || fail jit-threads
+sp run oob.pat --seed 1 --len 4 --input doc=doc4.npy
+expect_rc jit-runtime-error 1 && grep -qE '^oob\.pat:1:[0-9]+: error: ' err && ok jit-runtime-error || fail jit-runtime-error
+sp run oob.pat --seed 1 --len 4 --input doc=doc4.npy --backend interp
+expect_rc interp-runtime-error 1 && grep -qE '^oob\.pat:1:[0-9]+: error: .*out of range' err && ok interp-runtime-error || fail interp-runtime-error
+sp mask oob.pat --len 4 --input doc=doc4.npy
+expect_rc mask-runtime-error 1 && grep -qE '^oob\.pat:1:[0-9]+: error: .*out of range' err && ok mask-runtime-error || fail mask-runtime-error
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
