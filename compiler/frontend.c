@@ -310,10 +310,25 @@ const char *fe_pattern_signature(const fe_module *m, int k) {
   return m && k >= 0 && k < m->n_patterns ? m->signatures[k] : NULL;
 }
 
+static ir_program *instantiate(fe_module *m, const char *name, const fe_define *defs,
+                               int n_defs);
+
 ir_program *fe_instantiate(diag *d, fe_module *m, const char *name,
                            const fe_define *defs, int n_defs) {
   if (!m) return NULL;
-  m->diag = d ? d : m->diag;
+  /* Spans index the sources of the diag the module was loaded with, so
+   * errors are rendered there; a different d gets a copy of the text. */
+  size_t before = strlen(diag_text(m->diag));
+  ir_program *p = instantiate(m, name, defs, n_defs);
+  if (!p && d && d != m->diag) {
+    const char *t = diag_text(m->diag) + before;
+    diag_error(d, SPAN_NONE, "%.*s", (int)(strlen(t) && t[strlen(t) - 1] == '\n' ? strlen(t) - 1 : strlen(t)), t);
+  }
+  return p;
+}
+
+static ir_program *instantiate(fe_module *m, const char *name, const fe_define *defs,
+                               int n_defs) {
   ast_decl *pat = NULL;
   if (!name) {
     if (m->n_patterns == 0) {

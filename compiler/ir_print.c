@@ -30,6 +30,14 @@ static int prec(const ir_node *n) {
 
 static void expr(FILE *f, const ir_program *p, const ir_node *n, int need);
 
+/* INT64_MIN has no literal (the literal 9223372036854775808 is too big). */
+static void print_int(FILE *f, int64_t v) {
+  if (v == INT64_MIN)
+    fputs("(-9223372036854775807 - 1)", f);
+  else
+    fprintf(f, "%" PRId64, v);
+}
+
 static void name_of(FILE *f, const char *s, int64_t idx, const char *what) {
   if (s)
     fputs(s, f);
@@ -82,10 +90,7 @@ static void expr(FILE *f, const ir_program *p, const ir_node *n, int need) {
   if (paren) fputc('(', f);
   switch (n->op) {
   case IR_CONST:
-    if (n->value == INT64_MIN)
-      fputs("(-9223372036854775807 - 1)", f);
-    else
-      fprintf(f, "%" PRId64, n->value);
+    print_int(f, n->value);
     break;
   case IR_VAR_I: case IR_VAR_J: case IR_VAR_H: case IR_SIZE_LQ: case IR_SIZE_LK:
   case IR_SIZE_H: case IR_FULL: case IR_NONE: case IR_CAUSAL:
@@ -174,11 +179,16 @@ void ir_print_program(FILE *f, const ir_program *p) {
   }
   fprintf(f, "pattern %s(", p->name ? p->name : "main");
   int n = 0;
-  for (int k = 0; k < p->n_params; k++, n++)
-    fprintf(f, "%s%s = %" PRId64, n ? ", " : "", p->params[k].name, p->params[k].value);
+  for (int k = 0; k < p->n_params; k++, n++) {
+    fprintf(f, "%s%s = ", n ? ", " : "", p->params[k].name);
+    print_int(f, p->params[k].value);
+  }
   for (int k = 0; k < p->n_runtime; k++, n++) {
     fprintf(f, "%sruntime %s", n ? ", " : "", p->runtime[k].name);
-    if (p->runtime[k].has_deflt) fprintf(f, " = %" PRId64, p->runtime[k].deflt);
+    if (p->runtime[k].has_deflt) {
+      fputs(" = ", f);
+      print_int(f, p->runtime[k].deflt);
+    }
   }
   for (int k = 0; k < p->n_inputs; k++, n++)
     fprintf(f, "%sinput %s: int[]", n ? ", " : "", p->inputs[k].name);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -540,6 +541,73 @@ static void test_roundtrip(void **state) {
             NULL);
   roundtrip("pattern p = window(-(H - 2), 5) | rows({(-9223372036854775807 - 1) / 2});", NULL);
   roundtrip("pattern p = where(-(-i) > 0 - -1);", NULL);
+  roundtrip("pattern p(w = -9223372036854775807 - 1, runtime n = -9223372036854775807 - 1) = "
+            "window(n) | where(i > w);", NULL);
+  roundtrip("let a = 1; pattern p(input x: int[], runtime y) = "
+            "where(x[i + 1] != x[-j] || y > 0 ? 1 : 0);", NULL);
+}
+
+/* Every pattern of the library loads, instantiates with its defaults and
+ * prints to text that loads back to the same program. */
+static void test_library(void **state) {
+  (void)state;
+  DIR *dir = opendir("patterns");
+  if (!dir) fail_msg("patterns/ not found (run from the repository root)");
+  struct dirent *e;
+  int n_files = 0, n_patterns = 0;
+  while ((e = readdir(dir))) {
+    size_t len = strlen(e->d_name);
+    if (len < 5 || strcmp(e->d_name + len - 4, ".pat")) continue;
+    char path[512];
+    snprintf(path, sizeof path, "patterns/%s", e->d_name);
+    diag *d = diag_new();
+    arena *a = arena_new();
+    fe_module *m = fe_load_file(d, a, path);
+    if (!m) fail_msg("%s", diag_text(d));
+    n_files++;
+    for (int k = 0; k < fe_n_patterns(m); k++) {
+      ir_program *p = fe_instantiate(d, m, fe_pattern_name(m, k), NULL, 0);
+      if (!p) continue;  /* a parameter without default */
+      n_patterns++;
+      char *s1 = print_prog(p);
+      fx g = run(s1, NULL);
+      if (!g.p) fail_msg("%s: printed text does not load:\n%s\n%s", path, s1, diag_text(g.d));
+      char *s2 = print_prog(g.p);
+      assert_string_equal(s1, s2);
+      free(s1);
+      free(s2);
+      fx_free(&g);
+    }
+    arena_free(a);
+    diag_free(d);
+  }
+  closedir(dir);
+  assert_true(n_files > 0);
+  assert_true(n_patterns > 0);
+}
+
+static void test_other_diag(void **state) {
+  (void)state;
+  fx f = run("pattern p(w) = window(w);", NULL);
+  assert_non_null(f.m);
+  diag *other = diag_new();
+  assert_null(fe_instantiate(other, f.m, "p", NULL, 0));
+  assert_int_equal(diag_n_errors(other), 1);
+  assert_non_null(strstr(diag_text(other), "no value for parameter 'w' of 'p'"));
+  diag_free(other);
+  fx_free(&f);
+  /* odd but legal inputs */
+  diag *d = diag_new();
+  arena *a = arena_new();
+  fe_module *m = fe_load_string(d, a, NULL, NULL);
+  assert_non_null(m);
+  assert_int_equal(fe_n_patterns(m), 0);
+  assert_null(fe_pattern_signature(m, 0));
+  assert_null(fe_instantiate(d, m, NULL, NULL, 0));
+  assert_null(fe_instantiate(d, NULL, NULL, NULL, 0));
+  assert_int_equal(fe_n_patterns(NULL), 0);
+  arena_free(a);
+  diag_free(d);
 }
 
 static unsigned rng_next(unsigned *s) {
@@ -684,6 +752,8 @@ int main(void) {
       cmocka_unit_test(test_merge_and_extern),
       cmocka_unit_test(test_imports),
       cmocka_unit_test(test_roundtrip),
+      cmocka_unit_test(test_library),
+      cmocka_unit_test(test_other_diag),
       cmocka_unit_test(test_fuzz),
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_recovery),
