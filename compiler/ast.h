@@ -119,6 +119,7 @@ typedef struct ast_ctx {
   int nesting;          /* open ( [ { while lexing */
   int offset;           /* lexer: byte offset of the next token */
   int last_end;         /* lexer: end of the last token (where EOF is shown) */
+  int prev_end;         /* lexer: end of the token before that */
   bool lex_error;       /* a lexical error in this declaration: the syntax
                            errors it causes are not reported */
 } ast_ctx;

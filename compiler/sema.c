@@ -80,6 +80,7 @@ typedef struct sema {
   struct frame { const char *what, *name; src_span use; } frames[8], pend[8];
   int n_frames;        /* instantiate mode: lets and calls being inlined */
   int n_pend;          /* frames of the last error, shown after its notes */
+  bool bad_defines;    /* fe_instantiate was given an unusable -D */
   const char **seen;   /* rendered keys of errors already reported */
   int n_seen, cap_seen;
   /* instantiate mode: the program's tables */
@@ -1453,7 +1454,10 @@ static ir_program *instantiate(sema *S, ast_decl *d, const fe_define *defs,
       ok = false;
     }
   }
-  if (!ok) return NULL;
+  if (!ok) {
+    S->bad_defines = true;
+    return NULL;
+  }
 
   env C = {d->file, b, 0, true, d};
   S->params = params;
@@ -1539,5 +1543,14 @@ ir_program *sema_instantiate(fe_module *m, ast_decl *d, const fe_define *defs,
     for (int k = 0; k < m->files[f].n_decls; k++) m->files[f].decls[k]->active = false;
   ir_program *p = instantiate(&S, d, defs, n_defs);
   flush_frames(&S);
+  if (!p && n_defs > 0 && !S.bad_defines && diag_n_errors(m->diag) > 0) {
+    char buf[300];
+    size_t n = 0;
+    buf[0] = 0;
+    for (int k = 0; k < n_defs && n < sizeof buf - 40; k++)
+      n += (size_t)snprintf(buf + n, sizeof buf - n, "%s-D %s=%" PRId64, k ? " " : "",
+                            defs[k].name, defs[k].value);
+    diag_note(m->diag, SPAN_NONE, "while instantiating '%s' with %s", d->name, buf);
+  }
   return p;
 }
