@@ -26,7 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SEMA_MAX_DEPTH 3000     /* translator recursion (after inlining) */
+#define SEMA_MAX_DEPTH 1500     /* translator recursion (after inlining) */
 #define SEMA_MAX_NODES 2000000  /* IR nodes of one instantiation */
 #define SEMA_MAX_EXTERN_ARGS 16
 
@@ -248,6 +248,13 @@ static ast_decl *lookup_walk(fe_module *m, int f, const char *name) {
 ast_decl *sema_lookup(fe_module *m, int f, const char *name) {
   m->gen++;
   return lookup_walk(m, f, name);
+}
+
+/* The top-level declaration a NAME or CALL refers to, cached on the node
+ * (a node always belongs to one file, whose scope does not change). */
+static ast_decl *resolve(sema *S, env *E, ast_node *e) {
+  if (!e->decl) e->decl = sema_lookup(S->m, E->file, e->name);
+  return e->decl;
 }
 
 static binding *find_binding(env *E, const char *name) {
@@ -504,6 +511,10 @@ static val let_ref(sema *S, ast_decl *d, src_span sp, bool in_where) {
     return v;
   }
   if (d->bad) return bad(S);
+  if (d->has_value) {
+    ir_node *c = mkc(S, d->value, sp);
+    return c ? (val){c, T_INT, false, SPAN_NONE} : bad(S);
+  }
   if (d->active) {
     err(S, sp, "'%s' is defined in terms of itself", d->name);
     return bad(S);
@@ -515,7 +526,11 @@ static val let_ref(sema *S, ast_decl *d, src_span sp, bool in_where) {
   S->n_frames--;
   d->active = false;
   if (v.t == T_ERR) return v;
-  if (is_const(v.n)) v.n->span = sp;
+  if (is_const(v.n)) {
+    v.n->span = sp;
+    d->has_value = true;  /* lets are pure: the same value everywhere */
+    d->value = v.n->value;
+  }
   if (v.where_only && !in_where) {
     err(S, sp, "'%s' can only be used inside where(...)", d->name);
     return bad(S);
@@ -965,7 +980,7 @@ static val tr_name(sema *S, env *E, ast_node *e, bool in_where) {
         return bad(S);
       }
   }
-  ast_decl *d = sema_lookup(S->m, E->file, e->name);
+  ast_decl *d = resolve(S, E, e);
   if (!d) {
     err(S, e->span, "unknown name '%s'", e->name);
     did_you_mean(S, E, e->name, e->span);
@@ -994,7 +1009,7 @@ static val tr_call(sema *S, env *E, ast_node *e, bool in_where) {
     err(S, e->name_span, "'%s' is a parameter; it cannot be called", e->name);
     return bad(S);
   }
-  ast_decl *d = sema_lookup(S->m, E->file, e->name);
+  ast_decl *d = resolve(S, E, e);
   if (!d) {
     err(S, e->name_span, "unknown name '%s'", e->name);
     did_you_mean(S, E, e->name, e->name_span);

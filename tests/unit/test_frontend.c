@@ -839,15 +839,23 @@ static void test_limits(void **state) {
   for (int k = 1; k < 40; k++) p += sprintf(p, "let a%d = a%d | a%d;\n", k, k - 1, k - 1);
   sprintf(p, "pattern p = a39;\n");
   expect_error(buf, "pattern too large after inlining");
-  /* a long chain of lets */
+  /* a long chain of lets: constant lets are evaluated once */
   p = buf + sprintf(buf, "let a0 = 1;\n");
   for (int k = 1; k < 5000; k++) p += sprintf(p, "let a%d = a%d + 1;\n", k, k - 1);
   sprintf(p, "pattern p = window(a4999);\n");
+  expect_root(buf, "window(5000, 5000)");
+  /* the same chain declared backwards nests too deeply */
+  p = buf + sprintf(buf, "pattern p = window(a4999);\n");
+  for (int k = 4999; k >= 1; k--) p += sprintf(p, "let a%d = a%d + 1;\n", k, k - 1);
+  sprintf(p, "let a0 = 1;\n");
   expect_error(buf, "nested too deeply");
-  p = buf + sprintf(buf, "let a0 = 1;\n");
-  for (int k = 1; k < 500; k++) p += sprintf(p, "let a%d = a%d + 1;\n", k, k - 1);
-  sprintf(p, "pattern p = window(a499);\n");
-  expect_root(buf, "window(500, 500)");
+  /* a chain of pattern lets */
+  p = buf + sprintf(buf, "let a0 = window(1);\n");
+  for (int k = 1; k < 600; k++) p += sprintf(p, "let a%d = a%d | causal;\n", k, k - 1);
+  sprintf(p, "pattern p = a599;\n");
+  fx c = run(buf, NULL);
+  assert_non_null(c.p);
+  fx_free(&c);
   /* many errors stop at a limit */
   p = buf;
   for (int k = 0; k < 1000; k++) p += sprintf(p, "let = ;\n");
