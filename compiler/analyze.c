@@ -396,7 +396,7 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
   int64_t *plan = an_build(p, err, errlen);
   if (!plan) return -1;
   fprintf(f, "pattern %s\n", p->name ? p->name : "(unnamed)");
-  fprintf(f, "(the IR printer is not available yet)\n");
+  ir_print_program(f, p);
   print_plan(f, plan);
 
   int64_t cap = plan_max_spans(plan);

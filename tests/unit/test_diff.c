@@ -1,0 +1,383 @@
+/* test_diff.c: the differential suite, backend_jit against backend_interp.
+ *
+ * Random compositions of every primitive (tests/gen_ir.h: topk, blocks,
+ * where over an input array, random, runtime scalars, per-head ?:) are
+ * compiled by both backends and run on seeded unit-variance q, k, v with
+ * lengths 1..700 (Lq != Lk both ways), D in {16, 32, 64, 80, 96, 128, 256},
+ * several heads, GQA, batches of 1 and 2, 1 and 2 threads, both layouts.
+ * The masks must be identical (lse finite on exactly the same rows), outputs
+ * within 2e-5, lse within 1e-4; a run-time error must be the same status in
+ * both.  Then every pattern of the library (every .pat file in patterns/) the same way.
+ *
+ * A failure prints its seed and the pattern; SPAT_DIFF_SEED=<seed> replays
+ * that one case, SPAT_DIFF_CASES=<n> changes how many run.
+ */
+#include <dirent.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "backend.h"
+#include "frontend.h"
+#include "gen_ir.h"
+#include "interp.h"
+
+#define N_PROGRAMS 60    /* each run at 5 shapes: 300 cases (a JIT compile */
+#define RUNS 5           /* costs ~0.25 s, a run much less) */
+#define BASE_SEED 0xd1ff0000ull
+#define MAX_WORK 12000000.0 /* B * H * Lq * Lk * D of one run, at most */
+
+static const int64_t dims[] = {16, 32, 64, 80, 96, 128, 256};
+
+typedef struct shape {
+  int64_t B, H, Hkv, Lq, Lk, D;
+  int layout, threads;
+  int64_t rt[2];
+} shape;
+
+static uint64_t mix(uint64_t *s) { return ir_mix((*s)++ * 0x9E3779B97F4A7C15ull); }
+
+static float randn(uint64_t *s) {
+  double u1 = ((double)(mix(s) >> 11) + 0.5) / 9007199254740992.0;
+  double u2 = (double)(mix(s) >> 11) / 9007199254740992.0;
+  return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* 1..700, mostly small; never a multiple of a tile size by design. */
+static int64_t rand_len(gen *g) {
+  switch (rndi(g, 0, 9)) {
+  case 0: return rndi(g, 1, 8);
+  case 1: case 2: case 3: return rndi(g, 9, 100);
+  case 4: case 5: case 6: return rndi(g, 101, 300);
+  default: return rndi(g, 301, 700);
+  }
+}
+
+static void rand_shape(gen *g, shape *s, int64_t D) {
+  static const int64_t Hs[] = {1, 2, 3, 4};
+  s->D = D;
+  s->H = Hs[rndi(g, 0, 3)];
+  s->Hkv = s->H;
+  if (s->H == 4) s->Hkv = rndi(g, 0, 2) == 0 ? 1 : rndi(g, 0, 1) ? 2 : 4;
+  if (s->H == 2 && rndi(g, 0, 1)) s->Hkv = 1;
+  s->B = rndi(g, 0, 4) == 0 ? 2 : 1;
+  s->Lq = rand_len(g);
+  s->Lk = rndi(g, 0, 3) == 0 ? s->Lq : rand_len(g);
+  while ((double)s->B * (double)s->H * (double)s->Lq * (double)s->Lk *
+             (double)D > MAX_WORK) {
+    if (s->Lq > s->Lk) s->Lq = s->Lq * 2 / 3 + 1;
+    else s->Lk = s->Lk * 2 / 3 + 1;
+  }
+  s->layout = (int)rndi(g, 0, 1);
+  s->threads = (int)rndi(g, 1, 2);
+  s->rt[0] = rndi(g, 0, 6);
+  s->rt[1] = rndi(g, 0, 6);
+}
+
+typedef struct bufs {
+  float *q, *k, *v, *o1, *o2, *l1, *l2;
+  int32_t *doc;
+} bufs;
+
+static void bufs_free(bufs *b) {
+  free(b->q), free(b->k), free(b->v), free(b->o1), free(b->o2);
+  free(b->l1), free(b->l2), free(b->doc);
+}
+
+static void fill_args(rt_args *a, const shape *s, bufs *b, const int32_t **ins,
+                      uint64_t seed) {
+  size_t nq = (size_t)(s->B * s->H * s->Lq * s->D);
+  size_t nk = (size_t)(s->B * s->Hkv * s->Lk * s->D);
+  b->q = malloc(sizeof(float) * nq), b->o1 = malloc(sizeof(float) * nq);
+  b->o2 = malloc(sizeof(float) * nq);
+  b->k = malloc(sizeof(float) * nk), b->v = malloc(sizeof(float) * nk);
+  b->l1 = malloc(sizeof(float) * (size_t)(s->B * s->H * s->Lq + 1));
+  b->l2 = malloc(sizeof(float) * (size_t)(s->B * s->H * s->Lq + 1));
+  b->doc = malloc(sizeof(int32_t) * (size_t)(s->Lk + 1));
+  assert_true(b->q && b->o1 && b->o2 && b->k && b->v && b->l1 && b->l2 && b->doc);
+  uint64_t r = seed;
+  for (size_t t = 0; t < nq; t++) b->q[t] = randn(&r);
+  for (size_t t = 0; t < nk; t++) b->k[t] = randn(&r), b->v[t] = randn(&r);
+  int32_t id = 0;
+  for (int64_t j = 0; j < s->Lk;) {
+    int64_t len = 1 + (int64_t)(mix(&r) % 60);
+    for (int64_t e = 0; e < len && j < s->Lk; e++) b->doc[j++] = id;
+    id++;
+  }
+  ins[0] = b->doc;
+  memset(a, 0, sizeof *a);
+  a->B = s->B, a->H = s->H, a->Hkv = s->Hkv, a->Lq = s->Lq, a->Lk = s->Lk;
+  a->D = s->D;
+  a->q.data = b->q, a->k.data = b->k, a->v.data = b->v, a->o.data = b->o1;
+  rt_tensor_strides(&a->q, s->layout, s->H, s->Lq, s->D);
+  rt_tensor_strides(&a->k, s->layout, s->Hkv, s->Lk, s->D);
+  rt_tensor_strides(&a->v, s->layout, s->Hkv, s->Lk, s->D);
+  rt_tensor_strides(&a->o, s->layout, s->H, s->Lq, s->D);
+  a->lse = b->l1, a->lse_sb = s->H * s->Lq, a->lse_sh = s->Lq;
+  a->runtime = s->rt;
+  a->inputs = ins;
+  a->threads = s->threads;
+}
+
+static void describe(const ir_program *p, uint64_t seed, int run, const shape *s) {
+  fprintf(stderr, "  seed %#llx run %d: B %lld H %lld Hkv %lld Lq %lld Lk %lld "
+          "D %lld layout %d threads %d runtime {%lld, %lld}\n  pattern: ",
+          (unsigned long long)seed, run, (long long)s->B, (long long)s->H,
+          (long long)s->Hkv, (long long)s->Lq, (long long)s->Lk,
+          (long long)s->D, s->layout, s->threads, (long long)s->rt[0],
+          (long long)s->rt[1]);
+  ir_print(stderr, p, p->root);
+  fputc('\n', stderr);
+}
+
+typedef struct tally {
+  int runs, errors, empty_rows, rows;
+  double max_err;
+} tally;
+
+/* Runs both backends on one shape; 0 when they agree. */
+static int compare(const ir_program *p, void *kj, void *ki, const shape *s,
+                   uint64_t seed, int run, tally *t) {
+  rt_args a;
+  bufs b = {0};
+  const int32_t *ins[1];
+  char e1[512] = "", e2[512] = "";
+  fill_args(&a, s, &b, ins, seed * 31 + (uint64_t)run);
+  rt_status s1 = backend_interp.run(ki, &a, e1, sizeof e1);
+  a.o.data = b.o2, a.lse = b.l2;
+  rt_status s2 = backend_jit.run(kj, &a, e2, sizeof e2);
+  int bad = 0;
+  t->runs++;
+  if (s1 != s2) {
+    fprintf(stderr, "status: interp %d (%s), jit %d (%s)\n", s1, e1, s2, e2);
+    bad = 1;
+  } else if (s1 != RT_OK) {
+    t->errors++;
+  } else {
+    double worst = 0, worst_l = 0;
+    int64_t at = -1;
+    for (int64_t bb = 0; bb < s->B && !bad; bb++)
+      for (int64_t h = 0; h < s->H && !bad; h++)
+        for (int64_t r = 0; r < s->Lq && !bad; r++) {
+          int64_t li = bb * a.lse_sb + h * a.lse_sh + r;
+          float x = b.l1[li], y = b.l2[li];
+          t->rows++;
+          if (isfinite(x) != isfinite(y) || isnan(y)) {
+            fprintf(stderr, "mask differs: b %lld h %lld row %lld: lse interp %g, jit %g\n",
+                    (long long)bb, (long long)h, (long long)r, x, y);
+            bad = 1;
+            break;
+          }
+          if (!isfinite(x)) t->empty_rows++;
+          else if (fabs((double)x - (double)y) > worst_l)
+            worst_l = fabs((double)x - (double)y);
+          const float *o1 = b.o1 + bb * a.o.sb + h * a.o.sh + r * a.o.sl;
+          const float *o2 = b.o2 + bb * a.o.sb + h * a.o.sh + r * a.o.sl;
+          for (int64_t d = 0; d < s->D; d++) {
+            double e = fabs((double)o1[d] - (double)o2[d]);
+            if (!(e <= worst)) worst = e, at = r; /* NaN counts as worst */
+          }
+        }
+    if (!bad && !(worst <= 2e-5 && worst_l <= 1e-4)) {
+      fprintf(stderr, "outputs differ: max |o| error %g (row %lld), max lse error %g\n",
+              worst, (long long)at, worst_l);
+      bad = 1;
+    }
+    if (worst > t->max_err) t->max_err = worst;
+  }
+  if (bad) describe(p, seed, run, s);
+  bufs_free(&b);
+  return bad;
+}
+
+/* One random program at three shapes; 0 when every run agrees. */
+static int diff_case(uint64_t seed, tally *t) {
+  gen g = {.a = arena_new(), .rng = ir_mix(seed) | 1, .valid = true};
+  for (int k = 0; k < 4; k++) rnd(&g);
+  ir_program *p = program(g.a, gen_pat(&g, (int)rndi(&g, 0, 4)));
+  int64_t D = dims[rndi(&g, 0, 6)];
+  backend_opts o = {.D = D, .threads = 1};
+  char err[512] = "";
+  int bad = 0;
+  void *kj = backend_jit.compile(p, &o, err, sizeof err);
+  void *ki = kj ? backend_interp.compile(p, &o, err, sizeof err) : NULL;
+  if (!kj || !ki) {
+    fprintf(stderr, "compile failed: %s\n", err);
+    shape s = {.D = D};
+    describe(p, seed, -1, &s);
+    bad = 1;
+  }
+  for (int run = 0; run < RUNS && !bad; run++) {
+    shape s;
+    rand_shape(&g, &s, D);
+    bad = compare(p, kj, ki, &s, seed, run, t);
+  }
+  if (kj) backend_jit.free(kj);
+  if (ki) backend_interp.free(ki);
+  arena_free(g.a);
+  return bad;
+}
+
+static void test_random_programs(void **state) {
+  (void)state;
+  tally t = {0};
+  int n = N_PROGRAMS, failed = 0;
+  const char *one = getenv("SPAT_DIFF_SEED"), *cases = getenv("SPAT_DIFF_CASES");
+  if (cases) n = atoi(cases);
+  if (one) {
+    failed = diff_case(strtoull(one, NULL, 0), &t);
+  } else {
+    for (int c = 0; c < n; c++) failed += diff_case(BASE_SEED + (uint64_t)c, &t);
+  }
+  fprintf(stderr, "diff: %d runs (%d with the same run-time error), %d rows "
+          "(%d empty), max |o| error %.3g, %d failed\n",
+          t.runs, t.errors, t.rows, t.empty_rows, t.max_err, failed);
+  assert_int_equal(failed, 0);
+  if (!one) {
+    assert_true(t.runs >= 300);
+    assert_true(t.runs - t.errors >= 250); /* mostly real comparisons */
+    assert_true(t.empty_rows > 0 && t.empty_rows < t.rows);
+  }
+}
+
+/* ---- run-time errors: the same status from both ---- */
+
+static void test_errors(void **state) {
+  (void)state;
+  gen g = {.a = arena_new(), .rng = 7, .valid = true};
+  ir_node *i = N0(&g, IR_VAR_I), *j = N0(&g, IR_VAR_J);
+  ir_node *di = N1(&g, IR_INPUT, i), *dj = N1(&g, IR_INPUT, j);
+  ir_node *roots[] = {
+      /* a negative window from a runtime scalar */
+      N2(&g, IR_WINDOW, N2(&g, IR_SUB, RT(&g, 0), C(&g, 3)), C(&g, 1)),
+      /* doc[i] outside [0, Lk) when Lq > Lk */
+      N2(&g, IR_AND, N0(&g, IR_CAUSAL), N1(&g, IR_WHERE, N2(&g, IR_EQ, di, dj))),
+      /* division by zero inside a predicate */
+      N1(&g, IR_WHERE, N2(&g, IR_EQ, N2(&g, IR_DIV, j, RT(&g, 1)), C(&g, 0))),
+      /* a block size of zero inside blocks */
+      N2(&g, IR_BLOCKS, C(&g, 4), N1(&g, IR_BLOCK, RT(&g, 1))),
+  };
+  di->value = dj->value = 0;
+  tally t = {0};
+  int failed = 0;
+  for (size_t k = 0; k < sizeof roots / sizeof roots[0]; k++) {
+    ir_program *p = program(g.a, roots[k]);
+    backend_opts o = {.D = 32, .threads = 1};
+    char err[512];
+    void *kj = backend_jit.compile(p, &o, err, sizeof err);
+    void *ki = backend_interp.compile(p, &o, err, sizeof err);
+    assert_non_null(kj);
+    assert_non_null(ki);
+    shape s = {.B = 1, .H = 2, .Hkv = 1, .Lq = 150, .Lk = 100, .D = 32,
+               .layout = 0, .threads = 2, .rt = {0, 0}};
+    failed += compare(p, kj, ki, &s, 0xe77, (int)k, &t);
+    backend_jit.free(kj);
+    backend_interp.free(ki);
+  }
+  arena_free(g.a);
+  assert_int_equal(failed, 0);
+  assert_int_equal(t.errors, 4);
+}
+
+/* ---- the library ---- */
+
+static int diff_library_pattern(ir_program *p, const char *what, tally *t) {
+  static const shape shapes[] = {
+      {.B = 1, .H = 4, .Hkv = 2, .Lq = 700, .Lk = 700, .D = 64, .layout = 0, .threads = 2},
+      {.B = 1, .H = 2, .Hkv = 2, .Lq = 177, .Lk = 651, .D = 64, .layout = 1, .threads = 1},
+      {.B = 1, .H = 3, .Hkv = 1, .Lq = 333, .Lk = 290, .D = 64, .layout = 0, .threads = 2},
+  };
+  backend_opts o = {.D = 64, .threads = 2};
+  char err[512] = "";
+  void *kj = backend_jit.compile(p, &o, err, sizeof err);
+  void *ki = kj ? backend_interp.compile(p, &o, err, sizeof err) : NULL;
+  int bad = 0;
+  if (!kj || !ki) {
+    fprintf(stderr, "%s: compile failed: %s\n", what, err);
+    bad = 1;
+  }
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0] && !bad; k++) {
+    shape s = shapes[k];
+    for (int r = 0; r < p->n_runtime && r < 2; r++)
+      s.rt[r] = p->runtime[r].has_deflt ? p->runtime[r].deflt : 5;
+    if (p->n_runtime > 2 || p->n_inputs > 1 || p->n_externs > 0) {
+      fprintf(stderr, "%s: skipped (needs more runtime arguments)\n", what);
+      break;
+    }
+    if (compare(p, kj, ki, &s, 0x11b, (int)k, t)) {
+      fprintf(stderr, "  (%s)\n", what);
+      bad = 1;
+    }
+  }
+  if (kj) backend_jit.free(kj);
+  if (ki) backend_interp.free(ki);
+  return bad;
+}
+
+static void test_library(void **state) {
+  (void)state;
+  DIR *dir = opendir("patterns");
+  assert_non_null(dir);
+  tally t = {0};
+  int n_pat = 0, failed = 0;
+  for (struct dirent *de; (de = readdir(dir));) {
+    size_t len = strlen(de->d_name);
+    if (len < 5 || strcmp(de->d_name + len - 4, ".pat") != 0) continue;
+    char path[512];
+    snprintf(path, sizeof path, "patterns/%s", de->d_name);
+    diag *d = diag_new();
+    arena *a = arena_new();
+    fe_module *m = fe_load_file(d, a, path);
+    if (!m) fprintf(stderr, "%s", diag_text(d));
+    assert_non_null(m);
+    for (int k = 0; k < fe_n_patterns(m); k++) {
+      const char *name = fe_pattern_name(m, k);
+      /* defaults, then every parameter at a quarter (small blocks, windows) */
+      for (int variant = 0; variant < 2; variant++) {
+        fe_define defs[16];
+        int n_defs = 0;
+        ir_program *p = fe_instantiate(d, m, name, NULL, 0);
+        if (!p) fprintf(stderr, "%s", diag_text(d));
+        assert_non_null(p);
+        if (variant == 1) {
+          for (int q = 0; q < p->n_params && n_defs < 16; q++) {
+            int64_t v = p->params[q].value;
+            defs[n_defs].name = p->params[q].name;
+            defs[n_defs++].value = v > 0 ? (v / 4 > 1 ? v / 4 : 1) : v;
+          }
+          p = fe_instantiate(d, m, name, defs, n_defs);
+          if (!p) fprintf(stderr, "%s", diag_text(d));
+          assert_non_null(p);
+        }
+        char what[600];
+        snprintf(what, sizeof what, "%s: %s%s", path, name,
+                 variant ? " (parameters / 4)" : "");
+        failed += diff_library_pattern(p, what, &t);
+        n_pat++;
+      }
+    }
+    arena_free(a);
+    diag_free(d);
+  }
+  closedir(dir);
+  fprintf(stderr, "library: %d pattern instances, %d runs, max |o| error %.3g, "
+          "%d failed\n", n_pat, t.runs, t.max_err, failed);
+  assert_int_equal(failed, 0);
+  assert_true(n_pat >= 8);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_random_programs),
+      cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_library),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
