@@ -26,10 +26,13 @@
 #include "interp.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../compiler/backend.h"
 #include "ffi.h"
@@ -146,10 +149,7 @@ static bool eval_input(ctx *c, const ir_node *n, int64_t *out) {
 }
 
 static bool eval_extern(ctx *c, const ir_node *n, int64_t *out) {
-  int64_t args[16];
-  if (n->n_kids > 16)
-    return fail(c, RT_EUNSUPPORTED, n, "extern '%s' has %d arguments (at most 16)",
-                c->p->externs[n->value].name, n->n_kids);
+  int64_t args[16];  /* at most 16 (checked with the tree) */
   for (int k = 0; k < n->n_kids; k++)
     if (!eval(c, n->kids[k], &args[k])) return false;
   *out = ffi_call_pred(c->a->externs[n->value], n->n_kids, args) ? 1 : 0;
@@ -309,9 +309,13 @@ static bool eval_random(ctx *c, const ir_node *n, bool *out) {
   if (!cache_hit(rc, c, r, seed)) {
     rc->valid = false;
     memset(rc->sel, 0, (size_t)c->Lk);
-    for (int64_t t = 0; t < r; t++)
-      rc->sel[ir_hash((uint64_t)seed, (uint64_t)c->h, (uint64_t)c->i,
-                      (uint64_t)t) % (uint64_t)c->Lk] = 1;
+    /* Stops once every key is drawn: a huge r costs about Lk log Lk. */
+    for (int64_t t = 0, hit = 0; t < r && hit < c->Lk; t++) {
+      uint64_t x = ir_hash((uint64_t)seed, (uint64_t)c->h, (uint64_t)c->i,
+                           (uint64_t)t) % (uint64_t)c->Lk;
+      hit += !rc->sel[x];
+      rc->sel[x] = 1;
+    }
     cache_key(rc, c, r, seed);
   }
   *out = rc->sel[c->j];
@@ -550,23 +554,73 @@ oom:
   return api_err(err, errlen, RT_ENOMEM, "out of memory");
 }
 
+static const int op_arity[IR_N_OPS] = {
+#define X(name, text, kind, n) n,
+    IR_OPS(X)
+#undef X
+};
+
+/* The tree is well formed: arities, table indices and kinds of kids (a
+ * malformed program is an API error, not a crash). */
+static const ir_node *bad_node(const ir_program *p, const ir_node *n,
+                               ir_kind want) {
+  if (!n || (unsigned)n->op >= IR_N_OPS) return n;
+  ir_kind kind = ir_op_kind[n->op];
+  if (want == IR_SETK ? n->op != IR_SET : kind != want) return n;
+  if (op_arity[n->op] >= 0 && n->n_kids != op_arity[n->op]) return n;
+  if (n->n_kids > 0 && !n->kids) return n;
+  int64_t tab = n->op == IR_RUNTIME ? p->n_runtime
+                : n->op == IR_INPUT ? p->n_inputs
+                : n->op == IR_EXTERN ? p->n_externs : -1;
+  if (tab >= 0 && (n->value < 0 || n->value >= tab)) return n;
+  if (n->op == IR_EXTERN && (n->n_kids != p->externs[n->value].n_args ||
+                             n->n_kids > 16))
+    return n;
+  for (int k = 0; k < n->n_kids; k++) {
+    ir_kind w = IR_INT;
+    const ir_node *kid = n->kids[k];
+    if (n->op == IR_SET && kid && kid->op == IR_RANGE) {
+      if (kid->n_kids != 2 || !kid->kids) return kid;
+      const ir_node *b = bad_node(p, kid->kids[0], IR_INT);
+      if (!b) b = bad_node(p, kid->kids[1], IR_INT);
+      if (b) return b;
+      continue;
+    }
+    switch (n->op) {
+    case IR_ROWS: case IR_COLS: case IR_GLOBAL: w = IR_SETK; break;
+    case IR_OR: case IR_AND: case IR_MINUS: case IR_COMPL: w = IR_PAT; break;
+    case IR_TOPK: case IR_BLOCKS: w = k == 1 ? IR_PAT : IR_INT; break;
+    case IR_PSEL: w = k > 0 ? IR_PAT : IR_INT; break;
+    default: break;
+    }
+    const ir_node *b = bad_node(p, kid, w);
+    if (b) return b;
+  }
+  return NULL;
+}
+
 /* Checks what both entry points need; attention adds v, o and D. */
 static rt_status check_args(const ir_program *p, const rt_args *a,
                             bool attention, char *err, size_t errlen) {
   if (!p || !p->root) return api_err(err, errlen, RT_EINVAL, "no program");
+  const ir_node *bad = bad_node(p, p->root, IR_PAT);
+  if (bad)
+    return api_err(err, errlen, RT_EINVAL, "malformed pattern IR at '%s'",
+                   (unsigned)bad->op < IR_N_OPS ? ir_op_name[bad->op] : "?");
   if (!a) return api_err(err, errlen, RT_EINVAL, "no arguments");
-  if (a->B < 1 || a->H < 1 || a->Hkv < 1 || a->Lq < 1 || a->Lk < 1)
+  bool tensors = attention || ir_has_op(p->root, IR_TOPK);
+  if (a->B < 1 || a->H < 1 || a->Lq < 1 || a->Lk < 1 ||
+      (tensors && a->Hkv < 1))
     return api_err(err, errlen, RT_EINVAL,
                    "bad shape: B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld (each must be >= 1)",
                    (long long)a->B, (long long)a->H, (long long)a->Hkv,
                    (long long)a->Lq, (long long)a->Lk);
-  if (a->H % a->Hkv != 0)
+  if (tensors && a->H % a->Hkv != 0)
     return api_err(err, errlen, RT_EINVAL,
                    "H=%lld is not a multiple of Hkv=%lld", (long long)a->H,
                    (long long)a->Hkv);
   if ((uint64_t)a->Lk > SIZE_MAX / sizeof(cand))
     return api_err(err, errlen, RT_EINVAL, "Lk=%lld is too large", (long long)a->Lk);
-  bool tensors = attention || ir_has_op(p->root, IR_TOPK);
   if (tensors) {
     if (a->D < 1)
       return api_err(err, errlen, RT_EINVAL, "bad head dimension D=%lld", (long long)a->D);
@@ -606,25 +660,34 @@ static bool mask_row(ctx *c, int64_t b, int64_t h, int64_t r, uint8_t *out) {
 
 /* ---- entry points ---- */
 
-rt_status interp_mask_row(const ir_program *p, const rt_args *a, int64_t b,
-                          int64_t h, int64_t r, uint8_t *out, char *err,
-                          size_t errlen) {
+rt_status interp_mask_rows(const ir_program *p, const rt_args *a, int64_t b,
+                           int64_t h, int64_t r0, int64_t n, uint8_t *out,
+                           char *err, size_t errlen) {
   if (err && errlen) err[0] = 0;
   rt_status st = check_args(p, a, false, err, errlen);
   if (st != RT_OK) return st;
   if (!out) return api_err(err, errlen, RT_EINVAL, "out is NULL");
-  if (b < 0 || b >= a->B || h < 0 || h >= a->H || r < 0 || r >= a->Lq)
+  if (b < 0 || b >= a->B || h < 0 || h >= a->H || r0 < 0 || n < 1 ||
+      r0 >= a->Lq || n > a->Lq - r0)
     return api_err(err, errlen, RT_EINVAL,
-                   "row (b=%lld, h=%lld, r=%lld) outside B=%lld H=%lld Lq=%lld",
-                   (long long)b, (long long)h, (long long)r, (long long)a->B,
-                   (long long)a->H, (long long)a->Lq);
+                   "rows (b=%lld, h=%lld, r=%lld..%lld) outside B=%lld H=%lld Lq=%lld",
+                   (long long)b, (long long)h, (long long)r0,
+                   (long long)r0 + n - 1, (long long)a->B, (long long)a->H,
+                   (long long)a->Lq);
   ctx c;
   st = ctx_init(&c, p, a, err, errlen);
   if (st != RT_OK) return st;
-  mask_row(&c, b, h, r, out);
+  for (int64_t t = 0; t < n; t++)
+    if (!mask_row(&c, b, h, r0 + t, out + t * a->Lk)) break;
   st = c.st;
   ctx_free(&c);
   return st;
+}
+
+rt_status interp_mask_row(const ir_program *p, const rt_args *a, int64_t b,
+                          int64_t h, int64_t r, uint8_t *out, char *err,
+                          size_t errlen) {
+  return interp_mask_rows(p, a, b, h, r, 1, out, err, errlen);
 }
 
 /* Softmax attention of one row over the keys allowed by mask. */
@@ -657,35 +720,115 @@ static void attend_row(const ctx *c, const uint8_t *mask, double *s,
         n > 0 ? (float)(m + log(sum)) : -INFINITY;
 }
 
-rt_status interp_attention(const ir_program *p, const rt_args *a, char *err,
-                           size_t errlen) {
-  if (err && errlen) err[0] = 0;
-  rt_status st = check_args(p, a, true, err, errlen);
-  if (st != RT_OK) return st;
-  ctx c;
-  st = ctx_init(&c, p, a, err, errlen);
-  if (st != RT_OK) return st;
-  uint8_t *mask = malloc((size_t)a->Lk);
-  double *s = malloc(sizeof *s * (size_t)a->Lk);
-  double *acc = malloc(sizeof *acc * (size_t)a->D);
-  if (!mask || !s || !acc) {
-    st = api_err(err, errlen, RT_ENOMEM, "out of memory");
-    goto done;
+/* Rows are numbered (b, h, r) with r fastest and handed out in chunks to
+ * a->threads workers (0: all cores).  A worker stops at its first error;
+ * chunks starting after the lowest failing row are skipped, every earlier one
+ * is finished, so the error reported is always the first in row order. */
+typedef struct job {
+  const ir_program *p;
+  const rt_args *a;
+  int64_t n_rows;            /* B * H * Lq */
+  int64_t chunk;             /* rows per hand-out */
+  atomic_llong next;         /* first row of the next chunk */
+  atomic_llong first_err;    /* lowest failing row so far; n_rows if none */
+} job;
+
+typedef struct worker {
+  job *jb;
+  rt_status st;              /* its first error */
+  int64_t err_row;           /* the row of that error; -1: set-up failed */
+  char err[512];
+} worker;
+
+static void record_err(job *jb, int64_t row) {
+  long long cur = atomic_load(&jb->first_err);
+  while (row < cur && !atomic_compare_exchange_weak(&jb->first_err, &cur, row)) {
   }
-  for (int64_t b = 0; b < a->B; b++)
-    for (int64_t h = 0; h < a->H; h++)
-      for (int64_t r = 0; r < a->Lq; r++) {
-        if (!mask_row(&c, b, h, r, mask)) {
-          st = c.st;
-          goto done;
-        }
-        attend_row(&c, mask, s, acc, r);
+}
+
+static void *work(void *arg) {
+  worker *w = arg;
+  job *jb = w->jb;
+  const rt_args *a = jb->a;
+  ctx c;
+  uint8_t *mask = NULL;
+  double *s = NULL, *acc = NULL;
+  w->st = ctx_init(&c, jb->p, a, w->err, sizeof w->err);
+  if (w->st != RT_OK) goto setup_failed;
+  mask = malloc((size_t)a->Lk);
+  s = malloc(sizeof *s * (size_t)a->Lk);
+  acc = malloc(sizeof *acc * (size_t)a->D);
+  if (!mask || !s || !acc) {
+    w->st = api_err(w->err, sizeof w->err, RT_ENOMEM, "out of memory");
+    goto setup_failed;
+  }
+  for (;;) {
+    int64_t lo = atomic_fetch_add(&jb->next, jb->chunk);
+    if (lo >= jb->n_rows || lo > atomic_load(&jb->first_err)) break;
+    int64_t hi = lo + jb->chunk < jb->n_rows ? lo + jb->chunk : jb->n_rows;
+    for (int64_t row = lo; row < hi; row++) {
+      int64_t r = row % a->Lq, bh = row / a->Lq;
+      if (!mask_row(&c, bh / a->H, bh % a->H, r, mask)) {
+        w->st = c.st;
+        w->err_row = row;
+        record_err(jb, row);
+        goto done;
       }
+      attend_row(&c, mask, s, acc, r);
+    }
+  }
+  goto done;
+setup_failed:
+  w->err_row = -1;
+  record_err(jb, -1);
 done:
   free(mask);
   free(s);
   free(acc);
   ctx_free(&c);
+  return NULL;
+}
+
+static int n_threads(const rt_args *a, int64_t n_rows) {
+  long n = a->threads > 0 ? a->threads : sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 1) n = 1;
+  if (n > 256) n = 256;
+  if (n > n_rows) n = (int)n_rows;
+  return (int)n;
+}
+
+rt_status interp_attention(const ir_program *p, const rt_args *a, char *err,
+                           size_t errlen) {
+  if (err && errlen) err[0] = 0;
+  rt_status st = check_args(p, a, true, err, errlen);
+  if (st != RT_OK) return st;
+  if (a->B > INT64_MAX / a->H || a->B * a->H > INT64_MAX / a->Lq)
+    return api_err(err, errlen, RT_EINVAL, "B * H * Lq is too large");
+  job jb = {.p = p, .a = a, .n_rows = a->B * a->H * a->Lq};
+  int nt = n_threads(a, jb.n_rows);
+  jb.chunk = jb.n_rows / ((int64_t)nt * 16);
+  jb.chunk = jb.chunk < 1 ? 1 : jb.chunk > 64 ? 64 : jb.chunk;
+  atomic_init(&jb.next, 0);
+  atomic_init(&jb.first_err, jb.n_rows);
+  worker *ws = calloc((size_t)nt, sizeof *ws);
+  pthread_t *tids = calloc((size_t)nt, sizeof *tids);
+  if (!ws || !tids) {
+    free(ws), free(tids);
+    return api_err(err, errlen, RT_ENOMEM, "out of memory");
+  }
+  int started = 1;  /* worker 0 runs on this thread */
+  for (int t = 0; t < nt; t++) ws[t].jb = &jb;
+  for (; started < nt; started++)
+    if (pthread_create(&tids[started], NULL, work, &ws[started]) != 0) break;
+  work(&ws[0]);
+  for (int t = 1; t < started; t++) pthread_join(tids[t], NULL);
+  const worker *first = NULL;
+  for (int t = 0; t < started; t++)
+    if (ws[t].st != RT_OK && (!first || ws[t].err_row < first->err_row))
+      first = &ws[t];
+  st = first ? first->st : RT_OK;
+  if (first && err && errlen) snprintf(err, errlen, "%s", first->err);
+  free(ws), free(tids);
   return st;
 }
 
@@ -716,11 +859,14 @@ static rt_status interp_run(void *kernel, const rt_args *a, char *err,
                             size_t errlen) {
   const interp_kernel *k = kernel;
   if (!k) return api_err(err, errlen, RT_EINVAL, "no kernel");
-  if (a && k->opts.D > 0 && a->D != k->opts.D)
+  if (!a) return interp_attention(k->p, a, err, errlen);
+  if (k->opts.D > 0 && a->D != k->opts.D)
     return api_err(err, errlen, RT_EINVAL,
                    "kernel compiled for D=%lld, run with D=%lld",
                    (long long)k->opts.D, (long long)a->D);
-  return interp_attention(k->p, a, err, errlen);
+  rt_args with = *a;
+  if (with.threads == 0) with.threads = k->opts.threads;
+  return interp_attention(k->p, &with, err, errlen);
 }
 
 static void interp_free(void *kernel) { free(kernel); }

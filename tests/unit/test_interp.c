@@ -297,6 +297,11 @@ static void test_random(void **state) {
     ir_program p = prog(B2(IR_RANDOM, K(ws[k].x), K(ws[k].y)));
     check_mask(&p, r_random, &ws[k]);
   }
+  /* r far beyond Lk: every key (the rows are short, all keys get drawn). */
+  two all = {INT64_MAX, 5};
+  ir_program p = prog(B2(IR_RANDOM, K(INT64_MAX), K(5)));
+  rt_args a = base_args(2, 6, 6);
+  check_mask_args(&p, &a, r_full, &all);
   /* A value computed by hand from the spec's formula: seed 1, h 0, i 0,
    * t 0 hashes splitmix64(0x9E3779B97F4A7C15). */
   assert_true(splitmix(0x9E3779B97F4A7C15ull) == ir_hash(1, 0, 0, 0));
@@ -1116,6 +1121,26 @@ static void test_api_errors(void **state) {
   assert_int_equal(interp_mask_row(&p, &a, 0, 0, 0, NULL, err, sizeof err), RT_EINVAL);
   /* Errors with no message buffer do not crash. */
   assert_int_equal(interp_mask_row(&p, &a, 0, 0, 0, NULL, NULL, 0), RT_EINVAL);
+  /* Malformed IR is refused, not run. */
+  ir_node *w1 = ir_new(A, IR_WINDOW, 1, SPAN_NONE);
+  w1->kids[0] = K(1);
+  ir_node *bad_rt = RT(3);
+  ir_node *bad_ext = B2(IR_EXTERN, VI(), VJ());
+  bad_ext->value = 0;
+  ir_node *bads[] = {
+      w1, WHERE(L0(IR_FULL)), B2(IR_AND, L0(IR_CAUSAL), K(1)), K(1),
+      B2(IR_WINDOW, bad_rt, K(0)), U(IR_ROWS, K(1)), U(IR_COLS, SET(1, L0(IR_FULL))),
+      WHERE(bad_ext), U(IR_COLS, SET(1, B2(IR_RANGE, K(0), L0(IR_NONE)))),
+      T3(IR_PSEL, L0(IR_FULL), L0(IR_FULL), L0(IR_FULL)),
+  };
+  static ir_extern ext3s[1] = {{"f3", 3}};
+  for (size_t k = 0; k < sizeof bads / sizeof bads[0]; k++) {
+    ir_program pb = prog(bads[k]);
+    pb.n_externs = 1, pb.externs = ext3s;
+    err[0] = 0;
+    assert_int_equal(interp_mask_row(&pb, &a, 0, 0, 0, row, err, sizeof err), RT_EINVAL);
+    assert_non_null(strstr(err, "malformed"));
+  }
   /* The backend table: D must match what the kernel was compiled for. */
   backend_opts bo = {8, 0};
   assert_null(backend_interp.compile(NULL, &bo, err, sizeof err));
@@ -1150,6 +1175,75 @@ static void test_backend_run(void **state) {
   data_free(&x), data_free(&y);
 }
 
+/* Any thread count gives the same bits, and the first error in (b, h, r)
+ * order whichever thread meets it. */
+static void test_threads(void **state) {
+  (void)state;
+  data x, y;
+  data_new(&x, 2, 3, 1, 37, 41, 8, 1, 555);
+  data_new(&y, 2, 3, 1, 37, 41, 8, 1, 555);
+  ir_node *nsa = B2(IR_AND, L0(IR_CAUSAL),
+                    B2(IR_OR, B2(IR_WINDOW, K(3), K(0)),
+                       B2(IR_BLOCKS, K(4), topk_causal(2))));
+  ir_program p = prog(nsa);
+  char err[256];
+  size_t no = sizeof(float) * 2 * 3 * 37 * 8, nl = sizeof(float) * 2 * 3 * 37;
+  x.a.threads = 1;
+  assert_int_equal(interp_attention(&p, &x.a, err, sizeof err), RT_OK);
+  tk t = {2, 3};
+  check_attention(&p, &x.a, r_nsa, &t);
+  static const int counts[] = {2, 3, 7, 0};
+  for (size_t k = 0; k < 4; k++) {
+    y.a.threads = counts[k];
+    memset(y.o, 0xff, no);
+    assert_int_equal(interp_attention(&p, &y.a, err, sizeof err), RT_OK);
+    assert_memory_equal(x.o, y.o, no);
+    assert_memory_equal(x.lse, y.lse, nl);
+  }
+  ir_program pd = doc_prog();
+  pd.root = WHERE(B2(IR_EQ, IN(0, B2(IR_ADD, VI(), B2(IR_MUL, K(30), VH()))), K(0)));
+  int32_t zeros[41] = {0};
+  const int32_t *inputs[1] = {zeros};
+  y.a.inputs = inputs;
+  for (size_t k = 0; k < 4; k++) {
+    y.a.threads = counts[k];
+    assert_int_equal(interp_attention(&pd, &y.a, err, sizeof err), RT_ERANGE);
+    assert_string_equal(err, "index 41 of input 'doc' is out of range [0, 41)");
+  }
+  data_free(&x), data_free(&y);
+}
+
+/* Several rows at once give what the rows give one by one. */
+static void test_mask_rows(void **state) {
+  (void)state;
+  data x;
+  data_new(&x, 2, 2, 1, 29, 33, 4, 0, 8);
+  ir_node *nsa = B2(IR_AND, L0(IR_CAUSAL),
+                    B2(IR_OR, B2(IR_WINDOW, K(3), K(0)),
+                       B2(IR_BLOCKS, K(4), topk_causal(2))));
+  ir_program p = prog(B2(IR_OR, nsa, B2(IR_RANDOM, K(2), K(3))));
+  uint8_t all[29 * 33], one[33];
+  char err[256];
+  for (int64_t b = 0; b < 2; b++)
+    for (int64_t h = 0; h < 2; h++) {
+      assert_int_equal(interp_mask_rows(&p, &x.a, b, h, 0, 29, all, err, sizeof err), RT_OK);
+      for (int64_t r = 0; r < 29; r++) {
+        assert_int_equal(interp_mask_row(&p, &x.a, b, h, r, one, err, sizeof err), RT_OK);
+        assert_memory_equal(all + r * 33, one, 33);
+      }
+      assert_int_equal(interp_mask_rows(&p, &x.a, b, h, 20, 9, all, err, sizeof err), RT_OK);
+      for (int64_t r = 20; r < 29; r++) {
+        assert_int_equal(interp_mask_row(&p, &x.a, b, h, r, one, err, sizeof err), RT_OK);
+        assert_memory_equal(all + (r - 20) * 33, one, 33);
+      }
+    }
+  assert_int_equal(interp_mask_rows(&p, &x.a, 0, 0, 20, 10, all, err, sizeof err), RT_EINVAL);
+  assert_int_equal(interp_mask_rows(&p, &x.a, 0, 0, 0, 0, all, err, sizeof err), RT_EINVAL);
+  assert_int_equal(interp_mask_rows(&p, &x.a, 0, 0, 3, -1, all, err, sizeof err), RT_EINVAL);
+  assert_int_equal(interp_mask_rows(&p, &x.a, 0, 0, 28, INT64_MAX, all, err, sizeof err), RT_EINVAL);
+  data_free(&x);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_full_none_causal, setup, teardown),
@@ -1172,6 +1266,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_runtime_errors, setup_diag, teardown_diag),
       cmocka_unit_test_setup_teardown(test_api_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_backend_run, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_mask_rows, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
