@@ -1,0 +1,233 @@
+/* spatc_common.h: what the spatc subcommands share.
+ *
+ * One option table (SPATC_OPTS) gives every option's spelling, argument and
+ * help line; a subcommand lists the ids it accepts and gets parsing, usage
+ * and --help from it.  Then: loading a pattern (file, --pattern, -D),
+ * binding its run-time arguments (--runtime, --input, --plugin), the seeded
+ * random tensors, and printing errors.  Only the driver prints; every
+ * function here that fails has already written its message to stderr and
+ * returns the exit status to use.
+ */
+#ifndef SPAT_SPATC_COMMON_H
+#define SPAT_SPATC_COMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../runtime/interp.h"
+#include "../runtime/npy.h"
+#include "../runtime/rt.h"
+#include "arena.h"
+#include "diag.h"
+#include "frontend.h"
+#include "ir.h"
+
+enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
+
+#define SPATC_VERSION "0.1.0"
+
+/* X(id, long name, short letter or 0, metavar or NULL (a flag), help) */
+#define SPATC_OPTS(X)                                                        \
+  X(HELP, "help", 'h', NULL, "print this help and exit")                     \
+  X(VERBOSE, "verbose", 'v', NULL, "say more")                               \
+  X(PATTERN, "pattern", 'p', "NAME",                                         \
+    "the pattern (default: the only or last one)")            \
+  X(DEFINE, "define", 'D', "NAME=INT",                                       \
+    "override a compile-time parameter (repeatable)")                        \
+  X(RUNTIME, "runtime", 0, "NAME=INT",                                       \
+    "value of a runtime scalar (repeatable)")                                \
+  X(INPUT, "input", 0, "NAME=FILE.npy",                                      \
+    "an input array: int32, Lk entries (repeatable)")                        \
+  X(PLUGIN, "plugin", 0, "LIB.so",                                           \
+    "library defining the extern functions")                \
+  X(LQ, "lq", 0, "N", "query rows")                                          \
+  X(LK, "lk", 0, "N", "keys (default: Lq, or --len)")                        \
+  X(LEN, "len", 'L', "N", "sequence length: Lq = Lk = N")                    \
+  X(HEADS, "heads", 'H', "N", "query heads (default 1)")                     \
+  X(KVHEADS, "kv-heads", 0, "N",                                             \
+    "key/value heads, dividing --heads (default: --heads)")                  \
+  X(HEAD, "head", 0, "H", "only head H")                                     \
+  X(BATCH, "batch", 'B', "N", "batch size (default 1)")                      \
+  X(DIM, "dim", 'd', "N", "head dimension (default 64)")                     \
+  X(SEED, "seed", 's', "S", "draw q, k, v at random from seed S")  \
+  X(Q, "q", 0, "FILE.npy", "queries, float32")                               \
+  X(K, "k", 0, "FILE.npy", "keys, float32")                                  \
+  X(V, "v", 0, "FILE.npy", "values, float32")                                \
+  X(LAYOUT, "layout", 0, "bhld|blhd",                                        \
+    "axis order of q, k, v (default bhld)")                                  \
+  X(SCALE, "scale", 0, "F", "score scale (default 1/sqrt(D))")               \
+  X(FORMAT, "format", 'f', "FMT", "ascii (default), npy, png or svg")        \
+  X(PX, "px", 0, "N",                                                        \
+    "png/svg: at most N pixels a side (default 1024)")                       \
+  X(FORCE, "force", 0, NULL, "print ascii masks wider than 512 columns")     \
+  X(OUTPUT, "output", 'o', "FILE", "write the result to FILE")              \
+  X(LSE, "lse", 0, "FILE.npy", "also write log-sum-exp, [B, H, Lq]")         \
+  X(BACKEND, "backend", 0, "NAME", "jit or interp")                          \
+  X(THREADS, "threads", 'j', "N", "threads (default 0: all cores)")          \
+  X(BQ, "bq", 0, "N", "query tile rows")                                     \
+  X(BK, "bk", 0, "N", "key tile columns")                                    \
+  X(REPEAT, "repeat", 'r', "N", "timed repetitions")
+
+typedef enum {
+  OPT_NONE = 0,
+#define X(id, l, s, m, h) OPT_##id,
+  SPATC_OPTS(X)
+#undef X
+  OPT_N
+} spatc_opt;
+
+enum { CLI_END = -1, CLI_POS = -2, CLI_ERR = -3 };
+
+/* A subcommand's command line, walked one option at a time. */
+typedef struct cli {
+  int argc;
+  char **argv;
+  int k;               /* next argv index */
+  const char *cmd;     /* "mask", for messages */
+  const char *synopsis;/* "FILE --lq N [options]" */
+  const char *about;   /* one paragraph for --help */
+  const spatc_opt *ok; /* accepted options, OPT_NONE-terminated */
+  const char *arg;     /* the argument of the last option or positional */
+  const char *spelled; /* the option as written ("--lq"), for messages */
+  bool no_more_opts;   /* after "--" */
+  char spelled_buf[80];
+} cli;
+
+void cli_init(cli *c, int argc, char **argv, const char *synopsis,
+              const char *about, const spatc_opt *ok);
+/* An OPT_* id (its argument in c->arg), CLI_POS (c->arg), CLI_END, or
+ * CLI_ERR after a usage message on stderr. */
+int cli_next(cli *c);
+void cli_help(const cli *c, FILE *f);  /* --help text */
+int cli_usage_error(const cli *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));   /* prints, returns 2 */
+/* The current option's argument as an integer in [lo, hi]; else a usage
+ * error (returns false). */
+bool cli_int(const cli *c, int64_t lo, int64_t hi, int64_t *out);
+bool cli_float(const cli *c, double *out);
+
+/* "spatc: error: ..." on stderr; returns 1. */
+int spatc_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints a library message: as-is when it already reads "...: error: ...",
+ * else prefixed "spatc: error: ". Returns 1. */
+int spatc_lib_error(const char *msg);
+
+/* "NAME=VALUE" options, in command-line order. */
+typedef struct kv_list {
+  int n, cap;
+  const char **name;
+  const char **value;  /* the text after '=' */
+} kv_list;
+
+/* What selects and feeds a pattern: shared by mask, stats, run, explain. */
+typedef struct spatc_sel {
+  const char *file;
+  const char *pattern;       /* --pattern or NULL */
+  int n_defs, cap_defs;
+  fe_define *defs;           /* -D */
+  kv_list runtime;           /* --runtime */
+  kv_list inputs;            /* --input */
+  const char *plugin;        /* --plugin */
+  arena *a;                  /* strings and lists above */
+} spatc_sel;
+
+void sel_init(spatc_sel *s);
+void sel_free(spatc_sel *s);
+/* Handles OPT_PATTERN/DEFINE/RUNTIME/INPUT/PLUGIN.  1: handled; 0: not a
+ * selection option; -1: bad argument (usage message printed). */
+int sel_option(spatc_sel *s, const cli *c, int id);
+
+/* A loaded, instantiated pattern. */
+typedef struct spatc_pat {
+  diag *d;
+  arena *a;
+  fe_module *m;
+  ir_program *p;
+} spatc_pat;
+
+/* 0, or an exit status after printing (missing file, diagnostics). */
+int spatc_open(spatc_pat *sp, const char *path);
+int spatc_load(spatc_pat *sp, const spatc_sel *s);
+void spatc_pat_free(spatc_pat *sp);
+
+/* The run-time arguments of a pattern: runtime scalars, input arrays,
+ * extern functions. */
+typedef struct spatc_bound {
+  int64_t *runtime;
+  const int32_t **inputs;
+  npy_array *arrays;
+  void **externs;
+  void *dl;                  /* dlopen handle of --plugin */
+  int n_inputs;
+} spatc_bound;
+
+/* 0 or 1 after printing (unknown or missing names, bad arrays). */
+int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
+               int64_t Lk);
+void spatc_bound_free(spatc_bound *b);
+
+/* Sizes and tensors: --batch --heads --kv-heads --lq --lk --len --dim
+ * --head --seed --q --k --v --layout.  0: not given. */
+typedef struct spatc_shape {
+  int64_t B, H, Hkv, Lq, Lk, L, D;
+  int64_t head;              /* --head; -1: every head */
+  bool seeded;
+  uint64_t seed;
+  const char *q, *k, *v;
+  int layout;                /* 0 bhld, 1 blhd */
+} spatc_shape;
+
+void shape_init(spatc_shape *s);
+/* Like sel_option, for the options above. */
+int shape_option(spatc_shape *s, const cli *c, int id);
+
+enum { QKV_SIZES = 0, QKV_QK = 1, QKV_QKV = 2 };
+
+/* q, k, v of a run: read from --q/--k/--v (validated, sizes taken from them)
+ * or drawn from --seed; their memory. */
+typedef struct spatc_qkv {
+  float *mem[3];             /* owned: malloc'd buffers or npy data */
+  npy_array file[3];
+} spatc_qkv;
+
+/* Fills a->B, H, Hkv, Lq, Lk, D and, as need asks (QKV_QK: q and k;
+ * QKV_QKV: all three), the tensors of a.  Returns 0 or the exit status
+ * after printing. */
+int spatc_qkv_setup(spatc_qkv *t, rt_args *a, const spatc_shape *s,
+                    const cli *c, int need);
+void spatc_qkv_free(spatc_qkv *t);
+
+/* Everything needed to compute mask rows (mask, stats): the pattern, q and k
+ * when it has topk, its bound arguments, and the heads asked for. */
+typedef struct spatc_rows {
+  spatc_pat pat;
+  spatc_qkv qkv;
+  spatc_bound bound;
+  rt_args a;
+  int64_t h0, h1;            /* heads [h0, h1) */
+} spatc_rows;
+
+/* 0 or the exit status after printing. */
+int spatc_rows_open(spatc_rows *r, const spatc_sel *sel,
+                    const spatc_shape *sh, const cli *c);
+/* out[j] = M(h, i(row), j), j in [0, Lk); 0, or 1 after printing. */
+int spatc_rows_get(spatc_rows *r, int64_t h, int64_t row, uint8_t *out);
+void spatc_rows_close(spatc_rows *r);
+
+/* "name(w = 2, g = 1)": the pattern with its bound parameters. */
+const char *spatc_pattern_title(const ir_program *p);
+
+/* Seeded random tensor: standard normal values in logical [B, H, L, D]
+ * order whatever the strides (see the man page, ENVIRONMENT). */
+void spatc_randn(const rt_tensor *t, int64_t B, int64_t H, int64_t L,
+                 int64_t D, uint64_t seed, int stream);
+
+/* Reads a float32 npy of ndim dims; 0 or 1 after printing. */
+int spatc_read_f32(const char *what, const char *path, int ndim,
+                   npy_array *out);
+
+double spatc_now_ms(void);
+void *spatc_xmalloc(size_t n);   /* NULL after printing "out of memory" */
+
+#endif

@@ -1,0 +1,469 @@
+#!/usr/bin/env bash
+# tests/cli/run.sh: end-to-end tests of the spatc command line.
+# Run from the repository root with $SPATC naming the binary (make test does
+# this).  Prints "ok NAME" or "FAIL NAME" per test and closes with
+# "N passed, N failed"; exits non-zero when a test failed.
+# Needs bash and python3 (standard library only: npy files are read and
+# written with struct, the reference attention is computed in pure Python).
+set -u
+SPATC=${SPATC:-build/spatc}
+case $SPATC in /*) ;; *) SPATC=$PWD/$SPATC ;; esac
+ROOT=$PWD
+T=$(mktemp -d "${TMPDIR:-/tmp}/spatc-cli.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+passed=0 failed=0
+
+ok() { echo "ok $1"; passed=$((passed + 1)); }
+fail() {
+  echo "FAIL $1${2:+: $2}"
+  [ -s out ] && sed 's/^/  stdout: /' out | head -20
+  [ -s err ] && sed 's/^/  stderr: /' err | head -20
+  failed=$((failed + 1))
+}
+# sp ARGS...: runs spatc with stdout in ./out, stderr in ./err; sets rc.
+sp() { "$SPATC" "$@" >out 2>err; rc=$?; }
+# expect NAME RC: the last sp exited with RC.
+expect_rc() { [ "$rc" -eq "$2" ] || { fail "$1" "exit $rc, expected $2"; return 1; }; }
+has() { grep -qF -- "$2" "$1"; }
+
+# ---- a small npy / attention toolkit (python3, standard library) ----
+cat >npy.py <<'EOF'
+import ast, math, struct, sys
+
+def read(path):
+    b = open(path, 'rb').read()
+    assert b[:6] == b'\x93NUMPY', 'bad magic'
+    major = b[6]
+    if major == 1:
+        hl = struct.unpack('<H', b[8:10])[0]; off = 10
+    else:
+        hl = struct.unpack('<I', b[8:12])[0]; off = 12
+    hdr = ast.literal_eval(b[off:off + hl].decode('latin1'))
+    assert (off + hl) % 64 == 0, 'header not padded to 64'
+    data = b[off + hl:]
+    code = {'<f4': 'f', '<i4': 'i', '|u1': 'B'}[hdr['descr']]
+    n = 1
+    for s in hdr['shape']: n *= s
+    assert len(data) == n * struct.calcsize(code), 'data size'
+    return hdr, list(struct.unpack('<%d%s' % (n, code), data))
+
+def write(path, descr, shape, vals, fortran=False, cut=0):
+    hdr = "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (
+        descr, fortran, tuple(shape))
+    pad = 64 - (10 + len(hdr) + 1) % 64
+    hdr = hdr + ' ' * pad + '\n'
+    code = {'<f4': 'f', '<i4': 'i', '|u1': 'B', '<f8': 'd'}[descr]
+    out = b'\x93NUMPY\x01\x00' + struct.pack('<H', len(hdr)) + hdr.encode()
+    out += struct.pack('<%d%s' % (len(vals), code), *vals)
+    if cut: out = out[:-cut]
+    open(path, 'wb').write(out)
+
+M64 = (1 << 64) - 1
+def mix(x):
+    z = (x + 0x9E3779B97F4A7C15) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+def randn(seed, stream, n):
+    # the generator documented in spatc(1)
+    st = mix((seed + stream) & M64)
+    out = []
+    for _ in range(n):
+        x1 = mix(st); st = (st + 0x9E3779B97F4A7C15) & M64
+        x2 = mix(st); st = (st + 0x9E3779B97F4A7C15) & M64
+        u1 = ((x1 >> 11) + 1) * 2.0 ** -53
+        u2 = (x2 >> 11) * 2.0 ** -53
+        out.append(struct.unpack('f', struct.pack('f', math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)))[0])
+    return out
+
+def attention(q, k, v, B, H, Hkv, Lq, Lk, D, allowed):
+    # q [B,H,Lq,D], k, v [B,Hkv,Lk,D] flat lists; allowed(h, i, j)
+    o, lse = [], []
+    g = H // Hkv
+    scale = 1 / math.sqrt(D)
+    for b in range(B):
+        for h in range(H):
+            hk = h // g
+            for r in range(Lq):
+                i = r + (Lk - Lq) if Lq <= Lk else r
+                qi = q[((b * H + h) * Lq + r) * D:][:D]
+                s = []
+                for j in range(Lk):
+                    if allowed(h, i, j):
+                        kj = k[((b * Hkv + hk) * Lk + j) * D:][:D]
+                        s.append((j, scale * sum(x * y for x, y in zip(qi, kj))))
+                if not s:
+                    o.extend([0.0] * D); lse.append(-math.inf); continue
+                m = max(x for _, x in s)
+                w = [(j, math.exp(x - m)) for j, x in s]
+                z = sum(x for _, x in w)
+                lse.append(m + math.log(z))
+                acc = [0.0] * D
+                for j, x in w:
+                    vj = v[((b * Hkv + hk) * Lk + j) * D:][:D]
+                    for d in range(D): acc[d] += x / z * vj[d]
+                o.extend(acc)
+    return o, lse
+
+def maxdiff(a, b):
+    return max((0.0 if (x == y) else abs(x - y)) for x, y in zip(a, b))
+
+cmd = sys.argv[1]
+if cmd == 'shape':                      # shape FILE -> "descr (a, b)"
+    h, _ = read(sys.argv[2]); print(h['descr'], tuple(h['shape']))
+elif cmd == 'cmp':                      # cmp A B TOL: same shape, max |a-b| <= TOL
+    ha, a = read(sys.argv[2]); hb, b = read(sys.argv[3])
+    assert ha['shape'] == hb['shape'], (ha['shape'], hb['shape'])
+    d = maxdiff(a, b)
+    print('maxdiff', d)
+    sys.exit(0 if d <= float(sys.argv[4]) else 1)
+elif cmd == 'ascii':                    # ascii FILE: a [Lq, Lk] uint8 mask as #/.
+    h, a = read(sys.argv[2]); lq, lk = h['shape']
+    for r in range(lq): print(''.join('#' if a[r * lk + j] else '.' for j in range(lk)))
+elif cmd == 'write':                    # write FILE DESCR SHAPE VALUES [fortran] [cut]
+    vals = [float(x) if sys.argv[3] in ('<f4', '<f8') else int(x) for x in sys.argv[5].split(',')] if sys.argv[5] else []
+    write(sys.argv[2], sys.argv[3], [int(x) for x in sys.argv[4].split(',')], vals,
+          len(sys.argv) > 6 and sys.argv[6] == 'F', int(sys.argv[7]) if len(sys.argv) > 7 else 0)
+elif cmd == 'writerand':                # writerand FILE SEED STREAM SHAPE: float32 normal
+    shape = [int(x) for x in sys.argv[5].split(',')]
+    n = 1
+    for s in shape: n *= s
+    write(sys.argv[2], '<f4', shape, randn(int(sys.argv[3]), int(sys.argv[4]), n))
+elif cmd == 'ref':                      # ref O LSE SEED B H HKV LQ LK D PRED
+    seed, B, H, Hkv, Lq, Lk, D = (int(x) for x in sys.argv[4:11])
+    pred = eval('lambda h, i, j: ' + sys.argv[11])
+    q = randn(seed, 0, B * H * Lq * D)
+    k = randn(seed, 1, B * Hkv * Lk * D)
+    v = randn(seed, 2, B * Hkv * Lk * D)
+    o, lse = attention(q, k, v, B, H, Hkv, Lq, Lk, D, pred)
+    _, got = read(sys.argv[2]); _, got_lse = read(sys.argv[3])
+    d, dl = maxdiff(o, got), maxdiff(lse, got_lse)
+    print('maxdiff o', d, 'lse', dl)
+    sys.exit(0 if d <= 2e-5 and dl <= 2e-5 else 1)
+elif cmd == 'ref-files':                # ref-files O Q K V PRED: [B,H,L,D] inputs
+    _, got = read(sys.argv[2])
+    hq, q = read(sys.argv[3]); hk, k = read(sys.argv[4]); _, v = read(sys.argv[5])
+    B, H, Lq, D = hq['shape']; _, Hkv, Lk, _ = hk['shape']
+    pred = eval('lambda h, i, j: ' + sys.argv[6])
+    o, _ = attention(q, k, v, B, H, Hkv, Lq, Lk, D, pred)
+    d = maxdiff(o, got); print('maxdiff', d)
+    sys.exit(0 if d <= 2e-5 else 1)
+EOF
+py() { python3 npy.py "$@"; }
+
+# ---- patterns ----
+cat >pats.pat <<'EOF'
+# patterns for the CLI tests
+pattern causal4 = causal;
+pattern win(w = 1) = window(w);
+pattern cw(w = 2) = causal & window(w, 0);
+EOF
+cat >w2.pat <<'EOF'
+pattern w2 = window(2);
+EOF
+cat >heads.pat <<'EOF'
+pattern perhead = h == 0 ? causal : window(0);
+EOF
+cat >rt.pat <<'EOF'
+pattern sinks(runtime n) = causal & (cols(0 .. n) | window(1, 0));
+EOF
+cat >docs.pat <<'EOF'
+pattern docs(input doc: int[]) = causal & where(doc[i] == doc[j]);
+EOF
+cat >rows.pat <<'EOF'
+pattern two = rows({0, 1});
+EOF
+cat >topk.pat <<'EOF'
+pattern tk(k = 2) = topk(k, causal);
+EOF
+printf 'pattern bad = window(w);\n' >bad.pat
+printf 'pattern oob(input doc: int[]) = where(doc[i + 1] == 0);\n' >oob.pat
+printf 'pattern neg = window(1 - 3);\n' >neg.pat
+
+# ---- the driver ----
+sp --version
+expect_rc version 0 && grep -qE '^spatc [0-9]+\.[0-9]+' out && ok version || fail version
+sp --help
+expect_rc help 0 && for c in check mask stats run; do has out "$c" || false; done && ok help || fail help
+sp
+expect_rc no-args 2 && has err usage: && ok no-args || fail no-args
+sp frobnicate
+expect_rc unknown-command 2 && has err "spatc: error: unknown command 'frobnicate'" && ok unknown-command || fail unknown-command
+sp help mask
+expect_rc help-command 0 && has out "usage: spatc mask" && ok help-command || fail help-command
+for c in check mask stats run; do
+  sp "$c" --help
+  expect_rc "help-$c" 0 && has out "usage: spatc $c" && [ ! -s err ] && ok "help-$c" || fail "help-$c"
+done
+sp mask pats.pat --bogus 3
+expect_rc unknown-option 2 && has err "spatc: error: unknown option '--bogus'" && has err "usage: spatc mask" && ok unknown-option || fail unknown-option
+sp stats w2.pat --lq
+expect_rc missing-argument 2 && has err "option '--lq' requires an argument" && ok missing-argument || fail missing-argument
+sp mask w2.pat --lq x8
+expect_rc bad-integer 2 && has err "--lq: expected an integer" && ok bad-integer || fail bad-integer
+sp mask w2.pat
+expect_rc missing-size 2 && has err "--lq N or --len N" && ok missing-size || fail missing-size
+sp mask
+expect_rc missing-file-arg 2 && has err "no input file" && ok missing-file-arg || fail missing-file-arg
+
+# ---- check ----
+sp check pats.pat w2.pat
+expect_rc check-ok 0 && [ ! -s out ] && [ ! -s err ] && ok check-ok || fail check-ok
+sp check -v pats.pat
+expect_rc check-verbose 0 && [ "$(wc -l <out)" -eq 3 ] && has out "pats.pat: win(w = 1)" && has out "pats.pat: cw(w = 2)" && has out "pats.pat: causal4" && ok check-verbose || fail check-verbose
+sp check nope.pat
+expect_rc check-missing 1 && [ "$(cat err)" = "spatc: error: nope.pat: No such file or directory" ] && ok check-missing || fail check-missing
+sp check bad.pat
+expect_rc check-error 1 && grep -qE '^bad\.pat:1:[0-9]+: error: ' err && grep -qE '^ *\| *\^' err && ok check-error || fail check-error
+sp check neg.pat
+expect_rc check-negative 1 && grep -qE '^neg\.pat:1:[0-9]+: error: ' err && ok check-negative || fail check-negative
+sp check -v bad.pat w2.pat
+expect_rc check-continues 1 && has out "w2.pat: w2" && has err "bad.pat:1:" && ok check-continues || fail check-continues
+sp check .
+expect_rc check-directory 1 && has err "spatc: error: .: Is a directory" && ok check-directory || fail check-directory
+
+# ---- mask ----
+sp mask w2.pat --lq 6
+cat >want <<'EOF'
+###...
+####..
+#####.
+.#####
+..####
+...###
+EOF
+expect_rc mask-ascii 0 && cmp -s out want && ok mask-ascii || fail mask-ascii
+sp mask pats.pat --pattern cw --len 5
+cat >want <<'EOF'
+#....
+##...
+###..
+.###.
+..###
+EOF
+expect_rc mask-pattern 0 && cmp -s out want && ok mask-pattern || fail mask-pattern
+sp mask pats.pat -p cw -D w=0 --len 3
+printf '#..\n.#.\n..#\n' >want
+expect_rc mask-define 0 && cmp -s out want && ok mask-define || fail mask-define
+sp mask pats.pat --pattern causal4 --lq 2 --lk 4
+printf '###.\n####\n' >want
+expect_rc mask-rect 0 && cmp -s out want && ok mask-rect || fail mask-rect
+sp mask pats.pat --pattern nosuch --len 4
+expect_rc mask-no-pattern 1 && has err "no pattern named 'nosuch'" && ok mask-no-pattern || fail mask-no-pattern
+sp mask pats.pat -p win -D nosuch=3 --len 4
+expect_rc mask-define-unknown 1 && has err "error:" && ok mask-define-unknown || fail mask-define-unknown
+sp mask pats.pat -p win -D w --len 4
+expect_rc mask-define-malformed 2 && has err "expected NAME=INTEGER" && ok mask-define-malformed || fail mask-define-malformed
+sp mask heads.pat --len 3 --heads 2
+printf '# head 0\n#..\n##.\n###\n\n# head 1\n#..\n.#.\n..#\n' >want
+expect_rc mask-heads 0 && cmp -s out want && ok mask-heads || fail mask-heads
+sp mask heads.pat --len 3 --heads 2 --head 1
+printf '#..\n.#.\n..#\n' >want
+expect_rc mask-head 0 && cmp -s out want && ok mask-head || fail mask-head
+sp mask heads.pat --len 3 --heads 2 --head 2
+expect_rc mask-head-range 2 && has err "--head 2 is out of range" && ok mask-head-range || fail mask-head-range
+sp mask w2.pat --len 600
+expect_rc mask-too-wide 1 && has err "too wide for ascii" && has err png && ok mask-too-wide || fail mask-too-wide
+sp mask w2.pat --lq 2 --lk 600 --force
+expect_rc mask-force 0 && [ "$(wc -l <out)" -eq 2 ] && [ "$(head -1 out | wc -c)" -eq 601 ] && ok mask-force || fail mask-force
+sp mask w2.pat --len 6 -o m.txt
+printf '###...\n####..\n#####.\n.#####\n..####\n...###\n' >want
+expect_rc mask-output 0 && cmp -s m.txt want && [ ! -s out ] && ok mask-output || fail mask-output
+
+# npy: header bytes, size, contents
+sp mask heads.pat --len 5 --heads 2 --format npy -o m.npy
+if expect_rc mask-npy 0; then
+  magic=$(head -c 8 m.npy | od -An -tx1 | tr -d ' \n')
+  # 128 bytes of preamble+header for this shape, then 2*5*5 bytes
+  if [ "$magic" = "934e554d50590100" ] && [ "$(py shape m.npy)" = "|u1 (2, 5, 5)" ] &&
+     [ $(( $(wc -c <m.npy) % 64 )) -eq $(( 2 * 5 * 5 % 64 )) ]; then ok mask-npy; else fail mask-npy "$magic $(py shape m.npy)"; fi
+fi
+sp mask heads.pat --len 5 --heads 2 --head 0 -o h0.npy
+if expect_rc mask-npy-head 0 && [ "$(py shape h0.npy)" = "|u1 (5, 5)" ]; then
+  py ascii h0.npy >got; "$SPATC" mask heads.pat --len 5 --heads 2 --head 0 >want
+  cmp -s got want && ok mask-npy-head || fail mask-npy-head "npy and ascii differ"
+else fail mask-npy-head; fi
+sp mask w2.pat --len 64 --format png -o m.png
+expect_rc mask-png 0 && [ "$(head -c 8 m.png | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] && ok mask-png || fail mask-png
+sp mask w2.pat --len 4096 -o big.png
+expect_rc mask-png-4096 0 && [ "$(head -c 8 big.png | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] && ok mask-png-4096 || fail mask-png-4096
+sp mask w2.pat --len 32 -o m.svg
+if expect_rc mask-svg 0 && has m.svg "<svg" &&
+   python3 -c 'import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); sys.exit(0 if r.tag.endswith("svg") else 1)' m.svg; then
+  ok mask-svg; else fail mask-svg; fi
+sp mask w2.pat --len 8 --format png
+expect_rc mask-png-needs-o 2 && has err "-o FILE" && ok mask-png-needs-o || fail mask-png-needs-o
+sp mask w2.pat --len 8 --format jpeg -o x.jpeg
+expect_rc mask-bad-format 2 && has err "expected ascii, npy, png or svg" && ok mask-bad-format || fail mask-bad-format
+sp mask w2.pat --len 8 -o /nonexistent-dir/m.npy
+expect_rc mask-unwritable 1 && has err "/nonexistent-dir/m.npy" && ok mask-unwritable || fail mask-unwritable
+
+# runtime scalars and input arrays
+sp mask rt.pat --len 5
+expect_rc runtime-missing 1 && has err "'n'" && has err "--runtime" && ok runtime-missing || fail runtime-missing
+sp mask rt.pat --len 5 --runtime n=1
+printf '#....\n##...\n###..\n#.##.\n#..##\n' >want
+expect_rc runtime-value 0 && cmp -s out want && ok runtime-value || fail runtime-value
+sp mask rt.pat --len 5 --runtime n=1 --runtime m=2
+expect_rc runtime-unknown 1 && has err "no runtime scalar 'm'" && ok runtime-unknown || fail runtime-unknown
+py write doc.npy '<i4' 5 0,0,1,1,1
+sp mask docs.pat --len 5 --input doc=doc.npy
+printf '#....\n##...\n..#..\n..##.\n..###\n' >want
+expect_rc input-array 0 && cmp -s out want && ok input-array || fail input-array
+sp mask docs.pat --len 5
+expect_rc input-missing 1 && has err "'doc'" && has err "--input" && ok input-missing || fail input-missing
+py write doc4.npy '<i4' 4 0,0,1,1
+sp mask docs.pat --len 5 --input doc=doc4.npy
+expect_rc input-length 1 && has err "doc4.npy" && has err "(5,)" && ok input-length || fail input-length
+py write docf.npy '<f4' 5 0,0,1,1,1
+sp mask docs.pat --len 5 --input doc=docf.npy
+expect_rc input-dtype 1 && has err "int32" && ok input-dtype || fail input-dtype
+
+# topk needs q and k
+sp mask topk.pat --len 6
+expect_rc topk-needs-qk 1 && has err "--seed" && ok topk-needs-qk || fail topk-needs-qk
+sp mask topk.pat --len 6 --seed 7 --dim 8
+if expect_rc topk-seed 0; then
+  # row r allows min(k, r + 1) keys, all at j <= r
+  good=1 r=0
+  while read -r line; do
+    n=$(printf '%s' "$line" | tr -cd '#' | wc -c)
+    want=$(( r + 1 < 2 ? r + 1 : 2 ))
+    [ "$n" -eq "$want" ] && [ -z "$(printf '%s' "${line:$((r + 1))}" | tr -d .)" ] || good=0
+    r=$((r + 1))
+  done <out
+  [ "$good" -eq 1 ] && [ "$r" -eq 6 ] && ok topk-seed || fail topk-seed
+fi
+
+# ---- stats ----
+# window(2) at L = 8: rows keep 3 4 5 5 5 5 4 3 keys: nnz 34, density
+# 34/64 = 0.53125, median of 3 3 4 4 5 5 5 5 = 4.5, FLOPs 4 * 34 * 64 = 8704.
+sp stats w2.pat --len 8
+if expect_rc stats-window 0; then
+  set -- $(grep '^total' out)
+  [ "$2 $3 $4 $5 $6 $7 $8" = "34 0.531250 3 4.5 5 0 8704" ] && grep -q '^0 ' out && ok stats-window || fail stats-window "got: $*"
+fi
+sp stats w2.pat --len 8 --dim 16 --heads 3
+if expect_rc stats-heads 0; then
+  set -- $(grep '^total' out)
+  [ "$2 $3 $8" = "102 0.531250 6528" ] && [ "$(grep -cE '^[0-9]+ +34 ' out)" -eq 3 ] && ok stats-heads || fail stats-heads "got: $*"
+fi
+# rows({0, 1}) at L = 4: rows 0 and 1 full, rows 2 and 3 empty; median (0+4)/2
+sp stats rows.pat --len 4 --dim 1
+if expect_rc stats-empty 0; then
+  set -- $(grep '^total' out)
+  [ "$2 $3 $4 $5 $6 $7 $8" = "8 0.500000 0 2.0 4 2 32" ] && ok stats-empty || fail stats-empty "got: $*"
+fi
+sp stats nope.pat --len 8
+expect_rc stats-missing 1 && [ "$(cat err)" = "spatc: error: nope.pat: No such file or directory" ] && ok stats-missing || fail stats-missing
+
+# ---- run ----
+sp run pats.pat -p causal4 --seed 5 --batch 2 --heads 2 --len 6 --dim 4 -o o.npy --lse l.npy --backend interp
+if expect_rc run-seed 0 && [ "$(py shape o.npy)" = "<f4 (2, 2, 6, 4)" ] && [ "$(py shape l.npy)" = "<f4 (2, 2, 6)" ] &&
+   has err "backend=interp" && has err "B=2 H=2 Hkv=2 Lq=6 Lk=6 D=4"; then
+  py ref o.npy l.npy 5 2 2 2 6 6 4 'j <= i' >/dev/null && ok run-seed || fail run-seed "differs from the Python reference"
+else fail run-seed; fi
+sp run pats.pat -p cw --seed 9 --heads 4 --kv-heads 2 --lq 3 --lk 7 --dim 5 -o o.npy --lse l.npy --backend interp
+if expect_rc run-gqa 0; then
+  py ref o.npy l.npy 9 1 4 2 3 7 5 'j <= i and j >= i - 2' >/dev/null && ok run-gqa || fail run-gqa "differs from the Python reference"
+fi
+sp run pats.pat -p cw --seed 9 --heads 4 --kv-heads 2 --lq 3 --lk 7 --dim 5 -o o2.npy --layout blhd --backend interp
+expect_rc run-layout 0 && py cmp o.npy o2.npy 0 >/dev/null && ok run-layout || fail run-layout
+# an empty row gives o = 0 and lse = -inf
+sp run rows.pat --seed 1 --len 4 --dim 2 -o o.npy --lse l.npy --backend interp
+if expect_rc run-empty-rows 0; then
+  py ref o.npy l.npy 1 1 1 1 4 4 2 'i in (0, 1)' >/dev/null && ok run-empty-rows || fail run-empty-rows
+fi
+# npy inputs
+py writerand q.npy 11 0 1,2,5,3; py writerand k.npy 11 1 1,1,5,3; py writerand v.npy 11 2 1,1,5,3
+sp run w2.pat --q q.npy --k k.npy --v v.npy -o o.npy --backend interp
+if expect_rc run-files 0 && [ "$(py shape o.npy)" = "<f4 (1, 2, 5, 3)" ]; then
+  py ref-files o.npy q.npy k.npy v.npy 'abs(i - j) <= 2' >/dev/null && ok run-files || fail run-files "differs from the Python reference"
+else fail run-files; fi
+sp run docs.pat --q q.npy --k k.npy --v v.npy --input doc=doc.npy -o o.npy --backend interp
+if expect_rc run-input 0; then
+  py ref-files o.npy q.npy k.npy v.npy 'j <= i and [0,0,1,1,1][i] == [0,0,1,1,1][j]' >/dev/null && ok run-input || fail run-input
+fi
+py write f8.npy '<f8' 1,2,5,3 "$(seq -s, 1 30)"
+sp run w2.pat --q f8.npy --k k.npy --v v.npy --backend interp
+expect_rc npy-dtype 1 && has err "f8.npy" && has err "<f8" && ok npy-dtype || fail npy-dtype
+py write fo.npy '<f4' 1,2,5,3 "$(seq -s, 1 30)" F
+sp run w2.pat --q fo.npy --k k.npy --v v.npy --backend interp
+expect_rc npy-fortran 1 && has err "fo.npy" && has err "Fortran" && ok npy-fortran || fail npy-fortran
+py write tr.npy '<f4' 1,2,5,3 "$(seq -s, 1 30)" C 7
+sp run w2.pat --q tr.npy --k k.npy --v v.npy --backend interp
+expect_rc npy-truncated 1 && has err "tr.npy" && has err "truncated" && ok npy-truncated || fail npy-truncated
+printf 'not an npy file' >junk.npy
+sp run w2.pat --q junk.npy --k k.npy --v v.npy --backend interp
+expect_rc npy-junk 1 && has err "junk.npy" && ok npy-junk || fail npy-junk
+py write q3.npy '<f4' 2,5,3 "$(seq -s, 1 30)"
+sp run w2.pat --q q3.npy --k k.npy --v v.npy --backend interp
+expect_rc npy-ndim 1 && has err "q3.npy" && has err "4 dimensions" && ok npy-ndim || fail npy-ndim
+py writerand k2.npy 11 1 1,1,5,4
+sp run w2.pat --q q.npy --k k2.npy --v v.npy --backend interp
+expect_rc npy-shape 1 && has err "k2.npy" && ok npy-shape || fail npy-shape
+sp run w2.pat --q q.npy --k k.npy --v nope.npy --backend interp
+expect_rc npy-missing 1 && [ "$(cat err)" = "spatc: error: nope.npy: No such file or directory" ] && ok npy-missing || fail npy-missing
+sp run w2.pat --q q.npy --k k.npy --backend interp
+expect_rc run-needs-v 2 && has err "--v" && ok run-needs-v || fail run-needs-v
+sp run w2.pat --q q.npy --k k.npy --v v.npy --seed 3 --backend interp
+expect_rc run-seed-and-files 2 && ok run-seed-and-files || fail run-seed-and-files
+sp run w2.pat --seed 1 --len 4 --backend nosuch
+expect_rc run-bad-backend 2 && has err "unknown backend 'nosuch'" && ok run-bad-backend || fail run-bad-backend
+sp run rt.pat --seed 1 --len 4 --backend interp
+expect_rc run-runtime-missing 1 && has err "'n'" && ok run-runtime-missing || fail run-runtime-missing
+sp run w2.pat --seed 1 --len 4 --heads 3 --kv-heads 2 --backend interp
+expect_rc run-kv-heads 2 && has err "does not divide" && ok run-kv-heads || fail run-kv-heads
+
+# ---- the pattern library ----
+sp check -v "$ROOT"/patterns/*.pat
+expect_rc check-library 0 && [ "$(wc -l <out)" -ge 8 ] && [ ! -s err ] && ok check-library || fail check-library
+
+# ---- the JIT against the interpreter ----
+# jit_vs_interp NAME ARGS...: o and lse of both backends within 2e-5.
+jit_vs_interp() {
+  local name=$1; shift
+  sp run "$@" --backend interp -o i.npy --lse il.npy
+  expect_rc "$name" 0 || return
+  sp run "$@" -o j.npy --lse jl.npy
+  expect_rc "$name" 0 || return
+  has err "backend=jit" || { fail "$name" "the default backend is not jit"; return; }
+  if py cmp i.npy j.npy 2e-5 >cmp.txt && py cmp il.npy jl.npy 2e-5 >>cmp.txt; then
+    ok "$name"; else fail "$name" "$(tr '\n' ' ' <cmp.txt)"; fi
+}
+py write doc64.npy '<i4' 64 "$(python3 -c 'print(",".join(str(x * x // 300) for x in range(64)))')"
+jit_vs_interp jit-window w2.pat --seed 3 --batch 2 --heads 2 --len 100 --dim 16
+jit_vs_interp jit-gqa-rect pats.pat -p cw -D w=7 --seed 4 --heads 4 --kv-heads 2 --lq 37 --lk 90 --dim 32
+jit_vs_interp jit-input docs.pat --seed 5 --len 64 --dim 16 --input doc=doc64.npy
+jit_vs_interp jit-runtime rt.pat --runtime n=3 --seed 6 --len 70 --dim 64
+jit_vs_interp jit-empty-rows rows.pat --seed 7 --len 50 --dim 16
+jit_vs_interp jit-topk topk.pat -D k=5 --seed 8 --len 40 --dim 16
+jit_vs_interp jit-heads heads.pat --seed 9 --heads 3 --len 33 --dim 80
+jit_vs_interp jit-scale w2.pat --seed 10 --len 20 --dim 16 --scale 0.5
+# a head dimension the JIT does not handle: the default falls back to interp
+sp run w2.pat --seed 10 --len 20 --dim 8 -o f.npy
+expect_rc jit-fallback 0 && has err "spatc: note: jit:" && has err "backend=interp" && ok jit-fallback || fail jit-fallback
+sp run w2.pat --seed 10 --len 20 --dim 8 -o f.npy --backend jit
+expect_rc jit-unsupported 1 && has err "spatc: error: " && ok jit-unsupported || fail jit-unsupported
+jit_vs_interp jit-longformer "$ROOT"/patterns/longformer.pat -D w=16 --seed 11 --len 200 --dim 32
+jit_vs_interp jit-bigbird "$ROOT"/patterns/bigbird.pat -D b=8 --seed 12 --len 128 --dim 16
+jit_vs_interp jit-nsa "$ROOT"/patterns/nsa.pat -D w=32 -D b=8 -D k=2 --seed 13 --len 128 --dim 16
+jit_vs_interp jit-streaming "$ROOT"/patterns/streaming_llm.pat -D w=20 --seed 14 --len 100 --dim 16
+jit_vs_interp jit-dilated "$ROOT"/patterns/dilated.pat -D w=8 --seed 15 --heads 4 --len 90 --dim 16
+sp run w2.pat --seed 3 --heads 2 --len 50 --dim 16 --layout blhd -o jb.npy
+sp run w2.pat --seed 3 --heads 2 --len 50 --dim 16 --backend interp -o ib.npy
+expect_rc jit-layout 0 && py cmp ib.npy jb.npy 2e-5 >/dev/null && ok jit-layout || fail jit-layout
+sp run w2.pat --seed 3 --heads 4 --len 300 --dim 32 --threads 1 -o t1.npy
+sp run w2.pat --seed 3 --heads 4 --len 300 --dim 32 --threads 2 -o t2.npy
+expect_rc jit-threads 0 && py cmp t1.npy t2.npy 0 >/dev/null && ok jit-threads || fail jit-threads
+sp run oob.pat --seed 1 --len 4 --input doc=doc4.npy
+expect_rc jit-runtime-error 1 && grep -qE '^oob\.pat:1:[0-9]+: error: ' err && ok jit-runtime-error || fail jit-runtime-error
+sp run oob.pat --seed 1 --len 4 --input doc=doc4.npy --backend interp
+expect_rc interp-runtime-error 1 && grep -qE '^oob\.pat:1:[0-9]+: error: .*out of range' err && ok interp-runtime-error || fail interp-runtime-error
+sp mask oob.pat --len 4 --input doc=doc4.npy
+expect_rc mask-runtime-error 1 && grep -qE '^oob\.pat:1:[0-9]+: error: .*out of range' err && ok mask-runtime-error || fail mask-runtime-error
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
