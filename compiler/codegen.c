@@ -345,13 +345,67 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
   }
 }
 
-/* --- index sets ------------------------------------------------------------ */
+/* --- row masks as 64-bit words --------------------------------------------
+ * A row mask is an i64: bit t is column j0 + t (cnt <= 64 columns).  act,
+ * when not NULL, is the word of columns where the interpreter would evaluate
+ * the node at all (pattern operators short-circuit): errors and extern calls
+ * happen only there. */
+
+#define BIG ((int64_t)1 << 62) /* sizes are clamped here: exact, no overflow */
 
 /* v < 0 means Lk + v */
 static LLVMValueRef norm_idx(cg *g, LLVMValueRef v, const lvl *L) {
   return LLVMBuildSelect(g->B,
                          LLVMBuildICmp(g->B, LLVMIntSLT, v, ci64(g, 0), ""),
                          LLVMBuildAdd(g->B, L->lk, v, ""), v, "");
+}
+
+/* bits [0, k) for 0 <= k <= 64 */
+static LLVMValueRef lowbits(cg *g, LLVMValueRef k) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef sh = LLVMBuildShl(B, ci64(g, 1), smin(g, k, ci64(g, 63)), "");
+  return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGE, k, ci64(g, 64), ""),
+                         ci64(g, -1), LLVMBuildSub(B, sh, ci64(g, 1), ""), "");
+}
+
+typedef struct rowx {
+  LLVMValueRef j0, cnt, valid;  /* first column, columns, lowbits(cnt) */
+} rowx;
+
+/* columns of [lo, hi) (any int64 bounds) */
+static LLVMValueRef range_bits(cg *g, const rowx *R, LLVMValueRef lo,
+                               LLVMValueRef hi) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef end = LLVMBuildAdd(B, R->j0, R->cnt, "");
+  LLVMValueRef a = LLVMBuildSub(B, smin(g, smax(g, lo, R->j0), end), R->j0, "");
+  LLVMValueRef b = LLVMBuildSub(B, smin(g, smax(g, hi, R->j0), end), R->j0, "");
+  return LLVMBuildAnd(B, lowbits(g, b),
+                      LLVMBuildNot(B, lowbits(g, a), ""), "");
+}
+
+/* the bit of column x, 0 when x is outside the row */
+static LLVMValueRef col_bit(cg *g, const rowx *R, LLVMValueRef x) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef off = LLVMBuildSub(B, x, R->j0, "");
+  LLVMValueRef in = LLVMBuildICmp(B, LLVMIntULT, off, R->cnt, "");
+  return LLVMBuildSelect(B, in,
+                         LLVMBuildShl(B, ci64(g, 1),
+                                      LLVMBuildAnd(B, off, ci64(g, 63), ""), ""),
+                         ci64(g, 0), "");
+}
+
+/* accumulator word in an alloca */
+static LLVMValueRef acc_new(cg *g, LLVMValueRef init) {
+  LLVMValueRef a = alloca_t(g, g->i64, "bits");
+  LLVMBuildStore(g->B, init, a);
+  return a;
+}
+static void acc_or(cg *g, LLVMValueRef a, LLVMValueRef v) {
+  LLVMBuildStore(g->B, LLVMBuildOr(g->B, LLVMBuildLoad2(g->B, g->i64, a, ""), v, ""),
+                 a);
+}
+static LLVMValueRef acc_get(cg *g, LLVMValueRef a) {
+  return LLVMBuildLoad2(g->B, g->i64, a, "");
 }
 
 /* x in S, items evaluated left to right until one holds (as the interpreter) */
@@ -382,53 +436,22 @@ static LLVMValueRef set_has(cg *g, const ir_node *s, const lvl *L,
   return LLVMBuildLoad2(g->B, g->i1, res, "");
 }
 
-/* out[x - j0] = 1 for x in [lo, hi) clipped to [j0, j0 + cnt) */
-static void mark_range(cg *g, LLVMValueRef out, LLVMValueRef j0,
-                       LLVMValueRef cnt, LLVMValueRef lo, LLVMValueRef hi) {
-  lo = smax(g, lo, j0);
-  hi = smin(g, hi, LLVMBuildAdd(g->B, j0, cnt, ""));
-  loop lp;
-  LLVMValueRef x = loop_begin(g, &lp, lo, hi, 1);
-  LLVMBuildStore(g->B, ci8(g, 1),
-                 gep(g, g->i8, out, LLVMBuildSub(g->B, x, j0, "")));
-  loop_end(g, &lp);
-}
-
-static void mark_cols(cg *g, const ir_node *s, const lvl *L, LLVMValueRef out,
-                      LLVMValueRef j0, LLVMValueRef cnt) {
+static LLVMValueRef cols_bits(cg *g, const ir_node *s, const lvl *L,
+                              const rowx *R) {
+  LLVMValueRef bits = ci64(g, 0);
   for (int k = 0; k < s->n_kids; k++) {
     const ir_node *it = s->kids[k];
+    LLVMValueRef w;
     if (it->op == IR_RANGE) {
       LLVMValueRef a = norm_idx(g, ival(g, it->kids[0], L, NULL), L);
       LLVMValueRef b = norm_idx(g, ival(g, it->kids[1], L, NULL), L);
-      mark_range(g, out, j0, cnt, a, b);
+      w = range_bits(g, R, a, b);
     } else {
-      LLVMValueRef a = norm_idx(g, ival(g, it, L, NULL), L);
-      /* [a, a + 1) without overflow: a <= INT64_MAX - 0 after clipping */
-      LLVMValueRef in = LLVMBuildAnd(
-          g->B, LLVMBuildICmp(g->B, LLVMIntSGE, a, j0, ""),
-          LLVMBuildICmp(g->B, LLVMIntSLT, LLVMBuildSub(g->B, a, j0, ""), cnt,
-                        ""),
-          "");
-      LLVMBasicBlockRef yes = newbb(g, "mark"), join = newbb(g, "join");
-      LLVMBuildCondBr(g->B, in, yes, join);
-      LLVMPositionBuilderAtEnd(g->B, yes);
-      LLVMBuildStore(g->B, ci8(g, 1),
-                     gep(g, g->i8, out, LLVMBuildSub(g->B, a, j0, "")));
-      LLVMBuildBr(g->B, join);
-      LLVMPositionBuilderAtEnd(g->B, join);
+      w = col_bit(g, R, norm_idx(g, ival(g, it, L, NULL), L));
     }
+    bits = LLVMBuildOr(g->B, bits, w, "");
   }
-}
-
-/* --- patterns -------------------------------------------------------------- */
-
-static void fill(cg *g, LLVMValueRef out, LLVMValueRef cnt, LLVMValueRef v8) {
-  LLVMBuildMemSet(g->B, out, v8, cnt, 1);
-}
-
-static LLVMValueRef row_buf(cg *g) {
-  return alloca_t(g, LLVMArrayType(g->i8, KR_BK), "row");
+  return bits;
 }
 
 static void nonneg(cg *g, LLVMValueRef v, const ir_node *n, int64_t min,
@@ -442,99 +465,70 @@ static int topk_index(cg *g, const ir_node *n) {
   return 0;
 }
 
-static void pat(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
-                LLVMValueRef cnt, LLVMValueRef out, LLVMValueRef act);
-
-/* act: NULL (every column active) or bytes, nonzero where the interpreter
- * would evaluate this node (pattern operators short-circuit). */
-static LLVMValueRef any_active(cg *g, LLVMValueRef act, LLVMValueRef cnt) {
-  LLVMValueRef acc = alloca_t(g, g->i8, "any");
-  LLVMBuildStore(g->B, ci8(g, 0), acc);
-  loop lp;
-  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
-  LLVMBuildStore(g->B,
-                 LLVMBuildOr(g->B, LLVMBuildLoad2(g->B, g->i8, acc, ""),
-                             LLVMBuildLoad2(g->B, g->i8, gep(g, g->i8, act, t), ""),
-                             ""),
-                 acc);
-  loop_end(g, &lp);
-  return LLVMBuildICmp(g->B, LLVMIntNE, LLVMBuildLoad2(g->B, g->i8, acc, ""),
-                       ci8(g, 0), "");
+/* python x mod m for m >= 1 */
+static LLVMValueRef pmod(cg *g, LLVMValueRef x, LLVMValueRef m) {
+  LLVMValueRef r = LLVMBuildSRem(g->B, x, m, "");
+  return LLVMBuildSelect(g->B, LLVMBuildICmp(g->B, LLVMIntSLT, r, ci64(g, 0), ""),
+                         LLVMBuildAdd(g->B, r, m, ""), r, "");
 }
 
-/* out[t] = bit(j0 + t) over a loop; the callback style kept inline by op. */
-static void pat_elementwise(cg *g, const ir_node *n, const lvl *L,
-                            LLVMValueRef j0, LLVMValueRef cnt,
-                            LLVMValueRef out, LLVMValueRef a,
-                            LLVMValueRef b, LLVMValueRef act) {
+/* columns j in [lo, hi) with j = i (mod s), s >= 1 */
+static LLVMValueRef stride_bits(cg *g, const rowx *R, LLVMValueRef i,
+                                LLVMValueRef s, LLVMValueRef lo,
+                                LLVMValueRef hi) {
   LLVMBuilderRef B = g->B;
+  LLVMValueRef end = LLVMBuildAdd(B, R->j0, R->cnt, "");
+  lo = smax(g, lo, R->j0);
+  hi = smin(g, hi, end);
+  LLVMValueRef first = LLVMBuildAdd(B, lo, pmod(g, LLVMBuildSub(B, i, lo, ""), s), "");
+  LLVMValueRef acc = acc_new(g, ci64(g, 0));
   loop lp;
-  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
-  LLVMValueRef j = LLVMBuildAdd(B, j0, t, "");
-  LLVMValueRef i = L->i, bit;
-  switch (n->op) {
-  case IR_CAUSAL: bit = LLVMBuildICmp(B, LLVMIntSLE, j, i, ""); break;
-  case IR_WINDOW: {
-    LLVMValueRef d = LLVMBuildSub(B, j, i, "");
-    bit = LLVMBuildAnd(B,
-                       LLVMBuildICmp(B, LLVMIntSGE, d, LLVMBuildNeg(B, a, ""), ""),
-                       LLVMBuildICmp(B, LLVMIntSLE, d, b, ""), "");
-    break;
-  }
-  case IR_DILATED: {
-    LLVMValueRef d = LLVMBuildSub(B, i, j, "");
-    LLVMValueRef ad = LLVMBuildSelect(
-        B, LLVMBuildICmp(B, LLVMIntSLT, d, ci64(g, 0), ""),
-        LLVMBuildNeg(B, d, ""), d, "");
-    bit = LLVMBuildAnd(
-        B,
-        LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, ad, b, ""), ci64(g, 0), ""),
-        LLVMBuildICmp(B, LLVMIntSLE, LLVMBuildSDiv(B, ad, b, ""), a, ""), "");
-    break;
-  }
-  case IR_BLOCK:
-    bit = LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSDiv(B, i, a, ""),
-                        LLVMBuildSDiv(B, j, a, ""), "");
-    break;
-  case IR_STRIDE: {
-    LLVMValueRef d = LLVMBuildSub(B, i, j, "");
-    bit = LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, d, a, ""), ci64(g, 0),
-                        "");
-    break;
-  }
-  case IR_WHERE:
-    if (!act) {
-      bit = as_bool(g, ival(g, n->kids[0], L, j));
-    } else {
-      LLVMValueRef res = alloca_t(g, g->i1, "w");
-      LLVMBuildStore(B, LLVMConstInt(g->i1, 0, 0), res);
-      LLVMBasicBlockRef ev = newbb(g, "where"), join = newbb(g, "join");
-      LLVMBuildCondBr(
-          B,
-          LLVMBuildICmp(B, LLVMIntNE,
-                        LLVMBuildLoad2(B, g->i8, gep(g, g->i8, act, t), ""),
-                        ci8(g, 0), ""),
-          ev, join);
-      LLVMPositionBuilderAtEnd(B, ev);
-      LLVMBuildStore(B, as_bool(g, ival(g, n->kids[0], L, j)), res);
-      LLVMBuildBr(B, join);
-      LLVMPositionBuilderAtEnd(B, join);
-      bit = LLVMBuildLoad2(B, g->i1, res, "");
-    }
-    break;
-  default: bit = LLVMConstInt(g->i1, 0, 0); break;
-  }
-  LLVMBuildStore(B, LLVMBuildZExt(B, bit, g->i8, ""), gep(g, g->i8, out, t));
-  loop_end(g, &lp);
+  lp.var = alloca_t(g, g->i64, "iv");
+  LLVMBuildStore(B, first, lp.var);
+  lp.cond = newbb(g, "loop"), lp.body = newbb(g, "body"), lp.exit = newbb(g, "done");
+  LLVMBuildBr(B, lp.cond);
+  LLVMPositionBuilderAtEnd(B, lp.cond);
+  LLVMValueRef j = LLVMBuildLoad2(B, g->i64, lp.var, "");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, j, hi, ""), lp.body, lp.exit);
+  LLVMPositionBuilderAtEnd(B, lp.body);
+  acc_or(g, acc, col_bit(g, R, j));
+  LLVMBuildStore(B, LLVMBuildAdd(B, j, smin(g, s, ci64(g, 64)), ""), lp.var);
+  LLVMBuildBr(B, lp.cond);
+  LLVMPositionBuilderAtEnd(B, lp.exit);
+  return acc_get(g, acc);
 }
 
-static void pat_random(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
-                       LLVMValueRef cnt, LLVMValueRef out) {
+static LLVMValueRef pat(cg *g, const ir_node *n, const lvl *L, const rowx *R,
+                        LLVMValueRef act);
+
+static LLVMValueRef pat_where(cg *g, const ir_node *n, const lvl *L,
+                              const rowx *R, LLVMValueRef act) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef acc = acc_new(g, ci64(g, 0));
+  loop lp;
+  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), R->cnt, 1);
+  LLVMValueRef bit = LLVMBuildShl(B, ci64(g, 1), t, "");
+  LLVMBasicBlockRef ev = newbb(g, "where"), join = newbb(g, "join");
+  LLVMValueRef a = act ? act : R->valid;
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntNE, LLVMBuildAnd(B, a, bit, ""),
+                                   ci64(g, 0), ""),
+                  ev, join);
+  LLVMPositionBuilderAtEnd(B, ev);
+  LLVMValueRef v = ival(g, n->kids[0], L, LLVMBuildAdd(B, R->j0, t, ""));
+  acc_or(g, acc, LLVMBuildSelect(B, as_bool(g, v), bit, ci64(g, 0), ""));
+  LLVMBuildBr(B, join);
+  LLVMPositionBuilderAtEnd(B, join);
+  loop_end(g, &lp);
+  return acc_get(g, acc);
+}
+
+static LLVMValueRef pat_random(cg *g, const ir_node *n, const lvl *L,
+                               const rowx *R) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef r = ival(g, n->kids[0], L, NULL);
-  nonneg(g, r, n, 0, "random: negative count");
+  nonneg(g, r, n->kids[0], 0, "random: negative count");
   LLVMValueRef seed = ival(g, n->kids[1], L, NULL);
-  fill(g, out, cnt, ci8(g, 0));
+  LLVMValueRef acc = acc_new(g, ci64(g, 0));
   LLVMBasicBlockRef go = newbb(g, "random"), join = newbb(g, "join");
   LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSGT, L->lk, ci64(g, 0), ""), go,
                   join);
@@ -554,22 +548,15 @@ static void pat_random(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
   z = LLVMBuildMul(B, LLVMBuildXor(B, z, LLVMBuildLShr(B, z, ci64(g, 27), ""), ""),
                    ci64(g, (int64_t)0x94D049BB133111EBull), "");
   z = LLVMBuildXor(B, z, LLVMBuildLShr(B, z, ci64(g, 31), ""), "");
-  LLVMValueRef jj = LLVMBuildURem(B, z, L->lk, "");
-  LLVMValueRef off = LLVMBuildSub(B, jj, j0, "");
-  LLVMValueRef in = LLVMBuildICmp(B, LLVMIntULT, off, cnt, "");
-  LLVMBasicBlockRef yes = newbb(g, "mark"), cont = newbb(g, "cont");
-  LLVMBuildCondBr(B, in, yes, cont);
-  LLVMPositionBuilderAtEnd(B, yes);
-  LLVMBuildStore(B, ci8(g, 1), gep(g, g->i8, out, off));
-  LLVMBuildBr(B, cont);
-  LLVMPositionBuilderAtEnd(B, cont);
+  acc_or(g, acc, col_bit(g, R, LLVMBuildURem(B, z, L->lk, "")));
   loop_end(g, &lp);
   LLVMBuildBr(B, join);
   LLVMPositionBuilderAtEnd(B, join);
+  return acc_get(g, acc);
 }
 
-static void pat_topk(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
-                     LLVMValueRef cnt, LLVMValueRef out) {
+static LLVMValueRef pat_topk(cg *g, const ir_node *n, const lvl *L,
+                             const rowx *R) {
   LLVMBuilderRef B = g->B;
   int t = topk_index(g, n);
   LLVMValueRef tks = env_word(g, g->env, 7, g->ptr);
@@ -579,23 +566,18 @@ static void pat_topk(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
   LLVMValueRef cntp = env_word(g, tk, 1, g->ptr);
   LLVMValueRef ibase = env_word(g, tk, 2, g->i64);
   LLVMValueRef kst = env_word(g, tk, 3, g->i64);
-  LLVMValueRef row = LLVMBuildSub(B, L->i, ibase, "");
-  LLVMValueRef c = LLVMBuildLoad2(B, g->i64, gep(g, g->i64, cntp, row), "");
+  LLVMValueRef rw = LLVMBuildSub(B, L->i, ibase, "");
+  LLVMValueRef c = LLVMBuildLoad2(B, g->i64, gep(g, g->i64, cntp, rw), "");
   check_dyn(g, LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, c, ci64(g, 0), ""),
                                LLVMBuildNeg(B, c, ""), ci64(g, 0), ""));
-  fill(g, out, cnt, ci8(g, 0));
-  LLVMValueRef lst = gep(g, g->i64, sel, LLVMBuildMul(B, row, kst, ""));
+  LLVMValueRef lst = gep(g, g->i64, sel, LLVMBuildMul(B, rw, kst, ""));
+  LLVMValueRef acc = acc_new(g, ci64(g, 0));
   loop lp;
   LLVMValueRef x = loop_begin(g, &lp, ci64(g, 0), c, 1);
-  LLVMValueRef jj = LLVMBuildLoad2(B, g->i64, gep(g, g->i64, lst, x), "");
-  LLVMValueRef off = LLVMBuildSub(B, jj, j0, "");
-  LLVMBasicBlockRef yes = newbb(g, "mark"), cont = newbb(g, "cont");
-  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntULT, off, cnt, ""), yes, cont);
-  LLVMPositionBuilderAtEnd(B, yes);
-  LLVMBuildStore(B, ci8(g, 1), gep(g, g->i8, out, off));
-  LLVMBuildBr(B, cont);
-  LLVMPositionBuilderAtEnd(B, cont);
+  acc_or(g, acc,
+         col_bit(g, R, LLVMBuildLoad2(B, g->i64, gep(g, g->i64, lst, x), "")));
   loop_end(g, &lp);
+  return acc_get(g, acc);
 }
 
 /* ceil(x / b) for x >= 0, b >= 1, without overflow */
@@ -609,178 +591,157 @@ static LLVMValueRef ceil_div(cg *g, LLVMValueRef x, LLVMValueRef b) {
 
 static LLVMValueRef blocks_size(cg *g, const ir_node *n, const lvl *L) {
   LLVMValueRef b = ival(g, n->kids[0], L, NULL);
-  nonneg(g, b, n, 1, "blocks: block size must be >= 1");
+  nonneg(g, b, n->kids[0], 1, "blocks: block size must be >= 1");
   return b;
 }
 
-static void pat_blocks(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
-                       LLVMValueRef cnt, LLVMValueRef out, LLVMValueRef act) {
+/* blocks(b){P}: P on the block row, each block's bit spread over its
+ * columns; a block is active when one of its columns is. */
+static LLVMValueRef pat_blocks(cg *g, const ir_node *n, const lvl *L,
+                               const rowx *R, LLVMValueRef act) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef b = blocks_size(g, n, L);
+  LLVMValueRef bc = smin(g, b, ci64(g, BIG));
   lvl in = {LLVMBuildSDiv(B, L->i, b, ""), ceil_div(g, L->lq, b),
             ceil_div(g, L->lk, b)};
-  LLVMValueRef J0 = LLVMBuildSDiv(B, j0, b, "");
+  LLVMValueRef J0 = LLVMBuildSDiv(B, R->j0, b, "");
   LLVMValueRef J1 = LLVMBuildSDiv(
-      B, LLVMBuildSub(B, LLVMBuildAdd(B, j0, cnt, ""), ci64(g, 1), ""), b, "");
+      B, LLVMBuildSub(B, LLVMBuildAdd(B, R->j0, R->cnt, ""), ci64(g, 1), ""), b, "");
   LLVMValueRef nb = LLVMBuildAdd(B, LLVMBuildSub(B, J1, J0, ""), ci64(g, 1), "");
-  LLVMValueRef tmp = row_buf(g), bact = NULL;
+  rowx RB = {J0, nb, lowbits(g, nb)};
+  LLVMValueRef bact = NULL;
   loop lp;
-  if (act) {  /* a block is active when one of its columns is */
-    bact = row_buf(g);
-    fill(g, bact, nb, ci8(g, 0));
-    LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
-    LLVMValueRef pb = gep(g, g->i8, bact,
-                          LLVMBuildSub(B, LLVMBuildSDiv(B, LLVMBuildAdd(B, j0, t, ""), b, ""),
-                                       J0, ""));
-    LLVMBuildStore(B,
-                   LLVMBuildOr(B, LLVMBuildLoad2(B, g->i8, pb, ""),
-                               LLVMBuildLoad2(B, g->i8, gep(g, g->i8, act, t), ""), ""),
-                   pb);
+  if (act) {
+    LLVMValueRef acc = acc_new(g, ci64(g, 0));
+    LLVMValueRef J = loop_begin(g, &lp, ci64(g, 0), nb, 1);
+    LLVMValueRef s = LLVMBuildMul(B, LLVMBuildAdd(B, J0, J, ""), b, "");
+    LLVMValueRef w = LLVMBuildAnd(B, range_bits(g, R, s, LLVMBuildAdd(B, s, bc, "")),
+                                  act, "");
+    acc_or(g, acc, LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntNE, w, ci64(g, 0), ""),
+                                   LLVMBuildShl(B, ci64(g, 1), J, ""), ci64(g, 0), ""));
     loop_end(g, &lp);
+    bact = acc_get(g, acc);
   }
-  pat(g, n->kids[1], &in, J0, nb, tmp, bact);
-  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
-  LLVMValueRef jb = LLVMBuildSub(
-      B, LLVMBuildSDiv(B, LLVMBuildAdd(B, j0, t, ""), b, ""), J0, "");
-  LLVMBuildStore(B, LLVMBuildLoad2(B, g->i8, gep(g, g->i8, tmp, jb), ""),
-                 gep(g, g->i8, out, t));
+  LLVMValueRef inner = pat(g, n->kids[1], &in, &RB, bact);
+  LLVMValueRef acc = acc_new(g, ci64(g, 0));
+  LLVMValueRef J = loop_begin(g, &lp, ci64(g, 0), nb, 1);
+  LLVMValueRef s = LLVMBuildMul(B, LLVMBuildAdd(B, J0, J, ""), b, "");
+  LLVMValueRef on = LLVMBuildAnd(B, LLVMBuildLShr(B, inner, J, ""), ci64(g, 1), "");
+  acc_or(g, acc, LLVMBuildAnd(B, range_bits(g, R, s, LLVMBuildAdd(B, s, bc, "")),
+                              LLVMBuildNeg(B, on, ""), ""));
   loop_end(g, &lp);
+  return acc_get(g, acc);
 }
 
-/* out2 = act & (out == want), the columns where Q of P op Q is evaluated */
-static LLVMValueRef next_act(cg *g, LLVMValueRef act, LLVMValueRef out,
-                             LLVMValueRef cnt, int want) {
+static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
+                             const rowx *R, LLVMValueRef act) {
   LLVMBuilderRef B = g->B;
-  LLVMValueRef a2 = row_buf(g);
-  loop lp;
-  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
-  LLVMValueRef o = LLVMBuildLoad2(B, g->i8, gep(g, g->i8, out, t), "");
-  if (!want) o = LLVMBuildXor(B, o, ci8(g, 1), "");
-  if (act) o = LLVMBuildAnd(B, o, LLVMBuildLoad2(B, g->i8, gep(g, g->i8, act, t), ""), "");
-  LLVMBuildStore(B, o, gep(g, g->i8, a2, t));
-  loop_end(g, &lp);
-  return a2;
-}
-
-static void pat_node(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
-                     LLVMValueRef cnt, LLVMValueRef out, LLVMValueRef act) {
-  LLVMBuilderRef B = g->B;
+  LLVMValueRef i = L->i;
   switch (n->op) {
-  case IR_FULL: fill(g, out, cnt, ci8(g, 1)); return;
-  case IR_NONE: fill(g, out, cnt, ci8(g, 0)); return;
-  case IR_CAUSAL: pat_elementwise(g, n, L, j0, cnt, out, NULL, NULL, NULL); return;
-  case IR_WHERE: pat_elementwise(g, n, L, j0, cnt, out, NULL, NULL, act); return;
+  case IR_FULL: return R->valid;
+  case IR_NONE: return ci64(g, 0);
+  case IR_CAUSAL:
+    return range_bits(g, R, R->j0, LLVMBuildAdd(B, i, ci64(g, 1), ""));
+  case IR_WHERE: return pat_where(g, n, L, R, act);
   case IR_WINDOW: {
     LLVMValueRef l = ival(g, n->kids[0], L, NULL);
     nonneg(g, l, n->kids[0], 0, "window: negative size");
     LLVMValueRef r = ival(g, n->kids[1], L, NULL);
     nonneg(g, r, n->kids[1], 0, "window: negative size");
-    pat_elementwise(g, n, L, j0, cnt, out, l, r, NULL);
-    return;
+    l = smin(g, l, ci64(g, BIG));
+    r = smin(g, r, ci64(g, BIG));
+    return range_bits(g, R, LLVMBuildSub(B, i, l, ""),
+                      LLVMBuildAdd(B, LLVMBuildAdd(B, i, r, ""), ci64(g, 1), ""));
   }
   case IR_DILATED: {
     LLVMValueRef w = ival(g, n->kids[0], L, NULL);
     nonneg(g, w, n->kids[0], 0, "dilated: negative width");
     LLVMValueRef d = ival(g, n->kids[1], L, NULL);
     nonneg(g, d, n->kids[1], 1, "dilated: dilation must be >= 1");
-    pat_elementwise(g, n, L, j0, cnt, out, w, d, NULL);
-    return;
+    LLVMValueRef args[2] = {w, d};
+    LLVMValueRef m = call_intr(g, "llvm.smul.with.overflow", &g->i64, 1, args, 2);
+    LLVMValueRef reach = LLVMBuildSelect(B, LLVMBuildExtractValue(B, m, 1, ""),
+                                         ci64(g, BIG),
+                                         smin(g, LLVMBuildExtractValue(B, m, 0, ""),
+                                              ci64(g, BIG)), "");
+    return stride_bits(g, R, i, d, LLVMBuildSub(B, i, reach, ""),
+                       LLVMBuildAdd(B, LLVMBuildAdd(B, i, reach, ""), ci64(g, 1), ""));
   }
-  case IR_BLOCK:
-  case IR_STRIDE: {
+  case IR_BLOCK: {
     LLVMValueRef b = ival(g, n->kids[0], L, NULL);
-    nonneg(g, b, n->kids[0], 1,
-           n->op == IR_BLOCK ? "block: size must be >= 1"
-                             : "stride: stride must be >= 1");
-    pat_elementwise(g, n, L, j0, cnt, out, b, NULL, NULL);
-    return;
+    nonneg(g, b, n->kids[0], 1, "block: size must be >= 1");
+    LLVMValueRef lo = LLVMBuildMul(B, LLVMBuildSDiv(B, i, b, ""), b, "");
+    return range_bits(g, R, lo, LLVMBuildAdd(B, lo, smin(g, b, ci64(g, BIG)), ""));
+  }
+  case IR_STRIDE: {
+    LLVMValueRef s = ival(g, n->kids[0], L, NULL);
+    nonneg(g, s, n->kids[0], 1, "stride: stride must be >= 1");
+    return stride_bits(g, R, i, s, R->j0, LLVMBuildAdd(B, R->j0, R->cnt, ""));
   }
   case IR_ROWS:
-    fill(g, out, cnt,
-         LLVMBuildZExt(B, set_has(g, n->kids[0], L, L->i), g->i8, ""));
-    return;
-  case IR_COLS:
-    fill(g, out, cnt, ci8(g, 0));
-    mark_cols(g, n->kids[0], L, out, j0, cnt);
-    return;
+    return LLVMBuildSelect(B, set_has(g, n->kids[0], L, i), R->valid, ci64(g, 0), "");
+  case IR_COLS: return cols_bits(g, n->kids[0], L, R);
   case IR_GLOBAL: {
-    LLVMValueRef in = set_has(g, n->kids[0], L, L->i);
-    fill(g, out, cnt, LLVMBuildZExt(B, in, g->i8, ""));
+    LLVMValueRef res = acc_new(g, R->valid);
     LLVMBasicBlockRef cols = newbb(g, "cols"), join = newbb(g, "join");
-    LLVMBuildCondBr(B, in, join, cols);
+    LLVMBuildCondBr(B, set_has(g, n->kids[0], L, i), join, cols);
     LLVMPositionBuilderAtEnd(B, cols);
-    mark_cols(g, n->kids[0], L, out, j0, cnt);
+    LLVMBuildStore(B, cols_bits(g, n->kids[0], L, R), res);
     LLVMBuildBr(B, join);
     LLVMPositionBuilderAtEnd(B, join);
-    return;
+    return acc_get(g, res);
   }
-  case IR_RANDOM: pat_random(g, n, L, j0, cnt, out); return;
-  case IR_TOPK: pat_topk(g, n, L, j0, cnt, out); return;
+  case IR_RANDOM: return pat_random(g, n, L, R);
+  case IR_TOPK: return pat_topk(g, n, L, R);
   case IR_OR:
   case IR_AND:
   case IR_MINUS: {
-    LLVMValueRef tmp = row_buf(g);
-    pat(g, n->kids[0], L, j0, cnt, out, act);
-    pat(g, n->kids[1], L, j0, cnt, tmp, next_act(g, act, out, cnt, n->op != IR_OR));
-    loop lp;
-    LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
-    LLVMValueRef pa = gep(g, g->i8, out, t);
-    LLVMValueRef a = LLVMBuildLoad2(B, g->i8, pa, "");
-    LLVMValueRef b = LLVMBuildLoad2(B, g->i8, gep(g, g->i8, tmp, t), "");
-    LLVMValueRef r = n->op == IR_OR    ? LLVMBuildOr(B, a, b, "")
-                     : n->op == IR_AND ? LLVMBuildAnd(B, a, b, "")
-                                       : LLVMBuildAnd(B, a, LLVMBuildXor(B, b, ci8(g, 1), ""), "");
-    LLVMBuildStore(B, r, pa);
-    loop_end(g, &lp);
-    return;
+    LLVMValueRef a = pat(g, n->kids[0], L, R, act);
+    LLVMValueRef base = act ? act : R->valid;
+    LLVMValueRef act2 = LLVMBuildAnd(B, base, n->op == IR_OR ? LLVMBuildNot(B, a, "") : a, "");
+    LLVMValueRef b = pat(g, n->kids[1], L, R, act2);
+    if (n->op == IR_OR) return LLVMBuildOr(B, a, b, "");
+    if (n->op == IR_AND) return LLVMBuildAnd(B, a, b, "");
+    return LLVMBuildAnd(B, a, LLVMBuildNot(B, b, ""), "");
   }
-  case IR_COMPL: {
-    pat(g, n->kids[0], L, j0, cnt, out, act);
-    loop lp;
-    LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
-    LLVMValueRef pa = gep(g, g->i8, out, t);
-    LLVMBuildStore(B, LLVMBuildXor(B, LLVMBuildLoad2(B, g->i8, pa, ""), ci8(g, 1), ""),
-                   pa);
-    loop_end(g, &lp);
-    return;
-  }
+  case IR_COMPL:
+    return LLVMBuildAnd(B, R->valid,
+                        LLVMBuildNot(B, pat(g, n->kids[0], L, R, act), ""), "");
   case IR_PSEL: {
     LLVMValueRef c = as_bool(g, ival(g, n->kids[0], L, NULL));
+    LLVMValueRef res = acc_new(g, ci64(g, 0));
     LLVMBasicBlockRef tb = newbb(g, "then"), eb = newbb(g, "else"),
                       join = newbb(g, "join");
     LLVMBuildCondBr(B, c, tb, eb);
     LLVMPositionBuilderAtEnd(B, tb);
-    pat(g, n->kids[1], L, j0, cnt, out, act);
+    LLVMBuildStore(B, pat(g, n->kids[1], L, R, act), res);
     LLVMBuildBr(B, join);
     LLVMPositionBuilderAtEnd(B, eb);
-    pat(g, n->kids[2], L, j0, cnt, out, act);
+    LLVMBuildStore(B, pat(g, n->kids[2], L, R, act), res);
     LLVMBuildBr(B, join);
     LLVMPositionBuilderAtEnd(B, join);
-    return;
+    return acc_get(g, res);
   }
-  case IR_BLOCKS: pat_blocks(g, n, L, j0, cnt, out, act); return;
-  default: fill(g, out, cnt, ci8(g, 0)); return;
+  case IR_BLOCKS: return pat_blocks(g, n, L, R, act);
+  default: return ci64(g, 0);
   }
 }
 
-/* Fills out[0, cnt) with P for columns j0..; when act is given and no column
- * is active the node is not evaluated at all (no errors, no extern calls). */
-static void pat(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j0,
-                LLVMValueRef cnt, LLVMValueRef out, LLVMValueRef act) {
-  if (!act || n->op == IR_FULL || n->op == IR_NONE || n->op == IR_CAUSAL) {
-    pat_node(g, n, L, j0, cnt, out, act);
-    return;
-  }
-  LLVMBasicBlockRef go = newbb(g, "active"), skip = newbb(g, "inactive"),
-                    join = newbb(g, "join");
-  LLVMBuildCondBr(g->B, any_active(g, act, cnt), go, skip);
+/* The row mask of P; when act is given and empty the node is not evaluated
+ * at all (no errors, no extern calls). */
+static LLVMValueRef pat(cg *g, const ir_node *n, const lvl *L, const rowx *R,
+                        LLVMValueRef act) {
+  if (!act || n->op == IR_FULL || n->op == IR_NONE || n->op == IR_CAUSAL)
+    return pat_node(g, n, L, R, act);
+  LLVMValueRef res = acc_new(g, ci64(g, 0));
+  LLVMBasicBlockRef go = newbb(g, "active"), join = newbb(g, "join");
+  LLVMBuildCondBr(g->B, LLVMBuildICmp(g->B, LLVMIntNE, act, ci64(g, 0), ""), go,
+                  join);
   LLVMPositionBuilderAtEnd(g->B, go);
-  pat_node(g, n, L, j0, cnt, out, act);
-  LLVMBuildBr(g->B, join);
-  LLVMPositionBuilderAtEnd(g->B, skip);
-  fill(g, out, cnt, ci8(g, 0));
+  LLVMBuildStore(g->B, pat_node(g, n, L, R, act), res);
   LLVMBuildBr(g->B, join);
   LLVMPositionBuilderAtEnd(g->B, join);
+  return acc_get(g, res);
 }
 
 /* --- functions ------------------------------------------------------------- */
@@ -824,22 +785,17 @@ static void load_env(cg *g) {
 static void build_mask_fn(cg *g, int idx, const ir_node *root) {
   char name[32];
   snprintf(name, sizeof name, "spat_mask_%d", idx);
-  LLVMTypeRef ps[8] = {g->ptr, g->i64, g->i64, g->i64,
-                       g->ptr, g->i64, g->i64, g->i64};
-  begin_fn(g, name, g->i32, ps, 8);
+  LLVMTypeRef ps[7] = {g->ptr, g->i64, g->i64, g->i64, g->i64, g->i64, g->ptr};
+  begin_fn(g, name, g->i32, ps, 7);
   g->env = LLVMGetParam(g->fn, 0);
   load_env(g);
-  lvl L = {LLVMGetParam(g->fn, 1), LLVMGetParam(g->fn, 6),
-           LLVMGetParam(g->fn, 7)};
-  LLVMValueRef j0 = LLVMGetParam(g->fn, 2), cnt = LLVMGetParam(g->fn, 3);
-  LLVMValueRef out = LLVMGetParam(g->fn, 4), os = LLVMGetParam(g->fn, 5);
-  LLVMValueRef buf = row_buf(g);
-  pat(g, root, &L, j0, cnt, buf, NULL);
-  loop lp;
-  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), cnt, 1);
-  LLVMBuildStore(g->B, LLVMBuildLoad2(g->B, g->i8, gep(g, g->i8, buf, t), ""),
-                 gep(g, g->i8, out, LLVMBuildMul(g->B, t, os, "")));
-  loop_end(g, &lp);
+  lvl L = {LLVMGetParam(g->fn, 1), LLVMGetParam(g->fn, 4),
+           LLVMGetParam(g->fn, 5)};
+  rowx R = {LLVMGetParam(g->fn, 2), LLVMGetParam(g->fn, 3), NULL};
+  R.valid = lowbits(g, R.cnt);
+  LLVMValueRef bits = pat(g, root, &L, &R, NULL);
+  LLVMBuildStore(g->B, LLVMBuildAnd(g->B, bits, R.valid, ""),
+                 LLVMGetParam(g->fn, 6));
   LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
   end_fn(g);
 }
@@ -1004,13 +960,12 @@ static void scale_mask_max(cg *g, LLVMValueRef st, LLVMValueRef maskt,
     LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, j, ci64(g, KR_BQ), ""),
                                     ci64(g, rv * 16), "");
     LLVMValueRef s = LLVMBuildFMul(B, vload(g, st, idx), cv, "");
-    if (masked) {
-      LLVMValueRef mk =
-          LLVMBuildLoad2(B, g->vi8, gep(g, g->i8, maskt, idx), "");
-      LLVMSetAlignment(mk, 1);
-      s = LLVMBuildSelect(
-          B, LLVMBuildICmp(B, LLVMIntNE, mk, LLVMConstNull(g->vi8), ""), s,
-          ninf, "");
+    if (masked) {  /* bits 16 rv .. 16 rv + 15 of key j's row word */
+      LLVMValueRef w = LLVMBuildLoad2(B, g->i64, gep(g, g->i64, maskt, j), "");
+      LLVMValueRef m16 = LLVMBuildTrunc(
+          B, LLVMBuildLShr(B, w, ci64(g, 16 * rv), ""),
+          LLVMInt16TypeInContext(g->C), "");
+      s = LLVMBuildSelect(B, LLVMBuildBitCast(B, m16, g->vi1, ""), s, ninf, "");
     }
     vstore(g, s, st, idx);
     LLVMBuildStore(B, vmax(g, s, vld(g, mloc[rv])), mloc[rv]);

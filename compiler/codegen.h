@@ -8,9 +8,8 @@
  * as declared in runtime/kernel_rt.h:
  *
  *   int32_t spat_mask_0(const kr_env *e, int64_t i, int64_t j0, int64_t n,
- *                       uint8_t *out, int64_t ostride, int64_t lq,
- *                       int64_t lk);
- *       out[t * ostride] = M(e->h, i, j0 + t) in {0, 1} for t < n (n <= 64);
+ *                       int64_t lq, int64_t lk, uint64_t *out);
+ *       bit t of *out = M(e->h, i, j0 + t) for t < n (1 <= n <= 64);
  *       returns 0, or a 1-based index into the error table on a run-time
  *       error (overflow, division by zero, input index out of range,
  *       negative primitive argument).
@@ -20,7 +19,7 @@
  *       {k, granularity g, Lq and Lk at g} of top-k node t.
  *   void spat_tile(const float *qt, const float *k, int64_t sk,
  *                  const float *v, int64_t sv, int64_t ncols,
- *                  const uint8_t *maskt, float *acc, float *m, float *l,
+ *                  const uint64_t *maskt, float *acc, float *m, float *l,
  *                  float c, float *st);
  *       one online-softmax step of a 64-row query tile against ncols
  *       (1..64) keys, see kr_tile_fn; maskt NULL: every key allowed.

@@ -309,9 +309,13 @@ static bool eval_random(ctx *c, const ir_node *n, bool *out) {
   if (!cache_hit(rc, c, r, seed)) {
     rc->valid = false;
     memset(rc->sel, 0, (size_t)c->Lk);
-    for (int64_t t = 0; t < r; t++)
-      rc->sel[ir_hash((uint64_t)seed, (uint64_t)c->h, (uint64_t)c->i,
-                      (uint64_t)t) % (uint64_t)c->Lk] = 1;
+    /* Stops once every key is drawn: a huge r costs about Lk log Lk. */
+    for (int64_t t = 0, hit = 0; t < r && hit < c->Lk; t++) {
+      uint64_t x = ir_hash((uint64_t)seed, (uint64_t)c->h, (uint64_t)c->i,
+                           (uint64_t)t) % (uint64_t)c->Lk;
+      hit += !rc->sel[x];
+      rc->sel[x] = 1;
+    }
     cache_key(rc, c, r, seed);
   }
   *out = rc->sel[c->j];
@@ -656,25 +660,34 @@ static bool mask_row(ctx *c, int64_t b, int64_t h, int64_t r, uint8_t *out) {
 
 /* ---- entry points ---- */
 
-rt_status interp_mask_row(const ir_program *p, const rt_args *a, int64_t b,
-                          int64_t h, int64_t r, uint8_t *out, char *err,
-                          size_t errlen) {
+rt_status interp_mask_rows(const ir_program *p, const rt_args *a, int64_t b,
+                           int64_t h, int64_t r0, int64_t n, uint8_t *out,
+                           char *err, size_t errlen) {
   if (err && errlen) err[0] = 0;
   rt_status st = check_args(p, a, false, err, errlen);
   if (st != RT_OK) return st;
   if (!out) return api_err(err, errlen, RT_EINVAL, "out is NULL");
-  if (b < 0 || b >= a->B || h < 0 || h >= a->H || r < 0 || r >= a->Lq)
+  if (b < 0 || b >= a->B || h < 0 || h >= a->H || r0 < 0 || n < 1 ||
+      r0 >= a->Lq || n > a->Lq - r0)
     return api_err(err, errlen, RT_EINVAL,
-                   "row (b=%lld, h=%lld, r=%lld) outside B=%lld H=%lld Lq=%lld",
-                   (long long)b, (long long)h, (long long)r, (long long)a->B,
-                   (long long)a->H, (long long)a->Lq);
+                   "rows (b=%lld, h=%lld, r=%lld..%lld) outside B=%lld H=%lld Lq=%lld",
+                   (long long)b, (long long)h, (long long)r0,
+                   (long long)r0 + n - 1, (long long)a->B, (long long)a->H,
+                   (long long)a->Lq);
   ctx c;
   st = ctx_init(&c, p, a, err, errlen);
   if (st != RT_OK) return st;
-  mask_row(&c, b, h, r, out);
+  for (int64_t t = 0; t < n; t++)
+    if (!mask_row(&c, b, h, r0 + t, out + t * a->Lk)) break;
   st = c.st;
   ctx_free(&c);
   return st;
+}
+
+rt_status interp_mask_row(const ir_program *p, const rt_args *a, int64_t b,
+                          int64_t h, int64_t r, uint8_t *out, char *err,
+                          size_t errlen) {
+  return interp_mask_rows(p, a, b, h, r, 1, out, err, errlen);
 }
 
 /* Softmax attention of one row over the keys allowed by mask. */

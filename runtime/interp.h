@@ -27,4 +27,11 @@ rt_status interp_mask_row(const ir_program *p, const rt_args *a, int64_t b,
                           int64_t h, int64_t r, uint8_t *out, char *err,
                           size_t errlen);
 
+/* Rows r0 .. r0 + n - 1 of the same (b, h) into out[n * Lk] (row t at
+ * out + t * Lk), sharing the per-row caches: with blocks { topk } the rows of
+ * a query block cost one selection instead of one each. */
+rt_status interp_mask_rows(const ir_program *p, const rt_args *a, int64_t b,
+                           int64_t h, int64_t r0, int64_t n, uint8_t *out,
+                           char *err, size_t errlen);
+
 #endif

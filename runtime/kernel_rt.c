@@ -27,8 +27,8 @@ typedef struct scratch {
   float *acc;         /* [KR_BQ][D] */
   float *m, *l;       /* [KR_BQ] */
   float *st;          /* [KR_BK][KR_BQ] */
-  uint8_t *maskt;     /* [KR_BK][KR_BQ] */
-  uint8_t *cand;      /* [KR_BK] */
+  uint64_t rows[KR_BQ];  /* row words of a partial tile */
+  uint64_t cols[KR_BK];  /* the same transposed: key words */
   plan_span *spans;
   int64_t span_cap;
   kr_topk *tk;        /* n_topk */
@@ -74,7 +74,7 @@ static void fail_code(run *R, int32_t code) {
 
 static void scratch_free(scratch *s, int n_topk) {
   free(s->qt); free(s->acc); free(s->m); free(s->l); free(s->st);
-  free(s->maskt); free(s->cand); free(s->spans); free(s->qd); free(s->kd);
+  free(s->spans); free(s->qd); free(s->kd);
   free(s->hs); free(s->hj);
   if (s->tb)
     for (int t = 0; t < n_topk; t++) free(s->tb[t].sel), free(s->tb[t].cnt);
@@ -89,16 +89,13 @@ static int scratch_init(scratch *s, const kr_kernel *k) {
   s->m = aalloc(KR_BQ * sizeof(float));
   s->l = aalloc(KR_BQ * sizeof(float));
   s->st = aalloc((size_t)KR_BK * KR_BQ * sizeof(float));
-  s->maskt = aalloc((size_t)KR_BK * KR_BQ);
-  s->cand = aalloc(KR_BK);
   s->span_cap = 64;
   s->spans = malloc((size_t)s->span_cap * sizeof *s->spans);
   s->qd = malloc(D * sizeof(double));
   s->kd = malloc(D * sizeof(double));
   s->tk = calloc((size_t)k->n_topk + 1, sizeof *s->tk);
   s->tb = calloc((size_t)k->n_topk + 1, sizeof *s->tb);
-  return s->qt && s->acc && s->m && s->l && s->st && s->maskt && s->cand &&
-         s->spans && s->qd && s->kd && s->tk && s->tb;
+  return s->qt && s->acc && s->m && s->l && s->st && s->spans && s->qd && s->kd && s->tk && s->tb;
 }
 
 static int grow(void **p, size_t *cap, size_t need, size_t elt) {
@@ -221,11 +218,11 @@ static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
     int32_t ecode = 0;
     for (int64_t J0 = 0; J0 < lkg && !ecode; J0 += KR_BK) {
       int64_t nc = lkg - J0 < KR_BK ? lkg - J0 : KR_BK;
-      ecode = K->mask[t + 1](env, I, J0, nc, s->cand, 1, lqg, lkg);
+      uint64_t cand = 0;
+      ecode = K->mask[t + 1](env, I, J0, nc, lqg, lkg, &cand);
       if (ecode) break;
-      for (int64_t x = 0; x < nc; x++) {
-        if (!s->cand[x]) continue;
-        int64_t J = J0 + x;
+      for (; cand; cand &= cand - 1) {
+        int64_t J = J0 + __builtin_ctzll(cand);
         double sc = 0;
         if (g == 1) {
           const float *kr = kb + J * ksl;
@@ -250,6 +247,20 @@ static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
     tk->cnt[I - I0] = n;
   }
   return 1;
+}
+
+/* In place: bit r of a[c] becomes bit c of a[r] (64 x 64 bits). */
+static void transpose64(uint64_t a[64]) {
+  static const uint64_t m[6] = {0x00000000FFFFFFFFull, 0x0000FFFF0000FFFFull,
+                                0x00FF00FF00FF00FFull, 0x0F0F0F0F0F0F0F0Full,
+                                0x3333333333333333ull, 0x5555555555555555ull};
+  for (int lv = 0, j = 32; j; lv++, j >>= 1)
+    for (int k = 0; k < 64; k++) {
+      if (k & j) continue;
+      uint64_t t = ((a[k] >> j) ^ a[k | j]) & m[lv];
+      a[k] ^= t << j;
+      a[k | j] ^= t;
+    }
 }
 
 /* --- one task: a query tile of one head -------------------------------- */
@@ -306,7 +317,7 @@ static void task(void *ctx, int64_t id, int worker) {
     s->spans = sp;
     s->span_cap = ns;
   }
-  if (nr < KR_BQ) memset(s->maskt, 0, (size_t)KR_BK * KR_BQ);
+  for (int64_t r = nr; r < KR_BQ; r++) s->rows[r] = 0;
 
   for (int64_t x = 0; x < ns; x++) {
     const plan_span *sp = &s->spans[x];
@@ -318,20 +329,28 @@ static void task(void *ctx, int64_t id, int worker) {
                      s->l, R->c, s->st);
         continue;
       }
+      uint64_t any = 0, all = ~0ull;
+      uint64_t valid = nc >= 64 ? ~0ull : (1ull << nc) - 1;
       for (int64_t r = 0; r < nr; r++) {
-        int32_t code = K->mask[0](&env, pos_of_row(a, r0 + r), j0, nc,
-                                  s->maskt + r, KR_BQ, a->Lq, a->Lk);
+        int32_t code = K->mask[0](&env, pos_of_row(a, r0 + r), j0, nc, a->Lq,
+                                  a->Lk, &s->rows[r]);
         if (code) {
           fail_code(R, code);
           return;
         }
+        any |= s->rows[r];
+        all &= s->rows[r];
       }
-      uint64_t any = 0;
-      const uint64_t *w = (const uint64_t *)s->maskt;
-      for (int64_t y = 0; y < nc * KR_BQ / 8; y++) any |= w[y];
       if (!any) continue;
-      K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, s->maskt, s->acc,
-                     s->m, s->l, R->c, s->st);
+      if (all == valid) {  /* every row allows every key: no mask */
+        K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m, s->l,
+                R->c, s->st);
+        continue;
+      }
+      memcpy(s->cols, s->rows, sizeof s->cols);
+      transpose64(s->cols);
+      K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, s->cols, s->acc, s->m,
+              s->l, R->c, s->st);
     }
   }
 

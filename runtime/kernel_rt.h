@@ -10,8 +10,10 @@
  *     spans = plan_tiles(...);
  *     for each key tile of KR_BK keys inside a span:
  *       PLAN_FULL:    tile(..., maskt = NULL, ...)
- *       PLAN_PARTIAL: mask_0(...) per row into a transposed byte mask, then
- *                     tile(..., maskt, ...) (skipped when the mask is all 0)
+ *       PLAN_PARTIAL: mask_0(...) per row (64-bit row words), transposed to
+ *                     key words, then tile(..., maskt, ...); skipped when
+ *                     no row allows a key, maskt NULL when all rows allow
+ *                     every key
  *     o = acc / l, lse = m ln 2 + ln l   (rows with l == 0: o = 0, -inf)
  */
 #ifndef SPAT_KERNEL_RT_H
@@ -44,21 +46,22 @@ typedef struct kr_env {
 } kr_env;
 
 /* Generated functions.  Error codes are 1-based indices into errors[].
- * mask: out[t * ostride] = M(h, i, j0 + t) for t < n (n <= KR_BK), at the
- *   granularity of the root (lq, lk: sizes at that granularity).
+ * mask: bit t of *out = M(h, i, j0 + t) for t < n (1 <= n <= KR_BK = 64),
+ *   at the granularity of the root (lq, lk: sizes at that granularity).
  * tkinfo: out = {k, g, lq_g, lk_g} of top-k node t (g: its granularity).
  * tile: one query tile (Q^T [D][KR_BQ], rows past the tile zero) against
  *   ncols keys (1 <= ncols <= KR_BK) of k/v (row strides sk, sv); updates
  *   acc [KR_BQ][D], running max m [KR_BQ] (log2 domain, scores times c =
- *   scale * log2 e) and sums l [KR_BQ]; maskt [KR_BK][KR_BQ] bytes, nonzero
- *   = allowed, or NULL: all allowed; st: KR_BK * KR_BQ floats of scratch. */
+ *   scale * log2 e) and sums l [KR_BQ]; maskt [KR_BK] words, bit r of word
+ *   j set = row r allows key j, or NULL: all allowed; st: KR_BK * KR_BQ
+ *   floats of scratch. */
 typedef int32_t (*kr_mask_fn)(const kr_env *e, int64_t i, int64_t j0,
-                              int64_t n, uint8_t *out, int64_t ostride,
-                              int64_t lq, int64_t lk);
+                              int64_t n, int64_t lq, int64_t lk,
+                              uint64_t *out);
 typedef int32_t (*kr_tkinfo_fn)(const kr_env *e, int64_t *out);
 typedef void (*kr_tile_fn)(const float *qt, const float *k, int64_t sk,
                            const float *v, int64_t sv, int64_t ncols,
-                           const uint8_t *maskt, float *acc, float *m,
+                           const uint64_t *maskt, float *acc, float *m,
                            float *l, float c, float *st);
 
 typedef struct th_pool th_pool;

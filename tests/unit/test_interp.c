@@ -297,6 +297,11 @@ static void test_random(void **state) {
     ir_program p = prog(B2(IR_RANDOM, K(ws[k].x), K(ws[k].y)));
     check_mask(&p, r_random, &ws[k]);
   }
+  /* r far beyond Lk: every key (the rows are short, all keys get drawn). */
+  two all = {INT64_MAX, 5};
+  ir_program p = prog(B2(IR_RANDOM, K(INT64_MAX), K(5)));
+  rt_args a = base_args(2, 6, 6);
+  check_mask_args(&p, &a, r_full, &all);
   /* A value computed by hand from the spec's formula: seed 1, h 0, i 0,
    * t 0 hashes splitmix64(0x9E3779B97F4A7C15). */
   assert_true(splitmix(0x9E3779B97F4A7C15ull) == ir_hash(1, 0, 0, 0));
@@ -1208,6 +1213,37 @@ static void test_threads(void **state) {
   data_free(&x), data_free(&y);
 }
 
+/* Several rows at once give what the rows give one by one. */
+static void test_mask_rows(void **state) {
+  (void)state;
+  data x;
+  data_new(&x, 2, 2, 1, 29, 33, 4, 0, 8);
+  ir_node *nsa = B2(IR_AND, L0(IR_CAUSAL),
+                    B2(IR_OR, B2(IR_WINDOW, K(3), K(0)),
+                       B2(IR_BLOCKS, K(4), topk_causal(2))));
+  ir_program p = prog(B2(IR_OR, nsa, B2(IR_RANDOM, K(2), K(3))));
+  uint8_t all[29 * 33], one[33];
+  char err[256];
+  for (int64_t b = 0; b < 2; b++)
+    for (int64_t h = 0; h < 2; h++) {
+      assert_int_equal(interp_mask_rows(&p, &x.a, b, h, 0, 29, all, err, sizeof err), RT_OK);
+      for (int64_t r = 0; r < 29; r++) {
+        assert_int_equal(interp_mask_row(&p, &x.a, b, h, r, one, err, sizeof err), RT_OK);
+        assert_memory_equal(all + r * 33, one, 33);
+      }
+      assert_int_equal(interp_mask_rows(&p, &x.a, b, h, 20, 9, all, err, sizeof err), RT_OK);
+      for (int64_t r = 20; r < 29; r++) {
+        assert_int_equal(interp_mask_row(&p, &x.a, b, h, r, one, err, sizeof err), RT_OK);
+        assert_memory_equal(all + (r - 20) * 33, one, 33);
+      }
+    }
+  assert_int_equal(interp_mask_rows(&p, &x.a, 0, 0, 20, 10, all, err, sizeof err), RT_EINVAL);
+  assert_int_equal(interp_mask_rows(&p, &x.a, 0, 0, 0, 0, all, err, sizeof err), RT_EINVAL);
+  assert_int_equal(interp_mask_rows(&p, &x.a, 0, 0, 3, -1, all, err, sizeof err), RT_EINVAL);
+  assert_int_equal(interp_mask_rows(&p, &x.a, 0, 0, 28, INT64_MAX, all, err, sizeof err), RT_EINVAL);
+  data_free(&x);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_full_none_causal, setup, teardown),
@@ -1231,6 +1267,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_api_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_backend_run, setup, teardown),
       cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_mask_rows, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
