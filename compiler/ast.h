@@ -49,6 +49,7 @@ typedef enum {
 } ast_kind;
 
 typedef struct ast_node ast_node;
+typedef struct ast_decl ast_decl;
 struct ast_node {
   ast_kind kind;
   ast_op op;
@@ -61,6 +62,7 @@ struct ast_node {
   ast_node *a, *b, *c;
   ast_node **items;    /* CALL arguments, SET items */
   int n_items;
+  ast_decl *decl;      /* sema: NAME/CALL resolved to a top-level declaration */
 };
 
 typedef struct ast_list {
@@ -82,7 +84,6 @@ typedef struct ast_param {
 
 typedef enum { AST_D_IMPORT, AST_D_LET, AST_D_PATTERN, AST_D_EXTERN } ast_decl_kind;
 
-typedef struct ast_decl ast_decl;
 struct ast_decl {
   ast_decl_kind kind;
   const char *name;     /* LET/PATTERN/EXTERN; IMPORT: the path as written */
@@ -104,6 +105,8 @@ struct ast_decl {
   src_span where_span;  /* the first such use */
   bool bad;             /* failed to evaluate; later uses stay quiet */
   bool active;          /* being instantiated (recursion check) */
+  bool has_value;       /* LET: evaluated to the constant `value` */
+  int64_t value;
   int file;             /* index of the declaring file in the module */
 };
 
@@ -119,6 +122,7 @@ typedef struct ast_ctx {
   int nesting;          /* open ( [ { while lexing */
   int offset;           /* lexer: byte offset of the next token */
   int last_end;         /* lexer: end of the last token (where EOF is shown) */
+  int prev_end;         /* lexer: end of the token before that */
   bool lex_error;       /* a lexical error in this declaration: the syntax
                            errors it causes are not reported */
 } ast_ctx;

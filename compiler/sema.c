@@ -26,7 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SEMA_MAX_DEPTH 3000     /* translator recursion (after inlining) */
+#define SEMA_MAX_DEPTH 1500     /* translator recursion (after inlining) */
 #define SEMA_MAX_NODES 2000000  /* IR nodes of one instantiation */
 #define SEMA_MAX_EXTERN_ARGS 16
 
@@ -80,6 +80,7 @@ typedef struct sema {
   struct frame { const char *what, *name; src_span use; } frames[8], pend[8];
   int n_frames;        /* instantiate mode: lets and calls being inlined */
   int n_pend;          /* frames of the last error, shown after its notes */
+  bool bad_defines;    /* fe_instantiate was given an unusable -D */
   const char **seen;   /* rendered keys of errors already reported */
   int n_seen, cap_seen;
   /* instantiate mode: the program's tables */
@@ -247,6 +248,13 @@ static ast_decl *lookup_walk(fe_module *m, int f, const char *name) {
 ast_decl *sema_lookup(fe_module *m, int f, const char *name) {
   m->gen++;
   return lookup_walk(m, f, name);
+}
+
+/* The top-level declaration a NAME or CALL refers to, cached on the node
+ * (a node always belongs to one file, whose scope does not change). */
+static ast_decl *resolve(sema *S, env *E, ast_node *e) {
+  if (!e->decl) e->decl = sema_lookup(S->m, E->file, e->name);
+  return e->decl;
 }
 
 static binding *find_binding(env *E, const char *name) {
@@ -503,6 +511,10 @@ static val let_ref(sema *S, ast_decl *d, src_span sp, bool in_where) {
     return v;
   }
   if (d->bad) return bad(S);
+  if (d->has_value) {
+    ir_node *c = mkc(S, d->value, sp);
+    return c ? (val){c, T_INT, false, SPAN_NONE} : bad(S);
+  }
   if (d->active) {
     err(S, sp, "'%s' is defined in terms of itself", d->name);
     return bad(S);
@@ -514,7 +526,11 @@ static val let_ref(sema *S, ast_decl *d, src_span sp, bool in_where) {
   S->n_frames--;
   d->active = false;
   if (v.t == T_ERR) return v;
-  if (is_const(v.n)) v.n->span = sp;
+  if (is_const(v.n)) {
+    v.n->span = sp;
+    d->has_value = true;  /* lets are pure: the same value everywhere */
+    d->value = v.n->value;
+  }
   if (v.where_only && !in_where) {
     err(S, sp, "'%s' can only be used inside where(...)", d->name);
     return bad(S);
@@ -964,7 +980,7 @@ static val tr_name(sema *S, env *E, ast_node *e, bool in_where) {
         return bad(S);
       }
   }
-  ast_decl *d = sema_lookup(S->m, E->file, e->name);
+  ast_decl *d = resolve(S, E, e);
   if (!d) {
     err(S, e->span, "unknown name '%s'", e->name);
     did_you_mean(S, E, e->name, e->span);
@@ -993,7 +1009,7 @@ static val tr_call(sema *S, env *E, ast_node *e, bool in_where) {
     err(S, e->name_span, "'%s' is a parameter; it cannot be called", e->name);
     return bad(S);
   }
-  ast_decl *d = sema_lookup(S->m, E->file, e->name);
+  ast_decl *d = resolve(S, E, e);
   if (!d) {
     err(S, e->name_span, "unknown name '%s'", e->name);
     did_you_mean(S, E, e->name, e->name_span);
@@ -1453,7 +1469,10 @@ static ir_program *instantiate(sema *S, ast_decl *d, const fe_define *defs,
       ok = false;
     }
   }
-  if (!ok) return NULL;
+  if (!ok) {
+    S->bad_defines = true;
+    return NULL;
+  }
 
   env C = {d->file, b, 0, true, d};
   S->params = params;
@@ -1539,5 +1558,14 @@ ir_program *sema_instantiate(fe_module *m, ast_decl *d, const fe_define *defs,
     for (int k = 0; k < m->files[f].n_decls; k++) m->files[f].decls[k]->active = false;
   ir_program *p = instantiate(&S, d, defs, n_defs);
   flush_frames(&S);
+  if (!p && n_defs > 0 && !S.bad_defines && diag_n_errors(m->diag) > 0) {
+    char buf[300];
+    size_t n = 0;
+    buf[0] = 0;
+    for (int k = 0; k < n_defs && n < sizeof buf - 40; k++)
+      n += (size_t)snprintf(buf + n, sizeof buf - n, "%s-D %s=%" PRId64, k ? " " : "",
+                            defs[k].name, defs[k].value);
+    diag_note(m->diag, SPAN_NONE, "while instantiating '%s' with %s", d->name, buf);
+  }
   return p;
 }

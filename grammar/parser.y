@@ -227,8 +227,20 @@ static int yyreport_syntax_error(const yypcontext_t *yc, yyscan_t scanner,
   enum { MAX_EXP = 6 };
   yysymbol_kind_t exp[YYNTOKENS];
   int ne = yypcontext_expected_tokens(yc, exp, YYNTOKENS);
-  bool expr_start = false;
-  for (int k = 0; k < ne; k++) expr_start |= exp[k] == YYSYMBOL_INT_LIT;
+  bool expr_start = false, semi = false;
+  for (int k = 0; k < ne; k++) {
+    expr_start |= exp[k] == YYSYMBOL_INT_LIT;
+    semi |= !strcmp(yysymbol_name(exp[k]), "';'");
+  }
+  if (semi && (tok == YYSYMBOL_IMPORT || tok == YYSYMBOL_LET || tok == YYSYMBOL_PATTERN ||
+               tok == YYSYMBOL_EXTERN)) {
+    /* the usual cause: a declaration without its ';' */
+    char name[40];
+    tok_name(name, sizeof name, tok);
+    src_span at = {loc->src, ctx->prev_end, ctx->prev_end};
+    ast_error(ctx, at, "expected ';' before %s", name);
+    return 0;
+  }
   if (expr_start) {
     snprintf(msg + n, sizeof msg - n, ", expected an expression");
   } else if (ne > 0 && ne < MAX_EXP) {

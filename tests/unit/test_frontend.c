@@ -287,6 +287,7 @@ static void test_defines(void **state) {
   ir_program *p2 = fe_instantiate(f.d, f.m, "lf", d2, 1);
   assert_null(p2);
   assert_non_null(strstr(diag_text(f.d), "window size must be non-negative, got -1"));
+  assert_non_null(strstr(diag_text(f.d), "\nnote: while instantiating 'lf' with -D half=-1\n"));
   diag_clear(f.d);
   fe_define d3[] = {{"w", 10}, {"w", 20}};  /* the last one wins */
   p2 = fe_instantiate(f.d, f.m, "lf", d3, 2);
@@ -297,6 +298,7 @@ static void test_defines(void **state) {
   assert_null(fe_instantiate(f.d, f.m, "lf", bad, 1));
   assert_non_null(strstr(diag_text(f.d), "error: pattern 'lf' has no parameter 'x'"));
   assert_non_null(strstr(diag_text(f.d), "note: the compile-time parameters of 'lf' are 'w', 'g', 'half'"));
+  assert_null(strstr(diag_text(f.d), "while instantiating"));
   fe_define rt[] = {{"n", 1}};
   assert_null(fe_instantiate(f.d, f.m, "lf", rt, 1));
   assert_non_null(strstr(diag_text(f.d), "'n' is a runtime scalar of 'lf'"));
@@ -634,6 +636,141 @@ static void must_survive(const char *text, size_t len) {
   free(buf);
 }
 
+
+/* Random well-typed programs: each loads, and its printed form loads back
+ * to the same text (or it fails only with a constant-value error). */
+typedef struct gen {
+  unsigned s;
+  char buf[1 << 14];
+  int pos;
+} gen;
+
+static unsigned gen_r(gen *g, unsigned n) { return rng_next(&g->s) % n; }
+
+static void gen_out(gen *g, const char *s) {
+  int n = (int)strlen(s);
+  if (g->pos + n < (int)sizeof g->buf - 1) {
+    memcpy(g->buf + g->pos, s, (size_t)n);
+    g->pos += n;
+    g->buf[g->pos] = 0;
+  }
+}
+
+static void gen_int(gen *g, int d, bool w) {
+  static const char *atoms[] = {"0", "1", "7", "-3", "h", "H", "Lq", "Lk", "n", "c", "base"};
+  static const char *watoms[] = {"i", "j", "doc[i]", "doc[j]", "f(i, j)", "same"};
+  static const char *ops[] = {"+", "-", "*", "/", "%", "<", "<=", ">", ">=", "==", "!=", "&&", "||"};
+  if (d <= 0 || gen_r(g, 3) == 0) {
+    gen_out(g, w && gen_r(g, 2) ? watoms[gen_r(g, 6)] : atoms[gen_r(g, 11)]);
+    return;
+  }
+  switch (gen_r(g, 6)) {
+  case 0: gen_out(g, "-("); gen_int(g, d - 1, w); gen_out(g, ")"); break;
+  case 1: gen_out(g, "!"); gen_int(g, d - 1, w); break;
+  case 2:
+    gen_out(g, "(");
+    gen_int(g, d - 1, w);
+    gen_out(g, " ");
+    gen_out(g, ops[gen_r(g, 13)]);
+    gen_out(g, " ");
+    gen_int(g, d - 1, w);
+    gen_out(g, ")");
+    break;
+  case 3:
+    gen_out(g, gen_r(g, 2) ? "min(" : "max(");
+    gen_int(g, d - 1, w);
+    gen_out(g, ", ");
+    gen_int(g, d - 1, w);
+    gen_out(g, ")");
+    break;
+  case 4:
+    gen_out(g, "(");
+    gen_int(g, d - 1, w);
+    gen_out(g, " ? ");
+    gen_int(g, d - 1, w);
+    gen_out(g, " : ");
+    gen_int(g, d - 1, w);
+    gen_out(g, ")");
+    break;
+  default: gen_out(g, "abs("); gen_int(g, d - 1, w); gen_out(g, ")");
+  }
+}
+
+static void gen_pat(gen *g, int d) {
+  static const char *atoms[] = {"full", "none", "causal", "window(4)", "window(c, 2)",
+                                "dilated(3, 2)", "block(8)", "stride(3)",
+                                "rows({0, 2 .. 4, -1})", "cols(0 .. n)", "global(1)",
+                                "random(2, 9)", "lib(c + 1)", "lib", "local"};
+  if (d <= 0 || gen_r(g, 4) == 0) {
+    if (gen_r(g, 8) == 0) {
+      gen_out(g, "where(");
+      gen_int(g, 3, true);
+      gen_out(g, ")");
+    } else {
+      gen_out(g, atoms[gen_r(g, 15)]);
+    }
+    return;
+  }
+  static const char *ops[] = {" | ", " & ", " - "};
+  switch (gen_r(g, 6)) {
+  case 0: gen_out(g, "!"); gen_pat(g, d - 1); break;
+  case 1:
+  case 2:
+    gen_out(g, "(");
+    gen_pat(g, d - 1);
+    gen_out(g, ops[gen_r(g, 3)]);
+    gen_pat(g, d - 1);
+    gen_out(g, ")");
+    break;
+  case 3:
+    gen_out(g, "(");
+    gen_int(g, 2, false);
+    gen_out(g, " ? ");
+    gen_pat(g, d - 1);
+    gen_out(g, " : ");
+    gen_pat(g, d - 1);
+    gen_out(g, ")");
+    break;
+  case 4: gen_out(g, "blocks(4) { "); gen_pat(g, d - 1); gen_out(g, " }"); break;
+  default: gen_out(g, "topk(3, "); gen_pat(g, d - 1); gen_out(g, ")");
+  }
+}
+
+static void test_random_programs(void **state) {
+  (void)state;
+  gen g = {.s = 777};
+  int loaded = 0;
+  for (int it = 0; it < 800; it++) {
+    g.pos = 0;
+    g.buf[0] = 0;
+    gen_out(&g, "extern fn f(int, int) -> bool;\nlet base = 5;\nlet same = i / 4 == j / 4;\n"
+                "let local = window(base) & causal;\n"
+                "pattern lib(w = 2, runtime n = 3) = window(w) | cols(0 .. n);\n"
+                "pattern p(c = 3, runtime n = 1, input doc: int[]) = ");
+    gen_pat(&g, 4);
+    gen_out(&g, ";\n");
+    fx f = run(g.buf, "p");
+    if (!f.p) {
+      const char *t = diag_text(f.d);
+      if (!strstr(t, "constant expression") && !strstr(t, "must be"))
+        fail_msg("unexpected error for\n%s\n%s", g.buf, t);
+      fx_free(&f);
+      continue;
+    }
+    loaded++;
+    char *s1 = print_prog(f.p);
+    fx r = run(s1, NULL);
+    if (!r.p) fail_msg("printed text does not load:\n%s\n%s", s1, diag_text(r.d));
+    char *s2 = print_prog(r.p);
+    if (strcmp(s1, s2)) fail_msg("round trip differs:\n%s\n%s", s1, s2);
+    free(s1);
+    free(s2);
+    fx_free(&r);
+    fx_free(&f);
+  }
+  assert_true(loaded > 600);
+}
+
 static void test_fuzz(void **state) {
   (void)state;
   const char *seed =
@@ -650,7 +787,7 @@ static void test_fuzz(void **state) {
   /* random mutations */
   char *buf = malloc(n + 1);
   const char alphabet[] = "()[]{},;=+-*/%<>!&|?:.#\" \n\tabijhwn019_\x80\xc3\xff";
-  for (int round = 0; round < 3000; round++) {
+  for (int round = 0; round < 2000; round++) {
     memcpy(buf, seed, n);
     int edits = 1 + (int)(rng_next(&s) % 4);
     for (int e = 0; e < edits; e++) {
@@ -702,15 +839,23 @@ static void test_limits(void **state) {
   for (int k = 1; k < 40; k++) p += sprintf(p, "let a%d = a%d | a%d;\n", k, k - 1, k - 1);
   sprintf(p, "pattern p = a39;\n");
   expect_error(buf, "pattern too large after inlining");
-  /* a long chain of lets */
+  /* a long chain of lets: constant lets are evaluated once */
   p = buf + sprintf(buf, "let a0 = 1;\n");
   for (int k = 1; k < 5000; k++) p += sprintf(p, "let a%d = a%d + 1;\n", k, k - 1);
   sprintf(p, "pattern p = window(a4999);\n");
+  expect_root(buf, "window(5000, 5000)");
+  /* the same chain declared backwards nests too deeply */
+  p = buf + sprintf(buf, "pattern p = window(a4999);\n");
+  for (int k = 4999; k >= 1; k--) p += sprintf(p, "let a%d = a%d + 1;\n", k, k - 1);
+  sprintf(p, "let a0 = 1;\n");
   expect_error(buf, "nested too deeply");
-  p = buf + sprintf(buf, "let a0 = 1;\n");
-  for (int k = 1; k < 500; k++) p += sprintf(p, "let a%d = a%d + 1;\n", k, k - 1);
-  sprintf(p, "pattern p = window(a499);\n");
-  expect_root(buf, "window(500, 500)");
+  /* a chain of pattern lets */
+  p = buf + sprintf(buf, "let a0 = window(1);\n");
+  for (int k = 1; k < 600; k++) p += sprintf(p, "let a%d = a%d | causal;\n", k, k - 1);
+  sprintf(p, "pattern p = a599;\n");
+  fx c = run(buf, NULL);
+  assert_non_null(c.p);
+  fx_free(&c);
   /* many errors stop at a limit */
   p = buf;
   for (int k = 0; k < 1000; k++) p += sprintf(p, "let = ;\n");
@@ -731,6 +876,11 @@ static void test_recovery(void **state) {
   assert_non_null(strstr(t, "t.pat:1:12: error: unexpected ';', expected an expression\n"));
   assert_non_null(strstr(t, "t.pat:3:20: error: unexpected ';', expected an expression\n"));
   assert_non_null(strstr(t, "t.pat:5:9: error: unexpected ')', expected an expression\n"));
+  fx_free(&f);
+  f = run("pattern a = causal\npattern b = full;\nlet c = 1 let d = 2;\n", NULL);
+  assert_int_equal(diag_n_errors(f.d), 2);
+  assert_non_null(strstr(diag_text(f.d), "t.pat:1:19: error: expected ';' before 'pattern'\n"));
+  assert_non_null(strstr(diag_text(f.d), "t.pat:3:10: error: expected ';' before 'let'\n"));
   fx_free(&f);
   /* several independent semantic errors in one run */
   f = run("pattern a = window(causal);\npattern b = foo;\npattern c = window(i);\n", NULL);
@@ -755,6 +905,7 @@ int main(void) {
       cmocka_unit_test(test_library),
       cmocka_unit_test(test_other_diag),
       cmocka_unit_test(test_fuzz),
+      cmocka_unit_test(test_random_programs),
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_recovery),
   };
