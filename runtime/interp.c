@@ -670,10 +670,9 @@ rt_status interp_mask_rows(const ir_program *p, const rt_args *a, int64_t b,
   if (b < 0 || b >= a->B || h < 0 || h >= a->H || r0 < 0 || n < 1 ||
       r0 >= a->Lq || n > a->Lq - r0)
     return api_err(err, errlen, RT_EINVAL,
-                   "rows (b=%lld, h=%lld, r=%lld..%lld) outside B=%lld H=%lld Lq=%lld",
-                   (long long)b, (long long)h, (long long)r0,
-                   (long long)r0 + n - 1, (long long)a->B, (long long)a->H,
-                   (long long)a->Lq);
+                   "rows (b=%lld, h=%lld, %lld rows from r=%lld) outside B=%lld H=%lld Lq=%lld",
+                   (long long)b, (long long)h, (long long)n, (long long)r0,
+                   (long long)a->B, (long long)a->H, (long long)a->Lq);
   ctx c;
   st = ctx_init(&c, p, a, err, errlen);
   if (st != RT_OK) return st;

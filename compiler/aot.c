@@ -1,0 +1,666 @@
+/* aot.c: ahead-of-time kernels: ir_program -> object file + C header.
+ *
+ * In: a checked program and the compile options (aot.h).  Out: NAME.o with
+ * the kernel's code and its typed entries, and NAME.h declaring them.
+ *
+ *   an_build         the tile plan, emitted as a constant array
+ *   cg_build         the mask and tile functions (as the JIT's), made
+ *                    internal and renamed "NAME.<fn>" so that several
+ *                    kernels link into one program
+ *   descriptor       an aot_desc constant pointing at all of it, plus a
+ *                    writable state slot (the run-time kernel)
+ *   entries          NAME(t, scalars..., inputs...) and NAME_ex(err, errlen,
+ *                    t, ...) store their arguments in arrays and call
+ *                    spat_aot_run(&desc, ...) in libspat
+ *   O3, then LLVMTargetMachineEmitToFile (position-independent code)
+ */
+#include "aot.h"
+
+#include <errno.h>
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../include/spat.h"
+#include "analyze.h"
+#include "codegen.h"
+
+typedef struct emit {
+  LLVMContextRef C;
+  LLVMModuleRef M;
+  LLVMBuilderRef B;
+  LLVMTypeRef i32, i64, ptr;
+  const char *name; /* the entry's C name */
+} emit;
+
+static int errorf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int errorf(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+int aot_is_identifier(const char *s) {
+  static const char *const keywords[] = {
+      "auto",     "break",    "case",     "char",   "const",       "continue",
+      "default",  "do",       "double",   "else",   "enum",        "extern",
+      "float",    "for",      "goto",     "if",     "inline",      "int",
+      "long",     "register", "restrict", "return", "short",       "signed",
+      "sizeof",   "static",   "struct",   "switch", "typedef",     "union",
+      "unsigned", "void",     "volatile", "while",  "_Bool",       "_Complex",
+      "bool",     "true",     "false",    "main",   "spat_aot_run"};
+  if (s == NULL || s[0] == '\0' || (s[0] >= '0' && s[0] <= '9')) return 0;
+  for (const char *c = s; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+          (*c >= '0' && *c <= '9') || *c == '_'))
+      return 0;
+  for (size_t k = 0; k < sizeof keywords / sizeof keywords[0]; k++)
+    if (strcmp(s, keywords[k]) == 0) return 0;
+  return 1;
+}
+
+static LLVMValueRef const_string(emit *e, const char *s, const char *what) {
+  LLVMValueRef v =
+      LLVMConstStringInContext(e->C, s, (unsigned)strlen(s), 0 /* NUL */);
+  char name[256];
+  snprintf(name, sizeof name, "%s.%s", e->name, what);
+  LLVMValueRef g = LLVMAddGlobal(e->M, LLVMTypeOf(v), name);
+  LLVMSetInitializer(g, v);
+  LLVMSetGlobalConstant(g, 1);
+  LLVMSetLinkage(g, LLVMPrivateLinkage);
+  LLVMSetUnnamedAddr(g, 1);
+  return g;
+}
+
+static LLVMValueRef const_global(emit *e, LLVMValueRef init, const char *what) {
+  char name[256];
+  snprintf(name, sizeof name, "%s.%s", e->name, what);
+  LLVMValueRef g = LLVMAddGlobal(e->M, LLVMTypeOf(init), name);
+  LLVMSetInitializer(g, init);
+  LLVMSetGlobalConstant(g, 1);
+  LLVMSetLinkage(g, LLVMInternalLinkage);
+  return g;
+}
+
+static LLVMValueRef ptr_array(emit *e, LLVMValueRef *v, int n,
+                              const char *what) {
+  LLVMValueRef init = LLVMConstArray2(e->ptr, v, (uint64_t)n);
+  return const_global(e, init, what);
+}
+
+/* Every definition of the generated module becomes internal, and every
+ * function "NAME.<old name>". */
+static void internalize(emit *e) {
+  char name[512];
+  for (LLVMValueRef f = LLVMGetFirstFunction(e->M); f != NULL;
+       f = LLVMGetNextFunction(f)) {
+    if (LLVMIsDeclaration(f)) continue;
+    size_t len;
+    const char *old = LLVMGetValueName2(f, &len);
+    snprintf(name, sizeof name, "%s.%.*s", e->name, (int)len, old);
+    LLVMSetValueName2(f, name, strlen(name));
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+  }
+  for (LLVMValueRef g = LLVMGetFirstGlobal(e->M); g != NULL;
+       g = LLVMGetNextGlobal(g)) {
+    if (LLVMIsDeclaration(g)) continue;
+    if (LLVMGetLinkage(g) != LLVMPrivateLinkage)
+      LLVMSetLinkage(g, LLVMInternalLinkage);
+  }
+}
+
+static LLVMValueRef generated_fn(emit *e, const char *fmt, int k) {
+  char base[64], name[512];
+  snprintf(base, sizeof base, fmt, k);
+  snprintf(name, sizeof name, "%s.%s", e->name, base);
+  return LLVMGetNamedFunction(e->M, name);
+}
+
+/* An external C function (an extern predicate) by name. */
+static LLVMValueRef extern_fn(emit *e, const ir_extern *x) {
+  LLVMValueRef f = LLVMGetNamedFunction(e->M, x->name);
+  if (f != NULL) return f;
+  LLVMTypeRef args[16];
+  int n = x->n_args > 16 ? 16 : x->n_args;
+  for (int k = 0; k < n; k++) args[k] = e->i64;
+  LLVMTypeRef ft =
+      LLVMFunctionType(LLVMInt1TypeInContext(e->C), args, (unsigned)n, 0);
+  return LLVMAddFunction(e->M, x->name, ft);
+}
+
+/* int NAME[_ex]([char *err, size_t errlen,] const spat_tensors *t,
+ *               int64_t s..., const int32_t *a...) */
+static void build_entry(emit *e, const ir_program *p, LLVMValueRef desc,
+                        LLVMValueRef run, LLVMTypeRef run_t, bool with_err) {
+  int ns = p->n_runtime, na = p->n_inputs, lead = with_err ? 3 : 1;
+  int n = lead + ns + na;
+  LLVMTypeRef *params = calloc((size_t)n, sizeof *params);
+  if (params == NULL) return;
+  if (with_err) {
+    params[0] = e->ptr;
+    params[1] = e->i64;
+  }
+  params[lead - 1] = e->ptr;
+  for (int k = 0; k < ns; k++) params[lead + k] = e->i64;
+  for (int k = 0; k < na; k++) params[lead + ns + k] = e->ptr;
+  LLVMTypeRef ft = LLVMFunctionType(e->i32, params, (unsigned)n, 0);
+  free(params);
+  char name[256];
+  snprintf(name, sizeof name, "%s%s", e->name, with_err ? "_ex" : "");
+  LLVMValueRef f = LLVMAddFunction(e->M, name, ft);
+  unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
+  LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                          LLVMCreateEnumAttribute(e->C, nounwind, 0));
+  LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(e->C, f, "entry");
+  LLVMPositionBuilderAtEnd(e->B, bb);
+  LLVMTypeRef st = LLVMArrayType2(e->i64, (uint64_t)(ns > 0 ? ns : 1));
+  LLVMTypeRef at = LLVMArrayType2(e->ptr, (uint64_t)(na > 0 ? na : 1));
+  LLVMValueRef S = LLVMBuildAlloca(e->B, st, "scalars");
+  LLVMValueRef A = LLVMBuildAlloca(e->B, at, "inputs");
+  for (int k = 0; k < ns; k++) {
+    LLVMValueRef idx = LLVMConstInt(e->i64, (unsigned long long)k, 0);
+    LLVMValueRef slot = LLVMBuildGEP2(e->B, e->i64, S, &idx, 1, "");
+    LLVMBuildStore(e->B, LLVMGetParam(f, (unsigned)(lead + k)), slot);
+  }
+  for (int k = 0; k < na; k++) {
+    LLVMValueRef idx = LLVMConstInt(e->i64, (unsigned long long)k, 0);
+    LLVMValueRef slot = LLVMBuildGEP2(e->B, e->ptr, A, &idx, 1, "");
+    LLVMBuildStore(e->B, LLVMGetParam(f, (unsigned)(lead + ns + k)), slot);
+  }
+  LLVMValueRef args[6] = {
+      desc,
+      LLVMGetParam(f, (unsigned)(lead - 1)),
+      S,
+      A,
+      with_err ? LLVMGetParam(f, 0) : LLVMConstPointerNull(e->ptr),
+      with_err ? LLVMGetParam(f, 1) : LLVMConstInt(e->i64, 0, 0)};
+  LLVMValueRef r = LLVMBuildCall2(e->B, run_t, run, args, 6, "");
+  LLVMBuildRet(e->B, r);
+}
+
+/* The generated functions the descriptor points at, all present. */
+static int has_generated(emit *e, int nt, char *err, size_t errlen) {
+  for (int t = 0; t <= nt; t++)
+    if (generated_fn(e, "spat_mask_%d", t) == NULL)
+      return errorf(err, errlen, "internal error: no spat_mask_%d", t);
+  for (int t = 0; t < nt; t++)
+    if (generated_fn(e, "spat_tkinfo_%d", t) == NULL)
+      return errorf(err, errlen, "internal error: no spat_tkinfo_%d", t);
+  if (generated_fn(e, "spat_tile", 0) == NULL)
+    return errorf(err, errlen, "internal error: no spat_tile");
+  return 0;
+}
+
+/* The descriptor (aot_desc) and both entries. */
+static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
+                      const int64_t *plan, const cg_info *info, char *err,
+                      size_t errlen) {
+  if (has_generated(e, info->n_topk, err, errlen) != 0) return -1;
+  /* plan words */
+  int64_t nw = plan_words(plan);
+  LLVMValueRef *words = calloc((size_t)nw + 1, sizeof *words);
+  if (words == NULL) return errorf(err, errlen, "out of memory");
+  for (int64_t w = 0; w < nw; w++)
+    words[w] = LLVMConstInt(e->i64, (unsigned long long)plan[w], 1);
+  LLVMValueRef plan_g =
+      const_global(e, LLVMConstArray2(e->i64, words, (uint64_t)nw), "plan");
+  free(words);
+
+  int nt = info->n_topk,
+      n_ptrs = nt + 1 + p->n_inputs + p->n_externs + info->n_errors + 1;
+  LLVMValueRef *v = calloc((size_t)n_ptrs, sizeof *v);
+  if (v == NULL) return errorf(err, errlen, "out of memory");
+  for (int t = 0; t <= nt; t++) v[t] = generated_fn(e, "spat_mask_%d", t);
+  LLVMValueRef mask_g = ptr_array(e, v, nt + 1, "mask");
+  for (int t = 0; t < nt; t++) v[t] = generated_fn(e, "spat_tkinfo_%d", t);
+  LLVMValueRef tk_g = ptr_array(e, v, nt, "tkinfo");
+  for (int k = 0; k < info->n_errors; k++)
+    v[k] = const_string(e, info->errors[k], "errmsg");
+  LLVMValueRef err_g = ptr_array(e, v, info->n_errors, "errors");
+  for (int k = 0; k < p->n_inputs; k++)
+    v[k] = const_string(e, p->inputs[k].name, "input");
+  LLVMValueRef in_g = ptr_array(e, v, p->n_inputs, "inputs");
+  for (int k = 0; k < p->n_externs; k++) v[k] = extern_fn(e, &p->externs[k]);
+  LLVMValueRef ext_g = ptr_array(e, v, p->n_externs, "externs");
+  free(v);
+
+  char state_name[256];
+  snprintf(state_name, sizeof state_name, "%s.state", e->name);
+  LLVMValueRef state = LLVMAddGlobal(e->M, e->ptr, state_name);
+  LLVMSetInitializer(state, LLVMConstPointerNull(e->ptr));
+  LLVMSetLinkage(state, LLVMInternalLinkage);
+
+  LLVMValueRef fields[] = {
+      LLVMConstInt(e->i64, AOT_ABI, 0),
+      LLVMConstInt(e->i64, (unsigned long long)o->D, 0),
+      LLVMConstInt(e->i64, (unsigned long long)o->layout, 0),
+      LLVMConstInt(e->i64, (unsigned long long)o->threads, 0),
+      LLVMConstInt(e->i64, (unsigned long long)p->n_runtime, 0),
+      LLVMConstInt(e->i64, (unsigned long long)p->n_inputs, 0),
+      LLVMConstInt(e->i64, (unsigned long long)p->n_externs, 0),
+      LLVMConstInt(e->i64, (unsigned long long)nt, 0),
+      LLVMConstInt(e->i64, (unsigned long long)info->n_errors, 0),
+      plan_g,
+      mask_g,
+      tk_g,
+      generated_fn(e, "spat_tile", 0),
+      err_g,
+      in_g,
+      ext_g,
+      state,
+      const_string(e, e->name, "name"),
+  };
+  LLVMValueRef desc = LLVMConstStructInContext(
+      e->C, fields, sizeof fields / sizeof fields[0], 0);
+  LLVMValueRef desc_g = const_global(e, desc, "desc");
+  char desc_name[256]; /* NAME_desc, public: the disk cache looks it up */
+  snprintf(desc_name, sizeof desc_name, "%s_desc", e->name);
+  LLVMSetValueName2(desc_g, desc_name, strlen(desc_name));
+  LLVMSetLinkage(desc_g, LLVMExternalLinkage);
+
+  LLVMTypeRef run_params[6] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->i64};
+  LLVMTypeRef run_t = LLVMFunctionType(e->i32, run_params, 6, 0);
+  LLVMValueRef run = LLVMGetNamedFunction(e->M, "spat_aot_run");
+  if (run == NULL) run = LLVMAddFunction(e->M, "spat_aot_run", run_t);
+  build_entry(e, p, desc_g, run, run_t, false);
+  build_entry(e, p, desc_g, run, run_t, true);
+  return 0;
+}
+
+static LLVMTargetMachineRef target_machine(const char *cpu_opt, char *err,
+                                           size_t errlen) {
+  char *triple = LLVMGetDefaultTargetTriple();
+  char *cpu = cpu_opt ? NULL : LLVMGetHostCPUName();
+  char *feat = cpu_opt ? NULL : LLVMGetHostCPUFeatures();
+  LLVMTargetRef T;
+  char *msg = NULL;
+  LLVMTargetMachineRef tm = NULL;
+  if (LLVMGetTargetFromTriple(triple, &T, &msg)) {
+    errorf(err, errlen, "no LLVM target for %s: %s", triple, msg ? msg : "");
+    LLVMDisposeMessage(msg);
+  } else {
+    tm = LLVMCreateTargetMachine(
+        T, triple, cpu_opt ? cpu_opt : cpu, cpu_opt ? "" : feat,
+        LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
+    if (tm == NULL)
+      errorf(err, errlen, "cannot create a target machine for CPU '%s'",
+             cpu_opt ? cpu_opt : cpu);
+  }
+  LLVMDisposeMessage(triple);
+  if (cpu) LLVMDisposeMessage(cpu);
+  if (feat) LLVMDisposeMessage(feat);
+  return tm;
+}
+
+static int write_header(const ir_program *p, const aot_opts *o,
+                        const char *name, const char *path, char *err,
+                        size_t errlen) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL) return errorf(err, errlen, "%s: cannot write", path);
+  fprintf(f, "/* %s.h: generated by `spatc compile`; do not edit.\n", name);
+  fprintf(f, " * Pattern '%s'%s%s, D = %lld, layout %s.\n", p->name,
+          o->source ? " from " : "", o->source ? o->source : "",
+          (long long)o->D, o->layout == 1 ? "[B, L, H, D]" : "[B, H, L, D]");
+  for (int k = 0; k < p->n_params; k++)
+    fprintf(f, " * %s = %lld\n", p->params[k].name,
+            (long long)p->params[k].value);
+  fprintf(f,
+          " * Link %s.o with libspat: cc prog.c %s.o $(pkg-config --cflags "
+          "--libs spat)\n */\n",
+          name, name);
+  fprintf(f, "#ifndef SPAT_AOT_%s_H\n#define SPAT_AOT_%s_H\n\n", name, name);
+  fprintf(f,
+          "#include <stdbool.h>\n#include <stddef.h>\n#include <stdint.h>\n\n"
+          "#include \"spat.h\"\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n"
+          "\n");
+  fprintf(f, "#define %s_D %lld\n#define %s_LAYOUT %s\n\n", name,
+          (long long)o->D, name,
+          o->layout == 1 ? "SPAT_LAYOUT_BLHD" : "SPAT_LAYOUT_BHLD");
+  if (p->n_externs > 0) {
+    fprintf(f,
+            "/* The pattern's extern predicates: the program defines them "
+            "(pure, thread-safe). */\n");
+    for (int k = 0; k < p->n_externs; k++) {
+      fprintf(f, "bool %s(", p->externs[k].name);
+      for (int a = 0; a < p->externs[k].n_args; a++)
+        fprintf(f, "%sint64_t", a ? ", " : "");
+      fprintf(f, "%s);\n", p->externs[k].n_args ? "" : "void");
+    }
+    fprintf(f, "\n");
+  }
+  for (int with_err = 0; with_err < 2; with_err++) {
+    if (with_err)
+      fprintf(f,
+              "/* The same, with the message of a failure in err (errlen "
+              "bytes). */\n");
+    else
+      fprintf(f,
+              "/* Attention with the pattern; returns a spat_status "
+              "(SPAT_OK: 0). */\n");
+    fprintf(f, "int %s%s(%sconst spat_tensors *t", name, with_err ? "_ex" : "",
+            with_err ? "char *err, size_t errlen, " : "");
+    for (int k = 0; k < p->n_runtime; k++)
+      fprintf(f, ", int64_t %s", p->runtime[k].name);
+    for (int k = 0; k < p->n_inputs; k++)
+      fprintf(f, ", const int32_t *%s", p->inputs[k].name);
+    fprintf(f, ");\n");
+  }
+  for (int k = 0; k < p->n_runtime; k++)
+    if (p->runtime[k].has_deflt)
+      fprintf(f, "#define %s_DEFAULT_%s %lldLL\n", name, p->runtime[k].name,
+              (long long)p->runtime[k].deflt);
+  fprintf(f, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
+  if (fclose(f) != 0) return errorf(err, errlen, "%s: write error", path);
+  return 0;
+}
+
+int aot_emit(const ir_program *p, const aot_opts *o, const char *obj_path,
+             const char *hdr_path, char *err, size_t errlen) {
+  const char *name = o->name ? o->name : p->name;
+  if (!aot_is_identifier(name))
+    return errorf(err, errlen,
+                  "'%s' is not usable as a C function name (give --name)",
+                  name);
+  for (int k = 0; k < p->n_externs; k++)
+    if (!aot_is_identifier(p->externs[k].name))
+      return errorf(err, errlen, "extern '%s' is not a C identifier",
+                    p->externs[k].name);
+  if (p->n_runtime + p->n_inputs > 64)
+    return errorf(err, errlen, "more than 64 runtime scalars and inputs");
+  if (!cg_supported_d(o->D))
+    return errorf(err, errlen,
+                  "head dimension %lld is not supported by the code "
+                  "generator",
+                  (long long)o->D);
+  const int64_t *plan = an_build(p, err, errlen);
+  if (plan == NULL) return -1;
+
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+  LLVMTargetMachineRef tm = target_machine(o->cpu, err, errlen);
+  if (tm == NULL) return -1;
+  char *triple = LLVMGetTargetMachineTriple(tm);
+  char *cpu = LLVMGetTargetMachineCPU(tm);
+  char *feat = LLVMGetTargetMachineFeatureString(tm);
+  LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+  char *layout = LLVMCopyStringRepOfTargetData(td);
+  cg_target tgt = {triple, layout, cpu, feat[0] ? feat : NULL};
+
+  emit E = {0}, *e = &E;
+  e->C = LLVMContextCreate();
+  e->name = name;
+  cg_info info;
+  e->M = cg_build(e->C, p, o->D, &tgt, &info, err, errlen);
+  int rc = e->M != NULL ? 0 : -1;
+  if (rc == 0) {
+    e->B = LLVMCreateBuilderInContext(e->C);
+    e->i32 = LLVMInt32TypeInContext(e->C);
+    e->i64 = LLVMInt64TypeInContext(e->C);
+    e->ptr = LLVMPointerTypeInContext(e->C, 0);
+    internalize(e);
+    rc = build_glue(e, p, o, plan, &info, err, errlen);
+    LLVMDisposeBuilder(e->B);
+    char *msg = NULL;
+    if (rc == 0 && LLVMVerifyModule(e->M, LLVMReturnStatusAction, &msg))
+      rc = errorf(err, errlen, "internal error: invalid module: %.400s",
+                  msg ? msg : "");
+    LLVMDisposeMessage(msg);
+  }
+  if (rc == 0) {
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
+    LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
+    LLVMErrorRef le = LLVMRunPasses(e->M, "default<O3>", tm, po);
+    LLVMDisposePassBuilderOptions(po);
+    if (le) {
+      char *m = LLVMGetErrorMessage(le);
+      rc = errorf(err, errlen, "optimisation: %s", m);
+      LLVMDisposeErrorMessage(m);
+    }
+  }
+  if (rc == 0) {
+    char *msg = NULL;
+    if (LLVMTargetMachineEmitToFile(tm, e->M, obj_path, LLVMObjectFile, &msg))
+      rc = errorf(err, errlen, "%s: %s", obj_path, msg ? msg : "cannot emit");
+    LLVMDisposeMessage(msg);
+  }
+  if (rc == 0 && hdr_path != NULL)
+    rc = write_header(p, o, name, hdr_path, err, errlen);
+  if (e->M != NULL) LLVMDisposeModule(e->M);
+  cg_info_free(&info);
+  LLVMContextDispose(e->C);
+  LLVMDisposeMessage(triple);
+  LLVMDisposeMessage(cpu);
+  LLVMDisposeMessage(feat);
+  LLVMDisposeMessage(layout);
+  LLVMDisposeTargetData(td);
+  LLVMDisposeTargetMachine(tm);
+  return rc;
+}
+
+/* ---- the disk kernel cache ----------------------------------------------- */
+
+struct aot_loaded {
+  LLVMOrcLLJITRef jit;
+};
+
+static int mkdir_p(char *path) {
+  for (char *c = path + 1; *c; c++) {
+    if (*c != '/') continue;
+    *c = '\0';
+    int bad = mkdir(path, 0755) != 0 && errno != EEXIST;
+    *c = '/';
+    if (bad) return -1;
+  }
+  return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+int aot_cache_dir(char *buf, size_t n, char *err, size_t errlen) {
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  int len;
+  if (xdg != NULL && xdg[0] == '/')
+    len = snprintf(buf, n, "%s/spatc", xdg);
+  else if (home != NULL && home[0] != '\0')
+    len = snprintf(buf, n, "%s/.cache/spatc", home);
+  else
+    return errorf(err, errlen,
+                  "no cache directory: neither XDG_CACHE_HOME nor HOME is "
+                  "set");
+  if (len < 0 || (size_t)len >= n)
+    return errorf(err, errlen, "cache directory name too long");
+  if (mkdir_p(buf) != 0)
+    return errorf(err, errlen, "%s: cannot create: %s", buf, strerror(errno));
+  return 0;
+}
+
+/* Everything the object depends on, as text. */
+static char *cache_key(const ir_program *p, const aot_opts *o) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  if (f == NULL) return NULL;
+  unsigned maj, min, pat;
+  LLVMGetVersion(&maj, &min, &pat);
+  char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+  fprintf(f,
+          "spatc %s aot-abi %d llvm %u.%u.%u\ncpu %s\nfeatures %s\n"
+          "D %lld layout %d threads %d\n",
+          spat_version_string(), AOT_ABI, maj, min, pat, cpu, feat,
+          (long long)o->D, o->layout, o->threads);
+  LLVMDisposeMessage(cpu);
+  LLVMDisposeMessage(feat);
+  ir_print_program(f, p);
+  if (fclose(f) != 0) {
+    free(text);
+    return NULL;
+  }
+  return text;
+}
+
+static uint64_t fnv1a(const char *s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+  return h;
+}
+
+static int file_equals(const char *path, const char *text) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return 0;
+  size_t n = strlen(text), k = 0;
+  int c, same = 1;
+  while (same && (c = fgetc(f)) != EOF) same = k < n && text[k++] == (char)c;
+  fclose(f);
+  return same && k == n;
+}
+
+/* Writes text to path through a temporary file and a rename, so that a
+ * reader never sees half a file. */
+static int write_atomic(const char *path, const char *text) {
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "wb");
+  if (f == NULL) return -1;
+  size_t n = strlen(text);
+  int bad = fwrite(text, 1, n, f) != n;
+  bad |= fclose(f) != 0;
+  if (bad || rename(tmp, path) != 0) {
+    remove(tmp);
+    return -1;
+  }
+  return 0;
+}
+
+void aot_cache_free(aot_loaded *l) {
+  if (l == NULL) return;
+  if (l->jit) LLVMOrcDisposeLLJIT(l->jit);
+  free(l);
+}
+
+static aot_loaded *fail_load(aot_loaded *l, LLVMErrorRef e, const char *what,
+                             char *err, size_t errlen) {
+  if (e != NULL) {
+    char *m = LLVMGetErrorMessage(e);
+    errorf(err, errlen, "%s: %s", what, m);
+    LLVMDisposeErrorMessage(m);
+  } else {
+    errorf(err, errlen, "%s", what);
+  }
+  aot_cache_free(l);
+  return NULL;
+}
+
+/* Links the object at path in memory; the descriptor in *desc. */
+static aot_loaded *link_object(const ir_program *p, const char *path,
+                               void *const *externs, const void **desc,
+                               char *err, size_t errlen) {
+  aot_loaded *l = calloc(1, sizeof *l);
+  if (l == NULL) return fail_load(NULL, NULL, "out of memory", err, errlen);
+  LLVMMemoryBufferRef buf = NULL;
+  char *msg = NULL;
+  if (LLVMCreateMemoryBufferWithContentsOfFile(path, &buf, &msg)) {
+    errorf(err, errlen, "%s: %s", path, msg ? msg : "cannot read");
+    LLVMDisposeMessage(msg);
+    aot_cache_free(l);
+    return NULL;
+  }
+  LLVMErrorRef e = LLVMOrcCreateLLJIT(&l->jit, NULL);
+  if (e) {
+    l->jit = NULL;
+    LLVMDisposeMemoryBuffer(buf);
+    return fail_load(l, e, "cannot create the JIT", err, errlen);
+  }
+  LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(l->jit);
+  LLVMOrcDefinitionGeneratorRef gen = NULL;
+  e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+      &gen, LLVMOrcLLJITGetGlobalPrefix(l->jit), NULL, NULL);
+  if (e) {
+    LLVMDisposeMemoryBuffer(buf);
+    return fail_load(l, e, "cannot resolve process symbols", err, errlen);
+  }
+  LLVMOrcJITDylibAddGenerator(jd, gen);
+  /* spat_aot_run and the extern predicates, by address */
+  size_t n = 1 + (size_t)p->n_externs;
+  LLVMOrcCSymbolMapPair *syms = calloc(n, sizeof *syms);
+  if (syms == NULL) {
+    LLVMDisposeMemoryBuffer(buf);
+    return fail_load(l, NULL, "out of memory", err, errlen);
+  }
+  LLVMJITSymbolFlags flags = {
+      LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable, 0};
+  int (*run)(const void *, const spat_tensors *, const int64_t *,
+             const int32_t *const *, char *, size_t) = spat_aot_run;
+  void *run_addr;
+  memcpy(&run_addr, &run, sizeof run_addr);
+  syms[0].Name = LLVMOrcLLJITMangleAndIntern(l->jit, "spat_aot_run");
+  syms[0].Sym = (LLVMJITEvaluatedSymbol){(uintptr_t)run_addr, flags};
+  for (int k = 0; k < p->n_externs; k++) {
+    syms[1 + k].Name = LLVMOrcLLJITMangleAndIntern(l->jit, p->externs[k].name);
+    syms[1 + k].Sym = (LLVMJITEvaluatedSymbol){(uintptr_t)externs[k], flags};
+  }
+  e = LLVMOrcJITDylibDefine(jd, LLVMOrcAbsoluteSymbols(syms, n));
+  free(syms);
+  if (e) {
+    LLVMDisposeMemoryBuffer(buf);
+    return fail_load(l, e, "cannot define symbols", err, errlen);
+  }
+  e = LLVMOrcLLJITAddObjectFile(l->jit, jd, buf); /* takes buf */
+  if (e) return fail_load(l, e, path, err, errlen);
+  LLVMOrcExecutorAddress addr = 0;
+  e = LLVMOrcLLJITLookup(l->jit, &addr, "kernel_desc");
+  if (e) return fail_load(l, e, path, err, errlen);
+  *desc = (const void *)(uintptr_t)addr;
+  if (((const aot_desc *)*desc)->abi != AOT_ABI)
+    return fail_load(l, NULL, "cached object has another ABI", err, errlen);
+  return l;
+}
+
+aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *opts,
+                           const char *dir, void *const *externs,
+                           const void **desc, int *hit, char *err,
+                           size_t errlen) {
+  aot_opts o = *opts;
+  o.name = "kernel";
+  o.cpu = NULL;
+  o.source = NULL;
+  char *key = cache_key(p, &o);
+  if (key == NULL) return fail_load(NULL, NULL, "out of memory", err, errlen);
+  char obj[4096], keyf[4096];
+  uint64_t h = fnv1a(key);
+  snprintf(obj, sizeof obj, "%s/%016llx.o", dir, (unsigned long long)h);
+  snprintf(keyf, sizeof keyf, "%s/%016llx.key", dir, (unsigned long long)h);
+  aot_loaded *l = NULL;
+  *hit = 0;
+  if (file_equals(keyf, key) && access(obj, R_OK) == 0) {
+    l = link_object(p, obj, externs, desc, err, errlen);
+    *hit = l != NULL; /* a damaged entry is compiled again */
+  }
+  if (l == NULL) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", obj, (long)getpid());
+    if (aot_emit(p, &o, tmp, NULL, err, errlen) != 0) {
+      remove(tmp);
+    } else if (rename(tmp, obj) != 0 || write_atomic(keyf, key) != 0) {
+      errorf(err, errlen, "%s: cannot write: %s", obj, strerror(errno));
+      remove(tmp);
+    } else {
+      l = link_object(p, obj, externs, desc, err, errlen);
+    }
+  }
+  free(key);
+  return l;
+}

@@ -1,0 +1,79 @@
+/* aot.h: ahead-of-time kernels (aot_): a pattern compiled into an object
+ * file and a C header, linked into a program with libspat.
+ *
+ * The object holds the generated code (compiler/codegen.h, internal
+ * symbols), the tile plan as a constant, a descriptor (aot_desc below) and
+ * two typed entries named after the kernel:
+ *
+ *   int NAME(const spat_tensors *t, int64_t s0, ..., const int32_t *a0, ...);
+ *   int NAME_ex(char *err, size_t errlen, const spat_tensors *t, ...);
+ *
+ * (runtime scalars, then input arrays, in declaration order) which call
+ * spat_aot_run (compiler/aot_run.c, exported by libspat) with the
+ * descriptor.  Extern predicates are referenced by their C names: the
+ * program defines bool name(int64_t, ...).  The header declares all of it.
+ */
+#ifndef SPAT_AOT_H
+#define SPAT_AOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ir.h"
+
+/* The descriptor's layout is an ABI between objects and libspat: every field
+ * is 8 bytes, in this order; AOT_ABI changes with it. */
+#define AOT_ABI 2
+typedef struct aot_desc {
+  int64_t abi;                /* AOT_ABI */
+  int64_t D, layout, threads; /* compile options */
+  int64_t n_runtime, n_inputs, n_externs, n_topk, n_errors;
+  const int64_t *plan;       /* tile plan words */
+  const void *const *mask;   /* n_topk + 1 kr_mask_fn */
+  const void *const *tkinfo; /* n_topk kr_tkinfo_fn */
+  const void *tile;          /* kr_tile_fn */
+  const char *const *errors; /* n_errors run-time error messages */
+  const char *const *input_names;
+  void *const *externs; /* n_externs bool f(int64_t, ...) */
+  void **state;         /* writable slot: the run-time kernel */
+  const char *name;
+} aot_desc;
+
+typedef struct aot_opts {
+  int64_t D;
+  int layout;         /* spat_layout */
+  int threads;        /* default worker threads (0: all cores) */
+  const char *name;   /* C identifier of the entry; NULL: pattern name */
+  const char *cpu;    /* NULL: this machine's CPU and features */
+  const char *source; /* for the header's comment (may be NULL) */
+} aot_opts;
+
+/* Writes the object file obj_path and the header hdr_path (NULL: none).
+ * 0 on success; -1 with a message in err. */
+int aot_emit(const ir_program *p, const aot_opts *o, const char *obj_path,
+             const char *hdr_path, char *err, size_t errlen);
+
+/* The disk kernel cache: JIT kernels compiled once into objects under
+ * $XDG_CACHE_HOME/spatc (else ~/.cache/spatc), named by a hash of the
+ * canonical program text, the options, the CPU and the versions; the full
+ * key is kept beside each object and compared on load.  A loaded object is
+ * linked in memory by an LLJIT, with spat_aot_run and the extern predicates
+ * (externs[k] for the program's extern k) defined as absolute symbols. */
+typedef struct aot_loaded aot_loaded;
+
+/* The cache directory into buf (created if missing); -1 with err if there
+ * is none usable. */
+int aot_cache_dir(char *buf, size_t n, char *err, size_t errlen);
+/* The kernel's descriptor in *desc (pass it to spat_aot_run); *hit: 1 when
+ * the object came from the cache, 0 when it was compiled into it now.
+ * NULL with a message in err on failure. */
+aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *o,
+                           const char *dir, void *const *externs,
+                           const void **desc, int *hit, char *err,
+                           size_t errlen);
+void aot_cache_free(aot_loaded *l); /* NULL is fine */
+
+/* A valid C identifier that is not a C keyword. */
+int aot_is_identifier(const char *s);
+
+#endif

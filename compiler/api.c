@@ -1,0 +1,782 @@
+/* api.c: the public API (include/spat.h) over the front end and the backends.
+ *
+ * In: .pat text or a file, parameter overrides, compile options, tensors and
+ * a kernel's arguments.  Out: kernels (a backend's compiled object plus its
+ * signature and typed entry) and attention results; every failure as a
+ * spat_status plus a message in the context, never a print or an exit.
+ *
+ *   parse:   fe_load_* -> fe_module (in the pattern's source: arena + diag),
+ *            instantiated once with defaults to learn its parameters
+ *   compile: fe_instantiate (with the overrides) -> ir_program,
+ *            externs resolved against the context's registry,
+ *            backend->compile, a libffi typed entry (runtime/ffi.h)
+ *   run:     arguments checked, rt_args built (strides from the layout),
+ *            backend->run
+ *
+ * The ir_program a kernel runs lives in its pattern's arena, so the source
+ * (arena, diag, module) is reference-counted and shared by the pattern and
+ * its kernels; whichever is freed last frees it.
+ */
+#include "api.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../include/spat.h"
+#include "../runtime/ffi.h"
+#include "../runtime/rt.h"
+#include "aot.h"
+#include "arena.h"
+#include "backend.h"
+#include "diag.h"
+#include "frontend.h"
+#include "ir.h"
+
+#define ERR_LEN 1024
+#define MAX_FN_ARGS 16  /* ffi_call_pred's limit */
+#define MAX_D (1 << 16) /* beyond any head dimension in use */
+
+typedef struct fn_entry {
+  char *name;
+  void *fn; /* bool f(int64_t, ...) */
+  int nargs;
+} fn_entry;
+
+struct spat_ctx {
+  pthread_mutex_t lock; /* guards err: kernel runs may fail concurrently */
+  char err[ERR_LEN];    /* the last failure's message */
+  char *diags;          /* the last parse/compile's diagnostics (malloc) */
+  spat_diag_fn diag_fn;
+  void *diag_user;
+  fn_entry *fns; /* registered extern predicates */
+  int n_fns, cap_fns;
+};
+
+typedef struct source {
+  atomic_int refs; /* the pattern and each of its kernels */
+  arena *arena;    /* the module and every program instantiated */
+  diag *diag;
+  fe_module *module;
+} source;
+
+struct spat_pattern {
+  spat_ctx *ctx;
+  source *src;
+  const char *name; /* the selected pattern (in src's arena) */
+  int n_defs;
+  fe_define *defs; /* one per parameter, its current value (malloc) */
+};
+
+struct spat_kernel {
+  spat_ctx *ctx;
+  source *src;
+  const ir_program *prog;
+  const backend *be;
+  void *obj;          /* the backend's compiled kernel, or NULL */
+  aot_loaded *cached; /* or an object from the disk cache */
+  const void *desc;   /* its aot_desc, for spat_aot_run */
+  int64_t D;
+  spat_layout layout;
+  int threads;
+  void **externs; /* resolved extern predicates, one per ir extern */
+  const char **input_names;
+  api_shape shape;
+  spat_arg_info *args;
+  spat_signature sig;
+  char *entry_type; /* sig.entry_type (malloc) */
+  ffi_entry *entry; /* the typed entry */
+};
+
+/* ---- errors -------------------------------------------------------------- */
+
+static spat_status fail(spat_ctx *c, spat_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static spat_status fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
+  if (c == NULL) return st;
+  va_list ap;
+  va_start(ap, fmt);
+  pthread_mutex_lock(&c->lock);
+  vsnprintf(c->err, sizeof c->err, fmt, ap);
+  pthread_mutex_unlock(&c->lock);
+  va_end(ap);
+  return st;
+}
+
+spat_status api_from_rt(rt_status s) {
+  switch (s) {
+    case RT_OK:
+      return SPAT_OK;
+    case RT_EINVAL:
+      return SPAT_EINVAL;
+    case RT_ERANGE:
+      return SPAT_ERANGE;
+    case RT_ENOMEM:
+      return SPAT_ENOMEM;
+    case RT_EUNSUPPORTED:
+      return SPAT_EUNSUPPORTED;
+    case RT_EINTERNAL:
+      return SPAT_EINTERNAL;
+  }
+  return SPAT_EINTERNAL;
+}
+
+/* Keeps the diagnostics of the last operation and hands them to the
+ * callback. */
+static void set_diags(spat_ctx *c, const diag *d) {
+  const char *text = d != NULL ? diag_text(d) : "";
+  free(c->diags);
+  c->diags = strdup(text);
+  if (c->diags != NULL && c->diags[0] != '\0' && c->diag_fn != NULL)
+    c->diag_fn(c->diag_user, c->diags);
+}
+
+/* The first diagnostic line (without the source excerpt) for the error
+ * message. */
+static spat_status fail_diags(spat_ctx *c, const diag *d, const char *what) {
+  set_diags(c, d);
+  const char *t = c->diags != NULL ? c->diags : "";
+  int n = (int)strcspn(t, "\n");
+  if (n == 0) return fail(c, SPAT_EPARSE, "%s failed", what);
+  int errs = d != NULL ? diag_n_errors(d) : 0;
+  if (errs > 1)
+    return fail(c, SPAT_EPARSE, "%.*s (and %d more error%s)", n, t, errs - 1,
+                errs > 2 ? "s" : "");
+  return fail(c, SPAT_EPARSE, "%.*s", n, t);
+}
+
+/* ---- version, status ----------------------------------------------------- */
+
+#define STR2(x) #x
+#define STR(x) STR2(x)
+
+int spat_version(void) {
+  return SPAT_VERSION;
+}
+
+const char *spat_version_string(void) {
+  return STR(SPAT_VERSION_MAJOR) "." STR(SPAT_VERSION_MINOR) "." STR(
+      SPAT_VERSION_PATCH);
+}
+
+#define SPAT_STATUSES(X) \
+  X(SPAT_OK)             \
+  X(SPAT_EINVAL)         \
+  X(SPAT_EPARSE)         \
+  X(SPAT_ERANGE)         \
+  X(SPAT_ENOMEM)         \
+  X(SPAT_EUNSUPPORTED)   \
+  X(SPAT_EIO)            \
+  X(SPAT_EINTERNAL)
+
+const char *spat_status_name(spat_status s) {
+  switch (s) {
+#define X(name) \
+  case name:    \
+    return #name;
+    SPAT_STATUSES(X)
+#undef X
+  }
+  return "SPAT_E?";
+}
+
+/* ---- context ------------------------------------------------------------- */
+
+spat_ctx *spat_ctx_new(void) {
+  spat_ctx *c = calloc(1, sizeof *c);
+  if (c == NULL) return NULL;
+  if (pthread_mutex_init(&c->lock, NULL) != 0) {
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+void spat_ctx_free(spat_ctx *c) {
+  if (c == NULL) return;
+  for (int k = 0; k < c->n_fns; k++) free(c->fns[k].name);
+  free(c->fns);
+  free(c->diags);
+  pthread_mutex_destroy(&c->lock);
+  free(c);
+}
+
+const char *spat_ctx_error(const spat_ctx *c) {
+  return c != NULL ? c->err : "spat: the context is NULL";
+}
+
+const char *spat_ctx_last_diagnostics(const spat_ctx *c) {
+  return c != NULL && c->diags != NULL ? c->diags : "";
+}
+
+void spat_ctx_set_diagnostic_fn(spat_ctx *c, spat_diag_fn fn, void *user) {
+  if (c == NULL) return;
+  c->diag_fn = fn;
+  c->diag_user = user;
+}
+
+static fn_entry *find_fn(spat_ctx *c, const char *name) {
+  for (int k = 0; k < c->n_fns; k++)
+    if (strcmp(c->fns[k].name, name) == 0) return &c->fns[k];
+  return NULL;
+}
+
+spat_status spat_ctx_register_fn(spat_ctx *c, const char *name, spat_fn fn,
+                                 int nargs) {
+  if (c == NULL) return SPAT_EINVAL;
+  if (name == NULL || fn == NULL)
+    return fail(c, SPAT_EINVAL, "spat_ctx_register_fn: %s is NULL",
+                name == NULL ? "name" : "fn");
+  if (nargs < 0 || nargs > MAX_FN_ARGS)
+    return fail(c, SPAT_EINVAL,
+                "spat_ctx_register_fn: '%s' has %d arguments; an extern "
+                "function takes 0 to %d",
+                name, nargs, MAX_FN_ARGS);
+  void *p;
+  memcpy(&p, &fn, sizeof p); /* backends take data-pointer-sized fns */
+  fn_entry *e = find_fn(c, name);
+  if (e != NULL) {
+    e->fn = p;
+    e->nargs = nargs;
+    return SPAT_OK;
+  }
+  if (c->n_fns == c->cap_fns) {
+    int cap = c->cap_fns ? 2 * c->cap_fns : 8;
+    fn_entry *fns = realloc(c->fns, (size_t)cap * sizeof *fns);
+    if (fns == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
+    c->fns = fns;
+    c->cap_fns = cap;
+  }
+  char *copy = strdup(name);
+  if (copy == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
+  c->fns[c->n_fns++] = (fn_entry){copy, p, nargs};
+  return SPAT_OK;
+}
+
+/* ---- patterns ------------------------------------------------------------ */
+
+static source *source_new(void) {
+  source *s = calloc(1, sizeof *s);
+  if (s == NULL) return NULL;
+  atomic_init(&s->refs, 1);
+  s->arena = arena_new();
+  s->diag = diag_new();
+  if (s->arena == NULL || s->diag == NULL) {
+    arena_free(s->arena);
+    if (s->diag != NULL) diag_free(s->diag);
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+static void source_release(source *s) {
+  if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1) return;
+  arena_free(s->arena);
+  diag_free(s->diag);
+  free(s);
+}
+
+/* The chosen pattern of a loaded module; its parameters from an
+ * instantiation with the defaults. */
+static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
+                                spat_pattern **out) {
+  fe_module *m = s->module;
+  int n = fe_n_patterns(m);
+  if (n == 0) {
+    source_release(s);
+    return fail(c, SPAT_EINVAL, "the text defines no pattern");
+  }
+  const char *name = NULL;
+  if (want == NULL) {
+    name = fe_pattern_name(m, n - 1);
+  } else {
+    for (int k = 0; k < n && name == NULL; k++)
+      if (strcmp(fe_pattern_name(m, k), want) == 0)
+        name = fe_pattern_name(m, k);
+  }
+  if (name == NULL) {
+    char list[512] = "";
+    size_t used = 0;
+    for (int k = 0; k < n && used < sizeof list; k++)
+      used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+                               k ? ", " : "", fe_pattern_name(m, k));
+    source_release(s);
+    return fail(c, SPAT_EINVAL, "no pattern named '%s' (there are: %s)", want,
+                list);
+  }
+  diag_clear(s->diag);
+  ir_program *p = fe_instantiate(s->diag, m, name, NULL, 0);
+  if (p == NULL) {
+    spat_status st = fail_diags(c, s->diag, "instantiating the pattern");
+    source_release(s);
+    return st;
+  }
+  set_diags(c, s->diag);
+  spat_pattern *pat = calloc(1, sizeof *pat);
+  fe_define *defs = calloc((size_t)p->n_params + 1, sizeof *defs);
+  if (pat == NULL || defs == NULL) {
+    free(pat);
+    free(defs);
+    source_release(s);
+    return fail(c, SPAT_ENOMEM, "out of memory");
+  }
+  for (int k = 0; k < p->n_params; k++)
+    defs[k] = (fe_define){p->params[k].name, p->params[k].value};
+  *pat = (spat_pattern){c, s, name, p->n_params, defs};
+  *out = pat;
+  return SPAT_OK;
+}
+
+static spat_status parse_common(spat_ctx *c, const char *path,
+                                const char *source_name, const char *text,
+                                const char *want, spat_pattern **out) {
+  source *s = source_new();
+  if (s == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
+  s->module = path != NULL
+                  ? fe_load_file(s->diag, s->arena, path)
+                  : fe_load_string(s->diag, s->arena, source_name, text);
+  if (s->module == NULL) {
+    spat_status st = fail_diags(c, s->diag, "parsing");
+    source_release(s);
+    return st;
+  }
+  return make_pattern(c, s, want, out);
+}
+
+spat_status spat_pattern_parse_string(spat_ctx *c, const char *source_name,
+                                      const char *text,
+                                      const char *pattern_name,
+                                      spat_pattern **out) {
+  if (c == NULL) return SPAT_EINVAL;
+  if (out == NULL)
+    return fail(c, SPAT_EINVAL, "spat_pattern_parse_string: out is NULL");
+  *out = NULL;
+  if (text == NULL)
+    return fail(c, SPAT_EINVAL, "spat_pattern_parse_string: text is NULL");
+  return parse_common(c, NULL, source_name ? source_name : "<string>", text,
+                      pattern_name, out);
+}
+
+spat_status spat_pattern_parse_file(spat_ctx *c, const char *path,
+                                    const char *pattern_name,
+                                    spat_pattern **out) {
+  if (c == NULL) return SPAT_EINVAL;
+  if (out == NULL)
+    return fail(c, SPAT_EINVAL, "spat_pattern_parse_file: out is NULL");
+  *out = NULL;
+  if (path == NULL)
+    return fail(c, SPAT_EINVAL, "spat_pattern_parse_file: path is NULL");
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return fail(c, SPAT_EIO, "%s: cannot open: %s", path, strerror(errno));
+  fclose(f);
+  return parse_common(c, path, NULL, NULL, pattern_name, out);
+}
+
+void spat_pattern_free(spat_pattern *p) {
+  if (p == NULL) return;
+  source_release(p->src);
+  free(p->defs);
+  free(p);
+}
+
+const char *spat_pattern_name(const spat_pattern *p) {
+  return p != NULL ? p->name : NULL;
+}
+
+spat_status spat_pattern_set_param(spat_pattern *p, const char *name,
+                                   int64_t value) {
+  if (p == NULL) return SPAT_EINVAL;
+  if (name == NULL)
+    return fail(p->ctx, SPAT_EINVAL, "spat_pattern_set_param: name is NULL");
+  for (int k = 0; k < p->n_defs; k++)
+    if (strcmp(p->defs[k].name, name) == 0) {
+      p->defs[k].value = value;
+      return SPAT_OK;
+    }
+  if (p->n_defs == 0)
+    return fail(p->ctx, SPAT_EINVAL,
+                "pattern '%s' has no compile-time parameters (asked for '%s')",
+                p->name, name);
+  return fail(p->ctx, SPAT_EINVAL, "pattern '%s' has no parameter '%s'",
+              p->name, name);
+}
+
+size_t spat_pattern_n_params(const spat_pattern *p) {
+  return p != NULL ? (size_t)p->n_defs : 0;
+}
+
+spat_status spat_pattern_param(const spat_pattern *p, size_t k,
+                               const char **name, int64_t *value) {
+  if (p == NULL) return SPAT_EINVAL;
+  if (k >= (size_t)p->n_defs)
+    return fail(p->ctx, SPAT_EINVAL,
+                "spat_pattern_param: index %zu out of range (%d parameters)", k,
+                p->n_defs);
+  if (name != NULL) *name = p->defs[k].name;
+  if (value != NULL) *value = p->defs[k].value;
+  return SPAT_OK;
+}
+
+/* ---- compiling ----------------------------------------------------------- */
+
+static int entry_body(void *user, const void *t, const int64_t *scalars,
+                      const int32_t *const *arrays);
+
+/* "int (*)(const spat_tensors *t, int64_t n, const int32_t *doc)" */
+static char *entry_type(const ir_program *p) {
+  size_t n = 64;
+  for (int k = 0; k < p->n_runtime; k++) n += strlen(p->runtime[k].name) + 12;
+  for (int k = 0; k < p->n_inputs; k++) n += strlen(p->inputs[k].name) + 20;
+  char *s = malloc(n);
+  if (s == NULL) return NULL;
+  size_t used = (size_t)snprintf(s, n, "int (*)(const spat_tensors *t");
+  for (int k = 0; k < p->n_runtime; k++)
+    used += (size_t)snprintf(s + used, n - used, ", int64_t %s",
+                             p->runtime[k].name);
+  for (int k = 0; k < p->n_inputs; k++)
+    used += (size_t)snprintf(s + used, n - used, ", const int32_t *%s",
+                             p->inputs[k].name);
+  snprintf(s + used, n - used, ")");
+  return s;
+}
+
+static spat_status resolve_externs(spat_ctx *c, const ir_program *p,
+                                   void **out) {
+  for (int k = 0; k < p->n_externs; k++) {
+    const ir_extern *x = &p->externs[k];
+    fn_entry *e = find_fn(c, x->name);
+    if (e == NULL)
+      return fail(c, SPAT_EINVAL,
+                  "pattern '%s' calls extern function '%s' (%d argument%s), "
+                  "which is not registered: call spat_ctx_register_fn(ctx, "
+                  "\"%s\", fn, %d) before spat_compile",
+                  p->name, x->name, x->n_args, x->n_args == 1 ? "" : "s",
+                  x->name, x->n_args);
+    if (e->nargs != x->n_args)
+      return fail(c, SPAT_EINVAL,
+                  "extern function '%s' is declared with %d argument%s in "
+                  "pattern '%s' but registered with %d",
+                  x->name, x->n_args, x->n_args == 1 ? "" : "s", p->name,
+                  e->nargs);
+    out[k] = e->fn;
+  }
+  return SPAT_OK;
+}
+
+static void kernel_destroy(spat_kernel *k) {
+  if (k->obj != NULL) k->be->free(k->obj);
+  aot_cache_free(k->cached);
+  ffi_entry_free(k->entry);
+  free(k->externs);
+  free(k->input_names);
+  free(k->args);
+  free(k->entry_type);
+  source_release(k->src);
+  free(k);
+}
+
+spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
+                         spat_kernel **out) {
+  if (pat == NULL) return SPAT_EINVAL;
+  spat_ctx *c = pat->ctx;
+  if (out == NULL) return fail(c, SPAT_EINVAL, "spat_compile: out is NULL");
+  *out = NULL;
+  if (o == NULL) return fail(c, SPAT_EINVAL, "spat_compile: options are NULL");
+  if (o->D < 1)
+    return fail(c, SPAT_EINVAL, "head dimension D = %lld: must be >= 1",
+                (long long)o->D);
+  if (o->D > MAX_D)
+    return fail(c, SPAT_EUNSUPPORTED,
+                "head dimension D = %lld: at most %d is supported",
+                (long long)o->D, MAX_D);
+  if (o->layout != SPAT_LAYOUT_BHLD && o->layout != SPAT_LAYOUT_BLHD)
+    return fail(c, SPAT_EINVAL, "unknown layout %d", (int)o->layout);
+  if (o->threads < 0)
+    return fail(c, SPAT_EINVAL, "threads = %d: must be >= 0 (0: all cores)",
+                o->threads);
+  const char *be_name = o->backend == SPAT_BACKEND_JIT      ? "jit"
+                        : o->backend == SPAT_BACKEND_INTERP ? "interp"
+                                                            : NULL;
+  if (be_name == NULL)
+    return fail(c, SPAT_EINVAL, "unknown backend %d", (int)o->backend);
+  const backend *be = backend_find(be_name);
+  if (be == NULL)
+    return fail(c, SPAT_EUNSUPPORTED, "backend '%s' is not built in", be_name);
+
+  source *s = pat->src;
+  diag_clear(s->diag);
+  ir_program *p =
+      fe_instantiate(s->diag, s->module, pat->name, pat->defs, pat->n_defs);
+  if (p == NULL) return fail_diags(c, s->diag, "instantiating the pattern");
+  set_diags(c, s->diag);
+  if (p->n_runtime + p->n_inputs > FFI_ENTRY_MAX_ARGS)
+    return fail(c, SPAT_EUNSUPPORTED,
+                "pattern '%s' has %d runtime scalars and inputs; a kernel "
+                "takes at most %d",
+                p->name, p->n_runtime + p->n_inputs, FFI_ENTRY_MAX_ARGS);
+
+  spat_kernel *k = calloc(1, sizeof *k);
+  if (k == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
+  atomic_fetch_add(&s->refs, 1);
+  *k = (spat_kernel){.ctx = c,
+                     .src = s,
+                     .prog = p,
+                     .be = be,
+                     .D = o->D,
+                     .layout = o->layout,
+                     .threads = o->threads};
+  int n_args = p->n_runtime + p->n_inputs;
+  k->externs = calloc((size_t)p->n_externs + 1, sizeof *k->externs);
+  k->args = calloc((size_t)n_args + 1, sizeof *k->args);
+  k->input_names = calloc((size_t)p->n_inputs + 1, sizeof *k->input_names);
+  k->entry_type = entry_type(p);
+  if (k->externs == NULL || k->args == NULL || k->input_names == NULL ||
+      k->entry_type == NULL) {
+    kernel_destroy(k);
+    return fail(c, SPAT_ENOMEM, "out of memory");
+  }
+  spat_status st = resolve_externs(c, p, k->externs);
+  if (st != SPAT_OK) {
+    kernel_destroy(k);
+    return st;
+  }
+  for (int a = 0; a < p->n_runtime; a++)
+    k->args[a] = (spat_arg_info){p->runtime[a].name, SPAT_KIND_SCALAR,
+                                 p->runtime[a].has_deflt, p->runtime[a].deflt};
+  for (int a = 0; a < p->n_inputs; a++)
+    k->args[p->n_runtime + a] =
+        (spat_arg_info){p->inputs[a].name, SPAT_KIND_INPUT, false, 0};
+  for (int a = 0; a < p->n_inputs; a++) k->input_names[a] = p->inputs[a].name;
+  k->shape = (api_shape){o->D,           (int)o->layout, p->n_inputs,
+                         k->input_names, k->externs,     o->threads};
+  k->sig = (spat_signature){p->name,        o->D,    o->layout,     o->backend,
+                            (size_t)n_args, k->args, k->entry_type, 0};
+
+  k->entry = ffi_entry_new(p->n_runtime, p->n_inputs, entry_body, k);
+  if (k->entry == NULL) {
+    kernel_destroy(k);
+    return fail(c, SPAT_ENOMEM,
+                "cannot make the kernel's typed entry (libffi closure)");
+  }
+  char err[ERR_LEN] = "";
+  if (o->cache && o->backend == SPAT_BACKEND_JIT) {
+    char dir[4096];
+    aot_opts ao = {o->D, (int)o->layout, o->threads, NULL, NULL, NULL};
+    if (aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0)
+      k->cached = aot_cache_load(p, &ao, dir, k->externs, &k->desc,
+                                 &k->sig.from_cache, err, sizeof err);
+    if (k->cached == NULL) {
+      kernel_destroy(k);
+      return fail(c, SPAT_EUNSUPPORTED, "kernel cache: %s", err);
+    }
+    *out = k;
+    return SPAT_OK;
+  }
+  backend_opts bo = {o->D, o->threads};
+  k->obj = be->compile(p, &bo, err, sizeof err);
+  if (k->obj == NULL) {
+    kernel_destroy(k);
+    return fail(c, SPAT_EUNSUPPORTED, "%s backend: %s", be->name,
+                err[0] ? err : "compilation failed");
+  }
+  *out = k;
+  return SPAT_OK;
+}
+
+void spat_kernel_free(spat_kernel *k) {
+  if (k != NULL) kernel_destroy(k);
+}
+
+const spat_signature *spat_kernel_signature(const spat_kernel *k) {
+  return k != NULL ? &k->sig : NULL;
+}
+
+spat_fn spat_kernel_entry(const spat_kernel *k) {
+  if (k == NULL) return NULL;
+  return ffi_entry_code(k->entry);
+}
+
+/* ---- running ------------------------------------------------------------- */
+
+/* x * y * ... into *out; false on int64 overflow. */
+static bool mul_sizes(int64_t *out, int n, const int64_t *v) {
+  int64_t r = 1;
+  for (int k = 0; k < n; k++)
+    if (__builtin_mul_overflow(r, v[k], &r)) return false;
+  *out = r;
+  return true;
+}
+
+static spat_status errf(char *err, size_t errlen, spat_status st,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static spat_status errf(char *err, size_t errlen, spat_status st,
+                        const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return st;
+}
+
+static spat_status check_tensor(const char *what, const void *p, int64_t B,
+                                int64_t H, int64_t L, int64_t D, char *err,
+                                size_t errlen) {
+  int64_t n;
+  if (!mul_sizes(&n, 4, (const int64_t[]){B, H, L, D}) ||
+      n > (int64_t)(PTRDIFF_MAX / (int64_t)sizeof(float)))
+    return errf(err, errlen, SPAT_ERANGE,
+                "%s: %lld x %lld x %lld x %lld floats overflow the address "
+                "space",
+                what, (long long)B, (long long)H, (long long)L, (long long)D);
+  if (n > 0 && p == NULL)
+    return errf(err, errlen, SPAT_EINVAL, "%s is NULL", what);
+  return SPAT_OK;
+}
+
+/* Checks the tensors and arguments of a run and fills a; *empty when there
+ * is nothing to compute. */
+spat_status api_make_args(const api_shape *k, const spat_tensors *t,
+                          const int64_t *scalars, const int32_t *const *inputs,
+                          rt_args *a, bool *empty, char *err, size_t errlen) {
+  if (t == NULL) return errf(err, errlen, SPAT_EINVAL, "tensors are NULL");
+  int64_t Hkv = t->Hkv == 0 ? t->H : t->Hkv;
+  if (t->B < 0 || t->H < 0 || Hkv < 0 || t->Lq < 0 || t->Lk < 0)
+    return errf(err, errlen, SPAT_EINVAL,
+                "negative size: B = %lld, H = %lld, Hkv = %lld, Lq = %lld, "
+                "Lk = %lld",
+                (long long)t->B, (long long)t->H, (long long)Hkv,
+                (long long)t->Lq, (long long)t->Lk);
+  if (t->H > 0 && (Hkv == 0 || t->H % Hkv != 0))
+    return errf(err, errlen, SPAT_EINVAL,
+                "H = %lld is not a multiple of Hkv = %lld", (long long)t->H,
+                (long long)Hkv);
+  if (t->H == 0 && Hkv != 0)
+    return errf(err, errlen, SPAT_EINVAL, "H = 0 with Hkv = %lld",
+                (long long)Hkv);
+  spat_status st;
+  if ((st = check_tensor("q", t->q, t->B, t->H, t->Lq, k->D, err, errlen)) ||
+      (st = check_tensor("k", t->k, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
+      (st = check_tensor("v", t->v, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
+      (st = check_tensor("o", t->o, t->B, t->H, t->Lq, k->D, err, errlen)))
+    return st;
+  if (t->scale != t->scale)
+    return errf(err, errlen, SPAT_EINVAL, "scale is NaN");
+  for (int x = 0; x < k->n_inputs; x++)
+    if (inputs[x] == NULL && t->Lk > 0)
+      return errf(err, errlen, SPAT_EINVAL,
+                  "input array '%s' is NULL (missing input)",
+                  k->input_names[x]);
+  if (k->n_inputs > 0 && t->Lk > INT32_MAX)
+    return errf(err, errlen, SPAT_ERANGE,
+                "Lk = %lld: too long for int32 input arrays", (long long)t->Lk);
+
+  *empty = t->B == 0 || t->H == 0 || t->Lq == 0; /* no rows to write */
+  *a = (rt_args){0};
+  a->B = t->B;
+  a->H = t->H;
+  a->Hkv = Hkv;
+  a->Lq = t->Lq;
+  a->Lk = t->Lk;
+  a->D = k->D;
+  a->q.data = (float *)t->q; /* backends only read q, k, v */
+  a->k.data = (float *)t->k;
+  a->v.data = (float *)t->v;
+  a->o.data = t->o;
+  rt_tensor_strides(&a->q, k->layout, t->H, t->Lq, k->D);
+  rt_tensor_strides(&a->k, k->layout, Hkv, t->Lk, k->D);
+  rt_tensor_strides(&a->v, k->layout, Hkv, t->Lk, k->D);
+  rt_tensor_strides(&a->o, k->layout, t->H, t->Lq, k->D);
+  a->lse = t->lse;
+  a->lse_sh = t->Lq;
+  a->lse_sb = t->H * t->Lq;
+  a->scale = t->scale;
+  a->runtime = scalars;
+  a->inputs = inputs;
+  a->externs = k->externs;
+  a->threads = k->threads;
+  return SPAT_OK;
+}
+
+/* Checks everything and runs: the one path behind run, call and the typed
+ * entry. */
+static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
+                              const int64_t *scalars,
+                              const int32_t *const *inputs) {
+  char err[ERR_LEN] = "";
+  rt_args a;
+  bool empty = false;
+  spat_status st =
+      api_make_args(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
+  if (st == SPAT_OK && !empty && k->desc != NULL) {
+    st =
+        (spat_status)spat_aot_run(k->desc, t, scalars, inputs, err, sizeof err);
+  } else if (st == SPAT_OK && !empty) {
+    rt_status rs = k->be->run(k->obj, &a, err, sizeof err);
+    if (rs != RT_OK && err[0] == '\0') snprintf(err, sizeof err, "failed");
+    st = api_from_rt(rs);
+  }
+  if (st != SPAT_OK) fail(k->ctx, st, "%s", err);
+  return st;
+}
+
+static int entry_body(void *user, const void *t, const int64_t *scalars,
+                      const int32_t *const *arrays) {
+  return (int)run_kernel(user, t, scalars, arrays);
+}
+
+spat_status spat_kernel_run(const spat_kernel *k, const spat_tensors *t, ...) {
+  if (k == NULL) return SPAT_EINVAL;
+  const ir_program *p = k->prog;
+  int64_t scalars[FFI_ENTRY_MAX_ARGS + 1];
+  const int32_t *inputs[FFI_ENTRY_MAX_ARGS + 1];
+  va_list ap;
+  va_start(ap, t);
+  for (int a = 0; a < p->n_runtime; a++) scalars[a] = va_arg(ap, int64_t);
+  for (int a = 0; a < p->n_inputs; a++) inputs[a] = va_arg(ap, const int32_t *);
+  va_end(ap);
+  return run_kernel(k, t, scalars, inputs);
+}
+
+static const char *kind_name(spat_kind kind) {
+  return kind == SPAT_KIND_SCALAR  ? "a runtime scalar"
+         : kind == SPAT_KIND_INPUT ? "an input array"
+                                   : "an unknown kind";
+}
+
+spat_status spat_kernel_call(const spat_kernel *k, const spat_tensors *t,
+                             const spat_value *args, size_t n) {
+  if (k == NULL) return SPAT_EINVAL;
+  spat_ctx *c = k->ctx;
+  const spat_signature *sig = &k->sig;
+  if (n != sig->n_args)
+    return fail(c, SPAT_EINVAL,
+                "kernel '%s' takes %zu argument%s (%s), got %zu", sig->pattern,
+                sig->n_args, sig->n_args == 1 ? "" : "s", sig->entry_type, n);
+  if (n > 0 && args == NULL)
+    return fail(c, SPAT_EINVAL, "spat_kernel_call: args is NULL");
+  int64_t scalars[FFI_ENTRY_MAX_ARGS + 1];
+  const int32_t *inputs[FFI_ENTRY_MAX_ARGS + 1];
+  int ns = 0, ni = 0;
+  for (size_t a = 0; a < n; a++) {
+    if (args[a].kind != sig->args[a].kind)
+      return fail(c, SPAT_EINVAL,
+                  "argument %zu ('%s') of kernel '%s' is %s, got %s", a,
+                  sig->args[a].name, sig->pattern, kind_name(sig->args[a].kind),
+                  kind_name(args[a].kind));
+    if (args[a].kind == SPAT_KIND_SCALAR)
+      scalars[ns++] = args[a].scalar;
+    else
+      inputs[ni++] = args[a].input;
+  }
+  return (spat_status)ffi_entry_call(k->entry, NULL, t, scalars, inputs);
+}

@@ -1,0 +1,269 @@
+/* spat.h: the public C API of spatc, the compiler for sparse attention
+ * patterns.  The only header a program using libspat needs.
+ *
+ *   spat_ctx_new            a context: error messages, diagnostics, extern
+ *                           functions
+ *   spat_pattern_parse_*    .pat text -> a checked pattern (spat_pattern)
+ *   spat_pattern_set_param  compile-time parameters (as `-D w=1024`)
+ *   spat_compile            pattern + head dimension + layout -> spat_kernel
+ *                           (LLVM JIT or the reference interpreter)
+ *   spat_kernel_run / _call attention: o = softmax(scale q k^T | mask) v
+ *
+ * Every function that can fail returns a spat_status; the message of the
+ * last failure is spat_ctx_error(ctx).  The library never prints and never
+ * exits.  Pattern errors are rendered as `file:line:col: error: ...` with the
+ * source line and a caret (spat_ctx_last_diagnostics, or a callback).
+ *
+ * Thread safety:
+ *  - A spat_ctx and the patterns made from it are used by one thread at a
+ *    time (parse, set_param, compile, register_fn, free).  Use a context per
+ *    thread to compile in parallel.
+ *  - A compiled spat_kernel is immutable: spat_kernel_run / spat_kernel_call
+ *    / its typed entry may be called concurrently from any number of threads,
+ *    on the same kernel or on different ones.  Each call's status is its own;
+ *    the message behind spat_ctx_error is the context's most recent failure
+ *    (written under a lock), so if several threads fail at once and need
+ *    their own message, give each thread its own context and kernels.
+ *  - spat_kernel_free must not race with a run of the same kernel.
+ *  - Objects are freed in any order, except that a context must outlive its
+ *    patterns and kernels.  A kernel keeps what it needs of its pattern.
+ *
+ * Tensors are float32, the head dimension D contiguous:
+ *   q [B, H, Lq, D], k and v [B, Hkv, Lk, D], o [B, H, Lq, D], lse [B, H, Lq]
+ * for SPAT_LAYOUT_BHLD, or [B, L, H, D] for SPAT_LAYOUT_BLHD (lse stays
+ * [B, H, Lq]).  Grouped-query attention: H a multiple of Hkv.
+ */
+#ifndef SPAT_H
+#define SPAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SPAT_API __attribute__((visibility("default")))
+#else
+#define SPAT_API
+#endif
+
+#define SPAT_VERSION_MAJOR 0
+#define SPAT_VERSION_MINOR 1
+#define SPAT_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH, as spat_version() returns it. */
+#define SPAT_VERSION \
+  (SPAT_VERSION_MAJOR * 10000 + SPAT_VERSION_MINOR * 100 + SPAT_VERSION_PATCH)
+
+/* The version of the library actually linked; compare with SPAT_VERSION
+ * (the same major number is required for compatibility). */
+SPAT_API int spat_version(void);
+SPAT_API const char *spat_version_string(void); /* "0.1.0" */
+
+typedef enum spat_status {
+  SPAT_OK = 0,
+  SPAT_EINVAL, /* bad argument: NULL, shape, stride, missing input,
+                  unknown name, wrong kind or number of arguments */
+  SPAT_EPARSE, /* the pattern has errors: see the diagnostics */
+  SPAT_ERANGE, /* size overflow, or a run-time error of the pattern
+                  (overflow, division by zero, index out of range) */
+  SPAT_ENOMEM,
+  SPAT_EUNSUPPORTED, /* e.g. a head dimension the backend cannot compile */
+  SPAT_EIO,          /* a file cannot be read */
+  SPAT_EINTERNAL,    /* a bug in spatc: please report it */
+} spat_status;
+
+/* "SPAT_OK", "SPAT_EINVAL", ...; "SPAT_E?" for an unknown value. */
+SPAT_API const char *spat_status_name(spat_status s);
+
+typedef struct spat_ctx spat_ctx;
+typedef struct spat_pattern spat_pattern;
+typedef struct spat_kernel spat_kernel;
+
+/* ---- context ------------------------------------------------------------ */
+
+SPAT_API spat_ctx *spat_ctx_new(void);      /* NULL when out of memory */
+SPAT_API void spat_ctx_free(spat_ctx *ctx); /* NULL is fine */
+
+/* The message of the last failure in this context ("" if none yet).  Valid
+ * until the next call that uses the context. */
+SPAT_API const char *spat_ctx_error(const spat_ctx *ctx);
+
+/* The diagnostics of the last parse or compile, rendered as gcc does
+ * (`file:line:col: error: ...`, source line, caret); "" if there were none. */
+SPAT_API const char *spat_ctx_last_diagnostics(const spat_ctx *ctx);
+
+/* Called with the rendered diagnostics (one or more, each ending in '\n')
+ * whenever a parse or compile in this context produces any.  NULL: none. */
+typedef void (*spat_diag_fn)(void *user, const char *text);
+SPAT_API void spat_ctx_set_diagnostic_fn(spat_ctx *ctx, spat_diag_fn fn,
+                                         void *user);
+
+/* Any function pointer; extern predicates are registered as one. */
+typedef void (*spat_fn)(void);
+#define SPAT_FN(f) ((spat_fn)(f))
+
+/* Registers the C function behind `extern fn name(int, ..., int) -> bool;`:
+ * it must be   bool f(int64_t a0, ..., int64_t a{nargs-1})   (0 <= nargs
+ * <= 16), pure and thread-safe: kernels call it from their worker threads.
+ * Registering a name again replaces the function for later compiles.
+ * Externs are resolved at spat_compile: an unregistered name, or one
+ * registered with another number of arguments than the pattern declares, is
+ * an error there. */
+SPAT_API spat_status spat_ctx_register_fn(spat_ctx *ctx, const char *name,
+                                          spat_fn fn, int nargs);
+
+/* ---- patterns ----------------------------------------------------------- */
+
+/* Parses and checks .pat text and selects one of its patterns (NULL: the
+ * only or the last one).  source_name is used in diagnostics (NULL:
+ * "<string>"); imports are resolved relative to the current directory.
+ * SPAT_EPARSE: the text has errors (see the diagnostics). */
+SPAT_API spat_status spat_pattern_parse_string(spat_ctx *ctx,
+                                               const char *source_name,
+                                               const char *text,
+                                               const char *pattern_name,
+                                               spat_pattern **out);
+/* The same for a file (imports relative to it).  SPAT_EIO: unreadable. */
+SPAT_API spat_status spat_pattern_parse_file(spat_ctx *ctx, const char *path,
+                                             const char *pattern_name,
+                                             spat_pattern **out);
+SPAT_API void spat_pattern_free(spat_pattern *p); /* NULL is fine */
+
+SPAT_API const char *spat_pattern_name(const spat_pattern *p);
+
+/* Sets a compile-time parameter for the next spat_compile (as `-D name=v`).
+ * SPAT_EINVAL: the pattern has no such parameter.  A value the pattern
+ * rejects (a negative window, ...) is reported by spat_compile. */
+SPAT_API spat_status spat_pattern_set_param(spat_pattern *p, const char *name,
+                                            int64_t value);
+/* Compile-time parameters, k in [0, n): name and current value. */
+SPAT_API size_t spat_pattern_n_params(const spat_pattern *p);
+SPAT_API spat_status spat_pattern_param(const spat_pattern *p, size_t k,
+                                        const char **name, int64_t *value);
+
+/* ---- compiling ---------------------------------------------------------- */
+
+typedef enum spat_backend {
+  SPAT_BACKEND_JIT = 0,    /* LLVM: fused, tiled, multi-threaded */
+  SPAT_BACKEND_INTERP = 1, /* the reference interpreter (exact, slow) */
+} spat_backend;
+
+typedef enum spat_layout {
+  SPAT_LAYOUT_BHLD = 0, /* [B, H, L, D] */
+  SPAT_LAYOUT_BLHD = 1, /* [B, L, H, D] */
+} spat_layout;
+
+typedef struct spat_compile_options {
+  int64_t D; /* head dimension (>= 1) */
+  spat_layout layout;
+  int threads; /* worker threads per run; 0: all cores */
+  spat_backend backend;
+  /* JIT only, nonzero: keep the compiled kernel in the disk cache
+   * ($XDG_CACHE_HOME/spatc, else ~/.cache/spatc) and reuse it when the same
+   * pattern, parameters and options are compiled again on this CPU. */
+  int cache;
+} spat_compile_options;
+
+/* Instantiates the pattern with its parameters and compiles it.  The kernel
+ * does not depend on the pattern afterwards (spat_pattern_free is fine). */
+SPAT_API spat_status spat_compile(spat_pattern *p,
+                                  const spat_compile_options *opts,
+                                  spat_kernel **out);
+SPAT_API void spat_kernel_free(spat_kernel *k); /* NULL is fine */
+
+/* ---- running ------------------------------------------------------------ */
+
+typedef struct spat_tensors {
+  int64_t B, H, Hkv, Lq, Lk; /* Hkv 0: H */
+  const float *q, *k, *v;    /* read */
+  float *o;                  /* written */
+  float *lse;                /* NULL, or [B, H, Lq] log-sum-exp, written
+                                (-inf for a row with no allowed key) */
+  float scale;               /* 0: 1 / sqrt(D) */
+} spat_tensors;
+
+/* A kernel's arguments are its pattern's `runtime` scalars (int64_t), in
+ * declaration order, then its `input` arrays (const int32_t *, Lk entries
+ * each), in declaration order. */
+typedef enum spat_kind {
+  SPAT_KIND_SCALAR = 1, /* `runtime n`: int64_t */
+  SPAT_KIND_INPUT = 2,  /* `input doc: int[]`: const int32_t[Lk] */
+} spat_kind;
+
+typedef struct spat_arg_info {
+  const char *name;
+  spat_kind kind;
+  bool has_default; /* scalars: the pattern gives a default */
+  int64_t default_value;
+} spat_arg_info;
+
+typedef struct spat_signature {
+  const char *pattern; /* the pattern's name */
+  int64_t D;
+  spat_layout layout;
+  spat_backend backend;
+  size_t n_args;
+  const spat_arg_info *args; /* n_args of them, in call order */
+  /* The C type of the typed entry, e.g.
+   * "int (*)(const spat_tensors *t, int64_t n, const int32_t *doc)" */
+  const char *entry_type;
+  int from_cache; /* 1: loaded from the disk cache; 0: compiled */
+} spat_signature;
+
+/* Owned by the kernel; NULL if k is NULL. */
+SPAT_API const spat_signature *spat_kernel_signature(const spat_kernel *k);
+
+/* Runs the kernel: the variable arguments are exactly the signature's, with
+ * the C types int64_t (cast integer literals: (int64_t)4) and
+ * const int32_t *.  Returns SPAT_OK or a status with the message in the
+ * kernel's context. */
+SPAT_API spat_status spat_kernel_run(const spat_kernel *k,
+                                     const spat_tensors *t, ...);
+
+/* A generic argument, for callers that learn the signature at run time. */
+typedef struct spat_value {
+  spat_kind kind;
+  int64_t scalar;       /* SPAT_KIND_SCALAR */
+  const int32_t *input; /* SPAT_KIND_INPUT */
+} spat_value;
+
+static inline spat_value spat_scalar(int64_t v) {
+  spat_value x = {SPAT_KIND_SCALAR, v, NULL};
+  return x;
+}
+static inline spat_value spat_input(const int32_t *a) {
+  spat_value x = {SPAT_KIND_INPUT, 0, a};
+  return x;
+}
+
+/* Runs the kernel with n arguments given by position (n must equal the
+ * signature's n_args and each kind must match).  The call goes through the
+ * kernel's typed entry by libffi. */
+SPAT_API spat_status spat_kernel_call(const spat_kernel *k,
+                                      const spat_tensors *t,
+                                      const spat_value *args, size_t n);
+
+/* The kernel's typed entry: a real C function whose parameters are the
+ * signature's, e.g. for `pattern docs(runtime n = 4, input doc: int[])`
+ *     int entry(const spat_tensors *t, int64_t n, const int32_t *doc);
+ * returning a spat_status.  Cast it to that type (signature->entry_type).
+ * Valid while the kernel lives. */
+SPAT_API spat_fn spat_kernel_entry(const spat_kernel *k);
+
+/* ---- ahead-of-time kernels ---------------------------------------------- */
+
+/* Called by the typed entries of objects made by `spatc compile` (their
+ * generated header declares the entries); not for direct use.  Returns a
+ * spat_status, with the message in err when err is not NULL. */
+SPAT_API int spat_aot_run(const void *desc, const spat_tensors *t,
+                          const int64_t *scalars, const int32_t *const *inputs,
+                          char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
