@@ -13,7 +13,9 @@
   X(check, spatc_check_main, "check .pat files and every pattern in them") \
   X(mask, spatc_mask_main, "draw a pattern's mask (ascii, npy, png, svg)") \
   X(stats, spatc_stats_main, "count a mask: nnz, density, keys per row")   \
-  X(run, spatc_run_main, "run attention with a pattern on npy tensors")
+  X(run, spatc_run_main, "run attention with a pattern on npy tensors")   \
+  X(explain, spatc_explain_main, "show the IR and the tile plan of a pattern") \
+  X(bench, spatc_bench_main, "time the JIT against the interpreter and baselines")
 
 typedef struct command {
   const char *name;

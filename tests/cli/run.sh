@@ -417,6 +417,35 @@ expect_rc run-runtime-missing 1 && has err "'n'" && ok run-runtime-missing || fa
 sp run w2.pat --seed 1 --len 4 --heads 3 --kv-heads 2 --backend interp
 expect_rc run-kv-heads 2 && has err "does not divide" && ok run-kv-heads || fail run-kv-heads
 
+# ---- explain and bench ----
+sp explain w2.pat --lq 256
+expect_rc explain 0 && has out "window(2, 2)" && has out "keys per row, exact: min 3, median 5, max 5" && ok explain || fail explain
+sp explain w2.pat --frobnicate
+expect_rc explain-usage 2 && ok explain-usage || fail explain-usage
+sp explain nope.pat --lq 8
+expect_rc explain-missing 1 && has err "nope.pat" && ok explain-missing || fail explain-missing
+# window(2) at L = 256 has 256 * 5 - 6 = 1274 pairs per head
+sp bench w2.pat --len 256 --heads 2 --dim 16 --repeats 1 --json
+if expect_rc bench 0 && python3 -c '
+import json, sys
+r = json.load(open("out"))
+sys.exit(0 if r["nnz"] == 2 * 1274 and r["H"] == 2 and r["D"] == 16 and r["max_err_dense"] <= 2e-5 else 1)'; then
+  ok bench; else fail bench; fi
+sp bench w2.pat --frobnicate
+expect_rc bench-usage 2 && ok bench-usage || fail bench-usage
+
+# ---- the man page covers every command and option ----
+man_ok=1 missing= ; : >out; : >err
+cmds=$("$SPATC" --help | sed -n 's/^  \([a-z][a-z]*\)  .*/\1/p')
+[ -n "$cmds" ] || man_ok=0
+for c in $cmds; do
+  grep -q "^\.B $c " "$ROOT/docs/spatc.1" || { man_ok=0; missing="$missing $c"; }
+  for o in $("$SPATC" "$c" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u); do
+    grep -qF -- "$(printf '%s' "$o" | sed 's/-/\\-/g')" "$ROOT/docs/spatc.1" || { man_ok=0; missing="$missing $c:$o"; }
+  done
+done
+[ "$man_ok" -eq 1 ] && ok man-page || fail man-page "not in docs/spatc.1:$missing"
+
 # ---- the pattern library ----
 sp check -v "$ROOT"/patterns/*.pat
 expect_rc check-library 0 && [ "$(wc -l <out)" -ge 8 ] && [ ! -s err ] && ok check-library || fail check-library
