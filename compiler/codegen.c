@@ -782,11 +782,20 @@ static void load_env(cg *g) {
   g->lk_tok = env_word(g, g->env, 3, g->i64);
 }
 
+/* Integer-only functions: their loops run at most 64 times, vectorising
+ * them would only cost compile time. */
+static void scalar_only(cg *g) {
+  unsigned k = LLVMGetEnumAttributeKindForName("noimplicitfloat", 15);
+  LLVMAddAttributeAtIndex(g->fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateEnumAttribute(g->C, k, 0));
+}
+
 static void build_mask_fn(cg *g, int idx, const ir_node *root) {
   char name[32];
   snprintf(name, sizeof name, "spat_mask_%d", idx);
   LLVMTypeRef ps[7] = {g->ptr, g->i64, g->i64, g->i64, g->i64, g->i64, g->ptr};
   begin_fn(g, name, g->i32, ps, 7);
+  scalar_only(g);
   g->env = LLVMGetParam(g->fn, 0);
   load_env(g);
   lvl L = {LLVMGetParam(g->fn, 1), LLVMGetParam(g->fn, 4),
@@ -820,6 +829,7 @@ static void build_tkinfo_fn(cg *g, int t) {
   snprintf(name, sizeof name, "spat_tkinfo_%d", t);
   LLVMTypeRef ps[2] = {g->ptr, g->ptr};
   begin_fn(g, name, g->i32, ps, 2);
+  scalar_only(g);
   g->env = LLVMGetParam(g->fn, 0);
   load_env(g);
   LLVMValueRef out = LLVMGetParam(g->fn, 1);
@@ -917,13 +927,14 @@ static void vzero(cg *g, LLVMValueRef *a, int n, double v) {
 /* Q.K^T for keys [j, j + jb) of every row: st[j][row] = dot(q_row, k_j). */
 static void qk_block(cg *g, LLVMValueRef qt, LLVMValueRef k, LLVMValueRef sk,
                      LLVMValueRef st, LLVMValueRef j, int jb,
-                     LLVMValueRef *accs) {
+                     LLVMValueRef *accs, LLVMValueRef last) {
   LLVMBuilderRef B = g->B;
   vzero(g, accs, jb * NV, 0.0);
   LLVMValueRef krow[8];
-  for (int jj = 0; jj < jb; jj++)
+  for (int jj = 0; jj < jb; jj++)  /* keys past the tile repeat the last one */
     krow[jj] = gep(g, g->f32, k,
-                   LLVMBuildMul(B, LLVMBuildAdd(B, j, ci64(g, jj), ""), sk, ""));
+                   LLVMBuildMul(B, smin(g, LLVMBuildAdd(B, j, ci64(g, jj), ""), last),
+                                sk, ""));
   loop ld;
   LLVMValueRef d = loop_begin(g, &ld, ci64(g, 0), ci64(g, g->D), 1);
   LLVMValueRef qv[NV];
@@ -993,14 +1004,12 @@ static void build_tile_fn(cg *g) {
   LLVMValueRef accs[4 * NV];
   for (int x = 0; x < JB * NV; x++) accs[x] = alloca_t(g, g->vf, "s");
 
-  /* pass A: S^T = K Q^T, 4 keys at a time, then one at a time */
-  LLVMValueRef jfull = LLVMBuildAnd(B, ncols, ci64(g, ~(int64_t)(JB - 1)), "");
+  /* pass A: S^T = K Q^T, 4 keys at a time (KR_BK is a multiple of 4: the
+   * scores of keys past ncols land in st's spare rows, unused) */
   loop la;
-  LLVMValueRef j = loop_begin(g, &la, ci64(g, 0), jfull, JB);
-  qk_block(g, qt, k, sk, st, j, JB, accs);
-  loop_end(g, &la);
-  j = loop_begin(g, &la, jfull, ncols, 1);
-  qk_block(g, qt, k, sk, st, j, 1, accs);
+  LLVMValueRef j = loop_begin(g, &la, ci64(g, 0), ncols, JB);
+  qk_block(g, qt, k, sk, st, j, JB, accs,
+           LLVMBuildSub(B, ncols, ci64(g, 1), ""));
   loop_end(g, &la);
 
   /* pass B: scale, mask, row max */
