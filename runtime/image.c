@@ -14,7 +14,8 @@
  * Allowed pairs are dark (INK) on white.  Query rows go down, key columns go
  * right.  max_px <= 0 means DEFAULT_PX.
  *
- * PNG: 8-bit RGB, no interlace, every scanline with filter 0, the zlib stream
+ * PNG: 8-bit grayscale (a third of RGB's size, which matters with stored
+ * blocks), no interlace, every scanline with filter 0, the zlib stream
  * made of stored (uncompressed) deflate blocks with its Adler-32, one IDAT
  * chunk per block, each chunk with its CRC-32.  No zlib needed.
  * SVG: a title, axis labels and ticks, and rectangles: one per run of
@@ -41,8 +42,8 @@
 #define SVG_PLOT 512         /* nominal plot side in SVG user units */
 #define SVG_LEVELS 16        /* shades of the SVG raster */
 
-static const uint8_t INK[3] = {24, 40, 96};      /* allowed */
-static const uint8_t PAPER[3] = {255, 255, 255}; /* not allowed */
+enum { INK_Y = 32, PAPER_Y = 255, GRID_Y = 205 };   /* PNG gray levels */
+static const uint8_t INK[3] = {24, 40, 96};          /* SVG colours */
 static const uint8_t GRID[3] = {205, 205, 215};
 
 static int fail(char *err, size_t errlen, const char *path, const char *fmt,
@@ -189,15 +190,14 @@ static void png_chunk(png_out *o, const char *type, const uint8_t *a,
           fwrite(tail, 1, 4, o->f) == 4;
 }
 
-static void shade(uint8_t *px, double d) {
-  for (int c = 0; c < 3; c++)
-    px[c] = (uint8_t)(PAPER[c] - d * (PAPER[c] - INK[c]) + 0.5);
+static uint8_t shade(double d) {
+  return (uint8_t)(PAPER_Y - d * (PAPER_Y - INK_Y) + 0.5);
 }
 
-/* The raw image: h scanlines of 1 filter byte + 3 * w bytes. */
-static uint8_t *render_rgb(const layout *L, const uint8_t *mask,
+/* The raw image: h scanlines of 1 filter byte + w gray bytes. */
+static uint8_t *render_gray(const layout *L, const uint8_t *mask,
                            size_t *size) {
-  size_t stride = 1 + 3 * (size_t)L->w;
+  size_t stride = 1 + (size_t)L->w;
   uint8_t *img = malloc(stride * (size_t)L->h);
   if (!img) return NULL;
   *size = stride * (size_t)L->h;
@@ -209,12 +209,11 @@ static uint8_t *render_rgb(const layout *L, const uint8_t *mask,
       int64_t r = y / c;
       bool gy = L->grid && y % c == 0;
       for (int64_t x = 0; x < L->w; x++) {
-        uint8_t *px = line + 1 + 3 * x;
         int64_t col = x / c;
         if (gy || (L->grid && x % c == 0))
-          memcpy(px, GRID, 3);
+          line[1 + x] = GRID_Y;
         else
-          memcpy(px, mask[r * L->cols + col] ? INK : PAPER, 3);
+          line[1 + x] = mask[r * L->cols + col] ? INK_Y : PAPER_Y;
       }
     }
     return img;
@@ -234,7 +233,7 @@ static uint8_t *render_rgb(const layout *L, const uint8_t *mask,
     density_row(L, mask, L->w, r0, r1, pxcol, acc);
     for (int64_t x = 0; x < L->w; x++) {
       int64_t c0 = cell_at(x, L->cols, L->w), c1 = cell_at(x + 1, L->cols, L->w);
-      shade(line + 1 + 3 * x, ink(acc[x], (r1 - r0) * (c1 - c0)));
+      line[1 + x] = shade(ink(acc[x], (r1 - r0) * (c1 - c0)));
     }
   }
   free(pxcol);
@@ -247,7 +246,7 @@ int image_write_png(const char *path, const uint8_t *mask, int64_t rows,
   if (check_args(path, mask, rows, cols, &max_px, err, errlen) < 0) return -1;
   layout L = plan_layout(rows, cols, max_px);
   size_t size = 0;
-  uint8_t *raw = render_rgb(&L, mask, &size);
+  uint8_t *raw = render_gray(&L, mask, &size);
   if (!raw) return fail(err, errlen, path, "out of memory");
 
   png_out o = {fopen(path, "wb"), {0}, true};
@@ -263,7 +262,7 @@ int image_write_png(const char *path, const uint8_t *mask, int64_t rows,
   put32(ihdr, (uint32_t)L.w);
   put32(ihdr + 4, (uint32_t)L.h);
   ihdr[8] = 8;   /* bit depth */
-  ihdr[9] = 2;   /* RGB */
+  ihdr[9] = 0;   /* grayscale */
   ihdr[10] = 0;  /* deflate */
   ihdr[11] = 0;  /* adaptive filtering, every line filter 0 */
   ihdr[12] = 0;  /* no interlace */

@@ -69,7 +69,7 @@ static uint32_t be32(const unsigned char *p) {
 
 typedef struct png_img {
   uint32_t w, h;
-  unsigned char *raw; /* h scanlines of 1 + 3w bytes */
+  unsigned char *raw; /* h scanlines of 1 + w bytes */
   int n_blocks;
 } png_img;
 
@@ -97,7 +97,7 @@ static png_img decode_png(const char *path) {
       img.w = be32(data);
       img.h = be32(data + 4);
       assert_int_equal(data[8], 8);  /* bit depth */
-      assert_int_equal(data[9], 2);  /* RGB */
+      assert_int_equal(data[9], 0);  /* grayscale */
       assert_int_equal(data[10], 0);
       assert_int_equal(data[11], 0);
       assert_int_equal(data[12], 0);
@@ -122,7 +122,7 @@ static png_img decode_png(const char *path) {
   assert_int_equal(z[0] & 0x0f, 8);
   assert_int_equal((z[0] * 256 + z[1]) % 31, 0);
   assert_int_equal(z[1] & 0x20, 0);
-  size_t want = (size_t)img.h * (1 + 3 * (size_t)img.w);
+  size_t want = (size_t)img.h * (1 + (size_t)img.w);
   img.raw = malloc(want + 1);
   assert_non_null(img.raw);
   size_t got = 0, zp = 2;
@@ -151,20 +151,18 @@ static png_img decode_png(const char *path) {
   }
   assert_int_equal(be32(z + zp), b << 16 | a);
   for (uint32_t y = 0; y < img.h; y++)
-    assert_int_equal(img.raw[y * (1 + 3 * (size_t)img.w)], 0); /* filter */
+    assert_int_equal(img.raw[y * (1 + (size_t)img.w)], 0); /* filter */
   free(z);
   free(f);
   return img;
 }
 
 static const unsigned char *pixel(const png_img *im, uint32_t x, uint32_t y) {
-  return im->raw + y * (1 + 3 * (size_t)im->w) + 1 + 3 * (size_t)x;
+  return im->raw + y * (1 + (size_t)im->w) + 1 + (size_t)x;
 }
 
-static bool is_white(const unsigned char *p) {
-  return p[0] == 255 && p[1] == 255 && p[2] == 255;
-}
-static int lum(const unsigned char *p) { return p[0] + p[1] + p[2]; }
+static bool is_white(const unsigned char *p) { return p[0] == 255; }
+static int lum(const unsigned char *p) { return p[0]; }
 
 /* ---- PNG tests -------------------------------------------------------- */
 
@@ -187,9 +185,9 @@ static void test_png_small_grid(void **state) {
         for (int dx = 1; dx < 32; dx += 10) {
           const unsigned char *p = pixel(&im, (uint32_t)(c * 32 + dx), (uint32_t)(r * 32 + dy));
           if (m[r * C + c]) {
-            assert_true(lum(p) < 3 * 128);  /* dark */
+            assert_true(lum(p) < 128);  /* dark */
             if (!ink) ink = p;
-            assert_memory_equal(p, ink, 3);  /* one ink colour */
+            assert_int_equal(*p, *ink);  /* one ink shade */
           } else {
             assert_true(is_white(p));
           }
@@ -199,12 +197,12 @@ static void test_png_small_grid(void **state) {
     for (uint32_t y = 0; y < im.h; y += 7) {
       const unsigned char *p = pixel(&im, (uint32_t)(c * 32), y);
       assert_false(is_white(p));
-      assert_true(lum(p) > 3 * 180);
+      assert_true(lum(p) > 180);
     }
   for (int r = 0; r <= R; r++) {
     const unsigned char *p = pixel(&im, 5, (uint32_t)(r * 32));
     assert_false(is_white(p));
-    assert_true(lum(p) > 3 * 180);
+    assert_true(lum(p) > 180);
   }
   free(im.raw);
 }
@@ -245,33 +243,35 @@ static void test_png_downsample(void **state) {
   (void)state;
   enum { R = 3000, C = 2000 };
   uint8_t *m = calloc(R * C, 1);
-  /* rows < 1000: first 500 columns all allowed, columns 1000..1499 every
-   * other one; rows >= 2000: one allowed pair per 10x10 block */
+  /* rows < 1000: first 500 columns all allowed, of columns 1000..1499
+   * two of every five; rows >= 2000: one allowed pair per 5x5 block */
   for (int r = 0; r < R; r++)
     for (int c = 0; c < C; c++) {
       if (r < 1000 && c < 500) m[r * C + c] = 1;
-      if (r < 1000 && c >= 1000 && c < 1500 && c % 2 == 0) m[r * C + c] = 1;
-      if (r >= 2000 && r % 10 == 3 && c % 10 == 7) m[r * C + c] = 1;
+      if (r < 1000 && c >= 1000 && c < 1500 && c % 5 < 2) m[r * C + c] = 1;
+      if (r >= 2000 && r % 5 == 3 && c % 5 == 2) m[r * C + c] = 1;
     }
   char err[256] = "";
-  assert_int_equal(image_write_png(tpath("d.png"), m, R, C, 300, err, sizeof err), 0);
+  assert_int_equal(image_write_png(tpath("d.png"), m, R, C, 600, err, sizeof err), 0);
   png_img im = decode_png(tpath("d.png"));
-  assert_int_equal(im.h, 300);  /* longer side at max_px, aspect kept */
-  assert_int_equal(im.w, 200);
-  assert_true(im.n_blocks >= 3); /* 180300 raw bytes: several stored blocks */
-  /* each pixel covers 10 x 10 cells */
-  const unsigned char *full = pixel(&im, 10, 10);
-  const unsigned char *half = pixel(&im, 120, 10);
-  const unsigned char *sparse = pixel(&im, 10, 250);
+  assert_int_equal(im.h, 600);  /* longer side at max_px, aspect kept */
+  assert_int_equal(im.w, 400);
+  assert_true(im.n_blocks >= 3); /* 240600 raw bytes: several stored blocks */
+  /* each pixel covers 5 x 5 cells */
+  const unsigned char *full = pixel(&im, 20, 20);
+  const unsigned char *half = pixel(&im, 240, 20);
+  const unsigned char *sparse = pixel(&im, 20, 500);
   assert_true(lum(full) < lum(half));
   assert_true(lum(half) < lum(sparse));
-  assert_false(is_white(sparse));      /* 1 % density stays visible */
-  assert_true(is_white(pixel(&im, 180, 150)));
-  assert_true(is_white(pixel(&im, 70, 10)));
-  for (uint32_t y = 0; y < 100; y++)
-    for (uint32_t x = 0; x < 50; x++) assert_memory_equal(pixel(&im, x, y), full, 3);
-  for (uint32_t y = 200; y < 300; y++)
-    for (uint32_t x = 0; x < 200; x++) assert_memory_equal(pixel(&im, x, y), sparse, 3);
+  assert_false(is_white(sparse));      /* 4 % density stays visible */
+  assert_true(is_white(pixel(&im, 360, 300)));
+  assert_true(is_white(pixel(&im, 140, 20)));
+  for (uint32_t y = 0; y < 200; y++)
+    for (uint32_t x = 0; x < 100; x++) assert_int_equal(*pixel(&im, x, y), *full);
+  for (uint32_t y = 0; y < 200; y++)
+    for (uint32_t x = 200; x < 300; x++) assert_int_equal(*pixel(&im, x, y), *half);
+  for (uint32_t y = 400; y < 600; y++)
+    for (uint32_t x = 0; x < 400; x++) assert_int_equal(*pixel(&im, x, y), *sparse);
   free(im.raw);
   free(m);
 }
