@@ -31,6 +31,7 @@ typedef struct bld {
   int ldepth, lmax;    /* list stack */
   int bdepth, bmax;    /* BLOCKS nesting */
   int64_t maxbound;    /* largest static list size */
+  arena *a;            /* the program's, for rewritten where atoms */
   bool oom;
 } bld;
 
@@ -164,6 +165,147 @@ static int64_t gen_set(bld *b, const ir_node *set) {
   return bound(b, set->n_kids);
 }
 
+/* ---- where(pred): predicates as key lists ---- */
+
+/* ci * i + cj * j + e, e a plannable integer tree (NULL: 0). */
+typedef struct lin {
+  int64_t ci, cj;
+  const ir_node *e;
+} lin;
+
+static const ir_node *lin_node(bld *b, ir_op op, const ir_node *x,
+                               const ir_node *y) {
+  if (!x && !y) return NULL;
+  if (!y) return x;
+  if (!x) return op == IR_ADD ? y : ir_new1(b->a, IR_NEG, (ir_node *)y, y->span);
+  return ir_new2(b->a, op, (ir_node *)x, (ir_node *)y, x->span);
+}
+
+static bool linear(bld *b, const ir_node *n, lin *out) {
+  lin x, y;
+  switch (n->op) {
+  case IR_VAR_I: *out = (lin){1, 0, NULL}; return true;
+  case IR_VAR_J: *out = (lin){0, 1, NULL}; return true;
+  case IR_NEG:
+    if (!linear(b, n->kids[0], &x)) return false;
+    *out = (lin){-x.ci, -x.cj, lin_node(b, IR_SUB, NULL, x.e)};
+    return true;
+  case IR_ADD:
+  case IR_SUB:
+    if (!linear(b, n->kids[0], &x) || !linear(b, n->kids[1], &y)) return false;
+    if (n->op == IR_ADD) *out = (lin){x.ci + y.ci, x.cj + y.cj, NULL};
+    else *out = (lin){x.ci - y.ci, x.cj - y.cj, NULL};
+    out->e = lin_node(b, n->op, x.e, y.e);
+    return out->ci >= -2 && out->ci <= 2 && out->cj >= -2 && out->cj <= 2;
+  default:
+    if (!is_plannable(n)) return false;
+    *out = (lin){0, 0, n};
+    return true;
+  }
+}
+
+static bool is_input_of(const ir_node *n, ir_op var, int64_t *k) {
+  if (n->op != IR_INPUT || n->kids[0]->op != var) return false;
+  *k = n->value;
+  return true;
+}
+
+static ir_op flip(ir_op op) {
+  return op == IR_LT ? IR_GT : op == IR_GT ? IR_LT : op == IR_LE ? IR_GE
+       : op == IR_GE ? IR_LE : op;
+}
+
+/* Pushes [lo, hi) for x with x + e `op` 0 (op not NE). */
+static void gen_bounds(bld *b, ir_op op, const ir_node *e) {
+  /* x op -e: t = -e */
+  ir_node *t = e ? ir_new1(b->a, IR_NEG, (ir_node *)e, e->span)
+                 : ir_const(b->a, 0, SPAN_NONE);
+  ir_node *t1 = ir_new2(b->a, IR_ADD, t, ir_const(b->a, 1, SPAN_NONE), t->span);
+  ir_node *lo = op == IR_GT ? t1 : op == IR_GE || op == IR_EQ ? t : NULL;
+  ir_node *hi = op == IR_LT ? t : op == IR_LE || op == IR_EQ ? t1 : NULL;
+  if (lo) gen_int(b, lo);
+  else emit(b, PLAN_ICONST), emit(b, INT64_MIN), ipush(b, 1);
+  if (hi) gen_int(b, hi);
+  else emit(b, PLAN_ICONST), emit(b, INT64_MAX), ipush(b, 1);
+}
+
+static void gen_pred(bld *b, const ir_node *n) {
+  size_t j1;
+  int64_t k1, k2;
+  lin x, y;
+  switch (n->op) {
+  case IR_LAND:
+  case IR_LOR:
+    gen_pred(b, n->kids[0]);
+    emit(b, n->op == IR_LAND ? PLAN_JEMPTY : PLAN_JALL), j1 = emit(b, 0);
+    gen_pred(b, n->kids[1]);
+    emit(b, n->op == IR_LAND ? PLAN_PAND : PLAN_POR), lpush(b, -1);
+    patch(b, j1);
+    bound(b, 4 * PLAN_DOC_VALUES);
+    return;
+  case IR_NOT:
+    gen_pred(b, n->kids[0]);
+    emit(b, PLAN_PCOMPL);
+    return;
+  case IR_EQ:
+  case IR_NE:
+    if ((is_input_of(n->kids[0], IR_VAR_I, &k1) &&
+         is_input_of(n->kids[1], IR_VAR_J, &k2) && k1 == k2) ||
+        (is_input_of(n->kids[0], IR_VAR_J, &k1) &&
+         is_input_of(n->kids[1], IR_VAR_I, &k2) && k1 == k2)) {
+      emit(b, PLAN_PDOCEQ), emit(b, k1), lpush(b, 1);
+      if (n->op == IR_NE) emit(b, PLAN_PCOMPL);
+      bound(b, 2 * PLAN_DOC_VALUES);
+      return;
+    }
+    /* fall through */
+  case IR_LT:
+  case IR_LE:
+  case IR_GT:
+  case IR_GE:
+    if (linear(b, n->kids[0], &x) && linear(b, n->kids[1], &y)) {
+      ir_op op = n->op == IR_NE ? IR_EQ : n->op;
+      int64_t ci = x.ci - y.ci, cj = x.cj - y.cj;
+      const ir_node *e = lin_node(b, IR_SUB, x.e, y.e);
+      if ((ci == 0 && cj == -1) || (ci == -1 && cj <= 0) || (ci == 1 && cj == 1)) {
+        if (!(ci == 1 && cj == 1)) {
+          ci = -ci, cj = -cj, op = flip(op);
+          e = lin_node(b, IR_SUB, NULL, e);
+        }
+      }
+      int what = ci == 0 && cj == 1    ? PLAN_PJRANGE
+                 : ci == 1 && cj == 0  ? PLAN_PIRANGE
+                 : ci == 1 && cj == -1 ? PLAN_PDIAG
+                 : ci == 0 && cj == 0  ? PLAN_PCOND
+                                       : 0;
+      if (what == PLAN_PCOND) {
+        gen_int(b, n);
+        emit(b, PLAN_PCOND), ipush(b, -1), lpush(b, 1);
+        bound(b, 1);
+        return;
+      }
+      if (what) {
+        gen_bounds(b, op, e);
+        emit(b, what), ipush(b, -2), lpush(b, 1);
+        if (n->op == IR_NE) emit(b, PLAN_PCOMPL);
+        bound(b, 7);
+        return;
+      }
+    }
+    break;
+  default:
+    if (is_plannable(n)) {
+      gen_int(b, n);
+      emit(b, PLAN_PCOND), ipush(b, -1), lpush(b, 1);
+      bound(b, 1);
+      return;
+    }
+    break;
+  }
+  emit(b, PLAN_PANY), lpush(b, 1);
+  bound(b, 1);
+}
+
 static int64_t gen_pat(bld *b, const ir_node *n) {
   int64_t x, y;
   size_t j1, j2;
@@ -179,7 +321,20 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
   case IR_FULL: emit(b, PLAN_PFULL), lpush(b, 1); return bound(b, 1);
   case IR_NONE: emit(b, PLAN_PNONE), lpush(b, 1); return 0;
   case IR_CAUSAL: emit(b, PLAN_PCAUSAL), lpush(b, 1); return bound(b, 2);
-  case IR_WHERE: return gen_any(b);
+  case IR_WHERE: {
+    if (!b->a) return gen_any(b);
+    emit(b, PLAN_WTRY), j1 = emit(b, 0);
+    int l0 = b->ldepth, i0 = b->idepth;
+    int64_t m0 = b->maxbound;
+    b->maxbound = 1;
+    gen_pred(b, n->kids[0]);
+    x = b->maxbound;
+    if (m0 > b->maxbound) b->maxbound = m0;
+    b->ldepth = l0 + 1, b->idepth = i0;
+    emit(b, PLAN_WEND);
+    patch(b, j1);
+    return x;
+  }
   case IR_WINDOW:
   case IR_DILATED:
   case IR_RANDOM:
@@ -269,7 +424,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     msg(err, errlen, "an_build: no program");
     return NULL;
   }
-  bld b = {0};
+  bld b = {.a = p->arena};
   for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
   gen_pat(&b, p->root);
   emit(&b, PLAN_END);
@@ -298,6 +453,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     b.w[PLAN_W_BDEPTH] = b.bmax;
     b.w[PLAN_W_NRT] = p->n_runtime;
     b.w[PLAN_W_CODE] = PLAN_HDR;
+    b.w[PLAN_W_NIN] = p->n_inputs;
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
   free(b.w);

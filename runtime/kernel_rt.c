@@ -318,7 +318,7 @@ static void task(void *ctx, int64_t id, int worker) {
       return;
     }
 
-  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime};
+  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
   char perr[256] = "";
   int64_t ns;
   for (;;) {

@@ -41,6 +41,9 @@ typedef struct ev {
   int isp;
   gran g[PLAN_BNEST + 1];
   int gi;
+  bool in_try;                    /* inside a where region (WTRY) */
+  int64_t try_pc, try_lsp;        /* where to resume, list stack to keep */
+  int try_isp;
   char *err;
   size_t errlen;
 } ev;
@@ -66,6 +69,12 @@ static int64_t bad_arg(ev *e, const char *what, const char *prim, int64_t v,
 static int64_t sat_add(int64_t a, int64_t b) {
   int64_t r;
   if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return r;
+}
+
+static int64_t sat_sub(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? INT64_MAX : INT64_MIN;
   return r;
 }
 
@@ -190,12 +199,11 @@ static void fit(ev *e, int64_t s, int64_t nt) {
   e->n[s] = nt;
 }
 
-/* window(l, r) over the tile, also causal (l = inf, r = 0). */
-static void window(ev *e, int64_t s, int64_t l, int64_t r) {
-  const gran *g = &e->g[e->gi];
+/* Keys [lo, hi) for some row, [clo, chi) for every row (clo >= lo and
+ * chi <= hi by construction). */
+static void diag(ev *e, int64_t s, int64_t lo, int64_t hi, int64_t clo,
+                 int64_t chi) {
   plan_span *L = slot(e, s);
-  int64_t lo = sat_add(g->i0, -l), hi = sat_add(sat_add(g->i1 - 1, r), 1);
-  int64_t clo = sat_add(g->i1 - 1, -l), chi = sat_add(sat_add(g->i0, r), 1);
   if (clo < chi) {
     put_clip(e, L, &e->n[s], lo, clo, K_PART);
     put_clip(e, L, &e->n[s], clo, chi, K_FULL);
@@ -203,6 +211,52 @@ static void window(ev *e, int64_t s, int64_t l, int64_t r) {
   } else {
     put_clip(e, L, &e->n[s], lo, hi, K_PART);
   }
+}
+
+/* window(l, r) over the tile, also causal (l = inf, r = 0). */
+static void window(ev *e, int64_t s, int64_t l, int64_t r) {
+  const gran *g = &e->g[e->gi];
+  diag(e, s, sat_add(g->i0, -l), sat_add(sat_add(g->i1 - 1, r), 1),
+       sat_add(g->i1 - 1, -l), sat_add(sat_add(g->i0, r), 1));
+}
+
+/* where(x[i] == x[j]): keys whose value some row of the tile has; FULL when
+ * every row has the same value.  PARTIAL everywhere when the array is not
+ * given, a row's index is outside it (the element code reports that), or
+ * the tile has too many distinct values. */
+static void doc_eq(ev *e, int64_t s, int64_t k) {
+  const gran *g = &e->g[e->gi];
+  plan_span *L = slot(e, s);
+  const int32_t *x = e->env->inputs && k >= 0 && k < e->plan[PLAN_W_NIN]
+                         ? e->env->inputs[k] : NULL;
+  int32_t v[PLAN_DOC_VALUES];
+  int nv = 0;
+  if (!x || g->i0 < 0 || g->i1 > e->env->Lk) goto all;
+  for (int64_t i = g->i0; i < g->i1; i++) {
+    int t = 0;
+    while (t < nv && v[t] != x[i]) t++;
+    if (t == nv) {
+      if (nv == PLAN_DOC_VALUES) goto all;
+      v[nv++] = x[i];
+    }
+  }
+  int64_t kind = nv == 1 ? K_FULL : K_PART, run0 = -1, lk = g->Lk;
+  if (lk > e->env->Lk) lk = e->env->Lk;
+  for (int64_t j = 0; j < lk; j++) {
+    int32_t y = x[j];
+    int t = 0;
+    while (t < nv && v[t] != y) t++;
+    if (t < nv) {
+      if (run0 < 0) run0 = j;
+    } else if (run0 >= 0) {
+      put(L, &e->n[s], e->cap, run0, j, kind);
+      run0 = -1;
+    }
+  }
+  if (run0 >= 0) put(L, &e->n[s], e->cap, run0, lk, kind);
+  return;
+all:
+  put_clip(e, L, &e->n[s], 0, g->Lk, K_PART);
 }
 
 static void random_keys(ev *e, int64_t s, int64_t r, int64_t seed) {
@@ -292,9 +346,10 @@ ovf:
   return fail(e, "integer overflow in '%s'", text[op - PLAN_IADD]);
 }
 
-static int64_t run(ev *e) {
+/* Runs from pc until END (0) or an error (-1). */
+static int64_t exec(ev *e, int64_t pc) {
   const int64_t *P = e->plan;
-  int64_t pc = P[PLAN_W_CODE], size = P[PLAN_W_SIZE];
+  int64_t size = P[PLAN_W_SIZE];
   for (;;) {
     if (pc < PLAN_HDR || pc >= size) return fail(e, "tile plan: bad jump %lld", (long long)pc);
     int64_t op = P[pc++], a, b, s;
@@ -482,6 +537,41 @@ static int64_t run(ev *e) {
       fit(e, s, nt);
       break;
     }
+    case PLAN_WTRY:
+      if (e->in_try) return fail(e, "tile plan: bad code");
+      e->in_try = true;
+      e->try_pc = P[pc++], e->try_isp = e->isp, e->try_lsp = e->lsp;
+      break;
+    case PLAN_WEND:
+      e->in_try = false;
+      break;
+    case PLAN_PJRANGE:
+    case PLAN_PIRANGE:
+    case PLAN_PDIAG:
+      if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
+      if ((s = push_list(e)) < 0) return -1;
+      if (op == PLAN_PJRANGE) {
+        put_clip(e, slot(e, s), &e->n[s], a, b, K_FULL);
+      } else if (op == PLAN_PIRANGE) {
+        int64_t kind = a <= g->i0 && g->i1 <= b               ? K_FULL
+                       : a < g->i1 && g->i0 < b && a < b ? K_PART
+                                                              : K_NONE;
+        put_clip(e, slot(e, s), &e->n[s], 0, g->Lk, kind);
+      } else if (a < b) {
+        /* j in [i - b + 1, i - a] for i in [i0, i1) */
+        diag(e, s, sat_add(sat_sub(g->i0, b), 1), sat_sub(g->i1, a),
+             sat_sub(g->i1, b), sat_add(sat_sub(g->i0, a), 1));
+      }
+      break;
+    case PLAN_PCOND:
+      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+      if ((s = push_list(e)) < 0) return -1;
+      if (a) put_clip(e, slot(e, s), &e->n[s], 0, g->Lk, K_FULL);
+      break;
+    case PLAN_PDOCEQ:
+      if ((s = push_list(e)) < 0) return -1;
+      doc_eq(e, s, P[pc++]);
+      break;
     case PLAN_BBEGIN:
       if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
       if (a < 1) return bad_arg(e, "the block size", "blocks", a, 1);
@@ -512,6 +602,22 @@ static int64_t run(ev *e) {
   }
 }
 
+/* exec, resuming after an error inside a where region with PARTIAL over
+ * every key for the whole predicate. */
+static int64_t run(ev *e) {
+  int64_t pc = e->plan[PLAN_W_CODE];
+  for (;;) {
+    if (exec(e, pc) == 0) return 0;
+    if (!e->in_try) return -1;
+    e->in_try = false;
+    e->isp = e->try_isp, e->lsp = e->try_lsp;
+    int64_t s = push_list(e);
+    if (s < 0) return -1;
+    put_clip(e, slot(e, s), &e->n[s], 0, e->g[e->gi].Lk, K_PART);
+    pc = e->try_pc;
+  }
+}
+
 int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
                    int64_t r1, plan_span *out, int64_t cap, char *err,
                    size_t errlen) {
@@ -534,10 +640,11 @@ int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
   int64_t off = env->Lq <= env->Lk ? env->Lk - env->Lq : 0;
   e.plan = plan, e.env = env, e.cap = cap_l, e.depth = depth;
   e.slots = scratch, e.tmp = scratch + depth * cap_l, e.n = counts;
-  e.lsp = 0, e.isp = 0, e.gi = 0;
+  e.lsp = 0, e.isp = 0, e.gi = 0, e.in_try = false;
   e.g[0] = (gran){.i0 = r0 + off, .i1 = r1 + off, .Lq = env->Lq,
                   .Lk = env->Lk, .b = 1};
   if (run(&e) < 0) return -1;
+  if (err && errlen) err[0] = 0;
   int64_t n = e.n[0];
   if (cap > 0) memcpy(out, scratch, sizeof *out * (size_t)(n < cap ? n : cap));
   return n;

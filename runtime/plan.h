@@ -29,6 +29,8 @@ typedef struct plan_span {
 typedef struct plan_env {
   int64_t h, H, Lq, Lk;     /* query head and sizes (token granularity) */
   const int64_t *runtime;   /* the program's runtime scalars */
+  const int32_t *const *inputs; /* its input arrays (Lk int32 each), or NULL:
+                               where(x[i] == x[j]) is then PARTIAL everywhere */
 } plan_env;
 
 /* Query rows [r0, r1) (row indices; positions are r + (Lk - Lq) when

@@ -21,7 +21,8 @@ enum {
   PLAN_W_BDEPTH = 5,  /* BLOCKS nesting depth */
   PLAN_W_NRT = 6,     /* runtime scalars read */
   PLAN_W_CODE = 7,    /* offset of the first instruction */
-  PLAN_HDR = 8
+  PLAN_W_NIN = 8,     /* input arrays read */
+  PLAN_HDR = 9
 };
 
 #define PLAN_MAGIC 0x3154414c50ll /* "PLAT1" */
@@ -31,6 +32,7 @@ enum {
 #define PLAN_ISTACK 256     /* int stack words */
 #define PLAN_BNEST 16       /* BLOCKS nesting */
 #define PLAN_RANDOM_MAX 16  /* random: exact keys when rows * r <= this */
+#define PLAN_DOC_VALUES 8   /* doceq: distinct x[i] in a tile, at most */
 
 /* X(name, operand words, text) */
 #define PLAN_OPS(X)                                                       \
@@ -85,6 +87,16 @@ enum {
   X(PAND, 0, "and")                                                       \
   X(PMINUS, 0, "minus")                                                   \
   X(PCOMPL, 0, "compl")                                                   \
+  /* where(pred): the predicate's atoms as lists, in a region where an   \
+   * arithmetic error gives PARTIAL over every key instead of an error     \
+   * (the per-element code reports it exactly where the mask needs it) */  \
+  X(WTRY, 1, "try")         /* operand: where to go on an error */        \
+  X(WEND, 0, "endtry")                                                    \
+  X(PJRANGE, 0, "jrange")   /* pops lo, hi: keys j in [lo, hi) */         \
+  X(PIRANGE, 0, "irange")   /* pops lo, hi: rows with i in [lo, hi) */    \
+  X(PDIAG, 0, "diag")       /* pops lo, hi: i - j in [lo, hi) */          \
+  X(PCOND, 0, "cond")       /* pops c: every key if c != 0, else none */  \
+  X(PDOCEQ, 1, "doceq")     /* x[i] == x[j], operand: input index */      \
   X(BBEGIN, 0, "blocks")    /* pops b; enters block granularity */        \
   X(BEND, 0, "endblocks")   /* scales the top list back */
 

@@ -89,7 +89,7 @@ static inline ir_node *gen_set(gen *g) {
 
 static inline ir_node *gen_pred(gen *g) {
   ir_node *i = N0(g, IR_VAR_I), *j = N0(g, IR_VAR_J);
-  switch (rndi(g, 0, 5)) {
+  switch (rndi(g, 0, 12)) {
   case 0:
     return N2(g, IR_EQ, N2(g, IR_MOD, N2(g, IR_SUB, i, j), C(g, rndi(g, 1, 5))),
               C(g, 0));
@@ -106,7 +106,16 @@ static inline ir_node *gen_pred(gen *g) {
   case 4:
     return N2(g, IR_NE, N2(g, IR_MOD, N2(g, IR_ADD, N2(g, IR_ADD, i, j), N0(g, IR_VAR_H)), C(g, 3)),
               C(g, 0));
-  default: return N2(g, IR_GE, N2(g, IR_MUL, j, C(g, 2)), i);
+  case 5: return N2(g, IR_GE, N2(g, IR_MUL, j, C(g, 2)), i);
+  case 6: return N2(g, IR_GE, i, N2(g, IR_ADD, RT(g, 0), C(g, rndi(g, 0, 150))));
+  case 7: return N2(g, rndi(g, 0, 1) ? IR_EQ : IR_NE, j, N2(g, IR_SUB, N0(g, IR_SIZE_LK), C(g, rndi(g, 1, 9))));
+  case 8: return N2(g, IR_NE, N2(g, IR_SUB, i, j), N2(g, IR_MUL, RT(g, 1), C(g, rndi(g, -3, 3))));
+  case 9: return N1(g, IR_NOT, N2(g, IR_LT, j, N1(g, IR_NEG, N2(g, IR_SUB, C(g, rndi(g, -30, 30)), i))));
+  case 10:
+    return N2(g, rndi(g, 0, 1) ? IR_LAND : IR_LOR, gen_pred(g),
+              N2(g, IR_GT, N1(g, IR_NEG, j), N2(g, IR_SUB, C(g, rndi(g, -40, 0)), i)));
+  case 11: return N2(g, IR_LT, N2(g, IR_ADD, i, j), C(g, rndi(g, 10, 400)));
+  default: return N2(g, IR_LE, N0(g, IR_VAR_H), C(g, 1));
   }
 }
 

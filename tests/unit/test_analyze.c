@@ -257,9 +257,10 @@ static int64_t check_tiles(const ir_program *p, const int64_t *plan,
                            int64_t bq, const char *what) {
   int64_t n_err = 0;
   int64_t cap = plan_max_spans(plan);
+  const int32_t *ins[1] = {z->doc};
   plan_span *sp = malloc(sizeof *sp * (size_t)cap);
   uint8_t *cover = malloc((size_t)z->Lk + 1);
-  plan_env env = {.h = h, .H = z->H, .Lq = z->Lq, .Lk = z->Lk, .runtime = z->rt};
+  plan_env env = {.h = h, .H = z->H, .Lq = z->Lq, .Lk = z->Lk, .runtime = z->rt, .inputs = ins};
   char err[256] = "";
   for (int64_t r0 = 0; r0 < z->Lq; r0 += bq) {
     int64_t r1 = r0 + bq < z->Lq ? r0 + bq : z->Lq;
@@ -540,6 +541,64 @@ static void test_capacity_squeeze(void **state) {
   arena_free(g.a);
 }
 
+/* where(): documents, key ranges, diagonals; errors inside fall back. */
+static void test_where_atoms(void **state) {
+  (void)state;
+  gen g = {.a = arena_new()};
+  ir_node *i = N0(&g, IR_VAR_I), *j = N0(&g, IR_VAR_J);
+  ir_node *di = N1(&g, IR_INPUT, i), *dj = N1(&g, IR_INPUT, j);
+  di->value = dj->value = 0;
+  int32_t doc[200];
+  for (int k = 0; k < 200; k++) doc[k] = k < 70 ? 0 : k < 150 ? 1 : 2;
+  const int32_t *ins[1] = {doc};
+  int64_t rt[2] = {5, 0};
+  plan_env env = {.h = 0, .H = 1, .Lq = 200, .Lk = 200, .runtime = rt, .inputs = ins};
+  plan_span s[16];
+  char err[128];
+  int64_t *plan = build(g.a, N2(&g, IR_AND, N0(&g, IR_CAUSAL),
+                                N1(&g, IR_WHERE, N2(&g, IR_EQ, dj, di))), NULL);
+  /* rows 80..95 all in document 1: its keys up to the diagonal */
+  int64_t n = plan_tiles(plan, &env, 80, 96, s, 16, err, sizeof err);
+  assert_int_equal(n, 2);
+  assert_int_equal(s[0].k0, 70), assert_int_equal(s[0].k1, 81);
+  assert_int_equal(s[0].kind, PLAN_FULL);
+  assert_int_equal(s[1].k1, 96), assert_int_equal(s[1].kind, PLAN_PARTIAL);
+  /* rows 60..79 straddle two documents: PARTIAL over both */
+  n = plan_tiles(plan, &env, 60, 80, s, 16, err, sizeof err);
+  assert_true(n >= 1 && s[0].k0 == 0 && s[n - 1].k1 == 80);
+  for (int64_t k = 0; k < n; k++) assert_int_equal(s[k].kind, PLAN_PARTIAL);
+  /* without the array: PARTIAL everywhere, never an error */
+  env.inputs = NULL;
+  n = plan_tiles(plan, &env, 80, 96, s, 16, err, sizeof err);
+  assert_int_equal(n, 1);
+  assert_int_equal(s[0].kind, PLAN_PARTIAL);
+  assert_int_equal(s[0].k1, 96);
+  env.inputs = ins;
+  /* j < 100 - n0: FULL [0, 95) */
+  plan = build(g.a, N1(&g, IR_WHERE, N2(&g, IR_LT, j, N2(&g, IR_SUB, C(&g, 100), RT(&g, 0)))), NULL);
+  n = plan_tiles(plan, &env, 0, 64, s, 16, err, sizeof err);
+  assert_int_equal(n, 1);
+  assert_int_equal(s[0].k0, 0), assert_int_equal(s[0].k1, 95);
+  assert_int_equal(s[0].kind, PLAN_FULL);
+  /* 3 <= i - j < 10 for rows 100..103: keys 91..100, FULL 94..97 */
+  plan = build(g.a, N1(&g, IR_WHERE,
+      N2(&g, IR_LAND, N2(&g, IR_GE, N2(&g, IR_SUB, i, j), C(&g, 3)),
+         N2(&g, IR_LT, N2(&g, IR_SUB, i, j), C(&g, 10)))), NULL);
+  n = plan_tiles(plan, &env, 100, 104, s, 16, err, sizeof err);
+  assert_int_equal(n, 3);
+  assert_int_equal(s[0].k0, 91), assert_int_equal(s[2].k1, 101);
+  assert_int_equal(s[1].k0, 94), assert_int_equal(s[1].k1, 98);
+  assert_int_equal(s[1].kind, PLAN_FULL);
+  /* an overflow inside where: PARTIAL over every key, not an error */
+  plan = build(g.a, N1(&g, IR_WHERE, N2(&g, IR_LT, j, N2(&g, IR_MUL, RT(&g, 0),
+                                                         C(&g, INT64_MAX)))), NULL);
+  n = plan_tiles(plan, &env, 0, 64, s, 16, err, sizeof err);
+  assert_int_equal(n, 1);
+  assert_int_equal(s[0].kind, PLAN_PARTIAL);
+  assert_int_equal(s[0].k1, 200);
+  arena_free(g.a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_window_independent_of_length),
@@ -549,6 +608,7 @@ int main(void) {
       cmocka_unit_test(test_random_one_row_exact),
       cmocka_unit_test(test_runtime_errors),
       cmocka_unit_test(test_capacity_squeeze),
+      cmocka_unit_test(test_where_atoms),
       cmocka_unit_test(test_random_programs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

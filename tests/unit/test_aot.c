@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../compiler/spatc_compile.c" /* spatc compile, the command */
 #include "aot.h"
 #include "arena.h"
 #include "diag.h"
@@ -289,12 +290,53 @@ static void test_extern_kernel(void **state) {
   assert_true(output_has(f, "ok"));
 }
 
+static int compile_cmd(int n, const char **args) {
+  char *argv[16];
+  argv[0] = "compile";
+  for (int k = 0; k < n && k < 15; k++) argv[k + 1] = (char *)args[k];
+  return spatc_compile_main(n + 1, argv);
+}
+
+/* `spatc compile` end to end: its options, its errors, and an object that
+ * links and runs. */
+static void test_compile_command(void **state) {
+  fixture *f = *state;
+  char pat[128], obj[128], hdr[128], mainc[128];
+  snprintf(pat, sizeof pat, "%s/near.pat", f->dir);
+  snprintf(obj, sizeof obj, "%s/kernel.o", f->dir);
+  snprintf(hdr, sizeof hdr, "%s/kernel.h", f->dir);
+  snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
+  write_file(pat,
+             "extern fn near(int, int) -> bool;\n"
+             "pattern p(unused = 1) = where(near(i, j));\n");
+  assert_int_equal(compile_cmd(0, NULL), 2);
+  assert_int_equal(compile_cmd(2, (const char *[]){pat, "--bogus"}), 2);
+  assert_int_equal(compile_cmd(3, (const char *[]){pat, "--layout", "x"}), 2);
+  assert_int_equal(compile_cmd(3, (const char *[]){pat, "--name", "a b"}), 2);
+  assert_int_equal(compile_cmd(3, (const char *[]){pat, "-d", "0"}), 2);
+  assert_int_equal(compile_cmd(3, (const char *[]){pat, "-D", "oops"}), 2);
+  assert_int_equal(compile_cmd(1, (const char *[]){"/nonexistent.pat"}), 1);
+  assert_int_equal(compile_cmd(3, (const char *[]){pat, "-D", "nosuch=1"}), 1);
+  assert_int_equal(compile_cmd(3, (const char *[]){pat, "--dim", "7"}), 1);
+  assert_int_equal(access(obj, F_OK), -1); /* nothing written on errors */
+  const char *ok[] = {pat,   "-D",       "unused=5", "--dim", "64",
+                      "-j1", "--name",   "nearby",   "-o",    obj};
+  assert_int_equal(compile_cmd(10, ok), 0);
+  assert_true(file_has(hdr, "int nearby(const spat_tensors *t);"));
+  assert_true(file_has(hdr, " * unused = 5"));
+  assert_true(file_has(hdr, "cc prog.c kernel.o"));
+  write_file(mainc, ext_main);
+  assert_int_equal(build_and_run(f), 0);
+  assert_true(output_has(f, "ok"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_identifiers),
       cmocka_unit_test_setup_teardown(test_emit_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_docs_kernel, setup, teardown),
       cmocka_unit_test_setup_teardown(test_extern_kernel, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_compile_command, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

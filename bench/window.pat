@@ -1,0 +1,5 @@
+# Benchmark patterns (not part of the library): a plain sliding window, so
+# that the C row-loop baseline computes exactly the same mask, and causal
+# attention, the dense end of the scale.
+pattern window_only(w = 256) = window(w, w);
+pattern causal_only = causal;
