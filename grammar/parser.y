@@ -227,10 +227,20 @@ static int yyreport_syntax_error(const yypcontext_t *yc, yyscan_t scanner,
   enum { MAX_EXP = 6 };
   yysymbol_kind_t exp[YYNTOKENS];
   int ne = yypcontext_expected_tokens(yc, exp, YYNTOKENS);
-  bool expr_start = false, semi = false;
+  bool expr_start = false, semi = false, want_name = false;
   for (int k = 0; k < ne; k++) {
     expr_start |= exp[k] == YYSYMBOL_INT_LIT;
+    want_name |= exp[k] == YYSYMBOL_IDENT;
     semi |= !strcmp(yysymbol_name(exp[k]), "';'");
+  }
+  bool keyword = tok == YYSYMBOL_IMPORT || tok == YYSYMBOL_LET || tok == YYSYMBOL_PATTERN ||
+                 tok == YYSYMBOL_RUNTIME || tok == YYSYMBOL_INPUT || tok == YYSYMBOL_EXTERN ||
+                 tok == YYSYMBOL_FN || tok == YYSYMBOL_BLOCKS;
+  if (want_name && keyword && !expr_start) {
+    char kw[40];
+    tok_name(kw, sizeof kw, tok);
+    ast_error(ctx, *loc, "%s is a keyword and cannot be used as a name", kw);
+    return 0;
   }
   if (semi && (tok == YYSYMBOL_IMPORT || tok == YYSYMBOL_LET || tok == YYSYMBOL_PATTERN ||
                tok == YYSYMBOL_EXTERN)) {
@@ -243,6 +253,12 @@ static int yyreport_syntax_error(const yypcontext_t *yc, yyscan_t scanner,
   }
   if (expr_start) {
     snprintf(msg + n, sizeof msg - n, ", expected an expression");
+  } else if (!want_name && !strcmp(yysymbol_name(tok), "'='")) {
+    snprintf(msg + n, sizeof msg - n, " (use '==' to compare)");
+  } else if (semi && tok == YYSYMBOL_YYEOF) {
+    snprintf(msg + n, sizeof msg - n, ", expected ';'");
+  } else if (semi && ne >= MAX_EXP) {
+    snprintf(msg + n, sizeof msg - n, ", expected an operator or ';'");
   } else if (ne > 0 && ne < MAX_EXP) {
     for (int k = 0; k < ne && n < sizeof msg; k++) {
       const char *sep = k == 0 ? ", expected " : k == ne - 1 ? " or " : ", ";

@@ -221,6 +221,12 @@ sp check neg.pat
 expect_rc check-negative 1 && grep -qE '^neg\.pat:1:[0-9]+: error: ' err && ok check-negative || fail check-negative
 sp check -v bad.pat w2.pat
 expect_rc check-continues 1 && has out "w2.pat: w2" && has err "bad.pat:1:" && ok check-continues || fail check-continues
+printf 'pattern helper(w) = window(w);\npattern user = helper(1);\n' >helper.pat
+sp check -v helper.pat
+expect_rc check-required-param 0 && has out "helper.pat: helper(w)" && has out "helper.pat: user" && ok check-required-param || fail check-required-param
+printf 'pattern nd(w = -1) = window(w);\n' >negdef.pat
+sp check negdef.pat
+expect_rc check-bad-default 1 && grep -qE '^negdef\.pat:1:[0-9]+: error: ' err && ok check-bad-default || fail check-bad-default
 sp check .
 expect_rc check-directory 1 && has err "spatc: error: .: Is a directory" && ok check-directory || fail check-directory
 
@@ -336,6 +342,20 @@ if expect_rc topk-seed 0; then
   done <out
   [ "$good" -eq 1 ] && [ "$r" -eq 6 ] && ok topk-seed || fail topk-seed
 fi
+
+# the same q and k from files give the same top-k mask as --seed
+py writerand tq.npy 7 0 1,1,6,16; py writerand tk.npy 7 1 1,1,6,16
+"$SPATC" mask topk.pat --len 6 --seed 7 --dim 16 >want 2>/dev/null
+sp mask topk.pat --q tq.npy --k tk.npy
+expect_rc topk-files 0 && cmp -s out want && ok topk-files || fail topk-files
+sp mask topk.pat --q tq.npy --k tk.npy --len 7
+expect_rc topk-files-size 1 && has err "tq.npy" && has err "--len 7" && ok topk-files-size || fail topk-files-size
+# inline option arguments
+sp mask --pattern=cw -Dw=0 pats.pat --len=3
+printf '#..\n.#.\n..#\n' >want
+expect_rc inline-args 0 && cmp -s out want && ok inline-args || fail inline-args
+sp mask pats.pat -p cw --len 3 -- --odd.pat
+expect_rc double-dash 2 && has err "one FILE only" && ok double-dash || fail double-dash
 
 # ---- stats ----
 # window(2) at L = 8: rows keep 3 4 5 5 5 5 4 3 keys: nnz 34, density
