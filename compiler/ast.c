@@ -219,7 +219,10 @@ ast_node *ast_paren(ast_ctx *c, ast_node *inner, src_span sp) {
   return inner;
 }
 
-void ast_decl_done(ast_ctx *c) { c->lex_error = false; }
+void ast_decl_done(ast_ctx *c) {
+  c->lex_error = false;
+  c->nesting = 0;
+}
 
 ast_list *ast_list_new(ast_ctx *c) { return alloc(c, sizeof(ast_list)); }
 

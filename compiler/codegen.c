@@ -1018,16 +1018,20 @@ static void build_tile_fn(cg *g) {
   vzero(g, mloc, NV, -1.0 / 0.0);
   LLVMValueRef cv = splat(g, c);
   LLVMValueRef ninf = vsplat(g, -1.0 / 0.0);
-  LLVMBasicBlockRef bm = newbb(g, "masked"), bf = newbb(g, "full"),
-                    bj = newbb(g, "join");
-  LLVMBuildCondBr(B, LLVMBuildIsNull(B, maskt, ""), bf, bm);
-  LLVMPositionBuilderAtEnd(B, bm);
-  scale_mask_max(g, st, maskt, ncols, cv, mloc, 1);
-  LLVMBuildBr(B, bj);
-  LLVMPositionBuilderAtEnd(B, bf);
-  scale_mask_max(g, st, maskt, ncols, cv, mloc, 0);
-  LLVMBuildBr(B, bj);
-  LLVMPositionBuilderAtEnd(B, bj);
+  /* maskt NULL: every key allowed, read from a constant of all-ones words */
+  LLVMTypeRef ones_t = LLVMArrayType(g->i64, KR_BK);
+  LLVMValueRef ones = LLVMGetNamedGlobal(g->M, "spat_ones");
+  if (!ones) {
+    LLVMValueRef w[KR_BK];
+    for (int x = 0; x < KR_BK; x++) w[x] = ci64(g, -1);
+    ones = LLVMAddGlobal(g->M, ones_t, "spat_ones");
+    LLVMSetInitializer(ones, LLVMConstArray2(g->i64, w, KR_BK));
+    LLVMSetGlobalConstant(ones, 1);
+    LLVMSetLinkage(ones, LLVMPrivateLinkage);
+    LLVMSetAlignment(ones, 64);
+  }
+  LLVMValueRef mk = LLVMBuildSelect(B, LLVMBuildIsNull(B, maskt, ""), ones, maskt, "");
+  scale_mask_max(g, st, mk, ncols, cv, mloc, 1);
   LLVMValueRef muse[NV], alpha[NV];
   LLVMValueRef abuf = alloca_t(g, LLVMArrayType(g->f32, KR_BQ), "alpha");
   for (int rv = 0; rv < NV; rv++) {
@@ -1058,32 +1062,43 @@ static void build_tile_fn(cg *g) {
     vstore(g, fma16(g, l, alpha[rv], vld(g, lsum[rv])), lp, ci64(g, rv * 16));
   }
 
-  /* pass D: acc = acc * alpha + P V, 4 (or 8) rows x up to 4 dim vectors */
-  int nvd = (int)(g->D / 16);
-  for (int d0 = 0; d0 < nvd;) {
+  /* pass D: acc = acc * alpha + P V, 4 (or 8) rows x cw <= 4 dim vectors;
+   * chunks of equal width share one loop over d0 */
+  int nvd = (int)(g->D / 16), chunks[8], n_ch = 0;
+  for (int d0 = 0; d0 < nvd; n_ch++) {
     int cw = nvd - d0 >= 4 ? 4 : nvd - d0;
-    if (nvd - d0 == 5) cw = 3;
+    if (nvd - d0 == 5 || nvd - d0 == 6) cw = 3;
+    chunks[n_ch] = cw;
+    d0 += cw;
+  }
+  for (int c0 = 0, vbase = 0; c0 < n_ch;) {
+    int cw = chunks[c0], run = 1;
+    while (c0 + run < n_ch && chunks[c0 + run] == cw) run++;
     int R = cw >= 3 ? 4 : 8;
     LLVMValueRef a[32];
     for (int x = 0; x < R * cw; x++) a[x] = alloca_t(g, g->vf, "o");
+    loop ld;
+    LLVMValueRef dv = loop_begin(g, &ld, ci64(g, vbase * 16),
+                                 ci64(g, (vbase + run * cw) * 16), cw * 16);
+    LLVMValueRef vcol = gep(g, g->f32, v, dv), acol = gep(g, g->f32, acc, dv);
     loop lr;
     LLVMValueRef r = loop_begin(g, &lr, ci64(g, 0), ci64(g, KR_BQ), R);
     for (int rr = 0; rr < R; rr++) {
-      LLVMValueRef row = LLVMBuildAdd(B, r, ci64(g, rr), "");
+      LLVMValueRef rw = LLVMBuildAdd(B, r, ci64(g, rr), "");
       LLVMValueRef al = splat(
-          g, LLVMBuildLoad2(B, g->f32, gep(g, g->f32, abuf, row), ""));
+          g, LLVMBuildLoad2(B, g->f32, gep(g, g->f32, abuf, rw), ""));
       for (int cc = 0; cc < cw; cc++) {
-        LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, row, ci64(g, g->D), ""),
-                                        ci64(g, (d0 + cc) * 16), "");
-        LLVMBuildStore(B, LLVMBuildFMul(B, vload(g, acc, idx), al, ""),
+        LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, rw, ci64(g, g->D), ""),
+                                        ci64(g, cc * 16), "");
+        LLVMBuildStore(B, LLVMBuildFMul(B, vload(g, acol, idx), al, ""),
                        a[rr * cw + cc]);
       }
     }
     loop lj;
     LLVMValueRef jj = loop_begin(g, &lj, ci64(g, 0), ncols, 1);
-    LLVMValueRef vrow = gep(g, g->f32, v, LLVMBuildMul(B, jj, sv, ""));
+    LLVMValueRef vrow = gep(g, g->f32, vcol, LLVMBuildMul(B, jj, sv, ""));
     LLVMValueRef vv[4];
-    for (int cc = 0; cc < cw; cc++) vv[cc] = vload(g, vrow, ci64(g, (d0 + cc) * 16));
+    for (int cc = 0; cc < cw; cc++) vv[cc] = vload(g, vrow, ci64(g, cc * 16));
     LLVMValueRef prow = gep(g, g->f32, st,
                             LLVMBuildAdd(B, LLVMBuildMul(B, jj, ci64(g, KR_BQ), ""),
                                          r, ""));
@@ -1097,15 +1112,17 @@ static void build_tile_fn(cg *g) {
     }
     loop_end(g, &lj);
     for (int rr = 0; rr < R; rr++) {
-      LLVMValueRef row = LLVMBuildAdd(B, r, ci64(g, rr), "");
+      LLVMValueRef rw = LLVMBuildAdd(B, r, ci64(g, rr), "");
       for (int cc = 0; cc < cw; cc++) {
-        LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, row, ci64(g, g->D), ""),
-                                        ci64(g, (d0 + cc) * 16), "");
-        vstore(g, vld(g, a[rr * cw + cc]), acc, idx);
+        LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, rw, ci64(g, g->D), ""),
+                                        ci64(g, cc * 16), "");
+        vstore(g, vld(g, a[rr * cw + cc]), acol, idx);
       }
     }
     loop_end(g, &lr);
-    d0 += cw;
+    loop_end(g, &ld);
+    c0 += run;
+    vbase += run * cw;
   }
   LLVMBuildRetVoid(B);
   end_fn(g);

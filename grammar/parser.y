@@ -227,10 +227,20 @@ static int yyreport_syntax_error(const yypcontext_t *yc, yyscan_t scanner,
   enum { MAX_EXP = 6 };
   yysymbol_kind_t exp[YYNTOKENS];
   int ne = yypcontext_expected_tokens(yc, exp, YYNTOKENS);
-  bool expr_start = false, semi = false;
+  bool expr_start = false, semi = false, want_name = false;
   for (int k = 0; k < ne; k++) {
     expr_start |= exp[k] == YYSYMBOL_INT_LIT;
+    want_name |= exp[k] == YYSYMBOL_IDENT;
     semi |= !strcmp(yysymbol_name(exp[k]), "';'");
+  }
+  bool keyword = tok == YYSYMBOL_IMPORT || tok == YYSYMBOL_LET || tok == YYSYMBOL_PATTERN ||
+                 tok == YYSYMBOL_RUNTIME || tok == YYSYMBOL_INPUT || tok == YYSYMBOL_EXTERN ||
+                 tok == YYSYMBOL_FN || tok == YYSYMBOL_BLOCKS;
+  if (want_name && keyword && !expr_start) {
+    char kw[40];
+    tok_name(kw, sizeof kw, tok);
+    ast_error(ctx, *loc, "%s is a keyword and cannot be used as a name", kw);
+    return 0;
   }
   if (semi && (tok == YYSYMBOL_IMPORT || tok == YYSYMBOL_LET || tok == YYSYMBOL_PATTERN ||
                tok == YYSYMBOL_EXTERN)) {

@@ -1,0 +1,4 @@
+let let = 3;
+pattern blocks = full;
+pattern p(input runtime: int[]) = full;
+let x = pattern;
