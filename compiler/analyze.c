@@ -94,6 +94,12 @@ static void gen_int(bld *b, const ir_node *n) {
     emit(b, PLAN_ICONST), emit(b, n->value), ipush(b, 1);
     return;
   case IR_VAR_H: emit(b, PLAN_IHEAD), ipush(b, 1); return;
+  case IR_VAR_I: emit(b, PLAN_IVARI), ipush(b, 1); return;
+  case IR_VAR_J: emit(b, PLAN_IVARJ), ipush(b, 1); return;
+  case IR_INPUT:
+    gen_int(b, n->kids[0]);
+    emit(b, PLAN_IINPUT), emit(b, n->value);
+    return;
   case IR_SIZE_H: emit(b, PLAN_INHEAD), ipush(b, 1); return;
   case IR_SIZE_LQ: emit(b, PLAN_ILQ), ipush(b, 1); return;
   case IR_SIZE_LK: emit(b, PLAN_ILK), ipush(b, 1); return;
@@ -301,6 +307,17 @@ static void gen_pred(bld *b, const ir_node *n) {
       return;
     }
     break;
+  }
+  /* a predicate of j alone is run per key, of i alone per row */
+  bool has_i = ir_has_op(n, IR_VAR_I), has_j = ir_has_op(n, IR_VAR_J);
+  if (has_i != has_j && !ir_has_op(n, IR_EXTERN)) {
+    emit(b, has_j ? PLAN_PJPRED : PLAN_PIPRED);
+    j1 = emit(b, 0);
+    gen_int(b, n);
+    emit(b, PLAN_RET), ipush(b, -1), lpush(b, 1);
+    if (!b->oom) b->w[j1] = (int64_t)(b->n - j1 - 1);
+    bound(b, has_j ? 128 : 1);
+    return;
   }
   emit(b, PLAN_PANY), lpush(b, 1);
   bound(b, 1);
@@ -573,6 +590,12 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
   fprintf(f, "\nsizes: H %lld, Lq %lld, Lk %lld; tiles of %lld x %lld\n",
           (long long)H, (long long)Lq, (long long)Lk, (long long)bq,
           (long long)bk);
+  if (p->n_inputs > 0)
+    fprintf(f, "(no input arrays here: predicates that read them count as "
+            "PARTIAL everywhere;\n with real arrays the kernel's plan is "
+            "tighter, e.g. one document per tile)\n");
+  if (ir_is_data_dependent(p))
+    fprintf(f, "(topk keys depend on q and k: its candidates count as PARTIAL)\n");
   for (int64_t h = 0; h < H && rc == 0; h++) {
     plan_env env = {.h = h, .H = H, .Lq = Lq, .Lk = Lk, .runtime = runtime};
     int64_t nfull = 0, npart = 0, nspans = 0, maxspans = 0;

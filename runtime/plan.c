@@ -42,6 +42,7 @@ typedef struct ev {
   gran g[PLAN_BNEST + 1];
   int gi;
   bool in_try;                    /* inside a where region (WTRY) */
+  int64_t vi, vj;                 /* i and j inside a JPRED/IPRED body */
   int64_t try_pc, try_lsp;        /* where to resume, list stack to keep */
   int try_isp;
   char *err;
@@ -363,8 +364,12 @@ static int64_t exec(ev *e, int64_t pc) {
     case PLAN_ILQ:
     case PLAN_ILK:
     case PLAN_IRT:
+    case PLAN_IVARI:
+    case PLAN_IVARJ:
       if (e->isp >= PLAN_ISTACK) return fail(e, "tile plan: int stack overflow");
       if (op == PLAN_ICONST) a = P[pc++];
+      else if (op == PLAN_IVARI) a = e->vi;
+      else if (op == PLAN_IVARJ) a = e->vj;
       else if (op == PLAN_IHEAD) a = e->env->h;
       else if (op == PLAN_INHEAD) a = e->env->H;
       else if (op == PLAN_ILQ) a = g->Lq;
@@ -535,6 +540,50 @@ static int64_t exec(ev *e, int64_t pc) {
       }
       put(e->tmp, &nt, 4 * e->cap, x, g->Lk, K_FULL);
       fit(e, s, nt);
+      break;
+    }
+    case PLAN_RET:
+      return 2;
+    case PLAN_IINPUT: {
+      int64_t k = P[pc++];
+      const int32_t *x = e->env->inputs && k >= 0 && k < P[PLAN_W_NIN]
+                             ? e->env->inputs[k] : NULL;
+      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+      if (!x) return fail(e, "input array %lld not given", (long long)k);
+      if (a < 0 || a >= e->env->Lk)
+        return fail(e, "index %lld of an input array is out of range [0, %lld)",
+                    (long long)a, (long long)e->env->Lk);
+      e->ist[e->isp++] = x[a];
+      break;
+    }
+    case PLAN_PJPRED:
+    case PLAN_PIPRED: {
+      int64_t body = pc + 1, len = P[pc];
+      pc = body + len;
+      if ((s = push_list(e)) < 0) return -1;
+      plan_span *L = slot(e, s);
+      if (op == PLAN_PJPRED) {
+        int64_t run0 = -1;
+        for (int64_t j = 0; j <= g->Lk; j++) {
+          bool in = false;
+          if (j < g->Lk) {
+            e->vj = j;
+            if (exec(e, body) != 2 || !ipop(e, &a)) return -1;
+            in = a != 0;
+          }
+          if (in && run0 < 0) run0 = j;
+          if (!in && run0 >= 0) put(L, &e->n[s], e->cap, run0, j, K_FULL), run0 = -1;
+        }
+      } else {
+        int64_t yes = 0;
+        for (int64_t i = g->i0; i < g->i1; i++) {
+          e->vi = i;
+          if (exec(e, body) != 2 || !ipop(e, &a)) return -1;
+          yes += a != 0;
+        }
+        put_clip(e, L, &e->n[s], 0, g->Lk,
+                 yes == 0 ? K_NONE : yes == g->i1 - g->i0 ? K_FULL : K_PART);
+      }
       break;
     }
     case PLAN_WTRY:

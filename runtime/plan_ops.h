@@ -97,6 +97,14 @@ enum {
   X(PDIAG, 0, "diag")       /* pops lo, hi: i - j in [lo, hi) */          \
   X(PCOND, 0, "cond")       /* pops c: every key if c != 0, else none */  \
   X(PDOCEQ, 1, "doceq")     /* x[i] == x[j], operand: input index */      \
+  X(PJPRED, 1, "jpred")     /* a predicate of j alone, run per key: the   \
+                               operand is the length of the integer code  \
+                               that follows, ending in RET */             \
+  X(PIPRED, 1, "ipred")     /* a predicate of i alone, run per row */     \
+  X(IVARI, 0, "i")          /* inside a JPRED/IPRED body */               \
+  X(IVARJ, 0, "j")                                                        \
+  X(IINPUT, 1, "input")     /* pops a position; operand: input index */   \
+  X(RET, 0, "ret")          /* ends a JPRED/IPRED body */                 \
   X(BBEGIN, 0, "blocks")    /* pops b; enters block granularity */        \
   X(BEND, 0, "endblocks")   /* scales the top list back */
 

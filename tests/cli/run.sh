@@ -376,6 +376,14 @@ if expect_rc stats-empty 0; then
   set -- $(grep '^total' out)
   [ "$2 $3 $4 $5 $6 $7 $8" = "8 0.500000 0 2.0 4 2 32" ] && ok stats-empty || fail stats-empty "got: $*"
 fi
+"$SPATC" stats "$ROOT"/patterns/bigbird.pat -D b=4 --len 200 --heads 3 --threads 1 >want 2>&1
+sp stats "$ROOT"/patterns/bigbird.pat -D b=4 --len 200 --heads 3 --threads 2
+expect_rc stats-threads 0 && cmp -s out want && ok stats-threads || fail stats-threads
+"$SPATC" mask "$ROOT"/patterns/bigbird.pat -D b=4 --len 200 --heads 3 --threads 1 -o t1m.npy
+sp mask "$ROOT"/patterns/bigbird.pat -D b=4 --len 200 --heads 3 --threads 2 -o t2m.npy
+expect_rc mask-threads 0 && cmp -s t1m.npy t2m.npy && ok mask-threads || fail mask-threads
+sp stats oob.pat --len 4 --input doc=doc4.npy --threads 2
+expect_rc stats-runtime-error 1 && grep -qE '^oob\.pat:1:[0-9]+: error: .*out of range' err && ok stats-runtime-error || fail stats-runtime-error
 sp stats nope.pat --len 8
 expect_rc stats-missing 1 && [ "$(cat err)" = "spatc: error: nope.pat: No such file or directory" ] && ok stats-missing || fail stats-missing
 
@@ -453,6 +461,16 @@ sys.exit(0 if r["nnz"] == 2 * 1274 and r["H"] == 2 and r["D"] == 16 and r["max_e
   ok bench; else fail bench; fi
 sp bench w2.pat --frobnicate
 expect_rc bench-usage 2 && ok bench-usage || fail bench-usage
+
+# ---- compile (ahead of time) ----
+sp compile w2.pat -o w2k.o
+if expect_rc compile 0 && [ "$(head -c 4 w2k.o | od -An -c | tr -d ' ')" = "177ELF" ] &&
+   has w2k.h "int w2(const spat_tensors *t);" && nm w2k.o | grep -qE ' T w2$'; then
+  ok compile; else fail compile; fi
+sp compile
+expect_rc compile-usage 2 && ok compile-usage || fail compile-usage
+sp compile bad.pat -o bad.o
+expect_rc compile-bad-pattern 1 && grep -qE '^bad\.pat:1:[0-9]+: error: ' err && [ ! -e bad.o ] && ok compile-bad-pattern || fail compile-bad-pattern
 
 # ---- the man page covers every command and option ----
 man_ok=1 missing= ; : >out; : >err
