@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct opt_info {
   const char *lng;
@@ -838,6 +841,82 @@ int spatc_rows_get(spatc_rows *r, int64_t h, int64_t row, uint8_t *out) {
   rt_status st = interp_mask_row(r->pat.p, &r->a, 0, h, row, out, err,
                                  sizeof err);
   if (st != RT_OK) return spatc_lib_error(err);
+  return 0;
+}
+
+int spatc_rows_get_n(spatc_rows *r, int64_t h, int64_t r0, int64_t n,
+                     uint8_t *out) {
+  char err[1024] = "";
+  rt_status st = interp_mask_rows(r->pat.p, &r->a, 0, h, r0, n, out, err,
+                                  sizeof err);
+  if (st != RT_OK) return spatc_lib_error(err);
+  return 0;
+}
+
+typedef struct rows_job {
+  spatc_rows *r;
+  spatc_rows_fn fn;
+  void *ctx;
+  int64_t chunk, per_head, n_chunks;
+  atomic_llong next;          /* next chunk to hand out */
+  atomic_llong first_err;     /* lowest failing chunk; n_chunks if none */
+  pthread_mutex_t lock;
+  char err[1024];             /* the message of first_err */
+} rows_job;
+
+static void *rows_worker(void *arg) {
+  rows_job *j = arg;
+  spatc_rows *r = j->r;
+  uint8_t *buf = malloc((size_t)(j->chunk * r->a.Lk));
+  for (;;) {
+    long long c = atomic_fetch_add(&j->next, 1);
+    if (c >= j->n_chunks || c > atomic_load(&j->first_err)) break;
+    int64_t h = r->h0 + c / j->per_head, r0 = c % j->per_head * j->chunk;
+    int64_t n = r->a.Lq - r0 < j->chunk ? r->a.Lq - r0 : j->chunk;
+    char err[1024] = "out of memory";
+    rt_status st = buf ? interp_mask_rows(r->pat.p, &r->a, 0, h, r0, n, buf,
+                                          err, sizeof err)
+                       : RT_ENOMEM;
+    if (st == RT_OK) {
+      j->fn(j->ctx, h, r0, n, buf);
+      continue;
+    }
+    pthread_mutex_lock(&j->lock);
+    if (c < atomic_load(&j->first_err)) {
+      atomic_store(&j->first_err, c);
+      snprintf(j->err, sizeof j->err, "%s", err);
+    }
+    pthread_mutex_unlock(&j->lock);
+    break;
+  }
+  free(buf);
+  return NULL;
+}
+
+int spatc_rows_each(spatc_rows *r, int threads, spatc_rows_fn fn, void *ctx) {
+  int64_t Lk = r->a.Lk, Lq = r->a.Lq;
+  rows_job j = {.r = r, .fn = fn, .ctx = ctx};
+  j.chunk = (1 << 20) / Lk;       /* about 1 MiB of rows per hand-out */
+  j.chunk = j.chunk < 1 ? 1 : j.chunk > 64 ? 64 : j.chunk;
+  j.per_head = (Lq + j.chunk - 1) / j.chunk;
+  j.n_chunks = j.per_head * (r->h1 - r->h0);
+  atomic_init(&j.next, 0);
+  atomic_init(&j.first_err, j.n_chunks);
+  pthread_mutex_init(&j.lock, NULL);
+  if (threads <= 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = n > 0 ? (int)n : 1;
+  }
+  if (threads > 256) threads = 256;
+  if (threads > j.n_chunks) threads = (int)j.n_chunks;
+  pthread_t tid[256];
+  int started = 0;
+  for (int t = 1; t < threads; t++)
+    if (pthread_create(&tid[started], NULL, rows_worker, &j) == 0) started++;
+  rows_worker(&j);
+  for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+  pthread_mutex_destroy(&j.lock);
+  if (atomic_load(&j.first_err) < j.n_chunks) return spatc_lib_error(j.err);
   return 0;
 }
 

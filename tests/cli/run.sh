@@ -221,6 +221,12 @@ sp check neg.pat
 expect_rc check-negative 1 && grep -qE '^neg\.pat:1:[0-9]+: error: ' err && ok check-negative || fail check-negative
 sp check -v bad.pat w2.pat
 expect_rc check-continues 1 && has out "w2.pat: w2" && has err "bad.pat:1:" && ok check-continues || fail check-continues
+printf 'pattern helper(w) = window(w);\npattern user = helper(1);\n' >helper.pat
+sp check -v helper.pat
+expect_rc check-required-param 0 && has out "helper.pat: helper(w)" && has out "helper.pat: user" && ok check-required-param || fail check-required-param
+printf 'pattern nd(w = -1) = window(w);\n' >negdef.pat
+sp check negdef.pat
+expect_rc check-bad-default 1 && grep -qE '^negdef\.pat:1:[0-9]+: error: ' err && ok check-bad-default || fail check-bad-default
 sp check .
 expect_rc check-directory 1 && has err "spatc: error: .: Is a directory" && ok check-directory || fail check-directory
 
@@ -337,6 +343,20 @@ if expect_rc topk-seed 0; then
   [ "$good" -eq 1 ] && [ "$r" -eq 6 ] && ok topk-seed || fail topk-seed
 fi
 
+# the same q and k from files give the same top-k mask as --seed
+py writerand tq.npy 7 0 1,1,6,16; py writerand tk.npy 7 1 1,1,6,16
+"$SPATC" mask topk.pat --len 6 --seed 7 --dim 16 >want 2>/dev/null
+sp mask topk.pat --q tq.npy --k tk.npy
+expect_rc topk-files 0 && cmp -s out want && ok topk-files || fail topk-files
+sp mask topk.pat --q tq.npy --k tk.npy --len 7
+expect_rc topk-files-size 1 && has err "tq.npy" && has err "--len 7" && ok topk-files-size || fail topk-files-size
+# inline option arguments
+sp mask --pattern=cw -Dw=0 pats.pat --len=3
+printf '#..\n.#.\n..#\n' >want
+expect_rc inline-args 0 && cmp -s out want && ok inline-args || fail inline-args
+sp mask pats.pat -p cw --len 3 -- --odd.pat
+expect_rc double-dash 2 && has err "one FILE only" && ok double-dash || fail double-dash
+
 # ---- stats ----
 # window(2) at L = 8: rows keep 3 4 5 5 5 5 4 3 keys: nnz 34, density
 # 34/64 = 0.53125, median of 3 3 4 4 5 5 5 5 = 4.5, FLOPs 4 * 34 * 64 = 8704.
@@ -356,6 +376,14 @@ if expect_rc stats-empty 0; then
   set -- $(grep '^total' out)
   [ "$2 $3 $4 $5 $6 $7 $8" = "8 0.500000 0 2.0 4 2 32" ] && ok stats-empty || fail stats-empty "got: $*"
 fi
+"$SPATC" stats "$ROOT"/patterns/bigbird.pat -D b=4 --len 200 --heads 3 --threads 1 >want 2>&1
+sp stats "$ROOT"/patterns/bigbird.pat -D b=4 --len 200 --heads 3 --threads 2
+expect_rc stats-threads 0 && cmp -s out want && ok stats-threads || fail stats-threads
+"$SPATC" mask "$ROOT"/patterns/bigbird.pat -D b=4 --len 200 --heads 3 --threads 1 -o t1m.npy
+sp mask "$ROOT"/patterns/bigbird.pat -D b=4 --len 200 --heads 3 --threads 2 -o t2m.npy
+expect_rc mask-threads 0 && cmp -s t1m.npy t2m.npy && ok mask-threads || fail mask-threads
+sp stats oob.pat --len 4 --input doc=doc4.npy --threads 2
+expect_rc stats-runtime-error 1 && grep -qE '^oob\.pat:1:[0-9]+: error: .*out of range' err && ok stats-runtime-error || fail stats-runtime-error
 sp stats nope.pat --len 8
 expect_rc stats-missing 1 && [ "$(cat err)" = "spatc: error: nope.pat: No such file or directory" ] && ok stats-missing || fail stats-missing
 
@@ -433,6 +461,16 @@ sys.exit(0 if r["nnz"] == 2 * 1274 and r["H"] == 2 and r["D"] == 16 and r["max_e
   ok bench; else fail bench; fi
 sp bench w2.pat --frobnicate
 expect_rc bench-usage 2 && ok bench-usage || fail bench-usage
+
+# ---- compile (ahead of time) ----
+sp compile w2.pat -o w2k.o
+if expect_rc compile 0 && [ "$(head -c 4 w2k.o | od -An -c | tr -d ' ')" = "177ELF" ] &&
+   has w2k.h "int w2(const spat_tensors *t);" && nm w2k.o | grep -qE ' T w2$'; then
+  ok compile; else fail compile; fi
+sp compile
+expect_rc compile-usage 2 && ok compile-usage || fail compile-usage
+sp compile bad.pat -o bad.o
+expect_rc compile-bad-pattern 1 && grep -qE '^bad\.pat:1:[0-9]+: error: ' err && [ ! -e bad.o ] && ok compile-bad-pattern || fail compile-bad-pattern
 
 # ---- the man page covers every command and option ----
 man_ok=1 missing= ; : >out; : >err
