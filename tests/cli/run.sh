@@ -256,6 +256,10 @@ expect_rc mask-define 0 && cmp -s out want && ok mask-define || fail mask-define
 sp mask pats.pat --pattern causal4 --lq 2 --lk 4
 printf '###.\n####\n' >want
 expect_rc mask-rect 0 && cmp -s out want && ok mask-rect || fail mask-rect
+# Lq > Lk: row r is position r
+sp mask pats.pat --pattern causal4 --lq 4 --lk 2
+printf '#.\n##\n##\n##\n' >want
+expect_rc mask-tall 0 && cmp -s out want && ok mask-tall || fail mask-tall
 sp mask pats.pat --pattern nosuch --len 4
 expect_rc mask-no-pattern 1 && has err "no pattern named 'nosuch'" && ok mask-no-pattern || fail mask-no-pattern
 sp mask pats.pat -p win -D nosuch=3 --len 4
@@ -399,6 +403,10 @@ if expect_rc run-gqa 0; then
 fi
 sp run pats.pat -p cw --seed 9 --heads 4 --kv-heads 2 --lq 3 --lk 7 --dim 5 -o o2.npy --layout blhd --backend interp
 expect_rc run-layout 0 && py cmp o.npy o2.npy 0 >/dev/null && ok run-layout || fail run-layout
+sp run pats.pat -p cw --seed 2 --lq 7 --lk 3 --dim 4 -o o.npy --lse l.npy --backend interp
+if expect_rc run-tall 0; then
+  py ref o.npy l.npy 2 1 1 1 7 3 4 'j <= i and j >= i - 2' >/dev/null && ok run-tall || fail run-tall "differs from the Python reference"
+fi
 # an empty row gives o = 0 and lse = -inf
 sp run rows.pat --seed 1 --len 4 --dim 2 -o o.npy --lse l.npy --backend interp
 if expect_rc run-empty-rows 0; then
@@ -501,6 +509,7 @@ jit_vs_interp() {
     ok "$name"; else fail "$name" "$(tr '\n' ' ' <cmp.txt)"; fi
 }
 py write doc64.npy '<i4' 64 "$(python3 -c 'print(",".join(str(x * x // 300) for x in range(64)))')"
+jit_vs_interp jit-tall pats.pat -p cw --seed 16 --heads 2 --lq 70 --lk 30 --dim 16
 jit_vs_interp jit-window w2.pat --seed 3 --batch 2 --heads 2 --len 100 --dim 16
 jit_vs_interp jit-gqa-rect pats.pat -p cw -D w=7 --seed 4 --heads 4 --kv-heads 2 --lq 37 --lk 90 --dim 32
 jit_vs_interp jit-input docs.pat --seed 5 --len 64 --dim 16 --input doc=doc64.npy
