@@ -837,11 +837,15 @@ static val tr_builtin_call(sema *S, env *E, const builtin *bi, ast_node *e,
   int n = e->n_items;
   for (int k = 0; k < n; k++)
     if (e->items[k]->kind == AST_ARG) {
-      err(S, e->items[k]->name_span, "'%s' takes no named arguments", bi->name);
+      err(S, e->items[k]->name_span, "'%s' takes no named arguments%s", bi->name,
+          bi->op == IR_WHERE ? " (use '==' to compare)" : "");
       return bad(S);
     }
   if (n < bi->min || n > bi->max) {
-    if (bi->min == bi->max)
+    if (bi->args[0] == 's' && n > 1)
+      err(S, e->span, "'%s' takes 1 argument, got %d (write several indices as "
+          "a list: %s({a, b .. c}))", bi->name, n, bi->name);
+    else if (bi->min == bi->max)
       err(S, e->span, "'%s' takes %d argument%s, got %d", bi->name, bi->min,
           bi->min == 1 ? "" : "s", n);
     else
