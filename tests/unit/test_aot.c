@@ -204,6 +204,7 @@ static const char *const docs_main =
     "  t.Hkv = 3;\n"
     "  if (docs(&t, 3, doc) != SPAT_EINVAL) return 6;\n"
     "  spat_kernel_free(ker); spat_pattern_free(p); spat_ctx_free(c);\n"
+    "  free(q), free(k), free(v), free(o), free(r), free(lse), free(lr);\n"
     "  puts(\"ok\");\n"
     "  return 0;\n"
     "}\n";
@@ -263,6 +264,7 @@ static const char *const ext_main =
     "  for (size_t x = 0; x < n; x++) worst = fmax(worst, fabs(o[x] - r[x]));\n"
     "  printf(\"max |aot - interp| = %.2e\\n\", worst);\n"
     "  spat_kernel_free(ker); spat_pattern_free(p); spat_ctx_free(c);\n"
+    "  free(q), free(k), free(v), free(o), free(r);\n"
     "  if (!(worst < 1e-4)) return 4;\n"
     "  puts(\"ok\");\n"
     "  return 0;\n"
