@@ -524,7 +524,10 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
                   p->name, p->externs[0].name);
       bad = 1;
     } else {
-      b->dl = dlopen(s->plugin, RTLD_NOW | RTLD_LOCAL);
+      /* a bare name means the file here, not a search of the library path */
+      const char *path = s->plugin;
+      if (!strchr(path, '/')) path = arena_printf(s->a, "./%s", s->plugin);
+      b->dl = path ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : NULL;
       if (!b->dl) {
         spatc_error("%s", dlerror());
         bad = 1;

@@ -256,6 +256,10 @@ expect_rc mask-define 0 && cmp -s out want && ok mask-define || fail mask-define
 sp mask pats.pat --pattern causal4 --lq 2 --lk 4
 printf '###.\n####\n' >want
 expect_rc mask-rect 0 && cmp -s out want && ok mask-rect || fail mask-rect
+# Lq > Lk: row r is position r
+sp mask pats.pat --pattern causal4 --lq 4 --lk 2
+printf '#.\n##\n##\n##\n' >want
+expect_rc mask-tall 0 && cmp -s out want && ok mask-tall || fail mask-tall
 sp mask pats.pat --pattern nosuch --len 4
 expect_rc mask-no-pattern 1 && has err "no pattern named 'nosuch'" && ok mask-no-pattern || fail mask-no-pattern
 sp mask pats.pat -p win -D nosuch=3 --len 4
@@ -326,6 +330,21 @@ expect_rc input-length 1 && has err "doc4.npy" && has err "(5,)" && ok input-len
 py write docf.npy '<f4' 5 0,0,1,1,1
 sp mask docs.pat --len 5 --input doc=docf.npy
 expect_rc input-dtype 1 && has err "int32" && ok input-dtype || fail input-dtype
+
+# extern functions from --plugin
+printf 'extern fn same_parity(int, int) -> bool;\npattern ext = where(same_parity(i, j));\n' >ext.pat
+printf '#include <stdbool.h>\n#include <stdint.h>\nbool same_parity(int64_t a, int64_t b) { return (a - b) %% 2 == 0; }\n' >plug.c
+printf 'int unrelated(void) { return 1; }\n' >plug2.c
+${CC:-cc} -shared -fPIC -o plug.so plug.c && ${CC:-cc} -shared -fPIC -o plug2.so plug2.c
+sp mask ext.pat --len 4 --plugin plug.so
+printf '#.#.\n.#.#\n#.#.\n.#.#\n' >want
+expect_rc plugin 0 && cmp -s out want && ok plugin || fail plugin
+sp mask ext.pat --len 4
+expect_rc plugin-missing 1 && has err "'same_parity'" && has err "--plugin" && ok plugin-missing || fail plugin-missing
+sp mask ext.pat --len 4 --plugin plug2.so
+expect_rc plugin-no-function 1 && has err "no function 'same_parity'" && ok plugin-no-function || fail plugin-no-function
+sp mask ext.pat --len 4 --plugin nope.so
+expect_rc plugin-no-file 1 && has err "nope.so" && ok plugin-no-file || fail plugin-no-file
 
 # topk needs q and k
 sp mask topk.pat --len 6
@@ -399,6 +418,10 @@ if expect_rc run-gqa 0; then
 fi
 sp run pats.pat -p cw --seed 9 --heads 4 --kv-heads 2 --lq 3 --lk 7 --dim 5 -o o2.npy --layout blhd --backend interp
 expect_rc run-layout 0 && py cmp o.npy o2.npy 0 >/dev/null && ok run-layout || fail run-layout
+sp run pats.pat -p cw --seed 2 --lq 7 --lk 3 --dim 4 -o o.npy --lse l.npy --backend interp
+if expect_rc run-tall 0; then
+  py ref o.npy l.npy 2 1 1 1 7 3 4 'j <= i and j >= i - 2' >/dev/null && ok run-tall || fail run-tall "differs from the Python reference"
+fi
 # an empty row gives o = 0 and lse = -inf
 sp run rows.pat --seed 1 --len 4 --dim 2 -o o.npy --lse l.npy --backend interp
 if expect_rc run-empty-rows 0; then
@@ -501,6 +524,8 @@ jit_vs_interp() {
     ok "$name"; else fail "$name" "$(tr '\n' ' ' <cmp.txt)"; fi
 }
 py write doc64.npy '<i4' 64 "$(python3 -c 'print(",".join(str(x * x // 300) for x in range(64)))')"
+jit_vs_interp jit-tall pats.pat -p cw --seed 16 --heads 2 --lq 70 --lk 30 --dim 16
+jit_vs_interp jit-plugin ext.pat --plugin plug.so --seed 17 --len 40 --dim 16
 jit_vs_interp jit-window w2.pat --seed 3 --batch 2 --heads 2 --len 100 --dim 16
 jit_vs_interp jit-gqa-rect pats.pat -p cw -D w=7 --seed 4 --heads 4 --kv-heads 2 --lq 37 --lk 90 --dim 32
 jit_vs_interp jit-input docs.pat --seed 5 --len 64 --dim 16 --input doc=doc64.npy
