@@ -181,10 +181,13 @@ typedef struct lin {
 
 static const ir_node *lin_node(bld *b, ir_op op, const ir_node *x,
                                const ir_node *y) {
+  const ir_node *r;
   if (!x && !y) return NULL;
   if (!y) return x;
-  if (!x) return op == IR_ADD ? y : ir_new1(b->a, IR_NEG, (ir_node *)y, y->span);
-  return ir_new2(b->a, op, (ir_node *)x, (ir_node *)y, x->span);
+  if (!x) r = op == IR_ADD ? y : ir_new1(b->a, IR_NEG, (ir_node *)y, y->span);
+  else r = ir_new2(b->a, op, (ir_node *)x, (ir_node *)y, x->span);
+  if (!r) b->oom = true;
+  return r ? r : y; /* the plan is discarded on OOM */
 }
 
 static bool linear(bld *b, const ir_node *n, lin *out) {
@@ -226,7 +229,14 @@ static void gen_bounds(bld *b, ir_op op, const ir_node *e) {
   /* x op -e: t = -e */
   ir_node *t = e ? ir_new1(b->a, IR_NEG, (ir_node *)e, e->span)
                  : ir_const(b->a, 0, SPAN_NONE);
-  ir_node *t1 = ir_new2(b->a, IR_ADD, t, ir_const(b->a, 1, SPAN_NONE), t->span);
+  ir_node *t1 = t ? ir_new2(b->a, IR_ADD, t, ir_const(b->a, 1, SPAN_NONE), t->span)
+                  : NULL;
+  if (!t || !t1 || !t1->kids[1]) {
+    b->oom = true;
+    emit(b, PLAN_ICONST), emit(b, 0), emit(b, PLAN_ICONST), emit(b, 0);
+    ipush(b, 2);
+    return;
+  }
   ir_node *lo = op == IR_GT ? t1 : op == IR_GE || op == IR_EQ ? t : NULL;
   ir_node *hi = op == IR_LT ? t : op == IR_LE || op == IR_EQ ? t1 : NULL;
   if (lo) gen_int(b, lo);

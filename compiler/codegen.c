@@ -1,19 +1,25 @@
 /* codegen.c: pattern IR -> LLVM module (see codegen.h for the entry ABI).
  *
  * In: an ir_program and D.  Out: an LLVM module with
- *  - mask functions: the pattern as "row algebra": every pattern node fills
- *    a byte row buffer for columns [j0, j0 + n) of one query row, so
- *    primitives are loops (vectorisable by O3) or interval fills, | & - !
- *    are byte-wise ops, blocks(b){P} evaluates P on the block row and
- *    expands it.  Integer expressions are checked int64 arithmetic
- *    (llvm.s*.with.overflow, floor division, Python remainder); an error
- *    returns the 1-based index of a message baked at codegen time with the
- *    node's location.
+ *  - mask functions: the pattern as "row algebra" on 64-bit words: every
+ *    pattern node yields the word of its allowed columns j0 .. j0 + 63 for
+ *    one query row, so window/causal/block/cols are interval masks built by
+ *    shifts, | & - ! are single word ops, blocks(b){P} evaluates P on the
+ *    block row and spreads each block's bit.  Pattern operators
+ *    short-circuit as in the interpreter: Q of P & Q is evaluated only on
+ *    the columns where P holds (an activity word), so run-time errors and
+ *    extern calls happen exactly where the interpreter has them.  Integer
+ *    expressions are checked int64 arithmetic (llvm.s*.with.overflow, floor
+ *    division, Python remainder); an error returns the 1-based index of a
+ *    message baked at codegen time with the node's location.  where(pred)
+ *    runs 8 columns per step in <8 x i64> lanes with a scalar exact path
+ *    for rows where a lane fails.
  *  - top-k info functions (k and granularity of each top-k node),
- *  - two tile functions (full / masked), a FlashAttention-2 step on
- *    <16 x float> vectors in a transposed layout: scores S^T[j][row] so the
- *    per-row max, exp and sums are vertical ops, a polynomial exp2 in IR,
- *    register-blocked Q.K^T (4 keys x 64 rows) and P.V (4 rows x 64 dims).
+ *  - the tile function, a FlashAttention-2 step on <16 x float> vectors in
+ *    a transposed layout: scores S^T[j][row] so the per-row max, exp and
+ *    sums are vertical ops, a polynomial exp2 in IR, register-blocked
+ *    Q.K^T (4 keys x 64 rows) and P.V (4 rows x 64 dims), masks applied
+ *    as k-masks from one 64-bit word per key.
  */
 #include "codegen.h"
 

@@ -339,14 +339,19 @@ static void task(void *ctx, int64_t id, int worker) {
   }
   for (int64_t r = nr; r < KR_BQ; r++) s->rows[r] = 0;
 
-  for (int64_t x = 0; x < ns; x++) {
-    const plan_span *sp = &s->spans[x];
-    for (int64_t j0 = sp->k0; j0 < sp->k1; j0 += KR_BK) {
-      int64_t nc = sp->k1 - j0 < KR_BK ? sp->k1 - j0 : KR_BK;
+  /* Touching spans form one run cut into key tiles from its start, so a
+   * FULL span next to PARTIAL ones leaves no short tile behind; a tile is
+   * unmasked when it lies inside one FULL span. */
+  for (int64_t x = 0, y; x < ns; x = y + 1) {
+    const plan_span *sp = s->spans;
+    for (y = x; y + 1 < ns && sp[y + 1].k0 == sp[y].k1;) y++;
+    for (int64_t j0 = sp[x].k0, cur = x; j0 < sp[y].k1; j0 += KR_BK) {
+      int64_t nc = sp[y].k1 - j0 < KR_BK ? sp[y].k1 - j0 : KR_BK;
       const float *kt = kb + j0 * a->k.sl, *vt = vb + j0 * a->v.sl;
-      if (sp->kind == PLAN_FULL) {
+      while (sp[cur].k1 <= j0) cur++;
+      if (sp[cur].kind == PLAN_FULL && sp[cur].k1 >= j0 + nc) {
         K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m,
-                     s->l, R->c, s->st);
+                s->l, R->c, s->st);
         continue;
       }
       uint64_t any = 0, all = ~0ull;
