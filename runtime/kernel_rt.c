@@ -301,10 +301,12 @@ static void task(void *ctx, int64_t id, int worker) {
   const float *kb = a->k.data + b * a->k.sb + hk * a->k.sh;
   const float *vb = a->v.data + b * a->v.sb + hk * a->v.sh;
 
-  for (int64_t d = 0; d < D; d++) {
-    float *col = s->qt + d * KR_BQ;
-    for (int64_t r = 0; r < nr; r++) col[r] = qb[(r0 + r) * a->q.sl + d];
-    for (int64_t r = nr; r < KR_BQ; r++) col[r] = 0;
+  for (int64_t r = 0; r < KR_BQ; r++) {  /* rows read in order */
+    const float *qr = qb + (r0 + r) * a->q.sl;
+    if (r < nr)
+      for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = qr[d];
+    else
+      for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = 0;
   }
   for (int64_t x = 0; x < (int64_t)D * KR_BQ; x++) s->acc[x] = 0;
   for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
