@@ -3,12 +3,12 @@
 # FlexAttention on the same problems, single-threaded (bench/peers.py; the
 # measured numbers are in docs/peers.md).  Optional: torch is never a build
 # dependency; without it this says how to install it and exits 0.
-# Environment: PYTHON (default python3), B (build dir), SPATC (the binary),
+# Environment: PYTHON (default python3), B (build dir), LIB (libspat.so),
 # REPEATS (default 5), PEERS_ARGS (more bench/peers.py options).
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 B=${B:-build}
-SPATC=${SPATC:-$B/spatc}
+LIB=${LIB:-$B/libspat.so}
 REPEATS=${REPEATS:-5}
 
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
@@ -21,9 +21,9 @@ if ! "$PYTHON" -c 'import torch' >/dev/null 2>&1; then
   echo "  (FlexAttention needs torch >= 2.5 and a C++ compiler for torch.compile.)" >&2
   exit 0
 fi
-if [ ! -x "$SPATC" ]; then
-  echo "bench-peers: $SPATC not found: run make first" >&2
+if [ ! -f "$LIB" ]; then
+  echo "bench-peers: $LIB not found: run make first" >&2
   exit 1
 fi
 # shellcheck disable=SC2086
-exec "$PYTHON" bench/peers.py --spatc "$SPATC" --repeats "$REPEATS" ${PEERS_ARGS:-}
+exec "$PYTHON" bench/peers.py --lib "$LIB" --repeats "$REPEATS" ${PEERS_ARGS:-}
