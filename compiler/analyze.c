@@ -94,6 +94,12 @@ static void gen_int(bld *b, const ir_node *n) {
     emit(b, PLAN_ICONST), emit(b, n->value), ipush(b, 1);
     return;
   case IR_VAR_H: emit(b, PLAN_IHEAD), ipush(b, 1); return;
+  case IR_VAR_I: emit(b, PLAN_IVARI), ipush(b, 1); return;
+  case IR_VAR_J: emit(b, PLAN_IVARJ), ipush(b, 1); return;
+  case IR_INPUT:
+    gen_int(b, n->kids[0]);
+    emit(b, PLAN_IINPUT), emit(b, n->value);
+    return;
   case IR_SIZE_H: emit(b, PLAN_INHEAD), ipush(b, 1); return;
   case IR_SIZE_LQ: emit(b, PLAN_ILQ), ipush(b, 1); return;
   case IR_SIZE_LK: emit(b, PLAN_ILK), ipush(b, 1); return;
@@ -175,10 +181,13 @@ typedef struct lin {
 
 static const ir_node *lin_node(bld *b, ir_op op, const ir_node *x,
                                const ir_node *y) {
+  const ir_node *r;
   if (!x && !y) return NULL;
   if (!y) return x;
-  if (!x) return op == IR_ADD ? y : ir_new1(b->a, IR_NEG, (ir_node *)y, y->span);
-  return ir_new2(b->a, op, (ir_node *)x, (ir_node *)y, x->span);
+  if (!x) r = op == IR_ADD ? y : ir_new1(b->a, IR_NEG, (ir_node *)y, y->span);
+  else r = ir_new2(b->a, op, (ir_node *)x, (ir_node *)y, x->span);
+  if (!r) b->oom = true;
+  return r ? r : y; /* the plan is discarded on OOM */
 }
 
 static bool linear(bld *b, const ir_node *n, lin *out) {
@@ -220,7 +229,14 @@ static void gen_bounds(bld *b, ir_op op, const ir_node *e) {
   /* x op -e: t = -e */
   ir_node *t = e ? ir_new1(b->a, IR_NEG, (ir_node *)e, e->span)
                  : ir_const(b->a, 0, SPAN_NONE);
-  ir_node *t1 = ir_new2(b->a, IR_ADD, t, ir_const(b->a, 1, SPAN_NONE), t->span);
+  ir_node *t1 = t ? ir_new2(b->a, IR_ADD, t, ir_const(b->a, 1, SPAN_NONE), t->span)
+                  : NULL;
+  if (!t || !t1 || !t1->kids[1]) {
+    b->oom = true;
+    emit(b, PLAN_ICONST), emit(b, 0), emit(b, PLAN_ICONST), emit(b, 0);
+    ipush(b, 2);
+    return;
+  }
   ir_node *lo = op == IR_GT ? t1 : op == IR_GE || op == IR_EQ ? t : NULL;
   ir_node *hi = op == IR_LT ? t : op == IR_LE || op == IR_EQ ? t1 : NULL;
   if (lo) gen_int(b, lo);
@@ -302,6 +318,17 @@ static void gen_pred(bld *b, const ir_node *n) {
     }
     break;
   }
+  /* a predicate of j alone is run per key, of i alone per row */
+  bool has_i = ir_has_op(n, IR_VAR_I), has_j = ir_has_op(n, IR_VAR_J);
+  if (has_i != has_j && !ir_has_op(n, IR_EXTERN)) {
+    emit(b, has_j ? PLAN_PJPRED : PLAN_PIPRED);
+    j1 = emit(b, 0);
+    gen_int(b, n);
+    emit(b, PLAN_RET), ipush(b, -1), lpush(b, 1);
+    if (!b->oom) b->w[j1] = (int64_t)(b->n - j1 - 1);
+    bound(b, has_j ? 128 : 1);
+    return;
+  }
   emit(b, PLAN_PANY), lpush(b, 1);
   bound(b, 1);
 }
@@ -344,13 +371,14 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
             : n->op == IR_DILATED ? PLAN_PDILATED
                                   : PLAN_PRANDOM);
     ipush(b, -2), lpush(b, 1);
-    return bound(b, n->op == IR_RANDOM ? PLAN_RANDOM_MAX : 3);
+    return bound(b, n->op == IR_RANDOM ? PLAN_RANDOM_MAX
+                    : n->op == IR_DILATED ? PLAN_RESIDUE_RUNS : 3);
   case IR_BLOCK:
   case IR_STRIDE:
     gen_int(b, n->kids[0]);
     emit(b, n->op == IR_BLOCK ? PLAN_PBLOCK : PLAN_PSTRIDE);
     ipush(b, -1), lpush(b, 1);
-    return bound(b, 1);
+    return bound(b, n->op == IR_BLOCK ? 1 : PLAN_RESIDUE_RUNS);
   case IR_ROWS:
     gen_set(b, n->kids[0]);
     emit(b, PLAN_PROWS);
@@ -573,6 +601,12 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
   fprintf(f, "\nsizes: H %lld, Lq %lld, Lk %lld; tiles of %lld x %lld\n",
           (long long)H, (long long)Lq, (long long)Lk, (long long)bq,
           (long long)bk);
+  if (p->n_inputs > 0)
+    fprintf(f, "(no input arrays here: predicates that read them count as "
+            "PARTIAL everywhere;\n with real arrays the kernel's plan is "
+            "tighter, e.g. one document per tile)\n");
+  if (ir_is_data_dependent(p))
+    fprintf(f, "(topk keys depend on q and k: its candidates count as PARTIAL)\n");
   for (int64_t h = 0; h < H && rc == 0; h++) {
     plan_env env = {.h = h, .H = H, .Lq = Lq, .Lk = Lk, .runtime = runtime};
     int64_t nfull = 0, npart = 0, nspans = 0, maxspans = 0;

@@ -73,6 +73,10 @@ aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *o,
                            size_t errlen);
 void aot_cache_free(aot_loaded *l); /* NULL is fine */
 
+/* Frees the run-time kernel a descriptor's first run made (aot_run.c), for
+ * objects unloaded before the process ends (the disk cache's). */
+void aot_state_release(const void *desc);
+
 /* A valid C identifier that is not a C keyword. */
 int aot_is_identifier(const char *s);
 

@@ -87,3 +87,15 @@ int spat_aot_run(const void *desc, const spat_tensors *t,
   if (st != SPAT_OK) aot_fail(err, errlen, st, buf[0] ? buf : "failed");
   return (int)st;
 }
+
+void aot_state_release(const void *desc) {
+  const aot_desc *d = desc;
+  if (d == NULL) return;
+  _Atomic(kr_kernel *) *slot = (_Atomic(kr_kernel *) *)d->state;
+  kr_kernel *k = atomic_exchange(slot, NULL);
+  if (k == NULL) return;
+  kr_release(k);
+  free(k->mask);
+  free(k->tkinfo);
+  free(k);
+}

@@ -473,6 +473,7 @@ static spat_status resolve_externs(spat_ctx *c, const ir_program *p,
 
 static void kernel_destroy(spat_kernel *k) {
   if (k->obj != NULL) k->be->free(k->obj);
+  if (k->cached != NULL) aot_state_release(k->desc);
   aot_cache_free(k->cached);
   ffi_entry_free(k->entry);
   free(k->externs);

@@ -1,19 +1,25 @@
 /* codegen.c: pattern IR -> LLVM module (see codegen.h for the entry ABI).
  *
  * In: an ir_program and D.  Out: an LLVM module with
- *  - mask functions: the pattern as "row algebra": every pattern node fills
- *    a byte row buffer for columns [j0, j0 + n) of one query row, so
- *    primitives are loops (vectorisable by O3) or interval fills, | & - !
- *    are byte-wise ops, blocks(b){P} evaluates P on the block row and
- *    expands it.  Integer expressions are checked int64 arithmetic
- *    (llvm.s*.with.overflow, floor division, Python remainder); an error
- *    returns the 1-based index of a message baked at codegen time with the
- *    node's location.
+ *  - mask functions: the pattern as "row algebra" on 64-bit words: every
+ *    pattern node yields the word of its allowed columns j0 .. j0 + 63 for
+ *    one query row, so window/causal/block/cols are interval masks built by
+ *    shifts, | & - ! are single word ops, blocks(b){P} evaluates P on the
+ *    block row and spreads each block's bit.  Pattern operators
+ *    short-circuit as in the interpreter: Q of P & Q is evaluated only on
+ *    the columns where P holds (an activity word), so run-time errors and
+ *    extern calls happen exactly where the interpreter has them.  Integer
+ *    expressions are checked int64 arithmetic (llvm.s*.with.overflow, floor
+ *    division, Python remainder); an error returns the 1-based index of a
+ *    message baked at codegen time with the node's location.  where(pred)
+ *    runs 8 columns per step in <8 x i64> lanes with a scalar exact path
+ *    for rows where a lane fails.
  *  - top-k info functions (k and granularity of each top-k node),
- *  - two tile functions (full / masked), a FlashAttention-2 step on
- *    <16 x float> vectors in a transposed layout: scores S^T[j][row] so the
- *    per-row max, exp and sums are vertical ops, a polynomial exp2 in IR,
- *    register-blocked Q.K^T (4 keys x 64 rows) and P.V (4 rows x 64 dims).
+ *  - the tile function, a FlashAttention-2 step on <16 x float> vectors in
+ *    a transposed layout: scores S^T[j][row] so the per-row max, exp and
+ *    sums are vertical ops, a polynomial exp2 in IR, register-blocked
+ *    Q.K^T (4 keys x 64 rows) and P.V (4 rows x 64 dims), masks applied
+ *    as k-masks from one 64-bit word per key.
  */
 #include "codegen.h"
 
@@ -501,8 +507,167 @@ static LLVMValueRef stride_bits(cg *g, const rowx *R, LLVMValueRef i,
 static LLVMValueRef pat(cg *g, const ir_node *n, const lvl *L, const rowx *R,
                         LLVMValueRef act);
 
-static LLVMValueRef pat_where(cg *g, const ir_node *n, const lvl *L,
-                              const rowx *R, LLVMValueRef act) {
+/* --- where(pred) on 8 columns at once ---------------------------------------
+ * The predicate is evaluated for 8 columns in <8 x i64> lanes without
+ * branches: both arms of && || ?: are computed, and instead of returning on
+ * an error each lane records whether the interpreter would have failed there
+ * (an arm's failures count only where the arm is taken).  Input reads use a
+ * clamped index.  When any active lane failed, the row is evaluated again by
+ * the exact scalar code, which reports the error. */
+
+#define VL 8
+
+static LLVMTypeRef vi64(cg *g) { return LLVMVectorType(g->i64, VL); }
+static LLVMValueRef vsplat64(cg *g, LLVMValueRef x) {
+  LLVMValueRef v = LLVMBuildInsertElement(g->B, LLVMGetPoison(vi64(g)), x,
+                                          LLVMConstInt(g->i32, 0, 0), "");
+  return LLVMBuildShuffleVector(g->B, v, LLVMGetPoison(vi64(g)),
+                                LLVMConstNull(LLVMVectorType(g->i32, VL)), "");
+}
+static LLVMValueRef vc64(cg *g, int64_t x) { return vsplat64(g, ci64(g, x)); }
+static LLVMValueRef vbool(cg *g, LLVMValueRef m) {  /* <VL x i1> -> 0/1 */
+  return LLVMBuildZExt(g->B, m, vi64(g), "");
+}
+static LLVMValueRef vne0(cg *g, LLVMValueRef v) {
+  return LLVMBuildICmp(g->B, LLVMIntNE, v, LLVMConstNull(vi64(g)), "");
+}
+
+static int vectorisable(const ir_node *n) {
+  if (n->op == IR_EXTERN) return 0;
+  for (int k = 0; k < n->n_kids; k++)
+    if (!vectorisable(n->kids[k])) return 0;
+  return 1;
+}
+
+static LLVMValueRef vval(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
+                         LLVMValueRef *bad);
+
+static LLVMValueRef vovf(cg *g, const char *intr, LLVMValueRef a,
+                         LLVMValueRef b, LLVMValueRef *bad) {
+  LLVMTypeRef t = vi64(g);
+  LLVMValueRef args[2] = {a, b};
+  LLVMValueRef r = call_intr(g, intr, &t, 1, args, 2);
+  *bad = LLVMBuildOr(g->B, *bad, LLVMBuildExtractValue(g->B, r, 1, ""), "");
+  return LLVMBuildExtractValue(g->B, r, 0, "");
+}
+
+/* failures of an arm count where cond holds */
+static LLVMValueRef varm(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
+                         LLVMValueRef *bad, LLVMValueRef cond) {
+  LLVMValueRef b2 = LLVMConstNull(LLVMVectorType(g->i1, VL));
+  LLVMValueRef v = vval(g, n, L, j, &b2);
+  *bad = LLVMBuildOr(g->B, *bad, LLVMBuildAnd(g->B, b2, cond, ""), "");
+  return v;
+}
+
+static LLVMValueRef vval(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
+                         LLVMValueRef *bad) {
+  LLVMBuilderRef B = g->B;
+  LLVMTypeRef vt = vi64(g);
+  switch (n->op) {
+  case IR_CONST: return vc64(g, n->value);
+  case IR_VAR_I: return vsplat64(g, L->i);
+  case IR_VAR_J: return j;
+  case IR_VAR_H: return vsplat64(g, g->h);
+  case IR_SIZE_LQ: return vsplat64(g, L->lq);
+  case IR_SIZE_LK: return vsplat64(g, L->lk);
+  case IR_SIZE_H: return vsplat64(g, g->H);
+  case IR_RUNTIME: {
+    LLVMValueRef rt = env_word(g, g->env, 4, g->ptr);
+    return vsplat64(g, LLVMBuildLoad2(B, g->i64,
+                                      gep(g, g->i64, rt, ci64(g, n->value)), ""));
+  }
+  case IR_INPUT: {
+    LLVMValueRef x = vval(g, n->kids[0], L, j, bad);
+    LLVMValueRef out = LLVMBuildICmp(B, LLVMIntUGE, x, vsplat64(g, g->lk_tok), "");
+    *bad = LLVMBuildOr(B, *bad, out, "");
+    x = LLVMBuildSelect(B, out, LLVMConstNull(vt), x, "");
+    LLVMValueRef ins = env_word(g, g->env, 5, g->ptr);
+    LLVMValueRef arr =
+        LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ins, ci64(g, n->value)), "");
+    LLVMValueRef ptrs = LLVMBuildGEP2(B, g->i32, arr, &x, 1, "");
+    LLVMTypeRef ovl[2] = {LLVMVectorType(g->i32, VL), LLVMTypeOf(ptrs)};
+    LLVMValueRef ones[VL];
+    for (int k = 0; k < VL; k++) ones[k] = LLVMConstInt(g->i1, 1, 0);
+    LLVMValueRef args[4] = {ptrs, LLVMConstInt(g->i32, 4, 0),
+                            LLVMConstVector(ones, VL),
+                            LLVMGetPoison(LLVMVectorType(g->i32, VL))};
+    LLVMValueRef v = call_intr(g, "llvm.masked.gather", ovl, 2, args, 4);
+    return LLVMBuildSExt(B, v, vt, "");
+  }
+  case IR_NEG:
+    return vovf(g, "llvm.ssub.with.overflow", LLVMConstNull(vt),
+                vval(g, n->kids[0], L, j, bad), bad);
+  case IR_NOT:
+    return vbool(g, LLVMBuildICmp(B, LLVMIntEQ, vval(g, n->kids[0], L, j, bad),
+                                  LLVMConstNull(vt), ""));
+  case IR_ABS: {
+    LLVMValueRef x = vval(g, n->kids[0], L, j, bad);
+    *bad = LLVMBuildOr(B, *bad, LLVMBuildICmp(B, LLVMIntEQ, x, vc64(g, INT64_MIN), ""), "");
+    return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, x, LLVMConstNull(vt), ""),
+                           LLVMBuildNeg(B, x, ""), x, "");
+  }
+  case IR_LAND:
+  case IR_LOR: {
+    LLVMValueRef a = vne0(g, vval(g, n->kids[0], L, j, bad));
+    LLVMValueRef take = n->op == IR_LAND ? a : LLVMBuildNot(B, a, "");
+    LLVMValueRef b = vne0(g, varm(g, n->kids[1], L, j, bad, take));
+    return vbool(g, n->op == IR_LAND ? LLVMBuildAnd(B, a, b, "")
+                                     : LLVMBuildOr(B, a, b, ""));
+  }
+  case IR_SEL: {
+    LLVMValueRef c = vne0(g, vval(g, n->kids[0], L, j, bad));
+    LLVMValueRef a = varm(g, n->kids[1], L, j, bad, c);
+    LLVMValueRef b = varm(g, n->kids[2], L, j, bad, LLVMBuildNot(B, c, ""));
+    return LLVMBuildSelect(B, c, a, b, "");
+  }
+  default: break;
+  }
+  LLVMValueRef a = vval(g, n->kids[0], L, j, bad);
+  LLVMValueRef b = vval(g, n->kids[1], L, j, bad);
+  switch (n->op) {
+  case IR_ADD: return vovf(g, "llvm.sadd.with.overflow", a, b, bad);
+  case IR_SUB: return vovf(g, "llvm.ssub.with.overflow", a, b, bad);
+  case IR_MUL: return vovf(g, "llvm.smul.with.overflow", a, b, bad);
+  case IR_DIV:
+  case IR_MOD: {
+    LLVMValueRef z = LLVMBuildICmp(B, LLVMIntEQ, b, LLVMConstNull(vt), "");
+    LLVMValueRef m1 = LLVMBuildICmp(B, LLVMIntEQ, b, vc64(g, -1), "");
+    *bad = LLVMBuildOr(B, *bad, z, "");
+    if (n->op == IR_DIV)
+      *bad = LLVMBuildOr(
+          B, *bad,
+          LLVMBuildAnd(B, m1, LLVMBuildICmp(B, LLVMIntEQ, a, vc64(g, INT64_MIN), ""), ""),
+          "");
+    LLVMValueRef bs = LLVMBuildSelect(B, LLVMBuildOr(B, z, m1, ""), vc64(g, 1), b, "");
+    LLVMValueRef q = LLVMBuildSDiv(B, a, bs, "");
+    LLVMValueRef r = LLVMBuildSRem(B, a, bs, "");
+    q = LLVMBuildSelect(B, m1, LLVMBuildSub(B, LLVMConstNull(vt), a, ""), q, "");
+    r = LLVMBuildSelect(B, m1, LLVMConstNull(vt), r, "");
+    LLVMValueRef adj = LLVMBuildAnd(
+        B, LLVMBuildICmp(B, LLVMIntNE, r, LLVMConstNull(vt), ""),
+        LLVMBuildICmp(B, LLVMIntSLT, LLVMBuildXor(B, r, b, ""), LLVMConstNull(vt), ""),
+        "");
+    if (n->op == IR_DIV) return LLVMBuildSub(B, q, vbool(g, adj), "");
+    return LLVMBuildAdd(B, r, LLVMBuildSelect(B, adj, b, LLVMConstNull(vt), ""), "");
+  }
+  case IR_MIN:
+    return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, a, b, ""), a, b, "");
+  case IR_MAX:
+    return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, a, b, ""), a, b, "");
+  case IR_LT: return vbool(g, LLVMBuildICmp(B, LLVMIntSLT, a, b, ""));
+  case IR_LE: return vbool(g, LLVMBuildICmp(B, LLVMIntSLE, a, b, ""));
+  case IR_GT: return vbool(g, LLVMBuildICmp(B, LLVMIntSGT, a, b, ""));
+  case IR_GE: return vbool(g, LLVMBuildICmp(B, LLVMIntSGE, a, b, ""));
+  case IR_EQ: return vbool(g, LLVMBuildICmp(B, LLVMIntEQ, a, b, ""));
+  case IR_NE: return vbool(g, LLVMBuildICmp(B, LLVMIntNE, a, b, ""));
+  default: return LLVMConstNull(vt);
+  }
+}
+
+/* The exact scalar evaluation (errors returned as they occur). */
+static LLVMValueRef pat_where_exact(cg *g, const ir_node *n, const lvl *L,
+                                    const rowx *R, LLVMValueRef act) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef acc = acc_new(g, ci64(g, 0));
   loop lp;
@@ -520,6 +685,41 @@ static LLVMValueRef pat_where(cg *g, const ir_node *n, const lvl *L,
   LLVMPositionBuilderAtEnd(B, join);
   loop_end(g, &lp);
   return acc_get(g, acc);
+}
+
+static LLVMValueRef pat_where(cg *g, const ir_node *n, const lvl *L,
+                              const rowx *R, LLVMValueRef act) {
+  if (!vectorisable(n->kids[0])) return pat_where_exact(g, n, L, R, act);
+  LLVMBuilderRef B = g->B;
+  LLVMTypeRef v8 = LLVMVectorType(g->i1, VL);
+  LLVMValueRef a = act ? act : R->valid;
+  LLVMValueRef acc = acc_new(g, ci64(g, 0)), badw = acc_new(g, ci64(g, 0));
+  LLVMValueRef iota[VL];
+  for (int k = 0; k < VL; k++) iota[k] = ci64(g, k);
+  loop lp;
+  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), R->cnt, VL);
+  LLVMValueRef j = LLVMBuildAdd(B, vsplat64(g, LLVMBuildAdd(B, R->j0, t, "")),
+                                LLVMConstVector(iota, VL), "");
+  LLVMValueRef lanes = LLVMBuildBitCast(
+      B, LLVMBuildTrunc(B, LLVMBuildLShr(B, a, t, ""), g->i8, ""), v8, "");
+  LLVMValueRef bad = LLVMConstNull(v8);
+  LLVMValueRef v = vne0(g, vval(g, n->kids[0], L, j, &bad));
+  LLVMValueRef on = LLVMBuildZExt(
+      B, LLVMBuildBitCast(B, LLVMBuildAnd(B, v, lanes, ""), g->i8, ""), g->i64, "");
+  LLVMValueRef bw = LLVMBuildZExt(
+      B, LLVMBuildBitCast(B, LLVMBuildAnd(B, bad, lanes, ""), g->i8, ""), g->i64, "");
+  acc_or(g, acc, LLVMBuildShl(B, on, t, ""));
+  acc_or(g, badw, bw);
+  loop_end(g, &lp);
+  LLVMValueRef res = acc_new(g, acc_get(g, acc));
+  LLVMBasicBlockRef slow = newbb(g, "exact"), join = newbb(g, "join");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntNE, acc_get(g, badw), ci64(g, 0), ""),
+                  slow, join);
+  LLVMPositionBuilderAtEnd(B, slow);
+  LLVMBuildStore(B, pat_where_exact(g, n, L, R, act), res);
+  LLVMBuildBr(B, join);
+  LLVMPositionBuilderAtEnd(B, join);
+  return acc_get(g, res);
 }
 
 static LLVMValueRef pat_random(cg *g, const ir_node *n, const lvl *L,

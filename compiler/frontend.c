@@ -251,10 +251,25 @@ static const char *signature(fe_module *m, ast_decl *d) {
     }
     n += (size_t)snprintf(s + n, cap - n, "%s%s%s", sep,
                           p->kind == AST_PARAM_RUNTIME ? "runtime " : "", p->name);
-    if (p->deflt && text)
-      n += (size_t)snprintf(s + n, cap - n, " = %.*s",
-                            p->deflt->span.end - p->deflt->span.begin,
-                            text + p->deflt->span.begin);
+    if (p->deflt && text) {
+      n += (size_t)snprintf(s + n, cap - n, " = ");
+      /* the default as written, on one line, without comments */
+      bool space = false;
+      for (int k = p->deflt->span.begin; k < p->deflt->span.end && n + 2 < cap; k++) {
+        char c = text[k];
+        if (c == '#') {
+          while (k + 1 < p->deflt->span.end && text[k + 1] != '\n') k++;
+          space = true;
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+          space = true;
+        } else {
+          if (space) s[n++] = ' ';
+          space = false;
+          s[n++] = c;
+        }
+      }
+      s[n] = 0;
+    }
   }
   snprintf(s + n, cap - n, ")");
   return s;

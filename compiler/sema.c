@@ -425,7 +425,7 @@ static bool fold(sema *S, ir_op op, int64_t a, int64_t b, src_span sp,
 
 /* An integer op node, folded when its operands are constant. */
 static val int_op(sema *S, ir_op op, val a, val b, src_span sp) {
-  int nk = ir_op_kind[op] == IR_INT && (op == IR_NEG || op == IR_NOT || op == IR_ABS) ? 1 : 2;
+  int nk = op == IR_NEG || op == IR_NOT || op == IR_ABS ? 1 : 2;
   val r = {NULL, T_INT, a.where_only || (nk == 2 && b.where_only), SPAN_NONE};
   r.where_span = a.where_only ? a.where_span : b.where_span;
   if (is_const(a.n) && (nk == 1 || is_const(b.n))) {
@@ -657,9 +657,10 @@ static void list_params(sema *S, ast_decl *d) {
     note(S, d->name_span, "'%s' has no compile-time parameters", d->name);
 }
 
-/* Binds the parameters of pattern d (values from args, then defaults) and
- * translates its body.  call: the call expression (NULL for the top-level
- * instantiation, where values come from the caller through `given`). */
+/* A call of pattern d: checks the arguments against its parameters; in
+ * instantiate mode binds them (arguments, then defaults), merges its runtime
+ * scalars and input arrays into the tables and translates its body.
+ * call: the call expression, NULL for a bare name (every default). */
 static val call_pattern(sema *S, env *E, ast_decl *d, ast_node *call, src_span sp) {
   int np = d->n_params;
   ast_node **given = np ? arena_alloc(S->a, sizeof(ast_node *) * (size_t)np) : NULL;
@@ -836,11 +837,15 @@ static val tr_builtin_call(sema *S, env *E, const builtin *bi, ast_node *e,
   int n = e->n_items;
   for (int k = 0; k < n; k++)
     if (e->items[k]->kind == AST_ARG) {
-      err(S, e->items[k]->name_span, "'%s' takes no named arguments", bi->name);
+      err(S, e->items[k]->name_span, "'%s' takes no named arguments%s", bi->name,
+          bi->op == IR_WHERE ? " (use '==' to compare)" : "");
       return bad(S);
     }
   if (n < bi->min || n > bi->max) {
-    if (bi->min == bi->max)
+    if (bi->args[0] == 's' && n > 1)
+      err(S, e->span, "'%s' takes 1 argument, got %d (write several indices as "
+          "a list: %s({a, b .. c}))", bi->name, n, bi->name);
+    else if (bi->min == bi->max)
       err(S, e->span, "'%s' takes %d argument%s, got %d", bi->name, bi->min,
           bi->min == 1 ? "" : "s", n);
     else

@@ -15,6 +15,7 @@
   X(stats, spatc_stats_main, "count a mask: nnz, density, keys per row")   \
   X(run, spatc_run_main, "run attention with a pattern on npy tensors")   \
   X(explain, spatc_explain_main, "show the IR and the tile plan of a pattern") \
+  X(compile, spatc_compile_main, "compile a pattern ahead of time: .o and .h") \
   X(bench, spatc_bench_main, "time the JIT against the interpreter and baselines")
 
 typedef struct command {

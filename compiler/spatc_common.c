@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct opt_info {
   const char *lng;
@@ -521,7 +524,10 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
                   p->name, p->externs[0].name);
       bad = 1;
     } else {
-      b->dl = dlopen(s->plugin, RTLD_NOW | RTLD_LOCAL);
+      /* a bare name means the file here, not a search of the library path */
+      const char *path = s->plugin;
+      if (!strchr(path, '/')) path = arena_printf(s->a, "./%s", s->plugin);
+      b->dl = path ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : NULL;
       if (!b->dl) {
         spatc_error("%s", dlerror());
         bad = 1;
@@ -554,28 +560,60 @@ void spatc_bound_free(spatc_bound *b) {
 
 /* ---- tensors ---- */
 
-/* Stream t is splitmix64 (the spec's mix) started at mix(seed + t); each
- * value takes two draws x1, x2 -> u1 = ((x1 >> 11) + 1) 2^-53 in (0, 1],
- * u2 = (x2 >> 11) 2^-53, value = sqrt(-2 ln u1) cos(2 pi u2) (Box-Muller). */
+/* Stream t is splitmix64 (the spec's mix) started at mix(seed + t): draw n
+ * is mix(s0 + n * golden), so any part of the stream can be computed
+ * directly, and rows are filled by several threads with the same result.
+ * Value e (logical order) takes draws 2e, 2e + 1: x1, x2 ->
+ * u1 = ((x1 >> 11) + 1) 2^-53 in (0, 1], u2 = (x2 >> 11) 2^-53,
+ * value = sqrt(-2 ln u1) cos(2 pi u2) (Box-Muller). */
+typedef struct randn_job {
+  const rt_tensor *t;
+  int64_t H, L, D, n_rows;     /* rows: (b, h, l) */
+  uint64_t s0;
+  atomic_llong next;           /* next block of rows */
+} randn_job;
+
+static void *randn_worker(void *arg) {
+  randn_job *j = arg;
+  const uint64_t golden = 0x9E3779B97F4A7C15ull;
+  const double two_pi = 6.283185307179586476925286766559;
+  const int64_t block = 256;
+  for (;;) {
+    int64_t r0 = (int64_t)atomic_fetch_add(&j->next, block);
+    if (r0 >= j->n_rows) break;
+    int64_t r1 = r0 + block < j->n_rows ? r0 + block : j->n_rows;
+    for (int64_t row = r0; row < r1; row++) {
+      int64_t b = row / (j->H * j->L), h = row / j->L % j->H, l = row % j->L;
+      float *out = j->t->data + b * j->t->sb + h * j->t->sh + l * j->t->sl;
+      uint64_t st = j->s0 + (uint64_t)(2 * row * j->D) * golden;
+      for (int64_t d = 0; d < j->D; d++) {
+        uint64_t x1 = ir_mix(st);
+        st += golden;
+        uint64_t x2 = ir_mix(st);
+        st += golden;
+        double u1 = ((double)(x1 >> 11) + 1.0) * 0x1p-53;
+        double u2 = (double)(x2 >> 11) * 0x1p-53;
+        out[d] = (float)(sqrt(-2.0 * log(u1)) * cos(two_pi * u2));
+      }
+    }
+  }
+  return NULL;
+}
+
 void spatc_randn(const rt_tensor *t, int64_t B, int64_t H, int64_t L,
                  int64_t D, uint64_t seed, int stream) {
-  const uint64_t golden = 0x9E3779B97F4A7C15ull;
-  uint64_t st = ir_mix(seed + (uint64_t)stream);
-  const double two_pi = 6.283185307179586476925286766559;
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t h = 0; h < H; h++)
-      for (int64_t l = 0; l < L; l++) {
-        float *row = t->data + b * t->sb + h * t->sh + l * t->sl;
-        for (int64_t d = 0; d < D; d++) {
-          uint64_t x1 = ir_mix(st);
-          st += golden;
-          uint64_t x2 = ir_mix(st);
-          st += golden;
-          double u1 = ((double)(x1 >> 11) + 1.0) * 0x1p-53;
-          double u2 = (double)(x2 >> 11) * 0x1p-53;
-          row[d] = (float)(sqrt(-2.0 * log(u1)) * cos(two_pi * u2));
-        }
-      }
+  randn_job j = {.t = t, .H = H, .L = L, .D = D, .n_rows = B * H * L,
+                 .s0 = ir_mix(seed + (uint64_t)stream)};
+  atomic_init(&j.next, 0);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  int threads = n < 1 ? 1 : n > 64 ? 64 : (int)n;
+  if (j.n_rows * D < (1 << 16)) threads = 1;
+  pthread_t tid[64];
+  int started = 0;
+  for (int k = 1; k < threads; k++)
+    if (pthread_create(&tid[started], NULL, randn_worker, &j) == 0) started++;
+  randn_worker(&j);
+  for (int k = 0; k < started; k++) pthread_join(tid[k], NULL);
 }
 
 int spatc_read_f32(const char *what, const char *path, int ndim,
@@ -838,6 +876,82 @@ int spatc_rows_get(spatc_rows *r, int64_t h, int64_t row, uint8_t *out) {
   rt_status st = interp_mask_row(r->pat.p, &r->a, 0, h, row, out, err,
                                  sizeof err);
   if (st != RT_OK) return spatc_lib_error(err);
+  return 0;
+}
+
+int spatc_rows_get_n(spatc_rows *r, int64_t h, int64_t r0, int64_t n,
+                     uint8_t *out) {
+  char err[1024] = "";
+  rt_status st = interp_mask_rows(r->pat.p, &r->a, 0, h, r0, n, out, err,
+                                  sizeof err);
+  if (st != RT_OK) return spatc_lib_error(err);
+  return 0;
+}
+
+typedef struct rows_job {
+  spatc_rows *r;
+  spatc_rows_fn fn;
+  void *ctx;
+  int64_t chunk, per_head, n_chunks;
+  atomic_llong next;          /* next chunk to hand out */
+  atomic_llong first_err;     /* lowest failing chunk; n_chunks if none */
+  pthread_mutex_t lock;
+  char err[1024];             /* the message of first_err */
+} rows_job;
+
+static void *rows_worker(void *arg) {
+  rows_job *j = arg;
+  spatc_rows *r = j->r;
+  uint8_t *buf = malloc((size_t)(j->chunk * r->a.Lk));
+  for (;;) {
+    long long c = atomic_fetch_add(&j->next, 1);
+    if (c >= j->n_chunks || c > atomic_load(&j->first_err)) break;
+    int64_t h = r->h0 + c / j->per_head, r0 = c % j->per_head * j->chunk;
+    int64_t n = r->a.Lq - r0 < j->chunk ? r->a.Lq - r0 : j->chunk;
+    char err[1024] = "out of memory";
+    rt_status st = buf ? interp_mask_rows(r->pat.p, &r->a, 0, h, r0, n, buf,
+                                          err, sizeof err)
+                       : RT_ENOMEM;
+    if (st == RT_OK) {
+      j->fn(j->ctx, h, r0, n, buf);
+      continue;
+    }
+    pthread_mutex_lock(&j->lock);
+    if (c < atomic_load(&j->first_err)) {
+      atomic_store(&j->first_err, c);
+      snprintf(j->err, sizeof j->err, "%s", err);
+    }
+    pthread_mutex_unlock(&j->lock);
+    break;
+  }
+  free(buf);
+  return NULL;
+}
+
+int spatc_rows_each(spatc_rows *r, int threads, spatc_rows_fn fn, void *ctx) {
+  int64_t Lk = r->a.Lk, Lq = r->a.Lq;
+  rows_job j = {.r = r, .fn = fn, .ctx = ctx};
+  j.chunk = (1 << 20) / Lk;       /* about 1 MiB of rows per hand-out */
+  j.chunk = j.chunk < 1 ? 1 : j.chunk > 64 ? 64 : j.chunk;
+  j.per_head = (Lq + j.chunk - 1) / j.chunk;
+  j.n_chunks = j.per_head * (r->h1 - r->h0);
+  atomic_init(&j.next, 0);
+  atomic_init(&j.first_err, j.n_chunks);
+  pthread_mutex_init(&j.lock, NULL);
+  if (threads <= 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = n > 0 ? (int)n : 1;
+  }
+  if (threads > 256) threads = 256;
+  if (threads > j.n_chunks) threads = (int)j.n_chunks;
+  pthread_t tid[256];
+  int started = 0;
+  for (int t = 1; t < threads; t++)
+    if (pthread_create(&tid[started], NULL, rows_worker, &j) == 0) started++;
+  rows_worker(&j);
+  for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+  pthread_mutex_destroy(&j.lock);
+  if (atomic_load(&j.first_err) < j.n_chunks) return spatc_lib_error(j.err);
   return 0;
 }
 

@@ -213,6 +213,17 @@ int spatc_rows_open(spatc_rows *r, const spatc_sel *sel,
                     const spatc_shape *sh, const cli *c);
 /* out[j] = M(h, i(row), j), j in [0, Lk); 0, or 1 after printing. */
 int spatc_rows_get(spatc_rows *r, int64_t h, int64_t row, uint8_t *out);
+/* Rows [r0, r0 + n) of head h into out[n * Lk]. */
+int spatc_rows_get_n(spatc_rows *r, int64_t h, int64_t r0, int64_t n,
+                     uint8_t *out);
+/* Calls fn(ctx, h, r0, n, rows) for every head of r and every query row, in
+ * chunks of consecutive rows (rows[t * Lk + j] = M(h, i(r0 + t), j)), from
+ * `threads` workers at once (0: every core).  fn must touch only what
+ * belongs to its rows.  0, or 1 after printing the first error in row
+ * order. */
+typedef void (*spatc_rows_fn)(void *ctx, int64_t h, int64_t r0, int64_t n,
+                              const uint8_t *rows);
+int spatc_rows_each(spatc_rows *r, int threads, spatc_rows_fn fn, void *ctx);
 void spatc_rows_close(spatc_rows *r);
 
 /* "name(w = 2, g = 1)": the pattern with its bound parameters. */

@@ -44,26 +44,30 @@ static int format_of_path(const char *path) {
 
 enum { ASCII_MAX_COLS = 512, MAX_MASK_BYTES = 1 << 30 };
 
-static int write_ascii(spatc_rows *r, const char *out_path, uint8_t *row) {
+static int write_ascii(spatc_rows *r, const char *out_path) {
   FILE *f = stdout;
   if (out_path && strcmp(out_path, "-") != 0) {
     f = fopen(out_path, "w");
     if (!f) return spatc_error("%s: %s", out_path, strerror(errno));
   }
-  int64_t Lk = r->a.Lk;
+  int64_t Lk = r->a.Lk, chunk = 64;
+  uint8_t *rows = spatc_xmalloc((size_t)(chunk * Lk));
   char *line = spatc_xmalloc((size_t)Lk + 2);
-  int rc = line ? 0 : SPATC_EUSER;
+  int rc = rows && line ? 0 : SPATC_EUSER;
   for (int64_t h = r->h0; h < r->h1 && !rc; h++) {
     if (r->h1 - r->h0 > 1) fprintf(f, "%s# head %" PRId64 "\n",
                                    h > r->h0 ? "\n" : "", h);
-    for (int64_t i = 0; i < r->a.Lq && !rc; i++) {
-      rc = spatc_rows_get(r, h, i, row);
-      if (rc) break;
-      for (int64_t j = 0; j < Lk; j++) line[j] = row[j] ? '#' : '.';
-      line[Lk] = '\n';
-      fwrite(line, 1, (size_t)Lk + 1, f);
+    for (int64_t i = 0; i < r->a.Lq && !rc; i += chunk) {
+      int64_t n = r->a.Lq - i < chunk ? r->a.Lq - i : chunk;
+      rc = spatc_rows_get_n(r, h, i, n, rows);
+      for (int64_t t = 0; t < n && !rc; t++) {
+        for (int64_t j = 0; j < Lk; j++) line[j] = rows[t * Lk + j] ? '#' : '.';
+        line[Lk] = '\n';
+        fwrite(line, 1, (size_t)Lk + 1, f);
+      }
     }
   }
+  free(rows);
   free(line);
   if (f != stdout) {
     if (fclose(f) != 0 && !rc) rc = spatc_error("%s: %s", out_path, strerror(errno));
@@ -74,8 +78,20 @@ static int write_ascii(spatc_rows *r, const char *out_path, uint8_t *row) {
   return rc;
 }
 
+typedef struct image_rows {
+  uint8_t *m;
+  int64_t h0, Lq, Lk;
+} image_rows;
+
+static void put_rows(void *ctx, int64_t h, int64_t r0, int64_t n,
+                     const uint8_t *rows) {
+  image_rows *im = ctx;
+  memcpy(im->m + ((h - im->h0) * im->Lq + r0) * im->Lk, rows,
+         (size_t)(n * im->Lk));
+}
+
 static int write_image(spatc_rows *r, int fmt, const char *path, int px,
-                       bool one_head) {
+                       bool one_head, int threads) {
   int64_t nh = r->h1 - r->h0, Lq = r->a.Lq, Lk = r->a.Lk;
   if ((double)nh * (double)Lq * (double)Lk > (double)MAX_MASK_BYTES)
     return spatc_error("a %" PRId64 " x %" PRId64 " x %" PRId64 " mask is "
@@ -85,10 +101,8 @@ static int write_image(spatc_rows *r, int fmt, const char *path, int px,
   size_t bytes = (size_t)(nh * Lq * Lk);
   uint8_t *m = spatc_xmalloc(bytes);
   if (!m) return SPATC_EUSER;
-  int rc = 0;
-  for (int64_t h = r->h0; h < r->h1 && !rc; h++)
-    for (int64_t i = 0; i < Lq && !rc; i++)
-      rc = spatc_rows_get(r, h, i, m + ((h - r->h0) * Lq + i) * Lk);
+  image_rows im = {m, r->h0, Lq, Lk};
+  int rc = spatc_rows_each(r, threads, put_rows, &im);
   char err[512] = "";
   int st = 0;
   if (!rc) {
@@ -120,7 +134,7 @@ int spatc_mask_main(int argc, char **argv) {
       OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_INPUT, OPT_PLUGIN, OPT_LQ,
       OPT_LK, OPT_LEN, OPT_HEADS, OPT_KVHEADS, OPT_HEAD, OPT_SEED, OPT_DIM,
       OPT_Q, OPT_K, OPT_LAYOUT, OPT_FORMAT, OPT_OUTPUT, OPT_FORCE, OPT_PX,
-      OPT_NONE};
+      OPT_THREADS, OPT_NONE};
   cli c;
   cli_init(&c, argc, argv, "FILE (--lq N [--lk N] | --len N) [options]",
            "Computes the mask of a pattern, M(h, i, j) for query rows i and "
@@ -138,7 +152,7 @@ int spatc_mask_main(int argc, char **argv) {
   int fmt = -1;
   const char *out = NULL;
   bool force = false;
-  int64_t px = 1024;
+  int64_t px = 1024, threads = 0;
   int rc = SPATC_OK;
   for (int id; rc == SPATC_OK && (id = cli_next(&c)) != CLI_END;) {
     int took = sel_option(&sel, &c, id);
@@ -160,6 +174,9 @@ int spatc_mask_main(int argc, char **argv) {
     case OPT_OUTPUT: out = c.arg; break;
     case OPT_FORCE: force = true; break;
     case OPT_PX: if (!cli_int(&c, 16, 16384, &px)) rc = SPATC_EUSAGE; break;
+    case OPT_THREADS:
+      if (!cli_int(&c, 0, 256, &threads)) rc = SPATC_EUSAGE;
+      break;
     case CLI_POS:
       if (sel.file)
         rc = cli_usage_error(&c, "one FILE only ('%s', then '%s')", sel.file,
@@ -189,13 +206,10 @@ int spatc_mask_main(int argc, char **argv) {
                      "use --format png or svg, or --force",
                      r.a.Lk, ASCII_MAX_COLS);
   if (rc == SPATC_OK) {
-    if (fmt == FMT_ASCII) {
-      uint8_t *row = spatc_xmalloc((size_t)r.a.Lk);
-      rc = row ? write_ascii(&r, out, row) : SPATC_EUSER;
-      free(row);
-    } else {
-      rc = write_image(&r, fmt, out, (int)px, sh.head >= 0);
-    }
+    if (fmt == FMT_ASCII)
+      rc = write_ascii(&r, out);
+    else
+      rc = write_image(&r, fmt, out, (int)px, sh.head >= 0, (int)threads);
   }
   spatc_rows_close(&r);
   sel_free(&sel);

@@ -6,7 +6,8 @@
  *            two middle rows when their number is even)
  *   empty    rows with no allowed key
  *   flops    4 * nnz * D (QK^T and PV, a multiply and an add each)
- * Rows come from the reference interpreter, so this is O(H * Lq * Lk). */
+ * Rows come from the reference interpreter, so this is O(H * Lq * Lk),
+ * spread over --threads workers. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,21 @@ static void add_row(counts *c, int64_t n) {
   c->rows++;
 }
 
+typedef struct row_counts {
+  int32_t *n;      /* allowed keys of each (head, row), heads from h0 */
+  int64_t h0, Lq, Lk;
+} row_counts;
+
+static void count_rows(void *ctx, int64_t h, int64_t r0, int64_t n,
+                       const uint8_t *rows) {
+  row_counts *rc = ctx;
+  for (int64_t t = 0; t < n; t++) {
+    int32_t c = 0;
+    for (int64_t j = 0; j < rc->Lk; j++) c += rows[t * rc->Lk + j] != 0;
+    rc->n[(h - rc->h0) * rc->Lq + r0 + t] = c;
+  }
+}
+
 static void print_line(const char *label, const counts *c, int64_t Lq,
                        int64_t Lk, int64_t D) {
   double density = (double)c->nnz / ((double)Lq * (double)Lk);
@@ -54,7 +70,7 @@ int spatc_stats_main(int argc, char **argv) {
   static const spatc_opt ok[] = {
       OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_INPUT, OPT_PLUGIN, OPT_LQ,
       OPT_LK, OPT_LEN, OPT_HEADS, OPT_KVHEADS, OPT_HEAD, OPT_SEED, OPT_DIM,
-      OPT_Q, OPT_K, OPT_LAYOUT, OPT_NONE};
+      OPT_Q, OPT_K, OPT_LAYOUT, OPT_THREADS, OPT_NONE};
   cli c;
   cli_init(&c, argc, argv, "FILE (--lq N [--lk N] | --len N) [options]",
            "Counts the mask of a pattern per head and in total: allowed "
@@ -66,6 +82,7 @@ int spatc_stats_main(int argc, char **argv) {
   spatc_shape sh;
   sel_init(&sel);
   shape_init(&sh);
+  int64_t threads = 0;
   int rc = SPATC_OK;
   for (int id; rc == SPATC_OK && (id = cli_next(&c)) != CLI_END;) {
     int took = sel_option(&sel, &c, id);
@@ -78,6 +95,9 @@ int spatc_stats_main(int argc, char **argv) {
     switch (id) {
     case CLI_ERR: rc = SPATC_EUSAGE; break;
     case OPT_HELP: cli_help(&c, stdout); sel_free(&sel); return SPATC_OK;
+    case OPT_THREADS:
+      if (!cli_int(&c, 0, 256, &threads)) rc = SPATC_EUSAGE;
+      break;
     case CLI_POS:
       if (sel.file)
         rc = cli_usage_error(&c, "one FILE only ('%s', then '%s')", sel.file,
@@ -95,44 +115,38 @@ int spatc_stats_main(int argc, char **argv) {
 
   spatc_rows r;
   rc = spatc_rows_open(&r, &sel, &sh, &c);
-  int64_t Lq = r.a.Lq, Lk = r.a.Lk, D = r.a.D;
-  uint8_t *row = NULL;
+  int64_t Lq = r.a.Lq, Lk = r.a.Lk, D = r.a.D, nh = r.h1 - r.h0;
+  row_counts rcnt = {NULL, r.h0, Lq, Lk};
   counts head = {0}, total = {0};
   if (rc == SPATC_OK) {
-    row = spatc_xmalloc((size_t)Lk);
+    rcnt.n = calloc((size_t)(nh * Lq), sizeof *rcnt.n);
     head.hist = calloc((size_t)Lk + 1, sizeof(int64_t));
     total.hist = calloc((size_t)Lk + 1, sizeof(int64_t));
-    if (!row || !head.hist || !total.hist) rc = spatc_error("out of memory");
+    if (!rcnt.n || !head.hist || !total.hist) rc = spatc_error("out of memory");
   }
+  if (rc == SPATC_OK) rc = spatc_rows_each(&r, (int)threads, count_rows, &rcnt);
   if (rc == SPATC_OK) {
     printf("pattern %s: H = %" PRId64 ", Lq = %" PRId64 ", Lk = %" PRId64
            ", D = %" PRId64 "\n",
            spatc_pattern_title(r.pat.p), r.a.H, Lq, Lk, D);
     printf("%-6s %14s %10s %8s %8s %8s %8s %16s\n", "head", "nnz", "density",
            "min", "median", "max", "empty", "flops");
-  }
-  for (int64_t h = r.h0; rc == SPATC_OK && h < r.h1; h++) {
-    memset(head.hist, 0, ((size_t)Lk + 1) * sizeof(int64_t));
-    head.nnz = head.rows = head.empty = head.min = head.max = 0;
-    for (int64_t i = 0; i < Lq && rc == SPATC_OK; i++) {
-      rc = spatc_rows_get(&r, h, i, row);
-      if (rc) break;
-      int64_t n = 0;
-      for (int64_t j = 0; j < Lk; j++) n += row[j] != 0;
-      add_row(&head, n);
-      add_row(&total, n);
+    for (int64_t h = r.h0; h < r.h1; h++) {
+      memset(head.hist, 0, ((size_t)Lk + 1) * sizeof(int64_t));
+      head.nnz = head.rows = head.empty = head.min = head.max = 0;
+      for (int64_t i = 0; i < Lq; i++) {
+        int64_t n = rcnt.n[(h - r.h0) * Lq + i];
+        add_row(&head, n);
+        add_row(&total, n);
+      }
+      char label[32];
+      snprintf(label, sizeof label, "%" PRId64, h);
+      print_line(label, &head, Lq, Lk, D);
     }
-    if (rc) break;
-    char label[32];
-    snprintf(label, sizeof label, "%" PRId64, h);
-    print_line(label, &head, Lq, Lk, D);
-  }
-  if (rc == SPATC_OK) {
-    int64_t nh = r.h1 - r.h0;
     print_line("total", &total, Lq * nh, Lk, D);
   }
+  free(rcnt.n);
   fflush(stdout);
-  free(row);
   free(head.hist);
   free(total.hist);
   spatc_rows_close(&r);

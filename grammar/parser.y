@@ -253,6 +253,12 @@ static int yyreport_syntax_error(const yypcontext_t *yc, yyscan_t scanner,
   }
   if (expr_start) {
     snprintf(msg + n, sizeof msg - n, ", expected an expression");
+  } else if (!want_name && !strcmp(yysymbol_name(tok), "'='")) {
+    snprintf(msg + n, sizeof msg - n, " (use '==' to compare)");
+  } else if (semi && tok == YYSYMBOL_YYEOF) {
+    snprintf(msg + n, sizeof msg - n, ", expected ';'");
+  } else if (semi && ne >= MAX_EXP) {
+    snprintf(msg + n, sizeof msg - n, ", expected an operator or ';'");
   } else if (ne > 0 && ne < MAX_EXP) {
     for (int k = 0; k < ne && n < sizeof msg; k++) {
       const char *sep = k == 0 ? ", expected " : k == ne - 1 ? " or " : ", ";

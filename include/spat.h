@@ -119,8 +119,9 @@ SPAT_API spat_status spat_ctx_register_fn(spat_ctx *ctx, const char *name,
 
 /* Parses and checks .pat text and selects one of its patterns (NULL: the
  * only or the last one).  source_name is used in diagnostics (NULL:
- * "<string>"); imports are resolved relative to the current directory.
- * SPAT_EPARSE: the text has errors (see the diagnostics). */
+ * "<string>"); imports are resolved relative to source_name's directory
+ * (the current directory when it names none).  SPAT_EPARSE: the text has
+ * errors (see the diagnostics). */
 SPAT_API spat_status spat_pattern_parse_string(spat_ctx *ctx,
                                                const char *source_name,
                                                const char *text,

@@ -33,7 +33,10 @@ typedef struct scratch {
   int64_t span_cap;
   kr_topk *tk;        /* n_topk */
   tk_buf *tb;         /* n_topk */
-  double *qd, *kd;    /* [D] */
+  double *qd;         /* [D] */
+  double *km;         /* key-block means [lkg][D] of (km_b, km_h, km_g) */
+  size_t km_cap;
+  int64_t km_b, km_h, km_g, km_n;
   double *hs;         /* heap of scores */
   int64_t *hj;        /* and their keys */
   size_t heap_cap;
@@ -74,7 +77,7 @@ static void fail_code(run *R, int32_t code) {
 
 static void scratch_free(scratch *s, int n_topk) {
   free(s->qt); free(s->acc); free(s->m); free(s->l); free(s->st);
-  free(s->spans); free(s->qd); free(s->kd);
+  free(s->spans); free(s->qd); free(s->km);
   free(s->hs); free(s->hj);
   if (s->tb)
     for (int t = 0; t < n_topk; t++) free(s->tb[t].sel), free(s->tb[t].cnt);
@@ -92,10 +95,10 @@ static int scratch_init(scratch *s, const kr_kernel *k) {
   s->span_cap = 64;
   s->spans = malloc((size_t)s->span_cap * sizeof *s->spans);
   s->qd = malloc(D * sizeof(double));
-  s->kd = malloc(D * sizeof(double));
   s->tk = calloc((size_t)k->n_topk + 1, sizeof *s->tk);
   s->tb = calloc((size_t)k->n_topk + 1, sizeof *s->tb);
-  return s->qt && s->acc && s->m && s->l && s->st && s->spans && s->qd && s->kd && s->tk && s->tb;
+  return s->qt && s->acc && s->m && s->l && s->st && s->spans && s->qd && s->tk &&
+         s->tb;
 }
 
 static int grow(void **p, size_t *cap, size_t need, size_t elt) {
@@ -169,9 +172,26 @@ static int64_t sat_add(int64_t x, int64_t y) {
 }
 
 /* Selections of top-k node t for the rows of positions [i0, i1]. */
+/* The means of every key block of granularity g (n blocks) of head (b, hk),
+ * kept while consecutive tasks stay on that head. */
+static const double *key_means(scratch *s, const rt_args *a, const float *kb,
+                               int64_t b, int64_t hk, int64_t g, int64_t n) {
+  if (s->km && s->km_b == b && s->km_h == hk && s->km_g == g && s->km_n == n)
+    return s->km;
+  size_t need = (size_t)n * (size_t)a->D;
+  if (!grow((void **)&s->km, &s->km_cap, need + 1, sizeof(double))) return NULL;
+  for (int64_t J = 0; J < n; J++) {
+    int64_t k0 = J * g, k1 = sat_add(k0, g);
+    if (k1 > a->Lk) k1 = a->Lk;
+    mean_rows(kb, a->k.sl, k0, k1, a->D, s->km + J * a->D);
+  }
+  s->km_b = b, s->km_h = hk, s->km_g = g, s->km_n = n;
+  return s->km;
+}
+
 static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
                      const float *qb, const float *kb, int64_t i0,
-                     int64_t i1) {
+                     int64_t i1, int64_t b, int64_t hk) {
   const kr_kernel *K = R->k;
   const rt_args *a = R->a;
   kr_topk *tk = &s->tk[t];
@@ -208,6 +228,8 @@ static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
   tk->k = cap;
   int64_t D = a->D, off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0;
   int64_t ksl = a->k.sl;
+  const double *km = g > 1 ? key_means(s, a, kb, b, hk, g, lkg) : NULL;
+  if (g > 1 && !km) return 0;
   for (int64_t I = I0; I <= I1; I++) {
     /* mean query of the existing positions of block I */
     int64_t p0 = I * g, p1 = sat_add(p0, g);
@@ -229,10 +251,8 @@ static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
           for (int64_t d = 0; d < D; d++) sc += s->qd[d] * (double)kr[d];
           sc *= R->scale;
         } else {
-          int64_t k0 = J * g, k1 = sat_add(k0, g);
-          if (k1 > a->Lk) k1 = a->Lk;
-          mean_rows(kb, ksl, k0, k1, D, s->kd);
-          for (int64_t d = 0; d < D; d++) sc += s->qd[d] * s->kd[d];
+          const double *kj = km + J * D;
+          for (int64_t d = 0; d < D; d++) sc += s->qd[d] * kj[d];
         }
         if (cap > 0) heap_push(s->hs, s->hj, &n, cap, sc, J);
       }
@@ -281,10 +301,12 @@ static void task(void *ctx, int64_t id, int worker) {
   const float *kb = a->k.data + b * a->k.sb + hk * a->k.sh;
   const float *vb = a->v.data + b * a->v.sb + hk * a->v.sh;
 
-  for (int64_t d = 0; d < D; d++) {
-    float *col = s->qt + d * KR_BQ;
-    for (int64_t r = 0; r < nr; r++) col[r] = qb[(r0 + r) * a->q.sl + d];
-    for (int64_t r = nr; r < KR_BQ; r++) col[r] = 0;
+  for (int64_t r = 0; r < KR_BQ; r++) {  /* rows read in order */
+    const float *qr = qb + (r0 + r) * a->q.sl;
+    if (r < nr)
+      for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = qr[d];
+    else
+      for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = 0;
   }
   for (int64_t x = 0; x < (int64_t)D * KR_BQ; x++) s->acc[x] = 0;
   for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
@@ -293,7 +315,7 @@ static void task(void *ctx, int64_t id, int worker) {
                 s->tk};
   for (int t = 0; t < K->n_topk; t++)
     if (!topk_rows(R, s, t, &env, qb, kb, pos_of_row(a, r0),
-                   pos_of_row(a, r1 - 1))) {
+                   pos_of_row(a, r1 - 1), b, hk)) {
       fail(R, RT_ENOMEM, "%s", "out of memory (top-k selection)");
       return;
     }
@@ -319,14 +341,19 @@ static void task(void *ctx, int64_t id, int worker) {
   }
   for (int64_t r = nr; r < KR_BQ; r++) s->rows[r] = 0;
 
-  for (int64_t x = 0; x < ns; x++) {
-    const plan_span *sp = &s->spans[x];
-    for (int64_t j0 = sp->k0; j0 < sp->k1; j0 += KR_BK) {
-      int64_t nc = sp->k1 - j0 < KR_BK ? sp->k1 - j0 : KR_BK;
+  /* Touching spans form one run cut into key tiles from its start, so a
+   * FULL span next to PARTIAL ones leaves no short tile behind; a tile is
+   * unmasked when it lies inside one FULL span. */
+  for (int64_t x = 0, y; x < ns; x = y + 1) {
+    const plan_span *sp = s->spans;
+    for (y = x; y + 1 < ns && sp[y + 1].k0 == sp[y].k1;) y++;
+    for (int64_t j0 = sp[x].k0, cur = x; j0 < sp[y].k1; j0 += KR_BK) {
+      int64_t nc = sp[y].k1 - j0 < KR_BK ? sp[y].k1 - j0 : KR_BK;
       const float *kt = kb + j0 * a->k.sl, *vt = vb + j0 * a->v.sl;
-      if (sp->kind == PLAN_FULL) {
+      while (sp[cur].k1 <= j0) cur++;
+      if (sp[cur].kind == PLAN_FULL && sp[cur].k1 >= j0 + nc) {
         K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m,
-                     s->l, R->c, s->st);
+                s->l, R->c, s->st);
         continue;
       }
       uint64_t any = 0, all = ~0ull;
@@ -372,15 +399,20 @@ static void task(void *ctx, int64_t id, int worker) {
 
 /* --- entry -------------------------------------------------------------- */
 
-static const char *check_args(const kr_kernel *k, const rt_args *a) {
-  if (a->B < 0 || a->H < 0 || a->Hkv < 0 || a->Lq < 0 || a->Lk < 0)
-    return "negative size";
+static const char *check_args(const kr_kernel *k, const rt_args *a,
+                              char *buf, size_t n) {
+  if (a->B < 1 || a->H < 1 || a->Hkv < 1 || a->Lq < 1 || a->Lk < 1) {
+    snprintf(buf, n,
+             "bad shape: B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld (each must be "
+             ">= 1)",
+             (long long)a->B, (long long)a->H, (long long)a->Hkv,
+             (long long)a->Lq, (long long)a->Lk);
+    return buf;
+  }
   if (a->D != k->D) return "head dimension differs from the compiled kernel's";
-  if (a->H > 0 && (a->Hkv < 1 || a->H % a->Hkv != 0))
-    return "H must be a positive multiple of Hkv";
+  if (a->H % a->Hkv != 0) return "H must be a multiple of Hkv";
   if (a->threads < 0) return "negative thread count";
-  if (a->B == 0 || a->H == 0 || a->Lq == 0) return NULL;
-  if (!a->q.data || !a->o.data || (a->Lk > 0 && (!a->k.data || !a->v.data)))
+  if (!a->q.data || !a->o.data || !a->k.data || !a->v.data)
     return "missing tensor";
   if (k->n_runtime > 0 && !a->runtime) return "missing runtime scalars";
   if (k->n_inputs > 0) {
@@ -402,15 +434,16 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
     if (err && errlen) snprintf(err, errlen, "NULL kernel or arguments");
     return RT_EINVAL;
   }
-  const char *bad = check_args(k, a);
+  char buf[160];
+  const char *bad = check_args(k, a, buf, sizeof buf);
   if (bad) {
     if (err && errlen) snprintf(err, errlen, "%s", bad);
     return RT_EINVAL;
   }
-  if (a->B == 0 || a->H == 0 || a->Lq == 0) return RT_OK;
 
   int want = a->threads ? a->threads : k->threads;
   if (want <= 0) want = th_cores();
+  if (want > 256) want = 256;
   th_pool *pool = NULL, *own = NULL;
   if (__atomic_exchange_n(&k->busy, 1, __ATOMIC_ACQUIRE) == 0) {
     if (k->pool && k->pool_threads != want) {

@@ -42,6 +42,7 @@ typedef struct ev {
   gran g[PLAN_BNEST + 1];
   int gi;
   bool in_try;                    /* inside a where region (WTRY) */
+  int64_t vi, vj;                 /* i and j inside a JPRED/IPRED body */
   int64_t try_pc, try_lsp;        /* where to resume, list stack to keep */
   int try_isp;
   char *err;
@@ -213,6 +214,31 @@ static void diag(ev *e, int64_t s, int64_t lo, int64_t hi, int64_t clo,
   }
 }
 
+/* Keys j in [lo, hi) with (i - j) % d == 0 for some row i of the tile: when
+ * the tile has fewer rows than d, the residues i mod d form one run, so the
+ * keys are runs of `rows` keys every d (FULL for a single row, whose whole
+ * key set it is); otherwise, or when there would be more runs than the list
+ * holds, PARTIAL over [lo, hi). */
+static void residues(ev *e, int64_t s, int64_t d, int64_t lo, int64_t hi) {
+  const gran *g = &e->g[e->gi];
+  int64_t rows = g->i1 - g->i0;
+  if (lo < 0) lo = 0;
+  if (hi > g->Lk) hi = g->Lk;
+  if (lo >= hi) return;
+  if (d == 1 || rows >= d || (hi - lo) / d + 2 > e->cap) {
+    put(slot(e, s), &e->n[s], e->cap, lo, hi, d == 1 ? K_FULL : K_PART);
+    return;
+  }
+  int64_t r0 = g->i0 % d, kind = rows == 1 ? K_FULL : K_PART;
+  /* runs [m d + r0, m d + r0 + rows), from the one that may reach lo */
+  for (int64_t m = lo / d - 1; m * d + r0 < hi; m++) {
+    int64_t a = m * d + r0, b = a + rows;
+    if (a < lo) a = lo;
+    if (b > hi) b = hi;
+    put(slot(e, s), &e->n[s], e->cap, a, b, kind);
+  }
+}
+
 /* window(l, r) over the tile, also causal (l = inf, r = 0). */
 static void window(ev *e, int64_t s, int64_t l, int64_t r) {
   const gran *g = &e->g[e->gi];
@@ -363,8 +389,12 @@ static int64_t exec(ev *e, int64_t pc) {
     case PLAN_ILQ:
     case PLAN_ILK:
     case PLAN_IRT:
+    case PLAN_IVARI:
+    case PLAN_IVARJ:
       if (e->isp >= PLAN_ISTACK) return fail(e, "tile plan: int stack overflow");
       if (op == PLAN_ICONST) a = P[pc++];
+      else if (op == PLAN_IVARI) a = e->vi;
+      else if (op == PLAN_IVARJ) a = e->vj;
       else if (op == PLAN_IHEAD) a = e->env->h;
       else if (op == PLAN_INHEAD) a = e->env->H;
       else if (op == PLAN_ILQ) a = g->Lq;
@@ -448,8 +478,7 @@ static int64_t exec(ev *e, int64_t pc) {
         int64_t wd = sat_mul(a, b);
         if (b == 1 || a == 0) window(e, s, a, a);
         else
-          put_clip(e, slot(e, s), &e->n[s], sat_add(g->i0, -wd),
-                   sat_add(sat_add(g->i1 - 1, wd), 1), K_PART);
+          residues(e, s, b, sat_add(g->i0, -wd), sat_add(sat_add(g->i1 - 1, wd), 1));
       }
       break;
     case PLAN_PBLOCK:
@@ -458,7 +487,7 @@ static int64_t exec(ev *e, int64_t pc) {
       if ((s = push_list(e)) < 0) return -1;
       if (op == PLAN_PSTRIDE) {
         if (a < 1) return bad_arg(e, "the stride", "stride", a, 1);
-        put_clip(e, slot(e, s), &e->n[s], 0, g->Lk, a == 1 ? K_FULL : K_PART);
+        residues(e, s, a, 0, g->Lk);
       } else {
         if (a < 1) return bad_arg(e, "the block size", "block", a, 1);
         int64_t q0 = g->i0 / a, q1 = (g->i1 - 1) / a;
@@ -535,6 +564,50 @@ static int64_t exec(ev *e, int64_t pc) {
       }
       put(e->tmp, &nt, 4 * e->cap, x, g->Lk, K_FULL);
       fit(e, s, nt);
+      break;
+    }
+    case PLAN_RET:
+      return 2;
+    case PLAN_IINPUT: {
+      int64_t k = P[pc++];
+      const int32_t *x = e->env->inputs && k >= 0 && k < P[PLAN_W_NIN]
+                             ? e->env->inputs[k] : NULL;
+      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+      if (!x) return fail(e, "input array %lld not given", (long long)k);
+      if (a < 0 || a >= e->env->Lk)
+        return fail(e, "index %lld of an input array is out of range [0, %lld)",
+                    (long long)a, (long long)e->env->Lk);
+      e->ist[e->isp++] = x[a];
+      break;
+    }
+    case PLAN_PJPRED:
+    case PLAN_PIPRED: {
+      int64_t body = pc + 1, len = P[pc];
+      pc = body + len;
+      if ((s = push_list(e)) < 0) return -1;
+      plan_span *L = slot(e, s);
+      if (op == PLAN_PJPRED) {
+        int64_t run0 = -1;
+        for (int64_t j = 0; j <= g->Lk; j++) {
+          bool in = false;
+          if (j < g->Lk) {
+            e->vj = j;
+            if (exec(e, body) != 2 || !ipop(e, &a)) return -1;
+            in = a != 0;
+          }
+          if (in && run0 < 0) run0 = j;
+          if (!in && run0 >= 0) put(L, &e->n[s], e->cap, run0, j, K_FULL), run0 = -1;
+        }
+      } else {
+        int64_t yes = 0;
+        for (int64_t i = g->i0; i < g->i1; i++) {
+          e->vi = i;
+          if (exec(e, body) != 2 || !ipop(e, &a)) return -1;
+          yes += a != 0;
+        }
+        put_clip(e, L, &e->n[s], 0, g->Lk,
+                 yes == 0 ? K_NONE : yes == g->i1 - g->i0 ? K_FULL : K_PART);
+      }
       break;
     }
     case PLAN_WTRY:

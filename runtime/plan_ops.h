@@ -33,6 +33,7 @@ enum {
 #define PLAN_BNEST 16       /* BLOCKS nesting */
 #define PLAN_RANDOM_MAX 16  /* random: exact keys when rows * r <= this */
 #define PLAN_DOC_VALUES 8   /* doceq: distinct x[i] in a tile, at most */
+#define PLAN_RESIDUE_RUNS 64 /* stride, dilated: key runs planned for */
 
 /* X(name, operand words, text) */
 #define PLAN_OPS(X)                                                       \
@@ -97,6 +98,14 @@ enum {
   X(PDIAG, 0, "diag")       /* pops lo, hi: i - j in [lo, hi) */          \
   X(PCOND, 0, "cond")       /* pops c: every key if c != 0, else none */  \
   X(PDOCEQ, 1, "doceq")     /* x[i] == x[j], operand: input index */      \
+  X(PJPRED, 1, "jpred")     /* a predicate of j alone, run per key: the   \
+                               operand is the length of the integer code  \
+                               that follows, ending in RET */             \
+  X(PIPRED, 1, "ipred")     /* a predicate of i alone, run per row */     \
+  X(IVARI, 0, "i")          /* inside a JPRED/IPRED body */               \
+  X(IVARJ, 0, "j")                                                        \
+  X(IINPUT, 1, "input")     /* pops a position; operand: input index */   \
+  X(RET, 0, "ret")          /* ends a JPRED/IPRED body */                 \
   X(BBEGIN, 0, "blocks")    /* pops b; enters block granularity */        \
   X(BEND, 0, "endblocks")   /* scales the top list back */
 

@@ -89,7 +89,7 @@ static inline ir_node *gen_set(gen *g) {
 
 static inline ir_node *gen_pred(gen *g) {
   ir_node *i = N0(g, IR_VAR_I), *j = N0(g, IR_VAR_J);
-  switch (rndi(g, 0, 12)) {
+  switch (rndi(g, 0, 16)) {
   case 0:
     return N2(g, IR_EQ, N2(g, IR_MOD, N2(g, IR_SUB, i, j), C(g, rndi(g, 1, 5))),
               C(g, 0));
@@ -115,7 +115,23 @@ static inline ir_node *gen_pred(gen *g) {
     return N2(g, rndi(g, 0, 1) ? IR_LAND : IR_LOR, gen_pred(g),
               N2(g, IR_GT, N1(g, IR_NEG, j), N2(g, IR_SUB, C(g, rndi(g, -40, 0)), i)));
   case 11: return N2(g, IR_LT, N2(g, IR_ADD, i, j), C(g, rndi(g, 10, 400)));
-  default: return N2(g, IR_LE, N0(g, IR_VAR_H), C(g, 1));
+  case 12: return N2(g, IR_LE, N0(g, IR_VAR_H), C(g, 1));
+  case 13: { /* Sparse Transformer "fixed" summary columns */
+    int64_t l = rndi(g, 2, 40);
+    return N2(g, IR_GE, N2(g, IR_MOD, j, C(g, l)), C(g, l - rndi(g, 1, l)));
+  }
+  case 14: {
+    ir_node *dj = N1(g, IR_INPUT, j);
+    dj->value = 0;
+    return N2(g, IR_EQ, N2(g, IR_MOD, dj, C(g, 2)), C(g, 0));
+  }
+  case 15: return N2(g, IR_EQ, N2(g, IR_MOD, i, C(g, rndi(g, 1, 5))), C(g, rndi(g, 0, 1)));
+  default: {
+    ir_node *ii = g->valid ? N2(g, IR_MIN, i, N2(g, IR_SUB, N0(g, IR_SIZE_LK), C(g, 1))) : i;
+    ir_node *di = N1(g, IR_INPUT, ii);
+    di->value = 0;
+    return N2(g, IR_GT, di, C(g, rndi(g, 0, 4)));
+  }
   }
 }
 
@@ -126,9 +142,9 @@ static inline ir_node *gen_pat(gen *g, int depth) {
   case 1: return N0(g, IR_CAUSAL);
   case 2: case 3:
     return N2(g, IR_WINDOW, gen_size(g, 0, 40), gen_size(g, 0, 40));
-  case 4: return N2(g, IR_DILATED, gen_size(g, 0, 8), gen_size(g, 1, 4));
+  case 4: return N2(g, IR_DILATED, gen_size(g, 0, 8), gen_size(g, 1, 20));
   case 5: return N1(g, IR_BLOCK, gen_size(g, 1, 70));
-  case 6: return N1(g, IR_STRIDE, gen_size(g, 1, 6));
+  case 6: return N1(g, IR_STRIDE, gen_size(g, 1, 40));
   case 7: return N1(g, IR_ROWS, gen_set(g));
   case 8: return N1(g, IR_COLS, gen_set(g));
   case 9: return N1(g, IR_GLOBAL, gen_set(g));

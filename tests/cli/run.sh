@@ -221,6 +221,12 @@ sp check neg.pat
 expect_rc check-negative 1 && grep -qE '^neg\.pat:1:[0-9]+: error: ' err && ok check-negative || fail check-negative
 sp check -v bad.pat w2.pat
 expect_rc check-continues 1 && has out "w2.pat: w2" && has err "bad.pat:1:" && ok check-continues || fail check-continues
+printf 'pattern helper(w) = window(w);\npattern user = helper(1);\n' >helper.pat
+sp check -v helper.pat
+expect_rc check-required-param 0 && has out "helper.pat: helper(w)" && has out "helper.pat: user" && ok check-required-param || fail check-required-param
+printf 'pattern nd(w = -1) = window(w);\n' >negdef.pat
+sp check negdef.pat
+expect_rc check-bad-default 1 && grep -qE '^negdef\.pat:1:[0-9]+: error: ' err && ok check-bad-default || fail check-bad-default
 sp check .
 expect_rc check-directory 1 && has err "spatc: error: .: Is a directory" && ok check-directory || fail check-directory
 
@@ -250,6 +256,10 @@ expect_rc mask-define 0 && cmp -s out want && ok mask-define || fail mask-define
 sp mask pats.pat --pattern causal4 --lq 2 --lk 4
 printf '###.\n####\n' >want
 expect_rc mask-rect 0 && cmp -s out want && ok mask-rect || fail mask-rect
+# Lq > Lk: row r is position r
+sp mask pats.pat --pattern causal4 --lq 4 --lk 2
+printf '#.\n##\n##\n##\n' >want
+expect_rc mask-tall 0 && cmp -s out want && ok mask-tall || fail mask-tall
 sp mask pats.pat --pattern nosuch --len 4
 expect_rc mask-no-pattern 1 && has err "no pattern named 'nosuch'" && ok mask-no-pattern || fail mask-no-pattern
 sp mask pats.pat -p win -D nosuch=3 --len 4
@@ -321,6 +331,21 @@ py write docf.npy '<f4' 5 0,0,1,1,1
 sp mask docs.pat --len 5 --input doc=docf.npy
 expect_rc input-dtype 1 && has err "int32" && ok input-dtype || fail input-dtype
 
+# extern functions from --plugin
+printf 'extern fn same_parity(int, int) -> bool;\npattern ext = where(same_parity(i, j));\n' >ext.pat
+printf '#include <stdbool.h>\n#include <stdint.h>\nbool same_parity(int64_t a, int64_t b) { return (a - b) %% 2 == 0; }\n' >plug.c
+printf 'int unrelated(void) { return 1; }\n' >plug2.c
+${CC:-cc} -shared -fPIC -o plug.so plug.c && ${CC:-cc} -shared -fPIC -o plug2.so plug2.c
+sp mask ext.pat --len 4 --plugin plug.so
+printf '#.#.\n.#.#\n#.#.\n.#.#\n' >want
+expect_rc plugin 0 && cmp -s out want && ok plugin || fail plugin
+sp mask ext.pat --len 4
+expect_rc plugin-missing 1 && has err "'same_parity'" && has err "--plugin" && ok plugin-missing || fail plugin-missing
+sp mask ext.pat --len 4 --plugin plug2.so
+expect_rc plugin-no-function 1 && has err "no function 'same_parity'" && ok plugin-no-function || fail plugin-no-function
+sp mask ext.pat --len 4 --plugin nope.so
+expect_rc plugin-no-file 1 && has err "nope.so" && ok plugin-no-file || fail plugin-no-file
+
 # topk needs q and k
 sp mask topk.pat --len 6
 expect_rc topk-needs-qk 1 && has err "--seed" && ok topk-needs-qk || fail topk-needs-qk
@@ -336,6 +361,20 @@ if expect_rc topk-seed 0; then
   done <out
   [ "$good" -eq 1 ] && [ "$r" -eq 6 ] && ok topk-seed || fail topk-seed
 fi
+
+# the same q and k from files give the same top-k mask as --seed
+py writerand tq.npy 7 0 1,1,6,16; py writerand tk.npy 7 1 1,1,6,16
+"$SPATC" mask topk.pat --len 6 --seed 7 --dim 16 >want 2>/dev/null
+sp mask topk.pat --q tq.npy --k tk.npy
+expect_rc topk-files 0 && cmp -s out want && ok topk-files || fail topk-files
+sp mask topk.pat --q tq.npy --k tk.npy --len 7
+expect_rc topk-files-size 1 && has err "tq.npy" && has err "--len 7" && ok topk-files-size || fail topk-files-size
+# inline option arguments
+sp mask --pattern=cw -Dw=0 pats.pat --len=3
+printf '#..\n.#.\n..#\n' >want
+expect_rc inline-args 0 && cmp -s out want && ok inline-args || fail inline-args
+sp mask pats.pat -p cw --len 3 -- --odd.pat
+expect_rc double-dash 2 && has err "one FILE only" && ok double-dash || fail double-dash
 
 # ---- stats ----
 # window(2) at L = 8: rows keep 3 4 5 5 5 5 4 3 keys: nnz 34, density
@@ -356,6 +395,14 @@ if expect_rc stats-empty 0; then
   set -- $(grep '^total' out)
   [ "$2 $3 $4 $5 $6 $7 $8" = "8 0.500000 0 2.0 4 2 32" ] && ok stats-empty || fail stats-empty "got: $*"
 fi
+"$SPATC" stats "$ROOT"/patterns/bigbird.pat -D b=4 --len 200 --heads 3 --threads 1 >want 2>&1
+sp stats "$ROOT"/patterns/bigbird.pat -D b=4 --len 200 --heads 3 --threads 2
+expect_rc stats-threads 0 && cmp -s out want && ok stats-threads || fail stats-threads
+"$SPATC" mask "$ROOT"/patterns/bigbird.pat -D b=4 --len 200 --heads 3 --threads 1 -o t1m.npy
+sp mask "$ROOT"/patterns/bigbird.pat -D b=4 --len 200 --heads 3 --threads 2 -o t2m.npy
+expect_rc mask-threads 0 && cmp -s t1m.npy t2m.npy && ok mask-threads || fail mask-threads
+sp stats oob.pat --len 4 --input doc=doc4.npy --threads 2
+expect_rc stats-runtime-error 1 && grep -qE '^oob\.pat:1:[0-9]+: error: .*out of range' err && ok stats-runtime-error || fail stats-runtime-error
 sp stats nope.pat --len 8
 expect_rc stats-missing 1 && [ "$(cat err)" = "spatc: error: nope.pat: No such file or directory" ] && ok stats-missing || fail stats-missing
 
@@ -371,6 +418,10 @@ if expect_rc run-gqa 0; then
 fi
 sp run pats.pat -p cw --seed 9 --heads 4 --kv-heads 2 --lq 3 --lk 7 --dim 5 -o o2.npy --layout blhd --backend interp
 expect_rc run-layout 0 && py cmp o.npy o2.npy 0 >/dev/null && ok run-layout || fail run-layout
+sp run pats.pat -p cw --seed 2 --lq 7 --lk 3 --dim 4 -o o.npy --lse l.npy --backend interp
+if expect_rc run-tall 0; then
+  py ref o.npy l.npy 2 1 1 1 7 3 4 'j <= i and j >= i - 2' >/dev/null && ok run-tall || fail run-tall "differs from the Python reference"
+fi
 # an empty row gives o = 0 and lse = -inf
 sp run rows.pat --seed 1 --len 4 --dim 2 -o o.npy --lse l.npy --backend interp
 if expect_rc run-empty-rows 0; then
@@ -404,6 +455,12 @@ expect_rc npy-ndim 1 && has err "q3.npy" && has err "4 dimensions" && ok npy-ndi
 py writerand k2.npy 11 1 1,1,5,4
 sp run w2.pat --q q.npy --k k2.npy --v v.npy --backend interp
 expect_rc npy-shape 1 && has err "k2.npy" && ok npy-shape || fail npy-shape
+# the documented generator, computed in Python, gives the very tensors of
+# --seed (big enough for spatc to draw them with several threads)
+py writerand bq.npy 21 0 1,2,1024,64; py writerand bk.npy 21 1 1,2,1024,64; py writerand bv.npy 21 2 1,2,1024,64
+"$SPATC" run w2.pat --seed 21 --heads 2 --len 1024 --dim 64 -o seeded.npy 2>/dev/null
+sp run w2.pat --q bq.npy --k bk.npy --v bv.npy -o fromfiles.npy
+expect_rc run-seed-generator 0 && py cmp seeded.npy fromfiles.npy 0 >/dev/null && ok run-seed-generator || fail run-seed-generator
 sp run w2.pat --q q.npy --k k.npy --v nope.npy --backend interp
 expect_rc npy-missing 1 && [ "$(cat err)" = "spatc: error: nope.npy: No such file or directory" ] && ok npy-missing || fail npy-missing
 sp run w2.pat --q q.npy --k k.npy --backend interp
@@ -434,6 +491,16 @@ sys.exit(0 if r["nnz"] == 2 * 1274 and r["H"] == 2 and r["D"] == 16 and r["max_e
 sp bench w2.pat --frobnicate
 expect_rc bench-usage 2 && ok bench-usage || fail bench-usage
 
+# ---- compile (ahead of time) ----
+sp compile w2.pat -o w2k.o
+if expect_rc compile 0 && [ "$(head -c 4 w2k.o | od -An -c | tr -d ' ')" = "177ELF" ] &&
+   has w2k.h "int w2(const spat_tensors *t);" && nm w2k.o | grep -qE ' T w2$'; then
+  ok compile; else fail compile; fi
+sp compile
+expect_rc compile-usage 2 && ok compile-usage || fail compile-usage
+sp compile bad.pat -o bad.o
+expect_rc compile-bad-pattern 1 && grep -qE '^bad\.pat:1:[0-9]+: error: ' err && [ ! -e bad.o ] && ok compile-bad-pattern || fail compile-bad-pattern
+
 # ---- the man page covers every command and option ----
 man_ok=1 missing= ; : >out; : >err
 cmds=$("$SPATC" --help | sed -n 's/^  \([a-z][a-z]*\)  .*/\1/p')
@@ -463,6 +530,8 @@ jit_vs_interp() {
     ok "$name"; else fail "$name" "$(tr '\n' ' ' <cmp.txt)"; fi
 }
 py write doc64.npy '<i4' 64 "$(python3 -c 'print(",".join(str(x * x // 300) for x in range(64)))')"
+jit_vs_interp jit-tall pats.pat -p cw --seed 16 --heads 2 --lq 70 --lk 30 --dim 16
+jit_vs_interp jit-plugin ext.pat --plugin plug.so --seed 17 --len 40 --dim 16
 jit_vs_interp jit-window w2.pat --seed 3 --batch 2 --heads 2 --len 100 --dim 16
 jit_vs_interp jit-gqa-rect pats.pat -p cw -D w=7 --seed 4 --heads 4 --kv-heads 2 --lq 37 --lk 90 --dim 32
 jit_vs_interp jit-input docs.pat --seed 5 --len 64 --dim 16 --input doc=doc64.npy

@@ -37,6 +37,25 @@ for ex in jit_string generic extern_pred; do
   fi
 done
 
+# The AOT example: spatc compile makes document.o and document.h first.
+SPATC=${SPATC:-$B/spatc}
+case $SPATC in /*) ;; *) SPATC=$ROOT/$SPATC ;; esac
+run spatc_compile "$SPATC" compile patterns/document.pat --pattern document \
+  --dim 64 -o "$T/document.o"
+if [ "$rc" -eq 0 ] && [ -f "$T/document.o" ] && [ -f "$T/document.h" ]; then
+  ok "spatc compile patterns/document.pat"
+  # shellcheck disable=SC2086
+  if cc $CFLAGS -I"$T" examples/aot.c "$T/document.o" -o "$T/aot" $LIBS \
+       >"$T/out" 2>&1; then
+    ok "build aot"
+    run aot "$T/aot" patterns/document.pat
+    if [ "$rc" -eq 0 ] && has "document (AOT): B=2 H=4 L=200 D=64" &&
+       has "ok"; then
+      ok "aot matches the interpreter"
+    else fail "aot" "exit $rc"; fi
+  else fail "build aot"; fi
+else fail "spatc compile" "exit $rc"; fi
+
 run jit_string "$T/jit_string"
 if [ "$rc" -eq 0 ] && has "longformer: B=1 H=4 L=300 D=64" && has "ok"; then
   ok "jit_string matches the interpreter"
@@ -103,13 +122,13 @@ for blk in "$T"/doc/block*.c; do
   same=""
   for ex in examples/*.c; do cmp -s "$blk" "$ex" && same=$ex; done
   # shellcheck disable=SC2086
-  if [ -z "$same" ] || ! cc $CFLAGS -c "$blk" -o "$blk.o" 2>/dev/null; then
+  if [ -z "$same" ] || ! cc $CFLAGS -I"$T" -c "$blk" -o "$blk.o" 2>/dev/null; then
     bad_blocks="$bad_blocks $(basename "$blk")"
   fi
 done
-if [ "$n_blocks" -ge 3 ] && [ -z "$bad_blocks" ]; then
+if [ "$n_blocks" -ge 4 ] && [ -z "$bad_blocks" ]; then
   ok "docs/api.md: $n_blocks examples, verbatim and compiling"
-else fail "docs/api.md examples" "$n_blocks blocks; bad:$bad_blocks"; fi
+else fail "docs/api.md examples" "$n_blocks blocks; bad:$bad_blocks (scripts/api-doc.sh)"; fi
 
 # make install into a temporary prefix, then build against it by pkg-config.
 P=$T/prefix

@@ -314,6 +314,10 @@ static void test_defines(void **state) {
                       "lf(w = 512, g = 1, half = w / 2, runtime n = 4)");
   assert_null(fe_pattern_name(f.m, 2));
   fx_free(&f);
+  f = run("pattern p(w = 2 *   # two\n\t 3, input d: int[], runtime r) = full;", NULL);
+  assert_non_null(f.p);
+  assert_string_equal(fe_pattern_signature(f.m, 0), "p(w = 2 * 3, input d: int[], runtime r)");
+  fx_free(&f);
 
   /* a parameter without a default needs a -D */
   f = run("pattern p(w) = window(w);", NULL);

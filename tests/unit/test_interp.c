@@ -581,6 +581,42 @@ static void test_runtime_extern(void **state) {
   check_mask_args(&p, &a, r_ext, NULL);
 }
 
+/* blocks(3) { rows({-1}) | cols(-3 .. -1) } */
+static bool r_blocks5(const rs *s, int64_t b, int64_t h, int64_t i, int64_t j) {
+  (void)b, (void)h;
+  int64_t n = cdiv(s->a->Lk, 3), I = i / 3, J = j / 3;
+  return I == n - 1 || (n - 3 <= J && J < n - 1);
+}
+
+/* blocks(2) { where(doc[i] == doc[j] + 1 || doc[Lk - 1] == i) }: the input
+ * is indexed with block indices as computed. */
+static bool r_blocks6(const rs *s, int64_t b, int64_t h, int64_t i, int64_t j) {
+  (void)b, (void)h;
+  const int32_t *doc = s->u;
+  int64_t I = i / 2, J = j / 2, n = cdiv(s->a->Lk, 2);
+  return doc[I] == doc[J] + 1 || doc[n - 1] == I;
+}
+
+static void test_blocks_more(void **state) {
+  (void)state;
+  ir_node *in = B2(IR_OR, U(IR_ROWS, SET(1, K(-1))),
+                   U(IR_COLS, SET(1, B2(IR_RANGE, K(-3), K(-1)))));
+  ir_program p = prog(B2(IR_BLOCKS, K(3), in));
+  check_mask(&p, r_blocks5, NULL);
+  static ir_input ins[1] = {{"doc"}};
+  ir_node *w = B2(IR_LOR, B2(IR_EQ, IN(0, VI()), B2(IR_ADD, IN(0, VJ()), K(1))),
+                  B2(IR_EQ, IN(0, B2(IR_SUB, L0(IR_SIZE_LK), K(1))), VI()));
+  p = prog(B2(IR_BLOCKS, K(2), WHERE(w)));
+  p.n_inputs = 1, p.inputs = ins;
+  const int32_t *inputs[1] = {doc_ids};
+  static const int64_t shapes[][2] = {{23, 23}, {7, 23}, {13, 11}, {3, 5}};
+  for (size_t k = 0; k < 4; k++) {
+    rt_args a = base_args(2, shapes[k][0], shapes[k][1]);
+    a.inputs = inputs;
+    check_mask_args(&p, &a, r_blocks6, doc_ids);
+  }
+}
+
 /* ---- data: q, k, v filled deterministically ---- */
 
 typedef struct data {
@@ -793,7 +829,7 @@ static void ref_mean(const rt_tensor *t, int64_t b, int64_t h, int64_t lo,
 
 /* blocks(g) { topk(k, causal) } with the NSA-style block score. */
 static bool topk_blk(const rs *s, int64_t b, int64_t h, int64_t i, int64_t j,
-                     int64_t g, int64_t k) {
+                     int64_t g, int64_t k, bool causal) {
   const rt_args *a = s->a;
   int64_t off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0, nb = cdiv(a->Lk, g);
   int64_t I = i / g, D = a->D;
@@ -803,7 +839,7 @@ static bool topk_blk(const rs *s, int64_t b, int64_t h, int64_t i, int64_t j,
   bool cand[512], chosen[512];
   ref_mean(&a->q, b, h, lo - off, hi - off, D, mq);
   for (int64_t J = 0; J < nb; J++) {
-    cand[J] = J <= I;
+    cand[J] = !causal || J <= I;
     int64_t kl = J * g, kh = J * g + g < a->Lk ? J * g + g : a->Lk;
     ref_mean(&a->k, b, h / (a->H / a->Hkv), kl, kh, D, mk);
     score[J] = 0;
@@ -815,13 +851,13 @@ static bool topk_blk(const rs *s, int64_t b, int64_t h, int64_t i, int64_t j,
 
 static bool r_topk_blk(const rs *s, int64_t b, int64_t h, int64_t i, int64_t j) {
   const tk *t = s->u;
-  return topk_blk(s, b, h, i, j, t->w, t->k);
+  return topk_blk(s, b, h, i, j, t->w, t->k, true);
 }
 
 /* causal & (window(w, 0) | blocks(4) { topk(k, causal) }) */
 static bool r_nsa(const rs *s, int64_t b, int64_t h, int64_t i, int64_t j) {
   const tk *t = s->u;
-  return j <= i && ((i - t->w <= j) || topk_blk(s, b, h, i, j, 4, t->k));
+  return j <= i && ((i - t->w <= j) || topk_blk(s, b, h, i, j, 4, t->k, true));
 }
 
 /* topk(2, topk(5, causal) - window(0, 0)) */
@@ -880,6 +916,31 @@ static void test_topk(void **state) {
       check_attention(&p, &x.a, r_topk_tok, &t3);
       data_free(&x);
     }
+}
+
+/* h % 2 == 1 ? blocks(3) { topk(2, full) } : topk(1, none) | window(0, 0) */
+static bool r_topk_edge(const rs *s, int64_t b, int64_t h, int64_t i, int64_t j) {
+  if (h % 2 == 1) return topk_blk(s, b, h, i, j, 3, 2, false);
+  return i == j;
+}
+
+static void test_topk_edges(void **state) {
+  (void)state;
+  ir_node *odd = B2(IR_BLOCKS, K(3), B2(IR_TOPK, K(2), L0(IR_FULL)));
+  ir_node *even = B2(IR_OR, B2(IR_TOPK, K(1), L0(IR_NONE)), B2(IR_WINDOW, K(0), K(0)));
+  ir_program p = prog(T3(IR_PSEL, B2(IR_EQ, B2(IR_MOD, VH(), K(2)), K(1)), odd, even));
+  static const int64_t shapes[][5] = {
+      /* H, Hkv, Lq, Lk, D */
+      {2, 1, 17, 10, 4}, {4, 2, 10, 17, 3}, {2, 2, 1, 8, 5}, {2, 1, 8, 1, 2},
+  };
+  for (size_t k = 0; k < 4; k++) {
+    const int64_t *sh = shapes[k];
+    data x;
+    data_new(&x, 1, sh[0], sh[1], sh[2], sh[3], sh[4], (int)(k % 2), 31 + k);
+    check_mask_args(&p, &x.a, r_topk_edge, NULL);
+    check_attention(&p, &x.a, r_topk_edge, NULL);
+    data_free(&x);
+  }
 }
 
 /* Equal scores: the smaller key wins. */
@@ -1257,12 +1318,14 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_short_circuit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_composition, setup, teardown),
       cmocka_unit_test_setup_teardown(test_blocks, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_blocks_more, setup, teardown),
       cmocka_unit_test_setup_teardown(test_input, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runtime_extern, setup, teardown),
       cmocka_unit_test_setup_teardown(test_attention_basic, setup, teardown),
       cmocka_unit_test_setup_teardown(test_attention_patterns, setup, teardown),
       cmocka_unit_test_setup_teardown(test_topk, setup, teardown),
       cmocka_unit_test_setup_teardown(test_topk_ties, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_topk_edges, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runtime_errors, setup_diag, teardown_diag),
       cmocka_unit_test_setup_teardown(test_api_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_backend_run, setup, teardown),

@@ -511,6 +511,14 @@ static void test_topk(void **st) {
                         N2(A, IR_TOPK, C(A, 2), N0(A, IR_CAUSAL))));
   run_case(&c, prog(A, root));
   arena_free(A);
+  /* block top-k with Lq < Lk (offset rows), blocks not dividing L */
+  A = arena_new();
+  c = base(100, 170, 32);
+  c.H = 2, c.Hkv = 1;
+  c.tk_k = 3, c.tk_g = 24, c.tk_base = r_causal;
+  run_case(&c, prog(A, N2(A, IR_BLOCKS, C(A, 24),
+                          N2(A, IR_TOPK, C(A, 3), N0(A, IR_CAUSAL)))));
+  arena_free(A);
   /* k larger than the candidates: all of them */
   A = arena_new();
   c = base(20, 20, 16);
@@ -602,6 +610,12 @@ static void test_runtime_errors(void **st) {
     assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_ERANGE);
     assert_non_null(strstr(err, "input index out of range"));
     a.inputs = NULL;
+    assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_EINVAL);
+    a.inputs = ins;
+    a.Lk = 0;  /* sizes below 1 are rejected, as by the interpreter */
+    assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_EINVAL);
+    assert_non_null(strstr(err, "bad shape"));
+    a.Lk = 30, a.D = 32;
     assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_EINVAL);
     free(q), free(o);
     backend_jit.free(k);

@@ -1,0 +1,1 @@
+pattern p = where(i = j);

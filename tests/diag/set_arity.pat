@@ -1,0 +1,1 @@
+pattern q = rows(0 .. 4, 9) | cols();
