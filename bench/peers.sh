@@ -17,7 +17,7 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
 fi
 if ! "$PYTHON" -c 'import torch' >/dev/null 2>&1; then
   echo "bench-peers: skipped: torch is not importable by $PYTHON." >&2
-  echo "  Install it with:  $PYTHON -m pip install torch" >&2
+  echo "  Install it with:  pip install torch   (for this interpreter: $PYTHON -m pip install torch)" >&2
   echo "  (FlexAttention needs torch >= 2.5 and a C++ compiler for torch.compile.)" >&2
   exit 0
 fi
