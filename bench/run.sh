@@ -16,6 +16,7 @@ run() {
 }
 
 run bench/window.pat --pattern window_only --len 4096 --heads 8 --dim 64
+run bench/window.pat --pattern window_only --len 4096 --heads 8 --dim 64 --threads 1
 run bench/window.pat --pattern window_only --len 4096 --heads 8 --dim 128
 run bench/window.pat --pattern window_only --len 16384 --heads 2 --dim 64
 run bench/window.pat --pattern causal_only --len 4096 --heads 4 --dim 64
@@ -34,11 +35,11 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
   echo "# Performance"
   echo
   echo "Measured by \`make bench\` (bench/run.sh) on $(nproc) cores of a $cpu,"
-  echo "$(date -u '+%Y-%m-%d'), every kernel with all cores, float32, batch 1,"
+  echo "$(date -u '+%Y-%m-%d'), float32, batch 1,"
   echo "median of $REPEATS runs after a warm-up run."
   echo
-  echo "| pattern | L | H (kv) | D | density | compile ms | kernel ms | GFLOP/s | % peak | vs C loop | vs dense BLAS |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| pattern | L | H (kv) | D | threads | density | compile ms | kernel ms | GFLOP/s | % peak | vs C loop | vs dense BLAS |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   awk '
     function f(k,   m) {
       if (match($0, "\"" k "\": (\"[^\"]*\"|[^,}]*)")) {
@@ -52,13 +53,15 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
       L = f("Lq") == f("Lk") ? f("Lq") : f("Lq") "/" f("Lk")
       dense = f("vs_dense") + 0 > 0 ? sprintf("%.1fx", f("vs_dense")) : "n/a"
       loop = sprintf("%.1fx%s", f("vs_loop"), f("loop_exact") == "true" ? "" : "*")
-      printf "| %s | %s | %s (%s) | %s | %.3f | %.0f | %.2f | %.1f | %.1f | %s | %s |\n",
-        f("pattern"), L, f("H"), f("Hkv"), f("D"), f("density"), f("compile_ms"),
+      printf "| %s | %s | %s (%s) | %s | %s | %.3f | %.0f | %.2f | %.1f | %.1f | %s | %s |\n",
+        f("pattern"), L, f("H"), f("Hkv"), f("D"), f("threads"), f("density"), f("compile_ms"),
         f("kernel_ms"), f("gflops"), f("peak_pct"), loop, dense
     }' "$tmp"
   echo
   echo "- GFLOP/s count only the allowed (query, key) pairs: 4 * nnz * D per head"
-  echo "  (the QK^T and PV multiply-adds); % peak is against 115 GFLOP/s per core."
+  echo "  (the QK^T and PV multiply-adds); % peak is against 115 GFLOP/s per core"
+  echo "  times the threads.  The baselines run with the same number of threads."
+  echo "- The machine is shared: timings vary by tens of percent between runs."
   echo "- vs C loop: time of a plain C loop per query row over a contiguous key"
   echo "  window with an online softmax (bench/baselines.c, -O3 -march=native"
   echo "  -ffast-math) divided by the kernel's time.  For window_only it computes"

@@ -371,13 +371,14 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
             : n->op == IR_DILATED ? PLAN_PDILATED
                                   : PLAN_PRANDOM);
     ipush(b, -2), lpush(b, 1);
-    return bound(b, n->op == IR_RANDOM ? PLAN_RANDOM_MAX : 3);
+    return bound(b, n->op == IR_RANDOM ? PLAN_RANDOM_MAX
+                    : n->op == IR_DILATED ? PLAN_RESIDUE_RUNS : 3);
   case IR_BLOCK:
   case IR_STRIDE:
     gen_int(b, n->kids[0]);
     emit(b, n->op == IR_BLOCK ? PLAN_PBLOCK : PLAN_PSTRIDE);
     ipush(b, -1), lpush(b, 1);
-    return bound(b, 1);
+    return bound(b, n->op == IR_BLOCK ? 1 : PLAN_RESIDUE_RUNS);
   case IR_ROWS:
     gen_set(b, n->kids[0]);
     emit(b, PLAN_PROWS);

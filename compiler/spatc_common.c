@@ -560,28 +560,60 @@ void spatc_bound_free(spatc_bound *b) {
 
 /* ---- tensors ---- */
 
-/* Stream t is splitmix64 (the spec's mix) started at mix(seed + t); each
- * value takes two draws x1, x2 -> u1 = ((x1 >> 11) + 1) 2^-53 in (0, 1],
- * u2 = (x2 >> 11) 2^-53, value = sqrt(-2 ln u1) cos(2 pi u2) (Box-Muller). */
+/* Stream t is splitmix64 (the spec's mix) started at mix(seed + t): draw n
+ * is mix(s0 + n * golden), so any part of the stream can be computed
+ * directly, and rows are filled by several threads with the same result.
+ * Value e (logical order) takes draws 2e, 2e + 1: x1, x2 ->
+ * u1 = ((x1 >> 11) + 1) 2^-53 in (0, 1], u2 = (x2 >> 11) 2^-53,
+ * value = sqrt(-2 ln u1) cos(2 pi u2) (Box-Muller). */
+typedef struct randn_job {
+  const rt_tensor *t;
+  int64_t H, L, D, n_rows;     /* rows: (b, h, l) */
+  uint64_t s0;
+  atomic_llong next;           /* next block of rows */
+} randn_job;
+
+static void *randn_worker(void *arg) {
+  randn_job *j = arg;
+  const uint64_t golden = 0x9E3779B97F4A7C15ull;
+  const double two_pi = 6.283185307179586476925286766559;
+  const int64_t block = 256;
+  for (;;) {
+    int64_t r0 = (int64_t)atomic_fetch_add(&j->next, block);
+    if (r0 >= j->n_rows) break;
+    int64_t r1 = r0 + block < j->n_rows ? r0 + block : j->n_rows;
+    for (int64_t row = r0; row < r1; row++) {
+      int64_t b = row / (j->H * j->L), h = row / j->L % j->H, l = row % j->L;
+      float *out = j->t->data + b * j->t->sb + h * j->t->sh + l * j->t->sl;
+      uint64_t st = j->s0 + (uint64_t)(2 * row * j->D) * golden;
+      for (int64_t d = 0; d < j->D; d++) {
+        uint64_t x1 = ir_mix(st);
+        st += golden;
+        uint64_t x2 = ir_mix(st);
+        st += golden;
+        double u1 = ((double)(x1 >> 11) + 1.0) * 0x1p-53;
+        double u2 = (double)(x2 >> 11) * 0x1p-53;
+        out[d] = (float)(sqrt(-2.0 * log(u1)) * cos(two_pi * u2));
+      }
+    }
+  }
+  return NULL;
+}
+
 void spatc_randn(const rt_tensor *t, int64_t B, int64_t H, int64_t L,
                  int64_t D, uint64_t seed, int stream) {
-  const uint64_t golden = 0x9E3779B97F4A7C15ull;
-  uint64_t st = ir_mix(seed + (uint64_t)stream);
-  const double two_pi = 6.283185307179586476925286766559;
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t h = 0; h < H; h++)
-      for (int64_t l = 0; l < L; l++) {
-        float *row = t->data + b * t->sb + h * t->sh + l * t->sl;
-        for (int64_t d = 0; d < D; d++) {
-          uint64_t x1 = ir_mix(st);
-          st += golden;
-          uint64_t x2 = ir_mix(st);
-          st += golden;
-          double u1 = ((double)(x1 >> 11) + 1.0) * 0x1p-53;
-          double u2 = (double)(x2 >> 11) * 0x1p-53;
-          row[d] = (float)(sqrt(-2.0 * log(u1)) * cos(two_pi * u2));
-        }
-      }
+  randn_job j = {.t = t, .H = H, .L = L, .D = D, .n_rows = B * H * L,
+                 .s0 = ir_mix(seed + (uint64_t)stream)};
+  atomic_init(&j.next, 0);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  int threads = n < 1 ? 1 : n > 64 ? 64 : (int)n;
+  if (j.n_rows * D < (1 << 16)) threads = 1;
+  pthread_t tid[64];
+  int started = 0;
+  for (int k = 1; k < threads; k++)
+    if (pthread_create(&tid[started], NULL, randn_worker, &j) == 0) started++;
+  randn_worker(&j);
+  for (int k = 0; k < started; k++) pthread_join(tid[k], NULL);
 }
 
 int spatc_read_f32(const char *what, const char *path, int ndim,

@@ -214,6 +214,31 @@ static void diag(ev *e, int64_t s, int64_t lo, int64_t hi, int64_t clo,
   }
 }
 
+/* Keys j in [lo, hi) with (i - j) % d == 0 for some row i of the tile: when
+ * the tile has fewer rows than d, the residues i mod d form one run, so the
+ * keys are runs of `rows` keys every d (FULL for a single row, whose whole
+ * key set it is); otherwise, or when there would be more runs than the list
+ * holds, PARTIAL over [lo, hi). */
+static void residues(ev *e, int64_t s, int64_t d, int64_t lo, int64_t hi) {
+  const gran *g = &e->g[e->gi];
+  int64_t rows = g->i1 - g->i0;
+  if (lo < 0) lo = 0;
+  if (hi > g->Lk) hi = g->Lk;
+  if (lo >= hi) return;
+  if (d == 1 || rows >= d || (hi - lo) / d + 2 > e->cap) {
+    put(slot(e, s), &e->n[s], e->cap, lo, hi, d == 1 ? K_FULL : K_PART);
+    return;
+  }
+  int64_t r0 = g->i0 % d, kind = rows == 1 ? K_FULL : K_PART;
+  /* runs [m d + r0, m d + r0 + rows), from the one that may reach lo */
+  for (int64_t m = lo / d - 1; m * d + r0 < hi; m++) {
+    int64_t a = m * d + r0, b = a + rows;
+    if (a < lo) a = lo;
+    if (b > hi) b = hi;
+    put(slot(e, s), &e->n[s], e->cap, a, b, kind);
+  }
+}
+
 /* window(l, r) over the tile, also causal (l = inf, r = 0). */
 static void window(ev *e, int64_t s, int64_t l, int64_t r) {
   const gran *g = &e->g[e->gi];
@@ -453,8 +478,7 @@ static int64_t exec(ev *e, int64_t pc) {
         int64_t wd = sat_mul(a, b);
         if (b == 1 || a == 0) window(e, s, a, a);
         else
-          put_clip(e, slot(e, s), &e->n[s], sat_add(g->i0, -wd),
-                   sat_add(sat_add(g->i1 - 1, wd), 1), K_PART);
+          residues(e, s, b, sat_add(g->i0, -wd), sat_add(sat_add(g->i1 - 1, wd), 1));
       }
       break;
     case PLAN_PBLOCK:
@@ -463,7 +487,7 @@ static int64_t exec(ev *e, int64_t pc) {
       if ((s = push_list(e)) < 0) return -1;
       if (op == PLAN_PSTRIDE) {
         if (a < 1) return bad_arg(e, "the stride", "stride", a, 1);
-        put_clip(e, slot(e, s), &e->n[s], 0, g->Lk, a == 1 ? K_FULL : K_PART);
+        residues(e, s, a, 0, g->Lk);
       } else {
         if (a < 1) return bad_arg(e, "the block size", "block", a, 1);
         int64_t q0 = g->i0 / a, q1 = (g->i1 - 1) / a;

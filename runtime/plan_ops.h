@@ -33,6 +33,7 @@ enum {
 #define PLAN_BNEST 16       /* BLOCKS nesting */
 #define PLAN_RANDOM_MAX 16  /* random: exact keys when rows * r <= this */
 #define PLAN_DOC_VALUES 8   /* doceq: distinct x[i] in a tile, at most */
+#define PLAN_RESIDUE_RUNS 64 /* stride, dilated: key runs planned for */
 
 /* X(name, operand words, text) */
 #define PLAN_OPS(X)                                                       \

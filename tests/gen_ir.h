@@ -142,9 +142,9 @@ static inline ir_node *gen_pat(gen *g, int depth) {
   case 1: return N0(g, IR_CAUSAL);
   case 2: case 3:
     return N2(g, IR_WINDOW, gen_size(g, 0, 40), gen_size(g, 0, 40));
-  case 4: return N2(g, IR_DILATED, gen_size(g, 0, 8), gen_size(g, 1, 4));
+  case 4: return N2(g, IR_DILATED, gen_size(g, 0, 8), gen_size(g, 1, 20));
   case 5: return N1(g, IR_BLOCK, gen_size(g, 1, 70));
-  case 6: return N1(g, IR_STRIDE, gen_size(g, 1, 6));
+  case 6: return N1(g, IR_STRIDE, gen_size(g, 1, 40));
   case 7: return N1(g, IR_ROWS, gen_set(g));
   case 8: return N1(g, IR_COLS, gen_set(g));
   case 9: return N1(g, IR_GLOBAL, gen_set(g));

@@ -455,6 +455,12 @@ expect_rc npy-ndim 1 && has err "q3.npy" && has err "4 dimensions" && ok npy-ndi
 py writerand k2.npy 11 1 1,1,5,4
 sp run w2.pat --q q.npy --k k2.npy --v v.npy --backend interp
 expect_rc npy-shape 1 && has err "k2.npy" && ok npy-shape || fail npy-shape
+# the documented generator, computed in Python, gives the very tensors of
+# --seed (big enough for spatc to draw them with several threads)
+py writerand bq.npy 21 0 1,2,1024,64; py writerand bk.npy 21 1 1,2,1024,64; py writerand bv.npy 21 2 1,2,1024,64
+"$SPATC" run w2.pat --seed 21 --heads 2 --len 1024 --dim 64 -o seeded.npy 2>/dev/null
+sp run w2.pat --q bq.npy --k bk.npy --v bv.npy -o fromfiles.npy
+expect_rc run-seed-generator 0 && py cmp seeded.npy fromfiles.npy 0 >/dev/null && ok run-seed-generator || fail run-seed-generator
 sp run w2.pat --q q.npy --k k.npy --v nope.npy --backend interp
 expect_rc npy-missing 1 && [ "$(cat err)" = "spatc: error: nope.npy: No such file or directory" ] && ok npy-missing || fail npy-missing
 sp run w2.pat --q q.npy --k k.npy --backend interp

@@ -53,8 +53,8 @@ static int teardown(void **state) {
   return 0;
 }
 
-static ir_program *load(fixture *f, const char *text,
-                        const fe_define *defs, int n) {
+static ir_program *load(fixture *f, const char *text, const fe_define *defs,
+                        int n) {
   fe_module *m = fe_load_string(f->d, f->a, "aot.pat", text);
   ir_program *p = m ? fe_instantiate(f->d, m, NULL, defs, n) : NULL;
   if (p == NULL) fprintf(stderr, "%s", diag_text(f->d));
@@ -221,8 +221,9 @@ static void test_docs_kernel(void **state) {
   int rc = aot_emit(p, &o, obj, hdr, err, sizeof err);
   if (rc != 0) fprintf(stderr, "%s\n", err);
   assert_int_equal(rc, 0);
-  assert_true(file_has(hdr, "int docs(const spat_tensors *t, int64_t n, "
-                            "const int32_t *doc);"));
+  assert_true(file_has(hdr,
+                       "int docs(const spat_tensors *t, int64_t n, "
+                       "const int32_t *doc);"));
   assert_true(file_has(hdr, " * w = 20"));
   write_file(mainc, docs_main);
   assert_int_equal(build_and_run(f), 0);
@@ -321,14 +322,87 @@ static void test_compile_command(void **state) {
   assert_int_equal(compile_cmd(3, (const char *[]){pat, "-D", "nosuch=1"}), 1);
   assert_int_equal(compile_cmd(3, (const char *[]){pat, "--dim", "7"}), 1);
   assert_int_equal(access(obj, F_OK), -1); /* nothing written on errors */
-  const char *ok[] = {pat,   "-D",       "unused=5", "--dim", "64",
-                      "-j1", "--name",   "nearby",   "-o",    obj};
+  const char *ok[] = {pat,   "-D",     "unused=5", "--dim", "64",
+                      "-j1", "--name", "nearby",   "-o",    obj};
   assert_int_equal(compile_cmd(10, ok), 0);
   assert_true(file_has(hdr, "int nearby(const spat_tensors *t);"));
   assert_true(file_has(hdr, " * unused = 5"));
   assert_true(file_has(hdr, "cc prog.c kernel.o"));
   write_file(mainc, ext_main);
   assert_int_equal(build_and_run(f), 0);
+  assert_true(output_has(f, "ok"));
+}
+
+static const char *const many_src =
+    "pattern many(runtime a = 0, runtime b = 0, runtime c = 0,\n"
+    "             runtime d = 0, runtime e = 0, runtime f = 0,\n"
+    "             runtime g = 0, input x: int[], input y: int[]) =\n"
+    "    where(i - j <= a + b + c + d + e + f + g && j - i <= x[i] - y[j]);\n";
+
+static const char *const many_main =
+    "#include <math.h>\n"
+    "#include <stdio.h>\n"
+    "#include <stdlib.h>\n"
+    "#include \"kernel.h\"\n"
+    "int main(void) {\n"
+    "  enum { H = 2, L = 90, D = 16 };\n"
+    "  size_t n = (size_t)H * L * D;\n"
+    "  float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4);\n"
+    "  float *o = calloc(n, 4), *r = calloc(n, 4);\n"
+    "  int32_t x[L], y[L];\n"
+    "  for (int j = 0; j < L; j++) x[j] = j % 7, y[j] = j % 3;\n"
+    "  for (size_t j = 0; j < n; j++) {\n"
+    "    q[j] = (float)((j * 7) % 13) / 13 - .5f;\n"
+    "    k[j] = (float)((j * 5) % 11) / 11 - .5f;\n"
+    "    v[j] = (float)((j * 3) % 17) / 17 - .5f; }\n"
+    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0.3f};\n"
+    "  if (many(&t, 1, 0, 2, 0, 0, 1, 3, x, y) != SPAT_OK) return 1;\n"
+    "  spat_ctx *c = spat_ctx_new();\n"
+    "  spat_pattern *p = NULL;\n"
+    "  spat_kernel *ker = NULL;\n"
+    "  spat_compile_options opt = {D, SPAT_LAYOUT_BHLD, 1, "
+    "SPAT_BACKEND_INTERP, 0};\n"
+    "  if (spat_pattern_parse_file(c, PAT_FILE, NULL, &p) ||\n"
+    "      spat_compile(p, &opt, &ker)) {\n"
+    "    printf(\"api: %s\\n\", spat_ctx_error(c)); return 2; }\n"
+    "  t.o = r;\n"
+    "  spat_value a[9];\n"
+    "  int64_t s[7] = {1, 0, 2, 0, 0, 1, 3};\n"
+    "  for (int j = 0; j < 7; j++) a[j] = spat_scalar(s[j]);\n"
+    "  a[7] = spat_input(x), a[8] = spat_input(y);\n"
+    "  if (spat_kernel_call(ker, &t, a, 9)) return 3;\n"
+    "  double worst = 0;\n"
+    "  for (size_t j = 0; j < n; j++) worst = fmax(worst, fabs(o[j] - r[j]));\n"
+    "  printf(\"max |aot - interp| = %.2e\\n\", worst);\n"
+    "  spat_kernel_free(ker); spat_pattern_free(p); spat_ctx_free(c);\n"
+    "  free(q), free(k), free(v), free(o), free(r);\n"
+    "  if (!(worst < 1e-4)) return 4;\n"
+    "  puts(\"ok\");\n"
+    "  return 0;\n"
+    "}\n";
+
+/* Nine arguments after the tensors: the generated entry takes some from the
+ * stack. */
+static void test_many_arguments(void **state) {
+  fixture *f = *state;
+  ir_program *p = load(f, many_src, NULL, 0);
+  char obj[128], hdr[128], mainc[128], pat[128], err[512] = "";
+  snprintf(obj, sizeof obj, "%s/kernel.o", f->dir);
+  snprintf(hdr, sizeof hdr, "%s/kernel.h", f->dir);
+  snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
+  snprintf(pat, sizeof pat, "%s/many.pat", f->dir);
+  aot_opts o = {16, 0, 1, NULL, NULL, NULL};
+  int rc = aot_emit(p, &o, obj, hdr, err, sizeof err);
+  if (rc != 0) fprintf(stderr, "%s\n", err);
+  assert_int_equal(rc, 0);
+  assert_true(file_has(hdr, "int64_t g, const int32_t *x, const int32_t *y);"));
+  write_file(pat, many_src);
+  FILE *fp = fopen(mainc, "w"); /* the driver, told where the pattern is */
+  assert_non_null(fp);
+  fprintf(fp, "#define PAT_FILE \"%s\"\n%s", pat, many_main);
+  assert_int_equal(fclose(fp), 0);
+  rc = build_and_run(f);
+  assert_int_equal(rc, 0);
   assert_true(output_has(f, "ok"));
 }
 
@@ -339,6 +413,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_docs_kernel, setup, teardown),
       cmocka_unit_test_setup_teardown(test_extern_kernel, setup, teardown),
       cmocka_unit_test_setup_teardown(test_compile_command, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_many_arguments, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

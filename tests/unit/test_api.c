@@ -25,6 +25,7 @@ typedef bool (*mask_fn)(void *env, int64_t h, int64_t i, int64_t j);
 typedef struct problem {
   int64_t B, H, Hkv, Lq, Lk, D;
   float *q, *k, *v, *o, *lse;
+  float scale; /* 0: 1/sqrt(D) */
 } problem;
 
 static float rnd(uint64_t *s) {
@@ -34,7 +35,7 @@ static float rnd(uint64_t *s) {
 
 static problem problem_new(int64_t B, int64_t H, int64_t Hkv, int64_t Lq,
                            int64_t Lk, int64_t D, uint64_t seed) {
-  problem p = {B, H, Hkv, Lq, Lk, D, NULL, NULL, NULL, NULL, NULL};
+  problem p = {B, H, Hkv, Lq, Lk, D, NULL, NULL, NULL, NULL, NULL, 0};
   size_t nq = (size_t)(B * H * Lq * D), nk = (size_t)(B * Hkv * Lk * D);
   p.q = malloc((nq + 1) * sizeof(float));
   p.k = malloc((nk + 1) * sizeof(float));
@@ -61,8 +62,8 @@ static void problem_free(problem *p) {
 }
 
 static spat_tensors tensors_of(const problem *p) {
-  spat_tensors t = {p->B, p->H, p->Hkv, p->Lq,  p->Lk, p->q,
-                    p->k, p->v, p->o,   p->lse, 0.0f};
+  spat_tensors t = {p->B, p->H, p->Hkv, p->Lq,  p->Lk,   p->q,
+                    p->k, p->v, p->o,   p->lse, p->scale};
   return t;
 }
 
@@ -78,7 +79,7 @@ static size_t at(int layout, int64_t H, int64_t L, int64_t D, int64_t b,
 static void check_attention(const problem *p, int layout, mask_fn m,
                             void *env) {
   int64_t D = p->D, grp = p->H / p->Hkv;
-  double scale = 1.0 / sqrt((double)D);
+  double scale = p->scale != 0 ? p->scale : 1.0 / sqrt((double)D);
   double *s = malloc((size_t)(p->Lk + 1) * sizeof *s);
   assert_non_null(s);
   int checked_rows = 0;
@@ -783,6 +784,120 @@ static void test_disk_cache(void **state) {
   }
 }
 
+/* ---- many arguments, scale, bad text ------------------------------------- */
+
+static const char *const many_pat =
+    "pattern many(runtime a = 0, runtime b = 0, runtime c = 0,\n"
+    "             runtime d = 0, runtime e = 0, runtime f = 0,\n"
+    "             runtime g = 0, input x: int[], input y: int[]) =\n"
+    "    where(i - j <= a + b + c + d + e + f + g && j - i <= x[i] - y[j]);\n";
+
+typedef struct many_env {
+  int64_t s[7];
+  const int32_t *x, *y;
+} many_env;
+static bool m_many(void *env, int64_t h, int64_t i, int64_t j) {
+  (void)h;
+  const many_env *e = env;
+  int64_t sum = 0;
+  for (int k = 0; k < 7; k++) sum += e->s[k];
+  return i - j <= sum && j - i <= e->x[i] - e->y[j];
+}
+
+/* Nine arguments after the tensors: some reach the callee on the stack,
+ * through the closure, ffi_call and the compiled AOT-style entries alike. */
+static void test_many_arguments(void **state) {
+  (void)state;
+  spat_ctx *c = spat_ctx_new();
+  spat_pattern *p = parse_ok(c, many_pat, NULL);
+  enum { L = 40 };
+  int32_t x[L], y[L];
+  for (int k = 0; k < L; k++) x[k] = k % 7, y[k] = k % 3;
+  many_env env = {{1, 0, 2, 0, 0, 1, 3}, x, y};
+  for (int be = 0; be < 2; be++) {
+    spat_kernel *k = compile_ok(p, c, 16, SPAT_LAYOUT_BHLD,
+                                be ? SPAT_BACKEND_JIT : SPAT_BACKEND_INTERP);
+    const spat_signature *sig = spat_kernel_signature(k);
+    assert_int_equal(sig->n_args, 9);
+    assert_string_equal(sig->args[6].name, "g");
+    assert_string_equal(sig->args[8].name, "y");
+    problem pr = problem_new(1, 2, 2, L, L, 16, 77);
+    pr.scale = 0.3f;
+    spat_tensors t = tensors_of(&pr);
+    int (*entry)(const spat_tensors *, int64_t, int64_t, int64_t, int64_t,
+                 int64_t, int64_t, int64_t, const int32_t *, const int32_t *) =
+        (int (*)(const spat_tensors *, int64_t, int64_t, int64_t, int64_t,
+                 int64_t, int64_t, int64_t, const int32_t *,
+                 const int32_t *))spat_kernel_entry(k);
+    assert_int_equal(entry(&t, 1, 0, 2, 0, 0, 1, 3, x, y), SPAT_OK);
+    check_attention(&pr, 0, m_many, &env);
+    spat_value args[9];
+    for (int a = 0; a < 7; a++) args[a] = spat_scalar(env.s[a]);
+    args[7] = spat_input(x);
+    args[8] = spat_input(y);
+    memset(pr.o, 0, (size_t)(2 * L * 16) * sizeof(float));
+    assert_int_equal(spat_kernel_call(k, &t, args, 9), SPAT_OK);
+    check_attention(&pr, 0, m_many, &env);
+    memset(pr.o, 0, (size_t)(2 * L * 16) * sizeof(float));
+    assert_int_equal(
+        spat_kernel_run(k, &t, (int64_t)1, (int64_t)0, (int64_t)2, (int64_t)0,
+                        (int64_t)0, (int64_t)1, (int64_t)3, x, y),
+        SPAT_OK);
+    check_attention(&pr, 0, m_many, &env);
+    problem_free(&pr);
+    spat_kernel_free(k);
+  }
+  spat_pattern_free(p);
+  spat_ctx_free(c);
+}
+
+/* Malformed text: a status and diagnostics, never a crash. */
+static void test_bad_text(void **state) {
+  (void)state;
+  static const char *const bad[] = {
+      "",
+      "pattern",
+      "pattern p = ;",
+      "pattern p = window(;",
+      "pattern p = window(-1);",
+      "pattern p(w = 1) = window(w) & 3;",
+      "pattern p = causal\x01;",
+      "import \"/nonexistent.pat\"; pattern p = causal;",
+      "pattern p = where(i / 0 == 1);",
+      "pattern p = blocks(0) { causal };",
+      "\xff\xfe\x00",
+      "pattern p = ((((((((((((((((causal))))))))))))))));",
+  };
+  spat_ctx *c = spat_ctx_new();
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    spat_pattern *p = NULL;
+    spat_status st = spat_pattern_parse_string(c, "bad.pat", bad[k], NULL, &p);
+    if (st == SPAT_OK) {
+      /* accepted text must then compile or fail with a status */
+      spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP,
+                                0};
+      spat_kernel *ker = NULL;
+      st = spat_compile(p, &o, &ker);
+      if (st == SPAT_OK)
+        spat_kernel_free(ker);
+      else
+        assert_true(spat_ctx_error(c)[0] != '\0');
+      spat_pattern_free(p);
+      continue;
+    }
+    assert_null(p);
+    assert_true(st == SPAT_EPARSE || st == SPAT_EINVAL);
+    assert_true(spat_ctx_error(c)[0] != '\0');
+  }
+  /* the text with no pattern at all */
+  spat_pattern *p = NULL;
+  assert_int_equal(
+      spat_pattern_parse_string(c, "e.pat", "let x = 1;", NULL, &p),
+      SPAT_EINVAL);
+  assert_true(contains(spat_ctx_error(c), "no pattern"));
+  spat_ctx_free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_version),
@@ -802,6 +917,8 @@ int main(void) {
       cmocka_unit_test(test_jit_matches_interp),
       cmocka_unit_test(test_concurrent_runs),
       cmocka_unit_test(test_disk_cache),
+      cmocka_unit_test(test_many_arguments),
+      cmocka_unit_test(test_bad_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
