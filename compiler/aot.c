@@ -282,9 +282,42 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
   return 0;
 }
 
+/* LLVM aborts on a CPU it does not know (and prints about it), and its C
+ * API cannot list them: --cpu takes one of these x86-64 names (LLVM's and
+ * gcc's -march spellings), or "native". */
+static const char *const x86_cpus[] = {
+    "x86-64",         "x86-64-v2",      "x86-64-v3",     "x86-64-v4",
+    "nehalem",        "westmere",       "sandybridge",   "ivybridge",
+    "haswell",        "broadwell",      "skylake",       "skylake-avx512",
+    "cascadelake",    "cooperlake",     "cannonlake",    "icelake-client",
+    "icelake-server", "tigerlake",      "alderlake",     "raptorlake",
+    "meteorlake",     "sapphirerapids", "emeraldrapids", "graniterapids",
+    "btver2",         "bdver4",         "znver1",        "znver2",
+    "znver3",         "znver4",
+};
+
+static int known_cpu(const char *triple, const char *cpu) {
+  if (strncmp(triple, "x86_64", 6) != 0) return 0;
+  for (size_t k = 0; k < sizeof x86_cpus / sizeof x86_cpus[0]; k++)
+    if (strcmp(cpu, x86_cpus[k]) == 0) return 1;
+  return 0;
+}
+
 static LLVMTargetMachineRef target_machine(const char *cpu_opt, char *err,
                                            size_t errlen) {
+  if (cpu_opt != NULL && strcmp(cpu_opt, "native") == 0) cpu_opt = NULL;
   char *triple = LLVMGetDefaultTargetTriple();
+  if (cpu_opt != NULL && !known_cpu(triple, cpu_opt)) {
+    char list[1024] = "";
+    size_t used = 0;
+    for (size_t k = 0; k < sizeof x86_cpus / sizeof x86_cpus[0]; k++)
+      used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+                               k ? ", " : "", x86_cpus[k]);
+    errorf(err, errlen, "unknown CPU '%s' for %s (known: native, %s)", cpu_opt,
+           triple, list);
+    LLVMDisposeMessage(triple);
+    return NULL;
+  }
   char *cpu = cpu_opt ? NULL : LLVMGetHostCPUName();
   char *feat = cpu_opt ? NULL : LLVMGetHostCPUFeatures();
   LLVMTargetRef T;

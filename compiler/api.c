@@ -574,12 +574,11 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
     if (aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0)
       k->cached = aot_cache_load(p, &ao, dir, k->externs, &k->desc,
                                  &k->sig.from_cache, err, sizeof err);
-    if (k->cached == NULL) {
-      kernel_destroy(k);
-      return fail(c, SPAT_EUNSUPPORTED, "kernel cache: %s", err);
+    if (k->cached != NULL) {
+      *out = k;
+      return SPAT_OK;
     }
-    *out = k;
-    return SPAT_OK;
+    /* an unusable cache (no directory, not writable): compile as without */
   }
   backend_opts bo = {o->D, o->threads};
   k->obj = be->compile(p, &bo, err, sizeof err);

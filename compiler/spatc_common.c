@@ -1,6 +1,6 @@
 /* spatc_common.c: option parsing, pattern loading and argument binding for
- * the spatc subcommands (spatc_common.h).  Everything here may print to
- * stderr; nothing exits. */
+ * the spatc subcommands (spatc_common.h); tensors and mask rows are in
+ * spatc_tensors.c.  Everything here may print to stderr; nothing exits. */
 #include "spatc_common.h"
 
 #include <dlfcn.h>
@@ -11,10 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <time.h>
-#include <unistd.h>
 
 typedef struct opt_info {
   const char *lng;
@@ -325,7 +322,7 @@ int sel_option(spatc_sel *s, const cli *c, int id) {
 /* ---- loading ---- */
 
 /* A readable regular file, else prints "spatc: error: PATH: reason". */
-static int check_file(const char *path) {
+int spatc_check_file(const char *path) {
   struct stat st;
   if (stat(path, &st) != 0)
     return spatc_error("%s: %s", path, strerror(errno));
@@ -338,7 +335,7 @@ static int check_file(const char *path) {
 
 int spatc_open(spatc_pat *sp, const char *path) {
   memset(sp, 0, sizeof *sp);
-  int rc = check_file(path);
+  int rc = spatc_check_file(path);
   if (rc) return rc;
   sp->d = diag_new();
   sp->a = arena_new();
@@ -398,7 +395,7 @@ void spatc_pat_free(spatc_pat *sp) {
 
 /* ---- binding run-time arguments ---- */
 
-static const char *dtype_name(npy_dtype t) {
+const char *spatc_dtype_name(npy_dtype t) {
   switch (t) {
   case NPY_F32: return "float32";
   case NPY_I32: return "int32";
@@ -476,7 +473,7 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
     b->inputs[idx] = NULL;
     char err[512];
     const char *path = s->inputs.value[k];
-    if (check_file(path)) {
+    if (spatc_check_file(path)) {
       bad = 1;
       continue;
     }
@@ -487,7 +484,7 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
     }
     if (arr->dtype != NPY_I32) {
       spatc_error("%s: input '%s' must be int32 ('<i4'), not %s", path,
-                  p->inputs[idx].name, dtype_name(arr->dtype));
+                  p->inputs[idx].name, spatc_dtype_name(arr->dtype));
       bad = 1;
     } else if (arr->ndim != 1 || arr->shape[0] != Lk) {
       spatc_error("%s: input '%s' must have shape (%" PRId64 ",) (one entry "
@@ -542,7 +539,7 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
       }
     }
   } else if (s->plugin) {
-    if (check_file(s->plugin)) bad = 1;
+    if (spatc_check_file(s->plugin)) bad = 1;
   }
   return bad ? SPATC_EUSER : 0;
 }
@@ -558,274 +555,6 @@ void spatc_bound_free(spatc_bound *b) {
   memset(b, 0, sizeof *b);
 }
 
-/* ---- tensors ---- */
-
-/* Stream t is splitmix64 (the spec's mix) started at mix(seed + t): draw n
- * is mix(s0 + n * golden), so any part of the stream can be computed
- * directly, and rows are filled by several threads with the same result.
- * Value e (logical order) takes draws 2e, 2e + 1: x1, x2 ->
- * u1 = ((x1 >> 11) + 1) 2^-53 in (0, 1], u2 = (x2 >> 11) 2^-53,
- * value = sqrt(-2 ln u1) cos(2 pi u2) (Box-Muller). */
-typedef struct randn_job {
-  const rt_tensor *t;
-  int64_t H, L, D, n_rows;     /* rows: (b, h, l) */
-  uint64_t s0;
-  atomic_llong next;           /* next block of rows */
-} randn_job;
-
-static void *randn_worker(void *arg) {
-  randn_job *j = arg;
-  const uint64_t golden = 0x9E3779B97F4A7C15ull;
-  const double two_pi = 6.283185307179586476925286766559;
-  const int64_t block = 256;
-  for (;;) {
-    int64_t r0 = (int64_t)atomic_fetch_add(&j->next, block);
-    if (r0 >= j->n_rows) break;
-    int64_t r1 = r0 + block < j->n_rows ? r0 + block : j->n_rows;
-    for (int64_t row = r0; row < r1; row++) {
-      int64_t b = row / (j->H * j->L), h = row / j->L % j->H, l = row % j->L;
-      float *out = j->t->data + b * j->t->sb + h * j->t->sh + l * j->t->sl;
-      uint64_t st = j->s0 + (uint64_t)(2 * row * j->D) * golden;
-      for (int64_t d = 0; d < j->D; d++) {
-        uint64_t x1 = ir_mix(st);
-        st += golden;
-        uint64_t x2 = ir_mix(st);
-        st += golden;
-        double u1 = ((double)(x1 >> 11) + 1.0) * 0x1p-53;
-        double u2 = (double)(x2 >> 11) * 0x1p-53;
-        out[d] = (float)(sqrt(-2.0 * log(u1)) * cos(two_pi * u2));
-      }
-    }
-  }
-  return NULL;
-}
-
-void spatc_randn(const rt_tensor *t, int64_t B, int64_t H, int64_t L,
-                 int64_t D, uint64_t seed, int stream) {
-  randn_job j = {.t = t, .H = H, .L = L, .D = D, .n_rows = B * H * L,
-                 .s0 = ir_mix(seed + (uint64_t)stream)};
-  atomic_init(&j.next, 0);
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  int threads = n < 1 ? 1 : n > 64 ? 64 : (int)n;
-  if (j.n_rows * D < (1 << 16)) threads = 1;
-  pthread_t tid[64];
-  int started = 0;
-  for (int k = 1; k < threads; k++)
-    if (pthread_create(&tid[started], NULL, randn_worker, &j) == 0) started++;
-  randn_worker(&j);
-  for (int k = 0; k < started; k++) pthread_join(tid[k], NULL);
-}
-
-int spatc_read_f32(const char *what, const char *path, int ndim,
-                   npy_array *out) {
-  memset(out, 0, sizeof *out);
-  int rc = check_file(path);
-  if (rc) return rc;
-  char err[512];
-  if (npy_read(path, out, err, sizeof err) != 0) return spatc_lib_error(err);
-  if (out->dtype != NPY_F32) {
-    spatc_error("%s: %s must be float32 ('<f4'), not %s", path, what,
-                dtype_name(out->dtype));
-    npy_free(out);
-    return SPATC_EUSER;
-  }
-  if (out->ndim != ndim) {
-    spatc_error("%s: %s must have %d dimensions, not %d", path, what, ndim,
-                out->ndim);
-    npy_free(out);
-    return SPATC_EUSER;
-  }
-  return 0;
-}
-
-/* ---- sizes and tensors ---- */
-
-void shape_init(spatc_shape *s) {
-  memset(s, 0, sizeof *s);
-  s->head = -1;
-}
-
-int shape_option(spatc_shape *s, const cli *c, int id) {
-  int64_t v;
-  switch (id) {
-  case OPT_BATCH: if (!cli_int(c, 1, 1 << 16, &v)) return -1; s->B = v; return 1;
-  case OPT_HEADS: if (!cli_int(c, 1, 1 << 16, &v)) return -1; s->H = v; return 1;
-  case OPT_KVHEADS: if (!cli_int(c, 1, 1 << 16, &v)) return -1; s->Hkv = v; return 1;
-  case OPT_LQ: if (!cli_int(c, 1, 1 << 30, &v)) return -1; s->Lq = v; return 1;
-  case OPT_LK: if (!cli_int(c, 1, 1 << 30, &v)) return -1; s->Lk = v; return 1;
-  case OPT_LEN: if (!cli_int(c, 1, 1 << 30, &v)) return -1; s->L = v; return 1;
-  case OPT_DIM: if (!cli_int(c, 1, 1 << 16, &v)) return -1; s->D = v; return 1;
-  case OPT_HEAD: if (!cli_int(c, 0, 1 << 16, &v)) return -1; s->head = v; return 1;
-  case OPT_SEED:
-    if (!cli_int(c, INT64_MIN, INT64_MAX, &v)) return -1;
-    s->seeded = true;
-    s->seed = (uint64_t)v;
-    return 1;
-  case OPT_Q: s->q = c->arg; return 1;
-  case OPT_K: s->k = c->arg; return 1;
-  case OPT_V: s->v = c->arg; return 1;
-  case OPT_LAYOUT:
-    if (strcmp(c->arg, "bhld") == 0) s->layout = 0;
-    else if (strcmp(c->arg, "blhd") == 0) s->layout = 1;
-    else {
-      cli_usage_error(c, "--layout: expected bhld or blhd, got '%s'", c->arg);
-      return -1;
-    }
-    return 1;
-  default: return 0;
-  }
-}
-
-static bool mul_ok(int64_t a, int64_t b, int64_t *out) {
-  return !__builtin_mul_overflow(a, b, out);
-}
-
-/* Elements of [n0, n1, n2, n3] as a byte-size-safe count, or -1. */
-static int64_t count4(int64_t n0, int64_t n1, int64_t n2, int64_t n3) {
-  int64_t x;
-  if (!mul_ok(n0, n1, &x) || !mul_ok(x, n2, &x) || !mul_ok(x, n3, &x) ||
-      x > INT64_MAX / 8)
-    return -1;
-  return x;
-}
-
-static void shape_text(const npy_array *a, char *buf, size_t n) {
-  size_t u = (size_t)snprintf(buf, n, "(");
-  for (int d = 0; d < a->ndim && u < n; d++)
-    u += (size_t)snprintf(buf + u, n - u, d ? ", %" PRId64 : "%" PRId64,
-                          a->shape[d]);
-  if (u < n) snprintf(buf + u, n - u, a->ndim == 1 ? ",)" : ")");
-}
-
-/* An option given on the command line must agree with the files. */
-static bool agree(const char *path, const npy_array *f, const char *what,
-                  int64_t from_file, int64_t given, const char *opt) {
-  if (given == 0 || given == from_file) return true;
-  char sh[128];
-  shape_text(f, sh, sizeof sh);
-  spatc_error("%s: shape %s gives %s = %" PRId64 ", but %s %" PRId64, path, sh,
-              what, from_file, opt, given);
-  return false;
-}
-
-static int qkv_from_files(spatc_qkv *t, rt_args *a, const spatc_shape *s,
-                          const cli *c, int need) {
-  int n = need == QKV_QKV ? 3 : 2;
-  const char *path[3] = {s->q, s->k, s->v};
-  static const char *const what[3] = {"q", "k", "v"};
-  if (!s->q || !s->k || (n == 3 && !s->v))
-    return cli_usage_error(c, n == 3 ? "give all of --q, --k and --v"
-                                     : "give both --q and --k");
-  for (int x = 0; x < n; x++) {
-    int rc = spatc_read_f32(what[x], path[x], 4, &t->file[x]);
-    if (rc) return rc;
-    t->mem[x] = t->file[x].data;
-  }
-  const int64_t *q = t->file[0].shape, *k = t->file[1].shape;
-  int ax_l = s->layout == 0 ? 2 : 1, ax_h = s->layout == 0 ? 1 : 2;
-  const char *lay = s->layout == 0 ? "[B, H, L, D]" : "[B, L, H, D]";
-  a->B = q[0];
-  a->H = q[ax_h];
-  a->Lq = q[ax_l];
-  a->D = q[3];
-  a->Hkv = k[ax_h];
-  a->Lk = k[ax_l];
-  for (int x = 0; x < n; x++)
-    for (int d = 0; d < 4; d++)
-      if (t->file[x].shape[d] < 1) {
-        char sh[128];
-        shape_text(&t->file[x], sh, sizeof sh);
-        return spatc_error("%s: %s has an empty axis: shape %s", path[x],
-                           what[x], sh);
-      }
-  if (k[0] != a->B || k[3] != a->D) {
-    char sq[128], sk[128];
-    shape_text(&t->file[0], sq, sizeof sq);
-    shape_text(&t->file[1], sk, sizeof sk);
-    return spatc_error("%s: k has shape %s, which does not fit q %s (layout "
-                       "%s: batch and head dimension must agree)",
-                       s->k, sk, sq, lay);
-  }
-  if (a->H % a->Hkv != 0)
-    return spatc_error("%s: %" PRId64 " key/value heads do not divide the %"
-                       PRId64 " query heads of %s (layout %s)",
-                       s->k, a->Hkv, a->H, s->q, lay);
-  if (n == 3)
-    for (int d = 0; d < 4; d++)
-      if (t->file[2].shape[d] != k[d]) {
-        char sk[128], sv[128];
-        shape_text(&t->file[1], sk, sizeof sk);
-        shape_text(&t->file[2], sv, sizeof sv);
-        return spatc_error("%s: v has shape %s, k has %s: they must agree",
-                           s->v, sv, sk);
-      }
-  const npy_array *fq = &t->file[0], *fk = &t->file[1];
-  int64_t lk_given = s->Lk ? s->Lk : s->L;
-  int64_t lq_given = s->Lq ? s->Lq : s->L;
-  if (!agree(s->q, fq, "B", a->B, s->B, "--batch") ||
-      !agree(s->q, fq, "H", a->H, s->H, "--heads") ||
-      !agree(s->q, fq, "Lq", a->Lq, lq_given, s->Lq ? "--lq" : "--len") ||
-      !agree(s->q, fq, "D", a->D, s->D, "--dim") ||
-      !agree(s->k, fk, "Hkv", a->Hkv, s->Hkv, "--kv-heads") ||
-      !agree(s->k, fk, "Lk", a->Lk, lk_given, s->Lk ? "--lk" : "--len"))
-    return SPATC_EUSER;
-  rt_tensor *ts[3] = {&a->q, &a->k, &a->v};
-  for (int x = 0; x < n; x++) {
-    ts[x]->data = t->mem[x];
-    rt_tensor_strides(ts[x], s->layout, x ? a->Hkv : a->H, x ? a->Lk : a->Lq,
-                      a->D);
-  }
-  return 0;
-}
-
-int spatc_qkv_setup(spatc_qkv *t, rt_args *a, const spatc_shape *s,
-                    const cli *c, int need) {
-  memset(t, 0, sizeof *t);
-  bool files = s->q || s->k || s->v;
-  if (files && s->seeded)
-    return cli_usage_error(c, "--seed and --q/--k/--v exclude each other");
-  if (files) return qkv_from_files(t, a, s, c, need ? need : QKV_QK);
-  a->Lq = s->Lq ? s->Lq : s->L;
-  a->Lk = s->Lk ? s->Lk : s->L ? s->L : a->Lq;
-  if (!a->Lq) return cli_usage_error(c, "give the size: --lq N or --len N");
-  a->B = s->B ? s->B : 1;
-  a->H = s->H ? s->H : 1;
-  a->Hkv = s->Hkv ? s->Hkv : a->H;
-  a->D = s->D ? s->D : 64;
-  if (a->H % a->Hkv != 0)
-    return cli_usage_error(c, "--kv-heads %" PRId64 " does not divide --heads "
-                              "%" PRId64, a->Hkv, a->H);
-  if (need == QKV_SIZES) return 0;
-  if (!s->seeded)
-    return cli_usage_error(c, need == QKV_QKV
-                                  ? "give --q, --k and --v, or --seed S"
-                                  : "give --q and --k, or --seed S");
-  int n = need == QKV_QKV ? 3 : 2;
-  rt_tensor *ts[3] = {&a->q, &a->k, &a->v};
-  for (int x = 0; x < n; x++) {
-    int64_t H = x ? a->Hkv : a->H, L = x ? a->Lk : a->Lq;
-    int64_t cnt = count4(a->B, H, L, a->D);
-    if (cnt < 0 || (uint64_t)cnt > SIZE_MAX / sizeof(float))
-      return spatc_error("tensor of %" PRId64 " x %" PRId64 " x %" PRId64
-                         " x %" PRId64 " floats is too large",
-                         a->B, H, L, a->D);
-    t->mem[x] = spatc_xmalloc((size_t)cnt * sizeof(float));
-    if (!t->mem[x]) return SPATC_EUSER;
-    ts[x]->data = t->mem[x];
-    rt_tensor_strides(ts[x], s->layout, H, L, a->D);
-    spatc_randn(ts[x], a->B, H, L, a->D, s->seed, x);
-  }
-  return 0;
-}
-
-void spatc_qkv_free(spatc_qkv *t) {
-  for (int x = 0; x < 3; x++) {
-    if (t->file[x].data) npy_free(&t->file[x]);
-    else free(t->mem[x]);
-  }
-  memset(t, 0, sizeof *t);
-}
-
 const char *spatc_pattern_title(const ir_program *p) {
   if (p->n_params == 0) return p->name;
   size_t cap = strlen(p->name) + 4;
@@ -838,125 +567,4 @@ const char *spatc_pattern_title(const ir_program *p) {
                           p->params[k].name, p->params[k].value);
   snprintf(buf + u, cap - u, ")");
   return buf;
-}
-
-/* ---- mask rows ---- */
-
-int spatc_rows_open(spatc_rows *r, const spatc_sel *sel,
-                    const spatc_shape *sh, const cli *c) {
-  memset(r, 0, sizeof *r);
-  int rc = spatc_load(&r->pat, sel);
-  if (rc) return rc;
-  const ir_program *p = r->pat.p;
-  bool topk = ir_is_data_dependent(p);
-  if (topk && !sh->seeded && !sh->q && !sh->k)
-    return spatc_error("pattern '%s' uses topk, so its mask depends on q and "
-                       "k: give --seed S (random q, k) or --q/--k FILE.npy",
-                       p->name);
-  rc = spatc_qkv_setup(&r->qkv, &r->a, sh, c, topk ? QKV_QK : QKV_SIZES);
-  if (rc) return rc;
-  if (sh->head >= r->a.H)
-    return cli_usage_error(c, "--head %" PRId64 " is out of range: there %s %"
-                              PRId64 " head%s",
-                           sh->head, r->a.H == 1 ? "is" : "are", r->a.H,
-                           r->a.H == 1 ? "" : "s");
-  r->h0 = sh->head >= 0 ? sh->head : 0;
-  r->h1 = sh->head >= 0 ? sh->head + 1 : r->a.H;
-  rc = spatc_bind(&r->bound, p, sel, r->a.Lk);
-  if (rc) return rc;
-  r->a.runtime = r->bound.runtime;
-  r->a.inputs = r->bound.inputs;
-  r->a.externs = r->bound.externs;
-  r->a.threads = 1;
-  return 0;
-}
-
-int spatc_rows_get(spatc_rows *r, int64_t h, int64_t row, uint8_t *out) {
-  char err[1024] = "";
-  rt_status st = interp_mask_row(r->pat.p, &r->a, 0, h, row, out, err,
-                                 sizeof err);
-  if (st != RT_OK) return spatc_lib_error(err);
-  return 0;
-}
-
-int spatc_rows_get_n(spatc_rows *r, int64_t h, int64_t r0, int64_t n,
-                     uint8_t *out) {
-  char err[1024] = "";
-  rt_status st = interp_mask_rows(r->pat.p, &r->a, 0, h, r0, n, out, err,
-                                  sizeof err);
-  if (st != RT_OK) return spatc_lib_error(err);
-  return 0;
-}
-
-typedef struct rows_job {
-  spatc_rows *r;
-  spatc_rows_fn fn;
-  void *ctx;
-  int64_t chunk, per_head, n_chunks;
-  atomic_llong next;          /* next chunk to hand out */
-  atomic_llong first_err;     /* lowest failing chunk; n_chunks if none */
-  pthread_mutex_t lock;
-  char err[1024];             /* the message of first_err */
-} rows_job;
-
-static void *rows_worker(void *arg) {
-  rows_job *j = arg;
-  spatc_rows *r = j->r;
-  uint8_t *buf = malloc((size_t)(j->chunk * r->a.Lk));
-  for (;;) {
-    long long c = atomic_fetch_add(&j->next, 1);
-    if (c >= j->n_chunks || c > atomic_load(&j->first_err)) break;
-    int64_t h = r->h0 + c / j->per_head, r0 = c % j->per_head * j->chunk;
-    int64_t n = r->a.Lq - r0 < j->chunk ? r->a.Lq - r0 : j->chunk;
-    char err[1024] = "out of memory";
-    rt_status st = buf ? interp_mask_rows(r->pat.p, &r->a, 0, h, r0, n, buf,
-                                          err, sizeof err)
-                       : RT_ENOMEM;
-    if (st == RT_OK) {
-      j->fn(j->ctx, h, r0, n, buf);
-      continue;
-    }
-    pthread_mutex_lock(&j->lock);
-    if (c < atomic_load(&j->first_err)) {
-      atomic_store(&j->first_err, c);
-      snprintf(j->err, sizeof j->err, "%s", err);
-    }
-    pthread_mutex_unlock(&j->lock);
-    break;
-  }
-  free(buf);
-  return NULL;
-}
-
-int spatc_rows_each(spatc_rows *r, int threads, spatc_rows_fn fn, void *ctx) {
-  int64_t Lk = r->a.Lk, Lq = r->a.Lq;
-  rows_job j = {.r = r, .fn = fn, .ctx = ctx};
-  j.chunk = (1 << 20) / Lk;       /* about 1 MiB of rows per hand-out */
-  j.chunk = j.chunk < 1 ? 1 : j.chunk > 64 ? 64 : j.chunk;
-  j.per_head = (Lq + j.chunk - 1) / j.chunk;
-  j.n_chunks = j.per_head * (r->h1 - r->h0);
-  atomic_init(&j.next, 0);
-  atomic_init(&j.first_err, j.n_chunks);
-  pthread_mutex_init(&j.lock, NULL);
-  if (threads <= 0) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    threads = n > 0 ? (int)n : 1;
-  }
-  if (threads > 256) threads = 256;
-  if (threads > j.n_chunks) threads = (int)j.n_chunks;
-  pthread_t tid[256];
-  int started = 0;
-  for (int t = 1; t < threads; t++)
-    if (pthread_create(&tid[started], NULL, rows_worker, &j) == 0) started++;
-  rows_worker(&j);
-  for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
-  pthread_mutex_destroy(&j.lock);
-  if (atomic_load(&j.first_err) < j.n_chunks) return spatc_lib_error(j.err);
-  return 0;
-}
-
-void spatc_rows_close(spatc_rows *r) {
-  spatc_bound_free(&r->bound);
-  spatc_qkv_free(&r->qkv);
-  spatc_pat_free(&r->pat);
 }

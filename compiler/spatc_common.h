@@ -6,7 +6,8 @@
  * binding its run-time arguments (--runtime, --input, --plugin), the seeded
  * random tensors, and printing errors.  Only the driver prints; every
  * function here that fails has already written its message to stderr and
- * returns the exit status to use.
+ * returns the exit status to use.  Implemented in spatc_common.c (command
+ * line, loading, binding) and spatc_tensors.c (sizes, tensors, mask rows).
  */
 #ifndef SPAT_SPATC_COMMON_H
 #define SPAT_SPATC_COMMON_H
@@ -237,6 +238,10 @@ void spatc_randn(const rt_tensor *t, int64_t B, int64_t H, int64_t L,
 /* Reads a float32 npy of ndim dims; 0 or 1 after printing. */
 int spatc_read_f32(const char *what, const char *path, int ndim,
                    npy_array *out);
+
+/* 0 for a readable regular file, else 1 after "spatc: error: PATH: why". */
+int spatc_check_file(const char *path);
+const char *spatc_dtype_name(npy_dtype t);   /* "float32", ... */
 
 double spatc_now_ms(void);
 void *spatc_xmalloc(size_t n);   /* NULL after printing "out of memory" */

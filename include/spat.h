@@ -164,7 +164,9 @@ typedef struct spat_compile_options {
   spat_backend backend;
   /* JIT only, nonzero: keep the compiled kernel in the disk cache
    * ($XDG_CACHE_HOME/spatc, else ~/.cache/spatc) and reuse it when the same
-   * pattern, parameters and options are compiled again on this CPU. */
+   * pattern, parameters and options are compiled again on this CPU.  When
+   * the cache cannot be used (e.g. a read-only directory), the kernel is
+   * compiled as without it (signature's from_cache 0). */
   int cache;
 } spat_compile_options;
 

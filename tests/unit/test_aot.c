@@ -139,6 +139,13 @@ static void test_emit_errors(void **state) {
   assert_int_equal(aot_emit(p, &o, obj, NULL, err, sizeof err), -1);
   assert_non_null(strstr(err, "head dimension 7"));
   o.D = 64;
+  o.cpu = "nosuchcpu"; /* LLVM itself would abort */
+  assert_int_equal(aot_emit(p, &o, obj, NULL, err, sizeof err), -1);
+  assert_non_null(strstr(err, "unknown CPU 'nosuchcpu'"));
+  o.cpu = "x86-64-v2";
+  assert_int_equal(aot_emit(p, &o, obj, NULL, err, sizeof err), 0);
+  assert_int_equal(access(obj, F_OK), 0);
+  o.cpu = NULL;
   assert_int_equal(
       aot_emit(p, &o, "/nonexistent/dir/x.o", NULL, err, sizeof err), -1);
   assert_non_null(strstr(err, "/nonexistent/dir/x.o"));

@@ -772,6 +772,18 @@ static void test_disk_cache(void **state) {
   assert_int_equal(count_files(sub, ".o"), 2);
   spat_kernel_free(k);
 
+  /* An unusable cache directory: compiled as without the cache. */
+  char file[128];
+  snprintf(file, sizeof file, "%s/afile", dir);
+  FILE *fp = fopen(file, "w");
+  assert_non_null(fp);
+  fclose(fp);
+  setenv("XDG_CACHE_HOME", file, 1); /* a file, not a directory */
+  k = cached_kernel(p, c);
+  assert_int_equal(spat_kernel_signature(k)->from_cache, 0);
+  check_docs_run(k, 2);
+  spat_kernel_free(k);
+
   spat_pattern_free(p);
   spat_ctx_free(c);
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
