@@ -43,6 +43,7 @@ typedef struct ev {
   int gi;
   bool in_try;                    /* inside a where region (WTRY) */
   int64_t vi, vj;                 /* i and j inside a JPRED/IPRED body */
+  bool in_body;                   /* running such a body (no nesting) */
   int64_t try_pc, try_lsp;        /* where to resume, list stack to keep */
   int try_isp;
   char *err;
@@ -372,13 +373,29 @@ ovf:
   return fail(e, "integer overflow in '%s'", text[op - PLAN_IADD]);
 }
 
-/* Runs from pc until END (0) or an error (-1). */
+static int64_t body_value(ev *e, int64_t body);
+
+static const int operands[PLAN_N_OPS] = {
+#define X(name, n, text) n,
+    PLAN_OPS(X)
+#undef X
+};
+
+/* Runs from pc until END (0), RET (2, ending a JPRED/IPRED body) or an
+ * error (-1). */
 static int64_t exec(ev *e, int64_t pc) {
   const int64_t *P = e->plan;
   int64_t size = P[PLAN_W_SIZE];
   for (;;) {
     if (pc < PLAN_HDR || pc >= size) return fail(e, "tile plan: bad jump %lld", (long long)pc);
     int64_t op = P[pc++], a, b, s;
+    if (op < 0 || op >= PLAN_N_OPS || pc + operands[op] > size)
+      return fail(e, "tile plan: bad instruction at %lld", (long long)(pc - 1));
+    /* jumps go forward only, so every plan terminates */
+    if ((op == PLAN_JMP || op == PLAN_JZ || op == PLAN_JZ0 || op == PLAN_JNZ1 ||
+         op == PLAN_JEMPTY || op == PLAN_JALL || op == PLAN_WTRY) &&
+        (pc >= size || P[pc] <= pc))
+      return fail(e, "tile plan: bad jump at %lld", (long long)pc);
     gran *g = &e->g[e->gi];
     switch (op) {
     case PLAN_END:
@@ -583,8 +600,11 @@ static int64_t exec(ev *e, int64_t pc) {
     case PLAN_PJPRED:
     case PLAN_PIPRED: {
       int64_t body = pc + 1, len = P[pc];
+      if (e->in_body || len < 1 || len >= size - body)
+        return fail(e, "tile plan: bad code");
       pc = body + len;
       if ((s = push_list(e)) < 0) return -1;
+      e->in_body = true;
       plan_span *L = slot(e, s);
       if (op == PLAN_PJPRED) {
         int64_t run0 = -1;
@@ -592,7 +612,7 @@ static int64_t exec(ev *e, int64_t pc) {
           bool in = false;
           if (j < g->Lk) {
             e->vj = j;
-            if (exec(e, body) != 2 || !ipop(e, &a)) return -1;
+            if ((a = body_value(e, body)) == -1) return -1;
             in = a != 0;
           }
           if (in && run0 < 0) run0 = j;
@@ -602,12 +622,13 @@ static int64_t exec(ev *e, int64_t pc) {
         int64_t yes = 0;
         for (int64_t i = g->i0; i < g->i1; i++) {
           e->vi = i;
-          if (exec(e, body) != 2 || !ipop(e, &a)) return -1;
+          if ((a = body_value(e, body)) == -1) return -1;
           yes += a != 0;
         }
         put_clip(e, L, &e->n[s], 0, g->Lk,
                  yes == 0 ? K_NONE : yes == g->i1 - g->i0 ? K_FULL : K_PART);
       }
+      e->in_body = false;
       break;
     }
     case PLAN_WTRY:
@@ -675,6 +696,14 @@ static int64_t exec(ev *e, int64_t pc) {
   }
 }
 
+/* Runs a JPRED/IPRED body: 0 or 1, or -1 on an error. */
+static int64_t body_value(ev *e, int64_t body) {
+  int64_t rc = exec(e, body), v;
+  if (rc == -1) return -1;
+  if (rc != 2 || !ipop(e, &v)) return fail(e, "tile plan: bad code");
+  return v != 0;
+}
+
 /* exec, resuming after an error inside a where region with PARTIAL over
  * every key for the whole predicate. */
 static int64_t run(ev *e) {
@@ -682,7 +711,7 @@ static int64_t run(ev *e) {
   for (;;) {
     if (exec(e, pc) == 0) return 0;
     if (!e->in_try) return -1;
-    e->in_try = false;
+    e->in_try = false, e->in_body = false;
     e->isp = e->try_isp, e->lsp = e->try_lsp;
     int64_t s = push_list(e);
     if (s < 0) return -1;
@@ -713,7 +742,7 @@ int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
   int64_t off = env->Lq <= env->Lk ? env->Lk - env->Lq : 0;
   e.plan = plan, e.env = env, e.cap = cap_l, e.depth = depth;
   e.slots = scratch, e.tmp = scratch + depth * cap_l, e.n = counts;
-  e.lsp = 0, e.isp = 0, e.gi = 0, e.in_try = false;
+  e.lsp = 0, e.isp = 0, e.gi = 0, e.in_try = false, e.in_body = false;
   e.g[0] = (gran){.i0 = r0 + off, .i1 = r1 + off, .Lq = env->Lq,
                   .Lk = env->Lk, .b = 1};
   if (run(&e) < 0) return -1;

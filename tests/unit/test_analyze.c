@@ -21,6 +21,9 @@
 #include "interp.h"
 #include "ir.h"
 #include "plan.h"
+#include "plan_ops.h"
+
+#define PLAN_HDR_WORDS PLAN_HDR
 
 #include "gen_ir.h"
 
@@ -599,6 +602,40 @@ static void test_where_atoms(void **state) {
   arena_free(g.a);
 }
 
+/* Damaged plans (random words changed) give -1 or some spans, never a
+ * crash, a hang or an out-of-bounds access (run under make asan). */
+static void test_damaged_plans(void **state) {
+  (void)state;
+  gen g = {.rng = 0xbadc0de};
+  int32_t doc[64] = {0};
+  const int32_t *ins[1] = {doc};
+  int64_t rt[2] = {2, 3};
+  plan_env env = {.h = 1, .H = 2, .Lq = 64, .Lk = 64, .runtime = rt, .inputs = ins};
+  int n_err = 0, n_ok = 0;
+  for (int n = 0; n < 400; n++) {
+    g.a = arena_new();
+    ir_program *p = program(g.a, gen_pat(&g, (int)rndi(&g, 1, 4)));
+    char err[256];
+    int64_t *plan = an_build(p, err, sizeof err);
+    assert_non_null(plan);
+    int64_t words = plan_words(plan);
+    int64_t *bad = malloc(sizeof *bad * (size_t)words);
+    for (int k = 0; k < 20; k++) {
+      memcpy(bad, plan, sizeof *bad * (size_t)words);
+      int64_t at = rndi(&g, PLAN_HDR_WORDS, words - 1); /* the header is trusted */
+      bad[at] = rndi(&g, 0, 3) ? rndi(&g, -3, 80) : (int64_t)rnd(&g);
+      plan_span sp[64];
+      int64_t r = plan_tiles(bad, &env, 0, rndi(&g, 1, 64), sp, 64, err, sizeof err);
+      assert_true(r >= -1);
+      if (r < 0) n_err++;
+      else n_ok++;
+    }
+    free(bad);
+    arena_free(g.a);
+  }
+  assert_true(n_err > 0 && n_ok > 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_window_independent_of_length),
@@ -609,6 +646,7 @@ int main(void) {
       cmocka_unit_test(test_runtime_errors),
       cmocka_unit_test(test_capacity_squeeze),
       cmocka_unit_test(test_where_atoms),
+      cmocka_unit_test(test_damaged_plans),
       cmocka_unit_test(test_random_programs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
