@@ -1124,64 +1124,54 @@ static void vzero(cg *g, LLVMValueRef *a, int n, double v) {
   for (int x = 0; x < n; x++) LLVMBuildStore(g->B, vsplat(g, v), a[x]);
 }
 
-/* Q.K^T for keys [j, j + jb) of every row: st[j][row] = dot(q_row, k_j). */
-static void qk_block(cg *g, LLVMValueRef qt, LLVMValueRef k, LLVMValueRef sk,
-                     LLVMValueRef st, LLVMValueRef j, int jb,
-                     LLVMValueRef *accs, LLVMValueRef last) {
+/* Q.K^T for keys [j, j + jb) of every row, written out already scaled by
+ * c and masked (-inf where the key word's row bit is 0, or past ncols):
+ * st[j][row] = c * dot(q_row, k_j); the column max goes into mloc. */
+typedef struct tile_io {
+  LLVMValueRef qt, k, sk, st, mk, ncols, cv, *mloc, *accs;
+} tile_io;
+
+static void qk_block(cg *g, const tile_io *io, LLVMValueRef j, int jb) {
   LLVMBuilderRef B = g->B;
-  vzero(g, accs, jb * NV, 0.0);
-  LLVMValueRef krow[8];
-  for (int jj = 0; jj < jb; jj++)  /* keys past the tile repeat the last one */
-    krow[jj] = gep(g, g->f32, k,
-                   LLVMBuildMul(B, smin(g, LLVMBuildAdd(B, j, ci64(g, jj), ""), last),
-                                sk, ""));
+  LLVMValueRef last = LLVMBuildSub(B, io->ncols, ci64(g, 1), "");
+  vzero(g, io->accs, jb * NV, 0.0);
+  LLVMValueRef krow[8], key[8];
+  for (int jj = 0; jj < jb; jj++) {  /* keys past the tile repeat the last */
+    key[jj] = LLVMBuildAdd(B, j, ci64(g, jj), "");
+    krow[jj] = gep(g, g->f32, io->k,
+                   LLVMBuildMul(B, smin(g, key[jj], last), io->sk, ""));
+  }
   loop ld;
   LLVMValueRef d = loop_begin(g, &ld, ci64(g, 0), ci64(g, g->D), 1);
   LLVMValueRef qv[NV];
-  LLVMValueRef qrow = gep(g, g->f32, qt, LLVMBuildMul(B, d, ci64(g, KR_BQ), ""));
+  LLVMValueRef qrow = gep(g, g->f32, io->qt, LLVMBuildMul(B, d, ci64(g, KR_BQ), ""));
   for (int rv = 0; rv < NV; rv++) qv[rv] = vload(g, qrow, ci64(g, rv * 16));
   for (int jj = 0; jj < jb; jj++) {
     LLVMValueRef ks = splat(
         g, LLVMBuildLoad2(B, g->f32, gep(g, g->f32, krow[jj], d), ""));
     for (int rv = 0; rv < NV; rv++) {
-      LLVMValueRef a = accs[jj * NV + rv];
+      LLVMValueRef a = io->accs[jj * NV + rv];
       LLVMBuildStore(B, fma16(g, ks, qv[rv], vld(g, a)), a);
     }
   }
   loop_end(g, &ld);
-  for (int jj = 0; jj < jb; jj++)
-    for (int rv = 0; rv < NV; rv++)
-      vstore(g, vld(g, accs[jj * NV + rv]), st,
-             LLVMBuildAdd(B,
-                          LLVMBuildMul(B, LLVMBuildAdd(B, j, ci64(g, jj), ""),
-                                       ci64(g, KR_BQ), ""),
-                          ci64(g, rv * 16), ""));
-}
-
-/* pass B of the tile: st = st * c (masked: -inf where maskt is 0), and the
- * running column max in mloc. */
-static void scale_mask_max(cg *g, LLVMValueRef st, LLVMValueRef maskt,
-                           LLVMValueRef ncols, LLVMValueRef cv,
-                           LLVMValueRef *mloc, int masked) {
-  LLVMBuilderRef B = g->B;
   LLVMValueRef ninf = vsplat(g, -1.0 / 0.0);
-  loop la;
-  LLVMValueRef j = loop_begin(g, &la, ci64(g, 0), ncols, 1);
-  for (int rv = 0; rv < NV; rv++) {
-    LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, j, ci64(g, KR_BQ), ""),
-                                    ci64(g, rv * 16), "");
-    LLVMValueRef s = LLVMBuildFMul(B, vload(g, st, idx), cv, "");
-    if (masked) {  /* bits 16 rv .. 16 rv + 15 of key j's row word */
-      LLVMValueRef w = LLVMBuildLoad2(B, g->i64, gep(g, g->i64, maskt, j), "");
-      LLVMValueRef m16 = LLVMBuildTrunc(
-          B, LLVMBuildLShr(B, w, ci64(g, 16 * rv), ""),
-          LLVMInt16TypeInContext(g->C), "");
-      s = LLVMBuildSelect(B, LLVMBuildBitCast(B, m16, g->vi1, ""), s, ninf, "");
+  for (int jj = 0; jj < jb; jj++) {
+    LLVMValueRef w = LLVMBuildLoad2(
+        B, g->i64, gep(g, g->i64, io->mk, smin(g, key[jj], last)), "");
+    w = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, key[jj], io->ncols, ""),
+                        w, ci64(g, 0), "");
+    for (int rv = 0; rv < NV; rv++) {
+      LLVMValueRef m16 = LLVMBuildTrunc(B, LLVMBuildLShr(B, w, ci64(g, 16 * rv), ""),
+                                        LLVMInt16TypeInContext(g->C), "");
+      LLVMValueRef sv = LLVMBuildFMul(B, vld(g, io->accs[jj * NV + rv]), io->cv, "");
+      sv = LLVMBuildSelect(B, LLVMBuildBitCast(B, m16, g->vi1, ""), sv, ninf, "");
+      LLVMBuildStore(B, vmax(g, sv, vld(g, io->mloc[rv])), io->mloc[rv]);
+      vstore(g, sv, io->st,
+             LLVMBuildAdd(B, LLVMBuildMul(B, key[jj], ci64(g, KR_BQ), ""),
+                          ci64(g, rv * 16), ""));
     }
-    vstore(g, s, st, idx);
-    LLVMBuildStore(B, vmax(g, s, vld(g, mloc[rv])), mloc[rv]);
   }
-  loop_end(g, &la);
 }
 
 static void build_tile_fn(cg *g) {
@@ -1204,20 +1194,6 @@ static void build_tile_fn(cg *g) {
   LLVMValueRef accs[4 * NV];
   for (int x = 0; x < JB * NV; x++) accs[x] = alloca_t(g, g->vf, "s");
 
-  /* pass A: S^T = K Q^T, 4 keys at a time (KR_BK is a multiple of 4: the
-   * scores of keys past ncols land in st's spare rows, unused) */
-  loop la;
-  LLVMValueRef j = loop_begin(g, &la, ci64(g, 0), ncols, JB);
-  qk_block(g, qt, k, sk, st, j, JB, accs,
-           LLVMBuildSub(B, ncols, ci64(g, 1), ""));
-  loop_end(g, &la);
-
-  /* pass B: scale, mask, row max */
-  LLVMValueRef mloc[NV];
-  for (int rv = 0; rv < NV; rv++) mloc[rv] = alloca_t(g, g->vf, "mloc");
-  vzero(g, mloc, NV, -1.0 / 0.0);
-  LLVMValueRef cv = splat(g, c);
-  LLVMValueRef ninf = vsplat(g, -1.0 / 0.0);
   /* maskt NULL: every key allowed, read from a constant of all-ones words */
   LLVMTypeRef ones_t = LLVMArrayType(g->i64, KR_BK);
   LLVMValueRef ones = LLVMGetNamedGlobal(g->M, "spat_ones");
@@ -1230,8 +1206,21 @@ static void build_tile_fn(cg *g) {
     LLVMSetLinkage(ones, LLVMPrivateLinkage);
     LLVMSetAlignment(ones, 64);
   }
-  LLVMValueRef mk = LLVMBuildSelect(B, LLVMBuildIsNull(B, maskt, ""), ones, maskt, "");
-  scale_mask_max(g, st, mk, ncols, cv, mloc, 1);
+  LLVMValueRef mloc[NV];
+  for (int rv = 0; rv < NV; rv++) mloc[rv] = alloca_t(g, g->vf, "mloc");
+  vzero(g, mloc, NV, -1.0 / 0.0);
+  LLVMValueRef ninf = vsplat(g, -1.0 / 0.0);
+  tile_io io = {qt, k, sk, st,
+                LLVMBuildSelect(B, LLVMBuildIsNull(B, maskt, ""), ones, maskt, ""),
+                ncols, splat(g, c), mloc, accs};
+
+  /* pass A: S^T = c K Q^T masked, with the column max; 4 keys at a time
+   * (KR_BK is a multiple of 4: keys past ncols land in st's spare rows) */
+  loop la;
+  LLVMValueRef j = loop_begin(g, &la, ci64(g, 0), ncols, JB);
+  qk_block(g, &io, j, JB);
+  loop_end(g, &la);
+
   LLVMValueRef muse[NV], alpha[NV];
   LLVMValueRef abuf = alloca_t(g, LLVMArrayType(g->f32, KR_BQ), "alpha");
   for (int rv = 0; rv < NV; rv++) {

@@ -15,6 +15,7 @@
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,14 @@ struct jit_kernel {
   kr_tkinfo_fn *tkinfo;
   double ms;
 };
+
+/* LLVM's target registry is process-wide and not safe to fill from two
+ * threads at once: registered exactly once. */
+static pthread_once_t native_once = PTHREAD_ONCE_INIT;
+static void init_native(void) {
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+}
 
 static double now_ms(void) {
   struct timespec ts;
@@ -114,8 +123,7 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     free(jk);
     return NULL;
   }
-  LLVMInitializeNativeTarget();
-  LLVMInitializeNativeAsmPrinter();
+  pthread_once(&native_once, init_native);
   LLVMTargetMachineRef tm = host_tm(err, errlen);
   LLVMTargetMachineRef tm2 = tm ? host_tm(err, errlen) : NULL;
   if (!tm || !tm2) {

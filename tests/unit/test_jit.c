@@ -8,6 +8,7 @@
  * supported D, 1 and 2 threads, run-time errors, unsupported D.
  */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -653,6 +654,77 @@ static void test_threads(void **st) {
   th_free(p);
 }
 
+/* Two threads compile (each its own program: an_build allocates in the
+ * program's arena) and run kernels at once, and two threads run one kernel
+ * at once (the second run gets its own pool): same results as a lone run. */
+typedef struct conc {
+  void *kernel;        /* shared kernel, or NULL: compile one */
+  const ir_program *p;
+  float *q, *o;
+  rt_status st;
+} conc;
+
+static void conc_args(rt_args *a, float *q, float *o) {
+  memset(a, 0, sizeof *a);
+  a->B = 1, a->H = 2, a->Hkv = 2, a->Lq = a->Lk = 300, a->D = 32;
+  a->q = (rt_tensor){q, 0, 0, 0};
+  rt_tensor_strides(&a->q, 0, 2, 300, 32);
+  a->k = a->v = a->q;
+  a->o = a->q;
+  a->o.data = o;
+  a->threads = 2;
+}
+
+static void *conc_main(void *arg) {
+  conc *c = arg;
+  char err[256];
+  void *k = c->kernel;
+  if (!k) {
+    backend_opts bo = {32, 2};
+    k = backend_jit.compile(c->p, &bo, err, sizeof err);
+    if (!k) {
+      c->st = RT_EINTERNAL;
+      return NULL;
+    }
+  }
+  rt_args a;
+  conc_args(&a, c->q, c->o);
+  c->st = backend_jit.run(k, &a, err, sizeof err);
+  if (!c->kernel) backend_jit.free(k);
+  return NULL;
+}
+
+static void test_concurrent(void **st) {
+  (void)st;
+  arena *A = arena_new();
+  ir_program *p = prog(A, N2(A, IR_WINDOW, C(A, 20), C(A, 5)));
+  uint64_t seed = 11;
+  float *q = rnd(2 * 300 * 32, &seed), *o0 = calloc(2 * 300 * 32, sizeof *o0);
+  float *o[2] = {calloc(2 * 300 * 32, sizeof(float)), calloc(2 * 300 * 32, sizeof(float))};
+  conc c0 = {NULL, p, q, o0, RT_EINTERNAL};
+  conc_main(&c0);
+  assert_int_equal(c0.st, RT_OK);
+  for (int shared = 0; shared < 2; shared++) {
+    char err[256];
+    backend_opts bo = {32, 2};
+    void *k = shared ? backend_jit.compile(p, &bo, err, sizeof err) : NULL;
+    arena *A2 = arena_new();
+    ir_program *p2 = prog(A2, N2(A2, IR_WINDOW, C(A2, 20), C(A2, 5)));
+    conc c[2] = {{k, p, q, o[0], RT_EINTERNAL}, {k, p2, q, o[1], RT_EINTERNAL}};
+    pthread_t t[2];
+    for (int x = 0; x < 2; x++) assert_int_equal(pthread_create(&t[x], NULL, conc_main, &c[x]), 0);
+    for (int x = 0; x < 2; x++) pthread_join(t[x], NULL);
+    for (int x = 0; x < 2; x++) {
+      assert_int_equal(c[x].st, RT_OK);
+      assert_memory_equal(o[x], o0, 2 * 300 * 32 * sizeof(float));
+    }
+    if (k) backend_jit.free(k);
+    arena_free(A2);
+  }
+  free(q), free(o0), free(o[0]), free(o[1]);
+  arena_free(A);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_threads),
@@ -667,6 +739,7 @@ int main(void) {
       cmocka_unit_test(test_topk),
       cmocka_unit_test(test_runtime_errors),
       cmocka_unit_test(test_unsupported_d),
+      cmocka_unit_test(test_concurrent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
