@@ -654,9 +654,9 @@ static void test_threads(void **st) {
   th_free(p);
 }
 
-/* Two threads compile and run kernels at once, and two threads run one
- * kernel at once (the second run gets its own pool): same results as a
- * lone run. */
+/* Two threads compile (each its own program: an_build allocates in the
+ * program's arena) and run kernels at once, and two threads run one kernel
+ * at once (the second run gets its own pool): same results as a lone run. */
 typedef struct conc {
   void *kernel;        /* shared kernel, or NULL: compile one */
   const ir_program *p;
@@ -708,7 +708,9 @@ static void test_concurrent(void **st) {
     char err[256];
     backend_opts bo = {32, 2};
     void *k = shared ? backend_jit.compile(p, &bo, err, sizeof err) : NULL;
-    conc c[2] = {{k, p, q, o[0], RT_EINTERNAL}, {k, p, q, o[1], RT_EINTERNAL}};
+    arena *A2 = arena_new();
+    ir_program *p2 = prog(A2, N2(A2, IR_WINDOW, C(A2, 20), C(A2, 5)));
+    conc c[2] = {{k, p, q, o[0], RT_EINTERNAL}, {k, p2, q, o[1], RT_EINTERNAL}};
     pthread_t t[2];
     for (int x = 0; x < 2; x++) assert_int_equal(pthread_create(&t[x], NULL, conc_main, &c[x]), 0);
     for (int x = 0; x < 2; x++) pthread_join(t[x], NULL);
@@ -717,6 +719,7 @@ static void test_concurrent(void **st) {
       assert_memory_equal(o[x], o0, 2 * 300 * 32 * sizeof(float));
     }
     if (k) backend_jit.free(k);
+    arena_free(A2);
   }
   free(q), free(o0), free(o[0]), free(o[1]);
   arena_free(A);
