@@ -131,7 +131,7 @@ static void test_emit_errors(void **state) {
   ir_program *p = load(f, "pattern p = causal;", NULL, 0);
   char obj[128], err[512] = "";
   snprintf(obj, sizeof obj, "%s/x.o", f->dir);
-  aot_opts o = {64, 0, 0, "not-c", NULL, NULL};
+  aot_opts o = {64, 0, 0, "not-c", NULL, NULL, 0};
   assert_int_equal(aot_emit(p, &o, obj, NULL, err, sizeof err), -1);
   assert_non_null(strstr(err, "not-c"));
   o.name = NULL;
@@ -224,7 +224,7 @@ static void test_docs_kernel(void **state) {
   snprintf(obj, sizeof obj, "%s/kernel.o", f->dir);
   snprintf(hdr, sizeof hdr, "%s/kernel.h", f->dir);
   snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
-  aot_opts o = {32, 1, 2, NULL, NULL, "aot.pat"};
+  aot_opts o = {32, 1, 2, NULL, NULL, "aot.pat", 0};
   int rc = aot_emit(p, &o, obj, hdr, err, sizeof err);
   if (rc != 0) fprintf(stderr, "%s\n", err);
   assert_int_equal(rc, 0);
@@ -289,7 +289,7 @@ static void test_extern_kernel(void **state) {
   snprintf(obj, sizeof obj, "%s/kernel.o", f->dir);
   snprintf(hdr, sizeof hdr, "%s/kernel.h", f->dir);
   snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
-  aot_opts o = {64, 0, 0, "nearby", NULL, NULL};
+  aot_opts o = {64, 0, 0, "nearby", NULL, NULL, 0};
   int rc = aot_emit(p, &o, obj, hdr, err, sizeof err);
   if (rc != 0) fprintf(stderr, "%s\n", err);
   assert_int_equal(rc, 0);
@@ -398,7 +398,7 @@ static void test_many_arguments(void **state) {
   snprintf(hdr, sizeof hdr, "%s/kernel.h", f->dir);
   snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
   snprintf(pat, sizeof pat, "%s/many.pat", f->dir);
-  aot_opts o = {16, 0, 1, NULL, NULL, NULL};
+  aot_opts o = {16, 0, 1, NULL, NULL, NULL, 0};
   int rc = aot_emit(p, &o, obj, hdr, err, sizeof err);
   if (rc != 0) fprintf(stderr, "%s\n", err);
   assert_int_equal(rc, 0);
