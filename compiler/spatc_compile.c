@@ -7,8 +7,9 @@
  *   llvm    NAME.ll, the optimised LLVM module
  *   header  NAME.h only
  *   shared  NAME.so and NAME.h: the object linked by the system compiler
- *           (`$CC -shared`, default cc) against libspat.so, found beside
- *           this spatc or in ../lib, so that a host can dlopen it
+ *           (`$CC -shared`, default cc) against libspat.so, found in
+ *           $SPAT_LIBDIR, beside this spatc or in ../lib, so that a host
+ *           can dlopen it
  *
  * Exit status 0, 1 (a bad pattern, a missing or unwritable file, a failed
  * link), 2 (bad usage). */
@@ -65,17 +66,25 @@ static char *with_ext(const char *path, const char *ext) {
   return s;
 }
 
-/* The directory holding libspat.so: beside this program, or ../lib. */
+/* The directory holding libspat.so: $SPAT_LIBDIR, else beside this
+ * program, else ../lib. */
 static int find_libdir(char *buf, size_t n) {
   char exe[PATH_MAX];
-  ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (len <= 0) return -1;
-  exe[len] = '\0';
-  char *slash = strrchr(exe, '/');
-  if (!slash) return -1;
-  *slash = '\0';
+  const char *env = getenv("SPAT_LIBDIR");
   const char *const rel[] = {"", "/../lib"};
-  for (size_t k = 0; k < sizeof rel / sizeof rel[0]; k++) {
+  size_t n_rel = sizeof rel / sizeof rel[0];
+  if (env && *env) {
+    snprintf(exe, sizeof exe, "%s", env);
+    n_rel = 1;
+  } else {
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return -1;
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return -1;
+    *slash = '\0';
+  }
+  for (size_t k = 0; k < n_rel; k++) {
     char so[PATH_MAX + 32], real[PATH_MAX];
     snprintf(so, sizeof so, "%s%s/libspat.so", exe, rel[k]);
     if (access(so, R_OK) == 0 && realpath(so, real)) {
@@ -92,8 +101,8 @@ static int find_libdir(char *buf, size_t n) {
 static int link_shared(const char *obj, const char *out) {
   char dir[PATH_MAX];
   if (find_libdir(dir, sizeof dir) != 0)
-    return spatc_error("--emit shared: libspat.so not found beside spatc "
-                       "or in ../lib");
+    return spatc_error("--emit shared: libspat.so not found in $SPAT_LIBDIR, "
+                       "beside spatc or in ../lib");
   const char *cc = getenv("CC");
   if (!cc || !*cc) cc = "cc";
   char ldir[PATH_MAX + 8], rpath[PATH_MAX + 16];
@@ -138,7 +147,7 @@ int spatc_compile_main(int argc, char **argv) {
   aot_opts o = {64, 0, 0, NULL, NULL, NULL, AOT_EMIT_OBJ};
   const char *output = NULL, *header = NULL;
   emit_what what = EMIT_obj;
-  int64_t v;
+  int64_t v = 0;
   int rc = SPATC_OK;
   for (int id; rc == SPATC_OK && (id = cli_next(&c)) != CLI_END;) {
     int took = sel_option(&sel, &c, id);
