@@ -30,6 +30,7 @@ Out: per configuration, a table on stdout (and one JSON object per line with
 All runs are single-threaded: torch.set_num_threads(1), spatc threads 1.
 """
 import argparse
+import atexit
 import ctypes
 import json
 import logging
@@ -49,6 +50,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 CACHE_DIR = tempfile.mkdtemp(prefix="spatc-peers-inductor-")
+atexit.register(shutil.rmtree, CACHE_DIR, ignore_errors=True)
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = CACHE_DIR
 
 # torch warns at import when numpy is absent; nothing here uses numpy.
@@ -345,7 +347,6 @@ def main():
             sys.stdout.flush()
     finally:
         spat.close()
-        shutil.rmtree(CACHE_DIR, ignore_errors=True)
 
 
 if __name__ == "__main__":

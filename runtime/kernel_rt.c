@@ -243,18 +243,41 @@ static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
       uint64_t cand = 0;
       ecode = K->mask[t + 1](env, I, J0, nc, lqg, lkg, &cand);
       if (ecode) break;
-      for (; cand; cand &= cand - 1) {
-        int64_t J = J0 + __builtin_ctzll(cand);
-        double sc = 0;
-        if (g == 1) {
-          const float *kr = kb + J * ksl;
-          for (int64_t d = 0; d < D; d++) sc += s->qd[d] * (double)kr[d];
-          sc *= R->scale;
-        } else {
-          const double *kj = km + J * D;
-          for (int64_t d = 0; d < D; d++) sc += s->qd[d] * kj[d];
+      if (cap == 0) continue;
+      int64_t js[KR_BK], nj = 0;
+      for (; cand; cand &= cand - 1) js[nj++] = J0 + __builtin_ctzll(cand);
+      /* four dot products at a time: independent chains, each summed in
+       * the interpreter's order */
+      for (int64_t x = 0; x < nj; x += 4) {
+        int64_t m = nj - x < 4 ? nj - x : 4;
+        const float *kr[4];
+        const double *kj[4];
+        double sc[4] = {0, 0, 0, 0};
+        for (int64_t y = 0; y < 4; y++) {
+          int64_t J = js[x + (y < m ? y : 0)];
+          kr[y] = kb + J * ksl;
+          kj[y] = km ? km + J * D : NULL;
         }
-        if (cap > 0) heap_push(s->hs, s->hj, &n, cap, sc, J);
+        if (g == 1) {
+          for (int64_t d = 0; d < D; d++) {
+            double qv = s->qd[d];
+            sc[0] += qv * (double)kr[0][d];
+            sc[1] += qv * (double)kr[1][d];
+            sc[2] += qv * (double)kr[2][d];
+            sc[3] += qv * (double)kr[3][d];
+          }
+          for (int64_t y = 0; y < 4; y++) sc[y] *= R->scale;
+        } else {
+          for (int64_t d = 0; d < D; d++) {
+            double qv = s->qd[d];
+            sc[0] += qv * kj[0][d];
+            sc[1] += qv * kj[1][d];
+            sc[2] += qv * kj[2][d];
+            sc[3] += qv * kj[3][d];
+          }
+        }
+        for (int64_t y = 0; y < m; y++)
+          heap_push(s->hs, s->hj, &n, cap, sc[y], js[x + y]);
       }
     }
     int64_t *row = tk->sel + (I - I0) * cap;

@@ -8,12 +8,12 @@
  *   for each (b, h, query tile of KR_BQ rows), in parallel:
  *     Q^T of the tile packed; top-k selections of the tile's rows;
  *     spans = plan_tiles(...);
- *     for each key tile of KR_BK keys inside a span:
- *       PLAN_FULL:    tile(..., maskt = NULL, ...)
- *       PLAN_PARTIAL: mask_0(...) per row (64-bit row words), transposed to
- *                     key words, then tile(..., maskt, ...); skipped when
- *                     no row allows a key, maskt NULL when all rows allow
- *                     every key
+ *     for each key tile of KR_BK keys of a run of touching spans:
+ *       inside one PLAN_FULL span: tile(..., maskt = NULL, ...)
+ *       otherwise: mask_0(...) per row (64-bit row words), transposed to
+ *                  key words, then tile(..., maskt, ...); skipped when no
+ *                  row allows a key, maskt NULL when all rows allow every
+ *                  key
  *     o = acc / l, lse = m ln 2 + ln l   (rows with l == 0: o = 0, -inf)
  */
 #ifndef SPAT_KERNEL_RT_H
