@@ -624,7 +624,8 @@ static int read_all(const char *path, unsigned char **out, size_t *n) {
   FILE *f = fopen(path, "rb");
   if (f == NULL) return -1;
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0) {
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0 ||
+      st.st_size > ((off_t)1 << 30)) { /* no kernel object is that big */
     fclose(f);
     return -1;
   }
@@ -833,13 +834,18 @@ aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *opts,
   return l;
 }
 
-static int is_entry_name(const char *s) {
+/* "HASH" + ext, HASH 16 hex digits. */
+static int hash_named(const char *s, const char *ext) {
   size_t n = strlen(s);
-  if (n != 16 + strlen(ENTRY_EXT) || strcmp(s + 16, ENTRY_EXT) != 0) return 0;
+  if (n != 16 + strlen(ext) || strcmp(s + 16, ext) != 0) return 0;
   for (int k = 0; k < 16; k++)
     if (!((s[k] >= '0' && s[k] <= '9') || (s[k] >= 'a' && s[k] <= 'f')))
       return 0;
   return 1;
+}
+
+static int is_entry_name(const char *s) {
+  return hash_named(s, ENTRY_EXT);
 }
 
 int aot_cache_list(const char *dir, aot_cache_fn fn, void *user, char *err,
@@ -882,8 +888,10 @@ int aot_cache_clear(const char *dir, char *err, size_t errlen) {
                                     strerror(errno));
   int n = 0, bad = 0;
   for (struct dirent *de; (de = readdir(d)) != NULL;) {
-    /* entries, and temporary files left by a killed writer */
-    if (!is_entry_name(de->d_name) &&
+    /* entries, objects and keys of the older two-file format, and
+     * temporary files left by a killed writer */
+    if (!is_entry_name(de->d_name) && !hash_named(de->d_name, ".o") &&
+        !hash_named(de->d_name, ".key") &&
         !(strlen(de->d_name) > 16 + strlen(ENTRY_EXT) &&
           strncmp(de->d_name + 16, ENTRY_EXT ".tmp.", 9) == 0))
       continue;
