@@ -23,6 +23,7 @@ run bench/window.pat --pattern causal_only --len 4096 --heads 4 --dim 64
 run patterns/longformer.pat --len 4096 --heads 8 --dim 64
 run patterns/bigbird.pat --len 4096 --heads 8 --dim 64
 run patterns/streaming_llm.pat --len 4096 --heads 8 --dim 64
+run patterns/streaming_llm.pat --lq 256 --lk 16384 --heads 8 --dim 64
 run patterns/sparse_transformer.pat --pattern strided --len 4096 --heads 8 --dim 64
 run patterns/sparse_transformer.pat --pattern fixed --len 4096 --heads 8 --dim 64
 run patterns/prefix_lm.pat --pattern prefix_lm --len 4096 --heads 8 --dim 64

@@ -6,8 +6,11 @@
  * that yields, for the tile's query positions [i0, i1), a sorted list of key
  * spans labelled FULL (every row allows every key) or PARTIAL (some may):
  * window/causal give a FULL core between PARTIAL edges, block/rows/cols/
- * global/full are exact, dilated/stride/where/topk/random give PARTIAL
- * candidate ranges, and | & - ! combine lists as Kleene connectives.
+ * global/full are exact, stride/dilated give runs of keys one per period,
+ * random its drawn keys on small tiles, topk its candidates as PARTIAL,
+ * where(pred) its atoms (input equality x[i] == x[j], linear comparisons of
+ * i, j, i - j, predicates of j or i alone evaluated per key or row), and
+ * | & - ! combine lists as Kleene connectives (docs/tile-plan.md).
  * Integer arguments (h, H, Lq, Lk, runtime scalars, constants) are evaluated
  * in the plan with checked arithmetic; an argument that needs i, j, inputs or
  * externs makes its pattern PARTIAL over every key.  The plan's size depends

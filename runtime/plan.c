@@ -553,7 +553,9 @@ static int64_t exec(ev *e, int64_t pc) {
       if (a < 0) return bad_arg(e, "k", "topk", a, 0);
       s = e->lsp - 1;
       plan_span *L = slot(e, s);
-      int64_t n = e->n[s];
+      int64_t n = e->n[s], total = 0;
+      for (int64_t t = 0; t < n; t++) total += L[t].k1 - L[t].k0;
+      if (a >= total) break; /* no row has more than k keys: all of P */
       e->n[s] = 0;
       if (a > 0)
         for (int64_t t = 0; t < n; t++)

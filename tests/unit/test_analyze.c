@@ -31,12 +31,18 @@
 
 /* ---- the independent evaluator (three-valued: 0 no, 1 yes, 2 maybe) ---- */
 
+typedef struct memo {   /* keys of a topk's P in one row */
+  const ir_node *n;
+  int64_t i, h, Lk, count;
+} memo;
+
 typedef struct ctx {
   int64_t i, j, h, H, Lq, Lk;
   const int64_t *rt;
   const int32_t *doc;    /* Lk entries at token granularity */
   int64_t Lk_tok;
   int err;
+  memo *memo;            /* 8 entries, shared by nested contexts */
 } ctx;
 
 static int64_t fdiv(int64_t a, int64_t b) {
@@ -143,11 +149,21 @@ static int ev_pat(ctx *c, const ir_node *n) {
         return 1;
     return 0;
   case IR_WHERE: return ev_int(c, n->kids[0]) != 0;
-  case IR_TOPK:
+  case IR_TOPK: { /* all of P when it has at most k keys, else "maybe" */
     a = ev_int(c, n->kids[0]);
     x = ev_pat(c, n->kids[1]);
     if (a < 0) return c->err = 1, 0;
-    return (a == 0 || x == 0) ? 0 : 2;
+    if (a == 0 || x == 0) return 0;
+    memo *m = &c->memo[((uintptr_t)n >> 4) % 8];
+    if (m->n != n || m->i != i || m->h != c->h || m->Lk != c->Lk) {
+      ctx row = *c;
+      int64_t count = 0; /* nested topks may reuse the slot meanwhile */
+      for (row.j = 0; row.j < c->Lk; row.j++) count += ev_pat(&row, n->kids[1]) != 0;
+      c->err |= row.err;
+      *m = (memo){n, i, c->h, c->Lk, count};
+    }
+    return m->count <= a ? x : 2;
+  }
   /* short-circuit as the interpreter: Q only where P may matter */
   case IR_OR:
     if ((x = ev_pat(c, n->kids[0])) == 1) return 1;
@@ -312,8 +328,9 @@ static int check_program(const ir_program *p, const int64_t *plan,
   uint8_t *mask = malloc((size_t)(z->Lq * z->Lk) + 1);
   int64_t off = z->Lq <= z->Lk ? z->Lk - z->Lq : 0;
   for (int64_t h = 0; h < z->H; h++) {
+    memo m[8] = {{0}};
     ctx c = {.h = h, .H = z->H, .Lq = z->Lq, .Lk = z->Lk, .rt = z->rt,
-             .doc = z->doc, .Lk_tok = z->Lk};
+             .doc = z->doc, .Lk_tok = z->Lk, .memo = m};
     for (int64_t r = 0; r < z->Lq; r++)
       for (int64_t j = 0; j < z->Lk; j++) {
         c.i = r + off, c.j = j;
