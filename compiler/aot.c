@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -404,9 +405,12 @@ static int write_header(const ir_program *p, const aot_opts *o,
   return 0;
 }
 
-int aot_emit(const ir_program *p, const aot_opts *o, const char *obj_path,
-             const char *hdr_path, char *err, size_t errlen) {
-  const char *name = o->name ? o->name : p->name;
+/* Checks, then builds the optimised module of the kernel; its target machine
+ * in *tm_out. */
+static int build_module(const ir_program *p, const aot_opts *o, emit *e,
+                        LLVMTargetMachineRef *tm_out, char *err,
+                        size_t errlen) {
+  const char *name = e->name;
   if (!aot_is_identifier(name))
     return errorf(err, errlen,
                   "'%s' is not usable as a C function name (give --name)",
@@ -436,9 +440,6 @@ int aot_emit(const ir_program *p, const aot_opts *o, const char *obj_path,
   char *layout = LLVMCopyStringRepOfTargetData(td);
   cg_target tgt = {triple, layout, cpu, feat[0] ? feat : NULL};
 
-  emit E = {0}, *e = &E;
-  e->C = LLVMContextCreate();
-  e->name = name;
   cg_info info;
   e->M = cg_build(e->C, p, o->D, &tgt, &info, err, errlen);
   int rc = e->M != NULL ? 0 : -1;
@@ -455,6 +456,7 @@ int aot_emit(const ir_program *p, const aot_opts *o, const char *obj_path,
       rc = errorf(err, errlen, "internal error: invalid module: %.400s",
                   msg ? msg : "");
     LLVMDisposeMessage(msg);
+    cg_info_free(&info);
   }
   if (rc == 0) {
     LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
@@ -468,30 +470,84 @@ int aot_emit(const ir_program *p, const aot_opts *o, const char *obj_path,
       LLVMDisposeErrorMessage(m);
     }
   }
-  if (rc == 0) {
-    char *msg = NULL;
-    if (LLVMTargetMachineEmitToFile(tm, e->M, obj_path, LLVMObjectFile, &msg))
-      rc = errorf(err, errlen, "%s: %s", obj_path, msg ? msg : "cannot emit");
-    LLVMDisposeMessage(msg);
-  }
-  if (rc == 0 && hdr_path != NULL)
-    rc = write_header(p, o, name, obj_path, hdr_path, err, errlen);
-  if (e->M != NULL) LLVMDisposeModule(e->M);
-  cg_info_free(&info);
-  LLVMContextDispose(e->C);
   LLVMDisposeMessage(triple);
   LLVMDisposeMessage(cpu);
   LLVMDisposeMessage(feat);
   LLVMDisposeMessage(layout);
   LLVMDisposeTargetData(td);
-  LLVMDisposeTargetMachine(tm);
+  if (rc == 0)
+    *tm_out = tm;
+  else
+    LLVMDisposeTargetMachine(tm);
   return rc;
+}
+
+/* The kernel as o->emit asks, into the file path, or (an object only) into
+ * *mem when path is NULL. */
+static int emit_kernel(const ir_program *p, const aot_opts *o,
+                       const char *path, LLVMMemoryBufferRef *mem, char *err,
+                       size_t errlen) {
+  emit E = {0}, *e = &E;
+  e->C = LLVMContextCreate();
+  e->name = o->name ? o->name : p->name;
+  LLVMTargetMachineRef tm = NULL;
+  int rc = build_module(p, o, e, &tm, err, errlen);
+  if (rc == 0) {
+    char *msg = NULL;
+    if (path == NULL) {
+      if (LLVMTargetMachineEmitToMemoryBuffer(tm, e->M, LLVMObjectFile, &msg,
+                                              mem))
+        rc = errorf(err, errlen, "cannot emit the object: %s",
+                    msg ? msg : "");
+    } else if (o->emit == AOT_EMIT_LLVM) {
+      if (LLVMPrintModuleToFile(e->M, path, &msg))
+        rc = errorf(err, errlen, "%s: %s", path, msg ? msg : "cannot write");
+    } else {
+      LLVMCodeGenFileType ft =
+          o->emit == AOT_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile;
+      if (LLVMTargetMachineEmitToFile(tm, e->M, path, ft, &msg))
+        rc = errorf(err, errlen, "%s: %s", path, msg ? msg : "cannot emit");
+    }
+    LLVMDisposeMessage(msg);
+  }
+  if (tm != NULL) LLVMDisposeTargetMachine(tm);
+  if (e->M != NULL) LLVMDisposeModule(e->M);
+  LLVMContextDispose(e->C);
+  return rc;
+}
+
+int aot_emit(const ir_program *p, const aot_opts *o, const char *obj_path,
+             const char *hdr_path, char *err, size_t errlen) {
+  int rc = emit_kernel(p, o, obj_path, NULL, err, errlen);
+  if (rc == 0 && hdr_path != NULL)
+    rc = aot_write_header(p, o, obj_path, hdr_path, err, errlen);
+  return rc;
+}
+
+int aot_write_header(const ir_program *p, const aot_opts *o,
+                     const char *obj_path, const char *hdr_path, char *err,
+                     size_t errlen) {
+  const char *name = o->name ? o->name : p->name;
+  if (!aot_is_identifier(name))
+    return errorf(err, errlen,
+                  "'%s' is not usable as a C function name (give --name)",
+                  name);
+  return write_header(p, o, name, obj_path, hdr_path, err, errlen);
 }
 
 /* ---- the disk kernel cache ----------------------------------------------- */
 
+/* One file per kernel, HASH.spk, written whole through a rename:
+ *   "SPATKC01", u64 key length, u64 object length, u64 FNV-1a of key and
+ *   object (little-endian), the key text, the object bytes.
+ * A file whose length, checksum or key do not match is never linked. */
+#define ENTRY_MAGIC "SPATKC01"
+#define ENTRY_HEAD 32
+#define ENTRY_EXT ".spk"
+
 struct aot_loaded {
   LLVMOrcLLJITRef jit;
+  const void *desc;
 };
 
 static int mkdir_p(char *path) {
@@ -547,31 +603,84 @@ static char *cache_key(const ir_program *p, const aot_opts *o) {
   return text;
 }
 
-static uint64_t fnv1a(const char *s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+static uint64_t fnv1a(uint64_t h, const unsigned char *s, size_t n) {
+  for (size_t k = 0; k < n; k++) h = (h ^ s[k]) * 0x100000001b3ull;
   return h;
 }
+#define FNV_SEED 0xcbf29ce484222325ull
 
-static int file_equals(const char *path, const char *text) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return 0;
-  size_t n = strlen(text), k = 0;
-  int c, same = 1;
-  while (same && (c = fgetc(f)) != EOF) same = k < n && text[k++] == (char)c;
-  fclose(f);
-  return same && k == n;
+static void put_u64(unsigned char *b, uint64_t v) {
+  for (int k = 0; k < 8; k++) b[k] = (unsigned char)(v >> (8 * k));
 }
 
-/* Writes text to path through a temporary file and a rename, so that a
- * reader never sees half a file. */
-static int write_atomic(const char *path, const char *text) {
+static uint64_t get_u64(const unsigned char *b) {
+  uint64_t v = 0;
+  for (int k = 0; k < 8; k++) v |= (uint64_t)b[k] << (8 * k);
+  return v;
+}
+
+/* The whole file (malloc) in *out; -1 if it cannot be read. */
+static int read_all(const char *path, unsigned char **out, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return -1;
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0 ||
+      st.st_size > ((off_t)1 << 30)) { /* no kernel object is that big */
+    fclose(f);
+    return -1;
+  }
+  size_t len = (size_t)st.st_size;
+  unsigned char *buf = malloc(len + 1);
+  int bad = buf == NULL || fread(buf, 1, len, f) != len;
+  fclose(f);
+  if (bad) {
+    free(buf);
+    return -1;
+  }
+  *out = buf;
+  *n = len;
+  return 0;
+}
+
+/* An entry's parts when its header, length and checksum hold; else -1 with
+ * the reason in err. */
+static int entry_parse(const unsigned char *b, size_t n, const char **key,
+                       size_t *key_len, const unsigned char **obj,
+                       size_t *obj_len, char *err, size_t errlen) {
+  if (n < ENTRY_HEAD || memcmp(b, ENTRY_MAGIC, 8) != 0)
+    return errorf(err, errlen, "not a spatc cache entry");
+  uint64_t kl = get_u64(b + 8), ol = get_u64(b + 16), sum = get_u64(b + 24);
+  if (kl > n || ol > n || ENTRY_HEAD + kl + ol != n)
+    return errorf(err, errlen,
+                  "length %zu, expected %llu (truncated or damaged)", n,
+                  (unsigned long long)(ENTRY_HEAD + kl + ol));
+  if (fnv1a(FNV_SEED, b + ENTRY_HEAD, n - ENTRY_HEAD) != sum)
+    return errorf(err, errlen, "checksum mismatch (damaged)");
+  *key = (const char *)b + ENTRY_HEAD;
+  *key_len = (size_t)kl;
+  *obj = b + ENTRY_HEAD + kl;
+  *obj_len = (size_t)ol;
+  return 0;
+}
+
+/* Writes the entry through a temporary file and a rename, so that a reader
+ * never sees half a file. */
+static int entry_write(const char *path, const char *key, const void *obj,
+                       size_t obj_len) {
+  size_t kl = strlen(key);
+  unsigned char head[ENTRY_HEAD];
+  memcpy(head, ENTRY_MAGIC, 8);
+  put_u64(head + 8, kl);
+  put_u64(head + 16, obj_len);
+  uint64_t sum = fnv1a(FNV_SEED, (const unsigned char *)key, kl);
+  put_u64(head + 24, fnv1a(sum, obj, obj_len));
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   FILE *f = fopen(tmp, "wb");
   if (f == NULL) return -1;
-  size_t n = strlen(text);
-  int bad = fwrite(text, 1, n, f) != n;
+  int bad = fwrite(head, 1, sizeof head, f) != sizeof head;
+  bad |= fwrite(key, 1, kl, f) != kl;
+  bad |= fwrite(obj, 1, obj_len, f) != obj_len;
   bad |= fclose(f) != 0;
   if (bad || rename(tmp, path) != 0) {
     remove(tmp);
@@ -582,8 +691,13 @@ static int write_atomic(const char *path, const char *text) {
 
 void aot_cache_free(aot_loaded *l) {
   if (l == NULL) return;
+  if (l->desc != NULL) aot_state_release(l->desc);
   if (l->jit) LLVMOrcDisposeLLJIT(l->jit);
   free(l);
+}
+
+const void *aot_loaded_desc(const aot_loaded *l) {
+  return l != NULL ? l->desc : NULL;
 }
 
 static aot_loaded *fail_load(aot_loaded *l, LLVMErrorRef e, const char *what,
@@ -599,20 +713,17 @@ static aot_loaded *fail_load(aot_loaded *l, LLVMErrorRef e, const char *what,
   return NULL;
 }
 
-/* Links the object at path in memory; the descriptor in *desc. */
-static aot_loaded *link_object(const ir_program *p, const char *path,
-                               void *const *externs, const void **desc,
-                               char *err, size_t errlen) {
+/* Links the object (buf, taken) in memory; the descriptor in l->desc. */
+static aot_loaded *link_object(const ir_program *p, LLVMMemoryBufferRef buf,
+                               void *const *externs, char *err,
+                               size_t errlen) {
   aot_loaded *l = calloc(1, sizeof *l);
-  if (l == NULL) return fail_load(NULL, NULL, "out of memory", err, errlen);
-  LLVMMemoryBufferRef buf = NULL;
-  char *msg = NULL;
-  if (LLVMCreateMemoryBufferWithContentsOfFile(path, &buf, &msg)) {
-    errorf(err, errlen, "%s: %s", path, msg ? msg : "cannot read");
-    LLVMDisposeMessage(msg);
-    aot_cache_free(l);
-    return NULL;
+  if (l == NULL) {
+    LLVMDisposeMemoryBuffer(buf);
+    return fail_load(NULL, NULL, "out of memory", err, errlen);
   }
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
   LLVMErrorRef e = LLVMOrcCreateLLJIT(&l->jit, NULL);
   if (e) {
     l->jit = NULL;
@@ -620,7 +731,7 @@ static aot_loaded *link_object(const ir_program *p, const char *path,
     return fail_load(l, e, "cannot create the JIT", err, errlen);
   }
   LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(l->jit);
-  LLVMOrcDefinitionGeneratorRef gen = NULL;
+  LLVMOrcDefinitionGeneratorRef gen = NULL; /* memset, libm, ... */
   e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
       &gen, LLVMOrcLLJITGetGlobalPrefix(l->jit), NULL, NULL);
   if (e) {
@@ -654,14 +765,21 @@ static aot_loaded *link_object(const ir_program *p, const char *path,
     return fail_load(l, e, "cannot define symbols", err, errlen);
   }
   e = LLVMOrcLLJITAddObjectFile(l->jit, jd, buf); /* takes buf */
-  if (e) return fail_load(l, e, path, err, errlen);
+  if (e) return fail_load(l, e, "cached object", err, errlen);
   LLVMOrcExecutorAddress addr = 0;
   e = LLVMOrcLLJITLookup(l->jit, &addr, "kernel_desc");
-  if (e) return fail_load(l, e, path, err, errlen);
-  *desc = (const void *)(uintptr_t)addr;
-  if (((const aot_desc *)*desc)->abi != AOT_ABI)
+  if (e) return fail_load(l, e, "cached object", err, errlen);
+  const aot_desc *d = (const aot_desc *)(uintptr_t)addr;
+  if (d->abi != AOT_ABI)
     return fail_load(l, NULL, "cached object has another ABI", err, errlen);
+  l->desc = d;
   return l;
+}
+
+/* The entry's file for this key. */
+static void entry_path(char *buf, size_t n, const char *dir, const char *key) {
+  uint64_t h = fnv1a(FNV_SEED, (const unsigned char *)key, strlen(key));
+  snprintf(buf, n, "%s/%016llx%s", dir, (unsigned long long)h, ENTRY_EXT);
 }
 
 aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *opts,
@@ -672,30 +790,118 @@ aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *opts,
   o.name = "kernel";
   o.cpu = NULL;
   o.source = NULL;
+  o.emit = AOT_EMIT_OBJ;
   char *key = cache_key(p, &o);
   if (key == NULL) return fail_load(NULL, NULL, "out of memory", err, errlen);
-  char obj[4096], keyf[4096];
-  uint64_t h = fnv1a(key);
-  snprintf(obj, sizeof obj, "%s/%016llx.o", dir, (unsigned long long)h);
-  snprintf(keyf, sizeof keyf, "%s/%016llx.key", dir, (unsigned long long)h);
+  char path[4096];
+  entry_path(path, sizeof path, dir, key);
   aot_loaded *l = NULL;
   *hit = 0;
-  if (file_equals(keyf, key) && access(obj, R_OK) == 0) {
-    l = link_object(p, obj, externs, desc, err, errlen);
-    *hit = l != NULL; /* a damaged entry is compiled again */
+  unsigned char *file = NULL;
+  size_t n = 0;
+  if (read_all(path, &file, &n) == 0) {
+    const char *k;
+    const unsigned char *obj;
+    size_t kl, ol;
+    char why[256];
+    if (entry_parse(file, n, &k, &kl, &obj, &ol, why, sizeof why) == 0 &&
+        kl == strlen(key) && memcmp(k, key, kl) == 0) {
+      LLVMMemoryBufferRef buf =
+          LLVMCreateMemoryBufferWithMemoryRangeCopy((const char *)obj, ol,
+                                                    path);
+      l = link_object(p, buf, externs, err, errlen);
+      *hit = l != NULL; /* an entry that does not link is compiled again */
+    }
+    free(file);
   }
   if (l == NULL) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", obj, (long)getpid());
-    if (aot_emit(p, &o, tmp, NULL, err, errlen) != 0) {
-      remove(tmp);
-    } else if (rename(tmp, obj) != 0 || write_atomic(keyf, key) != 0) {
-      errorf(err, errlen, "%s: cannot write: %s", obj, strerror(errno));
-      remove(tmp);
-    } else {
-      l = link_object(p, obj, externs, desc, err, errlen);
+    LLVMMemoryBufferRef buf = NULL;
+    if (emit_kernel(p, &o, NULL, &buf, err, errlen) != 0) {
+      free(key);
+      return NULL;
     }
+    if (entry_write(path, key, LLVMGetBufferStart(buf),
+                    LLVMGetBufferSize(buf)) != 0) {
+      errorf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+      LLVMDisposeMemoryBuffer(buf);
+      free(key);
+      return NULL; /* callers compile without the cache */
+    }
+    l = link_object(p, buf, externs, err, errlen);
   }
   free(key);
+  if (l != NULL) *desc = l->desc;
   return l;
+}
+
+/* "HASH" + ext, HASH 16 hex digits. */
+static int hash_named(const char *s, const char *ext) {
+  size_t n = strlen(s);
+  if (n != 16 + strlen(ext) || strcmp(s + 16, ext) != 0) return 0;
+  for (int k = 0; k < 16; k++)
+    if (!((s[k] >= '0' && s[k] <= '9') || (s[k] >= 'a' && s[k] <= 'f')))
+      return 0;
+  return 1;
+}
+
+static int is_entry_name(const char *s) {
+  return hash_named(s, ENTRY_EXT);
+}
+
+int aot_cache_list(const char *dir, aot_cache_fn fn, void *user, char *err,
+                   size_t errlen) {
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return errorf(err, errlen, "%s: %s", dir, strerror(errno));
+  int n = 0;
+  for (struct dirent *de; (de = readdir(d)) != NULL;) {
+    if (!is_entry_name(de->d_name)) continue;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+    unsigned char *file = NULL;
+    size_t len = 0;
+    if (read_all(path, &file, &len) != 0) continue;
+    aot_cache_entry e = {de->d_name, len, 0, NULL, 0, ""};
+    const char *key;
+    const unsigned char *obj;
+    size_t kl, ol;
+    if (entry_parse(file, len, &key, &kl, &obj, &ol, e.problem,
+                    sizeof e.problem) == 0) {
+      file[ENTRY_HEAD + kl] = '\0'; /* the object is not needed */
+      e.valid = 1;
+      e.key = key;
+      e.obj_bytes = ol;
+    }
+    fn(user, &e);
+    free(file);
+    n++;
+  }
+  closedir(d);
+  return n;
+}
+
+int aot_cache_clear(const char *dir, char *err, size_t errlen) {
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return errno == ENOENT ? 0
+                           : errorf(err, errlen, "%s: %s", dir,
+                                    strerror(errno));
+  int n = 0, bad = 0;
+  for (struct dirent *de; (de = readdir(d)) != NULL;) {
+    /* entries, objects and keys of the older two-file format, and
+     * temporary files left by a killed writer */
+    if (!is_entry_name(de->d_name) && !hash_named(de->d_name, ".o") &&
+        !hash_named(de->d_name, ".key") &&
+        !(strlen(de->d_name) > 16 + strlen(ENTRY_EXT) &&
+          strncmp(de->d_name + 16, ENTRY_EXT ".tmp.", 9) == 0))
+      continue;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+    if (remove(path) == 0)
+      n++;
+    else if (!bad)
+      bad = errorf(err, errlen, "%s: %s", path, strerror(errno));
+  }
+  closedir(d);
+  return bad ? -1 : n;
 }

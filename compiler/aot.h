@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../runtime/rt.h"
 #include "ir.h"
 
 /* The descriptor's layout is an ABI between objects and libspat: every field
@@ -39,6 +40,13 @@ typedef struct aot_desc {
   const char *name;
 } aot_desc;
 
+/* What aot_emit writes to obj_path. */
+typedef enum aot_emit_kind {
+  AOT_EMIT_OBJ = 0, /* an ELF object (position-independent) */
+  AOT_EMIT_ASM,     /* its assembly text */
+  AOT_EMIT_LLVM,    /* the optimised LLVM module as .ll text */
+} aot_emit_kind;
+
 typedef struct aot_opts {
   int64_t D;
   int layout;         /* spat_layout */
@@ -46,17 +54,26 @@ typedef struct aot_opts {
   const char *name;   /* C identifier of the entry; NULL: pattern name */
   const char *cpu;    /* NULL: this machine's CPU and features */
   const char *source; /* for the header's comment (may be NULL) */
+  int emit;           /* aot_emit_kind */
 } aot_opts;
 
-/* Writes the object file obj_path and the header hdr_path (NULL: none).
- * 0 on success; -1 with a message in err. */
+/* Writes the object file (or assembly or LLVM text, as o->emit says)
+ * obj_path and the header hdr_path (NULL: none).  0 on success; -1 with a
+ * message in err. */
 int aot_emit(const ir_program *p, const aot_opts *o, const char *obj_path,
              const char *hdr_path, char *err, size_t errlen);
+/* Only the header, for an object named obj_path. */
+int aot_write_header(const ir_program *p, const aot_opts *o,
+                     const char *obj_path, const char *hdr_path, char *err,
+                     size_t errlen);
 
 /* The disk kernel cache: JIT kernels compiled once into objects under
  * $XDG_CACHE_HOME/spatc (else ~/.cache/spatc), named by a hash of the
- * canonical program text, the options, the CPU and the versions; the full
- * key is kept beside each object and compared on load.  A loaded object is
+ * canonical program text (ir_print_program: parameters included), the
+ * options, the host CPU name and features, the LLVM, spatc and AOT ABI
+ * versions.  One file per kernel holds a header (lengths and a checksum),
+ * the full key and the object; a file that is short, damaged or has another
+ * key is compiled again and rewritten, never linked.  A loaded object is
  * linked in memory by an LLJIT, with spat_aot_run and the extern predicates
  * (externs[k] for the program's extern k) defined as absolute symbols. */
 typedef struct aot_loaded aot_loaded;
@@ -71,7 +88,34 @@ aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *o,
                            const char *dir, void *const *externs,
                            const void **desc, int *hit, char *err,
                            size_t errlen);
-void aot_cache_free(aot_loaded *l); /* NULL is fine */
+/* Also frees the run-time kernel of its descriptor.  NULL is fine. */
+void aot_cache_free(aot_loaded *l);
+const void *aot_loaded_desc(const aot_loaded *l);
+
+/* One file of the cache directory, for aot_cache_list. */
+typedef struct aot_cache_entry {
+  const char *file;  /* its name in the directory */
+  size_t bytes;      /* file size */
+  int valid;         /* header, length and checksum hold */
+  const char *key;   /* valid: the key text (pattern, options, CPU, ...) */
+  size_t obj_bytes;  /* valid: the object's size */
+  char problem[256]; /* not valid: why */
+} aot_cache_entry;
+typedef void (*aot_cache_fn)(void *user, const aot_cache_entry *e);
+
+/* Calls fn for every entry file in dir; the number of entries, or -1 with
+ * err. */
+int aot_cache_list(const char *dir, aot_cache_fn fn, void *user, char *err,
+                   size_t errlen);
+/* Removes every entry (and leftover temporary file) in dir; how many, or -1
+ * with err. */
+int aot_cache_clear(const char *dir, char *err, size_t errlen);
+
+/* Runs a loaded descriptor on arguments already checked (the CLI's path:
+ * rt_args with any strides).  a->externs, when the pattern has externs,
+ * must be the functions the object was linked with. */
+rt_status aot_run_args(const void *desc, const rt_args *a, char *err,
+                       size_t errlen);
 
 /* Frees the run-time kernel a descriptor's first run made (aot_run.c), for
  * objects unloaded before the process ends (the disk cache's). */

@@ -88,6 +88,28 @@ int spat_aot_run(const void *desc, const spat_tensors *t,
   return (int)st;
 }
 
+rt_status aot_run_args(const void *desc, const rt_args *a, char *err,
+                       size_t errlen) {
+  const aot_desc *d = desc;
+  if (d == NULL || d->abi != AOT_ABI) {
+    aot_fail(err, errlen, SPAT_EUNSUPPORTED, "AOT ABI mismatch");
+    return RT_EUNSUPPORTED;
+  }
+  if (a->D != d->D) {
+    snprintf(err, errlen, "the kernel was compiled for D = %lld, not %lld",
+             (long long)d->D, (long long)a->D);
+    return RT_EINVAL;
+  }
+  kr_kernel *k = kernel_of(d);
+  if (k == NULL) {
+    aot_fail(err, errlen, SPAT_ENOMEM, "out of memory");
+    return RT_ENOMEM;
+  }
+  rt_args b = *a;
+  if (d->n_externs > 0 && b.externs == NULL) b.externs = d->externs;
+  return kr_run(k, &b, err, errlen);
+}
+
 void aot_state_release(const void *desc) {
   const aot_desc *d = desc;
   if (d == NULL) return;

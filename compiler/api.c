@@ -473,8 +473,7 @@ static spat_status resolve_externs(spat_ctx *c, const ir_program *p,
 
 static void kernel_destroy(spat_kernel *k) {
   if (k->obj != NULL) k->be->free(k->obj);
-  if (k->cached != NULL) aot_state_release(k->desc);
-  aot_cache_free(k->cached);
+  aot_cache_free(k->cached); /* and the descriptor's run-time kernel */
   ffi_entry_free(k->entry);
   free(k->externs);
   free(k->input_names);
@@ -570,7 +569,7 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
   char err[ERR_LEN] = "";
   if (o->cache && o->backend == SPAT_BACKEND_JIT) {
     char dir[4096];
-    aot_opts ao = {o->D, (int)o->layout, o->threads, NULL, NULL, NULL};
+    aot_opts ao = {o->D, (int)o->layout, o->threads, NULL, NULL, NULL, 0};
     if (aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0)
       k->cached = aot_cache_load(p, &ao, dir, k->externs, &k->desc,
                                  &k->sig.from_cache, err, sizeof err);

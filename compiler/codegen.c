@@ -772,11 +772,41 @@ static LLVMValueRef pat_topk(cg *g, const ir_node *n, const lvl *L,
                                LLVMBuildNeg(B, c, ""), ci64(g, 0), ""));
   LLVMValueRef lst = gep(g, g->i64, sel, LLVMBuildMul(B, rw, kst, ""));
   LLVMValueRef acc = acc_new(g, ci64(g, 0));
-  loop lp;
-  LLVMValueRef x = loop_begin(g, &lp, ci64(g, 0), c, 1);
-  acc_or(g, acc,
-         col_bit(g, R, LLVMBuildLoad2(B, g->i64, gep(g, g->i64, lst, x), "")));
-  loop_end(g, &lp);
+  /* the list is ascending: binary search for the first key >= j0, then
+   * walk while keys fall inside the row */
+  LLVMValueRef lo = acc_new(g, ci64(g, 0)), hi = acc_new(g, c);
+  LLVMBasicBlockRef cond = newbb(g, "bs"), body = newbb(g, "bsbody"),
+                    done = newbb(g, "bsdone");
+  LLVMBuildBr(B, cond);
+  LLVMPositionBuilderAtEnd(B, cond);
+  LLVMValueRef l = acc_get(g, lo), h = acc_get(g, hi);
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, l, h, ""), body, done);
+  LLVMPositionBuilderAtEnd(B, body);
+  LLVMValueRef mid = LLVMBuildLShr(B, LLVMBuildAdd(B, l, h, ""), ci64(g, 1), "");
+  LLVMValueRef below = LLVMBuildICmp(
+      B, LLVMIntSLT, LLVMBuildLoad2(B, g->i64, gep(g, g->i64, lst, mid), ""),
+      R->j0, "");
+  LLVMBuildStore(B, LLVMBuildSelect(B, below, LLVMBuildAdd(B, mid, ci64(g, 1), ""), l, ""), lo);
+  LLVMBuildStore(B, LLVMBuildSelect(B, below, h, mid, ""), hi);
+  LLVMBuildBr(B, cond);
+  LLVMPositionBuilderAtEnd(B, done);
+  LLVMValueRef end = LLVMBuildAdd(B, R->j0, R->cnt, "");
+  LLVMValueRef xv = acc_new(g, acc_get(g, lo));
+  LLVMBasicBlockRef wc = newbb(g, "walk"), wb = newbb(g, "walkbody"),
+                    wd = newbb(g, "walkdone");
+  LLVMBuildBr(B, wc);
+  LLVMPositionBuilderAtEnd(B, wc);
+  LLVMValueRef x = acc_get(g, xv);
+  LLVMBasicBlockRef wl = newbb(g, "walkload");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, x, c, ""), wl, wd);
+  LLVMPositionBuilderAtEnd(B, wl);
+  LLVMValueRef jj = LLVMBuildLoad2(B, g->i64, gep(g, g->i64, lst, x), "");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, jj, end, ""), wb, wd);
+  LLVMPositionBuilderAtEnd(B, wb);
+  acc_or(g, acc, col_bit(g, R, jj));
+  LLVMBuildStore(B, LLVMBuildAdd(B, x, ci64(g, 1), ""), xv);
+  LLVMBuildBr(B, wc);
+  LLVMPositionBuilderAtEnd(B, wd);
   return acc_get(g, acc);
 }
 

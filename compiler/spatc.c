@@ -16,6 +16,7 @@
   X(run, spatc_run_main, "run attention with a pattern on npy tensors")   \
   X(explain, spatc_explain_main, "show the IR and the tile plan of a pattern") \
   X(compile, spatc_compile_main, "compile a pattern ahead of time: .o and .h") \
+  X(cache, spatc_cache_main, "the disk kernel cache: dir, clear, list")      \
   X(bench, spatc_bench_main, "time the JIT against the interpreter and baselines")
 
 typedef struct command {

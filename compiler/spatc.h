@@ -12,5 +12,6 @@ int spatc_run_main(int argc, char **argv);
 int spatc_explain_main(int argc, char **argv);   /* spatc_explain.c */
 int spatc_bench_main(int argc, char **argv);     /* spatc_bench.c */
 int spatc_compile_main(int argc, char **argv);   /* spatc_compile.c */
+int spatc_cache_main(int argc, char **argv);     /* spatc_cache.c */
 
 #endif

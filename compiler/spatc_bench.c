@@ -2,6 +2,10 @@
  * against two baselines measured in the same run (bench/baselines.h):
  *
  *   compile    backend_jit compile time, median of 5
+ *   cold/warm  the disk kernel cache (compiler/aot.h) in a private
+ *              directory: cold = compile, store and link an entry into an
+ *              emptied cache (median of 3), warm = load and link the stored
+ *              entry in a fresh JIT, as a new process would (median of 5)
  *   kernel     median of --repeats timed runs (after one warm-up run)
  *   GFLOP/s    4 * nnz * D per head over the kernel time (nnz: the allowed
  *              pairs, counted with the reference interpreter), and its share
@@ -14,7 +18,9 @@
  *
  * Options: --pattern NAME, -D NAME=INT, --runtime NAME=INT, --len L (or
  * --lq/--lk), --heads H, --kv-heads N, --dim D, --threads N, --repeats R,
- * --seed S, --json (one JSON object on stdout), --no-dense.
+ * --seed S, --json (one JSON object on stdout), --no-dense, --no-cache (the
+ * kernel timed is then a fresh JIT compile, not the user's cache entry, and
+ * cold/warm are not measured).
  * Input arrays get packed-document ids (documents of random lengths).
  * Progress goes to stderr.
  */
@@ -28,6 +34,7 @@
 
 #include "../bench/baselines.h"
 #include "../runtime/interp.h"
+#include "aot.h"
 #include "backend.h"
 #include "frontend.h"
 #include "spatc.h"
@@ -100,22 +107,62 @@ static void mask_cb(void *ctx, int64_t h, int64_t r, uint8_t *row) {
   memcpy(row, M->m + (h * M->Lq + r) * M->Lk, (size_t)M->Lk);
 }
 
+/* Cold and warm compile times through a private cache directory; -1 when
+ * not measured (message on stderr). */
+static void cache_times(const ir_program *p, int64_t D, int threads,
+                        double *cold, double *warm) {
+  *cold = *warm = -1;
+  char dir[] = "/tmp/spatc-bench-cache.XXXXXX", err[1024] = "";
+  if (!mkdtemp(dir)) return;
+  aot_opts o = {D, 0, threads, NULL, NULL, NULL, AOT_EMIT_OBJ};
+  double tc[3], tw[5];
+  const void *desc;
+  int hit, ok = 1;
+  for (int t = 0; t < 3 && ok; t++) {
+    ok = aot_cache_clear(dir, err, sizeof err) >= 0;
+    double t0 = now_ms();
+    aot_loaded *l = ok ? aot_cache_load(p, &o, dir, NULL, &desc, &hit, err,
+                                        sizeof err) : NULL;
+    tc[t] = now_ms() - t0;
+    ok = l && !hit;
+    aot_cache_free(l);
+  }
+  for (int t = 0; t < 5 && ok; t++) {
+    double t0 = now_ms();
+    aot_loaded *l = aot_cache_load(p, &o, dir, NULL, &desc, &hit, err,
+                                   sizeof err);
+    tw[t] = now_ms() - t0;
+    ok = l && hit;
+    aot_cache_free(l);
+  }
+  aot_cache_clear(dir, err, sizeof err);
+  rmdir(dir);
+  if (!ok) {
+    fprintf(stderr, "spatc: note: cache times not measured: %s\n", err);
+    return;
+  }
+  *cold = median(tc, 3);
+  *warm = median(tw, 5);
+}
+
 static void usage(FILE *f) {
   fputs("usage: spatc bench FILE [--pattern NAME] [-D NAME=INT]... "
         "[--runtime NAME=INT]...\n"
         "                   [--len L | --lq N --lk N] [--heads H] [--kv-heads N] "
         "[--dim D]\n"
         "                   [--threads N] [--repeats R] [--seed S] [--json] "
-        "[--no-dense]\n"
+        "[--no-dense] [--no-cache]\n"
         "Times the pattern's JIT kernel (compile, run, GFLOP/s on the allowed "
         "pairs)\nagainst a per-row C loop and dense masked attention with "
-        "OpenBLAS.\n", f);
+        "OpenBLAS,\nand the disk kernel cache's cold and warm compile times. "
+        "The kernel timed\ncomes from the cache unless --no-cache.\n", f);
 }
 
 int spatc_bench_main(int argc, char **argv) {
   const char *file = NULL, *name = NULL, *rt_arg[MAX_DEFS];
   fe_define defs[MAX_DEFS];
-  int n_defs = 0, n_rt = 0, json = 0, dense = 1, rc = 2;
+  int n_defs = 0, n_rt = 0, json = 0, dense = 1, use_cache = 1, rc = 2;
+  aot_loaded *kcache = NULL;
   int64_t L = 4096, Lq = -1, Lk = -1, H = 4, Hkv = -1, D = 64, threads = 0,
           repeats = 5, seed = 1;
   arena *a = arena_new();
@@ -138,6 +185,9 @@ int spatc_bench_main(int argc, char **argv) {
       continue;
     } else if (!strcmp(argv[k], "--no-dense")) {
       dense = 0;
+      continue;
+    } else if (!strcmp(argv[k], "--no-cache")) {
+      use_cache = 0;
       continue;
     } else if ((v = opt_value(argc, argv, &k, "--pattern"))) {
       name = v;
@@ -269,6 +319,17 @@ int spatc_bench_main(int argc, char **argv) {
     kernel = kn;
   }
   double compile_ms = median(tc, 5);
+  double cold_ms = -1, warm_ms = -1;
+  if (use_cache) {
+    char dir[4096];
+    const void *desc;
+    int hit;
+    cache_times(p, D, (int)threads, &cold_ms, &warm_ms);
+    aot_opts ao = {D, 0, (int)threads, NULL, NULL, NULL, AOT_EMIT_OBJ};
+    if (aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0)
+      kcache = aot_cache_load(p, &ao, dir, NULL, &desc, &hit, err, sizeof err);
+    if (!kcache) fprintf(stderr, "spatc: note: kernel cache not used: %s\n", err);
+  }
 
   /* run */
   fprintf(stderr, "bench %s: running the kernel (%lld repeats)\n", p->name,
@@ -277,7 +338,8 @@ int spatc_bench_main(int argc, char **argv) {
   if (!tk) goto oom;
   for (int64_t t = -1; t < repeats; t++) {
     double t0 = now_ms();
-    if (jit->run(kernel, &args, err, sizeof err) != RT_OK) {
+    if ((kcache ? aot_run_args(aot_loaded_desc(kcache), &args, err, sizeof err)
+                : jit->run(kernel, &args, err, sizeof err)) != RT_OK) {
       fprintf(stderr, "spatc: error: %s\n", err);
       goto out;
     }
@@ -384,6 +446,7 @@ int spatc_bench_main(int argc, char **argv) {
     printf("{\"pattern\": \"%s\", \"file\": \"%s\", \"Lq\": %lld, \"Lk\": %lld, "
            "\"H\": %lld, \"Hkv\": %lld, \"D\": %lld, \"threads\": %lld, "
            "\"nnz\": %lld, \"density\": %.6f, \"compile_ms\": %.3f, "
+           "\"cold_ms\": %.3f, \"warm_ms\": %.3f, \"cached\": %s, "
            "\"kernel_ms\": %.3f, \"gflops\": %.3f, \"peak_pct\": %.2f, "
            "\"loop_ms\": %.3f, \"loop_window\": [%lld, %lld], "
            "\"loop_exact\": %s, \"dense_ms\": %.3f, \"vs_loop\": %.3f, "
@@ -391,7 +454,7 @@ int spatc_bench_main(int argc, char **argv) {
            "\"nnz_sampled\": %s}\n",
            p->name, file, (long long)Lq, (long long)Lk, (long long)H,
            (long long)Hkv, (long long)D, (long long)threads, (long long)nnz,
-           density, compile_ms, kernel_ms, gflops, peak, loop_ms, (long long)wl,
+           density, compile_ms, cold_ms, warm_ms, kcache ? "true" : "false", kernel_ms, gflops, peak, loop_ms, (long long)wl,
            (long long)wr, exact_window ? "true" : "false", dense_ms,
            loop_ms / kernel_ms, dense_ms > 0 ? dense_ms / kernel_ms : -1.0,
            dense_err, loop_err, step > 1 ? "true" : "false");
@@ -402,6 +465,9 @@ int spatc_bench_main(int argc, char **argv) {
     printf("  allowed pairs   %s%lld (density %.4f)\n", step > 1 ? "about " : "",
            (long long)nnz, density);
     printf("  compile         %.1f ms (median of 5)\n", compile_ms);
+    if (cold_ms >= 0)
+      printf("  cache           cold %.1f ms (median of 3), warm %.2f ms "
+             "(median of 5)\n", cold_ms, warm_ms);
     printf("  kernel          %.3f ms (median of %lld)\n", kernel_ms, (long long)repeats);
     printf("  throughput      %.1f GFLOP/s on allowed pairs, %.1f%% of %.0f "
            "GFLOP/s x %lld cores\n", gflops, peak, PEAK_PER_CORE, (long long)threads);
@@ -419,6 +485,7 @@ oom:
   rc = 1;
 out:
   if (kernel) jit->free(kernel);
+  aot_cache_free(kcache);
   free(buf), free(o2), free(lse), free(mcache), free(docs);
   diag_free(d);
   arena_free(a);

@@ -68,7 +68,14 @@ enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
   X(THREADS, "threads", 'j', "N", "threads (default 0: all cores)")          \
   X(BQ, "bq", 0, "N", "query tile rows")                                     \
   X(BK, "bk", 0, "N", "key tile columns")                                    \
-  X(REPEAT, "repeat", 'r', "N", "timed repetitions")
+  X(REPEAT, "repeat", 'r', "N", "timed repetitions")                        \
+  X(EMIT, "emit", 0, "KIND",                                                 \
+    "obj (default: object and header), asm, llvm, header or shared")         \
+  X(TARGET, "target", 0, "CPU", "native (default), x86-64-v3 or x86-64-v4")  \
+  X(CPU, "cpu", 0, "CPU", "target CPU by LLVM name, e.g. skylake")           \
+  X(NAME, "name", 0, "NAME", "C name of the entry (default: the pattern's)") \
+  X(HEADER, "header", 0, "FILE", "the header (default: OUT with .h)")        \
+  X(NO_CACHE, "no-cache", 0, NULL, "compile anew, without the disk cache")
 
 typedef enum {
   OPT_NONE = 0,

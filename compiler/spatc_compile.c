@@ -1,192 +1,259 @@
-/* spatc_compile.c: `spatc compile FILE.pat`: an ahead-of-time kernel, an
- * object file and a C header (compiler/aot.h), to link into a program with
- * libspat.  Loads and instantiates the pattern (with -D overrides), then
- * aot_emit.  Exit status 0, 1 (a bad pattern, an unwritable file), 2 (bad
- * usage). */
+/* spatc_compile.c: `spatc compile FILE.pat`: an ahead-of-time kernel
+ * (compiler/aot.h) to link into or load from a program using libspat.
+ * Loads and instantiates the pattern (with -D overrides), then, by --emit:
+ *
+ *   obj     NAME.o and NAME.h (the default)
+ *   asm     NAME.s, the object's assembly
+ *   llvm    NAME.ll, the optimised LLVM module
+ *   header  NAME.h only
+ *   shared  NAME.so and NAME.h: the object linked by the system compiler
+ *           (`$CC -shared`, default cc) against libspat.so, found in
+ *           $SPAT_LIBDIR, beside this spatc or in ../lib, so that a host
+ *           can dlopen it
+ *
+ * Exit status 0, 1 (a bad pattern, a missing or unwritable file, a failed
+ * link), 2 (bad usage). */
+#include <errno.h>
+#include <limits.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "aot.h"
-#include "arena.h"
-#include "diag.h"
-#include "frontend.h"
 #include "spatc.h"
+#include "spatc_common.h"
 
-static const char usage_text[] =
-    "usage: spatc compile FILE.pat [options]\n"
-    "\n"
-    "Compiles a pattern ahead of time into an object file and a C header\n"
-    "declaring its typed entry\n"
-    "    int NAME(const spat_tensors *t, <runtime scalars>, <input arrays>);\n"
-    "Link it with libspat: cc prog.c NAME.o $(pkg-config --cflags --libs "
-    "spat)\n"
-    "\n"
-    "options:\n"
-    "  -p, --pattern NAME    the pattern (default: the only or last one)\n"
-    "  -D, --define N=INT    override a compile-time parameter (repeatable)\n"
-    "  -d, --dim N           head dimension (default 64)\n"
-    "      --layout L        bhld (default) or blhd\n"
-    "  -j, --threads N       worker threads per run (default 0: all cores)\n"
-    "      --name NAME       C name of the entry (default: the pattern's)\n"
-    "      --cpu CPU         target CPU, e.g. x86-64-v3 (default: this "
-    "machine)\n"
-    "  -o, --output FILE     the object file (default NAME.o)\n"
-    "      --header FILE     the header (default: the object's name, .h)\n"
-    "  -h, --help            this help\n";
+extern char **environ;
 
-static int usage_error(const char *fmt, const char *arg) {
-  fputs("spatc compile: error: ", stderr);
-  fprintf(stderr, fmt, arg);
-  fputs("\n(see spatc compile --help)\n", stderr);
-  return 2;
+#define EMIT_KINDS(X)              \
+  X(obj, AOT_EMIT_OBJ, ".o")       \
+  X(asm, AOT_EMIT_ASM, ".s")       \
+  X(llvm, AOT_EMIT_LLVM, ".ll")    \
+  X(header, AOT_EMIT_OBJ, ".h")    \
+  X(shared, AOT_EMIT_OBJ, ".so")
+
+typedef enum {
+#define X(name, kind, ext) EMIT_##name,
+  EMIT_KINDS(X)
+#undef X
+  EMIT_N
+} emit_what;
+
+static const struct {
+  const char *name;
+  int kind; /* aot_emit_kind */
+  const char *ext;
+} emits[EMIT_N] = {
+#define X(name, kind, ext) {#name, kind, ext},
+    EMIT_KINDS(X)
+#undef X
+};
+
+/* --target names (aliases of --cpu). */
+static const char *const targets[] = {"native", "x86-64-v3", "x86-64-v4"};
+
+/* path with its extension (from the last '.' after the last '/') replaced by
+ * ext; malloc'd. */
+static char *with_ext(const char *path, const char *ext) {
+  const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+  size_t base = dot && (!slash || dot > slash) ? (size_t)(dot - path)
+                                               : strlen(path);
+  char *s = spatc_xmalloc(base + strlen(ext) + 1);
+  if (s) snprintf(s, base + strlen(ext) + 1, "%.*s%s", (int)base, path, ext);
+  return s;
 }
 
-/* The option's argument: "--opt=value", "--opt value", "-Xvalue", "-X value".
- */
-static const char *opt_arg(int argc, char **argv, int *k, const char *s,
-                           const char *lng, char shrt) {
-  size_t n = strlen(lng);
-  if (strncmp(s, lng, n) == 0) {
-    if (s[n] == '=') return s + n + 1;
-    if (s[n] == '\0') return *k + 1 < argc ? argv[++*k] : NULL;
-    return NULL;
+/* The directory holding libspat.so: $SPAT_LIBDIR, else beside this
+ * program, else ../lib. */
+static int find_libdir(char *buf, size_t n) {
+  char exe[PATH_MAX];
+  const char *env = getenv("SPAT_LIBDIR");
+  const char *const rel[] = {"", "/../lib"};
+  size_t n_rel = sizeof rel / sizeof rel[0];
+  if (env && *env) {
+    snprintf(exe, sizeof exe, "%s", env);
+    n_rel = 1;
+  } else {
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return -1;
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return -1;
+    *slash = '\0';
   }
-  if (shrt && s[0] == '-' && s[1] == shrt) {
-    if (s[2] != '\0') return s + 2;
-    return *k + 1 < argc ? argv[++*k] : NULL;
+  for (size_t k = 0; k < n_rel; k++) {
+    char so[PATH_MAX + 32], real[PATH_MAX];
+    snprintf(so, sizeof so, "%s%s/libspat.so", exe, rel[k]);
+    if (access(so, R_OK) == 0 && realpath(so, real)) {
+      *strrchr(real, '/') = '\0';
+      snprintf(buf, n, "%s", real);
+      return 0;
+    }
   }
-  return NULL;
+  return -1;
 }
 
-static int matches(const char *s, const char *lng, char shrt) {
-  size_t n = strlen(lng);
-  if (strncmp(s, lng, n) == 0 && (s[n] == '\0' || s[n] == '=')) return 1;
-  return shrt && s[0] == '-' && s[1] == shrt && s[1] != '\0';
-}
-
-static int parse_int(const char *s, long long lo, long long hi,
-                     long long *out) {
-  char *end;
-  long long v = strtoll(s, &end, 10);
-  if (s[0] == '\0' || *end != '\0' || v < lo || v > hi) return -1;
-  *out = v;
+/* $CC -shared -o out obj -L dir -Wl,-rpath,dir -lspat; 0 or 1 after
+ * printing. */
+static int link_shared(const char *obj, const char *out) {
+  char dir[PATH_MAX];
+  if (find_libdir(dir, sizeof dir) != 0)
+    return spatc_error("--emit shared: libspat.so not found in $SPAT_LIBDIR, "
+                       "beside spatc or in ../lib");
+  const char *cc = getenv("CC");
+  if (!cc || !*cc) cc = "cc";
+  char ldir[PATH_MAX + 8], rpath[PATH_MAX + 16];
+  snprintf(ldir, sizeof ldir, "-L%s", dir);
+  snprintf(rpath, sizeof rpath, "-Wl,-rpath,%s", dir);
+  char *argv[] = {(char *)cc,   "-shared", "-o",  (char *)out, (char *)obj,
+                  ldir,         rpath,     "-lspat", NULL};
+  pid_t pid;
+  int rc = posix_spawnp(&pid, cc, NULL, NULL, argv, environ);
+  if (rc != 0) return spatc_error("%s: %s", cc, strerror(rc));
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    return spatc_error("'%s -shared' failed linking %s", cc, out);
   return 0;
 }
 
 int spatc_compile_main(int argc, char **argv) {
-  const char *file = NULL, *pattern = NULL, *output = NULL, *header = NULL;
-  const char *defs_text[64];
-  int n_defs = 0;
-  aot_opts o = {64, 0, 0, NULL, NULL, NULL};
-  for (int k = 1; k < argc; k++) {
-    const char *s = argv[k], *v;
-    long long x;
-    if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
-      fputs(usage_text, stdout);
-      return 0;
-    } else if (s[0] != '-' || s[1] == '\0') {
-      if (file != NULL) return usage_error("more than one file ('%s')", s);
-      file = s;
-    } else if (matches(s, "--pattern", 'p')) {
-      if ((pattern = opt_arg(argc, argv, &k, s, "--pattern", 'p')) == NULL)
-        return usage_error("%s needs a NAME", s);
-    } else if (matches(s, "--define", 'D')) {
-      if ((v = opt_arg(argc, argv, &k, s, "--define", 'D')) == NULL)
-        return usage_error("%s needs NAME=INT", s);
-      if (n_defs == 64) return usage_error("too many -D (at most %s)", "64");
-      defs_text[n_defs++] = v;
-    } else if (matches(s, "--dim", 'd')) {
-      if ((v = opt_arg(argc, argv, &k, s, "--dim", 'd')) == NULL ||
-          parse_int(v, 1, 1 << 16, &x))
-        return usage_error("%s needs a head dimension", s);
-      o.D = x;
-    } else if (matches(s, "--layout", 0)) {
-      v = opt_arg(argc, argv, &k, s, "--layout", 0);
-      if (v != NULL && strcmp(v, "bhld") == 0)
-        o.layout = 0;
-      else if (v != NULL && strcmp(v, "blhd") == 0)
-        o.layout = 1;
-      else
-        return usage_error("--layout is bhld or blhd, not '%s'", v ? v : "");
-    } else if (matches(s, "--threads", 'j')) {
-      if ((v = opt_arg(argc, argv, &k, s, "--threads", 'j')) == NULL ||
-          parse_int(v, 0, 4096, &x))
-        return usage_error("%s needs a thread count", s);
-      o.threads = (int)x;
-    } else if (matches(s, "--name", 0)) {
-      if ((o.name = opt_arg(argc, argv, &k, s, "--name", 0)) == NULL)
-        return usage_error("%s needs a C name", s);
-      if (!aot_is_identifier(o.name))
-        return usage_error("--name '%s' is not a C identifier", o.name);
-    } else if (matches(s, "--cpu", 0)) {
-      if ((o.cpu = opt_arg(argc, argv, &k, s, "--cpu", 0)) == NULL)
-        return usage_error("%s needs a CPU name", s);
-    } else if (matches(s, "--output", 'o')) {
-      if ((output = opt_arg(argc, argv, &k, s, "--output", 'o')) == NULL)
-        return usage_error("%s needs a FILE", s);
-    } else if (matches(s, "--header", 0)) {
-      if ((header = opt_arg(argc, argv, &k, s, "--header", 0)) == NULL)
-        return usage_error("%s needs a FILE", s);
-    } else {
-      return usage_error("unknown option '%s'", s);
+  static const spatc_opt ok[] = {OPT_PATTERN, OPT_DEFINE, OPT_DIM,
+                                 OPT_LAYOUT,  OPT_THREADS, OPT_NAME,
+                                 OPT_EMIT,    OPT_TARGET,  OPT_CPU,
+                                 OPT_OUTPUT,  OPT_HEADER,  OPT_NONE};
+  cli c;
+  cli_init(&c, argc, argv,
+           "FILE [--pattern NAME] [-D NAME=INT] [--dim D] [-o OUT] "
+           "[--emit obj|asm|llvm|header|shared] "
+           "[--target native|x86-64-v3|x86-64-v4]",
+           "Compiles a pattern ahead of time.  By default writes an object "
+           "file and a C\nheader declaring its typed entry\n"
+           "    int NAME(const spat_tensors *t, <runtime scalars>, <input "
+           "arrays>);\n"
+           "to link with libspat: cc prog.c NAME.o $(pkg-config --cflags "
+           "--libs spat).\n--emit asm, llvm: the assembly or the optimised "
+           "LLVM module as text;\n--emit header: the header only; --emit "
+           "shared: NAME.so (linked by $CC -shared,\ndefault cc, against "
+           "libspat.so) and NAME.h, for a host to dlopen.\nThe head "
+           "dimension D defaults to 64.",
+           ok);
+  spatc_sel sel;
+  sel_init(&sel);
+  aot_opts o = {64, 0, 0, NULL, NULL, NULL, AOT_EMIT_OBJ};
+  const char *output = NULL, *header = NULL;
+  emit_what what = EMIT_obj;
+  int64_t v = 0;
+  int rc = SPATC_OK;
+  for (int id; rc == SPATC_OK && (id = cli_next(&c)) != CLI_END;) {
+    int took = sel_option(&sel, &c, id);
+    if (took < 0) rc = SPATC_EUSAGE;
+    if (took) continue;
+    switch (id) {
+    case CLI_ERR: rc = SPATC_EUSAGE; break;
+    case OPT_HELP: cli_help(&c, stdout); sel_free(&sel); return SPATC_OK;
+    case OPT_DIM:
+      if (!cli_int(&c, 1, 1 << 16, &v)) rc = SPATC_EUSAGE;
+      o.D = v;
+      break;
+    case OPT_LAYOUT:
+      if (strcmp(c.arg, "bhld") == 0) o.layout = 0;
+      else if (strcmp(c.arg, "blhd") == 0) o.layout = 1;
+      else rc = cli_usage_error(&c, "--layout: expected bhld or blhd, got '%s'", c.arg);
+      break;
+    case OPT_THREADS:
+      if (!cli_int(&c, 0, 4096, &v)) rc = SPATC_EUSAGE;
+      o.threads = (int)v;
+      break;
+    case OPT_NAME:
+      if (!aot_is_identifier(c.arg))
+        rc = cli_usage_error(&c, "--name '%s' is not a C identifier", c.arg);
+      o.name = c.arg;
+      break;
+    case OPT_EMIT: {
+      int k = 0;
+      while (k < EMIT_N && strcmp(emits[k].name, c.arg) != 0) k++;
+      if (k == EMIT_N)
+        rc = cli_usage_error(&c, "--emit: expected obj, asm, llvm, header or "
+                                 "shared, got '%s'", c.arg);
+      what = (emit_what)k;
+      break;
+    }
+    case OPT_TARGET: {
+      size_t k = 0, n = sizeof targets / sizeof targets[0];
+      while (k < n && strcmp(targets[k], c.arg) != 0) k++;
+      if (k == n)
+        rc = cli_usage_error(&c, "--target: expected native, x86-64-v3 or "
+                                 "x86-64-v4, got '%s' (any LLVM CPU name: "
+                                 "--cpu)", c.arg);
+      o.cpu = c.arg;
+      break;
+    }
+    case OPT_CPU: o.cpu = c.arg; break;
+    case OPT_OUTPUT: output = c.arg; break;
+    case OPT_HEADER: header = c.arg; break;
+    case CLI_POS:
+      if (sel.file)
+        rc = cli_usage_error(&c, "one FILE only ('%s', then '%s')", sel.file,
+                             c.arg);
+      sel.file = c.arg;
+      break;
+    default: rc = cli_usage_error(&c, "unexpected option '%s'", c.spelled);
     }
   }
-  if (file == NULL) return usage_error("%s", "no .pat file given");
+  if (rc == SPATC_OK && !sel.file) rc = cli_usage_error(&c, "no input file");
+  if (rc == SPATC_OK && header && what != EMIT_obj && what != EMIT_shared)
+    rc = cli_usage_error(&c, "--header goes with --emit obj or shared (with "
+                             "--emit header, -o names the header)");
+  if (rc != SPATC_OK) {
+    sel_free(&sel);
+    return rc;
+  }
 
-  diag *d = diag_new();
-  arena *a = arena_new();
-  if (d == NULL || a == NULL) {
-    fputs("spatc compile: error: out of memory\n", stderr);
-    diag_free(d);
-    arena_free(a);
-    return 1;
+  spatc_pat pat;
+  char *out = NULL, *hdr = NULL, *tmp = NULL;
+  char err[1024] = "";
+  rc = spatc_load(&pat, &sel);
+  if (rc == SPATC_OK) {
+    o.source = sel.file;
+    o.emit = emits[what].kind;
+    const char *name = o.name ? o.name : pat.p->name;
+    out = output ? strdup(output) : with_ext(name, emits[what].ext);
+    if (what == EMIT_obj || what == EMIT_shared)
+      hdr = header ? strdup(header) : with_ext(out, ".h");
+    if (!out || ((what == EMIT_obj || what == EMIT_shared) && !hdr))
+      rc = spatc_error("out of memory");
   }
-  int rc = 0;
-  fe_define defs[64];
-  for (int k = 0; k < n_defs && rc == 0; k++)
-    if (fe_parse_define(defs_text[k], a, &defs[k]) != 0)
-      rc = usage_error("-D '%s' is not NAME=INT", defs_text[k]);
-  fe_module *m = rc == 0 ? fe_load_file(d, a, file) : NULL;
-  ir_program *p =
-      m != NULL ? fe_instantiate(d, m, pattern, defs, n_defs) : NULL;
-  if (rc == 0 && p == NULL) rc = 1;
-  fputs(diag_text(d), stderr);
-
-  char *obj = NULL, *hdr = NULL;
-  if (rc == 0) {
-    o.source = file;
-    const char *name = o.name ? o.name : p->name;
-    size_t n = strlen(output ? output : name) + 8;
-    obj = malloc(n);
-    hdr = malloc(n + (header ? strlen(header) : 0));
-    if (obj == NULL || hdr == NULL) {
-      fputs("spatc compile: error: out of memory\n", stderr);
-      rc = 1;
-    }
-    if (rc == 0) {
-      if (output)
-        snprintf(obj, n, "%s", output);
-      else
-        snprintf(obj, n, "%s.o", name);
-      if (header) {
-        snprintf(hdr, n + strlen(header), "%s", header);
-      } else {
-        snprintf(hdr, n, "%s", obj);
-        size_t len = strlen(hdr);
-        if (len > 2 && strcmp(hdr + len - 2, ".o") == 0) hdr[len - 2] = '\0';
-        strcat(hdr, ".h");
-      }
-      char err[1024];
-      if (aot_emit(p, &o, obj, hdr, err, sizeof err) != 0) {
-        fprintf(stderr, "spatc compile: error: %s\n", err);
-        rc = 1;
-      }
-    }
+  if (rc == SPATC_OK && what == EMIT_header) {
+    char *obj = with_ext(o.name ? o.name : pat.p->name, ".o");
+    if (!obj) rc = SPATC_EUSER;
+    else if (aot_write_header(pat.p, &o, obj, out, err, sizeof err) != 0)
+      rc = spatc_lib_error(err);
+    free(obj);
+  } else if (rc == SPATC_OK && what == EMIT_shared) {
+    size_t n = strlen(out) + 32;
+    tmp = spatc_xmalloc(n);
+    if (!tmp) rc = SPATC_EUSER;
+    else snprintf(tmp, n, "%s.%ld.tmp.o", out, (long)getpid());
+    if (rc == SPATC_OK && aot_emit(pat.p, &o, tmp, NULL, err, sizeof err) != 0)
+      rc = spatc_lib_error(err);
+    if (rc == SPATC_OK) rc = link_shared(tmp, out);
+    if (tmp) remove(tmp);
+    if (rc == SPATC_OK &&
+        aot_write_header(pat.p, &o, out, hdr, err, sizeof err) != 0)
+      rc = spatc_lib_error(err);
+  } else if (rc == SPATC_OK) {
+    if (aot_emit(pat.p, &o, out, hdr, err, sizeof err) != 0)
+      rc = spatc_lib_error(err);
   }
-  free(obj);
+  free(out);
   free(hdr);
-  arena_free(a);
-  diag_free(d);
+  free(tmp);
+  spatc_pat_free(&pat);
+  sel_free(&sel);
   return rc;
 }

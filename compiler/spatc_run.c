@@ -2,11 +2,13 @@
  * the backend table (interp or jit): q, k, v from npy files or drawn from a
  * seed; o written as float32 [B, H, Lq, D] and, on request, the log-sum-exp
  * as float32 [B, H, Lq].  A one-line summary (sizes, backend, times) goes
- * to stderr. */
+ * to stderr.  JIT kernels come from the disk kernel cache (compiler/aot.h)
+ * unless --no-cache; a cache that cannot be used means a plain JIT compile. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "aot.h"
 #include "backend.h"
 #include "spatc.h"
 #include "spatc_common.h"
@@ -26,7 +28,7 @@ int spatc_run_main(int argc, char **argv) {
       OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_INPUT, OPT_PLUGIN, OPT_Q,
       OPT_K, OPT_V, OPT_SEED, OPT_BATCH, OPT_HEADS, OPT_KVHEADS, OPT_LEN,
       OPT_LQ, OPT_LK, OPT_DIM, OPT_LAYOUT, OPT_SCALE, OPT_OUTPUT, OPT_LSE,
-      OPT_BACKEND, OPT_THREADS, OPT_VERBOSE, OPT_NONE};
+      OPT_BACKEND, OPT_THREADS, OPT_VERBOSE, OPT_NO_CACHE, OPT_NONE};
   cli c;
   cli_init(&c, argc, argv,
            "FILE (--q Q.npy --k K.npy --v V.npy | --seed S --len N) "
@@ -37,7 +39,8 @@ int spatc_run_main(int argc, char **argv) {
            "C order; H a multiple of Hkv.\nWith --seed, q, k and v are drawn "
            "from a standard normal (see spatc(1)).\nWrites o as float32 "
            "[B, H, Lq, D] with -o and the log-sum-exp [B, H, Lq]\nwith --lse; "
-           "a summary line goes to stderr.",
+           "a summary line goes to stderr.  JIT kernels are kept in the\n"
+           "disk kernel cache (see spatc cache) unless --no-cache.",
            ok);
   spatc_sel sel;
   spatc_shape sh;
@@ -46,7 +49,7 @@ int spatc_run_main(int argc, char **argv) {
   const char *out = NULL, *lse_path = NULL, *bname = DEFAULT_BACKEND;
   double scale = 0;
   int64_t threads = 0;
-  bool verbose = false, explicit_backend = false;
+  bool verbose = false, explicit_backend = false, use_cache = true;
   int rc = SPATC_OK;
   for (int id; rc == SPATC_OK && (id = cli_next(&c)) != CLI_END;) {
     int took = sel_option(&sel, &c, id);
@@ -60,6 +63,7 @@ int spatc_run_main(int argc, char **argv) {
     case CLI_ERR: rc = SPATC_EUSAGE; break;
     case OPT_HELP: cli_help(&c, stdout); sel_free(&sel); return SPATC_OK;
     case OPT_VERBOSE: verbose = true; break;
+    case OPT_NO_CACHE: use_cache = false; break;
     case OPT_OUTPUT: out = c.arg; break;
     case OPT_LSE: lse_path = c.arg; break;
     case OPT_BACKEND: bname = c.arg; explicit_backend = true; break;
@@ -101,6 +105,8 @@ int spatc_run_main(int argc, char **argv) {
   memset(&a, 0, sizeof a);
   float *o = NULL, *lse = NULL;
   void *kernel = NULL;
+  aot_loaded *cached = NULL;
+  const char *cache_state = "off";
   rc = spatc_load(&pat, &sel);
   if (rc == SPATC_OK) rc = spatc_qkv_setup(&qkv, &a, &sh, &c, QKV_QKV);
   if (rc == SPATC_OK) rc = spatc_bind(&bound, pat.p, &sel, a.Lk);
@@ -125,8 +131,20 @@ int spatc_run_main(int argc, char **argv) {
     a.threads = (int)threads;
     backend_opts bo = {a.D, (int)threads};
     double t0 = spatc_now_ms();
-    kernel = be->compile(pat.p, &bo, err, sizeof err);
-    if (!kernel && !explicit_backend && be != &backend_interp) {
+    char dir[4096];
+    if (use_cache && be == &backend_jit &&
+        aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0) {
+      aot_opts ao = {a.D, 0, (int)threads, NULL, NULL, NULL, AOT_EMIT_OBJ};
+      const void *desc;
+      int hit = 0;
+      cached = aot_cache_load(pat.p, &ao, dir, bound.externs, &desc, &hit,
+                              err, sizeof err);
+      cache_state = cached ? (hit ? "hit" : "miss") : "off";
+      if (!cached && verbose)
+        fprintf(stderr, "spatc: note: kernel cache not used: %s\n", err);
+    }
+    if (!cached) kernel = be->compile(pat.p, &bo, err, sizeof err);
+    if (!cached && !kernel && !explicit_backend && be != &backend_interp) {
       /* the default backend may not handle everything (e.g. an unusual D):
        * the interpreter does */
       fprintf(stderr, "spatc: note: %s: %s; using interp\n", be->name, err);
@@ -134,11 +152,13 @@ int spatc_run_main(int argc, char **argv) {
       kernel = be->compile(pat.p, &bo, err, sizeof err);
     }
     t_compile = spatc_now_ms() - t0;
-    if (!kernel) rc = spatc_lib_error(err);
+    if (!kernel && !cached) rc = spatc_lib_error(err);
   }
   if (rc == SPATC_OK) {
     double t0 = spatc_now_ms();
-    rt_status st = be->run(kernel, &a, err, sizeof err);
+    rt_status st = cached ? aot_run_args(aot_loaded_desc(cached), &a, err,
+                                         sizeof err)
+                          : be->run(kernel, &a, err, sizeof err);
     t_run = spatc_now_ms() - t0;
     if (st != RT_OK) rc = spatc_lib_error(err);
   }
@@ -147,9 +167,9 @@ int spatc_run_main(int argc, char **argv) {
     fprintf(stderr,
             "spatc: run %s: B=%" PRId64 " H=%" PRId64 " Hkv=%" PRId64
             " Lq=%" PRId64 " Lk=%" PRId64 " D=%" PRId64
-            " backend=%s compile %.2f ms run %.2f ms\n",
+            " backend=%s cache=%s compile %.2f ms run %.2f ms\n",
             spatc_pattern_title(pat.p), a.B, a.H, a.Hkv, a.Lq, a.Lk, a.D,
-            be->name, t_compile, t_run);
+            be->name, cache_state, t_compile, t_run);
     if (verbose)
       fprintf(stderr, "spatc: %.0f query rows, %.3f us per row\n", pairs,
               pairs > 0 ? t_run * 1e3 / pairs : 0.0);
@@ -158,6 +178,7 @@ int spatc_run_main(int argc, char **argv) {
     if (rc == SPATC_OK && lse_path) rc = write_f32(lse_path, 3, shape, lse);
   }
   if (kernel) be->free(kernel);
+  aot_cache_free(cached);
   free(o);
   free(lse);
   spatc_bound_free(&bound);

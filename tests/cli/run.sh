@@ -11,6 +11,8 @@ case $SPATC in /*) ;; *) SPATC=$PWD/$SPATC ;; esac
 ROOT=$PWD
 T=$(mktemp -d "${TMPDIR:-/tmp}/spatc-cli.XXXXXX")
 trap 'rm -rf "$T"' EXIT
+# the disk kernel cache of run and bench: a private one
+export XDG_CACHE_HOME=$T/xdg
 cd "$T" || exit 1
 passed=0 failed=0
 
@@ -497,7 +499,65 @@ if expect_rc compile 0 && [ "$(head -c 4 w2k.o | od -An -c | tr -d ' ')" = "177E
    has w2k.h "int w2(const spat_tensors *t);" && nm w2k.o | grep -qE ' T w2$'; then
   ok compile; else fail compile; fi
 sp compile
-expect_rc compile-usage 2 && ok compile-usage || fail compile-usage
+expect_rc compile-usage 2 && has err "spatc: error: no input file" && has err "usage: spatc compile" && ok compile-usage || fail compile-usage
+sp compile nope.pat
+expect_rc compile-missing 1 && [ "$(cat err)" = "spatc: error: nope.pat: No such file or directory" ] && ok compile-missing || fail compile-missing
+sp compile w2.pat --emit nosuch
+expect_rc compile-emit-usage 2 && has err "spatc: error: --emit" && ok compile-emit-usage || fail compile-emit-usage
+sp compile w2.pat --emit asm -o w2.s
+expect_rc compile-asm 0 && has w2.s ".globl	w2" && [ ! -e w2.h ] && ok compile-asm || fail compile-asm
+sp compile w2.pat --emit llvm
+expect_rc compile-llvm 0 && has w2.ll "define i32 @w2(ptr" && ok compile-llvm || fail compile-llvm
+sp compile w2.pat --emit header -o only.h
+expect_rc compile-header 0 && has only.h "int w2(const spat_tensors *t);" && [ ! -e only.o ] && ok compile-header || fail compile-header
+sp compile w2.pat --emit shared --target x86-64-v3 -o w2.so
+if expect_rc compile-shared 0 && nm -D --defined-only w2.so | grep -qE ' T w2$' &&
+   nm -D w2.so | grep -qE ' U spat_aot_run' && has w2.h "int w2(const spat_tensors *t);"; then
+  ok compile-shared; else fail compile-shared; fi
+sp compile w2.pat --target pentium4
+expect_rc compile-target-usage 2 && has err "--target" && ok compile-target-usage || fail compile-target-usage
+
+# ---- the disk kernel cache (run, bench, cache) ----
+"$SPATC" cache clear >/dev/null 2>&1   # earlier runs filled it
+sp run w2.pat --seed 3 --heads 2 --len 100 --dim 16 -o c1.npy
+expect_rc cache-miss 0 && has err "cache=miss" && ok cache-miss || fail cache-miss
+sp run w2.pat --seed 3 --heads 2 --len 100 --dim 16 -o c2.npy
+expect_rc cache-hit 0 && has err "cache=hit" && py cmp c1.npy c2.npy 0 >/dev/null && ok cache-hit || fail cache-hit
+sp run w2.pat --seed 3 --heads 2 --len 100 --dim 16 -o c3.npy --no-cache
+expect_rc cache-off 0 && has err "cache=off" && py cmp c1.npy c3.npy 0 >/dev/null && ok cache-off || fail cache-off
+sp run w2.pat --seed 3 --heads 2 --len 100 --dim 16 -o c4.npy --backend interp
+expect_rc cache-interp 0 && has err "cache=off" && py cmp c1.npy c4.npy 2e-5 >/dev/null && ok cache-interp || fail cache-interp
+sp cache dir
+expect_rc cache-dir 0 && [ "$(cat out)" = "$T/xdg/spatc" ] && ok cache-dir || fail cache-dir
+sp cache list
+expect_rc cache-list 0 && grep -qE '^[0-9a-f]{16}\.spk .* D 16 .*w2\(' out && has out "1 entry" && ok cache-list || fail cache-list
+# a damaged entry (one byte flipped mid-object) is listed as such, then rebuilt
+f=$(ls "$T"/xdg/spatc/*.spk)
+python3 -c "
+import sys; p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
+b[len(b) * 3 // 4] ^= 0x40; open(p, 'wb').write(b)" "$f"
+sp cache list
+expect_rc cache-list-damaged 0 && has out "damaged: checksum" && ok cache-list-damaged || fail cache-list-damaged
+sp run w2.pat --seed 3 --heads 2 --len 100 --dim 16 -o c5.npy
+expect_rc cache-rebuilt 0 && has err "cache=miss" && py cmp c1.npy c5.npy 0 >/dev/null && ok cache-rebuilt || fail cache-rebuilt
+sp cache list
+expect_rc cache-rewritten 0 && ! has out "damaged" && has out "1 entry" && ok cache-rewritten || fail cache-rewritten
+sp cache clear
+expect_rc cache-clear 0 && has out "removed 1 entry" && [ -z "$(ls "$T"/xdg/spatc)" ] && ok cache-clear || fail cache-clear
+sp cache frob
+expect_rc cache-usage 2 && has err "unknown action 'frob'" && ok cache-usage || fail cache-usage
+sp bench w2.pat --len 128 --heads 1 --dim 16 --repeats 1 --json --no-dense
+if expect_rc bench-cache 0 && python3 -c '
+import json, sys
+r = json.load(open("out"))
+sys.exit(0 if r["cold_ms"] > 0 and r["warm_ms"] > 0 and r["cached"] else 1)'; then
+  ok bench-cache; else fail bench-cache; fi
+sp bench w2.pat --len 128 --heads 1 --dim 16 --repeats 1 --json --no-dense --no-cache
+if expect_rc bench-no-cache 0 && python3 -c '
+import json, sys
+r = json.load(open("out"))
+sys.exit(0 if r["cold_ms"] < 0 and not r["cached"] else 1)'; then
+  ok bench-no-cache; else fail bench-no-cache; fi
 sp compile bad.pat -o bad.o
 expect_rc compile-bad-pattern 1 && grep -qE '^bad\.pat:1:[0-9]+: error: ' err && [ ! -e bad.o ] && ok compile-bad-pattern || fail compile-bad-pattern
 

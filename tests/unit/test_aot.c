@@ -1,11 +1,13 @@
-/* test_aot.c: ahead-of-time kernels (compiler/aot.c, compiler/aot_run.c).
+/* test_aot.c: ahead-of-time kernels (compiler/aot.c, compiler/aot_run.c),
+ * `spatc compile` and the disk kernel cache.
  *
  * Emits objects and headers with aot_emit, then builds and runs small C
  * programs against them and the built library (the test runs from the
  * repository root, like make test; $B names the build directory).  Each
  * program compares its AOT kernel with the reference interpreter through
  * the public API and prints "ok"; the test checks the exit status and that
- * line. */
+ * line.  Then: AOT against JIT kernels of library patterns (bit-identical),
+ * and cache entries truncated or corrupted on disk (detected, rebuilt). */
 /* cmocka.h needs these three before it */
 // clang-format off
 #include <setjmp.h>
@@ -14,12 +16,18 @@
 #include <cmocka.h>
 // clang-format on
 
+#include <dirent.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../compiler/spatc_common.c"  /* the CLI's option table */
 #include "../../compiler/spatc_compile.c" /* spatc compile, the command */
+#include "../../include/spat.h"
 #include "aot.h"
 #include "arena.h"
 #include "diag.h"
@@ -105,13 +113,17 @@ static bool output_has(const fixture *f, const char *s) {
 }
 
 static bool file_has(const char *path, const char *s) {
-  char buf[8192];
   FILE *fp = fopen(path, "r");
   if (fp == NULL) return false;
-  size_t n = fread(buf, 1, sizeof buf - 1, fp);
+  size_t cap = 1 << 22; /* generated assembly and LLVM text are large */
+  char *buf = malloc(cap);
+  assert_non_null(buf);
+  size_t n = fread(buf, 1, cap - 1, fp);
   buf[n] = '\0';
   fclose(fp);
-  return strstr(buf, s) != NULL;
+  bool found = strstr(buf, s) != NULL;
+  free(buf);
+  return found;
 }
 
 static void test_identifiers(void **state) {
@@ -131,7 +143,7 @@ static void test_emit_errors(void **state) {
   ir_program *p = load(f, "pattern p = causal;", NULL, 0);
   char obj[128], err[512] = "";
   snprintf(obj, sizeof obj, "%s/x.o", f->dir);
-  aot_opts o = {64, 0, 0, "not-c", NULL, NULL};
+  aot_opts o = {64, 0, 0, "not-c", NULL, NULL, 0};
   assert_int_equal(aot_emit(p, &o, obj, NULL, err, sizeof err), -1);
   assert_non_null(strstr(err, "not-c"));
   o.name = NULL;
@@ -224,7 +236,7 @@ static void test_docs_kernel(void **state) {
   snprintf(obj, sizeof obj, "%s/kernel.o", f->dir);
   snprintf(hdr, sizeof hdr, "%s/kernel.h", f->dir);
   snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
-  aot_opts o = {32, 1, 2, NULL, NULL, "aot.pat"};
+  aot_opts o = {32, 1, 2, NULL, NULL, "aot.pat", 0};
   int rc = aot_emit(p, &o, obj, hdr, err, sizeof err);
   if (rc != 0) fprintf(stderr, "%s\n", err);
   assert_int_equal(rc, 0);
@@ -289,7 +301,7 @@ static void test_extern_kernel(void **state) {
   snprintf(obj, sizeof obj, "%s/kernel.o", f->dir);
   snprintf(hdr, sizeof hdr, "%s/kernel.h", f->dir);
   snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
-  aot_opts o = {64, 0, 0, "nearby", NULL, NULL};
+  aot_opts o = {64, 0, 0, "nearby", NULL, NULL, 0};
   int rc = aot_emit(p, &o, obj, hdr, err, sizeof err);
   if (rc != 0) fprintf(stderr, "%s\n", err);
   assert_int_equal(rc, 0);
@@ -398,7 +410,7 @@ static void test_many_arguments(void **state) {
   snprintf(hdr, sizeof hdr, "%s/kernel.h", f->dir);
   snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
   snprintf(pat, sizeof pat, "%s/many.pat", f->dir);
-  aot_opts o = {16, 0, 1, NULL, NULL, NULL};
+  aot_opts o = {16, 0, 1, NULL, NULL, NULL, 0};
   int rc = aot_emit(p, &o, obj, hdr, err, sizeof err);
   if (rc != 0) fprintf(stderr, "%s\n", err);
   assert_int_equal(rc, 0);
@@ -413,6 +425,374 @@ static void test_many_arguments(void **state) {
   assert_true(output_has(f, "ok"));
 }
 
+/* --emit asm, llvm, header and --target: what each writes. */
+static void test_emit_kinds(void **state) {
+  fixture *f = *state;
+  char pat[128], out[128], hdr[128];
+  snprintf(pat, sizeof pat, "%s/docs.pat", f->dir);
+  write_file(pat, docs_src);
+  snprintf(out, sizeof out, "%s/d.s", f->dir);
+  const char *as[] = {pat, "--emit", "asm", "--dim", "32", "-o", out};
+  assert_int_equal(compile_cmd(7, as), 0);
+  assert_true(file_has(out, ".globl\tdocs\n"));
+  assert_true(file_has(out, "docs_ex:"));
+  snprintf(hdr, sizeof hdr, "%s/d.h", f->dir);
+  assert_int_equal(access(hdr, F_OK), -1); /* asm: no header */
+  snprintf(out, sizeof out, "%s/d.ll", f->dir);
+  const char *ll[] = {pat, "--emit=llvm", "-o", out};
+  assert_int_equal(compile_cmd(4, ll), 0);
+  assert_true(file_has(out, "define i32 @docs(ptr"));
+  assert_true(file_has(out, "@docs_desc = "));
+  snprintf(out, sizeof out, "%s/only.h", f->dir);
+  const char *h[] = {pat, "--emit", "header", "-o", out};
+  assert_int_equal(compile_cmd(5, h), 0);
+  assert_true(file_has(out, "int docs(const spat_tensors *t, int64_t n, "
+                            "const int32_t *doc);"));
+  snprintf(hdr, sizeof hdr, "%s/only.o", f->dir);
+  assert_int_equal(access(hdr, F_OK), -1); /* header: no object */
+  /* --target picks the instruction set: 512-bit registers only for v4 */
+  snprintf(out, sizeof out, "%s/v4.s", f->dir);
+  const char *v4[] = {pat, "--emit", "asm", "--target", "x86-64-v4", "-o", out};
+  assert_int_equal(compile_cmd(7, v4), 0);
+  assert_true(file_has(out, "zmm"));
+  snprintf(out, sizeof out, "%s/v3.s", f->dir);
+  const char *v3[] = {pat, "--emit", "asm", "--target", "x86-64-v3", "-o", out};
+  assert_int_equal(compile_cmd(7, v3), 0);
+  assert_false(file_has(out, "zmm"));
+  assert_true(file_has(out, "ymm"));
+  const char *bad_t[] = {pat, "--target", "pentium"};
+  assert_int_equal(compile_cmd(3, bad_t), 2);
+  const char *bad_e[] = {pat, "--emit", "exe"};
+  assert_int_equal(compile_cmd(3, bad_e), 2);
+  const char *bad_h[] = {pat, "--emit", "asm", "--header", "x.h"};
+  assert_int_equal(compile_cmd(5, bad_h), 2);
+}
+
+/* The host: dlopens the kernel library, runs its entry, checks it against
+ * the interpreter through libspat.so. */
+static const char *const host_main =
+    "#include <dlfcn.h>\n"
+    "#include <math.h>\n"
+    "#include <stdio.h>\n"
+    "#include <stdlib.h>\n"
+    "#include \"spat.h\"\n"
+    "typedef int (*docs_fn)(const spat_tensors *, int64_t, const int32_t "
+    "*);\n"
+    "int main(int argc, char **argv) {\n"
+    "  enum { H = 2, L = 120, D = 32 };\n"
+    "  (void)argc;\n"
+    "  void *so = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);\n"
+    "  if (!so) { printf(\"dlopen: %s\\n\", dlerror()); return 1; }\n"
+    "  docs_fn fn = (docs_fn)dlsym(so, \"docs\");\n"
+    "  if (!fn) return 2;\n"
+    "  size_t n = (size_t)H * L * D;\n"
+    "  float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4);\n"
+    "  float *o = calloc(n, 4), *r = calloc(n, 4);\n"
+    "  int32_t doc[L];\n"
+    "  for (int j = 0; j < L; j++) doc[j] = j / 33;\n"
+    "  for (size_t x = 0; x < n; x++) {\n"
+    "    q[x] = (float)((x * 7) % 13) / 13 - .5f;\n"
+    "    k[x] = (float)((x * 5) % 11) / 11 - .5f;\n"
+    "    v[x] = (float)((x * 3) % 17) / 17 - .5f; }\n"
+    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0};\n"
+    "  if (fn(&t, 3, doc) != SPAT_OK) return 3;\n"
+    "  spat_ctx *c = spat_ctx_new();\n"
+    "  spat_pattern *p = NULL;\n"
+    "  spat_kernel *ker = NULL;\n"
+    "  spat_compile_options opt = {D, SPAT_LAYOUT_BHLD, 1, "
+    "SPAT_BACKEND_INTERP, 0};\n"
+    "  if (spat_pattern_parse_file(c, argv[2], NULL, &p) ||\n"
+    "      spat_compile(p, &opt, &ker)) return 4;\n"
+    "  t.o = r;\n"
+    "  if (spat_kernel_run(ker, &t, (int64_t)3, doc)) return 5;\n"
+    "  double worst = 0;\n"
+    "  for (size_t x = 0; x < n; x++) worst = fmax(worst, fabs(o[x] - "
+    "r[x]));\n"
+    "  printf(\"max |so - interp| = %.2e\\n\", worst);\n"
+    "  spat_kernel_free(ker); spat_pattern_free(p); spat_ctx_free(c);\n"
+    "  dlclose(so);\n"
+    "  free(q), free(k), free(v), free(o), free(r);\n"
+    "  if (!(worst < 1e-4)) return 6;\n"
+    "  puts(\"ok\");\n"
+    "  return 0;\n"
+    "}\n";
+
+/* --emit shared: a library a host dlopens. */
+static void test_emit_shared(void **state) {
+  fixture *f = *state;
+  const char *b = getenv("B"), *san = getenv("SAN");
+  char libdir[PATH_MAX];
+  assert_non_null(realpath(b ? b : "build", libdir));
+  assert_int_equal(setenv("SPAT_LIBDIR", libdir, 1), 0);
+  char pat[128], so[128], hdr[128], mainc[128];
+  snprintf(pat, sizeof pat, "%s/docs.pat", f->dir);
+  snprintf(so, sizeof so, "%s/docs.so", f->dir);
+  snprintf(hdr, sizeof hdr, "%s/docs.h", f->dir);
+  snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
+  write_file(pat, docs_src);
+  const char *args[] = {pat, "--emit", "shared", "--dim", "32", "-o", so};
+  assert_int_equal(compile_cmd(7, args), 0);
+  assert_true(file_has(hdr, "int docs(const spat_tensors *t"));
+  write_file(mainc, host_main);
+  char cmd[3 * PATH_MAX];
+  snprintf(cmd, sizeof cmd,
+           "cc %s -std=c11 -Wall -Wextra -Werror -Iinclude -o '%s/main' "
+           "'%s' -L'%s' -Wl,-rpath,'%s' -lspat -ldl -lm >'%s/out' 2>&1 && "
+           "'%s/main' '%s' '%s' >'%s/out' 2>&1",
+           san ? san : "", f->dir, mainc, libdir, libdir, f->dir, f->dir, so,
+           pat, f->dir);
+  int rc = system(cmd);
+  if (rc != 0) output_has(f, "");
+  assert_int_equal(rc, 0);
+  assert_true(output_has(f, "ok"));
+  unsetenv("SPAT_LIBDIR");
+}
+
+/* A missing file: the shared CLI message and status. */
+static void test_compile_missing_file(void **state) {
+  fixture *f = *state;
+  char path[128], cmd[512];
+  snprintf(path, sizeof path, "%s/out", f->dir);
+  fflush(stderr);
+  int saved = dup(2);
+  FILE *fp = freopen(path, "w", stderr);
+  assert_non_null(fp);
+  int rc = compile_cmd(1, (const char *[]){"nope.pat"});
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  assert_int_equal(rc, 1);
+  snprintf(cmd, sizeof cmd, "spatc: error: nope.pat: No such file or directory");
+  assert_true(output_has(f, cmd));
+}
+
+/* ---- AOT against JIT, and the disk cache ---------------------------------- */
+
+enum { CB = 1, CH = 2, CL = 300, CD = 64 };
+
+typedef struct run_out {
+  float *o, *lse;
+  int from_cache;
+} run_out;
+
+/* Compiles patterns/<file> (pattern name, one parameter override) with the
+ * JIT, through the disk cache when cache, and runs it on fixed tensors with
+ * n for a runtime scalar and doc for an input. */
+static run_out run_library(const char *file, const char *name,
+                           const char *param, int64_t value, int cache,
+                           spat_backend be) {
+  size_t nq = (size_t)CB * CH * CL * CD;
+  float *q = malloc(nq * 4), *k = malloc(nq * 4), *v = malloc(nq * 4);
+  run_out r = {calloc(nq, 4), calloc((size_t)CB * CH * CL, 4), -1};
+  assert_true(q && k && v && r.o && r.lse);
+  uint64_t s = 88172645463325252ull;
+  for (size_t x = 0; x < 3 * nq; x++) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    float val = (float)(s >> 40) / (float)(1 << 24) - 0.5f;
+    (x < nq ? q : x < 2 * nq ? k : v)[x % nq] = val;
+  }
+  int32_t doc[CL];
+  for (int j = 0; j < CL; j++) doc[j] = j / 70;
+  spat_ctx *c = spat_ctx_new();
+  spat_pattern *p = NULL;
+  spat_kernel *ker = NULL;
+  char path[256];
+  snprintf(path, sizeof path, "patterns/%s", file);
+  spat_compile_options o = {CD, SPAT_LAYOUT_BHLD, 2, be, cache};
+  spat_status st = spat_pattern_parse_file(c, path, name, &p);
+  if (st == SPAT_OK && param) st = spat_pattern_set_param(p, param, value);
+  if (st == SPAT_OK) st = spat_compile(p, &o, &ker);
+  if (st != SPAT_OK) fprintf(stderr, "%s: %s\n", file, spat_ctx_error(c));
+  assert_int_equal(st, SPAT_OK);
+  r.from_cache = spat_kernel_signature(ker)->from_cache;
+  spat_tensors t = {CB, CH, CH, CL, CL, q, k, v, r.o, r.lse, 0};
+  spat_value args[2];
+  size_t na = 0;
+  const spat_signature *sig = spat_kernel_signature(ker);
+  for (size_t a = 0; a < sig->n_args; a++)
+    args[na++] = sig->args[a].kind == SPAT_KIND_SCALAR ? spat_scalar(7)
+                                                       : spat_input(doc);
+  st = spat_kernel_call(ker, &t, args, na);
+  if (st != SPAT_OK) fprintf(stderr, "%s: %s\n", file, spat_ctx_error(c));
+  assert_int_equal(st, SPAT_OK);
+  spat_kernel_free(ker);
+  spat_pattern_free(p);
+  spat_ctx_free(c);
+  free(q), free(k), free(v);
+  return r;
+}
+
+static void run_free(run_out *r) {
+  free(r->o);
+  free(r->lse);
+}
+
+static int cache_at(const fixture *f) {
+  char xdg[128];
+  snprintf(xdg, sizeof xdg, "%s/xdg", f->dir);
+  return setenv("XDG_CACHE_HOME", xdg, 1);
+}
+
+/* The AOT object (spatc compile's code path, here linked by the disk cache)
+ * and the JIT give bit-identical o and lse: the same IR, code generator,
+ * passes and target, and the same driver loop. */
+static void test_aot_vs_jit(void **state) {
+  fixture *f = *state;
+  assert_int_equal(cache_at(f), 0);
+  static const struct {
+    const char *file, *name, *param;
+    int64_t value;
+  } cases[] = {
+      {"longformer.pat", NULL, "w", 64, },
+      {"document.pat", "document", NULL, 0}, /* an input array */
+      {"streaming_llm.pat", NULL, "w", 50},  /* a runtime scalar */
+      {"bigbird.pat", NULL, "b", 16},
+  };
+  size_t nq = (size_t)CB * CH * CL * CD, nl = (size_t)CB * CH * CL;
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    run_out jit = run_library(cases[c].file, cases[c].name, cases[c].param,
+                              cases[c].value, 0, SPAT_BACKEND_JIT);
+    run_out aot = run_library(cases[c].file, cases[c].name, cases[c].param,
+                              cases[c].value, 1, SPAT_BACKEND_JIT);
+    run_out ref = run_library(cases[c].file, cases[c].name, cases[c].param,
+                              cases[c].value, 0, SPAT_BACKEND_INTERP);
+    assert_int_equal(jit.from_cache, 0);
+    assert_int_equal(aot.from_cache, 0); /* compiled into the cache now */
+    if (memcmp(jit.o, aot.o, nq * 4) != 0 ||
+        memcmp(jit.lse, aot.lse, nl * 4) != 0)
+      fail_msg("%s: AOT and JIT outputs differ", cases[c].file);
+    double worst = 0; /* and both are right */
+    for (size_t x = 0; x < nq; x++)
+      worst = fmax(worst, fabs((double)aot.o[x] - ref.o[x]));
+    if (!(worst < 2e-5)) fail_msg("%s: |aot - interp| = %g", cases[c].file, worst);
+    run_free(&jit), run_free(&aot), run_free(&ref);
+  }
+  unsetenv("XDG_CACHE_HOME");
+}
+
+/* The one entry file of the cache directory (path into buf). */
+static int only_entry(const fixture *f, char *buf, size_t n) {
+  char dir[128];
+  snprintf(dir, sizeof dir, "%s/xdg/spatc", f->dir);
+  DIR *d = opendir(dir);
+  if (d == NULL) return -1;
+  int count = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    if (strstr(e->d_name, ".spk") && !strstr(e->d_name, ".tmp")) {
+      snprintf(buf, n, "%s/%s", dir, e->d_name);
+      count++;
+    }
+  closedir(d);
+  return count;
+}
+
+static long file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static unsigned char *slurp(const char *path, long n) {
+  unsigned char *b = malloc((size_t)n);
+  FILE *fp = fopen(path, "rb");
+  assert_non_null(fp);
+  assert_int_equal(fread(b, 1, (size_t)n, fp), (size_t)n);
+  fclose(fp);
+  return b;
+}
+
+typedef struct seen {
+  int n, valid;
+  char key[16384];
+  char problem[256];
+} seen;
+
+static void note_entry(void *user, const aot_cache_entry *e) {
+  seen *s = user;
+  s->n++;
+  s->valid += e->valid;
+  if (e->valid) snprintf(s->key, sizeof s->key, "%s", e->key);
+  else snprintf(s->problem, sizeof s->problem, "%s", e->problem);
+}
+
+/* Truncated and corrupted entries are detected, never linked, and
+ * rewritten; the kernel stays right.  The key holds everything the object
+ * depends on. */
+static void test_cache_damage(void **state) {
+  fixture *f = *state;
+  assert_int_equal(cache_at(f), 0);
+  size_t nq = (size_t)CB * CH * CL * CD;
+  run_out ref = run_library("streaming_llm.pat", NULL, "w", 40, 1,
+                            SPAT_BACKEND_JIT);
+  assert_int_equal(ref.from_cache, 0);
+  char entry[512], dir[128], err[256];
+  snprintf(dir, sizeof dir, "%s/xdg/spatc", f->dir);
+  assert_int_equal(only_entry(f, entry, sizeof entry), 1);
+  long size = file_size(entry);
+  assert_true(size > 1000);
+  unsigned char *good = slurp(entry, size);
+
+  seen s = {0};
+  assert_int_equal(aot_cache_list(dir, note_entry, &s, err, sizeof err), 1);
+  assert_int_equal(s.valid, 1);
+  static const char *const parts[] = {
+      "spatc 0.1.0 ", "aot-abi ", " llvm 19.", "\ncpu ", "\nfeatures +",
+      "D 64 layout 0 threads 2",
+      "pattern streaming_llm(w = 40, runtime n_sink = 4) =", "window(40, 0)"};
+  for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+    if (strstr(s.key, parts[k]) == NULL)
+      fail_msg("key lacks '%s':\n%s", parts[k], s.key);
+
+  run_out hit = run_library("streaming_llm.pat", NULL, "w", 40, 1,
+                            SPAT_BACKEND_JIT);
+  assert_int_equal(hit.from_cache, 1);
+  assert_memory_equal(hit.o, ref.o, nq * 4);
+  run_free(&hit);
+
+  for (int damage = 0; damage < 3; damage++) {
+    if (damage == 0) { /* truncated */
+      assert_int_equal(truncate(entry, size / 2), 0);
+    } else { /* one byte flipped: in the object, then in the key */
+      long at = damage == 1 ? size * 3 / 4 : 40;
+      FILE *fp = fopen(entry, "r+b");
+      assert_non_null(fp);
+      assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+      assert_int_equal(fputc(good[at] ^ 0x10, fp), good[at] ^ 0x10);
+      assert_int_equal(fclose(fp), 0);
+    }
+    seen d = {0};
+    assert_int_equal(aot_cache_list(dir, note_entry, &d, err, sizeof err), 1);
+    assert_int_equal(d.valid, 0);
+    assert_non_null(strstr(d.problem, damage == 0 ? "truncated" : "checksum"));
+    run_out r = run_library("streaming_llm.pat", NULL, "w", 40, 1,
+                            SPAT_BACKEND_JIT);
+    assert_int_equal(r.from_cache, 0); /* rebuilt, not loaded */
+    assert_memory_equal(r.o, ref.o, nq * 4);
+    assert_memory_equal(r.lse, ref.lse, (size_t)CB * CH * CL * 4);
+    run_free(&r);
+    assert_int_equal(only_entry(f, entry, sizeof entry), 1);
+    assert_int_equal(file_size(entry), size); /* rewritten whole */
+    seen w = {0};
+    assert_int_equal(aot_cache_list(dir, note_entry, &w, err, sizeof err), 1);
+    assert_int_equal(w.valid, 1);
+    run_out again = run_library("streaming_llm.pat", NULL, "w", 40, 1,
+                                SPAT_BACKEND_JIT);
+    assert_int_equal(again.from_cache, 1);
+    run_free(&again);
+  }
+  free(good);
+
+  /* another parameter value is another entry; clear empties the cache */
+  run_out other = run_library("streaming_llm.pat", NULL, "w", 41, 1,
+                              SPAT_BACKEND_JIT);
+  assert_int_equal(other.from_cache, 0);
+  run_free(&other);
+  assert_int_equal(only_entry(f, entry, sizeof entry), 2);
+  assert_int_equal(aot_cache_clear(dir, err, sizeof err), 2);
+  assert_int_equal(only_entry(f, entry, sizeof entry), 0);
+  run_free(&ref);
+  unsetenv("XDG_CACHE_HOME");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_identifiers),
@@ -421,6 +801,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_extern_kernel, setup, teardown),
       cmocka_unit_test_setup_teardown(test_compile_command, setup, teardown),
       cmocka_unit_test_setup_teardown(test_many_arguments, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_emit_kinds, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_emit_shared, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_compile_missing_file, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_aot_vs_jit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cache_damage, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

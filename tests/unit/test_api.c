@@ -744,13 +744,13 @@ static void test_disk_cache(void **state) {
   spat_pattern *p = parse_ok(c, docs_pat, NULL);
   spat_kernel *k = cached_kernel(p, c); /* a miss: compiled and stored */
   assert_int_equal(spat_kernel_signature(k)->from_cache, 0);
-  assert_int_equal(count_files(sub, ".o"), 1);
+  assert_int_equal(count_files(sub, ".spk"), 1);
   check_docs_run(k, 2);
   spat_kernel_free(k);
 
   k = cached_kernel(p, c); /* a hit, whose first runs race each other */
   assert_int_equal(spat_kernel_signature(k)->from_cache, 1);
-  assert_int_equal(count_files(sub, ".o"), 1);
+  assert_int_equal(count_files(sub, ".spk"), 1);
   run_concurrently(k);
   check_docs_run(k, 4);
   /* errors still come with messages */
@@ -764,7 +764,7 @@ static void test_disk_cache(void **state) {
 
   /* A damaged object is compiled again. */
   char cmd[256];
-  snprintf(cmd, sizeof cmd, "for f in '%s'/*.o; do echo junk > \"$f\"; done",
+  snprintf(cmd, sizeof cmd, "for f in '%s'/*.spk; do echo junk > \"$f\"; done",
            sub);
   assert_int_equal(system(cmd), 0);
   k = cached_kernel(p, c);
@@ -776,7 +776,7 @@ static void test_disk_cache(void **state) {
   spat_compile_options o = {32, SPAT_LAYOUT_BHLD, 2, SPAT_BACKEND_JIT, 1};
   assert_int_equal(spat_compile(p, &o, &k), SPAT_OK);
   assert_int_equal(spat_kernel_signature(k)->from_cache, 0);
-  assert_int_equal(count_files(sub, ".o"), 2);
+  assert_int_equal(count_files(sub, ".spk"), 2);
   spat_kernel_free(k);
 
   /* An unusable cache directory: compiled as without the cache. */
