@@ -45,6 +45,9 @@ typedef enum aot_emit_kind {
   AOT_EMIT_OBJ = 0, /* an ELF object (position-independent) */
   AOT_EMIT_ASM,     /* its assembly text */
   AOT_EMIT_LLVM,    /* the optimised LLVM module as .ll text */
+  AOT_EMIT_SHARED,  /* an object for a shared library: also a destructor
+                       (.fini_array) that frees the run-time kernel when the
+                       library is unloaded (spat_aot_release) */
 } aot_emit_kind;
 
 typedef struct aot_opts {
