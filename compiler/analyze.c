@@ -399,7 +399,9 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
     return bound(b, 2 * (1 + x));
   case IR_TOPK:
     gen_int(b, n->kids[0]);
+    emit(b, PLAN_FOCUSALL), ipush(b, 2); /* topk needs P's whole row */
     x = gen_pat(b, n->kids[1]);
+    emit(b, PLAN_UNFOCUS), ipush(b, -2);
     emit(b, PLAN_PTOPK), ipush(b, -1);
     return x;
   case IR_OR:
@@ -409,7 +411,9 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
      * when P is empty (& -) or FULL over every key (|). */
     x = gen_pat(b, n->kids[0]);
     emit(b, n->op == IR_OR ? PLAN_JALL : PLAN_JEMPTY), j1 = emit(b, 0);
+    if (n->op != IR_OR) emit(b, PLAN_FOCUS), ipush(b, 2);
     y = gen_pat(b, n->kids[1]);
+    if (n->op != IR_OR) emit(b, PLAN_UNFOCUS), ipush(b, -2);
     emit(b, n->op == IR_OR ? PLAN_POR : n->op == IR_AND ? PLAN_PAND : PLAN_PMINUS);
     lpush(b, -1);
     patch(b, j1);

@@ -27,6 +27,7 @@ typedef struct gran {
   int64_t i0, i1;  /* query positions of the tile, [i0, i1) */
   int64_t Lq, Lk;  /* sizes at this granularity */
   int64_t b;       /* block size that led here from the outer level */
+  int64_t f0, f1;  /* the focus: keys that matter */
 } gran;
 
 typedef struct ev {
@@ -225,6 +226,8 @@ static void residues(ev *e, int64_t s, int64_t d, int64_t lo, int64_t hi) {
   int64_t rows = g->i1 - g->i0;
   if (lo < 0) lo = 0;
   if (hi > g->Lk) hi = g->Lk;
+  if (d > 1 && lo < g->f0) lo = g->f0;
+  if (d > 1 && hi > g->f1) hi = g->f1;
   if (lo >= hi) return;
   if (d == 1 || rows >= d || (hi - lo) / d + 2 > e->cap) {
     put(slot(e, s), &e->n[s], e->cap, lo, hi, d == 1 ? K_FULL : K_PART);
@@ -269,7 +272,8 @@ static void doc_eq(ev *e, int64_t s, int64_t k) {
   }
   int64_t kind = nv == 1 ? K_FULL : K_PART, run0 = -1, lk = g->Lk;
   if (lk > e->env->Lk) lk = e->env->Lk;
-  for (int64_t j = 0; j < lk; j++) {
+  if (lk > g->f1) lk = g->f1;
+  for (int64_t j = g->f0 > 0 ? g->f0 : 0; j < lk; j++) {
     int32_t y = x[j];
     int t = 0;
     while (t < nv && v[t] != y) t++;
@@ -609,10 +613,10 @@ static int64_t exec(ev *e, int64_t pc) {
       e->in_body = true;
       plan_span *L = slot(e, s);
       if (op == PLAN_PJPRED) {
-        int64_t run0 = -1;
-        for (int64_t j = 0; j <= g->Lk; j++) {
+        int64_t run0 = -1, j0 = g->f0 > 0 ? g->f0 : 0, j1 = g->f1 < g->Lk ? g->f1 : g->Lk;
+        for (int64_t j = j0; j <= j1; j++) {
           bool in = false;
-          if (j < g->Lk) {
+          if (j < j1) {
             e->vj = j;
             if ((a = body_value(e, body)) == -1) return -1;
             in = a != 0;
@@ -676,8 +680,32 @@ static int64_t exec(ev *e, int64_t pc) {
                                .i1 = (g->i1 - 1) / a + 1,
                                .Lq = g->Lq / a + (g->Lq % a != 0),
                                .Lk = g->Lk / a + (g->Lk % a != 0),
-                               .b = a};
+                               .b = a,
+                               .f0 = g->f0 / a,
+                               .f1 = g->f1 > g->f0 ? (g->f1 - 1) / a + 1 : g->f0 / a};
       e->gi++;
+      break;
+    case PLAN_FOCUS:
+    case PLAN_FOCUSALL:
+      if (e->isp + 2 > PLAN_ISTACK || (op == PLAN_FOCUS && e->lsp < 1))
+        return fail(e, "tile plan: bad code");
+      e->ist[e->isp++] = g->f0, e->ist[e->isp++] = g->f1;
+      if (op == PLAN_FOCUSALL) {
+        g->f0 = 0, g->f1 = g->Lk;
+      } else {
+        s = e->lsp - 1;
+        if (e->n[s] == 0) {
+          g->f1 = g->f0;
+        } else {
+          const plan_span *L = slot(e, s);
+          if (L[0].k0 > g->f0) g->f0 = L[0].k0;
+          if (L[e->n[s] - 1].k1 < g->f1) g->f1 = L[e->n[s] - 1].k1;
+        }
+      }
+      break;
+    case PLAN_UNFOCUS:
+      if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
+      g->f0 = a, g->f1 = b;
       break;
     case PLAN_BEND: {
       if (e->gi < 1 || e->lsp < 1) return fail(e, "tile plan: bad code");
@@ -746,7 +774,7 @@ int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
   e.slots = scratch, e.tmp = scratch + depth * cap_l, e.n = counts;
   e.lsp = 0, e.isp = 0, e.gi = 0, e.in_try = false, e.in_body = false;
   e.g[0] = (gran){.i0 = r0 + off, .i1 = r1 + off, .Lq = env->Lq,
-                  .Lk = env->Lk, .b = 1};
+                  .Lk = env->Lk, .b = 1, .f0 = 0, .f1 = env->Lk};
   if (run(&e) < 0) return -1;
   if (err && errlen) err[0] = 0;
   int64_t n = e.n[0];

@@ -106,6 +106,11 @@ enum {
   X(IVARJ, 0, "j")                                                        \
   X(IINPUT, 1, "input")     /* pops a position; operand: input index */   \
   X(RET, 0, "ret")          /* ends a JPRED/IPRED body */                 \
+  /* focus: keys outside [f0, f1) do not matter (Q of P & Q, P - Q: P has \
+   * none there); scans (where per key, documents, runs) stay inside it */ \
+  X(FOCUS, 0, "focus")      /* pushes f0, f1; focus &= hull of top list */ \
+  X(FOCUSALL, 0, "focusall")/* pushes f0, f1; focus = every key (topk) */ \
+  X(UNFOCUS, 0, "unfocus")  /* pops f0, f1 back */                        \
   X(BBEGIN, 0, "blocks")    /* pops b; enters block granularity */        \
   X(BEND, 0, "endblocks")   /* scales the top list back */
 
