@@ -331,53 +331,59 @@ static int64_t from_end(ev *e, int64_t v) {
   return v < 0 ? v + e->g[e->gi].Lk : v;
 }
 
-static int64_t arith(ev *e, int op) {
-  int64_t a, b, r = 0;
-  static const char *const text[] = {"+", "-", "*", "/", "%"};
-  if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
+/* a op b for the binary integer ops: 0, 1 on overflow, 2 on a division by
+ * zero. */
+static int binop(int64_t op, int64_t a, int64_t b, int64_t *r) {
   switch (op) {
-  case PLAN_IADD:
-    if (__builtin_add_overflow(a, b, &r)) goto ovf;
-    break;
-  case PLAN_ISUB:
-    if (__builtin_sub_overflow(a, b, &r)) goto ovf;
-    break;
-  case PLAN_IMUL:
-    if (__builtin_mul_overflow(a, b, &r)) goto ovf;
-    break;
+  case PLAN_IADD: return __builtin_add_overflow(a, b, r);
+  case PLAN_ISUB: return __builtin_sub_overflow(a, b, r);
+  case PLAN_IMUL: return __builtin_mul_overflow(a, b, r);
   case PLAN_IDIV:
   case PLAN_IMOD:
-    if (b == 0) return fail(e, "division by zero");
+    if (b == 0) return 2;
     if (b == -1) {
-      if (op == PLAN_IMOD) r = 0;
-      else if (a == INT64_MIN) goto ovf;
-      else r = -a;
-      break;
+      if (op == PLAN_IMOD) *r = 0;
+      else if (a == INT64_MIN) return 1;
+      else *r = -a;
+      return 0;
     }
     if (op == PLAN_IDIV) {
-      r = a / b;
-      if (a % b != 0 && ((a < 0) != (b < 0))) r--;
+      *r = a / b;
+      if (a % b != 0 && ((a < 0) != (b < 0))) --*r;
     } else {
-      r = a % b;
-      if (r != 0 && ((r < 0) != (b < 0))) r += b;
+      *r = a % b;
+      if (*r != 0 && ((*r < 0) != (b < 0))) *r += b;
     }
-    break;
-  case PLAN_IMIN: r = a < b ? a : b; break;
-  case PLAN_IMAX: r = a > b ? a : b; break;
-  case PLAN_ILT: r = a < b; break;
-  case PLAN_ILE: r = a <= b; break;
-  case PLAN_IGT: r = a > b; break;
-  case PLAN_IGE: r = a >= b; break;
-  case PLAN_IEQ: r = a == b; break;
-  default: r = a != b; break;
+    return 0;
+  case PLAN_IMIN: *r = a < b ? a : b; return 0;
+  case PLAN_IMAX: *r = a > b ? a : b; return 0;
+  case PLAN_ILT: *r = a < b; return 0;
+  case PLAN_ILE: *r = a <= b; return 0;
+  case PLAN_IGT: *r = a > b; return 0;
+  case PLAN_IGE: *r = a >= b; return 0;
+  case PLAN_IEQ: *r = a == b; return 0;
+  default: *r = a != b; return 0;
   }
-  e->ist[e->isp++] = r;
-  return 0;
-ovf:
+}
+
+static int64_t binop_fail(ev *e, int64_t op, int why) {
+  static const char *const text[] = {"+", "-", "*", "/", "%"};
+  if (why == 2) return fail(e, "division by zero");
   return fail(e, "integer overflow in '%s'", text[op - PLAN_IADD]);
 }
 
+static int64_t arith(ev *e, int op) {
+  int64_t a, b, r = 0;
+  if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
+  int why = binop(op, a, b, &r);
+  if (why) return binop_fail(e, op, why);
+  e->ist[e->isp++] = r;
+  return 0;
+}
+
 static int64_t body_value(ev *e, int64_t body);
+static int64_t vec_jpred(ev *e, int64_t s, int64_t body, int64_t len,
+                         int64_t j0, int64_t j1);
 
 static const int operands[PLAN_N_OPS] = {
 #define X(name, n, text) n,
@@ -614,7 +620,9 @@ static int64_t exec(ev *e, int64_t pc) {
       plan_span *L = slot(e, s);
       if (op == PLAN_PJPRED) {
         int64_t run0 = -1, j0 = g->f0 > 0 ? g->f0 : 0, j1 = g->f1 < g->Lk ? g->f1 : g->Lk;
-        for (int64_t j = j0; j <= j1; j++) {
+        int64_t done = j0 < j1 ? vec_jpred(e, s, body, len, j0, j1) : 1;
+        if (done < 0) return -1;
+        for (int64_t j = j0; !done && j <= j1; j++) {
           bool in = false;
           if (j < j1) {
             e->vj = j;
@@ -724,6 +732,112 @@ static int64_t exec(ev *e, int64_t pc) {
       return fail(e, "tile plan: bad instruction %lld", (long long)op);
     }
   }
+}
+
+/* A JPRED body over keys [j0, j1) a chunk of keys at a time (no jumps, a
+ * shallow stack): FULL runs where it holds.  Returns 1 when done, 0 when the
+ * body does not fit (the caller runs it key by key), -1 on an error. */
+#define VEC_W 128
+#define VEC_DEPTH 6
+static int64_t vec_jpred(ev *e, int64_t s, int64_t body, int64_t len,
+                         int64_t j0, int64_t j1) {
+  const int64_t *P = e->plan;
+  const gran *g = &e->g[e->gi];
+  int depth = 0;
+  bool ret = false;
+  for (int64_t pc = body; pc < body + len && !ret;) { /* fits? */
+    int64_t op = P[pc];
+    if (op < 0 || op >= PLAN_N_OPS) return 0;
+    if (op == PLAN_RET) ret = depth == 1;
+    else if (op == PLAN_ICONST || op == PLAN_IHEAD || op == PLAN_INHEAD ||
+             op == PLAN_ILQ || op == PLAN_ILK || op == PLAN_IRT || op == PLAN_IVARJ)
+      depth++;
+    else if (op >= PLAN_IADD && op <= PLAN_INE && depth >= 2)
+      depth--;
+    else if (!((op == PLAN_INEG || op == PLAN_INOT || op == PLAN_IABS ||
+                op == PLAN_IBOOL || op == PLAN_IINPUT) && depth >= 1))
+      return 0;
+    if (depth > VEC_DEPTH || (op == PLAN_RET && !ret)) return 0;
+    pc += 1 + operands[op];
+  }
+  if (!ret) return 0;
+  int64_t v[VEC_DEPTH][VEC_W], run0 = -1;
+  plan_span *L = slot(e, s);
+  for (int64_t c0 = j0; c0 < j1; c0 += VEC_W) {
+    int64_t w = j1 - c0 < VEC_W ? j1 - c0 : VEC_W;
+    int sp = 0;
+    for (int64_t pc = body;;) {
+      int64_t op = P[pc++], x;
+      if (op == PLAN_RET) break;
+      switch (op) {
+      case PLAN_IVARJ:
+        for (int64_t t = 0; t < w; t++) v[sp][t] = c0 + t;
+        sp++;
+        continue;
+      case PLAN_IINPUT: {
+        int64_t k = P[pc++];
+        const int32_t *arr = e->env->inputs && k >= 0 && k < P[PLAN_W_NIN]
+                                 ? e->env->inputs[k] : NULL;
+        if (!arr) return fail(e, "input array %lld not given", (long long)k);
+        for (int64_t t = 0; t < w; t++) {
+          x = v[sp - 1][t];
+          if (x < 0 || x >= e->env->Lk)
+            return fail(e, "index %lld of an input array is out of range "
+                        "[0, %lld)", (long long)x, (long long)e->env->Lk);
+          v[sp - 1][t] = arr[x];
+        }
+        continue;
+      }
+      case PLAN_INEG:
+      case PLAN_IABS:
+        for (int64_t t = 0; t < w; t++) {
+          x = v[sp - 1][t];
+          if (x == INT64_MIN && (op == PLAN_INEG || x < 0))
+            return fail(e, "integer overflow in '%s'", op == PLAN_INEG ? "-" : "abs");
+          v[sp - 1][t] = op == PLAN_INEG ? -x : x < 0 ? -x : x;
+        }
+        continue;
+      case PLAN_INOT:
+      case PLAN_IBOOL:
+        for (int64_t t = 0; t < w; t++)
+          v[sp - 1][t] = op == PLAN_INOT ? !v[sp - 1][t] : v[sp - 1][t] != 0;
+        continue;
+      default:
+        break;
+      }
+      if (op >= PLAN_IADD && op <= PLAN_INE) {
+        sp--;
+        for (int64_t t = 0; t < w; t++) {
+          int why = binop(op, v[sp - 1][t], v[sp][t], &x);
+          if (why) return binop_fail(e, op, why);
+          v[sp - 1][t] = x;
+        }
+        continue;
+      }
+      /* a constant of the tile: h, H, Lq, Lk, runtime, literal */
+      if (op == PLAN_ICONST) x = P[pc++];
+      else if (op == PLAN_IHEAD) x = e->env->h;
+      else if (op == PLAN_INHEAD) x = e->env->H;
+      else if (op == PLAN_ILQ) x = g->Lq;
+      else if (op == PLAN_ILK) x = g->Lk;
+      else {
+        int64_t k = P[pc++];
+        if (k < 0 || k >= P[PLAN_W_NRT] || !e->env->runtime)
+          return fail(e, "runtime scalar %lld not given", (long long)k);
+        x = e->env->runtime[k];
+      }
+      for (int64_t t = 0; t < w; t++) v[sp][t] = x;
+      sp++;
+    }
+    if (sp != 1) return fail(e, "tile plan: bad code");
+    for (int64_t t = 0; t < w; t++) {
+      bool in = v[0][t] != 0;
+      if (in && run0 < 0) run0 = c0 + t;
+      if (!in && run0 >= 0) put(L, &e->n[s], e->cap, run0, c0 + t, K_FULL), run0 = -1;
+    }
+  }
+  if (run0 >= 0) put(L, &e->n[s], e->cap, run0, j1, K_FULL);
+  return 1;
 }
 
 /* Runs a JPRED/IPRED body: 0 or 1, or -1 on an error. */
