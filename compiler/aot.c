@@ -847,13 +847,10 @@ aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *opts,
       free(key);
       return NULL;
     }
-    if (entry_write(path, key, LLVMGetBufferStart(buf),
-                    LLVMGetBufferSize(buf)) != 0) {
-      errorf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-      LLVMDisposeMemoryBuffer(buf);
-      free(key);
-      return NULL; /* callers compile without the cache */
-    }
+    /* an entry that cannot be written (a read-only directory) leaves the
+     * object in memory: linked all the same, not stored */
+    (void)entry_write(path, key, LLVMGetBufferStart(buf),
+                      LLVMGetBufferSize(buf));
     l = link_object(p, buf, externs, err, errlen);
   }
   free(key);
