@@ -194,6 +194,32 @@ static void build_entry(emit *e, const ir_program *p, LLVMValueRef desc,
   LLVMBuildRet(e->B, r);
 }
 
+/* NAME.fini, run when a shared library holding the object is unloaded:
+ * spat_aot_release(&NAME_desc). */
+static void build_fini(emit *e, LLVMValueRef desc) {
+  LLVMTypeRef void_t = LLVMVoidTypeInContext(e->C);
+  LLVMTypeRef rel_t = LLVMFunctionType(void_t, &e->ptr, 1, 0);
+  LLVMValueRef rel = LLVMGetNamedFunction(e->M, "spat_aot_release");
+  if (rel == NULL) rel = LLVMAddFunction(e->M, "spat_aot_release", rel_t);
+  char name[256];
+  snprintf(name, sizeof name, "%s.fini", e->name);
+  LLVMValueRef f =
+      LLVMAddFunction(e->M, name, LLVMFunctionType(void_t, NULL, 0, 0));
+  LLVMSetLinkage(f, LLVMInternalLinkage);
+  LLVMPositionBuilderAtEnd(e->B, LLVMAppendBasicBlockInContext(e->C, f, ""));
+  LLVMBuildCall2(e->B, rel_t, rel, &desc, 1, "");
+  LLVMBuildRetVoid(e->B);
+  LLVMTypeRef fields[3] = {e->i32, e->ptr, e->ptr};
+  LLVMTypeRef entry_t = LLVMStructTypeInContext(e->C, fields, 3, 0);
+  LLVMValueRef vals[3] = {LLVMConstInt(e->i32, 65535, 0), f,
+                          LLVMConstPointerNull(e->ptr)};
+  LLVMValueRef entry = LLVMConstNamedStruct(entry_t, vals, 3);
+  LLVMValueRef arr = LLVMConstArray2(entry_t, &entry, 1);
+  LLVMValueRef g = LLVMAddGlobal(e->M, LLVMTypeOf(arr), "llvm.global_dtors");
+  LLVMSetInitializer(g, arr);
+  LLVMSetLinkage(g, LLVMAppendingLinkage);
+}
+
 /* The generated functions the descriptor points at, all present. */
 static int has_generated(emit *e, int nt, char *err, size_t errlen) {
   for (int t = 0; t <= nt; t++)
@@ -280,6 +306,7 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
   if (run == NULL) run = LLVMAddFunction(e->M, "spat_aot_run", run_t);
   build_entry(e, p, desc_g, run, run_t, false);
   build_entry(e, p, desc_g, run, run_t, true);
+  if (o->emit == AOT_EMIT_SHARED) build_fini(e, desc_g);
   return 0;
 }
 
@@ -827,13 +854,10 @@ aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *opts,
       free(key);
       return NULL;
     }
-    if (entry_write(path, key, LLVMGetBufferStart(buf),
-                    LLVMGetBufferSize(buf)) != 0) {
-      errorf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-      LLVMDisposeMemoryBuffer(buf);
-      free(key);
-      return NULL; /* callers compile without the cache */
-    }
+    /* an entry that cannot be written (a read-only directory) leaves the
+     * object in memory: linked all the same, not stored */
+    (void)entry_write(path, key, LLVMGetBufferStart(buf),
+                      LLVMGetBufferSize(buf));
     l = link_object(p, buf, externs, err, errlen);
   }
   free(key);

@@ -45,6 +45,9 @@ typedef enum aot_emit_kind {
   AOT_EMIT_OBJ = 0, /* an ELF object (position-independent) */
   AOT_EMIT_ASM,     /* its assembly text */
   AOT_EMIT_LLVM,    /* the optimised LLVM module as .ll text */
+  AOT_EMIT_SHARED,  /* an object for a shared library: also a destructor
+                       (.fini_array) that frees the run-time kernel when the
+                       library is unloaded (spat_aot_release) */
 } aot_emit_kind;
 
 typedef struct aot_opts {
@@ -82,7 +85,8 @@ typedef struct aot_loaded aot_loaded;
  * is none usable. */
 int aot_cache_dir(char *buf, size_t n, char *err, size_t errlen);
 /* The kernel's descriptor in *desc (pass it to spat_aot_run); *hit: 1 when
- * the object came from the cache, 0 when it was compiled into it now.
+ * the object came from the cache, 0 when it was compiled now (and stored,
+ * unless the directory cannot be written: then only linked).
  * NULL with a message in err on failure. */
 aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *o,
                            const char *dir, void *const *externs,

@@ -110,6 +110,10 @@ rt_status aot_run_args(const void *desc, const rt_args *a, char *err,
   return kr_run(k, &b, err, errlen);
 }
 
+void spat_aot_release(const void *desc) {
+  aot_state_release(desc);
+}
+
 void aot_state_release(const void *desc) {
   const aot_desc *d = desc;
   if (d == NULL) return;

@@ -1375,6 +1375,61 @@ static const ir_node *wide_extern(const ir_node *n) {
   return NULL;
 }
 
+/* The IR as ir.h promises it (sema's job; checked so that a malformed tree
+ * is an error, never a crash or a silent mask). */
+static const int ir_arity[IR_N_OPS] = {
+#define X(name, text, kind, n) n,
+    IR_OPS(X)
+#undef X
+};
+
+static bool well_formed(const ir_program *p, const ir_node *n, ir_kind want) {
+  if (!n || ir_op_kind[n->op] != want) return false;
+  if (ir_arity[n->op] >= 0 && n->n_kids != ir_arity[n->op]) return false;
+  if (n->n_kids > 0 && !n->kids) return false;
+  switch (n->op) {
+  case IR_RUNTIME: return n->value >= 0 && n->value < p->n_runtime;
+  case IR_INPUT:
+    return n->value >= 0 && n->value < p->n_inputs &&
+           well_formed(p, n->kids[0], IR_INT);
+  case IR_EXTERN:
+    if (n->value < 0 || n->value >= p->n_externs) return false;
+    break;
+  case IR_SET:
+    for (int k = 0; k < n->n_kids; k++) {
+      const ir_node *it = n->kids[k];
+      if (!it) return false;
+      if (!well_formed(p, it, it->op == IR_RANGE ? IR_SETK : IR_INT)) return false;
+    }
+    return true;
+  case IR_RANGE:
+    return well_formed(p, n->kids[0], IR_INT) && well_formed(p, n->kids[1], IR_INT);
+  case IR_ROWS:
+  case IR_COLS:
+  case IR_GLOBAL:
+    return n->kids[0] && n->kids[0]->op == IR_SET &&
+           well_formed(p, n->kids[0], IR_SETK);
+  case IR_TOPK:
+  case IR_BLOCKS:
+    return well_formed(p, n->kids[0], IR_INT) && well_formed(p, n->kids[1], IR_PAT);
+  case IR_PSEL:
+    return well_formed(p, n->kids[0], IR_INT) &&
+           well_formed(p, n->kids[1], IR_PAT) && well_formed(p, n->kids[2], IR_PAT);
+  default: break;
+  }
+  ir_kind kid = (n->op == IR_OR || n->op == IR_AND || n->op == IR_MINUS ||
+                 n->op == IR_COMPL)
+                    ? IR_PAT
+                    : IR_INT;
+  for (int k = 0; k < n->n_kids; k++)
+    if (!well_formed(p, n->kids[k], kid)) return false;
+  return true;
+}
+
+bool cg_well_formed(const ir_program *p) {
+  return p && well_formed(p, p->root, IR_PAT);
+}
+
 bool cg_supported_d(int64_t D) {
   return D == 16 || D == 32 || D == 64 || D == 80 || D == 96 || D == 128 ||
          D == 256;
@@ -1397,6 +1452,10 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
              "head dimension %lld is not supported by the JIT "
              "(16, 32, 64, 80, 96, 128, 256)",
              (long long)D);
+    return NULL;
+  }
+  if (!cg_well_formed(p)) {
+    snprintf(err, errlen, "internal error: malformed pattern IR");
     return NULL;
   }
   if (wide_extern(p->root)) {

@@ -33,7 +33,7 @@ extern char **environ;
   X(asm, AOT_EMIT_ASM, ".s")       \
   X(llvm, AOT_EMIT_LLVM, ".ll")    \
   X(header, AOT_EMIT_OBJ, ".h")    \
-  X(shared, AOT_EMIT_OBJ, ".so")
+  X(shared, AOT_EMIT_SHARED, ".so")
 
 typedef enum {
 #define X(name, kind, ext) EMIT_##name,

@@ -132,8 +132,11 @@ int spatc_run_main(int argc, char **argv) {
     backend_opts bo = {a.D, (int)threads};
     double t0 = spatc_now_ms();
     char dir[4096];
-    if (use_cache && be == &backend_jit &&
-        aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0) {
+    bool have_dir = use_cache && be == &backend_jit &&
+                    aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0;
+    if (use_cache && be == &backend_jit && !have_dir && verbose)
+      fprintf(stderr, "spatc: note: kernel cache not used: %s\n", err);
+    if (have_dir) {
       aot_opts ao = {a.D, 0, (int)threads, NULL, NULL, NULL, AOT_EMIT_OBJ};
       const void *desc;
       int hit = 0;

@@ -264,6 +264,10 @@ SPAT_API spat_fn spat_kernel_entry(const spat_kernel *k);
 SPAT_API int spat_aot_run(const void *desc, const spat_tensors *t,
                           const int64_t *scalars, const int32_t *const *inputs,
                           char *err, size_t errlen);
+/* Called by the destructor of a shared library made by `spatc compile
+ * --emit shared` when it is unloaded; frees what the kernel's first run
+ * made.  Not for direct use. */
+SPAT_API void spat_aot_release(const void *desc);
 
 #ifdef __cplusplus
 }

@@ -512,7 +512,8 @@ sp compile w2.pat --emit header -o only.h
 expect_rc compile-header 0 && has only.h "int w2(const spat_tensors *t);" && [ ! -e only.o ] && ok compile-header || fail compile-header
 sp compile w2.pat --emit shared --target x86-64-v3 -o w2.so
 if expect_rc compile-shared 0 && nm -D --defined-only w2.so | grep -qE ' T w2$' &&
-   nm -D w2.so | grep -qE ' U spat_aot_run' && has w2.h "int w2(const spat_tensors *t);"; then
+   nm -D w2.so | grep -qE ' U spat_aot_run' && nm w2.so | grep -qE ' t w2\.fini$' &&
+   has w2.h "int w2(const spat_tensors *t);"; then
   ok compile-shared; else fail compile-shared; fi
 sp compile w2.pat --target pentium4
 expect_rc compile-target-usage 2 && has err "--target" && ok compile-target-usage || fail compile-target-usage

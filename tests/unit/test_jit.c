@@ -632,6 +632,17 @@ static void test_unsupported_d(void **st) {
   backend_opts bo = {48, 1};
   assert_null(backend_jit.compile(prog(A, N0(A, IR_CAUSAL)), &bo, err, sizeof err));
   assert_non_null(strstr(err, "not supported"));
+  /* malformed IR (a pattern where an integer belongs, a missing kid, a
+   * runtime index out of the table): an error, not a crash */
+  bo.D = 32;
+  ir_node *bad[3] = {N2(A, IR_WINDOW, N0(A, IR_CAUSAL), C(A, 1)),
+                     N2(A, IR_OR, N0(A, IR_FULL), NULL), N0(A, IR_RUNTIME)};
+  bad[2] = N2(A, IR_WINDOW, bad[2], C(A, 1));
+  for (int x = 0; x < 3; x++) {
+    err[0] = 0;
+    assert_null(backend_jit.compile(prog(A, bad[x]), &bo, err, sizeof err));
+    assert_non_null(strstr(err, "malformed"));
+  }
   arena_free(A);
 }
 
