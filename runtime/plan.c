@@ -871,6 +871,11 @@ int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
   e.err = err, e.errlen = errlen;
   if (!plan || !env || (cap > 0 && !out))
     return fail(&e, "plan_tiles: NULL argument");
+  if ((plan[PLAN_W_MAGIC] & 0xffffffff) == (PLAN_MAGIC & 0xffffffff) &&
+      plan[PLAN_W_MAGIC] != PLAN_MAGIC)
+    return fail(&e, "plan_tiles: a tile plan of format %lld, this library reads "
+                "format %lld: recompile the kernel (spatc cache clear)",
+                (long long)(plan[PLAN_W_MAGIC] >> 32), PLAN_VERSION);
   if (plan[PLAN_W_MAGIC] != PLAN_MAGIC || plan[PLAN_W_SIZE] <= PLAN_HDR)
     return fail(&e, "plan_tiles: not a tile plan");
   if (env->Lq < 0 || env->Lk < 0 || env->H < 1 || env->h < 0 || env->h >= env->H)

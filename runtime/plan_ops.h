@@ -25,7 +25,11 @@ enum {
   PLAN_HDR = 9
 };
 
-#define PLAN_MAGIC 0x3154414c50ll /* "PLAT1" */
+/* "PLAT" and the format version: bump the version whenever the instruction
+ * set or the header changes, so that a plan stored by an older library (an
+ * AOT object, a kernel cache entry) is refused instead of misread. */
+#define PLAN_VERSION 2ll
+#define PLAN_MAGIC (0x54414c50ll | (PLAN_VERSION << 32))
 
 /* Evaluator limits (the builder sizes plans to fit them). */
 #define PLAN_SCRATCH 1024   /* spans of list scratch */
