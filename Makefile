@@ -60,10 +60,6 @@ $(B)/%.o: %.c | $(DEPS_STAMP) $(B)/gen/parser.h $(B)/gen/lexer.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
-# runtime/ffi.c includes its own "ffi.h" and libffi's <ffi.h>; without
-# -Iruntime the angle-bracket one is libffi's.
-$(B)/runtime/ffi.o: private CFLAGS_ALL := $(filter-out -Iruntime,$(CFLAGS_ALL))
-
 $(B)/bench/%.o: bench/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out $(OPT),$(CFLAGS_ALL)) -O3 -march=native -ffast-math -MMD -MP -c $< -o $@

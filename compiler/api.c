@@ -9,7 +9,7 @@
  *            instantiated once with defaults to learn its parameters
  *   compile: fe_instantiate (with the overrides) -> ir_program,
  *            externs resolved against the context's registry,
- *            backend->compile, a libffi typed entry (runtime/ffi.h)
+ *            backend->compile, a libffi typed entry (runtime/ffi_call.h)
  *   run:     arguments checked, rt_args built (strides from the layout),
  *            backend->run
  *
@@ -29,7 +29,7 @@
 #include <string.h>
 
 #include "../include/spat.h"
-#include "../runtime/ffi.h"
+#include "../runtime/ffi_call.h"
 #include "../runtime/rt.h"
 #include "aot.h"
 #include "arena.h"

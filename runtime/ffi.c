@@ -12,7 +12,7 @@
  * closure of it, a real function pointer that unpacks its arguments into
  * arrays; ffi_entry_call calls any function of that type generically.
  */
-#include "ffi.h"
+#include "ffi_call.h"
 
 #include <assert.h>
 #include <ffi.h>

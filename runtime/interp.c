@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #include "../compiler/backend.h"
-#include "ffi.h"
+#include "ffi_call.h"
 
 typedef struct cand {
   int64_t j;         /* key (or key block) index at the topk's granularity */

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "ffi.h"
+#include "ffi_call.h"
 
 static void *fnptr(void (*f)(void)) {
   void *p;

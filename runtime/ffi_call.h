@@ -1,7 +1,7 @@
-/* ffi.h: calls whose signature is known only at run time, through libffi.
+/* ffi_call.h: calls whose signature is known only at run time, through libffi.
  * Only runtime/ffi.c includes <ffi.h>. */
-#ifndef SPAT_FFI_H
-#define SPAT_FFI_H
+#ifndef SPAT_FFI_CALL_H
+#define SPAT_FFI_CALL_H
 
 #include <stdbool.h>
 #include <stdint.h>
