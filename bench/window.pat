@@ -3,3 +3,4 @@
 # attention, the dense end of the scale.
 pattern window_only(w = 256) = window(w, w);
 pattern causal_only = causal;
+pattern causal_window(w = 512) = window(w, 0);
