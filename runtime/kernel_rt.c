@@ -306,6 +306,64 @@ static void transpose64(uint64_t a[64]) {
     }
 }
 
+/* --- sparse partial tiles ---------------------------------------------- */
+
+/* A partial tile allowing at most this many of its KR_BQ x KR_BK pairs (1/8)
+ * runs per row over the allowed keys only: measured at D = 64, one dense
+ * tile costs about as much as 550 pairs one at a time. */
+#define KR_SPARSE_MAX 512
+
+typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
+
+/* Rows r < nr of the tile with bit t of rows[r] = key j0 + t allowed: the
+ * same online-softmax step as the dense tile (scores c q.k in the log2
+ * domain, m the running max, alpha = 2^(m_old - m_new)), one row at a
+ * time.  q: the tile's first query row (row stride sq). */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void sparse_rows(const float *q, int64_t sq, const float *kt,
+                        int64_t sk, const float *vt, int64_t sv, int64_t D,
+                        const uint64_t *rows, int64_t nr, float *accb,
+                        float *mb, float *lb, float c) {
+  int64_t nd = D / 16;
+  float s[KR_BK];
+  int js[KR_BK];
+  for (int64_t r = 0; r < nr; r++) {
+    uint64_t w = rows[r];
+    if (!w) continue;
+    const float *qr = q + r * sq;
+    int n = 0;
+    float mloc = -INFINITY;
+    for (; w; w &= w - 1) {
+      int j = __builtin_ctzll(w);
+      const float *kr = kt + j * sk;
+      v16 a = *(const v16 *)qr * *(const v16 *)kr;
+      for (int64_t d = 1; d < nd; d++)
+        a += *(const v16 *)(qr + 16 * d) * *(const v16 *)(kr + 16 * d);
+      float t = 0;
+      for (int x = 0; x < 16; x++) t += a[x];
+      t *= c;
+      js[n] = j;
+      s[n++] = t;
+      if (t > mloc) mloc = t;
+    }
+    float mold = mb[r], mnew = mloc > mold ? mloc : mold;
+    float muse = mnew == -INFINITY ? 0 : mnew;
+    float alpha = exp2f(mold - muse), lsum = 0;
+    float *acc = accb + r * D;
+    mb[r] = mnew;
+    if (alpha != 1)
+      for (int64_t d = 0; d < nd; d++) *(v16 *)(acc + 16 * d) *= alpha;
+    for (int x = 0; x < n; x++) {
+      float p = exp2f(s[x] - muse);
+      const float *vr = vt + js[x] * sv;
+      lsum += p;
+      for (int64_t d = 0; d < nd; d++)
+        *(v16 *)(acc + 16 * d) += p * *(const v16 *)(vr + 16 * d);
+    }
+    lb[r] = lb[r] * alpha + lsum;
+  }
+}
+
 /* --- one task: a query tile of one head -------------------------------- */
 
 static void task(void *ctx, int64_t id, int worker) {
@@ -392,6 +450,16 @@ static void task(void *ctx, int64_t id, int worker) {
         all &= s->rows[r];
       }
       if (!any) continue;
+      if (all != valid) {
+        int64_t pairs = 0;
+        for (int64_t r = 0; r < nr && pairs <= KR_SPARSE_MAX; r++)
+          pairs += __builtin_popcountll(s->rows[r]);
+        if (pairs <= KR_SPARSE_MAX) {
+          sparse_rows(qb + r0 * a->q.sl, a->q.sl, kt, a->k.sl, vt, a->v.sl, D,
+                      s->rows, nr, s->acc, s->m, s->l, R->c);
+          continue;
+        }
+      }
       if (all == valid) {  /* every row allows every key: no mask */
         K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m, s->l,
                 R->c, s->st);
