@@ -13,7 +13,9 @@
  *       otherwise: mask_0(...) per row (64-bit row words), transposed to
  *                  key words, then tile(..., maskt, ...); skipped when no
  *                  row allows a key, maskt NULL when all rows allow every
- *                  key
+ *                  key; a tile allowing few pairs (<= 1/8 of them) runs in
+ *                  the driver instead, per row over its allowed keys only,
+ *                  with the same online-softmax update of acc, m, l
  *     o = acc / l, lse = m ln 2 + ln l   (rows with l == 0: o = 0, -inf)
  */
 #ifndef SPAT_KERNEL_RT_H

@@ -328,6 +328,33 @@ static int r_none(const tcase *c, int64_t h, int64_t i, int64_t j) {
   return 0;
 }
 
+static int64_t pymod(int64_t a, int64_t b) { return ((a % b) + b) % b; }
+/* rt[0] = l: causal & (window(l, 0) | stride(l)) (Sparse Transformer) */
+static int r_strided(const tcase *c, int64_t h, int64_t i, int64_t j) {
+  (void)h;
+  return j <= i && ((i - c->rt[0] <= j) || pymod(i - j, c->rt[0]) == 0);
+}
+/* stride(rt[0]) | random(2, 7) */
+static int r_stride_random(const tcase *c, int64_t h, int64_t i, int64_t j) {
+  if (pymod(i - j, c->rt[0]) == 0) return 1;
+  for (int64_t t = 0; t < 2; t++)
+    if (ir_hash(7, (uint64_t)h, (uint64_t)i, (uint64_t)t) % (uint64_t)c->Lk == (uint64_t)j)
+      return 1;
+  return 0;
+}
+/* h == 0 ? dilated(16, 8) : dilated(32, 4) */
+static int r_dilated2(const tcase *c, int64_t h, int64_t i, int64_t j) {
+  (void)c;
+  int64_t w = h == 0 ? 16 : 32, d = h == 0 ? 8 : 4, ad = i > j ? i - j : j - i;
+  return ad <= w * d && pymod(i - j, d) == 0;
+}
+/* where(j == (i * 37) % Lk && i % 5 != 0): one key per row, every fifth
+ * row none */
+static int r_one_key(const tcase *c, int64_t h, int64_t i, int64_t j) {
+  (void)h;
+  return j == pymod(i * 37, c->Lk) && pymod(i, 5) != 0;
+}
+
 /* --- tests ----------------------------------------------------------------- */
 
 static void test_full_every_d(void **st) {
@@ -705,6 +732,63 @@ static void *conc_main(void *arg) {
   return NULL;
 }
 
+/* Partial tiles with few allowed pairs take the driver's per-row path
+ * (kernel_rt.c, at most KR_SPARSE_MAX of 64 x 64 pairs), mixed in one row
+ * with dense masked and full tiles: the stride part of strided and
+ * dilated(16, 8) allow <= 8 keys per row and tile, dilated(32, 4) 16 (dense
+ * path), random keys a few per tile. */
+static void test_sparse_tiles(void **st) {
+  (void)st;
+  for (int layout = 0; layout < 2; layout++) {
+    arena *A = arena_new();
+    tcase c = base(300, 300, 64);
+    c.H = 4, c.Hkv = 2, c.layout = layout, c.threads = 1 + layout;
+    c.rt[0] = 64;
+    c.ref = r_strided;
+    ir_node *root = N2(A, IR_AND, N0(A, IR_CAUSAL),
+                       N2(A, IR_OR, N2(A, IR_WINDOW, C(A, 64), C(A, 0)),
+                          N1(A, IR_STRIDE, C(A, 64))));
+    run_case(&c, prog(A, root));
+    arena_free(A);
+  }
+  static const int64_t Ds[] = {16, 80, 128, 256};
+  for (size_t x = 0; x < sizeof Ds / sizeof Ds[0]; x++) {
+    arena *A = arena_new();
+    tcase c = base(200, 230, Ds[x]);
+    c.H = 2, c.Hkv = 1;
+    c.rt[0] = 29;
+    c.ref = r_stride_random;
+    ir_node *root = N2(A, IR_OR, N1(A, IR_STRIDE, C(A, 29)),
+                       N2(A, IR_RANDOM, C(A, 2), C(A, 7)));
+    run_case(&c, prog(A, root));
+    arena_free(A);
+  }
+  for (int layout = 0; layout < 2; layout++) {
+    arena *A = arena_new();
+    tcase c = base(260, 260, 32);
+    c.layout = layout;
+    c.ref = r_dilated2;
+    ir_node *h0 = N2(A, IR_EQ, N0(A, IR_VAR_H), C(A, 0));
+    ir_node *root = ir_new3(A, IR_PSEL, h0, N2(A, IR_DILATED, C(A, 16), C(A, 8)),
+                            N2(A, IR_DILATED, C(A, 32), C(A, 4)), SP);
+    run_case(&c, prog(A, root));
+    arena_free(A);
+  }
+  {
+    arena *A = arena_new();
+    tcase c = base(150, 190, 64);
+    c.H = 4, c.Hkv = 1;
+    c.ref = r_one_key;
+    ir_node *ip = N2(A, IR_MOD, N2(A, IR_MUL, N0(A, IR_VAR_I), C(A, 37)),
+                     N0(A, IR_SIZE_LK));
+    ir_node *pred = N2(A, IR_LAND, N2(A, IR_EQ, N0(A, IR_VAR_J), ip),
+                       N2(A, IR_NE, N2(A, IR_MOD, N0(A, IR_VAR_I), C(A, 5)),
+                          C(A, 0)));
+    run_case(&c, prog(A, N1(A, IR_WHERE, pred)));
+    arena_free(A);
+  }
+}
+
 static void test_concurrent(void **st) {
   (void)st;
   arena *A = arena_new();
@@ -751,6 +835,7 @@ int main(void) {
       cmocka_unit_test(test_runtime_errors),
       cmocka_unit_test(test_unsupported_d),
       cmocka_unit_test(test_concurrent),
+      cmocka_unit_test(test_sparse_tiles),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
