@@ -179,7 +179,8 @@ int spatc_mask_main(int argc, char **argv) {
     o.fmt = o.out ? format_of_path(o.out) : FMT_ASCII;
     if (o.fmt < 0) o.fmt = FMT_ASCII;
   }
-  if (rc == SPATC_OK && o.fmt != FMT_ASCII && (!o.out || strcmp(o.out, "-") == 0))
+  if (rc == SPATC_OK && o.fmt != FMT_ASCII &&
+      (!o.out || strcmp(o.out, "-") == 0))
     rc = cli_usage_error(&c, "--format %s needs an output file: -o FILE",
                          format_name[o.fmt]);
   if (rc != SPATC_OK) {
