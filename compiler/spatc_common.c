@@ -30,12 +30,16 @@ static const opt_info opts[OPT_N] = {
 
 /* ---- errors ---- */
 
-int spatc_error(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
+static void verror(const char *fmt, va_list ap) {
   fputs("spatc: error: ", stderr);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
+}
+
+int spatc_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  verror(fmt, ap);
   va_end(ap);
   return SPATC_EUSER;
 }
@@ -105,9 +109,7 @@ void cli_help(const cli *c, FILE *f) {
 int cli_usage_error(const cli *c, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fputs("spatc: error: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  verror(fmt, ap);
   va_end(ap);
   fprintf(stderr, "usage: spatc %s %s\n", c->cmd, c->synopsis);
   fprintf(stderr, "Try 'spatc %s --help' for more information.\n", c->cmd);
