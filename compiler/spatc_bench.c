@@ -17,7 +17,7 @@
  *              by the kernel time; its output also checks the kernel's
  *
  * Options through spatc_common: --pattern, -D, --runtime, --len (default
- * 4096) or --lq/--lk, --heads (default 4), --kv-heads, --dim, --threads,
+ * 4096) or --lq/--lk, --heads (default 1), --kv-heads, --dim, --threads,
  * --repeats, --seed (default 1; q, k, v drawn as `spatc run --seed`),
  * --json (one JSON object on stdout), --no-dense, --no-cache (the kernel
  * timed is then a fresh JIT compile, not the user's cache entry, and
@@ -41,7 +41,6 @@
 #include "spatc_common.h"
 
 #define DEFAULT_LEN 4096
-#define DEFAULT_HEADS 4
 #define DEFAULT_SEED 1
 #define PEAK_PER_CORE 115.0           /* GFLOP/s */
 #define MASK_BUDGET ((int64_t)2 << 30) /* bytes of cached mask rows */
@@ -355,7 +354,7 @@ int spatc_bench_main(int argc, char **argv) {
            "allowed pairs)\nagainst a per-row C loop and dense masked "
            "attention with OpenBLAS,\nand the disk kernel cache's cold and "
            "warm compile times.  The kernel timed\ncomes from the cache "
-           "unless --no-cache.  Defaults: --len 4096, --heads 4,\n--seed 1.",
+           "unless --no-cache.  Defaults: --len 4096, --seed 1.",
            ok);
   spatc_sel sel;
   spatc_shape sh;
@@ -368,7 +367,6 @@ int spatc_bench_main(int argc, char **argv) {
   memset(&qkv, 0, sizeof qkv);
   int rc = spatc_parse(&c, &sel, &sh, bench_option, &opt);
   if (!sh.Lq && !sh.Lk && !sh.L) sh.L = DEFAULT_LEN;
-  if (!sh.H) sh.H = DEFAULT_HEADS;
   if (!sh.seeded) sh.seed = DEFAULT_SEED;
   sh.seeded = true;
   if (rc == SPATC_OK) rc = spatc_qkv_setup(&qkv, &args, &sh, &c, QKV_SIZES);

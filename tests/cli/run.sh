@@ -560,6 +560,13 @@ import json, sys
 r = json.load(open("out"))
 sys.exit(0 if r["nnz"] == int(sys.argv[1]) and r["H"] == 1 and r["Lq"] == 64 else 1)' "$want"; then
   ok bench-runtime; else fail bench-runtime; fi
+# the defaults every command shares: one head, D = 64
+sp bench w2.pat --len 64 --repeats 1 --no-dense --no-cache --json
+if expect_rc bench-defaults 0 && python3 -c '
+import json, sys
+r = json.load(open("out"))
+sys.exit(0 if r["H"] == 1 and r["Hkv"] == 1 and r["D"] == 64 and r["nnz"] == 64 * 5 - 6 else 1)'; then
+  ok bench-defaults; else fail bench-defaults; fi
 sp bench docs.pat --len 64 --heads 1 --dim 16 --repeats 1 --no-dense --no-cache --json
 if expect_rc bench-input 0 && python3 -c '
 import json, sys
