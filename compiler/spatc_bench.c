@@ -16,10 +16,11 @@
  *   vs dense   time of dense masked attention with OpenBLAS sgemm, divided
  *              by the kernel time; its output also checks the kernel's
  *
- * Options: --pattern NAME, -D NAME=INT, --runtime NAME=INT, --len L (or
- * --lq/--lk), --heads H, --kv-heads N, --dim D, --threads N, --repeats R,
- * --seed S, --json (one JSON object on stdout), --no-dense, --no-cache (the
- * kernel timed is then a fresh JIT compile, not the user's cache entry, and
+ * Options through spatc_common: --pattern, -D, --runtime, --len (default
+ * 4096) or --lq/--lk, --heads (default 1), --kv-heads, --dim, --threads,
+ * --repeats, --seed (default 1; q, k, v drawn as `spatc run --seed`),
+ * --json (one JSON object on stdout), --no-dense, --no-cache (the kernel
+ * timed is then a fresh JIT compile, not the user's cache entry, and
  * cold/warm are not measured).
  * Input arrays get packed-document ids (documents of random lengths).
  * Progress goes to stderr.
@@ -29,28 +30,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../bench/baselines.h"
 #include "../runtime/interp.h"
+#include "../runtime/threads.h"
 #include "aot.h"
 #include "backend.h"
-#include "frontend.h"
 #include "spatc.h"
+#include "spatc_common.h"
 
-#define MAX_DEFS 64
+#define DEFAULT_LEN 4096
+#define DEFAULT_SEED 1
 #define PEAK_PER_CORE 115.0           /* GFLOP/s */
 #define MASK_BUDGET ((int64_t)2 << 30) /* bytes of cached mask rows */
 #ifndef COUNT_MAX
 #define COUNT_MAX 1.5e9 /* mask elements counted exactly */
 #endif
-
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
 
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -60,40 +56,6 @@ static int cmp_d(const void *a, const void *b) {
 static double median(double *v, int n) {
   qsort(v, (size_t)n, sizeof *v, cmp_d);
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static const char *opt_value(int argc, char **argv, int *k, const char *name) {
-  const char *a = argv[*k];
-  size_t n = strlen(name);
-  if (strncmp(a, name, n) != 0) return NULL;
-  if (a[n] == '=') return a + n + 1;
-  if (a[n] == 0) {
-    if (*k + 1 >= argc) return NULL;
-    return argv[++*k];
-  }
-  if (name[1] != '-' && a[n]) return a + n;
-  return NULL;
-}
-
-static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-  char *end;
-  long long v = strtoll(s, &end, 10);
-  if (!*s || *end || v < lo || v > hi) return -1;
-  *out = v;
-  return 0;
-}
-
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-static float randn(uint64_t *s) {
-  double u1 = ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
-  double u2 = (double)(rng_next(s) >> 11) / 9007199254740992.0;
-  return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
 /* Cached exact mask rows of heads [0, n_heads) for the dense baseline. */
@@ -120,18 +82,18 @@ static void cache_times(const ir_program *p, int64_t D, int threads,
   int hit, ok = 1;
   for (int t = 0; t < 3 && ok; t++) {
     ok = aot_cache_clear(dir, err, sizeof err) >= 0;
-    double t0 = now_ms();
+    double t0 = spatc_now_ms();
     aot_loaded *l = ok ? aot_cache_load(p, &o, dir, NULL, &desc, &hit, err,
                                         sizeof err) : NULL;
-    tc[t] = now_ms() - t0;
+    tc[t] = spatc_now_ms() - t0;
     ok = l && !hit;
     aot_cache_free(l);
   }
   for (int t = 0; t < 5 && ok; t++) {
-    double t0 = now_ms();
+    double t0 = spatc_now_ms();
     aot_loaded *l = aot_cache_load(p, &o, dir, NULL, &desc, &hit, err,
                                    sizeof err);
-    tw[t] = now_ms() - t0;
+    tw[t] = spatc_now_ms() - t0;
     ok = l && hit;
     aot_cache_free(l);
   }
@@ -145,162 +107,55 @@ static void cache_times(const ir_program *p, int64_t D, int threads,
   *warm = median(tw, 5);
 }
 
-static void usage(FILE *f) {
-  fputs("usage: spatc bench FILE [--pattern NAME] [-D NAME=INT]... "
-        "[--runtime NAME=INT]...\n"
-        "                   [--len L | --lq N --lk N] [--heads H] [--kv-heads N] "
-        "[--dim D]\n"
-        "                   [--threads N] [--repeats R] [--seed S] [--json] "
-        "[--no-dense] [--no-cache]\n"
-        "Times the pattern's JIT kernel (compile, run, GFLOP/s on the allowed "
-        "pairs)\nagainst a per-row C loop and dense masked attention with "
-        "OpenBLAS,\nand the disk kernel cache's cold and warm compile times. "
-        "The kernel timed\ncomes from the cache unless --no-cache.\n", f);
+typedef struct bench_opts {
+  int64_t threads, repeats;
+  bool json, dense, cache;
+} bench_opts;
+
+static int bench_option(void *ctx, const cli *c, int id) {
+  bench_opts *o = ctx;
+  switch (id) {
+  case OPT_THREADS: return cli_int(c, 0, 4096, &o->threads) ? 0 : SPATC_EUSAGE;
+  case OPT_REPEATS:
+    return cli_int(c, 1, 1 << 20, &o->repeats) ? 0 : SPATC_EUSAGE;
+  case OPT_JSON: o->json = true; return 0;
+  case OPT_NO_DENSE: o->dense = false; return 0;
+  case OPT_NO_CACHE: o->cache = false; return 0;
+  default: return -1;
+  }
 }
 
-int spatc_bench_main(int argc, char **argv) {
-  const char *file = NULL, *name = NULL, *rt_arg[MAX_DEFS];
-  fe_define defs[MAX_DEFS];
-  int n_defs = 0, n_rt = 0, json = 0, dense = 1, use_cache = 1, rc = 2;
-  aot_loaded *kcache = NULL;
-  int64_t L = 4096, Lq = -1, Lk = -1, H = 4, Hkv = -1, D = 64, threads = 0,
-          repeats = 5, seed = 1;
-  arena *a = arena_new();
-  diag *d = diag_new();
-  float *buf = NULL, *o2 = NULL, *lse = NULL;
-  uint8_t *mcache = NULL;
-  int32_t *docs = NULL;
-  void *kernel = NULL;
-  const backend *jit = &backend_jit;
-  if (!a || !d) goto oom;
-  for (int k = 1; k < argc; k++) {
-    const char *v;
-    int64_t *num = NULL, lo = 1;
-    if (!strcmp(argv[k], "--help") || !strcmp(argv[k], "-h")) {
-      usage(stdout);
-      rc = 0;
-      goto out;
-    } else if (!strcmp(argv[k], "--json")) {
-      json = 1;
-      continue;
-    } else if (!strcmp(argv[k], "--no-dense")) {
-      dense = 0;
-      continue;
-    } else if (!strcmp(argv[k], "--no-cache")) {
-      use_cache = 0;
-      continue;
-    } else if ((v = opt_value(argc, argv, &k, "--pattern"))) {
-      name = v;
-      continue;
-    } else if ((v = opt_value(argc, argv, &k, "-D")) ||
-               (v = opt_value(argc, argv, &k, "--define"))) {
-      if (n_defs == MAX_DEFS || fe_parse_define(v, a, &defs[n_defs]) != 0) {
-        fprintf(stderr, "spatc bench: bad define '%s' (NAME=INT)\n", v);
-        goto out;
-      }
-      n_defs++;
-      continue;
-    } else if ((v = opt_value(argc, argv, &k, "--runtime"))) {
-      if (n_rt == MAX_DEFS) goto out;
-      rt_arg[n_rt++] = v;
-      continue;
-    } else if ((v = opt_value(argc, argv, &k, "--len"))) num = &L;
-    else if ((v = opt_value(argc, argv, &k, "--lq"))) num = &Lq;
-    else if ((v = opt_value(argc, argv, &k, "--lk"))) num = &Lk;
-    else if ((v = opt_value(argc, argv, &k, "--heads"))) num = &H;
-    else if ((v = opt_value(argc, argv, &k, "--kv-heads"))) num = &Hkv;
-    else if ((v = opt_value(argc, argv, &k, "--dim"))) num = &D;
-    else if ((v = opt_value(argc, argv, &k, "--threads"))) num = &threads, lo = 0;
-    else if ((v = opt_value(argc, argv, &k, "--repeats"))) num = &repeats;
-    else if ((v = opt_value(argc, argv, &k, "--seed"))) num = &seed, lo = 0;
-    else if (argv[k][0] == '-' && argv[k][1]) {
-      fprintf(stderr, "spatc bench: unknown option or missing value: %s\n", argv[k]);
-      usage(stderr);
-      goto out;
-    } else if (!file) {
-      file = argv[k];
-      continue;
-    } else {
-      fprintf(stderr, "spatc bench: more than one file: %s\n", argv[k]);
-      goto out;
-    }
-    if (parse_i64(v, lo, (int64_t)1 << 30, num) != 0) {
-      fprintf(stderr, "spatc bench: %s: bad number '%s'\n", argv[k - 1], v);
-      goto out;
-    }
-  }
-  if (!file) {
-    fputs("spatc bench: a FILE is required\n", stderr);
-    usage(stderr);
-    goto out;
-  }
-  if (Lq < 0) Lq = Lk >= 0 ? Lk : L;
-  if (Lk < 0) Lk = Lq;
-  if (Hkv < 0) Hkv = H;
-  if (H % Hkv != 0) {
-    fputs("spatc bench: --kv-heads must divide --heads\n", stderr);
-    goto out;
-  }
-  if (threads == 0) threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
-  rc = 1;
-
-  fe_module *m = fe_load_file(d, a, file);
-  ir_program *p = m ? fe_instantiate(d, m, name, defs, n_defs) : NULL;
-  if (!p) {
-    fputs(diag_text(d), stderr);
-    goto out;
-  }
-  if (p->n_externs > 0) {
-    fputs("spatc bench: patterns with extern functions are not benchmarked\n", stderr);
-    goto out;
-  }
-  int64_t *rt = arena_alloc(a, sizeof *rt * (size_t)(p->n_runtime + 1));
-  for (int r = 0; r < p->n_runtime; r++) {
-    bool found = p->runtime[r].has_deflt;
-    rt[r] = p->runtime[r].deflt;
-    for (int t = 0; t < n_rt; t++) {
-      size_t n = strlen(p->runtime[r].name);
-      if (!strncmp(rt_arg[t], p->runtime[r].name, n) && rt_arg[t][n] == '=' &&
-          parse_i64(rt_arg[t] + n + 1, INT64_MIN, INT64_MAX, &rt[r]) == 0)
-        found = true;
-    }
-    if (!found) {
-      fprintf(stderr, "spatc: error: runtime scalar '%s' has no default: give "
-              "--runtime %s=N\n", p->runtime[r].name, p->runtime[r].name);
-      goto out;
-    }
-  }
-  /* input arrays: packed documents of random lengths in [Lk/16, Lk/4] */
-  uint64_t rs = (uint64_t)seed * 7919 + 17;
-  const int32_t **inputs = arena_alloc(a, sizeof *inputs * (size_t)(p->n_inputs + 1));
-  docs = malloc(sizeof *docs * (size_t)(Lk + 1) * (size_t)(p->n_inputs + 1));
-  if (!inputs || !docs) goto oom;
-  for (int t = 0; t < p->n_inputs; t++) {
-    int32_t *x = docs + (size_t)t * (size_t)(Lk + 1), id = 0;
-    int64_t span = Lk / 16 > 1 ? Lk / 16 : 1;
+/* Input arrays: packed documents of random lengths in [Lk/16, Lk/4], one
+ * array of Lk ids after another. */
+static void fill_docs(int32_t *docs, int n, int64_t Lk, uint64_t seed) {
+  const uint64_t golden = 0x9E3779B97F4A7C15ull;
+  uint64_t st = seed * 7919 + 17;
+  int64_t span = Lk / 16 > 1 ? Lk / 16 : 1;
+  for (int t = 0; t < n; t++) {
+    int32_t *x = docs + (size_t)t * (size_t)Lk, id = 0;
     for (int64_t j = 0; j < Lk;) {
-      int64_t len = span + (int64_t)(rng_next(&rs) % (uint64_t)(3 * span + 1));
+      int64_t len = span + (int64_t)(ir_mix(st) % (uint64_t)(3 * span + 1));
+      st += golden;
       for (int64_t e = 0; e < len && j < Lk; e++) x[j++] = id;
       id++;
     }
-    inputs[t] = x;
   }
+}
 
-  size_t nq = (size_t)(H * Lq * D), nk = (size_t)(Hkv * Lk * D);
-  buf = malloc(sizeof(float) * (2 * nq + 2 * nk));
-  o2 = malloc(sizeof(float) * nq);
-  lse = malloc(sizeof(float) * (size_t)(H * Lq));
-  if (!buf || !o2 || !lse) goto oom;
-  for (size_t t = 0; t < nq + 2 * nk; t++) buf[t] = randn(&rs);
-  rt_args args = {.B = 1, .H = H, .Hkv = Hkv, .Lq = Lq, .Lk = Lk, .D = D,
-                  .runtime = rt, .inputs = inputs, .threads = (int)threads};
-  args.q.data = buf, args.k.data = buf + nq, args.v.data = buf + nq + nk;
-  args.o.data = buf + nq + 2 * nk;
-  rt_tensor_strides(&args.q, 0, H, Lq, D);
-  rt_tensor_strides(&args.k, 0, Hkv, Lk, D);
-  rt_tensor_strides(&args.v, 0, Hkv, Lk, D);
-  rt_tensor_strides(&args.o, 0, H, Lq, D);
-  args.lse = lse, args.lse_sb = H * Lq, args.lse_sh = Lq;
+/* The measurements and the report; 0 or 1 after printing. */
+static int bench(const char *file, const ir_program *p, rt_args args,
+                 bench_opts *opt) {
+  int64_t Lq = args.Lq, Lk = args.Lk, H = args.H, Hkv = args.Hkv,
+          D = args.D, threads = opt->threads, repeats = opt->repeats;
+  int json = opt->json, dense = opt->dense, use_cache = opt->cache, rc = 1;
+  size_t nq = (size_t)(H * Lq * D);
+  aot_loaded *kcache = NULL;
+  void *kernel = NULL;
+  const backend *jit = &backend_jit;
+  float *o2 = malloc(sizeof(float) * nq);
+  double *tk = malloc(sizeof(double) * (size_t)repeats);
+  uint8_t *mcache = NULL;
+  if (!o2 || !tk) goto oom;
 
   /* compile */
   char err[1024] = "";
@@ -308,11 +163,11 @@ int spatc_bench_main(int argc, char **argv) {
   double tc[5];
   fprintf(stderr, "bench %s: compiling\n", p->name);
   for (int t = 0; t < 5; t++) {
-    double t0 = now_ms();
+    double t0 = spatc_now_ms();
     void *kn = jit->compile(p, &bo, err, sizeof err);
-    tc[t] = now_ms() - t0;
+    tc[t] = spatc_now_ms() - t0;
     if (!kn) {
-      fprintf(stderr, "spatc: error: %s\n", err);
+      spatc_lib_error(err);
       goto out;
     }
     if (kernel) jit->free(kernel);
@@ -334,16 +189,14 @@ int spatc_bench_main(int argc, char **argv) {
   /* run */
   fprintf(stderr, "bench %s: running the kernel (%lld repeats)\n", p->name,
           (long long)repeats);
-  double *tk = arena_alloc(a, sizeof(double) * (size_t)repeats);
-  if (!tk) goto oom;
   for (int64_t t = -1; t < repeats; t++) {
-    double t0 = now_ms();
+    double t0 = spatc_now_ms();
     if ((kcache ? aot_run_args(aot_loaded_desc(kcache), &args, err, sizeof err)
                 : jit->run(kernel, &args, err, sizeof err)) != RT_OK) {
-      fprintf(stderr, "spatc: error: %s\n", err);
+      spatc_lib_error(err);
       goto out;
     }
-    if (t >= 0) tk[t] = now_ms() - t0;
+    if (t >= 0) tk[t] = spatc_now_ms() - t0;
   }
   double kernel_ms = median(tk, (int)repeats);
 
@@ -370,7 +223,7 @@ int spatc_bench_main(int argc, char **argv) {
       if (h >= cached && step > 1) sampled++;
       uint8_t *out = h < cached ? mcache + (h * Lq + r) * Lk : row;
       if (interp_mask_row(p, &args, 0, h, r, out, err, sizeof err) != RT_OK) {
-        fprintf(stderr, "spatc: error: %s\n", err);
+        spatc_lib_error(err);
         free(row);
         goto out;
       }
@@ -403,9 +256,9 @@ int spatc_bench_main(int argc, char **argv) {
   la.o.data = o2;
   double tl[3];
   for (int t = 0; t < 3; t++) {
-    double t0 = now_ms();
+    double t0 = spatc_now_ms();
     if (bl_window(&la, wl, wr, (int)threads) != 0) goto oom;
-    tl[t] = now_ms() - t0;
+    tl[t] = spatc_now_ms() - t0;
   }
   double loop_ms = median(tl, 3);
   double loop_err = -1;
@@ -428,9 +281,9 @@ int spatc_bench_main(int argc, char **argv) {
     masks M = {mcache, Lq, Lk};
     double td[3];
     for (int t = 0; t < 3; t++) {
-      double t0 = now_ms();
+      double t0 = spatc_now_ms();
       if (bl_dense(&da, mask_cb, &M, (int)threads) != 0) goto oom;
-      td[t] = now_ms() - t0;
+      td[t] = spatc_now_ms() - t0;
     }
     dense_ms = median(td, 3) * (double)H / (double)cached;
     dense_err = 0;
@@ -481,13 +334,91 @@ int spatc_bench_main(int argc, char **argv) {
   rc = 0;
   goto out;
 oom:
-  fputs("spatc: error: out of memory\n", stderr);
-  rc = 1;
+  rc = spatc_error("out of memory");
 out:
   if (kernel) jit->free(kernel);
   aot_cache_free(kcache);
-  free(buf), free(o2), free(lse), free(mcache), free(docs);
-  diag_free(d);
-  arena_free(a);
+  free(o2), free(tk), free(mcache);
+  return rc;
+}
+
+int spatc_bench_main(int argc, char **argv) {
+  static const spatc_opt ok[] = {
+      OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_LEN,     OPT_LQ,
+      OPT_LK,      OPT_HEADS,  OPT_KVHEADS, OPT_DIM,     OPT_THREADS,
+      OPT_REPEATS, OPT_SEED,   OPT_JSON,    OPT_NO_DENSE, OPT_NO_CACHE,
+      OPT_NONE};
+  cli c;
+  cli_init(&c, argc, argv, "FILE [--len L | --lq N --lk N] [options]",
+           "Times the pattern's JIT kernel (compile, run, GFLOP/s on the "
+           "allowed pairs)\nagainst a per-row C loop and dense masked "
+           "attention with OpenBLAS,\nand the disk kernel cache's cold and "
+           "warm compile times.  The kernel timed\ncomes from the cache "
+           "unless --no-cache.  Defaults: --len 4096, --seed 1.",
+           ok);
+  spatc_sel sel;
+  spatc_shape sh;
+  sel_init(&sel);
+  shape_init(&sh);
+  bench_opts opt = {0, 5, false, true, true};
+  rt_args args;
+  spatc_qkv qkv;
+  memset(&args, 0, sizeof args);
+  memset(&qkv, 0, sizeof qkv);
+  int rc = spatc_parse(&c, &sel, &sh, bench_option, &opt);
+  if (!sh.Lq && !sh.Lk && !sh.L) sh.L = DEFAULT_LEN;
+  if (!sh.seeded) sh.seed = DEFAULT_SEED;
+  sh.seeded = true;
+  if (rc == SPATC_OK) rc = spatc_qkv_setup(&qkv, &args, &sh, &c, QKV_SIZES);
+  if (rc != SPATC_OK) {
+    sel_free(&sel);
+    return rc == SPATC_HELP ? SPATC_OK : rc;
+  }
+  if (opt.threads == 0) opt.threads = th_cores();
+
+  spatc_pat pat;
+  int64_t *rt = NULL;
+  int32_t *docs = NULL;
+  const int32_t **inputs = NULL;
+  float *o = NULL, *lse = NULL;
+  rc = spatc_load(&pat, &sel);
+  const ir_program *p = pat.p;
+  if (rc == SPATC_OK && p->n_externs > 0)
+    rc = spatc_error("pattern '%s' calls extern functions: it is not "
+                     "benchmarked", p->name);
+  if (rc == SPATC_OK) {
+    rt = spatc_xmalloc(sizeof *rt * ((size_t)p->n_runtime + 1));
+    rc = rt ? spatc_bind_runtime(rt, p, &sel) : SPATC_EUSER;
+  }
+  if (rc == SPATC_OK) {
+    inputs = spatc_xmalloc(sizeof *inputs * ((size_t)p->n_inputs + 1));
+    docs = spatc_xmalloc(sizeof *docs * (size_t)args.Lk *
+                         ((size_t)p->n_inputs + 1));
+    if (!inputs || !docs) rc = SPATC_EUSER;
+  }
+  if (rc == SPATC_OK) {
+    fill_docs(docs, p->n_inputs, args.Lk, sh.seed);
+    for (int t = 0; t < p->n_inputs; t++)
+      inputs[t] = docs + (size_t)t * (size_t)args.Lk;
+    rc = spatc_qkv_setup(&qkv, &args, &sh, &c, QKV_QKV);
+  }
+  if (rc == SPATC_OK) {
+    o = spatc_xmalloc(sizeof(float) * (size_t)(args.H * args.Lq * args.D));
+    lse = spatc_xmalloc(sizeof(float) * (size_t)(args.H * args.Lq));
+    if (!o || !lse) rc = SPATC_EUSER;
+  }
+  if (rc == SPATC_OK) {
+    args.o.data = o;
+    rt_tensor_strides(&args.o, 0, args.H, args.Lq, args.D);
+    args.lse = lse, args.lse_sb = args.H * args.Lq, args.lse_sh = args.Lq;
+    args.runtime = rt;
+    args.inputs = inputs;
+    args.threads = (int)opt.threads;
+    rc = bench(sel.file, p, args, &opt);
+  }
+  free(o), free(lse), free(docs), free((void *)inputs), free(rt);
+  spatc_qkv_free(&qkv);
+  spatc_pat_free(&pat);
+  sel_free(&sel);
   return rc;
 }

@@ -1,6 +1,7 @@
-/* spatc_common.c: option parsing, pattern loading and argument binding for
- * the spatc subcommands (spatc_common.h); tensors and mask rows are in
- * spatc_tensors.c.  Everything here may print to stderr; nothing exits. */
+/* spatc_common.c: option parsing (selection and sizes), pattern loading and
+ * argument binding for the spatc subcommands (spatc_common.h); tensors and
+ * mask rows are in spatc_tensors.c.  Everything here may print to stderr;
+ * nothing exits. */
 #include "spatc_common.h"
 
 #include <dlfcn.h>
@@ -29,12 +30,16 @@ static const opt_info opts[OPT_N] = {
 
 /* ---- errors ---- */
 
-int spatc_error(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
+static void verror(const char *fmt, va_list ap) {
   fputs("spatc: error: ", stderr);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
+}
+
+int spatc_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  verror(fmt, ap);
   va_end(ap);
   return SPATC_EUSER;
 }
@@ -104,9 +109,7 @@ void cli_help(const cli *c, FILE *f) {
 int cli_usage_error(const cli *c, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fputs("spatc: error: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  verror(fmt, ap);
   va_end(ap);
   fprintf(stderr, "usage: spatc %s %s\n", c->cmd, c->synopsis);
   fprintf(stderr, "Try 'spatc %s --help' for more information.\n", c->cmd);
@@ -319,6 +322,70 @@ int sel_option(spatc_sel *s, const cli *c, int id) {
   }
 }
 
+/* ---- sizes ---- */
+
+void shape_init(spatc_shape *s) {
+  memset(s, 0, sizeof *s);
+  s->head = -1;
+}
+
+int shape_option(spatc_shape *s, const cli *c, int id) {
+  int64_t v;
+  switch (id) {
+  case OPT_BATCH: if (!cli_int(c, 1, 1 << 16, &v)) return -1; s->B = v; return 1;
+  case OPT_HEADS: if (!cli_int(c, 1, 1 << 16, &v)) return -1; s->H = v; return 1;
+  case OPT_KVHEADS: if (!cli_int(c, 1, 1 << 16, &v)) return -1; s->Hkv = v; return 1;
+  case OPT_LQ: if (!cli_int(c, 1, 1 << 30, &v)) return -1; s->Lq = v; return 1;
+  case OPT_LK: if (!cli_int(c, 1, 1 << 30, &v)) return -1; s->Lk = v; return 1;
+  case OPT_LEN: if (!cli_int(c, 1, 1 << 30, &v)) return -1; s->L = v; return 1;
+  case OPT_DIM: if (!cli_int(c, 1, 1 << 16, &v)) return -1; s->D = v; return 1;
+  case OPT_HEAD: if (!cli_int(c, 0, 1 << 16, &v)) return -1; s->head = v; return 1;
+  case OPT_SEED:
+    if (!cli_int(c, INT64_MIN, INT64_MAX, &v)) return -1;
+    s->seeded = true;
+    s->seed = (uint64_t)v;
+    return 1;
+  case OPT_Q: s->q = c->arg; return 1;
+  case OPT_K: s->k = c->arg; return 1;
+  case OPT_V: s->v = c->arg; return 1;
+  case OPT_LAYOUT:
+    if (strcmp(c->arg, "bhld") == 0) s->layout = 0;
+    else if (strcmp(c->arg, "blhd") == 0) s->layout = 1;
+    else {
+      cli_usage_error(c, "--layout: expected bhld or blhd, got '%s'", c->arg);
+      return -1;
+    }
+    return 1;
+  default: return 0;
+  }
+}
+
+int spatc_parse(cli *c, spatc_sel *sel, spatc_shape *sh, cli_opt_fn fn,
+                void *ctx) {
+  for (int id; (id = cli_next(c)) != CLI_END;) {
+    int took = sel_option(sel, c, id);
+    if (!took && sh) took = shape_option(sh, c, id);
+    if (took < 0 || id == CLI_ERR) return SPATC_EUSAGE;
+    if (took) continue;
+    if (id == OPT_HELP) {
+      cli_help(c, stdout);
+      return SPATC_HELP;
+    }
+    if (id == CLI_POS) {
+      if (sel->file)
+        return cli_usage_error(c, "one FILE only ('%s', then '%s')",
+                               sel->file, c->arg);
+      sel->file = c->arg;
+      continue;
+    }
+    int rc = fn ? fn(ctx, c, id) : -1;
+    if (rc < 0) return cli_usage_error(c, "unexpected option '%s'", c->spelled);
+    if (rc) return rc;
+  }
+  if (!sel->file) return cli_usage_error(c, "no input file");
+  return SPATC_OK;
+}
+
 /* ---- loading ---- */
 
 /* A readable regular file, else prints "spatc: error: PATH: reason". */
@@ -404,19 +471,15 @@ const char *spatc_dtype_name(npy_dtype t) {
   return "?";
 }
 
-int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
-               int64_t Lk) {
-  memset(b, 0, sizeof *b);
-  int bad = 0;
-  b->runtime = calloc((size_t)p->n_runtime + 1, sizeof *b->runtime);
-  b->inputs = calloc((size_t)p->n_inputs + 1, sizeof *b->inputs);
-  b->arrays = calloc((size_t)p->n_inputs + 1, sizeof *b->arrays);
-  b->externs = calloc((size_t)p->n_externs + 1, sizeof *b->externs);
-  if (!b->runtime || !b->inputs || !b->arrays || !b->externs)
-    return spatc_error("out of memory");
-  b->n_inputs = p->n_inputs;
+/* Appends 'name' to the list in buf, ", " between names. */
+static void name_list_add(char *buf, size_t cap, const char *name) {
+  size_t n = strlen(buf);
+  if (n < cap) snprintf(buf + n, cap - n, "%s'%s'", n ? ", " : "", name);
+}
 
-  /* runtime scalars: --runtime, else the default, else an error */
+int spatc_bind_runtime(int64_t *out, const ir_program *p,
+                       const spatc_sel *s) {
+  int bad = 0;
   for (int k = 0; k < s->runtime.n; k++) {
     bool known = false;
     for (int r = 0; r < p->n_runtime; r++)
@@ -427,7 +490,6 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
       bad = 1;
     }
   }
-  const char *missing_sep = "";
   char missing[512] = "";
   for (int r = 0; r < p->n_runtime; r++) {
     const char *val = NULL;
@@ -435,19 +497,16 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
       if (strcmp(p->runtime[r].name, s->runtime.name[k]) == 0)
         val = s->runtime.value[k];   /* the last one wins */
     if (val) {
-      int64_t v;
+      int64_t v = 0;
       if (!parse_i64(val, &v)) {
         spatc_error("--runtime %s=%s: not an integer", p->runtime[r].name, val);
         bad = 1;
       }
-      b->runtime[r] = v;
+      out[r] = v;
     } else if (p->runtime[r].has_deflt) {
-      b->runtime[r] = p->runtime[r].deflt;
+      out[r] = p->runtime[r].deflt;
     } else {
-      size_t n = strlen(missing);
-      snprintf(missing + n, sizeof missing - n, "%s'%s'", missing_sep,
-               p->runtime[r].name);
-      missing_sep = ", ";
+      name_list_add(missing, sizeof missing, p->runtime[r].name);
     }
   }
   if (*missing) {
@@ -456,6 +515,20 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
                 p->name, strchr(missing, ',') ? "s" : "", missing);
     bad = 1;
   }
+  return bad ? SPATC_EUSER : 0;
+}
+
+int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
+               int64_t Lk) {
+  memset(b, 0, sizeof *b);
+  b->runtime = calloc((size_t)p->n_runtime + 1, sizeof *b->runtime);
+  b->inputs = calloc((size_t)p->n_inputs + 1, sizeof *b->inputs);
+  b->arrays = calloc((size_t)p->n_inputs + 1, sizeof *b->arrays);
+  b->externs = calloc((size_t)p->n_externs + 1, sizeof *b->externs);
+  if (!b->runtime || !b->inputs || !b->arrays || !b->externs)
+    return spatc_error("out of memory");
+  b->n_inputs = p->n_inputs;
+  int bad = spatc_bind_runtime(b->runtime, p, s) != 0;
 
   /* input arrays */
   for (int k = 0; k < s->inputs.n; k++) {
@@ -497,15 +570,10 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
       b->inputs[idx] = arr->data;
     }
   }
-  missing[0] = '\0';
-  missing_sep = "";
-  for (int r = 0; r < p->n_inputs; r++) {
-    if (b->inputs[r] || b->arrays[r].data) continue;
-    size_t n = strlen(missing);
-    snprintf(missing + n, sizeof missing - n, "%s'%s'", missing_sep,
-             p->inputs[r].name);
-    missing_sep = ", ";
-  }
+  char missing[512] = "";
+  for (int r = 0; r < p->n_inputs; r++)
+    if (!b->inputs[r] && !b->arrays[r].data)
+      name_list_add(missing, sizeof missing, p->inputs[r].name);
   if (*missing) {
     spatc_error("pattern '%s' needs input array%s %s: give --input "
                 "NAME=FILE.npy (int32, %" PRId64 " entries)",

@@ -7,7 +7,7 @@
  * random tensors, and printing errors.  Only the driver prints; every
  * function here that fails has already written its message to stderr and
  * returns the exit status to use.  Implemented in spatc_common.c (command
- * line, loading, binding) and spatc_tensors.c (sizes, tensors, mask rows).
+ * line, loading, binding) and spatc_tensors.c (tensors, mask rows).
  */
 #ifndef SPAT_SPATC_COMMON_H
 #define SPAT_SPATC_COMMON_H
@@ -68,7 +68,9 @@ enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
   X(THREADS, "threads", 'j', "N", "threads (default 0: all cores)")          \
   X(BQ, "bq", 0, "N", "query tile rows")                                     \
   X(BK, "bk", 0, "N", "key tile columns")                                    \
-  X(REPEAT, "repeat", 'r', "N", "timed repetitions")                        \
+  X(REPEATS, "repeats", 0, "N", "timed runs after a warm-up (default 5)")   \
+  X(JSON, "json", 0, NULL, "one JSON object on stdout")                      \
+  X(NO_DENSE, "no-dense", 0, NULL, "skip the dense OpenBLAS baseline")       \
   X(EMIT, "emit", 0, "KIND",                                                 \
     "obj (default: object and header), asm, llvm, header or shared")         \
   X(TARGET, "target", 0, "CPU", "native (default), x86-64-v3 or x86-64-v4")  \
@@ -128,7 +130,7 @@ typedef struct kv_list {
   const char **value;  /* the text after '=' */
 } kv_list;
 
-/* What selects and feeds a pattern: shared by mask, stats, run, explain. */
+/* What selects and feeds a pattern: shared by every command with a FILE. */
 typedef struct spatc_sel {
   const char *file;
   const char *pattern;       /* --pattern or NULL */
@@ -170,7 +172,11 @@ typedef struct spatc_bound {
   int n_inputs;
 } spatc_bound;
 
-/* 0 or 1 after printing (unknown or missing names, bad arrays). */
+/* --runtime values, else the defaults, into out[p->n_runtime]; 0 or 1
+ * after printing (unknown names, missing values). */
+int spatc_bind_runtime(int64_t *out, const ir_program *p, const spatc_sel *s);
+/* Also the input arrays and extern functions: 0 or 1 after printing
+ * (unknown or missing names, bad arrays). */
 int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
                int64_t Lk);
 void spatc_bound_free(spatc_bound *b);
@@ -189,6 +195,19 @@ typedef struct spatc_shape {
 void shape_init(spatc_shape *s);
 /* Like sel_option, for the options above. */
 int shape_option(spatc_shape *s, const cli *c, int id);
+
+/* A command's own options: 0 when taken, an exit status after printing, or
+ * -1 when id is not one of them. */
+typedef int (*cli_opt_fn)(void *ctx, const cli *c, int id);
+
+enum { SPATC_HELP = -1 };   /* spatc_parse: --help was printed */
+
+/* The command line of a command taking one FILE (into sel->file, required):
+ * --help, the selection options, the sizes when sh is not NULL, and every
+ * other option through fn.  SPATC_OK, SPATC_HELP, or an exit status after
+ * printing. */
+int spatc_parse(cli *c, spatc_sel *sel, spatc_shape *sh,
+                cli_opt_fn fn, void *ctx);
 
 enum { QKV_SIZES = 0, QKV_QK = 1, QKV_QKV = 2 };
 

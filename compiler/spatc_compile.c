@@ -121,6 +121,51 @@ static int link_shared(const char *obj, const char *out) {
   return 0;
 }
 
+typedef struct compile_opts {
+  aot_opts aot;              /* threads, name, cpu */
+  const char *output, *header;
+  emit_what what;
+} compile_opts;
+
+static int compile_option(void *ctx, const cli *c, int id) {
+  compile_opts *o = ctx;
+  int64_t v = 0;
+  switch (id) {
+  case OPT_THREADS:
+    if (!cli_int(c, 0, 4096, &v)) return SPATC_EUSAGE;
+    o->aot.threads = (int)v;
+    return 0;
+  case OPT_NAME:
+    if (!aot_is_identifier(c->arg))
+      return cli_usage_error(c, "--name '%s' is not a C identifier", c->arg);
+    o->aot.name = c->arg;
+    return 0;
+  case OPT_EMIT: {
+    int k = 0;
+    while (k < EMIT_N && strcmp(emits[k].name, c->arg) != 0) k++;
+    if (k == EMIT_N)
+      return cli_usage_error(c, "--emit: expected obj, asm, llvm, header or "
+                                "shared, got '%s'", c->arg);
+    o->what = (emit_what)k;
+    return 0;
+  }
+  case OPT_TARGET: {
+    size_t k = 0, n = sizeof targets / sizeof targets[0];
+    while (k < n && strcmp(targets[k], c->arg) != 0) k++;
+    if (k == n)
+      return cli_usage_error(c, "--target: expected native, x86-64-v3 or "
+                                "x86-64-v4, got '%s' (any LLVM CPU name: "
+                                "--cpu)", c->arg);
+    o->aot.cpu = c->arg;
+    return 0;
+  }
+  case OPT_CPU: o->aot.cpu = c->arg; return 0;
+  case OPT_OUTPUT: o->output = c->arg; return 0;
+  case OPT_HEADER: o->header = c->arg; return 0;
+  default: return -1;
+  }
+}
+
 int spatc_compile_main(int argc, char **argv) {
   static const spatc_opt ok[] = {OPT_PATTERN, OPT_DEFINE, OPT_DIM,
                                  OPT_LAYOUT,  OPT_THREADS, OPT_NAME,
@@ -143,75 +188,23 @@ int spatc_compile_main(int argc, char **argv) {
            "dimension D defaults to 64.",
            ok);
   spatc_sel sel;
+  spatc_shape sh;
   sel_init(&sel);
-  aot_opts o = {64, 0, 0, NULL, NULL, NULL, AOT_EMIT_OBJ};
-  const char *output = NULL, *header = NULL;
-  emit_what what = EMIT_obj;
-  int64_t v = 0;
-  int rc = SPATC_OK;
-  for (int id; rc == SPATC_OK && (id = cli_next(&c)) != CLI_END;) {
-    int took = sel_option(&sel, &c, id);
-    if (took < 0) rc = SPATC_EUSAGE;
-    if (took) continue;
-    switch (id) {
-    case CLI_ERR: rc = SPATC_EUSAGE; break;
-    case OPT_HELP: cli_help(&c, stdout); sel_free(&sel); return SPATC_OK;
-    case OPT_DIM:
-      if (!cli_int(&c, 1, 1 << 16, &v)) rc = SPATC_EUSAGE;
-      o.D = v;
-      break;
-    case OPT_LAYOUT:
-      if (strcmp(c.arg, "bhld") == 0) o.layout = 0;
-      else if (strcmp(c.arg, "blhd") == 0) o.layout = 1;
-      else rc = cli_usage_error(&c, "--layout: expected bhld or blhd, got '%s'", c.arg);
-      break;
-    case OPT_THREADS:
-      if (!cli_int(&c, 0, 4096, &v)) rc = SPATC_EUSAGE;
-      o.threads = (int)v;
-      break;
-    case OPT_NAME:
-      if (!aot_is_identifier(c.arg))
-        rc = cli_usage_error(&c, "--name '%s' is not a C identifier", c.arg);
-      o.name = c.arg;
-      break;
-    case OPT_EMIT: {
-      int k = 0;
-      while (k < EMIT_N && strcmp(emits[k].name, c.arg) != 0) k++;
-      if (k == EMIT_N)
-        rc = cli_usage_error(&c, "--emit: expected obj, asm, llvm, header or "
-                                 "shared, got '%s'", c.arg);
-      what = (emit_what)k;
-      break;
-    }
-    case OPT_TARGET: {
-      size_t k = 0, n = sizeof targets / sizeof targets[0];
-      while (k < n && strcmp(targets[k], c.arg) != 0) k++;
-      if (k == n)
-        rc = cli_usage_error(&c, "--target: expected native, x86-64-v3 or "
-                                 "x86-64-v4, got '%s' (any LLVM CPU name: "
-                                 "--cpu)", c.arg);
-      o.cpu = c.arg;
-      break;
-    }
-    case OPT_CPU: o.cpu = c.arg; break;
-    case OPT_OUTPUT: output = c.arg; break;
-    case OPT_HEADER: header = c.arg; break;
-    case CLI_POS:
-      if (sel.file)
-        rc = cli_usage_error(&c, "one FILE only ('%s', then '%s')", sel.file,
-                             c.arg);
-      sel.file = c.arg;
-      break;
-    default: rc = cli_usage_error(&c, "unexpected option '%s'", c.spelled);
-    }
-  }
-  if (rc == SPATC_OK && !sel.file) rc = cli_usage_error(&c, "no input file");
+  shape_init(&sh);
+  compile_opts opt = {{64, 0, 0, NULL, NULL, NULL, AOT_EMIT_OBJ}, NULL, NULL,
+                      EMIT_obj};
+  int rc = spatc_parse(&c, &sel, &sh, compile_option, &opt);
+  aot_opts o = opt.aot;
+  const char *output = opt.output, *header = opt.header;
+  emit_what what = opt.what;
+  if (sh.D) o.D = sh.D;
+  o.layout = sh.layout;
   if (rc == SPATC_OK && header && what != EMIT_obj && what != EMIT_shared)
     rc = cli_usage_error(&c, "--header goes with --emit obj or shared (with "
                              "--emit header, -o names the header)");
   if (rc != SPATC_OK) {
     sel_free(&sel);
-    return rc;
+    return rc == SPATC_HELP ? SPATC_OK : rc;
   }
 
   spatc_pat pat;

@@ -129,6 +129,30 @@ static int write_image(spatc_rows *r, int fmt, const char *path, int px,
   return rc;
 }
 
+typedef struct mask_opts {
+  int fmt;                   /* FMT_*, -1: from -o, else ascii */
+  const char *out;           /* -o */
+  bool force;
+  int64_t px, threads;
+} mask_opts;
+
+static int mask_option(void *ctx, const cli *c, int id) {
+  mask_opts *o = ctx;
+  switch (id) {
+  case OPT_FORMAT:
+    o->fmt = find_format(c->arg);
+    if (o->fmt < 0)
+      return cli_usage_error(c, "--format: expected ascii, npy, png or svg, "
+                                "got '%s'", c->arg);
+    return 0;
+  case OPT_OUTPUT: o->out = c->arg; return 0;
+  case OPT_FORCE: o->force = true; return 0;
+  case OPT_PX: return cli_int(c, 16, 16384, &o->px) ? 0 : SPATC_EUSAGE;
+  case OPT_THREADS: return cli_int(c, 0, 256, &o->threads) ? 0 : SPATC_EUSAGE;
+  default: return -1;
+  }
+}
+
 int spatc_mask_main(int argc, char **argv) {
   static const spatc_opt ok[] = {
       OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_INPUT, OPT_PLUGIN, OPT_LQ,
@@ -149,67 +173,34 @@ int spatc_mask_main(int argc, char **argv) {
   spatc_shape sh;
   sel_init(&sel);
   shape_init(&sh);
-  int fmt = -1;
-  const char *out = NULL;
-  bool force = false;
-  int64_t px = 1024, threads = 0;
-  int rc = SPATC_OK;
-  for (int id; rc == SPATC_OK && (id = cli_next(&c)) != CLI_END;) {
-    int took = sel_option(&sel, &c, id);
-    if (!took) took = shape_option(&sh, &c, id);
-    if (took < 0) {
-      rc = SPATC_EUSAGE;
-      break;
-    }
-    if (took) continue;
-    switch (id) {
-    case CLI_ERR: rc = SPATC_EUSAGE; break;
-    case OPT_HELP: cli_help(&c, stdout); sel_free(&sel); return SPATC_OK;
-    case OPT_FORMAT:
-      fmt = find_format(c.arg);
-      if (fmt < 0)
-        rc = cli_usage_error(&c, "--format: expected ascii, npy, png or svg, "
-                                 "got '%s'", c.arg);
-      break;
-    case OPT_OUTPUT: out = c.arg; break;
-    case OPT_FORCE: force = true; break;
-    case OPT_PX: if (!cli_int(&c, 16, 16384, &px)) rc = SPATC_EUSAGE; break;
-    case OPT_THREADS:
-      if (!cli_int(&c, 0, 256, &threads)) rc = SPATC_EUSAGE;
-      break;
-    case CLI_POS:
-      if (sel.file)
-        rc = cli_usage_error(&c, "one FILE only ('%s', then '%s')", sel.file,
-                             c.arg);
-      sel.file = c.arg;
-      break;
-    default: rc = cli_usage_error(&c, "unexpected option '%s'", c.spelled);
-    }
+  mask_opts o = {-1, NULL, false, 1024, 0};
+  int rc = spatc_parse(&c, &sel, &sh, mask_option, &o);
+  if (rc == SPATC_OK && o.fmt < 0) {
+    o.fmt = o.out ? format_of_path(o.out) : FMT_ASCII;
+    if (o.fmt < 0) o.fmt = FMT_ASCII;
   }
-  if (rc == SPATC_OK && !sel.file) rc = cli_usage_error(&c, "no input file");
-  if (rc == SPATC_OK && fmt < 0) {
-    fmt = out ? format_of_path(out) : FMT_ASCII;
-    if (fmt < 0) fmt = FMT_ASCII;
-  }
-  if (rc == SPATC_OK && fmt != FMT_ASCII && (!out || strcmp(out, "-") == 0))
+  if (rc == SPATC_OK && o.fmt != FMT_ASCII &&
+      (!o.out || strcmp(o.out, "-") == 0))
     rc = cli_usage_error(&c, "--format %s needs an output file: -o FILE",
-                         format_name[fmt]);
+                         format_name[o.fmt]);
   if (rc != SPATC_OK) {
     sel_free(&sel);
-    return rc;
+    return rc == SPATC_HELP ? SPATC_OK : rc;
   }
 
   spatc_rows r;
   rc = spatc_rows_open(&r, &sel, &sh, &c);
-  if (rc == SPATC_OK && fmt == FMT_ASCII && r.a.Lk > ASCII_MAX_COLS && !force)
+  if (rc == SPATC_OK && o.fmt == FMT_ASCII && r.a.Lk > ASCII_MAX_COLS &&
+      !o.force)
     rc = spatc_error("%" PRId64 " columns are too wide for ascii (limit %d): "
                      "use --format png or svg, or --force",
                      r.a.Lk, ASCII_MAX_COLS);
   if (rc == SPATC_OK) {
-    if (fmt == FMT_ASCII)
-      rc = write_ascii(&r, out);
+    if (o.fmt == FMT_ASCII)
+      rc = write_ascii(&r, o.out);
     else
-      rc = write_image(&r, fmt, out, (int)px, sh.head >= 0, (int)threads);
+      rc = write_image(&r, o.fmt, o.out, (int)o.px, sh.head >= 0,
+                       (int)o.threads);
   }
   spatc_rows_close(&r);
   sel_free(&sel);

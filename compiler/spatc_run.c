@@ -23,6 +23,35 @@ static int write_f32(const char *path, int ndim, const int64_t *shape,
   return 0;
 }
 
+typedef struct run_opts {
+  const char *out, *lse;     /* -o, --lse */
+  const char *backend;
+  double scale;              /* 0: 1/sqrt(D) */
+  int64_t threads;
+  bool verbose, explicit_backend, cache;
+} run_opts;
+
+static int run_option(void *ctx, const cli *c, int id) {
+  run_opts *o = ctx;
+  switch (id) {
+  case OPT_VERBOSE: o->verbose = true; return 0;
+  case OPT_NO_CACHE: o->cache = false; return 0;
+  case OPT_OUTPUT: o->out = c->arg; return 0;
+  case OPT_LSE: o->lse = c->arg; return 0;
+  case OPT_BACKEND:
+    o->backend = c->arg;
+    o->explicit_backend = true;
+    return 0;
+  case OPT_THREADS: return cli_int(c, 0, 4096, &o->threads) ? 0 : SPATC_EUSAGE;
+  case OPT_SCALE:
+    if (!cli_float(c, &o->scale)) return SPATC_EUSAGE;
+    if (o->scale == 0 || (float)o->scale == 0)
+      return cli_usage_error(c, "--scale must not be 0");
+    return 0;
+  default: return -1;
+  }
+}
+
 int spatc_run_main(int argc, char **argv) {
   static const spatc_opt ok[] = {
       OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_INPUT, OPT_PLUGIN, OPT_Q,
@@ -46,54 +75,17 @@ int spatc_run_main(int argc, char **argv) {
   spatc_shape sh;
   sel_init(&sel);
   shape_init(&sh);
-  const char *out = NULL, *lse_path = NULL, *bname = DEFAULT_BACKEND;
-  double scale = 0;
-  int64_t threads = 0;
-  bool verbose = false, explicit_backend = false, use_cache = true;
-  int rc = SPATC_OK;
-  for (int id; rc == SPATC_OK && (id = cli_next(&c)) != CLI_END;) {
-    int took = sel_option(&sel, &c, id);
-    if (!took) took = shape_option(&sh, &c, id);
-    if (took < 0) {
-      rc = SPATC_EUSAGE;
-      break;
-    }
-    if (took) continue;
-    switch (id) {
-    case CLI_ERR: rc = SPATC_EUSAGE; break;
-    case OPT_HELP: cli_help(&c, stdout); sel_free(&sel); return SPATC_OK;
-    case OPT_VERBOSE: verbose = true; break;
-    case OPT_NO_CACHE: use_cache = false; break;
-    case OPT_OUTPUT: out = c.arg; break;
-    case OPT_LSE: lse_path = c.arg; break;
-    case OPT_BACKEND: bname = c.arg; explicit_backend = true; break;
-    case OPT_THREADS:
-      if (!cli_int(&c, 0, 4096, &threads)) rc = SPATC_EUSAGE;
-      break;
-    case OPT_SCALE:
-      if (!cli_float(&c, &scale)) rc = SPATC_EUSAGE;
-      else if (scale == 0 || (float)scale == 0)
-        rc = cli_usage_error(&c, "--scale must not be 0");
-      break;
-    case CLI_POS:
-      if (sel.file)
-        rc = cli_usage_error(&c, "one FILE only ('%s', then '%s')", sel.file,
-                             c.arg);
-      sel.file = c.arg;
-      break;
-    default: rc = cli_usage_error(&c, "unexpected option '%s'", c.spelled);
-    }
-  }
-  if (rc == SPATC_OK && !sel.file) rc = cli_usage_error(&c, "no input file");
+  run_opts opt = {NULL, NULL, DEFAULT_BACKEND, 0, 0, false, false, true};
+  int rc = spatc_parse(&c, &sel, &sh, run_option, &opt);
   if (rc == SPATC_OK && sh.head >= 0)
     rc = cli_usage_error(&c, "--head is not an option of run");
   const backend *be = NULL;
-  if (rc == SPATC_OK && !(be = backend_find(bname)))
+  if (rc == SPATC_OK && !(be = backend_find(opt.backend)))
     rc = cli_usage_error(&c, "unknown backend '%s' (expected jit or interp)",
-                         bname);
+                         opt.backend);
   if (rc != SPATC_OK) {
     sel_free(&sel);
-    return rc;
+    return rc == SPATC_HELP ? SPATC_OK : rc;
   }
 
   spatc_pat pat;
@@ -113,8 +105,8 @@ int spatc_run_main(int argc, char **argv) {
   if (rc == SPATC_OK) {
     int64_t n_o = a.B * a.H * a.Lq * a.D;   /* bounded: q has as many */
     o = spatc_xmalloc((size_t)n_o * sizeof(float));
-    if (lse_path) lse = spatc_xmalloc((size_t)(a.B * a.H * a.Lq) * sizeof(float));
-    if (!o || (lse_path && !lse)) rc = SPATC_EUSER;
+    if (opt.lse) lse = spatc_xmalloc((size_t)(a.B * a.H * a.Lq) * sizeof(float));
+    if (!o || (opt.lse && !lse)) rc = SPATC_EUSER;
   }
   char err[1024] = "";
   double t_compile = 0, t_run = 0;
@@ -124,30 +116,30 @@ int spatc_run_main(int argc, char **argv) {
     a.lse = lse;
     a.lse_sh = a.Lq;
     a.lse_sb = a.H * a.Lq;
-    a.scale = (float)scale;
+    a.scale = (float)opt.scale;
     a.runtime = bound.runtime;
     a.inputs = bound.inputs;
     a.externs = bound.externs;
-    a.threads = (int)threads;
-    backend_opts bo = {a.D, (int)threads};
+    a.threads = (int)opt.threads;
+    backend_opts bo = {a.D, (int)opt.threads};
     double t0 = spatc_now_ms();
     char dir[4096];
-    bool have_dir = use_cache && be == &backend_jit &&
+    bool have_dir = opt.cache && be == &backend_jit &&
                     aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0;
-    if (use_cache && be == &backend_jit && !have_dir && verbose)
+    if (opt.cache && be == &backend_jit && !have_dir && opt.verbose)
       fprintf(stderr, "spatc: note: kernel cache not used: %s\n", err);
     if (have_dir) {
-      aot_opts ao = {a.D, 0, (int)threads, NULL, NULL, NULL, AOT_EMIT_OBJ};
+      aot_opts ao = {a.D, 0, (int)opt.threads, NULL, NULL, NULL, AOT_EMIT_OBJ};
       const void *desc;
       int hit = 0;
       cached = aot_cache_load(pat.p, &ao, dir, bound.externs, &desc, &hit,
                               err, sizeof err);
       cache_state = cached ? (hit ? "hit" : "miss") : "off";
-      if (!cached && verbose)
+      if (!cached && opt.verbose)
         fprintf(stderr, "spatc: note: kernel cache not used: %s\n", err);
     }
     if (!cached) kernel = be->compile(pat.p, &bo, err, sizeof err);
-    if (!cached && !kernel && !explicit_backend && be != &backend_interp) {
+    if (!cached && !kernel && !opt.explicit_backend && be != &backend_interp) {
       /* the default backend may not handle everything (e.g. an unusual D):
        * the interpreter does */
       fprintf(stderr, "spatc: note: %s: %s; using interp\n", be->name, err);
@@ -173,12 +165,12 @@ int spatc_run_main(int argc, char **argv) {
             " backend=%s cache=%s compile %.2f ms run %.2f ms\n",
             spatc_pattern_title(pat.p), a.B, a.H, a.Hkv, a.Lq, a.Lk, a.D,
             be->name, cache_state, t_compile, t_run);
-    if (verbose)
+    if (opt.verbose)
       fprintf(stderr, "spatc: %.0f query rows, %.3f us per row\n", pairs,
               pairs > 0 ? t_run * 1e3 / pairs : 0.0);
     int64_t shape[4] = {a.B, a.H, a.Lq, a.D};
-    if (out) rc = write_f32(out, 4, shape, o);
-    if (rc == SPATC_OK && lse_path) rc = write_f32(lse_path, 3, shape, lse);
+    if (opt.out) rc = write_f32(opt.out, 4, shape, o);
+    if (rc == SPATC_OK && opt.lse) rc = write_f32(opt.lse, 3, shape, lse);
   }
   if (kernel) be->free(kernel);
   aot_cache_free(cached);

@@ -66,6 +66,11 @@ static void print_line(const char *label, const counts *c, int64_t Lq,
          flops);
 }
 
+static int stats_option(void *ctx, const cli *c, int id) {
+  if (id != OPT_THREADS) return -1;
+  return cli_int(c, 0, 256, ctx) ? 0 : SPATC_EUSAGE;
+}
+
 int spatc_stats_main(int argc, char **argv) {
   static const spatc_opt ok[] = {
       OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_INPUT, OPT_PLUGIN, OPT_LQ,
@@ -83,34 +88,10 @@ int spatc_stats_main(int argc, char **argv) {
   sel_init(&sel);
   shape_init(&sh);
   int64_t threads = 0;
-  int rc = SPATC_OK;
-  for (int id; rc == SPATC_OK && (id = cli_next(&c)) != CLI_END;) {
-    int took = sel_option(&sel, &c, id);
-    if (!took) took = shape_option(&sh, &c, id);
-    if (took < 0) {
-      rc = SPATC_EUSAGE;
-      break;
-    }
-    if (took) continue;
-    switch (id) {
-    case CLI_ERR: rc = SPATC_EUSAGE; break;
-    case OPT_HELP: cli_help(&c, stdout); sel_free(&sel); return SPATC_OK;
-    case OPT_THREADS:
-      if (!cli_int(&c, 0, 256, &threads)) rc = SPATC_EUSAGE;
-      break;
-    case CLI_POS:
-      if (sel.file)
-        rc = cli_usage_error(&c, "one FILE only ('%s', then '%s')", sel.file,
-                             c.arg);
-      sel.file = c.arg;
-      break;
-    default: rc = cli_usage_error(&c, "unexpected option '%s'", c.spelled);
-    }
-  }
-  if (rc == SPATC_OK && !sel.file) rc = cli_usage_error(&c, "no input file");
+  int rc = spatc_parse(&c, &sel, &sh, stats_option, &threads);
   if (rc != SPATC_OK) {
     sel_free(&sel);
-    return rc;
+    return rc == SPATC_HELP ? SPATC_OK : rc;
   }
 
   spatc_rows r;

@@ -93,42 +93,6 @@ int spatc_read_f32(const char *what, const char *path, int ndim,
 
 /* ---- sizes and tensors ---- */
 
-void shape_init(spatc_shape *s) {
-  memset(s, 0, sizeof *s);
-  s->head = -1;
-}
-
-int shape_option(spatc_shape *s, const cli *c, int id) {
-  int64_t v;
-  switch (id) {
-  case OPT_BATCH: if (!cli_int(c, 1, 1 << 16, &v)) return -1; s->B = v; return 1;
-  case OPT_HEADS: if (!cli_int(c, 1, 1 << 16, &v)) return -1; s->H = v; return 1;
-  case OPT_KVHEADS: if (!cli_int(c, 1, 1 << 16, &v)) return -1; s->Hkv = v; return 1;
-  case OPT_LQ: if (!cli_int(c, 1, 1 << 30, &v)) return -1; s->Lq = v; return 1;
-  case OPT_LK: if (!cli_int(c, 1, 1 << 30, &v)) return -1; s->Lk = v; return 1;
-  case OPT_LEN: if (!cli_int(c, 1, 1 << 30, &v)) return -1; s->L = v; return 1;
-  case OPT_DIM: if (!cli_int(c, 1, 1 << 16, &v)) return -1; s->D = v; return 1;
-  case OPT_HEAD: if (!cli_int(c, 0, 1 << 16, &v)) return -1; s->head = v; return 1;
-  case OPT_SEED:
-    if (!cli_int(c, INT64_MIN, INT64_MAX, &v)) return -1;
-    s->seeded = true;
-    s->seed = (uint64_t)v;
-    return 1;
-  case OPT_Q: s->q = c->arg; return 1;
-  case OPT_K: s->k = c->arg; return 1;
-  case OPT_V: s->v = c->arg; return 1;
-  case OPT_LAYOUT:
-    if (strcmp(c->arg, "bhld") == 0) s->layout = 0;
-    else if (strcmp(c->arg, "blhd") == 0) s->layout = 1;
-    else {
-      cli_usage_error(c, "--layout: expected bhld or blhd, got '%s'", c->arg);
-      return -1;
-    }
-    return 1;
-  default: return 0;
-  }
-}
-
 static bool mul_ok(int64_t a, int64_t b, int64_t *out) {
   return !__builtin_mul_overflow(a, b, out);
 }

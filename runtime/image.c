@@ -24,13 +24,13 @@
  */
 #include "image.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "fileio.h"
 
 #define DEFAULT_PX 1024
 #define MAX_PX 16384
@@ -46,23 +46,6 @@ enum { INK_Y = 32, PAPER_Y = 255, GRID_Y = 205 };   /* PNG gray levels */
 static const uint8_t INK[3] = {24, 40, 96};          /* SVG colours */
 static const uint8_t GRID[3] = {205, 205, 215};
 
-static int fail(char *err, size_t errlen, const char *path, const char *fmt,
-                ...) __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, const char *path, const char *fmt,
-                ...) {
-  if (err && errlen) {
-    int n = snprintf(err, errlen, "%s: ", path ? path : "<image>");
-    if (n >= 0 && (size_t)n < errlen) {
-      va_list ap;
-      va_start(ap, fmt);
-      vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-      va_end(ap);
-    }
-  }
-  return -1;
-}
-
 /* ---- geometry ----------------------------------------------------------- */
 
 typedef struct layout {
@@ -74,17 +57,17 @@ typedef struct layout {
 
 static int check_args(const char *path, const uint8_t *mask, int64_t rows,
                       int64_t cols, int *max_px, char *err, size_t errlen) {
-  if (!path) return fail(err, errlen, path, "no output path");
+  if (!path) return fio_fail(err, errlen, path, "no output path");
   if (rows <= 0 || cols <= 0)
-    return fail(err, errlen, path, "empty mask (%" PRId64 " x %" PRId64 ")",
-                rows, cols);
-  if (!mask) return fail(err, errlen, path, "no mask data");
+    return fio_fail(err, errlen, path, "empty mask (%" PRId64 " x %" PRId64 ")",
+                    rows, cols);
+  if (!mask) return fio_fail(err, errlen, path, "no mask data");
   if (rows > INT64_MAX / cols)
-    return fail(err, errlen, path, "mask size overflows");
+    return fio_fail(err, errlen, path, "mask size overflows");
   if (*max_px <= 0) *max_px = DEFAULT_PX;
   if (*max_px > MAX_PX)
-    return fail(err, errlen, path, "max size %d px is above %d", *max_px,
-                MAX_PX);
+    return fio_fail(err, errlen, path, "max size %d px is above %d", *max_px,
+                    MAX_PX);
   return 0;
 }
 
@@ -247,13 +230,12 @@ int image_write_png(const char *path, const uint8_t *mask, int64_t rows,
   layout L = plan_layout(rows, cols, max_px);
   size_t size = 0;
   uint8_t *raw = render_gray(&L, mask, &size);
-  if (!raw) return fail(err, errlen, path, "out of memory");
+  if (!raw) return fio_fail(err, errlen, path, "out of memory");
 
-  png_out o = {fopen(path, "wb"), {0}, true};
+  png_out o = {fio_open(path, "wb", err, errlen), {0}, true};
   if (!o.f) {
-    int e = errno;
     free(raw);
-    return fail(err, errlen, path, "%s", strerror(e));
+    return -1;
   }
   crc_init(o.crc_table);
   static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -309,13 +291,7 @@ int image_write_png(const char *path, const uint8_t *mask, int64_t rows,
   } while (off < size && o.ok);
   png_chunk(&o, "IEND", NULL, 0, NULL, 0);
   free(raw);
-  int e = errno;
-  if (fclose(o.f) != 0 && o.ok) {
-    o.ok = false;
-    e = errno;
-  }
-  if (!o.ok) return fail(err, errlen, path, "write failed: %s", strerror(e));
-  return 0;
+  return fio_close(o.f, o.ok, path, err, errlen);
 }
 
 /* ---- SVG ------------------------------------------------------------ */
@@ -365,8 +341,8 @@ int image_write_svg(const char *path, const uint8_t *mask, int64_t rows,
   }
   double pw = (double)L.w * unit, ph = (double)L.h * unit;
   const double ml = 80, mt = 72, mr = 24, mb = 24;
-  FILE *f = fopen(path, "w");
-  if (!f) return fail(err, errlen, path, "%s", strerror(errno));
+  FILE *f = fio_open(path, "w", err, errlen);
+  if (!f) return -1;
 
   fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
   fprintf(f,
@@ -440,7 +416,7 @@ int image_write_svg(const char *path, const uint8_t *mask, int64_t rows,
     int64_t *acc = malloc((size_t)L.w * sizeof *acc);
     int *lvl = malloc((size_t)L.w * sizeof *lvl);
     if (!pxcol || !acc || !lvl) {
-      rc = fail(err, errlen, path, "out of memory");
+      rc = fio_fail(err, errlen, path, "out of memory");
     } else {
       for (int64_t y = 0; y < L.h; y++) {
         int64_t r0 = cell_at(y, rows, L.h), r1 = cell_at(y + 1, rows, L.h);
@@ -486,13 +462,9 @@ int image_write_svg(const char *path, const uint8_t *mask, int64_t rows,
           "fill=\"none\" stroke=\"#888\"/>\n",
           ml, mt, pw, ph);
   fprintf(f, "</svg>\n");
-  int e = errno;
-  bool bad = ferror(f) != 0;
-  if (fclose(f) != 0 && !bad) {
-    bad = true;
-    e = errno;
+  if (rc < 0) { /* the message is already in err */
+    fclose(f);
+    return -1;
   }
-  if (rc < 0) return -1;
-  if (bad) return fail(err, errlen, path, "write failed: %s", strerror(e));
-  return 0;
+  return fio_close(f, true, path, err, errlen);
 }

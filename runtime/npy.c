@@ -14,11 +14,12 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "fileio.h"
 
 #define NPY_MAX_NDIM 8
 #define NPY_MAX_HEADER (1u << 20)   /* NumPy itself refuses headers > 10000 */
@@ -27,23 +28,6 @@ static const unsigned char npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 
 static const char *const dtype_descr[] = {"<f4", "<i4", "|u1"};
 static const size_t dtype_size[] = {4, 4, 1};
-
-static int fail(char *err, size_t errlen, const char *path, const char *fmt,
-                ...) __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, const char *path, const char *fmt,
-                ...) {
-  if (err && errlen) {
-    int n = snprintf(err, errlen, "%s: ", path ? path : "<npy>");
-    if (n >= 0 && (size_t)n < errlen) {
-      va_list ap;
-      va_start(ap, fmt);
-      vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-      va_end(ap);
-    }
-  }
-  return -1;
-}
 
 static bool host_is_little(void) {
   const uint16_t one = 1;
@@ -123,14 +107,15 @@ static bool eat(hparse *p, char c) {
 static int parse_str(hparse *p, char *buf, size_t n, const char *what) {
   skip_ws(p);
   if (p->s >= p->end || (*p->s != '\'' && *p->s != '"'))
-    return fail(p->err, p->errlen, p->path,
-                "malformed header: expected a quoted %s", what);
+    return fio_fail(p->err, p->errlen, p->path,
+                    "malformed header: expected a quoted %s", what);
   char q = *p->s++;
   const char *b = p->s;
   while (p->s < p->end && *p->s != q && *p->s != '\\') p->s++;
   if (p->s >= p->end || *p->s != q)
-    return fail(p->err, p->errlen, p->path,
-                "malformed header: unterminated or escaped %s string", what);
+    return fio_fail(p->err, p->errlen, p->path,
+                    "malformed header: unterminated or escaped %s string",
+                    what);
   size_t len = (size_t)(p->s - b);
   p->s++;
   if (len >= n) {
@@ -153,48 +138,49 @@ static int parse_bool(hparse *p, bool *out) {
     p->s += 5;
     *out = false;
   } else {
-    return fail(p->err, p->errlen, p->path,
-                "malformed header: 'fortran_order' must be True or False");
+    return fio_fail(p->err, p->errlen, p->path,
+                    "malformed header: 'fortran_order' must be True or False");
   }
   return 0;
 }
 
 static int parse_shape(hparse *p, int *ndim, int64_t *shape) {
   if (!eat(p, '('))
-    return fail(p->err, p->errlen, p->path,
-                "malformed header: 'shape' must be a tuple");
+    return fio_fail(p->err, p->errlen, p->path,
+                    "malformed header: 'shape' must be a tuple");
   int n = 0;
   bool need_comma = false; /* "(3)" is an int, not a tuple */
   while (!eat(p, ')')) {
     skip_ws(p);
     if (p->s >= p->end || *p->s < '0' || *p->s > '9')
-      return fail(p->err, p->errlen, p->path,
-                  "malformed header: 'shape' must hold non-negative integers");
+      return fio_fail(
+          p->err, p->errlen, p->path,
+          "malformed header: 'shape' must hold non-negative integers");
     int64_t v = 0;
     while (p->s < p->end && *p->s >= '0' && *p->s <= '9') {
       int dg = *p->s++ - '0';
       if (v > (INT64_MAX - dg) / 10)
-        return fail(p->err, p->errlen, p->path,
-                    "shape dimension too large");
+        return fio_fail(p->err, p->errlen, p->path,
+                        "shape dimension too large");
       v = v * 10 + dg;
     }
     if (p->s < p->end && (*p->s == 'L' || *p->s == 'l')) p->s++; /* Py2 */
     if (n >= NPY_MAX_NDIM)
-      return fail(p->err, p->errlen, p->path,
-                  "too many dimensions (at most %d)", NPY_MAX_NDIM);
+      return fio_fail(p->err, p->errlen, p->path,
+                      "too many dimensions (at most %d)", NPY_MAX_NDIM);
     shape[n++] = v;
     if (eat(p, ',')) {
       need_comma = false;
       continue;
     }
     if (!at(p, ')'))
-      return fail(p->err, p->errlen, p->path,
-                  "malformed header: expected ',' or ')' in 'shape'");
+      return fio_fail(p->err, p->errlen, p->path,
+                      "malformed header: expected ',' or ')' in 'shape'");
     need_comma = n == 1;
   }
   if (need_comma)
-    return fail(p->err, p->errlen, p->path,
-                "malformed header: 'shape' (n) is not a tuple; write (n,)");
+    return fio_fail(p->err, p->errlen, p->path,
+                    "malformed header: 'shape' (n) is not a tuple; write (n,)");
   *ndim = n;
   return 0;
 }
@@ -204,15 +190,15 @@ static int parse_header(hparse *p, npy_dtype *dt, int *ndim, int64_t *shape) {
   bool fortran = false;
   char descr[16];
   if (!eat(p, '{'))
-    return fail(p->err, p->errlen, p->path,
-                "malformed header: expected a dict '{...}'");
+    return fio_fail(p->err, p->errlen, p->path,
+                    "malformed header: expected a dict '{...}'");
   while (!eat(p, '}')) {
     char key[32];
     int r = parse_str(p, key, sizeof key, "key");
     if (r < 0) return -1;
     if (!eat(p, ':'))
-      return fail(p->err, p->errlen, p->path,
-                  "malformed header: expected ':' after '%s'", key);
+      return fio_fail(p->err, p->errlen, p->path,
+                      "malformed header: expected ':' after '%s'", key);
     if (r == 0 && !strcmp(key, "descr") && !seen_descr) {
       r = parse_str(p, descr, sizeof descr, "'descr'");
       if (r < 0) return -1;
@@ -225,30 +211,31 @@ static int parse_header(hparse *p, npy_dtype *dt, int *ndim, int64_t *shape) {
       if (parse_shape(p, ndim, shape) < 0) return -1;
       seen_shape = true;
     } else {
-      return fail(p->err, p->errlen, p->path,
-                  "malformed header: unexpected or repeated key '%s'", key);
+      return fio_fail(p->err, p->errlen, p->path,
+                      "malformed header: unexpected or repeated key '%s'", key);
     }
     if (eat(p, ',')) continue;
     if (!at(p, '}'))
-      return fail(p->err, p->errlen, p->path,
-                  "malformed header: expected ',' or '}'");
+      return fio_fail(p->err, p->errlen, p->path,
+                      "malformed header: expected ',' or '}'");
   }
   skip_ws(p);
   if (p->s != p->end) {
     /* NumPy pads with spaces and ends in '\n'; NULs appear in old files. */
     while (p->s < p->end && *p->s == 0) p->s++;
     if (p->s != p->end)
-      return fail(p->err, p->errlen, p->path,
-                  "malformed header: text after the dict");
+      return fio_fail(p->err, p->errlen, p->path,
+                      "malformed header: text after the dict");
   }
   if (!seen_descr || !seen_fortran || !seen_shape)
-    return fail(p->err, p->errlen, p->path,
-                "malformed header: missing key '%s'",
-                !seen_descr ? "descr" : !seen_fortran ? "fortran_order"
-                                                      : "shape");
+    return fio_fail(p->err, p->errlen, p->path,
+                    "malformed header: missing key '%s'",
+                    !seen_descr     ? "descr"
+                    : !seen_fortran ? "fortran_order"
+                                    : "shape");
   if (fortran)
-    return fail(p->err, p->errlen, p->path,
-                "Fortran-order arrays are not supported (save in C order)");
+    return fio_fail(p->err, p->errlen, p->path,
+                    "Fortran-order arrays are not supported (save in C order)");
   if (!strcmp(descr, "<f4"))
     *dt = NPY_F32;
   else if (!strcmp(descr, "<i4"))
@@ -258,12 +245,13 @@ static int parse_header(hparse *p, npy_dtype *dt, int *ndim, int64_t *shape) {
     *dt = NPY_U8;
   else if (descr[0] == '>' && (!strcmp(descr + 1, "f4") ||
                                !strcmp(descr + 1, "i4")))
-    return fail(p->err, p->errlen, p->path,
-                "big-endian dtype '%s' is not supported (use '<%s')", descr,
-                descr + 1);
+    return fio_fail(p->err, p->errlen, p->path,
+                    "big-endian dtype '%s' is not supported (use '<%s')", descr,
+                    descr + 1);
   else
-    return fail(p->err, p->errlen, p->path,
-                "unsupported dtype '%s' (want '<f4', '<i4' or '|u1')", descr);
+    return fio_fail(p->err, p->errlen, p->path,
+                    "unsupported dtype '%s' (want '<f4', '<i4' or '|u1')",
+                    descr);
   return 0;
 }
 
@@ -275,10 +263,10 @@ static int read_exact(FILE *f, void *buf, size_t n, size_t *got) {
 }
 
 int npy_read(const char *path, npy_array *out, char *err, size_t errlen) {
-  if (!path || !out) return fail(err, errlen, path, "invalid argument");
+  if (!path || !out) return fio_fail(err, errlen, path, "invalid argument");
   memset(out, 0, sizeof *out);
-  FILE *f = fopen(path, "rb");
-  if (!f) return fail(err, errlen, path, "%s", strerror(errno));
+  FILE *f = fio_open(path, "rb", err, errlen);
+  if (!f) return -1;
   char *hdr = NULL;
   void *data = NULL;
   int rc = -1;
@@ -286,47 +274,47 @@ int npy_read(const char *path, npy_array *out, char *err, size_t errlen) {
   size_t got;
   read_exact(f, pre, 8, &got);
   if (memcmp(pre, npy_magic, got < 6 ? got : 6) || got == 0) {
-    fail(err, errlen, path, "not a .npy file (bad magic)");
+    fio_fail(err, errlen, path, "not a .npy file (bad magic)");
     goto done;
   }
   if (got < 8) {
-    fail(err, errlen, path, "truncated .npy preamble (%zu bytes)", got);
+    fio_fail(err, errlen, path, "truncated .npy preamble (%zu bytes)", got);
     goto done;
   }
   int major = pre[6], minor = pre[7];
   uint32_t hlen;
   if (major == 1 && minor == 0) {
     if (read_exact(f, pre + 8, 2, &got) < 0) {
-      fail(err, errlen, path, "truncated .npy preamble");
+      fio_fail(err, errlen, path, "truncated .npy preamble");
       goto done;
     }
     hlen = (uint32_t)pre[8] | (uint32_t)pre[9] << 8;
   } else if ((major == 2 || major == 3) && minor == 0) {
     if (read_exact(f, pre + 8, 4, &got) < 0) {
-      fail(err, errlen, path, "truncated .npy preamble");
+      fio_fail(err, errlen, path, "truncated .npy preamble");
       goto done;
     }
     hlen = (uint32_t)pre[8] | (uint32_t)pre[9] << 8 |
            (uint32_t)pre[10] << 16 | (uint32_t)pre[11] << 24;
   } else {
-    fail(err, errlen, path, "unsupported .npy format version %d.%d", major,
-         minor);
+    fio_fail(err, errlen, path, "unsupported .npy format version %d.%d", major,
+             minor);
     goto done;
   }
   if (hlen > NPY_MAX_HEADER) {
-    fail(err, errlen, path, "header length %" PRIu32 " is implausibly large",
-         hlen);
+    fio_fail(err, errlen, path,
+             "header length %" PRIu32 " is implausibly large", hlen);
     goto done;
   }
   hdr = malloc(hlen + 1);
   if (!hdr) {
-    fail(err, errlen, path, "out of memory");
+    fio_fail(err, errlen, path, "out of memory");
     goto done;
   }
   if (read_exact(f, hdr, hlen, &got) < 0) {
-    fail(err, errlen, path,
-         "truncated header: %" PRIu32 " bytes announced, %zu present", hlen,
-         got);
+    fio_fail(err, errlen, path,
+             "truncated header: %" PRIu32 " bytes announced, %zu present", hlen,
+             got);
     goto done;
   }
   hdr[hlen] = 0;
@@ -338,28 +326,29 @@ int npy_read(const char *path, npy_array *out, char *err, size_t errlen) {
   int64_t count;
   size_t bytes;
   if (!shape_bytes(ndim, shape, dtype_size[dt], &count, &bytes)) {
-    fail(err, errlen, path, "shape's byte size overflows");
+    fio_fail(err, errlen, path, "shape's byte size overflows");
     goto done;
   }
   data = malloc(bytes ? bytes : 1);
   if (!data) {
-    fail(err, errlen, path, "out of memory for %zu bytes of data", bytes);
+    fio_fail(err, errlen, path, "out of memory for %zu bytes of data", bytes);
     goto done;
   }
   if (read_exact(f, data, bytes, &got) < 0) {
     if (ferror(f))
-      fail(err, errlen, path, "read error: %s", strerror(errno));
+      fio_fail(err, errlen, path, "read error: %s", strerror(errno));
     else
-      fail(err, errlen, path,
-           "data truncated: the shape needs %zu bytes, the file has %zu",
-           bytes, got);
+      fio_fail(err, errlen, path,
+               "data truncated: the shape needs %zu bytes, the file has %zu",
+               bytes, got);
     goto done;
   }
   unsigned char extra;
   if (fread(&extra, 1, 1, f) == 1) {
-    fail(err, errlen, path,
-         "file is longer than its header's shape says (%zu bytes of data "
-         "expected)", bytes);
+    fio_fail(err, errlen, path,
+             "file is longer than its header's shape says (%zu bytes of data "
+             "expected)",
+             bytes);
     goto done;
   }
   if (dtype_size[dt] == 4 && !host_is_little()) swap4(data, count);
@@ -380,17 +369,19 @@ done:
 
 int npy_write(const char *path, npy_dtype dt, int ndim, const int64_t *shape,
               const void *data, char *err, size_t errlen) {
-  if (!path) return fail(err, errlen, path, "invalid argument");
+  if (!path) return fio_fail(err, errlen, path, "invalid argument");
   if ((int)dt < 0 || dt > NPY_U8)
-    return fail(err, errlen, path, "unknown dtype %d", (int)dt);
+    return fio_fail(err, errlen, path, "unknown dtype %d", (int)dt);
   if (ndim < 0 || ndim > NPY_MAX_NDIM || (ndim > 0 && !shape))
-    return fail(err, errlen, path, "bad ndim %d (0..%d)", ndim, NPY_MAX_NDIM);
+    return fio_fail(err, errlen, path, "bad ndim %d (0..%d)", ndim,
+                    NPY_MAX_NDIM);
   int64_t count;
   size_t bytes;
   if (!shape_bytes(ndim, shape, dtype_size[dt], &count, &bytes))
-    return fail(err, errlen, path,
-                "shape has a negative dimension or its byte size overflows");
-  if (bytes && !data) return fail(err, errlen, path, "no data");
+    return fio_fail(
+        err, errlen, path,
+        "shape has a negative dimension or its byte size overflows");
+  if (bytes && !data) return fio_fail(err, errlen, path, "no data");
 
   char dict[512];
   int n = snprintf(dict, sizeof dict,
@@ -412,8 +403,8 @@ int npy_write(const char *path, npy_dtype dt, int ndim, const int64_t *shape,
   pre[8] = (unsigned char)(hlen & 0xff);
   pre[9] = (unsigned char)(hlen >> 8);
 
-  FILE *f = fopen(path, "wb");
-  if (!f) return fail(err, errlen, path, "%s", strerror(errno));
+  FILE *f = fio_open(path, "wb", err, errlen);
+  if (!f) return -1;
   bool ok = fwrite(pre, 1, 10, f) == 10 &&
             fwrite(dict, 1, (size_t)n, f) == (size_t)n;
   for (size_t k = 0; ok && k < pad; k++) ok = fputc(' ', f) != EOF;
@@ -433,11 +424,5 @@ int npy_write(const char *path, npy_dtype dt, int ndim, const int64_t *shape,
       ok = fwrite(data, 1, bytes, f) == bytes;
     }
   }
-  int saved = errno;
-  if (fclose(f) != 0 && ok) {
-    ok = false;
-    saved = errno;
-  }
-  if (!ok) return fail(err, errlen, path, "write failed: %s", strerror(saved));
-  return 0;
+  return fio_close(f, ok, path, err, errlen);
 }

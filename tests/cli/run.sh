@@ -493,6 +493,87 @@ sys.exit(0 if r["nnz"] == 2 * 1274 and r["H"] == 2 and r["D"] == 16 and r["max_e
 sp bench w2.pat --frobnicate
 expect_rc bench-usage 2 && ok bench-usage || fail bench-usage
 
+# explain and bench: usage errors, exit codes and messages as the other
+# commands give them (bench runs only with --repeats 1, tiny sizes, --no-dense)
+sp check bad.pat; cp err bad.expected
+for c in explain bench; do
+  sp "$c" --help
+  expect_rc "help-$c" 0 && has out "usage: spatc $c FILE" && [ ! -s err ] && ok "help-$c" || fail "help-$c"
+  sp "$c" w2.pat --frobnicate --len 8
+  expect_rc "$c-unknown-option" 2 && has err "spatc: error: unknown option '--frobnicate'" &&
+    has err "Try 'spatc $c --help'" && ok "$c-unknown-option" || fail "$c-unknown-option"
+  sp "$c" --len 8
+  expect_rc "$c-no-file" 2 && has err "spatc: error: no input file" && has err "usage: spatc $c" &&
+    ok "$c-no-file" || fail "$c-no-file"
+  sp "$c" w2.pat w2.pat --len 8
+  expect_rc "$c-two-files" 2 && has err "spatc: error: one FILE only" && ok "$c-two-files" || fail "$c-two-files"
+  sp "$c" nope.pat --len 8 --repeats 1 --no-dense
+  [ "$c" = explain ] && sp "$c" nope.pat --len 8
+  expect_rc "$c-missing" 1 && [ "$(cat err)" = "spatc: error: nope.pat: No such file or directory" ] &&
+    ok "$c-missing" || fail "$c-missing"
+  sp "$c" bad.pat --len 8
+  expect_rc "$c-bad-pattern" 1 && cmp -s err bad.expected && ok "$c-bad-pattern" || fail "$c-bad-pattern"
+  sp "$c" w2.pat --len 8 -D w
+  expect_rc "$c-bad-define" 2 && has err "spatc: error: -D 'w': expected NAME=INTEGER" &&
+    ok "$c-bad-define" || fail "$c-bad-define"
+  sp "$c" w2.pat --len 8 --runtime n=x
+  expect_rc "$c-bad-runtime" 2 && has err "spatc: error: --runtime 'n=x'" && ok "$c-bad-runtime" || fail "$c-bad-runtime"
+  sp "$c" rt.pat --len 8
+  expect_rc "$c-runtime-missing" 1 &&
+    has err "spatc: error: pattern 'sinks' needs a value for runtime scalar 'n'" &&
+    ok "$c-runtime-missing" || fail "$c-runtime-missing"
+  sp "$c" w2.pat --len 0
+  expect_rc "$c-bad-len" 2 && has err "spatc: error: --len: expected an integer in [1, " &&
+    ok "$c-bad-len" || fail "$c-bad-len"
+  sp "$c" w2.pat --heads 3 --kv-heads 2 --len 8
+  [ "$c" = explain ] && sp "$c" w2.pat --len 8 --dim 16   # explain takes no --dim
+  expect_rc "$c-option-of-other" 2 && has err "spatc: error: " && ok "$c-option-of-other" || fail "$c-option-of-other"
+done
+sp explain w2.pat
+expect_rc explain-no-size 2 && has err "spatc: error: give the size: --lq N or --len N" &&
+  ok explain-no-size || fail explain-no-size
+sp explain w2.pat --lq 8 --bq 0
+expect_rc explain-bad-tile 2 && has err "spatc: error: --bq: expected an integer in [1, " &&
+  ok explain-bad-tile || fail explain-bad-tile
+sp explain rt.pat --len 64 --runtime n=2 --runtime m=1
+expect_rc explain-unknown-runtime 1 && has err "spatc: error: pattern 'sinks' has no runtime scalar 'm'" &&
+  ok explain-unknown-runtime || fail explain-unknown-runtime
+sp explain rt.pat --len 64 --runtime n=2 --bq 16 --bk 16
+expect_rc explain-runtime 0 && has out "keys per row, exact:" && ok explain-runtime || fail explain-runtime
+sp explain docs.pat --len 64
+expect_rc explain-input 0 && has out "keys per row" && ok explain-input || fail explain-input
+sp bench w2.pat --len 8 --repeats 0
+expect_rc bench-bad-repeats 2 && has err "spatc: error: --repeats: expected an integer in [1, " &&
+  ok bench-bad-repeats || fail bench-bad-repeats
+sp bench w2.pat --len 8 --heads 3 --kv-heads 2
+expect_rc bench-kv-heads 2 && has err "spatc: error: --kv-heads 2 does not divide --heads 3" &&
+  ok bench-kv-heads || fail bench-kv-heads
+sp bench w2.pat --lk 8
+expect_rc bench-lk-alone 2 && has err "spatc: error: give the size: --lq N or --len N" &&
+  ok bench-lk-alone || fail bench-lk-alone
+# bench's mask count agrees with stats (runtime scalar bound the same way)
+sp stats rt.pat --len 64 --runtime n=3
+want=$(awk '$1 == "total" {print $2}' out)
+sp bench rt.pat --len 64 --heads 1 --dim 16 --runtime n=3 --repeats 1 --no-dense --no-cache --json
+if expect_rc bench-runtime 0 && [ -n "$want" ] && python3 -c '
+import json, sys
+r = json.load(open("out"))
+sys.exit(0 if r["nnz"] == int(sys.argv[1]) and r["H"] == 1 and r["Lq"] == 64 else 1)' "$want"; then
+  ok bench-runtime; else fail bench-runtime; fi
+# the defaults every command shares: one head, D = 64
+sp bench w2.pat --len 64 --repeats 1 --no-dense --no-cache --json
+if expect_rc bench-defaults 0 && python3 -c '
+import json, sys
+r = json.load(open("out"))
+sys.exit(0 if r["H"] == 1 and r["Hkv"] == 1 and r["D"] == 64 and r["nnz"] == 64 * 5 - 6 else 1)'; then
+  ok bench-defaults; else fail bench-defaults; fi
+sp bench docs.pat --len 64 --heads 1 --dim 16 --repeats 1 --no-dense --no-cache --json
+if expect_rc bench-input 0 && python3 -c '
+import json, sys
+r = json.load(open("out"))
+sys.exit(0 if 0 < r["nnz"] <= 64 * 65 // 2 and r["max_err_loop"] < 0 else 1)'; then
+  ok bench-input; else fail bench-input; fi
+
 # ---- compile (ahead of time) ----
 sp compile w2.pat -o w2k.o
 if expect_rc compile 0 && [ "$(head -c 4 w2k.o | od -An -c | tr -d ' ')" = "177ELF" ] &&
