@@ -36,7 +36,17 @@ one() { "$SPATC" bench "$@" --repeats "$REPEATS" --json 2>/dev/null | tail -1; }
 field() { printf '%s\n' "$1" | sed -n "s/.*\"$2\": \([0-9.eE+-]*\).*/\1/p"; }
 echo "== targets" >&2
 w1=$(one bench/window.pat --pattern window_only --len 4096 --heads 8 --dim 64 --threads 1)
-w2=$(one bench/window.pat --pattern window_only --len 4096 --heads 8 --dim 64 --threads 2)
+# 1 vs 2 threads: three alternating pairs, the median of each, so that a
+# passing load on this shared machine hits both sides.
+med3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+t1s=() t2s=()
+for rep in 1 2 3; do
+  for t in 1 2; do
+    j=$(one bench/window.pat --pattern window_only --len 4096 --heads 8 --dim 64 --threads $t --no-dense)
+    if [ $t = 1 ]; then t1s+=("$(field "$j" kernel_ms)"); else t2s+=("$(field "$j" kernel_ms)"); fi
+  done
+done
+t1ms=$(med3 "${t1s[@]}") t2ms=$(med3 "${t2s[@]}")
 cw=$(one bench/window.pat --pattern causal_window --len 4096 --heads 8 --dim 128 --threads 1)
 wl=$(one bench/window.pat --pattern window_only --len 65536 --heads 8 --dim 64 --threads 1 --no-dense)
 /usr/bin/time -o "$tmp.rss" -f '%M' "$SPATC" run bench/window.pat --pattern window_only --seed 1 \
@@ -48,7 +58,7 @@ for p in patterns/*.pat; do
   compiles="$compiles $(basename "$p" .pat)=$(field "$c" compile_ms)"
 done
 targets=$(awk -v w1="$(field "$w1" gflops)" -v w1loop="$(field "$w1" vs_loop)" \
-  -v w1ms="$(field "$w1" kernel_ms)" -v w2ms="$(field "$w2" kernel_ms)" \
+  -v w1ms="$(field "$w1" kernel_ms)" -v t1ms="$t1ms" -v t2ms="$t2ms" \
   -v cw="$(field "$cw" gflops)" -v cwloop="$(field "$cw" vs_loop)" \
   -v wlms="$(field "$wl" kernel_ms)" -v dense="$(field "$w1" vs_dense)" \
   -v dens="$(field "$w1" density)" -v rss="$rss_kb" -v compiles="$compiles" 'BEGIN {
@@ -57,7 +67,7 @@ targets=$(awk -v w1="$(field "$w1" gflops)" -v w1loop="$(field "$w1" vs_loop)" \
   bound = (1.1 * 4 * 131072 * 8 * 64 * 4 + 64 * 1048576) / 1048576
   printf "| window(256), L=4096, H=8, D=64, 1 thread | >= 70 GFLOP/s, >= 4x C loop | %.1f GFLOP/s, %.1fx | %s |\n", w1, w1loop, (w1 >= 70 && w1loop >= 4) ? "met" : "not met"
   printf "| causal window(512, 0), D=128, 1 thread | >= 70 GFLOP/s, >= 4x C loop | %.1f GFLOP/s, %.1fx | %s |\n", cw, cwloop, (cw >= 70 && cwloop >= 4) ? "met" : "not met"
-  printf "| 2 threads / 1 thread (window, D=64) | >= 1.8x | %.2fx (%.1f / %.1f ms) | %s |\n", w1ms / w2ms, w1ms, w2ms, (w1ms / w2ms >= 1.8) ? "met" : "not met"
+  printf "| 2 threads / 1 thread (window, D=64; medians of 3 alternating runs) | >= 1.8x | %.2fx (%.1f / %.1f ms) | %s |\n", t1ms / t2ms, t1ms, t2ms, (t1ms / t2ms >= 1.8) ? "met" : "not met"
   printf "| t(L=65536) / t(L=4096), window, 1 thread | <= 17 | %.1f (%.0f / %.1f ms) | %s |\n", wlms / w1ms, wlms, w1ms, (wlms / w1ms <= 17) ? "met" : "not met"
   printf "| peak RSS, L=131072, H=8, D=64 (spatc run) | <= %.0f MiB | %.0f MiB | %s |\n", bound, rss / 1024, (rss / 1024 <= bound) ? "met" : "not met"
   printf "| JIT compile of every library pattern (median) | <= 60 ms | worst %.1f ms (%s) | %s |\n", worst, wname, (worst <= 60) ? "met" : "not met"
