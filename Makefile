@@ -80,7 +80,7 @@ $(B)/tests/%: tests/unit/%.c $(B)/libspat.a | $(DEPS_STAMP)
 	$(CC) $(CFLAGS_ALL) -Itests -MMD -MP -o $@ $< $(B)/libspat.a -lcmocka $(LIBS) $(BLAS_LIBS)
 
 test: all $(TEST_BINS)
-	@bash tests/run.sh $(TEST_BINS)
+	@B=$(B) SAN="$(SAN)" bash tests/run.sh $(TEST_BINS)
 
 $(B)/demo: bench/demo.c $(B)/libspat.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libspat.a $(LIBS)
