@@ -36,6 +36,7 @@
 #include "../include/spat.h"
 #include "analyze.h"
 #include "codegen.h"
+#include "jit.h"
 
 typedef struct emit {
   LLVMContextRef C;
@@ -346,26 +347,8 @@ static LLVMTargetMachineRef target_machine(const char *cpu_opt, char *err,
     LLVMDisposeMessage(triple);
     return NULL;
   }
-  char *cpu = cpu_opt ? NULL : LLVMGetHostCPUName();
-  char *feat = cpu_opt ? NULL : LLVMGetHostCPUFeatures();
-  LLVMTargetRef T;
-  char *msg = NULL;
-  LLVMTargetMachineRef tm = NULL;
-  if (LLVMGetTargetFromTriple(triple, &T, &msg)) {
-    errorf(err, errlen, "no LLVM target for %s: %s", triple, msg ? msg : "");
-    LLVMDisposeMessage(msg);
-  } else {
-    tm = LLVMCreateTargetMachine(
-        T, triple, cpu_opt ? cpu_opt : cpu, cpu_opt ? "" : feat,
-        LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
-    if (tm == NULL)
-      errorf(err, errlen, "cannot create a target machine for CPU '%s'",
-             cpu_opt ? cpu_opt : cpu);
-  }
   LLVMDisposeMessage(triple);
-  if (cpu) LLVMDisposeMessage(cpu);
-  if (feat) LLVMDisposeMessage(feat);
-  return tm;
+  return jit_target_machine(cpu_opt, false, err, errlen);
 }
 
 static int write_header(const ir_program *p, const aot_opts *o,

@@ -55,10 +55,11 @@ static void llvm_err(LLVMErrorRef e, const char *what, char *err,
   LLVMDisposeErrorMessage(m);
 }
 
-static LLVMTargetMachineRef host_tm(char *err, size_t errlen) {
+LLVMTargetMachineRef jit_target_machine(const char *cpu, bool jit, char *err,
+                                        size_t errlen) {
   char *triple = LLVMGetDefaultTargetTriple();
-  char *cpu = LLVMGetHostCPUName();
-  char *feat = LLVMGetHostCPUFeatures();
+  char *host_cpu = cpu ? NULL : LLVMGetHostCPUName();
+  char *host_feat = cpu ? NULL : LLVMGetHostCPUFeatures();
   LLVMTargetRef T;
   char *msg = NULL;
   LLVMTargetMachineRef tm = NULL;
@@ -66,14 +67,17 @@ static LLVMTargetMachineRef host_tm(char *err, size_t errlen) {
     snprintf(err, errlen, "no LLVM target for %s: %s", triple, msg ? msg : "");
     LLVMDisposeMessage(msg);
   } else {
-    tm = LLVMCreateTargetMachine(T, triple, cpu, feat,
-                                 LLVMCodeGenLevelAggressive, LLVMRelocDefault,
-                                 LLVMCodeModelJITDefault);
-    if (!tm) snprintf(err, errlen, "cannot create a target machine for %s", cpu);
+    tm = LLVMCreateTargetMachine(
+        T, triple, cpu ? cpu : host_cpu, cpu ? "" : host_feat,
+        LLVMCodeGenLevelAggressive, jit ? LLVMRelocDefault : LLVMRelocPIC,
+        jit ? LLVMCodeModelJITDefault : LLVMCodeModelDefault);
+    if (!tm)
+      snprintf(err, errlen, "cannot create a target machine for CPU '%s'",
+               cpu ? cpu : host_cpu);
   }
   LLVMDisposeMessage(triple);
-  LLVMDisposeMessage(cpu);
-  LLVMDisposeMessage(feat);
+  if (host_cpu) LLVMDisposeMessage(host_cpu);
+  if (host_feat) LLVMDisposeMessage(host_feat);
   return tm;
 }
 
@@ -128,8 +132,8 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     return NULL;
   }
   pthread_once(&native_once, init_native);
-  LLVMTargetMachineRef tm = host_tm(err, errlen);
-  LLVMTargetMachineRef tm2 = tm ? host_tm(err, errlen) : NULL;
+  LLVMTargetMachineRef tm = jit_target_machine(NULL, true, err, errlen);
+  LLVMTargetMachineRef tm2 = tm ? jit_target_machine(NULL, true, err, errlen) : NULL;
   if (!tm || !tm2) {
     if (tm) LLVMDisposeTargetMachine(tm);
     free(jk);

@@ -11,9 +11,12 @@
 #ifndef SPAT_JIT_H
 #define SPAT_JIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "backend.h"
+
+typedef struct LLVMOpaqueTargetMachine *LLVMTargetMachineRef;
 
 typedef struct jit_kernel jit_kernel;
 
@@ -21,6 +24,13 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
                         size_t errlen);
 rt_status jit_run(jit_kernel *k, const rt_args *a, char *err, size_t errlen);
 void jit_free(jit_kernel *k);
+
+/* A target machine at CodeGenOptLevel Aggressive for the default triple:
+ * cpu NULL means this host's CPU name and features, else that CPU with no
+ * extra features.  jit: the JIT's relocation and code model; otherwise PIC
+ * for object files (AOT).  NULL with a message in err on failure. */
+LLVMTargetMachineRef jit_target_machine(const char *cpu, bool jit, char *err,
+                                        size_t errlen);
 
 /* Milliseconds the last compile spent in codegen, O3 and machine code. */
 double jit_compile_ms(const jit_kernel *k);
