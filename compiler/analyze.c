@@ -34,7 +34,7 @@ typedef struct bld {
   int ldepth, lmax;    /* list stack */
   int bdepth, bmax;    /* BLOCKS nesting */
   int64_t maxbound;    /* largest static list size */
-  arena *a;            /* the program's, for rewritten where atoms */
+  arena *a;            /* an_build's own, for rewritten where atoms */
   bool oom;
 } bld;
 
@@ -455,11 +455,18 @@ static void msg(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
-  if (!p || !p->root || !p->arena) {
+  if (!p || !p->root) {
     msg(err, errlen, "an_build: no program");
     return NULL;
   }
-  bld b = {.a = p->arena};
+  /* The rewritten where atoms live only while the plan is generated: in an
+   * arena of this call, never the program's (the program is shared, e.g. by
+   * threads compiling the same pattern, and must not grow per compile). */
+  bld b = {.a = arena_new()};
+  if (!b.a) {
+    msg(err, errlen, "out of memory");
+    return NULL;
+  }
   for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
   gen_pat(&b, p->root);
   emit(&b, PLAN_END);
@@ -475,7 +482,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   } else if (PLAN_SCRATCH / (b.lmax + 4) < 4) {
     msg(err, errlen, "pattern too deeply nested for the tile plan "
         "(list stack %d)", b.lmax);
-  } else if (!(plan = arena_alloc(p->arena, b.n * sizeof *plan))) {
+  } else if (!(plan = malloc(b.n * sizeof *plan))) {
     msg(err, errlen, "out of memory");
   } else {
     int64_t cap = PLAN_SCRATCH / (b.lmax + 4);
@@ -492,6 +499,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
   free(b.w);
+  arena_free(b.a);
   return plan;
 }
 
@@ -598,7 +606,7 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
   int64_t *hi = malloc(sizeof *hi * (size_t)(Lq ? Lq : 1));
   int64_t *kt = malloc(sizeof *kt * (size_t)(nkt ? nkt : 1));
   if (!sp || !lo || !hi || !kt) {
-    free(sp), free(lo), free(hi), free(kt);
+    free(sp), free(lo), free(hi), free(kt), free(plan);
     msg(err, errlen, "out of memory");
     return -1;
   }
@@ -680,6 +688,6 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
       break;
     }
   }
-  free(sp), free(lo), free(hi), free(kt);
+  free(sp), free(lo), free(hi), free(kt), free(plan);
   return rc;
 }

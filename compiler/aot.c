@@ -436,13 +436,15 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
                   "head dimension %lld is not supported by the code "
                   "generator",
                   (long long)o->D);
-  const int64_t *plan = an_build(p, err, errlen);
+  int64_t *plan = an_build(p, err, errlen);
   if (plan == NULL) return -1;
 
-  LLVMInitializeNativeTarget();
-  LLVMInitializeNativeAsmPrinter();
+  jit_llvm_init();
   LLVMTargetMachineRef tm = target_machine(o->cpu, err, errlen);
-  if (tm == NULL) return -1;
+  if (tm == NULL) {
+    free(plan);
+    return -1;
+  }
   char *triple = LLVMGetTargetMachineTriple(tm);
   char *cpu = LLVMGetTargetMachineCPU(tm);
   char *feat = LLVMGetTargetMachineFeatureString(tm);
@@ -485,6 +487,7 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
   LLVMDisposeMessage(feat);
   LLVMDisposeMessage(layout);
   LLVMDisposeTargetData(td);
+  free(plan); /* build_glue copied it into the module */
   if (rc == 0)
     *tm_out = tm;
   else
@@ -609,10 +612,11 @@ static char *cache_key(const ir_program *p, const aot_opts *o) {
   /* the tile plan embedded in the object: a library with another plan
    * format or analysis must not reuse the entry */
   char perr[64];
-  const int64_t *plan = an_build(p, perr, sizeof perr);
+  int64_t *plan = an_build(p, perr, sizeof perr);
   fprintf(f, "\nplan");
   for (int64_t w = 0; plan && w < plan_words(plan); w++)
     fprintf(f, " %lld", (long long)plan[w]);
+  free(plan);
   if (fclose(f) != 0) {
     free(text);
     return NULL;
@@ -691,10 +695,18 @@ static int entry_write(const char *path, const char *key, const void *obj,
   put_u64(head + 16, obj_len);
   uint64_t sum = fnv1a(FNV_SEED, (const unsigned char *)key, kl);
   put_u64(head + 24, fnv1a(sum, obj, obj_len));
+  /* a name of its own per writer (mkstemp): threads of one process and
+   * other processes may write the same entry at once */
   char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (f == NULL) return -1;
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
+  int fd = mkstemp(tmp);
+  if (fd < 0) return -1;
+  FILE *f = fdopen(fd, "wb");
+  if (f == NULL) {
+    close(fd);
+    remove(tmp);
+    return -1;
+  }
   int bad = fwrite(head, 1, sizeof head, f) != sizeof head;
   bad |= fwrite(key, 1, kl, f) != kl;
   bad |= fwrite(obj, 1, obj_len, f) != obj_len;
@@ -739,8 +751,7 @@ static aot_loaded *link_object(const ir_program *p, LLVMMemoryBufferRef buf,
     LLVMDisposeMemoryBuffer(buf);
     return fail_load(NULL, NULL, "out of memory", err, errlen);
   }
-  LLVMInitializeNativeTarget();
-  LLVMInitializeNativeAsmPrinter();
+  jit_llvm_init();
   LLVMErrorRef e = LLVMOrcCreateLLJIT(&l->jit, NULL);
   if (e) {
     l->jit = NULL;

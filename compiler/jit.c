@@ -35,11 +35,16 @@ struct jit_kernel {
 };
 
 /* LLVM's target registry is process-wide and not safe to fill from two
- * threads at once: registered exactly once. */
+ * threads at once: registered exactly once, for every path (JIT, AOT, the
+ * disk cache's linker). */
 static pthread_once_t native_once = PTHREAD_ONCE_INIT;
 static void init_native(void) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
+}
+
+void jit_llvm_init(void) {
+  pthread_once(&native_once, init_native);
 }
 
 static double now_ms(void) {
@@ -57,6 +62,7 @@ static void llvm_err(LLVMErrorRef e, const char *what, char *err,
 
 LLVMTargetMachineRef jit_target_machine(const char *cpu, bool jit, char *err,
                                         size_t errlen) {
+  jit_llvm_init();
   char *triple = LLVMGetDefaultTargetTriple();
   char *host_cpu = cpu ? NULL : LLVMGetHostCPUName();
   char *host_feat = cpu ? NULL : LLVMGetHostCPUFeatures();
@@ -96,6 +102,7 @@ static int lookup(jit_kernel *jk, const char *name, void **out, char *err,
 void jit_free(jit_kernel *k) {
   if (!k) return;
   kr_release(&k->k);
+  free((void *)k->k.plan); /* an_build's */
   if (k->jit) LLVMOrcDisposeLLJIT(k->jit);
   cg_info_free(&k->info);
   free(k->mask);
@@ -131,11 +138,12 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     free(jk);
     return NULL;
   }
-  pthread_once(&native_once, init_native);
+  jit_llvm_init();
   LLVMTargetMachineRef tm = jit_target_machine(NULL, true, err, errlen);
   LLVMTargetMachineRef tm2 = tm ? jit_target_machine(NULL, true, err, errlen) : NULL;
   if (!tm || !tm2) {
     if (tm) LLVMDisposeTargetMachine(tm);
+    free((void *)jk->k.plan);
     free(jk);
     return NULL;
   }

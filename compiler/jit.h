@@ -25,6 +25,11 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
 rt_status jit_run(jit_kernel *k, const rt_args *a, char *err, size_t errlen);
 void jit_free(jit_kernel *k);
 
+/* Registers LLVM's native target and asm printer, once per process and
+ * thread-safe: every path into LLVM code generation or linking (the JIT,
+ * AOT objects, the disk cache) calls it first. */
+void jit_llvm_init(void);
+
 /* A target machine at CodeGenOptLevel Aggressive for the default triple:
  * cpu NULL means this host's CPU name and features, else that CPU with no
  * extra features.  jit: the JIT's relocation and code model; otherwise PIC

@@ -386,6 +386,7 @@ static void test_random_programs(void **state) {
       snprintf(what, sizeof what, "program %d", n);
       checked += check_program(p, plan, &z, what) == 0;
     }
+    free(plan);
     arena_free(g.a);
   }
   assert_true(checked > 1000);
@@ -399,7 +400,13 @@ static int64_t *build(arena *a, ir_node *root, ir_program **pp) {
   int64_t *plan = an_build(p, err, sizeof err);
   assert_non_null(plan);
   if (pp) *pp = p;
-  return plan;
+  /* the test's arena owns the copy (an_build's plan is malloc'd) */
+  size_t bytes = (size_t)plan_words(plan) * sizeof *plan;
+  int64_t *copy = arena_alloc(a, bytes);
+  assert_non_null(copy);
+  memcpy(copy, plan, bytes);
+  free(plan);
+  return copy;
 }
 
 static int64_t tile(const int64_t *plan, int64_t Lq, int64_t Lk, int64_t r0,
@@ -650,6 +657,7 @@ static void test_damaged_plans(void **state) {
       else n_ok++;
     }
     free(bad);
+    free(plan);
     arena_free(g.a);
   }
   assert_true(n_err > 0 && n_ok > 0);
@@ -731,6 +739,7 @@ static void test_library_precision(void **state) {
       snprintf(what, sizeof what, "%s: %s", path, fe_pattern_name(m, k));
       tiles_of(p, plan, 4, 1000, 1000, rt, true, what);
       tiles_of(p, plan, 2, 300, 1000, rt, false, what);
+      free(plan);
       checked++;
     }
     arena_free(a);
