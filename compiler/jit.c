@@ -41,6 +41,19 @@ static pthread_once_t native_once = PTHREAD_ONCE_INIT;
 static void init_native(void) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
+  /* LLVM makes some process-wide objects on first use (the pass timers'
+   * lock and list, made by the first LLVMRunPasses) and publishes them with
+   * atomics that a ThreadSanitizer build of spatc cannot see, so two
+   * threads' first compiles at once look like a race: made here, ordered
+   * before every compile by the pthread_once. */
+  LLVMContextRef C = LLVMContextCreate();
+  LLVMModuleRef M = LLVMModuleCreateWithNameInContext("spat_init", C);
+  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = LLVMRunPasses(M, "default<O3>", NULL, po);
+  if (e) LLVMConsumeError(e);
+  LLVMDisposePassBuilderOptions(po);
+  LLVMDisposeModule(M);
+  LLVMContextDispose(C);
 }
 
 void jit_llvm_init(void) {
