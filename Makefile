@@ -117,8 +117,11 @@ asan:
 	$(MAKE) B=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" test
 ubsan:
 	$(MAKE) B=build-ubsan SAN="-fsanitize=undefined -fno-sanitize-recover=all" test
+# SPAT_TEST_SMALL: the heavy suites with fewer random cases and smaller
+# shapes (tests/small.h); every test still runs.
 valgrind: all $(TEST_BINS)
-	@VALGRIND="valgrind -q --error-exitcode=99 --leak-check=full" bash tests/run.sh $(TEST_BINS)
+	@SPAT_TEST_SMALL=1 VALGRIND="valgrind -q --error-exitcode=99 --leak-check=full" \
+	  bash tests/run.sh $(TEST_BINS)
 # ThreadSanitizer over the tests that run the library from several threads.
 TSAN_TESTS := test_threads_api test_api test_jit
 tsan:

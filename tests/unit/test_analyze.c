@@ -28,6 +28,7 @@
 #define PLAN_HDR_WORDS PLAN_HDR
 
 #include "gen_ir.h"
+#include "small.h"
 
 /* ---- the independent evaluator (three-valued: 0 no, 1 yes, 2 maybe) ---- */
 
@@ -373,7 +374,7 @@ static void test_random_programs(void **state) {
   int32_t doc[301];
   sizes z = {.doc = doc};
   int checked = 0;
-  for (int n = 0; n < 700; n++) {
+  for (int n = 0; n < SMALL(700, 150); n++) {
     g.a = arena_new();
     ir_program *p = program(g.a, gen_pat(&g, (int)rndi(&g, 0, 4)));
     char err[256] = "", what[64];
@@ -389,7 +390,7 @@ static void test_random_programs(void **state) {
     free(plan);
     arena_free(g.a);
   }
-  assert_true(checked > 1000);
+  assert_true(checked > SMALL(1000, 200));
 }
 
 /* ---- specific plans ---- */
@@ -638,7 +639,7 @@ static void test_damaged_plans(void **state) {
   int64_t rt[2] = {2, 3};
   plan_env env = {.h = 1, .H = 2, .Lq = 64, .Lk = 64, .runtime = rt, .inputs = ins};
   int n_err = 0, n_ok = 0;
-  for (int n = 0; n < 400; n++) {
+  for (int n = 0; n < SMALL(400, 100); n++) {
     g.a = arena_new();
     ir_program *p = program(g.a, gen_pat(&g, (int)rndi(&g, 1, 4)));
     char err[256];
@@ -737,8 +738,8 @@ static void test_library_precision(void **state) {
       int64_t *plan = an_build(p, err, sizeof err);
       assert_non_null(plan);
       snprintf(what, sizeof what, "%s: %s", path, fe_pattern_name(m, k));
-      tiles_of(p, plan, 4, 1000, 1000, rt, true, what);
-      tiles_of(p, plan, 2, 300, 1000, rt, false, what);
+      tiles_of(p, plan, 4, SMALL(1000, 400), SMALL(1000, 400), rt, true, what);
+      tiles_of(p, plan, 2, SMALL(300, 120), SMALL(1000, 400), rt, false, what);
       free(plan);
       checked++;
     }

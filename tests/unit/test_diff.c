@@ -28,11 +28,12 @@
 #include "frontend.h"
 #include "gen_ir.h"
 #include "interp.h"
+#include "small.h"
 
 #define N_PROGRAMS 60    /* each run at 5 shapes: 300 cases (a JIT compile */
 #define RUNS 5           /* costs ~0.25 s, a run much less) */
 #define BASE_SEED 0xd1ff0000ull
-#define MAX_WORK 12000000.0 /* B * H * Lq * Lk * D of one run, at most */
+#define MAX_WORK SMALL(12000000.0, 1000000.0) /* B H Lq Lk D of a run, at most */
 
 static const int64_t dims[] = {16, 32, 64, 80, 96, 128, 256};
 
@@ -228,7 +229,7 @@ static int diff_case(uint64_t seed, tally *t) {
 static void test_random_programs(void **state) {
   (void)state;
   tally t = {0};
-  int n = N_PROGRAMS, failed = 0;
+  int n = SMALL(N_PROGRAMS, N_PROGRAMS / 6), failed = 0;
   const char *one = getenv("SPAT_DIFF_SEED"), *cases = getenv("SPAT_DIFF_CASES");
   if (cases) n = atoi(cases);
   if (one) {
@@ -240,7 +241,7 @@ static void test_random_programs(void **state) {
           "(%d empty), max |o| error %.3g, %d failed\n",
           t.runs, t.errors, t.rows, t.empty_rows, t.max_err, failed);
   assert_int_equal(failed, 0);
-  if (!one && !cases) {
+  if (!one && !cases && !test_small()) {
     assert_true(t.runs >= 300);
     assert_true(t.runs - t.errors >= 250); /* mostly real comparisons */
     assert_true(t.empty_rows > 0 && t.empty_rows < t.rows);
@@ -305,6 +306,7 @@ static int diff_library_pattern(ir_program *p, const char *what, tally *t) {
   }
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0] && !bad; k++) {
     shape s = shapes[k];
+    s.Lq = SMALL(s.Lq, s.Lq / 4 + 1), s.Lk = SMALL(s.Lk, s.Lk / 4 + 1);
     for (int r = 0; r < p->n_runtime && r < 2; r++)
       s.rt[r] = p->runtime[r].has_deflt ? p->runtime[r].deflt : 5;
     if (p->n_runtime > 2 || p->n_inputs > 1 || p->n_externs > 0) {
