@@ -6,8 +6,9 @@
  *    at the same moment: four the same pattern and parameters (one cache
  *    entry, written by four compiles at once), four others each its own;
  *    each runs its kernel and checks the result
- *  - meanwhile every thread runs two kernels made by the main thread; the
- *    owner of one frees it while the others may still be running it
+ *  - meanwhile every thread runs three kernels made by the main thread (two
+ *    JIT, one interpreter); the owner of one frees it while the others may
+ *    still be running it
  *  - threads free their kernels while the others still run theirs
  *  - one pattern compiled from four threads at once (analysis of one
  *    program at a time in several threads)
@@ -165,6 +166,7 @@ static void cache_dir_leave(cache_dir *cd) {
 typedef struct shared {
   pthread_barrier_t start, compiled;
   const spat_kernel *ks; /* run by everyone, freed by main at the end */
+  const spat_kernel *ki; /* the same, the interpreter's */
   spat_kernel *kh;       /* run by everyone, freed by thread 0 meanwhile */
   atomic_int kh_ok, kh_gone;
 } shared;
@@ -200,6 +202,7 @@ static void *worker_main(void *arg) {
   for (int rep = 0; rep < 2; rep++) {
     if (k && run_check(k, wk->w, (uint64_t)(wk->t * 10 + rep)) != 0) BAD(wk, "own kernel");
     if (run_check(sh->ks, 4, (uint64_t)(100 + wk->t)) != 0) BAD(wk, "shared kernel");
+    if (run_check(sh->ki, 4, (uint64_t)(300 + wk->t)) != 0) BAD(wk, "shared interpreter");
     /* kh: a run either happens (and is right) or finds the kernel freed */
     problem *pr = malloc(sizeof *pr);
     problem_init(pr, (uint64_t)(200 + wk->t));
@@ -237,11 +240,13 @@ static void test_eight_threads(void **state) {
   assert_int_equal(spat_pattern_set_param(p, "w", 4), SPAT_OK);
   spat_kernel *ks = compile(p, 0, SPAT_BACKEND_JIT);
   assert_non_null(ks);
+  spat_kernel *ki = compile(p, 0, SPAT_BACKEND_INTERP);
+  assert_non_null(ki);
   assert_int_equal(spat_pattern_set_param(p, "w", 7), SPAT_OK);
   spat_kernel *kh = compile(p, 0, SPAT_BACKEND_JIT);
   assert_non_null(kh);
 
-  shared sh = {.ks = ks, .kh = kh};
+  shared sh = {.ks = ks, .ki = ki, .kh = kh};
   assert_int_equal(pthread_barrier_init(&sh.start, NULL, NT), 0);
   assert_int_equal(pthread_barrier_init(&sh.compiled, NULL, NT), 0);
   worker wk[NT];
@@ -275,6 +280,7 @@ static void test_eight_threads(void **state) {
   pthread_barrier_destroy(&sh.start);
   pthread_barrier_destroy(&sh.compiled);
   spat_kernel_free(ks);
+  spat_kernel_free(ki);
   spat_pattern_free(p);
   spat_ctx_free(c);
   cache_dir_leave(&cd);
