@@ -67,12 +67,53 @@ static void fail(run *R, rt_status st, const char *fmt, const char *msg) {
   if (R->err && R->errlen) snprintf(R->err, R->errlen, fmt, msg);
 }
 
+static inline int64_t pos_of_row(const rt_args *a, int64_t r) {
+  return a->Lq <= a->Lk ? r + (a->Lk - a->Lq) : r;
+}
+
+/* The message of error code (1-based) with \1, \2 replaced by det[0],
+ * det[1] (NULL: "?"). */
+static void format_err(const kr_kernel *k, int32_t code, const int64_t *det,
+                       char *buf, size_t n) {
+  if (!buf || !n) return;
+  if (code < 1 || code > k->n_errors || !k->errors[code - 1]) {
+    snprintf(buf, n, "internal error: bad error code %d from the kernel", code);
+    return;
+  }
+  size_t o = 0;
+  for (const char *c = k->errors[code - 1]; *c && o + 1 < n; c++) {
+    if (*c == 1 || *c == 2) {
+      char v[24] = "?";
+      if (det) snprintf(v, sizeof v, "%lld", (long long)det[*c - 1]);
+      for (const char *x = v; *x && o + 1 < n; x++) buf[o++] = *x;
+    } else {
+      buf[o++] = *c;
+    }
+  }
+  buf[o] = 0;
+}
+
 static void fail_code(run *R, int32_t code) {
-  const kr_kernel *k = R->k;
-  if (code >= 1 && code <= k->n_errors)
-    fail(R, RT_ERANGE, "%s", k->errors[code - 1]);
-  else
-    fail(R, RT_EINTERNAL, "%s", "internal error: bad error code from kernel");
+  char msg[1024];
+  format_err(R->k, code, NULL, msg, sizeof msg);
+  fail(R, code >= 1 && code <= R->k->n_errors ? RT_ERANGE : RT_EINTERNAL, "%s",
+       msg);
+}
+
+/* The first run-time error of head h in the contract's order (rows, then
+ * keys, then the pattern's own order): 0 or its code, values in det. */
+static int32_t head_error(const kr_kernel *K, const rt_args *a, int64_t h,
+                          int64_t det[2]) {
+  kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs, NULL};
+  int64_t off = pos_of_row(a, 0);
+  int32_t code = K->errat(&env, off, 0, 1, det);  /* arguments: everywhere */
+  if (code) return code;
+  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+  if (!plan_where_may_fail(K->plan, &pe)) return 0;
+  for (int64_t r = 0; r < a->Lq; r++)
+    for (int64_t j = 0; j < a->Lk; j++)
+      if ((code = K->errat(&env, pos_of_row(a, r), j, j == 0, det))) return code;
+  return 0;
 }
 
 static void scratch_free(scratch *s, int n_topk) {
@@ -112,9 +153,6 @@ static int grow(void **p, size_t *cap, size_t need, size_t elt) {
   return 1;
 }
 
-static inline int64_t pos_of_row(const rt_args *a, int64_t r) {
-  return a->Lq <= a->Lk ? r + (a->Lk - a->Lq) : r;
-}
 
 /* --- top-k selection -------------------------------------------------- */
 
@@ -533,6 +571,16 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   if (bad) {
     if (err && errlen) snprintf(err, errlen, "%s", bad);
     return RT_EINVAL;
+  }
+
+  /* the contract's errors first, over the whole domain (kernel_rt.h) */
+  for (int64_t h = 0; k->errat && h < a->H; h++) {
+    int64_t det[2] = {0, 0};
+    int32_t code = head_error(k, a, h, det);
+    if (code) {
+      format_err(k, code, det, err, errlen);
+      return code <= k->n_errors ? RT_ERANGE : RT_EINTERNAL;
+    }
   }
 
   int want = a->threads ? a->threads : k->threads;
