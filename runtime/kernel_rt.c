@@ -9,6 +9,7 @@
 #include "kernel_rt.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,20 +101,74 @@ static void fail_code(run *R, int32_t code) {
        msg);
 }
 
-/* The first run-time error of head h in the contract's order (rows, then
- * keys, then the pattern's own order): 0 or its code, values in det. */
-static int32_t head_error(const kr_kernel *K, const rt_args *a, int64_t h,
-                          int64_t det[2]) {
+/* The contract's run-time errors, found before any tile is skipped
+ * (kernel_rt.h): per head, errat at the first point gives every argument
+ * error; heads whose predicates plan_where_may_fail cannot clear are
+ * scanned exactly, in parallel, SCAN_ROWS rows a task; the error kept is the
+ * first in (h, r, j) order, as the interpreter's. */
+#define SCAN_ROWS 16
+
+typedef struct scan {
+  const kr_kernel *k;
+  const rt_args *a;
+  const int64_t *heads;      /* heads to scan */
+  int64_t n_chunks;          /* tasks per head */
+  _Atomic int64_t first;     /* lowest task with an error (n_tasks: none) */
+  pthread_mutex_t mu;
+  int64_t at;                /* the task of the error kept */
+  int32_t code;
+  int64_t det[2];
+} scan;
+
+static void scan_task(void *ctx, int64_t id, int worker) {
+  (void)worker;
+  scan *S = ctx;
+  if (atomic_load_explicit(&S->first, memory_order_relaxed) < id) return;
+  const rt_args *a = S->a;
+  int64_t h = S->heads[id / S->n_chunks], c = id % S->n_chunks;
   kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs, NULL};
-  int64_t off = pos_of_row(a, 0);
-  int32_t code = K->errat(&env, off, 0, 1, det);  /* arguments: everywhere */
-  if (code) return code;
-  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
-  if (!plan_where_may_fail(K->plan, &pe)) return 0;
-  for (int64_t r = 0; r < a->Lq; r++)
-    for (int64_t j = 0; j < a->Lk; j++)
-      if ((code = K->errat(&env, pos_of_row(a, r), j, j == 0, det))) return code;
-  return 0;
+  int64_t r1 = (c + 1) * SCAN_ROWS < a->Lq ? (c + 1) * SCAN_ROWS : a->Lq;
+  for (int64_t r = c * SCAN_ROWS; r < r1; r++)
+    for (int64_t j = 0; j < a->Lk; j++) {
+      int64_t det[2] = {0, 0};
+      int32_t code = S->k->errat(&env, pos_of_row(a, r), j, j == 0, det);
+      if (!code) continue;
+      pthread_mutex_lock(&S->mu);
+      if (id < S->at) {
+        S->at = id, S->code = code, S->det[0] = det[0], S->det[1] = det[1];
+        atomic_store(&S->first, id);
+      }
+      pthread_mutex_unlock(&S->mu);
+      return;
+    }
+}
+
+/* 0 or the code of the first error, its values in det. */
+static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
+                           int64_t det[2], int *oom) {
+  int64_t *heads = malloc(sizeof *heads * (size_t)a->H), n = 0;
+  if (!heads) return *oom = 1, 0;
+  int32_t code = 0;
+  for (int64_t h = 0; h < a->H; h++) {
+    kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs, NULL};
+    code = K->errat(&env, pos_of_row(a, 0), 0, 1, det);  /* arguments */
+    if (code) break;  /* at (h, 0, 0): only earlier heads can come first */
+    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+    if (plan_where_may_fail(K->plan, &pe)) heads[n++] = h;
+  }
+  if (n > 0) {
+    scan S = {.k = K, .a = a, .heads = heads,
+              .n_chunks = (a->Lq + SCAN_ROWS - 1) / SCAN_ROWS};
+    int64_t n_tasks = n * S.n_chunks;
+    atomic_init(&S.first, n_tasks);
+    S.at = n_tasks;
+    pthread_mutex_init(&S.mu, NULL);
+    th_for(pool, n_tasks, scan_task, &S);
+    pthread_mutex_destroy(&S.mu);
+    if (S.code) code = S.code, det[0] = S.det[0], det[1] = S.det[1];
+  }
+  free(heads);
+  return code;
 }
 
 static void scratch_free(scratch *s, int n_topk) {
@@ -573,16 +628,6 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
     return RT_EINVAL;
   }
 
-  /* the contract's errors first, over the whole domain (kernel_rt.h) */
-  for (int64_t h = 0; k->errat && h < a->H; h++) {
-    int64_t det[2] = {0, 0};
-    int32_t code = head_error(k, a, h, det);
-    if (code) {
-      format_err(k, code, det, err, errlen);
-      return code <= k->n_errors ? RT_ERANGE : RT_EINTERNAL;
-    }
-  }
-
   int want = a->threads ? a->threads : k->threads;
   if (want <= 0) want = th_cores();
   if (want > 256) want = 256;
@@ -601,6 +646,22 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
     pool = own = th_new(want);  /* another run holds the kernel's pool */
   }
   rt_status st = RT_OK;
+  /* the contract's errors first, over the whole domain (kernel_rt.h) */
+  int64_t det[2] = {0, 0};
+  int oom = !pool;
+  int32_t code = k->errat && pool ? first_error(k, a, pool, det, &oom) : 0;
+  if (code || oom) {
+    if (oom) {
+      st = RT_ENOMEM;
+      if (err && errlen) snprintf(err, errlen, "out of memory");
+    } else {
+      format_err(k, code, det, err, errlen);
+      st = code <= k->n_errors ? RT_ERANGE : RT_EINTERNAL;
+    }
+    th_free(own);
+    if (!own) __atomic_store_n(&k->busy, 0, __ATOMIC_RELEASE);
+    return st;
+  }
   run R;
   memset(&R, 0, sizeof R);
   R.k = k;
