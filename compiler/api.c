@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -668,8 +669,9 @@ spat_status api_make_args(const api_shape *k, const spat_tensors *t,
       (st = check_tensor("v", t->v, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
       (st = check_tensor("o", t->o, t->B, t->H, t->Lq, k->D, err, errlen)))
     return st;
-  if (t->scale != t->scale)
-    return errf(err, errlen, SPAT_EINVAL, "scale is NaN");
+  if (!isfinite(t->scale))
+    return errf(err, errlen, SPAT_EINVAL, "scale is %s: it must be a finite float "
+                "(0 for 1/sqrt(D))", isnan(t->scale) ? "NaN" : "infinite");
   for (int x = 0; x < k->n_inputs; x++)
     if (inputs[x] == NULL && t->Lk > 0)
       return errf(err, errlen, SPAT_EINVAL,

@@ -5,6 +5,7 @@
  * to stderr.  JIT kernels come from the disk kernel cache (compiler/aot.h)
  * unless --no-cache; a cache that cannot be used means a plain JIT compile. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,9 @@ static int run_option(void *ctx, const cli *c, int id) {
     if (!cli_float(c, &o->scale)) return SPATC_EUSAGE;
     if (o->scale == 0 || (float)o->scale == 0)
       return cli_usage_error(c, "--scale must not be 0");
+    if (!isfinite((float)o->scale))
+      return cli_usage_error(c, "--scale %s is outside the float32 range "
+                             "(|scale| <= 3.4e38)", c->arg);
     return 0;
   default: return -1;
   }

@@ -29,6 +29,7 @@
  */
 #include "interp.h"
 
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -710,7 +711,12 @@ rt_status interp_mask_row(const ir_program *p, const rt_args *a, int64_t b,
   return interp_mask_rows(p, a, b, h, r, 1, out, err, errlen);
 }
 
-/* Softmax attention of one row over the keys allowed by mask. */
+/* Softmax attention of one row over the keys allowed by mask, IEEE all the
+ * way: a NaN score (or a +inf one: exp(s - m) is exp(NaN)) makes the row NaN;
+ * -inf scores weigh nothing, and a row of only -inf scores is an empty row
+ * (o = 0, lse = -inf), as one with no allowed key.  Scores have the range
+ * of the kernels' (float32 s * log2 e): beyond +-SCORE_MAX they are +-inf. */
+#define SCORE_MAX ((double)FLT_MAX * 0.69314718055994530942)
 static void attend_row(const ctx *c, const uint8_t *mask, double *s,
                        double *acc, int64_t r) {
   const rt_args *a = c->a;
@@ -721,8 +727,10 @@ static void attend_row(const ctx *c, const uint8_t *mask, double *s,
     if (!mask[j]) continue;
     const float *k = row_ptr(&a->k, c->b, kvh, j);
     s[j] = c->scale * dot(q, k, D);
+    if (fabs(s[j]) > SCORE_MAX) s[j] = copysign(INFINITY, s[j]);
     m = n++ == 0 || s[j] > m ? s[j] : m;
   }
+  if (m == -INFINITY) n = 0;  /* every score -inf: no key, as an empty row */
   for (int64_t d = 0; d < D; d++) acc[d] = 0;
   for (int64_t j = 0; j < a->Lk && n > 0; j++) {
     if (!mask[j]) continue;

@@ -572,7 +572,7 @@ static void task(void *ctx, int64_t id, int worker) {
     float *o = a->o.data + b * a->o.sb + h * a->o.sh + (r0 + r) * a->o.sl;
     const float *acc = s->acc + r * D;
     float l = s->l[r], lse;
-    if (l > 0) {
+    if (l > 0 || isnan(l)) {  /* NaN: a NaN score, the row is NaN */
       float inv = 1.0f / l;
       for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
       lse = (float)((double)s->m[r] * 0.69314718055994530942 + log((double)l));
