@@ -237,6 +237,126 @@ static void test_where_safety(void **state) {
   assert_int_equal(may_fail("pattern p = causal;", 64, 64, 0), 0);
 }
 
+/* ---- NaN and Inf: IEEE propagation (docs/language.md, "Numbers") ---- */
+
+enum { FIN, ROWNAN, VNAN, EMPTY };  /* what a row of o / lse is */
+static const char *const cls_name[] = {"finite", "NaN (o and lse)",
+                                       "non-finite o, finite lse", "empty (0, -inf)"};
+
+static int classify(const float *o, float lse) {
+  int nan_o = 0, zero = 1, fin = 1;
+  for (int d = 0; d < D; d++) {
+    nan_o += isnan(o[d]);
+    zero &= o[d] == 0;
+    fin &= isfinite(o[d]);
+  }
+  if (nan_o == D && isnan(lse)) return ROWNAN;
+  if (!fin && isfinite(lse)) return VNAN;  /* the non-finite v components */
+  if (zero && lse == -INFINITY) return EMPTY;
+  if (fin && isfinite(lse)) return FIN;
+  return -1;  /* anything else is wrong under the policy */
+}
+
+typedef bool (*mask_fn)(int64_t i, int64_t j);
+static bool m_causal(int64_t i, int64_t j) { return j <= i; }
+static bool m_window(int64_t i, int64_t j) { return j - i <= 1 && i - j <= 1; }
+static bool m_full(int64_t i, int64_t j) { (void)i, (void)j; return true; }
+static bool m_hole(int64_t i, int64_t j) { return j <= i && i != 9; }
+
+/* The policy, in double: what row r must be. */
+static int expect(const problem *p, mask_fn m, int64_t r, double scale) {
+  const double lim = (double)3.40282347e38f * 0.69314718055994530942;
+  int n = 0, nan = 0, live = 0, vnan = 0;
+  for (int64_t j = 0; j < p->Lk; j++) {
+    if (!m(r, j)) continue;
+    n++;
+    double dot = 0;
+    for (int d = 0; d < D; d++) dot += (double)p->q[r * D + d] * p->k[j * D + d];
+    double sc = scale * dot;
+    if (fabs(sc) > lim) sc = copysign(INFINITY, sc);
+    if (isnan(sc) || sc == INFINITY) nan = 1;
+    if (sc != -INFINITY) live = 1;
+    for (int d = 0; d < D; d++) vnan |= !isfinite(p->v[j * D + d]);
+  }
+  if (nan) return ROWNAN;
+  if (n == 0 || !live) return EMPTY;
+  return vnan ? VNAN : FIN;
+}
+
+typedef void (*poison_fn)(problem *p);
+static void p_none(problem *p) { (void)p; }
+static void p_nan_q(problem *p) { p->q[5 * D + 3] = NAN; p->q[9 * D] = NAN; }
+static void p_nan_k(problem *p) { p->k[3 * D + 1] = NAN; }
+static void p_nan_v(problem *p) { p->v[3 * D + 2] = NAN; p->v[66 * D] = INFINITY; }
+static void p_inf_q(problem *p) { p->q[7 * D] = INFINITY; p->q[8 * D] = -INFINITY; }
+static void p_inf_k(problem *p) { p->k[2 * D] = INFINITY; }
+static void p_all_nan_q(problem *p) {
+  for (int64_t x = 0; x < p->Lq * D; x++) p->q[x] = NAN;
+}
+
+static void test_nan_policy(void **state) {
+  (void)state;
+  static const struct { const char *src; mask_fn m; } pats[] = {
+      {"pattern p = causal;", m_causal},        /* dense masked tiles */
+      {"pattern p = window(1);", m_window},     /* sparse rows */
+      {"pattern p = full;", m_full},            /* unmasked tiles */
+      {"pattern p = causal - rows({9});", m_hole}, /* an empty row */
+  };
+  static const struct { const char *what; poison_fn f; float scale; } cases[] = {
+      {"NaN in q", p_nan_q, 0},   {"NaN in k", p_nan_k, 0},
+      {"NaN/inf in v", p_nan_v, 0}, {"inf in q", p_inf_q, 0},
+      {"inf in k", p_inf_k, 0},   {"q all NaN", p_all_nan_q, 0},
+      {"scale 1e38", p_none, 1e38f}, {"scale -1e38", p_none, -1e38f},
+  };
+  const int64_t L = 70;  /* two query tiles, a short last key tile */
+  for (size_t x = 0; x < sizeof pats / sizeof pats[0]; x++)
+    for (int b = 0; b < N_BACKENDS; b++) {
+      spat_ctx *c = spat_ctx_new();
+      spat_kernel *k = compile_on(c, pats[x].src, b);
+      for (size_t y = 0; y < sizeof cases / sizeof cases[0]; y++) {
+        problem p = problem_new(1, L, L);
+        cases[y].f(&p);
+        spat_tensors t = tensors(&p, cases[y].scale);
+        if (spat_kernel_call(k, &t, NULL, 0) != SPAT_OK)
+          fail_msg("%s, %s on %s: %s", pats[x].src, cases[y].what, backend_name[b],
+                   spat_ctx_error(c));
+        double sc = cases[y].scale != 0 ? cases[y].scale : 1.0 / sqrt((double)D);
+        for (int64_t r = 0; r < L; r++) {
+          int got = classify(p.o + r * D, p.lse[r]), want = expect(&p, pats[x].m, r, sc);
+          if (got != want)
+            fail_msg("%s, %s on %s: row %lld is %s, the policy says %s (lse %g)",
+                     pats[x].src, cases[y].what, backend_name[b], (long long)r,
+                     got < 0 ? "inconsistent" : cls_name[got], cls_name[want],
+                     (double)p.lse[r]);
+        }
+        problem_free(&p);
+      }
+      spat_kernel_free(k);
+      spat_ctx_free(c);
+    }
+}
+
+static void test_scale(void **state) {
+  (void)state;
+  const float bad[3] = {INFINITY, -INFINITY, NAN};
+  for (int b = 0; b < N_BACKENDS; b++) {
+    spat_ctx *c = spat_ctx_new();
+    spat_kernel *k = compile_on(c, "pattern p = causal;", b);
+    problem p = problem_new(1, 8, 8);
+    for (int x = 0; x < 3; x++) {
+      spat_tensors t = tensors(&p, bad[x]);
+      assert_int_equal(spat_kernel_call(k, &t, NULL, 0), SPAT_EINVAL);
+      if (!strstr(spat_ctx_error(c), "it must be a finite float"))
+        fail_msg("%s: '%s'", backend_name[b], spat_ctx_error(c));
+    }
+    spat_tensors t = tensors(&p, -0.25f);  /* negative scales are fine */
+    assert_int_equal(spat_kernel_call(k, &t, NULL, 0), SPAT_OK);
+    problem_free(&p);
+    spat_kernel_free(k);
+    spat_ctx_free(c);
+  }
+}
+
 int main(void) {
   char dir[] = "/tmp/spat_test_errors_XXXXXX";
   if (!mkdtemp(dir)) return 1;
@@ -245,6 +365,8 @@ int main(void) {
       cmocka_unit_test(test_examples),
       cmocka_unit_test(test_domain),
       cmocka_unit_test(test_where_safety),
+      cmocka_unit_test(test_nan_policy),
+      cmocka_unit_test(test_scale),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   char cmd[128];
