@@ -407,8 +407,9 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
   case IR_OR:
   case IR_AND:
   case IR_MINUS:
-    /* Q only where it can matter, as the interpreter short-circuits: not
-     * when P is empty (& -) or FULL over every key (|). */
+    /* Q only where it can matter: not when P is empty (& -) or FULL over
+     * every key (|).  (Run-time errors of Q still count: the kernel checks
+     * them over the whole domain before the plan runs, kernel_rt.h.) */
     x = gen_pat(b, n->kids[0]);
     emit(b, n->op == IR_OR ? PLAN_JALL : PLAN_JEMPTY), j1 = emit(b, 0);
     if (n->op != IR_OR) emit(b, PLAN_FOCUS), ipush(b, 2);

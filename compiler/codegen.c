@@ -5,10 +5,10 @@
  *    pattern node yields the word of its allowed columns j0 .. j0 + 63 for
  *    one query row, so window/causal/block/cols are interval masks built by
  *    shifts, | & - ! are single word ops, blocks(b){P} evaluates P on the
- *    block row and spreads each block's bit.  Pattern operators
- *    short-circuit as in the interpreter: Q of P & Q is evaluated only on
- *    the columns where P holds (an activity word), so run-time errors and
- *    extern calls happen exactly where the interpreter has them.  Integer
+ *    block row and spreads each block's bit.  Q of P & Q is evaluated
+ *    only on the columns where P holds (an activity word): a shortcut, not
+ *    the error semantics, which spat_errat below carries (the driver
+ *    checks the whole domain with it before any mask runs).  Integer
  *    expressions are checked int64 arithmetic (llvm.s*.with.overflow, floor
  *    division, Python remainder); an error returns the 1-based index of a
  *    message baked at codegen time with the node's location.  where(pred)
@@ -367,9 +367,9 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
 
 /* --- row masks as 64-bit words --------------------------------------------
  * A row mask is an i64: bit t is column j0 + t (cnt <= 64 columns).  act,
- * when not NULL, is the word of columns where the interpreter would evaluate
- * the node at all (pattern operators short-circuit): errors and extern calls
- * happen only there. */
+ * when not NULL, is the word of columns where the node can matter: it is
+ * evaluated (extern calls, errors) only there.  Errors of the contract are
+ * spat_errat's; one here means the pre-check missed it. */
 
 #define BIG ((int64_t)1 << 62) /* sizes are clamped here: exact, no overflow */
 
