@@ -20,9 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compiler/backend.h"
-#include "../../compiler/ir.h"
-#include "../../runtime/interp.h"
+#include "backend.h"
+#include "ir.h"
+#include "interp.h"
 
 typedef bool (*pred2)(int64_t, int64_t);
 typedef bool (*pred3)(int64_t, int64_t, int64_t);

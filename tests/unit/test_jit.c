@@ -19,12 +19,12 @@
 
 #include <cmocka.h>
 
-#include "../../compiler/backend.h"
-#include "../../compiler/ir.h"
-#include "../../runtime/kernel_rt.h"
-#include "../../runtime/threads.h"
-#include "../../runtime/plan.h"
-#include "../../compiler/analyze.h"
+#include "backend.h"
+#include "ir.h"
+#include "kernel_rt.h"
+#include "threads.h"
+#include "plan.h"
+#include "analyze.h"
 
 #define SP SPAN_NONE
 

@@ -35,7 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../compiler/backend.h"
+#include "backend.h"
 #include "ffi_call.h"
 
 typedef struct cand {

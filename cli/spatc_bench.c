@@ -32,9 +32,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../bench/baselines.h"
-#include "../runtime/interp.h"
-#include "../runtime/threads.h"
+#include "baselines.h"
+#include "interp.h"
+#include "threads.h"
 #include "aot.h"
 #include "backend.h"
 #include "spatc.h"
