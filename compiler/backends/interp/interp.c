@@ -582,59 +582,11 @@ oom:
   return api_err(err, errlen, RT_ENOMEM, "out of memory");
 }
 
-static const int op_arity[IR_N_OPS] = {
-#define X(name, text, kind, n) n,
-    IR_OPS(X)
-#undef X
-};
-
-/* The tree is well formed: arities, table indices and kinds of kids (a
- * malformed program is an API error, not a crash). */
-static const ir_node *bad_node(const ir_program *p, const ir_node *n,
-                               ir_kind want) {
-  if (!n || (unsigned)n->op >= IR_N_OPS) return n;
-  ir_kind kind = ir_op_kind[n->op];
-  if (want == IR_SETK ? n->op != IR_SET : kind != want) return n;
-  if (op_arity[n->op] >= 0 && n->n_kids != op_arity[n->op]) return n;
-  if (n->n_kids > 0 && !n->kids) return n;
-  int64_t tab = n->op == IR_RUNTIME ? p->n_runtime
-                : n->op == IR_INPUT ? p->n_inputs
-                : n->op == IR_EXTERN ? p->n_externs : -1;
-  if (tab >= 0 && (n->value < 0 || n->value >= tab)) return n;
-  if (n->op == IR_EXTERN && (n->n_kids != p->externs[n->value].n_args ||
-                             n->n_kids > 16))
-    return n;
-  for (int k = 0; k < n->n_kids; k++) {
-    ir_kind w = IR_INT;
-    const ir_node *kid = n->kids[k];
-    if (n->op == IR_SET && kid && kid->op == IR_RANGE) {
-      if (kid->n_kids != 2 || !kid->kids) return kid;
-      const ir_node *b = bad_node(p, kid->kids[0], IR_INT);
-      if (!b) b = bad_node(p, kid->kids[1], IR_INT);
-      if (b) return b;
-      continue;
-    }
-    switch (n->op) {
-    case IR_ROWS: case IR_COLS: case IR_GLOBAL: w = IR_SETK; break;
-    case IR_OR: case IR_AND: case IR_MINUS: case IR_COMPL: w = IR_PAT; break;
-    case IR_TOPK: case IR_BLOCKS: w = k == 1 ? IR_PAT : IR_INT; break;
-    case IR_PSEL: w = k > 0 ? IR_PAT : IR_INT; break;
-    default: break;
-    }
-    const ir_node *b = bad_node(p, kid, w);
-    if (b) return b;
-  }
-  return NULL;
-}
-
 /* Checks what both entry points need; attention adds v, o and D. */
 static rt_status check_args(const ir_program *p, const rt_args *a,
                             bool attention, char *err, size_t errlen) {
   if (!p || !p->root) return api_err(err, errlen, RT_EINVAL, "no program");
-  const ir_node *bad = bad_node(p, p->root, IR_PAT);
-  if (bad)
-    return api_err(err, errlen, RT_EINVAL, "malformed pattern IR at '%s'",
-                   (unsigned)bad->op < IR_N_OPS ? ir_op_name[bad->op] : "?");
+  if (!ir_check(p, err, errlen)) return RT_EINVAL;
   if (!a) return api_err(err, errlen, RT_EINVAL, "no arguments");
   bool tensors = attention || ir_has_op(p->root, IR_TOPK);
   if (a->B < 1 || a->H < 1 || a->Lq < 1 || a->Lk < 1 ||

@@ -109,10 +109,7 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     snprintf(err, errlen, "NULL program or options");
     return NULL;
   }
-  if (!cg_well_formed(p)) {
-    snprintf(err, errlen, "internal error: malformed pattern IR");
-    return NULL;
-  }
+  if (!ir_check(p, err, errlen)) return NULL;
   if (!cg_supported_d(o->D)) {
     snprintf(err, errlen,
              "head dimension %lld is not supported by the JIT "
