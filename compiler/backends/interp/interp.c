@@ -848,5 +848,14 @@ static rt_status interp_run(void *kernel, const rt_args *a, char *err,
 
 static void interp_free(void *kernel) { free(kernel); }
 
-const backend backend_interp = {"interp", interp_compile, interp_run,
-                                interp_free};
+static bool interp_supports_d(int64_t D) { return D >= 1; }
+
+const backend backend_interp = {
+    .name = "interp",
+    .caps = BACKEND_CAP_TOPK | BACKEND_CAP_EXTERNS,
+    .supports_d = interp_supports_d,
+    .d_text = "any D >= 1",
+    .compile = interp_compile,
+    .run = interp_run,
+    .free = interp_free,
+};

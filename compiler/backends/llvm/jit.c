@@ -259,18 +259,3 @@ rt_status jit_run(jit_kernel *k, const rt_args *a, char *err, size_t errlen) {
 }
 
 double jit_compile_ms(const jit_kernel *k) { return k->ms; }
-
-static void *b_compile(const ir_program *p, const backend_opts *o, char *err,
-                       size_t errlen) {
-  return jit_compile(p, o, err, errlen);
-}
-static rt_status b_run(void *k, const rt_args *a, char *err, size_t errlen) {
-  if (!k) {
-    snprintf(err, errlen, "NULL kernel");
-    return RT_EINVAL;
-  }
-  return jit_run(k, a, err, errlen);
-}
-static void b_free(void *k) { jit_free(k); }
-
-const backend backend_jit = {"jit", b_compile, b_run, b_free};
