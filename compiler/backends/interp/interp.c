@@ -27,16 +27,15 @@
 #include "interp.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backend.h"
 #include "ffi_call.h"
+#include "threads.h"
 
 typedef struct cand {
   int64_t j;         /* key (or key block) index at the topk's granularity */
@@ -697,25 +696,29 @@ static void attend_row(const ctx *c, const uint8_t *mask, double *s,
         n > 0 ? (float)(m + log(sum)) : -INFINITY;
 }
 
-/* Rows are numbered (b, h, r) with r fastest and handed out in chunks to
- * a->threads workers (0: all cores).  A worker stops at its first error;
- * chunks starting after the lowest failing row are skipped, every earlier one
- * is finished, so the error reported is always the first in row order. */
-typedef struct job {
-  const ir_program *p;
-  const rt_args *a;
-  int64_t n_rows;            /* B * H * Lq */
-  int64_t chunk;             /* rows per hand-out */
-  atomic_llong next;         /* first row of the next chunk */
-  atomic_llong first_err;    /* lowest failing row so far; n_rows if none */
-} job;
-
+/* Rows are numbered (b, h, r) with r fastest and handed out in chunks over
+ * a->threads workers (0: all cores) by the runtime's parallel for
+ * (runtime/threads.h).  A worker stops at its first error; chunks starting
+ * after the lowest failing row are skipped, every earlier one is finished,
+ * so the error reported is always the first in row order. */
 typedef struct worker {
-  job *jb;
+  bool ready;                /* scratch set up (on its first chunk) */
+  ctx c;
+  uint8_t *mask;
+  double *s, *acc;
   rt_status st;              /* its first error */
   int64_t err_row;           /* the row of that error; -1: set-up failed */
   char err[512];
 } worker;
+
+typedef struct job {
+  const ir_program *p;
+  const rt_args *a;
+  int64_t n_rows;            /* B * H * Lq */
+  int64_t chunk;             /* rows per task */
+  atomic_llong first_err;    /* lowest failing row so far; n_rows if none */
+  worker *ws;                /* one per pool thread */
+} job;
 
 static void record_err(job *jb, int64_t row) {
   long long cur = atomic_load(&jb->first_err);
@@ -723,51 +726,46 @@ static void record_err(job *jb, int64_t row) {
   }
 }
 
-static void *work(void *arg) {
-  worker *w = arg;
-  job *jb = w->jb;
+static bool worker_setup(job *jb, worker *w) {
   const rt_args *a = jb->a;
-  ctx c;
-  uint8_t *mask = NULL;
-  double *s = NULL, *acc = NULL;
-  w->st = ctx_init(&c, jb->p, a, w->err, sizeof w->err);
-  if (w->st != RT_OK) goto setup_failed;
-  mask = malloc((size_t)a->Lk);
-  s = malloc(sizeof *s * (size_t)a->Lk);
-  acc = malloc(sizeof *acc * (size_t)a->D);
-  if (!mask || !s || !acc) {
-    w->st = api_err(w->err, sizeof w->err, RT_ENOMEM, "out of memory");
-    goto setup_failed;
+  w->ready = true;
+  w->st = ctx_init(&w->c, jb->p, a, w->err, sizeof w->err);
+  if (w->st == RT_OK) {
+    w->mask = malloc((size_t)a->Lk);
+    w->s = malloc(sizeof *w->s * (size_t)a->Lk);
+    w->acc = malloc(sizeof *w->acc * (size_t)a->D);
+    if (!w->mask || !w->s || !w->acc)
+      w->st = api_err(w->err, sizeof w->err, RT_ENOMEM, "out of memory");
   }
-  for (;;) {
-    int64_t lo = atomic_fetch_add(&jb->next, jb->chunk);
-    if (lo >= jb->n_rows || lo > atomic_load(&jb->first_err)) break;
-    int64_t hi = lo + jb->chunk < jb->n_rows ? lo + jb->chunk : jb->n_rows;
-    for (int64_t row = lo; row < hi; row++) {
-      int64_t r = row % a->Lq, bh = row / a->Lq;
-      if (!mask_row(&c, bh / a->H, bh % a->H, r, mask)) {
-        w->st = c.st;
-        w->err_row = row;
-        record_err(jb, row);
-        goto done;
-      }
-      attend_row(&c, mask, s, acc, r);
-    }
-  }
-  goto done;
-setup_failed:
+  if (w->st == RT_OK) return true;
   w->err_row = -1;
   record_err(jb, -1);
-done:
-  free(mask);
-  free(s);
-  free(acc);
-  ctx_free(&c);
-  return NULL;
+  return false;
+}
+
+static void work(void *arg, int64_t task, int wid) {
+  job *jb = arg;
+  worker *w = &jb->ws[wid];
+  const rt_args *a = jb->a;
+  if (!w->ready && !worker_setup(jb, w)) return;
+  if (w->st != RT_OK) return;
+  int64_t lo = task * jb->chunk;
+  if (lo > atomic_load(&jb->first_err)) return;
+  int64_t hi = lo + jb->chunk < jb->n_rows ? lo + jb->chunk : jb->n_rows;
+  for (int64_t row = lo; row < hi; row++) {
+    int64_t r = row % a->Lq, bh = row / a->Lq;
+    if (!mask_row(&w->c, bh / a->H, bh % a->H, r, w->mask)) {
+      w->st = w->c.st;
+      w->err_row = row;
+      record_err(jb, row);
+      return;
+    }
+    attend_row(&w->c, w->mask, w->s, w->acc, r);
+  }
 }
 
 static int n_threads(const rt_args *a, int64_t n_rows) {
-  long n = a->threads > 0 ? a->threads : sysconf(_SC_NPROCESSORS_ONLN);
+  long n = a->threads > 0 ? a->threads : th_cores();
   if (n < 1) n = 1;
   if (n > 256) n = 256;
   if (n > n_rows) n = (int)n_rows;
@@ -785,27 +783,30 @@ rt_status interp_attention(const ir_program *p, const rt_args *a, char *err,
   int nt = n_threads(a, jb.n_rows);
   jb.chunk = jb.n_rows / ((int64_t)nt * 16);
   jb.chunk = jb.chunk < 1 ? 1 : jb.chunk > 64 ? 64 : jb.chunk;
-  atomic_init(&jb.next, 0);
   atomic_init(&jb.first_err, jb.n_rows);
-  worker *ws = calloc((size_t)nt, sizeof *ws);
-  pthread_t *tids = calloc((size_t)nt, sizeof *tids);
-  if (!ws || !tids) {
-    free(ws), free(tids);
+  th_pool *pool = th_new(nt);
+  jb.ws = pool ? calloc((size_t)th_size(pool), sizeof *jb.ws) : NULL;
+  if (!jb.ws) {
+    th_free(pool);
     return api_err(err, errlen, RT_ENOMEM, "out of memory");
   }
-  int started = 1;  /* worker 0 runs on this thread */
-  for (int t = 0; t < nt; t++) ws[t].jb = &jb;
-  for (; started < nt; started++)
-    if (pthread_create(&tids[started], NULL, work, &ws[started]) != 0) break;
-  work(&ws[0]);
-  for (int t = 1; t < started; t++) pthread_join(tids[t], NULL);
+  int nw = th_size(pool);
+  th_for(pool, (jb.n_rows + jb.chunk - 1) / jb.chunk, work, &jb);
+  th_free(pool);
   const worker *first = NULL;
-  for (int t = 0; t < started; t++)
-    if (ws[t].st != RT_OK && (!first || ws[t].err_row < first->err_row))
-      first = &ws[t];
+  for (int t = 0; t < nw; t++)
+    if (jb.ws[t].ready && jb.ws[t].st != RT_OK &&
+        (!first || jb.ws[t].err_row < first->err_row))
+      first = &jb.ws[t];
   st = first ? first->st : RT_OK;
   if (first && err && errlen) snprintf(err, errlen, "%s", first->err);
-  free(ws), free(tids);
+  for (int t = 0; t < nw; t++) {
+    worker *w = &jb.ws[t];
+    if (!w->ready) continue;
+    free(w->mask), free(w->s), free(w->acc);
+    ctx_free(&w->c);
+  }
+  free(jb.ws);
   return st;
 }
 
