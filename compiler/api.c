@@ -37,61 +37,10 @@
 #include "diag.h"
 #include "frontend.h"
 #include "ir.h"
+#include "api_internal.h"
 
-#define ERR_LEN 1024
 #define MAX_FN_ARGS 16  /* ffi_call_pred's limit */
 #define MAX_D (1 << 16) /* beyond any head dimension in use */
-
-typedef struct fn_entry {
-  char *name;
-  void *fn; /* bool f(int64_t, ...) */
-  int nargs;
-} fn_entry;
-
-struct spat_ctx {
-  pthread_mutex_t lock; /* guards err: kernel runs may fail concurrently */
-  char err[ERR_LEN];    /* the last failure's message */
-  char *diags;          /* the last parse/compile's diagnostics (malloc) */
-  spat_diag_fn diag_fn;
-  void *diag_user;
-  fn_entry *fns; /* registered extern predicates */
-  int n_fns, cap_fns;
-};
-
-typedef struct source {
-  atomic_int refs; /* the pattern and each of its kernels */
-  arena *arena;    /* the module and every program instantiated */
-  diag *diag;
-  fe_module *module;
-} source;
-
-struct spat_pattern {
-  spat_ctx *ctx;
-  source *src;
-  const char *name; /* the selected pattern (in src's arena) */
-  int n_defs;
-  fe_define *defs; /* one per parameter, its current value (malloc) */
-};
-
-struct spat_kernel {
-  spat_ctx *ctx;
-  source *src;
-  const ir_program *prog;
-  const backend *be;
-  void *obj;          /* the backend's compiled kernel, or NULL */
-  aot_loaded *cached; /* or an object from the disk cache */
-  const void *desc;   /* its aot_desc, for spat_aot_run */
-  int64_t D;
-  spat_layout layout;
-  int threads;
-  void **externs; /* resolved extern predicates, one per ir extern */
-  const char **input_names;
-  args_shape shape;
-  spat_arg_info *args;
-  spat_signature sig;
-  char *entry_type; /* sig.entry_type (malloc) */
-  ffi_entry *entry; /* the typed entry */
-};
 
 /* ---- errors -------------------------------------------------------------- */
 
@@ -267,8 +216,9 @@ static void source_release(source *s) {
 }
 
 /* The chosen pattern of a loaded module; its parameters from an
- * instantiation with the defaults. */
+ * instantiation with the given values (none: the defaults). */
 static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
+                                const fe_define *given, int n_given,
                                 spat_pattern **out) {
   fe_module *m = s->module;
   int n = fe_n_patterns(m);
@@ -295,7 +245,7 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
                 list);
   }
   diag_clear(s->diag);
-  ir_program *p = fe_instantiate(s->diag, m, name, NULL, 0);
+  ir_program *p = fe_instantiate(s->diag, m, name, given, n_given);
   if (p == NULL) {
     spat_status st = fail_diags(c, s->diag, "instantiating the pattern");
     source_release(s);
@@ -330,7 +280,7 @@ static spat_status parse_common(spat_ctx *c, const char *path,
     source_release(s);
     return st;
   }
-  return make_pattern(c, s, want, out);
+  return make_pattern(c, s, want, NULL, 0, out);
 }
 
 spat_status spat_pattern_parse_string(spat_ctx *c, const char *source_name,
@@ -541,7 +491,8 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
   k->shape = (args_shape){o->D,           (int)o->layout, p->n_inputs,
                          k->input_names, k->externs,     o->threads};
   k->sig = (spat_signature){p->name,        o->D,    o->layout,     o->backend,
-                            (size_t)n_args, k->args, k->entry_type, 0};
+                            (size_t)n_args, k->args, k->entry_type, 0,
+                            NULL};
 
   k->entry = ffi_entry_new(p->n_runtime, p->n_inputs, entry_body, k);
   if (k->entry == NULL) {
@@ -561,6 +512,9 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
       return SPAT_OK;
     }
     /* an unusable cache (no directory, not writable): compile as without */
+    k->sig.cache_problem =
+        arena_strdup(s->arena, err[0] ? err : "the cache cannot be used");
+    err[0] = '\0';
   }
   backend_opts bo = {o->D, o->threads};
   k->obj = be->compile(p, &bo, err, sizeof err);
@@ -660,4 +614,32 @@ spat_status spat_kernel_call(const spat_kernel *k, const spat_tensors *t,
       inputs[ni++] = args[a].input;
   }
   return (spat_status)ffi_entry_call(k->entry, NULL, t, scalars, inputs);
+}
+
+/* ---- for the other api_*.c files (api_internal.h) ------------------------ */
+
+spat_status api_error(spat_ctx *c, spat_status st, const char *msg) {
+  return fail(c, st, "%s", msg);
+}
+
+void api_keep_diags(spat_ctx *c, const diag *d) {
+  set_diags(c, d);
+}
+
+spat_status api_diag_error(spat_ctx *c, const diag *d, const char *what) {
+  return fail_diags(c, d, what);
+}
+
+source *api_source_new(void) {
+  return source_new();
+}
+
+void api_source_release(source *s) {
+  source_release(s);
+}
+
+spat_status api_make_pattern(spat_ctx *c, source *s, const char *want,
+                             const fe_define *defs, int n_defs,
+                             spat_pattern **out) {
+  return make_pattern(c, s, want, defs, n_defs, out);
 }
