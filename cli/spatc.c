@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
     return SPATC_OK;
   }
   if (strcmp(cmd, "--version") == 0) {
-    printf("spatc %s\n", SPATC_VERSION);
+    printf("spatc %s\n", spat_version_string());
     return SPATC_OK;
   }
   if (strcmp(cmd, "help") == 0) {
