@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "spat.h"
 #include "spatc.h"
 #include "spatc_common.h"
 

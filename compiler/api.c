@@ -31,12 +31,12 @@
 #include "spat.h"
 #include "ffi_call.h"
 #include "rt.h"
-#include "aot.h"
 #include "arena.h"
 #include "backend.h"
 #include "diag.h"
 #include "frontend.h"
 #include "ir.h"
+#include "pipeline.h"
 #include "api_internal.h"
 
 #define MAX_FN_ARGS 16  /* ffi_call_pred's limit */
@@ -272,9 +272,7 @@ static spat_status parse_common(spat_ctx *c, const char *path,
                                 const char *want, spat_pattern **out) {
   source *s = source_new();
   if (s == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
-  s->module = path != NULL
-                  ? fe_load_file(s->diag, s->arena, path)
-                  : fe_load_string(s->diag, s->arena, source_name, text);
+  s->module = pl_load(s->diag, s->arena, path, source_name, text);
   if (s->module == NULL) {
     spat_status st = fail_diags(c, s->diag, "parsing");
     source_release(s);
@@ -406,7 +404,6 @@ static spat_status resolve_externs(spat_ctx *c, const ir_program *p,
 
 static void kernel_destroy(spat_kernel *k) {
   if (k->obj != NULL) k->be->free(k->obj);
-  aot_cache_free(k->cached); /* and the descriptor's run-time kernel */
   ffi_entry_free(k->entry);
   free(k->externs);
   free(k->input_names);
@@ -446,8 +443,11 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
 
   source *s = pat->src;
   diag_clear(s->diag);
-  ir_program *p =
-      fe_instantiate(s->diag, s->module, pat->name, pat->defs, pat->n_defs);
+  char err[ERR_LEN] = "";
+  ir_program *p = pl_lower(s->diag, s->module, pat->name, pat->defs,
+                           pat->n_defs, err, sizeof err);
+  if (p == NULL && err[0] != '\0')
+    return fail(c, SPAT_EINTERNAL, "internal error: %s", err);
   if (p == NULL) return fail_diags(c, s->diag, "instantiating the pattern");
   set_diags(c, s->diag);
   if (p->n_runtime + p->n_inputs > FFI_ENTRY_MAX_ARGS)
@@ -500,24 +500,23 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
     return fail(c, SPAT_ENOMEM,
                 "cannot make the kernel's typed entry (libffi closure)");
   }
-  char err[ERR_LEN] = "";
-  if (o->cache && o->backend == SPAT_BACKEND_JIT) {
-    char dir[4096];
-    aot_opts ao = {o->D, (int)o->layout, o->threads, NULL, NULL, NULL, 0};
-    if (aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0)
-      k->cached = aot_cache_load(p, &ao, dir, k->externs, &k->desc,
-                                 &k->sig.from_cache, err, sizeof err);
-    if (k->cached != NULL) {
-      *out = k;
-      return SPAT_OK;
-    }
-    /* an unusable cache (no directory, not writable): compile as without */
+  /* an unusable cache (no directory, not writable): compiled as without */
+  backend_cache cache = BACKEND_CACHE_OFF;
+  char note[ERR_LEN] = "";
+  backend_opts bo = {.D = o->D,
+                     .threads = o->threads,
+                     .cache = o->cache != 0,
+                     .layout = (int)o->layout,
+                     .externs = k->externs,
+                     .cache_out = &cache,
+                     .note = note,
+                     .notelen = sizeof note};
+  k->obj = pl_compile(p, be, &bo, err, sizeof err);
+  k->sig.from_cache = cache == BACKEND_CACHE_HIT;
+  if (k->obj != NULL && o->cache && (be->caps & BACKEND_CAP_CACHE) &&
+      cache == BACKEND_CACHE_OFF)
     k->sig.cache_problem =
-        arena_strdup(s->arena, err[0] ? err : "the cache cannot be used");
-    err[0] = '\0';
-  }
-  backend_opts bo = {o->D, o->threads};
-  k->obj = be->compile(p, &bo, err, sizeof err);
+        arena_strdup(s->arena, note[0] ? note : "the cache cannot be used");
   if (k->obj == NULL) {
     kernel_destroy(k);
     return fail(c, SPAT_EUNSUPPORTED, "%s backend: %s", be->name,
@@ -552,10 +551,7 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
   bool empty = false;
   spat_status st =
       args_make(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
-  if (st == SPAT_OK && !empty && k->desc != NULL) {
-    st =
-        (spat_status)spat_aot_run(k->desc, t, scalars, inputs, err, sizeof err);
-  } else if (st == SPAT_OK && !empty) {
+  if (st == SPAT_OK && !empty) {
     rt_status rs = k->be->run(k->obj, &a, err, sizeof err);
     if (rs != RT_OK && err[0] == '\0') snprintf(err, sizeof err, "failed");
     st = args_status(rs);

@@ -1,7 +1,8 @@
 /* api_aot.c: the public API's ahead-of-time objects and disk kernel cache
- * (include/spat.h): spat_emit / spat_emit_header over aot_emit and
- * aot_write_header, and spat_cache_* over the cache of compiler/backends/
- * llvm/aot.h, entries described from their key text.
+ * (include/spat.h): spat_emit / spat_emit_header over the compile path
+ * (pipeline.h: pl_lower, pl_emit, pl_header), and spat_cache_* over the
+ * cache of compiler/backends/llvm/aot.h, entries described from their key
+ * text.
  *
  * In: a pattern (current parameters) and AOT options; the cache directory
  * from the environment.  Out: files; cache entries; failures as a
@@ -53,8 +54,11 @@ static spat_status aot_prepare(spat_pattern *p, const spat_aot_options *o,
     return failf(c, SPAT_EINVAL, "unknown emit kind %d", (int)o->emit);
   source *s = p->src;
   diag_clear(s->diag);
-  ir_program *ir =
-      fe_instantiate(s->diag, s->module, p->name, p->defs, p->n_defs);
+  char err[ERR_LEN] = "";
+  ir_program *ir = pl_lower(s->diag, s->module, p->name, p->defs, p->n_defs,
+                            err, sizeof err);
+  if (ir == NULL && err[0] != '\0')
+    return failf(c, SPAT_EINTERNAL, "internal error: %s", err);
   if (ir == NULL)
     return api_diag_error(c, s->diag, "instantiating the pattern");
   api_keep_diags(c, s->diag);
@@ -76,7 +80,7 @@ static spat_status aot_prepare(spat_pattern *p, const spat_aot_options *o,
   return SPAT_OK;
 }
 
-/* A failure of aot_emit / aot_write_header: SPAT_EIO when it names one of
+/* A failure of pl_emit / pl_header: SPAT_EIO when it names one of
  * the files, else what the code generator does not handle. */
 static spat_status aot_failed(spat_ctx *c, const char *err, const char *path,
                               const char *hdr) {
@@ -99,7 +103,7 @@ spat_status spat_emit(spat_pattern *p, const spat_aot_options *o,
   spat_status st = aot_prepare(p, o, "spat_emit", &prog, &ao);
   if (st != SPAT_OK) return st;
   char err[ERR_LEN] = "";
-  if (aot_emit(prog, &ao, path, header_path, err, sizeof err) != 0)
+  if (pl_emit(prog, &ao, path, header_path, err, sizeof err) != 0)
     return aot_failed(p->ctx, err, path, header_path);
   return SPAT_OK;
 }
@@ -116,8 +120,7 @@ spat_status spat_emit_header(spat_pattern *p, const spat_aot_options *o,
   spat_status st = aot_prepare(p, o, "spat_emit_header", &prog, &ao);
   if (st != SPAT_OK) return st;
   char err[ERR_LEN] = "";
-  if (aot_write_header(prog, &ao, object_path, header_path, err,
-                       sizeof err) != 0)
+  if (pl_header(prog, &ao, object_path, header_path, err, sizeof err) != 0)
     return aot_failed(p->ctx, err, NULL, header_path);
   return SPAT_OK;
 }

@@ -18,6 +18,7 @@
 #include "ffi_call.h"
 #include "frontend.h"
 #include "ir.h"
+#include "pipeline.h"
 
 #define ERR_LEN 1024
 
@@ -57,9 +58,7 @@ struct spat_kernel {
   source *src;
   const ir_program *prog;
   const backend *be;
-  void *obj;          /* the backend's compiled kernel, or NULL */
-  aot_loaded *cached; /* or an object from the disk cache */
-  const void *desc;   /* its aot_desc, for spat_aot_run */
+  void *obj;          /* the backend's compiled kernel */
   int64_t D;
   spat_layout layout;
   int threads;

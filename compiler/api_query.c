@@ -4,7 +4,8 @@
  * mask a kernel applies, and the explanation of its tile plan.
  *
  * In: modules, patterns and kernels made by api.c (api_internal.h), sizes
- * and arguments.  Out: descriptions in the pattern's arena, mask rows and
+ * and arguments; texts and patterns go through the compile path
+ * (pipeline.h: pl_load, pl_lower), as for a compile.  Out: descriptions in the pattern's arena, mask rows and
  * counts from the reference interpreter (interp_mask_rows), explanation text
  * (an_explain); every failure as a spat_status and a message in the
  * context, never a print or an exit.
@@ -50,9 +51,7 @@ static spat_status module_load(spat_ctx *c, const char *path,
     free(m);
     return api_error(c, SPAT_ENOMEM, "out of memory");
   }
-  s->module = path != NULL
-                  ? fe_load_file(s->diag, s->arena, path)
-                  : fe_load_string(s->diag, s->arena, source_name, text);
+  s->module = pl_load(s->diag, s->arena, path, source_name, text);
   if (s->module == NULL) {
     spat_status st = api_diag_error(c, s->diag, "parsing");
     api_source_release(s);
@@ -166,12 +165,16 @@ spat_status spat_module_select(spat_module *m, const char *name,
 
 /* ---- describing a pattern ------------------------------------------------ */
 
-/* The pattern instantiated with its current parameters (in its arena). */
+/* The pattern with its current parameters, lowered and checked as for a
+ * compile (pl_lower; in its arena). */
 static spat_status instantiate(spat_pattern *p, const ir_program **out) {
   source *s = p->src;
   diag_clear(s->diag);
-  ir_program *prog =
-      fe_instantiate(s->diag, s->module, p->name, p->defs, p->n_defs);
+  char err[ERR_LEN] = "";
+  ir_program *prog = pl_lower(s->diag, s->module, p->name, p->defs,
+                              p->n_defs, err, sizeof err);
+  if (prog == NULL && err[0] != '\0')
+    return failf(p->ctx, SPAT_EINTERNAL, "internal error: %s", err);
   if (prog == NULL)
     return api_diag_error(p->ctx, s->diag, "instantiating the pattern");
   api_keep_diags(p->ctx, s->diag);

@@ -54,9 +54,6 @@ typedef struct cg_info {
 } cg_info;
 
 bool cg_supported_d(int64_t D);
-/* Node kinds, arities and table indices as ir.h promises (false: the tree
- * is malformed and no backend should touch it). */
-bool cg_well_formed(const ir_program *p);
 
 /* NULL with a message in err on failure (unsupported D: the message says so). */
 LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
