@@ -549,15 +549,11 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
   char err[ERR_LEN] = "";
   rt_args a;
   bool empty = false;
-  spat_status st =
+  rt_status rs =
       args_make(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
-  if (st == SPAT_OK && !empty) {
-    rt_status rs = k->be->run(k->obj, &a, err, sizeof err);
-    if (rs != RT_OK && err[0] == '\0') snprintf(err, sizeof err, "failed");
-    st = args_status(rs);
-  }
-  if (st != SPAT_OK) fail(k->ctx, st, "%s", err);
-  return st;
+  if (rs == RT_OK && !empty) rs = k->be->run(k->obj, &a, err, sizeof err);
+  if (rs == RT_OK) return SPAT_OK;
+  return fail(k->ctx, args_status(rs), "%s", err[0] ? err : "failed");
 }
 
 static int entry_body(void *user, const void *t, const int64_t *scalars,

@@ -43,6 +43,15 @@ typedef struct rt_args {
   int threads;             /* 0: all cores */
 } rt_args;
 
+/* The library's one way to report a failure: a message formatted into the
+ * caller's buffer (err may be NULL or errlen 0: no message) and the status
+ * returned, so a failing path reads `return rt_errf(err, errlen, RT_EINVAL,
+ * "...", ...);`.  Inside libspat every fallible call returns an rt_status
+ * (or NULL for a constructor) with such a message; spat_status exists only
+ * at the public API (compiler/api.c, runtime/args.c). */
+rt_status rt_errf(char *err, size_t errlen, rt_status st, const char *fmt,
+                  ...) __attribute__((format(printf, 4, 5)));
+
 /* Fills strides for contiguous [B,H,L,D] (layout 0) or [B,L,H,D] (layout 1). */
 void rt_tensor_strides(rt_tensor *t, int layout, int64_t H, int64_t L,
                        int64_t D);
