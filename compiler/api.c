@@ -610,7 +610,12 @@ spat_status spat_kernel_call(const spat_kernel *k, const spat_tensors *t,
 
 /* ---- for the other api_*.c files (api_internal.h) ------------------------ */
 
-spat_status api_error(spat_ctx *c, spat_status st, const char *msg) {
+spat_status api_fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
+  char msg[ERR_LEN];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
   return fail(c, st, "%s", msg);
 }
 

@@ -18,17 +18,6 @@
 
 #define DIR_LEN 4096
 
-static spat_status failf(spat_ctx *c, spat_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static spat_status failf(spat_ctx *c, spat_status st, const char *fmt, ...) {
-  char msg[ERR_LEN];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  return api_error(c, st, msg);
-}
 
 /* ---- ahead-of-time objects ----------------------------------------------- */
 
@@ -41,30 +30,30 @@ static spat_status aot_prepare(spat_pattern *p, const spat_aot_options *o,
                                const char *fn, const ir_program **prog,
                                aot_opts *ao) {
   spat_ctx *c = p->ctx;
-  if (o == NULL) return failf(c, SPAT_EINVAL, "%s: options are NULL", fn);
+  if (o == NULL) return api_fail(c, SPAT_EINVAL, "%s: options are NULL", fn);
   if (o->D < 1)
-    return failf(c, SPAT_EINVAL, "head dimension D = %lld: must be >= 1",
+    return api_fail(c, SPAT_EINVAL, "head dimension D = %lld: must be >= 1",
                  (long long)o->D);
   if (o->layout != SPAT_LAYOUT_BHLD && o->layout != SPAT_LAYOUT_BLHD)
-    return failf(c, SPAT_EINVAL, "unknown layout %d", (int)o->layout);
+    return api_fail(c, SPAT_EINVAL, "unknown layout %d", (int)o->layout);
   if (o->threads < 0)
-    return failf(c, SPAT_EINVAL, "threads = %d: must be >= 0 (0: all cores)",
+    return api_fail(c, SPAT_EINVAL, "threads = %d: must be >= 0 (0: all cores)",
                  o->threads);
   if (o->emit < SPAT_EMIT_OBJECT || o->emit > SPAT_EMIT_SHARED)
-    return failf(c, SPAT_EINVAL, "unknown emit kind %d", (int)o->emit);
+    return api_fail(c, SPAT_EINVAL, "unknown emit kind %d", (int)o->emit);
   source *s = p->src;
   diag_clear(s->diag);
   char err[ERR_LEN] = "";
   ir_program *ir = pl_lower(s->diag, s->module, p->name, p->defs, p->n_defs,
                             err, sizeof err);
   if (ir == NULL && err[0] != '\0')
-    return failf(c, SPAT_EINTERNAL, "internal error: %s", err);
+    return api_fail(c, SPAT_EINTERNAL, "internal error: %s", err);
   if (ir == NULL)
     return api_diag_error(c, s->diag, "instantiating the pattern");
   api_keep_diags(c, s->diag);
   const char *name = o->name != NULL ? o->name : ir->name;
   if (!aot_is_identifier(name))
-    return failf(c, SPAT_EINVAL,
+    return api_fail(c, SPAT_EINVAL,
                  o->name != NULL
                      ? "entry name '%s' is not a C identifier (or is a C "
                        "keyword)"
@@ -90,14 +79,14 @@ static spat_status aot_failed(spat_ctx *c, const char *err, const char *path,
     size_t n = f != NULL ? strlen(f) : 0;
     if (n > 0 && strncmp(err, f, n) == 0 && err[n] == ':') st = SPAT_EIO;
   }
-  return api_error(c, st, err[0] ? err : "compilation failed");
+  return api_fail(c, st, "%s", err[0] ? err : "compilation failed");
 }
 
 spat_status spat_emit(spat_pattern *p, const spat_aot_options *o,
                       const char *path, const char *header_path) {
   if (p == NULL) return SPAT_EINVAL;
   if (path == NULL)
-    return api_error(p->ctx, SPAT_EINVAL, "spat_emit: path is NULL");
+    return api_fail(p->ctx, SPAT_EINVAL, "spat_emit: path is NULL");
   const ir_program *prog;
   aot_opts ao;
   spat_status st = aot_prepare(p, o, "spat_emit", &prog, &ao);
@@ -113,7 +102,7 @@ spat_status spat_emit_header(spat_pattern *p, const spat_aot_options *o,
                              const char *header_path) {
   if (p == NULL) return SPAT_EINVAL;
   if (object_path == NULL || header_path == NULL)
-    return failf(p->ctx, SPAT_EINVAL, "spat_emit_header: %s is NULL",
+    return api_fail(p->ctx, SPAT_EINVAL, "spat_emit_header: %s is NULL",
                  object_path == NULL ? "object_path" : "header_path");
   const ir_program *prog;
   aot_opts ao;
@@ -130,14 +119,14 @@ spat_status spat_emit_header(spat_pattern *p, const spat_aot_options *o,
 static spat_status cache_dir(spat_ctx *c, char *buf, size_t size) {
   char err[ERR_LEN] = "";
   if (aot_cache_dir(buf, size, err, sizeof err) != 0)
-    return api_error(c, SPAT_EIO, err[0] ? err : "no cache directory");
+    return api_fail(c, SPAT_EIO, "%s", err[0] ? err : "no cache directory");
   return SPAT_OK;
 }
 
 spat_status spat_cache_dir(spat_ctx *c, char *buf, size_t size) {
   if (c == NULL) return SPAT_EINVAL;
   if (buf == NULL || size == 0)
-    return api_error(c, SPAT_EINVAL, "spat_cache_dir: buf is NULL or empty");
+    return api_fail(c, SPAT_EINVAL, "spat_cache_dir: buf is NULL or empty");
   return cache_dir(c, buf, size);
 }
 
@@ -187,13 +176,13 @@ spat_status spat_cache_list(spat_ctx *c, spat_cache_fn fn, void *user,
   if (c == NULL) return SPAT_EINVAL;
   if (n != NULL) *n = 0;
   if (fn == NULL)
-    return api_error(c, SPAT_EINVAL, "spat_cache_list: fn is NULL");
+    return api_fail(c, SPAT_EINVAL, "spat_cache_list: fn is NULL");
   char dir[DIR_LEN], err[ERR_LEN] = "";
   spat_status st = cache_dir(c, dir, sizeof dir);
   if (st != SPAT_OK) return st;
   list_job j = {fn, user};
   int count = aot_cache_list(dir, list_one, &j, err, sizeof err);
-  if (count < 0) return api_error(c, SPAT_EIO, err);
+  if (count < 0) return api_fail(c, SPAT_EIO, "%s", err);
   if (n != NULL) *n = (size_t)count;
   return SPAT_OK;
 }
@@ -205,7 +194,7 @@ spat_status spat_cache_clear(spat_ctx *c, size_t *removed) {
   spat_status st = cache_dir(c, dir, sizeof dir);
   if (st != SPAT_OK) return st;
   int count = aot_cache_clear(dir, err, sizeof err);
-  if (count < 0) return api_error(c, SPAT_EIO, err);
+  if (count < 0) return api_fail(c, SPAT_EIO, "%s", err);
   if (removed != NULL) *removed = (size_t)count;
   return SPAT_OK;
 }

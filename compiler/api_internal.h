@@ -73,9 +73,10 @@ struct spat_kernel {
 
 /* ---- helpers of api.c ---------------------------------------------------- */
 
-/* msg as the context's error message (under its lock); returns st.  A NULL
- * context: only st. */
-spat_status api_error(spat_ctx *c, spat_status st, const char *msg);
+/* The message as the context's error (under its lock, as every failure of
+ * the API); returns st.  A NULL context: only st. */
+spat_status api_fail(spat_ctx *c, spat_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Keeps d's rendered diagnostics as the context's last ones and hands them
  * to its callback. */
 void api_keep_diags(spat_ctx *c, const diag *d);

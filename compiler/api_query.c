@@ -27,17 +27,6 @@ struct spat_module {
   source *src; /* one reference */
 };
 
-static spat_status failf(spat_ctx *c, spat_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static spat_status failf(spat_ctx *c, spat_status st, const char *fmt, ...) {
-  char msg[ERR_LEN];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  return api_error(c, st, msg);
-}
 
 /* ---- modules ------------------------------------------------------------- */
 
@@ -49,7 +38,7 @@ static spat_status module_load(spat_ctx *c, const char *path,
   if (s == NULL || m == NULL) {
     api_source_release(s);
     free(m);
-    return api_error(c, SPAT_ENOMEM, "out of memory");
+    return api_fail(c, SPAT_ENOMEM, "out of memory");
   }
   s->module = pl_load(s->diag, s->arena, path, source_name, text);
   if (s->module == NULL) {
@@ -68,10 +57,10 @@ spat_status spat_module_parse_string(spat_ctx *c, const char *source_name,
                                      const char *text, spat_module **out) {
   if (c == NULL) return SPAT_EINVAL;
   if (out == NULL)
-    return api_error(c, SPAT_EINVAL, "spat_module_parse_string: out is NULL");
+    return api_fail(c, SPAT_EINVAL, "spat_module_parse_string: out is NULL");
   *out = NULL;
   if (text == NULL)
-    return api_error(c, SPAT_EINVAL, "spat_module_parse_string: text is NULL");
+    return api_fail(c, SPAT_EINVAL, "spat_module_parse_string: text is NULL");
   return module_load(c, NULL, source_name ? source_name : "<string>", text,
                      out);
 }
@@ -80,13 +69,13 @@ spat_status spat_module_parse_file(spat_ctx *c, const char *path,
                                    spat_module **out) {
   if (c == NULL) return SPAT_EINVAL;
   if (out == NULL)
-    return api_error(c, SPAT_EINVAL, "spat_module_parse_file: out is NULL");
+    return api_fail(c, SPAT_EINVAL, "spat_module_parse_file: out is NULL");
   *out = NULL;
   if (path == NULL)
-    return api_error(c, SPAT_EINVAL, "spat_module_parse_file: path is NULL");
+    return api_fail(c, SPAT_EINVAL, "spat_module_parse_file: path is NULL");
   FILE *f = fopen(path, "rb");
   if (f == NULL)
-    return failf(c, SPAT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    return api_fail(c, SPAT_EIO, "%s: cannot open: %s", path, strerror(errno));
   fclose(f);
   return module_load(c, path, NULL, NULL, out);
 }
@@ -121,10 +110,10 @@ spat_status spat_module_pattern(const spat_module *m, size_t k,
                                 spat_pattern_decl *out) {
   if (m == NULL) return SPAT_EINVAL;
   if (out == NULL)
-    return api_error(m->ctx, SPAT_EINVAL, "spat_module_pattern: out is NULL");
+    return api_fail(m->ctx, SPAT_EINVAL, "spat_module_pattern: out is NULL");
   size_t n = spat_module_n_patterns(m);
   if (k >= n)
-    return failf(m->ctx, SPAT_EINVAL,
+    return api_fail(m->ctx, SPAT_EINVAL,
                  "spat_module_pattern: index %zu out of range (%zu pattern%s)",
                  k, n, n == 1 ? "" : "s");
   const char *sig = fe_pattern_signature(m->src->module, (int)k);
@@ -139,19 +128,19 @@ spat_status spat_module_select(spat_module *m, const char *name,
   if (m == NULL) return SPAT_EINVAL;
   spat_ctx *c = m->ctx;
   if (out == NULL)
-    return api_error(c, SPAT_EINVAL, "spat_module_select: out is NULL");
+    return api_fail(c, SPAT_EINVAL, "spat_module_select: out is NULL");
   *out = NULL;
   if (n_params > 0 && params == NULL)
-    return api_error(c, SPAT_EINVAL, "spat_module_select: params is NULL");
+    return api_fail(c, SPAT_EINVAL, "spat_module_select: params is NULL");
   if (n_params > 4096)
-    return failf(c, SPAT_EINVAL, "spat_module_select: %zu parameter values",
+    return api_fail(c, SPAT_EINVAL, "spat_module_select: %zu parameter values",
                  n_params);
   fe_define *defs = calloc(n_params + 1, sizeof *defs);
-  if (defs == NULL) return api_error(c, SPAT_ENOMEM, "out of memory");
+  if (defs == NULL) return api_fail(c, SPAT_ENOMEM, "out of memory");
   for (size_t k = 0; k < n_params; k++) {
     if (params[k].name == NULL) {
       free(defs);
-      return failf(c, SPAT_EINVAL, "spat_module_select: params[%zu].name is "
+      return api_fail(c, SPAT_EINVAL, "spat_module_select: params[%zu].name is "
                    "NULL", k);
     }
     defs[k] = (fe_define){params[k].name, params[k].value};
@@ -174,7 +163,7 @@ static spat_status instantiate(spat_pattern *p, const ir_program **out) {
   ir_program *prog = pl_lower(s->diag, s->module, p->name, p->defs,
                               p->n_defs, err, sizeof err);
   if (prog == NULL && err[0] != '\0')
-    return failf(p->ctx, SPAT_EINTERNAL, "internal error: %s", err);
+    return api_fail(p->ctx, SPAT_EINTERNAL, "internal error: %s", err);
   if (prog == NULL)
     return api_diag_error(p->ctx, s->diag, "instantiating the pattern");
   api_keep_diags(p->ctx, s->diag);
@@ -185,7 +174,7 @@ static spat_status instantiate(spat_pattern *p, const ir_program **out) {
 spat_status spat_pattern_describe(spat_pattern *p, spat_pattern_info *out) {
   if (p == NULL) return SPAT_EINVAL;
   if (out == NULL)
-    return api_error(p->ctx, SPAT_EINVAL,
+    return api_fail(p->ctx, SPAT_EINVAL,
                      "spat_pattern_describe: out is NULL");
   const ir_program *prog;
   spat_status st = instantiate(p, &prog);
@@ -196,7 +185,7 @@ spat_status spat_pattern_describe(spat_pattern *p, spat_pattern_info *out) {
   spat_extern_info *ext =
       arena_alloc(a, ((size_t)prog->n_externs + 1) * sizeof *ext);
   if (args == NULL || ext == NULL)
-    return api_error(p->ctx, SPAT_ENOMEM, "out of memory");
+    return api_fail(p->ctx, SPAT_ENOMEM, "out of memory");
   for (int k = 0; k < prog->n_runtime; k++)
     args[k] = (spat_arg_info){prog->runtime[k].name, SPAT_KIND_SCALAR,
                               prog->runtime[k].has_deflt,
@@ -234,20 +223,20 @@ static spat_status mask_args(const spat_kernel *k, const char *fn,
                              rt_args *a) {
   spat_ctx *c = k->ctx;
   const spat_signature *sig = &k->sig;
-  if (t == NULL) return failf(c, SPAT_EINVAL, "%s: tensors are NULL", fn);
+  if (t == NULL) return api_fail(c, SPAT_EINVAL, "%s: tensors are NULL", fn);
   if (n_rows > 0 && out == NULL)
-    return failf(c, SPAT_EINVAL, "%s: out is NULL", fn);
+    return api_fail(c, SPAT_EINVAL, "%s: out is NULL", fn);
   if (n_args != sig->n_args)
-    return failf(c, SPAT_EINVAL,
+    return api_fail(c, SPAT_EINVAL,
                  "kernel '%s' takes %zu argument%s (%s), got %zu",
                  sig->pattern, sig->n_args, sig->n_args == 1 ? "" : "s",
                  sig->entry_type, n_args);
   if (n_args > 0 && args == NULL)
-    return failf(c, SPAT_EINVAL, "%s: args is NULL", fn);
+    return api_fail(c, SPAT_EINVAL, "%s: args is NULL", fn);
   int ns = 0, ni = 0;
   for (size_t x = 0; x < n_args; x++) {
     if (args[x].kind != sig->args[x].kind)
-      return failf(c, SPAT_EINVAL,
+      return api_fail(c, SPAT_EINVAL,
                    "argument %zu ('%s') of kernel '%s' is %s, got %s", x,
                    sig->args[x].name, sig->pattern,
                    kind_name(sig->args[x].kind), kind_name(args[x].kind));
@@ -258,7 +247,7 @@ static spat_status mask_args(const spat_kernel *k, const char *fn,
   }
   bool topk = ir_is_data_dependent(k->prog);
   if (topk && (t->q == NULL || t->k == NULL))
-    return failf(c, SPAT_EINVAL,
+    return api_fail(c, SPAT_EINVAL,
                  "%s: pattern '%s' uses topk: its mask needs q and k", fn,
                  sig->pattern);
   /* v and o are not read, nor q and k without topk: stand-ins pass the
@@ -273,17 +262,17 @@ static spat_status mask_args(const spat_kernel *k, const char *fn,
   if (u.k == NULL) u.k = none;
   char err[ERR_LEN] = "";
   bool empty;
-  spat_status st =
+  rt_status rs =
       args_make(&k->shape, &u, scalars, inputs, a, &empty, err, sizeof err);
-  if (st != SPAT_OK) return failf(c, st, "%s: %s", fn, err);
+  if (rs != RT_OK) return api_fail(c, args_status(rs), "%s: %s", fn, err);
   if (b < 0 || b >= a->B)
-    return failf(c, SPAT_EINVAL, "%s: batch %lld out of range [0, %lld)", fn,
+    return api_fail(c, SPAT_EINVAL, "%s: batch %lld out of range [0, %lld)", fn,
                  (long long)b, (long long)a->B);
   if (h < 0 || h >= a->H)
-    return failf(c, SPAT_EINVAL, "%s: head %lld out of range [0, %lld)", fn,
+    return api_fail(c, SPAT_EINVAL, "%s: head %lld out of range [0, %lld)", fn,
                  (long long)h, (long long)a->H);
   if (r0 < 0 || n_rows < 0 || r0 > a->Lq || n_rows > a->Lq - r0)
-    return failf(c, SPAT_EINVAL,
+    return api_fail(c, SPAT_EINVAL,
                  "%s: rows [%lld, %lld + %lld) out of range [0, %lld)", fn,
                  (long long)r0, (long long)r0, (long long)n_rows,
                  (long long)a->Lq);
@@ -299,7 +288,8 @@ static spat_status mask_rows(const spat_kernel *k, const rt_args *a, int64_t b,
   rt_status rs =
       interp_mask_rows(k->prog, a, b, h, r0, n, out, err, sizeof err);
   if (rs == RT_OK) return SPAT_OK;
-  return api_error(k->ctx, args_status(rs), err[0] ? err : "mask failed");
+  return api_fail(k->ctx, args_status(rs), "%s",
+                  err[0] ? err : "mask failed");
 }
 
 spat_status spat_kernel_mask(const spat_kernel *k, const spat_tensors *t,
@@ -335,7 +325,7 @@ spat_status spat_kernel_mask_count(const spat_kernel *k, const spat_tensors *t,
   int64_t chunk = ((int64_t)1 << 20) / a.Lk;
   chunk = chunk < 1 ? 1 : chunk > 64 ? 64 : chunk;
   uint8_t *buf = malloc((size_t)(chunk * a.Lk));
-  if (buf == NULL) return api_error(k->ctx, SPAT_ENOMEM, "out of memory");
+  if (buf == NULL) return api_fail(k->ctx, SPAT_ENOMEM, "out of memory");
   for (int64_t x = 0; x < n_rows && st == SPAT_OK; x += chunk) {
     int64_t n = n_rows - x < chunk ? n_rows - x : chunk;
     st = mask_rows(k, &a, b, h, r0 + x, n, buf);
@@ -358,22 +348,22 @@ spat_status spat_pattern_explain(spat_pattern *p,
   if (p == NULL) return SPAT_EINVAL;
   spat_ctx *c = p->ctx;
   if (text == NULL)
-    return api_error(c, SPAT_EINVAL, "spat_pattern_explain: text is NULL");
+    return api_fail(c, SPAT_EINVAL, "spat_pattern_explain: text is NULL");
   *text = NULL;
   if (o == NULL)
-    return api_error(c, SPAT_EINVAL, "spat_pattern_explain: options are NULL");
+    return api_fail(c, SPAT_EINVAL, "spat_pattern_explain: options are NULL");
   if (o->H < 1 || o->Lq < 0 || o->Lk < 0)
-    return failf(c, SPAT_EINVAL,
+    return api_fail(c, SPAT_EINVAL,
                  "spat_pattern_explain: sizes H = %lld, Lq = %lld, Lk = %lld "
                  "(H >= 1, Lq and Lk >= 0)",
                  (long long)o->H, (long long)o->Lq, (long long)o->Lk);
   if (o->bq < 1 || o->bk < 1)
-    return failf(c, SPAT_EINVAL,
+    return api_fail(c, SPAT_EINVAL,
                  "spat_pattern_explain: tiles %lld x %lld (both >= 1)",
                  (long long)o->bq, (long long)o->bk);
   if (o->H > ((int64_t)1 << 20) || o->Lq > ((int64_t)1 << 40) ||
       o->Lk > ((int64_t)1 << 40))
-    return failf(c, SPAT_ERANGE,
+    return api_fail(c, SPAT_ERANGE,
                  "spat_pattern_explain: sizes H = %lld, Lq = %lld, Lk = %lld "
                  "are too large",
                  (long long)o->H, (long long)o->Lq, (long long)o->Lk);
@@ -381,15 +371,15 @@ spat_status spat_pattern_explain(spat_pattern *p,
   spat_status st = instantiate(p, &prog);
   if (st != SPAT_OK) return st;
   if (n_runtime != (size_t)prog->n_runtime)
-    return failf(c, SPAT_EINVAL,
+    return api_fail(c, SPAT_EINVAL,
                  "pattern '%s' has %d runtime scalar%s, got %zu", prog->name,
                  prog->n_runtime, prog->n_runtime == 1 ? "" : "s", n_runtime);
   if (n_runtime > 0 && runtime == NULL)
-    return api_error(c, SPAT_EINVAL, "spat_pattern_explain: runtime is NULL");
+    return api_fail(c, SPAT_EINVAL, "spat_pattern_explain: runtime is NULL");
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
-  if (f == NULL) return api_error(c, SPAT_ENOMEM, "out of memory");
+  if (f == NULL) return api_fail(c, SPAT_ENOMEM, "out of memory");
   char err[ERR_LEN] = "";
   int rc = an_explain(f, prog, o->H, o->Lq, o->Lk, o->bq, o->bk, runtime, err,
                       sizeof err);
@@ -399,10 +389,10 @@ spat_status spat_pattern_explain(spat_pattern *p,
   }
   if (rc != 0) {
     free(buf);
-    return api_error(c,
+    return api_fail(c,
                      strcmp(err, "out of memory") == 0 ? SPAT_ENOMEM
                                                        : SPAT_ERANGE,
-                     err[0] ? err : "explaining failed");
+                     "%s", err[0] ? err : "explaining failed");
   }
   *text = buf;
   return SPAT_OK;
