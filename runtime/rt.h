@@ -43,6 +43,17 @@ typedef struct rt_args {
   int threads;             /* 0: all cores */
 } rt_args;
 
+/* What the backward pass is given besides rt_args (whose q, k, v, scale,
+ * runtime scalars, inputs and externs it reads as the forward did): the
+ * upstream gradient of o and, optionally, of lse, and where to write the
+ * gradients of q, k and v (shaped as q, k, v; overwritten).  o and lse of
+ * the forward, for backends that use them rather than recompute them. */
+typedef struct rt_grad {
+  rt_tensor dout;          /* dL/do, shaped as o; read */
+  const float *dlse;       /* dL/dlse, strides lse_sb/lse_sh; NULL: zero */
+  rt_tensor dq, dk, dv;    /* written */
+} rt_grad;
+
 /* The library's one way to report a failure: a message formatted into the
  * caller's buffer (err may be NULL or errlen 0: no message) and the status
  * returned, so a failing path reads `return rt_errf(err, errlen, RT_EINVAL,
