@@ -17,19 +17,19 @@
  * (arena, diag, module) is reference-counted and shared by the pattern and
  * its kernels; whichever is freed last frees it.
  *
- * Threads: contexts, patterns and kernels are registered in live.c, and
- * every entry point takes a counted reference to its object for the call,
- * so a pointer that is not a live object (freed twice, never made) gets
- * SPAT_EINVAL or is ignored, never dereferenced, and an object freed while
- * another thread uses it goes when that use ends.  Patterns and kernels hold
- * a reference on their context.  A context's mutex guards its messages,
- * diagnostics callback and extern registry; a pattern's mutex guards its
- * parameter values and its source's diag and arena (instantiation), so that
- * a pattern compiled from several threads instantiates one at a time and
- * runs the backends in parallel.  spat_ctx_error and
- * spat_ctx_last_diagnostics hand out copies owned by the calling thread.
+ * Threads: contexts, modules, patterns and kernels are registered in
+ * live.c, and every entry point takes a counted reference to its object for
+ * the call, so a pointer that is not a live object (freed twice, never
+ * made) gets SPAT_EINVAL or is ignored, never dereferenced, and an object
+ * freed while another thread uses it goes when that use ends.  A context's
+ * mutex guards its messages, diagnostics callback and extern registry; a
+ * source's mutex guards its arena, diag and module (instantiation) and its
+ * patterns' parameter values, so that one pattern compiled from several
+ * threads instantiates one at a time and runs the backends in parallel.
+ * spat_ctx_error and spat_ctx_last_diagnostics hand out copies owned by the
+ * calling thread; the diagnostics callback runs outside every lock.
  */
-#include "api.h"
+#include "args.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -40,75 +40,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../include/spat.h"
-#include "../runtime/ffi_call.h"
-#include "../runtime/rt.h"
-#include "aot.h"
+#include "spat.h"
+#include "ffi_call.h"
+#include "rt.h"
 #include "arena.h"
 #include "backend.h"
 #include "diag.h"
 #include "frontend.h"
 #include "ir.h"
-#include "live.h"
+#include "pipeline.h"
+#include "api_internal.h"
 
-#define ERR_LEN 1024
 #define MAX_FN_ARGS 16  /* ffi_call_pred's limit */
 #define MAX_D (1 << 16) /* beyond any head dimension in use */
-
-typedef struct fn_entry {
-  char *name;
-  void *fn; /* bool f(int64_t, ...) */
-  int nargs;
-} fn_entry;
-
-struct spat_ctx {
-  live_obj live;        /* first: the registry's header */
-  pthread_mutex_t lock; /* guards every field below */
-  char err[ERR_LEN];    /* the last failure's message */
-  char *diags;          /* the last parse/compile's diagnostics (malloc) */
-  spat_diag_fn diag_fn;
-  void *diag_user;
-  fn_entry *fns; /* registered extern predicates */
-  int n_fns, cap_fns;
-};
-
-typedef struct source {
-  atomic_int refs; /* the pattern and each of its kernels */
-  arena *arena;    /* the module and every program instantiated */
-  diag *diag;
-  fe_module *module;
-} source;
-
-struct spat_pattern {
-  live_obj live;
-  pthread_mutex_t lock; /* guards defs, src->diag, src->arena */
-  spat_ctx *ctx;        /* a reference */
-  source *src;
-  const char *name; /* the selected pattern (in src's arena) */
-  int n_defs;
-  fe_define *defs; /* one per parameter, its current value (malloc) */
-};
-
-struct spat_kernel {
-  live_obj live;
-  spat_ctx *ctx; /* a reference */
-  source *src;
-  const ir_program *prog;
-  const backend *be;
-  void *obj;          /* the backend's compiled kernel, or NULL */
-  aot_loaded *cached; /* or an object from the disk cache */
-  const void *desc;   /* its aot_desc, for spat_aot_run */
-  int64_t D;
-  spat_layout layout;
-  int threads;
-  void **externs; /* resolved extern predicates, one per ir extern */
-  const char **input_names;
-  api_shape shape;
-  spat_arg_info *args;
-  spat_signature sig;
-  char *entry_type; /* sig.entry_type (malloc) */
-  ffi_entry *entry; /* the typed entry */
-};
 
 /* ---- errors -------------------------------------------------------------- */
 
@@ -126,23 +70,6 @@ static spat_status fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
   return st;
 }
 
-spat_status api_from_rt(rt_status s) {
-  switch (s) {
-    case RT_OK:
-      return SPAT_OK;
-    case RT_EINVAL:
-      return SPAT_EINVAL;
-    case RT_ERANGE:
-      return SPAT_ERANGE;
-    case RT_ENOMEM:
-      return SPAT_ENOMEM;
-    case RT_EUNSUPPORTED:
-      return SPAT_EUNSUPPORTED;
-    case RT_EINTERNAL:
-      return SPAT_EINTERNAL;
-  }
-  return SPAT_EINTERNAL;
-}
 
 /* Keeps the diagnostics of the last operation (text: the caller's, stable
  * during the call) and hands them to the callback, outside every lock. */
@@ -216,26 +143,26 @@ static void ctx_destroy(spat_ctx *c) {
   free(c);
 }
 
-static spat_ctx *ctx_get(const spat_ctx *c) {
+spat_ctx *api_ctx_get(const spat_ctx *c) {
   return (spat_ctx *)live_acquire(c, LIVE_CTX);
 }
-static void ctx_put(spat_ctx *c) {
+void api_ctx_put(spat_ctx *c) {
   if (live_release(&c->live)) ctx_destroy(c);
 }
 
 static void pattern_destroy(spat_pattern *p);
-static spat_pattern *pattern_get(const spat_pattern *p) {
+spat_pattern *api_pattern_get(const spat_pattern *p) {
   return (spat_pattern *)live_acquire(p, LIVE_PATTERN);
 }
-static void pattern_put(spat_pattern *p) {
+void api_pattern_put(spat_pattern *p) {
   if (live_release(&p->live)) pattern_destroy(p);
 }
 
 static void kernel_destroy(spat_kernel *k);
-static spat_kernel *kernel_get(const spat_kernel *k) {
+spat_kernel *api_kernel_get(const spat_kernel *k) {
   return (spat_kernel *)live_acquire(k, LIVE_KERNEL);
 }
-static void kernel_put(spat_kernel *k) {
+void api_kernel_put(spat_kernel *k) {
   if (live_release(&k->live)) kernel_destroy(k);
 }
 
@@ -256,7 +183,7 @@ spat_ctx *spat_ctx_new(void) {
 }
 
 void spat_ctx_free(spat_ctx *c) {
-  if (live_retire(c, LIVE_CTX)) ctx_put(c);
+  if (live_retire(c, LIVE_CTX)) api_ctx_put(c);
 }
 
 /* The calling thread's copy of the last error (of any context). */
@@ -264,12 +191,12 @@ static _Thread_local char err_copy[ERR_LEN];
 
 const char *spat_ctx_error(const spat_ctx *cc) {
   if (cc == NULL) return "spat: the context is NULL";
-  spat_ctx *c = ctx_get(cc);
+  spat_ctx *c = api_ctx_get(cc);
   if (c == NULL) return "spat: not a live context (freed, or never made)";
   pthread_mutex_lock(&c->lock);
   memcpy(err_copy, c->err, sizeof err_copy);
   pthread_mutex_unlock(&c->lock);
-  ctx_put(c);
+  api_ctx_put(c);
   return err_copy;
 }
 
@@ -283,14 +210,14 @@ static void diag_key_init(void) {
 }
 
 const char *spat_ctx_last_diagnostics(const spat_ctx *cc) {
-  spat_ctx *c = ctx_get(cc);
+  spat_ctx *c = api_ctx_get(cc);
   if (c == NULL) return "";
   pthread_once(&diag_key_once, diag_key_init);
   char *copy = NULL;
   pthread_mutex_lock(&c->lock);
   if (c->diags != NULL && c->diags[0] != '\0') copy = strdup(c->diags);
   pthread_mutex_unlock(&c->lock);
-  ctx_put(c);
+  api_ctx_put(c);
   if (!diag_key_ok) {
     free(copy);
     return "";
@@ -301,13 +228,13 @@ const char *spat_ctx_last_diagnostics(const spat_ctx *cc) {
 }
 
 void spat_ctx_set_diagnostic_fn(spat_ctx *cc, spat_diag_fn fn, void *user) {
-  spat_ctx *c = ctx_get(cc);
+  spat_ctx *c = api_ctx_get(cc);
   if (c == NULL) return;
   pthread_mutex_lock(&c->lock);
   c->diag_fn = fn;
   c->diag_user = user;
   pthread_mutex_unlock(&c->lock);
-  ctx_put(c);
+  api_ctx_put(c);
 }
 
 /* Under c->lock. */
@@ -340,7 +267,7 @@ static int add_fn(spat_ctx *c, const char *name, void *p, int nargs) {
 
 spat_status spat_ctx_register_fn(spat_ctx *cc, const char *name, spat_fn fn,
                                  int nargs) {
-  spat_ctx *c = ctx_get(cc);
+  spat_ctx *c = api_ctx_get(cc);
   if (c == NULL) return SPAT_EINVAL;
   spat_status st = SPAT_OK;
   if (name == NULL || fn == NULL) {
@@ -359,7 +286,7 @@ spat_status spat_ctx_register_fn(spat_ctx *cc, const char *name, spat_fn fn,
     pthread_mutex_unlock(&c->lock);
     if (rc != 0) st = fail(c, SPAT_ENOMEM, "out of memory");
   }
-  ctx_put(c);
+  api_ctx_put(c);
   return st;
 }
 
@@ -371,7 +298,8 @@ static source *source_new(void) {
   atomic_init(&s->refs, 1);
   s->arena = arena_new();
   s->diag = diag_new();
-  if (s->arena == NULL || s->diag == NULL) {
+  if (s->arena == NULL || s->diag == NULL ||
+      pthread_mutex_init(&s->lock, NULL) != 0) {
     arena_free(s->arena);
     if (s->diag != NULL) diag_free(s->diag);
     free(s);
@@ -384,12 +312,14 @@ static void source_release(source *s) {
   if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1) return;
   arena_free(s->arena);
   diag_free(s->diag);
+  pthread_mutex_destroy(&s->lock);
   free(s);
 }
 
 /* The chosen pattern of a loaded module; its parameters from an
- * instantiation with the defaults. */
+ * instantiation with the given values (none: the defaults). */
 static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
+                                const fe_define *given, int n_given,
                                 spat_pattern **out) {
   fe_module *m = s->module;
   int n = fe_n_patterns(m);
@@ -415,19 +345,28 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
     return fail(c, SPAT_EINVAL, "no pattern named '%s' (there are: %s)", want,
                 list);
   }
+  /* a module's source may be shared with patterns selected before */
+  pthread_mutex_lock(&s->lock);
   diag_clear(s->diag);
-  ir_program *p = fe_instantiate(s->diag, m, name, NULL, 0);
+  ir_program *p = fe_instantiate(s->diag, m, name, given, n_given);
+  char *text = strdup(diag_text(s->diag));
+  int errs = diag_n_errors(s->diag);
+  pthread_mutex_unlock(&s->lock);
+  if (text == NULL) {
+    source_release(s);
+    return fail(c, SPAT_ENOMEM, "out of memory");
+  }
   if (p == NULL) {
-    spat_status st = fail_diags(c, diag_text(s->diag), diag_n_errors(s->diag),
-                                "instantiating the pattern");
+    spat_status st = fail_diags(c, text, errs, "instantiating the pattern");
+    free(text);
     source_release(s);
     return st;
   }
-  set_diags(c, diag_text(s->diag));
+  set_diags(c, text);
+  free(text);
   spat_pattern *pat = calloc(1, sizeof *pat);
   fe_define *defs = calloc((size_t)p->n_params + 1, sizeof *defs);
-  if (pat == NULL || defs == NULL ||
-      pthread_mutex_init(&pat->lock, NULL) != 0) {
+  if (pat == NULL || defs == NULL) {
     free(pat);
     free(defs);
     source_release(s);
@@ -454,16 +393,14 @@ static spat_status parse_common(spat_ctx *c, const char *path,
                                 const char *want, spat_pattern **out) {
   source *s = source_new();
   if (s == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
-  s->module = path != NULL
-                  ? fe_load_file(s->diag, s->arena, path)
-                  : fe_load_string(s->diag, s->arena, source_name, text);
+  s->module = pl_load(s->diag, s->arena, path, source_name, text);
   if (s->module == NULL) {
     spat_status st =
         fail_diags(c, diag_text(s->diag), diag_n_errors(s->diag), "parsing");
     source_release(s);
     return st;
   }
-  return make_pattern(c, s, want, out);
+  return make_pattern(c, s, want, NULL, 0, out);
 }
 
 static spat_status parse_string(spat_ctx *c, const char *source_name,
@@ -482,10 +419,10 @@ spat_status spat_pattern_parse_string(spat_ctx *cc, const char *source_name,
                                       const char *text,
                                       const char *pattern_name,
                                       spat_pattern **out) {
-  spat_ctx *c = ctx_get(cc);
+  spat_ctx *c = api_ctx_get(cc);
   if (c == NULL) return SPAT_EINVAL;
   spat_status st = parse_string(c, source_name, text, pattern_name, out);
-  ctx_put(c);
+  api_ctx_put(c);
   return st;
 }
 
@@ -506,30 +443,29 @@ static spat_status parse_file(spat_ctx *c, const char *path,
 spat_status spat_pattern_parse_file(spat_ctx *cc, const char *path,
                                     const char *pattern_name,
                                     spat_pattern **out) {
-  spat_ctx *c = ctx_get(cc);
+  spat_ctx *c = api_ctx_get(cc);
   if (c == NULL) return SPAT_EINVAL;
   spat_status st = parse_file(c, path, pattern_name, out);
-  ctx_put(c);
+  api_ctx_put(c);
   return st;
 }
 
 static void pattern_destroy(spat_pattern *p) {
   source_release(p->src);
   free(p->defs);
-  pthread_mutex_destroy(&p->lock);
-  ctx_put(p->ctx);
+  api_ctx_put(p->ctx);
   free(p);
 }
 
 void spat_pattern_free(spat_pattern *p) {
-  if (live_retire(p, LIVE_PATTERN)) pattern_put(p);
+  if (live_retire(p, LIVE_PATTERN)) api_pattern_put(p);
 }
 
 const char *spat_pattern_name(const spat_pattern *pp) {
-  spat_pattern *p = pattern_get(pp);
+  spat_pattern *p = api_pattern_get(pp);
   if (p == NULL) return NULL;
   const char *name = p->name; /* in the source's arena */
-  pattern_put(p);
+  api_pattern_put(p);
   return name;
 }
 
@@ -538,13 +474,13 @@ static spat_status set_param(spat_pattern *p, const char *name,
   if (name == NULL)
     return fail(p->ctx, SPAT_EINVAL, "spat_pattern_set_param: name is NULL");
   int found = 0;
-  pthread_mutex_lock(&p->lock);
+  pthread_mutex_lock(&p->src->lock);
   for (int k = 0; k < p->n_defs && !found; k++)
     if (strcmp(p->defs[k].name, name) == 0) {
       p->defs[k].value = value;
       found = 1;
     }
-  pthread_mutex_unlock(&p->lock);
+  pthread_mutex_unlock(&p->src->lock);
   if (found) return SPAT_OK;
   if (p->n_defs == 0)
     return fail(p->ctx, SPAT_EINVAL,
@@ -556,24 +492,24 @@ static spat_status set_param(spat_pattern *p, const char *name,
 
 spat_status spat_pattern_set_param(spat_pattern *pp, const char *name,
                                    int64_t value) {
-  spat_pattern *p = pattern_get(pp);
+  spat_pattern *p = api_pattern_get(pp);
   if (p == NULL) return SPAT_EINVAL;
   spat_status st = set_param(p, name, value);
-  pattern_put(p);
+  api_pattern_put(p);
   return st;
 }
 
 size_t spat_pattern_n_params(const spat_pattern *pp) {
-  spat_pattern *p = pattern_get(pp);
+  spat_pattern *p = api_pattern_get(pp);
   if (p == NULL) return 0;
-  size_t n = (size_t)p->n_defs; /* fixed at parse */
-  pattern_put(p);
+  size_t n = (size_t)p->n_defs; /* fixed when the pattern is made */
+  api_pattern_put(p);
   return n;
 }
 
 spat_status spat_pattern_param(const spat_pattern *pp, size_t k,
                                const char **name, int64_t *value) {
-  spat_pattern *p = pattern_get(pp);
+  spat_pattern *p = api_pattern_get(pp);
   if (p == NULL) return SPAT_EINVAL;
   spat_status st = SPAT_OK;
   if (k >= (size_t)p->n_defs) {
@@ -581,12 +517,36 @@ spat_status spat_pattern_param(const spat_pattern *pp, size_t k,
               "spat_pattern_param: index %zu out of range (%d parameters)", k,
               p->n_defs);
   } else {
-    pthread_mutex_lock(&p->lock);
+    pthread_mutex_lock(&p->src->lock);
     if (name != NULL) *name = p->defs[k].name;
     if (value != NULL) *value = p->defs[k].value;
-    pthread_mutex_unlock(&p->lock);
+    pthread_mutex_unlock(&p->src->lock);
   }
-  pattern_put(p);
+  api_pattern_put(p);
+  return st;
+}
+
+spat_status api_lower(spat_pattern *p, const ir_program **out) {
+  source *s = p->src;
+  char err[ERR_LEN] = "";
+  pthread_mutex_lock(&s->lock);
+  diag_clear(s->diag);
+  ir_program *prog = pl_lower(s->diag, s->module, p->name, p->defs,
+                              p->n_defs, err, sizeof err);
+  char *text = strdup(diag_text(s->diag));
+  int errs = diag_n_errors(s->diag);
+  pthread_mutex_unlock(&s->lock);
+  spat_status st = SPAT_OK;
+  if (text == NULL)
+    st = fail(p->ctx, SPAT_ENOMEM, "out of memory");
+  else if (prog == NULL && err[0] != '\0')
+    st = fail(p->ctx, SPAT_EINTERNAL, "internal error: %s", err);
+  else if (prog == NULL)
+    st = fail_diags(p->ctx, text, errs, "instantiating the pattern");
+  else
+    set_diags(p->ctx, text);
+  free(text);
+  if (st == SPAT_OK) *out = prog;
   return st;
 }
 
@@ -642,14 +602,14 @@ static spat_status resolve_externs(spat_ctx *c, const ir_program *p,
 
 static void kernel_destroy(spat_kernel *k) {
   if (k->obj != NULL) k->be->free(k->obj);
-  aot_cache_free(k->cached); /* and the descriptor's run-time kernel */
   ffi_entry_free(k->entry);
   free(k->externs);
   free(k->input_names);
   free(k->args);
   free(k->entry_type);
+  free(k->cache_problem);
   source_release(k->src);
-  ctx_put(k->ctx);
+  api_ctx_put(k->ctx);
   free(k);
 }
 
@@ -680,24 +640,11 @@ static spat_status compile(spat_pattern *pat, const spat_compile_options *o,
   if (be == NULL)
     return fail(c, SPAT_EUNSUPPORTED, "backend '%s' is not built in", be_name);
 
-  /* the front end's part, one thread at a time per pattern: the program
-   * goes into the source's arena, its messages into the source's diag */
   source *s = pat->src;
-  pthread_mutex_lock(&pat->lock);
-  diag_clear(s->diag);
-  ir_program *p =
-      fe_instantiate(s->diag, s->module, pat->name, pat->defs, pat->n_defs);
-  char *text = strdup(diag_text(s->diag));
-  int errs = diag_n_errors(s->diag);
-  pthread_mutex_unlock(&pat->lock);
-  if (text == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
-  if (p == NULL) {
-    spat_status st = fail_diags(c, text, errs, "instantiating the pattern");
-    free(text);
-    return st;
-  }
-  set_diags(c, text);
-  free(text);
+  const ir_program *p;
+  spat_status lst = api_lower(pat, &p);
+  if (lst != SPAT_OK) return lst;
+  char err[ERR_LEN] = "";
   if (p->n_runtime + p->n_inputs > FFI_ENTRY_MAX_ARGS)
     return fail(c, SPAT_EUNSUPPORTED,
                 "pattern '%s' has %d runtime scalars and inputs; a kernel "
@@ -737,10 +684,11 @@ static spat_status compile(spat_pattern *pat, const spat_compile_options *o,
     k->args[p->n_runtime + a] =
         (spat_arg_info){p->inputs[a].name, SPAT_KIND_INPUT, false, 0};
   for (int a = 0; a < p->n_inputs; a++) k->input_names[a] = p->inputs[a].name;
-  k->shape = (api_shape){o->D,           (int)o->layout, p->n_inputs,
+  k->shape = (args_shape){o->D,           (int)o->layout, p->n_inputs,
                          k->input_names, k->externs,     o->threads};
   k->sig = (spat_signature){p->name,        o->D,    o->layout,     o->backend,
-                            (size_t)n_args, k->args, k->entry_type, 0};
+                            (size_t)n_args, k->args, k->entry_type, 0,
+                            NULL};
 
   k->entry = ffi_entry_new(p->n_runtime, p->n_inputs, entry_body, k);
   if (k->entry == NULL) {
@@ -748,23 +696,30 @@ static spat_status compile(spat_pattern *pat, const spat_compile_options *o,
     return fail(c, SPAT_ENOMEM,
                 "cannot make the kernel's typed entry (libffi closure)");
   }
-  char err[ERR_LEN] = "";
-  if (o->cache && o->backend == SPAT_BACKEND_JIT) {
-    char dir[4096];
-    aot_opts ao = {o->D, (int)o->layout, o->threads, NULL, NULL, NULL, 0};
-    if (aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0)
-      k->cached = aot_cache_load(p, &ao, dir, k->externs, &k->desc,
-                                 &k->sig.from_cache, err, sizeof err);
-    /* an unusable cache (no directory, not writable): compile as without */
+  /* an unusable cache (no directory, not writable): compiled as without */
+  backend_cache cache = BACKEND_CACHE_OFF;
+  char note[ERR_LEN] = "";
+  backend_opts bo = {.D = o->D,
+                     .threads = o->threads,
+                     .cache = o->cache != 0,
+                     .layout = (int)o->layout,
+                     .externs = k->externs,
+                     .cache_out = &cache,
+                     .note = note,
+                     .notelen = sizeof note};
+  k->obj = pl_compile(p, be, &bo, err, sizeof err);
+  k->sig.from_cache = cache == BACKEND_CACHE_HIT;
+  if (k->obj != NULL && o->cache && (be->caps & BACKEND_CAP_CACHE) &&
+      cache == BACKEND_CACHE_OFF) {
+    k->cache_problem =
+        strdup(note[0] ? note : "the cache cannot be used"); /* the kernel's */
+    k->sig.cache_problem =
+        k->cache_problem != NULL ? k->cache_problem : "out of memory";
   }
-  if (k->cached == NULL) {
-    backend_opts bo = {o->D, o->threads};
-    k->obj = be->compile(p, &bo, err, sizeof err);
-    if (k->obj == NULL) {
-      kernel_destroy(k);
-      return fail(c, SPAT_EUNSUPPORTED, "%s backend: %s", be->name,
-                  err[0] ? err : "compilation failed");
-    }
+  if (k->obj == NULL) {
+    kernel_destroy(k);
+    return fail(c, SPAT_EUNSUPPORTED, "%s backend: %s", be->name,
+                err[0] ? err : "compilation failed");
   }
   if (live_add(&k->live, LIVE_KERNEL) != 0) {
     kernel_destroy(k);
@@ -776,135 +731,34 @@ static spat_status compile(spat_pattern *pat, const spat_compile_options *o,
 
 spat_status spat_compile(spat_pattern *pp, const spat_compile_options *o,
                          spat_kernel **out) {
-  spat_pattern *pat = pattern_get(pp);
+  spat_pattern *pat = api_pattern_get(pp);
   if (pat == NULL) return SPAT_EINVAL;
   spat_status st = compile(pat, o, out);
-  pattern_put(pat);
+  api_pattern_put(pat);
   return st;
 }
 
 void spat_kernel_free(spat_kernel *k) {
-  if (live_retire(k, LIVE_KERNEL)) kernel_put(k);
+  if (live_retire(k, LIVE_KERNEL)) api_kernel_put(k);
 }
 
 const spat_signature *spat_kernel_signature(const spat_kernel *kk) {
-  spat_kernel *k = kernel_get(kk);
+  spat_kernel *k = api_kernel_get(kk);
   if (k == NULL) return NULL;
   const spat_signature *sig = &k->sig; /* fixed at compile */
-  kernel_put(k);
+  api_kernel_put(k);
   return sig;
 }
 
 spat_fn spat_kernel_entry(const spat_kernel *kk) {
-  spat_kernel *k = kernel_get(kk);
+  spat_kernel *k = api_kernel_get(kk);
   if (k == NULL) return NULL;
   spat_fn f = ffi_entry_code(k->entry);
-  kernel_put(k);
+  api_kernel_put(k);
   return f;
 }
 
 /* ---- running ------------------------------------------------------------- */
-
-/* x * y * ... into *out; false on int64 overflow. */
-static bool mul_sizes(int64_t *out, int n, const int64_t *v) {
-  int64_t r = 1;
-  for (int k = 0; k < n; k++)
-    if (__builtin_mul_overflow(r, v[k], &r)) return false;
-  *out = r;
-  return true;
-}
-
-static spat_status errf(char *err, size_t errlen, spat_status st,
-                        const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static spat_status errf(char *err, size_t errlen, spat_status st,
-                        const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return st;
-}
-
-static spat_status check_tensor(const char *what, const void *p, int64_t B,
-                                int64_t H, int64_t L, int64_t D, char *err,
-                                size_t errlen) {
-  int64_t n;
-  if (!mul_sizes(&n, 4, (const int64_t[]){B, H, L, D}) ||
-      n > (int64_t)(PTRDIFF_MAX / (int64_t)sizeof(float)))
-    return errf(err, errlen, SPAT_ERANGE,
-                "%s: %lld x %lld x %lld x %lld floats overflow the address "
-                "space",
-                what, (long long)B, (long long)H, (long long)L, (long long)D);
-  if (n > 0 && p == NULL)
-    return errf(err, errlen, SPAT_EINVAL, "%s is NULL", what);
-  return SPAT_OK;
-}
-
-/* Checks the tensors and arguments of a run and fills a; *empty when there
- * is nothing to compute. */
-spat_status api_make_args(const api_shape *k, const spat_tensors *t,
-                          const int64_t *scalars, const int32_t *const *inputs,
-                          rt_args *a, bool *empty, char *err, size_t errlen) {
-  if (t == NULL) return errf(err, errlen, SPAT_EINVAL, "tensors are NULL");
-  int64_t Hkv = t->Hkv == 0 ? t->H : t->Hkv;
-  if (t->B < 0 || t->H < 0 || Hkv < 0 || t->Lq < 0 || t->Lk < 0)
-    return errf(err, errlen, SPAT_EINVAL,
-                "negative size: B = %lld, H = %lld, Hkv = %lld, Lq = %lld, "
-                "Lk = %lld",
-                (long long)t->B, (long long)t->H, (long long)Hkv,
-                (long long)t->Lq, (long long)t->Lk);
-  if (t->H > 0 && (Hkv == 0 || t->H % Hkv != 0))
-    return errf(err, errlen, SPAT_EINVAL,
-                "H = %lld is not a multiple of Hkv = %lld", (long long)t->H,
-                (long long)Hkv);
-  if (t->H == 0 && Hkv != 0)
-    return errf(err, errlen, SPAT_EINVAL, "H = 0 with Hkv = %lld",
-                (long long)Hkv);
-  spat_status st;
-  if ((st = check_tensor("q", t->q, t->B, t->H, t->Lq, k->D, err, errlen)) ||
-      (st = check_tensor("k", t->k, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
-      (st = check_tensor("v", t->v, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
-      (st = check_tensor("o", t->o, t->B, t->H, t->Lq, k->D, err, errlen)))
-    return st;
-  if (t->scale != t->scale)
-    return errf(err, errlen, SPAT_EINVAL, "scale is NaN");
-  for (int x = 0; x < k->n_inputs; x++)
-    if (inputs[x] == NULL && t->Lk > 0)
-      return errf(err, errlen, SPAT_EINVAL,
-                  "input array '%s' is NULL (missing input)",
-                  k->input_names[x]);
-  if (k->n_inputs > 0 && t->Lk > INT32_MAX)
-    return errf(err, errlen, SPAT_ERANGE,
-                "Lk = %lld: too long for int32 input arrays", (long long)t->Lk);
-
-  *empty = t->B == 0 || t->H == 0 || t->Lq == 0; /* no rows to write */
-  *a = (rt_args){0};
-  a->B = t->B;
-  a->H = t->H;
-  a->Hkv = Hkv;
-  a->Lq = t->Lq;
-  a->Lk = t->Lk;
-  a->D = k->D;
-  a->q.data = (float *)t->q; /* backends only read q, k, v */
-  a->k.data = (float *)t->k;
-  a->v.data = (float *)t->v;
-  a->o.data = t->o;
-  rt_tensor_strides(&a->q, k->layout, t->H, t->Lq, k->D);
-  rt_tensor_strides(&a->k, k->layout, Hkv, t->Lk, k->D);
-  rt_tensor_strides(&a->v, k->layout, Hkv, t->Lk, k->D);
-  rt_tensor_strides(&a->o, k->layout, t->H, t->Lq, k->D);
-  a->lse = t->lse;
-  a->lse_sh = t->Lq;
-  a->lse_sb = t->H * t->Lq;
-  a->scale = t->scale;
-  a->runtime = scalars;
-  a->inputs = inputs;
-  a->externs = k->externs;
-  a->threads = k->threads;
-  return SPAT_OK;
-}
 
 /* Checks everything and runs: the one path behind run, call and the typed
  * entry. */
@@ -914,32 +768,25 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
   char err[ERR_LEN] = "";
   rt_args a;
   bool empty = false;
-  spat_status st =
-      api_make_args(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
-  if (st == SPAT_OK && !empty && k->desc != NULL) {
-    st =
-        (spat_status)spat_aot_run(k->desc, t, scalars, inputs, err, sizeof err);
-  } else if (st == SPAT_OK && !empty) {
-    rt_status rs = k->be->run(k->obj, &a, err, sizeof err);
-    if (rs != RT_OK && err[0] == '\0') snprintf(err, sizeof err, "failed");
-    st = api_from_rt(rs);
-  }
-  if (st != SPAT_OK) fail(k->ctx, st, "%s", err);
-  return st;
+  rt_status rs =
+      args_make(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
+  if (rs == RT_OK && !empty) rs = k->be->run(k->obj, &a, err, sizeof err);
+  if (rs == RT_OK) return SPAT_OK;
+  return fail(k->ctx, args_status(rs), "%s", err[0] ? err : "failed");
 }
 
 static int entry_body(void *user, const void *t, const int64_t *scalars,
                       const int32_t *const *arrays) {
-  spat_kernel *k = kernel_get(user);
+  spat_kernel *k = api_kernel_get(user);
   if (k == NULL) return SPAT_EINVAL;
   spat_status st = run_kernel(k, t, scalars, arrays);
-  kernel_put(k);
+  api_kernel_put(k);
   return (int)st;
 }
 
 spat_status spat_kernel_run(const spat_kernel *kk, const spat_tensors *t,
                             ...) {
-  spat_kernel *k = kernel_get(kk);
+  spat_kernel *k = api_kernel_get(kk);
   if (k == NULL) return SPAT_EINVAL;
   const ir_program *p = k->prog;
   int64_t scalars[FFI_ENTRY_MAX_ARGS + 1];
@@ -950,7 +797,7 @@ spat_status spat_kernel_run(const spat_kernel *kk, const spat_tensors *t,
   for (int a = 0; a < p->n_inputs; a++) inputs[a] = va_arg(ap, const int32_t *);
   va_end(ap);
   spat_status st = run_kernel(k, t, scalars, inputs);
-  kernel_put(k);
+  api_kernel_put(k);
   return st;
 }
 
@@ -989,9 +836,42 @@ static spat_status kernel_call(const spat_kernel *k, const spat_tensors *t,
 
 spat_status spat_kernel_call(const spat_kernel *kk, const spat_tensors *t,
                              const spat_value *args, size_t n) {
-  spat_kernel *k = kernel_get(kk);
+  spat_kernel *k = api_kernel_get(kk);
   if (k == NULL) return SPAT_EINVAL;
   spat_status st = kernel_call(k, t, args, n);
-  kernel_put(k);
+  api_kernel_put(k);
   return st;
+}
+
+/* ---- for the other api_*.c files (api_internal.h) ------------------------ */
+
+spat_status api_fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
+  char msg[ERR_LEN];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return fail(c, st, "%s", msg);
+}
+
+void api_keep_diags(spat_ctx *c, const diag *d) {
+  set_diags(c, diag_text(d));
+}
+
+spat_status api_diag_error(spat_ctx *c, const diag *d, const char *what) {
+  return fail_diags(c, diag_text(d), diag_n_errors(d), what);
+}
+
+source *api_source_new(void) {
+  return source_new();
+}
+
+void api_source_release(source *s) {
+  source_release(s);
+}
+
+spat_status api_make_pattern(spat_ctx *c, source *s, const char *want,
+                             const fe_define *defs, int n_defs,
+                             spat_pattern **out) {
+  return make_pattern(c, s, want, defs, n_defs, out);
 }

@@ -1,7 +1,8 @@
-/* live.h: the registry of the public API's live objects (contexts, patterns,
- * kernels) and their reference counts.
+/* live.h: the registry of the public API's live objects (contexts, modules,
+ * patterns, kernels) and their reference counts.
  *
- * In: the objects api.c makes, each starting with a live_obj header.  Out:
+ * In: the objects api.c and api_query.c make (contexts, modules,
+ * patterns, kernels), each starting with a live_obj header.  Out:
  * for any pointer a caller hands to spat.h, whether it is a live object of
  * the expected kind, found by its address alone (a freed or foreign pointer
  * is never read), and a counted reference that keeps the object alive while
@@ -29,6 +30,7 @@ typedef enum live_kind {
   LIVE_CTX = 0x5c7c7a01,
   LIVE_PATTERN = 0x5c7c7a02,
   LIVE_KERNEL = 0x5c7c7a03,
+  LIVE_MODULE = 0x5c7c7a04,
 } live_kind;
 
 typedef struct live_obj {

@@ -1,0 +1,69 @@
+/* codegen.h: pattern IR -> one LLVM module holding a specialised attention
+ * kernel (cg_).  Used by the JIT (compiler/jit.c) and the AOT emitter.
+ *
+ * In: an ir_program, the head dimension D (16, 32, 64, 80, 96, 128 or 256),
+ * an LLVMContext and the target (triple, data layout, cpu, features; NULL
+ * leaves them unset).  Out: a module (owned by the caller) whose functions
+ * are called by the C driver loop (runtime/kernel_rt.c); their ABI, exactly
+ * as declared in runtime/kernel_rt.h:
+ *
+ *   int32_t spat_mask_0(const kr_env *e, int64_t i, int64_t j0, int64_t n,
+ *                       int64_t lq, int64_t lk, uint64_t *out);
+ *       bit t of *out = M(e->h, i, j0 + t) for t < n (1 <= n <= 64);
+ *       returns 0, or a 1-based index into the error table on a run-time
+ *       error (overflow, division by zero, input index out of range,
+ *       negative primitive argument).
+ *   int32_t spat_mask_<t+1>(same)   the same for P of top-k node t (top-k
+ *       nodes numbered in post-order) at that node's granularity.
+ *   int32_t spat_tkinfo_<t>(const kr_env *e, int64_t out[4])
+ *       {k, granularity g, Lq and Lk at g} of top-k node t.
+ *   void spat_tile(const float *qt, const float *k, int64_t sk,
+ *                  const float *v, int64_t sv, int64_t ncols,
+ *                  const uint64_t *maskt, float *acc, float *m, float *l,
+ *                  float c, float *st);
+ *       one online-softmax step of a 64-row query tile against ncols
+ *       (1..64) keys, see kr_tile_fn; maskt NULL: every key allowed.
+ *   int32_t spat_errat(const kr_env *e, int64_t i, int64_t j,
+ *                      int64_t whole, int64_t detail[2])
+ *       the first run-time error of the whole pattern at (e->h, i, j) in
+ *       the contract's order (kr_errat_fn), values for the message in detail.
+ *   [n x ptr] spat_errors          the messages, "file:line:col: error: what",
+ *       bytes \1 and \2 standing for spat_errat's detail values.
+ *
+ * Top-k selections are made by the driver (double-precision scores) and read
+ * by the mask code through kr_env.topk.
+ */
+#ifndef SPAT_CODEGEN_H
+#define SPAT_CODEGEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ir.h"
+
+typedef struct LLVMOpaqueContext *LLVMContextRef;
+typedef struct LLVMOpaqueModule *LLVMModuleRef;
+
+typedef struct cg_target {
+  const char *triple;      /* NULL: module left without one */
+  const char *datalayout;  /* NULL: none */
+  const char *cpu;         /* "znver4"; NULL: no function attribute */
+  const char *features;    /* "+avx512f,..."; NULL: none */
+} cg_target;
+
+typedef struct cg_info {
+  int n_topk;              /* top-k nodes (spat_mask_1.. / spat_tkinfo_) */
+  int n_errors;
+  char **errors;           /* malloc'd copies of spat_errors */
+} cg_info;
+
+bool cg_supported_d(int64_t D);
+
+/* NULL with a message in err on failure (unsupported D: the message says so). */
+LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
+                       const cg_target *t, cg_info *info, char *err,
+                       size_t errlen);
+void cg_info_free(cg_info *info);
+
+#endif
