@@ -169,7 +169,7 @@ valgrind: all $(TEST_BINS)
 	@SPAT_TEST_SMALL=1 VALGRIND="valgrind -q --error-exitcode=99 --leak-check=full" \
 	  bash tests/run.sh $(TEST_BINS)
 # ThreadSanitizer over the tests that run the library from several threads.
-TSAN_TESTS := test_threads_api test_api test_jit
+TSAN_TESTS := test_threads_api test_api test_api_query test_jit
 tsan:
 	$(MAKE) B=build-tsan SAN="-fsanitize=thread" $(TSAN_TESTS:%=build-tsan/tests/%)
 	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" B=build-tsan SUITES=0 \

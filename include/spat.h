@@ -26,10 +26,12 @@
  *    compiling and reading messages may overlap in several threads (a lock
  *    in the context guards them).  Separate contexts share nothing, so
  *    compiling in parallel scales best with a context per thread.
- *  - Patterns: one pattern may be compiled from several threads at once
- *    (instantiating it with its parameters takes turns, the backends run in
- *    parallel); a spat_pattern_set_param racing a compile applies to that
- *    compile or to the next.
+ *  - Modules and patterns: one pattern may be compiled (described,
+ *    explained, emitted) from several threads at once, and patterns may be
+ *    selected from one module in several threads (instantiating takes
+ *    turns per module, the backends run in parallel); a
+ *    spat_pattern_set_param racing a compile applies to that compile or to
+ *    the next.
  *  - Kernels are immutable: spat_kernel_run / spat_kernel_call / the typed
  *    entry may be called concurrently from any number of threads, on the
  *    same kernel or on different ones.  Each call's status is its own.
@@ -192,8 +194,8 @@ SPAT_API spat_status spat_module_parse_string(spat_ctx *ctx,
 /* The same for a file (imports relative to it).  SPAT_EIO: unreadable. */
 SPAT_API spat_status spat_module_parse_file(spat_ctx *ctx, const char *path,
                                             spat_module **out);
-/* A module may be freed before the patterns selected from it.  NULL is
- * fine. */
+/* A module may be freed before the patterns selected from it.  NULL, or a
+ * module already freed, is ignored. */
 SPAT_API void spat_module_free(spat_module *m);
 
 /* The patterns of the main text (not of its imports), in definition order. */

@@ -11,7 +11,8 @@
  *    still be running it
  *  - threads free their kernels while the others still run theirs
  *  - one pattern compiled from four threads at once (analysis of one
- *    program at a time in several threads)
+ *    program at a time in several threads), and patterns of one module
+ *    selected, described, explained and compiled in four threads
  *  - a context's diagnostics and error read while other threads compile,
  *    fail and register functions on it
  *  - freeing anything twice, or using it after free, is detected.
@@ -328,6 +329,67 @@ static void test_one_pattern_many_compiles(void **state) {
   spat_ctx_free(c);
 }
 
+/* ---- one module, patterns selected and compiled in four threads ---------- */
+
+typedef struct modjob {
+  spat_module *m;
+  pthread_barrier_t *start;
+  int t, bad;
+} modjob;
+
+static void *mod_main(void *arg) {
+  modjob *j = arg;
+  pthread_barrier_wait(j->start);
+  for (int rep = 0; rep < 2; rep++) {
+    int64_t w = 2 + j->t + rep;
+    spat_param par = {"w", w};
+    spat_pattern *p = NULL;
+    if (spat_module_select(j->m, "local", &par, 1, &p) != SPAT_OK) {
+      j->bad++;
+      continue;
+    }
+    spat_pattern_info info;
+    if (spat_pattern_describe(p, &info) != SPAT_OK || info.n_args != 0) j->bad++;
+    char *text = NULL;
+    spat_explain_options eo = {1, 64, 64, 16, 16};
+    if (spat_pattern_explain(p, &eo, NULL, 0, &text) != SPAT_OK) j->bad++;
+    free(text);
+    spat_kernel *k = compile(p, 0, (j->t + rep) % 2 ? SPAT_BACKEND_INTERP : SPAT_BACKEND_JIT);
+    if (k == NULL || run_check(k, w, (uint64_t)j->t) != 0) j->bad++;
+    spat_pattern_free(p); /* the kernel keeps what it needs */
+    if (k && run_check(k, w, 9) != 0) j->bad++;
+    spat_kernel_free(k);
+  }
+  return NULL;
+}
+
+/* The patterns of one module share its source (arena, diag): selecting,
+ * describing, explaining and compiling them in four threads at once. */
+static void test_one_module_many_threads(void **state) {
+  (void)state;
+  enum { N = 4 };
+  spat_ctx *c = spat_ctx_new();
+  spat_module *m = NULL;
+  assert_int_equal(spat_module_parse_string(c, "local.pat", pat_text, &m), SPAT_OK);
+  pthread_barrier_t start;
+  assert_int_equal(pthread_barrier_init(&start, NULL, N), 0);
+  modjob j[N];
+  pthread_t th[N];
+  for (int n = 0; n < N; n++) {
+    j[n] = (modjob){m, &start, n, 0};
+    assert_int_equal(pthread_create(&th[n], NULL, mod_main, &j[n]), 0);
+  }
+  for (int n = 0; n < N; n++) assert_int_equal(pthread_join(th[n], NULL), 0);
+  for (int n = 0; n < N; n++) assert_int_equal(j[n].bad, 0);
+  pthread_barrier_destroy(&start);
+  spat_module_free(m);
+  spat_module_free(m); /* ignored */
+  assert_int_equal(spat_module_n_patterns(m), 0);
+  spat_pattern *p = NULL;
+  assert_int_equal(spat_module_select(m, NULL, NULL, 0, &p), SPAT_EINVAL);
+  spat_ctx_free(c);
+}
+
 /* ---- diagnostics read while others compile on the context ---------------- */
 
 static bool always(int64_t a, int64_t b) {
@@ -495,6 +557,7 @@ int main(void) {
       /* first: the process's first JIT compiles happen in four threads */
       cmocka_unit_test(test_one_pattern_many_compiles),
       cmocka_unit_test(test_eight_threads),
+      cmocka_unit_test(test_one_module_many_threads),
       cmocka_unit_test(test_diagnostics_while_compiling),
       cmocka_unit_test(test_double_free),
   };
