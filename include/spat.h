@@ -46,7 +46,10 @@
  *    not a live object of its type (freed, never made, another type), is
  *    detected without reading it: the spat_*_free functions ignore it and
  *    every other function returns SPAT_EINVAL (NULL, 0 or "" where it
- *    returns a pointer or a count).  What a function returns (a name, the
+ *    returns a pointer or a count); no call touches freed memory.  (Objects
+ *    are known by address: once a freed object's address is reused for a
+ *    new object of the same type, the old pointer names the new one.)
+ *    What a function returns (a name, the
  *    signature, the typed entry) lives as long as its object.  The typed
  *    entry is a plain C function: it must not be called once its kernel is
  *    freed.
