@@ -3,7 +3,8 @@
  * transposed layout: scores S^T[j][row] so the per-row max, exp and sums
  * are vertical ops, a polynomial exp2 in IR, register-blocked Q.K^T (4 keys
  * x 64 rows) and P.V (4 rows x 64 dims), masks applied as k-masks from one
- * 64-bit word per key.  Depends only on D, never on the pattern.
+ * 64-bit word per key.  Depends only on D, never on the pattern.  Kernel
+ * kind CG_KIND_FWD, f32 (kinds.c); its signature is kr_tile_fn (kabi.h).
  */
 #include "codegen_impl.h"
 
@@ -124,11 +125,11 @@ static void qk_block(cg *g, const tile_io *io, LLVMValueRef j, int jb) {
   }
 }
 
-void cg_build_tile_fn(cg *g) {
+void cg_gen_fwd_tile(cg *g) {
   LLVMBuilderRef B = g->B;
   LLVMTypeRef ps[12] = {g->ptr, g->ptr, g->i64, g->ptr, g->i64, g->i64,
                         g->ptr, g->ptr, g->ptr, g->ptr, g->f32, g->ptr};
-  begin_fn(g, "spat_tile", g->voidt, ps, 12);
+  begin_fn(g, cg_kinds[CG_KIND_FWD].symbol, g->voidt, ps, 12);
   unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
   int ptr_args[] = {0, 1, 3, 6, 7, 8, 9, 11};
   for (size_t x = 0; x < sizeof ptr_args / sizeof ptr_args[0]; x++)

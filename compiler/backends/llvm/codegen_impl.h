@@ -1,6 +1,8 @@
-/* codegen_impl.h: what the generators (codegen_mask.c, codegen_fwd_tile.c)
- * share: the builder state (cg) and small LLVM-C builders.  Internal to
- * compiler/backends/llvm/; not an interface of the library.
+/* codegen_impl.h: what the generators (codegen_mask.c, codegen_fwd_tile.c,
+ * kinds.c) share: the builder state (cg) and small LLVM-C builders.
+ * Internal to compiler/backends/llvm/; not an interface of the library.
+ * A kernel-kind generator (cg_kind.gen) reads only the module fields (C, M,
+ * B, the types, tgt) and D, dtype: never p, the pattern.
  */
 #ifndef SPAT_CODEGEN_IMPL_H
 #define SPAT_CODEGEN_IMPL_H
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include "codegen.h"
+#include "kabi.h"
 #include "kernel_rt.h"
 
 #define NV (KR_BQ / 16) /* row vectors per query tile */
@@ -21,6 +24,7 @@ typedef struct cg {
   const ir_program *p;
   const cg_target *tgt;
   int64_t D;
+  cg_dtype dtype;
   char **errs;
   int n_errs, cap_errs;
   int oom;
@@ -142,7 +146,12 @@ static inline void end_fn(cg *g) {
   LLVMPositionBuilderAtEnd(g->B, cur);
 }
 
-/* codegen_fwd_tile.c: the forward attention tile, spat_tile. */
-void cg_build_tile_fn(cg *g);
+/* A new module named name in ctx for target t, with g's types and builder
+ * (kinds.c); g zeroed first.  Disposing: LLVMDisposeBuilder(g->B). */
+void cg_begin_module(cg *g, LLVMContextRef ctx, const char *name,
+                     const cg_target *t);
+
+/* The kernel-kind generators, one file each (rows of cg_kinds). */
+void cg_gen_fwd_tile(cg *g); /* codegen_fwd_tile.c */
 
 #endif

@@ -179,14 +179,14 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
   case IR_SIZE_LK: return L->lk;
   case IR_SIZE_H: return g->H;
   case IR_RUNTIME: {
-    LLVMValueRef rt = env_word(g, g->env, 4, g->ptr);
+    LLVMValueRef rt = env_word(g, g->env, KABI_ENV_RUNTIME, g->ptr);
     return LLVMBuildLoad2(B, g->i64, gep(g, g->i64, rt, ci64(g, n->value)), "");
   }
   case IR_INPUT: {
     LLVMValueRef x = ival(g, n->kids[0], L, j);
     check(g, LLVMBuildICmp(B, LLVMIntUGE, x, g->lk_tok, ""), n,
           "input index out of range");
-    LLVMValueRef ins = env_word(g, g->env, 5, g->ptr);
+    LLVMValueRef ins = env_word(g, g->env, KABI_ENV_INPUTS, g->ptr);
     LLVMValueRef arr =
         LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ins, ci64(g, n->value)), "");
     LLVMValueRef v = LLVMBuildLoad2(B, g->i32, gep(g, g->i32, arr, x), "");
@@ -200,7 +200,7 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
       args[k] = ival(g, n->kids[k], L, j);
       ats[k] = g->i64;
     }
-    LLVMValueRef ex = env_word(g, g->env, 6, g->ptr);
+    LLVMValueRef ex = env_word(g, g->env, KABI_ENV_EXTERNS, g->ptr);
     LLVMValueRef f =
         LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ex, ci64(g, n->value)), "");
     LLVMTypeRef ft = LLVMFunctionType(g->i8, ats, (unsigned)na, 0);
@@ -467,7 +467,7 @@ static LLVMValueRef vval(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
   case IR_SIZE_LK: return vsplat64(g, L->lk);
   case IR_SIZE_H: return vsplat64(g, g->H);
   case IR_RUNTIME: {
-    LLVMValueRef rt = env_word(g, g->env, 4, g->ptr);
+    LLVMValueRef rt = env_word(g, g->env, KABI_ENV_RUNTIME, g->ptr);
     return vsplat64(g, LLVMBuildLoad2(B, g->i64,
                                       gep(g, g->i64, rt, ci64(g, n->value)), ""));
   }
@@ -476,7 +476,7 @@ static LLVMValueRef vval(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
     LLVMValueRef out = LLVMBuildICmp(B, LLVMIntUGE, x, vsplat64(g, g->lk_tok), "");
     *bad = LLVMBuildOr(B, *bad, out, "");
     x = LLVMBuildSelect(B, out, LLVMConstNull(vt), x, "");
-    LLVMValueRef ins = env_word(g, g->env, 5, g->ptr);
+    LLVMValueRef ins = env_word(g, g->env, KABI_ENV_INPUTS, g->ptr);
     LLVMValueRef arr =
         LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ins, ci64(g, n->value)), "");
     LLVMValueRef ptrs = LLVMBuildGEP2(B, g->i32, arr, &x, 1, "");
@@ -653,13 +653,13 @@ static LLVMValueRef pat_topk(cg *g, const ir_node *n, const lvl *L,
                              const rowx *R) {
   LLVMBuilderRef B = g->B;
   int t = topk_index(g, n);
-  LLVMValueRef tks = env_word(g, g->env, 7, g->ptr);
-  LLVMValueRef tk = gep(g, g->i64, tks, ci64(g, 5 * t));
-  check_dyn(g, env_word(g, tk, 4, g->i64));
-  LLVMValueRef sel = env_word(g, tk, 0, g->ptr);
-  LLVMValueRef cntp = env_word(g, tk, 1, g->ptr);
-  LLVMValueRef ibase = env_word(g, tk, 2, g->i64);
-  LLVMValueRef kst = env_word(g, tk, 3, g->i64);
+  LLVMValueRef tks = env_word(g, g->env, KABI_ENV_TOPK, g->ptr);
+  LLVMValueRef tk = gep(g, g->i64, tks, ci64(g, KABI_TOPK_WORDS * t));
+  check_dyn(g, env_word(g, tk, KABI_TOPK_ERR, g->i64));
+  LLVMValueRef sel = env_word(g, tk, KABI_TOPK_SEL, g->ptr);
+  LLVMValueRef cntp = env_word(g, tk, KABI_TOPK_CNT, g->ptr);
+  LLVMValueRef ibase = env_word(g, tk, KABI_TOPK_IBASE, g->i64);
+  LLVMValueRef kst = env_word(g, tk, KABI_TOPK_K, g->i64);
   LLVMValueRef rw = LLVMBuildSub(B, L->i, ibase, "");
   LLVMValueRef c = LLVMBuildLoad2(B, g->i64, gep(g, g->i64, cntp, rw), "");
   check_dyn(g, LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, c, ci64(g, 0), ""),
@@ -871,9 +871,9 @@ static LLVMValueRef pat(cg *g, const ir_node *n, const lvl *L, const rowx *R,
 /* --- functions ------------------------------------------------------------- */
 
 static void load_env(cg *g) {
-  g->h = env_word(g, g->env, 0, g->i64);
-  g->H = env_word(g, g->env, 1, g->i64);
-  g->lk_tok = env_word(g, g->env, 3, g->i64);
+  g->h = env_word(g, g->env, KABI_ENV_H, g->i64);
+  g->H = env_word(g, g->env, KABI_ENV_NHEADS, g->i64);
+  g->lk_tok = env_word(g, g->env, KABI_ENV_LK, g->i64);
 }
 
 /* Integer-only functions: their loops run at most 64 times, vectorising
@@ -886,7 +886,7 @@ static void scalar_only(cg *g) {
 
 static void build_mask_fn(cg *g, int idx, const ir_node *root) {
   char name[32];
-  snprintf(name, sizeof name, "spat_mask_%d", idx);
+  snprintf(name, sizeof name, KABI_MASK_FMT, idx);
   LLVMTypeRef ps[7] = {g->ptr, g->i64, g->i64, g->i64, g->i64, g->i64, g->ptr};
   begin_fn(g, name, g->i32, ps, 7);
   scalar_only(g);
@@ -920,14 +920,14 @@ static int blocks_path(const ir_node *n, const ir_node *target,
 
 static void build_tkinfo_fn(cg *g, int t) {
   char name[32];
-  snprintf(name, sizeof name, "spat_tkinfo_%d", t);
+  snprintf(name, sizeof name, KABI_TKINFO_FMT, t);
   LLVMTypeRef ps[2] = {g->ptr, g->ptr};
   begin_fn(g, name, g->i32, ps, 2);
   scalar_only(g);
   g->env = LLVMGetParam(g->fn, 0);
   load_env(g);
   LLVMValueRef out = LLVMGetParam(g->fn, 1);
-  lvl L = {ci64(g, 0), env_word(g, g->env, 2, g->i64), g->lk_tok};
+  lvl L = {ci64(g, 0), env_word(g, g->env, KABI_ENV_LQ, g->i64), g->lk_tok};
   LLVMValueRef gran = ci64(g, 1);
   const ir_node *path[256];
   int len = 0;
@@ -1034,11 +1034,6 @@ bool cg_well_formed(const ir_program *p) {
   return p && well_formed(p, p->root, IR_PAT);
 }
 
-bool cg_supported_d(int64_t D) {
-  return D == 16 || D == 32 || D == 64 || D == 80 || D == 96 || D == 128 ||
-         D == 256;
-}
-
 void cg_info_free(cg_info *info) {
   if (!info) return;
   for (int k = 0; k < info->n_errors; k++) free(info->errors[k]);
@@ -1048,14 +1043,11 @@ void cg_info_free(cg_info *info) {
 }
 
 LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
-                       const cg_target *t, cg_info *info, char *err,
-                       size_t errlen) {
+                       const cg_kind *tile, const cg_target *t, cg_info *info,
+                       char *err, size_t errlen) {
   memset(info, 0, sizeof *info);
-  if (!cg_supported_d(D)) {
-    snprintf(err, errlen,
-             "head dimension %lld is not supported by the JIT "
-             "(16, 32, 64, 80, 96, 128, 256)",
-             (long long)D);
+  if (tile && !cg_kind_supports(tile, D, CG_F32)) {
+    cg_unsupported_d(tile, D, "the JIT", err, errlen);
     return NULL;
   }
   if (!cg_well_formed(p)) {
@@ -1067,32 +1059,16 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
     return NULL;
   }
   cg G, *g = &G;
-  memset(g, 0, sizeof G);
-  g->C = ctx;
+  cg_begin_module(g, ctx, p->name ? p->name : "pattern", t);
   g->p = p;
-  g->tgt = t;
   g->D = D;
-  g->M = LLVMModuleCreateWithNameInContext(p->name ? p->name : "pattern", ctx);
-  if (t && t->triple) LLVMSetTarget(g->M, t->triple);
-  if (t && t->datalayout) LLVMSetDataLayout(g->M, t->datalayout);
-  g->B = LLVMCreateBuilderInContext(ctx);
-  g->i1 = LLVMInt1TypeInContext(ctx);
-  g->i8 = LLVMInt8TypeInContext(ctx);
-  g->i32 = LLVMInt32TypeInContext(ctx);
-  g->i64 = LLVMInt64TypeInContext(ctx);
-  g->f32 = LLVMFloatTypeInContext(ctx);
-  g->ptr = LLVMPointerTypeInContext(ctx, 0);
-  g->voidt = LLVMVoidTypeInContext(ctx);
-  g->vf = LLVMVectorType(g->f32, 16);
-  g->vi8 = LLVMVectorType(g->i8, 16);
-  g->vi32 = LLVMVectorType(g->i32, 16);
-  g->vi1 = LLVMVectorType(g->i1, 16);
+  g->dtype = CG_F32;
   if (!collect_topk(g, p->root)) g->oom = 1;
 
   build_mask_fn(g, 0, p->root);
   for (int k = 0; k < g->n_tk; k++) build_mask_fn(g, k + 1, g->tk[k]->kids[1]);
   for (int k = 0; k < g->n_tk; k++) build_tkinfo_fn(g, k);
-  cg_build_tile_fn(g);
+  if (tile) tile->gen(g);
 
   /* the error table */
   LLVMValueRef *strs = calloc((size_t)g->n_errs + 1, sizeof *strs);
@@ -1108,7 +1084,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   }
   if (strs) {
     LLVMValueRef arr = LLVMConstArray2(g->ptr, strs, (uint64_t)g->n_errs);
-    LLVMValueRef tab = LLVMAddGlobal(g->M, LLVMTypeOf(arr), "spat_errors");
+    LLVMValueRef tab = LLVMAddGlobal(g->M, LLVMTypeOf(arr), KABI_ERRORS);
     LLVMSetInitializer(tab, arr);
     LLVMSetGlobalConstant(tab, 1);
   }

@@ -1,0 +1,192 @@
+/* pipeline.c: the one LLVM pipeline (see pipeline.h).
+ *
+ * The passes: "default<O3>" with loop and SLP vectorisation and without
+ * loop unrolling.  The generated loops are already register-blocked by
+ * codegen (4 keys x 64 rows, 4 rows x 64 dims), so unrolling them again
+ * buys nothing measurable in the tile kernels and costs compile time and
+ * code size; this was measured with bench/kernel_speed.sh (the tile kernel
+ * alone, unrolled vs not, min of many runs).
+ */
+#include "pipeline.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+int lp_errorf(char *err, size_t errlen, const char *fmt, ...) {
+  if (err == NULL || errlen == 0) return -1;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static void init_native(void) {
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+}
+
+void lp_init(void) { pthread_once(&init_once, init_native); }
+
+/* LLVM's C API cannot list the CPUs it knows: these x86-64 names (LLVM's
+ * and gcc's -march spellings). */
+static const char *const x86_cpus[] = {
+    "x86-64",         "x86-64-v2",      "x86-64-v3",     "x86-64-v4",
+    "nehalem",        "westmere",       "sandybridge",   "ivybridge",
+    "haswell",        "broadwell",      "skylake",       "skylake-avx512",
+    "cascadelake",    "cooperlake",     "cannonlake",    "icelake-client",
+    "icelake-server", "tigerlake",      "alderlake",     "raptorlake",
+    "meteorlake",     "sapphirerapids", "emeraldrapids", "graniterapids",
+    "btver2",         "bdver4",         "znver1",        "znver2",
+    "znver3",         "znver4",
+};
+
+bool lp_known_cpu(const char *cpu) {
+  for (size_t k = 0; k < sizeof x86_cpus / sizeof x86_cpus[0]; k++)
+    if (strcmp(cpu, x86_cpus[k]) == 0) return true;
+  return false;
+}
+
+static void unknown_cpu(const char *cpu, const char *triple, char *err,
+                        size_t errlen) {
+  char list[1024] = "";
+  size_t used = 0;
+  for (size_t k = 0; k < sizeof x86_cpus / sizeof x86_cpus[0]; k++)
+    used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+                             k ? ", " : "", x86_cpus[k]);
+  snprintf(err, errlen, "unknown CPU '%s' for %s (known: native, %s)", cpu,
+           triple, list);
+}
+
+LLVMTargetMachineRef lp_target_machine(const char *cpu, char *err,
+                                       size_t errlen) {
+  lp_init();
+  if (cpu != NULL && strcmp(cpu, "native") == 0) cpu = NULL;
+  char *triple = LLVMGetDefaultTargetTriple();
+  if (cpu != NULL && (strncmp(triple, "x86_64", 6) != 0 || !lp_known_cpu(cpu))) {
+    unknown_cpu(cpu, triple, err, errlen);
+    LLVMDisposeMessage(triple);
+    return NULL;
+  }
+  char *host_cpu = cpu ? NULL : LLVMGetHostCPUName();
+  char *host_feat = cpu ? NULL : LLVMGetHostCPUFeatures();
+  LLVMTargetRef T;
+  char *msg = NULL;
+  LLVMTargetMachineRef tm = NULL;
+  if (LLVMGetTargetFromTriple(triple, &T, &msg)) {
+    snprintf(err, errlen, "no LLVM target for %s: %s", triple, msg ? msg : "");
+    LLVMDisposeMessage(msg);
+  } else {
+    tm = LLVMCreateTargetMachine(
+        T, triple, cpu ? cpu : host_cpu, cpu ? "" : host_feat,
+        LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
+    if (!tm)
+      snprintf(err, errlen, "cannot create a target machine for CPU '%s'",
+               cpu ? cpu : host_cpu);
+  }
+  LLVMDisposeMessage(triple);
+  if (host_cpu) LLVMDisposeMessage(host_cpu);
+  if (host_feat) LLVMDisposeMessage(host_feat);
+  return tm;
+}
+
+void lp_target_of(LLVMTargetMachineRef tm, lp_target *t) {
+  t->triple = LLVMGetTargetMachineTriple(tm);
+  t->cpu = LLVMGetTargetMachineCPU(tm);
+  t->features = LLVMGetTargetMachineFeatureString(tm);
+  LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+  t->layout = LLVMCopyStringRepOfTargetData(td);
+  LLVMDisposeTargetData(td);
+  t->cg = (cg_target){t->triple, t->layout, t->cpu,
+                      t->features[0] ? t->features : NULL};
+}
+
+void lp_target_free(lp_target *t) {
+  LLVMDisposeMessage(t->triple);
+  LLVMDisposeMessage(t->cpu);
+  LLVMDisposeMessage(t->features);
+  LLVMDisposeMessage(t->layout);
+  memset(t, 0, sizeof *t);
+}
+
+/* ORDER: lp_pass_options() describes exactly what lp_optimize sets. */
+#define LP_PASSES "default<O3>"
+const char *lp_passes(void) { return LP_PASSES; }
+const char *lp_pass_options(void) {
+  return "loop-vectorize slp-vectorize no-loop-unroll";
+}
+
+static atomic_long n_optimized;
+long lp_n_optimized(void) { return atomic_load(&n_optimized); }
+
+static int llvm_error(LLVMErrorRef e, const char *what, char *err,
+                      size_t errlen) {
+  char *m = LLVMGetErrorMessage(e);
+  snprintf(err, errlen, "%s: %s", what, m);
+  LLVMDisposeErrorMessage(m);
+  return -1;
+}
+
+int lp_optimize(LLVMModuleRef M, LLVMTargetMachineRef tm, char *err,
+                size_t errlen) {
+  char *msg = NULL;
+  if (LLVMVerifyModule(M, LLVMReturnStatusAction, &msg)) {
+    snprintf(err, errlen, "internal error: invalid module: %.400s",
+             msg ? msg : "");
+    LLVMDisposeMessage(msg);
+    return -1;
+  }
+  LLVMDisposeMessage(msg);
+  atomic_fetch_add(&n_optimized, 1);
+  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+  LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
+  LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
+  LLVMPassBuilderOptionsSetLoopUnrolling(po, 0);
+  LLVMErrorRef e = LLVMRunPasses(M, LP_PASSES, tm, po);
+  LLVMDisposePassBuilderOptions(po);
+  return e ? llvm_error(e, "optimisation", err, errlen) : 0;
+}
+
+int lp_emit_object(LLVMTargetMachineRef tm, LLVMModuleRef M,
+                   LLVMMemoryBufferRef *out, char *err, size_t errlen) {
+  char *msg = NULL;
+  int rc = 0;
+  if (LLVMTargetMachineEmitToMemoryBuffer(tm, M, LLVMObjectFile, &msg, out)) {
+    snprintf(err, errlen, "cannot emit the object: %s", msg ? msg : "");
+    rc = -1;
+  }
+  LLVMDisposeMessage(msg);
+  return rc;
+}
+
+LLVMOrcLLJITRef lp_new_jit(char *err, size_t errlen) {
+  lp_init();
+  LLVMOrcLLJITRef jit = NULL;
+  LLVMErrorRef e = LLVMOrcCreateLLJIT(&jit, NULL);
+  if (e) {
+    llvm_error(e, "cannot create the JIT", err, errlen);
+    return NULL;
+  }
+  LLVMOrcDefinitionGeneratorRef gen = NULL; /* memset, libm, ... */
+  e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+      &gen, LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL);
+  if (e) {
+    llvm_error(e, "cannot resolve process symbols", err, errlen);
+    LLVMOrcDisposeLLJIT(jit);
+    return NULL;
+  }
+  LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(jit), gen);
+  return jit;
+}
