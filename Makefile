@@ -14,6 +14,8 @@ LLVM_CONFIG ?= /usr/lib/llvm-19/bin/llvm-config
 BISON       ?= bison
 FLEX        ?= flex
 B           := build
+# The version is defined once, in include/spat.h.
+VERSION     := $(shell sed -n 's/^\#define SPAT_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/spat.h | paste -sd.)
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
 OPT     ?= -O2 -g
@@ -153,6 +155,7 @@ install: all
 	install -m 644 docs/spatc.1 $(DESTDIR)$(PREFIX)/share/man/man1/spatc.1
 	install -m 644 patterns/*.pat $(DESTDIR)$(PREFIX)/share/spatc/patterns/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LLVMLIBDIR@|$(shell $(LLVM_CONFIG) --libdir)|g' \
+	  -e 's|@VERSION@|$(VERSION)|g' \
 	  scripts/spat.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/spat.pc
 
 uninstall:

@@ -26,7 +26,6 @@
 
 enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
 
-#define SPATC_VERSION "0.1.0"
 
 /* X(id, long name, short letter or 0, metavar or NULL (a flag), help) */
 #define SPATC_OPTS(X)                                                        \

@@ -31,12 +31,12 @@
 #include "spat.h"
 #include "ffi_call.h"
 #include "rt.h"
-#include "aot.h"
 #include "arena.h"
 #include "backend.h"
 #include "diag.h"
 #include "frontend.h"
 #include "ir.h"
+#include "pipeline.h"
 
 #define ERR_LEN 1024
 #define MAX_FN_ARGS 16  /* ffi_call_pred's limit */
@@ -78,9 +78,7 @@ struct spat_kernel {
   source *src;
   const ir_program *prog;
   const backend *be;
-  void *obj;          /* the backend's compiled kernel, or NULL */
-  aot_loaded *cached; /* or an object from the disk cache */
-  const void *desc;   /* its aot_desc, for spat_aot_run */
+  void *obj;          /* the backend's compiled kernel */
   int64_t D;
   spat_layout layout;
   int threads;
@@ -322,9 +320,7 @@ static spat_status parse_common(spat_ctx *c, const char *path,
                                 const char *want, spat_pattern **out) {
   source *s = source_new();
   if (s == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
-  s->module = path != NULL
-                  ? fe_load_file(s->diag, s->arena, path)
-                  : fe_load_string(s->diag, s->arena, source_name, text);
+  s->module = pl_load(s->diag, s->arena, path, source_name, text);
   if (s->module == NULL) {
     spat_status st = fail_diags(c, s->diag, "parsing");
     source_release(s);
@@ -456,7 +452,6 @@ static spat_status resolve_externs(spat_ctx *c, const ir_program *p,
 
 static void kernel_destroy(spat_kernel *k) {
   if (k->obj != NULL) k->be->free(k->obj);
-  aot_cache_free(k->cached); /* and the descriptor's run-time kernel */
   ffi_entry_free(k->entry);
   free(k->externs);
   free(k->input_names);
@@ -496,8 +491,11 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
 
   source *s = pat->src;
   diag_clear(s->diag);
-  ir_program *p =
-      fe_instantiate(s->diag, s->module, pat->name, pat->defs, pat->n_defs);
+  char err[ERR_LEN] = "";
+  ir_program *p = pl_lower(s->diag, s->module, pat->name, pat->defs,
+                           pat->n_defs, err, sizeof err);
+  if (p == NULL && err[0] != '\0')
+    return fail(c, SPAT_EINTERNAL, "internal error: %s", err);
   if (p == NULL) return fail_diags(c, s->diag, "instantiating the pattern");
   set_diags(c, s->diag);
   if (p->n_runtime + p->n_inputs > FFI_ENTRY_MAX_ARGS)
@@ -549,21 +547,16 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
     return fail(c, SPAT_ENOMEM,
                 "cannot make the kernel's typed entry (libffi closure)");
   }
-  char err[ERR_LEN] = "";
-  if (o->cache && o->backend == SPAT_BACKEND_JIT) {
-    char dir[4096];
-    aot_opts ao = {o->D, (int)o->layout, o->threads, NULL, NULL, NULL, 0};
-    if (aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0)
-      k->cached = aot_cache_load(p, &ao, dir, k->externs, &k->desc,
-                                 &k->sig.from_cache, err, sizeof err);
-    if (k->cached != NULL) {
-      *out = k;
-      return SPAT_OK;
-    }
-    /* an unusable cache (no directory, not writable): compile as without */
-  }
-  backend_opts bo = {o->D, o->threads};
-  k->obj = be->compile(p, &bo, err, sizeof err);
+  /* an unusable cache (no directory, not writable): compiled as without */
+  backend_cache cache = BACKEND_CACHE_OFF;
+  backend_opts bo = {.D = o->D,
+                     .threads = o->threads,
+                     .cache = o->cache != 0,
+                     .layout = (int)o->layout,
+                     .externs = k->externs,
+                     .cache_out = &cache};
+  k->obj = pl_compile(p, be, &bo, err, sizeof err);
+  k->sig.from_cache = cache == BACKEND_CACHE_HIT;
   if (k->obj == NULL) {
     kernel_destroy(k);
     return fail(c, SPAT_EUNSUPPORTED, "%s backend: %s", be->name,
@@ -596,18 +589,11 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
   char err[ERR_LEN] = "";
   rt_args a;
   bool empty = false;
-  spat_status st =
+  rt_status rs =
       args_make(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
-  if (st == SPAT_OK && !empty && k->desc != NULL) {
-    st =
-        (spat_status)spat_aot_run(k->desc, t, scalars, inputs, err, sizeof err);
-  } else if (st == SPAT_OK && !empty) {
-    rt_status rs = k->be->run(k->obj, &a, err, sizeof err);
-    if (rs != RT_OK && err[0] == '\0') snprintf(err, sizeof err, "failed");
-    st = args_status(rs);
-  }
-  if (st != SPAT_OK) fail(k->ctx, st, "%s", err);
-  return st;
+  if (rs == RT_OK && !empty) rs = k->be->run(k->obj, &a, err, sizeof err);
+  if (rs == RT_OK) return SPAT_OK;
+  return fail(k->ctx, args_status(rs), "%s", err[0] ? err : "failed");
 }
 
 static int entry_body(void *user, const void *t, const int64_t *scalars,

@@ -1,5 +1,5 @@
 /* test_llvm.c: the LLVM backend's shared parts: the one pipeline
- * (pipeline.h), the kernel-kind table (codegen.h, kinds.c) and the
+ * (llvm_pipeline.h), the kernel-kind table (codegen.h, kinds.c) and the
  * process-wide tile cache (tile_cache.h).
  *
  *   - the shared tile: compiled once for two contexts compiling in two
@@ -33,7 +33,7 @@
 #include "diag.h"
 #include "frontend.h"
 #include "jit.h"
-#include "pipeline.h"
+#include "llvm_pipeline.h"
 #include "tile_cache.h"
 
 #define TL 200
@@ -210,7 +210,8 @@ static void test_kinds(void **state) {
     for (size_t x = 0; x < sizeof bad / sizeof bad[0]; x++) {
       void *fn = (void *)1;
       assert_false(cg_kind_supports(k, bad[x], CG_F32));
-      assert_int_equal(tc_get(k, bad[x], CG_F32, NULL, &fn, err, sizeof err), -1);
+      assert_int_equal(tc_get(k, bad[x], CG_F32, NULL, &fn, err, sizeof err),
+                       RT_EUNSUPPORTED);
       assert_null(fn);
       char want[64];
       snprintf(want, sizeof want, "head dimension %lld is not supported",
@@ -219,12 +220,20 @@ static void test_kinds(void **state) {
     }
     void *fn = NULL;
     assert_false(cg_kind_supports(k, 64, CG_N_DTYPES));
-    assert_int_equal(tc_get(k, 64, CG_N_DTYPES, NULL, &fn, err, sizeof err), -1);
+    assert_int_equal(tc_get(k, 64, CG_N_DTYPES, NULL, &fn, err, sizeof err),
+                     RT_EUNSUPPORTED);
+    assert_non_null(strstr(err, "no ? version"));
   }
-  /* the JIT's D check is the table's */
-  for (int64_t D = -1; D <= 300; D++)
+  /* the JIT backend's D check and its list are the table's */
+  for (int64_t D = -1; D <= 300; D++) {
     assert_int_equal(cg_supported_d(D),
                      cg_kind_supports(&cg_kinds[CG_KIND_FWD], D, CG_F32));
+    assert_int_equal(backend_jit.supports_d(D), cg_supported_d(D));
+  }
+  cg_unsupported_d(&cg_kinds[CG_KIND_FWD], 7, "x", err, sizeof err);
+  char list[128];
+  snprintf(list, sizeof list, "(%s)", backend_jit.d_text);
+  assert_non_null(strstr(err, list));
 }
 
 /* --- one pipeline ---------------------------------------------------------- */
@@ -296,7 +305,7 @@ static void test_one_pipeline(void **state) {
 
   /* every path goes through lp_optimize, once per module */
   long n0 = lp_n_optimized();
-  backend_opts bo = {64, 1};
+  backend_opts bo = {.D = 64, .threads = 1};
   jit_kernel *jk = jit_compile(p, &bo, err, sizeof err);
   assert_non_null(jk);
   assert_int_equal(lp_n_optimized(), n0 + 1); /* the mask; the tile is shared */
@@ -425,7 +434,7 @@ static void test_tile_disk(void **state) {
   diag *d;
   arena *a;
   ir_program *p = load(&d, &a);
-  backend_opts bo = {32, 1};
+  backend_opts bo = {.D = 32, .threads = 1};
   jit_kernel *jk = jit_compile(p, &bo, err, sizeof err);
   assert_non_null(jk);
   tc_forget();

@@ -13,7 +13,7 @@
  *   entries          NAME(t, scalars..., inputs...) and NAME_ex(err, errlen,
  *                    t, ...) store their arguments in arrays and call
  *                    spat_aot_run(&desc, ...) in libspat
- *   lp_optimize      the one pipeline (pipeline.h), then machine code
+ *   lp_optimize      the one pipeline (llvm_pipeline.h), then machine code
  *
  * An object for the disk cache leaves the tile out: its descriptor points
  * at an external "spat_tile" that cache.c resolves to the process's shared
@@ -30,7 +30,7 @@
 #include "analyze.h"
 #include "codegen.h"
 #include "kabi.h"
-#include "pipeline.h"
+#include "llvm_pipeline.h"
 
 /* build_glue writes the descriptor's fields by position: ORDER aot_desc. */
 #define W(f, n) _Static_assert(offsetof(aot_desc, f) == 8 * (n), "aot_desc." #f)
@@ -213,12 +213,12 @@ static LLVMValueRef tile_fn(emit *e) {
 static int has_generated(emit *e, int nt, char *err, size_t errlen) {
   for (int t = 0; t <= nt; t++)
     if (generated_fn(e, KABI_MASK_FMT, t) == NULL)
-      return lp_errorf(err, errlen, "internal error: no spat_mask_%d", t);
+      return lp_fail(err, errlen, "internal error: no spat_mask_%d", t);
   for (int t = 0; t < nt; t++)
     if (generated_fn(e, KABI_TKINFO_FMT, t) == NULL)
-      return lp_errorf(err, errlen, "internal error: no spat_tkinfo_%d", t);
+      return lp_fail(err, errlen, "internal error: no spat_tkinfo_%d", t);
   if (tile_fn(e) == NULL)
-    return lp_errorf(err, errlen, "internal error: no spat_tile");
+    return lp_fail(err, errlen, "internal error: no spat_tile");
   return 0;
 }
 
@@ -230,7 +230,7 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
   /* plan words */
   int64_t nw = plan_words(plan);
   LLVMValueRef *words = calloc((size_t)nw + 1, sizeof *words);
-  if (words == NULL) return lp_errorf(err, errlen, "out of memory");
+  if (words == NULL) return lp_fail(err, errlen, "out of memory");
   for (int64_t w = 0; w < nw; w++)
     words[w] = LLVMConstInt(e->i64, (unsigned long long)plan[w], 1);
   LLVMValueRef plan_g =
@@ -240,7 +240,7 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
   int nt = info->n_topk,
       n_ptrs = nt + 1 + p->n_inputs + p->n_externs + info->n_errors + 1;
   LLVMValueRef *v = calloc((size_t)n_ptrs, sizeof *v);
-  if (v == NULL) return lp_errorf(err, errlen, "out of memory");
+  if (v == NULL) return lp_fail(err, errlen, "out of memory");
   for (int t = 0; t <= nt; t++) v[t] = generated_fn(e, KABI_MASK_FMT, t);
   LLVMValueRef mask_g = ptr_array(e, v, nt + 1, "mask");
   for (int t = 0; t < nt; t++) v[t] = generated_fn(e, KABI_TKINFO_FMT, t);
@@ -306,15 +306,15 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
                         size_t errlen) {
   const char *name = e->name;
   if (!aot_is_identifier(name))
-    return lp_errorf(err, errlen,
+    return lp_fail(err, errlen,
                   "'%s' is not usable as a C function name (give --name)",
                   name);
   for (int k = 0; k < p->n_externs; k++)
     if (!aot_is_identifier(p->externs[k].name))
-      return lp_errorf(err, errlen, "extern '%s' is not a C identifier",
+      return lp_fail(err, errlen, "extern '%s' is not a C identifier",
                     p->externs[k].name);
   if (p->n_runtime + p->n_inputs > 64)
-    return lp_errorf(err, errlen, "more than 64 runtime scalars and inputs");
+    return lp_fail(err, errlen, "more than 64 runtime scalars and inputs");
   const cg_kind *fwd = &cg_kinds[CG_KIND_FWD];
   if (!cg_kind_supports(fwd, o->D, CG_F32)) {
     cg_unsupported_d(fwd, o->D, "the code generator", err, errlen);
@@ -366,12 +366,12 @@ static int emit_kernel(const ir_program *p, const aot_opts *o,
       rc = lp_emit_object(tm, e->M, mem, err, errlen);
     } else if (o->emit == AOT_EMIT_LLVM) {
       if (LLVMPrintModuleToFile(e->M, path, &msg))
-        rc = lp_errorf(err, errlen, "%s: %s", path, msg ? msg : "cannot write");
+        rc = lp_fail(err, errlen, "%s: %s", path, msg ? msg : "cannot write");
     } else {
       LLVMCodeGenFileType ft =
           o->emit == AOT_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile;
       if (LLVMTargetMachineEmitToFile(tm, e->M, path, ft, &msg))
-        rc = lp_errorf(err, errlen, "%s: %s", path, msg ? msg : "cannot emit");
+        rc = lp_fail(err, errlen, "%s: %s", path, msg ? msg : "cannot emit");
     }
     LLVMDisposeMessage(msg);
   }

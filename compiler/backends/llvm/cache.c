@@ -9,7 +9,6 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <stdatomic.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
@@ -26,7 +25,7 @@
 #include "analyze.h"
 #include "cache.h"
 #include "codegen.h"
-#include "pipeline.h"
+#include "llvm_pipeline.h"
 #include "tile_cache.h"
 
 /* One file per kernel, HASH.spk (HASH.spt for tile kernels), written whole
@@ -62,13 +61,13 @@ int aot_cache_dir(char *buf, size_t n, char *err, size_t errlen) {
   else if (home != NULL && home[0] != '\0')
     len = snprintf(buf, n, "%s/.cache/spatc", home);
   else
-    return lp_errorf(err, errlen,
+    return lp_fail(err, errlen,
                   "no cache directory: neither XDG_CACHE_HOME nor HOME is "
                   "set");
   if (len < 0 || (size_t)len >= n)
-    return lp_errorf(err, errlen, "cache directory name too long");
+    return lp_fail(err, errlen, "cache directory name too long");
   if (mkdir_p(buf) != 0)
-    return lp_errorf(err, errlen, "%s: cannot create: %s", buf, strerror(errno));
+    return lp_fail(err, errlen, "%s: cannot create: %s", buf, strerror(errno));
   return 0;
 }
 
@@ -155,14 +154,14 @@ static int entry_parse(const unsigned char *b, size_t n, const char **key,
                        size_t *key_len, const unsigned char **obj,
                        size_t *obj_len, char *err, size_t errlen) {
   if (n < ENTRY_HEAD || memcmp(b, ENTRY_MAGIC, 8) != 0)
-    return lp_errorf(err, errlen, "not a spatc cache entry");
+    return lp_fail(err, errlen, "not a spatc cache entry");
   uint64_t kl = get_u64(b + 8), ol = get_u64(b + 16), sum = get_u64(b + 24);
   if (kl > n || ol > n || ENTRY_HEAD + kl + ol != n)
-    return lp_errorf(err, errlen,
+    return lp_fail(err, errlen,
                   "length %zu, expected %llu (truncated or damaged)", n,
                   (unsigned long long)(ENTRY_HEAD + kl + ol));
   if (fnv1a(FNV_SEED, b + ENTRY_HEAD, n - ENTRY_HEAD) != sum)
-    return lp_errorf(err, errlen, "checksum mismatch (damaged)");
+    return lp_fail(err, errlen, "checksum mismatch (damaged)");
   *key = (const char *)b + ENTRY_HEAD;
   *key_len = (size_t)kl;
   *obj = b + ENTRY_HEAD + kl;
@@ -181,14 +180,18 @@ static int entry_write(const char *path, const char *key, const void *obj,
   put_u64(head + 16, obj_len);
   uint64_t sum = fnv1a(FNV_SEED, (const unsigned char *)key, kl);
   put_u64(head + 24, fnv1a(sum, obj, obj_len));
-  /* unique per process and call: two threads of one process may store
-   * the same entry at once */
-  static atomic_long serial;
+  /* a name of its own per writer (mkstemp): threads of one process and
+   * other processes may write the same entry at once */
   char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%ld", path, (long)getpid(),
-           atomic_fetch_add(&serial, 1));
-  FILE *f = fopen(tmp, "wb");
-  if (f == NULL) return -1;
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
+  int fd = mkstemp(tmp);
+  if (fd < 0) return -1;
+  FILE *f = fdopen(fd, "wb");
+  if (f == NULL) {
+    close(fd);
+    remove(tmp);
+    return -1;
+  }
   int bad = fwrite(head, 1, sizeof head, f) != sizeof head;
   bad |= fwrite(key, 1, kl, f) != kl;
   bad |= fwrite(obj, 1, obj_len, f) != obj_len;
@@ -215,10 +218,10 @@ static aot_loaded *fail_load(aot_loaded *l, LLVMErrorRef e, const char *what,
                              char *err, size_t errlen) {
   if (e != NULL) {
     char *m = LLVMGetErrorMessage(e);
-    lp_errorf(err, errlen, "%s: %s", what, m);
+    rt_errf(err, errlen, RT_EINTERNAL, "%s: %s", what, m);
     LLVMDisposeErrorMessage(m);
   } else {
-    lp_errorf(err, errlen, "%s", what);
+    rt_errf(err, errlen, RT_EINTERNAL, "%s", what);
   }
   aot_cache_free(l);
   return NULL;
@@ -379,7 +382,7 @@ int aot_cache_list(const char *dir, aot_cache_fn fn, void *user, char *err,
                    size_t errlen) {
   DIR *d = opendir(dir);
   if (d == NULL)
-    return lp_errorf(err, errlen, "%s: %s", dir, strerror(errno));
+    return lp_fail(err, errlen, "%s: %s", dir, strerror(errno));
   int n = 0;
   for (struct dirent *de; (de = readdir(d)) != NULL;) {
     if (!is_entry_name(de->d_name)) continue;
@@ -411,7 +414,7 @@ int aot_cache_clear(const char *dir, char *err, size_t errlen) {
   DIR *d = opendir(dir);
   if (d == NULL)
     return errno == ENOENT ? 0
-                           : lp_errorf(err, errlen, "%s: %s", dir,
+                           : lp_fail(err, errlen, "%s: %s", dir,
                                     strerror(errno));
   int n = 0, bad = 0;
   for (struct dirent *de; (de = readdir(d)) != NULL;) {
@@ -429,7 +432,7 @@ int aot_cache_clear(const char *dir, char *err, size_t errlen) {
     if (remove(path) == 0)
       n += entry;
     else if (!bad)
-      bad = lp_errorf(err, errlen, "%s: %s", path, strerror(errno));
+      bad = lp_fail(err, errlen, "%s: %s", path, strerror(errno));
   }
   closedir(d);
   return bad ? -1 : n;

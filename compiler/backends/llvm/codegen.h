@@ -91,9 +91,6 @@ typedef struct cg_info {
   char **errors;           /* malloc'd copies of spat_errors */
 } cg_info;
 
-/* Node kinds, arities and table indices as ir.h promises (false: the tree
- * is malformed and no backend should touch it). */
-bool cg_well_formed(const ir_program *p);
 
 /* The pattern's mask and top-k functions and its error table; with tile
  * non-NULL also that kind's function for (D, f32) (a self-contained AOT

@@ -969,71 +969,6 @@ static int collect_topk(cg *g, const ir_node *n) {
   return 1;
 }
 
-static const ir_node *wide_extern(const ir_node *n) {
-  if (!n) return NULL;
-  if (n->op == IR_EXTERN && n->n_kids > 16) return n;
-  for (int k = 0; k < n->n_kids; k++) {
-    const ir_node *w = wide_extern(n->kids[k]);
-    if (w) return w;
-  }
-  return NULL;
-}
-
-/* The IR as ir.h promises it (sema's job; checked so that a malformed tree
- * is an error, never a crash or a silent mask). */
-static const int ir_arity[IR_N_OPS] = {
-#define X(name, text, kind, n) n,
-    IR_OPS(X)
-#undef X
-};
-
-static bool well_formed(const ir_program *p, const ir_node *n, ir_kind want) {
-  if (!n || ir_op_kind[n->op] != want) return false;
-  if (ir_arity[n->op] >= 0 && n->n_kids != ir_arity[n->op]) return false;
-  if (n->n_kids > 0 && !n->kids) return false;
-  switch (n->op) {
-  case IR_RUNTIME: return n->value >= 0 && n->value < p->n_runtime;
-  case IR_INPUT:
-    return n->value >= 0 && n->value < p->n_inputs &&
-           well_formed(p, n->kids[0], IR_INT);
-  case IR_EXTERN:
-    if (n->value < 0 || n->value >= p->n_externs) return false;
-    break;
-  case IR_SET:
-    for (int k = 0; k < n->n_kids; k++) {
-      const ir_node *it = n->kids[k];
-      if (!it) return false;
-      if (!well_formed(p, it, it->op == IR_RANGE ? IR_SETK : IR_INT)) return false;
-    }
-    return true;
-  case IR_RANGE:
-    return well_formed(p, n->kids[0], IR_INT) && well_formed(p, n->kids[1], IR_INT);
-  case IR_ROWS:
-  case IR_COLS:
-  case IR_GLOBAL:
-    return n->kids[0] && n->kids[0]->op == IR_SET &&
-           well_formed(p, n->kids[0], IR_SETK);
-  case IR_TOPK:
-  case IR_BLOCKS:
-    return well_formed(p, n->kids[0], IR_INT) && well_formed(p, n->kids[1], IR_PAT);
-  case IR_PSEL:
-    return well_formed(p, n->kids[0], IR_INT) &&
-           well_formed(p, n->kids[1], IR_PAT) && well_formed(p, n->kids[2], IR_PAT);
-  default: break;
-  }
-  ir_kind kid = (n->op == IR_OR || n->op == IR_AND || n->op == IR_MINUS ||
-                 n->op == IR_COMPL)
-                    ? IR_PAT
-                    : IR_INT;
-  for (int k = 0; k < n->n_kids; k++)
-    if (!well_formed(p, n->kids[k], kid)) return false;
-  return true;
-}
-
-bool cg_well_formed(const ir_program *p) {
-  return p && well_formed(p, p->root, IR_PAT);
-}
-
 void cg_info_free(cg_info *info) {
   if (!info) return;
   for (int k = 0; k < info->n_errors; k++) free(info->errors[k]);
@@ -1050,14 +985,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
     cg_unsupported_d(tile, D, "the JIT", err, errlen);
     return NULL;
   }
-  if (!cg_well_formed(p)) {
-    snprintf(err, errlen, "internal error: malformed pattern IR");
-    return NULL;
-  }
-  if (wide_extern(p->root)) {
-    snprintf(err, errlen, "extern functions take at most 16 arguments");
-    return NULL;
-  }
+  if (!ir_check(p, err, errlen)) return NULL;
   cg G, *g = &G;
   cg_begin_module(g, ctx, p->name ? p->name : "pattern", t);
   g->p = p;
@@ -1097,7 +1025,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   if (g->oom) {
     cg_info_free(info);
     LLVMDisposeModule(g->M);
-    snprintf(err, errlen, "out of memory in code generation");
+    rt_errf(err, errlen, RT_ENOMEM, "out of memory in code generation");
     return NULL;
   }
   return g->M;

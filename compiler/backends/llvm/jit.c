@@ -23,7 +23,7 @@
 #include "codegen.h"
 #include "kabi.h"
 #include "kernel_rt.h"
-#include "pipeline.h"
+#include "llvm_pipeline.h"
 #include "tile_cache.h"
 
 struct jit_kernel {
@@ -44,7 +44,7 @@ static double now_ms(void) {
 static int llvm_err(LLVMErrorRef e, const char *what, char *err,
                     size_t errlen) {
   char *m = LLVMGetErrorMessage(e);
-  lp_errorf(err, errlen, "%s: %s", what, m);
+  rt_errf(err, errlen, RT_EINTERNAL, "%s: %s", what, m);
   LLVMDisposeErrorMessage(m);
   return 0;
 }
@@ -101,7 +101,7 @@ static int link_kernel(jit_kernel *jk, LLVMMemoryBufferRef obj, char *err,
   jk->mask = calloc((size_t)nt + 1, sizeof *jk->mask);
   jk->tkinfo = calloc((size_t)nt + 1, sizeof *jk->tkinfo);
   if (!jk->mask || !jk->tkinfo) {
-    lp_errorf(err, errlen, "out of memory");
+    rt_errf(err, errlen, RT_ENOMEM, "out of memory");
     return 0;
   }
   char name[32];
@@ -122,13 +122,10 @@ static int link_kernel(jit_kernel *jk, LLVMMemoryBufferRef obj, char *err,
 jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
                         size_t errlen) {
   if (!p || !o) {
-    lp_errorf(err, errlen, "NULL program or options");
+    rt_errf(err, errlen, RT_EINVAL, "NULL program or options");
     return NULL;
   }
-  if (!cg_well_formed(p)) {
-    lp_errorf(err, errlen, "internal error: malformed pattern IR");
-    return NULL;
-  }
+  if (!ir_check(p, err, errlen)) return NULL;
   const cg_kind *fwd = &cg_kinds[CG_KIND_FWD];
   if (!cg_kind_supports(fwd, o->D, CG_F32)) {
     cg_unsupported_d(fwd, o->D, "the JIT", err, errlen);
@@ -137,7 +134,7 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
   double t0 = now_ms();
   jit_kernel *jk = calloc(1, sizeof *jk);
   if (!jk) {
-    lp_errorf(err, errlen, "out of memory");
+    rt_errf(err, errlen, RT_ENOMEM, "out of memory");
     return NULL;
   }
   void *tile = NULL;
@@ -173,18 +170,3 @@ rt_status jit_run(jit_kernel *k, const rt_args *a, char *err, size_t errlen) {
 double jit_compile_ms(const jit_kernel *k) { return k->ms; }
 
 const kr_kernel *jit_kr_kernel(const jit_kernel *k) { return &k->k; }
-
-static void *b_compile(const ir_program *p, const backend_opts *o, char *err,
-                       size_t errlen) {
-  return jit_compile(p, o, err, errlen);
-}
-static rt_status b_run(void *k, const rt_args *a, char *err, size_t errlen) {
-  if (!k) {
-    lp_errorf(err, errlen, "NULL kernel");
-    return RT_EINVAL;
-  }
-  return jit_run(k, a, err, errlen);
-}
-static void b_free(void *k) { jit_free(k); }
-
-const backend backend_jit = {"jit", b_compile, b_run, b_free};

@@ -20,6 +20,8 @@
 
 #include <stdio.h>
 
+#include "rt.h"
+
 static const int64_t fwd_dims[] = {16, 32, 64, 80, 96, 128, 256};
 
 const cg_kind cg_kinds[CG_N_KINDS] = {
@@ -53,8 +55,9 @@ void cg_unsupported_d(const cg_kind *k, int64_t D, const char *who, char *err,
   for (int x = 0; x < k->n_dims && used < sizeof list; x++)
     used += (size_t)snprintf(list + used, sizeof list - used, "%s%lld",
                              x ? ", " : "", (long long)k->dims[x]);
-  snprintf(err, errlen, "head dimension %lld is not supported by %s (%s)",
-           (long long)D, who, list);
+  rt_errf(err, errlen, RT_EUNSUPPORTED,
+          "head dimension %lld is not supported by %s (%s)", (long long)D, who,
+          list);
 }
 
 void cg_begin_module(cg *g, LLVMContextRef ctx, const char *name,
@@ -83,15 +86,15 @@ LLVMModuleRef cg_build_kernel(LLVMContextRef ctx, const cg_kind *k, int64_t D,
                               cg_dtype t, const cg_target *tgt, char *err,
                               size_t errlen) {
   if (!k) {
-    snprintf(err, errlen, "internal error: no kernel kind");
+    rt_errf(err, errlen, RT_EINTERNAL, "internal error: no kernel kind");
     return NULL;
   }
   if (!cg_kind_supports(k, D, t)) {
     if ((int)t >= 0 && t < CG_N_DTYPES && (k->dtypes & (1u << t)))
       cg_unsupported_d(k, D, "the JIT", err, errlen);
     else
-      snprintf(err, errlen, "kernel kind %s has no %s version", k->name,
-               cg_dtype_name(t));
+      rt_errf(err, errlen, RT_EUNSUPPORTED, "kernel kind %s has no %s version",
+              k->name, cg_dtype_name(t));
     return NULL;
   }
   char name[64];

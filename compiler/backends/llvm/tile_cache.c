@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "cache.h"
-#include "pipeline.h"
+#include "llvm_pipeline.h"
 
 #define MAX_DIMS 16
 
@@ -90,7 +90,7 @@ static int compile(const cg_kind *k, int64_t D, cg_dtype t,
   if (tm == NULL) return -1;
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef M = optimized(k, D, t, tm, ctx, err, errlen);
-  int rc = M != NULL ? lp_emit_object(tm, M, out, err, errlen) : -1;
+  int rc = M != NULL && lp_emit_object(tm, M, out, err, errlen) == RT_OK ? 0 : -1;
   if (M != NULL) LLVMDisposeModule(M);
   LLVMContextDispose(ctx);
   LLVMDisposeTargetMachine(tm);
@@ -113,7 +113,7 @@ char *tc_kernel_ir(const cg_kind *k, int64_t D, cg_dtype t, char *err,
   }
   LLVMContextDispose(ctx);
   LLVMDisposeTargetMachine(tm);
-  if (M != NULL && text == NULL) lp_errorf(err, errlen, "out of memory");
+  if (M != NULL && text == NULL) rt_errf(err, errlen, RT_ENOMEM, "out of memory");
   return text;
 }
 
@@ -131,7 +131,7 @@ static int link_object(slot *s, const cg_kind *k, LLVMMemoryBufferRef obj, char 
   if (!e) e = LLVMOrcLLJITLookup(jit, &addr, k->symbol);
   if (e) {
     char *m = LLVMGetErrorMessage(e);
-    lp_errorf(err, errlen, "%s kernel: %s", k->name, m);
+    rt_errf(err, errlen, RT_EINTERNAL, "%s kernel: %s", k->name, m);
     LLVMDisposeErrorMessage(m);
     LLVMOrcDisposeLLJIT(jit);
     return -1;
@@ -158,7 +158,7 @@ static int build(slot *s, const cg_kind *k, int64_t D, cg_dtype t,
     char *copy = malloc(n ? n : 1);
     if (copy == NULL) {
       LLVMDisposeMemoryBuffer(obj);
-      return lp_errorf(err, errlen, "out of memory");
+      return lp_fail(err, errlen, "out of memory");
     }
     memcpy(copy, LLVMGetBufferStart(obj), n);
     if (link_object(s, k, obj, err, errlen) == 0) {
@@ -191,19 +191,27 @@ static void store(const char *obj, size_t n, const char *dir,
   LLVMDisposeMemoryBuffer(b);
 }
 
-int tc_get(const cg_kind *k, int64_t D, cg_dtype t, const char *dir,
-           void **fn, char *err, size_t errlen) {
+rt_status tc_get(const cg_kind *k, int64_t D, cg_dtype t, const char *dir,
+                 void **fn, char *err, size_t errlen) {
   *fn = NULL;
-  if (k == NULL || k->id < 0 || k->id >= CG_N_KINDS || k != &cg_kinds[k->id])
-    return lp_errorf(err, errlen, "internal error: unknown kernel kind");
+  if (k == NULL || (int)k->id < 0 || k->id >= CG_N_KINDS ||
+      k != &cg_kinds[k->id])
+    return rt_errf(err, errlen, RT_EINTERNAL,
+                   "internal error: unknown kernel kind");
   if (!cg_kind_supports(k, D, t)) {
-    cg_unsupported_d(k, D, "the JIT", err, errlen);
-    return -1;
+    if ((int)t >= 0 && t < CG_N_DTYPES && (k->dtypes & (1u << t))) {
+      cg_unsupported_d(k, D, "the JIT", err, errlen);
+      return RT_EUNSUPPORTED;
+    }
+    return rt_errf(err, errlen, RT_EUNSUPPORTED,
+                   "kernel kind %s has no %s version", k->name,
+                   cg_dtype_name(t));
   }
   int di = 0;
   while (k->dims[di] != D) di++;
   if (di >= MAX_DIMS)
-    return lp_errorf(err, errlen, "internal error: too many head dimensions");
+    return rt_errf(err, errlen, RT_EINTERNAL,
+                   "internal error: too many head dimensions");
   slot *s = &slots[k->id][di][t];
 
   pthread_mutex_lock(&mu);
@@ -222,7 +230,7 @@ int tc_get(const cg_kind *k, int64_t D, cg_dtype t, const char *dir,
       s->stored_in = d;
       pthread_mutex_unlock(&mu);
     }
-    return 0;
+    return RT_OK;
   }
   s->state = BUILDING;
   pthread_mutex_unlock(&mu);
@@ -236,7 +244,7 @@ int tc_get(const cg_kind *k, int64_t D, cg_dtype t, const char *dir,
   if (rc == 0) *fn = s->fn;
   pthread_cond_broadcast(&built);
   pthread_mutex_unlock(&mu);
-  return rc;
+  return rc == 0 ? RT_OK : RT_EINTERNAL;
 }
 
 void tc_forget(void) {

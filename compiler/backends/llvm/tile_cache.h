@@ -4,7 +4,7 @@
  * A kernel kind does not depend on the pattern (codegen.h, kinds.c), so a
  * pattern's JIT compile builds only its mask code and takes the tile from
  * here.  Entries are keyed by (kind, D, dtype) for this host's CPU, made on
- * first use through the one pipeline (pipeline.h), linked by an LLJIT of
+ * first use through the one pipeline (llvm_pipeline.h), linked by an LLJIT of
  * their own and kept until the process ends.  With a cache directory they
  * are also read from and written to the disk cache (DIR/HASH.spt, cache.h),
  * so a fresh process with a warm disk cache compiles no tile at all.
@@ -18,12 +18,14 @@
 #include <stdint.h>
 
 #include "codegen.h"
+#include "rt.h"
 
 /* The function of kind k for (D, t) in *fn (its C type is the kind's, e.g.
  * kr_tile_fn).  dir: the disk cache directory, or NULL for memory only.
- * 0, or -1 with a message in err (an unsupported D says so). */
-int tc_get(const cg_kind *k, int64_t D, cg_dtype t, const char *dir,
-           void **fn, char *err, size_t errlen);
+ * RT_OK, or a status with a message in err (RT_EUNSUPPORTED: a D or dtype
+ * the kind does not list, and the message says so). */
+rt_status tc_get(const cg_kind *k, int64_t D, cg_dtype t, const char *dir,
+                 void **fn, char *err, size_t errlen);
 
 /* For the tests: how many functions this process has compiled, and how
  * many it has read from a disk cache. */

@@ -1,4 +1,4 @@
-/* pipeline.h: the one LLVM pipeline (lp_) every kernel goes through: the
+/* llvm_pipeline.h: the one LLVM pipeline (lp_) every kernel goes through: the
  * JIT (jit.c), AOT objects (aot.c), the disk cache (cache.c) and the shared
  * tile kernels (tile_cache.c).
  *
@@ -25,15 +25,17 @@
 #include <stddef.h>
 
 #include "codegen.h"
+#include "rt.h"
 
 typedef struct LLVMOpaqueTargetMachine *LLVMTargetMachineRef;
 typedef struct LLVMOpaqueMemoryBuffer *LLVMMemoryBufferRef;
 typedef struct LLVMOrcOpaqueLLJIT *LLVMOrcLLJITRef;
 
-/* vsnprintf into err (NULL or errlen 0: nothing); returns -1.  The one
- * error formatter of this folder. */
-int lp_errorf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* rt_errf (runtime/rt.h, the library's one error formatter) for the
+ * functions of this folder whose contract is "0, or -1 with a message":
+ * formats into err and yields -1. */
+#define lp_fail(err, errlen, ...) \
+  (rt_errf((err), (errlen), RT_EINVAL, __VA_ARGS__), -1)
 
 /* Registers the native target and its assembly printer; cheap after the
  * first call.  Every function below calls it. */
@@ -63,15 +65,17 @@ void lp_target_free(lp_target *t);
 const char *lp_passes(void);
 const char *lp_pass_options(void);
 
-/* Verifies M, then runs the pipeline with tm.  0, or -1 with a message.
- * Each call counts in lp_n_optimized (for the tests: every path counts). */
-int lp_optimize(LLVMModuleRef M, LLVMTargetMachineRef tm, char *err,
-                size_t errlen);
+/* Verifies M, then runs the pipeline with tm; RT_OK or a status with the
+ * message in err.  Each call counts in lp_n_optimized (for the tests: every
+ * path counts). */
+rt_status lp_optimize(LLVMModuleRef M, LLVMTargetMachineRef tm, char *err,
+                      size_t errlen);
 long lp_n_optimized(void);
 
-/* M as an object file in *out (caller disposes).  0, or -1 with a message. */
-int lp_emit_object(LLVMTargetMachineRef tm, LLVMModuleRef M,
-                   LLVMMemoryBufferRef *out, char *err, size_t errlen);
+/* M as an object file in *out (caller disposes); RT_OK or a status with
+ * the message in err. */
+rt_status lp_emit_object(LLVMTargetMachineRef tm, LLVMModuleRef M,
+                         LLVMMemoryBufferRef *out, char *err, size_t errlen);
 
 /* An LLJIT for this host whose main dylib also resolves the process's
  * symbols (libc, libm); NULL with a message in err. */

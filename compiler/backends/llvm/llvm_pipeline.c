@@ -1,4 +1,4 @@
-/* pipeline.c: the one LLVM pipeline (see pipeline.h).
+/* llvm_pipeline.c: the one LLVM pipeline (see llvm_pipeline.h).
  *
  * The passes: "default<O3>" with loop and SLP vectorisation and without
  * loop unrolling.  The generated loops are already register-blocked by
@@ -7,7 +7,7 @@
  * code size; this was measured with bench/kernel_speed.sh (the tile kernel
  * alone, unrolled vs not, min of many runs).
  */
-#include "pipeline.h"
+#include "llvm_pipeline.h"
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
@@ -18,24 +18,30 @@
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
-int lp_errorf(char *err, size_t errlen, const char *fmt, ...) {
-  if (err == NULL || errlen == 0) return -1;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return -1;
-}
+/* ORDER: lp_pass_options() describes exactly what lp_optimize sets. */
+#define LP_PASSES "default<O3>"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static void init_native(void) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
+  /* LLVM makes some process-wide objects on first use (the pass timers'
+   * lock and list, made by the first LLVMRunPasses) and publishes them with
+   * atomics that a ThreadSanitizer build cannot see, so two threads' first
+   * compiles at once look like a race: made here, ordered before every
+   * compile by the pthread_once. */
+  LLVMContextRef C = LLVMContextCreate();
+  LLVMModuleRef M = LLVMModuleCreateWithNameInContext("spat_init", C);
+  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = LLVMRunPasses(M, LP_PASSES, NULL, po);
+  if (e) LLVMConsumeError(e);
+  LLVMDisposePassBuilderOptions(po);
+  LLVMDisposeModule(M);
+  LLVMContextDispose(C);
 }
 
 void lp_init(void) { pthread_once(&init_once, init_native); }
@@ -66,8 +72,8 @@ static void unknown_cpu(const char *cpu, const char *triple, char *err,
   for (size_t k = 0; k < sizeof x86_cpus / sizeof x86_cpus[0]; k++)
     used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
                              k ? ", " : "", x86_cpus[k]);
-  snprintf(err, errlen, "unknown CPU '%s' for %s (known: native, %s)", cpu,
-           triple, list);
+  rt_errf(err, errlen, RT_EUNSUPPORTED,
+          "unknown CPU '%s' for %s (known: native, %s)", cpu, triple, list);
 }
 
 LLVMTargetMachineRef lp_target_machine(const char *cpu, char *err,
@@ -86,15 +92,17 @@ LLVMTargetMachineRef lp_target_machine(const char *cpu, char *err,
   char *msg = NULL;
   LLVMTargetMachineRef tm = NULL;
   if (LLVMGetTargetFromTriple(triple, &T, &msg)) {
-    snprintf(err, errlen, "no LLVM target for %s: %s", triple, msg ? msg : "");
+    rt_errf(err, errlen, RT_EUNSUPPORTED, "no LLVM target for %s: %s", triple,
+            msg ? msg : "");
     LLVMDisposeMessage(msg);
   } else {
     tm = LLVMCreateTargetMachine(
         T, triple, cpu ? cpu : host_cpu, cpu ? "" : host_feat,
         LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
     if (!tm)
-      snprintf(err, errlen, "cannot create a target machine for CPU '%s'",
-               cpu ? cpu : host_cpu);
+      rt_errf(err, errlen, RT_EUNSUPPORTED,
+              "cannot create a target machine for CPU '%s'",
+              cpu ? cpu : host_cpu);
   }
   LLVMDisposeMessage(triple);
   if (host_cpu) LLVMDisposeMessage(host_cpu);
@@ -121,8 +129,6 @@ void lp_target_free(lp_target *t) {
   memset(t, 0, sizeof *t);
 }
 
-/* ORDER: lp_pass_options() describes exactly what lp_optimize sets. */
-#define LP_PASSES "default<O3>"
 const char *lp_passes(void) { return LP_PASSES; }
 const char *lp_pass_options(void) {
   return "loop-vectorize slp-vectorize no-loop-unroll";
@@ -131,22 +137,22 @@ const char *lp_pass_options(void) {
 static atomic_long n_optimized;
 long lp_n_optimized(void) { return atomic_load(&n_optimized); }
 
-static int llvm_error(LLVMErrorRef e, const char *what, char *err,
-                      size_t errlen) {
+static rt_status llvm_error(LLVMErrorRef e, const char *what, char *err,
+                            size_t errlen) {
   char *m = LLVMGetErrorMessage(e);
-  snprintf(err, errlen, "%s: %s", what, m);
+  rt_status st = rt_errf(err, errlen, RT_EINTERNAL, "%s: %s", what, m);
   LLVMDisposeErrorMessage(m);
-  return -1;
+  return st;
 }
 
-int lp_optimize(LLVMModuleRef M, LLVMTargetMachineRef tm, char *err,
-                size_t errlen) {
+rt_status lp_optimize(LLVMModuleRef M, LLVMTargetMachineRef tm, char *err,
+                      size_t errlen) {
   char *msg = NULL;
   if (LLVMVerifyModule(M, LLVMReturnStatusAction, &msg)) {
-    snprintf(err, errlen, "internal error: invalid module: %.400s",
-             msg ? msg : "");
+    rt_errf(err, errlen, RT_EINTERNAL, "internal error: invalid module: %.400s",
+            msg ? msg : "");
     LLVMDisposeMessage(msg);
-    return -1;
+    return RT_EINTERNAL;
   }
   LLVMDisposeMessage(msg);
   atomic_fetch_add(&n_optimized, 1);
@@ -156,17 +162,16 @@ int lp_optimize(LLVMModuleRef M, LLVMTargetMachineRef tm, char *err,
   LLVMPassBuilderOptionsSetLoopUnrolling(po, 0);
   LLVMErrorRef e = LLVMRunPasses(M, LP_PASSES, tm, po);
   LLVMDisposePassBuilderOptions(po);
-  return e ? llvm_error(e, "optimisation", err, errlen) : 0;
+  return e ? llvm_error(e, "optimisation", err, errlen) : RT_OK;
 }
 
-int lp_emit_object(LLVMTargetMachineRef tm, LLVMModuleRef M,
-                   LLVMMemoryBufferRef *out, char *err, size_t errlen) {
+rt_status lp_emit_object(LLVMTargetMachineRef tm, LLVMModuleRef M,
+                         LLVMMemoryBufferRef *out, char *err, size_t errlen) {
   char *msg = NULL;
-  int rc = 0;
-  if (LLVMTargetMachineEmitToMemoryBuffer(tm, M, LLVMObjectFile, &msg, out)) {
-    snprintf(err, errlen, "cannot emit the object: %s", msg ? msg : "");
-    rc = -1;
-  }
+  rt_status rc = RT_OK;
+  if (LLVMTargetMachineEmitToMemoryBuffer(tm, M, LLVMObjectFile, &msg, out))
+    rc = rt_errf(err, errlen, RT_EINTERNAL, "cannot emit the object: %s",
+                 msg ? msg : "");
   LLVMDisposeMessage(msg);
   return rc;
 }
