@@ -74,14 +74,11 @@ int aot_cache_dir(char *buf, size_t n, char *err, size_t errlen) {
 int kc_key_head(FILE *f) {
   unsigned maj, min, pat;
   LLVMGetVersion(&maj, &min, &pat);
-  char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
   int n = fprintf(f,
                   "spatc %s aot-abi %d llvm %u.%u.%u\ncpu %s\nfeatures %s\n"
                   "passes %s %s\n",
-                  spat_version_string(), AOT_ABI, maj, min, pat, cpu, feat,
-                  lp_passes(), lp_pass_options());
-  LLVMDisposeMessage(cpu);
-  LLVMDisposeMessage(feat);
+                  spat_version_string(), AOT_ABI, maj, min, pat, lp_host_cpu(),
+                  lp_host_features(), lp_passes(), lp_pass_options());
   return n < 0 ? -1 : 0;
 }
 

@@ -25,15 +25,19 @@
 /* ORDER: lp_pass_options() describes exactly what lp_optimize sets. */
 #define LP_PASSES "default<O3>"
 
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT, passes_once = PTHREAD_ONCE_INIT;
 static void init_native(void) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
-  /* LLVM makes some process-wide objects on first use (the pass timers'
-   * lock and list, made by the first LLVMRunPasses) and publishes them with
-   * atomics that a ThreadSanitizer build cannot see, so two threads' first
-   * compiles at once look like a race: made here, ordered before every
-   * compile by the pthread_once. */
+}
+
+/* LLVM makes some process-wide objects on first use (the pass timers' lock
+ * and list, made by the first LLVMRunPasses) and publishes them with atomics
+ * that a ThreadSanitizer build cannot see, so two threads' first compiles at
+ * once look like a race: made here, ordered before every optimisation by a
+ * pthread_once.  Not part of lp_init: a process that only links cached
+ * kernels never pays for it. */
+static void init_passes(void) {
   LLVMContextRef C = LLVMContextCreate();
   LLVMModuleRef M = LLVMModuleCreateWithNameInContext("spat_init", C);
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
@@ -45,6 +49,26 @@ static void init_native(void) {
 }
 
 void lp_init(void) { pthread_once(&init_once, init_native); }
+
+/* The host's CPU name and features, asked once: every kernel's target and
+ * cache key need them, and each question is a run of CPUID instructions
+ * (slow in a virtual machine). */
+static pthread_once_t host_once = PTHREAD_ONCE_INIT;
+static char *host_cpu, *host_features;
+static void ask_host(void) {
+  host_cpu = LLVMGetHostCPUName();
+  host_features = LLVMGetHostCPUFeatures();
+}
+
+const char *lp_host_cpu(void) {
+  pthread_once(&host_once, ask_host);
+  return host_cpu;
+}
+
+const char *lp_host_features(void) {
+  pthread_once(&host_once, ask_host);
+  return host_features;
+}
 
 /* LLVM's C API cannot list the CPUs it knows: these x86-64 names (LLVM's
  * and gcc's -march spellings). */
@@ -86,8 +110,7 @@ LLVMTargetMachineRef lp_target_machine(const char *cpu, char *err,
     LLVMDisposeMessage(triple);
     return NULL;
   }
-  char *host_cpu = cpu ? NULL : LLVMGetHostCPUName();
-  char *host_feat = cpu ? NULL : LLVMGetHostCPUFeatures();
+  const char *name = cpu ? cpu : lp_host_cpu();
   LLVMTargetRef T;
   char *msg = NULL;
   LLVMTargetMachineRef tm = NULL;
@@ -96,17 +119,14 @@ LLVMTargetMachineRef lp_target_machine(const char *cpu, char *err,
             msg ? msg : "");
     LLVMDisposeMessage(msg);
   } else {
-    tm = LLVMCreateTargetMachine(
-        T, triple, cpu ? cpu : host_cpu, cpu ? "" : host_feat,
-        LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
+    tm = LLVMCreateTargetMachine(T, triple, name, cpu ? "" : lp_host_features(),
+                                 LLVMCodeGenLevelAggressive, LLVMRelocPIC,
+                                 LLVMCodeModelDefault);
     if (!tm)
       rt_errf(err, errlen, RT_EUNSUPPORTED,
-              "cannot create a target machine for CPU '%s'",
-              cpu ? cpu : host_cpu);
+              "cannot create a target machine for CPU '%s'", name);
   }
   LLVMDisposeMessage(triple);
-  if (host_cpu) LLVMDisposeMessage(host_cpu);
-  if (host_feat) LLVMDisposeMessage(host_feat);
   return tm;
 }
 
@@ -155,6 +175,8 @@ rt_status lp_optimize(LLVMModuleRef M, LLVMTargetMachineRef tm, char *err,
     return RT_EINTERNAL;
   }
   LLVMDisposeMessage(msg);
+  lp_init();
+  pthread_once(&passes_once, init_passes);
   atomic_fetch_add(&n_optimized, 1);
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
   LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
@@ -177,9 +199,30 @@ rt_status lp_emit_object(LLVMTargetMachineRef tm, LLVMModuleRef M,
 }
 
 LLVMOrcLLJITRef lp_new_jit(char *err, size_t errlen) {
+  /* The JIT only links objects made by lp_emit_object, it compiles no IR:
+   * its own target machine (LLJIT makes one up front) is for the triple
+   * alone.  A generic CPU spares LLVM's host detection (CPUID) and the
+   * applying of a few hundred feature bits, twice, per kernel. */
   lp_init();
+  char *triple = LLVMGetDefaultTargetTriple();
+  LLVMTargetRef T;
+  char *msg = NULL;
+  LLVMTargetMachineRef tm = NULL;
+  if (LLVMGetTargetFromTriple(triple, &T, &msg) == 0)
+    tm = LLVMCreateTargetMachine(T, triple, "generic", "",
+                                 LLVMCodeGenLevelDefault, LLVMRelocPIC,
+                                 LLVMCodeModelDefault);
+  LLVMDisposeMessage(msg);
+  LLVMDisposeMessage(triple);
+  if (tm == NULL) {
+    rt_errf(err, errlen, RT_EUNSUPPORTED, "no LLVM target for this host");
+    return NULL;
+  }
+  LLVMOrcLLJITBuilderRef b = LLVMOrcCreateLLJITBuilder();
+  LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
+      b, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm)); /* takes tm */
   LLVMOrcLLJITRef jit = NULL;
-  LLVMErrorRef e = LLVMOrcCreateLLJIT(&jit, NULL);
+  LLVMErrorRef e = LLVMOrcCreateLLJIT(&jit, b); /* takes b */
   if (e) {
     llvm_error(e, "cannot create the JIT", err, errlen);
     return NULL;

@@ -50,6 +50,10 @@ void lp_init(void);
 LLVMTargetMachineRef lp_target_machine(const char *cpu, char *err,
                                        size_t errlen);
 bool lp_known_cpu(const char *cpu);
+/* This host's CPU name and feature string (LLVM's), asked once per
+ * process. */
+const char *lp_host_cpu(void);
+const char *lp_host_features(void);
 
 /* The codegen target of tm; its strings are owned by t (lp_target_free). */
 typedef struct lp_target {
