@@ -49,10 +49,12 @@ static spat_value *default_args(const spat_signature *s, int64_t L) {
   spat_value *v = calloc(s->n_args + 1, sizeof *v);
   int32_t *zeros = calloc((size_t)L, sizeof *zeros);
   if (!v || !zeros) exit(1);
+  int used = 0;
   for (size_t a = 0; a < s->n_args; a++)
     v[a] = s->args[a].kind == SPAT_KIND_SCALAR
                ? spat_scalar(s->args[a].has_default ? s->args[a].default_value : 1)
-               : spat_input(zeros);
+               : (used = 1, spat_input(zeros));
+  if (!used) free(zeros);
   return v;
 }
 
@@ -132,8 +134,15 @@ int main(int argc, char **argv) {
     qsort(tcpu, (size_t)runs, sizeof *tcpu, cmp);
     printf(" run_min_ms %.3f run_median_ms %.3f run_cpu_min_ms %.3f", tr[0],
            tr[runs / 2], tcpu[0]);
+    for (size_t a = 0; a < s->n_args; a++)
+      if (args[a].kind == SPAT_KIND_INPUT) {
+        free((void *)args[a].input); /* one zeros array for all */
+        break;
+      }
+    free(args), free(tr), free(tcpu), free(out), free(q), free(kk), free(v);
   }
   printf("\n");
+  free(ms), free(cpu), free(hit);
   spat_kernel_free(k);
   spat_pattern_free(p);
   spat_ctx_free(ctx);

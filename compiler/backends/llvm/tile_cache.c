@@ -6,6 +6,8 @@
  * wait on a condition variable instead of compiling it again.  A slot keeps
  * a copy of its object so that it can also be stored in a disk cache named
  * later (a process that compiled its tile without the cache, then uses it).
+ * The entries are disposed of at exit (or when a shared libspat is
+ * unloaded), after every kernel is expected to be done.
  */
 #include "tile_cache.h"
 
@@ -47,6 +49,33 @@ typedef struct retired {
   slot s;
 } retired;
 static retired *retired_slots;
+
+static void free_slot(slot *s) {
+  if (s->jit) LLVMOrcDisposeLLJIT(s->jit);
+  free(s->obj);
+  free(s->stored_in);
+  memset(s, 0, sizeof *s);
+}
+
+/* atexit: the LLJITs would otherwise outlive the process's last use of
+ * them (and leak checkers would count their insides as lost). */
+static void release_all(void) {
+  pthread_mutex_lock(&mu);
+  for (int k = 0; k < CG_N_KINDS; k++)
+    for (int d = 0; d < MAX_DIMS; d++)
+      for (int t = 0; t < CG_N_DTYPES; t++)
+        if (slots[k][d][t].state == READY) free_slot(&slots[k][d][t]);
+  while (retired_slots != NULL) {
+    retired *r = retired_slots;
+    retired_slots = r->next;
+    free_slot(&r->s);
+    free(r);
+  }
+  pthread_mutex_unlock(&mu);
+}
+
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static void register_exit(void) { atexit(release_all); }
 
 long tc_n_compiled(void) { return atomic_load(&n_compiled); }
 long tc_n_loaded(void) { return atomic_load(&n_loaded); }
@@ -234,6 +263,7 @@ rt_status tc_get(const cg_kind *k, int64_t D, cg_dtype t, const char *dir,
   }
   s->state = BUILDING;
   pthread_mutex_unlock(&mu);
+  pthread_once(&exit_once, register_exit);
 
   char *key = dir != NULL ? tile_key(k, D, t) : NULL;
   int rc = build(s, k, D, t, dir, key, err, errlen);
