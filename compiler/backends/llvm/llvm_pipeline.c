@@ -1,11 +1,15 @@
 /* llvm_pipeline.c: the one LLVM pipeline (see llvm_pipeline.h).
  *
  * The passes: "default<O3>" with loop and SLP vectorisation and without
- * loop unrolling.  The generated loops are already register-blocked by
- * codegen (4 keys x 64 rows, 4 rows x 64 dims), so unrolling them again
- * buys nothing measurable in the tile kernels and costs compile time and
- * code size; this was measured with bench/kernel_speed.sh (the tile kernel
- * alone, unrolled vs not, min of many runs).
+ * loop unrolling, for every module of every path.  Before, the JIT ran
+ * without unrolling and AOT and the disk cache with it, so `spatc run` and
+ * spat_compile(.cache = 1) ran other code than a JIT compile.  No
+ * unrolling won: the generated loops are register-blocked by codegen
+ * already (4 keys x 64 rows, 4 rows x 64 dims), and unrolling them again
+ * made no difference to the kernels beyond noise (kernel run time, process
+ * CPU time, 8 patterns and D 64/128: within 4% either way, no consistent
+ * direction) while the tile kernel took about 20% longer to optimise and
+ * emit and its code grew by 10%.
  */
 #include "llvm_pipeline.h"
 
