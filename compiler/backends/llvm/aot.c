@@ -37,8 +37,8 @@
 W(abi, 0); W(D, 1); W(layout, 2); W(threads, 3); W(n_runtime, 4);
 W(n_inputs, 5); W(n_externs, 6); W(n_topk, 7); W(n_errors, 8); W(plan, 9);
 W(mask, 10); W(tkinfo, 11); W(tile, 12); W(errors, 13); W(input_names, 14);
-W(externs, 15); W(state, 16); W(name, 17);
-_Static_assert(sizeof(aot_desc) == 8 * 18, "aot_desc size");
+W(externs, 15); W(state, 16); W(name, 17); W(errat, 18);
+_Static_assert(sizeof(aot_desc) == 8 * 19, "aot_desc size");
 #undef W
 
 typedef struct emit {
@@ -219,6 +219,8 @@ static int has_generated(emit *e, int nt, char *err, size_t errlen) {
       return lp_fail(err, errlen, "internal error: no spat_tkinfo_%d", t);
   if (tile_fn(e) == NULL)
     return lp_fail(err, errlen, "internal error: no spat_tile");
+  if (generated_fn(e, KABI_ERRAT, 0) == NULL)
+    return lp_fail(err, errlen, "internal error: no spat_errat");
   return 0;
 }
 
@@ -280,6 +282,7 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
       ext_g,
       state,
       const_string(e, e->name, "name"),
+      generated_fn(e, KABI_ERRAT, 0),
   };
   LLVMValueRef desc = LLVMConstStructInContext(
       e->C, fields, sizeof fields / sizeof fields[0], 0);

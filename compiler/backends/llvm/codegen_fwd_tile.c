@@ -44,7 +44,8 @@ static LLVMValueRef vld(cg *g, LLVMValueRef p) {
 
 /* 2^x for x <= 0 (x may be -inf): Cody-Waite split x = n + f, |f| <= 1/2,
  * degree-6 polynomial for 2^f, 2^n added to the exponent bits; x < -125
- * gives 0. */
+ * gives 0, x NaN gives NaN (a NaN score, or s - m with s = m = +inf, makes
+ * its row NaN: IEEE propagation, docs/language.md). */
 static LLVMValueRef exp2v(cg *g, LLVMValueRef x) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef xc = vmax(g, x, vsplat(g, -127.0));
@@ -66,6 +67,8 @@ static LLVMValueRef exp2v(cg *g, LLVMValueRef x) {
                                    LLVMBuildShl(B, ni, LLVMConstVector(sh, 16), ""),
                                    "");
   LLVMValueRef r = LLVMBuildBitCast(B, bits, g->vf, "");
+  /* + (x - x): 0 for finite x, NaN for NaN (the clamp above dropped it) */
+  r = LLVMBuildFAdd(B, r, LLVMBuildFSub(B, x, x, ""), "");
   return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, vsplat(g, -125.0), ""),
                          LLVMConstNull(g->vf), r, "");
 }

@@ -34,6 +34,7 @@ typedef struct cg {
   LLVMValueRef fn, env;
   LLVMBasicBlockRef allocas;
   LLVMValueRef h, H, lk_tok;
+  LLVMValueRef detail;     /* spat_errat's int64_t[2] of message values */
 } cg;
 
 typedef struct lvl {

@@ -5,10 +5,10 @@
  *    pattern node yields the word of its allowed columns j0 .. j0 + 63 for
  *    one query row, so window/causal/block/cols are interval masks built by
  *    shifts, | & - ! are single word ops, blocks(b){P} evaluates P on the
- *    block row and spreads each block's bit.  Pattern operators
- *    short-circuit as in the interpreter: Q of P & Q is evaluated only on
- *    the columns where P holds (an activity word), so run-time errors and
- *    extern calls happen exactly where the interpreter has them.  Integer
+ *    block row and spreads each block's bit.  Q of P & Q is evaluated
+ *    only on the columns where P holds (an activity word): a shortcut, not
+ *    the error semantics, which spat_errat below carries (the driver
+ *    checks the whole domain with it before any mask runs).  Integer
  *    expressions are checked int64 arithmetic (llvm.s*.with.overflow, floor
  *    division, Python remainder); an error returns the 1-based index of a
  *    message baked at codegen time with the node's location.  where(pred)
@@ -48,14 +48,24 @@ static int err_site(cg *g, const ir_node *n, const char *what) {
   return ++g->n_errs;
 }
 
-/* if (bad) return code; */
-static void check(cg *g, LLVMValueRef bad, const ir_node *n, const char *what) {
+/* if (bad) return code;  In spat_errat, the message's values d0, d1 (its
+ * \1 and \2, see kernel_rt.h) are stored first. */
+static void check_v(cg *g, LLVMValueRef bad, const ir_node *n, const char *what,
+                    LLVMValueRef d0, LLVMValueRef d1) {
   int code = err_site(g, n, what);
   LLVMBasicBlockRef e = newbb(g, "err"), ok = newbb(g, "ok");
   LLVMBuildCondBr(g->B, bad, e, ok);
   LLVMPositionBuilderAtEnd(g->B, e);
+  if (g->detail) {
+    if (d0) LLVMBuildStore(g->B, d0, g->detail);
+    if (d1) LLVMBuildStore(g->B, d1, gep(g, g->i64, g->detail, ci64(g, 1)));
+  }
   LLVMBuildRet(g->B, LLVMConstInt(g->i32, (unsigned)code, 0));
   LLVMPositionBuilderAtEnd(g->B, ok);
+}
+
+static void check(cg *g, LLVMValueRef bad, const ir_node *n, const char *what) {
+  check_v(g, bad, n, what, NULL, NULL);
 }
 
 /* if (code != 0) return code;  (code: i64 computed at run time) */
@@ -184,8 +194,11 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
   }
   case IR_INPUT: {
     LLVMValueRef x = ival(g, n->kids[0], L, j);
-    check(g, LLVMBuildICmp(B, LLVMIntUGE, x, g->lk_tok, ""), n,
-          "input index out of range");
+    char what[300];  /* the interpreter's message, values from spat_errat */
+    snprintf(what, sizeof what, "index \001 of input '%s' is out of range [0, \002)",
+             g->p->inputs[n->value].name);
+    check_v(g, LLVMBuildICmp(B, LLVMIntUGE, x, g->lk_tok, ""), n, what, x,
+            g->lk_tok);
     LLVMValueRef ins = env_word(g, g->env, KABI_ENV_INPUTS, g->ptr);
     LLVMValueRef arr =
         LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ins, ci64(g, n->value)), "");
@@ -247,9 +260,9 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
 
 /* --- row masks as 64-bit words --------------------------------------------
  * A row mask is an i64: bit t is column j0 + t (cnt <= 64 columns).  act,
- * when not NULL, is the word of columns where the interpreter would evaluate
- * the node at all (pattern operators short-circuit): errors and extern calls
- * happen only there. */
+ * when not NULL, is the word of columns where the node can matter: it is
+ * evaluated (extern calls, errors) only there.  Errors of the contract are
+ * spat_errat's; one here means the pre-check missed it. */
 
 #define BIG ((int64_t)1 << 62) /* sizes are clamped here: exact, no overflow */
 
@@ -354,9 +367,15 @@ static LLVMValueRef cols_bits(cg *g, const ir_node *s, const lvl *L,
   return bits;
 }
 
+/* An argument of primitive prim (node n) below min: the interpreter's
+ * "<what> of <prim> is <v>, must be >= <min>" at the argument. */
 static void nonneg(cg *g, LLVMValueRef v, const ir_node *n, int64_t min,
-                   const char *what) {
-  check(g, LLVMBuildICmp(g->B, LLVMIntSLT, v, ci64(g, min), ""), n, what);
+                   const char *what, const ir_node *prim) {
+  char msg[200];
+  snprintf(msg, sizeof msg, "%s of %s is \001, must be >= %lld", what,
+           ir_op_text[prim->op], (long long)min);
+  check_v(g, LLVMBuildICmp(g->B, LLVMIntSLT, v, ci64(g, min), ""), n, msg, v,
+          NULL);
 }
 
 static int topk_index(cg *g, const ir_node *n) {
@@ -620,7 +639,7 @@ static LLVMValueRef pat_random(cg *g, const ir_node *n, const lvl *L,
                                const rowx *R) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef r = ival(g, n->kids[0], L, NULL);
-  nonneg(g, r, n->kids[0], 0, "random: negative count");
+  nonneg(g, r, n->kids[0], 0, "the key count r", n);
   LLVMValueRef seed = ival(g, n->kids[1], L, NULL);
   LLVMValueRef acc = acc_new(g, ci64(g, 0));
   LLVMBasicBlockRef go = newbb(g, "random"), join = newbb(g, "join");
@@ -715,7 +734,7 @@ static LLVMValueRef ceil_div(cg *g, LLVMValueRef x, LLVMValueRef b) {
 
 static LLVMValueRef blocks_size(cg *g, const ir_node *n, const lvl *L) {
   LLVMValueRef b = ival(g, n->kids[0], L, NULL);
-  nonneg(g, b, n->kids[0], 1, "blocks: block size must be >= 1");
+  nonneg(g, b, n->kids[0], 1, "the block size", n);
   return b;
 }
 
@@ -769,9 +788,9 @@ static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
   case IR_WHERE: return pat_where(g, n, L, R, act);
   case IR_WINDOW: {
     LLVMValueRef l = ival(g, n->kids[0], L, NULL);
-    nonneg(g, l, n->kids[0], 0, "window: negative size");
+    nonneg(g, l, n->kids[0], 0, "the left size", n);
     LLVMValueRef r = ival(g, n->kids[1], L, NULL);
-    nonneg(g, r, n->kids[1], 0, "window: negative size");
+    nonneg(g, r, n->kids[1], 0, "the right size", n);
     l = smin(g, l, ci64(g, BIG));
     r = smin(g, r, ci64(g, BIG));
     return range_bits(g, R, LLVMBuildSub(B, i, l, ""),
@@ -779,9 +798,9 @@ static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
   }
   case IR_DILATED: {
     LLVMValueRef w = ival(g, n->kids[0], L, NULL);
-    nonneg(g, w, n->kids[0], 0, "dilated: negative width");
+    nonneg(g, w, n->kids[0], 0, "the width w", n);
     LLVMValueRef d = ival(g, n->kids[1], L, NULL);
-    nonneg(g, d, n->kids[1], 1, "dilated: dilation must be >= 1");
+    nonneg(g, d, n->kids[1], 1, "the dilation d", n);
     LLVMValueRef args[2] = {w, d};
     LLVMValueRef m = call_intr(g, "llvm.smul.with.overflow", &g->i64, 1, args, 2);
     LLVMValueRef reach = LLVMBuildSelect(B, LLVMBuildExtractValue(B, m, 1, ""),
@@ -793,13 +812,13 @@ static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
   }
   case IR_BLOCK: {
     LLVMValueRef b = ival(g, n->kids[0], L, NULL);
-    nonneg(g, b, n->kids[0], 1, "block: size must be >= 1");
+    nonneg(g, b, n->kids[0], 1, "the block size", n);
     LLVMValueRef lo = LLVMBuildMul(B, LLVMBuildSDiv(B, i, b, ""), b, "");
     return range_bits(g, R, lo, LLVMBuildAdd(B, lo, smin(g, b, ci64(g, BIG)), ""));
   }
   case IR_STRIDE: {
     LLVMValueRef s = ival(g, n->kids[0], L, NULL);
-    nonneg(g, s, n->kids[0], 1, "stride: stride must be >= 1");
+    nonneg(g, s, n->kids[0], 1, "the stride", n);
     return stride_bits(g, R, i, s, R->j0, LLVMBuildAdd(B, R->j0, R->cnt, ""));
   }
   case IR_ROWS:
@@ -943,12 +962,120 @@ static void build_tkinfo_fn(cg *g, int t) {
                            LLVMBuildExtractValue(g->B, r, 0, ""), "");
   }
   LLVMValueRef k = ival(g, g->tk[t]->kids[0], &L, NULL);
-  nonneg(g, k, g->tk[t], 0, "topk: negative count");
+  nonneg(g, k, g->tk[t]->kids[0], 0, "k", g->tk[t]);
   LLVMValueRef vals[4] = {k, gran, L.lq, L.lk};
   for (int x = 0; x < 4; x++)
     LLVMBuildStore(g->B, vals[x], gep(g, g->i64, out, ci64(g, x)));
   LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
   end_fn(g);
+}
+
+/* --- spat_errat: the contract's run-time errors at one point ----------------
+ * The first error of evaluating the whole pattern at (h, i, j) in the
+ * interpreter's order (runtime/interp.c): every operand of | & - ! (pattern
+ * operators do not hide errors of their operands), the chosen arm of ?:,
+ * primitive arguments before sub-patterns, kids left to right, and where
+ * `whole` is set, P of each topk over its whole row.  No mask bits. */
+
+static void err_set(cg *g, const ir_node *s, const lvl *L) {
+  for (int k = 0; k < s->n_kids; k++) {
+    const ir_node *it = s->kids[k];
+    if (it->op == IR_RANGE) {
+      ival(g, it->kids[0], L, NULL);
+      ival(g, it->kids[1], L, NULL);
+    } else {
+      ival(g, it, L, NULL);
+    }
+  }
+}
+
+static void err_walk(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
+                     LLVMValueRef whole) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef v;
+  switch (n->op) {
+  case IR_WHERE: ival(g, n->kids[0], L, j); return;
+  case IR_WINDOW:
+    v = ival(g, n->kids[0], L, NULL);
+    nonneg(g, v, n->kids[0], 0, "the left size", n);
+    v = ival(g, n->kids[1], L, NULL);
+    nonneg(g, v, n->kids[1], 0, "the right size", n);
+    return;
+  case IR_DILATED:
+    v = ival(g, n->kids[0], L, NULL);
+    nonneg(g, v, n->kids[0], 0, "the width w", n);
+    v = ival(g, n->kids[1], L, NULL);
+    nonneg(g, v, n->kids[1], 1, "the dilation d", n);
+    return;
+  case IR_BLOCK:
+    nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 1, "the block size", n);
+    return;
+  case IR_STRIDE:
+    nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 1, "the stride", n);
+    return;
+  case IR_ROWS: case IR_COLS: case IR_GLOBAL: err_set(g, n->kids[0], L); return;
+  case IR_RANDOM:
+    nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 0, "the key count r", n);
+    ival(g, n->kids[1], L, NULL);
+    return;
+  case IR_TOPK: {
+    nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 0, "k", n);
+    LLVMBasicBlockRef go = newbb(g, "row"), join = newbb(g, "rowdone");
+    LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntNE, whole, ci64(g, 0), ""), go, join);
+    LLVMPositionBuilderAtEnd(B, go);
+    loop lp;
+    LLVMValueRef jj = loop_begin(g, &lp, ci64(g, 0), L->lk, 1);
+    /* nested topk rows: once per row, as the interpreter caches them */
+    err_walk(g, n->kids[1], L, jj,
+             zx(g, LLVMBuildICmp(B, LLVMIntEQ, jj, ci64(g, 0), "")));
+    loop_end(g, &lp);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, join);
+    return;
+  }
+  case IR_OR: case IR_AND: case IR_MINUS:
+    err_walk(g, n->kids[0], L, j, whole);
+    err_walk(g, n->kids[1], L, j, whole);
+    return;
+  case IR_COMPL: err_walk(g, n->kids[0], L, j, whole); return;
+  case IR_PSEL: {
+    LLVMValueRef c = as_bool(g, ival(g, n->kids[0], L, NULL));
+    LLVMBasicBlockRef tb = newbb(g, "then"), eb = newbb(g, "else"),
+                      join = newbb(g, "join");
+    LLVMBuildCondBr(B, c, tb, eb);
+    LLVMPositionBuilderAtEnd(B, tb);
+    err_walk(g, n->kids[1], L, j, whole);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, eb);
+    err_walk(g, n->kids[2], L, j, whole);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, join);
+    return;
+  }
+  case IR_BLOCKS: {
+    LLVMValueRef b = blocks_size(g, n, L);
+    lvl in = {LLVMBuildSDiv(B, L->i, b, ""), ceil_div(g, L->lq, b),
+              ceil_div(g, L->lk, b)};
+    err_walk(g, n->kids[1], &in, LLVMBuildSDiv(B, j, b, ""), whole);
+    return;
+  }
+  default: return; /* full, none, causal */
+  }
+}
+
+static void build_errat_fn(cg *g) {
+  LLVMTypeRef ps[5] = {g->ptr, g->i64, g->i64, g->i64, g->ptr};
+  begin_fn(g, KABI_ERRAT, g->i32, ps, 5);
+  scalar_only(g);
+  g->env = LLVMGetParam(g->fn, 0);
+  load_env(g);
+  g->detail = LLVMGetParam(g->fn, 4);
+  lvl L = {LLVMGetParam(g->fn, 1), env_word(g, g->env, KABI_ENV_LQ, g->i64),
+           g->lk_tok};
+  err_walk(g, g->p->root, &L, LLVMGetParam(g->fn, 2), LLVMGetParam(g->fn, 3));
+  LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
+  end_fn(g);
+  g->detail = NULL;
 }
 
 /* --- module -------------------------------------------------------------- */
@@ -996,6 +1123,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   build_mask_fn(g, 0, p->root);
   for (int k = 0; k < g->n_tk; k++) build_mask_fn(g, k + 1, g->tk[k]->kids[1]);
   for (int k = 0; k < g->n_tk; k++) build_tkinfo_fn(g, k);
+  build_errat_fn(g);
   if (tile) tile->gen(g);
 
   /* the error table */

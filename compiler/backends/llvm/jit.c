@@ -116,6 +116,8 @@ static int link_kernel(jit_kernel *jk, LLVMMemoryBufferRef obj, char *err,
     if (!lookup(jk, name, &f, err, errlen)) return 0;
     memcpy(&jk->tkinfo[t], &f, sizeof f);
   }
+  if (!lookup(jk, KABI_ERRAT, &f, err, errlen)) return 0;
+  memcpy(&jk->k.errat, &f, sizeof f);
   return 1;
 }
 

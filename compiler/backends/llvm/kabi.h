@@ -69,6 +69,12 @@ _Static_assert(_Generic((kr_tkinfo_fn)0,
                         int32_t(*)(const kr_env *, int64_t *): 1,
                         default: 0),
                "kr_tkinfo_fn: codegen_mask.c builds (ptr, ptr) -> i32");
+_Static_assert(_Generic((kr_errat_fn)0,
+                        int32_t(*)(const kr_env *, int64_t, int64_t, int64_t,
+                                   int64_t *): 1,
+                        default: 0),
+               "kr_errat_fn: codegen_mask.c builds (ptr, i64, i64, i64, ptr) "
+               "-> i32");
 _Static_assert(_Generic((kr_tile_fn)0,
                         void (*)(const float *, const float *, int64_t,
                                  const float *, int64_t, int64_t,
@@ -81,6 +87,7 @@ _Static_assert(_Generic((kr_tile_fn)0,
 /* Symbol names in generated modules. */
 #define KABI_MASK_FMT "spat_mask_%d"     /* 0: the root; t + 1: top-k t */
 #define KABI_TKINFO_FMT "spat_tkinfo_%d" /* top-k t */
+#define KABI_ERRAT "spat_errat"          /* the pattern's error check */
 #define KABI_ERRORS "spat_errors"        /* [n x ptr] messages */
 
 #endif
