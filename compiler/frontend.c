@@ -16,11 +16,12 @@
 #include <string.h>
 
 #include "lexer.h"
+#include "spat_limits.h"
 #include "parser.h"
 #include "sema.h"
 
-#define FE_MAX_FILE (64 << 20)  /* bytes; offsets are int */
-#define FE_MAX_IMPORT_DEPTH 64
+#define FE_MAX_FILE SPAT_MAX_FILE_BYTES  /* offsets are int */
+#define FE_MAX_IMPORT_DEPTH SPAT_MAX_IMPORT_DEPTH
 
 typedef struct loader {
   fe_module *m;
@@ -353,22 +354,19 @@ static ir_program *instantiate(fe_module *m, const char *name, const fe_define *
     }
     pat = m->patterns[m->n_patterns - 1];
   } else {
-    for (int k = 0; k < m->n_patterns && !pat; k++)
-      if (!strcmp(m->patterns[k]->name, name)) pat = m->patterns[k];
-    if (!pat) {
-      ast_decl *o = sema_lookup(m, 0, name);
-      if (o && o->kind == AST_D_PATTERN) pat = o;
-    }
+    /* the main file's names first, then what it imports (hashed) */
+    ast_decl *o = sema_lookup(m, 0, name);
+    if (o && o->kind == AST_D_PATTERN) pat = o;
     if (!pat) {
       size_t cap = 32;
       for (int k = 0; k < m->n_patterns; k++) cap += strlen(m->patterns[k]->name) + 4;
       char *list = arena_alloc(m->arena, cap);
       if (list) {
+        size_t n = 0;
         list[0] = 0;
-        for (int k = 0; k < m->n_patterns; k++) {
-          if (k) strcat(list, ", ");
-          strcat(list, m->patterns[k]->name);
-        }
+        for (int k = 0; k < m->n_patterns; k++)
+          n += (size_t)snprintf(list + n, cap - n, "%s%s", k ? ", " : "",
+                                m->patterns[k]->name);
       }
       if (m->n_patterns)
         diag_error(m->diag, SPAN_NONE, "no pattern '%s' in '%s'; it defines: %s", name,

@@ -57,8 +57,19 @@ ir_node *ir_new3(arena *a, ir_op op, ir_node *k0, ir_node *k1, ir_node *k2,
   return n;
 }
 
+_Static_assert(IR_N_OPS <= 64, "ir_node.ops is a 64-bit set");
+
+uint64_t ir_seal(ir_node *n) {
+  if (!n) return 0;
+  if (n->ops) return n->ops;
+  uint64_t m = (uint64_t)1 << n->op;
+  for (int k = 0; k < n->n_kids; k++) m |= ir_seal(n->kids[k]);
+  return n->ops = m;
+}
+
 bool ir_has_op(const ir_node *n, ir_op op) {
   if (!n) return false;
+  if (n->ops) return (n->ops >> op) & 1;
   if (n->op == op) return true;
   for (int k = 0; k < n->n_kids; k++)
     if (ir_has_op(n->kids[k], op)) return true;
