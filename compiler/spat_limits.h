@@ -47,9 +47,10 @@
  * (correct, only slower: every tile runs the mask code). */
 #define SPAT_MAX_PLAN_WORDS (1 << 20)
 
-/* `spatc explain`: (query tiles x heads) it enumerates, and mask elements
- * it evaluates exactly (beyond which it samples rows). */
-#define SPAT_MAX_EXPLAIN_TILES 1000000
+/* `spatc explain`: (query tile, key tile) pairs it enumerates, over the
+ * heads shown (an error beyond: use larger tiles), and mask elements it
+ * evaluates exactly per head (beyond which it samples rows). */
+#define SPAT_MAX_EXPLAIN_TILES ((long long)1 << 28)
 #define SPAT_MAX_EXPLAIN_EXACT 40000000
 
 #endif
