@@ -20,9 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compiler/backend.h"
-#include "../../compiler/ir.h"
-#include "../../runtime/interp.h"
+#include "backend.h"
+#include "ir.h"
+#include "interp.h"
 
 typedef bool (*pred2)(int64_t, int64_t);
 typedef bool (*pred3)(int64_t, int64_t, int64_t);
@@ -304,7 +304,7 @@ static void test_random(void **state) {
   check_mask_args(&p, &a, r_full, &all);
   /* A value computed by hand from the spec's formula: seed 1, h 0, i 0,
    * t 0 hashes splitmix64(0x9E3779B97F4A7C15). */
-  assert_true(splitmix(0x9E3779B97F4A7C15ull) == ir_hash(1, 0, 0, 0));
+  assert_true(splitmix(0x9E3779B97F4A7C15ull) == ar_hash(1, 0, 0, 0));
   assert_true(splitmix(0) == 0xE220A8397B1DCDAFull);
 }
 
@@ -1098,7 +1098,7 @@ static void test_runtime_errors(void **state) {
   p.n_runtime = 1, p.runtime = rts;
   assert_int_equal(interp_attention(&p, &x.a, err, sizeof err), RT_ERANGE);
   assert_string_equal(err, "t.pat:2:8: error: the left size of window is -1, must be >= 0");
-  backend_opts bo = {4, 1};
+  backend_opts bo = {.D = 4, .threads = 1};
   void *kern = backend_interp.compile(&p, &bo, err, sizeof err);
   assert_non_null(kern);
   assert_int_equal(backend_interp.run(kern, &x.a, err, sizeof err), RT_ERANGE);
@@ -1203,7 +1203,7 @@ static void test_api_errors(void **state) {
     assert_non_null(strstr(err, "malformed"));
   }
   /* The backend table: D must match what the kernel was compiled for. */
-  backend_opts bo = {8, 0};
+  backend_opts bo = {.D = 8, .threads = 0};
   assert_null(backend_interp.compile(NULL, &bo, err, sizeof err));
   void *kern = backend_interp.compile(&p, &bo, err, sizeof err);
   assert_non_null(kern);

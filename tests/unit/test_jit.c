@@ -19,12 +19,12 @@
 
 #include <cmocka.h>
 
-#include "../../compiler/backend.h"
-#include "../../compiler/ir.h"
-#include "../../runtime/kernel_rt.h"
-#include "../../runtime/threads.h"
-#include "../../runtime/plan.h"
-#include "../../compiler/analyze.h"
+#include "backend.h"
+#include "ir.h"
+#include "kernel_rt.h"
+#include "threads.h"
+#include "plan.h"
+#include "analyze.h"
 
 #define SP SPAN_NONE
 
@@ -155,7 +155,7 @@ static void reference(const tcase *c, const rt_args *a, float *o, float *lse) {
 /* Compiles root into a program, runs JIT and reference, compares. */
 static void run_case(tcase *c, ir_program *p) {
   char err[512] = "";
-  backend_opts bo = {c->D, c->threads};
+  backend_opts bo = {.D = c->D, .threads = c->threads};
   void *k = backend_jit.compile(p, &bo, err, sizeof err);
   if (!k) fail_msg("compile: %s", err);
   uint64_t seed = (uint64_t)(c->Lq * 131 + c->Lk * 7 + c->D);
@@ -312,7 +312,7 @@ static int r_blocks(const tcase *c, int64_t h, int64_t i, int64_t j) {
 static int r_random(const tcase *c, int64_t h, int64_t i, int64_t j) {
   if (c->Lk == 0) return 0;
   for (int64_t t = 0; t < 3; t++)
-    if (ir_hash(42, (uint64_t)h, (uint64_t)i, (uint64_t)t) % (uint64_t)c->Lk == (uint64_t)j)
+    if (ar_hash(42, (uint64_t)h, (uint64_t)i, (uint64_t)t) % (uint64_t)c->Lk == (uint64_t)j)
       return 1;
   return j == i;
 }
@@ -338,7 +338,7 @@ static int r_strided(const tcase *c, int64_t h, int64_t i, int64_t j) {
 static int r_stride_random(const tcase *c, int64_t h, int64_t i, int64_t j) {
   if (pymod(i - j, c->rt[0]) == 0) return 1;
   for (int64_t t = 0; t < 2; t++)
-    if (ir_hash(7, (uint64_t)h, (uint64_t)i, (uint64_t)t) % (uint64_t)c->Lk == (uint64_t)j)
+    if (ar_hash(7, (uint64_t)h, (uint64_t)i, (uint64_t)t) % (uint64_t)c->Lk == (uint64_t)j)
       return 1;
   return 0;
 }
@@ -557,7 +557,7 @@ static void test_topk(void **st) {
 
 static rt_status run_simple(ir_program *p, int64_t L, int64_t D, char *err,
                             size_t n, int64_t *rtv) {
-  backend_opts bo = {D, 1};
+  backend_opts bo = {.D = D, .threads = 1};
   void *k = backend_jit.compile(p, &bo, err, n);
   if (!k) return RT_EINTERNAL;
   uint64_t seed = 1;
@@ -621,7 +621,7 @@ static void test_runtime_errors(void **st) {
   ir_input idesc = {"a"};
   p->n_inputs = 1, p->inputs = &idesc;
   {
-    backend_opts bo = {16, 1};
+    backend_opts bo = {.D = 16, .threads = 1};
     void *k = backend_jit.compile(p, &bo, err, sizeof err);
     assert_non_null(k);
     uint64_t seed = 3;
@@ -656,7 +656,7 @@ static void test_unsupported_d(void **st) {
   (void)st;
   arena *A = arena_new();
   char err[256] = "";
-  backend_opts bo = {48, 1};
+  backend_opts bo = {.D = 48, .threads = 1};
   assert_null(backend_jit.compile(prog(A, N0(A, IR_CAUSAL)), &bo, err, sizeof err));
   assert_non_null(strstr(err, "not supported"));
   /* malformed IR (a pattern where an integer belongs, a missing kid, a
@@ -718,7 +718,7 @@ static void *conc_main(void *arg) {
   char err[256];
   void *k = c->kernel;
   if (!k) {
-    backend_opts bo = {32, 2};
+    backend_opts bo = {.D = 32, .threads = 2};
     k = backend_jit.compile(c->p, &bo, err, sizeof err);
     if (!k) {
       c->st = RT_EINTERNAL;
@@ -801,7 +801,7 @@ static void test_concurrent(void **st) {
   assert_int_equal(c0.st, RT_OK);
   for (int shared = 0; shared < 2; shared++) {
     char err[256];
-    backend_opts bo = {32, 2};
+    backend_opts bo = {.D = 32, .threads = 2};
     void *k = shared ? backend_jit.compile(p, &bo, err, sizeof err) : NULL;
     arena *A2 = arena_new();
     ir_program *p2 = prog(A2, N2(A2, IR_WINDOW, C(A2, 20), C(A2, 5)));

@@ -16,16 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
-#include <llvm-c/Core.h>
 
-#include "../../compiler/analyze.h"
-#include "../../compiler/backend.h"
-#include "../../compiler/codegen.h"
-#include "../../compiler/frontend.h"
-#include "../../compiler/spat_limits.h"
-#include "../../runtime/plan_ops.h"
+#include "analyze.h"
+#include "backend.h"
+#include "codegen.h"
+#include "frontend.h"
+#include "spat_limits.h"
+#include "plan_ops.h"
 
 /* --- text building ------------------------------------------------------ */
 
@@ -156,32 +156,15 @@ static size_t distinct_nodes(const ir_program *p) {
 
 /* --- LLVM work: instructions of the unoptimised module -------------------- */
 
-typedef struct cg_count {
+typedef struct cg_count_t {
   long insts, max_fn, fns;
-} cg_count;
+} cg_count_t;
 
-static cg_count count_module(const ir_program *p) {
+static cg_count_t count_module(const ir_program *p) {
   char err[512] = "";
-  cg_info info;
-  LLVMContextRef C = LLVMContextCreate();
-  LLVMModuleRef M = cg_build(C, p, 16, NULL, &info, err, sizeof err);
-  if (!M) fail_msg("cg_build: %s", err);
-  cg_count c = {0, 0, 0};
-  for (LLVMValueRef f = LLVMGetFirstFunction(M); f; f = LLVMGetNextFunction(f)) {
-    if (LLVMIsDeclaration(f)) continue;
-    const char *name = LLVMGetValueName(f);
-    if (!strcmp(name, "spat_tile")) continue; /* fixed size */
-    long n = 0;
-    for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
-      for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in))
-        n++;
-    c.insts += n, c.fns++;
-    if (n > c.max_fn) c.max_fn = n;
-  }
-  LLVMDisposeModule(M);
-  LLVMContextDispose(C);
-  cg_info_free(&info);
-  return c;
+  cg_stats st;
+  if (cg_count(p, &st, err, sizeof err)) fail_msg("cg_count: %s", err);
+  return (cg_count_t){st.insts, st.max_fn_insts, st.fns};
 }
 
 /* --- JIT against the interpreter (o and lse) ------------------------------ */
@@ -201,7 +184,7 @@ static void same_attention(const ir_program *jit_p, const ir_program *ref_p,
                            int64_t L) {
   const int64_t D = 16;
   char err[512] = "";
-  backend_opts bo = {D, 1};
+  backend_opts bo = {.D = D, .threads = 1};
   void *jk = backend_jit.compile(jit_p, &bo, err, sizeof err);
   if (!jk) fail_msg("jit compile: %s", err);
   void *ik = backend_interp.compile(ref_p, &bo, err, sizeof err);
@@ -259,7 +242,7 @@ static void test_doubling_lets_jit(void **st) {
   size_t n16 = distinct_nodes(L16.p), n8 = distinct_nodes(L8.p);
   assert_true(n16 < 200);                /* expanded: over 600,000 */
   assert_true(n16 <= n8 + 8 * 8);        /* a few nodes per level */
-  cg_count c16 = count_module(L16.p), c8 = count_module(L8.p);
+  cg_count_t c16 = count_module(L16.p), c8 = count_module(L8.p);
   assert_true(c16.insts < 3 * c8.insts); /* linear in the depth, not 2^8 x */
   same_attention(L16.p, L0.p, 67);
   unload(&L16), unload(&L8), unload(&L0);
@@ -272,7 +255,7 @@ static void test_union_bounded_functions(void **st) {
   (void)st;
   char *t1 = union_of(1024), *t4 = union_of(4096);
   loaded L1 = load_ok(t1), L4 = load_ok(t4);
-  cg_count c1 = count_module(L1.p), c4 = count_module(L4.p);
+  cg_count_t c1 = count_module(L1.p), c4 = count_module(L4.p);
   assert_true(c4.insts <= 4 * c1.insts + c1.insts / 4);
   assert_true(c4.max_fn <= c1.max_fn + c1.max_fn / 4);
   assert_true(c4.fns > 3 * c1.fns);
@@ -388,6 +371,56 @@ static void test_limit_inline_depth(void **st) {
   free(b.s);
 }
 
+static void test_limit_parse_errors(void **st) {
+  (void)st;
+  buf b = {0};
+  for (int k = 0; k < 2 * SPAT_MAX_PARSE_ERRORS; k++) put(&b, "pattern p%d = ;\n", k);
+  const char *need[] = {"t.pat:1:", "too many errors, stopping"};
+  load_fails(b.s, need, 2);
+  free(b.s);
+}
+
+static void test_limit_extern_args(void **st) {
+  (void)st;
+  buf b = {0};
+  put(&b, "extern fn f(int");
+  for (int k = 0; k < SPAT_MAX_EXTERN_ARGS; k++) put(&b, ", int");
+  put(&b, ") -> bool;\npattern p = full;\n");
+  const char *need[] = {"t.pat:1:11:", "at most 16 arguments"};
+  load_fails(b.s, need, 2);
+  free(b.s);
+}
+
+/* A chain of imports deeper than SPAT_MAX_IMPORT_DEPTH, on disk. */
+static void test_limit_import_depth(void **st) {
+  (void)st;
+  char dir[] = "/tmp/spat_limits_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  int n = SPAT_MAX_IMPORT_DEPTH + 2;
+  char path[128];
+  for (int k = 0; k < n; k++) {
+    snprintf(path, sizeof path, "%s/f%d.pat", dir, k);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    if (k + 1 < n) fprintf(f, "import \"f%d.pat\";\n", k + 1);
+    fprintf(f, "pattern p%d = window(%d);\n", k, k);
+    fclose(f);
+  }
+  snprintf(path, sizeof path, "%s/f0.pat", dir);
+  diag *d = diag_new();
+  arena *a = arena_new();
+  assert_null(fe_load_file(d, a, path));
+  if (!strstr(diag_text(d), "imports nested too deeply") || !strstr(diag_text(d), ".pat:1:8:"))
+    fail_msg("got: %s", diag_text(d));
+  arena_free(a);
+  diag_free(d);
+  for (int k = 0; k < n; k++) {
+    snprintf(path, sizeof path, "%s/f%d.pat", dir, k);
+    remove(path);
+  }
+  rmdir(dir);
+}
+
 /* 2^20 expanded copies: over SPAT_MAX_IR_NODES though the DAG is tiny
  * (the interpreter walks the expansion). */
 static void test_limit_ir_nodes(void **st) {
@@ -403,7 +436,7 @@ static void test_limit_jit_nodes(void **st) {
   char *t = union_of(SPAT_MAX_JIT_NODES / 6 + 100);
   loaded L = load_ok(t);
   char err[512] = "";
-  backend_opts bo = {16, 1};
+  backend_opts bo = {.D = 16, .threads = 1};
   void *k = backend_jit.compile(L.p, &bo, err, sizeof err);
   assert_null(k);
   if (!strstr(err, "t.pat:1:") || !strstr(err, "pattern too large for the JIT"))
@@ -420,7 +453,7 @@ static void test_limit_jit_expr(void **st) {
   put(&b, "pattern top = causal & where(a12 %% 5 == 0);\n");
   loaded L = load_ok(b.s);
   char err[512] = "";
-  backend_opts bo = {16, 1};
+  backend_opts bo = {.D = 16, .threads = 1};
   void *k = backend_jit.compile(L.p, &bo, err, sizeof err);
   assert_null(k);
   if (!strstr(err, "t.pat:14:30:") || !strstr(err, "integer expression too large for the JIT"))
@@ -468,6 +501,9 @@ int main(void) {
       cmocka_unit_test(test_limit_nesting),
       cmocka_unit_test(test_limit_expr_depth),
       cmocka_unit_test(test_limit_inline_depth),
+      cmocka_unit_test(test_limit_parse_errors),
+      cmocka_unit_test(test_limit_extern_args),
+      cmocka_unit_test(test_limit_import_depth),
       cmocka_unit_test(test_limit_ir_nodes),
       cmocka_unit_test(test_limit_jit_nodes),
       cmocka_unit_test(test_limit_jit_expr),

@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/kernel_rt.h"
+#include "kernel_rt.h"
 #include "spat_limits.h"
 
 #define NV (KR_BQ / 16) /* row vectors per query tile */
@@ -1637,71 +1637,6 @@ static int collect_topk(cg *g, const ir_node *n) {
   return 1;
 }
 
-static const ir_node *wide_extern(const ir_node *n) {
-  if (!n) return NULL;
-  if (n->op == IR_EXTERN && n->n_kids > 16) return n;
-  for (int k = 0; k < n->n_kids; k++) {
-    const ir_node *w = wide_extern(n->kids[k]);
-    if (w) return w;
-  }
-  return NULL;
-}
-
-/* The IR as ir.h promises it (sema's job; checked so that a malformed tree
- * is an error, never a crash or a silent mask). */
-static const int ir_arity[IR_N_OPS] = {
-#define X(name, text, kind, n) n,
-    IR_OPS(X)
-#undef X
-};
-
-static bool well_formed(const ir_program *p, const ir_node *n, ir_kind want) {
-  if (!n || ir_op_kind[n->op] != want) return false;
-  if (ir_arity[n->op] >= 0 && n->n_kids != ir_arity[n->op]) return false;
-  if (n->n_kids > 0 && !n->kids) return false;
-  switch (n->op) {
-  case IR_RUNTIME: return n->value >= 0 && n->value < p->n_runtime;
-  case IR_INPUT:
-    return n->value >= 0 && n->value < p->n_inputs &&
-           well_formed(p, n->kids[0], IR_INT);
-  case IR_EXTERN:
-    if (n->value < 0 || n->value >= p->n_externs) return false;
-    break;
-  case IR_SET:
-    for (int k = 0; k < n->n_kids; k++) {
-      const ir_node *it = n->kids[k];
-      if (!it) return false;
-      if (!well_formed(p, it, it->op == IR_RANGE ? IR_SETK : IR_INT)) return false;
-    }
-    return true;
-  case IR_RANGE:
-    return well_formed(p, n->kids[0], IR_INT) && well_formed(p, n->kids[1], IR_INT);
-  case IR_ROWS:
-  case IR_COLS:
-  case IR_GLOBAL:
-    return n->kids[0] && n->kids[0]->op == IR_SET &&
-           well_formed(p, n->kids[0], IR_SETK);
-  case IR_TOPK:
-  case IR_BLOCKS:
-    return well_formed(p, n->kids[0], IR_INT) && well_formed(p, n->kids[1], IR_PAT);
-  case IR_PSEL:
-    return well_formed(p, n->kids[0], IR_INT) &&
-           well_formed(p, n->kids[1], IR_PAT) && well_formed(p, n->kids[2], IR_PAT);
-  default: break;
-  }
-  ir_kind kid = (n->op == IR_OR || n->op == IR_AND || n->op == IR_MINUS ||
-                 n->op == IR_COMPL)
-                    ? IR_PAT
-                    : IR_INT;
-  for (int k = 0; k < n->n_kids; k++)
-    if (!well_formed(p, n->kids[k], kid)) return false;
-  return true;
-}
-
-bool cg_well_formed(const ir_program *p) {
-  return p && well_formed(p, p->root, IR_PAT);
-}
-
 bool cg_supported_d(int64_t D) {
   return D == 16 || D == 32 || D == 64 || D == 80 || D == 96 || D == 128 ||
          D == 256;
@@ -1726,14 +1661,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
              (long long)D);
     return NULL;
   }
-  if (!cg_well_formed(p)) {
-    snprintf(err, errlen, "internal error: malformed pattern IR");
-    return NULL;
-  }
-  if (wide_extern(p->root)) {
-    snprintf(err, errlen, "extern functions take at most 16 arguments");
-    return NULL;
-  }
+  if (!ir_check(p, err, errlen)) return NULL;
   cg G, *g = &G;
   memset(g, 0, sizeof G);
   g->C = ctx;
@@ -1801,4 +1729,28 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
     return NULL;
   }
   return g->M;
+}
+
+int cg_count(const ir_program *p, cg_stats *out, char *err, size_t errlen) {
+  cg_info info;
+  LLVMContextRef C = LLVMContextCreate();
+  LLVMModuleRef M = cg_build(C, p, 16, NULL, &info, err, errlen);
+  memset(out, 0, sizeof *out);
+  if (!M) {
+    LLVMContextDispose(C);
+    return -1;
+  }
+  for (LLVMValueRef f = LLVMGetFirstFunction(M); f; f = LLVMGetNextFunction(f)) {
+    if (LLVMIsDeclaration(f) || !strcmp(LLVMGetValueName(f), "spat_tile")) continue;
+    long n = 0;
+    for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+      for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in))
+        n++;
+    out->insts += n, out->fns++;
+    if (n > out->max_fn_insts) out->max_fn_insts = n;
+  }
+  LLVMDisposeModule(M);
+  LLVMContextDispose(C);
+  cg_info_free(&info);
+  return 0;
 }

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../runtime/kernel_rt.h"
+#include "kernel_rt.h"
 #include "analyze.h"
 #include "codegen.h"
 
@@ -109,10 +109,7 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     snprintf(err, errlen, "NULL program or options");
     return NULL;
   }
-  if (!cg_well_formed(p)) {
-    snprintf(err, errlen, "internal error: malformed pattern IR");
-    return NULL;
-  }
+  if (!ir_check(p, err, errlen)) return NULL;
   if (!cg_supported_d(o->D)) {
     snprintf(err, errlen,
              "head dimension %lld is not supported by the JIT "
@@ -262,18 +259,3 @@ rt_status jit_run(jit_kernel *k, const rt_args *a, char *err, size_t errlen) {
 }
 
 double jit_compile_ms(const jit_kernel *k) { return k->ms; }
-
-static void *b_compile(const ir_program *p, const backend_opts *o, char *err,
-                       size_t errlen) {
-  return jit_compile(p, o, err, errlen);
-}
-static rt_status b_run(void *k, const rt_args *a, char *err, size_t errlen) {
-  if (!k) {
-    snprintf(err, errlen, "NULL kernel");
-    return RT_EINVAL;
-  }
-  return jit_run(k, a, err, errlen);
-}
-static void b_free(void *k) { jit_free(k); }
-
-const backend backend_jit = {"jit", b_compile, b_run, b_free};

@@ -16,9 +16,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../runtime/interp.h"
-#include "../runtime/npy.h"
-#include "../runtime/rt.h"
+#include "interp.h"
+#include "npy.h"
+#include "rt.h"
 #include "arena.h"
 #include "diag.h"
 #include "frontend.h"
@@ -26,7 +26,6 @@
 
 enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
 
-#define SPATC_VERSION "0.1.0"
 
 /* X(id, long name, short letter or 0, metavar or NULL (a flag), help) */
 #define SPATC_OPTS(X)                                                        \

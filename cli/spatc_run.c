@@ -121,7 +121,7 @@ int spatc_run_main(int argc, char **argv) {
     a.inputs = bound.inputs;
     a.externs = bound.externs;
     a.threads = (int)opt.threads;
-    backend_opts bo = {a.D, (int)opt.threads};
+    backend_opts bo = {.D = a.D, .threads = (int)opt.threads};
     double t0 = spatc_now_ms();
     char dir[4096];
     bool have_dir = opt.cache && be == &backend_jit &&
