@@ -547,7 +547,16 @@ static int explain_exact(FILE *f, const ir_program *p, const plan_env *env,
   int64_t Lq = env->Lq, Lk = env->Lk;
   int64_t nkt = (Lk + bk - 1) / bk, step = 1;
   if (Lq == 0) return 0;
-  if (Lk > 0 && Lq > EXPLAIN_EXACT_MAX / Lk) step = Lq * Lk / EXPLAIN_EXACT_MAX + 1;
+  /* the interpreter walks the expanded tree per element: bound the
+   * elements by the work, not only their number */
+  int64_t tree = ir_tree_size(p->root, EXPLAIN_EXACT_MAX);
+  if (tree <= 25) {
+    if (Lk > 0 && Lq > EXPLAIN_EXACT_MAX / Lk) step = Lq * Lk / EXPLAIN_EXACT_MAX + 1;
+  } else {
+    int64_t rows = SPAT_MAX_EXPLAIN_WORK / tree / (Lk > 0 ? Lk : 1);
+    if (rows < 1) rows = 1;
+    if (Lq > rows) step = Lq / rows + 1;
+  }
   rt_args a = {.B = 1, .H = env->H, .Hkv = env->H, .Lq = Lq, .Lk = Lk, .D = 1,
                .runtime = env->runtime};
   uint8_t *row = malloc((size_t)Lk + 1);

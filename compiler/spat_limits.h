@@ -52,5 +52,8 @@
  * evaluates exactly per head (beyond which it samples rows). */
 #define SPAT_MAX_EXPLAIN_TILES ((long long)1 << 28)
 #define SPAT_MAX_EXPLAIN_EXACT 40000000
+/* ... and for a pattern of more than 25 IR nodes expanded, interpreter node
+ * evaluations (elements x expanded size) per head. */
+#define SPAT_MAX_EXPLAIN_WORK 100000000
 
 #endif

@@ -189,6 +189,10 @@ bool ir_has_op(const ir_node *n, ir_op op);   /* anywhere in the tree */
  * must not change afterwards.  Returns n->ops. */
 uint64_t ir_seal(ir_node *n);
 bool ir_is_data_dependent(const ir_program *p); /* has TOPK */
+/* Nodes of n's subtree expanded into a tree (a shared node counted at each
+ * use), at most cap; linear in the distinct nodes.  What a tree walk, such
+ * as the interpreter's per mask element, costs. */
+int64_t ir_tree_size(const ir_node *n, int64_t cap);
 
 /* Prints the expression in .pat syntax, fully parenthesised where needed;
  * the output parses back to the same tree (canonical text, used for cache
