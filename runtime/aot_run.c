@@ -44,6 +44,7 @@ static kr_kernel *kernel_of(const aot_desc *d) {
   for (int64_t t = 0; t < d->n_topk; t++)
     memcpy(&k->tkinfo[t], &d->tkinfo[t], sizeof k->tkinfo[t]);
   memcpy(&k->tile, &d->tile, sizeof k->tile);
+  memcpy(&k->errat, &d->errat, sizeof k->errat);
   k->errors = d->errors;
   k->n_errors = (int)d->n_errors;
   k->threads = (int)d->threads;

@@ -1,6 +1,7 @@
 /* args.c: a run's tensors and arguments checked against the kernel's shape
  * (sizes, NULLs, int64 and address-space overflow) and made into rt_args;
  * rt_status to spat_status.  See args.h. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -77,8 +78,9 @@ rt_status args_make(const args_shape *k, const spat_tensors *t,
       (st = check_tensor("v", t->v, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
       (st = check_tensor("o", t->o, t->B, t->H, t->Lq, k->D, err, errlen)))
     return st;
-  if (t->scale != t->scale)
-    return rt_errf(err, errlen, RT_EINVAL, "scale is NaN");
+  if (!isfinite(t->scale))
+    return rt_errf(err, errlen, RT_EINVAL, "scale is %s: it must be a finite "
+                   "float (0 for 1/sqrt(D))", isnan(t->scale) ? "NaN" : "infinite");
   for (int x = 0; x < k->n_inputs; x++)
     if (inputs[x] == NULL && t->Lk > 0)
       return rt_errf(err, errlen, RT_EINVAL,

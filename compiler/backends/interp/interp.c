@@ -9,12 +9,15 @@
  * caches keep a row at O(Lk * cost of the pattern): topk selections and
  * random key sets, each keyed by everything the result depends on.
  *
- * Evaluation order (where several run-time errors could be reported):
- * rows in (b, h, r) order, keys j ascending, kids left to right.  Pattern
- * operators short-circuit like their integer cousins: in P & Q and P - Q the
- * operand Q is evaluated only where P holds, in P | Q only where P does not;
- * ?: evaluates only the chosen arm.  topk(k, P) evaluates P over the whole
- * row at its granularity.  Primitive formulas use exact integer arithmetic
+ * Run-time errors are the contract's (docs/language.md, "Run-time errors"):
+ * an error of any operand anywhere in the domain is an error, whether or not
+ * it can change the mask, so pattern operators evaluate both operands and an
+ * index set all of its items (as the checker does with constants); only the
+ * integer && || ?: and the per-head c ? P : Q skip what is not taken.  When
+ * several errors exist the first is reported: rows in (b, h, r) order, keys
+ * j ascending, then the tree's order (arguments before sub-patterns, kids
+ * left to right).  topk(k, P) evaluates P over the whole row at its
+ * granularity, once per row.  Primitive formulas use exact integer arithmetic
  * (window(l, r) is -l <= j - i <= r, dilated's w * d saturates), so huge but
  * legal sizes mean "everything" instead of an overflow.
  *
@@ -26,6 +29,7 @@
  */
 #include "interp.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -264,24 +268,26 @@ static bool eval(ctx *c, const ir_node *n, int64_t *out) {
 /* v < 0 counts from the end (Lk at the current granularity). */
 static int64_t from_end(const ctx *c, int64_t v) { return v < 0 ? c->Lk + v : v; }
 
+/* Every item is evaluated (an error in any item is an error). */
 static bool in_set(ctx *c, const ir_node *set, int64_t x, bool *out) {
   if (set->op != IR_SET)
     return fail(c, RT_EINTERNAL, set, "internal error: '%s' is not an index set",
                 ir_op_name[set->op]);
+  bool in = false;
   for (int k = 0; k < set->n_kids; k++) {
     const ir_node *it = set->kids[k];
     if (it->op == IR_RANGE) {
       int64_t lo, hi;
       if (!eval2(c, it, &lo, &hi)) return false;
       lo = from_end(c, lo), hi = from_end(c, hi);
-      if (lo <= x && x < hi) return *out = true, true;
+      in |= lo <= x && x < hi;
     } else {
       int64_t v;
       if (!eval(c, it, &v)) return false;
-      if (from_end(c, v) == x) return *out = true, true;
+      in |= from_end(c, v) == x;
     }
   }
-  *out = false;
+  *out = in;
   return true;
 }
 
@@ -490,24 +496,24 @@ static bool pat(ctx *c, const ir_node *n, bool *out) {
   case IR_COLS: return in_set(c, n->kids[0], c->j, out);
   case IR_GLOBAL:
     if (!in_set(c, n->kids[0], c->i, out)) return false;
-    return *out || in_set(c, n->kids[0], c->j, out);
+    return *out || in_set(c, n->kids[0], c->j, out); /* the same items */
   case IR_RANDOM: return eval_random(c, n, out);
   case IR_WHERE:
     if (!eval(c, n->kids[0], &x)) return false;
     *out = x != 0;
     return true;
   case IR_TOPK: return eval_topk(c, n, out);
-  case IR_OR:
-    if (!pat(c, n->kids[0], out)) return false;
-    return *out || pat(c, n->kids[1], out);
+  case IR_OR:  /* both operands: their errors count everywhere */
+    if (!pat(c, n->kids[0], out) || !pat(c, n->kids[1], &p)) return false;
+    *out = *out || p;
+    return true;
   case IR_AND:
-    if (!pat(c, n->kids[0], out)) return false;
-    return !*out || pat(c, n->kids[1], out);
+    if (!pat(c, n->kids[0], out) || !pat(c, n->kids[1], &p)) return false;
+    *out = *out && p;
+    return true;
   case IR_MINUS:
-    if (!pat(c, n->kids[0], out)) return false;
-    if (!*out) return true;
-    if (!pat(c, n->kids[1], &p)) return false;
-    *out = !p;
+    if (!pat(c, n->kids[0], out) || !pat(c, n->kids[1], &p)) return false;
+    *out = *out && !p;
     return true;
   case IR_COMPL:
     if (!pat(c, n->kids[0], &p)) return false;
@@ -668,7 +674,12 @@ rt_status interp_mask_row(const ir_program *p, const rt_args *a, int64_t b,
   return interp_mask_rows(p, a, b, h, r, 1, out, err, errlen);
 }
 
-/* Softmax attention of one row over the keys allowed by mask. */
+/* Softmax attention of one row over the keys allowed by mask, IEEE all the
+ * way: a NaN score (or a +inf one: exp(s - m) is exp(NaN)) makes the row NaN;
+ * -inf scores weigh nothing, and a row of only -inf scores is an empty row
+ * (o = 0, lse = -inf), as one with no allowed key.  Scores have the range
+ * of the kernels' (float32 s * log2 e): beyond +-SCORE_MAX they are +-inf. */
+#define SCORE_MAX ((double)FLT_MAX * 0.69314718055994530942)
 static void attend_row(const ctx *c, const uint8_t *mask, double *s,
                        double *acc, int64_t r) {
   const rt_args *a = c->a;
@@ -679,8 +690,10 @@ static void attend_row(const ctx *c, const uint8_t *mask, double *s,
     if (!mask[j]) continue;
     const float *k = row_ptr(&a->k, c->b, kvh, j);
     s[j] = c->scale * dot(q, k, D);
+    if (fabs(s[j]) > SCORE_MAX) s[j] = copysign(INFINITY, s[j]);
     m = n++ == 0 || s[j] > m ? s[j] : m;
   }
+  if (m == -INFINITY) n = 0;  /* every score -inf: no key, as an empty row */
   for (int64_t d = 0; d < D; d++) acc[d] = 0;
   for (int64_t j = 0; j < a->Lk && n > 0; j++) {
     if (!mask[j]) continue;

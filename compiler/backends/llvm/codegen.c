@@ -5,10 +5,10 @@
  *    pattern node yields the word of its allowed columns j0 .. j0 + 63 for
  *    one query row, so window/causal/block/cols are interval masks built by
  *    shifts, | & - ! are single word ops, blocks(b){P} evaluates P on the
- *    block row and spreads each block's bit.  Pattern operators
- *    short-circuit as in the interpreter: Q of P & Q is evaluated only on
- *    the columns where P holds (an activity word), so run-time errors and
- *    extern calls happen exactly where the interpreter has them.  Integer
+ *    block row and spreads each block's bit.  Q of P & Q is evaluated
+ *    only on the columns where P holds (an activity word): a shortcut, not
+ *    the error semantics, which spat_errat below carries (the driver
+ *    checks the whole domain with it before any mask runs).  Integer
  *    expressions are checked int64 arithmetic (llvm.s*.with.overflow, floor
  *    division, Python remainder); an error returns the 1-based index of a
  *    message baked at codegen time with the node's location.  where(pred)
@@ -60,6 +60,9 @@ typedef struct cg {
   int *order;              /* nodes with a function, kids before parents */
   int n_order;
   int fn_seq;
+  int *eparent;            /* errat regions of the function: parent or -1 */
+  int n_eregion, cap_eregion, eregion;
+  LLVMValueRef detail;     /* spat_errat's int64_t[2] of message values */
 } cg;
 
 typedef struct lvl {
@@ -165,16 +168,26 @@ static int err_site(cg *g, const ir_node *n, const char *what) {
   return ++g->n_errs;
 }
 
-/* if (bad) return code; */
-static void check(cg *g, LLVMValueRef bad, const ir_node *n, const char *what) {
+/* if (bad) return code;  In spat_errat, the message's values d0, d1 (its
+ * \1 and \2, see kernel_rt.h) are stored first. */
+static void check_v(cg *g, LLVMValueRef bad, const ir_node *n, const char *what,
+                    LLVMValueRef d0, LLVMValueRef d1) {
   /* a check the builder folded to false (constant arguments) costs nothing */
   if (LLVMIsAConstantInt(bad) && LLVMConstIntGetZExtValue(bad) == 0) return;
   int code = err_site(g, n, what);
   LLVMBasicBlockRef e = newbb(g, "err"), ok = newbb(g, "ok");
   LLVMBuildCondBr(g->B, bad, e, ok);
   LLVMPositionBuilderAtEnd(g->B, e);
+  if (g->detail) {
+    if (d0) LLVMBuildStore(g->B, d0, g->detail);
+    if (d1) LLVMBuildStore(g->B, d1, gep(g, g->i64, g->detail, ci64(g, 1)));
+  }
   LLVMBuildRet(g->B, LLVMConstInt(g->i32, (unsigned)code, 0));
   LLVMPositionBuilderAtEnd(g->B, ok);
+}
+
+static void check(cg *g, LLVMValueRef bad, const ir_node *n, const char *what) {
+  check_v(g, bad, n, what, NULL, NULL);
 }
 
 /* if (code != 0) return code;  (code: i64 computed at run time) */
@@ -303,8 +316,11 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
   }
   case IR_INPUT: {
     LLVMValueRef x = ival(g, n->kids[0], L, j);
-    check(g, LLVMBuildICmp(B, LLVMIntUGE, x, g->lk_tok, ""), n,
-          "input index out of range");
+    char what[300];  /* the interpreter's message, values from spat_errat */
+    snprintf(what, sizeof what, "index \001 of input '%s' is out of range [0, \002)",
+             g->p->inputs[n->value].name);
+    check_v(g, LLVMBuildICmp(B, LLVMIntUGE, x, g->lk_tok, ""), n, what, x,
+            g->lk_tok);
     LLVMValueRef ins = env_word(g, g->env, 5, g->ptr);
     LLVMValueRef arr =
         LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ins, ci64(g, n->value)), "");
@@ -366,9 +382,9 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
 
 /* --- row masks as 64-bit words --------------------------------------------
  * A row mask is an i64: bit t is column j0 + t (cnt <= 64 columns).  act,
- * when not NULL, is the word of columns where the interpreter would evaluate
- * the node at all (pattern operators short-circuit): errors and extern calls
- * happen only there. */
+ * when not NULL, is the word of columns where the node can matter: it is
+ * evaluated (extern calls, errors) only there.  Errors of the contract are
+ * spat_errat's; one here means the pre-check missed it. */
 
 #define BIG ((int64_t)1 << 62) /* sizes are clamped here: exact, no overflow */
 
@@ -473,9 +489,15 @@ static LLVMValueRef cols_bits(cg *g, const ir_node *s, const lvl *L,
   return bits;
 }
 
+/* An argument of primitive prim (node n) below min: the interpreter's
+ * "<what> of <prim> is <v>, must be >= <min>" at the argument. */
 static void nonneg(cg *g, LLVMValueRef v, const ir_node *n, int64_t min,
-                   const char *what) {
-  check(g, LLVMBuildICmp(g->B, LLVMIntSLT, v, ci64(g, min), ""), n, what);
+                   const char *what, const ir_node *prim) {
+  char msg[200];
+  snprintf(msg, sizeof msg, "%s of %s is \001, must be >= %lld", what,
+           ir_op_text[prim->op], (long long)min);
+  check_v(g, LLVMBuildICmp(g->B, LLVMIntSLT, v, ci64(g, min), ""), n, msg, v,
+          NULL);
 }
 
 static int topk_index(cg *g, const ir_node *n) {
@@ -739,7 +761,7 @@ static LLVMValueRef pat_random(cg *g, const ir_node *n, const lvl *L,
                                const rowx *R) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef r = ival(g, n->kids[0], L, NULL);
-  nonneg(g, r, n->kids[0], 0, "random: negative count");
+  nonneg(g, r, n->kids[0], 0, "the key count r", n);
   LLVMValueRef seed = ival(g, n->kids[1], L, NULL);
   LLVMValueRef acc = acc_new(g, ci64(g, 0));
   LLVMBasicBlockRef go = newbb(g, "random"), join = newbb(g, "join");
@@ -834,7 +856,7 @@ static LLVMValueRef ceil_div(cg *g, LLVMValueRef x, LLVMValueRef b) {
 
 static LLVMValueRef blocks_size(cg *g, const ir_node *n, const lvl *L) {
   LLVMValueRef b = ival(g, n->kids[0], L, NULL);
-  nonneg(g, b, n->kids[0], 1, "blocks: block size must be >= 1");
+  nonneg(g, b, n->kids[0], 1, "the block size", n);
   return b;
 }
 
@@ -888,9 +910,9 @@ static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
   case IR_WHERE: return pat_where(g, n, L, R, act);
   case IR_WINDOW: {
     LLVMValueRef l = ival(g, n->kids[0], L, NULL);
-    nonneg(g, l, n->kids[0], 0, "window: negative size");
+    nonneg(g, l, n->kids[0], 0, "the left size", n);
     LLVMValueRef r = ival(g, n->kids[1], L, NULL);
-    nonneg(g, r, n->kids[1], 0, "window: negative size");
+    nonneg(g, r, n->kids[1], 0, "the right size", n);
     l = smin(g, l, ci64(g, BIG));
     r = smin(g, r, ci64(g, BIG));
     return range_bits(g, R, LLVMBuildSub(B, i, l, ""),
@@ -898,9 +920,9 @@ static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
   }
   case IR_DILATED: {
     LLVMValueRef w = ival(g, n->kids[0], L, NULL);
-    nonneg(g, w, n->kids[0], 0, "dilated: negative width");
+    nonneg(g, w, n->kids[0], 0, "the width w", n);
     LLVMValueRef d = ival(g, n->kids[1], L, NULL);
-    nonneg(g, d, n->kids[1], 1, "dilated: dilation must be >= 1");
+    nonneg(g, d, n->kids[1], 1, "the dilation d", n);
     LLVMValueRef args[2] = {w, d};
     LLVMValueRef m = call_intr(g, "llvm.smul.with.overflow", &g->i64, 1, args, 2);
     LLVMValueRef reach = LLVMBuildSelect(B, LLVMBuildExtractValue(B, m, 1, ""),
@@ -912,13 +934,13 @@ static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
   }
   case IR_BLOCK: {
     LLVMValueRef b = ival(g, n->kids[0], L, NULL);
-    nonneg(g, b, n->kids[0], 1, "block: size must be >= 1");
+    nonneg(g, b, n->kids[0], 1, "the block size", n);
     LLVMValueRef lo = LLVMBuildMul(B, LLVMBuildSDiv(B, i, b, ""), b, "");
     return range_bits(g, R, lo, LLVMBuildAdd(B, lo, smin(g, b, ci64(g, BIG)), ""));
   }
   case IR_STRIDE: {
     LLVMValueRef s = ival(g, n->kids[0], L, NULL);
-    nonneg(g, s, n->kids[0], 1, "stride: stride must be >= 1");
+    nonneg(g, s, n->kids[0], 1, "the stride", n);
     return stride_bits(g, R, i, s, R->j0, LLVMBuildAdd(B, R->j0, R->cnt, ""));
   }
   case IR_ROWS:
@@ -1087,6 +1109,9 @@ typedef struct cg_nd {
   LLVMValueRef fn;         /* own: its function */
   LLVMValueRef memo_fn;    /* the function memo_word/memo_act belong to */
   LLVMValueRef memo_word, memo_act;
+  LLVMValueRef efn;        /* own: its spat_errat part */
+  LLVMValueRef err_fn;     /* errat: walked in this function, */
+  int err_region;          /* in this region (see err_walk) */
 } cg_nd;
 
 #define SIZE_CAP ((int64_t)1 << 40)
@@ -1351,12 +1376,212 @@ static void build_tkinfo_fn(cg *g, int t) {
                            LLVMBuildExtractValue(g->B, r, 0, ""), "");
   }
   LLVMValueRef k = ival(g, g->tk[t]->kids[0], &L, NULL);
-  nonneg(g, k, g->tk[t], 0, "topk: negative count");
+  nonneg(g, k, g->tk[t]->kids[0], 0, "k", g->tk[t]);
   LLVMValueRef vals[4] = {k, gran, L.lq, L.lk};
   for (int x = 0; x < 4; x++)
     LLVMBuildStore(g->B, vals[x], gep(g, g->i64, out, ci64(g, x)));
   LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
   end_fn(g);
+}
+
+/* --- spat_errat: the contract's run-time errors at one point ----------------
+ * The first error of evaluating the whole pattern at (h, i, j) in the
+ * interpreter's order (runtime/interp.c): every operand of | & - ! (pattern
+ * operators do not hide errors of their operands), the chosen arm of ?:,
+ * primitive arguments before sub-patterns, kids left to right, and where
+ * `whole` is set, P of each topk over its whole row.  No mask bits. */
+
+static void err_set(cg *g, const ir_node *s, const lvl *L) {
+  for (int k = 0; k < s->n_kids; k++) {
+    const ir_node *it = s->kids[k];
+    if (it->op == IR_RANGE) {
+      ival(g, it->kids[0], L, NULL);
+      ival(g, it->kids[1], L, NULL);
+    } else {
+      ival(g, it, L, NULL);
+    }
+  }
+}
+
+/* Regions of one errat function: code of a region runs after that of its
+ * ancestors with the same (i, j, granularity), so a shared node walked in an
+ * ancestor region need not be walked again (its errors, if any, would have
+ * returned already).  A ?: arm is a child region; blocks and topk's row
+ * loop change the point, so they open a root region. */
+static int eregion_open(cg *g, bool same_point) {
+  if (g->n_eregion == g->cap_eregion) {
+    int cap = g->cap_eregion ? 2 * g->cap_eregion : 64;
+    int *v = realloc(g->eparent, sizeof *v * (size_t)cap);
+    if (!v) {
+      g->oom = 1;
+      return g->eregion;
+    }
+    g->eparent = v, g->cap_eregion = cap;
+  }
+  int prev = g->eregion;
+  g->eparent[g->n_eregion] = same_point ? g->eregion : -1;
+  g->eregion = g->n_eregion++;
+  return prev;
+}
+
+static bool eregion_sees(cg *g, int r) {
+  for (int q = g->eregion; q >= 0; q = g->eparent[q])
+    if (q == r) return true;
+  return false;
+}
+
+static void err_node(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
+                     LLVMValueRef whole);
+
+static LLVMTypeRef errsub_type(cg *g) {
+  LLVMTypeRef ps[7] = {g->ptr, g->i64, g->i64, g->i64, g->i64, g->i64, g->ptr};
+  return LLVMFunctionType(g->i32, ps, 7, 0);
+}
+
+/* A sub-pattern with a function of its own is walked by a call of its
+ * errat part, once per region (above). */
+static void err_walk(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
+                     LLVMValueRef whole) {
+  cg_nd *x = nd_get(g, n);
+  if (!x || !x->own || !x->efn) {
+    err_node(g, n, L, j, whole);
+    return;
+  }
+  if (x->err_fn == g->fn && eregion_sees(g, x->err_region)) return;
+  LLVMValueRef args[7] = {g->env, L->i, j ? j : ci64(g, 0), L->lq, L->lk, whole,
+                          g->detail};
+  LLVMValueRef rc = LLVMBuildCall2(g->B, errsub_type(g), x->efn, args, 7, "");
+  check_dyn(g, LLVMBuildZExt(g->B, rc, g->i64, ""));
+  x->err_fn = g->fn, x->err_region = g->eregion;
+}
+
+static void errat_begin(cg *g) {
+  g->n_eregion = 0;
+  g->eregion = -1;
+  eregion_open(g, false);
+}
+
+static void build_errsub_fn(cg *g, cg_nd *x) {
+  char name[32];
+  snprintf(name, sizeof name, "spat_errsub_%d", g->fn_seq++);
+  g->fn = LLVMAddFunction(g->M, name, errsub_type(g));
+  LLVMSetLinkage(g->fn, LLVMInternalLinkage);
+  fn_attrs(g, g->fn);
+  unsigned k = LLVMGetEnumAttributeKindForName("noinline", 8);
+  LLVMAddAttributeAtIndex(g->fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateEnumAttribute(g->C, k, 0));
+  scalar_only(g);
+  g->allocas = newbb(g, "entry");
+  LLVMPositionBuilderAtEnd(g->B, newbb(g, "start"));
+  g->env = LLVMGetParam(g->fn, 0);
+  load_env(g);
+  g->detail = LLVMGetParam(g->fn, 6);
+  lvl L = {LLVMGetParam(g->fn, 1), LLVMGetParam(g->fn, 3), LLVMGetParam(g->fn, 4)};
+  errat_begin(g);
+  err_node(g, x->n, &L, LLVMGetParam(g->fn, 2), LLVMGetParam(g->fn, 5));
+  LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
+  end_fn(g);
+  g->detail = NULL;
+  x->efn = g->fn; /* set last: inside its own body the node is walked inline */
+}
+
+static void err_node(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
+                     LLVMValueRef whole) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef v;
+  int outer;
+  switch (n->op) {
+  case IR_WHERE: ival(g, n->kids[0], L, j); return;
+  case IR_WINDOW:
+    v = ival(g, n->kids[0], L, NULL);
+    nonneg(g, v, n->kids[0], 0, "the left size", n);
+    v = ival(g, n->kids[1], L, NULL);
+    nonneg(g, v, n->kids[1], 0, "the right size", n);
+    return;
+  case IR_DILATED:
+    v = ival(g, n->kids[0], L, NULL);
+    nonneg(g, v, n->kids[0], 0, "the width w", n);
+    v = ival(g, n->kids[1], L, NULL);
+    nonneg(g, v, n->kids[1], 1, "the dilation d", n);
+    return;
+  case IR_BLOCK:
+    nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 1, "the block size", n);
+    return;
+  case IR_STRIDE:
+    nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 1, "the stride", n);
+    return;
+  case IR_ROWS: case IR_COLS: case IR_GLOBAL: err_set(g, n->kids[0], L); return;
+  case IR_RANDOM:
+    nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 0, "the key count r", n);
+    ival(g, n->kids[1], L, NULL);
+    return;
+  case IR_TOPK: {
+    nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 0, "k", n);
+    LLVMBasicBlockRef go = newbb(g, "row"), join = newbb(g, "rowdone");
+    LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntNE, whole, ci64(g, 0), ""), go, join);
+    LLVMPositionBuilderAtEnd(B, go);
+    loop lp;
+    LLVMValueRef jj = loop_begin(g, &lp, ci64(g, 0), L->lk, 1);
+    outer = eregion_open(g, false);
+    /* nested topk rows: once per row, as the interpreter caches them */
+    err_walk(g, n->kids[1], L, jj,
+             zx(g, LLVMBuildICmp(B, LLVMIntEQ, jj, ci64(g, 0), "")));
+    g->eregion = outer;
+    loop_end(g, &lp);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, join);
+    return;
+  }
+  case IR_OR: case IR_AND: case IR_MINUS:
+    err_walk(g, n->kids[0], L, j, whole);
+    err_walk(g, n->kids[1], L, j, whole);
+    return;
+  case IR_COMPL: err_walk(g, n->kids[0], L, j, whole); return;
+  case IR_PSEL: {
+    LLVMValueRef c = as_bool(g, ival(g, n->kids[0], L, NULL));
+    LLVMBasicBlockRef tb = newbb(g, "then"), eb = newbb(g, "else"),
+                      join = newbb(g, "join");
+    LLVMBuildCondBr(B, c, tb, eb);
+    LLVMPositionBuilderAtEnd(B, tb);
+    outer = eregion_open(g, true);
+    err_walk(g, n->kids[1], L, j, whole);
+    g->eregion = outer;
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, eb);
+    outer = eregion_open(g, true);
+    err_walk(g, n->kids[2], L, j, whole);
+    g->eregion = outer;
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, join);
+    return;
+  }
+  case IR_BLOCKS: {
+    LLVMValueRef b = blocks_size(g, n, L);
+    lvl in = {LLVMBuildSDiv(B, L->i, b, ""), ceil_div(g, L->lq, b),
+              ceil_div(g, L->lk, b)};
+    outer = eregion_open(g, false);
+    err_walk(g, n->kids[1], &in, LLVMBuildSDiv(B, j, b, ""), whole);
+    g->eregion = outer;
+    return;
+  }
+  default: return; /* full, none, causal */
+  }
+}
+
+static void build_errat_fn(cg *g) {
+  for (int k = 0; k < g->n_order; k++) build_errsub_fn(g, &g->nd[g->order[k]]);
+  LLVMTypeRef ps[5] = {g->ptr, g->i64, g->i64, g->i64, g->ptr};
+  begin_fn(g, "spat_errat", g->i32, ps, 5);
+  scalar_only(g);
+  g->env = LLVMGetParam(g->fn, 0);
+  load_env(g);
+  g->detail = LLVMGetParam(g->fn, 4);
+  lvl L = {LLVMGetParam(g->fn, 1), env_word(g, g->env, 2, g->i64), g->lk_tok};
+  errat_begin(g);
+  err_walk(g, g->p->root, &L, LLVMGetParam(g->fn, 2), LLVMGetParam(g->fn, 3));
+  LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
+  end_fn(g);
+  g->detail = NULL;
 }
 
 /* --- the attention tile ------------------------------------------------------ */
@@ -1395,7 +1620,8 @@ static LLVMValueRef vld(cg *g, LLVMValueRef p) {
 
 /* 2^x for x <= 0 (x may be -inf): Cody-Waite split x = n + f, |f| <= 1/2,
  * degree-6 polynomial for 2^f, 2^n added to the exponent bits; x < -125
- * gives 0. */
+ * gives 0, x NaN gives NaN (a NaN score, or s - m with s = m = +inf, makes
+ * its row NaN: IEEE propagation, docs/language.md). */
 static LLVMValueRef exp2v(cg *g, LLVMValueRef x) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef xc = vmax(g, x, vsplat(g, -127.0));
@@ -1417,6 +1643,8 @@ static LLVMValueRef exp2v(cg *g, LLVMValueRef x) {
                                    LLVMBuildShl(B, ni, LLVMConstVector(sh, 16), ""),
                                    "");
   LLVMValueRef r = LLVMBuildBitCast(B, bits, g->vf, "");
+  /* + (x - x): 0 for finite x, NaN for NaN (the clamp above dropped it) */
+  r = LLVMBuildFAdd(B, r, LLVMBuildFSub(B, x, x, ""), "");
   return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, vsplat(g, -125.0), ""),
                          LLVMConstNull(g->vf), r, "");
 }
@@ -1690,12 +1918,13 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
     LLVMDisposeModule(g->M);
     free(g->tk), free(g->nd), free(g->hkey), free(g->hval);
     for (int k = 0; k < g->n_errs; k++) free(g->errs[k]);
-    free(g->errs), free(g->order);
+    free(g->errs), free(g->order), free(g->eparent);
     return NULL;
   }
   build_mask_fn(g, 0, p->root);
   for (int k = 0; k < g->n_tk; k++) build_mask_fn(g, k + 1, g->tk[k]->kids[1]);
   for (int k = 0; k < g->n_tk; k++) build_tkinfo_fn(g, k);
+  build_errat_fn(g);
   build_tile_fn(g);
 
   /* the error table */
@@ -1718,7 +1947,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   }
   free(strs);
   LLVMDisposeBuilder(g->B);
-  free(g->tk), free(g->nd), free(g->hkey), free(g->hval), free(g->order);
+  free(g->tk), free(g->nd), free(g->hkey), free(g->hval), free(g->order), free(g->eparent);
   info->n_topk = g->n_tk;
   info->n_errors = g->n_errs;
   info->errors = g->errs;

@@ -233,13 +233,15 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     ok = lookup(jk, name, &f, err, errlen);
     if (ok) memcpy(&jk->tkinfo[t], &f, sizeof f);
   }
-  void *tf = NULL;
+  void *tf = NULL, *ef = NULL;
   if (ok) ok = lookup(jk, "spat_tile", &tf, err, errlen);
+  if (ok) ok = lookup(jk, "spat_errat", &ef, err, errlen);
   if (!ok) {
     jit_free(jk);
     return NULL;
   }
   memcpy(&jk->k.tile, &tf, sizeof tf);
+  memcpy(&jk->k.errat, &ef, sizeof ef);
   jk->k.D = o->D;
   jk->k.n_runtime = p->n_runtime;
   jk->k.n_inputs = p->n_inputs;
