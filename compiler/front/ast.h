@@ -110,6 +110,7 @@ struct ast_decl {
   int64_t value;
   int file;             /* index of the declaring file in the module */
   void *memo;           /* sema: expansions already made (a list) */
+  int pattern_index;    /* PATTERN of the main file: its fe_pattern_name index */
 };
 
 /* The parser's context: where nodes go and where errors are reported. */

@@ -304,6 +304,7 @@ static fe_module *load_module(diag *d, arena *a, const char *name,
   for (int k = 0; k < F->n_decls; k++)
     if (F->decls[k]->kind == AST_D_PATTERN) {
       m->signatures[n] = signature(m, F->decls[k]);
+      F->decls[k]->pattern_index = n;
       m->patterns[n++] = F->decls[k];
     }
   return m;
@@ -322,6 +323,20 @@ int fe_n_patterns(const fe_module *m) { return m ? m->n_patterns : 0; }
 
 const char *fe_pattern_name(const fe_module *m, int k) {
   return m && k >= 0 && k < m->n_patterns ? m->patterns[k]->name : NULL;
+}
+
+int fe_pattern_find(const fe_module *m, const char *name) {
+  if (!m || !name || m->n_files == 0) return -1;
+  /* the main file's declarations are hashed by sema (first of each name) */
+  ast_decl *d = m->files[0].indexed ? strmap_get(&m->files[0].names, name) : NULL;
+  if (d && d->kind == AST_D_PATTERN) {
+    int k = d->pattern_index;
+    return k >= 0 && k < m->n_patterns && m->patterns[k] == d ? k : -1;
+  }
+  if (!m->files[0].indexed)
+    for (int k = 0; k < m->n_patterns; k++)
+      if (!strcmp(m->patterns[k]->name, name)) return k;
+  return -1;
 }
 
 const char *fe_pattern_signature(const fe_module *m, int k) {
