@@ -96,7 +96,6 @@ typedef struct cg_info {
   char **errors;           /* malloc'd copies of spat_errors */
 } cg_info;
 
-
 /* The pattern's mask and top-k functions and its error table; with tile
  * non-NULL also that kind's function for (D, f32) (a self-contained AOT
  * object), else no tile code (the JIT links the shared one).  NULL with a
@@ -105,5 +104,14 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
                        const cg_kind *tile, const cg_target *t, cg_info *info,
                        char *err, size_t errlen);
 void cg_info_free(cg_info *info);
+
+/* The work of compiling p, counted (tests assert it stays linear): LLVM
+ * instructions of the unoptimised mask code (cg_build without a tile),
+ * the largest function's, and the number of those functions.  0, or -1
+ * with a message in err (e.g. over the compile budget). */
+typedef struct cg_stats {
+  long insts, max_fn_insts, fns;
+} cg_stats;
+int cg_count(const ir_program *p, cg_stats *out, char *err, size_t errlen);
 
 #endif

@@ -34,6 +34,18 @@ typedef struct cg {
   LLVMValueRef fn, env;
   LLVMBasicBlockRef allocas;
   LLVMValueRef h, H, lk_tok;
+  const void *top_R;       /* the function's own row (memo context) */
+  /* sub-pattern functions (see "Bounded functions" in codegen_mask.c) */
+  struct cg_nd *nd;        /* per distinct IR node reached */
+  int n_nd, cap_nd;
+  const ir_node **hkey;    /* node -> index into nd, open addressing */
+  int *hval;
+  size_t hcap;
+  int *order;              /* nodes with a function, kids before parents */
+  int n_order;
+  int fn_seq;
+  int *eparent;            /* errat regions of the function: parent or -1 */
+  int n_eregion, cap_eregion, eregion;
   LLVMValueRef detail;     /* spat_errat's int64_t[2] of message values */
 } cg;
 
