@@ -258,11 +258,17 @@ static void test_eight_threads(void **state) {
     assert_int_equal(pthread_create(&th[t], NULL, worker_main, &wk[t]), 0);
   }
   for (int t = 0; t < NT; t++) assert_int_equal(pthread_join(th[t], NULL), 0);
+  int compiled_same = 0;
   for (int t = 0; t < NT; t++) {
     if (wk[t].bad) fprintf(stderr, "thread %d: %d failures, first: %s\n", t, wk[t].bad, wk[t].where);
     assert_int_equal(wk[t].bad, 0);
-    assert_int_equal(wk[t].from_cache, 0); /* a fresh cache: all compiled */
+    /* a fresh cache: threads 4-7 compiled their own entries; of 0-3 at
+     * least the first compiled (the others may have come after its store,
+     * as under valgrind, which runs one thread at a time) */
+    if (t >= 4) assert_int_equal(wk[t].from_cache, 0);
+    else compiled_same += wk[t].from_cache == 0;
   }
+  assert_true(compiled_same >= 1);
   /* thread 0 ran kh before freeing it; every other run either ran or was
    * refused */
   assert_true(atomic_load(&sh.kh_ok) >= 1);
