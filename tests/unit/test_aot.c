@@ -222,6 +222,15 @@ static const char *const docs_main =
     "  printf(\"missing input: %s\\n\", err);\n"
     "  t.Hkv = 3;\n"
     "  if (docs(&t, 3, doc) != SPAT_EINVAL) return 6;\n"
+    /* No keys (Lk = 0, NULL k, v, doc): every row empty, o = 0, lse = -inf. */
+    "  t.Hkv = Hkv; t.Lk = 0; t.k = t.v = NULL;\n"
+    "  for (size_t x = 0; x < nq; x++) o[x] = 7;\n"
+    "  for (size_t x = 0; x < (size_t)B * H * L; x++) lse[x] = 7;\n"
+    "  if ((st = docs(&t, 3, NULL)) != SPAT_OK) { printf(\"Lk = 0: %d\\n\", st); return 7; }\n"
+    "  for (size_t x = 0; x < nq; x++) if (o[x] != 0) return 8;\n"
+    "  for (size_t x = 0; x < (size_t)B * H * L; x++)\n"
+    "    if (!(isinf(lse[x]) && lse[x] < 0)) return 9;\n"
+    "  puts(\"Lk = 0: empty rows\");\n"
     "  spat_kernel_free(ker); spat_pattern_free(p); spat_ctx_free(c);\n"
     "  free(q), free(k), free(v), free(o), free(r), free(lse), free(lr);\n"
     "  puts(\"ok\");\n"
@@ -247,6 +256,7 @@ static void test_docs_kernel(void **state) {
   write_file(mainc, docs_main);
   assert_int_equal(build_and_run(f), 0);
   assert_true(output_has(f, "missing input: input array 'doc' is NULL"));
+  assert_true(output_has(f, "Lk = 0: empty rows"));
   assert_true(output_has(f, "ok"));
 }
 

@@ -470,6 +470,59 @@ static bool m_docs(void *env, int64_t h, int64_t i, int64_t j) {
   return (j <= i && e->doc[i] == e->doc[j]) || j < e->n;
 }
 
+/* Empty shapes, the same for every backend and layout: B, H or Lq = 0 writes
+ * nothing; Lk = 0 makes every row empty (o = 0, lse = -inf), with NULL k, v
+ * and input arrays; a negative size is an error. */
+static void test_empty_shapes(void **state) {
+  (void)state;
+  spat_ctx *c = spat_ctx_new();
+  spat_pattern *p = parse_ok(c, docs_pat, NULL);
+  const spat_backend bes[] = {SPAT_BACKEND_INTERP, SPAT_BACKEND_JIT};
+  enum { B = 2, H = 4, Hkv = 2, Lq = 5, D = 16, NQ = B * H * Lq * D };
+  float q[NQ], o[NQ], lse[B * H * Lq];
+  const int32_t doc[3] = {0, 0, 1}; /* Lk entries; NULL only when Lk = 0 */
+  for (int x = 0; x < NQ; x++) q[x] = (float)(x % 7) - 3;
+  for (int be = 0; be < 2; be++)
+    for (int layout = 0; layout < 2; layout++) {
+      spat_kernel *k = compile_ok(p, c, D, (spat_layout)layout, bes[be]);
+      const spat_tensors none[] = {
+          {0, H, Hkv, Lq, 3, NULL, NULL, NULL, NULL, NULL, 0}, /* B = 0 */
+          {B, 0, 0, Lq, 3, NULL, NULL, NULL, NULL, NULL, 0},   /* H = 0 */
+          {B, H, Hkv, 0, 3, NULL, q, q, NULL, NULL, 0},        /* Lq = 0 */
+          {0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0},
+      };
+      for (size_t t = 0; t < sizeof none / sizeof none[0]; t++) {
+        spat_status st = spat_kernel_run(k, &none[t], (int64_t)2, doc);
+        if (st != SPAT_OK) fprintf(stderr, "case %zu: %s\n", t, spat_ctx_error(c));
+        assert_int_equal(st, SPAT_OK);
+      }
+      for (int x = 0; x < NQ; x++) o[x] = 7;
+      for (int x = 0; x < B * H * Lq; x++) lse[x] = 7;
+      spat_tensors t = {B, H, Hkv, Lq, 0, q, NULL, NULL, o, lse, 0};
+      spat_status st = spat_kernel_run(k, &t, (int64_t)2, NULL);
+      if (st != SPAT_OK) fprintf(stderr, "Lk = 0: %s\n", spat_ctx_error(c));
+      assert_int_equal(st, SPAT_OK);
+      for (int x = 0; x < NQ; x++) assert_true(o[x] == 0.0f);
+      for (int x = 0; x < B * H * Lq; x++)
+        assert_true(isinf(lse[x]) && lse[x] < 0);
+      /* The generic call and the typed entry agree. */
+      for (int x = 0; x < NQ; x++) o[x] = 7;
+      spat_value args[] = {spat_scalar(2), spat_input(NULL)};
+      assert_int_equal(spat_kernel_call(k, &t, args, 2), SPAT_OK);
+      for (int x = 0; x < NQ; x++) assert_true(o[x] == 0.0f);
+      /* Rows to write need o; negative sizes are errors. */
+      t.o = NULL;
+      assert_int_equal(spat_kernel_run(k, &t, (int64_t)2, NULL), SPAT_EINVAL);
+      t.o = o;
+      t.Lk = -1;
+      assert_int_equal(spat_kernel_run(k, &t, (int64_t)2, NULL), SPAT_EINVAL);
+      assert_true(contains(spat_ctx_error(c), "negative size"));
+      spat_kernel_free(k);
+    }
+  spat_pattern_free(p);
+  spat_ctx_free(c);
+}
+
 static void test_signature(void **state) {
   (void)state;
   spat_ctx *c = spat_ctx_new();
@@ -929,6 +982,7 @@ int main(void) {
       cmocka_unit_test(test_run_interp),
       cmocka_unit_test(test_run_jit),
       cmocka_unit_test(test_run_bad_shapes),
+      cmocka_unit_test(test_empty_shapes),
       cmocka_unit_test(test_signature),
       cmocka_unit_test(test_three_ways_to_call),
       cmocka_unit_test(test_runtime_error),
