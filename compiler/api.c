@@ -289,18 +289,13 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
                                 spat_pattern **out) {
   fe_module *m = s->module;
   int n = fe_n_patterns(m);
-  if (n == 0) {
+  if (n == 0 && want == NULL) {
     source_release(s);
     return fail(c, SPAT_EINVAL, "the text defines no pattern");
   }
-  const char *name = NULL;
-  if (want == NULL) {
-    name = fe_pattern_name(m, n - 1);
-  } else {
-    for (int k = 0; k < n && name == NULL; k++)
-      if (strcmp(fe_pattern_name(m, k), want) == 0)
-        name = fe_pattern_name(m, k);
-  }
+  /* by name: a pattern of the text or of a file it imports */
+  const char *name = want == NULL ? fe_pattern_name(m, n - 1)
+                                  : fe_find_pattern(m, want);
   if (name == NULL) {
     char list[512] = "";
     size_t used = 0;
@@ -309,7 +304,7 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
                                k ? ", " : "", fe_pattern_name(m, k));
     source_release(s);
     return fail(c, SPAT_EINVAL, "no pattern named '%s' (there are: %s)", want,
-                list);
+                n ? list : "none");
   }
   diag_clear(s->diag);
   ir_program *p = fe_instantiate(s->diag, m, name, NULL, 0);

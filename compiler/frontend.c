@@ -325,6 +325,31 @@ const char *fe_pattern_signature(const fe_module *m, int k) {
   return m && k >= 0 && k < m->n_patterns ? m->signatures[k] : NULL;
 }
 
+const char *fe_pattern_param(const fe_module *m, int k, int q,
+                             bool *has_default) {
+  if (!m || k < 0 || k >= m->n_patterns || q < 0) return NULL;
+  const ast_decl *d = m->patterns[k];
+  for (int x = 0; x < d->n_params; x++) {
+    const ast_param *p = d->params[x];
+    if (p->kind != AST_PARAM_CT || q--) continue;
+    if (has_default) *has_default = p->deflt != NULL;
+    return p->name;
+  }
+  return NULL;
+}
+
+static ast_decl *find_pattern(fe_module *m, const char *name) {
+  for (int k = 0; k < m->n_patterns; k++)
+    if (!strcmp(m->patterns[k]->name, name)) return m->patterns[k];
+  ast_decl *o = sema_lookup(m, 0, name);  /* through the imports */
+  return o && o->kind == AST_D_PATTERN ? o : NULL;
+}
+
+const char *fe_find_pattern(fe_module *m, const char *name) {
+  ast_decl *d = m && name ? find_pattern(m, name) : NULL;
+  return d ? d->name : NULL;
+}
+
 static ir_program *instantiate(fe_module *m, const char *name, const fe_define *defs,
                                int n_defs);
 
@@ -353,12 +378,7 @@ static ir_program *instantiate(fe_module *m, const char *name, const fe_define *
     }
     pat = m->patterns[m->n_patterns - 1];
   } else {
-    for (int k = 0; k < m->n_patterns && !pat; k++)
-      if (!strcmp(m->patterns[k]->name, name)) pat = m->patterns[k];
-    if (!pat) {
-      ast_decl *o = sema_lookup(m, 0, name);
-      if (o && o->kind == AST_D_PATTERN) pat = o;
-    }
+    pat = find_pattern(m, name);
     if (!pat) {
       size_t cap = 32;
       for (int k = 0; k < m->n_patterns; k++) cap += strlen(m->patterns[k]->name) + 4;

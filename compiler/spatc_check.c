@@ -2,46 +2,60 @@
  * its imports), then instantiates every pattern of it with its defaults, so
  * that folding errors (negative sizes, overflow) show too; a pattern with a
  * compile-time parameter without a default is only checked, not
- * instantiated.  Silent on
+ * instantiated.  -D values apply to the patterns that have those
+ * parameters (one no pattern has is an error).  Silent on
  * success; -v lists "file: signature" per pattern.  Every file is checked
  * even after one fails. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "spatc.h"
 #include "spatc_common.h"
 
-/* A compile-time parameter without a default in a signature such as
- * "p(w, g = 1, runtime n, input doc: int[])": such a pattern is meant to be
- * called with arguments, so it cannot be instantiated alone. */
-static bool needs_value(const char *sig) {
-  const char *s = strchr(sig, '(');
-  while (s && *s && *s != ')') {
-    s++;
-    while (*s == ' ') s++;
-    size_t n = strcspn(s, ",)");
-    bool has_default = memchr(s, '=', n) != NULL;
-    bool ct = strncmp(s, "runtime ", 8) != 0 && strncmp(s, "input ", 6) != 0;
-    if (n > 0 && ct && !has_default) return true;
-    s += n;
+/* The -D values that apply to pattern k, into out (marking them in used);
+ * false when a compile-time parameter of it has no default and no -D: such a
+ * pattern is meant to be called with arguments, so it cannot be
+ * instantiated alone. */
+static bool defs_for(const fe_module *m, int k, const spatc_sel *sel,
+                     bool *used, fe_define *out, int *n_out) {
+  bool complete = true;
+  *n_out = 0;
+  bool dflt;
+  for (int q = 0; fe_pattern_param(m, k, q, &dflt); q++) {
+    const char *name = fe_pattern_param(m, k, q, &dflt);
+    bool given = false;
+    for (int d = 0; d < sel->n_defs; d++)
+      if (strcmp(sel->defs[d].name, name) == 0) {
+        out[(*n_out)++] = sel->defs[d];
+        used[d] = given = true;
+      }
+    if (!given && !dflt) complete = false;
   }
-  return false;
+  return complete;
 }
 
-static int check_one(const char *path, bool verbose) {
+static int check_one(const char *path, bool verbose, const spatc_sel *sel,
+                     bool *used) {
   spatc_pat sp;
   int rc = spatc_open(&sp, path);
   if (rc) {
     spatc_pat_free(&sp);
     return rc;
   }
+  fe_define *defs = spatc_xmalloc(sizeof *defs * (size_t)(sel->n_defs + 1));
+  if (!defs) {
+    spatc_pat_free(&sp);
+    return SPATC_EUSER;
+  }
   int n = fe_n_patterns(sp.m);
   for (int k = 0; k < n; k++) {
     const char *name = fe_pattern_name(sp.m, k);
-    if (needs_value(fe_pattern_signature(sp.m, k))) {
+    int n_defs = 0;
+    if (!defs_for(sp.m, k, sel, used, defs, &n_defs)) {
       if (verbose) printf("%s: %s\n", path, fe_pattern_signature(sp.m, k));
       continue;
     }
-    ir_program *p = fe_instantiate(sp.d, sp.m, name, NULL, 0);
+    ir_program *p = fe_instantiate(sp.d, sp.m, name, defs, n_defs);
     if (!p || diag_n_errors(sp.d) > 0) {
       if (diag_n_errors(sp.d) == 0)
         spatc_error("%s: pattern '%s' could not be instantiated", path, name);
@@ -54,39 +68,56 @@ static int check_one(const char *path, bool verbose) {
     diag_clear(sp.d);
   }
   if (verbose && n == 0) printf("%s: no patterns\n", path);
+  free(defs);
   spatc_pat_free(&sp);
   return rc;
 }
 
 int spatc_check_main(int argc, char **argv) {
-  static const spatc_opt ok[] = {OPT_VERBOSE, OPT_NONE};
+  static const spatc_opt ok[] = {OPT_VERBOSE, OPT_DEFINE, OPT_NONE};
   cli c;
-  cli_init(&c, argc, argv, "[-v] FILE...",
+  cli_init(&c, argc, argv, "[-v] [-D NAME=INT]... FILE...",
            "Checks each .pat file and instantiates every pattern in it with "
-           "its default\nparameters.  Prints nothing on success; with -v, "
-           "one line per pattern with\nits signature.  Exit status 0 when "
-           "every file is fine, 1 otherwise.",
+           "its default\nparameters, or the -D values for the patterns that "
+           "have those parameters.\nPrints nothing on success; with -v, one "
+           "line per pattern with its signature.\nExit status 0 when every "
+           "file is fine, 1 otherwise.",
            ok);
   bool verbose = false;
   const char *files[256];
   int n_files = 0;
-  for (int id; (id = cli_next(&c)) != CLI_END;) {
+  spatc_sel sel;
+  sel_init(&sel);
+  int rc = SPATC_OK;
+  for (int id; rc == SPATC_OK && (id = cli_next(&c)) != CLI_END;) {
     switch (id) {
-    case CLI_ERR: return SPATC_EUSAGE;
-    case OPT_HELP: cli_help(&c, stdout); return SPATC_OK;
+    case CLI_ERR: rc = SPATC_EUSAGE; break;
+    case OPT_HELP: cli_help(&c, stdout); rc = SPATC_HELP; break;
     case OPT_VERBOSE: verbose = true; break;
+    case OPT_DEFINE: if (sel_option(&sel, &c, id) < 0) rc = SPATC_EUSAGE; break;
     case CLI_POS:
       if (n_files == (int)(sizeof files / sizeof files[0]))
-        return cli_usage_error(&c, "too many files (at most %d)", n_files);
-      files[n_files++] = c.arg;
+        rc = cli_usage_error(&c, "too many files (at most %d)", n_files);
+      else
+        files[n_files++] = c.arg;
       break;
-    default: return cli_usage_error(&c, "unexpected option '%s'", c.spelled);
+    default: rc = cli_usage_error(&c, "unexpected option '%s'", c.spelled);
     }
   }
-  if (n_files == 0) return cli_usage_error(&c, "no input files");
-  int rc = SPATC_OK;
-  for (int k = 0; k < n_files; k++)
-    if (check_one(files[k], verbose) != 0) rc = SPATC_EUSER;
+  if (rc == SPATC_OK && n_files == 0) rc = cli_usage_error(&c, "no input files");
+  bool *used = rc == SPATC_OK ? calloc((size_t)sel.n_defs + 1, sizeof *used) : NULL;
+  if (rc == SPATC_OK && !used) rc = spatc_error("out of memory");
+  bool go = rc == SPATC_OK;  /* every file, even after one fails */
+  for (int k = 0; go && k < n_files; k++)
+    if (check_one(files[k], verbose, &sel, used) != 0) rc = SPATC_EUSER;
+  for (int d = 0; rc == SPATC_OK && d < sel.n_defs; d++)
+    if (!used[d]) {
+      spatc_error("-D %s: no pattern checked has a compile-time parameter '%s'",
+                  sel.defs[d].name, sel.defs[d].name);
+      rc = SPATC_EUSER;
+    }
+  free(used);
+  sel_free(&sel);
   fflush(stdout);
-  return rc;
+  return rc == SPATC_HELP ? SPATC_OK : rc;
 }

@@ -424,10 +424,7 @@ int spatc_load(spatc_pat *sp, const spatc_sel *s) {
   int rc = spatc_open(sp, s->file);
   if (rc) return rc;
   if (s->pattern) {
-    bool found = false;
-    for (int k = 0; k < fe_n_patterns(sp->m) && !found; k++)
-      found = strcmp(fe_pattern_name(sp->m, k), s->pattern) == 0;
-    if (!found) {
+    if (!fe_find_pattern(sp->m, s->pattern)) {  /* its own or imported */
       spatc_error("%s: no pattern named '%s'", s->file, s->pattern);
       int n = fe_n_patterns(sp->m);
       if (n > 0) {

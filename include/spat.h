@@ -180,7 +180,8 @@ SPAT_API void spat_kernel_free(spat_kernel *k); /* NULL is fine */
 /* ---- running ------------------------------------------------------------ */
 
 typedef struct spat_tensors {
-  int64_t B, H, Hkv, Lq, Lk; /* Hkv 0: H */
+  int64_t B, H, Hkv, Lq, Lk; /* Hkv 0: H; each may be 0: Lk = 0 makes
+                                every row empty (o = 0, lse = -inf) */
   const float *q, *k, *v;    /* read */
   float *o;                  /* written */
   float *lse;                /* NULL, or [B, H, Lq] log-sum-exp, written

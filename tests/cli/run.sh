@@ -231,6 +231,18 @@ sp check negdef.pat
 expect_rc check-bad-default 1 && grep -qE '^negdef\.pat:1:[0-9]+: error: ' err && ok check-bad-default || fail check-bad-default
 sp check .
 expect_rc check-directory 1 && has err "spatc: error: .: Is a directory" && ok check-directory || fail check-directory
+# -D applies to the patterns with that parameter (docs/language.md opens with it)
+printf 'pattern longformer(w = 512, g = 1) =\n    window(w / 2) | global(0 .. g);\n' >longformer.pat
+sp check longformer.pat -D w=1024
+expect_rc check-define 0 && [ ! -s out ] && [ ! -s err ] && ok check-define || fail check-define
+sp check longformer.pat -D w=-4
+expect_rc check-define-bad 1 && grep -qE '^longformer\.pat:2:12: error: ' err && has err "with -D w=-4" && ok check-define-bad || fail check-define-bad
+sp check longformer.pat w2.pat -D nosuch=3
+expect_rc check-define-unused 1 && has err "-D nosuch: no pattern checked has a compile-time parameter 'nosuch'" && ok check-define-unused || fail check-define-unused
+sp check -v helper.pat -D w=-1
+expect_rc check-define-required 1 && has err "helper.pat:1:" && ok check-define-required || fail check-define-required
+sp check longformer.pat -D w
+expect_rc check-define-malformed 2 && has err "expected NAME=INTEGER" && ok check-define-malformed || fail check-define-malformed
 
 # ---- mask ----
 sp mask w2.pat --lq 6
@@ -264,6 +276,18 @@ printf '#.\n##\n##\n##\n' >want
 expect_rc mask-tall 0 && cmp -s out want && ok mask-tall || fail mask-tall
 sp mask pats.pat --pattern nosuch --len 4
 expect_rc mask-no-pattern 1 && has err "no pattern named 'nosuch'" && ok mask-no-pattern || fail mask-no-pattern
+# a pattern of an imported file can be selected by name (docs/language.md)
+mkdir -p lib && printf 'pattern a = causal;\n' >lib/lib.pat
+printf 'import "lib/lib.pat";\npattern b = a & window(2);\n' >imp.pat
+sp mask imp.pat -p a --len 3
+printf '#..\n##.\n###\n' >want
+expect_rc mask-imported 0 && cmp -s out want && ok mask-imported || fail mask-imported
+sp mask imp.pat --len 4
+printf '#...\n##..\n###.\n.###\n' >want
+expect_rc mask-imported-default 0 && cmp -s out want && ok mask-imported-default || fail mask-imported-default
+printf 'import "lib/lib.pat";\n' >only-import.pat
+sp stats only-import.pat -p a --len 4
+expect_rc stats-imported 0 && has out "10" && ok stats-imported || fail stats-imported
 sp mask pats.pat -p win -D nosuch=3 --len 4
 expect_rc mask-define-unknown 1 && has err "error:" && ok mask-define-unknown || fail mask-define-unknown
 sp mask pats.pat -p win -D w --len 4

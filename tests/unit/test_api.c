@@ -311,6 +311,34 @@ static void test_parse_file(void **state) {
   assert_null(p);
   assert_true(contains(spat_ctx_error(c), "zzz"));
   assert_true(contains(spat_ctx_error(c), "a, b"));
+  /* A pattern of an imported file is selected by name too. */
+  char main_path[] = "/tmp/spat_test_api_main_XXXXXX.pat";
+  fd = mkstemps(main_path, 4);
+  assert_true(fd >= 0);
+  f = fdopen(fd, "w");
+  fprintf(f, "import \"%s\";\npattern c = a & window(2);\n", path);
+  fclose(f);
+  assert_int_equal(spat_pattern_parse_file(c, main_path, "a", &p), SPAT_OK);
+  assert_string_equal(spat_pattern_name(p), "a");
+  spat_pattern_free(p);
+  assert_int_equal(spat_pattern_parse_file(c, main_path, "b", &p), SPAT_OK);
+  assert_int_equal(spat_pattern_n_params(p), 1);
+  spat_pattern_free(p);
+  assert_int_equal(spat_pattern_parse_file(c, main_path, NULL, &p), SPAT_OK);
+  assert_string_equal(spat_pattern_name(p), "c"); /* the main file's last */
+  spat_pattern_free(p);
+  /* A file with only the import: a name still selects. */
+  f = fopen(main_path, "w");
+  assert_non_null(f);
+  fprintf(f, "import \"%s\";\n", path);
+  fclose(f);
+  assert_int_equal(spat_pattern_parse_file(c, main_path, "a", &p), SPAT_OK);
+  spat_pattern_free(p);
+  assert_int_equal(spat_pattern_parse_file(c, main_path, NULL, &p), SPAT_EINVAL);
+  assert_true(contains(spat_ctx_error(c), "defines no pattern"));
+  assert_int_equal(spat_pattern_parse_file(c, main_path, "zzz", &p), SPAT_EINVAL);
+  assert_true(contains(spat_ctx_error(c), "no pattern named 'zzz'"));
+  remove(main_path);
   remove(path);
   spat_ctx_free(c);
 }
