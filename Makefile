@@ -16,21 +16,36 @@ B           := build
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
 OPT     ?= -O2 -g
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fvisibility=hidden \
-             -I$(B)/gen -Icompiler -Iruntime -Iinclude \
-             -isystem $(shell $(LLVM_CONFIG) --includedir) $(CFLAGS) $(SAN)
-GEN_CFLAGS = $(filter-out -Wpedantic -Wmissing-prototypes,$(CFLAGS_ALL)) -Wno-unused-function -Wno-sign-compare
+LLVM_INC := -isystem $(shell $(LLVM_CONFIG) --includedir)
+
+# The layers, kept by the include paths each folder is compiled with:
+#   runtime/   what an AOT program links: sees include/ and runtime/ only
+#   compiler/  the compile path: sees compiler/'s folders, runtime/, include/;
+#              only compiler/backends/llvm/ is given LLVM's include path
+#   cli/       the spatc driver and its file formats
+INC_RT       := -Iinclude -Iruntime
+INC_COMPILER := $(INC_RT) -Icompiler -Icompiler/front -Icompiler/ir -Icompiler/backends \
+                -Icompiler/backends/interp -Icompiler/backends/llvm -I$(B)/gen
+INC_CLI      := $(INC_COMPILER) -Icli -Ibench
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fvisibility=hidden $(CFLAGS) $(SAN)
+GEN_CFLAGS = $(filter-out -Wpedantic -Wmissing-prototypes,$(CFLAGS_BASE)) $(INC_COMPILER) \
+             -Wno-unused-function -Wno-sign-compare
 LIBS     = -L$(shell $(LLVM_CONFIG) --libdir) -Wl,-rpath,$(shell $(LLVM_CONFIG) --libdir) \
            -lLLVM-19 -lffi -lpthread -lm $(SAN)
 BLAS_LIBS = -lopenblas
 
-# Sources: the library is every compiler/ and runtime/ file but the driver.
-DRIVER_SRCS := $(wildcard compiler/spatc*.c)
-LIB_SRCS    := $(filter-out $(DRIVER_SRCS),$(wildcard compiler/*.c runtime/*.c))
+# Sources: the library is compiler/ and runtime/; the driver is cli/.
+COMPILER_SRCS := $(shell find compiler -name '*.c' | sort)
+RT_SRCS     := $(wildcard runtime/*.c)
+DRIVER_SRCS := $(wildcard cli/*.c)
+LIB_SRCS    := $(COMPILER_SRCS) $(RT_SRCS)
 GEN_SRCS    := $(B)/gen/parser.c $(B)/gen/lexer.c
 LIB_OBJS    := $(LIB_SRCS:%.c=$(B)/%.o) $(GEN_SRCS:%.c=%.o)
 DRIVER_OBJS := $(DRIVER_SRCS:%.c=$(B)/%.o)
-# bench/ baselines: only in the driver (spatc bench), built for speed.
+# The driver's parts without its main(), for the tests of cli/ modules.
+CLI_LIB     := $(B)/libspatc-cli.a
+# bench/ baselines: linked into the driver for `spatc bench`; built -O3
+# -ffast-math, with per-CPU clones chosen at run time (no -march=native).
 BENCH_OBJS  := $(B)/bench/baselines.o
 TEST_SRCS   := $(wildcard tests/unit/test_*.c)
 TEST_BINS   := $(TEST_SRCS:tests/unit/%.c=$(B)/tests/%)
@@ -56,34 +71,59 @@ $(B)/gen/lexer.c $(B)/gen/lexer.h: grammar/lexer.l $(B)/gen/parser.h | $(DEPS_ST
 $(B)/gen/%.o: $(B)/gen/%.c
 	$(CC) $(GEN_CFLAGS) -MMD -MP -c $< -o $@
 
-$(B)/%.o: %.c | $(DEPS_STAMP) $(B)/gen/parser.h $(B)/gen/lexer.h
+$(B)/runtime/%.o: runtime/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS_BASE) $(INC_RT) -MMD -MP -c $< -o $@
+
+$(B)/compiler/backends/llvm/%.o: compiler/backends/llvm/%.c | $(DEPS_STAMP) $(B)/gen/parser.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(INC_COMPILER) $(LLVM_INC) -MMD -MP -c $< -o $@
+
+$(B)/compiler/%.o: compiler/%.c | $(DEPS_STAMP) $(B)/gen/parser.h $(B)/gen/lexer.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(INC_COMPILER) -MMD -MP -c $< -o $@
+
+$(B)/cli/%.o: cli/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(INC_CLI) -MMD -MP -c $< -o $@
 
 $(B)/bench/%.o: bench/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out $(OPT),$(CFLAGS_ALL)) -O3 -march=native -ffast-math -MMD -MP -c $< -o $@
+	$(CC) $(filter-out $(OPT),$(CFLAGS_BASE)) $(INC_RT) -g -O3 -ffast-math -MMD -MP -c $< -o $@
 
-$(B)/libspat.a: $(LIB_OBJS)
+# libspat.a is one relocatable object whose hidden symbols are made local,
+# so a static link sees only spat_* (as the shared library exports only
+# them); the tests link libspat-internal.a, which keeps the internal names.
+$(B)/libspat-internal.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
+
+$(B)/libspat.a: $(LIB_OBJS)
+	@rm -f $@ $(B)/libspat.o
+	ld -r -o $(B)/libspat.o $^
+	objcopy --localize-hidden $(B)/libspat.o
+	ar rcs $@ $(B)/libspat.o
 
 $(B)/libspat.so: $(LIB_OBJS)
 	$(CC) -shared -o $@ $^ $(LIBS)
 
-$(B)/spatc: $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat.a
+$(B)/spatc: $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat-internal.a
 	@mkdir -p $(B)
-	$(CC) -o $@ $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat.a $(LIBS) $(BLAS_LIBS)
+	$(CC) -o $@ $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat-internal.a $(LIBS) $(BLAS_LIBS)
 
-$(B)/tests/%: tests/unit/%.c $(B)/libspat.a | $(DEPS_STAMP)
+$(CLI_LIB): $(filter-out $(B)/cli/spatc.o,$(DRIVER_OBJS)) $(BENCH_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/tests/%: tests/unit/%.c $(B)/libspat-internal.a $(CLI_LIB) | $(DEPS_STAMP)
 	@mkdir -p $(B)/tests
-	$(CC) $(CFLAGS_ALL) -Itests -MMD -MP -o $@ $< $(B)/libspat.a -lcmocka $(LIBS) $(BLAS_LIBS)
+	$(CC) $(CFLAGS_BASE) $(INC_CLI) -Itests -MMD -MP -o $@ $< $(CLI_LIB) $(B)/libspat-internal.a -lcmocka $(LIBS) $(BLAS_LIBS)
 
 test: all $(TEST_BINS)
 	@B=$(B) SAN="$(SAN)" bash tests/run.sh $(TEST_BINS)
 
-$(B)/demo: bench/demo.c $(B)/libspat.a
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libspat.a $(LIBS)
+$(B)/demo: bench/demo.c $(B)/libspat-internal.a
+	$(CC) $(CFLAGS_BASE) $(INC_COMPILER) -o $@ $< $(B)/libspat-internal.a $(LIBS)
 
 demo: all $(B)/demo
 	@B=$(B) bash scripts/demo.sh

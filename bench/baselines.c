@@ -31,6 +31,11 @@ static float scale_of(const rt_args *a) {
   return a->scale != 0 ? a->scale : 1.0f / sqrtf((float)a->D);
 }
 
+/* The hot loops are cloned per ISA and picked at load time (ifunc), so the
+ * baseline runs at this CPU's vector width without -march=native. */
+#define BL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+BL_CLONES
 static void window_item(const job *J, int64_t item, float *acc) {
   const rt_args *a = J->a;
   int64_t h = item / n_blocks(a), r0 = item % n_blocks(a) * BL_ROWS;
@@ -68,6 +73,7 @@ static void window_item(const job *J, int64_t item, float *acc) {
 }
 
 /* S = Q K^T for a block of rows, mask, softmax, O = P V. */
+BL_CLONES
 static void dense_item(const job *J, int64_t item, float *S, uint8_t *mrow) {
   const rt_args *a = J->a;
   int64_t h = item / n_blocks(a), r0 = item % n_blocks(a) * BL_ROWS;

@@ -1,5 +1,5 @@
 /* baselines.h: the two reference implementations `spatc bench` measures the
- * JIT kernels against (compiled with -O3 -march=native -ffast-math).
+ * JIT kernels against (compiled with -O3 -ffast-math, hot loops cloned per ISA).
  *
  * Both take tensors as in runtime/rt.h (float32, D contiguous, element
  * strides for batch 0, head and row; GQA: query head h reads key/value head
@@ -17,7 +17,7 @@
 
 #include <stdint.h>
 
-#include "../runtime/rt.h"
+#include "rt.h"
 
 /* Fills row[j] (j < Lk) with 1 where query row r of head h may see key j. */
 typedef void (*bl_mask_fn)(void *ctx, int64_t h, int64_t r, uint8_t *row);

@@ -26,7 +26,7 @@ static double now(void) {
 
 static uint64_t rng_state = 42;
 static float randn(void) {   /* splitmix64 -> Box-Muller, unit variance */
-  uint64_t a = ir_mix(rng_state++), b = ir_mix(rng_state++);
+  uint64_t a = ar_mix(rng_state++), b = ar_mix(rng_state++);
   double u = ((double)(a >> 11) + 0.5) / 9007199254740992.0;
   double v = (double)(b >> 11) / 9007199254740992.0;
   return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));

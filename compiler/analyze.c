@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/interp.h"
-#include "../runtime/plan_ops.h"
+#include "interp.h"
+#include "plan_ops.h"
 
 #define BOUND_MAX (1 << 20)
 

@@ -17,7 +17,7 @@
  * (arena, diag, module) is reference-counted and shared by the pattern and
  * its kernels; whichever is freed last frees it.
  */
-#include "api.h"
+#include "args.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -28,9 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../include/spat.h"
-#include "../runtime/ffi_call.h"
-#include "../runtime/rt.h"
+#include "spat.h"
+#include "ffi_call.h"
+#include "rt.h"
 #include "aot.h"
 #include "arena.h"
 #include "backend.h"
@@ -86,7 +86,7 @@ struct spat_kernel {
   int threads;
   void **externs; /* resolved extern predicates, one per ir extern */
   const char **input_names;
-  api_shape shape;
+  args_shape shape;
   spat_arg_info *args;
   spat_signature sig;
   char *entry_type; /* sig.entry_type (malloc) */
@@ -109,23 +109,6 @@ static spat_status fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
   return st;
 }
 
-spat_status api_from_rt(rt_status s) {
-  switch (s) {
-    case RT_OK:
-      return SPAT_OK;
-    case RT_EINVAL:
-      return SPAT_EINVAL;
-    case RT_ERANGE:
-      return SPAT_ERANGE;
-    case RT_ENOMEM:
-      return SPAT_ENOMEM;
-    case RT_EUNSUPPORTED:
-      return SPAT_EUNSUPPORTED;
-    case RT_EINTERNAL:
-      return SPAT_EINTERNAL;
-  }
-  return SPAT_EINTERNAL;
-}
 
 /* Keeps the diagnostics of the last operation and hands them to the
  * callback. */
@@ -550,7 +533,7 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
     k->args[p->n_runtime + a] =
         (spat_arg_info){p->inputs[a].name, SPAT_KIND_INPUT, false, 0};
   for (int a = 0; a < p->n_inputs; a++) k->input_names[a] = p->inputs[a].name;
-  k->shape = (api_shape){o->D,           (int)o->layout, p->n_inputs,
+  k->shape = (args_shape){o->D,           (int)o->layout, p->n_inputs,
                          k->input_names, k->externs,     o->threads};
   k->sig = (spat_signature){p->name,        o->D,    o->layout,     o->backend,
                             (size_t)n_args, k->args, k->entry_type, 0};
@@ -600,107 +583,6 @@ spat_fn spat_kernel_entry(const spat_kernel *k) {
 
 /* ---- running ------------------------------------------------------------- */
 
-/* x * y * ... into *out; false on int64 overflow. */
-static bool mul_sizes(int64_t *out, int n, const int64_t *v) {
-  int64_t r = 1;
-  for (int k = 0; k < n; k++)
-    if (__builtin_mul_overflow(r, v[k], &r)) return false;
-  *out = r;
-  return true;
-}
-
-static spat_status errf(char *err, size_t errlen, spat_status st,
-                        const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static spat_status errf(char *err, size_t errlen, spat_status st,
-                        const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return st;
-}
-
-static spat_status check_tensor(const char *what, const void *p, int64_t B,
-                                int64_t H, int64_t L, int64_t D, char *err,
-                                size_t errlen) {
-  int64_t n;
-  if (!mul_sizes(&n, 4, (const int64_t[]){B, H, L, D}) ||
-      n > (int64_t)(PTRDIFF_MAX / (int64_t)sizeof(float)))
-    return errf(err, errlen, SPAT_ERANGE,
-                "%s: %lld x %lld x %lld x %lld floats overflow the address "
-                "space",
-                what, (long long)B, (long long)H, (long long)L, (long long)D);
-  if (n > 0 && p == NULL)
-    return errf(err, errlen, SPAT_EINVAL, "%s is NULL", what);
-  return SPAT_OK;
-}
-
-/* Checks the tensors and arguments of a run and fills a; *empty when there
- * is nothing to compute. */
-spat_status api_make_args(const api_shape *k, const spat_tensors *t,
-                          const int64_t *scalars, const int32_t *const *inputs,
-                          rt_args *a, bool *empty, char *err, size_t errlen) {
-  if (t == NULL) return errf(err, errlen, SPAT_EINVAL, "tensors are NULL");
-  int64_t Hkv = t->Hkv == 0 ? t->H : t->Hkv;
-  if (t->B < 0 || t->H < 0 || Hkv < 0 || t->Lq < 0 || t->Lk < 0)
-    return errf(err, errlen, SPAT_EINVAL,
-                "negative size: B = %lld, H = %lld, Hkv = %lld, Lq = %lld, "
-                "Lk = %lld",
-                (long long)t->B, (long long)t->H, (long long)Hkv,
-                (long long)t->Lq, (long long)t->Lk);
-  if (t->H > 0 && (Hkv == 0 || t->H % Hkv != 0))
-    return errf(err, errlen, SPAT_EINVAL,
-                "H = %lld is not a multiple of Hkv = %lld", (long long)t->H,
-                (long long)Hkv);
-  if (t->H == 0 && Hkv != 0)
-    return errf(err, errlen, SPAT_EINVAL, "H = 0 with Hkv = %lld",
-                (long long)Hkv);
-  spat_status st;
-  if ((st = check_tensor("q", t->q, t->B, t->H, t->Lq, k->D, err, errlen)) ||
-      (st = check_tensor("k", t->k, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
-      (st = check_tensor("v", t->v, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
-      (st = check_tensor("o", t->o, t->B, t->H, t->Lq, k->D, err, errlen)))
-    return st;
-  if (t->scale != t->scale)
-    return errf(err, errlen, SPAT_EINVAL, "scale is NaN");
-  for (int x = 0; x < k->n_inputs; x++)
-    if (inputs[x] == NULL && t->Lk > 0)
-      return errf(err, errlen, SPAT_EINVAL,
-                  "input array '%s' is NULL (missing input)",
-                  k->input_names[x]);
-  if (k->n_inputs > 0 && t->Lk > INT32_MAX)
-    return errf(err, errlen, SPAT_ERANGE,
-                "Lk = %lld: too long for int32 input arrays", (long long)t->Lk);
-
-  *empty = t->B == 0 || t->H == 0 || t->Lq == 0; /* no rows to write */
-  *a = (rt_args){0};
-  a->B = t->B;
-  a->H = t->H;
-  a->Hkv = Hkv;
-  a->Lq = t->Lq;
-  a->Lk = t->Lk;
-  a->D = k->D;
-  a->q.data = (float *)t->q; /* backends only read q, k, v */
-  a->k.data = (float *)t->k;
-  a->v.data = (float *)t->v;
-  a->o.data = t->o;
-  rt_tensor_strides(&a->q, k->layout, t->H, t->Lq, k->D);
-  rt_tensor_strides(&a->k, k->layout, Hkv, t->Lk, k->D);
-  rt_tensor_strides(&a->v, k->layout, Hkv, t->Lk, k->D);
-  rt_tensor_strides(&a->o, k->layout, t->H, t->Lq, k->D);
-  a->lse = t->lse;
-  a->lse_sh = t->Lq;
-  a->lse_sb = t->H * t->Lq;
-  a->scale = t->scale;
-  a->runtime = scalars;
-  a->inputs = inputs;
-  a->externs = k->externs;
-  a->threads = k->threads;
-  return SPAT_OK;
-}
-
 /* Checks everything and runs: the one path behind run, call and the typed
  * entry. */
 static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
@@ -710,14 +592,14 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
   rt_args a;
   bool empty = false;
   spat_status st =
-      api_make_args(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
+      args_make(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
   if (st == SPAT_OK && !empty && k->desc != NULL) {
     st =
         (spat_status)spat_aot_run(k->desc, t, scalars, inputs, err, sizeof err);
   } else if (st == SPAT_OK && !empty) {
     rt_status rs = k->be->run(k->obj, &a, err, sizeof err);
     if (rs != RT_OK && err[0] == '\0') snprintf(err, sizeof err, "failed");
-    st = api_from_rt(rs);
+    st = args_status(rs);
   }
   if (st != SPAT_OK) fail(k->ctx, st, "%s", err);
   return st;

@@ -144,7 +144,7 @@ static int ev_pat(ctx *c, const ir_node *n) {
     a = ev_int(c, n->kids[0]), b = ev_int(c, n->kids[1]);
     if (a < 0) return c->err = 1, 0;
     for (int64_t t = 0; t < a; t++)
-      if ((int64_t)(ir_hash((uint64_t)b, (uint64_t)c->h, (uint64_t)i, (uint64_t)t) %
+      if ((int64_t)(ar_hash((uint64_t)b, (uint64_t)c->h, (uint64_t)i, (uint64_t)t) %
                     (uint64_t)c->Lk) == j)
         return 1;
     return 0;
@@ -503,7 +503,7 @@ static void test_random_one_row_exact(void **state) {
     keys += s[k].k1 - s[k].k0;
   }
   for (uint64_t t = 0; t < 3; t++) {
-    int64_t j = (int64_t)(ir_hash(42, 0, 500, t) % 1000), in = 0;
+    int64_t j = (int64_t)(ar_hash(42, 0, 500, t) % 1000), in = 0;
     for (int64_t k = 0; k < n; k++) in |= s[k].k0 <= j && j < s[k].k1;
     assert_true(in);
   }

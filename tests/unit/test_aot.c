@@ -25,9 +25,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../compiler/spatc_common.c"  /* the CLI's option table */
-#include "../../compiler/spatc_compile.c" /* spatc compile, the command */
-#include "../../include/spat.h"
+#include "spatc_common.c"  /* the CLI's option table */
+#include "spatc_compile.c" /* spatc compile, the command */
+#include "spat.h"
 #include "aot.h"
 #include "arena.h"
 #include "diag.h"

@@ -42,7 +42,7 @@ typedef struct shape {
   int64_t rt[2];
 } shape;
 
-static uint64_t mix(uint64_t *s) { return ir_mix((*s)++ * 0x9E3779B97F4A7C15ull); }
+static uint64_t mix(uint64_t *s) { return ar_mix((*s)++ * 0x9E3779B97F4A7C15ull); }
 
 static float randn(uint64_t *s) {
   double u1 = ((double)(mix(s) >> 11) + 0.5) / 9007199254740992.0;
@@ -199,7 +199,7 @@ static int compare(const ir_program *p, void *kj, void *ki, const shape *s,
 
 /* One random program at three shapes; 0 when every run agrees. */
 static int diff_case(uint64_t seed, tally *t) {
-  gen g = {.a = arena_new(), .rng = ir_mix(seed) | 1, .valid = true};
+  gen g = {.a = arena_new(), .rng = ar_mix(seed) | 1, .valid = true};
   for (int k = 0; k < 4; k++) rnd(&g);
   ir_program *p = program(g.a, gen_pat(&g, (int)rndi(&g, 0, 4)));
   int64_t D = dims[rndi(&g, 0, 6)];

@@ -19,12 +19,12 @@
 
 #include <cmocka.h>
 
-#include "../../compiler/backend.h"
-#include "../../compiler/ir.h"
-#include "../../runtime/kernel_rt.h"
-#include "../../runtime/threads.h"
-#include "../../runtime/plan.h"
-#include "../../compiler/analyze.h"
+#include "backend.h"
+#include "ir.h"
+#include "kernel_rt.h"
+#include "threads.h"
+#include "plan.h"
+#include "analyze.h"
 
 #define SP SPAN_NONE
 
@@ -312,7 +312,7 @@ static int r_blocks(const tcase *c, int64_t h, int64_t i, int64_t j) {
 static int r_random(const tcase *c, int64_t h, int64_t i, int64_t j) {
   if (c->Lk == 0) return 0;
   for (int64_t t = 0; t < 3; t++)
-    if (ir_hash(42, (uint64_t)h, (uint64_t)i, (uint64_t)t) % (uint64_t)c->Lk == (uint64_t)j)
+    if (ar_hash(42, (uint64_t)h, (uint64_t)i, (uint64_t)t) % (uint64_t)c->Lk == (uint64_t)j)
       return 1;
   return j == i;
 }
@@ -338,7 +338,7 @@ static int r_strided(const tcase *c, int64_t h, int64_t i, int64_t j) {
 static int r_stride_random(const tcase *c, int64_t h, int64_t i, int64_t j) {
   if (pymod(i - j, c->rt[0]) == 0) return 1;
   for (int64_t t = 0; t < 2; t++)
-    if (ir_hash(7, (uint64_t)h, (uint64_t)i, (uint64_t)t) % (uint64_t)c->Lk == (uint64_t)j)
+    if (ar_hash(7, (uint64_t)h, (uint64_t)i, (uint64_t)t) % (uint64_t)c->Lk == (uint64_t)j)
       return 1;
   return 0;
 }

@@ -15,8 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lexer.h"
 #include "parser.h"
+#define YYSTYPE SPAT_YYSTYPE /* the lexer header names bison's types unprefixed */
+#define YYLTYPE SPAT_YYLTYPE
+#include "lexer.h"
 #include "sema.h"
 
 #define FE_MAX_FILE (64 << 20)  /* bytes; offsets are int */
@@ -78,13 +80,13 @@ static int parse_into(fe_module *m, int fi, const char *text, size_t len) {
   ctx.diag = m->diag;
   ctx.src = F->src;
   yyscan_t sc;
-  if (yylex_init_extra(&ctx, &sc)) {
+  if (spat_yylex_init_extra(&ctx, &sc)) {
     diag_error(m->diag, SPAN_NONE, "out of memory");
     return 1;
   }
-  YY_BUFFER_STATE buf = yy_scan_bytes(text, (int)len, sc);
-  int rc = buf ? yyparse(sc, &ctx) : 2;
-  yylex_destroy(sc);
+  YY_BUFFER_STATE buf = spat_yy_scan_bytes(text, (int)len, sc);
+  int rc = buf ? spat_yyparse(sc, &ctx) : 2;
+  spat_yylex_destroy(sc);
   if (!buf) diag_error(m->diag, SPAN_NONE, "out of memory");
   F = &m->files[fi];
   F->decls = (ast_decl **)ctx.decls.v;

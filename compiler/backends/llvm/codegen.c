@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/kernel_rt.h"
+#include "kernel_rt.h"
 
 #define NV (KR_BQ / 16) /* row vectors per query tile */
 

@@ -40,9 +40,9 @@ static void *randn_worker(void *arg) {
       float *out = j->t->data + b * j->t->sb + h * j->t->sh + l * j->t->sl;
       uint64_t st = j->s0 + (uint64_t)(2 * row * j->D) * golden;
       for (int64_t d = 0; d < j->D; d++) {
-        uint64_t x1 = ir_mix(st);
+        uint64_t x1 = ar_mix(st);
         st += golden;
-        uint64_t x2 = ir_mix(st);
+        uint64_t x2 = ar_mix(st);
         st += golden;
         double u1 = ((double)(x1 >> 11) + 1.0) * 0x1p-53;
         double u2 = (double)(x2 >> 11) * 0x1p-53;
@@ -56,7 +56,7 @@ static void *randn_worker(void *arg) {
 void spatc_randn(const rt_tensor *t, int64_t B, int64_t H, int64_t L,
                  int64_t D, uint64_t seed, int stream) {
   randn_job j = {.t = t, .H = H, .L = L, .D = D, .n_rows = B * H * L,
-                 .s0 = ir_mix(seed + (uint64_t)stream)};
+                 .s0 = ar_mix(seed + (uint64_t)stream)};
   atomic_init(&j.next, 0);
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   int threads = n < 1 ? 1 : n > 64 ? 64 : (int)n;

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../compiler/ir.h"
+#include "ir.h"
 #include "rt.h"
 
 /* o (and lse if non-NULL) for every batch, head and row.  On error returns a

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../runtime/rt.h"
+#include "rt.h"
 #include "ir.h"
 
 typedef struct backend_opts {

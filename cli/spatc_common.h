@@ -16,9 +16,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../runtime/interp.h"
-#include "../runtime/npy.h"
-#include "../runtime/rt.h"
+#include "interp.h"
+#include "npy.h"
+#include "rt.h"
 #include "arena.h"
 #include "diag.h"
 #include "frontend.h"

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/image.h"
+#include "image.h"
 #include "spatc.h"
 #include "spatc_common.h"
 

@@ -32,9 +32,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../bench/baselines.h"
-#include "../runtime/interp.h"
-#include "../runtime/threads.h"
+#include "baselines.h"
+#include "interp.h"
+#include "threads.h"
 #include "aot.h"
 #include "backend.h"
 #include "spatc.h"
@@ -134,7 +134,7 @@ static void fill_docs(int32_t *docs, int n, int64_t Lk, uint64_t seed) {
   for (int t = 0; t < n; t++) {
     int32_t *x = docs + (size_t)t * (size_t)Lk, id = 0;
     for (int64_t j = 0; j < Lk;) {
-      int64_t len = span + (int64_t)(ir_mix(st) % (uint64_t)(3 * span + 1));
+      int64_t len = span + (int64_t)(ar_mix(st) % (uint64_t)(3 * span + 1));
       st += golden;
       for (int64_t e = 0; e < len && j < Lk; e++) x[j++] = id;
       id++;

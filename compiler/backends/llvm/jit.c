@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../runtime/kernel_rt.h"
+#include "kernel_rt.h"
 #include "analyze.h"
 #include "codegen.h"
 

@@ -19,26 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../runtime/rt.h"
+#include "aot_abi.h"
+#include "rt.h"
 #include "ir.h"
-
-/* The descriptor's layout is an ABI between objects and libspat: every field
- * is 8 bytes, in this order; AOT_ABI changes with it. */
-#define AOT_ABI 2
-typedef struct aot_desc {
-  int64_t abi;                /* AOT_ABI */
-  int64_t D, layout, threads; /* compile options */
-  int64_t n_runtime, n_inputs, n_externs, n_topk, n_errors;
-  const int64_t *plan;       /* tile plan words */
-  const void *const *mask;   /* n_topk + 1 kr_mask_fn */
-  const void *const *tkinfo; /* n_topk kr_tkinfo_fn */
-  const void *tile;          /* kr_tile_fn */
-  const char *const *errors; /* n_errors run-time error messages */
-  const char *const *input_names;
-  void *const *externs; /* n_externs bool f(int64_t, ...) */
-  void **state;         /* writable slot: the run-time kernel */
-  const char *name;
-} aot_desc;
 
 /* What aot_emit writes to obj_path. */
 typedef enum aot_emit_kind {
@@ -114,16 +97,6 @@ int aot_cache_list(const char *dir, aot_cache_fn fn, void *user, char *err,
 /* Removes every entry (and leftover temporary file) in dir; how many, or -1
  * with err. */
 int aot_cache_clear(const char *dir, char *err, size_t errlen);
-
-/* Runs a loaded descriptor on arguments already checked (the CLI's path:
- * rt_args with any strides).  a->externs, when the pattern has externs,
- * must be the functions the object was linked with. */
-rt_status aot_run_args(const void *desc, const rt_args *a, char *err,
-                       size_t errlen);
-
-/* Frees the run-time kernel a descriptor's first run made (aot_run.c), for
- * objects unloaded before the process ends (the disk cache's). */
-void aot_state_release(const void *desc);
 
 /* A valid C identifier that is not a C keyword. */
 int aot_is_identifier(const char *s);

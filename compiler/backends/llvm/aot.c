@@ -33,7 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../include/spat.h"
+#include "spat.h"
 #include "analyze.h"
 #include "codegen.h"
 #include "jit.h"

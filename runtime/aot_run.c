@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../include/spat.h"
-#include "../runtime/kernel_rt.h"
-#include "aot.h"
-#include "api.h"
+#include "spat.h"
+#include "kernel_rt.h"
+#include "aot_abi.h"
+#include "args.h"
 
 static spat_status aot_fail(char *err, size_t errlen, spat_status st,
                             const char *msg) {
@@ -74,15 +74,15 @@ int spat_aot_run(const void *desc, const spat_tensors *t,
                     "(AOT ABI mismatch): compile it again");
   kr_kernel *k = kernel_of(d);
   if (k == NULL) return aot_fail(err, errlen, SPAT_ENOMEM, "out of memory");
-  api_shape shape = {d->D,           (int)d->layout, (int)d->n_inputs,
+  args_shape shape = {d->D,           (int)d->layout, (int)d->n_inputs,
                      d->input_names, d->externs,     (int)d->threads};
   rt_args a;
   bool empty = false;
   spat_status st =
-      api_make_args(&shape, t, scalars, inputs, &a, &empty, buf, sizeof buf);
+      args_make(&shape, t, scalars, inputs, &a, &empty, buf, sizeof buf);
   if (st == SPAT_OK && !empty) {
     rt_status rs = kr_run(k, &a, buf, sizeof buf);
-    st = api_from_rt(rs);
+    st = args_status(rs);
   }
   if (st != SPAT_OK) aot_fail(err, errlen, st, buf[0] ? buf : "failed");
   return (int)st;

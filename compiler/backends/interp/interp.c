@@ -35,7 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../compiler/backend.h"
+#include "backend.h"
 #include "ffi_call.h"
 
 typedef struct cand {
@@ -128,6 +128,18 @@ static inline bool ev(ctx *c, const ir_node *n, int64_t *out) {
 
 static bool eval2(ctx *c, const ir_node *n, int64_t *x, int64_t *y) {
   return ev(c, n->kids[0], x) && ev(c, n->kids[1], y);
+}
+
+/* random()'s hash, written out here apart from runtime/arith.h's (the
+ * oracle keeps its own copy of the semantics). */
+static uint64_t interp_hash(uint64_t seed, uint64_t h, uint64_t i,
+                            uint64_t t) {
+  uint64_t z = (seed * 0x9E3779B97F4A7C15ull ^ h * 0xBF58476D1CE4E5B9ull ^
+                i * 0x94D049BB133111EBull ^ t) +
+               0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
 }
 
 static int64_t floor_div(int64_t x, int64_t y) {
@@ -318,7 +330,7 @@ static bool eval_random(ctx *c, const ir_node *n, bool *out) {
     memset(rc->sel, 0, (size_t)c->Lk);
     /* Stops once every key is drawn: a huge r costs about Lk log Lk. */
     for (int64_t t = 0, hit = 0; t < r && hit < c->Lk; t++) {
-      uint64_t x = ir_hash((uint64_t)seed, (uint64_t)c->h, (uint64_t)c->i,
+      uint64_t x = interp_hash((uint64_t)seed, (uint64_t)c->h, (uint64_t)c->i,
                            (uint64_t)t) % (uint64_t)c->Lk;
       hit += !rc->sel[x];
       rc->sel[x] = 1;
