@@ -13,6 +13,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "regfile.h"
 
 typedef struct opt_info {
   const char *lng;
@@ -390,13 +393,10 @@ int spatc_parse(cli *c, spatc_sel *sel, spatc_shape *sh, cli_opt_fn fn,
 
 /* A readable regular file, else prints "spatc: error: PATH: reason". */
 int spatc_check_file(const char *path) {
-  struct stat st;
-  if (stat(path, &st) != 0)
-    return spatc_error("%s: %s", path, strerror(errno));
-  if (S_ISDIR(st.st_mode)) return spatc_error("%s: %s", path, strerror(EISDIR));
-  FILE *f = fopen(path, "rb");
-  if (!f) return spatc_error("%s: %s", path, strerror(errno));
-  fclose(f);
+  const char *why = "";
+  int fd = regfile_open(path, &why); /* a FIFO or device: refused, no wait */
+  if (fd < 0) return spatc_error("%s: %s", path, why);
+  close(fd);
   return 0;
 }
 
@@ -568,9 +568,12 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
     }
   }
   char missing[512] = "";
-  for (int r = 0; r < p->n_inputs; r++)
-    if (!b->inputs[r] && !b->arrays[r].data)
-      name_list_add(missing, sizeof missing, p->inputs[r].name);
+  for (int r = 0; r < p->n_inputs; r++) {
+    bool given = false; /* a given but bad array was reported above */
+    for (int k = 0; k < s->inputs.n && !given; k++)
+      given = strcmp(p->inputs[r].name, s->inputs.name[k]) == 0;
+    if (!given) name_list_add(missing, sizeof missing, p->inputs[r].name);
+  }
   if (*missing) {
     spatc_error("pattern '%s' needs input array%s %s: give --input "
                 "NAME=FILE.npy (int32, %" PRId64 " entries)",
@@ -589,8 +592,10 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
       /* a bare name means the file here, not a search of the library path */
       const char *path = s->plugin;
       if (!strchr(path, '/')) path = arena_printf(s->a, "./%s", s->plugin);
-      b->dl = path ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : NULL;
-      if (!b->dl) {
+      /* dlopen of a FIFO would block: regular files only */
+      if (!path || spatc_check_file(path)) {
+        bad = 1;
+      } else if (!(b->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
         spatc_error("%s", dlerror());
         bad = 1;
       } else {

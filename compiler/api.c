@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "spat.h"
 #include "ffi_call.h"
@@ -37,6 +38,7 @@
 #include "diag.h"
 #include "frontend.h"
 #include "ir.h"
+#include "regfile.h"
 
 #define ERR_LEN 1024
 #define MAX_FN_ARGS 16  /* ffi_call_pred's limit */
@@ -351,10 +353,10 @@ spat_status spat_pattern_parse_file(spat_ctx *c, const char *path,
   *out = NULL;
   if (path == NULL)
     return fail(c, SPAT_EINVAL, "spat_pattern_parse_file: path is NULL");
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return fail(c, SPAT_EIO, "%s: cannot open: %s", path, strerror(errno));
-  fclose(f);
+  const char *why = "";
+  int fd = regfile_open(path, &why); /* a FIFO or device: refused, no wait */
+  if (fd < 0) return fail(c, SPAT_EIO, "%s: cannot open: %s", path, why);
+  close(fd);
   return parse_common(c, path, NULL, NULL, pattern_name, out);
 }
 

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "parser.h"
+#include "regfile.h"
 #define YYSTYPE SPAT_YYSTYPE /* the lexer header names bison's types unprefixed */
 #define YYLTYPE SPAT_YYLTYPE
 #include "lexer.h"
@@ -31,12 +32,11 @@ typedef struct loader {
   int depth;
 } loader;
 
-static char *read_file(const char *path, size_t *len, int *err_no) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    *err_no = errno;
-    return NULL;
-  }
+/* The whole file, or NULL with the reason in *why.  Only a regular file is
+ * read (regfile.h): a FIFO or device would block or never end. */
+static char *read_file(const char *path, size_t *len, const char **why) {
+  FILE *f = regfile_fopen(path, why);
+  if (!f) return NULL;
   size_t cap = 4096, n = 0;
   char *buf = malloc(cap);
   while (buf) {
@@ -44,7 +44,7 @@ static char *read_file(const char *path, size_t *len, int *err_no) {
       if (cap >= (size_t)FE_MAX_FILE) {
         free(buf);
         fclose(f);
-        *err_no = EFBIG;
+        *why = "file too large";
         return NULL;
       }
       cap *= 2;
@@ -56,7 +56,7 @@ static char *read_file(const char *path, size_t *len, int *err_no) {
     n += got;
     if (got == 0) {
       if (ferror(f)) {
-        *err_no = errno ? errno : EIO;
+        *why = strerror(errno ? errno : EIO);
         free(buf);
         fclose(f);
         return NULL;
@@ -68,7 +68,7 @@ static char *read_file(const char *path, size_t *len, int *err_no) {
   }
   free(buf);
   fclose(f);
-  *err_no = ENOMEM;
+  *why = strerror(ENOMEM);
   return NULL;
 }
 
@@ -194,11 +194,10 @@ static int load(loader *L, const char *path, const char *text, size_t len,
     return -1;
   }
   if (!text) {
-    int e = 0;
-    owned = read_file(path, &len, &e);
+    const char *why = "";
+    owned = read_file(path, &len, &why);
     if (!owned) {
-      diag_error(m->diag, import_sp, "cannot read '%s': %s", path,
-                 e == EFBIG ? "file too large" : strerror(e));
+      diag_error(m->diag, import_sp, "cannot read '%s': %s", path, why);
       return -1;
     }
     if (memchr(owned, 0, len)) {

@@ -28,6 +28,9 @@ sp() { "$SPATC" "$@" >out 2>err; rc=$?; }
 # expect NAME RC: the last sp exited with RC.
 expect_rc() { [ "$rc" -eq "$2" ] || { fail "$1" "exit $rc, expected $2"; return 1; }; }
 has() { grep -qF -- "$2" "$1"; }
+# spt ARGS...: sp with a time limit, for what used to block (a FIFO); 124 on
+# a timeout.
+spt() { timeout 60 "$SPATC" "$@" >out 2>err; rc=$?; }
 
 # ---- a small npy / attention toolkit (python3, standard library) ----
 cat >npy.py <<'EOF'
@@ -231,6 +234,24 @@ sp check negdef.pat
 expect_rc check-bad-default 1 && grep -qE '^negdef\.pat:1:[0-9]+: error: ' err && ok check-bad-default || fail check-bad-default
 sp check .
 expect_rc check-directory 1 && has err "spatc: error: .: Is a directory" && ok check-directory || fail check-directory
+# only regular files are read: a FIFO (no writer) or a device would block
+mkfifo fifo fifo.npy
+spt check fifo
+expect_rc check-fifo 1 && [ "$(cat err)" = "spatc: error: fifo: not a regular file (a FIFO)" ] && ok check-fifo || fail check-fifo
+spt check /dev/null
+expect_rc check-device 1 && has err "/dev/null: not a regular file (a character device)" && ok check-device || fail check-device
+printf 'import "fifo";\npattern a = causal;\n' >impfifo.pat
+spt check impfifo.pat
+expect_rc import-fifo 1 && has err "impfifo.pat:1:8: error: cannot read 'fifo': not a regular file (a FIFO)" && ok import-fifo || fail import-fifo
+spt mask fifo --len 2
+expect_rc mask-fifo 1 && has err "fifo: not a regular file (a FIFO)" && ok mask-fifo || fail mask-fifo
+spt run w2.pat --q fifo.npy --k fifo.npy --v fifo.npy
+expect_rc run-q-fifo 1 && has err "fifo.npy: not a regular file (a FIFO)" && ok run-q-fifo || fail run-q-fifo
+spt mask docs.pat --len 4 --input doc=fifo.npy
+expect_rc input-fifo 1 && [ "$(cat err)" = "spatc: error: fifo.npy: not a regular file (a FIFO)" ] && ok input-fifo || fail input-fifo
+printf 'extern fn near(int, int) -> bool;\npattern e = where(near(i, j));\n' >ext.pat
+spt mask ext.pat --len 4 --plugin ./fifo
+expect_rc plugin-fifo 1 && has err "./fifo: not a regular file (a FIFO)" && ok plugin-fifo || fail plugin-fifo
 # -D applies to the patterns with that parameter (docs/language.md opens with it)
 printf 'pattern longformer(w = 512, g = 1) =\n    window(w / 2) | global(0 .. g);\n' >longformer.pat
 sp check longformer.pat -D w=1024
@@ -648,6 +669,12 @@ sp run w2.pat --seed 3 --heads 2 --len 100 --dim 16 -o c5.npy
 expect_rc cache-rebuilt 0 && has err "cache=miss" && py cmp c1.npy c5.npy 0 >/dev/null && ok cache-rebuilt || fail cache-rebuilt
 sp cache list
 expect_rc cache-rewritten 0 && ! has out "damaged" && has out "1 entry" && ok cache-rewritten || fail cache-rewritten
+# a FIFO at the entry's path: listed as damaged and replaced, never waited on
+rm -f "$f" && mkfifo "$f"
+spt cache list
+expect_rc cache-fifo-list 0 && has out "not a regular file (a FIFO)" && ok cache-fifo-list || fail cache-fifo-list
+spt run w2.pat --seed 3 --heads 2 --len 100 --dim 16 -o c6.npy
+expect_rc cache-fifo-run 0 && has err "cache=miss" && [ -f "$f" ] && [ ! -p "$f" ] && py cmp c1.npy c6.npy 0 >/dev/null && ok cache-fifo-run || fail cache-fifo-run
 sp cache clear
 expect_rc cache-clear 0 && has out "removed 1 entry" && [ -z "$(ls "$T"/xdg/spatc)" ] && ok cache-clear || fail cache-clear
 sp cache frob

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "spat.h"
 
@@ -338,6 +339,23 @@ static void test_parse_file(void **state) {
   assert_true(contains(spat_ctx_error(c), "defines no pattern"));
   assert_int_equal(spat_pattern_parse_file(c, main_path, "zzz", &p), SPAT_EINVAL);
   assert_true(contains(spat_ctx_error(c), "no pattern named 'zzz'"));
+  /* Only regular files are read: a FIFO (no writer) would block the open;
+   * as an import the error is located. */
+  char fifo[sizeof main_path + 8];
+  snprintf(fifo, sizeof fifo, "%s.fifo", main_path);
+  assert_int_equal(mkfifo(fifo, 0644), 0);
+  assert_int_equal(spat_pattern_parse_file(c, fifo, NULL, &p), SPAT_EIO);
+  assert_true(contains(spat_ctx_error(c), "not a regular file (a FIFO)"));
+  f = fopen(main_path, "w");
+  assert_non_null(f);
+  fprintf(f, "import \"%s\";\npattern d = causal;\n", fifo);
+  fclose(f);
+  assert_int_equal(spat_pattern_parse_file(c, main_path, NULL, &p), SPAT_EPARSE);
+  assert_true(contains(spat_ctx_last_diagnostics(c), ":1:8: error: cannot read"));
+  assert_true(contains(spat_ctx_last_diagnostics(c), "not a regular file (a FIFO)"));
+  assert_int_equal(spat_pattern_parse_file(c, "/tmp", NULL, &p), SPAT_EIO);
+  assert_true(contains(spat_ctx_error(c), "Is a directory"));
+  remove(fifo);
   remove(main_path);
   remove(path);
   spat_ctx_free(c);

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +38,7 @@
 #include "analyze.h"
 #include "codegen.h"
 #include "jit.h"
+#include "regfile.h"
 
 typedef struct emit {
   LLVMContextRef C;
@@ -636,14 +638,24 @@ static uint64_t get_u64(const unsigned char *b) {
   return v;
 }
 
-/* The whole file (malloc) in *out; -1 if it cannot be read. */
-static int read_all(const char *path, unsigned char **out, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return -1;
+/* The whole file (malloc) in *out; -1 with the reason in *why if it cannot
+ * be read.  Only a regular file is opened (regfile.h): a FIFO at an entry's
+ * path is refused, not waited on. */
+static int read_all(const char *path, unsigned char **out, size_t *n,
+                    const char **why) {
+  int fd = regfile_open(path, why);
+  if (fd < 0) return -1;
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0 ||
+  if (fstat(fd, &st) != 0 || st.st_size < 0 ||
       st.st_size > ((off_t)1 << 30)) { /* no kernel object is that big */
-    fclose(f);
+    *why = "too large";
+    close(fd);
+    return -1;
+  }
+  FILE *f = fdopen(fd, "rb");
+  if (f == NULL) {
+    *why = strerror(errno);
+    close(fd);
     return -1;
   }
   size_t len = (size_t)st.st_size;
@@ -651,6 +663,7 @@ static int read_all(const char *path, unsigned char **out, size_t *n) {
   int bad = buf == NULL || fread(buf, 1, len, f) != len;
   fclose(f);
   if (bad) {
+    *why = buf == NULL ? "out of memory" : "short read";
     free(buf);
     return -1;
   }
@@ -693,8 +706,19 @@ static int entry_write(const char *path, const char *key, const void *obj,
   put_u64(head + 24, fnv1a(sum, obj, obj_len));
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (f == NULL) return -1;
+  /* O_EXCL: never opens what is already there (a FIFO would block); a stale
+   * file of a killed writer with this pid is removed once. */
+  int fd = -1;
+  for (int attempt = 0; fd < 0 && attempt < 2; attempt++) {
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && (errno != EEXIST || attempt || unlink(tmp) != 0)) return -1;
+  }
+  FILE *f = fdopen(fd, "wb");
+  if (f == NULL) {
+    close(fd);
+    remove(tmp);
+    return -1;
+  }
   int bad = fwrite(head, 1, sizeof head, f) != sizeof head;
   bad |= fwrite(key, 1, kl, f) != kl;
   bad |= fwrite(obj, 1, obj_len, f) != obj_len;
@@ -816,7 +840,8 @@ aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *opts,
   *hit = 0;
   unsigned char *file = NULL;
   size_t n = 0;
-  if (read_all(path, &file, &n) == 0) {
+  const char *unread = ""; /* a missing entry, or not a file: compile */
+  if (read_all(path, &file, &n, &unread) == 0) {
     const char *k;
     const unsigned char *obj;
     size_t kl, ol;
@@ -874,8 +899,15 @@ int aot_cache_list(const char *dir, aot_cache_fn fn, void *user, char *err,
     snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
     unsigned char *file = NULL;
     size_t len = 0;
-    if (read_all(path, &file, &len) != 0) continue;
-    aot_cache_entry e = {de->d_name, len, 0, NULL, 0, ""};
+    aot_cache_entry e = {de->d_name, 0, 0, NULL, 0, ""};
+    const char *why = "";
+    if (read_all(path, &file, &len, &why) != 0) {
+      snprintf(e.problem, sizeof e.problem, "cannot read: %s", why);
+      fn(user, &e);
+      n++;
+      continue;
+    }
+    e.bytes = len;
     const char *key;
     const unsigned char *obj;
     size_t kl, ol;
