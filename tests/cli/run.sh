@@ -628,6 +628,24 @@ sp compile
 expect_rc compile-usage 2 && has err "spatc: error: no input file" && has err "usage: spatc compile" && ok compile-usage || fail compile-usage
 sp compile nope.pat
 expect_rc compile-missing 1 && [ "$(cat err)" = "spatc: error: nope.pat: No such file or directory" ] && ok compile-missing || fail compile-missing
+# the object and the header must be two files, however spelled
+for spell in k.o ./k.o "$T/k.o" sub/../k.o; do
+  mkdir -p sub && rm -f k.o && printf 'keep' >k.o
+  sp compile w2.pat -o k.o --header "$spell"
+  expect_rc "compile-same-file $spell" 2 && has err "are the same file" && [ "$(cat k.o)" = keep ] &&
+    ok "compile-same-file $spell" || fail "compile-same-file $spell"
+done
+ln -sf k.o klink.h
+sp compile w2.pat -o k.o --header klink.h
+expect_rc compile-same-file-link 2 && has err "are the same file" && [ "$(cat k.o)" = keep ] && ok compile-same-file-link || fail compile-same-file-link
+rm -f k.o
+sp compile w2.pat -o k.o --header ./k.o
+expect_rc compile-same-new-file 2 && has err "are the same file" && [ ! -e k.o ] && ok compile-same-new-file || fail compile-same-new-file
+cp w2.pat w2copy.pat
+sp compile w2copy.pat --emit header -o ./w2copy.pat
+expect_rc compile-over-source 2 && has err "is the pattern file" && cmp -s w2.pat w2copy.pat && ok compile-over-source || fail compile-over-source
+sp compile w2.pat -o k2.o --header k2.h
+expect_rc compile-two-files 0 && [ -s k2.o ] && has k2.h "int w2(" && ok compile-two-files || fail compile-two-files
 sp compile w2.pat --emit nosuch
 expect_rc compile-emit-usage 2 && has err "spatc: error: --emit" && ok compile-emit-usage || fail compile-emit-usage
 sp compile w2.pat --emit asm -o w2.s
