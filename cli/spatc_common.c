@@ -625,16 +625,22 @@ void spatc_bound_free(spatc_bound *b) {
   memset(b, 0, sizeof *b);
 }
 
-const char *spatc_pattern_title(const ir_program *p) {
-  if (p->n_params == 0) return p->name;
+const char *spatc_pattern_title(const ir_program *p, const int64_t *runtime) {
+  int n_rt = runtime ? p->n_runtime : 0;
+  if (p->n_params == 0 && n_rt == 0) return p->name;
   size_t cap = strlen(p->name) + 4;
   for (int k = 0; k < p->n_params; k++) cap += strlen(p->params[k].name) + 28;
+  for (int k = 0; k < n_rt; k++) cap += strlen(p->runtime[k].name) + 36;
   char *buf = arena_alloc(p->arena, cap);
   if (!buf) return p->name;
   size_t u = (size_t)snprintf(buf, cap, "%s(", p->name);
   for (int k = 0; k < p->n_params; k++)
     u += (size_t)snprintf(buf + u, cap - u, "%s%s = %" PRId64, k ? ", " : "",
                           p->params[k].name, p->params[k].value);
+  for (int k = 0; k < n_rt; k++)
+    u += (size_t)snprintf(buf + u, cap - u, "%sruntime %s = %" PRId64,
+                          k || p->n_params ? ", " : "", p->runtime[k].name,
+                          runtime[k]);
   snprintf(buf + u, cap - u, ")");
   return buf;
 }

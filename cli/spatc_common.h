@@ -253,8 +253,9 @@ typedef void (*spatc_rows_fn)(void *ctx, int64_t h, int64_t r0, int64_t n,
 int spatc_rows_each(spatc_rows *r, int threads, spatc_rows_fn fn, void *ctx);
 void spatc_rows_close(spatc_rows *r);
 
-/* "name(w = 2, g = 1)": the pattern with its bound parameters. */
-const char *spatc_pattern_title(const ir_program *p);
+/* "name(w = 2, g = 1)": the pattern with its bound parameters; with
+ * runtime (one value per runtime scalar) also "runtime n = 3". */
+const char *spatc_pattern_title(const ir_program *p, const int64_t *runtime);
 
 /* Seeded random tensor: standard normal values in logical [B, H, L, D]
  * order whatever the strides (see the man page, ENVIRONMENT). */

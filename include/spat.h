@@ -117,8 +117,9 @@ SPAT_API spat_status spat_ctx_register_fn(spat_ctx *ctx, const char *name,
 
 /* ---- patterns ----------------------------------------------------------- */
 
-/* Parses and checks .pat text and selects one of its patterns (NULL: the
- * only or the last one).  source_name is used in diagnostics (NULL:
+/* Parses and checks .pat text and selects a pattern by name: one of the
+ * text's or of a file it imports (NULL: the text's only or last one).
+ * source_name is used in diagnostics (NULL:
  * "<string>"); imports are resolved relative to source_name's directory
  * (the current directory when it names none).  SPAT_EPARSE: the text has
  * errors (see the diagnostics). */
@@ -127,7 +128,9 @@ SPAT_API spat_status spat_pattern_parse_string(spat_ctx *ctx,
                                                const char *text,
                                                const char *pattern_name,
                                                spat_pattern **out);
-/* The same for a file (imports relative to it).  SPAT_EIO: unreadable. */
+/* The same for a file (imports relative to it).  SPAT_EIO: unreadable, or
+ * not a regular file (a FIFO, a device, a directory: refused, never waited
+ * on). */
 SPAT_API spat_status spat_pattern_parse_file(spat_ctx *ctx, const char *path,
                                              const char *pattern_name,
                                              spat_pattern **out);

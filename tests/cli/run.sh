@@ -4,7 +4,8 @@
 # this).  Prints "ok NAME" or "FAIL NAME" per test and closes with
 # "N passed, N failed"; exits non-zero when a test failed.
 # Needs bash and python3 (standard library only: npy files are read and
-# written with struct, the reference attention is computed in pure Python).
+# written with struct, the reference attention is computed in pure Python),
+# groff (the man page) and timeout (what used to block on a FIFO).
 set -u
 SPATC=${SPATC:-build/spatc}
 case $SPATC in /*) ;; *) SPATC=$PWD/$SPATC ;; esac
@@ -192,6 +193,7 @@ sp --version
 expect_rc version 0 && grep -qE '^spatc [0-9]+\.[0-9]+' out && ok version || fail version
 sp --help
 expect_rc help 0 && for c in check mask stats run; do has out "$c" || false; done && ok help || fail help
+has out "bench      time the JIT kernel against a C loop and OpenBLAS" && ! has out "interpreter" && ok help-bench || fail help-bench
 sp
 expect_rc no-args 2 && has err usage: && ok no-args || fail no-args
 sp frobnicate
@@ -212,6 +214,16 @@ sp mask w2.pat
 expect_rc missing-size 2 && has err "--lq N or --len N" && ok missing-size || fail missing-size
 sp mask
 expect_rc missing-file-arg 2 && has err "no input file" && ok missing-file-arg || fail missing-file-arg
+
+# ---- the man page: no groff warnings (a text line starting with '.' is a
+# request and vanishes), and its mask example is what spatc prints ----
+groff -man -Tutf8 -ww -z "$ROOT/docs/spatc.1" >out 2>err
+[ "$?" -eq 0 ] && [ ! -s err ] && ok man-warnings || fail man-warnings
+printf 'pattern cw(w = 2) = causal & window(w, 0);\n' >cw.pat
+sp mask cw.pat --len 8
+groff -man -Tascii -P-cbou "$ROOT/docs/spatc.1" 2>/dev/null |
+  sed -n '/\$ spatc mask cw.pat --len 8/,/^ *$/p' | sed '1d;/^ *$/d;s/^ *//' >man-mask
+[ "$rc" -eq 0 ] && [ "$(wc -l <man-mask)" -eq 8 ] && cmp -s out man-mask && ok man-example || fail man-example "$(cat man-mask)"
 
 # ---- check ----
 sp check pats.pat w2.pat
@@ -363,6 +375,14 @@ expect_rc runtime-missing 1 && has err "'n'" && has err "--runtime" && ok runtim
 sp mask rt.pat --len 5 --runtime n=1
 printf '#....\n##...\n###..\n#.##.\n#..##\n' >want
 expect_rc runtime-value 0 && cmp -s out want && ok runtime-value || fail runtime-value
+# the run summary and stats name the runtime values used
+sp run rt.pat --seed 1 --len 5 --dim 16 --runtime n=3
+expect_rc run-summary-runtime 0 && has err "spatc: run sinks(runtime n = 3): B=1" && ok run-summary-runtime || fail run-summary-runtime
+printf 'pattern sd(w = 1, runtime n = 2, runtime m = 0) = causal & (cols(m .. n) | window(w, 0));\n' >rt2.pat
+sp run rt2.pat --seed 1 --len 5 --dim 16 --runtime m=1 --backend interp
+expect_rc run-summary-defaults 0 && has err "run sd(w = 1, runtime n = 2, runtime m = 1): " && ok run-summary-defaults || fail run-summary-defaults
+sp stats rt.pat --len 5 --runtime n=1
+expect_rc stats-runtime 0 && has out "pattern sinks(runtime n = 1): H = 1" && ok stats-runtime || fail stats-runtime
 sp mask rt.pat --len 5 --runtime n=1 --runtime m=2
 expect_rc runtime-unknown 1 && has err "no runtime scalar 'm'" && ok runtime-unknown || fail runtime-unknown
 py write doc.npy '<i4' 5 0,0,1,1,1
