@@ -6,30 +6,29 @@
  * parameters (one no pattern has is an error).  Silent on
  * success; -v lists "file: signature" per pattern.  Every file is checked
  * even after one fails. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "spatc.h"
 #include "spatc_common.h"
 
-/* The -D values that apply to pattern k, into out (marking them in used);
+/* The -D values that apply to pattern d, into out (marking them in used);
  * false when a compile-time parameter of it has no default and no -D: such a
  * pattern is meant to be called with arguments, so it cannot be
  * instantiated alone. */
-static bool defs_for(const fe_module *m, int k, const spatc_sel *sel,
-                     bool *used, fe_define *out, int *n_out) {
+static bool defs_for(const spat_pattern_decl *d, const spatc_sel *sel,
+                     bool *used, spat_param *out, size_t *n_out) {
   bool complete = true;
   *n_out = 0;
-  bool dflt;
-  for (int q = 0; fe_pattern_param(m, k, q, &dflt); q++) {
-    const char *name = fe_pattern_param(m, k, q, &dflt);
+  for (size_t q = 0; q < d->n_params; q++) {
     bool given = false;
-    for (int d = 0; d < sel->n_defs; d++)
-      if (strcmp(sel->defs[d].name, name) == 0) {
-        out[(*n_out)++] = sel->defs[d];
-        used[d] = given = true;
+    for (int k = 0; k < sel->n_defs; k++)
+      if (strcmp(sel->defs[k].name, d->params[q].name) == 0) {
+        out[(*n_out)++] = sel->defs[k];
+        used[k] = given = true;
       }
-    if (!given && !dflt) complete = false;
+    if (!given && !d->params[q].has_default) complete = false;
   }
   return complete;
 }
@@ -38,34 +37,34 @@ static int check_one(const char *path, bool verbose, const spatc_sel *sel,
                      bool *used) {
   spatc_pat sp;
   int rc = spatc_open(&sp, path);
-  if (rc) {
+  spat_param *defs = rc ? NULL : spatc_xmalloc(sizeof *defs * (size_t)(sel->n_defs + 1));
+  if (rc || !defs) {
     spatc_pat_free(&sp);
-    return rc;
+    return rc ? rc : SPATC_EUSER;
   }
-  fe_define *defs = spatc_xmalloc(sizeof *defs * (size_t)(sel->n_defs + 1));
-  if (!defs) {
-    spatc_pat_free(&sp);
-    return SPATC_EUSER;
-  }
-  int n = fe_n_patterns(sp.m);
-  for (int k = 0; k < n; k++) {
-    const char *name = fe_pattern_name(sp.m, k);
-    int n_defs = 0;
-    if (!defs_for(sp.m, k, sel, used, defs, &n_defs)) {
-      if (verbose) printf("%s: %s\n", path, fe_pattern_signature(sp.m, k));
+  size_t n = spat_module_n_patterns(sp.m);
+  for (size_t k = 0; k < n; k++) {
+    spat_pattern_decl d;
+    if (spat_module_pattern(sp.m, k, &d) != SPAT_OK) {
+      rc = spatc_lib_error(spat_ctx_error(sp.ctx));
       continue;
     }
-    ir_program *p = fe_instantiate(sp.d, sp.m, name, defs, n_defs);
-    if (!p || diag_n_errors(sp.d) > 0) {
-      if (diag_n_errors(sp.d) == 0)
-        spatc_error("%s: pattern '%s' could not be instantiated", path, name);
+    size_t n_defs = 0;
+    if (!defs_for(&d, sel, used, defs, &n_defs)) {
+      if (verbose) printf("%s: %s\n", path, d.signature);
+      continue;
+    }
+    spat_pattern *p = NULL;
+    spat_status st = spat_module_select(sp.m, d.name, defs, n_defs, &p);
+    if (st != SPAT_OK) {
+      if (st != SPAT_EPARSE || !*spat_ctx_last_diagnostics(sp.ctx))
+        spatc_error("%s: pattern '%s' could not be instantiated: %s", path,
+                    d.name, spat_ctx_error(sp.ctx));
       rc = SPATC_EUSER;
     } else if (verbose) {
-      printf("%s: %s\n", path, fe_pattern_signature(sp.m, k));
+      printf("%s: %s\n", path, d.signature);
     }
-    const char *t = diag_text(sp.d);
-    if (t && *t) fputs(t, stderr);
-    diag_clear(sp.d);
+    spat_pattern_free(p);
   }
   if (verbose && n == 0) printf("%s: no patterns\n", path);
   free(defs);

@@ -11,7 +11,7 @@
 
 /* The descriptor's layout is an ABI between objects and libspat: every field
  * is 8 bytes, in this order; AOT_ABI changes with it. */
-#define AOT_ABI 2
+#define AOT_ABI 3
 typedef struct aot_desc {
   int64_t abi;                /* AOT_ABI */
   int64_t D, layout, threads; /* compile options */
@@ -25,6 +25,7 @@ typedef struct aot_desc {
   void *const *externs; /* n_externs bool f(int64_t, ...) */
   void **state;         /* writable slot: the run-time kernel */
   const char *name;
+  const void *errat;    /* kr_errat_fn */
 } aot_desc;
 
 /* Runs a loaded descriptor on arguments already checked (the CLI's path:

@@ -1,6 +1,8 @@
 /* regfile.c: open(O_NONBLOCK) + fstat, regular files only (regfile.h). */
 #include "regfile.h"
 
+#include "spat.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -59,4 +61,8 @@ FILE *regfile_fopen(const char *path, const char **why) {
     close(fd);
   }
   return f;
+}
+
+int spat_open_regular(const char *path, const char **why) {
+  return regfile_open(path, why);
 }

@@ -11,6 +11,8 @@
  * In: a path.  Out: a descriptor or stream, or -1 / NULL with *why set to a
  * static message: strerror(errno) when the system refused, "Is a directory",
  * or "not a regular file (a FIFO)" and the like.  No printing, no state.
+ * spat_open_regular (spat.h) is regfile_open for programs on spat.h (the
+ * spatc driver's npy files and plugins).
  */
 #ifndef SPAT_REGFILE_H
 #define SPAT_REGFILE_H

@@ -171,6 +171,13 @@ ir_node *ir_new2(arena *a, ir_op op, ir_node *k0, ir_node *k1, src_span sp);
 ir_node *ir_new3(arena *a, ir_op op, ir_node *k0, ir_node *k1, ir_node *k2,
                  src_span sp);
 
+#define IR_MAX_EXTERN_ARGS 16 /* what the libffi predicate call supports */
+
+/* The one checker (ir_check.c): op codes, kinds of kids, arities, table
+ * indices, extern arity.  false with "malformed pattern IR at 'OP'" in err.
+ * Run between lowering and every backend; linear in the distinct nodes. */
+bool ir_check(const ir_program *p, char *err, size_t errlen);
+
 bool ir_has_op(const ir_node *n, ir_op op);   /* anywhere in the tree */
 bool ir_is_data_dependent(const ir_program *p); /* has TOPK */
 

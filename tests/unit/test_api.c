@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "spat.h"
 
@@ -355,6 +356,39 @@ static void test_parse_file(void **state) {
   assert_true(contains(spat_ctx_last_diagnostics(c), "not a regular file (a FIFO)"));
   assert_int_equal(spat_pattern_parse_file(c, "/tmp", NULL, &p), SPAT_EIO);
   assert_true(contains(spat_ctx_error(c), "Is a directory"));
+  spat_module *mod = NULL;
+  assert_int_equal(spat_module_parse_file(c, fifo, &mod), SPAT_EIO);
+  assert_true(contains(spat_ctx_error(c), "not a regular file (a FIFO)"));
+  const char *why = NULL;
+  assert_int_equal(spat_open_regular(fifo, &why), -1);
+  assert_string_equal(why, "not a regular file (a FIFO)");
+  assert_int_equal(spat_open_regular("/dev/null", &why), -1);
+  assert_string_equal(why, "not a regular file (a character device)");
+  int rfd = spat_open_regular(path, &why);
+  assert_true(rfd >= 0);
+  close(rfd);
+  /* A module's patterns list their compile-time parameters; one of an
+   * imported file is selected by name. */
+  f = fopen(main_path, "w");
+  assert_non_null(f);
+  fprintf(f, "import \"%s\";\npattern e(k, runtime n = 1, m = k + 1) = "
+             "window(k + m + n);\n", path);
+  fclose(f);
+  assert_int_equal(spat_module_parse_file(c, main_path, &mod), SPAT_OK);
+  assert_int_equal(spat_module_n_patterns(mod), 1);
+  spat_pattern_decl d;
+  assert_int_equal(spat_module_pattern(mod, 0, &d), SPAT_OK);
+  assert_string_equal(d.name, "e");
+  assert_true(d.needs_params);
+  assert_int_equal(d.n_params, 2); /* k and m; n is a runtime scalar */
+  assert_string_equal(d.params[0].name, "k");
+  assert_false(d.params[0].has_default);
+  assert_string_equal(d.params[1].name, "m");
+  assert_true(d.params[1].has_default);
+  assert_int_equal(spat_module_select(mod, "b", NULL, 0, &p), SPAT_OK);
+  assert_string_equal(spat_pattern_name(p), "b");
+  spat_pattern_free(p);
+  spat_module_free(mod);
   remove(fifo);
   remove(main_path);
   remove(path);

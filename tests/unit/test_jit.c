@@ -155,7 +155,7 @@ static void reference(const tcase *c, const rt_args *a, float *o, float *lse) {
 /* Compiles root into a program, runs JIT and reference, compares. */
 static void run_case(tcase *c, ir_program *p) {
   char err[512] = "";
-  backend_opts bo = {c->D, c->threads};
+  backend_opts bo = {.D = c->D, .threads = c->threads};
   void *k = backend_jit.compile(p, &bo, err, sizeof err);
   if (!k) fail_msg("compile: %s", err);
   uint64_t seed = (uint64_t)(c->Lq * 131 + c->Lk * 7 + c->D);
@@ -557,7 +557,7 @@ static void test_topk(void **st) {
 
 static rt_status run_simple(ir_program *p, int64_t L, int64_t D, char *err,
                             size_t n, int64_t *rtv) {
-  backend_opts bo = {D, 1};
+  backend_opts bo = {.D = D, .threads = 1};
   void *k = backend_jit.compile(p, &bo, err, n);
   if (!k) return RT_EINTERNAL;
   uint64_t seed = 1;
@@ -621,7 +621,7 @@ static void test_runtime_errors(void **st) {
   ir_input idesc = {"a"};
   p->n_inputs = 1, p->inputs = &idesc;
   {
-    backend_opts bo = {16, 1};
+    backend_opts bo = {.D = 16, .threads = 1};
     void *k = backend_jit.compile(p, &bo, err, sizeof err);
     assert_non_null(k);
     uint64_t seed = 3;
@@ -636,7 +636,7 @@ static void test_runtime_errors(void **st) {
     a.o.data = o;
     a.inputs = ins;
     assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_ERANGE);
-    assert_non_null(strstr(err, "input index out of range"));
+    assert_string_equal(err, "index 30 of input 'a' is out of range [0, 30)");
     a.inputs = NULL;
     assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_EINVAL);
     a.inputs = ins;
@@ -660,7 +660,7 @@ static void test_unsupported_d(void **st) {
   (void)st;
   arena *A = arena_new();
   char err[256] = "";
-  backend_opts bo = {48, 1};
+  backend_opts bo = {.D = 48, .threads = 1};
   assert_null(backend_jit.compile(prog(A, N0(A, IR_CAUSAL)), &bo, err, sizeof err));
   assert_non_null(strstr(err, "not supported"));
   /* malformed IR (a pattern where an integer belongs, a missing kid, a
@@ -722,7 +722,7 @@ static void *conc_main(void *arg) {
   char err[256];
   void *k = c->kernel;
   if (!k) {
-    backend_opts bo = {32, 2};
+    backend_opts bo = {.D = 32, .threads = 2};
     k = backend_jit.compile(c->p, &bo, err, sizeof err);
     if (!k) {
       c->st = RT_EINTERNAL;
@@ -805,7 +805,7 @@ static void test_concurrent(void **st) {
   assert_int_equal(c0.st, RT_OK);
   for (int shared = 0; shared < 2; shared++) {
     char err[256];
-    backend_opts bo = {32, 2};
+    backend_opts bo = {.D = 32, .threads = 2};
     void *k = shared ? backend_jit.compile(p, &bo, err, sizeof err) : NULL;
     arena *A2 = arena_new();
     ir_program *p2 = prog(A2, N2(A2, IR_WINDOW, C(A2, 20), C(A2, 5)));
