@@ -228,7 +228,7 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
     source_release(s);
     return fail(c, SPAT_EINVAL, "the text defines no pattern");
   }
-  /* by name: a pattern of the text or of a file it imports */
+  /* by name: a pattern of the text or of a file it imports (hashed) */
   const char *name = want == NULL ? fe_pattern_name(m, n - 1)
                                   : fe_find_pattern(m, want);
   if (name == NULL) {

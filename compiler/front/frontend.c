@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "spat_limits.h"
 #include "parser.h"
 #include "regfile.h"
 #define YYSTYPE SPAT_YYSTYPE /* the lexer header names bison's types unprefixed */
@@ -22,8 +23,8 @@
 #include "lexer.h"
 #include "sema.h"
 
-#define FE_MAX_FILE (64 << 20)  /* bytes; offsets are int */
-#define FE_MAX_IMPORT_DEPTH 64
+#define FE_MAX_FILE SPAT_MAX_FILE_BYTES  /* offsets are int */
+#define FE_MAX_IMPORT_DEPTH SPAT_MAX_IMPORT_DEPTH
 
 typedef struct loader {
   fe_module *m;
@@ -302,6 +303,7 @@ static fe_module *load_module(diag *d, arena *a, const char *name,
   for (int k = 0; k < F->n_decls; k++)
     if (F->decls[k]->kind == AST_D_PATTERN) {
       m->signatures[n] = signature(m, F->decls[k]);
+      F->decls[k]->pattern_index = n;
       m->patterns[n++] = F->decls[k];
     }
   return m;
@@ -322,6 +324,20 @@ const char *fe_pattern_name(const fe_module *m, int k) {
   return m && k >= 0 && k < m->n_patterns ? m->patterns[k]->name : NULL;
 }
 
+int fe_pattern_find(const fe_module *m, const char *name) {
+  if (!m || !name || m->n_files == 0) return -1;
+  /* the main file's declarations are hashed by sema (first of each name) */
+  ast_decl *d = m->files[0].indexed ? strmap_get(&m->files[0].names, name) : NULL;
+  if (d && d->kind == AST_D_PATTERN) {
+    int k = d->pattern_index;
+    return k >= 0 && k < m->n_patterns && m->patterns[k] == d ? k : -1;
+  }
+  if (!m->files[0].indexed)
+    for (int k = 0; k < m->n_patterns; k++)
+      if (!strcmp(m->patterns[k]->name, name)) return k;
+  return -1;
+}
+
 const char *fe_pattern_signature(const fe_module *m, int k) {
   return m && k >= 0 && k < m->n_patterns ? m->signatures[k] : NULL;
 }
@@ -339,10 +355,10 @@ const char *fe_pattern_param(const fe_module *m, int k, int q,
   return NULL;
 }
 
+/* The main file's names first, then what it imports (hashed, as every
+ * name the file resolves). */
 static ast_decl *find_pattern(fe_module *m, const char *name) {
-  for (int k = 0; k < m->n_patterns; k++)
-    if (!strcmp(m->patterns[k]->name, name)) return m->patterns[k];
-  ast_decl *o = sema_lookup(m, 0, name);  /* through the imports */
+  ast_decl *o = sema_lookup(m, 0, name);
   return o && o->kind == AST_D_PATTERN ? o : NULL;
 }
 
@@ -385,11 +401,11 @@ static ir_program *instantiate(fe_module *m, const char *name, const fe_define *
       for (int k = 0; k < m->n_patterns; k++) cap += strlen(m->patterns[k]->name) + 4;
       char *list = arena_alloc(m->arena, cap);
       if (list) {
+        size_t n = 0;
         list[0] = 0;
-        for (int k = 0; k < m->n_patterns; k++) {
-          if (k) strcat(list, ", ");
-          strcat(list, m->patterns[k]->name);
-        }
+        for (int k = 0; k < m->n_patterns; k++)
+          n += (size_t)snprintf(list + n, cap - n, "%s%s", k ? ", " : "",
+                                m->patterns[k]->name);
       }
       if (m->n_patterns)
         diag_error(m->diag, SPAN_NONE, "no pattern '%s' in '%s'; it defines: %s", name,
