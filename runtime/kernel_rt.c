@@ -615,21 +615,25 @@ static void task(void *ctx, int64_t id, int worker) {
 
 static const char *check_args(const kr_kernel *k, const rt_args *a,
                               char *buf, size_t n) {
-  if (a->B < 1 || a->H < 1 || a->Hkv < 1 || a->Lq < 1 || a->Lk < 1) {
+  /* Empty shapes are fine (rt.h: rt_has_rows, rt_fill_no_keys). */
+  if (a->B < 0 || a->H < 0 || a->Hkv < 0 || a->Lq < 0 || a->Lk < 0 ||
+      (a->H > 0 && a->Hkv < 1)) {
     snprintf(buf, n,
-             "bad shape: B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld (each must be "
-             ">= 1)",
+             "bad shape: B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld (sizes must "
+             "be >= 0, Hkv >= 1 when H >= 1)",
              (long long)a->B, (long long)a->H, (long long)a->Hkv,
              (long long)a->Lq, (long long)a->Lk);
     return buf;
   }
   if (a->D != k->D) return "head dimension differs from the compiled kernel's";
-  if (a->H % a->Hkv != 0) return "H must be a multiple of Hkv";
+  if (a->H > 0 && a->H % a->Hkv != 0) return "H must be a multiple of Hkv";
   if (a->threads < 0) return "negative thread count";
-  if (!a->q.data || !a->o.data || !a->k.data || !a->v.data)
+  bool rows = rt_has_rows(a), keys = a->B > 0 && a->Hkv > 0 && a->Lk > 0;
+  if ((rows && (!a->q.data || !a->o.data)) ||
+      (keys && (!a->k.data || !a->v.data)))
     return "missing tensor";
   if (k->n_runtime > 0 && !a->runtime) return "missing runtime scalars";
-  if (k->n_inputs > 0) {
+  if (k->n_inputs > 0 && a->Lk > 0) {  /* Lk entries each */
     if (!a->inputs) return "missing input arrays";
     for (int x = 0; x < k->n_inputs; x++)
       if (!a->inputs[x]) return "missing input array";
@@ -653,6 +657,11 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   if (bad) {
     if (err && errlen) snprintf(err, errlen, "%s", bad);
     return RT_EINVAL;
+  }
+  if (!rt_has_rows(a)) return RT_OK;
+  if (a->Lk == 0) {
+    rt_fill_no_keys(a);
+    return RT_OK;
   }
 
   int want = a->threads ? a->threads : k->threads;

@@ -399,6 +399,8 @@ static int64_t exec(ev *e, int64_t pc) {
     case PLAN_IVARI:
     case PLAN_IVARJ:
       if (e->isp >= PLAN_ISTACK) return fail(e, "tile plan: int stack overflow");
+      if ((op == PLAN_IVARI || op == PLAN_IVARJ) && !e->in_body)
+        return fail(e, "tile plan: bad code"); /* i, j only in a body */
       if (op == PLAN_ICONST) a = P[pc++];
       else if (op == PLAN_IVARI) a = e->vi;
       else if (op == PLAN_IVARJ) a = e->vj;
@@ -872,6 +874,7 @@ int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
   e.plan = plan, e.env = env, e.cap = cap_l, e.depth = depth;
   e.slots = scratch, e.tmp = scratch + depth * cap_l, e.n = counts;
   e.lsp = 0, e.isp = 0, e.gi = 0, e.in_try = false, e.in_body = false;
+  e.vi = e.vj = 0, e.try_pc = e.try_lsp = 0, e.try_isp = 0; /* damaged plans */
   e.g[0] = (gran){.i0 = r0 + off, .i1 = r1 + off, .Lq = env->Lq,
                   .Lk = env->Lk, .b = 1, .f0 = 0, .f1 = env->Lk};
   if (run(&e) < 0) return -1;

@@ -655,6 +655,26 @@ static void test_damaged_plans(void **state) {
   assert_true(n_err > 0 && n_ok > 0);
 }
 
+/* i and j exist only inside a JPRED/IPRED body: outside one they are bad
+ * code, not a read of an unset variable (valgrind found that in damaged
+ * plans). */
+static void test_plan_vars_outside_body(void **state) {
+  (void)state;
+  plan_env env = {.h = 0, .H = 1, .Lq = 8, .Lk = 8};
+  for (int v = 0; v < 2; v++) {
+    int64_t op = v ? PLAN_IVARJ : PLAN_IVARI;
+    int64_t plan[PLAN_HDR + 4] = {
+        [PLAN_W_SIZE] = PLAN_HDR + 4, [PLAN_W_MAGIC] = PLAN_MAGIC,
+        [PLAN_W_CAP] = 8, [PLAN_W_LDEPTH] = 4, [PLAN_W_IDEPTH] = 8,
+        [PLAN_W_CODE] = PLAN_HDR,
+        [PLAN_HDR] = op, op, PLAN_PWINDOW, PLAN_END};
+    plan_span sp[8];
+    char err[128] = "";
+    assert_int_equal(plan_tiles(plan, &env, 0, 8, sp, 8, err, sizeof err), -1);
+    assert_non_null(strstr(err, "bad code"));
+  }
+}
+
 /* For every library pattern the mask of which needs no data, the plan
  * visits exactly the key tiles the mask touches and, with tiles aligned to
  * the patterns' blocks (strict), runs without a mask exactly the tiles the
@@ -751,6 +771,7 @@ int main(void) {
       cmocka_unit_test(test_capacity_squeeze),
       cmocka_unit_test(test_where_atoms),
       cmocka_unit_test(test_damaged_plans),
+      cmocka_unit_test(test_plan_vars_outside_body),
       cmocka_unit_test(test_library_precision),
       cmocka_unit_test(test_random_programs),
   };

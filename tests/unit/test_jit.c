@@ -640,9 +640,13 @@ static void test_runtime_errors(void **st) {
     a.inputs = NULL;
     assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_EINVAL);
     a.inputs = ins;
-    a.Lk = 0;  /* sizes below 1 are rejected, as by the interpreter */
+    a.Lk = -1;  /* negative sizes are rejected, as by the interpreter */
     assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_EINVAL);
     assert_non_null(strstr(err, "bad shape"));
+    a.Lk = 0;  /* no keys: every row empty, as in the interpreter */
+    o[0] = 7;
+    assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_OK);
+    assert_true(o[0] == 0.0f);
     a.Lk = 30, a.D = 32;
     assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_EINVAL);
     free(q), free(o);

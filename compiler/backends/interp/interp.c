@@ -572,10 +572,10 @@ static rt_status ctx_init(ctx *c, const ir_program *p, const rt_args *a,
   list_cached(p->root, c->caches, &k);
   for (k = 0; k < n; k++) {
     row_cache *rc = &c->caches[k];
-    rc->sel = malloc((size_t)a->Lk);
+    rc->sel = malloc((size_t)(a->Lk > 0 ? a->Lk : 1));
     if (!rc->sel) goto oom;
     if (rc->node->op == IR_TOPK) {
-      rc->cands = malloc(sizeof *rc->cands * (size_t)a->Lk);
+      rc->cands = malloc(sizeof *rc->cands * (size_t)(a->Lk > 0 ? a->Lk : 1));
       rc->mq = malloc(sizeof *rc->mq * (size_t)(a->D > 0 ? a->D : 1));
       rc->mk = malloc(sizeof *rc->mk * (size_t)(a->D > 0 ? a->D : 1));
       if (!rc->cands || !rc->mq || !rc->mk) goto oom;
@@ -594,32 +594,36 @@ static rt_status check_args(const ir_program *p, const rt_args *a,
   if (!ir_check(p, err, errlen)) return RT_EINVAL;
   if (!a) return api_err(err, errlen, RT_EINVAL, "no arguments");
   bool tensors = attention || ir_has_op(p->root, IR_TOPK);
-  if (a->B < 1 || a->H < 1 || a->Lq < 1 || a->Lk < 1 ||
-      (tensors && a->Hkv < 1))
+  /* Empty shapes are fine (rt.h: rt_has_rows, rt_fill_no_keys). */
+  if (a->B < 0 || a->H < 0 || a->Lq < 0 || a->Lk < 0 ||
+      (tensors && (a->Hkv < 0 || (a->H > 0 && a->Hkv < 1))))
     return api_err(err, errlen, RT_EINVAL,
-                   "bad shape: B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld (each must be >= 1)",
+                   "bad shape: B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld (sizes must be >= 0, "
+                   "Hkv >= 1 when H >= 1)",
                    (long long)a->B, (long long)a->H, (long long)a->Hkv,
                    (long long)a->Lq, (long long)a->Lk);
-  if (tensors && a->H % a->Hkv != 0)
+  if (tensors && a->H > 0 && a->H % a->Hkv != 0)
     return api_err(err, errlen, RT_EINVAL,
                    "H=%lld is not a multiple of Hkv=%lld", (long long)a->H,
                    (long long)a->Hkv);
   if ((uint64_t)a->Lk > SIZE_MAX / sizeof(cand))
     return api_err(err, errlen, RT_EINVAL, "Lk=%lld is too large", (long long)a->Lk);
+  /* A tensor without elements may be NULL. */
+  bool rows = rt_has_rows(a), keys = a->B > 0 && a->Hkv > 0 && a->Lk > 0;
   if (tensors) {
     if (a->D < 1)
       return api_err(err, errlen, RT_EINVAL, "bad head dimension D=%lld", (long long)a->D);
-    if (!a->q.data) return api_err(err, errlen, RT_EINVAL, "q is NULL");
-    if (!a->k.data) return api_err(err, errlen, RT_EINVAL, "k is NULL");
+    if (!a->q.data && rows) return api_err(err, errlen, RT_EINVAL, "q is NULL");
+    if (!a->k.data && keys) return api_err(err, errlen, RT_EINVAL, "k is NULL");
   }
   if (attention) {
-    if (!a->v.data) return api_err(err, errlen, RT_EINVAL, "v is NULL");
-    if (!a->o.data) return api_err(err, errlen, RT_EINVAL, "o is NULL");
+    if (!a->v.data && keys) return api_err(err, errlen, RT_EINVAL, "v is NULL");
+    if (!a->o.data && rows) return api_err(err, errlen, RT_EINVAL, "o is NULL");
   }
   if (p->n_runtime > 0 && !a->runtime)
     return api_err(err, errlen, RT_EINVAL, "missing runtime scalars (pattern has %d, first '%s')",
                    p->n_runtime, p->runtime[0].name);
-  for (int k = 0; k < p->n_inputs; k++)
+  for (int k = 0; k < p->n_inputs && a->Lk > 0; k++)  /* Lk entries each */
     if (!a->inputs || !a->inputs[k])
       return api_err(err, errlen, RT_EINVAL, "missing input array '%s'",
                      p->inputs[k].name);
@@ -790,6 +794,11 @@ rt_status interp_attention(const ir_program *p, const rt_args *a, char *err,
   if (err && errlen) err[0] = 0;
   rt_status st = check_args(p, a, true, err, errlen);
   if (st != RT_OK) return st;
+  if (!rt_has_rows(a)) return RT_OK;
+  if (a->Lk == 0) {
+    rt_fill_no_keys(a);
+    return RT_OK;
+  }
   if (a->B > INT64_MAX / a->H || a->B * a->H > INT64_MAX / a->Lq)
     return api_err(err, errlen, RT_EINVAL, "B * H * Lq is too large");
   job jb = {.p = p, .a = a, .n_rows = a->B * a->H * a->Lq};
