@@ -503,6 +503,11 @@ static const char *check_args(const kr_kernel *k, const rt_args *a,
              (long long)a->Lq, (long long)a->Lk);
     return buf;
   }
+  if (a->Lq > PLAN_MAX_LEN || a->Lk > PLAN_MAX_LEN) {
+    snprintf(buf, n, "bad shape: Lq=%lld Lk=%lld (each must be <= 2^62)",
+             (long long)a->Lq, (long long)a->Lk);
+    return buf;
+  }
   if (a->D != k->D) return "head dimension differs from the compiled kernel's";
   if (a->H % a->Hkv != 0) return "H must be a multiple of Hkv";
   if (a->threads < 0) return "negative thread count";

@@ -478,11 +478,14 @@ static LLVMValueRef pmod(cg *g, LLVMValueRef x, LLVMValueRef m) {
                          LLVMBuildAdd(g->B, r, m, ""), r, "");
 }
 
-/* columns j in [lo, hi) with j = i (mod s), s >= 1 */
+/* columns j in [lo, hi) with j = i (mod s), s >= 1.  Positions are below
+ * BIG, so |i - j| < BIG and s > BIG means j == i as s == BIG does: with s
+ * clamped there, first = lo + ((i - lo) mod s) cannot overflow. */
 static LLVMValueRef stride_bits(cg *g, const rowx *R, LLVMValueRef i,
                                 LLVMValueRef s, LLVMValueRef lo,
                                 LLVMValueRef hi) {
   LLVMBuilderRef B = g->B;
+  s = smin(g, s, ci64(g, BIG));
   LLVMValueRef end = LLVMBuildAdd(B, R->j0, R->cnt, "");
   lo = smax(g, lo, R->j0);
   hi = smin(g, hi, end);
