@@ -26,7 +26,9 @@
  *   [n x ptr] spat_errors          the messages, "file:line:col: what".
  *
  * Top-k selections are made by the driver (double-precision scores) and read
- * by the mask code through kr_env.topk.
+ * by the mask code through kr_env.topk; so are the key sets of random(r, s)
+ * with r > KR_RANDOM_INLINE, through kr_env.random_row (smaller r are drawn
+ * in the mask code, at most KR_RANDOM_INLINE hashes a call).
  */
 #ifndef SPAT_CODEGEN_H
 #define SPAT_CODEGEN_H
