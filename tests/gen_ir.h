@@ -34,6 +34,7 @@ typedef struct gen {
   bool extreme; /* int64-edge constants and runtime scalars 2, 3 too */
   bool errors;  /* invalid arguments where every backend evaluates them */
   bool strict;  /* the node being made is evaluated for every (i, j) */
+  bool loose;   /* invalid arguments anywhere (short-circuited too) */
 } gen;
 
 static inline uint64_t rnd(gen *g) {
@@ -84,7 +85,7 @@ static inline int64_t gen_edge(gen *g) { return gen_edge_any[rndi(g, 0, GEN_N_AN
 /* An edge value >= lo (lo is 0 or 1), or with errors allowed here sometimes
  * one below lo. */
 static inline ir_node *gen_edge_size(gen *g, int64_t lo) {
-  bool bad = g->errors && g->strict && rndi(g, 0, 3) == 0;
+  bool bad = g->errors && (g->strict || g->loose) && rndi(g, 0, 1) == 0;
   switch (rndi(g, 0, 3)) {
   case 0: return RT(g, bad ? 3 : 2);
   default:
@@ -99,7 +100,7 @@ static inline ir_node *gen_edge_size(gen *g, int64_t lo) {
 
 /* A non-negative integer argument, at most about hi. */
 static inline ir_node *gen_size(gen *g, int64_t lo, int64_t hi) {
-  if (g->extreme && rndi(g, 0, 2) == 0) return gen_edge_size(g, lo);
+  if (g->extreme && rndi(g, 0, 1) == 0) return gen_edge_size(g, lo);
   switch (rndi(g, 0, 9)) {
   case 0: /* runtime values are small, >= 0 */
     return g->valid ? N2(g, IR_ADD, RT(g, (int)rndi(g, 0, 1)), C(g, lo))
@@ -167,7 +168,8 @@ static inline ir_node *gen_edge_pred(gen *g) {
  * valid, raw (out of range when Lq > Lk) where every backend reads it. */
 static inline ir_node *gen_doc_i(gen *g, int k) {
   ir_node *i = N0(g, IR_VAR_I);
-  if (!g->valid || (g->errors && g->strict && rndi(g, 0, 3) == 0)) return IN(g, k, i);
+  if (!g->valid || (g->errors && (g->strict || g->loose) && rndi(g, 0, 3) == 0))
+    return IN(g, k, i);
   if (g->extreme && rndi(g, 0, 1)) /* guarded instead of clamped */
     return N3(g, IR_SEL, N2(g, IR_LT, i, N0(g, IR_SIZE_LK)), IN(g, k, N0(g, IR_VAR_I)),
               C(g, -1));
@@ -220,6 +222,9 @@ static inline ir_node *gen_pred(gen *g) {
 
 static inline ir_node *gen_pat(gen *g, int depth) {
   int pick = (int)rndi(g, 0, depth > 0 ? 21 : 13);
+  /* edges: the primitives whose arguments are arithmetic twice as often */
+  static const int edge_leaf[] = {2, 4, 5, 6, 8, 10, 21};
+  if (g->extreme && rndi(g, 0, 3) == 0) pick = edge_leaf[rndi(g, 0, depth > 0 ? 6 : 5)];
   bool strict = g->strict;
   ir_node *x, *y, *z;
   switch (pick) {
