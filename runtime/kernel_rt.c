@@ -585,7 +585,7 @@ static const char *check_args(const kr_kernel *k, const rt_args *a,
     return buf;
   }
   if (a->Lq > PLAN_MAX_LEN || a->Lk > PLAN_MAX_LEN) {
-    snprintf(buf, n, "bad shape: Lq=%lld Lk=%lld (each must be <= 2^62)",
+    snprintf(buf, n, "bad shape: Lq=%lld Lk=%lld (each must be <= 2^61)",
              (long long)a->Lq, (long long)a->Lk);
     return buf;
   }

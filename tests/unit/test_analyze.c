@@ -594,6 +594,54 @@ static void test_runtime_errors(void **state) {
   arena_free(g.a);
 }
 
+/* Arguments at the int64 edges, one row (where spans may be FULL): the
+ * stride runs used to wrap around and mark other keys FULL. */
+static void test_edge_plans(void **state) {
+  (void)state;
+  gen g = {.a = arena_new()};
+  plan_span s[16];
+  static const int64_t periods[] = {INT64_MAX, INT64_MAX - 1, (int64_t)1 << 62, 1001};
+  for (size_t x = 0; x < sizeof periods / sizeof periods[0]; x++) {
+    int64_t d = periods[x];
+    int64_t *plan = build(g.a, N1(&g, IR_STRIDE, C(&g, d)), NULL);
+    int64_t n = tile(plan, 1000, 1000, 500, 501, s);
+    assert_int_equal(n, 1);
+    assert_int_equal(s[0].kind, PLAN_FULL);
+    assert_int_equal(s[0].k0, 500);
+    assert_int_equal(s[0].k1, 501);
+    n = tile(plan, 1000, 1000, 500, 503, s); /* three rows: their diagonal */
+    assert_int_equal(n, 1);
+    assert_int_equal(s[0].kind, PLAN_PARTIAL);
+    assert_int_equal(s[0].k0, 500);
+    assert_int_equal(s[0].k1, 503);
+    plan = build(g.a, N2(&g, IR_DILATED, C(&g, 1), C(&g, d)), NULL);
+    n = tile(plan, 1000, 1000, 500, 501, s);
+    assert_int_equal(n, 1);
+    assert_int_equal(s[0].kind, PLAN_FULL);
+    assert_int_equal(s[0].k0, 500);
+    assert_int_equal(s[0].k1, 501);
+    plan = build(g.a, N2(&g, IR_BLOCKS, C(&g, 2), N1(&g, IR_STRIDE, C(&g, d))), NULL);
+    n = tile(plan, 1000, 1000, 501, 502, s);
+    assert_int_equal(n, 1);
+    assert_int_equal(s[0].kind, PLAN_FULL);
+    assert_int_equal(s[0].k0, 500);
+    assert_int_equal(s[0].k1, 502);
+  }
+  int64_t *plan = build(g.a, N2(&g, IR_WINDOW, C(&g, INT64_MAX), C(&g, INT64_MAX)), NULL);
+  assert_int_equal(tile(plan, 1000, 700, 0, 64, s), 1);
+  assert_true(s[0].kind == PLAN_FULL && s[0].k0 == 0 && s[0].k1 == 700);
+  /* sizes beyond PLAN_MAX_LEN are refused */
+  int64_t rt[4] = {0};
+  plan_env env = {.h = 0, .H = 1, .Lq = 10, .Lk = PLAN_MAX_LEN + 1, .runtime = rt};
+  char err[128] = "";
+  assert_int_equal(plan_tiles(plan, &env, 0, 10, s, 16, err, sizeof err), -1);
+  assert_non_null(strstr(err, "sizes above"));
+  env.Lk = PLAN_MAX_LEN;
+  assert_int_equal(plan_tiles(plan, &env, 0, 10, s, 16, err, sizeof err), 1);
+  assert_true(s[0].kind == PLAN_FULL && s[0].k1 == PLAN_MAX_LEN);
+  arena_free(g.a);
+}
+
 /* Lists longer than the plan's capacity are coarsened, never wrong. */
 static void test_capacity_squeeze(void **state) {
   (void)state;
@@ -808,6 +856,7 @@ int main(void) {
       cmocka_unit_test(test_library_precision),
       cmocka_unit_test(test_random_programs),
       cmocka_unit_test(test_edge_programs),
+      cmocka_unit_test(test_edge_plans),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

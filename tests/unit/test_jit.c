@@ -702,6 +702,9 @@ static void test_runtime_errors(void **st) {
     a.Lk = 0;  /* sizes below 1 are rejected, as by the interpreter */
     assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_EINVAL);
     assert_non_null(strstr(err, "bad shape"));
+    a.Lk = PLAN_MAX_LEN + 1; /* beyond the sizes every bound is exact for */
+    assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_EINVAL);
+    assert_non_null(strstr(err, "bad shape"));
     a.Lk = 30, a.D = 32;
     assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_EINVAL);
     free(q), free(o);

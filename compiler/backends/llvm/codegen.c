@@ -359,7 +359,10 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
  * the node at all (pattern operators short-circuit): errors and extern calls
  * happen only there. */
 
-#define BIG ((int64_t)1 << 62) /* sizes are clamped here: exact, no overflow */
+/* Sizes are clamped here: positions are below PLAN_MAX_LEN = 2^61 (the
+ * driver refuses larger Lq, Lk), so every distance is below BIG (exact) and
+ * a position plus or minus BIG (plus a little) fits in int64. */
+#define BIG ((int64_t)1 << 62)
 
 /* v < 0 means Lk + v */
 static LLVMValueRef norm_idx(cg *g, LLVMValueRef v, const lvl *L) {
@@ -480,9 +483,9 @@ static LLVMValueRef pmod(cg *g, LLVMValueRef x, LLVMValueRef m) {
                          LLVMBuildAdd(g->B, r, m, ""), r, "");
 }
 
-/* columns j in [lo, hi) with j = i (mod s), s >= 1.  Positions are below
- * BIG, so |i - j| < BIG and s > BIG means j == i as s == BIG does: with s
- * clamped there, first = lo + ((i - lo) mod s) cannot overflow. */
+/* columns j in [lo, hi) with j = i (mod s), s >= 1.  |i - j| < BIG, so
+ * s > BIG means j == i as s == BIG does: with s clamped there, first =
+ * lo + ((i - lo) mod s) cannot overflow. */
 static LLVMValueRef stride_bits(cg *g, const rowx *R, LLVMValueRef i,
                                 LLVMValueRef s, LLVMValueRef lo,
                                 LLVMValueRef hi) {
