@@ -13,6 +13,8 @@ LLVM_CONFIG ?= /usr/lib/llvm-19/bin/llvm-config
 BISON       ?= bison
 FLEX        ?= flex
 B           := build
+# The version is defined once, in include/spat.h.
+VERSION     := $(shell sed -n 's/^\#define SPAT_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/spat.h | paste -sd.)
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
 OPT     ?= -O2 -g
@@ -22,11 +24,14 @@ LLVM_INC := -isystem $(shell $(LLVM_CONFIG) --includedir)
 #   runtime/   what an AOT program links: sees include/ and runtime/ only
 #   compiler/  the compile path: sees compiler/'s folders, runtime/, include/;
 #              only compiler/backends/llvm/ is given LLVM's include path
-#   cli/       the spatc driver and its file formats
+#   cli/       the spatc driver and its file formats: sees include/spat.h
+#              only (and bench/'s baselines), as a user program would, and
+#              links libspat.a, which exports only spat_*
+#   bench/     the baselines (plain pointers) and the demo, on spat.h too
 INC_RT       := -Iinclude -Iruntime
 INC_COMPILER := $(INC_RT) -Icompiler -Icompiler/front -Icompiler/ir -Icompiler/backends \
                 -Icompiler/backends/interp -Icompiler/backends/llvm -I$(B)/gen
-INC_CLI      := $(INC_COMPILER) -Icli -Ibench
+INC_CLI      := -Iinclude -Icli -Ibench
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fvisibility=hidden $(CFLAGS) $(SAN)
 GEN_CFLAGS = $(filter-out -Wpedantic -Wmissing-prototypes,$(CFLAGS_BASE)) $(INC_COMPILER) \
              -Wno-unused-function -Wno-sign-compare
@@ -89,7 +94,7 @@ $(B)/cli/%.o: cli/%.c | $(DEPS_STAMP)
 
 $(B)/bench/%.o: bench/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out $(OPT),$(CFLAGS_BASE)) $(INC_RT) -g -O3 -ffast-math -MMD -MP -c $< -o $@
+	$(CC) $(filter-out $(OPT),$(CFLAGS_BASE)) -Ibench -g -O3 -ffast-math -MMD -MP -c $< -o $@
 
 # libspat.a is one relocatable object whose hidden symbols are made local,
 # so a static link sees only spat_* (as the shared library exports only
@@ -107,9 +112,9 @@ $(B)/libspat.a: $(LIB_OBJS)
 $(B)/libspat.so: $(LIB_OBJS)
 	$(CC) -shared -o $@ $^ $(LIBS)
 
-$(B)/spatc: $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat-internal.a
+$(B)/spatc: $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat.a
 	@mkdir -p $(B)
-	$(CC) -o $@ $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat-internal.a $(LIBS) $(BLAS_LIBS)
+	$(CC) -o $@ $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat.a $(LIBS) $(BLAS_LIBS) -ldl
 
 $(CLI_LIB): $(filter-out $(B)/cli/spatc.o,$(DRIVER_OBJS)) $(BENCH_OBJS)
 	@rm -f $@
@@ -117,13 +122,13 @@ $(CLI_LIB): $(filter-out $(B)/cli/spatc.o,$(DRIVER_OBJS)) $(BENCH_OBJS)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libspat-internal.a $(CLI_LIB) | $(DEPS_STAMP)
 	@mkdir -p $(B)/tests
-	$(CC) $(CFLAGS_BASE) $(INC_CLI) -Itests -MMD -MP -o $@ $< $(CLI_LIB) $(B)/libspat-internal.a -lcmocka $(LIBS) $(BLAS_LIBS)
+	$(CC) $(CFLAGS_BASE) $(INC_COMPILER) -Icli -Ibench -Itests -MMD -MP -o $@ $< $(CLI_LIB) $(B)/libspat-internal.a -lcmocka $(LIBS) $(BLAS_LIBS)
 
 test: all $(TEST_BINS)
 	@B=$(B) SAN="$(SAN)" bash tests/run.sh $(TEST_BINS)
 
-$(B)/demo: bench/demo.c $(B)/libspat-internal.a
-	$(CC) $(CFLAGS_BASE) $(INC_COMPILER) -o $@ $< $(B)/libspat-internal.a $(LIBS)
+$(B)/demo: bench/demo.c $(B)/libspat.a
+	$(CC) $(CFLAGS_BASE) -Iinclude -o $@ $< $(B)/libspat.a $(LIBS)
 
 demo: all $(B)/demo
 	@B=$(B) bash scripts/demo.sh
@@ -145,6 +150,7 @@ install: all
 	install -m 644 docs/spatc.1 $(DESTDIR)$(PREFIX)/share/man/man1/spatc.1
 	install -m 644 patterns/*.pat $(DESTDIR)$(PREFIX)/share/spatc/patterns/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LLVMLIBDIR@|$(shell $(LLVM_CONFIG) --libdir)|g' \
+	  -e 's|@VERSION@|$(VERSION)|g' \
 	  scripts/spat.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/spat.pc
 
 uninstall:

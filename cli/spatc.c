@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "spat.h"
 #include "spatc.h"
 #include "spatc_common.h"
 
@@ -61,7 +62,7 @@ int main(int argc, char **argv) {
     return SPATC_OK;
   }
   if (strcmp(cmd, "--version") == 0) {
-    printf("spatc %s\n", SPATC_VERSION);
+    printf("spatc %s\n", spat_version_string());
     return SPATC_OK;
   }
   if (strcmp(cmd, "help") == 0) {

@@ -1,18 +1,20 @@
 /* spatc_bench.c: `spatc bench FILE [options]`, times a pattern's JIT kernel
  * against two baselines measured in the same run (bench/baselines.h):
  *
- *   compile    backend_jit compile time, median of 5
- *   cold/warm  the disk kernel cache (compiler/aot.h) in a private
- *              directory: cold = compile, store and link an entry into an
- *              emptied cache (median of 3), warm = load and link the stored
- *              entry in a fresh JIT, as a new process would (median of 5)
+ *   compile    spat_compile time for the JIT (no cache), median of 5
+ *   cold/warm  the disk kernel cache (spat_compile's .cache) in a private
+ *              directory ($XDG_CACHE_HOME pointed there meanwhile): cold =
+ *              compile, store and link an entry into an emptied cache
+ *              (median of 3), warm = load and link the stored entry in a
+ *              fresh JIT, as a new process would (median of 5)
  *   kernel     median of --repeats timed runs (after one warm-up run)
  *   GFLOP/s    4 * nnz * D per head over the kernel time (nnz: the allowed
  *              pairs, counted with the reference interpreter), and its share
  *              of 115 GFLOP/s per core
  *   vs loop    time of a plain C per-row loop over a key window of the same
- *              mean width (the exact mask when the pattern is a window),
- *              divided by the kernel time
+ *              mean width (the exact mask when every row counted is a
+ *              window [i - wl, i + wr] of the same wl, wr), divided by the
+ *              kernel time
  *   vs dense   time of dense masked attention with OpenBLAS sgemm, divided
  *              by the kernel time; its output also checks the kernel's
  *
@@ -33,10 +35,6 @@
 #include <unistd.h>
 
 #include "baselines.h"
-#include "interp.h"
-#include "threads.h"
-#include "aot.h"
-#include "backend.h"
 #include "spatc.h"
 #include "spatc_common.h"
 
@@ -69,38 +67,61 @@ static void mask_cb(void *ctx, int64_t h, int64_t r, uint8_t *row) {
   memcpy(row, M->m + (h * M->Lq + r) * M->Lk, (size_t)M->Lk);
 }
 
+/* Compiles the pattern for the JIT; NULL after printing. */
+static spat_kernel *compile_jit(spatc_pat *pat, int64_t D, int threads,
+                                int cache) {
+  spat_compile_options o = {.D = D, .layout = SPAT_LAYOUT_BHLD,
+                            .threads = threads, .backend = SPAT_BACKEND_JIT,
+                            .cache = cache};
+  spat_kernel *k = NULL;
+  spat_status st = spat_compile(pat->p, &o, &k);
+  if (st != SPAT_OK) spatc_api_error(pat->ctx, st);
+  return k;
+}
+
 /* Cold and warm compile times through a private cache directory; -1 when
  * not measured (message on stderr). */
-static void cache_times(const ir_program *p, int64_t D, int threads,
-                        double *cold, double *warm) {
+static void cache_times(spatc_pat *pat, int64_t D, int threads, double *cold,
+                        double *warm) {
   *cold = *warm = -1;
-  char dir[] = "/tmp/spatc-bench-cache.XXXXXX", err[1024] = "";
-  if (!mkdtemp(dir)) return;
-  aot_opts o = {D, 0, threads, NULL, NULL, NULL, AOT_EMIT_OBJ};
+  char tmp[] = "/tmp/spatc-bench-cache.XXXXXX", dir[4200];
+  if (!mkdtemp(tmp)) return;
+  /* the cache's directory is $XDG_CACHE_HOME/spatc: point it at tmp */
+  const char *was = getenv("XDG_CACHE_HOME");
+  char *saved = was ? strdup(was) : NULL;
+  setenv("XDG_CACHE_HOME", tmp, 1);
+  spat_compile_options o = {.D = D, .layout = SPAT_LAYOUT_BHLD,
+                            .threads = threads, .backend = SPAT_BACKEND_JIT,
+                            .cache = 1};
   double tc[3], tw[5];
-  const void *desc;
-  int hit, ok = 1;
-  for (int t = 0; t < 3 && ok; t++) {
-    ok = aot_cache_clear(dir, err, sizeof err) >= 0;
+  const char *why = NULL;
+  int ok = 1;
+  for (int t = 0; t < 3 + 5 && ok; t++) {
+    bool is_cold = t < 3;
+    if (is_cold) ok = spat_cache_clear(pat->ctx, NULL) == SPAT_OK;
+    spat_kernel *k = NULL;
     double t0 = spatc_now_ms();
-    aot_loaded *l = ok ? aot_cache_load(p, &o, dir, NULL, &desc, &hit, err,
-                                        sizeof err) : NULL;
-    tc[t] = spatc_now_ms() - t0;
-    ok = l && !hit;
-    aot_cache_free(l);
+    ok = ok && spat_compile(pat->p, &o, &k) == SPAT_OK;
+    double ms = spatc_now_ms() - t0;
+    const spat_signature *sig = spat_kernel_signature(k);
+    if (ok && sig->cache_problem) why = sig->cache_problem;
+    ok = ok && !sig->cache_problem && sig->from_cache == !is_cold;
+    if (is_cold) tc[t] = ms;
+    else tw[t - 3] = ms;
+    spat_kernel_free(k);
   }
-  for (int t = 0; t < 5 && ok; t++) {
-    double t0 = spatc_now_ms();
-    aot_loaded *l = aot_cache_load(p, &o, dir, NULL, &desc, &hit, err,
-                                   sizeof err);
-    tw[t] = spatc_now_ms() - t0;
-    ok = l && hit;
-    aot_cache_free(l);
-  }
-  aot_cache_clear(dir, err, sizeof err);
+  if (!ok && !why) why = spat_ctx_error(pat->ctx);
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", why ? why : "");
+  spat_cache_clear(pat->ctx, NULL);
+  snprintf(dir, sizeof dir, "%s/spatc", tmp);
   rmdir(dir);
+  rmdir(tmp);
+  if (saved) setenv("XDG_CACHE_HOME", saved, 1);
+  else unsetenv("XDG_CACHE_HOME");
+  free(saved);
   if (!ok) {
-    fprintf(stderr, "spatc: note: cache times not measured: %s\n", err);
+    fprintf(stderr, "spatc: note: cache times not measured: %s\n", msg);
     return;
   }
   *cold = median(tc, 3);
@@ -134,7 +155,7 @@ static void fill_docs(int32_t *docs, int n, int64_t Lk, uint64_t seed) {
   for (int t = 0; t < n; t++) {
     int32_t *x = docs + (size_t)t * (size_t)Lk, id = 0;
     for (int64_t j = 0; j < Lk;) {
-      int64_t len = span + (int64_t)(ir_mix(st) % (uint64_t)(3 * span + 1));
+      int64_t len = span + (int64_t)(spatc_mix(st) % (uint64_t)(3 * span + 1));
       st += golden;
       for (int64_t e = 0; e < len && j < Lk; e++) x[j++] = id;
       id++;
@@ -142,58 +163,99 @@ static void fill_docs(int32_t *docs, int n, int64_t Lk, uint64_t seed) {
   }
 }
 
+/* One examined mask row: its first and last allowed key and how many. */
+typedef struct row_span {
+  int64_t first, last, n;
+} row_span;
+
+/* Whether every examined row (n >= 0) is the window [i - wl, i + wr] of its
+ * position i, clamped to [0, Lk), for one wl, wr (into *wl, *wr): then the
+ * C row loop computes the very mask. */
+static bool is_window(const row_span *rs, int64_t H, int64_t Lq, int64_t Lk,
+                      int64_t *wl, int64_t *wr) {
+  int64_t off = Lq <= Lk ? Lk - Lq : 0, l = INT64_MIN, r = INT64_MIN;
+  for (int64_t x = 0; x < H * Lq; x++) {
+    int64_t i = x % Lq + off;
+    if (rs[x].n <= 0) continue;
+    if (i - rs[x].first > l) l = i - rs[x].first;
+    if (rs[x].last - i > r) r = rs[x].last - i;
+  }
+  if (l == INT64_MIN) return false; /* no allowed key seen */
+  for (int64_t x = 0; x < H * Lq; x++) {
+    if (rs[x].n < 0) continue; /* not examined */
+    int64_t i = x % Lq + off;
+    int64_t a = i - l > 0 ? i - l : 0, b = i + r < Lk - 1 ? i + r : Lk - 1;
+    bool ok = a > b ? rs[x].n == 0
+                    : rs[x].n == b - a + 1 && rs[x].first == a && rs[x].last == b;
+    if (!ok) return false;
+  }
+  *wl = l, *wr = r;
+  return true;
+}
+
+/* What bench() measures: a pattern, its sizes and q, k, v (B = 1, BHLD),
+ * its kernel arguments, and o, lse to write. */
+typedef struct bench_in {
+  const char *file;
+  spatc_pat *pat;
+  spatc_args a;
+  const spat_value *args;
+  size_t n_args;
+  float *o, *lse;
+} bench_in;
+
 /* The measurements and the report; 0 or 1 after printing. */
-static int bench(const char *file, const ir_program *p, rt_args args,
-                 bench_opts *opt) {
-  int64_t Lq = args.Lq, Lk = args.Lk, H = args.H, Hkv = args.Hkv,
-          D = args.D, threads = opt->threads, repeats = opt->repeats;
+static int bench(const bench_in *in, bench_opts *opt) {
+  const spatc_args *A = &in->a;
+  const char *file = in->file, *name = in->pat->info.name;
+  int64_t Lq = A->Lq, Lk = A->Lk, H = A->H, Hkv = A->Hkv, D = A->D,
+          threads = opt->threads, repeats = opt->repeats;
   int json = opt->json, dense = opt->dense, use_cache = opt->cache, rc = 1;
   size_t nq = (size_t)(H * Lq * D);
-  aot_loaded *kcache = NULL;
-  void *kernel = NULL;
-  const backend *jit = &backend_jit;
+  spat_kernel *kernel = NULL, *kcache = NULL;
+  spat_tensors T = spatc_tensors(A);
+  T.o = in->o;
+  T.lse = in->lse;
   float *o2 = malloc(sizeof(float) * nq);
   double *tk = malloc(sizeof(double) * (size_t)repeats);
   uint8_t *mcache = NULL;
+  row_span *spans = NULL;
   if (!o2 || !tk) goto oom;
 
   /* compile */
-  char err[1024] = "";
-  backend_opts bo = {.D = D, .threads = (int)threads};
   double tc[5];
-  fprintf(stderr, "bench %s: compiling\n", p->name);
+  fprintf(stderr, "bench %s: compiling\n", name);
   for (int t = 0; t < 5; t++) {
     double t0 = spatc_now_ms();
-    void *kn = jit->compile(p, &bo, err, sizeof err);
+    spat_kernel *kn = compile_jit(in->pat, D, (int)threads, 0);
     tc[t] = spatc_now_ms() - t0;
-    if (!kn) {
-      spatc_lib_error(err);
-      goto out;
-    }
-    if (kernel) jit->free(kernel);
+    if (!kn) goto out;
+    spat_kernel_free(kernel);
     kernel = kn;
   }
   double compile_ms = median(tc, 5);
   double cold_ms = -1, warm_ms = -1;
   if (use_cache) {
-    char dir[4096];
-    const void *desc;
-    int hit;
-    cache_times(p, D, (int)threads, &cold_ms, &warm_ms);
-    aot_opts ao = {D, 0, (int)threads, NULL, NULL, NULL, AOT_EMIT_OBJ};
-    if (aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0)
-      kcache = aot_cache_load(p, &ao, dir, NULL, &desc, &hit, err, sizeof err);
-    if (!kcache) fprintf(stderr, "spatc: note: kernel cache not used: %s\n", err);
+    cache_times(in->pat, D, (int)threads, &cold_ms, &warm_ms);
+    kcache = compile_jit(in->pat, D, (int)threads, 1);
+    if (!kcache) goto out;
+    const char *why = spat_kernel_signature(kcache)->cache_problem;
+    if (why) {
+      fprintf(stderr, "spatc: note: kernel cache not used: %s\n", why);
+      spat_kernel_free(kcache);
+      kcache = NULL;
+    }
   }
 
   /* run */
-  fprintf(stderr, "bench %s: running the kernel (%lld repeats)\n", p->name,
+  fprintf(stderr, "bench %s: running the kernel (%lld repeats)\n", name,
           (long long)repeats);
   for (int64_t t = -1; t < repeats; t++) {
     double t0 = spatc_now_ms();
-    if ((kcache ? aot_run_args(aot_loaded_desc(kcache), &args, err, sizeof err)
-                : jit->run(kernel, &args, err, sizeof err)) != RT_OK) {
-      spatc_lib_error(err);
+    spat_status st = spat_kernel_call(kcache ? kcache : kernel, &T, in->args,
+                                      in->n_args);
+    if (st != SPAT_OK) {
+      spatc_api_error(in->pat->ctx, st);
       goto out;
     }
     if (t >= 0) tk[t] = spatc_now_ms() - t0;
@@ -201,7 +263,7 @@ static int bench(const char *file, const ir_program *p, rt_args args,
   double kernel_ms = median(tk, (int)repeats);
 
   /* nnz (and the mask rows for the dense baseline) */
-  fprintf(stderr, "bench %s: counting the mask\n", p->name);
+  fprintf(stderr, "bench %s: counting the mask\n", name);
   int64_t group = H / Hkv, cached = 0;
   if (dense) {
     int64_t per = Lq * Lk;
@@ -215,19 +277,33 @@ static int bench(const char *file, const ir_program *p, rt_args args,
   double elems = (double)(H - cached) * (double)Lq * (double)Lk;
   if (elems > COUNT_MAX) step = (int64_t)(elems / COUNT_MAX) + 1;
   uint8_t *row = malloc((size_t)Lk + 1);
+  spans = malloc(sizeof *spans * (size_t)(H * Lq) + 1);
   int64_t nnz = 0, sampled = 0;
-  if (!row) goto oom;
+  if (!row || !spans) {
+    free(row);
+    goto oom;
+  }
   for (int64_t h = 0; h < H; h++)
     for (int64_t r = 0; r < Lq; r++) {
+      row_span *rs = &spans[h * Lq + r];
+      *rs = (row_span){-1, -1, -1};
       if (h >= cached && (h * Lq + r) % step) continue;
       if (h >= cached && step > 1) sampled++;
       uint8_t *out = h < cached ? mcache + (h * Lq + r) * Lk : row;
-      if (interp_mask_row(p, &args, 0, h, r, out, err, sizeof err) != RT_OK) {
-        spatc_lib_error(err);
+      spat_status st = spat_kernel_mask(kernel, &T, in->args, in->n_args, 0,
+                                        h, r, 1, out);
+      if (st != SPAT_OK) {
+        spatc_api_error(in->pat->ctx, st);
         free(row);
         goto out;
       }
-      for (int64_t j = 0; j < Lk; j++) nnz += out[j] != 0;
+      rs->n = 0;
+      for (int64_t j = 0; j < Lk; j++)
+        if (out[j]) {
+          if (rs->n++ == 0) rs->first = j;
+          rs->last = j;
+        }
+      nnz += rs->n;
     }
   free(row);
   if (step > 1) { /* scale the sampled rows' count to all of them */
@@ -239,21 +315,16 @@ static int bench(const char *file, const ir_program *p, rt_args args,
   double gflops = kernel_ms > 0 ? 4.0 * (double)nnz * (double)D / (kernel_ms * 1e6) : 0;
 
   /* baseline 1: per-row window loop of the same mean width */
-  int64_t wl, wr;
-  const ir_node *root = p->root;
-  bool exact_window = root->op == IR_WINDOW && root->kids[0]->op == IR_CONST &&
-                      root->kids[1]->op == IR_CONST;
-  if (exact_window) {
-    wl = root->kids[0]->value, wr = root->kids[1]->value;
-  } else {
+  int64_t wl = 0, wr = 0;
+  bool exact_window = is_window(spans, H, Lq, Lk, &wl, &wr);
+  if (!exact_window) {
     double mean = H * Lq > 0 ? (double)nnz / (double)(H * Lq) : 0;
     wl = (int64_t)(mean + 0.5) - 1, wr = 0;
     if (wl < 0) wl = 0;
   }
-  fprintf(stderr, "bench %s: baseline loop (window %lld, %lld)\n", p->name,
+  fprintf(stderr, "bench %s: baseline loop (window %lld, %lld)\n", name,
           (long long)wl, (long long)wr);
-  rt_args la = args;
-  la.o.data = o2;
+  bl_problem la = {H, Hkv, Lq, Lk, D, A->q.data, A->k.data, A->v.data, o2, 0};
   double tl[3];
   for (int t = 0; t < 3; t++) {
     double t0 = spatc_now_ms();
@@ -265,7 +336,7 @@ static int bench(const char *file, const ir_program *p, rt_args args,
   if (exact_window) {
     loop_err = 0;
     for (size_t t = 0; t < nq; t++) {
-      double e = fabs((double)o2[t] - (double)args.o.data[t]);
+      double e = fabs((double)o2[t] - (double)in->o[t]);
       if (e > loop_err) loop_err = e;
     }
   }
@@ -273,11 +344,10 @@ static int bench(const char *file, const ir_program *p, rt_args args,
   /* baseline 2: dense masked attention with BLAS (heads [0, cached)) */
   double dense_ms = -1, dense_err = -1;
   if (dense && cached > 0) {
-    fprintf(stderr, "bench %s: baseline dense BLAS (%lld heads)\n", p->name,
+    fprintf(stderr, "bench %s: baseline dense BLAS (%lld heads)\n", name,
             (long long)cached);
-    rt_args da = args;
+    bl_problem da = la;
     da.H = cached, da.Hkv = cached / group;
-    da.o.data = o2;
     masks M = {mcache, Lq, Lk};
     double td[3];
     for (int t = 0; t < 3; t++) {
@@ -288,7 +358,7 @@ static int bench(const char *file, const ir_program *p, rt_args args,
     dense_ms = median(td, 3) * (double)H / (double)cached;
     dense_err = 0;
     for (size_t t = 0; t < (size_t)(cached * Lq * D); t++) {
-      double e = fabs((double)o2[t] - (double)args.o.data[t]);
+      double e = fabs((double)o2[t] - (double)in->o[t]);
       if (e > dense_err) dense_err = e;
     }
   }
@@ -305,7 +375,7 @@ static int bench(const char *file, const ir_program *p, rt_args args,
            "\"loop_exact\": %s, \"dense_ms\": %.3f, \"vs_loop\": %.3f, "
            "\"vs_dense\": %.3f, \"max_err_dense\": %.3g, \"max_err_loop\": %.3g, "
            "\"nnz_sampled\": %s}\n",
-           p->name, file, (long long)Lq, (long long)Lk, (long long)H,
+           name, file, (long long)Lq, (long long)Lk, (long long)H,
            (long long)Hkv, (long long)D, (long long)threads, (long long)nnz,
            density, compile_ms, cold_ms, warm_ms, kcache ? "true" : "false", kernel_ms, gflops, peak, loop_ms, (long long)wl,
            (long long)wr, exact_window ? "true" : "false", dense_ms,
@@ -313,7 +383,7 @@ static int bench(const char *file, const ir_program *p, rt_args args,
            dense_err, loop_err, step > 1 ? "true" : "false");
   } else {
     printf("pattern %s (%s): Lq %lld, Lk %lld, H %lld (kv %lld), D %lld, "
-           "threads %lld\n", p->name, file, (long long)Lq, (long long)Lk,
+           "threads %lld\n", name, file, (long long)Lq, (long long)Lk,
            (long long)H, (long long)Hkv, (long long)D, (long long)threads);
     printf("  allowed pairs   %s%lld (density %.4f)\n", step > 1 ? "about " : "",
            (long long)nnz, density);
@@ -336,9 +406,9 @@ static int bench(const char *file, const ir_program *p, rt_args args,
 oom:
   rc = spatc_error("out of memory");
 out:
-  if (kernel) jit->free(kernel);
-  aot_cache_free(kcache);
-  free(o2), free(tk), free(mcache);
+  spat_kernel_free(kernel);
+  spat_kernel_free(kcache);
+  free(o2), free(tk), free(mcache), free(spans);
   return rc;
 }
 
@@ -361,7 +431,7 @@ int spatc_bench_main(int argc, char **argv) {
   sel_init(&sel);
   shape_init(&sh);
   bench_opts opt = {0, 5, false, true, true};
-  rt_args args;
+  spatc_args args;
   spatc_qkv qkv;
   memset(&args, 0, sizeof args);
   memset(&qkv, 0, sizeof qkv);
@@ -374,32 +444,34 @@ int spatc_bench_main(int argc, char **argv) {
     sel_free(&sel);
     return rc == SPATC_HELP ? SPATC_OK : rc;
   }
-  if (opt.threads == 0) opt.threads = th_cores();
+  if (opt.threads == 0) opt.threads = spatc_cores();
 
   spatc_pat pat;
   int64_t *rt = NULL;
   int32_t *docs = NULL;
-  const int32_t **inputs = NULL;
+  spat_value *vals = NULL;
   float *o = NULL, *lse = NULL;
   rc = spatc_load(&pat, &sel);
-  const ir_program *p = pat.p;
+  const spat_pattern_info *p = &pat.info;
+  size_t n_rt = rc == SPATC_OK ? spatc_n_runtime(p) : 0;
+  size_t n_in = rc == SPATC_OK ? p->n_args - n_rt : 0;
   if (rc == SPATC_OK && p->n_externs > 0)
     rc = spatc_error("pattern '%s' calls extern functions: it is not "
                      "benchmarked", p->name);
   if (rc == SPATC_OK) {
-    rt = spatc_xmalloc(sizeof *rt * ((size_t)p->n_runtime + 1));
-    rc = rt ? spatc_bind_runtime(rt, p, &sel) : SPATC_EUSER;
+    rt = spatc_xmalloc(sizeof *rt * (n_rt + 1));
+    rc = rt ? spatc_bind_runtime(rt, &pat, &sel) : SPATC_EUSER;
   }
   if (rc == SPATC_OK) {
-    inputs = spatc_xmalloc(sizeof *inputs * ((size_t)p->n_inputs + 1));
-    docs = spatc_xmalloc(sizeof *docs * (size_t)args.Lk *
-                         ((size_t)p->n_inputs + 1));
-    if (!inputs || !docs) rc = SPATC_EUSER;
+    vals = spatc_xmalloc(sizeof *vals * (p->n_args + 1));
+    docs = spatc_xmalloc(sizeof *docs * (size_t)args.Lk * (n_in + 1));
+    if (!vals || !docs) rc = SPATC_EUSER;
   }
   if (rc == SPATC_OK) {
-    fill_docs(docs, p->n_inputs, args.Lk, sh.seed);
-    for (int t = 0; t < p->n_inputs; t++)
-      inputs[t] = docs + (size_t)t * (size_t)args.Lk;
+    fill_docs(docs, (int)n_in, args.Lk, sh.seed);
+    for (size_t t = 0; t < n_rt; t++) vals[t] = spat_scalar(rt[t]);
+    for (size_t t = 0; t < n_in; t++)
+      vals[n_rt + t] = spat_input(docs + t * (size_t)args.Lk);
     rc = spatc_qkv_setup(&qkv, &args, &sh, &c, QKV_QKV);
   }
   if (rc == SPATC_OK) {
@@ -408,15 +480,10 @@ int spatc_bench_main(int argc, char **argv) {
     if (!o || !lse) rc = SPATC_EUSER;
   }
   if (rc == SPATC_OK) {
-    args.o.data = o;
-    rt_tensor_strides(&args.o, 0, args.H, args.Lq, args.D);
-    args.lse = lse, args.lse_sb = args.H * args.Lq, args.lse_sh = args.Lq;
-    args.runtime = rt;
-    args.inputs = inputs;
-    args.threads = (int)opt.threads;
-    rc = bench(sel.file, p, args, &opt);
+    bench_in in = {sel.file, &pat, args, vals, p->n_args, o, lse};
+    rc = bench(&in, &opt);
   }
-  free(o), free(lse), free(docs), free((void *)inputs), free(rt);
+  free(o), free(lse), free(docs), free(vals), free(rt);
   spatc_qkv_free(&qkv);
   spatc_pat_free(&pat);
   sel_free(&sel);

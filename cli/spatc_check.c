@@ -5,27 +5,10 @@
  * instantiated.  Silent on
  * success; -v lists "file: signature" per pattern.  Every file is checked
  * even after one fails. */
-#include <string.h>
+#include <stdio.h>
 
 #include "spatc.h"
 #include "spatc_common.h"
-
-/* A compile-time parameter without a default in a signature such as
- * "p(w, g = 1, runtime n, input doc: int[])": such a pattern is meant to be
- * called with arguments, so it cannot be instantiated alone. */
-static bool needs_value(const char *sig) {
-  const char *s = strchr(sig, '(');
-  while (s && *s && *s != ')') {
-    s++;
-    while (*s == ' ') s++;
-    size_t n = strcspn(s, ",)");
-    bool has_default = memchr(s, '=', n) != NULL;
-    bool ct = strncmp(s, "runtime ", 8) != 0 && strncmp(s, "input ", 6) != 0;
-    if (n > 0 && ct && !has_default) return true;
-    s += n;
-  }
-  return false;
-}
 
 static int check_one(const char *path, bool verbose) {
   spatc_pat sp;
@@ -34,24 +17,30 @@ static int check_one(const char *path, bool verbose) {
     spatc_pat_free(&sp);
     return rc;
   }
-  int n = fe_n_patterns(sp.m);
-  for (int k = 0; k < n; k++) {
-    const char *name = fe_pattern_name(sp.m, k);
-    if (needs_value(fe_pattern_signature(sp.m, k))) {
-      if (verbose) printf("%s: %s\n", path, fe_pattern_signature(sp.m, k));
+  size_t n = spat_module_n_patterns(sp.m);
+  for (size_t k = 0; k < n; k++) {
+    spat_pattern_decl d;
+    if (spat_module_pattern(sp.m, k, &d) != SPAT_OK) {
+      rc = spatc_lib_error(spat_ctx_error(sp.ctx));
       continue;
     }
-    ir_program *p = fe_instantiate(sp.d, sp.m, name, NULL, 0);
-    if (!p || diag_n_errors(sp.d) > 0) {
-      if (diag_n_errors(sp.d) == 0)
-        spatc_error("%s: pattern '%s' could not be instantiated", path, name);
+    /* a pattern with a compile-time parameter without a default is meant
+     * to be called with arguments, so it cannot be instantiated alone */
+    if (d.needs_params) {
+      if (verbose) printf("%s: %s\n", path, d.signature);
+      continue;
+    }
+    spat_pattern *p = NULL;
+    spat_status st = spat_module_select(sp.m, d.name, NULL, 0, &p);
+    if (st != SPAT_OK) {
+      if (st != SPAT_EPARSE || !*spat_ctx_last_diagnostics(sp.ctx))
+        spatc_error("%s: pattern '%s' could not be instantiated: %s", path,
+                    d.name, spat_ctx_error(sp.ctx));
       rc = SPATC_EUSER;
     } else if (verbose) {
-      printf("%s: %s\n", path, fe_pattern_signature(sp.m, k));
+      printf("%s: %s\n", path, d.signature);
     }
-    const char *t = diag_text(sp.d);
-    if (t && *t) fputs(t, stderr);
-    diag_clear(sp.d);
+    spat_pattern_free(p);
   }
   if (verbose && n == 0) printf("%s: no patterns\n", path);
   spatc_pat_free(&sp);

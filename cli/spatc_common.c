@@ -1,7 +1,7 @@
 /* spatc_common.c: option parsing (selection and sizes), pattern loading and
- * argument binding for the spatc subcommands (spatc_common.h); tensors and
- * mask rows are in spatc_tensors.c.  Everything here may print to stderr;
- * nothing exits. */
+ * argument binding for the spatc subcommands (spatc_common.h), through the
+ * public API; tensors and mask rows are in spatc_tensors.c.  Everything
+ * here may print to stderr; nothing exits. */
 #include "spatc_common.h"
 
 #include <dlfcn.h>
@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct opt_info {
   const char *lng;
@@ -55,6 +56,11 @@ int spatc_lib_error(const char *msg) {
   return SPATC_EUSER;
 }
 
+int spatc_api_error(const spat_ctx *ctx, spat_status st) {
+  if (st == SPAT_EPARSE && *spat_ctx_last_diagnostics(ctx)) return SPATC_EUSER;
+  return spatc_lib_error(spat_ctx_error(ctx));
+}
+
 void *spatc_xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
   if (!p) spatc_error("out of memory (%zu bytes)", n);
@@ -65,6 +71,11 @@ double spatc_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+int spatc_cores(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > 4096 ? 4096 : (int)n;
 }
 
 /* ---- the command line ---- */
@@ -229,7 +240,6 @@ bool cli_float(const cli *c, double *out) {
 
 void sel_init(spatc_sel *s) {
   memset(s, 0, sizeof *s);
-  s->a = arena_new();
 }
 
 void sel_free(spatc_sel *s) {
@@ -238,8 +248,24 @@ void sel_free(spatc_sel *s) {
   free(s->runtime.value);
   free(s->inputs.name);
   free(s->inputs.value);
-  arena_free(s->a);
+  for (int k = 0; k < s->n_strs; k++) free(s->strs[k]);
+  free(s->strs);
   memset(s, 0, sizeof *s);
+}
+
+/* The first n bytes of str as a string kept until sel_free; NULL when out
+ * of memory. */
+static char *sel_strndup(spatc_sel *s, const char *str, size_t n) {
+  if (s->n_strs == s->cap_strs) {
+    int cap = s->cap_strs ? 2 * s->cap_strs : 8;
+    char **ns = realloc(s->strs, sizeof *ns * (size_t)cap);
+    if (!ns) return NULL;
+    s->strs = ns;
+    s->cap_strs = cap;
+  }
+  char *copy = strndup(str, n);
+  if (copy) s->strs[s->n_strs++] = copy;
+  return copy;
 }
 
 static bool kv_push(kv_list *l, const char *name, const char *value) {
@@ -260,7 +286,7 @@ static bool kv_push(kv_list *l, const char *name, const char *value) {
 }
 
 /* "NAME=REST" with a non-empty identifier NAME. */
-static bool split_kv(arena *a, const char *s, const char **name,
+static bool split_kv(spatc_sel *sel, const char *s, const char **name,
                      const char **rest) {
   const char *eq = strchr(s, '=');
   if (!eq || eq == s) return false;
@@ -268,9 +294,35 @@ static bool split_kv(arena *a, const char *s, const char **name,
     if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
           (p > s && *p >= '0' && *p <= '9')))
       return false;
-  *name = arena_strndup(a, s, (size_t)(eq - s));
+  *name = sel_strndup(sel, s, (size_t)(eq - s));
   *rest = eq + 1;
   return *name != NULL;
+}
+
+/* -D's value: an integer literal as in .pat text (digits with single '_'
+ * between them, an optional sign), within int64. */
+static bool parse_define_value(const char *v, int64_t *out) {
+  bool neg = false;
+  if (*v == '+' || *v == '-') neg = *v++ == '-';
+  if (!*v || *v == '_') return false;
+  uint64_t x = 0;
+  bool prev_us = false;
+  for (; *v; v++) {
+    if (*v == '_') {
+      if (prev_us) return false;
+      prev_us = true;
+      continue;
+    }
+    if (*v < '0' || *v > '9') return false;
+    prev_us = false;
+    uint64_t dgt = (uint64_t)(*v - '0');
+    if (x > (UINT64_MAX - dgt) / 10) return false;
+    x = x * 10 + dgt;
+    if (x > (uint64_t)INT64_MAX + 1) return false;
+  }
+  if (prev_us || (!neg && x > (uint64_t)INT64_MAX)) return false;
+  *out = neg ? (int64_t)(0 - x) : (int64_t)x;
+  return true;
 }
 
 int sel_option(spatc_sel *s, const cli *c, int id) {
@@ -280,14 +332,15 @@ int sel_option(spatc_sel *s, const cli *c, int id) {
     s->pattern = c->arg;
     return 1;
   case OPT_DEFINE: {
-    fe_define d;
-    if (fe_parse_define(c->arg, s->a, &d) != 0) {
+    spat_param d;
+    if (!split_kv(s, c->arg, &d.name, &rest) ||
+        !parse_define_value(rest, &d.value)) {
       cli_usage_error(c, "-D '%s': expected NAME=INTEGER", c->arg);
       return -1;
     }
     if (s->n_defs == s->cap_defs) {
       int cap = s->cap_defs ? 2 * s->cap_defs : 8;
-      fe_define *nd = realloc(s->defs, sizeof *nd * (size_t)cap);
+      spat_param *nd = realloc(s->defs, sizeof *nd * (size_t)cap);
       if (!nd) {
         spatc_error("out of memory");
         return -1;
@@ -300,7 +353,7 @@ int sel_option(spatc_sel *s, const cli *c, int id) {
   }
   case OPT_RUNTIME: {
     int64_t v;
-    if (!split_kv(s->a, c->arg, &name, &rest) || !parse_i64(rest, &v)) {
+    if (!split_kv(s, c->arg, &name, &rest) || !parse_i64(rest, &v)) {
       cli_usage_error(c, "--runtime '%s': expected NAME=INTEGER", c->arg);
       return -1;
     }
@@ -308,7 +361,7 @@ int sel_option(spatc_sel *s, const cli *c, int id) {
     return 1;
   }
   case OPT_INPUT:
-    if (!split_kv(s->a, c->arg, &name, &rest) || !*rest) {
+    if (!split_kv(s, c->arg, &name, &rest) || !*rest) {
       cli_usage_error(c, "--input '%s': expected NAME=FILE.npy", c->arg);
       return -1;
     }
@@ -400,64 +453,94 @@ int spatc_check_file(const char *path) {
   return 0;
 }
 
+static void print_diags(void *user, const char *text) {
+  (void)user;
+  fputs(text, stderr);
+}
+
 int spatc_open(spatc_pat *sp, const char *path) {
   memset(sp, 0, sizeof *sp);
   int rc = spatc_check_file(path);
   if (rc) return rc;
-  sp->d = diag_new();
-  sp->a = arena_new();
-  if (!sp->d || !sp->a) return spatc_error("out of memory");
-  sp->m = fe_load_file(sp->d, sp->a, path);
-  if (!sp->m || diag_n_errors(sp->d) > 0) {
-    fputs(diag_text(sp->d), stderr);
-    if (!sp->m && diag_n_errors(sp->d) == 0)
-      spatc_error("%s: could not be loaded", path);
-    return SPATC_EUSER;
-  }
-  const char *t = diag_text(sp->d);   /* warnings, notes */
-  if (t && *t) fputs(t, stderr);
-  diag_clear(sp->d);
+  sp->ctx = spat_ctx_new();
+  if (!sp->ctx) return spatc_error("out of memory");
+  spat_ctx_set_diagnostic_fn(sp->ctx, print_diags, NULL);
+  spat_status st = spat_module_parse_file(sp->ctx, path, &sp->m);
+  if (st != SPAT_OK) return spatc_api_error(sp->ctx, st);
   return 0;
+}
+
+/* "name(w = 2, g = 1)" from the pattern's parameters; NULL when out of
+ * memory. */
+static char *make_title(const spat_pattern *p) {
+  const char *name = spat_pattern_name(p);
+  size_t n = spat_pattern_n_params(p);
+  if (n == 0) return strdup(name);
+  size_t cap = strlen(name) + 4;
+  for (size_t k = 0; k < n; k++) {
+    const char *pn = "";
+    spat_pattern_param(p, k, &pn, NULL);
+    cap += strlen(pn) + 28;
+  }
+  char *buf = malloc(cap);
+  if (!buf) return NULL;
+  size_t u = (size_t)snprintf(buf, cap, "%s(", name);
+  for (size_t k = 0; k < n; k++) {
+    const char *pn = "";
+    int64_t v = 0;
+    spat_pattern_param(p, k, &pn, &v);
+    u += (size_t)snprintf(buf + u, cap - u, "%s%s = %" PRId64, k ? ", " : "",
+                          pn, v);
+  }
+  snprintf(buf + u, cap - u, ")");
+  return buf;
 }
 
 int spatc_load(spatc_pat *sp, const spatc_sel *s) {
   int rc = spatc_open(sp, s->file);
   if (rc) return rc;
+  size_t n = spat_module_n_patterns(sp->m);
   if (s->pattern) {
     bool found = false;
-    for (int k = 0; k < fe_n_patterns(sp->m) && !found; k++)
-      found = strcmp(fe_pattern_name(sp->m, k), s->pattern) == 0;
+    spat_pattern_decl d;
+    for (size_t k = 0; k < n && !found; k++)
+      found = spat_module_pattern(sp->m, k, &d) == SPAT_OK &&
+              strcmp(d.name, s->pattern) == 0;
     if (!found) {
       spatc_error("%s: no pattern named '%s'", s->file, s->pattern);
-      int n = fe_n_patterns(sp->m);
       if (n > 0) {
         fprintf(stderr, "spatc: note: %s defines:", s->file);
-        for (int k = 0; k < n; k++)
-          fprintf(stderr, " %s", fe_pattern_name(sp->m, k));
+        for (size_t k = 0; k < n; k++)
+          if (spat_module_pattern(sp->m, k, &d) == SPAT_OK)
+            fprintf(stderr, " %s", d.name);
         fputc('\n', stderr);
       }
       return SPATC_EUSER;
     }
-  } else if (fe_n_patterns(sp->m) == 0) {
+  } else if (n == 0) {
     return spatc_error("%s: defines no pattern", s->file);
   }
-  sp->p = fe_instantiate(sp->d, sp->m, s->pattern, s->defs, s->n_defs);
-  const char *t = diag_text(sp->d);
-  if (t && *t) fputs(t, stderr);
-  if (!sp->p || diag_n_errors(sp->d) > 0) {
-    if (diag_n_errors(sp->d) == 0)
-      spatc_error("%s: could not instantiate the pattern", s->file);
-    sp->p = NULL;
-    return SPATC_EUSER;
-  }
-  diag_clear(sp->d);
+  spat_status st = spat_module_select(sp->m, s->pattern, s->defs,
+                                      (size_t)s->n_defs, &sp->p);
+  if (st == SPAT_OK) st = spat_pattern_describe(sp->p, &sp->info);
+  if (st != SPAT_OK) return spatc_api_error(sp->ctx, st);
+  sp->title = make_title(sp->p);
+  if (!sp->title) return spatc_error("out of memory");
   return 0;
 }
 
 void spatc_pat_free(spatc_pat *sp) {
-  arena_free(sp->a);
-  if (sp->d) diag_free(sp->d);
+  spat_pattern_free(sp->p);
+  spat_module_free(sp->m);
+  spat_ctx_free(sp->ctx);
+  free(sp->title);
   memset(sp, 0, sizeof *sp);
+}
+
+size_t spatc_n_runtime(const spat_pattern_info *info) {
+  size_t n = 0;
+  while (n < info->n_args && info->args[n].kind == SPAT_KIND_SCALAR) n++;
+  return n;
 }
 
 /* ---- binding run-time arguments ---- */
@@ -477,13 +560,15 @@ static void name_list_add(char *buf, size_t cap, const char *name) {
   if (n < cap) snprintf(buf + n, cap - n, "%s'%s'", n ? ", " : "", name);
 }
 
-int spatc_bind_runtime(int64_t *out, const ir_program *p,
+int spatc_bind_runtime(int64_t *out, const spatc_pat *sp,
                        const spatc_sel *s) {
+  const spat_pattern_info *p = &sp->info;
+  size_t n_runtime = spatc_n_runtime(p);
   int bad = 0;
   for (int k = 0; k < s->runtime.n; k++) {
     bool known = false;
-    for (int r = 0; r < p->n_runtime; r++)
-      known |= strcmp(p->runtime[r].name, s->runtime.name[k]) == 0;
+    for (size_t r = 0; r < n_runtime; r++)
+      known |= strcmp(p->args[r].name, s->runtime.name[k]) == 0;
     if (!known) {
       spatc_error("pattern '%s' has no runtime scalar '%s'", p->name,
                   s->runtime.name[k]);
@@ -491,22 +576,22 @@ int spatc_bind_runtime(int64_t *out, const ir_program *p,
     }
   }
   char missing[512] = "";
-  for (int r = 0; r < p->n_runtime; r++) {
+  for (size_t r = 0; r < n_runtime; r++) {
     const char *val = NULL;
     for (int k = 0; k < s->runtime.n; k++)
-      if (strcmp(p->runtime[r].name, s->runtime.name[k]) == 0)
+      if (strcmp(p->args[r].name, s->runtime.name[k]) == 0)
         val = s->runtime.value[k];   /* the last one wins */
     if (val) {
       int64_t v = 0;
       if (!parse_i64(val, &v)) {
-        spatc_error("--runtime %s=%s: not an integer", p->runtime[r].name, val);
+        spatc_error("--runtime %s=%s: not an integer", p->args[r].name, val);
         bad = 1;
       }
       out[r] = v;
-    } else if (p->runtime[r].has_deflt) {
-      out[r] = p->runtime[r].deflt;
+    } else if (p->args[r].has_default) {
+      out[r] = p->args[r].default_value;
     } else {
-      name_list_add(missing, sizeof missing, p->runtime[r].name);
+      name_list_add(missing, sizeof missing, p->args[r].name);
     }
   }
   if (*missing) {
@@ -518,24 +603,30 @@ int spatc_bind_runtime(int64_t *out, const ir_program *p,
   return bad ? SPATC_EUSER : 0;
 }
 
-int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
+int spatc_bind(spatc_bound *b, const spatc_pat *sp, const spatc_sel *s,
                int64_t Lk) {
+  const spat_pattern_info *p = &sp->info;
   memset(b, 0, sizeof *b);
-  b->runtime = calloc((size_t)p->n_runtime + 1, sizeof *b->runtime);
-  b->inputs = calloc((size_t)p->n_inputs + 1, sizeof *b->inputs);
-  b->arrays = calloc((size_t)p->n_inputs + 1, sizeof *b->arrays);
-  b->externs = calloc((size_t)p->n_externs + 1, sizeof *b->externs);
-  if (!b->runtime || !b->inputs || !b->arrays || !b->externs)
+  size_t n_runtime = spatc_n_runtime(p), n_args = p->n_args;
+  int64_t *runtime = calloc(n_runtime + 1, sizeof *runtime);
+  b->args = calloc(n_args + 1, sizeof *b->args);
+  b->arrays = calloc(n_args + 1, sizeof *b->arrays);
+  if (!runtime || !b->args || !b->arrays) {
+    free(runtime);
     return spatc_error("out of memory");
-  b->n_inputs = p->n_inputs;
-  int bad = spatc_bind_runtime(b->runtime, p, s) != 0;
+  }
+  b->n_args = n_args;
+  int bad = spatc_bind_runtime(runtime, sp, s) != 0;
+  for (size_t r = 0; r < n_runtime; r++) b->args[r] = spat_scalar(runtime[r]);
+  free(runtime);
+  for (size_t r = n_runtime; r < n_args; r++) b->args[r] = spat_input(NULL);
 
   /* input arrays */
   for (int k = 0; k < s->inputs.n; k++) {
-    int idx = -1;
-    for (int r = 0; r < p->n_inputs; r++)
-      if (strcmp(p->inputs[r].name, s->inputs.name[k]) == 0) idx = r;
-    if (idx < 0) {
+    size_t idx = n_args;
+    for (size_t r = n_runtime; r < n_args; r++)
+      if (strcmp(p->args[r].name, s->inputs.name[k]) == 0) idx = r;
+    if (idx == n_args) {
       spatc_error("pattern '%s' has no input array '%s'", p->name,
                   s->inputs.name[k]);
       bad = 1;
@@ -543,7 +634,7 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
     }
     npy_array *arr = &b->arrays[idx];
     if (arr->data) npy_free(arr);    /* the last one wins */
-    b->inputs[idx] = NULL;
+    b->args[idx].input = NULL;
     char err[512];
     const char *path = s->inputs.value[k];
     if (spatc_check_file(path)) {
@@ -557,23 +648,23 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
     }
     if (arr->dtype != NPY_I32) {
       spatc_error("%s: input '%s' must be int32 ('<i4'), not %s", path,
-                  p->inputs[idx].name, spatc_dtype_name(arr->dtype));
+                  p->args[idx].name, spatc_dtype_name(arr->dtype));
       bad = 1;
     } else if (arr->ndim != 1 || arr->shape[0] != Lk) {
       spatc_error("%s: input '%s' must have shape (%" PRId64 ",) (one entry "
                   "per key), not %s%" PRId64 "%s",
-                  path, p->inputs[idx].name, Lk,
+                  path, p->args[idx].name, Lk,
                   arr->ndim == 1 ? "(" : "", npy_count(arr),
                   arr->ndim == 1 ? ",)" : " entries");
       bad = 1;
     } else {
-      b->inputs[idx] = arr->data;
+      b->args[idx].input = arr->data;
     }
   }
   char missing[512] = "";
-  for (int r = 0; r < p->n_inputs; r++)
-    if (!b->inputs[r] && !b->arrays[r].data)
-      name_list_add(missing, sizeof missing, p->inputs[r].name);
+  for (size_t r = n_runtime; r < n_args; r++)
+    if (!b->args[r].input && !b->arrays[r].data)
+      name_list_add(missing, sizeof missing, p->args[r].name);
   if (*missing) {
     spatc_error("pattern '%s' needs input array%s %s: give --input "
                 "NAME=FILE.npy (int32, %" PRId64 " entries)",
@@ -581,7 +672,7 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
     bad = 1;
   }
 
-  /* extern functions, from --plugin */
+  /* extern functions, from --plugin, registered in the pattern's context */
   if (p->n_externs > 0) {
     if (!s->plugin) {
       spatc_error("pattern '%s' calls extern function '%s': give --plugin "
@@ -590,17 +681,24 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
       bad = 1;
     } else {
       /* a bare name means the file here, not a search of the library path */
-      const char *path = s->plugin;
-      if (!strchr(path, '/')) path = arena_printf(s->a, "./%s", s->plugin);
-      b->dl = path ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : NULL;
+      char path[4096];
+      snprintf(path, sizeof path, "%s%s", strchr(s->plugin, '/') ? "" : "./",
+               s->plugin);
+      b->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
       if (!b->dl) {
         spatc_error("%s", dlerror());
         bad = 1;
       } else {
-        for (int r = 0; r < p->n_externs; r++) {
-          b->externs[r] = dlsym(b->dl, p->externs[r].name);
-          if (!b->externs[r]) {
+        for (size_t r = 0; r < p->n_externs; r++) {
+          void *fn = dlsym(b->dl, p->externs[r].name);
+          spat_fn f;
+          memcpy(&f, &fn, sizeof f);
+          if (!fn) {
             spatc_error("%s: no function '%s'", s->plugin, p->externs[r].name);
+            bad = 1;
+          } else if (spat_ctx_register_fn(sp->ctx, p->externs[r].name, f,
+                                          p->externs[r].nargs) != SPAT_OK) {
+            spatc_lib_error(spat_ctx_error(sp->ctx));
             bad = 1;
           }
         }
@@ -614,25 +712,13 @@ int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
 
 void spatc_bound_free(spatc_bound *b) {
   if (b->arrays)
-    for (int r = 0; r < b->n_inputs; r++) npy_free(&b->arrays[r]);
+    for (size_t r = 0; r < b->n_args; r++) npy_free(&b->arrays[r]);
   free(b->arrays);
-  free(b->runtime);
-  free((void *)b->inputs);
-  free(b->externs);
+  free(b->args);
   if (b->dl) dlclose(b->dl);
   memset(b, 0, sizeof *b);
 }
 
-const char *spatc_pattern_title(const ir_program *p) {
-  if (p->n_params == 0) return p->name;
-  size_t cap = strlen(p->name) + 4;
-  for (int k = 0; k < p->n_params; k++) cap += strlen(p->params[k].name) + 28;
-  char *buf = arena_alloc(p->arena, cap);
-  if (!buf) return p->name;
-  size_t u = (size_t)snprintf(buf, cap, "%s(", p->name);
-  for (int k = 0; k < p->n_params; k++)
-    u += (size_t)snprintf(buf + u, cap - u, "%s%s = %" PRId64, k ? ", " : "",
-                          p->params[k].name, p->params[k].value);
-  snprintf(buf + u, cap - u, ")");
-  return buf;
+const char *spatc_pattern_title(const spatc_pat *sp) {
+  return sp->title ? sp->title : sp->info.name;
 }

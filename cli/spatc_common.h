@@ -8,6 +8,10 @@
  * function here that fails has already written its message to stderr and
  * returns the exit status to use.  Implemented in spatc_common.c (command
  * line, loading, binding) and spatc_tensors.c (tensors, mask rows).
+ *
+ * Everything about patterns and kernels goes through the public API
+ * (include/spat.h), as a user program's would; the driver adds the command
+ * line, files (npy, png, svg) and printing.
  */
 #ifndef SPAT_SPATC_COMMON_H
 #define SPAT_SPATC_COMMON_H
@@ -16,17 +20,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "interp.h"
 #include "npy.h"
-#include "rt.h"
-#include "arena.h"
-#include "diag.h"
-#include "frontend.h"
-#include "ir.h"
+#include "spat.h"
 
 enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
-
-#define SPATC_VERSION "0.1.0"
 
 /* X(id, long name, short letter or 0, metavar or NULL (a flag), help) */
 #define SPATC_OPTS(X)                                                        \
@@ -122,6 +119,10 @@ int spatc_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints a library message: as-is when it already reads "...: error: ...",
  * else prefixed "spatc: error: ". Returns 1. */
 int spatc_lib_error(const char *msg);
+/* A failed call of the API on ctx: its message (spatc_lib_error), unless
+ * it failed on a pattern's diagnostics, which the context's callback has
+ * already printed.  Returns 1. */
+int spatc_api_error(const spat_ctx *ctx, spat_status st);
 
 /* "NAME=VALUE" options, in command-line order. */
 typedef struct kv_list {
@@ -135,11 +136,12 @@ typedef struct spatc_sel {
   const char *file;
   const char *pattern;       /* --pattern or NULL */
   int n_defs, cap_defs;
-  fe_define *defs;           /* -D */
+  spat_param *defs;          /* -D */
   kv_list runtime;           /* --runtime */
   kv_list inputs;            /* --input */
   const char *plugin;        /* --plugin */
-  arena *a;                  /* strings and lists above */
+  char **strs;               /* the names above (malloc) */
+  int n_strs, cap_strs;
 } spatc_sel;
 
 void sel_init(spatc_sel *s);
@@ -148,12 +150,15 @@ void sel_free(spatc_sel *s);
  * selection option; -1: bad argument (usage message printed). */
 int sel_option(spatc_sel *s, const cli *c, int id);
 
-/* A loaded, instantiated pattern. */
+/* A loaded pattern: the context (its diagnostics go to stderr), the
+ * module of the file and, after spatc_load, the selected pattern with its
+ * -D values, its description and its title. */
 typedef struct spatc_pat {
-  diag *d;
-  arena *a;
-  fe_module *m;
-  ir_program *p;
+  spat_ctx *ctx;
+  spat_module *m;
+  spat_pattern *p;
+  spat_pattern_info info;
+  char *title;               /* "name(w = 2, g = 1)" (malloc) */
 } spatc_pat;
 
 /* 0, or an exit status after printing (missing file, diagnostics). */
@@ -161,23 +166,25 @@ int spatc_open(spatc_pat *sp, const char *path);
 int spatc_load(spatc_pat *sp, const spatc_sel *s);
 void spatc_pat_free(spatc_pat *sp);
 
-/* The run-time arguments of a pattern: runtime scalars, input arrays,
- * extern functions. */
+/* The pattern's runtime scalars: the first n of info.args. */
+size_t spatc_n_runtime(const spat_pattern_info *info);
+
+/* The run-time arguments of a pattern: its kernels' arguments (runtime
+ * scalars, input arrays) and the extern functions, registered in the
+ * pattern's context. */
 typedef struct spatc_bound {
-  int64_t *runtime;
-  const int32_t **inputs;
-  npy_array *arrays;
-  void **externs;
+  spat_value *args;          /* the signature's, in order */
+  size_t n_args;
+  npy_array *arrays;         /* the input arrays' files, one per argument */
   void *dl;                  /* dlopen handle of --plugin */
-  int n_inputs;
 } spatc_bound;
 
-/* --runtime values, else the defaults, into out[p->n_runtime]; 0 or 1
+/* --runtime values, else the defaults, into out[spatc_n_runtime]; 0 or 1
  * after printing (unknown names, missing values). */
-int spatc_bind_runtime(int64_t *out, const ir_program *p, const spatc_sel *s);
+int spatc_bind_runtime(int64_t *out, const spatc_pat *sp, const spatc_sel *s);
 /* Also the input arrays and extern functions: 0 or 1 after printing
  * (unknown or missing names, bad arrays). */
-int spatc_bind(spatc_bound *b, const ir_program *p, const spatc_sel *s,
+int spatc_bind(spatc_bound *b, const spatc_pat *sp, const spatc_sel *s,
                int64_t Lk);
 void spatc_bound_free(spatc_bound *b);
 
@@ -211,6 +218,27 @@ int spatc_parse(cli *c, spatc_sel *sel, spatc_shape *sh,
 
 enum { QKV_SIZES = 0, QKV_QK = 1, QKV_QKV = 2 };
 
+/* A float32 tensor, the head dimension D contiguous, with element strides
+ * of batch, head and row: x[b, h, r, :] = data + b*sb + h*sh + r*sl. */
+typedef struct spatc_tensor {
+  float *data;
+  int64_t sb, sh, sl;
+} spatc_tensor;
+
+/* Strides of contiguous [B, H, L, D] (layout 0) or [B, L, H, D] (1). */
+void spatc_strides(spatc_tensor *t, int layout, int64_t H, int64_t L,
+                   int64_t D);
+
+/* The sizes and the q, k, v of a run, in the layout given. */
+typedef struct spatc_args {
+  int64_t B, H, Hkv, Lq, Lk, D;
+  int layout;                /* spat_layout */
+  spatc_tensor q, k, v;
+} spatc_args;
+
+/* a as the library's tensors; o, lse and scale unset. */
+spat_tensors spatc_tensors(const spatc_args *a);
+
 /* q, k, v of a run: read from --q/--k/--v (validated, sizes taken from them)
  * or drawn from --seed; their memory. */
 typedef struct spatc_qkv {
@@ -218,29 +246,30 @@ typedef struct spatc_qkv {
   npy_array file[3];
 } spatc_qkv;
 
-/* Fills a->B, H, Hkv, Lq, Lk, D and, as need asks (QKV_QK: q and k;
- * QKV_QKV: all three), the tensors of a.  Returns 0 or the exit status
+/* Fills a->B, H, Hkv, Lq, Lk, D, layout and, as need asks (QKV_QK: q and
+ * k; QKV_QKV: all three), the tensors of a.  Returns 0 or the exit status
  * after printing. */
-int spatc_qkv_setup(spatc_qkv *t, rt_args *a, const spatc_shape *s,
+int spatc_qkv_setup(spatc_qkv *t, spatc_args *a, const spatc_shape *s,
                     const cli *c, int need);
 void spatc_qkv_free(spatc_qkv *t);
 
 /* Everything needed to compute mask rows (mask, stats): the pattern, q and k
- * when it has topk, its bound arguments, and the heads asked for. */
+ * when it has topk, its bound arguments, its reference interpreter kernel
+ * (spat_kernel_mask), and the heads asked for. */
 typedef struct spatc_rows {
   spatc_pat pat;
   spatc_qkv qkv;
   spatc_bound bound;
-  rt_args a;
+  spatc_args a;
+  spat_kernel *kernel;
   int64_t h0, h1;            /* heads [h0, h1) */
 } spatc_rows;
 
 /* 0 or the exit status after printing. */
 int spatc_rows_open(spatc_rows *r, const spatc_sel *sel,
                     const spatc_shape *sh, const cli *c);
-/* out[j] = M(h, i(row), j), j in [0, Lk); 0, or 1 after printing. */
-int spatc_rows_get(spatc_rows *r, int64_t h, int64_t row, uint8_t *out);
-/* Rows [r0, r0 + n) of head h into out[n * Lk]. */
+/* Rows [r0, r0 + n) of head h into out[n * Lk]: out[t * Lk + j] =
+ * M(h, i(r0 + t), j); 0, or 1 after printing. */
 int spatc_rows_get_n(spatc_rows *r, int64_t h, int64_t r0, int64_t n,
                      uint8_t *out);
 /* Calls fn(ctx, h, r0, n, rows) for every head of r and every query row, in
@@ -254,11 +283,19 @@ int spatc_rows_each(spatc_rows *r, int threads, spatc_rows_fn fn, void *ctx);
 void spatc_rows_close(spatc_rows *r);
 
 /* "name(w = 2, g = 1)": the pattern with its bound parameters. */
-const char *spatc_pattern_title(const ir_program *p);
+const char *spatc_pattern_title(const spatc_pat *sp);
+
+/* The spec's splitmix64 mix (the generator of --seed, spatc(1)). */
+static inline uint64_t spatc_mix(uint64_t x) {
+  uint64_t z = x + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
 
 /* Seeded random tensor: standard normal values in logical [B, H, L, D]
  * order whatever the strides (see the man page, ENVIRONMENT). */
-void spatc_randn(const rt_tensor *t, int64_t B, int64_t H, int64_t L,
+void spatc_randn(const spatc_tensor *t, int64_t B, int64_t H, int64_t L,
                  int64_t D, uint64_t seed, int stream);
 
 /* Reads a float32 npy of ndim dims; 0 or 1 after printing. */
@@ -270,6 +307,7 @@ int spatc_check_file(const char *path);
 const char *spatc_dtype_name(npy_dtype t);   /* "float32", ... */
 
 double spatc_now_ms(void);
+int spatc_cores(void);           /* online CPUs, >= 1 */
 void *spatc_xmalloc(size_t n);   /* NULL after printing "out of memory" */
 
 #endif

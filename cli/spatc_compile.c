@@ -1,5 +1,5 @@
 /* spatc_compile.c: `spatc compile FILE.pat`: an ahead-of-time kernel
- * (compiler/aot.h) to link into or load from a program using libspat.
+ * (spat_emit) to link into or load from a program using libspat.
  * Loads and instantiates the pattern (with -D overrides), then, by --emit:
  *
  *   obj     NAME.o and NAME.h (the default)
@@ -22,18 +22,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "aot.h"
 #include "spatc.h"
 #include "spatc_common.h"
 
 extern char **environ;
 
-#define EMIT_KINDS(X)              \
-  X(obj, AOT_EMIT_OBJ, ".o")       \
-  X(asm, AOT_EMIT_ASM, ".s")       \
-  X(llvm, AOT_EMIT_LLVM, ".ll")    \
-  X(header, AOT_EMIT_OBJ, ".h")    \
-  X(shared, AOT_EMIT_SHARED, ".so")
+#define EMIT_KINDS(X)                \
+  X(obj, SPAT_EMIT_OBJECT, ".o")     \
+  X(asm, SPAT_EMIT_ASM, ".s")        \
+  X(llvm, SPAT_EMIT_LLVM, ".ll")     \
+  X(header, SPAT_EMIT_OBJECT, ".h")  \
+  X(shared, SPAT_EMIT_SHARED, ".so")
 
 typedef enum {
 #define X(name, kind, ext) EMIT_##name,
@@ -44,7 +43,7 @@ typedef enum {
 
 static const struct {
   const char *name;
-  int kind; /* aot_emit_kind */
+  spat_emit_kind kind;
   const char *ext;
 } emits[EMIT_N] = {
 #define X(name, kind, ext) {#name, kind, ext},
@@ -122,7 +121,7 @@ static int link_shared(const char *obj, const char *out) {
 }
 
 typedef struct compile_opts {
-  aot_opts aot;              /* threads, name, cpu */
+  spat_aot_options aot;      /* threads, name, cpu */
   const char *output, *header;
   emit_what what;
 } compile_opts;
@@ -136,7 +135,7 @@ static int compile_option(void *ctx, const cli *c, int id) {
     o->aot.threads = (int)v;
     return 0;
   case OPT_NAME:
-    if (!aot_is_identifier(c->arg))
+    if (!spat_is_entry_name(c->arg))
       return cli_usage_error(c, "--name '%s' is not a C identifier", c->arg);
     o->aot.name = c->arg;
     return 0;
@@ -191,14 +190,15 @@ int spatc_compile_main(int argc, char **argv) {
   spatc_shape sh;
   sel_init(&sel);
   shape_init(&sh);
-  compile_opts opt = {{64, 0, 0, NULL, NULL, NULL, AOT_EMIT_OBJ}, NULL, NULL,
-                      EMIT_obj};
+  compile_opts opt = {{64, SPAT_LAYOUT_BHLD, 0, NULL, NULL, NULL,
+                       SPAT_EMIT_OBJECT},
+                      NULL, NULL, EMIT_obj};
   int rc = spatc_parse(&c, &sel, &sh, compile_option, &opt);
-  aot_opts o = opt.aot;
+  spat_aot_options o = opt.aot;
   const char *output = opt.output, *header = opt.header;
   emit_what what = opt.what;
   if (sh.D) o.D = sh.D;
-  o.layout = sh.layout;
+  o.layout = (spat_layout)sh.layout;
   if (rc == SPATC_OK && header && what != EMIT_obj && what != EMIT_shared)
     rc = cli_usage_error(&c, "--header goes with --emit obj or shared (with "
                              "--emit header, -o names the header)");
@@ -209,12 +209,12 @@ int spatc_compile_main(int argc, char **argv) {
 
   spatc_pat pat;
   char *out = NULL, *hdr = NULL, *tmp = NULL;
-  char err[1024] = "";
+  spat_status st = SPAT_OK;
   rc = spatc_load(&pat, &sel);
   if (rc == SPATC_OK) {
     o.source = sel.file;
     o.emit = emits[what].kind;
-    const char *name = o.name ? o.name : pat.p->name;
+    const char *name = o.name ? o.name : spat_pattern_name(pat.p);
     out = output ? strdup(output) : with_ext(name, emits[what].ext);
     if (what == EMIT_obj || what == EMIT_shared)
       hdr = header ? strdup(header) : with_ext(out, ".h");
@@ -222,26 +222,25 @@ int spatc_compile_main(int argc, char **argv) {
       rc = spatc_error("out of memory");
   }
   if (rc == SPATC_OK && what == EMIT_header) {
-    char *obj = with_ext(o.name ? o.name : pat.p->name, ".o");
+    char *obj = with_ext(o.name ? o.name : spat_pattern_name(pat.p), ".o");
     if (!obj) rc = SPATC_EUSER;
-    else if (aot_write_header(pat.p, &o, obj, out, err, sizeof err) != 0)
-      rc = spatc_lib_error(err);
+    else if ((st = spat_emit_header(pat.p, &o, obj, out)) != SPAT_OK)
+      rc = spatc_api_error(pat.ctx, st);
     free(obj);
   } else if (rc == SPATC_OK && what == EMIT_shared) {
     size_t n = strlen(out) + 32;
     tmp = spatc_xmalloc(n);
     if (!tmp) rc = SPATC_EUSER;
     else snprintf(tmp, n, "%s.%ld.tmp.o", out, (long)getpid());
-    if (rc == SPATC_OK && aot_emit(pat.p, &o, tmp, NULL, err, sizeof err) != 0)
-      rc = spatc_lib_error(err);
+    if (rc == SPATC_OK && (st = spat_emit(pat.p, &o, tmp, NULL)) != SPAT_OK)
+      rc = spatc_api_error(pat.ctx, st);
     if (rc == SPATC_OK) rc = link_shared(tmp, out);
     if (tmp) remove(tmp);
-    if (rc == SPATC_OK &&
-        aot_write_header(pat.p, &o, out, hdr, err, sizeof err) != 0)
-      rc = spatc_lib_error(err);
+    if (rc == SPATC_OK && (st = spat_emit_header(pat.p, &o, out, hdr)) != SPAT_OK)
+      rc = spatc_api_error(pat.ctx, st);
   } else if (rc == SPATC_OK) {
-    if (aot_emit(pat.p, &o, out, hdr, err, sizeof err) != 0)
-      rc = spatc_lib_error(err);
+    if ((st = spat_emit(pat.p, &o, out, hdr)) != SPAT_OK)
+      rc = spatc_api_error(pat.ctx, st);
   }
   free(out);
   free(hdr);

@@ -1,12 +1,12 @@
 /* spatc_explain.c: `spatc explain FILE [options]`, what the compiler makes of
  * a pattern: its IR, its tile plan, and for given sizes how the query tiles
  * visit key tiles (full / partial / empty) and how many keys each row sees
- * (an_explain).  Options through spatc_common: --pattern, -D, --runtime,
- * --lq/--lk/--len, --heads, --bq/--bk (tile sizes, default 64). */
+ * (spat_pattern_explain).  Options through spatc_common: --pattern, -D,
+ * --runtime, --lq/--lk/--len, --heads, --bq/--bk (tile sizes, default 64). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "analyze.h"
 #include "spatc.h"
 #include "spatc_common.h"
 
@@ -41,7 +41,7 @@ int spatc_explain_main(int argc, char **argv) {
   sel_init(&sel);
   shape_init(&sh);
   explain_opts o = {DEFAULT_TILE, DEFAULT_TILE};
-  rt_args a;
+  spatc_args a;
   spatc_qkv sizes;
   memset(&a, 0, sizeof a);
   int rc = spatc_parse(&c, &sel, &sh, explain_option, &o);
@@ -53,16 +53,21 @@ int spatc_explain_main(int argc, char **argv) {
 
   spatc_pat pat;
   int64_t *rt = NULL;
+  char *text = NULL;
   rc = spatc_load(&pat, &sel);
+  size_t n_rt = rc == SPATC_OK ? spatc_n_runtime(&pat.info) : 0;
   if (rc == SPATC_OK) {
-    rt = spatc_xmalloc(sizeof *rt * ((size_t)pat.p->n_runtime + 1));
-    rc = rt ? spatc_bind_runtime(rt, pat.p, &sel) : SPATC_EUSER;
+    rt = spatc_xmalloc(sizeof *rt * (n_rt + 1));
+    rc = rt ? spatc_bind_runtime(rt, &pat, &sel) : SPATC_EUSER;
   }
-  char err[512] = "";
-  if (rc == SPATC_OK && an_explain(stdout, pat.p, a.H, a.Lq, a.Lk, o.bq, o.bk,
-                                   rt, err, sizeof err) != 0)
-    rc = spatc_lib_error(err);
+  spat_explain_options eo = {a.H, a.Lq, a.Lk, o.bq, o.bk};
+  spat_status st = SPAT_OK;
+  if (rc == SPATC_OK &&
+      (st = spat_pattern_explain(pat.p, &eo, rt, n_rt, &text)) != SPAT_OK)
+    rc = spatc_api_error(pat.ctx, st);
+  if (rc == SPATC_OK) fputs(text, stdout);
   fflush(stdout);
+  free(text);
   free(rt);
   spatc_pat_free(&pat);
   sel_free(&sel);

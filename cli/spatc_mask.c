@@ -1,9 +1,9 @@
 /* spatc_mask.c: `spatc mask`, a pattern's mask M(h, i, j) for given sizes,
- * computed row by row with the reference interpreter (interp_mask_row).
+ * computed row by row with the reference interpreter (spat_kernel_mask).
  *   ascii  one line per query row, '#' allowed, '.' not; with several heads
  *          each head's block is preceded by "# head H"; streamed
  *   npy    uint8 [H, Lq, Lk] (or [Lq, Lk] with --head)
- *   png    grey picture (runtime/image.h), heads stacked top to bottom
+ *   png    grey picture (cli/image.h), heads stacked top to bottom
  *   svg    the same as vector graphics
  * The format defaults to the -o file's extension, else ascii. */
 #include <errno.h>
@@ -116,10 +116,10 @@ static int write_image(spatc_rows *r, int fmt, const char *path, int px,
       char title[256];
       if (one_head)
         snprintf(title, sizeof title, "%s, head %" PRId64 ", Lq = %" PRId64
-                 ", Lk = %" PRId64, spatc_pattern_title(r->pat.p), r->h0, Lq, Lk);
+                 ", Lk = %" PRId64, spatc_pattern_title(&r->pat), r->h0, Lq, Lk);
       else
         snprintf(title, sizeof title, "%s, %" PRId64 " head%s, Lq = %" PRId64
-                 ", Lk = %" PRId64, spatc_pattern_title(r->pat.p), nh,
+                 ", Lk = %" PRId64, spatc_pattern_title(&r->pat), nh,
                  nh == 1 ? "" : "s", Lq, Lk);
       st = image_write_svg(path, m, nh * Lq, Lk, px, title, err, sizeof err);
     }

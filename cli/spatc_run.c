@@ -1,19 +1,51 @@
-/* spatc_run.c: `spatc run`, attention with a pattern through one backend of
- * the backend table (interp or jit): q, k, v from npy files or drawn from a
- * seed; o written as float32 [B, H, Lq, D] and, on request, the log-sum-exp
- * as float32 [B, H, Lq].  A one-line summary (sizes, backend, times) goes
- * to stderr.  JIT kernels come from the disk kernel cache (compiler/aot.h)
- * unless --no-cache; a cache that cannot be used means a plain JIT compile. */
+/* spatc_run.c: `spatc run`, attention with a pattern through one backend
+ * (spat_compile with SPAT_BACKEND_JIT or _INTERP): q, k, v from npy files
+ * or drawn from a seed; o written as float32 [B, H, Lq, D] and, on request,
+ * the log-sum-exp as float32 [B, H, Lq].  A one-line summary (sizes,
+ * backend, times) goes to stderr.  JIT kernels come from the disk kernel
+ * cache (spat_compile's .cache) unless --no-cache; a cache that cannot be
+ * used means a plain JIT compile. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "aot.h"
-#include "backend.h"
 #include "spatc.h"
 #include "spatc_common.h"
 
 #define DEFAULT_BACKEND "jit"
+
+/* The backends by name. */
+static const struct {
+  const char *name;
+  spat_backend id;
+} backends[] = {{"jit", SPAT_BACKEND_JIT}, {"interp", SPAT_BACKEND_INTERP}};
+
+static const char *backend_name(spat_backend id) {
+  for (size_t k = 0; k < sizeof backends / sizeof backends[0]; k++)
+    if (backends[k].id == id) return backends[k].name;
+  return "?";
+}
+
+/* A compile failure's message without the API's "jit backend: " prefix
+ * (the summary names the backend). */
+static const char *backend_message(const char *msg, spat_backend id) {
+  size_t n = strlen(backend_name(id));
+  if (strncmp(msg, backend_name(id), n) == 0 &&
+      strncmp(msg + n, " backend: ", 10) == 0)
+    return msg + n + 10;
+  return msg;
+}
+
+/* o[B, L, H, D] into [B, H, L, D]. */
+static void to_bhld(float *dst, const float *src, int64_t B, int64_t H,
+                    int64_t L, int64_t D) {
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t l = 0; l < L; l++)
+        memcpy(dst + ((b * H + h) * L + l) * D, src + ((b * L + l) * H + h) * D,
+               sizeof(float) * (size_t)D);
+}
 
 static int write_f32(const char *path, int ndim, const int64_t *shape,
                      const float *data) {
@@ -47,6 +79,9 @@ static int run_option(void *ctx, const cli *c, int id) {
     if (!cli_float(c, &o->scale)) return SPATC_EUSAGE;
     if (o->scale == 0 || (float)o->scale == 0)
       return cli_usage_error(c, "--scale must not be 0");
+    if (!isfinite((float)o->scale))
+      return cli_usage_error(c, "--scale %s is outside the float32 range "
+                             "(|scale| <= 3.4e38)", c->arg);
     return 0;
   default: return -1;
   }
@@ -79,83 +114,86 @@ int spatc_run_main(int argc, char **argv) {
   int rc = spatc_parse(&c, &sel, &sh, run_option, &opt);
   if (rc == SPATC_OK && sh.head >= 0)
     rc = cli_usage_error(&c, "--head is not an option of run");
-  const backend *be = NULL;
-  if (rc == SPATC_OK && !(be = backend_find(opt.backend)))
+  int be = -1;
+  for (size_t k = 0; k < sizeof backends / sizeof backends[0]; k++)
+    if (strcmp(backends[k].name, opt.backend) == 0) be = (int)k;
+  if (rc == SPATC_OK && be < 0)
     rc = cli_usage_error(&c, "unknown backend '%s' (expected jit or interp)",
                          opt.backend);
   if (rc != SPATC_OK) {
     sel_free(&sel);
     return rc == SPATC_HELP ? SPATC_OK : rc;
   }
+  spat_backend backend = backends[be].id;
 
   spatc_pat pat;
   spatc_qkv qkv;
   spatc_bound bound;
-  rt_args a;
+  spatc_args a;
   memset(&qkv, 0, sizeof qkv);
   memset(&bound, 0, sizeof bound);
   memset(&a, 0, sizeof a);
-  float *o = NULL, *lse = NULL;
-  void *kernel = NULL;
-  aot_loaded *cached = NULL;
+  float *o = NULL, *o_kernel = NULL, *lse = NULL;
+  spat_kernel *kernel = NULL;
   const char *cache_state = "off";
   rc = spatc_load(&pat, &sel);
   if (rc == SPATC_OK) rc = spatc_qkv_setup(&qkv, &a, &sh, &c, QKV_QKV);
-  if (rc == SPATC_OK) rc = spatc_bind(&bound, pat.p, &sel, a.Lk);
+  if (rc == SPATC_OK) rc = spatc_bind(&bound, &pat, &sel, a.Lk);
   if (rc == SPATC_OK) {
     int64_t n_o = a.B * a.H * a.Lq * a.D;   /* bounded: q has as many */
     o = spatc_xmalloc((size_t)n_o * sizeof(float));
+    /* the kernel writes o in the layout of q; -o is [B, H, Lq, D] */
+    o_kernel = a.layout == SPAT_LAYOUT_BHLD
+                   ? o
+                   : spatc_xmalloc((size_t)n_o * sizeof(float));
     if (opt.lse) lse = spatc_xmalloc((size_t)(a.B * a.H * a.Lq) * sizeof(float));
-    if (!o || (opt.lse && !lse)) rc = SPATC_EUSER;
+    if (!o || !o_kernel || (opt.lse && !lse)) rc = SPATC_EUSER;
   }
-  char err[1024] = "";
   double t_compile = 0, t_run = 0;
+  spat_status st = SPAT_OK;
   if (rc == SPATC_OK) {
-    a.o.data = o;
-    rt_tensor_strides(&a.o, 0, a.H, a.Lq, a.D);
-    a.lse = lse;
-    a.lse_sh = a.Lq;
-    a.lse_sb = a.H * a.Lq;
-    a.scale = (float)opt.scale;
-    a.runtime = bound.runtime;
-    a.inputs = bound.inputs;
-    a.externs = bound.externs;
-    a.threads = (int)opt.threads;
-    backend_opts bo = {a.D, (int)opt.threads};
+    spat_compile_options co = {.D = a.D,
+                               .layout = (spat_layout)a.layout,
+                               .threads = (int)opt.threads,
+                               .backend = backend,
+                               .cache = opt.cache};
     double t0 = spatc_now_ms();
-    char dir[4096];
-    bool have_dir = opt.cache && be == &backend_jit &&
-                    aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0;
-    if (opt.cache && be == &backend_jit && !have_dir && opt.verbose)
-      fprintf(stderr, "spatc: note: kernel cache not used: %s\n", err);
-    if (have_dir) {
-      aot_opts ao = {a.D, 0, (int)opt.threads, NULL, NULL, NULL, AOT_EMIT_OBJ};
-      const void *desc;
-      int hit = 0;
-      cached = aot_cache_load(pat.p, &ao, dir, bound.externs, &desc, &hit,
-                              err, sizeof err);
-      cache_state = cached ? (hit ? "hit" : "miss") : "off";
-      if (!cached && opt.verbose)
-        fprintf(stderr, "spatc: note: kernel cache not used: %s\n", err);
-    }
-    if (!cached) kernel = be->compile(pat.p, &bo, err, sizeof err);
-    if (!cached && !kernel && !opt.explicit_backend && be != &backend_interp) {
+    st = spat_compile(pat.p, &co, &kernel);
+    if (st == SPAT_EUNSUPPORTED && !opt.explicit_backend &&
+        backend != SPAT_BACKEND_INTERP) {
       /* the default backend may not handle everything (e.g. an unusual D):
        * the interpreter does */
-      fprintf(stderr, "spatc: note: %s: %s; using interp\n", be->name, err);
-      be = &backend_interp;
-      kernel = be->compile(pat.p, &bo, err, sizeof err);
+      fprintf(stderr, "spatc: note: %s: %s; using interp\n",
+              backend_name(backend),
+              backend_message(spat_ctx_error(pat.ctx), backend));
+      co.backend = backend = SPAT_BACKEND_INTERP;
+      st = spat_compile(pat.p, &co, &kernel);
     }
     t_compile = spatc_now_ms() - t0;
-    if (!kernel && !cached) rc = spatc_lib_error(err);
+    if (st != SPAT_OK) {
+      if (st == SPAT_EUNSUPPORTED)
+        rc = spatc_lib_error(backend_message(spat_ctx_error(pat.ctx), backend));
+      else
+        rc = spatc_api_error(pat.ctx, st);
+    }
+  }
+  if (rc == SPATC_OK && backend == SPAT_BACKEND_JIT && opt.cache) {
+    const spat_signature *sig = spat_kernel_signature(kernel);
+    cache_state = sig->from_cache ? "hit" : sig->cache_problem ? "off" : "miss";
+    if (sig->cache_problem && opt.verbose)
+      fprintf(stderr, "spatc: note: kernel cache not used: %s\n",
+              sig->cache_problem);
   }
   if (rc == SPATC_OK) {
+    spat_tensors t = spatc_tensors(&a);
+    t.o = o_kernel;
+    t.lse = lse;
+    t.scale = (float)opt.scale;
     double t0 = spatc_now_ms();
-    rt_status st = cached ? aot_run_args(aot_loaded_desc(cached), &a, err,
-                                         sizeof err)
-                          : be->run(kernel, &a, err, sizeof err);
+    st = spat_kernel_call(kernel, &t, bound.args, bound.n_args);
     t_run = spatc_now_ms() - t0;
-    if (st != RT_OK) rc = spatc_lib_error(err);
+    if (st != SPAT_OK) rc = spatc_api_error(pat.ctx, st);
+    if (st == SPAT_OK && o_kernel != o) to_bhld(o, o_kernel, a.B, a.H, a.Lq, a.D);
   }
   if (rc == SPATC_OK) {
     double pairs = (double)a.B * (double)a.H * (double)a.Lq;
@@ -163,8 +201,8 @@ int spatc_run_main(int argc, char **argv) {
             "spatc: run %s: B=%" PRId64 " H=%" PRId64 " Hkv=%" PRId64
             " Lq=%" PRId64 " Lk=%" PRId64 " D=%" PRId64
             " backend=%s cache=%s compile %.2f ms run %.2f ms\n",
-            spatc_pattern_title(pat.p), a.B, a.H, a.Hkv, a.Lq, a.Lk, a.D,
-            be->name, cache_state, t_compile, t_run);
+            spatc_pattern_title(&pat), a.B, a.H, a.Hkv, a.Lq, a.Lk, a.D,
+            backend_name(backend), cache_state, t_compile, t_run);
     if (opt.verbose)
       fprintf(stderr, "spatc: %.0f query rows, %.3f us per row\n", pairs,
               pairs > 0 ? t_run * 1e3 / pairs : 0.0);
@@ -172,8 +210,8 @@ int spatc_run_main(int argc, char **argv) {
     if (opt.out) rc = write_f32(opt.out, 4, shape, o);
     if (rc == SPATC_OK && opt.lse) rc = write_f32(opt.lse, 3, shape, lse);
   }
-  if (kernel) be->free(kernel);
-  aot_cache_free(cached);
+  spat_kernel_free(kernel);
+  if (o_kernel != o) free(o_kernel);
   free(o);
   free(lse);
   spatc_bound_free(&bound);

@@ -1,5 +1,6 @@
-/* spatc_tensors.c: sizes, q/k/v (from npy files or a seed) and mask rows for
- * the spatc subcommands (spatc_common.h).  May print to stderr; never exits.
+/* spatc_tensors.c: sizes, q/k/v (from npy files or a seed) and mask rows
+ * (spat_kernel_mask on the reference interpreter) for the spatc subcommands
+ * (spatc_common.h).  May print to stderr; never exits.
  */
 #include "spatc_common.h"
 
@@ -20,7 +21,7 @@
  * u1 = ((x1 >> 11) + 1) 2^-53 in (0, 1], u2 = (x2 >> 11) 2^-53,
  * value = sqrt(-2 ln u1) cos(2 pi u2) (Box-Muller). */
 typedef struct randn_job {
-  const rt_tensor *t;
+  const spatc_tensor *t;
   int64_t H, L, D, n_rows;     /* rows: (b, h, l) */
   uint64_t s0;
   atomic_llong next;           /* next block of rows */
@@ -40,9 +41,9 @@ static void *randn_worker(void *arg) {
       float *out = j->t->data + b * j->t->sb + h * j->t->sh + l * j->t->sl;
       uint64_t st = j->s0 + (uint64_t)(2 * row * j->D) * golden;
       for (int64_t d = 0; d < j->D; d++) {
-        uint64_t x1 = ir_mix(st);
+        uint64_t x1 = spatc_mix(st);
         st += golden;
-        uint64_t x2 = ir_mix(st);
+        uint64_t x2 = spatc_mix(st);
         st += golden;
         double u1 = ((double)(x1 >> 11) + 1.0) * 0x1p-53;
         double u2 = (double)(x2 >> 11) * 0x1p-53;
@@ -53,10 +54,10 @@ static void *randn_worker(void *arg) {
   return NULL;
 }
 
-void spatc_randn(const rt_tensor *t, int64_t B, int64_t H, int64_t L,
+void spatc_randn(const spatc_tensor *t, int64_t B, int64_t H, int64_t L,
                  int64_t D, uint64_t seed, int stream) {
   randn_job j = {.t = t, .H = H, .L = L, .D = D, .n_rows = B * H * L,
-                 .s0 = ir_mix(seed + (uint64_t)stream)};
+                 .s0 = spatc_mix(seed + (uint64_t)stream)};
   atomic_init(&j.next, 0);
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   int threads = n < 1 ? 1 : n > 64 ? 64 : (int)n;
@@ -93,6 +94,25 @@ int spatc_read_f32(const char *what, const char *path, int ndim,
 
 /* ---- sizes and tensors ---- */
 
+void spatc_strides(spatc_tensor *t, int layout, int64_t H, int64_t L,
+                   int64_t D) {
+  if (layout == SPAT_LAYOUT_BLHD) {
+    t->sl = H * D;
+    t->sh = D;
+  } else {
+    t->sh = L * D;
+    t->sl = D;
+  }
+  t->sb = H * L * D;
+}
+
+spat_tensors spatc_tensors(const spatc_args *a) {
+  spat_tensors t = {.B = a->B, .H = a->H, .Hkv = a->Hkv, .Lq = a->Lq,
+                    .Lk = a->Lk, .q = a->q.data, .k = a->k.data,
+                    .v = a->v.data};
+  return t;
+}
+
 static bool mul_ok(int64_t a, int64_t b, int64_t *out) {
   return !__builtin_mul_overflow(a, b, out);
 }
@@ -125,7 +145,7 @@ static bool agree(const char *path, const npy_array *f, const char *what,
   return false;
 }
 
-static int qkv_from_files(spatc_qkv *t, rt_args *a, const spatc_shape *s,
+static int qkv_from_files(spatc_qkv *t, spatc_args *a, const spatc_shape *s,
                           const cli *c, int need) {
   int n = need == QKV_QKV ? 3 : 2;
   const char *path[3] = {s->q, s->k, s->v};
@@ -186,18 +206,19 @@ static int qkv_from_files(spatc_qkv *t, rt_args *a, const spatc_shape *s,
       !agree(s->k, fk, "Hkv", a->Hkv, s->Hkv, "--kv-heads") ||
       !agree(s->k, fk, "Lk", a->Lk, lk_given, s->Lk ? "--lk" : "--len"))
     return SPATC_EUSER;
-  rt_tensor *ts[3] = {&a->q, &a->k, &a->v};
+  spatc_tensor *ts[3] = {&a->q, &a->k, &a->v};
   for (int x = 0; x < n; x++) {
     ts[x]->data = t->mem[x];
-    rt_tensor_strides(ts[x], s->layout, x ? a->Hkv : a->H, x ? a->Lk : a->Lq,
-                      a->D);
+    spatc_strides(ts[x], s->layout, x ? a->Hkv : a->H, x ? a->Lk : a->Lq,
+                  a->D);
   }
   return 0;
 }
 
-int spatc_qkv_setup(spatc_qkv *t, rt_args *a, const spatc_shape *s,
+int spatc_qkv_setup(spatc_qkv *t, spatc_args *a, const spatc_shape *s,
                     const cli *c, int need) {
   memset(t, 0, sizeof *t);
+  a->layout = s->layout;
   bool files = s->q || s->k || s->v;
   if (files && s->seeded)
     return cli_usage_error(c, "--seed and --q/--k/--v exclude each other");
@@ -218,7 +239,7 @@ int spatc_qkv_setup(spatc_qkv *t, rt_args *a, const spatc_shape *s,
                                   ? "give --q, --k and --v, or --seed S"
                                   : "give --q and --k, or --seed S");
   int n = need == QKV_QKV ? 3 : 2;
-  rt_tensor *ts[3] = {&a->q, &a->k, &a->v};
+  spatc_tensor *ts[3] = {&a->q, &a->k, &a->v};
   for (int x = 0; x < n; x++) {
     int64_t H = x ? a->Hkv : a->H, L = x ? a->Lk : a->Lq;
     int64_t cnt = count4(a->B, H, L, a->D);
@@ -229,7 +250,7 @@ int spatc_qkv_setup(spatc_qkv *t, rt_args *a, const spatc_shape *s,
     t->mem[x] = spatc_xmalloc((size_t)cnt * sizeof(float));
     if (!t->mem[x]) return SPATC_EUSER;
     ts[x]->data = t->mem[x];
-    rt_tensor_strides(ts[x], s->layout, H, L, a->D);
+    spatc_strides(ts[x], s->layout, H, L, a->D);
     spatc_randn(ts[x], a->B, H, L, a->D, s->seed, x);
   }
   return 0;
@@ -250,8 +271,8 @@ int spatc_rows_open(spatc_rows *r, const spatc_sel *sel,
   memset(r, 0, sizeof *r);
   int rc = spatc_load(&r->pat, sel);
   if (rc) return rc;
-  const ir_program *p = r->pat.p;
-  bool topk = ir_is_data_dependent(p);
+  const spat_pattern_info *p = &r->pat.info;
+  bool topk = p->data_dependent;
   if (topk && !sh->seeded && !sh->q && !sh->k)
     return spatc_error("pattern '%s' uses topk, so its mask depends on q and "
                        "k: give --seed S (random q, k) or --q/--k FILE.npy",
@@ -265,30 +286,27 @@ int spatc_rows_open(spatc_rows *r, const spatc_sel *sel,
                            r->a.H == 1 ? "" : "s");
   r->h0 = sh->head >= 0 ? sh->head : 0;
   r->h1 = sh->head >= 0 ? sh->head + 1 : r->a.H;
-  rc = spatc_bind(&r->bound, p, sel, r->a.Lk);
+  rc = spatc_bind(&r->bound, &r->pat, sel, r->a.Lk);
   if (rc) return rc;
-  r->a.runtime = r->bound.runtime;
-  r->a.inputs = r->bound.inputs;
-  r->a.externs = r->bound.externs;
-  r->a.threads = 1;
+  spat_compile_options o = {.D = r->a.D, .layout = (spat_layout)r->a.layout,
+                            .threads = 1, .backend = SPAT_BACKEND_INTERP};
+  spat_status st = spat_compile(r->pat.p, &o, &r->kernel);
+  if (st != SPAT_OK) return spatc_api_error(r->pat.ctx, st);
   return 0;
 }
 
-int spatc_rows_get(spatc_rows *r, int64_t h, int64_t row, uint8_t *out) {
-  char err[1024] = "";
-  rt_status st = interp_mask_row(r->pat.p, &r->a, 0, h, row, out, err,
-                                 sizeof err);
-  if (st != RT_OK) return spatc_lib_error(err);
-  return 0;
+/* Rows [r0, r0 + n) of head h; the status, the message in the context. */
+static spat_status get_rows(const spatc_rows *r, int64_t h, int64_t r0,
+                            int64_t n, uint8_t *out) {
+  spat_tensors t = spatc_tensors(&r->a);
+  return spat_kernel_mask(r->kernel, &t, r->bound.args, r->bound.n_args, 0, h,
+                          r0, n, out);
 }
 
 int spatc_rows_get_n(spatc_rows *r, int64_t h, int64_t r0, int64_t n,
                      uint8_t *out) {
-  char err[1024] = "";
-  rt_status st = interp_mask_rows(r->pat.p, &r->a, 0, h, r0, n, out, err,
-                                  sizeof err);
-  if (st != RT_OK) return spatc_lib_error(err);
-  return 0;
+  spat_status st = get_rows(r, h, r0, n, out);
+  return st == SPAT_OK ? 0 : spatc_api_error(r->pat.ctx, st);
 }
 
 typedef struct rows_job {
@@ -298,33 +316,33 @@ typedef struct rows_job {
   int64_t chunk, per_head, n_chunks;
   atomic_llong next;          /* next chunk to hand out */
   atomic_llong first_err;     /* lowest failing chunk; n_chunks if none */
-  pthread_mutex_t lock;
-  char err[1024];             /* the message of first_err */
 } rows_job;
+
+/* Chunk c: its head, first row and number of rows. */
+static void chunk_rows(const rows_job *j, long long c, int64_t *h, int64_t *r0,
+                       int64_t *n) {
+  *h = j->r->h0 + c / j->per_head;
+  *r0 = c % j->per_head * j->chunk;
+  *n = j->r->a.Lq - *r0 < j->chunk ? j->r->a.Lq - *r0 : j->chunk;
+}
 
 static void *rows_worker(void *arg) {
   rows_job *j = arg;
   spatc_rows *r = j->r;
-  uint8_t *buf = malloc((size_t)(j->chunk * r->a.Lk));
+  uint8_t *buf = malloc((size_t)(j->chunk * r->a.Lk) + 1);
   for (;;) {
     long long c = atomic_fetch_add(&j->next, 1);
     if (c >= j->n_chunks || c > atomic_load(&j->first_err)) break;
-    int64_t h = r->h0 + c / j->per_head, r0 = c % j->per_head * j->chunk;
-    int64_t n = r->a.Lq - r0 < j->chunk ? r->a.Lq - r0 : j->chunk;
-    char err[1024] = "out of memory";
-    rt_status st = buf ? interp_mask_rows(r->pat.p, &r->a, 0, h, r0, n, buf,
-                                          err, sizeof err)
-                       : RT_ENOMEM;
-    if (st == RT_OK) {
+    int64_t h, r0, n;
+    chunk_rows(j, c, &h, &r0, &n);
+    if (buf && get_rows(r, h, r0, n, buf) == SPAT_OK) {
       j->fn(j->ctx, h, r0, n, buf);
       continue;
     }
-    pthread_mutex_lock(&j->lock);
-    if (c < atomic_load(&j->first_err)) {
-      atomic_store(&j->first_err, c);
-      snprintf(j->err, sizeof j->err, "%s", err);
+    /* the lowest failing chunk, whose message is reported */
+    long long seen = atomic_load(&j->first_err);
+    while (c < seen && !atomic_compare_exchange_weak(&j->first_err, &seen, c)) {
     }
-    pthread_mutex_unlock(&j->lock);
     break;
   }
   free(buf);
@@ -334,17 +352,13 @@ static void *rows_worker(void *arg) {
 int spatc_rows_each(spatc_rows *r, int threads, spatc_rows_fn fn, void *ctx) {
   int64_t Lk = r->a.Lk, Lq = r->a.Lq;
   rows_job j = {.r = r, .fn = fn, .ctx = ctx};
-  j.chunk = (1 << 20) / Lk;       /* about 1 MiB of rows per hand-out */
+  j.chunk = (1 << 20) / (Lk > 0 ? Lk : 1); /* about 1 MiB of rows per hand-out */
   j.chunk = j.chunk < 1 ? 1 : j.chunk > 64 ? 64 : j.chunk;
   j.per_head = (Lq + j.chunk - 1) / j.chunk;
   j.n_chunks = j.per_head * (r->h1 - r->h0);
   atomic_init(&j.next, 0);
   atomic_init(&j.first_err, j.n_chunks);
-  pthread_mutex_init(&j.lock, NULL);
-  if (threads <= 0) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    threads = n > 0 ? (int)n : 1;
-  }
+  if (threads <= 0) threads = spatc_cores();
   if (threads > 256) threads = 256;
   if (threads > j.n_chunks) threads = (int)j.n_chunks;
   pthread_t tid[256];
@@ -353,12 +367,23 @@ int spatc_rows_each(spatc_rows *r, int threads, spatc_rows_fn fn, void *ctx) {
     if (pthread_create(&tid[started], NULL, rows_worker, &j) == 0) started++;
   rows_worker(&j);
   for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
-  pthread_mutex_destroy(&j.lock);
-  if (atomic_load(&j.first_err) < j.n_chunks) return spatc_lib_error(j.err);
+  long long bad = atomic_load(&j.first_err);
+  if (bad < j.n_chunks) {
+    /* the context's message is the latest failure of any thread: compute
+     * the first failing chunk again, alone, for its own message */
+    int64_t h, r0, n;
+    chunk_rows(&j, bad, &h, &r0, &n);
+    uint8_t *buf = spatc_xmalloc((size_t)(j.chunk * Lk) + 1);
+    if (!buf) return SPATC_EUSER;
+    int rc = spatc_rows_get_n(r, h, r0, n, buf);
+    free(buf);
+    return rc ? rc : spatc_error("out of memory");
+  }
   return 0;
 }
 
 void spatc_rows_close(spatc_rows *r) {
+  spat_kernel_free(r->kernel);
   spatc_bound_free(&r->bound);
   spatc_qkv_free(&r->qkv);
   spatc_pat_free(&r->pat);

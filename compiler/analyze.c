@@ -407,8 +407,9 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
   case IR_OR:
   case IR_AND:
   case IR_MINUS:
-    /* Q only where it can matter, as the interpreter short-circuits: not
-     * when P is empty (& -) or FULL over every key (|). */
+    /* Q only where it can matter: not when P is empty (& -) or FULL over
+     * every key (|).  (Run-time errors of Q still count: the kernel checks
+     * them over the whole domain before the plan runs, kernel_rt.h.) */
     x = gen_pat(b, n->kids[0]);
     emit(b, n->op == IR_OR ? PLAN_JALL : PLAN_JEMPTY), j1 = emit(b, 0);
     if (n->op != IR_OR) emit(b, PLAN_FOCUS), ipush(b, 2);
@@ -444,6 +445,75 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
   }
 }
 
+/* ---- the where table (plan_ops.h): predicates as written ---- */
+
+static bool enc_int(bld *b, const ir_node *n, size_t limit) {
+  static const struct { ir_op ir; int plan; } ops[] = {
+      {IR_ADD, PLAN_IADD}, {IR_SUB, PLAN_ISUB}, {IR_MUL, PLAN_IMUL},
+      {IR_DIV, PLAN_IDIV}, {IR_MOD, PLAN_IMOD}, {IR_MIN, PLAN_IMIN},
+      {IR_MAX, PLAN_IMAX}, {IR_LT, PLAN_ILT},   {IR_LE, PLAN_ILE},
+      {IR_GT, PLAN_IGT},   {IR_GE, PLAN_IGE},   {IR_EQ, PLAN_IEQ},
+      {IR_NE, PLAN_INE},   {IR_NEG, PLAN_INEG}, {IR_NOT, PLAN_INOT},
+      {IR_ABS, PLAN_IABS}, {IR_LAND, PLAN_ILAND}, {IR_LOR, PLAN_ILOR},
+      {IR_SEL, PLAN_ISEL}, {IR_VAR_I, PLAN_IVARI}, {IR_VAR_J, PLAN_IVARJ},
+      {IR_VAR_H, PLAN_IHEAD}, {IR_SIZE_LQ, PLAN_ILQ}, {IR_SIZE_LK, PLAN_ILK},
+      {IR_SIZE_H, PLAN_INHEAD}};
+  if (b->oom || b->n >= limit) return false;
+  switch (n->op) {
+  case IR_CONST: emit(b, PLAN_ICONST), emit(b, n->value); return true;
+  case IR_RUNTIME: emit(b, PLAN_IRT), emit(b, n->value); return true;
+  case IR_INPUT:
+    emit(b, PLAN_IINPUT), emit(b, n->value);
+    return enc_int(b, n->kids[0], limit);
+  case IR_EXTERN:
+    emit(b, PLAN_IEXTERN), emit(b, n->n_kids);
+    for (int k = 0; k < n->n_kids; k++)
+      if (!enc_int(b, n->kids[k], limit)) return false;
+    return true;
+  default:
+    break;
+  }
+  for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
+    if (ops[k].ir == n->op) {
+      emit(b, ops[k].plan);
+      for (int t = 0; t < n->n_kids; t++)
+        if (!enc_int(b, n->kids[t], limit)) return false;
+      return true;
+    }
+  return false;
+}
+
+/* Every where node under n, in tree order; false when the table is full. */
+static bool enc_wheres(bld *b, const ir_node *n, int64_t flags, int64_t *count,
+                       size_t limit) {
+  if (n->op == IR_WHERE) {
+    if (b->n + 2 >= limit) return false;
+    size_t len_at = emit(b, 0);
+    emit(b, flags);
+    size_t start = b->n;
+    if (!enc_int(b, n->kids[0], limit)) b->n = start; /* too large: unknown */
+    if (!b->oom) b->w[len_at] = (int64_t)(b->n - len_at - 1);
+    ++*count;
+    return !b->oom;
+  }
+  if (n->op == IR_BLOCKS) flags |= PLAN_WF_BLOCKS;
+  for (int k = 0; k < n->n_kids; k++)
+    if (ir_op_kind[n->kids[k]->op] == IR_PAT &&
+        !enc_wheres(b, n->kids[k], flags, count, limit))
+      return false;
+  return true;
+}
+
+static void gen_where_table(bld *b, const ir_node *root) {
+  size_t at = emit(b, 0);
+  int64_t count = 0;
+  if (!enc_wheres(b, root, 0, &count, at + PLAN_WHERE_MAX)) {
+    b->n = at + 1; /* unknown: any predicate may fail */
+    count = -1;
+  }
+  if (!b->oom) b->w[at] = count;
+}
+
 static void msg(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void msg(char *err, size_t errlen, const char *fmt, ...) {
@@ -463,6 +533,8 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
   gen_pat(&b, p->root);
   emit(&b, PLAN_END);
+  size_t where_at = b.n;
+  gen_where_table(&b, p->root);
   int64_t *plan = NULL;
   if (b.oom) {
     msg(err, errlen, "out of memory");
@@ -489,6 +561,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     b.w[PLAN_W_NRT] = p->n_runtime;
     b.w[PLAN_W_CODE] = PLAN_HDR;
     b.w[PLAN_W_NIN] = p->n_inputs;
+    b.w[PLAN_W_WHERE] = (int64_t)where_at;
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
   free(b.w);
@@ -503,7 +576,8 @@ static void print_plan(FILE *f, const int64_t *plan) {
           (long long)plan[PLAN_W_SIZE], (long long)plan[PLAN_W_CAP],
           (long long)plan[PLAN_W_LDEPTH], (long long)plan[PLAN_W_IDEPTH],
           (long long)plan[PLAN_W_BDEPTH]);
-  for (int64_t pc = plan[PLAN_W_CODE]; pc < plan[PLAN_W_SIZE];) {
+  int64_t end = plan[PLAN_W_WHERE] > 0 ? plan[PLAN_W_WHERE] : plan[PLAN_W_SIZE];
+  for (int64_t pc = plan[PLAN_W_CODE]; pc < end;) {
     int64_t op = plan[pc];
     if (op < 0 || op >= PLAN_N_OPS) {
       fprintf(f, "  %4lld  ?%lld\n", (long long)pc, (long long)op);

@@ -31,67 +31,16 @@
 #include "spat.h"
 #include "ffi_call.h"
 #include "rt.h"
-#include "aot.h"
 #include "arena.h"
 #include "backend.h"
 #include "diag.h"
 #include "frontend.h"
 #include "ir.h"
+#include "pipeline.h"
+#include "api_internal.h"
 
-#define ERR_LEN 1024
 #define MAX_FN_ARGS 16  /* ffi_call_pred's limit */
 #define MAX_D (1 << 16) /* beyond any head dimension in use */
-
-typedef struct fn_entry {
-  char *name;
-  void *fn; /* bool f(int64_t, ...) */
-  int nargs;
-} fn_entry;
-
-struct spat_ctx {
-  pthread_mutex_t lock; /* guards err: kernel runs may fail concurrently */
-  char err[ERR_LEN];    /* the last failure's message */
-  char *diags;          /* the last parse/compile's diagnostics (malloc) */
-  spat_diag_fn diag_fn;
-  void *diag_user;
-  fn_entry *fns; /* registered extern predicates */
-  int n_fns, cap_fns;
-};
-
-typedef struct source {
-  atomic_int refs; /* the pattern and each of its kernels */
-  arena *arena;    /* the module and every program instantiated */
-  diag *diag;
-  fe_module *module;
-} source;
-
-struct spat_pattern {
-  spat_ctx *ctx;
-  source *src;
-  const char *name; /* the selected pattern (in src's arena) */
-  int n_defs;
-  fe_define *defs; /* one per parameter, its current value (malloc) */
-};
-
-struct spat_kernel {
-  spat_ctx *ctx;
-  source *src;
-  const ir_program *prog;
-  const backend *be;
-  void *obj;          /* the backend's compiled kernel, or NULL */
-  aot_loaded *cached; /* or an object from the disk cache */
-  const void *desc;   /* its aot_desc, for spat_aot_run */
-  int64_t D;
-  spat_layout layout;
-  int threads;
-  void **externs; /* resolved extern predicates, one per ir extern */
-  const char **input_names;
-  args_shape shape;
-  spat_arg_info *args;
-  spat_signature sig;
-  char *entry_type; /* sig.entry_type (malloc) */
-  ffi_entry *entry; /* the typed entry */
-};
 
 /* ---- errors -------------------------------------------------------------- */
 
@@ -267,8 +216,9 @@ static void source_release(source *s) {
 }
 
 /* The chosen pattern of a loaded module; its parameters from an
- * instantiation with the defaults. */
+ * instantiation with the given values (none: the defaults). */
 static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
+                                const fe_define *given, int n_given,
                                 spat_pattern **out) {
   fe_module *m = s->module;
   int n = fe_n_patterns(m);
@@ -295,7 +245,7 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
                 list);
   }
   diag_clear(s->diag);
-  ir_program *p = fe_instantiate(s->diag, m, name, NULL, 0);
+  ir_program *p = fe_instantiate(s->diag, m, name, given, n_given);
   if (p == NULL) {
     spat_status st = fail_diags(c, s->diag, "instantiating the pattern");
     source_release(s);
@@ -322,15 +272,13 @@ static spat_status parse_common(spat_ctx *c, const char *path,
                                 const char *want, spat_pattern **out) {
   source *s = source_new();
   if (s == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
-  s->module = path != NULL
-                  ? fe_load_file(s->diag, s->arena, path)
-                  : fe_load_string(s->diag, s->arena, source_name, text);
+  s->module = pl_load(s->diag, s->arena, path, source_name, text);
   if (s->module == NULL) {
     spat_status st = fail_diags(c, s->diag, "parsing");
     source_release(s);
     return st;
   }
-  return make_pattern(c, s, want, out);
+  return make_pattern(c, s, want, NULL, 0, out);
 }
 
 spat_status spat_pattern_parse_string(spat_ctx *c, const char *source_name,
@@ -456,7 +404,6 @@ static spat_status resolve_externs(spat_ctx *c, const ir_program *p,
 
 static void kernel_destroy(spat_kernel *k) {
   if (k->obj != NULL) k->be->free(k->obj);
-  aot_cache_free(k->cached); /* and the descriptor's run-time kernel */
   ffi_entry_free(k->entry);
   free(k->externs);
   free(k->input_names);
@@ -496,8 +443,11 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
 
   source *s = pat->src;
   diag_clear(s->diag);
-  ir_program *p =
-      fe_instantiate(s->diag, s->module, pat->name, pat->defs, pat->n_defs);
+  char err[ERR_LEN] = "";
+  ir_program *p = pl_lower(s->diag, s->module, pat->name, pat->defs,
+                           pat->n_defs, err, sizeof err);
+  if (p == NULL && err[0] != '\0')
+    return fail(c, SPAT_EINTERNAL, "internal error: %s", err);
   if (p == NULL) return fail_diags(c, s->diag, "instantiating the pattern");
   set_diags(c, s->diag);
   if (p->n_runtime + p->n_inputs > FFI_ENTRY_MAX_ARGS)
@@ -541,7 +491,8 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
   k->shape = (args_shape){o->D,           (int)o->layout, p->n_inputs,
                          k->input_names, k->externs,     o->threads};
   k->sig = (spat_signature){p->name,        o->D,    o->layout,     o->backend,
-                            (size_t)n_args, k->args, k->entry_type, 0};
+                            (size_t)n_args, k->args, k->entry_type, 0,
+                            NULL};
 
   k->entry = ffi_entry_new(p->n_runtime, p->n_inputs, entry_body, k);
   if (k->entry == NULL) {
@@ -549,21 +500,23 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
     return fail(c, SPAT_ENOMEM,
                 "cannot make the kernel's typed entry (libffi closure)");
   }
-  char err[ERR_LEN] = "";
-  if (o->cache && o->backend == SPAT_BACKEND_JIT) {
-    char dir[4096];
-    aot_opts ao = {o->D, (int)o->layout, o->threads, NULL, NULL, NULL, 0};
-    if (aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0)
-      k->cached = aot_cache_load(p, &ao, dir, k->externs, &k->desc,
-                                 &k->sig.from_cache, err, sizeof err);
-    if (k->cached != NULL) {
-      *out = k;
-      return SPAT_OK;
-    }
-    /* an unusable cache (no directory, not writable): compile as without */
-  }
-  backend_opts bo = {o->D, o->threads};
-  k->obj = be->compile(p, &bo, err, sizeof err);
+  /* an unusable cache (no directory, not writable): compiled as without */
+  backend_cache cache = BACKEND_CACHE_OFF;
+  char note[ERR_LEN] = "";
+  backend_opts bo = {.D = o->D,
+                     .threads = o->threads,
+                     .cache = o->cache != 0,
+                     .layout = (int)o->layout,
+                     .externs = k->externs,
+                     .cache_out = &cache,
+                     .note = note,
+                     .notelen = sizeof note};
+  k->obj = pl_compile(p, be, &bo, err, sizeof err);
+  k->sig.from_cache = cache == BACKEND_CACHE_HIT;
+  if (k->obj != NULL && o->cache && (be->caps & BACKEND_CAP_CACHE) &&
+      cache == BACKEND_CACHE_OFF)
+    k->sig.cache_problem =
+        arena_strdup(s->arena, note[0] ? note : "the cache cannot be used");
   if (k->obj == NULL) {
     kernel_destroy(k);
     return fail(c, SPAT_EUNSUPPORTED, "%s backend: %s", be->name,
@@ -596,18 +549,11 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
   char err[ERR_LEN] = "";
   rt_args a;
   bool empty = false;
-  spat_status st =
+  rt_status rs =
       args_make(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
-  if (st == SPAT_OK && !empty && k->desc != NULL) {
-    st =
-        (spat_status)spat_aot_run(k->desc, t, scalars, inputs, err, sizeof err);
-  } else if (st == SPAT_OK && !empty) {
-    rt_status rs = k->be->run(k->obj, &a, err, sizeof err);
-    if (rs != RT_OK && err[0] == '\0') snprintf(err, sizeof err, "failed");
-    st = args_status(rs);
-  }
-  if (st != SPAT_OK) fail(k->ctx, st, "%s", err);
-  return st;
+  if (rs == RT_OK && !empty) rs = k->be->run(k->obj, &a, err, sizeof err);
+  if (rs == RT_OK) return SPAT_OK;
+  return fail(k->ctx, args_status(rs), "%s", err[0] ? err : "failed");
 }
 
 static int entry_body(void *user, const void *t, const int64_t *scalars,
@@ -660,4 +606,37 @@ spat_status spat_kernel_call(const spat_kernel *k, const spat_tensors *t,
       inputs[ni++] = args[a].input;
   }
   return (spat_status)ffi_entry_call(k->entry, NULL, t, scalars, inputs);
+}
+
+/* ---- for the other api_*.c files (api_internal.h) ------------------------ */
+
+spat_status api_fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
+  char msg[ERR_LEN];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return fail(c, st, "%s", msg);
+}
+
+void api_keep_diags(spat_ctx *c, const diag *d) {
+  set_diags(c, d);
+}
+
+spat_status api_diag_error(spat_ctx *c, const diag *d, const char *what) {
+  return fail_diags(c, d, what);
+}
+
+source *api_source_new(void) {
+  return source_new();
+}
+
+void api_source_release(source *s) {
+  source_release(s);
+}
+
+spat_status api_make_pattern(spat_ctx *c, source *s, const char *want,
+                             const fe_define *defs, int n_defs,
+                             spat_pattern **out) {
+  return make_pattern(c, s, want, defs, n_defs, out);
 }

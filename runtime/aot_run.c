@@ -17,12 +17,6 @@
 #include "aot_abi.h"
 #include "args.h"
 
-static spat_status aot_fail(char *err, size_t errlen, spat_status st,
-                            const char *msg) {
-  if (err != NULL && errlen > 0) snprintf(err, errlen, "%s", msg);
-  return st;
-}
-
 /* The descriptor's kernel, made once. */
 static kr_kernel *kernel_of(const aot_desc *d) {
   _Atomic(kr_kernel *) *slot = (_Atomic(kr_kernel *) *)d->state;
@@ -50,6 +44,7 @@ static kr_kernel *kernel_of(const aot_desc *d) {
   for (int64_t t = 0; t < d->n_topk; t++)
     memcpy(&k->tkinfo[t], &d->tkinfo[t], sizeof k->tkinfo[t]);
   memcpy(&k->tile, &d->tile, sizeof k->tile);
+  memcpy(&k->errat, &d->errat, sizeof k->errat);
   k->errors = d->errors;
   k->n_errors = (int)d->n_errors;
   k->threads = (int)d->threads;
@@ -67,44 +62,33 @@ int spat_aot_run(const void *desc, const spat_tensors *t,
                  const int64_t *scalars, const int32_t *const *inputs,
                  char *err, size_t errlen) {
   const aot_desc *d = desc;
-  char buf[1024] = "";
   if (d == NULL || d->abi != AOT_ABI)
-    return aot_fail(err, errlen, SPAT_EUNSUPPORTED,
-                    "this kernel object was made by another spatc version "
-                    "(AOT ABI mismatch): compile it again");
+    return args_status(rt_errf(err, errlen, RT_EUNSUPPORTED,
+                               "this kernel object was made by another spatc "
+                               "version (AOT ABI mismatch): compile it again"));
   kr_kernel *k = kernel_of(d);
-  if (k == NULL) return aot_fail(err, errlen, SPAT_ENOMEM, "out of memory");
+  if (k == NULL)
+    return args_status(rt_errf(err, errlen, RT_ENOMEM, "out of memory"));
   args_shape shape = {d->D,           (int)d->layout, (int)d->n_inputs,
                      d->input_names, d->externs,     (int)d->threads};
   rt_args a;
   bool empty = false;
-  spat_status st =
-      args_make(&shape, t, scalars, inputs, &a, &empty, buf, sizeof buf);
-  if (st == SPAT_OK && !empty) {
-    rt_status rs = kr_run(k, &a, buf, sizeof buf);
-    st = args_status(rs);
-  }
-  if (st != SPAT_OK) aot_fail(err, errlen, st, buf[0] ? buf : "failed");
-  return (int)st;
+  rt_status rs = args_make(&shape, t, scalars, inputs, &a, &empty, err, errlen);
+  if (rs == RT_OK && !empty) rs = kr_run(k, &a, err, errlen);
+  return args_status(rs);
 }
 
 rt_status aot_run_args(const void *desc, const rt_args *a, char *err,
                        size_t errlen) {
   const aot_desc *d = desc;
-  if (d == NULL || d->abi != AOT_ABI) {
-    aot_fail(err, errlen, SPAT_EUNSUPPORTED, "AOT ABI mismatch");
-    return RT_EUNSUPPORTED;
-  }
-  if (a->D != d->D) {
-    snprintf(err, errlen, "the kernel was compiled for D = %lld, not %lld",
-             (long long)d->D, (long long)a->D);
-    return RT_EINVAL;
-  }
+  if (d == NULL || d->abi != AOT_ABI)
+    return rt_errf(err, errlen, RT_EUNSUPPORTED, "AOT ABI mismatch");
+  if (a->D != d->D)
+    return rt_errf(err, errlen, RT_EINVAL,
+                   "the kernel was compiled for D = %lld, not %lld",
+                   (long long)d->D, (long long)a->D);
   kr_kernel *k = kernel_of(d);
-  if (k == NULL) {
-    aot_fail(err, errlen, SPAT_ENOMEM, "out of memory");
-    return RT_ENOMEM;
-  }
+  if (k == NULL) return rt_errf(err, errlen, RT_ENOMEM, "out of memory");
   rt_args b = *a;
   if (d->n_externs > 0 && b.externs == NULL) b.externs = d->externs;
   return kr_run(k, &b, err, errlen);

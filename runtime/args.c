@@ -1,6 +1,7 @@
 /* args.c: a run's tensors and arguments checked against the kernel's shape
  * (sizes, NULLs, int64 and address-space overflow) and made into rt_args;
  * rt_status to spat_status.  See args.h. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,69 +37,57 @@ static bool mul_sizes(int64_t *out, int n, const int64_t *v) {
   return true;
 }
 
-static spat_status errf(char *err, size_t errlen, spat_status st,
-                        const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static spat_status errf(char *err, size_t errlen, spat_status st,
-                        const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return st;
-}
-
-static spat_status check_tensor(const char *what, const void *p, int64_t B,
+static rt_status check_tensor(const char *what, const void *p, int64_t B,
                                 int64_t H, int64_t L, int64_t D, char *err,
                                 size_t errlen) {
   int64_t n;
   if (!mul_sizes(&n, 4, (const int64_t[]){B, H, L, D}) ||
       n > (int64_t)(PTRDIFF_MAX / (int64_t)sizeof(float)))
-    return errf(err, errlen, SPAT_ERANGE,
+    return rt_errf(err, errlen, RT_ERANGE,
                 "%s: %lld x %lld x %lld x %lld floats overflow the address "
                 "space",
                 what, (long long)B, (long long)H, (long long)L, (long long)D);
   if (n > 0 && p == NULL)
-    return errf(err, errlen, SPAT_EINVAL, "%s is NULL", what);
-  return SPAT_OK;
+    return rt_errf(err, errlen, RT_EINVAL, "%s is NULL", what);
+  return RT_OK;
 }
 
 /* Checks the tensors and arguments of a run and fills a; *empty when there
  * is nothing to compute. */
-spat_status args_make(const args_shape *k, const spat_tensors *t,
+rt_status args_make(const args_shape *k, const spat_tensors *t,
                           const int64_t *scalars, const int32_t *const *inputs,
                           rt_args *a, bool *empty, char *err, size_t errlen) {
-  if (t == NULL) return errf(err, errlen, SPAT_EINVAL, "tensors are NULL");
+  if (t == NULL) return rt_errf(err, errlen, RT_EINVAL, "tensors are NULL");
   int64_t Hkv = t->Hkv == 0 ? t->H : t->Hkv;
   if (t->B < 0 || t->H < 0 || Hkv < 0 || t->Lq < 0 || t->Lk < 0)
-    return errf(err, errlen, SPAT_EINVAL,
+    return rt_errf(err, errlen, RT_EINVAL,
                 "negative size: B = %lld, H = %lld, Hkv = %lld, Lq = %lld, "
                 "Lk = %lld",
                 (long long)t->B, (long long)t->H, (long long)Hkv,
                 (long long)t->Lq, (long long)t->Lk);
   if (t->H > 0 && (Hkv == 0 || t->H % Hkv != 0))
-    return errf(err, errlen, SPAT_EINVAL,
+    return rt_errf(err, errlen, RT_EINVAL,
                 "H = %lld is not a multiple of Hkv = %lld", (long long)t->H,
                 (long long)Hkv);
   if (t->H == 0 && Hkv != 0)
-    return errf(err, errlen, SPAT_EINVAL, "H = 0 with Hkv = %lld",
+    return rt_errf(err, errlen, RT_EINVAL, "H = 0 with Hkv = %lld",
                 (long long)Hkv);
-  spat_status st;
+  rt_status st;
   if ((st = check_tensor("q", t->q, t->B, t->H, t->Lq, k->D, err, errlen)) ||
       (st = check_tensor("k", t->k, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
       (st = check_tensor("v", t->v, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
       (st = check_tensor("o", t->o, t->B, t->H, t->Lq, k->D, err, errlen)))
     return st;
-  if (t->scale != t->scale)
-    return errf(err, errlen, SPAT_EINVAL, "scale is NaN");
+  if (!isfinite(t->scale))
+    return rt_errf(err, errlen, RT_EINVAL, "scale is %s: it must be a finite "
+                   "float (0 for 1/sqrt(D))", isnan(t->scale) ? "NaN" : "infinite");
   for (int x = 0; x < k->n_inputs; x++)
     if (inputs[x] == NULL && t->Lk > 0)
-      return errf(err, errlen, SPAT_EINVAL,
+      return rt_errf(err, errlen, RT_EINVAL,
                   "input array '%s' is NULL (missing input)",
                   k->input_names[x]);
   if (k->n_inputs > 0 && t->Lk > INT32_MAX)
-    return errf(err, errlen, SPAT_ERANGE,
+    return rt_errf(err, errlen, RT_ERANGE,
                 "Lk = %lld: too long for int32 input arrays", (long long)t->Lk);
 
   *empty = t->B == 0 || t->H == 0 || t->Lq == 0; /* no rows to write */
@@ -125,6 +114,6 @@ spat_status args_make(const args_shape *k, const spat_tensors *t,
   a->inputs = inputs;
   a->externs = k->externs;
   a->threads = k->threads;
-  return SPAT_OK;
+  return RT_OK;
 }
 

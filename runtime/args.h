@@ -25,7 +25,7 @@ typedef struct args_shape {
 /* Checks the tensors (sizes, NULLs, overflow) and input arrays of a run and
  * fills a; *empty when there are no rows to compute.  On failure a status
  * and a message in err. */
-spat_status args_make(const args_shape *k, const spat_tensors *t,
+rt_status args_make(const args_shape *k, const spat_tensors *t,
                           const int64_t *scalars, const int32_t *const *inputs,
                           rt_args *a, bool *empty, char *err, size_t errlen);
 

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "arith.h"
 #include "plan_ops.h"
 
 enum { K_NONE = 0, K_FULL = PLAN_FULL, K_PART = PLAN_PARTIAL };
@@ -304,13 +305,7 @@ static void random_keys(ev *e, int64_t s, int64_t r, int64_t seed) {
   uint64_t h = (uint64_t)e->env->h;
   for (int64_t i = g->i0; i < g->i1; i++)
     for (int64_t t = 0; t < r; t++) {
-      uint64_t x = (uint64_t)seed * 0x9E3779B97F4A7C15ull ^
-                   h * 0xBF58476D1CE4E5B9ull ^
-                   (uint64_t)i * 0x94D049BB133111EBull ^ (uint64_t)t;
-      uint64_t z = x + 0x9E3779B97F4A7C15ull;
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-      z ^= z >> 31;
+      uint64_t z = ar_hash((uint64_t)seed, h, (uint64_t)i, (uint64_t)t);
       int64_t j = (int64_t)(z % (uint64_t)lk), p = nk++;
       while (p > 0 && keys[p - 1] > j) keys[p] = keys[p - 1], p--;
       keys[p] = j;
@@ -337,26 +332,11 @@ static int64_t from_end(ev *e, int64_t v) {
  * zero. */
 static int binop(int64_t op, int64_t a, int64_t b, int64_t *r) {
   switch (op) {
-  case PLAN_IADD: return __builtin_add_overflow(a, b, r);
-  case PLAN_ISUB: return __builtin_sub_overflow(a, b, r);
-  case PLAN_IMUL: return __builtin_mul_overflow(a, b, r);
-  case PLAN_IDIV:
-  case PLAN_IMOD:
-    if (b == 0) return 2;
-    if (b == -1) {
-      if (op == PLAN_IMOD) *r = 0;
-      else if (a == INT64_MIN) return 1;
-      else *r = -a;
-      return 0;
-    }
-    if (op == PLAN_IDIV) {
-      *r = a / b;
-      if (a % b != 0 && ((a < 0) != (b < 0))) --*r;
-    } else {
-      *r = a % b;
-      if (*r != 0 && ((*r < 0) != (b < 0))) *r += b;
-    }
-    return 0;
+  case PLAN_IADD: return (int)ar_add(a, b, r);
+  case PLAN_ISUB: return (int)ar_sub(a, b, r);
+  case PLAN_IMUL: return (int)ar_mul(a, b, r);
+  case PLAN_IDIV: return (int)ar_div(a, b, r);
+  case PLAN_IMOD: return (int)ar_mod(a, b, r);
   case PLAN_IMIN: *r = a < b ? a : b; return 0;
   case PLAN_IMAX: *r = a > b ? a : b; return 0;
   case PLAN_ILT: *r = a < b; return 0;

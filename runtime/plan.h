@@ -50,6 +50,13 @@ int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
                    int64_t r1, plan_span *out, int64_t cap, char *err,
                    size_t errlen);
 
+/* 0 when no where(...) predicate of the plan's pattern can fail (overflow,
+ * division by zero, an input index out of range) at any (i, j) of head
+ * env->h, 1 when one may (runtime/plan_safe.c): then the caller finds the
+ * first error, if any, by evaluating the mask exactly.  Needs
+ * Lq, Lk >= 1. */
+int plan_where_may_fail(const int64_t *plan, const plan_env *env);
+
 /* Number of int64 words of a plan (plan[0] holds it). */
 static inline int64_t plan_words(const int64_t *plan) { return plan[0]; }
 

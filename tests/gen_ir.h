@@ -7,12 +7,13 @@
  * and INT64_MIN, 0, 1, -1, 2^62, 63, 64, 65) as literals and as runtime
  * scalars 2 (a value >= 1: valid for every size) and 3 (any value), seeds
  * and index-set items any of them, and predicates compare i, j, i - j with
- * them.  With `errors` too, a primitive that every backend evaluates for
- * every (i, j) (no short-circuiting operator above it: see `strict`) may get
- * an invalid argument (a negative size, stride 0, ...) or read doc[i] with
- * i past Lk, so that both backends must fail alike.  Invalid arguments stay
- * out of short-circuited operands: whether those are evaluated at all is
- * the business of the run-time error agreement, not of the masks. */
+ * them.  With `errors` too, a primitive evaluated for every (i, j) (no
+ * short-circuiting operator above it: see `strict`), or with `loose` any
+ * primitive, may get an invalid argument (a negative size, stride 0, ...)
+ * or read doc[i] with i past Lk, so that both backends must fail alike.
+ * (The contract makes an error of any operand an error; test_analyze's own
+ * evaluator short-circuits like the tile plan, so it keeps to strict
+ * positions.) */
 #ifndef SPAT_TESTS_GEN_IR_H
 #define SPAT_TESTS_GEN_IR_H
 

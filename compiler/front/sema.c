@@ -363,18 +363,6 @@ static ir_node *clone(sema *S, const ir_node *n) {
 
 static bool is_const(const ir_node *n) { return n && n->op == IR_CONST; }
 
-static int64_t floordiv(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
-  return q;
-}
-
-static int64_t floormod(int64_t a, int64_t b) {
-  int64_t r = a % b;
-  if (r != 0 && ((r < 0) != (b < 0))) r += b;
-  return r;
-}
-
 /* Folds an integer op over constant kids.  Returns false (and reports in
  * instantiate mode) on overflow or division by zero; *out untouched then. */
 static bool fold(sema *S, ir_op op, int64_t a, int64_t b, src_span sp,
@@ -382,12 +370,12 @@ static bool fold(sema *S, ir_op op, int64_t a, int64_t b, src_span sp,
   int64_t r = 0;
   bool ovf = false;
   switch (op) {
-  case IR_NEG: ovf = a == INT64_MIN, r = ovf ? 0 : -a; break;
-  case IR_ABS: ovf = a == INT64_MIN, r = ovf ? 0 : (a < 0 ? -a : a); break;
+  case IR_NEG: ovf = ar_neg(a, &r) != AR_OK; break;
+  case IR_ABS: ovf = ar_abs(a, &r) != AR_OK; break;
   case IR_NOT: r = !a; break;
-  case IR_ADD: ovf = __builtin_add_overflow(a, b, &r); break;
-  case IR_SUB: ovf = __builtin_sub_overflow(a, b, &r); break;
-  case IR_MUL: ovf = __builtin_mul_overflow(a, b, &r); break;
+  case IR_ADD: ovf = ar_add(a, b, &r) != AR_OK; break;
+  case IR_SUB: ovf = ar_sub(a, b, &r) != AR_OK; break;
+  case IR_MUL: ovf = ar_mul(a, b, &r) != AR_OK; break;
   case IR_DIV:
   case IR_MOD:
     if (b == 0) {
@@ -396,12 +384,7 @@ static bool fold(sema *S, ir_op op, int64_t a, int64_t b, src_span sp,
             op == IR_DIV ? "division" : "remainder");
       return false;
     }
-    if (a == INT64_MIN && b == -1) {
-      ovf = op == IR_DIV;
-      r = 0;
-    } else {
-      r = op == IR_DIV ? floordiv(a, b) : floormod(a, b);
-    }
+    ovf = (op == IR_DIV ? ar_div(a, b, &r) : ar_mod(a, b, &r)) != AR_OK;
     break;
   case IR_MIN: r = a < b ? a : b; break;
   case IR_MAX: r = a > b ? a : b; break;

@@ -31,7 +31,7 @@
  *    random r >= 0; topk k >= 0; blocks b >= 1.  Sema rejects constant
  *    violations at compile time.
  *  - RANDOM(r, seed): j in { hash(seed, h, i, t) mod Lk : 0 <= t < r },
- *    hash as in the spec (ir_hash below), unsigned arithmetic; Lk == 0 -> none.
+ *    hash as in the spec (ar_hash, runtime/arith.h), unsigned arithmetic; Lk == 0 -> none.
  *  - INPUT(a, x): the int32 at position x of input array a (Lk entries);
  *    x outside [0, Lk) (at token granularity: the array is indexed with the
  *    value as computed) is a run-time error.
@@ -51,6 +51,7 @@
 #include <stdio.h>
 
 #include "arena.h"
+#include "arith.h" /* integer semantics and the random hash, shared */
 #include "diag.h"
 
 /* X(name, text, kind, n_kids): n_kids -1 means variable (kids/n_kids). */
@@ -170,6 +171,13 @@ ir_node *ir_new2(arena *a, ir_op op, ir_node *k0, ir_node *k1, src_span sp);
 ir_node *ir_new3(arena *a, ir_op op, ir_node *k0, ir_node *k1, ir_node *k2,
                  src_span sp);
 
+#define IR_MAX_EXTERN_ARGS 16 /* what the libffi predicate call supports */
+
+/* The one checker (ir_check.c): op codes, kinds of kids, arities, table
+ * indices, extern arity.  false with "malformed pattern IR at 'OP'" in err.
+ * Run between lowering and every backend; linear in the distinct nodes. */
+bool ir_check(const ir_program *p, char *err, size_t errlen);
+
 bool ir_has_op(const ir_node *n, ir_op op);   /* anywhere in the tree */
 bool ir_is_data_dependent(const ir_program *p); /* has TOPK */
 
@@ -179,18 +187,5 @@ bool ir_is_data_dependent(const ir_program *p); /* has TOPK */
 void ir_print(FILE *f, const ir_program *p, const ir_node *n);
 /* The whole program: parameters, runtime scalars, inputs, externs, root. */
 void ir_print_program(FILE *f, const ir_program *p);
-
-/* The spec's splitmix64-based hash for random(r, seed). */
-static inline uint64_t ir_mix(uint64_t x) {
-  uint64_t z = x + 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-static inline uint64_t ir_hash(uint64_t seed, uint64_t h, uint64_t i,
-                               uint64_t t) {
-  return ir_mix(seed * 0x9E3779B97F4A7C15ull ^ h * 0xBF58476D1CE4E5B9ull ^
-                i * 0x94D049BB133111EBull ^ t);
-}
 
 #endif

@@ -682,6 +682,15 @@ jit_vs_interp jit-empty-rows rows.pat --seed 7 --len 50 --dim 16
 jit_vs_interp jit-topk topk.pat -D k=5 --seed 8 --len 40 --dim 16
 jit_vs_interp jit-heads heads.pat --seed 9 --heads 3 --len 33 --dim 80
 jit_vs_interp jit-scale w2.pat --seed 10 --len 20 --dim 16 --scale 0.5
+# a scale outside float32 is an error, not +inf
+sp run w2.pat --seed 10 --len 20 --dim 16 --scale 1e39 -o f.npy
+expect_rc scale-range 2 && has err "--scale 1e39 is outside the float32 range" && ok scale-range || fail scale-range
+# the same run-time error, with its location, from both backends
+printf 'pattern p(runtime n = 1) = causal & (window(100, 0) | stride(n));\n' > rterr.pat
+sp run rterr.pat --runtime n=-1 --seed 1 --len 8 --dim 16 --backend interp --no-cache -o f.npy
+expect_rc rterr-interp 1 && cp err rterr.interp && has err "rterr.pat:1:62: error: the stride of stride is -1, must be >= 1" && ok rterr-interp || fail rterr-interp
+sp run rterr.pat --runtime n=-1 --seed 1 --len 8 --dim 16 --backend jit --no-cache -o f.npy
+expect_rc rterr-jit 1 && cmp -s err rterr.interp && ok rterr-jit || fail rterr-jit "$(cat err)"
 # a head dimension the JIT does not handle: the default falls back to interp
 sp run w2.pat --seed 10 --len 20 --dim 8 -o f.npy
 expect_rc jit-fallback 0 && has err "spatc: note: jit:" && has err "backend=interp" && ok jit-fallback || fail jit-fallback

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The layer rules, checked on the tree and the built libraries:
 #   runtime/ includes nothing from compiler/ or cli/ (an AOT program links it
-#   alone); only compiler/backends/llvm/ includes LLVM; only runtime/ffi.c
+#   alone); cli/ and bench/ include nothing from compiler/ or runtime/ (they
+#   are on spat.h); only compiler/backends/llvm/ includes LLVM; only runtime/ffi.c
 #   includes libffi; libspat (static and shared) exports only spat_*; the
 #   driver is built without -march=native.
 # Prints "ok ..." per check and "N passed, N failed".
@@ -24,6 +25,21 @@ for f in runtime/*.[ch]; do
 done
 [ ${#hits[@]} -eq 0 ] && ok "runtime/ includes no compiler/ or cli/ header" ||
   bad "runtime/ includes compiler/ or cli/ headers" "${hits[@]}"
+
+# cli/ and bench/ are on the public API: they include spat.h and their own
+# headers, nothing from compiler/ or runtime/.
+inner=$(find compiler runtime -name '*.h' -printf '%f\n' | sort -u)
+hits=()
+for f in cli/*.[ch] bench/*.[ch]; do
+  while IFS= read -r inc; do
+    name=$(basename "$inc")
+    if printf '%s\n' "$inner" | grep -qx "$name" || [[ $inc == *compiler/* || $inc == *runtime/* ]]; then
+      hits+=("$f: #include \"$inc\"")
+    fi
+  done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f")
+done
+[ ${#hits[@]} -eq 0 ] && ok "cli/ and bench/ include only spat.h of the library" ||
+  bad "cli/ or bench/ include compiler/ or runtime/ headers" "${hits[@]}"
 
 mapfile -t llvm < <(grep -rlE '#[[:space:]]*include[[:space:]]*<llvm-c/' compiler runtime cli bench include |
                     grep -v '^compiler/backends/llvm/' || true)

@@ -167,7 +167,7 @@ static int ev_pat(ctx *c, const ir_node *n) {
         rmemo[m].Lk != c->Lk || rmemo[m].r != a || rmemo[m].seed != b) {
       memset(rmemo[m].in, 0, sizeof rmemo[m].in);
       for (int64_t t = 0, hit = 0; t < a && hit < c->Lk; t++) {
-        uint64_t key = ir_hash((uint64_t)b, (uint64_t)c->h, (uint64_t)i, (uint64_t)t) %
+        uint64_t key = ar_hash((uint64_t)b, (uint64_t)c->h, (uint64_t)i, (uint64_t)t) %
                      (uint64_t)c->Lk;
         hit += !rmemo[m].in[key];
         rmemo[m].in[key] = 1;
@@ -557,7 +557,7 @@ static void test_random_one_row_exact(void **state) {
     keys += s[k].k1 - s[k].k0;
   }
   for (uint64_t t = 0; t < 3; t++) {
-    int64_t j = (int64_t)(ir_hash(42, 0, 500, t) % 1000), in = 0;
+    int64_t j = (int64_t)(ar_hash(42, 0, 500, t) % 1000), in = 0;
     for (int64_t k = 0; k < n; k++) in |= s[k].k0 <= j && j < s[k].k1;
     assert_true(in);
   }

@@ -9,12 +9,15 @@
  * caches keep a row at O(Lk * cost of the pattern): topk selections and
  * random key sets, each keyed by everything the result depends on.
  *
- * Evaluation order (where several run-time errors could be reported):
- * rows in (b, h, r) order, keys j ascending, kids left to right.  Pattern
- * operators short-circuit like their integer cousins: in P & Q and P - Q the
- * operand Q is evaluated only where P holds, in P | Q only where P does not;
- * ?: evaluates only the chosen arm.  topk(k, P) evaluates P over the whole
- * row at its granularity.  Primitive formulas use exact integer arithmetic
+ * Run-time errors are the contract's (docs/language.md, "Run-time errors"):
+ * an error of any operand anywhere in the domain is an error, whether or not
+ * it can change the mask, so pattern operators evaluate both operands and an
+ * index set all of its items (as the checker does with constants); only the
+ * integer && || ?: and the per-head c ? P : Q skip what is not taken.  When
+ * several errors exist the first is reported: rows in (b, h, r) order, keys
+ * j ascending, then the tree's order (arguments before sub-patterns, kids
+ * left to right).  topk(k, P) evaluates P over the whole row at its
+ * granularity, once per row.  Primitive formulas use exact integer arithmetic
  * (window(l, r) is -l <= j - i <= r, dilated's w * d saturates), so huge but
  * legal sizes mean "everything" instead of an overflow.
  *
@@ -26,17 +29,17 @@
  */
 #include "interp.h"
 
+#include <float.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backend.h"
 #include "ffi_call.h"
+#include "threads.h"
 
 typedef struct cand {
   int64_t j;         /* key (or key block) index at the topk's granularity */
@@ -128,6 +131,18 @@ static inline bool ev(ctx *c, const ir_node *n, int64_t *out) {
 
 static bool eval2(ctx *c, const ir_node *n, int64_t *x, int64_t *y) {
   return ev(c, n->kids[0], x) && ev(c, n->kids[1], y);
+}
+
+/* random()'s hash, written out here apart from runtime/arith.h's (the
+ * oracle keeps its own copy of the semantics). */
+static uint64_t interp_hash(uint64_t seed, uint64_t h, uint64_t i,
+                            uint64_t t) {
+  uint64_t z = (seed * 0x9E3779B97F4A7C15ull ^ h * 0xBF58476D1CE4E5B9ull ^
+                i * 0x94D049BB133111EBull ^ t) +
+               0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
 }
 
 static int64_t floor_div(int64_t x, int64_t y) {
@@ -253,24 +268,26 @@ static bool eval(ctx *c, const ir_node *n, int64_t *out) {
 /* v < 0 counts from the end (Lk at the current granularity). */
 static int64_t from_end(const ctx *c, int64_t v) { return v < 0 ? c->Lk + v : v; }
 
+/* Every item is evaluated (an error in any item is an error). */
 static bool in_set(ctx *c, const ir_node *set, int64_t x, bool *out) {
   if (set->op != IR_SET)
     return fail(c, RT_EINTERNAL, set, "internal error: '%s' is not an index set",
                 ir_op_name[set->op]);
+  bool in = false;
   for (int k = 0; k < set->n_kids; k++) {
     const ir_node *it = set->kids[k];
     if (it->op == IR_RANGE) {
       int64_t lo, hi;
       if (!eval2(c, it, &lo, &hi)) return false;
       lo = from_end(c, lo), hi = from_end(c, hi);
-      if (lo <= x && x < hi) return *out = true, true;
+      in |= lo <= x && x < hi;
     } else {
       int64_t v;
       if (!eval(c, it, &v)) return false;
-      if (from_end(c, v) == x) return *out = true, true;
+      in |= from_end(c, v) == x;
     }
   }
-  *out = false;
+  *out = in;
   return true;
 }
 
@@ -318,7 +335,7 @@ static bool eval_random(ctx *c, const ir_node *n, bool *out) {
     memset(rc->sel, 0, (size_t)c->Lk);
     /* Stops once every key is drawn: a huge r costs about Lk log Lk. */
     for (int64_t t = 0, hit = 0; t < r && hit < c->Lk; t++) {
-      uint64_t x = ir_hash((uint64_t)seed, (uint64_t)c->h, (uint64_t)c->i,
+      uint64_t x = interp_hash((uint64_t)seed, (uint64_t)c->h, (uint64_t)c->i,
                            (uint64_t)t) % (uint64_t)c->Lk;
       hit += !rc->sel[x];
       rc->sel[x] = 1;
@@ -479,24 +496,24 @@ static bool pat(ctx *c, const ir_node *n, bool *out) {
   case IR_COLS: return in_set(c, n->kids[0], c->j, out);
   case IR_GLOBAL:
     if (!in_set(c, n->kids[0], c->i, out)) return false;
-    return *out || in_set(c, n->kids[0], c->j, out);
+    return *out || in_set(c, n->kids[0], c->j, out); /* the same items */
   case IR_RANDOM: return eval_random(c, n, out);
   case IR_WHERE:
     if (!eval(c, n->kids[0], &x)) return false;
     *out = x != 0;
     return true;
   case IR_TOPK: return eval_topk(c, n, out);
-  case IR_OR:
-    if (!pat(c, n->kids[0], out)) return false;
-    return *out || pat(c, n->kids[1], out);
+  case IR_OR:  /* both operands: their errors count everywhere */
+    if (!pat(c, n->kids[0], out) || !pat(c, n->kids[1], &p)) return false;
+    *out = *out || p;
+    return true;
   case IR_AND:
-    if (!pat(c, n->kids[0], out)) return false;
-    return !*out || pat(c, n->kids[1], out);
+    if (!pat(c, n->kids[0], out) || !pat(c, n->kids[1], &p)) return false;
+    *out = *out && p;
+    return true;
   case IR_MINUS:
-    if (!pat(c, n->kids[0], out)) return false;
-    if (!*out) return true;
-    if (!pat(c, n->kids[1], &p)) return false;
-    *out = !p;
+    if (!pat(c, n->kids[0], out) || !pat(c, n->kids[1], &p)) return false;
+    *out = *out && !p;
     return true;
   case IR_COMPL:
     if (!pat(c, n->kids[0], &p)) return false;
@@ -570,59 +587,11 @@ oom:
   return api_err(err, errlen, RT_ENOMEM, "out of memory");
 }
 
-static const int op_arity[IR_N_OPS] = {
-#define X(name, text, kind, n) n,
-    IR_OPS(X)
-#undef X
-};
-
-/* The tree is well formed: arities, table indices and kinds of kids (a
- * malformed program is an API error, not a crash). */
-static const ir_node *bad_node(const ir_program *p, const ir_node *n,
-                               ir_kind want) {
-  if (!n || (unsigned)n->op >= IR_N_OPS) return n;
-  ir_kind kind = ir_op_kind[n->op];
-  if (want == IR_SETK ? n->op != IR_SET : kind != want) return n;
-  if (op_arity[n->op] >= 0 && n->n_kids != op_arity[n->op]) return n;
-  if (n->n_kids > 0 && !n->kids) return n;
-  int64_t tab = n->op == IR_RUNTIME ? p->n_runtime
-                : n->op == IR_INPUT ? p->n_inputs
-                : n->op == IR_EXTERN ? p->n_externs : -1;
-  if (tab >= 0 && (n->value < 0 || n->value >= tab)) return n;
-  if (n->op == IR_EXTERN && (n->n_kids != p->externs[n->value].n_args ||
-                             n->n_kids > 16))
-    return n;
-  for (int k = 0; k < n->n_kids; k++) {
-    ir_kind w = IR_INT;
-    const ir_node *kid = n->kids[k];
-    if (n->op == IR_SET && kid && kid->op == IR_RANGE) {
-      if (kid->n_kids != 2 || !kid->kids) return kid;
-      const ir_node *b = bad_node(p, kid->kids[0], IR_INT);
-      if (!b) b = bad_node(p, kid->kids[1], IR_INT);
-      if (b) return b;
-      continue;
-    }
-    switch (n->op) {
-    case IR_ROWS: case IR_COLS: case IR_GLOBAL: w = IR_SETK; break;
-    case IR_OR: case IR_AND: case IR_MINUS: case IR_COMPL: w = IR_PAT; break;
-    case IR_TOPK: case IR_BLOCKS: w = k == 1 ? IR_PAT : IR_INT; break;
-    case IR_PSEL: w = k > 0 ? IR_PAT : IR_INT; break;
-    default: break;
-    }
-    const ir_node *b = bad_node(p, kid, w);
-    if (b) return b;
-  }
-  return NULL;
-}
-
 /* Checks what both entry points need; attention adds v, o and D. */
 static rt_status check_args(const ir_program *p, const rt_args *a,
                             bool attention, char *err, size_t errlen) {
   if (!p || !p->root) return api_err(err, errlen, RT_EINVAL, "no program");
-  const ir_node *bad = bad_node(p, p->root, IR_PAT);
-  if (bad)
-    return api_err(err, errlen, RT_EINVAL, "malformed pattern IR at '%s'",
-                   (unsigned)bad->op < IR_N_OPS ? ir_op_name[bad->op] : "?");
+  if (!ir_check(p, err, errlen)) return RT_EINVAL;
   if (!a) return api_err(err, errlen, RT_EINVAL, "no arguments");
   bool tensors = attention || ir_has_op(p->root, IR_TOPK);
   if (a->B < 1 || a->H < 1 || a->Lq < 1 || a->Lk < 1 ||
@@ -705,7 +674,12 @@ rt_status interp_mask_row(const ir_program *p, const rt_args *a, int64_t b,
   return interp_mask_rows(p, a, b, h, r, 1, out, err, errlen);
 }
 
-/* Softmax attention of one row over the keys allowed by mask. */
+/* Softmax attention of one row over the keys allowed by mask, IEEE all the
+ * way: a NaN score (or a +inf one: exp(s - m) is exp(NaN)) makes the row NaN;
+ * -inf scores weigh nothing, and a row of only -inf scores is an empty row
+ * (o = 0, lse = -inf), as one with no allowed key.  Scores have the range
+ * of the kernels' (float32 s * log2 e): beyond +-SCORE_MAX they are +-inf. */
+#define SCORE_MAX ((double)FLT_MAX * 0.69314718055994530942)
 static void attend_row(const ctx *c, const uint8_t *mask, double *s,
                        double *acc, int64_t r) {
   const rt_args *a = c->a;
@@ -716,8 +690,10 @@ static void attend_row(const ctx *c, const uint8_t *mask, double *s,
     if (!mask[j]) continue;
     const float *k = row_ptr(&a->k, c->b, kvh, j);
     s[j] = c->scale * dot(q, k, D);
+    if (fabs(s[j]) > SCORE_MAX) s[j] = copysign(INFINITY, s[j]);
     m = n++ == 0 || s[j] > m ? s[j] : m;
   }
+  if (m == -INFINITY) n = 0;  /* every score -inf: no key, as an empty row */
   for (int64_t d = 0; d < D; d++) acc[d] = 0;
   for (int64_t j = 0; j < a->Lk && n > 0; j++) {
     if (!mask[j]) continue;
@@ -733,25 +709,29 @@ static void attend_row(const ctx *c, const uint8_t *mask, double *s,
         n > 0 ? (float)(m + log(sum)) : -INFINITY;
 }
 
-/* Rows are numbered (b, h, r) with r fastest and handed out in chunks to
- * a->threads workers (0: all cores).  A worker stops at its first error;
- * chunks starting after the lowest failing row are skipped, every earlier one
- * is finished, so the error reported is always the first in row order. */
-typedef struct job {
-  const ir_program *p;
-  const rt_args *a;
-  int64_t n_rows;            /* B * H * Lq */
-  int64_t chunk;             /* rows per hand-out */
-  atomic_llong next;         /* first row of the next chunk */
-  atomic_llong first_err;    /* lowest failing row so far; n_rows if none */
-} job;
-
+/* Rows are numbered (b, h, r) with r fastest and handed out in chunks over
+ * a->threads workers (0: all cores) by the runtime's parallel for
+ * (runtime/threads.h).  A worker stops at its first error; chunks starting
+ * after the lowest failing row are skipped, every earlier one is finished,
+ * so the error reported is always the first in row order. */
 typedef struct worker {
-  job *jb;
+  bool ready;                /* scratch set up (on its first chunk) */
+  ctx c;
+  uint8_t *mask;
+  double *s, *acc;
   rt_status st;              /* its first error */
   int64_t err_row;           /* the row of that error; -1: set-up failed */
   char err[512];
 } worker;
+
+typedef struct job {
+  const ir_program *p;
+  const rt_args *a;
+  int64_t n_rows;            /* B * H * Lq */
+  int64_t chunk;             /* rows per task */
+  atomic_llong first_err;    /* lowest failing row so far; n_rows if none */
+  worker *ws;                /* one per pool thread */
+} job;
 
 static void record_err(job *jb, int64_t row) {
   long long cur = atomic_load(&jb->first_err);
@@ -759,51 +739,46 @@ static void record_err(job *jb, int64_t row) {
   }
 }
 
-static void *work(void *arg) {
-  worker *w = arg;
-  job *jb = w->jb;
+static bool worker_setup(job *jb, worker *w) {
   const rt_args *a = jb->a;
-  ctx c;
-  uint8_t *mask = NULL;
-  double *s = NULL, *acc = NULL;
-  w->st = ctx_init(&c, jb->p, a, w->err, sizeof w->err);
-  if (w->st != RT_OK) goto setup_failed;
-  mask = malloc((size_t)a->Lk);
-  s = malloc(sizeof *s * (size_t)a->Lk);
-  acc = malloc(sizeof *acc * (size_t)a->D);
-  if (!mask || !s || !acc) {
-    w->st = api_err(w->err, sizeof w->err, RT_ENOMEM, "out of memory");
-    goto setup_failed;
+  w->ready = true;
+  w->st = ctx_init(&w->c, jb->p, a, w->err, sizeof w->err);
+  if (w->st == RT_OK) {
+    w->mask = malloc((size_t)a->Lk);
+    w->s = malloc(sizeof *w->s * (size_t)a->Lk);
+    w->acc = malloc(sizeof *w->acc * (size_t)a->D);
+    if (!w->mask || !w->s || !w->acc)
+      w->st = api_err(w->err, sizeof w->err, RT_ENOMEM, "out of memory");
   }
-  for (;;) {
-    int64_t lo = atomic_fetch_add(&jb->next, jb->chunk);
-    if (lo >= jb->n_rows || lo > atomic_load(&jb->first_err)) break;
-    int64_t hi = lo + jb->chunk < jb->n_rows ? lo + jb->chunk : jb->n_rows;
-    for (int64_t row = lo; row < hi; row++) {
-      int64_t r = row % a->Lq, bh = row / a->Lq;
-      if (!mask_row(&c, bh / a->H, bh % a->H, r, mask)) {
-        w->st = c.st;
-        w->err_row = row;
-        record_err(jb, row);
-        goto done;
-      }
-      attend_row(&c, mask, s, acc, r);
-    }
-  }
-  goto done;
-setup_failed:
+  if (w->st == RT_OK) return true;
   w->err_row = -1;
   record_err(jb, -1);
-done:
-  free(mask);
-  free(s);
-  free(acc);
-  ctx_free(&c);
-  return NULL;
+  return false;
+}
+
+static void work(void *arg, int64_t task, int wid) {
+  job *jb = arg;
+  worker *w = &jb->ws[wid];
+  const rt_args *a = jb->a;
+  if (!w->ready && !worker_setup(jb, w)) return;
+  if (w->st != RT_OK) return;
+  int64_t lo = task * jb->chunk;
+  if (lo > atomic_load(&jb->first_err)) return;
+  int64_t hi = lo + jb->chunk < jb->n_rows ? lo + jb->chunk : jb->n_rows;
+  for (int64_t row = lo; row < hi; row++) {
+    int64_t r = row % a->Lq, bh = row / a->Lq;
+    if (!mask_row(&w->c, bh / a->H, bh % a->H, r, w->mask)) {
+      w->st = w->c.st;
+      w->err_row = row;
+      record_err(jb, row);
+      return;
+    }
+    attend_row(&w->c, w->mask, w->s, w->acc, r);
+  }
 }
 
 static int n_threads(const rt_args *a, int64_t n_rows) {
-  long n = a->threads > 0 ? a->threads : sysconf(_SC_NPROCESSORS_ONLN);
+  long n = a->threads > 0 ? a->threads : th_cores();
   if (n < 1) n = 1;
   if (n > 256) n = 256;
   if (n > n_rows) n = (int)n_rows;
@@ -821,27 +796,30 @@ rt_status interp_attention(const ir_program *p, const rt_args *a, char *err,
   int nt = n_threads(a, jb.n_rows);
   jb.chunk = jb.n_rows / ((int64_t)nt * 16);
   jb.chunk = jb.chunk < 1 ? 1 : jb.chunk > 64 ? 64 : jb.chunk;
-  atomic_init(&jb.next, 0);
   atomic_init(&jb.first_err, jb.n_rows);
-  worker *ws = calloc((size_t)nt, sizeof *ws);
-  pthread_t *tids = calloc((size_t)nt, sizeof *tids);
-  if (!ws || !tids) {
-    free(ws), free(tids);
+  th_pool *pool = th_new(nt);
+  jb.ws = pool ? calloc((size_t)th_size(pool), sizeof *jb.ws) : NULL;
+  if (!jb.ws) {
+    th_free(pool);
     return api_err(err, errlen, RT_ENOMEM, "out of memory");
   }
-  int started = 1;  /* worker 0 runs on this thread */
-  for (int t = 0; t < nt; t++) ws[t].jb = &jb;
-  for (; started < nt; started++)
-    if (pthread_create(&tids[started], NULL, work, &ws[started]) != 0) break;
-  work(&ws[0]);
-  for (int t = 1; t < started; t++) pthread_join(tids[t], NULL);
+  int nw = th_size(pool);
+  th_for(pool, (jb.n_rows + jb.chunk - 1) / jb.chunk, work, &jb);
+  th_free(pool);
   const worker *first = NULL;
-  for (int t = 0; t < started; t++)
-    if (ws[t].st != RT_OK && (!first || ws[t].err_row < first->err_row))
-      first = &ws[t];
+  for (int t = 0; t < nw; t++)
+    if (jb.ws[t].ready && jb.ws[t].st != RT_OK &&
+        (!first || jb.ws[t].err_row < first->err_row))
+      first = &jb.ws[t];
   st = first ? first->st : RT_OK;
   if (first && err && errlen) snprintf(err, errlen, "%s", first->err);
-  free(ws), free(tids);
+  for (int t = 0; t < nw; t++) {
+    worker *w = &jb.ws[t];
+    if (!w->ready) continue;
+    free(w->mask), free(w->s), free(w->acc);
+    ctx_free(&w->c);
+  }
+  free(jb.ws);
   return st;
 }
 
@@ -884,5 +862,14 @@ static rt_status interp_run(void *kernel, const rt_args *a, char *err,
 
 static void interp_free(void *kernel) { free(kernel); }
 
-const backend backend_interp = {"interp", interp_compile, interp_run,
-                                interp_free};
+static bool interp_supports_d(int64_t D) { return D >= 1; }
+
+const backend backend_interp = {
+    .name = "interp",
+    .caps = BACKEND_CAP_TOPK | BACKEND_CAP_EXTERNS,
+    .supports_d = interp_supports_d,
+    .d_text = "any D >= 1",
+    .compile = interp_compile,
+    .run = interp_run,
+    .free = interp_free,
+};

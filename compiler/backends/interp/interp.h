@@ -34,4 +34,11 @@ rt_status interp_mask_rows(const ir_program *p, const rt_args *a, int64_t b,
                            int64_t h, int64_t r0, int64_t n, uint8_t *out,
                            char *err, size_t errlen);
 
+/* The backward pass (interp_bwd.c): dq, dk, dv for dL/do (and dL/dlse if
+ * g->dlse) in double, with the forward's mask; o and lse recomputed.  The
+ * oracle for backward kernels. */
+rt_status interp_attention_backward(const ir_program *p, const rt_args *a,
+                                    const rt_grad *g, char *err,
+                                    size_t errlen);
+
 #endif

@@ -231,6 +231,8 @@ static int has_generated(emit *e, int nt, char *err, size_t errlen) {
       return errorf(err, errlen, "internal error: no spat_tkinfo_%d", t);
   if (generated_fn(e, "spat_tile", 0) == NULL)
     return errorf(err, errlen, "internal error: no spat_tile");
+  if (generated_fn(e, "spat_errat", 0) == NULL)
+    return errorf(err, errlen, "internal error: no spat_errat");
   return 0;
 }
 
@@ -292,6 +294,7 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
       ext_g,
       state,
       const_string(e, e->name, "name"),
+      generated_fn(e, "spat_errat", 0),
   };
   LLVMValueRef desc = LLVMConstStructInContext(
       e->C, fields, sizeof fields / sizeof fields[0], 0);

@@ -5,10 +5,10 @@
  *    pattern node yields the word of its allowed columns j0 .. j0 + 63 for
  *    one query row, so window/causal/block/cols are interval masks built by
  *    shifts, | & - ! are single word ops, blocks(b){P} evaluates P on the
- *    block row and spreads each block's bit.  Pattern operators
- *    short-circuit as in the interpreter: Q of P & Q is evaluated only on
- *    the columns where P holds (an activity word), so run-time errors and
- *    extern calls happen exactly where the interpreter has them.  Integer
+ *    block row and spreads each block's bit.  Q of P & Q is evaluated
+ *    only on the columns where P holds (an activity word): a shortcut, not
+ *    the error semantics, which spat_errat below carries (the driver
+ *    checks the whole domain with it before any mask runs).  Integer
  *    expressions are checked int64 arithmetic (llvm.s*.with.overflow, floor
  *    division, Python remainder); an error returns the 1-based index of a
  *    message baked at codegen time with the node's location.  where(pred)
@@ -51,6 +51,7 @@ typedef struct cg {
   LLVMValueRef fn, env;
   LLVMBasicBlockRef allocas;
   LLVMValueRef h, H, lk_tok;
+  LLVMValueRef detail;     /* spat_errat's int64_t[2] of message values */
 } cg;
 
 typedef struct lvl {
@@ -156,14 +157,24 @@ static int err_site(cg *g, const ir_node *n, const char *what) {
   return ++g->n_errs;
 }
 
-/* if (bad) return code; */
-static void check(cg *g, LLVMValueRef bad, const ir_node *n, const char *what) {
+/* if (bad) return code;  In spat_errat, the message's values d0, d1 (its
+ * \1 and \2, see kernel_rt.h) are stored first. */
+static void check_v(cg *g, LLVMValueRef bad, const ir_node *n, const char *what,
+                    LLVMValueRef d0, LLVMValueRef d1) {
   int code = err_site(g, n, what);
   LLVMBasicBlockRef e = newbb(g, "err"), ok = newbb(g, "ok");
   LLVMBuildCondBr(g->B, bad, e, ok);
   LLVMPositionBuilderAtEnd(g->B, e);
+  if (g->detail) {
+    if (d0) LLVMBuildStore(g->B, d0, g->detail);
+    if (d1) LLVMBuildStore(g->B, d1, gep(g, g->i64, g->detail, ci64(g, 1)));
+  }
   LLVMBuildRet(g->B, LLVMConstInt(g->i32, (unsigned)code, 0));
   LLVMPositionBuilderAtEnd(g->B, ok);
+}
+
+static void check(cg *g, LLVMValueRef bad, const ir_node *n, const char *what) {
+  check_v(g, bad, n, what, NULL, NULL);
 }
 
 /* if (code != 0) return code;  (code: i64 computed at run time) */
@@ -292,8 +303,11 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
   }
   case IR_INPUT: {
     LLVMValueRef x = ival(g, n->kids[0], L, j);
-    check(g, LLVMBuildICmp(B, LLVMIntUGE, x, g->lk_tok, ""), n,
-          "input index out of range");
+    char what[300];  /* the interpreter's message, values from spat_errat */
+    snprintf(what, sizeof what, "index \001 of input '%s' is out of range [0, \002)",
+             g->p->inputs[n->value].name);
+    check_v(g, LLVMBuildICmp(B, LLVMIntUGE, x, g->lk_tok, ""), n, what, x,
+            g->lk_tok);
     LLVMValueRef ins = env_word(g, g->env, 5, g->ptr);
     LLVMValueRef arr =
         LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ins, ci64(g, n->value)), "");
@@ -355,9 +369,9 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
 
 /* --- row masks as 64-bit words --------------------------------------------
  * A row mask is an i64: bit t is column j0 + t (cnt <= 64 columns).  act,
- * when not NULL, is the word of columns where the interpreter would evaluate
- * the node at all (pattern operators short-circuit): errors and extern calls
- * happen only there. */
+ * when not NULL, is the word of columns where the node can matter: it is
+ * evaluated (extern calls, errors) only there.  Errors of the contract are
+ * spat_errat's; one here means the pre-check missed it. */
 
 /* Sizes are clamped here: positions are below PLAN_MAX_LEN = 2^61 (the
  * driver refuses larger Lq, Lk), so every distance is below BIG (exact) and
@@ -465,9 +479,15 @@ static LLVMValueRef cols_bits(cg *g, const ir_node *s, const lvl *L,
   return bits;
 }
 
+/* An argument of primitive prim (node n) below min: the interpreter's
+ * "<what> of <prim> is <v>, must be >= <min>" at the argument. */
 static void nonneg(cg *g, LLVMValueRef v, const ir_node *n, int64_t min,
-                   const char *what) {
-  check(g, LLVMBuildICmp(g->B, LLVMIntSLT, v, ci64(g, min), ""), n, what);
+                   const char *what, const ir_node *prim) {
+  char msg[200];
+  snprintf(msg, sizeof msg, "%s of %s is \001, must be >= %lld", what,
+           ir_op_text[prim->op], (long long)min);
+  check_v(g, LLVMBuildICmp(g->B, LLVMIntSLT, v, ci64(g, min), ""), n, msg, v,
+          NULL);
 }
 
 static int topk_index(cg *g, const ir_node *n) {
@@ -751,7 +771,7 @@ static LLVMValueRef pat_random(cg *g, const ir_node *n, const lvl *L,
                                const rowx *R) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef r = ival(g, n->kids[0], L, NULL);
-  nonneg(g, r, n->kids[0], 0, "random: negative count");
+  nonneg(g, r, n->kids[0], 0, "the key count r", n);
   LLVMValueRef seed = ival(g, n->kids[1], L, NULL);
   LLVMValueRef acc = acc_new(g, ci64(g, 0));
   LLVMBasicBlockRef go = newbb(g, "random"), join = newbb(g, "join");
@@ -870,7 +890,7 @@ static LLVMValueRef ceil_div(cg *g, LLVMValueRef x, LLVMValueRef b) {
 
 static LLVMValueRef blocks_size(cg *g, const ir_node *n, const lvl *L) {
   LLVMValueRef b = ival(g, n->kids[0], L, NULL);
-  nonneg(g, b, n->kids[0], 1, "blocks: block size must be >= 1");
+  nonneg(g, b, n->kids[0], 1, "the block size", n);
   return b;
 }
 
@@ -924,9 +944,9 @@ static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
   case IR_WHERE: return pat_where(g, n, L, R, act);
   case IR_WINDOW: {
     LLVMValueRef l = ival(g, n->kids[0], L, NULL);
-    nonneg(g, l, n->kids[0], 0, "window: negative size");
+    nonneg(g, l, n->kids[0], 0, "the left size", n);
     LLVMValueRef r = ival(g, n->kids[1], L, NULL);
-    nonneg(g, r, n->kids[1], 0, "window: negative size");
+    nonneg(g, r, n->kids[1], 0, "the right size", n);
     l = smin(g, l, ci64(g, BIG));
     r = smin(g, r, ci64(g, BIG));
     return range_bits(g, R, LLVMBuildSub(B, i, l, ""),
@@ -934,9 +954,9 @@ static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
   }
   case IR_DILATED: {
     LLVMValueRef w = ival(g, n->kids[0], L, NULL);
-    nonneg(g, w, n->kids[0], 0, "dilated: negative width");
+    nonneg(g, w, n->kids[0], 0, "the width w", n);
     LLVMValueRef d = ival(g, n->kids[1], L, NULL);
-    nonneg(g, d, n->kids[1], 1, "dilated: dilation must be >= 1");
+    nonneg(g, d, n->kids[1], 1, "the dilation d", n);
     LLVMValueRef args[2] = {w, d};
     LLVMValueRef m = call_intr(g, "llvm.smul.with.overflow", &g->i64, 1, args, 2);
     LLVMValueRef reach = LLVMBuildSelect(B, LLVMBuildExtractValue(B, m, 1, ""),
@@ -948,13 +968,13 @@ static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
   }
   case IR_BLOCK: {
     LLVMValueRef b = ival(g, n->kids[0], L, NULL);
-    nonneg(g, b, n->kids[0], 1, "block: size must be >= 1");
+    nonneg(g, b, n->kids[0], 1, "the block size", n);
     LLVMValueRef lo = LLVMBuildMul(B, LLVMBuildSDiv(B, i, b, ""), b, "");
     return range_bits(g, R, lo, LLVMBuildAdd(B, lo, smin(g, b, ci64(g, BIG)), ""));
   }
   case IR_STRIDE: {
     LLVMValueRef s = ival(g, n->kids[0], L, NULL);
-    nonneg(g, s, n->kids[0], 1, "stride: stride must be >= 1");
+    nonneg(g, s, n->kids[0], 1, "the stride", n);
     return stride_bits(g, R, i, s, R->j0, LLVMBuildAdd(B, R->j0, R->cnt, ""));
   }
   case IR_ROWS:
@@ -1128,12 +1148,119 @@ static void build_tkinfo_fn(cg *g, int t) {
                            LLVMBuildExtractValue(g->B, r, 0, ""), "");
   }
   LLVMValueRef k = ival(g, g->tk[t]->kids[0], &L, NULL);
-  nonneg(g, k, g->tk[t], 0, "topk: negative count");
+  nonneg(g, k, g->tk[t]->kids[0], 0, "k", g->tk[t]);
   LLVMValueRef vals[4] = {k, gran, L.lq, L.lk};
   for (int x = 0; x < 4; x++)
     LLVMBuildStore(g->B, vals[x], gep(g, g->i64, out, ci64(g, x)));
   LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
   end_fn(g);
+}
+
+/* --- spat_errat: the contract's run-time errors at one point ----------------
+ * The first error of evaluating the whole pattern at (h, i, j) in the
+ * interpreter's order (runtime/interp.c): every operand of | & - ! (pattern
+ * operators do not hide errors of their operands), the chosen arm of ?:,
+ * primitive arguments before sub-patterns, kids left to right, and where
+ * `whole` is set, P of each topk over its whole row.  No mask bits. */
+
+static void err_set(cg *g, const ir_node *s, const lvl *L) {
+  for (int k = 0; k < s->n_kids; k++) {
+    const ir_node *it = s->kids[k];
+    if (it->op == IR_RANGE) {
+      ival(g, it->kids[0], L, NULL);
+      ival(g, it->kids[1], L, NULL);
+    } else {
+      ival(g, it, L, NULL);
+    }
+  }
+}
+
+static void err_walk(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
+                     LLVMValueRef whole) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef v;
+  switch (n->op) {
+  case IR_WHERE: ival(g, n->kids[0], L, j); return;
+  case IR_WINDOW:
+    v = ival(g, n->kids[0], L, NULL);
+    nonneg(g, v, n->kids[0], 0, "the left size", n);
+    v = ival(g, n->kids[1], L, NULL);
+    nonneg(g, v, n->kids[1], 0, "the right size", n);
+    return;
+  case IR_DILATED:
+    v = ival(g, n->kids[0], L, NULL);
+    nonneg(g, v, n->kids[0], 0, "the width w", n);
+    v = ival(g, n->kids[1], L, NULL);
+    nonneg(g, v, n->kids[1], 1, "the dilation d", n);
+    return;
+  case IR_BLOCK:
+    nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 1, "the block size", n);
+    return;
+  case IR_STRIDE:
+    nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 1, "the stride", n);
+    return;
+  case IR_ROWS: case IR_COLS: case IR_GLOBAL: err_set(g, n->kids[0], L); return;
+  case IR_RANDOM:
+    nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 0, "the key count r", n);
+    ival(g, n->kids[1], L, NULL);
+    return;
+  case IR_TOPK: {
+    nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 0, "k", n);
+    LLVMBasicBlockRef go = newbb(g, "row"), join = newbb(g, "rowdone");
+    LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntNE, whole, ci64(g, 0), ""), go, join);
+    LLVMPositionBuilderAtEnd(B, go);
+    loop lp;
+    LLVMValueRef jj = loop_begin(g, &lp, ci64(g, 0), L->lk, 1);
+    /* nested topk rows: once per row, as the interpreter caches them */
+    err_walk(g, n->kids[1], L, jj,
+             zx(g, LLVMBuildICmp(B, LLVMIntEQ, jj, ci64(g, 0), "")));
+    loop_end(g, &lp);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, join);
+    return;
+  }
+  case IR_OR: case IR_AND: case IR_MINUS:
+    err_walk(g, n->kids[0], L, j, whole);
+    err_walk(g, n->kids[1], L, j, whole);
+    return;
+  case IR_COMPL: err_walk(g, n->kids[0], L, j, whole); return;
+  case IR_PSEL: {
+    LLVMValueRef c = as_bool(g, ival(g, n->kids[0], L, NULL));
+    LLVMBasicBlockRef tb = newbb(g, "then"), eb = newbb(g, "else"),
+                      join = newbb(g, "join");
+    LLVMBuildCondBr(B, c, tb, eb);
+    LLVMPositionBuilderAtEnd(B, tb);
+    err_walk(g, n->kids[1], L, j, whole);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, eb);
+    err_walk(g, n->kids[2], L, j, whole);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, join);
+    return;
+  }
+  case IR_BLOCKS: {
+    LLVMValueRef b = blocks_size(g, n, L);
+    lvl in = {LLVMBuildSDiv(B, L->i, b, ""), ceil_div(g, L->lq, b),
+              ceil_div(g, L->lk, b)};
+    err_walk(g, n->kids[1], &in, LLVMBuildSDiv(B, j, b, ""), whole);
+    return;
+  }
+  default: return; /* full, none, causal */
+  }
+}
+
+static void build_errat_fn(cg *g) {
+  LLVMTypeRef ps[5] = {g->ptr, g->i64, g->i64, g->i64, g->ptr};
+  begin_fn(g, "spat_errat", g->i32, ps, 5);
+  scalar_only(g);
+  g->env = LLVMGetParam(g->fn, 0);
+  load_env(g);
+  g->detail = LLVMGetParam(g->fn, 4);
+  lvl L = {LLVMGetParam(g->fn, 1), env_word(g, g->env, 2, g->i64), g->lk_tok};
+  err_walk(g, g->p->root, &L, LLVMGetParam(g->fn, 2), LLVMGetParam(g->fn, 3));
+  LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
+  end_fn(g);
+  g->detail = NULL;
 }
 
 /* --- the attention tile ------------------------------------------------------ */
@@ -1172,7 +1299,8 @@ static LLVMValueRef vld(cg *g, LLVMValueRef p) {
 
 /* 2^x for x <= 0 (x may be -inf): Cody-Waite split x = n + f, |f| <= 1/2,
  * degree-6 polynomial for 2^f, 2^n added to the exponent bits; x < -125
- * gives 0. */
+ * gives 0, x NaN gives NaN (a NaN score, or s - m with s = m = +inf, makes
+ * its row NaN: IEEE propagation, docs/language.md). */
 static LLVMValueRef exp2v(cg *g, LLVMValueRef x) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef xc = vmax(g, x, vsplat(g, -127.0));
@@ -1194,6 +1322,8 @@ static LLVMValueRef exp2v(cg *g, LLVMValueRef x) {
                                    LLVMBuildShl(B, ni, LLVMConstVector(sh, 16), ""),
                                    "");
   LLVMValueRef r = LLVMBuildBitCast(B, bits, g->vf, "");
+  /* + (x - x): 0 for finite x, NaN for NaN (the clamp above dropped it) */
+  r = LLVMBuildFAdd(B, r, LLVMBuildFSub(B, x, x, ""), "");
   return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, vsplat(g, -125.0), ""),
                          LLVMConstNull(g->vf), r, "");
 }
@@ -1414,71 +1544,6 @@ static int collect_topk(cg *g, const ir_node *n) {
   return 1;
 }
 
-static const ir_node *wide_extern(const ir_node *n) {
-  if (!n) return NULL;
-  if (n->op == IR_EXTERN && n->n_kids > 16) return n;
-  for (int k = 0; k < n->n_kids; k++) {
-    const ir_node *w = wide_extern(n->kids[k]);
-    if (w) return w;
-  }
-  return NULL;
-}
-
-/* The IR as ir.h promises it (sema's job; checked so that a malformed tree
- * is an error, never a crash or a silent mask). */
-static const int ir_arity[IR_N_OPS] = {
-#define X(name, text, kind, n) n,
-    IR_OPS(X)
-#undef X
-};
-
-static bool well_formed(const ir_program *p, const ir_node *n, ir_kind want) {
-  if (!n || ir_op_kind[n->op] != want) return false;
-  if (ir_arity[n->op] >= 0 && n->n_kids != ir_arity[n->op]) return false;
-  if (n->n_kids > 0 && !n->kids) return false;
-  switch (n->op) {
-  case IR_RUNTIME: return n->value >= 0 && n->value < p->n_runtime;
-  case IR_INPUT:
-    return n->value >= 0 && n->value < p->n_inputs &&
-           well_formed(p, n->kids[0], IR_INT);
-  case IR_EXTERN:
-    if (n->value < 0 || n->value >= p->n_externs) return false;
-    break;
-  case IR_SET:
-    for (int k = 0; k < n->n_kids; k++) {
-      const ir_node *it = n->kids[k];
-      if (!it) return false;
-      if (!well_formed(p, it, it->op == IR_RANGE ? IR_SETK : IR_INT)) return false;
-    }
-    return true;
-  case IR_RANGE:
-    return well_formed(p, n->kids[0], IR_INT) && well_formed(p, n->kids[1], IR_INT);
-  case IR_ROWS:
-  case IR_COLS:
-  case IR_GLOBAL:
-    return n->kids[0] && n->kids[0]->op == IR_SET &&
-           well_formed(p, n->kids[0], IR_SETK);
-  case IR_TOPK:
-  case IR_BLOCKS:
-    return well_formed(p, n->kids[0], IR_INT) && well_formed(p, n->kids[1], IR_PAT);
-  case IR_PSEL:
-    return well_formed(p, n->kids[0], IR_INT) &&
-           well_formed(p, n->kids[1], IR_PAT) && well_formed(p, n->kids[2], IR_PAT);
-  default: break;
-  }
-  ir_kind kid = (n->op == IR_OR || n->op == IR_AND || n->op == IR_MINUS ||
-                 n->op == IR_COMPL)
-                    ? IR_PAT
-                    : IR_INT;
-  for (int k = 0; k < n->n_kids; k++)
-    if (!well_formed(p, n->kids[k], kid)) return false;
-  return true;
-}
-
-bool cg_well_formed(const ir_program *p) {
-  return p && well_formed(p, p->root, IR_PAT);
-}
-
 bool cg_supported_d(int64_t D) {
   return D == 16 || D == 32 || D == 64 || D == 80 || D == 96 || D == 128 ||
          D == 256;
@@ -1503,14 +1568,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
              (long long)D);
     return NULL;
   }
-  if (!cg_well_formed(p)) {
-    snprintf(err, errlen, "internal error: malformed pattern IR");
-    return NULL;
-  }
-  if (wide_extern(p->root)) {
-    snprintf(err, errlen, "extern functions take at most 16 arguments");
-    return NULL;
-  }
+  if (!ir_check(p, err, errlen)) return NULL;
   cg G, *g = &G;
   memset(g, 0, sizeof G);
   g->C = ctx;
@@ -1537,6 +1595,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   build_mask_fn(g, 0, p->root);
   for (int k = 0; k < g->n_tk; k++) build_mask_fn(g, k + 1, g->tk[k]->kids[1]);
   for (int k = 0; k < g->n_tk; k++) build_tkinfo_fn(g, k);
+  build_errat_fn(g);
   build_tile_fn(g);
 
   /* the error table */

@@ -23,7 +23,12 @@
  *                  float c, float *st);
  *       one online-softmax step of a 64-row query tile against ncols
  *       (1..64) keys, see kr_tile_fn; maskt NULL: every key allowed.
- *   [n x ptr] spat_errors          the messages, "file:line:col: what".
+ *   int32_t spat_errat(const kr_env *e, int64_t i, int64_t j,
+ *                      int64_t whole, int64_t detail[2])
+ *       the first run-time error of the whole pattern at (e->h, i, j) in
+ *       the contract's order (kr_errat_fn), values for the message in detail.
+ *   [n x ptr] spat_errors          the messages, "file:line:col: error: what",
+ *       bytes \1 and \2 standing for spat_errat's detail values.
  *
  * Top-k selections are made by the driver (double-precision scores) and read
  * by the mask code through kr_env.topk; so are the key sets of random(r, s)
@@ -56,9 +61,6 @@ typedef struct cg_info {
 } cg_info;
 
 bool cg_supported_d(int64_t D);
-/* Node kinds, arities and table indices as ir.h promises (false: the tree
- * is malformed and no backend should touch it). */
-bool cg_well_formed(const ir_program *p);
 
 /* NULL with a message in err on failure (unsupported D: the message says so). */
 LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,

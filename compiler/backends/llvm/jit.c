@@ -109,10 +109,7 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     snprintf(err, errlen, "NULL program or options");
     return NULL;
   }
-  if (!cg_well_formed(p)) {
-    snprintf(err, errlen, "internal error: malformed pattern IR");
-    return NULL;
-  }
+  if (!ir_check(p, err, errlen)) return NULL;
   if (!cg_supported_d(o->D)) {
     snprintf(err, errlen,
              "head dimension %lld is not supported by the JIT "
@@ -236,13 +233,15 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     ok = lookup(jk, name, &f, err, errlen);
     if (ok) memcpy(&jk->tkinfo[t], &f, sizeof f);
   }
-  void *tf = NULL;
+  void *tf = NULL, *ef = NULL;
   if (ok) ok = lookup(jk, "spat_tile", &tf, err, errlen);
+  if (ok) ok = lookup(jk, "spat_errat", &ef, err, errlen);
   if (!ok) {
     jit_free(jk);
     return NULL;
   }
   memcpy(&jk->k.tile, &tf, sizeof tf);
+  memcpy(&jk->k.errat, &ef, sizeof ef);
   jk->k.D = o->D;
   jk->k.n_runtime = p->n_runtime;
   jk->k.n_inputs = p->n_inputs;
@@ -262,18 +261,3 @@ rt_status jit_run(jit_kernel *k, const rt_args *a, char *err, size_t errlen) {
 }
 
 double jit_compile_ms(const jit_kernel *k) { return k->ms; }
-
-static void *b_compile(const ir_program *p, const backend_opts *o, char *err,
-                       size_t errlen) {
-  return jit_compile(p, o, err, errlen);
-}
-static rt_status b_run(void *k, const rt_args *a, char *err, size_t errlen) {
-  if (!k) {
-    snprintf(err, errlen, "NULL kernel");
-    return RT_EINVAL;
-  }
-  return jit_run(k, a, err, errlen);
-}
-static void b_free(void *k) { jit_free(k); }
-
-const backend backend_jit = {"jit", b_compile, b_run, b_free};
