@@ -7,10 +7,12 @@
  * and INT64_MIN, 0, 1, -1, 2^62, 63, 64, 65) as literals and as runtime
  * scalars 2 (a value >= 1: valid for every size) and 3 (any value), seeds
  * and index-set items any of them, and predicates compare i, j, i - j with
- * them.  With `errors` too, a primitive evaluated for every (i, j) (no
- * short-circuiting operator above it: see `strict`), or with `loose` any
- * primitive, may get an invalid argument (a negative size, stride 0, ...)
- * or read doc[i] with i past Lk, so that both backends must fail alike.
+ * them (with `loose`, also after + - * / % by them, which may overflow or
+ * divide by zero).  With `errors` too, a primitive evaluated for every
+ * (i, j) (no short-circuiting operator above it: see `strict`), or with
+ * `loose` any primitive, may get an invalid argument (a negative size,
+ * stride 0, ...) or read doc[i] with i past Lk, so that both backends must
+ * fail alike.
  * (The contract makes an error of any operand an error; test_analyze's own
  * evaluator short-circuits like the tile plan, so it keeps to strict
  * positions.) */
@@ -162,6 +164,11 @@ static inline ir_node *gen_edge_pred(gen *g) {
   }
   ir_node *v = rndi(g, 0, 2) ? C(g, gen_edge(g)) : RT(g, (int)rndi(g, 2, 3));
   ir_op op = cmp[rndi(g, 0, 5)];
+  if (g->loose && rndi(g, 0, 1)) { /* arithmetic on it: overflows somewhere */
+    static const ir_op ar[] = {IR_ADD, IR_SUB, IR_MUL, IR_DIV, IR_MOD};
+    x = N2(g, ar[rndi(g, 0, 4)], x, v);
+    v = rndi(g, 0, 1) ? C(g, rndi(g, -3, 3)) : RT(g, (int)rndi(g, 2, 3));
+  }
   return rndi(g, 0, 1) ? N2(g, op, x, v) : N2(g, op, v, x);
 }
 
