@@ -53,7 +53,8 @@ typedef struct kr_env kr_env;
  * draws it (t ascending, stopping once all lk keys are in): a row costs
  * min(r, draws to hit every key) hashes whatever r is.  Returns two words
  * (bit x of word w = key 64 (j0 / 64 + w) + x), all zero past lk or when
- * out of memory (the run then fails with RT_ENOMEM). */
+ * out of memory (the run then fails with RT_ENOMEM).  Memory: KR_BQ rows of
+ * lk bits per such node and worker, 8 Lk bytes (8 MB at Lk = 2^20). */
 #define KR_RANDOM_INLINE 64
 typedef const uint64_t *(*kr_random_fn)(const kr_env *e, int64_t node,
                                         int64_t i, int64_t r, int64_t seed,
