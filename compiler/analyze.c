@@ -24,6 +24,7 @@
 
 #include "interp.h"
 #include "plan_ops.h"
+#include "spat_limits.h"
 
 #define BOUND_MAX (1 << 20)
 
@@ -36,6 +37,7 @@ typedef struct bld {
   int64_t maxbound;    /* largest static list size */
   arena *a;            /* the program's, for rewritten where atoms */
   bool oom;
+  bool over;           /* more than SPAT_MAX_PLAN_WORDS: plan discarded */
 } bld;
 
 static const int plan_op_operands[PLAN_N_OPS] = {
@@ -339,6 +341,12 @@ static void gen_pred(bld *b, const ir_node *n) {
 static int64_t gen_pat(bld *b, const ir_node *n) {
   int64_t x, y;
   size_t j1, j2;
+  /* The plan expands the IR DAG into a tree: past the budget, stop (the
+   * plan is replaced below), so the work stays bounded. */
+  if (b->n > SPAT_MAX_PLAN_WORDS) {
+    b->over = true;
+    return gen_any(b);
+  }
   for (int k = 0; k < n->n_kids; k++) {
     const ir_node *kid = n->kids[k];
     if (n->op == IR_WHERE) break;
@@ -532,6 +540,14 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   bld b = {.a = p->arena};
   for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
   gen_pat(&b, p->root);
+  if (b.over) {
+    /* Too large to plan: every key of every tile PARTIAL (sound; the mask
+     * code decides each key). */
+    free(b.w);
+    b = (bld){.a = p->arena};
+    for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
+    gen_any(&b);
+  }
   emit(&b, PLAN_END);
   size_t where_at = b.n;
   gen_where_table(&b, p->root);
@@ -596,7 +612,7 @@ static int cmp_i64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-#define EXPLAIN_EXACT_MAX 40000000 /* mask elements evaluated per head */
+#define EXPLAIN_EXACT_MAX SPAT_MAX_EXPLAIN_EXACT /* mask elements evaluated per head */
 
 /* Tiles and keys per row from the exact mask (the reference interpreter),
  * over every row, or over evenly spaced rows when there are too many. */
@@ -605,7 +621,16 @@ static int explain_exact(FILE *f, const ir_program *p, const plan_env *env,
   int64_t Lq = env->Lq, Lk = env->Lk;
   int64_t nkt = (Lk + bk - 1) / bk, step = 1;
   if (Lq == 0) return 0;
-  if (Lk > 0 && Lq > EXPLAIN_EXACT_MAX / Lk) step = Lq * Lk / EXPLAIN_EXACT_MAX + 1;
+  /* the interpreter walks the expanded tree per element: bound the
+   * elements by the work, not only their number */
+  int64_t tree = ir_tree_size(p->root, EXPLAIN_EXACT_MAX);
+  if (tree <= 25) {
+    if (Lk > 0 && Lq > EXPLAIN_EXACT_MAX / Lk) step = Lq * Lk / EXPLAIN_EXACT_MAX + 1;
+  } else {
+    int64_t rows = SPAT_MAX_EXPLAIN_WORK / tree / (Lk > 0 ? Lk : 1);
+    if (rows < 1) rows = 1;
+    if (Lq > rows) step = Lq / rows + 1;
+  }
   rt_args a = {.B = 1, .H = env->H, .Hkv = env->H, .Lq = Lq, .Lk = Lk, .D = 1,
                .runtime = env->runtime};
   uint8_t *row = malloc((size_t)Lk + 1);
@@ -656,6 +681,21 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
                char *err, size_t errlen) {
   if (!f || !p || H < 1 || Lq < 0 || Lk < 0 || bq < 1 || bk < 1) {
     msg(err, errlen, "an_explain: bad arguments");
+    return -1;
+  }
+  /* Tiles are enumerated one by one: bound the grid (heads that all have
+   * the same pattern are shown once). */
+  bool same_heads = !ir_has_op(p->root, IR_VAR_H) && !ir_has_op(p->root, IR_PSEL) &&
+                    !ir_has_op(p->root, IR_RANDOM) && !ir_has_op(p->root, IR_WHERE);
+  int64_t nqt0 = (Lq + bq - 1) / bq, nkt0 = (Lk + bk - 1) / bk;
+  int64_t heads = same_heads ? 1 : H, cells;
+  if (__builtin_mul_overflow(nqt0 > 0 ? nqt0 : 1, nkt0 > 0 ? nkt0 : 1, &cells) ||
+      __builtin_mul_overflow(cells, heads, &cells) || cells > SPAT_MAX_EXPLAIN_TILES) {
+    msg(err, errlen, "explain: %lld query tiles x %lld key tiles%s is more than the "
+        "%lld tile pairs explain enumerates; use larger --bq/--bk (now %lld x %lld) "
+        "or shorter sequences", (long long)nqt0, (long long)nkt0,
+        heads > 1 ? " x heads" : "", (long long)SPAT_MAX_EXPLAIN_TILES,
+        (long long)bq, (long long)bk);
     return -1;
   }
   int64_t *plan = an_build(p, err, errlen);
@@ -748,8 +788,7 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
               (long long)hi[0], (long long)hi[Lq / 2], (long long)hi[Lq - 1]);
     }
     if (exact && rc == 0) rc = explain_exact(f, p, &env, bq, bk, err, errlen);
-    if (H > 1 && !ir_has_op(p->root, IR_VAR_H) && !ir_has_op(p->root, IR_PSEL) &&
-        !ir_has_op(p->root, IR_RANDOM) && !ir_has_op(p->root, IR_WHERE)) {
+    if (H > 1 && same_heads) {
       fprintf(f, "(every head has the same pattern)\n");
       break;
     }

@@ -230,9 +230,8 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
   if (want == NULL) {
     name = fe_pattern_name(m, n - 1);
   } else {
-    for (int k = 0; k < n && name == NULL; k++)
-      if (strcmp(fe_pattern_name(m, k), want) == 0)
-        name = fe_pattern_name(m, k);
+    int k = fe_pattern_find(m, want); /* hashed: a file of many patterns */
+    if (k >= 0) name = fe_pattern_name(m, k);
   }
   if (name == NULL) {
     char list[512] = "";

@@ -14,9 +14,10 @@
 
 #include "arena.h"
 #include "diag.h"
+#include "spat_limits.h"
 
-#define AST_MAX_DEPTH 512   /* deepest expression tree accepted */
-#define AST_MAX_ERRORS 50   /* a parse stops after this many errors */
+#define AST_MAX_DEPTH SPAT_MAX_EXPR_DEPTH    /* deepest expression tree accepted */
+#define AST_MAX_ERRORS SPAT_MAX_PARSE_ERRORS /* a parse stops after this many errors */
 
 /* X(name, text): unary and binary operators as written. */
 #define AST_OPS(X)                                                    \
@@ -108,6 +109,8 @@ struct ast_decl {
   bool has_value;       /* LET: evaluated to the constant `value` */
   int64_t value;
   int file;             /* index of the declaring file in the module */
+  void *memo;           /* sema: expansions already made (a list) */
+  int pattern_index;    /* PATTERN of the main file: its fe_pattern_name index */
 };
 
 /* The parser's context: where nodes go and where errors are reported. */

@@ -16,6 +16,8 @@ typedef struct source {
   char *name;
   char *text;  /* NUL-terminated copy; may contain NULs before len */
   size_t len;
+  size_t *lines; /* offset of the start of each line (lines[0] == 0) */
+  size_t n_lines;
 } source;
 
 struct diag {
@@ -34,6 +36,7 @@ void diag_free(diag *d) {
   for (int k = 0; k < d->n_srcs; k++) {
     free(d->srcs[k].name);
     free(d->srcs[k].text);
+    free(d->srcs[k].lines);
   }
   free(d->srcs);
   free(d->buf);
@@ -54,14 +57,24 @@ int diag_add_source(diag *d, const char *name, const char *text, size_t len) {
   s->name = malloc(nl + 1);
   if (s->name) memcpy(s->name, name, nl + 1);
   s->text = malloc(len + 1);
-  if (!s->name || !s->text) {
+  size_t nl_count = 1;
+  for (size_t k = 0; k < len; k++) nl_count += text[k] == '\n';
+  s->lines = malloc(sizeof *s->lines * nl_count);
+  if (!s->name || !s->text || !s->lines) {
     free(s->name);
     free(s->text);
+    free(s->lines);
     return -1;
   }
   if (len) memcpy(s->text, text, len);
   s->text[len] = 0;
   s->len = len;
+  /* Line starts, so a location costs a binary search, not a scan of the
+   * file (a big pattern has thousands of error sites). */
+  s->n_lines = 0;
+  s->lines[s->n_lines++] = 0;
+  for (size_t k = 0; k < len; k++)
+    if (text[k] == '\n') s->lines[s->n_lines++] = k + 1;
   return d->n_srcs++;
 }
 
@@ -127,12 +140,15 @@ static void putf(diag *d, const char *fmt, ...) {
 static void locate(const source *s, size_t off, int *line, int *col,
                    size_t *lstart, size_t *lend) {
   if (off > s->len) off = s->len;
-  int ln = 1;
-  size_t st = 0;
-  for (size_t k = 0; k < off; k++)
-    if (s->text[k] == '\n') ln++, st = k + 1;
-  size_t e = st;
-  while (e < s->len && s->text[e] != '\n') e++;
+  size_t lo = 0, hi = s->n_lines; /* the last line start <= off */
+  while (hi - lo > 1) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->lines[mid] <= off) lo = mid;
+    else hi = mid;
+  }
+  int ln = (int)lo + 1;
+  size_t st = s->lines[lo];
+  size_t e = lo + 1 < s->n_lines ? s->lines[lo + 1] - 1 : s->len; /* its '\n' */
   if (e > st && s->text[e - 1] == '\r') e--;
   *line = ln;
   *col = (int)(off - st) + 1;

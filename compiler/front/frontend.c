@@ -15,14 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "spat_limits.h"
 #include "parser.h"
 #define YYSTYPE SPAT_YYSTYPE /* the lexer header names bison's types unprefixed */
 #define YYLTYPE SPAT_YYLTYPE
 #include "lexer.h"
 #include "sema.h"
 
-#define FE_MAX_FILE (64 << 20)  /* bytes; offsets are int */
-#define FE_MAX_IMPORT_DEPTH 64
+#define FE_MAX_FILE SPAT_MAX_FILE_BYTES  /* offsets are int */
+#define FE_MAX_IMPORT_DEPTH SPAT_MAX_IMPORT_DEPTH
 
 typedef struct loader {
   fe_module *m;
@@ -303,6 +304,7 @@ static fe_module *load_module(diag *d, arena *a, const char *name,
   for (int k = 0; k < F->n_decls; k++)
     if (F->decls[k]->kind == AST_D_PATTERN) {
       m->signatures[n] = signature(m, F->decls[k]);
+      F->decls[k]->pattern_index = n;
       m->patterns[n++] = F->decls[k];
     }
   return m;
@@ -321,6 +323,20 @@ int fe_n_patterns(const fe_module *m) { return m ? m->n_patterns : 0; }
 
 const char *fe_pattern_name(const fe_module *m, int k) {
   return m && k >= 0 && k < m->n_patterns ? m->patterns[k]->name : NULL;
+}
+
+int fe_pattern_find(const fe_module *m, const char *name) {
+  if (!m || !name || m->n_files == 0) return -1;
+  /* the main file's declarations are hashed by sema (first of each name) */
+  ast_decl *d = m->files[0].indexed ? strmap_get(&m->files[0].names, name) : NULL;
+  if (d && d->kind == AST_D_PATTERN) {
+    int k = d->pattern_index;
+    return k >= 0 && k < m->n_patterns && m->patterns[k] == d ? k : -1;
+  }
+  if (!m->files[0].indexed)
+    for (int k = 0; k < m->n_patterns; k++)
+      if (!strcmp(m->patterns[k]->name, name)) return k;
+  return -1;
 }
 
 const char *fe_pattern_signature(const fe_module *m, int k) {
@@ -355,22 +371,19 @@ static ir_program *instantiate(fe_module *m, const char *name, const fe_define *
     }
     pat = m->patterns[m->n_patterns - 1];
   } else {
-    for (int k = 0; k < m->n_patterns && !pat; k++)
-      if (!strcmp(m->patterns[k]->name, name)) pat = m->patterns[k];
-    if (!pat) {
-      ast_decl *o = sema_lookup(m, 0, name);
-      if (o && o->kind == AST_D_PATTERN) pat = o;
-    }
+    /* the main file's names first, then what it imports (hashed) */
+    ast_decl *o = sema_lookup(m, 0, name);
+    if (o && o->kind == AST_D_PATTERN) pat = o;
     if (!pat) {
       size_t cap = 32;
       for (int k = 0; k < m->n_patterns; k++) cap += strlen(m->patterns[k]->name) + 4;
       char *list = arena_alloc(m->arena, cap);
       if (list) {
+        size_t n = 0;
         list[0] = 0;
-        for (int k = 0; k < m->n_patterns; k++) {
-          if (k) strcat(list, ", ");
-          strcat(list, m->patterns[k]->name);
-        }
+        for (int k = 0; k < m->n_patterns; k++)
+          n += (size_t)snprintf(list + n, cap - n, "%s%s", k ? ", " : "",
+                                m->patterns[k]->name);
       }
       if (m->n_patterns)
         diag_error(m->diag, SPAN_NONE, "no pattern '%s' in '%s'; it defines: %s", name,

@@ -30,6 +30,8 @@ fe_module *fe_load_string(diag *d, arena *a, const char *name,
 
 int fe_n_patterns(const fe_module *m);            /* patterns of the main file */
 const char *fe_pattern_name(const fe_module *m, int k);
+/* The index k of the main file's pattern `name`, or -1 (hashed). */
+int fe_pattern_find(const fe_module *m, const char *name);
 /* A one-line signature, e.g. "longformer(w = 512, g = 1)"; for listings. */
 const char *fe_pattern_signature(const fe_module *m, int k);
 

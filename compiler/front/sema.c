@@ -26,9 +26,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SEMA_MAX_DEPTH 1500     /* translator recursion (after inlining) */
-#define SEMA_MAX_NODES 2000000  /* IR nodes of one instantiation */
-#define SEMA_MAX_EXTERN_ARGS 16
+#include "spat_limits.h"
+
+#define SEMA_MAX_DEPTH SPAT_MAX_INLINE_DEPTH
+#define SEMA_MAX_NODES SPAT_MAX_IR_NODES
+#define SEMA_MAX_EXTERN_ARGS SPAT_MAX_EXTERN_ARGS
 
 typedef enum { T_ERR, T_INT, T_PAT, T_SET } ty;
 
@@ -81,8 +83,10 @@ typedef struct sema {
   int n_frames;        /* instantiate mode: lets and calls being inlined */
   int n_pend;          /* frames of the last error, shown after its notes */
   bool bad_defines;    /* fe_instantiate was given an unusable -D */
-  const char **seen;   /* rendered keys of errors already reported */
-  int n_seen, cap_seen;
+  strmap seen;         /* rendered keys of errors already reported */
+  int n_suggest;       /* did-you-mean searches made */
+  unsigned gen;        /* instantiate mode: memo generation (0: no memo) */
+  struct recorder *rec; /* the innermost expansion being memoised */
   /* instantiate mode: the program's tables */
   ir_param *params; int n_params;
   ir_runtime *rt; table_entry *rt_e; int n_rt, cap_rt;
@@ -111,21 +115,11 @@ static void err(sema *S, src_span sp, const char *fmt, ...) {
   va_end(ap);
   char *key = arena_printf(S->a, "%d:%d:%d:%s", sp.src, sp.begin, sp.end, msg);
   if (key) {
-    for (int k = 0; k < S->n_seen; k++)
-      if (!strcmp(S->seen[k], key)) {
-        S->last_dup = true;
-        return;
-      }
-    if (S->n_seen == S->cap_seen) {
-      int cap = S->cap_seen ? 2 * S->cap_seen : 16;
-      const char **v = arena_alloc(S->a, sizeof(char *) * (size_t)cap);
-      if (v) {
-        if (S->n_seen) memcpy(v, S->seen, sizeof(char *) * (size_t)S->n_seen);
-        S->seen = v;
-        S->cap_seen = cap;
-      }
+    if (strmap_get(&S->seen, key)) {
+      S->last_dup = true;
+      return;
     }
-    if (S->n_seen < S->cap_seen) S->seen[S->n_seen++] = key;
+    strmap_put(&S->seen, key, key);
   }
   S->last_dup = false;
   diag_error(S->d, sp, "%s", msg);
@@ -230,13 +224,31 @@ bool sema_is_reserved(const char *name, const char **what) {
   return true;
 }
 
+/* The names of a file, hashed once (lookups were a scan per name, which
+ * made checking quadratic in the number of declarations). */
+static void index_file(fe_module *m, fe_file *F) {
+  if (F->indexed) return;
+  strmap_init(&F->names, m->arena);
+  for (int k = 0; k < F->n_decls; k++) {
+    ast_decl *d = F->decls[k];
+    if (d->kind != AST_D_IMPORT && !strmap_put(&F->names, d->name, d)) return;
+  }
+  F->indexed = true;
+}
+
 static ast_decl *lookup_walk(fe_module *m, int f, const char *name) {
   fe_file *F = &m->files[f];
   if (F->mark == m->gen) return NULL;
   F->mark = m->gen;
-  for (int k = 0; k < F->n_decls; k++) {
-    ast_decl *d = F->decls[k];
-    if (d->kind != AST_D_IMPORT && !strcmp(d->name, name)) return d;
+  index_file(m, F);
+  if (F->indexed) {
+    ast_decl *d = strmap_get(&F->names, name);
+    if (d) return d;
+  } else {
+    for (int k = 0; k < F->n_decls; k++) {
+      ast_decl *d = F->decls[k];
+      if (d->kind != AST_D_IMPORT && !strcmp(d->name, name)) return d;
+    }
   }
   for (int k = 0; k < F->n_imports; k++) {
     ast_decl *d = lookup_walk(m, F->imports[k], name);
@@ -305,7 +317,12 @@ static void suggest_walk(fe_module *m, int f, const char *name,
     suggest_walk(m, F->imports[k], name, best, bestd);
 }
 
+/* Suggestions scan every visible name: only for the first few unknown
+ * names, so a file full of them stays linear. */
+#define SEMA_MAX_SUGGEST 64
+
 static void did_you_mean(sema *S, env *E, const char *name, src_span sp) {
+  if (++S->n_suggest > SEMA_MAX_SUGGEST) return;
   const char *best = NULL;
   int bestd = 99;
   for (int k = 0; k < E->n; k++) consider(name, E->b[k].p->name, &best, &bestd);
@@ -471,6 +488,129 @@ static const char *decl_kind_name(const ast_decl *d) {
   }
 }
 
+/* ---- sharing expansions ---------------------------------------------
+ * In instantiate mode a let, or a call of a pattern whose arguments are
+ * constants, expands to the same IR wherever it is used (its body is
+ * translated in its own scope), so the expansion is made once per
+ * instantiation and shared: the IR becomes a DAG whose size is linear in
+ * the source (lets that double per level no longer double the IR).  Not
+ * shared: expansions containing topk (its selections are per node and per
+ * granularity).  Besides the value, a memo keeps the table merges the
+ * expansion made (runtime scalars, inputs, externs), replayed at each
+ * reuse, so conflicts are found exactly as if it were translated again,
+ * and the count of nodes it stands for, so SEMA_MAX_NODES still bounds the
+ * expanded tree (what the interpreter walks). */
+
+typedef struct memo_item {
+  ast_param *p;        /* a runtime scalar or input merged, or */
+  ast_decl *ext;       /* an extern merged */
+  int64_t deflt;
+  bool has_deflt;
+  src_span use;
+} memo_item;
+
+typedef struct memo {
+  struct memo *next;
+  unsigned gen;
+  int n_keys;          /* call: the constant arguments by parameter slot */
+  const int64_t *key;
+  const unsigned char *given;
+  val v;               /* T_ERR: the expansion failed (reported) */
+  long size;           /* IR nodes the expansion counted */
+  memo_item *items;
+  int n_items;
+} memo;
+
+typedef struct recorder {
+  struct recorder *up;
+  memo_item *items;
+  int n, cap;
+} recorder;
+
+static void rec_item(sema *S, memo_item it) {
+  recorder *R = S->rec;
+  if (!R) return;
+  if (R->n == R->cap) {
+    int cap = R->cap ? 2 * R->cap : 4;
+    memo_item *v = arena_alloc(S->a, sizeof *v * (size_t)cap);
+    if (!v) {
+      S->gen = 0; /* no memory for the record: stop memoising */
+      return;
+    }
+    if (R->n) memcpy(v, R->items, sizeof *v * (size_t)R->n);
+    R->items = v, R->cap = cap;
+  }
+  R->items[R->n++] = it;
+}
+
+static void rec_begin(sema *S, recorder *R) {
+  memset(R, 0, sizeof *R);
+  R->up = S->rec;
+  S->rec = R;
+}
+
+/* Ends R, passing its merges to the enclosing record. */
+static void rec_end(sema *S, recorder *R) {
+  S->rec = R->up;
+  for (int k = 0; k < R->n; k++) rec_item(S, R->items[k]);
+}
+
+static memo *memo_find(sema *S, ast_decl *d, int n_keys, const int64_t *key,
+                       const unsigned char *given) {
+  if (!S->gen) return NULL;
+  /* the list holds one generation (memo_store drops older ones) */
+  for (memo *m = d->memo; m && m->gen == S->gen; m = m->next) {
+    if (m->n_keys != n_keys) continue;
+    bool same = true;
+    for (int q = 0; q < n_keys && same; q++)
+      same = m->given[q] == given[q] && (!given[q] || m->key[q] == key[q]);
+    if (same) return m;
+  }
+  return NULL;
+}
+
+static void memo_store(sema *S, ast_decl *d, int n_keys, const int64_t *key,
+                       const unsigned char *given, val v, long size,
+                       const recorder *R) {
+  if (!S->gen || S->stop) return;
+  if (v.t != T_ERR && ir_has_op(v.n, IR_TOPK)) return;
+  if (d->memo && ((memo *)d->memo)->gen != S->gen) d->memo = NULL;
+  int n_here = 0; /* a few argument tuples per pattern; more are not kept */
+  for (memo *m = d->memo; m; m = m->next) n_here++;
+  if (n_here >= 8) return;
+  memo *m = arena_alloc(S->a, sizeof *m);
+  int64_t *k = n_keys ? arena_alloc(S->a, sizeof *k * (size_t)n_keys) : NULL;
+  unsigned char *g = n_keys ? arena_alloc(S->a, (size_t)n_keys) : NULL;
+  memo_item *it = R->n ? arena_alloc(S->a, sizeof *it * (size_t)R->n) : NULL;
+  if (!m || (n_keys && (!k || !g)) || (R->n && !it)) return;
+  if (n_keys) memcpy(k, key, sizeof *k * (size_t)n_keys), memcpy(g, given, (size_t)n_keys);
+  if (R->n) memcpy(it, R->items, sizeof *it * (size_t)R->n);
+  *m = (memo){d->memo, S->gen, n_keys, k, g, v, size, it, R->n};
+  d->memo = m;
+}
+
+static int merge_param(sema *S, ast_param *p, int64_t deflt, bool has_deflt);
+static int merge_extern(sema *S, ast_decl *d, src_span use);
+
+/* A reuse: the merges again, the nodes counted again, the same value. */
+static val memo_reuse(sema *S, const memo *m, src_span sp) {
+  for (int k = 0; k < m->n_items; k++) {
+    const memo_item *it = &m->items[k];
+    int r = it->p ? merge_param(S, it->p, it->deflt, it->has_deflt)
+                  : merge_extern(S, it->ext, it->use);
+    if (r < 0) return bad(S);
+  }
+  if (m->v.t == T_ERR) return bad(S);
+  S->n_nodes += m->size;
+  if (S->n_nodes > SEMA_MAX_NODES && !S->stop) {
+    err(S, sp, "pattern too large after inlining (more than %d nodes)",
+        SEMA_MAX_NODES);
+    S->stop = true;
+    return bad(S);
+  }
+  return m->v;
+}
+
 static void check_let(sema *S, ast_decl *d);
 
 /* A reference to a top-level let. */
@@ -502,12 +642,24 @@ static val let_ref(sema *S, ast_decl *d, src_span sp, bool in_where) {
     err(S, sp, "'%s' is defined in terms of itself", d->name);
     return bad(S);
   }
-  d->active = true;
-  env G = {d->file, NULL, 0, false, NULL};
-  push_frame(S, "let ", d->name, sp);
-  val v = tr(S, &G, d->body, true);
-  S->n_frames--;
-  d->active = false;
+  memo *m = memo_find(S, d, 0, NULL, NULL);
+  val v;
+  if (m) {
+    v = memo_reuse(S, m, sp);
+  } else {
+    d->active = true;
+    env G = {d->file, NULL, 0, false, NULL};
+    push_frame(S, "let ", d->name, sp);
+    recorder R;
+    rec_begin(S, &R);
+    long n0 = S->n_nodes;
+    v = tr(S, &G, d->body, true);
+    rec_end(S, &R);
+    S->n_frames--;
+    d->active = false;
+    if (v.t == T_ERR || !is_const(v.n))
+      memo_store(S, d, 0, NULL, NULL, v, S->n_nodes - n0, &R);
+  }
   if (v.t == T_ERR) return v;
   if (is_const(v.n)) {
     v.n->span = sp;
@@ -524,6 +676,7 @@ static val let_ref(sema *S, ast_decl *d, src_span sp, bool in_where) {
 /* Merges a runtime scalar or input array into the program's tables. */
 static int merge_param(sema *S, ast_param *p, int64_t deflt, bool has_deflt) {
   bool is_rt = p->kind == AST_PARAM_RUNTIME;
+  rec_item(S, (memo_item){p, NULL, deflt, has_deflt, SPAN_NONE});
   for (int k = 0; k < S->n_params; k++)
     if (!strcmp(S->params[k].name, p->name)) {
       err(S, p->span, "%s '%s' has the name of a compile-time parameter of the pattern",
@@ -593,6 +746,7 @@ static int merge_param(sema *S, ast_param *p, int64_t deflt, bool has_deflt) {
 }
 
 static int merge_extern(sema *S, ast_decl *d, src_span use) {
+  rec_item(S, (memo_item){NULL, d, 0, false, use});
   for (int k = 0; k < S->n_ex; k++)
     if (S->ex_e[k].ext == d) return k;
   for (int k = 0; k < S->n_rt; k++)
@@ -639,6 +793,8 @@ static void list_params(sema *S, ast_decl *d) {
   else
     note(S, d->name_span, "'%s' has no compile-time parameters", d->name);
 }
+
+static val call_body(sema *S, ast_decl *d, src_span sp, int np, ir_node **vals);
 
 /* A call of pattern d: checks the arguments against its parameters; in
  * instantiate mode binds them (arguments, then defaults), merges its runtime
@@ -725,6 +881,30 @@ static val call_pattern(sema *S, env *E, ast_decl *d, ast_node *call, src_span s
     note(S, d->name_span, "'%s' declared here", d->name);
     return bad(S);
   }
+  /* Shared when every argument given is a constant. */
+  int64_t *key = np ? arena_alloc(S->a, sizeof *key * (size_t)np) : NULL;
+  unsigned char *has = np ? arena_alloc(S->a, (size_t)np) : NULL;
+  bool share = !np || (key && has);
+  for (int q = 0; q < np && share; q++) {
+    has[q] = given[q] != NULL;
+    if (given[q] && !is_const(vals[q])) share = false;
+    else key[q] = given[q] ? vals[q]->value : 0;
+  }
+  memo *m = share ? memo_find(S, d, np, key, has) : NULL;
+  if (m) return memo_reuse(S, m, sp);
+  recorder R;
+  rec_begin(S, &R);
+  long n0 = S->n_nodes;
+  val r = call_body(S, d, sp, np, vals);
+  rec_end(S, &R);
+  if (share) memo_store(S, d, np, key, has, r, S->n_nodes - n0, &R);
+  return r;
+}
+
+/* The rest of a call in instantiate mode: binds the parameters (vals[q]: the
+ * argument given, or NULL for the default) and translates the body. */
+static val call_body(sema *S, ast_decl *d, src_span sp, int np, ir_node **vals) {
+  bool ok = true;
   binding *b = np ? arena_alloc(S->a, sizeof(binding) * (size_t)np) : NULL;
   if (np && !b) return bad(S);
   env C = {d->file, b, 0, true, d};
@@ -1337,6 +1517,8 @@ static void sema_init(sema *S, fe_module *m, bool inst) {
   S->d = m->diag;
   S->a = m->arena;
   S->inst = inst;
+  strmap_init(&S->seen, m->arena);
+  if (inst) S->gen = ++m->memo_gen ? m->memo_gen : ++m->memo_gen;
 }
 
 static void reset_tables(sema *S) {
@@ -1358,23 +1540,21 @@ int sema_check_module(fe_module *m) {
   int before = diag_n_errors(m->diag);
   sema S;
   sema_init(&S, m, false);
-  /* Every top-level name once across the module. */
+  /* Every top-level name once across the module (first definitions, in
+   * file order, hashed). */
+  strmap first;
+  strmap_init(&first, m->arena);
   for (int f = 0; f < m->n_files; f++)
     for (int k = 0; k < m->files[f].n_decls; k++) {
       ast_decl *d = m->files[f].decls[k];
       d->file = f;
       if (d->kind == AST_D_IMPORT) continue;
       check_name(&S, d->name, d->name_span);
-      ast_decl *prev = NULL;
-      for (int g = 0; g <= f && !prev; g++)
-        for (int q = 0; q < m->files[g].n_decls; q++) {
-          ast_decl *o = m->files[g].decls[q];
-          if (o == d) break;
-          if (o->kind != AST_D_IMPORT && !strcmp(o->name, d->name)) {
-            prev = o;
-            break;
-          }
-        }
+      ast_decl *prev = strmap_get(&first, d->name);
+      if (!prev && !strmap_put(&first, d->name, d)) {
+        err(&S, SPAN_NONE, "out of memory");
+        return diag_n_errors(m->diag) - before;
+      }
       if (prev) {
         err(&S, d->name_span, "'%s' is already defined", d->name);
         note(&S, prev->name_span, "previous definition of '%s' (a %s)", prev->name,
@@ -1524,6 +1704,7 @@ static ir_program *instantiate(sema *S, ast_decl *d, const fe_define *defs,
   val r = tr_pat(S, &C, d->body, "the body of a pattern");
   d->active = false;
   if (r.t == T_ERR || S->failed) return NULL;
+  ir_seal(r.n);
 
   ir_program *P = arena_alloc(S->a, sizeof *P);
   if (!P) return NULL;
@@ -1542,8 +1723,8 @@ ir_program *sema_instantiate(fe_module *m, ast_decl *d, const fe_define *defs,
                              int n_defs) {
   sema S;
   sema_init(&S, m, true);
-  for (int f = 0; f < m->n_files; f++)
-    for (int k = 0; k < m->files[f].n_decls; k++) m->files[f].decls[k]->active = false;
+  /* (every d->active is false here: each translation that sets it clears
+   * it on the way out, on every path) */
   ir_program *p = instantiate(&S, d, defs, n_defs);
   flush_frames(&S);
   if (!p && n_defs > 0 && !S.bad_defines && diag_n_errors(m->diag) > 0) {

@@ -8,6 +8,7 @@
 
 #include "ast.h"
 #include "frontend.h"
+#include "strmap.h"
 
 typedef struct fe_file {
   const char *path;        /* as the user (or the importing file) named it */
@@ -18,6 +19,8 @@ typedef struct fe_file {
   int *imports;            /* indices of imported files */
   int n_imports;
   int mark;                /* lookup walk generation */
+  strmap names;            /* name -> its first non-import declaration */
+  bool indexed;            /* names built */
 } fe_file;
 
 struct fe_module {
@@ -29,6 +32,7 @@ struct fe_module {
   ast_decl **patterns;     /* patterns of the main file */
   int n_patterns;
   const char **signatures; /* fe_pattern_signature, built at load */
+  unsigned memo_gen;       /* sema: instantiation generations (memo keys) */
 };
 
 /* Declaration named `name` visible in file f (its own, then what it

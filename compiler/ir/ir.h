@@ -126,6 +126,8 @@ struct ir_node {
   ir_node **kids;
   int64_t value;  /* CONST: the value; RUNTIME/INPUT/EXTERN: table index */
   src_span span;  /* where the user wrote it, for run-time errors */
+  uint64_t ops;   /* set by ir_seal: bit k when op k occurs in the subtree
+                     (0: not computed) */
 };
 
 typedef struct ir_runtime {
@@ -178,8 +180,19 @@ ir_node *ir_new3(arena *a, ir_op op, ir_node *k0, ir_node *k1, ir_node *k2,
  * Run between lowering and every backend; linear in the distinct nodes. */
 bool ir_check(const ir_program *p, char *err, size_t errlen);
 
+/* The IR is a DAG: sema shares the expansion of a let or a pattern call
+ * used several times (never one that contains TOPK), so a node may have
+ * several parents.  Walks that recurse into every kid cost the expanded
+ * tree's size; passes that must stay linear memoise per node. */
 bool ir_has_op(const ir_node *n, ir_op op);   /* anywhere in the tree */
+/* Computes n->ops for n and every node below it (each once); n's subtree
+ * must not change afterwards.  Returns n->ops. */
+uint64_t ir_seal(ir_node *n);
 bool ir_is_data_dependent(const ir_program *p); /* has TOPK */
+/* Nodes of n's subtree expanded into a tree (a shared node counted at each
+ * use), at most cap; linear in the distinct nodes.  What a tree walk, such
+ * as the interpreter's per mask element, costs. */
+int64_t ir_tree_size(const ir_node *n, int64_t cap);
 
 /* Prints the expression in .pat syntax, fully parenthesised where needed;
  * the output parses back to the same tree (canonical text, used for cache

@@ -714,5 +714,15 @@ expect_rc interp-runtime-error 1 && grep -qE '^oob\.pat:1:[0-9]+: error: .*out o
 sp mask oob.pat --len 4 --input doc=doc4.npy
 expect_rc mask-runtime-error 1 && grep -qE '^oob\.pat:1:[0-9]+: error: .*out of range' err && ok mask-runtime-error || fail mask-runtime-error
 
+# spatc check is linear in the declarations: 200,000 patterns (a quadratic
+# name lookup takes minutes; the guard turns that into a failure)
+python3 -c "
+import sys
+with open('many.pat', 'w') as f:
+    for k in range(200000): f.write('pattern q%d = window(%d);\\n' % (k, k % 100))
+"
+timeout 120 "$SPATC" check many.pat >out 2>err; rc=$?
+expect_rc check-many-decls 0 && ok check-many-decls
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

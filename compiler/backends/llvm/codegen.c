@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "kernel_rt.h"
+#include "spat_limits.h"
 
 #define NV (KR_BQ / 16) /* row vectors per query tile */
 
@@ -51,6 +52,18 @@ typedef struct cg {
   LLVMValueRef fn, env;
   LLVMBasicBlockRef allocas;
   LLVMValueRef h, H, lk_tok;
+  const void *top_R;       /* the function's own row (memo context) */
+  /* sub-pattern functions (see "Bounded functions" below) */
+  struct cg_nd *nd;        /* per distinct IR node reached */
+  int n_nd, cap_nd;
+  const ir_node **hkey;    /* node -> index into nd, open addressing */
+  int *hval;
+  size_t hcap;
+  int *order;              /* nodes with a function, kids before parents */
+  int n_order;
+  int fn_seq;
+  int *eparent;            /* errat regions of the function: parent or -1 */
+  int n_eregion, cap_eregion, eregion;
   LLVMValueRef detail;     /* spat_errat's int64_t[2] of message values */
 } cg;
 
@@ -161,6 +174,8 @@ static int err_site(cg *g, const ir_node *n, const char *what) {
  * \1 and \2, see kernel_rt.h) are stored first. */
 static void check_v(cg *g, LLVMValueRef bad, const ir_node *n, const char *what,
                     LLVMValueRef d0, LLVMValueRef d1) {
+  /* a check the builder folded to false (constant arguments) costs nothing */
+  if (LLVMIsAConstantInt(bad) && LLVMConstIntGetZExtValue(bad) == 0) return;
   int code = err_site(g, n, what);
   LLVMBasicBlockRef e = newbb(g, "err"), ok = newbb(g, "ok");
   LLVMBuildCondBr(g->B, bad, e, ok);
@@ -1026,10 +1041,16 @@ static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
   }
 }
 
+static LLVMValueRef pat_call(cg *g, struct cg_nd *x, const lvl *L,
+                             const rowx *R, LLVMValueRef act);
+static struct cg_nd *outlined(cg *g, const ir_node *n);
+
 /* The row mask of P; when act is given and empty the node is not evaluated
  * at all (no errors, no extern calls). */
 static LLVMValueRef pat(cg *g, const ir_node *n, const lvl *L, const rowx *R,
                         LLVMValueRef act) {
+  struct cg_nd *x = outlined(g, n);
+  if (x) return pat_call(g, x, L, R, act);
   if (!act || n->op == IR_FULL || n->op == IR_NONE || n->op == IR_CAUSAL)
     return pat_node(g, n, L, R, act);
   LLVMValueRef res = acc_new(g, ci64(g, 0));
@@ -1101,11 +1122,267 @@ static void build_mask_fn(cg *g, int idx, const ir_node *root) {
            LLVMGetParam(g->fn, 5)};
   rowx R = {LLVMGetParam(g->fn, 2), LLVMGetParam(g->fn, 3), NULL};
   R.valid = lowbits(g, R.cnt);
+  g->top_R = &R;
   LLVMValueRef bits = pat(g, root, &L, &R, NULL);
+  g->top_R = NULL;
   LLVMBuildStore(g->B, LLVMBuildAnd(g->B, bits, R.valid, ""),
                  LLVMGetParam(g->fn, 6));
   LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
   end_fn(g);
+}
+
+/* --- bounded functions ---------------------------------------------------
+ * LLVM's optimiser and x86 back end are superlinear in the size of one
+ * function (a balanced union of 512 windows took 33 s, nearly all in the
+ * X86 domain reassignment pass), and the IR is a DAG (sema shares lets and
+ * calls), so emitting it as one tree is exponential.  Hence: a pattern node
+ * with several parents, or whose inline code would exceed SPAT_JIT_FN_NODES
+ * IR nodes, becomes a function of its own (noinline, internal),
+ *     i32 spat_sub_<k>(env, i, j0, cnt, lq, lk, act, *out)
+ * with the mask ABI plus the activity word, emitted once and called from
+ * each use.  Every function is then at most about SPAT_JIT_FN_NODES nodes
+ * (or one integer expression), and the module is linear in the DAG.  Within
+ * a function, a sub-pattern used again on the same row reuses its word
+ * where it was already evaluated (a node's word is exact on the columns it
+ * was active on), so run time stays linear in the DAG for the usual
+ * sharing, e.g. p1 = p0 | (p0 & q).  Before emitting anything the emitted
+ * size is summed; over SPAT_MAX_JIT_NODES, or an integer expression over
+ * SPAT_MAX_JIT_EXPR_NODES, is an error at the node (not a long compile). */
+
+typedef struct cg_nd {
+  const ir_node *n;
+  int refs;                /* parent edges */
+  bool done;               /* sizes computed */
+  bool own;                /* has a function of its own */
+  int64_t size;            /* inline size (pattern) / tree size (integer) */
+  LLVMValueRef fn;         /* own: its function */
+  LLVMValueRef memo_fn;    /* the function memo_word/memo_act belong to */
+  LLVMValueRef memo_word, memo_act;
+  LLVMValueRef efn;        /* own: its spat_errat part */
+  LLVMValueRef err_fn;     /* errat: walked in this function, */
+  int err_region;          /* in this region (see err_walk) */
+} cg_nd;
+
+#define SIZE_CAP ((int64_t)1 << 40)
+
+static size_t ptr_hash(const void *p) {
+  uint64_t x = (uint64_t)(uintptr_t)p;
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  return (size_t)x;
+}
+
+static cg_nd *nd_get(cg *g, const ir_node *n) {
+  if (!g->hcap) return NULL;
+  for (size_t k = ptr_hash(n) & (g->hcap - 1);; k = (k + 1) & (g->hcap - 1)) {
+    if (!g->hkey[k]) return NULL;
+    if (g->hkey[k] == n) return &g->nd[g->hval[k]];
+  }
+}
+
+static cg_nd *nd_add(cg *g, const ir_node *n) {
+  if (2 * ((size_t)g->n_nd + 1) > g->hcap) {
+    size_t cap = g->hcap ? 2 * g->hcap : 256;
+    const ir_node **hk = calloc(cap, sizeof *hk);
+    int *hv = calloc(cap, sizeof *hv);
+    if (!hk || !hv) {
+      free(hk), free(hv);
+      return NULL;
+    }
+    for (size_t k = 0; k < g->hcap; k++)
+      if (g->hkey[k]) {
+        size_t q = ptr_hash(g->hkey[k]) & (cap - 1);
+        while (hk[q]) q = (q + 1) & (cap - 1);
+        hk[q] = g->hkey[k], hv[q] = g->hval[k];
+      }
+    free(g->hkey), free(g->hval);
+    g->hkey = hk, g->hval = hv, g->hcap = cap;
+  }
+  if (g->n_nd == g->cap_nd) {
+    int cap = g->cap_nd ? 2 * g->cap_nd : 256;
+    cg_nd *v = realloc(g->nd, sizeof *v * (size_t)cap);
+    if (!v) return NULL;
+    g->nd = v, g->cap_nd = cap;
+  }
+  size_t q = ptr_hash(n) & (g->hcap - 1);
+  while (g->hkey[q]) q = (q + 1) & (g->hcap - 1);
+  g->hkey[q] = n, g->hval[q] = g->n_nd;
+  cg_nd *x = &g->nd[g->n_nd++];
+  memset(x, 0, sizeof *x);
+  x->n = n;
+  return x;
+}
+
+/* Pass 1: parent edges of every node (each node's kids visited once). */
+static int count_refs(cg *g, const ir_node *n) {
+  if (!n) return 1;
+  cg_nd *x = nd_get(g, n);
+  if (x) {
+    x->refs++;
+    return 1;
+  }
+  if (!(x = nd_add(g, n))) return 0;
+  x->refs = 1;
+  for (int k = 0; k < n->n_kids; k++)
+    if (!count_refs(g, n->kids[k])) return 0;
+  return 1;
+}
+
+static bool may_own(const ir_node *n) {
+  return ir_op_kind[n->op] == IR_PAT && n->op != IR_FULL && n->op != IR_NONE &&
+         n->op != IR_CAUSAL;
+}
+
+typedef struct cg_budget {
+  int64_t total;           /* nodes emitted over every function */
+  const ir_node *expr;     /* an integer expression over the limit */
+  int64_t expr_size;
+} cg_budget;
+
+static int64_t sat_add(int64_t a, int64_t b) {
+  return a + b > SIZE_CAP ? SIZE_CAP : a + b;
+}
+
+/* Pass 2, post-order: sizes, and which nodes get a function. */
+static void size_of(cg *g, const ir_node *n, bool is_root, cg_budget *bu) {
+  cg_nd *x = n ? nd_get(g, n) : NULL;
+  if (!x || x->done) return;
+  x->done = true;
+  int64_t sz = 1;
+  for (int k = 0; k < n->n_kids; k++) {
+    const ir_node *kid = n->kids[k];
+    if (!kid) continue;
+    size_of(g, kid, false, bu);
+    cg_nd *y = nd_get(g, kid);
+    int64_t ks = y->own ? 1 : y->size;
+    /* where: vector and scalar code for the predicate */
+    if (n->op == IR_WHERE) ks = sat_add(ks, ks);
+    sz = sat_add(sz, ks);
+    if (ir_op_kind[n->op] == IR_PAT && ir_op_kind[kid->op] != IR_PAT &&
+        y->size > SPAT_MAX_JIT_EXPR_NODES && !bu->expr)
+      bu->expr = kid, bu->expr_size = y->size;
+  }
+  x->size = sz;
+  if (!is_root && may_own(n) && (x->refs > 1 || sz > SPAT_JIT_FN_NODES)) {
+    x->own = true;
+    bu->total = sat_add(bu->total, sz);
+    g->order[g->n_order++] = (int)(x - g->nd);
+  }
+}
+
+static cg_nd *outlined(cg *g, const ir_node *n) {
+  cg_nd *x = nd_get(g, n);
+  return x && x->own && x->fn ? x : NULL;
+}
+
+/* The entry block (no terminator until end_fn) runs first: state set there
+ * holds at every use in the function. */
+static LLVMValueRef entry_var(cg *g, const char *name) {
+  LLVMValueRef a = alloca_t(g, g->i64, name);
+  LLVMBasicBlockRef cur = LLVMGetInsertBlock(g->B);
+  LLVMPositionBuilderAtEnd(g->B, g->allocas);
+  LLVMBuildStore(g->B, ci64(g, 0), a);
+  LLVMPositionBuilderAtEnd(g->B, cur);
+  return a;
+}
+
+static LLVMTypeRef sub_type(cg *g) {
+  LLVMTypeRef ps[8] = {g->ptr, g->i64, g->i64, g->i64, g->i64, g->i64, g->i64, g->ptr};
+  return LLVMFunctionType(g->i32, ps, 8, 0);
+}
+
+static LLVMValueRef pat_call(cg *g, cg_nd *x, const lvl *L, const rowx *R,
+                             LLVMValueRef act) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef a = act ? act : R->valid;
+  LLVMValueRef out = alloca_t(g, g->i64, "sub");
+  bool memo = R == g->top_R;
+  if (memo && x->memo_fn != g->fn) {
+    x->memo_fn = g->fn;
+    x->memo_word = entry_var(g, "memo");
+    x->memo_act = entry_var(g, "memoact");
+  }
+  LLVMValueRef seen = memo ? LLVMBuildLoad2(B, g->i64, x->memo_act, "") : NULL;
+  LLVMValueRef need = memo ? LLVMBuildAnd(B, a, LLVMBuildNot(B, seen, ""), "") : a;
+  LLVMValueRef res = acc_new(g, memo ? LLVMBuildLoad2(B, g->i64, x->memo_word, "")
+                                     : ci64(g, 0));
+  LLVMBasicBlockRef go = newbb(g, "call"), join = newbb(g, "join");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntNE, need, ci64(g, 0), ""), go, join);
+  LLVMPositionBuilderAtEnd(B, go);
+  LLVMValueRef args[8] = {g->env, L->i, R->j0, R->cnt, L->lq, L->lk, need, out};
+  LLVMValueRef rc = LLVMBuildCall2(B, sub_type(g), x->fn, args, 8, "");
+  check_dyn(g, LLVMBuildZExt(B, rc, g->i64, ""));
+  LLVMValueRef w = LLVMBuildLoad2(B, g->i64, out, "");
+  if (memo) {
+    /* exact on seen | need from now on */
+    LLVMValueRef old = LLVMBuildAnd(B, acc_get(g, res), seen, "");
+    w = LLVMBuildOr(B, old, LLVMBuildAnd(B, w, need, ""), "");
+    LLVMBuildStore(B, w, x->memo_word);
+    LLVMBuildStore(B, LLVMBuildOr(B, seen, need, ""), x->memo_act);
+  }
+  LLVMBuildStore(B, w, res);
+  LLVMBuildBr(B, join);
+  LLVMPositionBuilderAtEnd(B, join);
+  return acc_get(g, res);
+}
+
+static void build_sub_fn(cg *g, cg_nd *x) {
+  char name[32];
+  snprintf(name, sizeof name, "spat_sub_%d", g->fn_seq++);
+  g->fn = LLVMAddFunction(g->M, name, sub_type(g));
+  LLVMSetLinkage(g->fn, LLVMInternalLinkage);
+  fn_attrs(g, g->fn);
+  unsigned k = LLVMGetEnumAttributeKindForName("noinline", 8);
+  LLVMAddAttributeAtIndex(g->fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateEnumAttribute(g->C, k, 0));
+  scalar_only(g);
+  g->allocas = newbb(g, "entry");
+  LLVMPositionBuilderAtEnd(g->B, newbb(g, "start"));
+  g->env = LLVMGetParam(g->fn, 0);
+  load_env(g);
+  lvl L = {LLVMGetParam(g->fn, 1), LLVMGetParam(g->fn, 4),
+           LLVMGetParam(g->fn, 5)};
+  rowx R = {LLVMGetParam(g->fn, 2), LLVMGetParam(g->fn, 3), NULL};
+  R.valid = lowbits(g, R.cnt);
+  g->top_R = &R;
+  LLVMValueRef bits = pat_node(g, x->n, &L, &R, LLVMGetParam(g->fn, 6));
+  LLVMBuildStore(g->B, bits, LLVMGetParam(g->fn, 7));
+  LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
+  end_fn(g);
+  g->top_R = NULL;
+  x->fn = g->fn; /* set last: inside its own body the node is inlined */
+}
+
+/* Sizes every node, checks the budget, emits the sub-pattern functions
+ * (kids before parents).  0 with a message in err when over budget. */
+static int plan_functions(cg *g, char *err, size_t errlen) {
+  if (!count_refs(g, g->p->root) ||
+      !(g->order = malloc(sizeof *g->order * (size_t)g->n_nd))) {
+    g->oom = 1;
+    return 1;
+  }
+  cg_budget bu = {0, NULL, 0};
+  size_of(g, g->p->root, true, &bu);
+  bu.total = sat_add(bu.total, nd_get(g, g->p->root)->size);
+  const ir_node *bad = bu.expr ? bu.expr : g->p->root;
+  if (bu.expr || bu.total > SPAT_MAX_JIT_NODES) {
+    char loc[256] = "";
+    if (g->p->diag && bad->span.src >= 0) diag_loc(g->p->diag, bad->span, loc, sizeof loc);
+    if (bu.expr)
+      snprintf(err, errlen, "%s%serror: integer expression too large for the JIT "
+               "(%lld nodes after inlining; the limit is %d); run the pattern with "
+               "the interpreter (--backend interp)", loc, loc[0] ? ": " : "",
+               (long long)bu.expr_size, SPAT_MAX_JIT_EXPR_NODES);
+    else
+      snprintf(err, errlen, "%s%serror: pattern too large for the JIT (%lld%s IR "
+               "nodes to compile; the limit is %d); run it with the interpreter "
+               "(--backend interp)", loc, loc[0] ? ": " : "",
+               (long long)bu.total, bu.total >= SIZE_CAP ? "+" : "", SPAT_MAX_JIT_NODES);
+    return 0;
+  }
+  for (int k = 0; k < g->n_order; k++) build_sub_fn(g, &g->nd[g->order[k]]);
+  return 1;
 }
 
 /* Path from n down to target: the enclosing BLOCKS nodes, outermost first. */
@@ -1175,10 +1452,93 @@ static void err_set(cg *g, const ir_node *s, const lvl *L) {
   }
 }
 
+/* Regions of one errat function: code of a region runs after that of its
+ * ancestors with the same (i, j, granularity), so a shared node walked in an
+ * ancestor region need not be walked again (its errors, if any, would have
+ * returned already).  A ?: arm is a child region; blocks and topk's row
+ * loop change the point, so they open a root region. */
+static int eregion_open(cg *g, bool same_point) {
+  if (g->n_eregion == g->cap_eregion) {
+    int cap = g->cap_eregion ? 2 * g->cap_eregion : 64;
+    int *v = realloc(g->eparent, sizeof *v * (size_t)cap);
+    if (!v) {
+      g->oom = 1;
+      return g->eregion;
+    }
+    g->eparent = v, g->cap_eregion = cap;
+  }
+  int prev = g->eregion;
+  g->eparent[g->n_eregion] = same_point ? g->eregion : -1;
+  g->eregion = g->n_eregion++;
+  return prev;
+}
+
+static bool eregion_sees(cg *g, int r) {
+  for (int q = g->eregion; q >= 0; q = g->eparent[q])
+    if (q == r) return true;
+  return false;
+}
+
+static void err_node(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
+                     LLVMValueRef whole);
+
+static LLVMTypeRef errsub_type(cg *g) {
+  LLVMTypeRef ps[7] = {g->ptr, g->i64, g->i64, g->i64, g->i64, g->i64, g->ptr};
+  return LLVMFunctionType(g->i32, ps, 7, 0);
+}
+
+/* A sub-pattern with a function of its own is walked by a call of its
+ * errat part, once per region (above). */
 static void err_walk(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
+                     LLVMValueRef whole) {
+  cg_nd *x = nd_get(g, n);
+  if (!x || !x->own || !x->efn) {
+    err_node(g, n, L, j, whole);
+    return;
+  }
+  if (x->err_fn == g->fn && eregion_sees(g, x->err_region)) return;
+  LLVMValueRef args[7] = {g->env, L->i, j ? j : ci64(g, 0), L->lq, L->lk, whole,
+                          g->detail};
+  LLVMValueRef rc = LLVMBuildCall2(g->B, errsub_type(g), x->efn, args, 7, "");
+  check_dyn(g, LLVMBuildZExt(g->B, rc, g->i64, ""));
+  x->err_fn = g->fn, x->err_region = g->eregion;
+}
+
+static void errat_begin(cg *g) {
+  g->n_eregion = 0;
+  g->eregion = -1;
+  eregion_open(g, false);
+}
+
+static void build_errsub_fn(cg *g, cg_nd *x) {
+  char name[32];
+  snprintf(name, sizeof name, "spat_errsub_%d", g->fn_seq++);
+  g->fn = LLVMAddFunction(g->M, name, errsub_type(g));
+  LLVMSetLinkage(g->fn, LLVMInternalLinkage);
+  fn_attrs(g, g->fn);
+  unsigned k = LLVMGetEnumAttributeKindForName("noinline", 8);
+  LLVMAddAttributeAtIndex(g->fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateEnumAttribute(g->C, k, 0));
+  scalar_only(g);
+  g->allocas = newbb(g, "entry");
+  LLVMPositionBuilderAtEnd(g->B, newbb(g, "start"));
+  g->env = LLVMGetParam(g->fn, 0);
+  load_env(g);
+  g->detail = LLVMGetParam(g->fn, 6);
+  lvl L = {LLVMGetParam(g->fn, 1), LLVMGetParam(g->fn, 3), LLVMGetParam(g->fn, 4)};
+  errat_begin(g);
+  err_node(g, x->n, &L, LLVMGetParam(g->fn, 2), LLVMGetParam(g->fn, 5));
+  LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
+  end_fn(g);
+  g->detail = NULL;
+  x->efn = g->fn; /* set last: inside its own body the node is walked inline */
+}
+
+static void err_node(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
                      LLVMValueRef whole) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef v;
+  int outer;
   switch (n->op) {
   case IR_WHERE: ival(g, n->kids[0], L, j); return;
   case IR_WINDOW:
@@ -1211,9 +1571,11 @@ static void err_walk(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
     LLVMPositionBuilderAtEnd(B, go);
     loop lp;
     LLVMValueRef jj = loop_begin(g, &lp, ci64(g, 0), L->lk, 1);
+    outer = eregion_open(g, false);
     /* nested topk rows: once per row, as the interpreter caches them */
     err_walk(g, n->kids[1], L, jj,
              zx(g, LLVMBuildICmp(B, LLVMIntEQ, jj, ci64(g, 0), "")));
+    g->eregion = outer;
     loop_end(g, &lp);
     LLVMBuildBr(B, join);
     LLVMPositionBuilderAtEnd(B, join);
@@ -1230,10 +1592,14 @@ static void err_walk(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
                       join = newbb(g, "join");
     LLVMBuildCondBr(B, c, tb, eb);
     LLVMPositionBuilderAtEnd(B, tb);
+    outer = eregion_open(g, true);
     err_walk(g, n->kids[1], L, j, whole);
+    g->eregion = outer;
     LLVMBuildBr(B, join);
     LLVMPositionBuilderAtEnd(B, eb);
+    outer = eregion_open(g, true);
     err_walk(g, n->kids[2], L, j, whole);
+    g->eregion = outer;
     LLVMBuildBr(B, join);
     LLVMPositionBuilderAtEnd(B, join);
     return;
@@ -1242,7 +1608,9 @@ static void err_walk(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
     LLVMValueRef b = blocks_size(g, n, L);
     lvl in = {LLVMBuildSDiv(B, L->i, b, ""), ceil_div(g, L->lq, b),
               ceil_div(g, L->lk, b)};
+    outer = eregion_open(g, false);
     err_walk(g, n->kids[1], &in, LLVMBuildSDiv(B, j, b, ""), whole);
+    g->eregion = outer;
     return;
   }
   default: return; /* full, none, causal */
@@ -1250,6 +1618,7 @@ static void err_walk(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
 }
 
 static void build_errat_fn(cg *g) {
+  for (int k = 0; k < g->n_order; k++) build_errsub_fn(g, &g->nd[g->order[k]]);
   LLVMTypeRef ps[5] = {g->ptr, g->i64, g->i64, g->i64, g->ptr};
   begin_fn(g, "spat_errat", g->i32, ps, 5);
   scalar_only(g);
@@ -1257,6 +1626,7 @@ static void build_errat_fn(cg *g) {
   load_env(g);
   g->detail = LLVMGetParam(g->fn, 4);
   lvl L = {LLVMGetParam(g->fn, 1), env_word(g, g->env, 2, g->i64), g->lk_tok};
+  errat_begin(g);
   err_walk(g, g->p->root, &L, LLVMGetParam(g->fn, 2), LLVMGetParam(g->fn, 3));
   LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
   end_fn(g);
@@ -1592,6 +1962,14 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   g->vi1 = LLVMVectorType(g->i1, 16);
   if (!collect_topk(g, p->root)) g->oom = 1;
 
+  if (!plan_functions(g, err, errlen)) {
+    LLVMDisposeBuilder(g->B);
+    LLVMDisposeModule(g->M);
+    free(g->tk), free(g->nd), free(g->hkey), free(g->hval);
+    for (int k = 0; k < g->n_errs; k++) free(g->errs[k]);
+    free(g->errs), free(g->order), free(g->eparent);
+    return NULL;
+  }
   build_mask_fn(g, 0, p->root);
   for (int k = 0; k < g->n_tk; k++) build_mask_fn(g, k + 1, g->tk[k]->kids[1]);
   for (int k = 0; k < g->n_tk; k++) build_tkinfo_fn(g, k);
@@ -1618,8 +1996,8 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   }
   free(strs);
   LLVMDisposeBuilder(g->B);
-  free(g->tk);
-  free(g->rnd);
+  free(g->tk), free(g->rnd), free(g->nd), free(g->hkey), free(g->hval), free(g->order),
+      free(g->eparent);
   info->n_topk = g->n_tk;
   info->n_errors = g->n_errs;
   info->errors = g->errs;
@@ -1630,4 +2008,28 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
     return NULL;
   }
   return g->M;
+}
+
+int cg_count(const ir_program *p, cg_stats *out, char *err, size_t errlen) {
+  cg_info info;
+  LLVMContextRef C = LLVMContextCreate();
+  LLVMModuleRef M = cg_build(C, p, 16, NULL, &info, err, errlen);
+  memset(out, 0, sizeof *out);
+  if (!M) {
+    LLVMContextDispose(C);
+    return -1;
+  }
+  for (LLVMValueRef f = LLVMGetFirstFunction(M); f; f = LLVMGetNextFunction(f)) {
+    if (LLVMIsDeclaration(f) || !strcmp(LLVMGetValueName(f), "spat_tile")) continue;
+    long n = 0;
+    for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+      for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in))
+        n++;
+    out->insts += n, out->fns++;
+    if (n > out->max_fn_insts) out->max_fn_insts = n;
+  }
+  LLVMDisposeModule(M);
+  LLVMContextDispose(C);
+  cg_info_free(&info);
+  return 0;
 }

@@ -68,4 +68,13 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
                        size_t errlen);
 void cg_info_free(cg_info *info);
 
+/* The work of compiling p, counted (tests assert it stays linear): LLVM
+ * instructions of the unoptimised mask code (every function but spat_tile),
+ * the largest function's, and the number of those functions.  0, or -1
+ * with a message in err (e.g. over the compile budget). */
+typedef struct cg_stats {
+  long insts, max_fn_insts, fns;
+} cg_stats;
+int cg_count(const ir_program *p, cg_stats *out, char *err, size_t errlen);
+
 #endif
