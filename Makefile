@@ -3,6 +3,7 @@
 #   make test       unit, golden-diagnostic, differential and CLI tests
 #   make demo       JIT a library pattern, check it against the interpreter, time it
 #   make bench      the README's performance table
+#   make bench-compile   compile times per library pattern (cold, warm)
 #   make install PREFIX=/usr/local    make uninstall PREFIX=...
 # A missing tool (flex, bison, LLVM 19, cmocka, ...) is installed first by
 # scripts/install-deps.sh (apt-get, Debian 12).
@@ -56,7 +57,7 @@ TEST_SRCS   := $(wildcard tests/unit/test_*.c)
 TEST_BINS   := $(TEST_SRCS:tests/unit/%.c=$(B)/tests/%)
 DEPS_STAMP  := $(B)/.deps-ok
 
-.PHONY: all test demo bench bench-peers install uninstall clean asan ubsan valgrind deps
+.PHONY: all test demo bench bench-compile bench-peers install uninstall clean asan ubsan valgrind deps
 all: $(B)/libspat.a $(B)/libspat.so $(B)/spatc
 
 deps: $(DEPS_STAMP)
@@ -133,8 +134,15 @@ $(B)/demo: bench/demo.c $(B)/libspat.a
 demo: all $(B)/demo
 	@B=$(B) bash scripts/demo.sh
 
-bench: all
-	@bash bench/run.sh
+# Compile times through the public API only (bench/compile.sh).
+$(B)/compile-times: bench/compile_times.c $(B)/libspat.a include/spat.h
+	$(CC) $(CFLAGS_BASE) -Iinclude -o $@ $< $(B)/libspat.a $(LIBS)
+
+bench: all $(B)/compile-times
+	@B=$(B) bash bench/run.sh
+
+bench-compile: all $(B)/compile-times
+	@B=$(B) bash bench/compile.sh
 
 bench-peers: all
 	@bash bench/peers.sh

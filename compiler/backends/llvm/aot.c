@@ -1,10 +1,11 @@
-/* aot.c: ahead-of-time kernels: ir_program -> object file + C header.
+/* aot.c: the AOT emitter: ir_program -> object file (aot_emit), and the
+ * objects of the disk cache (aot_emit_object, aot_emit.h).
  *
  * In: a checked program and the compile options (aot.h).  Out: NAME.o with
- * the kernel's code and its typed entries, and NAME.h declaring them.
+ * the kernel's code and its typed entries (the header: aot_header.c).
  *
  *   an_build         the tile plan, emitted as a constant array
- *   cg_build         the mask and tile functions (as the JIT's), made
+ *   cg_build         the mask functions and (AOT) the forward tile, made
  *                    internal and renamed "NAME.<fn>" so that several
  *                    kernels link into one program
  *   descriptor       an aot_desc constant pointing at all of it, plus a
@@ -12,31 +13,33 @@
  *   entries          NAME(t, scalars..., inputs...) and NAME_ex(err, errlen,
  *                    t, ...) store their arguments in arrays and call
  *                    spat_aot_run(&desc, ...) in libspat
- *   O3, then LLVMTargetMachineEmitToFile (position-independent code)
+ *   lp_optimize      the one pipeline (llvm_pipeline.h), then machine code
+ *
+ * An object for the disk cache leaves the tile out: its descriptor points
+ * at an external "spat_tile" that cache.c resolves to the process's shared
+ * tile kernel (tile_cache.c).  A user's object is self-contained.
  */
-#include "aot.h"
-
-#include <errno.h>
-#include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
-#include <llvm-c/Error.h>
-#include <llvm-c/LLJIT.h>
-#include <llvm-c/Orc.h>
-#include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
-#include <llvm-c/Transforms/PassBuilder.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "spat.h"
+#include "aot.h"
+#include "aot_emit.h"
 #include "analyze.h"
 #include "codegen.h"
-#include "jit.h"
+#include "kabi.h"
+#include "llvm_pipeline.h"
+
+/* build_glue writes the descriptor's fields by position: ORDER aot_desc. */
+#define W(f, n) _Static_assert(offsetof(aot_desc, f) == 8 * (n), "aot_desc." #f)
+W(abi, 0); W(D, 1); W(layout, 2); W(threads, 3); W(n_runtime, 4);
+W(n_inputs, 5); W(n_externs, 6); W(n_topk, 7); W(n_errors, 8); W(plan, 9);
+W(mask, 10); W(tkinfo, 11); W(tile, 12); W(errors, 13); W(input_names, 14);
+W(externs, 15); W(state, 16); W(name, 17); W(errat, 18);
+_Static_assert(sizeof(aot_desc) == 8 * 19, "aot_desc size");
+#undef W
 
 typedef struct emit {
   LLVMContextRef C;
@@ -44,37 +47,8 @@ typedef struct emit {
   LLVMBuilderRef B;
   LLVMTypeRef i32, i64, ptr;
   const char *name; /* the entry's C name */
+  bool shared_tile; /* the tile is external (disk cache objects) */
 } emit;
-
-static int errorf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int errorf(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return -1;
-}
-
-int aot_is_identifier(const char *s) {
-  static const char *const keywords[] = {
-      "auto",     "break",    "case",     "char",   "const",       "continue",
-      "default",  "do",       "double",   "else",   "enum",        "extern",
-      "float",    "for",      "goto",     "if",     "inline",      "int",
-      "long",     "register", "restrict", "return", "short",       "signed",
-      "sizeof",   "static",   "struct",   "switch", "typedef",     "union",
-      "unsigned", "void",     "volatile", "while",  "_Bool",       "_Complex",
-      "bool",     "true",     "false",    "main",   "spat_aot_run"};
-  if (s == NULL || s[0] == '\0' || (s[0] >= '0' && s[0] <= '9')) return 0;
-  for (const char *c = s; *c; c++)
-    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-          (*c >= '0' && *c <= '9') || *c == '_'))
-      return 0;
-  for (size_t k = 0; k < sizeof keywords / sizeof keywords[0]; k++)
-    if (strcmp(s, keywords[k]) == 0) return 0;
-  return 1;
-}
 
 static LLVMValueRef const_string(emit *e, const char *s, const char *what) {
   LLVMValueRef v =
@@ -221,18 +195,32 @@ static void build_fini(emit *e, LLVMValueRef desc) {
   LLVMSetLinkage(g, LLVMAppendingLinkage);
 }
 
+/* The forward tile: generated here, or (shared_tile) an external
+ * declaration of the kind's symbol. */
+static LLVMValueRef tile_fn(emit *e) {
+  const char *sym = cg_kinds[CG_KIND_FWD].symbol;
+  char name[512];
+  snprintf(name, sizeof name, "%s.%s", e->name, sym);
+  if (!e->shared_tile) return LLVMGetNamedFunction(e->M, name);
+  LLVMValueRef f = LLVMGetNamedFunction(e->M, sym);
+  if (f != NULL) return f;
+  /* only its address is taken: the type is not used */
+  LLVMTypeRef ft = LLVMFunctionType(LLVMVoidTypeInContext(e->C), NULL, 0, 0);
+  return LLVMAddFunction(e->M, sym, ft);
+}
+
 /* The generated functions the descriptor points at, all present. */
 static int has_generated(emit *e, int nt, char *err, size_t errlen) {
   for (int t = 0; t <= nt; t++)
-    if (generated_fn(e, "spat_mask_%d", t) == NULL)
-      return errorf(err, errlen, "internal error: no spat_mask_%d", t);
+    if (generated_fn(e, KABI_MASK_FMT, t) == NULL)
+      return lp_fail(err, errlen, "internal error: no spat_mask_%d", t);
   for (int t = 0; t < nt; t++)
-    if (generated_fn(e, "spat_tkinfo_%d", t) == NULL)
-      return errorf(err, errlen, "internal error: no spat_tkinfo_%d", t);
-  if (generated_fn(e, "spat_tile", 0) == NULL)
-    return errorf(err, errlen, "internal error: no spat_tile");
-  if (generated_fn(e, "spat_errat", 0) == NULL)
-    return errorf(err, errlen, "internal error: no spat_errat");
+    if (generated_fn(e, KABI_TKINFO_FMT, t) == NULL)
+      return lp_fail(err, errlen, "internal error: no spat_tkinfo_%d", t);
+  if (tile_fn(e) == NULL)
+    return lp_fail(err, errlen, "internal error: no spat_tile");
+  if (generated_fn(e, KABI_ERRAT, 0) == NULL)
+    return lp_fail(err, errlen, "internal error: no spat_errat");
   return 0;
 }
 
@@ -244,7 +232,7 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
   /* plan words */
   int64_t nw = plan_words(plan);
   LLVMValueRef *words = calloc((size_t)nw + 1, sizeof *words);
-  if (words == NULL) return errorf(err, errlen, "out of memory");
+  if (words == NULL) return lp_fail(err, errlen, "out of memory");
   for (int64_t w = 0; w < nw; w++)
     words[w] = LLVMConstInt(e->i64, (unsigned long long)plan[w], 1);
   LLVMValueRef plan_g =
@@ -254,10 +242,10 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
   int nt = info->n_topk,
       n_ptrs = nt + 1 + p->n_inputs + p->n_externs + info->n_errors + 1;
   LLVMValueRef *v = calloc((size_t)n_ptrs, sizeof *v);
-  if (v == NULL) return errorf(err, errlen, "out of memory");
-  for (int t = 0; t <= nt; t++) v[t] = generated_fn(e, "spat_mask_%d", t);
+  if (v == NULL) return lp_fail(err, errlen, "out of memory");
+  for (int t = 0; t <= nt; t++) v[t] = generated_fn(e, KABI_MASK_FMT, t);
   LLVMValueRef mask_g = ptr_array(e, v, nt + 1, "mask");
-  for (int t = 0; t < nt; t++) v[t] = generated_fn(e, "spat_tkinfo_%d", t);
+  for (int t = 0; t < nt; t++) v[t] = generated_fn(e, KABI_TKINFO_FMT, t);
   LLVMValueRef tk_g = ptr_array(e, v, nt, "tkinfo");
   for (int k = 0; k < info->n_errors; k++)
     v[k] = const_string(e, info->errors[k], "errmsg");
@@ -288,13 +276,13 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
       plan_g,
       mask_g,
       tk_g,
-      generated_fn(e, "spat_tile", 0),
+      tile_fn(e),
       err_g,
       in_g,
       ext_g,
       state,
       const_string(e, e->name, "name"),
-      generated_fn(e, "spat_errat", 0),
+      generated_fn(e, KABI_ERRAT, 0),
   };
   LLVMValueRef desc = LLVMConstStructInContext(
       e->C, fields, sizeof fields / sizeof fields[0], 0);
@@ -314,110 +302,6 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
   return 0;
 }
 
-/* LLVM aborts on a CPU it does not know (and prints about it), and its C
- * API cannot list them: --cpu takes one of these x86-64 names (LLVM's and
- * gcc's -march spellings), or "native". */
-static const char *const x86_cpus[] = {
-    "x86-64",         "x86-64-v2",      "x86-64-v3",     "x86-64-v4",
-    "nehalem",        "westmere",       "sandybridge",   "ivybridge",
-    "haswell",        "broadwell",      "skylake",       "skylake-avx512",
-    "cascadelake",    "cooperlake",     "cannonlake",    "icelake-client",
-    "icelake-server", "tigerlake",      "alderlake",     "raptorlake",
-    "meteorlake",     "sapphirerapids", "emeraldrapids", "graniterapids",
-    "btver2",         "bdver4",         "znver1",        "znver2",
-    "znver3",         "znver4",
-};
-
-static int known_cpu(const char *triple, const char *cpu) {
-  if (strncmp(triple, "x86_64", 6) != 0) return 0;
-  for (size_t k = 0; k < sizeof x86_cpus / sizeof x86_cpus[0]; k++)
-    if (strcmp(cpu, x86_cpus[k]) == 0) return 1;
-  return 0;
-}
-
-static LLVMTargetMachineRef target_machine(const char *cpu_opt, char *err,
-                                           size_t errlen) {
-  if (cpu_opt != NULL && strcmp(cpu_opt, "native") == 0) cpu_opt = NULL;
-  char *triple = LLVMGetDefaultTargetTriple();
-  if (cpu_opt != NULL && !known_cpu(triple, cpu_opt)) {
-    char list[1024] = "";
-    size_t used = 0;
-    for (size_t k = 0; k < sizeof x86_cpus / sizeof x86_cpus[0]; k++)
-      used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
-                               k ? ", " : "", x86_cpus[k]);
-    errorf(err, errlen, "unknown CPU '%s' for %s (known: native, %s)", cpu_opt,
-           triple, list);
-    LLVMDisposeMessage(triple);
-    return NULL;
-  }
-  LLVMDisposeMessage(triple);
-  return jit_target_machine(cpu_opt, false, err, errlen);
-}
-
-static int write_header(const ir_program *p, const aot_opts *o,
-                        const char *name, const char *obj_path,
-                        const char *path, char *err, size_t errlen) {
-  const char *obj =
-      strrchr(obj_path, '/') ? strrchr(obj_path, '/') + 1 : obj_path;
-  FILE *f = fopen(path, "w");
-  if (f == NULL) return errorf(err, errlen, "%s: cannot write", path);
-  fprintf(f, "/* %s.h: generated by `spatc compile`; do not edit.\n", name);
-  fprintf(f, " * Pattern '%s'%s%s, D = %lld, layout %s.\n", p->name,
-          o->source ? " from " : "", o->source ? o->source : "",
-          (long long)o->D, o->layout == 1 ? "[B, L, H, D]" : "[B, H, L, D]");
-  for (int k = 0; k < p->n_params; k++)
-    fprintf(f, " * %s = %lld\n", p->params[k].name,
-            (long long)p->params[k].value);
-  fprintf(f,
-          " * Link %s with libspat: cc prog.c %s $(pkg-config --cflags "
-          "--libs spat)\n */\n",
-          obj, obj);
-  fprintf(f, "#ifndef SPAT_AOT_%s_H\n#define SPAT_AOT_%s_H\n\n", name, name);
-  fprintf(f,
-          "#include <stdbool.h>\n#include <stddef.h>\n#include <stdint.h>\n\n"
-          "#include \"spat.h\"\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n"
-          "\n");
-  fprintf(f, "#define %s_D %lld\n#define %s_LAYOUT %s\n\n", name,
-          (long long)o->D, name,
-          o->layout == 1 ? "SPAT_LAYOUT_BLHD" : "SPAT_LAYOUT_BHLD");
-  if (p->n_externs > 0) {
-    fprintf(f,
-            "/* The pattern's extern predicates: the program defines them "
-            "(pure, thread-safe). */\n");
-    for (int k = 0; k < p->n_externs; k++) {
-      fprintf(f, "bool %s(", p->externs[k].name);
-      for (int a = 0; a < p->externs[k].n_args; a++)
-        fprintf(f, "%sint64_t", a ? ", " : "");
-      fprintf(f, "%s);\n", p->externs[k].n_args ? "" : "void");
-    }
-    fprintf(f, "\n");
-  }
-  for (int with_err = 0; with_err < 2; with_err++) {
-    if (with_err)
-      fprintf(f,
-              "/* The same, with the message of a failure in err (errlen "
-              "bytes). */\n");
-    else
-      fprintf(f,
-              "/* Attention with the pattern; returns a spat_status "
-              "(SPAT_OK: 0). */\n");
-    fprintf(f, "int %s%s(%sconst spat_tensors *t", name, with_err ? "_ex" : "",
-            with_err ? "char *err, size_t errlen, " : "");
-    for (int k = 0; k < p->n_runtime; k++)
-      fprintf(f, ", int64_t %s", p->runtime[k].name);
-    for (int k = 0; k < p->n_inputs; k++)
-      fprintf(f, ", const int32_t *%s", p->inputs[k].name);
-    fprintf(f, ");\n");
-  }
-  for (int k = 0; k < p->n_runtime; k++)
-    if (p->runtime[k].has_deflt)
-      fprintf(f, "#define %s_DEFAULT_%s %lldLL\n", name, p->runtime[k].name,
-              (long long)p->runtime[k].deflt);
-  fprintf(f, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
-  if (fclose(f) != 0) return errorf(err, errlen, "%s: write error", path);
-  return 0;
-}
-
 /* Checks, then builds the optimised module of the kernel; its target machine
  * in *tm_out. */
 static int build_module(const ir_program *p, const aot_opts *o, emit *e,
@@ -425,36 +309,29 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
                         size_t errlen) {
   const char *name = e->name;
   if (!aot_is_identifier(name))
-    return errorf(err, errlen,
+    return lp_fail(err, errlen,
                   "'%s' is not usable as a C function name (give --name)",
                   name);
   for (int k = 0; k < p->n_externs; k++)
     if (!aot_is_identifier(p->externs[k].name))
-      return errorf(err, errlen, "extern '%s' is not a C identifier",
+      return lp_fail(err, errlen, "extern '%s' is not a C identifier",
                     p->externs[k].name);
   if (p->n_runtime + p->n_inputs > 64)
-    return errorf(err, errlen, "more than 64 runtime scalars and inputs");
-  if (!cg_supported_d(o->D))
-    return errorf(err, errlen,
-                  "head dimension %lld is not supported by the code "
-                  "generator",
-                  (long long)o->D);
+    return lp_fail(err, errlen, "more than 64 runtime scalars and inputs");
+  const cg_kind *fwd = &cg_kinds[CG_KIND_FWD];
+  if (!cg_kind_supports(fwd, o->D, CG_F32)) {
+    cg_unsupported_d(fwd, o->D, "the code generator", err, errlen);
+    return -1;
+  }
   const int64_t *plan = an_build(p, err, errlen);
   if (plan == NULL) return -1;
-
-  LLVMInitializeNativeTarget();
-  LLVMInitializeNativeAsmPrinter();
-  LLVMTargetMachineRef tm = target_machine(o->cpu, err, errlen);
+  LLVMTargetMachineRef tm = lp_target_machine(o->cpu, err, errlen);
   if (tm == NULL) return -1;
-  char *triple = LLVMGetTargetMachineTriple(tm);
-  char *cpu = LLVMGetTargetMachineCPU(tm);
-  char *feat = LLVMGetTargetMachineFeatureString(tm);
-  LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
-  char *layout = LLVMCopyStringRepOfTargetData(td);
-  cg_target tgt = {triple, layout, cpu, feat[0] ? feat : NULL};
-
+  lp_target tgt;
+  lp_target_of(tm, &tgt);
   cg_info info;
-  e->M = cg_build(e->C, p, o->D, &tgt, &info, err, errlen);
+  e->M = cg_build(e->C, p, o->D, e->shared_tile ? NULL : fwd, &tgt.cg, &info,
+                  err, errlen);
   int rc = e->M != NULL ? 0 : -1;
   if (rc == 0) {
     e->B = LLVMCreateBuilderInContext(e->C);
@@ -464,30 +341,10 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
     internalize(e);
     rc = build_glue(e, p, o, plan, &info, err, errlen);
     LLVMDisposeBuilder(e->B);
-    char *msg = NULL;
-    if (rc == 0 && LLVMVerifyModule(e->M, LLVMReturnStatusAction, &msg))
-      rc = errorf(err, errlen, "internal error: invalid module: %.400s",
-                  msg ? msg : "");
-    LLVMDisposeMessage(msg);
     cg_info_free(&info);
   }
-  if (rc == 0) {
-    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-    LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
-    LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
-    LLVMErrorRef le = LLVMRunPasses(e->M, "default<O3>", tm, po);
-    LLVMDisposePassBuilderOptions(po);
-    if (le) {
-      char *m = LLVMGetErrorMessage(le);
-      rc = errorf(err, errlen, "optimisation: %s", m);
-      LLVMDisposeErrorMessage(m);
-    }
-  }
-  LLVMDisposeMessage(triple);
-  LLVMDisposeMessage(cpu);
-  LLVMDisposeMessage(feat);
-  LLVMDisposeMessage(layout);
-  LLVMDisposeTargetData(td);
+  if (rc == 0) rc = lp_optimize(e->M, tm, err, errlen);
+  lp_target_free(&tgt);
   if (rc == 0)
     *tm_out = tm;
   else
@@ -498,28 +355,26 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
 /* The kernel as o->emit asks, into the file path, or (an object only) into
  * *mem when path is NULL. */
 static int emit_kernel(const ir_program *p, const aot_opts *o,
-                       const char *path, LLVMMemoryBufferRef *mem, char *err,
-                       size_t errlen) {
+                       bool shared_tile, const char *path,
+                       LLVMMemoryBufferRef *mem, char *err, size_t errlen) {
   emit E = {0}, *e = &E;
   e->C = LLVMContextCreate();
   e->name = o->name ? o->name : p->name;
+  e->shared_tile = shared_tile;
   LLVMTargetMachineRef tm = NULL;
   int rc = build_module(p, o, e, &tm, err, errlen);
   if (rc == 0) {
     char *msg = NULL;
     if (path == NULL) {
-      if (LLVMTargetMachineEmitToMemoryBuffer(tm, e->M, LLVMObjectFile, &msg,
-                                              mem))
-        rc = errorf(err, errlen, "cannot emit the object: %s",
-                    msg ? msg : "");
+      rc = lp_emit_object(tm, e->M, mem, err, errlen);
     } else if (o->emit == AOT_EMIT_LLVM) {
       if (LLVMPrintModuleToFile(e->M, path, &msg))
-        rc = errorf(err, errlen, "%s: %s", path, msg ? msg : "cannot write");
+        rc = lp_fail(err, errlen, "%s: %s", path, msg ? msg : "cannot write");
     } else {
       LLVMCodeGenFileType ft =
           o->emit == AOT_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile;
       if (LLVMTargetMachineEmitToFile(tm, e->M, path, ft, &msg))
-        rc = errorf(err, errlen, "%s: %s", path, msg ? msg : "cannot emit");
+        rc = lp_fail(err, errlen, "%s: %s", path, msg ? msg : "cannot emit");
     }
     LLVMDisposeMessage(msg);
   }
@@ -531,394 +386,14 @@ static int emit_kernel(const ir_program *p, const aot_opts *o,
 
 int aot_emit(const ir_program *p, const aot_opts *o, const char *obj_path,
              const char *hdr_path, char *err, size_t errlen) {
-  int rc = emit_kernel(p, o, obj_path, NULL, err, errlen);
+  int rc = emit_kernel(p, o, false, obj_path, NULL, err, errlen);
   if (rc == 0 && hdr_path != NULL)
     rc = aot_write_header(p, o, obj_path, hdr_path, err, errlen);
   return rc;
 }
 
-int aot_write_header(const ir_program *p, const aot_opts *o,
-                     const char *obj_path, const char *hdr_path, char *err,
-                     size_t errlen) {
-  const char *name = o->name ? o->name : p->name;
-  if (!aot_is_identifier(name))
-    return errorf(err, errlen,
-                  "'%s' is not usable as a C function name (give --name)",
-                  name);
-  return write_header(p, o, name, obj_path, hdr_path, err, errlen);
+int aot_emit_object(const ir_program *p, const aot_opts *o, bool shared_tile,
+                    LLVMMemoryBufferRef *out, char *err, size_t errlen) {
+  return emit_kernel(p, o, shared_tile, NULL, out, err, errlen);
 }
 
-/* ---- the disk kernel cache ----------------------------------------------- */
-
-/* One file per kernel, HASH.spk, written whole through a rename:
- *   "SPATKC01", u64 key length, u64 object length, u64 FNV-1a of key and
- *   object (little-endian), the key text, the object bytes.
- * A file whose length, checksum or key do not match is never linked. */
-#define ENTRY_MAGIC "SPATKC01"
-#define ENTRY_HEAD 32
-#define ENTRY_EXT ".spk"
-
-struct aot_loaded {
-  LLVMOrcLLJITRef jit;
-  const void *desc;
-};
-
-static int mkdir_p(char *path) {
-  for (char *c = path + 1; *c; c++) {
-    if (*c != '/') continue;
-    *c = '\0';
-    int bad = mkdir(path, 0755) != 0 && errno != EEXIST;
-    *c = '/';
-    if (bad) return -1;
-  }
-  return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
-int aot_cache_dir(char *buf, size_t n, char *err, size_t errlen) {
-  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-  int len;
-  if (xdg != NULL && xdg[0] == '/')
-    len = snprintf(buf, n, "%s/spatc", xdg);
-  else if (home != NULL && home[0] != '\0')
-    len = snprintf(buf, n, "%s/.cache/spatc", home);
-  else
-    return errorf(err, errlen,
-                  "no cache directory: neither XDG_CACHE_HOME nor HOME is "
-                  "set");
-  if (len < 0 || (size_t)len >= n)
-    return errorf(err, errlen, "cache directory name too long");
-  if (mkdir_p(buf) != 0)
-    return errorf(err, errlen, "%s: cannot create: %s", buf, strerror(errno));
-  return 0;
-}
-
-/* Everything the object depends on, as text. */
-static char *cache_key(const ir_program *p, const aot_opts *o) {
-  char *text = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&text, &len);
-  if (f == NULL) return NULL;
-  unsigned maj, min, pat;
-  LLVMGetVersion(&maj, &min, &pat);
-  char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
-  fprintf(f,
-          "spatc %s aot-abi %d llvm %u.%u.%u\ncpu %s\nfeatures %s\n"
-          "D %lld layout %d threads %d\n",
-          spat_version_string(), AOT_ABI, maj, min, pat, cpu, feat,
-          (long long)o->D, o->layout, o->threads);
-  LLVMDisposeMessage(cpu);
-  LLVMDisposeMessage(feat);
-  ir_print_program(f, p);
-  /* the tile plan embedded in the object: a library with another plan
-   * format or analysis must not reuse the entry */
-  char perr[64];
-  const int64_t *plan = an_build(p, perr, sizeof perr);
-  fprintf(f, "\nplan");
-  for (int64_t w = 0; plan && w < plan_words(plan); w++)
-    fprintf(f, " %lld", (long long)plan[w]);
-  if (fclose(f) != 0) {
-    free(text);
-    return NULL;
-  }
-  return text;
-}
-
-static uint64_t fnv1a(uint64_t h, const unsigned char *s, size_t n) {
-  for (size_t k = 0; k < n; k++) h = (h ^ s[k]) * 0x100000001b3ull;
-  return h;
-}
-#define FNV_SEED 0xcbf29ce484222325ull
-
-static void put_u64(unsigned char *b, uint64_t v) {
-  for (int k = 0; k < 8; k++) b[k] = (unsigned char)(v >> (8 * k));
-}
-
-static uint64_t get_u64(const unsigned char *b) {
-  uint64_t v = 0;
-  for (int k = 0; k < 8; k++) v |= (uint64_t)b[k] << (8 * k);
-  return v;
-}
-
-/* The whole file (malloc) in *out; -1 if it cannot be read. */
-static int read_all(const char *path, unsigned char **out, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return -1;
-  struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0 ||
-      st.st_size > ((off_t)1 << 30)) { /* no kernel object is that big */
-    fclose(f);
-    return -1;
-  }
-  size_t len = (size_t)st.st_size;
-  unsigned char *buf = malloc(len + 1);
-  int bad = buf == NULL || fread(buf, 1, len, f) != len;
-  fclose(f);
-  if (bad) {
-    free(buf);
-    return -1;
-  }
-  *out = buf;
-  *n = len;
-  return 0;
-}
-
-/* An entry's parts when its header, length and checksum hold; else -1 with
- * the reason in err. */
-static int entry_parse(const unsigned char *b, size_t n, const char **key,
-                       size_t *key_len, const unsigned char **obj,
-                       size_t *obj_len, char *err, size_t errlen) {
-  if (n < ENTRY_HEAD || memcmp(b, ENTRY_MAGIC, 8) != 0)
-    return errorf(err, errlen, "not a spatc cache entry");
-  uint64_t kl = get_u64(b + 8), ol = get_u64(b + 16), sum = get_u64(b + 24);
-  if (kl > n || ol > n || ENTRY_HEAD + kl + ol != n)
-    return errorf(err, errlen,
-                  "length %zu, expected %llu (truncated or damaged)", n,
-                  (unsigned long long)(ENTRY_HEAD + kl + ol));
-  if (fnv1a(FNV_SEED, b + ENTRY_HEAD, n - ENTRY_HEAD) != sum)
-    return errorf(err, errlen, "checksum mismatch (damaged)");
-  *key = (const char *)b + ENTRY_HEAD;
-  *key_len = (size_t)kl;
-  *obj = b + ENTRY_HEAD + kl;
-  *obj_len = (size_t)ol;
-  return 0;
-}
-
-/* Writes the entry through a temporary file and a rename, so that a reader
- * never sees half a file. */
-static int entry_write(const char *path, const char *key, const void *obj,
-                       size_t obj_len) {
-  size_t kl = strlen(key);
-  unsigned char head[ENTRY_HEAD];
-  memcpy(head, ENTRY_MAGIC, 8);
-  put_u64(head + 8, kl);
-  put_u64(head + 16, obj_len);
-  uint64_t sum = fnv1a(FNV_SEED, (const unsigned char *)key, kl);
-  put_u64(head + 24, fnv1a(sum, obj, obj_len));
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (f == NULL) return -1;
-  int bad = fwrite(head, 1, sizeof head, f) != sizeof head;
-  bad |= fwrite(key, 1, kl, f) != kl;
-  bad |= fwrite(obj, 1, obj_len, f) != obj_len;
-  bad |= fclose(f) != 0;
-  if (bad || rename(tmp, path) != 0) {
-    remove(tmp);
-    return -1;
-  }
-  return 0;
-}
-
-void aot_cache_free(aot_loaded *l) {
-  if (l == NULL) return;
-  if (l->desc != NULL) aot_state_release(l->desc);
-  if (l->jit) LLVMOrcDisposeLLJIT(l->jit);
-  free(l);
-}
-
-const void *aot_loaded_desc(const aot_loaded *l) {
-  return l != NULL ? l->desc : NULL;
-}
-
-static aot_loaded *fail_load(aot_loaded *l, LLVMErrorRef e, const char *what,
-                             char *err, size_t errlen) {
-  if (e != NULL) {
-    char *m = LLVMGetErrorMessage(e);
-    errorf(err, errlen, "%s: %s", what, m);
-    LLVMDisposeErrorMessage(m);
-  } else {
-    errorf(err, errlen, "%s", what);
-  }
-  aot_cache_free(l);
-  return NULL;
-}
-
-/* Links the object (buf, taken) in memory; the descriptor in l->desc. */
-static aot_loaded *link_object(const ir_program *p, LLVMMemoryBufferRef buf,
-                               void *const *externs, char *err,
-                               size_t errlen) {
-  aot_loaded *l = calloc(1, sizeof *l);
-  if (l == NULL) {
-    LLVMDisposeMemoryBuffer(buf);
-    return fail_load(NULL, NULL, "out of memory", err, errlen);
-  }
-  LLVMInitializeNativeTarget();
-  LLVMInitializeNativeAsmPrinter();
-  LLVMErrorRef e = LLVMOrcCreateLLJIT(&l->jit, NULL);
-  if (e) {
-    l->jit = NULL;
-    LLVMDisposeMemoryBuffer(buf);
-    return fail_load(l, e, "cannot create the JIT", err, errlen);
-  }
-  LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(l->jit);
-  LLVMOrcDefinitionGeneratorRef gen = NULL; /* memset, libm, ... */
-  e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
-      &gen, LLVMOrcLLJITGetGlobalPrefix(l->jit), NULL, NULL);
-  if (e) {
-    LLVMDisposeMemoryBuffer(buf);
-    return fail_load(l, e, "cannot resolve process symbols", err, errlen);
-  }
-  LLVMOrcJITDylibAddGenerator(jd, gen);
-  /* spat_aot_run and the extern predicates, by address */
-  size_t n = 1 + (size_t)p->n_externs;
-  LLVMOrcCSymbolMapPair *syms = calloc(n, sizeof *syms);
-  if (syms == NULL) {
-    LLVMDisposeMemoryBuffer(buf);
-    return fail_load(l, NULL, "out of memory", err, errlen);
-  }
-  LLVMJITSymbolFlags flags = {
-      LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable, 0};
-  int (*run)(const void *, const spat_tensors *, const int64_t *,
-             const int32_t *const *, char *, size_t) = spat_aot_run;
-  void *run_addr;
-  memcpy(&run_addr, &run, sizeof run_addr);
-  syms[0].Name = LLVMOrcLLJITMangleAndIntern(l->jit, "spat_aot_run");
-  syms[0].Sym = (LLVMJITEvaluatedSymbol){(uintptr_t)run_addr, flags};
-  for (int k = 0; k < p->n_externs; k++) {
-    syms[1 + k].Name = LLVMOrcLLJITMangleAndIntern(l->jit, p->externs[k].name);
-    syms[1 + k].Sym = (LLVMJITEvaluatedSymbol){(uintptr_t)externs[k], flags};
-  }
-  e = LLVMOrcJITDylibDefine(jd, LLVMOrcAbsoluteSymbols(syms, n));
-  free(syms);
-  if (e) {
-    LLVMDisposeMemoryBuffer(buf);
-    return fail_load(l, e, "cannot define symbols", err, errlen);
-  }
-  e = LLVMOrcLLJITAddObjectFile(l->jit, jd, buf); /* takes buf */
-  if (e) return fail_load(l, e, "cached object", err, errlen);
-  LLVMOrcExecutorAddress addr = 0;
-  e = LLVMOrcLLJITLookup(l->jit, &addr, "kernel_desc");
-  if (e) return fail_load(l, e, "cached object", err, errlen);
-  const aot_desc *d = (const aot_desc *)(uintptr_t)addr;
-  if (d->abi != AOT_ABI)
-    return fail_load(l, NULL, "cached object has another ABI", err, errlen);
-  l->desc = d;
-  return l;
-}
-
-/* The entry's file for this key. */
-static void entry_path(char *buf, size_t n, const char *dir, const char *key) {
-  uint64_t h = fnv1a(FNV_SEED, (const unsigned char *)key, strlen(key));
-  snprintf(buf, n, "%s/%016llx%s", dir, (unsigned long long)h, ENTRY_EXT);
-}
-
-aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *opts,
-                           const char *dir, void *const *externs,
-                           const void **desc, int *hit, char *err,
-                           size_t errlen) {
-  aot_opts o = *opts;
-  o.name = "kernel";
-  o.cpu = NULL;
-  o.source = NULL;
-  o.emit = AOT_EMIT_OBJ;
-  char *key = cache_key(p, &o);
-  if (key == NULL) return fail_load(NULL, NULL, "out of memory", err, errlen);
-  char path[4096];
-  entry_path(path, sizeof path, dir, key);
-  aot_loaded *l = NULL;
-  *hit = 0;
-  unsigned char *file = NULL;
-  size_t n = 0;
-  if (read_all(path, &file, &n) == 0) {
-    const char *k;
-    const unsigned char *obj;
-    size_t kl, ol;
-    char why[256];
-    if (entry_parse(file, n, &k, &kl, &obj, &ol, why, sizeof why) == 0 &&
-        kl == strlen(key) && memcmp(k, key, kl) == 0) {
-      LLVMMemoryBufferRef buf =
-          LLVMCreateMemoryBufferWithMemoryRangeCopy((const char *)obj, ol,
-                                                    path);
-      l = link_object(p, buf, externs, err, errlen);
-      *hit = l != NULL; /* an entry that does not link is compiled again */
-    }
-    free(file);
-  }
-  if (l == NULL) {
-    LLVMMemoryBufferRef buf = NULL;
-    if (emit_kernel(p, &o, NULL, &buf, err, errlen) != 0) {
-      free(key);
-      return NULL;
-    }
-    /* an entry that cannot be written (a read-only directory) leaves the
-     * object in memory: linked all the same, not stored */
-    (void)entry_write(path, key, LLVMGetBufferStart(buf),
-                      LLVMGetBufferSize(buf));
-    l = link_object(p, buf, externs, err, errlen);
-  }
-  free(key);
-  if (l != NULL) *desc = l->desc;
-  return l;
-}
-
-/* "HASH" + ext, HASH 16 hex digits. */
-static int hash_named(const char *s, const char *ext) {
-  size_t n = strlen(s);
-  if (n != 16 + strlen(ext) || strcmp(s + 16, ext) != 0) return 0;
-  for (int k = 0; k < 16; k++)
-    if (!((s[k] >= '0' && s[k] <= '9') || (s[k] >= 'a' && s[k] <= 'f')))
-      return 0;
-  return 1;
-}
-
-static int is_entry_name(const char *s) {
-  return hash_named(s, ENTRY_EXT);
-}
-
-int aot_cache_list(const char *dir, aot_cache_fn fn, void *user, char *err,
-                   size_t errlen) {
-  DIR *d = opendir(dir);
-  if (d == NULL)
-    return errorf(err, errlen, "%s: %s", dir, strerror(errno));
-  int n = 0;
-  for (struct dirent *de; (de = readdir(d)) != NULL;) {
-    if (!is_entry_name(de->d_name)) continue;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-    unsigned char *file = NULL;
-    size_t len = 0;
-    if (read_all(path, &file, &len) != 0) continue;
-    aot_cache_entry e = {de->d_name, len, 0, NULL, 0, ""};
-    const char *key;
-    const unsigned char *obj;
-    size_t kl, ol;
-    if (entry_parse(file, len, &key, &kl, &obj, &ol, e.problem,
-                    sizeof e.problem) == 0) {
-      file[ENTRY_HEAD + kl] = '\0'; /* the object is not needed */
-      e.valid = 1;
-      e.key = key;
-      e.obj_bytes = ol;
-    }
-    fn(user, &e);
-    free(file);
-    n++;
-  }
-  closedir(d);
-  return n;
-}
-
-int aot_cache_clear(const char *dir, char *err, size_t errlen) {
-  DIR *d = opendir(dir);
-  if (d == NULL)
-    return errno == ENOENT ? 0
-                           : errorf(err, errlen, "%s: %s", dir,
-                                    strerror(errno));
-  int n = 0, bad = 0;
-  for (struct dirent *de; (de = readdir(d)) != NULL;) {
-    /* entries, objects and keys of the older two-file format, and
-     * temporary files left by a killed writer */
-    if (!is_entry_name(de->d_name) && !hash_named(de->d_name, ".o") &&
-        !hash_named(de->d_name, ".key") &&
-        !(strlen(de->d_name) > 16 + strlen(ENTRY_EXT) &&
-          strncmp(de->d_name + 16, ENTRY_EXT ".tmp.", 9) == 0))
-      continue;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-    if (remove(path) == 0)
-      n++;
-    else if (!bad)
-      bad = errorf(err, errlen, "%s: %s", path, strerror(errno));
-  }
-  closedir(d);
-  return bad ? -1 : n;
-}

@@ -1,15 +1,16 @@
 /* aot.h: ahead-of-time kernels (aot_): a pattern compiled into an object
  * file and a C header, linked into a program with libspat.
  *
- * The object holds the generated code (compiler/codegen.h, internal
- * symbols), the tile plan as a constant, a descriptor (aot_desc below) and
- * two typed entries named after the kernel:
+ * The object holds the generated code (codegen.h: the mask functions and
+ * its own forward tile, internal symbols; aot.c), the tile plan as a
+ * constant, a descriptor (aot_desc below) and two typed entries named after
+ * the kernel (declared by the header, aot_header.c):
  *
  *   int NAME(const spat_tensors *t, int64_t s0, ..., const int32_t *a0, ...);
  *   int NAME_ex(char *err, size_t errlen, const spat_tensors *t, ...);
  *
  * (runtime scalars, then input arrays, in declaration order) which call
- * spat_aot_run (compiler/aot_run.c, exported by libspat) with the
+ * spat_aot_run (runtime/aot_run.c, exported by libspat) with the
  * descriptor.  Extern predicates are referenced by their C names: the
  * program defines bool name(int64_t, ...).  The header declares all of it.
  */
@@ -53,15 +54,18 @@ int aot_write_header(const ir_program *p, const aot_opts *o,
                      const char *obj_path, const char *hdr_path, char *err,
                      size_t errlen);
 
-/* The disk kernel cache: JIT kernels compiled once into objects under
- * $XDG_CACHE_HOME/spatc (else ~/.cache/spatc), named by a hash of the
+/* The disk kernel cache (cache.c): JIT kernels compiled once into objects
+ * under $XDG_CACHE_HOME/spatc (else ~/.cache/spatc), named by a hash of the
  * canonical program text (ir_print_program: parameters included), the
  * options, the host CPU name and features, the LLVM, spatc and AOT ABI
- * versions.  One file per kernel holds a header (lengths and a checksum),
- * the full key and the object; a file that is short, damaged or has another
- * key is compiled again and rewritten, never linked.  A loaded object is
- * linked in memory by an LLJIT, with spat_aot_run and the extern predicates
- * (externs[k] for the program's extern k) defined as absolute symbols. */
+ * versions and the pass pipeline.  One file per kernel (HASH.spk) holds a
+ * header (lengths and a checksum), the full key and the object; a file that
+ * is short, damaged or has another key is compiled again and rewritten,
+ * never linked.  The objects hold the pattern's code only: the forward tile
+ * is the process's shared kernel for D (tile_cache.h), itself kept beside
+ * them (HASH.spt).  A loaded object is linked in memory by an LLJIT, with
+ * spat_aot_run, the tile and the extern predicates (externs[k] for the
+ * program's extern k) defined as absolute symbols. */
 typedef struct aot_loaded aot_loaded;
 
 /* The cache directory into buf (created if missing); -1 with err if there
@@ -90,12 +94,12 @@ typedef struct aot_cache_entry {
 } aot_cache_entry;
 typedef void (*aot_cache_fn)(void *user, const aot_cache_entry *e);
 
-/* Calls fn for every entry file in dir; the number of entries, or -1 with
- * err. */
+/* Calls fn for every kernel entry file in dir (not the tile kernels); the
+ * number of entries, or -1 with err. */
 int aot_cache_list(const char *dir, aot_cache_fn fn, void *user, char *err,
                    size_t errlen);
-/* Removes every entry (and leftover temporary file) in dir; how many, or -1
- * with err. */
+/* Removes every entry, tile kernel and leftover temporary file in dir; how
+ * many kernel entries (the ones aot_cache_list lists), or -1 with err. */
 int aot_cache_clear(const char *dir, char *err, size_t errlen);
 
 /* A valid C identifier that is not a C keyword. */

@@ -1,11 +1,14 @@
-/* codegen.h: pattern IR -> one LLVM module holding a specialised attention
- * kernel (cg_).  Used by the JIT (compiler/jit.c) and the AOT emitter.
+/* codegen.h: pattern IR and kernel kinds -> LLVM modules (cg_).  Used by
+ * the JIT (jit.c), the shared tile kernels (tile_cache.c) and the AOT
+ * emitter (aot.c); the generators are one file each:
  *
- * In: an ir_program, the head dimension D (16, 32, 64, 80, 96, 128 or 256),
- * an LLVMContext and the target (triple, data layout, cpu, features; NULL
- * leaves them unset).  Out: a module (owned by the caller) whose functions
- * are called by the C driver loop (runtime/kernel_rt.c); their ABI, exactly
- * as declared in runtime/kernel_rt.h:
+ *   codegen_mask.c      the pattern: spat_mask_* / spat_tkinfo_* (cg_build)
+ *   codegen_fwd_tile.c  kernel kind "fwd": spat_tile, the forward attention
+ *                       tile (f32); depends only on D
+ *   kinds.c             the table of kernel kinds (cg_kinds) and
+ *                       cg_build_kernel, a module holding one kind's function
+ *
+ * The functions' ABI is runtime/kernel_rt.h's (pinned by kabi.h):
  *
  *   int32_t spat_mask_0(const kr_env *e, int64_t i, int64_t j0, int64_t n,
  *                       int64_t lq, int64_t lk, uint64_t *out);
@@ -54,22 +57,58 @@ typedef struct cg_target {
   const char *features;    /* "+avx512f,..."; NULL: none */
 } cg_target;
 
+/* --- kernel kinds (kinds.c) ---------------------------------------------
+ * A kernel kind is pattern-independent code the driver calls: today the
+ * forward tile.  Its identity (the key of the tile cache and of its disk
+ * entries) is (kind, D, dtype, CPU). */
+typedef enum cg_dtype { CG_F32 = 0, CG_N_DTYPES } cg_dtype;
+/* ORDER cg_kinds (kinds.c): one row per id */
+typedef enum cg_kind_id { CG_KIND_FWD = 0, CG_N_KINDS } cg_kind_id;
+
+struct cg;
+typedef struct cg_kind {
+  cg_kind_id id;
+  const char *name;            /* "fwd" */
+  const char *symbol;          /* its function in a module: "spat_tile" */
+  void (*gen)(struct cg *g);   /* builds it into g->M for g->D, g->dtype */
+  const int64_t *dims;         /* supported head dimensions, ascending */
+  int n_dims;
+  unsigned dtypes;             /* bit 1u << t for each supported cg_dtype */
+} cg_kind;
+
+extern const cg_kind cg_kinds[CG_N_KINDS];
+const char *cg_dtype_name(cg_dtype t);  /* "f32" */
+bool cg_kind_supports(const cg_kind *k, int64_t D, cg_dtype t);
+/* "head dimension D is not supported by the JIT (16, 32, ...)" into err. */
+void cg_unsupported_d(const cg_kind *k, int64_t D, const char *who, char *err,
+                      size_t errlen);
+/* The forward tile's D (what every kernel of a pattern needs today). */
+bool cg_supported_d(int64_t D);
+
+/* A module holding kind k's function for (D, t) and nothing else; NULL with
+ * a message in err. */
+LLVMModuleRef cg_build_kernel(LLVMContextRef ctx, const cg_kind *k, int64_t D,
+                              cg_dtype t, const cg_target *tgt, char *err,
+                              size_t errlen);
+
+/* --- the pattern (codegen_mask.c) ------------------------------------------ */
 typedef struct cg_info {
   int n_topk;              /* top-k nodes (spat_mask_1.. / spat_tkinfo_) */
   int n_errors;
   char **errors;           /* malloc'd copies of spat_errors */
 } cg_info;
 
-bool cg_supported_d(int64_t D);
-
-/* NULL with a message in err on failure (unsupported D: the message says so). */
+/* The pattern's mask and top-k functions and its error table; with tile
+ * non-NULL also that kind's function for (D, f32) (a self-contained AOT
+ * object), else no tile code (the JIT links the shared one).  NULL with a
+ * message in err on failure (unsupported D: the message says so). */
 LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
-                       const cg_target *t, cg_info *info, char *err,
-                       size_t errlen);
+                       const cg_kind *tile, const cg_target *t, cg_info *info,
+                       char *err, size_t errlen);
 void cg_info_free(cg_info *info);
 
 /* The work of compiling p, counted (tests assert it stays linear): LLVM
- * instructions of the unoptimised mask code (every function but spat_tile),
+ * instructions of the unoptimised mask code (cg_build without a tile),
  * the largest function's, and the number of those functions.  0, or -1
  * with a message in err (e.g. over the compile budget). */
 typedef struct cg_stats {

@@ -1,4 +1,4 @@
-/* codegen.c: pattern IR -> LLVM module (see codegen.h for the entry ABI).
+/* codegen_mask.c: pattern IR -> LLVM module (see codegen.h for the entry ABI).
  *
  * In: an ir_program and D.  Out: an LLVM module with
  *  - mask functions: the pattern as "row algebra" on 64-bit words: every
@@ -15,135 +15,15 @@
  *    runs 8 columns per step in <8 x i64> lanes with a scalar exact path
  *    for rows where a lane fails.
  *  - top-k info functions (k and granularity of each top-k node),
- *  - the tile function, a FlashAttention-2 step on <16 x float> vectors in
- *    a transposed layout: scores S^T[j][row] so the per-row max, exp and
- *    sums are vertical ops, a polynomial exp2 in IR, register-blocked
- *    Q.K^T (4 keys x 64 rows) and P.V (4 rows x 64 dims), masks applied
- *    as k-masks from one 64-bit word per key.
+ *  - the module: cg_build puts these, the forward tile (codegen_fwd_tile.c)
+ *    and the error table into one module.
  */
-#include "codegen.h"
+#include "codegen_impl.h"
 
-#include <llvm-c/Core.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#include "kernel_rt.h"
 #include "spat_limits.h"
-
-#define NV (KR_BQ / 16) /* row vectors per query tile */
-
-typedef struct cg {
-  LLVMContextRef C;
-  LLVMModuleRef M;
-  LLVMBuilderRef B;
-  LLVMTypeRef i1, i8, i32, i64, f32, ptr, vf, vi8, vi32, vi1, voidt;
-  const ir_program *p;
-  const cg_target *tgt;
-  int64_t D;
-  char **errs;
-  int n_errs, cap_errs;
-  int oom;
-  const ir_node **tk;      /* top-k nodes, post-order */
-  int n_tk, cap_tk;
-  const ir_node **rnd;     /* random nodes, numbered as first generated */
-  int n_rnd, cap_rnd;
-  /* the function being built */
-  LLVMValueRef fn, env;
-  LLVMBasicBlockRef allocas;
-  LLVMValueRef h, H, lk_tok;
-  const void *top_R;       /* the function's own row (memo context) */
-  /* sub-pattern functions (see "Bounded functions" below) */
-  struct cg_nd *nd;        /* per distinct IR node reached */
-  int n_nd, cap_nd;
-  const ir_node **hkey;    /* node -> index into nd, open addressing */
-  int *hval;
-  size_t hcap;
-  int *order;              /* nodes with a function, kids before parents */
-  int n_order;
-  int fn_seq;
-  int *eparent;            /* errat regions of the function: parent or -1 */
-  int n_eregion, cap_eregion, eregion;
-  LLVMValueRef detail;     /* spat_errat's int64_t[2] of message values */
-} cg;
-
-typedef struct lvl {
-  LLVMValueRef i, lq, lk;  /* query index and sizes at this granularity */
-} lvl;
-
-/* --- small builders ---------------------------------------------------- */
-
-static LLVMValueRef ci64(cg *g, int64_t v) {
-  return LLVMConstInt(g->i64, (unsigned long long)v, 1);
-}
-static LLVMValueRef ci8(cg *g, int v) { return LLVMConstInt(g->i8, (unsigned)v, 0); }
-static LLVMValueRef cf(cg *g, double v) { return LLVMConstReal(g->f32, v); }
-
-static LLVMBasicBlockRef newbb(cg *g, const char *name) {
-  return LLVMAppendBasicBlockInContext(g->C, g->fn, name);
-}
-
-static LLVMValueRef alloca_t(cg *g, LLVMTypeRef t, const char *name) {
-  LLVMBasicBlockRef cur = LLVMGetInsertBlock(g->B);
-  LLVMPositionBuilderAtEnd(g->B, g->allocas);
-  LLVMValueRef a = LLVMBuildAlloca(g->B, t, name);
-  LLVMSetAlignment(a, 64);
-  LLVMPositionBuilderAtEnd(g->B, cur);
-  return a;
-}
-
-static LLVMValueRef gep(cg *g, LLVMTypeRef elt, LLVMValueRef base,
-                       LLVMValueRef idx) {
-  return LLVMBuildGEP2(g->B, elt, base, &idx, 1, "");
-}
-
-static LLVMValueRef call_intr(cg *g, const char *name, LLVMTypeRef *ovl,
-                              int n_ovl, LLVMValueRef *args, int n_args) {
-  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-  LLVMValueRef f = LLVMGetIntrinsicDeclaration(g->M, id, ovl, (size_t)n_ovl);
-  LLVMTypeRef ft = LLVMIntrinsicGetType(g->C, id, ovl, (size_t)n_ovl);
-  return LLVMBuildCall2(g->B, ft, f, args, (unsigned)n_args, "");
-}
-
-/* Counted loops with the counter in an alloca (mem2reg makes it a phi). */
-typedef struct loop {
-  LLVMValueRef var, end, step;
-  LLVMBasicBlockRef cond, body, exit;
-} loop;
-
-static LLVMValueRef loop_begin(cg *g, loop *l, LLVMValueRef start,
-                               LLVMValueRef end, int64_t step) {
-  l->var = alloca_t(g, g->i64, "iv");
-  l->end = end;
-  l->step = ci64(g, step);
-  LLVMBuildStore(g->B, start, l->var);
-  l->cond = newbb(g, "loop");
-  l->body = newbb(g, "body");
-  l->exit = newbb(g, "done");
-  LLVMBuildBr(g->B, l->cond);
-  LLVMPositionBuilderAtEnd(g->B, l->cond);
-  LLVMValueRef iv = LLVMBuildLoad2(g->B, g->i64, l->var, "");
-  LLVMBuildCondBr(g->B, LLVMBuildICmp(g->B, LLVMIntSLT, iv, end, ""), l->body,
-                  l->exit);
-  LLVMPositionBuilderAtEnd(g->B, l->body);
-  return LLVMBuildLoad2(g->B, g->i64, l->var, "");
-}
-
-static void loop_end(cg *g, loop *l) {
-  LLVMValueRef iv = LLVMBuildLoad2(g->B, g->i64, l->var, "");
-  LLVMBuildStore(g->B, LLVMBuildAdd(g->B, iv, l->step, ""), l->var);
-  LLVMBuildBr(g->B, l->cond);
-  LLVMPositionBuilderAtEnd(g->B, l->exit);
-}
-
-static LLVMValueRef smin(cg *g, LLVMValueRef a, LLVMValueRef b) {
-  return LLVMBuildSelect(g->B, LLVMBuildICmp(g->B, LLVMIntSLT, a, b, ""), a, b,
-                         "");
-}
-static LLVMValueRef smax(cg *g, LLVMValueRef a, LLVMValueRef b) {
-  return LLVMBuildSelect(g->B, LLVMBuildICmp(g->B, LLVMIntSGT, a, b, ""), a, b,
-                         "");
-}
 
 /* --- errors ------------------------------------------------------------ */
 
@@ -313,7 +193,7 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
   case IR_SIZE_LK: return L->lk;
   case IR_SIZE_H: return g->H;
   case IR_RUNTIME: {
-    LLVMValueRef rt = env_word(g, g->env, 4, g->ptr);
+    LLVMValueRef rt = env_word(g, g->env, KABI_ENV_RUNTIME, g->ptr);
     return LLVMBuildLoad2(B, g->i64, gep(g, g->i64, rt, ci64(g, n->value)), "");
   }
   case IR_INPUT: {
@@ -323,7 +203,7 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
              g->p->inputs[n->value].name);
     check_v(g, LLVMBuildICmp(B, LLVMIntUGE, x, g->lk_tok, ""), n, what, x,
             g->lk_tok);
-    LLVMValueRef ins = env_word(g, g->env, 5, g->ptr);
+    LLVMValueRef ins = env_word(g, g->env, KABI_ENV_INPUTS, g->ptr);
     LLVMValueRef arr =
         LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ins, ci64(g, n->value)), "");
     LLVMValueRef v = LLVMBuildLoad2(B, g->i32, gep(g, g->i32, arr, x), "");
@@ -337,7 +217,7 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
       args[k] = ival(g, n->kids[k], L, j);
       ats[k] = g->i64;
     }
-    LLVMValueRef ex = env_word(g, g->env, 6, g->ptr);
+    LLVMValueRef ex = env_word(g, g->env, KABI_ENV_EXTERNS, g->ptr);
     LLVMValueRef f =
         LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ex, ci64(g, n->value)), "");
     LLVMTypeRef ft = LLVMFunctionType(g->i8, ats, (unsigned)na, 0);
@@ -616,7 +496,7 @@ static LLVMValueRef vval(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
   case IR_SIZE_LK: return vsplat64(g, L->lk);
   case IR_SIZE_H: return vsplat64(g, g->H);
   case IR_RUNTIME: {
-    LLVMValueRef rt = env_word(g, g->env, 4, g->ptr);
+    LLVMValueRef rt = env_word(g, g->env, KABI_ENV_RUNTIME, g->ptr);
     return vsplat64(g, LLVMBuildLoad2(B, g->i64,
                                       gep(g, g->i64, rt, ci64(g, n->value)), ""));
   }
@@ -625,7 +505,7 @@ static LLVMValueRef vval(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
     LLVMValueRef out = LLVMBuildICmp(B, LLVMIntUGE, x, vsplat64(g, g->lk_tok), "");
     *bad = LLVMBuildOr(B, *bad, out, "");
     x = LLVMBuildSelect(B, out, LLVMConstNull(vt), x, "");
-    LLVMValueRef ins = env_word(g, g->env, 5, g->ptr);
+    LLVMValueRef ins = env_word(g, g->env, KABI_ENV_INPUTS, g->ptr);
     LLVMValueRef arr =
         LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ins, ci64(g, n->value)), "");
     LLVMValueRef ptrs = LLVMBuildGEP2(B, g->i32, arr, &x, 1, "");
@@ -802,7 +682,7 @@ static LLVMValueRef pat_random(cg *g, const ir_node *n, const lvl *L,
   {
     LLVMTypeRef ps[7] = {g->ptr, g->i64, g->i64, g->i64, g->i64, g->i64, g->i64};
     LLVMTypeRef ft = LLVMFunctionType(g->ptr, ps, 7, 0);
-    LLVMValueRef f = env_word(g, g->env, 8, g->ptr);
+    LLVMValueRef f = env_word(g, g->env, KABI_ENV_RANDOM_ROW, g->ptr);
     LLVMValueRef args[7] = {g->env, ci64(g, random_index(g, n)), L->i, r, seed,
                             L->lk, R->j0};
     LLVMValueRef w = LLVMBuildCall2(B, ft, f, args, 7, "");
@@ -843,13 +723,13 @@ static LLVMValueRef pat_topk(cg *g, const ir_node *n, const lvl *L,
                              const rowx *R) {
   LLVMBuilderRef B = g->B;
   int t = topk_index(g, n);
-  LLVMValueRef tks = env_word(g, g->env, 7, g->ptr);
-  LLVMValueRef tk = gep(g, g->i64, tks, ci64(g, 5 * t));
-  check_dyn(g, env_word(g, tk, 4, g->i64));
-  LLVMValueRef sel = env_word(g, tk, 0, g->ptr);
-  LLVMValueRef cntp = env_word(g, tk, 1, g->ptr);
-  LLVMValueRef ibase = env_word(g, tk, 2, g->i64);
-  LLVMValueRef kst = env_word(g, tk, 3, g->i64);
+  LLVMValueRef tks = env_word(g, g->env, KABI_ENV_TOPK, g->ptr);
+  LLVMValueRef tk = gep(g, g->i64, tks, ci64(g, KABI_TOPK_WORDS * t));
+  check_dyn(g, env_word(g, tk, KABI_TOPK_ERR, g->i64));
+  LLVMValueRef sel = env_word(g, tk, KABI_TOPK_SEL, g->ptr);
+  LLVMValueRef cntp = env_word(g, tk, KABI_TOPK_CNT, g->ptr);
+  LLVMValueRef ibase = env_word(g, tk, KABI_TOPK_IBASE, g->i64);
+  LLVMValueRef kst = env_word(g, tk, KABI_TOPK_K, g->i64);
   LLVMValueRef rw = LLVMBuildSub(B, L->i, ibase, "");
   LLVMValueRef c = LLVMBuildLoad2(B, g->i64, gep(g, g->i64, cntp, rw), "");
   check_dyn(g, LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, c, ci64(g, 0), ""),
@@ -1066,40 +946,10 @@ static LLVMValueRef pat(cg *g, const ir_node *n, const lvl *L, const rowx *R,
 
 /* --- functions ------------------------------------------------------------- */
 
-static void fn_attrs(cg *g, LLVMValueRef f) {
-  if (g->tgt && g->tgt->cpu)
-    LLVMAddTargetDependentFunctionAttr(f, "target-cpu", g->tgt->cpu);
-  if (g->tgt && g->tgt->features)
-    LLVMAddTargetDependentFunctionAttr(f, "target-features", g->tgt->features);
-  LLVMAddTargetDependentFunctionAttr(f, "prefer-vector-width", "512");
-  LLVMAddTargetDependentFunctionAttr(f, "min-legal-vector-width", "512");
-  LLVMAddTargetDependentFunctionAttr(f, "no-trapping-math", "true");
-  unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
-  LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
-                          LLVMCreateEnumAttribute(g->C, nounwind, 0));
-}
-
-static void begin_fn(cg *g, const char *name, LLVMTypeRef ret,
-                     LLVMTypeRef *params, int n) {
-  LLVMTypeRef ft = LLVMFunctionType(ret, params, (unsigned)n, 0);
-  g->fn = LLVMAddFunction(g->M, name, ft);
-  fn_attrs(g, g->fn);
-  g->allocas = newbb(g, "entry");
-  LLVMBasicBlockRef body = newbb(g, "start");
-  LLVMPositionBuilderAtEnd(g->B, body);
-}
-
-static void end_fn(cg *g) {
-  LLVMBasicBlockRef cur = LLVMGetInsertBlock(g->B);
-  LLVMPositionBuilderAtEnd(g->B, g->allocas);
-  LLVMBuildBr(g->B, LLVMGetNextBasicBlock(g->allocas));
-  LLVMPositionBuilderAtEnd(g->B, cur);
-}
-
 static void load_env(cg *g) {
-  g->h = env_word(g, g->env, 0, g->i64);
-  g->H = env_word(g, g->env, 1, g->i64);
-  g->lk_tok = env_word(g, g->env, 3, g->i64);
+  g->h = env_word(g, g->env, KABI_ENV_H, g->i64);
+  g->H = env_word(g, g->env, KABI_ENV_NHEADS, g->i64);
+  g->lk_tok = env_word(g, g->env, KABI_ENV_LK, g->i64);
 }
 
 /* Integer-only functions: their loops run at most 64 times, vectorising
@@ -1112,7 +962,7 @@ static void scalar_only(cg *g) {
 
 static void build_mask_fn(cg *g, int idx, const ir_node *root) {
   char name[32];
-  snprintf(name, sizeof name, "spat_mask_%d", idx);
+  snprintf(name, sizeof name, KABI_MASK_FMT, idx);
   LLVMTypeRef ps[7] = {g->ptr, g->i64, g->i64, g->i64, g->i64, g->i64, g->ptr};
   begin_fn(g, name, g->i32, ps, 7);
   scalar_only(g);
@@ -1402,14 +1252,14 @@ static int blocks_path(const ir_node *n, const ir_node *target,
 
 static void build_tkinfo_fn(cg *g, int t) {
   char name[32];
-  snprintf(name, sizeof name, "spat_tkinfo_%d", t);
+  snprintf(name, sizeof name, KABI_TKINFO_FMT, t);
   LLVMTypeRef ps[2] = {g->ptr, g->ptr};
   begin_fn(g, name, g->i32, ps, 2);
   scalar_only(g);
   g->env = LLVMGetParam(g->fn, 0);
   load_env(g);
   LLVMValueRef out = LLVMGetParam(g->fn, 1);
-  lvl L = {ci64(g, 0), env_word(g, g->env, 2, g->i64), g->lk_tok};
+  lvl L = {ci64(g, 0), env_word(g, g->env, KABI_ENV_LQ, g->i64), g->lk_tok};
   LLVMValueRef gran = ci64(g, 1);
   const ir_node *path[256];
   int len = 0;
@@ -1620,280 +1470,18 @@ static void err_node(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
 static void build_errat_fn(cg *g) {
   for (int k = 0; k < g->n_order; k++) build_errsub_fn(g, &g->nd[g->order[k]]);
   LLVMTypeRef ps[5] = {g->ptr, g->i64, g->i64, g->i64, g->ptr};
-  begin_fn(g, "spat_errat", g->i32, ps, 5);
+  begin_fn(g, KABI_ERRAT, g->i32, ps, 5);
   scalar_only(g);
   g->env = LLVMGetParam(g->fn, 0);
   load_env(g);
   g->detail = LLVMGetParam(g->fn, 4);
-  lvl L = {LLVMGetParam(g->fn, 1), env_word(g, g->env, 2, g->i64), g->lk_tok};
+  lvl L = {LLVMGetParam(g->fn, 1), env_word(g, g->env, KABI_ENV_LQ, g->i64),
+           g->lk_tok};
   errat_begin(g);
   err_walk(g, g->p->root, &L, LLVMGetParam(g->fn, 2), LLVMGetParam(g->fn, 3));
   LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
   end_fn(g);
   g->detail = NULL;
-}
-
-/* --- the attention tile ------------------------------------------------------ */
-
-static LLVMValueRef splat(cg *g, LLVMValueRef s) {
-  LLVMValueRef v = LLVMBuildInsertElement(g->B, LLVMGetPoison(g->vf), s,
-                                          LLVMConstInt(g->i32, 0, 0), "");
-  return LLVMBuildShuffleVector(g->B, v, LLVMGetPoison(g->vf),
-                                LLVMConstNull(g->vi32), "");
-}
-static LLVMValueRef vsplat(cg *g, double x) {
-  LLVMValueRef e[16];
-  for (int k = 0; k < 16; k++) e[k] = cf(g, x);
-  return LLVMConstVector(e, 16);
-}
-static LLVMValueRef vload(cg *g, LLVMValueRef base, LLVMValueRef idx) {
-  LLVMValueRef l = LLVMBuildLoad2(g->B, g->vf, gep(g, g->f32, base, idx), "");
-  LLVMSetAlignment(l, 4);
-  return l;
-}
-static void vstore(cg *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx) {
-  LLVMValueRef s = LLVMBuildStore(g->B, v, gep(g, g->f32, base, idx));
-  LLVMSetAlignment(s, 4);
-}
-static LLVMValueRef fma16(cg *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
-  LLVMValueRef args[3] = {a, b, c};
-  return call_intr(g, "llvm.fma", &g->vf, 1, args, 3);
-}
-static LLVMValueRef vmax(cg *g, LLVMValueRef a, LLVMValueRef b) {
-  return LLVMBuildSelect(g->B, LLVMBuildFCmp(g->B, LLVMRealOGT, a, b, ""), a, b,
-                         "");
-}
-static LLVMValueRef vld(cg *g, LLVMValueRef p) {
-  return LLVMBuildLoad2(g->B, g->vf, p, "");
-}
-
-/* 2^x for x <= 0 (x may be -inf): Cody-Waite split x = n + f, |f| <= 1/2,
- * degree-6 polynomial for 2^f, 2^n added to the exponent bits; x < -125
- * gives 0, x NaN gives NaN (a NaN score, or s - m with s = m = +inf, makes
- * its row NaN: IEEE propagation, docs/language.md). */
-static LLVMValueRef exp2v(cg *g, LLVMValueRef x) {
-  LLVMBuilderRef B = g->B;
-  LLVMValueRef xc = vmax(g, x, vsplat(g, -127.0));
-  LLVMValueRef n = call_intr(g, "llvm.rint", &g->vf, 1, &xc, 1);
-  LLVMValueRef f = LLVMBuildFSub(B, xc, n, "");
-  static const double c[7] = {1.0,
-                              0.6931471805599453,
-                              0.2402265069591007,
-                              0.05550410866482158,
-                              0.009618129107628477,
-                              0.0013333558146428443,
-                              0.00015403530393381606};
-  LLVMValueRef p = vsplat(g, c[6]);
-  for (int k = 5; k >= 0; k--) p = fma16(g, p, f, vsplat(g, c[k]));
-  LLVMValueRef ni = LLVMBuildFPToSI(B, n, g->vi32, "");
-  LLVMValueRef sh[16];
-  for (int k = 0; k < 16; k++) sh[k] = LLVMConstInt(g->i32, 23, 0);
-  LLVMValueRef bits = LLVMBuildAdd(B, LLVMBuildBitCast(B, p, g->vi32, ""),
-                                   LLVMBuildShl(B, ni, LLVMConstVector(sh, 16), ""),
-                                   "");
-  LLVMValueRef r = LLVMBuildBitCast(B, bits, g->vf, "");
-  /* + (x - x): 0 for finite x, NaN for NaN (the clamp above dropped it) */
-  r = LLVMBuildFAdd(B, r, LLVMBuildFSub(B, x, x, ""), "");
-  return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, vsplat(g, -125.0), ""),
-                         LLVMConstNull(g->vf), r, "");
-}
-
-/* acc[x] = 0 allocas of <16 x float> */
-static void vzero(cg *g, LLVMValueRef *a, int n, double v) {
-  for (int x = 0; x < n; x++) LLVMBuildStore(g->B, vsplat(g, v), a[x]);
-}
-
-/* Q.K^T for keys [j, j + jb) of every row, written out already scaled by
- * c and masked (-inf where the key word's row bit is 0, or past ncols):
- * st[j][row] = c * dot(q_row, k_j); the column max goes into mloc. */
-typedef struct tile_io {
-  LLVMValueRef qt, k, sk, st, mk, ncols, cv, *mloc, *accs;
-} tile_io;
-
-static void qk_block(cg *g, const tile_io *io, LLVMValueRef j, int jb) {
-  LLVMBuilderRef B = g->B;
-  LLVMValueRef last = LLVMBuildSub(B, io->ncols, ci64(g, 1), "");
-  vzero(g, io->accs, jb * NV, 0.0);
-  LLVMValueRef krow[8], key[8];
-  for (int jj = 0; jj < jb; jj++) {  /* keys past the tile repeat the last */
-    key[jj] = LLVMBuildAdd(B, j, ci64(g, jj), "");
-    krow[jj] = gep(g, g->f32, io->k,
-                   LLVMBuildMul(B, smin(g, key[jj], last), io->sk, ""));
-  }
-  loop ld;
-  LLVMValueRef d = loop_begin(g, &ld, ci64(g, 0), ci64(g, g->D), 1);
-  LLVMValueRef qv[NV];
-  LLVMValueRef qrow = gep(g, g->f32, io->qt, LLVMBuildMul(B, d, ci64(g, KR_BQ), ""));
-  for (int rv = 0; rv < NV; rv++) qv[rv] = vload(g, qrow, ci64(g, rv * 16));
-  for (int jj = 0; jj < jb; jj++) {
-    LLVMValueRef ks = splat(
-        g, LLVMBuildLoad2(B, g->f32, gep(g, g->f32, krow[jj], d), ""));
-    for (int rv = 0; rv < NV; rv++) {
-      LLVMValueRef a = io->accs[jj * NV + rv];
-      LLVMBuildStore(B, fma16(g, ks, qv[rv], vld(g, a)), a);
-    }
-  }
-  loop_end(g, &ld);
-  LLVMValueRef ninf = vsplat(g, -1.0 / 0.0);
-  for (int jj = 0; jj < jb; jj++) {
-    LLVMValueRef w = LLVMBuildLoad2(
-        B, g->i64, gep(g, g->i64, io->mk, smin(g, key[jj], last)), "");
-    w = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, key[jj], io->ncols, ""),
-                        w, ci64(g, 0), "");
-    for (int rv = 0; rv < NV; rv++) {
-      LLVMValueRef m16 = LLVMBuildTrunc(B, LLVMBuildLShr(B, w, ci64(g, 16 * rv), ""),
-                                        LLVMInt16TypeInContext(g->C), "");
-      LLVMValueRef sv = LLVMBuildFMul(B, vld(g, io->accs[jj * NV + rv]), io->cv, "");
-      sv = LLVMBuildSelect(B, LLVMBuildBitCast(B, m16, g->vi1, ""), sv, ninf, "");
-      LLVMBuildStore(B, vmax(g, sv, vld(g, io->mloc[rv])), io->mloc[rv]);
-      vstore(g, sv, io->st,
-             LLVMBuildAdd(B, LLVMBuildMul(B, key[jj], ci64(g, KR_BQ), ""),
-                          ci64(g, rv * 16), ""));
-    }
-  }
-}
-
-static void build_tile_fn(cg *g) {
-  LLVMBuilderRef B = g->B;
-  LLVMTypeRef ps[12] = {g->ptr, g->ptr, g->i64, g->ptr, g->i64, g->i64,
-                        g->ptr, g->ptr, g->ptr, g->ptr, g->f32, g->ptr};
-  begin_fn(g, "spat_tile", g->voidt, ps, 12);
-  unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
-  int ptr_args[] = {0, 1, 3, 6, 7, 8, 9, 11};
-  for (size_t x = 0; x < sizeof ptr_args / sizeof ptr_args[0]; x++)
-    LLVMAddAttributeAtIndex(g->fn, (unsigned)ptr_args[x] + 1,
-                            LLVMCreateEnumAttribute(g->C, noalias, 0));
-  LLVMValueRef qt = LLVMGetParam(g->fn, 0), k = LLVMGetParam(g->fn, 1),
-               sk = LLVMGetParam(g->fn, 2), v = LLVMGetParam(g->fn, 3),
-               sv = LLVMGetParam(g->fn, 4), ncols = LLVMGetParam(g->fn, 5),
-               maskt = LLVMGetParam(g->fn, 6), acc = LLVMGetParam(g->fn, 7),
-               mp = LLVMGetParam(g->fn, 8), lp = LLVMGetParam(g->fn, 9),
-               c = LLVMGetParam(g->fn, 10), st = LLVMGetParam(g->fn, 11);
-  const int JB = 4;
-  LLVMValueRef accs[4 * NV];
-  for (int x = 0; x < JB * NV; x++) accs[x] = alloca_t(g, g->vf, "s");
-
-  /* maskt NULL: every key allowed, read from a constant of all-ones words */
-  LLVMTypeRef ones_t = LLVMArrayType(g->i64, KR_BK);
-  LLVMValueRef ones = LLVMGetNamedGlobal(g->M, "spat_ones");
-  if (!ones) {
-    LLVMValueRef w[KR_BK];
-    for (int x = 0; x < KR_BK; x++) w[x] = ci64(g, -1);
-    ones = LLVMAddGlobal(g->M, ones_t, "spat_ones");
-    LLVMSetInitializer(ones, LLVMConstArray2(g->i64, w, KR_BK));
-    LLVMSetGlobalConstant(ones, 1);
-    LLVMSetLinkage(ones, LLVMPrivateLinkage);
-    LLVMSetAlignment(ones, 64);
-  }
-  LLVMValueRef mloc[NV];
-  for (int rv = 0; rv < NV; rv++) mloc[rv] = alloca_t(g, g->vf, "mloc");
-  vzero(g, mloc, NV, -1.0 / 0.0);
-  LLVMValueRef ninf = vsplat(g, -1.0 / 0.0);
-  tile_io io = {qt, k, sk, st,
-                LLVMBuildSelect(B, LLVMBuildIsNull(B, maskt, ""), ones, maskt, ""),
-                ncols, splat(g, c), mloc, accs};
-
-  /* pass A: S^T = c K Q^T masked, with the column max; 4 keys at a time
-   * (KR_BK is a multiple of 4: keys past ncols land in st's spare rows) */
-  loop la;
-  LLVMValueRef j = loop_begin(g, &la, ci64(g, 0), ncols, JB);
-  qk_block(g, &io, j, JB);
-  loop_end(g, &la);
-
-  LLVMValueRef muse[NV], alpha[NV];
-  LLVMValueRef abuf = alloca_t(g, LLVMArrayType(g->f32, KR_BQ), "alpha");
-  for (int rv = 0; rv < NV; rv++) {
-    LLVMValueRef mold = vload(g, mp, ci64(g, rv * 16));
-    LLVMValueRef mnew = vmax(g, vld(g, mloc[rv]), mold);
-    muse[rv] = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOEQ, mnew, ninf, ""),
-                               LLVMConstNull(g->vf), mnew, "");
-    alpha[rv] = exp2v(g, LLVMBuildFSub(B, mold, muse[rv], ""));
-    vstore(g, mnew, mp, ci64(g, rv * 16));
-    vstore(g, alpha[rv], abuf, ci64(g, rv * 16));
-  }
-
-  /* pass C: p = 2^(s - m), row sums */
-  LLVMValueRef lsum[NV];
-  for (int rv = 0; rv < NV; rv++) lsum[rv] = alloca_t(g, g->vf, "lsum");
-  vzero(g, lsum, NV, 0.0);
-  j = loop_begin(g, &la, ci64(g, 0), ncols, 1);
-  for (int rv = 0; rv < NV; rv++) {
-    LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, j, ci64(g, KR_BQ), ""),
-                                    ci64(g, rv * 16), "");
-    LLVMValueRef p = exp2v(g, LLVMBuildFSub(B, vload(g, st, idx), muse[rv], ""));
-    vstore(g, p, st, idx);
-    LLVMBuildStore(B, LLVMBuildFAdd(B, vld(g, lsum[rv]), p, ""), lsum[rv]);
-  }
-  loop_end(g, &la);
-  for (int rv = 0; rv < NV; rv++) {
-    LLVMValueRef l = vload(g, lp, ci64(g, rv * 16));
-    vstore(g, fma16(g, l, alpha[rv], vld(g, lsum[rv])), lp, ci64(g, rv * 16));
-  }
-
-  /* pass D: acc = acc * alpha + P V, 4 (or 8) rows x cw <= 4 dim vectors;
-   * chunks of equal width share one loop over d0 */
-  int nvd = (int)(g->D / 16), chunks[8], n_ch = 0;
-  for (int d0 = 0; d0 < nvd; n_ch++) {
-    int cw = nvd - d0 >= 4 ? 4 : nvd - d0;
-    if (nvd - d0 == 5 || nvd - d0 == 6) cw = 3;
-    chunks[n_ch] = cw;
-    d0 += cw;
-  }
-  for (int c0 = 0, vbase = 0; c0 < n_ch;) {
-    int cw = chunks[c0], run = 1;
-    while (c0 + run < n_ch && chunks[c0 + run] == cw) run++;
-    int R = cw >= 3 ? 4 : 8;
-    LLVMValueRef a[32];
-    for (int x = 0; x < R * cw; x++) a[x] = alloca_t(g, g->vf, "o");
-    loop ld;
-    LLVMValueRef dv = loop_begin(g, &ld, ci64(g, vbase * 16),
-                                 ci64(g, (vbase + run * cw) * 16), cw * 16);
-    LLVMValueRef vcol = gep(g, g->f32, v, dv), acol = gep(g, g->f32, acc, dv);
-    loop lr;
-    LLVMValueRef r = loop_begin(g, &lr, ci64(g, 0), ci64(g, KR_BQ), R);
-    for (int rr = 0; rr < R; rr++) {
-      LLVMValueRef rw = LLVMBuildAdd(B, r, ci64(g, rr), "");
-      LLVMValueRef al = splat(
-          g, LLVMBuildLoad2(B, g->f32, gep(g, g->f32, abuf, rw), ""));
-      for (int cc = 0; cc < cw; cc++) {
-        LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, rw, ci64(g, g->D), ""),
-                                        ci64(g, cc * 16), "");
-        LLVMBuildStore(B, LLVMBuildFMul(B, vload(g, acol, idx), al, ""),
-                       a[rr * cw + cc]);
-      }
-    }
-    loop lj;
-    LLVMValueRef jj = loop_begin(g, &lj, ci64(g, 0), ncols, 1);
-    LLVMValueRef vrow = gep(g, g->f32, vcol, LLVMBuildMul(B, jj, sv, ""));
-    LLVMValueRef vv[4];
-    for (int cc = 0; cc < cw; cc++) vv[cc] = vload(g, vrow, ci64(g, cc * 16));
-    LLVMValueRef prow = gep(g, g->f32, st,
-                            LLVMBuildAdd(B, LLVMBuildMul(B, jj, ci64(g, KR_BQ), ""),
-                                         r, ""));
-    for (int rr = 0; rr < R; rr++) {
-      LLVMValueRef pb = splat(
-          g, LLVMBuildLoad2(B, g->f32, gep(g, g->f32, prow, ci64(g, rr)), ""));
-      for (int cc = 0; cc < cw; cc++) {
-        LLVMValueRef x = a[rr * cw + cc];
-        LLVMBuildStore(B, fma16(g, pb, vv[cc], vld(g, x)), x);
-      }
-    }
-    loop_end(g, &lj);
-    for (int rr = 0; rr < R; rr++) {
-      LLVMValueRef rw = LLVMBuildAdd(B, r, ci64(g, rr), "");
-      for (int cc = 0; cc < cw; cc++) {
-        LLVMValueRef idx = LLVMBuildAdd(B, LLVMBuildMul(B, rw, ci64(g, g->D), ""),
-                                        ci64(g, cc * 16), "");
-        vstore(g, vld(g, a[rr * cw + cc]), acol, idx);
-      }
-    }
-    loop_end(g, &lr);
-    loop_end(g, &ld);
-    c0 += run;
-    vbase += run * cw;
-  }
-  LLVMBuildRetVoid(B);
-  end_fn(g);
 }
 
 /* --- module -------------------------------------------------------------- */
@@ -1914,11 +1502,6 @@ static int collect_topk(cg *g, const ir_node *n) {
   return 1;
 }
 
-bool cg_supported_d(int64_t D) {
-  return D == 16 || D == 32 || D == 64 || D == 80 || D == 96 || D == 128 ||
-         D == 256;
-}
-
 void cg_info_free(cg_info *info) {
   if (!info) return;
   for (int k = 0; k < info->n_errors; k++) free(info->errors[k]);
@@ -1928,38 +1511,19 @@ void cg_info_free(cg_info *info) {
 }
 
 LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
-                       const cg_target *t, cg_info *info, char *err,
-                       size_t errlen) {
+                       const cg_kind *tile, const cg_target *t, cg_info *info,
+                       char *err, size_t errlen) {
   memset(info, 0, sizeof *info);
-  if (!cg_supported_d(D)) {
-    snprintf(err, errlen,
-             "head dimension %lld is not supported by the JIT "
-             "(16, 32, 64, 80, 96, 128, 256)",
-             (long long)D);
+  if (tile && !cg_kind_supports(tile, D, CG_F32)) {
+    cg_unsupported_d(tile, D, "the JIT", err, errlen);
     return NULL;
   }
   if (!ir_check(p, err, errlen)) return NULL;
   cg G, *g = &G;
-  memset(g, 0, sizeof G);
-  g->C = ctx;
+  cg_begin_module(g, ctx, p->name ? p->name : "pattern", t);
   g->p = p;
-  g->tgt = t;
   g->D = D;
-  g->M = LLVMModuleCreateWithNameInContext(p->name ? p->name : "pattern", ctx);
-  if (t && t->triple) LLVMSetTarget(g->M, t->triple);
-  if (t && t->datalayout) LLVMSetDataLayout(g->M, t->datalayout);
-  g->B = LLVMCreateBuilderInContext(ctx);
-  g->i1 = LLVMInt1TypeInContext(ctx);
-  g->i8 = LLVMInt8TypeInContext(ctx);
-  g->i32 = LLVMInt32TypeInContext(ctx);
-  g->i64 = LLVMInt64TypeInContext(ctx);
-  g->f32 = LLVMFloatTypeInContext(ctx);
-  g->ptr = LLVMPointerTypeInContext(ctx, 0);
-  g->voidt = LLVMVoidTypeInContext(ctx);
-  g->vf = LLVMVectorType(g->f32, 16);
-  g->vi8 = LLVMVectorType(g->i8, 16);
-  g->vi32 = LLVMVectorType(g->i32, 16);
-  g->vi1 = LLVMVectorType(g->i1, 16);
+  g->dtype = CG_F32;
   if (!collect_topk(g, p->root)) g->oom = 1;
 
   if (!plan_functions(g, err, errlen)) {
@@ -1974,7 +1538,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   for (int k = 0; k < g->n_tk; k++) build_mask_fn(g, k + 1, g->tk[k]->kids[1]);
   for (int k = 0; k < g->n_tk; k++) build_tkinfo_fn(g, k);
   build_errat_fn(g);
-  build_tile_fn(g);
+  if (tile) tile->gen(g);
 
   /* the error table */
   LLVMValueRef *strs = calloc((size_t)g->n_errs + 1, sizeof *strs);
@@ -1990,21 +1554,21 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   }
   if (strs) {
     LLVMValueRef arr = LLVMConstArray2(g->ptr, strs, (uint64_t)g->n_errs);
-    LLVMValueRef tab = LLVMAddGlobal(g->M, LLVMTypeOf(arr), "spat_errors");
+    LLVMValueRef tab = LLVMAddGlobal(g->M, LLVMTypeOf(arr), KABI_ERRORS);
     LLVMSetInitializer(tab, arr);
     LLVMSetGlobalConstant(tab, 1);
   }
   free(strs);
   LLVMDisposeBuilder(g->B);
-  free(g->tk), free(g->rnd), free(g->nd), free(g->hkey), free(g->hval), free(g->order),
-      free(g->eparent);
+  free(g->tk), free(g->rnd), free(g->nd), free(g->hkey), free(g->hval);
+  free(g->order), free(g->eparent);
   info->n_topk = g->n_tk;
   info->n_errors = g->n_errs;
   info->errors = g->errs;
   if (g->oom) {
     cg_info_free(info);
     LLVMDisposeModule(g->M);
-    snprintf(err, errlen, "out of memory in code generation");
+    rt_errf(err, errlen, RT_ENOMEM, "out of memory in code generation");
     return NULL;
   }
   return g->M;
@@ -2013,14 +1577,14 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
 int cg_count(const ir_program *p, cg_stats *out, char *err, size_t errlen) {
   cg_info info;
   LLVMContextRef C = LLVMContextCreate();
-  LLVMModuleRef M = cg_build(C, p, 16, NULL, &info, err, errlen);
+  LLVMModuleRef M = cg_build(C, p, 16, NULL, NULL, &info, err, errlen);
   memset(out, 0, sizeof *out);
   if (!M) {
     LLVMContextDispose(C);
     return -1;
   }
   for (LLVMValueRef f = LLVMGetFirstFunction(M); f; f = LLVMGetNextFunction(f)) {
-    if (LLVMIsDeclaration(f) || !strcmp(LLVMGetValueName(f), "spat_tile")) continue;
+    if (LLVMIsDeclaration(f)) continue; /* (no tile: cg_build without one) */
     long n = 0;
     for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
       for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in))
