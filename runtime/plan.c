@@ -235,12 +235,14 @@ static void residues(ev *e, int64_t s, int64_t d, int64_t lo, int64_t hi) {
     return;
   }
   int64_t r0 = g->i0 % d, kind = rows == 1 ? K_FULL : K_PART;
-  /* runs [m d + r0, m d + r0 + rows), from the one that may reach lo */
-  for (int64_t m = lo / d - 1; m * d + r0 < hi; m++) {
-    int64_t a = m * d + r0, b = a + rows;
-    if (a < lo) a = lo;
-    if (b > hi) b = hi;
-    put(slot(e, s), &e->n[s], e->cap, a, b, kind);
+  /* runs [a, a + rows) at a = m d + r0, from the one that may reach lo
+   * (a < lo < hi here).  With 0 <= lo < hi <= Lk, rows < d and sizes at
+   * most PLAN_MAX_LEN, only the step a + d can overflow (d up to
+   * INT64_MAX), and then the next run starts past hi. */
+  for (int64_t a = (lo / d - 1) * d + r0;;) {
+    int64_t b = a + rows;
+    put(slot(e, s), &e->n[s], e->cap, a < lo ? lo : a, b > hi ? hi : b, kind);
+    if (__builtin_add_overflow(a, d, &a) || a >= hi) break;
   }
 }
 
@@ -862,6 +864,9 @@ int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
     return fail(&e, "plan_tiles: not a tile plan");
   if (env->Lq < 0 || env->Lk < 0 || env->H < 1 || env->h < 0 || env->h >= env->H)
     return fail(&e, "plan_tiles: bad sizes (Lq %lld)", (long long)env->Lq);
+  if (env->Lq > PLAN_MAX_LEN || env->Lk > PLAN_MAX_LEN)
+    return fail(&e, "plan_tiles: sizes above %lld (Lq %lld, Lk %lld)",
+                (long long)PLAN_MAX_LEN, (long long)env->Lq, (long long)env->Lk);
   if (r0 < 0 || r1 > env->Lq || r0 > r1)
     return fail(&e, "plan_tiles: bad rows (r0 %lld)", (long long)r0);
   if (r0 == r1) return 0;
