@@ -16,7 +16,9 @@
 /* "path: message" into err (path NULL: "(no path)"); returns -1. */
 int fio_fail(char *err, size_t errlen, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* fopen(path, mode), or NULL with "path: reason" in err. */
+/* fopen(path, mode), or NULL with "path: reason" in err.  To read ("r...")
+ * only a regular file is opened (spat_open_regular), always binary: a FIFO or a
+ * device is refused instead of blocking. */
 FILE *fio_open(const char *path, const char *mode, char *err, size_t errlen);
 /* Closes f after the caller's writes (ok: they all succeeded); 0, or -1 with
  * "path: write failed: reason" in err. */

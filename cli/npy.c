@@ -118,6 +118,11 @@ static int parse_str(hparse *p, char *buf, size_t n, const char *what) {
                     what);
   size_t len = (size_t)(p->s - b);
   p->s++;
+  for (size_t k = 0; k < len; k++) /* '<f4\0' is not '<f4' */
+    if ((unsigned char)b[k] < 0x20 || b[k] == 0x7f)
+      return fio_fail(p->err, p->errlen, p->path,
+                      "malformed header: control character 0x%02x in the %s "
+                      "string", (unsigned char)b[k], what);
   if (len >= n) {
     memcpy(buf, b, n - 1);
     buf[n - 1] = 0;

@@ -18,7 +18,7 @@
   X(explain, spatc_explain_main, "show the IR and the tile plan of a pattern") \
   X(compile, spatc_compile_main, "compile a pattern ahead of time: .o and .h") \
   X(cache, spatc_cache_main, "the disk kernel cache: dir, clear, list")      \
-  X(bench, spatc_bench_main, "time the JIT against the interpreter and baselines")
+  X(bench, spatc_bench_main, "time the JIT kernel against a C loop and OpenBLAS")
 
 typedef struct command {
   const char *name;

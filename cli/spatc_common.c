@@ -443,13 +443,10 @@ int spatc_parse(cli *c, spatc_sel *sel, spatc_shape *sh, cli_opt_fn fn,
 
 /* A readable regular file, else prints "spatc: error: PATH: reason". */
 int spatc_check_file(const char *path) {
-  struct stat st;
-  if (stat(path, &st) != 0)
-    return spatc_error("%s: %s", path, strerror(errno));
-  if (S_ISDIR(st.st_mode)) return spatc_error("%s: %s", path, strerror(EISDIR));
-  FILE *f = fopen(path, "rb");
-  if (!f) return spatc_error("%s: %s", path, strerror(errno));
-  fclose(f);
+  const char *why = "";
+  int fd = spat_open_regular(path, &why); /* a FIFO, a device: refused */
+  if (fd < 0) return spatc_error("%s: %s", path, why);
+  close(fd);
   return 0;
 }
 
@@ -499,30 +496,15 @@ static char *make_title(const spat_pattern *p) {
 int spatc_load(spatc_pat *sp, const spatc_sel *s) {
   int rc = spatc_open(sp, s->file);
   if (rc) return rc;
-  size_t n = spat_module_n_patterns(sp->m);
-  if (s->pattern) {
-    bool found = false;
-    spat_pattern_decl d;
-    for (size_t k = 0; k < n && !found; k++)
-      found = spat_module_pattern(sp->m, k, &d) == SPAT_OK &&
-              strcmp(d.name, s->pattern) == 0;
-    if (!found) {
-      spatc_error("%s: no pattern named '%s'", s->file, s->pattern);
-      if (n > 0) {
-        fprintf(stderr, "spatc: note: %s defines:", s->file);
-        for (size_t k = 0; k < n; k++)
-          if (spat_module_pattern(sp->m, k, &d) == SPAT_OK)
-            fprintf(stderr, " %s", d.name);
-        fputc('\n', stderr);
-      }
-      return SPATC_EUSER;
-    }
-  } else if (n == 0) {
+  /* --pattern names one of FILE's patterns or of a file it imports (the
+   * library's message lists FILE's own when there is none) */
+  if (!s->pattern && spat_module_n_patterns(sp->m) == 0)
     return spatc_error("%s: defines no pattern", s->file);
-  }
   spat_status st = spat_module_select(sp->m, s->pattern, s->defs,
                                       (size_t)s->n_defs, &sp->p);
   if (st == SPAT_OK) st = spat_pattern_describe(sp->p, &sp->info);
+  if (st == SPAT_EINVAL && s->pattern)
+    return spatc_error("%s: %s", s->file, spat_ctx_error(sp->ctx));
   if (st != SPAT_OK) return spatc_api_error(sp->ctx, st);
   sp->title = make_title(sp->p);
   if (!sp->title) return spatc_error("out of memory");
@@ -662,9 +644,12 @@ int spatc_bind(spatc_bound *b, const spatc_pat *sp, const spatc_sel *s,
     }
   }
   char missing[512] = "";
-  for (size_t r = n_runtime; r < n_args; r++)
-    if (!b->args[r].input && !b->arrays[r].data)
-      name_list_add(missing, sizeof missing, p->args[r].name);
+  for (size_t r = n_runtime; r < n_args; r++) {
+    bool given = false; /* a given but bad array was reported above */
+    for (int k = 0; k < s->inputs.n && !given; k++)
+      given = strcmp(p->args[r].name, s->inputs.name[k]) == 0;
+    if (!given) name_list_add(missing, sizeof missing, p->args[r].name);
+  }
   if (*missing) {
     spatc_error("pattern '%s' needs input array%s %s: give --input "
                 "NAME=FILE.npy (int32, %" PRId64 " entries)",
@@ -684,8 +669,10 @@ int spatc_bind(spatc_bound *b, const spatc_pat *sp, const spatc_sel *s,
       char path[4096];
       snprintf(path, sizeof path, "%s%s", strchr(s->plugin, '/') ? "" : "./",
                s->plugin);
-      b->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-      if (!b->dl) {
+      /* dlopen of a FIFO would block: regular files only */
+      if (spatc_check_file(path)) {
+        bad = 1;
+      } else if (!(b->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
         spatc_error("%s", dlerror());
         bad = 1;
       } else {
@@ -715,10 +702,27 @@ void spatc_bound_free(spatc_bound *b) {
     for (size_t r = 0; r < b->n_args; r++) npy_free(&b->arrays[r]);
   free(b->arrays);
   free(b->args);
+  free(b->title);
   if (b->dl) dlclose(b->dl);
   memset(b, 0, sizeof *b);
 }
 
-const char *spatc_pattern_title(const spatc_pat *sp) {
-  return sp->title ? sp->title : sp->info.name;
+const char *spatc_pattern_title(const spatc_pat *sp, spatc_bound *b) {
+  const char *base = sp->title ? sp->title : sp->info.name;
+  size_t n_rt = b && b->args ? spatc_n_runtime(&sp->info) : 0;
+  if (n_rt == 0) return base;
+  if (b->title) return b->title;
+  size_t len = strlen(base), cap = len + 4;
+  for (size_t r = 0; r < n_rt; r++) cap += strlen(sp->info.args[r].name) + 40;
+  b->title = malloc(cap);
+  if (!b->title) return base;
+  bool open = len > 0 && base[len - 1] == ')'; /* "name(w = 2)" */
+  size_t u = (size_t)snprintf(b->title, cap, "%.*s%s", (int)(open ? len - 1 : len),
+                              base, open ? ", " : "(");
+  for (size_t r = 0; r < n_rt; r++)
+    u += (size_t)snprintf(b->title + u, cap - u, "%sruntime %s = %" PRId64,
+                          r ? ", " : "", sp->info.args[r].name,
+                          b->args[r].scalar);
+  snprintf(b->title + u, cap - u, ")");
+  return b->title;
 }

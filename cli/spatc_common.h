@@ -177,6 +177,7 @@ typedef struct spatc_bound {
   size_t n_args;
   npy_array *arrays;         /* the input arrays' files, one per argument */
   void *dl;                  /* dlopen handle of --plugin */
+  char *title;               /* spatc_pattern_title's, with the values */
 } spatc_bound;
 
 /* --runtime values, else the defaults, into out[spatc_n_runtime]; 0 or 1
@@ -282,8 +283,10 @@ typedef void (*spatc_rows_fn)(void *ctx, int64_t h, int64_t r0, int64_t n,
 int spatc_rows_each(spatc_rows *r, int threads, spatc_rows_fn fn, void *ctx);
 void spatc_rows_close(spatc_rows *r);
 
-/* "name(w = 2, g = 1)": the pattern with its bound parameters. */
-const char *spatc_pattern_title(const spatc_pat *sp);
+/* "name(w = 2, g = 1)": the pattern with its bound parameters; with b (not
+ * NULL) also the values of its runtime scalars, "name(w = 2, runtime n =
+ * 3)" (kept in b). */
+const char *spatc_pattern_title(const spatc_pat *sp, spatc_bound *b);
 
 /* The spec's splitmix64 mix (the generator of --seed, spatc(1)). */
 static inline uint64_t spatc_mix(uint64_t x) {

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,6 +94,32 @@ static int find_libdir(char *buf, size_t n) {
     }
   }
   return -1;
+}
+
+/* path with its directory resolved (symlinks, "..", "./"): false when the
+ * directory does not exist. */
+static bool canonical(const char *path, char *buf, size_t n) {
+  const char *slash = strrchr(path, '/');
+  char dir[PATH_MAX], real[PATH_MAX];
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else if (slash == path) snprintf(dir, sizeof dir, "/");
+  else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  if (!realpath(dir, real)) return false;
+  int w = snprintf(buf, n, "%s/%s", real, slash ? slash + 1 : path);
+  return w > 0 && (size_t)w < n;
+}
+
+/* Whether two paths name one file, however spelled: the same inode when
+ * both exist (links too), else the same resolved directory and name. */
+static bool same_file(const char *a, const char *b) {
+  if (strcmp(a, b) == 0) return true;
+  struct stat sa, sb;
+  bool ea = stat(a, &sa) == 0, eb = stat(b, &sb) == 0;
+  if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  if (ea != eb) return false;
+  char ca[PATH_MAX + 256], cb[PATH_MAX + 256];
+  return canonical(a, ca, sizeof ca) && canonical(b, cb, sizeof cb) &&
+         strcmp(ca, cb) == 0;
 }
 
 /* $CC -shared -o out obj -L dir -Wl,-rpath,dir -lspat; 0 or 1 after
@@ -221,6 +248,17 @@ int spatc_compile_main(int argc, char **argv) {
     if (!out || ((what == EMIT_obj || what == EMIT_shared) && !hdr))
       rc = spatc_error("out of memory");
   }
+  /* one output must not overwrite the other, nor the pattern's file */
+  if (rc == SPATC_OK && hdr && same_file(out, hdr))
+    rc = cli_usage_error(&c, "the output '%s' and the header '%s' are the "
+                             "same file (the header would overwrite it)",
+                         out, hdr);
+  if (rc == SPATC_OK && same_file(out, sel.file))
+    rc = cli_usage_error(&c, "the output '%s' is the pattern file '%s'", out,
+                         sel.file);
+  if (rc == SPATC_OK && hdr && same_file(hdr, sel.file))
+    rc = cli_usage_error(&c, "the header '%s' is the pattern file '%s'", hdr,
+                         sel.file);
   if (rc == SPATC_OK && what == EMIT_header) {
     char *obj = with_ext(o.name ? o.name : spat_pattern_name(pat.p), ".o");
     if (!obj) rc = SPATC_EUSER;

@@ -116,10 +116,10 @@ static int write_image(spatc_rows *r, int fmt, const char *path, int px,
       char title[256];
       if (one_head)
         snprintf(title, sizeof title, "%s, head %" PRId64 ", Lq = %" PRId64
-                 ", Lk = %" PRId64, spatc_pattern_title(&r->pat), r->h0, Lq, Lk);
+                 ", Lk = %" PRId64, spatc_pattern_title(&r->pat, &r->bound), r->h0, Lq, Lk);
       else
         snprintf(title, sizeof title, "%s, %" PRId64 " head%s, Lq = %" PRId64
-                 ", Lk = %" PRId64, spatc_pattern_title(&r->pat), nh,
+                 ", Lk = %" PRId64, spatc_pattern_title(&r->pat, &r->bound), nh,
                  nh == 1 ? "" : "s", Lq, Lk);
       st = image_write_svg(path, m, nh * Lq, Lk, px, title, err, sizeof err);
     }

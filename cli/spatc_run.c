@@ -201,7 +201,7 @@ int spatc_run_main(int argc, char **argv) {
             "spatc: run %s: B=%" PRId64 " H=%" PRId64 " Hkv=%" PRId64
             " Lq=%" PRId64 " Lk=%" PRId64 " D=%" PRId64
             " backend=%s cache=%s compile %.2f ms run %.2f ms\n",
-            spatc_pattern_title(&pat), a.B, a.H, a.Hkv, a.Lq, a.Lk, a.D,
+            spatc_pattern_title(&pat, &bound), a.B, a.H, a.Hkv, a.Lq, a.Lk, a.D,
             backend_name(backend), cache_state, t_compile, t_run);
     if (opt.verbose)
       fprintf(stderr, "spatc: %.0f query rows, %.3f us per row\n", pairs,

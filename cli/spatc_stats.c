@@ -109,7 +109,7 @@ int spatc_stats_main(int argc, char **argv) {
   if (rc == SPATC_OK) {
     printf("pattern %s: H = %" PRId64 ", Lq = %" PRId64 ", Lk = %" PRId64
            ", D = %" PRId64 "\n",
-           spatc_pattern_title(&r.pat), r.a.H, Lq, Lk, D);
+           spatc_pattern_title(&r.pat, &r.bound), r.a.H, Lq, Lk, D);
     printf("%-6s %14s %10s %8s %8s %8s %8s %16s\n", "head", "nnz", "density",
            "min", "median", "max", "empty", "flops");
     for (int64_t h = r.h0; h < r.h1; h++) {

@@ -522,19 +522,9 @@ static void gen_where_table(bld *b, const ir_node *root) {
   if (!b->oom) b->w[at] = count;
 }
 
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void msg(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   if (!p || !p->root) {
-    msg(err, errlen, "an_build: no program");
+    rt_errf(err, errlen, RT_EINVAL, "an_build: no program");
     return NULL;
   }
   /* The rewritten where atoms live only while the plan is generated: in an
@@ -542,7 +532,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
    * threads compiling the same pattern, and must not grow per compile). */
   bld b = {.a = arena_new()};
   if (!b.a) {
-    msg(err, errlen, "out of memory");
+    rt_errf(err, errlen, RT_EINVAL, "out of memory");
     return NULL;
   }
   for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
@@ -561,18 +551,18 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   gen_where_table(&b, p->root);
   int64_t *plan = NULL;
   if (b.oom) {
-    msg(err, errlen, "out of memory");
+    rt_errf(err, errlen, RT_EINVAL, "out of memory");
   } else if (b.imax > PLAN_ISTACK) {
-    msg(err, errlen, "pattern too deeply nested for the tile plan "
+    rt_errf(err, errlen, RT_EINVAL, "pattern too deeply nested for the tile plan "
         "(integer stack %d > %d)", b.imax, PLAN_ISTACK);
   } else if (b.bmax > PLAN_BNEST) {
-    msg(err, errlen, "blocks nested too deeply for the tile plan (%d > %d)",
+    rt_errf(err, errlen, RT_EINVAL, "blocks nested too deeply for the tile plan (%d > %d)",
         b.bmax, PLAN_BNEST);
   } else if (PLAN_SCRATCH / (b.lmax + 4) < 4) {
-    msg(err, errlen, "pattern too deeply nested for the tile plan "
+    rt_errf(err, errlen, RT_EINVAL, "pattern too deeply nested for the tile plan "
         "(list stack %d)", b.lmax);
   } else if (!(plan = malloc(b.n * sizeof *plan))) {
-    msg(err, errlen, "out of memory");
+    rt_errf(err, errlen, RT_EINVAL, "out of memory");
   } else {
     int64_t cap = PLAN_SCRATCH / (b.lmax + 4);
     if (b.maxbound < cap) cap = b.maxbound < 4 ? 4 : b.maxbound;
@@ -648,7 +638,7 @@ static int explain_exact(FILE *f, const ir_program *p, const plan_env *env,
   int64_t n_rows = 0, tiles[3] = {0, 0, 0}; /* empty, partial, full */
   int rc = 0;
   if (!row || !cnt || !per) {
-    msg(err, errlen, "out of memory");
+    rt_errf(err, errlen, RT_EINVAL, "out of memory");
     rc = -1;
   }
   for (int64_t r0 = 0; r0 < Lq && rc == 0; r0 += bq) {
@@ -689,7 +679,7 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
                int64_t Lk, int64_t bq, int64_t bk, const int64_t *runtime,
                char *err, size_t errlen) {
   if (!f || !p || H < 1 || Lq < 0 || Lk < 0 || bq < 1 || bk < 1) {
-    msg(err, errlen, "an_explain: bad arguments");
+    rt_errf(err, errlen, RT_EINVAL, "an_explain: bad arguments");
     return -1;
   }
   /* Tiles are enumerated one by one: bound the grid (heads that all have
@@ -700,7 +690,7 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
   int64_t heads = same_heads ? 1 : H, cells;
   if (__builtin_mul_overflow(nqt0 > 0 ? nqt0 : 1, nkt0 > 0 ? nkt0 : 1, &cells) ||
       __builtin_mul_overflow(cells, heads, &cells) || cells > SPAT_MAX_EXPLAIN_TILES) {
-    msg(err, errlen, "explain: %lld query tiles x %lld key tiles%s is more than the "
+    rt_errf(err, errlen, RT_EINVAL, "explain: %lld query tiles x %lld key tiles%s is more than the "
         "%lld tile pairs explain enumerates; use larger --bq/--bk (now %lld x %lld) "
         "or shorter sequences", (long long)nqt0, (long long)nkt0,
         heads > 1 ? " x heads" : "", (long long)SPAT_MAX_EXPLAIN_TILES,
@@ -722,7 +712,7 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
   int64_t *kt = malloc(sizeof *kt * (size_t)(nkt ? nkt : 1));
   if (!sp || !lo || !hi || !kt) {
     free(sp), free(lo), free(hi), free(kt), free(plan);
-    msg(err, errlen, "out of memory");
+    rt_errf(err, errlen, RT_EINVAL, "out of memory");
     return -1;
   }
   int rc = 0;

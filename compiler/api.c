@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "spat.h"
 #include "ffi_call.h"
@@ -48,6 +49,7 @@
 #include "diag.h"
 #include "frontend.h"
 #include "ir.h"
+#include "regfile.h"
 #include "pipeline.h"
 #include "api_internal.h"
 
@@ -323,17 +325,13 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
                                 spat_pattern **out) {
   fe_module *m = s->module;
   int n = fe_n_patterns(m);
-  if (n == 0) {
+  if (n == 0 && want == NULL) {
     source_release(s);
     return fail(c, SPAT_EINVAL, "the text defines no pattern");
   }
-  const char *name = NULL;
-  if (want == NULL) {
-    name = fe_pattern_name(m, n - 1);
-  } else {
-    int k = fe_pattern_find(m, want); /* hashed: a file of many patterns */
-    if (k >= 0) name = fe_pattern_name(m, k);
-  }
+  /* by name: a pattern of the text or of a file it imports (hashed) */
+  const char *name = want == NULL ? fe_pattern_name(m, n - 1)
+                                  : fe_find_pattern(m, want);
   if (name == NULL) {
     char list[512] = "";
     size_t used = 0;
@@ -342,7 +340,7 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
                                k ? ", " : "", fe_pattern_name(m, k));
     source_release(s);
     return fail(c, SPAT_EINVAL, "no pattern named '%s' (there are: %s)", want,
-                list);
+                n ? list : "none");
   }
   /* a module's source may be shared with patterns selected before */
   pthread_mutex_lock(&s->lock);
@@ -432,10 +430,10 @@ static spat_status parse_file(spat_ctx *c, const char *path,
   *out = NULL;
   if (path == NULL)
     return fail(c, SPAT_EINVAL, "spat_pattern_parse_file: path is NULL");
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return fail(c, SPAT_EIO, "%s: cannot open: %s", path, strerror(errno));
-  fclose(f);
+  const char *why = "";
+  int fd = regfile_open(path, &why); /* a FIFO or device: refused, no wait */
+  if (fd < 0) return fail(c, SPAT_EIO, "%s: cannot open: %s", path, why);
+  close(fd);
   return parse_common(c, path, NULL, NULL, pattern_name, out);
 }
 

@@ -16,9 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "api_internal.h"
 #include "analyze.h"
 #include "interp.h"
+#include "regfile.h"
 
 #define MAX_ARGS 64 /* a kernel's scalars and inputs (ffi_call.h) */
 
@@ -26,6 +29,9 @@ struct spat_module {
   live_obj live; /* live.h */
   spat_ctx *ctx; /* a reference */
   source *src;   /* one reference */
+  /* per pattern of the main text: its compile-time parameters (arena) */
+  const spat_param_decl **params;
+  size_t *n_params;
 };
 
 static void module_destroy(spat_module *m) {
@@ -40,6 +46,30 @@ static spat_module *module_get(const spat_module *m) {
 
 static void module_put(spat_module *m) {
   if (live_release(&m->live)) module_destroy(m);
+}
+
+/* The parameter lists of spat_module_pattern, made once at load (so that a
+ * const module is only read). */
+static bool module_params(spat_module *m) {
+  fe_module *fm = m->src->module;
+  int n = fe_n_patterns(fm);
+  m->params = arena_alloc(m->src->arena, sizeof *m->params * (size_t)(n + 1));
+  m->n_params = arena_alloc(m->src->arena, sizeof *m->n_params * (size_t)(n + 1));
+  if (m->params == NULL || m->n_params == NULL) return false;
+  for (int k = 0; k < n; k++) {
+    bool dflt;
+    size_t np = 0;
+    while (fe_pattern_param(fm, k, (int)np, &dflt)) np++;
+    spat_param_decl *v = arena_alloc(m->src->arena, sizeof *v * (np + 1));
+    if (v == NULL) return false;
+    for (size_t q = 0; q < np; q++) {
+      v[q].name = fe_pattern_param(fm, k, (int)q, &dflt);
+      v[q].has_default = dflt;
+    }
+    m->params[k] = v;
+    m->n_params[k] = np;
+  }
+  return true;
 }
 
 
@@ -66,7 +96,7 @@ static spat_status module_load(spat_ctx *c, const char *path,
   m->ctx = c;
   m->src = s;
   live_ref(&c->live);
-  if (live_add(&m->live, LIVE_MODULE) != 0) {
+  if (!module_params(m) || live_add(&m->live, LIVE_MODULE) != 0) {
     module_destroy(m);
     return api_fail(c, SPAT_ENOMEM, "out of memory");
   }
@@ -101,10 +131,10 @@ static spat_status module_parse_file(spat_ctx *c, const char *path,
   *out = NULL;
   if (path == NULL)
     return api_fail(c, SPAT_EINVAL, "spat_module_parse_file: path is NULL");
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return api_fail(c, SPAT_EIO, "%s: cannot open: %s", path, strerror(errno));
-  fclose(f);
+  const char *why = "";
+  int fd = regfile_open(path, &why); /* a FIFO or device: refused, no wait */
+  if (fd < 0) return api_fail(c, SPAT_EIO, "%s: cannot open: %s", path, why);
+  close(fd);
   return module_load(c, path, NULL, NULL, out);
 }
 
@@ -130,22 +160,6 @@ size_t spat_module_n_patterns(const spat_module *mm) {
   return n;
 }
 
-/* A compile-time parameter without a default in a signature such as
- * "p(w, g = 1, runtime n, input doc: int[])". */
-static bool needs_value(const char *sig) {
-  const char *s = strchr(sig, '(');
-  while (s && *s && *s != ')') {
-    s++;
-    while (*s == ' ') s++;
-    size_t n = strcspn(s, ",)");
-    bool has_default = memchr(s, '=', n) != NULL;
-    bool ct = strncmp(s, "runtime ", 8) != 0 && strncmp(s, "input ", 6) != 0;
-    if (n > 0 && ct && !has_default) return true;
-    s += n;
-  }
-  return false;
-}
-
 static spat_status module_pattern(const spat_module *m, size_t k,
                                   spat_pattern_decl *out) {
   if (out == NULL)
@@ -155,9 +169,11 @@ static spat_status module_pattern(const spat_module *m, size_t k,
     return api_fail(m->ctx, SPAT_EINVAL,
                  "spat_module_pattern: index %zu out of range (%zu pattern%s)",
                  k, n, n == 1 ? "" : "s");
-  const char *sig = fe_pattern_signature(m->src->module, (int)k);
-  *out = (spat_pattern_decl){fe_pattern_name(m->src->module, (int)k), sig,
-                             needs_value(sig)};
+  bool needs = false;
+  for (size_t q = 0; q < m->n_params[k]; q++) needs |= !m->params[k][q].has_default;
+  *out = (spat_pattern_decl){fe_pattern_name(m->src->module, (int)k),
+                             fe_pattern_signature(m->src->module, (int)k),
+                             needs, m->n_params[k], m->params[k]};
   return SPAT_OK;
 }
 

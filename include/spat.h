@@ -151,8 +151,9 @@ SPAT_API spat_status spat_ctx_register_fn(spat_ctx *ctx, const char *name,
 
 /* ---- patterns ----------------------------------------------------------- */
 
-/* Parses and checks .pat text and selects one of its patterns (NULL: the
- * only or the last one).  source_name is used in diagnostics (NULL:
+/* Parses and checks .pat text and selects a pattern by name: one of the
+ * text's or of a file it imports (NULL: the text's only or last one).
+ * source_name is used in diagnostics (NULL:
  * "<string>"); imports are resolved relative to source_name's directory
  * (the current directory when it names none).  SPAT_EPARSE: the text has
  * errors (see the diagnostics). */
@@ -161,7 +162,9 @@ SPAT_API spat_status spat_pattern_parse_string(spat_ctx *ctx,
                                                const char *text,
                                                const char *pattern_name,
                                                spat_pattern **out);
-/* The same for a file (imports relative to it).  SPAT_EIO: unreadable. */
+/* The same for a file (imports relative to it).  SPAT_EIO: unreadable, or
+ * not a regular file (a FIFO, a device, a directory: refused, never waited
+ * on). */
 SPAT_API spat_status spat_pattern_parse_file(spat_ctx *ctx, const char *path,
                                              const char *pattern_name,
                                              spat_pattern **out);
@@ -194,7 +197,8 @@ SPAT_API spat_status spat_module_parse_string(spat_ctx *ctx,
                                               const char *source_name,
                                               const char *text,
                                               spat_module **out);
-/* The same for a file (imports relative to it).  SPAT_EIO: unreadable. */
+/* The same for a file (imports relative to it).  SPAT_EIO: unreadable, or
+ * not a regular file (as spat_pattern_parse_file). */
 SPAT_API spat_status spat_module_parse_file(spat_ctx *ctx, const char *path,
                                             spat_module **out);
 /* A module may be freed before the patterns selected from it.  NULL, or a
@@ -204,6 +208,12 @@ SPAT_API void spat_module_free(spat_module *m);
 /* The patterns of the main text (not of its imports), in definition order. */
 SPAT_API size_t spat_module_n_patterns(const spat_module *m);
 
+/* A compile-time parameter as declared. */
+typedef struct spat_param_decl {
+  const char *name;
+  bool has_default;
+} spat_param_decl;
+
 typedef struct spat_pattern_decl {
   const char *name;
   /* A one-line signature, e.g. "longformer(w = 512, g = 1)" or
@@ -212,6 +222,10 @@ typedef struct spat_pattern_decl {
   /* A compile-time parameter without a default: the pattern is selected
    * only with a value for it (spat_module_select's params). */
   bool needs_params;
+  /* Its compile-time parameters (not runtime scalars or inputs), in
+   * declaration order. */
+  size_t n_params;
+  const spat_param_decl *params;
 } spat_pattern_decl;
 
 /* Pattern k of the module, k in [0, n); the strings live as long as the
@@ -225,8 +239,8 @@ typedef struct spat_param {
   int64_t value;
 } spat_param;
 
-/* Selects and checks one pattern of the module (name NULL: the only or the
- * last one) with n_params parameter values (the others at their defaults),
+/* Selects and checks one pattern of the module by name, one of the main
+ * text's or of a file it imports (NULL: the main text's only or last one), with n_params parameter values (the others at their defaults),
  * as spat_pattern_parse_* followed by spat_pattern_set_param would, except
  * that the values are checked now, as a whole, with the diagnostics a
  * compile would give (an unknown name, a value the pattern rejects).  The
@@ -236,6 +250,17 @@ typedef struct spat_param {
 SPAT_API spat_status spat_module_select(spat_module *m, const char *name,
                                         const spat_param *params,
                                         size_t n_params, spat_pattern **out);
+
+/* ---- files ----------------------------------------------------------- */
+
+/* Opens path to read, only when it is a regular file, without ever blocking
+ * (open with O_NONBLOCK, then fstat on the descriptor: no race between the
+ * check and the open; O_NONBLOCK is cleared after).  The library reads every
+ * file this way (patterns, imports, cache entries); a program reading its
+ * own inputs may too.  A descriptor (the caller closes it), or -1 with *why
+ * (when why is not NULL) a static text: the system's reason, "Is a
+ * directory", or "not a regular file (a FIFO)" and the like. */
+SPAT_API int spat_open_regular(const char *path, const char **why);
 
 /* ---- compiling ---------------------------------------------------------- */
 
@@ -274,7 +299,8 @@ SPAT_API void spat_kernel_free(spat_kernel *k);
 /* ---- running ------------------------------------------------------------ */
 
 typedef struct spat_tensors {
-  int64_t B, H, Hkv, Lq, Lk; /* Hkv 0: H */
+  int64_t B, H, Hkv, Lq, Lk; /* Hkv 0: H; each may be 0: Lk = 0 makes
+                                every row empty (o = 0, lse = -inf) */
   const float *q, *k, *v;    /* read */
   float *o;                  /* written */
   float *lse;                /* NULL, or [B, H, Lq] log-sum-exp, written

@@ -9,9 +9,11 @@
 
 #include "rt.h"
 
-/* The descriptor's layout is an ABI between objects and libspat: every field
- * is 8 bytes, in this order; AOT_ABI changes with it. */
-#define AOT_ABI 3
+/* The descriptor's layout, and the kr_env that generated code reads
+ * (runtime/kernel_rt.h), are an ABI between objects and libspat: every field
+ * is 8 bytes, in this order; AOT_ABI changes with either (3: errat; 4:
+ * kr_env gained random_row and random_cache). */
+#define AOT_ABI 4
 typedef struct aot_desc {
   int64_t abi;                /* AOT_ABI */
   int64_t D, layout, threads; /* compile options */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arith.h"
 #include "plan.h"
 #include "threads.h"
 
@@ -22,6 +23,27 @@ typedef struct tk_buf {
   int64_t *sel, *cnt;
   size_t sel_cap, cnt_cap;
 } tk_buf;
+
+/* Key sets of random nodes (kr_random_fn): per node, one slot per row of a
+ * query tile (rows at any granularity are at most KR_BQ consecutive
+ * integers, so slot i % KR_BQ is theirs alone), each tagged with all the set
+ * depends on. */
+typedef struct rnd_tag {
+  int64_t h, i, r, seed, lk;
+  int valid;
+} rnd_tag;
+
+typedef struct rnd_node {
+  uint64_t *bits;     /* KR_BQ slots of `words` words */
+  int64_t words;      /* lk / 64 + 2: a zero word past every key */
+  rnd_tag tag[KR_BQ];
+} rnd_node;
+
+typedef struct rnd_cache {
+  rnd_node *nodes;
+  int64_t n_nodes;
+  int oom;            /* a set could not be stored: the run fails */
+} rnd_cache;
 
 typedef struct scratch {
   float *qt;          /* [D][KR_BQ] */
@@ -41,6 +63,7 @@ typedef struct scratch {
   double *hs;         /* heap of scores */
   int64_t *hj;        /* and their keys */
   size_t heap_cap;
+  rnd_cache rnd;
 } scratch;
 
 typedef struct run {
@@ -128,7 +151,8 @@ static void scan_task(void *ctx, int64_t id, int worker) {
   if (atomic_load_explicit(&S->first, memory_order_relaxed) < id) return;
   const rt_args *a = S->a;
   int64_t h = S->heads[id / S->n_chunks], c = id % S->n_chunks;
-  kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs, NULL};
+  kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
+                NULL, NULL, NULL};
   int64_t r1 = (c + 1) * SCAN_ROWS < a->Lq ? (c + 1) * SCAN_ROWS : a->Lq;
   for (int64_t r = c * SCAN_ROWS; r < r1; r++)
     for (int64_t j = 0; j < a->Lk; j++) {
@@ -152,7 +176,8 @@ static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
   if (!heads) return *oom = 1, 0;
   int32_t code = 0;
   for (int64_t h = 0; h < a->H; h++) {
-    kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs, NULL};
+    kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
+                NULL, NULL, NULL};
     code = K->errat(&env, pos_of_row(a, 0), 0, 1, det);  /* arguments */
     if (code) break;  /* at (h, 0, 0): only earlier heads can come first */
     plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
@@ -177,6 +202,8 @@ static void scratch_free(scratch *s, int n_topk) {
   free(s->qt); free(s->acc); free(s->m); free(s->l); free(s->st);
   free(s->spans); free(s->qd); free(s->km);
   free(s->hs); free(s->hj);
+  for (int64_t n = 0; n < s->rnd.n_nodes; n++) free(s->rnd.nodes[n].bits);
+  free(s->rnd.nodes);
   if (s->tb)
     for (int t = 0; t < n_topk; t++) free(s->tb[t].sel), free(s->tb[t].cnt);
   free(s->tb); free(s->tk);
@@ -387,6 +414,50 @@ static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
   return 1;
 }
 
+/* --- random key sets ---------------------------------------------------- */
+
+static const uint64_t rnd_none[2] = {0, 0};
+
+/* kr_random_fn: the words of node's key set for row i holding key j0. */
+static const uint64_t *random_row(const kr_env *e, int64_t node, int64_t i,
+                                  int64_t r, int64_t seed, int64_t lk,
+                                  int64_t j0) {
+  rnd_cache *c = e->random_cache;
+  if (node < 0 || lk < 1 || j0 < 0 || j0 >= lk || r < 0) return rnd_none;
+  if (node >= c->n_nodes) {
+    rnd_node *nn = realloc(c->nodes, (size_t)(node + 1) * sizeof *nn);
+    if (!nn) return c->oom = 1, rnd_none;
+    memset(nn + c->n_nodes, 0, (size_t)(node + 1 - c->n_nodes) * sizeof *nn);
+    c->nodes = nn;
+    c->n_nodes = node + 1;
+  }
+  rnd_node *n = &c->nodes[node];
+  int64_t words = lk / 64 + 2;
+  if (words > n->words) {
+    free(n->bits);
+    n->bits = malloc((size_t)words * KR_BQ * sizeof *n->bits);
+    n->words = n->bits ? words : 0;
+    memset(n->tag, 0, sizeof n->tag);
+    if (!n->bits) return c->oom = 1, rnd_none;
+  }
+  int64_t slot = i & (KR_BQ - 1);
+  rnd_tag *t = &n->tag[slot];
+  uint64_t *row = n->bits + slot * n->words;
+  if (!t->valid || t->h != e->h || t->i != i || t->r != r || t->seed != seed ||
+      t->lk != lk) {
+    memset(row, 0, (size_t)words * sizeof *row);
+    for (int64_t x = 0, hit = 0; x < r && hit < lk; x++) {
+      uint64_t j = ar_hash((uint64_t)seed, (uint64_t)e->h, (uint64_t)i,
+                           (uint64_t)x) % (uint64_t)lk;
+      uint64_t bit = 1ull << (j & 63);
+      hit += !(row[j >> 6] & bit);
+      row[j >> 6] |= bit;
+    }
+    *t = (rnd_tag){e->h, i, r, seed, lk, 1};
+  }
+  return row + (j0 >> 6);
+}
+
 /* In place: bit r of a[c] becomes bit c of a[r] (64 x 64 bits). */
 static void transpose64(uint64_t a[64]) {
   static const uint64_t m[6] = {0x00000000FFFFFFFFull, 0x0000FFFF0000FFFFull,
@@ -518,7 +589,7 @@ static void task(void *ctx, int64_t id, int worker) {
   for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
 
   kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                s->tk};
+                s->tk, random_row, &s->rnd};
   for (int t = 0; t < K->n_topk; t++)
     if (!topk_rows(R, s, t, &env, qb, kb, pos_of_row(a, r0),
                    pos_of_row(a, r1 - 1), b, hk)) {
@@ -604,6 +675,10 @@ static void task(void *ctx, int64_t id, int worker) {
     }
   }
 
+  if (s->rnd.oom) {
+    fail(R, RT_ENOMEM, "%s", "out of memory (random key sets)");
+    return;
+  }
   for (int64_t r = 0; r < nr; r++) {
     float *o = a->o.data + b * a->o.sb + h * a->o.sh + (r0 + r) * a->o.sl;
     const float *acc = s->acc + r * D;
@@ -624,21 +699,30 @@ static void task(void *ctx, int64_t id, int worker) {
 
 static const char *check_args(const kr_kernel *k, const rt_args *a,
                               char *buf, size_t n) {
-  if (a->B < 1 || a->H < 1 || a->Hkv < 1 || a->Lq < 1 || a->Lk < 1) {
+  /* Empty shapes are fine (rt.h: rt_has_rows, rt_fill_no_keys). */
+  if (a->B < 0 || a->H < 0 || a->Hkv < 0 || a->Lq < 0 || a->Lk < 0 ||
+      (a->H > 0 && a->Hkv < 1)) {
     snprintf(buf, n,
-             "bad shape: B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld (each must be "
-             ">= 1)",
+             "bad shape: B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld (sizes must "
+             "be >= 0, Hkv >= 1 when H >= 1)",
              (long long)a->B, (long long)a->H, (long long)a->Hkv,
              (long long)a->Lq, (long long)a->Lk);
     return buf;
   }
+  if (a->Lq > PLAN_MAX_LEN || a->Lk > PLAN_MAX_LEN) {
+    snprintf(buf, n, "bad shape: Lq=%lld Lk=%lld (each must be <= 2^61)",
+             (long long)a->Lq, (long long)a->Lk);
+    return buf;
+  }
   if (a->D != k->D) return "head dimension differs from the compiled kernel's";
-  if (a->H % a->Hkv != 0) return "H must be a multiple of Hkv";
+  if (a->H > 0 && a->H % a->Hkv != 0) return "H must be a multiple of Hkv";
   if (a->threads < 0) return "negative thread count";
-  if (!a->q.data || !a->o.data || !a->k.data || !a->v.data)
+  bool rows = rt_has_rows(a), keys = a->B > 0 && a->Hkv > 0 && a->Lk > 0;
+  if ((rows && (!a->q.data || !a->o.data)) ||
+      (keys && (!a->k.data || !a->v.data)))
     return "missing tensor";
   if (k->n_runtime > 0 && !a->runtime) return "missing runtime scalars";
-  if (k->n_inputs > 0) {
+  if (k->n_inputs > 0 && a->Lk > 0) {  /* Lk entries each */
     if (!a->inputs) return "missing input arrays";
     for (int x = 0; x < k->n_inputs; x++)
       if (!a->inputs[x]) return "missing input array";
@@ -662,6 +746,11 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   if (bad) {
     if (err && errlen) snprintf(err, errlen, "%s", bad);
     return RT_EINVAL;
+  }
+  if (!rt_has_rows(a)) return RT_OK;
+  if (a->Lk == 0) {
+    rt_fill_no_keys(a);
+    return RT_OK;
   }
 
   int want = a->threads ? a->threads : k->threads;

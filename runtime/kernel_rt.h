@@ -44,14 +44,32 @@ typedef struct kr_topk {
   int64_t err;     /* nonzero: error code of evaluating k or blocks sizes */
 } kr_topk;
 
+typedef struct kr_env kr_env;
+
+/* random(r, seed) with r > KR_RANDOM_INLINE: instead of r hashes per mask
+ * call, the mask code asks the driver for the word of the row's key set
+ * holding key j0 (and the word after it).  The set { hash(seed, h, i, t) mod
+ * lk : t < r } is drawn once per row and random node, as the interpreter
+ * draws it (t ascending, stopping once all lk keys are in): a row costs
+ * min(r, draws to hit every key) hashes whatever r is.  Returns two words
+ * (bit x of word w = key 64 (j0 / 64 + w) + x), all zero past lk or when
+ * out of memory (the run then fails with RT_ENOMEM).  Memory: KR_BQ rows of
+ * lk bits per such node and worker, 8 Lk bytes (8 MB at Lk = 2^20). */
+#define KR_RANDOM_INLINE 64
+typedef const uint64_t *(*kr_random_fn)(const kr_env *e, int64_t node,
+                                        int64_t i, int64_t r, int64_t seed,
+                                        int64_t lk, int64_t j0);
+
 /* What mask code reads (all 8-byte words; codegen indexes it by word). */
-typedef struct kr_env {
+struct kr_env {
   int64_t h, H, Lq, Lk;            /* query head; sizes at token level */
   const int64_t *runtime;          /* runtime scalars */
   const int32_t *const *inputs;    /* input arrays (Lk int32 each) */
   void *const *externs;            /* bool f(int64_t, ...) */
   kr_topk *topk;                   /* one per top-k node, post-order */
-} kr_env;
+  kr_random_fn random_row;         /* word 8 */
+  void *random_cache;              /* the driver's, per worker */
+};
 
 /* Generated functions.  Error codes are 1-based indices into errors[].
  * mask: bit t of *out = M(h, i, j0 + t) for t < n (1 <= n <= KR_BK = 64),

@@ -33,6 +33,13 @@ typedef struct plan_env {
                                where(x[i] == x[j]) is then PARTIAL everywhere */
 } plan_env;
 
+/* Lq and Lk at most this (larger sizes are an error, in plan_tiles and in
+ * the kernel driver): every bound the plan derives from positions and
+ * arguments (any int64) is then exact after its saturating arithmetic,
+ * because a saturated value lies beyond [0, Lk]; and the mask code, which
+ * clamps sizes at 2^62 (beyond every distance), never overflows. */
+#define PLAN_MAX_LEN ((int64_t)1 << 61)
+
 /* Query rows [r0, r1) (row indices; positions are r + (Lk - Lq) when
  * Lq <= Lk): writes the key spans to visit into out, sorted, disjoint, at
  * most cap of them.  A key in no span is allowed for no row of the tile.

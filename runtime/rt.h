@@ -67,4 +67,12 @@ rt_status rt_errf(char *err, size_t errlen, rt_status st, const char *fmt,
 void rt_tensor_strides(rt_tensor *t, int layout, int64_t H, int64_t L,
                        int64_t D);
 
+/* Empty shapes, the same in every backend: B, H or Lq = 0 is a run with no
+ * rows (nothing is written); Lk = 0 with rows is a run where every row has
+ * no keys, so every row is empty (o = 0, lse = -inf).  rt_has_rows says
+ * whether there is a row to write; rt_fill_no_keys writes the Lk = 0
+ * result into o and lse (when not NULL). */
+bool rt_has_rows(const rt_args *a);
+void rt_fill_no_keys(const rt_args *a);
+
 #endif

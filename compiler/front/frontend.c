@@ -17,6 +17,7 @@
 
 #include "spat_limits.h"
 #include "parser.h"
+#include "regfile.h"
 #define YYSTYPE SPAT_YYSTYPE /* the lexer header names bison's types unprefixed */
 #define YYLTYPE SPAT_YYLTYPE
 #include "lexer.h"
@@ -32,12 +33,11 @@ typedef struct loader {
   int depth;
 } loader;
 
-static char *read_file(const char *path, size_t *len, int *err_no) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    *err_no = errno;
-    return NULL;
-  }
+/* The whole file, or NULL with the reason in *why.  Only a regular file is
+ * read (regfile.h): a FIFO or device would block or never end. */
+static char *read_file(const char *path, size_t *len, const char **why) {
+  FILE *f = regfile_fopen(path, why);
+  if (!f) return NULL;
   size_t cap = 4096, n = 0;
   char *buf = malloc(cap);
   while (buf) {
@@ -45,7 +45,7 @@ static char *read_file(const char *path, size_t *len, int *err_no) {
       if (cap >= (size_t)FE_MAX_FILE) {
         free(buf);
         fclose(f);
-        *err_no = EFBIG;
+        *why = "file too large";
         return NULL;
       }
       cap *= 2;
@@ -57,7 +57,7 @@ static char *read_file(const char *path, size_t *len, int *err_no) {
     n += got;
     if (got == 0) {
       if (ferror(f)) {
-        *err_no = errno ? errno : EIO;
+        *why = strerror(errno ? errno : EIO);
         free(buf);
         fclose(f);
         return NULL;
@@ -69,7 +69,7 @@ static char *read_file(const char *path, size_t *len, int *err_no) {
   }
   free(buf);
   fclose(f);
-  *err_no = ENOMEM;
+  *why = strerror(ENOMEM);
   return NULL;
 }
 
@@ -195,11 +195,10 @@ static int load(loader *L, const char *path, const char *text, size_t len,
     return -1;
   }
   if (!text) {
-    int e = 0;
-    owned = read_file(path, &len, &e);
+    const char *why = "";
+    owned = read_file(path, &len, &why);
     if (!owned) {
-      diag_error(m->diag, import_sp, "cannot read '%s': %s", path,
-                 e == EFBIG ? "file too large" : strerror(e));
+      diag_error(m->diag, import_sp, "cannot read '%s': %s", path, why);
       return -1;
     }
     if (memchr(owned, 0, len)) {
@@ -343,6 +342,31 @@ const char *fe_pattern_signature(const fe_module *m, int k) {
   return m && k >= 0 && k < m->n_patterns ? m->signatures[k] : NULL;
 }
 
+const char *fe_pattern_param(const fe_module *m, int k, int q,
+                             bool *has_default) {
+  if (!m || k < 0 || k >= m->n_patterns || q < 0) return NULL;
+  const ast_decl *d = m->patterns[k];
+  for (int x = 0; x < d->n_params; x++) {
+    const ast_param *p = d->params[x];
+    if (p->kind != AST_PARAM_CT || q--) continue;
+    if (has_default) *has_default = p->deflt != NULL;
+    return p->name;
+  }
+  return NULL;
+}
+
+/* The main file's names first, then what it imports (hashed, as every
+ * name the file resolves). */
+static ast_decl *find_pattern(fe_module *m, const char *name) {
+  ast_decl *o = sema_lookup(m, 0, name);
+  return o && o->kind == AST_D_PATTERN ? o : NULL;
+}
+
+const char *fe_find_pattern(fe_module *m, const char *name) {
+  ast_decl *d = m && name ? find_pattern(m, name) : NULL;
+  return d ? d->name : NULL;
+}
+
 static ir_program *instantiate(fe_module *m, const char *name, const fe_define *defs,
                                int n_defs);
 
@@ -371,9 +395,7 @@ static ir_program *instantiate(fe_module *m, const char *name, const fe_define *
     }
     pat = m->patterns[m->n_patterns - 1];
   } else {
-    /* the main file's names first, then what it imports (hashed) */
-    ast_decl *o = sema_lookup(m, 0, name);
-    if (o && o->kind == AST_D_PATTERN) pat = o;
+    pat = find_pattern(m, name);
     if (!pat) {
       size_t cap = 32;
       for (int k = 0; k < m->n_patterns; k++) cap += strlen(m->patterns[k]->name) + 4;

@@ -9,6 +9,7 @@
 #ifndef SPAT_FRONTEND_H
 #define SPAT_FRONTEND_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "arena.h"
@@ -34,6 +35,16 @@ const char *fe_pattern_name(const fe_module *m, int k);
 int fe_pattern_find(const fe_module *m, const char *name);
 /* A one-line signature, e.g. "longformer(w = 512, g = 1)"; for listings. */
 const char *fe_pattern_signature(const fe_module *m, int k);
+
+/* The q-th compile-time parameter (not runtime, not input) of pattern k of
+ * the main file, and whether it has a default; NULL past the last. */
+const char *fe_pattern_param(const fe_module *m, int k, int q,
+                             bool *has_default);
+
+/* The pattern called name that the main file sees: one of its own, else one
+ * of an imported file (transitively); its name as stored in the module, or
+ * NULL when there is none. */
+const char *fe_find_pattern(fe_module *m, const char *name);
 
 /* name NULL: the only or the last pattern of the main file.  Unknown name,
  * unknown define or a bad value: an error in d (with a location when there is

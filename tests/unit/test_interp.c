@@ -1133,8 +1133,8 @@ static void test_api_errors(void **state) {
   ir_program p = prog(L0(IR_CAUSAL));
   assert_int_equal(interp_attention(&p, &x.a, err, sizeof err), RT_OK);
   struct { int64_t *field; int64_t bad; } shapes[] = {
-      {&x.a.B, 0}, {&x.a.H, 0}, {&x.a.Hkv, 0}, {&x.a.Hkv, 3}, {&x.a.Lq, 0},
-      {&x.a.Lk, 0}, {&x.a.Lq, -2}, {&x.a.D, 0}, {&x.a.H, -4},
+      {&x.a.B, -1}, {&x.a.Hkv, 0}, {&x.a.Hkv, 3}, {&x.a.Lk, -1},
+      {&x.a.Lq, -2}, {&x.a.D, 0}, {&x.a.H, -4},
   };
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
     int64_t keep = *shapes[k].field;
@@ -1144,6 +1144,24 @@ static void test_api_errors(void **state) {
     assert_true(strlen(err) > 0);
     *shapes[k].field = keep;
   }
+  /* Empty shapes (rt.h): no rows, nothing written; no keys, empty rows. */
+  struct { int64_t *field; int64_t *field2; } none[] = {
+      {&x.a.B, NULL}, {&x.a.H, &x.a.Hkv}, {&x.a.Lq, NULL},
+  };
+  x.o[0] = 7;
+  for (size_t k = 0; k < sizeof none / sizeof none[0]; k++) {
+    int64_t keep = *none[k].field, keep2 = none[k].field2 ? *none[k].field2 : 0;
+    *none[k].field = 0;
+    if (none[k].field2) *none[k].field2 = 0;
+    assert_int_equal(interp_attention(&p, &x.a, err, sizeof err), RT_OK);
+    assert_true(x.o[0] == 7);
+    *none[k].field = keep;
+    if (none[k].field2) *none[k].field2 = keep2;
+  }
+  x.a.Lk = 0;
+  assert_int_equal(interp_attention(&p, &x.a, err, sizeof err), RT_OK);
+  assert_true(x.o[0] == 0 && isinf(x.lse[0]) && x.lse[0] < 0);
+  x.a.Lk = 7;
   float **ptrs[] = {&x.a.q.data, &x.a.k.data, &x.a.v.data, &x.a.o.data};
   for (size_t k = 0; k < 4; k++) {
     float *keep = *ptrs[k];

@@ -75,22 +75,6 @@ typedef struct ctx {
 
 /* ---- errors ---- */
 
-static void put_err(char *err, size_t errlen, const char *fmt, va_list ap) {
-  if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-}
-
-static rt_status api_err(char *err, size_t errlen, rt_status st,
-                         const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static rt_status api_err(char *err, size_t errlen, rt_status st,
-                         const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  put_err(err, errlen, fmt, ap);
-  va_end(ap);
-  return st;
-}
-
 /* Records a run-time error of the pattern at node n; returns false. */
 static bool fail(ctx *c, rt_status st, const ir_node *n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -572,10 +556,10 @@ static rt_status ctx_init(ctx *c, const ir_program *p, const rt_args *a,
   list_cached(p->root, c->caches, &k);
   for (k = 0; k < n; k++) {
     row_cache *rc = &c->caches[k];
-    rc->sel = malloc((size_t)a->Lk);
+    rc->sel = malloc((size_t)(a->Lk > 0 ? a->Lk : 1));
     if (!rc->sel) goto oom;
     if (rc->node->op == IR_TOPK) {
-      rc->cands = malloc(sizeof *rc->cands * (size_t)a->Lk);
+      rc->cands = malloc(sizeof *rc->cands * (size_t)(a->Lk > 0 ? a->Lk : 1));
       rc->mq = malloc(sizeof *rc->mq * (size_t)(a->D > 0 ? a->D : 1));
       rc->mk = malloc(sizeof *rc->mk * (size_t)(a->D > 0 ? a->D : 1));
       if (!rc->cands || !rc->mq || !rc->mk) goto oom;
@@ -584,48 +568,52 @@ static rt_status ctx_init(ctx *c, const ir_program *p, const rt_args *a,
   return RT_OK;
 oom:
   ctx_free(c);
-  return api_err(err, errlen, RT_ENOMEM, "out of memory");
+  return rt_errf(err, errlen, RT_ENOMEM, "out of memory");
 }
 
 /* Checks what both entry points need; attention adds v, o and D. */
 static rt_status check_args(const ir_program *p, const rt_args *a,
                             bool attention, char *err, size_t errlen) {
-  if (!p || !p->root) return api_err(err, errlen, RT_EINVAL, "no program");
+  if (!p || !p->root) return rt_errf(err, errlen, RT_EINVAL, "no program");
   if (!ir_check(p, err, errlen)) return RT_EINVAL;
-  if (!a) return api_err(err, errlen, RT_EINVAL, "no arguments");
+  if (!a) return rt_errf(err, errlen, RT_EINVAL, "no arguments");
   bool tensors = attention || ir_has_op(p->root, IR_TOPK);
-  if (a->B < 1 || a->H < 1 || a->Lq < 1 || a->Lk < 1 ||
-      (tensors && a->Hkv < 1))
-    return api_err(err, errlen, RT_EINVAL,
-                   "bad shape: B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld (each must be >= 1)",
+  /* Empty shapes are fine (rt.h: rt_has_rows, rt_fill_no_keys). */
+  if (a->B < 0 || a->H < 0 || a->Lq < 0 || a->Lk < 0 ||
+      (tensors && (a->Hkv < 0 || (a->H > 0 && a->Hkv < 1))))
+    return rt_errf(err, errlen, RT_EINVAL,
+                   "bad shape: B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld (sizes must be >= 0, "
+                   "Hkv >= 1 when H >= 1)",
                    (long long)a->B, (long long)a->H, (long long)a->Hkv,
                    (long long)a->Lq, (long long)a->Lk);
-  if (tensors && a->H % a->Hkv != 0)
-    return api_err(err, errlen, RT_EINVAL,
+  if (tensors && a->H > 0 && a->H % a->Hkv != 0)
+    return rt_errf(err, errlen, RT_EINVAL,
                    "H=%lld is not a multiple of Hkv=%lld", (long long)a->H,
                    (long long)a->Hkv);
   if ((uint64_t)a->Lk > SIZE_MAX / sizeof(cand))
-    return api_err(err, errlen, RT_EINVAL, "Lk=%lld is too large", (long long)a->Lk);
+    return rt_errf(err, errlen, RT_EINVAL, "Lk=%lld is too large", (long long)a->Lk);
+  /* A tensor without elements may be NULL. */
+  bool rows = rt_has_rows(a), keys = a->B > 0 && a->Hkv > 0 && a->Lk > 0;
   if (tensors) {
     if (a->D < 1)
-      return api_err(err, errlen, RT_EINVAL, "bad head dimension D=%lld", (long long)a->D);
-    if (!a->q.data) return api_err(err, errlen, RT_EINVAL, "q is NULL");
-    if (!a->k.data) return api_err(err, errlen, RT_EINVAL, "k is NULL");
+      return rt_errf(err, errlen, RT_EINVAL, "bad head dimension D=%lld", (long long)a->D);
+    if (!a->q.data && rows) return rt_errf(err, errlen, RT_EINVAL, "q is NULL");
+    if (!a->k.data && keys) return rt_errf(err, errlen, RT_EINVAL, "k is NULL");
   }
   if (attention) {
-    if (!a->v.data) return api_err(err, errlen, RT_EINVAL, "v is NULL");
-    if (!a->o.data) return api_err(err, errlen, RT_EINVAL, "o is NULL");
+    if (!a->v.data && keys) return rt_errf(err, errlen, RT_EINVAL, "v is NULL");
+    if (!a->o.data && rows) return rt_errf(err, errlen, RT_EINVAL, "o is NULL");
   }
   if (p->n_runtime > 0 && !a->runtime)
-    return api_err(err, errlen, RT_EINVAL, "missing runtime scalars (pattern has %d, first '%s')",
+    return rt_errf(err, errlen, RT_EINVAL, "missing runtime scalars (pattern has %d, first '%s')",
                    p->n_runtime, p->runtime[0].name);
-  for (int k = 0; k < p->n_inputs; k++)
+  for (int k = 0; k < p->n_inputs && a->Lk > 0; k++)  /* Lk entries each */
     if (!a->inputs || !a->inputs[k])
-      return api_err(err, errlen, RT_EINVAL, "missing input array '%s'",
+      return rt_errf(err, errlen, RT_EINVAL, "missing input array '%s'",
                      p->inputs[k].name);
   for (int k = 0; k < p->n_externs; k++)
     if (!a->externs || !a->externs[k])
-      return api_err(err, errlen, RT_EINVAL, "missing extern function '%s'",
+      return rt_errf(err, errlen, RT_EINVAL, "missing extern function '%s'",
                      p->externs[k].name);
   return RT_OK;
 }
@@ -651,10 +639,10 @@ rt_status interp_mask_rows(const ir_program *p, const rt_args *a, int64_t b,
   if (err && errlen) err[0] = 0;
   rt_status st = check_args(p, a, false, err, errlen);
   if (st != RT_OK) return st;
-  if (!out) return api_err(err, errlen, RT_EINVAL, "out is NULL");
+  if (!out) return rt_errf(err, errlen, RT_EINVAL, "out is NULL");
   if (b < 0 || b >= a->B || h < 0 || h >= a->H || r0 < 0 || n < 1 ||
       r0 >= a->Lq || n > a->Lq - r0)
-    return api_err(err, errlen, RT_EINVAL,
+    return rt_errf(err, errlen, RT_EINVAL,
                    "rows (b=%lld, h=%lld, %lld rows from r=%lld) outside B=%lld H=%lld Lq=%lld",
                    (long long)b, (long long)h, (long long)n, (long long)r0,
                    (long long)a->B, (long long)a->H, (long long)a->Lq);
@@ -748,7 +736,7 @@ static bool worker_setup(job *jb, worker *w) {
     w->s = malloc(sizeof *w->s * (size_t)a->Lk);
     w->acc = malloc(sizeof *w->acc * (size_t)a->D);
     if (!w->mask || !w->s || !w->acc)
-      w->st = api_err(w->err, sizeof w->err, RT_ENOMEM, "out of memory");
+      w->st = rt_errf(w->err, sizeof w->err, RT_ENOMEM, "out of memory");
   }
   if (w->st == RT_OK) return true;
   w->err_row = -1;
@@ -790,8 +778,13 @@ rt_status interp_attention(const ir_program *p, const rt_args *a, char *err,
   if (err && errlen) err[0] = 0;
   rt_status st = check_args(p, a, true, err, errlen);
   if (st != RT_OK) return st;
+  if (!rt_has_rows(a)) return RT_OK;
+  if (a->Lk == 0) {
+    rt_fill_no_keys(a);
+    return RT_OK;
+  }
   if (a->B > INT64_MAX / a->H || a->B * a->H > INT64_MAX / a->Lq)
-    return api_err(err, errlen, RT_EINVAL, "B * H * Lq is too large");
+    return rt_errf(err, errlen, RT_EINVAL, "B * H * Lq is too large");
   job jb = {.p = p, .a = a, .n_rows = a->B * a->H * a->Lq};
   int nt = n_threads(a, jb.n_rows);
   jb.chunk = jb.n_rows / ((int64_t)nt * 16);
@@ -801,7 +794,7 @@ rt_status interp_attention(const ir_program *p, const rt_args *a, char *err,
   jb.ws = pool ? calloc((size_t)th_size(pool), sizeof *jb.ws) : NULL;
   if (!jb.ws) {
     th_free(pool);
-    return api_err(err, errlen, RT_ENOMEM, "out of memory");
+    return rt_errf(err, errlen, RT_ENOMEM, "out of memory");
   }
   int nw = th_size(pool);
   th_for(pool, (jb.n_rows + jb.chunk - 1) / jb.chunk, work, &jb);
@@ -833,12 +826,12 @@ typedef struct interp_kernel {
 static void *interp_compile(const ir_program *p, const backend_opts *o,
                             char *err, size_t errlen) {
   if (!p || !p->root) {
-    api_err(err, errlen, RT_EINVAL, "no program");
+    rt_errf(err, errlen, RT_EINVAL, "no program");
     return NULL;
   }
   interp_kernel *k = calloc(1, sizeof *k);
   if (!k) {
-    api_err(err, errlen, RT_ENOMEM, "out of memory");
+    rt_errf(err, errlen, RT_ENOMEM, "out of memory");
     return NULL;
   }
   k->p = p;
@@ -849,10 +842,10 @@ static void *interp_compile(const ir_program *p, const backend_opts *o,
 static rt_status interp_run(void *kernel, const rt_args *a, char *err,
                             size_t errlen) {
   const interp_kernel *k = kernel;
-  if (!k) return api_err(err, errlen, RT_EINVAL, "no kernel");
+  if (!k) return rt_errf(err, errlen, RT_EINVAL, "no kernel");
   if (!a) return interp_attention(k->p, a, err, errlen);
   if (k->opts.D > 0 && a->D != k->opts.D)
-    return api_err(err, errlen, RT_EINVAL,
+    return rt_errf(err, errlen, RT_EINVAL,
                    "kernel compiled for D=%lld, run with D=%lld",
                    (long long)k->opts.D, (long long)a->D);
   rt_args with = *a;

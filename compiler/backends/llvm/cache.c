@@ -26,6 +26,7 @@
 #include "cache.h"
 #include "codegen.h"
 #include "llvm_pipeline.h"
+#include "regfile.h"
 #include "tile_cache.h"
 
 /* One file per kernel, HASH.spk (HASH.spt for tile kernels), written whole
@@ -123,14 +124,24 @@ static uint64_t get_u64(const unsigned char *b) {
   return v;
 }
 
-/* The whole file (malloc) in *out; -1 if it cannot be read. */
-static int read_all(const char *path, unsigned char **out, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return -1;
+/* The whole file (malloc) in *out; -1 with the reason in *why if it cannot
+ * be read.  Only a regular file is opened (regfile.h): a FIFO at an entry's
+ * path is refused, not waited on. */
+static int read_all(const char *path, unsigned char **out, size_t *n,
+                    const char **why) {
+  int fd = regfile_open(path, why);
+  if (fd < 0) return -1;
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0 ||
+  if (fstat(fd, &st) != 0 || st.st_size < 0 ||
       st.st_size > ((off_t)1 << 30)) { /* no kernel object is that big */
-    fclose(f);
+    *why = "too large";
+    close(fd);
+    return -1;
+  }
+  FILE *f = fdopen(fd, "rb");
+  if (f == NULL) {
+    *why = strerror(errno);
+    close(fd);
     return -1;
   }
   size_t len = (size_t)st.st_size;
@@ -138,6 +149,7 @@ static int read_all(const char *path, unsigned char **out, size_t *n) {
   int bad = buf == NULL || fread(buf, 1, len, f) != len;
   fclose(f);
   if (bad) {
+    *why = buf == NULL ? "out of memory" : "short read";
     free(buf);
     return -1;
   }
@@ -294,7 +306,8 @@ int kc_read(const char *dir, const char *key, const char *ext,
   entry_path(path, sizeof path, dir, key, ext);
   unsigned char *file = NULL;
   size_t n = 0;
-  if (read_all(path, &file, &n) != 0) return -1;
+  const char *unread = ""; /* a missing entry, or not a file: compile */
+  if (read_all(path, &file, &n, &unread) != 0) return -1;
   const char *k;
   const unsigned char *obj;
   size_t kl, ol;
@@ -388,8 +401,15 @@ int aot_cache_list(const char *dir, aot_cache_fn fn, void *user, char *err,
     snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
     unsigned char *file = NULL;
     size_t len = 0;
-    if (read_all(path, &file, &len) != 0) continue;
-    aot_cache_entry e = {de->d_name, len, 0, NULL, 0, ""};
+    aot_cache_entry e = {de->d_name, 0, 0, NULL, 0, ""};
+    const char *why = "";
+    if (read_all(path, &file, &len, &why) != 0) {
+      snprintf(e.problem, sizeof e.problem, "cannot read: %s", why);
+      fn(user, &e);
+      n++;
+      continue;
+    }
+    e.bytes = len;
     const char *key;
     const unsigned char *obj;
     size_t kl, ol;

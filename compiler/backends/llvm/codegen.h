@@ -34,7 +34,9 @@
  *       bytes \1 and \2 standing for spat_errat's detail values.
  *
  * Top-k selections are made by the driver (double-precision scores) and read
- * by the mask code through kr_env.topk.
+ * by the mask code through kr_env.topk; so are the key sets of random(r, s)
+ * with r > KR_RANDOM_INLINE, through kr_env.random_row (smaller r are drawn
+ * in the mask code, at most KR_RANDOM_INLINE hashes a call).
  */
 #ifndef SPAT_CODEGEN_H
 #define SPAT_CODEGEN_H

@@ -30,6 +30,8 @@ typedef struct cg {
   int oom;
   const ir_node **tk;      /* top-k nodes, post-order */
   int n_tk, cap_tk;
+  const ir_node **rnd;     /* random nodes, numbered as first generated */
+  int n_rnd, cap_rnd;
   /* the function being built */
   LLVMValueRef fn, env;
   LLVMBasicBlockRef allocas;

@@ -268,7 +268,10 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
  * evaluated (extern calls, errors) only there.  Errors of the contract are
  * spat_errat's; one here means the pre-check missed it. */
 
-#define BIG ((int64_t)1 << 62) /* sizes are clamped here: exact, no overflow */
+/* Sizes are clamped here: positions are below PLAN_MAX_LEN = 2^61 (the
+ * driver refuses larger Lq, Lk), so every distance is below BIG (exact) and
+ * a position plus or minus BIG (plus a little) fits in int64. */
+#define BIG ((int64_t)1 << 62)
 
 /* v < 0 means Lk + v */
 static LLVMValueRef norm_idx(cg *g, LLVMValueRef v, const lvl *L) {
@@ -395,11 +398,14 @@ static LLVMValueRef pmod(cg *g, LLVMValueRef x, LLVMValueRef m) {
                          LLVMBuildAdd(g->B, r, m, ""), r, "");
 }
 
-/* columns j in [lo, hi) with j = i (mod s), s >= 1 */
+/* columns j in [lo, hi) with j = i (mod s), s >= 1.  |i - j| < BIG, so
+ * s > BIG means j == i as s == BIG does: with s clamped there, first =
+ * lo + ((i - lo) mod s) cannot overflow. */
 static LLVMValueRef stride_bits(cg *g, const rowx *R, LLVMValueRef i,
                                 LLVMValueRef s, LLVMValueRef lo,
                                 LLVMValueRef hi) {
   LLVMBuilderRef B = g->B;
+  s = smin(g, s, ci64(g, BIG));
   LLVMValueRef end = LLVMBuildAdd(B, R->j0, R->cnt, "");
   lo = smax(g, lo, R->j0);
   hi = smin(g, hi, end);
@@ -639,6 +645,23 @@ static LLVMValueRef pat_where(cg *g, const ir_node *n, const lvl *L,
   return acc_get(g, res);
 }
 
+static int random_index(cg *g, const ir_node *n) {
+  for (int t = 0; t < g->n_rnd; t++)
+    if (g->rnd[t] == n) return t;
+  if (g->n_rnd == g->cap_rnd) {
+    int cap = g->cap_rnd ? 2 * g->cap_rnd : 4;
+    const ir_node **t = realloc(g->rnd, (size_t)cap * sizeof *t);
+    if (!t) {
+      g->oom = 1;
+      return 0;
+    }
+    g->rnd = t;
+    g->cap_rnd = cap;
+  }
+  g->rnd[g->n_rnd] = n;
+  return g->n_rnd++;
+}
+
 static LLVMValueRef pat_random(cg *g, const ir_node *n, const lvl *L,
                                const rowx *R) {
   LLVMBuilderRef B = g->B;
@@ -650,6 +673,30 @@ static LLVMValueRef pat_random(cg *g, const ir_node *n, const lvl *L,
   LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSGT, L->lk, ci64(g, 0), ""), go,
                   join);
   LLVMPositionBuilderAtEnd(B, go);
+  /* r > KR_RANDOM_INLINE: the driver's per-row key set (kr_random_fn), so
+   * that no r costs more than drawing the row once */
+  LLVMBasicBlockRef many = newbb(g, "rowset"), few = newbb(g, "draw");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSGT, r, ci64(g, KR_RANDOM_INLINE), ""),
+                  many, few);
+  LLVMPositionBuilderAtEnd(B, many);
+  {
+    LLVMTypeRef ps[7] = {g->ptr, g->i64, g->i64, g->i64, g->i64, g->i64, g->i64};
+    LLVMTypeRef ft = LLVMFunctionType(g->ptr, ps, 7, 0);
+    LLVMValueRef f = env_word(g, g->env, KABI_ENV_RANDOM_ROW, g->ptr);
+    LLVMValueRef args[7] = {g->env, ci64(g, random_index(g, n)), L->i, r, seed,
+                            L->lk, R->j0};
+    LLVMValueRef w = LLVMBuildCall2(B, ft, f, args, 7, "");
+    LLVMValueRef sh = LLVMBuildAnd(B, R->j0, ci64(g, 63), "");
+    LLVMValueRef w0 = LLVMBuildLoad2(B, g->i64, w, "");
+    LLVMValueRef w1 = LLVMBuildLoad2(B, g->i64, gep(g, g->i64, w, ci64(g, 1)), "");
+    /* w1 << (64 - sh) as (w1 << 1) << (63 - sh): no shift by 64 */
+    LLVMValueRef hi = LLVMBuildShl(B, LLVMBuildShl(B, w1, ci64(g, 1), ""),
+                                   LLVMBuildSub(B, ci64(g, 63), sh, ""), "");
+    LLVMValueRef bits = LLVMBuildOr(B, LLVMBuildLShr(B, w0, sh, ""), hi, "");
+    LLVMBuildStore(B, LLVMBuildAnd(B, bits, R->valid, ""), acc);
+    LLVMBuildBr(B, join);
+  }
+  LLVMPositionBuilderAtEnd(B, few);
   LLVMValueRef base = LLVMBuildXor(
       B,
       LLVMBuildXor(B, LLVMBuildMul(B, seed, ci64(g, (int64_t)0x9E3779B97F4A7C15ull), ""),
@@ -1513,7 +1560,8 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   }
   free(strs);
   LLVMDisposeBuilder(g->B);
-  free(g->tk), free(g->nd), free(g->hkey), free(g->hval), free(g->order), free(g->eparent);
+  free(g->tk), free(g->rnd), free(g->nd), free(g->hkey), free(g->hval);
+  free(g->order), free(g->eparent);
   info->n_topk = g->n_tk;
   info->n_errors = g->n_errs;
   info->errors = g->errs;

@@ -25,7 +25,9 @@ enum {
   KABI_ENV_INPUTS = 5,  /* const int32_t *const * */
   KABI_ENV_EXTERNS = 6, /* void *const * */
   KABI_ENV_TOPK = 7,    /* kr_topk * */
-  KABI_ENV_WORDS = 8
+  KABI_ENV_RANDOM_ROW = 8,   /* kr_random_fn */
+  KABI_ENV_RANDOM_CACHE = 9, /* void * (the driver's; not read by code) */
+  KABI_ENV_WORDS = 10
 };
 _Static_assert(offsetof(kr_env, h) == 8 * KABI_ENV_H, "kr_env.h");
 _Static_assert(offsetof(kr_env, H) == 8 * KABI_ENV_NHEADS, "kr_env.H");
@@ -38,6 +40,10 @@ _Static_assert(offsetof(kr_env, inputs) == 8 * KABI_ENV_INPUTS,
 _Static_assert(offsetof(kr_env, externs) == 8 * KABI_ENV_EXTERNS,
                "kr_env.externs");
 _Static_assert(offsetof(kr_env, topk) == 8 * KABI_ENV_TOPK, "kr_env.topk");
+_Static_assert(offsetof(kr_env, random_row) == 8 * KABI_ENV_RANDOM_ROW,
+               "kr_env.random_row");
+_Static_assert(offsetof(kr_env, random_cache) == 8 * KABI_ENV_RANDOM_CACHE,
+               "kr_env.random_cache");
 _Static_assert(sizeof(kr_env) == 8 * KABI_ENV_WORDS, "kr_env size");
 _Static_assert(sizeof(void *) == 8 && sizeof(int64_t) == 8,
                "words are 8 bytes");
@@ -58,6 +64,14 @@ _Static_assert(offsetof(kr_topk, ibase) == 8 * KABI_TOPK_IBASE,
 _Static_assert(offsetof(kr_topk, k) == 8 * KABI_TOPK_K, "kr_topk.k");
 _Static_assert(offsetof(kr_topk, err) == 8 * KABI_TOPK_ERR, "kr_topk.err");
 _Static_assert(sizeof(kr_topk) == 8 * KABI_TOPK_WORDS, "kr_topk size");
+
+/* The driver's function the generated code calls (codegen_mask.c's
+ * pat_random builds the call as (ptr, i64 x 6) -> ptr). */
+_Static_assert(_Generic((kr_random_fn)0,
+                        const uint64_t *(*)(const kr_env *, int64_t, int64_t,
+                                            int64_t, int64_t, int64_t, int64_t): 1,
+                        default: 0),
+               "kr_random_fn: codegen_mask.c calls (ptr, i64 x 6) -> ptr");
 
 /* The generated functions' types (the generators build these). */
 _Static_assert(_Generic((kr_mask_fn)0,
