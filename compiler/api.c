@@ -329,9 +329,13 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
     source_release(s);
     return fail(c, SPAT_EINVAL, "the text defines no pattern");
   }
-  /* by name: a pattern of the text or of a file it imports (hashed) */
+  /* by name: a pattern of the text or of a file it imports (hashed; the
+   * lookup marks the module: under the source's lock, as a module's source
+   * may be shared with patterns selected before) */
+  pthread_mutex_lock(&s->lock);
   const char *name = want == NULL ? fe_pattern_name(m, n - 1)
                                   : fe_find_pattern(m, want);
+  pthread_mutex_unlock(&s->lock);
   if (name == NULL) {
     char list[512] = "";
     size_t used = 0;
@@ -342,7 +346,6 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
     return fail(c, SPAT_EINVAL, "no pattern named '%s' (there are: %s)", want,
                 n ? list : "none");
   }
-  /* a module's source may be shared with patterns selected before */
   pthread_mutex_lock(&s->lock);
   diag_clear(s->diag);
   ir_program *p = fe_instantiate(s->diag, m, name, given, n_given);
