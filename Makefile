@@ -19,7 +19,7 @@ OPT     ?= -O2 -g
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fvisibility=hidden \
              -I$(B)/gen -Icompiler -Iruntime -Iinclude \
              -isystem $(shell $(LLVM_CONFIG) --includedir) $(CFLAGS) $(SAN)
-GEN_CFLAGS = $(filter-out -Wpedantic -Wmissing-prototypes,$(CFLAGS_ALL)) -Wno-unused-function -Wno-sign-compare
+GEN_CFLAGS = $(filter-out -Wpedantic -Wmissing-prototypes,$(CFLAGS_ALL)) -Wno-unused-function -Wno-sign-compare -Wno-unused-but-set-variable
 LIBS     = -L$(shell $(LLVM_CONFIG) --libdir) -Wl,-rpath,$(shell $(LLVM_CONFIG) --libdir) \
            -lLLVM-19 -lffi -lpthread -lm $(SAN)
 BLAS_LIBS = -lopenblas
@@ -119,6 +119,43 @@ ubsan:
 	$(MAKE) B=build-ubsan SAN="-fsanitize=undefined -fno-sanitize-recover=all" test
 valgrind: all $(TEST_BINS)
 	@VALGRIND="valgrind -q --error-exitcode=99 --leak-check=full" bash tests/run.sh $(TEST_BINS)
+
+# ---- fuzzing (tests/fuzz/README.md) ----------------------------------------
+#   make fuzz FUZZ_SECONDS=N   builds the libFuzzer targets with clang-19 and
+#                              ASan+UBSan into $(FUZZ_B) and runs each for N s
+#   make fuzz-build            only builds them
+# make test replays the seeds and tests/fuzz/regress/ through the same target
+# code linked with a tiny main() (tests/fuzz/fuzz_replay.c), built like the
+# unit tests.  Keep this block together (and near the end).
+FUZZ_TARGETS := front jit npy
+FUZZ_B       ?= build-fuzz
+FUZZ_CC      ?= clang-19
+FUZZ_SECONDS ?= 60
+FUZZ_SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer
+FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(B)/tests/fuzz_%_replay)
+
+$(B)/tests/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_replay.c tests/fuzz/fuzz_common.h $(B)/libspat.a | $(DEPS_STAMP)
+	@mkdir -p $(B)/tests
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/fuzz_replay.c $(B)/libspat.a $(LIBS)
+
+# Only with CC=clang-19 (make fuzz-build sets it): libFuzzer's own main().
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(B)/libspat.a | $(DEPS_STAMP)
+	@mkdir -p $(B)/fuzz
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -fsanitize=fuzzer -o $@ $< $(B)/libspat.a $(LIBS)
+
+test: $(FUZZ_REPLAY)
+
+.PHONY: fuzz fuzz-build fuzz-clean
+fuzz-build: | $(DEPS_STAMP)
+	$(MAKE) B=$(FUZZ_B) CC=$(FUZZ_CC) SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	  $(FUZZ_TARGETS:%=$(FUZZ_B)/fuzz/fuzz_%)
+
+fuzz: fuzz-build
+	@FUZZ_B=$(FUZZ_B) bash tests/fuzz/run-fuzzers.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+clean: fuzz-clean
+fuzz-clean:
+	rm -rf $(FUZZ_B)
 
 clean:
 	rm -rf $(B) build-asan build-ubsan
