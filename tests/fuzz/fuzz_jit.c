@@ -87,6 +87,15 @@ static void describe(const ir_program *p, const shape *s, const int64_t *rt) {
   fputc('\n', stderr);
 }
 
+/* FUZZ_CHECK, with the shape and pattern printed first. */
+#define JCHECK(cond, ...)                                     \
+  do {                                                        \
+    if (!(cond)) {                                            \
+      describe(p, s, rt);                                     \
+      fuzz_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);      \
+    }                                                         \
+  } while (0)
+
 /* One shape: every one-hot run of both backends; aborts on a difference. */
 static void compare(const ir_program *p, void *kj, void *ki, const shape *s,
                     fuzz_input *in, void *const *externs) {
@@ -127,6 +136,7 @@ static void compare(const ir_program *p, void *kj, void *ki, const shape *s,
   a.externs = externs;
   a.threads = s->threads;
 
+  if (getenv("FUZZ_VERBOSE")) describe(p, s, rt);
   int64_t groups = (s->Lk + s->D - 1) / s->D;
   for (int64_t g = 0; g < groups; g++) {
     for (int64_t b = 0; b < s->B; b++)
@@ -142,8 +152,7 @@ static void compare(const ir_program *p, void *kj, void *ki, const shape *s,
     a.o.data = o2, a.lse = l2;
     rt_status s2 = backend_jit.run(kj, &a, e2, sizeof e2);
     stats.runs++;
-    if (s1 != s2) describe(p, s, rt);
-    FUZZ_CHECK(s1 == s2, "status: interp %d (%s), jit %d (%s)", s1, e1, s2, e2);
+    JCHECK(s1 == s2, "status: interp %d (%s), jit %d (%s)", s1, e1, s2, e2);
     if (s1 != RT_OK) {
       FUZZ_CHECK(e1[0] && e2[0], "an error without a message: '%s' / '%s'", e1, e2);
       FUZZ_CHECK(s1 != RT_EINTERNAL, "internal error: %s", e1);
@@ -156,20 +165,6 @@ static void compare(const ir_program *p, void *kj, void *ki, const shape *s,
         rt_status st = interp_mask_rows(p, &a, b, h, 0, s->Lq, mask, err, sizeof err);
         FUZZ_CHECK(st == RT_OK, "interp_mask_rows fails (%s) where the run did not", err);
         for (int64_t r = 0; r < s->Lq; r++) {
-          int64_t li = b * a.lse_sb + h * a.lse_sh + r;
-          float x = l1[li], y = l2[li];
-          if (g == 0) stats.rows++, stats.empty_rows += x == -INFINITY;
-          if (!(isfinite(x) == isfinite(y) && !isnan(y) &&
-                (!isfinite(x) ? x == y
-                              : fabs((double)x - (double)y) <=
-                                    1e-4 * fmax(1.0, fabs((double)x)))))
-            describe(p, s, rt);
-          FUZZ_CHECK(isfinite(x) == isfinite(y) && !isnan(y) &&
-                         (!isfinite(x) ? x == y
-                                       : fabs((double)x - (double)y) <=
-                                             1e-4 * fmax(1.0, fabs((double)x))),
-                     "lse of b %lld h %lld row %lld: interp %g, jit %g",
-                     (long long)b, (long long)h, (long long)r, (double)x, (double)y);
           const float *r1 = o1 + b * a.o.sb + h * a.o.sh + r * a.o.sl;
           const float *r2 = o2 + b * a.o.sb + h * a.o.sh + r * a.o.sl;
           for (int64_t d = 0; d < s->D; d++) {
@@ -177,23 +172,30 @@ static void compare(const ir_program *p, void *kj, void *ki, const shape *s,
             bool in_mask = j < s->Lk && mask[r * s->Lk + j];
             bool in_jit = r2[d] > 0, in_int = r1[d] > 0;
             stats.keys += in_mask;
-            if (in_mask != in_jit || in_mask != in_int ||
-                !(fabs((double)r1[d] - (double)r2[d]) <= 5e-5))
-              describe(p, s, rt);
-            FUZZ_CHECK(in_mask == in_int,
-                       "harness: interp weight %g of key %lld, mask %d "
-                       "(b %lld h %lld row %lld)", (double)r1[d], (long long)j,
-                       in_mask, (long long)b, (long long)h, (long long)r);
-            FUZZ_CHECK(in_mask == in_jit,
-                       "mask differs at b %lld h %lld row %lld key %lld: "
-                       "interp %s, jit weight %g", (long long)b, (long long)h,
-                       (long long)r, (long long)j, in_mask ? "allows" : "disallows",
-                       (double)r2[d]);
-            FUZZ_CHECK(fabs((double)r1[d] - (double)r2[d]) <= 5e-5,
-                       "weight of key %lld at b %lld h %lld row %lld: interp "
-                       "%.8g, jit %.8g", (long long)j, (long long)b,
-                       (long long)h, (long long)r, (double)r1[d], (double)r2[d]);
+            JCHECK(in_mask == in_int,
+                   "harness: interp weight %g of key %lld, mask %d "
+                   "(b %lld h %lld row %lld)", (double)r1[d], (long long)j,
+                   in_mask, (long long)b, (long long)h, (long long)r);
+            JCHECK(in_mask == in_jit,
+                   "mask differs at b %lld h %lld row %lld key %lld: "
+                   "interp %s, jit weight %g", (long long)b, (long long)h,
+                   (long long)r, (long long)j, in_mask ? "allows" : "disallows",
+                   (double)r2[d]);
+            JCHECK(fabs((double)r1[d] - (double)r2[d]) <= 5e-5,
+                   "weight of key %lld at b %lld h %lld row %lld: interp "
+                   "%.8g, jit %.8g", (long long)j, (long long)b,
+                   (long long)h, (long long)r, (double)r1[d], (double)r2[d]);
           }
+          int64_t li = b * a.lse_sb + h * a.lse_sh + r;
+          float x = l1[li], y = l2[li];
+          if (g < groups - 1) continue; /* the masks of every group first */
+          stats.rows++, stats.empty_rows += x == -INFINITY;
+          JCHECK(isfinite(x) == isfinite(y) && !isnan(y) &&
+                     (!isfinite(x) ? x == y
+                                   : fabs((double)x - (double)y) <=
+                                         1e-4 * fmax(1.0, fabs((double)x))),
+                 "lse of b %lld h %lld row %lld: interp %g, jit %g",
+                 (long long)b, (long long)h, (long long)r, (double)x, (double)y);
         }
       }
   }
@@ -216,7 +218,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ir_program *p = fuzz_load(&in, d, a);
   void *externs[MAX_EXTERNS];
   if (p && p->n_runtime <= MAX_RUNTIME && p->n_inputs <= MAX_INPUTS &&
-      fuzz_externs(p, externs, MAX_EXTERNS) &&
+      fuzz_externs(p, externs, MAX_EXTERNS) && fuzz_edges_ok(p) &&
       fuzz_tree_size(p->root, FUZZ_JIT_MAX_NODES) <= FUZZ_JIT_MAX_NODES) {
     stats.programs++;
     unsigned b = fuzz_byte(&in);
