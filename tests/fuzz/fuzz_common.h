@@ -123,6 +123,14 @@ static inline int64_t fuzz_pick(fuzz_input *in, const int64_t *tab, size_t n) {
   return tab[fuzz_byte(in) % n];
 }
 
+/* SPAT_FUZZ_ERRORS: 1: run-time error disagreements between backends (one
+ * fails, the other does not) are findings; 0: they are skipped; unset: the
+ * target's default (fuzz_jit 1, fuzz_front 0).  Issue 8 class 4. */
+static inline bool fuzz_strict_errors(bool deflt) {
+  const char *e = getenv("SPAT_FUZZ_ERRORS");
+  return e && *e ? *e == '1' : deflt;
+}
+
 /* SPAT_FUZZ_NO_EDGES=1: no runtime scalar at the int64 edges, and programs
  * with a constant of magnitude >= 2^31 are skipped (fuzz_edges_ok): to fuzz
  * past the known int64-edge defects (issue 8, class 3) while they are being

@@ -51,8 +51,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
   fuzz_sandbox_init();
   devnull = fopen("/dev/null", "w");
-  const char *e = getenv("SPAT_FUZZ_ERRORS");
-  strict_errors = e && *e == '1';
+  strict_errors = fuzz_strict_errors(false);
   if (getenv("FUZZ_STATS")) atexit(print_stats);
   return 0;
 }
