@@ -3,6 +3,7 @@
 #   make test       unit, golden-diagnostic, differential and CLI tests
 #   make demo       JIT a library pattern, check it against the interpreter, time it
 #   make bench      the README's performance table
+#   make bench-compile   compile times per library pattern (cold, warm)
 #   make install PREFIX=/usr/local    make uninstall PREFIX=...
 # A missing tool (flex, bison, LLVM 19, cmocka, ...) is installed first by
 # scripts/install-deps.sh (apt-get, Debian 12).
@@ -13,30 +14,50 @@ LLVM_CONFIG ?= /usr/lib/llvm-19/bin/llvm-config
 BISON       ?= bison
 FLEX        ?= flex
 B           := build
+# The version is defined once, in include/spat.h.
+VERSION     := $(shell sed -n 's/^\#define SPAT_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/spat.h | paste -sd.)
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
 OPT     ?= -O2 -g
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fvisibility=hidden \
-             -I$(B)/gen -Icompiler -Iruntime -Iinclude \
-             -isystem $(shell $(LLVM_CONFIG) --includedir) $(CFLAGS) $(SAN)
-GEN_CFLAGS = $(filter-out -Wpedantic -Wmissing-prototypes,$(CFLAGS_ALL)) -Wno-unused-function -Wno-sign-compare -Wno-unused-but-set-variable
+LLVM_INC := -isystem $(shell $(LLVM_CONFIG) --includedir)
+
+# The layers, kept by the include paths each folder is compiled with:
+#   runtime/   what an AOT program links: sees include/ and runtime/ only
+#   compiler/  the compile path: sees compiler/'s folders, runtime/, include/;
+#              only compiler/backends/llvm/ is given LLVM's include path
+#   cli/       the spatc driver and its file formats: sees include/spat.h
+#              only (and bench/'s baselines), as a user program would, and
+#              links libspat.a, which exports only spat_*
+#   bench/     the baselines (plain pointers) and the demo, on spat.h too
+INC_RT       := -Iinclude -Iruntime
+INC_COMPILER := $(INC_RT) -Icompiler -Icompiler/front -Icompiler/ir -Icompiler/backends \
+                -Icompiler/backends/interp -Icompiler/backends/llvm -I$(B)/gen
+INC_CLI      := -Iinclude -Icli -Ibench
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fvisibility=hidden $(CFLAGS) $(SAN)
+GEN_CFLAGS = $(filter-out -Wpedantic -Wmissing-prototypes,$(CFLAGS_BASE)) $(INC_COMPILER) \
+             -Wno-unused-function -Wno-sign-compare -Wno-unused-but-set-variable
 LIBS     = -L$(shell $(LLVM_CONFIG) --libdir) -Wl,-rpath,$(shell $(LLVM_CONFIG) --libdir) \
            -lLLVM-19 -lffi -lpthread -lm $(SAN)
 BLAS_LIBS = -lopenblas
 
-# Sources: the library is every compiler/ and runtime/ file but the driver.
-DRIVER_SRCS := $(wildcard compiler/spatc*.c)
-LIB_SRCS    := $(filter-out $(DRIVER_SRCS),$(wildcard compiler/*.c runtime/*.c))
+# Sources: the library is compiler/ and runtime/; the driver is cli/.
+COMPILER_SRCS := $(shell find compiler -name '*.c' | sort)
+RT_SRCS     := $(wildcard runtime/*.c)
+DRIVER_SRCS := $(wildcard cli/*.c)
+LIB_SRCS    := $(COMPILER_SRCS) $(RT_SRCS)
 GEN_SRCS    := $(B)/gen/parser.c $(B)/gen/lexer.c
 LIB_OBJS    := $(LIB_SRCS:%.c=$(B)/%.o) $(GEN_SRCS:%.c=%.o)
 DRIVER_OBJS := $(DRIVER_SRCS:%.c=$(B)/%.o)
-# bench/ baselines: only in the driver (spatc bench), built for speed.
+# The driver's parts without its main(), for the tests of cli/ modules.
+CLI_LIB     := $(B)/libspatc-cli.a
+# bench/ baselines: linked into the driver for `spatc bench`; built -O3
+# -ffast-math, with per-CPU clones chosen at run time (no -march=native).
 BENCH_OBJS  := $(B)/bench/baselines.o
 TEST_SRCS   := $(wildcard tests/unit/test_*.c)
 TEST_BINS   := $(TEST_SRCS:tests/unit/%.c=$(B)/tests/%)
 DEPS_STAMP  := $(B)/.deps-ok
 
-.PHONY: all test demo bench bench-peers install uninstall clean asan ubsan valgrind deps
+.PHONY: all test demo bench bench-compile bench-peers install uninstall clean asan ubsan valgrind deps
 all: $(B)/libspat.a $(B)/libspat.so $(B)/spatc
 
 deps: $(DEPS_STAMP)
@@ -56,40 +77,72 @@ $(B)/gen/lexer.c $(B)/gen/lexer.h: grammar/lexer.l $(B)/gen/parser.h | $(DEPS_ST
 $(B)/gen/%.o: $(B)/gen/%.c
 	$(CC) $(GEN_CFLAGS) -MMD -MP -c $< -o $@
 
-$(B)/%.o: %.c | $(DEPS_STAMP) $(B)/gen/parser.h $(B)/gen/lexer.h
+$(B)/runtime/%.o: runtime/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS_BASE) $(INC_RT) -MMD -MP -c $< -o $@
+
+$(B)/compiler/backends/llvm/%.o: compiler/backends/llvm/%.c | $(DEPS_STAMP) $(B)/gen/parser.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(INC_COMPILER) $(LLVM_INC) -MMD -MP -c $< -o $@
+
+$(B)/compiler/%.o: compiler/%.c | $(DEPS_STAMP) $(B)/gen/parser.h $(B)/gen/lexer.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(INC_COMPILER) -MMD -MP -c $< -o $@
+
+$(B)/cli/%.o: cli/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(INC_CLI) -MMD -MP -c $< -o $@
 
 $(B)/bench/%.o: bench/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out $(OPT),$(CFLAGS_ALL)) -O3 -march=native -ffast-math -MMD -MP -c $< -o $@
+	$(CC) $(filter-out $(OPT),$(CFLAGS_BASE)) -Ibench -g -O3 -ffast-math -MMD -MP -c $< -o $@
 
-$(B)/libspat.a: $(LIB_OBJS)
+# libspat.a is one relocatable object whose hidden symbols are made local,
+# so a static link sees only spat_* (as the shared library exports only
+# them); the tests link libspat-internal.a, which keeps the internal names.
+$(B)/libspat-internal.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
+
+$(B)/libspat.a: $(LIB_OBJS)
+	@rm -f $@ $(B)/libspat.o
+	ld -r -o $(B)/libspat.o $^
+	objcopy --localize-hidden $(B)/libspat.o
+	ar rcs $@ $(B)/libspat.o
 
 $(B)/libspat.so: $(LIB_OBJS)
 	$(CC) -shared -o $@ $^ $(LIBS)
 
 $(B)/spatc: $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat.a
 	@mkdir -p $(B)
-	$(CC) -o $@ $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat.a $(LIBS) $(BLAS_LIBS)
+	$(CC) -o $@ $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat.a $(LIBS) $(BLAS_LIBS) -ldl
 
-$(B)/tests/%: tests/unit/%.c $(B)/libspat.a | $(DEPS_STAMP)
+$(CLI_LIB): $(filter-out $(B)/cli/spatc.o,$(DRIVER_OBJS)) $(BENCH_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/tests/%: tests/unit/%.c $(B)/libspat-internal.a $(CLI_LIB) | $(DEPS_STAMP)
 	@mkdir -p $(B)/tests
-	$(CC) $(CFLAGS_ALL) -Itests -MMD -MP -o $@ $< $(B)/libspat.a -lcmocka $(LIBS) $(BLAS_LIBS)
+	$(CC) $(CFLAGS_BASE) $(INC_COMPILER) -Icli -Ibench -Itests -MMD -MP -o $@ $< $(CLI_LIB) $(B)/libspat-internal.a -lcmocka $(LIBS) $(BLAS_LIBS)
 
 test: all $(TEST_BINS)
 	@B=$(B) SAN="$(SAN)" bash tests/run.sh $(TEST_BINS)
 
 $(B)/demo: bench/demo.c $(B)/libspat.a
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libspat.a $(LIBS)
+	$(CC) $(CFLAGS_BASE) -Iinclude -o $@ $< $(B)/libspat.a $(LIBS)
 
 demo: all $(B)/demo
 	@B=$(B) bash scripts/demo.sh
 
-bench: all
-	@bash bench/run.sh
+# Compile times through the public API only (bench/compile.sh).
+$(B)/compile-times: bench/compile_times.c $(B)/libspat.a include/spat.h
+	$(CC) $(CFLAGS_BASE) -Iinclude -o $@ $< $(B)/libspat.a $(LIBS)
+
+bench: all $(B)/compile-times
+	@B=$(B) bash bench/run.sh
+
+bench-compile: all $(B)/compile-times
+	@B=$(B) bash bench/compile.sh
 
 bench-peers: all
 	@bash bench/peers.sh
@@ -105,6 +158,7 @@ install: all
 	install -m 644 docs/spatc.1 $(DESTDIR)$(PREFIX)/share/man/man1/spatc.1
 	install -m 644 patterns/*.pat $(DESTDIR)$(PREFIX)/share/spatc/patterns/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LLVMLIBDIR@|$(shell $(LLVM_CONFIG) --libdir)|g' \
+	  -e 's|@VERSION@|$(VERSION)|g' \
 	  scripts/spat.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/spat.pc
 
 uninstall:
@@ -134,14 +188,17 @@ FUZZ_SECONDS ?= 60
 FUZZ_SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer
 FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(B)/tests/fuzz_%_replay)
 
-$(B)/tests/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_replay.c tests/fuzz/fuzz_common.h $(B)/libspat.a | $(DEPS_STAMP)
+FUZZ_CFLAGS   = $(CFLAGS_BASE) $(INC_COMPILER) -Icli -Itests/fuzz
+FUZZ_LINK     = $(CLI_LIB) $(B)/libspat-internal.a $(LIBS) $(BLAS_LIBS)
+
+$(B)/tests/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_replay.c tests/fuzz/fuzz_common.h $(B)/libspat-internal.a $(CLI_LIB) | $(DEPS_STAMP)
 	@mkdir -p $(B)/tests
-	$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/fuzz_replay.c $(B)/libspat.a $(LIBS)
+	$(CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/fuzz_replay.c $(FUZZ_LINK)
 
 # Only with CC=clang-19 (make fuzz-build sets it): libFuzzer's own main().
-$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(B)/libspat.a | $(DEPS_STAMP)
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(B)/libspat-internal.a $(CLI_LIB) | $(DEPS_STAMP)
 	@mkdir -p $(B)/fuzz
-	$(CC) $(CFLAGS_ALL) -Itests/fuzz -fsanitize=fuzzer -o $@ $< $(B)/libspat.a $(LIBS)
+	$(CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LINK)
 
 test: $(FUZZ_REPLAY)
 

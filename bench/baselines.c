@@ -1,6 +1,6 @@
 /* baselines.c: the benchmark's reference implementations (baselines.h).
- * Built with -O3 -march=native -ffast-math by its own Makefile rule; linked
- * only into the spatc driver (bench), never into the library. */
+ * Built with -O3 -ffast-math (hot loops cloned per ISA) by its own Makefile
+ * rule; linked only into the spatc driver (bench), never into the library. */
 #include "baselines.h"
 
 #include <cblas.h>
@@ -14,7 +14,7 @@ void openblas_set_num_threads(int n);
 #define BL_ROWS 64  /* query rows per work item (and per sgemm block) */
 
 typedef struct job {
-  const rt_args *a;
+  const bl_problem *a;
   int64_t wl, wr;
   bl_mask_fn mask;
   void *ctx;
@@ -23,32 +23,37 @@ typedef struct job {
   int failed;             /* atomic */
 } job;
 
-static int64_t n_blocks(const rt_args *a) {
+static int64_t n_blocks(const bl_problem *a) {
   return (a->Lq + BL_ROWS - 1) / BL_ROWS;
 }
 
-static float scale_of(const rt_args *a) {
+static float scale_of(const bl_problem *a) {
   return a->scale != 0 ? a->scale : 1.0f / sqrtf((float)a->D);
 }
 
+/* The hot loops are cloned per ISA and picked at load time (ifunc), so the
+ * baseline runs at this CPU's vector width without -march=native. */
+#define BL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+BL_CLONES
 static void window_item(const job *J, int64_t item, float *acc) {
-  const rt_args *a = J->a;
+  const bl_problem *a = J->a;
   int64_t h = item / n_blocks(a), r0 = item % n_blocks(a) * BL_ROWS;
   int64_t r1 = r0 + BL_ROWS < a->Lq ? r0 + BL_ROWS : a->Lq, D = a->D;
   int64_t hk = h / (a->H / a->Hkv);
   int64_t off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0;
   float sc = scale_of(a);
   for (int64_t r = r0; r < r1; r++) {
-    const float *q = a->q.data + h * a->q.sh + r * a->q.sl;
-    float *o = a->o.data + h * a->o.sh + r * a->o.sl;
+    const float *q = a->q + (h * a->Lq + r) * D;
+    float *o = a->o + (h * a->Lq + r) * D;
     int64_t i = r + off, j0 = i - J->wl, j1 = i + J->wr + 1;
     if (j0 < 0) j0 = 0;
     if (j1 > a->Lk) j1 = a->Lk;
     float m = -1e30f, l = 0; /* no infinities: built with -ffast-math */
     for (int64_t d = 0; d < D; d++) acc[d] = 0;
     for (int64_t j = j0; j < j1; j++) {
-      const float *k = a->k.data + hk * a->k.sh + j * a->k.sl;
-      const float *v = a->v.data + hk * a->v.sh + j * a->v.sl;
+      const float *k = a->k + (hk * a->Lk + j) * D;
+      const float *v = a->v + (hk * a->Lk + j) * D;
       float s = 0;
       for (int64_t d = 0; d < D; d++) s += q[d] * k[d];
       s *= sc;
@@ -68,17 +73,18 @@ static void window_item(const job *J, int64_t item, float *acc) {
 }
 
 /* S = Q K^T for a block of rows, mask, softmax, O = P V. */
+BL_CLONES
 static void dense_item(const job *J, int64_t item, float *S, uint8_t *mrow) {
-  const rt_args *a = J->a;
+  const bl_problem *a = J->a;
   int64_t h = item / n_blocks(a), r0 = item % n_blocks(a) * BL_ROWS;
   int64_t nr = (r0 + BL_ROWS < a->Lq ? r0 + BL_ROWS : a->Lq) - r0;
   int64_t hk = h / (a->H / a->Hkv), Lk = a->Lk, D = a->D;
-  const float *q = a->q.data + h * a->q.sh + r0 * a->q.sl;
-  const float *k = a->k.data + hk * a->k.sh;
-  const float *v = a->v.data + hk * a->v.sh;
-  float *o = a->o.data + h * a->o.sh + r0 * a->o.sl;
+  const float *q = a->q + (h * a->Lq + r0) * D;
+  const float *k = a->k + hk * Lk * D;
+  const float *v = a->v + hk * Lk * D;
+  float *o = a->o + (h * a->Lq + r0) * D;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)Lk,
-              (int)D, scale_of(a), q, (int)a->q.sl, k, (int)a->k.sl, 0.0f, S,
+              (int)D, scale_of(a), q, (int)D, k, (int)D, 0.0f, S,
               (int)Lk);
   for (int64_t t = 0; t < nr; t++) {
     float *s = S + t * Lk, m = -1e30f, l = 0;
@@ -100,13 +106,13 @@ static void dense_item(const job *J, int64_t item, float *S, uint8_t *mrow) {
     for (int64_t j = 0; j < Lk; j++) s[j] *= inv;
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)D,
-              (int)Lk, 1.0f, S, (int)Lk, v, (int)a->v.sl, 0.0f, o,
-              (int)a->o.sl);
+              (int)Lk, 1.0f, S, (int)Lk, v, (int)D, 0.0f, o,
+              (int)D);
 }
 
 static void *worker(void *arg) {
   job *J = arg;
-  const rt_args *a = J->a;
+  const bl_problem *a = J->a;
   void *buf = J->mask ? malloc(sizeof(float) * (size_t)(BL_ROWS * a->Lk) +
                                (size_t)a->Lk + 64)
                       : malloc(sizeof(float) * (size_t)a->D);
@@ -143,12 +149,12 @@ static int run(job *J, int threads) {
   return J->failed ? -1 : 0;
 }
 
-int bl_window(const rt_args *a, int64_t wl, int64_t wr, int threads) {
+int bl_window(const bl_problem *a, int64_t wl, int64_t wr, int threads) {
   job J = {.a = a, .wl = wl, .wr = wr};
   return run(&J, threads);
 }
 
-int bl_dense(const rt_args *a, bl_mask_fn mask, void *ctx, int threads) {
+int bl_dense(const bl_problem *a, bl_mask_fn mask, void *ctx, int threads) {
   job J = {.a = a, .mask = mask, .ctx = ctx};
   return run(&J, threads);
 }

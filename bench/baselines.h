@@ -1,9 +1,10 @@
 /* baselines.h: the two reference implementations `spatc bench` measures the
- * JIT kernels against (compiled with -O3 -march=native -ffast-math).
+ * JIT kernels against (compiled with -O3 -ffast-math, hot loops cloned per ISA).
  *
- * Both take tensors as in runtime/rt.h (float32, D contiguous, element
- * strides for batch 0, head and row; GQA: query head h reads key/value head
- * h / (H / Hkv)) and split (head, row block) work over `threads` threads.
+ * Both take plain contiguous float32 tensors of one batch (bl_problem:
+ * q [H, Lq, D], k and v [Hkv, Lk, D], o [H, Lq, D]; GQA: query head h reads
+ * key/value head h / (H / Hkv)) and split (head, row block) work over
+ * `threads` threads.  Nothing of spatc's internals: only these pointers.
  *
  *  bl_window: a plain C loop per query row over the keys of a window
  *    [i - wl, i + wr] (i the bottom-right aligned position of the row), with
@@ -17,13 +18,18 @@
 
 #include <stdint.h>
 
-#include "../runtime/rt.h"
+typedef struct bl_problem {
+  int64_t H, Hkv, Lq, Lk, D;
+  const float *q, *k, *v; /* read */
+  float *o;               /* written */
+  float scale;            /* 0: 1/sqrt(D) */
+} bl_problem;
 
 /* Fills row[j] (j < Lk) with 1 where query row r of head h may see key j. */
 typedef void (*bl_mask_fn)(void *ctx, int64_t h, int64_t r, uint8_t *row);
 
-/* 0, or -1 when memory runs out.  a->B must be 1; a->lse is ignored. */
-int bl_window(const rt_args *a, int64_t wl, int64_t wr, int threads);
-int bl_dense(const rt_args *a, bl_mask_fn mask, void *ctx, int threads);
+/* 0, or -1 when memory runs out. */
+int bl_window(const bl_problem *a, int64_t wl, int64_t wr, int threads);
+int bl_dense(const bl_problem *a, bl_mask_fn mask, void *ctx, int threads);
 
 #endif

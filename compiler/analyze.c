@@ -22,8 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/interp.h"
-#include "../runtime/plan_ops.h"
+#include "interp.h"
+#include "plan_ops.h"
+#include "spat_limits.h"
 
 #define BOUND_MAX (1 << 20)
 
@@ -36,6 +37,7 @@ typedef struct bld {
   int64_t maxbound;    /* largest static list size */
   arena *a;            /* the program's, for rewritten where atoms */
   bool oom;
+  bool over;           /* more than SPAT_MAX_PLAN_WORDS: plan discarded */
 } bld;
 
 static const int plan_op_operands[PLAN_N_OPS] = {
@@ -339,6 +341,12 @@ static void gen_pred(bld *b, const ir_node *n) {
 static int64_t gen_pat(bld *b, const ir_node *n) {
   int64_t x, y;
   size_t j1, j2;
+  /* The plan expands the IR DAG into a tree: past the budget, stop (the
+   * plan is replaced below), so the work stays bounded. */
+  if (b->n > SPAT_MAX_PLAN_WORDS) {
+    b->over = true;
+    return gen_any(b);
+  }
   for (int k = 0; k < n->n_kids; k++) {
     const ir_node *kid = n->kids[k];
     if (n->op == IR_WHERE) break;
@@ -407,8 +415,9 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
   case IR_OR:
   case IR_AND:
   case IR_MINUS:
-    /* Q only where it can matter, as the interpreter short-circuits: not
-     * when P is empty (& -) or FULL over every key (|). */
+    /* Q only where it can matter: not when P is empty (& -) or FULL over
+     * every key (|).  (Run-time errors of Q still count: the kernel checks
+     * them over the whole domain before the plan runs, kernel_rt.h.) */
     x = gen_pat(b, n->kids[0]);
     emit(b, n->op == IR_OR ? PLAN_JALL : PLAN_JEMPTY), j1 = emit(b, 0);
     if (n->op != IR_OR) emit(b, PLAN_FOCUS), ipush(b, 2);
@@ -444,39 +453,108 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
   }
 }
 
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void msg(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
+/* ---- the where table (plan_ops.h): predicates as written ---- */
+
+static bool enc_int(bld *b, const ir_node *n, size_t limit) {
+  static const struct { ir_op ir; int plan; } ops[] = {
+      {IR_ADD, PLAN_IADD}, {IR_SUB, PLAN_ISUB}, {IR_MUL, PLAN_IMUL},
+      {IR_DIV, PLAN_IDIV}, {IR_MOD, PLAN_IMOD}, {IR_MIN, PLAN_IMIN},
+      {IR_MAX, PLAN_IMAX}, {IR_LT, PLAN_ILT},   {IR_LE, PLAN_ILE},
+      {IR_GT, PLAN_IGT},   {IR_GE, PLAN_IGE},   {IR_EQ, PLAN_IEQ},
+      {IR_NE, PLAN_INE},   {IR_NEG, PLAN_INEG}, {IR_NOT, PLAN_INOT},
+      {IR_ABS, PLAN_IABS}, {IR_LAND, PLAN_ILAND}, {IR_LOR, PLAN_ILOR},
+      {IR_SEL, PLAN_ISEL}, {IR_VAR_I, PLAN_IVARI}, {IR_VAR_J, PLAN_IVARJ},
+      {IR_VAR_H, PLAN_IHEAD}, {IR_SIZE_LQ, PLAN_ILQ}, {IR_SIZE_LK, PLAN_ILK},
+      {IR_SIZE_H, PLAN_INHEAD}};
+  if (b->oom || b->n >= limit) return false;
+  switch (n->op) {
+  case IR_CONST: emit(b, PLAN_ICONST), emit(b, n->value); return true;
+  case IR_RUNTIME: emit(b, PLAN_IRT), emit(b, n->value); return true;
+  case IR_INPUT:
+    emit(b, PLAN_IINPUT), emit(b, n->value);
+    return enc_int(b, n->kids[0], limit);
+  case IR_EXTERN:
+    emit(b, PLAN_IEXTERN), emit(b, n->n_kids);
+    for (int k = 0; k < n->n_kids; k++)
+      if (!enc_int(b, n->kids[k], limit)) return false;
+    return true;
+  default:
+    break;
+  }
+  for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
+    if (ops[k].ir == n->op) {
+      emit(b, ops[k].plan);
+      for (int t = 0; t < n->n_kids; t++)
+        if (!enc_int(b, n->kids[t], limit)) return false;
+      return true;
+    }
+  return false;
+}
+
+/* Every where node under n, in tree order; false when the table is full. */
+static bool enc_wheres(bld *b, const ir_node *n, int64_t flags, int64_t *count,
+                       size_t limit) {
+  if (n->op == IR_WHERE) {
+    if (b->n + 2 >= limit) return false;
+    size_t len_at = emit(b, 0);
+    emit(b, flags);
+    size_t start = b->n;
+    if (!enc_int(b, n->kids[0], limit)) b->n = start; /* too large: unknown */
+    if (!b->oom) b->w[len_at] = (int64_t)(b->n - len_at - 1);
+    ++*count;
+    return !b->oom;
+  }
+  if (n->op == IR_BLOCKS) flags |= PLAN_WF_BLOCKS;
+  for (int k = 0; k < n->n_kids; k++)
+    if (ir_op_kind[n->kids[k]->op] == IR_PAT &&
+        !enc_wheres(b, n->kids[k], flags, count, limit))
+      return false;
+  return true;
+}
+
+static void gen_where_table(bld *b, const ir_node *root) {
+  size_t at = emit(b, 0);
+  int64_t count = 0;
+  if (!enc_wheres(b, root, 0, &count, at + PLAN_WHERE_MAX)) {
+    b->n = at + 1; /* unknown: any predicate may fail */
+    count = -1;
+  }
+  if (!b->oom) b->w[at] = count;
 }
 
 int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   if (!p || !p->root || !p->arena) {
-    msg(err, errlen, "an_build: no program");
+    rt_errf(err, errlen, RT_EINVAL, "an_build: no program");
     return NULL;
   }
   bld b = {.a = p->arena};
   for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
   gen_pat(&b, p->root);
+  if (b.over) {
+    /* Too large to plan: every key of every tile PARTIAL (sound; the mask
+     * code decides each key). */
+    free(b.w);
+    b = (bld){.a = p->arena};
+    for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
+    gen_any(&b);
+  }
   emit(&b, PLAN_END);
+  size_t where_at = b.n;
+  gen_where_table(&b, p->root);
   int64_t *plan = NULL;
   if (b.oom) {
-    msg(err, errlen, "out of memory");
+    rt_errf(err, errlen, RT_EINVAL, "out of memory");
   } else if (b.imax > PLAN_ISTACK) {
-    msg(err, errlen, "pattern too deeply nested for the tile plan "
+    rt_errf(err, errlen, RT_EINVAL, "pattern too deeply nested for the tile plan "
         "(integer stack %d > %d)", b.imax, PLAN_ISTACK);
   } else if (b.bmax > PLAN_BNEST) {
-    msg(err, errlen, "blocks nested too deeply for the tile plan (%d > %d)",
+    rt_errf(err, errlen, RT_EINVAL, "blocks nested too deeply for the tile plan (%d > %d)",
         b.bmax, PLAN_BNEST);
   } else if (PLAN_SCRATCH / (b.lmax + 4) < 4) {
-    msg(err, errlen, "pattern too deeply nested for the tile plan "
+    rt_errf(err, errlen, RT_EINVAL, "pattern too deeply nested for the tile plan "
         "(list stack %d)", b.lmax);
   } else if (!(plan = arena_alloc(p->arena, b.n * sizeof *plan))) {
-    msg(err, errlen, "out of memory");
+    rt_errf(err, errlen, RT_EINVAL, "out of memory");
   } else {
     int64_t cap = PLAN_SCRATCH / (b.lmax + 4);
     if (b.maxbound < cap) cap = b.maxbound < 4 ? 4 : b.maxbound;
@@ -489,6 +567,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     b.w[PLAN_W_NRT] = p->n_runtime;
     b.w[PLAN_W_CODE] = PLAN_HDR;
     b.w[PLAN_W_NIN] = p->n_inputs;
+    b.w[PLAN_W_WHERE] = (int64_t)where_at;
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
   free(b.w);
@@ -503,7 +582,8 @@ static void print_plan(FILE *f, const int64_t *plan) {
           (long long)plan[PLAN_W_SIZE], (long long)plan[PLAN_W_CAP],
           (long long)plan[PLAN_W_LDEPTH], (long long)plan[PLAN_W_IDEPTH],
           (long long)plan[PLAN_W_BDEPTH]);
-  for (int64_t pc = plan[PLAN_W_CODE]; pc < plan[PLAN_W_SIZE];) {
+  int64_t end = plan[PLAN_W_WHERE] > 0 ? plan[PLAN_W_WHERE] : plan[PLAN_W_SIZE];
+  for (int64_t pc = plan[PLAN_W_CODE]; pc < end;) {
     int64_t op = plan[pc];
     if (op < 0 || op >= PLAN_N_OPS) {
       fprintf(f, "  %4lld  ?%lld\n", (long long)pc, (long long)op);
@@ -522,7 +602,7 @@ static int cmp_i64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-#define EXPLAIN_EXACT_MAX 40000000 /* mask elements evaluated per head */
+#define EXPLAIN_EXACT_MAX SPAT_MAX_EXPLAIN_EXACT /* mask elements evaluated per head */
 
 /* Tiles and keys per row from the exact mask (the reference interpreter),
  * over every row, or over evenly spaced rows when there are too many. */
@@ -531,7 +611,16 @@ static int explain_exact(FILE *f, const ir_program *p, const plan_env *env,
   int64_t Lq = env->Lq, Lk = env->Lk;
   int64_t nkt = (Lk + bk - 1) / bk, step = 1;
   if (Lq == 0) return 0;
-  if (Lk > 0 && Lq > EXPLAIN_EXACT_MAX / Lk) step = Lq * Lk / EXPLAIN_EXACT_MAX + 1;
+  /* the interpreter walks the expanded tree per element: bound the
+   * elements by the work, not only their number */
+  int64_t tree = ir_tree_size(p->root, EXPLAIN_EXACT_MAX);
+  if (tree <= 25) {
+    if (Lk > 0 && Lq > EXPLAIN_EXACT_MAX / Lk) step = Lq * Lk / EXPLAIN_EXACT_MAX + 1;
+  } else {
+    int64_t rows = SPAT_MAX_EXPLAIN_WORK / tree / (Lk > 0 ? Lk : 1);
+    if (rows < 1) rows = 1;
+    if (Lq > rows) step = Lq / rows + 1;
+  }
   rt_args a = {.B = 1, .H = env->H, .Hkv = env->H, .Lq = Lq, .Lk = Lk, .D = 1,
                .runtime = env->runtime};
   uint8_t *row = malloc((size_t)Lk + 1);
@@ -540,7 +629,7 @@ static int explain_exact(FILE *f, const ir_program *p, const plan_env *env,
   int64_t n_rows = 0, tiles[3] = {0, 0, 0}; /* empty, partial, full */
   int rc = 0;
   if (!row || !cnt || !per) {
-    msg(err, errlen, "out of memory");
+    rt_errf(err, errlen, RT_EINVAL, "out of memory");
     rc = -1;
   }
   for (int64_t r0 = 0; r0 < Lq && rc == 0; r0 += bq) {
@@ -581,7 +670,22 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
                int64_t Lk, int64_t bq, int64_t bk, const int64_t *runtime,
                char *err, size_t errlen) {
   if (!f || !p || H < 1 || Lq < 0 || Lk < 0 || bq < 1 || bk < 1) {
-    msg(err, errlen, "an_explain: bad arguments");
+    rt_errf(err, errlen, RT_EINVAL, "an_explain: bad arguments");
+    return -1;
+  }
+  /* Tiles are enumerated one by one: bound the grid (heads that all have
+   * the same pattern are shown once). */
+  bool same_heads = !ir_has_op(p->root, IR_VAR_H) && !ir_has_op(p->root, IR_PSEL) &&
+                    !ir_has_op(p->root, IR_RANDOM) && !ir_has_op(p->root, IR_WHERE);
+  int64_t nqt0 = (Lq + bq - 1) / bq, nkt0 = (Lk + bk - 1) / bk;
+  int64_t heads = same_heads ? 1 : H, cells;
+  if (__builtin_mul_overflow(nqt0 > 0 ? nqt0 : 1, nkt0 > 0 ? nkt0 : 1, &cells) ||
+      __builtin_mul_overflow(cells, heads, &cells) || cells > SPAT_MAX_EXPLAIN_TILES) {
+    rt_errf(err, errlen, RT_EINVAL, "explain: %lld query tiles x %lld key tiles%s is more than the "
+        "%lld tile pairs explain enumerates; use larger --bq/--bk (now %lld x %lld) "
+        "or shorter sequences", (long long)nqt0, (long long)nkt0,
+        heads > 1 ? " x heads" : "", (long long)SPAT_MAX_EXPLAIN_TILES,
+        (long long)bq, (long long)bk);
     return -1;
   }
   int64_t *plan = an_build(p, err, errlen);
@@ -599,7 +703,7 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
   int64_t *kt = malloc(sizeof *kt * (size_t)(nkt ? nkt : 1));
   if (!sp || !lo || !hi || !kt) {
     free(sp), free(lo), free(hi), free(kt);
-    msg(err, errlen, "out of memory");
+    rt_errf(err, errlen, RT_EINVAL, "out of memory");
     return -1;
   }
   int rc = 0;
@@ -674,8 +778,7 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
               (long long)hi[0], (long long)hi[Lq / 2], (long long)hi[Lq - 1]);
     }
     if (exact && rc == 0) rc = explain_exact(f, p, &env, bq, bk, err, errlen);
-    if (H > 1 && !ir_has_op(p->root, IR_VAR_H) && !ir_has_op(p->root, IR_PSEL) &&
-        !ir_has_op(p->root, IR_RANDOM) && !ir_has_op(p->root, IR_WHERE)) {
+    if (H > 1 && same_heads) {
       fprintf(f, "(every head has the same pattern)\n");
       break;
     }

@@ -4,7 +4,7 @@
 
 #include <stdio.h>
 
-#include "../runtime/plan.h"
+#include "plan.h"
 #include "ir.h"
 
 /* The plan as int64 words, allocated in p->arena; NULL with err on failure. */

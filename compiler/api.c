@@ -17,7 +17,7 @@
  * (arena, diag, module) is reference-counted and shared by the pattern and
  * its kernels; whichever is freed last frees it.
  */
-#include "api.h"
+#include "args.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -27,71 +27,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "../include/spat.h"
-#include "../runtime/ffi_call.h"
-#include "../runtime/rt.h"
-#include "aot.h"
+#include "spat.h"
+#include "ffi_call.h"
+#include "rt.h"
 #include "arena.h"
 #include "backend.h"
 #include "diag.h"
 #include "frontend.h"
 #include "ir.h"
+#include "regfile.h"
+#include "pipeline.h"
+#include "api_internal.h"
 
-#define ERR_LEN 1024
 #define MAX_FN_ARGS 16  /* ffi_call_pred's limit */
 #define MAX_D (1 << 16) /* beyond any head dimension in use */
-
-typedef struct fn_entry {
-  char *name;
-  void *fn; /* bool f(int64_t, ...) */
-  int nargs;
-} fn_entry;
-
-struct spat_ctx {
-  pthread_mutex_t lock; /* guards err: kernel runs may fail concurrently */
-  char err[ERR_LEN];    /* the last failure's message */
-  char *diags;          /* the last parse/compile's diagnostics (malloc) */
-  spat_diag_fn diag_fn;
-  void *diag_user;
-  fn_entry *fns; /* registered extern predicates */
-  int n_fns, cap_fns;
-};
-
-typedef struct source {
-  atomic_int refs; /* the pattern and each of its kernels */
-  arena *arena;    /* the module and every program instantiated */
-  diag *diag;
-  fe_module *module;
-} source;
-
-struct spat_pattern {
-  spat_ctx *ctx;
-  source *src;
-  const char *name; /* the selected pattern (in src's arena) */
-  int n_defs;
-  fe_define *defs; /* one per parameter, its current value (malloc) */
-};
-
-struct spat_kernel {
-  spat_ctx *ctx;
-  source *src;
-  const ir_program *prog;
-  const backend *be;
-  void *obj;          /* the backend's compiled kernel, or NULL */
-  aot_loaded *cached; /* or an object from the disk cache */
-  const void *desc;   /* its aot_desc, for spat_aot_run */
-  int64_t D;
-  spat_layout layout;
-  int threads;
-  void **externs; /* resolved extern predicates, one per ir extern */
-  const char **input_names;
-  api_shape shape;
-  spat_arg_info *args;
-  spat_signature sig;
-  char *entry_type; /* sig.entry_type (malloc) */
-  ffi_entry *entry; /* the typed entry */
-};
 
 /* ---- errors -------------------------------------------------------------- */
 
@@ -109,23 +60,6 @@ static spat_status fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
   return st;
 }
 
-spat_status api_from_rt(rt_status s) {
-  switch (s) {
-    case RT_OK:
-      return SPAT_OK;
-    case RT_EINVAL:
-      return SPAT_EINVAL;
-    case RT_ERANGE:
-      return SPAT_ERANGE;
-    case RT_ENOMEM:
-      return SPAT_ENOMEM;
-    case RT_EUNSUPPORTED:
-      return SPAT_EUNSUPPORTED;
-    case RT_EINTERNAL:
-      return SPAT_EINTERNAL;
-  }
-  return SPAT_EINTERNAL;
-}
 
 /* Keeps the diagnostics of the last operation and hands them to the
  * callback. */
@@ -284,23 +218,19 @@ static void source_release(source *s) {
 }
 
 /* The chosen pattern of a loaded module; its parameters from an
- * instantiation with the defaults. */
+ * instantiation with the given values (none: the defaults). */
 static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
+                                const fe_define *given, int n_given,
                                 spat_pattern **out) {
   fe_module *m = s->module;
   int n = fe_n_patterns(m);
-  if (n == 0) {
+  if (n == 0 && want == NULL) {
     source_release(s);
     return fail(c, SPAT_EINVAL, "the text defines no pattern");
   }
-  const char *name = NULL;
-  if (want == NULL) {
-    name = fe_pattern_name(m, n - 1);
-  } else {
-    for (int k = 0; k < n && name == NULL; k++)
-      if (strcmp(fe_pattern_name(m, k), want) == 0)
-        name = fe_pattern_name(m, k);
-  }
+  /* by name: a pattern of the text or of a file it imports (hashed) */
+  const char *name = want == NULL ? fe_pattern_name(m, n - 1)
+                                  : fe_find_pattern(m, want);
   if (name == NULL) {
     char list[512] = "";
     size_t used = 0;
@@ -309,10 +239,10 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
                                k ? ", " : "", fe_pattern_name(m, k));
     source_release(s);
     return fail(c, SPAT_EINVAL, "no pattern named '%s' (there are: %s)", want,
-                list);
+                n ? list : "none");
   }
   diag_clear(s->diag);
-  ir_program *p = fe_instantiate(s->diag, m, name, NULL, 0);
+  ir_program *p = fe_instantiate(s->diag, m, name, given, n_given);
   if (p == NULL) {
     spat_status st = fail_diags(c, s->diag, "instantiating the pattern");
     source_release(s);
@@ -339,15 +269,13 @@ static spat_status parse_common(spat_ctx *c, const char *path,
                                 const char *want, spat_pattern **out) {
   source *s = source_new();
   if (s == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
-  s->module = path != NULL
-                  ? fe_load_file(s->diag, s->arena, path)
-                  : fe_load_string(s->diag, s->arena, source_name, text);
+  s->module = pl_load(s->diag, s->arena, path, source_name, text);
   if (s->module == NULL) {
     spat_status st = fail_diags(c, s->diag, "parsing");
     source_release(s);
     return st;
   }
-  return make_pattern(c, s, want, out);
+  return make_pattern(c, s, want, NULL, 0, out);
 }
 
 spat_status spat_pattern_parse_string(spat_ctx *c, const char *source_name,
@@ -373,10 +301,10 @@ spat_status spat_pattern_parse_file(spat_ctx *c, const char *path,
   *out = NULL;
   if (path == NULL)
     return fail(c, SPAT_EINVAL, "spat_pattern_parse_file: path is NULL");
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return fail(c, SPAT_EIO, "%s: cannot open: %s", path, strerror(errno));
-  fclose(f);
+  const char *why = "";
+  int fd = regfile_open(path, &why); /* a FIFO or device: refused, no wait */
+  if (fd < 0) return fail(c, SPAT_EIO, "%s: cannot open: %s", path, why);
+  close(fd);
   return parse_common(c, path, NULL, NULL, pattern_name, out);
 }
 
@@ -473,7 +401,6 @@ static spat_status resolve_externs(spat_ctx *c, const ir_program *p,
 
 static void kernel_destroy(spat_kernel *k) {
   if (k->obj != NULL) k->be->free(k->obj);
-  aot_cache_free(k->cached); /* and the descriptor's run-time kernel */
   ffi_entry_free(k->entry);
   free(k->externs);
   free(k->input_names);
@@ -513,8 +440,11 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
 
   source *s = pat->src;
   diag_clear(s->diag);
-  ir_program *p =
-      fe_instantiate(s->diag, s->module, pat->name, pat->defs, pat->n_defs);
+  char err[ERR_LEN] = "";
+  ir_program *p = pl_lower(s->diag, s->module, pat->name, pat->defs,
+                           pat->n_defs, err, sizeof err);
+  if (p == NULL && err[0] != '\0')
+    return fail(c, SPAT_EINTERNAL, "internal error: %s", err);
   if (p == NULL) return fail_diags(c, s->diag, "instantiating the pattern");
   set_diags(c, s->diag);
   if (p->n_runtime + p->n_inputs > FFI_ENTRY_MAX_ARGS)
@@ -555,10 +485,11 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
     k->args[p->n_runtime + a] =
         (spat_arg_info){p->inputs[a].name, SPAT_KIND_INPUT, false, 0};
   for (int a = 0; a < p->n_inputs; a++) k->input_names[a] = p->inputs[a].name;
-  k->shape = (api_shape){o->D,           (int)o->layout, p->n_inputs,
+  k->shape = (args_shape){o->D,           (int)o->layout, p->n_inputs,
                          k->input_names, k->externs,     o->threads};
   k->sig = (spat_signature){p->name,        o->D,    o->layout,     o->backend,
-                            (size_t)n_args, k->args, k->entry_type, 0};
+                            (size_t)n_args, k->args, k->entry_type, 0,
+                            NULL};
 
   k->entry = ffi_entry_new(p->n_runtime, p->n_inputs, entry_body, k);
   if (k->entry == NULL) {
@@ -566,21 +497,23 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
     return fail(c, SPAT_ENOMEM,
                 "cannot make the kernel's typed entry (libffi closure)");
   }
-  char err[ERR_LEN] = "";
-  if (o->cache && o->backend == SPAT_BACKEND_JIT) {
-    char dir[4096];
-    aot_opts ao = {o->D, (int)o->layout, o->threads, NULL, NULL, NULL, 0};
-    if (aot_cache_dir(dir, sizeof dir, err, sizeof err) == 0)
-      k->cached = aot_cache_load(p, &ao, dir, k->externs, &k->desc,
-                                 &k->sig.from_cache, err, sizeof err);
-    if (k->cached != NULL) {
-      *out = k;
-      return SPAT_OK;
-    }
-    /* an unusable cache (no directory, not writable): compile as without */
-  }
-  backend_opts bo = {o->D, o->threads};
-  k->obj = be->compile(p, &bo, err, sizeof err);
+  /* an unusable cache (no directory, not writable): compiled as without */
+  backend_cache cache = BACKEND_CACHE_OFF;
+  char note[ERR_LEN] = "";
+  backend_opts bo = {.D = o->D,
+                     .threads = o->threads,
+                     .cache = o->cache != 0,
+                     .layout = (int)o->layout,
+                     .externs = k->externs,
+                     .cache_out = &cache,
+                     .note = note,
+                     .notelen = sizeof note};
+  k->obj = pl_compile(p, be, &bo, err, sizeof err);
+  k->sig.from_cache = cache == BACKEND_CACHE_HIT;
+  if (k->obj != NULL && o->cache && (be->caps & BACKEND_CAP_CACHE) &&
+      cache == BACKEND_CACHE_OFF)
+    k->sig.cache_problem =
+        arena_strdup(s->arena, note[0] ? note : "the cache cannot be used");
   if (k->obj == NULL) {
     kernel_destroy(k);
     return fail(c, SPAT_EUNSUPPORTED, "%s backend: %s", be->name,
@@ -605,107 +538,6 @@ spat_fn spat_kernel_entry(const spat_kernel *k) {
 
 /* ---- running ------------------------------------------------------------- */
 
-/* x * y * ... into *out; false on int64 overflow. */
-static bool mul_sizes(int64_t *out, int n, const int64_t *v) {
-  int64_t r = 1;
-  for (int k = 0; k < n; k++)
-    if (__builtin_mul_overflow(r, v[k], &r)) return false;
-  *out = r;
-  return true;
-}
-
-static spat_status errf(char *err, size_t errlen, spat_status st,
-                        const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static spat_status errf(char *err, size_t errlen, spat_status st,
-                        const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return st;
-}
-
-static spat_status check_tensor(const char *what, const void *p, int64_t B,
-                                int64_t H, int64_t L, int64_t D, char *err,
-                                size_t errlen) {
-  int64_t n;
-  if (!mul_sizes(&n, 4, (const int64_t[]){B, H, L, D}) ||
-      n > (int64_t)(PTRDIFF_MAX / (int64_t)sizeof(float)))
-    return errf(err, errlen, SPAT_ERANGE,
-                "%s: %lld x %lld x %lld x %lld floats overflow the address "
-                "space",
-                what, (long long)B, (long long)H, (long long)L, (long long)D);
-  if (n > 0 && p == NULL)
-    return errf(err, errlen, SPAT_EINVAL, "%s is NULL", what);
-  return SPAT_OK;
-}
-
-/* Checks the tensors and arguments of a run and fills a; *empty when there
- * is nothing to compute. */
-spat_status api_make_args(const api_shape *k, const spat_tensors *t,
-                          const int64_t *scalars, const int32_t *const *inputs,
-                          rt_args *a, bool *empty, char *err, size_t errlen) {
-  if (t == NULL) return errf(err, errlen, SPAT_EINVAL, "tensors are NULL");
-  int64_t Hkv = t->Hkv == 0 ? t->H : t->Hkv;
-  if (t->B < 0 || t->H < 0 || Hkv < 0 || t->Lq < 0 || t->Lk < 0)
-    return errf(err, errlen, SPAT_EINVAL,
-                "negative size: B = %lld, H = %lld, Hkv = %lld, Lq = %lld, "
-                "Lk = %lld",
-                (long long)t->B, (long long)t->H, (long long)Hkv,
-                (long long)t->Lq, (long long)t->Lk);
-  if (t->H > 0 && (Hkv == 0 || t->H % Hkv != 0))
-    return errf(err, errlen, SPAT_EINVAL,
-                "H = %lld is not a multiple of Hkv = %lld", (long long)t->H,
-                (long long)Hkv);
-  if (t->H == 0 && Hkv != 0)
-    return errf(err, errlen, SPAT_EINVAL, "H = 0 with Hkv = %lld",
-                (long long)Hkv);
-  spat_status st;
-  if ((st = check_tensor("q", t->q, t->B, t->H, t->Lq, k->D, err, errlen)) ||
-      (st = check_tensor("k", t->k, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
-      (st = check_tensor("v", t->v, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
-      (st = check_tensor("o", t->o, t->B, t->H, t->Lq, k->D, err, errlen)))
-    return st;
-  if (t->scale != t->scale)
-    return errf(err, errlen, SPAT_EINVAL, "scale is NaN");
-  for (int x = 0; x < k->n_inputs; x++)
-    if (inputs[x] == NULL && t->Lk > 0)
-      return errf(err, errlen, SPAT_EINVAL,
-                  "input array '%s' is NULL (missing input)",
-                  k->input_names[x]);
-  if (k->n_inputs > 0 && t->Lk > INT32_MAX)
-    return errf(err, errlen, SPAT_ERANGE,
-                "Lk = %lld: too long for int32 input arrays", (long long)t->Lk);
-
-  *empty = t->B == 0 || t->H == 0 || t->Lq == 0; /* no rows to write */
-  *a = (rt_args){0};
-  a->B = t->B;
-  a->H = t->H;
-  a->Hkv = Hkv;
-  a->Lq = t->Lq;
-  a->Lk = t->Lk;
-  a->D = k->D;
-  a->q.data = (float *)t->q; /* backends only read q, k, v */
-  a->k.data = (float *)t->k;
-  a->v.data = (float *)t->v;
-  a->o.data = t->o;
-  rt_tensor_strides(&a->q, k->layout, t->H, t->Lq, k->D);
-  rt_tensor_strides(&a->k, k->layout, Hkv, t->Lk, k->D);
-  rt_tensor_strides(&a->v, k->layout, Hkv, t->Lk, k->D);
-  rt_tensor_strides(&a->o, k->layout, t->H, t->Lq, k->D);
-  a->lse = t->lse;
-  a->lse_sh = t->Lq;
-  a->lse_sb = t->H * t->Lq;
-  a->scale = t->scale;
-  a->runtime = scalars;
-  a->inputs = inputs;
-  a->externs = k->externs;
-  a->threads = k->threads;
-  return SPAT_OK;
-}
-
 /* Checks everything and runs: the one path behind run, call and the typed
  * entry. */
 static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
@@ -714,18 +546,11 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
   char err[ERR_LEN] = "";
   rt_args a;
   bool empty = false;
-  spat_status st =
-      api_make_args(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
-  if (st == SPAT_OK && !empty && k->desc != NULL) {
-    st =
-        (spat_status)spat_aot_run(k->desc, t, scalars, inputs, err, sizeof err);
-  } else if (st == SPAT_OK && !empty) {
-    rt_status rs = k->be->run(k->obj, &a, err, sizeof err);
-    if (rs != RT_OK && err[0] == '\0') snprintf(err, sizeof err, "failed");
-    st = api_from_rt(rs);
-  }
-  if (st != SPAT_OK) fail(k->ctx, st, "%s", err);
-  return st;
+  rt_status rs =
+      args_make(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
+  if (rs == RT_OK && !empty) rs = k->be->run(k->obj, &a, err, sizeof err);
+  if (rs == RT_OK) return SPAT_OK;
+  return fail(k->ctx, args_status(rs), "%s", err[0] ? err : "failed");
 }
 
 static int entry_body(void *user, const void *t, const int64_t *scalars,
@@ -778,4 +603,37 @@ spat_status spat_kernel_call(const spat_kernel *k, const spat_tensors *t,
       inputs[ni++] = args[a].input;
   }
   return (spat_status)ffi_entry_call(k->entry, NULL, t, scalars, inputs);
+}
+
+/* ---- for the other api_*.c files (api_internal.h) ------------------------ */
+
+spat_status api_fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
+  char msg[ERR_LEN];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return fail(c, st, "%s", msg);
+}
+
+void api_keep_diags(spat_ctx *c, const diag *d) {
+  set_diags(c, d);
+}
+
+spat_status api_diag_error(spat_ctx *c, const diag *d, const char *what) {
+  return fail_diags(c, d, what);
+}
+
+source *api_source_new(void) {
+  return source_new();
+}
+
+void api_source_release(source *s) {
+  source_release(s);
+}
+
+spat_status api_make_pattern(spat_ctx *c, source *s, const char *want,
+                             const fe_define *defs, int n_defs,
+                             spat_pattern **out) {
+  return make_pattern(c, s, want, defs, n_defs, out);
 }

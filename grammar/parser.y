@@ -4,6 +4,7 @@
  * (sema sorts out which is which).  A syntax error inside a declaration
  * resynchronises at the next ';', so independent errors are all reported. */
 %define api.pure full
+%define api.prefix {spat_yy}
 %define parse.error custom
 %define api.location.type {src_span}
 %locations
@@ -33,8 +34,8 @@ typedef void *yyscan_t;
 }
 
 %code provides {
-int yylex(YYSTYPE *lval, src_span *lloc, yyscan_t scanner);
-int yyparse(yyscan_t scanner, ast_ctx *ctx);
+int spat_yylex(SPAT_YYSTYPE *lval, src_span *lloc, yyscan_t scanner);
+int spat_yyparse(yyscan_t scanner, ast_ctx *ctx);
 }
 
 %code {

@@ -8,6 +8,12 @@
  *   spat_compile            pattern + head dimension + layout -> spat_kernel
  *                           (LLVM JIT or the reference interpreter)
  *   spat_kernel_run / _call attention: o = softmax(scale q k^T | mask) v
+ *   spat_module_*           every pattern of a text (listing, selecting)
+ *   spat_pattern_describe   a pattern's arguments and externs, before compiling
+ *   spat_kernel_mask        the mask M(h, i, j) a kernel applies, row by row
+ *   spat_pattern_explain    the IR and the tile plan, as text
+ *   spat_emit               ahead-of-time objects and C headers
+ *   spat_cache_*            the disk kernel cache: where, what, emptying
  *
  * Every function that can fail returns a spat_status; the message of the
  * last failure is spat_ctx_error(ctx).  The library never prints and never
@@ -117,8 +123,9 @@ SPAT_API spat_status spat_ctx_register_fn(spat_ctx *ctx, const char *name,
 
 /* ---- patterns ----------------------------------------------------------- */
 
-/* Parses and checks .pat text and selects one of its patterns (NULL: the
- * only or the last one).  source_name is used in diagnostics (NULL:
+/* Parses and checks .pat text and selects a pattern by name: one of the
+ * text's or of a file it imports (NULL: the text's only or last one).
+ * source_name is used in diagnostics (NULL:
  * "<string>"); imports are resolved relative to source_name's directory
  * (the current directory when it names none).  SPAT_EPARSE: the text has
  * errors (see the diagnostics). */
@@ -127,7 +134,9 @@ SPAT_API spat_status spat_pattern_parse_string(spat_ctx *ctx,
                                                const char *text,
                                                const char *pattern_name,
                                                spat_pattern **out);
-/* The same for a file (imports relative to it).  SPAT_EIO: unreadable. */
+/* The same for a file (imports relative to it).  SPAT_EIO: unreadable, or
+ * not a regular file (a FIFO, a device, a directory: refused, never waited
+ * on). */
 SPAT_API spat_status spat_pattern_parse_file(spat_ctx *ctx, const char *path,
                                              const char *pattern_name,
                                              spat_pattern **out);
@@ -144,6 +153,85 @@ SPAT_API spat_status spat_pattern_set_param(spat_pattern *p, const char *name,
 SPAT_API size_t spat_pattern_n_params(const spat_pattern *p);
 SPAT_API spat_status spat_pattern_param(const spat_pattern *p, size_t k,
                                         const char **name, int64_t *value);
+
+/* ---- modules: every pattern of a text ----------------------------------- */
+
+/* A parsed and checked .pat text (with its imports) from which patterns are
+ * selected; spat_pattern_parse_* are a parse and a select in one. */
+typedef struct spat_module spat_module;
+
+/* Parses and checks .pat text without selecting a pattern (a text with no
+ * pattern is fine).  source_name as for spat_pattern_parse_string.
+ * Errors: SPAT_EINVAL (NULL ctx, text or out), SPAT_EPARSE (see the
+ * diagnostics), SPAT_ENOMEM. */
+SPAT_API spat_status spat_module_parse_string(spat_ctx *ctx,
+                                              const char *source_name,
+                                              const char *text,
+                                              spat_module **out);
+/* The same for a file (imports relative to it).  SPAT_EIO: unreadable, or
+ * not a regular file (as spat_pattern_parse_file). */
+SPAT_API spat_status spat_module_parse_file(spat_ctx *ctx, const char *path,
+                                            spat_module **out);
+/* A module may be freed before the patterns selected from it.  NULL is
+ * fine. */
+SPAT_API void spat_module_free(spat_module *m);
+
+/* The patterns of the main text (not of its imports), in definition order. */
+SPAT_API size_t spat_module_n_patterns(const spat_module *m);
+
+/* A compile-time parameter as declared. */
+typedef struct spat_param_decl {
+  const char *name;
+  bool has_default;
+} spat_param_decl;
+
+typedef struct spat_pattern_decl {
+  const char *name;
+  /* A one-line signature, e.g. "longformer(w = 512, g = 1)" or
+   * "docs(input doc: int[])". */
+  const char *signature;
+  /* A compile-time parameter without a default: the pattern is selected
+   * only with a value for it (spat_module_select's params). */
+  bool needs_params;
+  /* Its compile-time parameters (not runtime scalars or inputs), in
+   * declaration order. */
+  size_t n_params;
+  const spat_param_decl *params;
+} spat_pattern_decl;
+
+/* Pattern k of the module, k in [0, n); the strings live as long as the
+ * module.  SPAT_EINVAL: NULL arguments or k out of range. */
+SPAT_API spat_status spat_module_pattern(const spat_module *m, size_t k,
+                                         spat_pattern_decl *out);
+
+/* A compile-time parameter value, as `-D name=value`. */
+typedef struct spat_param {
+  const char *name;
+  int64_t value;
+} spat_param;
+
+/* Selects and checks one pattern of the module by name, one of the main
+ * text's or of a file it imports (NULL: the main text's only or last one), with n_params parameter values (the others at their defaults),
+ * as spat_pattern_parse_* followed by spat_pattern_set_param would, except
+ * that the values are checked now, as a whole, with the diagnostics a
+ * compile would give (an unknown name, a value the pattern rejects).  The
+ * pattern does not need the module afterwards.
+ * Errors: SPAT_EINVAL (NULL m or out, no such pattern: the message lists
+ * the module's patterns), SPAT_EPARSE (see the diagnostics), SPAT_ENOMEM. */
+SPAT_API spat_status spat_module_select(spat_module *m, const char *name,
+                                        const spat_param *params,
+                                        size_t n_params, spat_pattern **out);
+
+/* ---- files ----------------------------------------------------------- */
+
+/* Opens path to read, only when it is a regular file, without ever blocking
+ * (open with O_NONBLOCK, then fstat on the descriptor: no race between the
+ * check and the open; O_NONBLOCK is cleared after).  The library reads every
+ * file this way (patterns, imports, cache entries); a program reading its
+ * own inputs may too.  A descriptor (the caller closes it), or -1 with *why
+ * (when why is not NULL) a static text: the system's reason, "Is a
+ * directory", or "not a regular file (a FIFO)" and the like. */
+SPAT_API int spat_open_regular(const char *path, const char **why);
 
 /* ---- compiling ---------------------------------------------------------- */
 
@@ -180,7 +268,8 @@ SPAT_API void spat_kernel_free(spat_kernel *k); /* NULL is fine */
 /* ---- running ------------------------------------------------------------ */
 
 typedef struct spat_tensors {
-  int64_t B, H, Hkv, Lq, Lk; /* Hkv 0: H */
+  int64_t B, H, Hkv, Lq, Lk; /* Hkv 0: H; each may be 0: Lk = 0 makes
+                                every row empty (o = 0, lse = -inf) */
   const float *q, *k, *v;    /* read */
   float *o;                  /* written */
   float *lse;                /* NULL, or [B, H, Lq] log-sum-exp, written
@@ -214,10 +303,40 @@ typedef struct spat_signature {
    * "int (*)(const spat_tensors *t, int64_t n, const int32_t *doc)" */
   const char *entry_type;
   int from_cache; /* 1: loaded from the disk cache; 0: compiled */
+  /* .cache asked for (JIT) but the disk cache could not be used (no
+   * directory, not writable, an object the cache cannot hold): why; the
+   * kernel was then compiled as without .cache.  NULL otherwise. */
+  const char *cache_problem;
 } spat_signature;
 
 /* Owned by the kernel; NULL if k is NULL. */
 SPAT_API const spat_signature *spat_kernel_signature(const spat_kernel *k);
+
+/* An extern predicate a pattern calls, for spat_ctx_register_fn. */
+typedef struct spat_extern_info {
+  const char *name;
+  int nargs;
+} spat_extern_info;
+
+/* What a pattern needs from its caller, known before compiling. */
+typedef struct spat_pattern_info {
+  const char *name;
+  size_t n_args;
+  const spat_arg_info *args; /* as the kernels' signature: runtime scalars,
+                                then input arrays, in declaration order */
+  size_t n_externs;
+  const spat_extern_info *externs; /* to register before spat_compile */
+  /* The pattern uses topk: its mask depends on q and k, not only on the
+   * positions (spat_kernel_mask then needs them). */
+  bool data_dependent;
+} spat_pattern_info;
+
+/* Instantiates the pattern with its current parameters and describes it into
+ * *out; the strings and arrays live as long as the pattern.
+ * Errors: SPAT_EINVAL (NULL p or out), SPAT_EPARSE (a parameter value the
+ * pattern rejects: see the diagnostics), SPAT_ENOMEM. */
+SPAT_API spat_status spat_pattern_describe(spat_pattern *p,
+                                           spat_pattern_info *out);
 
 /* Runs the kernel: the variable arguments are exactly the signature's, with
  * the C types int64_t (cast integer literals: (int64_t)4) and
@@ -256,7 +375,140 @@ SPAT_API spat_status spat_kernel_call(const spat_kernel *k,
  * Valid while the kernel lives. */
 SPAT_API spat_fn spat_kernel_entry(const spat_kernel *k);
 
+/* ---- masks and explanations --------------------------------------------- */
+
+/* The mask the kernel applies, computed by the reference interpreter
+ * (whatever the kernel's backend): out[t * Lk + j] = 1 when query row
+ * r0 + t of batch b and head h may see key j, else 0, for t in [0, n_rows)
+ * and j in [0, Lk).  t gives the sizes (B, H, Hkv, Lq, Lk); its q and k are
+ * read only when the pattern is data-dependent (topk; in the kernel's
+ * layout and head dimension) and may be NULL otherwise; v, o and lse are
+ * not used.  args are the signature's, as for spat_kernel_call.  May be
+ * called concurrently, as a run.
+ * Errors: SPAT_EINVAL (NULL k, t or out, bad sizes, b, h or rows out of
+ * range, wrong arguments, NULL q or k for a data-dependent pattern),
+ * SPAT_ERANGE (a run-time error of the pattern, with its file:line:col),
+ * SPAT_ENOMEM; the message is in the kernel's context. */
+SPAT_API spat_status spat_kernel_mask(const spat_kernel *k,
+                                      const spat_tensors *t,
+                                      const spat_value *args, size_t n_args,
+                                      int64_t b, int64_t h, int64_t r0,
+                                      int64_t n_rows, uint8_t *out);
+
+/* The same, counted: counts[t] = the keys query row r0 + t may see (its
+ * row's nnz).  Sum them for the allowed pairs of a head (attention costs
+ * 4 * nnz * D FLOPs). */
+SPAT_API spat_status spat_kernel_mask_count(const spat_kernel *k,
+                                            const spat_tensors *t,
+                                            const spat_value *args,
+                                            size_t n_args, int64_t b,
+                                            int64_t h, int64_t r0,
+                                            int64_t n_rows, int64_t *counts);
+
+typedef struct spat_explain_options {
+  int64_t H, Lq, Lk; /* the sizes summarised (H >= 1, Lq, Lk >= 0) */
+  int64_t bq, bk;    /* query tile rows, key tile columns (>= 1) */
+} spat_explain_options;
+
+/* What the compiler makes of the pattern, with its current parameters, as
+ * text (`spatc explain`): its IR, its tile plan, and for the sizes given,
+ * per head, the key tiles each query tile visits (full, partial, empty), the
+ * spans per tile and the keys per row (sure / visited / exact when the mask
+ * needs no data).  runtime[n_runtime] are its runtime scalars (all of them,
+ * in declaration order); input arrays, q and k are not used (predicates
+ * reading them count as partial).  *text is malloc'd: free() it.
+ * Errors: SPAT_EINVAL (NULL arguments, bad sizes or tiles, n_runtime not the
+ * pattern's count), SPAT_EPARSE (a parameter value the pattern rejects),
+ * SPAT_ERANGE (a run-time error of the pattern for these scalars),
+ * SPAT_ENOMEM. */
+SPAT_API spat_status spat_pattern_explain(spat_pattern *p,
+                                          const spat_explain_options *o,
+                                          const int64_t *runtime,
+                                          size_t n_runtime, char **text);
+
 /* ---- ahead-of-time kernels ---------------------------------------------- */
+
+/* What spat_emit writes (`spatc compile --emit`). */
+typedef enum spat_emit_kind {
+  SPAT_EMIT_OBJECT = 0, /* an ELF object, position-independent */
+  SPAT_EMIT_ASM = 1,    /* its assembly text */
+  SPAT_EMIT_LLVM = 2,   /* the optimised LLVM module as .ll text */
+  SPAT_EMIT_SHARED = 3, /* an object for a shared library: also a
+                           destructor that frees the kernel's run-time state
+                           when the library is unloaded (spat_aot_release) */
+} spat_emit_kind;
+
+typedef struct spat_aot_options {
+  int64_t D; /* head dimension (>= 1) */
+  spat_layout layout;
+  int threads;        /* default worker threads per run; 0: all cores */
+  const char *name;   /* the C name of the entries; NULL: the pattern's */
+  const char *cpu;    /* an LLVM CPU name ("x86-64-v3", "skylake"); NULL:
+                         this machine's CPU and features */
+  const char *source; /* named in the header's comment; NULL: none */
+  spat_emit_kind emit;
+} spat_aot_options;
+
+/* Compiles the pattern (current parameters) ahead of time into path, as
+ * o->emit says, and, when header_path is not NULL, writes the C header
+ * declaring its typed entries
+ *     int NAME(const spat_tensors *t, <runtime scalars>, <input arrays>);
+ *     int NAME_ex(char *err, size_t errlen, const spat_tensors *t, ...);
+ * (and NAME_D, NAME_LAYOUT, one prototype per extern predicate).  Link the
+ * object with libspat.  Externs are referenced by their C names: nothing
+ * needs registering.
+ * Errors: SPAT_EINVAL (NULL arguments, a name that is not a C identifier:
+ * spat_is_entry_name), SPAT_EPARSE (a parameter value the pattern rejects),
+ * SPAT_EUNSUPPORTED (a head dimension or CPU the code generator does not
+ * handle), SPAT_EIO (a file cannot be written), SPAT_ENOMEM. */
+SPAT_API spat_status spat_emit(spat_pattern *p, const spat_aot_options *o,
+                               const char *path, const char *header_path);
+/* Only the header, for an object at object_path (named in its comment). */
+SPAT_API spat_status spat_emit_header(spat_pattern *p,
+                                      const spat_aot_options *o,
+                                      const char *object_path,
+                                      const char *header_path);
+/* Whether s can name an ahead-of-time entry: a C identifier that is not a C
+ * keyword. */
+SPAT_API bool spat_is_entry_name(const char *s);
+
+/* ---- the disk kernel cache ----------------------------------------------- */
+
+/* The cache of JIT kernels that spat_compile uses with .cache:
+ * $XDG_CACHE_HOME/spatc, else ~/.cache/spatc, created when missing.  Writes
+ * its path into buf[size].
+ * Errors: SPAT_EINVAL (NULL ctx or buf), SPAT_EIO (no usable directory:
+ * no home, cannot be created, the path does not fit), with the message in
+ * ctx. */
+SPAT_API spat_status spat_cache_dir(spat_ctx *ctx, char *buf, size_t size);
+
+/* One file of the cache, for spat_cache_list. */
+typedef struct spat_cache_entry {
+  const char *file; /* its name in the directory, "HASH.spk" */
+  size_t bytes;     /* file size */
+  bool valid;       /* header, lengths and checksum hold */
+  const char *problem; /* not valid: why (it is rebuilt on next use) */
+  /* valid: what the kernel was compiled for, from its key; "?" or -1 when
+   * the key does not say */
+  const char *pattern; /* "longformer(w = 16, g = 1)" */
+  int64_t D;
+  int layout; /* spat_layout */
+  int threads;
+  const char *cpu; /* "znver4" */
+  const char *key; /* the whole key text (NULL when not valid) */
+} spat_cache_entry;
+typedef void (*spat_cache_fn)(void *user, const spat_cache_entry *e);
+
+/* Calls fn for every entry of the cache directory (any order; the entry is
+ * valid during the call) and writes how many into *n (n may be NULL).
+ * Errors: SPAT_EINVAL (NULL ctx or fn), SPAT_EIO (as spat_cache_dir, or the
+ * directory cannot be read). */
+SPAT_API spat_status spat_cache_list(spat_ctx *ctx, spat_cache_fn fn,
+                                     void *user, size_t *n);
+/* Removes every entry (and temporary files left by a killed writer);
+ * *removed (may be NULL): how many.  Errors: as spat_cache_list, and
+ * SPAT_EIO when a file cannot be removed. */
+SPAT_API spat_status spat_cache_clear(spat_ctx *ctx, size_t *removed);
 
 /* Called by the typed entries of objects made by `spatc compile` (their
  * generated header declares the entries); not for direct use.  Returns a

@@ -9,11 +9,13 @@
 #include "kernel_rt.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "arith.h"
 #include "plan.h"
 #include "threads.h"
 
@@ -21,6 +23,27 @@ typedef struct tk_buf {
   int64_t *sel, *cnt;
   size_t sel_cap, cnt_cap;
 } tk_buf;
+
+/* Key sets of random nodes (kr_random_fn): per node, one slot per row of a
+ * query tile (rows at any granularity are at most KR_BQ consecutive
+ * integers, so slot i % KR_BQ is theirs alone), each tagged with all the set
+ * depends on. */
+typedef struct rnd_tag {
+  int64_t h, i, r, seed, lk;
+  int valid;
+} rnd_tag;
+
+typedef struct rnd_node {
+  uint64_t *bits;     /* KR_BQ slots of `words` words */
+  int64_t words;      /* lk / 64 + 2: a zero word past every key */
+  rnd_tag tag[KR_BQ];
+} rnd_node;
+
+typedef struct rnd_cache {
+  rnd_node *nodes;
+  int64_t n_nodes;
+  int oom;            /* a set could not be stored: the run fails */
+} rnd_cache;
 
 typedef struct scratch {
   float *qt;          /* [D][KR_BQ] */
@@ -40,6 +63,7 @@ typedef struct scratch {
   double *hs;         /* heap of scores */
   int64_t *hj;        /* and their keys */
   size_t heap_cap;
+  rnd_cache rnd;
 } scratch;
 
 typedef struct run {
@@ -49,6 +73,8 @@ typedef struct run {
   float c;            /* scale * log2 e */
   double scale;
   scratch *ws;        /* per worker */
+  _Atomic signed char *vbad; /* per (b, kv head): 0 unknown, 1 v finite,
+                                2 v has a NaN or an infinity */
   _Atomic int failed;
   rt_status st;
   char *err;
@@ -67,18 +93,117 @@ static void fail(run *R, rt_status st, const char *fmt, const char *msg) {
   if (R->err && R->errlen) snprintf(R->err, R->errlen, fmt, msg);
 }
 
+static inline int64_t pos_of_row(const rt_args *a, int64_t r) {
+  return a->Lq <= a->Lk ? r + (a->Lk - a->Lq) : r;
+}
+
+/* The message of error code (1-based) with \1, \2 replaced by det[0],
+ * det[1] (NULL: "?"). */
+static void format_err(const kr_kernel *k, int32_t code, const int64_t *det,
+                       char *buf, size_t n) {
+  if (!buf || !n) return;
+  if (code < 1 || code > k->n_errors || !k->errors[code - 1]) {
+    snprintf(buf, n, "internal error: bad error code %d from the kernel", code);
+    return;
+  }
+  size_t o = 0;
+  for (const char *c = k->errors[code - 1]; *c && o + 1 < n; c++) {
+    if (*c == 1 || *c == 2) {
+      char v[24] = "?";
+      if (det) snprintf(v, sizeof v, "%lld", (long long)det[*c - 1]);
+      for (const char *x = v; *x && o + 1 < n; x++) buf[o++] = *x;
+    } else {
+      buf[o++] = *c;
+    }
+  }
+  buf[o] = 0;
+}
+
 static void fail_code(run *R, int32_t code) {
-  const kr_kernel *k = R->k;
-  if (code >= 1 && code <= k->n_errors)
-    fail(R, RT_ERANGE, "%s", k->errors[code - 1]);
-  else
-    fail(R, RT_EINTERNAL, "%s", "internal error: bad error code from kernel");
+  char msg[1024];
+  format_err(R->k, code, NULL, msg, sizeof msg);
+  fail(R, code >= 1 && code <= R->k->n_errors ? RT_ERANGE : RT_EINTERNAL, "%s",
+       msg);
+}
+
+/* The contract's run-time errors, found before any tile is skipped
+ * (kernel_rt.h): per head, errat at the first point gives every argument
+ * error; heads whose predicates plan_where_may_fail cannot clear are
+ * scanned exactly, in parallel, SCAN_ROWS rows a task; the error kept is the
+ * first in (h, r, j) order, as the interpreter's. */
+#define SCAN_ROWS 16
+
+typedef struct scan {
+  const kr_kernel *k;
+  const rt_args *a;
+  const int64_t *heads;      /* heads to scan */
+  int64_t n_chunks;          /* tasks per head */
+  _Atomic int64_t first;     /* lowest task with an error (n_tasks: none) */
+  pthread_mutex_t mu;
+  int64_t at;                /* the task of the error kept */
+  int32_t code;
+  int64_t det[2];
+} scan;
+
+static void scan_task(void *ctx, int64_t id, int worker) {
+  (void)worker;
+  scan *S = ctx;
+  if (atomic_load_explicit(&S->first, memory_order_relaxed) < id) return;
+  const rt_args *a = S->a;
+  int64_t h = S->heads[id / S->n_chunks], c = id % S->n_chunks;
+  kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
+                NULL, NULL, NULL};
+  int64_t r1 = (c + 1) * SCAN_ROWS < a->Lq ? (c + 1) * SCAN_ROWS : a->Lq;
+  for (int64_t r = c * SCAN_ROWS; r < r1; r++)
+    for (int64_t j = 0; j < a->Lk; j++) {
+      int64_t det[2] = {0, 0};
+      int32_t code = S->k->errat(&env, pos_of_row(a, r), j, j == 0, det);
+      if (!code) continue;
+      pthread_mutex_lock(&S->mu);
+      if (id < S->at) {
+        S->at = id, S->code = code, S->det[0] = det[0], S->det[1] = det[1];
+        atomic_store(&S->first, id);
+      }
+      pthread_mutex_unlock(&S->mu);
+      return;
+    }
+}
+
+/* 0 or the code of the first error, its values in det. */
+static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
+                           int64_t det[2], int *oom) {
+  int64_t *heads = malloc(sizeof *heads * (size_t)a->H), n = 0;
+  if (!heads) return *oom = 1, 0;
+  int32_t code = 0;
+  for (int64_t h = 0; h < a->H; h++) {
+    kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
+                NULL, NULL, NULL};
+    code = K->errat(&env, pos_of_row(a, 0), 0, 1, det);  /* arguments */
+    if (code) break;  /* at (h, 0, 0): only earlier heads can come first */
+    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+    if (plan_where_may_fail(K->plan, &pe)) heads[n++] = h;
+  }
+  if (n > 0) {
+    scan S = {.k = K, .a = a, .heads = heads,
+              .n_chunks = (a->Lq + SCAN_ROWS - 1) / SCAN_ROWS};
+    int64_t n_tasks = n * S.n_chunks;
+    atomic_init(&S.first, n_tasks);
+    S.at = n_tasks;
+    pthread_mutex_init(&S.mu, NULL);
+    th_for(pool, n_tasks, scan_task, &S);
+    pthread_mutex_destroy(&S.mu);
+    if (S.code) code = S.code, det[0] = S.det[0], det[1] = S.det[1];
+  }
+  free(heads);
+  return code;
 }
 
 static void scratch_free(scratch *s, int n_topk) {
   free(s->qt); free(s->acc); free(s->m); free(s->l); free(s->st);
   free(s->spans); free(s->qd); free(s->km);
   free(s->hs); free(s->hj);
+  for (int64_t n = 0; n < s->rnd.n_nodes; n++) free(s->rnd.nodes[n].bits);
+  free(s->rnd.nodes);
   if (s->tb)
     for (int t = 0; t < n_topk; t++) free(s->tb[t].sel), free(s->tb[t].cnt);
   free(s->tb); free(s->tk);
@@ -112,9 +237,6 @@ static int grow(void **p, size_t *cap, size_t need, size_t elt) {
   return 1;
 }
 
-static inline int64_t pos_of_row(const rt_args *a, int64_t r) {
-  return a->Lq <= a->Lk ? r + (a->Lk - a->Lq) : r;
-}
 
 /* --- top-k selection -------------------------------------------------- */
 
@@ -292,6 +414,50 @@ static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
   return 1;
 }
 
+/* --- random key sets ---------------------------------------------------- */
+
+static const uint64_t rnd_none[2] = {0, 0};
+
+/* kr_random_fn: the words of node's key set for row i holding key j0. */
+static const uint64_t *random_row(const kr_env *e, int64_t node, int64_t i,
+                                  int64_t r, int64_t seed, int64_t lk,
+                                  int64_t j0) {
+  rnd_cache *c = e->random_cache;
+  if (node < 0 || lk < 1 || j0 < 0 || j0 >= lk || r < 0) return rnd_none;
+  if (node >= c->n_nodes) {
+    rnd_node *nn = realloc(c->nodes, (size_t)(node + 1) * sizeof *nn);
+    if (!nn) return c->oom = 1, rnd_none;
+    memset(nn + c->n_nodes, 0, (size_t)(node + 1 - c->n_nodes) * sizeof *nn);
+    c->nodes = nn;
+    c->n_nodes = node + 1;
+  }
+  rnd_node *n = &c->nodes[node];
+  int64_t words = lk / 64 + 2;
+  if (words > n->words) {
+    free(n->bits);
+    n->bits = malloc((size_t)words * KR_BQ * sizeof *n->bits);
+    n->words = n->bits ? words : 0;
+    memset(n->tag, 0, sizeof n->tag);
+    if (!n->bits) return c->oom = 1, rnd_none;
+  }
+  int64_t slot = i & (KR_BQ - 1);
+  rnd_tag *t = &n->tag[slot];
+  uint64_t *row = n->bits + slot * n->words;
+  if (!t->valid || t->h != e->h || t->i != i || t->r != r || t->seed != seed ||
+      t->lk != lk) {
+    memset(row, 0, (size_t)words * sizeof *row);
+    for (int64_t x = 0, hit = 0; x < r && hit < lk; x++) {
+      uint64_t j = ar_hash((uint64_t)seed, (uint64_t)e->h, (uint64_t)i,
+                           (uint64_t)x) % (uint64_t)lk;
+      uint64_t bit = 1ull << (j & 63);
+      hit += !(row[j >> 6] & bit);
+      row[j >> 6] |= bit;
+    }
+    *t = (rnd_tag){e->h, i, r, seed, lk, 1};
+  }
+  return row + (j0 >> 6);
+}
+
 /* In place: bit r of a[c] becomes bit c of a[r] (64 x 64 bits). */
 static void transpose64(uint64_t a[64]) {
   static const uint64_t m[6] = {0x00000000FFFFFFFFull, 0x0000FFFF0000FFFFull,
@@ -367,6 +533,24 @@ static void sparse_rows(const float *q, int64_t sq, const float *kt,
   }
 }
 
+/* Does v of (b, kv head hk) hold a NaN or an infinity?  Found once per run
+ * (racing tasks find the same). */
+static int v_nonfinite(run *R, int64_t b, int64_t hk) {
+  _Atomic signed char *f = &R->vbad[b * R->a->Hkv + hk];
+  int st = atomic_load_explicit(f, memory_order_relaxed);
+  if (st) return st == 2;
+  const rt_args *a = R->a;
+  const float *vb = a->v.data + b * a->v.sb + hk * a->v.sh;
+  uint32_t bad = 0;
+  for (int64_t j = 0; j < a->Lk; j++) {
+    const uint32_t *x = (const uint32_t *)(const void *)(vb + j * a->v.sl);
+    for (int64_t d = 0; d < R->k->D; d++)
+      bad |= (x[d] & 0x7f800000u) == 0x7f800000u;
+  }
+  atomic_store_explicit(f, bad ? 2 : 1, memory_order_relaxed);
+  return bad != 0;
+}
+
 /* --- one task: a query tile of one head -------------------------------- */
 
 static void task(void *ctx, int64_t id, int worker) {
@@ -396,7 +580,7 @@ static void task(void *ctx, int64_t id, int worker) {
   for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
 
   kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                s->tk};
+                s->tk, random_row, &s->rnd};
   for (int t = 0; t < K->n_topk; t++)
     if (!topk_rows(R, s, t, &env, qb, kb, pos_of_row(a, r0),
                    pos_of_row(a, r1 - 1), b, hk)) {
@@ -453,6 +637,13 @@ static void task(void *ctx, int64_t id, int worker) {
         all &= s->rows[r];
       }
       if (!any) continue;
+      /* a masked key weighs 0, but 0 * NaN is NaN: with a non-finite v a
+       * masked tile runs per row over its allowed keys only */
+      if (all != valid && v_nonfinite(R, b, hk)) {
+        sparse_rows(qb + r0 * a->q.sl, a->q.sl, kt, a->k.sl, vt, a->v.sl, D,
+                    s->rows, nr, s->acc, s->m, s->l, R->c);
+        continue;
+      }
       if (all != valid) {
         int64_t pairs = 0;
         for (int64_t r = 0; r < nr && pairs <= KR_SPARSE_MAX; r++)
@@ -475,11 +666,15 @@ static void task(void *ctx, int64_t id, int worker) {
     }
   }
 
+  if (s->rnd.oom) {
+    fail(R, RT_ENOMEM, "%s", "out of memory (random key sets)");
+    return;
+  }
   for (int64_t r = 0; r < nr; r++) {
     float *o = a->o.data + b * a->o.sb + h * a->o.sh + (r0 + r) * a->o.sl;
     const float *acc = s->acc + r * D;
     float l = s->l[r], lse;
-    if (l > 0) {
+    if (l > 0 || isnan(l)) {  /* NaN: a NaN score, the row is NaN */
       float inv = 1.0f / l;
       for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
       lse = (float)((double)s->m[r] * 0.69314718055994530942 + log((double)l));
@@ -495,21 +690,30 @@ static void task(void *ctx, int64_t id, int worker) {
 
 static const char *check_args(const kr_kernel *k, const rt_args *a,
                               char *buf, size_t n) {
-  if (a->B < 1 || a->H < 1 || a->Hkv < 1 || a->Lq < 1 || a->Lk < 1) {
+  /* Empty shapes are fine (rt.h: rt_has_rows, rt_fill_no_keys). */
+  if (a->B < 0 || a->H < 0 || a->Hkv < 0 || a->Lq < 0 || a->Lk < 0 ||
+      (a->H > 0 && a->Hkv < 1)) {
     snprintf(buf, n,
-             "bad shape: B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld (each must be "
-             ">= 1)",
+             "bad shape: B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld (sizes must "
+             "be >= 0, Hkv >= 1 when H >= 1)",
              (long long)a->B, (long long)a->H, (long long)a->Hkv,
              (long long)a->Lq, (long long)a->Lk);
     return buf;
   }
+  if (a->Lq > PLAN_MAX_LEN || a->Lk > PLAN_MAX_LEN) {
+    snprintf(buf, n, "bad shape: Lq=%lld Lk=%lld (each must be <= 2^61)",
+             (long long)a->Lq, (long long)a->Lk);
+    return buf;
+  }
   if (a->D != k->D) return "head dimension differs from the compiled kernel's";
-  if (a->H % a->Hkv != 0) return "H must be a multiple of Hkv";
+  if (a->H > 0 && a->H % a->Hkv != 0) return "H must be a multiple of Hkv";
   if (a->threads < 0) return "negative thread count";
-  if (!a->q.data || !a->o.data || !a->k.data || !a->v.data)
+  bool rows = rt_has_rows(a), keys = a->B > 0 && a->Hkv > 0 && a->Lk > 0;
+  if ((rows && (!a->q.data || !a->o.data)) ||
+      (keys && (!a->k.data || !a->v.data)))
     return "missing tensor";
   if (k->n_runtime > 0 && !a->runtime) return "missing runtime scalars";
-  if (k->n_inputs > 0) {
+  if (k->n_inputs > 0 && a->Lk > 0) {  /* Lk entries each */
     if (!a->inputs) return "missing input arrays";
     for (int x = 0; x < k->n_inputs; x++)
       if (!a->inputs[x]) return "missing input array";
@@ -534,6 +738,11 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
     if (err && errlen) snprintf(err, errlen, "%s", bad);
     return RT_EINVAL;
   }
+  if (!rt_has_rows(a)) return RT_OK;
+  if (a->Lk == 0) {
+    rt_fill_no_keys(a);
+    return RT_OK;
+  }
 
   int want = a->threads ? a->threads : k->threads;
   if (want <= 0) want = th_cores();
@@ -553,6 +762,22 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
     pool = own = th_new(want);  /* another run holds the kernel's pool */
   }
   rt_status st = RT_OK;
+  /* the contract's errors first, over the whole domain (kernel_rt.h) */
+  int64_t det[2] = {0, 0};
+  int oom = !pool;
+  int32_t code = k->errat && pool ? first_error(k, a, pool, det, &oom) : 0;
+  if (code || oom) {
+    if (oom) {
+      st = RT_ENOMEM;
+      if (err && errlen) snprintf(err, errlen, "out of memory");
+    } else {
+      format_err(k, code, det, err, errlen);
+      st = code <= k->n_errors ? RT_ERANGE : RT_EINTERNAL;
+    }
+    th_free(own);
+    if (!own) __atomic_store_n(&k->busy, 0, __ATOMIC_RELEASE);
+    return st;
+  }
   run R;
   memset(&R, 0, sizeof R);
   R.k = k;
@@ -565,7 +790,8 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   R.errlen = errlen;
   int nw = pool ? th_size(pool) : 0;
   R.ws = nw ? calloc((size_t)nw, sizeof *R.ws) : NULL;
-  int ok = R.ws != NULL;
+  R.vbad = calloc((size_t)(a->B * a->Hkv), sizeof *R.vbad);
+  int ok = R.ws != NULL && R.vbad != NULL;
   for (int w = 0; ok && w < nw; w++) ok = scratch_init(&R.ws[w], k);
   if (ok) {
     th_for(pool, a->B * a->H * R.n_qt, task, &R);
@@ -577,6 +803,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   if (R.ws)
     for (int w = 0; w < nw; w++) scratch_free(&R.ws[w], k->n_topk);
   free(R.ws);
+  free((void *)R.vbad);
   th_free(own);
   if (!own) __atomic_store_n(&k->busy, 0, __ATOMIC_RELEASE);
   return st;

@@ -17,6 +17,12 @@
  *                  the driver instead, per row over its allowed keys only,
  *                  with the same online-softmax update of acc, m, l
  *     o = acc / l, lse = m ln 2 + ln l   (rows with l == 0: o = 0, -inf)
+ *
+ * Run-time errors are the contract's, over the whole domain of the pattern,
+ * whatever the plan skips: before any tile, per head, errat at the first
+ * point finds argument errors, plan_where_may_fail rules out predicate
+ * errors or else an exact scan of errat over every (i, j) in row order finds
+ * the first one, the one the interpreter reports.
  */
 #ifndef SPAT_KERNEL_RT_H
 #define SPAT_KERNEL_RT_H
@@ -38,14 +44,32 @@ typedef struct kr_topk {
   int64_t err;     /* nonzero: error code of evaluating k or blocks sizes */
 } kr_topk;
 
+typedef struct kr_env kr_env;
+
+/* random(r, seed) with r > KR_RANDOM_INLINE: instead of r hashes per mask
+ * call, the mask code asks the driver for the word of the row's key set
+ * holding key j0 (and the word after it).  The set { hash(seed, h, i, t) mod
+ * lk : t < r } is drawn once per row and random node, as the interpreter
+ * draws it (t ascending, stopping once all lk keys are in): a row costs
+ * min(r, draws to hit every key) hashes whatever r is.  Returns two words
+ * (bit x of word w = key 64 (j0 / 64 + w) + x), all zero past lk or when
+ * out of memory (the run then fails with RT_ENOMEM).  Memory: KR_BQ rows of
+ * lk bits per such node and worker, 8 Lk bytes (8 MB at Lk = 2^20). */
+#define KR_RANDOM_INLINE 64
+typedef const uint64_t *(*kr_random_fn)(const kr_env *e, int64_t node,
+                                        int64_t i, int64_t r, int64_t seed,
+                                        int64_t lk, int64_t j0);
+
 /* What mask code reads (all 8-byte words; codegen indexes it by word). */
-typedef struct kr_env {
+struct kr_env {
   int64_t h, H, Lq, Lk;            /* query head; sizes at token level */
   const int64_t *runtime;          /* runtime scalars */
   const int32_t *const *inputs;    /* input arrays (Lk int32 each) */
   void *const *externs;            /* bool f(int64_t, ...) */
   kr_topk *topk;                   /* one per top-k node, post-order */
-} kr_env;
+  kr_random_fn random_row;         /* word 8 */
+  void *random_cache;              /* the driver's, per worker */
+};
 
 /* Generated functions.  Error codes are 1-based indices into errors[].
  * mask: bit t of *out = M(h, i, j0 + t) for t < n (1 <= n <= KR_BK = 64),
@@ -61,6 +85,13 @@ typedef int32_t (*kr_mask_fn)(const kr_env *e, int64_t i, int64_t j0,
                               int64_t n, int64_t lq, int64_t lk,
                               uint64_t *out);
 typedef int32_t (*kr_tkinfo_fn)(const kr_env *e, int64_t *out);
+/* errat: the first run-time error (its code; 0: none) of the whole pattern
+ * at token position (i, j) of head e->h, in the contract's order (every
+ * operand of the pattern operators, primitive arguments first, kids left to
+ * right; topk's P over its whole row when whole != 0); detail[0..1] get the
+ * values that replace the bytes \1 and \2 of the message. */
+typedef int32_t (*kr_errat_fn)(const kr_env *e, int64_t i, int64_t j,
+                               int64_t whole, int64_t *detail);
 typedef void (*kr_tile_fn)(const float *qt, const float *k, int64_t sk,
                            const float *v, int64_t sv, int64_t ncols,
                            const uint64_t *maskt, float *acc, float *m,
@@ -77,7 +108,9 @@ typedef struct kr_kernel {
   kr_mask_fn *mask;             /* n_topk + 1: the root, then P of topk t */
   kr_tkinfo_fn *tkinfo;         /* n_topk */
   kr_tile_fn tile;
-  const char *const *errors;    /* messages, "file:line:col: what" */
+  kr_errat_fn errat;
+  const char *const *errors;    /* messages, "file:line:col: error: what",
+                                   \1 and \2 standing for errat's values */
   int n_errors;
   int threads;                  /* default thread count (0: all cores) */
   th_pool *pool;                /* created on first run */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "arith.h"
 #include "plan_ops.h"
 
 enum { K_NONE = 0, K_FULL = PLAN_FULL, K_PART = PLAN_PARTIAL };
@@ -234,12 +235,14 @@ static void residues(ev *e, int64_t s, int64_t d, int64_t lo, int64_t hi) {
     return;
   }
   int64_t r0 = g->i0 % d, kind = rows == 1 ? K_FULL : K_PART;
-  /* runs [m d + r0, m d + r0 + rows), from the one that may reach lo */
-  for (int64_t m = lo / d - 1; m * d + r0 < hi; m++) {
-    int64_t a = m * d + r0, b = a + rows;
-    if (a < lo) a = lo;
-    if (b > hi) b = hi;
-    put(slot(e, s), &e->n[s], e->cap, a, b, kind);
+  /* runs [a, a + rows) at a = m d + r0, from the one that may reach lo
+   * (a < lo < hi here).  With 0 <= lo < hi <= Lk, rows < d and sizes at
+   * most PLAN_MAX_LEN, only the step a + d can overflow (d up to
+   * INT64_MAX), and then the next run starts past hi. */
+  for (int64_t a = (lo / d - 1) * d + r0;;) {
+    int64_t b = a + rows;
+    put(slot(e, s), &e->n[s], e->cap, a < lo ? lo : a, b > hi ? hi : b, kind);
+    if (__builtin_add_overflow(a, d, &a) || a >= hi) break;
   }
 }
 
@@ -302,13 +305,7 @@ static void random_keys(ev *e, int64_t s, int64_t r, int64_t seed) {
   uint64_t h = (uint64_t)e->env->h;
   for (int64_t i = g->i0; i < g->i1; i++)
     for (int64_t t = 0; t < r; t++) {
-      uint64_t x = (uint64_t)seed * 0x9E3779B97F4A7C15ull ^
-                   h * 0xBF58476D1CE4E5B9ull ^
-                   (uint64_t)i * 0x94D049BB133111EBull ^ (uint64_t)t;
-      uint64_t z = x + 0x9E3779B97F4A7C15ull;
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-      z ^= z >> 31;
+      uint64_t z = ar_hash((uint64_t)seed, h, (uint64_t)i, (uint64_t)t);
       int64_t j = (int64_t)(z % (uint64_t)lk), p = nk++;
       while (p > 0 && keys[p - 1] > j) keys[p] = keys[p - 1], p--;
       keys[p] = j;
@@ -335,26 +332,11 @@ static int64_t from_end(ev *e, int64_t v) {
  * zero. */
 static int binop(int64_t op, int64_t a, int64_t b, int64_t *r) {
   switch (op) {
-  case PLAN_IADD: return __builtin_add_overflow(a, b, r);
-  case PLAN_ISUB: return __builtin_sub_overflow(a, b, r);
-  case PLAN_IMUL: return __builtin_mul_overflow(a, b, r);
-  case PLAN_IDIV:
-  case PLAN_IMOD:
-    if (b == 0) return 2;
-    if (b == -1) {
-      if (op == PLAN_IMOD) *r = 0;
-      else if (a == INT64_MIN) return 1;
-      else *r = -a;
-      return 0;
-    }
-    if (op == PLAN_IDIV) {
-      *r = a / b;
-      if (a % b != 0 && ((a < 0) != (b < 0))) --*r;
-    } else {
-      *r = a % b;
-      if (*r != 0 && ((*r < 0) != (b < 0))) *r += b;
-    }
-    return 0;
+  case PLAN_IADD: return (int)ar_add(a, b, r);
+  case PLAN_ISUB: return (int)ar_sub(a, b, r);
+  case PLAN_IMUL: return (int)ar_mul(a, b, r);
+  case PLAN_IDIV: return (int)ar_div(a, b, r);
+  case PLAN_IMOD: return (int)ar_mod(a, b, r);
   case PLAN_IMIN: *r = a < b ? a : b; return 0;
   case PLAN_IMAX: *r = a > b ? a : b; return 0;
   case PLAN_ILT: *r = a < b; return 0;
@@ -393,12 +375,373 @@ static const int operands[PLAN_N_OPS] = {
 
 /* Runs from pc until END (0), RET (2, ending a JPRED/IPRED body) or an
  * error (-1). */
+#define EXEC_NEXT 1 /* an op_* handler: go on with the next instruction */
+
+/* exec's integer instructions: constants, variables, sizes, runtime scalars, input arrays, arithmetic.  EXEC_NEXT to go on (*pcp advanced), else what exec
+ * returns (-1 with a message on an error). */
+static int64_t op_int(ev *e, int64_t op, int64_t *pcp, gran *g) {
+  const int64_t *P = e->plan;
+  int64_t size = P[PLAN_W_SIZE], pc = *pcp, a, b, s;
+  (void)size, (void)a, (void)b, (void)s;
+  switch (op) {
+  case PLAN_ICONST:
+  case PLAN_IHEAD:
+  case PLAN_INHEAD:
+  case PLAN_ILQ:
+  case PLAN_ILK:
+  case PLAN_IRT:
+  case PLAN_IVARI:
+  case PLAN_IVARJ:
+    if (e->isp >= PLAN_ISTACK) return fail(e, "tile plan: int stack overflow");
+    if ((op == PLAN_IVARI || op == PLAN_IVARJ) && !e->in_body)
+      return fail(e, "tile plan: bad code"); /* i, j only in a body */
+    if (op == PLAN_ICONST) a = P[pc++];
+    else if (op == PLAN_IVARI) a = e->vi;
+    else if (op == PLAN_IVARJ) a = e->vj;
+    else if (op == PLAN_IHEAD) a = e->env->h;
+    else if (op == PLAN_INHEAD) a = e->env->H;
+    else if (op == PLAN_ILQ) a = g->Lq;
+    else if (op == PLAN_ILK) a = g->Lk;
+    else {
+      int64_t k = P[pc++];
+      if (k < 0 || k >= P[PLAN_W_NRT] || !e->env->runtime)
+        return fail(e, "runtime scalar %lld not given", (long long)k);
+      a = e->env->runtime[k];
+    }
+    e->ist[e->isp++] = a;
+    break;
+  case PLAN_INEG:
+  case PLAN_INOT:
+  case PLAN_IABS:
+  case PLAN_IBOOL:
+    if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+    if ((op == PLAN_INEG || op == PLAN_IABS) && a == INT64_MIN)
+      return fail(e, "integer overflow in '%s'", op == PLAN_INEG ? "-" : "abs");
+    if (op == PLAN_INEG) a = -a;
+    else if (op == PLAN_INOT) a = !a;
+    else if (op == PLAN_IABS) a = a < 0 ? -a : a;
+    else a = a != 0;
+    e->ist[e->isp++] = a;
+    break;
+  case PLAN_IADD: case PLAN_ISUB: case PLAN_IMUL: case PLAN_IDIV:
+  case PLAN_IMOD: case PLAN_IMIN: case PLAN_IMAX: case PLAN_ILT:
+  case PLAN_ILE: case PLAN_IGT: case PLAN_IGE: case PLAN_IEQ:
+  case PLAN_INE:
+    if (arith(e, (int)op) < 0) return -1;
+    break;
+  case PLAN_IINPUT: {
+    int64_t k = P[pc++];
+    const int32_t *x = e->env->inputs && k >= 0 && k < P[PLAN_W_NIN]
+                           ? e->env->inputs[k] : NULL;
+    if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+    if (!x) return fail(e, "input array %lld not given", (long long)k);
+    if (a < 0 || a >= e->env->Lk)
+      return fail(e, "index %lld of an input array is out of range [0, %lld)",
+                  (long long)a, (long long)e->env->Lk);
+    e->ist[e->isp++] = x[a];
+    break;
+  }
+  default:
+    return fail(e, "tile plan: bad instruction %lld", (long long)op);
+  }
+  *pcp = pc;
+  return EXEC_NEXT;
+}
+
+/* exec's primitives: each pushes the key spans of one pattern primitive for the query tile.  EXEC_NEXT to go on (*pcp advanced), else what exec
+ * returns (-1 with a message on an error). */
+static int64_t op_prim(ev *e, int64_t op, int64_t *pcp, gran *g) {
+  const int64_t *P = e->plan;
+  int64_t size = P[PLAN_W_SIZE], pc = *pcp, a, b, s;
+  (void)size, (void)a, (void)b, (void)s;
+  switch (op) {
+  case PLAN_PFULL:
+  case PLAN_PANY:
+  case PLAN_PNONE:
+  case PLAN_PCAUSAL:
+  case PLAN_SBEGIN:
+    if ((s = push_list(e)) < 0) return -1;
+    if (op == PLAN_PFULL || op == PLAN_PANY)
+      put_clip(e, slot(e, s), &e->n[s], 0, g->Lk,
+               op == PLAN_PFULL ? K_FULL : K_PART);
+    else if (op == PLAN_PCAUSAL)
+      window(e, s, INT64_MAX, 0);
+    break;
+  case PLAN_PWINDOW:
+  case PLAN_PDILATED:
+  case PLAN_PRANDOM:
+    if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
+    if ((s = push_list(e)) < 0) return -1;
+    if (op == PLAN_PWINDOW) {
+      if (a < 0) return bad_arg(e, "the left size", "window", a, 0);
+      if (b < 0) return bad_arg(e, "the right size", "window", b, 0);
+      window(e, s, a, b);
+    } else if (op == PLAN_PRANDOM) {
+      if (a < 0) return bad_arg(e, "the key count r", "random", a, 0);
+      random_keys(e, s, a, b);
+    } else {
+      if (a < 0) return bad_arg(e, "the width w", "dilated", a, 0);
+      if (b < 1) return bad_arg(e, "the dilation d", "dilated", b, 1);
+      int64_t wd = sat_mul(a, b);
+      if (b == 1 || a == 0) window(e, s, a, a);
+      else
+        residues(e, s, b, sat_add(g->i0, -wd), sat_add(sat_add(g->i1 - 1, wd), 1));
+    }
+    break;
+  case PLAN_PBLOCK:
+  case PLAN_PSTRIDE:
+    if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+    if ((s = push_list(e)) < 0) return -1;
+    if (op == PLAN_PSTRIDE) {
+      if (a < 1) return bad_arg(e, "the stride", "stride", a, 1);
+      residues(e, s, a, 0, g->Lk);
+    } else {
+      if (a < 1) return bad_arg(e, "the block size", "block", a, 1);
+      int64_t q0 = g->i0 / a, q1 = (g->i1 - 1) / a;
+      put_clip(e, slot(e, s), &e->n[s], sat_mul(q0, a),
+               sat_mul(q1 + 1, a), q0 == q1 ? K_FULL : K_PART);
+    }
+    break;
+  case PLAN_PJRANGE:
+  case PLAN_PIRANGE:
+  case PLAN_PDIAG:
+    if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
+    if ((s = push_list(e)) < 0) return -1;
+    if (op == PLAN_PJRANGE) {
+      put_clip(e, slot(e, s), &e->n[s], a, b, K_FULL);
+    } else if (op == PLAN_PIRANGE) {
+      int64_t kind = a <= g->i0 && g->i1 <= b               ? K_FULL
+                     : a < g->i1 && g->i0 < b && a < b ? K_PART
+                                                            : K_NONE;
+      put_clip(e, slot(e, s), &e->n[s], 0, g->Lk, kind);
+    } else if (a < b) {
+      /* j in [i - b + 1, i - a] for i in [i0, i1) */
+      diag(e, s, sat_add(sat_sub(g->i0, b), 1), sat_sub(g->i1, a),
+           sat_sub(g->i1, b), sat_add(sat_sub(g->i0, a), 1));
+    }
+    break;
+  case PLAN_PCOND:
+    if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+    if ((s = push_list(e)) < 0) return -1;
+    if (a) put_clip(e, slot(e, s), &e->n[s], 0, g->Lk, K_FULL);
+    break;
+  case PLAN_PDOCEQ:
+    if ((s = push_list(e)) < 0) return -1;
+    doc_eq(e, s, P[pc++]);
+    break;
+  default:
+    return fail(e, "tile plan: bad instruction %lld", (long long)op);
+  }
+  *pcp = pc;
+  return EXEC_NEXT;
+}
+
+/* exec's index sets and the operators on span lists (union, intersection, difference, complement, rows, cols, topk).  EXEC_NEXT to go on (*pcp advanced), else what exec
+ * returns (-1 with a message on an error). */
+static int64_t op_list(ev *e, int64_t op, int64_t *pcp, gran *g) {
+  const int64_t *P = e->plan;
+  int64_t size = P[PLAN_W_SIZE], pc = *pcp, a, b, s;
+  (void)size, (void)a, (void)b, (void)s;
+  switch (op) {
+  case PLAN_SITEM:
+  case PLAN_SRANGE:
+    if (!ipop(e, &b)) return fail(e, "tile plan: bad code");
+    if (op == PLAN_SRANGE) {
+      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+      a = from_end(e, a), b = from_end(e, b);
+    } else {
+      a = from_end(e, b), b = a == INT64_MAX ? a : a + 1;
+    }
+    if (e->lsp < 1) return fail(e, "tile plan: bad code");
+    set_add(e, e->lsp - 1, a, b);
+    break;
+  case PLAN_PROWS: {
+    if (e->lsp < 1) return fail(e, "tile plan: bad code");
+    s = e->lsp - 1;
+    plan_span *L = slot(e, s);
+    int64_t x = g->i0, kind = K_NONE;
+    for (int64_t t = 0; t < e->n[s]; t++) {
+      if (L[t].k1 > g->i0 && L[t].k0 < g->i1) kind = K_PART;
+      if (L[t].kind == K_FULL && L[t].k0 <= x && L[t].k1 > x) x = L[t].k1;
+    }
+    if (x >= g->i1) kind = K_FULL;
+    e->n[s] = 0;
+    put_clip(e, L, &e->n[s], 0, g->Lk, kind);
+    break;
+  }
+  case PLAN_PCOLS: {
+    if (e->lsp < 1) return fail(e, "tile plan: bad code");
+    s = e->lsp - 1;
+    plan_span *L = slot(e, s);
+    int64_t n = e->n[s];
+    e->n[s] = 0;
+    for (int64_t t = 0; t < n; t++)
+      put_clip(e, L, &e->n[s], L[t].k0, L[t].k1, L[t].kind);
+    break;
+  }
+  case PLAN_PTOPK: {
+    if (!ipop(e, &a) || e->lsp < 1) return fail(e, "tile plan: bad code");
+    if (a < 0) return bad_arg(e, "k", "topk", a, 0);
+    s = e->lsp - 1;
+    plan_span *L = slot(e, s);
+    int64_t n = e->n[s], total = 0;
+    for (int64_t t = 0; t < n; t++) total += L[t].k1 - L[t].k0;
+    if (a >= total) break; /* no row has more than k keys: all of P */
+    e->n[s] = 0;
+    if (a > 0)
+      for (int64_t t = 0; t < n; t++)
+        put(L, &e->n[s], e->cap, L[t].k0, L[t].k1, K_PART);
+    break;
+  }
+  case PLAN_POR:
+  case PLAN_PAND:
+  case PLAN_PMINUS:
+    if (e->lsp < 2) return fail(e, "tile plan: bad code");
+    s = e->lsp - 2;
+    fit(e, s, sweep(e, (int)op, slot(e, s), e->n[s], slot(e, s + 1),
+                    e->n[s + 1]));
+    e->lsp--;
+    break;
+  case PLAN_PCOMPL: {
+    if (e->lsp < 1) return fail(e, "tile plan: bad code");
+    s = e->lsp - 1;
+    const plan_span *L = slot(e, s);
+    int64_t nt = 0, x = 0;
+    for (int64_t t = 0; t < e->n[s]; t++) {
+      put(e->tmp, &nt, 4 * e->cap, x, L[t].k0, K_FULL);
+      if (L[t].kind == K_PART) put(e->tmp, &nt, 4 * e->cap, L[t].k0, L[t].k1, K_PART);
+      x = L[t].k1;
+    }
+    put(e->tmp, &nt, 4 * e->cap, x, g->Lk, K_FULL);
+    fit(e, s, nt);
+    break;
+  }
+  default:
+    return fail(e, "tile plan: bad instruction %lld", (long long)op);
+  }
+  *pcp = pc;
+  return EXEC_NEXT;
+}
+
+/* exec's where-predicates: a body evaluated per key (JPRED) or per query row (IPRED).  EXEC_NEXT to go on (*pcp advanced), else what exec
+ * returns (-1 with a message on an error). */
+static int64_t op_pred(ev *e, int64_t op, int64_t *pcp, gran *g) {
+  const int64_t *P = e->plan;
+  int64_t size = P[PLAN_W_SIZE], pc = *pcp, a, b, s;
+  (void)size, (void)a, (void)b, (void)s;
+  switch (op) {
+  case PLAN_PJPRED:
+  case PLAN_PIPRED: {
+    int64_t body = pc + 1, len = P[pc];
+    if (e->in_body || len < 1 || len >= size - body)
+      return fail(e, "tile plan: bad code");
+    pc = body + len;
+    if ((s = push_list(e)) < 0) return -1;
+    e->in_body = true;
+    plan_span *L = slot(e, s);
+    if (op == PLAN_PJPRED) {
+      int64_t run0 = -1, j0 = g->f0 > 0 ? g->f0 : 0, j1 = g->f1 < g->Lk ? g->f1 : g->Lk;
+      int64_t done = j0 < j1 ? vec_jpred(e, s, body, len, j0, j1) : 1;
+      if (done < 0) return -1;
+      for (int64_t j = j0; !done && j <= j1; j++) {
+        bool in = false;
+        if (j < j1) {
+          e->vj = j;
+          if ((a = body_value(e, body)) == -1) return -1;
+          in = a != 0;
+        }
+        if (in && run0 < 0) run0 = j;
+        if (!in && run0 >= 0) put(L, &e->n[s], e->cap, run0, j, K_FULL), run0 = -1;
+      }
+    } else {
+      int64_t yes = 0;
+      for (int64_t i = g->i0; i < g->i1; i++) {
+        e->vi = i;
+        if ((a = body_value(e, body)) == -1) return -1;
+        yes += a != 0;
+      }
+      put_clip(e, L, &e->n[s], 0, g->Lk,
+               yes == 0 ? K_NONE : yes == g->i1 - g->i0 ? K_FULL : K_PART);
+    }
+    e->in_body = false;
+    break;
+  }
+  default:
+    return fail(e, "tile plan: bad instruction %lld", (long long)op);
+  }
+  *pcp = pc;
+  return EXEC_NEXT;
+}
+
+/* exec's granularity: blocks(b) { ... } and the focus window of the keys that matter.  EXEC_NEXT to go on (*pcp advanced), else what exec
+ * returns (-1 with a message on an error). */
+static int64_t op_gran(ev *e, int64_t op, int64_t *pcp, gran *g) {
+  const int64_t *P = e->plan;
+  int64_t size = P[PLAN_W_SIZE], pc = *pcp, a, b, s;
+  (void)size, (void)a, (void)b, (void)s;
+  switch (op) {
+  case PLAN_BBEGIN:
+    if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+    if (a < 1) return bad_arg(e, "the block size", "blocks", a, 1);
+    if (e->gi >= PLAN_BNEST) return fail(e, "tile plan: blocks nested too deeply");
+    e->g[e->gi + 1] = (gran){.i0 = g->i0 / a,
+                             .i1 = (g->i1 - 1) / a + 1,
+                             .Lq = g->Lq / a + (g->Lq % a != 0),
+                             .Lk = g->Lk / a + (g->Lk % a != 0),
+                             .b = a,
+                             .f0 = g->f0 / a,
+                             .f1 = g->f1 > g->f0 ? (g->f1 - 1) / a + 1 : g->f0 / a};
+    e->gi++;
+    break;
+  case PLAN_FOCUS:
+  case PLAN_FOCUSALL:
+    if (e->isp + 2 > PLAN_ISTACK || (op == PLAN_FOCUS && e->lsp < 1))
+      return fail(e, "tile plan: bad code");
+    e->ist[e->isp++] = g->f0, e->ist[e->isp++] = g->f1;
+    if (op == PLAN_FOCUSALL) {
+      g->f0 = 0, g->f1 = g->Lk;
+    } else {
+      s = e->lsp - 1;
+      if (e->n[s] == 0) {
+        g->f1 = g->f0;
+      } else {
+        const plan_span *L = slot(e, s);
+        if (L[0].k0 > g->f0) g->f0 = L[0].k0;
+        if (L[e->n[s] - 1].k1 < g->f1) g->f1 = L[e->n[s] - 1].k1;
+      }
+    }
+    break;
+  case PLAN_UNFOCUS:
+    if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
+    g->f0 = a, g->f1 = b;
+    break;
+  case PLAN_BEND: {
+    if (e->gi < 1 || e->lsp < 1) return fail(e, "tile plan: bad code");
+    int64_t bs = g->b;
+    e->gi--;
+    s = e->lsp - 1;
+    plan_span *L = slot(e, s);
+    int64_t n = e->n[s];
+    e->n[s] = 0;
+    for (int64_t t = 0; t < n; t++)
+      put_clip(e, L, &e->n[s], sat_mul(L[t].k0, bs), sat_mul(L[t].k1, bs),
+               L[t].kind);
+    break;
+  }
+
+  default:
+    return fail(e, "tile plan: bad instruction %lld", (long long)op);
+  }
+  *pcp = pc;
+  return EXEC_NEXT;
+}
+
 static int64_t exec(ev *e, int64_t pc) {
   const int64_t *P = e->plan;
   int64_t size = P[PLAN_W_SIZE];
   for (;;) {
     if (pc < PLAN_HDR || pc >= size) return fail(e, "tile plan: bad jump %lld", (long long)pc);
-    int64_t op = P[pc++], a, b, s;
+    int64_t op = P[pc++], a, b, s, r;
     if (op < 0 || op >= PLAN_N_OPS || pc + operands[op] > size)
       return fail(e, "tile plan: bad instruction at %lld", (long long)(pc - 1));
     /* jumps go forward only, so every plan terminates */
@@ -410,49 +753,6 @@ static int64_t exec(ev *e, int64_t pc) {
     switch (op) {
     case PLAN_END:
       return e->lsp == 1 ? 0 : fail(e, "tile plan: bad code");
-    case PLAN_ICONST:
-    case PLAN_IHEAD:
-    case PLAN_INHEAD:
-    case PLAN_ILQ:
-    case PLAN_ILK:
-    case PLAN_IRT:
-    case PLAN_IVARI:
-    case PLAN_IVARJ:
-      if (e->isp >= PLAN_ISTACK) return fail(e, "tile plan: int stack overflow");
-      if (op == PLAN_ICONST) a = P[pc++];
-      else if (op == PLAN_IVARI) a = e->vi;
-      else if (op == PLAN_IVARJ) a = e->vj;
-      else if (op == PLAN_IHEAD) a = e->env->h;
-      else if (op == PLAN_INHEAD) a = e->env->H;
-      else if (op == PLAN_ILQ) a = g->Lq;
-      else if (op == PLAN_ILK) a = g->Lk;
-      else {
-        int64_t k = P[pc++];
-        if (k < 0 || k >= P[PLAN_W_NRT] || !e->env->runtime)
-          return fail(e, "runtime scalar %lld not given", (long long)k);
-        a = e->env->runtime[k];
-      }
-      e->ist[e->isp++] = a;
-      break;
-    case PLAN_INEG:
-    case PLAN_INOT:
-    case PLAN_IABS:
-    case PLAN_IBOOL:
-      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
-      if ((op == PLAN_INEG || op == PLAN_IABS) && a == INT64_MIN)
-        return fail(e, "integer overflow in '%s'", op == PLAN_INEG ? "-" : "abs");
-      if (op == PLAN_INEG) a = -a;
-      else if (op == PLAN_INOT) a = !a;
-      else if (op == PLAN_IABS) a = a < 0 ? -a : a;
-      else a = a != 0;
-      e->ist[e->isp++] = a;
-      break;
-    case PLAN_IADD: case PLAN_ISUB: case PLAN_IMUL: case PLAN_IDIV:
-    case PLAN_IMOD: case PLAN_IMIN: case PLAN_IMAX: case PLAN_ILT:
-    case PLAN_ILE: case PLAN_IGT: case PLAN_IGE: case PLAN_IEQ:
-    case PLAN_INE:
-      if (arith(e, (int)op) < 0) return -1;
-      break;
     case PLAN_JMP:
       pc = P[pc];
       break;
@@ -475,176 +775,8 @@ static int64_t exec(ev *e, int64_t pc) {
                                slot(e, s)->k0 == 0 && slot(e, s)->k1 == g->Lk))
         pc = b;
       break;
-    case PLAN_PFULL:
-    case PLAN_PANY:
-    case PLAN_PNONE:
-    case PLAN_PCAUSAL:
-    case PLAN_SBEGIN:
-      if ((s = push_list(e)) < 0) return -1;
-      if (op == PLAN_PFULL || op == PLAN_PANY)
-        put_clip(e, slot(e, s), &e->n[s], 0, g->Lk,
-                 op == PLAN_PFULL ? K_FULL : K_PART);
-      else if (op == PLAN_PCAUSAL)
-        window(e, s, INT64_MAX, 0);
-      break;
-    case PLAN_PWINDOW:
-    case PLAN_PDILATED:
-    case PLAN_PRANDOM:
-      if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
-      if ((s = push_list(e)) < 0) return -1;
-      if (op == PLAN_PWINDOW) {
-        if (a < 0) return bad_arg(e, "the left size", "window", a, 0);
-        if (b < 0) return bad_arg(e, "the right size", "window", b, 0);
-        window(e, s, a, b);
-      } else if (op == PLAN_PRANDOM) {
-        if (a < 0) return bad_arg(e, "the key count r", "random", a, 0);
-        random_keys(e, s, a, b);
-      } else {
-        if (a < 0) return bad_arg(e, "the width w", "dilated", a, 0);
-        if (b < 1) return bad_arg(e, "the dilation d", "dilated", b, 1);
-        int64_t wd = sat_mul(a, b);
-        if (b == 1 || a == 0) window(e, s, a, a);
-        else
-          residues(e, s, b, sat_add(g->i0, -wd), sat_add(sat_add(g->i1 - 1, wd), 1));
-      }
-      break;
-    case PLAN_PBLOCK:
-    case PLAN_PSTRIDE:
-      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
-      if ((s = push_list(e)) < 0) return -1;
-      if (op == PLAN_PSTRIDE) {
-        if (a < 1) return bad_arg(e, "the stride", "stride", a, 1);
-        residues(e, s, a, 0, g->Lk);
-      } else {
-        if (a < 1) return bad_arg(e, "the block size", "block", a, 1);
-        int64_t q0 = g->i0 / a, q1 = (g->i1 - 1) / a;
-        put_clip(e, slot(e, s), &e->n[s], sat_mul(q0, a),
-                 sat_mul(q1 + 1, a), q0 == q1 ? K_FULL : K_PART);
-      }
-      break;
-    case PLAN_SITEM:
-    case PLAN_SRANGE:
-      if (!ipop(e, &b)) return fail(e, "tile plan: bad code");
-      if (op == PLAN_SRANGE) {
-        if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
-        a = from_end(e, a), b = from_end(e, b);
-      } else {
-        a = from_end(e, b), b = a == INT64_MAX ? a : a + 1;
-      }
-      if (e->lsp < 1) return fail(e, "tile plan: bad code");
-      set_add(e, e->lsp - 1, a, b);
-      break;
-    case PLAN_PROWS: {
-      if (e->lsp < 1) return fail(e, "tile plan: bad code");
-      s = e->lsp - 1;
-      plan_span *L = slot(e, s);
-      int64_t x = g->i0, kind = K_NONE;
-      for (int64_t t = 0; t < e->n[s]; t++) {
-        if (L[t].k1 > g->i0 && L[t].k0 < g->i1) kind = K_PART;
-        if (L[t].kind == K_FULL && L[t].k0 <= x && L[t].k1 > x) x = L[t].k1;
-      }
-      if (x >= g->i1) kind = K_FULL;
-      e->n[s] = 0;
-      put_clip(e, L, &e->n[s], 0, g->Lk, kind);
-      break;
-    }
-    case PLAN_PCOLS: {
-      if (e->lsp < 1) return fail(e, "tile plan: bad code");
-      s = e->lsp - 1;
-      plan_span *L = slot(e, s);
-      int64_t n = e->n[s];
-      e->n[s] = 0;
-      for (int64_t t = 0; t < n; t++)
-        put_clip(e, L, &e->n[s], L[t].k0, L[t].k1, L[t].kind);
-      break;
-    }
-    case PLAN_PTOPK: {
-      if (!ipop(e, &a) || e->lsp < 1) return fail(e, "tile plan: bad code");
-      if (a < 0) return bad_arg(e, "k", "topk", a, 0);
-      s = e->lsp - 1;
-      plan_span *L = slot(e, s);
-      int64_t n = e->n[s], total = 0;
-      for (int64_t t = 0; t < n; t++) total += L[t].k1 - L[t].k0;
-      if (a >= total) break; /* no row has more than k keys: all of P */
-      e->n[s] = 0;
-      if (a > 0)
-        for (int64_t t = 0; t < n; t++)
-          put(L, &e->n[s], e->cap, L[t].k0, L[t].k1, K_PART);
-      break;
-    }
-    case PLAN_POR:
-    case PLAN_PAND:
-    case PLAN_PMINUS:
-      if (e->lsp < 2) return fail(e, "tile plan: bad code");
-      s = e->lsp - 2;
-      fit(e, s, sweep(e, (int)op, slot(e, s), e->n[s], slot(e, s + 1),
-                      e->n[s + 1]));
-      e->lsp--;
-      break;
-    case PLAN_PCOMPL: {
-      if (e->lsp < 1) return fail(e, "tile plan: bad code");
-      s = e->lsp - 1;
-      const plan_span *L = slot(e, s);
-      int64_t nt = 0, x = 0;
-      for (int64_t t = 0; t < e->n[s]; t++) {
-        put(e->tmp, &nt, 4 * e->cap, x, L[t].k0, K_FULL);
-        if (L[t].kind == K_PART) put(e->tmp, &nt, 4 * e->cap, L[t].k0, L[t].k1, K_PART);
-        x = L[t].k1;
-      }
-      put(e->tmp, &nt, 4 * e->cap, x, g->Lk, K_FULL);
-      fit(e, s, nt);
-      break;
-    }
     case PLAN_RET:
       return 2;
-    case PLAN_IINPUT: {
-      int64_t k = P[pc++];
-      const int32_t *x = e->env->inputs && k >= 0 && k < P[PLAN_W_NIN]
-                             ? e->env->inputs[k] : NULL;
-      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
-      if (!x) return fail(e, "input array %lld not given", (long long)k);
-      if (a < 0 || a >= e->env->Lk)
-        return fail(e, "index %lld of an input array is out of range [0, %lld)",
-                    (long long)a, (long long)e->env->Lk);
-      e->ist[e->isp++] = x[a];
-      break;
-    }
-    case PLAN_PJPRED:
-    case PLAN_PIPRED: {
-      int64_t body = pc + 1, len = P[pc];
-      if (e->in_body || len < 1 || len >= size - body)
-        return fail(e, "tile plan: bad code");
-      pc = body + len;
-      if ((s = push_list(e)) < 0) return -1;
-      e->in_body = true;
-      plan_span *L = slot(e, s);
-      if (op == PLAN_PJPRED) {
-        int64_t run0 = -1, j0 = g->f0 > 0 ? g->f0 : 0, j1 = g->f1 < g->Lk ? g->f1 : g->Lk;
-        int64_t done = j0 < j1 ? vec_jpred(e, s, body, len, j0, j1) : 1;
-        if (done < 0) return -1;
-        for (int64_t j = j0; !done && j <= j1; j++) {
-          bool in = false;
-          if (j < j1) {
-            e->vj = j;
-            if ((a = body_value(e, body)) == -1) return -1;
-            in = a != 0;
-          }
-          if (in && run0 < 0) run0 = j;
-          if (!in && run0 >= 0) put(L, &e->n[s], e->cap, run0, j, K_FULL), run0 = -1;
-        }
-      } else {
-        int64_t yes = 0;
-        for (int64_t i = g->i0; i < g->i1; i++) {
-          e->vi = i;
-          if ((a = body_value(e, body)) == -1) return -1;
-          yes += a != 0;
-        }
-        put_clip(e, L, &e->n[s], 0, g->Lk,
-                 yes == 0 ? K_NONE : yes == g->i1 - g->i0 ? K_FULL : K_PART);
-      }
-      e->in_body = false;
-      break;
-    }
     case PLAN_WTRY:
       if (e->in_try) return fail(e, "tile plan: bad code");
       e->in_try = true;
@@ -653,81 +785,64 @@ static int64_t exec(ev *e, int64_t pc) {
     case PLAN_WEND:
       e->in_try = false;
       break;
+    case PLAN_ICONST:
+    case PLAN_IHEAD:
+    case PLAN_INHEAD:
+    case PLAN_ILQ:
+    case PLAN_ILK:
+    case PLAN_IRT:
+    case PLAN_IVARI:
+    case PLAN_IVARJ:
+    case PLAN_INEG:
+    case PLAN_INOT:
+    case PLAN_IABS:
+    case PLAN_IBOOL:
+    case PLAN_IADD: case PLAN_ISUB: case PLAN_IMUL: case PLAN_IDIV:
+    case PLAN_IMOD: case PLAN_IMIN: case PLAN_IMAX: case PLAN_ILT:
+    case PLAN_ILE: case PLAN_IGT: case PLAN_IGE: case PLAN_IEQ:
+    case PLAN_INE:
+    case PLAN_IINPUT:
+      if ((r = op_int(e, op, &pc, g)) != EXEC_NEXT) return r;
+      break;
+    case PLAN_PFULL:
+    case PLAN_PANY:
+    case PLAN_PNONE:
+    case PLAN_PCAUSAL:
+    case PLAN_SBEGIN:
+    case PLAN_PWINDOW:
+    case PLAN_PDILATED:
+    case PLAN_PRANDOM:
+    case PLAN_PBLOCK:
+    case PLAN_PSTRIDE:
     case PLAN_PJRANGE:
     case PLAN_PIRANGE:
     case PLAN_PDIAG:
-      if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
-      if ((s = push_list(e)) < 0) return -1;
-      if (op == PLAN_PJRANGE) {
-        put_clip(e, slot(e, s), &e->n[s], a, b, K_FULL);
-      } else if (op == PLAN_PIRANGE) {
-        int64_t kind = a <= g->i0 && g->i1 <= b               ? K_FULL
-                       : a < g->i1 && g->i0 < b && a < b ? K_PART
-                                                              : K_NONE;
-        put_clip(e, slot(e, s), &e->n[s], 0, g->Lk, kind);
-      } else if (a < b) {
-        /* j in [i - b + 1, i - a] for i in [i0, i1) */
-        diag(e, s, sat_add(sat_sub(g->i0, b), 1), sat_sub(g->i1, a),
-             sat_sub(g->i1, b), sat_add(sat_sub(g->i0, a), 1));
-      }
-      break;
     case PLAN_PCOND:
-      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
-      if ((s = push_list(e)) < 0) return -1;
-      if (a) put_clip(e, slot(e, s), &e->n[s], 0, g->Lk, K_FULL);
-      break;
     case PLAN_PDOCEQ:
-      if ((s = push_list(e)) < 0) return -1;
-      doc_eq(e, s, P[pc++]);
+      if ((r = op_prim(e, op, &pc, g)) != EXEC_NEXT) return r;
+      break;
+    case PLAN_SITEM:
+    case PLAN_SRANGE:
+    case PLAN_PROWS:
+    case PLAN_PCOLS:
+    case PLAN_PTOPK:
+    case PLAN_POR:
+    case PLAN_PAND:
+    case PLAN_PMINUS:
+    case PLAN_PCOMPL:
+      if ((r = op_list(e, op, &pc, g)) != EXEC_NEXT) return r;
+      break;
+    case PLAN_PJPRED:
+    case PLAN_PIPRED:
+      if ((r = op_pred(e, op, &pc, g)) != EXEC_NEXT) return r;
       break;
     case PLAN_BBEGIN:
-      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
-      if (a < 1) return bad_arg(e, "the block size", "blocks", a, 1);
-      if (e->gi >= PLAN_BNEST) return fail(e, "tile plan: blocks nested too deeply");
-      e->g[e->gi + 1] = (gran){.i0 = g->i0 / a,
-                               .i1 = (g->i1 - 1) / a + 1,
-                               .Lq = g->Lq / a + (g->Lq % a != 0),
-                               .Lk = g->Lk / a + (g->Lk % a != 0),
-                               .b = a,
-                               .f0 = g->f0 / a,
-                               .f1 = g->f1 > g->f0 ? (g->f1 - 1) / a + 1 : g->f0 / a};
-      e->gi++;
-      break;
     case PLAN_FOCUS:
     case PLAN_FOCUSALL:
-      if (e->isp + 2 > PLAN_ISTACK || (op == PLAN_FOCUS && e->lsp < 1))
-        return fail(e, "tile plan: bad code");
-      e->ist[e->isp++] = g->f0, e->ist[e->isp++] = g->f1;
-      if (op == PLAN_FOCUSALL) {
-        g->f0 = 0, g->f1 = g->Lk;
-      } else {
-        s = e->lsp - 1;
-        if (e->n[s] == 0) {
-          g->f1 = g->f0;
-        } else {
-          const plan_span *L = slot(e, s);
-          if (L[0].k0 > g->f0) g->f0 = L[0].k0;
-          if (L[e->n[s] - 1].k1 < g->f1) g->f1 = L[e->n[s] - 1].k1;
-        }
-      }
-      break;
     case PLAN_UNFOCUS:
-      if (!ipop(e, &b) || !ipop(e, &a)) return fail(e, "tile plan: bad code");
-      g->f0 = a, g->f1 = b;
+    case PLAN_BEND:
+      if ((r = op_gran(e, op, &pc, g)) != EXEC_NEXT) return r;
       break;
-    case PLAN_BEND: {
-      if (e->gi < 1 || e->lsp < 1) return fail(e, "tile plan: bad code");
-      int64_t bs = g->b;
-      e->gi--;
-      s = e->lsp - 1;
-      plan_span *L = slot(e, s);
-      int64_t n = e->n[s];
-      e->n[s] = 0;
-      for (int64_t t = 0; t < n; t++)
-        put_clip(e, L, &e->n[s], sat_mul(L[t].k0, bs), sat_mul(L[t].k1, bs),
-                 L[t].kind);
-      break;
-    }
     default:
       return fail(e, "tile plan: bad instruction %lld", (long long)op);
     }
@@ -880,6 +995,9 @@ int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
     return fail(&e, "plan_tiles: not a tile plan");
   if (env->Lq < 0 || env->Lk < 0 || env->H < 1 || env->h < 0 || env->h >= env->H)
     return fail(&e, "plan_tiles: bad sizes (Lq %lld)", (long long)env->Lq);
+  if (env->Lq > PLAN_MAX_LEN || env->Lk > PLAN_MAX_LEN)
+    return fail(&e, "plan_tiles: sizes above %lld (Lq %lld, Lk %lld)",
+                (long long)PLAN_MAX_LEN, (long long)env->Lq, (long long)env->Lk);
   if (r0 < 0 || r1 > env->Lq || r0 > r1)
     return fail(&e, "plan_tiles: bad rows (r0 %lld)", (long long)r0);
   if (r0 == r1) return 0;
@@ -892,6 +1010,7 @@ int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
   e.plan = plan, e.env = env, e.cap = cap_l, e.depth = depth;
   e.slots = scratch, e.tmp = scratch + depth * cap_l, e.n = counts;
   e.lsp = 0, e.isp = 0, e.gi = 0, e.in_try = false, e.in_body = false;
+  e.vi = e.vj = 0, e.try_pc = e.try_lsp = 0, e.try_isp = 0; /* damaged plans */
   e.g[0] = (gran){.i0 = r0 + off, .i1 = r1 + off, .Lq = env->Lq,
                   .Lk = env->Lk, .b = 1, .f0 = 0, .f1 = env->Lk};
   if (run(&e) < 0) return -1;

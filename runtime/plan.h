@@ -33,6 +33,13 @@ typedef struct plan_env {
                                where(x[i] == x[j]) is then PARTIAL everywhere */
 } plan_env;
 
+/* Lq and Lk at most this (larger sizes are an error, in plan_tiles and in
+ * the kernel driver): every bound the plan derives from positions and
+ * arguments (any int64) is then exact after its saturating arithmetic,
+ * because a saturated value lies beyond [0, Lk]; and the mask code, which
+ * clamps sizes at 2^62 (beyond every distance), never overflows. */
+#define PLAN_MAX_LEN ((int64_t)1 << 61)
+
 /* Query rows [r0, r1) (row indices; positions are r + (Lk - Lq) when
  * Lq <= Lk): writes the key spans to visit into out, sorted, disjoint, at
  * most cap of them.  A key in no span is allowed for no row of the tile.
@@ -42,6 +49,13 @@ typedef struct plan_env {
 int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
                    int64_t r1, plan_span *out, int64_t cap, char *err,
                    size_t errlen);
+
+/* 0 when no where(...) predicate of the plan's pattern can fail (overflow,
+ * division by zero, an input index out of range) at any (i, j) of head
+ * env->h, 1 when one may (runtime/plan_safe.c): then the caller finds the
+ * first error, if any, by evaluating the mask exactly.  Needs
+ * Lq, Lk >= 1. */
+int plan_where_may_fail(const int64_t *plan, const plan_env *env);
 
 /* Number of int64 words of a plan (plan[0] holds it). */
 static inline int64_t plan_words(const int64_t *plan) { return plan[0]; }

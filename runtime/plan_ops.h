@@ -22,13 +22,14 @@ enum {
   PLAN_W_NRT = 6,     /* runtime scalars read */
   PLAN_W_CODE = 7,    /* offset of the first instruction */
   PLAN_W_NIN = 8,     /* input arrays read */
-  PLAN_HDR = 9
+  PLAN_W_WHERE = 9,   /* offset of the where table (after END), see below */
+  PLAN_HDR = 10
 };
 
 /* "PLAT" and the format version: bump the version whenever the instruction
  * set or the header changes, so that a plan stored by an older library (an
  * AOT object, a kernel cache entry) is refused instead of misread. */
-#define PLAN_VERSION 2ll
+#define PLAN_VERSION 3ll
 #define PLAN_MAGIC (0x54414c50ll | (PLAN_VERSION << 32))
 
 /* Evaluator limits (the builder sizes plans to fit them). */
@@ -116,7 +117,24 @@ enum {
   X(FOCUSALL, 0, "focusall")/* pushes f0, f1; focus = every key (topk) */ \
   X(UNFOCUS, 0, "unfocus")  /* pops f0, f1 back */                        \
   X(BBEGIN, 0, "blocks")    /* pops b; enters block granularity */        \
-  X(BEND, 0, "endblocks")   /* scales the top list back */
+  X(BEND, 0, "endblocks")   /* scales the top list back */           \
+  /* only in the where table: integer trees in prefix form */            \
+  X(ILAND, 0, "land")       /* kids a, b */                               \
+  X(ILOR, 0, "lor")                                                       \
+  X(ISEL, 0, "sel")         /* kids c, a, b */                            \
+  X(IEXTERN, 1, "extern")   /* operand: argument count; kids: args */
+
+/* The where table (at plan[PLAN_W_WHERE], after the code's END): the
+ * predicate of every where(...) node of the pattern, as written (no
+ * rewriting), so that run-time errors can be ruled out before the tile plan
+ * decides what to skip (plan_where_may_fail, runtime/plan_safe.c):
+ *   n_where, then per predicate: words w, flags (PLAN_WF_*), then w - 1
+ *   words of its tree in prefix form: an op, its operand words, its kids
+ *   (the integer ops above; IVARI, IVARJ are i and j at the node's
+ *   granularity, IINPUT's kid the index).  w == 1: the tree was too large
+ *   to store, it may fail anywhere. */
+#define PLAN_WF_BLOCKS 1    /* inside blocks(b) { }: i, j, Lq, Lk count blocks */
+#define PLAN_WHERE_MAX (1 << 20) /* words of the where table */
 
 enum plan_op {
 #define X(name, n, text) PLAN_##name,

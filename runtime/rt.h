@@ -43,8 +43,36 @@ typedef struct rt_args {
   int threads;             /* 0: all cores */
 } rt_args;
 
+/* What the backward pass is given besides rt_args (whose q, k, v, scale,
+ * runtime scalars, inputs and externs it reads as the forward did): the
+ * upstream gradient of o and, optionally, of lse, and where to write the
+ * gradients of q, k and v (shaped as q, k, v; overwritten).  o and lse of
+ * the forward, for backends that use them rather than recompute them. */
+typedef struct rt_grad {
+  rt_tensor dout;          /* dL/do, shaped as o; read */
+  const float *dlse;       /* dL/dlse, strides lse_sb/lse_sh; NULL: zero */
+  rt_tensor dq, dk, dv;    /* written */
+} rt_grad;
+
+/* The library's one way to report a failure: a message formatted into the
+ * caller's buffer (err may be NULL or errlen 0: no message) and the status
+ * returned, so a failing path reads `return rt_errf(err, errlen, RT_EINVAL,
+ * "...", ...);`.  Inside libspat every fallible call returns an rt_status
+ * (or NULL for a constructor) with such a message; spat_status exists only
+ * at the public API (compiler/api.c, runtime/args.c). */
+rt_status rt_errf(char *err, size_t errlen, rt_status st, const char *fmt,
+                  ...) __attribute__((format(printf, 4, 5)));
+
 /* Fills strides for contiguous [B,H,L,D] (layout 0) or [B,L,H,D] (layout 1). */
 void rt_tensor_strides(rt_tensor *t, int layout, int64_t H, int64_t L,
                        int64_t D);
+
+/* Empty shapes, the same in every backend: B, H or Lq = 0 is a run with no
+ * rows (nothing is written); Lk = 0 with rows is a run where every row has
+ * no keys, so every row is empty (o = 0, lse = -inf).  rt_has_rows says
+ * whether there is a row to write; rt_fill_no_keys writes the Lk = 0
+ * result into o and lse (when not NULL). */
+bool rt_has_rows(const rt_args *a);
+void rt_fill_no_keys(const rt_args *a);
 
 #endif

@@ -4,7 +4,8 @@
 # this).  Prints "ok NAME" or "FAIL NAME" per test and closes with
 # "N passed, N failed"; exits non-zero when a test failed.
 # Needs bash and python3 (standard library only: npy files are read and
-# written with struct, the reference attention is computed in pure Python).
+# written with struct, the reference attention is computed in pure Python),
+# groff (the man page) and timeout (what used to block on a FIFO).
 set -u
 SPATC=${SPATC:-build/spatc}
 case $SPATC in /*) ;; *) SPATC=$PWD/$SPATC ;; esac
@@ -28,6 +29,9 @@ sp() { "$SPATC" "$@" >out 2>err; rc=$?; }
 # expect NAME RC: the last sp exited with RC.
 expect_rc() { [ "$rc" -eq "$2" ] || { fail "$1" "exit $rc, expected $2"; return 1; }; }
 has() { grep -qF -- "$2" "$1"; }
+# spt ARGS...: sp with a time limit, for what used to block (a FIFO); 124 on
+# a timeout.
+spt() { timeout 60 "$SPATC" "$@" >out 2>err; rc=$?; }
 
 # ---- a small npy / attention toolkit (python3, standard library) ----
 cat >npy.py <<'EOF'
@@ -189,6 +193,7 @@ sp --version
 expect_rc version 0 && grep -qE '^spatc [0-9]+\.[0-9]+' out && ok version || fail version
 sp --help
 expect_rc help 0 && for c in check mask stats run; do has out "$c" || false; done && ok help || fail help
+has out "bench      time the JIT kernel against a C loop and OpenBLAS" && ! has out "interpreter" && ok help-bench || fail help-bench
 sp
 expect_rc no-args 2 && has err usage: && ok no-args || fail no-args
 sp frobnicate
@@ -209,6 +214,16 @@ sp mask w2.pat
 expect_rc missing-size 2 && has err "--lq N or --len N" && ok missing-size || fail missing-size
 sp mask
 expect_rc missing-file-arg 2 && has err "no input file" && ok missing-file-arg || fail missing-file-arg
+
+# ---- the man page: no groff warnings (a text line starting with '.' is a
+# request and vanishes), and its mask example is what spatc prints ----
+groff -man -Tutf8 -ww -z "$ROOT/docs/spatc.1" >out 2>err
+[ "$?" -eq 0 ] && [ ! -s err ] && ok man-warnings || fail man-warnings
+printf 'pattern cw(w = 2) = causal & window(w, 0);\n' >cw.pat
+sp mask cw.pat --len 8
+groff -man -Tascii -P-cbou "$ROOT/docs/spatc.1" 2>/dev/null |
+  sed -n '/\$ spatc mask cw.pat --len 8/,/^ *$/p' | sed '1d;/^ *$/d;s/^ *//' >man-mask
+[ "$rc" -eq 0 ] && [ "$(wc -l <man-mask)" -eq 8 ] && cmp -s out man-mask && ok man-example || fail man-example "$(cat man-mask)"
 
 # ---- check ----
 sp check pats.pat w2.pat
@@ -231,6 +246,36 @@ sp check negdef.pat
 expect_rc check-bad-default 1 && grep -qE '^negdef\.pat:1:[0-9]+: error: ' err && ok check-bad-default || fail check-bad-default
 sp check .
 expect_rc check-directory 1 && has err "spatc: error: .: Is a directory" && ok check-directory || fail check-directory
+# only regular files are read: a FIFO (no writer) or a device would block
+mkfifo fifo fifo.npy
+spt check fifo
+expect_rc check-fifo 1 && [ "$(cat err)" = "spatc: error: fifo: not a regular file (a FIFO)" ] && ok check-fifo || fail check-fifo
+spt check /dev/null
+expect_rc check-device 1 && has err "/dev/null: not a regular file (a character device)" && ok check-device || fail check-device
+printf 'import "fifo";\npattern a = causal;\n' >impfifo.pat
+spt check impfifo.pat
+expect_rc import-fifo 1 && has err "impfifo.pat:1:8: error: cannot read 'fifo': not a regular file (a FIFO)" && ok import-fifo || fail import-fifo
+spt mask fifo --len 2
+expect_rc mask-fifo 1 && has err "fifo: not a regular file (a FIFO)" && ok mask-fifo || fail mask-fifo
+spt run w2.pat --q fifo.npy --k fifo.npy --v fifo.npy
+expect_rc run-q-fifo 1 && has err "fifo.npy: not a regular file (a FIFO)" && ok run-q-fifo || fail run-q-fifo
+spt mask docs.pat --len 4 --input doc=fifo.npy
+expect_rc input-fifo 1 && [ "$(cat err)" = "spatc: error: fifo.npy: not a regular file (a FIFO)" ] && ok input-fifo || fail input-fifo
+printf 'extern fn near(int, int) -> bool;\npattern e = where(near(i, j));\n' >ext.pat
+spt mask ext.pat --len 4 --plugin ./fifo
+expect_rc plugin-fifo 1 && has err "./fifo: not a regular file (a FIFO)" && ok plugin-fifo || fail plugin-fifo
+# -D applies to the patterns with that parameter (docs/language.md opens with it)
+printf 'pattern longformer(w = 512, g = 1) =\n    window(w / 2) | global(0 .. g);\n' >longformer.pat
+sp check longformer.pat -D w=1024
+expect_rc check-define 0 && [ ! -s out ] && [ ! -s err ] && ok check-define || fail check-define
+sp check longformer.pat -D w=-4
+expect_rc check-define-bad 1 && grep -qE '^longformer\.pat:2:12: error: ' err && has err "with -D w=-4" && ok check-define-bad || fail check-define-bad
+sp check longformer.pat w2.pat -D nosuch=3
+expect_rc check-define-unused 1 && has err "-D nosuch: no pattern checked has a compile-time parameter 'nosuch'" && ok check-define-unused || fail check-define-unused
+sp check -v helper.pat -D w=-1
+expect_rc check-define-required 1 && has err "helper.pat:1:" && ok check-define-required || fail check-define-required
+sp check longformer.pat -D w
+expect_rc check-define-malformed 2 && has err "expected NAME=INTEGER" && ok check-define-malformed || fail check-define-malformed
 
 # ---- mask ----
 sp mask w2.pat --lq 6
@@ -264,6 +309,18 @@ printf '#.\n##\n##\n##\n' >want
 expect_rc mask-tall 0 && cmp -s out want && ok mask-tall || fail mask-tall
 sp mask pats.pat --pattern nosuch --len 4
 expect_rc mask-no-pattern 1 && has err "no pattern named 'nosuch'" && ok mask-no-pattern || fail mask-no-pattern
+# a pattern of an imported file can be selected by name (docs/language.md)
+mkdir -p lib && printf 'pattern a = causal;\n' >lib/lib.pat
+printf 'import "lib/lib.pat";\npattern b = a & window(2);\n' >imp.pat
+sp mask imp.pat -p a --len 3
+printf '#..\n##.\n###\n' >want
+expect_rc mask-imported 0 && cmp -s out want && ok mask-imported || fail mask-imported
+sp mask imp.pat --len 4
+printf '#...\n##..\n###.\n.###\n' >want
+expect_rc mask-imported-default 0 && cmp -s out want && ok mask-imported-default || fail mask-imported-default
+printf 'import "lib/lib.pat";\n' >only-import.pat
+sp stats only-import.pat -p a --len 4
+expect_rc stats-imported 0 && has out "10" && ok stats-imported || fail stats-imported
 sp mask pats.pat -p win -D nosuch=3 --len 4
 expect_rc mask-define-unknown 1 && has err "error:" && ok mask-define-unknown || fail mask-define-unknown
 sp mask pats.pat -p win -D w --len 4
@@ -318,6 +375,14 @@ expect_rc runtime-missing 1 && has err "'n'" && has err "--runtime" && ok runtim
 sp mask rt.pat --len 5 --runtime n=1
 printf '#....\n##...\n###..\n#.##.\n#..##\n' >want
 expect_rc runtime-value 0 && cmp -s out want && ok runtime-value || fail runtime-value
+# the run summary and stats name the runtime values used
+sp run rt.pat --seed 1 --len 5 --dim 16 --runtime n=3
+expect_rc run-summary-runtime 0 && has err "spatc: run sinks(runtime n = 3): B=1" && ok run-summary-runtime || fail run-summary-runtime
+printf 'pattern sd(w = 1, runtime n = 2, runtime m = 0) = causal & (cols(m .. n) | window(w, 0));\n' >rt2.pat
+sp run rt2.pat --seed 1 --len 5 --dim 16 --runtime m=1 --backend interp
+expect_rc run-summary-defaults 0 && has err "run sd(w = 1, runtime n = 2, runtime m = 1): " && ok run-summary-defaults || fail run-summary-defaults
+sp stats rt.pat --len 5 --runtime n=1
+expect_rc stats-runtime 0 && has out "pattern sinks(runtime n = 1): H = 1" && ok stats-runtime || fail stats-runtime
 sp mask rt.pat --len 5 --runtime n=1 --runtime m=2
 expect_rc runtime-unknown 1 && has err "no runtime scalar 'm'" && ok runtime-unknown || fail runtime-unknown
 py write doc.npy '<i4' 5 0,0,1,1,1
@@ -583,6 +648,24 @@ sp compile
 expect_rc compile-usage 2 && has err "spatc: error: no input file" && has err "usage: spatc compile" && ok compile-usage || fail compile-usage
 sp compile nope.pat
 expect_rc compile-missing 1 && [ "$(cat err)" = "spatc: error: nope.pat: No such file or directory" ] && ok compile-missing || fail compile-missing
+# the object and the header must be two files, however spelled
+for spell in k.o ./k.o "$T/k.o" sub/../k.o; do
+  mkdir -p sub && rm -f k.o && printf 'keep' >k.o
+  sp compile w2.pat -o k.o --header "$spell"
+  expect_rc "compile-same-file $spell" 2 && has err "are the same file" && [ "$(cat k.o)" = keep ] &&
+    ok "compile-same-file $spell" || fail "compile-same-file $spell"
+done
+ln -sf k.o klink.h
+sp compile w2.pat -o k.o --header klink.h
+expect_rc compile-same-file-link 2 && has err "are the same file" && [ "$(cat k.o)" = keep ] && ok compile-same-file-link || fail compile-same-file-link
+rm -f k.o
+sp compile w2.pat -o k.o --header ./k.o
+expect_rc compile-same-new-file 2 && has err "are the same file" && [ ! -e k.o ] && ok compile-same-new-file || fail compile-same-new-file
+cp w2.pat w2copy.pat
+sp compile w2copy.pat --emit header -o ./w2copy.pat
+expect_rc compile-over-source 2 && has err "is the pattern file" && cmp -s w2.pat w2copy.pat && ok compile-over-source || fail compile-over-source
+sp compile w2.pat -o k2.o --header k2.h
+expect_rc compile-two-files 0 && [ -s k2.o ] && has k2.h "int w2(" && ok compile-two-files || fail compile-two-files
 sp compile w2.pat --emit nosuch
 expect_rc compile-emit-usage 2 && has err "spatc: error: --emit" && ok compile-emit-usage || fail compile-emit-usage
 sp compile w2.pat --emit asm -o w2.s
@@ -624,6 +707,12 @@ sp run w2.pat --seed 3 --heads 2 --len 100 --dim 16 -o c5.npy
 expect_rc cache-rebuilt 0 && has err "cache=miss" && py cmp c1.npy c5.npy 0 >/dev/null && ok cache-rebuilt || fail cache-rebuilt
 sp cache list
 expect_rc cache-rewritten 0 && ! has out "damaged" && has out "1 entry" && ok cache-rewritten || fail cache-rewritten
+# a FIFO at the entry's path: listed as damaged and replaced, never waited on
+rm -f "$f" && mkfifo "$f"
+spt cache list
+expect_rc cache-fifo-list 0 && has out "not a regular file (a FIFO)" && ok cache-fifo-list || fail cache-fifo-list
+spt run w2.pat --seed 3 --heads 2 --len 100 --dim 16 -o c6.npy
+expect_rc cache-fifo-run 0 && has err "cache=miss" && [ -f "$f" ] && [ ! -p "$f" ] && py cmp c1.npy c6.npy 0 >/dev/null && ok cache-fifo-run || fail cache-fifo-run
 sp cache clear
 expect_rc cache-clear 0 && has out "removed 1 entry" && [ -z "$(ls "$T"/xdg/spatc)" ] && ok cache-clear || fail cache-clear
 sp cache frob
@@ -682,6 +771,15 @@ jit_vs_interp jit-empty-rows rows.pat --seed 7 --len 50 --dim 16
 jit_vs_interp jit-topk topk.pat -D k=5 --seed 8 --len 40 --dim 16
 jit_vs_interp jit-heads heads.pat --seed 9 --heads 3 --len 33 --dim 80
 jit_vs_interp jit-scale w2.pat --seed 10 --len 20 --dim 16 --scale 0.5
+# a scale outside float32 is an error, not +inf
+sp run w2.pat --seed 10 --len 20 --dim 16 --scale 1e39 -o f.npy
+expect_rc scale-range 2 && has err "--scale 1e39 is outside the float32 range" && ok scale-range || fail scale-range
+# the same run-time error, with its location, from both backends
+printf 'pattern p(runtime n = 1) = causal & (window(100, 0) | stride(n));\n' > rterr.pat
+sp run rterr.pat --runtime n=-1 --seed 1 --len 8 --dim 16 --backend interp --no-cache -o f.npy
+expect_rc rterr-interp 1 && cp err rterr.interp && has err "rterr.pat:1:62: error: the stride of stride is -1, must be >= 1" && ok rterr-interp || fail rterr-interp
+sp run rterr.pat --runtime n=-1 --seed 1 --len 8 --dim 16 --backend jit --no-cache -o f.npy
+expect_rc rterr-jit 1 && cmp -s err rterr.interp && ok rterr-jit || fail rterr-jit "$(cat err)"
 # a head dimension the JIT does not handle: the default falls back to interp
 sp run w2.pat --seed 10 --len 20 --dim 8 -o f.npy
 expect_rc jit-fallback 0 && has err "spatc: note: jit:" && has err "backend=interp" && ok jit-fallback || fail jit-fallback
@@ -704,6 +802,16 @@ sp run oob.pat --seed 1 --len 4 --input doc=doc4.npy --backend interp
 expect_rc interp-runtime-error 1 && grep -qE '^oob\.pat:1:[0-9]+: error: .*out of range' err && ok interp-runtime-error || fail interp-runtime-error
 sp mask oob.pat --len 4 --input doc=doc4.npy
 expect_rc mask-runtime-error 1 && grep -qE '^oob\.pat:1:[0-9]+: error: .*out of range' err && ok mask-runtime-error || fail mask-runtime-error
+
+# spatc check is linear in the declarations: 200,000 patterns (a quadratic
+# name lookup takes minutes; the guard turns that into a failure)
+python3 -c "
+import sys
+with open('many.pat', 'w') as f:
+    for k in range(200000): f.write('pattern q%d = window(%d);\\n' % (k, k % 100))
+"
+timeout 120 "$SPATC" check many.pat >out 2>err; rc=$?
+expect_rc check-many-decls 0 && ok check-many-decls
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

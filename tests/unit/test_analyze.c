@@ -55,7 +55,7 @@ static int64_t fmod_(int64_t a, int64_t b) {
 }
 
 static int64_t ev_int(ctx *c, const ir_node *n) {
-  int64_t a, b;
+  int64_t a, b, r;
   switch (n->op) {
   case IR_CONST: return n->value;
   case IR_VAR_I: return c->i;
@@ -68,9 +68,15 @@ static int64_t ev_int(ctx *c, const ir_node *n) {
   case IR_INPUT: /* out of range reads wrap: the plan never reads inputs */
     a = ev_int(c, n->kids[0]);
     return c->doc[fmod_(a, c->Lk_tok)];
-  case IR_NEG: return -ev_int(c, n->kids[0]);
+  case IR_NEG:
+    a = ev_int(c, n->kids[0]);
+    if (a == INT64_MIN) return c->err = 1, 0;
+    return -a;
   case IR_NOT: return !ev_int(c, n->kids[0]);
-  case IR_ABS: a = ev_int(c, n->kids[0]); return a < 0 ? -a : a;
+  case IR_ABS:
+    a = ev_int(c, n->kids[0]);
+    if (a == INT64_MIN) return c->err = 1, 0;
+    return a < 0 ? -a : a;
   case IR_LAND: return ev_int(c, n->kids[0]) ? ev_int(c, n->kids[1]) != 0 : 0;
   case IR_LOR: return ev_int(c, n->kids[0]) ? 1 : ev_int(c, n->kids[1]) != 0;
   case IR_SEL:
@@ -80,11 +86,15 @@ static int64_t ev_int(ctx *c, const ir_node *n) {
   a = ev_int(c, n->kids[0]);
   b = ev_int(c, n->kids[1]);
   switch (n->op) {
-  case IR_ADD: return a + b;
-  case IR_SUB: return a - b;
-  case IR_MUL: return a * b;
-  case IR_DIV: if (!b) return c->err = 1, 0; return fdiv(a, b);
-  case IR_MOD: if (!b) return c->err = 1, 0; return fmod_(a, b);
+  case IR_ADD: if (__builtin_add_overflow(a, b, &r)) c->err = 1; return r;
+  case IR_SUB: if (__builtin_sub_overflow(a, b, &r)) c->err = 1; return r;
+  case IR_MUL: if (__builtin_mul_overflow(a, b, &r)) c->err = 1; return r;
+  case IR_DIV:
+    if (!b || (a == INT64_MIN && b == -1)) return c->err = 1, 0;
+    return fdiv(a, b);
+  case IR_MOD:
+    if (!b) return c->err = 1, 0;
+    return b == -1 ? 0 : fmod_(a, b);
   case IR_MIN: return a < b ? a : b;
   case IR_MAX: return a > b ? a : b;
   case IR_LT: return a < b;
@@ -121,14 +131,17 @@ static int ev_pat(ctx *c, const ir_node *n) {
   case IR_FULL: return 1;
   case IR_NONE: return 0;
   case IR_CAUSAL: return j <= i;
-  case IR_WINDOW:
+  case IR_WINDOW: /* exact for any sizes: -l <= j - i <= r */
     a = ev_int(c, n->kids[0]), b = ev_int(c, n->kids[1]);
     if (a < 0 || b < 0) return c->err = 1, 0;
-    return i - a <= j && j <= i + b;
-  case IR_DILATED:
+    return -a <= j - i && j - i <= b;
+  case IR_DILATED: { /* w * d saturates */
     a = ev_int(c, n->kids[0]), b = ev_int(c, n->kids[1]);
     if (a < 0 || b < 1) return c->err = 1, 0;
-    return (i - j <= a * b && j - i <= a * b) && fmod_(i - j, b) == 0;
+    int64_t wd;
+    if (__builtin_mul_overflow(a, b, &wd)) wd = INT64_MAX;
+    return (i - j <= wd && j - i <= wd) && fmod_(i - j, b) == 0;
+  }
   case IR_BLOCK:
     a = ev_int(c, n->kids[0]);
     if (a < 1) return c->err = 1, 0;
@@ -140,14 +153,30 @@ static int ev_pat(ctx *c, const ir_node *n) {
   case IR_ROWS: return in_set(c, n->kids[0], i);
   case IR_COLS: return in_set(c, n->kids[0], j);
   case IR_GLOBAL: return in_set(c, n->kids[0], i) || in_set(c, n->kids[0], j);
-  case IR_RANDOM:
+  case IR_RANDOM: { /* drawn t = 0, 1, ... until r or every key is in */
+    static struct {
+      const ir_node *n;
+      int64_t h, i, Lk, r, seed;
+      uint8_t in[512];
+    } rmemo[4];
     a = ev_int(c, n->kids[0]), b = ev_int(c, n->kids[1]);
     if (a < 0) return c->err = 1, 0;
-    for (int64_t t = 0; t < a; t++)
-      if ((int64_t)(ir_hash((uint64_t)b, (uint64_t)c->h, (uint64_t)i, (uint64_t)t) %
-                    (uint64_t)c->Lk) == j)
-        return 1;
-    return 0;
+    assert_true(c->Lk >= 1 && c->Lk <= 512);
+    int m = (int)(((uintptr_t)n >> 4) % 4);
+    if (rmemo[m].n != n || rmemo[m].h != c->h || rmemo[m].i != i ||
+        rmemo[m].Lk != c->Lk || rmemo[m].r != a || rmemo[m].seed != b) {
+      memset(rmemo[m].in, 0, sizeof rmemo[m].in);
+      for (int64_t t = 0, hit = 0; t < a && hit < c->Lk; t++) {
+        uint64_t key = ar_hash((uint64_t)b, (uint64_t)c->h, (uint64_t)i, (uint64_t)t) %
+                     (uint64_t)c->Lk;
+        hit += !rmemo[m].in[key];
+        rmemo[m].in[key] = 1;
+      }
+      rmemo[m].n = n, rmemo[m].h = c->h, rmemo[m].i = i, rmemo[m].Lk = c->Lk;
+      rmemo[m].r = a, rmemo[m].seed = b;
+    }
+    return rmemo[m].in[j];
+  }
   case IR_WHERE: return ev_int(c, n->kids[0]) != 0;
   case IR_TOPK: { /* all of P when it has at most k keys, else "maybe" */
     a = ev_int(c, n->kids[0]);
@@ -185,7 +214,7 @@ static int ev_pat(ctx *c, const ir_node *n) {
     if (a < 1) return c->err = 1, 0;
     ctx in = *c;
     in.i = i / a, in.j = j / a;
-    in.Lq = (c->Lq + a - 1) / a, in.Lk = (c->Lk + a - 1) / a;
+    in.Lq = c->Lq / a + (c->Lq % a != 0), in.Lk = c->Lk / a + (c->Lk % a != 0);
     x = ev_pat(&in, n->kids[1]);
     c->err |= in.err;
     return x;
@@ -210,7 +239,7 @@ static void dump(const ir_node *n) {
 
 typedef struct sizes {
   int64_t H, Lq, Lk;
-  int64_t rt[2];
+  int64_t rt[4];
   int32_t *doc;
   bool concrete;       /* also check against the reference interpreter */
 } sizes;
@@ -228,7 +257,7 @@ static int concrete_mask(const ir_program *p, const sizes *z, int64_t h,
     s = s * 6364136223846793005ull + 1442695040888963407ull;
     qk[t] = (float)((double)(s >> 40) / 16777216.0 - 0.5);
   }
-  const int32_t *ins[1] = {z->doc};
+  const int32_t *ins[2] = {z->doc, z->doc};
   rt_args a = {.B = 1, .H = z->H, .Hkv = z->H, .Lq = z->Lq, .Lk = z->Lk, .D = D,
                .runtime = z->rt, .inputs = ins};
   a.q.data = qk, a.q.sl = D, a.q.sh = 0;
@@ -271,14 +300,15 @@ static void check_spans(const plan_span *sp, int64_t n, int64_t Lk) {
 }
 
 /* Checks every query tile of bq rows against mask, or when mask is NULL
- * (the evaluator met an argument error) that some tile reports an error.
+ * (the evaluator met an argument error) counts the tiles that report one
+ * (the caller wants some: the tiles whose rows reach the bad argument).
  * Returns the number of tiles that reported an error. */
 static int64_t check_tiles(const ir_program *p, const int64_t *plan,
                            const sizes *z, int64_t h, const uint8_t *mask,
                            int64_t bq, const char *what) {
   int64_t n_err = 0;
   int64_t cap = plan_max_spans(plan);
-  const int32_t *ins[1] = {z->doc};
+  const int32_t *ins[2] = {z->doc, z->doc};
   plan_span *sp = malloc(sizeof *sp * (size_t)cap);
   uint8_t *cover = malloc((size_t)z->Lk + 1);
   plan_env env = {.h = h, .H = z->H, .Lq = z->Lq, .Lk = z->Lk, .runtime = z->rt, .inputs = ins};
@@ -286,11 +316,12 @@ static int64_t check_tiles(const ir_program *p, const int64_t *plan,
   for (int64_t r0 = 0; r0 < z->Lq; r0 += bq) {
     int64_t r1 = r0 + bq < z->Lq ? r0 + bq : z->Lq;
     int64_t n = plan_tiles(plan, &env, r0, r1, sp, cap, err, sizeof err);
-    if (n < 0 && !mask && err[0]) {
-      n_err++;
+    if (!mask) { /* tiles that never reach the bad argument have no error */
+      if (n < 0 && !err[0]) fail_msg("%s: plan_tiles: -1 without a message", what);
+      n_err += n < 0;
       continue;
     }
-    if (n < 0 || n > cap || !mask) {
+    if (n < 0 || n > cap) {
       fprintf(stderr, "%s: plan_tiles: %lld (%s)\n", what, (long long)n, err);
       dump(p->root), fputc('\n', stderr);
       fail();
@@ -364,18 +395,23 @@ static void random_sizes(gen *g, sizes *z) {
   if (shape == 3) z->Lq = rndi(g, 1, 40), z->Lk = rndi(g, 1, 300);
   z->H = rndi(g, 1, 3);
   z->rt[0] = rndi(g, 0, 6), z->rt[1] = rndi(g, 0, 6);
+  z->rt[2] = gen_edge_pos[rndi(g, 0, GEN_N_POS - 1)];
+  z->rt[3] = gen_edge_any[rndi(g, 0, GEN_N_ANY - 1)];
   for (int64_t k = 0; k < z->Lk; k++) z->doc[k] = (int32_t)(k / rndi(g, 5, 40));
 }
 
-static void test_random_programs(void **state) {
-  (void)state;
-  gen g = {.rng = 0x5eed1234abcdull};
+/* n random programs; returns how many (program, sizes) were checked (no
+ * evaluator error); *n_err counts those where both reported one. */
+static int random_programs(uint64_t seed, int n_programs, bool extreme,
+                           int *n_err) {
+  gen g = {.rng = seed, .extreme = extreme, .errors = extreme};
   int32_t doc[301];
   sizes z = {.doc = doc};
   int checked = 0;
-  for (int n = 0; n < 700; n++) {
+  *n_err = 0;
+  for (int n = 0; n < n_programs; n++) {
     g.a = arena_new();
-    ir_program *p = program(g.a, gen_pat(&g, (int)rndi(&g, 0, 4)));
+    ir_program *p = program(g.a, gen_root(&g, (int)rndi(&g, 0, 4)));
     char err[256] = "", what[64];
     int64_t *plan = an_build(p, err, sizeof err);
     assert_non_null(plan);
@@ -383,12 +419,30 @@ static void test_random_programs(void **state) {
     for (int s = 0; s < 2; s++) {
       random_sizes(&g, &z);
       z.concrete = (n + s) % 3 == 0;
-      snprintf(what, sizeof what, "program %d", n);
-      checked += check_program(p, plan, &z, what) == 0;
+      snprintf(what, sizeof what, "%sprogram %d", extreme ? "edge " : "", n);
+      if (check_program(p, plan, &z, what) == 0) checked++;
+      else (*n_err)++;
     }
     arena_free(g.a);
   }
-  assert_true(checked > 1000);
+  return checked;
+}
+
+static void test_random_programs(void **state) {
+  (void)state;
+  int n_err;
+  assert_true(random_programs(0x5eed1234abcdull, 700, false, &n_err) > 1000);
+}
+
+/* Arguments at the int64 edges (gen_ir.h's extreme mode): spans exact,
+ * soundness kept, and an invalid argument an error of the plan too. */
+static void test_edge_programs(void **state) {
+  (void)state;
+  int n_err;
+  int checked = random_programs(0xed6e5ull, 500, true, &n_err);
+  fprintf(stderr, "edge programs: %d checked, %d with an argument error\n",
+          checked, n_err);
+  assert_true(checked > 600 && n_err > 20);
 }
 
 /* ---- specific plans ---- */
@@ -404,7 +458,7 @@ static int64_t *build(arena *a, ir_node *root, ir_program **pp) {
 
 static int64_t tile(const int64_t *plan, int64_t Lq, int64_t Lk, int64_t r0,
                     int64_t r1, plan_span *sp) {
-  int64_t rt[2] = {3, 4};
+  int64_t rt[4] = {3, 4};
   plan_env env = {.h = 0, .H = 1, .Lq = Lq, .Lk = Lk, .runtime = rt};
   char err[128];
   int64_t n = plan_tiles(plan, &env, r0, r1, sp, plan_max_spans(plan), err, sizeof err);
@@ -503,7 +557,7 @@ static void test_random_one_row_exact(void **state) {
     keys += s[k].k1 - s[k].k0;
   }
   for (uint64_t t = 0; t < 3; t++) {
-    int64_t j = (int64_t)(ir_hash(42, 0, 500, t) % 1000), in = 0;
+    int64_t j = (int64_t)(ar_hash(42, 0, 500, t) % 1000), in = 0;
     for (int64_t k = 0; k < n; k++) in |= s[k].k0 <= j && j < s[k].k1;
     assert_true(in);
   }
@@ -515,7 +569,7 @@ static void test_runtime_errors(void **state) {
   (void)state;
   gen g = {.a = arena_new()};
   int64_t *plan = build(g.a, N2(&g, IR_WINDOW, N1(&g, IR_NEG, RT(&g, 0)), C(&g, 1)), NULL);
-  int64_t rt[2] = {5, 0};
+  int64_t rt[4] = {5, 0};
   plan_env env = {.h = 0, .H = 1, .Lq = 10, .Lk = 10, .runtime = rt};
   plan_span s[8];
   char err[128] = "";
@@ -537,6 +591,54 @@ static void test_runtime_errors(void **state) {
   /* a short buffer: the count is still returned */
   plan = build(g.a, N2(&g, IR_WINDOW, C(&g, 2), C(&g, 2)), NULL);
   assert_int_equal(plan_tiles(plan, &env, 4, 6, s, 1, err, sizeof err), 3);
+  arena_free(g.a);
+}
+
+/* Arguments at the int64 edges, one row (where spans may be FULL): the
+ * stride runs used to wrap around and mark other keys FULL. */
+static void test_edge_plans(void **state) {
+  (void)state;
+  gen g = {.a = arena_new()};
+  plan_span s[16];
+  static const int64_t periods[] = {INT64_MAX, INT64_MAX - 1, (int64_t)1 << 62, 1001};
+  for (size_t x = 0; x < sizeof periods / sizeof periods[0]; x++) {
+    int64_t d = periods[x];
+    int64_t *plan = build(g.a, N1(&g, IR_STRIDE, C(&g, d)), NULL);
+    int64_t n = tile(plan, 1000, 1000, 500, 501, s);
+    assert_int_equal(n, 1);
+    assert_int_equal(s[0].kind, PLAN_FULL);
+    assert_int_equal(s[0].k0, 500);
+    assert_int_equal(s[0].k1, 501);
+    n = tile(plan, 1000, 1000, 500, 503, s); /* three rows: their diagonal */
+    assert_int_equal(n, 1);
+    assert_int_equal(s[0].kind, PLAN_PARTIAL);
+    assert_int_equal(s[0].k0, 500);
+    assert_int_equal(s[0].k1, 503);
+    plan = build(g.a, N2(&g, IR_DILATED, C(&g, 1), C(&g, d)), NULL);
+    n = tile(plan, 1000, 1000, 500, 501, s);
+    assert_int_equal(n, 1);
+    assert_int_equal(s[0].kind, PLAN_FULL);
+    assert_int_equal(s[0].k0, 500);
+    assert_int_equal(s[0].k1, 501);
+    plan = build(g.a, N2(&g, IR_BLOCKS, C(&g, 2), N1(&g, IR_STRIDE, C(&g, d))), NULL);
+    n = tile(plan, 1000, 1000, 501, 502, s);
+    assert_int_equal(n, 1);
+    assert_int_equal(s[0].kind, PLAN_FULL);
+    assert_int_equal(s[0].k0, 500);
+    assert_int_equal(s[0].k1, 502);
+  }
+  int64_t *plan = build(g.a, N2(&g, IR_WINDOW, C(&g, INT64_MAX), C(&g, INT64_MAX)), NULL);
+  assert_int_equal(tile(plan, 1000, 700, 0, 64, s), 1);
+  assert_true(s[0].kind == PLAN_FULL && s[0].k0 == 0 && s[0].k1 == 700);
+  /* sizes beyond PLAN_MAX_LEN are refused */
+  int64_t rt[4] = {0};
+  plan_env env = {.h = 0, .H = 1, .Lq = 10, .Lk = PLAN_MAX_LEN + 1, .runtime = rt};
+  char err[128] = "";
+  assert_int_equal(plan_tiles(plan, &env, 0, 10, s, 16, err, sizeof err), -1);
+  assert_non_null(strstr(err, "sizes above"));
+  env.Lk = PLAN_MAX_LEN;
+  assert_int_equal(plan_tiles(plan, &env, 0, 10, s, 16, err, sizeof err), 1);
+  assert_true(s[0].kind == PLAN_FULL && s[0].k1 == PLAN_MAX_LEN);
   arena_free(g.a);
 }
 
@@ -572,8 +674,8 @@ static void test_where_atoms(void **state) {
   di->value = dj->value = 0;
   int32_t doc[200];
   for (int k = 0; k < 200; k++) doc[k] = k < 70 ? 0 : k < 150 ? 1 : 2;
-  const int32_t *ins[1] = {doc};
-  int64_t rt[2] = {5, 0};
+  const int32_t *ins[2] = {doc, doc};
+  int64_t rt[4] = {5, 0};
   plan_env env = {.h = 0, .H = 1, .Lq = 200, .Lk = 200, .runtime = rt, .inputs = ins};
   plan_span s[16];
   char err[128];
@@ -627,13 +729,13 @@ static void test_damaged_plans(void **state) {
   (void)state;
   gen g = {.rng = 0xbadc0de};
   int32_t doc[64] = {0};
-  const int32_t *ins[1] = {doc};
-  int64_t rt[2] = {2, 3};
+  const int32_t *ins[2] = {doc, doc};
+  int64_t rt[4] = {2, 3};
   plan_env env = {.h = 1, .H = 2, .Lq = 64, .Lk = 64, .runtime = rt, .inputs = ins};
   int n_err = 0, n_ok = 0;
   for (int n = 0; n < 400; n++) {
     g.a = arena_new();
-    ir_program *p = program(g.a, gen_pat(&g, (int)rndi(&g, 1, 4)));
+    ir_program *p = program(g.a, gen_root(&g, (int)rndi(&g, 1, 4)));
     char err[256];
     int64_t *plan = an_build(p, err, sizeof err);
     assert_non_null(plan);
@@ -653,6 +755,26 @@ static void test_damaged_plans(void **state) {
     arena_free(g.a);
   }
   assert_true(n_err > 0 && n_ok > 0);
+}
+
+/* i and j exist only inside a JPRED/IPRED body: outside one they are bad
+ * code, not a read of an unset variable (valgrind found that in damaged
+ * plans). */
+static void test_plan_vars_outside_body(void **state) {
+  (void)state;
+  plan_env env = {.h = 0, .H = 1, .Lq = 8, .Lk = 8};
+  for (int v = 0; v < 2; v++) {
+    int64_t op = v ? PLAN_IVARJ : PLAN_IVARI;
+    int64_t plan[PLAN_HDR + 4] = {
+        [PLAN_W_SIZE] = PLAN_HDR + 4, [PLAN_W_MAGIC] = PLAN_MAGIC,
+        [PLAN_W_CAP] = 8, [PLAN_W_LDEPTH] = 4, [PLAN_W_IDEPTH] = 8,
+        [PLAN_W_CODE] = PLAN_HDR,
+        [PLAN_HDR] = op, op, PLAN_PWINDOW, PLAN_END};
+    plan_span sp[8];
+    char err[128] = "";
+    assert_int_equal(plan_tiles(plan, &env, 0, 8, sp, 8, err, sizeof err), -1);
+    assert_non_null(strstr(err, "bad code"));
+  }
 }
 
 /* For every library pattern the mask of which needs no data, the plan
@@ -751,8 +873,11 @@ int main(void) {
       cmocka_unit_test(test_capacity_squeeze),
       cmocka_unit_test(test_where_atoms),
       cmocka_unit_test(test_damaged_plans),
+      cmocka_unit_test(test_plan_vars_outside_body),
       cmocka_unit_test(test_library_precision),
       cmocka_unit_test(test_random_programs),
+      cmocka_unit_test(test_edge_programs),
+      cmocka_unit_test(test_edge_plans),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "spat.h"
 
@@ -311,6 +313,84 @@ static void test_parse_file(void **state) {
   assert_null(p);
   assert_true(contains(spat_ctx_error(c), "zzz"));
   assert_true(contains(spat_ctx_error(c), "a, b"));
+  /* A pattern of an imported file is selected by name too. */
+  char main_path[] = "/tmp/spat_test_api_main_XXXXXX.pat";
+  fd = mkstemps(main_path, 4);
+  assert_true(fd >= 0);
+  f = fdopen(fd, "w");
+  fprintf(f, "import \"%s\";\npattern c = a & window(2);\n", path);
+  fclose(f);
+  assert_int_equal(spat_pattern_parse_file(c, main_path, "a", &p), SPAT_OK);
+  assert_string_equal(spat_pattern_name(p), "a");
+  spat_pattern_free(p);
+  assert_int_equal(spat_pattern_parse_file(c, main_path, "b", &p), SPAT_OK);
+  assert_int_equal(spat_pattern_n_params(p), 1);
+  spat_pattern_free(p);
+  assert_int_equal(spat_pattern_parse_file(c, main_path, NULL, &p), SPAT_OK);
+  assert_string_equal(spat_pattern_name(p), "c"); /* the main file's last */
+  spat_pattern_free(p);
+  /* A file with only the import: a name still selects. */
+  f = fopen(main_path, "w");
+  assert_non_null(f);
+  fprintf(f, "import \"%s\";\n", path);
+  fclose(f);
+  assert_int_equal(spat_pattern_parse_file(c, main_path, "a", &p), SPAT_OK);
+  spat_pattern_free(p);
+  assert_int_equal(spat_pattern_parse_file(c, main_path, NULL, &p), SPAT_EINVAL);
+  assert_true(contains(spat_ctx_error(c), "defines no pattern"));
+  assert_int_equal(spat_pattern_parse_file(c, main_path, "zzz", &p), SPAT_EINVAL);
+  assert_true(contains(spat_ctx_error(c), "no pattern named 'zzz'"));
+  /* Only regular files are read: a FIFO (no writer) would block the open;
+   * as an import the error is located. */
+  char fifo[sizeof main_path + 8];
+  snprintf(fifo, sizeof fifo, "%s.fifo", main_path);
+  assert_int_equal(mkfifo(fifo, 0644), 0);
+  assert_int_equal(spat_pattern_parse_file(c, fifo, NULL, &p), SPAT_EIO);
+  assert_true(contains(spat_ctx_error(c), "not a regular file (a FIFO)"));
+  f = fopen(main_path, "w");
+  assert_non_null(f);
+  fprintf(f, "import \"%s\";\npattern d = causal;\n", fifo);
+  fclose(f);
+  assert_int_equal(spat_pattern_parse_file(c, main_path, NULL, &p), SPAT_EPARSE);
+  assert_true(contains(spat_ctx_last_diagnostics(c), ":1:8: error: cannot read"));
+  assert_true(contains(spat_ctx_last_diagnostics(c), "not a regular file (a FIFO)"));
+  assert_int_equal(spat_pattern_parse_file(c, "/tmp", NULL, &p), SPAT_EIO);
+  assert_true(contains(spat_ctx_error(c), "Is a directory"));
+  spat_module *mod = NULL;
+  assert_int_equal(spat_module_parse_file(c, fifo, &mod), SPAT_EIO);
+  assert_true(contains(spat_ctx_error(c), "not a regular file (a FIFO)"));
+  const char *why = NULL;
+  assert_int_equal(spat_open_regular(fifo, &why), -1);
+  assert_string_equal(why, "not a regular file (a FIFO)");
+  assert_int_equal(spat_open_regular("/dev/null", &why), -1);
+  assert_string_equal(why, "not a regular file (a character device)");
+  int rfd = spat_open_regular(path, &why);
+  assert_true(rfd >= 0);
+  close(rfd);
+  /* A module's patterns list their compile-time parameters; one of an
+   * imported file is selected by name. */
+  f = fopen(main_path, "w");
+  assert_non_null(f);
+  fprintf(f, "import \"%s\";\npattern e(k, runtime n = 1, m = k + 1) = "
+             "window(k + m + n);\n", path);
+  fclose(f);
+  assert_int_equal(spat_module_parse_file(c, main_path, &mod), SPAT_OK);
+  assert_int_equal(spat_module_n_patterns(mod), 1);
+  spat_pattern_decl d;
+  assert_int_equal(spat_module_pattern(mod, 0, &d), SPAT_OK);
+  assert_string_equal(d.name, "e");
+  assert_true(d.needs_params);
+  assert_int_equal(d.n_params, 2); /* k and m; n is a runtime scalar */
+  assert_string_equal(d.params[0].name, "k");
+  assert_false(d.params[0].has_default);
+  assert_string_equal(d.params[1].name, "m");
+  assert_true(d.params[1].has_default);
+  assert_int_equal(spat_module_select(mod, "b", NULL, 0, &p), SPAT_OK);
+  assert_string_equal(spat_pattern_name(p), "b");
+  spat_pattern_free(p);
+  spat_module_free(mod);
+  remove(fifo);
+  remove(main_path);
   remove(path);
   spat_ctx_free(c);
 }
@@ -468,6 +548,59 @@ static bool m_docs(void *env, int64_t h, int64_t i, int64_t j) {
   (void)h;
   const docs_env *e = env;
   return (j <= i && e->doc[i] == e->doc[j]) || j < e->n;
+}
+
+/* Empty shapes, the same for every backend and layout: B, H or Lq = 0 writes
+ * nothing; Lk = 0 makes every row empty (o = 0, lse = -inf), with NULL k, v
+ * and input arrays; a negative size is an error. */
+static void test_empty_shapes(void **state) {
+  (void)state;
+  spat_ctx *c = spat_ctx_new();
+  spat_pattern *p = parse_ok(c, docs_pat, NULL);
+  const spat_backend bes[] = {SPAT_BACKEND_INTERP, SPAT_BACKEND_JIT};
+  enum { B = 2, H = 4, Hkv = 2, Lq = 5, D = 16, NQ = B * H * Lq * D };
+  float q[NQ], o[NQ], lse[B * H * Lq];
+  const int32_t doc[3] = {0, 0, 1}; /* Lk entries; NULL only when Lk = 0 */
+  for (int x = 0; x < NQ; x++) q[x] = (float)(x % 7) - 3;
+  for (int be = 0; be < 2; be++)
+    for (int layout = 0; layout < 2; layout++) {
+      spat_kernel *k = compile_ok(p, c, D, (spat_layout)layout, bes[be]);
+      const spat_tensors none[] = {
+          {0, H, Hkv, Lq, 3, NULL, NULL, NULL, NULL, NULL, 0}, /* B = 0 */
+          {B, 0, 0, Lq, 3, NULL, NULL, NULL, NULL, NULL, 0},   /* H = 0 */
+          {B, H, Hkv, 0, 3, NULL, q, q, NULL, NULL, 0},        /* Lq = 0 */
+          {0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0},
+      };
+      for (size_t t = 0; t < sizeof none / sizeof none[0]; t++) {
+        spat_status st = spat_kernel_run(k, &none[t], (int64_t)2, doc);
+        if (st != SPAT_OK) fprintf(stderr, "case %zu: %s\n", t, spat_ctx_error(c));
+        assert_int_equal(st, SPAT_OK);
+      }
+      for (int x = 0; x < NQ; x++) o[x] = 7;
+      for (int x = 0; x < B * H * Lq; x++) lse[x] = 7;
+      spat_tensors t = {B, H, Hkv, Lq, 0, q, NULL, NULL, o, lse, 0};
+      spat_status st = spat_kernel_run(k, &t, (int64_t)2, NULL);
+      if (st != SPAT_OK) fprintf(stderr, "Lk = 0: %s\n", spat_ctx_error(c));
+      assert_int_equal(st, SPAT_OK);
+      for (int x = 0; x < NQ; x++) assert_true(o[x] == 0.0f);
+      for (int x = 0; x < B * H * Lq; x++)
+        assert_true(isinf(lse[x]) && lse[x] < 0);
+      /* The generic call and the typed entry agree. */
+      for (int x = 0; x < NQ; x++) o[x] = 7;
+      spat_value args[] = {spat_scalar(2), spat_input(NULL)};
+      assert_int_equal(spat_kernel_call(k, &t, args, 2), SPAT_OK);
+      for (int x = 0; x < NQ; x++) assert_true(o[x] == 0.0f);
+      /* Rows to write need o; negative sizes are errors. */
+      t.o = NULL;
+      assert_int_equal(spat_kernel_run(k, &t, (int64_t)2, NULL), SPAT_EINVAL);
+      t.o = o;
+      t.Lk = -1;
+      assert_int_equal(spat_kernel_run(k, &t, (int64_t)2, NULL), SPAT_EINVAL);
+      assert_true(contains(spat_ctx_error(c), "negative size"));
+      spat_kernel_free(k);
+    }
+  spat_pattern_free(p);
+  spat_ctx_free(c);
 }
 
 static void test_signature(void **state) {
@@ -929,6 +1062,7 @@ int main(void) {
       cmocka_unit_test(test_run_interp),
       cmocka_unit_test(test_run_jit),
       cmocka_unit_test(test_run_bad_shapes),
+      cmocka_unit_test(test_empty_shapes),
       cmocka_unit_test(test_signature),
       cmocka_unit_test(test_three_ways_to_call),
       cmocka_unit_test(test_runtime_error),

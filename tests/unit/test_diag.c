@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "../../compiler/diag.c"
+#include "diag.c"
 
 static void test_basic(void **state) {
   (void)state;

@@ -20,9 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compiler/backend.h"
-#include "../../compiler/ir.h"
-#include "../../runtime/interp.h"
+#include "backend.h"
+#include "ir.h"
+#include "interp.h"
 
 typedef bool (*pred2)(int64_t, int64_t);
 typedef bool (*pred3)(int64_t, int64_t, int64_t);
@@ -304,7 +304,7 @@ static void test_random(void **state) {
   check_mask_args(&p, &a, r_full, &all);
   /* A value computed by hand from the spec's formula: seed 1, h 0, i 0,
    * t 0 hashes splitmix64(0x9E3779B97F4A7C15). */
-  assert_true(splitmix(0x9E3779B97F4A7C15ull) == ir_hash(1, 0, 0, 0));
+  assert_true(splitmix(0x9E3779B97F4A7C15ull) == ar_hash(1, 0, 0, 0));
   assert_true(splitmix(0) == 0xE220A8397B1DCDAFull);
 }
 
@@ -404,20 +404,29 @@ static void test_short_circuit(void **state) {
   e = T3(IR_SEL, B2(IR_EQ, VJ(), VI()), K(0), B2(IR_DIV, K(1), B2(IR_SUB, VJ(), VI())));
   p = prog(WHERE(B2(IR_EQ, e, e)));
   check_mask(&p, r_full, NULL);
-  /* Pattern & | - and ?: short-circuit too: w holds for j <= i and divides
-   * by zero at j == i + 1. */
+  /* Pattern & | - do not: an error of an operand is an error wherever it
+   * is, even where the other operand decides the mask (the contract's
+   * run-time errors, as the checker's constant ones): w divides by zero at
+   * j == i + 1, outside causal. */
   ir_node *w = WHERE(B2(IR_GE, B2(IR_DIV, K(1), B2(IR_SUB, B2(IR_ADD, VI(), K(1)), VJ())), K(0)));
-  p = prog(B2(IR_AND, L0(IR_CAUSAL), w));
-  check_mask(&p, r_causal, NULL);
-  p = prog(B2(IR_OR, U(IR_COMPL, L0(IR_CAUSAL)), w));
-  check_mask(&p, r_full, NULL);
-  p = prog(B2(IR_MINUS, L0(IR_CAUSAL), U(IR_COMPL, w)));
-  check_mask(&p, r_causal, NULL);
-  p = prog(w);
   rt_args a = base_args(1, 4, 4);
   uint8_t row[4];
   char err[64];
+  ir_node *hidden[4] = {B2(IR_AND, L0(IR_CAUSAL), w),
+                        B2(IR_OR, U(IR_COMPL, L0(IR_CAUSAL)), w),
+                        B2(IR_MINUS, L0(IR_CAUSAL), U(IR_COMPL, w)),
+                        B2(IR_AND, L0(IR_NONE), w)};
+  for (int x = 0; x < 4; x++) {
+    p = prog(hidden[x]);
+    assert_int_equal(interp_mask_row(&p, &a, 0, 0, 0, row, err, sizeof err), RT_ERANGE);
+    assert_string_equal(err, "division by zero");
+  }
+  p = prog(w);
   assert_int_equal(interp_mask_row(&p, &a, 0, 0, 0, row, err, sizeof err), RT_ERANGE);
+  /* every item of an index set counts, even after one holds */
+  p = prog(U(IR_COLS, SET(2, K(0), B2(IR_DIV, K(1), K(0)))));
+  assert_int_equal(interp_mask_row(&p, &a, 0, 0, 0, row, err, sizeof err), RT_ERANGE);
+  /* c ? P : Q evaluates only the chosen arm */
   p = prog(T3(IR_PSEL, K(1), L0(IR_CAUSAL), WHERE(B2(IR_DIV, K(1), K(0)))));
   check_mask(&p, r_causal, NULL);
 }
@@ -1098,7 +1107,7 @@ static void test_runtime_errors(void **state) {
   p.n_runtime = 1, p.runtime = rts;
   assert_int_equal(interp_attention(&p, &x.a, err, sizeof err), RT_ERANGE);
   assert_string_equal(err, "t.pat:2:8: error: the left size of window is -1, must be >= 0");
-  backend_opts bo = {4, 1};
+  backend_opts bo = {.D = 4, .threads = 1};
   void *kern = backend_interp.compile(&p, &bo, err, sizeof err);
   assert_non_null(kern);
   assert_int_equal(backend_interp.run(kern, &x.a, err, sizeof err), RT_ERANGE);
@@ -1124,8 +1133,8 @@ static void test_api_errors(void **state) {
   ir_program p = prog(L0(IR_CAUSAL));
   assert_int_equal(interp_attention(&p, &x.a, err, sizeof err), RT_OK);
   struct { int64_t *field; int64_t bad; } shapes[] = {
-      {&x.a.B, 0}, {&x.a.H, 0}, {&x.a.Hkv, 0}, {&x.a.Hkv, 3}, {&x.a.Lq, 0},
-      {&x.a.Lk, 0}, {&x.a.Lq, -2}, {&x.a.D, 0}, {&x.a.H, -4},
+      {&x.a.B, -1}, {&x.a.Hkv, 0}, {&x.a.Hkv, 3}, {&x.a.Lk, -1},
+      {&x.a.Lq, -2}, {&x.a.D, 0}, {&x.a.H, -4},
   };
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
     int64_t keep = *shapes[k].field;
@@ -1135,6 +1144,24 @@ static void test_api_errors(void **state) {
     assert_true(strlen(err) > 0);
     *shapes[k].field = keep;
   }
+  /* Empty shapes (rt.h): no rows, nothing written; no keys, empty rows. */
+  struct { int64_t *field; int64_t *field2; } none[] = {
+      {&x.a.B, NULL}, {&x.a.H, &x.a.Hkv}, {&x.a.Lq, NULL},
+  };
+  x.o[0] = 7;
+  for (size_t k = 0; k < sizeof none / sizeof none[0]; k++) {
+    int64_t keep = *none[k].field, keep2 = none[k].field2 ? *none[k].field2 : 0;
+    *none[k].field = 0;
+    if (none[k].field2) *none[k].field2 = 0;
+    assert_int_equal(interp_attention(&p, &x.a, err, sizeof err), RT_OK);
+    assert_true(x.o[0] == 7);
+    *none[k].field = keep;
+    if (none[k].field2) *none[k].field2 = keep2;
+  }
+  x.a.Lk = 0;
+  assert_int_equal(interp_attention(&p, &x.a, err, sizeof err), RT_OK);
+  assert_true(x.o[0] == 0 && isinf(x.lse[0]) && x.lse[0] < 0);
+  x.a.Lk = 7;
   float **ptrs[] = {&x.a.q.data, &x.a.k.data, &x.a.v.data, &x.a.o.data};
   for (size_t k = 0; k < 4; k++) {
     float *keep = *ptrs[k];
@@ -1203,7 +1230,7 @@ static void test_api_errors(void **state) {
     assert_non_null(strstr(err, "malformed"));
   }
   /* The backend table: D must match what the kernel was compiled for. */
-  backend_opts bo = {8, 0};
+  backend_opts bo = {.D = 8, .threads = 0};
   assert_null(backend_interp.compile(NULL, &bo, err, sizeof err));
   void *kern = backend_interp.compile(&p, &bo, err, sizeof err);
   assert_non_null(kern);

@@ -19,12 +19,12 @@
 
 #include <cmocka.h>
 
-#include "../../compiler/backend.h"
-#include "../../compiler/ir.h"
-#include "../../runtime/kernel_rt.h"
-#include "../../runtime/threads.h"
-#include "../../runtime/plan.h"
-#include "../../compiler/analyze.h"
+#include "backend.h"
+#include "ir.h"
+#include "kernel_rt.h"
+#include "threads.h"
+#include "plan.h"
+#include "analyze.h"
 
 #define SP SPAN_NONE
 
@@ -152,11 +152,12 @@ static void reference(const tcase *c, const rt_args *a, float *o, float *lse) {
   free(s);
 }
 
-/* Compiles root into a program, runs JIT and reference, compares. */
-static void run_case(tcase *c, ir_program *p) {
+/* Runs kernel k (of program p; NULL: compiles one) and the reference,
+ * compares. */
+static void run_kernel(tcase *c, ir_program *p, void *given) {
   char err[512] = "";
-  backend_opts bo = {c->D, c->threads};
-  void *k = backend_jit.compile(p, &bo, err, sizeof err);
+  backend_opts bo = {.D = c->D, .threads = c->threads};
+  void *k = given ? given : backend_jit.compile(p, &bo, err, sizeof err);
   if (!k) fail_msg("compile: %s", err);
   uint64_t seed = (uint64_t)(c->Lq * 131 + c->Lk * 7 + c->D);
   rt_args a;
@@ -240,8 +241,11 @@ static void run_case(tcase *c, ir_program *p) {
         }
       }
   free(q), free(kk), free(v), free(o), free(lse), free(ro), free(rl);
-  backend_jit.free(k);
+  if (!given) backend_jit.free(k);
 }
+
+/* Compiles root into a program, runs JIT and reference, compares. */
+static void run_case(tcase *c, ir_program *p) { run_kernel(c, p, NULL); }
 
 static ir_program *prog(arena *A, ir_node *root) {
   ir_program *p = arena_alloc(A, sizeof *p);
@@ -312,7 +316,7 @@ static int r_blocks(const tcase *c, int64_t h, int64_t i, int64_t j) {
 static int r_random(const tcase *c, int64_t h, int64_t i, int64_t j) {
   if (c->Lk == 0) return 0;
   for (int64_t t = 0; t < 3; t++)
-    if (ir_hash(42, (uint64_t)h, (uint64_t)i, (uint64_t)t) % (uint64_t)c->Lk == (uint64_t)j)
+    if (ar_hash(42, (uint64_t)h, (uint64_t)i, (uint64_t)t) % (uint64_t)c->Lk == (uint64_t)j)
       return 1;
   return j == i;
 }
@@ -338,7 +342,7 @@ static int r_strided(const tcase *c, int64_t h, int64_t i, int64_t j) {
 static int r_stride_random(const tcase *c, int64_t h, int64_t i, int64_t j) {
   if (pymod(i - j, c->rt[0]) == 0) return 1;
   for (int64_t t = 0; t < 2; t++)
-    if (ir_hash(7, (uint64_t)h, (uint64_t)i, (uint64_t)t) % (uint64_t)c->Lk == (uint64_t)j)
+    if (ar_hash(7, (uint64_t)h, (uint64_t)i, (uint64_t)t) % (uint64_t)c->Lk == (uint64_t)j)
       return 1;
   return 0;
 }
@@ -353,6 +357,61 @@ static int r_dilated2(const tcase *c, int64_t h, int64_t i, int64_t j) {
 static int r_one_key(const tcase *c, int64_t h, int64_t i, int64_t j) {
   (void)h;
   return j == pymod(i * 37, c->Lk) && pymod(i, 5) != 0;
+}
+
+/* --- arguments at the int64 edges (rt[0], rt[1] hold the values) -------- */
+
+static int64_t pm(int64_t a, int64_t b) { /* python a % b, b >= 1 */
+  int64_t r = a % b;
+  return r < 0 ? r + b : r;
+}
+static int r_stride_x(const tcase *c, int64_t h, int64_t i, int64_t j) {
+  (void)h;
+  return pm(i - j, c->rt[0]) == 0;
+}
+static int r_stride_x_or7(const tcase *c, int64_t h, int64_t i, int64_t j) {
+  return r_stride_x(c, h, i, j) || pm(j, 7) == 0;
+}
+static int r_dilated_x(const tcase *c, int64_t h, int64_t i, int64_t j) {
+  (void)h;
+  int64_t wd, ad = i > j ? i - j : j - i;
+  if (__builtin_mul_overflow(c->rt[0], c->rt[1], &wd)) wd = INT64_MAX;
+  return ad <= wd && pm(i - j, c->rt[1]) == 0;
+}
+static int r_dilated_x_or7(const tcase *c, int64_t h, int64_t i, int64_t j) {
+  return r_dilated_x(c, h, i, j) || pm(j, 7) == 0;
+}
+/* blocks(rt[1]) { stride(rt[0]) } */
+static int r_blocks_stride_x(const tcase *c, int64_t h, int64_t i, int64_t j) {
+  (void)h;
+  return pm(i / c->rt[1] - j / c->rt[1], c->rt[0]) == 0;
+}
+/* window(rt[0], rt[1]) | block(rt[2]) */
+static int r_window_block_x(const tcase *c, int64_t h, int64_t i, int64_t j) {
+  (void)h;
+  return (-c->rt[0] <= j - i && j - i <= c->rt[1]) || i / c->rt[2] == j / c->rt[2];
+}
+/* random(rt[0], rt[1]): drawn as the interpreter draws, stopping once every
+ * key is in */
+static int random_in(const tcase *c, int64_t h, int64_t i, int64_t j,
+                     int64_t lk) {
+  static uint8_t seen[4096];
+  assert_true(lk <= 4096);
+  memset(seen, 0, (size_t)lk);
+  for (int64_t t = 0, hit = 0; t < c->rt[0] && hit < lk; t++) {
+    uint64_t x = ar_hash((uint64_t)c->rt[1], (uint64_t)h, (uint64_t)i,
+                         (uint64_t)t) % (uint64_t)lk;
+    hit += !seen[x];
+    seen[x] = 1;
+  }
+  return seen[j];
+}
+static int r_random_x(const tcase *c, int64_t h, int64_t i, int64_t j) {
+  return random_in(c, h, i, j, c->Lk);
+}
+/* blocks(3) { random(rt[0], rt[1]) } */
+static int r_blocks_random_x(const tcase *c, int64_t h, int64_t i, int64_t j) {
+  return random_in(c, h, i / 3, j / 3, (c->Lk + 2) / 3);
 }
 
 /* --- tests ----------------------------------------------------------------- */
@@ -557,7 +616,7 @@ static void test_topk(void **st) {
 
 static rt_status run_simple(ir_program *p, int64_t L, int64_t D, char *err,
                             size_t n, int64_t *rtv) {
-  backend_opts bo = {D, 1};
+  backend_opts bo = {.D = D, .threads = 1};
   void *k = backend_jit.compile(p, &bo, err, n);
   if (!k) return RT_EINTERNAL;
   uint64_t seed = 1;
@@ -621,7 +680,7 @@ static void test_runtime_errors(void **st) {
   ir_input idesc = {"a"};
   p->n_inputs = 1, p->inputs = &idesc;
   {
-    backend_opts bo = {16, 1};
+    backend_opts bo = {.D = 16, .threads = 1};
     void *k = backend_jit.compile(p, &bo, err, sizeof err);
     assert_non_null(k);
     uint64_t seed = 3;
@@ -636,11 +695,18 @@ static void test_runtime_errors(void **st) {
     a.o.data = o;
     a.inputs = ins;
     assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_ERANGE);
-    assert_non_null(strstr(err, "input index out of range"));
+    assert_string_equal(err, "index 30 of input 'a' is out of range [0, 30)");
     a.inputs = NULL;
     assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_EINVAL);
     a.inputs = ins;
-    a.Lk = 0;  /* sizes below 1 are rejected, as by the interpreter */
+    a.Lk = -1;  /* negative sizes are rejected, as by the interpreter */
+    assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_EINVAL);
+    assert_non_null(strstr(err, "bad shape"));
+    a.Lk = 0;  /* no keys: every row empty, as in the interpreter */
+    o[0] = 7;
+    assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_OK);
+    assert_true(o[0] == 0.0f);
+    a.Lk = PLAN_MAX_LEN + 1; /* beyond the sizes every bound is exact for */
     assert_int_equal(backend_jit.run(k, &a, err, sizeof err), RT_EINVAL);
     assert_non_null(strstr(err, "bad shape"));
     a.Lk = 30, a.D = 32;
@@ -652,11 +718,125 @@ static void test_runtime_errors(void **st) {
   arena_free(A);
 }
 
+/* A pattern argument: a literal (rt == 0) or runtime scalar k. */
+static ir_node *arg_of(arena *A, const tcase *c, int rt, int k) {
+  if (!rt) return C(A, c->rt[k]);
+  ir_node *n = N0(A, IR_RUNTIME);
+  n->value = k;
+  return n;
+}
+
+/* Runs the pattern made by mk for each row of vals (rt[0..2]) at shapes
+ * taken in turn from a list with Lq > Lk, Lq < Lk and one row: once with
+ * the values as runtime scalars (one kernel for all of them, every shape),
+ * once as literals (a kernel each, one shape each, only rows with lit). */
+typedef ir_node *(*mk_fn)(arena *A, const tcase *c, int rt);
+static void edge_cases(mk_fn mk, ref_fn ref, const int64_t (*vals)[4], size_t n) {
+  static const int64_t shapes[][2] = {{150, 130}, {70, 200}, {1, 1}};
+  static ir_runtime rd[3] = {{"a", 0, false}, {"b", 0, false}, {"c", 0, false}};
+  arena *A = arena_new();
+  tcase c = base(1, 1, 16);
+  ir_program *p = prog(A, mk(A, &c, 1));
+  p->n_runtime = 3, p->runtime = rd;
+  char err[256] = "";
+  backend_opts bo = {.D = 16, .threads = 1};
+  void *k = backend_jit.compile(p, &bo, err, sizeof err);
+  if (!k) fail_msg("compile: %s", err);
+  for (size_t x = 0; x < n; x++) {
+    for (size_t sh = 0; sh < 3; sh++) {
+      c = base(shapes[sh][0], shapes[sh][1], 16);
+      memcpy(c.rt, vals[x], 3 * sizeof c.rt[0]);
+      c.ref = ref;
+      run_kernel(&c, p, k);
+    }
+    if (!vals[x][3]) continue;
+    c = base(shapes[x % 3][0], shapes[x % 3][1], 16);
+    memcpy(c.rt, vals[x], 3 * sizeof c.rt[0]);
+    c.ref = ref;
+    run_case(&c, prog(A, mk(A, &c, 0)));
+  }
+  backend_jit.free(k);
+  arena_free(A);
+}
+
+static ir_node *every7(arena *A) { /* makes every key tile PARTIAL */
+  return N1(A, IR_WHERE, N2(A, IR_EQ, N2(A, IR_MOD, N0(A, IR_VAR_J), C(A, 7)),
+                            C(A, 0)));
+}
+static ir_node *mk_stride(arena *A, const tcase *c, int rt) {
+  return N1(A, IR_STRIDE, arg_of(A, c, rt, 0));
+}
+static ir_node *mk_stride7(arena *A, const tcase *c, int rt) {
+  return N2(A, IR_OR, mk_stride(A, c, rt), every7(A));
+}
+static ir_node *mk_blocks_stride(arena *A, const tcase *c, int rt) {
+  return N2(A, IR_BLOCKS, arg_of(A, c, rt, 1), mk_stride(A, c, rt));
+}
+static ir_node *mk_dilated(arena *A, const tcase *c, int rt) {
+  return N2(A, IR_DILATED, arg_of(A, c, rt, 0), arg_of(A, c, rt, 1));
+}
+static ir_node *mk_dilated7(arena *A, const tcase *c, int rt) {
+  return N2(A, IR_OR, mk_dilated(A, c, rt), every7(A));
+}
+static ir_node *mk_window_block(arena *A, const tcase *c, int rt) {
+  return N2(A, IR_OR, N2(A, IR_WINDOW, arg_of(A, c, rt, 0), arg_of(A, c, rt, 1)),
+            N1(A, IR_BLOCK, arg_of(A, c, rt, 2)));
+}
+static ir_node *mk_random(arena *A, const tcase *c, int rt) {
+  return N2(A, IR_RANDOM, arg_of(A, c, rt, 0), arg_of(A, c, rt, 1));
+}
+static ir_node *mk_blocks_random(arena *A, const tcase *c, int rt) {
+  return N2(A, IR_BLOCKS, C(A, 3), mk_random(A, c, rt));
+}
+
+#define NV_(a) (sizeof a / sizeof a[0])
+
+/* Class 3 of issue 8: arguments at the int64 edges gave wrong masks (the
+ * plan's stride runs wrapped around into FULL spans; the mask code's stride
+ * loop wrapped into ~2^57 steps).  Each primitive alone (the plan decides)
+ * and or-ed with a predicate that makes every tile PARTIAL (the mask code
+ * decides). */
+static void test_extreme_arguments(void **st) {
+  (void)st;
+  static const int64_t B62 = (int64_t)1 << 62;
+  /* {s, blocks b, -, literal too} */
+  static const int64_t strides[][4] = {
+      {INT64_MAX, 2, 0, 1}, {INT64_MAX - 1, INT64_MAX, 0, 1}, {B62, 2, 0, 0},
+      {B62 + 1, INT64_MAX, 0, 1}, {1, 1, 0, 0}, {2, INT64_MAX - 1, 0, 0},
+      {63, 3, 0, 0}, {64, 2, 0, 0}, {65, 1, 0, 1}};
+  edge_cases(mk_stride, r_stride_x, strides, NV_(strides));
+  edge_cases(mk_stride7, r_stride_x_or7, strides, NV_(strides));
+  edge_cases(mk_blocks_stride, r_blocks_stride_x, strides, NV_(strides));
+  static const int64_t dil[][4] = {
+      {1, INT64_MAX, 0, 1}, {INT64_MAX, 2, 0, 1}, {2, INT64_MAX - 1, 0, 0},
+      {B62 / 2, 3, 0, 1}, {0, INT64_MAX, 0, 0}, {3, 1, 0, 0}, {B62, B62, 0, 0}};
+  edge_cases(mk_dilated, r_dilated_x, dil, NV_(dil));
+  edge_cases(mk_dilated7, r_dilated_x_or7, dil, NV_(dil));
+  static const int64_t wb[][4] = {
+      {INT64_MAX, 0, INT64_MAX, 1}, {0, INT64_MAX, 1, 0},
+      {INT64_MAX, INT64_MAX, INT64_MAX - 1, 1}, {5, 0, B62 + 3, 0}};
+  edge_cases(mk_window_block, r_window_block_x, wb, NV_(wb));
+}
+
+/* Class 2 of issue 8: random(r, seed) cost r hashes per mask word, so
+ * random(10^12, 1) never finished; now a row costs at most the draws that
+ * hit every key.  r on both sides of KR_RANDOM_INLINE, blocks, extreme
+ * seeds. */
+static void test_random_large_r(void **st) {
+  (void)st;
+  static const int64_t rs[][4] = {
+      {1000000000000, 1, 0, 1}, {INT64_MAX, INT64_MIN, 0, 1},
+      {KR_RANDOM_INLINE, 5, 0, 0}, {KR_RANDOM_INLINE + 1, -1, 0, 0},
+      {300, INT64_MAX, 0, 0}, {0, 3, 0, 0}, {1, 0, 0, 0}};
+  edge_cases(mk_random, r_random_x, rs, NV_(rs));
+  edge_cases(mk_blocks_random, r_blocks_random_x, rs, NV_(rs));
+}
+
 static void test_unsupported_d(void **st) {
   (void)st;
   arena *A = arena_new();
   char err[256] = "";
-  backend_opts bo = {48, 1};
+  backend_opts bo = {.D = 48, .threads = 1};
   assert_null(backend_jit.compile(prog(A, N0(A, IR_CAUSAL)), &bo, err, sizeof err));
   assert_non_null(strstr(err, "not supported"));
   /* malformed IR (a pattern where an integer belongs, a missing kid, a
@@ -718,7 +898,7 @@ static void *conc_main(void *arg) {
   char err[256];
   void *k = c->kernel;
   if (!k) {
-    backend_opts bo = {32, 2};
+    backend_opts bo = {.D = 32, .threads = 2};
     k = backend_jit.compile(c->p, &bo, err, sizeof err);
     if (!k) {
       c->st = RT_EINTERNAL;
@@ -801,7 +981,7 @@ static void test_concurrent(void **st) {
   assert_int_equal(c0.st, RT_OK);
   for (int shared = 0; shared < 2; shared++) {
     char err[256];
-    backend_opts bo = {32, 2};
+    backend_opts bo = {.D = 32, .threads = 2};
     void *k = shared ? backend_jit.compile(p, &bo, err, sizeof err) : NULL;
     arena *A2 = arena_new();
     ir_program *p2 = prog(A2, N2(A2, IR_WINDOW, C(A2, 20), C(A2, 5)));
@@ -833,6 +1013,8 @@ int main(void) {
       cmocka_unit_test(test_blocks_random_where),
       cmocka_unit_test(test_topk),
       cmocka_unit_test(test_runtime_errors),
+      cmocka_unit_test(test_extreme_arguments),
+      cmocka_unit_test(test_random_large_r),
       cmocka_unit_test(test_unsupported_d),
       cmocka_unit_test(test_concurrent),
       cmocka_unit_test(test_sparse_tiles),

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "npy.h"
@@ -245,6 +246,10 @@ static void test_reject_files(void **state) {
   expect_err("hdr.npy", "truncated header");
   write_bytes(tpath("huge.npy"), "\x93NUMPY\x02\x00\xff\xff\xff\x7f{", 13);
   expect_err("huge.npy", "implausibly large");
+  /* only regular files: a FIFO (no writer) would block the open */
+  assert_int_equal(mkfifo(tpath("fifo.npy"), 0644), 0);
+  expect_err("fifo.npy", "not a regular file (a FIFO)");
+  expect_err(".", "Is a directory");
 }
 
 static void test_reject_headers(void **state) {
@@ -298,6 +303,30 @@ static void test_reject_headers(void **state) {
   bad_header("h25.npy", 1, "", 0, "expected a dict");
   bad_header("h26.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (,), }\n",
              0, "non-negative integers");
+}
+
+/* A NUL or another control character inside a string of the header: the
+ * dtype '<f4\0' is not '<f4', nor a key 'shape\0' 'shape'. */
+static void test_reject_control_chars(void **state) {
+  (void)state;
+  static const char pre[] = "\x93NUMPY\x01\x00";
+  static const char *const hdrs[] = {
+      "{'descr': '<f4\0', 'fortran_order': False, 'shape': (2,), }\n",
+      "{'descr': '\0<f4', 'fortran_order': False, 'shape': (2,), }\n",
+      "{'descr': '<f4', 'fortran_order': False, 'shape\0': (2,), }\n",
+      "{'descr': '<f\x01" "4', 'fortran_order': False, 'shape': (2,), }\n",
+  };
+  static const size_t lens[] = {59, 59, 59, 59};
+  for (int k = 0; k < 4; k++) {
+    unsigned char buf[256] = {0};
+    size_t hl = lens[k];
+    memcpy(buf, pre, 8);
+    buf[8] = (unsigned char)hl;
+    memcpy(buf + 10, hdrs[k], hl);
+    assert_true(memchr(buf + 10, '\n', hl) == buf + 10 + hl - 1);
+    write_bytes(tpath("nul.npy"), buf, 10 + hl + 8); /* 2 floats of 0 */
+    expect_err("nul.npy", "control character");
+  }
 }
 
 static void test_reject_data_size(void **state) {
@@ -403,6 +432,7 @@ int main(void) {
       cmocka_unit_test(test_header_variants),
       cmocka_unit_test(test_reject_files),
       cmocka_unit_test(test_reject_headers),
+      cmocka_unit_test(test_reject_control_chars),
       cmocka_unit_test(test_reject_data_size),
       cmocka_unit_test(test_write_errors),
       cmocka_unit_test(test_numpy_cross_check),

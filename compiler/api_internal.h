@@ -1,0 +1,98 @@
+/* api_internal.h: what the files of the public API share (api.c, the core;
+ * api_query.c, modules, pattern descriptions, masks and explanations;
+ * api_aot.c, ahead-of-time objects and the disk cache): the objects behind
+ * spat.h's opaque types and a few helpers of api.c.  Internal; the public
+ * API is include/spat.h. */
+#ifndef SPAT_API_INTERNAL_H
+#define SPAT_API_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "spat.h"
+#include "args.h"
+#include "aot.h"
+#include "arena.h"
+#include "backend.h"
+#include "diag.h"
+#include "ffi_call.h"
+#include "frontend.h"
+#include "ir.h"
+#include "pipeline.h"
+
+#define ERR_LEN 1024
+
+typedef struct fn_entry {
+  char *name;
+  void *fn; /* bool f(int64_t, ...) */
+  int nargs;
+} fn_entry;
+
+struct spat_ctx {
+  pthread_mutex_t lock; /* guards err: kernel runs may fail concurrently */
+  char err[ERR_LEN];    /* the last failure's message */
+  char *diags;          /* the last parse/compile's diagnostics (malloc) */
+  spat_diag_fn diag_fn;
+  void *diag_user;
+  fn_entry *fns; /* registered extern predicates */
+  int n_fns, cap_fns;
+};
+
+typedef struct source {
+  atomic_int refs; /* the pattern and each of its kernels */
+  arena *arena;    /* the module and every program instantiated */
+  diag *diag;
+  fe_module *module;
+} source;
+
+struct spat_pattern {
+  spat_ctx *ctx;
+  source *src;
+  const char *name; /* the selected pattern (in src's arena) */
+  int n_defs;
+  fe_define *defs; /* one per parameter, its current value (malloc) */
+};
+
+struct spat_kernel {
+  spat_ctx *ctx;
+  source *src;
+  const ir_program *prog;
+  const backend *be;
+  void *obj;          /* the backend's compiled kernel */
+  int64_t D;
+  spat_layout layout;
+  int threads;
+  void **externs; /* resolved extern predicates, one per ir extern */
+  const char **input_names;
+  args_shape shape;
+  spat_arg_info *args;
+  spat_signature sig;
+  char *entry_type; /* sig.entry_type (malloc) */
+  ffi_entry *entry; /* the typed entry */
+};
+
+/* ---- helpers of api.c ---------------------------------------------------- */
+
+/* The message as the context's error (under its lock, as every failure of
+ * the API); returns st.  A NULL context: only st. */
+spat_status api_fail(spat_ctx *c, spat_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Keeps d's rendered diagnostics as the context's last ones and hands them
+ * to its callback. */
+void api_keep_diags(spat_ctx *c, const diag *d);
+/* The same, and SPAT_EPARSE with the first diagnostic line as the message
+ * (what: "parsing", for when there is none). */
+spat_status api_diag_error(spat_ctx *c, const diag *d, const char *what);
+
+/* A new source (one reference), or NULL when out of memory. */
+source *api_source_new(void);
+/* Drops a reference; the last frees it.  NULL is fine. */
+void api_source_release(source *s);
+/* A pattern of s's module, instantiated with defs (n_defs of them) to learn
+ * its parameters: want NULL is the only or last one.  Takes over the
+ * caller's reference to s, also when it fails. */
+spat_status api_make_pattern(spat_ctx *c, source *s, const char *want,
+                             const fe_define *defs, int n_defs,
+                             spat_pattern **out);
+
+#endif

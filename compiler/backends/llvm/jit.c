@@ -1,0 +1,174 @@
+/* jit.c: the JIT backend (see jit.h).
+ *
+ * compile: tile plan (an_build); the shared forward tile of D (tile_cache.c,
+ * compiled once per process); the pattern's module (cg_build: mask and
+ * top-k code only) -> the one pipeline (lp_optimize, then machine code) ->
+ * an LLJIT of its own -> every generated function looked up into a
+ * kr_kernel.  The LLJIT lives as long as the kernel and is disposed with
+ * it; LLVMShutdown is never called.
+ */
+#include "jit.h"
+
+#include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/TargetMachine.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "analyze.h"
+#include "codegen.h"
+#include "kabi.h"
+#include "kernel_rt.h"
+#include "llvm_pipeline.h"
+#include "tile_cache.h"
+
+struct jit_kernel {
+  kr_kernel k;
+  LLVMOrcLLJITRef jit;
+  cg_info info;
+  kr_mask_fn *mask;
+  kr_tkinfo_fn *tkinfo;
+  double ms;
+};
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int llvm_err(LLVMErrorRef e, const char *what, char *err,
+                    size_t errlen) {
+  char *m = LLVMGetErrorMessage(e);
+  rt_errf(err, errlen, RT_EINTERNAL, "%s: %s", what, m);
+  LLVMDisposeErrorMessage(m);
+  return 0;
+}
+
+static int lookup(jit_kernel *jk, const char *name, void **out, char *err,
+                  size_t errlen) {
+  LLVMOrcExecutorAddress addr = 0;
+  LLVMErrorRef e = LLVMOrcLLJITLookup(jk->jit, &addr, name);
+  if (e) return llvm_err(e, name, err, errlen);
+  *out = (void *)(uintptr_t)addr;
+  return 1;
+}
+
+void jit_free(jit_kernel *k) {
+  if (!k) return;
+  kr_release(&k->k);
+  if (k->jit) LLVMOrcDisposeLLJIT(k->jit);
+  cg_info_free(&k->info);
+  free(k->mask);
+  free(k->tkinfo);
+  free(k);
+}
+
+/* The pattern's module through the pipeline: its object in *obj. */
+static int compile_module(const ir_program *p, int64_t D, cg_info *info,
+                          LLVMMemoryBufferRef *obj, char *err, size_t errlen) {
+  LLVMTargetMachineRef tm = lp_target_machine(NULL, err, errlen);
+  if (!tm) return 0;
+  lp_target tgt;
+  lp_target_of(tm, &tgt);
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef M = cg_build(ctx, p, D, NULL, &tgt.cg, info, err, errlen);
+  int ok = M != NULL && lp_optimize(M, tm, err, errlen) == 0 &&
+           lp_emit_object(tm, M, obj, err, errlen) == 0;
+  if (M) LLVMDisposeModule(M);
+  LLVMContextDispose(ctx);
+  lp_target_free(&tgt);
+  LLVMDisposeTargetMachine(tm);
+  return ok;
+}
+
+/* Links obj (taken) and looks up every generated function. */
+static int link_kernel(jit_kernel *jk, LLVMMemoryBufferRef obj, char *err,
+                       size_t errlen) {
+  jk->jit = lp_new_jit(err, errlen);
+  if (!jk->jit) {
+    LLVMDisposeMemoryBuffer(obj);
+    return 0;
+  }
+  LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(
+      jk->jit, LLVMOrcLLJITGetMainJITDylib(jk->jit), obj); /* takes obj */
+  if (e) return llvm_err(e, "cannot add the kernel", err, errlen);
+  int nt = jk->info.n_topk;
+  jk->mask = calloc((size_t)nt + 1, sizeof *jk->mask);
+  jk->tkinfo = calloc((size_t)nt + 1, sizeof *jk->tkinfo);
+  if (!jk->mask || !jk->tkinfo) {
+    rt_errf(err, errlen, RT_ENOMEM, "out of memory");
+    return 0;
+  }
+  char name[32];
+  void *f;
+  for (int t = 0; t <= nt; t++) {
+    snprintf(name, sizeof name, KABI_MASK_FMT, t);
+    if (!lookup(jk, name, &f, err, errlen)) return 0;
+    memcpy(&jk->mask[t], &f, sizeof f);
+  }
+  for (int t = 0; t < nt; t++) {
+    snprintf(name, sizeof name, KABI_TKINFO_FMT, t);
+    if (!lookup(jk, name, &f, err, errlen)) return 0;
+    memcpy(&jk->tkinfo[t], &f, sizeof f);
+  }
+  if (!lookup(jk, KABI_ERRAT, &f, err, errlen)) return 0;
+  memcpy(&jk->k.errat, &f, sizeof f);
+  return 1;
+}
+
+jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
+                        size_t errlen) {
+  if (!p || !o) {
+    rt_errf(err, errlen, RT_EINVAL, "NULL program or options");
+    return NULL;
+  }
+  if (!ir_check(p, err, errlen)) return NULL;
+  const cg_kind *fwd = &cg_kinds[CG_KIND_FWD];
+  if (!cg_kind_supports(fwd, o->D, CG_F32)) {
+    cg_unsupported_d(fwd, o->D, "the JIT", err, errlen);
+    return NULL;
+  }
+  double t0 = now_ms();
+  jit_kernel *jk = calloc(1, sizeof *jk);
+  if (!jk) {
+    rt_errf(err, errlen, RT_ENOMEM, "out of memory");
+    return NULL;
+  }
+  void *tile = NULL;
+  LLVMMemoryBufferRef obj = NULL;
+  jk->k.plan = an_build(p, err, errlen);
+  int ok = jk->k.plan != NULL &&
+           tc_get(fwd, o->D, CG_F32, NULL, &tile, err, errlen) == 0 &&
+           compile_module(p, o->D, &jk->info, &obj, err, errlen) &&
+           link_kernel(jk, obj, err, errlen);
+  if (!ok) {
+    jit_free(jk);
+    return NULL;
+  }
+  memcpy(&jk->k.tile, &tile, sizeof tile);
+  jk->k.D = o->D;
+  jk->k.n_runtime = p->n_runtime;
+  jk->k.n_inputs = p->n_inputs;
+  jk->k.n_externs = p->n_externs;
+  jk->k.n_topk = jk->info.n_topk;
+  jk->k.mask = jk->mask;
+  jk->k.tkinfo = jk->tkinfo;
+  jk->k.errors = (const char *const *)jk->info.errors;
+  jk->k.n_errors = jk->info.n_errors;
+  jk->k.threads = o->threads;
+  jk->ms = now_ms() - t0;
+  return jk;
+}
+
+rt_status jit_run(jit_kernel *k, const rt_args *a, char *err, size_t errlen) {
+  return kr_run(&k->k, a, err, errlen);
+}
+
+double jit_compile_ms(const jit_kernel *k) { return k->ms; }
+
+const kr_kernel *jit_kr_kernel(const jit_kernel *k) { return &k->k; }

@@ -1,0 +1,43 @@
+/* aot_abi.h: the descriptor an AOT object hands libspat (aot_desc), and the
+ * run-time side of AOT kernels (runtime/aot_run.c).  An ABI between emitted
+ * objects (compiler/backends/llvm/aot.c writes them) and libspat. */
+#ifndef SPAT_AOT_ABI_H
+#define SPAT_AOT_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rt.h"
+
+/* The descriptor's layout, and the kr_env that generated code reads
+ * (runtime/kernel_rt.h), are an ABI between objects and libspat: every field
+ * is 8 bytes, in this order; AOT_ABI changes with either (3: errat; 4:
+ * kr_env gained random_row and random_cache). */
+#define AOT_ABI 4
+typedef struct aot_desc {
+  int64_t abi;                /* AOT_ABI */
+  int64_t D, layout, threads; /* compile options */
+  int64_t n_runtime, n_inputs, n_externs, n_topk, n_errors;
+  const int64_t *plan;       /* tile plan words */
+  const void *const *mask;   /* n_topk + 1 kr_mask_fn */
+  const void *const *tkinfo; /* n_topk kr_tkinfo_fn */
+  const void *tile;          /* kr_tile_fn */
+  const char *const *errors; /* n_errors run-time error messages */
+  const char *const *input_names;
+  void *const *externs; /* n_externs bool f(int64_t, ...) */
+  void **state;         /* writable slot: the run-time kernel */
+  const char *name;
+  const void *errat;    /* kr_errat_fn */
+} aot_desc;
+
+/* Runs a loaded descriptor on arguments already checked (the CLI's path:
+ * rt_args with any strides).  a->externs, when the pattern has externs,
+ * must be the functions the object was linked with. */
+rt_status aot_run_args(const void *desc, const rt_args *a, char *err,
+                       size_t errlen);
+
+/* Frees the run-time kernel a descriptor's first run made (aot_run.c), for
+ * objects unloaded before the process ends (the disk cache's). */
+void aot_state_release(const void *desc);
+
+#endif
