@@ -57,7 +57,7 @@ TEST_SRCS   := $(wildcard tests/unit/test_*.c)
 TEST_BINS   := $(TEST_SRCS:tests/unit/%.c=$(B)/tests/%)
 DEPS_STAMP  := $(B)/.deps-ok
 
-.PHONY: all test demo bench bench-compile bench-peers install uninstall clean asan ubsan valgrind deps
+.PHONY: all test demo bench bench-compile bench-peers install uninstall clean asan ubsan valgrind tsan deps
 all: $(B)/libspat.a $(B)/libspat.so $(B)/spatc
 
 deps: $(DEPS_STAMP)
@@ -66,11 +66,11 @@ $(DEPS_STAMP): scripts/install-deps.sh
 	@bash scripts/install-deps.sh
 	@touch $@
 
-$(B)/gen/parser.c $(B)/gen/parser.h: grammar/parser.y | $(DEPS_STAMP)
+$(B)/gen/parser.c $(B)/gen/parser.h &: grammar/parser.y | $(DEPS_STAMP)
 	@mkdir -p $(B)/gen
 	$(BISON) -Wall -Werror --defines=$(B)/gen/parser.h -o $(B)/gen/parser.c $<
 
-$(B)/gen/lexer.c $(B)/gen/lexer.h: grammar/lexer.l $(B)/gen/parser.h | $(DEPS_STAMP)
+$(B)/gen/lexer.c $(B)/gen/lexer.h &: grammar/lexer.l $(B)/gen/parser.h | $(DEPS_STAMP)
 	@mkdir -p $(B)/gen
 	$(FLEX) --header-file=$(B)/gen/lexer.h -o $(B)/gen/lexer.c $<
 
@@ -171,8 +171,17 @@ asan:
 	$(MAKE) B=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" test
 ubsan:
 	$(MAKE) B=build-ubsan SAN="-fsanitize=undefined -fno-sanitize-recover=all" test
+# SPAT_TEST_SMALL: the heavy suites with fewer random cases and smaller
+# shapes (tests/small.h); every test still runs.
 valgrind: all $(TEST_BINS)
-	@VALGRIND="valgrind -q --error-exitcode=99 --leak-check=full" bash tests/run.sh $(TEST_BINS)
+	@SPAT_TEST_SMALL=1 VALGRIND="valgrind -q --error-exitcode=99 --leak-check=full" \
+	  bash tests/run.sh $(TEST_BINS)
+# ThreadSanitizer over the tests that run the library from several threads.
+TSAN_TESTS := test_threads_api test_api test_api_query test_jit
+tsan:
+	$(MAKE) B=build-tsan SAN="-fsanitize=thread" $(TSAN_TESTS:%=build-tsan/tests/%)
+	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" B=build-tsan SUITES=0 \
+	  bash tests/run.sh $(TSAN_TESTS:%=build-tsan/tests/%)
 
 # ---- fuzzing (tests/fuzz/README.md) ----------------------------------------
 #   make fuzz FUZZ_SECONDS=N   builds the libFuzzer targets with clang-19 and
@@ -215,6 +224,6 @@ fuzz-clean:
 	rm -rf $(FUZZ_B)
 
 clean:
-	rm -rf $(B) build-asan build-ubsan
+	rm -rf $(B) build-asan build-ubsan build-tsan
 
 -include $(LIB_OBJS:.o=.d) $(DRIVER_OBJS:.o=.d) $(BENCH_OBJS:.o=.d) $(TEST_BINS:=.d)

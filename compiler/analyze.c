@@ -35,7 +35,7 @@ typedef struct bld {
   int ldepth, lmax;    /* list stack */
   int bdepth, bmax;    /* BLOCKS nesting */
   int64_t maxbound;    /* largest static list size */
-  arena *a;            /* the program's, for rewritten where atoms */
+  arena *a;            /* an_build's own, for rewritten where atoms */
   bool oom;
   bool over;           /* more than SPAT_MAX_PLAN_WORDS: plan discarded */
 } bld;
@@ -523,18 +523,26 @@ static void gen_where_table(bld *b, const ir_node *root) {
 }
 
 int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
-  if (!p || !p->root || !p->arena) {
+  if (!p || !p->root) {
     rt_errf(err, errlen, RT_EINVAL, "an_build: no program");
     return NULL;
   }
-  bld b = {.a = p->arena};
+  /* The rewritten where atoms live only while the plan is generated: in an
+   * arena of this call, never the program's (the program is shared, e.g. by
+   * threads compiling the same pattern, and must not grow per compile). */
+  bld b = {.a = arena_new()};
+  if (!b.a) {
+    rt_errf(err, errlen, RT_EINVAL, "out of memory");
+    return NULL;
+  }
   for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
   gen_pat(&b, p->root);
   if (b.over) {
     /* Too large to plan: every key of every tile PARTIAL (sound; the mask
      * code decides each key). */
+    arena *a = b.a;
     free(b.w);
-    b = (bld){.a = p->arena};
+    b = (bld){.a = a};
     for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
     gen_any(&b);
   }
@@ -553,7 +561,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   } else if (PLAN_SCRATCH / (b.lmax + 4) < 4) {
     rt_errf(err, errlen, RT_EINVAL, "pattern too deeply nested for the tile plan "
         "(list stack %d)", b.lmax);
-  } else if (!(plan = arena_alloc(p->arena, b.n * sizeof *plan))) {
+  } else if (!(plan = malloc(b.n * sizeof *plan))) {
     rt_errf(err, errlen, RT_EINVAL, "out of memory");
   } else {
     int64_t cap = PLAN_SCRATCH / (b.lmax + 4);
@@ -571,6 +579,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
   free(b.w);
+  arena_free(b.a);
   return plan;
 }
 
@@ -702,7 +711,7 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
   int64_t *hi = malloc(sizeof *hi * (size_t)(Lq ? Lq : 1));
   int64_t *kt = malloc(sizeof *kt * (size_t)(nkt ? nkt : 1));
   if (!sp || !lo || !hi || !kt) {
-    free(sp), free(lo), free(hi), free(kt);
+    free(sp), free(lo), free(hi), free(kt), free(plan);
     rt_errf(err, errlen, RT_EINVAL, "out of memory");
     return -1;
   }
@@ -783,6 +792,6 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
       break;
     }
   }
-  free(sp), free(lo), free(hi), free(kt);
+  free(sp), free(lo), free(hi), free(kt), free(plan);
   return rc;
 }

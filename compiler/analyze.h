@@ -7,7 +7,9 @@
 #include "plan.h"
 #include "ir.h"
 
-/* The plan as int64 words, allocated in p->arena; NULL with err on failure. */
+/* The plan as int64 words (malloc: the caller frees it); NULL with err on
+ * failure.  p is only read: any number of threads may build plans of one
+ * program at once. */
 int64_t *an_build(const ir_program *p, char *err, size_t errlen);
 
 /* `spatc explain`: the IR, the plan, and for the given sizes a summary over

@@ -16,6 +16,18 @@
  * The ir_program a kernel runs lives in its pattern's arena, so the source
  * (arena, diag, module) is reference-counted and shared by the pattern and
  * its kernels; whichever is freed last frees it.
+ *
+ * Threads: contexts, modules, patterns and kernels are registered in
+ * live.c, and every entry point takes a counted reference to its object for
+ * the call, so a pointer that is not a live object (freed twice, never
+ * made) gets SPAT_EINVAL or is ignored, never dereferenced, and an object
+ * freed while another thread uses it goes when that use ends.  A context's
+ * mutex guards its messages, diagnostics callback and extern registry; a
+ * source's mutex guards its arena, diag and module (instantiation) and its
+ * patterns' parameter values, so that one pattern compiled from several
+ * threads instantiates one at a time and runs the backends in parallel.
+ * spat_ctx_error and spat_ctx_last_diagnostics hand out copies owned by the
+ * calling thread; the diagnostics callback runs outside every lock.
  */
 #include "args.h"
 
@@ -61,24 +73,27 @@ static spat_status fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
 }
 
 
-/* Keeps the diagnostics of the last operation and hands them to the
- * callback. */
-static void set_diags(spat_ctx *c, const diag *d) {
-  const char *text = d != NULL ? diag_text(d) : "";
+/* Keeps the diagnostics of the last operation (text: the caller's, stable
+ * during the call) and hands them to the callback, outside every lock. */
+static void set_diags(spat_ctx *c, const char *text) {
+  char *keep = strdup(text);
+  pthread_mutex_lock(&c->lock);
   free(c->diags);
-  c->diags = strdup(text);
-  if (c->diags != NULL && c->diags[0] != '\0' && c->diag_fn != NULL)
-    c->diag_fn(c->diag_user, c->diags);
+  c->diags = keep;
+  spat_diag_fn fn = c->diag_fn;
+  void *user = c->diag_user;
+  pthread_mutex_unlock(&c->lock);
+  if (text[0] != '\0' && fn != NULL) fn(user, text);
 }
 
 /* The first diagnostic line (without the source excerpt) for the error
- * message. */
-static spat_status fail_diags(spat_ctx *c, const diag *d, const char *what) {
-  set_diags(c, d);
-  const char *t = c->diags != NULL ? c->diags : "";
+ * message; text holds errs errors. */
+static spat_status fail_diags(spat_ctx *c, const char *text, int errs,
+                              const char *what) {
+  set_diags(c, text);
+  const char *t = text;
   int n = (int)strcspn(t, "\n");
   if (n == 0) return fail(c, SPAT_EPARSE, "%s failed", what);
-  int errs = d != NULL ? diag_n_errors(d) : 0;
   if (errs > 1)
     return fail(c, SPAT_EPARSE, "%.*s (and %d more error%s)", n, t, errs - 1,
                 errs > 2 ? "s" : "");
@@ -120,6 +135,39 @@ const char *spat_status_name(spat_status s) {
   return "SPAT_E?";
 }
 
+/* ---- object lifetimes (live.h) ------------------------------------------ */
+
+static void ctx_destroy(spat_ctx *c) {
+  for (int k = 0; k < c->n_fns; k++) free(c->fns[k].name);
+  free(c->fns);
+  free(c->diags);
+  pthread_mutex_destroy(&c->lock);
+  free(c);
+}
+
+spat_ctx *api_ctx_get(const spat_ctx *c) {
+  return (spat_ctx *)live_acquire(c, LIVE_CTX);
+}
+void api_ctx_put(spat_ctx *c) {
+  if (live_release(&c->live)) ctx_destroy(c);
+}
+
+static void pattern_destroy(spat_pattern *p);
+spat_pattern *api_pattern_get(const spat_pattern *p) {
+  return (spat_pattern *)live_acquire(p, LIVE_PATTERN);
+}
+void api_pattern_put(spat_pattern *p) {
+  if (live_release(&p->live)) pattern_destroy(p);
+}
+
+static void kernel_destroy(spat_kernel *k);
+spat_kernel *api_kernel_get(const spat_kernel *k) {
+  return (spat_kernel *)live_acquire(k, LIVE_KERNEL);
+}
+void api_kernel_put(spat_kernel *k) {
+  if (live_release(&k->live)) kernel_destroy(k);
+}
+
 /* ---- context ------------------------------------------------------------- */
 
 spat_ctx *spat_ctx_new(void) {
@@ -129,68 +177,119 @@ spat_ctx *spat_ctx_new(void) {
     free(c);
     return NULL;
   }
+  if (live_add(&c->live, LIVE_CTX) != 0) {
+    ctx_destroy(c);
+    return NULL;
+  }
   return c;
 }
 
 void spat_ctx_free(spat_ctx *c) {
+  if (live_retire(c, LIVE_CTX)) api_ctx_put(c);
+}
+
+/* The calling thread's copy of the last error (of any context). */
+static _Thread_local char err_copy[ERR_LEN];
+
+const char *spat_ctx_error(const spat_ctx *cc) {
+  if (cc == NULL) return "spat: the context is NULL";
+  spat_ctx *c = api_ctx_get(cc);
+  if (c == NULL) return "spat: not a live context (freed, or never made)";
+  pthread_mutex_lock(&c->lock);
+  memcpy(err_copy, c->err, sizeof err_copy);
+  pthread_mutex_unlock(&c->lock);
+  api_ctx_put(c);
+  return err_copy;
+}
+
+/* The calling thread's copy of the last diagnostics (malloc, freed at thread
+ * exit or by the next copy). */
+static pthread_key_t diag_key;
+static int diag_key_ok;
+static pthread_once_t diag_key_once = PTHREAD_ONCE_INIT;
+static void diag_key_init(void) {
+  diag_key_ok = pthread_key_create(&diag_key, free) == 0;
+}
+
+const char *spat_ctx_last_diagnostics(const spat_ctx *cc) {
+  spat_ctx *c = api_ctx_get(cc);
+  if (c == NULL) return "";
+  pthread_once(&diag_key_once, diag_key_init);
+  char *copy = NULL;
+  pthread_mutex_lock(&c->lock);
+  if (c->diags != NULL && c->diags[0] != '\0') copy = strdup(c->diags);
+  pthread_mutex_unlock(&c->lock);
+  api_ctx_put(c);
+  if (!diag_key_ok) {
+    free(copy);
+    return "";
+  }
+  free(pthread_getspecific(diag_key));
+  pthread_setspecific(diag_key, copy);
+  return copy != NULL ? copy : "";
+}
+
+void spat_ctx_set_diagnostic_fn(spat_ctx *cc, spat_diag_fn fn, void *user) {
+  spat_ctx *c = api_ctx_get(cc);
   if (c == NULL) return;
-  for (int k = 0; k < c->n_fns; k++) free(c->fns[k].name);
-  free(c->fns);
-  free(c->diags);
-  pthread_mutex_destroy(&c->lock);
-  free(c);
-}
-
-const char *spat_ctx_error(const spat_ctx *c) {
-  return c != NULL ? c->err : "spat: the context is NULL";
-}
-
-const char *spat_ctx_last_diagnostics(const spat_ctx *c) {
-  return c != NULL && c->diags != NULL ? c->diags : "";
-}
-
-void spat_ctx_set_diagnostic_fn(spat_ctx *c, spat_diag_fn fn, void *user) {
-  if (c == NULL) return;
+  pthread_mutex_lock(&c->lock);
   c->diag_fn = fn;
   c->diag_user = user;
+  pthread_mutex_unlock(&c->lock);
+  api_ctx_put(c);
 }
 
+/* Under c->lock. */
 static fn_entry *find_fn(spat_ctx *c, const char *name) {
   for (int k = 0; k < c->n_fns; k++)
     if (strcmp(c->fns[k].name, name) == 0) return &c->fns[k];
   return NULL;
 }
 
-spat_status spat_ctx_register_fn(spat_ctx *c, const char *name, spat_fn fn,
-                                 int nargs) {
-  if (c == NULL) return SPAT_EINVAL;
-  if (name == NULL || fn == NULL)
-    return fail(c, SPAT_EINVAL, "spat_ctx_register_fn: %s is NULL",
-                name == NULL ? "name" : "fn");
-  if (nargs < 0 || nargs > MAX_FN_ARGS)
-    return fail(c, SPAT_EINVAL,
-                "spat_ctx_register_fn: '%s' has %d arguments; an extern "
-                "function takes 0 to %d",
-                name, nargs, MAX_FN_ARGS);
-  void *p;
-  memcpy(&p, &fn, sizeof p); /* backends take data-pointer-sized fns */
+/* Under c->lock: 0, or -1 when out of memory. */
+static int add_fn(spat_ctx *c, const char *name, void *p, int nargs) {
   fn_entry *e = find_fn(c, name);
   if (e != NULL) {
     e->fn = p;
     e->nargs = nargs;
-    return SPAT_OK;
+    return 0;
   }
   if (c->n_fns == c->cap_fns) {
     int cap = c->cap_fns ? 2 * c->cap_fns : 8;
     fn_entry *fns = realloc(c->fns, (size_t)cap * sizeof *fns);
-    if (fns == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
+    if (fns == NULL) return -1;
     c->fns = fns;
     c->cap_fns = cap;
   }
   char *copy = strdup(name);
-  if (copy == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
+  if (copy == NULL) return -1;
   c->fns[c->n_fns++] = (fn_entry){copy, p, nargs};
-  return SPAT_OK;
+  return 0;
+}
+
+spat_status spat_ctx_register_fn(spat_ctx *cc, const char *name, spat_fn fn,
+                                 int nargs) {
+  spat_ctx *c = api_ctx_get(cc);
+  if (c == NULL) return SPAT_EINVAL;
+  spat_status st = SPAT_OK;
+  if (name == NULL || fn == NULL) {
+    st = fail(c, SPAT_EINVAL, "spat_ctx_register_fn: %s is NULL",
+              name == NULL ? "name" : "fn");
+  } else if (nargs < 0 || nargs > MAX_FN_ARGS) {
+    st = fail(c, SPAT_EINVAL,
+              "spat_ctx_register_fn: '%s' has %d arguments; an extern "
+              "function takes 0 to %d",
+              name, nargs, MAX_FN_ARGS);
+  } else {
+    void *p;
+    memcpy(&p, &fn, sizeof p); /* backends take data-pointer-sized fns */
+    pthread_mutex_lock(&c->lock);
+    int rc = add_fn(c, name, p, nargs);
+    pthread_mutex_unlock(&c->lock);
+    if (rc != 0) st = fail(c, SPAT_ENOMEM, "out of memory");
+  }
+  api_ctx_put(c);
+  return st;
 }
 
 /* ---- patterns ------------------------------------------------------------ */
@@ -201,7 +300,8 @@ static source *source_new(void) {
   atomic_init(&s->refs, 1);
   s->arena = arena_new();
   s->diag = diag_new();
-  if (s->arena == NULL || s->diag == NULL) {
+  if (s->arena == NULL || s->diag == NULL ||
+      pthread_mutex_init(&s->lock, NULL) != 0) {
     arena_free(s->arena);
     if (s->diag != NULL) diag_free(s->diag);
     free(s);
@@ -214,6 +314,7 @@ static void source_release(source *s) {
   if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1) return;
   arena_free(s->arena);
   diag_free(s->diag);
+  pthread_mutex_destroy(&s->lock);
   free(s);
 }
 
@@ -241,14 +342,25 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
     return fail(c, SPAT_EINVAL, "no pattern named '%s' (there are: %s)", want,
                 n ? list : "none");
   }
+  /* a module's source may be shared with patterns selected before */
+  pthread_mutex_lock(&s->lock);
   diag_clear(s->diag);
   ir_program *p = fe_instantiate(s->diag, m, name, given, n_given);
+  char *text = strdup(diag_text(s->diag));
+  int errs = diag_n_errors(s->diag);
+  pthread_mutex_unlock(&s->lock);
+  if (text == NULL) {
+    source_release(s);
+    return fail(c, SPAT_ENOMEM, "out of memory");
+  }
   if (p == NULL) {
-    spat_status st = fail_diags(c, s->diag, "instantiating the pattern");
+    spat_status st = fail_diags(c, text, errs, "instantiating the pattern");
+    free(text);
     source_release(s);
     return st;
   }
-  set_diags(c, s->diag);
+  set_diags(c, text);
+  free(text);
   spat_pattern *pat = calloc(1, sizeof *pat);
   fe_define *defs = calloc((size_t)p->n_params + 1, sizeof *defs);
   if (pat == NULL || defs == NULL) {
@@ -259,7 +371,16 @@ static spat_status make_pattern(spat_ctx *c, source *s, const char *want,
   }
   for (int k = 0; k < p->n_params; k++)
     defs[k] = (fe_define){p->params[k].name, p->params[k].value};
-  *pat = (spat_pattern){c, s, name, p->n_params, defs};
+  pat->ctx = c;
+  pat->src = s;
+  pat->name = name;
+  pat->n_defs = p->n_params;
+  pat->defs = defs;
+  live_ref(&c->live);
+  if (live_add(&pat->live, LIVE_PATTERN) != 0) {
+    pattern_destroy(pat);
+    return fail(c, SPAT_ENOMEM, "out of memory");
+  }
   *out = pat;
   return SPAT_OK;
 }
@@ -271,18 +392,17 @@ static spat_status parse_common(spat_ctx *c, const char *path,
   if (s == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
   s->module = pl_load(s->diag, s->arena, path, source_name, text);
   if (s->module == NULL) {
-    spat_status st = fail_diags(c, s->diag, "parsing");
+    spat_status st =
+        fail_diags(c, diag_text(s->diag), diag_n_errors(s->diag), "parsing");
     source_release(s);
     return st;
   }
   return make_pattern(c, s, want, NULL, 0, out);
 }
 
-spat_status spat_pattern_parse_string(spat_ctx *c, const char *source_name,
-                                      const char *text,
-                                      const char *pattern_name,
-                                      spat_pattern **out) {
-  if (c == NULL) return SPAT_EINVAL;
+static spat_status parse_string(spat_ctx *c, const char *source_name,
+                                const char *text, const char *pattern_name,
+                                spat_pattern **out) {
   if (out == NULL)
     return fail(c, SPAT_EINVAL, "spat_pattern_parse_string: out is NULL");
   *out = NULL;
@@ -292,10 +412,19 @@ spat_status spat_pattern_parse_string(spat_ctx *c, const char *source_name,
                       pattern_name, out);
 }
 
-spat_status spat_pattern_parse_file(spat_ctx *c, const char *path,
-                                    const char *pattern_name,
-                                    spat_pattern **out) {
+spat_status spat_pattern_parse_string(spat_ctx *cc, const char *source_name,
+                                      const char *text,
+                                      const char *pattern_name,
+                                      spat_pattern **out) {
+  spat_ctx *c = api_ctx_get(cc);
   if (c == NULL) return SPAT_EINVAL;
+  spat_status st = parse_string(c, source_name, text, pattern_name, out);
+  api_ctx_put(c);
+  return st;
+}
+
+static spat_status parse_file(spat_ctx *c, const char *path,
+                              const char *pattern_name, spat_pattern **out) {
   if (out == NULL)
     return fail(c, SPAT_EINVAL, "spat_pattern_parse_file: out is NULL");
   *out = NULL;
@@ -308,27 +437,48 @@ spat_status spat_pattern_parse_file(spat_ctx *c, const char *path,
   return parse_common(c, path, NULL, NULL, pattern_name, out);
 }
 
-void spat_pattern_free(spat_pattern *p) {
-  if (p == NULL) return;
+spat_status spat_pattern_parse_file(spat_ctx *cc, const char *path,
+                                    const char *pattern_name,
+                                    spat_pattern **out) {
+  spat_ctx *c = api_ctx_get(cc);
+  if (c == NULL) return SPAT_EINVAL;
+  spat_status st = parse_file(c, path, pattern_name, out);
+  api_ctx_put(c);
+  return st;
+}
+
+static void pattern_destroy(spat_pattern *p) {
   source_release(p->src);
   free(p->defs);
+  api_ctx_put(p->ctx);
   free(p);
 }
 
-const char *spat_pattern_name(const spat_pattern *p) {
-  return p != NULL ? p->name : NULL;
+void spat_pattern_free(spat_pattern *p) {
+  if (live_retire(p, LIVE_PATTERN)) api_pattern_put(p);
 }
 
-spat_status spat_pattern_set_param(spat_pattern *p, const char *name,
-                                   int64_t value) {
-  if (p == NULL) return SPAT_EINVAL;
+const char *spat_pattern_name(const spat_pattern *pp) {
+  spat_pattern *p = api_pattern_get(pp);
+  if (p == NULL) return NULL;
+  const char *name = p->name; /* in the source's arena */
+  api_pattern_put(p);
+  return name;
+}
+
+static spat_status set_param(spat_pattern *p, const char *name,
+                             int64_t value) {
   if (name == NULL)
     return fail(p->ctx, SPAT_EINVAL, "spat_pattern_set_param: name is NULL");
-  for (int k = 0; k < p->n_defs; k++)
+  int found = 0;
+  pthread_mutex_lock(&p->src->lock);
+  for (int k = 0; k < p->n_defs && !found; k++)
     if (strcmp(p->defs[k].name, name) == 0) {
       p->defs[k].value = value;
-      return SPAT_OK;
+      found = 1;
     }
+  pthread_mutex_unlock(&p->src->lock);
+  if (found) return SPAT_OK;
   if (p->n_defs == 0)
     return fail(p->ctx, SPAT_EINVAL,
                 "pattern '%s' has no compile-time parameters (asked for '%s')",
@@ -337,20 +487,64 @@ spat_status spat_pattern_set_param(spat_pattern *p, const char *name,
               p->name, name);
 }
 
-size_t spat_pattern_n_params(const spat_pattern *p) {
-  return p != NULL ? (size_t)p->n_defs : 0;
+spat_status spat_pattern_set_param(spat_pattern *pp, const char *name,
+                                   int64_t value) {
+  spat_pattern *p = api_pattern_get(pp);
+  if (p == NULL) return SPAT_EINVAL;
+  spat_status st = set_param(p, name, value);
+  api_pattern_put(p);
+  return st;
 }
 
-spat_status spat_pattern_param(const spat_pattern *p, size_t k,
+size_t spat_pattern_n_params(const spat_pattern *pp) {
+  spat_pattern *p = api_pattern_get(pp);
+  if (p == NULL) return 0;
+  size_t n = (size_t)p->n_defs; /* fixed when the pattern is made */
+  api_pattern_put(p);
+  return n;
+}
+
+spat_status spat_pattern_param(const spat_pattern *pp, size_t k,
                                const char **name, int64_t *value) {
+  spat_pattern *p = api_pattern_get(pp);
   if (p == NULL) return SPAT_EINVAL;
-  if (k >= (size_t)p->n_defs)
-    return fail(p->ctx, SPAT_EINVAL,
-                "spat_pattern_param: index %zu out of range (%d parameters)", k,
-                p->n_defs);
-  if (name != NULL) *name = p->defs[k].name;
-  if (value != NULL) *value = p->defs[k].value;
-  return SPAT_OK;
+  spat_status st = SPAT_OK;
+  if (k >= (size_t)p->n_defs) {
+    st = fail(p->ctx, SPAT_EINVAL,
+              "spat_pattern_param: index %zu out of range (%d parameters)", k,
+              p->n_defs);
+  } else {
+    pthread_mutex_lock(&p->src->lock);
+    if (name != NULL) *name = p->defs[k].name;
+    if (value != NULL) *value = p->defs[k].value;
+    pthread_mutex_unlock(&p->src->lock);
+  }
+  api_pattern_put(p);
+  return st;
+}
+
+spat_status api_lower(spat_pattern *p, const ir_program **out) {
+  source *s = p->src;
+  char err[ERR_LEN] = "";
+  pthread_mutex_lock(&s->lock);
+  diag_clear(s->diag);
+  ir_program *prog = pl_lower(s->diag, s->module, p->name, p->defs,
+                              p->n_defs, err, sizeof err);
+  char *text = strdup(diag_text(s->diag));
+  int errs = diag_n_errors(s->diag);
+  pthread_mutex_unlock(&s->lock);
+  spat_status st = SPAT_OK;
+  if (text == NULL)
+    st = fail(p->ctx, SPAT_ENOMEM, "out of memory");
+  else if (prog == NULL && err[0] != '\0')
+    st = fail(p->ctx, SPAT_EINTERNAL, "internal error: %s", err);
+  else if (prog == NULL)
+    st = fail_diags(p->ctx, text, errs, "instantiating the pattern");
+  else
+    set_diags(p->ctx, text);
+  free(text);
+  if (st == SPAT_OK) *out = prog;
+  return st;
 }
 
 /* ---- compiling ----------------------------------------------------------- */
@@ -378,25 +572,29 @@ static char *entry_type(const ir_program *p) {
 
 static spat_status resolve_externs(spat_ctx *c, const ir_program *p,
                                    void **out) {
-  for (int k = 0; k < p->n_externs; k++) {
+  char msg[ERR_LEN] = "";
+  pthread_mutex_lock(&c->lock);
+  for (int k = 0; k < p->n_externs && msg[0] == '\0'; k++) {
     const ir_extern *x = &p->externs[k];
     fn_entry *e = find_fn(c, x->name);
     if (e == NULL)
-      return fail(c, SPAT_EINVAL,
-                  "pattern '%s' calls extern function '%s' (%d argument%s), "
-                  "which is not registered: call spat_ctx_register_fn(ctx, "
-                  "\"%s\", fn, %d) before spat_compile",
-                  p->name, x->name, x->n_args, x->n_args == 1 ? "" : "s",
-                  x->name, x->n_args);
-    if (e->nargs != x->n_args)
-      return fail(c, SPAT_EINVAL,
-                  "extern function '%s' is declared with %d argument%s in "
-                  "pattern '%s' but registered with %d",
-                  x->name, x->n_args, x->n_args == 1 ? "" : "s", p->name,
-                  e->nargs);
-    out[k] = e->fn;
+      snprintf(msg, sizeof msg,
+               "pattern '%s' calls extern function '%s' (%d argument%s), "
+               "which is not registered: call spat_ctx_register_fn(ctx, "
+               "\"%s\", fn, %d) before spat_compile",
+               p->name, x->name, x->n_args, x->n_args == 1 ? "" : "s",
+               x->name, x->n_args);
+    else if (e->nargs != x->n_args)
+      snprintf(msg, sizeof msg,
+               "extern function '%s' is declared with %d argument%s in "
+               "pattern '%s' but registered with %d",
+               x->name, x->n_args, x->n_args == 1 ? "" : "s", p->name,
+               e->nargs);
+    else
+      out[k] = e->fn;
   }
-  return SPAT_OK;
+  pthread_mutex_unlock(&c->lock);
+  return msg[0] != '\0' ? fail(c, SPAT_EINVAL, "%s", msg) : SPAT_OK;
 }
 
 static void kernel_destroy(spat_kernel *k) {
@@ -406,13 +604,14 @@ static void kernel_destroy(spat_kernel *k) {
   free(k->input_names);
   free(k->args);
   free(k->entry_type);
+  free(k->cache_problem);
   source_release(k->src);
+  api_ctx_put(k->ctx);
   free(k);
 }
 
-spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
-                         spat_kernel **out) {
-  if (pat == NULL) return SPAT_EINVAL;
+static spat_status compile(spat_pattern *pat, const spat_compile_options *o,
+                           spat_kernel **out) {
   spat_ctx *c = pat->ctx;
   if (out == NULL) return fail(c, SPAT_EINVAL, "spat_compile: out is NULL");
   *out = NULL;
@@ -439,14 +638,10 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
     return fail(c, SPAT_EUNSUPPORTED, "backend '%s' is not built in", be_name);
 
   source *s = pat->src;
-  diag_clear(s->diag);
+  const ir_program *p;
+  spat_status lst = api_lower(pat, &p);
+  if (lst != SPAT_OK) return lst;
   char err[ERR_LEN] = "";
-  ir_program *p = pl_lower(s->diag, s->module, pat->name, pat->defs,
-                           pat->n_defs, err, sizeof err);
-  if (p == NULL && err[0] != '\0')
-    return fail(c, SPAT_EINTERNAL, "internal error: %s", err);
-  if (p == NULL) return fail_diags(c, s->diag, "instantiating the pattern");
-  set_diags(c, s->diag);
   if (p->n_runtime + p->n_inputs > FFI_ENTRY_MAX_ARGS)
     return fail(c, SPAT_EUNSUPPORTED,
                 "pattern '%s' has %d runtime scalars and inputs; a kernel "
@@ -456,6 +651,7 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
   spat_kernel *k = calloc(1, sizeof *k);
   if (k == NULL) return fail(c, SPAT_ENOMEM, "out of memory");
   atomic_fetch_add(&s->refs, 1);
+  live_ref(&c->live);
   *k = (spat_kernel){.ctx = c,
                      .src = s,
                      .prog = p,
@@ -511,29 +707,52 @@ spat_status spat_compile(spat_pattern *pat, const spat_compile_options *o,
   k->obj = pl_compile(p, be, &bo, err, sizeof err);
   k->sig.from_cache = cache == BACKEND_CACHE_HIT;
   if (k->obj != NULL && o->cache && (be->caps & BACKEND_CAP_CACHE) &&
-      cache == BACKEND_CACHE_OFF)
+      cache == BACKEND_CACHE_OFF) {
+    k->cache_problem =
+        strdup(note[0] ? note : "the cache cannot be used"); /* the kernel's */
     k->sig.cache_problem =
-        arena_strdup(s->arena, note[0] ? note : "the cache cannot be used");
+        k->cache_problem != NULL ? k->cache_problem : "out of memory";
+  }
   if (k->obj == NULL) {
     kernel_destroy(k);
     return fail(c, SPAT_EUNSUPPORTED, "%s backend: %s", be->name,
                 err[0] ? err : "compilation failed");
   }
+  if (live_add(&k->live, LIVE_KERNEL) != 0) {
+    kernel_destroy(k);
+    return fail(c, SPAT_ENOMEM, "out of memory");
+  }
   *out = k;
   return SPAT_OK;
 }
 
+spat_status spat_compile(spat_pattern *pp, const spat_compile_options *o,
+                         spat_kernel **out) {
+  spat_pattern *pat = api_pattern_get(pp);
+  if (pat == NULL) return SPAT_EINVAL;
+  spat_status st = compile(pat, o, out);
+  api_pattern_put(pat);
+  return st;
+}
+
 void spat_kernel_free(spat_kernel *k) {
-  if (k != NULL) kernel_destroy(k);
+  if (live_retire(k, LIVE_KERNEL)) api_kernel_put(k);
 }
 
-const spat_signature *spat_kernel_signature(const spat_kernel *k) {
-  return k != NULL ? &k->sig : NULL;
-}
-
-spat_fn spat_kernel_entry(const spat_kernel *k) {
+const spat_signature *spat_kernel_signature(const spat_kernel *kk) {
+  spat_kernel *k = api_kernel_get(kk);
   if (k == NULL) return NULL;
-  return ffi_entry_code(k->entry);
+  const spat_signature *sig = &k->sig; /* fixed at compile */
+  api_kernel_put(k);
+  return sig;
+}
+
+spat_fn spat_kernel_entry(const spat_kernel *kk) {
+  spat_kernel *k = api_kernel_get(kk);
+  if (k == NULL) return NULL;
+  spat_fn f = ffi_entry_code(k->entry);
+  api_kernel_put(k);
+  return f;
 }
 
 /* ---- running ------------------------------------------------------------- */
@@ -555,10 +774,16 @@ static spat_status run_kernel(const spat_kernel *k, const spat_tensors *t,
 
 static int entry_body(void *user, const void *t, const int64_t *scalars,
                       const int32_t *const *arrays) {
-  return (int)run_kernel(user, t, scalars, arrays);
+  spat_kernel *k = api_kernel_get(user);
+  if (k == NULL) return SPAT_EINVAL;
+  spat_status st = run_kernel(k, t, scalars, arrays);
+  api_kernel_put(k);
+  return (int)st;
 }
 
-spat_status spat_kernel_run(const spat_kernel *k, const spat_tensors *t, ...) {
+spat_status spat_kernel_run(const spat_kernel *kk, const spat_tensors *t,
+                            ...) {
+  spat_kernel *k = api_kernel_get(kk);
   if (k == NULL) return SPAT_EINVAL;
   const ir_program *p = k->prog;
   int64_t scalars[FFI_ENTRY_MAX_ARGS + 1];
@@ -568,7 +793,9 @@ spat_status spat_kernel_run(const spat_kernel *k, const spat_tensors *t, ...) {
   for (int a = 0; a < p->n_runtime; a++) scalars[a] = va_arg(ap, int64_t);
   for (int a = 0; a < p->n_inputs; a++) inputs[a] = va_arg(ap, const int32_t *);
   va_end(ap);
-  return run_kernel(k, t, scalars, inputs);
+  spat_status st = run_kernel(k, t, scalars, inputs);
+  api_kernel_put(k);
+  return st;
 }
 
 static const char *kind_name(spat_kind kind) {
@@ -577,9 +804,8 @@ static const char *kind_name(spat_kind kind) {
                                    : "an unknown kind";
 }
 
-spat_status spat_kernel_call(const spat_kernel *k, const spat_tensors *t,
-                             const spat_value *args, size_t n) {
-  if (k == NULL) return SPAT_EINVAL;
+static spat_status kernel_call(const spat_kernel *k, const spat_tensors *t,
+                               const spat_value *args, size_t n) {
   spat_ctx *c = k->ctx;
   const spat_signature *sig = &k->sig;
   if (n != sig->n_args)
@@ -605,6 +831,15 @@ spat_status spat_kernel_call(const spat_kernel *k, const spat_tensors *t,
   return (spat_status)ffi_entry_call(k->entry, NULL, t, scalars, inputs);
 }
 
+spat_status spat_kernel_call(const spat_kernel *kk, const spat_tensors *t,
+                             const spat_value *args, size_t n) {
+  spat_kernel *k = api_kernel_get(kk);
+  if (k == NULL) return SPAT_EINVAL;
+  spat_status st = kernel_call(k, t, args, n);
+  api_kernel_put(k);
+  return st;
+}
+
 /* ---- for the other api_*.c files (api_internal.h) ------------------------ */
 
 spat_status api_fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
@@ -617,11 +852,11 @@ spat_status api_fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
 }
 
 void api_keep_diags(spat_ctx *c, const diag *d) {
-  set_diags(c, d);
+  set_diags(c, diag_text(d));
 }
 
 spat_status api_diag_error(spat_ctx *c, const diag *d, const char *what) {
-  return fail_diags(c, d, what);
+  return fail_diags(c, diag_text(d), diag_n_errors(d), what);
 }
 
 source *api_source_new(void) {

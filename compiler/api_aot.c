@@ -41,16 +41,9 @@ static spat_status aot_prepare(spat_pattern *p, const spat_aot_options *o,
                  o->threads);
   if (o->emit < SPAT_EMIT_OBJECT || o->emit > SPAT_EMIT_SHARED)
     return api_fail(c, SPAT_EINVAL, "unknown emit kind %d", (int)o->emit);
-  source *s = p->src;
-  diag_clear(s->diag);
-  char err[ERR_LEN] = "";
-  ir_program *ir = pl_lower(s->diag, s->module, p->name, p->defs, p->n_defs,
-                            err, sizeof err);
-  if (ir == NULL && err[0] != '\0')
-    return api_fail(c, SPAT_EINTERNAL, "internal error: %s", err);
-  if (ir == NULL)
-    return api_diag_error(c, s->diag, "instantiating the pattern");
-  api_keep_diags(c, s->diag);
+  const ir_program *ir;
+  spat_status st = api_lower(p, &ir);
+  if (st != SPAT_OK) return st;
   const char *name = o->name != NULL ? o->name : ir->name;
   if (!aot_is_identifier(name))
     return api_fail(c, SPAT_EINVAL,
@@ -82,9 +75,8 @@ static spat_status aot_failed(spat_ctx *c, const char *err, const char *path,
   return api_fail(c, st, "%s", err[0] ? err : "compilation failed");
 }
 
-spat_status spat_emit(spat_pattern *p, const spat_aot_options *o,
-                      const char *path, const char *header_path) {
-  if (p == NULL) return SPAT_EINVAL;
+static spat_status emit(spat_pattern *p, const spat_aot_options *o,
+                        const char *path, const char *header_path) {
   if (path == NULL)
     return api_fail(p->ctx, SPAT_EINVAL, "spat_emit: path is NULL");
   const ir_program *prog;
@@ -97,10 +89,18 @@ spat_status spat_emit(spat_pattern *p, const spat_aot_options *o,
   return SPAT_OK;
 }
 
-spat_status spat_emit_header(spat_pattern *p, const spat_aot_options *o,
-                             const char *object_path,
-                             const char *header_path) {
+spat_status spat_emit(spat_pattern *pp, const spat_aot_options *o,
+                      const char *path, const char *header_path) {
+  spat_pattern *p = api_pattern_get(pp);
   if (p == NULL) return SPAT_EINVAL;
+  spat_status st = emit(p, o, path, header_path);
+  api_pattern_put(p);
+  return st;
+}
+
+static spat_status emit_header(spat_pattern *p, const spat_aot_options *o,
+                               const char *object_path,
+                               const char *header_path) {
   if (object_path == NULL || header_path == NULL)
     return api_fail(p->ctx, SPAT_EINVAL, "spat_emit_header: %s is NULL",
                  object_path == NULL ? "object_path" : "header_path");
@@ -114,6 +114,16 @@ spat_status spat_emit_header(spat_pattern *p, const spat_aot_options *o,
   return SPAT_OK;
 }
 
+spat_status spat_emit_header(spat_pattern *pp, const spat_aot_options *o,
+                             const char *object_path,
+                             const char *header_path) {
+  spat_pattern *p = api_pattern_get(pp);
+  if (p == NULL) return SPAT_EINVAL;
+  spat_status st = emit_header(p, o, object_path, header_path);
+  api_pattern_put(p);
+  return st;
+}
+
 /* ---- the disk kernel cache ----------------------------------------------- */
 
 static spat_status cache_dir(spat_ctx *c, char *buf, size_t size) {
@@ -123,11 +133,15 @@ static spat_status cache_dir(spat_ctx *c, char *buf, size_t size) {
   return SPAT_OK;
 }
 
-spat_status spat_cache_dir(spat_ctx *c, char *buf, size_t size) {
+spat_status spat_cache_dir(spat_ctx *cc, char *buf, size_t size) {
+  spat_ctx *c = api_ctx_get(cc);
   if (c == NULL) return SPAT_EINVAL;
-  if (buf == NULL || size == 0)
-    return api_fail(c, SPAT_EINVAL, "spat_cache_dir: buf is NULL or empty");
-  return cache_dir(c, buf, size);
+  spat_status st =
+      buf == NULL || size == 0
+          ? api_fail(c, SPAT_EINVAL, "spat_cache_dir: buf is NULL or empty")
+          : cache_dir(c, buf, size);
+  api_ctx_put(c);
+  return st;
 }
 
 /* The rest of the line after "word " in the key text, into out[n]; "?" when
@@ -171,9 +185,8 @@ static void list_one(void *user, const aot_cache_entry *e) {
   j->fn(j->user, &x);
 }
 
-spat_status spat_cache_list(spat_ctx *c, spat_cache_fn fn, void *user,
-                            size_t *n) {
-  if (c == NULL) return SPAT_EINVAL;
+static spat_status cache_list(spat_ctx *c, spat_cache_fn fn, void *user,
+                              size_t *n) {
   if (n != NULL) *n = 0;
   if (fn == NULL)
     return api_fail(c, SPAT_EINVAL, "spat_cache_list: fn is NULL");
@@ -187,8 +200,16 @@ spat_status spat_cache_list(spat_ctx *c, spat_cache_fn fn, void *user,
   return SPAT_OK;
 }
 
-spat_status spat_cache_clear(spat_ctx *c, size_t *removed) {
+spat_status spat_cache_list(spat_ctx *cc, spat_cache_fn fn, void *user,
+                            size_t *n) {
+  spat_ctx *c = api_ctx_get(cc);
   if (c == NULL) return SPAT_EINVAL;
+  spat_status st = cache_list(c, fn, user, n);
+  api_ctx_put(c);
+  return st;
+}
+
+static spat_status cache_clear(spat_ctx *c, size_t *removed) {
   if (removed != NULL) *removed = 0;
   char dir[DIR_LEN], err[ERR_LEN] = "";
   spat_status st = cache_dir(c, dir, sizeof dir);
@@ -197,4 +218,12 @@ spat_status spat_cache_clear(spat_ctx *c, size_t *removed) {
   if (count < 0) return api_fail(c, SPAT_EIO, "%s", err);
   if (removed != NULL) *removed = (size_t)count;
   return SPAT_OK;
+}
+
+spat_status spat_cache_clear(spat_ctx *cc, size_t *removed) {
+  spat_ctx *c = api_ctx_get(cc);
+  if (c == NULL) return SPAT_EINVAL;
+  spat_status st = cache_clear(c, removed);
+  api_ctx_put(c);
+  return st;
 }

@@ -18,6 +18,7 @@
 #include "ffi_call.h"
 #include "frontend.h"
 #include "ir.h"
+#include "live.h"
 #include "pipeline.h"
 
 #define ERR_LEN 1024
@@ -28,8 +29,13 @@ typedef struct fn_entry {
   int nargs;
 } fn_entry;
 
+/* Every object starts with its live_obj (live.h): entry points take a
+ * reference with api_*_get (NULL: not a live object of that type) and drop
+ * it with api_*_put.  Patterns, kernels and modules hold a reference on
+ * their context. */
 struct spat_ctx {
-  pthread_mutex_t lock; /* guards err: kernel runs may fail concurrently */
+  live_obj live;
+  pthread_mutex_t lock; /* guards every field below */
   char err[ERR_LEN];    /* the last failure's message */
   char *diags;          /* the last parse/compile's diagnostics (malloc) */
   spat_diag_fn diag_fn;
@@ -38,15 +44,21 @@ struct spat_ctx {
   int n_fns, cap_fns;
 };
 
+/* One text's module, shared by its spat_module, the patterns selected from
+ * it and their kernels.  Instantiating writes the arena, the diag and the
+ * module's marks, so it takes the lock. */
 typedef struct source {
-  atomic_int refs; /* the pattern and each of its kernels */
-  arena *arena;    /* the module and every program instantiated */
+  atomic_int refs;      /* the module, each pattern, each kernel */
+  pthread_mutex_t lock; /* guards the arena, the diag, the module and the
+                           defs of every pattern of this source */
+  arena *arena;         /* the module and every program instantiated */
   diag *diag;
   fe_module *module;
 } source;
 
 struct spat_pattern {
-  spat_ctx *ctx;
+  live_obj live;
+  spat_ctx *ctx; /* a reference */
   source *src;
   const char *name; /* the selected pattern (in src's arena) */
   int n_defs;
@@ -54,7 +66,8 @@ struct spat_pattern {
 };
 
 struct spat_kernel {
-  spat_ctx *ctx;
+  live_obj live;
+  spat_ctx *ctx; /* a reference */
   source *src;
   const ir_program *prog;
   const backend *be;
@@ -68,6 +81,7 @@ struct spat_kernel {
   spat_arg_info *args;
   spat_signature sig;
   char *entry_type; /* sig.entry_type (malloc) */
+  char *cache_problem; /* sig.cache_problem (malloc) */
   ffi_entry *entry; /* the typed entry */
 };
 
@@ -78,11 +92,26 @@ struct spat_kernel {
 spat_status api_fail(spat_ctx *c, spat_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Keeps d's rendered diagnostics as the context's last ones and hands them
- * to its callback. */
+ * to its callback.  d is the caller's alone (a source no other object has
+ * yet), or see api_lower. */
 void api_keep_diags(spat_ctx *c, const diag *d);
 /* The same, and SPAT_EPARSE with the first diagnostic line as the message
  * (what: "parsing", for when there is none). */
 spat_status api_diag_error(spat_ctx *c, const diag *d, const char *what);
+
+/* The pattern with its current parameters, lowered and checked as for a
+ * compile (pl_lower, in its source's arena, under the source's lock); its
+ * diagnostics kept as the context's.  SPAT_OK with *out, or a failure. */
+spat_status api_lower(spat_pattern *p, const ir_program **out);
+
+/* References for the duration of a call (live.h); NULL when the pointer is
+ * not a live object of that type. */
+spat_ctx *api_ctx_get(const spat_ctx *c);
+void api_ctx_put(spat_ctx *c);
+spat_pattern *api_pattern_get(const spat_pattern *p);
+void api_pattern_put(spat_pattern *p);
+spat_kernel *api_kernel_get(const spat_kernel *k);
+void api_kernel_put(spat_kernel *k);
 
 /* A new source (one reference), or NULL when out of memory. */
 source *api_source_new(void);
@@ -90,7 +119,8 @@ source *api_source_new(void);
 void api_source_release(source *s);
 /* A pattern of s's module, instantiated with defs (n_defs of them) to learn
  * its parameters: want NULL is the only or last one.  Takes over the
- * caller's reference to s, also when it fails. */
+ * caller's reference to s, also when it fails.  c: a reference the caller
+ * holds (the pattern takes its own). */
 spat_status api_make_pattern(spat_ctx *c, source *s, const char *want,
                              const fe_define *defs, int n_defs,
                              spat_pattern **out);

@@ -26,12 +26,27 @@
 #define MAX_ARGS 64 /* a kernel's scalars and inputs (ffi_call.h) */
 
 struct spat_module {
-  spat_ctx *ctx;
-  source *src; /* one reference */
+  live_obj live; /* live.h */
+  spat_ctx *ctx; /* a reference */
+  source *src;   /* one reference */
   /* per pattern of the main text: its compile-time parameters (arena) */
   const spat_param_decl **params;
   size_t *n_params;
 };
+
+static void module_destroy(spat_module *m) {
+  api_source_release(m->src);
+  api_ctx_put(m->ctx);
+  free(m);
+}
+
+static spat_module *module_get(const spat_module *m) {
+  return (spat_module *)live_acquire(m, LIVE_MODULE);
+}
+
+static void module_put(spat_module *m) {
+  if (live_release(&m->live)) module_destroy(m);
+}
 
 /* The parameter lists of spat_module_pattern, made once at load (so that a
  * const module is only read). */
@@ -78,18 +93,19 @@ static spat_status module_load(spat_ctx *c, const char *path,
     return st;
   }
   api_keep_diags(c, s->diag);
-  *m = (spat_module){c, s, NULL, NULL};
-  if (!module_params(m)) {
-    spat_module_free(m);
+  m->ctx = c;
+  m->src = s;
+  live_ref(&c->live);
+  if (!module_params(m) || live_add(&m->live, LIVE_MODULE) != 0) {
+    module_destroy(m);
     return api_fail(c, SPAT_ENOMEM, "out of memory");
   }
   *out = m;
   return SPAT_OK;
 }
 
-spat_status spat_module_parse_string(spat_ctx *c, const char *source_name,
-                                     const char *text, spat_module **out) {
-  if (c == NULL) return SPAT_EINVAL;
+static spat_status module_parse_string(spat_ctx *c, const char *source_name,
+                                       const char *text, spat_module **out) {
   if (out == NULL)
     return api_fail(c, SPAT_EINVAL, "spat_module_parse_string: out is NULL");
   *out = NULL;
@@ -99,9 +115,17 @@ spat_status spat_module_parse_string(spat_ctx *c, const char *source_name,
                      out);
 }
 
-spat_status spat_module_parse_file(spat_ctx *c, const char *path,
-                                   spat_module **out) {
+spat_status spat_module_parse_string(spat_ctx *cc, const char *source_name,
+                                     const char *text, spat_module **out) {
+  spat_ctx *c = api_ctx_get(cc);
   if (c == NULL) return SPAT_EINVAL;
+  spat_status st = module_parse_string(c, source_name, text, out);
+  api_ctx_put(c);
+  return st;
+}
+
+static spat_status module_parse_file(spat_ctx *c, const char *path,
+                                     spat_module **out) {
   if (out == NULL)
     return api_fail(c, SPAT_EINVAL, "spat_module_parse_file: out is NULL");
   *out = NULL;
@@ -114,19 +138,30 @@ spat_status spat_module_parse_file(spat_ctx *c, const char *path,
   return module_load(c, path, NULL, NULL, out);
 }
 
+spat_status spat_module_parse_file(spat_ctx *cc, const char *path,
+                                   spat_module **out) {
+  spat_ctx *c = api_ctx_get(cc);
+  if (c == NULL) return SPAT_EINVAL;
+  spat_status st = module_parse_file(c, path, out);
+  api_ctx_put(c);
+  return st;
+}
+
 void spat_module_free(spat_module *m) {
-  if (m == NULL) return;
-  api_source_release(m->src);
-  free(m);
+  if (live_retire(m, LIVE_MODULE)) module_put(m);
 }
 
-size_t spat_module_n_patterns(const spat_module *m) {
-  return m != NULL ? (size_t)fe_n_patterns(m->src->module) : 0;
+/* The module's patterns are fixed when it is loaded. */
+size_t spat_module_n_patterns(const spat_module *mm) {
+  spat_module *m = module_get(mm);
+  if (m == NULL) return 0;
+  size_t n = (size_t)fe_n_patterns(m->src->module);
+  module_put(m);
+  return n;
 }
 
-spat_status spat_module_pattern(const spat_module *m, size_t k,
-                                spat_pattern_decl *out) {
-  if (m == NULL) return SPAT_EINVAL;
+static spat_status module_pattern(const spat_module *m, size_t k,
+                                  spat_pattern_decl *out) {
   if (out == NULL)
     return api_fail(m->ctx, SPAT_EINVAL, "spat_module_pattern: out is NULL");
   size_t n = spat_module_n_patterns(m);
@@ -142,10 +177,18 @@ spat_status spat_module_pattern(const spat_module *m, size_t k,
   return SPAT_OK;
 }
 
-spat_status spat_module_select(spat_module *m, const char *name,
-                               const spat_param *params, size_t n_params,
-                               spat_pattern **out) {
+spat_status spat_module_pattern(const spat_module *mm, size_t k,
+                                spat_pattern_decl *out) {
+  spat_module *m = module_get(mm);
   if (m == NULL) return SPAT_EINVAL;
+  spat_status st = module_pattern(m, k, out);
+  module_put(m);
+  return st;
+}
+
+static spat_status module_select(spat_module *m, const char *name,
+                                 const spat_param *params, size_t n_params,
+                                 spat_pattern **out) {
   spat_ctx *c = m->ctx;
   if (out == NULL)
     return api_fail(c, SPAT_EINVAL, "spat_module_select: out is NULL");
@@ -172,38 +215,32 @@ spat_status spat_module_select(spat_module *m, const char *name,
   return st;
 }
 
-/* ---- describing a pattern ------------------------------------------------ */
-
-/* The pattern with its current parameters, lowered and checked as for a
- * compile (pl_lower; in its arena). */
-static spat_status instantiate(spat_pattern *p, const ir_program **out) {
-  source *s = p->src;
-  diag_clear(s->diag);
-  char err[ERR_LEN] = "";
-  ir_program *prog = pl_lower(s->diag, s->module, p->name, p->defs,
-                              p->n_defs, err, sizeof err);
-  if (prog == NULL && err[0] != '\0')
-    return api_fail(p->ctx, SPAT_EINTERNAL, "internal error: %s", err);
-  if (prog == NULL)
-    return api_diag_error(p->ctx, s->diag, "instantiating the pattern");
-  api_keep_diags(p->ctx, s->diag);
-  *out = prog;
-  return SPAT_OK;
+spat_status spat_module_select(spat_module *mm, const char *name,
+                               const spat_param *params, size_t n_params,
+                               spat_pattern **out) {
+  spat_module *m = module_get(mm);
+  if (m == NULL) return SPAT_EINVAL;
+  spat_status st = module_select(m, name, params, n_params, out);
+  module_put(m);
+  return st;
 }
 
-spat_status spat_pattern_describe(spat_pattern *p, spat_pattern_info *out) {
-  if (p == NULL) return SPAT_EINVAL;
+/* ---- describing a pattern ------------------------------------------------ */
+
+static spat_status describe(spat_pattern *p, spat_pattern_info *out) {
   if (out == NULL)
     return api_fail(p->ctx, SPAT_EINVAL,
                      "spat_pattern_describe: out is NULL");
   const ir_program *prog;
-  spat_status st = instantiate(p, &prog);
+  spat_status st = api_lower(p, &prog);
   if (st != SPAT_OK) return st;
   arena *a = p->src->arena;
   size_t n_args = (size_t)prog->n_runtime + (size_t)prog->n_inputs;
+  pthread_mutex_lock(&p->src->lock); /* the arena */
   spat_arg_info *args = arena_alloc(a, (n_args + 1) * sizeof *args);
   spat_extern_info *ext =
       arena_alloc(a, ((size_t)prog->n_externs + 1) * sizeof *ext);
+  pthread_mutex_unlock(&p->src->lock);
   if (args == NULL || ext == NULL)
     return api_fail(p->ctx, SPAT_ENOMEM, "out of memory");
   for (int k = 0; k < prog->n_runtime; k++)
@@ -223,6 +260,14 @@ spat_status spat_pattern_describe(spat_pattern *p, spat_pattern_info *out) {
                              ext,
                              ir_is_data_dependent(prog)};
   return SPAT_OK;
+}
+
+spat_status spat_pattern_describe(spat_pattern *pp, spat_pattern_info *out) {
+  spat_pattern *p = api_pattern_get(pp);
+  if (p == NULL) return SPAT_EINVAL;
+  spat_status st = describe(p, out);
+  api_pattern_put(p);
+  return st;
 }
 
 /* ---- masks --------------------------------------------------------------- */
@@ -312,11 +357,10 @@ static spat_status mask_rows(const spat_kernel *k, const rt_args *a, int64_t b,
                   err[0] ? err : "mask failed");
 }
 
-spat_status spat_kernel_mask(const spat_kernel *k, const spat_tensors *t,
-                             const spat_value *args, size_t n_args, int64_t b,
-                             int64_t h, int64_t r0, int64_t n_rows,
-                             uint8_t *out) {
-  if (k == NULL) return SPAT_EINVAL;
+static spat_status kernel_mask(const spat_kernel *k, const spat_tensors *t,
+                               const spat_value *args, size_t n_args,
+                               int64_t b, int64_t h, int64_t r0,
+                               int64_t n_rows, uint8_t *out) {
   int64_t scalars[MAX_ARGS + 1];
   const int32_t *inputs[MAX_ARGS + 1];
   rt_args a;
@@ -326,11 +370,22 @@ spat_status spat_kernel_mask(const spat_kernel *k, const spat_tensors *t,
   return mask_rows(k, &a, b, h, r0, n_rows, out);
 }
 
-spat_status spat_kernel_mask_count(const spat_kernel *k, const spat_tensors *t,
-                                   const spat_value *args, size_t n_args,
-                                   int64_t b, int64_t h, int64_t r0,
-                                   int64_t n_rows, int64_t *counts) {
+spat_status spat_kernel_mask(const spat_kernel *kk, const spat_tensors *t,
+                             const spat_value *args, size_t n_args, int64_t b,
+                             int64_t h, int64_t r0, int64_t n_rows,
+                             uint8_t *out) {
+  spat_kernel *k = api_kernel_get(kk);
   if (k == NULL) return SPAT_EINVAL;
+  spat_status st = kernel_mask(k, t, args, n_args, b, h, r0, n_rows, out);
+  api_kernel_put(k);
+  return st;
+}
+
+static spat_status kernel_mask_count(const spat_kernel *k,
+                                     const spat_tensors *t,
+                                     const spat_value *args, size_t n_args,
+                                     int64_t b, int64_t h, int64_t r0,
+                                     int64_t n_rows, int64_t *counts) {
   int64_t scalars[MAX_ARGS + 1];
   const int32_t *inputs[MAX_ARGS + 1];
   rt_args a;
@@ -359,13 +414,24 @@ spat_status spat_kernel_mask_count(const spat_kernel *k, const spat_tensors *t,
   return st;
 }
 
+spat_status spat_kernel_mask_count(const spat_kernel *kk,
+                                   const spat_tensors *t,
+                                   const spat_value *args, size_t n_args,
+                                   int64_t b, int64_t h, int64_t r0,
+                                   int64_t n_rows, int64_t *counts) {
+  spat_kernel *k = api_kernel_get(kk);
+  if (k == NULL) return SPAT_EINVAL;
+  spat_status st =
+      kernel_mask_count(k, t, args, n_args, b, h, r0, n_rows, counts);
+  api_kernel_put(k);
+  return st;
+}
+
 /* ---- explaining ---------------------------------------------------------- */
 
-spat_status spat_pattern_explain(spat_pattern *p,
-                                 const spat_explain_options *o,
-                                 const int64_t *runtime, size_t n_runtime,
-                                 char **text) {
-  if (p == NULL) return SPAT_EINVAL;
+static spat_status explain(spat_pattern *p, const spat_explain_options *o,
+                           const int64_t *runtime, size_t n_runtime,
+                           char **text) {
   spat_ctx *c = p->ctx;
   if (text == NULL)
     return api_fail(c, SPAT_EINVAL, "spat_pattern_explain: text is NULL");
@@ -388,7 +454,7 @@ spat_status spat_pattern_explain(spat_pattern *p,
                  "are too large",
                  (long long)o->H, (long long)o->Lq, (long long)o->Lk);
   const ir_program *prog;
-  spat_status st = instantiate(p, &prog);
+  spat_status st = api_lower(p, &prog);
   if (st != SPAT_OK) return st;
   if (n_runtime != (size_t)prog->n_runtime)
     return api_fail(c, SPAT_EINVAL,
@@ -416,4 +482,15 @@ spat_status spat_pattern_explain(spat_pattern *p,
   }
   *text = buf;
   return SPAT_OK;
+}
+
+spat_status spat_pattern_explain(spat_pattern *pp,
+                                 const spat_explain_options *o,
+                                 const int64_t *runtime, size_t n_runtime,
+                                 char **text) {
+  spat_pattern *p = api_pattern_get(pp);
+  if (p == NULL) return SPAT_EINVAL;
+  spat_status st = explain(p, o, runtime, n_runtime, text);
+  api_pattern_put(p);
+  return st;
 }

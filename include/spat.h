@@ -20,19 +20,42 @@
  * exits.  Pattern errors are rendered as `file:line:col: error: ...` with the
  * source line and a caret (spat_ctx_last_diagnostics, or a callback).
  *
- * Thread safety:
- *  - A spat_ctx and the patterns made from it are used by one thread at a
- *    time (parse, set_param, compile, register_fn, free).  Use a context per
- *    thread to compile in parallel.
- *  - A compiled spat_kernel is immutable: spat_kernel_run / spat_kernel_call
- *    / its typed entry may be called concurrently from any number of threads,
- *    on the same kernel or on different ones.  Each call's status is its own;
- *    the message behind spat_ctx_error is the context's most recent failure
- *    (written under a lock), so if several threads fail at once and need
- *    their own message, give each thread its own context and kernels.
- *  - spat_kernel_free must not race with a run of the same kernel.
- *  - Objects are freed in any order, except that a context must outlive its
- *    patterns and kernels.  A kernel keeps what it needs of its pattern.
+ * Thread safety: every function may be called from any thread at any time,
+ * on shared objects too.
+ *  - Contexts: registering functions, setting the callback, parsing,
+ *    compiling and reading messages may overlap in several threads (a lock
+ *    in the context guards them).  Separate contexts share nothing, so
+ *    compiling in parallel scales best with a context per thread.
+ *  - Modules and patterns: one pattern may be compiled (described,
+ *    explained, emitted) from several threads at once, and patterns may be
+ *    selected from one module in several threads (instantiating takes
+ *    turns per module, the backends run in parallel); a
+ *    spat_pattern_set_param racing a compile applies to that compile or to
+ *    the next.
+ *  - Kernels are immutable: spat_kernel_run / spat_kernel_call / the typed
+ *    entry may be called concurrently from any number of threads, on the
+ *    same kernel or on different ones.  Each call's status is its own.
+ *  - Messages: spat_ctx_error and spat_ctx_last_diagnostics return the
+ *    calling thread's own copy, taken under the lock.  "Last" is the
+ *    context's most recent failure from any thread, so threads that need
+ *    their own messages use their own contexts.
+ *  - Lifetimes: objects are freed in any order, from any thread; a kernel
+ *    keeps what it needs of its pattern and context.  An object freed while
+ *    another thread is in a call on it (a run, a compile) goes when that
+ *    call returns.  Freeing an object twice, or passing a pointer that is
+ *    not a live object of its type (freed, never made, another type), is
+ *    detected without reading it: the spat_*_free functions ignore it and
+ *    every other function returns SPAT_EINVAL (NULL, 0 or "" where it
+ *    returns a pointer or a count); no call touches freed memory.  (Objects
+ *    are known by address: once a freed object's address is reused for a
+ *    new object of the same type, the old pointer names the new one.)
+ *    What a function returns (a name, the
+ *    signature, the typed entry) lives as long as its object.  The typed
+ *    entry is a plain C function: it must not be called once its kernel is
+ *    freed.
+ *  - The diagnostic callback runs in the thread that parsed or compiled,
+ *    outside the library's locks (it may call the library), possibly in
+ *    several threads at once when they share the context.
  *
  * Tensors are float32, the head dimension D contiguous:
  *   q [B, H, Lq, D], k and v [B, Hkv, Lk, D], o [B, H, Lq, D], lse [B, H, Lq]
@@ -90,15 +113,20 @@ typedef struct spat_kernel spat_kernel;
 
 /* ---- context ------------------------------------------------------------ */
 
-SPAT_API spat_ctx *spat_ctx_new(void);      /* NULL when out of memory */
-SPAT_API void spat_ctx_free(spat_ctx *ctx); /* NULL is fine */
+SPAT_API spat_ctx *spat_ctx_new(void); /* NULL when out of memory */
+/* NULL, or a context already freed, is ignored.  Its patterns and kernels
+ * keep working; the context goes with the last of them. */
+SPAT_API void spat_ctx_free(spat_ctx *ctx);
 
-/* The message of the last failure in this context ("" if none yet).  Valid
- * until the next call that uses the context. */
+/* The message of the last failure in this context ("" if none yet), as a
+ * copy owned by the calling thread: valid until this thread calls
+ * spat_ctx_error again or exits. */
 SPAT_API const char *spat_ctx_error(const spat_ctx *ctx);
 
 /* The diagnostics of the last parse or compile, rendered as gcc does
- * (`file:line:col: error: ...`, source line, caret); "" if there were none. */
+ * (`file:line:col: error: ...`, source line, caret); "" if there were none.
+ * A copy owned by the calling thread, valid until this thread calls
+ * spat_ctx_last_diagnostics again or exits. */
 SPAT_API const char *spat_ctx_last_diagnostics(const spat_ctx *ctx);
 
 /* Called with the rendered diagnostics (one or more, each ending in '\n')
@@ -140,7 +168,8 @@ SPAT_API spat_status spat_pattern_parse_string(spat_ctx *ctx,
 SPAT_API spat_status spat_pattern_parse_file(spat_ctx *ctx, const char *path,
                                              const char *pattern_name,
                                              spat_pattern **out);
-SPAT_API void spat_pattern_free(spat_pattern *p); /* NULL is fine */
+/* NULL, or a pattern already freed, is ignored. */
+SPAT_API void spat_pattern_free(spat_pattern *p);
 
 SPAT_API const char *spat_pattern_name(const spat_pattern *p);
 
@@ -172,8 +201,8 @@ SPAT_API spat_status spat_module_parse_string(spat_ctx *ctx,
  * not a regular file (as spat_pattern_parse_file). */
 SPAT_API spat_status spat_module_parse_file(spat_ctx *ctx, const char *path,
                                             spat_module **out);
-/* A module may be freed before the patterns selected from it.  NULL is
- * fine. */
+/* A module may be freed before the patterns selected from it.  NULL, or a
+ * module already freed, is ignored. */
 SPAT_API void spat_module_free(spat_module *m);
 
 /* The patterns of the main text (not of its imports), in definition order. */
@@ -263,7 +292,9 @@ typedef struct spat_compile_options {
 SPAT_API spat_status spat_compile(spat_pattern *p,
                                   const spat_compile_options *opts,
                                   spat_kernel **out);
-SPAT_API void spat_kernel_free(spat_kernel *k); /* NULL is fine */
+/* NULL, or a kernel already freed, is ignored.  Runs in other threads
+ * finish first (the kernel goes when the last returns). */
+SPAT_API void spat_kernel_free(spat_kernel *k);
 
 /* ---- running ------------------------------------------------------------ */
 
@@ -309,7 +340,7 @@ typedef struct spat_signature {
   const char *cache_problem;
 } spat_signature;
 
-/* Owned by the kernel; NULL if k is NULL. */
+/* Owned by the kernel; NULL if k is not a live kernel. */
 SPAT_API const spat_signature *spat_kernel_signature(const spat_kernel *k);
 
 /* An extern predicate a pattern calls, for spat_ctx_register_fn. */

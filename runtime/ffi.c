@@ -16,6 +16,7 @@
 
 #include <assert.h>
 #include <ffi.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,9 +64,20 @@ static void entry_trampoline(ffi_cif *cif, void *ret, void **args, void *user) {
   *(ffi_sarg *)ret = e->body(e->user, t, scalars, arrays);
 }
 
+/* libffi's closure allocator (a dlmalloc) initialises itself on first use
+ * behind an unsynchronised flag, so two threads' first closures race (a
+ * ThreadSanitizer report): its first use is here, once. */
+static pthread_once_t closures_once = PTHREAD_ONCE_INIT;
+static void closures_init(void) {
+  void *code;
+  void *c = ffi_closure_alloc(sizeof(ffi_closure), &code);
+  if (c != NULL) ffi_closure_free(c);
+}
+
 ffi_entry *ffi_entry_new(int ns, int na, ffi_entry_body body, void *user) {
   if (ns < 0 || na < 0 || ns + na > FFI_ENTRY_MAX_ARGS || body == NULL)
     return NULL;
+  pthread_once(&closures_once, closures_init);
   ffi_entry *e = calloc(1, sizeof *e);
   if (e == NULL) return NULL;
   e->ns = ns;

@@ -482,11 +482,20 @@ static void transpose64(uint64_t a[64]) {
 
 typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
 
+/* One clone per vector width, chosen by an ifunc resolver at load time.
+ * ThreadSanitizer instruments resolvers, which run before its run time is
+ * up and crash the program: its builds (make tsan) take the default only. */
+#if defined(__SANITIZE_THREAD__)
+#define KR_CLONES
+#else
+#define KR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+
 /* Rows r < nr of the tile with bit t of rows[r] = key j0 + t allowed: the
  * same online-softmax step as the dense tile (scores c q.k in the log2
  * domain, m the running max, alpha = 2^(m_old - m_new)), one row at a
  * time.  q: the tile's first query row (row stride sq). */
-__attribute__((target_clones("avx512f", "avx2", "default")))
+KR_CLONES
 static void sparse_rows(const float *q, int64_t sq, const float *kt,
                         int64_t sk, const float *vt, int64_t sv, int64_t D,
                         const uint64_t *rows, int64_t nr, float *accb,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test binary given, then the shell suites (tests/*/run.sh), and
 # prints one closing line "N passed, N failed" over all of them.
-# Environment: B (build dir, default build), VALGRIND (a wrapper command).
+# Environment: B (build dir, default build), VALGRIND (a wrapper command),
+# SUITES=0 (only the binaries: make tsan).
 set -u
 B=${B:-build}
 export SPATC=${SPATC:-$B/spatc}
@@ -20,7 +21,7 @@ for t in "$@"; do
   [ "$f" -eq 0 ] || failed_names+=("$(basename "$t")")
 done
 for s in tests/*/run.sh; do
-  [ -f "$s" ] || continue
+  [ -f "$s" ] && [ "${SUITES:-1}" != 0 ] || continue
   out=$(bash "$s" 2>&1); rc=$?
   line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
   p=$(printf '%s' "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p'); p=${p:-0}

@@ -28,6 +28,7 @@
 #define PLAN_HDR_WORDS PLAN_HDR
 
 #include "gen_ir.h"
+#include "small.h"
 
 /* ---- the independent evaluator (three-valued: 0 no, 1 yes, 2 maybe) ---- */
 
@@ -423,6 +424,7 @@ static int random_programs(uint64_t seed, int n_programs, bool extreme,
       if (check_program(p, plan, &z, what) == 0) checked++;
       else (*n_err)++;
     }
+    free(plan);
     arena_free(g.a);
   }
   return checked;
@@ -431,7 +433,8 @@ static int random_programs(uint64_t seed, int n_programs, bool extreme,
 static void test_random_programs(void **state) {
   (void)state;
   int n_err;
-  assert_true(random_programs(0x5eed1234abcdull, 700, false, &n_err) > 1000);
+  assert_true(random_programs(0x5eed1234abcdull, SMALL(700, 150), false, &n_err) >
+              SMALL(1000, 200));
 }
 
 /* Arguments at the int64 edges (gen_ir.h's extreme mode): spans exact,
@@ -439,10 +442,10 @@ static void test_random_programs(void **state) {
 static void test_edge_programs(void **state) {
   (void)state;
   int n_err;
-  int checked = random_programs(0xed6e5ull, 500, true, &n_err);
+  int checked = random_programs(0xed6e5ull, SMALL(500, 100), true, &n_err);
   fprintf(stderr, "edge programs: %d checked, %d with an argument error\n",
           checked, n_err);
-  assert_true(checked > 600 && n_err > 20);
+  assert_true(checked > SMALL(600, 100) && n_err > SMALL(20, 2));
 }
 
 /* ---- specific plans ---- */
@@ -453,7 +456,13 @@ static int64_t *build(arena *a, ir_node *root, ir_program **pp) {
   int64_t *plan = an_build(p, err, sizeof err);
   assert_non_null(plan);
   if (pp) *pp = p;
-  return plan;
+  /* the test's arena owns the copy (an_build's plan is malloc'd) */
+  size_t bytes = (size_t)plan_words(plan) * sizeof *plan;
+  int64_t *copy = arena_alloc(a, bytes);
+  assert_non_null(copy);
+  memcpy(copy, plan, bytes);
+  free(plan);
+  return copy;
 }
 
 static int64_t tile(const int64_t *plan, int64_t Lq, int64_t Lk, int64_t r0,
@@ -733,7 +742,7 @@ static void test_damaged_plans(void **state) {
   int64_t rt[4] = {2, 3};
   plan_env env = {.h = 1, .H = 2, .Lq = 64, .Lk = 64, .runtime = rt, .inputs = ins};
   int n_err = 0, n_ok = 0;
-  for (int n = 0; n < 400; n++) {
+  for (int n = 0; n < SMALL(400, 100); n++) {
     g.a = arena_new();
     ir_program *p = program(g.a, gen_root(&g, (int)rndi(&g, 1, 4)));
     char err[256];
@@ -752,6 +761,7 @@ static void test_damaged_plans(void **state) {
       else n_ok++;
     }
     free(bad);
+    free(plan);
     arena_free(g.a);
   }
   assert_true(n_err > 0 && n_ok > 0);
@@ -851,8 +861,9 @@ static void test_library_precision(void **state) {
       int64_t *plan = an_build(p, err, sizeof err);
       assert_non_null(plan);
       snprintf(what, sizeof what, "%s: %s", path, fe_pattern_name(m, k));
-      tiles_of(p, plan, 4, 1000, 1000, rt, true, what);
-      tiles_of(p, plan, 2, 300, 1000, rt, false, what);
+      tiles_of(p, plan, 4, SMALL(1000, 400), SMALL(1000, 400), rt, true, what);
+      tiles_of(p, plan, 2, SMALL(300, 120), SMALL(1000, 400), rt, false, what);
+      free(plan);
       checked++;
     }
     arena_free(a);

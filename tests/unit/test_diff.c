@@ -35,6 +35,7 @@
 #include "frontend.h"
 #include "gen_ir.h"
 #include "interp.h"
+#include "small.h"
 
 #define N_PROGRAMS 60    /* each run at 5 shapes: 300 cases (a JIT compile */
 #define RUNS 5           /* costs ~0.25 s, a run much less) */
@@ -42,7 +43,7 @@
 #define RUNS_EDGE 5
 #define BASE_SEED 0xd1ff0000ull
 #define EDGE_SEED 0xed9e0000ull
-#define MAX_WORK 12000000.0 /* B * H * Lq * Lk * D of one run, at most */
+#define MAX_WORK SMALL(12000000.0, 1000000.0) /* B H Lq Lk D of a run, at most */
 #define MAX_RT 8         /* runtime scalars, input arrays and externs a */
 #define MAX_IN 8         /* program may have here (more: the test fails) */
 #define MAX_EXT 8
@@ -335,13 +336,13 @@ static int diff_cases(bool edge, uint64_t base, int n, tally *t) {
 }
 
 static bool default_run(void) {
-  return !getenv("SPAT_DIFF_SEED") && !getenv("SPAT_DIFF_CASES");
+  return !getenv("SPAT_DIFF_SEED") && !getenv("SPAT_DIFF_CASES") && !test_small();
 }
 
 static void test_random_programs(void **state) {
   (void)state;
   tally t = {0};
-  assert_int_equal(diff_cases(false, BASE_SEED, N_PROGRAMS, &t), 0);
+  assert_int_equal(diff_cases(false, BASE_SEED, SMALL(N_PROGRAMS, N_PROGRAMS / 6), &t), 0);
   if (default_run()) {
     assert_true(t.runs >= 300);
     assert_true(t.runs - t.errors >= 250); /* mostly real comparisons */
@@ -353,7 +354,7 @@ static void test_random_programs(void **state) {
 static void test_edge_programs(void **state) {
   (void)state;
   tally t = {0};
-  assert_int_equal(diff_cases(true, EDGE_SEED, N_EDGE, &t), 0);
+  assert_int_equal(diff_cases(true, EDGE_SEED, SMALL(N_EDGE, N_EDGE / 6), &t), 0);
   if (default_run()) {
     assert_true(t.runs >= N_EDGE * RUNS_EDGE * 9 / 10);
     assert_true(t.errors > 10 && t.runs - t.errors >= t.runs / 2);
@@ -419,6 +420,7 @@ static int diff_library_pattern(ir_program *p, const char *what, tally *t) {
   }
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0] && !bad; k++) {
     shape s = shapes[k];
+    s.Lq = SMALL(s.Lq, s.Lq / 4 + 1), s.Lk = SMALL(s.Lk, s.Lk / 4 + 1);
     for (int r = 0; r < p->n_runtime && r < MAX_RT; r++)
       s.rt[r] = p->runtime[r].has_deflt ? p->runtime[r].deflt : 5 + r;
     /* (more runtime scalars, inputs or externs than supplied: fails) */

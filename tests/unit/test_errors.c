@@ -212,6 +212,7 @@ static int may_fail(const char *src, int64_t Lq, int64_t Lk, int64_t rt) {
   int64_t runtime[1] = {rt};
   plan_env env = {0, 1, Lq, Lk, runtime, NULL};
   int r = plan_where_may_fail(plan, &env);
+  free(plan);
   arena_free(a);
   diag_free(d);
   return r;

@@ -872,9 +872,9 @@ static void test_threads(void **st) {
   th_free(p);
 }
 
-/* Two threads compile (each its own program: an_build allocates in the
- * program's arena) and run kernels at once, and two threads run one kernel
- * at once (the second run gets its own pool): same results as a lone run. */
+/* Two threads compile and run kernels at once, and two threads run one
+ * kernel at once (the second run gets its own pool): same results as a lone
+ * run. */
 typedef struct conc {
   void *kernel;        /* shared kernel, or NULL: compile one */
   const ir_program *p;

@@ -471,6 +471,7 @@ static void test_limit_plan_words(void **st) {
   int64_t *plan = an_build(L.p, err, sizeof err);
   assert_non_null(plan);
   assert_true(plan[PLAN_W_SIZE] < 64);
+  free(plan);
   unload(&L);
   free(t);
 }

@@ -323,10 +323,13 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
     cg_unsupported_d(fwd, o->D, "the code generator", err, errlen);
     return -1;
   }
-  const int64_t *plan = an_build(p, err, errlen);
+  int64_t *plan = an_build(p, err, errlen);
   if (plan == NULL) return -1;
   LLVMTargetMachineRef tm = lp_target_machine(o->cpu, err, errlen);
-  if (tm == NULL) return -1;
+  if (tm == NULL) {
+    free(plan);
+    return -1;
+  }
   lp_target tgt;
   lp_target_of(tm, &tgt);
   cg_info info;
@@ -343,6 +346,7 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
     LLVMDisposeBuilder(e->B);
     cg_info_free(&info);
   }
+  free(plan); /* build_glue copied it into the module */
   if (rc == 0) rc = lp_optimize(e->M, tm, err, errlen);
   lp_target_free(&tgt);
   if (rc == 0)

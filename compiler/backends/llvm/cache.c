@@ -96,10 +96,11 @@ static char *cache_key(const ir_program *p, const aot_opts *o) {
   /* the tile plan embedded in the object: a library with another plan
    * format or analysis must not reuse the entry */
   char perr[64];
-  const int64_t *plan = an_build(p, perr, sizeof perr);
+  int64_t *plan = an_build(p, perr, sizeof perr);
   fprintf(f, "\nplan");
   for (int64_t w = 0; plan && w < plan_words(plan); w++)
     fprintf(f, " %lld", (long long)plan[w]);
+  free(plan);
   if (fclose(f) != 0) {
     free(text);
     return NULL;

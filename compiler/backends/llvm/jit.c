@@ -61,6 +61,7 @@ static int lookup(jit_kernel *jk, const char *name, void **out, char *err,
 void jit_free(jit_kernel *k) {
   if (!k) return;
   kr_release(&k->k);
+  free((void *)k->k.plan); /* an_build's */
   if (k->jit) LLVMOrcDisposeLLJIT(k->jit);
   cg_info_free(&k->info);
   free(k->mask);
