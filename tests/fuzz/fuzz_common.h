@@ -61,7 +61,13 @@ typedef struct fuzz_input {
   uint64_t h;           /* hash of the text: fills in missing bytes */
 } fuzz_input;
 
-static inline uint64_t fuzz_mix(uint64_t x) { return ir_mix(x); }
+/* splitmix64 */
+static inline uint64_t fuzz_mix(uint64_t x) {
+  uint64_t z = x + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
 
 static inline bool fuzz_input_init(fuzz_input *in, const uint8_t *data,
                                    size_t size) {

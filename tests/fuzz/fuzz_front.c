@@ -231,7 +231,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[512] = "";
     int64_t *plan = fuzz_edges_ok(p) ? an_build(p, err, sizeof err) : NULL;
     if (plan)
-      stats.plans++, check_plan(p, plan, &in, externs);
+      stats.plans++, check_plan(p, plan, &in, externs), free(plan);
     else if (fuzz_edges_ok(p))
       FUZZ_CHECK(err[0] != 0, "an_build failed without a message");
   }

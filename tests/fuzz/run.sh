@@ -25,12 +25,7 @@ replay() { # NAME TARGET FILES...
 }
 
 shopt -s nullglob
-# seeds/pat/edge_*: int64-edge seeds for the fuzzers, not replayed here while
-# the defects they lead to (issue 8, class 3) are pending.
-seeds=()
-for f in tests/fuzz/seeds/pat/*; do
-  case $(basename "$f") in edge_*) ;; *) seeds+=("$f") ;; esac
-done
+seeds=(tests/fuzz/seeds/pat/*)
 replay "fuzz_front seeds" front patterns/*.pat tests/diag/*.pat "${seeds[@]}"
 replay "fuzz_jit seeds" jit patterns/*.pat "${seeds[@]}"
 replay "fuzz_npy seeds" npy tests/fuzz/seeds/npy/*
