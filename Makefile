@@ -35,7 +35,7 @@ INC_COMPILER := $(INC_RT) -Icompiler -Icompiler/front -Icompiler/ir -Icompiler/b
 INC_CLI      := -Iinclude -Icli -Ibench
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fvisibility=hidden $(CFLAGS) $(SAN)
 GEN_CFLAGS = $(filter-out -Wpedantic -Wmissing-prototypes,$(CFLAGS_BASE)) $(INC_COMPILER) \
-             -Wno-unused-function -Wno-sign-compare
+             -Wno-unused-function -Wno-sign-compare -Wno-unused-but-set-variable
 LIBS     = -L$(shell $(LLVM_CONFIG) --libdir) -Wl,-rpath,$(shell $(LLVM_CONFIG) --libdir) \
            -lLLVM-19 -lffi -lpthread -lm $(SAN)
 BLAS_LIBS = -lopenblas
@@ -182,6 +182,46 @@ tsan:
 	$(MAKE) B=build-tsan SAN="-fsanitize=thread" $(TSAN_TESTS:%=build-tsan/tests/%)
 	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" B=build-tsan SUITES=0 \
 	  bash tests/run.sh $(TSAN_TESTS:%=build-tsan/tests/%)
+
+# ---- fuzzing (tests/fuzz/README.md) ----------------------------------------
+#   make fuzz FUZZ_SECONDS=N   builds the libFuzzer targets with clang-19 and
+#                              ASan+UBSan into $(FUZZ_B) and runs each for N s
+#   make fuzz-build            only builds them
+# make test replays the seeds and tests/fuzz/regress/ through the same target
+# code linked with a tiny main() (tests/fuzz/fuzz_replay.c), built like the
+# unit tests.  Keep this block together (and near the end).
+FUZZ_TARGETS := front jit npy
+FUZZ_B       ?= build-fuzz
+FUZZ_CC      ?= clang-19
+FUZZ_SECONDS ?= 60
+FUZZ_SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer
+FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(B)/tests/fuzz_%_replay)
+
+FUZZ_CFLAGS   = $(CFLAGS_BASE) $(INC_COMPILER) -Icli -Itests/fuzz
+FUZZ_LINK     = $(CLI_LIB) $(B)/libspat-internal.a $(LIBS) $(BLAS_LIBS)
+
+$(B)/tests/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_replay.c tests/fuzz/fuzz_common.h $(B)/libspat-internal.a $(CLI_LIB) | $(DEPS_STAMP)
+	@mkdir -p $(B)/tests
+	$(CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/fuzz_replay.c $(FUZZ_LINK)
+
+# Only with CC=clang-19 (make fuzz-build sets it): libFuzzer's own main().
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(B)/libspat-internal.a $(CLI_LIB) | $(DEPS_STAMP)
+	@mkdir -p $(B)/fuzz
+	$(CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LINK)
+
+test: $(FUZZ_REPLAY)
+
+.PHONY: fuzz fuzz-build fuzz-clean
+fuzz-build: | $(DEPS_STAMP)
+	$(MAKE) B=$(FUZZ_B) CC=$(FUZZ_CC) SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	  $(FUZZ_TARGETS:%=$(FUZZ_B)/fuzz/fuzz_%)
+
+fuzz: fuzz-build
+	@FUZZ_B=$(FUZZ_B) bash tests/fuzz/run-fuzzers.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+clean: fuzz-clean
+fuzz-clean:
+	rm -rf $(FUZZ_B)
 
 clean:
 	rm -rf $(B) build-asan build-ubsan build-tsan

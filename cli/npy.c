@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fileio.h"
 
@@ -332,6 +333,18 @@ int npy_read(const char *path, npy_array *out, char *err, size_t errlen) {
   size_t bytes;
   if (!shape_bytes(ndim, shape, dtype_size[dt], &count, &bytes)) {
     fio_fail(err, errlen, path, "shape's byte size overflows");
+    goto done;
+  }
+  /* Allocate only what the file can hold: a 100-byte file whose header
+   * claims a huge shape is truncated, not a huge allocation (fio_open reads
+   * regular files only, so their size is known). */
+  struct stat st;
+  long pos = ftell(f);
+  if (pos >= 0 && fstat(fileno(f), &st) == 0 && st.st_size >= pos &&
+      (uint64_t)(st.st_size - pos) < (uint64_t)bytes) {
+    fio_fail(err, errlen, path,
+             "data truncated: the shape needs %zu bytes, the file has %zu",
+             bytes, (size_t)(st.st_size - pos));
     goto done;
   }
   data = malloc(bytes ? bytes : 1);

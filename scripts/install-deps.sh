@@ -3,7 +3,7 @@
 # Installs only what is missing; safe to run again. Needs root (or sudo).
 set -euo pipefail
 
-pkgs=(make gcc pkg-config flex bison llvm-19-dev clang-19 libffi-dev
+pkgs=(make gcc pkg-config flex bison llvm-19-dev clang-19 libclang-rt-19-dev libffi-dev
       libcmocka-dev libopenblas-dev python3 python3-numpy libzstd-dev
       zlib1g-dev libxml2-dev libedit-dev time groff-base)
 

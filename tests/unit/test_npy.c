@@ -338,6 +338,12 @@ static void test_reject_data_size(void **state) {
              0, "data truncated");
   bad_header("d3.npy", 2, "{'descr': '|u1', 'fortran_order': False, 'shape': (5,), }\n",
              6, "longer than");
+  /* A shape far larger than the file is rejected before allocating (not
+   * "out of memory", not a 4 TiB or 64 GiB allocation: found by fuzz_npy). */
+  bad_header("d4.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }\n",
+             8, "the shape needs 4398046511104 bytes, the file has 8");
+  bad_header("d5.npy", 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (4096, 4096, 1024), }\n",
+             0, "the shape needs 68719476736 bytes, the file has 0");
 }
 
 static void test_write_errors(void **state) {

@@ -1,0 +1,2 @@
+import "cycle_b.pat";
+pattern c = window(b);
