@@ -375,14 +375,15 @@ static const int operands[PLAN_N_OPS] = {
 
 /* Runs from pc until END (0), RET (2, ending a JPRED/IPRED body) or an
  * error (-1). */
-#define EXEC_NEXT 1 /* an op_* handler: go on with the next instruction */
+/* The op_* handlers below run one group of exec's instructions: EXEC_NEXT
+ * to go on (*pcp advanced), else what exec returns (-1 with a message on an
+ * error). */
+#define EXEC_NEXT 1
 
-/* exec's integer instructions: constants, variables, sizes, runtime scalars, input arrays, arithmetic.  EXEC_NEXT to go on (*pcp advanced), else what exec
- * returns (-1 with a message on an error). */
+/* exec's integer instructions: constants, variables, sizes, runtime scalars, input arrays, arithmetic. */
 static int64_t op_int(ev *e, int64_t op, int64_t *pcp, gran *g) {
   const int64_t *P = e->plan;
-  int64_t size = P[PLAN_W_SIZE], pc = *pcp, a, b, s;
-  (void)size, (void)a, (void)b, (void)s;
+  int64_t pc = *pcp, a;
   switch (op) {
   case PLAN_ICONST:
   case PLAN_IHEAD:
@@ -448,12 +449,10 @@ static int64_t op_int(ev *e, int64_t op, int64_t *pcp, gran *g) {
   return EXEC_NEXT;
 }
 
-/* exec's primitives: each pushes the key spans of one pattern primitive for the query tile.  EXEC_NEXT to go on (*pcp advanced), else what exec
- * returns (-1 with a message on an error). */
+/* exec's primitives: each pushes the key spans of one pattern primitive for the query tile. */
 static int64_t op_prim(ev *e, int64_t op, int64_t *pcp, gran *g) {
   const int64_t *P = e->plan;
-  int64_t size = P[PLAN_W_SIZE], pc = *pcp, a, b, s;
-  (void)size, (void)a, (void)b, (void)s;
+  int64_t pc = *pcp, a, b, s;
   switch (op) {
   case PLAN_PFULL:
   case PLAN_PANY:
@@ -536,12 +535,9 @@ static int64_t op_prim(ev *e, int64_t op, int64_t *pcp, gran *g) {
   return EXEC_NEXT;
 }
 
-/* exec's index sets and the operators on span lists (union, intersection, difference, complement, rows, cols, topk).  EXEC_NEXT to go on (*pcp advanced), else what exec
- * returns (-1 with a message on an error). */
+/* exec's index sets and the operators on span lists (union, intersection, difference, complement, rows, cols, topk). */
 static int64_t op_list(ev *e, int64_t op, int64_t *pcp, gran *g) {
-  const int64_t *P = e->plan;
-  int64_t size = P[PLAN_W_SIZE], pc = *pcp, a, b, s;
-  (void)size, (void)a, (void)b, (void)s;
+  int64_t pc = *pcp, a, b, s;
   switch (op) {
   case PLAN_SITEM:
   case PLAN_SRANGE:
@@ -623,12 +619,10 @@ static int64_t op_list(ev *e, int64_t op, int64_t *pcp, gran *g) {
   return EXEC_NEXT;
 }
 
-/* exec's where-predicates: a body evaluated per key (JPRED) or per query row (IPRED).  EXEC_NEXT to go on (*pcp advanced), else what exec
- * returns (-1 with a message on an error). */
+/* exec's where-predicates: a body evaluated per key (JPRED) or per query row (IPRED). */
 static int64_t op_pred(ev *e, int64_t op, int64_t *pcp, gran *g) {
   const int64_t *P = e->plan;
-  int64_t size = P[PLAN_W_SIZE], pc = *pcp, a, b, s;
-  (void)size, (void)a, (void)b, (void)s;
+  int64_t size = P[PLAN_W_SIZE], pc = *pcp, a, s;
   switch (op) {
   case PLAN_PJPRED:
   case PLAN_PIPRED: {
@@ -673,12 +667,9 @@ static int64_t op_pred(ev *e, int64_t op, int64_t *pcp, gran *g) {
   return EXEC_NEXT;
 }
 
-/* exec's granularity: blocks(b) { ... } and the focus window of the keys that matter.  EXEC_NEXT to go on (*pcp advanced), else what exec
- * returns (-1 with a message on an error). */
+/* exec's granularity: blocks(b) { ... } and the focus window of the keys that matter. */
 static int64_t op_gran(ev *e, int64_t op, int64_t *pcp, gran *g) {
-  const int64_t *P = e->plan;
-  int64_t size = P[PLAN_W_SIZE], pc = *pcp, a, b, s;
-  (void)size, (void)a, (void)b, (void)s;
+  int64_t pc = *pcp, a, b, s;
   switch (op) {
   case PLAN_BBEGIN:
     if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
