@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "compile-times: %s\n", ctx ? spat_ctx_error(ctx) : "no memory");
     return 1;
   }
-  spat_compile_options o = {D, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_JIT, cache};
+  spat_compile_options o = {D, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_JIT, cache, SPAT_DTYPE_F32};
   spat_kernel *k = NULL;
   double *ms = calloc((size_t)n, sizeof *ms), *cpu = calloc((size_t)n, sizeof *cpu);
   int *hit = calloc((size_t)n, sizeof *hit);

@@ -27,8 +27,9 @@
 
 static const unsigned char npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 
-static const char *const dtype_descr[] = {"<f4", "<i4", "|u1"};
-static const size_t dtype_size[] = {4, 4, 1};
+/* ORDER npy_dtype */
+static const char *const dtype_descr[] = {"<f4", "<i4", "|u1", "<f2", "<u2"};
+static const size_t dtype_size[] = {4, 4, 1, 2, 2};
 
 static bool host_is_little(void) {
   const uint16_t one = 1;
@@ -37,16 +38,15 @@ static bool host_is_little(void) {
   return b == 1;
 }
 
-static void swap4(void *data, int64_t n) {
+/* Reverses the bytes of each of n items of size bytes. */
+static void swap_items(void *data, int64_t n, size_t size) {
   unsigned char *p = data;
-  for (int64_t k = 0; k < n; k++, p += 4) {
-    unsigned char t = p[0];
-    p[0] = p[3];
-    p[3] = t;
-    t = p[1];
-    p[1] = p[2];
-    p[2] = t;
-  }
+  for (int64_t k = 0; k < n; k++, p += size)
+    for (size_t x = 0; x < size / 2; x++) {
+      unsigned char t = p[x];
+      p[x] = p[size - 1 - x];
+      p[size - 1 - x] = t;
+    }
 }
 
 int64_t npy_count(const npy_array *a) {
@@ -246,17 +246,24 @@ static int parse_header(hparse *p, npy_dtype *dt, int *ndim, int64_t *shape) {
     *dt = NPY_F32;
   else if (!strcmp(descr, "<i4"))
     *dt = NPY_I32;
+  else if (!strcmp(descr, "<f2"))
+    *dt = NPY_F16;
+  else if (!strcmp(descr, "<u2"))
+    *dt = NPY_U16;
   else if (!strcmp(descr, "|u1") || !strcmp(descr, "<u1") ||
            !strcmp(descr, "=u1"))
     *dt = NPY_U8;
   else if (descr[0] == '>' && (!strcmp(descr + 1, "f4") ||
-                               !strcmp(descr + 1, "i4")))
+                               !strcmp(descr + 1, "i4") ||
+                               !strcmp(descr + 1, "f2") ||
+                               !strcmp(descr + 1, "u2")))
     return fio_fail(p->err, p->errlen, p->path,
                     "big-endian dtype '%s' is not supported (use '<%s')", descr,
                     descr + 1);
   else
     return fio_fail(p->err, p->errlen, p->path,
-                    "unsupported dtype '%s' (want '<f4', '<i4' or '|u1')",
+                    "unsupported dtype '%s' (want '<f4', '<f2', '<u2', '<i4' "
+                    "or '|u1')",
                     descr);
   return 0;
 }
@@ -369,7 +376,8 @@ int npy_read(const char *path, npy_array *out, char *err, size_t errlen) {
              bytes);
     goto done;
   }
-  if (dtype_size[dt] == 4 && !host_is_little()) swap4(data, count);
+  if (dtype_size[dt] > 1 && !host_is_little())
+    swap_items(data, count, dtype_size[dt]);
   out->dtype = dt;
   out->ndim = ndim;
   memcpy(out->shape, shape, sizeof shape);
@@ -388,7 +396,7 @@ done:
 int npy_write(const char *path, npy_dtype dt, int ndim, const int64_t *shape,
               const void *data, char *err, size_t errlen) {
   if (!path) return fio_fail(err, errlen, path, "invalid argument");
-  if ((int)dt < 0 || dt > NPY_U8)
+  if ((int)dt < 0 || dt > NPY_U16)
     return fio_fail(err, errlen, path, "unknown dtype %d", (int)dt);
   if (ndim < 0 || ndim > NPY_MAX_NDIM || (ndim > 0 && !shape))
     return fio_fail(err, errlen, path, "bad ndim %d (0..%d)", ndim,
@@ -428,14 +436,14 @@ int npy_write(const char *path, npy_dtype dt, int ndim, const int64_t *shape,
   for (size_t k = 0; ok && k < pad; k++) ok = fputc(' ', f) != EOF;
   ok = ok && fputc('\n', f) != EOF;
   if (ok && bytes) {
-    if (dtype_size[dt] == 4 && !host_is_little()) {
+    if (dtype_size[dt] > 1 && !host_is_little()) {
       /* byte-swap through a small buffer, never touching the caller's data */
       unsigned char buf[4096];
       const unsigned char *src = data;
       for (size_t off = 0; ok && off < bytes; off += sizeof buf) {
         size_t m = bytes - off < sizeof buf ? bytes - off : sizeof buf;
         memcpy(buf, src + off, m);
-        swap4(buf, (int64_t)(m / 4));
+        swap_items(buf, (int64_t)(m / dtype_size[dt]), dtype_size[dt]);
         ok = fwrite(buf, 1, m, f) == m;
       }
     } else {

@@ -1,5 +1,6 @@
 /* npy.h: reading and writing NumPy .npy files (format 1.0/2.0/3.0).
- * float32 ('<f4'), int32 ('<i4') and uint8 ('|u1'), C order only; anything
+ * float32 ('<f4'), float16 ('<f2'), uint16 ('<u2'), int32 ('<i4') and uint8
+ * ('|u1'), C order only; anything
  * else (another dtype, Fortran order, a bad header, a truncated file, a shape
  * whose byte size overflows) is an error with a message, never a crash. */
 #ifndef SPAT_NPY_H
@@ -8,7 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { NPY_F32, NPY_I32, NPY_U8 } npy_dtype;
+/* NPY_U16 ('<u2') also carries bfloat16 bit patterns (spatc --dtype bf16) */
+typedef enum { NPY_F32, NPY_I32, NPY_U8, NPY_F16, NPY_U16 } npy_dtype;
 
 typedef struct npy_array {
   npy_dtype dtype;

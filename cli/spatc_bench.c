@@ -24,6 +24,10 @@
  * --json (one JSON object on stdout), --no-dense, --no-cache (the kernel
  * timed is then a fresh JIT compile, not the user's cache entry, and
  * cold/warm are not measured).
+ * --dtype bf16|f16: q, k, v are rounded to the dtype; the kernel timed is
+ * the dtype's, and the float32 kernel is also timed on the same rounded
+ * values in the same run (f32_ms, vs_f32 = f32_ms / kernel_ms); the
+ * baselines run in float32 on the rounded values.
  * Input arrays get packed-document ids (documents of random lengths).
  * Progress goes to stderr.
  */
@@ -69,10 +73,10 @@ static void mask_cb(void *ctx, int64_t h, int64_t r, uint8_t *row) {
 
 /* Compiles the pattern for the JIT; NULL after printing. */
 static spat_kernel *compile_jit(spatc_pat *pat, int64_t D, int threads,
-                                int cache) {
+                                int cache, spat_dtype dt) {
   spat_compile_options o = {.D = D, .layout = SPAT_LAYOUT_BHLD,
                             .threads = threads, .backend = SPAT_BACKEND_JIT,
-                            .cache = cache};
+                            .cache = cache, .dtype = dt};
   spat_kernel *k = NULL;
   spat_status st = spat_compile(pat->p, &o, &k);
   if (st != SPAT_OK) spatc_api_error(pat->ctx, st);
@@ -81,8 +85,8 @@ static spat_kernel *compile_jit(spatc_pat *pat, int64_t D, int threads,
 
 /* Cold and warm compile times through a private cache directory; -1 when
  * not measured (message on stderr). */
-static void cache_times(spatc_pat *pat, int64_t D, int threads, double *cold,
-                        double *warm) {
+static void cache_times(spatc_pat *pat, int64_t D, int threads,
+                        spat_dtype dt, double *cold, double *warm) {
   *cold = *warm = -1;
   char tmp[] = "/tmp/spatc-bench-cache.XXXXXX", dir[4200];
   if (!mkdtemp(tmp)) return;
@@ -92,7 +96,7 @@ static void cache_times(spatc_pat *pat, int64_t D, int threads, double *cold,
   setenv("XDG_CACHE_HOME", tmp, 1);
   spat_compile_options o = {.D = D, .layout = SPAT_LAYOUT_BHLD,
                             .threads = threads, .backend = SPAT_BACKEND_JIT,
-                            .cache = 1};
+                            .cache = 1, .dtype = dt};
   double tc[3], tw[5];
   const char *why = NULL;
   int ok = 1;
@@ -131,6 +135,7 @@ static void cache_times(spatc_pat *pat, int64_t D, int threads, double *cold,
 typedef struct bench_opts {
   int64_t threads, repeats;
   bool json, dense, cache;
+  spat_dtype dtype;
 } bench_opts;
 
 static int bench_option(void *ctx, const cli *c, int id) {
@@ -142,6 +147,7 @@ static int bench_option(void *ctx, const cli *c, int id) {
   case OPT_JSON: o->json = true; return 0;
   case OPT_NO_DENSE: o->dense = false; return 0;
   case OPT_NO_CACHE: o->cache = false; return 0;
+  case OPT_DTYPE: return spatc_dtype_option(c, &o->dtype);
   default: return -1;
   }
 }
@@ -212,22 +218,36 @@ static int bench(const bench_in *in, bench_opts *opt) {
           threads = opt->threads, repeats = opt->repeats;
   int json = opt->json, dense = opt->dense, use_cache = opt->cache, rc = 1;
   size_t nq = (size_t)(H * Lq * D);
-  spat_kernel *kernel = NULL, *kcache = NULL;
-  spat_tensors T = spatc_tensors(A);
+  spat_kernel *kernel = NULL, *kcache = NULL, *k32 = NULL;
+  spat_dtype dt = opt->dtype;
+  spat_tensors T = spatc_tensors(A), T32 = T;
   T.o = in->o;
   T.lse = in->lse;
   float *o2 = malloc(sizeof(float) * nq);
   double *tk = malloc(sizeof(double) * (size_t)repeats);
   uint8_t *mcache = NULL;
   row_span *spans = NULL;
+  void *h16[4] = {NULL, NULL, NULL, NULL}; /* q, k, v, o of the dtype */
   if (!o2 || !tk) goto oom;
+  if (dt != SPAT_DTYPE_F32) { /* rounded, and A's q, k, v hold the values */
+    size_t nk = (size_t)(Hkv * Lk * D), n[4] = {nq, nk, nk, nq};
+    float *src[3] = {A->q.data, A->k.data, A->v.data};
+    for (int x = 0; x < 4; x++)
+      if (!(h16[x] = malloc(n[x] * 2 + 2))) goto oom;
+    for (int x = 0; x < 3; x++) {
+      spat_convert(src[x], SPAT_DTYPE_F32, h16[x], dt, n[x]);
+      spat_convert(h16[x], dt, src[x], SPAT_DTYPE_F32, n[x]);
+    }
+    T.q = h16[0], T.k = h16[1], T.v = h16[2], T.o = h16[3];
+    T32.o = o2;
+  }
 
   /* compile */
   double tc[5];
   fprintf(stderr, "bench %s: compiling\n", name);
   for (int t = 0; t < 5; t++) {
     double t0 = spatc_now_ms();
-    spat_kernel *kn = compile_jit(in->pat, D, (int)threads, 0);
+    spat_kernel *kn = compile_jit(in->pat, D, (int)threads, 0, dt);
     tc[t] = spatc_now_ms() - t0;
     if (!kn) goto out;
     spat_kernel_free(kernel);
@@ -236,8 +256,8 @@ static int bench(const bench_in *in, bench_opts *opt) {
   double compile_ms = median(tc, 5);
   double cold_ms = -1, warm_ms = -1;
   if (use_cache) {
-    cache_times(in->pat, D, (int)threads, &cold_ms, &warm_ms);
-    kcache = compile_jit(in->pat, D, (int)threads, 1);
+    cache_times(in->pat, D, (int)threads, dt, &cold_ms, &warm_ms);
+    kcache = compile_jit(in->pat, D, (int)threads, 1, dt);
     if (!kcache) goto out;
     const char *why = spat_kernel_signature(kcache)->cache_problem;
     if (why) {
@@ -261,6 +281,24 @@ static int bench(const bench_in *in, bench_opts *opt) {
     if (t >= 0) tk[t] = spatc_now_ms() - t0;
   }
   double kernel_ms = median(tk, (int)repeats);
+  double f32_ms = -1;
+  if (dt != SPAT_DTYPE_F32) {
+    /* the float32 kernel on the same rounded values, then o as float */
+    fprintf(stderr, "bench %s: running the float32 kernel\n", name);
+    if (!(k32 = compile_jit(in->pat, D, (int)threads, 0, SPAT_DTYPE_F32)))
+      goto out;
+    for (int64_t t = -1; t < repeats; t++) {
+      double t0 = spatc_now_ms();
+      spat_status st = spat_kernel_call(k32, &T32, in->args, in->n_args);
+      if (st != SPAT_OK) {
+        spatc_api_error(in->pat->ctx, st);
+        goto out;
+      }
+      if (t >= 0) tk[t] = spatc_now_ms() - t0;
+    }
+    f32_ms = median(tk, (int)repeats);
+    spat_convert(h16[3], dt, in->o, SPAT_DTYPE_F32, nq);
+  }
 
   /* nnz (and the mask rows for the dense baseline) */
   fprintf(stderr, "bench %s: counting the mask\n", name);
@@ -374,13 +412,16 @@ static int bench(const bench_in *in, bench_opts *opt) {
            "\"loop_ms\": %.3f, \"loop_window\": [%lld, %lld], "
            "\"loop_exact\": %s, \"dense_ms\": %.3f, \"vs_loop\": %.3f, "
            "\"vs_dense\": %.3f, \"max_err_dense\": %.3g, \"max_err_loop\": %.3g, "
-           "\"nnz_sampled\": %s}\n",
+           "\"nnz_sampled\": %s, \"dtype\": \"%s\", \"f32_ms\": %.3f, "
+           "\"vs_f32\": %.3f}\n",
            name, file, (long long)Lq, (long long)Lk, (long long)H,
            (long long)Hkv, (long long)D, (long long)threads, (long long)nnz,
            density, compile_ms, cold_ms, warm_ms, kcache ? "true" : "false", kernel_ms, gflops, peak, loop_ms, (long long)wl,
            (long long)wr, exact_window ? "true" : "false", dense_ms,
            loop_ms / kernel_ms, dense_ms > 0 ? dense_ms / kernel_ms : -1.0,
-           dense_err, loop_err, step > 1 ? "true" : "false");
+           dense_err, loop_err, step > 1 ? "true" : "false",
+           dt == SPAT_DTYPE_BF16 ? "bf16" : dt == SPAT_DTYPE_F16 ? "f16" : "f32",
+           f32_ms, f32_ms > 0 ? f32_ms / kernel_ms : -1.0);
   } else {
     printf("pattern %s (%s): Lq %lld, Lk %lld, H %lld (kv %lld), D %lld, "
            "threads %lld\n", name, file, (long long)Lq, (long long)Lk,
@@ -392,6 +433,9 @@ static int bench(const bench_in *in, bench_opts *opt) {
       printf("  cache           cold %.1f ms (median of 3), warm %.2f ms "
              "(median of 5)\n", cold_ms, warm_ms);
     printf("  kernel          %.3f ms (median of %lld)\n", kernel_ms, (long long)repeats);
+    if (f32_ms > 0)
+      printf("  float32 kernel  %.3f ms on the same rounded inputs: %.2fx\n",
+             f32_ms, f32_ms / kernel_ms);
     printf("  throughput      %.1f GFLOP/s on allowed pairs, %.1f%% of %.0f "
            "GFLOP/s x %lld cores\n", gflops, peak, PEAK_PER_CORE, (long long)threads);
     printf("  C row loop      %.3f ms, window (%lld, %lld)%s: kernel is %.2fx faster\n",
@@ -408,6 +452,8 @@ oom:
 out:
   spat_kernel_free(kernel);
   spat_kernel_free(kcache);
+  spat_kernel_free(k32);
+  for (int x = 0; x < 4; x++) free(h16[x]);
   free(o2), free(tk), free(mcache), free(spans);
   return rc;
 }
@@ -417,7 +463,7 @@ int spatc_bench_main(int argc, char **argv) {
       OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_LEN,     OPT_LQ,
       OPT_LK,      OPT_HEADS,  OPT_KVHEADS, OPT_DIM,     OPT_THREADS,
       OPT_REPEATS, OPT_SEED,   OPT_JSON,    OPT_NO_DENSE, OPT_NO_CACHE,
-      OPT_NONE};
+      OPT_DTYPE,   OPT_NONE};
   cli c;
   cli_init(&c, argc, argv, "FILE [--len L | --lq N --lk N] [options]",
            "Times the pattern's JIT kernel (compile, run, GFLOP/s on the "
@@ -430,7 +476,7 @@ int spatc_bench_main(int argc, char **argv) {
   spatc_shape sh;
   sel_init(&sel);
   shape_init(&sh);
-  bench_opts opt = {0, 5, false, true, true};
+  bench_opts opt = {0, 5, false, true, true, SPAT_DTYPE_F32};
   spatc_args args;
   spatc_qkv qkv;
   memset(&args, 0, sizeof args);

@@ -532,8 +532,31 @@ const char *spatc_dtype_name(npy_dtype t) {
   case NPY_F32: return "float32";
   case NPY_I32: return "int32";
   case NPY_U8: return "uint8";
+  case NPY_F16: return "float16";
+  case NPY_U16: return "uint16";
   }
   return "?";
+}
+
+int spatc_dtype_option(const cli *c, spat_dtype *out) {
+  static const struct {
+    const char *name;
+    spat_dtype t;
+  } names[] = {{"f32", SPAT_DTYPE_F32},  {"float32", SPAT_DTYPE_F32},
+               {"bf16", SPAT_DTYPE_BF16}, {"bfloat16", SPAT_DTYPE_BF16},
+               {"f16", SPAT_DTYPE_F16},  {"fp16", SPAT_DTYPE_F16},
+               {"float16", SPAT_DTYPE_F16}};
+  for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+    if (strcmp(c->arg, names[k].name) == 0) {
+      *out = names[k].t;
+      return 0;
+    }
+  return cli_usage_error(c, "unknown dtype '%s' (expected f32, bf16 or f16)",
+                         c->arg);
+}
+
+npy_dtype spatc_npy_of(spat_dtype t) {
+  return t == SPAT_DTYPE_BF16 ? NPY_U16 : t == SPAT_DTYPE_F16 ? NPY_F16 : NPY_F32;
 }
 
 /* Appends 'name' to the list in buf, ", " between names. */

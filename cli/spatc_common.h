@@ -49,9 +49,11 @@ enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
   X(BATCH, "batch", 'B', "N", "batch size (default 1)")                      \
   X(DIM, "dim", 'd', "N", "head dimension (default 64)")                     \
   X(SEED, "seed", 's', "S", "draw q, k, v at random from seed S")  \
-  X(Q, "q", 0, "FILE.npy", "queries, float32")                               \
-  X(K, "k", 0, "FILE.npy", "keys, float32")                                  \
-  X(V, "v", 0, "FILE.npy", "values, float32")                                \
+  X(Q, "q", 0, "FILE.npy", "queries: <f4, <f2 or <u2 (bf16 bits)")          \
+  X(K, "k", 0, "FILE.npy", "keys, as --q")                                   \
+  X(V, "v", 0, "FILE.npy", "values, as --q")                                 \
+  X(DTYPE, "dtype", 0, "f32|bf16|f16",                                       \
+    "element type of q, k, v, o (default f32)")                              \
   X(LAYOUT, "layout", 0, "bhld|blhd",                                        \
     "axis order of q, k, v (default bhld)")                                  \
   X(SCALE, "scale", 0, "F", "score scale (default 1/sqrt(D))")               \
@@ -301,13 +303,19 @@ static inline uint64_t spatc_mix(uint64_t x) {
 void spatc_randn(const spatc_tensor *t, int64_t B, int64_t H, int64_t L,
                  int64_t D, uint64_t seed, int stream);
 
-/* Reads a float32 npy of ndim dims; 0 or 1 after printing. */
+/* Reads a float32 npy of ndim dims (float16 '<f2' and bfloat16 bits '<u2'
+ * are widened to float32); 0 or 1 after printing. */
 int spatc_read_f32(const char *what, const char *path, int ndim,
                    npy_array *out);
 
 /* 0 for a readable regular file, else 1 after "spatc: error: PATH: why". */
 int spatc_check_file(const char *path);
 const char *spatc_dtype_name(npy_dtype t);   /* "float32", ... */
+
+/* --dtype's argument: 0 and *out, or an exit status after printing. */
+int spatc_dtype_option(const cli *c, spat_dtype *out);
+/* The npy type of o for a kernel dtype: <f4, <u2 (bf16 bits), <f2. */
+npy_dtype spatc_npy_of(spat_dtype t);
 
 double spatc_now_ms(void);
 int spatc_cores(void);           /* online CPUs, >= 1 */

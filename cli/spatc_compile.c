@@ -186,6 +186,7 @@ static int compile_option(void *ctx, const cli *c, int id) {
     return 0;
   }
   case OPT_CPU: o->aot.cpu = c->arg; return 0;
+  case OPT_DTYPE: return spatc_dtype_option(c, &o->aot.dtype);
   case OPT_OUTPUT: o->output = c->arg; return 0;
   case OPT_HEADER: o->header = c->arg; return 0;
   default: return -1;
@@ -196,7 +197,8 @@ int spatc_compile_main(int argc, char **argv) {
   static const spatc_opt ok[] = {OPT_PATTERN, OPT_DEFINE, OPT_DIM,
                                  OPT_LAYOUT,  OPT_THREADS, OPT_NAME,
                                  OPT_EMIT,    OPT_TARGET,  OPT_CPU,
-                                 OPT_OUTPUT,  OPT_HEADER,  OPT_NONE};
+                                 OPT_OUTPUT,  OPT_HEADER,  OPT_DTYPE,
+                                 OPT_NONE};
   cli c;
   cli_init(&c, argc, argv,
            "FILE [--pattern NAME] [-D NAME=INT] [--dim D] [-o OUT] "
@@ -218,7 +220,7 @@ int spatc_compile_main(int argc, char **argv) {
   sel_init(&sel);
   shape_init(&sh);
   compile_opts opt = {{64, SPAT_LAYOUT_BHLD, 0, NULL, NULL, NULL,
-                       SPAT_EMIT_OBJECT},
+                       SPAT_EMIT_OBJECT, SPAT_DTYPE_F32},
                       NULL, NULL, EMIT_obj};
   int rc = spatc_parse(&c, &sel, &sh, compile_option, &opt);
   spat_aot_options o = opt.aot;

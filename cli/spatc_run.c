@@ -1,6 +1,7 @@
 /* spatc_run.c: `spatc run`, attention with a pattern through one backend
  * (spat_compile with SPAT_BACKEND_JIT or _INTERP): q, k, v from npy files
- * or drawn from a seed; o written as float32 [B, H, Lq, D] and, on request,
+ * or drawn from a seed; o written as [B, H, Lq, D] (float32, or the
+ * --dtype: bf16 bits as '<u2', fp16 as '<f2') and, on request,
  * the log-sum-exp as float32 [B, H, Lq].  A one-line summary (sizes,
  * backend, times) goes to stderr.  JIT kernels come from the disk kernel
  * cache (spat_compile's .cache) unless --no-cache; a cache that cannot be
@@ -37,22 +38,37 @@ static const char *backend_message(const char *msg, spat_backend id) {
   return msg;
 }
 
-/* o[B, L, H, D] into [B, H, L, D]. */
-static void to_bhld(float *dst, const float *src, int64_t B, int64_t H,
-                    int64_t L, int64_t D) {
+/* o[B, L, H, D] into [B, H, L, D], elements of esz bytes. */
+static void to_bhld(void *dst, const void *src, int64_t B, int64_t H,
+                    int64_t L, int64_t D, size_t esz) {
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < H; h++)
       for (int64_t l = 0; l < L; l++)
-        memcpy(dst + ((b * H + h) * L + l) * D, src + ((b * L + l) * H + h) * D,
-               sizeof(float) * (size_t)D);
+        memcpy((char *)dst + (size_t)(((b * H + h) * L + l) * D) * esz,
+               (const char *)src + (size_t)(((b * L + l) * H + h) * D) * esz,
+               esz * (size_t)D);
 }
 
-static int write_f32(const char *path, int ndim, const int64_t *shape,
-                     const float *data) {
+static int write_npy(const char *path, npy_dtype dt, int ndim,
+                     const int64_t *shape, const void *data) {
   char err[512];
-  if (npy_write(path, NPY_F32, ndim, shape, data, err, sizeof err) != 0)
+  if (npy_write(path, dt, ndim, shape, data, err, sizeof err) != 0)
     return spatc_lib_error(err);
   return 0;
+}
+
+/* --dtype bf16 / f16: q, k, v (float32, as read or drawn) rounded to 16-bit
+ * copies in mem[3], which the tensors of a then point at. */
+static int narrow_qkv(spatc_args *a, spat_dtype dt, void *mem[3]) {
+  spatc_tensor *ts[3] = {&a->q, &a->k, &a->v};
+  for (int x = 0; x < 3; x++) {
+    int64_t n = a->B * (x ? a->Hkv * a->Lk : a->H * a->Lq) * a->D;
+    mem[x] = spatc_xmalloc((size_t)n * 2 + 1);
+    if (!mem[x]) return SPATC_EUSER;
+    spat_convert(ts[x]->data, SPAT_DTYPE_F32, mem[x], dt, (size_t)n);
+    ts[x]->data = mem[x];
+  }
+  return SPATC_OK;
 }
 
 typedef struct run_opts {
@@ -60,6 +76,7 @@ typedef struct run_opts {
   const char *backend;
   double scale;              /* 0: 1/sqrt(D) */
   int64_t threads;
+  spat_dtype dtype;
   bool verbose, explicit_backend, cache;
 } run_opts;
 
@@ -75,6 +92,7 @@ static int run_option(void *ctx, const cli *c, int id) {
     o->explicit_backend = true;
     return 0;
   case OPT_THREADS: return cli_int(c, 0, 4096, &o->threads) ? 0 : SPATC_EUSAGE;
+  case OPT_DTYPE: return spatc_dtype_option(c, &o->dtype);
   case OPT_SCALE:
     if (!cli_float(c, &o->scale)) return SPATC_EUSAGE;
     if (o->scale == 0 || (float)o->scale == 0)
@@ -92,7 +110,8 @@ int spatc_run_main(int argc, char **argv) {
       OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_INPUT, OPT_PLUGIN, OPT_Q,
       OPT_K, OPT_V, OPT_SEED, OPT_BATCH, OPT_HEADS, OPT_KVHEADS, OPT_LEN,
       OPT_LQ, OPT_LK, OPT_DIM, OPT_LAYOUT, OPT_SCALE, OPT_OUTPUT, OPT_LSE,
-      OPT_BACKEND, OPT_THREADS, OPT_VERBOSE, OPT_NO_CACHE, OPT_NONE};
+      OPT_BACKEND, OPT_THREADS, OPT_VERBOSE, OPT_NO_CACHE, OPT_DTYPE,
+      OPT_NONE};
   cli c;
   cli_init(&c, argc, argv,
            "FILE (--q Q.npy --k K.npy --v V.npy | --seed S --len N) "
@@ -104,13 +123,17 @@ int spatc_run_main(int argc, char **argv) {
            "from a standard normal (see spatc(1)).\nWrites o as float32 "
            "[B, H, Lq, D] with -o and the log-sum-exp [B, H, Lq]\nwith --lse; "
            "a summary line goes to stderr.  JIT kernels are kept in the\n"
-           "disk kernel cache (see spatc cache) unless --no-cache.",
+           "disk kernel cache (see spatc cache) unless --no-cache.\n"
+           "--dtype bf16 or f16 rounds q, k, v to that type (files may be "
+           "<f4, <f2, or\n<u2 holding bfloat16 bits) and writes o in it "
+           "(bf16: <u2, f16: <f2);\nlse stays float32.",
            ok);
   spatc_sel sel;
   spatc_shape sh;
   sel_init(&sel);
   shape_init(&sh);
-  run_opts opt = {NULL, NULL, DEFAULT_BACKEND, 0, 0, false, false, true};
+  run_opts opt = {NULL, NULL, DEFAULT_BACKEND, 0, 0, SPAT_DTYPE_F32,
+                  false, false, true};
   int rc = spatc_parse(&c, &sel, &sh, run_option, &opt);
   if (rc == SPATC_OK && sh.head >= 0)
     rc = cli_usage_error(&c, "--head is not an option of run");
@@ -133,19 +156,22 @@ int spatc_run_main(int argc, char **argv) {
   memset(&qkv, 0, sizeof qkv);
   memset(&bound, 0, sizeof bound);
   memset(&a, 0, sizeof a);
-  float *o = NULL, *o_kernel = NULL, *lse = NULL;
+  void *o = NULL, *o_kernel = NULL, *narrow[3] = {NULL, NULL, NULL};
+  float *lse = NULL;
+  size_t esz = opt.dtype == SPAT_DTYPE_F32 ? 4 : 2;
   spat_kernel *kernel = NULL;
   const char *cache_state = "off";
   rc = spatc_load(&pat, &sel);
   if (rc == SPATC_OK) rc = spatc_qkv_setup(&qkv, &a, &sh, &c, QKV_QKV);
   if (rc == SPATC_OK) rc = spatc_bind(&bound, &pat, &sel, a.Lk);
+  if (rc == SPATC_OK && opt.dtype != SPAT_DTYPE_F32)
+    rc = narrow_qkv(&a, opt.dtype, narrow);
   if (rc == SPATC_OK) {
     int64_t n_o = a.B * a.H * a.Lq * a.D;   /* bounded: q has as many */
-    o = spatc_xmalloc((size_t)n_o * sizeof(float));
+    o = spatc_xmalloc((size_t)n_o * esz);
     /* the kernel writes o in the layout of q; -o is [B, H, Lq, D] */
-    o_kernel = a.layout == SPAT_LAYOUT_BHLD
-                   ? o
-                   : spatc_xmalloc((size_t)n_o * sizeof(float));
+    o_kernel = a.layout == SPAT_LAYOUT_BHLD ? o
+                                            : spatc_xmalloc((size_t)n_o * esz);
     if (opt.lse) lse = spatc_xmalloc((size_t)(a.B * a.H * a.Lq) * sizeof(float));
     if (!o || !o_kernel || (opt.lse && !lse)) rc = SPATC_EUSER;
   }
@@ -156,7 +182,8 @@ int spatc_run_main(int argc, char **argv) {
                                .layout = (spat_layout)a.layout,
                                .threads = (int)opt.threads,
                                .backend = backend,
-                               .cache = opt.cache};
+                               .cache = opt.cache,
+                               .dtype = opt.dtype};
     double t0 = spatc_now_ms();
     st = spat_compile(pat.p, &co, &kernel);
     if (st == SPAT_EUNSUPPORTED && !opt.explicit_backend &&
@@ -193,7 +220,8 @@ int spatc_run_main(int argc, char **argv) {
     st = spat_kernel_call(kernel, &t, bound.args, bound.n_args);
     t_run = spatc_now_ms() - t0;
     if (st != SPAT_OK) rc = spatc_api_error(pat.ctx, st);
-    if (st == SPAT_OK && o_kernel != o) to_bhld(o, o_kernel, a.B, a.H, a.Lq, a.D);
+    if (st == SPAT_OK && o_kernel != o)
+      to_bhld(o, o_kernel, a.B, a.H, a.Lq, a.D, esz);
   }
   if (rc == SPATC_OK) {
     double pairs = (double)a.B * (double)a.H * (double)a.Lq;
@@ -207,13 +235,14 @@ int spatc_run_main(int argc, char **argv) {
       fprintf(stderr, "spatc: %.0f query rows, %.3f us per row\n", pairs,
               pairs > 0 ? t_run * 1e3 / pairs : 0.0);
     int64_t shape[4] = {a.B, a.H, a.Lq, a.D};
-    if (opt.out) rc = write_f32(opt.out, 4, shape, o);
-    if (rc == SPATC_OK && opt.lse) rc = write_f32(opt.lse, 3, shape, lse);
+    if (opt.out) rc = write_npy(opt.out, spatc_npy_of(opt.dtype), 4, shape, o);
+    if (rc == SPATC_OK && opt.lse) rc = write_npy(opt.lse, NPY_F32, 3, shape, lse);
   }
   spat_kernel_free(kernel);
   if (o_kernel != o) free(o_kernel);
   free(o);
   free(lse);
+  for (int x = 0; x < 3; x++) free(narrow[x]);
   spatc_bound_free(&bound);
   spatc_qkv_free(&qkv);
   spatc_pat_free(&pat);

@@ -77,8 +77,24 @@ int spatc_read_f32(const char *what, const char *path, int ndim,
   if (rc) return rc;
   char err[512];
   if (npy_read(path, out, err, sizeof err) != 0) return spatc_lib_error(err);
+  if (out->dtype == NPY_F16 || out->dtype == NPY_U16) {
+    /* fp16 ('<f2') and bfloat16 bits ('<u2'): widened exactly */
+    int64_t n = npy_count(out);
+    float *f = spatc_xmalloc((size_t)n * sizeof(float) + 1);
+    if (!f) {
+      npy_free(out);
+      return SPATC_EUSER;
+    }
+    spat_convert(out->data, out->dtype == NPY_F16 ? SPAT_DTYPE_F16
+                                                  : SPAT_DTYPE_BF16,
+                 f, SPAT_DTYPE_F32, (size_t)n);
+    free(out->data);
+    out->data = f;
+    out->dtype = NPY_F32;
+  }
   if (out->dtype != NPY_F32) {
-    spatc_error("%s: %s must be float32 ('<f4'), not %s", path, what,
+    spatc_error("%s: %s must be float32 ('<f4'), float16 ('<f2') or "
+                "bfloat16 bits ('<u2'), not %s", path, what,
                 spatc_dtype_name(out->dtype));
     npy_free(out);
     return SPATC_EUSER;

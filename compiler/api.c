@@ -631,6 +631,9 @@ static spat_status compile(spat_pattern *pat, const spat_compile_options *o,
   if (o->threads < 0)
     return fail(c, SPAT_EINVAL, "threads = %d: must be >= 0 (0: all cores)",
                 o->threads);
+  if (o->dtype != SPAT_DTYPE_F32 && o->dtype != SPAT_DTYPE_BF16 &&
+      o->dtype != SPAT_DTYPE_F16)
+    return fail(c, SPAT_EINVAL, "unknown dtype %d", (int)o->dtype);
   const char *be_name = o->backend == SPAT_BACKEND_JIT      ? "jit"
                         : o->backend == SPAT_BACKEND_INTERP ? "interp"
                                                             : NULL;
@@ -685,10 +688,11 @@ static spat_status compile(spat_pattern *pat, const spat_compile_options *o,
         (spat_arg_info){p->inputs[a].name, SPAT_KIND_INPUT, false, 0};
   for (int a = 0; a < p->n_inputs; a++) k->input_names[a] = p->inputs[a].name;
   k->shape = (args_shape){o->D,           (int)o->layout, p->n_inputs,
-                         k->input_names, k->externs,     o->threads};
+                         k->input_names, k->externs,     o->threads,
+                         (int)o->dtype};
   k->sig = (spat_signature){p->name,        o->D,    o->layout,     o->backend,
                             (size_t)n_args, k->args, k->entry_type, 0,
-                            NULL};
+                            NULL,           o->dtype};
 
   k->entry = ffi_entry_new(p->n_runtime, p->n_inputs, entry_body, k);
   if (k->entry == NULL) {
@@ -700,6 +704,7 @@ static spat_status compile(spat_pattern *pat, const spat_compile_options *o,
   backend_cache cache = BACKEND_CACHE_OFF;
   char note[ERR_LEN] = "";
   backend_opts bo = {.D = o->D,
+                     .dtype = (int)o->dtype,
                      .threads = o->threads,
                      .cache = o->cache != 0,
                      .layout = (int)o->layout,

@@ -41,6 +41,9 @@ static spat_status aot_prepare(spat_pattern *p, const spat_aot_options *o,
                  o->threads);
   if (o->emit < SPAT_EMIT_OBJECT || o->emit > SPAT_EMIT_SHARED)
     return api_fail(c, SPAT_EINVAL, "unknown emit kind %d", (int)o->emit);
+  if (o->dtype != SPAT_DTYPE_F32 && o->dtype != SPAT_DTYPE_BF16 &&
+      o->dtype != SPAT_DTYPE_F16)
+    return api_fail(c, SPAT_EINVAL, "unknown dtype %d", (int)o->dtype);
   const ir_program *ir;
   spat_status st = api_lower(p, &ir);
   if (st != SPAT_OK) return st;
@@ -56,8 +59,8 @@ static spat_status aot_prepare(spat_pattern *p, const spat_aot_options *o,
   static const int kinds[] = {
       [SPAT_EMIT_OBJECT] = AOT_EMIT_OBJ, [SPAT_EMIT_ASM] = AOT_EMIT_ASM,
       [SPAT_EMIT_LLVM] = AOT_EMIT_LLVM, [SPAT_EMIT_SHARED] = AOT_EMIT_SHARED};
-  *ao = (aot_opts){o->D,   (int)o->layout, o->threads,       o->name,
-                   o->cpu, o->source,      kinds[o->emit]};
+  *ao = (aot_opts){o->D,   (int)o->layout, o->threads,     o->name,
+                   o->cpu, o->source,      kinds[o->emit], (int)o->dtype};
   *prog = ir;
   return SPAT_OK;
 }

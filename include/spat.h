@@ -57,7 +57,8 @@
  *    outside the library's locks (it may call the library), possibly in
  *    several threads at once when they share the context.
  *
- * Tensors are float32, the head dimension D contiguous:
+ * Tensors are float32, or bf16 / fp16 (spat_compile_options.dtype), the
+ * head dimension D contiguous:
  *   q [B, H, Lq, D], k and v [B, Hkv, Lk, D], o [B, H, Lq, D], lse [B, H, Lq]
  * for SPAT_LAYOUT_BHLD, or [B, L, H, D] for SPAT_LAYOUT_BLHD (lse stays
  * [B, H, Lq]).  Grouped-query attention: H a multiple of Hkv.
@@ -274,6 +275,23 @@ typedef enum spat_layout {
   SPAT_LAYOUT_BLHD = 1, /* [B, L, H, D] */
 } spat_layout;
 
+/* The element type of q, k, v and o (lse is always float32).  bf16 and
+ * fp16 elements are uint16_t bit patterns (bfloat16: the high half of a
+ * float32; IEEE binary16); scores, softmax and sums are float32 (the
+ * interpreter: double) and o is rounded to nearest even at the end. */
+typedef enum spat_dtype {
+  SPAT_DTYPE_F32 = 0,
+  SPAT_DTYPE_BF16 = 1,
+  SPAT_DTYPE_F16 = 2,
+} spat_dtype;
+
+/* n elements from src (type from) to dst (type to), through float32:
+ * widening is exact, narrowing rounds to nearest even (overflow: infinity;
+ * NaN stays NaN).  src and dst may be the same buffer only when the types
+ * have the same size.  SPAT_EINVAL for an unknown type or NULL buffers. */
+SPAT_API spat_status spat_convert(const void *src, spat_dtype from, void *dst,
+                                  spat_dtype to, size_t n);
+
 typedef struct spat_compile_options {
   int64_t D; /* head dimension (>= 1) */
   spat_layout layout;
@@ -285,6 +303,7 @@ typedef struct spat_compile_options {
    * the cache cannot be used (e.g. a read-only directory), the kernel is
    * compiled as without it (signature's from_cache 0). */
   int cache;
+  spat_dtype dtype; /* of q, k, v, o; part of the cache key */
 } spat_compile_options;
 
 /* Instantiates the pattern with its parameters and compiles it.  The kernel
@@ -301,8 +320,9 @@ SPAT_API void spat_kernel_free(spat_kernel *k);
 typedef struct spat_tensors {
   int64_t B, H, Hkv, Lq, Lk; /* Hkv 0: H; each may be 0: Lk = 0 makes
                                 every row empty (o = 0, lse = -inf) */
-  const float *q, *k, *v;    /* read */
-  float *o;                  /* written */
+  const void *q, *k, *v;     /* read: float, or uint16_t (bf16, fp16) as
+                                the kernel's dtype says */
+  void *o;                   /* written, of the kernel's dtype */
   float *lse;                /* NULL, or [B, H, Lq] log-sum-exp, written
                                 (-inf for a row with no allowed key) */
   float scale;               /* 0: 1 / sqrt(D) */
@@ -338,6 +358,7 @@ typedef struct spat_signature {
    * directory, not writable, an object the cache cannot hold): why; the
    * kernel was then compiled as without .cache.  NULL otherwise. */
   const char *cache_problem;
+  spat_dtype dtype; /* of q, k, v, o */
 } spat_signature;
 
 /* Owned by the kernel; NULL if k is not a live kernel. */
@@ -478,6 +499,8 @@ typedef struct spat_aot_options {
                          this machine's CPU and features */
   const char *source; /* named in the header's comment; NULL: none */
   spat_emit_kind emit;
+  spat_dtype dtype;   /* of q, k, v, o (avx512_bf16 is used when cpu has
+                         it) */
 } spat_aot_options;
 
 /* Compiles the pattern (current parameters) ahead of time into path, as

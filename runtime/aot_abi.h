@@ -12,8 +12,8 @@
 /* The descriptor's layout, and the kr_env that generated code reads
  * (runtime/kernel_rt.h), are an ABI between objects and libspat: every field
  * is 8 bytes, in this order; AOT_ABI changes with either (3: errat; 4:
- * kr_env gained random_row and random_cache). */
-#define AOT_ABI 4
+ * kr_env gained random_row and random_cache; 5: dtype). */
+#define AOT_ABI 5
 typedef struct aot_desc {
   int64_t abi;                /* AOT_ABI */
   int64_t D, layout, threads; /* compile options */
@@ -28,6 +28,7 @@ typedef struct aot_desc {
   void **state;         /* writable slot: the run-time kernel */
   const char *name;
   const void *errat;    /* kr_errat_fn */
+  int64_t dtype;        /* rt_dtype of q, k, v, o */
 } aot_desc;
 
 /* Runs a loaded descriptor on arguments already checked (the CLI's path:

@@ -25,6 +25,7 @@ static kr_kernel *kernel_of(const aot_desc *d) {
   k = calloc(1, sizeof *k);
   if (k == NULL) return NULL;
   k->D = d->D;
+  k->dtype = (int)d->dtype;
   k->plan = d->plan;
   k->n_runtime = (int)d->n_runtime;
   k->n_inputs = (int)d->n_inputs;
@@ -70,7 +71,8 @@ int spat_aot_run(const void *desc, const spat_tensors *t,
   if (k == NULL)
     return args_status(rt_errf(err, errlen, RT_ENOMEM, "out of memory"));
   args_shape shape = {d->D,           (int)d->layout, (int)d->n_inputs,
-                     d->input_names, d->externs,     (int)d->threads};
+                     d->input_names, d->externs,     (int)d->threads,
+                     (int)d->dtype};
   rt_args a;
   bool empty = false;
   rt_status rs = args_make(&shape, t, scalars, inputs, &a, &empty, err, errlen);

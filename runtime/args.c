@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "args.h"
+#include "dtype.h"
 
 spat_status args_status(rt_status s) {
   switch (s) {
@@ -38,13 +39,13 @@ static bool mul_sizes(int64_t *out, int n, const int64_t *v) {
 }
 
 static rt_status check_tensor(const char *what, const void *p, int64_t B,
-                                int64_t H, int64_t L, int64_t D, char *err,
-                                size_t errlen) {
+                                int64_t H, int64_t L, int64_t D, int dtype,
+                                char *err, size_t errlen) {
   int64_t n;
   if (!mul_sizes(&n, 4, (const int64_t[]){B, H, L, D}) ||
-      n > (int64_t)(PTRDIFF_MAX / (int64_t)sizeof(float)))
+      n > (int64_t)(PTRDIFF_MAX / (int64_t)rt_dtype_size(dtype)))
     return rt_errf(err, errlen, RT_ERANGE,
-                "%s: %lld x %lld x %lld x %lld floats overflow the address "
+                "%s: %lld x %lld x %lld x %lld elements overflow the address "
                 "space",
                 what, (long long)B, (long long)H, (long long)L, (long long)D);
   if (n > 0 && p == NULL)
@@ -73,10 +74,13 @@ rt_status args_make(const args_shape *k, const spat_tensors *t,
     return rt_errf(err, errlen, RT_EINVAL, "H = 0 with Hkv = %lld",
                 (long long)Hkv);
   rt_status st;
-  if ((st = check_tensor("q", t->q, t->B, t->H, t->Lq, k->D, err, errlen)) ||
-      (st = check_tensor("k", t->k, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
-      (st = check_tensor("v", t->v, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
-      (st = check_tensor("o", t->o, t->B, t->H, t->Lq, k->D, err, errlen)))
+  int dt = k->dtype;
+  if (dt < 0 || dt >= RT_N_DTYPES)
+    return rt_errf(err, errlen, RT_EINVAL, "unknown dtype %d", dt);
+  if ((st = check_tensor("q", t->q, t->B, t->H, t->Lq, k->D, dt, err, errlen)) ||
+      (st = check_tensor("k", t->k, t->B, Hkv, t->Lk, k->D, dt, err, errlen)) ||
+      (st = check_tensor("v", t->v, t->B, Hkv, t->Lk, k->D, dt, err, errlen)) ||
+      (st = check_tensor("o", t->o, t->B, t->H, t->Lq, k->D, dt, err, errlen)))
     return st;
   if (!isfinite(t->scale))
     return rt_errf(err, errlen, RT_EINVAL, "scale is %s: it must be a finite "
@@ -98,7 +102,8 @@ rt_status args_make(const args_shape *k, const spat_tensors *t,
   a->Lq = t->Lq;
   a->Lk = t->Lk;
   a->D = k->D;
-  a->q.data = (float *)t->q; /* backends only read q, k, v */
+  a->dtype = dt;
+  a->q.data = (float *)t->q; /* backends only read q, k, v (of dtype dt) */
   a->k.data = (float *)t->k;
   a->v.data = (float *)t->v;
   a->o.data = t->o;
@@ -117,3 +122,7 @@ rt_status args_make(const args_shape *k, const spat_tensors *t,
   return RT_OK;
 }
 
+
+_Static_assert((int)SPAT_DTYPE_F32 == RT_F32 && (int)SPAT_DTYPE_BF16 == RT_BF16 &&
+                   (int)SPAT_DTYPE_F16 == RT_F16,
+               "spat_dtype and rt_dtype agree");

@@ -20,6 +20,7 @@ typedef struct args_shape {
   const char *const *input_names; /* for "input 'doc' is NULL" */
   void *const *externs;           /* resolved extern predicates */
   int threads;
+  int dtype; /* spat_dtype = rt_dtype of q, k, v, o */
 } args_shape;
 
 /* Checks the tensors (sizes, NULLs, overflow) and input arrays of a run and

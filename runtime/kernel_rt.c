@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "arith.h"
+#include "dtype.h"
 #include "plan.h"
 #include "threads.h"
 
@@ -46,10 +47,13 @@ typedef struct rnd_cache {
 } rnd_cache;
 
 typedef struct scratch {
-  float *qt;          /* [D][KR_BQ] */
+  float *qt;          /* [D][KR_BQ], packed as kr_tile_fn says for the dtype */
+  float *qf, *kf, *vf; /* 16-bit dtypes: the tile's q rows [KR_BQ][D] and a
+                          key tile's k and v rows [KR_BK][D] as float, for
+                          sparse_rows */
   float *acc;         /* [KR_BQ][D] */
   float *m, *l;       /* [KR_BQ] */
-  float *st;          /* [KR_BK][KR_BQ] */
+  float *st;          /* KR_ST_FLOATS(D) */
   uint64_t rows[KR_BQ];  /* row words of a partial tile */
   uint64_t cols[KR_BK];  /* the same transposed: key words */
   plan_span *spans;
@@ -200,6 +204,7 @@ static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
 
 static void scratch_free(scratch *s, int n_topk) {
   free(s->qt); free(s->acc); free(s->m); free(s->l); free(s->st);
+  free(s->qf); free(s->kf); free(s->vf);
   free(s->spans); free(s->qd); free(s->km);
   free(s->hs); free(s->hj);
   for (int64_t n = 0; n < s->rnd.n_nodes; n++) free(s->rnd.nodes[n].bits);
@@ -216,7 +221,13 @@ static int scratch_init(scratch *s, const kr_kernel *k) {
   s->acc = aalloc(D * KR_BQ * sizeof(float));
   s->m = aalloc(KR_BQ * sizeof(float));
   s->l = aalloc(KR_BQ * sizeof(float));
-  s->st = aalloc((size_t)KR_BK * KR_BQ * sizeof(float));
+  s->st = aalloc((size_t)KR_ST_FLOATS(D) * sizeof(float));
+  if (k->dtype != RT_F32) {
+    s->qf = aalloc(D * KR_BQ * sizeof(float));
+    s->kf = aalloc(D * KR_BK * sizeof(float));
+    s->vf = aalloc(D * KR_BK * sizeof(float));
+    if (!s->qf || !s->kf || !s->vf) return 0;
+  }
   s->span_cap = 64;
   s->spans = malloc((size_t)s->span_cap * sizeof *s->spans);
   s->qd = malloc(D * sizeof(double));
@@ -279,12 +290,13 @@ static int cmp_i64(const void *x, const void *y) {
   return (a > b) - (a < b);
 }
 
-/* Mean (or the single vector when g == 1) of rows [p0, p1) of t into out. */
-static void mean_rows(const float *t, int64_t sl, int64_t p0, int64_t p1,
-                      int64_t D, double *out) {
+/* Mean (or the single vector when g == 1) of rows [p0, p1) of t (elements
+ * of type dt) into out. */
+static void mean_rows(const void *t, int dt, int64_t sl, int64_t p0,
+                      int64_t p1, int64_t D, double *out) {
   for (int64_t d = 0; d < D; d++) out[d] = 0;
   for (int64_t p = p0; p < p1; p++)
-    for (int64_t d = 0; d < D; d++) out[d] += (double)t[p * sl + d];
+    for (int64_t d = 0; d < D; d++) out[d] += (double)rt_load(t, p * sl + d, dt);
   if (p1 - p0 > 1)
     for (int64_t d = 0; d < D; d++) out[d] /= (double)(p1 - p0);
 }
@@ -296,7 +308,7 @@ static int64_t sat_add(int64_t x, int64_t y) {
 /* Selections of top-k node t for the rows of positions [i0, i1]. */
 /* The means of every key block of granularity g (n blocks) of head (b, hk),
  * kept while consecutive tasks stay on that head. */
-static const double *key_means(scratch *s, const rt_args *a, const float *kb,
+static const double *key_means(scratch *s, const rt_args *a, const void *kb,
                                int64_t b, int64_t hk, int64_t g, int64_t n) {
   if (s->km && s->km_b == b && s->km_h == hk && s->km_g == g && s->km_n == n)
     return s->km;
@@ -305,14 +317,14 @@ static const double *key_means(scratch *s, const rt_args *a, const float *kb,
   for (int64_t J = 0; J < n; J++) {
     int64_t k0 = J * g, k1 = sat_add(k0, g);
     if (k1 > a->Lk) k1 = a->Lk;
-    mean_rows(kb, a->k.sl, k0, k1, a->D, s->km + J * a->D);
+    mean_rows(kb, a->dtype, a->k.sl, k0, k1, a->D, s->km + J * a->D);
   }
   s->km_b = b, s->km_h = hk, s->km_g = g, s->km_n = n;
   return s->km;
 }
 
 static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
-                     const float *qb, const float *kb, int64_t i0,
+                     const void *qb, const void *kb, int64_t i0,
                      int64_t i1, int64_t b, int64_t hk) {
   const kr_kernel *K = R->k;
   const rt_args *a = R->a;
@@ -357,7 +369,7 @@ static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
     int64_t p0 = I * g, p1 = sat_add(p0, g);
     if (p0 < off) p0 = off;
     if (p1 > off + a->Lq) p1 = off + a->Lq;
-    mean_rows(qb, a->q.sl, p0 - off, p1 - off, D, s->qd);
+    mean_rows(qb, a->dtype, a->q.sl, p0 - off, p1 - off, D, s->qd);
     int64_t n = 0;
     int32_t ecode = 0;
     for (int64_t J0 = 0; J0 < lkg && !ecode; J0 += KR_BK) {
@@ -373,14 +385,23 @@ static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
       for (int64_t x = 0; x < nj; x += 4) {
         int64_t m = nj - x < 4 ? nj - x : 4;
         const float *kr[4];
+        const void *kr16[4];
         const double *kj[4];
         double sc[4] = {0, 0, 0, 0};
         for (int64_t y = 0; y < 4; y++) {
           int64_t J = js[x + (y < m ? y : 0)];
-          kr[y] = kb + J * ksl;
+          kr[y] = (const float *)kb + J * ksl;
+          kr16[y] = (const uint16_t *)kb + J * ksl;
           kj[y] = km ? km + J * D : NULL;
         }
-        if (g == 1) {
+        if (g == 1 && a->dtype != RT_F32) {
+          for (int64_t d = 0; d < D; d++) {
+            double qv = s->qd[d];
+            for (int y = 0; y < 4; y++)
+              sc[y] += qv * (double)rt_load(kr16[y], d, a->dtype);
+          }
+          for (int64_t y = 0; y < 4; y++) sc[y] *= R->scale;
+        } else if (g == 1) {
           for (int64_t d = 0; d < D; d++) {
             double qv = s->qd[d];
             sc[0] += qv * (double)kr[0][d];
@@ -549,15 +570,90 @@ static int v_nonfinite(run *R, int64_t b, int64_t hk) {
   int st = atomic_load_explicit(f, memory_order_relaxed);
   if (st) return st == 2;
   const rt_args *a = R->a;
-  const float *vb = a->v.data + b * a->v.sb + hk * a->v.sh;
+  int64_t vb = b * a->v.sb + hk * a->v.sh;
   uint32_t bad = 0;
-  for (int64_t j = 0; j < a->Lk; j++) {
-    const uint32_t *x = (const uint32_t *)(const void *)(vb + j * a->v.sl);
-    for (int64_t d = 0; d < R->k->D; d++)
-      bad |= (x[d] & 0x7f800000u) == 0x7f800000u;
-  }
+  if (a->dtype == RT_F32)
+    for (int64_t j = 0; j < a->Lk; j++) {
+      const uint32_t *x = (const uint32_t *)(const void *)(a->v.data + vb + j * a->v.sl);
+      for (int64_t d = 0; d < R->k->D; d++)
+        bad |= (x[d] & 0x7f800000u) == 0x7f800000u;
+    }
+  else
+    for (int64_t j = 0; j < a->Lk; j++)
+      for (int64_t d = 0; d < R->k->D; d++)
+        bad |= (uint32_t)rt_nonfinite(a->v.data, vb + j * a->v.sl + d, a->dtype);
   atomic_store_explicit(f, bad ? 2 : 1, memory_order_relaxed);
   return bad != 0;
+}
+
+/* --- element types ------------------------------------------------------ */
+
+/* Q^T of rows [0, nr) of q (row stride sq, elements of type dt) into s->qt
+ * as the tile of dt reads it (kr_tile_fn), rows past nr zero. */
+static void pack_qt(scratch *s, int dt, const void *q, int64_t sq, int64_t nr,
+                    int64_t D) {
+  if (dt == RT_BF16) {  /* pairs of dimensions: [D / 2][KR_BQ][2] */
+    uint16_t *qt = (uint16_t *)s->qt;
+    for (int64_t r = 0; r < KR_BQ; r++) {
+      const uint16_t *qr = (const uint16_t *)q + r * sq;
+      for (int64_t d = 0; d < D; d++)
+        qt[(d >> 1) * 2 * KR_BQ + 2 * r + (d & 1)] = r < nr ? qr[d] : 0;
+    }
+    return;
+  }
+  for (int64_t r = 0; r < KR_BQ; r++) {  /* rows read in order */
+    if (r >= nr) {
+      for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = 0;
+    } else if (dt == RT_F32) {
+      const float *qr = (const float *)q + r * sq;
+      for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = qr[d];
+    } else {
+      const void *qr = (const uint16_t *)q + r * sq;
+      for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = rt_load(qr, d, dt);
+    }
+  }
+}
+
+/* Row x of o (element offset o0) from the float row src, rounded to dt. */
+static void store_row(void *o, int64_t o0, int dt, const float *src,
+                      int64_t D) {
+  if (dt == RT_F32) {
+    memcpy((float *)o + o0, src, (size_t)D * sizeof(float));
+    return;
+  }
+  for (int64_t d = 0; d < D; d++) rt_store(o, o0 + d, dt, src[d]);
+}
+
+/* sparse_rows on the tile's rows (q: its first row) against the key tile at
+ * kt, vt (nc keys); 16-bit dtypes go through float copies of the rows
+ * used (s->qf once per query tile, *qf_ready then set). */
+static void sparse_tile(scratch *s, const rt_args *a, const void *q,
+                        const void *kt, const void *vt, int64_t nc, int64_t nr,
+                        float c, int *qf_ready) {
+  int64_t D = a->D;
+  if (a->dtype == RT_F32) {
+    sparse_rows(q, a->q.sl, kt, a->k.sl, vt, a->v.sl, D, s->rows, nr, s->acc,
+                s->m, s->l, c);
+    return;
+  }
+  if (!*qf_ready) {
+    for (int64_t r = 0; r < nr; r++)
+      for (int64_t d = 0; d < D; d++)
+        s->qf[r * D + d] = rt_load(q, r * a->q.sl + d, a->dtype);
+    *qf_ready = 1;
+  }
+  uint64_t any = 0;
+  for (int64_t r = 0; r < nr; r++) any |= s->rows[r];
+  any &= nc >= 64 ? ~0ull : (1ull << nc) - 1;
+  for (; any; any &= any - 1) {
+    int64_t j = __builtin_ctzll(any);
+    for (int64_t d = 0; d < D; d++) {
+      s->kf[j * D + d] = rt_load(kt, j * a->k.sl + d, a->dtype);
+      s->vf[j * D + d] = rt_load(vt, j * a->v.sl + d, a->dtype);
+    }
+  }
+  sparse_rows(s->qf, D, s->kf, D, s->vf, D, D, s->rows, nr, s->acc, s->m,
+              s->l, c);
 }
 
 /* --- one task: a query tile of one head -------------------------------- */
@@ -574,17 +670,12 @@ static void task(void *ctx, int64_t id, int worker) {
   int64_t hk = h / (a->H / a->Hkv);
   int64_t r0 = qtile * KR_BQ, r1 = r0 + KR_BQ < a->Lq ? r0 + KR_BQ : a->Lq;
   int64_t nr = r1 - r0;
-  const float *qb = a->q.data + b * a->q.sb + h * a->q.sh;
-  const float *kb = a->k.data + b * a->k.sb + hk * a->k.sh;
-  const float *vb = a->v.data + b * a->v.sb + hk * a->v.sh;
+  size_t esz = rt_dtype_size(a->dtype);
+  const char *qb = (const char *)a->q.data + (b * a->q.sb + h * a->q.sh) * esz;
+  const char *kb = (const char *)a->k.data + (b * a->k.sb + hk * a->k.sh) * esz;
+  const char *vb = (const char *)a->v.data + (b * a->v.sb + hk * a->v.sh) * esz;
 
-  for (int64_t r = 0; r < KR_BQ; r++) {  /* rows read in order */
-    const float *qr = qb + (r0 + r) * a->q.sl;
-    if (r < nr)
-      for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = qr[d];
-    else
-      for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = 0;
-  }
+  pack_qt(s, a->dtype, qb + r0 * a->q.sl * esz, a->q.sl, nr, D);
   for (int64_t x = 0; x < (int64_t)D * KR_BQ; x++) s->acc[x] = 0;
   for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
 
@@ -617,6 +708,7 @@ static void task(void *ctx, int64_t id, int worker) {
     s->span_cap = ns;
   }
   for (int64_t r = nr; r < KR_BQ; r++) s->rows[r] = 0;
+  int qf_ready = 0; /* s->qf holds the tile's q rows */
 
   /* Touching spans form one run cut into key tiles from its start, so a
    * FULL span next to PARTIAL ones leaves no short tile behind; a tile is
@@ -626,7 +718,7 @@ static void task(void *ctx, int64_t id, int worker) {
     for (y = x; y + 1 < ns && sp[y + 1].k0 == sp[y].k1;) y++;
     for (int64_t j0 = sp[x].k0, cur = x; j0 < sp[y].k1; j0 += KR_BK) {
       int64_t nc = sp[y].k1 - j0 < KR_BK ? sp[y].k1 - j0 : KR_BK;
-      const float *kt = kb + j0 * a->k.sl, *vt = vb + j0 * a->v.sl;
+      const void *kt = kb + j0 * a->k.sl * esz, *vt = vb + j0 * a->v.sl * esz;
       while (sp[cur].k1 <= j0) cur++;
       if (sp[cur].kind == PLAN_FULL && sp[cur].k1 >= j0 + nc) {
         K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m,
@@ -646,20 +738,15 @@ static void task(void *ctx, int64_t id, int worker) {
         all &= s->rows[r];
       }
       if (!any) continue;
-      /* a masked key weighs 0, but 0 * NaN is NaN: with a non-finite v a
-       * masked tile runs per row over its allowed keys only */
-      if (all != valid && v_nonfinite(R, b, hk)) {
-        sparse_rows(qb + r0 * a->q.sl, a->q.sl, kt, a->k.sl, vt, a->v.sl, D,
-                    s->rows, nr, s->acc, s->m, s->l, R->c);
-        continue;
-      }
       if (all != valid) {
         int64_t pairs = 0;
         for (int64_t r = 0; r < nr && pairs <= KR_SPARSE_MAX; r++)
           pairs += __builtin_popcountll(s->rows[r]);
-        if (pairs <= KR_SPARSE_MAX) {
-          sparse_rows(qb + r0 * a->q.sl, a->q.sl, kt, a->k.sl, vt, a->v.sl, D,
-                      s->rows, nr, s->acc, s->m, s->l, R->c);
+        /* a masked key weighs 0, but 0 * NaN is NaN: with a non-finite v
+         * a masked tile runs per row over its allowed keys only */
+        if (pairs <= KR_SPARSE_MAX || v_nonfinite(R, b, hk)) {
+          sparse_tile(s, a, qb + r0 * a->q.sl * esz, kt, vt, nc, nr, R->c,
+                      &qf_ready);
           continue;
         }
       }
@@ -680,17 +767,18 @@ static void task(void *ctx, int64_t id, int worker) {
     return;
   }
   for (int64_t r = 0; r < nr; r++) {
-    float *o = a->o.data + b * a->o.sb + h * a->o.sh + (r0 + r) * a->o.sl;
-    const float *acc = s->acc + r * D;
+    int64_t o = b * a->o.sb + h * a->o.sh + (r0 + r) * a->o.sl;
+    float *acc = s->acc + r * D;
     float l = s->l[r], lse;
     if (l > 0 || isnan(l)) {  /* NaN: a NaN score, the row is NaN */
       float inv = 1.0f / l;
-      for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
+      for (int64_t d = 0; d < D; d++) acc[d] *= inv;
       lse = (float)((double)s->m[r] * 0.69314718055994530942 + log((double)l));
     } else {
-      for (int64_t d = 0; d < D; d++) o[d] = 0;
+      for (int64_t d = 0; d < D; d++) acc[d] = 0;
       lse = -INFINITY;
     }
+    store_row(a->o.data, o, a->dtype, acc, D);
     if (a->lse) a->lse[b * a->lse_sb + h * a->lse_sh + r0 + r] = lse;
   }
 }
@@ -715,6 +803,7 @@ static const char *check_args(const kr_kernel *k, const rt_args *a,
     return buf;
   }
   if (a->D != k->D) return "head dimension differs from the compiled kernel's";
+  if (a->dtype != k->dtype) return "dtype differs from the compiled kernel's";
   if (a->H > 0 && a->H % a->Hkv != 0) return "H must be a multiple of Hkv";
   if (a->threads < 0) return "negative thread count";
   bool rows = rt_has_rows(a), keys = a->B > 0 && a->Hkv > 0 && a->Lk > 0;

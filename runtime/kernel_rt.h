@@ -79,8 +79,12 @@ struct kr_env {
  *   ncols keys (1 <= ncols <= KR_BK) of k/v (row strides sk, sv); updates
  *   acc [KR_BQ][D], running max m [KR_BQ] (log2 domain, scores times c =
  *   scale * log2 e) and sums l [KR_BQ]; maskt [KR_BK] words, bit r of word
- *   j set = row r allows key j, or NULL: all allowed; st: KR_BK * KR_BQ
- *   floats of scratch. */
+ *   j set = row r allows key j, or NULL: all allowed; st: KR_ST_FLOATS(D)
+ *   floats of scratch.  k, v (and sk, sv in elements) are of the kernel's
+ *   dtype; Q^T is float [D][KR_BQ] for f32 and f16 (the driver widens q),
+ *   and for bf16 pairs of dimensions [D / 2][KR_BQ][2] of bf16, the
+ *   operand layout of vdpbf16ps. */
+#define KR_ST_FLOATS(D) (KR_BK * KR_BQ + 2 * KR_BK * (D) + (D) * KR_BQ)
 typedef int32_t (*kr_mask_fn)(const kr_env *e, int64_t i, int64_t j0,
                               int64_t n, int64_t lq, int64_t lk,
                               uint64_t *out);
@@ -92,8 +96,8 @@ typedef int32_t (*kr_tkinfo_fn)(const kr_env *e, int64_t *out);
  * values that replace the bytes \1 and \2 of the message. */
 typedef int32_t (*kr_errat_fn)(const kr_env *e, int64_t i, int64_t j,
                                int64_t whole, int64_t *detail);
-typedef void (*kr_tile_fn)(const float *qt, const float *k, int64_t sk,
-                           const float *v, int64_t sv, int64_t ncols,
+typedef void (*kr_tile_fn)(const void *qt, const void *k, int64_t sk,
+                           const void *v, int64_t sv, int64_t ncols,
                            const uint64_t *maskt, float *acc, float *m,
                            float *l, float c, float *st);
 
@@ -102,6 +106,7 @@ typedef struct th_pool th_pool;
 /* A compiled kernel as the driver sees it (filled by jit.c or aot code). */
 typedef struct kr_kernel {
   int64_t D;
+  int dtype;                    /* rt_dtype of q, k, v, o */
   const int64_t *plan;          /* tile plan words (runtime/plan.h) */
   int n_runtime, n_inputs, n_externs;
   int n_topk;

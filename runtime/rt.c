@@ -1,6 +1,8 @@
 /* rt.c: small helpers shared by every backend. */
 #include "rt.h"
 
+#include "dtype.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,8 +37,8 @@ void rt_fill_no_keys(const rt_args *a) {
   for (int64_t b = 0; b < a->B; b++)
     for (int64_t h = 0; h < a->H; h++)
       for (int64_t r = 0; r < a->Lq; r++) {
-        float *o = a->o.data + b * a->o.sb + h * a->o.sh + r * a->o.sl;
-        for (int64_t d = 0; d < a->D; d++) o[d] = 0.0f;
+        int64_t o = b * a->o.sb + h * a->o.sh + r * a->o.sl;
+        for (int64_t d = 0; d < a->D; d++) rt_store(a->o.data, o + d, a->dtype, 0.0f);
         if (a->lse) a->lse[b * a->lse_sb + h * a->lse_sh + r] = -INFINITY;
       }
 }

@@ -1,6 +1,7 @@
 /* rt.h: what every backend (interpreter, JIT, AOT) is given to run a pattern.
  *
- * Tensors are float32 with the head dimension D contiguous; the other three
+ * Tensors are float32 (or bf16 / fp16: rt_args.dtype, runtime/dtype.h) with
+ * the head dimension D contiguous; the other three
  * axes have element strides, so [B, H, L, D] and [B, L, H, D] are both
  * described:  q[b, h, r, :] = q + b*sb + h*sh + r*sl.
  *   q  [B, H,   Lq, D]     o   [B, H, Lq, D]
@@ -26,12 +27,14 @@ typedef enum rt_status {
 } rt_status;
 
 typedef struct rt_tensor {
-  float *data;
+  float *data;             /* elements of rt_args.dtype: float, or for the
+                              16-bit dtypes uint16_t (runtime/dtype.h) */
   int64_t sb, sh, sl;      /* element strides of batch, head, row */
 } rt_tensor;
 
 typedef struct rt_args {
   int64_t B, H, Hkv, Lq, Lk, D;
+  int dtype;               /* rt_dtype of q, k, v and o (lse is float) */
   rt_tensor q, k, v, o;    /* q, k, v read; o written */
   float *lse;              /* may be NULL */
   int64_t lse_sb, lse_sh;

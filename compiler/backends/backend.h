@@ -21,6 +21,7 @@ typedef enum backend_cache {
 
 typedef struct backend_opts {
   int64_t D;      /* head dimension the kernel is specialised for */
+  int dtype;      /* rt_dtype of q, k, v, o (part of the cache key) */
   int threads;    /* default thread count for runs (0: all cores) */
   /* The disk kernel cache (backends that have one, see caps): */
   bool cache;               /* look the kernel up / store it */

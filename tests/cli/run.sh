@@ -48,18 +48,25 @@ def read(path):
     hdr = ast.literal_eval(b[off:off + hl].decode('latin1'))
     assert (off + hl) % 64 == 0, 'header not padded to 64'
     data = b[off + hl:]
-    code = {'<f4': 'f', '<i4': 'i', '|u1': 'B'}[hdr['descr']]
+    code = {'<f4': 'f', '<i4': 'i', '|u1': 'B', '<f2': 'e', '<u2': 'H'}[hdr['descr']]
     n = 1
     for s in hdr['shape']: n *= s
-    assert len(data) == n * struct.calcsize(code), 'data size'
-    return hdr, list(struct.unpack('<%d%s' % (n, code), data))
+    assert len(data) == n * struct.calcsize('<' + code), 'data size'
+    vals = list(struct.unpack('<%d%s' % (n, code), data))
+    if code == 'H':  # '<u2' files hold bfloat16 bits (spatc --dtype bf16)
+        vals = [struct.unpack('<f', struct.pack('<I', x << 16))[0] for x in vals]
+    return hdr, vals
+
+def to_bf16(x):  # float32 -> bfloat16 bits, to nearest even
+    u = struct.unpack('<I', struct.pack('<f', x))[0]
+    return ((u + 0x7fff + ((u >> 16) & 1)) >> 16) & 0xffff
 
 def write(path, descr, shape, vals, fortran=False, cut=0):
     hdr = "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (
         descr, fortran, tuple(shape))
     pad = 64 - (10 + len(hdr) + 1) % 64
     hdr = hdr + ' ' * pad + '\n'
-    code = {'<f4': 'f', '<i4': 'i', '|u1': 'B', '<f8': 'd'}[descr]
+    code = {'<f4': 'f', '<i4': 'i', '|u1': 'B', '<f8': 'd', '<f2': 'e', '<u2': 'H'}[descr]
     out = b'\x93NUMPY\x01\x00' + struct.pack('<H', len(hdr)) + hdr.encode()
     out += struct.pack('<%d%s' % (len(vals), code), *vals)
     if cut: out = out[:-cut]
@@ -148,14 +155,18 @@ elif cmd == 'ref':                      # ref O LSE SEED B H HKV LQ LK D PRED
     d, dl = maxdiff(o, got), maxdiff(lse, got_lse)
     print('maxdiff o', d, 'lse', dl)
     sys.exit(0 if d <= 2e-5 and dl <= 2e-5 else 1)
-elif cmd == 'ref-files':                # ref-files O Q K V PRED: [B,H,L,D] inputs
+elif cmd == 'ref-files':                # ref-files O Q K V PRED [TOL]: [B,H,L,D] inputs
     _, got = read(sys.argv[2])
     hq, q = read(sys.argv[3]); hk, k = read(sys.argv[4]); _, v = read(sys.argv[5])
     B, H, Lq, D = hq['shape']; _, Hkv, Lk, _ = hk['shape']
     pred = eval('lambda h, i, j: ' + sys.argv[6])
     o, _ = attention(q, k, v, B, H, Hkv, Lq, Lk, D, pred)
     d = maxdiff(o, got); print('maxdiff', d)
-    sys.exit(0 if d <= 2e-5 else 1)
+    sys.exit(0 if d <= (float(sys.argv[7]) if len(sys.argv) > 7 else 2e-5) else 1)
+elif cmd == 'round':                    # round IN.npy DESCR OUT.npy: to '<f2' or bf16 '<u2'
+    h, a = read(sys.argv[2])
+    vals = [to_bf16(x) for x in a] if sys.argv[3] == '<u2' else a
+    write(sys.argv[4], sys.argv[3], h['shape'], vals)
 EOF
 py() { python3 npy.py "$@"; }
 
@@ -528,6 +539,27 @@ py writerand bq.npy 21 0 1,2,1024,64; py writerand bk.npy 21 1 1,2,1024,64; py w
 "$SPATC" run w2.pat --seed 21 --heads 2 --len 1024 --dim 64 -o seeded.npy 2>/dev/null
 sp run w2.pat --q bq.npy --k bk.npy --v bv.npy -o fromfiles.npy
 expect_rc run-seed-generator 0 && py cmp seeded.npy fromfiles.npy 0 >/dev/null && ok run-seed-generator || fail run-seed-generator
+# bf16 and fp16 tensors: '<f2' files, '<u2' files of bfloat16 bits, o in the
+# dtype; the result within the formats' precision of the Python reference
+# on the rounded inputs (|o| < 4: fp16 steps 2^-9, bf16 2^-6 plus rounding
+# P to bf16), JIT and interpreter alike
+py writerand q16.npy 5 0 1,2,70,16; py writerand k16.npy 5 1 1,1,70,16; py writerand v16.npy 5 2 1,1,70,16
+for t in q k v; do py round ${t}16.npy '<f2' ${t}h.npy; py round ${t}16.npy '<u2' ${t}b.npy; done
+for be in jit interp; do
+  sp run w2.pat --q qh.npy --k kh.npy --v vh.npy --dtype f16 --backend $be -o oh_$be.npy
+  if expect_rc run-f16-$be 0 && [ "$(py shape oh_$be.npy)" = "<f2 (1, 2, 70, 16)" ]; then
+    py ref-files oh_$be.npy qh.npy kh.npy vh.npy 'abs(i - j) <= 2' 0.004 >/dev/null && ok run-f16-$be || fail run-f16-$be "differs from the Python reference"
+  else fail run-f16-$be; fi
+  sp run w2.pat --q qb.npy --k kb.npy --v vb.npy --dtype bf16 --backend $be -o ob_$be.npy
+  if expect_rc run-bf16-$be 0 && [ "$(py shape ob_$be.npy)" = "<u2 (1, 2, 70, 16)" ]; then
+    py ref-files ob_$be.npy qb.npy kb.npy vb.npy 'abs(i - j) <= 2' 0.05 >/dev/null && ok run-bf16-$be || fail run-bf16-$be "differs from the Python reference"
+  else fail run-bf16-$be; fi
+done
+# float32 files rounded by --dtype: the same as files of the rounded values
+sp run w2.pat --q q16.npy --k k16.npy --v v16.npy --dtype bf16 -o ob_f32.npy
+expect_rc run-bf16-rounds 0 && py cmp ob_f32.npy ob_jit.npy 0 >/dev/null && ok run-bf16-rounds || fail run-bf16-rounds
+sp run w2.pat --q q16.npy --k k16.npy --v v16.npy --dtype f64
+expect_rc run-bad-dtype 2 && has err "f64" && ok run-bad-dtype || fail run-bad-dtype
 sp run w2.pat --q q.npy --k k.npy --v nope.npy --backend interp
 expect_rc npy-missing 1 && [ "$(cat err)" = "spatc: error: nope.npy: No such file or directory" ] && ok npy-missing || fail npy-missing
 sp run w2.pat --q q.npy --k k.npy --backend interp

@@ -143,7 +143,7 @@ static void test_emit_errors(void **state) {
   ir_program *p = load(f, "pattern p = causal;", NULL, 0);
   char obj[128], err[512] = "";
   snprintf(obj, sizeof obj, "%s/x.o", f->dir);
-  aot_opts o = {64, 0, 0, "not-c", NULL, NULL, 0};
+  aot_opts o = {64, 0, 0, "not-c", NULL, NULL, 0, 0};
   assert_int_equal(aot_emit(p, &o, obj, NULL, err, sizeof err), -1);
   assert_non_null(strstr(err, "not-c"));
   o.name = NULL;
@@ -201,7 +201,7 @@ static const char *const docs_main =
     "  spat_pattern *p = NULL;\n"
     "  spat_kernel *ker = NULL;\n"
     "  spat_compile_options opt = {D, SPAT_LAYOUT_BLHD, 1, "
-    "SPAT_BACKEND_INTERP, 0};\n"
+    "SPAT_BACKEND_INTERP, 0, SPAT_DTYPE_F32};\n"
     "  if (spat_pattern_parse_string(c, \"d.pat\", src, NULL, &p) ||\n"
     "      spat_pattern_set_param(p, \"w\", 20) ||\n"
     "      spat_compile(p, &opt, &ker)) {\n"
@@ -245,7 +245,7 @@ static void test_docs_kernel(void **state) {
   snprintf(obj, sizeof obj, "%s/kernel.o", f->dir);
   snprintf(hdr, sizeof hdr, "%s/kernel.h", f->dir);
   snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
-  aot_opts o = {32, 1, 2, NULL, NULL, "aot.pat", 0};
+  aot_opts o = {32, 1, 2, NULL, NULL, "aot.pat", 0, 0};
   int rc = aot_emit(p, &o, obj, hdr, err, sizeof err);
   if (rc != 0) fprintf(stderr, "%s\n", err);
   assert_int_equal(rc, 0);
@@ -281,7 +281,7 @@ static const char *const ext_main =
     "  spat_pattern *p = NULL;\n"
     "  spat_kernel *ker = NULL;\n"
     "  spat_compile_options opt = {D, SPAT_LAYOUT_BHLD, 1, "
-    "SPAT_BACKEND_INTERP, 0};\n"
+    "SPAT_BACKEND_INTERP, 0, SPAT_DTYPE_F32};\n"
     "  if (spat_pattern_parse_string(c, \"e.pat\",\n"
     "        \"extern fn near(int, int) -> bool;\\n\"\n"
     "        \"pattern p = where(near(i, j));\\n\", NULL, &p) ||\n"
@@ -311,7 +311,7 @@ static void test_extern_kernel(void **state) {
   snprintf(obj, sizeof obj, "%s/kernel.o", f->dir);
   snprintf(hdr, sizeof hdr, "%s/kernel.h", f->dir);
   snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
-  aot_opts o = {64, 0, 0, "nearby", NULL, NULL, 0};
+  aot_opts o = {64, 0, 0, "nearby", NULL, NULL, 0, 0};
   int rc = aot_emit(p, &o, obj, hdr, err, sizeof err);
   if (rc != 0) fprintf(stderr, "%s\n", err);
   assert_int_equal(rc, 0);
@@ -390,7 +390,7 @@ static const char *const many_main =
     "  spat_pattern *p = NULL;\n"
     "  spat_kernel *ker = NULL;\n"
     "  spat_compile_options opt = {D, SPAT_LAYOUT_BHLD, 1, "
-    "SPAT_BACKEND_INTERP, 0};\n"
+    "SPAT_BACKEND_INTERP, 0, SPAT_DTYPE_F32};\n"
     "  if (spat_pattern_parse_file(c, PAT_FILE, NULL, &p) ||\n"
     "      spat_compile(p, &opt, &ker)) {\n"
     "    printf(\"api: %s\\n\", spat_ctx_error(c)); return 2; }\n"
@@ -420,7 +420,7 @@ static void test_many_arguments(void **state) {
   snprintf(hdr, sizeof hdr, "%s/kernel.h", f->dir);
   snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
   snprintf(pat, sizeof pat, "%s/many.pat", f->dir);
-  aot_opts o = {16, 0, 1, NULL, NULL, NULL, 0};
+  aot_opts o = {16, 0, 1, NULL, NULL, NULL, 0, 0};
   int rc = aot_emit(p, &o, obj, hdr, err, sizeof err);
   if (rc != 0) fprintf(stderr, "%s\n", err);
   assert_int_equal(rc, 0);
@@ -510,7 +510,7 @@ static const char *const host_main =
     "  spat_pattern *p = NULL;\n"
     "  spat_kernel *ker = NULL;\n"
     "  spat_compile_options opt = {D, SPAT_LAYOUT_BHLD, 1, "
-    "SPAT_BACKEND_INTERP, 0};\n"
+    "SPAT_BACKEND_INTERP, 0, SPAT_DTYPE_F32};\n"
     "  if (spat_pattern_parse_file(c, argv[2], NULL, &p) ||\n"
     "      spat_compile(p, &opt, &ker)) return 4;\n"
     "  t.o = r;\n"
@@ -611,7 +611,7 @@ static run_out run_library(const char *file, const char *name,
   spat_kernel *ker = NULL;
   char path[256];
   snprintf(path, sizeof path, "patterns/%s", file);
-  spat_compile_options o = {CD, SPAT_LAYOUT_BHLD, 2, be, cache};
+  spat_compile_options o = {CD, SPAT_LAYOUT_BHLD, 2, be, cache, 0};
   spat_status st = spat_pattern_parse_file(c, path, name, &p);
   if (st == SPAT_OK && param) st = spat_pattern_set_param(p, param, value);
   if (st == SPAT_OK) st = spat_compile(p, &o, &ker);

@@ -162,7 +162,7 @@ static spat_pattern *parse_ok(spat_ctx *c, const char *text, const char *name) {
 
 static spat_kernel *compile_ok(spat_pattern *p, spat_ctx *c, int64_t D,
                                spat_layout layout, spat_backend be) {
-  spat_compile_options o = {D, layout, 2, be, 0};
+  spat_compile_options o = {D, layout, 2, be, 0, 0};
   spat_kernel *k = NULL;
   spat_status st = spat_compile(p, &o, &k);
   if (st != SPAT_OK)
@@ -220,7 +220,7 @@ static void test_nulls(void **state) {
   assert_int_equal(spat_pattern_parse_file(c, NULL, NULL, &p), SPAT_EINVAL);
   assert_int_equal(spat_pattern_set_param(NULL, "w", 1), SPAT_EINVAL);
   spat_kernel *k = (spat_kernel *)&k;
-  spat_compile_options o = {64, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0};
+  spat_compile_options o = {64, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0, 0};
   assert_int_equal(spat_compile(NULL, &o, &k), SPAT_EINVAL);
   assert_int_equal(spat_kernel_run(NULL, NULL), SPAT_EINVAL);
   assert_int_equal(spat_kernel_call(NULL, NULL, NULL, 0), SPAT_EINVAL);
@@ -423,7 +423,7 @@ static void test_params(void **state) {
 
   /* A value the pattern rejects is a compile error with diagnostics. */
   assert_int_equal(spat_pattern_set_param(p, "w", -3), SPAT_OK);
-  spat_compile_options o = {4, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0};
+  spat_compile_options o = {4, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0, 0};
   k = (spat_kernel *)&k;
   assert_int_equal(spat_compile(p, &o, &k), SPAT_EPARSE);
   assert_null(k);
@@ -438,7 +438,7 @@ static void test_compile_options(void **state) {
   spat_ctx *c = spat_ctx_new();
   spat_pattern *p = parse_ok(c, "pattern p = causal;", NULL);
   spat_kernel *k = NULL;
-  spat_compile_options o = {0, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0};
+  spat_compile_options o = {0, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0, 0};
   assert_int_equal(spat_compile(p, &o, &k), SPAT_EINVAL);
   assert_true(contains(spat_ctx_error(c), "D = 0"));
   o.D = (int64_t)1 << 40;
@@ -720,7 +720,7 @@ static void test_externs(void **state) {
   (void)state;
   spat_ctx *c = spat_ctx_new();
   spat_pattern *p = parse_ok(c, extern_pat, NULL);
-  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0};
+  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0, 0};
   spat_kernel *k = NULL;
   assert_int_equal(spat_compile(p, &o, &k), SPAT_EINVAL);
   assert_null(k);
@@ -842,7 +842,7 @@ static int count_files(const char *dir, const char *suffix) {
 }
 
 static spat_kernel *cached_kernel(spat_pattern *p, spat_ctx *c) {
-  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 2, SPAT_BACKEND_JIT, 1};
+  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 2, SPAT_BACKEND_JIT, 1, 0};
   spat_kernel *k = NULL;
   spat_status st = spat_compile(p, &o, &k);
   if (st != SPAT_OK) fprintf(stderr, "cache: %s\n", spat_ctx_error(c));
@@ -906,7 +906,7 @@ static void test_disk_cache(void **state) {
   spat_kernel_free(k);
 
   /* Other options are another entry. */
-  spat_compile_options o = {32, SPAT_LAYOUT_BHLD, 2, SPAT_BACKEND_JIT, 1};
+  spat_compile_options o = {32, SPAT_LAYOUT_BHLD, 2, SPAT_BACKEND_JIT, 1, 0};
   assert_int_equal(spat_compile(p, &o, &k), SPAT_OK);
   assert_int_equal(spat_kernel_signature(k)->from_cache, 0);
   assert_int_equal(count_files(sub, ".spk"), 2);
@@ -1027,7 +1027,7 @@ static void test_bad_text(void **state) {
     if (st == SPAT_OK) {
       /* accepted text must then compile or fail with a status */
       spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP,
-                                0};
+                                0, 0};
       spat_kernel *ker = NULL;
       st = spat_compile(p, &o, &ker);
       if (st == SPAT_OK)

@@ -51,7 +51,7 @@ static spat_pattern *parse_ok(spat_ctx *c, const char *text) {
 
 static spat_kernel *compile_ok(spat_pattern *p, spat_ctx *c, int64_t D,
                                spat_backend be) {
-  spat_compile_options o = {D, SPAT_LAYOUT_BHLD, 2, be, 0};
+  spat_compile_options o = {D, SPAT_LAYOUT_BHLD, 2, be, 0, 0};
   spat_kernel *k = NULL;
   spat_status st = spat_compile(p, &o, &k);
   if (st != SPAT_OK)
@@ -264,7 +264,7 @@ static void test_describe(void **state) {
 
   /* what describe says is what compiling needs: register, then compile */
   spat_kernel *k = NULL;
-  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0};
+  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0, 0};
   assert_int_equal(spat_compile(p, &o, &k), SPAT_EINVAL);
   assert_int_equal(spat_ctx_register_fn(c, info.externs[0].name,
                                         SPAT_FN(near2), info.externs[0].nargs),
@@ -563,7 +563,7 @@ static void test_emit(void **state) {
                                 "int[]) = causal & where(doc[i] == doc[j] || "
                                 "j < n);\n");
   spat_aot_options o = {32, SPAT_LAYOUT_BLHD, 0, "mykernel", NULL, "docs.pat",
-                        SPAT_EMIT_OBJECT};
+                        SPAT_EMIT_OBJECT, 0};
   assert_int_equal(spat_emit(p, &o, obj, hdr), SPAT_OK);
   assert_true(file_starts(obj, "\177ELF", 4));
   assert_true(file_has(hdr, "int mykernel(const spat_tensors *t, int64_t n, "
@@ -596,7 +596,7 @@ static void test_emit(void **state) {
 
   /* errors */
   o = (spat_aot_options){32, SPAT_LAYOUT_BHLD, 0, "while", NULL, NULL,
-                         SPAT_EMIT_OBJECT};
+                         SPAT_EMIT_OBJECT, 0};
   assert_int_equal(spat_emit(p, &o, obj, hdr), SPAT_EINVAL);
   assert_true(contains(spat_ctx_error(c), "entry name 'while' is not a C "
                                           "identifier"));
@@ -697,7 +697,7 @@ static void test_cache(void **state) {
   assert_int_equal(s.n, 0);
 
   spat_pattern *p = parse_ok(c, "pattern w2 = window(2);\n");
-  spat_compile_options o = {16, SPAT_LAYOUT_BLHD, 3, SPAT_BACKEND_JIT, 1};
+  spat_compile_options o = {16, SPAT_LAYOUT_BLHD, 3, SPAT_BACKEND_JIT, 1, 0};
   spat_kernel *k = NULL;
   assert_int_equal(spat_compile(p, &o, &k), SPAT_OK);
   assert_null(spat_kernel_signature(k)->cache_problem);

@@ -77,7 +77,7 @@ static spat_kernel *compile_on(spat_ctx *c, const char *src, int b) {
     fail_msg("parse: %s\n%s", spat_ctx_error(c), spat_ctx_last_diagnostics(c));
   spat_compile_options o = {D, SPAT_LAYOUT_BHLD, 2,
                             b == INTERP ? SPAT_BACKEND_INTERP : SPAT_BACKEND_JIT,
-                            b == CACHED};
+                            b == CACHED, 0};
   spat_kernel *k = NULL;
   spat_status st = spat_compile(p, &o, &k);
   if (st != SPAT_OK) fail_msg("compile on %s: %s", backend_name[b], spat_ctx_error(c));

@@ -110,7 +110,7 @@ static void *compile_and_run(void *arg) {
   size_t n = (size_t)(TH * TL * j->D);
   float *q = inputs(n, 1), *kk = inputs(n, 2), *v = inputs(n, 3);
   spat_compile_options o = {j->D, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_JIT,
-                            j->cache};
+                            j->cache, 0};
   j->ok = spat_pattern_parse_string(c, "lf.pat", src, NULL, &p) == SPAT_OK;
   pthread_barrier_wait(j->go); /* both compile at the same moment */
   j->ok = j->ok && spat_compile(p, &o, &k) == SPAT_OK;
@@ -315,7 +315,7 @@ static void test_one_pipeline(void **state) {
   assert_ptr_equal(jtp, tile);
   jit_free(jk);
   snprintf(ll, sizeof ll, "%s/lf.ll", f->dir);
-  aot_opts o = {64, 0, 1, NULL, NULL, NULL, AOT_EMIT_LLVM};
+  aot_opts o = {64, 0, 1, NULL, NULL, NULL, AOT_EMIT_LLVM, 0};
   assert_int_equal(aot_emit(p, &o, ll, NULL, err, sizeof err), 0);
   assert_int_equal(lp_n_optimized(), n0 + 2);
   char dir[128];
@@ -323,7 +323,7 @@ static void test_one_pipeline(void **state) {
   assert_int_equal(mkdir(dir, 0755), 0);
   const void *desc;
   int hit;
-  aot_opts co = {64, 0, 1, NULL, NULL, NULL, AOT_EMIT_OBJ};
+  aot_opts co = {64, 0, 1, NULL, NULL, NULL, AOT_EMIT_OBJ, 0};
   aot_loaded *l = aot_cache_load(p, &co, dir, NULL, &desc, &hit, err, sizeof err);
   assert_non_null(l);
   assert_int_equal(hit, 0);

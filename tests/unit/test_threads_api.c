@@ -121,7 +121,7 @@ static spat_pattern *parse(spat_ctx *c) {
 }
 
 static spat_kernel *compile(spat_pattern *p, int cache, spat_backend be) {
-  spat_compile_options o = {D, SPAT_LAYOUT_BHLD, 2, be, cache};
+  spat_compile_options o = {D, SPAT_LAYOUT_BHLD, 2, be, cache, 0};
   spat_kernel *k = NULL;
   return spat_compile(p, &o, &k) == SPAT_OK ? k : NULL;
 }
@@ -427,7 +427,7 @@ static void *diag_main(void *arg) {
       j->bad++;
     for (int rep = 0; rep < 40 && !j->bad; rep++) {
       spat_pattern_set_param(neg, "w", -1 - rep);
-      if (spat_compile(neg, &(spat_compile_options){D, 0, 1, SPAT_BACKEND_INTERP, 0},
+      if (spat_compile(neg, &(spat_compile_options){D, 0, 1, SPAT_BACKEND_INTERP, 0, 0},
                        &(spat_kernel *){NULL}) != SPAT_EPARSE)
         j->bad++;
       spat_kernel *k = compile(good, 0, SPAT_BACKEND_INTERP);
@@ -524,7 +524,7 @@ static void test_double_free(void **state) {
   assert_int_equal(spat_pattern_set_param(p, "w", 3), SPAT_EINVAL);
   assert_int_equal(spat_pattern_param(p, 0, NULL, NULL), SPAT_EINVAL);
   spat_kernel *k3 = NULL;
-  spat_compile_options o = {D, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_JIT, 0};
+  spat_compile_options o = {D, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_JIT, 0, 0};
   assert_int_equal(spat_compile(p, &o, &k3), SPAT_EINVAL);
   assert_null(k3);
 

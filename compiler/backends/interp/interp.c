@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "dtype.h"
 #include "ffi_call.h"
 #include "threads.h"
 
@@ -333,30 +334,40 @@ static bool eval_random(ctx *c, const ir_node *n, bool *out) {
 /* ---- topk ---- */
 
 /* sum_d x[d] * y[d] in double, in 8 lanes (d mod 8) added pairwise at the
- * end: the same value for the same vectors, and it vectorises. */
-static double dot(const float *x, const float *y, int64_t D) {
+ * end: the same value for the same vectors, and it vectorises.  x and y
+ * are rows of elements of type t (runtime/dtype.h), widened exactly. */
+static double dot(const void *xp, const void *yp, int64_t D, int t) {
   double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t d = 0;
+  if (t == RT_F32) {
+    const float *x = xp, *y = yp;
+    for (; d + 8 <= D; d += 8)
+      for (int u = 0; u < 8; u++) l[u] += (double)x[d + u] * (double)y[d + u];
+  }
   for (; d + 8 <= D; d += 8)
-    for (int t = 0; t < 8; t++) l[t] += (double)x[d + t] * (double)y[d + t];
-  for (int t = 0; d < D; d++, t++) l[t] += (double)x[d] * (double)y[d];
+    for (int u = 0; u < 8; u++)
+      l[u] += (double)rt_load(xp, d + u, t) * (double)rt_load(yp, d + u, t);
+  for (int u = 0; d < D; d++, u++)
+    l[u] += (double)rt_load(xp, d, t) * (double)rt_load(yp, d, t);
   return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
 
-static const float *row_ptr(const rt_tensor *t, int64_t b, int64_t h,
-                            int64_t r) {
-  return t->data + b * t->sb + h * t->sh + r * t->sl;
+/* Row r of head h of batch b of t, whose elements are of type dt. */
+static const void *row_ptr(const rt_tensor *t, int dt, int64_t b, int64_t h,
+                           int64_t r) {
+  return (const char *)t->data +
+         (b * t->sb + h * t->sh + r * t->sl) * (int64_t)rt_dtype_size(dt);
 }
 
 static int64_t kv_head(const ctx *c) { return c->h / (c->a->H / c->a->Hkv); }
 
 /* Mean over rows [lo, hi) of tensor t (batch b, head h) into m[D]. */
-static void mean_rows(const rt_tensor *t, int64_t b, int64_t h, int64_t lo,
-                      int64_t hi, int64_t D, double *m) {
+static void mean_rows(const rt_tensor *t, int dt, int64_t b, int64_t h,
+                      int64_t lo, int64_t hi, int64_t D, double *m) {
   for (int64_t d = 0; d < D; d++) m[d] = 0;
   for (int64_t r = lo; r < hi; r++) {
-    const float *x = row_ptr(t, b, h, r);
-    for (int64_t d = 0; d < D; d++) m[d] += x[d];
+    const void *x = row_ptr(t, dt, b, h, r);
+    for (int64_t d = 0; d < D; d++) m[d] += rt_load(x, d, dt);
   }
   if (hi > lo)
     for (int64_t d = 0; d < D; d++) m[d] /= (double)(hi - lo);
@@ -384,19 +395,19 @@ static void score_cands(ctx *c, row_cache *rc, int64_t n_c) {
   const rt_args *a = c->a;
   int64_t D = a->D, kvh = kv_head(c);
   if (c->g == 1) {
-    const float *q = row_ptr(&a->q, c->b, c->h, c->i - c->off);
+    const void *q = row_ptr(&a->q, a->dtype, c->b, c->h, c->i - c->off);
     for (int64_t t = 0; t < n_c; t++) {
-      const float *k = row_ptr(&a->k, c->b, kvh, rc->cands[t].j);
-      rc->cands[t].s = c->scale * dot(q, k, D);
+      const void *k = row_ptr(&a->k, a->dtype, c->b, kvh, rc->cands[t].j);
+      rc->cands[t].s = c->scale * dot(q, k, D, a->dtype);
     }
     return;
   }
   int64_t lo, hi;
   block_span(c->i, c->g, c->off, c->off + c->tLq, &lo, &hi);
-  mean_rows(&a->q, c->b, c->h, lo - c->off, hi - c->off, D, rc->mq);
+  mean_rows(&a->q, a->dtype, c->b, c->h, lo - c->off, hi - c->off, D, rc->mq);
   for (int64_t t = 0; t < n_c; t++) {
     block_span(rc->cands[t].j, c->g, 0, c->tLk, &lo, &hi);
-    mean_rows(&a->k, c->b, kvh, lo, hi, D, rc->mk);
+    mean_rows(&a->k, a->dtype, c->b, kvh, lo, hi, D, rc->mk);
     double sum = 0;
     for (int64_t d = 0; d < D; d++) sum += rc->mq[d] * rc->mk[d];
     rc->cands[t].s = sum;
@@ -672,12 +683,13 @@ static void attend_row(const ctx *c, const uint8_t *mask, double *s,
                        double *acc, int64_t r) {
   const rt_args *a = c->a;
   int64_t D = a->D, kvh = kv_head(c), n = 0;
-  const float *q = row_ptr(&a->q, c->b, c->h, r);
+  int dt = a->dtype;
+  const void *q = row_ptr(&a->q, dt, c->b, c->h, r);
   double m = -INFINITY, sum = 0;
   for (int64_t j = 0; j < a->Lk; j++) {
     if (!mask[j]) continue;
-    const float *k = row_ptr(&a->k, c->b, kvh, j);
-    s[j] = c->scale * dot(q, k, D);
+    const void *k = row_ptr(&a->k, dt, c->b, kvh, j);
+    s[j] = c->scale * dot(q, k, D, dt);
     if (fabs(s[j]) > SCORE_MAX) s[j] = copysign(INFINITY, s[j]);
     m = n++ == 0 || s[j] > m ? s[j] : m;
   }
@@ -686,12 +698,16 @@ static void attend_row(const ctx *c, const uint8_t *mask, double *s,
   for (int64_t j = 0; j < a->Lk && n > 0; j++) {
     if (!mask[j]) continue;
     double e = exp(s[j] - m);
-    const float *v = row_ptr(&a->v, c->b, kvh, j);
+    const void *v = row_ptr(&a->v, dt, c->b, kvh, j);
     sum += e;
-    for (int64_t d = 0; d < D; d++) acc[d] += e * v[d];
+    if (dt == RT_F32)
+      for (int64_t d = 0; d < D; d++) acc[d] += e * ((const float *)v)[d];
+    else
+      for (int64_t d = 0; d < D; d++) acc[d] += e * rt_load(v, d, dt);
   }
-  float *o = a->o.data + c->b * a->o.sb + c->h * a->o.sh + r * a->o.sl;
-  for (int64_t d = 0; d < D; d++) o[d] = n > 0 ? (float)(acc[d] / sum) : 0.0f;
+  int64_t o = c->b * a->o.sb + c->h * a->o.sh + r * a->o.sl;
+  for (int64_t d = 0; d < D; d++)
+    rt_store(a->o.data, o + d, dt, n > 0 ? (float)(acc[d] / sum) : 0.0f);
   if (a->lse)
     a->lse[c->b * a->lse_sb + c->h * a->lse_sh + r] =
         n > 0 ? (float)(m + log(sum)) : -INFINITY;

@@ -37,8 +37,8 @@
 W(abi, 0); W(D, 1); W(layout, 2); W(threads, 3); W(n_runtime, 4);
 W(n_inputs, 5); W(n_externs, 6); W(n_topk, 7); W(n_errors, 8); W(plan, 9);
 W(mask, 10); W(tkinfo, 11); W(tile, 12); W(errors, 13); W(input_names, 14);
-W(externs, 15); W(state, 16); W(name, 17); W(errat, 18);
-_Static_assert(sizeof(aot_desc) == 8 * 19, "aot_desc size");
+W(externs, 15); W(state, 16); W(name, 17); W(errat, 18); W(dtype, 19);
+_Static_assert(sizeof(aot_desc) == 8 * 20, "aot_desc size");
 #undef W
 
 typedef struct emit {
@@ -283,6 +283,7 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
       state,
       const_string(e, e->name, "name"),
       generated_fn(e, KABI_ERRAT, 0),
+      LLVMConstInt(e->i64, (unsigned long long)o->dtype, 0),
   };
   LLVMValueRef desc = LLVMConstStructInContext(
       e->C, fields, sizeof fields / sizeof fields[0], 0);
@@ -319,7 +320,7 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
   if (p->n_runtime + p->n_inputs > 64)
     return lp_fail(err, errlen, "more than 64 runtime scalars and inputs");
   const cg_kind *fwd = &cg_kinds[CG_KIND_FWD];
-  if (!cg_kind_supports(fwd, o->D, CG_F32)) {
+  if (!cg_kind_supports(fwd, o->D, (cg_dtype)o->dtype)) {
     cg_unsupported_d(fwd, o->D, "the code generator", err, errlen);
     return -1;
   }
@@ -333,8 +334,8 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
   lp_target tgt;
   lp_target_of(tm, &tgt);
   cg_info info;
-  e->M = cg_build(e->C, p, o->D, e->shared_tile ? NULL : fwd, &tgt.cg, &info,
-                  err, errlen);
+  e->M = cg_build(e->C, p, o->D, e->shared_tile ? NULL : fwd,
+                  (cg_dtype)o->dtype, &tgt.cg, &info, err, errlen);
   int rc = e->M != NULL ? 0 : -1;
   if (rc == 0) {
     e->B = LLVMCreateBuilderInContext(e->C);

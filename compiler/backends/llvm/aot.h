@@ -42,6 +42,7 @@ typedef struct aot_opts {
   const char *cpu;    /* NULL: this machine's CPU and features */
   const char *source; /* for the header's comment (may be NULL) */
   int emit;           /* aot_emit_kind */
+  int dtype;          /* rt_dtype of q, k, v, o */
 } aot_opts;
 
 /* Writes the object file (or assembly or LLVM text, as o->emit says)

@@ -90,8 +90,8 @@ static char *cache_key(const ir_program *p, const aot_opts *o) {
   FILE *f = open_memstream(&text, &len);
   if (f == NULL) return NULL;
   kc_key_head(f);
-  fprintf(f, "D %lld layout %d threads %d\n", (long long)o->D, o->layout,
-          o->threads);
+  fprintf(f, "D %lld layout %d threads %d dtype %d\n", (long long)o->D,
+          o->layout, o->threads, o->dtype);
   ir_print_program(f, p);
   /* the tile plan embedded in the object: a library with another plan
    * format or analysis must not reuse the entry */
@@ -343,7 +343,8 @@ aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *opts,
   *hit = 0;
   /* the shared tile first: it also checks D */
   void *tile = NULL;
-  if (tc_get(&cg_kinds[CG_KIND_FWD], o.D, CG_F32, dir, &tile, err, errlen) != 0)
+  if (tc_get(&cg_kinds[CG_KIND_FWD], o.D, (cg_dtype)o.dtype, dir, &tile, err,
+             errlen) != 0)
     return NULL;
   char *key = cache_key(p, &o);
   if (key == NULL) return fail_load(NULL, NULL, "out of memory", err, errlen);

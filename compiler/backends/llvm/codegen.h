@@ -61,7 +61,8 @@ typedef struct cg_target {
  * A kernel kind is pattern-independent code the driver calls: today the
  * forward tile.  Its identity (the key of the tile cache and of its disk
  * entries) is (kind, D, dtype, CPU). */
-typedef enum cg_dtype { CG_F32 = 0, CG_N_DTYPES } cg_dtype;
+/* the element type of q, k, v, o; the values are rt_dtype's */
+typedef enum cg_dtype { CG_F32 = 0, CG_BF16 = 1, CG_F16 = 2, CG_N_DTYPES } cg_dtype;
 /* ORDER cg_kinds (kinds.c): one row per id */
 typedef enum cg_kind_id { CG_KIND_FWD = 0, CG_N_KINDS } cg_kind_id;
 
@@ -84,6 +85,9 @@ void cg_unsupported_d(const cg_kind *k, int64_t D, const char *who, char *err,
                       size_t errlen);
 /* The forward tile's D (what every kernel of a pattern needs today). */
 bool cg_supported_d(int64_t D);
+/* Whether the forward tile of bf16 for target t multiplies by vdpbf16ps
+ * (avx512bf16); else it widens to float (codegen_fwd_tile.c). */
+bool cg_has_bf16_dot(const cg_target *t);
 
 /* A module holding kind k's function for (D, t) and nothing else; NULL with
  * a message in err. */
@@ -100,11 +104,11 @@ typedef struct cg_info {
 
 /* The pattern's mask and top-k functions and its error table; with tile
  * non-NULL also that kind's function for (D, f32) (a self-contained AOT
- * object), else no tile code (the JIT links the shared one).  NULL with a
+ * object; dt: its dtype), else no tile code (the JIT links the shared one).  NULL with a
  * message in err on failure (unsupported D: the message says so). */
 LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
-                       const cg_kind *tile, const cg_target *t, cg_info *info,
-                       char *err, size_t errlen);
+                       const cg_kind *tile, cg_dtype dt, const cg_target *t,
+                       cg_info *info, char *err, size_t errlen);
 void cg_info_free(cg_info *info);
 
 /* The work of compiling p, counted (tests assert it stays linear): LLVM

@@ -1511,10 +1511,10 @@ void cg_info_free(cg_info *info) {
 }
 
 LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
-                       const cg_kind *tile, const cg_target *t, cg_info *info,
-                       char *err, size_t errlen) {
+                       const cg_kind *tile, cg_dtype dt, const cg_target *t,
+                       cg_info *info, char *err, size_t errlen) {
   memset(info, 0, sizeof *info);
-  if (tile && !cg_kind_supports(tile, D, CG_F32)) {
+  if (tile && !cg_kind_supports(tile, D, dt)) {
     cg_unsupported_d(tile, D, "the JIT", err, errlen);
     return NULL;
   }
@@ -1523,7 +1523,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   cg_begin_module(g, ctx, p->name ? p->name : "pattern", t);
   g->p = p;
   g->D = D;
-  g->dtype = CG_F32;
+  g->dtype = dt;
   if (!collect_topk(g, p->root)) g->oom = 1;
 
   if (!plan_functions(g, err, errlen)) {
@@ -1577,7 +1577,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
 int cg_count(const ir_program *p, cg_stats *out, char *err, size_t errlen) {
   cg_info info;
   LLVMContextRef C = LLVMContextCreate();
-  LLVMModuleRef M = cg_build(C, p, 16, NULL, NULL, &info, err, errlen);
+  LLVMModuleRef M = cg_build(C, p, 16, NULL, CG_F32, NULL, &info, err, errlen);
   memset(out, 0, sizeof *out);
   if (!M) {
     LLVMContextDispose(C);

@@ -77,7 +77,7 @@ static int compile_module(const ir_program *p, int64_t D, cg_info *info,
   lp_target tgt;
   lp_target_of(tm, &tgt);
   LLVMContextRef ctx = LLVMContextCreate();
-  LLVMModuleRef M = cg_build(ctx, p, D, NULL, &tgt.cg, info, err, errlen);
+  LLVMModuleRef M = cg_build(ctx, p, D, NULL, CG_F32, &tgt.cg, info, err, errlen);
   int ok = M != NULL && lp_optimize(M, tm, err, errlen) == 0 &&
            lp_emit_object(tm, M, obj, err, errlen) == 0;
   if (M) LLVMDisposeModule(M);
@@ -130,7 +130,8 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
   }
   if (!ir_check(p, err, errlen)) return NULL;
   const cg_kind *fwd = &cg_kinds[CG_KIND_FWD];
-  if (!cg_kind_supports(fwd, o->D, CG_F32)) {
+  cg_dtype dt = (cg_dtype)o->dtype;
+  if (!cg_kind_supports(fwd, o->D, dt)) {
     cg_unsupported_d(fwd, o->D, "the JIT", err, errlen);
     return NULL;
   }
@@ -144,7 +145,7 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
   LLVMMemoryBufferRef obj = NULL;
   jk->k.plan = an_build(p, err, errlen);
   int ok = jk->k.plan != NULL &&
-           tc_get(fwd, o->D, CG_F32, NULL, &tile, err, errlen) == 0 &&
+           tc_get(fwd, o->D, dt, NULL, &tile, err, errlen) == 0 &&
            compile_module(p, o->D, &jk->info, &obj, err, errlen) &&
            link_kernel(jk, obj, err, errlen);
   if (!ok) {
@@ -153,6 +154,7 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
   }
   memcpy(&jk->k.tile, &tile, sizeof tile);
   jk->k.D = o->D;
+  jk->k.dtype = o->dtype;
   jk->k.n_runtime = p->n_runtime;
   jk->k.n_inputs = p->n_inputs;
   jk->k.n_externs = p->n_externs;

@@ -90,8 +90,8 @@ _Static_assert(_Generic((kr_errat_fn)0,
                "kr_errat_fn: codegen_mask.c builds (ptr, i64, i64, i64, ptr) "
                "-> i32");
 _Static_assert(_Generic((kr_tile_fn)0,
-                        void (*)(const float *, const float *, int64_t,
-                                 const float *, int64_t, int64_t,
+                        void (*)(const void *, const void *, int64_t,
+                                 const void *, int64_t, int64_t,
                                  const uint64_t *, float *, float *, float *,
                                  float, float *): 1,
                         default: 0),

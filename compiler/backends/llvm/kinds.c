@@ -28,11 +28,12 @@ const cg_kind cg_kinds[CG_N_KINDS] = {
     /* ORDER cg_kind_id */
     [CG_KIND_FWD] = {CG_KIND_FWD, "fwd", "spat_tile", cg_gen_fwd_tile,
                      fwd_dims, (int)(sizeof fwd_dims / sizeof fwd_dims[0]),
-                     1u << CG_F32},
+                     1u << CG_F32 | 1u << CG_BF16 | 1u << CG_F16},
 };
 
 const char *cg_dtype_name(cg_dtype t) {
-  static const char *const names[CG_N_DTYPES] = {[CG_F32] = "f32"};
+  static const char *const names[CG_N_DTYPES] = {
+      [CG_F32] = "f32", [CG_BF16] = "bf16", [CG_F16] = "f16"};
   return (int)t >= 0 && t < CG_N_DTYPES ? names[t] : "?";
 }
 

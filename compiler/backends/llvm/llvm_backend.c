@@ -34,7 +34,8 @@ static aot_loaded *from_cache(const ir_program *p, const backend_opts *o,
     note(o, err);
     return NULL;
   }
-  aot_opts ao = {o->D, o->layout, o->threads, NULL, NULL, NULL, AOT_EMIT_OBJ};
+  aot_opts ao = {o->D,         o->layout, o->threads, NULL, NULL, NULL,
+                 AOT_EMIT_OBJ, o->dtype};
   const void *desc = NULL;
   int hit = 0;
   aot_loaded *l =

@@ -112,10 +112,10 @@ static LLVMModuleRef optimized(const cg_kind *k, int64_t D, cg_dtype t,
   return M;
 }
 
-/* ... and machine code: the object in *out. */
-static int compile(const cg_kind *k, int64_t D, cg_dtype t,
+/* ... and machine code for cpu (NULL: the host): the object in *out. */
+static int compile(const cg_kind *k, int64_t D, cg_dtype t, const char *cpu,
                    LLVMMemoryBufferRef *out, char *err, size_t errlen) {
-  LLVMTargetMachineRef tm = lp_target_machine(NULL, err, errlen);
+  LLVMTargetMachineRef tm = lp_target_machine(cpu, err, errlen);
   if (tm == NULL) return -1;
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef M = optimized(k, D, t, tm, ctx, err, errlen);
@@ -179,7 +179,7 @@ static int build(slot *s, const cg_kind *k, int64_t D, cg_dtype t,
                   kc_read(dir, key, KC_TILE_EXT, &obj) == 0;
   for (int attempt = 0; attempt < 2; attempt++) {
     if (!from_disk) {
-      if (compile(k, D, t, &obj, err, errlen) != 0) return -1;
+      if (compile(k, D, t, NULL, &obj, err, errlen) != 0) return -1;
       if (dir != NULL && key != NULL && kc_write(dir, key, KC_TILE_EXT, obj) == 0)
         s->stored_in = strdup(dir);
     }
@@ -292,4 +292,31 @@ void tc_forget(void) {
         memset(s, 0, sizeof *s);
       }
   pthread_mutex_unlock(&mu);
+}
+
+rt_status tc_compile_for_cpu(const cg_kind *k, int64_t D, cg_dtype t,
+                             const char *cpu, void **fn, char *err,
+                             size_t errlen) {
+  *fn = NULL;
+  if (k == NULL || !cg_kind_supports(k, D, t))
+    return rt_errf(err, errlen, RT_EUNSUPPORTED,
+                   "no such kernel (kind, D, dtype)");
+  LLVMMemoryBufferRef obj = NULL;
+  if (compile(k, D, t, cpu, &obj, err, errlen) != 0) return RT_EINTERNAL;
+  retired *r = calloc(1, sizeof *r);
+  if (r == NULL) {
+    LLVMDisposeMemoryBuffer(obj);
+    return rt_errf(err, errlen, RT_ENOMEM, "out of memory");
+  }
+  if (link_object(&r->s, k, obj, err, errlen) != 0) {
+    free(r);
+    return RT_EINTERNAL;
+  }
+  pthread_once(&exit_once, register_exit);
+  pthread_mutex_lock(&mu);
+  r->next = retired_slots; /* freed at exit with the forgotten slots */
+  retired_slots = r;
+  pthread_mutex_unlock(&mu);
+  *fn = r->s.fn;
+  return RT_OK;
 }

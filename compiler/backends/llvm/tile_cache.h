@@ -39,5 +39,11 @@ char *tc_kernel_ir(const cg_kind *k, int64_t D, cg_dtype t, char *err,
  * (their code stays mapped, so kernels holding them keep working), so that
  * the next tc_get reads the disk cache or compiles again. */
 void tc_forget(void);
+/* For the tests: kind k for (D, t) compiled for the named LLVM CPU (e.g.
+ * "x86-64-v3": bf16 without avx512bf16) and linked, uncached; the code
+ * stays until the process ends.  It must be able to run on this host. */
+rt_status tc_compile_for_cpu(const cg_kind *k, int64_t D, cg_dtype t,
+                             const char *cpu, void **fn, char *err,
+                             size_t errlen);
 
 #endif
