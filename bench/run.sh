@@ -63,6 +63,26 @@ worst() { # column $1 of the compile table: "max name"
   printf '%s\n' "$ctable" | awk -v c="$1" 'NR > 1 && $c + 0 > w { w = $c + 0; n = $1 }
     END { printf "%.2f %s", w, n }'
 }
+# Issue 12: bf16 prefill against the float32 kernel on the same inputs
+# rounded to bf16 (spatc bench --dtype: the two kernels in turn, medians;
+# wall and process CPU time), and dense tiles at D = 128 against D = 64.
+b1=$(one bench/window.pat --pattern window_only --len 4096 --heads 8 --dim 64 --threads 1 --dtype bf16 --no-dense)
+b2=$(one bench/window.pat --pattern causal_window --len 4096 --heads 8 --dim 128 --threads 1 --dtype bf16 --no-dense)
+f16=$(one bench/window.pat --pattern window_only --len 4096 --heads 8 --dim 64 --threads 1 --dtype f16 --no-dense)
+d64=$(one bench/window.pat --pattern full_only --len 2048 --heads 4 --dim 64 --threads 1 --no-dense)
+d128=$(one bench/window.pat --pattern full_only --len 2048 --heads 4 --dim 128 --threads 1 --no-dense)
+bf16rows=$(awk -v b1="$(field "$b1" vs_f32)" -v b1c="$(field "$b1" vs_f32_cpu)" \
+  -v b1ms="$(field "$b1" kernel_ms)" -v b1f="$(field "$b1" f32_ms)" \
+  -v b2="$(field "$b2" vs_f32)" -v b2c="$(field "$b2" vs_f32_cpu)" \
+  -v b2ms="$(field "$b2" kernel_ms)" -v b2f="$(field "$b2" f32_ms)" \
+  -v h1="$(field "$f16" vs_f32)" -v h1c="$(field "$f16" vs_f32_cpu)" \
+  -v g64="$(field "$d64" gflops)" -v g128="$(field "$d128" gflops)" 'BEGIN {
+  printf "| bf16 / float32 kernel, window(256), L=4096, H=8, D=64, 1 thread (same rounded inputs) | >= 1.6x | %.2fx wall (%.1f / %.1f ms), %.2fx CPU time | %s |\n", b1, b1f, b1ms, b1c, (b1 >= 1.6 || b1c >= 1.6) ? "met" : "not met"
+  printf "| bf16 / float32 kernel, causal window(512, 0), D=128, 1 thread | >= 1.6x | %.2fx wall (%.1f / %.1f ms), %.2fx CPU time | %s |\n", b2, b2f, b2ms, b2c, (b2 >= 1.6 || b2c >= 1.6) ? "met" : "not met"
+  printf "| fp16 / float32 kernel, window(256), D=64, 1 thread (conversion path) | (none) | %.2fx wall, %.2fx CPU time | |\n", h1, h1c
+  printf "| dense tiles (full, L=2048, H=4), D=128 / D=64 GFLOP/s, 1 thread | >= 0.9 | %.2f (%.1f / %.1f) | %s |\n", g128 / g64, g128, g64, (g128 / g64 >= 0.9) ? "met" : "not met"
+}')
+
 read -r cold_ms cold_name <<<"$(worst 4)"
 read -r warm_ms warm_name <<<"$(worst 6)"
 
@@ -135,6 +155,18 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
   echo "| target | bar | measured | |"
   echo "| --- | --- | --- | --- |"
   printf '%s\n' "$targets"
+  echo
+  echo "## bf16 / fp16 (issue 12), measured in the same run"
+  echo
+  echo "spatc bench --dtype runs the dtype's kernel and the float32 kernel in"
+  echo "turn on the same inputs rounded to the dtype; medians of both, as wall"
+  echo "time and as process CPU time (with one thread the CPU time is the"
+  echo "kernel's own, which a load coming and going on this shared machine"
+  echo "disturbs less).  bf16 uses vdpbf16ps here (avx512_bf16)."
+  echo
+  echo "| target | bar | measured | |"
+  echo "| --- | --- | --- | --- |"
+  printf '%s\n' "$bf16rows"
   echo
   echo "Library compile times (ms, median, D=64, no cache):$compiles"
   echo

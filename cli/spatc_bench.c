@@ -27,7 +27,10 @@
  * --dtype bf16|f16: q, k, v are rounded to the dtype; the kernel timed is
  * the dtype's, and the float32 kernel is also timed on the same rounded
  * values in the same run (f32_ms, vs_f32 = f32_ms / kernel_ms); the
- * baselines run in float32 on the rounded values.
+ * baselines run in float32 on the rounded values.  The two kernels run in
+ * turn; vs_f32_cpu is the ratio of their median process CPU times (the
+ * wall time's ratio under a load that comes and goes, the CPU time's with
+ * one thread on a shared machine).
  * Input arrays get packed-document ids (documents of random lengths).
  * Progress goes to stderr.
  */
@@ -267,38 +270,41 @@ static int bench(const bench_in *in, bench_opts *opt) {
     }
   }
 
-  /* run */
+  /* run; with --dtype the float32 kernel on the same rounded values
+   * right after each run (a passing load hits both), wall and CPU time */
+  if (dt != SPAT_DTYPE_F32 &&
+      !(k32 = compile_jit(in->pat, D, (int)threads, 0, SPAT_DTYPE_F32)))
+    goto out;
   fprintf(stderr, "bench %s: running the kernel (%lld repeats)\n", name,
           (long long)repeats);
+  double *t32 = malloc(sizeof(double) * 3 * (size_t)repeats);
+  if (!t32) goto oom;
+  double *c16 = t32 + repeats, *c32 = c16 + repeats;
   for (int64_t t = -1; t < repeats; t++) {
-    double t0 = spatc_now_ms();
-    spat_status st = spat_kernel_call(kcache ? kcache : kernel, &T, in->args,
-                                      in->n_args);
-    if (st != SPAT_OK) {
-      spatc_api_error(in->pat->ctx, st);
-      goto out;
-    }
-    if (t >= 0) tk[t] = spatc_now_ms() - t0;
-  }
-  double kernel_ms = median(tk, (int)repeats);
-  double f32_ms = -1;
-  if (dt != SPAT_DTYPE_F32) {
-    /* the float32 kernel on the same rounded values, then o as float */
-    fprintf(stderr, "bench %s: running the float32 kernel\n", name);
-    if (!(k32 = compile_jit(in->pat, D, (int)threads, 0, SPAT_DTYPE_F32)))
-      goto out;
-    for (int64_t t = -1; t < repeats; t++) {
-      double t0 = spatc_now_ms();
-      spat_status st = spat_kernel_call(k32, &T32, in->args, in->n_args);
+    for (int w = 0; w < (k32 ? 2 : 1); w++) {
+      double t0 = spatc_now_ms(), c0 = spatc_cpu_ms();
+      spat_status st = w ? spat_kernel_call(k32, &T32, in->args, in->n_args)
+                         : spat_kernel_call(kcache ? kcache : kernel, &T,
+                                            in->args, in->n_args);
       if (st != SPAT_OK) {
         spatc_api_error(in->pat->ctx, st);
+        free(t32);
         goto out;
       }
-      if (t >= 0) tk[t] = spatc_now_ms() - t0;
+      if (t < 0) continue;
+      (w ? t32 : tk)[t] = spatc_now_ms() - t0;
+      (w ? c32 : c16)[t] = spatc_cpu_ms() - c0;
     }
-    f32_ms = median(tk, (int)repeats);
+  }
+  double kernel_ms = median(tk, (int)repeats);
+  double f32_ms = -1, cpu_ratio = -1;
+  if (k32) {
+    f32_ms = median(t32, (int)repeats);
+    double a = median(c32, (int)repeats), b = median(c16, (int)repeats);
+    cpu_ratio = b > 0 ? a / b : -1;
     spat_convert(h16[3], dt, in->o, SPAT_DTYPE_F32, nq);
   }
+  free(t32);
 
   /* nnz (and the mask rows for the dense baseline) */
   fprintf(stderr, "bench %s: counting the mask\n", name);
@@ -413,7 +419,7 @@ static int bench(const bench_in *in, bench_opts *opt) {
            "\"loop_exact\": %s, \"dense_ms\": %.3f, \"vs_loop\": %.3f, "
            "\"vs_dense\": %.3f, \"max_err_dense\": %.3g, \"max_err_loop\": %.3g, "
            "\"nnz_sampled\": %s, \"dtype\": \"%s\", \"f32_ms\": %.3f, "
-           "\"vs_f32\": %.3f}\n",
+           "\"vs_f32\": %.3f, \"vs_f32_cpu\": %.3f}\n",
            name, file, (long long)Lq, (long long)Lk, (long long)H,
            (long long)Hkv, (long long)D, (long long)threads, (long long)nnz,
            density, compile_ms, cold_ms, warm_ms, kcache ? "true" : "false", kernel_ms, gflops, peak, loop_ms, (long long)wl,
@@ -421,7 +427,7 @@ static int bench(const bench_in *in, bench_opts *opt) {
            loop_ms / kernel_ms, dense_ms > 0 ? dense_ms / kernel_ms : -1.0,
            dense_err, loop_err, step > 1 ? "true" : "false",
            dt == SPAT_DTYPE_BF16 ? "bf16" : dt == SPAT_DTYPE_F16 ? "f16" : "f32",
-           f32_ms, f32_ms > 0 ? f32_ms / kernel_ms : -1.0);
+           f32_ms, f32_ms > 0 ? f32_ms / kernel_ms : -1.0, cpu_ratio);
   } else {
     printf("pattern %s (%s): Lq %lld, Lk %lld, H %lld (kv %lld), D %lld, "
            "threads %lld\n", name, file, (long long)Lq, (long long)Lk,
@@ -434,8 +440,8 @@ static int bench(const bench_in *in, bench_opts *opt) {
              "(median of 5)\n", cold_ms, warm_ms);
     printf("  kernel          %.3f ms (median of %lld)\n", kernel_ms, (long long)repeats);
     if (f32_ms > 0)
-      printf("  float32 kernel  %.3f ms on the same rounded inputs: %.2fx\n",
-             f32_ms, f32_ms / kernel_ms);
+      printf("  float32 kernel  %.3f ms on the same rounded inputs: %.2fx "
+             "(CPU time %.2fx)\n", f32_ms, f32_ms / kernel_ms, cpu_ratio);
     printf("  throughput      %.1f GFLOP/s on allowed pairs, %.1f%% of %.0f "
            "GFLOP/s x %lld cores\n", gflops, peak, PEAK_PER_CORE, (long long)threads);
     printf("  C row loop      %.3f ms, window (%lld, %lld)%s: kernel is %.2fx faster\n",

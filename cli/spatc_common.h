@@ -318,6 +318,7 @@ int spatc_dtype_option(const cli *c, spat_dtype *out);
 npy_dtype spatc_npy_of(spat_dtype t);
 
 double spatc_now_ms(void);
+double spatc_cpu_ms(void);       /* CPU time of the process, all threads */
 int spatc_cores(void);           /* online CPUs, >= 1 */
 void *spatc_xmalloc(size_t n);   /* NULL after printing "out of memory" */
 

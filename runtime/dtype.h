@@ -33,9 +33,9 @@ static inline float rt_bf16_to_f32(uint16_t h) {
 static inline uint16_t rt_f32_to_bf16(float f) {
   uint32_t u;
   memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-  u += 0x7fffu + ((u >> 16) & 1);
-  return (uint16_t)(u >> 16);
+  uint16_t r = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+  /* NaN: quieted, never rounded into an infinity (branch-free: vectorises) */
+  return (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40) : r;
 }
 
 static inline float rt_f16_to_f32(uint16_t h) {

@@ -563,6 +563,32 @@ static void sparse_rows(const float *q, int64_t sq, const float *kt,
   }
 }
 
+/* A row of o (element offset o0) = src * inv rounded to dt (D a multiple
+ * of 16; bf16 16 lanes at a time, as rt_f32_to_bf16). */
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+typedef uint16_t u16x16 __attribute__((vector_size(32), aligned(2), may_alias));
+KR_CLONES
+static void store_row(void *o, int64_t o0, int dt, const float *src,
+                      float inv, int64_t D) {
+  if (dt == RT_F32) {
+    float *of = (float *)o + o0;
+    for (int64_t d = 0; d < D; d++) of[d] = src[d] * inv;
+  } else if (dt == RT_BF16) {
+    uint16_t *oh = (uint16_t *)o + o0;
+    for (int64_t d = 0; d + 16 <= D; d += 16) {
+      v16 x = *(const v16 *)(src + d) * inv;
+      u32x16 u = (u32x16)x;
+      u32x16 r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+      u32x16 nan = (u & 0x7fffffffu) > 0x7f800000u; /* all ones: NaN */
+      r = (r & ~nan) | (((u >> 16) | 0x40u) & nan);
+      *(u16x16 *)(oh + d) = __builtin_convertvector(r, u16x16);
+    }
+  } else {
+    uint16_t *oh = (uint16_t *)o + o0;
+    for (int64_t d = 0; d < D; d++) oh[d] = rt_f32_to_f16(src[d] * inv);
+  }
+}
+
 /* Does v of (b, kv head hk) hold a NaN or an infinity?  Found once per run
  * (racing tasks find the same). */
 static int v_nonfinite(run *R, int64_t b, int64_t hk) {
@@ -572,16 +598,19 @@ static int v_nonfinite(run *R, int64_t b, int64_t hk) {
   const rt_args *a = R->a;
   int64_t vb = b * a->v.sb + hk * a->v.sh;
   uint32_t bad = 0;
-  if (a->dtype == RT_F32)
+  if (a->dtype == RT_F32) {
     for (int64_t j = 0; j < a->Lk; j++) {
       const uint32_t *x = (const uint32_t *)(const void *)(a->v.data + vb + j * a->v.sl);
       for (int64_t d = 0; d < R->k->D; d++)
         bad |= (x[d] & 0x7f800000u) == 0x7f800000u;
     }
-  else
-    for (int64_t j = 0; j < a->Lk; j++)
-      for (int64_t d = 0; d < R->k->D; d++)
-        bad |= (uint32_t)rt_nonfinite(a->v.data, vb + j * a->v.sl + d, a->dtype);
+  } else {  /* all-ones exponent bits */
+    uint16_t e = a->dtype == RT_BF16 ? 0x7f80u : 0x7c00u;
+    for (int64_t j = 0; j < a->Lk; j++) {
+      const uint16_t *x = (const uint16_t *)(const void *)a->v.data + vb + j * a->v.sl;
+      for (int64_t d = 0; d < R->k->D; d++) bad |= (x[d] & e) == e;
+    }
+  }
   atomic_store_explicit(f, bad ? 2 : 1, memory_order_relaxed);
   return bad != 0;
 }
@@ -592,12 +621,18 @@ static int v_nonfinite(run *R, int64_t b, int64_t hk) {
  * as the tile of dt reads it (kr_tile_fn), rows past nr zero. */
 static void pack_qt(scratch *s, int dt, const void *q, int64_t sq, int64_t nr,
                     int64_t D) {
-  if (dt == RT_BF16) {  /* pairs of dimensions: [D / 2][KR_BQ][2] */
-    uint16_t *qt = (uint16_t *)s->qt;
+  if (dt == RT_BF16) {
+    /* pairs of dimensions [D / 2][KR_BQ][2]: a pair is the 32-bit word of
+     * elements 2 d2, 2 d2 + 1 (little-endian: the low half first), so this
+     * is the float transpose on words */
+    uint32_t *qt = (uint32_t *)(void *)s->qt;
     for (int64_t r = 0; r < KR_BQ; r++) {
       const uint16_t *qr = (const uint16_t *)q + r * sq;
-      for (int64_t d = 0; d < D; d++)
-        qt[(d >> 1) * 2 * KR_BQ + 2 * r + (d & 1)] = r < nr ? qr[d] : 0;
+      for (int64_t d2 = 0; d2 < D / 2; d2++) {
+        uint32_t w = 0;
+        if (r < nr) memcpy(&w, qr + 2 * d2, 4);
+        qt[d2 * KR_BQ + r] = w;
+      }
     }
     return;
   }
@@ -612,16 +647,6 @@ static void pack_qt(scratch *s, int dt, const void *q, int64_t sq, int64_t nr,
       for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = rt_load(qr, d, dt);
     }
   }
-}
-
-/* Row x of o (element offset o0) from the float row src, rounded to dt. */
-static void store_row(void *o, int64_t o0, int dt, const float *src,
-                      int64_t D) {
-  if (dt == RT_F32) {
-    memcpy((float *)o + o0, src, (size_t)D * sizeof(float));
-    return;
-  }
-  for (int64_t d = 0; d < D; d++) rt_store(o, o0 + d, dt, src[d]);
 }
 
 /* sparse_rows on the tile's rows (q: its first row) against the key tile at
@@ -768,17 +793,15 @@ static void task(void *ctx, int64_t id, int worker) {
   }
   for (int64_t r = 0; r < nr; r++) {
     int64_t o = b * a->o.sb + h * a->o.sh + (r0 + r) * a->o.sl;
-    float *acc = s->acc + r * D;
+    const float *acc = s->acc + r * D;
     float l = s->l[r], lse;
     if (l > 0 || isnan(l)) {  /* NaN: a NaN score, the row is NaN */
-      float inv = 1.0f / l;
-      for (int64_t d = 0; d < D; d++) acc[d] *= inv;
+      store_row(a->o.data, o, a->dtype, acc, 1.0f / l, D);
       lse = (float)((double)s->m[r] * 0.69314718055994530942 + log((double)l));
     } else {
-      for (int64_t d = 0; d < D; d++) acc[d] = 0;
+      for (int64_t d = 0; d < D; d++) rt_store(a->o.data, o + d, a->dtype, 0);
       lse = -INFINITY;
     }
-    store_row(a->o.data, o, a->dtype, acc, D);
     if (a->lse) a->lse[b * a->lse_sb + h * a->lse_sh + r0 + r] = lse;
   }
 }
