@@ -160,7 +160,7 @@ _PROTOS = [
     ("spat_compile", ctypes.c_int, vp, ctypes.POINTER(CompileOptions), VPP),
     ("spat_kernel_free", None, vp),
     ("spat_kernel_signature", ctypes.POINTER(Signature), vp),
-    ("spat_kernel_call", ctypes.c_int, vp, ctypes.POINTER(Tensors), vp, sz),
+    ("spat_kernel_call", ctypes.c_int, vp, vp, vp, sz),  # a Tensors buffer
     ("spat_kernel_mask", ctypes.c_int, vp, ctypes.POINTER(Tensors), vp, sz,
      i64, i64, i64, i64, vp),
     ("spat_kernel_mask_count", ctypes.c_int, vp, ctypes.POINTER(Tensors), vp,

@@ -10,11 +10,21 @@ MAX_KERNELS entries; JIT kernels also go through libspat's disk cache
 import collections
 import ctypes
 import os
+import struct
 import threading
 
 from . import _capi as C
 
 MAX_KERNELS = 64
+# The call path packs spat_tensors with struct into a per-thread buffer
+# (faster than building a ctypes.Structure per call).
+_TFMT = "@5q5Pf"
+assert struct.calcsize(_TFMT) <= ctypes.sizeof(C.Tensors)
+_TSIZE = ctypes.sizeof(C.Tensors)
+_pack = struct.Struct(_TFMT).pack_into
+_call = C.lib.spat_kernel_call
+_call.argtypes = [C.vp, C.vp, C.vp, C.sz]
+_tls = threading.local()
 _cache = collections.OrderedDict()
 _cache_lock = threading.Lock()
 _stats = {"hits": 0, "compiles": 0}
@@ -70,6 +80,8 @@ class Kernel:
     def values(self, scalars, input_ptrs):
         """The spat_value array for ordered scalars and input pointers."""
         n = len(self.args)
+        if not n:
+            return None, 0
         vals = (C.Value * max(n, 1))()
         si = ii = 0
         for i, a in enumerate(self.args):
@@ -90,10 +102,16 @@ class Kernel:
 
     def call(self, dims, q, k, v, o, lse, scale, scalars, input_ptrs):
         """o (and lse when not None) = attention; pointers are ints."""
-        t = self.tensors(dims, q, k, v, o, lse, scale)
+        try:
+            buf = _tls.buf
+        except AttributeError:
+            buf = _tls.buf = ctypes.create_string_buffer(_TSIZE)
+        _pack(buf, 0, dims[0], dims[1], dims[2], dims[3], dims[4], q, k, v,
+              o, lse or 0, 0.0 if scale is None else scale)
         vals, n = self.values(scalars, input_ptrs)
-        C.check(C.lib.spat_kernel_call(self.ptr, ctypes.byref(t), vals, n),
-                self.ctx.ptr, "spat_kernel_call")
+        rc = _call(self.ptr, buf, vals, n)
+        if rc:
+            C.check(rc, self.ctx.ptr, "spat_kernel_call")
 
     def backward(self, dims, ptrs, grads, scale, scalars, input_ptrs):
         """dq, dk, dv from dout (and dlse) by spat_kernel_backward."""
@@ -115,26 +133,29 @@ def get_kernel(pattern, D, layout="bhld", backend="jit", threads=None):
     """The kernel of pattern (a Pattern with its current parameters, or a
     Pattern.key) for head dimension D, from the in-memory cache or compiled
     now."""
+    threads = 0 if threads is None else threads
+    key = (pattern if type(pattern) is str else pattern._plan[0], D, layout,
+           backend, threads, "float32")
+    k = _cache.get(key)          # a hit takes no lock (dict ops are atomic)
+    if k is not None:
+        try:
+            _cache.move_to_end(key)
+        except KeyError:         # evicted meanwhile by another thread
+            pass
+        _stats["hits"] += 1
+        return k
     if layout not in C.LAYOUTS:
         raise ValueError("layout must be 'bhld' or 'blhd', not %r" % (layout,))
     if backend not in C.BACKENDS:
         raise ValueError("backend must be 'jit' or 'interp', not %r"
                          % (backend,))
-    threads = 0 if threads is None else int(threads)
+    threads = int(threads)
     if threads < 0:
         raise ValueError("threads must be >= 0 (0: all cores), not %d"
                          % threads)
     D = int(D)
     if D < 1:
         raise ValueError("head dimension D must be >= 1, not %d" % D)
-    key = (pattern if isinstance(pattern, str) else pattern.key, D, layout,
-           backend, threads, "float32")
-    with _cache_lock:
-        k = _cache.get(key)
-        if k is not None:
-            _cache.move_to_end(key)
-            _stats["hits"] += 1
-            return k
     if isinstance(pattern, str):
         from .pattern import Pattern
         pattern = Pattern.by_key(pattern)
@@ -161,10 +182,24 @@ def cache_info():
         return dict(_stats, kernels=len(_cache), max=MAX_KERNELS)
 
 
+_LAYOUT_NAMES = {"bhld": "[B, H, L, D]", "blhd": "[B, L, H, D]"}
+
+
 def dims(qs, ks, vs, layout):
     """(B, H, Hkv, Lq, Lk, D) from the shapes of q, k, v, with the errors a
     user should see (rank, layout, batch, head dimension, GQA ratio)."""
-    names = {"bhld": "[B, H, L, D]", "blhd": "[B, L, H, D]"}
+    names = _LAYOUT_NAMES
+    if len(qs) == 4 and len(ks) == 4 and len(vs) == 4 and ks == vs:
+        if layout == "bhld":
+            B, H, Lq, D = qs
+            Bk, Hkv, Lk, Dk = ks
+        elif layout == "blhd":
+            B, Lq, H, D = qs
+            Bk, Lk, Hkv, Dk = ks
+        else:
+            B = Bk = None
+        if B is not None and B == Bk and D == Dk and D >= 1 and Hkv and H % Hkv == 0:
+            return B, H, Hkv, Lq, Lk, D
     if layout not in names:
         raise ValueError("layout must be 'bhld' or 'blhd', not %r" % (layout,))
     for n, s in (("q", qs), ("k", ks), ("v", vs)):

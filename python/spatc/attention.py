@@ -8,10 +8,27 @@ Zero-copy: q, k, v are read where they are (C-contiguous float32 is
 required; anything else is an error that says what to do, never a silent
 copy) and o (and lse) are written into new arrays, or into out=.
 """
+import ctypes
+
 import numpy as np
 
 from . import _capi as C
 from . import _kernel as K
+from .pattern import Pattern
+
+_F32 = np.dtype(np.float32)
+_from_buffer = ctypes.c_byte.from_buffer
+_addressof = ctypes.addressof
+
+
+def addr(a):
+    """The address of a C-contiguous array's data (the buffer protocol is
+    several times faster than a.ctypes.data, which stays the fallback for
+    read-only and empty arrays)."""
+    try:
+        return _addressof(_from_buffer(a))
+    except (TypeError, ValueError):
+        return a.ctypes.data
 
 __all__ = ["attention", "pattern_of"]
 
@@ -21,7 +38,6 @@ _BY_TEXT = {}
 def pattern_of(pattern):
     """A Pattern from a Pattern, a library name ("longformer") or .pat text
     (the text's last pattern); text and names are parsed once."""
-    from .pattern import Pattern
     if isinstance(pattern, Pattern):
         return pattern
     if not isinstance(pattern, str):
@@ -40,6 +56,8 @@ def pattern_of(pattern):
 def as_f32(name, a):
     """a itself when it is a C-contiguous float32 ndarray, else TypeError /
     ValueError saying what is wrong."""
+    if type(a) is np.ndarray and a.dtype is _F32 and a.flags.c_contiguous:
+        return a
     if not isinstance(a, np.ndarray):
         raise TypeError("%s must be a numpy.ndarray of float32, not %s (for "
                         "torch tensors use spatc.torch.attention)"
@@ -87,12 +105,15 @@ def attention(q, k, v, pattern, *, inputs=None, runtime=None, scale=None,
     Returns o shaped as q, or (o, lse) with lse [B, H, Lq] float32 (-inf
     for a row that sees no key).  Raises SpatError on a run-time error of
     the pattern (e.g. an input value out of range)."""
-    p = pattern_of(pattern)
+    p = pattern if type(pattern) is Pattern else pattern_of(pattern)
     q, k, v = as_f32("q", q), as_f32("k", k), as_f32("v", v)
     d = K.dims(q.shape, k.shape, v.shape, layout)
     kern = K.get_kernel(p, d[5], layout, backend, threads)
-    scalars, ins = K.order_args(kern.args, runtime, inputs)
-    arrays = input_arrays(ins, d[4])
+    if kern.args or runtime or inputs:
+        scalars, ins = K.order_args(kern.args, runtime, inputs)
+        ptrs = [addr(a) for a in input_arrays(ins, d[4])]
+    else:
+        scalars = ptrs = ()
     if out is None:
         o = np.empty_like(q)
     else:
@@ -100,9 +121,8 @@ def attention(q, k, v, pattern, *, inputs=None, runtime=None, scale=None,
         if o.shape != q.shape:
             raise ValueError("out has shape %s, q %s" % (o.shape, q.shape))
     lse = np.empty((d[0], d[1], d[3]), np.float32) if return_lse else None
-    kern.call(d, q.ctypes.data, k.ctypes.data, v.ctypes.data, o.ctypes.data,
-              lse.ctypes.data if lse is not None else None, scale, scalars,
-              [a.ctypes.data for a in arrays])
+    kern.call(d, addr(q), addr(k), addr(v), addr(o),
+              addr(lse) if return_lse else None, scale, scalars, ptrs)
     return (o, lse) if return_lse else o
 
 
