@@ -12,12 +12,12 @@
 #           At the granularity of ws-token blocks (Wimg a multiple of ws) this
 #           is one band of Wimg blocks (ws pixel rows) and every (Wimg / ws)-th
 #           block in it: blocks(ws) { block(Wimg) & stride(Wimg / ws) }.
-#   SW-MSA  the windows displaced by s = floor(ws / 2) pixels, computed by a
+#   SW-MSA  the windows displaced by shift = floor(ws / 2) pixels, computed by a
 #           cyclic shift of the map and a mask that keeps the pieces of a
 #           wrapped-around window apart ("efficient batch computation for
 #           shifted configuration").  Unrolled, the cyclic shift plus mask is
-#           exactly a window grid offset by s, with partial windows at the
-#           borders:  g(v) = (v + ws - s) / ws  and
+#           exactly a window grid offset by shift, with partial windows at the
+#           borders:  g(v) = (v + ws - shift) / ws  and
 #           M(i, j) = g(y_i) == g(y_j)  and  g(x_i) == g(x_j)
 #           (window(ws * Wimg) bounds it, |y_i - y_j| < ws, for the tile plan)
 #
@@ -27,6 +27,6 @@
 pattern swin_window(Wimg = 56, ws = 7) =
     blocks(ws) { block(Wimg) & stride(Wimg / ws) };
 
-pattern swin_shifted(Wimg = 56, ws = 7, s = 3) =
-    window(ws * Wimg) & where((i / Wimg + ws - s) / ws == (j / Wimg + ws - s) / ws
-       && (i % Wimg + ws - s) / ws == (j % Wimg + ws - s) / ws);
+pattern swin_shifted(Wimg = 56, ws = 7, shift = 3) =
+    window(ws * Wimg) & where((i / Wimg + ws - shift) / ws == (j / Wimg + ws - shift) / ws
+       && (i % Wimg + ws - shift) / ws == (j % Wimg + ws - shift) / ws);

@@ -18,7 +18,7 @@ The reference functions get a `Ctx` whose arrays broadcast over
 [B, H, Lq, Lk]: b, h, r (the query row, FlexAttention's q_idx), i (the
 absolute query position of the default bottom-right alignment,
 r + max(Lk - Lq, 0)), j (the key), sizes B H Lq Lk D, and the input arrays
-in `inp`.  Each prints "ok NAME" or "FAIL NAME: why"; `main` ends with
+in `inp`, and q, k, v (float32 [B, H or Hkv, L, D], drawn first).  Each prints "ok NAME" or "FAIL NAME: why"; `main` ends with
 "N passed, M failed" and the exit status."""
 import atexit
 import os
@@ -51,17 +51,18 @@ class Case:
     float array (s is the scaled dot product, [B, H, Lq, Lk]) or None;
     sizes: list of (B, H, Lq, Lk); inputs(c, rng) -> {name: array} (int32
     or float32) or None; defines, runtime: dicts; D; check_mask: also
-    compare `spatc mask`; backends: which `spatc run --backend` to use;
-    tol: for o and lse; seed."""
+    compare `spatc mask`; mask_qk: the mask reads q and k (ctx.q, ctx.k;
+    given to spatc mask too); backends: which `spatc run --backend` to use;
+    tol: for o and lse; seed; hkv: key/value heads (default H)."""
 
     def __init__(self, name, pat, pattern, mask, sizes, score=None, inputs=None,
                  defines=None, runtime=None, D=16, check_mask=True,
-                 backends=('jit',), tol=2e-4, seed=1, hkv=None):
+                 backends=('jit',), tol=2e-4, seed=1, hkv=None, mask_qk=False):
         self.name, self.pat, self.pattern = name, pat, pattern
         self.mask, self.score, self.sizes, self.inputs = mask, score, sizes, inputs
         self.defines, self.runtime = defines or {}, runtime or {}
         self.D, self.check_mask, self.backends = D, check_mask, backends
-        self.tol, self.seed, self.hkv = tol, seed, hkv
+        self.tol, self.seed, self.hkv, self.mask_qk = tol, seed, hkv, mask_qk
 
 
 class Runner:
@@ -110,18 +111,30 @@ class Runner:
     def run_size(self, case, label, B, H, Lq, Lk):
         rng = np.random.default_rng(case.seed * 1000003 + Lq * 31 + Lk)
         ctx = Ctx(B, H, Lq, Lk, case.D, {})
+        Hkv = case.hkv or H
+        ctx.q = rng.standard_normal((B, H, Lq, case.D)).astype(np.float32)
+        ctx.k = rng.standard_normal((B, Hkv, Lk, case.D)).astype(np.float32)
+        ctx.v = rng.standard_normal((B, Hkv, Lk, case.D)).astype(np.float32)
         inputs = case.inputs(ctx, rng) if case.inputs else {}
         ctx.inp = inputs
         want = np.broadcast_to(np.asarray(case.mask(ctx), dtype=bool),
                                (B, H, Lq, Lk))
         args = self.common_args(case, H, Lq, Lk, inputs)
+        self.files = {}
+        for n in ('q', 'k', 'v'):
+            self.files[n] = os.path.join(self.tmp, n + '.npy')
+            np.save(self.files[n], getattr(ctx, n))
         if case.check_mask:
-            self.check_mask(label, args, want[0])
-        self.check_values(case, label, args, ctx, want, rng)
+            self.check_mask(label, args, want[0], case.mask_qk)
+        self.check_values(case, label, args, ctx, want)
 
-    def check_mask(self, label, args, want):
+    def check_mask(self, label, args, want, qk):
+        """spatc mask is batch 0; with qk the mask reads q and k (batch 0 of
+        the files, as spatc mask does)."""
         m = os.path.join(self.tmp, 'm.npy')
-        rc, out = self.spatc(['mask'] + args + ['-o', m])
+        D = np.load(self.files['q']).shape[3]
+        extra = ['--q', self.files['q'], '--k', self.files['k'], '-d', str(D)] if qk else []
+        rc, out = self.spatc(['mask'] + args + extra + ['-o', m])
         if rc != 0:
             return self.fail(label + ' mask', 'spatc exit %d: %s' % (rc, out.strip()[:400]))
         got = np.load(m).astype(bool)
@@ -134,17 +147,11 @@ class Runner:
                              'spatc %d, reference %d' % (len(bad), h, r, j, got[h, r, j], want[h, r, j]))
         self.ok(label + ' mask')
 
-    def check_values(self, case, label, args, ctx, want, rng):
-        B, H, Lq, Lk, D = ctx.B, ctx.H, ctx.Lq, ctx.Lk, ctx.D
+    def check_values(self, case, label, args, ctx, want):
+        H, D = ctx.H, ctx.D
         Hkv = case.hkv or H
-        q = rng.standard_normal((B, H, Lq, D)).astype(np.float32)
-        k = rng.standard_normal((B, Hkv, Lk, D)).astype(np.float32)
-        v = rng.standard_normal((B, Hkv, Lk, D)).astype(np.float32)
-        o_ref, lse_ref = attention(q, k, v, want, ctx, case.score)
-        files = {}
-        for n, arr in (('q', q), ('k', k), ('v', v)):
-            files[n] = os.path.join(self.tmp, n + '.npy')
-            np.save(files[n], arr)
+        o_ref, lse_ref = attention(ctx.q, ctx.k, ctx.v, want, ctx, case.score)
+        files = self.files
         o_p, l_p = os.path.join(self.tmp, 'o.npy'), os.path.join(self.tmp, 'lse.npy')
         for be in case.backends:
             name = '%s run %s' % (label, be)
