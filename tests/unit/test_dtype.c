@@ -297,6 +297,21 @@ static void test_bad_dtype(void **state) {
   assert_int_equal(spat_compile(p, &o, &k), SPAT_EINVAL);
   assert_null(k);
   assert_non_null(strstr(spat_ctx_error(c), "dtype"));
+  /* the backward pass is float32 only: a bf16 kernel refuses it */
+  for (int be = 0; be < 2; be++) {
+    spat_compile_options ob = {.D = 16, .backend = (spat_backend)be,
+                               .dtype = SPAT_DTYPE_BF16};
+    assert_int_equal(spat_compile(p, &ob, &k), SPAT_OK);
+    uint16_t x[4 * 16] = {0};
+    float lse[4], g[4 * 16] = {0}, dq[4 * 16], dk[4 * 16], dv[4 * 16];
+    spat_tensors t = {.B = 1, .H = 1, .Lq = 4, .Lk = 4, .q = x, .k = x,
+                      .v = x, .o = x, .lse = lse};
+    spat_grads gr = {.dout = g, .dq = dq, .dk = dk, .dv = dv};
+    assert_int_equal(spat_kernel_backward(k, &t, &gr, NULL, 0),
+                     SPAT_EUNSUPPORTED);
+    assert_non_null(strstr(spat_ctx_error(c), "float32 only"));
+    spat_kernel_free(k);
+  }
   spat_pattern_free(p);
   spat_ctx_free(c);
 }

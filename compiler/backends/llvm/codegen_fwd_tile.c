@@ -23,37 +23,6 @@
 
 /* --- the attention tile ------------------------------------------------------ */
 
-static LLVMValueRef splat(cg *g, LLVMValueRef s) {
-  LLVMValueRef v = LLVMBuildInsertElement(g->B, LLVMGetPoison(g->vf), s,
-                                          LLVMConstInt(g->i32, 0, 0), "");
-  return LLVMBuildShuffleVector(g->B, v, LLVMGetPoison(g->vf),
-                                LLVMConstNull(g->vi32), "");
-}
-static LLVMValueRef vsplat(cg *g, double x) {
-  LLVMValueRef e[16];
-  for (int k = 0; k < 16; k++) e[k] = cf(g, x);
-  return LLVMConstVector(e, 16);
-}
-static LLVMValueRef vload(cg *g, LLVMValueRef base, LLVMValueRef idx) {
-  LLVMValueRef l = LLVMBuildLoad2(g->B, g->vf, gep(g, g->f32, base, idx), "");
-  LLVMSetAlignment(l, 4);
-  return l;
-}
-static void vstore(cg *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx) {
-  LLVMValueRef s = LLVMBuildStore(g->B, v, gep(g, g->f32, base, idx));
-  LLVMSetAlignment(s, 4);
-}
-static LLVMValueRef fma16(cg *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
-  LLVMValueRef args[3] = {a, b, c};
-  return call_intr(g, "llvm.fma", &g->vf, 1, args, 3);
-}
-static LLVMValueRef vmax(cg *g, LLVMValueRef a, LLVMValueRef b) {
-  return LLVMBuildSelect(g->B, LLVMBuildFCmp(g->B, LLVMRealOGT, a, b, ""), a, b,
-                         "");
-}
-static LLVMValueRef vld(cg *g, LLVMValueRef p) {
-  return LLVMBuildLoad2(g->B, g->vf, p, "");
-}
 static LLVMTypeRef t_i16(cg *g) { return LLVMInt16TypeInContext(g->C); }
 static LLVMTypeRef t_vbf(cg *g) {  /* <32 x bfloat>: a vdpbf16ps operand */
   return LLVMVectorType(LLVMBFloatTypeInContext(g->C), 32);
@@ -117,42 +86,6 @@ bool cg_has_bf16_dot(const cg_target *t) {
   return false;
 }
 
-/* 2^x for x <= 0 (x may be -inf): Cody-Waite split x = n + f, |f| <= 1/2,
- * degree-6 polynomial for 2^f, 2^n added to the exponent bits; x < -125
- * gives 0, x NaN gives NaN (a NaN score, or s - m with s = m = +inf, makes
- * its row NaN: IEEE propagation, docs/language.md). */
-static LLVMValueRef exp2v(cg *g, LLVMValueRef x) {
-  LLVMBuilderRef B = g->B;
-  LLVMValueRef xc = vmax(g, x, vsplat(g, -127.0));
-  LLVMValueRef n = call_intr(g, "llvm.rint", &g->vf, 1, &xc, 1);
-  LLVMValueRef f = LLVMBuildFSub(B, xc, n, "");
-  static const double c[7] = {1.0,
-                              0.6931471805599453,
-                              0.2402265069591007,
-                              0.05550410866482158,
-                              0.009618129107628477,
-                              0.0013333558146428443,
-                              0.00015403530393381606};
-  LLVMValueRef p = vsplat(g, c[6]);
-  for (int k = 5; k >= 0; k--) p = fma16(g, p, f, vsplat(g, c[k]));
-  LLVMValueRef ni = LLVMBuildFPToSI(B, n, g->vi32, "");
-  LLVMValueRef sh[16];
-  for (int k = 0; k < 16; k++) sh[k] = LLVMConstInt(g->i32, 23, 0);
-  LLVMValueRef bits = LLVMBuildAdd(B, LLVMBuildBitCast(B, p, g->vi32, ""),
-                                   LLVMBuildShl(B, ni, LLVMConstVector(sh, 16), ""),
-                                   "");
-  LLVMValueRef r = LLVMBuildBitCast(B, bits, g->vf, "");
-  /* + (x - x): 0 for finite x, NaN for NaN (the clamp above dropped it) */
-  r = LLVMBuildFAdd(B, r, LLVMBuildFSub(B, x, x, ""), "");
-  return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, vsplat(g, -125.0), ""),
-                         LLVMConstNull(g->vf), r, "");
-}
-
-/* acc[x] = 0 allocas of <16 x float> */
-static void vzero(cg *g, LLVMValueRef *a, int n, double v) {
-  for (int x = 0; x < n; x++) LLVMBuildStore(g->B, vsplat(g, v), a[x]);
-}
-
 /* Q.K^T for keys [j, j + jb) of every row, written out already scaled by
  * c and masked (-inf where the key word's row bit is 0, or past ncols):
  * st[j][row] = c * dot(q_row, k_j); the column max goes into mloc. */
@@ -161,19 +94,33 @@ typedef struct tile_io {
   int dot;  /* bf16 pairs and vdpbf16ps */
 } tile_io;
 
-static void qk_block(cg *g, const tile_io *io, LLVMValueRef j, int jb) {
+/* Dimensions [d0, d1) only: the first part starts from 0, the others from
+ * the partial sums left in st, and only the last one scales, masks and
+ * takes the max (the sums are the same, in the same order, as in one part:
+ * parts keep qt's and k's rows of the part in L1 at large D). */
+static void qk_block(cg *g, const tile_io *io, LLVMValueRef j, int jb,
+                     int64_t d0, int64_t d1) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef last = LLVMBuildSub(B, io->ncols, ci64(g, 1), "");
-  vzero(g, io->accs, jb * NV, 0.0);
   LLVMValueRef krow[8], key[8];
   for (int jj = 0; jj < jb; jj++) {  /* keys past the tile repeat the last */
     key[jj] = LLVMBuildAdd(B, j, ci64(g, jj), "");
     krow[jj] = gep(g, io->dot ? t_i16(g) : g->f32, io->k,
                    LLVMBuildMul(B, smin(g, key[jj], last), io->sk, ""));
   }
+  if (d0 == 0) {
+    vzero(g, io->accs, jb * NV, 0.0);
+  } else {
+    for (int jj = 0; jj < jb; jj++)
+      for (int rv = 0; rv < NV; rv++)
+        LLVMBuildStore(B, vload(g, io->st,
+                                LLVMBuildAdd(B, LLVMBuildMul(B, key[jj], ci64(g, KR_BQ), ""),
+                                             ci64(g, rv * 16), "")),
+                       io->accs[jj * NV + rv]);
+  }
   loop ld;
   if (io->dot) {  /* pairs of dimensions d = 2 d2, 2 d2 + 1 */
-    LLVMValueRef d2 = loop_begin(g, &ld, ci64(g, 0), ci64(g, g->D / 2), 1);
+    LLVMValueRef d2 = loop_begin(g, &ld, ci64(g, d0 / 2), ci64(g, d1 / 2), 1);
     LLVMValueRef qrow =
         gep(g, t_i16(g), io->qt, LLVMBuildMul(B, d2, ci64(g, 2 * KR_BQ), ""));
     LLVMValueRef qv[NV];
@@ -189,7 +136,7 @@ static void qk_block(cg *g, const tile_io *io, LLVMValueRef j, int jb) {
     }
     loop_end(g, &ld);
   } else {
-  LLVMValueRef d = loop_begin(g, &ld, ci64(g, 0), ci64(g, g->D), 1);
+  LLVMValueRef d = loop_begin(g, &ld, ci64(g, d0), ci64(g, d1), 1);
   LLVMValueRef qv[NV];
   LLVMValueRef qrow = gep(g, g->f32, io->qt, LLVMBuildMul(B, d, ci64(g, KR_BQ), ""));
   for (int rv = 0; rv < NV; rv++) qv[rv] = vload(g, qrow, ci64(g, rv * 16));
@@ -202,6 +149,14 @@ static void qk_block(cg *g, const tile_io *io, LLVMValueRef j, int jb) {
     }
   }
   loop_end(g, &ld);
+  }
+  if (d1 < g->D) {  /* a part before the last: the partial sums to st */
+    for (int jj = 0; jj < jb; jj++)
+      for (int rv = 0; rv < NV; rv++)
+        vstore(g, vld(g, io->accs[jj * NV + rv]), io->st,
+               LLVMBuildAdd(B, LLVMBuildMul(B, key[jj], ci64(g, KR_BQ), ""),
+                            ci64(g, rv * 16), ""));
+    return;
   }
   LLVMValueRef ninf = vsplat(g, -1.0 / 0.0);
   for (int jj = 0; jj < jb; jj++) {
@@ -221,6 +176,10 @@ static void qk_block(cg *g, const tile_io *io, LLVMValueRef j, int jb) {
     }
   }
 }
+
+/* Pass A's dimensions per part at D >= 128: Q^T's and the key tile's rows
+ * of a part (2 x 16 KB in float) stay in L1 with the scores. */
+#define QK_PART 64
 
 /* The tile's parameters (kr_tile_fn), and whether it multiplies by
  * vdpbf16ps (bf16 pairs) or in float. */
@@ -293,9 +252,13 @@ static void tile_body(cg *g, const tile_args *t) {
   /* pass A: S^T = c K Q^T masked, with the column max; 4 keys at a time
    * (KR_BK is a multiple of 4: keys past ncols land in st's spare rows) */
   loop la;
-  LLVMValueRef j = loop_begin(g, &la, ci64(g, 0), ncols, JB);
-  qk_block(g, &io, j, JB);
-  loop_end(g, &la);
+  LLVMValueRef j = NULL;
+  int64_t part = g->D >= 128 ? QK_PART : g->D;
+  for (int64_t d0 = 0; d0 < g->D; d0 += part) {
+    j = loop_begin(g, &la, ci64(g, 0), ncols, JB);
+    qk_block(g, &io, j, JB, d0, d0 + part < g->D ? d0 + part : g->D);
+    loop_end(g, &la);
+  }
 
   LLVMValueRef muse[NV], alpha[NV];
   LLVMValueRef abuf = alloca_t(g, LLVMArrayType(g->f32, KR_BQ), "alpha");
