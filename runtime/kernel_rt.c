@@ -54,7 +54,7 @@ typedef struct scratch {
                           sparse_rows */
   float *acc;         /* [KR_BQ][D] */
   float *m, *l;       /* [KR_BQ] */
-  float *st;          /* KR_ST_FLOATS(D) */
+  float *st;          /* KR_ST_FLOATS(dtype, D) */
   uint64_t rows[KR_BQ];  /* row words of a partial tile */
   uint64_t cols[KR_BK];  /* the same transposed: key words */
   plan_span *spans;
@@ -222,7 +222,7 @@ static int scratch_init(scratch *s, const kr_kernel *k) {
   s->acc = aalloc(D * KR_BQ * sizeof(float));
   s->m = aalloc(KR_BQ * sizeof(float));
   s->l = aalloc(KR_BQ * sizeof(float));
-  s->st = aalloc((size_t)KR_ST_FLOATS(D) * sizeof(float));
+  s->st = aalloc((size_t)KR_ST_FLOATS(k->dtype, D) * sizeof(float));
   if (k->dtype != RT_F32) {
     s->qf = aalloc(D * KR_BQ * sizeof(float));
     s->kf = aalloc(D * KR_BK * sizeof(float));

@@ -81,12 +81,13 @@ struct kr_env {
  *   ncols keys (1 <= ncols <= KR_BK) of k/v (row strides sk, sv); updates
  *   acc [KR_BQ][D], running max m [KR_BQ] (log2 domain, scores times c =
  *   scale * log2 e) and sums l [KR_BQ]; maskt [KR_BK] words, bit r of word
- *   j set = row r allows key j, or NULL: all allowed; st: KR_ST_FLOATS(D)
+ *   j set = row r allows key j, or NULL: all allowed; st: KR_ST_FLOATS(dt, D)
  *   floats of scratch.  k, v (and sk, sv in elements) are of the kernel's
  *   dtype; Q^T is float [D][KR_BQ] for f32 and f16 (the driver widens q),
  *   and for bf16 pairs of dimensions [D / 2][KR_BQ][2] of bf16, the
  *   operand layout of vdpbf16ps. */
-#define KR_ST_FLOATS(D) (KR_BK * KR_BQ + 2 * KR_BK * (D) + (D) * KR_BQ)
+#define KR_ST_FLOATS(dtype, D) \
+  (KR_BK * KR_BQ + ((dtype) ? 2 * KR_BK * (D) + (D) * KR_BQ : 0))
 typedef int32_t (*kr_mask_fn)(const kr_env *e, int64_t i, int64_t j0,
                               int64_t n, int64_t lq, int64_t lk,
                               uint64_t *out);

@@ -229,7 +229,7 @@ static void test_conversion_tile(void **state) {
   uint16_t *v = rand16((size_t)(67 * D), SPAT_DTYPE_BF16, &s);
   uint64_t mask[KR_BK];
   for (int j = 0; j < KR_BK; j++) mask[j] = rng(&s);
-  float *st = aligned_alloc(64, (size_t)KR_ST_FLOATS(D) * sizeof(float));
+  float *st = aligned_alloc(64, (size_t)KR_ST_FLOATS(RT_BF16, D) * sizeof(float));
   tile_state *a = malloc(sizeof *a), *b = malloc(sizeof *b);
   for (int64_t nc = 1; nc <= KR_BK; nc += 21) {  /* 1, 22, 43, 64: odd too */
     run_tile(conv, qt, k, v, nc, mask, a, st);

@@ -177,9 +177,10 @@ static void qk_block(cg *g, const tile_io *io, LLVMValueRef j, int jb,
   }
 }
 
-/* Pass A's dimensions per part at D >= 128: Q^T's and the key tile's rows
- * of a part (2 x 16 KB in float) stay in L1 with the scores. */
-#define QK_PART 64
+/* Pass A may run over D in parts (qk_block's d0, d1), so that Q^T's and the
+ * key tile's rows of a part stay in L1 at large D; parts of 64 at D = 128
+ * measured the same speed as one part (kernel and tile, 2026-12-02), so one
+ * part is used. */
 
 /* The tile's parameters (kr_tile_fn), and whether it multiplies by
  * vdpbf16ps (bf16 pairs) or in float. */
@@ -253,7 +254,7 @@ static void tile_body(cg *g, const tile_args *t) {
    * (KR_BK is a multiple of 4: keys past ncols land in st's spare rows) */
   loop la;
   LLVMValueRef j = NULL;
-  int64_t part = g->D >= 128 ? QK_PART : g->D;
+  int64_t part = g->D; /* one part: QK_PART measured no faster at D = 128 */
   for (int64_t d0 = 0; d0 < g->D; d0 += part) {
     j = loop_begin(g, &la, ci64(g, 0), ncols, JB);
     qk_block(g, &io, j, JB, d0, d0 + part < g->D ? d0 + part : g->D);
