@@ -74,7 +74,12 @@ enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
   X(CPU, "cpu", 0, "CPU", "target CPU by LLVM name, e.g. skylake")           \
   X(NAME, "name", 0, "NAME", "C name of the entry (default: the pattern's)") \
   X(HEADER, "header", 0, "FILE", "the header (default: OUT with .h)")        \
-  X(NO_CACHE, "no-cache", 0, NULL, "compile anew, without the disk cache")
+  X(NO_CACHE, "no-cache", 0, NULL, "compile anew, without the disk cache")  \
+  X(PAGE_TABLE, "page-table", 0, "FILE.npy",                                 \
+    "paged KV cache: page ids [B, max_pages], int32; --k, --v are pools "    \
+    "[n_pages, page_size, Hkv, D]")                                          \
+  X(SEQ_LENS, "seq-lens", 0, "FILE.npy",                                     \
+    "paged KV cache: keys of each sequence [B], int32")
 
 typedef enum {
   OPT_NONE = 0,

@@ -36,6 +36,12 @@ typedef struct aot_desc {
 rt_status aot_run_args(const void *desc, const rt_args *a, char *err,
                        size_t errlen);
 
+/* Gives a loaded descriptor's run-time kernel the decode tile (kr_dtile_fn,
+ * kernel_rt.h): the disk cache does, with the process's shared one, before
+ * the first run; objects without it run every call through the prefill
+ * tiles and refuse paged KV caches. */
+void aot_set_dtile(const void *desc, void *dtile);
+
 /* Frees the run-time kernel a descriptor's first run made (aot_run.c), for
  * objects unloaded before the process ends (the disk cache's). */
 void aot_state_release(const void *desc);

@@ -17,69 +17,8 @@
 
 #include "arith.h"
 #include "plan.h"
+#include "kernel_rt_impl.h"
 #include "threads.h"
-
-typedef struct tk_buf {
-  int64_t *sel, *cnt;
-  size_t sel_cap, cnt_cap;
-} tk_buf;
-
-/* Key sets of random nodes (kr_random_fn): per node, one slot per row of a
- * query tile (rows at any granularity are at most KR_BQ consecutive
- * integers, so slot i % KR_BQ is theirs alone), each tagged with all the set
- * depends on. */
-typedef struct rnd_tag {
-  int64_t h, i, r, seed, lk;
-  int valid;
-} rnd_tag;
-
-typedef struct rnd_node {
-  uint64_t *bits;     /* KR_BQ slots of `words` words */
-  int64_t words;      /* lk / 64 + 2: a zero word past every key */
-  rnd_tag tag[KR_BQ];
-} rnd_node;
-
-typedef struct rnd_cache {
-  rnd_node *nodes;
-  int64_t n_nodes;
-  int oom;            /* a set could not be stored: the run fails */
-} rnd_cache;
-
-typedef struct scratch {
-  float *qt;          /* [D][KR_BQ] */
-  float *acc;         /* [KR_BQ][D] */
-  float *m, *l;       /* [KR_BQ] */
-  float *st;          /* [KR_BK][KR_BQ] */
-  uint64_t rows[KR_BQ];  /* row words of a partial tile */
-  uint64_t cols[KR_BK];  /* the same transposed: key words */
-  plan_span *spans;
-  int64_t span_cap;
-  kr_topk *tk;        /* n_topk */
-  tk_buf *tb;         /* n_topk */
-  double *qd;         /* [D] */
-  double *km;         /* key-block means [lkg][D] of (km_b, km_h, km_g) */
-  size_t km_cap;
-  int64_t km_b, km_h, km_g, km_n;
-  double *hs;         /* heap of scores */
-  int64_t *hj;        /* and their keys */
-  size_t heap_cap;
-  rnd_cache rnd;
-} scratch;
-
-typedef struct run {
-  kr_kernel *k;
-  const rt_args *a;
-  int64_t n_qt;       /* query tiles per head */
-  float c;            /* scale * log2 e */
-  double scale;
-  scratch *ws;        /* per worker */
-  _Atomic signed char *vbad; /* per (b, kv head): 0 unknown, 1 v finite,
-                                2 v has a NaN or an infinity */
-  _Atomic int failed;
-  rt_status st;
-  char *err;
-  size_t errlen;
-} run;
 
 static void *aalloc(size_t n) {
   n = (n + 63) / 64 * 64;
@@ -748,7 +687,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
     return RT_EINVAL;
   }
   if (!rt_has_rows(a)) return RT_OK;
-  if (a->Lk == 0) {
+  if (a->Lk == 0 && !a->paged) {
     rt_fill_no_keys(a);
     return RT_OK;
   }
@@ -771,10 +710,17 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
     pool = own = th_new(want);  /* another run holds the kernel's pool */
   }
   rt_status st = RT_OK;
-  /* the contract's errors first, over the whole domain (kernel_rt.h) */
+  /* the contract's errors first, over the whole domain (kernel_rt.h); a
+   * paged cache's sequences each have their own Lk, in batch order */
   int64_t det[2] = {0, 0};
   int oom = !pool;
-  int32_t code = k->errat && pool ? first_error(k, a, pool, det, &oom) : 0;
+  int32_t code = 0;
+  for (int64_t b = 0; k->errat && pool && !code && !oom &&
+                      b < (a->paged ? a->B : 1); b++) {
+    rt_args ab = *a;
+    if (a->paged) ab.Lk = a->paged->seq_lens[b];
+    if (ab.Lk > 0) code = first_error(k, &ab, pool, det, &oom);
+  }
   if (code || oom) {
     if (oom) {
       st = RT_ENOMEM;
@@ -783,6 +729,12 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
       format_err(k, code, det, err, errlen);
       st = code <= k->n_errors ? RT_ERANGE : RT_EINTERNAL;
     }
+    th_free(own);
+    if (!own) __atomic_store_n(&k->busy, 0, __ATOMIC_RELEASE);
+    return st;
+  }
+  if (pool && kd_wanted(k, a)) {
+    st = kd_run(k, a, pool, err, errlen);
     th_free(own);
     if (!own) __atomic_store_n(&k->busy, 0, __ATOMIC_RELEASE);
     return st;
@@ -822,4 +774,31 @@ void kr_release(kr_kernel *k) {
   if (!k) return;
   th_free(k->pool);
   k->pool = NULL;
+}
+
+/* --- for the decode driver (kernel_rt_impl.h) ---------------------------- */
+
+void kri_fail(run *R, rt_status st, const char *msg) {
+  fail(R, st, "%s", msg);
+}
+void kri_fail_code(run *R, int32_t code) { fail_code(R, code); }
+int kri_scratch_init(scratch *s, const kr_kernel *k) {
+  return scratch_init(s, k);
+}
+void kri_scratch_free(scratch *s, int n_topk) { scratch_free(s, n_topk); }
+int kri_topk_rows(run *R, scratch *s, int t, const kr_env *env,
+                  const float *qb, const float *kb, int64_t i0, int64_t i1,
+                  int64_t b, int64_t hk) {
+  return topk_rows(R, s, t, env, qb, kb, i0, i1, b, hk);
+}
+const uint64_t *kri_random_row(const kr_env *e, int64_t node, int64_t i,
+                               int64_t r, int64_t seed, int64_t lk,
+                               int64_t j0) {
+  return random_row(e, node, i, r, seed, lk, j0);
+}
+void kri_sparse_rows(const float *q, int64_t sq, const float *kt, int64_t sk,
+                     const float *vt, int64_t sv, int64_t D,
+                     const uint64_t *rows, int64_t nr, float *accb, float *mb,
+                     float *lb, float c) {
+  sparse_rows(q, sq, kt, sk, vt, sv, D, rows, nr, accb, mb, lb, c);
 }

@@ -5,6 +5,8 @@
  *   codegen_mask.c      the pattern: spat_mask_* / spat_tkinfo_* (cg_build)
  *   codegen_fwd_tile.c  kernel kind "fwd": spat_tile, the forward attention
  *                       tile (f32); depends only on D
+ *   codegen_decode.c    kernel kind "decode": spat_dtile, the decode tile
+ *                       (unpadded rows of several heads; kr_dtile_fn)
  *   kinds.c             the table of kernel kinds (cg_kinds) and
  *                       cg_build_kernel, a module holding one kind's function
  *
@@ -63,7 +65,11 @@ typedef struct cg_target {
  * entries) is (kind, D, dtype, CPU). */
 typedef enum cg_dtype { CG_F32 = 0, CG_N_DTYPES } cg_dtype;
 /* ORDER cg_kinds (kinds.c): one row per id */
-typedef enum cg_kind_id { CG_KIND_FWD = 0, CG_N_KINDS } cg_kind_id;
+typedef enum cg_kind_id {
+  CG_KIND_FWD = 0,
+  CG_KIND_DECODE, /* codegen_decode.c: spat_dtile (kr_dtile_fn) */
+  CG_N_KINDS
+} cg_kind_id;
 
 struct cg;
 typedef struct cg_kind {

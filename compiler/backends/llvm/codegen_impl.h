@@ -168,5 +168,6 @@ void cg_begin_module(cg *g, LLVMContextRef ctx, const char *name,
 
 /* The kernel-kind generators, one file each (rows of cg_kinds). */
 void cg_gen_fwd_tile(cg *g); /* codegen_fwd_tile.c */
+void cg_gen_decode_tile(cg *g); /* codegen_decode.c */
 
 #endif

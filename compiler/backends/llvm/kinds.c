@@ -29,6 +29,10 @@ const cg_kind cg_kinds[CG_N_KINDS] = {
     [CG_KIND_FWD] = {CG_KIND_FWD, "fwd", "spat_tile", cg_gen_fwd_tile,
                      fwd_dims, (int)(sizeof fwd_dims / sizeof fwd_dims[0]),
                      1u << CG_F32},
+    [CG_KIND_DECODE] = {CG_KIND_DECODE, "decode", "spat_dtile",
+                        cg_gen_decode_tile, fwd_dims,
+                        (int)(sizeof fwd_dims / sizeof fwd_dims[0]),
+                        1u << CG_F32},
 };
 
 const char *cg_dtype_name(cg_dtype t) {
