@@ -18,7 +18,8 @@
  * chunk; otherwise its rows' words come from the mask code (rows of a head
  * whose spans miss the tile: 0, inside a FULL span: all ones), and as in the
  * prefill driver a tile allowing few pairs (<= 1/8), or any masked tile
- * when v has a NaN or an infinity, runs per row over its allowed keys only.
+ * when the tile's v rows hold a NaN or an infinity, runs per row over its
+ * allowed keys only.
  *
  * Paged KV caches (rt_paged): key j of sequence b is found through the page
  * table; each sequence has its own Lk, so its own bottom-right alignment.
@@ -79,22 +80,17 @@ static const float *kv_row(const rt_args *a, const rt_tensor *t, int64_t b,
   return t->data + page * t->sb + hk * t->sh + in * t->sl;
 }
 
-/* Does v of (b, hk) hold a NaN or an infinity?  Found once per run. */
-static int v_nonfinite(run *R, int64_t b, int64_t hk, int64_t lk) {
-  const rt_args *a = R->a;
-  _Atomic signed char *f = &R->vbad[b * a->Hkv + hk];
-  int st = atomic_load_explicit(f, memory_order_relaxed);
-  if (st) return st == 2;
+/* Does a tile's v (nc rows, stride sv) hold a NaN or an infinity?  Asked
+ * of masked tiles only, on the rows the tile reads next anyway (the prefill
+ * driver scans a head's whole v once, which a decode step reading a window
+ * of a long cache cannot afford: it read 4x the bytes of the window). */
+static int tile_v_nonfinite(const float *vt, int64_t sv, int64_t nc,
+                            int64_t D) {
   uint32_t bad = 0;
-  for (int64_t j = 0, n; j < lk; j += n) {
-    const float *vr = kv_row(a, &a->v, b, hk, j, lk, &n);
-    for (int64_t x = 0; x < n; x++) {
-      const uint32_t *w = (const uint32_t *)(const void *)(vr + x * a->v.sl);
-      for (int64_t d = 0; d < a->D; d++)
-        bad |= (w[d] & 0x7f800000u) == 0x7f800000u;
-    }
+  for (int64_t x = 0; x < nc; x++) {
+    const uint32_t *w = (const uint32_t *)(const void *)(vt + x * sv);
+    for (int64_t d = 0; d < D; d++) bad |= (w[d] & 0x7f800000u) == 0x7f800000u;
   }
-  atomic_store_explicit(f, bad ? 2 : 1, memory_order_relaxed);
   return bad != 0;
 }
 
@@ -237,7 +233,7 @@ static void run_tile(kd *K, kd_ws *w, const chunk *c, int full,
     for (int64_t r = 0; r < c->nr; r++)
       any |= w->rows[r], pairs += __builtin_popcountll(w->rows[r]);
     if (!any) return;
-    if (pairs * 8 <= c->nr * KR_BK || v_nonfinite(R, c->b, c->hk, c->lk)) {
+    if (pairs * 8 <= c->nr * KR_BK || tile_v_nonfinite(vt, a->v.sl, nc, a->D)) {
       kri_sparse_rows(w->q, a->D, kt, a->k.sl, vt, a->v.sl, a->D, w->rows,
                       c->nr, w->acc, w->m, w->l, R->c);
       return;
@@ -456,11 +452,10 @@ rt_status kd_run(kr_kernel *k, const rt_args *a, th_pool *pool, char *err,
   K.n_part = parts(k, chunks, nw);
   R->ws = calloc((size_t)nw, sizeof *R->ws);
   K.dw = calloc((size_t)nw, sizeof *K.dw);
-  R->vbad = calloc((size_t)(a->B * a->Hkv), sizeof *R->vbad);
   if (K.n_part > 1)
     K.part = malloc((size_t)(chunks * K.n_part * KR_DR * (a->D + 2)) *
                     sizeof(float));
-  int ok = R->ws && K.dw && R->vbad && (K.n_part == 1 || K.part);
+  int ok = R->ws && K.dw && (K.n_part == 1 || K.part);
   int inited = 0;
   for (; ok && inited < nw; inited++)
     ok = kri_scratch_init(&R->ws[inited], k) && ws_init(&K.dw[inited], k);
@@ -479,7 +474,6 @@ rt_status kd_run(kr_kernel *k, const rt_args *a, th_pool *pool, char *err,
   }
   free(R->ws);
   free(K.dw);
-  free((void *)R->vbad);
   free(K.part);
   return st;
 }
