@@ -26,4 +26,6 @@ if [ ! -f "$LIB" ]; then
   exit 1
 fi
 # shellcheck disable=SC2086
-exec "$PYTHON" bench/peers.py --lib "$LIB" --repeats "$REPEATS" ${PEERS_ARGS:-}
+"$PYTHON" bench/peers.py --lib "$LIB" --repeats "$REPEATS" ${PEERS_ARGS:-}
+# the decode case of issue 12 (bench/peers_decode.py)
+exec "$PYTHON" bench/peers_decode.py --lib "$LIB" --repeats "$REPEATS"

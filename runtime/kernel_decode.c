@@ -80,20 +80,6 @@ static const float *kv_row(const rt_args *a, const rt_tensor *t, int64_t b,
   return t->data + page * t->sb + hk * t->sh + in * t->sl;
 }
 
-/* Does a tile's v (nc rows, stride sv) hold a NaN or an infinity?  Asked
- * of masked tiles only, on the rows the tile reads next anyway (the prefill
- * driver scans a head's whole v once, which a decode step reading a window
- * of a long cache cannot afford: it read 4x the bytes of the window). */
-static int tile_v_nonfinite(const float *vt, int64_t sv, int64_t nc,
-                            int64_t D) {
-  uint32_t bad = 0;
-  for (int64_t x = 0; x < nc; x++) {
-    const uint32_t *w = (const uint32_t *)(const void *)(vt + x * sv);
-    for (int64_t d = 0; d < D; d++) bad |= (w[d] & 0x7f800000u) == 0x7f800000u;
-  }
-  return bad != 0;
-}
-
 static int cmp_span(const void *x, const void *y) {
   int64_t a = ((const plan_span *)x)->k0, b = ((const plan_span *)y)->k0;
   return (a > b) - (a < b);
@@ -233,7 +219,7 @@ static void run_tile(kd *K, kd_ws *w, const chunk *c, int full,
     for (int64_t r = 0; r < c->nr; r++)
       any |= w->rows[r], pairs += __builtin_popcountll(w->rows[r]);
     if (!any) return;
-    if (pairs * 8 <= c->nr * KR_BK || tile_v_nonfinite(vt, a->v.sl, nc, a->D)) {
+    if (pairs * 8 <= c->nr * KR_BK || kri_tile_v_nonfinite(vt, a->v.sl, nc, a->D)) {
       kri_sparse_rows(w->q, a->D, kt, a->k.sl, vt, a->v.sl, a->D, w->rows,
                       c->nr, w->acc, w->m, w->l, R->c);
       return;

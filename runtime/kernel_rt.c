@@ -481,24 +481,6 @@ static void sparse_rows(const float *q, int64_t sq, const float *kt,
   }
 }
 
-/* Does v of (b, kv head hk) hold a NaN or an infinity?  Found once per run
- * (racing tasks find the same). */
-static int v_nonfinite(run *R, int64_t b, int64_t hk) {
-  _Atomic signed char *f = &R->vbad[b * R->a->Hkv + hk];
-  int st = atomic_load_explicit(f, memory_order_relaxed);
-  if (st) return st == 2;
-  const rt_args *a = R->a;
-  const float *vb = a->v.data + b * a->v.sb + hk * a->v.sh;
-  uint32_t bad = 0;
-  for (int64_t j = 0; j < a->Lk; j++) {
-    const uint32_t *x = (const uint32_t *)(const void *)(vb + j * a->v.sl);
-    for (int64_t d = 0; d < R->k->D; d++)
-      bad |= (x[d] & 0x7f800000u) == 0x7f800000u;
-  }
-  atomic_store_explicit(f, bad ? 2 : 1, memory_order_relaxed);
-  return bad != 0;
-}
-
 /* --- one task: a query tile of one head -------------------------------- */
 
 static void task(void *ctx, int64_t id, int worker) {
@@ -587,7 +569,7 @@ static void task(void *ctx, int64_t id, int worker) {
       if (!any) continue;
       /* a masked key weighs 0, but 0 * NaN is NaN: with a non-finite v a
        * masked tile runs per row over its allowed keys only */
-      if (all != valid && v_nonfinite(R, b, hk)) {
+      if (all != valid && kri_tile_v_nonfinite(vt, a->v.sl, nc, D)) {
         sparse_rows(qb + r0 * a->q.sl, a->q.sl, kt, a->k.sl, vt, a->v.sl, D,
                     s->rows, nr, s->acc, s->m, s->l, R->c);
         continue;
@@ -751,8 +733,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   R.errlen = errlen;
   int nw = pool ? th_size(pool) : 0;
   R.ws = nw ? calloc((size_t)nw, sizeof *R.ws) : NULL;
-  R.vbad = calloc((size_t)(a->B * a->Hkv), sizeof *R.vbad);
-  int ok = R.ws != NULL && R.vbad != NULL;
+  int ok = R.ws != NULL;
   for (int w = 0; ok && w < nw; w++) ok = scratch_init(&R.ws[w], k);
   if (ok) {
     th_for(pool, a->B * a->H * R.n_qt, task, &R);
@@ -764,7 +745,6 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   if (R.ws)
     for (int w = 0; w < nw; w++) scratch_free(&R.ws[w], k->n_topk);
   free(R.ws);
-  free((void *)R.vbad);
   th_free(own);
   if (!own) __atomic_store_n(&k->busy, 0, __ATOMIC_RELEASE);
   return st;

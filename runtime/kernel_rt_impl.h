@@ -70,8 +70,6 @@ typedef struct run {
   float c;            /* scale * log2 e */
   double scale;
   scratch *ws;        /* per worker */
-  _Atomic signed char *vbad; /* per (b, kv head): 0 unknown, 1 v finite,
-                                2 v has a NaN or an infinity */
   _Atomic int failed;
   rt_status st;
   char *err;
@@ -97,6 +95,19 @@ void kri_sparse_rows(const float *q, int64_t sq, const float *kt, int64_t sk,
                      const float *vt, int64_t sv, int64_t D,
                      const uint64_t *rows, int64_t nr, float *accb, float *mb,
                      float *lb, float c);
+
+/* Does a tile's v (nc rows of D, row stride sv) hold a NaN or an infinity?
+ * A masked key weighs 0, but 0 * inf is NaN: masked tiles that do go per
+ * row.  Asked of masked tiles only, on the rows they read next anyway. */
+static inline int kri_tile_v_nonfinite(const float *vt, int64_t sv,
+                                       int64_t nc, int64_t D) {
+  uint32_t bad = 0;
+  for (int64_t x = 0; x < nc; x++) {
+    const uint32_t *w = (const uint32_t *)(const void *)(vt + x * sv);
+    for (int64_t d = 0; d < D; d++) bad |= (w[d] & 0x7f800000u) == 0x7f800000u;
+  }
+  return bad != 0;
+}
 
 /* The decode driver (kernel_decode.c): nonzero when it runs a (checked,
  * error-free) run rather than the prefill tiles; then kd_run does. */

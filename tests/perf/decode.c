@@ -204,17 +204,24 @@ int main(int argc, char **argv) {
   }
   /* the threshold: each path at every Lq */
   printf("\nThe decode threshold (KR_DECODE_MAX_LQ = %d: decode when Lq <= "
-         "it): the same case through each path, ms\n\n| Lq | decode | "
-         "prefill | decode / prefill |\n| ---: | ---: | ---: | ---: |\n",
+         "it): the same case through each path, ms (medians of 3), with GQA "
+         "(H = 32 on Hkv = 8) and without (H = Hkv = 8)\n\n| Lq | decode "
+         "GQA 4 | prefill GQA 4 | ratio | decode GQA 1 | prefill GQA 1 | "
+         "ratio |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
          KR_DECODE_MAX_LQ);
   static const int64_t sweep[] = {1, 4, 8, 16, 24, 32, 40, 48, 64};
   for (int x = 0; x < 9; x++) {
-    cs c = {32, 8, sweep[x], 32768, 128, 1};
-    kr_decode_max_lq = INT64_MAX;
-    double d = time_case(k1, &c, reps < 3 ? reps : 3);
-    kr_decode_max_lq = 0;
-    double p = time_case(k1, &c, reps < 3 ? reps : 3);
-    printf("| %lld | %.2f | %.2f | %.2f |\n", (long long)c.Lq, d, p, d / p);
+    double d[2], p[2];
+    for (int g = 0; g < 2; g++) {
+      cs c = {g ? 8 : 32, 8, sweep[x], 32768, 128, 1};
+      kr_decode_max_lq = INT64_MAX;
+      d[g] = time_case(k1, &c, reps < 3 ? reps : 3);
+      kr_decode_max_lq = 0;
+      p[g] = time_case(k1, &c, reps < 3 ? reps : 3);
+    }
+    printf("| %lld | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+           (long long)sweep[x], d[0], p[0], d[0] / p[0], d[1], p[1],
+           d[1] / p[1]);
   }
   kr_decode_max_lq = KR_DECODE_MAX_LQ;
   /* two threads on one (batch, KV head): causal over a long cache */

@@ -131,7 +131,7 @@ static void check_case(spat_ctx *ctx, const dcase *c) {
   float *q = rand_buf(nq), *k = rand_buf(nk), *v = rand_buf(nk);
   if (c->inf_key > 0) /* layout 0 only */
     for (int64_t h = 0; h < c->B * c->Hkv; h++)
-      v[(h * c->Lk + c->inf_key) * c->D] = INFINITY;
+      v[(h * c->Lk + c->inf_key) * c->D + 1] = INFINITY;
   spat_tensors t = {c->B, c->H, c->Hkv, c->Lq, c->Lk, q, k, v,
                     NULL, NULL, 0, NULL};
   spat_kernel *ki = compile(ctx, c->src, c->D, c->layout, c->threads,
@@ -198,7 +198,9 @@ static void test_decode_vs_interp(void **state) {
 static void test_decode_nonfinite_v(void **state) {
   (void)state;
   spat_ctx *ctx = spat_ctx_new();
-  for (int64_t lq = 1; lq <= 16; lq *= 4) {
+  static const int64_t lqs[] = {1, 4, 16, 100};
+  for (size_t x = 0; x < sizeof lqs / sizeof *lqs; x++) {
+    int64_t lq = lqs[x]; /* 100: the default threshold runs the prefill */
     dcase c = {"pattern p = causal & where(j % 3 != 1);", 1, 4, 2, lq, 1000,
                16, 0, 1, 502}; /* 502 % 3 == 1: masked, in a visited tile */
     check_case(ctx, &c);
