@@ -259,7 +259,8 @@ static spat_status describe(spat_pattern *p, spat_pattern_info *out) {
                              args,
                              (size_t)prog->n_externs,
                              ext,
-                             ir_is_data_dependent(prog)};
+                             ir_is_data_dependent(prog),
+                             prog->top_left};
   return SPAT_OK;
 }
 

@@ -362,6 +362,9 @@ typedef struct spat_pattern_info {
   /* The pattern uses topk: its mask depends on q and k, not only on the
    * positions (spat_kernel_mask then needs them). */
   bool data_dependent;
+  /* Declared aligned(top_left): query row r sits at position i = r (else
+   * bottom-right, i = r + max(Lk - Lq, 0)). */
+  bool top_left;
 } spat_pattern_info;
 
 /* Instantiates the pattern with its current parameters and describes it into

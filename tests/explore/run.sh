@@ -70,6 +70,10 @@ def mask(name, p, Lq, Lk):
         return (j <= i) & (j >= i - p['w'])
     if name == 'causal':
         return np.broadcast_to(j <= i, (Lq, Lk))
+    if name == 'tl_causal_window':   # aligned(top_left): i = r
+        return (j <= r) & (j >= r - p['w'])
+    if name == 'tl_causal':
+        return np.broadcast_to(j <= r, (Lq, Lk))
     if name == 'full':
         return np.ones((Lq, Lk), bool)
     raise SystemExit('unknown mask ' + name)
@@ -156,6 +160,16 @@ sp recall cw.pat -D w=20 --q q.npy --k k.npy -o rows.npy --json --reference caus
 if [ "$rc" -eq 0 ] && has out '"reference": "causal"' &&
    np recall causal_window '{"w": 20}' causal rows.npy out >res 2>&1; then
   ok recall-reference; else cat res >>err; fail recall-reference; fi
+
+# aligned(top_left): the reference takes the pattern's alignment
+cat >tl.pat <<'EOF'
+pattern tl(w = 16) aligned(top_left) = causal & window(w, 0);
+EOF
+sp recall tl.pat -D w=12 --q q.npy --k k.npy -o rows.npy --json --reference causal
+if [ "$rc" -eq 0 ] && np recall tl_causal_window '{"w": 12}' tl_causal rows.npy out >res 2>&1; then
+  ok recall-top-left; else cat res >>err; fail recall-top-left; fi
+sp compare tl.pat cw.pat --q q.npy --k k.npy --reference causal --repeats 0
+[ "$rc" -eq 1 ] && has err "different alignments" && ok compare-alignments || fail compare-alignments
 
 # random activations: a full pattern keeps everything
 sp recall full.pat --len 80 --heads 2 --dim 8 --seed 5 --json
