@@ -12,6 +12,7 @@
  *   spat_module_*           every pattern of a text (listing, selecting)
  *   spat_pattern_describe   a pattern's arguments and externs, before compiling
  *   spat_kernel_mask        the mask M(h, i, j) a kernel applies, row by row
+ *   spat_kernel_tiles       the tiles its plan visits (full, partial, skipped)
  *   spat_pattern_explain    the IR and the tile plan, as text
  *   spat_emit               ahead-of-time objects and C headers
  *   spat_cache_*            the disk kernel cache: where, what, emptying
@@ -361,6 +362,9 @@ typedef struct spat_pattern_info {
   /* The pattern uses topk: its mask depends on q and k, not only on the
    * positions (spat_kernel_mask then needs them). */
   bool data_dependent;
+  /* Declared aligned(top_left): query row r sits at position i = r (else
+   * bottom-right, i = r + max(Lk - Lq, 0)). */
+  bool top_left;
 } spat_pattern_info;
 
 /* Instantiates the pattern with its current parameters and describes it into
@@ -469,6 +473,31 @@ SPAT_API spat_status spat_kernel_mask_count(const spat_kernel *k,
                                             size_t n_args, int64_t b,
                                             int64_t h, int64_t r0,
                                             int64_t n_rows, int64_t *counts);
+
+/* How a kernel's tile plan treats a tile of query rows x keys. */
+typedef enum spat_tile {
+  SPAT_TILE_SKIPPED = 0, /* never visited: the plan proves no pair allowed */
+  SPAT_TILE_PARTIAL = 1, /* visited, the mask evaluated per element (or
+                            its keys are top-k candidates) */
+  SPAT_TILE_FULL = 2,    /* visited, every pair allowed: no mask code */
+} spat_tile;
+
+/* The tile plan the kernel follows for batch b and head h: out[qt * nkt +
+ * kt] is the spat_tile of query tile qt (rows [qt bq, qt bq + bq)) and key
+ * tile kt (keys [kt bk, kt bk + bk)), for qt < ceil(Lq / bq) and kt < nkt
+ * = ceil(Lk / bk); bq, bk 0: the JIT's tiles, 64 x 64.  Plan-level: a
+ * PARTIAL tile may still allow no pair (the kernel then skips it after
+ * evaluating its mask).  t gives the sizes (no tensor is read); args are
+ * the signature's, as for spat_kernel_call (input arrays tighten the plan,
+ * e.g. one document per tile).
+ * Errors: SPAT_EINVAL (NULL k, t or out, bad sizes, tiles, b or h, wrong
+ * arguments), SPAT_ERANGE (a run-time error of the pattern's sizes),
+ * SPAT_ENOMEM; the message is in the kernel's context. */
+SPAT_API spat_status spat_kernel_tiles(const spat_kernel *k,
+                                       const spat_tensors *t,
+                                       const spat_value *args, size_t n_args,
+                                       int64_t b, int64_t h, int64_t bq,
+                                       int64_t bk, uint8_t *out);
 
 typedef struct spat_explain_options {
   int64_t H, Lq, Lk; /* the sizes summarised (H >= 1, Lq, Lk >= 0) */
