@@ -8,6 +8,7 @@
  *   spat_compile            pattern + head dimension + layout -> spat_kernel
  *                           (LLVM JIT or the reference interpreter)
  *   spat_kernel_run / _call attention: o = softmax(scale q k^T | mask) v
+ *   spat_kernel_backward    its gradients dq, dk, dv (training)
  *   spat_module_*           every pattern of a text (listing, selecting)
  *   spat_pattern_describe   a pattern's arguments and externs, before compiling
  *   spat_kernel_mask        the mask M(h, i, j) a kernel applies, row by row
@@ -406,6 +407,39 @@ SPAT_API spat_status spat_kernel_call(const spat_kernel *k,
  * Valid while the kernel lives. */
 SPAT_API spat_fn spat_kernel_entry(const spat_kernel *k);
 
+/* ---- training: the backward pass ------------------------------------------ */
+
+/* The gradients of one backward run, shaped and laid out as the forward's
+ * tensors (the kernel's layout): dout and dq as q and o, dk and dv as k and
+ * v. */
+typedef struct spat_grads {
+  const float *dout;     /* dL/do, shaped as o; read */
+  const float *dlse;     /* NULL (zero), or dL/dlse [B, H, Lq]; read */
+  float *dq, *dk, *dv;   /* written (overwritten), shaped as q, k, v */
+  float *const *dinputs; /* NULL, or (language v2) one per float input the
+                            score reads, in signature order; ignored by
+                            patterns without float inputs */
+} spat_grads;
+
+/* The backward pass of the kernel's attention: with P_ij = exp(s_ij -
+ * lse_i) on the pattern's allowed (i, j), s = scale q k^T,
+ *   dv_j = sum_i P_ij do_i,   dS_ij = P_ij (do_i . v_j - do_i . o_i + dlse_i)
+ *   dq_i = scale sum_j dS_ij k_j,   dk_j = scale sum_i dS_ij q_i
+ * (a key/value head sums over the query heads that share it; a row with no
+ * allowed key contributes nothing; topk selects the same keys as the
+ * forward did and no gradient flows through the selection).  t is the
+ * forward's: q, k, v, scale as in the forward run, and its outputs o and
+ * lse, both read here (lse required).  args as for spat_kernel_call.  Works
+ * for JIT and interpreter kernels and kernels from the disk cache; the same
+ * run-time errors as the forward.  Errors: SPAT_EINVAL (NULL or missing
+ * tensors, gradients that alias each other or an input, wrong arguments),
+ * SPAT_ERANGE, SPAT_EUNSUPPORTED (a kernel without a backward), SPAT_ENOMEM. */
+SPAT_API spat_status spat_kernel_backward(const spat_kernel *k,
+                                          const spat_tensors *t,
+                                          const spat_grads *g,
+                                          const spat_value *args,
+                                          size_t n_args);
+
 /* ---- masks and explanations --------------------------------------------- */
 
 /* The mask the kernel applies, computed by the reference interpreter
@@ -547,6 +581,11 @@ SPAT_API spat_status spat_cache_clear(spat_ctx *ctx, size_t *removed);
 SPAT_API int spat_aot_run(const void *desc, const spat_tensors *t,
                           const int64_t *scalars, const int32_t *const *inputs,
                           char *err, size_t errlen);
+/* The same for their backward entries (NAME_backward). */
+SPAT_API int spat_aot_backward(const void *desc, const spat_tensors *t,
+                               const spat_grads *g, const int64_t *scalars,
+                               const int32_t *const *inputs, char *err,
+                               size_t errlen);
 /* Called by the destructor of a shared library made by `spatc compile
  * --emit shared` when it is unloaded; frees what the kernel's first run
  * made.  Not for direct use. */

@@ -22,6 +22,7 @@
 typedef struct tk_buf {
   int64_t *sel, *cnt;
   size_t sel_cap, cnt_cap;
+  int64_t rows;       /* rows of the last selection (0: none or an error) */
 } tk_buf;
 
 /* Key sets of random nodes (kr_random_fn): per node, one slot per row of a
@@ -332,6 +333,7 @@ static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
   kr_topk *tk = &s->tk[t];
   int64_t info[4];
   memset(tk, 0, sizeof *tk);
+  s->tb[t].rows = 0;
   int32_t code = K->tkinfo[t](env, info);
   if (code) {
     tk->err = code;
@@ -359,6 +361,7 @@ static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
   }
   tk->sel = tb->sel;
   tk->cnt = tb->cnt;
+  tb->rows = nI;
   tk->ibase = I0;
   tk->k = cap;
   int64_t D = a->D, off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0;
@@ -852,6 +855,41 @@ static const char *check_args(const kr_kernel *k, const rt_args *a,
   return NULL;
 }
 
+th_pool *kr_pool_take(kr_kernel *k, int threads, th_pool **own) {
+  int want = threads ? threads : k->threads;
+  if (want <= 0) want = th_cores();
+  if (want > 256) want = 256;
+  *own = NULL;
+  if (__atomic_exchange_n(&k->busy, 1, __ATOMIC_ACQUIRE) == 0) {
+    if (k->pool && k->pool_threads != want) {
+      th_free(k->pool);
+      k->pool = NULL;
+    }
+    if (!k->pool) {
+      k->pool = th_new(want);
+      k->pool_threads = want;
+    }
+    return k->pool;
+  }
+  return *own = th_new(want);  /* another run holds the kernel's pool */
+}
+
+void kr_pool_give(kr_kernel *k, th_pool *own) {
+  th_free(own);
+  if (!own) __atomic_store_n(&k->busy, 0, __ATOMIC_RELEASE);
+}
+
+rt_status kr_check_errors(const kr_kernel *k, const rt_args *a, th_pool *pool,
+                          char *err, size_t errlen) {
+  int64_t det[2] = {0, 0};
+  int oom = !pool;
+  int32_t code = k->errat && pool ? first_error(k, a, pool, det, &oom) : 0;
+  if (oom) return rt_errf(err, errlen, RT_ENOMEM, "out of memory");
+  if (!code) return RT_OK;
+  format_err(k, code, det, err, errlen);
+  return code <= k->n_errors ? RT_ERANGE : RT_EINTERNAL;
+}
+
 rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   if (err && errlen) err[0] = 0;
   if (!k || !a) {
@@ -870,38 +908,11 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
     return RT_OK;
   }
 
-  int want = a->threads ? a->threads : k->threads;
-  if (want <= 0) want = th_cores();
-  if (want > 256) want = 256;
-  th_pool *pool = NULL, *own = NULL;
-  if (__atomic_exchange_n(&k->busy, 1, __ATOMIC_ACQUIRE) == 0) {
-    if (k->pool && k->pool_threads != want) {
-      th_free(k->pool);
-      k->pool = NULL;
-    }
-    if (!k->pool) {
-      k->pool = th_new(want);
-      k->pool_threads = want;
-    }
-    pool = k->pool;
-  } else {
-    pool = own = th_new(want);  /* another run holds the kernel's pool */
-  }
-  rt_status st = RT_OK;
+  th_pool *own, *pool = kr_pool_take(k, a->threads, &own);
   /* the contract's errors first, over the whole domain (kernel_rt.h) */
-  int64_t det[2] = {0, 0};
-  int oom = !pool;
-  int32_t code = k->errat && pool ? first_error(k, a, pool, det, &oom) : 0;
-  if (code || oom) {
-    if (oom) {
-      st = RT_ENOMEM;
-      if (err && errlen) snprintf(err, errlen, "out of memory");
-    } else {
-      format_err(k, code, det, err, errlen);
-      st = code <= k->n_errors ? RT_ERANGE : RT_EINTERNAL;
-    }
-    th_free(own);
-    if (!own) __atomic_store_n(&k->busy, 0, __ATOMIC_RELEASE);
+  rt_status st = kr_check_errors(k, a, pool, err, errlen);
+  if (st != RT_OK) {
+    kr_pool_give(k, own);
     return st;
   }
   run R;
@@ -930,10 +941,87 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
     for (int w = 0; w < nw; w++) scratch_free(&R.ws[w], k->n_topk);
   free(R.ws);
   free((void *)R.vbad);
-  th_free(own);
-  if (!own) __atomic_store_n(&k->busy, 0, __ATOMIC_RELEASE);
+  kr_pool_give(k, own);
   return st;
 }
+
+const char *kr_check_args(const kr_kernel *k, const rt_args *a, char *buf,
+                          size_t n) {
+  return check_args(k, a, buf, n);
+}
+
+/* --- the forward's masks for other drivers (kernel_rt.h) ---------------- */
+
+struct kr_masker {
+  run R;      /* only k, a and scale are used (by topk_rows) */
+  scratch s;
+};
+
+kr_masker *kr_masker_new(kr_kernel *k, const rt_args *a) {
+  kr_masker *m = calloc(1, sizeof *m);
+  if (!m) return NULL;
+  m->R.k = k;
+  m->R.a = a;
+  m->R.scale = a->scale != 0 ? (double)a->scale : 1.0 / sqrt((double)a->D);
+  if (!scratch_init(&m->s, k)) {
+    kr_masker_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+void kr_masker_free(kr_masker *m) {
+  if (!m) return;
+  scratch_free(&m->s, m->R.k->n_topk);
+  free(m);
+}
+
+int kr_masker_rows(kr_masker *m, int64_t b, int64_t h, int64_t r0, int64_t r1,
+                   int select, kr_env *env) {
+  const rt_args *a = m->R.a;
+  int64_t hk = h / (a->H / a->Hkv);
+  *env = (kr_env){h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
+                  m->s.tk, random_row, &m->s.rnd};
+  if (!select) return 1;
+  const float *qb = a->q.data + b * a->q.sb + h * a->q.sh;
+  const float *kb = a->k.data + b * a->k.sb + hk * a->k.sh;
+  for (int t = 0; t < m->R.k->n_topk; t++)
+    if (!topk_rows(&m->R, &m->s, t, env, qb, kb, pos_of_row(a, r0),
+                   pos_of_row(a, r1 - 1), b, hk))
+      return 0;
+  return 1;
+}
+
+int kr_masker_oom(const kr_masker *m) { return m->s.rnd.oom; }
+
+kr_topk *kr_masker_record(const kr_masker *m) {
+  int nt = m->R.k->n_topk;
+  size_t words = 0;
+  for (int t = 0; t < nt; t++)
+    words += (size_t)(m->s.tb[t].rows * (1 + m->s.tk[t].k));
+  kr_topk *r = malloc(sizeof *r * (size_t)(nt ? nt : 1) + words * 8);
+  if (!r) return NULL;
+  int64_t *p = (int64_t *)(void *)(r + nt);
+  for (int t = 0; t < nt; t++) {
+    const kr_topk *tk = &m->s.tk[t];
+    int64_t rows = m->s.tb[t].rows;
+    r[t] = *tk;
+    if (rows == 0) continue;
+    memcpy(p, tk->cnt, (size_t)rows * sizeof *p);
+    r[t].cnt = p;
+    p += rows;
+    memcpy(p, tk->sel, (size_t)(rows * tk->k) * sizeof *p);
+    r[t].sel = p;
+    p += rows * tk->k;
+  }
+  return r;
+}
+
+void kr_error_text(const kr_kernel *k, int32_t code, char *buf, size_t n) {
+  format_err(k, code, NULL, buf, n);
+}
+
+void kr_transpose64(uint64_t a[64]) { transpose64(a); }
 
 void kr_release(kr_kernel *k) {
   if (!k) return;

@@ -37,8 +37,9 @@
 W(abi, 0); W(D, 1); W(layout, 2); W(threads, 3); W(n_runtime, 4);
 W(n_inputs, 5); W(n_externs, 6); W(n_topk, 7); W(n_errors, 8); W(plan, 9);
 W(mask, 10); W(tkinfo, 11); W(tile, 12); W(errors, 13); W(input_names, 14);
-W(externs, 15); W(state, 16); W(name, 17); W(errat, 18);
-_Static_assert(sizeof(aot_desc) == 8 * 19, "aot_desc size");
+W(externs, 15); W(state, 16); W(name, 17); W(errat, 18); W(bwd_dq, 19);
+W(bwd_dkdv, 20);
+_Static_assert(sizeof(aot_desc) == 8 * 21, "aot_desc size");
 #undef W
 
 typedef struct emit {
@@ -209,6 +210,26 @@ static LLVMValueRef tile_fn(emit *e) {
   return LLVMAddFunction(e->M, sym, ft);
 }
 
+/* A backward tile of a self-contained object, or NULL (disk cache
+ * objects: the loader supplies the process's). */
+static LLVMValueRef bwd_fn(emit *e, cg_kind_id id) {
+  if (e->shared_tile) return LLVMConstPointerNull(e->ptr);
+  char name[512];
+  snprintf(name, sizeof name, "%s.%s", e->name, cg_kinds[id].symbol);
+  LLVMValueRef f = LLVMGetNamedFunction(e->M, name);
+  return f ? f : LLVMConstPointerNull(e->ptr);
+}
+
+/* The backward tiles added to a self-contained object's module. */
+static int add_bwd_tiles(emit *e, int64_t D, const cg_target *t, char *err,
+                         size_t errlen) {
+  const cg_kind_id ids[2] = {CG_KIND_BWD_DQ, CG_KIND_BWD_DKDV};
+  for (int x = 0; x < 2; x++)
+    if (cg_add_kernel(e->M, &cg_kinds[ids[x]], D, CG_F32, t, err, errlen))
+      return -1;
+  return 0;
+}
+
 /* The generated functions the descriptor points at, all present. */
 static int has_generated(emit *e, int nt, char *err, size_t errlen) {
   for (int t = 0; t <= nt; t++)
@@ -283,6 +304,8 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
       state,
       const_string(e, e->name, "name"),
       generated_fn(e, KABI_ERRAT, 0),
+      bwd_fn(e, CG_KIND_BWD_DQ),
+      bwd_fn(e, CG_KIND_BWD_DKDV),
   };
   LLVMValueRef desc = LLVMConstStructInContext(
       e->C, fields, sizeof fields / sizeof fields[0], 0);
@@ -341,8 +364,9 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
     e->i32 = LLVMInt32TypeInContext(e->C);
     e->i64 = LLVMInt64TypeInContext(e->C);
     e->ptr = LLVMPointerTypeInContext(e->C, 0);
-    internalize(e);
-    rc = build_glue(e, p, o, plan, &info, err, errlen);
+    if (!e->shared_tile) rc = add_bwd_tiles(e, o->D, &tgt.cg, err, errlen);
+    if (rc == 0) internalize(e);
+    if (rc == 0) rc = build_glue(e, p, o, plan, &info, err, errlen);
     LLVMDisposeBuilder(e->B);
     cg_info_free(&info);
   }
