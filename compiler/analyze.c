@@ -592,6 +592,48 @@ static void gen_where_table(bld *b, const ir_node *root) {
   if (!b->oom) b->w[at] = count;
 }
 
+/* ---- the join table (plan_ops.h) ---- */
+
+/* 1: of i alone, 2: of j alone, 0: neither or both (or an extern). */
+static int join_side(const ir_node *n) {
+  bool i = ir_has_op(n, IR_VAR_I), j = ir_has_op(n, IR_VAR_J);
+  if (ir_has_op(n, IR_EXTERN) || i == j) return 0;
+  return i ? 1 : 2;
+}
+
+/* The equalities f(i) == g(j) of a && tree of them, f first. */
+static bool join_atoms(const ir_node *n, const ir_node **f, const ir_node **g,
+                       int *k) {
+  if (n->op == IR_LAND)
+    return join_atoms(n->kids[0], f, g, k) && join_atoms(n->kids[1], f, g, k);
+  if (n->op != IR_EQ || *k == PLAN_JOIN_MAX) return false;
+  int a = join_side(n->kids[0]), c = join_side(n->kids[1]);
+  if (a == 0 || c == 0 || a == c) return false;
+  f[*k] = n->kids[a == 1 ? 0 : 1], g[*k] = n->kids[a == 1 ? 1 : 0];
+  ++*k;
+  return true;
+}
+
+/* Returns the table's offset, 0 when the root is no such join. */
+static int64_t gen_join_table(bld *b, const ir_node *root) {
+  const ir_node *f[PLAN_JOIN_MAX], *g[PLAN_JOIN_MAX];
+  int k = 0;
+  if (root->op != IR_WHERE || !join_atoms(root->kids[0], f, g, &k) ||
+      ir_tree_size(root, BOX_WORDS) >= BOX_WORDS / 2)
+    return 0;
+  size_t at = b->n;
+  emit(b, k);
+  for (int t = 0; t < 2 * k; t++) {
+    size_t len_at = emit(b, 0), start = b->n;
+    if (!enc_int(b, t % 2 ? g[t / 2] : f[t / 2], start + BOX_WORDS)) {
+      b->n = at;
+      return 0;
+    }
+    if (!b->oom) b->w[len_at] = (int64_t)(b->n - start);
+  }
+  return (int64_t)at;
+}
+
 int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   if (!p || !p->root) {
     rt_errf(err, errlen, RT_EINVAL, "an_build: no program");
@@ -619,6 +661,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   emit(&b, PLAN_END);
   size_t where_at = b.n;
   gen_where_table(&b, p->root);
+  int64_t join_at = gen_join_table(&b, p->root);
   int64_t *plan = NULL;
   if (b.oom) {
     rt_errf(err, errlen, RT_EINVAL, "out of memory");
@@ -646,6 +689,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     b.w[PLAN_W_CODE] = PLAN_HDR;
     b.w[PLAN_W_NIN] = p->n_inputs;
     b.w[PLAN_W_WHERE] = (int64_t)where_at;
+    b.w[PLAN_W_JOIN] = join_at;
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
   free(b.w);
