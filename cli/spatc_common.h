@@ -74,7 +74,14 @@ enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
   X(CPU, "cpu", 0, "CPU", "target CPU by LLVM name, e.g. skylake")           \
   X(NAME, "name", 0, "NAME", "C name of the entry (default: the pattern's)") \
   X(HEADER, "header", 0, "FILE", "the header (default: OUT with .h)")        \
-  X(NO_CACHE, "no-cache", 0, NULL, "compile anew, without the disk cache")
+  X(NO_CACHE, "no-cache", 0, NULL, "compile anew, without the disk cache") \
+  X(BACKWARD, "backward", 0, NULL, "also time the backward pass")           \
+  X(GRAD, "grad", 0, NULL, "also run the backward pass (dq, dk, dv)")       \
+  X(DOUT, "do", 0, "FILE.npy",                                               \
+    "--grad: dL/do, shaped as o (default: drawn from the seed)")             \
+  X(DQ, "dq", 0, "FILE.npy", "--grad: write dq, [B, H, Lq, D]")             \
+  X(DK, "dk", 0, "FILE.npy", "--grad: write dk, [B, Hkv, Lk, D]")           \
+  X(DV, "dv", 0, "FILE.npy", "--grad: write dv, [B, Hkv, Lk, D]")
 
 typedef enum {
   OPT_NONE = 0,
