@@ -202,10 +202,10 @@ static void print_json(entry *es, int n, const ex_ref *r) {
 }
 
 /* Loads and binds one entry; 0 or 1 after printing. */
-static int prepare(entry *e, const spatc_sel *all, int64_t Lk) {
+static int prepare(entry *e, const spatc_sel *all, const spatc_args *a) {
   int rc = spatc_load(&e->pat, &e->sel);
   if (!rc) rc = take_args(e, all);
-  if (!rc) rc = spatc_bind(&e->bound, &e->pat, &e->sel, Lk);
+  if (!rc) rc = spatc_bind(&e->bound, &e->pat, &e->sel, a);
   if (rc) fprintf(stderr, "spatc: compare: %s failed\n", e->spec);
   return rc;
 }
@@ -273,7 +273,7 @@ int spatc_compare_main(int argc, char **argv) {
   bool have_v = false;
   if (rc == SPATC_OK) rc = ex_activations(&qkv, &a, &have_v, &sh, &c);
   for (int x = 0; rc == SPATC_OK && x < o.n_specs; x++)
-    rc = prepare(&es[x], &all, a.Lk);
+    rc = prepare(&es[x], &all, &a);
   if (rc == SPATC_OK) rc = alignment(es, o.n_specs, &o.ex);
   if (rc == SPATC_OK) rc = ex_ref_make(&ref, &a, have_v, &o.ex);
   for (int x = 0; rc == SPATC_OK && x < o.n_specs; x++)
