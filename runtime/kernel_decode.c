@@ -377,7 +377,8 @@ static void kd_merge(void *ctx, int64_t t, int worker) {
 }
 
 int kd_wanted(const kr_kernel *k, const rt_args *a) {
-  return a->paged != NULL || (k->dtile != NULL && a->Lq <= kr_decode_max_lq);
+  return a->paged != NULL ||
+         (k->dtile != NULL && !k->stile && a->Lq <= kr_decode_max_lq);
 }
 
 static int ws_init(kd_ws *w, const kr_kernel *k) {
@@ -418,6 +419,10 @@ rt_status kd_run(kr_kernel *k, const rt_args *a, th_pool *pool, char *err,
     return rt_errf(err, errlen, RT_EUNSUPPORTED,
                    "paged KV caches need a JIT kernel (this kernel has no "
                    "decode tile)");
+  if (k->stile)
+    return rt_errf(err, errlen, RT_EUNSUPPORTED,
+                   "patterns with a score (with score E) cannot run on a "
+                   "paged KV cache");
   if (a->paged && k->n_topk > 0)
     return rt_errf(err, errlen, RT_EUNSUPPORTED,
                    "top-k patterns with a paged KV cache are not supported");

@@ -19,6 +19,7 @@
 typedef struct tk_buf {
   int64_t *sel, *cnt;
   size_t sel_cap, cnt_cap;
+  int64_t rows;       /* rows of the last selection (0: none or an error) */
 } tk_buf;
 
 /* Key sets of random nodes (kr_random_fn): per node, one slot per row of a
@@ -53,6 +54,7 @@ typedef struct scratch {
   int64_t span_cap;
   kr_topk *tk;        /* n_topk */
   tk_buf *tb;         /* n_topk */
+  float *kg, *vg;     /* [KR_BK][D]: gathered keys and values (joins) */
   double *qd;         /* [D] */
   double *km;         /* key-block means [lkg][D] of (km_b, km_h, km_g) */
   size_t km_cap;
@@ -63,6 +65,12 @@ typedef struct scratch {
   rnd_cache rnd;
 } scratch;
 
+typedef struct join_tiles {
+  int64_t *x0, *group;  /* per query tile: first grouped row, group (-1:
+                           rows without keys) */
+  int64_t n;
+} join_tiles;
+
 typedef struct run {
   kr_kernel *k;
   const rt_args *a;
@@ -70,6 +78,10 @@ typedef struct run {
   float c;            /* scale * log2 e */
   double scale;
   scratch *ws;        /* per worker */
+  const plan_groups *groups; /* joins: per head (or one for all), else NULL */
+  const join_tiles *jtiles;   /* their query tiles */
+  int groups_per_head;
+  int64_t join_tiles;         /* query tiles per head, the most of any head */
   _Atomic int failed;
   rt_status st;
   char *err;

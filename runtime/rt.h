@@ -66,6 +66,9 @@ typedef struct rt_grad {
   rt_tensor dout;          /* dL/do, shaped as o; read */
   const float *dlse;       /* dL/dlse, strides lse_sb/lse_sh; NULL: zero */
   rt_tensor dq, dk, dv;    /* written */
+  float *const *dinputs;   /* NULL, or one per program input: for a float
+                              input the score reads, its gradient (written,
+                              shaped as the input); NULL entries skipped */
 } rt_grad;
 
 /* The library's one way to report a failure: a message formatted into the
@@ -88,5 +91,10 @@ void rt_tensor_strides(rt_tensor *t, int layout, int64_t H, int64_t L,
  * result into o and lse (when not NULL). */
 bool rt_has_rows(const rt_args *a);
 void rt_fill_no_keys(const rt_args *a);
+
+/* The backward's empty shapes, the same in every backend: with no rows or
+ * no keys no pair is allowed, so every gradient is zero.  Returns true (and
+ * has zeroed dq, dk and dv) in that case, false otherwise. */
+bool rt_grad_empty(const rt_args *a, const rt_grad *g);
 
 #endif

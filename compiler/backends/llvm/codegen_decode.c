@@ -11,42 +11,12 @@
  *   then:       acc = acc * alpha + P V, blocks of 4 rows x <= 4 vectors of
  *               D per key
  *
- * Depends only on D.  f32 today (q, k, v read as float).
+ * Depends only on D.  f32 today (q, k, v read as float).  The vector
+ * helpers and exp2v (the forward tile's polynomial, never llvm.exp on
+ * vectors) are codegen_impl.h's.
  */
 #include "codegen_impl.h"
 
-static LLVMValueRef splat(cg *g, LLVMValueRef s) {
-  LLVMValueRef v = LLVMBuildInsertElement(g->B, LLVMGetPoison(g->vf), s,
-                                          LLVMConstInt(g->i32, 0, 0), "");
-  return LLVMBuildShuffleVector(g->B, v, LLVMGetPoison(g->vf),
-                                LLVMConstNull(g->vi32), "");
-}
-static LLVMValueRef vsplat(cg *g, double x) {
-  LLVMValueRef e[16];
-  for (int k = 0; k < 16; k++) e[k] = cf(g, x);
-  return LLVMConstVector(e, 16);
-}
-static LLVMValueRef vload(cg *g, LLVMValueRef base, LLVMValueRef idx) {
-  LLVMValueRef l = LLVMBuildLoad2(g->B, g->vf, gep(g, g->f32, base, idx), "");
-  LLVMSetAlignment(l, 4);
-  return l;
-}
-static void vstore(cg *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx) {
-  LLVMValueRef s = LLVMBuildStore(g->B, v, gep(g, g->f32, base, idx));
-  LLVMSetAlignment(s, 4);
-}
-static LLVMValueRef fma16(cg *g, LLVMValueRef a, LLVMValueRef b,
-                          LLVMValueRef c) {
-  LLVMValueRef args[3] = {a, b, c};
-  return call_intr(g, "llvm.fma", &g->vf, 1, args, 3);
-}
-static LLVMValueRef vmax(cg *g, LLVMValueRef a, LLVMValueRef b) {
-  return LLVMBuildSelect(g->B, LLVMBuildFCmp(g->B, LLVMRealOGT, a, b, ""), a,
-                         b, "");
-}
-static LLVMValueRef vld(cg *g, LLVMValueRef p) {
-  return LLVMBuildLoad2(g->B, g->vf, p, "");
-}
 static LLVMValueRef ci32(cg *g, int v) {
   return LLVMConstInt(g->i32, (unsigned)v, 0);
 }
@@ -55,35 +25,6 @@ static LLVMValueRef shuffle(cg *g, LLVMValueRef a, LLVMValueRef b,
   LLVMValueRef m[16];
   for (int k = 0; k < 16; k++) m[k] = ci32(g, lanes[k]);
   return LLVMBuildShuffleVector(g->B, a, b, LLVMConstVector(m, 16), "");
-}
-
-/* 2^x for x <= 0 or -inf, NaN to NaN: the forward tile's polynomial
- * (codegen_fwd_tile.c exp2v), never llvm.exp on vectors. */
-static LLVMValueRef exp2v(cg *g, LLVMValueRef x) {
-  LLVMBuilderRef B = g->B;
-  LLVMValueRef xc = vmax(g, x, vsplat(g, -127.0));
-  LLVMValueRef n = call_intr(g, "llvm.rint", &g->vf, 1, &xc, 1);
-  LLVMValueRef f = LLVMBuildFSub(B, xc, n, "");
-  static const double c[7] = {1.0,
-                              0.6931471805599453,
-                              0.2402265069591007,
-                              0.05550410866482158,
-                              0.009618129107628477,
-                              0.0013333558146428443,
-                              0.00015403530393381606};
-  LLVMValueRef p = vsplat(g, c[6]);
-  for (int k = 5; k >= 0; k--) p = fma16(g, p, f, vsplat(g, c[k]));
-  LLVMValueRef ni = LLVMBuildFPToSI(B, n, g->vi32, "");
-  LLVMValueRef sh[16];
-  for (int k = 0; k < 16; k++) sh[k] = LLVMConstInt(g->i32, 23, 0);
-  LLVMValueRef bits =
-      LLVMBuildAdd(B, LLVMBuildBitCast(B, p, g->vi32, ""),
-                   LLVMBuildShl(B, ni, LLVMConstVector(sh, 16), ""), "");
-  LLVMValueRef r = LLVMBuildBitCast(B, bits, g->vf, "");
-  r = LLVMBuildFAdd(B, r, LLVMBuildFSub(B, x, x, ""), "");
-  return LLVMBuildSelect(
-      B, LLVMBuildFCmp(B, LLVMRealOLT, x, vsplat(g, -125.0), ""),
-      LLVMConstNull(g->vf), r, "");
 }
 
 /* Lane 0 of a tree of op(x, x shuffled) over the 16 lanes (max or sum). */

@@ -33,6 +33,7 @@ struct jit_kernel {
   kr_mask_fn *mask;
   kr_tkinfo_fn *tkinfo;
   double ms;
+  bool score;           /* the module has spat_stile */
 };
 
 static double now_ms(void) {
@@ -119,6 +120,10 @@ static int link_kernel(jit_kernel *jk, LLVMMemoryBufferRef obj, char *err,
   }
   if (!lookup(jk, KABI_ERRAT, &f, err, errlen)) return 0;
   memcpy(&jk->k.errat, &f, sizeof f);
+  if (jk->score) {
+    if (!lookup(jk, KABI_STILE, &f, err, errlen)) return 0;
+    memcpy(&jk->k.stile, &f, sizeof f);
+  }
   return 1;
 }
 
@@ -140,8 +145,10 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     rt_errf(err, errlen, RT_ENOMEM, "out of memory");
     return NULL;
   }
+
   void *tile = NULL, *dtile = NULL;
   LLVMMemoryBufferRef obj = NULL;
+  jk->score = p->score != NULL;
   jk->k.plan = an_build(p, err, errlen);
   int ok = jk->k.plan != NULL &&
            tc_get(fwd, o->D, CG_F32, NULL, &tile, err, errlen) == 0 &&
@@ -171,6 +178,28 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
 
 rt_status jit_run(jit_kernel *k, const rt_args *a, char *err, size_t errlen) {
   return kr_run(&k->k, a, err, errlen);
+}
+
+rt_status jit_bwd_tiles(int64_t D, kr_bwd_fn *dq, kr_bwd_fn *dkdv, char *err,
+                        size_t errlen) {
+  void *fq = NULL, *fkv = NULL;
+  rt_status st =
+      tc_get(&cg_kinds[CG_KIND_BWD_DQ], D, CG_F32, NULL, &fq, err, errlen);
+  if (st == RT_OK)
+    st = tc_get(&cg_kinds[CG_KIND_BWD_DKDV], D, CG_F32, NULL, &fkv, err,
+                errlen);
+  if (st != RT_OK) return st;
+  memcpy(dq, &fq, sizeof fq);
+  memcpy(dkdv, &fkv, sizeof fkv);
+  return RT_OK;
+}
+
+rt_status jit_backward(jit_kernel *k, const rt_args *a, const rt_grad *g,
+                       char *err, size_t errlen) {
+  kr_bwd_fn dq, dkdv;
+  rt_status st = jit_bwd_tiles(k->k.D, &dq, &dkdv, err, errlen);
+  if (st != RT_OK) return st;
+  return kr_run_backward(&k->k, dq, dkdv, a, g, err, errlen);
 }
 
 double jit_compile_ms(const jit_kernel *k) { return k->ms; }
