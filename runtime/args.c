@@ -117,3 +117,69 @@ rt_status args_make(const args_shape *k, const spat_tensors *t,
   return RT_OK;
 }
 
+
+/* A tensor's bytes, for the overlap check: [p, p + n floats). */
+typedef struct span {
+  const char *what;
+  const char *p;
+  int64_t n;
+} span;
+
+static bool overlap(const span *x, const span *y) {
+  if (!x->p || !y->p || x->n == 0 || y->n == 0) return false;
+  uintptr_t a0 = (uintptr_t)x->p, b0 = (uintptr_t)y->p;
+  return a0 < b0 + (uintptr_t)y->n * sizeof(float) &&
+         b0 < a0 + (uintptr_t)x->n * sizeof(float);
+}
+
+rt_status args_make_grads(const args_shape *k, const spat_tensors *t,
+                          const spat_grads *sg, const rt_args *a, rt_grad *g,
+                          char *err, size_t errlen) {
+  if (sg == NULL) return rt_errf(err, errlen, RT_EINVAL, "gradients are NULL");
+  int64_t nq = a->B * a->H * a->Lq * a->D, nk = a->B * a->Hkv * a->Lk * a->D;
+  if (nq > 0 && t->lse == NULL)
+    return rt_errf(err, errlen, RT_EINVAL,
+                   "lse is NULL: the backward reads the forward's lse");
+  rt_status st;
+  if ((st = check_tensor("dout", sg->dout, a->B, a->H, a->Lq, k->D, err,
+                         errlen)) ||
+      (st = check_tensor("dq", sg->dq, a->B, a->H, a->Lq, k->D, err, errlen)) ||
+      (st = check_tensor("dk", sg->dk, a->B, a->Hkv, a->Lk, k->D, err,
+                         errlen)) ||
+      (st = check_tensor("dv", sg->dv, a->B, a->Hkv, a->Lk, k->D, err,
+                         errlen)))
+    return st;
+  int64_t nl = a->B * a->H * a->Lq;
+  const span out[3] = {{"dq", (const char *)sg->dq, nq},
+                       {"dk", (const char *)sg->dk, nk},
+                       {"dv", (const char *)sg->dv, nk}};
+  const span in[7] = {{"q", (const char *)t->q, nq},
+                      {"k", (const char *)t->k, nk},
+                      {"v", (const char *)t->v, nk},
+                      {"o", (const char *)t->o, nq},
+                      {"lse", (const char *)t->lse, nl},
+                      {"dout", (const char *)sg->dout, nq},
+                      {"dlse", (const char *)sg->dlse, sg->dlse ? nl : 0}};
+  for (int x = 0; x < 3; x++) {
+    for (int y = x + 1; y < 3; y++)
+      if (overlap(&out[x], &out[y]))
+        return rt_errf(err, errlen, RT_EINVAL, "%s and %s overlap",
+                       out[x].what, out[y].what);
+    for (int y = 0; y < 7; y++)
+      if (overlap(&out[x], &in[y]))
+        return rt_errf(err, errlen, RT_EINVAL,
+                       "%s overlaps %s (the gradients must not alias an input)",
+                       out[x].what, in[y].what);
+  }
+  *g = (rt_grad){0};
+  g->dout.data = (float *)sg->dout; /* read only */
+  g->dq.data = sg->dq;
+  g->dk.data = sg->dk;
+  g->dv.data = sg->dv;
+  g->dlse = sg->dlse;
+  g->dout.sb = a->o.sb, g->dout.sh = a->o.sh, g->dout.sl = a->o.sl;
+  g->dq.sb = a->q.sb, g->dq.sh = a->q.sh, g->dq.sl = a->q.sl;
+  g->dk.sb = a->k.sb, g->dk.sh = a->k.sh, g->dk.sl = a->k.sl;
+  g->dv.sb = a->v.sb, g->dv.sh = a->v.sh, g->dv.sl = a->v.sl;
+  return RT_OK;
+}

@@ -78,4 +78,9 @@ void rt_tensor_strides(rt_tensor *t, int layout, int64_t H, int64_t L,
 bool rt_has_rows(const rt_args *a);
 void rt_fill_no_keys(const rt_args *a);
 
+/* The backward's empty shapes, the same in every backend: with no rows or
+ * no keys no pair is allowed, so every gradient is zero.  Returns true (and
+ * has zeroed dq, dk and dv) in that case, false otherwise. */
+bool rt_grad_empty(const rt_args *a, const rt_grad *g);
+
 #endif

@@ -1165,6 +1165,20 @@ static rt_status interp_run(void *kernel, const rt_args *a, char *err,
   return interp_attention(k->p, &with, err, errlen);
 }
 
+static rt_status interp_backward(void *kernel, const rt_args *a,
+                                 const rt_grad *g, char *err, size_t errlen) {
+  const interp_kernel *k = kernel;
+  if (!k || !a || !g)
+    return rt_errf(err, errlen, RT_EINVAL, "no kernel, arguments or gradients");
+  if (k->opts.D > 0 && a->D != k->opts.D)
+    return rt_errf(err, errlen, RT_EINVAL,
+                   "kernel compiled for D=%lld, run with D=%lld",
+                   (long long)k->opts.D, (long long)a->D);
+  rt_args with = *a;
+  if (with.threads == 0) with.threads = k->opts.threads;
+  return interp_attention_backward(k->p, &with, g, err, errlen);
+}
+
 static void interp_free(void *kernel) { free(kernel); }
 
 static bool interp_supports_d(int64_t D) { return D >= 1; }
@@ -1176,5 +1190,6 @@ const backend backend_interp = {
     .d_text = "any D >= 1",
     .compile = interp_compile,
     .run = interp_run,
+    .backward = interp_backward,
     .free = interp_free,
 };

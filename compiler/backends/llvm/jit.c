@@ -145,6 +145,7 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     rt_errf(err, errlen, RT_ENOMEM, "out of memory");
     return NULL;
   }
+
   void *tile = NULL;
   LLVMMemoryBufferRef obj = NULL;
   jk->score = p->score != NULL;
@@ -174,6 +175,28 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
 
 rt_status jit_run(jit_kernel *k, const rt_args *a, char *err, size_t errlen) {
   return kr_run(&k->k, a, err, errlen);
+}
+
+rt_status jit_bwd_tiles(int64_t D, kr_bwd_fn *dq, kr_bwd_fn *dkdv, char *err,
+                        size_t errlen) {
+  void *fq = NULL, *fkv = NULL;
+  rt_status st =
+      tc_get(&cg_kinds[CG_KIND_BWD_DQ], D, CG_F32, NULL, &fq, err, errlen);
+  if (st == RT_OK)
+    st = tc_get(&cg_kinds[CG_KIND_BWD_DKDV], D, CG_F32, NULL, &fkv, err,
+                errlen);
+  if (st != RT_OK) return st;
+  memcpy(dq, &fq, sizeof fq);
+  memcpy(dkdv, &fkv, sizeof fkv);
+  return RT_OK;
+}
+
+rt_status jit_backward(jit_kernel *k, const rt_args *a, const rt_grad *g,
+                       char *err, size_t errlen) {
+  kr_bwd_fn dq, dkdv;
+  rt_status st = jit_bwd_tiles(k->k.D, &dq, &dkdv, err, errlen);
+  if (st != RT_OK) return st;
+  return kr_run_backward(&k->k, dq, dkdv, a, g, err, errlen);
 }
 
 double jit_compile_ms(const jit_kernel *k) { return k->ms; }

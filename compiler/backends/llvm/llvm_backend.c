@@ -82,6 +82,18 @@ static rt_status llvm_run(void *kernel, const rt_args *a, char *err,
   return jit_run(k->jit, a, err, errlen);
 }
 
+static rt_status llvm_backward(void *kernel, const rt_args *a,
+                               const rt_grad *g, char *err, size_t errlen) {
+  llvm_kernel *k = kernel;
+  if (k == NULL) return rt_errf(err, errlen, RT_EINVAL, "NULL kernel");
+  if (k->cached == NULL) return jit_backward(k->jit, a, g, err, errlen);
+  kr_bwd_fn dq, dkdv; /* the cache's objects carry no backward tiles */
+  rt_status st = jit_bwd_tiles(a->D, &dq, &dkdv, err, errlen);
+  if (st != RT_OK) return st;
+  return aot_backward_args(aot_loaded_desc(k->cached), a, g, dq, dkdv, err,
+                           errlen);
+}
+
 static void llvm_free(void *kernel) {
   llvm_kernel *k = kernel;
   if (k == NULL) return;
@@ -97,5 +109,6 @@ const backend backend_jit = {
     .d_text = "16, 32, 64, 80, 96, 128, 256",
     .compile = llvm_compile,
     .run = llvm_run,
+    .backward = llvm_backward,
     .free = llvm_free,
 };
