@@ -165,6 +165,10 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
   echo "cold: the pattern not in the disk cache, the tile kernel in it; cold_empty:"
   echo "an empty disk cache; warm: the pattern in the disk cache; in_process: more"
   echo "compiles in the truly_cold process (the tile kernel in memory)."
+  echo
+  # issue 12: decode against a KV cache (tests/perf/decode.c)
+  echo "== decode (build/bench-decode)" >&2
+  "$B/bench-decode" "$REPEATS"
 } >"$out"
 echo "wrote $out" >&2
 cat "$out"
