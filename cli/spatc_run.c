@@ -4,7 +4,11 @@
  * the log-sum-exp as float32 [B, H, Lq].  A one-line summary (sizes,
  * backend, times) goes to stderr.  JIT kernels come from the disk kernel
  * cache (spat_compile's .cache) unless --no-cache; a cache that cannot be
- * used means a plain JIT compile. */
+ * used means a plain JIT compile.  With --grad, also the backward pass
+ * (spat_kernel_backward) for dL/do from --do (shaped and laid out as q's
+ * files, with H and Lq) or drawn from the seed (stream 3), dlse zero;
+ * --dq, --dk, --dv write the gradients as float32 [B, H, Lq, D] and
+ * [B, Hkv, Lk, D]. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -57,6 +61,8 @@ static int write_f32(const char *path, int ndim, const int64_t *shape,
 
 typedef struct run_opts {
   const char *out, *lse;     /* -o, --lse */
+  const char *dout, *grad[3]; /* --do; --dq, --dk, --dv */
+  bool do_grad;              /* --grad */
   const char *backend;
   double scale;              /* 0: 1/sqrt(D) */
   int64_t threads;
@@ -70,6 +76,11 @@ static int run_option(void *ctx, const cli *c, int id) {
   case OPT_NO_CACHE: o->cache = false; return 0;
   case OPT_OUTPUT: o->out = c->arg; return 0;
   case OPT_LSE: o->lse = c->arg; return 0;
+  case OPT_GRAD: o->do_grad = true; return 0;
+  case OPT_DOUT: o->dout = c->arg; return 0;
+  case OPT_DQ: o->grad[0] = c->arg; return 0;
+  case OPT_DK: o->grad[1] = c->arg; return 0;
+  case OPT_DV: o->grad[2] = c->arg; return 0;
   case OPT_BACKEND:
     o->backend = c->arg;
     o->explicit_backend = true;
@@ -87,12 +98,77 @@ static int run_option(void *ctx, const cli *c, int id) {
   }
 }
 
+/* --grad: dL/do read or drawn, the backward pass, the gradients written;
+ * 0 or the exit status after printing. */
+static int run_grad(const run_opts *opt, const spatc_args *a,
+                    const spatc_shape *sh, const spat_kernel *kernel,
+                    const spat_tensors *t, const spatc_bound *bound,
+                    spatc_pat *pat) {
+  int64_t nq = a->B * a->H * a->Lq * a->D, nk = a->B * a->Hkv * a->Lk * a->D;
+  npy_array dfile;
+  memset(&dfile, 0, sizeof dfile);
+  spatc_tensor dout = {NULL, 0, 0, 0};
+  spatc_strides(&dout, a->layout, a->H, a->Lq, a->D);
+  float *mem[4] = {NULL, NULL, NULL, NULL}, *bhld = NULL;
+  int rc = SPATC_OK;
+  if (opt->dout) {
+    rc = spatc_read_f32("do", opt->dout, 4, &dfile);
+    int64_t want[4] = {a->B, a->layout ? a->Lq : a->H, a->layout ? a->H : a->Lq,
+                       a->D};
+    for (int x = 0; rc == SPATC_OK && x < 4; x++)
+      if (dfile.shape[x] != want[x])
+        rc = spatc_error("%s: do must be shaped as o, [%" PRId64 ", %" PRId64
+                         ", %" PRId64 ", %" PRId64 "]", opt->dout, want[0],
+                         want[1], want[2], want[3]);
+    dout.data = dfile.data;
+  } else {
+    dout.data = mem[3] = spatc_xmalloc((size_t)(nq + 1) * sizeof(float));
+    if (!dout.data) rc = SPATC_EUSER;
+    else spatc_randn(&dout, a->B, a->H, a->Lq, a->D, sh->seed, 3);
+  }
+  for (int x = 0; rc == SPATC_OK && x < 3; x++)
+    if (!(mem[x] = spatc_xmalloc((size_t)((x ? nk : nq) + 1) * sizeof(float))))
+      rc = SPATC_EUSER;
+  double t_bwd = 0;
+  if (rc == SPATC_OK) {
+    spat_grads g = {dout.data, NULL, mem[0], mem[1], mem[2], NULL};
+    double t0 = spatc_now_ms();
+    spat_status st = spat_kernel_backward(kernel, t, &g, bound->args,
+                                          bound->n_args);
+    t_bwd = spatc_now_ms() - t0;
+    if (st != SPAT_OK) rc = spatc_api_error(pat->ctx, st);
+  }
+  if (rc == SPATC_OK) {
+    fprintf(stderr, "spatc: backward %.2f ms\n", t_bwd);
+    bhld = a->layout == SPAT_LAYOUT_BHLD
+               ? NULL
+               : spatc_xmalloc((size_t)(nq > nk ? nq : nk) * sizeof(float) + 4);
+    if (a->layout != SPAT_LAYOUT_BHLD && !bhld) rc = SPATC_EUSER;
+  }
+  for (int x = 0; rc == SPATC_OK && x < 3; x++) {
+    if (!opt->grad[x]) continue;
+    int64_t H = x ? a->Hkv : a->H, L = x ? a->Lk : a->Lq;
+    int64_t shape[4] = {a->B, H, L, a->D};
+    const float *data = mem[x];
+    if (bhld) {
+      to_bhld(bhld, mem[x], a->B, H, L, a->D);
+      data = bhld;
+    }
+    rc = write_f32(opt->grad[x], 4, shape, data);
+  }
+  if (dfile.data) npy_free(&dfile);
+  for (int x = 0; x < 4; x++) free(mem[x]);
+  free(bhld);
+  return rc;
+}
+
 int spatc_run_main(int argc, char **argv) {
   static const spatc_opt ok[] = {
       OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_INPUT, OPT_PLUGIN, OPT_Q,
       OPT_K, OPT_V, OPT_SEED, OPT_BATCH, OPT_HEADS, OPT_KVHEADS, OPT_LEN,
       OPT_LQ, OPT_LK, OPT_DIM, OPT_LAYOUT, OPT_SCALE, OPT_OUTPUT, OPT_LSE,
-      OPT_BACKEND, OPT_THREADS, OPT_VERBOSE, OPT_NO_CACHE, OPT_NONE};
+      OPT_BACKEND, OPT_THREADS, OPT_VERBOSE, OPT_NO_CACHE, OPT_GRAD,
+      OPT_DOUT, OPT_DQ, OPT_DK, OPT_DV, OPT_NONE};
   cli c;
   cli_init(&c, argc, argv,
            "FILE (--q Q.npy --k K.npy --v V.npy | --seed S --len N) "
@@ -104,14 +180,22 @@ int spatc_run_main(int argc, char **argv) {
            "from a standard normal (see spatc(1)).\nWrites o as float32 "
            "[B, H, Lq, D] with -o and the log-sum-exp [B, H, Lq]\nwith --lse; "
            "a summary line goes to stderr.  JIT kernels are kept in the\n"
-           "disk kernel cache (see spatc cache) unless --no-cache.",
+           "disk kernel cache (see spatc cache) unless --no-cache.  --grad runs the "
+           "backward\npass too (dL/do from --do, else from the seed) and "
+           "writes --dq, --dk, --dv.",
            ok);
   spatc_sel sel;
   spatc_shape sh;
   sel_init(&sel);
   shape_init(&sh);
-  run_opts opt = {NULL, NULL, DEFAULT_BACKEND, 0, 0, false, false, true};
+  run_opts opt = {NULL, NULL, NULL, {NULL, NULL, NULL}, false,
+                  DEFAULT_BACKEND, 0, 0, false, false, true};
   int rc = spatc_parse(&c, &sel, &sh, run_option, &opt);
+  if (rc == SPATC_OK && !opt.do_grad &&
+      (opt.dout || opt.grad[0] || opt.grad[1] || opt.grad[2]))
+    rc = cli_usage_error(&c, "--do, --dq, --dk and --dv need --grad");
+  if (rc == SPATC_OK && opt.do_grad && !opt.dout && !sh.seeded)
+    rc = cli_usage_error(&c, "--grad needs --do FILE.npy or --seed S");
   if (rc == SPATC_OK && sh.head >= 0)
     rc = cli_usage_error(&c, "--head is not an option of run");
   int be = -1;
@@ -138,7 +222,7 @@ int spatc_run_main(int argc, char **argv) {
   const char *cache_state = "off";
   rc = spatc_load(&pat, &sel);
   if (rc == SPATC_OK) rc = spatc_qkv_setup(&qkv, &a, &sh, &c, QKV_QKV);
-  if (rc == SPATC_OK) rc = spatc_bind(&bound, &pat, &sel, a.Lk);
+  if (rc == SPATC_OK) rc = spatc_bind(&bound, &pat, &sel, &a);
   if (rc == SPATC_OK) {
     int64_t n_o = a.B * a.H * a.Lq * a.D;   /* bounded: q has as many */
     o = spatc_xmalloc((size_t)n_o * sizeof(float));
@@ -146,8 +230,10 @@ int spatc_run_main(int argc, char **argv) {
     o_kernel = a.layout == SPAT_LAYOUT_BHLD
                    ? o
                    : spatc_xmalloc((size_t)n_o * sizeof(float));
-    if (opt.lse) lse = spatc_xmalloc((size_t)(a.B * a.H * a.Lq) * sizeof(float));
-    if (!o || !o_kernel || (opt.lse && !lse)) rc = SPATC_EUSER;
+    bool want_lse = opt.lse || opt.do_grad;
+    if (want_lse)
+      lse = spatc_xmalloc((size_t)(a.B * a.H * a.Lq + 1) * sizeof(float));
+    if (!o || !o_kernel || (want_lse && !lse)) rc = SPATC_EUSER;
   }
   double t_compile = 0, t_run = 0;
   spat_status st = SPAT_OK;
@@ -209,6 +295,13 @@ int spatc_run_main(int argc, char **argv) {
     int64_t shape[4] = {a.B, a.H, a.Lq, a.D};
     if (opt.out) rc = write_f32(opt.out, 4, shape, o);
     if (rc == SPATC_OK && opt.lse) rc = write_f32(opt.lse, 3, shape, lse);
+  }
+  if (rc == SPATC_OK && opt.do_grad) {
+    spat_tensors t = spatc_tensors(&a);
+    t.o = o_kernel;
+    t.lse = lse;
+    t.scale = (float)opt.scale;
+    rc = run_grad(&opt, &a, &sh, kernel, &t, &bound, &pat);
   }
   spat_kernel_free(kernel);
   if (o_kernel != o) free(o_kernel);

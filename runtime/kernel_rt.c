@@ -57,6 +57,7 @@ typedef struct scratch {
   int64_t span_cap;
   kr_topk *tk;        /* n_topk */
   tk_buf *tb;         /* n_topk */
+  float *kg, *vg;     /* [KR_BK][D]: gathered keys and values (joins) */
   double *qd;         /* [D] */
   double *km;         /* key-block means [lkg][D] of (km_b, km_h, km_g) */
   size_t km_cap;
@@ -67,6 +68,12 @@ typedef struct scratch {
   rnd_cache rnd;
 } scratch;
 
+typedef struct join_tiles {
+  int64_t *x0, *group;  /* per query tile: first grouped row, group (-1:
+                           rows without keys) */
+  int64_t n;
+} join_tiles;
+
 typedef struct run {
   kr_kernel *k;
   const rt_args *a;
@@ -76,6 +83,10 @@ typedef struct run {
   scratch *ws;        /* per worker */
   _Atomic signed char *vbad; /* per (b, kv head): 0 unknown, 1 v finite,
                                 2 v has a NaN or an infinity */
+  const plan_groups *groups; /* joins: per head (or one for all), else NULL */
+  const join_tiles *jtiles;   /* their query tiles */
+  int groups_per_head;
+  int64_t join_tiles;         /* query tiles per head, the most of any head */
   _Atomic int failed;
   rt_status st;
   char *err;
@@ -201,7 +212,7 @@ static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
 
 static void scratch_free(scratch *s, int n_topk) {
   free(s->qt); free(s->acc); free(s->m); free(s->l); free(s->st);
-  free(s->spans); free(s->qd); free(s->km);
+  free(s->spans); free(s->qd); free(s->km); free(s->kg); free(s->vg);
   free(s->hs); free(s->hj);
   for (int64_t n = 0; n < s->rnd.n_nodes; n++) free(s->rnd.nodes[n].bits);
   free(s->rnd.nodes);
@@ -221,10 +232,12 @@ static int scratch_init(scratch *s, const kr_kernel *k) {
   s->span_cap = 64;
   s->spans = malloc((size_t)s->span_cap * sizeof *s->spans);
   s->qd = malloc(D * sizeof(double));
+  s->kg = aalloc(D * KR_BK * sizeof(float));
+  s->vg = aalloc(D * KR_BK * sizeof(float));
   s->tk = calloc((size_t)k->n_topk + 1, sizeof *s->tk);
   s->tb = calloc((size_t)k->n_topk + 1, sizeof *s->tb);
   return s->qt && s->acc && s->m && s->l && s->st && s->spans && s->qd && s->tk &&
-         s->tb;
+         s->tb && s->kg && s->vg;
 }
 
 static int grow(void **p, size_t *cap, size_t need, size_t elt) {
@@ -563,6 +576,9 @@ static int v_nonfinite(run *R, int64_t b, int64_t hk) {
   return bad != 0;
 }
 
+static void write_rows(run *R, const scratch *s, int64_t b, int64_t h,
+                       const int64_t *rows, int64_t r0, int64_t nr);
+
 /* --- one task: a query tile of one head -------------------------------- */
 
 static void task(void *ctx, int64_t id, int worker) {
@@ -631,9 +647,13 @@ static void task(void *ctx, int64_t id, int worker) {
       int64_t nc = sp[y].k1 - j0 < KR_BK ? sp[y].k1 - j0 : KR_BK;
       const float *kt = kb + j0 * a->k.sl, *vt = vb + j0 * a->v.sl;
       while (sp[cur].k1 <= j0) cur++;
+#define TILE(maskt)                                                          \
+  (K->stile ? K->stile(&env, pos_of_row(a, r0), j0, s->qt, kt, a->k.sl, vt,   \
+                       a->v.sl, nc, maskt, s->acc, s->m, s->l, R->c, s->st)  \
+            : K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, maskt, s->acc,    \
+                      s->m, s->l, R->c, s->st))
       if (sp[cur].kind == PLAN_FULL && sp[cur].k1 >= j0 + nc) {
-        K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m,
-                s->l, R->c, s->st);
+        TILE(NULL);
         continue;
       }
       uint64_t any = 0, all = ~0ull;
@@ -651,12 +671,12 @@ static void task(void *ctx, int64_t id, int worker) {
       if (!any) continue;
       /* a masked key weighs 0, but 0 * NaN is NaN: with a non-finite v a
        * masked tile runs per row over its allowed keys only */
-      if (all != valid && v_nonfinite(R, b, hk)) {
+      if (all != valid && !K->stile && v_nonfinite(R, b, hk)) {
         sparse_rows(qb + r0 * a->q.sl, a->q.sl, kt, a->k.sl, vt, a->v.sl, D,
                     s->rows, nr, s->acc, s->m, s->l, R->c);
         continue;
       }
-      if (all != valid) {
+      if (all != valid && !K->stile) {
         int64_t pairs = 0;
         for (int64_t r = 0; r < nr && pairs <= KR_SPARSE_MAX; r++)
           pairs += __builtin_popcountll(s->rows[r]);
@@ -667,14 +687,13 @@ static void task(void *ctx, int64_t id, int worker) {
         }
       }
       if (all == valid) {  /* every row allows every key: no mask */
-        K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m, s->l,
-                R->c, s->st);
+        TILE(NULL);
         continue;
       }
       memcpy(s->cols, s->rows, sizeof s->cols);
       transpose64(s->cols);
-      K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, s->cols, s->acc, s->m,
-              s->l, R->c, s->st);
+      TILE(s->cols);
+#undef TILE
     }
   }
 
@@ -682,8 +701,18 @@ static void task(void *ctx, int64_t id, int worker) {
     fail(R, RT_ENOMEM, "%s", "out of memory (random key sets)");
     return;
   }
-  for (int64_t r = 0; r < nr; r++) {
-    float *o = a->o.data + b * a->o.sb + h * a->o.sh + (r0 + r) * a->o.sl;
+  write_rows(R, s, b, h, NULL, r0, nr);
+}
+
+/* o = acc / l and lse of the tile's rows: row r is query row rows[r], or
+ * r0 + r when rows is NULL. */
+static void write_rows(run *R, const scratch *s, int64_t b, int64_t h,
+                       const int64_t *rows, int64_t r0, int64_t nr) {
+  const rt_args *a = R->a;
+  int64_t D = R->k->D;
+  for (int64_t x = 0; x < nr; x++) {
+    int64_t r = x, row = rows ? rows[x] : r0 + x;
+    float *o = a->o.data + b * a->o.sb + h * a->o.sh + row * a->o.sl;
     const float *acc = s->acc + r * D;
     float l = s->l[r], lse;
     if (l > 0 || isnan(l)) {  /* NaN: a NaN score, the row is NaN */
@@ -694,8 +723,99 @@ static void task(void *ctx, int64_t id, int worker) {
       for (int64_t d = 0; d < D; d++) o[d] = 0;
       lse = -INFINITY;
     }
-    if (a->lse) a->lse[b * a->lse_sb + h * a->lse_sh + r0 + r] = lse;
+    if (a->lse) a->lse[b * a->lse_sb + h * a->lse_sh + row] = lse;
   }
+}
+
+/* --- joins: one query tile of a group (plan_groups) --------------------- */
+
+/* Task id: (b, h, tile) with R->join_tiles tiles per head: the tile's
+ * rows are grouped rows [x0, x0 + 64) of one group (all its keys allowed),
+ * or of the rows that allow no key. */
+static void join_task(void *ctx, int64_t id, int worker) {
+  run *R = ctx;
+  if (atomic_load_explicit(&R->failed, memory_order_relaxed)) return;
+  const kr_kernel *K = R->k;
+  const rt_args *a = R->a;
+  scratch *s = &R->ws[worker];
+  int64_t D = K->D, t = id % R->join_tiles, bh = id / R->join_tiles;
+  int64_t h = bh % a->H, b = bh / a->H, hk = h / (a->H / a->Hkv);
+  int64_t hx = R->groups_per_head ? h : 0;
+  const plan_groups *G = R->groups + hx;
+  const join_tiles *T = R->jtiles + hx;
+  if (t >= T->n) return;
+  int64_t x0 = T->x0[t], g = T->group[t];
+  int64_t end = g >= 0 ? G->qs[g + 1] : a->Lq;
+  int64_t nr = end - x0 < KR_BQ ? end - x0 : KR_BQ;
+  const int64_t *rows = G->qrow + x0;
+  const float *qb = a->q.data + b * a->q.sb + h * a->q.sh;
+  const float *kb = a->k.data + b * a->k.sb + hk * a->k.sh;
+  const float *vb = a->v.data + b * a->v.sb + hk * a->v.sh;
+  if (nr < KR_BQ) memset(s->qt, 0, sizeof(float) * (size_t)(D * KR_BQ));
+  for (int64_t r = 0; r < nr; r++) {
+    const float *qr = qb + rows[r] * a->q.sl;
+    for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = qr[d];
+  }
+  memset(s->acc, 0, sizeof(float) * (size_t)(D * KR_BQ));
+  for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
+  for (int64_t y = g >= 0 ? G->ks[g] : 0; g >= 0 && y < G->ks[g + 1]; y += KR_BK) {
+    int64_t nc = G->ks[g + 1] - y < KR_BK ? G->ks[g + 1] - y : KR_BK;
+    for (int64_t c = 0; c < nc; c++) {
+      memcpy(s->kg + c * D, kb + G->key[y + c] * a->k.sl, sizeof(float) * (size_t)D);
+      memcpy(s->vg + c * D, vb + G->key[y + c] * a->v.sl, sizeof(float) * (size_t)D);
+    }
+    K->tile(s->qt, s->kg, D, s->vg, D, nc, NULL, s->acc, s->m, s->l, R->c, s->st);
+  }
+  write_rows(R, s, b, h, rows, 0, nr);
+}
+
+/* The query tiles of groups G: each group's rows cut into tiles of KR_BQ,
+ * then the rows without keys; false when out of memory. */
+static bool tile_groups(const plan_groups *G, int64_t Lq, join_tiles *T) {
+  int64_t n = (Lq - G->n_rows + KR_BQ - 1) / KR_BQ;
+  for (int64_t g = 0; g < G->n_groups; g++)
+    n += (G->qs[g + 1] - G->qs[g] + KR_BQ - 1) / KR_BQ;
+  T->x0 = malloc(sizeof *T->x0 * (size_t)(n + 1));
+  T->group = malloc(sizeof *T->group * (size_t)(n + 1));
+  if (!T->x0 || !T->group) return false;
+  T->n = 0;
+  for (int64_t g = 0; g < G->n_groups; g++)
+    for (int64_t x = G->qs[g]; x < G->qs[g + 1]; x += KR_BQ)
+      T->x0[T->n] = x, T->group[T->n++] = g;
+  for (int64_t x = G->n_rows; x < Lq; x += KR_BQ)
+    T->x0[T->n] = x, T->group[T->n++] = -1;
+  return true;
+}
+
+/* Groups the rows and keys of a join (plan_join) and runs its tiles: 1 when
+ * done (or failed, in R), 0 when the pattern is no join here. */
+static int join_run(run *R, th_pool *pool) {
+  const kr_kernel *K = R->k;
+  const rt_args *a = R->a;
+  int per_head = plan_join_reads_head(K->plan);
+  int64_t n = per_head ? a->H : 1, tiles = 0;
+  plan_groups *G = calloc((size_t)n, sizeof *G);
+  join_tiles *T = calloc((size_t)n, sizeof *T);
+  int rc = G && T ? 1 : -1;
+  for (int64_t h = 0; h < n && rc == 1; h++) {
+    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+    rc = plan_join(K->plan, &pe, &G[h]);
+    if (rc == 1 && !tile_groups(&G[h], a->Lq, &T[h])) rc = -1;
+    if (rc == 1 && T[h].n > tiles) tiles = T[h].n;
+  }
+  if (rc == 1 && tiles > 0) {
+    R->groups = G, R->jtiles = T, R->groups_per_head = per_head;
+    R->join_tiles = tiles;
+    th_for(pool, a->B * a->H * tiles, join_task, R);
+  }
+  if (rc < 0) fail(R, RT_ENOMEM, "%s", "out of memory (join groups)");
+  for (int64_t h = 0; G && T && h < n; h++) {
+    plan_groups_free(&G[h]);
+    free(T[h].x0), free(T[h].group);
+  }
+  free(G), free(T);
+  R->groups = NULL, R->jtiles = NULL;
+  return rc != 0;
 }
 
 /* --- entry -------------------------------------------------------------- */
@@ -814,7 +934,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   int ok = R.ws != NULL && R.vbad != NULL;
   for (int w = 0; ok && w < nw; w++) ok = scratch_init(&R.ws[w], k);
   if (ok) {
-    th_for(pool, a->B * a->H * R.n_qt, task, &R);
+    if (!join_run(&R, pool)) th_for(pool, a->B * a->H * R.n_qt, task, &R);
     if (atomic_load(&R.failed)) st = R.st;
   } else {
     st = RT_ENOMEM;

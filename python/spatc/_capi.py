@@ -105,7 +105,7 @@ class ExternInfo(ctypes.Structure):  # spat_extern_info
 class PatternInfo(ctypes.Structure):  # spat_pattern_info
     _fields_ = [("name", cp), ("n_args", sz), ("args", ctypes.POINTER(ArgInfo)),
                 ("n_externs", sz), ("externs", ctypes.POINTER(ExternInfo)),
-                ("data_dependent", ctypes.c_bool)]
+                ("data_dependent", ctypes.c_bool), ("top_left", ctypes.c_bool)]
 
 
 class ParamDecl(ctypes.Structure):  # spat_param_decl
