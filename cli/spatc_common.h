@@ -185,8 +185,9 @@ typedef struct spatc_bound {
 int spatc_bind_runtime(int64_t *out, const spatc_pat *sp, const spatc_sel *s);
 /* Also the input arrays and extern functions: 0 or 1 after printing
  * (unknown or missing names, bad arrays). */
+struct spatc_args;
 int spatc_bind(spatc_bound *b, const spatc_pat *sp, const spatc_sel *s,
-               int64_t Lk);
+               const struct spatc_args *sizes);
 void spatc_bound_free(spatc_bound *b);
 
 /* Sizes and tensors: --batch --heads --kv-heads --lq --lk --len --dim

@@ -138,7 +138,7 @@ int spatc_run_main(int argc, char **argv) {
   const char *cache_state = "off";
   rc = spatc_load(&pat, &sel);
   if (rc == SPATC_OK) rc = spatc_qkv_setup(&qkv, &a, &sh, &c, QKV_QKV);
-  if (rc == SPATC_OK) rc = spatc_bind(&bound, &pat, &sel, a.Lk);
+  if (rc == SPATC_OK) rc = spatc_bind(&bound, &pat, &sel, &a);
   if (rc == SPATC_OK) {
     int64_t n_o = a.B * a.H * a.Lq * a.D;   /* bounded: q has as many */
     o = spatc_xmalloc((size_t)n_o * sizeof(float));

@@ -246,10 +246,8 @@ static spat_status describe(spat_pattern *p, spat_pattern_info *out) {
   for (int k = 0; k < prog->n_runtime; k++)
     args[k] = (spat_arg_info){prog->runtime[k].name, SPAT_KIND_SCALAR,
                               prog->runtime[k].has_deflt,
-                              prog->runtime[k].deflt};
-  for (int k = 0; k < prog->n_inputs; k++)
-    args[prog->n_runtime + k] =
-        (spat_arg_info){prog->inputs[k].name, SPAT_KIND_INPUT, false, 0};
+                              prog->runtime[k].deflt, 0, NULL};
+  for (int k = 0; k < prog->n_inputs; k++) args[prog->n_runtime + k] = api_input_info(prog, k);
   for (int k = 0; k < prog->n_externs; k++)
     ext[k] = (spat_extern_info){prog->externs[k].name,
                                 prog->externs[k].n_args};
@@ -272,11 +270,7 @@ spat_status spat_pattern_describe(spat_pattern *pp, spat_pattern_info *out) {
 
 /* ---- masks --------------------------------------------------------------- */
 
-static const char *kind_name(spat_kind kind) {
-  return kind == SPAT_KIND_SCALAR  ? "a runtime scalar"
-         : kind == SPAT_KIND_INPUT ? "an input array"
-                                   : "an unknown kind";
-}
+static const char *kind_name(spat_kind kind) { return api_kind_name(kind); }
 
 /* Checks a mask query and makes its rt_args (scalars and inputs into the
  * caller's arrays, which a points to). */
@@ -308,7 +302,7 @@ static spat_status mask_args(const spat_kernel *k, const char *fn,
     if (args[x].kind == SPAT_KIND_SCALAR)
       scalars[ns++] = args[x].scalar;
     else
-      inputs[ni++] = args[x].input;
+      inputs[ni++] = api_value_array(&args[x]);
   }
   bool topk = ir_is_data_dependent(k->prog);
   if (topk && (t->q == NULL || t->k == NULL))

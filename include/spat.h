@@ -309,19 +309,34 @@ typedef struct spat_tensors {
 } spat_tensors;
 
 /* A kernel's arguments are its pattern's `runtime` scalars (int64_t), in
- * declaration order, then its `input` arrays (const int32_t *, Lk entries
- * each), in declaration order. */
+ * declaration order, then its `input` arrays, in declaration order: int
+ * inputs as const int32_t *, float inputs (language version 2) as
+ * const float *.  An input holds the product of its dimensions elements,
+ * C-contiguous (last dimension fastest); spat_arg_shape gives them for the
+ * sizes of a run (`int[]` is one dimension of Lk). */
 typedef enum spat_kind {
-  SPAT_KIND_SCALAR = 1, /* `runtime n`: int64_t */
-  SPAT_KIND_INPUT = 2,  /* `input doc: int[]`: const int32_t[Lk] */
+  SPAT_KIND_SCALAR = 1,      /* `runtime n`: int64_t */
+  SPAT_KIND_INPUT = 2,       /* `input doc: int[...]`: const int32_t * */
+  SPAT_KIND_FLOAT_INPUT = 3, /* `input slope: float[...]`: const float * */
 } spat_kind;
+
+#define SPAT_MAX_DIMS 8
 
 typedef struct spat_arg_info {
   const char *name;
   spat_kind kind;
   bool has_default; /* scalars: the pattern gives a default */
   int64_t default_value;
+  int n_dims;        /* inputs: how many dimensions (1..SPAT_MAX_DIMS) */
+  const void *shape; /* inputs: for spat_arg_shape (internal) */
 } spat_arg_info;
+
+/* The dimensions of input argument a for a run's sizes into dims[n_dims];
+ * returns n_dims, or -1 when a is not an input or a dimension is negative
+ * (or its size overflows) for these sizes. */
+SPAT_API int spat_arg_shape(const spat_arg_info *a, int64_t B, int64_t H,
+                            int64_t Hkv, int64_t Lq, int64_t Lk, int64_t D,
+                            int64_t *dims);
 
 typedef struct spat_signature {
   const char *pattern; /* the pattern's name */
@@ -381,14 +396,19 @@ typedef struct spat_value {
   spat_kind kind;
   int64_t scalar;       /* SPAT_KIND_SCALAR */
   const int32_t *input; /* SPAT_KIND_INPUT */
+  const float *finput;  /* SPAT_KIND_FLOAT_INPUT */
 } spat_value;
 
 static inline spat_value spat_scalar(int64_t v) {
-  spat_value x = {SPAT_KIND_SCALAR, v, NULL};
+  spat_value x = {SPAT_KIND_SCALAR, v, NULL, NULL};
   return x;
 }
 static inline spat_value spat_input(const int32_t *a) {
-  spat_value x = {SPAT_KIND_INPUT, 0, a};
+  spat_value x = {SPAT_KIND_INPUT, 0, a, NULL};
+  return x;
+}
+static inline spat_value spat_input_f32(const float *a) {
+  spat_value x = {SPAT_KIND_FLOAT_INPUT, 0, NULL, a};
   return x;
 }
 

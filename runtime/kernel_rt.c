@@ -628,9 +628,13 @@ static void task(void *ctx, int64_t id, int worker) {
       int64_t nc = sp[y].k1 - j0 < KR_BK ? sp[y].k1 - j0 : KR_BK;
       const float *kt = kb + j0 * a->k.sl, *vt = vb + j0 * a->v.sl;
       while (sp[cur].k1 <= j0) cur++;
+#define TILE(maskt)                                                          \
+  (K->stile ? K->stile(&env, pos_of_row(a, r0), j0, s->qt, kt, a->k.sl, vt,   \
+                       a->v.sl, nc, maskt, s->acc, s->m, s->l, R->c, s->st)  \
+            : K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, maskt, s->acc,    \
+                      s->m, s->l, R->c, s->st))
       if (sp[cur].kind == PLAN_FULL && sp[cur].k1 >= j0 + nc) {
-        K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m,
-                s->l, R->c, s->st);
+        TILE(NULL);
         continue;
       }
       uint64_t any = 0, all = ~0ull;
@@ -648,12 +652,12 @@ static void task(void *ctx, int64_t id, int worker) {
       if (!any) continue;
       /* a masked key weighs 0, but 0 * NaN is NaN: with a non-finite v a
        * masked tile runs per row over its allowed keys only */
-      if (all != valid && v_nonfinite(R, b, hk)) {
+      if (all != valid && !K->stile && v_nonfinite(R, b, hk)) {
         sparse_rows(qb + r0 * a->q.sl, a->q.sl, kt, a->k.sl, vt, a->v.sl, D,
                     s->rows, nr, s->acc, s->m, s->l, R->c);
         continue;
       }
-      if (all != valid) {
+      if (all != valid && !K->stile) {
         int64_t pairs = 0;
         for (int64_t r = 0; r < nr && pairs <= KR_SPARSE_MAX; r++)
           pairs += __builtin_popcountll(s->rows[r]);
@@ -664,14 +668,13 @@ static void task(void *ctx, int64_t id, int worker) {
         }
       }
       if (all == valid) {  /* every row allows every key: no mask */
-        K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m, s->l,
-                R->c, s->st);
+        TILE(NULL);
         continue;
       }
       memcpy(s->cols, s->rows, sizeof s->cols);
       transpose64(s->cols);
-      K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, s->cols, s->acc, s->m,
-              s->l, R->c, s->st);
+      TILE(s->cols);
+#undef TILE
     }
   }
 

@@ -97,6 +97,15 @@ typedef void (*kr_tile_fn)(const float *qt, const float *k, int64_t sk,
                            const uint64_t *maskt, float *acc, float *m,
                            float *l, float c, float *st);
 
+/* The tile of a pattern with `with score E` (language version 2): the same
+ * step with E applied to each score before the online softmax; i0 is the
+ * position of the tile's first row, j0 its first key. */
+typedef void (*kr_stile_fn)(const kr_env *e, int64_t i0, int64_t j0,
+                            const float *qt, const float *k, int64_t sk,
+                            const float *v, int64_t sv, int64_t ncols,
+                            const uint64_t *maskt, float *acc, float *m,
+                            float *l, float c, float *st);
+
 typedef struct th_pool th_pool;
 
 /* A compiled kernel as the driver sees it (filled by jit.c or aot code). */
@@ -108,6 +117,8 @@ typedef struct kr_kernel {
   kr_mask_fn *mask;             /* n_topk + 1: the root, then P of topk t */
   kr_tkinfo_fn *tkinfo;         /* n_topk */
   kr_tile_fn tile;
+  kr_stile_fn stile;            /* non-NULL: the pattern's score tile, used
+                                   instead of tile (no sparse-row path) */
   kr_errat_fn errat;
   const char *const *errors;    /* messages, "file:line:col: error: what",
                                    \1 and \2 standing for errat's values */

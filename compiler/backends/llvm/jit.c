@@ -33,6 +33,7 @@ struct jit_kernel {
   kr_mask_fn *mask;
   kr_tkinfo_fn *tkinfo;
   double ms;
+  bool score;           /* the module has spat_stile */
 };
 
 static double now_ms(void) {
@@ -119,6 +120,10 @@ static int link_kernel(jit_kernel *jk, LLVMMemoryBufferRef obj, char *err,
   }
   if (!lookup(jk, KABI_ERRAT, &f, err, errlen)) return 0;
   memcpy(&jk->k.errat, &f, sizeof f);
+  if (jk->score) {
+    if (!lookup(jk, KABI_STILE, &f, err, errlen)) return 0;
+    memcpy(&jk->k.stile, &f, sizeof f);
+  }
   return 1;
 }
 
@@ -142,6 +147,7 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
   }
   void *tile = NULL;
   LLVMMemoryBufferRef obj = NULL;
+  jk->score = p->score != NULL;
   jk->k.plan = an_build(p, err, errlen);
   int ok = jk->k.plan != NULL &&
            tc_get(fwd, o->D, CG_F32, NULL, &tile, err, errlen) == 0 &&

@@ -59,7 +59,8 @@ static void *llvm_compile(const ir_program *p, const backend_opts *o,
     return NULL;
   }
   backend_cache state = BACKEND_CACHE_OFF;
-  if (o->cache && cg_supported_d(o->D)) k->cached = from_cache(p, o, &state);
+  /* patterns with a score: the JIT's own score tile, not in cached objects */
+  if (o->cache && cg_supported_d(o->D) && !p->score) k->cached = from_cache(p, o, &state);
   if (k->cached == NULL) k->jit = jit_compile(p, o, err, errlen);
   if (o->cache_out != NULL) *o->cache_out = state;
   if (k->cached == NULL && k->jit == NULL) {
