@@ -57,7 +57,7 @@ TEST_SRCS   := $(wildcard tests/unit/test_*.c)
 TEST_BINS   := $(TEST_SRCS:tests/unit/%.c=$(B)/tests/%)
 DEPS_STAMP  := $(B)/.deps-ok
 
-.PHONY: all test demo bench bench-compile bench-peers install uninstall clean asan ubsan valgrind tsan deps
+.PHONY: all test demo bench bench-compile bench-peers install uninstall clean asan ubsan valgrind tsan deps python test-torch
 all: $(B)/libspat.a $(B)/libspat.so $(B)/spatc
 
 deps: $(DEPS_STAMP)
@@ -146,6 +146,21 @@ bench-compile: all $(B)/compile-times
 
 bench-peers: all
 	@bash bench/peers.sh
+
+# The Python package (python/, docs/python.md): libspat.so and the pattern
+# library copied into it, then pip-installed into $(PYTHON)'s environment
+# (a venv: Debian's own python3 refuses pip installs).
+PYTHON ?= python3
+python: $(B)/libspat.so
+	cp $(B)/libspat.so python/spatc/libspat.so
+	mkdir -p python/spatc/patterns && cp patterns/*.pat python/spatc/patterns/
+	$(PYTHON) -m pip install ./python
+
+# The torch layer's tests (tests/torch/run-torch.sh) in the venv
+# $(SPATC_VENV), made and given torch when missing.
+SPATC_VENV ?= $(HOME)/.cache/spatc-torch
+test-torch: $(B)/libspat.so
+	@B=$(B) SPATC_VENV=$(SPATC_VENV) bash tests/torch/run-torch.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \

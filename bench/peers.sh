@@ -4,7 +4,8 @@
 # measured numbers are in docs/peers.md).  Optional: torch is never a build
 # dependency; without it this says how to install it and exits 0.
 # Environment: PYTHON (default python3), B (build dir), LIB (libspat.so),
-# REPEATS (default 5), PEERS_ARGS (more bench/peers.py options).
+# REPEATS (default 5), PEERS_ARGS (more bench/peers.py options),
+# PEERS_LIB_ARGS (more bench/peers_library.py options).
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 B=${B:-build}
@@ -26,4 +27,7 @@ if [ ! -f "$LIB" ]; then
   exit 1
 fi
 # shellcheck disable=SC2086
-exec "$PYTHON" bench/peers.py --lib "$LIB" --repeats "$REPEATS" ${PEERS_ARGS:-}
+"$PYTHON" bench/peers.py --lib "$LIB" --repeats "$REPEATS" ${PEERS_ARGS:-}
+# the newer library patterns against FlexAttention with the same mask_mod /
+# score_mod (BLOCK_SIZE 64 and default), through spatc bench
+"$PYTHON" bench/peers_library.py --spatc "$B/spatc" --repeats "$REPEATS" ${PEERS_LIB_ARGS:-}

@@ -250,10 +250,80 @@ static void gen_bounds(bld *b, ir_op op, const ir_node *e) {
   else emit(b, PLAN_ICONST), emit(b, INT64_MAX), ipush(b, 1);
 }
 
+static bool enc_int(bld *b, const ir_node *n, size_t limit);
+
+/* Is n, a where atom or a && || ! of them, planned exactly by its atoms
+ * (input equality, linear comparisons of i, j and i - j, conditions of
+ * neither)? */
+static bool exact_pred(bld *b, const ir_node *n) {
+  int64_t k1, k2;
+  lin x, y;
+  switch (n->op) {
+  case IR_LAND:
+  case IR_LOR: return exact_pred(b, n->kids[0]) && exact_pred(b, n->kids[1]);
+  case IR_NOT: return exact_pred(b, n->kids[0]);
+  case IR_EQ:
+  case IR_NE:
+    if ((is_input_of(n->kids[0], IR_VAR_I, &k1) &&
+         is_input_of(n->kids[1], IR_VAR_J, &k2) && k1 == k2) ||
+        (is_input_of(n->kids[0], IR_VAR_J, &k1) &&
+         is_input_of(n->kids[1], IR_VAR_I, &k2) && k1 == k2))
+      return true;
+    /* fall through */
+  case IR_LT:
+  case IR_LE:
+  case IR_GT:
+  case IR_GE:
+    if (linear(b, n->kids[0], &x) && linear(b, n->kids[1], &y)) {
+      int64_t ci = x.ci - y.ci, cj = x.cj - y.cj;
+      return (ci == 0 || ci == 1 || ci == -1) && (cj == 0 || cj == 1 || cj == -1) &&
+             !(ci == 1 && cj == 1) && !(ci == -1 && cj == -1);
+    }
+    return is_plannable(n);
+  default:
+    return is_plannable(n);
+  }
+}
+
+static int tree_depth(const ir_node *n, int cap) {
+  int d = 0;
+  if (cap <= 0) return 1;
+  for (int k = 0; k < n->n_kids; k++) {
+    int x = tree_depth(n->kids[k], cap - 1);
+    if (x > d) d = x;
+  }
+  return d + 1;
+}
+
+/* A predicate of i and j whose atoms are not exact, without inputs or
+ * externs: one BOX over its whole tree (plan_box.c), so that && and ||
+ * prune with every operand.  False when it does not fit. */
+#define BOX_GRAIN 16     /* keys: undecided ranges split down to this */
+#define BOX_WORDS 4096   /* words of one boxed tree, at most */
+static bool gen_box(bld *b, const ir_node *n) {
+  if (!ir_has_op(n, IR_VAR_I) || !ir_has_op(n, IR_VAR_J) ||
+      ir_has_op(n, IR_INPUT) || ir_has_op(n, IR_EXTERN) ||
+      ir_tree_size(n, BOX_WORDS) >= BOX_WORDS / 2 || exact_pred(b, n) ||
+      tree_depth(n, PLAN_BOX_DEPTH + 1) > PLAN_BOX_DEPTH - 1)
+    return false;
+  size_t at = b->n;
+  emit(b, PLAN_PBOX), emit(b, BOX_GRAIN);
+  size_t len_at = emit(b, 0), start = b->n;
+  if (!enc_int(b, n, start + BOX_WORDS) || b->n >= start + BOX_WORDS) {
+    b->n = at;
+    return false;
+  }
+  if (!b->oom) b->w[len_at] = (int64_t)(b->n - start);
+  lpush(b, 1);
+  bound(b, 128);
+  return true;
+}
+
 static void gen_pred(bld *b, const ir_node *n) {
   size_t j1;
   int64_t k1, k2;
   lin x, y;
+  if (gen_box(b, n)) return;
   switch (n->op) {
   case IR_LAND:
   case IR_LOR:
@@ -616,7 +686,8 @@ static int cmp_i64(const void *a, const void *b) {
 /* Tiles and keys per row from the exact mask (the reference interpreter),
  * over every row, or over evenly spaced rows when there are too many. */
 static int explain_exact(FILE *f, const ir_program *p, const plan_env *env,
-                         int64_t bq, int64_t bk, char *err, size_t errlen) {
+                         int64_t bq, int64_t bk, int64_t visited, char *err,
+                         size_t errlen) {
   int64_t Lq = env->Lq, Lk = env->Lk;
   int64_t nkt = (Lk + bk - 1) / bk, step = 1;
   if (Lq == 0) return 0;
@@ -665,8 +736,11 @@ static int explain_exact(FILE *f, const ir_program *p, const plan_env *env,
   if (rc == 0 && n_rows > 0) {
     qsort(per, (size_t)n_rows, sizeof *per, cmp_i64);
     if (step == 1)
-      fprintf(f, "  exact mask: key tiles full %lld, partial %lld, empty %lld\n",
-              (long long)tiles[2], (long long)tiles[1], (long long)tiles[0]);
+      fprintf(f, "  exact mask: key tiles full %lld, partial %lld, empty %lld; "
+              "tiles visited / needed %lld / %lld = %.2fx\n",
+              (long long)tiles[2], (long long)tiles[1], (long long)tiles[0],
+              (long long)visited, (long long)(tiles[1] + tiles[2]),
+              tiles[1] + tiles[2] ? (double)visited / (double)(tiles[1] + tiles[2]) : 0.0);
     fprintf(f, "  keys per row, exact: min %lld, median %lld, max %lld%s\n",
             (long long)per[0], (long long)per[n_rows / 2],
             (long long)per[n_rows - 1], step > 1 ? " (sampled rows)" : "");
@@ -786,7 +860,8 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
               "median %lld, max %lld\n",
               (long long)hi[0], (long long)hi[Lq / 2], (long long)hi[Lq - 1]);
     }
-    if (exact && rc == 0) rc = explain_exact(f, p, &env, bq, bk, err, errlen);
+    if (exact && rc == 0)
+      rc = explain_exact(f, p, &env, bq, bk, nfull + npart, err, errlen);
     if (H > 1 && same_heads) {
       fprintf(f, "(every head has the same pattern)\n");
       break;

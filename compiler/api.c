@@ -863,6 +863,14 @@ static spat_status kernel_backward(const spat_kernel *k, const spat_tensors *t,
       args_make(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
   if (rs == RT_OK)
     rs = args_make_grads(&k->shape, t, g, &a, &rg, err, sizeof err);
+  /* spat_grads.dinputs: one per float input; rt_grad's: one per input */
+  float *dins[FFI_ENTRY_MAX_ARGS + 1];
+  const ir_program *p = k->prog;
+  if (rs == RT_OK && g->dinputs && p->n_inputs <= FFI_ENTRY_MAX_ARGS) {
+    for (int x = 0, f = 0; x < p->n_inputs; x++)
+      dins[x] = p->inputs[x].is_float ? g->dinputs[f++] : NULL;
+    rg.dinputs = dins;
+  }
   if (rs == RT_OK && !rt_grad_empty(&a, &rg))
     rs = k->be->backward
              ? k->be->backward(k->obj, &a, &rg, err, sizeof err)

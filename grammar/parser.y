@@ -48,6 +48,7 @@ static void yyerror(src_span *loc, yyscan_t scanner, ast_ctx *ctx, const char *m
 
 %union {
   int64_t ival;
+  double dval;
   const char *str;
   ast_node *node;
   ast_list *list;
@@ -58,22 +59,28 @@ static void yyerror(src_span *loc, yyscan_t scanner, ast_ctx *ctx, const char *m
 
 %token IMPORT "'import'" LET "'let'" PATTERN "'pattern'" RUNTIME "'runtime'"
 %token INPUT "'input'" EXTERN "'extern'" FN "'fn'" BLOCKS "'blocks'"
+%token WITH "'with'" IN "'in'"
+%token <dval> FLOAT_LIT "float"
 %token <ival> INT_LIT "integer"
 %token <str> IDENT "name" STRING "string"
 %token DOTDOT "'..'" EQ "'=='" NE "'!='" LE "'<='" GE "'>='"
-%token ANDAND "'&&'" OROR "'||'" ARROW "'->'"
+%token ANDAND "'&&'" OROR "'||'" ARROW "'->'" SHL "'<<'" SHR "'>>'"
 
 %type <node> expr primary arg item type
-%type <list> args items params param_list types type_list
+%type <list> args items params param_list types type_list names index_list
 %type <param> param
 
+%precedence LETIN
+%left WITH
 %right '?' ':'
 %left OROR
 %left ANDAND
 %left '|'
+%left '^'
 %left '&'
 %left EQ NE
 %left '<' '>' LE GE
+%left SHL SHR
 %left '+' '-'
 %left '*' '/' '%'
 %precedence UNARY
@@ -88,8 +95,15 @@ file:
 decl:
   IMPORT STRING ';'             { ast_import(ctx, $2, @2, @$); }
 | LET IDENT '=' expr ';'        { ast_let(ctx, $2, @2, $4, @$); }
+| LET IDENT '(' names ')' '=' expr ';'
+                                { ast_func(ctx, $2, @2, $4, $7, @$); }
 | PATTERN IDENT params '=' expr ';'
-                                { ast_pattern(ctx, $2, @2, $3, $3 != NULL, $5, @$); }
+                                { ast_pattern(ctx, $2, @2, $3, $3 != NULL, NULL, @2, $5, @$); }
+| PATTERN IDENT params IDENT '(' IDENT ')' '=' expr ';'
+                                { if (strcmp($4, "aligned"))
+                                    ast_error(ctx, @4, "unexpected name '%s', expected '=' or aligned(top_left)", $4);
+                                  else
+                                    ast_pattern(ctx, $2, @2, $3, $3 != NULL, $6, @6, $9, @$); }
 | EXTERN FN IDENT '(' types ')' ARROW IDENT ';'
                                 { ast_extern(ctx, $3, @3, $5, $8, @8, @$); }
 | error ';'                     { if (ctx->fatal) YYABORT; yyerrok; ast_decl_done(ctx); }
@@ -111,8 +125,21 @@ param:
 | IDENT '=' expr                { $$ = ast_param_new(ctx, AST_PARAM_CT, $1, @1, $3); }
 | RUNTIME IDENT                 { $$ = ast_param_new(ctx, AST_PARAM_RUNTIME, $2, @2, NULL); }
 | RUNTIME IDENT '=' expr        { $$ = ast_param_new(ctx, AST_PARAM_RUNTIME, $2, @2, $4); }
-| INPUT IDENT ':' IDENT '[' ']' { $$ = ast_param_input(ctx, $2, @2, $4, SPAN(@4, @6), true); }
-| INPUT IDENT ':' IDENT         { $$ = ast_param_input(ctx, $2, @2, $4, @4, false); }
+| INPUT IDENT ':' IDENT '[' ']' { $$ = ast_param_input(ctx, $2, @2, $4, SPAN(@4, @6), true, NULL); }
+| INPUT IDENT ':' IDENT '[' index_list ']'
+                                { $$ = ast_param_input(ctx, $2, @2, $4, SPAN(@4, @7), true, $6); }
+| INPUT IDENT ':' IDENT         { $$ = ast_param_input(ctx, $2, @2, $4, @4, false, NULL); }
+;
+
+names:
+  %empty                        { $$ = ast_list_new(ctx); }
+| IDENT                         { $$ = ast_list_add(ctx, ast_list_new(ctx), ast_name(ctx, $1, @1)); }
+| names ',' IDENT               { $$ = ast_list_add(ctx, $1, ast_name(ctx, $3, @3)); }
+;
+
+index_list:
+  expr                          { $$ = ast_list_add(ctx, ast_list_new(ctx), $1); }
+| index_list ',' expr           { $$ = ast_list_add(ctx, $1, $3); }
 ;
 
 types:
@@ -133,6 +160,21 @@ expr:
   primary                       { $$ = $1; }
 | '!' expr %prec UNARY          { $$ = ast_unary(ctx, AST_OP_NOT, $2, @$); }
 | '-' expr %prec UNARY          { $$ = ast_unary(ctx, AST_OP_NEG, $2, @$); }
+| '~' expr %prec UNARY          { $$ = ast_unary(ctx, AST_OP_BNOT, $2, @$); }
+| expr SHL expr                 { $$ = ast_binary(ctx, AST_OP_SHL, $1, $3, @$); }
+| expr SHR expr                 { $$ = ast_binary(ctx, AST_OP_SHR, $1, $3, @$); }
+| expr '^' expr                 { $$ = ast_binary(ctx, AST_OP_XOR, $1, $3, @$); }
+| expr WITH IDENT expr %prec WITH
+                                { if (strcmp($3, "score")) {
+                                    ast_error(ctx, @3, "expected 'score' after 'with'");
+                                    $$ = NULL;
+                                  } else {
+                                    $$ = ast_score(ctx, $1, $4, @$);
+                                  } }
+| LET IDENT '=' expr IN expr %prec LETIN
+                                { $$ = ast_letin(ctx, $2, @2, NULL, $4, $6, @$); }
+| LET IDENT '(' names ')' '=' expr IN expr %prec LETIN
+                                { $$ = ast_letin(ctx, $2, @2, $4, $7, $9, @$); }
 | expr '*' expr                 { $$ = ast_binary(ctx, AST_OP_MUL, $1, $3, @$); }
 | expr '/' expr                 { $$ = ast_binary(ctx, AST_OP_DIV, $1, $3, @$); }
 | expr '%' expr                 { $$ = ast_binary(ctx, AST_OP_MOD, $1, $3, @$); }
@@ -153,10 +195,11 @@ expr:
 
 primary:
   INT_LIT                       { $$ = ast_int(ctx, $1, @1); }
+| FLOAT_LIT                     { $$ = ast_float(ctx, $1, @1); }
 | IDENT                         { $$ = ast_name(ctx, $1, @1); }
 | IDENT '(' ')'                 { $$ = ast_call(ctx, $1, @1, NULL, @$); }
 | IDENT '(' args ')'            { $$ = ast_call(ctx, $1, @1, $3, @$); }
-| IDENT '[' expr ']'            { $$ = ast_index(ctx, $1, @1, $3, @$); }
+| IDENT '[' index_list ']'      { $$ = ast_index(ctx, $1, @1, $3, @$); }
 | BLOCKS '(' expr ')' '{' expr '}'
                                 { $$ = ast_blocks(ctx, $3, $6, @$); }
 | '{' '}'                       { $$ = ast_set(ctx, NULL, @$); }
@@ -236,7 +279,8 @@ static int yyreport_syntax_error(const yypcontext_t *yc, yyscan_t scanner,
   }
   bool keyword = tok == YYSYMBOL_IMPORT || tok == YYSYMBOL_LET || tok == YYSYMBOL_PATTERN ||
                  tok == YYSYMBOL_RUNTIME || tok == YYSYMBOL_INPUT || tok == YYSYMBOL_EXTERN ||
-                 tok == YYSYMBOL_FN || tok == YYSYMBOL_BLOCKS;
+                 tok == YYSYMBOL_FN || tok == YYSYMBOL_BLOCKS ||
+                 tok == YYSYMBOL_WITH || tok == YYSYMBOL_IN;
   if (want_name && keyword && !expr_start) {
     char kw[40];
     tok_name(kw, sizeof kw, tok);

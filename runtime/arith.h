@@ -16,7 +16,23 @@
 
 #include <stdint.h>
 
-typedef enum { AR_OK = 0, AR_OVERFLOW = 1, AR_DIVZERO = 2 } ar_status;
+typedef enum { AR_OK = 0, AR_OVERFLOW = 1, AR_DIVZERO = 2, AR_SHIFT = 3 } ar_status;
+
+/* Shifts (language version 2): a count outside [0, 63] is AR_SHIFT, a left
+ * shift whose result does not shift back to a is AR_OVERFLOW; >> is
+ * arithmetic. */
+static inline ar_status ar_shl(int64_t a, int64_t n, int64_t *r) {
+  if (n < 0 || n > 63) return AR_SHIFT;
+  int64_t v = (int64_t)((uint64_t)a << n);
+  if ((v >> n) != a) return AR_OVERFLOW;
+  *r = v;
+  return AR_OK;
+}
+static inline ar_status ar_shr(int64_t a, int64_t n, int64_t *r) {
+  if (n < 0 || n > 63) return AR_SHIFT;
+  *r = a >> n;
+  return AR_OK;
+}
 
 static inline ar_status ar_add(int64_t a, int64_t b, int64_t *r) {
   return __builtin_add_overflow(a, b, r) ? AR_OVERFLOW : AR_OK;

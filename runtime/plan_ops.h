@@ -29,7 +29,7 @@ enum {
 /* "PLAT" and the format version: bump the version whenever the instruction
  * set or the header changes, so that a plan stored by an older library (an
  * AOT object, a kernel cache entry) is refused instead of misread. */
-#define PLAN_VERSION 3ll
+#define PLAN_VERSION 4ll
 #define PLAN_MAGIC (0x54414c50ll | (PLAN_VERSION << 32))
 
 /* Evaluator limits (the builder sizes plans to fit them). */
@@ -39,6 +39,8 @@ enum {
 #define PLAN_RANDOM_MAX 16  /* random: exact keys when rows * r <= this */
 #define PLAN_DOC_VALUES 8   /* doceq: distinct x[i] in a tile, at most */
 #define PLAN_RESIDUE_RUNS 64 /* stride, dilated: key runs planned for */
+#define PLAN_BOX_EVALS 512  /* box: interval evaluations per tile, at most */
+#define PLAN_BOX_DEPTH 64   /* box: tree depth, at most */
 
 /* X(name, operand words, text) */
 #define PLAN_OPS(X)                                                       \
@@ -107,6 +109,11 @@ enum {
                                operand is the length of the integer code  \
                                that follows, ending in RET */             \
   X(PIPRED, 1, "ipred")     /* a predicate of i alone, run per row */     \
+  X(PBOX, 2, "box")         /* a predicate of i and j over intervals      \
+                               (runtime/plan_box.c): operands G, n; its   \
+                               tree follows in n words, prefix form as in \
+                               the where table; key ranges split in two   \
+                               down to G keys while undecided */          \
   X(IVARI, 0, "i")          /* inside a JPRED/IPRED body */               \
   X(IVARJ, 0, "j")                                                        \
   X(IINPUT, 1, "input")     /* pops a position; operand: input index */   \

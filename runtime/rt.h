@@ -52,6 +52,9 @@ typedef struct rt_grad {
   rt_tensor dout;          /* dL/do, shaped as o; read */
   const float *dlse;       /* dL/dlse, strides lse_sb/lse_sh; NULL: zero */
   rt_tensor dq, dk, dv;    /* written */
+  float *const *dinputs;   /* NULL, or one per program input: for a float
+                              input the score reads, its gradient (written,
+                              shaped as the input); NULL entries skipped */
 } rt_grad;
 
 /* The library's one way to report a failure: a message formatted into the

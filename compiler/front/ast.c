@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *const ast_op_text[AST_N_OPS] = {
@@ -189,13 +190,48 @@ ast_node *ast_arg(ast_ctx *c, const char *name, src_span name_sp, ast_node *v,
 }
 
 ast_node *ast_index(ast_ctx *c, const char *name, src_span name_sp,
-                    ast_node *i, src_span sp) {
-  if (!i) return NULL;
-  ast_node *n = node(c, AST_INDEX, sp, i, NULL, NULL);
+                    ast_list *idx, src_span sp) {
+  if (!idx || idx->n < 1 || !idx->v[0]) return NULL;
+  ast_node *n = node(c, AST_INDEX, sp, idx->v[0], NULL, NULL);
   if (!n) return NULL;
   n->name = name;
   n->name_span = name_sp;
+  return with_items(c, n, idx);
+}
+
+double ast_float_literal(ast_ctx *c, const char *text, int len, src_span sp) {
+  char buf[80];
+  int n = 0;
+  for (int k = 0; k < len && n < (int)sizeof buf - 1; k++)
+    if (text[k] != '_') buf[n++] = text[k];
+  buf[n] = 0;
+  if (len >= (int)sizeof buf) {
+    ast_error(c, sp, "float literal too long");
+    return 0;
+  }
+  return strtod(buf, NULL); /* overflow gives inf, as in C */
+}
+
+ast_node *ast_float(ast_ctx *c, double v, src_span sp) {
+  ast_node *n = node(c, AST_FLOAT, sp, NULL, NULL, NULL);
+  if (n) n->dval = v;
   return n;
+}
+
+ast_node *ast_letin(ast_ctx *c, const char *name, src_span name_sp,
+                    ast_list *params, ast_node *v, ast_node *body, src_span sp) {
+  if (!v || !body) return NULL;
+  ast_node *n = node(c, AST_LETIN, sp, v, body, NULL);
+  if (!n) return NULL;
+  n->name = name;
+  n->name_span = name_sp;
+  n->has_params = params != NULL;
+  return with_items(c, n, params);
+}
+
+ast_node *ast_score(ast_ctx *c, ast_node *pat, ast_node *e, src_span sp) {
+  if (!pat || !e) return NULL;
+  return node(c, AST_SCORE, sp, pat, e, NULL);
 }
 
 ast_node *ast_range(ast_ctx *c, ast_node *a, ast_node *b, src_span sp) {
@@ -252,12 +288,19 @@ ast_param *ast_param_new(ast_ctx *c, ast_param_kind k, const char *name,
 }
 
 ast_param *ast_param_input(ast_ctx *c, const char *name, src_span sp,
-                           const char *type, src_span type_sp, bool is_array) {
+                           const char *type, src_span type_sp, bool is_array,
+                           ast_list *dims) {
   ast_param *p = ast_param_new(c, AST_PARAM_INPUT, name, sp, NULL);
   if (!p) return NULL;
   p->type = type;
   p->type_span = type_sp;
   p->is_array = is_array;
+  if (dims) {
+    for (int k = 0; k < dims->n; k++)
+      if (!dims->v[k]) return NULL;
+    p->dims = (ast_node **)dims->v;
+    p->n_dims = dims->n;
+  }
   return p;
 }
 
@@ -285,9 +328,33 @@ void ast_let(ast_ctx *c, const char *name, src_span name_sp, ast_node *body,
   if (d) d->body = body;
 }
 
+void ast_func(ast_ctx *c, const char *name, src_span name_sp, ast_list *params,
+              ast_node *body, src_span sp) {
+  if (!body || !params) return;
+  ast_param **ps = params->n ? alloc(c, sizeof *ps * (size_t)params->n) : NULL;
+  if (params->n && !ps) return;
+  for (int k = 0; k < params->n; k++) {
+    ast_node *nm = params->v[k];
+    if (!nm || !(ps[k] = ast_param_new(c, AST_PARAM_CT, nm->name, nm->span, NULL)))
+      return;
+  }
+  ast_decl *d = decl(c, AST_D_FUNC, name, name_sp, sp);
+  if (!d) return;
+  d->body = body;
+  d->params = ps;
+  d->n_params = params->n;
+  d->has_parens = true;
+}
+
 void ast_pattern(ast_ctx *c, const char *name, src_span name_sp,
-                 ast_list *params, bool has_parens, ast_node *body, src_span sp) {
+                 ast_list *params, bool has_parens, const char *align,
+                 src_span align_sp, ast_node *body, src_span sp) {
   if (!body) return;
+  if (align && strcmp(align, "top_left")) {
+    ast_error(c, align_sp, "unknown alignment '%s' (the one alignment to declare "
+              "is top_left; bottom-right is the default)", align);
+    return;
+  }
   if (params)
     for (int k = 0; k < params->n; k++)
       if (!params->v[k]) return;
@@ -295,6 +362,7 @@ void ast_pattern(ast_ctx *c, const char *name, src_span name_sp,
   if (!d) return;
   d->body = body;
   d->has_parens = has_parens;
+  d->top_left = align != NULL;
   if (params) {
     d->params = (ast_param **)params->v;
     d->n_params = params->n;

@@ -24,7 +24,8 @@
   X(NEG, "-") X(NOT, "!")                                             \
   X(MUL, "*") X(DIV, "/") X(MOD, "%") X(ADD, "+") X(SUB, "-")         \
   X(LT, "<") X(LE, "<=") X(GT, ">") X(GE, ">=") X(EQ, "==") X(NE, "!=") \
-  X(BAND, "&") X(BOR, "|") X(LAND, "&&") X(LOR, "||")
+  X(BAND, "&") X(BOR, "|") X(LAND, "&&") X(LOR, "||")                \
+  X(XOR, "^") X(SHL, "<<") X(SHR, ">>") X(BNOT, "~")
 
 typedef enum {
 #define X(name, text) AST_OP_##name,
@@ -46,7 +47,10 @@ typedef enum {
   AST_INDEX,  /* name[a] */
   AST_RANGE,  /* a .. b */
   AST_SET,    /* {items} */
-  AST_BLOCKS  /* blocks(a) { b } */
+  AST_BLOCKS, /* blocks(a) { b } */
+  AST_FLOAT,  /* dval (version 2: score expressions) */
+  AST_LETIN,  /* let name(items) = a in b; items: the parameter NAMEs */
+  AST_SCORE   /* a with score b */
 } ast_kind;
 
 typedef struct ast_node ast_node;
@@ -59,9 +63,12 @@ struct ast_node {
   int depth;           /* 1 + deepest child */
   bool parens;         /* written inside ( ) */
   int64_t ival;
+  double dval;         /* FLOAT */
+  bool has_params;     /* LETIN: written with a parameter list */
   const char *name;
   ast_node *a, *b, *c;
-  ast_node **items;    /* CALL arguments, SET items */
+  ast_node **items;    /* CALL arguments, SET items, INDEX indices
+                          (a is the first), LETIN parameters */
   int n_items;
   ast_decl *decl;      /* sema: NAME/CALL resolved to a top-level declaration */
 };
@@ -71,7 +78,11 @@ typedef struct ast_list {
   int n, cap;
 } ast_list;
 
-typedef enum { AST_PARAM_CT, AST_PARAM_RUNTIME, AST_PARAM_INPUT } ast_param_kind;
+typedef enum {
+  AST_PARAM_CT, AST_PARAM_RUNTIME, AST_PARAM_INPUT,
+  AST_PARAM_LOCAL, /* sema: a name of let ... in (never parsed as a parameter) */
+  AST_PARAM_ARG    /* sema: a function's parameter bound to an argument */
+} ast_param_kind;
 
 typedef struct ast_param {
   ast_param_kind kind;
@@ -80,10 +91,15 @@ typedef struct ast_param {
   ast_node *deflt;      /* NULL: no default (always NULL for inputs) */
   const char *type;     /* INPUT: element type name as written */
   src_span type_span;
-  bool is_array;        /* INPUT: type written with [] */
+  bool is_array;        /* INPUT: type written with [...] */
+  ast_node **dims;      /* INPUT: the dimensions written; NULL for int[] */
+  int n_dims;
 } ast_param;
 
-typedef enum { AST_D_IMPORT, AST_D_LET, AST_D_PATTERN, AST_D_EXTERN } ast_decl_kind;
+typedef enum {
+  AST_D_IMPORT, AST_D_LET, AST_D_PATTERN, AST_D_EXTERN,
+  AST_D_FUNC   /* let f(x, y) = body; (params: the names as CT params) */
+} ast_decl_kind;
 
 struct ast_decl {
   ast_decl_kind kind;
@@ -94,6 +110,7 @@ struct ast_decl {
   ast_param **params;   /* PATTERN */
   int n_params;
   bool has_parens;      /* PATTERN: declared with a parameter list */
+  bool top_left;        /* PATTERN: aligned(top_left) */
   const char **arg_types;  /* EXTERN: type names */
   src_span *arg_spans;
   int n_args;
@@ -155,7 +172,13 @@ ast_node *ast_call(ast_ctx *c, const char *name, src_span name_sp,
 ast_node *ast_arg(ast_ctx *c, const char *name, src_span name_sp, ast_node *v,
                   src_span sp);
 ast_node *ast_index(ast_ctx *c, const char *name, src_span name_sp,
-                    ast_node *i, src_span sp);
+                    ast_list *idx, src_span sp);
+double ast_float_literal(ast_ctx *c, const char *text, int len, src_span sp);
+ast_node *ast_float(ast_ctx *c, double v, src_span sp);
+/* let name(params) = v in body (params NULL: a plain name). */
+ast_node *ast_letin(ast_ctx *c, const char *name, src_span name_sp,
+                    ast_list *params, ast_node *v, ast_node *body, src_span sp);
+ast_node *ast_score(ast_ctx *c, ast_node *pat, ast_node *e, src_span sp);
 ast_node *ast_range(ast_ctx *c, ast_node *a, ast_node *b, src_span sp);
 ast_node *ast_set(ast_ctx *c, ast_list *items, src_span sp);
 ast_node *ast_blocks(ast_ctx *c, ast_node *b, ast_node *body, src_span sp);
@@ -168,13 +191,20 @@ ast_list *ast_list_add(ast_ctx *c, ast_list *l, void *item);
 /* Declarations: appended to c->decls. */
 ast_param *ast_param_new(ast_ctx *c, ast_param_kind k, const char *name,
                          src_span sp, ast_node *deflt);
+/* dims: NULL for int[] or a type without brackets, else the dimensions. */
 ast_param *ast_param_input(ast_ctx *c, const char *name, src_span sp,
-                           const char *type, src_span type_sp, bool is_array);
+                           const char *type, src_span type_sp, bool is_array,
+                           ast_list *dims);
 void ast_import(ast_ctx *c, const char *path, src_span path_sp, src_span sp);
 void ast_let(ast_ctx *c, const char *name, src_span name_sp, ast_node *body,
              src_span sp);
+/* align: NULL, or the name inside aligned(...) (only top_left is valid). */
 void ast_pattern(ast_ctx *c, const char *name, src_span name_sp,
-                 ast_list *params, bool has_parens, ast_node *body, src_span sp);
+                 ast_list *params, bool has_parens, const char *align,
+                 src_span align_sp, ast_node *body, src_span sp);
+/* let name(params) = body;  params: NAME nodes. */
+void ast_func(ast_ctx *c, const char *name, src_span name_sp, ast_list *params,
+              ast_node *body, src_span sp);
 /* types: a list of ast_node NAMEs (the argument type names). */
 void ast_extern(ast_ctx *c, const char *name, src_span name_sp, ast_list *types,
                 const char *ret, src_span ret_sp, src_span sp);

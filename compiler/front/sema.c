@@ -22,6 +22,7 @@
 #include "sema.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,11 +33,12 @@
 #define SEMA_MAX_NODES SPAT_MAX_IR_NODES
 #define SEMA_MAX_EXTERN_ARGS SPAT_MAX_EXTERN_ARGS
 
-typedef enum { T_ERR, T_INT, T_PAT, T_SET } ty;
+typedef enum { T_ERR, T_INT, T_PAT, T_SET, T_FLT } ty;
 
 static const char *ty_name(ty t) {
   switch (t) {
   case T_INT: return "an integer";
+  case T_FLT: return "a float";
   case T_PAT: return "a pattern";
   case T_SET: return "an index set";
   default: return "an invalid expression";
@@ -48,12 +50,22 @@ typedef struct val {
   ty t;
   bool where_only;     /* uses i, j, an input or an extern */
   src_span where_span; /* the first such use */
+  ir_node *score;      /* a pattern with `with score`: its E */
 } val;
 
+struct env;
 typedef struct binding {
   ast_param *p;
   ir_node *value;      /* CT, instantiate mode: the bound expression */
   int index;           /* RUNTIME / INPUT, instantiate mode: table index */
+  /* LOCAL (let ... in): the value or function body, its parameter names
+   * and the scope it was defined in; ARG: the argument's value */
+  ast_node *lbody;
+  ast_node **lparams;
+  int n_lparams;
+  bool is_fn;
+  struct env *lenv;
+  val v;               /* ARG: the value; LOCAL, check mode: type, where */
 } binding;
 
 typedef struct env {
@@ -62,6 +74,7 @@ typedef struct env {
   int n;               /* bindings visible (a prefix while reading defaults) */
   bool defaults;       /* translating a parameter default */
   ast_decl *pattern;   /* the pattern whose parameters these are */
+  struct env *up;      /* the enclosing scope (let ... in), or NULL */
 } env;
 
 typedef struct table_entry {
@@ -83,6 +96,12 @@ typedef struct sema {
   int n_frames;        /* instantiate mode: lets and calls being inlined */
   int n_pend;          /* frames of the last error, shown after its notes */
   bool bad_defines;    /* fe_instantiate was given an unusable -D */
+  bool in_score;       /* translating the E of `with score E` */
+  bool in_dims;        /* translating an input's dimension */
+  bool score_top;      /* the node being translated may be `P with score E` */
+  bool top_left;       /* instantiate: the program's alignment */
+  int in_blocks;       /* blocks { } being translated */
+  bool call_top;       /* the pattern call being translated is at the top */
   strmap seen;         /* rendered keys of errors already reported */
   int n_suggest;       /* did-you-mean searches made */
   unsigned gen;        /* instantiate mode: memo generation (0: no memo) */
@@ -146,7 +165,7 @@ static void note(sema *S, src_span sp, const char *fmt, ...) {
 
 static val bad(sema *S) {
   S->failed = true;
-  return (val){NULL, T_ERR, false, SPAN_NONE};
+  return (val){NULL, T_ERR, false, SPAN_NONE, NULL};
 }
 
 /* ---- names ---------------------------------------------------------- */
@@ -154,6 +173,12 @@ static val bad(sema *S) {
 typedef enum {
   B_NONE, B_VAR, B_PRIM, B_FUNC, B_TYPE
 } builtin_kind;
+
+/* Version 2 names are soft: a parameter, let or declaration of the same
+ * name hides them, so files written before them keep their meaning. */
+#define IR_VAR_R IR_N_OPS        /* r: lowered to i - offset */
+#define IR_INF (IR_N_OPS + 1)    /* inf: the float constant */
+#define IR_CLAMP (IR_N_OPS + 2)  /* clamp(x, lo, hi) */
 
 /* X(name, kind, op, min args, max args, argument kinds)
  * argument kinds: i integer, w integer predicate (i, j allowed),
@@ -182,25 +207,42 @@ typedef enum {
   X("max", B_FUNC, IR_MAX, 2, 2, "ii")               \
   X("abs", B_FUNC, IR_ABS, 1, 1, "i")                \
   X("int", B_TYPE, IR_CONST, 0, 0, "")               \
-  X("bool", B_TYPE, IR_CONST, 0, 0, "")
+  X("bool", B_TYPE, IR_CONST, 0, 0, "")              \
+  X("b", B_VAR, IR_VAR_B, 0, 0, "")                  \
+  X("r", B_VAR, IR_VAR_R, 0, 0, "")                  \
+  X("s", B_VAR, IR_FSCORE, 0, 0, "")                 \
+  X("B", B_VAR, IR_SIZE_B, 0, 0, "")                 \
+  X("Hkv", B_VAR, IR_SIZE_HKV, 0, 0, "")             \
+  X("D", B_VAR, IR_SIZE_D, 0, 0, "")                 \
+  X("inf", B_VAR, IR_INF, 0, 0, "")                  \
+  X("clamp", B_FUNC, IR_CLAMP, 3, 3, "iii")          \
+  X("exp", B_FUNC, IR_FEXP, 1, 1, "f")               \
+  X("log", B_FUNC, IR_FLOG, 1, 1, "f")               \
+  X("sqrt", B_FUNC, IR_FSQRT, 1, 1, "f")             \
+  X("tanh", B_FUNC, IR_FTANH, 1, 1, "f")             \
+  X("diagonals", B_PRIM, IR_DIAG, 1, 1, "s")         \
+  X("route", B_PRIM, IR_ROUTE, 1, 1, "c")
 
 typedef struct builtin {
   const char *name;
   builtin_kind kind;
-  ir_op op;
+  int op;
   int min, max;
   const char *args;
+  bool soft;           /* version 2: hidden by a user name */
 } builtin;
 
 static const builtin builtins[] = {
-#define X(n, k, op, mn, mx, a) {n, k, op, mn, mx, a},
+#define X(n, k, op, mn, mx, a) \
+  {n, k, op, mn, mx, a, (op >= IR_VAR_B && op <= IR_INPUTN) || op >= IR_DIAG},
     BUILTINS(X)
 #undef X
 };
 #define N_BUILTINS ((int)(sizeof builtins / sizeof builtins[0]))
 
 static const char *const keywords[] = {"import", "let", "pattern", "runtime",
-                                       "input", "extern", "fn", "blocks"};
+                                       "input", "extern", "fn", "blocks",
+                                       "with", "in"};
 
 static const builtin *find_builtin(const char *name) {
   for (int k = 0; k < N_BUILTINS; k++)
@@ -215,7 +257,7 @@ bool sema_is_reserved(const char *name, const char **what) {
       return true;
     }
   const builtin *b = find_builtin(name);
-  if (!b) return false;
+  if (!b || b->soft) return false;
   if (what)
     *what = b->kind == B_VAR    ? "a built-in variable"
             : b->kind == B_PRIM ? "a built-in primitive"
@@ -270,8 +312,9 @@ static ast_decl *resolve(sema *S, env *E, ast_node *e) {
 }
 
 static binding *find_binding(env *E, const char *name) {
-  for (int k = 0; k < E->n; k++)
-    if (!strcmp(E->b[k].p->name, name)) return &E->b[k];
+  for (; E; E = E->up)
+    for (int k = E->n - 1; k >= 0; k--)
+      if (!strcmp(E->b[k].p->name, name)) return &E->b[k];
   return NULL;
 }
 
@@ -371,6 +414,7 @@ static ir_node *clone(sema *S, const ir_node *n) {
   ir_node *c = mk(S, n->op, n->n_kids, n->span);
   if (!c) return NULL;
   c->value = n->value;
+  c->fvalue = n->fvalue;
   for (int k = 0; k < n->n_kids; k++) {
     c->kids[k] = clone(S, n->kids[k]);
     if (!c->kids[k]) return NULL;
@@ -413,6 +457,20 @@ static bool fold(sema *S, ir_op op, int64_t a, int64_t b, src_span sp,
   case IR_NE: r = a != b; break;
   case IR_LAND: r = a && b; break;
   case IR_LOR: r = a || b; break;
+  case IR_IAND: r = a & b; break;
+  case IR_IOR: r = a | b; break;
+  case IR_IXOR: r = a ^ b; break;
+  case IR_SHL:
+  case IR_SHR: {
+    ar_status st = op == IR_SHL ? ar_shl(a, b, &r) : ar_shr(a, b, &r);
+    if (st == AR_SHIFT) {
+      if (S->inst)
+        err(S, sp, "shift count %" PRId64 " is outside [0, 63] in a constant expression", b);
+      return false;
+    }
+    ovf = st != AR_OK;
+    break;
+  }
   default: return false;
   }
   if (ovf) {
@@ -426,7 +484,7 @@ static bool fold(sema *S, ir_op op, int64_t a, int64_t b, src_span sp,
 /* An integer op node, folded when its operands are constant. */
 static val int_op(sema *S, ir_op op, val a, val b, src_span sp) {
   int nk = op == IR_NEG || op == IR_NOT || op == IR_ABS ? 1 : 2;
-  val r = {NULL, T_INT, a.where_only || (nk == 2 && b.where_only), SPAN_NONE};
+  val r = {NULL, T_INT, a.where_only || (nk == 2 && b.where_only), SPAN_NONE, NULL};
   r.where_span = a.where_only ? a.where_span : b.where_span;
   if (is_const(a.n) && (nk == 1 || is_const(b.n))) {
     int64_t v;
@@ -441,9 +499,67 @@ static val int_op(sema *S, ir_op op, val a, val b, src_span sp) {
   return r;
 }
 
+/* ---- floats (score expressions) ------------------------------------- */
+
+static bool is_fconst(const ir_node *n) { return n && n->op == IR_FCONST; }
+
+static ir_node *mkf(sema *S, double v, src_span sp) {
+  ir_node *n = mk(S, IR_FCONST, 0, sp);
+  if (n) n->fvalue = v;
+  return n;
+}
+
+/* An integer or a float as a float (an integer converted). */
+static val to_flt(sema *S, val a, src_span sp) {
+  if (a.t == T_FLT || a.t == T_ERR) return a;
+  val r = a;
+  r.t = T_FLT;
+  r.n = S->inst && is_const(a.n) ? mkf(S, (double)a.n->value, sp)
+                                 : mk1(S, IR_FCVT, a.n, sp);
+  return r.n ? r : bad(S);
+}
+
+static double fold_f(ir_op op, double x, double y) {
+  switch (op) {
+  case IR_FNEG: return -x;
+  case IR_FABS: return fabs(x);
+  case IR_FEXP: return exp(x);
+  case IR_FLOG: return log(x);
+  case IR_FSQRT: return sqrt(x);
+  case IR_FTANH: return tanh(x);
+  case IR_FADD: return x + y;
+  case IR_FSUB: return x - y;
+  case IR_FMUL: return x * y;
+  case IR_FDIV: return x / y;
+  case IR_FMIN: return x < y || isnan(y) ? x : y;
+  default: return x > y || isnan(y) ? x : y;
+  }
+}
+
+static bool unary_f(ir_op op) {
+  return op == IR_FNEG || op == IR_FABS || op == IR_FEXP || op == IR_FLOG ||
+         op == IR_FSQRT || op == IR_FTANH;
+}
+
+/* A float op (integer operands converted), folded when constant. */
+static val flt_op(sema *S, ir_op op, val a, val b, src_span sp) {
+  bool un = unary_f(op);
+  a = to_flt(S, a, sp);
+  if (!un) b = to_flt(S, b, sp);
+  if (a.t == T_ERR || (!un && b.t == T_ERR)) return bad(S);
+  val r = {NULL, T_FLT, a.where_only || (!un && b.where_only), SPAN_NONE, NULL};
+  r.where_span = a.where_only ? a.where_span : b.where_span;
+  if (S->inst && is_fconst(a.n) && (un || is_fconst(b.n)))
+    r.n = mkf(S, fold_f(op, a.n->fvalue, un ? 0 : b.n->fvalue), sp);
+  else
+    r.n = un ? mk1(S, op, a.n, sp) : mk2(S, op, a.n, b.n, sp);
+  return r.n ? r : bad(S);
+}
+
 /* ---- the translator ------------------------------------------------- */
 
 static val tr(sema *S, env *E, ast_node *e, bool in_where);
+static void check_name(sema *S, const char *name, src_span sp);
 
 static val tr_int(sema *S, env *E, ast_node *e, bool in_where, const char *what) {
   val v = tr(S, E, e, in_where);
@@ -466,12 +582,14 @@ static val tr_pat(sema *S, env *E, ast_node *e, const char *what) {
 }
 
 static val placeholder(sema *S, ty t, src_span sp) {
-  val v = {NULL, t, false, SPAN_NONE};
+  val v = {NULL, t, false, SPAN_NONE, NULL};
   if (t == T_INT) {
     v.n = mk(S, IR_RUNTIME, 0, sp);
     if (v.n) v.n->value = -1;
   } else if (t == T_PAT) {
     v.n = mk(S, IR_FULL, 0, sp);
+  } else if (t == T_FLT) {
+    v.n = mkf(S, 0, sp);
   } else {
     return bad(S);
   }
@@ -484,6 +602,7 @@ static const char *decl_kind_name(const ast_decl *d) {
   case AST_D_LET: return "let";
   case AST_D_PATTERN: return "pattern";
   case AST_D_EXTERN: return "extern function";
+  case AST_D_FUNC: return "function";
   default: return "import";
   }
 }
@@ -507,6 +626,7 @@ typedef struct memo_item {
   int64_t deflt;
   bool has_deflt;
   src_span use;
+  const ir_input *in;  /* an input: its type and dimensions */
 } memo_item;
 
 typedef struct memo {
@@ -589,14 +709,15 @@ static void memo_store(sema *S, ast_decl *d, int n_keys, const int64_t *key,
   d->memo = m;
 }
 
-static int merge_param(sema *S, ast_param *p, int64_t deflt, bool has_deflt);
+static int merge_param(sema *S, ast_param *p, int64_t deflt, bool has_deflt,
+                       const ir_input *in);
 static int merge_extern(sema *S, ast_decl *d, src_span use);
 
 /* A reuse: the merges again, the nodes counted again, the same value. */
 static val memo_reuse(sema *S, const memo *m, src_span sp) {
   for (int k = 0; k < m->n_items; k++) {
     const memo_item *it = &m->items[k];
-    int r = it->p ? merge_param(S, it->p, it->deflt, it->has_deflt)
+    int r = it->p ? merge_param(S, it->p, it->deflt, it->has_deflt, it->in)
                   : merge_extern(S, it->ext, it->use);
     if (r < 0) return bad(S);
   }
@@ -636,7 +757,7 @@ static val let_ref(sema *S, ast_decl *d, src_span sp, bool in_where) {
   if (d->bad) return bad(S);
   if (d->has_value) {
     ir_node *c = mkc(S, d->value, sp);
-    return c ? (val){c, T_INT, false, SPAN_NONE} : bad(S);
+    return c ? (val){c, T_INT, false, SPAN_NONE, NULL} : bad(S);
   }
   if (d->active) {
     err(S, sp, "'%s' is defined in terms of itself", d->name);
@@ -648,7 +769,7 @@ static val let_ref(sema *S, ast_decl *d, src_span sp, bool in_where) {
     v = memo_reuse(S, m, sp);
   } else {
     d->active = true;
-    env G = {d->file, NULL, 0, false, NULL};
+    env G = {d->file, NULL, 0, false, NULL, NULL};
     push_frame(S, "let ", d->name, sp);
     recorder R;
     rec_begin(S, &R);
@@ -673,10 +794,29 @@ static val let_ref(sema *S, ast_decl *d, src_span sp, bool in_where) {
   return v;
 }
 
-/* Merges a runtime scalar or input array into the program's tables. */
-static int merge_param(sema *S, ast_param *p, int64_t deflt, bool has_deflt) {
+static bool same_ir(const ir_node *a, const ir_node *b) {
+  if (a == b) return true;
+  if (!a || !b || a->op != b->op || a->value != b->value || a->n_kids != b->n_kids ||
+      a->fvalue != b->fvalue)
+    return false;
+  for (int k = 0; k < a->n_kids; k++)
+    if (!same_ir(a->kids[k], b->kids[k])) return false;
+  return true;
+}
+
+static bool same_shape(const ir_input *x, const ir_input *y) {
+  if (x->is_float != y->is_float || x->n_dims != y->n_dims) return false;
+  for (int d = 0; d < x->n_dims; d++)
+    if (!same_ir(x->dims[d], y->dims[d])) return false;
+  return true;
+}
+
+/* Merges a runtime scalar or input array (in: its shape) into the
+ * program's tables. */
+static int merge_param(sema *S, ast_param *p, int64_t deflt, bool has_deflt,
+                       const ir_input *in) {
   bool is_rt = p->kind == AST_PARAM_RUNTIME;
-  rec_item(S, (memo_item){p, NULL, deflt, has_deflt, SPAN_NONE});
+  rec_item(S, (memo_item){p, NULL, deflt, has_deflt, SPAN_NONE, in});
   for (int k = 0; k < S->n_params; k++)
     if (!strcmp(S->params[k].name, p->name)) {
       err(S, p->span, "%s '%s' has the name of a compile-time parameter of the pattern",
@@ -703,6 +843,12 @@ static int merge_param(sema *S, ast_param *p, int64_t deflt, bool has_deflt) {
         err(S, p->span, "'%s' is a runtime scalar here but an input array elsewhere",
             p->name);
         note(S, S->in_e[k].p->span, "'%s' declared as an input array here", p->name);
+        return -1;
+      }
+      if (in && !same_shape(in, &S->in[k])) {
+        err(S, p->span, "input '%s' is declared here with another type or shape "
+            "than elsewhere in the pattern", p->name);
+        note(S, S->in_e[k].p->span, "'%s' declared here", p->name);
         return -1;
       }
       return k;
@@ -740,13 +886,14 @@ static int merge_param(sema *S, ast_param *p, int64_t deflt, bool has_deflt) {
     }
     S->in = v, S->in_e = e, S->cap_in = cap;
   }
-  S->in[S->n_in] = (ir_input){p->name};
+  S->in[S->n_in] = in ? *in : (ir_input){p->name, false, 0, NULL};
+  S->in[S->n_in].name = p->name;
   S->in_e[S->n_in] = (table_entry){p, NULL};
   return S->n_in++;
 }
 
 static int merge_extern(sema *S, ast_decl *d, src_span use) {
-  rec_item(S, (memo_item){NULL, d, 0, false, use});
+  rec_item(S, (memo_item){NULL, d, 0, false, use, NULL});
   for (int k = 0; k < S->n_ex; k++)
     if (S->ex_e[k].ext == d) return k;
   for (int k = 0; k < S->n_rt; k++)
@@ -794,13 +941,42 @@ static void list_params(sema *S, ast_decl *d) {
     note(S, d->name_span, "'%s' has no compile-time parameters", d->name);
 }
 
-static val call_body(sema *S, ast_decl *d, src_span sp, int np, ir_node **vals);
+static val call_body(sema *S, ast_decl *d, src_span sp, int np, ir_node **vals,
+                     bool top);
+
+static bool input_is_float(const ast_param *p) { return !strcmp(p->type, "float"); }
+
+/* An input's element type and dimensions, translated in the scope of the
+ * parameters before it (instantiate mode); int[] is int[Lk].  NULL after an
+ * error. */
+static const ir_input *input_shape(sema *S, env *C, ast_param *p) {
+  ir_input *in = arena_alloc(S->a, sizeof *in);
+  int nd = p->n_dims ? p->n_dims : 1;
+  ir_node **dims = arena_alloc(S->a, sizeof *dims * (size_t)nd);
+  if (!in || !dims) return NULL;
+  *in = (ir_input){p->name, input_is_float(p), nd, dims};
+  if (!p->n_dims) {
+    dims[0] = mk(S, IR_SIZE_LK, 0, p->span);
+    return dims[0] ? in : NULL;
+  }
+  bool ok = true;
+  S->in_dims = true;
+  for (int d = 0; d < nd; d++) {
+    val v = tr_int(S, C, p->dims[d], false, "an input dimension");
+    if (v.t == T_ERR) ok = false;
+    dims[d] = v.n;
+  }
+  S->in_dims = false;
+  return ok ? in : NULL;
+}
 
 /* A call of pattern d: checks the arguments against its parameters; in
  * instantiate mode binds them (arguments, then defaults), merges its runtime
  * scalars and input arrays into the tables and translates its body.
  * call: the call expression, NULL for a bare name (every default). */
 static val call_pattern(sema *S, env *E, ast_decl *d, ast_node *call, src_span sp) {
+  bool top = S->call_top; /* a call at the top may carry the callee's score */
+  S->call_top = false;
   int np = d->n_params;
   ast_node **given = np ? arena_alloc(S->a, sizeof(ast_node *) * (size_t)np) : NULL;
   if (np && !given) return bad(S);
@@ -890,12 +1066,13 @@ static val call_pattern(sema *S, env *E, ast_decl *d, ast_node *call, src_span s
     if (given[q] && !is_const(vals[q])) share = false;
     else key[q] = given[q] ? vals[q]->value : 0;
   }
+  if (top) share = false; /* once per pattern; never shared with a non-top use */
   memo *m = share ? memo_find(S, d, np, key, has) : NULL;
   if (m) return memo_reuse(S, m, sp);
   recorder R;
   rec_begin(S, &R);
   long n0 = S->n_nodes;
-  val r = call_body(S, d, sp, np, vals);
+  val r = call_body(S, d, sp, np, vals, top);
   rec_end(S, &R);
   if (share) memo_store(S, d, np, key, has, r, S->n_nodes - n0, &R);
   return r;
@@ -903,11 +1080,12 @@ static val call_pattern(sema *S, env *E, ast_decl *d, ast_node *call, src_span s
 
 /* The rest of a call in instantiate mode: binds the parameters (vals[q]: the
  * argument given, or NULL for the default) and translates the body. */
-static val call_body(sema *S, ast_decl *d, src_span sp, int np, ir_node **vals) {
+static val call_body(sema *S, ast_decl *d, src_span sp, int np, ir_node **vals,
+                     bool top) {
   bool ok = true;
   binding *b = np ? arena_alloc(S->a, sizeof(binding) * (size_t)np) : NULL;
   if (np && !b) return bad(S);
-  env C = {d->file, b, 0, true, d};
+  env C = {d->file, b, 0, true, d, NULL};
   push_frame(S, "", d->name, sp);
   for (int q = 0; q < np && ok; q++) {
     ast_param *p = d->params[q];
@@ -935,9 +1113,11 @@ static val call_body(sema *S, ast_decl *d, src_span sp, int np, ir_node **vals) 
           dv = v.n->value, has = true;
         }
       }
-      if (ok && (b[q].index = merge_param(S, p, dv, has)) < 0) ok = false;
+      if (ok && (b[q].index = merge_param(S, p, dv, has, NULL)) < 0) ok = false;
     } else {
-      if ((b[q].index = merge_param(S, p, 0, false)) < 0) ok = false;
+      C.n = q;
+      const ir_input *in = input_shape(S, &C, p);
+      if (!in || (b[q].index = merge_param(S, p, 0, false, in)) < 0) ok = false;
     }
     C.n = q + 1;
   }
@@ -947,10 +1127,31 @@ static val call_body(sema *S, ast_decl *d, src_span sp, int np, ir_node **vals) 
   }
   C.defaults = false;
   d->active = true;
+  S->score_top = top;
   val r = tr_pat(S, &C, d->body, "the body of a pattern");
   d->active = false;
   S->n_frames--;
   return r;
+}
+
+/* A row of an int input standing as index-set items (NULL, *ok untouched:
+ * not one): x[e1, .., e{n-1}], or x itself when x has one dimension. */
+static ir_node *input_row(sema *S, env *E, ast_node *it, bool *ok) {
+  if (it->kind != AST_INDEX && it->kind != AST_NAME) return NULL;
+  binding *b = find_binding(E, it->name);
+  if (!b || b->p->kind != AST_PARAM_INPUT || input_is_float(b->p)) return NULL;
+  int nd = b->p->n_dims ? b->p->n_dims : 1;
+  int ni = it->kind == AST_INDEX ? it->n_items : 0;
+  if (ni != nd - 1) return NULL;
+  ir_node *n = mk(S, IR_INROW, ni, it->span);
+  if (!n) return *ok = false, NULL;
+  for (int k = 0; k < ni; k++) {
+    val x = tr_int(S, E, it->items[k], false, "an array index");
+    if (x.t == T_ERR) return *ok = false, NULL;
+    n->kids[k] = x.n;
+  }
+  n->value = S->inst ? b->index : -1;
+  return n;
 }
 
 /* An index-set argument: a range, a {...} list or one integer. */
@@ -974,6 +1175,8 @@ static val tr_set(sema *S, env *E, ast_node *e) {
     } else if (it->kind == AST_SET) {
       err(S, it->span, "index sets cannot be nested");
       ok = false;
+    } else if ((set->kids[k] = input_row(S, E, it, &ok)) || !ok) {
+      /* a row of an int input */
     } else {
       val a = tr_int(S, E, it, false, "an index");
       if (a.t == T_ERR) {
@@ -985,7 +1188,7 @@ static val tr_set(sema *S, env *E, ast_node *e) {
     if (!set->kids[k]) ok = false;
   }
   if (!ok) return bad(S);
-  return (val){set, T_SET, false, SPAN_NONE};
+  return (val){set, T_SET, false, SPAN_NONE, NULL};
 }
 
 static bool check_min(sema *S, ir_node *n, int64_t min, const char *what) {
@@ -993,6 +1196,70 @@ static bool check_min(sema *S, ir_node *n, int64_t min, const char *what) {
   err(S, n->span, "%s must be %s, got %" PRId64, what,
       min == 0 ? "non-negative" : "at least 1", n->value);
   return false;
+}
+
+/* min max abs clamp on integers or floats; exp log sqrt tanh on floats. */
+static val tr_func_call(sema *S, env *E, const builtin *bi, ast_node *e,
+                        bool in_where) {
+  int n = e->n_items;
+  val a[3] = {{0}, {0}, {0}};
+  bool ok = true, flt = bi->args[0] == 'f';
+  for (int k = 0; k < n; k++) {
+    ast_node *it = e->items[k];
+    if (it->kind == AST_RANGE || it->kind == AST_SET) {
+      err(S, it->span, "an index set is only allowed as the argument of rows, cols or global");
+      ok = false;
+      continue;
+    }
+    a[k] = tr(S, E, it, in_where);
+    if (a[k].t == T_ERR) {
+      ok = false;
+    } else if (a[k].t == T_FLT) {
+      flt = true;
+    } else if (a[k].t != T_INT) {
+      err(S, it->span, "an argument of '%s' must be %s, but this is %s", bi->name,
+          bi->args[0] == 'f' ? "a float or an integer" : "an integer", ty_name(a[k].t));
+      ok = false;
+    }
+  }
+  if (!ok) return bad(S);
+  if (bi->op == IR_CLAMP) {
+    if (flt) return flt_op(S, IR_FMIN, flt_op(S, IR_FMAX, a[0], a[1], e->span), a[2], e->span);
+    return int_op(S, IR_MIN, int_op(S, IR_MAX, a[0], a[1], e->span), a[2], e->span);
+  }
+  if (!flt) return int_op(S, bi->op, a[0], n > 1 ? a[1] : a[0], e->span);
+  ir_op op = bi->op == IR_MIN ? IR_FMIN : bi->op == IR_MAX ? IR_FMAX
+             : bi->op == IR_ABS ? IR_FABS : (ir_op)bi->op;
+  return flt_op(S, op, a[0], n > 1 ? a[1] : a[0], e->span);
+}
+
+/* route(C): C a float input [H, n, D] (checked on the declaration). */
+static val tr_route(sema *S, env *E, ast_node *e) {
+  ast_node *it = e->items[0];
+  binding *b = it->kind == AST_NAME ? find_binding(E, it->name) : NULL;
+  if (!b || b->p->kind != AST_PARAM_INPUT) {
+    err(S, it->span, "the argument of route must be the name of an input float[H, n, D] "
+        "of centroids");
+    return bad(S);
+  }
+  ast_param *p = b->p;
+  bool shape = input_is_float(p) && p->n_dims == 3 && p->dims[0]->kind == AST_NAME &&
+               !strcmp(p->dims[0]->name, "H") && p->dims[2]->kind == AST_NAME &&
+               !strcmp(p->dims[2]->name, "D");
+  if (!shape) {
+    err(S, it->span, "the centroids of route must be an input float[H, n, D] (n centroids "
+        "of dimension D per head), but '%s' is not", p->name);
+    note(S, p->type_span, "'%s' declared here", p->name);
+    return bad(S);
+  }
+  if (S->in_blocks) {
+    err(S, e->span, "route works on tokens and cannot be used inside blocks");
+    return bad(S);
+  }
+  ir_node *n = mk(S, IR_ROUTE, 0, e->span);
+  if (!n) return bad(S);
+  n->value = S->inst ? b->index : -1;
+  return (val){n, T_PAT, false, SPAN_NONE, NULL};
 }
 
 static val tr_builtin_call(sema *S, env *E, const builtin *bi, ast_node *e,
@@ -1016,6 +1283,8 @@ static val tr_builtin_call(sema *S, env *E, const builtin *bi, ast_node *e,
           bi->max, n);
     return bad(S);
   }
+  if (bi->kind == B_FUNC) return tr_func_call(S, E, bi, e, in_where);
+  if (bi->op == IR_ROUTE) return tr_route(S, E, e);
   val a[2] = {{0}, {0}};
   bool ok = true;
   for (int k = 0; k < n; k++) {
@@ -1027,8 +1296,7 @@ static val tr_builtin_call(sema *S, env *E, const builtin *bi, ast_node *e,
       continue;
     }
     if (kind == 'i')
-      a[k] = tr_int(S, E, it, bi->kind == B_FUNC && in_where,
-                    bi->kind == B_FUNC ? "an argument" : "a size");
+      a[k] = tr_int(S, E, it, false, "a size");
     else if (kind == 'w')
       a[k] = tr_int(S, E, it, true, "the predicate of where");
     else if (kind == 'p')
@@ -1038,10 +1306,8 @@ static val tr_builtin_call(sema *S, env *E, const builtin *bi, ast_node *e,
     if (a[k].t == T_ERR) ok = false;
   }
   if (!ok) return bad(S);
-  if (bi->kind == B_FUNC)
-    return int_op(S, bi->op, a[0], n > 1 ? a[1] : a[0], e->span);
 
-  val r = {NULL, T_PAT, false, SPAN_NONE};
+  val r = {NULL, T_PAT, false, SPAN_NONE, NULL};
   switch (bi->op) {
   case IR_WINDOW:
     if (!check_min(S, a[0].n, 0, "a window size") ||
@@ -1078,6 +1344,7 @@ static val tr_builtin_call(sema *S, env *E, const builtin *bi, ast_node *e,
   case IR_ROWS:
   case IR_COLS:
   case IR_GLOBAL:
+  case IR_DIAG:
     r.n = mk1(S, bi->op, a[0].n, e->span);
     break;
   default:
@@ -1088,23 +1355,88 @@ static val tr_builtin_call(sema *S, env *E, const builtin *bi, ast_node *e,
   return r;
 }
 
-static val tr_name(sema *S, env *E, ast_node *e, bool in_where) {
+/* A soft (version 2) builtin is hidden by a user name of the same name. */
+static const builtin *visible_builtin(sema *S, env *E, ast_node *e) {
   const builtin *bi = find_builtin(e->name);
+  if (bi && bi->soft && (find_binding(E, e->name) || resolve(S, E, e))) return NULL;
+  return bi;
+}
+
+static val tr_var(sema *S, ast_node *e, const builtin *bi, bool in_where) {
+  int op = bi->op;
+  bool ij = op == IR_VAR_I || op == IR_VAR_J || op == IR_VAR_R;
+  if (S->in_dims && (ij || op == IR_VAR_H || op == IR_VAR_B || op == IR_FSCORE)) {
+    err(S, e->span, "an input dimension must be an integer expression of constants, "
+        "compile-time parameters and the sizes B, H, Hkv, Lq, Lk, D; '%s' varies", e->name);
+    return bad(S);
+  }
+  if (op == IR_FSCORE) {
+    if (!S->in_score) {
+      err(S, e->span, "'s' is the score and can only be used in a score expression "
+          "(after 'with score')");
+      return bad(S);
+    }
+    val v = {mk(S, IR_FSCORE, 0, e->span), T_FLT, true, e->span, NULL};
+    return v.n ? v : bad(S);
+  }
+  if (op == IR_INF) {
+    val v = {mkf(S, INFINITY, e->span), T_FLT, false, SPAN_NONE, NULL};
+    return v.n ? v : bad(S);
+  }
+  if (ij && !in_where) {
+    err(S, e->span, "'%s' can only be used inside where(...)%s", e->name,
+        S->in_score ? "" : " or a score expression");
+    return bad(S);
+  }
+  ir_node *n;
+  if (op == IR_VAR_R && S->inst && !S->top_left) { /* r = i - max(Lk - Lq, 0) */
+    ir_node *d = mk2(S, IR_SUB, mk(S, IR_SIZE_LK, 0, e->span), mk(S, IR_SIZE_LQ, 0, e->span),
+                     e->span);
+    n = mk2(S, IR_SUB, mk(S, IR_VAR_I, 0, e->span),
+            mk2(S, IR_MAX, d, mkc(S, 0, e->span), e->span), e->span);
+  } else {
+    n = mk(S, op == IR_VAR_R ? IR_VAR_I : (ir_op)op, 0, e->span);
+  }
+  val v = {n, T_INT, ij, e->span, NULL};
+  return v.n ? v : bad(S);
+}
+
+static val tr_call(sema *S, env *E, ast_node *e, bool in_where);
+
+/* A name of let ... in: its value translated in the scope it was defined in
+ * (instantiate mode), or its recorded type (check mode). */
+static val local_ref(sema *S, binding *b, src_span sp, bool in_where) {
+  if (b->is_fn) {
+    err(S, sp, "'%s' is a function; call it with %d argument%s", b->p->name, b->n_lparams,
+        b->n_lparams == 1 ? "" : "s");
+    return bad(S);
+  }
+  if (!S->inst) {
+    if (b->v.t == T_ERR) return bad(S);
+    if (b->v.where_only && !in_where) {
+      err(S, sp, "'%s' can only be used inside where(...)", b->p->name);
+      note(S, b->v.where_span, "because of this use");
+      return bad(S);
+    }
+    val v = placeholder(S, b->v.t, sp);
+    v.where_only = b->v.where_only;
+    v.where_span = sp;
+    return v;
+  }
+  push_frame(S, "let ", b->p->name, sp);
+  val v = tr(S, b->lenv, b->lbody, in_where);
+  S->n_frames--;
+  return v;
+}
+
+static val tr_name(sema *S, env *E, ast_node *e, bool in_where) {
+  const builtin *bi = visible_builtin(S, E, e);
   if (bi) {
     switch (bi->kind) {
-    case B_VAR: {
-      bool ij = bi->op == IR_VAR_I || bi->op == IR_VAR_J;
-      if (ij && !in_where) {
-        err(S, e->span, "'%s' can only be used inside where(...)", e->name);
-        return bad(S);
-      }
-      val v = {mk(S, bi->op, 0, e->span), T_INT, ij, e->span};
-      if (!v.n) return bad(S);
-      return v;
-    }
+    case B_VAR: return tr_var(S, e, bi, in_where);
     case B_PRIM:
       if (bi->min == 0) {
-        val v = {mk(S, bi->op, 0, e->span), T_PAT, false, SPAN_NONE};
+        val v = {mk(S, bi->op, 0, e->span), T_PAT, false, SPAN_NONE, NULL};
         if (!v.n) return bad(S);
         return v;
       }
@@ -1121,8 +1453,22 @@ static val tr_name(sema *S, env *E, ast_node *e, bool in_where) {
   binding *b = find_binding(E, e->name);
   if (b) {
     ast_param *p = b->p;
+    if (p->kind == AST_PARAM_LOCAL) return local_ref(S, b, e->span, in_where);
+    if (p->kind == AST_PARAM_ARG) {
+      if (b->v.where_only && !in_where) {
+        err(S, e->span, "'%s' can only be used inside where(...)", p->name);
+        note(S, b->v.where_span, "because the argument uses this");
+        return bad(S);
+      }
+      return b->v;
+    }
     if (p->kind == AST_PARAM_INPUT) {
       err(S, e->span, "input array '%s' must be indexed, as in %s[i]", p->name, p->name);
+      return bad(S);
+    }
+    if (S->in_dims && p->kind == AST_PARAM_RUNTIME) {
+      err(S, e->span, "an input dimension cannot use runtime scalar '%s' (dimensions are "
+          "expressions of constants, compile-time parameters and the sizes)", p->name);
       return bad(S);
     }
     if (E->defaults && p->kind == AST_PARAM_RUNTIME) {
@@ -1134,12 +1480,12 @@ static val tr_name(sema *S, env *E, ast_node *e, bool in_where) {
       ir_node *c = clone(S, b->value);
       if (!c) return bad(S);
       if (is_const(c)) c->span = e->span;
-      return (val){c, T_INT, false, SPAN_NONE};
+      return (val){c, T_INT, false, SPAN_NONE, NULL};
     }
     ir_node *n = mk(S, IR_RUNTIME, 0, e->span);
     if (!n) return bad(S);
     n->value = b->index;
-    return (val){n, T_INT, false, SPAN_NONE};
+    return (val){n, T_INT, false, SPAN_NONE, NULL};
   }
   if (E->defaults && E->pattern) {
     for (int k = 0; k < E->pattern->n_params; k++)
@@ -1157,6 +1503,10 @@ static val tr_name(sema *S, env *E, ast_node *e, bool in_where) {
   switch (d->kind) {
   case AST_D_LET: return let_ref(S, d, e->span, in_where);
   case AST_D_PATTERN: return call_pattern(S, E, d, NULL, e->span);
+  case AST_D_FUNC:
+    err(S, e->span, "'%s' is a function; call it with %d argument%s", d->name,
+        d->n_params, d->n_params == 1 ? "" : "s");
+    return bad(S);
   default:
     err(S, e->span, "extern function '%s' must be called with %d argument%s",
         d->name, d->n_args, d->n_args == 1 ? "" : "s");
@@ -1164,8 +1514,120 @@ static val tr_name(sema *S, env *E, ast_node *e, bool in_where) {
   }
 }
 
+static void check_func(sema *S, ast_decl *d);
+
+/* A call of an integer function: a top-level `let f(x) = ...;` (d) or a
+ * local `let f(x) = ... in` (lb).  Arguments in the caller's scope; the body
+ * inlined with its parameters bound to them. */
+static val call_fn(sema *S, env *E, ast_node *e, bool in_where, ast_decl *d,
+                   binding *lb) {
+  const char *fname = d ? d->name : lb->p->name;
+  int np = d ? d->n_params : lb->n_lparams;
+  src_span decl_sp = d ? d->name_span : lb->p->span;
+  val chk = {NULL, T_INT, false, SPAN_NONE, NULL};
+  if (d && !S->inst) {
+    if (d->state == 1) {
+      err(S, e->name_span, "function '%s' calls itself; recursion is not allowed", fname);
+      note(S, decl_sp, "'%s' declared here", fname);
+      return bad(S);
+    }
+    if (d->state == 0) check_func(S, d);
+    if (d->type == T_ERR) return bad(S);
+    chk.where_only = d->where_only, chk.where_span = d->where_span;
+  } else if (lb && !S->inst) {
+    if (lb->v.t == T_ERR) return bad(S);
+    chk = lb->v;
+  }
+  if (d && S->inst && d->active) {
+    err(S, e->name_span, "function '%s' calls itself; recursion is not allowed", fname);
+    note(S, decl_sp, "'%s' declared here", fname);
+    return bad(S);
+  }
+  if (e->n_items != np) {
+    err(S, e->span, "function '%s' takes %d argument%s, got %d", fname, np,
+        np == 1 ? "" : "s", e->n_items);
+    note(S, decl_sp, "'%s' declared here", fname);
+    return bad(S);
+  }
+  binding *pb = np ? arena_alloc(S->a, sizeof *pb * (size_t)np) : NULL;
+  ast_param *pp = np ? arena_alloc(S->a, sizeof *pp * (size_t)np) : NULL;
+  if (np && (!pb || !pp)) return bad(S);
+  bool ok = true;
+  val res = chk;
+  for (int k = 0; k < np; k++) {
+    ast_node *it = e->items[k];
+    memset(&pb[k], 0, sizeof pb[k]);
+    pp[k] = (ast_param){.kind = AST_PARAM_ARG,
+                        .name = d ? d->params[k]->name : lb->lparams[k]->name,
+                        .span = d ? d->params[k]->span : lb->lparams[k]->span};
+    pb[k].p = &pp[k];
+    if (it->kind == AST_ARG || it->kind == AST_RANGE || it->kind == AST_SET) {
+      err(S, it->span, "an argument of function '%s' must be an integer", fname);
+      ok = false;
+      continue;
+    }
+    val v = tr_int(S, E, it, in_where, "an argument of a function");
+    if (v.t == T_ERR) ok = false;
+    pb[k].v = v;
+    if (v.where_only && !res.where_only) res.where_only = true, res.where_span = v.where_span;
+  }
+  if (!ok) return bad(S);
+  if (!S->inst) {
+    if (res.where_only && !in_where) {
+      err(S, e->span, "'%s(...)' can only be used inside where(...)", fname);
+      note(S, res.where_span, "because of this use");
+      return bad(S);
+    }
+    val r = placeholder(S, T_INT, e->span);
+    r.where_only = res.where_only, r.where_span = res.where_span;
+    return r;
+  }
+  env F = {d ? d->file : E->file, pb, np, false, NULL, d ? NULL : lb->lenv};
+  push_frame(S, "function ", fname, e->span);
+  if (d) d->active = true;
+  val r = tr_int(S, &F, d ? d->body : lb->lbody, in_where, "the value of a function");
+  if (d) d->active = false;
+  S->n_frames--;
+  return r;
+}
+
+/* Check mode: a function body with its parameters as unknown integers. */
+static val check_fn_body(sema *S, env *up, int file, ast_param **params,
+                         ast_node **names, int np, ast_node *body) {
+  binding *pb = np ? arena_alloc(S->a, sizeof *pb * (size_t)np) : NULL;
+  ast_param *pp = np ? arena_alloc(S->a, sizeof *pp * (size_t)np) : NULL;
+  if (np && (!pb || !pp)) return bad(S);
+  for (int k = 0; k < np; k++) {
+    const char *nm = params ? params[k]->name : names[k]->name;
+    src_span sp = params ? params[k]->span : names[k]->span;
+    check_name(S, nm, sp);
+    for (int q = 0; q < k; q++)
+      if (!strcmp(pp[q].name, nm)) err(S, sp, "parameter '%s' declared twice", nm);
+    memset(&pb[k], 0, sizeof pb[k]);
+    pp[k] = (ast_param){.kind = AST_PARAM_ARG, .name = nm, .span = sp};
+    pb[k].p = &pp[k];
+    pb[k].v = placeholder(S, T_INT, sp);
+  }
+  env F = {file, pb, np, false, NULL, up};
+  val v = tr(S, &F, body, true);
+  if (v.t != T_ERR && v.t != T_INT) {
+    err(S, body->span, "a function must compute an integer, but this is %s", ty_name(v.t));
+    return bad(S);
+  }
+  return v;
+}
+
+static void check_func(sema *S, ast_decl *d) {
+  d->state = 1;
+  val v = check_fn_body(S, NULL, d->file, d->params, NULL, d->n_params, d->body);
+  d->type = v.t;
+  d->where_only = v.where_only;
+  d->where_span = v.where_span;
+  d->state = 2;
+}
+
 static val tr_call(sema *S, env *E, ast_node *e, bool in_where) {
-  const builtin *bi = find_builtin(e->name);
+  const builtin *bi = visible_builtin(S, E, e);
   if (bi) {
     if (bi->kind == B_PRIM || bi->kind == B_FUNC)
       return tr_builtin_call(S, E, bi, e, in_where);
@@ -1173,8 +1635,11 @@ static val tr_call(sema *S, env *E, ast_node *e, bool in_where) {
         bi->kind == B_VAR ? "a variable" : "a type name");
     return bad(S);
   }
-  if (find_binding(E, e->name)) {
-    err(S, e->name_span, "'%s' is a parameter; it cannot be called", e->name);
+  binding *lb = find_binding(E, e->name);
+  if (lb && lb->p->kind == AST_PARAM_LOCAL && lb->is_fn) return call_fn(S, E, e, in_where, NULL, lb);
+  if (lb) {
+    err(S, e->name_span, "'%s' is a %s; it cannot be called", e->name,
+        lb->p->kind == AST_PARAM_LOCAL ? "local name without parameters" : "parameter");
     return bad(S);
   }
   ast_decl *d = resolve(S, E, e);
@@ -1184,6 +1649,7 @@ static val tr_call(sema *S, env *E, ast_node *e, bool in_where) {
     return bad(S);
   }
   if (d->kind == AST_D_PATTERN) return call_pattern(S, E, d, e, e->span);
+  if (d->kind == AST_D_FUNC) return call_fn(S, E, e, in_where, d, NULL);
   if (d->kind == AST_D_LET) {
     err(S, e->name_span, "'%s' is a let, not a pattern with parameters; "
         "write it without parentheses", e->name);
@@ -1222,7 +1688,7 @@ static val tr_call(sema *S, env *E, ast_node *e, bool in_where) {
     if (idx < 0) return bad(S);
     n->value = idx;
   }
-  return (val){n, T_INT, true, e->span};
+  return (val){n, T_INT, true, e->span, NULL};
 }
 
 static ir_op int_binop(ast_op op) {
@@ -1239,6 +1705,11 @@ static ir_op int_binop(ast_op op) {
   case AST_OP_EQ: return IR_EQ;
   case AST_OP_NE: return IR_NE;
   case AST_OP_LAND: return IR_LAND;
+  case AST_OP_BAND: return IR_IAND;
+  case AST_OP_BOR: return IR_IOR;
+  case AST_OP_XOR: return IR_IXOR;
+  case AST_OP_SHL: return IR_SHL;
+  case AST_OP_SHR: return IR_SHR;
   default: return IR_LOR;
   }
 }
@@ -1266,7 +1737,7 @@ static val tr_binary(sema *S, env *E, ast_node *e, bool in_where) {
     if (S->inst && a.t == T_INT && is_const(a.n) && (!a.n->value) == is_and) {
       ir_node *c = mkc(S, is_and ? 0 : 1, e->span);
       if (!c) return bad(S);
-      return (val){c, T_INT, false, SPAN_NONE};
+      return (val){c, T_INT, false, SPAN_NONE, NULL};
     }
     val b = tr(S, E, e->b, in_where);
     if (b.t == T_PAT) {
@@ -1300,31 +1771,45 @@ static val tr_binary(sema *S, env *E, ast_node *e, bool in_where) {
         "an index set is only allowed as the argument of rows, cols or global");
     return bad(S);
   }
-  if (e->op == AST_OP_BAND || e->op == AST_OP_BOR) {
-    bool is_and = e->op == AST_OP_BAND;
-    if (a.t != T_PAT || b.t != T_PAT) {
-      err(S, (a.t != T_PAT ? e->a : e->b)->span,
-          "'%s' needs pattern operands, but this is an integer (use '%s' for a logical %s)",
-          op, is_and ? "&&" : "||", is_and ? "and" : "or");
-      return bad(S);
-    }
-    ir_node *n = mk2(S, is_and ? IR_AND : IR_OR, a.n, b.n, e->span);
+  bool bit = e->op == AST_OP_BAND || e->op == AST_OP_BOR;
+  if (bit && a.t == T_PAT && b.t == T_PAT) {
+    ir_node *n = mk2(S, e->op == AST_OP_BAND ? IR_AND : IR_OR, a.n, b.n, e->span);
     if (!n) return bad(S);
-    return (val){n, T_PAT, false, SPAN_NONE};
+    return (val){n, T_PAT, false, SPAN_NONE, NULL};
+  }
+  if (bit && (a.t == T_PAT) != (b.t == T_PAT)) {
+    bool is_and = e->op == AST_OP_BAND;
+    err(S, (a.t != T_PAT ? e->a : e->b)->span,
+        "'%s' needs two patterns or two integers, but this is %s and the other operand "
+        "is a pattern (use '%s' for a logical %s)", op, ty_name(a.t != T_PAT ? a.t : b.t),
+        is_and ? "&&" : "||", is_and ? "and" : "or");
+    return bad(S);
   }
   if (e->op == AST_OP_SUB && a.t == T_PAT && b.t == T_PAT) {
     ir_node *n = mk2(S, IR_MINUS, a.n, b.n, e->span);
     if (!n) return bad(S);
-    return (val){n, T_PAT, false, SPAN_NONE};
+    return (val){n, T_PAT, false, SPAN_NONE, NULL};
   }
-  if (e->op == AST_OP_SUB && a.t != b.t) {
-    err(S, e->b->span, "'-' needs two integers or two patterns, but this is %s and "
+  if (e->op == AST_OP_SUB && (a.t == T_PAT) != (b.t == T_PAT)) {
+    err(S, e->b->span, "'-' needs two numbers or two patterns, but this is %s and "
         "the left operand is %s", ty_name(b.t), ty_name(a.t));
     return bad(S);
   }
-  if (a.t != T_INT || b.t != T_INT) {
-    err(S, (a.t != T_INT ? e->a : e->b)->span,
+  if (a.t == T_PAT || b.t == T_PAT) {
+    err(S, (a.t == T_PAT ? e->a : e->b)->span,
         "'%s' needs integer operands, but this is a pattern", op);
+    return bad(S);
+  }
+  if (a.t == T_FLT || b.t == T_FLT) {
+    static const struct { ast_op a; ir_op f; } fops[] = {
+        {AST_OP_ADD, IR_FADD}, {AST_OP_SUB, IR_FSUB}, {AST_OP_MUL, IR_FMUL},
+        {AST_OP_DIV, IR_FDIV}};
+    for (size_t k = 0; k < sizeof fops / sizeof fops[0]; k++)
+      if (fops[k].a == e->op) return flt_op(S, fops[k].f, a, b, e->span);
+    err(S, (a.t == T_FLT ? e->a : e->b)->span,
+        "'%s' needs integer operands, but this is a float%s", op,
+        cmp_level(e->op) ? " (conditions are integer expressions: floats cannot be compared)"
+        : e->op == AST_OP_MOD ? "" : " (floats have + - * / only)");
     return bad(S);
   }
   return int_op(S, int_binop(e->op), a, b, e->span);
@@ -1350,16 +1835,133 @@ static val tr_cond(sema *S, env *E, ast_node *e, bool in_where) {
         "an index set is only allowed as the argument of rows, cols or global");
     return bad(S);
   }
+  if ((a.t == T_FLT && b.t == T_INT) || (a.t == T_INT && b.t == T_FLT)) {
+    a = to_flt(S, a, e->b->span);
+    b = to_flt(S, b, e->c->span);
+    if (a.t == T_ERR || b.t == T_ERR) return bad(S);
+  }
   if (a.t != b.t) {
     err(S, e->c->span, "the arms of '?:' must have the same type, but this is %s and "
         "the other arm is %s", ty_name(b.t), ty_name(a.t));
     return bad(S);
   }
-  ir_node *n = mk3(S, a.t == T_INT ? IR_SEL : IR_PSEL, c.n, a.n, b.n, e->span);
+  ir_node *n = mk3(S, a.t == T_INT ? IR_SEL : a.t == T_FLT ? IR_FSEL : IR_PSEL, c.n, a.n,
+                   b.n, e->span);
   if (!n) return bad(S);
-  val r = {n, a.t, c.where_only || a.where_only || b.where_only, SPAN_NONE};
+  val r = {n, a.t, c.where_only || a.where_only || b.where_only, SPAN_NONE, NULL};
   r.where_span = c.where_only ? c.where_span : a.where_only ? a.where_span : b.where_span;
   return r;
+}
+
+/* input[e1, ..., en]: one index per dimension. */
+static val tr_index(sema *S, env *E, ast_node *e, bool in_where) {
+  binding *b = find_binding(E, e->name);
+  if (!b || b->p->kind != AST_PARAM_INPUT) {
+    if (!b && !sema_lookup(S->m, E->file, e->name) && !find_builtin(e->name)) {
+      err(S, e->name_span, "unknown name '%s'", e->name);
+      did_you_mean(S, E, e->name, e->name_span);
+    } else {
+      err(S, e->name_span, "'%s' is not an input array; only input arrays can be indexed",
+          e->name);
+    }
+    return bad(S);
+  }
+  ast_param *p = b->p;
+  bool flt = input_is_float(p);
+  int nd = p->n_dims ? p->n_dims : 1;
+  if (S->in_dims) {
+    err(S, e->span, "an input dimension cannot read input '%s' (dimensions are expressions "
+        "of constants, compile-time parameters and the sizes)", e->name);
+    return bad(S);
+  }
+  if (flt && !S->in_score) {
+    err(S, e->span, "float input '%s' can only be read in a score expression (after "
+        "'with score')", e->name);
+    return bad(S);
+  }
+  if (!flt && !in_where) {
+    err(S, e->span, "input array '%s' can only be read inside where(...)%s", e->name,
+        nd > 1 ? " (a row, with the last index left out, is an index set)" : "");
+    return bad(S);
+  }
+  if (e->n_items != nd) {
+    err(S, e->span, "input '%s' has %d dimension%s, but %d ind%s given", e->name, nd,
+        nd == 1 ? "" : "s", e->n_items, e->n_items == 1 ? "ex is" : "ices are");
+    note(S, p->type_span, "'%s' declared here", e->name);
+    if (!flt && e->n_items == nd - 1)
+      note(S, e->span, "a row of an input (the last index left out) is an index set: it "
+           "stands only as the argument of rows, cols, global or diagonals");
+    return bad(S);
+  }
+  bool legacy = !flt && !p->n_dims;
+  if (!legacy && S->inst && b->index >= 0 && b->index < S->n_in) {
+    const ir_input *in = &S->in[b->index];
+    legacy = !in->is_float && in->n_dims == 1 && in->dims[0]->op == IR_SIZE_LK;
+  }
+  ir_node *n = mk(S, flt ? IR_FINPUT : legacy ? IR_INPUT : IR_INPUTN, nd, e->span);
+  if (!n) return bad(S);
+  bool ok = true;
+  for (int k = 0; k < nd; k++) {
+    val x = tr_int(S, E, e->items[k], in_where, "an array index");
+    if (x.t == T_ERR) ok = false;
+    n->kids[k] = x.n;
+  }
+  if (!ok) return bad(S);
+  n->value = S->inst ? b->index : -1;
+  return (val){n, flt ? T_FLT : T_INT, true, e->span, NULL};
+}
+
+/* let name = v in body / let name(p, ...) = v in body. */
+static val tr_letin(sema *S, env *E, ast_node *e, bool in_where, bool top) {
+  binding *nb = arena_alloc(S->a, sizeof *nb);
+  ast_param *pp = arena_alloc(S->a, sizeof *pp);
+  if (!nb || !pp) return bad(S);
+  check_name(S, e->name, e->name_span);
+  *pp = (ast_param){.kind = AST_PARAM_LOCAL, .name = e->name, .span = e->name_span};
+  memset(nb, 0, sizeof *nb);
+  nb->p = pp;
+  nb->lbody = e->a;
+  nb->lparams = e->items;
+  nb->n_lparams = e->n_items;
+  nb->is_fn = e->has_params;
+  nb->lenv = E;
+  if (!S->inst) {
+    if (nb->is_fn) {
+      nb->v = check_fn_body(S, E, E->file, NULL, e->items, e->n_items, e->a);
+    } else {
+      nb->v = tr(S, E, e->a, true);
+      if (nb->v.t == T_SET) {
+        err(S, e->a->span, "an index set is only allowed as the argument of rows, cols or "
+            "global");
+        nb->v = bad(S);
+      }
+    }
+  }
+  env L = {E->file, nb, 1, E->defaults, E->pattern, E};
+  S->score_top = top;
+  return tr(S, &L, e->b, in_where);
+}
+
+/* P with score E: only at the top of a pattern's definition. */
+static val tr_score(sema *S, env *E, ast_node *e, bool top) {
+  if (!top) {
+    err(S, e->span, "'with score' applies to a whole pattern: it stands only at the top "
+        "of a pattern definition, not inside | & - !, ?:, blocks, topk or a let");
+    return bad(S);
+  }
+  val p = tr_pat(S, E, e->a, "the pattern before 'with score'");
+  bool was = S->in_score;
+  S->in_score = true;
+  val v = tr(S, E, e->b, true);
+  S->in_score = was;
+  if (p.t == T_ERR || v.t == T_ERR) return bad(S);
+  if (v.t == T_INT) v = to_flt(S, v, e->b->span);
+  if (v.t != T_FLT) {
+    err(S, e->b->span, "a score must be a float expression, but this is %s", ty_name(v.t));
+    return bad(S);
+  }
+  p.score = v.n;
+  return p;
 }
 
 static val tr(sema *S, env *E, ast_node *e, bool in_where) {
@@ -1371,53 +1973,38 @@ static val tr(sema *S, env *E, ast_node *e, bool in_where) {
     return bad(S);
   }
   val r;
+  bool top = S->score_top; /* only this node may be `P with score E` */
+  S->score_top = false;
+  if (e->kind == AST_NAME || e->kind == AST_CALL) S->call_top = top;
   switch (e->kind) {
   case AST_INT: {
     ir_node *n = mkc(S, e->ival, e->span);
-    r = n ? (val){n, T_INT, false, SPAN_NONE} : bad(S);
+    r = n ? (val){n, T_INT, false, SPAN_NONE, NULL} : bad(S);
     break;
   }
   case AST_NAME: r = tr_name(S, E, e, in_where); break;
   case AST_CALL: r = tr_call(S, E, e, in_where); break;
-  case AST_INDEX: {
-    binding *b = find_binding(E, e->name);
-    if (!b || b->p->kind != AST_PARAM_INPUT) {
-      if (!b && !sema_lookup(S->m, E->file, e->name) && !find_builtin(e->name)) {
-        err(S, e->name_span, "unknown name '%s'", e->name);
-        did_you_mean(S, E, e->name, e->name_span);
-      } else {
-        err(S, e->name_span, "'%s' is not an input array; only input arrays can be indexed",
-            e->name);
-      }
-      r = bad(S);
-      break;
-    }
-    if (!in_where) {
-      err(S, e->span, "input array '%s' can only be read inside where(...)", e->name);
-      r = bad(S);
-      break;
-    }
-    val x = tr_int(S, E, e->a, in_where, "an array index");
-    if (x.t == T_ERR) {
-      r = x;
-      break;
-    }
-    ir_node *n = mk1(S, IR_INPUT, x.n, e->span);
-    if (!n) {
-      r = bad(S);
-      break;
-    }
-    n->value = S->inst ? b->index : -1;
-    r = (val){n, T_INT, true, e->span};
+  case AST_INDEX: r = tr_index(S, E, e, in_where); break;
+  case AST_FLOAT: {
+    ir_node *n = mkf(S, e->dval, e->span);
+    r = n ? (val){n, T_FLT, false, SPAN_NONE, NULL} : bad(S);
     break;
   }
+  case AST_LETIN: r = tr_letin(S, E, e, in_where, top); break;
+  case AST_SCORE: r = tr_score(S, E, e, top); break;
   case AST_UNARY: {
     val a = tr(S, E, e->a, in_where);
     if (a.t == T_ERR) {
       r = a;
     } else if (e->op == AST_OP_NOT && a.t == T_PAT) {
       ir_node *n = mk1(S, IR_COMPL, a.n, e->span);
-      r = n ? (val){n, T_PAT, false, SPAN_NONE} : bad(S);
+      r = n ? (val){n, T_PAT, false, SPAN_NONE, NULL} : bad(S);
+    } else if (e->op == AST_OP_NEG && a.t == T_FLT) {
+      r = flt_op(S, IR_FNEG, a, a, e->span);
+    } else if (e->op == AST_OP_BNOT && a.t == T_INT) {
+      ir_node *m1 = mkc(S, -1, e->span);
+      r = m1 ? int_op(S, IR_IXOR, a, (val){m1, T_INT, false, SPAN_NONE, NULL}, e->span)
+             : bad(S);
     } else if (a.t != T_INT) {
       err(S, e->a->span, "unary '%s' needs an integer%s, but this is %s",
           ast_op_text[e->op], e->op == AST_OP_NOT ? " or a pattern" : "", ty_name(a.t));
@@ -1431,13 +2018,15 @@ static val tr(sema *S, env *E, ast_node *e, bool in_where) {
   case AST_COND: r = tr_cond(S, E, e, in_where); break;
   case AST_BLOCKS: {
     val b = tr_int(S, E, e->a, false, "the block size of blocks");
+    S->in_blocks++;
     val p = tr_pat(S, E, e->b, "the body of blocks");
+    S->in_blocks--;
     if (b.t == T_ERR || p.t == T_ERR || !check_min(S, b.n, 1, "the block size of blocks")) {
       r = bad(S);
       break;
     }
     ir_node *n = mk2(S, IR_BLOCKS, b.n, p.n, e->span);
-    r = n ? (val){n, T_PAT, false, SPAN_NONE} : bad(S);
+    r = n ? (val){n, T_PAT, false, SPAN_NONE, NULL} : bad(S);
     break;
   }
   case AST_SET:
@@ -1458,7 +2047,7 @@ static val tr(sema *S, env *E, ast_node *e, bool in_where) {
 
 static void check_let(sema *S, ast_decl *d) {
   d->state = 1;
-  env G = {d->file, NULL, 0, false, NULL};
+  env G = {d->file, NULL, 0, false, NULL, NULL};
   val v = tr(S, &G, d->body, true);
   d->type = v.t;
   d->where_only = v.where_only;
@@ -1476,11 +2065,31 @@ static void check_name(sema *S, const char *name, src_span sp) {
     err(S, sp, "'%s' is %s and cannot be redefined", name, what);
 }
 
+static void check_input_decl(sema *S, env *C, ast_param *p) {
+  bool flt = !strcmp(p->type, "float");
+  if ((strcmp(p->type, "int") && !flt) || !p->is_array) {
+    err(S, p->type_span, "an input array must have type int[...] or float[...]");
+    return;
+  }
+  if (flt && !p->n_dims) {
+    err(S, p->type_span, "a float input needs its dimensions, as in float[H]");
+    return;
+  }
+  if (p->n_dims > IR_MAX_DIMS) {
+    err(S, p->type_span, "an input has at most %d dimensions", IR_MAX_DIMS);
+    return;
+  }
+  S->in_dims = true;
+  for (int k = 0; k < p->n_dims; k++)
+    tr_int(S, C, p->dims[k], false, "an input dimension");
+  S->in_dims = false;
+}
+
 static void check_pattern(sema *S, ast_decl *d) {
   int np = d->n_params;
   binding *b = np ? arena_alloc(S->a, sizeof(binding) * (size_t)np) : NULL;
   if (np && !b) return;
-  env C = {d->file, b, 0, true, d};
+  env C = {d->file, b, 0, true, d, NULL};
   for (int q = 0; q < np; q++) {
     ast_param *p = d->params[q];
     check_name(S, p->name, p->span);
@@ -1489,15 +2098,15 @@ static void check_pattern(sema *S, ast_decl *d) {
         err(S, p->span, "parameter '%s' declared twice", p->name);
         note(S, d->params[k]->span, "first declared here");
       }
-    if (p->kind == AST_PARAM_INPUT && (strcmp(p->type, "int") || !p->is_array)) {
-      err(S, p->type_span, "an input array must have type int[]");
-    }
+    if (p->kind == AST_PARAM_INPUT) check_input_decl(S, &C, p);
     if (p->deflt) tr_int(S, &C, p->deflt, false, "a parameter default");
     b[q].p = p;
     C.n = q + 1;
   }
   C.defaults = false;
+  S->score_top = true;
   tr_pat(S, &C, d->body, "the body of a pattern");
+  S->score_top = false;
 }
 
 static void check_extern(sema *S, ast_decl *d) {
@@ -1570,6 +2179,8 @@ int sema_check_module(fe_module *m) {
       S.depth = 0;
       if (d->kind == AST_D_LET && d->state == 0)
         check_let(&S, d);
+      else if (d->kind == AST_D_FUNC && d->state == 0)
+        check_func(&S, d);
       else if (d->kind == AST_D_PATTERN)
         check_pattern(&S, d);
       else if (d->kind == AST_D_EXTERN)
@@ -1586,7 +2197,7 @@ int sema_check_module(fe_module *m) {
       ast_decl *d = m->files[f].decls[k];
       if (d->kind == AST_D_LET) {
         reset_tables(&I);
-        env G = {d->file, NULL, 0, false, NULL};
+        env G = {d->file, NULL, 0, false, NULL, NULL};
         val v = tr(&I, &G, d->body, true);
         if (v.t == T_ERR || I.failed) d->bad = true;
         flush_frames(&I);
@@ -1613,6 +2224,7 @@ int sema_check_module(fe_module *m) {
 static ir_program *instantiate(sema *S, ast_decl *d, const fe_define *defs,
                                int n_defs) {
   int np = d->n_params;
+  S->top_left = d->top_left;
   binding *b = np ? arena_alloc(S->a, sizeof(binding) * (size_t)np) : NULL;
   ir_param *params = np ? arena_alloc(S->a, sizeof(ir_param) * (size_t)np) : NULL;
   if (np && (!b || !params)) {
@@ -1642,7 +2254,7 @@ static ir_program *instantiate(sema *S, ast_decl *d, const fe_define *defs,
     return NULL;
   }
 
-  env C = {d->file, b, 0, true, d};
+  env C = {d->file, b, 0, true, d, NULL};
   S->params = params;
   for (int q = 0; q < np && !S->stop; q++) {
     ast_param *p = d->params[q];
@@ -1695,21 +2307,32 @@ static ir_program *instantiate(sema *S, ast_decl *d, const fe_define *defs,
       }
       dv = v.n->value, has = true;
     }
-    if ((b[q].index = merge_param(S, p, dv, has)) < 0) ok = false;
+    C.n = q;
+    const ir_input *in = p->kind == AST_PARAM_INPUT ? input_shape(S, &C, p) : NULL;
+    if (p->kind == AST_PARAM_INPUT && !in) {
+      ok = false;
+      continue;
+    }
+    if ((b[q].index = merge_param(S, p, dv, has, in)) < 0) ok = false;
   }
   if (!ok || S->stop) return NULL;
   C.n = np;
   C.defaults = false;
   d->active = true;
+  S->score_top = true;
   val r = tr_pat(S, &C, d->body, "the body of a pattern");
+  S->score_top = false;
   d->active = false;
   if (r.t == T_ERR || S->failed) return NULL;
   ir_seal(r.n);
+  if (r.score) ir_seal(r.score);
 
   ir_program *P = arena_alloc(S->a, sizeof *P);
   if (!P) return NULL;
   P->name = d->name;
   P->root = r.n;
+  P->score = r.score;
+  P->top_left = d->top_left;
   P->n_params = S->n_params, P->params = S->params;
   P->n_runtime = S->n_rt, P->runtime = S->rt;
   P->n_inputs = S->n_in, P->inputs = S->in;

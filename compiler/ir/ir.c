@@ -59,19 +59,92 @@ ir_node *ir_new3(arena *a, ir_op op, ir_node *k0, ir_node *k1, ir_node *k2,
   return n;
 }
 
-_Static_assert(IR_N_OPS <= 64, "ir_node.ops is a 64-bit set");
+_Static_assert(IR_N_OPS <= 128, "ir_node.ops is a 128-bit set");
 
-uint64_t ir_seal(ir_node *n) {
-  if (!n) return 0;
-  if (n->ops) return n->ops;
-  uint64_t m = (uint64_t)1 << n->op;
-  for (int k = 0; k < n->n_kids; k++) m |= ir_seal(n->kids[k]);
-  return n->ops = m;
+void ir_seal(ir_node *n) {
+  if (!n || n->ops[0] || n->ops[1]) return;
+  uint64_t m[2] = {0, 0};
+  m[n->op / 64] |= (uint64_t)1 << (n->op % 64);
+  for (int k = 0; k < n->n_kids; k++) {
+    ir_seal(n->kids[k]);
+    if (n->kids[k]) m[0] |= n->kids[k]->ops[0], m[1] |= n->kids[k]->ops[1];
+  }
+  n->ops[0] = m[0], n->ops[1] = m[1];
+}
+
+/* A constant expression of the sizes (dims are small trees). */
+static bool dim_eval(const ir_node *n, const int64_t sz[6], int64_t *out) {
+  int64_t x, y;
+  switch (n->op) {
+  case IR_CONST: *out = n->value; return true;
+  case IR_SIZE_B: *out = sz[0]; return true;
+  case IR_SIZE_H: *out = sz[1]; return true;
+  case IR_SIZE_HKV: *out = sz[2]; return true;
+  case IR_SIZE_LQ: *out = sz[3]; return true;
+  case IR_SIZE_LK: *out = sz[4]; return true;
+  case IR_SIZE_D: *out = sz[5]; return true;
+  default: break;
+  }
+  if (n->n_kids < 1 || !dim_eval(n->kids[0], sz, &x)) return false;
+  if (n->n_kids > 1 && !dim_eval(n->kids[1], sz, &y)) return false;
+  switch (n->op) {
+  case IR_NEG: return ar_neg(x, out) == AR_OK;
+  case IR_ABS: return ar_abs(x, out) == AR_OK;
+  case IR_ADD: return ar_add(x, y, out) == AR_OK;
+  case IR_SUB: return ar_sub(x, y, out) == AR_OK;
+  case IR_MUL: return ar_mul(x, y, out) == AR_OK;
+  case IR_DIV: return y != 0 && ar_div(x, y, out) == AR_OK;
+  case IR_MOD: return y != 0 && ar_mod(x, y, out) == AR_OK;
+  case IR_MIN: *out = x < y ? x : y; return true;
+  case IR_MAX: *out = x > y ? x : y; return true;
+  case IR_SEL:
+    if (!dim_eval(n->kids[x ? 1 : 2], sz, out)) return false;
+    return true;
+  default: return false;
+  }
+}
+
+int64_t ir_input_dim(const ir_program *p, int k, int d, const int64_t sizes[6]) {
+  const ir_input *in = &p->inputs[k];
+  int64_t v;
+  if (in->n_dims == 0) return d == 0 ? sizes[4] : -1; /* built by hand: int[] */
+  if (d < 0 || d >= in->n_dims || !in->dims || !dim_eval(in->dims[d], sizes, &v))
+    return -1;
+  return v;
+}
+
+int64_t ir_input_len(const ir_program *p, int k, const int64_t sizes[6]) {
+  int64_t n = 1;
+  int nd = p->inputs[k].n_dims ? p->inputs[k].n_dims : 1;
+  for (int d = 0; d < nd; d++) {
+    int64_t v = ir_input_dim(p, k, d, sizes);
+    if (v < 0 || __builtin_mul_overflow(n, v, &n)) return -1;
+  }
+  return n;
+}
+
+unsigned ir_features(const ir_program *p) {
+  unsigned f = 0;
+  const ir_node *r = p->root;
+  if (p->score) f |= IR_FEAT_SCORE;
+  for (int k = 0; k < p->n_inputs; k++) {
+    const ir_input *in = &p->inputs[k];
+    if (in->is_float) f |= IR_FEAT_FLOAT_IN;
+    if (in->n_dims > 1 || (in->n_dims == 1 && in->dims[0]->op != IR_SIZE_LK))
+      f |= IR_FEAT_SHAPED_IN;
+  }
+  if (ir_has_op(r, IR_INROW)) f |= IR_FEAT_ROW_SET;
+  if (ir_has_op(r, IR_ROUTE)) f |= IR_FEAT_ROUTE;
+  if (ir_has_op(r, IR_DIAG)) f |= IR_FEAT_DIAG;
+  if (ir_has_op(r, IR_VAR_B) || ir_has_op(r, IR_SIZE_B) || ir_has_op(r, IR_SIZE_HKV) ||
+      ir_has_op(r, IR_SIZE_D))
+    f |= IR_FEAT_BATCH;
+  return f;
 }
 
 bool ir_has_op(const ir_node *n, ir_op op) {
   if (!n) return false;
-  if (n->ops) return (n->ops >> op) & 1;
+  if (n->ops[0] || n->ops[1]) return (n->ops[op / 64] >> (op % 64)) & 1;
   if (n->op == op) return true;
   for (int k = 0; k < n->n_kids; k++)
     if (ir_has_op(n->kids[k], op)) return true;

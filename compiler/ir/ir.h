@@ -34,7 +34,21 @@
  *    hash as in the spec (ar_hash, runtime/arith.h), unsigned arithmetic; Lk == 0 -> none.
  *  - INPUT(a, x): the int32 at position x of input array a (Lk entries);
  *    x outside [0, Lk) (at token granularity: the array is indexed with the
- *    value as computed) is a run-time error.
+ *    value as computed) is a run-time error.  Only for inputs int[] / int[Lk].
+ *  Version 2 (shared/spec/pat-language.md, "Version 2 additions"):
+ *  - INPUTN(a, e1..en) / FINPUT(a, e1..en): element [e1, ..., en] of input a
+ *    (C-contiguous, dims evaluated once per run at token level); any ek
+ *    outside [0, dim k) is a run-time error.  INROW(a, e1..e{n-1}) in a SET:
+ *    the items a[e1, .., e{n-1}, t] for every t (each v < 0 means Lk + v).
+ *  - VAR_B the batch index; SIZE_B/HKV/D the sizes (not changed by BLOCKS).
+ *  - IAND IOR IXOR two's complement; SHL/SHR as ar_shl/ar_shr (arith.h):
+ *    a count outside [0, 63] or a left shift that overflows is an error.
+ *  - DIAG(S): i - j in S, items taken as written (no counting from the end).
+ *  - ROUTE (value: input C, float[H, n, D]): c(q_r) == c(k_j), c(x) = the
+ *    smallest t maximising dot(x, C[h, t]) in double; token granularity only.
+ *  - program->score: E in place of s (float ops, FSCORE = s, FCVT converts
+ *    an integer, FSEL's condition is an integer); evaluated on allowed pairs
+ *    only; top_left: i = r for every row.
  *  - TOPK(k, P): per row, the k keys of P(h, i, .) with the highest
  *    s(i, j) = scale * dot(q_i, k_j); ties to the smaller j; all of them when
  *    P has fewer than k.  Inside BLOCKS (granularity g > 1), keys and rows are
@@ -86,9 +100,21 @@
   X(LAND, "&&", IR_INT, 2)                                             \
   X(LOR, "||", IR_INT, 2)                                              \
   X(SEL, "?:", IR_INT, 3)          /* c ? a : b */                     \
+  /* version 2 integers */                                             \
+  X(VAR_B, "b", IR_INT, 0)                                             \
+  X(SIZE_B, "B", IR_INT, 0)                                            \
+  X(SIZE_HKV, "Hkv", IR_INT, 0)                                        \
+  X(SIZE_D, "D", IR_INT, 0)                                            \
+  X(IAND, "&", IR_INT, 2)                                              \
+  X(IOR, "|", IR_INT, 2)                                               \
+  X(IXOR, "^", IR_INT, 2)                                              \
+  X(SHL, "<<", IR_INT, 2)                                              \
+  X(SHR, ">>", IR_INT, 2)                                              \
+  X(INPUTN, "input", IR_INT, -1)   /* value: input; kids: indices */   \
   /* index sets */                                                     \
   X(SET, "set", IR_SETK, -1)       /* kids: integer exprs or RANGEs */ \
   X(RANGE, "..", IR_SETK, 2)       /* [a, b) */                        \
+  X(INROW, "row", IR_SETK, -1)     /* value: input; kids: row index */ \
   /* patterns */                                                       \
   X(FULL, "full", IR_PAT, 0)                                           \
   X(NONE, "none", IR_PAT, 0)                                           \
@@ -108,9 +134,29 @@
   X(MINUS, "-", IR_PAT, 2)         /* difference */                    \
   X(COMPL, "!", IR_PAT, 1)                                             \
   X(PSEL, "?:", IR_PAT, 3)         /* integer c, P, Q */               \
-  X(BLOCKS, "blocks", IR_PAT, 2)   /* b, P */
+  X(BLOCKS, "blocks", IR_PAT, 2)   /* b, P */                          \
+  X(DIAG, "diagonals", IR_PAT, 1)  /* SET of offsets i - j */          \
+  X(ROUTE, "route", IR_PAT, 0)     /* value: the centroid input */     \
+  /* float expressions (scores) */                                     \
+  X(FCONST, "fconst", IR_FLT, 0)   /* fvalue */                        \
+  X(FSCORE, "s", IR_FLT, 0)                                            \
+  X(FCVT, "float", IR_FLT, 1)      /* an integer as a float */         \
+  X(FINPUT, "finput", IR_FLT, -1)  /* value: input; kids: indices */   \
+  X(FNEG, "-", IR_FLT, 1)                                              \
+  X(FABS, "abs", IR_FLT, 1)                                            \
+  X(FEXP, "exp", IR_FLT, 1)                                            \
+  X(FLOG, "log", IR_FLT, 1)                                            \
+  X(FSQRT, "sqrt", IR_FLT, 1)                                          \
+  X(FTANH, "tanh", IR_FLT, 1)                                          \
+  X(FADD, "+", IR_FLT, 2)                                              \
+  X(FSUB, "-", IR_FLT, 2)                                              \
+  X(FMUL, "*", IR_FLT, 2)                                              \
+  X(FDIV, "/", IR_FLT, 2)                                              \
+  X(FMIN, "min", IR_FLT, 2)                                            \
+  X(FMAX, "max", IR_FLT, 2)                                            \
+  X(FSEL, "?:", IR_FLT, 3)         /* integer c, x, y */
 
-typedef enum { IR_INT, IR_SETK, IR_PAT } ir_kind;
+typedef enum { IR_INT, IR_SETK, IR_PAT, IR_FLT } ir_kind;
 
 typedef enum {
 #define X(name, text, kind, n) IR_##name,
@@ -124,10 +170,12 @@ struct ir_node {
   ir_op op;
   int n_kids;
   ir_node **kids;
-  int64_t value;  /* CONST: the value; RUNTIME/INPUT/EXTERN: table index */
+  int64_t value;  /* CONST: the value; RUNTIME/INPUT/INPUTN/EXTERN/INROW/
+                     FINPUT/ROUTE: table index */
+  double fvalue;  /* FCONST */
   src_span span;  /* where the user wrote it, for run-time errors */
-  uint64_t ops;   /* set by ir_seal: bit k when op k occurs in the subtree
-                     (0: not computed) */
+  uint64_t ops[2]; /* set by ir_seal: bit k when op k occurs in the subtree
+                      (all 0: not computed) */
 };
 
 typedef struct ir_runtime {
@@ -137,8 +185,13 @@ typedef struct ir_runtime {
 } ir_runtime;
 
 typedef struct ir_input {
-  const char *name; /* an int32 array of Lk entries */
+  const char *name;
+  bool is_float;    /* float32 elements (else int32) */
+  int n_dims;       /* >= 1; int[] is int[Lk] */
+  ir_node **dims;   /* integer expressions of constants and the sizes
+                       B H Hkv Lq Lk D (token level) */
 } ir_input;
+#define IR_MAX_DIMS 8
 
 typedef struct ir_extern {
   const char *name;
@@ -157,6 +210,9 @@ typedef struct ir_program {
   int n_runtime; ir_runtime *runtime;
   int n_inputs;  ir_input *inputs;
   int n_externs; ir_extern *externs;
+  ir_node *score;            /* NULL, or the float expression E of
+                                `with score E` (version 2) */
+  bool top_left;             /* aligned(top_left): i = r for every row */
   const diag *diag;          /* owns the sources the spans point into */
   arena *arena;              /* owns every node and string above */
 } ir_program;
@@ -186,8 +242,21 @@ bool ir_check(const ir_program *p, char *err, size_t errlen);
  * tree's size; passes that must stay linear memoise per node. */
 bool ir_has_op(const ir_node *n, ir_op op);   /* anywhere in the tree */
 /* Computes n->ops for n and every node below it (each once); n's subtree
- * must not change afterwards.  Returns n->ops. */
-uint64_t ir_seal(ir_node *n);
+ * must not change afterwards. */
+void ir_seal(ir_node *n);
+/* The elements of input k for these sizes (the product of its dimensions),
+ * or -1 when a dimension is negative or the product overflows.  Every
+ * consumer computes shapes this way. */
+int64_t ir_input_len(const ir_program *p, int k, const int64_t sizes[6]);
+/* Dimension d of input k for sizes {B, H, Hkv, Lq, Lk, D}. */
+int64_t ir_input_dim(const ir_program *p, int k, int d, const int64_t sizes[6]);
+/* The version-2 features a backend may lack, as a mask of these bits. */
+enum {
+  IR_FEAT_SCORE = 1, IR_FEAT_FLOAT_IN = 2, IR_FEAT_SHAPED_IN = 4,
+  IR_FEAT_ROW_SET = 8, IR_FEAT_ROUTE = 16, IR_FEAT_DIAG = 32,
+  IR_FEAT_BATCH = 64 /* b, B, Hkv or D */
+};
+unsigned ir_features(const ir_program *p);
 bool ir_is_data_dependent(const ir_program *p); /* has TOPK */
 /* Nodes of n's subtree expanded into a tree (a shared node counted at each
  * use), at most cap; linear in the distinct nodes.  What a tree walk, such

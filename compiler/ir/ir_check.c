@@ -75,21 +75,37 @@ static const ir_node *bad_node(const ir_program *p, const ir_node *n,
   if (n == NULL) return &missing;
   if ((unsigned)n->op >= IR_N_OPS) return n;
   ir_kind kind = ir_op_kind[n->op];
-  if (want == IR_SETK ? n->op != IR_SET : kind != want) return n;
+  if (want == IR_SETK ? n->op != IR_SET && n->op != IR_INROW : kind != want)
+    return n;
   if (op_arity[n->op] >= 0 && n->n_kids != op_arity[n->op]) return n;
   if (n->n_kids < 0 || (n->n_kids > 0 && n->kids == NULL)) return n;
   if (seen_add(s, n, want)) return NULL;
+  bool in = n->op == IR_INPUT || n->op == IR_FINPUT || n->op == IR_INROW ||
+            n->op == IR_ROUTE || n->op == IR_INPUTN;
   int64_t tab = n->op == IR_RUNTIME  ? p->n_runtime
-                : n->op == IR_INPUT  ? p->n_inputs
+                : in                 ? p->n_inputs
                 : n->op == IR_EXTERN ? p->n_externs
                                      : -1;
   if (tab >= 0 && (n->value < 0 || n->value >= tab)) return n;
+  if (in && (p->inputs[n->value].is_float !=
+             (n->op == IR_FINPUT || n->op == IR_ROUTE)))
+    return n;
+  if (n->op == IR_ROUTE && p->inputs[n->value].n_dims != 3) return n;
+  if ((n->op == IR_INPUTN || n->op == IR_FINPUT) &&
+      n->n_kids != p->inputs[n->value].n_dims)
+    return n;
+  if (n->op == IR_INROW && n->n_kids != p->inputs[n->value].n_dims - 1) return n;
   if (n->op == IR_EXTERN && (n->n_kids != p->externs[n->value].n_args ||
                              n->n_kids > IR_MAX_EXTERN_ARGS))
     return n;
   for (int k = 0; k < n->n_kids; k++) {
     ir_kind w = IR_INT;
     const ir_node *kid = n->kids[k];
+    if (n->op == IR_SET && kid != NULL && kid->op == IR_INROW) {
+      const ir_node *b = bad_node(p, kid, IR_SETK, s);
+      if (b != NULL) return b;
+      continue;
+    }
     if (n->op == IR_SET && kid != NULL && kid->op == IR_RANGE) {
       if (kid->n_kids != 2 || kid->kids == NULL) return kid;
       const ir_node *b = bad_node(p, kid->kids[0], IR_INT, s);
@@ -98,7 +114,11 @@ static const ir_node *bad_node(const ir_program *p, const ir_node *n,
       continue;
     }
     switch (n->op) {
-    case IR_ROWS: case IR_COLS: case IR_GLOBAL: w = IR_SETK; break;
+    case IR_ROWS: case IR_COLS: case IR_GLOBAL: case IR_DIAG: w = IR_SETK; break;
+    case IR_FNEG: case IR_FABS: case IR_FEXP: case IR_FLOG: case IR_FSQRT:
+    case IR_FTANH: case IR_FADD: case IR_FSUB: case IR_FMUL: case IR_FDIV:
+    case IR_FMIN: case IR_FMAX: w = IR_FLT; break;
+    case IR_FSEL: w = k > 0 ? IR_FLT : IR_INT; break;
     case IR_OR: case IR_AND: case IR_MINUS: case IR_COMPL: w = IR_PAT; break;
     case IR_TOPK: case IR_BLOCKS: w = k == 1 ? IR_PAT : IR_INT; break;
     case IR_PSEL: w = k > 0 ? IR_PAT : IR_INT; break;
@@ -117,6 +137,14 @@ bool ir_check(const ir_program *p, char *err, size_t errlen) {
   }
   seen s = {0};
   const ir_node *bad = bad_node(p, p->root, IR_PAT, &s);
+  if (bad == NULL && p->score) bad = bad_node(p, p->score, IR_FLT, &s);
+  for (int k = 0; k < p->n_inputs && bad == NULL; k++) {
+    const ir_input *in = &p->inputs[k];
+    if (in->n_dims < 0 || in->n_dims > IR_MAX_DIMS || (in->n_dims && !in->dims))
+      bad = &missing;
+    for (int d = 0; d < in->n_dims && bad == NULL; d++)
+      bad = bad_node(p, in->dims[d], IR_INT, &s);
+  }
   free(s.slot);
   if (bad == NULL) return true;
   if (err != NULL && errlen > 0)

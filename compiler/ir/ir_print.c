@@ -4,20 +4,28 @@
  * range or a {...} list, negative constants parenthesised where a sign
  * could merge with an operator.  Used for cache keys and `spatc explain`. */
 #include <inttypes.h>
+#include <math.h>
+#include <string.h>
 
 #include "ir.h"
 
 /* Binding strength, higher binds tighter (the grammar's order). */
-enum { P_COND = 1, P_LOR, P_LAND, P_OR, P_AND, P_EQ, P_REL, P_ADD, P_MUL,
-       P_UNARY, P_ATOM };
+enum { P_COND = 1, P_LOR, P_LAND, P_OR, P_XOR, P_AND, P_EQ, P_REL, P_SHIFT,
+       P_ADD, P_MUL, P_UNARY, P_ATOM };
 
 static int prec(const ir_node *n) {
   switch (n->op) {
-  case IR_SEL: case IR_PSEL: return P_COND;
+  case IR_SEL: case IR_PSEL: case IR_FSEL: return P_COND;
   case IR_LOR: return P_LOR;
   case IR_LAND: return P_LAND;
-  case IR_OR: return P_OR;
-  case IR_AND: return P_AND;
+  case IR_OR: case IR_IOR: return P_OR;
+  case IR_IXOR: return P_XOR;
+  case IR_AND: case IR_IAND: return P_AND;
+  case IR_SHL: case IR_SHR: return P_SHIFT;
+  case IR_FADD: case IR_FSUB: return P_ADD;
+  case IR_FMUL: case IR_FDIV: return P_MUL;
+  case IR_FNEG: return P_UNARY;
+  case IR_FCONST: return n->fvalue < 0 ? P_UNARY : P_ATOM;
   case IR_EQ: case IR_NE: return P_EQ;
   case IR_LT: case IR_LE: case IR_GT: case IR_GE: return P_REL;
   case IR_ADD: case IR_SUB: case IR_MINUS: return P_ADD;
@@ -93,8 +101,44 @@ static void expr(FILE *f, const ir_program *p, const ir_node *n, int need) {
     print_int(f, n->value);
     break;
   case IR_VAR_I: case IR_VAR_J: case IR_VAR_H: case IR_SIZE_LQ: case IR_SIZE_LK:
-  case IR_SIZE_H: case IR_FULL: case IR_NONE: case IR_CAUSAL:
+  case IR_SIZE_H: case IR_FULL: case IR_NONE: case IR_CAUSAL: case IR_VAR_B:
+  case IR_SIZE_B: case IR_SIZE_HKV: case IR_SIZE_D: case IR_FSCORE:
     fputs(ir_op_text[n->op], f);
+    break;
+  case IR_FCONST: {
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.17g", n->fvalue);
+    if (isinf(n->fvalue)) snprintf(buf, sizeof buf, "%s", n->fvalue < 0 ? "-inf" : "inf");
+    else if (isnan(n->fvalue)) snprintf(buf, sizeof buf, "nan");
+    else if (!strpbrk(buf, ".e")) strcat(buf, ".0");
+    fputs(buf, f);
+    break;
+  }
+  case IR_FINPUT: case IR_INROW: case IR_ROUTE: case IR_INPUTN:
+    fputs(n->op == IR_ROUTE ? "route(" : "", f);
+    name_of(f, p && n->value >= 0 && n->value < p->n_inputs ? p->inputs[n->value].name
+                                                              : NULL,
+            n->value, "input");
+    if (n->op == IR_ROUTE) {
+      fputc(')', f);
+      break;
+    }
+    if (n->op == IR_INROW && n->n_kids == 0) break;
+    fputc('[', f);
+    for (int k = 0; k < n->n_kids; k++) {
+      if (k) fputs(", ", f);
+      expr(f, p, n->kids[k], P_COND);
+    }
+    fputc(']', f);
+    break;
+  case IR_FCVT: case IR_FABS: case IR_FEXP: case IR_FLOG: case IR_FSQRT:
+  case IR_FTANH: case IR_FMIN: case IR_FMAX:
+    fputs(ir_op_text[n->op], f);
+    args(f, p, n);
+    break;
+  case IR_FNEG:
+    fputs("-", f);
+    expr(f, p, n->kids[0], P_ATOM);
     break;
   case IR_RUNTIME:
     name_of(f, p && n->value >= 0 && n->value < p->n_runtime ? p->runtime[n->value].name
@@ -128,7 +172,7 @@ static void expr(FILE *f, const ir_program *p, const ir_node *n, int need) {
     fputs(ir_op_text[n->op], f);
     args(f, p, n);
     break;
-  case IR_ROWS: case IR_COLS: case IR_GLOBAL:
+  case IR_ROWS: case IR_COLS: case IR_GLOBAL: case IR_DIAG:
     fputs(ir_op_text[n->op], f);
     fputc('(', f);
     set(f, p, n->kids[0]);
@@ -149,7 +193,7 @@ static void expr(FILE *f, const ir_program *p, const ir_node *n, int need) {
     expr(f, p, n->kids[1], P_COND);
     fputs(" }", f);
     break;
-  case IR_SEL: case IR_PSEL:
+  case IR_SEL: case IR_PSEL: case IR_FSEL:
     expr(f, p, n->kids[0], P_COND + 1);
     fputs(" ? ", f);
     expr(f, p, n->kids[1], P_COND);
@@ -190,9 +234,22 @@ void ir_print_program(FILE *f, const ir_program *p) {
       print_int(f, p->runtime[k].deflt);
     }
   }
-  for (int k = 0; k < p->n_inputs; k++, n++)
-    fprintf(f, "%sinput %s: int[]", n ? ", " : "", p->inputs[k].name);
-  fputs(") =\n    ", f);
+  for (int k = 0; k < p->n_inputs; k++, n++) {
+    const ir_input *in = &p->inputs[k];
+    fprintf(f, "%sinput %s: %s[", n ? ", " : "", in->name, in->is_float ? "float" : "int");
+    bool legacy = !in->is_float && (in->n_dims == 0 ||
+                                    (in->n_dims == 1 && in->dims[0]->op == IR_SIZE_LK));
+    for (int d = 0; d < in->n_dims && !legacy; d++) {
+      if (d) fputs(", ", f);
+      ir_print(f, p, in->dims[d]);
+    }
+    fputc(']', f);
+  }
+  fputs(p->top_left ? ") aligned(top_left) =\n    " : ") =\n    ", f);
   ir_print(f, p, p->root);
+  if (p->score) {
+    fputs("\n    with score ", f);
+    ir_print(f, p, p->score);
+  }
   fputs(";\n", f);
 }

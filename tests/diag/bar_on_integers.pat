@@ -1,1 +1,1 @@
-pattern p = where(i < j | j > 3);
+pattern p = where(i < j) | 3;

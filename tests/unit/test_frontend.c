@@ -200,8 +200,8 @@ static void test_types(void **state) {
   expect_error("pattern p = window(causal);", "must be an integer, but this is a pattern");
   expect_error("pattern p = 3;", "must be a pattern, but this is an integer");
   expect_error("pattern p = causal + 1;", "'+' needs integer operands");
-  expect_error("pattern p = causal - 1;", "'-' needs two integers or two patterns");
-  expect_error("pattern p = where(i | j);", "'|' needs pattern operands");
+  expect_error("pattern p = causal - 1;", "'-' needs two numbers or two patterns");
+  expect_error("pattern p = causal | 3;", "'|' needs two patterns or two integers");
   expect_error("pattern p = causal && full;", "use '&' to intersect");
   expect_error("pattern p = -causal;", "unary '-' needs an integer");
   expect_error("pattern p = H ? causal : 1;", "arms of '?:' must have the same type");
@@ -413,7 +413,7 @@ static void test_merge_and_extern(void **state) {
   expect_error("pattern p(input d: int[]) = where(d[causal] > 0);", "must be an integer");
   expect_error("pattern p(input d: int[]) = where(d > 0);", "must be indexed");
   expect_error("pattern p(input d: int[]) = window(d[0]);", "only be read inside where");
-  expect_error("pattern p(input d: bool[]) = full;", "must have type int[]");
+  expect_error("pattern p(input d: bool[]) = full;", "must have type int[...] or float[...]");
   expect_error("pattern p(a = 1, a = 2) = full;", "declared twice");
   expect_error("pattern s(runtime n) = cols(0 .. n); pattern p = s(n = 3);",
                "only compile-time parameters can be bound in a call");

@@ -523,7 +523,7 @@ static bool r_doc(const rs *s, int64_t b, int64_t h, int64_t i, int64_t j) {
 }
 
 static ir_program doc_prog(void) {
-  static ir_input ins[1] = {{"doc"}};
+  static ir_input ins[1] = {{"doc", false, 0, NULL}};
   ir_node *w = WHERE(B2(IR_EQ, IN(0, VI()), IN(0, VJ())));
   ir_program p = prog(B2(IR_AND, L0(IR_CAUSAL), w));
   p.n_inputs = 1, p.inputs = ins;
@@ -612,7 +612,7 @@ static void test_blocks_more(void **state) {
                    U(IR_COLS, SET(1, B2(IR_RANGE, K(-3), K(-1)))));
   ir_program p = prog(B2(IR_BLOCKS, K(3), in));
   check_mask(&p, r_blocks5, NULL);
-  static ir_input ins[1] = {{"doc"}};
+  static ir_input ins[1] = {{"doc", false, 0, NULL}};
   ir_node *w = B2(IR_LOR, B2(IR_EQ, IN(0, VI()), B2(IR_ADD, IN(0, VJ()), K(1))),
                   B2(IR_EQ, IN(0, B2(IR_SUB, L0(IR_SIZE_LK), K(1))), VI()));
   p = prog(B2(IR_BLOCKS, K(2), WHERE(w)));
@@ -1046,7 +1046,7 @@ static void test_runtime_errors(void **state) {
   char err[256];
   assert_int_equal(interp_mask_row(&p, &a, 0, 0, 3, row, err, sizeof err), RT_OK);
   /* Input index out of range, both ends. */
-  static ir_input ins[1] = {{"doc"}};
+  static ir_input ins[1] = {{"doc", false, 0, NULL}};
   int32_t docv[8] = {0};
   const int32_t *inputs[1] = {docv};
   a.inputs = inputs;

@@ -492,7 +492,7 @@ static void test_input_and_runtime(void **st) {
                                    N1(A, IR_INPUT, N0(A, IR_VAR_J))))));
   p->root->kids[1]->kids[0]->kids[0]->value = 0;
   p->root->kids[1]->kids[0]->kids[1]->value = 0;
-  ir_input inp = {"doc"};
+  ir_input inp = {"doc", false, 0, NULL};
   p->n_inputs = 1, p->inputs = &inp;
   run_case(&c, p);
   arena_free(A);
@@ -677,7 +677,7 @@ static void test_runtime_errors(void **st) {
   const int32_t *ins[1] = {arr};
   ir_node *in = N1(A, IR_INPUT, N2(A, IR_ADD, N0(A, IR_VAR_J), C(A, 1)));
   p = prog(A, N1(A, IR_WHERE, N2(A, IR_EQ, in, C(A, 0))));
-  ir_input idesc = {"a"};
+  ir_input idesc = {"a", false, 0, NULL};
   p->n_inputs = 1, p->inputs = &idesc;
   {
     backend_opts bo = {.D = 16, .threads = 1};

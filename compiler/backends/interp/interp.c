@@ -71,6 +71,13 @@ typedef struct ctx {
   double scale;         /* effective scale */
   int n_caches;
   row_cache *caches;
+  /* version 2 */
+  int64_t (*dims)[IR_MAX_DIMS]; /* per input, at token level */
+  int64_t *len;         /* per input: its elements */
+  double s;             /* the score being modified (with score E) */
+  int64_t *route_k;     /* route: cluster ids of the keys of (route_b, route_h) */
+  int64_t route_b, route_h, route_qi, route_q;
+  const ir_node *route_node;
 } ctx;
 
 /* ---- errors ---- */
@@ -154,6 +161,31 @@ static bool eval_input(ctx *c, const ir_node *n, int64_t *out) {
   return true;
 }
 
+/* The flat offset of element [kids] of input n->value, every index checked
+ * against its dimension. */
+static bool flat_index(ctx *c, const ir_node *n, int nk, int64_t *flat) {
+  int64_t f = 0;
+  const int64_t *dm = c->dims[n->value];
+  for (int k = 0; k < nk; k++) {
+    int64_t x;
+    if (!eval(c, n->kids[k], &x)) return false;
+    if (x < 0 || x >= dm[k])
+      return fail(c, RT_ERANGE, n,
+                  "index %lld of dimension %d of input '%s' is out of range [0, %lld)",
+                  (long long)x, k + 1, c->p->inputs[n->value].name, (long long)dm[k]);
+    f = f * dm[k] + x; /* < len, which fits */
+  }
+  *flat = f;
+  return true;
+}
+
+static bool eval_inputn(ctx *c, const ir_node *n, int64_t *out) {
+  int64_t f;
+  if (!flat_index(c, n, n->n_kids, &f)) return false;
+  *out = c->a->inputs[n->value][f];
+  return true;
+}
+
 static bool eval_extern(ctx *c, const ir_node *n, int64_t *out) {
   int64_t args[16];  /* at most 16 (checked with the tree) */
   for (int k = 0; k < n->n_kids; k++)
@@ -174,7 +206,24 @@ static bool eval(ctx *c, const ir_node *n, int64_t *out) {
   case IR_SIZE_H: *out = c->a->H; return true;
   case IR_RUNTIME: *out = c->a->runtime[n->value]; return true;
   case IR_INPUT: return eval_input(c, n, out);
+  case IR_INPUTN: return eval_inputn(c, n, out);
   case IR_EXTERN: return eval_extern(c, n, out);
+  case IR_VAR_B: *out = c->b; return true;
+  case IR_SIZE_B: *out = c->a->B; return true;
+  case IR_SIZE_HKV: *out = c->a->Hkv; return true;
+  case IR_SIZE_D: *out = c->a->D; return true;
+  case IR_IAND: if (!eval2(c, n, &x, &y)) return false; *out = x & y; return true;
+  case IR_IOR: if (!eval2(c, n, &x, &y)) return false; *out = x | y; return true;
+  case IR_IXOR: if (!eval2(c, n, &x, &y)) return false; *out = x ^ y; return true;
+  case IR_SHL:
+  case IR_SHR: {
+    if (!eval2(c, n, &x, &y)) return false;
+    ar_status st = n->op == IR_SHL ? ar_shl(x, y, out) : ar_shr(x, y, out);
+    if (st == AR_SHIFT)
+      return fail(c, RT_ERANGE, n, "shift count %lld is outside [0, 63]", (long long)y);
+    if (st != AR_OK) return overflow(c, n);
+    return true;
+  }
   case IR_NEG:
     if (!eval(c, n->kids[0], &x)) return false;
     if (x == INT64_MIN) return overflow(c, n);
@@ -253,26 +302,37 @@ static bool eval(ctx *c, const ir_node *n, int64_t *out) {
 static int64_t from_end(const ctx *c, int64_t v) { return v < 0 ? c->Lk + v : v; }
 
 /* Every item is evaluated (an error in any item is an error). */
-static bool in_set(ctx *c, const ir_node *set, int64_t x, bool *out) {
+static bool in_set_as(ctx *c, const ir_node *set, int64_t x, bool raw, bool *out) {
   if (set->op != IR_SET)
     return fail(c, RT_EINTERNAL, set, "internal error: '%s' is not an index set",
                 ir_op_name[set->op]);
   bool in = false;
   for (int k = 0; k < set->n_kids; k++) {
     const ir_node *it = set->kids[k];
+    if (it->op == IR_INROW) {
+      int64_t f, w = c->dims[it->value][it->n_kids];
+      if (!flat_index(c, it, it->n_kids, &f)) return false;
+      const int32_t *row = c->a->inputs[it->value] + f * w;
+      for (int64_t t = 0; t < w; t++) in |= (raw ? row[t] : from_end(c, row[t])) == x;
+      continue;
+    }
     if (it->op == IR_RANGE) {
       int64_t lo, hi;
       if (!eval2(c, it, &lo, &hi)) return false;
-      lo = from_end(c, lo), hi = from_end(c, hi);
+      if (!raw) lo = from_end(c, lo), hi = from_end(c, hi);
       in |= lo <= x && x < hi;
     } else {
       int64_t v;
       if (!eval(c, it, &v)) return false;
-      in |= from_end(c, v) == x;
+      in |= (raw ? v : from_end(c, v)) == x;
     }
   }
   *out = in;
   return true;
+}
+
+static bool in_set(ctx *c, const ir_node *set, int64_t x, bool *out) {
+  return in_set_as(c, set, x, false, out);
 }
 
 /* ---- argument checks of primitives ---- */
@@ -429,6 +489,168 @@ static bool eval_topk(ctx *c, const ir_node *n, bool *out) {
   return true;
 }
 
+/* ---- route ---- */
+
+/* argmax_t dot(x, C[h, t]) in double, ties to the smaller t. */
+static int64_t cluster(const ctx *c, const ir_node *n, const float *x) {
+  const int64_t *dm = c->dims[n->value];
+  const float *C = (const float *)(const void *)c->a->inputs[n->value] +
+                   c->h * dm[1] * dm[2];
+  int64_t best = 0;
+  double bv = -INFINITY;
+  for (int64_t t = 0; t < dm[1]; t++) {
+    double v = dot(x, C + t * dm[2], c->a->D);
+    if (t == 0 || v > bv) bv = v, best = t;
+  }
+  return best;
+}
+
+/* c(q_r) == c(k_j): key clusters once per (b, h), the query's once per row. */
+static bool eval_route(ctx *c, const ir_node *n, bool *out) {
+  const int64_t *dm = c->dims[n->value];
+  if (dm[0] != c->a->H || dm[2] != c->a->D || dm[1] < 1)
+    return fail(c, RT_ERANGE, n, "route: centroids '%s' are [%lld, %lld, %lld], need [H = %lld, "
+                "n >= 1, D = %lld]", c->p->inputs[n->value].name, (long long)dm[0],
+                (long long)dm[1], (long long)dm[2], (long long)c->a->H, (long long)c->a->D);
+  if (c->route_node != n || c->route_b != c->b || c->route_h != c->h) {
+    if (c->route_node && c->route_node != n)
+      return fail(c, RT_EUNSUPPORTED, n, "one route per pattern");
+    for (int64_t j = 0; j < c->tLk; j++)
+      c->route_k[j] = cluster(c, n, row_ptr(&c->a->k, c->b, kv_head(c), j));
+    c->route_node = n, c->route_b = c->b, c->route_h = c->h, c->route_qi = -1;
+  }
+  if (c->route_qi != c->i) {
+    c->route_q = cluster(c, n, row_ptr(&c->a->q, c->b, c->h, c->i - c->off));
+    c->route_qi = c->i;
+  }
+  *out = c->route_q == c->route_k[c->j];
+  return true;
+}
+
+/* ---- scores (with score E), in double ---- */
+
+static bool eval_f(ctx *c, const ir_node *n, double *out) {
+  double x, y;
+  int64_t v;
+  switch (n->op) {
+  case IR_FCONST: *out = n->fvalue; return true;
+  case IR_FSCORE: *out = c->s; return true;
+  case IR_FCVT:
+    if (!eval(c, n->kids[0], &v)) return false;
+    *out = (double)v;
+    return true;
+  case IR_FINPUT: {
+    int64_t f;
+    if (!flat_index(c, n, n->n_kids, &f)) return false;
+    *out = ((const float *)(const void *)c->a->inputs[n->value])[f];
+    return true;
+  }
+  case IR_FSEL:
+    if (!eval(c, n->kids[0], &v)) return false;
+    return eval_f(c, n->kids[v ? 1 : 2], out);
+  default: break;
+  }
+  if (n->n_kids < 1 || !eval_f(c, n->kids[0], &x)) return false;
+  if (n->n_kids == 2 && !eval_f(c, n->kids[1], &y)) return false;
+  switch (n->op) {
+  case IR_FNEG: *out = -x; return true;
+  case IR_FABS: *out = fabs(x); return true;
+  case IR_FEXP: *out = exp(x); return true;
+  case IR_FLOG: *out = log(x); return true;
+  case IR_FSQRT: *out = sqrt(x); return true;
+  case IR_FTANH: *out = tanh(x); return true;
+  case IR_FADD: *out = x + y; return true;
+  case IR_FSUB: *out = x - y; return true;
+  case IR_FMUL: *out = x * y; return true;
+  case IR_FDIV: *out = x / y; return true;
+  case IR_FMIN: *out = x < y || isnan(y) ? x : y; return true;
+  case IR_FMAX: *out = x > y || isnan(y) ? x : y; return true;
+  default:
+    return fail(c, RT_EINTERNAL, n, "internal error: '%s' is not a float expression",
+                ir_op_name[n->op]);
+  }
+}
+
+/* d/ds of a float expression (forward mode), with its value. */
+static bool eval_fd(ctx *c, const ir_node *n, double *val, double *der) {
+  double x, dx, y = 0, dy = 0;
+  int64_t v;
+  switch (n->op) {
+  case IR_FSCORE: *val = c->s, *der = 1; return true;
+  case IR_FCONST: case IR_FCVT: case IR_FINPUT:
+    *der = 0;
+    return eval_f(c, n, val);
+  case IR_FSEL:
+    if (!eval(c, n->kids[0], &v)) return false;
+    return eval_fd(c, n->kids[v ? 1 : 2], val, der);
+  default: break;
+  }
+  if (!eval_fd(c, n->kids[0], &x, &dx)) return false;
+  if (n->n_kids == 2 && !eval_fd(c, n->kids[1], &y, &dy)) return false;
+  switch (n->op) {
+  case IR_FNEG: *val = -x, *der = -dx; return true;
+  case IR_FABS: *val = fabs(x), *der = x < 0 ? -dx : dx; return true;
+  case IR_FEXP: *val = exp(x), *der = *val * dx; return true;
+  case IR_FLOG: *val = log(x), *der = dx / x; return true;
+  case IR_FSQRT: *val = sqrt(x), *der = dx / (2 * *val); return true;
+  case IR_FTANH: *val = tanh(x), *der = (1 - *val * *val) * dx; return true;
+  case IR_FADD: *val = x + y, *der = dx + dy; return true;
+  case IR_FSUB: *val = x - y, *der = dx - dy; return true;
+  case IR_FMUL: *val = x * y, *der = dx * y + x * dy; return true;
+  case IR_FDIV: *val = x / y, *der = (dx * y - x * dy) / (y * y); return true;
+  case IR_FMIN: {
+    bool a = x < y || isnan(y);
+    *val = a ? x : y, *der = a ? dx : dy;
+    return true;
+  }
+  case IR_FMAX: {
+    bool a = x > y || isnan(y);
+    *val = a ? x : y, *der = a ? dx : dy;
+    return true;
+  }
+  default: return eval_f(c, n, val);
+  }
+}
+
+/* Adds adj * dE/dx to g[x] for every float input element x E reads
+ * (reverse mode: each node's adjoint pushed to its kids). */
+static bool grad_f(ctx *c, const ir_node *n, double adj, double *const *g) {
+  double x, y = 0;
+  int64_t v;
+  if (adj == 0) return true;
+  switch (n->op) {
+  case IR_FSCORE: case IR_FCONST: case IR_FCVT: return true;
+  case IR_FINPUT: {
+    int64_t f;
+    if (!flat_index(c, n, n->n_kids, &f)) return false;
+    if (g[n->value]) g[n->value][f] += adj;
+    return true;
+  }
+  case IR_FSEL:
+    if (!eval(c, n->kids[0], &v)) return false;
+    return grad_f(c, n->kids[v ? 1 : 2], adj, g);
+  default: break;
+  }
+  if (!eval_f(c, n->kids[0], &x)) return false;
+  if (n->n_kids == 2 && !eval_f(c, n->kids[1], &y)) return false;
+  switch (n->op) {
+  case IR_FNEG: return grad_f(c, n->kids[0], -adj, g);
+  case IR_FABS: return grad_f(c, n->kids[0], x < 0 ? -adj : adj, g);
+  case IR_FEXP: return grad_f(c, n->kids[0], adj * exp(x), g);
+  case IR_FLOG: return grad_f(c, n->kids[0], adj / x, g);
+  case IR_FSQRT: return grad_f(c, n->kids[0], adj / (2 * sqrt(x)), g);
+  case IR_FTANH: return grad_f(c, n->kids[0], adj * (1 - tanh(x) * tanh(x)), g);
+  case IR_FADD: return grad_f(c, n->kids[0], adj, g) && grad_f(c, n->kids[1], adj, g);
+  case IR_FSUB: return grad_f(c, n->kids[0], adj, g) && grad_f(c, n->kids[1], -adj, g);
+  case IR_FMUL: return grad_f(c, n->kids[0], adj * y, g) && grad_f(c, n->kids[1], adj * x, g);
+  case IR_FDIV:
+    return grad_f(c, n->kids[0], adj / y, g) && grad_f(c, n->kids[1], -adj * x / (y * y), g);
+  case IR_FMIN: return grad_f(c, n->kids[x < y || isnan(y) ? 0 : 1], adj, g);
+  case IR_FMAX: return grad_f(c, n->kids[x > y || isnan(y) ? 0 : 1], adj, g);
+  default: return true;
+  }
+}
+
 /* ---- patterns ---- */
 
 static int64_t ceil_div(int64_t x, int64_t y) { return x / y + (x % y != 0); }
@@ -507,6 +729,12 @@ static bool pat(ctx *c, const ir_node *n, bool *out) {
     if (!eval(c, n->kids[0], &x)) return false;
     return pat(c, n->kids[x ? 1 : 2], out);
   case IR_BLOCKS: return eval_blocks(c, n, out);
+  case IR_DIAG: {
+    int64_t d;
+    if (__builtin_sub_overflow(c->i, c->j, &d)) return *out = false, true;
+    return in_set_as(c, n->kids[0], d, true, out);
+  }
+  case IR_ROUTE: return eval_route(c, n, out);
   default:
     return fail(c, RT_EINTERNAL, n, "internal error: '%s' (%s) is not a pattern",
                 ir_op_text[n->op], ir_op_name[n->op]);
@@ -538,6 +766,8 @@ static void ctx_free(ctx *c) {
   free(c->caches);
   c->caches = NULL;
   c->n_caches = 0;
+  free(c->dims), free(c->len), free(c->route_k);
+  c->dims = NULL, c->len = NULL, c->route_k = NULL;
 }
 
 static rt_status ctx_init(ctx *c, const ir_program *p, const rt_args *a,
@@ -545,8 +775,23 @@ static rt_status ctx_init(ctx *c, const ir_program *p, const rt_args *a,
   memset(c, 0, sizeof *c);
   c->p = p, c->a = a, c->err = err, c->errlen = errlen;
   c->tLq = a->Lq, c->tLk = a->Lk;
-  c->off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0;
+  c->off = p->top_left ? 0 : a->Lq <= a->Lk ? a->Lk - a->Lq : 0;
   c->scale = a->scale != 0 ? (double)a->scale : 1.0 / sqrt((double)a->D);
+  const int64_t sz[6] = {a->B, a->H, a->Hkv, a->Lq, a->Lk, a->D};
+  if (p->n_inputs > 0) {
+    c->dims = calloc((size_t)p->n_inputs, sizeof *c->dims);
+    c->len = calloc((size_t)p->n_inputs, sizeof *c->len);
+    if (!c->dims || !c->len) goto oom;
+    for (int k = 0; k < p->n_inputs; k++) {
+      int nd = p->inputs[k].n_dims ? p->inputs[k].n_dims : 1;
+      for (int d = 0; d < nd && d < IR_MAX_DIMS; d++) c->dims[k][d] = ir_input_dim(p, k, d, sz);
+      c->len[k] = ir_input_len(p, k, sz);
+    }
+  }
+  if (ir_has_op(p->root, IR_ROUTE)) {
+    c->route_k = malloc(sizeof *c->route_k * (size_t)(a->Lk > 0 ? a->Lk : 1));
+    if (!c->route_k) goto oom;
+  }
   int n = count_cached(p->root);
   if (n == 0) return RT_OK;
   c->caches = calloc((size_t)n, sizeof *c->caches);
@@ -577,7 +822,7 @@ static rt_status check_args(const ir_program *p, const rt_args *a,
   if (!p || !p->root) return rt_errf(err, errlen, RT_EINVAL, "no program");
   if (!ir_check(p, err, errlen)) return RT_EINVAL;
   if (!a) return rt_errf(err, errlen, RT_EINVAL, "no arguments");
-  bool tensors = attention || ir_has_op(p->root, IR_TOPK);
+  bool tensors = attention || ir_has_op(p->root, IR_TOPK) || ir_has_op(p->root, IR_ROUTE);
   /* Empty shapes are fine (rt.h: rt_has_rows, rt_fill_no_keys). */
   if (a->B < 0 || a->H < 0 || a->Lq < 0 || a->Lk < 0 ||
       (tensors && (a->Hkv < 0 || (a->H > 0 && a->Hkv < 1))))
@@ -607,10 +852,16 @@ static rt_status check_args(const ir_program *p, const rt_args *a,
   if (p->n_runtime > 0 && !a->runtime)
     return rt_errf(err, errlen, RT_EINVAL, "missing runtime scalars (pattern has %d, first '%s')",
                    p->n_runtime, p->runtime[0].name);
-  for (int k = 0; k < p->n_inputs && a->Lk > 0; k++)  /* Lk entries each */
-    if (!a->inputs || !a->inputs[k])
+  const int64_t sz[6] = {a->B, a->H, a->Hkv, a->Lq, a->Lk, a->D};
+  for (int k = 0; k < p->n_inputs; k++) {
+    int64_t len = ir_input_len(p, k, sz);
+    if (len < 0)
+      return rt_errf(err, errlen, RT_EINVAL, "input '%s': a dimension is negative or its "
+                     "size overflows for these sizes", p->inputs[k].name);
+    if (len > 0 && (!a->inputs || !a->inputs[k]))
       return rt_errf(err, errlen, RT_EINVAL, "missing input array '%s'",
                      p->inputs[k].name);
+  }
   for (int k = 0; k < p->n_externs; k++)
     if (!a->externs || !a->externs[k])
       return rt_errf(err, errlen, RT_EINVAL, "missing extern function '%s'",
@@ -668,7 +919,15 @@ rt_status interp_mask_row(const ir_program *p, const rt_args *a, int64_t b,
  * (o = 0, lse = -inf), as one with no allowed key.  Scores have the range
  * of the kernels' (float32 s * log2 e): beyond +-SCORE_MAX they are +-inf. */
 #define SCORE_MAX ((double)FLT_MAX * 0.69314718055994530942)
-static void attend_row(const ctx *c, const uint8_t *mask, double *s,
+/* E of `with score E` at (c->b, c->h, row r, key j) for score *s, in place:
+ * at token granularity.  false on a run-time error. */
+static bool score_of(ctx *c, int64_t r, int64_t j, double *s) {
+  c->g = 1, c->Lq = c->tLq, c->Lk = c->tLk;
+  c->i = r + c->off, c->j = j, c->s = *s;
+  return eval_f(c, c->p->score, s);
+}
+
+static bool attend_row(ctx *c, const uint8_t *mask, double *s,
                        double *acc, int64_t r) {
   const rt_args *a = c->a;
   int64_t D = a->D, kvh = kv_head(c), n = 0;
@@ -679,6 +938,10 @@ static void attend_row(const ctx *c, const uint8_t *mask, double *s,
     const float *k = row_ptr(&a->k, c->b, kvh, j);
     s[j] = c->scale * dot(q, k, D);
     if (fabs(s[j]) > SCORE_MAX) s[j] = copysign(INFINITY, s[j]);
+    if (c->p->score) {
+      if (!score_of(c, r, j, &s[j])) return false;
+      if (fabs(s[j]) > SCORE_MAX) s[j] = copysign(INFINITY, s[j]);
+    }
     m = n++ == 0 || s[j] > m ? s[j] : m;
   }
   if (m == -INFINITY) n = 0;  /* every score -inf: no key, as an empty row */
@@ -695,6 +958,7 @@ static void attend_row(const ctx *c, const uint8_t *mask, double *s,
   if (a->lse)
     a->lse[c->b * a->lse_sb + c->h * a->lse_sh + r] =
         n > 0 ? (float)(m + log(sum)) : -INFINITY;
+  return true;
 }
 
 /* Rows are numbered (b, h, r) with r fastest and handed out in chunks over
@@ -761,7 +1025,12 @@ static void work(void *arg, int64_t task, int wid) {
       record_err(jb, row);
       return;
     }
-    attend_row(&w->c, w->mask, w->s, w->acc, r);
+    if (!attend_row(&w->c, w->mask, w->s, w->acc, r)) {
+      w->st = w->c.st;
+      w->err_row = row;
+      record_err(jb, row);
+      return;
+    }
   }
 }
 
@@ -814,6 +1083,49 @@ rt_status interp_attention(const ir_program *p, const rt_args *a, char *err,
   }
   free(jb.ws);
   return st;
+}
+
+/* ---- scores for the backward pass (interp.h) ---- */
+
+struct interp_scorer {
+  ctx c;
+  char err[512];
+};
+
+interp_scorer *interp_scorer_new(const ir_program *p, const rt_args *a) {
+  interp_scorer *sc = calloc(1, sizeof *sc);
+  if (!sc) return NULL;
+  if (ctx_init(&sc->c, p, a, sc->err, sizeof sc->err) != RT_OK) {
+    free(sc);
+    return NULL;
+  }
+  return sc;
+}
+
+void interp_scorer_free(interp_scorer *sc) {
+  if (!sc) return;
+  ctx_free(&sc->c);
+  free(sc);
+}
+
+const char *interp_scorer_error(const interp_scorer *sc) { return sc->err; }
+
+rt_status interp_score(interp_scorer *sc, int64_t b, int64_t h, int64_t r, int64_t j,
+                       double s, double *E, double *dE) {
+  ctx *c = &sc->c;
+  c->b = b, c->h = h, c->g = 1, c->Lq = c->tLq, c->Lk = c->tLk;
+  c->i = r + c->off, c->j = j, c->s = s;
+  if (!eval_fd(c, c->p->score, E, dE)) return c->st;
+  return RT_OK;
+}
+
+rt_status interp_score_grad(interp_scorer *sc, int64_t b, int64_t h, int64_t r,
+                            int64_t j, double s, double adj, double *const *g) {
+  ctx *c = &sc->c;
+  c->b = b, c->h = h, c->g = 1, c->Lq = c->tLq, c->Lk = c->tLk;
+  c->i = r + c->off, c->j = j, c->s = s;
+  if (!grad_f(c, c->p->score, adj, g)) return c->st;
+  return RT_OK;
 }
 
 /* ---- backend table ---- */

@@ -41,4 +41,17 @@ rt_status interp_attention_backward(const ir_program *p, const rt_args *a,
                                     const rt_grad *g, char *err,
                                     size_t errlen);
 
+/* `with score E` for the backward pass (version 2): one per task. */
+typedef struct interp_scorer interp_scorer;
+interp_scorer *interp_scorer_new(const ir_program *p, const rt_args *a); /* NULL: OOM */
+void interp_scorer_free(interp_scorer *sc);
+const char *interp_scorer_error(const interp_scorer *sc);
+/* E and dE/ds at (b, h, query row r, key j) for the score s. */
+rt_status interp_score(interp_scorer *sc, int64_t b, int64_t h, int64_t r, int64_t j,
+                       double s, double *E, double *dE);
+/* g[x][f] += adj * dE/d(element f of float input x), for the inputs with
+ * g[x] != NULL. */
+rt_status interp_score_grad(interp_scorer *sc, int64_t b, int64_t h, int64_t r,
+                            int64_t j, double s, double adj, double *const *g);
+
 #endif

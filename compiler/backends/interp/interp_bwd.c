@@ -29,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include "interp.h"
 #include "threads.h"
 
@@ -43,6 +45,11 @@ typedef struct bwd_job {
   char err[512];
   atomic_flag err_taken;
   rt_status st;
+  /* with score E: gradients of the float inputs, summed over tasks */
+  int n_in;
+  int64_t *in_len;
+  double **dsum;       /* per input, NULL unless asked for */
+  pthread_mutex_t mu;
 } bwd_job;
 
 static float *at(const rt_tensor *t, int64_t b, int64_t h, int64_t r) {
@@ -76,7 +83,15 @@ static void bwd_task(void *arg, int64_t task, int worker) {
   double *o = malloc(sizeof *o * (size_t)D), *dq = malloc(sizeof *dq * (size_t)D);
   double *dk = calloc((size_t)(Lk * D > 0 ? Lk * D : 1), sizeof *dk);
   double *dv = calloc((size_t)(Lk * D > 0 ? Lk * D : 1), sizeof *dv);
-  if (!mask || !s || !o || !dq || !dk || !dv) {
+  double *dE = malloc(sizeof *dE * (size_t)(Lk > 0 ? Lk : 1));
+  interp_scorer *sc = J->p->score ? interp_scorer_new(J->p, a) : NULL;
+  double **gin = J->dsum ? calloc((size_t)J->n_in, sizeof *gin) : NULL;
+  bool gin_ok = !J->dsum || gin;
+  for (int x = 0; gin && x < J->n_in; x++)
+    if (J->dsum[x] && !(gin[x] = calloc((size_t)(J->in_len[x] ? J->in_len[x] : 1),
+                                        sizeof *gin[x])))
+      gin_ok = false;
+  if (!mask || !s || !o || !dq || !dk || !dv || !dE || (J->p->score && !sc) || !gin_ok) {
     fail_job(J, RT_ENOMEM, "out of memory");
     goto done;
   }
@@ -101,10 +116,20 @@ static void bwd_task(void *arg, int64_t task, int worker) {
         for (int64_t j = 0; j < Lk; j++) {
           if (!mrow[j]) continue;
           s[j] = J->scale * dotf(q, at(&a->k, b, hk, j), D);
+          dE[j] = 1;
+          if (sc) { /* with score E: E in place of s, dS scaled by dE/ds */
+            double sv = s[j];
+            rt_status st2 = interp_score(sc, b, h, r, j, sv, &s[j], &dE[j]);
+            if (st2 != RT_OK) {
+              fail_job(J, st2, interp_scorer_error(sc));
+              goto done;
+            }
+          }
           /* a NaN score makes the row NaN (IEEE), as in the forward */
           if (nk++ == 0 || isnan(s[j]) || s[j] > m) m = s[j];
         }
         for (int64_t d = 0; d < D; d++) o[d] = 0, dq[d] = 0;
+        if (m == -INFINITY) nk = 0; /* every score -inf: an empty row */
         if (nk == 0) {
           for (int64_t d = 0; d < D; d++) dqo[d] = 0.0f;
           continue;
@@ -127,6 +152,15 @@ static void bwd_task(void *arg, int64_t task, int worker) {
           double P = exp(s[j] - lse);
           const float *k = at(&a->k, b, hk, j), *v = at(&a->v, b, hk, j);
           double dS = P * (dotf(dout, v, D) - delta + dl);
+          if (gin && P != 0) { /* dL/dE_ij = dS: through E to the inputs */
+            double sv = J->scale * dotf(q, k, D);
+            rt_status st2 = interp_score_grad(sc, b, h, r, j, sv, dS, gin);
+            if (st2 != RT_OK) {
+              fail_job(J, st2, interp_scorer_error(sc));
+              goto done;
+            }
+          }
+          dS *= dE[j];
           double *dkj = dk + j * D, *dvj = dv + j * D;
           for (int64_t d = 0; d < D; d++) {
             dvj[d] += P * (double)dout[d];
@@ -143,8 +177,17 @@ static void bwd_task(void *arg, int64_t task, int worker) {
     for (int64_t d = 0; d < D; d++)
       dko[d] = (float)dk[j * D + d], dvo[d] = (float)dv[j * D + d];
   }
+  if (gin) {
+    pthread_mutex_lock(&J->mu);
+    for (int x = 0; x < J->n_in; x++)
+      for (int64_t e = 0; gin[x] && e < J->in_len[x]; e++) J->dsum[x][e] += gin[x][e];
+    pthread_mutex_unlock(&J->mu);
+  }
 done:
-  free(mask), free(s), free(o), free(dq), free(dk), free(dv);
+  free(mask), free(s), free(o), free(dq), free(dk), free(dv), free(dE);
+  for (int x = 0; gin && x < J->n_in; x++) free(gin[x]);
+  free(gin);
+  interp_scorer_free(sc);
 }
 
 rt_status interp_attention_backward(const ir_program *p, const rt_args *a,
@@ -171,11 +214,35 @@ rt_status interp_attention_backward(const ir_program *p, const rt_args *a,
   atomic_init(&J.failed, 0);
   atomic_flag_clear(&J.err_taken);
   int64_t tasks = a->B * a->Hkv;
-  th_pool *pool = th_new(a->threads > 0 ? a->threads : 0);
-  if (!pool) return rt_errf(err, errlen, RT_ENOMEM, "out of memory");
-  th_for(pool, tasks, bwd_task, &J);
+  rt_status st = RT_OK;
+  const int64_t sz[6] = {a->B, a->H, a->Hkv, a->Lq, a->Lk, a->D};
+  pthread_mutex_init(&J.mu, NULL);
+  J.n_in = p->n_inputs;
+  if (g->dinputs && p->score && p->n_inputs > 0) {
+    J.in_len = calloc((size_t)p->n_inputs, sizeof *J.in_len);
+    J.dsum = calloc((size_t)p->n_inputs, sizeof *J.dsum);
+    if (!J.in_len || !J.dsum) st = RT_ENOMEM;
+    for (int x = 0; st == RT_OK && x < p->n_inputs; x++) {
+      if (!g->dinputs[x] || !p->inputs[x].is_float) continue;
+      J.in_len[x] = ir_input_len(p, x, sz);
+      if (J.in_len[x] < 0 ||
+          !(J.dsum[x] = calloc((size_t)(J.in_len[x] ? J.in_len[x] : 1), sizeof **J.dsum)))
+        st = RT_ENOMEM;
+    }
+  }
+  th_pool *pool = st == RT_OK ? th_new(a->threads > 0 ? a->threads : 0) : NULL;
+  if (!pool) st = RT_ENOMEM;
+  if (pool) th_for(pool, tasks, bwd_task, &J);
   th_free(pool);
-  if (atomic_load(&J.failed))
-    return rt_errf(err, errlen, J.st, "%s", J.err);
+  if (st == RT_OK && atomic_load(&J.failed)) st = J.st;
+  for (int x = 0; st == RT_OK && J.dsum && x < J.n_in; x++)
+    for (int64_t e = 0; J.dsum[x] && e < J.in_len[x]; e++)
+      g->dinputs[x][e] = (float)J.dsum[x][e];
+  for (int x = 0; J.dsum && x < J.n_in; x++) free(J.dsum[x]);
+  free(J.dsum), free(J.in_len);
+  pthread_mutex_destroy(&J.mu);
+  if (st == RT_ENOMEM && !atomic_load(&J.failed))
+    return rt_errf(err, errlen, RT_ENOMEM, "out of memory");
+  if (st != RT_OK) return rt_errf(err, errlen, st, "%s", J.err);
   return RT_OK;
 }

@@ -1510,10 +1510,32 @@ void cg_info_free(cg_info *info) {
   info->n_errors = 0;
 }
 
+/* The language-version-2 forms the compiled kernels do not run yet: an
+ * error naming the first one (the interpreter runs them all). */
+static bool v2_supported(const ir_program *p, char *err, size_t errlen) {
+  static const struct { unsigned bit; const char *what; } feats[] = {
+      {IR_FEAT_SCORE, "'with score'"}, {IR_FEAT_FLOAT_IN, "float inputs"},
+      {IR_FEAT_SHAPED_IN, "shaped inputs"}, {IR_FEAT_ROW_SET, "rows of inputs as index sets"},
+      {IR_FEAT_ROUTE, "route"}, {IR_FEAT_DIAG, "diagonals"},
+      {IR_FEAT_BATCH, "b, B, Hkv or D"}};
+  static const ir_op ops[] = {IR_IAND, IR_IOR, IR_IXOR, IR_SHL, IR_SHR, IR_INPUTN};
+  const char *what = p->top_left ? "aligned(top_left)" : NULL;
+  unsigned f = ir_features(p);
+  for (size_t k = 0; !what && k < sizeof feats / sizeof feats[0]; k++)
+    if (f & feats[k].bit) what = feats[k].what;
+  for (size_t k = 0; !what && k < sizeof ops / sizeof ops[0]; k++)
+    if (ir_has_op(p->root, ops[k])) what = "integer bit operations";
+  if (!what) return true;
+  snprintf(err, errlen, "the compiled backends (JIT, AOT) do not run %s yet (language "
+           "version 2); run the pattern with the interpreter (backend interp)", what);
+  return false;
+}
+
 LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
                        const cg_kind *tile, const cg_target *t, cg_info *info,
                        char *err, size_t errlen) {
   memset(info, 0, sizeof *info);
+  if (!v2_supported(p, err, errlen)) return NULL;
   if (tile && !cg_kind_supports(tile, D, CG_F32)) {
     cg_unsupported_d(tile, D, "the JIT", err, errlen);
     return NULL;

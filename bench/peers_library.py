@@ -1,0 +1,163 @@
+"""bench/peers_library.py (make bench-peers, through bench/peers.sh): the newer
+library patterns (patterns/swin.pat, neighborhood.pat, axial.pat,
+minference.pat) with spatc beside compiled FlexAttention with the
+equivalent mask_mod, single-threaded, on this CPU.
+
+  spatc   `spatc bench FILE --pattern P -D ... --threads 1 --json`: the JIT
+          kernel, median of --repeats runs after a warm-up (random q, k, v)
+  flex    torch.compile(flex_attention) with a BlockMask from
+          create_block_mask(mask_mod) at BLOCK_SIZE 64 and at the default
+          (128); median of --repeats calls after the first (compile) call
+
+Prints per configuration the kernel times, the ratio flex / spatc (above 1:
+spatc faster) for both block sizes, and with --json one JSON line each.
+Run: PYTHON=~/.cache/spatc-torch/bin/python bench/peers.sh, or directly
+  python bench/peers_library.py --spatc build/spatc [--only NAME]"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+CACHE_DIR = tempfile.mkdtemp(prefix="spatc-peers-lib-")
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = CACHE_DIR
+warnings.filterwarnings("ignore")
+import torch  # noqa: E402
+from torch.nn.attention.flex_attention import (  # noqa: E402
+    create_block_mask, flex_attention)
+
+
+def clamp(x, lo, hi):
+    return torch.clamp(x, lo, hi)
+
+
+# name, file, pattern, -D defines, L, mask_mod(W...) factory
+def swin_window(W, ws):
+    def m(b, h, q, kv):
+        return ((q // W // ws == kv // W // ws) & ((q % W) // ws == (kv % W) // ws))
+    return m
+
+
+def swin_shifted(W, ws, s):
+    def g(v):
+        return (v + ws - s) // ws
+
+    def m(b, h, q, kv):
+        return (g(q // W) == g(kv // W)) & (g(q % W) == g(kv % W))
+    return m
+
+
+def na2d(W, Himg, k):
+    def m(b, h, q, kv):
+        cy = clamp(q // W, k // 2, Himg - 1 - k // 2)
+        cx = clamp(q % W, k // 2, W - 1 - k // 2)
+        return ((cy - kv // W).abs() <= k // 2) & ((cx - kv % W).abs() <= k // 2)
+    return m
+
+
+def axial(W, masked):
+    def m(b, h, q, kv):
+        row = q // W == kv // W
+        col = q % W == kv % W
+        both = torch.where(h % 2 == 0, row, col)
+        return both & (kv <= q) if masked else both
+    return m
+
+
+def a_shape(n_init, n_local):
+    def m(b, h, q, kv):
+        return (kv <= q) & ((kv < n_init) | (q - kv < n_local))
+    return m
+
+
+CONFIGS = [
+    ("swin_window", "swin.pat", {"Wimg": 56, "ws": 7}, 3136, swin_window(56, 7)),
+    ("swin_shifted", "swin.pat", {"Wimg": 56, "ws": 7, "shift": 3}, 3136, swin_shifted(56, 7, 3)),
+    ("na2d", "neighborhood.pat", {"Wimg": 56, "Himg": 56, "k": 7}, 3136, na2d(56, 56, 7)),
+    ("axial", "axial.pat", {"Wimg": 64}, 4096, axial(64, 0)),
+    ("axial", "axial.pat", {"Wimg": 64, "masked": 1}, 4096, axial(64, 1)),
+    ("a_shape", "minference.pat", {"n_init": 128, "n_local": 1024}, 8192, a_shape(128, 1024)),
+]
+
+
+def spatc_ms(args, file, pattern, defines, L, H, D):
+    cmd = [args.spatc, "bench", os.path.join(args.patterns, file), "--pattern", pattern,
+           "--len", str(L), "--heads", str(H), "--dim", str(D), "--threads", "1",
+           "--repeats", str(args.repeats), "--no-dense", "--json"]
+    for k, v in defines.items():
+        cmd += ["-D", "%s=%d" % (k, v)]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def flex_ms(mask_mod, L, H, D, block, repeats):
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(1, H, L, D) for _ in range(3))
+    kw = {} if block is None else {"BLOCK_SIZE": block}
+    bm = create_block_mask(mask_mod, 1, H, L, L, device="cpu", **kw)
+    flex = torch.compile(flex_attention, dynamic=False)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        flex(q, k, v, block_mask=bm)
+        first = (time.perf_counter() - t0) * 1e3
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            flex(q, k, v, block_mask=bm)
+            ts.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(ts), first, float(bm.sparsity())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--spatc", default="build/spatc")
+    ap.add_argument("--patterns", default="patterns")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--only", action="append", help="pattern names to run")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    for lim in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit",
+                "accumulated_cache_size_limit"):
+        if hasattr(torch._dynamo.config, lim):
+            setattr(torch._dynamo.config, lim, 1024)
+    H, D = args.heads, args.dim
+    print("spatc vs FlexAttention (torch %s), fp32, B 1, H %d, D %d, 1 thread, "
+          "median of %d" % (torch.__version__, H, D, args.repeats))
+    print("%-14s %-22s %6s %9s %9s %9s %8s %8s" % (
+        "pattern", "params", "L", "spatc ms", "flex64 ms", "flex ms", "x(64)", "x(def)"))
+    for name, file, defines, L, mm in CONFIGS:
+        if args.only and name not in args.only:
+            continue
+        sp = spatc_ms(args, file, name, defines, L, H, D)
+        f64, first64, sp64 = flex_ms(mm, L, H, D, 64, args.repeats)
+        fdf, firstdf, spdf = flex_ms(mm, L, H, D, None, args.repeats)
+        s = sp["kernel_ms"]
+        params = ",".join("%s=%d" % kv for kv in defines.items())
+        print("%-14s %-22s %6d %9.2f %9.2f %9.2f %7.2fx %7.2fx" % (
+            name, params, L, s, f64, fdf, f64 / s, fdf / s))
+        sys.stdout.flush()
+        if args.json:
+            print(json.dumps({"pattern": name, "defines": defines, "L": L, "H": H, "D": D,
+                              "density": sp["density"], "spatc_ms": s,
+                              "flex64_ms": f64, "flex64_first_ms": first64,
+                              "flex64_block_sparsity_pct": sp64,
+                              "flex_ms": fdf, "flex_first_ms": firstdf,
+                              "flex_block_sparsity_pct": spdf,
+                              "ratio64": f64 / s, "ratio_default": fdf / s}))
+    shutil.rmtree(CACHE_DIR, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

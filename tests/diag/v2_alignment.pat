@@ -1,0 +1,1 @@
+pattern p aligned(bottom_right) = causal;

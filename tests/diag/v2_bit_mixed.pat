@@ -1,0 +1,1 @@
+pattern p = causal & 3;

@@ -1,0 +1,1 @@
+pattern p(input x: int[i, Lk]) = where(x[0, j] == 0);

@@ -1,0 +1,1 @@
+pattern p(input x: float[]) = causal with score s + x[0];

@@ -1,0 +1,1 @@
+pattern p = causal with score s % 2.0;

@@ -1,0 +1,2 @@
+let f(x, y) = x + y;
+pattern p = where(f(i) == j);

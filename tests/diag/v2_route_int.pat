@@ -1,0 +1,1 @@
+pattern p(input C: int[H, 4, D]) = route(C);

@@ -1,0 +1,1 @@
+pattern p(input C: float[H, 4]) = route(C);

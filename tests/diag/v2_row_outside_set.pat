@@ -1,0 +1,1 @@
+pattern p(input v: int[H, 8]) = where(v[h] == j);

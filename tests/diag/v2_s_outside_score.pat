@@ -1,0 +1,1 @@
+pattern p = where(s > 0);

@@ -1,0 +1,2 @@
+pattern a = causal with score s + 1.0;
+pattern p = a & window(8);

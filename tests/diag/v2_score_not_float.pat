@@ -1,0 +1,1 @@
+pattern p = causal with score window(3);

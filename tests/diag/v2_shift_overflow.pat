@@ -1,0 +1,1 @@
+pattern p = window(1 << 62 << 1);

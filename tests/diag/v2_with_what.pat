@@ -1,0 +1,1 @@
+pattern p = causal with scale 2.0;

@@ -1,0 +1,1 @@
+pattern p = causal ^ window(2);
