@@ -461,9 +461,10 @@ typedef struct spat_grads {
   const float *dout;     /* dL/do, shaped as o; read */
   const float *dlse;     /* NULL (zero), or dL/dlse [B, H, Lq]; read */
   float *dq, *dk, *dv;   /* written (overwritten), shaped as q, k, v */
-  float *const *dinputs; /* NULL, or (language v2) one per float input the
-                            score reads, in signature order; ignored by
-                            patterns without float inputs */
+  float *const *dinputs; /* NULL, or (language v2) one per float input, in
+                            signature order (NULL entries skipped), written
+                            shaped as the input; ignored by patterns
+                            without float inputs */
 } spat_grads;
 
 /* The backward pass of the kernel's attention: with P_ij = exp(s_ij -
