@@ -858,8 +858,19 @@ static spat_status kernel_backward(const spat_kernel *k, const spat_tensors *t,
   bool empty = false;
   rt_status rs =
       args_make(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
+  if (rs == RT_OK && a.paged)
+    rs = rt_errf(err, sizeof err, RT_EUNSUPPORTED,
+                 "the backward pass does not take a paged KV cache");
   if (rs == RT_OK)
     rs = args_make_grads(&k->shape, t, g, &a, &rg, err, sizeof err);
+  /* spat_grads.dinputs: one per float input in signature order; rt_grad's:
+   * one per program input (NULL for the int ones) */
+  float *din[FFI_ENTRY_MAX_ARGS + 1] = {NULL};
+  if (rs == RT_OK && g != NULL && g->dinputs != NULL && k->prog->score) {
+    for (int x = 0, fi = 0; x < k->prog->n_inputs && x < FFI_ENTRY_MAX_ARGS; x++)
+      if (k->prog->inputs[x].is_float) din[x] = g->dinputs[fi++];
+    rg.dinputs = din;
+  }
   if (rs == RT_OK && !rt_grad_empty(&a, &rg))
     rs = k->be->backward
              ? k->be->backward(k->obj, &a, &rg, err, sizeof err)
