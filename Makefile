@@ -140,8 +140,13 @@ demo: all $(B)/demo
 $(B)/compile-times: bench/compile_times.c $(B)/libspat.a include/spat.h
 	$(CC) $(CFLAGS_BASE) -Iinclude -o $@ $< $(B)/libspat.a $(LIBS)
 
-bench: all $(B)/compile-times
+bench: all $(B)/compile-times $(B)/bench-decode
 	@B=$(B) bash bench/run.sh
+
+# The decode benchmark: in tests/perf/ as it links the internal library (it
+# sets the decode threshold, kr_decode_max_lq, to time both paths).
+$(B)/bench-decode: tests/perf/decode.c $(B)/libspat-internal.a include/spat.h
+	$(CC) $(CFLAGS_BASE) $(INC_RT) -o $@ $< $(B)/libspat-internal.a $(LIBS)
 
 bench-compile: all $(B)/compile-times
 	@B=$(B) bash bench/compile.sh

@@ -36,3 +36,5 @@ fi
 # and FlexAttention (bench/peers_python.py).
 echo "== python package (bench/peers_python.py)"
 SPATC_LIB=$LIB "$PYTHON" bench/peers_python.py --repeats "$REPEATS"
+# the decode case of issue 12 (bench/peers_decode.py)
+"$PYTHON" bench/peers_decode.py --lib "$LIB" --repeats "$REPEATS"

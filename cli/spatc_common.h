@@ -94,7 +94,12 @@ enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
     "--grad: dL/do, shaped as o (default: drawn from the seed)")             \
   X(DQ, "dq", 0, "FILE.npy", "--grad: write dq, [B, H, Lq, D]")             \
   X(DK, "dk", 0, "FILE.npy", "--grad: write dk, [B, Hkv, Lk, D]")           \
-  X(DV, "dv", 0, "FILE.npy", "--grad: write dv, [B, Hkv, Lk, D]")
+  X(DV, "dv", 0, "FILE.npy", "--grad: write dv, [B, Hkv, Lk, D]")  \
+  X(PAGE_TABLE, "page-table", 0, "FILE.npy",                                 \
+    "paged KV cache: page ids [B, max_pages], int32; --k, --v are pools "    \
+    "[n_pages, page_size, Hkv, D]")                                          \
+  X(SEQ_LENS, "seq-lens", 0, "FILE.npy",                                     \
+    "paged KV cache: keys of each sequence [B], int32")
 
 typedef enum {
   OPT_NONE = 0,

@@ -858,6 +858,9 @@ static spat_status kernel_backward(const spat_kernel *k, const spat_tensors *t,
   bool empty = false;
   rt_status rs =
       args_make(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
+  if (rs == RT_OK && a.paged)
+    rs = rt_errf(err, sizeof err, RT_EUNSUPPORTED,
+                 "the backward pass does not take a paged KV cache");
   if (rs == RT_OK)
     rs = args_make_grads(&k->shape, t, g, &a, &rg, err, sizeof err);
   /* spat_grads.dinputs: one per float input in signature order; rt_grad's:

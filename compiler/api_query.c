@@ -313,6 +313,10 @@ static spat_status mask_args(const spat_kernel *k, const char *fn,
                  sig->pattern);
   /* v and o are not read, nor q and k without topk: stand-ins pass the
    * checks of a run */
+  if (t->paged)
+    return api_fail(c, SPAT_EUNSUPPORTED,
+                    "%s: masks of a paged KV cache are not supported (give "
+                    "the sequence's sizes, dense)", fn);
   static float none[1];
   spat_tensors u = *t;
   u.v = none;

@@ -300,6 +300,26 @@ SPAT_API void spat_kernel_free(spat_kernel *k);
 
 /* ---- running ------------------------------------------------------------ */
 
+/* A paged KV cache (vLLM's block_table convention).  With it, k and v are
+ * pools of pages [n_pages, page_size, Hkv, D] (whatever the layout; q, o
+ * and lse keep theirs), sequence b of the batch has seq_lens[b] keys (its
+ * Lk), and its key j is row j % page_size of page page_table[b * max_pages
+ * + j / page_size].  Each sequence is its own attention: the pattern's
+ * positions are positions in the sequence, its query rows bottom-right
+ * aligned to its own length (Lq <= seq_lens[b]: row r is position r +
+ * seq_lens[b] - Lq).  spat_tensors.Lk must be 0.  Checked per call: page
+ * ids in [0, n_pages) for the pages a sequence uses (the rest of its row is
+ * not read), 0 <= seq_lens[b] <= max_pages * page_size.  Not supported
+ * (SPAT_EUNSUPPORTED): patterns with input arrays or top-k, and kernels
+ * without a decode tile (the AOT and disk-cache kernels today). */
+typedef struct spat_paged_kv {
+  const int32_t *page_table; /* [B, max_pages] page ids */
+  const int32_t *seq_lens;   /* [B] keys of each sequence */
+  int64_t n_pages;           /* pages in each of the k and v pools */
+  int64_t page_size;         /* keys per page, >= 1 */
+  int64_t max_pages;         /* the row length of page_table */
+} spat_paged_kv;
+
 typedef struct spat_tensors {
   int64_t B, H, Hkv, Lq, Lk; /* Hkv 0: H; each may be 0: Lk = 0 makes
                                 every row empty (o = 0, lse = -inf) */
@@ -308,6 +328,7 @@ typedef struct spat_tensors {
   float *lse;                /* NULL, or [B, H, Lq] log-sum-exp, written
                                 (-inf for a row with no allowed key) */
   float scale;               /* 0: 1 / sqrt(D) */
+  const spat_paged_kv *paged; /* NULL: k, v dense [B, Hkv, Lk, D] */
 } spat_tensors;
 
 /* A kernel's arguments are its pattern's `runtime` scalars (int64_t), in
@@ -440,9 +461,10 @@ typedef struct spat_grads {
   const float *dout;     /* dL/do, shaped as o; read */
   const float *dlse;     /* NULL (zero), or dL/dlse [B, H, Lq]; read */
   float *dq, *dk, *dv;   /* written (overwritten), shaped as q, k, v */
-  float *const *dinputs; /* NULL, or (language v2) one per float input the
-                            score reads, in signature order; ignored by
-                            patterns without float inputs */
+  float *const *dinputs; /* NULL, or (language v2) one per float input, in
+                            signature order (NULL entries skipped), written
+                            shaped as the input; ignored by patterns
+                            without float inputs */
 } spat_grads;
 
 /* The backward pass of the kernel's attention: with P_ij = exp(s_ij -

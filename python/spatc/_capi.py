@@ -79,7 +79,7 @@ class CompileOptions(ctypes.Structure):  # spat_compile_options
 class Tensors(ctypes.Structure):  # spat_tensors
     _fields_ = [("B", i64), ("H", i64), ("Hkv", i64), ("Lq", i64), ("Lk", i64),
                 ("q", vp), ("k", vp), ("v", vp), ("o", vp), ("lse", vp),
-                ("scale", ctypes.c_float)]
+                ("scale", ctypes.c_float), ("paged", vp)]
 
 
 class Value(ctypes.Structure):  # spat_value

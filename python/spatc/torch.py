@@ -132,7 +132,11 @@ def _backward(ctx, dout, dlse):
     dq, dk, dv = torch.ops.spatc.attention_backward(
         dout, dlse, q, k, v, o, lse, pattern, scalars, ins, scale, layout,
         threads, backend)
-    return dq, dk, dv, None, None, None, None, None, None, None
+    # One entry per input of the op, in the structure torch flattens them
+    # to: the tensor list (inputs) as a list; the int list (scalars) is a
+    # leaf, except when empty (then an empty list).
+    return (dq, dk, dv, None, None if scalars else [], [None] * len(ins),
+            None, None, None, None)
 
 
 _attention.register_autograd(_backward, setup_context=_setup_context)

@@ -76,13 +76,20 @@ def mask(name, p, Lq, Lk):
         return np.broadcast_to(j <= r, (Lq, Lk))
     if name == 'full':
         return np.ones((Lq, Lk), bool)
+    if name == 'window':
+        return np.abs(i - j) <= p['w']
     raise SystemExit('unknown mask ' + name)
+
+BIAS = 0.0   # recall ... --bias X: scores s - X |i - j| (with score)
 
 def lse_o(q, k, v, m):
     B, H, Lq, D = q.shape
     g = H // k.shape[1]
     kk = np.repeat(k, g, axis=1); vv = np.repeat(v, g, axis=1)
     s = np.einsum('bhid,bhjd->bhij', q, kk) / np.sqrt(D)
+    Lk = k.shape[2]
+    r = np.arange(Lq)[:, None]; i = r + (Lk - Lq) if Lq <= Lk else r
+    s = s - BIAS * np.abs(i - np.arange(Lk)[None, :])
     s = np.where(m, s, -np.inf)
     mx = s.max(-1, keepdims=True)
     mx = np.where(np.isfinite(mx), mx, 0)
@@ -109,7 +116,8 @@ cmd = sys.argv[1]
 if cmd == 'acts':
     acts('.', *[int(x) for x in sys.argv[2:9]], *[float(x) for x in sys.argv[9:]])
 elif cmd == 'recall':
-    # recall NAME PARAMS_JSON REF ROWS.npy OUT.json: compare spatc with numpy
+    # recall NAME PARAMS_JSON REF ROWS.npy OUT.json [BIAS]: compare spatc with numpy
+    if len(sys.argv) > 7: BIAS = float(sys.argv[7])
     name, params, ref = sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
     rec, err, tot, dens = recall(name, params, ref)
     got = np.load(sys.argv[5])
@@ -170,6 +178,15 @@ if [ "$rc" -eq 0 ] && np recall tl_causal_window '{"w": 12}' tl_causal rows.npy 
   ok recall-top-left; else cat res >>err; fail recall-top-left; fi
 sp compare tl.pat cw.pat --q q.npy --k k.npy --reference causal --repeats 0
 [ "$rc" -eq 1 ] && has err "different alignments" && ok compare-alignments || fail compare-alignments
+
+# a score modifier, with the same score on the reference
+np acts 1 2 2 64 64 16 9
+cat >sc.pat <<'EOF'
+pattern sc(w = 8) = window(w) with score s - 0.25 * abs(i - j);
+EOF
+sp recall sc.pat --q q.npy --k k.npy --v v.npy -o rows.npy --json --reference 'full with score s - 0.25 * abs(i - j)'
+if [ "$rc" -eq 0 ] && np recall window '{"w": 8}' full rows.npy out 0.25 >res 2>&1; then
+  ok recall-score-reference; else cat res >>err; fail recall-score-reference; fi
 
 # random activations: a full pattern keeps everything
 sp recall full.pat --len 80 --heads 2 --dim 8 --seed 5 --json
