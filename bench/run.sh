@@ -103,6 +103,30 @@ targets=$(awk -v w1="$(field "$w1" gflops)" -v w1loop="$(field "$w1" vs_loop)" \
   printf "| softcap score on window(256), L=4096, D=64, 1 thread, vs the same window (medians of 3 alternating runs) | <= 1.15x | %.2fx (%.1f / %.1f ms) | %s |\n", s2 / s0, s2, s0, (s2 / s0 <= 1.15) ? "met" : "not met"
 }')
 
+# The backward (issue 9): GFLOP/s on 10 * nnz * D per head, time over the
+# forward's in the same run, and 2 threads over 1 (alternating pairs).
+echo "== backward" >&2
+bw() { one "$@" --no-dense --backward; }
+bw1=$(bw bench/window.pat --pattern window_only --len 4096 --heads 8 --dim 64 --threads 1)
+bcw=$(bw bench/window.pat --pattern causal_window --len 4096 --heads 8 --dim 128 --threads 1)
+b1s=() b2s=()
+for rep in 1 2 3; do
+  for t in 1 2; do
+    j=$(bw bench/window.pat --pattern window_only --len 4096 --heads 8 --dim 64 --threads $t)
+    if [ $t = 1 ]; then b1s+=("$(field "$j" backward_ms)"); else b2s+=("$(field "$j" backward_ms)"); fi
+  done
+done
+b1ms=$(med3 "${b1s[@]}") b2ms=$(med3 "${b2s[@]}")
+bwd_targets=$(awk -v g1="$(field "$bw1" backward_gflops)" -v r1="$(field "$bw1" backward_ratio)" \
+  -v f1="$(field "$bw1" kernel_ms)" -v m1="$(field "$bw1" backward_ms)" \
+  -v g2="$(field "$bcw" backward_gflops)" -v r2="$(field "$bcw" backward_ratio)" \
+  -v f2="$(field "$bcw" kernel_ms)" -v m2="$(field "$bcw" backward_ms)" \
+  -v b1="$b1ms" -v b2="$b2ms" 'BEGIN {
+  printf "| window(256), L=4096, H=8, D=64, 1 thread | >= 55 GFLOP/s (10 D nnz), <= 3x forward | %.1f GFLOP/s, %.2fx (%.1f / %.1f ms) | %s |\n", g1, r1, m1, f1, (g1 >= 55 && r1 <= 3) ? "met" : "not met"
+  printf "| causal window(512, 0), L=4096, H=8, D=128, 1 thread | >= 55 GFLOP/s, <= 3x forward | %.1f GFLOP/s, %.2fx (%.1f / %.1f ms) | %s |\n", g2, r2, m2, f2, (g2 >= 55 && r2 <= 3) ? "met" : "not met"
+  printf "| backward 2 threads / 1 thread (window, D=64; medians of 3 alternating runs) | >= 1.8x | %.2fx (%.1f / %.1f ms) | %s |\n", b1 / b2, b1, b2, (b1 / b2 >= 1.8) ? "met" : "not met"
+}')
+
 cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 {
   echo "# Performance"
@@ -153,6 +177,16 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
   echo "| --- | --- | --- | --- |"
   printf '%s\n' "$targets"
   echo
+  echo "## The backward (issue 9), measured in the same run"
+  echo
+  echo "spat_kernel_backward (JIT), dL/do from a fixed seed; GFLOP/s on"
+  echo "10 * nnz * D per head (the tiles do 14 * nnz * D: dQ and dK/dV passes"
+  echo "each recompute P and dP); the forward time is the same command's."
+  echo
+  echo "| target | bar | measured | |"
+  echo "| --- | --- | --- | --- |"
+  printf '%s\n' "$bwd_targets"
+  echo
   echo "Library compile times (ms, median, D=64, no cache):$compiles"
   echo
   echo "## Compile times (bench/compile.sh: each the first compile of a fresh process)"
@@ -165,6 +199,10 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
   echo "cold: the pattern not in the disk cache, the tile kernel in it; cold_empty:"
   echo "an empty disk cache; warm: the pattern in the disk cache; in_process: more"
   echo "compiles in the truly_cold process (the tile kernel in memory)."
+  echo
+  # issue 12: decode against a KV cache (tests/perf/decode.c)
+  echo "== decode (build/bench-decode)" >&2
+  "$B/bench-decode" "$REPEATS"
 } >"$out"
 echo "wrote $out" >&2
 cat "$out"

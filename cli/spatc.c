@@ -18,7 +18,10 @@
   X(explain, spatc_explain_main, "show the IR and the tile plan of a pattern") \
   X(compile, spatc_compile_main, "compile a pattern ahead of time: .o and .h") \
   X(cache, spatc_cache_main, "the disk kernel cache: dir, clear, list")      \
-  X(bench, spatc_bench_main, "time the JIT kernel against a C loop and OpenBLAS")
+  X(bench, spatc_bench_main, "time the JIT kernel against a C loop and OpenBLAS") \
+  X(recall, spatc_recall_main, "the share of dense attention a pattern keeps on q, k") \
+  X(compare, spatc_compare_main, "patterns side by side: density, recall, error, time") \
+  X(tune, spatc_tune_main, "the cheapest parameters that keep a target recall")
 
 typedef struct command {
   const char *name;

@@ -13,5 +13,8 @@ int spatc_explain_main(int argc, char **argv);   /* spatc_explain.c */
 int spatc_bench_main(int argc, char **argv);     /* spatc_bench.c */
 int spatc_compile_main(int argc, char **argv);   /* spatc_compile.c */
 int spatc_cache_main(int argc, char **argv);     /* spatc_cache.c */
+int spatc_recall_main(int argc, char **argv);    /* spatc_recall.c */
+int spatc_compare_main(int argc, char **argv);   /* spatc_compare.c */
+int spatc_tune_main(int argc, char **argv);      /* spatc_tune.c */
 
 #endif

@@ -127,11 +127,15 @@ int cli_usage_error(const cli *c, const char *fmt, ...) {
   return SPATC_EUSAGE;
 }
 
-static int find_long(const char *name, size_t n) {
+/* The option of that spelling the command takes, else the first one. */
+static int find_long(const cli *c, const char *name, size_t n) {
+  int first = -1;
   for (int id = 1; id < OPT_N; id++)
-    if (strlen(opts[id].lng) == n && strncmp(opts[id].lng, name, n) == 0)
-      return id;
-  return -1;
+    if (strlen(opts[id].lng) == n && strncmp(opts[id].lng, name, n) == 0) {
+      if (accepts(c, id)) return id;
+      if (first < 0) first = id;
+    }
+  return first;
 }
 
 static int find_short(char ch) {
@@ -159,7 +163,7 @@ int cli_next(cli *c) {
   if (a[1] == '-') {
     const char *eq = strchr(a + 2, '=');
     size_t n = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
-    id = find_long(a + 2, n);
+    id = find_long(c, a + 2, n);
     if (eq) inline_arg = eq + 1;
     snprintf(spelled, sizeof c->spelled_buf, "--%.*s", (int)(n < 60 ? n : 60), a + 2);
   } else {

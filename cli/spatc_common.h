@@ -25,7 +25,9 @@
 
 enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
 
-/* X(id, long name, short letter or 0, metavar or NULL (a flag), help) */
+/* X(id, long name, short letter or 0, metavar or NULL (a flag), help).  Two
+ * options may share a long name when no command takes both (--target: a
+ * CPU for compile, a recall for tune): a command gets the one it takes. */
 #define SPATC_OPTS(X)                                                        \
   X(HELP, "help", 'h', NULL, "print this help and exit")                     \
   X(VERBOSE, "verbose", 'v', NULL, "say more")                               \
@@ -74,7 +76,30 @@ enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
   X(CPU, "cpu", 0, "CPU", "target CPU by LLVM name, e.g. skylake")           \
   X(NAME, "name", 0, "NAME", "C name of the entry (default: the pattern's)") \
   X(HEADER, "header", 0, "FILE", "the header (default: OUT with .h)")        \
-  X(NO_CACHE, "no-cache", 0, NULL, "compile anew, without the disk cache")
+  X(NO_CACHE, "no-cache", 0, NULL, "compile anew, without the disk cache") \
+  X(REFERENCE, "reference", 0, "EXPR",                                       \
+    "the dense reference pattern (default full; e.g. causal)")               \
+  X(GOAL, "target", 0, "R",                                                  \
+    "the recall to keep, in (0, 1] (default 0.95)")                          \
+  X(BY, "by", 0, "mean|min", "which recall must reach --target (default mean)") \
+  X(PARAM, "param", 0, "NAME=LO:HI",                                         \
+    "search NAME over the powers of 2 in [LO, HI] (repeatable)")             \
+  X(MAX_EVALS, "max-evals", 0, "N", "settings measured at most (default 48)") \
+  X(DIFF, "diff", 0, "FILE", "colour the pairs only FILE's pattern allows, only this one, both") \
+  X(DIFF_PATTERN, "diff-pattern", 0, "NAME", "the pattern of --diff's FILE") \
+  X(TILES, "tiles", 0, NULL, "overlay the kernel's tile plan (full, partial, skipped)") \
+  X(BACKWARD, "backward", 0, NULL, "also time the backward pass")           \
+  X(GRAD, "grad", 0, NULL, "also run the backward pass (dq, dk, dv)")       \
+  X(DOUT, "do", 0, "FILE.npy",                                               \
+    "--grad: dL/do, shaped as o (default: drawn from the seed)")             \
+  X(DQ, "dq", 0, "FILE.npy", "--grad: write dq, [B, H, Lq, D]")             \
+  X(DK, "dk", 0, "FILE.npy", "--grad: write dk, [B, Hkv, Lk, D]")           \
+  X(DV, "dv", 0, "FILE.npy", "--grad: write dv, [B, Hkv, Lk, D]")  \
+  X(PAGE_TABLE, "page-table", 0, "FILE.npy",                                 \
+    "paged KV cache: page ids [B, max_pages], int32; --k, --v are pools "    \
+    "[n_pages, page_size, Hkv, D]")                                          \
+  X(SEQ_LENS, "seq-lens", 0, "FILE.npy",                                     \
+    "paged KV cache: keys of each sequence [B], int32")
 
 typedef enum {
   OPT_NONE = 0,

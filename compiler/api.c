@@ -804,8 +804,11 @@ spat_status spat_kernel_run(const spat_kernel *kk, const spat_tensors *t,
 
 static const char *kind_name(spat_kind kind) { return api_kind_name(kind); }
 
-static spat_status kernel_call(const spat_kernel *k, const spat_tensors *t,
-                               const spat_value *args, size_t n) {
+/* The n generic arguments of a call (who: the API function) checked
+ * against the signature and split into scalars and input arrays. */
+static spat_status unpack_args(const spat_kernel *k, const char *who,
+                               const spat_value *args, size_t n,
+                               int64_t *scalars, const int32_t **inputs) {
   spat_ctx *c = k->ctx;
   const spat_signature *sig = &k->sig;
   if (n != sig->n_args)
@@ -813,9 +816,7 @@ static spat_status kernel_call(const spat_kernel *k, const spat_tensors *t,
                 "kernel '%s' takes %zu argument%s (%s), got %zu", sig->pattern,
                 sig->n_args, sig->n_args == 1 ? "" : "s", sig->entry_type, n);
   if (n > 0 && args == NULL)
-    return fail(c, SPAT_EINVAL, "spat_kernel_call: args is NULL");
-  int64_t scalars[FFI_ENTRY_MAX_ARGS + 1];
-  const int32_t *inputs[FFI_ENTRY_MAX_ARGS + 1];
+    return fail(c, SPAT_EINVAL, "%s: args is NULL", who);
   int ns = 0, ni = 0;
   for (size_t a = 0; a < n; a++) {
     if (args[a].kind != sig->args[a].kind)
@@ -828,7 +829,65 @@ static spat_status kernel_call(const spat_kernel *k, const spat_tensors *t,
     else
       inputs[ni++] = api_value_array(&args[a]);
   }
+  return SPAT_OK;
+}
+
+static spat_status kernel_call(const spat_kernel *k, const spat_tensors *t,
+                               const spat_value *args, size_t n) {
+  int64_t scalars[FFI_ENTRY_MAX_ARGS + 1];
+  const int32_t *inputs[FFI_ENTRY_MAX_ARGS + 1];
+  spat_status st =
+      unpack_args(k, "spat_kernel_call", args, n, scalars, inputs);
+  if (st != SPAT_OK) return st;
   return (spat_status)ffi_entry_call(k->entry, NULL, t, scalars, inputs);
+}
+
+/* The backward: the forward's checks (args_make), the gradients'
+ * (args_make_grads), the empty shapes, then the backend. */
+static spat_status kernel_backward(const spat_kernel *k, const spat_tensors *t,
+                                   const spat_grads *g, const spat_value *args,
+                                   size_t n) {
+  int64_t scalars[FFI_ENTRY_MAX_ARGS + 1];
+  const int32_t *inputs[FFI_ENTRY_MAX_ARGS + 1];
+  spat_status sst =
+      unpack_args(k, "spat_kernel_backward", args, n, scalars, inputs);
+  if (sst != SPAT_OK) return sst;
+  char err[ERR_LEN] = "";
+  rt_args a;
+  rt_grad rg;
+  bool empty = false;
+  rt_status rs =
+      args_make(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
+  if (rs == RT_OK && a.paged)
+    rs = rt_errf(err, sizeof err, RT_EUNSUPPORTED,
+                 "the backward pass does not take a paged KV cache");
+  if (rs == RT_OK)
+    rs = args_make_grads(&k->shape, t, g, &a, &rg, err, sizeof err);
+  /* spat_grads.dinputs: one per float input in signature order; rt_grad's:
+   * one per program input (NULL for the int ones) */
+  float *din[FFI_ENTRY_MAX_ARGS + 1] = {NULL};
+  if (rs == RT_OK && g != NULL && g->dinputs != NULL && k->prog->score) {
+    for (int x = 0, fi = 0; x < k->prog->n_inputs && x < FFI_ENTRY_MAX_ARGS; x++)
+      if (k->prog->inputs[x].is_float) din[x] = g->dinputs[fi++];
+    rg.dinputs = din;
+  }
+  if (rs == RT_OK && !rt_grad_empty(&a, &rg))
+    rs = k->be->backward
+             ? k->be->backward(k->obj, &a, &rg, err, sizeof err)
+             : rt_errf(err, sizeof err, RT_EUNSUPPORTED,
+                       "the %s backend has no backward pass", k->be->name);
+  if (rs == RT_OK) return SPAT_OK;
+  return fail(k->ctx, args_status(rs), "%s", err[0] ? err : "failed");
+}
+
+spat_status spat_kernel_backward(const spat_kernel *kk, const spat_tensors *t,
+                                 const spat_grads *g, const spat_value *args,
+                                 size_t n) {
+  spat_kernel *k = api_kernel_get(kk);
+  if (k == NULL) return SPAT_EINVAL;
+  spat_status st = kernel_backward(k, t, g, args, n);
+  api_kernel_put(k);
+  return st;
 }
 
 spat_status spat_kernel_call(const spat_kernel *kk, const spat_tensors *t,

@@ -8,9 +8,11 @@
  *   spat_compile            pattern + head dimension + layout -> spat_kernel
  *                           (LLVM JIT or the reference interpreter)
  *   spat_kernel_run / _call attention: o = softmax(scale q k^T | mask) v
+ *   spat_kernel_backward    its gradients dq, dk, dv (training)
  *   spat_module_*           every pattern of a text (listing, selecting)
  *   spat_pattern_describe   a pattern's arguments and externs, before compiling
  *   spat_kernel_mask        the mask M(h, i, j) a kernel applies, row by row
+ *   spat_kernel_tiles       the tiles its plan visits (full, partial, skipped)
  *   spat_pattern_explain    the IR and the tile plan, as text
  *   spat_emit               ahead-of-time objects and C headers
  *   spat_cache_*            the disk kernel cache: where, what, emptying
@@ -298,6 +300,26 @@ SPAT_API void spat_kernel_free(spat_kernel *k);
 
 /* ---- running ------------------------------------------------------------ */
 
+/* A paged KV cache (vLLM's block_table convention).  With it, k and v are
+ * pools of pages [n_pages, page_size, Hkv, D] (whatever the layout; q, o
+ * and lse keep theirs), sequence b of the batch has seq_lens[b] keys (its
+ * Lk), and its key j is row j % page_size of page page_table[b * max_pages
+ * + j / page_size].  Each sequence is its own attention: the pattern's
+ * positions are positions in the sequence, its query rows bottom-right
+ * aligned to its own length (Lq <= seq_lens[b]: row r is position r +
+ * seq_lens[b] - Lq).  spat_tensors.Lk must be 0.  Checked per call: page
+ * ids in [0, n_pages) for the pages a sequence uses (the rest of its row is
+ * not read), 0 <= seq_lens[b] <= max_pages * page_size.  Not supported
+ * (SPAT_EUNSUPPORTED): patterns with input arrays or top-k, and kernels
+ * without a decode tile (the AOT and disk-cache kernels today). */
+typedef struct spat_paged_kv {
+  const int32_t *page_table; /* [B, max_pages] page ids */
+  const int32_t *seq_lens;   /* [B] keys of each sequence */
+  int64_t n_pages;           /* pages in each of the k and v pools */
+  int64_t page_size;         /* keys per page, >= 1 */
+  int64_t max_pages;         /* the row length of page_table */
+} spat_paged_kv;
+
 typedef struct spat_tensors {
   int64_t B, H, Hkv, Lq, Lk; /* Hkv 0: H; each may be 0: Lk = 0 makes
                                 every row empty (o = 0, lse = -inf) */
@@ -306,6 +328,7 @@ typedef struct spat_tensors {
   float *lse;                /* NULL, or [B, H, Lq] log-sum-exp, written
                                 (-inf for a row with no allowed key) */
   float scale;               /* 0: 1 / sqrt(D) */
+  const spat_paged_kv *paged; /* NULL: k, v dense [B, Hkv, Lk, D] */
 } spat_tensors;
 
 /* A kernel's arguments are its pattern's `runtime` scalars (int64_t), in
@@ -375,6 +398,9 @@ typedef struct spat_pattern_info {
   /* The pattern uses topk: its mask depends on q and k, not only on the
    * positions (spat_kernel_mask then needs them). */
   bool data_dependent;
+  /* Declared aligned(top_left): query row r sits at position i = r (else
+   * bottom-right, i = r + max(Lk - Lq, 0)). */
+  bool top_left;
 } spat_pattern_info;
 
 /* Instantiates the pattern with its current parameters and describes it into
@@ -426,6 +452,40 @@ SPAT_API spat_status spat_kernel_call(const spat_kernel *k,
  * Valid while the kernel lives. */
 SPAT_API spat_fn spat_kernel_entry(const spat_kernel *k);
 
+/* ---- training: the backward pass ------------------------------------------ */
+
+/* The gradients of one backward run, shaped and laid out as the forward's
+ * tensors (the kernel's layout): dout and dq as q and o, dk and dv as k and
+ * v. */
+typedef struct spat_grads {
+  const float *dout;     /* dL/do, shaped as o; read */
+  const float *dlse;     /* NULL (zero), or dL/dlse [B, H, Lq]; read */
+  float *dq, *dk, *dv;   /* written (overwritten), shaped as q, k, v */
+  float *const *dinputs; /* NULL, or (language v2) one per float input, in
+                            signature order (NULL entries skipped), written
+                            shaped as the input; ignored by patterns
+                            without float inputs */
+} spat_grads;
+
+/* The backward pass of the kernel's attention: with P_ij = exp(s_ij -
+ * lse_i) on the pattern's allowed (i, j), s = scale q k^T,
+ *   dv_j = sum_i P_ij do_i,   dS_ij = P_ij (do_i . v_j - do_i . o_i + dlse_i)
+ *   dq_i = scale sum_j dS_ij k_j,   dk_j = scale sum_i dS_ij q_i
+ * (a key/value head sums over the query heads that share it; a row with no
+ * allowed key contributes nothing; topk selects the same keys as the
+ * forward did and no gradient flows through the selection).  t is the
+ * forward's: q, k, v, scale as in the forward run, and its outputs o and
+ * lse, both read here (lse required).  args as for spat_kernel_call.  Works
+ * for JIT and interpreter kernels and kernels from the disk cache; the same
+ * run-time errors as the forward.  Errors: SPAT_EINVAL (NULL or missing
+ * tensors, gradients that alias each other or an input, wrong arguments),
+ * SPAT_ERANGE, SPAT_EUNSUPPORTED (a kernel without a backward), SPAT_ENOMEM. */
+SPAT_API spat_status spat_kernel_backward(const spat_kernel *k,
+                                          const spat_tensors *t,
+                                          const spat_grads *g,
+                                          const spat_value *args,
+                                          size_t n_args);
+
 /* ---- masks and explanations --------------------------------------------- */
 
 /* The mask the kernel applies, computed by the reference interpreter
@@ -455,6 +515,31 @@ SPAT_API spat_status spat_kernel_mask_count(const spat_kernel *k,
                                             size_t n_args, int64_t b,
                                             int64_t h, int64_t r0,
                                             int64_t n_rows, int64_t *counts);
+
+/* How a kernel's tile plan treats a tile of query rows x keys. */
+typedef enum spat_tile {
+  SPAT_TILE_SKIPPED = 0, /* never visited: the plan proves no pair allowed */
+  SPAT_TILE_PARTIAL = 1, /* visited, the mask evaluated per element (or
+                            its keys are top-k candidates) */
+  SPAT_TILE_FULL = 2,    /* visited, every pair allowed: no mask code */
+} spat_tile;
+
+/* The tile plan the kernel follows for batch b and head h: out[qt * nkt +
+ * kt] is the spat_tile of query tile qt (rows [qt bq, qt bq + bq)) and key
+ * tile kt (keys [kt bk, kt bk + bk)), for qt < ceil(Lq / bq) and kt < nkt
+ * = ceil(Lk / bk); bq, bk 0: the JIT's tiles, 64 x 64.  Plan-level: a
+ * PARTIAL tile may still allow no pair (the kernel then skips it after
+ * evaluating its mask).  t gives the sizes (no tensor is read); args are
+ * the signature's, as for spat_kernel_call (input arrays tighten the plan,
+ * e.g. one document per tile).
+ * Errors: SPAT_EINVAL (NULL k, t or out, bad sizes, tiles, b or h, wrong
+ * arguments), SPAT_ERANGE (a run-time error of the pattern's sizes),
+ * SPAT_ENOMEM; the message is in the kernel's context. */
+SPAT_API spat_status spat_kernel_tiles(const spat_kernel *k,
+                                       const spat_tensors *t,
+                                       const spat_value *args, size_t n_args,
+                                       int64_t b, int64_t h, int64_t bq,
+                                       int64_t bk, uint8_t *out);
 
 typedef struct spat_explain_options {
   int64_t H, Lq, Lk; /* the sizes summarised (H >= 1, Lq, Lk >= 0) */
@@ -567,6 +652,11 @@ SPAT_API spat_status spat_cache_clear(spat_ctx *ctx, size_t *removed);
 SPAT_API int spat_aot_run(const void *desc, const spat_tensors *t,
                           const int64_t *scalars, const int32_t *const *inputs,
                           char *err, size_t errlen);
+/* The same for their backward entries (NAME_backward). */
+SPAT_API int spat_aot_backward(const void *desc, const spat_tensors *t,
+                               const spat_grads *g, const int64_t *scalars,
+                               const int32_t *const *inputs, char *err,
+                               size_t errlen);
 /* Called by the destructor of a shared library made by `spatc compile
  * --emit shared` when it is unloaded; frees what the kernel's first run
  * made.  Not for direct use. */

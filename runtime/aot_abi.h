@@ -7,13 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernel_rt.h"
 #include "rt.h"
 
 /* The descriptor's layout, and the kr_env that generated code reads
  * (runtime/kernel_rt.h), are an ABI between objects and libspat: every field
  * is 8 bytes, in this order; AOT_ABI changes with either (3: errat; 4:
- * kr_env gained random_row and random_cache). */
-#define AOT_ABI 4
+ * kr_env gained random_row and random_cache; 5: the backward tiles). */
+#define AOT_ABI 5
 typedef struct aot_desc {
   int64_t abi;                /* AOT_ABI */
   int64_t D, layout, threads; /* compile options */
@@ -28,6 +29,8 @@ typedef struct aot_desc {
   void **state;         /* writable slot: the run-time kernel */
   const char *name;
   const void *errat;    /* kr_errat_fn */
+  const void *bwd_dq, *bwd_dkdv; /* kr_bwd_fn, or NULL (disk cache objects:
+                                    the caller supplies them) */
 } aot_desc;
 
 /* Runs a loaded descriptor on arguments already checked (the CLI's path:
@@ -35,6 +38,17 @@ typedef struct aot_desc {
  * must be the functions the object was linked with. */
 rt_status aot_run_args(const void *desc, const rt_args *a, char *err,
                        size_t errlen);
+
+/* Gives a loaded descriptor's run-time kernel the decode tile (kr_dtile_fn,
+ * kernel_rt.h): the disk cache does, with the process's shared one, before
+ * the first run; objects without it run every call through the prefill
+ * tiles and refuse paged KV caches. */
+void aot_set_dtile(const void *desc, void *dtile);
+/* The backward pass of a loaded descriptor on checked arguments, with the
+ * tiles dq and dkdv, or (NULL) the descriptor's own. */
+rt_status aot_backward_args(const void *desc, const rt_args *a,
+                            const rt_grad *g, kr_bwd_fn dq, kr_bwd_fn dkdv,
+                            char *err, size_t errlen);
 
 /* Frees the run-time kernel a descriptor's first run made (aot_run.c), for
  * objects unloaded before the process ends (the disk cache's). */

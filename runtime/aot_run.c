@@ -94,6 +94,48 @@ rt_status aot_run_args(const void *desc, const rt_args *a, char *err,
   return kr_run(k, &b, err, errlen);
 }
 
+rt_status aot_backward_args(const void *desc, const rt_args *a,
+                            const rt_grad *g, kr_bwd_fn dq, kr_bwd_fn dkdv,
+                            char *err, size_t errlen) {
+  const aot_desc *d = desc;
+  if (d == NULL || d->abi != AOT_ABI)
+    return rt_errf(err, errlen, RT_EUNSUPPORTED, "AOT ABI mismatch");
+  if (a->D != d->D)
+    return rt_errf(err, errlen, RT_EINVAL,
+                   "the kernel was compiled for D = %lld, not %lld",
+                   (long long)d->D, (long long)a->D);
+  if (dq == NULL) memcpy(&dq, &d->bwd_dq, sizeof dq);
+  if (dkdv == NULL) memcpy(&dkdv, &d->bwd_dkdv, sizeof dkdv);
+  if (dq == NULL || dkdv == NULL)
+    return rt_errf(err, errlen, RT_EUNSUPPORTED,
+                   "this kernel object has no backward pass");
+  kr_kernel *k = kernel_of(d);
+  if (k == NULL) return rt_errf(err, errlen, RT_ENOMEM, "out of memory");
+  rt_args b = *a;
+  if (d->n_externs > 0 && b.externs == NULL) b.externs = d->externs;
+  return kr_run_backward(k, dq, dkdv, &b, g, err, errlen);
+}
+
+int spat_aot_backward(const void *desc, const spat_tensors *t,
+                      const spat_grads *sg, const int64_t *scalars,
+                      const int32_t *const *inputs, char *err, size_t errlen) {
+  const aot_desc *d = desc;
+  if (d == NULL || d->abi != AOT_ABI)
+    return args_status(rt_errf(err, errlen, RT_EUNSUPPORTED,
+                               "this kernel object was made by another spatc "
+                               "version (AOT ABI mismatch): compile it again"));
+  args_shape shape = {d->D,           (int)d->layout, (int)d->n_inputs,
+                      d->input_names, d->externs,     (int)d->threads};
+  rt_args a;
+  rt_grad g;
+  bool empty = false;
+  rt_status rs = args_make(&shape, t, scalars, inputs, &a, &empty, err, errlen);
+  if (rs == RT_OK) rs = args_make_grads(&shape, t, sg, &a, &g, err, errlen);
+  if (rs == RT_OK && !rt_grad_empty(&a, &g))
+    rs = aot_backward_args(d, &a, &g, NULL, NULL, err, errlen);
+  return args_status(rs);
+}
+
 void spat_aot_release(const void *desc) {
   aot_state_release(desc);
 }
@@ -109,3 +151,9 @@ void aot_state_release(const void *desc) {
   free(k->tkinfo);
   free(k);
 }
+
+void aot_set_dtile(const void *desc, void *dtile) {
+  kr_kernel *k = kernel_of(desc);
+  if (k != NULL) memcpy(&k->dtile, &dtile, sizeof k->dtile);
+}
+

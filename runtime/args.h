@@ -29,6 +29,13 @@ rt_status args_make(const args_shape *k, const spat_tensors *t,
                           const int64_t *scalars, const int32_t *const *inputs,
                           rt_args *a, bool *empty, char *err, size_t errlen);
 
+/* The gradients of a backward run with forward arguments a (from
+ * args_make with the same t): checks them (NULLs, sizes, lse given,
+ * outputs overlapping each other or an input) and fills g. */
+rt_status args_make_grads(const args_shape *k, const spat_tensors *t,
+                          const spat_grads *sg, const rt_args *a, rt_grad *g,
+                          char *err, size_t errlen);
+
 spat_status args_status(rt_status s);
 
 #endif

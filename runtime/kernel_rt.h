@@ -34,6 +34,7 @@
 
 #define KR_BQ 64   /* query rows per tile (4 vectors of 16 lanes) */
 #define KR_BK 64   /* keys per tile; also the widest mask call */
+#define KR_DR 64   /* rows per decode tile call (kr_dtile_fn) */
 
 /* State of one top-k node for the rows of the current query tile. */
 typedef struct kr_topk {
@@ -97,6 +98,31 @@ typedef void (*kr_tile_fn)(const float *qt, const float *k, int64_t sk,
                            const uint64_t *maskt, float *acc, float *m,
                            float *l, float c, float *st);
 
+/* The decode tile (kernel kind "decode", codegen_decode.c): the same
+ * online-softmax step for nr (1..KR_DR) unpadded query rows q [nr][D]
+ * (row-major, row stride D) against ncols (1..KR_BK) keys; acc [nr][D],
+ * m, l [nr] as for kr_tile_fn; rowm: nr words, bit t of rowm[r] = row r
+ * allows key t, or NULL: all allowed; st: KR_DR * KR_BK floats. */
+typedef void (*kr_dtile_fn)(const float *q, int64_t nr, const float *k,
+                            int64_t sk, const float *v, int64_t sv,
+                            int64_t ncols, const uint64_t *rowm, float *acc,
+                            float *m, float *l, float c, float *st);
+/* The backward tiles (kernel kinds bwd_dq and bwd_dkdv, driven by
+ * runtime/kernel_bwd.c), one signature for both.  A query tile (Q^T and
+ * dO^T [D][KR_BQ], for dkdv also Q and dO [KR_BQ][D]; rows past the tile
+ * zero) against ncols keys of k/v (row strides sk, sv); rowc [2][KR_BQ]:
+ * per row lse log2 e (+inf for rows past the tile or without keys), then
+ * Delta - dlse; maskt and c as for kr_tile_fn; st: 2 KR_BK KR_BQ floats.
+ * With s the row's log2-domain score c q.k, P = 2^(s - lse log2 e) and
+ * dS = P (dO.v - Delta + dlse) (the score hook multiplies by dE/ds):
+ *   dq:   ga [KR_BQ][D] += dS K          (gb unused)
+ *   dkdv: ga [KR_BK][D] += dS^T Q,  gb [KR_BK][D] += P^T dO
+ * (the driver multiplies dq and dk by scale). */
+typedef void (*kr_bwd_fn)(const float *qt, const float *dot, const float *qr,
+                          const float *dor, const float *rowc, const float *k,
+                          int64_t sk, const float *v, int64_t sv,
+                          int64_t ncols, const uint64_t *maskt, float *ga,
+                          float *gb, float c, float *st);
 /* The tile of a pattern with `with score E` (language version 2): the same
  * step with E applied to each score before the online softmax; i0 is the
  * position of the tile's first row, j0 its first key. */
@@ -117,6 +143,7 @@ typedef struct kr_kernel {
   kr_mask_fn *mask;             /* n_topk + 1: the root, then P of topk t */
   kr_tkinfo_fn *tkinfo;         /* n_topk */
   kr_tile_fn tile;
+  kr_dtile_fn dtile;            /* NULL: no decode path (prefill tiles) */
   kr_stile_fn stile;            /* non-NULL: the pattern's score tile, used
                                    instead of tile (no sparse-row path) */
   kr_errat_fn errat;
@@ -129,8 +156,56 @@ typedef struct kr_kernel {
   int busy;                     /* a run holds the pool (atomic) */
 } kr_kernel;
 
+/* The decode driver (runtime/kernel_decode.c) runs a call instead of the
+ * query tiles above when the kernel has a dtile and Lq <= kr_decode_max_lq
+ * (or always with a paged KV cache): per (batch, KV head, key part) task,
+ * the rows of every query head of the KV head packed into one unpadded
+ * decode tile, each K/V row loaded once per KV head; the keys split into
+ * parts across threads when there are fewer (batch, KV head) pairs than
+ * threads, parts merged by log-sum-exp (flash-decoding).  The plan, mask,
+ * top-k and error code are the same. */
+extern int64_t kr_decode_max_lq;  /* default KR_DECODE_MAX_LQ; for benches */
+#define KR_DECODE_MAX_LQ 32
+
 /* Runs attention with the kernel; RT_ERANGE etc. with a message in err. */
 rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen);
 void kr_release(kr_kernel *k);  /* frees the pool (not the kernel) */
+
+/* The backward pass (runtime/kernel_bwd.c) with the tiles dq and dkdv:
+ * dq, dk, dv into g from a's q, k, v, o and lse and g's dout (and dlse);
+ * a and g checked by the caller (args_make, args_make_grads). */
+rt_status kr_run_backward(kr_kernel *k, kr_bwd_fn dq, kr_bwd_fn dkdv,
+                          const rt_args *a, const rt_grad *g, char *err,
+                          size_t errlen);
+
+/* --- the forward's pieces, for kernel_bwd.c ----------------------------- */
+
+/* The kernel's pool for a run with threads (0: the kernel's default), or a
+ * new one (*own) when another run holds it; given back by kr_pool_give. */
+th_pool *kr_pool_take(kr_kernel *k, int threads, th_pool **own);
+void kr_pool_give(kr_kernel *k, th_pool *own);
+/* The shape checks of kr_run: NULL, or the message (maybe in buf). */
+const char *kr_check_args(const kr_kernel *k, const rt_args *a, char *buf,
+                          size_t n);
+/* The contract's run-time errors of a run, found as kr_run finds them. */
+rt_status kr_check_errors(const kr_kernel *k, const rt_args *a, th_pool *pool,
+                          char *err, size_t errlen);
+/* The message of a mask function's error code. */
+void kr_error_text(const kr_kernel *k, int32_t code, char *buf, size_t n);
+void kr_transpose64(uint64_t a[64]);  /* bit r of a[c] -> bit c of a[r] */
+
+/* A worker's state for the forward's masks: *env for query rows [r0, r1)
+ * of (b, h); with select, its top-k selections made by the forward's code
+ * (bit-identical), env->topk pointing at them until the next call.  0: out
+ * of memory.  kr_masker_oom: a random key set could not be stored. */
+typedef struct kr_masker kr_masker;
+kr_masker *kr_masker_new(kr_kernel *k, const rt_args *a);
+void kr_masker_free(kr_masker *m);
+int kr_masker_rows(kr_masker *m, int64_t b, int64_t h, int64_t r0, int64_t r1,
+                   int select, kr_env *env);
+int kr_masker_oom(const kr_masker *m);
+/* A copy of the last selections (n_topk kr_topk and their arrays in one
+ * block: free() it), for env->topk later; NULL when out of memory. */
+kr_topk *kr_masker_record(const kr_masker *m);
 
 #endif

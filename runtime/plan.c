@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "arith.h"
+#include "plan_box.h"
 #include "plan_ops.h"
 
 enum { K_NONE = 0, K_FULL = PLAN_FULL, K_PART = PLAN_PARTIAL };
@@ -619,11 +620,32 @@ static int64_t op_list(ev *e, int64_t op, int64_t *pcp, gran *g) {
   return EXEC_NEXT;
 }
 
-/* exec's where-predicates: a body evaluated per key (JPRED) or per query row (IPRED). */
+typedef struct box_ctx { ev *e; int64_t s; } box_ctx;
+
+static void box_put(void *ctx, int64_t k0, int64_t k1, int64_t kind) {
+  box_ctx *b = ctx;
+  put(slot(b->e, b->s), &b->e->n[b->s], b->e->cap, k0, k1, kind);
+}
+
+/* exec's where-predicates: a body evaluated per key (JPRED) or per query
+ * row (IPRED), or a tree over intervals (BOX, runtime/plan_box.c). */
 static int64_t op_pred(ev *e, int64_t op, int64_t *pcp, gran *g) {
   const int64_t *P = e->plan;
   int64_t size = P[PLAN_W_SIZE], pc = *pcp, a, s;
   switch (op) {
+  case PLAN_PBOX: {
+    int64_t grain = P[pc], len = P[pc + 1], tree = pc + 2;
+    if (grain < 1 || len < 1 || len > size - tree) return fail(e, "tile plan: bad code");
+    pc = tree + len;
+    if ((s = push_list(e)) < 0) return -1;
+    box_ctx bc = {e, s};
+    box_q q = {.P = P, .tree = tree, .len = len, .env = e->env, .i0 = g->i0,
+               .i1 = g->i1, .lq = g->Lq, .lk = g->Lk,
+               .j0 = g->f0 > 0 ? g->f0 : 0, .j1 = g->f1 < g->Lk ? g->f1 : g->Lk,
+               .grain = grain};
+    if (!plan_box(&q, box_put, &bc)) return fail(e, "tile plan: bad code");
+    break;
+  }
   case PLAN_PJPRED:
   case PLAN_PIPRED: {
     int64_t body = pc + 1, len = P[pc];
@@ -825,6 +847,7 @@ static int64_t exec(ev *e, int64_t pc) {
       break;
     case PLAN_PJPRED:
     case PLAN_PIPRED:
+    case PLAN_PBOX:
       if ((r = op_pred(e, op, &pc, g)) != EXEC_NEXT) return r;
       break;
     case PLAN_BBEGIN:

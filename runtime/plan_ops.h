@@ -23,13 +23,14 @@ enum {
   PLAN_W_CODE = 7,    /* offset of the first instruction */
   PLAN_W_NIN = 8,     /* input arrays read */
   PLAN_W_WHERE = 9,   /* offset of the where table (after END), see below */
-  PLAN_HDR = 10
+  PLAN_W_JOIN = 10,   /* offset of the join table (0: none), see below */
+  PLAN_HDR = 11
 };
 
 /* "PLAT" and the format version: bump the version whenever the instruction
  * set or the header changes, so that a plan stored by an older library (an
  * AOT object, a kernel cache entry) is refused instead of misread. */
-#define PLAN_VERSION 3ll
+#define PLAN_VERSION 4ll
 #define PLAN_MAGIC (0x54414c50ll | (PLAN_VERSION << 32))
 
 /* Evaluator limits (the builder sizes plans to fit them). */
@@ -39,6 +40,8 @@ enum {
 #define PLAN_RANDOM_MAX 16  /* random: exact keys when rows * r <= this */
 #define PLAN_DOC_VALUES 8   /* doceq: distinct x[i] in a tile, at most */
 #define PLAN_RESIDUE_RUNS 64 /* stride, dilated: key runs planned for */
+#define PLAN_BOX_EVALS 512  /* box: interval evaluations per tile, at most */
+#define PLAN_BOX_DEPTH 64   /* box: tree depth, at most */
 
 /* X(name, operand words, text) */
 #define PLAN_OPS(X)                                                       \
@@ -107,6 +110,11 @@ enum {
                                operand is the length of the integer code  \
                                that follows, ending in RET */             \
   X(PIPRED, 1, "ipred")     /* a predicate of i alone, run per row */     \
+  X(PBOX, 2, "box")         /* a predicate of i and j over intervals      \
+                               (runtime/plan_box.c): operands G, n; its   \
+                               tree follows in n words, prefix form as in \
+                               the where table; key ranges split in two   \
+                               down to G keys while undecided */          \
   X(IVARI, 0, "i")          /* inside a JPRED/IPRED body */               \
   X(IVARJ, 0, "j")                                                        \
   X(IINPUT, 1, "input")     /* pops a position; operand: input index */   \
@@ -133,6 +141,13 @@ enum {
  *   (the integer ops above; IVARI, IVARJ are i and j at the node's
  *   granularity, IINPUT's kid the index).  w == 1: the tree was too large
  *   to store, it may fail anywhere. */
+/* The join table (at plan[PLAN_W_JOIN] when nonzero, after the where
+ * table): the pattern is where(f1(i) == g1(j) && ... && fn(i) == gn(j)),
+ * each f of i alone and g of j alone, so that the kernel can group queries
+ * and keys by their values (runtime/plan_join.c):
+ *   n (1 .. PLAN_JOIN_MAX), then per equality: words wf, f's tree in prefix
+ *   form (as in the where table), words wg, g's tree. */
+#define PLAN_JOIN_MAX 4
 #define PLAN_WF_BLOCKS 1    /* inside blocks(b) { }: i, j, Lq, Lk count blocks */
 #define PLAN_WHERE_MAX (1 << 20) /* words of the where table */
 

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 rt_status rt_errf(char *err, size_t errlen, rt_status st, const char *fmt,
                   ...) {
@@ -39,4 +40,21 @@ void rt_fill_no_keys(const rt_args *a) {
         for (int64_t d = 0; d < a->D; d++) o[d] = 0.0f;
         if (a->lse) a->lse[b * a->lse_sb + h * a->lse_sh + r] = -INFINITY;
       }
+}
+
+static void zero_tensor(const rt_tensor *t, int64_t B, int64_t H, int64_t L,
+                        int64_t D) {
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t r = 0; r < L; r++)
+        memset(t->data + b * t->sb + h * t->sh + r * t->sl, 0,
+               (size_t)D * sizeof(float));
+}
+
+bool rt_grad_empty(const rt_args *a, const rt_grad *g) {
+  if (rt_has_rows(a) && a->Lk > 0) return false;
+  zero_tensor(&g->dq, a->B, a->H, a->Lq, a->D);
+  zero_tensor(&g->dk, a->B, a->Hkv, a->Lk, a->D);
+  zero_tensor(&g->dv, a->B, a->Hkv, a->Lk, a->D);
+  return true;
 }

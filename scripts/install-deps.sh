@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(make gcc pkg-config flex bison llvm-19-dev clang-19 libclang-rt-19-dev libffi-dev
-      libcmocka-dev libopenblas-dev python3 python3-numpy libzstd-dev
+      libcmocka-dev libopenblas-dev python3 python3-numpy python3-pytest python3-venv libzstd-dev
       zlib1g-dev libxml2-dev libedit-dev time groff-base)
 
 missing=()

@@ -48,6 +48,10 @@ typedef struct backend {
   void *(*compile)(const ir_program *p, const backend_opts *o, char *err,
                    size_t errlen);
   rt_status (*run)(void *kernel, const rt_args *a, char *err, size_t errlen);
+  /* The backward pass (rt_grad) of the same arguments; a and g checked,
+   * with rows and keys (rt_grad_empty handled before). */
+  rt_status (*backward)(void *kernel, const rt_args *a, const rt_grad *g,
+                        char *err, size_t errlen);
   void (*free)(void *kernel);
 } backend;
 

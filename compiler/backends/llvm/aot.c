@@ -12,7 +12,10 @@
  *                    writable state slot (the run-time kernel)
  *   entries          NAME(t, scalars..., inputs...) and NAME_ex(err, errlen,
  *                    t, ...) store their arguments in arrays and call
- *                    spat_aot_run(&desc, ...) in libspat
+ *                    spat_aot_run(&desc, ...) in libspat; NAME_backward(t,
+ *                    g, ...) and NAME_backward_ex the same with
+ *                    spat_aot_backward (the backward tiles are in the
+ *                    object)
  *   lp_optimize      the one pipeline (llvm_pipeline.h), then machine code
  *
  * An object for the disk cache leaves the tile out: its descriptor points
@@ -37,8 +40,9 @@
 W(abi, 0); W(D, 1); W(layout, 2); W(threads, 3); W(n_runtime, 4);
 W(n_inputs, 5); W(n_externs, 6); W(n_topk, 7); W(n_errors, 8); W(plan, 9);
 W(mask, 10); W(tkinfo, 11); W(tile, 12); W(errors, 13); W(input_names, 14);
-W(externs, 15); W(state, 16); W(name, 17); W(errat, 18);
-_Static_assert(sizeof(aot_desc) == 8 * 19, "aot_desc size");
+W(externs, 15); W(state, 16); W(name, 17); W(errat, 18); W(bwd_dq, 19);
+W(bwd_dkdv, 20);
+_Static_assert(sizeof(aot_desc) == 8 * 21, "aot_desc size");
 #undef W
 
 typedef struct emit {
@@ -119,25 +123,30 @@ static LLVMValueRef extern_fn(emit *e, const ir_extern *x) {
   return LLVMAddFunction(e->M, x->name, ft);
 }
 
-/* int NAME[_ex]([char *err, size_t errlen,] const spat_tensors *t,
- *               int64_t s..., const int32_t *a...) */
+/* int NAME[_backward][_ex]([char *err, size_t errlen,] const spat_tensors *t,
+ *               [const spat_grads *g,] int64_t s..., const int32_t *a...)
+ * calling run: spat_aot_run(desc, t, S, A, err, errlen), or (backward)
+ * spat_aot_backward(desc, t, g, S, A, err, errlen). */
 static void build_entry(emit *e, const ir_program *p, LLVMValueRef desc,
-                        LLVMValueRef run, LLVMTypeRef run_t, bool with_err) {
-  int ns = p->n_runtime, na = p->n_inputs, lead = with_err ? 3 : 1;
-  int n = lead + ns + na;
+                        LLVMValueRef run, LLVMTypeRef run_t, bool with_err,
+                        bool backward) {
+  int ns = p->n_runtime, na = p->n_inputs, lead = (with_err ? 3 : 1) + backward;
+  int n = lead + ns + na, t_at = with_err ? 2 : 0;
   LLVMTypeRef *params = calloc((size_t)n, sizeof *params);
   if (params == NULL) return;
   if (with_err) {
     params[0] = e->ptr;
     params[1] = e->i64;
   }
-  params[lead - 1] = e->ptr;
+  params[t_at] = e->ptr;
+  if (backward) params[t_at + 1] = e->ptr;
   for (int k = 0; k < ns; k++) params[lead + k] = e->i64;
   for (int k = 0; k < na; k++) params[lead + ns + k] = e->ptr;
   LLVMTypeRef ft = LLVMFunctionType(e->i32, params, (unsigned)n, 0);
   free(params);
   char name[256];
-  snprintf(name, sizeof name, "%s%s", e->name, with_err ? "_ex" : "");
+  snprintf(name, sizeof name, "%s%s%s", e->name, backward ? "_backward" : "",
+           with_err ? "_ex" : "");
   LLVMValueRef f = LLVMAddFunction(e->M, name, ft);
   unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
   LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
@@ -158,14 +167,16 @@ static void build_entry(emit *e, const ir_program *p, LLVMValueRef desc,
     LLVMValueRef slot = LLVMBuildGEP2(e->B, e->ptr, A, &idx, 1, "");
     LLVMBuildStore(e->B, LLVMGetParam(f, (unsigned)(lead + ns + k)), slot);
   }
-  LLVMValueRef args[6] = {
-      desc,
-      LLVMGetParam(f, (unsigned)(lead - 1)),
-      S,
-      A,
-      with_err ? LLVMGetParam(f, 0) : LLVMConstPointerNull(e->ptr),
-      with_err ? LLVMGetParam(f, 1) : LLVMConstInt(e->i64, 0, 0)};
-  LLVMValueRef r = LLVMBuildCall2(e->B, run_t, run, args, 6, "");
+  LLVMValueRef args[7], *a = args;
+  *a++ = desc;
+  *a++ = LLVMGetParam(f, (unsigned)t_at);
+  if (backward) *a++ = LLVMGetParam(f, (unsigned)t_at + 1);
+  *a++ = S;
+  *a++ = A;
+  *a++ = with_err ? LLVMGetParam(f, 0) : LLVMConstPointerNull(e->ptr);
+  *a++ = with_err ? LLVMGetParam(f, 1) : LLVMConstInt(e->i64, 0, 0);
+  LLVMValueRef r =
+      LLVMBuildCall2(e->B, run_t, run, args, (unsigned)(a - args), "");
   LLVMBuildRet(e->B, r);
 }
 
@@ -207,6 +218,26 @@ static LLVMValueRef tile_fn(emit *e) {
   /* only its address is taken: the type is not used */
   LLVMTypeRef ft = LLVMFunctionType(LLVMVoidTypeInContext(e->C), NULL, 0, 0);
   return LLVMAddFunction(e->M, sym, ft);
+}
+
+/* A backward tile of a self-contained object, or NULL (disk cache
+ * objects: the loader supplies the process's). */
+static LLVMValueRef bwd_fn(emit *e, cg_kind_id id) {
+  if (e->shared_tile) return LLVMConstPointerNull(e->ptr);
+  char name[512];
+  snprintf(name, sizeof name, "%s.%s", e->name, cg_kinds[id].symbol);
+  LLVMValueRef f = LLVMGetNamedFunction(e->M, name);
+  return f ? f : LLVMConstPointerNull(e->ptr);
+}
+
+/* The backward tiles added to a self-contained object's module. */
+static int add_bwd_tiles(emit *e, int64_t D, const cg_target *t, char *err,
+                         size_t errlen) {
+  const cg_kind_id ids[2] = {CG_KIND_BWD_DQ, CG_KIND_BWD_DKDV};
+  for (int x = 0; x < 2; x++)
+    if (cg_add_kernel(e->M, &cg_kinds[ids[x]], D, CG_F32, t, err, errlen))
+      return -1;
+  return 0;
 }
 
 /* The generated functions the descriptor points at, all present. */
@@ -283,6 +314,8 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
       state,
       const_string(e, e->name, "name"),
       generated_fn(e, KABI_ERRAT, 0),
+      bwd_fn(e, CG_KIND_BWD_DQ),
+      bwd_fn(e, CG_KIND_BWD_DKDV),
   };
   LLVMValueRef desc = LLVMConstStructInContext(
       e->C, fields, sizeof fields / sizeof fields[0], 0);
@@ -296,8 +329,16 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
   LLVMTypeRef run_t = LLVMFunctionType(e->i32, run_params, 6, 0);
   LLVMValueRef run = LLVMGetNamedFunction(e->M, "spat_aot_run");
   if (run == NULL) run = LLVMAddFunction(e->M, "spat_aot_run", run_t);
-  build_entry(e, p, desc_g, run, run_t, false);
-  build_entry(e, p, desc_g, run, run_t, true);
+  build_entry(e, p, desc_g, run, run_t, false, false);
+  build_entry(e, p, desc_g, run, run_t, true, false);
+  if (!e->shared_tile) { /* the disk cache's objects run backward in C */
+    LLVMTypeRef bp[7] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->i64};
+    LLVMTypeRef bwd_t = LLVMFunctionType(e->i32, bp, 7, 0);
+    LLVMValueRef bwd = LLVMGetNamedFunction(e->M, "spat_aot_backward");
+    if (bwd == NULL) bwd = LLVMAddFunction(e->M, "spat_aot_backward", bwd_t);
+    build_entry(e, p, desc_g, bwd, bwd_t, false, true);
+    build_entry(e, p, desc_g, bwd, bwd_t, true, true);
+  }
   if (o->emit == AOT_EMIT_SHARED) build_fini(e, desc_g);
   return 0;
 }
@@ -346,8 +387,9 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
     e->i32 = LLVMInt32TypeInContext(e->C);
     e->i64 = LLVMInt64TypeInContext(e->C);
     e->ptr = LLVMPointerTypeInContext(e->C, 0);
-    internalize(e);
-    rc = build_glue(e, p, o, plan, &info, err, errlen);
+    if (!e->shared_tile) rc = add_bwd_tiles(e, o->D, &tgt.cg, err, errlen);
+    if (rc == 0) internalize(e);
+    if (rc == 0) rc = build_glue(e, p, o, plan, &info, err, errlen);
     LLVMDisposeBuilder(e->B);
     cg_info_free(&info);
   }

@@ -1,5 +1,5 @@
 /* codegen_impl.h: what the generators (codegen_mask.c, codegen_fwd_tile.c,
- * kinds.c) share: the builder state (cg) and small LLVM-C builders.
+ * codegen_bwd_tile.c, kinds.c) share: the builder state (cg) and small LLVM-C builders.
  * Internal to compiler/backends/llvm/; not an interface of the library.
  * A kernel-kind generator (cg_kind.gen) reads only the module fields (C, M,
  * B, the types, tgt) and D, dtype: never p, the pattern.
@@ -161,6 +161,76 @@ static inline void end_fn(cg *g) {
   LLVMPositionBuilderAtEnd(g->B, cur);
 }
 
+/* --- <16 x float> builders of the tiles ------------------------------------ */
+
+static inline LLVMValueRef splat(cg *g, LLVMValueRef s) {
+  LLVMValueRef v = LLVMBuildInsertElement(g->B, LLVMGetPoison(g->vf), s,
+                                          LLVMConstInt(g->i32, 0, 0), "");
+  return LLVMBuildShuffleVector(g->B, v, LLVMGetPoison(g->vf),
+                                LLVMConstNull(g->vi32), "");
+}
+static inline LLVMValueRef vsplat(cg *g, double x) {
+  LLVMValueRef e[16];
+  for (int k = 0; k < 16; k++) e[k] = cf(g, x);
+  return LLVMConstVector(e, 16);
+}
+static inline LLVMValueRef vload(cg *g, LLVMValueRef base, LLVMValueRef idx) {
+  LLVMValueRef l = LLVMBuildLoad2(g->B, g->vf, gep(g, g->f32, base, idx), "");
+  LLVMSetAlignment(l, 4);
+  return l;
+}
+static inline void vstore(cg *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx) {
+  LLVMValueRef s = LLVMBuildStore(g->B, v, gep(g, g->f32, base, idx));
+  LLVMSetAlignment(s, 4);
+}
+static inline LLVMValueRef fma16(cg *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+  LLVMValueRef args[3] = {a, b, c};
+  return call_intr(g, "llvm.fma", &g->vf, 1, args, 3);
+}
+static inline LLVMValueRef vmax(cg *g, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(g->B, LLVMBuildFCmp(g->B, LLVMRealOGT, a, b, ""), a, b,
+                         "");
+}
+static inline LLVMValueRef vld(cg *g, LLVMValueRef p) {
+  return LLVMBuildLoad2(g->B, g->vf, p, "");
+}
+
+/* 2^x for x <= 0 (x may be -inf): Cody-Waite split x = n + f, |f| <= 1/2,
+ * degree-6 polynomial for 2^f, 2^n added to the exponent bits; x < -125
+ * gives 0, x NaN gives NaN (a NaN score, or s - m with s = m = +inf, makes
+ * its row NaN: IEEE propagation, docs/language.md). */
+static inline LLVMValueRef exp2v(cg *g, LLVMValueRef x) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef xc = vmax(g, x, vsplat(g, -127.0));
+  LLVMValueRef n = call_intr(g, "llvm.rint", &g->vf, 1, &xc, 1);
+  LLVMValueRef f = LLVMBuildFSub(B, xc, n, "");
+  static const double c[7] = {1.0,
+                              0.6931471805599453,
+                              0.2402265069591007,
+                              0.05550410866482158,
+                              0.009618129107628477,
+                              0.0013333558146428443,
+                              0.00015403530393381606};
+  LLVMValueRef p = vsplat(g, c[6]);
+  for (int k = 5; k >= 0; k--) p = fma16(g, p, f, vsplat(g, c[k]));
+  LLVMValueRef ni = LLVMBuildFPToSI(B, n, g->vi32, "");
+  LLVMValueRef sh[16];
+  for (int k = 0; k < 16; k++) sh[k] = LLVMConstInt(g->i32, 23, 0);
+  LLVMValueRef bits = LLVMBuildAdd(B, LLVMBuildBitCast(B, p, g->vi32, ""),
+                                   LLVMBuildShl(B, ni, LLVMConstVector(sh, 16), ""),
+                                   "");
+  LLVMValueRef r = LLVMBuildBitCast(B, bits, g->vf, "");
+  /* + (x - x): 0 for finite x, NaN for NaN (the clamp above dropped it) */
+  r = LLVMBuildFAdd(B, r, LLVMBuildFSub(B, x, x, ""), "");
+  return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, vsplat(g, -125.0), ""),
+                         LLVMConstNull(g->vf), r, "");
+}
+
+/* acc[x] = 0 allocas of <16 x float> */
+static inline void vzero(cg *g, LLVMValueRef *a, int n, double v) {
+  for (int x = 0; x < n; x++) LLVMBuildStore(g->B, vsplat(g, v), a[x]);
+}
+
 /* A new module named name in ctx for target t, with g's types and builder
  * (kinds.c); g zeroed first.  Disposing: LLVMDisposeBuilder(g->B). */
 void cg_begin_module(cg *g, LLVMContextRef ctx, const char *name,
@@ -168,6 +238,9 @@ void cg_begin_module(cg *g, LLVMContextRef ctx, const char *name,
 
 /* The kernel-kind generators, one file each (rows of cg_kinds). */
 void cg_gen_fwd_tile(cg *g); /* codegen_fwd_tile.c */
+void cg_gen_decode_tile(cg *g); /* codegen_decode.c */
+void cg_gen_bwd_dq(cg *g);   /* codegen_bwd_tile.c */
+void cg_gen_bwd_dkdv(cg *g); /* codegen_bwd_tile.c */
 /* The score tile of g->p (with score E), spat_stile; only when
  * cg_score_supported(g->p). */
 void cg_gen_score_tile(cg *g);

@@ -1,7 +1,7 @@
 /* jit.c: the JIT backend (see jit.h).
  *
- * compile: tile plan (an_build); the shared forward tile of D (tile_cache.c,
- * compiled once per process); the pattern's module (cg_build: mask and
+ * compile: tile plan (an_build); the shared forward and decode tiles of D
+ * (tile_cache.c, compiled once per process); the pattern's module (cg_build: mask and
  * top-k code only) -> the one pipeline (lp_optimize, then machine code) ->
  * an LLJIT of its own -> every generated function looked up into a
  * kr_kernel.  The LLJIT lives as long as the kernel and is disposed with
@@ -145,12 +145,15 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     rt_errf(err, errlen, RT_ENOMEM, "out of memory");
     return NULL;
   }
-  void *tile = NULL;
+
+  void *tile = NULL, *dtile = NULL;
   LLVMMemoryBufferRef obj = NULL;
   jk->score = p->score != NULL;
   jk->k.plan = an_build(p, err, errlen);
   int ok = jk->k.plan != NULL &&
            tc_get(fwd, o->D, CG_F32, NULL, &tile, err, errlen) == 0 &&
+           tc_get(&cg_kinds[CG_KIND_DECODE], o->D, CG_F32, NULL, &dtile, err,
+                  errlen) == 0 &&
            compile_module(p, o->D, &jk->info, &obj, err, errlen) &&
            link_kernel(jk, obj, err, errlen);
   if (!ok) {
@@ -158,6 +161,7 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     return NULL;
   }
   memcpy(&jk->k.tile, &tile, sizeof tile);
+  memcpy(&jk->k.dtile, &dtile, sizeof dtile);
   jk->k.D = o->D;
   jk->k.n_runtime = p->n_runtime;
   jk->k.n_inputs = p->n_inputs;
@@ -174,6 +178,28 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
 
 rt_status jit_run(jit_kernel *k, const rt_args *a, char *err, size_t errlen) {
   return kr_run(&k->k, a, err, errlen);
+}
+
+rt_status jit_bwd_tiles(int64_t D, kr_bwd_fn *dq, kr_bwd_fn *dkdv, char *err,
+                        size_t errlen) {
+  void *fq = NULL, *fkv = NULL;
+  rt_status st =
+      tc_get(&cg_kinds[CG_KIND_BWD_DQ], D, CG_F32, NULL, &fq, err, errlen);
+  if (st == RT_OK)
+    st = tc_get(&cg_kinds[CG_KIND_BWD_DKDV], D, CG_F32, NULL, &fkv, err,
+                errlen);
+  if (st != RT_OK) return st;
+  memcpy(dq, &fq, sizeof fq);
+  memcpy(dkdv, &fkv, sizeof fkv);
+  return RT_OK;
+}
+
+rt_status jit_backward(jit_kernel *k, const rt_args *a, const rt_grad *g,
+                       char *err, size_t errlen) {
+  kr_bwd_fn dq, dkdv;
+  rt_status st = jit_bwd_tiles(k->k.D, &dq, &dkdv, err, errlen);
+  if (st != RT_OK) return st;
+  return kr_run_backward(&k->k, dq, dkdv, a, g, err, errlen);
 }
 
 double jit_compile_ms(const jit_kernel *k) { return k->ms; }

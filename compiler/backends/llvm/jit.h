@@ -22,6 +22,14 @@ typedef struct jit_kernel jit_kernel;
 jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
                         size_t errlen);
 rt_status jit_run(jit_kernel *k, const rt_args *a, char *err, size_t errlen);
+/* The backward pass; its two tiles (tile_cache.h) are fetched on the
+ * kernel's first backward run, so a forward-only kernel compiles none. */
+rt_status jit_backward(jit_kernel *k, const rt_args *a, const rt_grad *g,
+                       char *err, size_t errlen);
+/* The process's backward tiles for D (tile_cache.h), for the disk
+ * cache's kernels too. */
+rt_status jit_bwd_tiles(int64_t D, kr_bwd_fn *dq, kr_bwd_fn *dkdv, char *err,
+                        size_t errlen);
 void jit_free(jit_kernel *k);
 
 /* Milliseconds the last compile spent (plan, tile lookup, codegen,

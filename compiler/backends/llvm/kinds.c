@@ -4,7 +4,8 @@
  * A kernel kind is code that does not depend on the pattern, only on its
  * descriptor (kind, D, dtype, CPU): the JIT compiles it once per descriptor
  * and process (tile_cache.c, also kept in the disk cache), AOT objects carry
- * their own copy.  Today: the forward attention tile.
+ * their own copy.  Today: the forward attention tile and the two backward
+ * tiles (codegen_bwd_tile.c, driven by runtime/kernel_bwd.c).
  *
  * Adding a kind -- a backward pass, a decode kernel, a bf16 tile -- is one
  * new generator file (codegen_<kind>.c, a function void cg_gen_<kind>(cg *)
@@ -29,6 +30,18 @@ const cg_kind cg_kinds[CG_N_KINDS] = {
     [CG_KIND_FWD] = {CG_KIND_FWD, "fwd", "spat_tile", cg_gen_fwd_tile,
                      fwd_dims, (int)(sizeof fwd_dims / sizeof fwd_dims[0]),
                      1u << CG_F32},
+    [CG_KIND_DECODE] = {CG_KIND_DECODE, "decode", "spat_dtile",
+                        cg_gen_decode_tile, fwd_dims,
+                        (int)(sizeof fwd_dims / sizeof fwd_dims[0]),
+                        1u << CG_F32},
+    [CG_KIND_BWD_DQ] = {CG_KIND_BWD_DQ, "bwd_dq", "spat_bwd_dq", cg_gen_bwd_dq,
+                        fwd_dims,
+                        (int)(sizeof fwd_dims / sizeof fwd_dims[0]),
+                        1u << CG_F32},
+    [CG_KIND_BWD_DKDV] = {CG_KIND_BWD_DKDV, "bwd_dkdv", "spat_bwd_dkdv",
+                          cg_gen_bwd_dkdv, fwd_dims,
+                          (int)(sizeof fwd_dims / sizeof fwd_dims[0]),
+                          1u << CG_F32},
 };
 
 const char *cg_dtype_name(cg_dtype t) {
@@ -60,14 +73,11 @@ void cg_unsupported_d(const cg_kind *k, int64_t D, const char *who, char *err,
           list);
 }
 
-void cg_begin_module(cg *g, LLVMContextRef ctx, const char *name,
-                     const cg_target *t) {
+/* g's builder and types in ctx for target t, g zeroed first (no module). */
+static void cg_begin(cg *g, LLVMContextRef ctx, const cg_target *t) {
   memset(g, 0, sizeof *g);
   g->C = ctx;
   g->tgt = t;
-  g->M = LLVMModuleCreateWithNameInContext(name, ctx);
-  if (t && t->triple) LLVMSetTarget(g->M, t->triple);
-  if (t && t->datalayout) LLVMSetDataLayout(g->M, t->datalayout);
   g->B = LLVMCreateBuilderInContext(ctx);
   g->i1 = LLVMInt1TypeInContext(ctx);
   g->i8 = LLVMInt8TypeInContext(ctx);
@@ -82,21 +92,47 @@ void cg_begin_module(cg *g, LLVMContextRef ctx, const char *name,
   g->vi1 = LLVMVectorType(g->i1, 16);
 }
 
+void cg_begin_module(cg *g, LLVMContextRef ctx, const char *name,
+                     const cg_target *t) {
+  cg_begin(g, ctx, t);
+  g->M = LLVMModuleCreateWithNameInContext(name, ctx);
+  if (t && t->triple) LLVMSetTarget(g->M, t->triple);
+  if (t && t->datalayout) LLVMSetDataLayout(g->M, t->datalayout);
+}
+
+/* Whether kind k has (D, t), with the message when not. */
+static bool check_kind(const cg_kind *k, int64_t D, cg_dtype t, char *err,
+                       size_t errlen) {
+  if (!k) {
+    rt_errf(err, errlen, RT_EINTERNAL, "internal error: no kernel kind");
+    return false;
+  }
+  if (cg_kind_supports(k, D, t)) return true;
+  if ((int)t >= 0 && t < CG_N_DTYPES && (k->dtypes & (1u << t)))
+    cg_unsupported_d(k, D, "the JIT", err, errlen);
+  else
+    rt_errf(err, errlen, RT_EUNSUPPORTED, "kernel kind %s has no %s version",
+            k->name, cg_dtype_name(t));
+  return false;
+}
+
+int cg_add_kernel(LLVMModuleRef M, const cg_kind *k, int64_t D, cg_dtype t,
+                  const cg_target *tgt, char *err, size_t errlen) {
+  if (!check_kind(k, D, t, err, errlen)) return -1;
+  cg G, *g = &G;
+  cg_begin(g, LLVMGetModuleContext(M), tgt);
+  g->M = M;
+  g->D = D;
+  g->dtype = t;
+  k->gen(g);
+  LLVMDisposeBuilder(g->B);
+  return 0;
+}
+
 LLVMModuleRef cg_build_kernel(LLVMContextRef ctx, const cg_kind *k, int64_t D,
                               cg_dtype t, const cg_target *tgt, char *err,
                               size_t errlen) {
-  if (!k) {
-    rt_errf(err, errlen, RT_EINTERNAL, "internal error: no kernel kind");
-    return NULL;
-  }
-  if (!cg_kind_supports(k, D, t)) {
-    if ((int)t >= 0 && t < CG_N_DTYPES && (k->dtypes & (1u << t)))
-      cg_unsupported_d(k, D, "the JIT", err, errlen);
-    else
-      rt_errf(err, errlen, RT_EUNSUPPORTED, "kernel kind %s has no %s version",
-              k->name, cg_dtype_name(t));
-    return NULL;
-  }
+  if (!check_kind(k, D, t, err, errlen)) return NULL;
   char name[64];
   snprintf(name, sizeof name, "%s.d%lld.%s", k->name, (long long)D,
            cg_dtype_name(t));

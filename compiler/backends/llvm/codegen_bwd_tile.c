@@ -1,0 +1,269 @@
+/* codegen_bwd_tile.c: the backward attention tiles spat_bwd_dq and
+ * spat_bwd_dkdv (kernel kinds CG_KIND_BWD_DQ and CG_KIND_BWD_DKDV, f32;
+ * signature kr_bwd_fn, kernel_rt.h), FlashAttention-2's backward on
+ * <16 x float> vectors in the forward tile's transposed layout.
+ *
+ * Both start with the same pass over the tile's keys, 4 at a time, with
+ * vectors of 16 query rows:
+ *   s^T[j][r]  = c k_j . q_r               (Q^T packed, as the forward)
+ *   P^T[j][r]  = 2^(E(s) - lse_r log2 e)   masked to 0
+ *   dS^T[j][r] = P (v_j . do_r - Delta_r + dlse_r) dE/ds
+ * into st (P in its first KR_BK x KR_BQ floats, dS in the second), the
+ * score passing through one place, score_hook, where a score modification
+ * (language v2) generates E and dE/ds.  Then register-blocked products:
+ *   dq:   dq[r][:] += sum_j dS^T[j][r] k_j
+ *   dkdv: dk[j][:] += sum_r dS^T[j][r] q_r,  dv[j][:] += sum_r P^T[j][r] do_r
+ * Depends only on D, never on the pattern; masks are the forward's key
+ * words (bit r of word j: row r allows key j; NULL: all allowed).
+ */
+#include "codegen_impl.h"
+
+/* ORDER kr_bwd_fn's parameters */
+enum {
+  P_QT, P_DOT, P_QR, P_DOR, P_ROWC, P_K, P_SK, P_V, P_SV, P_NCOLS, P_MASKT,
+  P_GA, P_GB, P_C, P_ST, P_N
+};
+
+#define JB 4 /* keys per step of the score pass */
+
+typedef struct bwd_io {
+  LLVMValueRef p[P_N];
+  LLVMValueRef mk;   /* maskt, or the all-ones words */
+  LLVMValueRef cv;   /* c splatted */
+  LLVMValueRef accs[JB * NV];
+} bwd_io;
+
+/* The score hook: the one place the tile sees a score.  dot: k_j . q_r for
+ * 16 rows; returns the log2-domain score the softmax uses, E(scale dot)
+ * log2 e, and in *dE its derivative dE/ds, or NULL for 1.  Language v1:
+ * E(s) = s. */
+static LLVMValueRef score_hook(cg *g, const bwd_io *io, LLVMValueRef dot,
+                               LLVMValueRef *dE) {
+  *dE = NULL;
+  return LLVMBuildFMul(g->B, dot, io->cv, "");
+}
+
+/* accs[jj][rv] = x_{j + jj} . t[:, rv] for the JB keys from j (rows of x,
+ * stride sx, clamped to the last key) and t [D][KR_BQ]. */
+static void dots(cg *g, bwd_io *io, LLVMValueRef x, LLVMValueRef sx,
+                 LLVMValueRef t, LLVMValueRef j) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef last = LLVMBuildSub(B, io->p[P_NCOLS], ci64(g, 1), "");
+  vzero(g, io->accs, JB * NV, 0.0);
+  LLVMValueRef xrow[JB];
+  for (int jj = 0; jj < JB; jj++) {
+    LLVMValueRef key = LLVMBuildAdd(B, j, ci64(g, jj), "");
+    xrow[jj] = gep(g, g->f32, x, LLVMBuildMul(B, smin(g, key, last), sx, ""));
+  }
+  loop ld;
+  LLVMValueRef d = loop_begin(g, &ld, ci64(g, 0), ci64(g, g->D), 1);
+  LLVMValueRef trow = gep(g, g->f32, t, LLVMBuildMul(B, d, ci64(g, KR_BQ), ""));
+  LLVMValueRef tv[NV];
+  for (int rv = 0; rv < NV; rv++) tv[rv] = vload(g, trow, ci64(g, rv * 16));
+  for (int jj = 0; jj < JB; jj++) {
+    LLVMValueRef xs =
+        splat(g, LLVMBuildLoad2(B, g->f32, gep(g, g->f32, xrow[jj], d), ""));
+    for (int rv = 0; rv < NV; rv++) {
+      LLVMValueRef a = io->accs[jj * NV + rv];
+      LLVMBuildStore(B, fma16(g, xs, tv[rv], vld(g, a)), a);
+    }
+  }
+  loop_end(g, &ld);
+}
+
+static LLVMValueRef st_idx(cg *g, LLVMValueRef key, int rv, int region) {
+  return LLVMBuildAdd(g->B, LLVMBuildMul(g->B, key, ci64(g, KR_BQ), ""),
+                      ci64(g, region * KR_BK * KR_BQ + rv * 16), "");
+}
+
+/* The score pass for keys [j, j + JB): P^T and dS^T into st. */
+static void score_block(cg *g, bwd_io *io, LLVMValueRef j) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef st = io->p[P_ST], rowc = io->p[P_ROWC];
+  LLVMValueRef last = LLVMBuildSub(B, io->p[P_NCOLS], ci64(g, 1), "");
+  LLVMValueRef key[JB], m16[JB][NV];
+  for (int jj = 0; jj < JB; jj++) {
+    key[jj] = LLVMBuildAdd(B, j, ci64(g, jj), "");
+    LLVMValueRef w = LLVMBuildLoad2(
+        B, g->i64, gep(g, g->i64, io->mk, smin(g, key[jj], last)), "");
+    w = LLVMBuildSelect(
+        B, LLVMBuildICmp(B, LLVMIntSLT, key[jj], io->p[P_NCOLS], ""), w,
+        ci64(g, 0), "");
+    for (int rv = 0; rv < NV; rv++)
+      m16[jj][rv] = LLVMBuildBitCast(
+          B,
+          LLVMBuildTrunc(B, LLVMBuildLShr(B, w, ci64(g, 16 * rv), ""),
+                         LLVMInt16TypeInContext(g->C), ""),
+          g->vi1, "");
+  }
+  LLVMValueRef zero = LLVMConstNull(g->vf);
+  int has_de = 0;
+  dots(g, io, io->p[P_K], io->p[P_SK], io->p[P_QT], j);
+  for (int jj = 0; jj < JB; jj++)
+    for (int rv = 0; rv < NV; rv++) {
+      LLVMValueRef dE;
+      LLVMValueRef s = score_hook(g, io, vld(g, io->accs[jj * NV + rv]), &dE);
+      LLVMValueRef lse2 = vload(g, rowc, ci64(g, rv * 16));
+      LLVMValueRef p = exp2v(g, LLVMBuildFSub(B, s, lse2, ""));
+      vstore(g, LLVMBuildSelect(B, m16[jj][rv], p, zero, ""), st,
+             st_idx(g, key[jj], rv, 0));
+      if (dE) {  /* kept in the dS slot until dS is known */
+        vstore(g, dE, st, st_idx(g, key[jj], rv, 1));
+        has_de = 1;
+      }
+    }
+  dots(g, io, io->p[P_V], io->p[P_SV], io->p[P_DOT], j);
+  for (int jj = 0; jj < JB; jj++)
+    for (int rv = 0; rv < NV; rv++) {
+      LLVMValueRef dl = vload(g, rowc, ci64(g, KR_BQ + rv * 16));
+      LLVMValueRef p = vload(g, st, st_idx(g, key[jj], rv, 0));
+      LLVMValueRef ds = LLVMBuildFMul(
+          B, p, LLVMBuildFSub(B, vld(g, io->accs[jj * NV + rv]), dl, ""), "");
+      if (has_de)
+        ds = LLVMBuildFMul(B, ds, vload(g, st, st_idx(g, key[jj], rv, 1)), "");
+      vstore(g, LLVMBuildSelect(B, m16[jj][rv], ds, zero, ""), st,
+             st_idx(g, key[jj], rv, 1));
+    }
+}
+
+/* out[x][:] += sum_{y < ny} w[x wsx + y wsy] m[y sm + :] for x < nx (a
+ * multiple of 8), out's rows D floats apart: chunks of cw <= 4 dimension
+ * vectors times R rows of accumulators, as the forward's P V. */
+static void acc_gemm(cg *g, LLVMValueRef out, LLVMValueRef nx, int64_t wsx,
+                     int64_t wsy, LLVMValueRef w, LLVMValueRef m,
+                     LLVMValueRef sm, LLVMValueRef ny) {
+  LLVMBuilderRef B = g->B;
+  int nvd = (int)(g->D / 16), chunks[16], n_ch = 0;
+  for (int d0 = 0; d0 < nvd; n_ch++) {
+    int cw = nvd - d0 >= 4 ? 4 : nvd - d0;
+    if (nvd - d0 == 5 || nvd - d0 == 6) cw = 3;
+    chunks[n_ch] = cw;
+    d0 += cw;
+  }
+  for (int c0 = 0, vbase = 0; c0 < n_ch;) {
+    int cw = chunks[c0], run = 1;
+    while (c0 + run < n_ch && chunks[c0 + run] == cw) run++;
+    int R = cw >= 3 ? 4 : 8;
+    LLVMValueRef a[32];
+    for (int x = 0; x < R * cw; x++) a[x] = alloca_t(g, g->vf, "g");
+    loop ld;
+    LLVMValueRef dv = loop_begin(g, &ld, ci64(g, vbase * 16),
+                                 ci64(g, (vbase + run * cw) * 16), cw * 16);
+    LLVMValueRef mcol = gep(g, g->f32, m, dv), ocol = gep(g, g->f32, out, dv);
+    loop lx;
+    LLVMValueRef x = loop_begin(g, &lx, ci64(g, 0), nx, R);
+    for (int rr = 0; rr < R; rr++) {
+      LLVMValueRef xr = LLVMBuildAdd(B, x, ci64(g, rr), "");
+      for (int cc = 0; cc < cw; cc++) {
+        LLVMValueRef idx = LLVMBuildAdd(
+            B, LLVMBuildMul(B, xr, ci64(g, g->D), ""), ci64(g, cc * 16), "");
+        LLVMBuildStore(B, vload(g, ocol, idx), a[rr * cw + cc]);
+      }
+    }
+    loop ly;
+    LLVMValueRef y = loop_begin(g, &ly, ci64(g, 0), ny, 1);
+    LLVMValueRef mrow = gep(g, g->f32, mcol, LLVMBuildMul(B, y, sm, ""));
+    LLVMValueRef mv[4];
+    for (int cc = 0; cc < cw; cc++) mv[cc] = vload(g, mrow, ci64(g, cc * 16));
+    LLVMValueRef wrow = gep(
+        g, g->f32, w,
+        LLVMBuildAdd(B, LLVMBuildMul(B, y, ci64(g, wsy), ""),
+                     LLVMBuildMul(B, x, ci64(g, wsx), ""), ""));
+    for (int rr = 0; rr < R; rr++) {
+      LLVMValueRef wb = splat(
+          g, LLVMBuildLoad2(B, g->f32,
+                            gep(g, g->f32, wrow, ci64(g, rr * wsx)), ""));
+      for (int cc = 0; cc < cw; cc++) {
+        LLVMValueRef acc = a[rr * cw + cc];
+        LLVMBuildStore(B, fma16(g, wb, mv[cc], vld(g, acc)), acc);
+      }
+    }
+    loop_end(g, &ly);
+    for (int rr = 0; rr < R; rr++) {
+      LLVMValueRef xr = LLVMBuildAdd(B, x, ci64(g, rr), "");
+      for (int cc = 0; cc < cw; cc++) {
+        LLVMValueRef idx = LLVMBuildAdd(
+            B, LLVMBuildMul(B, xr, ci64(g, g->D), ""), ci64(g, cc * 16), "");
+        vstore(g, vld(g, a[rr * cw + cc]), ocol, idx);
+      }
+    }
+    loop_end(g, &lx);
+    loop_end(g, &ld);
+    c0 += run;
+    vbase += run * cw;
+  }
+}
+
+/* The function's header, parameters and score pass over keys up to ncols
+ * rounded up to 8 (keys past ncols masked: st holds zeros there). */
+static void begin_bwd(cg *g, bwd_io *io, const char *symbol) {
+  LLVMBuilderRef B = g->B;
+  LLVMTypeRef ps[P_N];
+  for (int x = 0; x < P_N; x++) ps[x] = g->ptr;
+  ps[P_SK] = ps[P_SV] = ps[P_NCOLS] = g->i64;
+  ps[P_C] = g->f32;
+  begin_fn(g, symbol, g->voidt, ps, P_N);
+  unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+  for (int x = 0; x < P_N; x++) {
+    io->p[x] = LLVMGetParam(g->fn, (unsigned)x);
+    if (ps[x] == g->ptr)
+      LLVMAddAttributeAtIndex(g->fn, (unsigned)x + 1,
+                              LLVMCreateEnumAttribute(g->C, noalias, 0));
+  }
+  for (int x = 0; x < JB * NV; x++) io->accs[x] = alloca_t(g, g->vf, "s");
+  /* the forward tile's (one constant in a module holding both) */
+  const char *oname = "spat_ones";
+  LLVMTypeRef ones_t = LLVMArrayType(g->i64, KR_BK);
+  LLVMValueRef ones = LLVMGetNamedGlobal(g->M, oname);
+  if (!ones) {
+    LLVMValueRef w[KR_BK];
+    for (int x = 0; x < KR_BK; x++) w[x] = ci64(g, -1);
+    ones = LLVMAddGlobal(g->M, ones_t, oname);
+    LLVMSetInitializer(ones, LLVMConstArray2(g->i64, w, KR_BK));
+    LLVMSetGlobalConstant(ones, 1);
+    LLVMSetLinkage(ones, LLVMPrivateLinkage);
+    LLVMSetAlignment(ones, 64);
+  }
+  LLVMValueRef maskt = io->p[P_MASKT];
+  io->mk = LLVMBuildSelect(B, LLVMBuildIsNull(B, maskt, ""), ones, maskt, "");
+  io->cv = splat(g, io->p[P_C]);
+  loop la;
+  LLVMValueRef j = loop_begin(g, &la, ci64(g, 0), io->p[P_NCOLS], JB);
+  score_block(g, io, j);
+  loop_end(g, &la);
+  /* keys [ncols rounded to 4, rounded to 8) of dkdv's products: zeros */
+  LLVMValueRef n4 = LLVMBuildAnd(
+      B, LLVMBuildAdd(B, io->p[P_NCOLS], ci64(g, 3), ""), ci64(g, -4), "");
+  LLVMValueRef n8 = LLVMBuildAnd(
+      B, LLVMBuildAdd(B, io->p[P_NCOLS], ci64(g, 7), ""), ci64(g, -8), "");
+  loop lz;
+  LLVMValueRef z = loop_begin(g, &lz, n4, n8, 1);
+  for (int region = 0; region < 2; region++)
+    for (int rv = 0; rv < NV; rv++)
+      vstore(g, LLVMConstNull(g->vf), io->p[P_ST], st_idx(g, z, rv, region));
+  loop_end(g, &lz);
+}
+
+void cg_gen_bwd_dq(cg *g) {
+  bwd_io io;
+  begin_bwd(g, &io, cg_kinds[CG_KIND_BWD_DQ].symbol);
+  acc_gemm(g, io.p[P_GA], ci64(g, KR_BQ), 1, KR_BQ,
+           gep(g, g->f32, io.p[P_ST], ci64(g, KR_BK * KR_BQ)), io.p[P_K],
+           io.p[P_SK], io.p[P_NCOLS]);
+  LLVMBuildRetVoid(g->B);
+  end_fn(g);
+}
+
+void cg_gen_bwd_dkdv(cg *g) {
+  bwd_io io;
+  begin_bwd(g, &io, cg_kinds[CG_KIND_BWD_DKDV].symbol);
+  LLVMValueRef n8 = LLVMBuildAnd(
+      g->B, LLVMBuildAdd(g->B, io.p[P_NCOLS], ci64(g, 7), ""), ci64(g, -8), "");
+  acc_gemm(g, io.p[P_GA], n8, KR_BQ, 1,
+           gep(g, g->f32, io.p[P_ST], ci64(g, KR_BK * KR_BQ)), io.p[P_QR],
+           ci64(g, g->D), ci64(g, KR_BQ));
+  acc_gemm(g, io.p[P_GB], n8, KR_BQ, 1, io.p[P_ST], io.p[P_DOR],
+           ci64(g, g->D), ci64(g, KR_BQ));
+  LLVMBuildRetVoid(g->B);
+  end_fn(g);
+}

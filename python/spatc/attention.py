@@ -1,0 +1,162 @@
+"""spatc.attention: sparse attention on numpy float32 arrays.
+
+    o = spatc.attention(q, k, v, pattern)                  # [B, H, L, D]
+    o, lse = spatc.attention(q, k, v, p, layout="blhd", return_lse=True,
+                             runtime={"n": 4}, inputs={"doc": doc_ids})
+
+Zero-copy: q, k, v are read where they are (C-contiguous float32 is
+required; anything else is an error that says what to do, never a silent
+copy) and o (and lse) are written into new arrays, or into out=.
+"""
+import ctypes
+
+import numpy as np
+
+from . import _capi as C
+from . import _kernel as K
+from .pattern import Pattern
+
+_F32 = np.dtype(np.float32)
+_from_buffer = ctypes.c_byte.from_buffer
+_addressof = ctypes.addressof
+
+
+def addr(a):
+    """The address of a C-contiguous array's data (the buffer protocol is
+    several times faster than a.ctypes.data, which stays the fallback for
+    read-only and empty arrays)."""
+    try:
+        return _addressof(_from_buffer(a))
+    except (TypeError, ValueError):
+        return a.ctypes.data
+
+__all__ = ["attention", "pattern_of"]
+
+_BY_TEXT = {}
+
+
+def pattern_of(pattern):
+    """A Pattern from a Pattern, a library name ("longformer") or .pat text
+    (the text's last pattern); text and names are parsed once."""
+    if isinstance(pattern, Pattern):
+        return pattern
+    if not isinstance(pattern, str):
+        raise TypeError("pattern must be a spatc.Pattern, a library name or "
+                        ".pat text, not %s" % type(pattern).__name__)
+    p = _BY_TEXT.get(pattern)
+    if p is None:
+        if pattern.isidentifier():
+            p = Pattern.library(pattern)
+        else:
+            p = Pattern.from_string(pattern)
+        _BY_TEXT[pattern] = p
+    return p
+
+
+def as_f32(name, a):
+    """a itself when it is a C-contiguous float32 ndarray, else TypeError /
+    ValueError saying what is wrong."""
+    if type(a) is np.ndarray and a.dtype is _F32 and a.flags.c_contiguous:
+        return a
+    if not isinstance(a, np.ndarray):
+        raise TypeError("%s must be a numpy.ndarray of float32, not %s (for "
+                        "torch tensors use spatc.torch.attention)"
+                        % (name, type(a).__name__))
+    if a.dtype != np.float32:
+        raise TypeError("%s has dtype %s; spatc.attention needs float32 "
+                        "(%s.astype(numpy.float32))" % (name, a.dtype, name))
+    if not a.flags.c_contiguous:
+        raise ValueError("%s is not C-contiguous (strides %s): spatc reads "
+                         "arrays in place; pass numpy.ascontiguousarray(%s)"
+                         % (name, a.strides, name))
+    return a
+
+
+def input_arrays(ins, lk):
+    """The int32 contiguous arrays (length lk) of ordered (name, value)."""
+    out = []
+    for n, a in ins:
+        a = np.asarray(a)
+        if a.ndim != 1 or a.shape[0] != lk:
+            raise ValueError("input %r must be a 1-D array of Lk = %d "
+                             "integers, got shape %s" % (n, lk, a.shape))
+        if a.dtype != np.int32:
+            if a.dtype.kind not in "iub":
+                raise TypeError("input %r must hold integers, not %s"
+                                % (n, a.dtype))
+            if a.size and (a.min() < -2**31 or a.max() >= 2**31):
+                raise ValueError("input %r has values outside int32" % n)
+        out.append(np.ascontiguousarray(a, dtype=np.int32))
+    return out
+
+
+def attention(q, k, v, pattern, *, inputs=None, runtime=None, scale=None,
+              layout="bhld", return_lse=False, threads=None, backend="jit",
+              out=None):
+    """o = softmax(scale * q k^T restricted to the pattern's mask) v.
+
+    q [B, H, Lq, D], k and v [B, Hkv, Lk, D] for layout "bhld" (or
+    [B, L, H, D] for "blhd"), float32, C-contiguous; H a multiple of Hkv
+    (grouped-query attention).  pattern: a spatc.Pattern, a library name or
+    .pat text.  runtime: {name: int} for the pattern's `runtime` scalars
+    (defaults apply); inputs: {name: int array of Lk} for its `input`
+    arrays.  scale: default 1/sqrt(D).  threads: worker threads (None: all
+    cores).  backend: "jit" (LLVM) or "interp" (the exact reference).
+    Returns o shaped as q, or (o, lse) with lse [B, H, Lq] float32 (-inf
+    for a row that sees no key).  Raises SpatError on a run-time error of
+    the pattern (e.g. an input value out of range)."""
+    p = pattern if type(pattern) is Pattern else pattern_of(pattern)
+    q, k, v = as_f32("q", q), as_f32("k", k), as_f32("v", v)
+    d = K.dims(q.shape, k.shape, v.shape, layout)
+    kern = K.get_kernel(p, d[5], layout, backend, threads)
+    if kern.args or runtime or inputs:
+        scalars, ins = K.order_args(kern.args, runtime, inputs)
+        ptrs = [addr(a) for a in input_arrays(ins, d[4])]
+    else:
+        scalars = ptrs = ()
+    if out is None:
+        o = np.empty_like(q)
+    else:
+        o = as_f32("out", out)
+        if o.shape != q.shape:
+            raise ValueError("out has shape %s, q %s" % (o.shape, q.shape))
+    lse = np.empty((d[0], d[1], d[3]), np.float32) if return_lse else None
+    kern.call(d, addr(q), addr(k), addr(v), addr(o),
+              addr(lse) if return_lse else None, scale, scalars, ptrs)
+    return (o, lse) if return_lse else o
+
+
+def attention_backward(q, k, v, o, lse, dout, pattern, *, dlse=None,
+                       inputs=None, runtime=None, scale=None, layout="bhld",
+                       threads=None, backend="jit"):
+    """(dq, dk, dv) of attention for the upstream gradient dout (and dlse),
+    given the forward's o and lse, by spat_kernel_backward.
+    NotImplementedError when this libspat has no backward."""
+    p = pattern_of(pattern)
+    q, k, v = as_f32("q", q), as_f32("k", k), as_f32("v", v)
+    o, lse, dout = as_f32("o", o), as_f32("lse", lse), as_f32("dout", dout)
+    d = K.dims(q.shape, k.shape, v.shape, layout)
+    if o.shape != q.shape or dout.shape != q.shape:
+        raise ValueError("o and dout must be shaped as q %s" % (q.shape,))
+    if lse.shape != (d[0], d[1], d[3]):
+        raise ValueError("lse must be [B, H, Lq] = %s" % ((d[0], d[1], d[3]),))
+    if dlse is not None:
+        dlse = as_f32("dlse", dlse)
+        if dlse.shape != lse.shape:
+            raise ValueError("dlse must be shaped as lse")
+    kern = K.get_kernel(p, d[5], layout, backend, threads)
+    scalars, ins = K.order_args(kern.args, runtime, inputs)
+    arrays = input_arrays(ins, d[4])
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    kern.backward(d, (q.ctypes.data, k.ctypes.data, v.ctypes.data,
+                      o.ctypes.data, lse.ctypes.data),
+                  (dout.ctypes.data,
+                   dlse.ctypes.data if dlse is not None else None,
+                   dq.ctypes.data, dk.ctypes.data, dv.ctypes.data),
+                  scale, scalars, [a.ctypes.data for a in arrays])
+    return dq, dk, dv
+
+
+def has_backward():
+    """Whether this libspat has spat_kernel_backward (gradients)."""
+    return C.HAS_BACKWARD

@@ -1,0 +1,212 @@
+"""spatc.torch: spatc attention as PyTorch operators (CPU, float32).
+
+    import spatc, spatc.torch
+    p = spatc.Pattern.library("longformer", w=256)
+    o = spatc.torch.attention(q, k, v, p)          # autograd, torch.compile
+    o, lse = spatc.torch.attention(q, k, v, p, return_lse=True)
+
+The operators are registered with torch.library.custom_op:
+    spatc::attention(q, k, v, pattern, scalars, inputs, scale, layout,
+                     threads, backend) -> (o, lse)
+    spatc::attention_backward(dout, dlse, q, k, v, o, lse, pattern, ...)
+                     -> (dq, dk, dv)
+with register_fake (shapes for torch.compile) and register_autograd.  The
+pattern goes in as its key (Pattern.key, a string naming source, name and
+parameters; the kernel is looked up or compiled by it), the pattern's
+runtime scalars as a list of ints and its input arrays as a list of int32
+tensors, so torch.compile(fullgraph=True) traces a call without a graph
+break.  The backward needs libspat's spat_kernel_backward; a libspat
+without it raises NotImplementedError on backward (no gradient is faked).
+"""
+import math
+from typing import List, Optional, Tuple
+
+import torch
+
+from . import _capi as C
+from . import _kernel as K
+from .attention import pattern_of
+
+__all__ = ["attention", "has_backward"]
+
+Tensor = torch.Tensor
+
+
+def has_backward():
+    """Whether gradients are available (libspat has spat_kernel_backward)."""
+    return C.HAS_BACKWARD
+
+
+def _lse_shape(q, layout):
+    if layout == "bhld":
+        return (q.shape[0], q.shape[1], q.shape[2])
+    return (q.shape[0], q.shape[2], q.shape[1])
+
+
+def _check(name, t):
+    if t.device.type != "cpu":
+        raise ValueError("spatc runs on the CPU: %s is on %s" % (name,
+                                                                 t.device))
+    if t.dtype != torch.float32:
+        raise TypeError("%s has dtype %s; spatc attention needs float32 "
+                        "(%s.float())" % (name, t.dtype, name))
+
+
+def _dims(q, k, v, layout):
+    return K.dims(tuple(q.shape), tuple(k.shape), tuple(v.shape), layout)
+
+
+def _ptr(t):
+    return t.data_ptr() if t is not None else None
+
+
+def _forward(q, k, v, pattern, scalars, inputs, scale, layout, threads,
+             backend, want_lse=True):
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    d = _dims(q, k, v, layout)
+    kern = K.get_kernel(pattern, d[5], layout, backend, threads)
+    o = torch.empty_like(q)
+    lse = q.new_empty(_lse_shape(q, layout)) if want_lse else None
+    ins = [t.contiguous() for t in inputs]
+    kern.call(d, q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
+              lse.data_ptr() if want_lse else None, scale, scalars,
+              [t.data_ptr() for t in ins])
+    return o, lse
+
+
+@torch.library.custom_op("spatc::attention", mutates_args=(),
+                         device_types="cpu")
+def _attention(q: Tensor, k: Tensor, v: Tensor, pattern: str,
+               scalars: List[int], inputs: List[Tensor], scale: float,
+               layout: str, threads: int, backend: str
+               ) -> Tuple[Tensor, Tensor]:
+    return _forward(q, k, v, pattern, scalars, inputs, scale, layout,
+                    threads, backend)
+
+
+@_attention.register_fake
+def _attention_fake(q, k, v, pattern, scalars, inputs, scale, layout,
+                    threads, backend):
+    return torch.empty_like(q), q.new_empty(_lse_shape(q, layout))
+
+
+@torch.library.custom_op("spatc::attention_backward", mutates_args=(),
+                         device_types="cpu")
+def _attention_backward(dout: Tensor, dlse: Optional[Tensor], q: Tensor,
+                        k: Tensor, v: Tensor, o: Tensor, lse: Tensor,
+                        pattern: str, scalars: List[int],
+                        inputs: List[Tensor], scale: float, layout: str,
+                        threads: int, backend: str
+                        ) -> Tuple[Tensor, Tensor, Tensor]:
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    o, lse, dout = o.contiguous(), lse.contiguous(), dout.contiguous()
+    dlse = dlse.contiguous() if dlse is not None else None
+    d = _dims(q, k, v, layout)
+    kern = K.get_kernel(pattern, d[5], layout, backend, threads)
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    ins = [t.contiguous() for t in inputs]
+    kern.backward(d, (q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
+                      lse.data_ptr()),
+                  (dout.data_ptr(), _ptr(dlse), dq.data_ptr(), dk.data_ptr(),
+                   dv.data_ptr()),
+                  scale, scalars, [t.data_ptr() for t in ins])
+    return dq, dk, dv
+
+
+@_attention_backward.register_fake
+def _attention_backward_fake(dout, dlse, q, k, v, o, lse, pattern, scalars,
+                             inputs, scale, layout, threads, backend):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, pattern, scalars, ins, scale, layout, threads, backend = inputs
+    o, lse = output
+    ctx.save_for_backward(q, k, v, o, lse, *ins)
+    ctx.args = (pattern, scalars, scale, layout, threads, backend)
+
+
+def _backward(ctx, dout, dlse):
+    q, k, v, o, lse, *ins = ctx.saved_tensors
+    pattern, scalars, scale, layout, threads, backend = ctx.args
+    dq, dk, dv = torch.ops.spatc.attention_backward(
+        dout, dlse, q, k, v, o, lse, pattern, scalars, ins, scale, layout,
+        threads, backend)
+    # One entry per input of the op, in the structure torch flattens them
+    # to: the tensor list (inputs) as a list; the int list (scalars) is a
+    # leaf, except when empty (then an empty list).
+    return (dq, dk, dv, None, None if scalars else [], [None] * len(ins),
+            None, None, None, None)
+
+
+_attention.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _input_tensor(name, t, lk):
+    if not isinstance(t, torch.Tensor):
+        t = torch.as_tensor(t)
+    if t.dim() != 1 or t.shape[0] != lk:
+        raise ValueError("input %r must be a 1-D tensor of Lk = %d integers, "
+                         "got shape %s" % (name, lk, tuple(t.shape)))
+    if t.device.type != "cpu":
+        raise ValueError("input %r must be on the CPU" % name)
+    if t.dtype == torch.int32:
+        return t
+    if t.dtype.is_floating_point or t.dtype.is_complex or \
+            t.dtype == torch.bool:
+        raise TypeError("input %r must hold integers, not %s" % (name,
+                                                                 t.dtype))
+    if torch.compiler.is_compiling():
+        raise TypeError("input %r: pass an int32 tensor under torch.compile "
+                        "(it is %s)" % (name, t.dtype))
+    if t.numel() and (t.min() < -2**31 or t.max() >= 2**31):
+        raise ValueError("input %r has values outside int32" % name)
+    return t.to(torch.int32)
+
+
+def attention(q, k, v, pattern, *, inputs=None, runtime=None, scale=None,
+              layout="bhld", return_lse=False, threads=None, backend="jit"):
+    """Sparse attention on CPU float32 tensors, differentiable in q, k, v.
+
+    q [B, H, Lq, D], k and v [B, Hkv, Lk, D] ("bhld", as
+    F.scaled_dot_product_attention) or [B, L, H, D] ("blhd"); H a multiple
+    of Hkv.  pattern: a spatc.Pattern (or library name / .pat text).
+    runtime: {name: int}; inputs: {name: integer tensor of Lk}.  scale:
+    default 1/sqrt(D).  Returns o, or (o, lse) with lse [B, H, Lq]."""
+    p = pattern_of(pattern)
+    key, specs = p._plan
+    for n, t in (("q", q), ("k", k), ("v", v)):
+        _check(n, t)
+    d = _dims(q, k, v, layout)
+    scalars, ins = K.order_args(specs, runtime, inputs)
+    ins = [_input_tensor(n, t, d[4]) for n, t in ins]
+    if threads is None:
+        threads = 0
+    if layout not in C.LAYOUTS:
+        raise ValueError("layout must be 'bhld' or 'blhd', not %r" % (layout,))
+    if backend not in C.BACKENDS:
+        raise ValueError("backend must be 'jit' or 'interp', not %r"
+                         % (backend,))
+    s = 1.0 / math.sqrt(d[5]) if scale is None else float(scale)
+    if not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad
+                                         or v.requires_grad)) and \
+            not torch.compiler.is_compiling() and \
+            not _dispatch_modes_active():
+        # Eager, nothing to differentiate: the kernel directly (the op's
+        # dispatch costs tens of microseconds; the result is the same).
+        o, lse = _forward(q, k, v, key, scalars, ins, s, layout,
+                          int(threads), backend, return_lse)
+    else:
+        o, lse = torch.ops.spatc.attention(q, k, v, key, scalars, ins, s,
+                                           layout, int(threads), backend)
+    return (o, lse) if return_lse else o
+
+
+def _dispatch_modes_active():
+    # A TorchDispatchMode or FakeTensorMode (tracing, opcheck, FlopCounter)
+    # must see the op; the fast path is for plain eager calls only.
+    try:
+        from torch.utils._python_dispatch import _get_current_dispatch_mode
+        return _get_current_dispatch_mode() is not None
+    except ImportError:
+        return True
