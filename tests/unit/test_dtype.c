@@ -5,7 +5,9 @@
  * 64, 80, 128, 256}, both layouts, GQA, batches and 1 or 2 threads; the
  * conversion tile (targets without avx512bf16) against the vdpbf16ps tile;
  * a NaN query row (NaN in both);
- * spat_convert's rounding; the backward pass refusing 16-bit dtypes.
+ * an equality join and single-row top-k; spat_convert's rounding; the
+ * backward pass, paged KV caches and JIT score patterns refusing 16-bit
+ * dtypes (float32 only).
  *
  * Tolerance, from the formats' precision (u = 2^-8 for bf16's 8 significand
  * bits, 2^-11 for fp16's 11), per element of o:
@@ -43,8 +45,15 @@ static const char *const src =
     "| random(r, 7) };\n"
     "pattern dil = dilated(8, 3) | window(5, 5);\n"
     "pattern tk = causal & (window(20, 0) | blocks(16) { topk(3, causal) });\n"
-    "pattern dense = full;\n";
-static const char *const names[] = {"win", "cwin", "bb", "dil", "tk", "dense"};
+    "pattern dense = full;\n"
+    "pattern grid(W = 13) = where(i / W / 4 == j / W / 4 && i % W / 4 == j % W / 4);\n"
+    "pattern tk1 = topk(5, causal) | window(2, 0);\n"
+    "pattern sc(cap = 30) = window(8, 8) with score cap * tanh(s / cap);\n";
+/* grid: an equality join (runtime/plan_join.c: gathered key tiles); tk1:
+ * top-k of single rows and keys (the driver's per-key scoring); sc: a
+ * score, which the JIT refuses for 16-bit dtypes (test_refusals) */
+static const char *const names[] = {"win", "cwin", "bb",  "dil",
+                                    "tk",  "dense", "grid", "tk1"};
 #define N_PATS (int)(sizeof names / sizeof names[0])
 
 typedef struct shape {
@@ -316,10 +325,50 @@ static void test_bad_dtype(void **state) {
   spat_ctx_free(c);
 }
 
+/* What is float32 only refuses bf16 and fp16 with SPAT_EUNSUPPORTED and a
+ * message: a paged KV cache (the decode path), the JIT's score tile. */
+static void test_refusals(void **state) {
+  (void)state;
+  spat_ctx *c = spat_ctx_new();
+  spat_pattern *p = NULL;
+  assert_int_equal(spat_pattern_parse_string(c, "dtype.pat", src, "win", &p),
+                   SPAT_OK);
+  for (int be = 0; be < 2; be++) {
+    spat_compile_options o = {.D = 16, .backend = (spat_backend)be,
+                              .dtype = SPAT_DTYPE_F16};
+    spat_kernel *k = NULL;
+    assert_int_equal(spat_compile(p, &o, &k), SPAT_OK);
+    uint16_t x[8 * 16] = {0}, o16[2 * 16];
+    int32_t table[2] = {0, 1}, lens[1] = {5};
+    spat_paged_kv kv = {.page_table = table, .seq_lens = lens, .n_pages = 2,
+                        .page_size = 4, .max_pages = 2};
+    spat_tensors t = {.B = 1, .H = 1, .Lq = 2, .Lk = 0, .q = x, .k = x,
+                      .v = x, .o = o16, .paged = &kv};
+    assert_int_equal(spat_kernel_call(k, &t, NULL, 0), SPAT_EUNSUPPORTED);
+    assert_non_null(strstr(spat_ctx_error(c), "float32 only"));
+    spat_kernel_free(k);
+  }
+  spat_pattern_free(p);
+  assert_int_equal(spat_pattern_parse_string(c, "dtype.pat", src, "sc", &p),
+                   SPAT_OK);
+  spat_compile_options o = {.D = 16, .backend = SPAT_BACKEND_JIT,
+                            .dtype = SPAT_DTYPE_BF16};
+  spat_kernel *k = NULL;
+  assert_int_equal(spat_compile(p, &o, &k), SPAT_EUNSUPPORTED);
+  assert_null(k);
+  assert_non_null(strstr(spat_ctx_error(c), "float32 only"));
+  o.dtype = SPAT_DTYPE_F32; /* and float32 compiles */
+  assert_int_equal(spat_compile(p, &o, &k), SPAT_OK);
+  spat_kernel_free(k);
+  spat_pattern_free(p);
+  spat_ctx_free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_convert),
       cmocka_unit_test(test_bad_dtype),
+      cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_conversion_tile),
       cmocka_unit_test(test_jit_vs_interp),
   };
