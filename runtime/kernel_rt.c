@@ -528,6 +528,30 @@ static void transpose64(uint64_t a[64]) {
 #define KR_SPARSE_MAX 512
 
 typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int32_t v16i __attribute__((vector_size(64), aligned(4), may_alias));
+
+/* at[0, 16) = 2^at[t] for values <= 0 (or NaN), relative error about 2e-7: x = n + f
+ * with n an integer and |f| <= 1/2, 2^f by its Taylor polynomial of degree
+ * 6, 2^n from the exponent bits; 0 below -126, NaN stays NaN. */
+static inline __attribute__((always_inline)) void exp2_v16(float *at) {
+  v16 x = *(v16 *)at;
+  v16i keep = (v16i)(x >= -126.0f), nan = (v16i)(x != x);
+  v16 xc = x;
+  xc = (v16)(((v16i)xc & keep) | ((v16i)((v16){0} - 126.0f) & ~keep));
+  v16i n = __builtin_convertvector(xc - 0.5f, v16i); /* ties toward 0 */
+  v16 f = xc - __builtin_convertvector(n, v16);
+  v16 p = 1.5403530393381606e-4f + f * 1.5252733804059840e-5f;
+  p = 1.3333558146428443e-3f + f * p;
+  p = 9.6181291076284772e-3f + f * p;
+  p = 5.5504108664821580e-2f + f * p;
+  p = 2.4022650695910071e-1f + f * p;
+  p = 6.9314718055994531e-1f + f * p;
+  p = 1.0f + f * p;
+  v16 two_n = (v16)((n + 127) << 23);
+  v16 r = p * two_n;
+  r = (v16)((v16i)r & keep);
+  *(v16 *)at = (v16)(((v16i)r & ~nan) | ((v16i)x & nan));
+}
 
 /* One clone per vector width, chosen by an ifunc resolver at load time.
  * ThreadSanitizer instruments resolvers, which run before its run time is
@@ -548,7 +572,7 @@ static void sparse_rows(const float *q, int64_t sq, const float *kt,
                         const uint64_t *rows, int64_t nr, float *accb,
                         float *mb, float *lb, float c) {
   int64_t nd = D / 16;
-  float s[KR_BK];
+  float s[KR_BK + 16];
   int js[KR_BK];
   for (int64_t r = 0; r < nr; r++) {
     uint64_t w = rows[r];
@@ -572,13 +596,16 @@ static void sparse_rows(const float *q, int64_t sq, const float *kt,
     }
     float mold = mb[r], mnew = mloc > mold ? mloc : mold;
     float muse = mnew == -INFINITY ? 0 : mnew;
-    float alpha = exp2f(mold - muse), lsum = 0;
+    float lsum = 0;
     float *acc = accb + r * D;
     mb[r] = mnew;
-    for (int x = 0; x < n; x++) {
-      s[x] = exp2f(s[x] - muse);
-      lsum += s[x];
-    }
+    /* the scores and, in lane n, the rescaling of the old sums */
+    for (int x = 0; x < n; x++) s[x] -= muse;
+    s[n] = mold - muse;
+    for (int x = n + 1; x < (n + 16) / 16 * 16; x++) s[x] = -INFINITY;
+    for (int x = 0; x <= n; x += 16) exp2_v16(s + x);
+    float alpha = s[n];
+    for (int x = 0; x < n; x++) lsum += s[x];
     for (int64_t d = 0; d < nd; d++) {
       v16 o = *(v16 *)(acc + 16 * d) * alpha;
       for (int x = 0; x < n; x++)
