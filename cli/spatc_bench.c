@@ -21,7 +21,9 @@
  * Options through spatc_common: --pattern, -D, --runtime, --len (default
  * 4096) or --lq/--lk, --heads (default 1), --kv-heads, --dim, --threads,
  * --repeats, --seed (default 1; q, k, v drawn as `spatc run --seed`),
- * --json (one JSON object on stdout), --no-dense, --no-cache (the kernel
+ * --json (one JSON object on stdout), --no-dense, --backward (the
+ * backward pass too: median time, GFLOP/s on 10 * nnz * D per head, and
+ * its time over the forward's), --no-cache (the kernel
  * timed is then a fresh JIT compile, not the user's cache entry, and
  * cold/warm are not measured).
  * Input arrays get packed-document ids (documents of random lengths).
@@ -95,6 +97,7 @@ static void cache_times(spatc_pat *pat, int64_t D, int threads, double *cold,
                             .cache = 1};
   double tc[3], tw[5];
   const char *why = NULL;
+  char whybuf[1024]; /* the kernel's cache_problem dies with the kernel */
   int ok = 1;
   for (int t = 0; t < 3 + 5 && ok; t++) {
     bool is_cold = t < 3;
@@ -104,7 +107,10 @@ static void cache_times(spatc_pat *pat, int64_t D, int threads, double *cold,
     ok = ok && spat_compile(pat->p, &o, &k) == SPAT_OK;
     double ms = spatc_now_ms() - t0;
     const spat_signature *sig = spat_kernel_signature(k);
-    if (ok && sig->cache_problem) why = sig->cache_problem;
+    if (ok && sig->cache_problem) {
+      snprintf(whybuf, sizeof whybuf, "%s", sig->cache_problem);
+      why = whybuf;
+    }
     ok = ok && !sig->cache_problem && sig->from_cache == !is_cold;
     if (is_cold) tc[t] = ms;
     else tw[t - 3] = ms;
@@ -130,7 +136,7 @@ static void cache_times(spatc_pat *pat, int64_t D, int threads, double *cold,
 
 typedef struct bench_opts {
   int64_t threads, repeats;
-  bool json, dense, cache;
+  bool json, dense, cache, backward;
 } bench_opts;
 
 static int bench_option(void *ctx, const cli *c, int id) {
@@ -142,6 +148,7 @@ static int bench_option(void *ctx, const cli *c, int id) {
   case OPT_JSON: o->json = true; return 0;
   case OPT_NO_DENSE: o->dense = false; return 0;
   case OPT_NO_CACHE: o->cache = false; return 0;
+  case OPT_BACKWARD: o->backward = true; return 0;
   default: return -1;
   }
 }
@@ -204,6 +211,39 @@ typedef struct bench_in {
   float *o, *lse;
 } bench_in;
 
+/* --backward: the median of repeats timed backward runs (after one warm-up)
+ * with dL/do drawn from a fixed seed; -1 after printing on failure. */
+static double time_backward(const bench_in *in, const spat_kernel *k,
+                            const spat_tensors *T, int64_t repeats) {
+  const spatc_args *A = &in->a;
+  size_t nq = (size_t)(A->H * A->Lq * A->D), nk = (size_t)(A->Hkv * A->Lk * A->D);
+  float *dout = malloc(sizeof(float) * (nq + 1));
+  float *dq = malloc(sizeof(float) * (nq + 1));
+  float *dk = malloc(sizeof(float) * (nk + 1)), *dv = malloc(sizeof(float) * (nk + 1));
+  double *tb = malloc(sizeof(double) * (size_t)repeats), ms = -1;
+  if (!dout || !dq || !dk || !dv || !tb) {
+    spatc_error("out of memory");
+    goto out;
+  }
+  uint64_t st = 12345;
+  for (size_t t = 0; t < nq; t++, st += 0x9E3779B97F4A7C15ull)
+    dout[t] = (float)((double)(spatc_mix(st) >> 11) / 9007199254740992.0 * 2 - 1);
+  spat_grads g = {dout, NULL, dq, dk, dv, NULL};
+  for (int64_t t = -1; t < repeats; t++) {
+    double t0 = spatc_now_ms();
+    spat_status s = spat_kernel_backward(k, T, &g, in->args, in->n_args);
+    if (s != SPAT_OK) {
+      spatc_api_error(in->pat->ctx, s);
+      goto out;
+    }
+    if (t >= 0) tb[t] = spatc_now_ms() - t0;
+  }
+  ms = median(tb, (int)repeats);
+out:
+  free(dout), free(dq), free(dk), free(dv), free(tb);
+  return ms;
+}
+
 /* The measurements and the report; 0 or 1 after printing. */
 static int bench(const bench_in *in, bench_opts *opt) {
   const spatc_args *A = &in->a;
@@ -261,6 +301,13 @@ static int bench(const bench_in *in, bench_opts *opt) {
     if (t >= 0) tk[t] = spatc_now_ms() - t0;
   }
   double kernel_ms = median(tk, (int)repeats);
+  double bwd_ms = -1;
+  if (opt->backward) {
+    fprintf(stderr, "bench %s: running the backward (%lld repeats)\n", name,
+            (long long)repeats);
+    bwd_ms = time_backward(in, kcache ? kcache : kernel, &T, repeats);
+    if (bwd_ms < 0) goto out;
+  }
 
   /* nnz (and the mask rows for the dense baseline) */
   fprintf(stderr, "bench %s: counting the mask\n", name);
@@ -313,6 +360,8 @@ static int bench(const bench_in *in, bench_opts *opt) {
                             (double)(sampled ? sampled : 1));
   }
   double gflops = kernel_ms > 0 ? 4.0 * (double)nnz * (double)D / (kernel_ms * 1e6) : 0;
+  double bwd_gflops =
+      bwd_ms > 0 ? 10.0 * (double)nnz * (double)D / (bwd_ms * 1e6) : 0;
 
   /* baseline 1: per-row window loop of the same mean width */
   int64_t wl = 0, wr = 0;
@@ -374,13 +423,15 @@ static int bench(const bench_in *in, bench_opts *opt) {
            "\"loop_ms\": %.3f, \"loop_window\": [%lld, %lld], "
            "\"loop_exact\": %s, \"dense_ms\": %.3f, \"vs_loop\": %.3f, "
            "\"vs_dense\": %.3f, \"max_err_dense\": %.3g, \"max_err_loop\": %.3g, "
-           "\"nnz_sampled\": %s}\n",
+           "\"nnz_sampled\": %s, \"backward_ms\": %.3f, "
+           "\"backward_gflops\": %.3f, \"backward_ratio\": %.3f}\n",
            name, file, (long long)Lq, (long long)Lk, (long long)H,
            (long long)Hkv, (long long)D, (long long)threads, (long long)nnz,
            density, compile_ms, cold_ms, warm_ms, kcache ? "true" : "false", kernel_ms, gflops, peak, loop_ms, (long long)wl,
            (long long)wr, exact_window ? "true" : "false", dense_ms,
            loop_ms / kernel_ms, dense_ms > 0 ? dense_ms / kernel_ms : -1.0,
-           dense_err, loop_err, step > 1 ? "true" : "false");
+           dense_err, loop_err, step > 1 ? "true" : "false", bwd_ms,
+           bwd_gflops, bwd_ms > 0 ? bwd_ms / kernel_ms : -1.0);
   } else {
     printf("pattern %s (%s): Lq %lld, Lk %lld, H %lld (kv %lld), D %lld, "
            "threads %lld\n", name, file, (long long)Lq, (long long)Lk,
@@ -394,6 +445,10 @@ static int bench(const bench_in *in, bench_opts *opt) {
     printf("  kernel          %.3f ms (median of %lld)\n", kernel_ms, (long long)repeats);
     printf("  throughput      %.1f GFLOP/s on allowed pairs, %.1f%% of %.0f "
            "GFLOP/s x %lld cores\n", gflops, peak, PEAK_PER_CORE, (long long)threads);
+    if (bwd_ms > 0)
+      printf("  backward        %.3f ms (median of %lld): %.1f GFLOP/s on "
+             "10 D nnz, %.2fx the forward\n", bwd_ms, (long long)repeats,
+             bwd_gflops, bwd_ms / kernel_ms);
     printf("  C row loop      %.3f ms, window (%lld, %lld)%s: kernel is %.2fx faster\n",
            loop_ms, (long long)wl, (long long)wr,
            exact_window ? ", the same mask" : ", same mean width", loop_ms / kernel_ms);
@@ -417,20 +472,22 @@ int spatc_bench_main(int argc, char **argv) {
       OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_LEN,     OPT_LQ,
       OPT_LK,      OPT_HEADS,  OPT_KVHEADS, OPT_DIM,     OPT_THREADS,
       OPT_REPEATS, OPT_SEED,   OPT_JSON,    OPT_NO_DENSE, OPT_NO_CACHE,
-      OPT_NONE};
+      OPT_BACKWARD, OPT_NONE};
   cli c;
   cli_init(&c, argc, argv, "FILE [--len L | --lq N --lk N] [options]",
            "Times the pattern's JIT kernel (compile, run, GFLOP/s on the "
            "allowed pairs)\nagainst a per-row C loop and dense masked "
            "attention with OpenBLAS,\nand the disk kernel cache's cold and "
            "warm compile times.  The kernel timed\ncomes from the cache "
-           "unless --no-cache.  Defaults: --len 4096, --seed 1.",
+           "unless --no-cache.  With --backward, also the backward pass\n"
+           "(spat_kernel_backward: GFLOP/s on 10 D nnz, time over the "
+           "forward's).\nDefaults: --len 4096, --seed 1.",
            ok);
   spatc_sel sel;
   spatc_shape sh;
   sel_init(&sel);
   shape_init(&sh);
-  bench_opts opt = {0, 5, false, true, true};
+  bench_opts opt = {0, 5, false, true, true, false};
   spatc_args args;
   spatc_qkv qkv;
   memset(&args, 0, sizeof args);
@@ -474,6 +531,22 @@ int spatc_bench_main(int argc, char **argv) {
       vals[n_rt + t] = spat_input(docs + t * (size_t)args.Lk);
     rc = spatc_qkv_setup(&qkv, &args, &sh, &c, QKV_QKV);
   }
+  /* float inputs (language v2): ALiBi-like values 2^-(1 + e mod 8) */
+  float *fbuf[SPAT_MAX_DIMS * 4] = {NULL};
+  for (size_t t = 0; rc == SPATC_OK && t < n_in && t < sizeof fbuf / sizeof fbuf[0]; t++) {
+    const spat_arg_info *ai = &p->args[n_rt + t];
+    if (ai->kind != SPAT_KIND_FLOAT_INPUT) continue;
+    int64_t dims[SPAT_MAX_DIMS], n = 1;
+    int nd = spat_arg_shape(ai, args.B, args.H, args.Hkv, args.Lq, args.Lk, args.D, dims);
+    for (int d = 0; d < nd; d++) n *= dims[d];
+    fbuf[t] = nd < 0 ? NULL : spatc_xmalloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!fbuf[t]) {
+      rc = spatc_error("input '%s': cannot make its values", ai->name);
+      break;
+    }
+    for (int64_t e = 0; e < n; e++) fbuf[t][e] = 1.0f / (float)(2 << (e % 8));
+    vals[n_rt + t] = spat_input_f32(fbuf[t]);
+  }
   if (rc == SPATC_OK) {
     o = spatc_xmalloc(sizeof(float) * (size_t)(args.H * args.Lq * args.D));
     lse = spatc_xmalloc(sizeof(float) * (size_t)(args.H * args.Lq));
@@ -484,6 +557,7 @@ int spatc_bench_main(int argc, char **argv) {
     rc = bench(&in, &opt);
   }
   free(o), free(lse), free(docs), free(vals), free(rt);
+  for (size_t t = 0; t < sizeof fbuf / sizeof fbuf[0]; t++) free(fbuf[t]);
   spatc_qkv_free(&qkv);
   spatc_pat_free(&pat);
   sel_free(&sel);

@@ -4,7 +4,11 @@
  * the log-sum-exp as float32 [B, H, Lq].  A one-line summary (sizes,
  * backend, times) goes to stderr.  JIT kernels come from the disk kernel
  * cache (spat_compile's .cache) unless --no-cache; a cache that cannot be
- * used means a plain JIT compile. */
+ * used means a plain JIT compile.  With --grad, also the backward pass
+ * (spat_kernel_backward) for dL/do from --do (shaped and laid out as q's
+ * files, with H and Lq) or drawn from the seed (stream 3), dlse zero;
+ * --dq, --dk, --dv write the gradients as float32 [B, H, Lq, D] and
+ * [B, Hkv, Lk, D]. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -55,9 +59,70 @@ static int write_f32(const char *path, int ndim, const int64_t *shape,
   return 0;
 }
 
+/* A paged KV cache from files: q, the k and v pools, the tables. */
+typedef struct paged {
+  npy_array f[5];            /* q, k, v, page table, sequence lengths */
+  spat_paged_kv kv;
+} paged;
+
+static int read_i32(const char *path, int ndim, npy_array *out) {
+  char err[512];
+  memset(out, 0, sizeof *out);
+  int rc = spatc_check_file(path);
+  if (rc) return rc;
+  if (npy_read(path, out, err, sizeof err) != 0) return spatc_lib_error(err);
+  if (out->dtype != NPY_I32 || out->ndim != ndim)
+    return spatc_error("%s: must be int32 ('<i4') with %d dimension%s", path,
+                       ndim, ndim == 1 ? "" : "s");
+  return 0;
+}
+
+/* The sizes come from the files: q [B, H, Lq, D], pools [n_pages,
+ * page_size, Hkv, D], page table [B, max_pages], lengths [B]; Lk is the
+ * longest sequence (the library checks the tables). */
+static int paged_setup(paged *p, spatc_args *a, const spatc_shape *s,
+                       const cli *c, const char *pt, const char *sl) {
+  if (!s->q || !s->k || !s->v || s->seeded || s->layout != SPAT_LAYOUT_BHLD)
+    return cli_usage_error(c, "a paged KV cache needs --q, --k and --v files "
+                              "(layout bhld)");
+  int rc;
+  if ((rc = spatc_read_f32("q", s->q, 4, &p->f[0])) ||
+      (rc = spatc_read_f32("k", s->k, 4, &p->f[1])) ||
+      (rc = spatc_read_f32("v", s->v, 4, &p->f[2])) ||
+      (rc = read_i32(pt, 2, &p->f[3])) || (rc = read_i32(sl, 1, &p->f[4])))
+    return rc;
+  const int64_t *q = p->f[0].shape, *k = p->f[1].shape;
+  for (int d = 0; d < 4; d++)
+    if (p->f[2].shape[d] != k[d])
+      return spatc_error("%s: the v pool's shape differs from the k pool's",
+                         s->v);
+  if (k[3] != q[3])
+    return spatc_error("%s: D = %" PRId64 " differs from q's %" PRId64, s->k,
+                       k[3], q[3]);
+  if (p->f[3].shape[0] != q[0] || p->f[4].shape[0] != q[0])
+    return spatc_error("%s, %s: %" PRId64 " sequences expected (q's B)", pt,
+                       sl, q[0]);
+  a->B = q[0], a->H = q[1], a->Lq = q[2], a->D = q[3], a->Hkv = k[2];
+  a->Lk = 0;
+  const int32_t *lens = p->f[4].data;
+  for (int64_t b = 0; b < a->B; b++)
+    if (lens[b] > a->Lk) a->Lk = lens[b];
+  p->kv = (spat_paged_kv){p->f[3].data, lens, k[0], k[1], p->f[3].shape[1]};
+  spatc_tensor *ts[3] = {&a->q, &a->k, &a->v};
+  for (int x = 0; x < 3; x++) {
+    ts[x]->data = p->f[x].data;
+    spatc_strides(ts[x], SPAT_LAYOUT_BHLD, x ? a->Hkv : a->H,
+                  x ? k[1] : a->Lq, a->D);
+  }
+  return 0;
+}
+
 typedef struct run_opts {
   const char *out, *lse;     /* -o, --lse */
+  const char *dout, *grad[3]; /* --do; --dq, --dk, --dv */
+  bool do_grad;              /* --grad */
   const char *backend;
+  const char *page_table, *seq_lens; /* a paged KV cache */
   double scale;              /* 0: 1/sqrt(D) */
   int64_t threads;
   bool verbose, explicit_backend, cache;
@@ -70,6 +135,13 @@ static int run_option(void *ctx, const cli *c, int id) {
   case OPT_NO_CACHE: o->cache = false; return 0;
   case OPT_OUTPUT: o->out = c->arg; return 0;
   case OPT_LSE: o->lse = c->arg; return 0;
+  case OPT_PAGE_TABLE: o->page_table = c->arg; return 0;
+  case OPT_SEQ_LENS: o->seq_lens = c->arg; return 0;
+  case OPT_GRAD: o->do_grad = true; return 0;
+  case OPT_DOUT: o->dout = c->arg; return 0;
+  case OPT_DQ: o->grad[0] = c->arg; return 0;
+  case OPT_DK: o->grad[1] = c->arg; return 0;
+  case OPT_DV: o->grad[2] = c->arg; return 0;
   case OPT_BACKEND:
     o->backend = c->arg;
     o->explicit_backend = true;
@@ -87,12 +159,78 @@ static int run_option(void *ctx, const cli *c, int id) {
   }
 }
 
+/* --grad: dL/do read or drawn, the backward pass, the gradients written;
+ * 0 or the exit status after printing. */
+static int run_grad(const run_opts *opt, const spatc_args *a,
+                    const spatc_shape *sh, const spat_kernel *kernel,
+                    const spat_tensors *t, const spatc_bound *bound,
+                    spatc_pat *pat) {
+  int64_t nq = a->B * a->H * a->Lq * a->D, nk = a->B * a->Hkv * a->Lk * a->D;
+  npy_array dfile;
+  memset(&dfile, 0, sizeof dfile);
+  spatc_tensor dout = {NULL, 0, 0, 0};
+  spatc_strides(&dout, a->layout, a->H, a->Lq, a->D);
+  float *mem[4] = {NULL, NULL, NULL, NULL}, *bhld = NULL;
+  int rc = SPATC_OK;
+  if (opt->dout) {
+    rc = spatc_read_f32("do", opt->dout, 4, &dfile);
+    int64_t want[4] = {a->B, a->layout ? a->Lq : a->H, a->layout ? a->H : a->Lq,
+                       a->D};
+    for (int x = 0; rc == SPATC_OK && x < 4; x++)
+      if (dfile.shape[x] != want[x])
+        rc = spatc_error("%s: do must be shaped as o, [%" PRId64 ", %" PRId64
+                         ", %" PRId64 ", %" PRId64 "]", opt->dout, want[0],
+                         want[1], want[2], want[3]);
+    dout.data = dfile.data;
+  } else {
+    dout.data = mem[3] = spatc_xmalloc((size_t)(nq + 1) * sizeof(float));
+    if (!dout.data) rc = SPATC_EUSER;
+    else spatc_randn(&dout, a->B, a->H, a->Lq, a->D, sh->seed, 3);
+  }
+  for (int x = 0; rc == SPATC_OK && x < 3; x++)
+    if (!(mem[x] = spatc_xmalloc((size_t)((x ? nk : nq) + 1) * sizeof(float))))
+      rc = SPATC_EUSER;
+  double t_bwd = 0;
+  if (rc == SPATC_OK) {
+    spat_grads g = {dout.data, NULL, mem[0], mem[1], mem[2], NULL};
+    double t0 = spatc_now_ms();
+    spat_status st = spat_kernel_backward(kernel, t, &g, bound->args,
+                                          bound->n_args);
+    t_bwd = spatc_now_ms() - t0;
+    if (st != SPAT_OK) rc = spatc_api_error(pat->ctx, st);
+  }
+  if (rc == SPATC_OK) {
+    fprintf(stderr, "spatc: backward %.2f ms\n", t_bwd);
+    bhld = a->layout == SPAT_LAYOUT_BHLD
+               ? NULL
+               : spatc_xmalloc((size_t)(nq > nk ? nq : nk) * sizeof(float) + 4);
+    if (a->layout != SPAT_LAYOUT_BHLD && !bhld) rc = SPATC_EUSER;
+  }
+  for (int x = 0; rc == SPATC_OK && x < 3; x++) {
+    if (!opt->grad[x]) continue;
+    int64_t H = x ? a->Hkv : a->H, L = x ? a->Lk : a->Lq;
+    int64_t shape[4] = {a->B, H, L, a->D};
+    const float *data = mem[x];
+    if (bhld) {
+      to_bhld(bhld, mem[x], a->B, H, L, a->D);
+      data = bhld;
+    }
+    rc = write_f32(opt->grad[x], 4, shape, data);
+  }
+  if (dfile.data) npy_free(&dfile);
+  for (int x = 0; x < 4; x++) free(mem[x]);
+  free(bhld);
+  return rc;
+}
+
 int spatc_run_main(int argc, char **argv) {
   static const spatc_opt ok[] = {
       OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_INPUT, OPT_PLUGIN, OPT_Q,
       OPT_K, OPT_V, OPT_SEED, OPT_BATCH, OPT_HEADS, OPT_KVHEADS, OPT_LEN,
       OPT_LQ, OPT_LK, OPT_DIM, OPT_LAYOUT, OPT_SCALE, OPT_OUTPUT, OPT_LSE,
-      OPT_BACKEND, OPT_THREADS, OPT_VERBOSE, OPT_NO_CACHE, OPT_NONE};
+      OPT_BACKEND, OPT_THREADS, OPT_VERBOSE, OPT_NO_CACHE, OPT_GRAD,
+      OPT_DOUT, OPT_DQ, OPT_DK, OPT_DV, OPT_PAGE_TABLE, OPT_SEQ_LENS,
+      OPT_NONE};
   cli c;
   cli_init(&c, argc, argv,
            "FILE (--q Q.npy --k K.npy --v V.npy | --seed S --len N) "
@@ -104,14 +242,24 @@ int spatc_run_main(int argc, char **argv) {
            "from a standard normal (see spatc(1)).\nWrites o as float32 "
            "[B, H, Lq, D] with -o and the log-sum-exp [B, H, Lq]\nwith --lse; "
            "a summary line goes to stderr.  JIT kernels are kept in the\n"
-           "disk kernel cache (see spatc cache) unless --no-cache.",
+           "disk kernel cache (see spatc cache) unless --no-cache.  --grad runs the "
+           "backward\npass too (dL/do from --do, else from the seed) and "
+           "writes --dq, --dk, --dv.\nA paged KV cache: --page-table PT.npy "
+           "--seq-lens SL.npy, with --k and --v\nthe page pools [n_pages, "
+           "page_size, Hkv, D] and --q [B, H, Lq, D] (bhld).",
            ok);
   spatc_sel sel;
   spatc_shape sh;
   sel_init(&sel);
   shape_init(&sh);
-  run_opts opt = {NULL, NULL, DEFAULT_BACKEND, 0, 0, false, false, true};
+  run_opts opt = {NULL, NULL, NULL, {NULL, NULL, NULL}, false,
+                  DEFAULT_BACKEND, NULL, NULL, 0, 0, false, false, true};
   int rc = spatc_parse(&c, &sel, &sh, run_option, &opt);
+  if (rc == SPATC_OK && !opt.do_grad &&
+      (opt.dout || opt.grad[0] || opt.grad[1] || opt.grad[2]))
+    rc = cli_usage_error(&c, "--do, --dq, --dk and --dv need --grad");
+  if (rc == SPATC_OK && opt.do_grad && !opt.dout && !sh.seeded)
+    rc = cli_usage_error(&c, "--grad needs --do FILE.npy or --seed S");
   if (rc == SPATC_OK && sh.head >= 0)
     rc = cli_usage_error(&c, "--head is not an option of run");
   int be = -1;
@@ -136,9 +284,18 @@ int spatc_run_main(int argc, char **argv) {
   float *o = NULL, *o_kernel = NULL, *lse = NULL;
   spat_kernel *kernel = NULL;
   const char *cache_state = "off";
-  rc = spatc_load(&pat, &sel);
-  if (rc == SPATC_OK) rc = spatc_qkv_setup(&qkv, &a, &sh, &c, QKV_QKV);
-  if (rc == SPATC_OK) rc = spatc_bind(&bound, &pat, &sel, a.Lk);
+  paged pg;
+  memset(&pg, 0, sizeof pg);
+  memset(&pat, 0, sizeof pat);
+  if (!opt.page_table != !opt.seq_lens)
+    rc = cli_usage_error(&c, "give both --page-table and --seq-lens");
+  else
+    rc = spatc_load(&pat, &sel);
+  if (rc == SPATC_OK && opt.page_table)
+    rc = paged_setup(&pg, &a, &sh, &c, opt.page_table, opt.seq_lens);
+  else if (rc == SPATC_OK)
+    rc = spatc_qkv_setup(&qkv, &a, &sh, &c, QKV_QKV);
+  if (rc == SPATC_OK) rc = spatc_bind(&bound, &pat, &sel, &a);
   if (rc == SPATC_OK) {
     int64_t n_o = a.B * a.H * a.Lq * a.D;   /* bounded: q has as many */
     o = spatc_xmalloc((size_t)n_o * sizeof(float));
@@ -146,8 +303,10 @@ int spatc_run_main(int argc, char **argv) {
     o_kernel = a.layout == SPAT_LAYOUT_BHLD
                    ? o
                    : spatc_xmalloc((size_t)n_o * sizeof(float));
-    if (opt.lse) lse = spatc_xmalloc((size_t)(a.B * a.H * a.Lq) * sizeof(float));
-    if (!o || !o_kernel || (opt.lse && !lse)) rc = SPATC_EUSER;
+    bool want_lse = opt.lse || opt.do_grad;
+    if (want_lse)
+      lse = spatc_xmalloc((size_t)(a.B * a.H * a.Lq + 1) * sizeof(float));
+    if (!o || !o_kernel || (want_lse && !lse)) rc = SPATC_EUSER;
   }
   double t_compile = 0, t_run = 0;
   spat_status st = SPAT_OK;
@@ -189,6 +348,7 @@ int spatc_run_main(int argc, char **argv) {
     t.o = o_kernel;
     t.lse = lse;
     t.scale = (float)opt.scale;
+    if (opt.page_table) t.Lk = 0, t.paged = &pg.kv;
     double t0 = spatc_now_ms();
     st = spat_kernel_call(kernel, &t, bound.args, bound.n_args);
     t_run = spatc_now_ms() - t0;
@@ -210,12 +370,21 @@ int spatc_run_main(int argc, char **argv) {
     if (opt.out) rc = write_f32(opt.out, 4, shape, o);
     if (rc == SPATC_OK && opt.lse) rc = write_f32(opt.lse, 3, shape, lse);
   }
+  if (rc == SPATC_OK && opt.do_grad) {
+    spat_tensors t = spatc_tensors(&a);
+    t.o = o_kernel;
+    t.lse = lse;
+    t.scale = (float)opt.scale;
+    rc = run_grad(&opt, &a, &sh, kernel, &t, &bound, &pat);
+  }
   spat_kernel_free(kernel);
   if (o_kernel != o) free(o_kernel);
   free(o);
   free(lse);
   spatc_bound_free(&bound);
   spatc_qkv_free(&qkv);
+  for (int x = 0; x < 5; x++)
+    if (pg.f[x].data) npy_free(&pg.f[x]);
   spatc_pat_free(&pat);
   sel_free(&sel);
   return rc;

@@ -793,6 +793,37 @@ static int explain_exact(FILE *f, const ir_program *p, const plan_env *env,
   return rc;
 }
 
+int64_t an_tile_classes(const int64_t *plan, const plan_env *env, int64_t r0,
+                        int64_t r1, int64_t bk, plan_span *sp, int64_t cap,
+                        int64_t *kt, char *err, size_t errlen) {
+  int64_t Lk = env->Lk, nkt = (Lk + bk - 1) / bk;
+  int64_t n = plan_tiles(plan, env, r0, r1, sp, cap, err, errlen);
+  if (n < 0) return -1;
+  memset(kt, 0, sizeof *kt * (size_t)(nkt ? nkt : 1));
+  for (int64_t s = 0; s < n; s++) {
+    /* kt: 1 touched by a PARTIAL span or partly covered, 2 all FULL */
+    for (int64_t q = sp[s].k0 / bk; q <= (sp[s].k1 - 1) / bk; q++) {
+      int64_t q0 = q * bk, q1 = q0 + bk < Lk ? q0 + bk : Lk;
+      bool whole = sp[s].kind == PLAN_FULL && sp[s].k0 <= q0 && sp[s].k1 >= q1;
+      if (whole && kt[q] == 0) kt[q] = 2;
+      else if (!whole && kt[q] == 2) {
+        /* two FULL spans can still cover a tile together */
+        int64_t c = 0;
+        for (int64_t u = 0; u < n; u++)
+          if (sp[u].kind == PLAN_FULL) {
+            int64_t a = sp[u].k0 > q0 ? sp[u].k0 : q0;
+            int64_t z = sp[u].k1 < q1 ? sp[u].k1 : q1;
+            if (z > a) c += z - a;
+          }
+        kt[q] = c == q1 - q0 ? 2 : 1;
+      } else if (!whole) {
+        kt[q] = 1;
+      }
+    }
+  }
+  return n;
+}
+
 int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
                int64_t Lk, int64_t bq, int64_t bk, const int64_t *runtime,
                char *err, size_t errlen) {
@@ -850,38 +881,19 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
     int64_t nfull = 0, npart = 0, nspans = 0, maxspans = 0;
     for (int64_t t = 0; t < nqt; t++) {
       int64_t r0 = t * bq, r1 = r0 + bq < Lq ? r0 + bq : Lq;
-      int64_t n = plan_tiles(plan, &env, r0, r1, sp, cap, err, errlen);
+      int64_t n = an_tile_classes(plan, &env, r0, r1, bk, sp, cap, kt, err,
+                                  errlen);
       if (n < 0) {
         rc = -1;
         break;
       }
       nspans += n;
       if (n > maxspans) maxspans = n;
-      memset(kt, 0, sizeof *kt * (size_t)nkt);
       int64_t nf = 0, na = 0;
       for (int64_t s = 0; s < n; s++) {
         int64_t len = sp[s].k1 - sp[s].k0;
         na += len;
         if (sp[s].kind == PLAN_FULL) nf += len;
-        /* kt: 1 touched by a PARTIAL span or partly covered, 2 all FULL */
-        for (int64_t q = sp[s].k0 / bk; q <= (sp[s].k1 - 1) / bk; q++) {
-          int64_t q0 = q * bk, q1 = q0 + bk < Lk ? q0 + bk : Lk;
-          bool whole = sp[s].kind == PLAN_FULL && sp[s].k0 <= q0 && sp[s].k1 >= q1;
-          if (whole && kt[q] == 0) kt[q] = 2;
-          else if (!whole && kt[q] == 2) {
-            /* two FULL spans can still cover a tile together */
-            int64_t c = 0;
-            for (int64_t u = 0; u < n; u++)
-              if (sp[u].kind == PLAN_FULL) {
-                int64_t a = sp[u].k0 > q0 ? sp[u].k0 : q0;
-                int64_t z = sp[u].k1 < q1 ? sp[u].k1 : q1;
-                if (z > a) c += z - a;
-              }
-            kt[q] = c == q1 - q0 ? 2 : 1;
-          } else if (!whole) {
-            kt[q] = 1;
-          }
-        }
       }
       for (int64_t q = 0; q < nkt; q++) nfull += kt[q] == 2, npart += kt[q] == 1;
       for (int64_t r = r0; r < r1; r++) lo[r] = nf, hi[r] = na;

@@ -40,8 +40,18 @@ typedef struct hplan {
   int64_t n;
 } hplan;
 
+/* dkdv's packed query tiles, kept per worker: the key tiles after this one
+ * visit mostly the same query tiles.  Direct-mapped, PC_N slots. */
+#define PC_N 32
+typedef struct pslot {
+  int64_t b, h, qt;  /* qt -1: empty */
+  float *buf;        /* Q^T, dO^T, Q, dO: 4 KR_BQ D floats */
+} pslot;
+
 typedef struct wscr {
   float *qt, *dot, *qr, *dor; /* [D][KR_BQ] x 2, [KR_BQ][D] x 2 */
+  pslot pc[PC_N];
+  float *own[2];              /* dq's Q^T, dO^T */
   float *ga, *gb;             /* [KR_BQ][D] accumulators */
   float *st;                  /* 2 KR_BK KR_BQ */
   float rowc[2 * KR_BQ];
@@ -175,6 +185,21 @@ static void hplan_free(hplan *hp) {
 /* Q^T, dO^T of query tile qt of (b, h) into w (and Q, dO row-major when
  * rowmajor); rows past the tile zero. */
 static void pack(bjob *J, wscr *w, int64_t b, int64_t h, int64_t qt,
+                 int rowmajor);
+
+/* dkdv: w's tile pointers at the packed query tile qt of (b, h), packed
+ * now unless its slot holds it. */
+static void pack_cached(bjob *J, wscr *w, int64_t b, int64_t h, int64_t qt) {
+  size_t n = (size_t)J->a->D * KR_BQ;
+  pslot *p = &w->pc[(qt + 8 * (h % 4)) % PC_N];
+  w->qt = p->buf, w->dot = p->buf + n, w->qr = p->buf + 2 * n;
+  w->dor = p->buf + 3 * n;
+  if (p->qt == qt && p->h == h && p->b == b) return;
+  pack(J, w, b, h, qt, 1);
+  p->b = b, p->h = h, p->qt = qt;
+}
+
+static void pack(bjob *J, wscr *w, int64_t b, int64_t h, int64_t qt,
                  int rowmajor) {
   const rt_args *a = J->a;
   const rt_grad *g = J->g;
@@ -269,6 +294,7 @@ static void dq_task(void *ctx, int64_t id, int worker) {
   int64_t r0 = qt * KR_BQ, r1 = min64(r0 + KR_BQ, a->Lq);
   float *rc = J->rowc + id * 2 * KR_BQ;
   row_consts(J, b, h, qt, rc);
+  w->qt = w->own[0], w->dot = w->own[1];
   pack(J, w, b, h, qt, 0);
   kr_env env;
   if (!kr_masker_rows(w->mk, b, h, r0, r1, K->n_topk > 0, &env)) {
@@ -333,7 +359,7 @@ static void dkdv_task(void *ctx, int64_t id, int worker) {
       }
       if (m < 0) return;
       if (m == 0) continue;
-      pack(J, w, b, h, qt, 1);
+      pack_cached(J, w, b, h, qt);
       J->dkdv(w->qt, w->dot, w->qr, w->dor, J->rowc + qid * 2 * KR_BQ, kt_,
               a->k.sl, vt, a->v.sl, nc, m == 1 ? w->cols : NULL, w->ga, w->gb,
               J->c, w->st);
@@ -357,18 +383,23 @@ static void dkdv_task(void *ctx, int64_t id, int worker) {
 static int wscr_init(wscr *w, kr_kernel *k, const rt_args *a) {
   size_t n = (size_t)a->D * KR_BQ * sizeof(float);
   memset(w, 0, sizeof *w);
-  w->qt = aalloc(n), w->dot = aalloc(n), w->qr = aalloc(n), w->dor = aalloc(n);
+  w->own[0] = aalloc(n), w->own[1] = aalloc(n);
+  int ok = w->own[0] && w->own[1];
+  for (int x = 0; x < PC_N; x++) {
+    w->pc[x].qt = -1;
+    ok = ok && (w->pc[x].buf = aalloc(4 * n));
+  }
   w->ga = aalloc(n), w->gb = aalloc(n);
   w->st = aalloc(2 * KR_BK * KR_BQ * sizeof(float));
   w->span_cap = 64;
   w->spans = malloc((size_t)w->span_cap * sizeof *w->spans);
   w->mk = kr_masker_new(k, a);
-  return w->qt && w->dot && w->qr && w->dor && w->ga && w->gb && w->st &&
-         w->spans && w->mk;
+  return ok && w->ga && w->gb && w->st && w->spans && w->mk;
 }
 
 static void wscr_free(wscr *w) {
-  free(w->qt), free(w->dot), free(w->qr), free(w->dor), free(w->ga);
+  free(w->own[0]), free(w->own[1]), free(w->ga);
+  for (int x = 0; x < PC_N; x++) free(w->pc[x].buf);
   free(w->gb), free(w->st), free(w->spans);
   kr_masker_free(w->mk);
 }

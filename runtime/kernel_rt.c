@@ -16,90 +16,9 @@
 #include <string.h>
 
 #include "arith.h"
+#include "kernel_rt_impl.h"
 #include "plan.h"
 #include "threads.h"
-
-typedef struct tk_buf {
-  int64_t *sel, *cnt;
-  size_t sel_cap, cnt_cap;
-  int64_t rows;       /* rows of the last selection (0: none or an error) */
-} tk_buf;
-
-/* Key sets of random nodes (kr_random_fn): per node, one slot per row of a
- * query tile (rows at any granularity are at most KR_BQ consecutive
- * integers, so slot i % KR_BQ is theirs alone), each tagged with all the set
- * depends on. */
-typedef struct rnd_tag {
-  int64_t h, i, r, seed, lk;
-  int valid;
-} rnd_tag;
-
-typedef struct rnd_node {
-  uint64_t *bits;     /* KR_BQ slots of `words` words */
-  int64_t words;      /* lk / 64 + 2: a zero word past every key */
-  rnd_tag tag[KR_BQ];
-} rnd_node;
-
-typedef struct rnd_cache {
-  rnd_node *nodes;
-  int64_t n_nodes;
-  int oom;            /* a set could not be stored: the run fails */
-} rnd_cache;
-
-typedef struct scratch {
-  float *qt;          /* [D][KR_BQ] */
-  float *acc;         /* [KR_BQ][D] */
-  float *m, *l;       /* [KR_BQ] */
-  float *st;          /* [KR_BK][KR_BQ] */
-  uint64_t rows[KR_BQ];  /* row words of a partial tile */
-  uint64_t cols[KR_BK];  /* the same transposed: key words */
-  plan_span *spans;
-  int64_t span_cap;
-  kr_topk *tk;        /* n_topk */
-  tk_buf *tb;         /* n_topk */
-  float *kg, *vg;     /* [KR_BK][D]: gathered keys and values (joins) */
-  double *qd;         /* [D] */
-  double *km;         /* key-block means [lkg][D] of (km_b, km_h, km_g) */
-  size_t km_cap;
-  int64_t km_b, km_h, km_g, km_n;
-  int64_t tk_lqg, tk_lkg; /* sizes of the top-k node being selected */
-  float *kn;          /* |k_j| of (kn_b, kn_h), Lk of them */
-  size_t kn_cap;
-  int64_t kn_b, kn_h, kn_n;
-  float *tf;          /* fast top-k: per row, its kept scores and keys */
-  int64_t *tj;
-  size_t tf_cap, tj_cap;
-  float *sc;          /* [KR_BK][KR_BQ] scores of a key tile */
-  double *hs;         /* heap of scores */
-  int64_t *hj;        /* and their keys */
-  size_t heap_cap;
-  rnd_cache rnd;
-} scratch;
-
-typedef struct join_tiles {
-  int64_t *x0, *group;  /* per query tile: first grouped row, group (-1:
-                           rows without keys) */
-  int64_t n;
-} join_tiles;
-
-typedef struct run {
-  kr_kernel *k;
-  const rt_args *a;
-  int64_t n_qt;       /* query tiles per head */
-  float c;            /* scale * log2 e */
-  double scale;
-  scratch *ws;        /* per worker */
-  _Atomic signed char *vbad; /* per (b, kv head): 0 unknown, 1 v finite,
-                                2 v has a NaN or an infinity */
-  const plan_groups *groups; /* joins: per head (or one for all), else NULL */
-  const join_tiles *jtiles;   /* their query tiles */
-  int groups_per_head;
-  int64_t join_tiles;         /* query tiles per head, the most of any head */
-  _Atomic int failed;
-  rt_status st;
-  char *err;
-  size_t errlen;
-} run;
 
 static void *aalloc(size_t n) {
   n = (n + 63) / 64 * 64;
@@ -887,23 +806,6 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
   return 1;
 }
 
-/* Does v of (b, kv head hk) hold a NaN or an infinity?  Found once per run
- * (racing tasks find the same). */
-static int v_nonfinite(run *R, int64_t b, int64_t hk) {
-  _Atomic signed char *f = &R->vbad[b * R->a->Hkv + hk];
-  int st = atomic_load_explicit(f, memory_order_relaxed);
-  if (st) return st == 2;
-  const rt_args *a = R->a;
-  const float *vb = a->v.data + b * a->v.sb + hk * a->v.sh;
-  uint32_t bad = 0;
-  for (int64_t j = 0; j < a->Lk; j++) {
-    const uint32_t *x = (const uint32_t *)(const void *)(vb + j * a->v.sl);
-    for (int64_t d = 0; d < R->k->D; d++)
-      bad |= (x[d] & 0x7f800000u) == 0x7f800000u;
-  }
-  atomic_store_explicit(f, bad ? 2 : 1, memory_order_relaxed);
-  return bad != 0;
-}
 
 static void write_rows(run *R, const scratch *s, int64_t b, int64_t h,
                        const int64_t *rows, int64_t r0, int64_t nr);
@@ -976,9 +878,13 @@ static void task(void *ctx, int64_t id, int worker) {
       int64_t nc = sp[y].k1 - j0 < KR_BK ? sp[y].k1 - j0 : KR_BK;
       const float *kt = kb + j0 * a->k.sl, *vt = vb + j0 * a->v.sl;
       while (sp[cur].k1 <= j0) cur++;
+#define TILE(maskt)                                                          \
+  (K->stile ? K->stile(&env, pos_of_row(a, r0), j0, s->qt, kt, a->k.sl, vt,   \
+                       a->v.sl, nc, maskt, s->acc, s->m, s->l, R->c, s->st)  \
+            : K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, maskt, s->acc,    \
+                      s->m, s->l, R->c, s->st))
       if (sp[cur].kind == PLAN_FULL && sp[cur].k1 >= j0 + nc) {
-        K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m,
-                s->l, R->c, s->st);
+        TILE(NULL);
         continue;
       }
       uint64_t any = 0, all = ~0ull;
@@ -996,12 +902,13 @@ static void task(void *ctx, int64_t id, int worker) {
       if (!any) continue;
       /* a masked key weighs 0, but 0 * NaN is NaN: with a non-finite v a
        * masked tile runs per row over its allowed keys only */
-      if (all != valid && v_nonfinite(R, b, hk)) {
+      if (all != valid && !K->stile &&
+          kri_tile_v_nonfinite(vt, a->v.sl, nc, D)) {
         sparse_rows(qb + r0 * a->q.sl, a->q.sl, kt, a->k.sl, vt, a->v.sl, D,
                     s->rows, nr, s->acc, s->m, s->l, R->c);
         continue;
       }
-      if (all != valid) {
+      if (all != valid && !K->stile) {
         int64_t pairs = 0;
         for (int64_t r = 0; r < nr && pairs <= KR_SPARSE_MAX; r++)
           pairs += __builtin_popcountll(s->rows[r]);
@@ -1012,14 +919,13 @@ static void task(void *ctx, int64_t id, int worker) {
         }
       }
       if (all == valid) {  /* every row allows every key: no mask */
-        K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m, s->l,
-                R->c, s->st);
+        TILE(NULL);
         continue;
       }
       memcpy(s->cols, s->rows, sizeof s->cols);
       transpose64(s->cols);
-      K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, s->cols, s->acc, s->m,
-              s->l, R->c, s->st);
+      TILE(s->cols);
+#undef TILE
     }
   }
 
@@ -1210,9 +1116,16 @@ void kr_pool_give(kr_kernel *k, th_pool *own) {
 
 rt_status kr_check_errors(const kr_kernel *k, const rt_args *a, th_pool *pool,
                           char *err, size_t errlen) {
+  /* a paged cache's sequences each have their own Lk, in batch order */
   int64_t det[2] = {0, 0};
   int oom = !pool;
-  int32_t code = k->errat && pool ? first_error(k, a, pool, det, &oom) : 0;
+  int32_t code = 0;
+  for (int64_t b = 0; k->errat && pool && !code && !oom &&
+                      b < (a->paged ? a->B : 1); b++) {
+    rt_args ab = *a;
+    if (a->paged) ab.Lk = a->paged->seq_lens[b];
+    if (ab.Lk > 0) code = first_error(k, &ab, pool, det, &oom);
+  }
   if (oom) return rt_errf(err, errlen, RT_ENOMEM, "out of memory");
   if (!code) return RT_OK;
   format_err(k, code, det, err, errlen);
@@ -1232,7 +1145,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
     return RT_EINVAL;
   }
   if (!rt_has_rows(a)) return RT_OK;
-  if (a->Lk == 0) {
+  if (a->Lk == 0 && !a->paged) {
     rt_fill_no_keys(a);
     return RT_OK;
   }
@@ -1240,7 +1153,8 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   th_pool *own, *pool = kr_pool_take(k, a->threads, &own);
   /* the contract's errors first, over the whole domain (kernel_rt.h) */
   rt_status st = kr_check_errors(k, a, pool, err, errlen);
-  if (st != RT_OK) {
+  if (st != RT_OK || (pool && kd_wanted(k, a))) {
+    if (st == RT_OK) st = kd_run(k, a, pool, err, errlen); /* kernel_decode.c */
     kr_pool_give(k, own);
     return st;
   }
@@ -1256,8 +1170,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   R.errlen = errlen;
   int nw = pool ? th_size(pool) : 0;
   R.ws = nw ? calloc((size_t)nw, sizeof *R.ws) : NULL;
-  R.vbad = calloc((size_t)(a->B * a->Hkv), sizeof *R.vbad);
-  int ok = R.ws != NULL && R.vbad != NULL;
+  int ok = R.ws != NULL;
   for (int w = 0; ok && w < nw; w++) ok = scratch_init(&R.ws[w], k);
   if (ok) {
     if (!join_run(&R, pool)) th_for(pool, a->B * a->H * R.n_qt, task, &R);
@@ -1269,7 +1182,6 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   if (R.ws)
     for (int w = 0; w < nw; w++) scratch_free(&R.ws[w], k->n_topk);
   free(R.ws);
-  free((void *)R.vbad);
   kr_pool_give(k, own);
   return st;
 }
@@ -1356,4 +1268,31 @@ void kr_release(kr_kernel *k) {
   if (!k) return;
   th_free(k->pool);
   k->pool = NULL;
+}
+
+/* --- for the decode driver (kernel_rt_impl.h) ---------------------------- */
+
+void kri_fail(run *R, rt_status st, const char *msg) {
+  fail(R, st, "%s", msg);
+}
+void kri_fail_code(run *R, int32_t code) { fail_code(R, code); }
+int kri_scratch_init(scratch *s, const kr_kernel *k) {
+  return scratch_init(s, k);
+}
+void kri_scratch_free(scratch *s, int n_topk) { scratch_free(s, n_topk); }
+int kri_topk_rows(run *R, scratch *s, int t, const kr_env *env,
+                  const float *qb, const float *kb, int64_t i0, int64_t i1,
+                  int64_t b, int64_t hk) {
+  return topk_rows(R, s, t, env, qb, kb, i0, i1, b, hk);
+}
+const uint64_t *kri_random_row(const kr_env *e, int64_t node, int64_t i,
+                               int64_t r, int64_t seed, int64_t lk,
+                               int64_t j0) {
+  return random_row(e, node, i, r, seed, lk, j0);
+}
+void kri_sparse_rows(const float *q, int64_t sq, const float *kt, int64_t sk,
+                     const float *vt, int64_t sv, int64_t D,
+                     const uint64_t *rows, int64_t nr, float *accb, float *mb,
+                     float *lb, float c) {
+  sparse_rows(q, sq, kt, sk, vt, sv, D, rows, nr, accb, mb, lb, c);
 }

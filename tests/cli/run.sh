@@ -771,6 +771,16 @@ jit_vs_interp jit-empty-rows rows.pat --seed 7 --len 50 --dim 16
 jit_vs_interp jit-topk topk.pat -D k=5 --seed 8 --len 40 --dim 16
 jit_vs_interp jit-heads heads.pat --seed 9 --heads 3 --len 33 --dim 80
 jit_vs_interp jit-scale w2.pat --seed 10 --len 20 --dim 16 --scale 0.5
+# a paged KV cache: pools [6 pages, 4 rows, 1 head, 16], two sequences
+py writerand pq.npy 11 0 2,2,3,16
+py writerand pk.npy 11 1 6,4,1,16
+py writerand pv.npy 11 2 6,4,1,16
+py write pt.npy '<i4' 2,3 5,0,3,1,4,2
+py write sl.npy '<i4' 2 9,5
+jit_vs_interp jit-paged w2.pat --q pq.npy --k pk.npy --v pv.npy --page-table pt.npy --seq-lens sl.npy
+py write ptbad.npy '<i4' 2,3 5,0,3,1,6,2
+sp run w2.pat --q pq.npy --k pk.npy --v pv.npy --page-table ptbad.npy --seq-lens sl.npy -o f.npy
+expect_rc paged-bad-page 1 && has err "page_table[1][1] = 6" && ok paged-bad-page || fail paged-bad-page "$(cat err)"
 # a scale outside float32 is an error, not +inf
 sp run w2.pat --seed 10 --len 20 --dim 16 --scale 1e39 -o f.npy
 expect_rc scale-range 2 && has err "--scale 1e39 is outside the float32 range" && ok scale-range || fail scale-range
@@ -785,6 +795,26 @@ sp run w2.pat --seed 10 --len 20 --dim 8 -o f.npy
 expect_rc jit-fallback 0 && has err "spatc: note: jit:" && has err "backend=interp" && ok jit-fallback || fail jit-fallback
 sp run w2.pat --seed 10 --len 20 --dim 8 -o f.npy --backend jit
 expect_rc jit-unsupported 1 && has err "spatc: error: " && ok jit-unsupported || fail jit-unsupported
+# grad_vs_interp NAME ARGS...: run --grad's dq, dk, dv of both backends
+# within 1e-4 (a --do file the second time: the same dL/do as drawn)
+grad_vs_interp() {
+  local name=$1; shift
+  sp run "$@" --backend interp --grad --dq gqi.npy --dk gki.npy --dv gvi.npy -o go.npy
+  expect_rc "$name" 0 || return
+  has err "spatc: backward " || { fail "$name" "no backward line"; return; }
+  sp run "$@" --no-cache --grad --dq gqj.npy --dk gkj.npy --dv gvj.npy
+  expect_rc "$name" 0 || return
+  if py cmp gqi.npy gqj.npy 1e-4 >cmp.txt && py cmp gki.npy gkj.npy 1e-4 >>cmp.txt &&
+     py cmp gvi.npy gvj.npy 1e-4 >>cmp.txt; then
+    ok "$name"; else fail "$name" "$(tr '\n' ' ' <cmp.txt)"; fi
+}
+grad_vs_interp grad-window w2.pat --seed 3 --heads 2 --len 100 --dim 16
+grad_vs_interp grad-gqa-blhd pats.pat -p cw -D w=7 --seed 4 --heads 4 --kv-heads 2 --lq 37 --lk 90 --dim 32 --layout blhd
+grad_vs_interp grad-topk topk.pat -D k=5 --seed 8 --len 40 --dim 16
+sp run w2.pat --seed 3 --len 20 --dim 16 --dq x.npy
+expect_rc grad-needs-grad 2 && has err "need --grad" && ok grad-needs-grad || fail grad-needs-grad
+sp run w2.pat --seed 3 --len 20 --dim 16 --grad --do go.npy
+expect_rc grad-do-shape 1 && has err "do must be shaped as o" && ok grad-do-shape || fail grad-do-shape
 jit_vs_interp jit-longformer "$ROOT"/patterns/longformer.pat -D w=16 --seed 11 --len 200 --dim 32
 jit_vs_interp jit-bigbird "$ROOT"/patterns/bigbird.pat -D b=8 --seed 12 --len 128 --dim 16
 jit_vs_interp jit-nsa "$ROOT"/patterns/nsa.pat -D w=32 -D b=8 -D k=2 --seed 13 --len 128 --dim 16

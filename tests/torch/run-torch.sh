@@ -2,8 +2,8 @@
 # tests/torch/run-torch.sh (make test-torch): the PyTorch layer of the Python
 # package (spatc.torch, spatc.nn) under pytest, in a virtual environment
 # with torch: $SPATC_VENV (default ~/.cache/spatc-torch), created with
-# python3 -m venv when missing; torch (the CPU wheel from
-# download.pytorch.org, else PyPI's), numpy, pytest and matplotlib are pip
+# python3 -m venv when missing; torch (PyPI's default wheel: CI reaches PyPI,
+# not download.pytorch.org), numpy, pytest and matplotlib are pip
 # installed into it when they are not importable.  A failed install is an
 # error, never a skip.  Not a tests/*/run.sh suite (make test does not run
 # it).  Closes with "N passed, N failed".
@@ -21,8 +21,7 @@ if [ ! -x "$PY" ]; then
 fi
 if ! "$PY" -c 'import torch' >/dev/null 2>&1; then
   echo "test-torch: installing torch into $VENV" >&2
-  "$PY" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu ||
-    "$PY" -m pip install -q torch || die "pip install torch failed"
+  "$PY" -m pip install -q torch || die "pip install torch failed"
 fi
 for m in numpy pytest matplotlib; do
   "$PY" -c "import $m" >/dev/null 2>&1 ||

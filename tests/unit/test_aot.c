@@ -192,7 +192,7 @@ static const char *const docs_main =
     "  for (size_t x = 0; x < nk; x++) k[x] = (float)rand() / RAND_MAX - .5f;\n"
     "  for (size_t x = 0; x < nk; x++) v[x] = (float)rand() / RAND_MAX - .5f;\n"
     "  for (int x = 0; x < L; x++) doc[x] = x / 41;\n"
-    "  spat_tensors t = {B, H, Hkv, L, L, q, k, v, o, lse, 0};\n"
+    "  spat_tensors t = {B, H, Hkv, L, L, q, k, v, o, lse, 0, NULL};\n"
     "  if (docs_D != 32 || docs_LAYOUT != SPAT_LAYOUT_BLHD) return 10;\n"
     "  if (docs_DEFAULT_n != 2) return 11;\n"
     "  int st = docs(&t, 3, doc);\n"
@@ -275,7 +275,7 @@ static const char *const ext_main =
     "    q[x] = (float)((x * 7) % 13) / 13 - .5f;\n"
     "    k[x] = (float)((x * 5) % 11) / 11 - .5f;\n"
     "    v[x] = (float)((x * 3) % 17) / 17 - .5f; }\n"
-    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0};\n"
+    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0, NULL};\n"
     "  if (nearby(&t) != SPAT_OK) return 1;\n"
     "  spat_ctx *c = spat_ctx_new();\n"
     "  spat_pattern *p = NULL;\n"
@@ -384,7 +384,7 @@ static const char *const many_main =
     "    q[j] = (float)((j * 7) % 13) / 13 - .5f;\n"
     "    k[j] = (float)((j * 5) % 11) / 11 - .5f;\n"
     "    v[j] = (float)((j * 3) % 17) / 17 - .5f; }\n"
-    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0.3f};\n"
+    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0.3f, NULL};\n"
     "  if (many(&t, 1, 0, 2, 0, 0, 1, 3, x, y) != SPAT_OK) return 1;\n"
     "  spat_ctx *c = spat_ctx_new();\n"
     "  spat_pattern *p = NULL;\n"
@@ -504,7 +504,7 @@ static const char *const host_main =
     "    q[x] = (float)((x * 7) % 13) / 13 - .5f;\n"
     "    k[x] = (float)((x * 5) % 11) / 11 - .5f;\n"
     "    v[x] = (float)((x * 3) % 17) / 17 - .5f; }\n"
-    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0};\n"
+    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0, NULL};\n"
     "  if (fn(&t, 3, doc) != SPAT_OK) return 3;\n"
     "  spat_ctx *c = spat_ctx_new();\n"
     "  spat_pattern *p = NULL;\n"
@@ -618,7 +618,7 @@ static run_out run_library(const char *file, const char *name,
   if (st != SPAT_OK) fprintf(stderr, "%s: %s\n", file, spat_ctx_error(c));
   assert_int_equal(st, SPAT_OK);
   r.from_cache = spat_kernel_signature(ker)->from_cache;
-  spat_tensors t = {CB, CH, CH, CL, CL, q, k, v, r.o, r.lse, 0};
+  spat_tensors t = {CB, CH, CH, CL, CL, q, k, v, r.o, r.lse, 0, NULL};
   spat_value args[2];
   size_t na = 0;
   const spat_signature *sig = spat_kernel_signature(ker);
@@ -858,6 +858,73 @@ static void test_cache_damage(void **state) {
   unsetenv("XDG_CACHE_HOME");
 }
 
+/* The object's backward entry against the interpreter's backward (through
+ * the public API), a top-k pattern with GQA and BLHD. */
+static const char *const bwd_src =
+    "pattern bw(runtime n = 3) = window(n, 0) | topk(4, causal);\n";
+static const char *const bwd_main =
+    "#include <math.h>\n"
+    "#include <stdio.h>\n"
+    "#include <stdlib.h>\n"
+    "#include \"kernel.h\"\n"
+    "static float rnd(unsigned *s) { *s = *s * 1103515245u + 12345u;\n"
+    "  return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f; }\n"
+    "int main(void) {\n"
+    "  enum { H = 4, HK = 2, LQ = 75, LK = 90, D = 32 };\n"
+    "  size_t nq = (size_t)H * LQ * D, nk = (size_t)HK * LK * D;\n"
+    "  unsigned seed = 7;\n"
+    "  float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4);\n"
+    "  float *dout = malloc(nq * 4), *o = calloc(nq, 4), *lse = calloc(H * LQ, 4);\n"
+    "  float *g[2][3];\n"
+    "  for (int x = 0; x < 2; x++) { g[x][0] = calloc(nq, 4);\n"
+    "    g[x][1] = calloc(nk, 4); g[x][2] = calloc(nk, 4); }\n"
+    "  for (size_t x = 0; x < nq; x++) q[x] = rnd(&seed), dout[x] = rnd(&seed);\n"
+    "  for (size_t x = 0; x < nk; x++) k[x] = rnd(&seed), v[x] = rnd(&seed);\n"
+    "  spat_tensors t = {1, H, HK, LQ, LK, q, k, v, o, lse, 0, NULL};\n"
+    "  if (bw(&t, 3) != SPAT_OK) return 1;\n"
+    "  spat_grads ga = {dout, NULL, g[0][0], g[0][1], g[0][2], NULL};\n"
+    "  char err[256];\n"
+    "  if (bw_backward_ex(err, sizeof err, &t, &ga, 3) != SPAT_OK) {\n"
+    "    printf(\"aot: %s\\n\", err); return 2; }\n"
+    "  spat_ctx *c = spat_ctx_new();\n"
+    "  spat_pattern *p = NULL;\n"
+    "  spat_kernel *ker = NULL;\n"
+    "  spat_compile_options opt = {D, SPAT_LAYOUT_BLHD, 1, SPAT_BACKEND_INTERP, 0};\n"
+    "  if (spat_pattern_parse_string(c, \"b.pat\", \"pattern bw(runtime n = 3) = "
+    "window(n, 0) | topk(4, causal);\", NULL, &p) || spat_compile(p, &opt, &ker)) {\n"
+    "    printf(\"api: %s\\n\", spat_ctx_error(c)); return 3; }\n"
+    "  spat_grads gi = {dout, NULL, g[1][0], g[1][1], g[1][2], NULL};\n"
+    "  spat_value n = spat_scalar(3);\n"
+    "  if (spat_kernel_backward(ker, &t, &gi, &n, 1)) return 4;\n"
+    "  double worst = 0;\n"
+    "  for (int x = 0; x < 3; x++)\n"
+    "    for (size_t y = 0; y < (x ? nk : nq); y++)\n"
+    "      worst = fmax(worst, fabs(g[0][x][y] - g[1][x][y]));\n"
+    "  printf(\"max |aot - interp| = %.2e\\n\", worst);\n"
+    "  spat_kernel_free(ker); spat_pattern_free(p); spat_ctx_free(c);\n"
+    "  if (!(worst < 1e-4)) return 5;\n"
+    "  puts(\"ok\");\n"
+    "  return 0;\n"
+    "}\n";
+
+static void test_backward_entry(void **state) {
+  fixture *f = *state;
+  ir_program *p = load(f, bwd_src, NULL, 0);
+  char obj[128], hdr[128], mainc[128], err[512] = "";
+  snprintf(obj, sizeof obj, "%s/kernel.o", f->dir);
+  snprintf(hdr, sizeof hdr, "%s/kernel.h", f->dir);
+  snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
+  aot_opts o = {32, 1, 2, NULL, NULL, "b.pat", 0};
+  int rc = aot_emit(p, &o, obj, hdr, err, sizeof err);
+  if (rc != 0) fprintf(stderr, "%s\n", err);
+  assert_int_equal(rc, 0);
+  assert_true(file_has(hdr, "int bw_backward(const spat_tensors *t, "
+                            "const spat_grads *grads_, int64_t n);"));
+  write_file(mainc, bwd_main);
+  assert_int_equal(build_and_run(f), 0);
+  assert_true(output_has(f, "ok"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_identifiers),
@@ -872,6 +939,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_aot_vs_jit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cache_damage, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_backward_entry, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

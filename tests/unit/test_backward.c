@@ -50,10 +50,13 @@ static float *randn(size_t n) {
 
 static spat_ctx *ctx;
 
-typedef struct shape {
+typedef struct shape shape;
+static double compare_with(struct spat_pattern *p, const shape *s, int cache);
+
+struct shape {
   int64_t B, H, Hkv, Lq, Lk, D;
   int layout, threads, dlse;
-} shape;
+};
 
 static double max_abs(const float *y, size_t n) {
   double m = 0;
@@ -99,14 +102,15 @@ static size_t make_args(const spat_kernel *k, int64_t Lk, spat_value *args,
 
 /* Forward with the JIT, backward with both kernels; the worst relative
  * error of dq, dk, dv. */
-static double compare(spat_pattern *p, const shape *s) {
+static double compare_with(spat_pattern *p, const shape *s, int cache) {
   spat_compile_options oj = {s->D, (spat_layout)s->layout, s->threads,
-                             SPAT_BACKEND_JIT, 0};
+                             SPAT_BACKEND_JIT, cache};
   spat_compile_options oi = oj;
   oi.backend = SPAT_BACKEND_INTERP;
   spat_kernel *kj = NULL, *ki = NULL;
   assert_int_equal(spat_compile(p, &oj, &kj), SPAT_OK);
   assert_int_equal(spat_compile(p, &oi, &ki), SPAT_OK);
+  if (cache) assert_int_equal(spat_kernel_signature(kj)->from_cache, 1);
   size_t nq = (size_t)(s->B * s->H * s->Lq * s->D),
          nk = (size_t)(s->B * s->Hkv * s->Lk * s->D),
          nl = (size_t)(s->B * s->H * s->Lq);
@@ -122,7 +126,7 @@ static double compare(spat_pattern *p, const shape *s) {
   spat_value args[8];
   int32_t *doc;
   size_t na = make_args(kj, s->Lk, args, &doc);
-  spat_tensors t = {s->B, s->H, s->Hkv, s->Lq, s->Lk, q, k, v, o, lse, 0};
+  spat_tensors t = {s->B, s->H, s->Hkv, s->Lq, s->Lk, q, k, v, o, lse, 0, NULL};
   assert_int_equal(spat_kernel_call(kj, &t, args, na), SPAT_OK);
   spat_kernel *ks[2] = {kj, ki};
   for (int x = 0; x < 2; x++) {
@@ -168,6 +172,10 @@ static spat_pattern *parse(const char *text) {
   spat_status st = spat_pattern_parse_string(ctx, "t.pat", text, NULL, &p);
   if (st != SPAT_OK) fail_msg("%s: %s", text, spat_ctx_error(ctx));
   return p;
+}
+
+static double compare(spat_pattern *p, const shape *s) {
+  return compare_with(p, s, 0);
 }
 
 /* --- every library pattern ------------------------------------------------ */
@@ -292,10 +300,157 @@ static void test_random(void **state) {
   print_message("%d random cases, worst relative error %.3g\n", cases, worst);
 }
 
+/* --- arguments, empty shapes, the disk cache ----------------------------- */
+
+static void test_arguments(void **state) {
+  (void)state;
+  spat_pattern *p = parse("pattern p = window(3);");
+  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_JIT, 0};
+  spat_kernel *k = NULL;
+  assert_int_equal(spat_compile(p, &o, &k), SPAT_OK);
+  enum { L = 20, D = 16, N = L * D };
+  float *q = randn(N), *kk = randn(N), *v = randn(N), *dout = randn(N);
+  float o_[N], lse[L], dq[N], dk[N], dv[N];
+  spat_tensors t = {1, 1, 1, L, L, q, kk, v, o_, lse, 0, NULL};
+  assert_int_equal(spat_kernel_call(k, &t, NULL, 0), SPAT_OK);
+  spat_grads g = {dout, NULL, dq, dk, dv, NULL};
+  assert_int_equal(spat_kernel_backward(k, &t, &g, NULL, 0), SPAT_OK);
+  assert_int_equal(spat_kernel_backward(NULL, &t, &g, NULL, 0), SPAT_EINVAL);
+  assert_int_equal(spat_kernel_backward(k, NULL, &g, NULL, 0), SPAT_EINVAL);
+  assert_int_equal(spat_kernel_backward(k, &t, NULL, NULL, 0), SPAT_EINVAL);
+  spat_value one = spat_scalar(1);
+  assert_int_equal(spat_kernel_backward(k, &t, &g, &one, 1), SPAT_EINVAL);
+  spat_grads bad = g;
+  bad.dq = NULL;
+  assert_int_equal(spat_kernel_backward(k, &t, &bad, NULL, 0), SPAT_EINVAL);
+  assert_non_null(strstr(spat_ctx_error(ctx), "dq is NULL"));
+  bad = g, bad.dk = dq; /* overlapping outputs */
+  assert_int_equal(spat_kernel_backward(k, &t, &bad, NULL, 0), SPAT_EINVAL);
+  bad = g, bad.dv = (float *)v; /* an output over an input */
+  assert_int_equal(spat_kernel_backward(k, &t, &bad, NULL, 0), SPAT_EINVAL);
+  assert_non_null(strstr(spat_ctx_error(ctx), "must not alias"));
+  spat_tensors nolse = t;
+  nolse.lse = NULL;
+  assert_int_equal(spat_kernel_backward(k, &nolse, &g, NULL, 0), SPAT_EINVAL);
+  /* empty shapes: Lq = 0 zeroes dk and dv, Lk = 0 zeroes dq */
+  spat_tensors e = t;
+  e.Lq = 0;
+  dk[0] = dv[N - 1] = 7;
+  assert_int_equal(spat_kernel_backward(k, &e, &g, NULL, 0), SPAT_OK);
+  assert_true(dk[0] == 0 && dv[N - 1] == 0);
+  e = t, e.Lk = 0;
+  dq[5] = 7;
+  assert_int_equal(spat_kernel_backward(k, &e, &g, NULL, 0), SPAT_OK);
+  assert_true(dq[5] == 0);
+  free(q), free(kk), free(v), free(dout);
+  spat_kernel_free(k);
+  spat_pattern_free(p);
+}
+
+/* A run-time error of the pattern is the forward's, in the backward too. */
+static void test_runtime_error(void **state) {
+  (void)state;
+  spat_pattern *p = parse("pattern p(runtime n = 1) = causal & stride(n);");
+  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_JIT, 0};
+  spat_kernel *k = NULL;
+  assert_int_equal(spat_compile(p, &o, &k), SPAT_OK);
+  enum { L = 8, N = L * 16 };
+  float *x = randn(N), o_[N], lse[L], dq[N], dk[N], dv[N];
+  spat_tensors t = {1, 1, 1, L, L, x, x, x, o_, lse, 0, NULL};
+  spat_value n = spat_scalar(1);
+  assert_int_equal(spat_kernel_call(k, &t, &n, 1), SPAT_OK);
+  spat_grads g = {x, NULL, dq, dk, dv, NULL};
+  n = spat_scalar(-1);
+  assert_int_equal(spat_kernel_backward(k, &t, &g, &n, 1), SPAT_ERANGE);
+  assert_non_null(strstr(spat_ctx_error(ctx), "stride"));
+  free(x);
+  spat_kernel_free(k);
+  spat_pattern_free(p);
+}
+
+/* A kernel from the disk cache (an object without backward tiles) runs
+ * backward through the process's tiles, as the JIT kernel does. */
+static void test_cached_kernel(void **state) {
+  (void)state;
+  char dir[] = "/tmp/spat_test_bwd_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  setenv("XDG_CACHE_HOME", dir, 1);
+  spat_pattern *p = parse("pattern p = window(5) | topk(3, causal);");
+  shape s = {1, 2, 1, 90, 70, 32, 1, 2, 1};
+  spat_compile_options oc = {s.D, SPAT_LAYOUT_BLHD, 2, SPAT_BACKEND_JIT, 1};
+  spat_kernel *k = NULL;
+  assert_int_equal(spat_compile(p, &oc, &k), SPAT_OK);
+  assert_null(spat_kernel_signature(k)->cache_problem);
+  spat_kernel_free(k);
+  double e = compare_with(p, &s, 1); /* now a cache hit */
+  if (!(e <= 1e-4)) fail_msg("cached kernel: error %g", e);
+  spat_pattern_free(p);
+  spat_cache_clear(ctx, NULL);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+  unsetenv("XDG_CACHE_HOME");
+}
+
+/* --- the memory bound ---------------------------------------------------- */
+
+static long peak_kib(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;
+}
+
+/* In a child: a window backward at L = 65536 grows the peak RSS by at most
+ * its tensors + 64 MiB.  Exit 0: within, 1: over, 2: failed. */
+static int bound_child(void) {
+  spat_pattern *p = parse("pattern p = window(64) | cols(0 .. 4);");
+  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 2, SPAT_BACKEND_JIT, 0};
+  spat_kernel *k = NULL;
+  if (spat_compile(p, &o, &k) != SPAT_OK) return 2;
+  enum { W = 100, WD = W * 16 }; /* warm-up: the tiles compiled */
+  float *w = randn(WD), wo[WD], wl[W], g1[WD], g2[WD], g3[WD];
+  spat_tensors wt = {1, 1, 1, W, W, w, w, w, wo, wl, 0, NULL};
+  spat_grads wg = {w, NULL, g1, g2, g3, NULL};
+  if (spat_kernel_call(k, &wt, NULL, 0) || spat_kernel_backward(k, &wt, &wg, NULL, 0))
+    return 2;
+  long before = peak_kib();
+  int64_t L = 65536, n = L * 16;
+  float *t[8];
+  for (int x = 0; x < 8; x++) {
+    t[x] = x < 4 ? randn((size_t)n) : calloc((size_t)n, 4); /* touched */
+    if (!t[x]) return 2;
+    if (x >= 4) memset(t[x], 1, (size_t)n * 4);
+  }
+  float *lse = calloc((size_t)L, 4);
+  spat_tensors T = {1, 1, 1, L, L, t[0], t[1], t[2], t[4], lse, 0, NULL};
+  spat_grads G = {t[3], NULL, t[5], t[6], t[7], NULL};
+  if (spat_kernel_call(k, &T, NULL, 0) || spat_kernel_backward(k, &T, &G, NULL, 0))
+    return 2;
+  long grew = peak_kib() - before, tensors = (long)(8 * n * 4 + L * 4) / 1024;
+  fprintf(stderr, "peak RSS grew %ld KiB; tensors %ld KiB\n", grew, tensors);
+  return grew <= tensors + 64 * 1024 ? 0 : 1;
+}
+
+static void test_memory_bound(void **state) {
+  (void)state;
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) _exit(bound_child());
+  int st = 0;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_library),
       cmocka_unit_test(test_random),
+      cmocka_unit_test(test_arguments),
+      cmocka_unit_test(test_runtime_error),
+      cmocka_unit_test(test_cached_kernel),
+      cmocka_unit_test(test_memory_bound),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

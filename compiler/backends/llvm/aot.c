@@ -12,7 +12,10 @@
  *                    writable state slot (the run-time kernel)
  *   entries          NAME(t, scalars..., inputs...) and NAME_ex(err, errlen,
  *                    t, ...) store their arguments in arrays and call
- *                    spat_aot_run(&desc, ...) in libspat
+ *                    spat_aot_run(&desc, ...) in libspat; NAME_backward(t,
+ *                    g, ...) and NAME_backward_ex the same with
+ *                    spat_aot_backward (the backward tiles are in the
+ *                    object)
  *   lp_optimize      the one pipeline (llvm_pipeline.h), then machine code
  *
  * An object for the disk cache leaves the tile out: its descriptor points
@@ -120,25 +123,30 @@ static LLVMValueRef extern_fn(emit *e, const ir_extern *x) {
   return LLVMAddFunction(e->M, x->name, ft);
 }
 
-/* int NAME[_ex]([char *err, size_t errlen,] const spat_tensors *t,
- *               int64_t s..., const int32_t *a...) */
+/* int NAME[_backward][_ex]([char *err, size_t errlen,] const spat_tensors *t,
+ *               [const spat_grads *g,] int64_t s..., const int32_t *a...)
+ * calling run: spat_aot_run(desc, t, S, A, err, errlen), or (backward)
+ * spat_aot_backward(desc, t, g, S, A, err, errlen). */
 static void build_entry(emit *e, const ir_program *p, LLVMValueRef desc,
-                        LLVMValueRef run, LLVMTypeRef run_t, bool with_err) {
-  int ns = p->n_runtime, na = p->n_inputs, lead = with_err ? 3 : 1;
-  int n = lead + ns + na;
+                        LLVMValueRef run, LLVMTypeRef run_t, bool with_err,
+                        bool backward) {
+  int ns = p->n_runtime, na = p->n_inputs, lead = (with_err ? 3 : 1) + backward;
+  int n = lead + ns + na, t_at = with_err ? 2 : 0;
   LLVMTypeRef *params = calloc((size_t)n, sizeof *params);
   if (params == NULL) return;
   if (with_err) {
     params[0] = e->ptr;
     params[1] = e->i64;
   }
-  params[lead - 1] = e->ptr;
+  params[t_at] = e->ptr;
+  if (backward) params[t_at + 1] = e->ptr;
   for (int k = 0; k < ns; k++) params[lead + k] = e->i64;
   for (int k = 0; k < na; k++) params[lead + ns + k] = e->ptr;
   LLVMTypeRef ft = LLVMFunctionType(e->i32, params, (unsigned)n, 0);
   free(params);
   char name[256];
-  snprintf(name, sizeof name, "%s%s", e->name, with_err ? "_ex" : "");
+  snprintf(name, sizeof name, "%s%s%s", e->name, backward ? "_backward" : "",
+           with_err ? "_ex" : "");
   LLVMValueRef f = LLVMAddFunction(e->M, name, ft);
   unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
   LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
@@ -159,14 +167,16 @@ static void build_entry(emit *e, const ir_program *p, LLVMValueRef desc,
     LLVMValueRef slot = LLVMBuildGEP2(e->B, e->ptr, A, &idx, 1, "");
     LLVMBuildStore(e->B, LLVMGetParam(f, (unsigned)(lead + ns + k)), slot);
   }
-  LLVMValueRef args[6] = {
-      desc,
-      LLVMGetParam(f, (unsigned)(lead - 1)),
-      S,
-      A,
-      with_err ? LLVMGetParam(f, 0) : LLVMConstPointerNull(e->ptr),
-      with_err ? LLVMGetParam(f, 1) : LLVMConstInt(e->i64, 0, 0)};
-  LLVMValueRef r = LLVMBuildCall2(e->B, run_t, run, args, 6, "");
+  LLVMValueRef args[7], *a = args;
+  *a++ = desc;
+  *a++ = LLVMGetParam(f, (unsigned)t_at);
+  if (backward) *a++ = LLVMGetParam(f, (unsigned)t_at + 1);
+  *a++ = S;
+  *a++ = A;
+  *a++ = with_err ? LLVMGetParam(f, 0) : LLVMConstPointerNull(e->ptr);
+  *a++ = with_err ? LLVMGetParam(f, 1) : LLVMConstInt(e->i64, 0, 0);
+  LLVMValueRef r =
+      LLVMBuildCall2(e->B, run_t, run, args, (unsigned)(a - args), "");
   LLVMBuildRet(e->B, r);
 }
 
@@ -319,8 +329,16 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
   LLVMTypeRef run_t = LLVMFunctionType(e->i32, run_params, 6, 0);
   LLVMValueRef run = LLVMGetNamedFunction(e->M, "spat_aot_run");
   if (run == NULL) run = LLVMAddFunction(e->M, "spat_aot_run", run_t);
-  build_entry(e, p, desc_g, run, run_t, false);
-  build_entry(e, p, desc_g, run, run_t, true);
+  build_entry(e, p, desc_g, run, run_t, false, false);
+  build_entry(e, p, desc_g, run, run_t, true, false);
+  if (!e->shared_tile) { /* the disk cache's objects run backward in C */
+    LLVMTypeRef bp[7] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->i64};
+    LLVMTypeRef bwd_t = LLVMFunctionType(e->i32, bp, 7, 0);
+    LLVMValueRef bwd = LLVMGetNamedFunction(e->M, "spat_aot_backward");
+    if (bwd == NULL) bwd = LLVMAddFunction(e->M, "spat_aot_backward", bwd_t);
+    build_entry(e, p, desc_g, bwd, bwd_t, false, true);
+    build_entry(e, p, desc_g, bwd, bwd_t, true, true);
+  }
   if (o->emit == AOT_EMIT_SHARED) build_fini(e, desc_g);
   return 0;
 }
@@ -344,6 +362,11 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
   const cg_kind *fwd = &cg_kinds[CG_KIND_FWD];
   if (!cg_kind_supports(fwd, o->D, CG_F32)) {
     cg_unsupported_d(fwd, o->D, "the code generator", err, errlen);
+    return -1;
+  }
+  if (p->score) { /* the score tile (spat_stile) is the JIT's only, so far */
+    snprintf(err, errlen, "AOT objects and the disk cache do not hold patterns with "
+             "'with score' yet (language version 2); the JIT and the interpreter run them");
     return -1;
   }
   int64_t *plan = an_build(p, err, errlen);

@@ -3,7 +3,7 @@
  *
  * In: a checked program and the compile options (aot.h).  Out: NAME.h
  * declaring NAME and NAME_ex (runtime scalars, then input arrays, in
- * declaration order), the extern predicates the program must define, D,
+ * declaration order), NAME_backward and NAME_backward_ex, the extern predicates the program must define, D,
  * the layout and the runtime scalars' defaults.  No LLVM here.
  */
 #include <stdio.h>
@@ -20,7 +20,8 @@ int aot_is_identifier(const char *s) {
       "long",     "register", "restrict", "return", "short",       "signed",
       "sizeof",   "static",   "struct",   "switch", "typedef",     "union",
       "unsigned", "void",     "volatile", "while",  "_Bool",       "_Complex",
-      "bool",     "true",     "false",    "main",   "spat_aot_run"};
+      "bool",     "true",     "false",    "main",   "spat_aot_run",
+      "spat_aot_backward"};
   if (s == NULL || s[0] == '\0' || (s[0] >= '0' && s[0] <= '9')) return 0;
   for (const char *c = s; *c; c++)
     if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
@@ -79,6 +80,23 @@ static int write_header(const ir_program *p, const aot_opts *o,
               "/* Attention with the pattern; returns a spat_status "
               "(SPAT_OK: 0). */\n");
     fprintf(f, "int %s%s(%sconst spat_tensors *t", name, with_err ? "_ex" : "",
+            with_err ? "char *err, size_t errlen, " : "");
+    for (int k = 0; k < p->n_runtime; k++)
+      fprintf(f, ", int64_t %s", p->runtime[k].name);
+    for (int k = 0; k < p->n_inputs; k++)
+      fprintf(f, ", const %s *%s", p->inputs[k].is_float ? "float" : "int32_t",
+              p->inputs[k].name);
+    fprintf(f, ");\n");
+  }
+  for (int with_err = 0; with_err < 2; with_err++) {
+    if (with_err)
+      fprintf(f, "/* The same, with the message of a failure in err. */\n");
+    else
+      fprintf(f,
+              "/* The backward pass (see spat_kernel_backward): t as the "
+              "forward's,\n * with its o and lse; writes g's dq, dk, dv. */\n");
+    fprintf(f, "int %s_backward%s(%sconst spat_tensors *t, const spat_grads *grads_",
+            name, with_err ? "_ex" : "",
             with_err ? "char *err, size_t errlen, " : "");
     for (int k = 0; k < p->n_runtime; k++)
       fprintf(f, ", int64_t %s", p->runtime[k].name);
