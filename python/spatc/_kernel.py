@@ -18,8 +18,8 @@ from . import _capi as C
 MAX_KERNELS = 64
 # The call path packs spat_tensors with struct into a per-thread buffer
 # (faster than building a ctypes.Structure per call).
-_TFMT = "@5q5Pf"
-assert struct.calcsize(_TFMT) <= ctypes.sizeof(C.Tensors)
+_TFMT = "@5q5PfP"   # B H Hkv Lq Lk, q k v o lse, scale, paged (NULL)
+assert struct.calcsize(_TFMT) == ctypes.sizeof(C.Tensors)
 _TSIZE = ctypes.sizeof(C.Tensors)
 _pack = struct.Struct(_TFMT).pack_into
 _call = C.lib.spat_kernel_call
@@ -129,7 +129,7 @@ class Kernel:
         except AttributeError:
             buf = _tls.buf = ctypes.create_string_buffer(_TSIZE)
         _pack(buf, 0, dims[0], dims[1], dims[2], dims[3], dims[4], q, k, v,
-              o, lse or 0, 0.0 if scale is None else scale)
+              o, lse or 0, 0.0 if scale is None else scale, 0)
         vals, n = self.values(scalars, input_ptrs)
         rc = _call(self.ptr, buf, vals, n)
         if rc:
