@@ -39,6 +39,8 @@ GEN_CFLAGS = $(filter-out -Wpedantic -Wmissing-prototypes,$(CFLAGS_BASE)) $(INC_
 LIBS     = -L$(shell $(LLVM_CONFIG) --libdir) -Wl,-rpath,$(shell $(LLVM_CONFIG) --libdir) \
            -lLLVM-19 -lffi -lpthread -lm $(SAN)
 BLAS_LIBS = -lopenblas
+# the driver's own: zlib for PNG (cli/image.c)
+CLI_LIBS = -lz
 
 # Sources: the library is compiler/ and runtime/; the driver is cli/.
 COMPILER_SRCS := $(shell find compiler -name '*.c' | sort)
@@ -115,7 +117,7 @@ $(B)/libspat.so: $(LIB_OBJS)
 
 $(B)/spatc: $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat.a
 	@mkdir -p $(B)
-	$(CC) -o $@ $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat.a $(LIBS) $(BLAS_LIBS) -ldl
+	$(CC) -o $@ $(DRIVER_OBJS) $(BENCH_OBJS) $(B)/libspat.a $(LIBS) $(BLAS_LIBS) $(CLI_LIBS) -ldl
 
 $(CLI_LIB): $(filter-out $(B)/cli/spatc.o,$(DRIVER_OBJS)) $(BENCH_OBJS)
 	@rm -f $@
@@ -123,7 +125,7 @@ $(CLI_LIB): $(filter-out $(B)/cli/spatc.o,$(DRIVER_OBJS)) $(BENCH_OBJS)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libspat-internal.a $(CLI_LIB) | $(DEPS_STAMP)
 	@mkdir -p $(B)/tests
-	$(CC) $(CFLAGS_BASE) $(INC_COMPILER) -Icli -Ibench -Itests -MMD -MP -o $@ $< $(CLI_LIB) $(B)/libspat-internal.a -lcmocka $(LIBS) $(BLAS_LIBS)
+	$(CC) $(CFLAGS_BASE) $(INC_COMPILER) -Icli -Ibench -Itests -MMD -MP -o $@ $< $(CLI_LIB) $(B)/libspat-internal.a -lcmocka $(LIBS) $(BLAS_LIBS) $(CLI_LIBS)
 
 test: all $(TEST_BINS)
 	@B=$(B) SAN="$(SAN)" bash tests/run.sh $(TEST_BINS)
@@ -138,8 +140,13 @@ demo: all $(B)/demo
 $(B)/compile-times: bench/compile_times.c $(B)/libspat.a include/spat.h
 	$(CC) $(CFLAGS_BASE) -Iinclude -o $@ $< $(B)/libspat.a $(LIBS)
 
-bench: all $(B)/compile-times
+bench: all $(B)/compile-times $(B)/bench-decode
 	@B=$(B) bash bench/run.sh
+
+# The decode benchmark: in tests/perf/ as it links the internal library (it
+# sets the decode threshold, kr_decode_max_lq, to time both paths).
+$(B)/bench-decode: tests/perf/decode.c $(B)/libspat-internal.a include/spat.h
+	$(CC) $(CFLAGS_BASE) $(INC_RT) -o $@ $< $(B)/libspat-internal.a $(LIBS)
 
 bench-compile: all $(B)/compile-times
 	@B=$(B) bash bench/compile.sh
@@ -213,7 +220,7 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer
 FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(B)/tests/fuzz_%_replay)
 
 FUZZ_CFLAGS   = $(CFLAGS_BASE) $(INC_COMPILER) -Icli -Itests/fuzz
-FUZZ_LINK     = $(CLI_LIB) $(B)/libspat-internal.a $(LIBS) $(BLAS_LIBS)
+FUZZ_LINK     = $(CLI_LIB) $(B)/libspat-internal.a $(LIBS) $(BLAS_LIBS) $(CLI_LIBS)
 
 $(B)/tests/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_replay.c tests/fuzz/fuzz_common.h $(B)/libspat-internal.a $(CLI_LIB) | $(DEPS_STAMP)
 	@mkdir -p $(B)/tests

@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
     double *tr = calloc((size_t)runs, sizeof *tr);
     double *tcpu = calloc((size_t)runs, sizeof *tcpu);
     if (!out || !tr || !tcpu) return 1;
-    spat_tensors ts = {1, H, H, L, L, q, kk, v, out, NULL, 0};
+    spat_tensors ts = {1, H, H, L, L, q, kk, v, out, NULL, 0, NULL};
     const spat_signature *s = spat_kernel_signature(k);
     spat_value *args = default_args(s, L);
     for (int t = -1; t < runs; t++) {

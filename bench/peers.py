@@ -97,7 +97,7 @@ class Tensors(ctypes.Structure):  # spat_tensors
                 ("Lk", ctypes.c_int64), ("q", ctypes.c_void_p),
                 ("k", ctypes.c_void_p), ("v", ctypes.c_void_p),
                 ("o", ctypes.c_void_p), ("lse", ctypes.c_void_p),
-                ("scale", ctypes.c_float)]
+                ("scale", ctypes.c_float), ("paged", ctypes.c_void_p)]
 
 
 class Spat:
@@ -154,7 +154,7 @@ class Spat:
         """o = attention(q, k, v); all contiguous float32 [1, H, L, D]."""
         B, H, L, _ = q.shape
         t = Tensors(B, H, H, L, L, q.data_ptr(), k.data_ptr(), v.data_ptr(),
-                    o.data_ptr(), None, 0.0)
+                    o.data_ptr(), None, 0.0, None)
         self.check(self.lib.spat_kernel_call(kernel, ctypes.byref(t), None, 0),
                    "spat_kernel_call")
         return o

@@ -5,7 +5,8 @@
 # dependency; without it this says how to install it and exits 0.
 # Environment: PYTHON (default python3), B (build dir), LIB (libspat.so),
 # REPEATS (default 5), PEERS_ARGS (more bench/peers.py options),
-# PEERS_LIB_ARGS (more bench/peers_library.py options).
+# PEERS_LIB_ARGS (more bench/peers_library.py options).  Then
+# bench/peers_python.py: the Python package's overhead and spatc.torch.
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 B=${B:-build}
@@ -31,3 +32,9 @@ fi
 # the newer library patterns against FlexAttention with the same mask_mod /
 # score_mod (BLOCK_SIZE 64 and default), through spatc bench
 "$PYTHON" bench/peers_library.py --spatc "$B/spatc" --repeats "$REPEATS" ${PEERS_LIB_ARGS:-}
+# The Python package (python/spatc): call overhead, spatc.torch beside SDPA
+# and FlexAttention (bench/peers_python.py).
+echo "== python package (bench/peers_python.py)"
+SPATC_LIB=$LIB "$PYTHON" bench/peers_python.py --repeats "$REPEATS"
+# the decode case of issue 12 (bench/peers_decode.py)
+"$PYTHON" bench/peers_decode.py --lib "$LIB" --repeats "$REPEATS"

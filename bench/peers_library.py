@@ -8,6 +8,7 @@ equivalent mask_mod, single-threaded, on this CPU.
   flex    torch.compile(flex_attention) with a BlockMask from
           create_block_mask(mask_mod) at BLOCK_SIZE 64 and at the default
           (128); median of --repeats calls after the first (compile) call
+  in --rounds rounds, each running the three one after the other.
 
 Prints per configuration the kernel times, the ratio flex / spatc (above 1:
 spatc faster) for both block sizes, and with --json one JSON line each.
@@ -99,22 +100,31 @@ def spatc_ms(args, file, pattern, defines, L, H, D):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def flex_ms(mask_mod, L, H, D, block, repeats):
+def flex_fn(mask_mod, L, H, D, block, score_mod=None):
+    """(call, first-call ms, block sparsity %): compiled flex_attention on
+    fixed random q, k, v with create_block_mask(mask_mod) at BLOCK_SIZE
+    block (None: the default)."""
     torch.manual_seed(1)
     q, k, v = (torch.randn(1, H, L, D) for _ in range(3))
     kw = {} if block is None else {"BLOCK_SIZE": block}
     bm = create_block_mask(mask_mod, 1, H, L, L, device="cpu", **kw)
     flex = torch.compile(flex_attention, dynamic=False)
-    with torch.no_grad():
+
+    def call():
+        with torch.no_grad():
+            flex(q, k, v, block_mask=bm, score_mod=score_mod)
+    t0 = time.perf_counter()
+    call()
+    return call, (time.perf_counter() - t0) * 1e3, float(bm.sparsity())
+
+
+def timed(fn, repeats):
+    ts = []
+    for _ in range(repeats):
         t0 = time.perf_counter()
-        flex(q, k, v, block_mask=bm)
-        first = (time.perf_counter() - t0) * 1e3
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            flex(q, k, v, block_mask=bm)
-            ts.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(ts), first, float(bm.sparsity())
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(ts)
 
 
 def main():
@@ -122,6 +132,8 @@ def main():
     ap.add_argument("--spatc", default="build/spatc")
     ap.add_argument("--patterns", default="patterns")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of (spatc, flex 64, flex default); default 3")
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--only", action="append", help="pattern names to run")
@@ -133,29 +145,40 @@ def main():
         if hasattr(torch._dynamo.config, lim):
             setattr(torch._dynamo.config, lim, 1024)
     H, D = args.heads, args.dim
-    print("spatc vs FlexAttention (torch %s), fp32, B 1, H %d, D %d, 1 thread, "
-          "median of %d" % (torch.__version__, H, D, args.repeats))
+    print("spatc vs FlexAttention (torch %s), fp32, B 1, H %d, D %d, 1 thread; "
+          "kernel ms: median over %d rounds of the median of %d calls; x: flex / "
+          "spatc (above 1: spatc faster), median over the rounds" % (
+              torch.__version__, H, D, args.rounds, args.repeats))
     print("%-14s %-22s %6s %9s %9s %9s %8s %8s" % (
         "pattern", "params", "L", "spatc ms", "flex64 ms", "flex ms", "x(64)", "x(def)"))
     for name, file, defines, L, mm in CONFIGS:
         if args.only and name not in args.only:
             continue
-        sp = spatc_ms(args, file, name, defines, L, H, D)
-        f64, first64, sp64 = flex_ms(mm, L, H, D, 64, args.repeats)
-        fdf, firstdf, spdf = flex_ms(mm, L, H, D, None, args.repeats)
-        s = sp["kernel_ms"]
+        f64, first64, sp64 = flex_fn(mm, L, H, D, 64)
+        fdf, firstdf, spdf = flex_fn(mm, L, H, D, None)
+        # rounds: spatc, flex 64, flex default one after the other, so that
+        # the machine's load hits them alike; medians over the rounds
+        rs, r64, rdf = [], [], []
+        for _ in range(args.rounds):
+            sp = spatc_ms(args, file, name, defines, L, H, D)
+            rs.append(sp["kernel_ms"])
+            r64.append(timed(f64, args.repeats))
+            rdf.append(timed(fdf, args.repeats))
+        s, t64, tdf = (statistics.median(x) for x in (rs, r64, rdf))
+        x64 = statistics.median(a / b for a, b in zip(r64, rs))
+        xdf = statistics.median(a / b for a, b in zip(rdf, rs))
         params = ",".join("%s=%d" % kv for kv in defines.items())
         print("%-14s %-22s %6d %9.2f %9.2f %9.2f %7.2fx %7.2fx" % (
-            name, params, L, s, f64, fdf, f64 / s, fdf / s))
+            name, params, L, s, t64, tdf, x64, xdf))
         sys.stdout.flush()
         if args.json:
             print(json.dumps({"pattern": name, "defines": defines, "L": L, "H": H, "D": D,
-                              "density": sp["density"], "spatc_ms": s,
-                              "flex64_ms": f64, "flex64_first_ms": first64,
+                              "density": sp["density"], "spatc_ms": rs,
+                              "flex64_ms": r64, "flex64_first_ms": first64,
                               "flex64_block_sparsity_pct": sp64,
-                              "flex_ms": fdf, "flex_first_ms": firstdf,
+                              "flex_ms": rdf, "flex_first_ms": firstdf,
                               "flex_block_sparsity_pct": spdf,
-                              "ratio64": f64 / s, "ratio_default": fdf / s}))
+                              "ratio64": x64, "ratio_default": xdf}))
     shutil.rmtree(CACHE_DIR, ignore_errors=True)
 
 

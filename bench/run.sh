@@ -47,6 +47,20 @@ for rep in 1 2 3; do
   done
 done
 t1ms=$(med3 "${t1s[@]}") t2ms=$(med3 "${t2s[@]}")
+# Language v2: ALiBi and softcap against the same window, alternating
+# (window_only, window_alibi, window_softcap) three times, medians.
+s0s=() s1s=() s2s=()
+for rep in 1 2 3; do
+  for p in window_only window_alibi window_softcap; do
+    j=$(one bench/window.pat --pattern $p --len 4096 --heads 8 --dim 64 --threads 1 --no-dense)
+    case $p in
+      window_only) s0s+=("$(field "$j" kernel_ms)") ;;
+      window_alibi) s1s+=("$(field "$j" kernel_ms)") ;;
+      *) s2s+=("$(field "$j" kernel_ms)") ;;
+    esac
+  done
+done
+s0ms=$(med3 "${s0s[@]}") s1ms=$(med3 "${s1s[@]}") s2ms=$(med3 "${s2s[@]}")
 cw=$(one bench/window.pat --pattern causal_window --len 4096 --heads 8 --dim 128 --threads 1)
 wl=$(one bench/window.pat --pattern window_only --len 65536 --heads 8 --dim 64 --threads 1 --no-dense)
 /usr/bin/time -o "$tmp.rss" -f '%M' "$SPATC" run bench/window.pat --pattern window_only --seed 1 \
@@ -71,7 +85,8 @@ targets=$(awk -v w1="$(field "$w1" gflops)" -v w1loop="$(field "$w1" vs_loop)" \
   -v cw="$(field "$cw" gflops)" -v cwloop="$(field "$cw" vs_loop)" \
   -v wlms="$(field "$wl" kernel_ms)" -v dense="$(field "$w1" vs_dense)" \
   -v dens="$(field "$w1" density)" -v rss="$rss_kb" -v compiles="$compiles" \
-  -v cold="$cold_ms" -v coldn="$cold_name" -v warm="$warm_ms" -v warmn="$warm_name" 'BEGIN {
+  -v cold="$cold_ms" -v coldn="$cold_name" -v warm="$warm_ms" -v warmn="$warm_name" \
+  -v s0="$s0ms" -v s1="$s1ms" -v s2="$s2ms" 'BEGIN {
   n = split(compiles, c, " "); worst = 0; wname = ""
   for (k = 1; k <= n; k++) { split(c[k], kv, "="); if (kv[2] + 0 > worst) { worst = kv[2] + 0; wname = kv[1] } }
   bound = (1.1 * 4 * 131072 * 8 * 64 * 4 + 64 * 1048576) / 1048576
@@ -84,6 +99,8 @@ targets=$(awk -v w1="$(field "$w1" gflops)" -v w1loop="$(field "$w1" vs_loop)" \
   printf "| vs dense BLAS at %.0f%% density (window, D=64, 1 thread) | >= 25x | %.1fx | %s |\n", 100 * dens, dense, (dense >= 25) ? "met" : "not met"
   printf "| cold JIT compile of every library pattern (fresh process, pattern not in the disk cache, tile kernel in it; median) | <= 20 ms | worst %.1f ms (%s) | %s |\n", cold, coldn, (cold <= 20) ? "met" : "not met"
   printf "| warm load of every library pattern from the disk cache (fresh process; median) | <= 1 ms | worst %.2f ms (%s) | %s |\n", warm, warmn, (warm <= 1) ? "met" : "not met"
+  printf "| ALiBi score on window(256), L=4096, D=64, 1 thread, vs the same window (medians of 3 alternating runs) | <= 1.15x | %.2fx (%.1f / %.1f ms) | %s |\n", s1 / s0, s1, s0, (s1 / s0 <= 1.15) ? "met" : "not met"
+  printf "| softcap score on window(256), L=4096, D=64, 1 thread, vs the same window (medians of 3 alternating runs) | <= 1.15x | %.2fx (%.1f / %.1f ms) | %s |\n", s2 / s0, s2, s0, (s2 / s0 <= 1.15) ? "met" : "not met"
 }')
 
 # The backward (issue 9): GFLOP/s on 10 * nnz * D per head, time over the
@@ -182,6 +199,10 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
   echo "cold: the pattern not in the disk cache, the tile kernel in it; cold_empty:"
   echo "an empty disk cache; warm: the pattern in the disk cache; in_process: more"
   echo "compiles in the truly_cold process (the tile kernel in memory)."
+  echo
+  # issue 12: decode against a KV cache (tests/perf/decode.c)
+  echo "== decode (build/bench-decode)" >&2
+  "$B/bench-decode" "$REPEATS"
 } >"$out"
 echo "wrote $out" >&2
 cat "$out"

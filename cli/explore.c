@@ -94,14 +94,15 @@ int ex_ref_make(ex_ref *r, const spatc_args *a, bool have_v,
   r->a = *a;
   r->have_v = have_v;
   const char *expr = o->reference ? o->reference : "full";
-  size_t len = strlen(expr) + 32;
+  size_t len = strlen(expr) + 64;
   char *text = malloc(len);
   r->title = strdup(expr);
   if (!text || !r->title) {
     free(text);
     return spatc_error("out of memory");
   }
-  snprintf(text, len, "pattern reference = %s;\n", expr);
+  snprintf(text, len, "pattern reference%s = %s;\n",
+           o->top_left ? " aligned(top_left)" : "", expr);
   spat_pattern *p = NULL;
   spat_status st = spat_pattern_parse_string(ctx, "<reference>", text, NULL, &p);
   free(text);

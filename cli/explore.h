@@ -35,6 +35,8 @@ typedef struct ex_opts {
   bool explicit_backend;     /* no fallback to the interpreter */
   float scale;               /* 0: 1/sqrt(D) */
   const char *reference;     /* a pattern expression, default "full" */
+  bool top_left;             /* the reference aligned(top_left), as the
+                                patterns it is compared with */
 } ex_opts;
 
 /* The activations and the reference's output on them. */

@@ -1,26 +1,31 @@
-/* image.c: a mask (rows x cols bytes, nonzero = allowed) as a PNG or an SVG.
+/* image.c: a mask (image.h: rows x cols cells of classes) as a PNG or an
+ * SVG, with a title, axes and tick labels, separators between heads, a
+ * legend and, optionally, the tile plan under the mask.
  *
  * Geometry, shared by both formats (n = max(rows, cols)):
- *  - n > max_px (PNG) or n > svg_cells (SVG): the mask is downsampled to at
+ *  - n > max_px (PNG) or n > SVG_CELLS (SVG): the mask is downsampled to at
  *    most max_px (resp. SVG raster) pixels on its longer side, aspect kept;
  *    a pixel covers a rectangle of cells and is shaded by the fraction of
- *    allowed pairs in it.  A pixel with any allowed pair is at least
- *    MIN_INK dark so a thin band stays visible after downsampling.
+ *    allowed pairs in it, in the mix of their classes' colours.  A pixel
+ *    with any allowed pair is at least MIN_INK dark so a thin band stays
+ *    visible after downsampling.
  *  - otherwise every cell is a square of `cell` pixels: cell =
- *    min(max_px, UPSCALE_PX) / n, raised to 4 when max_px allows it (so
- *    cells are >= 4 px whenever n <= max_px / 4; stored PNGs are not
- *    compressed, hence the modest default size), capped at MAX_CELL; a
- *    light 1-px grid is drawn when cells are >= GRID_MIN px.
- * Allowed pairs are dark (INK) on white.  Query rows go down, key columns go
- * right.  max_px <= 0 means DEFAULT_PX.
+ *    min(max_px, UPSCALE_PX) / n, raised to 4 when max_px allows it,
+ *    capped at MAX_CELL; a light 1-px grid is drawn when cells are >=
+ *    GRID_MIN px.
+ * Allowed pairs are coloured on white; with the tile plan, on the tint of
+ * their tile (full tiles green, partial ones amber, skipped ones white)
+ * and, for a plain mask, in its dark shade (a pair in a skipped tile, which
+ * would be a bug, red).  Query rows go
+ * down, key columns go right; heads are stacked, a red line between them.
+ * max_px <= 0 means DEFAULT_PX; it bounds the plot, the margins come on
+ * top.
  *
- * PNG: 8-bit grayscale (a third of RGB's size, which matters with stored
- * blocks), no interlace, every scanline with filter 0, the zlib stream
- * made of stored (uncompressed) deflate blocks with its Adler-32, one IDAT
- * chunk per block, each chunk with its CRC-32.  No zlib needed.
- * SVG: a title, axis labels and ticks, and rectangles: one per run of
- * allowed cells in a row (small masks) or per run of equally shaded pixels
- * in a raster row (large ones).
+ * PNG: 8-bit RGB, no interlace, every scanline with filter 0, deflated by
+ * zlib into one IDAT chunk; text in the 5 x 7 font of font.c (scaled by 2
+ * on large plots).  SVG: rectangles, one per run of cells of one class in
+ * a row (small masks) or per run of equally shaded pixels in a raster row
+ * (large ones).
  */
 #include "image.h"
 
@@ -29,8 +34,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "fileio.h"
+#include "font.h"
 
 #define DEFAULT_PX 1024
 #define MAX_PX 16384
@@ -41,30 +48,54 @@
 #define SVG_CELLS 256        /* larger masks become an SVG raster */
 #define SVG_PLOT 512         /* nominal plot side in SVG user units */
 #define SVG_LEVELS 16        /* shades of the SVG raster */
+#define TILE_EDGE_MIN 6      /* tile edges drawn when tiles are this many px */
 
-enum { INK_Y = 32, PAPER_Y = 255, GRID_Y = 205 };   /* PNG gray levels */
-static const uint8_t INK[3] = {24, 40, 96};          /* SVG colours */
+const uint8_t image_ink[2][3] = {{255, 255, 255}, {24, 40, 96}};
+const uint8_t image_diff[4][3] = {
+    {255, 255, 255}, {222, 110, 20}, {30, 110, 220}, {40, 40, 40}};
+
+static const uint8_t PAPER[3] = {255, 255, 255};
 static const uint8_t GRID[3] = {205, 205, 215};
+static const uint8_t TEXT[3] = {30, 30, 30};
+static const uint8_t FRAME[3] = {136, 136, 136};
+static const uint8_t SEPARATOR[3] = {210, 30, 30};
+static const uint8_t TILE_EDGE[3] = {170, 170, 170};
+static const uint8_t TILE_TINT[3][3] = {
+    {255, 255, 255}, {255, 232, 170}, {196, 236, 196}}; /* IMAGE_TILE_* */
+/* a plain mask's allowed pairs over each kind of tile (red: a pair the
+ * plan skips would be a bug) */
+static const uint8_t TILE_INK[3][3] = {
+    {200, 0, 0}, {170, 95, 0}, {20, 105, 40}};
+static const char *const TILE_LABEL[3] = {"skipped tile", "partial tile",
+                                          "full tile"};
 
 /* ---- geometry ----------------------------------------------------------- */
 
 typedef struct layout {
   int64_t rows, cols;
-  int64_t w, h;      /* picture size in pixels */
+  int64_t w, h;      /* plot size in pixels */
   int cell;          /* > 0: pixels per cell; 0: downsampled */
   bool grid;
 } layout;
 
-static int check_args(const char *path, const uint8_t *mask, int64_t rows,
-                      int64_t cols, int *max_px, char *err, size_t errlen) {
+static int check_spec(const char *path, const image_spec *s, int *max_px,
+                      char *err, size_t errlen) {
   if (!path) return fio_fail(err, errlen, path, "no output path");
-  if (rows <= 0 || cols <= 0)
+  if (!s) return fio_fail(err, errlen, path, "no picture");
+  if (s->rows <= 0 || s->cols <= 0)
     return fio_fail(err, errlen, path, "empty mask (%" PRId64 " x %" PRId64 ")",
-                    rows, cols);
-  if (!mask) return fio_fail(err, errlen, path, "no mask data");
-  if (rows > INT64_MAX / cols)
+                    s->rows, s->cols);
+  if (!s->cells) return fio_fail(err, errlen, path, "no mask data");
+  if (s->rows > INT64_MAX / s->cols)
     return fio_fail(err, errlen, path, "mask size overflows");
-  if (*max_px <= 0) *max_px = DEFAULT_PX;
+  if (s->heads < 1 || s->rows % s->heads)
+    return fio_fail(err, errlen, path, "%" PRId64 " rows are not %" PRId64
+                    " heads", s->rows, s->heads);
+  if (s->n_classes < 2 || s->n_classes > IMAGE_MAX_CLASSES || !s->colour)
+    return fio_fail(err, errlen, path, "bad classes");
+  if (s->tiles && (s->tile_q < 1 || s->tile_k < 1))
+    return fio_fail(err, errlen, path, "bad tile size");
+  *max_px = s->max_px <= 0 ? DEFAULT_PX : s->max_px;
   if (*max_px > MAX_PX)
     return fio_fail(err, errlen, path, "max size %d px is above %d", *max_px,
                     MAX_PX);
@@ -97,22 +128,16 @@ static int64_t cell_at(int64_t p, int64_t n, int64_t m) {
   return p * n / m;  /* p <= m <= MAX_PX: no overflow for any mask in memory */
 }
 
+/* The first plot pixel of cell c along an axis of n cells (L's scale). */
+static int64_t pixel_of(const layout *L, int64_t c, int64_t n, int64_t m) {
+  if (L->cell) return c * L->cell;
+  return (c * m + n - 1) / n;
+}
+
 /* Darkness in [0, 1] of a pixel covering `tot` cells of which `on` allowed. */
 static double ink(int64_t on, int64_t tot) {
   if (on <= 0) return 0.0;
   return MIN_INK + (1.0 - MIN_INK) * (double)on / (double)tot;
-}
-
-/* Fraction of allowed pairs per pixel of one downsampled row: acc[x] over
- * cells [r0, r1) x [colx(x), colx(x+1)). */
-static void density_row(const layout *L, const uint8_t *mask, int64_t w,
-                        int64_t r0, int64_t r1, const int64_t *pxcol,
-                        int64_t *acc) {
-  memset(acc, 0, (size_t)w * sizeof *acc);
-  for (int64_t r = r0; r < r1; r++) {
-    const uint8_t *row = mask + r * L->cols;
-    for (int64_t c = 0; c < L->cols; c++) acc[pxcol[c]] += row[c] != 0;
-  }
 }
 
 /* pxcol[c]: the pixel column that holds mask column c (downsampled). */
@@ -127,26 +152,298 @@ static int64_t *column_map(int64_t cols, int64_t w) {
   return m;
 }
 
-/* ---- PNG ------------------------------------------------------------ */
+/* The tile class of cell (r, c), or -1 without tiles. */
+static int tile_of(const image_spec *s, int64_t r, int64_t c) {
+  if (!s->tiles) return -1;
+  int64_t lq = s->rows / s->heads, h = r / lq, rr = r % lq;
+  int64_t ntq = (lq + s->tile_q - 1) / s->tile_q;
+  int64_t ntk = (s->cols + s->tile_k - 1) / s->tile_k;
+  uint8_t t = s->tiles[(h * ntq + rr / s->tile_q) * ntk + c / s->tile_k];
+  return t <= IMAGE_TILE_FULL ? t : IMAGE_TILE_PARTIAL;
+}
 
-typedef struct png_out {
-  FILE *f;
-  uint32_t crc_table[256];
-  bool ok;
-} png_out;
+/* One row of plot pixels: for each, the mix of its allowed cells'
+ * colours (rgb), its darkness d in [0, 1] and its background (the tile
+ * tint, else paper).  Scratch: acc[w * IMAGE_MAX_CLASSES]. */
+typedef struct row_px {
+  uint8_t (*rgb)[3], (*bg)[3];
+  double *d;
+  int64_t *acc, *pxcol;
+} row_px;
 
-static void crc_init(uint32_t *t) {
-  for (uint32_t n = 0; n < 256; n++) {
-    uint32_t c = n;
-    for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    t[n] = c;
+static void pixel_row(const image_spec *s, const layout *L, int64_t y,
+                      row_px *o) {
+  int nc = s->n_classes;
+  if (L->cell) {
+    int64_t r = y / L->cell;
+    if (r >= s->rows) r = s->rows - 1;
+    for (int64_t x = 0; x < L->w; x++) {
+      int64_t c = x / L->cell;
+      if (c >= s->cols) c = s->cols - 1;
+      uint8_t k = s->cells[r * s->cols + c];
+      if (k >= nc) k = (uint8_t)(nc - 1);
+      int t = tile_of(s, r, c);
+      memcpy(o->rgb[x], t >= 0 && nc == 2 ? TILE_INK[t] : s->colour[k], 3);
+      o->d[x] = k ? 1.0 : 0.0;
+      memcpy(o->bg[x], t < 0 ? PAPER : TILE_TINT[t], 3);
+    }
+    return;
+  }
+  int64_t r0 = cell_at(y, s->rows, L->h), r1 = cell_at(y + 1, s->rows, L->h);
+  memset(o->acc, 0, sizeof *o->acc * (size_t)(L->w * IMAGE_MAX_CLASSES));
+  for (int64_t r = r0; r < r1; r++) {
+    const uint8_t *row = s->cells + r * s->cols;
+    for (int64_t c = 0; c < s->cols; c++) {
+      uint8_t k = row[c];
+      if (k) o->acc[o->pxcol[c] * IMAGE_MAX_CLASSES + (k < nc ? k : nc - 1)]++;
+    }
+  }
+  for (int64_t x = 0; x < L->w; x++) {
+    int64_t c0 = cell_at(x, s->cols, L->w), c1 = cell_at(x + 1, s->cols, L->w);
+    const int64_t *a = o->acc + x * IMAGE_MAX_CLASSES;
+    int t = tile_of(s, r0, c0);
+    int64_t on = 0;
+    double mix[3] = {0, 0, 0};
+    for (int k = 1; k < nc; k++) {
+      const uint8_t *col = t >= 0 && nc == 2 ? TILE_INK[t] : s->colour[k];
+      on += a[k];
+      for (int ch = 0; ch < 3; ch++) mix[ch] += (double)a[k] * col[ch];
+    }
+    for (int ch = 0; ch < 3; ch++)
+      o->rgb[x][ch] = on ? (uint8_t)(mix[ch] / (double)on + 0.5) : 255;
+    o->d[x] = ink(on, (r1 - r0) * (c1 - c0));
+    memcpy(o->bg[x], t < 0 ? PAPER : TILE_TINT[t], 3);
   }
 }
 
-static uint32_t crc_update(const uint32_t *t, uint32_t crc,
-                           const uint8_t *p, size_t n) {
-  for (size_t k = 0; k < n; k++) crc = t[(crc ^ p[k]) & 0xff] ^ (crc >> 8);
-  return crc;
+static bool row_px_init(row_px *o, const image_spec *s, const layout *L) {
+  memset(o, 0, sizeof *o);
+  o->rgb = malloc(sizeof *o->rgb * (size_t)L->w);
+  o->bg = malloc(sizeof *o->bg * (size_t)L->w);
+  o->d = malloc(sizeof *o->d * (size_t)L->w);
+  o->acc = malloc(sizeof *o->acc * (size_t)(L->w * IMAGE_MAX_CLASSES));
+  o->pxcol = L->cell ? NULL : column_map(s->cols, L->w);
+  return o->rgb && o->bg && o->d && o->acc && (L->cell || o->pxcol);
+}
+
+static void row_px_free(row_px *o) {
+  free(o->rgb), free(o->bg), free(o->d), free(o->acc), free(o->pxcol);
+}
+
+/* A tick step of 1, 2 or 5 times a power of ten giving at most ~6 ticks. */
+static int64_t tick_step(int64_t n) {
+  int64_t p = 1;
+  for (;;) {
+    if (n / p <= 6) return p;
+    if (n / (2 * p) <= 6) return 2 * p;
+    if (n / (5 * p) <= 6) return 5 * p;
+    if (p > INT64_MAX / 10) return p;
+    p *= 10;
+  }
+}
+
+/* ---- the raster (PNG) --------------------------------------------------- */
+
+typedef struct canvas {
+  int64_t w, h;
+  uint8_t *px;       /* RGB rows */
+} canvas;
+
+static void put(canvas *c, int64_t x, int64_t y, const uint8_t *rgb) {
+  if (x < 0 || y < 0 || x >= c->w || y >= c->h) return;
+  memcpy(c->px + (y * c->w + x) * 3, rgb, 3);
+}
+
+static void fill(canvas *c, int64_t x0, int64_t y0, int64_t x1, int64_t y1,
+                 const uint8_t *rgb) {
+  for (int64_t y = y0; y < y1; y++)
+    for (int64_t x = x0; x < x1; x++) put(c, x, y, rgb);
+}
+
+static int64_t text_w(const char *s, int sc) {
+  size_t n = strlen(s);
+  return n ? (int64_t)n * (FONT_W + 1) * sc - sc : 0;
+}
+
+/* Text with its top-left corner at (x, y), glyph pixels sc x sc. */
+static void text(canvas *c, int64_t x, int64_t y, const char *s, int sc,
+                 const uint8_t *rgb) {
+  for (; *s; s++, x += (FONT_W + 1) * sc)
+    for (int gy = 0; gy < FONT_H; gy++)
+      for (int gx = 0; gx < FONT_W; gx++)
+        if (font_pixel(*s, gx, gy))
+          fill(c, x + gx * sc, y + gy * sc, x + (gx + 1) * sc, y + (gy + 1) * sc,
+               rgb);
+}
+
+/* Text down the page, one character under the other. */
+static void vtext(canvas *c, int64_t x, int64_t y, const char *s, int sc,
+                  const uint8_t *rgb) {
+  char one[2] = {0, 0};
+  for (; *s; s++, y += (FONT_H + 2) * sc) {
+    one[0] = *s;
+    text(c, x, y, one, sc, rgb);
+  }
+}
+
+/* Margins around the plot. */
+typedef struct frame {
+  int sc;                       /* text scale */
+  int64_t ml, mt, mr, mb;
+  int64_t lq;                   /* rows of a head */
+} frame;
+
+static int n_legend(const image_spec *s) {
+  return (s->label ? s->n_classes - 1 : 0) + (s->tiles ? 3 : 0);
+}
+
+static const char *legend_text(const image_spec *s, int k,
+                               const uint8_t **rgb) {
+  int nl = s->label ? s->n_classes - 1 : 0;
+  if (k < nl) {
+    *rgb = s->colour[k + 1];
+    return s->label[k + 1] ? s->label[k + 1] : "";
+  }
+  int t = IMAGE_TILE_FULL - (k - nl); /* full, partial, skipped */
+  *rgb = s->n_classes == 2 && t != IMAGE_TILE_SKIPPED ? TILE_INK[t] : TILE_TINT[t];
+  return TILE_LABEL[t];
+}
+
+static int64_t legend_w(const image_spec *s, int sc) {
+  int64_t w = 0;
+  for (int k = 0; k < n_legend(s); k++) {
+    const uint8_t *rgb;
+    w += 14 * sc + text_w(legend_text(s, k, &rgb), sc) + 12 * sc;
+  }
+  return w;
+}
+
+static frame plan_frame(const image_spec *s, const layout *L) {
+  frame f;
+  f.sc = (L->w > 480 || L->h > 480) ? 2 : 1;
+  int sc = f.sc;
+  f.lq = s->rows / s->heads;
+  char buf[32];
+  snprintf(buf, sizeof buf, "%" PRId64, f.lq);
+  int64_t ch_h = (FONT_H + 3) * sc;
+  f.ml = (FONT_W + 1) * sc + 6 * sc + text_w(buf, sc) + 6 * sc;
+  f.mt = 6 * sc + ch_h + 4 * sc + ch_h + 2 * sc + ch_h + 2 * sc;
+  f.mr = 12 * sc;
+  f.mb = n_legend(s) ? 10 * sc + ch_h + 6 * sc : 8 * sc;
+  const char *title = s->title ? s->title : "mask";
+  int64_t need = text_w(title, sc) + 8 * sc;
+  int64_t lw = legend_w(s, sc);
+  if (lw > need) need = lw;
+  if (L->w + f.mr < need) f.mr = need - L->w;
+  return f;
+}
+
+/* Axis labels, ticks, frame, head separators, legend. */
+static void decorate(canvas *c, const image_spec *s, const layout *L,
+                     const frame *f) {
+  int sc = f->sc;
+  int64_t x0 = f->ml, y0 = f->mt, ch_h = (FONT_H + 3) * sc;
+  text(c, x0, 6 * sc, s->title ? s->title : "mask", sc, TEXT);
+  char buf[64];
+  snprintf(buf, sizeof buf, "%" PRId64 " x %" PRId64 "%s", f->lq, s->cols,
+           L->cell ? "" : ", shade = fraction allowed");
+  text(c, x0, 6 * sc + ch_h + 4 * sc, "key position j ->", sc, TEXT);
+  int64_t rx = x0 + L->w - text_w(buf, sc);
+  int64_t after = x0 + text_w("key position j ->", sc) + 12 * sc;
+  text(c, rx > after ? rx : after, 6 * sc + ch_h + 4 * sc, buf, sc, FRAME);
+  vtext(c, 2 * sc, y0, "query i", sc, TEXT);
+  /* key ticks along the top */
+  int64_t ty = y0 - ch_h + sc;
+  int64_t st = tick_step(s->cols), last_end = -1;
+  for (int64_t t = 0; t <= s->cols; t += st) {
+    int64_t x = x0 + pixel_of(L, t, s->cols, L->w);
+    snprintf(buf, sizeof buf, "%" PRId64, t);
+    int64_t lx = x - text_w(buf, sc) / 2;
+    if (lx > last_end) {
+      text(c, lx, ty, buf, sc, TEXT);
+      last_end = lx + text_w(buf, sc) + 2 * sc;
+    }
+    fill(c, x, y0 - 2 * sc, x + sc, y0, FRAME);
+    if (t > INT64_MAX - st) break;
+  }
+  /* query ticks down the left, per head */
+  st = tick_step(f->lq);
+  for (int64_t h = 0; h < s->heads; h++) {
+    int64_t last = -1;
+    for (int64_t t = 0; t < f->lq || (h == s->heads - 1 && t == f->lq); t += st) {
+      int64_t y = y0 + pixel_of(L, h * f->lq + t, s->rows, L->h);
+      snprintf(buf, sizeof buf, "%" PRId64, t);
+      int64_t ly = y - FONT_H * sc / 2;
+      if (ly > last && (t == 0 || ly + ch_h < y0 + pixel_of(L, (h + 1) * f->lq, s->rows, L->h))) {
+        text(c, x0 - 4 * sc - text_w(buf, sc), ly, buf, sc, TEXT);
+        last = ly + FONT_H * sc + sc;
+      }
+      fill(c, x0 - 2 * sc, y, x0, y + sc, FRAME);
+      if (t > INT64_MAX - st) break;
+    }
+  }
+  /* frame and separators between heads */
+  fill(c, x0 - 1, y0 - 1, x0 + L->w + 1, y0, FRAME);
+  fill(c, x0 - 1, y0 + L->h, x0 + L->w + 1, y0 + L->h + 1, FRAME);
+  fill(c, x0 - 1, y0, x0, y0 + L->h, FRAME);
+  fill(c, x0 + L->w, y0, x0 + L->w + 1, y0 + L->h, FRAME);
+  for (int64_t h = 1; h < s->heads; h++) {
+    int64_t y = y0 + pixel_of(L, h * f->lq, s->rows, L->h);
+    fill(c, x0, y - (sc > 1), x0 + L->w, y + 1, SEPARATOR);
+  }
+  /* legend */
+  int64_t lx = x0, ly = y0 + L->h + 10 * sc;
+  for (int k = 0; k < n_legend(s); k++) {
+    const uint8_t *rgb;
+    const char *t = legend_text(s, k, &rgb);
+    fill(c, lx, ly, lx + 10 * sc, ly + FONT_H * sc, FRAME);
+    fill(c, lx + 1, ly + 1, lx + 10 * sc - 1, ly + FONT_H * sc - 1, rgb);
+    text(c, lx + 14 * sc, ly, t, sc, TEXT);
+    lx += 14 * sc + text_w(t, sc) + 12 * sc;
+  }
+}
+
+/* The plot's pixels at (ox, oy). */
+static bool draw_plot(canvas *c, const image_spec *s, const layout *L,
+                      int64_t ox, int64_t oy) {
+  row_px o;
+  if (!row_px_init(&o, s, L)) {
+    row_px_free(&o);
+    return false;
+  }
+  for (int64_t y = 0; y < L->h; y++) {
+    pixel_row(s, L, y, &o);
+    for (int64_t x = 0; x < L->w; x++) {
+      uint8_t rgb[3];
+      for (int ch = 0; ch < 3; ch++)
+        rgb[ch] = (uint8_t)(o.bg[x][ch] * (1 - o.d[x]) + o.rgb[x][ch] * o.d[x] + 0.5);
+      put(c, ox + x, oy + y, rgb);
+    }
+  }
+  row_px_free(&o);
+  if (L->grid) {
+    for (int64_t x = 0; x <= s->cols; x++)
+      fill(c, ox + x * L->cell, oy, ox + x * L->cell + 1, oy + L->h, GRID);
+    for (int64_t y = 0; y <= s->rows; y++)
+      fill(c, ox, oy + y * L->cell, ox + L->w, oy + y * L->cell + 1, GRID);
+  }
+  if (s->tiles) {
+    int64_t lq = s->rows / s->heads;
+    double tq = (double)s->tile_q * (double)L->h / (double)s->rows;
+    double tk = (double)s->tile_k * (double)L->w / (double)s->cols;
+    if (tq >= TILE_EDGE_MIN && tk >= TILE_EDGE_MIN) {
+      for (int64_t cx = s->tile_k; cx < s->cols; cx += s->tile_k) {
+        int64_t x = ox + pixel_of(L, cx, s->cols, L->w);
+        fill(c, x, oy, x + 1, oy + L->h, TILE_EDGE);
+      }
+      for (int64_t h = 0; h < s->heads; h++)
+        for (int64_t r = s->tile_q; r < lq; r += s->tile_q) {
+          int64_t y = oy + pixel_of(L, h * lq + r, s->rows, L->h);
+          fill(c, ox, y, ox + L->w, y + 1, TILE_EDGE);
+        }
+    }
+  }
+  return true;
 }
 
 static void put32(uint8_t *p, uint32_t v) {
@@ -156,142 +453,80 @@ static void put32(uint8_t *p, uint32_t v) {
   p[3] = (uint8_t)v;
 }
 
-/* One chunk: length, type, the concatenation of two data pieces, CRC. */
-static void png_chunk(png_out *o, const char *type, const uint8_t *a,
-                      size_t na, const uint8_t *b, size_t nb) {
-  uint8_t hdr[8];
-  put32(hdr, (uint32_t)(na + nb));
+/* One chunk: length, type, data, CRC-32 (zlib's). */
+static bool png_chunk(FILE *f, const char *type, const uint8_t *data,
+                      size_t n) {
+  uint8_t hdr[8], tail[4];
+  put32(hdr, (uint32_t)n);
   memcpy(hdr + 4, type, 4);
-  uint32_t crc = crc_update(o->crc_table, 0xffffffffu, hdr + 4, 4);
-  if (na) crc = crc_update(o->crc_table, crc, a, na);
-  if (nb) crc = crc_update(o->crc_table, crc, b, nb);
-  uint8_t tail[4];
-  put32(tail, crc ^ 0xffffffffu);
-  o->ok = o->ok && fwrite(hdr, 1, 8, o->f) == 8 &&
-          (!na || fwrite(a, 1, na, o->f) == na) &&
-          (!nb || fwrite(b, 1, nb, o->f) == nb) &&
-          fwrite(tail, 1, 4, o->f) == 4;
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = crc32(crc, hdr + 4, 4);
+  if (n) crc = crc32(crc, data, (uInt)n);
+  put32(tail, (uint32_t)crc);
+  return fwrite(hdr, 1, 8, f) == 8 && (!n || fwrite(data, 1, n, f) == n) &&
+         fwrite(tail, 1, 4, f) == 4;
 }
 
-static uint8_t shade(double d) {
-  return (uint8_t)(PAPER_Y - d * (PAPER_Y - INK_Y) + 0.5);
-}
-
-/* The raw image: h scanlines of 1 filter byte + w gray bytes. */
-static uint8_t *render_gray(const layout *L, const uint8_t *mask,
-                           size_t *size) {
-  size_t stride = 1 + (size_t)L->w;
-  uint8_t *img = malloc(stride * (size_t)L->h);
-  if (!img) return NULL;
-  *size = stride * (size_t)L->h;
-  if (L->cell) {
-    int64_t c = L->cell;
-    for (int64_t y = 0; y < L->h; y++) {
-      uint8_t *line = img + (size_t)y * stride;
-      line[0] = 0;
-      int64_t r = y / c;
-      bool gy = L->grid && y % c == 0;
-      for (int64_t x = 0; x < L->w; x++) {
-        int64_t col = x / c;
-        if (gy || (L->grid && x % c == 0))
-          line[1 + x] = GRID_Y;
-        else
-          line[1 + x] = mask[r * L->cols + col] ? INK_Y : PAPER_Y;
-      }
-    }
-    return img;
+int image_write_png(const char *path, const image_spec *s, char *err,
+                    size_t errlen) {
+  int max_px;
+  if (check_spec(path, s, &max_px, err, errlen) < 0) return -1;
+  layout L = plan_layout(s->rows, s->cols, max_px);
+  frame fr = plan_frame(s, &L);
+  canvas c = {fr.ml + L.w + fr.mr, fr.mt + L.h + fr.mb, NULL};
+  c.px = malloc((size_t)(c.w * c.h * 3));
+  if (!c.px) return fio_fail(err, errlen, path, "out of memory");
+  memset(c.px, 255, (size_t)(c.w * c.h * 3));
+  bool ok = draw_plot(&c, s, &L, fr.ml, fr.mt);
+  if (ok) decorate(&c, s, &L, &fr);
+  /* scanlines: a filter byte (0) then the row */
+  size_t stride = 1 + 3 * (size_t)c.w, size = stride * (size_t)c.h;
+  uint8_t *raw = ok ? malloc(size) : NULL;
+  uLongf zn = compressBound((uLong)size);
+  uint8_t *z = raw ? malloc(zn) : NULL;
+  if (!z) {
+    free(c.px), free(raw);
+    return fio_fail(err, errlen, path, "out of memory");
   }
-  int64_t *pxcol = column_map(L->cols, L->w);
-  int64_t *acc = malloc((size_t)L->w * sizeof *acc);
-  if (!pxcol || !acc) {
-    free(pxcol);
-    free(acc);
-    free(img);
-    return NULL;
+  for (int64_t y = 0; y < c.h; y++) {
+    raw[(size_t)y * stride] = 0;
+    memcpy(raw + (size_t)y * stride + 1, c.px + y * c.w * 3, (size_t)c.w * 3);
   }
-  for (int64_t y = 0; y < L->h; y++) {
-    uint8_t *line = img + (size_t)y * stride;
-    line[0] = 0;
-    int64_t r0 = cell_at(y, L->rows, L->h), r1 = cell_at(y + 1, L->rows, L->h);
-    density_row(L, mask, L->w, r0, r1, pxcol, acc);
-    for (int64_t x = 0; x < L->w; x++) {
-      int64_t c0 = cell_at(x, L->cols, L->w), c1 = cell_at(x + 1, L->cols, L->w);
-      line[1 + x] = shade(ink(acc[x], (r1 - r0) * (c1 - c0)));
-    }
+  free(c.px);
+  int zr = compress2(z, &zn, raw, (uLong)size, 6);
+  free(raw);
+  if (zr != Z_OK) {
+    free(z);
+    return fio_fail(err, errlen, path, "zlib: compress failed (%d)", zr);
   }
-  free(pxcol);
-  free(acc);
-  return img;
-}
-
-int image_write_png(const char *path, const uint8_t *mask, int64_t rows,
-                    int64_t cols, int max_px, char *err, size_t errlen) {
-  if (check_args(path, mask, rows, cols, &max_px, err, errlen) < 0) return -1;
-  layout L = plan_layout(rows, cols, max_px);
-  size_t size = 0;
-  uint8_t *raw = render_gray(&L, mask, &size);
-  if (!raw) return fio_fail(err, errlen, path, "out of memory");
-
-  png_out o = {fio_open(path, "wb", err, errlen), {0}, true};
-  if (!o.f) {
-    free(raw);
+  FILE *f = fio_open(path, "wb", err, errlen);
+  if (!f) {
+    free(z);
     return -1;
   }
-  crc_init(o.crc_table);
   static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  o.ok = fwrite(sig, 1, 8, o.f) == 8;
+  ok = fwrite(sig, 1, 8, f) == 8;
   uint8_t ihdr[13];
-  put32(ihdr, (uint32_t)L.w);
-  put32(ihdr + 4, (uint32_t)L.h);
+  put32(ihdr, (uint32_t)c.w);
+  put32(ihdr + 4, (uint32_t)c.h);
   ihdr[8] = 8;   /* bit depth */
-  ihdr[9] = 0;   /* grayscale */
+  ihdr[9] = 2;   /* RGB */
   ihdr[10] = 0;  /* deflate */
   ihdr[11] = 0;  /* adaptive filtering, every line filter 0 */
   ihdr[12] = 0;  /* no interlace */
-  png_chunk(&o, "IHDR", ihdr, 13, NULL, 0);
-
-  /* zlib: CMF 0x78 (deflate, 32K window), FLG 0x01 (check bits, no dict) */
-  uint32_t s1 = 1, s2 = 0;
-  size_t off = 0;
-  bool first = true;
-  do {
-    size_t n = size - off > 65535 ? 65535 : size - off;
-    bool last = off + n == size;
-    uint8_t head[2 + 5], *h = head;
-    if (first) {
-      *h++ = 0x78;
-      *h++ = 0x01;
-    }
-    *h++ = last ? 1 : 0;  /* BFINAL, BTYPE 00, padded to the byte */
-    *h++ = (uint8_t)(n & 0xff);
-    *h++ = (uint8_t)(n >> 8);
-    *h++ = (uint8_t)(~n & 0xff);
-    *h++ = (uint8_t)((~n >> 8) & 0xff);
-    for (size_t k = 0; k < n; k++) {
-      s1 = (s1 + raw[off + k]) % 65521;
-      s2 = (s2 + s1) % 65521;
-    }
-    if (last) {
-      /* block data then the Adler-32, in one chunk */
-      uint8_t *tail = malloc(n + 4);
-      if (!tail) {
-        o.ok = false;
-        break;
-      }
-      memcpy(tail, raw + off, n);
-      put32(tail + n, s2 << 16 | s1);
-      size_t nh = (size_t)(h - head);
-      png_chunk(&o, "IDAT", head, nh, tail, n + 4);
-      free(tail);
-    } else {
-      png_chunk(&o, "IDAT", head, (size_t)(h - head), raw + off, n);
-    }
-    off += n;
-    first = false;
-  } while (off < size && o.ok);
-  png_chunk(&o, "IEND", NULL, 0, NULL, 0);
-  free(raw);
-  return fio_close(o.f, o.ok, path, err, errlen);
+  ok = ok && png_chunk(f, "IHDR", ihdr, 13);
+  char note[200];
+  int nn = snprintf(note, sizeof note,
+                    "spatc%cplot x=%" PRId64 " y=%" PRId64 " w=%" PRId64
+                    " h=%" PRId64 " rows=%" PRId64 " cols=%" PRId64
+                    " cell=%d heads=%" PRId64,
+                    0, fr.ml, fr.mt, L.w, L.h, s->rows, s->cols, L.cell,
+                    s->heads);
+  ok = ok && png_chunk(f, "tEXt", (const uint8_t *)note, (size_t)nn);
+  ok = ok && png_chunk(f, "IDAT", z, zn);
+  ok = ok && png_chunk(f, "IEND", NULL, 0);
+  free(z);
+  return fio_close(f, ok, path, err, errlen);
 }
 
 /* ---- SVG ------------------------------------------------------------ */
@@ -310,23 +545,79 @@ static void xml_text(FILE *f, const char *s) {
   }
 }
 
-/* A tick step of 1, 2 or 5 times a power of ten giving at most ~6 ticks. */
-static int64_t tick_step(int64_t n) {
-  int64_t p = 1;
-  for (;;) {
-    if (n / p <= 6) return p;
-    if (n / (2 * p) <= 6) return 2 * p;
-    if (n / (5 * p) <= 6) return 5 * p;
-    if (p > INT64_MAX / 10) return p;
-    p *= 10;
-  }
+static void rgb_attr(FILE *f, const uint8_t *c) {
+  fprintf(f, "rgb(%d,%d,%d)", c[0], c[1], c[2]);
 }
 
-int image_write_svg(const char *path, const uint8_t *mask, int64_t rows,
-                    int64_t cols, int max_px, const char *title, char *err,
+/* Tiles under the mask: one rect per non-skipped tile, in cell units. */
+static void svg_tiles(FILE *f, const image_spec *s) {
+  int64_t lq = s->rows / s->heads;
+  int64_t ntq = (lq + s->tile_q - 1) / s->tile_q;
+  int64_t ntk = (s->cols + s->tile_k - 1) / s->tile_k;
+  for (int64_t h = 0; h < s->heads; h++)
+    for (int64_t a = 0; a < ntq; a++)
+      for (int64_t b = 0; b < ntk; b++) {
+        uint8_t t = s->tiles[(h * ntq + a) * ntk + b];
+        if (t == IMAGE_TILE_SKIPPED) continue;
+        int64_t r0 = h * lq + a * s->tile_q, c0 = b * s->tile_k;
+        int64_t r1 = r0 + s->tile_q < (h + 1) * lq ? r0 + s->tile_q : (h + 1) * lq;
+        int64_t c1 = c0 + s->tile_k < s->cols ? c0 + s->tile_k : s->cols;
+        fprintf(f, "<rect x=\"%" PRId64 "\" y=\"%" PRId64 "\" width=\"%" PRId64
+                   "\" height=\"%" PRId64 "\" fill=\"",
+                c0, r0, c1 - c0, r1 - r0);
+        rgb_attr(f, TILE_TINT[t <= IMAGE_TILE_FULL ? t : IMAGE_TILE_PARTIAL]);
+        fprintf(f, "\" class=\"tile-%s\"/>\n",
+                t == IMAGE_TILE_FULL ? "full" : "partial");
+      }
+}
+
+static int svg_raster(FILE *f, const image_spec *s, const layout *L) {
+  row_px o;
+  if (!row_px_init(&o, s, L)) {
+    row_px_free(&o);
+    return -1;
+  }
+  int *lvl = malloc(sizeof *lvl * (size_t)L->w);
+  if (!lvl) {
+    row_px_free(&o);
+    return -1;
+  }
+  for (int64_t y = 0; y < L->h; y++) {
+    pixel_row(s, L, y, &o);
+    for (int64_t x = 0; x < L->w; x++) {
+      int q = (int)(o.d[x] * SVG_LEVELS + 0.5);
+      lvl[x] = o.d[x] > 0 && q < 1 ? 1 : q;
+    }
+    for (int64_t x = 0; x < L->w;) {
+      if (!lvl[x]) {
+        x++;
+        continue;
+      }
+      int64_t e = x;
+      while (e < L->w && lvl[e] == lvl[x] && !memcmp(o.rgb[e], o.rgb[x], 3)) e++;
+      fprintf(f, "<rect x=\"%" PRId64 "\" y=\"%" PRId64 "\" width=\"%" PRId64
+                 "\" height=\"1\" fill-opacity=\"%.4g\"",
+              x, y, e - x, (double)lvl[x] / SVG_LEVELS);
+      if (memcmp(o.rgb[x], s->colour[1], 3)) {
+        fputs(" fill=\"", f);
+        rgb_attr(f, o.rgb[x]);
+        fputc('"', f);
+      }
+      fputs("/>\n", f);
+      x = e;
+    }
+  }
+  free(lvl);
+  row_px_free(&o);
+  return 0;
+}
+
+int image_write_svg(const char *path, const image_spec *s, char *err,
                     size_t errlen) {
-  if (check_args(path, mask, rows, cols, &max_px, err, errlen) < 0) return -1;
-  int64_t n = rows > cols ? rows : cols;
+  int max_px;
+  if (check_spec(path, s, &max_px, err, errlen) < 0) return -1;
+  int64_t rows = s->rows, cols = s->cols, n = rows > cols ? rows : cols;
+  int64_t lq = rows / s->heads;
   int raster_px = max_px < SVG_CELLS ? max_px : SVG_CELLS;
   bool big = n > raster_px;
   layout L;
@@ -340,29 +631,32 @@ int image_write_svg(const char *path, const uint8_t *mask, int64_t rows,
     if (unit > 24) unit = 24;
   }
   double pw = (double)L.w * unit, ph = (double)L.h * unit;
-  const double ml = 80, mt = 72, mr = 24, mb = 24;
+  int nleg = n_legend(s);
+  const double ml = 80, mt = 72, mr = 24, mb = nleg ? 48 : 24;
+  double W = ml + pw + mr;
+  if (W < 420) W = 420;
   FILE *f = fio_open(path, "w", err, errlen);
   if (!f) return -1;
+  const char *title = s->title ? s->title : "mask";
 
   fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
   fprintf(f,
           "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
           "height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
           "font-family=\"sans-serif\">\n",
-          ml + pw + mr, mt + ph + mb, ml + pw + mr, mt + ph + mb);
+          W, mt + ph + mb, W, mt + ph + mb);
   fprintf(f, "<title>");
-  xml_text(f, title ? title : "mask");
+  xml_text(f, title);
   fprintf(f, "</title>\n");
   fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
   fprintf(f, "<text x=\"%.0f\" y=\"22\" font-size=\"16\" font-weight=\"bold\">",
           ml);
-  xml_text(f, title ? title : "mask");
+  xml_text(f, title);
   fprintf(f, "</text>\n");
   fprintf(f,
-          "<text x=\"%.0f\" y=\"22\" font-size=\"11\" text-anchor=\"end\" "
+          "<text x=\"%.0f\" y=\"42\" font-size=\"11\" text-anchor=\"end\" "
           "fill=\"#555\">%" PRId64 " x %" PRId64 "%s</text>\n",
-          ml + pw, rows, cols,
-          big ? ", shade = fraction allowed" : "");
+          ml + pw, lq, cols, big ? ", shade = fraction allowed" : "");
 
   /* axes: key columns to the right along the top, query rows down the left */
   fprintf(f,
@@ -381,74 +675,61 @@ int image_write_svg(const char *path, const uint8_t *mask, int64_t rows,
                "</text>\n", ml + (double)t * cx, mt - 8, t);
     if (t > INT64_MAX - st) break;
   }
-  st = tick_step(rows);
-  for (int64_t t = 0; t <= rows; t += st) {
-    fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" "
-               "dominant-baseline=\"middle\">%" PRId64 "</text>\n",
-            ml - 6, mt + (double)t * cy, t);
-    if (t > INT64_MAX - st) break;
-  }
+  st = tick_step(lq);
+  for (int64_t h = 0; h < s->heads; h++)
+    for (int64_t t = 0; t <= lq; t += st) {
+      if (t == lq && h < s->heads - 1) break;
+      fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" "
+                 "dominant-baseline=\"middle\">%" PRId64 "</text>\n",
+              ml - 6, mt + (double)(h * lq + t) * cy, t);
+      if (t > INT64_MAX - st) break;
+    }
   fprintf(f, "</g>\n");
 
-  /* the mask, in cell (or raster pixel) coordinates */
-  fprintf(f,
-          "<g transform=\"translate(%.0f %.0f) scale(%.6g)\" fill=\"rgb(%d,%d,%d)\" "
-          "shape-rendering=\"crispEdges\">\n",
-          ml, mt, unit, INK[0], INK[1], INK[2]);
+  /* the tiles and the mask, in cell (or raster pixel) coordinates */
   int rc = 0;
+  if (s->tiles) {
+    fprintf(f, "<g transform=\"translate(%.0f %.0f) scale(%.6g %.6g)\" "
+               "shape-rendering=\"crispEdges\">\n",
+            ml, mt, cx, cy);
+    svg_tiles(f, s);
+    fprintf(f, "</g>\n");
+  }
+  fprintf(f,
+          "<g transform=\"translate(%.0f %.0f) scale(%.6g)\" fill=\"",
+          ml, mt, unit);
+  rgb_attr(f, s->colour[1]);
+  fprintf(f, "\" shape-rendering=\"crispEdges\">\n");
   if (!big) {
     for (int64_t r = 0; r < rows; r++) {
-      const uint8_t *row = mask + r * cols;
+      const uint8_t *row = s->cells + r * cols;
       for (int64_t c = 0; c < cols;) {
-        if (!row[c]) {
+        uint8_t k = row[c];
+        if (!k) {
           c++;
           continue;
         }
         int64_t e = c;
-        while (e < cols && row[e]) e++;
+        while (e < cols && row[e] == k) e++;
         fprintf(f, "<rect x=\"%" PRId64 "\" y=\"%" PRId64 "\" width=\"%" PRId64
-                   "\" height=\"1\"/>\n", c, r, e - c);
+                   "\" height=\"1\"", c, r, e - c);
+        if (k > 1 && k < s->n_classes) {
+          fputs(" fill=\"", f);
+          rgb_attr(f, s->colour[k]);
+          fputc('"', f);
+        }
+        fputs("/>\n", f);
         c = e;
       }
     }
-  } else {
-    int64_t *pxcol = column_map(cols, L.w);
-    int64_t *acc = malloc((size_t)L.w * sizeof *acc);
-    int *lvl = malloc((size_t)L.w * sizeof *lvl);
-    if (!pxcol || !acc || !lvl) {
-      rc = fio_fail(err, errlen, path, "out of memory");
-    } else {
-      for (int64_t y = 0; y < L.h; y++) {
-        int64_t r0 = cell_at(y, rows, L.h), r1 = cell_at(y + 1, rows, L.h);
-        density_row(&L, mask, L.w, r0, r1, pxcol, acc);
-        for (int64_t x = 0; x < L.w; x++) {
-          int64_t c0 = cell_at(x, cols, L.w), c1 = cell_at(x + 1, cols, L.w);
-          double d = ink(acc[x], (r1 - r0) * (c1 - c0));
-          int q = (int)(d * SVG_LEVELS + 0.5);
-          lvl[x] = acc[x] > 0 && q < 1 ? 1 : q;
-        }
-        for (int64_t x = 0; x < L.w;) {
-          if (!lvl[x]) {
-            x++;
-            continue;
-          }
-          int64_t e = x;
-          while (e < L.w && lvl[e] == lvl[x]) e++;
-          fprintf(f, "<rect x=\"%" PRId64 "\" y=\"%" PRId64 "\" width=\"%" PRId64
-                     "\" height=\"1\" fill-opacity=\"%.4g\"/>\n",
-                  x, y, e - x, (double)lvl[x] / SVG_LEVELS);
-          x = e;
-        }
-      }
-    }
-    free(pxcol);
-    free(acc);
-    free(lvl);
+  } else if (svg_raster(f, s, &L) < 0) {
+    rc = fio_fail(err, errlen, path, "out of memory");
   }
   fprintf(f, "</g>\n");
   if (!big && unit >= GRID_MIN) {
-    fprintf(f, "<g stroke=\"rgb(%d,%d,%d)\" stroke-width=\"1\">\n", GRID[0],
-            GRID[1], GRID[2]);
+    fprintf(f, "<g stroke=\"");
+    rgb_attr(f, GRID);
+    fprintf(f, "\" stroke-width=\"1\">\n");
     for (int64_t c = 1; c < cols; c++)
       fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.1f\"/>\n",
               ml + (double)c * cx, mt, ml + (double)c * cx, mt + ph);
@@ -457,10 +738,30 @@ int image_write_svg(const char *path, const uint8_t *mask, int64_t rows,
               ml, mt + (double)r * cy, ml + pw, mt + (double)r * cy);
     fprintf(f, "</g>\n");
   }
+  for (int64_t h = 1; h < s->heads; h++) {
+    fprintf(f, "<line class=\"head\" x1=\"%.0f\" y1=\"%.2f\" x2=\"%.1f\" "
+               "y2=\"%.2f\" stroke=\"",
+            ml, mt + (double)(h * lq) * cy, ml + pw, mt + (double)(h * lq) * cy);
+    rgb_attr(f, SEPARATOR);
+    fprintf(f, "\" stroke-width=\"1.5\"/>\n");
+  }
   fprintf(f,
           "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.1f\" height=\"%.1f\" "
           "fill=\"none\" stroke=\"#888\"/>\n",
           ml, mt, pw, ph);
+  double lx = ml, ly = mt + ph + 20;
+  for (int k = 0; k < nleg; k++) {
+    const uint8_t *rgb;
+    const char *t = legend_text(s, k, &rgb);
+    fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"12\" height=\"12\" "
+               "stroke=\"#888\" fill=\"", lx, ly);
+    rgb_attr(f, rgb);
+    fprintf(f, "\"/>\n<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\">", lx + 16,
+            ly + 10);
+    xml_text(f, t);
+    fprintf(f, "</text>\n");
+    lx += 16 + 6.5 * (double)strlen(t) + 16;
+  }
   fprintf(f, "</svg>\n");
   if (rc < 0) { /* the message is already in err */
     fclose(f);

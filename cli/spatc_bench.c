@@ -97,6 +97,7 @@ static void cache_times(spatc_pat *pat, int64_t D, int threads, double *cold,
                             .cache = 1};
   double tc[3], tw[5];
   const char *why = NULL;
+  char whybuf[1024]; /* the kernel's cache_problem dies with the kernel */
   int ok = 1;
   for (int t = 0; t < 3 + 5 && ok; t++) {
     bool is_cold = t < 3;
@@ -106,7 +107,10 @@ static void cache_times(spatc_pat *pat, int64_t D, int threads, double *cold,
     ok = ok && spat_compile(pat->p, &o, &k) == SPAT_OK;
     double ms = spatc_now_ms() - t0;
     const spat_signature *sig = spat_kernel_signature(k);
-    if (ok && sig->cache_problem) why = sig->cache_problem;
+    if (ok && sig->cache_problem) {
+      snprintf(whybuf, sizeof whybuf, "%s", sig->cache_problem);
+      why = whybuf;
+    }
     ok = ok && !sig->cache_problem && sig->from_cache == !is_cold;
     if (is_cold) tc[t] = ms;
     else tw[t - 3] = ms;
@@ -527,6 +531,22 @@ int spatc_bench_main(int argc, char **argv) {
       vals[n_rt + t] = spat_input(docs + t * (size_t)args.Lk);
     rc = spatc_qkv_setup(&qkv, &args, &sh, &c, QKV_QKV);
   }
+  /* float inputs (language v2): ALiBi-like values 2^-(1 + e mod 8) */
+  float *fbuf[SPAT_MAX_DIMS * 4] = {NULL};
+  for (size_t t = 0; rc == SPATC_OK && t < n_in && t < sizeof fbuf / sizeof fbuf[0]; t++) {
+    const spat_arg_info *ai = &p->args[n_rt + t];
+    if (ai->kind != SPAT_KIND_FLOAT_INPUT) continue;
+    int64_t dims[SPAT_MAX_DIMS], n = 1;
+    int nd = spat_arg_shape(ai, args.B, args.H, args.Hkv, args.Lq, args.Lk, args.D, dims);
+    for (int d = 0; d < nd; d++) n *= dims[d];
+    fbuf[t] = nd < 0 ? NULL : spatc_xmalloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!fbuf[t]) {
+      rc = spatc_error("input '%s': cannot make its values", ai->name);
+      break;
+    }
+    for (int64_t e = 0; e < n; e++) fbuf[t][e] = 1.0f / (float)(2 << (e % 8));
+    vals[n_rt + t] = spat_input_f32(fbuf[t]);
+  }
   if (rc == SPATC_OK) {
     o = spatc_xmalloc(sizeof(float) * (size_t)(args.H * args.Lq * args.D));
     lse = spatc_xmalloc(sizeof(float) * (size_t)(args.H * args.Lq));
@@ -537,6 +557,7 @@ int spatc_bench_main(int argc, char **argv) {
     rc = bench(&in, &opt);
   }
   free(o), free(lse), free(docs), free(vals), free(rt);
+  for (size_t t = 0; t < sizeof fbuf / sizeof fbuf[0]; t++) free(fbuf[t]);
   spatc_qkv_free(&qkv);
   spatc_pat_free(&pat);
   sel_free(&sel);

@@ -589,8 +589,17 @@ int spatc_bind_runtime(int64_t *out, const spatc_pat *sp,
   return bad ? SPATC_EUSER : 0;
 }
 
+/* "(2, 4096)" */
+static void shape_text(char *out, size_t n, int nd, const int64_t *d) {
+  size_t u = (size_t)snprintf(out, n, "(");
+  for (int k = 0; k < nd && u < n; k++)
+    u += (size_t)snprintf(out + u, n - u, "%s%" PRId64, k ? ", " : "", d[k]);
+  if (u < n) snprintf(out + u, n - u, nd == 1 ? ",)" : ")");
+}
+
 int spatc_bind(spatc_bound *b, const spatc_pat *sp, const spatc_sel *s,
-               int64_t Lk) {
+               const struct spatc_args *sz) {
+  int64_t Lk = sz->Lk;
   const spat_pattern_info *p = &sp->info;
   memset(b, 0, sizeof *b);
   size_t n_runtime = spatc_n_runtime(p), n_args = p->n_args;
@@ -605,7 +614,9 @@ int spatc_bind(spatc_bound *b, const spatc_pat *sp, const spatc_sel *s,
   int bad = spatc_bind_runtime(runtime, sp, s) != 0;
   for (size_t r = 0; r < n_runtime; r++) b->args[r] = spat_scalar(runtime[r]);
   free(runtime);
-  for (size_t r = n_runtime; r < n_args; r++) b->args[r] = spat_input(NULL);
+  for (size_t r = n_runtime; r < n_args; r++)
+    b->args[r] = p->args[r].kind == SPAT_KIND_FLOAT_INPUT ? spat_input_f32(NULL)
+                                                          : spat_input(NULL);
 
   /* input arrays */
   for (int k = 0; k < s->inputs.n; k++) {
@@ -621,6 +632,7 @@ int spatc_bind(spatc_bound *b, const spatc_pat *sp, const spatc_sel *s,
     npy_array *arr = &b->arrays[idx];
     if (arr->data) npy_free(arr);    /* the last one wins */
     b->args[idx].input = NULL;
+    b->args[idx].finput = NULL;
     char err[512];
     const char *path = s->inputs.value[k];
     if (spatc_check_file(path)) {
@@ -632,17 +644,35 @@ int spatc_bind(spatc_bound *b, const spatc_pat *sp, const spatc_sel *s,
       bad = 1;
       continue;
     }
-    if (arr->dtype != NPY_I32) {
-      spatc_error("%s: input '%s' must be int32 ('<i4'), not %s", path,
-                  p->args[idx].name, spatc_dtype_name(arr->dtype));
+    bool flt = p->args[idx].kind == SPAT_KIND_FLOAT_INPUT;
+    int64_t want[SPAT_MAX_DIMS];
+    int nd = spat_arg_shape(&p->args[idx], sz->B, sz->H, sz->Hkv, sz->Lq, sz->Lk, sz->D,
+                            want);
+    bool same = nd == (int)arr->ndim;
+    for (int d = 0; same && d < nd; d++) same = arr->shape[d] == want[d];
+    /* a one-dimensional array of the right count fits any shape */
+    int64_t cnt = 1;
+    for (int d = 0; d < nd; d++) cnt *= want[d];
+    if (!same && arr->ndim == 1 && nd > 0 && npy_count(arr) == cnt) same = true;
+    char wtxt[160], gtxt[160];
+    if (nd > 0) shape_text(wtxt, sizeof wtxt, nd, want);
+    int64_t gd[8];
+    for (int d = 0; d < (int)arr->ndim && d < 8; d++) gd[d] = arr->shape[d];
+    shape_text(gtxt, sizeof gtxt, arr->ndim < 8 ? (int)arr->ndim : 8, gd);
+    if (arr->dtype != (flt ? NPY_F32 : NPY_I32)) {
+      spatc_error("%s: input '%s' must be %s, not %s", path, p->args[idx].name,
+                  flt ? "float32 ('<f4')" : "int32 ('<i4')", spatc_dtype_name(arr->dtype));
       bad = 1;
-    } else if (arr->ndim != 1 || arr->shape[0] != Lk) {
-      spatc_error("%s: input '%s' must have shape (%" PRId64 ",) (one entry "
-                  "per key), not %s%" PRId64 "%s",
-                  path, p->args[idx].name, Lk,
-                  arr->ndim == 1 ? "(" : "", npy_count(arr),
-                  arr->ndim == 1 ? ",)" : " entries");
+    } else if (nd < 0) {
+      spatc_error("input '%s': its declared shape is invalid for these sizes",
+                  p->args[idx].name);
       bad = 1;
+    } else if (!same) {
+      spatc_error("%s: input '%s' must have shape %s (as declared, for these sizes), not %s",
+                  path, p->args[idx].name, wtxt, gtxt);
+      bad = 1;
+    } else if (flt) {
+      b->args[idx] = spat_input_f32((const float *)arr->data);
     } else {
       b->args[idx].input = arr->data;
     }

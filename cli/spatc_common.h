@@ -77,13 +77,6 @@ enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
   X(NAME, "name", 0, "NAME", "C name of the entry (default: the pattern's)") \
   X(HEADER, "header", 0, "FILE", "the header (default: OUT with .h)")        \
   X(NO_CACHE, "no-cache", 0, NULL, "compile anew, without the disk cache") \
-  X(BACKWARD, "backward", 0, NULL, "also time the backward pass")           \
-  X(GRAD, "grad", 0, NULL, "also run the backward pass (dq, dk, dv)")       \
-  X(DOUT, "do", 0, "FILE.npy",                                               \
-    "--grad: dL/do, shaped as o (default: drawn from the seed)")             \
-  X(DQ, "dq", 0, "FILE.npy", "--grad: write dq, [B, H, Lq, D]")             \
-  X(DK, "dk", 0, "FILE.npy", "--grad: write dk, [B, Hkv, Lk, D]")           \
-  X(DV, "dv", 0, "FILE.npy", "--grad: write dv, [B, Hkv, Lk, D]") \
   X(REFERENCE, "reference", 0, "EXPR",                                       \
     "the dense reference pattern (default full; e.g. causal)")               \
   X(GOAL, "target", 0, "R",                                                  \
@@ -94,7 +87,19 @@ enum { SPATC_OK = 0, SPATC_EUSER = 1, SPATC_EUSAGE = 2 };
   X(MAX_EVALS, "max-evals", 0, "N", "settings measured at most (default 48)") \
   X(DIFF, "diff", 0, "FILE", "colour the pairs only FILE's pattern allows, only this one, both") \
   X(DIFF_PATTERN, "diff-pattern", 0, "NAME", "the pattern of --diff's FILE") \
-  X(TILES, "tiles", 0, NULL, "overlay the kernel's tile plan (full, partial, skipped)")
+  X(TILES, "tiles", 0, NULL, "overlay the kernel's tile plan (full, partial, skipped)") \
+  X(BACKWARD, "backward", 0, NULL, "also time the backward pass")           \
+  X(GRAD, "grad", 0, NULL, "also run the backward pass (dq, dk, dv)")       \
+  X(DOUT, "do", 0, "FILE.npy",                                               \
+    "--grad: dL/do, shaped as o (default: drawn from the seed)")             \
+  X(DQ, "dq", 0, "FILE.npy", "--grad: write dq, [B, H, Lq, D]")             \
+  X(DK, "dk", 0, "FILE.npy", "--grad: write dk, [B, Hkv, Lk, D]")           \
+  X(DV, "dv", 0, "FILE.npy", "--grad: write dv, [B, Hkv, Lk, D]")  \
+  X(PAGE_TABLE, "page-table", 0, "FILE.npy",                                 \
+    "paged KV cache: page ids [B, max_pages], int32; --k, --v are pools "    \
+    "[n_pages, page_size, Hkv, D]")                                          \
+  X(SEQ_LENS, "seq-lens", 0, "FILE.npy",                                     \
+    "paged KV cache: keys of each sequence [B], int32")
 
 typedef enum {
   OPT_NONE = 0,
@@ -205,8 +210,9 @@ typedef struct spatc_bound {
 int spatc_bind_runtime(int64_t *out, const spatc_pat *sp, const spatc_sel *s);
 /* Also the input arrays and extern functions: 0 or 1 after printing
  * (unknown or missing names, bad arrays). */
+struct spatc_args;
 int spatc_bind(spatc_bound *b, const spatc_pat *sp, const spatc_sel *s,
-               int64_t Lk);
+               const struct spatc_args *sizes);
 void spatc_bound_free(spatc_bound *b);
 
 /* Sizes and tensors: --batch --heads --kv-heads --lq --lk --len --dim

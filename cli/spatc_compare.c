@@ -201,20 +201,38 @@ static void print_json(entry *es, int n, const ex_ref *r) {
   printf("]}\n");
 }
 
-/* Loads, binds, compiles, measures one entry; 0 or 1 after printing. */
-static int measure(entry *e, const spatc_sel *all, const ex_ref *r,
-                   const ex_opts *o) {
+/* Loads and binds one entry; 0 or 1 after printing. */
+static int prepare(entry *e, const spatc_sel *all, const spatc_args *a) {
   int rc = spatc_load(&e->pat, &e->sel);
   if (!rc) rc = take_args(e, all);
-  if (!rc) rc = spatc_bind(&e->bound, &e->pat, &e->sel, r->a.Lk);
+  if (!rc) rc = spatc_bind(&e->bound, &e->pat, &e->sel, a);
+  if (rc) fprintf(stderr, "spatc: compare: %s failed\n", e->spec);
+  return rc;
+}
+
+/* Compiles and measures one entry; 0 or 1 after printing. */
+static int measure(entry *e, const ex_ref *r, const ex_opts *o) {
   spat_kernel *k = NULL;
-  if (!rc) rc = ex_compile(e->pat.p, e->pat.ctx, &r->a, o, &k);
+  int rc = ex_compile(e->pat.p, e->pat.ctx, &r->a, o, &k);
   if (!rc)
     rc = ex_measure(r, k, e->pat.ctx, e->bound.args, e->bound.n_args, o, &e->ev);
   spat_kernel_free(k);
   e->done = rc == 0;
   if (rc) fprintf(stderr, "spatc: compare: %s failed\n", e->spec);
   return rc;
+}
+
+/* One reference for all: with another than `full` (whose alignment does
+ * not matter), the patterns must share their alignment. */
+static int alignment(const entry *es, int n, ex_opts *o) {
+  o->top_left = es[0].pat.info.top_left;
+  bool full = !o->reference || strcmp(o->reference, "full") == 0;
+  for (int x = 1; x < n && !full; x++)
+    if (es[x].pat.info.top_left != o->top_left)
+      return spatc_error("%s and %s have different alignments: compare them "
+                         "against --reference %s separately", es[0].spec,
+                         es[x].spec, o->reference);
+  return 0;
 }
 
 int spatc_compare_main(int argc, char **argv) {
@@ -254,9 +272,12 @@ int spatc_compare_main(int argc, char **argv) {
   memset(&ref, 0, sizeof ref);
   bool have_v = false;
   if (rc == SPATC_OK) rc = ex_activations(&qkv, &a, &have_v, &sh, &c);
+  for (int x = 0; rc == SPATC_OK && x < o.n_specs; x++)
+    rc = prepare(&es[x], &all, &a);
+  if (rc == SPATC_OK) rc = alignment(es, o.n_specs, &o.ex);
   if (rc == SPATC_OK) rc = ex_ref_make(&ref, &a, have_v, &o.ex);
   for (int x = 0; rc == SPATC_OK && x < o.n_specs; x++)
-    rc = measure(&es[x], &all, &ref, &o.ex);
+    rc = measure(&es[x], &ref, &o.ex);
   if (rc == SPATC_OK) {
     char src[96];
     if (sh.q)

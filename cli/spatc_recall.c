@@ -131,7 +131,8 @@ int spatc_recall_main(int argc, char **argv) {
   memset(&ev, 0, sizeof ev);
   rc = spatc_load(&pat, &sel);
   if (!rc) rc = ex_activations(&qkv, &a, &have_v, &sh, &c);
-  if (!rc) rc = spatc_bind(&bound, &pat, &sel, a.Lk);
+  if (!rc) rc = spatc_bind(&bound, &pat, &sel, &a);
+  if (!rc) o.ex.top_left = pat.info.top_left; /* the same alignment */
   if (!rc) rc = ex_ref_make(&ref, &a, have_v, &o.ex);
   if (!rc) rc = ex_compile(pat.p, pat.ctx, &a, &o.ex, &k);
   if (!rc) rc = ex_measure(&ref, k, pat.ctx, bound.args, bound.n_args, &o.ex, &ev);

@@ -59,11 +59,70 @@ static int write_f32(const char *path, int ndim, const int64_t *shape,
   return 0;
 }
 
+/* A paged KV cache from files: q, the k and v pools, the tables. */
+typedef struct paged {
+  npy_array f[5];            /* q, k, v, page table, sequence lengths */
+  spat_paged_kv kv;
+} paged;
+
+static int read_i32(const char *path, int ndim, npy_array *out) {
+  char err[512];
+  memset(out, 0, sizeof *out);
+  int rc = spatc_check_file(path);
+  if (rc) return rc;
+  if (npy_read(path, out, err, sizeof err) != 0) return spatc_lib_error(err);
+  if (out->dtype != NPY_I32 || out->ndim != ndim)
+    return spatc_error("%s: must be int32 ('<i4') with %d dimension%s", path,
+                       ndim, ndim == 1 ? "" : "s");
+  return 0;
+}
+
+/* The sizes come from the files: q [B, H, Lq, D], pools [n_pages,
+ * page_size, Hkv, D], page table [B, max_pages], lengths [B]; Lk is the
+ * longest sequence (the library checks the tables). */
+static int paged_setup(paged *p, spatc_args *a, const spatc_shape *s,
+                       const cli *c, const char *pt, const char *sl) {
+  if (!s->q || !s->k || !s->v || s->seeded || s->layout != SPAT_LAYOUT_BHLD)
+    return cli_usage_error(c, "a paged KV cache needs --q, --k and --v files "
+                              "(layout bhld)");
+  int rc;
+  if ((rc = spatc_read_f32("q", s->q, 4, &p->f[0])) ||
+      (rc = spatc_read_f32("k", s->k, 4, &p->f[1])) ||
+      (rc = spatc_read_f32("v", s->v, 4, &p->f[2])) ||
+      (rc = read_i32(pt, 2, &p->f[3])) || (rc = read_i32(sl, 1, &p->f[4])))
+    return rc;
+  const int64_t *q = p->f[0].shape, *k = p->f[1].shape;
+  for (int d = 0; d < 4; d++)
+    if (p->f[2].shape[d] != k[d])
+      return spatc_error("%s: the v pool's shape differs from the k pool's",
+                         s->v);
+  if (k[3] != q[3])
+    return spatc_error("%s: D = %" PRId64 " differs from q's %" PRId64, s->k,
+                       k[3], q[3]);
+  if (p->f[3].shape[0] != q[0] || p->f[4].shape[0] != q[0])
+    return spatc_error("%s, %s: %" PRId64 " sequences expected (q's B)", pt,
+                       sl, q[0]);
+  a->B = q[0], a->H = q[1], a->Lq = q[2], a->D = q[3], a->Hkv = k[2];
+  a->Lk = 0;
+  const int32_t *lens = p->f[4].data;
+  for (int64_t b = 0; b < a->B; b++)
+    if (lens[b] > a->Lk) a->Lk = lens[b];
+  p->kv = (spat_paged_kv){p->f[3].data, lens, k[0], k[1], p->f[3].shape[1]};
+  spatc_tensor *ts[3] = {&a->q, &a->k, &a->v};
+  for (int x = 0; x < 3; x++) {
+    ts[x]->data = p->f[x].data;
+    spatc_strides(ts[x], SPAT_LAYOUT_BHLD, x ? a->Hkv : a->H,
+                  x ? k[1] : a->Lq, a->D);
+  }
+  return 0;
+}
+
 typedef struct run_opts {
   const char *out, *lse;     /* -o, --lse */
   const char *dout, *grad[3]; /* --do; --dq, --dk, --dv */
   bool do_grad;              /* --grad */
   const char *backend;
+  const char *page_table, *seq_lens; /* a paged KV cache */
   double scale;              /* 0: 1/sqrt(D) */
   int64_t threads;
   bool verbose, explicit_backend, cache;
@@ -76,6 +135,8 @@ static int run_option(void *ctx, const cli *c, int id) {
   case OPT_NO_CACHE: o->cache = false; return 0;
   case OPT_OUTPUT: o->out = c->arg; return 0;
   case OPT_LSE: o->lse = c->arg; return 0;
+  case OPT_PAGE_TABLE: o->page_table = c->arg; return 0;
+  case OPT_SEQ_LENS: o->seq_lens = c->arg; return 0;
   case OPT_GRAD: o->do_grad = true; return 0;
   case OPT_DOUT: o->dout = c->arg; return 0;
   case OPT_DQ: o->grad[0] = c->arg; return 0;
@@ -168,7 +229,8 @@ int spatc_run_main(int argc, char **argv) {
       OPT_K, OPT_V, OPT_SEED, OPT_BATCH, OPT_HEADS, OPT_KVHEADS, OPT_LEN,
       OPT_LQ, OPT_LK, OPT_DIM, OPT_LAYOUT, OPT_SCALE, OPT_OUTPUT, OPT_LSE,
       OPT_BACKEND, OPT_THREADS, OPT_VERBOSE, OPT_NO_CACHE, OPT_GRAD,
-      OPT_DOUT, OPT_DQ, OPT_DK, OPT_DV, OPT_NONE};
+      OPT_DOUT, OPT_DQ, OPT_DK, OPT_DV, OPT_PAGE_TABLE, OPT_SEQ_LENS,
+      OPT_NONE};
   cli c;
   cli_init(&c, argc, argv,
            "FILE (--q Q.npy --k K.npy --v V.npy | --seed S --len N) "
@@ -182,14 +244,16 @@ int spatc_run_main(int argc, char **argv) {
            "a summary line goes to stderr.  JIT kernels are kept in the\n"
            "disk kernel cache (see spatc cache) unless --no-cache.  --grad runs the "
            "backward\npass too (dL/do from --do, else from the seed) and "
-           "writes --dq, --dk, --dv.",
+           "writes --dq, --dk, --dv.\nA paged KV cache: --page-table PT.npy "
+           "--seq-lens SL.npy, with --k and --v\nthe page pools [n_pages, "
+           "page_size, Hkv, D] and --q [B, H, Lq, D] (bhld).",
            ok);
   spatc_sel sel;
   spatc_shape sh;
   sel_init(&sel);
   shape_init(&sh);
   run_opts opt = {NULL, NULL, NULL, {NULL, NULL, NULL}, false,
-                  DEFAULT_BACKEND, 0, 0, false, false, true};
+                  DEFAULT_BACKEND, NULL, NULL, 0, 0, false, false, true};
   int rc = spatc_parse(&c, &sel, &sh, run_option, &opt);
   if (rc == SPATC_OK && !opt.do_grad &&
       (opt.dout || opt.grad[0] || opt.grad[1] || opt.grad[2]))
@@ -220,9 +284,18 @@ int spatc_run_main(int argc, char **argv) {
   float *o = NULL, *o_kernel = NULL, *lse = NULL;
   spat_kernel *kernel = NULL;
   const char *cache_state = "off";
-  rc = spatc_load(&pat, &sel);
-  if (rc == SPATC_OK) rc = spatc_qkv_setup(&qkv, &a, &sh, &c, QKV_QKV);
-  if (rc == SPATC_OK) rc = spatc_bind(&bound, &pat, &sel, a.Lk);
+  paged pg;
+  memset(&pg, 0, sizeof pg);
+  memset(&pat, 0, sizeof pat);
+  if (!opt.page_table != !opt.seq_lens)
+    rc = cli_usage_error(&c, "give both --page-table and --seq-lens");
+  else
+    rc = spatc_load(&pat, &sel);
+  if (rc == SPATC_OK && opt.page_table)
+    rc = paged_setup(&pg, &a, &sh, &c, opt.page_table, opt.seq_lens);
+  else if (rc == SPATC_OK)
+    rc = spatc_qkv_setup(&qkv, &a, &sh, &c, QKV_QKV);
+  if (rc == SPATC_OK) rc = spatc_bind(&bound, &pat, &sel, &a);
   if (rc == SPATC_OK) {
     int64_t n_o = a.B * a.H * a.Lq * a.D;   /* bounded: q has as many */
     o = spatc_xmalloc((size_t)n_o * sizeof(float));
@@ -275,6 +348,7 @@ int spatc_run_main(int argc, char **argv) {
     t.o = o_kernel;
     t.lse = lse;
     t.scale = (float)opt.scale;
+    if (opt.page_table) t.Lk = 0, t.paged = &pg.kv;
     double t0 = spatc_now_ms();
     st = spat_kernel_call(kernel, &t, bound.args, bound.n_args);
     t_run = spatc_now_ms() - t0;
@@ -309,6 +383,8 @@ int spatc_run_main(int argc, char **argv) {
   free(lse);
   spatc_bound_free(&bound);
   spatc_qkv_free(&qkv);
+  for (int x = 0; x < 5; x++)
+    if (pg.f[x].data) npy_free(&pg.f[x]);
   spatc_pat_free(&pat);
   sel_free(&sel);
   return rc;

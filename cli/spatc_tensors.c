@@ -286,7 +286,7 @@ int spatc_rows_open(spatc_rows *r, const spatc_sel *sel,
                            r->a.H == 1 ? "" : "s");
   r->h0 = sh->head >= 0 ? sh->head : 0;
   r->h1 = sh->head >= 0 ? sh->head + 1 : r->a.H;
-  rc = spatc_bind(&r->bound, &r->pat, sel, r->a.Lk);
+  rc = spatc_bind(&r->bound, &r->pat, sel, &r->a);
   if (rc) return rc;
   spat_compile_options o = {.D = r->a.D, .layout = (spat_layout)r->a.layout,
                             .threads = 1, .backend = SPAT_BACKEND_INTERP};

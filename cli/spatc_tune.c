@@ -471,7 +471,8 @@ int spatc_tune_main(int argc, char **argv) {
   if (rc == SPATC_OK) rc = spatc_load(&pat, &sel);
   if (rc == SPATC_OK) rc = choose_params(&o, &pat, &sel, start);
   if (rc == SPATC_OK) rc = ex_activations(&qkv, &a, &have_v, &sh, &c);
-  if (rc == SPATC_OK) rc = spatc_bind(&bound, &pat, &sel, a.Lk);
+  if (rc == SPATC_OK) rc = spatc_bind(&bound, &pat, &sel, &a);
+  if (rc == SPATC_OK) o.ex.top_left = pat.info.top_left; /* the same alignment */
   if (rc == SPATC_OK) rc = ex_ref_make(&ref, &a, have_v, &o.ex);
   if (rc == SPATC_OK) {
     /* a rejected value is a point of the curve: its note says why */

@@ -592,6 +592,48 @@ static void gen_where_table(bld *b, const ir_node *root) {
   if (!b->oom) b->w[at] = count;
 }
 
+/* ---- the join table (plan_ops.h) ---- */
+
+/* 1: of i alone, 2: of j alone, 0: neither or both (or an extern). */
+static int join_side(const ir_node *n) {
+  bool i = ir_has_op(n, IR_VAR_I), j = ir_has_op(n, IR_VAR_J);
+  if (ir_has_op(n, IR_EXTERN) || i == j) return 0;
+  return i ? 1 : 2;
+}
+
+/* The equalities f(i) == g(j) of a && tree of them, f first. */
+static bool join_atoms(const ir_node *n, const ir_node **f, const ir_node **g,
+                       int *k) {
+  if (n->op == IR_LAND)
+    return join_atoms(n->kids[0], f, g, k) && join_atoms(n->kids[1], f, g, k);
+  if (n->op != IR_EQ || *k == PLAN_JOIN_MAX) return false;
+  int a = join_side(n->kids[0]), c = join_side(n->kids[1]);
+  if (a == 0 || c == 0 || a == c) return false;
+  f[*k] = n->kids[a == 1 ? 0 : 1], g[*k] = n->kids[a == 1 ? 1 : 0];
+  ++*k;
+  return true;
+}
+
+/* Returns the table's offset, 0 when the root is no such join. */
+static int64_t gen_join_table(bld *b, const ir_node *root) {
+  const ir_node *f[PLAN_JOIN_MAX], *g[PLAN_JOIN_MAX];
+  int k = 0;
+  if (root->op != IR_WHERE || !join_atoms(root->kids[0], f, g, &k) ||
+      ir_tree_size(root, BOX_WORDS) >= BOX_WORDS / 2)
+    return 0;
+  size_t at = b->n;
+  emit(b, k);
+  for (int t = 0; t < 2 * k; t++) {
+    size_t len_at = emit(b, 0), start = b->n;
+    if (!enc_int(b, t % 2 ? g[t / 2] : f[t / 2], start + BOX_WORDS)) {
+      b->n = at;
+      return 0;
+    }
+    if (!b->oom) b->w[len_at] = (int64_t)(b->n - start);
+  }
+  return (int64_t)at;
+}
+
 int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   if (!p || !p->root) {
     rt_errf(err, errlen, RT_EINVAL, "an_build: no program");
@@ -619,6 +661,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   emit(&b, PLAN_END);
   size_t where_at = b.n;
   gen_where_table(&b, p->root);
+  int64_t join_at = gen_join_table(&b, p->root);
   int64_t *plan = NULL;
   if (b.oom) {
     rt_errf(err, errlen, RT_EINVAL, "out of memory");
@@ -646,6 +689,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     b.w[PLAN_W_CODE] = PLAN_HDR;
     b.w[PLAN_W_NIN] = p->n_inputs;
     b.w[PLAN_W_WHERE] = (int64_t)where_at;
+    b.w[PLAN_W_JOIN] = join_at;
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
   free(b.w);
@@ -749,6 +793,37 @@ static int explain_exact(FILE *f, const ir_program *p, const plan_env *env,
   return rc;
 }
 
+int64_t an_tile_classes(const int64_t *plan, const plan_env *env, int64_t r0,
+                        int64_t r1, int64_t bk, plan_span *sp, int64_t cap,
+                        int64_t *kt, char *err, size_t errlen) {
+  int64_t Lk = env->Lk, nkt = (Lk + bk - 1) / bk;
+  int64_t n = plan_tiles(plan, env, r0, r1, sp, cap, err, errlen);
+  if (n < 0) return -1;
+  memset(kt, 0, sizeof *kt * (size_t)(nkt ? nkt : 1));
+  for (int64_t s = 0; s < n; s++) {
+    /* kt: 1 touched by a PARTIAL span or partly covered, 2 all FULL */
+    for (int64_t q = sp[s].k0 / bk; q <= (sp[s].k1 - 1) / bk; q++) {
+      int64_t q0 = q * bk, q1 = q0 + bk < Lk ? q0 + bk : Lk;
+      bool whole = sp[s].kind == PLAN_FULL && sp[s].k0 <= q0 && sp[s].k1 >= q1;
+      if (whole && kt[q] == 0) kt[q] = 2;
+      else if (!whole && kt[q] == 2) {
+        /* two FULL spans can still cover a tile together */
+        int64_t c = 0;
+        for (int64_t u = 0; u < n; u++)
+          if (sp[u].kind == PLAN_FULL) {
+            int64_t a = sp[u].k0 > q0 ? sp[u].k0 : q0;
+            int64_t z = sp[u].k1 < q1 ? sp[u].k1 : q1;
+            if (z > a) c += z - a;
+          }
+        kt[q] = c == q1 - q0 ? 2 : 1;
+      } else if (!whole) {
+        kt[q] = 1;
+      }
+    }
+  }
+  return n;
+}
+
 int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
                int64_t Lk, int64_t bq, int64_t bk, const int64_t *runtime,
                char *err, size_t errlen) {
@@ -806,38 +881,19 @@ int an_explain(FILE *f, const ir_program *p, int64_t H, int64_t Lq,
     int64_t nfull = 0, npart = 0, nspans = 0, maxspans = 0;
     for (int64_t t = 0; t < nqt; t++) {
       int64_t r0 = t * bq, r1 = r0 + bq < Lq ? r0 + bq : Lq;
-      int64_t n = plan_tiles(plan, &env, r0, r1, sp, cap, err, errlen);
+      int64_t n = an_tile_classes(plan, &env, r0, r1, bk, sp, cap, kt, err,
+                                  errlen);
       if (n < 0) {
         rc = -1;
         break;
       }
       nspans += n;
       if (n > maxspans) maxspans = n;
-      memset(kt, 0, sizeof *kt * (size_t)nkt);
       int64_t nf = 0, na = 0;
       for (int64_t s = 0; s < n; s++) {
         int64_t len = sp[s].k1 - sp[s].k0;
         na += len;
         if (sp[s].kind == PLAN_FULL) nf += len;
-        /* kt: 1 touched by a PARTIAL span or partly covered, 2 all FULL */
-        for (int64_t q = sp[s].k0 / bk; q <= (sp[s].k1 - 1) / bk; q++) {
-          int64_t q0 = q * bk, q1 = q0 + bk < Lk ? q0 + bk : Lk;
-          bool whole = sp[s].kind == PLAN_FULL && sp[s].k0 <= q0 && sp[s].k1 >= q1;
-          if (whole && kt[q] == 0) kt[q] = 2;
-          else if (!whole && kt[q] == 2) {
-            /* two FULL spans can still cover a tile together */
-            int64_t c = 0;
-            for (int64_t u = 0; u < n; u++)
-              if (sp[u].kind == PLAN_FULL) {
-                int64_t a = sp[u].k0 > q0 ? sp[u].k0 : q0;
-                int64_t z = sp[u].k1 < q1 ? sp[u].k1 : q1;
-                if (z > a) c += z - a;
-              }
-            kt[q] = c == q1 - q0 ? 2 : 1;
-          } else if (!whole) {
-            kt[q] = 1;
-          }
-        }
       }
       for (int64_t q = 0; q < nkt; q++) nfull += kt[q] == 2, npart += kt[q] == 1;
       for (int64_t r = r0; r < r1; r++) lo[r] = nf, hi[r] = na;

@@ -12,6 +12,15 @@
  * program at once. */
 int64_t *an_build(const ir_program *p, char *err, size_t errlen);
 
+/* The key tiles of bk keys that query rows [r0, r1) visit under the plan:
+ * kt[q] (q < ceil(Lk / bk)) = 0 none of its keys is in a span, 2 FULL
+ * spans cover it all, 1 otherwise (the mask is evaluated there).  sp[cap]
+ * (cap >= plan_max_spans) receives the spans; returns their number, or -1
+ * with err on a run-time error. */
+int64_t an_tile_classes(const int64_t *plan, const plan_env *env, int64_t r0,
+                        int64_t r1, int64_t bk, plan_span *sp, int64_t cap,
+                        int64_t *kt, char *err, size_t errlen);
+
 /* `spatc explain`: the IR, the plan, and for the given sizes a summary over
  * query tiles of bq rows and key tiles of bk keys: tiles full / partial /
  * empty, keys per row (min, median, max). */

@@ -567,7 +567,8 @@ static char *entry_type(const ir_program *p) {
     used += (size_t)snprintf(s + used, n - used, ", int64_t %s",
                              p->runtime[k].name);
   for (int k = 0; k < p->n_inputs; k++)
-    used += (size_t)snprintf(s + used, n - used, ", const int32_t *%s",
+    used += (size_t)snprintf(s + used, n - used, ", const %s *%s",
+                             p->inputs[k].is_float ? "float" : "int32_t",
                              p->inputs[k].name);
   snprintf(s + used, n - used, ")");
   return s;
@@ -679,10 +680,8 @@ static spat_status compile(spat_pattern *pat, const spat_compile_options *o,
   }
   for (int a = 0; a < p->n_runtime; a++)
     k->args[a] = (spat_arg_info){p->runtime[a].name, SPAT_KIND_SCALAR,
-                                 p->runtime[a].has_deflt, p->runtime[a].deflt};
-  for (int a = 0; a < p->n_inputs; a++)
-    k->args[p->n_runtime + a] =
-        (spat_arg_info){p->inputs[a].name, SPAT_KIND_INPUT, false, 0};
+                                 p->runtime[a].has_deflt, p->runtime[a].deflt, 0, NULL};
+  for (int a = 0; a < p->n_inputs; a++) k->args[p->n_runtime + a] = api_input_info(p, a);
   for (int a = 0; a < p->n_inputs; a++) k->input_names[a] = p->inputs[a].name;
   k->shape = (args_shape){o->D,           (int)o->layout, p->n_inputs,
                          k->input_names, k->externs,     o->threads};
@@ -794,18 +793,16 @@ spat_status spat_kernel_run(const spat_kernel *kk, const spat_tensors *t,
   va_list ap;
   va_start(ap, t);
   for (int a = 0; a < p->n_runtime; a++) scalars[a] = va_arg(ap, int64_t);
-  for (int a = 0; a < p->n_inputs; a++) inputs[a] = va_arg(ap, const int32_t *);
+  for (int a = 0; a < p->n_inputs; a++)
+    inputs[a] = p->inputs[a].is_float ? (const int32_t *)(const void *)va_arg(ap, const float *)
+                                      : va_arg(ap, const int32_t *);
   va_end(ap);
   spat_status st = run_kernel(k, t, scalars, inputs);
   api_kernel_put(k);
   return st;
 }
 
-static const char *kind_name(spat_kind kind) {
-  return kind == SPAT_KIND_SCALAR  ? "a runtime scalar"
-         : kind == SPAT_KIND_INPUT ? "an input array"
-                                   : "an unknown kind";
-}
+static const char *kind_name(spat_kind kind) { return api_kind_name(kind); }
 
 /* The n generic arguments of a call (who: the API function) checked
  * against the signature and split into scalars and input arrays. */
@@ -830,7 +827,7 @@ static spat_status unpack_args(const spat_kernel *k, const char *who,
     if (args[a].kind == SPAT_KIND_SCALAR)
       scalars[ns++] = args[a].scalar;
     else
-      inputs[ni++] = args[a].input;
+      inputs[ni++] = api_value_array(&args[a]);
   }
   return SPAT_OK;
 }
@@ -861,15 +858,18 @@ static spat_status kernel_backward(const spat_kernel *k, const spat_tensors *t,
   bool empty = false;
   rt_status rs =
       args_make(&k->shape, t, scalars, inputs, &a, &empty, err, sizeof err);
+  if (rs == RT_OK && a.paged)
+    rs = rt_errf(err, sizeof err, RT_EUNSUPPORTED,
+                 "the backward pass does not take a paged KV cache");
   if (rs == RT_OK)
     rs = args_make_grads(&k->shape, t, g, &a, &rg, err, sizeof err);
-  /* spat_grads.dinputs: one per float input; rt_grad's: one per input */
-  float *dins[FFI_ENTRY_MAX_ARGS + 1];
-  const ir_program *p = k->prog;
-  if (rs == RT_OK && g->dinputs && p->n_inputs <= FFI_ENTRY_MAX_ARGS) {
-    for (int x = 0, f = 0; x < p->n_inputs; x++)
-      dins[x] = p->inputs[x].is_float ? g->dinputs[f++] : NULL;
-    rg.dinputs = dins;
+  /* spat_grads.dinputs: one per float input in signature order; rt_grad's:
+   * one per program input (NULL for the int ones) */
+  float *din[FFI_ENTRY_MAX_ARGS + 1] = {NULL};
+  if (rs == RT_OK && g != NULL && g->dinputs != NULL && k->prog->score) {
+    for (int x = 0, fi = 0; x < k->prog->n_inputs && x < FFI_ENTRY_MAX_ARGS; x++)
+      if (k->prog->inputs[x].is_float) din[x] = g->dinputs[fi++];
+    rg.dinputs = din;
   }
   if (rs == RT_OK && !rt_grad_empty(&a, &rg))
     rs = k->be->backward
@@ -900,6 +900,37 @@ spat_status spat_kernel_call(const spat_kernel *kk, const spat_tensors *t,
 }
 
 /* ---- for the other api_*.c files (api_internal.h) ------------------------ */
+
+const char *api_kind_name(spat_kind kind) {
+  return kind == SPAT_KIND_SCALAR        ? "a runtime scalar"
+         : kind == SPAT_KIND_INPUT       ? "an input array"
+         : kind == SPAT_KIND_FLOAT_INPUT ? "a float input array"
+                                         : "an unknown kind";
+}
+
+const int32_t *api_value_array(const spat_value *v) {
+  return v->kind == SPAT_KIND_FLOAT_INPUT ? (const int32_t *)(const void *)v->finput
+                                          : v->input;
+}
+
+spat_arg_info api_input_info(const ir_program *p, int k) {
+  const ir_input *in = &p->inputs[k];
+  return (spat_arg_info){in->name, in->is_float ? SPAT_KIND_FLOAT_INPUT : SPAT_KIND_INPUT,
+                         false, 0, in->n_dims ? in->n_dims : 1, in};
+}
+
+int spat_arg_shape(const spat_arg_info *a, int64_t B, int64_t H, int64_t Hkv,
+                   int64_t Lq, int64_t Lk, int64_t D, int64_t *dims) {
+  if (a == NULL || a->shape == NULL || dims == NULL) return -1;
+  ir_program one = {0};
+  one.n_inputs = 1;
+  one.inputs = (ir_input *)a->shape;
+  const int64_t sz[6] = {B, H, Hkv == 0 ? H : Hkv, Lq, Lk, D};
+  if (ir_input_len(&one, 0, sz) < 0) return -1;
+  int nd = one.inputs->n_dims ? one.inputs->n_dims : 1;
+  for (int d = 0; d < nd; d++) dims[d] = ir_input_dim(&one, 0, d, sz);
+  return nd;
+}
 
 spat_status api_fail(spat_ctx *c, spat_status st, const char *fmt, ...) {
   char msg[ERR_LEN];

@@ -125,4 +125,10 @@ spat_status api_make_pattern(spat_ctx *c, source *s, const char *want,
                              const fe_define *defs, int n_defs,
                              spat_pattern **out);
 
+/* Language version 2 arguments: kinds' names for messages, the pointer a
+ * value passes in the input table, an input's spat_arg_info. */
+const char *api_kind_name(spat_kind kind);
+const int32_t *api_value_array(const spat_value *v);
+spat_arg_info api_input_info(const ir_program *p, int k);
+
 #endif

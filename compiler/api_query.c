@@ -21,6 +21,7 @@
 #include "api_internal.h"
 #include "analyze.h"
 #include "interp.h"
+#include "kernel_rt.h"
 #include "regfile.h"
 
 #define MAX_ARGS 64 /* a kernel's scalars and inputs (ffi_call.h) */
@@ -246,10 +247,8 @@ static spat_status describe(spat_pattern *p, spat_pattern_info *out) {
   for (int k = 0; k < prog->n_runtime; k++)
     args[k] = (spat_arg_info){prog->runtime[k].name, SPAT_KIND_SCALAR,
                               prog->runtime[k].has_deflt,
-                              prog->runtime[k].deflt};
-  for (int k = 0; k < prog->n_inputs; k++)
-    args[prog->n_runtime + k] =
-        (spat_arg_info){prog->inputs[k].name, SPAT_KIND_INPUT, false, 0};
+                              prog->runtime[k].deflt, 0, NULL};
+  for (int k = 0; k < prog->n_inputs; k++) args[prog->n_runtime + k] = api_input_info(prog, k);
   for (int k = 0; k < prog->n_externs; k++)
     ext[k] = (spat_extern_info){prog->externs[k].name,
                                 prog->externs[k].n_args};
@@ -258,7 +257,8 @@ static spat_status describe(spat_pattern *p, spat_pattern_info *out) {
                              args,
                              (size_t)prog->n_externs,
                              ext,
-                             ir_is_data_dependent(prog)};
+                             ir_is_data_dependent(prog),
+                             prog->top_left};
   return SPAT_OK;
 }
 
@@ -272,11 +272,7 @@ spat_status spat_pattern_describe(spat_pattern *pp, spat_pattern_info *out) {
 
 /* ---- masks --------------------------------------------------------------- */
 
-static const char *kind_name(spat_kind kind) {
-  return kind == SPAT_KIND_SCALAR  ? "a runtime scalar"
-         : kind == SPAT_KIND_INPUT ? "an input array"
-                                   : "an unknown kind";
-}
+static const char *kind_name(spat_kind kind) { return api_kind_name(kind); }
 
 /* Checks a mask query and makes its rt_args (scalars and inputs into the
  * caller's arrays, which a points to). */
@@ -308,7 +304,7 @@ static spat_status mask_args(const spat_kernel *k, const char *fn,
     if (args[x].kind == SPAT_KIND_SCALAR)
       scalars[ns++] = args[x].scalar;
     else
-      inputs[ni++] = args[x].input;
+      inputs[ni++] = api_value_array(&args[x]);
   }
   bool topk = ir_is_data_dependent(k->prog);
   if (topk && (t->q == NULL || t->k == NULL))
@@ -317,6 +313,10 @@ static spat_status mask_args(const spat_kernel *k, const char *fn,
                  sig->pattern);
   /* v and o are not read, nor q and k without topk: stand-ins pass the
    * checks of a run */
+  if (t->paged)
+    return api_fail(c, SPAT_EUNSUPPORTED,
+                    "%s: masks of a paged KV cache are not supported (give "
+                    "the sequence's sizes, dense)", fn);
   static float none[1];
   spat_tensors u = *t;
   u.v = none;
@@ -423,6 +423,72 @@ spat_status spat_kernel_mask_count(const spat_kernel *kk,
   if (k == NULL) return SPAT_EINVAL;
   spat_status st =
       kernel_mask_count(k, t, args, n_args, b, h, r0, n_rows, counts);
+  api_kernel_put(k);
+  return st;
+}
+
+/* ---- the tile plan ------------------------------------------------------- */
+
+
+static spat_status kernel_tiles(const spat_kernel *k, const spat_tensors *t,
+                                const spat_value *args, size_t n_args,
+                                int64_t b, int64_t h, int64_t bq, int64_t bk,
+                                uint8_t *out) {
+  int64_t scalars[MAX_ARGS + 1];
+  const int32_t *inputs[MAX_ARGS + 1];
+  rt_args a;
+  if (bq == 0) bq = KR_BQ; /* the JIT's tiles */
+  if (bk == 0) bk = KR_BK;
+  if (bq < 0 || bk < 0)
+    return api_fail(k->ctx, SPAT_EINVAL,
+                    "spat_kernel_tiles: tiles %lld x %lld (>= 1, or 0)",
+                    (long long)bq, (long long)bk);
+  /* the plan reads no tensor: stand-ins for q and k, also with topk */
+  static float none[1];
+  spat_tensors u;
+  if (t != NULL) {
+    u = *t;
+    if (u.q == NULL) u.q = none;
+    if (u.k == NULL) u.k = none;
+  }
+  spat_status st = mask_args(k, "spat_kernel_tiles", t ? &u : NULL, args,
+                             n_args, b, h, 0, 0, out, scalars, inputs, &a);
+  if (st != SPAT_OK) return st;
+  if (out == NULL)
+    return api_fail(k->ctx, SPAT_EINVAL, "spat_kernel_tiles: out is NULL");
+  int64_t nqt = (a.Lq + bq - 1) / bq, nkt = (a.Lk + bk - 1) / bk;
+  if (nqt == 0 || nkt == 0) return SPAT_OK;
+  char err[ERR_LEN] = "";
+  int64_t *plan = an_build(k->prog, err, sizeof err);
+  if (plan == NULL) return api_fail(k->ctx, SPAT_ENOMEM, "%s", err);
+  int64_t cap = plan_max_spans(plan);
+  plan_span *sp = malloc(sizeof *sp * (size_t)(cap + 1));
+  int64_t *kt = malloc(sizeof *kt * (size_t)nkt);
+  if (sp == NULL || kt == NULL) {
+    free(plan), free(sp), free(kt);
+    return api_fail(k->ctx, SPAT_ENOMEM, "out of memory");
+  }
+  plan_env env = {.h = h, .H = a.H, .Lq = a.Lq, .Lk = a.Lk,
+                  .runtime = a.runtime, .inputs = a.inputs};
+  for (int64_t q = 0; q < nqt && st == SPAT_OK; q++) {
+    int64_t r0 = q * bq, r1 = r0 + bq < a.Lq ? r0 + bq : a.Lq;
+    if (an_tile_classes(plan, &env, r0, r1, bk, sp, cap, kt, err, sizeof err) < 0)
+      st = api_fail(k->ctx, SPAT_ERANGE, "%s", err);
+    for (int64_t x = 0; x < nkt && st == SPAT_OK; x++)
+      out[q * nkt + x] = kt[x] == 2   ? SPAT_TILE_FULL
+                         : kt[x] == 1 ? SPAT_TILE_PARTIAL
+                                      : SPAT_TILE_SKIPPED;
+  }
+  free(plan), free(sp), free(kt);
+  return st;
+}
+
+spat_status spat_kernel_tiles(const spat_kernel *kk, const spat_tensors *t,
+                              const spat_value *args, size_t n_args, int64_t b,
+                              int64_t h, int64_t bq, int64_t bk, uint8_t *out) {
+  spat_kernel *k = api_kernel_get(kk);
+  if (k == NULL) return SPAT_EINVAL;
+  spat_status st = kernel_tiles(k, t, args, n_args, b, h, bq, bk, out);
   api_kernel_put(k);
   return st;
 }

@@ -12,6 +12,7 @@
  *   spat_module_*           every pattern of a text (listing, selecting)
  *   spat_pattern_describe   a pattern's arguments and externs, before compiling
  *   spat_kernel_mask        the mask M(h, i, j) a kernel applies, row by row
+ *   spat_kernel_tiles       the tiles its plan visits (full, partial, skipped)
  *   spat_pattern_explain    the IR and the tile plan, as text
  *   spat_emit               ahead-of-time objects and C headers
  *   spat_cache_*            the disk kernel cache: where, what, emptying
@@ -299,6 +300,26 @@ SPAT_API void spat_kernel_free(spat_kernel *k);
 
 /* ---- running ------------------------------------------------------------ */
 
+/* A paged KV cache (vLLM's block_table convention).  With it, k and v are
+ * pools of pages [n_pages, page_size, Hkv, D] (whatever the layout; q, o
+ * and lse keep theirs), sequence b of the batch has seq_lens[b] keys (its
+ * Lk), and its key j is row j % page_size of page page_table[b * max_pages
+ * + j / page_size].  Each sequence is its own attention: the pattern's
+ * positions are positions in the sequence, its query rows bottom-right
+ * aligned to its own length (Lq <= seq_lens[b]: row r is position r +
+ * seq_lens[b] - Lq).  spat_tensors.Lk must be 0.  Checked per call: page
+ * ids in [0, n_pages) for the pages a sequence uses (the rest of its row is
+ * not read), 0 <= seq_lens[b] <= max_pages * page_size.  Not supported
+ * (SPAT_EUNSUPPORTED): patterns with input arrays or top-k, and kernels
+ * without a decode tile (the AOT and disk-cache kernels today). */
+typedef struct spat_paged_kv {
+  const int32_t *page_table; /* [B, max_pages] page ids */
+  const int32_t *seq_lens;   /* [B] keys of each sequence */
+  int64_t n_pages;           /* pages in each of the k and v pools */
+  int64_t page_size;         /* keys per page, >= 1 */
+  int64_t max_pages;         /* the row length of page_table */
+} spat_paged_kv;
+
 typedef struct spat_tensors {
   int64_t B, H, Hkv, Lq, Lk; /* Hkv 0: H; each may be 0: Lk = 0 makes
                                 every row empty (o = 0, lse = -inf) */
@@ -307,22 +328,38 @@ typedef struct spat_tensors {
   float *lse;                /* NULL, or [B, H, Lq] log-sum-exp, written
                                 (-inf for a row with no allowed key) */
   float scale;               /* 0: 1 / sqrt(D) */
+  const spat_paged_kv *paged; /* NULL: k, v dense [B, Hkv, Lk, D] */
 } spat_tensors;
 
 /* A kernel's arguments are its pattern's `runtime` scalars (int64_t), in
- * declaration order, then its `input` arrays (const int32_t *, Lk entries
- * each), in declaration order. */
+ * declaration order, then its `input` arrays, in declaration order: int
+ * inputs as const int32_t *, float inputs (language version 2) as
+ * const float *.  An input holds the product of its dimensions elements,
+ * C-contiguous (last dimension fastest); spat_arg_shape gives them for the
+ * sizes of a run (`int[]` is one dimension of Lk). */
 typedef enum spat_kind {
-  SPAT_KIND_SCALAR = 1, /* `runtime n`: int64_t */
-  SPAT_KIND_INPUT = 2,  /* `input doc: int[]`: const int32_t[Lk] */
+  SPAT_KIND_SCALAR = 1,      /* `runtime n`: int64_t */
+  SPAT_KIND_INPUT = 2,       /* `input doc: int[...]`: const int32_t * */
+  SPAT_KIND_FLOAT_INPUT = 3, /* `input slope: float[...]`: const float * */
 } spat_kind;
+
+#define SPAT_MAX_DIMS 8
 
 typedef struct spat_arg_info {
   const char *name;
   spat_kind kind;
   bool has_default; /* scalars: the pattern gives a default */
   int64_t default_value;
+  int n_dims;        /* inputs: how many dimensions (1..SPAT_MAX_DIMS) */
+  const void *shape; /* inputs: for spat_arg_shape (internal) */
 } spat_arg_info;
+
+/* The dimensions of input argument a for a run's sizes into dims[n_dims];
+ * returns n_dims, or -1 when a is not an input or a dimension is negative
+ * (or its size overflows) for these sizes. */
+SPAT_API int spat_arg_shape(const spat_arg_info *a, int64_t B, int64_t H,
+                            int64_t Hkv, int64_t Lq, int64_t Lk, int64_t D,
+                            int64_t *dims);
 
 typedef struct spat_signature {
   const char *pattern; /* the pattern's name */
@@ -361,6 +398,9 @@ typedef struct spat_pattern_info {
   /* The pattern uses topk: its mask depends on q and k, not only on the
    * positions (spat_kernel_mask then needs them). */
   bool data_dependent;
+  /* Declared aligned(top_left): query row r sits at position i = r (else
+   * bottom-right, i = r + max(Lk - Lq, 0)). */
+  bool top_left;
 } spat_pattern_info;
 
 /* Instantiates the pattern with its current parameters and describes it into
@@ -382,14 +422,19 @@ typedef struct spat_value {
   spat_kind kind;
   int64_t scalar;       /* SPAT_KIND_SCALAR */
   const int32_t *input; /* SPAT_KIND_INPUT */
+  const float *finput;  /* SPAT_KIND_FLOAT_INPUT */
 } spat_value;
 
 static inline spat_value spat_scalar(int64_t v) {
-  spat_value x = {SPAT_KIND_SCALAR, v, NULL};
+  spat_value x = {SPAT_KIND_SCALAR, v, NULL, NULL};
   return x;
 }
 static inline spat_value spat_input(const int32_t *a) {
-  spat_value x = {SPAT_KIND_INPUT, 0, a};
+  spat_value x = {SPAT_KIND_INPUT, 0, a, NULL};
+  return x;
+}
+static inline spat_value spat_input_f32(const float *a) {
+  spat_value x = {SPAT_KIND_FLOAT_INPUT, 0, NULL, a};
   return x;
 }
 
@@ -470,6 +515,31 @@ SPAT_API spat_status spat_kernel_mask_count(const spat_kernel *k,
                                             size_t n_args, int64_t b,
                                             int64_t h, int64_t r0,
                                             int64_t n_rows, int64_t *counts);
+
+/* How a kernel's tile plan treats a tile of query rows x keys. */
+typedef enum spat_tile {
+  SPAT_TILE_SKIPPED = 0, /* never visited: the plan proves no pair allowed */
+  SPAT_TILE_PARTIAL = 1, /* visited, the mask evaluated per element (or
+                            its keys are top-k candidates) */
+  SPAT_TILE_FULL = 2,    /* visited, every pair allowed: no mask code */
+} spat_tile;
+
+/* The tile plan the kernel follows for batch b and head h: out[qt * nkt +
+ * kt] is the spat_tile of query tile qt (rows [qt bq, qt bq + bq)) and key
+ * tile kt (keys [kt bk, kt bk + bk)), for qt < ceil(Lq / bq) and kt < nkt
+ * = ceil(Lk / bk); bq, bk 0: the JIT's tiles, 64 x 64.  Plan-level: a
+ * PARTIAL tile may still allow no pair (the kernel then skips it after
+ * evaluating its mask).  t gives the sizes (no tensor is read); args are
+ * the signature's, as for spat_kernel_call (input arrays tighten the plan,
+ * e.g. one document per tile).
+ * Errors: SPAT_EINVAL (NULL k, t or out, bad sizes, tiles, b or h, wrong
+ * arguments), SPAT_ERANGE (a run-time error of the pattern's sizes),
+ * SPAT_ENOMEM; the message is in the kernel's context. */
+SPAT_API spat_status spat_kernel_tiles(const spat_kernel *k,
+                                       const spat_tensors *t,
+                                       const spat_value *args, size_t n_args,
+                                       int64_t b, int64_t h, int64_t bq,
+                                       int64_t bk, uint8_t *out);
 
 typedef struct spat_explain_options {
   int64_t H, Lq, Lk; /* the sizes summarised (H >= 1, Lq, Lk >= 0) */

@@ -6,7 +6,8 @@
 # Long-Context LLMs via Dynamic Sparse Attention."  NeurIPS 2024.
 # arXiv:2407.02490.
 #
-# Section 3 / Figure 3, all causal:
+# Section 3 / Figure 3, causal (vertical-slash and block-sparse, which read
+# per-head indices, are in v2/minference.pat):
 #   A-shape         the first n_init keys (sinks) and a local window of
 #                   n_local keys: M(i, j) = j <= i and (j < n_init or
 #                   i - j < n_local)

@@ -39,6 +39,11 @@ typedef struct aot_desc {
 rt_status aot_run_args(const void *desc, const rt_args *a, char *err,
                        size_t errlen);
 
+/* Gives a loaded descriptor's run-time kernel the decode tile (kr_dtile_fn,
+ * kernel_rt.h): the disk cache does, with the process's shared one, before
+ * the first run; objects without it run every call through the prefill
+ * tiles and refuse paged KV caches. */
+void aot_set_dtile(const void *desc, void *dtile);
 /* The backward pass of a loaded descriptor on checked arguments, with the
  * tiles dq and dkdv, or (NULL) the descriptor's own. */
 rt_status aot_backward_args(const void *desc, const rt_args *a,

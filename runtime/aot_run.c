@@ -151,3 +151,9 @@ void aot_state_release(const void *desc) {
   free(k->tkinfo);
   free(k);
 }
+
+void aot_set_dtile(const void *desc, void *dtile) {
+  kr_kernel *k = kernel_of(desc);
+  if (k != NULL) memcpy(&k->dtile, &dtile, sizeof k->dtile);
+}
+

@@ -52,6 +52,79 @@ static rt_status check_tensor(const char *what, const void *p, int64_t B,
   return RT_OK;
 }
 
+/* rt_args.paged points at the caller's spat_paged_kv itself. */
+_Static_assert(offsetof(rt_paged, page_table) ==
+                       offsetof(spat_paged_kv, page_table) &&
+                   offsetof(rt_paged, seq_lens) ==
+                       offsetof(spat_paged_kv, seq_lens) &&
+                   offsetof(rt_paged, n_pages) ==
+                       offsetof(spat_paged_kv, n_pages) &&
+                   offsetof(rt_paged, page_size) ==
+                       offsetof(spat_paged_kv, page_size) &&
+                   offsetof(rt_paged, max_pages) ==
+                       offsetof(spat_paged_kv, max_pages) &&
+                   sizeof(rt_paged) == sizeof(spat_paged_kv),
+               "rt_paged mirrors spat_paged_kv");
+
+/* A paged cache's tables (see spat.h); *lk gets the longest sequence. */
+static rt_status check_paged(const args_shape *k, const spat_tensors *t,
+                             int64_t Hkv, int64_t *lk, char *err,
+                             size_t errlen) {
+  const spat_paged_kv *p = t->paged;
+  if (t->Lk != 0)
+    return rt_errf(err, errlen, RT_EINVAL,
+                   "Lk = %lld with a paged KV cache: it must be 0 (each "
+                   "sequence's length is its seq_lens entry)",
+                   (long long)t->Lk);
+  if (p->page_size < 1 || p->n_pages < 0 || p->max_pages < 0)
+    return rt_errf(err, errlen, RT_EINVAL,
+                   "paged KV cache: page_size = %lld, n_pages = %lld, "
+                   "max_pages = %lld (page_size must be >= 1, the others "
+                   ">= 0)",
+                   (long long)p->page_size, (long long)p->n_pages,
+                   (long long)p->max_pages);
+  if (k->n_inputs > 0)
+    return rt_errf(err, errlen, RT_EUNSUPPORTED,
+                   "patterns with input arrays cannot run on a paged KV "
+                   "cache");
+  int64_t cap, n;
+  if (!mul_sizes(&cap, 2, (const int64_t[]){p->max_pages, p->page_size}) ||
+      !mul_sizes(&n, 2, (const int64_t[]){t->B, p->max_pages}))
+    return rt_errf(err, errlen, RT_ERANGE,
+                   "paged KV cache: max_pages x page_size or B x max_pages "
+                   "overflows");
+  rt_status st;
+  if ((st = check_tensor("k pool", t->k, p->n_pages, p->page_size, Hkv, k->D,
+                         err, errlen)) ||
+      (st = check_tensor("v pool", t->v, p->n_pages, p->page_size, Hkv, k->D,
+                         err, errlen)))
+    return st;
+  if (t->B > 0 && p->seq_lens == NULL)
+    return rt_errf(err, errlen, RT_EINVAL, "seq_lens is NULL");
+  if (n > 0 && p->page_table == NULL)
+    return rt_errf(err, errlen, RT_EINVAL, "page_table is NULL");
+  *lk = 0;
+  for (int64_t b = 0; b < t->B; b++) {
+    int64_t len = p->seq_lens[b];
+    if (len < 0 || len > cap)
+      return rt_errf(err, errlen, RT_EINVAL,
+                     "seq_lens[%lld] = %lld: it must be in [0, max_pages x "
+                     "page_size = %lld]",
+                     (long long)b, (long long)len, (long long)cap);
+    if (len > *lk) *lk = len;
+    for (int64_t x = 0; x < (len + p->page_size - 1) / p->page_size; x++) {
+      int64_t id = p->page_table[b * p->max_pages + x];
+      if (id < 0 || id >= p->n_pages)
+        return rt_errf(err, errlen, RT_EINVAL,
+                       "page_table[%lld][%lld] = %lld: a page id must be in "
+                       "[0, n_pages = %lld)",
+                       (long long)b, (long long)x, (long long)id,
+                       (long long)p->n_pages);
+    }
+  }
+  return RT_OK;
+}
+
 /* Checks the tensors and arguments of a run and fills a; *empty when there
  * is nothing to compute. */
 rt_status args_make(const args_shape *k, const spat_tensors *t,
@@ -73,9 +146,13 @@ rt_status args_make(const args_shape *k, const spat_tensors *t,
     return rt_errf(err, errlen, RT_EINVAL, "H = 0 with Hkv = %lld",
                 (long long)Hkv);
   rt_status st;
+  int64_t Lk = t->Lk;
   if ((st = check_tensor("q", t->q, t->B, t->H, t->Lq, k->D, err, errlen)) ||
-      (st = check_tensor("k", t->k, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
-      (st = check_tensor("v", t->v, t->B, Hkv, t->Lk, k->D, err, errlen)) ||
+      (t->paged && (st = check_paged(k, t, Hkv, &Lk, err, errlen))) ||
+      (!t->paged &&
+       (st = check_tensor("k", t->k, t->B, Hkv, t->Lk, k->D, err, errlen))) ||
+      (!t->paged &&
+       (st = check_tensor("v", t->v, t->B, Hkv, t->Lk, k->D, err, errlen))) ||
       (st = check_tensor("o", t->o, t->B, t->H, t->Lq, k->D, err, errlen)))
     return st;
   if (!isfinite(t->scale))
@@ -96,15 +173,23 @@ rt_status args_make(const args_shape *k, const spat_tensors *t,
   a->H = t->H;
   a->Hkv = Hkv;
   a->Lq = t->Lq;
-  a->Lk = t->Lk;
+  a->Lk = Lk;
   a->D = k->D;
   a->q.data = (float *)t->q; /* backends only read q, k, v */
   a->k.data = (float *)t->k;
   a->v.data = (float *)t->v;
   a->o.data = t->o;
   rt_tensor_strides(&a->q, k->layout, t->H, t->Lq, k->D);
-  rt_tensor_strides(&a->k, k->layout, Hkv, t->Lk, k->D);
-  rt_tensor_strides(&a->v, k->layout, Hkv, t->Lk, k->D);
+  if (t->paged) { /* pools [n_pages, page_size, Hkv, D]: sb between pages */
+    a->paged = (const rt_paged *)(const void *)t->paged;
+    a->k.sl = Hkv * k->D;
+    a->k.sh = k->D;
+    a->k.sb = t->paged->page_size * Hkv * k->D;
+    a->v.sb = a->k.sb, a->v.sh = a->k.sh, a->v.sl = a->k.sl;
+  } else {
+    rt_tensor_strides(&a->k, k->layout, Hkv, t->Lk, k->D);
+    rt_tensor_strides(&a->v, k->layout, Hkv, t->Lk, k->D);
+  }
   rt_tensor_strides(&a->o, k->layout, t->H, t->Lq, k->D);
   a->lse = t->lse;
   a->lse_sh = t->Lq;
@@ -136,6 +221,9 @@ rt_status args_make_grads(const args_shape *k, const spat_tensors *t,
                           const spat_grads *sg, const rt_args *a, rt_grad *g,
                           char *err, size_t errlen) {
   if (sg == NULL) return rt_errf(err, errlen, RT_EINVAL, "gradients are NULL");
+  if (t->paged != NULL)
+    return rt_errf(err, errlen, RT_EUNSUPPORTED,
+                   "the backward needs dense k and v (t->paged is not NULL)");
   int64_t nq = a->B * a->H * a->Lq * a->D, nk = a->B * a->Hkv * a->Lk * a->D;
   if (nq > 0 && t->lse == NULL)
     return rt_errf(err, errlen, RT_EINVAL,

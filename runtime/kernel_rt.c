@@ -16,71 +16,9 @@
 #include <string.h>
 
 #include "arith.h"
+#include "kernel_rt_impl.h"
 #include "plan.h"
 #include "threads.h"
-
-typedef struct tk_buf {
-  int64_t *sel, *cnt;
-  size_t sel_cap, cnt_cap;
-  int64_t rows;       /* rows of the last selection (0: none or an error) */
-} tk_buf;
-
-/* Key sets of random nodes (kr_random_fn): per node, one slot per row of a
- * query tile (rows at any granularity are at most KR_BQ consecutive
- * integers, so slot i % KR_BQ is theirs alone), each tagged with all the set
- * depends on. */
-typedef struct rnd_tag {
-  int64_t h, i, r, seed, lk;
-  int valid;
-} rnd_tag;
-
-typedef struct rnd_node {
-  uint64_t *bits;     /* KR_BQ slots of `words` words */
-  int64_t words;      /* lk / 64 + 2: a zero word past every key */
-  rnd_tag tag[KR_BQ];
-} rnd_node;
-
-typedef struct rnd_cache {
-  rnd_node *nodes;
-  int64_t n_nodes;
-  int oom;            /* a set could not be stored: the run fails */
-} rnd_cache;
-
-typedef struct scratch {
-  float *qt;          /* [D][KR_BQ] */
-  float *acc;         /* [KR_BQ][D] */
-  float *m, *l;       /* [KR_BQ] */
-  float *st;          /* [KR_BK][KR_BQ] */
-  uint64_t rows[KR_BQ];  /* row words of a partial tile */
-  uint64_t cols[KR_BK];  /* the same transposed: key words */
-  plan_span *spans;
-  int64_t span_cap;
-  kr_topk *tk;        /* n_topk */
-  tk_buf *tb;         /* n_topk */
-  double *qd;         /* [D] */
-  double *km;         /* key-block means [lkg][D] of (km_b, km_h, km_g) */
-  size_t km_cap;
-  int64_t km_b, km_h, km_g, km_n;
-  double *hs;         /* heap of scores */
-  int64_t *hj;        /* and their keys */
-  size_t heap_cap;
-  rnd_cache rnd;
-} scratch;
-
-typedef struct run {
-  kr_kernel *k;
-  const rt_args *a;
-  int64_t n_qt;       /* query tiles per head */
-  float c;            /* scale * log2 e */
-  double scale;
-  scratch *ws;        /* per worker */
-  _Atomic signed char *vbad; /* per (b, kv head): 0 unknown, 1 v finite,
-                                2 v has a NaN or an infinity */
-  _Atomic int failed;
-  rt_status st;
-  char *err;
-  size_t errlen;
-} run;
 
 static void *aalloc(size_t n) {
   n = (n + 63) / 64 * 64;
@@ -201,7 +139,7 @@ static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
 
 static void scratch_free(scratch *s, int n_topk) {
   free(s->qt); free(s->acc); free(s->m); free(s->l); free(s->st);
-  free(s->spans); free(s->qd); free(s->km);
+  free(s->spans); free(s->qd); free(s->km); free(s->kg); free(s->vg);
   free(s->hs); free(s->hj);
   for (int64_t n = 0; n < s->rnd.n_nodes; n++) free(s->rnd.nodes[n].bits);
   free(s->rnd.nodes);
@@ -221,10 +159,12 @@ static int scratch_init(scratch *s, const kr_kernel *k) {
   s->span_cap = 64;
   s->spans = malloc((size_t)s->span_cap * sizeof *s->spans);
   s->qd = malloc(D * sizeof(double));
+  s->kg = aalloc(D * KR_BK * sizeof(float));
+  s->vg = aalloc(D * KR_BK * sizeof(float));
   s->tk = calloc((size_t)k->n_topk + 1, sizeof *s->tk);
   s->tb = calloc((size_t)k->n_topk + 1, sizeof *s->tb);
   return s->qt && s->acc && s->m && s->l && s->st && s->spans && s->qd && s->tk &&
-         s->tb;
+         s->tb && s->kg && s->vg;
 }
 
 static int grow(void **p, size_t *cap, size_t need, size_t elt) {
@@ -545,23 +485,9 @@ static void sparse_rows(const float *q, int64_t sq, const float *kt,
   }
 }
 
-/* Does v of (b, kv head hk) hold a NaN or an infinity?  Found once per run
- * (racing tasks find the same). */
-static int v_nonfinite(run *R, int64_t b, int64_t hk) {
-  _Atomic signed char *f = &R->vbad[b * R->a->Hkv + hk];
-  int st = atomic_load_explicit(f, memory_order_relaxed);
-  if (st) return st == 2;
-  const rt_args *a = R->a;
-  const float *vb = a->v.data + b * a->v.sb + hk * a->v.sh;
-  uint32_t bad = 0;
-  for (int64_t j = 0; j < a->Lk; j++) {
-    const uint32_t *x = (const uint32_t *)(const void *)(vb + j * a->v.sl);
-    for (int64_t d = 0; d < R->k->D; d++)
-      bad |= (x[d] & 0x7f800000u) == 0x7f800000u;
-  }
-  atomic_store_explicit(f, bad ? 2 : 1, memory_order_relaxed);
-  return bad != 0;
-}
+
+static void write_rows(run *R, const scratch *s, int64_t b, int64_t h,
+                       const int64_t *rows, int64_t r0, int64_t nr);
 
 /* --- one task: a query tile of one head -------------------------------- */
 
@@ -631,9 +557,13 @@ static void task(void *ctx, int64_t id, int worker) {
       int64_t nc = sp[y].k1 - j0 < KR_BK ? sp[y].k1 - j0 : KR_BK;
       const float *kt = kb + j0 * a->k.sl, *vt = vb + j0 * a->v.sl;
       while (sp[cur].k1 <= j0) cur++;
+#define TILE(maskt)                                                          \
+  (K->stile ? K->stile(&env, pos_of_row(a, r0), j0, s->qt, kt, a->k.sl, vt,   \
+                       a->v.sl, nc, maskt, s->acc, s->m, s->l, R->c, s->st)  \
+            : K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, maskt, s->acc,    \
+                      s->m, s->l, R->c, s->st))
       if (sp[cur].kind == PLAN_FULL && sp[cur].k1 >= j0 + nc) {
-        K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m,
-                s->l, R->c, s->st);
+        TILE(NULL);
         continue;
       }
       uint64_t any = 0, all = ~0ull;
@@ -651,12 +581,13 @@ static void task(void *ctx, int64_t id, int worker) {
       if (!any) continue;
       /* a masked key weighs 0, but 0 * NaN is NaN: with a non-finite v a
        * masked tile runs per row over its allowed keys only */
-      if (all != valid && v_nonfinite(R, b, hk)) {
+      if (all != valid && !K->stile &&
+          kri_tile_v_nonfinite(vt, a->v.sl, nc, D)) {
         sparse_rows(qb + r0 * a->q.sl, a->q.sl, kt, a->k.sl, vt, a->v.sl, D,
                     s->rows, nr, s->acc, s->m, s->l, R->c);
         continue;
       }
-      if (all != valid) {
+      if (all != valid && !K->stile) {
         int64_t pairs = 0;
         for (int64_t r = 0; r < nr && pairs <= KR_SPARSE_MAX; r++)
           pairs += __builtin_popcountll(s->rows[r]);
@@ -667,14 +598,13 @@ static void task(void *ctx, int64_t id, int worker) {
         }
       }
       if (all == valid) {  /* every row allows every key: no mask */
-        K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, NULL, s->acc, s->m, s->l,
-                R->c, s->st);
+        TILE(NULL);
         continue;
       }
       memcpy(s->cols, s->rows, sizeof s->cols);
       transpose64(s->cols);
-      K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, s->cols, s->acc, s->m,
-              s->l, R->c, s->st);
+      TILE(s->cols);
+#undef TILE
     }
   }
 
@@ -682,8 +612,18 @@ static void task(void *ctx, int64_t id, int worker) {
     fail(R, RT_ENOMEM, "%s", "out of memory (random key sets)");
     return;
   }
-  for (int64_t r = 0; r < nr; r++) {
-    float *o = a->o.data + b * a->o.sb + h * a->o.sh + (r0 + r) * a->o.sl;
+  write_rows(R, s, b, h, NULL, r0, nr);
+}
+
+/* o = acc / l and lse of the tile's rows: row r is query row rows[r], or
+ * r0 + r when rows is NULL. */
+static void write_rows(run *R, const scratch *s, int64_t b, int64_t h,
+                       const int64_t *rows, int64_t r0, int64_t nr) {
+  const rt_args *a = R->a;
+  int64_t D = R->k->D;
+  for (int64_t x = 0; x < nr; x++) {
+    int64_t r = x, row = rows ? rows[x] : r0 + x;
+    float *o = a->o.data + b * a->o.sb + h * a->o.sh + row * a->o.sl;
     const float *acc = s->acc + r * D;
     float l = s->l[r], lse;
     if (l > 0 || isnan(l)) {  /* NaN: a NaN score, the row is NaN */
@@ -694,8 +634,99 @@ static void task(void *ctx, int64_t id, int worker) {
       for (int64_t d = 0; d < D; d++) o[d] = 0;
       lse = -INFINITY;
     }
-    if (a->lse) a->lse[b * a->lse_sb + h * a->lse_sh + r0 + r] = lse;
+    if (a->lse) a->lse[b * a->lse_sb + h * a->lse_sh + row] = lse;
   }
+}
+
+/* --- joins: one query tile of a group (plan_groups) --------------------- */
+
+/* Task id: (b, h, tile) with R->join_tiles tiles per head: the tile's
+ * rows are grouped rows [x0, x0 + 64) of one group (all its keys allowed),
+ * or of the rows that allow no key. */
+static void join_task(void *ctx, int64_t id, int worker) {
+  run *R = ctx;
+  if (atomic_load_explicit(&R->failed, memory_order_relaxed)) return;
+  const kr_kernel *K = R->k;
+  const rt_args *a = R->a;
+  scratch *s = &R->ws[worker];
+  int64_t D = K->D, t = id % R->join_tiles, bh = id / R->join_tiles;
+  int64_t h = bh % a->H, b = bh / a->H, hk = h / (a->H / a->Hkv);
+  int64_t hx = R->groups_per_head ? h : 0;
+  const plan_groups *G = R->groups + hx;
+  const join_tiles *T = R->jtiles + hx;
+  if (t >= T->n) return;
+  int64_t x0 = T->x0[t], g = T->group[t];
+  int64_t end = g >= 0 ? G->qs[g + 1] : a->Lq;
+  int64_t nr = end - x0 < KR_BQ ? end - x0 : KR_BQ;
+  const int64_t *rows = G->qrow + x0;
+  const float *qb = a->q.data + b * a->q.sb + h * a->q.sh;
+  const float *kb = a->k.data + b * a->k.sb + hk * a->k.sh;
+  const float *vb = a->v.data + b * a->v.sb + hk * a->v.sh;
+  if (nr < KR_BQ) memset(s->qt, 0, sizeof(float) * (size_t)(D * KR_BQ));
+  for (int64_t r = 0; r < nr; r++) {
+    const float *qr = qb + rows[r] * a->q.sl;
+    for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = qr[d];
+  }
+  memset(s->acc, 0, sizeof(float) * (size_t)(D * KR_BQ));
+  for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
+  for (int64_t y = g >= 0 ? G->ks[g] : 0; g >= 0 && y < G->ks[g + 1]; y += KR_BK) {
+    int64_t nc = G->ks[g + 1] - y < KR_BK ? G->ks[g + 1] - y : KR_BK;
+    for (int64_t c = 0; c < nc; c++) {
+      memcpy(s->kg + c * D, kb + G->key[y + c] * a->k.sl, sizeof(float) * (size_t)D);
+      memcpy(s->vg + c * D, vb + G->key[y + c] * a->v.sl, sizeof(float) * (size_t)D);
+    }
+    K->tile(s->qt, s->kg, D, s->vg, D, nc, NULL, s->acc, s->m, s->l, R->c, s->st);
+  }
+  write_rows(R, s, b, h, rows, 0, nr);
+}
+
+/* The query tiles of groups G: each group's rows cut into tiles of KR_BQ,
+ * then the rows without keys; false when out of memory. */
+static bool tile_groups(const plan_groups *G, int64_t Lq, join_tiles *T) {
+  int64_t n = (Lq - G->n_rows + KR_BQ - 1) / KR_BQ;
+  for (int64_t g = 0; g < G->n_groups; g++)
+    n += (G->qs[g + 1] - G->qs[g] + KR_BQ - 1) / KR_BQ;
+  T->x0 = malloc(sizeof *T->x0 * (size_t)(n + 1));
+  T->group = malloc(sizeof *T->group * (size_t)(n + 1));
+  if (!T->x0 || !T->group) return false;
+  T->n = 0;
+  for (int64_t g = 0; g < G->n_groups; g++)
+    for (int64_t x = G->qs[g]; x < G->qs[g + 1]; x += KR_BQ)
+      T->x0[T->n] = x, T->group[T->n++] = g;
+  for (int64_t x = G->n_rows; x < Lq; x += KR_BQ)
+    T->x0[T->n] = x, T->group[T->n++] = -1;
+  return true;
+}
+
+/* Groups the rows and keys of a join (plan_join) and runs its tiles: 1 when
+ * done (or failed, in R), 0 when the pattern is no join here. */
+static int join_run(run *R, th_pool *pool) {
+  const kr_kernel *K = R->k;
+  const rt_args *a = R->a;
+  int per_head = plan_join_reads_head(K->plan);
+  int64_t n = per_head ? a->H : 1, tiles = 0;
+  plan_groups *G = calloc((size_t)n, sizeof *G);
+  join_tiles *T = calloc((size_t)n, sizeof *T);
+  int rc = G && T ? 1 : -1;
+  for (int64_t h = 0; h < n && rc == 1; h++) {
+    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+    rc = plan_join(K->plan, &pe, &G[h]);
+    if (rc == 1 && !tile_groups(&G[h], a->Lq, &T[h])) rc = -1;
+    if (rc == 1 && T[h].n > tiles) tiles = T[h].n;
+  }
+  if (rc == 1 && tiles > 0) {
+    R->groups = G, R->jtiles = T, R->groups_per_head = per_head;
+    R->join_tiles = tiles;
+    th_for(pool, a->B * a->H * tiles, join_task, R);
+  }
+  if (rc < 0) fail(R, RT_ENOMEM, "%s", "out of memory (join groups)");
+  for (int64_t h = 0; G && T && h < n; h++) {
+    plan_groups_free(&G[h]);
+    free(T[h].x0), free(T[h].group);
+  }
+  free(G), free(T);
+  R->groups = NULL, R->jtiles = NULL;
+  return rc != 0;
 }
 
 /* --- entry -------------------------------------------------------------- */
@@ -764,9 +795,16 @@ void kr_pool_give(kr_kernel *k, th_pool *own) {
 
 rt_status kr_check_errors(const kr_kernel *k, const rt_args *a, th_pool *pool,
                           char *err, size_t errlen) {
+  /* a paged cache's sequences each have their own Lk, in batch order */
   int64_t det[2] = {0, 0};
   int oom = !pool;
-  int32_t code = k->errat && pool ? first_error(k, a, pool, det, &oom) : 0;
+  int32_t code = 0;
+  for (int64_t b = 0; k->errat && pool && !code && !oom &&
+                      b < (a->paged ? a->B : 1); b++) {
+    rt_args ab = *a;
+    if (a->paged) ab.Lk = a->paged->seq_lens[b];
+    if (ab.Lk > 0) code = first_error(k, &ab, pool, det, &oom);
+  }
   if (oom) return rt_errf(err, errlen, RT_ENOMEM, "out of memory");
   if (!code) return RT_OK;
   format_err(k, code, det, err, errlen);
@@ -786,7 +824,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
     return RT_EINVAL;
   }
   if (!rt_has_rows(a)) return RT_OK;
-  if (a->Lk == 0) {
+  if (a->Lk == 0 && !a->paged) {
     rt_fill_no_keys(a);
     return RT_OK;
   }
@@ -794,7 +832,8 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   th_pool *own, *pool = kr_pool_take(k, a->threads, &own);
   /* the contract's errors first, over the whole domain (kernel_rt.h) */
   rt_status st = kr_check_errors(k, a, pool, err, errlen);
-  if (st != RT_OK) {
+  if (st != RT_OK || (pool && kd_wanted(k, a))) {
+    if (st == RT_OK) st = kd_run(k, a, pool, err, errlen); /* kernel_decode.c */
     kr_pool_give(k, own);
     return st;
   }
@@ -810,11 +849,10 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   R.errlen = errlen;
   int nw = pool ? th_size(pool) : 0;
   R.ws = nw ? calloc((size_t)nw, sizeof *R.ws) : NULL;
-  R.vbad = calloc((size_t)(a->B * a->Hkv), sizeof *R.vbad);
-  int ok = R.ws != NULL && R.vbad != NULL;
+  int ok = R.ws != NULL;
   for (int w = 0; ok && w < nw; w++) ok = scratch_init(&R.ws[w], k);
   if (ok) {
-    th_for(pool, a->B * a->H * R.n_qt, task, &R);
+    if (!join_run(&R, pool)) th_for(pool, a->B * a->H * R.n_qt, task, &R);
     if (atomic_load(&R.failed)) st = R.st;
   } else {
     st = RT_ENOMEM;
@@ -823,7 +861,6 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   if (R.ws)
     for (int w = 0; w < nw; w++) scratch_free(&R.ws[w], k->n_topk);
   free(R.ws);
-  free((void *)R.vbad);
   kr_pool_give(k, own);
   return st;
 }
@@ -910,4 +947,31 @@ void kr_release(kr_kernel *k) {
   if (!k) return;
   th_free(k->pool);
   k->pool = NULL;
+}
+
+/* --- for the decode driver (kernel_rt_impl.h) ---------------------------- */
+
+void kri_fail(run *R, rt_status st, const char *msg) {
+  fail(R, st, "%s", msg);
+}
+void kri_fail_code(run *R, int32_t code) { fail_code(R, code); }
+int kri_scratch_init(scratch *s, const kr_kernel *k) {
+  return scratch_init(s, k);
+}
+void kri_scratch_free(scratch *s, int n_topk) { scratch_free(s, n_topk); }
+int kri_topk_rows(run *R, scratch *s, int t, const kr_env *env,
+                  const float *qb, const float *kb, int64_t i0, int64_t i1,
+                  int64_t b, int64_t hk) {
+  return topk_rows(R, s, t, env, qb, kb, i0, i1, b, hk);
+}
+const uint64_t *kri_random_row(const kr_env *e, int64_t node, int64_t i,
+                               int64_t r, int64_t seed, int64_t lk,
+                               int64_t j0) {
+  return random_row(e, node, i, r, seed, lk, j0);
+}
+void kri_sparse_rows(const float *q, int64_t sq, const float *kt, int64_t sk,
+                     const float *vt, int64_t sv, int64_t D,
+                     const uint64_t *rows, int64_t nr, float *accb, float *mb,
+                     float *lb, float c) {
+  sparse_rows(q, sq, kt, sk, vt, sv, D, rows, nr, accb, mb, lb, c);
 }

@@ -34,6 +34,7 @@
 
 #define KR_BQ 64   /* query rows per tile (4 vectors of 16 lanes) */
 #define KR_BK 64   /* keys per tile; also the widest mask call */
+#define KR_DR 64   /* rows per decode tile call (kr_dtile_fn) */
 
 /* State of one top-k node for the rows of the current query tile. */
 typedef struct kr_topk {
@@ -97,6 +98,15 @@ typedef void (*kr_tile_fn)(const float *qt, const float *k, int64_t sk,
                            const uint64_t *maskt, float *acc, float *m,
                            float *l, float c, float *st);
 
+/* The decode tile (kernel kind "decode", codegen_decode.c): the same
+ * online-softmax step for nr (1..KR_DR) unpadded query rows q [nr][D]
+ * (row-major, row stride D) against ncols (1..KR_BK) keys; acc [nr][D],
+ * m, l [nr] as for kr_tile_fn; rowm: nr words, bit t of rowm[r] = row r
+ * allows key t, or NULL: all allowed; st: KR_DR * KR_BK floats. */
+typedef void (*kr_dtile_fn)(const float *q, int64_t nr, const float *k,
+                            int64_t sk, const float *v, int64_t sv,
+                            int64_t ncols, const uint64_t *rowm, float *acc,
+                            float *m, float *l, float c, float *st);
 /* The backward tiles (kernel kinds bwd_dq and bwd_dkdv, driven by
  * runtime/kernel_bwd.c), one signature for both.  A query tile (Q^T and
  * dO^T [D][KR_BQ], for dkdv also Q and dO [KR_BQ][D]; rows past the tile
@@ -114,6 +124,14 @@ typedef void (*kr_bwd_fn)(const float *qt, const float *dot, const float *qr,
                           int64_t sk, const float *v, int64_t sv,
                           int64_t ncols, const uint64_t *maskt, float *ga,
                           float *gb, float *gq, float c, float *st);
+/* The tile of a pattern with `with score E` (language version 2): the same
+ * step with E applied to each score before the online softmax; i0 is the
+ * position of the tile's first row, j0 its first key. */
+typedef void (*kr_stile_fn)(const kr_env *e, int64_t i0, int64_t j0,
+                            const float *qt, const float *k, int64_t sk,
+                            const float *v, int64_t sv, int64_t ncols,
+                            const uint64_t *maskt, float *acc, float *m,
+                            float *l, float c, float *st);
 
 typedef struct th_pool th_pool;
 
@@ -126,6 +144,9 @@ typedef struct kr_kernel {
   kr_mask_fn *mask;             /* n_topk + 1: the root, then P of topk t */
   kr_tkinfo_fn *tkinfo;         /* n_topk */
   kr_tile_fn tile;
+  kr_dtile_fn dtile;            /* NULL: no decode path (prefill tiles) */
+  kr_stile_fn stile;            /* non-NULL: the pattern's score tile, used
+                                   instead of tile (no sparse-row path) */
   kr_errat_fn errat;
   const char *const *errors;    /* messages, "file:line:col: error: what",
                                    \1 and \2 standing for errat's values */
@@ -135,6 +156,17 @@ typedef struct kr_kernel {
   int pool_threads;             /* thread count the pool was made with */
   int busy;                     /* a run holds the pool (atomic) */
 } kr_kernel;
+
+/* The decode driver (runtime/kernel_decode.c) runs a call instead of the
+ * query tiles above when the kernel has a dtile and Lq <= kr_decode_max_lq
+ * (or always with a paged KV cache): per (batch, KV head, key part) task,
+ * the rows of every query head of the KV head packed into one unpadded
+ * decode tile, each K/V row loaded once per KV head; the keys split into
+ * parts across threads when there are fewer (batch, KV head) pairs than
+ * threads, parts merged by log-sum-exp (flash-decoding).  The plan, mask,
+ * top-k and error code are the same. */
+extern int64_t kr_decode_max_lq;  /* default KR_DECODE_MAX_LQ; for benches */
+#define KR_DECODE_MAX_LQ 32
 
 /* Runs attention with the kernel; RT_ERANGE etc. with a message in err. */
 rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen);

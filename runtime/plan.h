@@ -12,6 +12,7 @@
 #ifndef SPAT_PLAN_H
 #define SPAT_PLAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +57,25 @@ int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
  * first error, if any, by evaluating the mask exactly.  Needs
  * Lq, Lk >= 1. */
 int plan_where_may_fail(const int64_t *plan, const plan_env *env);
+
+/* A pattern where(f1(i) == g1(j) && ...) as groups of query rows and keys
+ * with equal values (runtime/plan_join.c): row qrow[x] for x in
+ * [qs[t], qs[t + 1]) allows exactly the keys key[y], y in [ks[t],
+ * ks[t + 1]), both ascending; rows qrow[n_rows .. Lq) allow no key. */
+typedef struct plan_groups {
+  int64_t n_groups, n_rows;
+  int64_t *qrow, *key;    /* Lq rows and the keys of the groups */
+  int64_t *qs, *ks;       /* n_groups + 1 each */
+} plan_groups;
+
+/* 1: the groups of head env->h in *g (free with plan_groups_free); 0: the
+ * plan has no join table, or its values are too spread for a counting sort,
+ * or evaluating them fails (run the tile plan instead); -1: out of memory.
+ * Needs the inputs of Lk entries. */
+int plan_join(const int64_t *plan, const plan_env *env, plan_groups *g);
+void plan_groups_free(plan_groups *g);
+/* Do the join table's values depend on the head? */
+bool plan_join_reads_head(const int64_t *plan);
 
 /* Number of int64 words of a plan (plan[0] holds it). */
 static inline int64_t plan_words(const int64_t *plan) { return plan[0]; }

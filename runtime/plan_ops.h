@@ -23,7 +23,8 @@ enum {
   PLAN_W_CODE = 7,    /* offset of the first instruction */
   PLAN_W_NIN = 8,     /* input arrays read */
   PLAN_W_WHERE = 9,   /* offset of the where table (after END), see below */
-  PLAN_HDR = 10
+  PLAN_W_JOIN = 10,   /* offset of the join table (0: none), see below */
+  PLAN_HDR = 11
 };
 
 /* "PLAT" and the format version: bump the version whenever the instruction
@@ -140,6 +141,13 @@ enum {
  *   (the integer ops above; IVARI, IVARJ are i and j at the node's
  *   granularity, IINPUT's kid the index).  w == 1: the tree was too large
  *   to store, it may fail anywhere. */
+/* The join table (at plan[PLAN_W_JOIN] when nonzero, after the where
+ * table): the pattern is where(f1(i) == g1(j) && ... && fn(i) == gn(j)),
+ * each f of i alone and g of j alone, so that the kernel can group queries
+ * and keys by their values (runtime/plan_join.c):
+ *   n (1 .. PLAN_JOIN_MAX), then per equality: words wf, f's tree in prefix
+ *   form (as in the where table), words wg, g's tree. */
+#define PLAN_JOIN_MAX 4
 #define PLAN_WF_BLOCKS 1    /* inside blocks(b) { }: i, j, Lq, Lk count blocks */
 #define PLAN_WHERE_MAX (1 << 20) /* words of the where table */
 

@@ -30,6 +30,19 @@ typedef struct rt_tensor {
   int64_t sb, sh, sl;      /* element strides of batch, head, row */
 } rt_tensor;
 
+/* A paged KV cache (vLLM's block_table convention): k and v are pools of
+ * pages [n_pages, page_size, Hkv, D]; sequence b has seq_lens[b] keys, key
+ * j of it in page page_table[b * max_pages + j / page_size], row
+ * j % page_size.  Then rt_args' k and v strides are: sb between pages, sl
+ * between rows of a page, sh between heads; Lk is the longest sequence.
+ * Checked by runtime/args.c (ids in [0, n_pages), lengths in [0,
+ * max_pages * page_size]). */
+typedef struct rt_paged {
+  const int32_t *page_table;  /* [B][max_pages] */
+  const int32_t *seq_lens;    /* [B] */
+  int64_t n_pages, page_size, max_pages;
+} rt_paged;
+
 typedef struct rt_args {
   int64_t B, H, Hkv, Lq, Lk, D;
   rt_tensor q, k, v, o;    /* q, k, v read; o written */
@@ -41,6 +54,7 @@ typedef struct rt_args {
   void *const *externs;    /* one C function pointer per extern:
                               bool f(int64_t, ...) with n_args int64 args */
   int threads;             /* 0: all cores */
+  const rt_paged *paged;   /* NULL: dense k, v */
 } rt_args;
 
 /* What the backward pass is given besides rt_args (whose q, k, v, scale,

@@ -79,7 +79,7 @@ class CompileOptions(ctypes.Structure):  # spat_compile_options
 class Tensors(ctypes.Structure):  # spat_tensors
     _fields_ = [("B", i64), ("H", i64), ("Hkv", i64), ("Lq", i64), ("Lk", i64),
                 ("q", vp), ("k", vp), ("v", vp), ("o", vp), ("lse", vp),
-                ("scale", ctypes.c_float)]
+                ("scale", ctypes.c_float), ("paged", vp)]
 
 
 class Value(ctypes.Structure):  # spat_value
@@ -105,7 +105,7 @@ class ExternInfo(ctypes.Structure):  # spat_extern_info
 class PatternInfo(ctypes.Structure):  # spat_pattern_info
     _fields_ = [("name", cp), ("n_args", sz), ("args", ctypes.POINTER(ArgInfo)),
                 ("n_externs", sz), ("externs", ctypes.POINTER(ExternInfo)),
-                ("data_dependent", ctypes.c_bool)]
+                ("data_dependent", ctypes.c_bool), ("top_left", ctypes.c_bool)]
 
 
 class ParamDecl(ctypes.Structure):  # spat_param_decl

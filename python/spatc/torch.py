@@ -60,21 +60,28 @@ def _ptr(t):
     return t.data_ptr() if t is not None else None
 
 
+def _forward(q, k, v, pattern, scalars, inputs, scale, layout, threads,
+             backend, want_lse=True):
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    d = _dims(q, k, v, layout)
+    kern = K.get_kernel(pattern, d[5], layout, backend, threads)
+    o = torch.empty_like(q)
+    lse = q.new_empty(_lse_shape(q, layout)) if want_lse else None
+    ins = [t.contiguous() for t in inputs]
+    kern.call(d, q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
+              lse.data_ptr() if want_lse else None, scale, scalars,
+              [t.data_ptr() for t in ins])
+    return o, lse
+
+
 @torch.library.custom_op("spatc::attention", mutates_args=(),
                          device_types="cpu")
 def _attention(q: Tensor, k: Tensor, v: Tensor, pattern: str,
                scalars: List[int], inputs: List[Tensor], scale: float,
                layout: str, threads: int, backend: str
                ) -> Tuple[Tensor, Tensor]:
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    d = _dims(q, k, v, layout)
-    kern = K.get_kernel(pattern, d[5], layout, backend, threads)
-    o = torch.empty_like(q)
-    lse = q.new_empty(_lse_shape(q, layout))
-    ins = [t.contiguous() for t in inputs]
-    kern.call(d, q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
-              lse.data_ptr(), scale, scalars, [t.data_ptr() for t in ins])
-    return o, lse
+    return _forward(q, k, v, pattern, scalars, inputs, scale, layout,
+                    threads, backend)
 
 
 @_attention.register_fake
@@ -125,7 +132,11 @@ def _backward(ctx, dout, dlse):
     dq, dk, dv = torch.ops.spatc.attention_backward(
         dout, dlse, q, k, v, o, lse, pattern, scalars, ins, scale, layout,
         threads, backend)
-    return dq, dk, dv, None, None, None, None, None, None, None
+    # One entry per input of the op, in the structure torch flattens them
+    # to: the tensor list (inputs) as a list; the int list (scalars) is a
+    # leaf, except when empty (then an empty list).
+    return (dq, dk, dv, None, None if scalars else [], [None] * len(ins),
+            None, None, None, None)
 
 
 _attention.register_autograd(_backward, setup_context=_setup_context)
@@ -177,6 +188,25 @@ def attention(q, k, v, pattern, *, inputs=None, runtime=None, scale=None,
         raise ValueError("backend must be 'jit' or 'interp', not %r"
                          % (backend,))
     s = 1.0 / math.sqrt(d[5]) if scale is None else float(scale)
-    o, lse = torch.ops.spatc.attention(q, k, v, key, scalars, ins, s, layout,
-                                       int(threads), backend)
+    if not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad
+                                         or v.requires_grad)) and \
+            not torch.compiler.is_compiling() and \
+            not _dispatch_modes_active():
+        # Eager, nothing to differentiate: the kernel directly (the op's
+        # dispatch costs tens of microseconds; the result is the same).
+        o, lse = _forward(q, k, v, key, scalars, ins, s, layout,
+                          int(threads), backend, return_lse)
+    else:
+        o, lse = torch.ops.spatc.attention(q, k, v, key, scalars, ins, s,
+                                           layout, int(threads), backend)
     return (o, lse) if return_lse else o
+
+
+def _dispatch_modes_active():
+    # A TorchDispatchMode or FakeTensorMode (tracing, opcheck, FlopCounter)
+    # must see the op; the fast path is for plain eager calls only.
+    try:
+        from torch.utils._python_dispatch import _get_current_dispatch_mode
+        return _get_current_dispatch_mode() is not None
+    except ImportError:
+        return True

@@ -771,6 +771,16 @@ jit_vs_interp jit-empty-rows rows.pat --seed 7 --len 50 --dim 16
 jit_vs_interp jit-topk topk.pat -D k=5 --seed 8 --len 40 --dim 16
 jit_vs_interp jit-heads heads.pat --seed 9 --heads 3 --len 33 --dim 80
 jit_vs_interp jit-scale w2.pat --seed 10 --len 20 --dim 16 --scale 0.5
+# a paged KV cache: pools [6 pages, 4 rows, 1 head, 16], two sequences
+py writerand pq.npy 11 0 2,2,3,16
+py writerand pk.npy 11 1 6,4,1,16
+py writerand pv.npy 11 2 6,4,1,16
+py write pt.npy '<i4' 2,3 5,0,3,1,4,2
+py write sl.npy '<i4' 2 9,5
+jit_vs_interp jit-paged w2.pat --q pq.npy --k pk.npy --v pv.npy --page-table pt.npy --seq-lens sl.npy
+py write ptbad.npy '<i4' 2,3 5,0,3,1,6,2
+sp run w2.pat --q pq.npy --k pk.npy --v pv.npy --page-table ptbad.npy --seq-lens sl.npy -o f.npy
+expect_rc paged-bad-page 1 && has err "page_table[1][1] = 6" && ok paged-bad-page || fail paged-bad-page "$(cat err)"
 # a scale outside float32 is an error, not +inf
 sp run w2.pat --seed 10 --len 20 --dim 16 --scale 1e39 -o f.npy
 expect_rc scale-range 2 && has err "--scale 1e39 is outside the float32 range" && ok scale-range || fail scale-range

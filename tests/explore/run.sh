@@ -70,15 +70,26 @@ def mask(name, p, Lq, Lk):
         return (j <= i) & (j >= i - p['w'])
     if name == 'causal':
         return np.broadcast_to(j <= i, (Lq, Lk))
+    if name == 'tl_causal_window':   # aligned(top_left): i = r
+        return (j <= r) & (j >= r - p['w'])
+    if name == 'tl_causal':
+        return np.broadcast_to(j <= r, (Lq, Lk))
     if name == 'full':
         return np.ones((Lq, Lk), bool)
+    if name == 'window':
+        return np.abs(i - j) <= p['w']
     raise SystemExit('unknown mask ' + name)
+
+BIAS = 0.0   # recall ... --bias X: scores s - X |i - j| (with score)
 
 def lse_o(q, k, v, m):
     B, H, Lq, D = q.shape
     g = H // k.shape[1]
     kk = np.repeat(k, g, axis=1); vv = np.repeat(v, g, axis=1)
     s = np.einsum('bhid,bhjd->bhij', q, kk) / np.sqrt(D)
+    Lk = k.shape[2]
+    r = np.arange(Lq)[:, None]; i = r + (Lk - Lq) if Lq <= Lk else r
+    s = s - BIAS * np.abs(i - np.arange(Lk)[None, :])
     s = np.where(m, s, -np.inf)
     mx = s.max(-1, keepdims=True)
     mx = np.where(np.isfinite(mx), mx, 0)
@@ -105,7 +116,8 @@ cmd = sys.argv[1]
 if cmd == 'acts':
     acts('.', *[int(x) for x in sys.argv[2:9]], *[float(x) for x in sys.argv[9:]])
 elif cmd == 'recall':
-    # recall NAME PARAMS_JSON REF ROWS.npy OUT.json: compare spatc with numpy
+    # recall NAME PARAMS_JSON REF ROWS.npy OUT.json [BIAS]: compare spatc with numpy
+    if len(sys.argv) > 7: BIAS = float(sys.argv[7])
     name, params, ref = sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
     rec, err, tot, dens = recall(name, params, ref)
     got = np.load(sys.argv[5])
@@ -156,6 +168,25 @@ sp recall cw.pat -D w=20 --q q.npy --k k.npy -o rows.npy --json --reference caus
 if [ "$rc" -eq 0 ] && has out '"reference": "causal"' &&
    np recall causal_window '{"w": 20}' causal rows.npy out >res 2>&1; then
   ok recall-reference; else cat res >>err; fail recall-reference; fi
+
+# aligned(top_left): the reference takes the pattern's alignment
+cat >tl.pat <<'EOF'
+pattern tl(w = 16) aligned(top_left) = causal & window(w, 0);
+EOF
+sp recall tl.pat -D w=12 --q q.npy --k k.npy -o rows.npy --json --reference causal
+if [ "$rc" -eq 0 ] && np recall tl_causal_window '{"w": 12}' tl_causal rows.npy out >res 2>&1; then
+  ok recall-top-left; else cat res >>err; fail recall-top-left; fi
+sp compare tl.pat cw.pat --q q.npy --k k.npy --reference causal --repeats 0
+[ "$rc" -eq 1 ] && has err "different alignments" && ok compare-alignments || fail compare-alignments
+
+# a score modifier, with the same score on the reference
+np acts 1 2 2 64 64 16 9
+cat >sc.pat <<'EOF'
+pattern sc(w = 8) = window(w) with score s - 0.25 * abs(i - j);
+EOF
+sp recall sc.pat --q q.npy --k k.npy --v v.npy -o rows.npy --json --reference 'full with score s - 0.25 * abs(i - j)'
+if [ "$rc" -eq 0 ] && np recall window '{"w": 8}' full rows.npy out 0.25 >res 2>&1; then
+  ok recall-score-reference; else cat res >>err; fail recall-score-reference; fi
 
 # random activations: a full pattern keeps everything
 sp recall full.pat --len 80 --heads 2 --dim 8 --seed 5 --json
@@ -243,6 +274,126 @@ sp tune "$LF" --param zz=1:4 --len 64
 [ "$rc" -eq 1 ] && has err "no compile-time parameter 'zz'" && ok tune-unknown-param || fail tune-unknown-param
 sp tune full.pat --len 64
 [ "$rc" -eq 1 ] && has err "no compile-time parameter to tune" && ok tune-nothing || fail tune-nothing
+
+# ---- pictures: png decoded with zlib, diffs, tiles ----
+cat >png.py <<'EOF'
+import struct, sys, zlib
+import numpy as np
+
+def read(path):
+    b = open(path, 'rb').read()
+    assert b[:8] == b'\x89PNG\r\n\x1a\n', 'signature'
+    pos, idat, meta, ihdr = 8, b'', None, None
+    while pos < len(b):
+        n, = struct.unpack('>I', b[pos:pos + 4]); t = b[pos + 4:pos + 8]
+        d = b[pos + 8:pos + 8 + n]
+        crc, = struct.unpack('>I', b[pos + 8 + n:pos + 12 + n])
+        assert zlib.crc32(t + d) & 0xffffffff == crc, 'crc of %r' % t
+        if t == b'IHDR': ihdr = struct.unpack('>IIBBBBB', d)
+        elif t == b'IDAT': idat += d
+        elif t == b'tEXt':
+            k, v = d.split(b'\0'); assert k == b'spatc'
+            meta = dict(x.split('=') for x in v.decode().split()[1:])
+        pos += 12 + n
+    w, h, depth, ctype = ihdr[:4]
+    assert depth == 8 and ctype == 2, ihdr
+    raw = zlib.decompress(idat)
+    assert len(raw) == h * (1 + 3 * w) and len(idat) < len(raw)
+    img = np.frombuffer(raw, np.uint8).reshape(h, 1 + 3 * w)
+    assert (img[:, 0] == 0).all()
+    return img[:, 1:].reshape(h, w, 3), {k: int(v) for k, v in meta.items()}
+
+def cell_rgb(img, m, r, c):
+    # the centre pixel of cell (r, c) of an upscaled plot
+    s = m['cell']; assert s > 0
+    return tuple(int(x) for x in img[m['y'] + r * s + s // 2, m['x'] + c * s + s // 2])
+
+INK = (24, 40, 96); WHITE = (255, 255, 255)
+DIFF = [WHITE, (222, 110, 20), (30, 110, 220), (40, 40, 40)]
+TILE_INK = [(200, 0, 0), (170, 95, 0), (20, 105, 40)]
+TILE_TINT = [WHITE, (255, 232, 170), (196, 236, 196)]
+
+def ascii_mask(path):
+    return [l.rstrip('\n') for l in open(path) if not l.startswith('# ')]
+
+cmd = sys.argv[1]
+if cmd == 'mask':      # mask PNG ASCII: every cell's colour is the ascii mask's
+    img, m = read(sys.argv[2])
+    a = ascii_mask(sys.argv[3])
+    assert m['rows'] == len(a) and m['cols'] == len(a[0]), (m, len(a))
+    for r, line in enumerate(a):
+        for c, ch in enumerate(line):
+            assert cell_rgb(img, m, r, c) == (INK if ch == '#' else WHITE), (r, c)
+    # text above and left of the plot: dark pixels in the margins
+    assert (img[:m['y'] - 2, :, :].astype(int).sum(2) < 240).sum() > 50, 'no title or ticks'
+    assert (img[m['y']:, :m['x'] - 2, :].astype(int).sum(2) < 240).sum() > 20, 'no row ticks'
+elif cmd == 'diff':    # diff PNG ASCII_DIFF: colours of only A, only B, both
+    img, m = read(sys.argv[2])
+    a = ascii_mask(sys.argv[3])
+    k = {'.': 0, 'A': 1, 'B': 2, '#': 3}
+    seen = set()
+    for r, line in enumerate(a):
+        for c, ch in enumerate(line):
+            assert cell_rgb(img, m, r, c) == DIFF[k[ch]], (r, c, ch, cell_rgb(img, m, r, c))
+            seen.add(ch)
+    assert seen == set('.AB#'), seen
+    below = img[m['y'] + m['h'] + 1:]
+    for col in DIFF[1:]:   # the legend's swatches
+        assert (below == np.array(col, np.uint8)).all(2).any(), col
+elif cmd == 'tiles':   # tiles PNG ASCII_MASK ASCII_TILES TQ TK
+    img, m = read(sys.argv[2])
+    a = ascii_mask(sys.argv[3]); t = ascii_mask(sys.argv[4])
+    tq, tk = int(sys.argv[5]), int(sys.argv[6])
+    cls = {'.': 0, '+': 1, '#': 2}
+    kinds = set()
+    for r, line in enumerate(a):
+        for c, ch in enumerate(line):
+            tc = cls[t[r // tq][c // tk]]
+            want = TILE_INK[tc] if ch == '#' else TILE_TINT[tc]
+            assert cell_rgb(img, m, r, c) == want, (r, c, ch, tc)
+            kinds.add((ch, tc))
+            assert not (ch == '#' and tc == 0), 'allowed pair in a skipped tile'
+    assert len({k[1] for k in kinds}) >= 2, kinds
+EOF
+cat >cw2.pat <<'EOF'
+pattern sink_window(w = 4) = causal & (window(w, 0) | cols(0 .. 2));
+EOF
+sp mask cw.pat -D w=5 --len 30 -o m.png
+"$SPATC" mask cw.pat -D w=5 --len 30 >m.txt 2>>err
+if [ "$rc" -eq 0 ] && "$PY" png.py mask m.png m.txt >res 2>&1; then ok png-mask; else cat res >>err; fail png-mask; fi
+sp mask "$LF" -D w=8 -D g=1 --len 24 --diff cw2.pat -o d.png
+"$SPATC" mask "$LF" -D w=8 -D g=1 --len 24 --diff cw2.pat >d.txt 2>>err
+if [ "$rc" -eq 0 ] && has d.txt "# diff: A only longformer(w = 8, g = 1), B only sink_window(w = 4)" &&
+   "$PY" png.py diff d.png d.txt >res 2>&1; then ok png-diff; else cat res >>err; fail png-diff; fi
+# the ascii diff itself against numpy masks
+if "$PY" - >res 2>&1 <<'EOF'
+import numpy as np
+r = np.arange(24)[:, None]; j = np.arange(24)[None, :]
+a = (np.abs(r - j) <= 4) | (r < 1) | (j < 1)
+b = (j <= r) & ((j >= r - 4) | (j < 2))
+want = np.array(['.', 'A', 'B', '#'])[a.astype(int) + 2 * b.astype(int)]
+got = [l.rstrip('\n') for l in open('d.txt') if not l.startswith('# ')]
+assert got == [''.join(x) for x in want], got
+EOF
+then ok ascii-diff; else cat res >>err; fail ascii-diff; fi
+sp mask "$LF" -D w=8 --len 24 --diff cw2.pat -o d.svg
+if [ "$rc" -eq 0 ] && has d.svg "only sink_window(w = 4)" && has d.svg 'fill="rgb(30,110,220)"' &&
+   python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' d.svg; then
+  ok svg-diff; else fail svg-diff; fi
+"$SPATC" mask cw.pat -D w=70 --len 256 --force >t.txt 2>err
+sp mask cw.pat -D w=70 --len 256 --tiles
+cp out tt.txt
+sp mask cw.pat -D w=70 --len 256 --tiles -o t.png --px 1024
+if [ "$rc" -eq 0 ] && has tt.txt "# tile plan, tiles of 64 x 64" &&
+   "$PY" png.py tiles t.png t.txt tt.txt 64 64 >res 2>&1; then ok png-tiles; else cat res >>err; fail png-tiles; fi
+sp mask cw.pat -D w=70 --len 256 --heads 2 --tiles --bq 32 --bk 128 -o t2.svg
+[ "$rc" -eq 0 ] && has t2.svg 'class="head"' && has t2.svg 'class="tile-partial"' && ok svg-tiles || fail svg-tiles
+sp mask cw.pat --len 64 --tiles -o t.npy
+[ "$rc" -eq 2 ] && has err "--tiles draws on png, svg or ascii" && ok tiles-npy-usage || fail tiles-npy-usage
+sp mask cw.pat --len 64 --diff-pattern x
+[ "$rc" -eq 2 ] && has err "--diff-pattern needs --diff" && ok diff-usage || fail diff-usage
+sp mask cw.pat --len 64 --diff nonexistent.pat
+[ "$rc" -eq 1 ] && has err "nonexistent.pat" && ok diff-missing || fail diff-missing
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

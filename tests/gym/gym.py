@@ -463,5 +463,147 @@ CASES = [
          defines={'prefix_length': 30, 'completion_length': 17}),
 ]
 
+# ---- attn_gym/mods and the notebook's score_mods (language version 2) --------
+
+def generate_alibi_bias(H):
+    def alibi_mod(score, b, h, q_idx, kv_idx):
+        scale = np.exp2(-((h + 1) * 8.0 / H))
+        bias = (kv_idx - q_idx) * scale
+        return score + bias
+    return alibi_mod
+
+
+def generate_tanh_softcap(soft_cap):
+    def tanh_softcap(score, b, h, q_idx, kv_idx):
+        return soft_cap * np.tanh(score / soft_cap)
+    return tanh_softcap
+
+
+def tanh_soft_cap(score, b, h, q_idx, kv_idx):
+    score = score / 2
+    score = np.tanh(score)
+    return score * 2
+
+
+def relative_positional(score, b, h, q_idx, kv_idx):
+    return score + (q_idx - kv_idx)
+
+
+def checkerboard(score, b, h, q_idx, kv_idx):
+    score = np.where(np.abs(kv_idx - q_idx) % 2 == 1, score * 0.5, score)
+    score = np.where(np.abs(kv_idx - q_idx) % 2 == 0, score * 2.0, score)
+    return score
+
+
+def causal_bias(score, b, h, q_idx, kv_idx):
+    return np.where(q_idx >= kv_idx, score, -np.inf)
+
+
+def score_flex(mod_fn):
+    """A FlexAttention score_mod as a harness score (top-left q_idx)."""
+    return lambda c, s: mod_fn(s, c.b, c.h, c.r, c.j)
+
+
+def alibi_closure_score(c, s):
+    return s + c.inp['alibi_bias'].astype(np.float64).reshape(1, -1, 1, 1) * (c.j - c.r)
+
+
+def alibi_closure_inputs(c, rng):
+    return {'alibi_bias': np.exp2(-((np.arange(c.H) + 1) * 8.0 / c.H)).astype(np.float32)}
+
+
+def full_mask(c):
+    return noop_mask(c.b, c.h, c.r, c.j)
+
+
+SCORE_SIZES = [(1, 2, 37, 37), (2, 4, 100, 130), (1, 2, 70, 45), (1, 1, 129, 129)]
+SM = G + 'score_mods.pat'
+
+# The JIT does not compile version-2 forms yet (the interpreter does).
+V2_BACKENDS = ('interp',)
+
+CASES_V2 = [
+    Case('alibi_mod', SM, 'alibi_mod', full_mask, SCORE_SIZES,
+         score=lambda c, s: generate_alibi_bias(c.H)(s, c.b, c.h, c.r, c.j),
+         backends=V2_BACKENDS),
+    Case('alibi_causal', SM, 'alibi_causal', flex(causal_mask), SCORE_SIZES,
+         score=lambda c, s: generate_alibi_bias(c.H)(s, c.b, c.h, c.r, c.j)),
+    Case('alibi_closure', SM, 'alibi_closure', flex(causal_mask), SCORE_SIZES,
+         score=alibi_closure_score, inputs=alibi_closure_inputs),
+    Case('tanh_softcap 30', SM, 'tanh_softcap', full_mask, SCORE_SIZES,
+         score=score_flex(generate_tanh_softcap(30)), backends=V2_BACKENDS),
+    Case('tanh_softcap 1', SM, 'tanh_softcap', full_mask, SCORE_SIZES[:2],
+         score=score_flex(generate_tanh_softcap(1)), defines={'soft_cap': 1}),
+    Case('tanh_soft_cap causal', SM, 'tanh_soft_cap_causal', flex(causal_mask), SCORE_SIZES,
+         score=score_flex(tanh_soft_cap)),
+    Case('relative_positional', SM, 'relative_positional', full_mask, SCORE_SIZES,
+         score=score_flex(relative_positional)),
+    Case('checkerboard', SM, 'checkerboard', full_mask, SCORE_SIZES,
+         score=score_flex(checkerboard)),
+    Case('causal_bias', SM, 'causal_bias', full_mask, SCORE_SIZES,
+         score=score_flex(causal_bias), backends=V2_BACKENDS),
+    Case('bias_table', SM, 'bias_table', full_mask, SCORE_SIZES,
+         score=lambda c, s: s + c.inp['bias'].astype(np.float64)[c.r, c.j],
+         inputs=lambda c, rng: {'bias': rng.standard_normal((c.Lq, c.Lk)).astype(np.float32)}),
+    Case('graphormer', SM, 'graphormer', full_mask, SCORE_SIZES,
+         score=lambda c, s: s + c.inp['spd_bias'].astype(np.float64)[c.h, c.inp['spd'][c.b, c.r, c.j]],
+         inputs=lambda c, rng: {'spd': rng.integers(0, 16, (c.B, c.Lq, c.Lk)).astype(np.int32),
+                                'spd_bias': rng.standard_normal((c.H, 16)).astype(np.float32)}),
+    Case('natten2 12x12 k5x3', G + 'natten_v2.pat', 'natten2', flex(generate_natten(12, 12, 5, 3)),
+         canvas(12, 12, 20), defines={'canvas_w': 12, 'canvas_h': 12, 'kernel_w': 5, 'kernel_h': 3}),
+    Case('tiled_natten2 16x16 k5 t4x2', G + 'natten_v2.pat', 'tiled_natten2',
+         flex(generate_tiled_natten(16, 16, 5, 5, 4, 2)), canvas(16, 16),
+         defines={'canvas_w': 16, 'canvas_h': 16, 'kernel_w': 5, 'kernel_h': 5,
+                  'tile_w': 4, 'tile_h': 2}),
+    Case('morton_natten 8x8 k3', G + 'natten_v2.pat', 'morton_natten',
+         flex(generate_morton_natten(8, 8, 3, 3)), canvas(8, 8)),
+    Case('morton_natten 16x16 k5', G + 'natten_v2.pat', 'morton_natten',
+         flex(generate_morton_natten(16, 16, 5, 5)), [(1, 1, 256, 256), (1, 1, 200, 256)],
+         defines={'canvas_w': 16, 'canvas_h': 16, 'kernel_w': 5, 'kernel_h': 5}),
+    Case('sta_3d 8^3 k4 t2', G + 'sta_3d.pat', 'sta_3d',
+         flex(generate_sta_mask_mod_3d((8, 8, 8), (4, 4, 4), (2, 2, 2))),
+         [(1, 1, 512, 512), (1, 1, 300, 512)]),
+    Case('sta_3d 4x8x12 k4x4x6 t2 text=20', G + 'sta_3d.pat', 'sta_3d',
+         flex(generate_sta_mask_mod_3d((4, 8, 12), (4, 4, 6), (2, 2, 2), 20)),
+         [(1, 1, 404, 404), (1, 2, 400, 404), (1, 1, 420, 404)],
+         defines={'canvas_t': 4, 'canvas_h': 8, 'canvas_w': 12, 'kernel_t': 4, 'kernel_h': 4,
+                  'kernel_w': 6, 'text_seq_len': 20}),
+    Case('flamingo2', G + 'flamingo_v2.pat', None,
+         lambda c: generate_vision_cross_attention_mask_mod(c.inp['intervals'], 16)(c.b, c.h, c.r, c.j),
+         [(1, 1, 70, 80), (2, 2, 83, 80)], defines={'n_images': 5},
+         inputs=lambda c, rng: {
+             'image_boundaries': np.repeat(np.arange(5), 16).astype(np.int32),
+             'intervals': np.sort(rng.integers(0, c.Lq, (5, 2)), axis=1).astype(np.int32)}),
+    Case('doc_causal2', G + 'document_v2.pat', None,
+         lambda c: generate_doc_mask_mod(causal_mask, c.inp['offsets'])(c.b, c.h, c.r, c.j),
+         [(1, 2, 37, 37), (1, 1, 100, 130), (2, 1, 129, 129)], defines={'n_docs': 6},
+         inputs=lambda c, rng: (lambda off: {
+             'document_id': _offsets_to_doc_ids_tensor(off).astype(np.int32),
+             'offsets': off.astype(np.int32)})(
+                 length_to_offsets(generate_random_lengths(rng, c.Lk, 6)))),
+    Case('flamingo2', G + 'flamingo_v2.pat', None,
+         lambda c: generate_vision_cross_attention_mask_mod(c.inp['intervals'], 16)(c.b, c.h, c.r, c.j),
+         [(1, 1, 70, 80), (2, 2, 83, 80)], defines={'n_images': 5},
+         inputs=lambda c, rng: {
+             'image_boundaries': np.repeat(np.arange(5), 16).astype(np.int32),
+             'intervals': np.sort(rng.integers(0, c.Lq, (5, 2)), axis=1).astype(np.int32)}),
+    Case('doc_causal2', G + 'document_v2.pat', None,
+         lambda c: generate_doc_mask_mod(causal_mask, c.inp['offsets'])(c.b, c.h, c.r, c.j),
+         [(1, 2, 37, 37), (1, 1, 100, 130), (2, 1, 129, 129)], defines={'n_docs': 6},
+         inputs=lambda c, rng: (lambda off: {
+             'document_id': _offsets_to_doc_ids_tensor(off).astype(np.int32),
+             'offsets': off.astype(np.int32)})(
+                 length_to_offsets(generate_random_lengths(rng, c.Lk, 6)))),
+]
+for _c in CASES_V2:
+    _c.backends = V2_BACKENDS
+
+# Version-2 cases with input arrays (float, or shaped beyond int32 [Lk]):
+# `spatc mask/run --input` takes int32 [Lk] arrays only so far, so these run
+# only with SPATC_V2_INPUTS=1 (once the driver takes them, drop the switch).
+PENDING_INPUTS = [c for c in CASES_V2 if c.inputs]
+RUN_V2 = [c for c in CASES_V2 if not c.inputs or os.environ.get('SPATC_V2_INPUTS') == '1']
+
+
 if __name__ == '__main__':
-    sys.exit(main(CASES, ROOT))
+    sys.exit(main(CASES + RUN_V2, ROOT))

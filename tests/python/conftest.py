@@ -53,3 +53,29 @@ def dense_ref(q, k, v, mask, scale=None, layout="bhld"):
 def _private_cache(tmp_path_factory):
     # the disk kernel cache of these tests: a private one
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg"))
+
+
+def dense_grads(q, k, v, mask, dout, scale=None):
+    """dq, dk, dv of the dense masked softmax attention (bhld, float64), a
+    key/value head summing over the query heads that share it."""
+    q, k, v, dout = (x.astype(np.float64) for x in (q, k, v, dout))
+    H, Hkv, D = q.shape[1], k.shape[1], q.shape[3]
+    g = H // Hkv
+    sc = scale or 1 / np.sqrt(D)
+    kk, vv = np.repeat(k, g, axis=1), np.repeat(v, g, axis=1)
+    s = np.einsum("bhid,bhjd->bhij", q, kk) * sc
+    s = np.where(mask[None], s, -np.inf)
+    mx = s.max(-1, keepdims=True)
+    p = np.exp(s - np.where(np.isfinite(mx), mx, 0))
+    z = p.sum(-1, keepdims=True)
+    p = p / np.where(z > 0, z, 1)
+    o = np.einsum("bhij,bhjd->bhid", p, vv)
+    dv = np.einsum("bhij,bhid->bhjd", p, dout)
+    dp = np.einsum("bhid,bhjd->bhij", dout, vv)
+    ds = p * (dp - (dout * o).sum(-1, keepdims=True))
+    dq = np.einsum("bhij,bhjd->bhid", ds, kk) * sc
+    dk = np.einsum("bhij,bhid->bhjd", ds, q) * sc
+    B, Lk = k.shape[0], k.shape[2]
+    dk = dk.reshape(B, Hkv, g, Lk, D).sum(2)
+    dv = dv.reshape(B, Hkv, g, Lk, D).sum(2)
+    return dq, dk, dv

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import spatc
-from conftest import dense_ref, qkv
+from conftest import dense_grads, dense_ref, qkv
 
 LF = spatc.Pattern.library("longformer", w=16, g=2)
 
@@ -221,21 +221,24 @@ def test_recall():
         p.recall(q, k, reference="dense")
 
 
-def test_backward_api():
-    q, k, v = qkv(H=2, Lq=16, D=16)
-    o, lse = spatc.attention(q, k, v, LF, return_lse=True)
-    dout = np.ones_like(o)
-    if not spatc.has_backward():
-        with pytest.raises(NotImplementedError, match="backward"):
-            spatc.attention_backward(q, k, v, o, lse, dout, LF)
-        return
-    dq, dk, dv = spatc.attention_backward(q, k, v, o, lse, dout, LF)
-    # dv = P^T dout, P the masked softmax (float64)
-    m = LF.mask(16, heads=2)
-    s = np.einsum("bhid,bhjd->bhij", q.astype(float), k) / np.sqrt(16)
-    s = np.where(m[None], s, -np.inf)
-    pm = np.exp(s - s.max(-1, keepdims=True))
-    pm /= pm.sum(-1, keepdims=True)
-    np.testing.assert_allclose(dv, np.einsum("bhij,bhid->bhjd", pm, dout),
-                               atol=1e-4)
-    assert dq.shape == q.shape and dk.shape == k.shape
+@pytest.mark.parametrize("backend", ["jit", "interp"])
+def test_backward_api(backend):
+    assert spatc.has_backward()
+    q, k, v = qkv(H=4, Hkv=2, Lq=30, Lk=45, D=16, seed=3)
+    p = spatc.Pattern.library("document")
+    doc = np.arange(45) // 12
+    kw = dict(inputs={"doc": doc}, backend=backend)
+    o, lse = spatc.attention(q, k, v, p, return_lse=True, **kw)
+    dout = np.random.default_rng(9).standard_normal(o.shape).astype(
+        np.float32)
+    dq, dk, dv = spatc.attention_backward(q, k, v, o, lse, dout, p, **kw)
+    ref = dense_grads(q, k, v, p.mask(30, 45, heads=4, inputs={"doc": doc}),
+                      dout)
+    for a, b in zip((dq, dk, dv), ref):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=2e-4, rtol=1e-3)
+    with pytest.raises(ValueError, match="lse"):
+        spatc.attention_backward(q, k, v, o, lse[:, :, :3].copy(), dout, p,
+                                 **kw)
+    with pytest.raises(ValueError, match="dout"):
+        spatc.attention_backward(q, k, v, o, lse, dout[:, :2].copy(), p, **kw)

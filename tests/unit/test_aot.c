@@ -192,7 +192,7 @@ static const char *const docs_main =
     "  for (size_t x = 0; x < nk; x++) k[x] = (float)rand() / RAND_MAX - .5f;\n"
     "  for (size_t x = 0; x < nk; x++) v[x] = (float)rand() / RAND_MAX - .5f;\n"
     "  for (int x = 0; x < L; x++) doc[x] = x / 41;\n"
-    "  spat_tensors t = {B, H, Hkv, L, L, q, k, v, o, lse, 0};\n"
+    "  spat_tensors t = {B, H, Hkv, L, L, q, k, v, o, lse, 0, NULL};\n"
     "  if (docs_D != 32 || docs_LAYOUT != SPAT_LAYOUT_BLHD) return 10;\n"
     "  if (docs_DEFAULT_n != 2) return 11;\n"
     "  int st = docs(&t, 3, doc);\n"
@@ -275,7 +275,7 @@ static const char *const ext_main =
     "    q[x] = (float)((x * 7) % 13) / 13 - .5f;\n"
     "    k[x] = (float)((x * 5) % 11) / 11 - .5f;\n"
     "    v[x] = (float)((x * 3) % 17) / 17 - .5f; }\n"
-    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0};\n"
+    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0, NULL};\n"
     "  if (nearby(&t) != SPAT_OK) return 1;\n"
     "  spat_ctx *c = spat_ctx_new();\n"
     "  spat_pattern *p = NULL;\n"
@@ -384,7 +384,7 @@ static const char *const many_main =
     "    q[j] = (float)((j * 7) % 13) / 13 - .5f;\n"
     "    k[j] = (float)((j * 5) % 11) / 11 - .5f;\n"
     "    v[j] = (float)((j * 3) % 17) / 17 - .5f; }\n"
-    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0.3f};\n"
+    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0.3f, NULL};\n"
     "  if (many(&t, 1, 0, 2, 0, 0, 1, 3, x, y) != SPAT_OK) return 1;\n"
     "  spat_ctx *c = spat_ctx_new();\n"
     "  spat_pattern *p = NULL;\n"
@@ -504,7 +504,7 @@ static const char *const host_main =
     "    q[x] = (float)((x * 7) % 13) / 13 - .5f;\n"
     "    k[x] = (float)((x * 5) % 11) / 11 - .5f;\n"
     "    v[x] = (float)((x * 3) % 17) / 17 - .5f; }\n"
-    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0};\n"
+    "  spat_tensors t = {1, H, H, L, L, q, k, v, o, NULL, 0, NULL};\n"
     "  if (fn(&t, 3, doc) != SPAT_OK) return 3;\n"
     "  spat_ctx *c = spat_ctx_new();\n"
     "  spat_pattern *p = NULL;\n"
@@ -618,7 +618,7 @@ static run_out run_library(const char *file, const char *name,
   if (st != SPAT_OK) fprintf(stderr, "%s: %s\n", file, spat_ctx_error(c));
   assert_int_equal(st, SPAT_OK);
   r.from_cache = spat_kernel_signature(ker)->from_cache;
-  spat_tensors t = {CB, CH, CH, CL, CL, q, k, v, r.o, r.lse, 0};
+  spat_tensors t = {CB, CH, CH, CL, CL, q, k, v, r.o, r.lse, 0, NULL};
   spat_value args[2];
   size_t na = 0;
   const spat_signature *sig = spat_kernel_signature(ker);
@@ -880,7 +880,7 @@ static const char *const bwd_main =
     "    g[x][1] = calloc(nk, 4); g[x][2] = calloc(nk, 4); }\n"
     "  for (size_t x = 0; x < nq; x++) q[x] = rnd(&seed), dout[x] = rnd(&seed);\n"
     "  for (size_t x = 0; x < nk; x++) k[x] = rnd(&seed), v[x] = rnd(&seed);\n"
-    "  spat_tensors t = {1, H, HK, LQ, LK, q, k, v, o, lse, 0};\n"
+    "  spat_tensors t = {1, H, HK, LQ, LK, q, k, v, o, lse, 0, NULL};\n"
     "  if (bw(&t, 3) != SPAT_OK) return 1;\n"
     "  spat_grads ga = {dout, NULL, g[0][0], g[0][1], g[0][2], NULL};\n"
     "  char err[256];\n"

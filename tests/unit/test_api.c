@@ -65,7 +65,7 @@ static void problem_free(problem *p) {
 
 static spat_tensors tensors_of(const problem *p) {
   spat_tensors t = {p->B, p->H, p->Hkv, p->Lq,  p->Lk,   p->q,
-                    p->k, p->v, p->o,   p->lse, p->scale};
+                    p->k, p->v, p->o,   p->lse, p->scale, NULL};
   return t;
 }
 
@@ -522,7 +522,7 @@ static void test_run_bad_shapes(void **state) {
   t.scale = NAN;
   assert_int_equal(spat_kernel_run(k, &t), SPAT_EINVAL);
   /* Empty problems are fine, with NULL data. */
-  spat_tensors empty = {0, 3, 3, 4, 4, NULL, NULL, NULL, NULL, NULL, 0};
+  spat_tensors empty = {0, 3, 3, 4, 4, NULL, NULL, NULL, NULL, NULL, 0, NULL};
   assert_int_equal(spat_kernel_run(k, &empty), SPAT_OK);
   /* And the kernel still works after all those failures. */
   t = tensors_of(&pr);
@@ -566,10 +566,10 @@ static void test_empty_shapes(void **state) {
     for (int layout = 0; layout < 2; layout++) {
       spat_kernel *k = compile_ok(p, c, D, (spat_layout)layout, bes[be]);
       const spat_tensors none[] = {
-          {0, H, Hkv, Lq, 3, NULL, NULL, NULL, NULL, NULL, 0}, /* B = 0 */
-          {B, 0, 0, Lq, 3, NULL, NULL, NULL, NULL, NULL, 0},   /* H = 0 */
-          {B, H, Hkv, 0, 3, NULL, q, q, NULL, NULL, 0},        /* Lq = 0 */
-          {0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0},
+          {0, H, Hkv, Lq, 3, NULL, NULL, NULL, NULL, NULL, 0, NULL}, /* B = 0 */
+          {B, 0, 0, Lq, 3, NULL, NULL, NULL, NULL, NULL, 0, NULL},   /* H = 0 */
+          {B, H, Hkv, 0, 3, NULL, q, q, NULL, NULL, 0, NULL},        /* Lq = 0 */
+          {0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL},
       };
       for (size_t t = 0; t < sizeof none / sizeof none[0]; t++) {
         spat_status st = spat_kernel_run(k, &none[t], (int64_t)2, doc);
@@ -578,7 +578,7 @@ static void test_empty_shapes(void **state) {
       }
       for (int x = 0; x < NQ; x++) o[x] = 7;
       for (int x = 0; x < B * H * Lq; x++) lse[x] = 7;
-      spat_tensors t = {B, H, Hkv, Lq, 0, q, NULL, NULL, o, lse, 0};
+      spat_tensors t = {B, H, Hkv, Lq, 0, q, NULL, NULL, o, lse, 0, NULL};
       spat_status st = spat_kernel_run(k, &t, (int64_t)2, NULL);
       if (st != SPAT_OK) fprintf(stderr, "Lk = 0: %s\n", spat_ctx_error(c));
       assert_int_equal(st, SPAT_OK);

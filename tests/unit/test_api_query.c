@@ -1,7 +1,8 @@
 /* test_api_query.c: the public API's questions about patterns and its
  * tools (include/spat.h; compiler/api_query.c, compiler/api_aot.c), which
  * the spatc driver is built on: modules (listing, selecting with values),
- * spat_pattern_describe, spat_kernel_mask / _count, spat_pattern_explain,
+ * spat_pattern_describe, spat_kernel_mask / _count, spat_kernel_tiles,
+ * spat_pattern_explain,
  * spat_emit / _header / spat_is_entry_name, spat_cache_*, and the
  * signature's cache_problem.  Each with its error statuses and messages.
  * Masks are checked against the patterns' definitions written as plain C. */
@@ -787,6 +788,78 @@ static void test_cache(void **state) {
   }
 }
 
+/* Every tile spat_kernel_tiles calls FULL allows every pair of the exact
+ * mask, every SKIPPED one none; returns how many tiles of each class. */
+static void check_tiles(spat_kernel *k, const spat_tensors *t,
+                        const spat_value *args, size_t n, int64_t h,
+                        int64_t bq, int64_t bk, int64_t counts[3]) {
+  assert_int_equal(spat_kernel_tiles(k, t, args, n, 0, h, bq, bk, NULL), SPAT_EINVAL);
+  int64_t gq = bq ? bq : 64, gk = bk ? bk : 64; /* 0: the JIT's tiles */
+  int64_t nqt = (t->Lq + gq - 1) / gq, nkt = (t->Lk + gk - 1) / gk;
+  uint8_t *tiles = malloc((size_t)(nqt * nkt));
+  uint8_t *mask = malloc((size_t)(t->Lq * t->Lk));
+  assert_non_null(tiles);
+  assert_non_null(mask);
+  assert_int_equal(spat_kernel_tiles(k, t, args, n, 0, h, bq, bk, tiles), SPAT_OK);
+  assert_int_equal(spat_kernel_mask(k, t, args, n, 0, h, 0, t->Lq, mask), SPAT_OK);
+  counts[0] = counts[1] = counts[2] = 0;
+  for (int64_t a = 0; a < nqt; a++)
+    for (int64_t b = 0; b < nkt; b++) {
+      int64_t on = 0, all = 0;
+      for (int64_t r = a * gq; r < (a + 1) * gq && r < t->Lq; r++)
+        for (int64_t j = b * gk; j < (b + 1) * gk && j < t->Lk; j++)
+          on += mask[r * t->Lk + j], all++;
+      uint8_t c = tiles[a * nkt + b];
+      assert_true(c <= SPAT_TILE_FULL);
+      if (c == SPAT_TILE_FULL) assert_int_equal(on, all);
+      if (c == SPAT_TILE_SKIPPED) assert_int_equal(on, 0);
+      counts[c]++;
+    }
+  free(tiles);
+  free(mask);
+}
+
+static void test_tiles(void **state) {
+  (void)state;
+  spat_ctx *c = spat_ctx_new();
+  spat_tensors t = {.B = 1, .H = 1, .Lq = 256, .Lk = 256};
+  int64_t n[3];
+  /* causal, 64 x 64: below the diagonal full, on it partial, above skipped */
+  spat_pattern *p = parse_ok(c, "pattern p = causal;");
+  spat_kernel *k = compile_ok(p, c, 16, SPAT_BACKEND_INTERP);
+  check_tiles(k, &t, NULL, 0, 0, 0, 0, n);
+  assert_int_equal(n[SPAT_TILE_FULL], 6);
+  assert_int_equal(n[SPAT_TILE_PARTIAL], 4);
+  assert_int_equal(n[SPAT_TILE_SKIPPED], 6);
+  check_tiles(k, &t, NULL, 0, 0, 32, 100, n); /* other tiles, ragged */
+  assert_true(n[SPAT_TILE_PARTIAL] > 0 && n[SPAT_TILE_SKIPPED] > 0);
+  /* bottom-right alignment: Lq < Lk moves the diagonal */
+  spat_tensors u = {.B = 1, .H = 1, .Lq = 64, .Lk = 256};
+  check_tiles(k, &u, NULL, 0, 0, 0, 0, n);
+  assert_int_equal(n[SPAT_TILE_FULL], 3);
+  assert_int_equal(n[SPAT_TILE_PARTIAL], 1);
+  uint8_t out[16];
+  assert_int_equal(spat_kernel_tiles(k, &t, NULL, 0, 0, 1, 0, 0, out), SPAT_EINVAL);
+  assert_true(contains(spat_ctx_error(c), "head 1 out of range"));
+  assert_int_equal(spat_kernel_tiles(k, &t, NULL, 0, 0, 0, 0, 0, NULL), SPAT_EINVAL);
+  assert_int_equal(spat_kernel_tiles(k, &t, NULL, 0, 0, 0, -1, 0, out), SPAT_EINVAL);
+  assert_int_equal(spat_kernel_tiles(NULL, &t, NULL, 0, 0, 0, 0, 0, out), SPAT_EINVAL);
+  spat_kernel_free(k);
+  spat_pattern_free(p);
+  /* an input array tightens the plan: one document per 64 keys */
+  p = parse_ok(c, "pattern d(input doc: int[]) = where(doc[i] == doc[j]);");
+  k = compile_ok(p, c, 16, SPAT_BACKEND_JIT);
+  int32_t doc[256];
+  for (int j = 0; j < 256; j++) doc[j] = j / 64;
+  spat_value arg = spat_input(doc);
+  check_tiles(k, &t, &arg, 1, 0, 0, 0, n);
+  assert_int_equal(n[SPAT_TILE_SKIPPED], 12);
+  assert_int_equal(spat_kernel_tiles(k, &t, NULL, 0, 0, 0, 0, 0, out), SPAT_EINVAL);
+  spat_kernel_free(k);
+  spat_pattern_free(p);
+  spat_ctx_free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_module_list),
@@ -799,6 +872,7 @@ int main(void) {
       cmocka_unit_test(test_explain),
       cmocka_unit_test(test_emit),
       cmocka_unit_test(test_cache),
+      cmocka_unit_test(test_tiles),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

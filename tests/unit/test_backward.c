@@ -126,7 +126,7 @@ static double compare_with(spat_pattern *p, const shape *s, int cache) {
   spat_value args[8];
   int32_t *doc;
   size_t na = make_args(kj, s->Lk, args, &doc);
-  spat_tensors t = {s->B, s->H, s->Hkv, s->Lq, s->Lk, q, k, v, o, lse, 0};
+  spat_tensors t = {s->B, s->H, s->Hkv, s->Lq, s->Lk, q, k, v, o, lse, 0, NULL};
   assert_int_equal(spat_kernel_call(kj, &t, args, na), SPAT_OK);
   spat_kernel *ks[2] = {kj, ki};
   for (int x = 0; x < 2; x++) {
@@ -311,7 +311,7 @@ static void test_arguments(void **state) {
   enum { L = 20, D = 16, N = L * D };
   float *q = randn(N), *kk = randn(N), *v = randn(N), *dout = randn(N);
   float o_[N], lse[L], dq[N], dk[N], dv[N];
-  spat_tensors t = {1, 1, 1, L, L, q, kk, v, o_, lse, 0};
+  spat_tensors t = {1, 1, 1, L, L, q, kk, v, o_, lse, 0, NULL};
   assert_int_equal(spat_kernel_call(k, &t, NULL, 0), SPAT_OK);
   spat_grads g = {dout, NULL, dq, dk, dv, NULL};
   assert_int_equal(spat_kernel_backward(k, &t, &g, NULL, 0), SPAT_OK);
@@ -356,7 +356,7 @@ static void test_runtime_error(void **state) {
   assert_int_equal(spat_compile(p, &o, &k), SPAT_OK);
   enum { L = 8, N = L * 16 };
   float *x = randn(N), o_[N], lse[L], dq[N], dk[N], dv[N];
-  spat_tensors t = {1, 1, 1, L, L, x, x, x, o_, lse, 0};
+  spat_tensors t = {1, 1, 1, L, L, x, x, x, o_, lse, 0, NULL};
   spat_value n = spat_scalar(1);
   assert_int_equal(spat_kernel_call(k, &t, &n, 1), SPAT_OK);
   spat_grads g = {x, NULL, dq, dk, dv, NULL};
@@ -365,6 +365,30 @@ static void test_runtime_error(void **state) {
   assert_non_null(strstr(spat_ctx_error(ctx), "stride"));
   free(x);
   spat_kernel_free(k);
+  spat_pattern_free(p);
+}
+
+/* `with score E`: the JIT's generic backward tiles would drop E, so the JIT
+ * refuses (SPAT_EUNSUPPORTED, never a wrong answer); the interpreter
+ * computes it. */
+static void test_score_refused(void **state) {
+  (void)state;
+  spat_pattern *p =
+      parse("pattern softcap(cap = 5) = causal with score cap * tanh(s / cap);");
+  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_JIT, 0};
+  spat_kernel *k = NULL;
+  if (spat_compile(p, &o, &k) == SPAT_OK) {
+    enum { L = 8, N = L * 16 };
+    float *x = randn(N), o_[N], lse[L], dq[N], dk[N], dv[N];
+    spat_tensors t = {1, 1, 1, L, L, x, x, x, o_, lse, 0, NULL};
+    assert_int_equal(spat_kernel_call(k, &t, NULL, 0), SPAT_OK);
+    spat_grads g = {x, NULL, dq, dk, dv, NULL};
+    assert_int_equal(spat_kernel_backward(k, &t, &g, NULL, 0),
+                     SPAT_EUNSUPPORTED);
+    assert_non_null(strstr(spat_ctx_error(ctx), "with score"));
+    spat_kernel_free(k);
+    free(x);
+  }
   spat_pattern_free(p);
 }
 
@@ -409,7 +433,7 @@ static int bound_child(void) {
   if (spat_compile(p, &o, &k) != SPAT_OK) return 2;
   enum { W = 100, WD = W * 16 }; /* warm-up: the tiles compiled */
   float *w = randn(WD), wo[WD], wl[W], g1[WD], g2[WD], g3[WD];
-  spat_tensors wt = {1, 1, 1, W, W, w, w, w, wo, wl, 0};
+  spat_tensors wt = {1, 1, 1, W, W, w, w, w, wo, wl, 0, NULL};
   spat_grads wg = {w, NULL, g1, g2, g3, NULL};
   if (spat_kernel_call(k, &wt, NULL, 0) || spat_kernel_backward(k, &wt, &wg, NULL, 0))
     return 2;
@@ -422,7 +446,7 @@ static int bound_child(void) {
     if (x >= 4) memset(t[x], 1, (size_t)n * 4);
   }
   float *lse = calloc((size_t)L, 4);
-  spat_tensors T = {1, 1, 1, L, L, t[0], t[1], t[2], t[4], lse, 0};
+  spat_tensors T = {1, 1, 1, L, L, t[0], t[1], t[2], t[4], lse, 0, NULL};
   spat_grads G = {t[3], NULL, t[5], t[6], t[7], NULL};
   if (spat_kernel_call(k, &T, NULL, 0) || spat_kernel_backward(k, &T, &G, NULL, 0))
     return 2;
@@ -449,6 +473,7 @@ int main(void) {
       cmocka_unit_test(test_random),
       cmocka_unit_test(test_arguments),
       cmocka_unit_test(test_runtime_error),
+      cmocka_unit_test(test_score_refused),
       cmocka_unit_test(test_cached_kernel),
       cmocka_unit_test(test_memory_bound),
   };

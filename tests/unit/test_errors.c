@@ -63,7 +63,7 @@ static void problem_free(problem *p) {
 
 static spat_tensors tensors(const problem *p, float scale) {
   spat_tensors t = {1, p->H, p->H, p->Lq, p->Lk, p->q, p->k, p->v, p->o,
-                    p->lse, scale};
+                    p->lse, scale, NULL};
   return t;
 }
 

@@ -58,7 +58,7 @@ static void problem_init(problem *p, uint64_t seed) {
 
 static spat_tensors tensors(problem *p) {
   memset(p->o, 0, sizeof p->o);
-  spat_tensors t = {1, H, H, L, L, p->q, p->k, p->v, p->o, p->lse, 0};
+  spat_tensors t = {1, H, H, L, L, p->q, p->k, p->v, p->o, p->lse, 0, NULL};
   return t;
 }
 

@@ -1042,9 +1042,8 @@ static int n_threads(const rt_args *a, int64_t n_rows) {
   return (int)n;
 }
 
-rt_status interp_attention(const ir_program *p, const rt_args *a, char *err,
-                           size_t errlen) {
-  if (err && errlen) err[0] = 0;
+static rt_status dense_attention(const ir_program *p, const rt_args *a,
+                                 char *err, size_t errlen) {
   rt_status st = check_args(p, a, true, err, errlen);
   if (st != RT_OK) return st;
   if (!rt_has_rows(a)) return RT_OK;
@@ -1083,6 +1082,54 @@ rt_status interp_attention(const ir_program *p, const rt_args *a, char *err,
   }
   free(jb.ws);
   return st;
+}
+
+/* A paged KV cache (rt.h): each sequence is its own dense attention of
+ * B = 1 and Lk = seq_lens[b], on its keys and values gathered from the
+ * pages, in batch order (the first error is the first sequence's). */
+static rt_status paged_attention(const ir_program *p, const rt_args *a,
+                                 char *err, size_t errlen) {
+  const rt_paged *pg = a->paged;
+  int64_t n;
+  if (__builtin_mul_overflow(a->Hkv, a->Lk, &n) ||
+      __builtin_mul_overflow(n, a->D * (int64_t)sizeof(float), &n))
+    return rt_errf(err, errlen, RT_ERANGE, "paged KV cache: a sequence of "
+                   "Lk = %lld is too long", (long long)a->Lk);
+  float *k = malloc((size_t)n + 1), *v = malloc((size_t)n + 1);
+  rt_status st = k && v ? RT_OK
+                        : rt_errf(err, errlen, RT_ENOMEM, "out of memory");
+  for (int64_t b = 0; b < a->B && st == RT_OK; b++) {
+    rt_args s = *a;
+    s.paged = NULL;
+    s.B = 1;
+    s.Lk = pg->seq_lens[b];
+    s.q.data = a->q.data + b * a->q.sb;
+    s.o.data = a->o.data + b * a->o.sb;
+    s.lse = a->lse ? a->lse + b * a->lse_sb : NULL;
+    s.k.data = k, s.v.data = v;
+    rt_tensor_strides(&s.k, 0, a->Hkv, s.Lk, a->D);
+    rt_tensor_strides(&s.v, 0, a->Hkv, s.Lk, a->D);
+    for (int64_t h = 0; h < a->Hkv; h++)
+      for (int64_t j = 0; j < s.Lk; j++) {
+        int64_t page = pg->page_table[b * pg->max_pages + j / pg->page_size];
+        int64_t at = page * a->k.sb + h * a->k.sh + (j % pg->page_size) * a->k.sl;
+        memcpy(k + h * s.k.sh + j * s.k.sl, a->k.data + at,
+               (size_t)a->D * sizeof *k);
+        memcpy(v + h * s.v.sh + j * s.v.sl, a->v.data + at,
+               (size_t)a->D * sizeof *v);
+      }
+    st = dense_attention(p, &s, err, errlen);
+  }
+  free(k);
+  free(v);
+  return st;
+}
+
+rt_status interp_attention(const ir_program *p, const rt_args *a, char *err,
+                           size_t errlen) {
+  if (err && errlen) err[0] = 0;
+  if (a && a->paged && rt_has_rows(a)) return paged_attention(p, a, err, errlen);
+  return dense_attention(p, a, err, errlen);
 }
 
 /* ---- scores for the backward pass (interp.h) ---- */

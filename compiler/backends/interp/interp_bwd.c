@@ -196,6 +196,9 @@ rt_status interp_attention_backward(const ir_program *p, const rt_args *a,
   if (err && errlen) err[0] = 0;
   if (!p || !a || !g)
     return rt_errf(err, errlen, RT_EINVAL, "NULL program, arguments or gradients");
+  if (a->paged)
+    return rt_errf(err, errlen, RT_EUNSUPPORTED,
+                   "the backward pass does not take a paged KV cache");
   if (a->B < 0 || a->H < 1 || a->Hkv < 1 || a->H % a->Hkv != 0 || a->Lq < 0 ||
       a->Lk < 0 || a->D < 1)
     return rt_errf(err, errlen, RT_EINVAL,

@@ -364,6 +364,11 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
     cg_unsupported_d(fwd, o->D, "the code generator", err, errlen);
     return -1;
   }
+  if (p->score) { /* the score tile (spat_stile) is the JIT's only, so far */
+    snprintf(err, errlen, "AOT objects and the disk cache do not hold patterns with "
+             "'with score' yet (language version 2); the JIT and the interpreter run them");
+    return -1;
+  }
   int64_t *plan = an_build(p, err, errlen);
   if (plan == NULL) return -1;
   LLVMTargetMachineRef tm = lp_target_machine(o->cpu, err, errlen);

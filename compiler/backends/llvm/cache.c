@@ -364,6 +364,11 @@ aot_loaded *aot_cache_load(const ir_program *p, const aot_opts *opts,
     l = link_object(p, buf, externs, tile, err, errlen);
   }
   free(key);
+  void *dtile = NULL;  /* without it (out of memory): prefill tiles only */
+  char derr[256];
+  if (l != NULL && tc_get(&cg_kinds[CG_KIND_DECODE], o.D, CG_F32, dir, &dtile,
+                          derr, sizeof derr) == 0)
+    aot_set_dtile(l->desc, dtile);
   if (l != NULL) *desc = l->desc;
   return l;
 }

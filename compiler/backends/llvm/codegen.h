@@ -5,6 +5,8 @@
  *   codegen_mask.c      the pattern: spat_mask_* / spat_tkinfo_* (cg_build)
  *   codegen_fwd_tile.c  kernel kind "fwd": spat_tile, the forward attention
  *                       tile (f32); depends only on D
+ *   codegen_decode.c    kernel kind "decode": spat_dtile, the decode tile
+ *                       (unpadded rows of several heads; kr_dtile_fn)
  *   kinds.c             the table of kernel kinds (cg_kinds) and
  *                       cg_build_kernel, a module holding one kind's function
  *
@@ -65,6 +67,7 @@ typedef enum cg_dtype { CG_F32 = 0, CG_N_DTYPES } cg_dtype;
 /* ORDER cg_kinds (kinds.c): one row per id */
 typedef enum cg_kind_id {
   CG_KIND_FWD = 0,
+  CG_KIND_DECODE, /* codegen_decode.c: spat_dtile (kr_dtile_fn) */
   CG_KIND_BWD_DQ,   /* backward: dq of a query tile (kr_bwd_fn) */
   CG_KIND_BWD_DKDV, /* backward: dk, dv of a key tile (kr_bwd_fn) */
   CG_N_KINDS

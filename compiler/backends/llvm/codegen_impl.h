@@ -238,7 +238,12 @@ void cg_begin_module(cg *g, LLVMContextRef ctx, const char *name,
 
 /* The kernel-kind generators, one file each (rows of cg_kinds). */
 void cg_gen_fwd_tile(cg *g); /* codegen_fwd_tile.c */
+void cg_gen_decode_tile(cg *g); /* codegen_decode.c */
 void cg_gen_bwd_dq(cg *g);   /* codegen_bwd_tile.c */
 void cg_gen_bwd_dkdv(cg *g); /* codegen_bwd_tile.c */
+/* The score tile of g->p (with score E), spat_stile; only when
+ * cg_score_supported(g->p). */
+void cg_gen_score_tile(cg *g);
+bool cg_score_supported(const ir_program *p);
 
 #endif

@@ -1512,15 +1512,28 @@ void cg_info_free(cg_info *info) {
 
 /* The language-version-2 forms the compiled kernels do not run yet: an
  * error naming the first one (the interpreter runs them all). */
-static bool v2_supported(const ir_program *p, char *err, size_t errlen) {
+static bool v2_supported(const ir_program *p, bool jit, char *err, size_t errlen) {
   static const struct { unsigned bit; const char *what; } feats[] = {
       {IR_FEAT_SCORE, "'with score'"}, {IR_FEAT_FLOAT_IN, "float inputs"},
       {IR_FEAT_SHAPED_IN, "shaped inputs"}, {IR_FEAT_ROW_SET, "rows of inputs as index sets"},
       {IR_FEAT_ROUTE, "route"}, {IR_FEAT_DIAG, "diagonals"},
       {IR_FEAT_BATCH, "b, B, Hkv or D"}};
-  static const ir_op ops[] = {IR_IAND, IR_IOR, IR_IXOR, IR_SHL, IR_SHR, IR_INPUTN};
+  static const ir_op ops[] = {IR_IAND, IR_IOR, IR_IXOR, IR_SHL, IR_SHR};
   const char *what = p->top_left ? "aligned(top_left)" : NULL;
   unsigned f = ir_features(p);
+  if (p->score && jit && cg_score_supported(p)) {
+    /* float inputs are read only by the score, which the score tile reads */
+    f &= ~(unsigned)(IR_FEAT_SCORE | IR_FEAT_FLOAT_IN);
+    bool int_shaped = false;
+    for (int k = 0; k < p->n_inputs; k++) {
+      const ir_input *in = &p->inputs[k];
+      int_shaped |= !in->is_float && (in->n_dims > 1 ||
+                                      (in->n_dims == 1 && in->dims[0]->op != IR_SIZE_LK));
+    }
+    if (!int_shaped) f &= ~(unsigned)IR_FEAT_SHAPED_IN;
+  }
+  if ((f & IR_FEAT_SCORE) && jit) what = "this score expression (the JIT compiles float "
+      "ops of s, i, j, h, sizes and constants, and float inputs indexed by h and constants)";
   for (size_t k = 0; !what && k < sizeof feats / sizeof feats[0]; k++)
     if (f & feats[k].bit) what = feats[k].what;
   for (size_t k = 0; !what && k < sizeof ops / sizeof ops[0]; k++)
@@ -1535,7 +1548,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
                        const cg_kind *tile, const cg_target *t, cg_info *info,
                        char *err, size_t errlen) {
   memset(info, 0, sizeof *info);
-  if (!v2_supported(p, err, errlen)) return NULL;
+  if (!v2_supported(p, tile == NULL, err, errlen)) return NULL;
   if (tile && !cg_kind_supports(tile, D, CG_F32)) {
     cg_unsupported_d(tile, D, "the JIT", err, errlen);
     return NULL;
@@ -1561,6 +1574,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   for (int k = 0; k < g->n_tk; k++) build_tkinfo_fn(g, k);
   build_errat_fn(g);
   if (tile) tile->gen(g);
+  if (!tile && p->score) cg_gen_score_tile(g);
 
   /* the error table */
   LLVMValueRef *strs = calloc((size_t)g->n_errs + 1, sizeof *strs);

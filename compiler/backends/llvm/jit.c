@@ -1,7 +1,7 @@
 /* jit.c: the JIT backend (see jit.h).
  *
- * compile: tile plan (an_build); the shared forward tile of D (tile_cache.c,
- * compiled once per process); the pattern's module (cg_build: mask and
+ * compile: tile plan (an_build); the shared forward and decode tiles of D
+ * (tile_cache.c, compiled once per process); the pattern's module (cg_build: mask and
  * top-k code only) -> the one pipeline (lp_optimize, then machine code) ->
  * an LLJIT of its own -> every generated function looked up into a
  * kr_kernel.  The LLJIT lives as long as the kernel and is disposed with
@@ -33,6 +33,7 @@ struct jit_kernel {
   kr_mask_fn *mask;
   kr_tkinfo_fn *tkinfo;
   double ms;
+  bool score;           /* the module has spat_stile */
 };
 
 static double now_ms(void) {
@@ -119,6 +120,10 @@ static int link_kernel(jit_kernel *jk, LLVMMemoryBufferRef obj, char *err,
   }
   if (!lookup(jk, KABI_ERRAT, &f, err, errlen)) return 0;
   memcpy(&jk->k.errat, &f, sizeof f);
+  if (jk->score) {
+    if (!lookup(jk, KABI_STILE, &f, err, errlen)) return 0;
+    memcpy(&jk->k.stile, &f, sizeof f);
+  }
   return 1;
 }
 
@@ -141,11 +146,14 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     return NULL;
   }
 
-  void *tile = NULL;
+  void *tile = NULL, *dtile = NULL;
   LLVMMemoryBufferRef obj = NULL;
+  jk->score = p->score != NULL;
   jk->k.plan = an_build(p, err, errlen);
   int ok = jk->k.plan != NULL &&
            tc_get(fwd, o->D, CG_F32, NULL, &tile, err, errlen) == 0 &&
+           tc_get(&cg_kinds[CG_KIND_DECODE], o->D, CG_F32, NULL, &dtile, err,
+                  errlen) == 0 &&
            compile_module(p, o->D, &jk->info, &obj, err, errlen) &&
            link_kernel(jk, obj, err, errlen);
   if (!ok) {
@@ -153,6 +161,7 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
     return NULL;
   }
   memcpy(&jk->k.tile, &tile, sizeof tile);
+  memcpy(&jk->k.dtile, &dtile, sizeof dtile);
   jk->k.D = o->D;
   jk->k.n_runtime = p->n_runtime;
   jk->k.n_inputs = p->n_inputs;

@@ -98,6 +98,14 @@ _Static_assert(_Generic((kr_tile_fn)0,
                "kr_tile_fn: codegen_fwd_tile.c builds (ptr, ptr, i64, ptr, "
                "i64, i64, ptr, ptr, ptr, ptr, float, ptr) -> void");
 
+_Static_assert(_Generic((kr_dtile_fn)0,
+                        void (*)(const float *, int64_t, const float *,
+                                 int64_t, const float *, int64_t, int64_t,
+                                 const uint64_t *, float *, float *, float *,
+                                 float, float *): 1,
+                        default: 0),
+               "kr_dtile_fn: codegen_decode.c builds (ptr, i64, ptr, i64, "
+               "ptr, i64, i64, ptr, ptr, ptr, ptr, float, ptr) -> void");
 _Static_assert(_Generic((kr_bwd_fn)0,
                         void (*)(const float *, const float *, const float *,
                                  const float *, const float *, const float *,
@@ -107,8 +115,17 @@ _Static_assert(_Generic((kr_bwd_fn)0,
                         default: 0),
                "kr_bwd_fn: codegen_bwd_tile.c builds (ptr x 6, i64, ptr, "
                "i64, i64, ptr, ptr, ptr, ptr, float, ptr) -> void");
+_Static_assert(_Generic((kr_stile_fn)0,
+                        void (*)(const kr_env *, int64_t, int64_t, const float *,
+                                 const float *, int64_t, const float *, int64_t,
+                                 int64_t, const uint64_t *, float *, float *,
+                                 float *, float, float *): 1,
+                        default: 0),
+               "kr_stile_fn: codegen_fwd_tile.c builds (ptr, i64, i64, then "
+               "kr_tile_fn's) -> void");
 
 /* Symbol names in generated modules. */
+#define KABI_STILE "spat_stile"          /* the score tile (with score E) */
 #define KABI_MASK_FMT "spat_mask_%d"     /* 0: the root; t + 1: top-k t */
 #define KABI_TKINFO_FMT "spat_tkinfo_%d" /* top-k t */
 #define KABI_ERRAT "spat_errat"          /* the pattern's error check */

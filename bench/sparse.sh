@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# bench/sparse.sh: issue 13's targets, each pattern's kernel time against
+# dense causal attention's in the same run (L = 4096, H = 8, D = 64, one
+# thread; medians of ROUNDS alternating rounds of `spatc bench`, so that a
+# passing load on this shared machine hits both sides).  Prints a markdown
+# table on stdout; bench/run.sh puts it into docs/bench.md.
+# Environment: B (build dir), SPATC, REPEATS (default 5), ROUNDS (default 3).
+set -euo pipefail
+B=${B:-build}
+SPATC=${SPATC:-$B/spatc}
+REPEATS=${REPEATS:-5}
+ROUNDS=${ROUNDS:-3}
+L=${L:-4096}
+ms() { "$SPATC" bench "$@" --len "$L" --heads 8 --dim 64 --threads 1 --repeats "$REPEATS" \
+  --no-dense --json 2>/dev/null | tail -1; }
+field() { printf '%s\n' "$1" | sed -n "s/.*\"$2\": \([0-9.eE+-]*\).*/\1/p"; }
+med() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# name|bar (x faster than dense causal)|spatc bench arguments
+rows=(
+  "swin (8x8 windows, 64x64 grid)|15|patterns/grid2d.pat --pattern swin"
+  "shifted swin|15|patterns/grid2d.pat --pattern swin_shifted"
+  "neighbourhood 2D (7x7)|15|patterns/grid2d.pat --pattern na2d"
+  "routing, unsorted clusters (16)|8|bench/routing.pat --pattern routing_unsorted"
+  "topk(32, causal)|3|bench/topk.pat --pattern topk_causal"
+)
+echo "| pattern (L=$L, H=8, D=64, 1 thread) | density | kernel ms | dense causal ms | x faster | bar | |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+for row in "${rows[@]}"; do
+  IFS='|' read -r name bar args <<<"$row"
+  ts=() cs=() dens=0
+  for r in $(seq "$ROUNDS"); do
+    # shellcheck disable=SC2086
+    j=$(ms $args); ts+=("$(field "$j" kernel_ms)"); dens=$(field "$j" density)
+    c=$(ms bench/window.pat --pattern causal_only); cs+=("$(field "$c" kernel_ms)")
+  done
+  t=$(med "${ts[@]}") c=$(med "${cs[@]}")
+  awk -v n="$name" -v d="$dens" -v t="$t" -v c="$c" -v bar="$bar" 'BEGIN {
+    x = c / t
+    printf "| %s | %.3f | %.2f | %.2f | %.1fx | >= %sx | %s |\n", n, d, t, c, x, bar, (x >= bar) ? "met" : "not met" }'
+done

@@ -1,0 +1,130 @@
+/* kernel_rt_impl.h: what the two drivers of compiled kernels share, the
+ * prefill driver (kernel_rt.c: 64-row query tiles per head) and the decode
+ * driver (kernel_decode.c: the unpadded rows of every head of a KV head,
+ * keys split across threads): the per-worker scratch, the run, and the
+ * helpers both call (errors, top-k selection, random key sets, the sparse
+ * per-row fallback).  Internal to runtime/.
+ */
+#ifndef SPAT_KERNEL_RT_IMPL_H
+#define SPAT_KERNEL_RT_IMPL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernel_rt.h"
+#include "plan.h"
+#include "threads.h"
+
+typedef struct tk_buf {
+  int64_t *sel, *cnt;
+  size_t sel_cap, cnt_cap;
+  int64_t rows;       /* rows of the last selection (0: none or an error) */
+} tk_buf;
+
+/* Key sets of random nodes (kr_random_fn): per node, one slot per row of a
+ * query tile (rows at any granularity are at most KR_BQ consecutive
+ * integers, so slot i % KR_BQ is theirs alone), each tagged with all the set
+ * depends on. */
+typedef struct rnd_tag {
+  int64_t h, i, r, seed, lk;
+  int valid;
+} rnd_tag;
+
+typedef struct rnd_node {
+  uint64_t *bits;     /* KR_BQ slots of `words` words */
+  int64_t words;      /* lk / 64 + 2: a zero word past every key */
+  rnd_tag tag[KR_BQ];
+} rnd_node;
+
+typedef struct rnd_cache {
+  rnd_node *nodes;
+  int64_t n_nodes;
+  int oom;            /* a set could not be stored: the run fails */
+} rnd_cache;
+
+typedef struct scratch {
+  float *qt;          /* [D][KR_BQ] */
+  float *acc;         /* [KR_BQ][D] */
+  float *m, *l;       /* [KR_BQ] */
+  float *st;          /* [KR_BK][KR_BQ] */
+  uint64_t rows[KR_BQ];  /* row words of a partial tile */
+  uint64_t cols[KR_BK];  /* the same transposed: key words */
+  plan_span *spans;
+  int64_t span_cap;
+  kr_topk *tk;        /* n_topk */
+  tk_buf *tb;         /* n_topk */
+  float *kg, *vg;     /* [KR_BK][D]: gathered keys and values (joins) */
+  double *qd;         /* [D] */
+  double *km;         /* key-block means [lkg][D] of (km_b, km_h, km_g) */
+  size_t km_cap;
+  int64_t km_b, km_h, km_g, km_n;
+  double *hs;         /* heap of scores */
+  int64_t *hj;        /* and their keys */
+  size_t heap_cap;
+  rnd_cache rnd;
+} scratch;
+
+typedef struct join_tiles {
+  int64_t *x0, *group;  /* per query tile: first grouped row, group (-1:
+                           rows without keys) */
+  int64_t n;
+} join_tiles;
+
+typedef struct run {
+  kr_kernel *k;
+  const rt_args *a;
+  int64_t n_qt;       /* query tiles per head */
+  float c;            /* scale * log2 e */
+  double scale;
+  scratch *ws;        /* per worker */
+  const plan_groups *groups; /* joins: per head (or one for all), else NULL */
+  const join_tiles *jtiles;   /* their query tiles */
+  int groups_per_head;
+  int64_t join_tiles;         /* query tiles per head, the most of any head */
+  _Atomic int failed;
+  rt_status st;
+  char *err;
+  size_t errlen;
+} run;
+
+/* kernel_rt.c's helpers, for kernel_decode.c. */
+void kri_fail(run *R, rt_status st, const char *msg);
+void kri_fail_code(run *R, int32_t code);
+int kri_scratch_init(scratch *s, const kr_kernel *k);
+void kri_scratch_free(scratch *s, int n_topk);
+/* Selections of top-k node t for positions [i0, i1] of env->h into
+ * s->tk[t] (buffers s->tb[t]); 0 when out of memory. */
+int kri_topk_rows(run *R, scratch *s, int t, const kr_env *env,
+                  const float *qb, const float *kb, int64_t i0, int64_t i1,
+                  int64_t b, int64_t hk);
+const uint64_t *kri_random_row(const kr_env *e, int64_t node, int64_t i,
+                               int64_t r, int64_t seed, int64_t lk,
+                               int64_t j0);
+/* Rows r < nr of a tile, bit t of rows[r] = key t allowed, one row at a
+ * time over its allowed keys only (masked keys never touch v). */
+void kri_sparse_rows(const float *q, int64_t sq, const float *kt, int64_t sk,
+                     const float *vt, int64_t sv, int64_t D,
+                     const uint64_t *rows, int64_t nr, float *accb, float *mb,
+                     float *lb, float c);
+
+/* Does a tile's v (nc rows of D, row stride sv) hold a NaN or an infinity?
+ * A masked key weighs 0, but 0 * inf is NaN: masked tiles that do go per
+ * row.  Asked of masked tiles only, on the rows they read next anyway. */
+static inline int kri_tile_v_nonfinite(const float *vt, int64_t sv,
+                                       int64_t nc, int64_t D) {
+  uint32_t bad = 0;
+  for (int64_t x = 0; x < nc; x++) {
+    const uint32_t *w = (const uint32_t *)(const void *)(vt + x * sv);
+    for (int64_t d = 0; d < D; d++) bad |= (w[d] & 0x7f800000u) == 0x7f800000u;
+  }
+  return bad != 0;
+}
+
+/* The decode driver (kernel_decode.c): nonzero when it runs a (checked,
+ * error-free) run rather than the prefill tiles; then kd_run does. */
+int kd_wanted(const kr_kernel *k, const rt_args *a);
+rt_status kd_run(kr_kernel *k, const rt_args *a, th_pool *pool, char *err,
+                 size_t errlen);
+
+#endif
