@@ -66,7 +66,8 @@ STATUS = {0: "SPAT_OK", 1: "SPAT_EINVAL", 2: "SPAT_EPARSE", 3: "SPAT_ERANGE",
           4: "SPAT_ENOMEM", 5: "SPAT_EUNSUPPORTED", 6: "SPAT_EIO",
           7: "SPAT_EINTERNAL"}
 EPARSE = 2
-KIND_SCALAR, KIND_INPUT = 1, 2
+KIND_SCALAR, KIND_INPUT, KIND_FLOAT_INPUT = 1, 2, 3
+MAX_DIMS = 8
 BACKENDS = {"jit": 0, "interp": 1}
 LAYOUTS = {"bhld": 0, "blhd": 1}
 
@@ -83,12 +84,14 @@ class Tensors(ctypes.Structure):  # spat_tensors
 
 
 class Value(ctypes.Structure):  # spat_value
-    _fields_ = [("kind", ctypes.c_int), ("scalar", i64), ("input", vp)]
+    _fields_ = [("kind", ctypes.c_int), ("scalar", i64), ("input", vp),
+                ("finput", vp)]
 
 
 class ArgInfo(ctypes.Structure):  # spat_arg_info
     _fields_ = [("name", cp), ("kind", ctypes.c_int),
-                ("has_default", ctypes.c_bool), ("default_value", i64)]
+                ("has_default", ctypes.c_bool), ("default_value", i64),
+                ("n_dims", ctypes.c_int), ("shape", vp)]
 
 
 class Signature(ctypes.Structure):  # spat_signature
@@ -168,6 +171,10 @@ _PROTOS = [
     ("spat_pattern_explain", ctypes.c_int, vp, ctypes.POINTER(ExplainOptions),
      vp, sz, ctypes.POINTER(vp)),
     ("spat_cache_dir", ctypes.c_int, vp, ctypes.c_char_p, sz),
+    ("spat_arg_shape", ctypes.c_int, ctypes.POINTER(ArgInfo), i64, i64, i64,
+     i64, i64, i64, ctypes.POINTER(i64)),
+    ("spat_kernel_tiles", ctypes.c_int, vp, ctypes.POINTER(Tensors), vp, sz,
+     i64, i64, i64, i64, vp),
 ]
 for _p in _PROTOS:
     _proto(*_p)

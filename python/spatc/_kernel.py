@@ -35,18 +35,36 @@ def disk_cache_enabled():
 
 
 class ArgSpec:
-    """One kernel argument: a `runtime` scalar or an `input` array."""
-    __slots__ = ("name", "kind", "has_default", "default")
+    """One kernel argument: a `runtime` scalar ("scalar"), an int input
+    array ("input", int32) or a float input array ("finput", float32, the
+    language's version 2)."""
+    __slots__ = ("name", "kind", "has_default", "default", "n_dims", "_info")
 
     def __init__(self, info):
         self.name = C.text(info.name)
-        self.kind = "scalar" if info.kind == C.KIND_SCALAR else "input"
+        self.kind = {C.KIND_SCALAR: "scalar", C.KIND_INPUT: "input",
+                     C.KIND_FLOAT_INPUT: "finput"}.get(info.kind, "?")
         self.has_default = bool(info.has_default)
         self.default = int(info.default_value) if self.has_default else None
+        self.n_dims = int(info.n_dims) if self.kind != "scalar" else 0
+        self._info = info   # a view of the C struct (lives with its owner)
+
+    def shape(self, d):
+        """The input's shape for a run's sizes d = (B, H, Hkv, Lq, Lk, D)."""
+        out = (C.i64 * C.MAX_DIMS)()
+        n = C.lib.spat_arg_shape(ctypes.byref(self._info), d[0], d[1],
+                                 d[2] or d[1], d[3], d[4], d[5], out)
+        if n < 0:
+            raise ValueError("input %r has no valid shape for B %d, H %d, "
+                             "Hkv %d, Lq %d, Lk %d, D %d" % ((self.name,) +
+                                                             tuple(d)))
+        return tuple(out[i] for i in range(n))
 
     def __repr__(self):
-        if self.kind == "input":
-            return "input %s: int[]" % self.name
+        if self.kind != "scalar":
+            return "input %s: %s[%d dims]" % (
+                self.name, "float" if self.kind == "finput" else "int",
+                self.n_dims)
         d = " = %d" % self.default if self.has_default else ""
         return "runtime %s%s" % (self.name, d)
 
@@ -89,9 +107,13 @@ class Kernel:
                 vals[i].kind = C.KIND_SCALAR
                 vals[i].scalar = scalars[si]
                 si += 1
-            else:
+            elif a.kind == "input":
                 vals[i].kind = C.KIND_INPUT
                 vals[i].input = input_ptrs[ii]
+                ii += 1
+            else:
+                vals[i].kind = C.KIND_FLOAT_INPUT
+                vals[i].finput = input_ptrs[ii]
                 ii += 1
         return vals, n
 
@@ -113,8 +135,10 @@ class Kernel:
         if rc:
             C.check(rc, self.ctx.ptr, "spat_kernel_call")
 
-    def backward(self, dims, ptrs, grads, scale, scalars, input_ptrs):
-        """dq, dk, dv from dout (and dlse) by spat_kernel_backward."""
+    def backward(self, dims, ptrs, grads, scale, scalars, input_ptrs,
+                 dinputs=None):
+        """dq, dk, dv from dout (and dlse) by spat_kernel_backward; dinputs:
+        None, or one pointer per float input (its gradient, written)."""
         if not C.HAS_BACKWARD:
             raise NotImplementedError(
                 "spatc: this libspat (%s) has no spat_kernel_backward: the "
@@ -122,7 +146,8 @@ class Kernel:
                 "cannot be differentiated (no gradient is faked)."
                 % C.library_path)
         t = self.tensors(dims, *ptrs, scale)
-        g = C.Grads(*grads, None)
+        dptrs = (C.vp * len(dinputs))(*dinputs) if dinputs else None
+        g = C.Grads(*grads, ctypes.cast(dptrs, C.vp) if dptrs else None)
         vals, n = self.values(scalars, input_ptrs)
         C.check(C.lib.spat_kernel_backward(self.ptr, ctypes.byref(t),
                                            ctypes.byref(g), vals, n),
@@ -229,7 +254,7 @@ def dims(qs, ks, vs, layout):
 
 
 def order_args(specs, runtime, inputs):
-    """(scalars in order, {input name: value} in order) from the user's
+    """(scalars in order, [(ArgSpec, value)] of the inputs in order) from the user's
     runtime and inputs mappings, checked against the pattern's arguments."""
     runtime = dict(runtime or {})
     inputs = dict(inputs or {})
@@ -238,7 +263,7 @@ def order_args(specs, runtime, inputs):
         if n not in known or known[n].kind != "scalar":
             raise ValueError(_unknown(n, "runtime scalar", specs, "scalar"))
     for n in inputs:
-        if n not in known or known[n].kind != "input":
+        if n not in known or known[n].kind == "scalar":
             raise ValueError(_unknown(n, "input", specs, "input"))
     scalars, ins = [], []
     for a in specs:
@@ -254,14 +279,17 @@ def order_args(specs, runtime, inputs):
         else:
             if a.name not in inputs:
                 raise ValueError("the pattern needs its input %r: pass "
-                                 "inputs={%r: array of Lk integers}"
-                                 % (a.name, a.name))
-            ins.append((a.name, inputs[a.name]))
+                                 "inputs={%r: an array of %s}"
+                                 % (a.name, a.name,
+                                    "floats" if a.kind == "finput" else
+                                    "integers (Lk of them for int[])"))
+            ins.append((a, inputs[a.name]))
     return scalars, ins
 
 
 def _unknown(n, what, specs, kind):
-    have = [a.name for a in specs if a.kind == kind]
+    have = [a.name for a in specs if (a.kind == "scalar") == (kind ==
+                                                              "scalar")]
     return "the pattern has no %s %r (its %ss: %s)" % (
         what, n, what, ", ".join(have) if have else "none")
 

@@ -72,21 +72,33 @@ def as_f32(name, a):
     return a
 
 
-def input_arrays(ins, lk):
-    """The int32 contiguous arrays (length lk) of ordered (name, value)."""
+def input_arrays(ins, d):
+    """The C-contiguous arrays of ordered (ArgSpec, value) inputs for a
+    run's sizes d: int inputs as int32, float inputs as float32, each of
+    the shape the pattern declares (an `int[]` has Lk entries)."""
     out = []
-    for n, a in ins:
-        a = np.asarray(a)
-        if a.ndim != 1 or a.shape[0] != lk:
-            raise ValueError("input %r must be a 1-D array of Lk = %d "
-                             "integers, got shape %s" % (n, lk, a.shape))
-        if a.dtype != np.int32:
-            if a.dtype.kind not in "iub":
+    for a, x in ins:
+        shape = a.shape(d)
+        x = np.asarray(x)
+        if x.shape != shape:
+            raise ValueError("input %r must have shape %s (%s), got %s"
+                             % (a.name, shape, "Lk = %d" % d[4]
+                                if shape == (d[4],) else "its declaration",
+                                x.shape))
+        if a.kind == "finput":
+            if x.dtype.kind not in "fiu":
+                raise TypeError("input %r must hold numbers, not %s"
+                                % (a.name, x.dtype))
+            out.append(np.ascontiguousarray(x, dtype=np.float32))
+            continue
+        if x.dtype != np.int32:
+            if x.dtype.kind not in "iub":
                 raise TypeError("input %r must hold integers, not %s"
-                                % (n, a.dtype))
-            if a.size and (a.min() < -2**31 or a.max() >= 2**31):
-                raise ValueError("input %r has values outside int32" % n)
-        out.append(np.ascontiguousarray(a, dtype=np.int32))
+                                % (a.name, x.dtype))
+            if x.size and (x.min() < -2**31 or x.max() >= 2**31):
+                raise ValueError("input %r has values outside int32"
+                                 % a.name)
+        out.append(np.ascontiguousarray(x, dtype=np.int32))
     return out
 
 
@@ -111,7 +123,8 @@ def attention(q, k, v, pattern, *, inputs=None, runtime=None, scale=None,
     kern = K.get_kernel(p, d[5], layout, backend, threads)
     if kern.args or runtime or inputs:
         scalars, ins = K.order_args(kern.args, runtime, inputs)
-        ptrs = [addr(a) for a in input_arrays(ins, d[4])]
+        arrays = input_arrays(ins, d)
+        ptrs = [addr(a) for a in arrays]
     else:
         scalars = ptrs = ()
     if out is None:
@@ -128,9 +141,10 @@ def attention(q, k, v, pattern, *, inputs=None, runtime=None, scale=None,
 
 def attention_backward(q, k, v, o, lse, dout, pattern, *, dlse=None,
                        inputs=None, runtime=None, scale=None, layout="bhld",
-                       threads=None, backend="jit"):
+                       threads=None, backend="jit", return_dinputs=False):
     """(dq, dk, dv) of attention for the upstream gradient dout (and dlse),
-    given the forward's o and lse, by spat_kernel_backward.
+    given the forward's o and lse, by spat_kernel_backward; with
+    return_dinputs also {name: gradient} of the float inputs.
     NotImplementedError when this libspat has no backward."""
     p = pattern_of(pattern)
     q, k, v = as_f32("q", q), as_f32("k", k), as_f32("v", v)
@@ -146,14 +160,27 @@ def attention_backward(q, k, v, o, lse, dout, pattern, *, dlse=None,
             raise ValueError("dlse must be shaped as lse")
     kern = K.get_kernel(p, d[5], layout, backend, threads)
     scalars, ins = K.order_args(kern.args, runtime, inputs)
-    arrays = input_arrays(ins, d[4])
+    arrays = input_arrays(ins, d)
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    # NaN until written (return_dinputs checks that libspat wrote them)
+    dins = [np.full_like(x, np.nan) for (a, _), x in zip(ins, arrays)
+            if a.kind == "finput"]
     kern.backward(d, (q.ctypes.data, k.ctypes.data, v.ctypes.data,
                       o.ctypes.data, lse.ctypes.data),
                   (dout.ctypes.data,
                    dlse.ctypes.data if dlse is not None else None,
                    dq.ctypes.data, dk.ctypes.data, dv.ctypes.data),
-                  scale, scalars, [a.ctypes.data for a in arrays])
+                  scale, scalars, [a.ctypes.data for a in arrays],
+                  [x.ctypes.data for x in dins])
+    if return_dinputs:
+        names = [a.name for a, _ in ins if a.kind == "finput"]
+        for n, x in zip(names, dins):
+            if np.isnan(x).any():
+                raise NotImplementedError(
+                    "spatc: this libspat's spat_kernel_backward did not "
+                    "write the gradient of the float input %r (spat_grads."
+                    "dinputs): no gradient is faked" % n)
+        return dq, dk, dv, dict(zip(names, dins))
     return dq, dk, dv
 
 

@@ -259,7 +259,8 @@ class Pattern:
                     "externs": [(C.text(pi.externs[i].name),
                                  pi.externs[i].nargs)
                                 for i in range(pi.n_externs)],
-                    "data_dependent": bool(pi.data_dependent)}
+                    "data_dependent": bool(pi.data_dependent),
+                    "top_left": bool(pi.top_left)}
             return self._info
 
     @property
@@ -316,8 +317,8 @@ class Pattern:
             if not isinstance(x, (int, np.integer)) or x < 0:
                 raise ValueError("%s must be an integer >= 0, not %r" % (n, x))
         kern = K.get_kernel(self, D, layout, "interp", 1)
-        scalars, ins = K.order_args(self.args, runtime, inputs)
-        arrays = input_arrays(ins, lk)
+        scalars, ins = K.order_args(kern.args, runtime, inputs)
+        arrays = input_arrays(ins, (B, heads, Hkv, lq, lk, D))
         vals, n = kern.values(scalars, [a.ctypes.data for a in arrays])
         t = C.Tensors(B, heads, Hkv, lq, lk,
                       q.ctypes.data if q is not None else None,

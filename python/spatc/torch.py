@@ -68,6 +68,7 @@ def _forward(q, k, v, pattern, scalars, inputs, scale, layout, threads,
     o = torch.empty_like(q)
     lse = q.new_empty(_lse_shape(q, layout)) if want_lse else None
     ins = [t.contiguous() for t in inputs]
+    _check_shapes(kern, ins, d)
     kern.call(d, q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
               lse.data_ptr() if want_lse else None, scale, scalars,
               [t.data_ptr() for t in ins])
@@ -97,7 +98,7 @@ def _attention_backward(dout: Tensor, dlse: Optional[Tensor], q: Tensor,
                         pattern: str, scalars: List[int],
                         inputs: List[Tensor], scale: float, layout: str,
                         threads: int, backend: str
-                        ) -> Tuple[Tensor, Tensor, Tensor]:
+                        ) -> Tuple[Tensor, Tensor, Tensor, List[Tensor]]:
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     o, lse, dout = o.contiguous(), lse.contiguous(), dout.contiguous()
     dlse = dlse.contiguous() if dlse is not None else None
@@ -105,18 +106,25 @@ def _attention_backward(dout: Tensor, dlse: Optional[Tensor], q: Tensor,
     kern = K.get_kernel(pattern, d[5], layout, backend, threads)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     ins = [t.contiguous() for t in inputs]
+    _check_shapes(kern, ins, d)
+    # one gradient per float input (in order), written by the kernel
+    # (NaN until written: a libspat that does not write them is detected)
+    dins = [torch.full_like(t, float("nan")) for t in ins
+            if t.is_floating_point()]
     kern.backward(d, (q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
                       lse.data_ptr()),
                   (dout.data_ptr(), _ptr(dlse), dq.data_ptr(), dk.data_ptr(),
                    dv.data_ptr()),
-                  scale, scalars, [t.data_ptr() for t in ins])
-    return dq, dk, dv
+                  scale, scalars, [t.data_ptr() for t in ins],
+                  [t.data_ptr() for t in dins])
+    return dq, dk, dv, dins
 
 
 @_attention_backward.register_fake
 def _attention_backward_fake(dout, dlse, q, k, v, o, lse, pattern, scalars,
                              inputs, scale, layout, threads, backend):
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v),
+            [torch.empty_like(t) for t in inputs if t.is_floating_point()])
 
 
 def _setup_context(ctx, inputs, output):
@@ -124,32 +132,57 @@ def _setup_context(ctx, inputs, output):
     o, lse = output
     ctx.save_for_backward(q, k, v, o, lse, *ins)
     ctx.args = (pattern, scalars, scale, layout, threads, backend)
+    ctx.float_req = [t.requires_grad for t in ins if t.is_floating_point()]
 
 
 def _backward(ctx, dout, dlse):
     q, k, v, o, lse, *ins = ctx.saved_tensors
     pattern, scalars, scale, layout, threads, backend = ctx.args
-    dq, dk, dv = torch.ops.spatc.attention_backward(
+    dq, dk, dv, dfl = torch.ops.spatc.attention_backward(
         dout, dlse, q, k, v, o, lse, pattern, scalars, ins, scale, layout,
         threads, backend)
+    for d, req in zip(dfl, ctx.float_req):
+        if req and torch.isnan(d).any():
+            raise NotImplementedError(
+                "spatc: this libspat's spat_kernel_backward did not write "
+                "the gradient of a float input (spat_grads.dinputs): no "
+                "gradient is faked; detach the input or use a libspat that "
+                "computes it")
+    dfl = iter(dfl)
+    dins = [next(dfl) if t.is_floating_point() else None for t in ins]
     # One entry per input of the op, in the structure torch flattens them
     # to: the tensor list (inputs) as a list; the int list (scalars) is a
     # leaf, except when empty (then an empty list).
-    return (dq, dk, dv, None, None if scalars else [], [None] * len(ins),
-            None, None, None, None)
+    return (dq, dk, dv, None, None if scalars else [], dins, None, None,
+            None, None)
 
 
 _attention.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _input_tensor(name, t, lk):
+def _check_shapes(kern, ins, d):
+    # Inside the ops (opaque to torch.compile, so the shapes are checked on
+    # every run, compiled or not): each input has its declared shape.
+    for a, t in zip([a for a in kern.args if a.kind != "scalar"], ins):
+        shape = a.shape(d)
+        if tuple(t.shape) != shape:
+            raise ValueError("input %r must have shape %s, got %s"
+                             % (a.name, shape, tuple(t.shape)))
+
+
+def _input_tensor(a, t):
+    """An input as the kernel reads it: int32 (int inputs) or float32
+    (float inputs), on the CPU (its shape is checked by the op)."""
+    name = a.name
     if not isinstance(t, torch.Tensor):
         t = torch.as_tensor(t)
-    if t.dim() != 1 or t.shape[0] != lk:
-        raise ValueError("input %r must be a 1-D tensor of Lk = %d integers, "
-                         "got shape %s" % (name, lk, tuple(t.shape)))
     if t.device.type != "cpu":
         raise ValueError("input %r must be on the CPU" % name)
+    if a.kind == "finput":
+        if t.dtype != torch.float32:
+            raise TypeError("input %r must be a float32 tensor, not %s"
+                            % (name, t.dtype))
+        return t
     if t.dtype == torch.int32:
         return t
     if t.dtype.is_floating_point or t.dtype.is_complex or \
@@ -171,7 +204,9 @@ def attention(q, k, v, pattern, *, inputs=None, runtime=None, scale=None,
     q [B, H, Lq, D], k and v [B, Hkv, Lk, D] ("bhld", as
     F.scaled_dot_product_attention) or [B, L, H, D] ("blhd"); H a multiple
     of Hkv.  pattern: a spatc.Pattern (or library name / .pat text).
-    runtime: {name: int}; inputs: {name: integer tensor of Lk}.  scale:
+    runtime: {name: int}; inputs: {name: tensor}, int inputs integer (Lk
+    entries for `int[]`), float inputs float32 of their declared shape
+    (differentiable: their gradient flows).  scale:
     default 1/sqrt(D).  Returns o, or (o, lse) with lse [B, H, Lq]."""
     p = pattern_of(pattern)
     key, specs = p._plan
@@ -179,7 +214,7 @@ def attention(q, k, v, pattern, *, inputs=None, runtime=None, scale=None,
         _check(n, t)
     d = _dims(q, k, v, layout)
     scalars, ins = K.order_args(specs, runtime, inputs)
-    ins = [_input_tensor(n, t, d[4]) for n, t in ins]
+    ins = [_input_tensor(a, t) for a, t in ins]
     if threads is None:
         threads = 0
     if layout not in C.LAYOUTS:
@@ -188,8 +223,9 @@ def attention(q, k, v, pattern, *, inputs=None, runtime=None, scale=None,
         raise ValueError("backend must be 'jit' or 'interp', not %r"
                          % (backend,))
     s = 1.0 / math.sqrt(d[5]) if scale is None else float(scale)
-    if not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad
-                                         or v.requires_grad)) and \
+    if not (torch.is_grad_enabled() and (
+            q.requires_grad or k.requires_grad or v.requires_grad or
+            any(t.requires_grad for t in ins))) and \
             not torch.compiler.is_compiling() and \
             not _dispatch_modes_active():
         # Eager, nothing to differentiate: the kernel directly (the op's

@@ -37,7 +37,7 @@ def test_runtime_scalars_and_inputs():
     o = st.attention(q, k, v, SINK, runtime={"n_sink": 3})
     ref = sdpa_ref(q, k, v, SINK.mask(40, heads=2, runtime={"n_sink": 3}))
     torch.testing.assert_close(o.double(), ref, atol=2e-5, rtol=1e-4)
-    with pytest.raises(ValueError, match="Lk = 40"):
+    with pytest.raises(ValueError, match=r"shape \(40,\)"):
         st.attention(q, k, v, DOC, inputs={"doc": doc[:30]})
     with pytest.raises(TypeError, match="integers"):
         st.attention(q, k, v, DOC, inputs={"doc": doc.float()})
@@ -222,3 +222,39 @@ def test_training_step():
         losses.append(loss.item())
     assert all(p.grad is not None for p in model.qkv.parameters())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_float_input_score_pattern():
+    p = spatc.Pattern.from_string(
+        "pattern alibi(input slope: float[H]) = causal with score "
+        "s - slope[h] * (i - j);")
+    q, k, v = qkv(H=2, Lq=24, grad=True)
+    slope = torch.tensor([0.3, 0.05])
+    o = st.attention(q, k, v, p, inputs={"slope": slope}, backend="interp")
+    i = torch.arange(24)
+    bias = -slope[:, None, None] * (i[:, None] - i[None, :])
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.double(), k.double(), v.double(),
+        attn_mask=(bias + torch.where(i[:, None] >= i[None, :], 0.0,
+                                      float("-inf"))).double())
+    torch.testing.assert_close(o.double(), ref, atol=2e-5, rtol=1e-4)
+    o.sum().backward()
+    got = [x.grad.clone() for x in (q, k, v)]
+    for x in (q, k, v):
+        x.grad = None
+    ref.sum().backward()
+    for a, x in zip(got, (q, k, v)):
+        torch.testing.assert_close(a.double(), x.grad.double(), atol=1e-4,
+                                   rtol=1e-3)
+    # the slope's own gradient: computed, or NotImplementedError: not faked
+    sl = slope.clone().requires_grad_()
+    o = st.attention(q.detach(), k.detach(), v.detach(), p,
+                     inputs={"slope": sl}, backend="interp")
+    try:
+        o.sum().backward()
+    except NotImplementedError as e:
+        assert "no gradient is faked" in str(e)
+    else:
+        assert sl.grad is not None and torch.isfinite(sl.grad).all()
+    with pytest.raises(ValueError, match="shape"):
+        st.attention(q, k, v, p, inputs={"slope": slope[:1]})
