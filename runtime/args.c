@@ -221,6 +221,9 @@ rt_status args_make_grads(const args_shape *k, const spat_tensors *t,
                           const spat_grads *sg, const rt_args *a, rt_grad *g,
                           char *err, size_t errlen) {
   if (sg == NULL) return rt_errf(err, errlen, RT_EINVAL, "gradients are NULL");
+  if (t->paged != NULL)
+    return rt_errf(err, errlen, RT_EUNSUPPORTED,
+                   "the backward needs dense k and v (t->paged is not NULL)");
   int64_t nq = a->B * a->H * a->Lq * a->D, nk = a->B * a->Hkv * a->Lk * a->D;
   if (nq > 0 && t->lse == NULL)
     return rt_errf(err, errlen, RT_EINVAL,
