@@ -6,7 +6,9 @@
 # Environment: PYTHON (default python3), B (build dir), LIB (libspat.so),
 # REPEATS (default 5), PEERS_ARGS (more bench/peers.py options),
 # PEERS_LIB_ARGS (more bench/peers_library.py options).  Then
-# bench/peers_python.py: the Python package's overhead and spatc.torch.
+# bench/peers_python.py: the Python package's overhead and spatc.torch;
+# bench/peers_decode.py: decoding; bench/peers_backward.py: the backward
+# pass against SDPA's.
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 B=${B:-build}
@@ -38,3 +40,6 @@ echo "== python package (bench/peers_python.py)"
 SPATC_LIB=$LIB "$PYTHON" bench/peers_python.py --repeats "$REPEATS"
 # the decode case of issue 12 (bench/peers_decode.py)
 "$PYTHON" bench/peers_decode.py --lib "$LIB" --repeats "$REPEATS"
+# the backward pass of issue 9 against SDPA's (bench/peers_backward.py)
+echo "== backward (bench/peers_backward.py)"
+SPATC_LIB=$LIB "$PYTHON" bench/peers_backward.py --repeats "$REPEATS"

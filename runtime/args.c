@@ -234,6 +234,9 @@ rt_status args_make_grads(const args_shape *k, const spat_tensors *t,
     return rt_errf(err, errlen, RT_EUNSUPPORTED,
                    "the backward pass is float32 only: the kernel's dtype is "
                    "%s", a->dtype == RT_BF16 ? "bf16" : "fp16");
+  if (t->paged != NULL)
+    return rt_errf(err, errlen, RT_EUNSUPPORTED,
+                   "the backward needs dense k and v (t->paged is not NULL)");
   int64_t nq = a->B * a->H * a->Lq * a->D, nk = a->B * a->Hkv * a->Lk * a->D;
   if (nq > 0 && t->lse == NULL)
     return rt_errf(err, errlen, RT_EINVAL,

@@ -486,6 +486,10 @@ rt_status kr_run_backward(kr_kernel *k, kr_bwd_fn dq, kr_bwd_fn dkdv,
   if (!k || !a || !g || !dq || !dkdv)
     return rt_errf(err, errlen, RT_EINVAL,
                    "NULL kernel, tiles, arguments or gradients");
+  if (k->stile) /* the generic tiles would drop E: refuse, never guess */
+    return rt_errf(err, errlen, RT_EUNSUPPORTED,
+                   "the JIT backward does not compile `with score` yet "
+                   "(the interpreter backend computes it)");
   char buf[160];
   const char *bad = kr_check_args(k, a, buf, sizeof buf);
   if (bad) return rt_errf(err, errlen, RT_EINVAL, "%s", bad);
