@@ -79,6 +79,32 @@ def a_shape(n_init, n_local):
     return m
 
 
+def causal(b, h, q, kv):
+    return kv <= q
+
+
+def causal_window(w):
+    def m(b, h, q, kv):
+        return (kv <= q) & (q - kv < w)
+    return m
+
+
+def alibi_score(H):
+    """score - slope[h] * (q - kv), with the paper's slopes (spatc bench binds
+    its own ALiBi-like values to the float[H] input; the work is the same)."""
+    slopes = torch.tensor([2.0 ** (-8.0 * (h + 1) / H) for h in range(H)])
+
+    def score_mod(score, b, h, q, kv):
+        return score - slopes[h] * (q - kv)
+    return score_mod
+
+
+def softcap_score(cap):
+    def score_mod(score, b, h, q, kv):
+        return cap * torch.tanh(score / cap)
+    return score_mod
+
+
 CONFIGS = [
     ("swin_window", "swin.pat", {"Wimg": 56, "ws": 7}, 3136, swin_window(56, 7)),
     ("swin_shifted", "swin.pat", {"Wimg": 56, "ws": 7, "shift": 3}, 3136, swin_shifted(56, 7, 3)),
@@ -86,6 +112,11 @@ CONFIGS = [
     ("axial", "axial.pat", {"Wimg": 64}, 4096, axial(64, 0)),
     ("axial", "axial.pat", {"Wimg": 64, "masked": 1}, 4096, axial(64, 1)),
     ("a_shape", "minference.pat", {"n_init": 128, "n_local": 1024}, 8192, a_shape(128, 1024)),
+    # score patterns (patterns/v2): the mask_mod and the equivalent score_mod
+    ("alibi", "v2/alibi.pat", {}, 4096, causal, alibi_score),
+    ("gemma2_global", "v2/softcap.pat", {"cap": 50}, 4096, causal, lambda H: softcap_score(50.0)),
+    ("gemma2_local", "v2/softcap.pat", {"cap": 50, "w": 1024}, 4096, causal_window(1024),
+     lambda H: softcap_score(50.0)),
 ]
 
 
@@ -151,11 +182,12 @@ def main():
               torch.__version__, H, D, args.rounds, args.repeats))
     print("%-14s %-22s %6s %9s %9s %9s %8s %8s" % (
         "pattern", "params", "L", "spatc ms", "flex64 ms", "flex ms", "x(64)", "x(def)"))
-    for name, file, defines, L, mm in CONFIGS:
+    for name, file, defines, L, mm, *score in CONFIGS:
         if args.only and name not in args.only:
             continue
-        f64, first64, sp64 = flex_fn(mm, L, H, D, 64)
-        fdf, firstdf, spdf = flex_fn(mm, L, H, D, None)
+        sm = score[0](H) if score else None
+        f64, first64, sp64 = flex_fn(mm, L, H, D, 64, sm)
+        fdf, firstdf, spdf = flex_fn(mm, L, H, D, None, sm)
         # rounds: spatc, flex 64, flex default one after the other, so that
         # the machine's load hits them alike; medians over the rounds
         rs, r64, rdf = [], [], []

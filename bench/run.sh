@@ -73,6 +73,8 @@ for p in patterns/*.pat; do
 done
 echo "== compile times (bench/compile.sh)" >&2
 ctable=$(B="$B" ROUNDS="${COMPILE_ROUNDS:-3}" bash bench/compile.sh)
+echo "== data-dependent and scattered patterns vs dense causal (bench/sparse.sh)" >&2
+stable=$(B="$B" SPATC="$SPATC" REPEATS="$REPEATS" bash bench/sparse.sh)
 worst() { # column $1 of the compile table: "max name"
   printf '%s\n' "$ctable" | awk -v c="$1" 'NR > 1 && $c + 0 > w { w = $c + 0; n = $1 }
     END { printf "%.2f %s", w, n }'
@@ -176,6 +178,10 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
   echo "| target | bar | measured | |"
   echo "| --- | --- | --- | --- |"
   printf '%s\n' "$targets"
+  echo
+  echo "## Data-dependent and scattered sparsity (issue 13; bench/sparse.sh)"
+  echo
+  printf '%s\n' "$stable"
   echo
   echo "## The backward (issue 9), measured in the same run"
   echo

@@ -17,9 +17,9 @@ field() { printf '%s\n' "$1" | sed -n "s/.*\"$2\": \([0-9.eE+-]*\).*/\1/p"; }
 med() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # name|bar (x faster than dense causal)|spatc bench arguments
 rows=(
-  "swin (8x8 windows, 64x64 grid)|15|patterns/grid2d.pat --pattern swin"
-  "shifted swin|15|patterns/grid2d.pat --pattern swin_shifted"
-  "neighbourhood 2D (7x7)|15|patterns/grid2d.pat --pattern na2d"
+  "swin (8x8 windows, 64x64 grid)|15|bench/grid2d.pat --pattern swin"
+  "shifted swin|15|bench/grid2d.pat --pattern swin_shifted"
+  "neighbourhood 2D (7x7)|15|bench/grid2d.pat --pattern na2d"
   "routing, unsorted clusters (16)|8|bench/routing.pat --pattern routing_unsorted"
   "topk(32, causal)|3|bench/topk.pat --pattern topk_causal"
 )

@@ -83,9 +83,16 @@ static int64_t bound(bld *b, int64_t v) {
 }
 
 /* Integer arguments the plan can evaluate: no i, j, inputs or externs. */
+/* Version 2 bit operations have no plan instruction: what uses them is
+ * PARTIAL, decided by the mask code. */
+static bool has_bit_ops(const ir_node *n) {
+  return ir_has_op(n, IR_IAND) || ir_has_op(n, IR_IOR) || ir_has_op(n, IR_IXOR) ||
+         ir_has_op(n, IR_SHL) || ir_has_op(n, IR_SHR);
+}
+
 static bool is_plannable(const ir_node *n) {
   return !ir_has_op(n, IR_VAR_I) && !ir_has_op(n, IR_VAR_J) &&
-         !ir_has_op(n, IR_INPUT) && !ir_has_op(n, IR_EXTERN);
+         !ir_has_op(n, IR_INPUT) && !ir_has_op(n, IR_EXTERN) && !has_bit_ops(n);
 }
 
 static void patch(bld *b, size_t at) {
@@ -395,7 +402,7 @@ static void gen_pred(bld *b, const ir_node *n) {
   }
   /* a predicate of j alone is run per key, of i alone per row */
   bool has_i = ir_has_op(n, IR_VAR_I), has_j = ir_has_op(n, IR_VAR_J);
-  if (has_i != has_j && !ir_has_op(n, IR_EXTERN)) {
+  if (has_i != has_j && !ir_has_op(n, IR_EXTERN) && !has_bit_ops(n)) {
     emit(b, has_j ? PLAN_PJPRED : PLAN_PIPRED);
     j1 = emit(b, 0);
     gen_int(b, n);
@@ -502,6 +509,7 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
     emit(b, PLAN_PCOMPL);
     return bound(b, 2 * x + 1);
   case IR_PSEL:
+    if (!is_plannable(n->kids[0])) return gen_any(b);
     gen_int(b, n->kids[0]);
     emit(b, PLAN_JZ), j1 = emit(b, 0), ipush(b, -1);
     x = gen_pat(b, n->kids[1]);
@@ -511,6 +519,7 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
     patch(b, j2);
     return x > y ? x : y;
   case IR_BLOCKS:
+    if (!is_plannable(n->kids[0])) return gen_any(b);
     gen_int(b, n->kids[0]);
     emit(b, PLAN_BBEGIN), ipush(b, -1);
     if (++b->bdepth > b->bmax) b->bmax = b->bdepth;

@@ -140,6 +140,7 @@ static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
 static void scratch_free(scratch *s, int n_topk) {
   free(s->qt); free(s->acc); free(s->m); free(s->l); free(s->st);
   free(s->spans); free(s->qd); free(s->km); free(s->kg); free(s->vg);
+  free(s->kn); free(s->tf); free(s->tj); free(s->sc);
   free(s->hs); free(s->hj);
   for (int64_t n = 0; n < s->rnd.n_nodes; n++) free(s->rnd.nodes[n].bits);
   free(s->rnd.nodes);
@@ -252,6 +253,13 @@ static const double *key_means(scratch *s, const rt_args *a, const float *kb,
   return s->km;
 }
 
+static void topk_row_exact(run *R, scratch *s, int t, const kr_env *env,
+                           const float *qb, const float *kb, const double *km,
+                           int64_t I, int64_t g, int64_t cap);
+static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
+                     const float *qb, const float *kb, int64_t I0, int64_t nI,
+                     int64_t cap, int64_t b, int64_t hk);
+
 static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
                      const float *qb, const float *kb, int64_t i0,
                      int64_t i1, int64_t b, int64_t hk) {
@@ -291,11 +299,27 @@ static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
   tb->rows = nI;
   tk->ibase = I0;
   tk->k = cap;
-  int64_t D = a->D, off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0;
-  int64_t ksl = a->k.sl;
+  s->tk_lqg = lqg, s->tk_lkg = lkg;
   const double *km = g > 1 ? key_means(s, a, kb, b, hk, g, lkg) : NULL;
   if (g > 1 && !km) return 0;
-  for (int64_t I = I0; I <= I1; I++) {
+  if (g == 1 && topk_fast(R, s, t, env, qb, kb, I0, nI, cap, b, hk))
+    return 1;
+  for (int64_t I = I0; I <= I1; I++)
+    topk_row_exact(R, s, t, env, qb, kb, km, I, g, cap);
+  return 1;
+}
+
+/* The selection of row (block) I of top-k node t in double, as the
+ * interpreter makes it: every candidate of P scored, the best cap kept. */
+static void topk_row_exact(run *R, scratch *s, int t, const kr_env *env,
+                           const float *qb, const float *kb, const double *km,
+                           int64_t I, int64_t g, int64_t cap) {
+  const kr_kernel *K = R->k;
+  const rt_args *a = R->a;
+  kr_topk *tk = &s->tk[t];
+  int64_t D = a->D, off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0, ksl = a->k.sl;
+  int64_t I0 = tk->ibase, lqg = s->tk_lqg, lkg = s->tk_lkg;
+  {
     /* mean query of the existing positions of block I */
     int64_t p0 = I * g, p1 = sat_add(p0, g);
     if (p0 < off) p0 = off;
@@ -348,13 +372,12 @@ static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
     int64_t *row = tk->sel + (I - I0) * cap;
     if (ecode) {
       tk->cnt[I - I0] = -(int64_t)ecode;
-      continue;
+      return;
     }
     memcpy(row, s->hj, (size_t)n * sizeof(int64_t));
     qsort(row, (size_t)n, sizeof(int64_t), cmp_i64);
     tk->cnt[I - I0] = n;
   }
-  return 1;
 }
 
 /* --- random key sets ---------------------------------------------------- */
@@ -424,6 +447,30 @@ static void transpose64(uint64_t a[64]) {
 #define KR_SPARSE_MAX 512
 
 typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int32_t v16i __attribute__((vector_size(64), aligned(4), may_alias));
+
+/* at[0, 16) = 2^at[t] for values <= 0 (or NaN), relative error about 2e-7: x = n + f
+ * with n an integer and |f| <= 1/2, 2^f by its Taylor polynomial of degree
+ * 6, 2^n from the exponent bits; 0 below -126, NaN stays NaN. */
+static inline __attribute__((always_inline)) void exp2_v16(float *at) {
+  v16 x = *(v16 *)at;
+  v16i keep = (v16i)(x >= -126.0f), nan = (v16i)(x != x);
+  v16 xc = x;
+  xc = (v16)(((v16i)xc & keep) | ((v16i)((v16){0} - 126.0f) & ~keep));
+  v16i n = __builtin_convertvector(xc - 0.5f, v16i); /* ties toward 0 */
+  v16 f = xc - __builtin_convertvector(n, v16);
+  v16 p = 1.5403530393381606e-4f + f * 1.5252733804059840e-5f;
+  p = 1.3333558146428443e-3f + f * p;
+  p = 9.6181291076284772e-3f + f * p;
+  p = 5.5504108664821580e-2f + f * p;
+  p = 2.4022650695910071e-1f + f * p;
+  p = 6.9314718055994531e-1f + f * p;
+  p = 1.0f + f * p;
+  v16 two_n = (v16)((n + 127) << 23);
+  v16 r = p * two_n;
+  r = (v16)((v16i)r & keep);
+  *(v16 *)at = (v16)(((v16i)r & ~nan) | ((v16i)x & nan));
+}
 
 /* One clone per vector width, chosen by an ifunc resolver at load time.
  * ThreadSanitizer instruments resolvers, which run before its run time is
@@ -444,7 +491,7 @@ static void sparse_rows(const float *q, int64_t sq, const float *kt,
                         const uint64_t *rows, int64_t nr, float *accb,
                         float *mb, float *lb, float c) {
   int64_t nd = D / 16;
-  float s[KR_BK];
+  float s[KR_BK + 16];
   int js[KR_BK];
   for (int64_t r = 0; r < nr; r++) {
     uint64_t w = rows[r];
@@ -468,13 +515,16 @@ static void sparse_rows(const float *q, int64_t sq, const float *kt,
     }
     float mold = mb[r], mnew = mloc > mold ? mloc : mold;
     float muse = mnew == -INFINITY ? 0 : mnew;
-    float alpha = exp2f(mold - muse), lsum = 0;
+    float lsum = 0;
     float *acc = accb + r * D;
     mb[r] = mnew;
-    for (int x = 0; x < n; x++) {
-      s[x] = exp2f(s[x] - muse);
-      lsum += s[x];
-    }
+    /* the scores and, in lane n, the rescaling of the old sums */
+    for (int x = 0; x < n; x++) s[x] -= muse;
+    s[n] = mold - muse;
+    for (int x = n + 1; x < (n + 16) / 16 * 16; x++) s[x] = -INFINITY;
+    for (int x = 0; x <= n; x += 16) exp2_v16(s + x);
+    float alpha = s[n];
+    for (int x = 0; x < n; x++) lsum += s[x];
     for (int64_t d = 0; d < nd; d++) {
       v16 o = *(v16 *)(acc + 16 * d) * alpha;
       for (int x = 0; x < n; x++)
@@ -483,6 +533,277 @@ static void sparse_rows(const float *q, int64_t sq, const float *kt,
     }
     lb[r] = lb[r] * alpha + lsum;
   }
+}
+
+/* --- fast exact token top-k -------------------------------------------- */
+
+/* Token top-k (granularity 1) scores every candidate in float32 with vector
+ * code, keeps per row the candidates that may still be among the k best by
+ * an error bound, and scores in double (as the interpreter does) only the
+ * few that the bound cannot separate; the selection is the interpreter's.
+ *
+ * Bound: the float dot product f_j of q and k_j, in any order, is within
+ * gamma_D sum |q_d k_d| <= (D u)(1.0001) |q| |k_j| (u = 2^-24) of the exact
+ * one, and so is the interpreter's double product (far closer); with
+ * e_j = (D + 4) u 1.01 |q| |k_j| (norms clamped above 1e-12, covering
+ * underflow), the rounding of f +- e in float and a relative 2^-51 margin
+ * (so that scaling in double cannot tie two separated scores) are covered:
+ * lo_j = f_j - e_j < s_j / scale < hi_j = f_j + e_j.  A key j with hi_j
+ * below the k-th largest lo of the row is out: k keys score strictly
+ * higher.  The keys left (the k-th largest lo, then every key with hi at
+ * least it) are the k selected when they are k, else they are ranked in
+ * double.  A row with a non-finite score, or more keys left than the list
+ * holds (ties within the bound), is selected in double from scratch. */
+#define TKF_MAX_K 1024
+
+/* The |k_j| of head (b, hk), rounded up, kept while tasks stay on it. */
+static const float *key_norms(scratch *s, const rt_args *a, const float *kb,
+                              int64_t b, int64_t hk) {
+  if (s->kn && s->kn_b == b && s->kn_h == hk && s->kn_n == a->Lk) return s->kn;
+  if (!grow((void **)&s->kn, &s->kn_cap, (size_t)a->Lk + 1, sizeof(float)))
+    return NULL;
+  for (int64_t j = 0; j < a->Lk; j++) {
+    double n = 0;
+    const float *kr = kb + j * a->k.sl;
+    for (int64_t d = 0; d < a->D; d++) n += (double)kr[d] * (double)kr[d];
+    n = sqrt(n) * (1 + 0x1p-20);
+    s->kn[j] = n < 1e-12 ? 1e-12f : n > 3e38 ? INFINITY : (float)n;
+  }
+  s->kn_b = b, s->kn_h = hk, s->kn_n = a->Lk;
+  return s->kn;
+}
+
+/* sc[c * KR_BQ + r] = dot(row r of qt [D][KR_BQ], key c), c < nc. */
+KR_CLONES
+static void score_tile(const float *qt, const float *kt, int64_t sk,
+                       int64_t nc, int64_t D, float *sc) {
+  for (int64_t c = 0; c < nc; c++) {
+    const float *kr = kt + c * sk;
+    v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    for (int64_t d = 0; d < D; d++) {
+      float x = kr[d];
+      const float *q = qt + d * KR_BQ;
+      a0 += *(const v16 *)q * x;
+      a1 += *(const v16 *)(q + 16) * x;
+      a2 += *(const v16 *)(q + 32) * x;
+      a3 += *(const v16 *)(q + 48) * x;
+    }
+    float *o = sc + c * KR_BQ;
+    *(v16 *)o = a0, *(v16 *)(o + 16) = a1, *(v16 *)(o + 32) = a2;
+    *(v16 *)(o + 48) = a3;
+  }
+}
+
+/* Per key c < nc: hits[c] = the rows r of cols[c] with fl(sc + cq e) >=
+ * thr[r] (e = kn[c]); *bad gets the rows with a non-finite score. */
+static void tkf_filter(const float *sc, int64_t nc, const float *cq,
+                       const float *kn, const float *thr, const uint64_t *cols,
+                       uint64_t *hits, uint64_t *bad) {
+  for (int64_t c = 0; c < nc; c++) {
+    uint64_t h = 0, w = cols[c];
+    for (; w; w &= w - 1) {
+      int r = __builtin_ctzll(w);
+      float f = sc[c * KR_BQ + r];
+      if (!isfinite(f)) *bad |= 1ull << r;
+      else if (f + cq[r] * kn[c] >= thr[r]) h |= 1ull << r;
+    }
+    hits[c] = h;
+  }
+}
+
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+#include <immintrin.h>
+__attribute__((target("avx512f")))
+static void tkf_filter512(const float *sc, int64_t nc, const float *cq,
+                          const float *kn, const float *thr,
+                          const uint64_t *cols, uint64_t *hits, uint64_t *bad) {
+  __m512 q[4], t[4];
+  for (int x = 0; x < 4; x++)
+    q[x] = _mm512_loadu_ps(cq + 16 * x), t[x] = _mm512_loadu_ps(thr + 16 * x);
+  uint64_t nf = 0;
+  for (int64_t c = 0; c < nc; c++) {
+    __m512 e = _mm512_set1_ps(kn[c]);
+    uint64_t h = 0, fin = 0;
+    for (int x = 0; x < 4; x++) {
+      __m512 f = _mm512_loadu_ps(sc + c * KR_BQ + 16 * x);
+      __m512 hi = _mm512_fmadd_ps(q[x], e, f);
+      h |= (uint64_t)_mm512_cmp_ps_mask(hi, t[x], _CMP_GE_OQ) << (16 * x);
+      fin |= (uint64_t)_mm512_cmp_ps_mask(_mm512_sub_ps(f, f), _mm512_setzero_ps(),
+                                          _CMP_EQ_OQ) << (16 * x);
+    }
+    nf |= ~fin & cols[c];
+    hits[c] = h & fin & cols[c];
+  }
+  *bad |= nf;
+}
+#endif
+
+/* The k-th largest (k >= 1) of x[0, n), n >= k; x is reordered. */
+static float kth_largest(float *x, int64_t n, int64_t k) {
+  int64_t lo = 0, hi = n - 1, want = k - 1;
+  while (lo < hi) {
+    float p = x[lo + (hi - lo) / 2];
+    int64_t i = lo, j = hi;
+    while (i <= j) {
+      while (x[i] > p) i++;
+      while (x[j] < p) j--;
+      if (i <= j) {
+        float tmp = x[i];
+        x[i] = x[j], x[j] = tmp;
+        i++, j--;
+      }
+    }
+    if (want <= j) hi = j;
+    else if (want >= i) lo = i;
+    else return x[want];
+  }
+  return x[want];
+}
+
+typedef struct tkf_row {
+  float *f;        /* scores of the keys kept */
+  int64_t *j;      /* and the keys, ascending */
+  int64_t n, cap;
+  float cq, thr;   /* e_j = cq |k_j|; the k-th largest lo seen (or -inf) */
+} tkf_row;
+
+/* The k-th largest lo of the row's keys, into tmp's scratch. */
+static float row_kth_lo(const tkf_row *w, const float *kn, int64_t k, float *tmp) {
+  for (int64_t x = 0; x < w->n; x++) tmp[x] = w->f[x] - w->cq * kn[w->j[x]];
+  return kth_largest(tmp, w->n, k);
+}
+
+/* Drops the keys with hi below the row's k-th largest lo. */
+static void row_compact(tkf_row *w, const float *kn, int64_t k, float *tmp) {
+  float t = row_kth_lo(w, kn, k, tmp);
+  if (t > w->thr) w->thr = t;
+  int64_t m = 0;
+  for (int64_t x = 0; x < w->n; x++)
+    if (w->f[x] + w->cq * kn[w->j[x]] >= w->thr)
+      w->f[m] = w->f[x], w->j[m++] = w->j[x];
+  w->n = m;
+}
+
+/* Selection of row I from its kept keys: 1 done, 0 the row needs the
+ * exact path. */
+static int row_select(run *R, scratch *s, kr_topk *tk, tkf_row *w,
+                      const float *qr, const float *kb, const float *kn,
+                      int64_t I, int64_t cap, int64_t ncand, float *tmp) {
+  int64_t *row = tk->sel + (I - tk->ibase) * cap;
+  if (ncand > cap) {
+    row_compact(w, kn, cap, tmp);
+    if (w->n < cap) return 0;
+  }
+  if (w->n == cap || ncand <= cap) {
+    memcpy(row, w->j, sizeof *row * (size_t)w->n);
+    tk->cnt[I - tk->ibase] = w->n;
+    return 1;
+  }
+  /* rank the keys left in double, as the interpreter scores them */
+  const rt_args *a = R->a;
+  int64_t n = 0, D = a->D;
+  for (int64_t x = 0; x < w->n; x++) {
+    const float *kr = kb + w->j[x] * a->k.sl;
+    double sc = 0;
+    for (int64_t d = 0; d < D; d++) sc += (double)qr[d] * (double)kr[d];
+    heap_push(s->hs, s->hj, &n, cap, sc * R->scale, w->j[x]);
+  }
+  memcpy(row, s->hj, (size_t)n * sizeof(int64_t));
+  qsort(row, (size_t)n, sizeof(int64_t), cmp_i64);
+  tk->cnt[I - tk->ibase] = n;
+  return 1;
+}
+
+static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
+                     const float *qb, const float *kb, int64_t I0, int64_t nI,
+                     int64_t cap, int64_t b, int64_t hk) {
+  const kr_kernel *K = R->k;
+  const rt_args *a = R->a;
+  kr_topk *tk = &s->tk[t];
+  int64_t D = a->D, lkg = s->tk_lkg, lqg = s->tk_lqg, ksl = a->k.sl;
+  int64_t off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0;
+  if (cap < 1 || cap > TKF_MAX_K || nI > KR_BQ || lkg != a->Lk ||
+      !(R->scale > 0) || !isfinite(R->scale))
+    return 0;
+  int64_t lcap = 4 * cap + 64;
+  size_t need = (size_t)(KR_BQ + 1) * (size_t)lcap;
+  if (!grow((void **)&s->tf, &s->tf_cap, need, sizeof(float)) ||
+      !grow((void **)&s->tj, &s->tj_cap, need, sizeof(int64_t)))
+    return 0;
+  if (!s->sc && !(s->sc = aalloc(sizeof(float) * KR_BK * KR_BQ))) return 0;
+  const float *kn = key_norms(s, a, kb, b, hk);
+  if (!kn) return 0;
+  float *tmp = s->tf + KR_BQ * lcap;
+  /* Q^T of the rows (the task packs the same, other callers do not) */
+  for (int64_t r = 0; r < KR_BQ; r++) {
+    const float *qr = qb + (I0 + (r < nI ? r : 0) - off) * a->q.sl;
+    for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = r < nI ? qr[d] : 0;
+  }
+  tkf_row w[KR_BQ];
+  float cq[KR_BQ], thr[KR_BQ];
+  int64_t ncand[KR_BQ];
+  uint64_t live = nI >= 64 ? ~0ull : (1ull << nI) - 1, slow = 0;
+  double c = (double)(D + 4) * 0x1p-24 * 1.01;
+  for (int64_t r = 0; r < KR_BQ; r++) {
+    double qn = 0;
+    if (r < nI) {
+      const float *qr = qb + (I0 + r - off) * a->q.sl;
+      for (int64_t d = 0; d < D; d++) qn += (double)qr[d] * (double)qr[d];
+    }
+    qn = sqrt(qn) * (1 + 0x1p-20);
+    if (qn < 1e-12) qn = 1e-12;
+    double e = c * qn * (1 + 0x1p-20);
+    w[r] = (tkf_row){s->tf + r * lcap, s->tj + r * lcap, 0, lcap,
+                     e > 3e38 ? INFINITY : (float)e, -INFINITY};
+    cq[r] = w[r].cq, thr[r] = -INFINITY, ncand[r] = 0;
+  }
+  for (int64_t J0 = 0; J0 < lkg && (live & ~slow); J0 += KR_BK) {
+    int64_t nc = lkg - J0 < KR_BK ? lkg - J0 : KR_BK;
+    uint64_t cols[KR_BK], hits[KR_BK], any = 0;
+    for (int64_t r = 0; r < KR_BQ; r++) {
+      s->rows[r] = 0;
+      if (!((live & ~slow) >> r & 1)) continue;
+      int32_t ecode = K->mask[t + 1](env, I0 + r, J0, nc, lqg, lkg, &s->rows[r]);
+      if (ecode) {
+        tk->cnt[r] = -(int64_t)ecode;
+        live &= ~(1ull << r);
+        s->rows[r] = 0;
+      }
+      ncand[r] += __builtin_popcountll(s->rows[r]);
+      any |= s->rows[r];
+    }
+    if (!any) continue;
+    memcpy(cols, s->rows, sizeof cols);
+    transpose64(cols);
+    score_tile(s->qt, kb + J0 * ksl, ksl, nc, D, s->sc);
+    uint64_t bad = 0;
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+    if (__builtin_cpu_supports("avx512f"))
+      tkf_filter512(s->sc, nc, cq, kn + J0, thr, cols, hits, &bad);
+    else
+#endif
+      tkf_filter(s->sc, nc, cq, kn + J0, thr, cols, hits, &bad);
+    slow |= bad;
+    for (int64_t cc = 0; cc < nc; cc++)
+      for (uint64_t h = hits[cc] & ~slow; h; h &= h - 1) {
+        int r = __builtin_ctzll(h);
+        tkf_row *x = &w[r];
+        x->f[x->n] = s->sc[cc * KR_BQ + r], x->j[x->n++] = J0 + cc;
+        if (x->n == x->cap) {
+          row_compact(x, kn, cap, tmp);
+          thr[r] = x->thr;
+          if (x->n > x->cap - x->cap / 4) slow |= 1ull << r;
+        }
+      }
+  }
+  for (int64_t r = 0; r < nI; r++) {
+    if (!(live >> r & 1)) continue;
+    const float *qr = qb + (I0 + r - off) * a->q.sl;
+    if ((slow >> r & 1) ||
+        !row_select(R, s, tk, &w[r], qr, kb, kn, I0 + r, cap, ncand[r], tmp))
+      topk_row_exact(R, s, t, env, qb, kb, NULL, I0 + r, 1, cap);
+  }
+  return 1;
 }
 
 

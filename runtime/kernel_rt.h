@@ -115,14 +115,15 @@ typedef void (*kr_dtile_fn)(const float *q, int64_t nr, const float *k,
  * Delta - dlse; maskt and c as for kr_tile_fn; st: 2 KR_BK KR_BQ floats.
  * With s the row's log2-domain score c q.k, P = 2^(s - lse log2 e) and
  * dS = P (dO.v - Delta + dlse) (the score hook multiplies by dE/ds):
- *   dq:   ga [KR_BQ][D] += dS K          (gb unused)
- *   dkdv: ga [KR_BK][D] += dS^T Q,  gb [KR_BK][D] += P^T dO
+ *   dq:   ga [KR_BQ][D] += dS K          (gb, gq unused)
+ *   dkdv: ga [KR_BK][D] += dS^T Q,  gb [KR_BK][D] += P^T dO, and when gq
+ *         is not NULL also gq [KR_BQ][D] += dS K (the fused pass)
  * (the driver multiplies dq and dk by scale). */
 typedef void (*kr_bwd_fn)(const float *qt, const float *dot, const float *qr,
                           const float *dor, const float *rowc, const float *k,
                           int64_t sk, const float *v, int64_t sv,
                           int64_t ncols, const uint64_t *maskt, float *ga,
-                          float *gb, float c, float *st);
+                          float *gb, float *gq, float c, float *st);
 /* The tile of a pattern with `with score E` (language version 2): the same
  * step with E applied to each score before the online softmax; i0 is the
  * position of the tile's first row, j0 its first key. */

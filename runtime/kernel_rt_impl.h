@@ -59,6 +59,14 @@ typedef struct scratch {
   double *km;         /* key-block means [lkg][D] of (km_b, km_h, km_g) */
   size_t km_cap;
   int64_t km_b, km_h, km_g, km_n;
+  int64_t tk_lqg, tk_lkg; /* sizes of the top-k node being selected */
+  float *kn;          /* |k_j| of (kn_b, kn_h), Lk of them */
+  size_t kn_cap;
+  int64_t kn_b, kn_h, kn_n;
+  float *tf;          /* fast top-k: per row, its kept scores and keys */
+  int64_t *tj;
+  size_t tf_cap, tj_cap;
+  float *sc;          /* [KR_BK][KR_BQ] scores of a key tile */
   double *hs;         /* heap of scores */
   int64_t *hj;        /* and their keys */
   size_t heap_cap;

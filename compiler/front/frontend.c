@@ -239,6 +239,8 @@ static const char *signature(fe_module *m, ast_decl *d) {
     ast_param *p = d->params[q];
     cap += strlen(p->name) + 32;
     if (p->deflt) cap += (size_t)(p->deflt->span.end - p->deflt->span.begin);
+    if (p->kind == AST_PARAM_INPUT && p->is_array)
+      cap += (size_t)(p->type_span.end - p->type_span.begin);
   }
   char *s = arena_alloc(m->arena, cap);
   if (!s) return d->name;
@@ -247,8 +249,11 @@ static const char *signature(fe_module *m, ast_decl *d) {
   for (int q = 0; q < d->n_params; q++) {
     ast_param *p = d->params[q];
     const char *sep = q ? ", " : "";
-    if (p->kind == AST_PARAM_INPUT) {
-      n += (size_t)snprintf(s + n, cap - n, "%sinput %s: int[]", sep, p->name);
+    if (p->kind == AST_PARAM_INPUT) { /* the type as written (one line) */
+      n += (size_t)snprintf(s + n, cap - n, "%sinput %s: ", sep, p->name);
+      for (int k = p->type_span.begin; text && k < p->type_span.end && n + 2 < cap; k++)
+        if (text[k] != '\n' && text[k] != '\r' && text[k] != '\t') s[n++] = text[k];
+      s[n] = 0;
       continue;
     }
     n += (size_t)snprintf(s + n, cap - n, "%s%s%s", sep,

@@ -53,16 +53,19 @@ class Case:
     or float32) or None; defines, runtime: dicts; D; check_mask: also
     compare `spatc mask`; mask_qk: the mask reads q and k (ctx.q, ctx.k;
     given to spatc mask too); backends: which `spatc run --backend` to use;
-    tol: for o and lse; seed; hkv: key/value heads (default H)."""
+    tol: for o and lse; seed; hkv: key/value heads (default H);
+    batch_inputs: names of inputs whose first dimension is B."""
 
     def __init__(self, name, pat, pattern, mask, sizes, score=None, inputs=None,
                  defines=None, runtime=None, D=16, check_mask=True,
-                 backends=('jit',), tol=2e-4, seed=1, hkv=None, mask_qk=False):
+                 backends=('jit',), tol=2e-4, seed=1, hkv=None, mask_qk=False,
+                 batch_inputs=()):
         self.name, self.pat, self.pattern = name, pat, pattern
         self.mask, self.score, self.sizes, self.inputs = mask, score, sizes, inputs
         self.defines, self.runtime = defines or {}, runtime or {}
         self.D, self.check_mask, self.backends = D, check_mask, backends
         self.tol, self.seed, self.hkv, self.mask_qk = tol, seed, hkv, mask_qk
+        self.batch_inputs = batch_inputs
 
 
 class Runner:
@@ -86,7 +89,9 @@ class Runner:
                            stderr=subprocess.PIPE, text=True, timeout=300)
         return p.returncode, p.stdout + p.stderr
 
-    def common_args(self, case, H, Lq, Lk, inputs):
+    def common_args(self, case, H, Lq, Lk, inputs, batch0=False):
+        """With batch0 (spatc mask, which computes batch 0 only), inputs
+        named in case.batch_inputs (first dimension B) keep batch 0."""
         a = [os.path.join(self.root, case.pat)]
         if case.pattern:
             a += ['--pattern', case.pattern]
@@ -95,7 +100,9 @@ class Runner:
         for k, v in case.runtime.items():
             a += ['--runtime', '%s=%d' % (k, v)]
         for k, arr in inputs.items():
-            path = os.path.join(self.tmp, 'in_%s.npy' % k)
+            if batch0 and k in case.batch_inputs:
+                arr = arr[:1]
+            path = os.path.join(self.tmp, 'in_%s%s.npy' % (k, '_b0' if batch0 else ''))
             np.save(path, arr)
             a += ['--input', '%s=%s' % (k, path)]
         return a + ['--lq', str(Lq), '--lk', str(Lk), '-H', str(H)]
@@ -125,7 +132,8 @@ class Runner:
             self.files[n] = os.path.join(self.tmp, n + '.npy')
             np.save(self.files[n], getattr(ctx, n))
         if case.check_mask:
-            self.check_mask(label, args, want[0], case.mask_qk)
+            margs = self.common_args(case, H, Lq, Lk, inputs, batch0=True)
+            self.check_mask(label, margs, want[0], case.mask_qk)
         self.check_values(case, label, args, ctx, want)
 
     def check_mask(self, label, args, want, qk):

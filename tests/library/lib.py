@@ -317,8 +317,12 @@ def doc_batch_ref(causal):
 V2 = [(1, 2, 100, 100), (2, 4, 70, 130), (2, 2, 130, 70), (1, 1, 200, 200)]
 V2_LE = [(1, 2, 100, 100), (2, 4, 70, 130), (1, 1, 200, 200)]   # Lq <= Lk
 
-# The JIT does not compile version-2 forms yet (the interpreter does).
-V2_BACKENDS = ('interp',)
+# Version-2 cases run on the JIT and the interpreter, except those the JIT
+# refuses yet (shaped inputs, float inputs other than [H], score expressions
+# that index inputs by i or j): the interpreter only, until it compiles them.
+V2_BACKENDS = ('jit', 'interp')
+INTERP_ONLY = ('t5_', 'swin_rel', 'swin_shifted_rel', 'routing', 'vertical_slash',
+               'block_sparse', 'document_batch')
 
 CASES_V2 = [
     swin_rel_case('swin_rel 14x14 ws7', 'swin_rel', 14, 14, 7),
@@ -343,9 +347,9 @@ CASES_V2 = [
     Case('t5_decoder', P + 'v2/t5.pat', 't5_decoder', causal_ref,
          V2 + [(1, 1, 300, 333)], score=t5_ref(False), inputs=rel_input),
     Case('document_batch', P + 'v2/document_batch.pat', 'document_batch', doc_batch_ref(True), V2_LE,
-         inputs=doc_batch_inputs, check_mask=False),
+         inputs=doc_batch_inputs, batch_inputs=('doc',)),
     Case('document_batch_bidir', P + 'v2/document_batch.pat', 'document_batch_bidir',
-         doc_batch_ref(False), V2_LE, inputs=doc_batch_inputs, check_mask=False),
+         doc_batch_ref(False), V2_LE, inputs=doc_batch_inputs, batch_inputs=('doc',)),
     Case('routing n=4', P + 'v2/routing.pat', 'routing', route_ref, V2,
          inputs=centroids_input(4), defines={'n': 4}, mask_qk=True),
     Case('routing_local n=3', P + 'v2/routing.pat', 'routing_local', routing_local_ref(1, 20),
@@ -359,14 +363,8 @@ CASES_V2 = [
          [(1, 2, 300, 300), (1, 1, 130, 300)], inputs=bs_inputs(64, 2)),
 ]
 for _c in CASES_V2:
-    _c.backends = V2_BACKENDS
-
-# Version-2 cases with input arrays (float, or shaped beyond int32 [Lk]):
-# `spatc mask/run --input` takes int32 [Lk] arrays only so far, so these run
-# only with SPATC_V2_INPUTS=1 (once the driver takes them, drop the switch).
-PENDING_INPUTS = [c for c in CASES_V2 if c.inputs]
-RUN_V2 = [c for c in CASES_V2 if not c.inputs or os.environ.get('SPATC_V2_INPUTS') == '1']
+    _c.backends = ('interp',) if _c.name.startswith(INTERP_ONLY) else V2_BACKENDS
 
 
 if __name__ == '__main__':
-    sys.exit(main(CASES + RUN_V2, ROOT))
+    sys.exit(main(CASES + CASES_V2, ROOT))

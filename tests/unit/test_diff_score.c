@@ -10,8 +10,10 @@
  * batches, D in {16, 64, 128}.  Outputs must agree within 1e-4 relative
  * (float32 against double), lse on exactly the same rows (-inf where every
  * pair scores -inf).  Also the forms the JIT does not compile must be
- * refused, never run wrong: a failure prints the program and the selector;
- * SPAT_DIFF_SEED=<seed> replays one program.
+ * refused, never run wrong.  Then 60 random where-predicates with integer
+ * bit operations, shifts (some failing at run time: the same message in
+ * both), clamp and functions.  A failure prints the program and the
+ * selector; SPAT_DIFF_SEED=<seed> (SPAT_DIFF_BITS_SEED) replays one.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -232,13 +234,106 @@ static void test_random_scores(void **st) {
   for (int k = 0; k < N_PROG; k++) one_program(BASE_SEED + (uint64_t)k);
 }
 
+/* Integer bit operations, clamp and local functions in where(...):
+ * random predicates, masks and run-time errors (shift counts) alike. */
+static void bit_expr(gen *g, int d) {
+  static const char *const ops[] = {"&", "|", "^", "+", "-"};
+  switch (d <= 0 ? pick(g, 4) : pick(g, 9)) {
+  case 0: put(g, "%d", pick(g, 64)); break;
+  case 1: put(g, "i"); break;
+  case 2: put(g, "j"); break;
+  case 3: put(g, "h"); break;
+  case 4: put(g, "~"), bit_expr(g, d - 1); break;
+  case 5: put(g, "(("), bit_expr(g, d - 1), put(g, ") >> %d)", pick(g, 8)); break;
+  case 6: put(g, "(("), bit_expr(g, d - 1), put(g, " & 255) << (j & %d))", pick(g, 8)); break;
+  case 7: put(g, "clamp("), bit_expr(g, d - 1), put(g, ", %d, %d)", pick(g, 8), 8 + pick(g, 50)); break;
+  default:
+    put(g, "("), bit_expr(g, d - 1), put(g, " %s ", ops[pick(g, 5)]), bit_expr(g, d - 1), put(g, ")");
+    break;
+  }
+}
+
+static void one_bits(uint64_t seed) {
+  gen g = {seed, NULL, 0, 0};
+  put(&g, "let f(x, y) = (x ^ y) & %d;\n", 1 + pick(&g, 15));
+  put(&g, "pattern p = let m(q) = q & %d in ", pick(&g, 64));
+  pat(&g, 1);
+  put(&g, " | where(");
+  bit_expr(&g, 3);
+  put(&g, " %s ", pick(&g, 2) ? "==" : ">");
+  bit_expr(&g, 2);
+  put(&g, pick(&g, 2) ? " || f(i, j) == 0" : " && m(i) != m(j)");
+  if (pick(&g, 8) == 0) put(&g, " || (1 << (j - %d)) > 0", pick(&g, 5)); /* may fail */
+  put(&g, ");\n");
+  char *src = g.buf;
+  diag *d = diag_new();
+  arena *ar = arena_new();
+  fe_module *m = fe_load_string(d, ar, "bits.pat", src);
+  ir_program *p = m ? fe_instantiate(d, m, NULL, NULL, 0) : NULL;
+  if (!p) fprintf(stderr, "seed %llx:\n%s\n%s", (unsigned long long)seed, src, diag_text(d));
+  assert_non_null(p);
+  int64_t B = 1, H = 1 + pick(&g, 3), D = 16, Lq = 1 + pick(&g, 130), Lk = 1 + pick(&g, 130);
+  backend_opts o = {.D = D, .threads = 1};
+  char e1[512] = "", e2[512] = "";
+  void *kj = backend_jit.compile(p, &o, e1, sizeof e1);
+  if (!kj) fprintf(stderr, "seed %llx: %s\n%s", (unsigned long long)seed, e1, src);
+  assert_non_null(kj);
+  void *ki = backend_interp.compile(p, &o, e1, sizeof e1);
+  size_t nq = (size_t)(B * H * Lq * D), nk = (size_t)(B * H * Lk * D), nl = (size_t)(B * H * Lq);
+  bufs b = {malloc(nq * 4), malloc(nk * 4), malloc(nk * 4), malloc(nq * 4), malloc(nq * 4),
+            malloc(nl * 4), malloc(nl * 4)};
+  uint64_t s = seed;
+  for (size_t t = 0; t < nq; t++) b.q[t] = nrm(&s) - 1.0f;
+  for (size_t t = 0; t < nk; t++) b.k[t] = nrm(&s) - 1.0f, b.v[t] = nrm(&s) - 1.0f;
+  rt_args a = {0};
+  a.B = B, a.H = H, a.Hkv = H, a.Lq = Lq, a.Lk = Lk, a.D = D, a.threads = 1;
+  a.q.data = b.q, a.k.data = b.k, a.v.data = b.v;
+  rt_tensor_strides(&a.q, 0, H, Lq, D);
+  rt_tensor_strides(&a.k, 0, H, Lk, D);
+  rt_tensor_strides(&a.v, 0, H, Lk, D);
+  a.lse_sh = Lq, a.lse_sb = H * Lq;
+  rt_args aj = a, ai = a;
+  aj.o.data = b.o1, aj.lse = b.l1, ai.o.data = b.o2, ai.lse = b.l2;
+  rt_tensor_strides(&aj.o, 0, H, Lq, D);
+  rt_tensor_strides(&ai.o, 0, H, Lq, D);
+  rt_status s1 = backend_jit.run(kj, &aj, e1, sizeof e1);
+  rt_status s2 = backend_interp.run(ki, &ai, e2, sizeof e2);
+  if (s1 != s2 || (s1 != RT_OK && strcmp(e1, e2)))
+    fprintf(stderr, "seed %llx: %d '%s' vs %d '%s'\n%s", (unsigned long long)seed, s1, e1, s2,
+            e2, src);
+  assert_int_equal(s1, s2);
+  if (s1 != RT_OK) assert_string_equal(e1, e2);
+  for (size_t t = 0; s1 == RT_OK && t < nl; t++) {
+    bool same = (isinf(b.l1[t]) && isinf(b.l2[t])) || fabsf(b.l1[t] - b.l2[t]) <= 1e-4f;
+    if (!same) fprintf(stderr, "seed %llx: lse %zu %g vs %g\n%s", (unsigned long long)seed, t,
+                       b.l1[t], b.l2[t], src);
+    assert_true(same);
+  }
+  for (size_t t = 0; s1 == RT_OK && t < nq; t++) assert_true(fabsf(b.o1[t] - b.o2[t]) <= 2e-5f);
+  backend_jit.free(kj);
+  backend_interp.free(ki);
+  free(b.q), free(b.k), free(b.v), free(b.o1), free(b.o2), free(b.l1), free(b.l2);
+  free(src);
+  arena_free(ar);
+  diag_free(d);
+}
+
+static void test_random_bits(void **st) {
+  (void)st;
+  const char *one = getenv("SPAT_DIFF_BITS_SEED");
+  if (one) {
+    one_bits(strtoull(one, NULL, 0));
+    return;
+  }
+  for (int k = 0; k < SMALL(60, 6); k++) one_bits(0xb1750000ull + (uint64_t)k);
+}
+
 /* What the score tile does not compile is refused with a message. */
 static void test_refused(void **st) {
   (void)st;
   static const char *const srcs[] = {
       "pattern p(input rel: float[H, 2 * Lk - 1]) = causal with score s + rel[h, i - j + Lk - 1];",
       "pattern p = causal with score s + (i / 3);",
-      "pattern p = where((i ^ j) & 1 == 0);",
       "pattern p aligned(top_left) = causal;",
       "pattern p(input d: int[B, Lk]) = where(d[b, i] == d[b, j]);",
       "pattern p = diagonals({0, 4});",
@@ -262,6 +357,7 @@ static void test_refused(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_random_scores),
+      cmocka_unit_test(test_random_bits),
       cmocka_unit_test(test_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

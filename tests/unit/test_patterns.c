@@ -523,53 +523,6 @@ static void test_dilated(void **state) {
   }
 }
 
-/* ---- 2D windows: Swin, shifted Swin, neighbourhood attention ---------- */
-
-typedef struct { int64_t W, ws, s, k, kind; } grid_p; /* kind 0 1 2 */
-
-/* Pixel (row, col) of position p on an image W wide; Swin's window of it
- * after the cyclic shift by s (rows wrap at W as the columns do). */
-static int64_t swin_win(const grid_p *p, int64_t x, int64_t shift) {
-  int64_t row = x / p->W, col = x % p->W;
-  if (shift) row = (row + p->s) % p->W, col = (col + p->s) % p->W;
-  return (row / p->ws) * (p->W + 1) + col / p->ws;
-}
-
-/* NATTEN's clamped window: the (2k+1)^2 block nearest to x inside [0, n). */
-static bool near_clamped(int64_t x, int64_t y, int64_t k, int64_t n) {
-  int64_t c = x < k ? k : x;
-  if (c > n - 1 - k) c = n - 1 - k;
-  return iabs(y - c) <= k;
-}
-
-static bool ref_grid(const void *st, int64_t h, int64_t i, int64_t j,
-                     int64_t Lq, int64_t Lk) {
-  const grid_p *p = st;
-  (void)h, (void)Lq;
-  if (p->kind < 2) return swin_win(p, i, p->kind) == swin_win(p, j, p->kind);
-  return near_clamped(i / p->W, j / p->W, p->k, cdiv(Lk, p->W)) &&
-         near_clamped(i % p->W, j % p->W, p->k, p->W);
-}
-
-static void test_grid2d(void **state) {
-  (void)state;
-  static const char *const names[] = {"swin", "swin_shifted", "na2d"};
-  static const grid_p cfg[] = {{64, 8, 4, 3, 0}, {7, 3, 1, 1, 0}, {10, 4, 2, 2, 0},
-                               {13, 5, 3, 3, 0}, {6, 6, 5, 0, 0}};
-  for (int kind = 0; kind < 3; kind++)
-    for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++) {
-      grid_p p = cfg[c];
-      p.kind = kind;
-      fe_define defs[] = {{"W", p.W}, {"ws", p.ws}, {"s", p.s}};
-      fe_define nd[] = {{"W", p.W}, {"k", p.k}};
-      loaded L = c == 0 ? load("grid2d.pat", names[kind], NULL, 0)
-                 : kind == 2 ? load("grid2d.pat", names[kind], nd, 2)
-                 : load("grid2d.pat", names[kind], defs, kind ? 3 : 2);
-      check_sizes(&L, (run){.H = 2}, ref_grid, &p, names[kind], c == 0);
-      unload(&L);
-    }
-}
-
 /* ---- NSA-style block top-k -------------------------------------------- */
 
 typedef struct nsa_p {
@@ -748,7 +701,6 @@ int main(void) {
       cmocka_unit_test(test_document_rows_past_inputs),
       cmocka_unit_test(test_prefix_lm),
       cmocka_unit_test(test_dilated),
-      cmocka_unit_test(test_grid2d),
       cmocka_unit_test(test_nsa),
       cmocka_unit_test(test_nsa_depends_on_data),
   };

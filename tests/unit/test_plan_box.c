@@ -7,7 +7,7 @@
  * random predicates of i and j built from + - * / % min max abs ?: and
  * comparisons, && || !, with negative operands and divisors, alone and
  * combined with causal and windows, at random sizes and tilings; then the
- * 2D window patterns of the library (patterns/grid2d.pat) visit at most 1.5
+ * 2D window patterns of the library (bench/grid2d.pat) visit at most 1.5
  * times the key tiles their exact mask needs, at grid sizes that are not
  * multiples of the tile.
  */
@@ -192,15 +192,39 @@ static void test_random_predicates(void **state) {
 
 /* ---- the 2D windows: tiles visited against tiles needed ---- */
 
-static void grid_ratio(const char *name, int64_t W, int64_t win, int64_t L) {
-  diag *d = diag_new();
-  arena *a = arena_new();
-  fe_module *m = fe_load_file(d, a, "patterns/grid2d.pat");
-  if (!m) fail_msg("%s", diag_text(d));
-  fe_define defs[] = {{"W", W}, {strcmp(name, "na2d") ? "ws" : "k", win},
-                      {"s", win / 2}};
-  ir_program *p = fe_instantiate(d, m, name, defs, strcmp(name, "swin_shifted") ? 2 : 3);
-  if (!p) fail_msg("%s", diag_text(d));
+/* The papers' masks: Swin's window of position x (shifted: windows start
+ * `shift` pixels up and left), NATTEN's clamped neighbourhood. */
+static int64_t swin_win(int64_t x, int64_t W, int64_t ws, int64_t shift) {
+  int64_t row = x / W + shift, col = x % W + shift;
+  return (row / ws) * (W + 1) + col / ws;
+}
+
+static bool near_clamped(int64_t x, int64_t y, int64_t k, int64_t n) {
+  int64_t c = x < k ? k : x;
+  if (c > n - 1 - k) c = n - 1 - k;
+  return (y > c ? y - c : c - y) <= k;
+}
+
+static void check_paper(const char *name, const mask *M, int64_t W, int64_t win) {
+  for (int64_t i = 0; i < M->Lq; i++)
+    for (int64_t j = 0; j < M->Lk; j++) {
+      bool want;
+      if (!strcmp(name, "na2d"))
+        want = near_clamped(i / W, j / W, win, (M->Lk + W - 1) / W) &&
+               near_clamped(i % W, j % W, win, W);
+      else {
+        int64_t sh = !strcmp(name, "swin") ? 0 : win - win / 2;
+        want = swin_win(i, W, win, sh) == swin_win(j, W, win, sh);
+      }
+      if (M->m[i * M->Lk + j] != want)
+        fail_msg("%s W %lld: M(%lld, %lld) = %d, the paper says %d", name,
+                 (long long)W, (long long)i, (long long)j, M->m[i * M->Lk + j], want);
+    }
+}
+
+/* Checks p's plan at Lq = Lk = L (and its mask against the paper when W >
+ * 0): visited key tiles at most 1.5 times the needed ones. */
+static void ratio(const ir_program *p, int64_t L, int64_t W, int64_t win) {
   char err[256];
   int64_t *plan = an_build(p, err, sizeof err);
   assert_non_null(plan);
@@ -208,13 +232,39 @@ static void grid_ratio(const char *name, int64_t W, int64_t win, int64_t L) {
   M.m = malloc((size_t)(L * L));
   assert_non_null(M.m);
   exact_mask(p, &M);
+  if (W > 0) check_paper(p->name, &M, W, win);
   int64_t needed = 0, visited = check_plan(p, plan, &M, 64, 64, &needed);
   fprintf(stderr, "%s W %lld window %lld L %lld: %lld key tiles visited, %lld "
-          "needed (%.2fx)\n", name, (long long)W, (long long)win, (long long)L,
+          "needed (%.2fx)\n", p->name, (long long)W, (long long)win, (long long)L,
           (long long)visited, (long long)needed, (double)visited / (double)needed);
   assert_true(needed > 0 && 2 * visited <= 3 * needed);
   free(M.m);
   free(plan);
+}
+
+static void grid_ratio(const char *name, int64_t W, int64_t win, int64_t L) {
+  diag *d = diag_new();
+  arena *a = arena_new();
+  fe_module *m = fe_load_file(d, a, "bench/grid2d.pat");
+  if (!m) fail_msg("%s", diag_text(d));
+  fe_define defs[] = {{"W", W}, {strcmp(name, "na2d") ? "ws" : "k", win},
+                      {"shift", win / 2}};
+  ir_program *p = fe_instantiate(d, m, name, defs, strcmp(name, "swin_shifted") ? 2 : 3);
+  if (!p) fail_msg("%s", diag_text(d));
+  ratio(p, L, W, win);
+  arena_free(a);
+  diag_free(d);
+}
+
+/* The library's versions (a window superset & where), at their defaults. */
+static void lib_ratio(const char *file, const char *name, int64_t L) {
+  diag *d = diag_new();
+  arena *a = arena_new();
+  fe_module *m = fe_load_file(d, a, file);
+  if (!m) fail_msg("%s", diag_text(d));
+  ir_program *p = fe_instantiate(d, m, name, NULL, 0);
+  if (!p) fail_msg("%s", diag_text(d));
+  ratio(p, L, 0, 0);
   arena_free(a);
   diag_free(d);
 }
@@ -229,6 +279,8 @@ static void test_grid_tiles(void **state) {
     grid_ratio(names[k], 40, k == 2 ? 2 : 5, 1700);  /* a partial last row */
     grid_ratio(names[k], 32, k == 2 ? 3 : 4, 1000);
   }
+  lib_ratio("patterns/swin.pat", "swin_shifted", 56 * 56);
+  lib_ratio("patterns/neighborhood.pat", "na2d", 56 * 56);
 }
 
 int main(void) {

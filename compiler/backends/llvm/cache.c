@@ -26,6 +26,7 @@
 #include "cache.h"
 #include "codegen.h"
 #include "llvm_pipeline.h"
+#include "plan_ops.h"
 #include "regfile.h"
 #include "tile_cache.h"
 
@@ -76,9 +77,10 @@ int kc_key_head(FILE *f) {
   unsigned maj, min, pat;
   LLVMGetVersion(&maj, &min, &pat);
   int n = fprintf(f,
-                  "spatc %s aot-abi %d llvm %u.%u.%u\ncpu %s\nfeatures %s\n"
-                  "passes %s %s\n",
-                  spat_version_string(), AOT_ABI, maj, min, pat, lp_host_cpu(),
+                  "spatc %s aot-abi %d plan %lld llvm %u.%u.%u\ncpu %s\n"
+                  "features %s\npasses %s %s\n",
+                  spat_version_string(), AOT_ABI, PLAN_VERSION, maj, min, pat,
+                  lp_host_cpu(),
                   lp_host_features(), lp_passes(), lp_pass_options());
   return n < 0 ? -1 : 0;
 }

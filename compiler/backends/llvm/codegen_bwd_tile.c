@@ -13,6 +13,7 @@
  * (language v2) generates E and dE/ds.  Then register-blocked products:
  *   dq:   dq[r][:] += sum_j dS^T[j][r] k_j
  *   dkdv: dk[j][:] += sum_r dS^T[j][r] q_r,  dv[j][:] += sum_r P^T[j][r] do_r
+ *         and, given gq (the fused pass), dq[r][:] += sum_j dS^T[j][r] k_j
  * Depends only on D, never on the pattern; masks are the forward's key
  * words (bit r of word j: row r allows key j; NULL: all allowed).
  */
@@ -21,7 +22,7 @@
 /* ORDER kr_bwd_fn's parameters */
 enum {
   P_QT, P_DOT, P_QR, P_DOR, P_ROWC, P_K, P_SK, P_V, P_SV, P_NCOLS, P_MASKT,
-  P_GA, P_GB, P_C, P_ST, P_N
+  P_GA, P_GB, P_GQ, P_C, P_ST, P_N
 };
 
 #define JB 4 /* keys per step of the score pass */
@@ -264,6 +265,15 @@ void cg_gen_bwd_dkdv(cg *g) {
            ci64(g, g->D), ci64(g, KR_BQ));
   acc_gemm(g, io.p[P_GB], n8, KR_BQ, 1, io.p[P_ST], io.p[P_DOR],
            ci64(g, g->D), ci64(g, KR_BQ));
+  /* the fused pass: dq of the query tile too, from the same dS */
+  LLVMBasicBlockRef yes = newbb(g, "dq"), done = newbb(g, "ret");
+  LLVMBuildCondBr(g->B, LLVMBuildIsNull(g->B, io.p[P_GQ], ""), done, yes);
+  LLVMPositionBuilderAtEnd(g->B, yes);
+  acc_gemm(g, io.p[P_GQ], ci64(g, KR_BQ), 1, KR_BQ,
+           gep(g, g->f32, io.p[P_ST], ci64(g, KR_BK * KR_BQ)), io.p[P_K],
+           io.p[P_SK], io.p[P_NCOLS]);
+  LLVMBuildBr(g->B, done);
+  LLVMPositionBuilderAtEnd(g->B, done);
   LLVMBuildRetVoid(g->B);
   end_fn(g);
 }

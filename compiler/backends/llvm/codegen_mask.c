@@ -258,6 +258,19 @@ static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
   case IR_GE: return zx(g, LLVMBuildICmp(B, LLVMIntSGE, a, b, ""));
   case IR_EQ: return zx(g, LLVMBuildICmp(B, LLVMIntEQ, a, b, ""));
   case IR_NE: return zx(g, LLVMBuildICmp(B, LLVMIntNE, a, b, ""));
+  case IR_IAND: return LLVMBuildAnd(B, a, b, "");
+  case IR_IOR: return LLVMBuildOr(B, a, b, "");
+  case IR_IXOR: return LLVMBuildXor(B, a, b, "");
+  case IR_SHL:
+  case IR_SHR: { /* as ar_shl / ar_shr (arith.h) */
+    check_v(g, LLVMBuildICmp(B, LLVMIntUGT, b, ci64(g, 63), ""), n,
+            "shift count \001 is outside [0, 63]", b, NULL);
+    if (n->op == IR_SHR) return LLVMBuildAShr(B, a, b, "");
+    LLVMValueRef r = LLVMBuildShl(B, a, b, "");
+    check(g, LLVMBuildICmp(B, LLVMIntNE, LLVMBuildAShr(B, r, b, ""), a, ""), n,
+          "integer overflow in '<<'");
+    return r;
+  }
   default: return ci64(g, 0);
   }
 }
@@ -584,6 +597,19 @@ static LLVMValueRef vval(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
   case IR_GE: return vbool(g, LLVMBuildICmp(B, LLVMIntSGE, a, b, ""));
   case IR_EQ: return vbool(g, LLVMBuildICmp(B, LLVMIntEQ, a, b, ""));
   case IR_NE: return vbool(g, LLVMBuildICmp(B, LLVMIntNE, a, b, ""));
+  case IR_IAND: return LLVMBuildAnd(B, a, b, "");
+  case IR_IOR: return LLVMBuildOr(B, a, b, "");
+  case IR_IXOR: return LLVMBuildXor(B, a, b, "");
+  case IR_SHL:
+  case IR_SHR: {
+    LLVMValueRef out = LLVMBuildICmp(B, LLVMIntUGT, b, vc64(g, 63), "");
+    *bad = LLVMBuildOr(B, *bad, out, "");
+    LLVMValueRef c = LLVMBuildSelect(B, out, LLVMConstNull(vt), b, "");
+    if (n->op == IR_SHR) return LLVMBuildAShr(B, a, c, "");
+    LLVMValueRef r = LLVMBuildShl(B, a, c, "");
+    *bad = LLVMBuildOr(B, *bad, LLVMBuildICmp(B, LLVMIntNE, LLVMBuildAShr(B, r, c, ""), a, ""), "");
+    return r;
+  }
   default: return LLVMConstNull(vt);
   }
 }
@@ -1518,7 +1544,6 @@ static bool v2_supported(const ir_program *p, bool jit, char *err, size_t errlen
       {IR_FEAT_SHAPED_IN, "shaped inputs"}, {IR_FEAT_ROW_SET, "rows of inputs as index sets"},
       {IR_FEAT_ROUTE, "route"}, {IR_FEAT_DIAG, "diagonals"},
       {IR_FEAT_BATCH, "b, B, Hkv or D"}};
-  static const ir_op ops[] = {IR_IAND, IR_IOR, IR_IXOR, IR_SHL, IR_SHR};
   const char *what = p->top_left ? "aligned(top_left)" : NULL;
   unsigned f = ir_features(p);
   if (p->score && jit && cg_score_supported(p)) {
@@ -1536,8 +1561,6 @@ static bool v2_supported(const ir_program *p, bool jit, char *err, size_t errlen
       "ops of s, i, j, h, sizes and constants, and float inputs indexed by h and constants)";
   for (size_t k = 0; !what && k < sizeof feats / sizeof feats[0]; k++)
     if (f & feats[k].bit) what = feats[k].what;
-  for (size_t k = 0; !what && k < sizeof ops / sizeof ops[0]; k++)
-    if (ir_has_op(p->root, ops[k])) what = "integer bit operations";
   if (!what) return true;
   snprintf(err, errlen, "the compiled backends (JIT, AOT) do not run %s yet (language "
            "version 2); run the pattern with the interpreter (backend interp)", what);

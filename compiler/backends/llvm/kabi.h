@@ -110,11 +110,11 @@ _Static_assert(_Generic((kr_bwd_fn)0,
                         void (*)(const float *, const float *, const float *,
                                  const float *, const float *, const float *,
                                  int64_t, const float *, int64_t, int64_t,
-                                 const uint64_t *, float *, float *, float,
-                                 float *): 1,
+                                 const uint64_t *, float *, float *, float *,
+                                 float, float *): 1,
                         default: 0),
                "kr_bwd_fn: codegen_bwd_tile.c builds (ptr x 6, i64, ptr, "
-               "i64, i64, ptr, ptr, ptr, float, ptr) -> void");
+               "i64, i64, ptr, ptr, ptr, ptr, float, ptr) -> void");
 _Static_assert(_Generic((kr_stile_fn)0,
                         void (*)(const kr_env *, int64_t, int64_t, const float *,
                                  const float *, int64_t, const float *, int64_t,
