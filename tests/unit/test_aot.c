@@ -903,6 +903,8 @@ static const char *const bwd_main =
     "      worst = fmax(worst, fabs(g[0][x][y] - g[1][x][y]));\n"
     "  printf(\"max |aot - interp| = %.2e\\n\", worst);\n"
     "  spat_kernel_free(ker); spat_pattern_free(p); spat_ctx_free(c);\n"
+    "  free(q), free(k), free(v), free(dout), free(o), free(lse);\n"
+    "  for (int x = 0; x < 2; x++) free(g[x][0]), free(g[x][1]), free(g[x][2]);\n"
     "  if (!(worst < 1e-4)) return 5;\n"
     "  puts(\"ok\");\n"
     "  return 0;\n"
