@@ -134,13 +134,7 @@ static void acc_gemm(cg *g, LLVMValueRef out, LLVMValueRef nx, int64_t wsx,
                      int64_t wsy, LLVMValueRef w, LLVMValueRef m,
                      LLVMValueRef sm, LLVMValueRef ny) {
   LLVMBuilderRef B = g->B;
-  int nvd = (int)(g->D / 16), chunks[16], n_ch = 0;
-  for (int d0 = 0; d0 < nvd; n_ch++) {
-    int cw = nvd - d0 >= 4 ? 4 : nvd - d0;
-    if (nvd - d0 == 5 || nvd - d0 == 6) cw = 3;
-    chunks[n_ch] = cw;
-    d0 += cw;
-  }
+  int chunks[CG_MAX_CHUNKS], n_ch = cg_dim_chunks(g->D, chunks);
   for (int c0 = 0, vbase = 0; c0 < n_ch;) {
     int cw = chunks[c0], run = 1;
     while (c0 + run < n_ch && chunks[c0 + run] == cw) run++;

@@ -236,6 +236,14 @@ static inline void vzero(cg *g, LLVMValueRef *a, int n, double v) {
 void cg_begin_module(cg *g, LLVMContextRef ctx, const char *name,
                      const cg_target *t);
 
+/* How the D / 16 dimension vectors of a row split into chunks of at most 4
+ * vectors for the P.V-style accumulations (chunk widths into w, at most
+ * CG_MAX_CHUNKS of them; returns how many): 4s, with a 5 or 6 left over
+ * taken as 3s, so every chunk keeps 4 (or 8) rows of accumulators in
+ * registers.  The forward tile and the backward tiles share it (kinds.c). */
+#define CG_MAX_CHUNKS 16
+int cg_dim_chunks(int64_t D, int *w);
+
 /* The kernel-kind generators, one file each (rows of cg_kinds). */
 void cg_gen_fwd_tile(cg *g); /* codegen_fwd_tile.c */
 void cg_gen_decode_tile(cg *g); /* codegen_decode.c */

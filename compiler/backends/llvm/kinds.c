@@ -145,3 +145,14 @@ LLVMModuleRef cg_build_kernel(LLVMContextRef ctx, const cg_kind *k, int64_t D,
   LLVMDisposeBuilder(g->B);
   return g->M;
 }
+
+int cg_dim_chunks(int64_t D, int *w) {
+  int nvd = (int)(D / 16), n = 0;
+  for (int d0 = 0; d0 < nvd && n < CG_MAX_CHUNKS; n++) {
+    int cw = nvd - d0 >= 4 ? 4 : nvd - d0;
+    if (nvd - d0 == 5 || nvd - d0 == 6) cw = 3;
+    w[n] = cw;
+    d0 += cw;
+  }
+  return n;
+}
