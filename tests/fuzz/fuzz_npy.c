@@ -46,7 +46,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-static size_t item_size(npy_dtype dt) { return dt == NPY_U8 ? 1 : 4; }
+static size_t item_size(npy_dtype dt) {
+  return dt == NPY_U8 ? 1 : dt == NPY_F16 || dt == NPY_U16 ? 2 : 4;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   stats.inputs++;
@@ -64,7 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   }
   stats.accepted++;
-  FUZZ_CHECK(a.dtype == NPY_F32 || a.dtype == NPY_I32 || a.dtype == NPY_U8,
+  FUZZ_CHECK(a.dtype == NPY_F32 || a.dtype == NPY_I32 || a.dtype == NPY_U8 ||
+                 a.dtype == NPY_F16 || a.dtype == NPY_U16,
              "dtype %d", (int)a.dtype);
   FUZZ_CHECK(a.ndim >= 0 && a.ndim <= 8, "ndim %d", a.ndim);
   int64_t count = 1;
