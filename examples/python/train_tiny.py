@@ -10,7 +10,7 @@ block) or in two (a stride that lands in the first window, then the
 window) can learn it; a plain local window cannot.  The loss curves show
 how fast, per step and per second of training.
 
-    python examples/python/train_tiny.py                   # ~3-5 min
+    python examples/python/train_tiny.py                   # ~1 min (300 steps x 4 runs)
     python examples/python/train_tiny.py --steps 60 --out /tmp/t.png
 
 Needs torch, numpy and matplotlib (pip install torch numpy matplotlib) and
@@ -128,7 +128,7 @@ def train(name, p, args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--layers", type=int, default=2)
