@@ -871,7 +871,7 @@ static rt_status check_args(const ir_program *p, const rt_args *a,
   for (int k = 0; k < p->n_inputs; k++) {
     int64_t len = ir_input_len(p, k, sz);
     if (len < 0)
-      return rt_errf(err, errlen, RT_EINVAL, "input '%s': a dimension is negative or its "
+      return rt_errf(err, errlen, RT_ERANGE, "input '%s': a dimension is negative or its "
                      "size overflows for these sizes", p->inputs[k].name);
     if (len > 0 && (!a->inputs || !a->inputs[k]))
       return rt_errf(err, errlen, RT_EINVAL, "missing input array '%s'",

@@ -1,0 +1,1 @@
+pattern p(input doc: int[B- Lk]) = where(doc[i] == doc[j]);
