@@ -87,7 +87,11 @@ static int64_t bound(bld *b, int64_t v) {
  * PARTIAL, decided by the mask code. */
 static bool has_bit_ops(const ir_node *n) {
   return ir_has_op(n, IR_IAND) || ir_has_op(n, IR_IOR) || ir_has_op(n, IR_IXOR) ||
-         ir_has_op(n, IR_SHL) || ir_has_op(n, IR_SHR);
+         ir_has_op(n, IR_SHL) || ir_has_op(n, IR_SHR) ||
+         /* nor do b, B, Hkv, D and shaped inputs (fuzz_front: D read as 0) */
+         ir_has_op(n, IR_VAR_B) || ir_has_op(n, IR_SIZE_B) ||
+         ir_has_op(n, IR_SIZE_HKV) || ir_has_op(n, IR_SIZE_D) ||
+         ir_has_op(n, IR_INPUTN);
 }
 
 static bool is_plannable(const ir_node *n) {
