@@ -164,10 +164,16 @@ static void check_plan(const ir_program *p, const int64_t *plan,
   s.Lk = fuzz_pick(in, lens, sizeof lens / sizeof lens[0]);
   int64_t bq = fuzz_pick(in, tiles, sizeof tiles / sizeof tiles[0]);
   for (int k = 0; k < p->n_runtime; k++) s.rt[k] = fuzz_scalar(in);
+  /* each input as long as its declared shape for the run's sizes (shaped
+   * inputs, language v2), at least Lk; a shape too large is left short
+   * (the run then reports its size) */
+  const int64_t sz[6] = {1, s.H, s.H, s.Lq, s.Lk, FUZZ_D};
   for (int k = 0; k < p->n_inputs; k++) {
-    s.in[k] = malloc(sizeof(int32_t) * (size_t)s.Lk);
+    int64_t n = ir_input_len(p, k, sz);
+    if (n < s.Lk || n > (1 << 20)) n = s.Lk;
+    s.in[k] = malloc(sizeof(int32_t) * (size_t)n);
     FUZZ_CHECK(s.in[k] != NULL, "out of memory");
-    for (int64_t j = 0; j < s.Lk; j++) s.in[k][j] = fuzz_elem(in, s.Lk);
+    for (int64_t j = 0; j < n; j++) s.in[k][j] = fuzz_elem(in, s.Lk);
   }
   /* q, k for topk: multiples of 1/2, so that scores are exact */
   size_t nq = (size_t)(s.H * s.Lq * FUZZ_D), nk = (size_t)(s.H * s.Lk * FUZZ_D);
