@@ -5,7 +5,6 @@
 
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,8 +148,7 @@ typedef struct count_job {
   const spatc_args *a;
   const spat_value *args;
   size_t n_args;
-  int64_t chunk, per_bh, n_chunks;
-  atomic_llong next, first_err;
+  int64_t chunk, per_bh;
   atomic_llong *nnz;         /* per head */
 } count_job;
 
@@ -167,24 +165,12 @@ static spat_status count_chunk(const count_job *j, long long c, int64_t *buf,
   return st;
 }
 
-static void *count_worker(void *arg) {
-  count_job *j = arg;
-  int64_t *buf = malloc(sizeof *buf * (size_t)j->chunk);
-  for (;;) {
-    long long c = atomic_fetch_add(&j->next, 1);
-    if (c >= j->n_chunks || c > atomic_load(&j->first_err)) break;
-    int64_t sum;
-    if (buf && count_chunk(j, c, buf, &sum) == SPAT_OK) {
-      atomic_fetch_add(&j->nnz[(c / j->per_bh) % j->a->H], sum);
-      continue;
-    }
-    long long seen = atomic_load(&j->first_err);
-    while (c < seen && !atomic_compare_exchange_weak(&j->first_err, &seen, c)) {
-    }
-    break;
-  }
-  free(buf);
-  return NULL;
+static bool count_one(void *ctx, long long c, void *buf) {
+  count_job *j = ctx;
+  int64_t sum;
+  if (count_chunk(j, c, buf, &sum) != SPAT_OK) return false;
+  atomic_fetch_add(&j->nnz[(c / j->per_bh) % j->a->H], sum);
+  return true;
 }
 
 /* Allowed pairs per head (summed over the batch) into nnz[H]. */
@@ -194,24 +180,15 @@ static int count_mask(const spat_kernel *k, spat_ctx *ctx, const spatc_args *a,
   count_job j = {.k = k, .a = a, .args = args, .n_args = n};
   j.chunk = 64;
   j.per_bh = (a->Lq + j.chunk - 1) / j.chunk;
-  j.n_chunks = j.per_bh * a->B * a->H;
+  long long n_chunks = j.per_bh * a->B * a->H;
   j.nnz = calloc((size_t)a->H, sizeof *j.nnz);
   if (!j.nnz) return spatc_error("out of memory");
   for (int64_t h = 0; h < a->H; h++) atomic_init(&j.nnz[h], 0);
-  atomic_init(&j.next, 0);
-  atomic_init(&j.first_err, j.n_chunks);
-  if (threads <= 0) threads = spatc_cores();
   if (threads > 64) threads = 64;
-  if (threads > j.n_chunks) threads = (int)(j.n_chunks > 0 ? j.n_chunks : 1);
-  pthread_t tid[64];
-  int started = 0;
-  for (int t = 1; t < threads; t++)
-    if (pthread_create(&tid[started], NULL, count_worker, &j) == 0) started++;
-  count_worker(&j);
-  for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
-  long long bad = atomic_load(&j.first_err);
+  long long bad = spatc_chunks(n_chunks, threads,
+                               sizeof(int64_t) * (size_t)j.chunk, count_one, &j);
   int rc = 0;
-  if (bad < j.n_chunks) {
+  if (bad < n_chunks) {
     /* again alone, for this chunk's own message */
     int64_t *buf = spatc_xmalloc(sizeof *buf * (size_t)j.chunk), sum;
     spat_status st = buf ? count_chunk(&j, bad, buf, &sum) : SPAT_ENOMEM;

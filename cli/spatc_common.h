@@ -348,4 +348,12 @@ double spatc_cpu_ms(void);       /* CPU time of the process, all threads */
 int spatc_cores(void);           /* online CPUs, >= 1 */
 void *spatc_xmalloc(size_t n);   /* NULL after printing "out of memory" */
 
+/* fn(ctx, c, scratch) for the chunks c in [0, n), handed out in order on up
+ * to `threads` threads (0: one per core), each with its own `scratch` bytes;
+ * false (or no scratch memory) fails the chunk and stops the hand-out after
+ * it.  Returns the lowest failing chunk, or n when none failed. */
+typedef bool (*spatc_chunk_fn)(void *ctx, long long c, void *scratch);
+long long spatc_chunks(long long n, int threads, size_t scratch,
+                       spatc_chunk_fn fn, void *ctx);
+
 #endif

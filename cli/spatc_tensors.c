@@ -329,9 +329,7 @@ typedef struct rows_job {
   spatc_rows *r;
   spatc_rows_fn fn;
   void *ctx;
-  int64_t chunk, per_head, n_chunks;
-  atomic_llong next;          /* next chunk to hand out */
-  atomic_llong first_err;     /* lowest failing chunk; n_chunks if none */
+  int64_t chunk, per_head;
 } rows_job;
 
 /* Chunk c: its head, first row and number of rows. */
@@ -342,27 +340,13 @@ static void chunk_rows(const rows_job *j, long long c, int64_t *h, int64_t *r0,
   *n = j->r->a.Lq - *r0 < j->chunk ? j->r->a.Lq - *r0 : j->chunk;
 }
 
-static void *rows_worker(void *arg) {
-  rows_job *j = arg;
-  spatc_rows *r = j->r;
-  uint8_t *buf = malloc((size_t)(j->chunk * r->a.Lk) + 1);
-  for (;;) {
-    long long c = atomic_fetch_add(&j->next, 1);
-    if (c >= j->n_chunks || c > atomic_load(&j->first_err)) break;
-    int64_t h, r0, n;
-    chunk_rows(j, c, &h, &r0, &n);
-    if (buf && get_rows(r, h, r0, n, buf) == SPAT_OK) {
-      j->fn(j->ctx, h, r0, n, buf);
-      continue;
-    }
-    /* the lowest failing chunk, whose message is reported */
-    long long seen = atomic_load(&j->first_err);
-    while (c < seen && !atomic_compare_exchange_weak(&j->first_err, &seen, c)) {
-    }
-    break;
-  }
-  free(buf);
-  return NULL;
+static bool rows_one(void *ctx, long long c, void *buf) {
+  rows_job *j = ctx;
+  int64_t h, r0, n;
+  chunk_rows(j, c, &h, &r0, &n);
+  if (get_rows(j->r, h, r0, n, buf) != SPAT_OK) return false;
+  j->fn(j->ctx, h, r0, n, buf);
+  return true;
 }
 
 int spatc_rows_each(spatc_rows *r, int threads, spatc_rows_fn fn, void *ctx) {
@@ -371,20 +355,10 @@ int spatc_rows_each(spatc_rows *r, int threads, spatc_rows_fn fn, void *ctx) {
   j.chunk = (1 << 20) / (Lk > 0 ? Lk : 1); /* about 1 MiB of rows per hand-out */
   j.chunk = j.chunk < 1 ? 1 : j.chunk > 64 ? 64 : j.chunk;
   j.per_head = (Lq + j.chunk - 1) / j.chunk;
-  j.n_chunks = j.per_head * (r->h1 - r->h0);
-  atomic_init(&j.next, 0);
-  atomic_init(&j.first_err, j.n_chunks);
-  if (threads <= 0) threads = spatc_cores();
-  if (threads > 256) threads = 256;
-  if (threads > j.n_chunks) threads = (int)j.n_chunks;
-  pthread_t tid[256];
-  int started = 0;
-  for (int t = 1; t < threads; t++)
-    if (pthread_create(&tid[started], NULL, rows_worker, &j) == 0) started++;
-  rows_worker(&j);
-  for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
-  long long bad = atomic_load(&j.first_err);
-  if (bad < j.n_chunks) {
+  long long n_chunks = j.per_head * (r->h1 - r->h0);
+  long long bad = spatc_chunks(n_chunks, threads, (size_t)(j.chunk * Lk) + 1,
+                               rows_one, &j);
+  if (bad < n_chunks) {
     /* the context's message is the latest failure of any thread: compute
      * the first failing chunk again, alone, for its own message */
     int64_t h, r0, n;
