@@ -396,3 +396,22 @@ void ex_json_stat(FILE *f, const ex_stat *s) {
   ex_json_num(f, s->density < 0 ? NAN : s->density);
   fputc('}', f);
 }
+
+void ex_json_sizes(FILE *f, const spatc_args *a) {
+  fprintf(f, "\"B\": %" PRId64 ", \"H\": %" PRId64 ", \"Hkv\": %" PRId64
+          ", \"Lq\": %" PRId64 ", \"Lk\": %" PRId64 ", \"D\": %" PRId64,
+          a->B, a->H, a->Hkv, a->Lq, a->Lk, a->D);
+}
+
+void ex_json_eval(FILE *f, const ex_eval *e) {
+  fputs("\"kernel_ms\": ", f);
+  ex_json_num(f, e->ms);
+  fputs(", \"recall\": ", f);
+  ex_json_stat(f, &e->all);
+  fputs(", \"heads\": [", f);
+  for (int64_t h = 0; h < e->H; h++) {
+    if (h) fputs(", ", f);
+    ex_json_stat(f, &e->head[h]);
+  }
+  fputc(']', f);
+}

@@ -107,6 +107,10 @@ void ex_json_num(FILE *f, double v);
 void ex_json_str(FILE *f, const char *s);
 /* {"min": .., "median": .., "mean": .., "error": .., "density": ..} */
 void ex_json_stat(FILE *f, const ex_stat *s);
+/* "B": .., "H": .., "Hkv": .., "Lq": .., "Lk": .., "D": .. (no braces) */
+void ex_json_sizes(FILE *f, const spatc_args *a);
+/* "kernel_ms": .., "recall": {..}, "heads": [{..}, ..] (no braces) */
+void ex_json_eval(FILE *f, const ex_eval *e);
 
 double ex_median(double *v, int64_t n);   /* sorts v */
 

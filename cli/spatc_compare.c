@@ -174,9 +174,8 @@ static void print_table(entry *es, int n, const ex_ref *r, const char *src) {
 
 static void print_json(entry *es, int n, const ex_ref *r) {
   const spatc_args *a = &r->a;
-  printf("{\"B\": %" PRId64 ", \"H\": %" PRId64 ", \"Hkv\": %" PRId64
-         ", \"Lq\": %" PRId64 ", \"Lk\": %" PRId64 ", \"D\": %" PRId64,
-         a->B, a->H, a->Hkv, a->Lq, a->Lk, a->D);
+  putchar('{');
+  ex_json_sizes(stdout, a);
   printf(", \"reference\": ");
   ex_json_str(stdout, r->title);
   printf(", \"reference_ms\": ");
@@ -187,16 +186,9 @@ static void print_json(entry *es, int n, const ex_ref *r) {
     ex_json_str(stdout, es[x].spec);
     printf(", \"pattern\": ");
     ex_json_str(stdout, spatc_pattern_title(&es[x].pat, &es[x].bound));
-    printf(", \"kernel_ms\": ");
-    ex_json_num(stdout, es[x].ev.ms);
-    printf(", \"recall\": ");
-    ex_json_stat(stdout, &es[x].ev.all);
-    printf(", \"heads\": [");
-    for (int64_t h = 0; h < es[x].ev.H; h++) {
-      if (h) printf(", ");
-      ex_json_stat(stdout, &es[x].ev.head[h]);
-    }
-    printf("]}");
+    printf(", ");
+    ex_json_eval(stdout, &es[x].ev);
+    printf("}");
   }
   printf("]}\n");
 }

@@ -70,21 +70,13 @@ static void print_json(const char *title, const ex_ref *r, const ex_eval *e) {
   ex_json_str(stdout, title);
   printf(", \"reference\": ");
   ex_json_str(stdout, r->title);
-  printf(", \"B\": %" PRId64 ", \"H\": %" PRId64 ", \"Hkv\": %" PRId64
-         ", \"Lq\": %" PRId64 ", \"Lk\": %" PRId64 ", \"D\": %" PRId64,
-         a->B, a->H, a->Hkv, a->Lq, a->Lk, a->D);
-  printf(", \"kernel_ms\": ");
-  ex_json_num(stdout, e->ms);
+  printf(", ");
+  ex_json_sizes(stdout, a);
   printf(", \"reference_ms\": ");
   ex_json_num(stdout, r->ms);
-  printf(", \"recall\": ");
-  ex_json_stat(stdout, &e->all);
-  printf(", \"heads\": [");
-  for (int64_t h = 0; h < e->H; h++) {
-    if (h) printf(", ");
-    ex_json_stat(stdout, &e->head[h]);
-  }
-  printf("]}\n");
+  printf(", ");
+  ex_json_eval(stdout, e);
+  printf("}\n");
 }
 
 int spatc_recall_main(int argc, char **argv) {
