@@ -7,28 +7,10 @@
 # written with struct, the reference attention is computed in pure Python),
 # groff (the man page) and timeout (what used to block on a FIFO).
 set -u
-SPATC=${SPATC:-build/spatc}
-case $SPATC in /*) ;; *) SPATC=$PWD/$SPATC ;; esac
-ROOT=$PWD
-T=$(mktemp -d "${TMPDIR:-/tmp}/spatc-cli.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-# the disk kernel cache of run and bench: a private one
-export XDG_CACHE_HOME=$T/xdg
-cd "$T" || exit 1
-passed=0 failed=0
-
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-fail() {
-  echo "FAIL $1${2:+: $2}"
-  [ -s out ] && sed 's/^/  stdout: /' out | head -20
-  [ -s err ] && sed 's/^/  stderr: /' err | head -20
-  failed=$((failed + 1))
-}
-# sp ARGS...: runs spatc with stdout in ./out, stderr in ./err; sets rc.
-sp() { "$SPATC" "$@" >out 2>err; rc=$?; }
+. "$(dirname "$0")/../suite.sh"
+suite_begin cli
 # expect NAME RC: the last sp exited with RC.
 expect_rc() { [ "$rc" -eq "$2" ] || { fail "$1" "exit $rc, expected $2"; return 1; }; }
-has() { grep -qF -- "$2" "$1"; }
 # spt ARGS...: sp with a time limit, for what used to block (a FIFO); 124 on
 # a timeout.
 spt() { timeout 60 "$SPATC" "$@" >out 2>err; rc=$?; }
@@ -875,5 +857,4 @@ with open('many.pat', 'w') as f:
 timeout 120 "$SPATC" check many.pat >out 2>err; rc=$?
 expect_rc check-many-decls 0 && ok check-many-decls
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+suite_end

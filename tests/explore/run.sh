@@ -8,24 +8,8 @@
 # "N passed, N failed"; exits non-zero when a test failed.
 # Needs python3 with numpy (python3-numpy, scripts/install-deps.sh).
 set -u
-SPATC=${SPATC:-build/spatc}
-case $SPATC in /*) ;; *) SPATC=$PWD/$SPATC ;; esac
-ROOT=$PWD
-T=$(mktemp -d "${TMPDIR:-/tmp}/spatc-explore.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-export XDG_CACHE_HOME=$T/xdg
-cd "$T" || exit 1
-passed=0 failed=0
-
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-fail() {
-  echo "FAIL $1${2:+: $2}"
-  [ -s out ] && sed 's/^/  stdout: /' out | head -20
-  [ -s err ] && sed 's/^/  stderr: /' err | head -20
-  failed=$((failed + 1))
-}
-sp() { "$SPATC" "$@" >out 2>err; rc=$?; }
-has() { grep -qF -- "$2" "$1"; }
+. "$(dirname "$0")/../suite.sh"
+suite_begin explore
 
 # a python3 that has numpy: the first on PATH, else Debian's
 PY=
@@ -395,5 +379,4 @@ sp mask cw.pat --len 64 --diff-pattern x
 sp mask cw.pat --len 64 --diff nonexistent.pat
 [ "$rc" -eq 1 ] && has err "nonexistent.pat" && ok diff-missing || fail diff-missing
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+suite_end
