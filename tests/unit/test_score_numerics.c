@@ -1,0 +1,162 @@
+/* test_score_numerics.c: the numerics of `with score E` in the compiled
+ * kernel, against the interpreter (double) through the public API: ALiBi
+ * over Lk = 65536 (distances that are large integers converted to float,
+ * slopes that let far keys matter and slopes that make them vanish), a
+ * softcap whose scores sit at the cap (tanh saturated), and scores of -inf
+ * from E, on some pairs and on whole rows (empty rows: o = 0, lse = -inf,
+ * exactly, in both).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "small.h"
+#include "spat.h"
+
+static uint64_t rng = 0x243F6A8885A308D3ull;
+static float gauss(void) {
+  double u[2];
+  for (int t = 0; t < 2; t++) {
+    uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    u[t] = ((double)((z ^ (z >> 31)) >> 11) + 1.0) * 0x1p-53;
+  }
+  return (float)(sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]));
+}
+
+static float *randn(size_t n, float mul) {
+  float *x = malloc(n * sizeof *x);
+  assert_non_null(x);
+  for (size_t t = 0; t < n; t++) x[t] = mul * gauss();
+  return x;
+}
+
+typedef struct shape {
+  int64_t H, Lq, Lk, D;
+  float qmul; /* q's scale: large values push scores to a softcap's cap */
+} shape;
+
+typedef struct result {
+  float *o, *lse;
+} result;
+
+static result run(const char *src, spat_backend be, const shape *s,
+                  const float *q, const float *k, const float *v,
+                  const spat_value *args, size_t n_args) {
+  spat_ctx *ctx = spat_ctx_new();
+  assert_non_null(ctx);
+  spat_pattern *p = NULL;
+  spat_status st = spat_pattern_parse_string(ctx, "numerics.pat", src, NULL, &p);
+  if (st != SPAT_OK) fail_msg("%s\n%s", src, spat_ctx_last_diagnostics(ctx));
+  spat_compile_options o = {.D = s->D, .threads = 1, .backend = be};
+  spat_kernel *kern = NULL;
+  st = spat_compile(p, &o, &kern);
+  if (st != SPAT_OK) fail_msg("%s: %s", src, spat_ctx_error(ctx));
+  result r = {malloc(sizeof(float) * (size_t)(s->H * s->Lq * s->D)),
+              malloc(sizeof(float) * (size_t)(s->H * s->Lq))};
+  assert_true(r.o && r.lse);
+  spat_tensors t = {.B = 1, .H = s->H, .Hkv = s->H, .Lq = s->Lq, .Lk = s->Lk,
+                    .q = q, .k = k, .v = v, .o = r.o, .lse = r.lse};
+  st = spat_kernel_call(kern, &t, args, n_args);
+  if (st != SPAT_OK) fail_msg("%s: %s", src, spat_ctx_error(ctx));
+  spat_kernel_free(kern);
+  spat_pattern_free(p);
+  spat_ctx_free(ctx);
+  return r;
+}
+
+/* The JIT's o and lse against the interpreter's: the same rows empty
+ * (lse -inf, o 0 exactly), the rest within tol relative; returns the number
+ * of empty rows. */
+static int64_t compare(const char *src, const shape *s, const spat_value *args,
+                       size_t n_args, double tol) {
+  size_t nq = (size_t)(s->H * s->Lq * s->D), nk = (size_t)(s->H * s->Lk * s->D);
+  float *q = randn(nq, s->qmul), *k = randn(nk, 1), *v = randn(nk, 1);
+  result ref = run(src, SPAT_BACKEND_INTERP, s, q, k, v, args, n_args);
+  result jit = run(src, SPAT_BACKEND_JIT, s, q, k, v, args, n_args);
+  int64_t empty = 0;
+  for (int64_t r = 0; r < s->H * s->Lq; r++) {
+    float a = ref.lse[r], b = jit.lse[r];
+    if (a == -INFINITY) {
+      empty++;
+      if (b != -INFINITY) fail_msg("%s: row %lld: lse interp -inf, jit %g", src,
+                                   (long long)r, (double)b);
+      for (int64_t d = 0; d < s->D; d++) assert_true(jit.o[r * s->D + d] == 0.0f);
+      continue;
+    }
+    if (!(isfinite(b) && fabs((double)a - b) <= tol * fmax(1.0, fabs((double)a))))
+      fail_msg("%s: row %lld: lse interp %.9g, jit %.9g", src, (long long)r,
+               (double)a, (double)b);
+    for (int64_t d = 0; d < s->D; d++) {
+      double x = ref.o[r * s->D + d], y = jit.o[r * s->D + d];
+      if (!(fabs(x - y) <= tol * fmax(1.0, fabs(x))))
+        fail_msg("%s: row %lld, d %lld: o interp %.9g, jit %.9g", src,
+                 (long long)r, (long long)d, x, y);
+    }
+  }
+  free(q), free(k), free(v);
+  free(ref.o), free(ref.lse), free(jit.o), free(jit.lse);
+  return empty;
+}
+
+/* ALiBi at Lk = 65536: the last 64 rows see up to 65536 keys; slope 2^-12
+ * keeps far keys in the softmax (exp(-16) at the far end), slope 2^-1
+ * makes them vanish (distances to 65535 become scores near -32768). */
+static void alibi_long(void **state) {
+  (void)state;
+  static const char *src =
+      "pattern alibi(input slope: float[H]) = causal with score s - slope[h] * (i - j);";
+  shape s = {2, 64, SMALL(65536, 8192), 16, 1.0f};
+  float slope[2] = {0x1p-12f, 0.5f};
+  spat_value args[1] = {spat_input_f32(slope)};
+  assert_int_equal(compare(src, &s, args, 1, 2e-4), 0);
+}
+
+/* Softcap with scores far beyond the cap: q * 40 gives |s| up to about
+ * 100 against cap 5, so cap * tanh(s / cap) sits at +-5 (tanh saturated)
+ * for most pairs, and the softmax is over nearly equal scores. */
+static void softcap_at_cap(void **state) {
+  (void)state;
+  static const char *src =
+      "pattern sc(cap = 5) = causal with score cap * tanh(s / cap);";
+  shape s = {2, 200, 200, 64, 40.0f};
+  assert_int_equal(compare(src, &s, NULL, 0, 1e-4), 0);
+  /* a cap of 1 at scores of about 1e3: still saturated, still finite */
+  static const char *src1 =
+      "pattern sc1(cap = 1) = window(40, 0) with score cap * tanh(s / cap);";
+  shape s1 = {1, 130, 130, 32, 200.0f};
+  assert_int_equal(compare(src1, &s1, NULL, 0, 1e-4), 0);
+}
+
+/* Scores of -inf from E: on a band of keys and key 0 (the rest of the row stays),
+ * and on whole rows (i < 5, and every row of head 1): those rows are empty
+ * in both backends. */
+static void minus_inf_scores(void **state) {
+  (void)state;
+  static const char *some =
+      "pattern some = causal with score j < i - 2 && j > i - 6 || j == 0 ? -inf : s;";
+  shape s = {2, 150, 150, 32, 1.0f};
+  /* row 0 sees only key 0, which scores -inf: empty, in both heads; the
+   * other rows lose keys i - 5 .. i - 3 */
+  assert_int_equal(compare(some, &s, NULL, 0, 1e-4), 2);
+  static const char *rows =
+      "pattern emptied = full with score i < 5 || h == 1 ? -inf : s - 0.5 * (i - j);";
+  assert_int_equal(compare(rows, &s, NULL, 0, 1e-4), 5 + 150);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(alibi_long),
+      cmocka_unit_test(softcap_at_cap),
+      cmocka_unit_test(minus_inf_scores),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
