@@ -100,7 +100,18 @@ typedef struct run {
   size_t errlen;
 } run;
 
-/* kernel_rt.c's helpers, for kernel_decode.c. */
+/* One clone per vector width, chosen by an ifunc resolver at load time.
+ * ThreadSanitizer instruments resolvers, which run before its run time is
+ * up and crash the program: its builds (make tsan) take the default only. */
+#if defined(__SANITIZE_THREAD__)
+#define KR_CLONES
+#else
+#define KR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int32_t v16i __attribute__((vector_size(64), aligned(4), may_alias));
+
+/* kernel_rt.c's helpers, for kernel_decode.c and kernel_topk.c. */
 void kri_fail(run *R, rt_status st, const char *msg);
 void kri_fail_code(run *R, int32_t code);
 int kri_scratch_init(scratch *s, const kr_kernel *k);
@@ -108,7 +119,7 @@ void kri_scratch_free(scratch *s, int n_topk);
 /* Selections of top-k node t for positions [i0, i1] of env->h into
  * s->tk[t] (buffers s->tb[t]); 0 when out of memory. */
 int kri_topk_rows(run *R, scratch *s, int t, const kr_env *env,
-                  const float *qb, const float *kb, int64_t i0, int64_t i1,
+                  const void *qb, const void *kb, int64_t i0, int64_t i1,
                   int64_t b, int64_t hk);
 const uint64_t *kri_random_row(const kr_env *e, int64_t node, int64_t i,
                                int64_t r, int64_t seed, int64_t lk,

@@ -1,5 +1,5 @@
 /* test_topk.c: token top-k's fast selection (float32 scores with an error
- * bound, double only where the bound cannot separate, runtime/kernel_rt.c)
+ * bound, double only where the bound cannot separate, runtime/kernel_topk.c)
  * selects exactly the interpreter's keys, JIT against the interpreter.
  *
  * Values are random, or small integers (many exact ties, to the smaller
