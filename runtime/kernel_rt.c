@@ -446,13 +446,6 @@ static void task(void *ctx, int64_t id, int worker) {
 
   kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
                 s->tk, random_row, &s->rnd};
-  for (int t = 0; t < K->n_topk; t++)
-    if (!kri_topk_rows(R, s, t, &env, qb, kb, pos_of_row(a, r0),
-                   pos_of_row(a, r1 - 1), b, hk)) {
-      fail(R, RT_ENOMEM, "%s", "out of memory (top-k selection)");
-      return;
-    }
-
   plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
   char perr[256] = "";
   int64_t ns;
@@ -471,6 +464,26 @@ static void task(void *ctx, int64_t id, int worker) {
     }
     s->spans = sp;
     s->span_cap = ns;
+  }
+  /* top-k selections; a root top-k node's candidates are the plan's spans
+   * (P's), and its rows attend to their selections, gathered: no tiles */
+  int root = R->topk_root;
+  for (int t = 0; t < K->n_topk; t++)
+    if (!kri_topk_rows_in(R, s, t, &env, qb, kb, pos_of_row(a, r0),
+                          pos_of_row(a, r1 - 1), b, hk,
+                          t == root ? s->spans : NULL, ns)) {
+      fail(R, RT_ENOMEM, "%s", "out of memory (top-k selection)");
+      return;
+    }
+  if (root >= 0 && a->dtype == RT_F32 && !K->stile) {
+    int32_t code = kri_topk_attend(R, s, root, (const float *)(const void *)qb + r0 * a->q.sl,
+                                   (const float *)(const void *)kb,
+                                   (const float *)(const void *)vb, nr);
+    if (code) {
+      fail_code(R, code);
+      return;
+    }
+    ns = 0;
   }
   for (int64_t r = nr; r < KR_BQ; r++) s->rows[r] = 0;
   int qf_ready = 0; /* s->qf holds the tile's q rows */
@@ -774,6 +787,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   R.k = k;
   R.a = a;
   R.n_qt = (a->Lq + KR_BQ - 1) / KR_BQ;
+  R.topk_root = kri_topk_root(k);
   float scale = a->scale != 0 ? a->scale : 1.0f / sqrtf((float)a->D);
   R.scale = a->scale != 0 ? (double)a->scale : 1.0 / sqrt((double)a->D);
   R.c = scale * 1.44269504088896340736f;

@@ -94,6 +94,7 @@ typedef struct run {
   const join_tiles *jtiles;   /* their query tiles */
   int groups_per_head;
   int64_t join_tiles;         /* query tiles per head, the most of any head */
+  int topk_root;              /* kri_topk_root */
   _Atomic int failed;
   rt_status st;
   char *err;
@@ -121,6 +122,20 @@ void kri_scratch_free(scratch *s, int n_topk);
 int kri_topk_rows(run *R, scratch *s, int t, const kr_env *env,
                   const void *qb, const void *kb, int64_t i0, int64_t i1,
                   int64_t b, int64_t hk);
+/* The same knowing that P's keys for these rows lie in spans cs[0, ncs)
+ * (sorted, disjoint; NULL: anywhere): only those key tiles are scored. */
+int kri_topk_rows_in(run *R, scratch *s, int t, const kr_env *env,
+                     const void *qb, const void *kb, int64_t i0, int64_t i1,
+                     int64_t b, int64_t hk, const plan_span *cs, int64_t ncs);
+/* The top-k node that is the pattern's root, at token granularity, so that
+ * a row's selection is exactly the keys it attends to; -1: none. */
+int kri_topk_root(const kr_kernel *k);
+/* Attention of the rows [0, nr) of the current query tile (f32; q: the
+ * first row) to the keys selected for them by the root top-k node t
+ * (s->tk[t]), gathered, into s->acc, s->m, s->l: no mask is evaluated.
+ * Returns 0, or the error code of the selection. */
+int32_t kri_topk_attend(const run *R, scratch *s, int t, const float *q,
+                        const float *kb, const float *vb, int64_t nr);
 const uint64_t *kri_random_row(const kr_env *e, int64_t node, int64_t i,
                                int64_t r, int64_t seed, int64_t lk,
                                int64_t j0);

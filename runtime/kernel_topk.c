@@ -10,6 +10,7 @@
 
 #include "dtype.h"
 #include "kernel_rt_impl.h"
+#include "plan_ops.h"
 
 static int grow(void **p, size_t *cap, size_t need, size_t elt) {
   if (need <= *cap) return 1;
@@ -101,11 +102,18 @@ static void topk_row_exact(run *R, scratch *s, int t, const kr_env *env,
                            int64_t I, int64_t g, int64_t cap);
 static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
                      const float *qb, const float *kb, int64_t I0, int64_t nI,
-                     int64_t cap, int64_t b, int64_t hk);
+                     int64_t cap, int64_t b, int64_t hk, const plan_span *cs,
+                     int64_t ncs);
 
 int kri_topk_rows(run *R, scratch *s, int t, const kr_env *env,
                   const void *qb, const void *kb, int64_t i0, int64_t i1,
                   int64_t b, int64_t hk) {
+  return kri_topk_rows_in(R, s, t, env, qb, kb, i0, i1, b, hk, NULL, 0);
+}
+
+int kri_topk_rows_in(run *R, scratch *s, int t, const kr_env *env,
+                     const void *qb, const void *kb, int64_t i0, int64_t i1,
+                     int64_t b, int64_t hk, const plan_span *cs, int64_t ncs) {
   const kr_kernel *K = R->k;
   const rt_args *a = R->a;
   kr_topk *tk = &s->tk[t];
@@ -147,7 +155,7 @@ int kri_topk_rows(run *R, scratch *s, int t, const kr_env *env,
   if (g > 1 && !km) return 0;
   /* the fast path scores float32 q and k; 16-bit dtypes go exact */
   if (g == 1 && a->dtype == RT_F32 &&
-      topk_fast(R, s, t, env, qb, kb, I0, nI, cap, b, hk))
+      topk_fast(R, s, t, env, qb, kb, I0, nI, cap, b, hk, cs, ncs))
     return 1;
   for (int64_t I = I0; I <= I1; I++)
     topk_row_exact(R, s, t, env, qb, kb, km, I, g, cap);
@@ -254,6 +262,7 @@ static void topk_row_exact(run *R, scratch *s, int t, const kr_env *env,
  * double.  A row with a non-finite score, or more keys left than the list
  * holds (ties within the bound), is selected in double from scratch. */
 #define TKF_MAX_K 1024
+#define TKF_LIST (4 * TKF_MAX_K + 64) /* keys kept per row, at most */
 
 /* The |k_j| of head (b, hk), rounded up, kept while tasks stay on it. */
 static const float *key_norms(scratch *s, const rt_args *a, const float *kb,
@@ -272,10 +281,10 @@ static const float *key_norms(scratch *s, const rt_args *a, const float *kb,
   return s->kn;
 }
 
-/* sc[c * KR_BQ + r] = dot(row r of qt [D][KR_BQ], key c), c < nc. */
-KR_CLONES
-static void score_tile(const float *qt, const float *kt, int64_t sk,
-                       int64_t nc, int64_t D, float *sc) {
+/* sc[c * KR_BQ + r] = dot(row r of qt [D][KR_BQ], key c), c < nc: the
+ * portable version (no FMA contraction: -std=c11). */
+static void score_tile_c(const float *qt, const float *kt, int64_t sk,
+                         int64_t nc, int64_t D, float *sc) {
   for (int64_t c = 0; c < nc; c++) {
     const float *kr = kt + c * sk;
     v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
@@ -291,6 +300,97 @@ static void score_tile(const float *qt, const float *kt, int64_t sk,
     *(v16 *)o = a0, *(v16 *)(o + 16) = a1, *(v16 *)(o + 32) = a2;
     *(v16 *)(o + 48) = a3;
   }
+}
+
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+#include <immintrin.h>
+#define TKF_X86 1
+
+/* The register block of score_tile_avx2: 16 rows (two vectors of Q^T's
+ * column) against n <= 6 keys, 2 n accumulators; per dimension two loads
+ * of q and n broadcasts for 2 n FMAs, so the FMA units, not the loads, set
+ * the pace (the layout of a GEMM microkernel; n is a constant once
+ * inlined). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+score_16xn(const float *qt, const float *kt, int64_t sk, int n, int64_t D,
+           float *sc) {
+  __m256 a0[6], a1[6];
+#pragma GCC unroll 6
+  for (int c = 0; c < n; c++) a0[c] = a1[c] = _mm256_setzero_ps();
+  for (int64_t d = 0; d < D; d++) {
+    __m256 q0 = _mm256_load_ps(qt + d * KR_BQ), q1 = _mm256_load_ps(qt + d * KR_BQ + 8);
+#pragma GCC unroll 6
+    for (int c = 0; c < n; c++) {
+      __m256 x = _mm256_broadcast_ss(kt + c * sk + d);
+      a0[c] = _mm256_fmadd_ps(q0, x, a0[c]);
+      a1[c] = _mm256_fmadd_ps(q1, x, a1[c]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int c = 0; c < n; c++) {
+    _mm256_storeu_ps(sc + c * KR_BQ, a0[c]);
+    _mm256_storeu_ps(sc + c * KR_BQ + 8, a1[c]);
+  }
+}
+
+/* score_tile_c on the FMA units: keys six at a time (the last ones four,
+ * two, one), each group against the tile's rows 16 at a time (rows past
+ * nr are zero in qt and skipped). */
+__attribute__((target("avx2,fma"))) static void
+score_tile_avx2(const float *qt, const float *kt, int64_t sk, int64_t nc,
+                int64_t nr, int64_t D, float *sc) {
+  for (int64_t c0 = 0; c0 < nc;) {
+    int64_t left = nc - c0;
+    int n = left >= 6 ? 6 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+    const float *k0 = kt + c0 * sk;
+    for (int64_t r0 = 0; r0 < nr; r0 += 16) {
+      float *o = sc + c0 * KR_BQ + r0;
+      if (n == 6) score_16xn(qt + r0, k0, sk, 6, D, o);
+      else if (n == 4) score_16xn(qt + r0, k0, sk, 4, D, o);
+      else if (n == 2) score_16xn(qt + r0, k0, sk, 2, D, o);
+      else score_16xn(qt + r0, k0, sk, 1, D, o);
+    }
+    c0 += n;
+  }
+}
+
+/* tkf_filter (below) eight rows a vector. */
+__attribute__((target("avx2,fma"))) static void
+tkf_filter_avx2(const float *sc, int64_t nc, const float *cq, const float *kn,
+                const float *thr, const uint64_t *cols, uint64_t *hits,
+                uint64_t *bad) {
+  __m256 q[8], t[8];
+  for (int x = 0; x < 8; x++)
+    q[x] = _mm256_loadu_ps(cq + 8 * x), t[x] = _mm256_loadu_ps(thr + 8 * x);
+  uint64_t nf = 0;
+  for (int64_t c = 0; c < nc; c++) {
+    __m256 e = _mm256_broadcast_ss(kn + c);
+    uint64_t h = 0, fin = 0;
+    for (int x = 0; x < 8; x++) {
+      __m256 f = _mm256_loadu_ps(sc + c * KR_BQ + 8 * x);
+      __m256 hi = _mm256_fmadd_ps(q[x], e, f);
+      h |= (uint64_t)_mm256_movemask_ps(_mm256_cmp_ps(hi, t[x], _CMP_GE_OQ)) << (8 * x);
+      fin |= (uint64_t)_mm256_movemask_ps(
+                 _mm256_cmp_ps(_mm256_sub_ps(f, f), _mm256_setzero_ps(), _CMP_EQ_OQ))
+             << (8 * x);
+    }
+    nf |= ~fin & cols[c];
+    hits[c] = h & fin & cols[c];
+  }
+  *bad |= nf;
+}
+#endif
+
+/* Dispatch: the FMA microkernel where the CPU has it. */
+static void score_tile(const float *qt, const float *kt, int64_t sk,
+                       int64_t nc, int64_t nr, int64_t D, float *sc) {
+#ifdef TKF_X86
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    score_tile_avx2(qt, kt, sk, nc, (nr + 15) / 16 * 16, D, sc);
+    return;
+  }
+#endif
+  score_tile_c(qt, kt, sk, nc, D, sc);
 }
 
 /* Per key c < nc: hits[c] = the rows r of cols[c] with fl(sc + cq e) >=
@@ -310,8 +410,7 @@ static void tkf_filter(const float *sc, int64_t nc, const float *cq,
   }
 }
 
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
-#include <immintrin.h>
+#ifdef TKF_X86
 __attribute__((target("avx512f")))
 static void tkf_filter512(const float *sc, int64_t nc, const float *cq,
                           const float *kn, const float *thr,
@@ -337,26 +436,52 @@ static void tkf_filter512(const float *sc, int64_t nc, const float *cq,
 }
 #endif
 
-/* The k-th largest (k >= 1) of x[0, n), n >= k; x is reordered. */
-static float kth_largest(float *x, int64_t n, int64_t k) {
-  int64_t lo = 0, hi = n - 1, want = k - 1;
+/* Floats as int32 in the same order (no NaN among them): the bits of a
+ * negative float flipped but for the sign. */
+static inline int32_t ord_key(float x) {
+  int32_t u;
+  memcpy(&u, &x, sizeof u);
+  return u ^ (int32_t)((uint32_t)(u >> 31) >> 1);
+}
+
+static inline float ord_float(int32_t u) {
+  u ^= (int32_t)((uint32_t)(u >> 31) >> 1);
+  float x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+typedef int32_t v8i __attribute__((vector_size(32), aligned(4), may_alias));
+
+/* How many of key[0, n) (n a multiple of 8) are >= t. */
+KR_CLONES
+static int64_t count_ge(const int32_t *key, int64_t n, int32_t t) {
+  v8i c = {0};
+  for (int64_t x = 0; x < n; x += 8) c += *(const v8i *)(key + x) >= t;
+  int64_t s = 0;
+  for (int x = 0; x < 8; x++) s -= c[x];
+  return s;
+}
+
+/* The k-th largest (1 <= k <= n) of the keys, by bisection on their order
+ * (at most 32 counting passes, no data-dependent branch per element: the
+ * lists are short and a quickselect's branches mispredict); key is padded
+ * to a multiple of 8 with INT32_MIN (k counts real keys only, so the
+ * padding never reaches it). */
+static int32_t kth_key(int32_t *key, int64_t n, int64_t k, int32_t lo) {
+  int64_t n8 = (n + 7) / 8 * 8;
+  int32_t hi = INT32_MIN;
+  for (int64_t x = 0; x < n; x++) hi = key[x] > hi ? key[x] : hi;
+  for (int64_t x = n; x < n8; x++) key[x] = INT32_MIN;
+  if (lo > hi) lo = hi;
+  /* count(>= lo) >= k > count(> hi) */
+  if (count_ge(key, n8, lo) < k) lo = INT32_MIN;
   while (lo < hi) {
-    float p = x[lo + (hi - lo) / 2];
-    int64_t i = lo, j = hi;
-    while (i <= j) {
-      while (x[i] > p) i++;
-      while (x[j] < p) j--;
-      if (i <= j) {
-        float tmp = x[i];
-        x[i] = x[j], x[j] = tmp;
-        i++, j--;
-      }
-    }
-    if (want <= j) hi = j;
-    else if (want >= i) lo = i;
-    else return x[want];
+    int32_t mid = (int32_t)(lo + ((int64_t)hi - lo + 1) / 2);
+    if (count_ge(key, n8, mid) >= k) lo = mid;
+    else hi = mid - 1;
   }
-  return x[want];
+  return lo;
 }
 
 typedef struct tkf_row {
@@ -366,20 +491,21 @@ typedef struct tkf_row {
   float cq, thr;   /* e_j = cq |k_j|; the k-th largest lo seen (or -inf) */
 } tkf_row;
 
-/* The k-th largest lo of the row's keys, into tmp's scratch. */
-static float row_kth_lo(const tkf_row *w, const float *kn, int64_t k, float *tmp) {
-  for (int64_t x = 0; x < w->n; x++) tmp[x] = w->f[x] - w->cq * kn[w->j[x]];
-  return kth_largest(tmp, w->n, k);
-}
-
-/* Drops the keys with hi below the row's k-th largest lo. */
-static void row_compact(tkf_row *w, const float *kn, int64_t k, float *tmp) {
-  float t = row_kth_lo(w, kn, k, tmp);
+/* Drops the keys with hi below the row's k-th largest lo (the list holds
+ * at least k keys). */
+static void row_compact(tkf_row *w, const float *kn, int64_t k) {
+  int32_t key[TKF_LIST + 8];
+  for (int64_t x = 0; x < w->n; x++) key[x] = ord_key(w->f[x] - w->cq * kn[w->j[x]]);
+  /* the k-th largest lo only grows: the last one bounds it below */
+  float t = ord_float(kth_key(key, w->n, k, ord_key(w->thr)));
   if (t > w->thr) w->thr = t;
   int64_t m = 0;
-  for (int64_t x = 0; x < w->n; x++)
-    if (w->f[x] + w->cq * kn[w->j[x]] >= w->thr)
-      w->f[m] = w->f[x], w->j[m++] = w->j[x];
+  for (int64_t x = 0; x < w->n; x++) {  /* branch-free: most keys go */
+    float f = w->f[x];
+    int64_t j = w->j[x];
+    w->f[m] = f, w->j[m] = j;
+    m += f + w->cq * kn[j] >= w->thr;
+  }
   w->n = m;
 }
 
@@ -387,10 +513,10 @@ static void row_compact(tkf_row *w, const float *kn, int64_t k, float *tmp) {
  * exact path. */
 static int row_select(run *R, scratch *s, kr_topk *tk, tkf_row *w,
                       const float *qr, const float *kb, const float *kn,
-                      int64_t I, int64_t cap, int64_t ncand, float *tmp) {
+                      int64_t I, int64_t cap, int64_t ncand) {
   int64_t *row = tk->sel + (I - tk->ibase) * cap;
   if (ncand > cap) {
-    row_compact(w, kn, cap, tmp);
+    row_compact(w, kn, cap);
     if (w->n < cap) return 0;
   }
   if (w->n == cap || ncand <= cap) {
@@ -415,7 +541,8 @@ static int row_select(run *R, scratch *s, kr_topk *tk, tkf_row *w,
 
 static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
                      const float *qb, const float *kb, int64_t I0, int64_t nI,
-                     int64_t cap, int64_t b, int64_t hk) {
+                     int64_t cap, int64_t b, int64_t hk, const plan_span *cs,
+                     int64_t ncs) {
   const kr_kernel *K = R->k;
   const rt_args *a = R->a;
   kr_topk *tk = &s->tk[t];
@@ -425,14 +552,13 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
       !(R->scale > 0) || !isfinite(R->scale))
     return 0;
   int64_t lcap = 4 * cap + 64;
-  size_t need = (size_t)(KR_BQ + 1) * (size_t)lcap;
+  size_t need = (size_t)KR_BQ * (size_t)lcap;
   if (!grow((void **)&s->tf, &s->tf_cap, need, sizeof(float)) ||
       !grow((void **)&s->tj, &s->tj_cap, need, sizeof(int64_t)))
     return 0;
   if (!s->sc && !(s->sc = aligned_alloc(64, sizeof(float) * KR_BK * KR_BQ))) return 0;
   const float *kn = key_norms(s, a, kb, b, hk);
   if (!kn) return 0;
-  float *tmp = s->tf + KR_BQ * lcap;
   /* Q^T of the rows (the task packs the same, other callers do not) */
   for (int64_t r = 0; r < KR_BQ; r++) {
     const float *qr = qb + (I0 + (r < nI ? r : 0) - off) * a->q.sl;
@@ -456,8 +582,11 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
                      e > 3e38 ? INFINITY : (float)e, -INFINITY};
     cq[r] = w[r].cq, thr[r] = -INFINITY, ncand[r] = 0;
   }
-  for (int64_t J0 = 0; J0 < lkg && (live & ~slow); J0 += KR_BK) {
-    int64_t nc = lkg - J0 < KR_BK ? lkg - J0 : KR_BK;
+  plan_span every = {0, lkg, PLAN_PARTIAL};
+  if (!cs) cs = &every, ncs = 1;
+  for (int64_t sx = 0; sx < ncs; sx++)
+  for (int64_t J0 = cs[sx].k0; J0 < cs[sx].k1 && (live & ~slow); J0 += KR_BK) {
+    int64_t nc = cs[sx].k1 - J0 < KR_BK ? cs[sx].k1 - J0 : KR_BK;
     uint64_t cols[KR_BK], hits[KR_BK], any = 0;
     for (int64_t r = 0; r < KR_BQ; r++) {
       s->rows[r] = 0;
@@ -474,11 +603,13 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
     if (!any) continue;
     memcpy(cols, s->rows, sizeof cols);
     kr_transpose64(cols);
-    score_tile(s->qt, kb + J0 * ksl, ksl, nc, D, s->sc);
+    score_tile(s->qt, kb + J0 * ksl, ksl, nc, nI, D, s->sc);
     uint64_t bad = 0;
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+#ifdef TKF_X86
     if (__builtin_cpu_supports("avx512f"))
       tkf_filter512(s->sc, nc, cq, kn + J0, thr, cols, hits, &bad);
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      tkf_filter_avx2(s->sc, nc, cq, kn + J0, thr, cols, hits, &bad);
     else
 #endif
       tkf_filter(s->sc, nc, cq, kn + J0, thr, cols, hits, &bad);
@@ -489,7 +620,7 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
         tkf_row *x = &w[r];
         x->f[x->n] = s->sc[cc * KR_BQ + r], x->j[x->n++] = J0 + cc;
         if (x->n == x->cap) {
-          row_compact(x, kn, cap, tmp);
+          row_compact(x, kn, cap);
           thr[r] = x->thr;
           if (x->n > x->cap - x->cap / 4) slow |= 1ull << r;
         }
@@ -499,8 +630,165 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
     if (!(live >> r & 1)) continue;
     const float *qr = qb + (I0 + r - off) * a->q.sl;
     if ((slow >> r & 1) ||
-        !row_select(R, s, tk, &w[r], qr, kb, kn, I0 + r, cap, ncand[r], tmp))
+        !row_select(R, s, tk, &w[r], qr, kb, kn, I0 + r, cap, ncand[r]))
       topk_row_exact(R, s, t, env, qb, kb, NULL, I0 + r, 1, cap);
   }
   return 1;
+}
+
+/* --- attending to the selection ----------------------------------------- */
+
+static const int op_operands[PLAN_N_OPS] = {
+#define X(name, n, text) n,
+    PLAN_OPS(X)
+#undef X
+};
+
+int kri_topk_root(const kr_kernel *k) {
+  const int64_t *P = k->plan;
+  if (k->n_topk < 1 || !P) return -1;
+  /* the root's instruction is the last before END (a box's tree is data) */
+  int64_t last = -1, end = P[PLAN_W_SIZE];
+  for (int64_t pc = P[PLAN_W_CODE]; pc < end;) {
+    int64_t op = P[pc];
+    if (op < 0 || op >= PLAN_N_OPS) return -1;
+    if (op == PLAN_END) break;
+    last = op;
+    pc += 1 + op_operands[op] + (op == PLAN_PBOX ? P[pc + 2] : 0);
+  }
+  /* topk nodes are numbered in post-order: the root's is the last */
+  return last == PLAN_PTOPK ? k->n_topk - 1 : -1;
+}
+
+#ifdef TKF_X86
+/* 2^x of eight values <= 0 (or NaN), as exp2_v16 in kernel_rt_impl.h
+ * computes it: x = n + f, 2^f by its Taylor polynomial of degree 6, 2^n
+ * from the exponent bits; 0 below -126, NaN stays NaN. */
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256
+exp2_8(__m256 x) {
+  __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-126.0f), _CMP_GE_OQ);
+  __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+  __m256 xc = _mm256_blendv_ps(_mm256_set1_ps(-126.0f), x, keep);
+  __m256i n = _mm256_cvttps_epi32(_mm256_sub_ps(xc, _mm256_set1_ps(0.5f)));
+  __m256 f = _mm256_sub_ps(xc, _mm256_cvtepi32_ps(n));
+  __m256 p = _mm256_fmadd_ps(f, _mm256_set1_ps(1.5252733804059840e-5f),
+                             _mm256_set1_ps(1.5403530393381606e-4f));
+  p = _mm256_fmadd_ps(f, p, _mm256_set1_ps(1.3333558146428443e-3f));
+  p = _mm256_fmadd_ps(f, p, _mm256_set1_ps(9.6181291076284772e-3f));
+  p = _mm256_fmadd_ps(f, p, _mm256_set1_ps(5.5504108664821580e-2f));
+  p = _mm256_fmadd_ps(f, p, _mm256_set1_ps(2.4022650695910071e-1f));
+  p = _mm256_fmadd_ps(f, p, _mm256_set1_ps(6.9314718055994531e-1f));
+  p = _mm256_fmadd_ps(f, p, _mm256_set1_ps(1.0f));
+  __m256 two_n = _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
+  __m256 r = _mm256_and_ps(_mm256_mul_ps(p, two_n), keep);
+  return _mm256_blendv_ps(r, x, nan);
+}
+
+/* acc[0, D) = acc alpha + sum_x p[x] v_{js[x]}, W vectors of dimensions at
+ * a time (independent FMA chains; W a constant once inlined). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+gather_pv(float *acc, float alpha, const float *p, const float *vb,
+          int64_t sv, const int64_t *js, int64_t n, int64_t D, int W) {
+  __m256 al = _mm256_set1_ps(alpha);
+  for (int64_t d0 = 0; d0 < D; d0 += 8 * W) {
+    __m256 o[8];
+#pragma GCC unroll 8
+    for (int w = 0; w < W; w++) o[w] = _mm256_mul_ps(_mm256_loadu_ps(acc + d0 + 8 * w), al);
+    for (int64_t x = 0; x < n; x++) {
+      __m256 px = _mm256_broadcast_ss(p + x);
+      const float *vr = vb + js[x] * sv + d0;
+#pragma GCC unroll 8
+      for (int w = 0; w < W; w++)
+        o[w] = _mm256_fmadd_ps(px, _mm256_loadu_ps(vr + 8 * w), o[w]);
+    }
+#pragma GCC unroll 8
+    for (int w = 0; w < W; w++) _mm256_storeu_ps(acc + d0 + 8 * w, o[w]);
+  }
+}
+
+/* One row's online-softmax step over keys js[0, n) (n <= KR_BK) of the
+ * head, gathered from k and v: the same update as sparse_rows
+ * (kernel_rt.c), scores c q.k in the log2 domain. */
+__attribute__((target("avx2,fma"))) static void
+gather_row_avx2(const float *qr, const float *kb, int64_t sk, const float *vb,
+                int64_t sv, int64_t D, const int64_t *js, int64_t n,
+                float *acc, float *m, float *l, float c) {
+  float sc[KR_BK + 8];
+  float mloc = -INFINITY;
+  for (int64_t x = 0; x < n; x++) {
+    const float *kr = kb + js[x] * sk;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int64_t d = 0; d < D; d += 16) {
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + d), _mm256_loadu_ps(kr + d), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + d + 8), _mm256_loadu_ps(kr + d + 8), a1);
+    }
+    __m256 a = _mm256_add_ps(a0, a1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float t = _mm_cvtss_f32(h) * c;
+    sc[x] = t;
+    if (t > mloc) mloc = t;
+  }
+  float mold = *m, mnew = mloc > mold ? mloc : mold;
+  float muse = mnew == -INFINITY ? 0 : mnew;
+  *m = mnew;
+  /* the scores and, in lane n, the rescaling of the old sums */
+  sc[n] = mold - muse;
+  for (int64_t x = 0; x < n; x++) sc[x] -= muse;
+  for (int64_t x = n + 1; x < (n + 8) / 8 * 8; x++) sc[x] = -INFINITY;
+  for (int64_t x = 0; x <= n; x += 8)
+    _mm256_storeu_ps(sc + x, exp2_8(_mm256_loadu_ps(sc + x)));
+  float alpha = sc[n], lsum = 0;
+  for (int64_t x = 0; x < n; x++) lsum += sc[x];
+  if (D % 64 == 0) gather_pv(acc, alpha, sc, vb, sv, js, n, D, 8);
+  else gather_pv(acc, alpha, sc, vb, sv, js, n, D, 2);
+  *l = *l * alpha + lsum;
+}
+#endif
+
+int32_t kri_topk_attend(const run *R, scratch *s, int t, const float *q,
+                        const float *kb, const float *vb, int64_t nr) {
+  const rt_args *a = R->a;
+  const kr_topk *tk = &s->tk[t];
+  int64_t D = a->D;
+  if (tk->err) return (int32_t)tk->err;
+  for (int64_t r = 0; r < nr; r++)
+    if (tk->cnt[r] < 0) return (int32_t)-tk->cnt[r];
+#ifdef TKF_X86
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    for (int64_t r = 0; r < nr; r++)
+      for (int64_t x = 0; x < tk->cnt[r]; x += KR_BK) {
+        int64_t n = tk->cnt[r] - x < KR_BK ? tk->cnt[r] - x : KR_BK;
+        gather_row_avx2(q + r * a->q.sl, kb, a->k.sl, vb, a->v.sl, D,
+                        tk->sel + r * tk->k + x, n, s->acc + r * D, s->m + r,
+                        s->l + r, R->c);
+      }
+    return 0;
+  }
+#endif
+  /* consecutive rows' keys packed into key tiles of KR_BK rows (a row's
+   * keys may straddle two), each tile one sparse_rows call */
+  uint64_t rows[KR_BQ];
+  for (int64_t r = 0, x = 0; r < nr;) {
+    int64_t r0 = r, fill = 0;
+    memset(rows, 0, sizeof rows);
+    while (r < nr && fill < KR_BK) {
+      int64_t n = tk->cnt[r] - x, take = n < KR_BK - fill ? n : KR_BK - fill;
+      const int64_t *js = tk->sel + r * tk->k + x;
+      for (int64_t y = 0; y < take; y++) {
+        memcpy(s->kg + (fill + y) * D, kb + js[y] * a->k.sl, sizeof(float) * (size_t)D);
+        memcpy(s->vg + (fill + y) * D, vb + js[y] * a->v.sl, sizeof(float) * (size_t)D);
+      }
+      if (take > 0) rows[r - r0] = (take >= 64 ? ~0ull : (1ull << take) - 1) << fill;
+      fill += take, x += take;
+      if (x < tk->cnt[r]) break;  /* the tile is full mid-row */
+      r++, x = 0;
+    }
+    int64_t n_rows = r - r0 + (r < nr && x > 0);
+    kri_sparse_rows(q + r0 * a->q.sl, a->q.sl, s->kg, D, s->vg, D, D, rows,
+                    n_rows, s->acc + r0 * D, s->m + r0, s->l + r0, R->c);
+  }
+  return 0;
 }
