@@ -491,13 +491,56 @@ typedef struct tkf_row {
   float cq, thr;   /* e_j = cq |k_j|; the k-th largest lo seen (or -inf) */
 } tkf_row;
 
-/* Drops the keys with hi below the row's k-th largest lo (the list holds
- * at least k keys). */
-static void row_compact(tkf_row *w, const float *kn, int64_t k) {
-  int32_t key[TKF_LIST + 8];
-  for (int64_t x = 0; x < w->n; x++) key[x] = ord_key(w->f[x] - w->cq * kn[w->j[x]]);
-  /* the k-th largest lo only grows: the last one bounds it below */
-  float t = ord_float(kth_key(key, w->n, k, ord_key(w->thr)));
+typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
+
+/* How many of x[0, n) (n a multiple of 8) are >= t. */
+KR_CLONES
+static int64_t count_ge_f(const float *x, int64_t n, float t) {
+  v8i c = {0};
+  for (int64_t y = 0; y < n; y += 8) c += *(const v8f *)(x + y) >= t;
+  int64_t s = 0;
+  for (int y = 0; y < 8; y++) s -= c[y];
+  return s;
+}
+
+/* A value t <= the k-th largest of lo[0, n) (k <= n), at least thr (itself
+ * such a bound), found by TKF_PASSES bisections of [thr, max]: a bound
+ * close enough to drop most keys, in a few counting passes. */
+#define TKF_PASSES 8
+static float kth_bound(float *lo, int64_t n, int64_t k, float thr) {
+  int64_t n8 = (n + 7) / 8 * 8;
+  float hi = -INFINITY;
+  for (int64_t x = 0; x < n; x++) hi = lo[x] > hi ? lo[x] : hi;
+  for (int64_t x = n; x < n8; x++) lo[x] = -INFINITY;
+  float t = thr;
+  if (!(t > -INFINITY)) {  /* no bound yet: the smallest lo is one */
+    t = hi;
+    for (int64_t x = 0; x < n; x++) t = lo[x] < t ? lo[x] : t;
+  }
+  for (int p = 0; p < TKF_PASSES && t < hi; p++) {
+    float mid = t + (hi - t) * 0.5f;
+    if (!(mid > t) || !(mid < hi) || !isfinite(mid)) break;
+    if (count_ge_f(lo, n8, mid) >= k) t = mid;
+    else hi = mid;
+  }
+  return t;
+}
+
+/* Drops the keys with hi below a lower bound of the row's k-th largest lo
+ * (the list holds at least k keys): the exact k-th largest when exact (the
+ * row's last), else kth_bound's. */
+static void row_compact(tkf_row *w, const float *kn, int64_t k, int exact) {
+  float lo[TKF_LIST + 8];
+  for (int64_t x = 0; x < w->n; x++) lo[x] = w->f[x] - w->cq * kn[w->j[x]];
+  float t;
+  if (exact) {
+    int32_t key[TKF_LIST + 8];
+    for (int64_t x = 0; x < w->n; x++) key[x] = ord_key(lo[x]);
+    /* the k-th largest lo only grows: the last bound is one below it */
+    t = ord_float(kth_key(key, w->n, k, ord_key(w->thr)));
+  } else {
+    t = kth_bound(lo, w->n, k, w->thr);
+  }
   if (t > w->thr) w->thr = t;
   int64_t m = 0;
   for (int64_t x = 0; x < w->n; x++) {  /* branch-free: most keys go */
@@ -516,7 +559,7 @@ static int row_select(run *R, scratch *s, kr_topk *tk, tkf_row *w,
                       int64_t I, int64_t cap, int64_t ncand) {
   int64_t *row = tk->sel + (I - tk->ibase) * cap;
   if (ncand > cap) {
-    row_compact(w, kn, cap);
+    row_compact(w, kn, cap, 1);
     if (w->n < cap) return 0;
   }
   if (w->n == cap || ncand <= cap) {
@@ -620,7 +663,7 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
         tkf_row *x = &w[r];
         x->f[x->n] = s->sc[cc * KR_BQ + r], x->j[x->n++] = J0 + cc;
         if (x->n == x->cap) {
-          row_compact(x, kn, cap);
+          row_compact(x, kn, cap, 0);
           thr[r] = x->thr;
           if (x->n > x->cap - x->cap / 4) slow |= 1ull << r;
         }
