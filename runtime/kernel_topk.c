@@ -488,7 +488,8 @@ typedef struct tkf_row {
   float *f;        /* scores of the keys kept */
   int64_t *j;      /* and the keys, ascending */
   int64_t n, cap;
-  float cq, thr;   /* e_j = cq |k_j|; the k-th largest lo seen (or -inf) */
+  int64_t trig;    /* n at which the list is compacted next */
+  float cq, thr;   /* e_j = cq |k_j|; a bound <= the k-th largest lo seen */
 } tkf_row;
 
 typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
@@ -594,7 +595,9 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
   if (cap < 1 || cap > TKF_MAX_K || nI > KR_BQ || lkg != a->Lk ||
       !(R->scale > 0) || !isfinite(R->scale))
     return 0;
-  int64_t lcap = 4 * cap + 64;
+  /* compacted every `step` hits past the k kept, so that the bound
+   * follows the row's best keys closely and few keys pass it */
+  int64_t lcap = 4 * cap + 64, step = cap + (cap > 32 ? cap : 32);
   size_t need = (size_t)KR_BQ * (size_t)lcap;
   if (!grow((void **)&s->tf, &s->tf_cap, need, sizeof(float)) ||
       !grow((void **)&s->tj, &s->tj_cap, need, sizeof(int64_t)))
@@ -621,7 +624,7 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
     qn = sqrt(qn) * (1 + 0x1p-20);
     if (qn < 1e-12) qn = 1e-12;
     double e = c * qn * (1 + 0x1p-20);
-    w[r] = (tkf_row){s->tf + r * lcap, s->tj + r * lcap, 0, lcap,
+    w[r] = (tkf_row){s->tf + r * lcap, s->tj + r * lcap, 0, lcap, step,
                      e > 3e38 ? INFINITY : (float)e, -INFINITY};
     cq[r] = w[r].cq, thr[r] = -INFINITY, ncand[r] = 0;
   }
@@ -662,10 +665,11 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
         int r = __builtin_ctzll(h);
         tkf_row *x = &w[r];
         x->f[x->n] = s->sc[cc * KR_BQ + r], x->j[x->n++] = J0 + cc;
-        if (x->n == x->cap) {
+        if (x->n == x->trig) {
           row_compact(x, kn, cap, 0);
           thr[r] = x->thr;
           if (x->n > x->cap - x->cap / 4) slow |= 1ull << r;
+          x->trig = x->n + step - cap < x->cap ? x->n + step - cap : x->cap;
         }
       }
   }
