@@ -485,7 +485,8 @@ static int32_t kth_key(int32_t *key, int64_t n, int64_t k, int32_t lo) {
 }
 
 typedef struct tkf_row {
-  float *f;        /* scores of the keys kept */
+  float *lo, *hi;  /* bounds of the scores of the keys kept (f -+ e), with
+                      room for 8 more */
   int64_t *j;      /* and the keys, ascending */
   int64_t n, cap;
   int64_t trig;    /* n at which the list is compacted next */
@@ -530,25 +531,23 @@ static float kth_bound(float *lo, int64_t n, int64_t k, float thr) {
 /* Drops the keys with hi below a lower bound of the row's k-th largest lo
  * (the list holds at least k keys): the exact k-th largest when exact (the
  * row's last), else kth_bound's. */
-static void row_compact(tkf_row *w, const float *kn, int64_t k, int exact) {
-  float lo[TKF_LIST + 8];
-  for (int64_t x = 0; x < w->n; x++) lo[x] = w->f[x] - w->cq * kn[w->j[x]];
+static void row_compact(tkf_row *w, int64_t k, int exact) {
   float t;
   if (exact) {
     int32_t key[TKF_LIST + 8];
-    for (int64_t x = 0; x < w->n; x++) key[x] = ord_key(lo[x]);
+    for (int64_t x = 0; x < w->n; x++) key[x] = ord_key(w->lo[x]);
     /* the k-th largest lo only grows: the last bound is one below it */
     t = ord_float(kth_key(key, w->n, k, ord_key(w->thr)));
   } else {
-    t = kth_bound(lo, w->n, k, w->thr);
+    t = kth_bound(w->lo, w->n, k, w->thr);
   }
   if (t > w->thr) w->thr = t;
   int64_t m = 0;
   for (int64_t x = 0; x < w->n; x++) {  /* branch-free: most keys go */
-    float f = w->f[x];
+    float lo = w->lo[x], hi = w->hi[x];
     int64_t j = w->j[x];
-    w->f[m] = f, w->j[m] = j;
-    m += f + w->cq * kn[j] >= w->thr;
+    w->lo[m] = lo, w->hi[m] = hi, w->j[m] = j;
+    m += hi >= t;
   }
   w->n = m;
 }
@@ -556,11 +555,11 @@ static void row_compact(tkf_row *w, const float *kn, int64_t k, int exact) {
 /* Selection of row I from its kept keys: 1 done, 0 the row needs the
  * exact path. */
 static int row_select(run *R, scratch *s, kr_topk *tk, tkf_row *w,
-                      const float *qr, const float *kb, const float *kn,
+                      const float *qr, const float *kb,
                       int64_t I, int64_t cap, int64_t ncand) {
   int64_t *row = tk->sel + (I - tk->ibase) * cap;
   if (ncand > cap) {
-    row_compact(w, kn, cap, 1);
+    row_compact(w, cap, 1);
     if (w->n < cap) return 0;
   }
   if (w->n == cap || ncand <= cap) {
@@ -598,8 +597,8 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
   /* compacted every `step` hits past the k kept, so that the bound
    * follows the row's best keys closely and few keys pass it */
   int64_t lcap = 4 * cap + 64, step = cap + (cap > 32 ? cap : 32);
-  size_t need = (size_t)KR_BQ * (size_t)lcap;
-  if (!grow((void **)&s->tf, &s->tf_cap, need, sizeof(float)) ||
+  size_t need = (size_t)KR_BQ * (size_t)(lcap + 8);
+  if (!grow((void **)&s->tf, &s->tf_cap, 2 * need, sizeof(float)) ||
       !grow((void **)&s->tj, &s->tj_cap, need, sizeof(int64_t)))
     return 0;
   if (!s->sc && !(s->sc = aligned_alloc(64, sizeof(float) * KR_BK * KR_BQ))) return 0;
@@ -624,7 +623,8 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
     qn = sqrt(qn) * (1 + 0x1p-20);
     if (qn < 1e-12) qn = 1e-12;
     double e = c * qn * (1 + 0x1p-20);
-    w[r] = (tkf_row){s->tf + r * lcap, s->tj + r * lcap, 0, lcap, step,
+    float *lo = s->tf + 2 * r * (lcap + 8);
+    w[r] = (tkf_row){lo, lo + lcap + 8, s->tj + r * (lcap + 8), 0, lcap, step,
                      e > 3e38 ? INFINITY : (float)e, -INFINITY};
     cq[r] = w[r].cq, thr[r] = -INFINITY, ncand[r] = 0;
   }
@@ -664,9 +664,10 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
       for (uint64_t h = hits[cc] & ~slow; h; h &= h - 1) {
         int r = __builtin_ctzll(h);
         tkf_row *x = &w[r];
-        x->f[x->n] = s->sc[cc * KR_BQ + r], x->j[x->n++] = J0 + cc;
+        float f = s->sc[cc * KR_BQ + r], e = cq[r] * kn[J0 + cc];
+        x->lo[x->n] = f - e, x->hi[x->n] = f + e, x->j[x->n++] = J0 + cc;
         if (x->n == x->trig) {
-          row_compact(x, kn, cap, 0);
+          row_compact(x, cap, 0);
           thr[r] = x->thr;
           if (x->n > x->cap - x->cap / 4) slow |= 1ull << r;
           x->trig = x->n + step - cap < x->cap ? x->n + step - cap : x->cap;
@@ -677,7 +678,7 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
     if (!(live >> r & 1)) continue;
     const float *qr = qb + (I0 + r - off) * a->q.sl;
     if ((slow >> r & 1) ||
-        !row_select(R, s, tk, &w[r], qr, kb, kn, I0 + r, cap, ncand[r]))
+        !row_select(R, s, tk, &w[r], qr, kb, I0 + r, cap, ncand[r]))
       topk_row_exact(R, s, t, env, qb, kb, NULL, I0 + r, 1, cap);
   }
   return 1;
