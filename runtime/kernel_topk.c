@@ -633,7 +633,8 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
   for (int64_t sx = 0; sx < ncs; sx++)
   for (int64_t J0 = cs[sx].k0; J0 < cs[sx].k1 && (live & ~slow); J0 += KR_BK) {
     int64_t nc = cs[sx].k1 - J0 < KR_BK ? cs[sx].k1 - J0 : KR_BK;
-    uint64_t cols[KR_BK], hits[KR_BK], any = 0;
+    uint64_t cols[KR_BK], hits[KR_BK], any = 0, all = ~0ull, on = 0;
+    uint64_t valid = nc >= 64 ? ~0ull : (1ull << nc) - 1;
     for (int64_t r = 0; r < KR_BQ; r++) {
       s->rows[r] = 0;
       if (!((live & ~slow) >> r & 1)) continue;
@@ -642,13 +643,18 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
         tk->cnt[r] = -(int64_t)ecode;
         live &= ~(1ull << r);
         s->rows[r] = 0;
+        continue;
       }
-      ncand[r] += __builtin_popcountll(s->rows[r]);
-      any |= s->rows[r];
+      ncand[r] += s->rows[r] == valid ? nc : __builtin_popcountll(s->rows[r]);
+      any |= s->rows[r], all &= s->rows[r], on |= 1ull << r;
     }
     if (!any) continue;
-    memcpy(cols, s->rows, sizeof cols);
-    kr_transpose64(cols);
+    if (all == valid) {  /* every row scanned takes every key */
+      for (int64_t y = 0; y < nc; y++) cols[y] = on;
+    } else {
+      memcpy(cols, s->rows, sizeof cols);
+      kr_transpose64(cols);
+    }
     score_tile(s->qt, kb + J0 * ksl, ksl, nc, nI, D, s->sc);
     uint64_t bad = 0;
 #ifdef TKF_X86
@@ -806,13 +812,23 @@ int32_t kri_topk_attend(const run *R, scratch *s, int t, const float *q,
     if (tk->cnt[r] < 0) return (int32_t)-tk->cnt[r];
 #ifdef TKF_X86
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    for (int64_t r = 0; r < nr; r++)
+    for (int64_t r = 0; r < nr; r++) {
+      /* the next row's keys and values on their way (rows scattered
+       * over the head's K and V, beyond L2 at long L) */
+      for (int64_t y = 0; r + 1 < nr && y < tk->cnt[r + 1]; y++) {
+        const int64_t j = tk->sel[(r + 1) * tk->k + y];
+        for (int64_t d = 0; d < D; d += 16) {
+          _mm_prefetch((const char *)(kb + j * a->k.sl + d), _MM_HINT_T0);
+          _mm_prefetch((const char *)(vb + j * a->v.sl + d), _MM_HINT_T0);
+        }
+      }
       for (int64_t x = 0; x < tk->cnt[r]; x += KR_BK) {
         int64_t n = tk->cnt[r] - x < KR_BK ? tk->cnt[r] - x : KR_BK;
         gather_row_avx2(q + r * a->q.sl, kb, a->k.sl, vb, a->v.sl, D,
                         tk->sel + r * tk->k + x, n, s->acc + r * D, s->m + r,
                         s->l + r, R->c);
       }
+    }
     return 0;
   }
 #endif
