@@ -419,6 +419,23 @@ static void sparse_tile(scratch *s, const rt_args *a, const void *q,
 
 /* --- one task: a query tile of one head -------------------------------- */
 
+/* The selections of every top-k node for rows [r0, r1), the root's (when
+ * it is one, R->topk_root) among candidates cs[0, ncs); 0: out of memory
+ * (the run failed). */
+static int select_topk(run *R, scratch *s, const kr_env *env, const void *qb,
+                       const void *kb, int64_t r0, int64_t r1, int64_t b,
+                       int64_t hk, const plan_span *cs, int64_t ncs) {
+  const rt_args *a = R->a;
+  for (int t = 0; t < R->k->n_topk; t++)
+    if (!kri_topk_rows_in(R, s, t, env, qb, kb, pos_of_row(a, r0),
+                          pos_of_row(a, r1 - 1), b, hk,
+                          t == R->topk_root ? cs : NULL, ncs)) {
+      fail(R, RT_ENOMEM, "%s", "out of memory (top-k selection)");
+      return 0;
+    }
+  return 1;
+}
+
 static void task(void *ctx, int64_t id, int worker) {
   run *R = ctx;
   if (atomic_load_explicit(&R->failed, memory_order_relaxed)) return;
@@ -446,12 +463,22 @@ static void task(void *ctx, int64_t id, int worker) {
 
   kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
                 s->tk, random_row, &s->rnd};
+  /* top-k selections: a root top-k node's after the plan (its candidates
+   * are the plan's spans, P's), the others before it (the plan then visits
+   * only the keys they selected) */
+  int root = R->topk_root;
+  plan_topk ptk[KR_PLAN_TOPK];
+  int64_t nptk = 0;
+  if (root < 0 && K->n_topk > 0) {
+    if (!select_topk(R, s, &env, qb, kb, r0, r1, b, hk, NULL, 0)) return;
+    nptk = kri_topk_views(s, K->n_topk, ptk, KR_PLAN_TOPK);
+  }
   plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
   char perr[256] = "";
   int64_t ns;
   for (;;) {
-    ns = plan_tiles(K->plan, &pe, r0, r1, s->spans, s->span_cap, perr,
-                    sizeof perr);
+    ns = plan_tiles_topk(K->plan, &pe, nptk ? ptk : NULL, nptk, r0, r1,
+                         s->spans, s->span_cap, perr, sizeof perr);
     if (ns < 0) {
       fail(R, RT_ERANGE, "%s", perr[0] ? perr : "run-time error in the plan");
       return;
@@ -465,16 +492,9 @@ static void task(void *ctx, int64_t id, int worker) {
     s->spans = sp;
     s->span_cap = ns;
   }
-  /* top-k selections; a root top-k node's candidates are the plan's spans
-   * (P's), and its rows attend to their selections, gathered: no tiles */
-  int root = R->topk_root;
-  for (int t = 0; t < K->n_topk; t++)
-    if (!kri_topk_rows_in(R, s, t, &env, qb, kb, pos_of_row(a, r0),
-                          pos_of_row(a, r1 - 1), b, hk,
-                          t == root ? s->spans : NULL, ns)) {
-      fail(R, RT_ENOMEM, "%s", "out of memory (top-k selection)");
-      return;
-    }
+  /* the root's rows attend to their selections, gathered: no tiles */
+  if (root >= 0 && !select_topk(R, s, &env, qb, kb, r0, r1, b, hk, s->spans, ns))
+    return;
   if (root >= 0 && a->dtype == RT_F32 && !K->stile) {
     int32_t code = kri_topk_attend(R, s, root, (const float *)(const void *)qb + r0 * a->q.sl,
                                    (const float *)(const void *)kb,

@@ -127,6 +127,11 @@ int kri_topk_rows(run *R, scratch *s, int t, const kr_env *env,
 int kri_topk_rows_in(run *R, scratch *s, int t, const kr_env *env,
                      const void *qb, const void *kb, int64_t i0, int64_t i1,
                      int64_t b, int64_t hk, const plan_span *cs, int64_t ncs);
+/* The selections just made (s->tk, s->tb) as the plan reads them, into
+ * out[0, n_topk) when n_topk <= max; returns how many (0: none). */
+#define KR_PLAN_TOPK 16
+int64_t kri_topk_views(const scratch *s, int n_topk, plan_topk *out,
+                       int64_t max);
 /* The top-k node that is the pattern's root, at token granularity, so that
  * a row's selection is exactly the keys it attends to; -1: none. */
 int kri_topk_root(const kr_kernel *k);

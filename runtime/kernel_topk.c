@@ -692,6 +692,17 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
 
 /* --- attending to the selection ----------------------------------------- */
 
+int64_t kri_topk_views(const scratch *s, int n_topk, plan_topk *out,
+                       int64_t max) {
+  if (n_topk > max) return 0;
+  for (int t = 0; t < n_topk; t++) {
+    const kr_topk *tk = &s->tk[t];
+    int64_t rows = tk->err ? 0 : s->tb[t].rows;
+    out[t] = (plan_topk){rows ? tk->sel : NULL, tk->cnt, tk->ibase, rows, tk->k};
+  }
+  return n_topk;
+}
+
 static const int op_operands[PLAN_N_OPS] = {
 #define X(name, n, text) n,
     PLAN_OPS(X)
