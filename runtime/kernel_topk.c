@@ -319,6 +319,8 @@ score_16xn(const float *qt, const float *kt, int64_t sk, int n, int64_t D,
   for (int c = 0; c < n; c++) a0[c] = a1[c] = _mm256_setzero_ps();
   for (int64_t d = 0; d < D; d++) {
     __m256 q0 = _mm256_load_ps(qt + d * KR_BQ), q1 = _mm256_load_ps(qt + d * KR_BQ + 8);
+    /* in registers: folded into each FMA they would be loaded n times */
+    __asm__("" : "+x"(q0), "+x"(q1));
 #pragma GCC unroll 6
     for (int c = 0; c < n; c++) {
       __m256 x = _mm256_broadcast_ss(kt + c * sk + d);
@@ -628,6 +630,7 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
                      e > 3e38 ? INFINITY : (float)e, -INFINITY};
     cq[r] = w[r].cq, thr[r] = -INFINITY, ncand[r] = 0;
   }
+  uint64_t fresh = live;  /* rows without a bound yet */
   plan_span every = {0, lkg, PLAN_PARTIAL};
   if (!cs) cs = &every, ncs = 1;
   for (int64_t sx = 0; sx < ncs; sx++)
@@ -656,6 +659,20 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
       kr_transpose64(cols);
     }
     score_tile(s->qt, kb + J0 * ksl, ksl, nc, nI, D, s->sc);
+    /* a row's first key tile with k candidates gives it a bound before it
+     * keeps any key (else all of them would be kept) */
+    for (uint64_t fr = fresh & on; cap <= KR_BK && fr; fr &= fr - 1) {
+      int r = __builtin_ctzll(fr);
+      if (__builtin_popcountll(s->rows[r]) < cap) continue;
+      float lo[KR_BK + 8];
+      int64_t m = 0;
+      for (uint64_t h = s->rows[r]; h; h &= h - 1) {
+        int y = __builtin_ctzll(h);
+        lo[m++] = s->sc[y * KR_BQ + r] - cq[r] * kn[J0 + y];
+      }
+      w[r].thr = thr[r] = kth_bound(lo, m, cap, -INFINITY);
+      fresh &= ~(1ull << r);
+    }
     uint64_t bad = 0;
 #ifdef TKF_X86
     if (__builtin_cpu_supports("avx512f"))
@@ -666,19 +683,32 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
 #endif
       tkf_filter(s->sc, nc, cq, kn + J0, thr, cols, hits, &bad);
     slow |= bad;
-    for (int64_t cc = 0; cc < nc; cc++)
-      for (uint64_t h = hits[cc] & ~slow; h; h &= h - 1) {
-        int r = __builtin_ctzll(h);
-        tkf_row *x = &w[r];
-        float f = s->sc[cc * KR_BQ + r], e = cq[r] * kn[J0 + cc];
-        x->lo[x->n] = f - e, x->hi[x->n] = f + e, x->j[x->n++] = J0 + cc;
-        if (x->n == x->trig) {
-          row_compact(x, cap, 0);
-          thr[r] = x->thr;
-          if (x->n > x->cap - x->cap / 4) slow |= 1ull << r;
-          x->trig = x->n + step - cap < x->cap ? x->n + step - cap : x->cap;
+    /* the hits row by row (keys ascending), each row's list in registers */
+    uint64_t act = 0;
+    for (int64_t y = nc; y < KR_BK; y++) hits[y] = 0;
+    for (int64_t y = 0; y < nc; y++) act |= hits[y];
+    kr_transpose64(hits);
+    for (act &= ~slow; act; act &= act - 1) {
+      int r = __builtin_ctzll(act);
+      tkf_row *x = &w[r];
+      int64_t n = x->n, trig = x->trig;
+      for (uint64_t h = hits[r]; h; h &= h - 1) {
+        int y = __builtin_ctzll(h);
+        float f = s->sc[y * KR_BQ + r], e = cq[r] * kn[J0 + y];
+        x->lo[n] = f - e, x->hi[n] = f + e, x->j[n++] = J0 + y;
+        if (n < trig) continue;
+        x->n = n;
+        row_compact(x, cap, 0);
+        thr[r] = x->thr;
+        n = x->n;
+        trig = x->trig = n + step - cap < x->cap ? n + step - cap : x->cap;
+        if (n > x->cap - x->cap / 4) {
+          slow |= 1ull << r;
+          break;
         }
       }
+      x->n = n;
+    }
   }
   for (int64_t r = 0; r < nI; r++) {
     if (!(live >> r & 1)) continue;
