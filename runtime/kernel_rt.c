@@ -176,229 +176,6 @@ static int scratch_init(scratch *s, const kr_kernel *k) {
          s->tb && s->kg && s->vg;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elt) {
-  if (need <= *cap) return 1;
-  size_t n = *cap ? *cap : 16;
-  while (n < need) n *= 2;
-  void *q = realloc(*p, n * elt);
-  if (!q) return 0;
-  *p = q;
-  *cap = n;
-  return 1;
-}
-
-
-/* --- top-k selection -------------------------------------------------- */
-
-/* Heap of the best candidates so far, worst at the root: worse means a
- * lower score, or an equal score and a larger key. */
-static inline int worse(double s1, int64_t j1, double s2, int64_t j2) {
-  if (isnan(s1) != isnan(s2)) return isnan(s1);  /* NaN ranks lowest */
-  if (isnan(s1)) return j1 > j2;
-  return s1 < s2 || (s1 == s2 && j1 > j2);
-}
-
-static void heap_push(double *hs, int64_t *hj, int64_t *n, int64_t cap,
-                      double s, int64_t j) {
-  if (*n < cap) {
-    int64_t x = (*n)++;
-    while (x > 0) {
-      int64_t p = (x - 1) / 2;
-      if (!worse(s, j, hs[p], hj[p])) break;
-      hs[x] = hs[p], hj[x] = hj[p];
-      x = p;
-    }
-    hs[x] = s, hj[x] = j;
-    return;
-  }
-  if (!worse(hs[0], hj[0], s, j)) return;  /* not better than the worst */
-  int64_t x = 0;
-  for (;;) {
-    int64_t c = 2 * x + 1;
-    if (c >= *n) break;
-    if (c + 1 < *n && worse(hs[c + 1], hj[c + 1], hs[c], hj[c])) c++;
-    if (!worse(hs[c], hj[c], s, j)) break;
-    hs[x] = hs[c], hj[x] = hj[c];
-    x = c;
-  }
-  hs[x] = s, hj[x] = j;
-}
-
-static int cmp_i64(const void *x, const void *y) {
-  int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
-  return (a > b) - (a < b);
-}
-
-/* Mean (or the single vector when g == 1) of rows [p0, p1) of t (elements
- * of type dt) into out. */
-static void mean_rows(const void *t, int dt, int64_t sl, int64_t p0,
-                      int64_t p1, int64_t D, double *out) {
-  for (int64_t d = 0; d < D; d++) out[d] = 0;
-  for (int64_t p = p0; p < p1; p++)
-    for (int64_t d = 0; d < D; d++) out[d] += (double)rt_load(t, p * sl + d, dt);
-  if (p1 - p0 > 1)
-    for (int64_t d = 0; d < D; d++) out[d] /= (double)(p1 - p0);
-}
-
-static int64_t sat_add(int64_t x, int64_t y) {
-  return x > INT64_MAX - y ? INT64_MAX : x + y;
-}
-
-/* Selections of top-k node t for the rows of positions [i0, i1]. */
-/* The means of every key block of granularity g (n blocks) of head (b, hk),
- * kept while consecutive tasks stay on that head. */
-static const double *key_means(scratch *s, const rt_args *a, const void *kb,
-                               int64_t b, int64_t hk, int64_t g, int64_t n) {
-  if (s->km && s->km_b == b && s->km_h == hk && s->km_g == g && s->km_n == n)
-    return s->km;
-  size_t need = (size_t)n * (size_t)a->D;
-  if (!grow((void **)&s->km, &s->km_cap, need + 1, sizeof(double))) return NULL;
-  for (int64_t J = 0; J < n; J++) {
-    int64_t k0 = J * g, k1 = sat_add(k0, g);
-    if (k1 > a->Lk) k1 = a->Lk;
-    mean_rows(kb, a->dtype, a->k.sl, k0, k1, a->D, s->km + J * a->D);
-  }
-  s->km_b = b, s->km_h = hk, s->km_g = g, s->km_n = n;
-  return s->km;
-}
-
-static void topk_row_exact(run *R, scratch *s, int t, const kr_env *env,
-                           const void *qb, const void *kb, const double *km,
-                           int64_t I, int64_t g, int64_t cap);
-static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
-                     const float *qb, const float *kb, int64_t I0, int64_t nI,
-                     int64_t cap, int64_t b, int64_t hk);
-
-static int topk_rows(run *R, scratch *s, int t, const kr_env *env,
-                     const void *qb, const void *kb, int64_t i0,
-                     int64_t i1, int64_t b, int64_t hk) {
-  const kr_kernel *K = R->k;
-  const rt_args *a = R->a;
-  kr_topk *tk = &s->tk[t];
-  int64_t info[4];
-  memset(tk, 0, sizeof *tk);
-  s->tb[t].rows = 0;
-  int32_t code = K->tkinfo[t](env, info);
-  if (code) {
-    tk->err = code;
-    return 1;
-  }
-  int64_t kk = info[0], g = info[1], lqg = info[2], lkg = info[3];
-  (void)lqg;
-  int64_t I0 = i0 / g, I1 = i1 / g, nI = I1 - I0 + 1;
-  int64_t cap = kk < lkg ? kk : lkg;
-  if (cap < 0) cap = 0;
-  tk_buf *tb = &s->tb[t];
-  if (!grow((void **)&tb->sel, &tb->sel_cap, (size_t)(nI * cap + 1),
-            sizeof(int64_t)) ||
-      !grow((void **)&tb->cnt, &tb->cnt_cap, (size_t)nI, sizeof(int64_t)))
-    return 0;
-  if ((size_t)cap + 1 > s->heap_cap) {
-    size_t n = (size_t)cap + 1;
-    double *hs = realloc(s->hs, n * sizeof *hs);
-    if (!hs) return 0;
-    s->hs = hs;
-    int64_t *hj = realloc(s->hj, n * sizeof *hj);
-    if (!hj) return 0;
-    s->hj = hj;
-    s->heap_cap = n;
-  }
-  tk->sel = tb->sel;
-  tk->cnt = tb->cnt;
-  tb->rows = nI;
-  tk->ibase = I0;
-  tk->k = cap;
-  s->tk_lqg = lqg, s->tk_lkg = lkg;
-  const double *km = g > 1 ? key_means(s, a, kb, b, hk, g, lkg) : NULL;
-  if (g > 1 && !km) return 0;
-  /* the fast path scores float32 q and k; 16-bit dtypes go exact */
-  if (g == 1 && a->dtype == RT_F32 &&
-      topk_fast(R, s, t, env, qb, kb, I0, nI, cap, b, hk))
-    return 1;
-  for (int64_t I = I0; I <= I1; I++)
-    topk_row_exact(R, s, t, env, qb, kb, km, I, g, cap);
-  return 1;
-}
-
-/* The selection of row (block) I of top-k node t in double, as the
- * interpreter makes it: every candidate of P scored, the best cap kept. */
-static void topk_row_exact(run *R, scratch *s, int t, const kr_env *env,
-                           const void *qb, const void *kb, const double *km,
-                           int64_t I, int64_t g, int64_t cap) {
-  const kr_kernel *K = R->k;
-  const rt_args *a = R->a;
-  kr_topk *tk = &s->tk[t];
-  int64_t D = a->D, off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0, ksl = a->k.sl;
-  int64_t I0 = tk->ibase, lqg = s->tk_lqg, lkg = s->tk_lkg;
-  {
-    /* mean query of the existing positions of block I */
-    int64_t p0 = I * g, p1 = sat_add(p0, g);
-    if (p0 < off) p0 = off;
-    if (p1 > off + a->Lq) p1 = off + a->Lq;
-    mean_rows(qb, a->dtype, a->q.sl, p0 - off, p1 - off, D, s->qd);
-    int64_t n = 0;
-    int32_t ecode = 0;
-    for (int64_t J0 = 0; J0 < lkg && !ecode; J0 += KR_BK) {
-      int64_t nc = lkg - J0 < KR_BK ? lkg - J0 : KR_BK;
-      uint64_t cand = 0;
-      ecode = K->mask[t + 1](env, I, J0, nc, lqg, lkg, &cand);
-      if (ecode) break;
-      if (cap == 0) continue;
-      int64_t js[KR_BK], nj = 0;
-      for (; cand; cand &= cand - 1) js[nj++] = J0 + __builtin_ctzll(cand);
-      /* four dot products at a time: independent chains, each summed in
-       * the interpreter's order */
-      for (int64_t x = 0; x < nj; x += 4) {
-        int64_t m = nj - x < 4 ? nj - x : 4;
-        const float *kr[4];
-        const void *kr16[4];
-        const double *kj[4];
-        double sc[4] = {0, 0, 0, 0};
-        for (int64_t y = 0; y < 4; y++) {
-          int64_t J = js[x + (y < m ? y : 0)];
-          kr[y] = (const float *)kb + J * ksl;
-          kr16[y] = (const uint16_t *)kb + J * ksl;
-          kj[y] = km ? km + J * D : NULL;
-        }
-        if (g == 1 && a->dtype != RT_F32) {
-          for (int64_t d = 0; d < D; d++) {
-            double qv = s->qd[d];
-            for (int y = 0; y < 4; y++)
-              sc[y] += qv * (double)rt_load(kr16[y], d, a->dtype);
-          }
-          for (int64_t y = 0; y < 4; y++) sc[y] *= R->scale;
-        } else if (g == 1) {
-          for (int64_t d = 0; d < D; d++) {
-            double qv = s->qd[d];
-            sc[0] += qv * (double)kr[0][d];
-            sc[1] += qv * (double)kr[1][d];
-            sc[2] += qv * (double)kr[2][d];
-            sc[3] += qv * (double)kr[3][d];
-          }
-          for (int64_t y = 0; y < 4; y++) sc[y] *= R->scale;
-        } else {
-          for (int64_t d = 0; d < D; d++) {
-            double qv = s->qd[d];
-            sc[0] += qv * kj[0][d];
-            sc[1] += qv * kj[1][d];
-            sc[2] += qv * kj[2][d];
-            sc[3] += qv * kj[3][d];
-          }
-        }
-        for (int64_t y = 0; y < m; y++)
-          heap_push(s->hs, s->hj, &n, cap, sc[y], js[x + y]);
-      }
-    }
-    int64_t *row = tk->sel + (I - I0) * cap;
-    if (ecode) {
-      tk->cnt[I - I0] = -(int64_t)ecode;
-      return;
-    }
-    memcpy(row, s->hj, (size_t)n * sizeof(int64_t));
-    qsort(row, (size_t)n, sizeof(int64_t), cmp_i64);
-    tk->cnt[I - I0] = n;
-  }
-}
 
 /* --- random key sets ---------------------------------------------------- */
 
@@ -466,8 +243,6 @@ static void transpose64(uint64_t a[64]) {
  * pairs), but 768 made dilated_heads slower than 512 did. */
 #define KR_SPARSE_MAX 512
 
-typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
-typedef int32_t v16i __attribute__((vector_size(64), aligned(4), may_alias));
 
 /* at[0, 16) = 2^at[t] for values <= 0 (or NaN), relative error about 2e-7: x = n + f
  * with n an integer and |f| <= 1/2, 2^f by its Taylor polynomial of degree
@@ -492,14 +267,6 @@ static inline __attribute__((always_inline)) void exp2_v16(float *at) {
   *(v16 *)at = (v16)(((v16i)r & ~nan) | ((v16i)x & nan));
 }
 
-/* One clone per vector width, chosen by an ifunc resolver at load time.
- * ThreadSanitizer instruments resolvers, which run before its run time is
- * up and crash the program: its builds (make tsan) take the default only. */
-#if defined(__SANITIZE_THREAD__)
-#define KR_CLONES
-#else
-#define KR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
 
 /* Rows r < nr of the tile with bit t of rows[r] = key j0 + t allowed: the
  * same online-softmax step as the dense tile (scores c q.k in the log2
@@ -580,277 +347,6 @@ static void store_row(void *o, int64_t o0, int dt, const float *src,
     for (int64_t d = 0; d < D; d++) oh[d] = rt_f32_to_f16(src[d] * inv);
   }
 }
-/* --- fast exact token top-k -------------------------------------------- */
-
-/* Token top-k (granularity 1) scores every candidate in float32 with vector
- * code, keeps per row the candidates that may still be among the k best by
- * an error bound, and scores in double (as the interpreter does) only the
- * few that the bound cannot separate; the selection is the interpreter's.
- *
- * Bound: the float dot product f_j of q and k_j, in any order, is within
- * gamma_D sum |q_d k_d| <= (D u)(1.0001) |q| |k_j| (u = 2^-24) of the exact
- * one, and so is the interpreter's double product (far closer); with
- * e_j = (D + 4) u 1.01 |q| |k_j| (norms clamped above 1e-12, covering
- * underflow), the rounding of f +- e in float and a relative 2^-51 margin
- * (so that scaling in double cannot tie two separated scores) are covered:
- * lo_j = f_j - e_j < s_j / scale < hi_j = f_j + e_j.  A key j with hi_j
- * below the k-th largest lo of the row is out: k keys score strictly
- * higher.  The keys left (the k-th largest lo, then every key with hi at
- * least it) are the k selected when they are k, else they are ranked in
- * double.  A row with a non-finite score, or more keys left than the list
- * holds (ties within the bound), is selected in double from scratch. */
-#define TKF_MAX_K 1024
-
-/* The |k_j| of head (b, hk), rounded up, kept while tasks stay on it. */
-static const float *key_norms(scratch *s, const rt_args *a, const float *kb,
-                              int64_t b, int64_t hk) {
-  if (s->kn && s->kn_b == b && s->kn_h == hk && s->kn_n == a->Lk) return s->kn;
-  if (!grow((void **)&s->kn, &s->kn_cap, (size_t)a->Lk + 1, sizeof(float)))
-    return NULL;
-  for (int64_t j = 0; j < a->Lk; j++) {
-    double n = 0;
-    const float *kr = kb + j * a->k.sl;
-    for (int64_t d = 0; d < a->D; d++) n += (double)kr[d] * (double)kr[d];
-    n = sqrt(n) * (1 + 0x1p-20);
-    s->kn[j] = n < 1e-12 ? 1e-12f : n > 3e38 ? INFINITY : (float)n;
-  }
-  s->kn_b = b, s->kn_h = hk, s->kn_n = a->Lk;
-  return s->kn;
-}
-
-/* sc[c * KR_BQ + r] = dot(row r of qt [D][KR_BQ], key c), c < nc. */
-KR_CLONES
-static void score_tile(const float *qt, const float *kt, int64_t sk,
-                       int64_t nc, int64_t D, float *sc) {
-  for (int64_t c = 0; c < nc; c++) {
-    const float *kr = kt + c * sk;
-    v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-    for (int64_t d = 0; d < D; d++) {
-      float x = kr[d];
-      const float *q = qt + d * KR_BQ;
-      a0 += *(const v16 *)q * x;
-      a1 += *(const v16 *)(q + 16) * x;
-      a2 += *(const v16 *)(q + 32) * x;
-      a3 += *(const v16 *)(q + 48) * x;
-    }
-    float *o = sc + c * KR_BQ;
-    *(v16 *)o = a0, *(v16 *)(o + 16) = a1, *(v16 *)(o + 32) = a2;
-    *(v16 *)(o + 48) = a3;
-  }
-}
-
-/* Per key c < nc: hits[c] = the rows r of cols[c] with fl(sc + cq e) >=
- * thr[r] (e = kn[c]); *bad gets the rows with a non-finite score. */
-static void tkf_filter(const float *sc, int64_t nc, const float *cq,
-                       const float *kn, const float *thr, const uint64_t *cols,
-                       uint64_t *hits, uint64_t *bad) {
-  for (int64_t c = 0; c < nc; c++) {
-    uint64_t h = 0, w = cols[c];
-    for (; w; w &= w - 1) {
-      int r = __builtin_ctzll(w);
-      float f = sc[c * KR_BQ + r];
-      if (!isfinite(f)) *bad |= 1ull << r;
-      else if (f + cq[r] * kn[c] >= thr[r]) h |= 1ull << r;
-    }
-    hits[c] = h;
-  }
-}
-
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
-#include <immintrin.h>
-__attribute__((target("avx512f")))
-static void tkf_filter512(const float *sc, int64_t nc, const float *cq,
-                          const float *kn, const float *thr,
-                          const uint64_t *cols, uint64_t *hits, uint64_t *bad) {
-  __m512 q[4], t[4];
-  for (int x = 0; x < 4; x++)
-    q[x] = _mm512_loadu_ps(cq + 16 * x), t[x] = _mm512_loadu_ps(thr + 16 * x);
-  uint64_t nf = 0;
-  for (int64_t c = 0; c < nc; c++) {
-    __m512 e = _mm512_set1_ps(kn[c]);
-    uint64_t h = 0, fin = 0;
-    for (int x = 0; x < 4; x++) {
-      __m512 f = _mm512_loadu_ps(sc + c * KR_BQ + 16 * x);
-      __m512 hi = _mm512_fmadd_ps(q[x], e, f);
-      h |= (uint64_t)_mm512_cmp_ps_mask(hi, t[x], _CMP_GE_OQ) << (16 * x);
-      fin |= (uint64_t)_mm512_cmp_ps_mask(_mm512_sub_ps(f, f), _mm512_setzero_ps(),
-                                          _CMP_EQ_OQ) << (16 * x);
-    }
-    nf |= ~fin & cols[c];
-    hits[c] = h & fin & cols[c];
-  }
-  *bad |= nf;
-}
-#endif
-
-/* The k-th largest (k >= 1) of x[0, n), n >= k; x is reordered. */
-static float kth_largest(float *x, int64_t n, int64_t k) {
-  int64_t lo = 0, hi = n - 1, want = k - 1;
-  while (lo < hi) {
-    float p = x[lo + (hi - lo) / 2];
-    int64_t i = lo, j = hi;
-    while (i <= j) {
-      while (x[i] > p) i++;
-      while (x[j] < p) j--;
-      if (i <= j) {
-        float tmp = x[i];
-        x[i] = x[j], x[j] = tmp;
-        i++, j--;
-      }
-    }
-    if (want <= j) hi = j;
-    else if (want >= i) lo = i;
-    else return x[want];
-  }
-  return x[want];
-}
-
-typedef struct tkf_row {
-  float *f;        /* scores of the keys kept */
-  int64_t *j;      /* and the keys, ascending */
-  int64_t n, cap;
-  float cq, thr;   /* e_j = cq |k_j|; the k-th largest lo seen (or -inf) */
-} tkf_row;
-
-/* The k-th largest lo of the row's keys, into tmp's scratch. */
-static float row_kth_lo(const tkf_row *w, const float *kn, int64_t k, float *tmp) {
-  for (int64_t x = 0; x < w->n; x++) tmp[x] = w->f[x] - w->cq * kn[w->j[x]];
-  return kth_largest(tmp, w->n, k);
-}
-
-/* Drops the keys with hi below the row's k-th largest lo. */
-static void row_compact(tkf_row *w, const float *kn, int64_t k, float *tmp) {
-  float t = row_kth_lo(w, kn, k, tmp);
-  if (t > w->thr) w->thr = t;
-  int64_t m = 0;
-  for (int64_t x = 0; x < w->n; x++)
-    if (w->f[x] + w->cq * kn[w->j[x]] >= w->thr)
-      w->f[m] = w->f[x], w->j[m++] = w->j[x];
-  w->n = m;
-}
-
-/* Selection of row I from its kept keys: 1 done, 0 the row needs the
- * exact path. */
-static int row_select(run *R, scratch *s, kr_topk *tk, tkf_row *w,
-                      const float *qr, const float *kb, const float *kn,
-                      int64_t I, int64_t cap, int64_t ncand, float *tmp) {
-  int64_t *row = tk->sel + (I - tk->ibase) * cap;
-  if (ncand > cap) {
-    row_compact(w, kn, cap, tmp);
-    if (w->n < cap) return 0;
-  }
-  if (w->n == cap || ncand <= cap) {
-    memcpy(row, w->j, sizeof *row * (size_t)w->n);
-    tk->cnt[I - tk->ibase] = w->n;
-    return 1;
-  }
-  /* rank the keys left in double, as the interpreter scores them */
-  const rt_args *a = R->a;
-  int64_t n = 0, D = a->D;
-  for (int64_t x = 0; x < w->n; x++) {
-    const float *kr = kb + w->j[x] * a->k.sl;
-    double sc = 0;
-    for (int64_t d = 0; d < D; d++) sc += (double)qr[d] * (double)kr[d];
-    heap_push(s->hs, s->hj, &n, cap, sc * R->scale, w->j[x]);
-  }
-  memcpy(row, s->hj, (size_t)n * sizeof(int64_t));
-  qsort(row, (size_t)n, sizeof(int64_t), cmp_i64);
-  tk->cnt[I - tk->ibase] = n;
-  return 1;
-}
-
-static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
-                     const float *qb, const float *kb, int64_t I0, int64_t nI,
-                     int64_t cap, int64_t b, int64_t hk) {
-  const kr_kernel *K = R->k;
-  const rt_args *a = R->a;
-  kr_topk *tk = &s->tk[t];
-  int64_t D = a->D, lkg = s->tk_lkg, lqg = s->tk_lqg, ksl = a->k.sl;
-  int64_t off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0;
-  if (cap < 1 || cap > TKF_MAX_K || nI > KR_BQ || lkg != a->Lk ||
-      !(R->scale > 0) || !isfinite(R->scale))
-    return 0;
-  int64_t lcap = 4 * cap + 64;
-  size_t need = (size_t)(KR_BQ + 1) * (size_t)lcap;
-  if (!grow((void **)&s->tf, &s->tf_cap, need, sizeof(float)) ||
-      !grow((void **)&s->tj, &s->tj_cap, need, sizeof(int64_t)))
-    return 0;
-  if (!s->sc && !(s->sc = aalloc(sizeof(float) * KR_BK * KR_BQ))) return 0;
-  const float *kn = key_norms(s, a, kb, b, hk);
-  if (!kn) return 0;
-  float *tmp = s->tf + KR_BQ * lcap;
-  /* Q^T of the rows (the task packs the same, other callers do not) */
-  for (int64_t r = 0; r < KR_BQ; r++) {
-    const float *qr = qb + (I0 + (r < nI ? r : 0) - off) * a->q.sl;
-    for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = r < nI ? qr[d] : 0;
-  }
-  tkf_row w[KR_BQ];
-  float cq[KR_BQ], thr[KR_BQ];
-  int64_t ncand[KR_BQ];
-  uint64_t live = nI >= 64 ? ~0ull : (1ull << nI) - 1, slow = 0;
-  double c = (double)(D + 4) * 0x1p-24 * 1.01;
-  for (int64_t r = 0; r < KR_BQ; r++) {
-    double qn = 0;
-    if (r < nI) {
-      const float *qr = qb + (I0 + r - off) * a->q.sl;
-      for (int64_t d = 0; d < D; d++) qn += (double)qr[d] * (double)qr[d];
-    }
-    qn = sqrt(qn) * (1 + 0x1p-20);
-    if (qn < 1e-12) qn = 1e-12;
-    double e = c * qn * (1 + 0x1p-20);
-    w[r] = (tkf_row){s->tf + r * lcap, s->tj + r * lcap, 0, lcap,
-                     e > 3e38 ? INFINITY : (float)e, -INFINITY};
-    cq[r] = w[r].cq, thr[r] = -INFINITY, ncand[r] = 0;
-  }
-  for (int64_t J0 = 0; J0 < lkg && (live & ~slow); J0 += KR_BK) {
-    int64_t nc = lkg - J0 < KR_BK ? lkg - J0 : KR_BK;
-    uint64_t cols[KR_BK], hits[KR_BK], any = 0;
-    for (int64_t r = 0; r < KR_BQ; r++) {
-      s->rows[r] = 0;
-      if (!((live & ~slow) >> r & 1)) continue;
-      int32_t ecode = K->mask[t + 1](env, I0 + r, J0, nc, lqg, lkg, &s->rows[r]);
-      if (ecode) {
-        tk->cnt[r] = -(int64_t)ecode;
-        live &= ~(1ull << r);
-        s->rows[r] = 0;
-      }
-      ncand[r] += __builtin_popcountll(s->rows[r]);
-      any |= s->rows[r];
-    }
-    if (!any) continue;
-    memcpy(cols, s->rows, sizeof cols);
-    transpose64(cols);
-    score_tile(s->qt, kb + J0 * ksl, ksl, nc, D, s->sc);
-    uint64_t bad = 0;
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
-    if (__builtin_cpu_supports("avx512f"))
-      tkf_filter512(s->sc, nc, cq, kn + J0, thr, cols, hits, &bad);
-    else
-#endif
-      tkf_filter(s->sc, nc, cq, kn + J0, thr, cols, hits, &bad);
-    slow |= bad;
-    for (int64_t cc = 0; cc < nc; cc++)
-      for (uint64_t h = hits[cc] & ~slow; h; h &= h - 1) {
-        int r = __builtin_ctzll(h);
-        tkf_row *x = &w[r];
-        x->f[x->n] = s->sc[cc * KR_BQ + r], x->j[x->n++] = J0 + cc;
-        if (x->n == x->cap) {
-          row_compact(x, kn, cap, tmp);
-          thr[r] = x->thr;
-          if (x->n > x->cap - x->cap / 4) slow |= 1ull << r;
-        }
-      }
-  }
-  for (int64_t r = 0; r < nI; r++) {
-    if (!(live >> r & 1)) continue;
-    const float *qr = qb + (I0 + r - off) * a->q.sl;
-    if ((slow >> r & 1) ||
-        !row_select(R, s, tk, &w[r], qr, kb, kn, I0 + r, cap, ncand[r], tmp))
-      topk_row_exact(R, s, t, env, qb, kb, NULL, I0 + r, 1, cap);
-  }
-  return 1;
-}
-
 
 static void write_rows(run *R, const scratch *s, int64_t b, int64_t h,
                        const int64_t *rows, int64_t r0, int64_t nr);
@@ -923,6 +419,23 @@ static void sparse_tile(scratch *s, const rt_args *a, const void *q,
 
 /* --- one task: a query tile of one head -------------------------------- */
 
+/* The selections of every top-k node for rows [r0, r1), the root's (when
+ * it is one, R->topk_root) among candidates cs[0, ncs); 0: out of memory
+ * (the run failed). */
+static int select_topk(run *R, scratch *s, const kr_env *env, const void *qb,
+                       const void *kb, int64_t r0, int64_t r1, int64_t b,
+                       int64_t hk, const plan_span *cs, int64_t ncs) {
+  const rt_args *a = R->a;
+  for (int t = 0; t < R->k->n_topk; t++)
+    if (!kri_topk_rows_in(R, s, t, env, qb, kb, pos_of_row(a, r0),
+                          pos_of_row(a, r1 - 1), b, hk,
+                          t == R->topk_root ? cs : NULL, ncs)) {
+      fail(R, RT_ENOMEM, "%s", "out of memory (top-k selection)");
+      return 0;
+    }
+  return 1;
+}
+
 static void task(void *ctx, int64_t id, int worker) {
   run *R = ctx;
   if (atomic_load_explicit(&R->failed, memory_order_relaxed)) return;
@@ -950,19 +463,22 @@ static void task(void *ctx, int64_t id, int worker) {
 
   kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
                 s->tk, random_row, &s->rnd};
-  for (int t = 0; t < K->n_topk; t++)
-    if (!topk_rows(R, s, t, &env, qb, kb, pos_of_row(a, r0),
-                   pos_of_row(a, r1 - 1), b, hk)) {
-      fail(R, RT_ENOMEM, "%s", "out of memory (top-k selection)");
-      return;
-    }
-
+  /* top-k selections: a root top-k node's after the plan (its candidates
+   * are the plan's spans, P's), the others before it (the plan then visits
+   * only the keys they selected) */
+  int root = R->topk_root;
+  plan_topk ptk[KR_PLAN_TOPK];
+  int64_t nptk = 0;
+  if (root < 0 && K->n_topk > 0) {
+    if (!select_topk(R, s, &env, qb, kb, r0, r1, b, hk, NULL, 0)) return;
+    nptk = kri_topk_views(s, K->n_topk, ptk, KR_PLAN_TOPK);
+  }
   plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
   char perr[256] = "";
   int64_t ns;
   for (;;) {
-    ns = plan_tiles(K->plan, &pe, r0, r1, s->spans, s->span_cap, perr,
-                    sizeof perr);
+    ns = plan_tiles_topk(K->plan, &pe, nptk ? ptk : NULL, nptk, r0, r1,
+                         s->spans, s->span_cap, perr, sizeof perr);
     if (ns < 0) {
       fail(R, RT_ERANGE, "%s", perr[0] ? perr : "run-time error in the plan");
       return;
@@ -975,6 +491,19 @@ static void task(void *ctx, int64_t id, int worker) {
     }
     s->spans = sp;
     s->span_cap = ns;
+  }
+  /* the root's rows attend to their selections, gathered: no tiles */
+  if (root >= 0 && !select_topk(R, s, &env, qb, kb, r0, r1, b, hk, s->spans, ns))
+    return;
+  if (root >= 0 && a->dtype == RT_F32 && !K->stile) {
+    int32_t code = kri_topk_attend(R, s, root, (const float *)(const void *)qb + r0 * a->q.sl,
+                                   (const float *)(const void *)kb,
+                                   (const float *)(const void *)vb, nr);
+    if (code) {
+      fail_code(R, code);
+      return;
+    }
+    ns = 0;
   }
   for (int64_t r = nr; r < KR_BQ; r++) s->rows[r] = 0;
   int qf_ready = 0; /* s->qf holds the tile's q rows */
@@ -1278,6 +807,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   R.k = k;
   R.a = a;
   R.n_qt = (a->Lq + KR_BQ - 1) / KR_BQ;
+  R.topk_root = kri_topk_root(k);
   float scale = a->scale != 0 ? a->scale : 1.0f / sqrtf((float)a->D);
   R.scale = a->scale != 0 ? (double)a->scale : 1.0 / sqrt((double)a->D);
   R.c = scale * 1.44269504088896340736f;
@@ -1309,7 +839,7 @@ const char *kr_check_args(const kr_kernel *k, const rt_args *a, char *buf,
 /* --- the forward's masks for other drivers (kernel_rt.h) ---------------- */
 
 struct kr_masker {
-  run R;      /* only k, a and scale are used (by topk_rows) */
+  run R;      /* only k, a and scale are used (by kri_topk_rows) */
   scratch s;
 };
 
@@ -1343,7 +873,7 @@ int kr_masker_rows(kr_masker *m, int64_t b, int64_t h, int64_t r0, int64_t r1,
   const char *qb = (const char *)a->q.data + (b * a->q.sb + h * a->q.sh) * esz;
   const char *kb = (const char *)a->k.data + (b * a->k.sb + hk * a->k.sh) * esz;
   for (int t = 0; t < m->R.k->n_topk; t++)
-    if (!topk_rows(&m->R, &m->s, t, env, qb, kb, pos_of_row(a, r0),
+    if (!kri_topk_rows(&m->R, &m->s, t, env, qb, kb, pos_of_row(a, r0),
                    pos_of_row(a, r1 - 1), b, hk))
       return 0;
   return 1;
@@ -1396,11 +926,6 @@ int kri_scratch_init(scratch *s, const kr_kernel *k) {
   return scratch_init(s, k);
 }
 void kri_scratch_free(scratch *s, int n_topk) { scratch_free(s, n_topk); }
-int kri_topk_rows(run *R, scratch *s, int t, const kr_env *env,
-                  const float *qb, const float *kb, int64_t i0, int64_t i1,
-                  int64_t b, int64_t hk) {
-  return topk_rows(R, s, t, env, qb, kb, i0, i1, b, hk);
-}
 const uint64_t *kri_random_row(const kr_env *e, int64_t node, int64_t i,
                                int64_t r, int64_t seed, int64_t lk,
                                int64_t j0) {

@@ -94,13 +94,25 @@ typedef struct run {
   const join_tiles *jtiles;   /* their query tiles */
   int groups_per_head;
   int64_t join_tiles;         /* query tiles per head, the most of any head */
+  int topk_root;              /* kri_topk_root */
   _Atomic int failed;
   rt_status st;
   char *err;
   size_t errlen;
 } run;
 
-/* kernel_rt.c's helpers, for kernel_decode.c. */
+/* One clone per vector width, chosen by an ifunc resolver at load time.
+ * ThreadSanitizer instruments resolvers, which run before its run time is
+ * up and crash the program: its builds (make tsan) take the default only. */
+#if defined(__SANITIZE_THREAD__)
+#define KR_CLONES
+#else
+#define KR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int32_t v16i __attribute__((vector_size(64), aligned(4), may_alias));
+
+/* kernel_rt.c's helpers, for kernel_decode.c and kernel_topk.c. */
 void kri_fail(run *R, rt_status st, const char *msg);
 void kri_fail_code(run *R, int32_t code);
 int kri_scratch_init(scratch *s, const kr_kernel *k);
@@ -108,8 +120,27 @@ void kri_scratch_free(scratch *s, int n_topk);
 /* Selections of top-k node t for positions [i0, i1] of env->h into
  * s->tk[t] (buffers s->tb[t]); 0 when out of memory. */
 int kri_topk_rows(run *R, scratch *s, int t, const kr_env *env,
-                  const float *qb, const float *kb, int64_t i0, int64_t i1,
+                  const void *qb, const void *kb, int64_t i0, int64_t i1,
                   int64_t b, int64_t hk);
+/* The same knowing that P's keys for these rows lie in spans cs[0, ncs)
+ * (sorted, disjoint; NULL: anywhere): only those key tiles are scored. */
+int kri_topk_rows_in(run *R, scratch *s, int t, const kr_env *env,
+                     const void *qb, const void *kb, int64_t i0, int64_t i1,
+                     int64_t b, int64_t hk, const plan_span *cs, int64_t ncs);
+/* The selections just made (s->tk, s->tb) as the plan reads them, into
+ * out[0, n_topk) when n_topk <= max; returns how many (0: none). */
+#define KR_PLAN_TOPK 16
+int64_t kri_topk_views(const scratch *s, int n_topk, plan_topk *out,
+                       int64_t max);
+/* The top-k node that is the pattern's root, at token granularity, so that
+ * a row's selection is exactly the keys it attends to; -1: none. */
+int kri_topk_root(const kr_kernel *k);
+/* Attention of the rows [0, nr) of the current query tile (f32; q: the
+ * first row) to the keys selected for them by the root top-k node t
+ * (s->tk[t]), gathered, into s->acc, s->m, s->l: no mask is evaluated.
+ * Returns 0, or the error code of the selection. */
+int32_t kri_topk_attend(const run *R, scratch *s, int t, const float *q,
+                        const float *kb, const float *vb, int64_t nr);
 const uint64_t *kri_random_row(const kr_env *e, int64_t node, int64_t i,
                                int64_t r, int64_t seed, int64_t lk,
                                int64_t j0);

@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "arith.h"
@@ -49,6 +50,8 @@ typedef struct ev {
   bool in_body;                   /* running such a body (no nesting) */
   int64_t try_pc, try_lsp;        /* where to resume, list stack to keep */
   int try_isp;
+  const plan_topk *topk;          /* plan_tiles_topk's */
+  int64_t n_topk;
   char *err;
   size_t errlen;
 } ev;
@@ -536,6 +539,60 @@ static int64_t op_prim(ev *e, int64_t op, int64_t *pcp, gran *g) {
   return EXEC_NEXT;
 }
 
+/* The post-order number of the topk instruction at pc (its count before
+ * pc), or -1 when the code's topk instructions do not number env->n_topk
+ * (then the driver's selections cannot be matched to them). */
+static int64_t topk_number(const ev *e, int64_t at) {
+  const int64_t *P = e->plan;
+  int64_t n = 0, mine = -1, end = P[PLAN_W_SIZE];
+  for (int64_t pc = P[PLAN_W_CODE]; pc < end && P[pc] != PLAN_END;) {
+    int64_t op = P[pc];
+    if (op < 0 || op >= PLAN_N_OPS) return -1;
+    if (pc == at) mine = n;
+    n += op == PLAN_PTOPK;
+    /* a box's tree is data, not code */
+    pc += 1 + operands[op] + (op == PLAN_PBOX && pc + 2 < end ? P[pc + 2] : 0);
+  }
+  return n == e->n_topk ? mine : -1;
+}
+
+static int cmp_key(const void *x, const void *y) {
+  int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+  return (a > b) - (a < b);
+}
+
+/* Rows of a tile times k at most, for topk_selected. */
+#define TOPK_PLAN_KEYS 4096
+
+/* The keys of the topk instruction at pc for the tile's rows [g->i0,
+ * g->i1) from the driver's selections, into slot s (replacing P's list):
+ * a key FULL when every row selected it, else PARTIAL.  0 when they are
+ * not known for these rows (the caller keeps P's keys, PARTIAL). */
+static bool topk_selected(ev *e, int64_t pc, const gran *g, int64_t s) {
+  int64_t t = e->topk ? topk_number(e, pc) : -1;
+  if (t < 0) return false;
+  const plan_topk *tk = &e->topk[t];
+  int64_t nr = g->i1 - g->i0, n = 0;
+  if (!tk->sel || g->i0 < tk->ibase || g->i1 > tk->ibase + tk->rows || nr < 1 ||
+      nr * tk->k > TOPK_PLAN_KEYS)
+    return false;
+  int64_t keys[TOPK_PLAN_KEYS];
+  for (int64_t r = g->i0 - tk->ibase; r < g->i1 - tk->ibase; r++) {
+    int64_t c = tk->cnt[r];
+    if (c < 0 || c > tk->k) return false;  /* an error: the mask reports it */
+    memcpy(keys + n, tk->sel + r * tk->k, sizeof *keys * (size_t)c);
+    n += c;
+  }
+  qsort(keys, (size_t)n, sizeof *keys, cmp_key);
+  plan_span *L = slot(e, s);
+  e->n[s] = 0;
+  for (int64_t x = 0, y; x < n; x = y) {
+    for (y = x; y < n && keys[y] == keys[x];) y++;
+    put_clip(e, L, &e->n[s], keys[x], keys[x] + 1, y - x == nr ? K_FULL : K_PART);
+  }
+  return true;
+}
+
 /* exec's index sets and the operators on span lists (union, intersection, difference, complement, rows, cols, topk). */
 static int64_t op_list(ev *e, int64_t op, int64_t *pcp, gran *g) {
   int64_t pc = *pcp, a, b, s;
@@ -584,6 +641,7 @@ static int64_t op_list(ev *e, int64_t op, int64_t *pcp, gran *g) {
     int64_t n = e->n[s], total = 0;
     for (int64_t t = 0; t < n; t++) total += L[t].k1 - L[t].k0;
     if (a >= total) break; /* no row has more than k keys: all of P */
+    if (a > 0 && topk_selected(e, pc - 1, g, s)) break;
     e->n[s] = 0;
     if (a > 0)
       for (int64_t t = 0; t < n; t++)
@@ -996,8 +1054,16 @@ static int64_t run(ev *e) {
 int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
                    int64_t r1, plan_span *out, int64_t cap, char *err,
                    size_t errlen) {
+  return plan_tiles_topk(plan, env, NULL, 0, r0, r1, out, cap, err, errlen);
+}
+
+int64_t plan_tiles_topk(const int64_t *plan, const plan_env *env,
+                        const plan_topk *topk, int64_t n_topk, int64_t r0,
+                        int64_t r1, plan_span *out, int64_t cap, char *err,
+                        size_t errlen) {
   ev e;
   e.err = err, e.errlen = errlen;
+  e.topk = topk, e.n_topk = n_topk;
   if (!plan || !env || (cap > 0 && !out))
     return fail(&e, "plan_tiles: NULL argument");
   if ((plan[PLAN_W_MAGIC] & 0xffffffff) == (PLAN_MAGIC & 0xffffffff) &&

@@ -27,6 +27,15 @@ typedef struct plan_span {
   int64_t kind;     /* enum plan_kind */
 } plan_span;
 
+/* The selections of a top-k node for the rows of the tile being planned
+ * (made by the kernel driver before the plan runs): rows ibase .. ibase +
+ * rows - 1 at the node's granularity, row r's keys (ascending, distinct)
+ * sel[r k .. r k + cnt[r]); cnt[r] < 0: the row has an error. */
+typedef struct plan_topk {
+  const int64_t *sel, *cnt;
+  int64_t ibase, rows, k;
+} plan_topk;
+
 typedef struct plan_env {
   int64_t h, H, Lq, Lk;     /* query head and sizes (token granularity) */
   const int64_t *runtime;   /* the program's runtime scalars */
@@ -50,6 +59,14 @@ typedef struct plan_env {
 int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
                    int64_t r1, plan_span *out, int64_t cap, char *err,
                    size_t errlen);
+/* The same knowing the selections of the pattern's top-k nodes for these
+ * rows: topk[0, n_topk), one per node in post-order (the order of their
+ * topk instructions).  A node's keys are then the ones selected (FULL where
+ * every row selected them) instead of all of P's, PARTIAL. */
+int64_t plan_tiles_topk(const int64_t *plan, const plan_env *env,
+                        const plan_topk *topk, int64_t n_topk, int64_t r0,
+                        int64_t r1, plan_span *out, int64_t cap, char *err,
+                        size_t errlen);
 
 /* 0 when no where(...) predicate of the plan's pattern can fail (overflow,
  * division by zero, an input index out of range) at any (i, j) of head

@@ -1,11 +1,15 @@
 /* test_topk.c: token top-k's fast selection (float32 scores with an error
- * bound, double only where the bound cannot separate, runtime/kernel_rt.c)
- * selects exactly the interpreter's keys, JIT against the interpreter.
+ * bound, double only where the bound cannot separate, runtime/kernel_topk.c)
+ * selects exactly the interpreter's keys, JIT against the interpreter; so
+ * do the tile plans built from block and token selections (nsa_like, blk,
+ * mixed: the plan visits only the keys selected, FULL where every row of
+ * the tile selected them) and the root top-k's gathered attention.
  *
  * Values are random, or small integers (many exact ties, to the smaller
  * key), or keys equal up to perturbations below float32's resolution
  * (near-ties the bound cannot separate), or zero query rows, or large
- * (scores near 1e31, a scale of 1e-30), or NaN in a key; v
+ * (scores near 1e31, a scale of 1e-30), or NaN in a key, or NaN in a
+ * query, or infinities in keys and a query; v
  * is random signs, so that one key selected differently moves o by about
  * 1 / k, far above the tolerance.
  */
@@ -29,7 +33,12 @@ static const char *src =
     "pattern causal32(k = 32) = topk(k, causal);\n"
     "pattern full5 = topk(5, full);\n"
     "pattern win3 = topk(3, window(9, 2)) | cols(0 .. 1);\n"
-    "pattern nested = topk(4, topk(9, causal) | window(3, 0));\n";
+    "pattern nested = topk(4, topk(9, causal) | window(3, 0));\n"
+    "pattern zero = topk(0, causal);\n"
+    "pattern local = topk(40, window(100, 3));\n"
+    "pattern nsa_like = causal & (window(20, 0) | blocks(8) { topk(3, causal) });\n"
+    "pattern blk = blocks(16) { topk(2, full) } | cols(0 .. 1);\n"
+    "pattern mixed = topk(5, causal) | window(4, 0);\n";
 
 static uint64_t mix(uint64_t *s) {
   uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -40,7 +49,7 @@ static uint64_t mix(uint64_t *s) {
 
 static float unif(uint64_t *s) { return (float)((double)(mix(s) >> 11) / 9007199254740992.0 * 2 - 1); }
 
-enum { RANDOM, INTEGER, NEAR, ZERO_Q, HUGE_V, NAN_K, N_KIND };
+enum { RANDOM, INTEGER, NEAR, ZERO_Q, HUGE_V, NAN_K, NAN_Q, INF, N_KIND };
 
 static void fill(float *q, float *k, float *v, size_t nq, size_t nk, int64_t D,
                  int kind, uint64_t seed) {
@@ -57,6 +66,11 @@ static void fill(float *q, float *k, float *v, size_t nq, size_t nk, int64_t D,
   if (kind == HUGE_V)
     for (size_t t = 0; t < nq; t++) q[t] *= 1e15f;
   if (kind == NAN_K) k[7 * (size_t)D + 3] = NAN;
+  if (kind == NAN_Q) q[5 * (size_t)D + 2] = NAN;
+  if (kind == INF) {
+    k[9 * (size_t)D + 1] = INFINITY, k[20 * (size_t)D] = -INFINITY;
+    q[3 * (size_t)D] = INFINITY;
+  }
 }
 
 static void compare(const ir_program *p, int64_t H, int64_t Lq, int64_t Lk,
@@ -102,7 +116,9 @@ static void compare(const ir_program *p, int64_t H, int64_t Lq, int64_t Lk,
 
 static void test_selection(void **state) {
   (void)state;
-  static const char *const names[] = {"causal32", "full5", "win3", "nested"};
+  static const char *const names[] = {"causal32", "full5", "win3", "nested",
+                                      "zero", "local", "nsa_like", "blk",
+                                      "mixed"};
   diag *d = diag_new();
   arena *ar = arena_new();
   fe_module *m = fe_load_string(d, ar, "topk.pat", src);
@@ -113,6 +129,8 @@ static void test_selection(void **state) {
     for (int kind = 0; kind < N_KIND; kind++) {
       compare(p, 2, SMALL(300, 100), SMALL(300, 100), 64, kind, 2);
       compare(p, 1, 70, SMALL(400, 130), 32, kind, 1);
+      if (kind == INTEGER || kind == INF)  /* Lq > Lk */
+        compare(p, 1, SMALL(300, 130), 90, 16, kind, 1);
     }
   }
   /* k beyond the fast path's list (1024), and k = Lk - 1 */
