@@ -95,6 +95,7 @@ typedef struct run {
   int groups_per_head;
   int64_t join_tiles;         /* query tiles per head, the most of any head */
   _Atomic int failed;
+  _Atomic int score_bad;      /* a score tile flagged a float input index */
   rt_status st;
   char *err;
   size_t errlen;

@@ -33,7 +33,7 @@ struct jit_kernel {
   kr_mask_fn *mask;
   kr_tkinfo_fn *tkinfo;
   double ms;
-  bool score;           /* the module has spat_stile */
+  bool score;           /* the module has the score tiles (kabi.h) */
 };
 
 static double now_ms(void) {
@@ -120,9 +120,17 @@ static int link_kernel(jit_kernel *jk, LLVMMemoryBufferRef obj, char *err,
   }
   if (!lookup(jk, KABI_ERRAT, &f, err, errlen)) return 0;
   memcpy(&jk->k.errat, &f, sizeof f);
-  if (jk->score) {
-    if (!lookup(jk, KABI_STILE, &f, err, errlen)) return 0;
-    memcpy(&jk->k.stile, &f, sizeof f);
+  if (jk->score) { /* the score tiles, E's errors and the inputs' sizes */
+    void *fs[5];
+    const char *names[5] = {KABI_STILE, KABI_SBWD_DQ, KABI_SBWD_DKDV, KABI_SERRAT,
+                            KABI_INLEN};
+    for (int x = 0; x < 5; x++)
+      if (!lookup(jk, names[x], &fs[x], err, errlen)) return 0;
+    memcpy(&jk->k.stile, &fs[0], sizeof fs[0]);
+    memcpy(&jk->k.sbwd_dq, &fs[1], sizeof fs[1]);
+    memcpy(&jk->k.sbwd_dkdv, &fs[2], sizeof fs[2]);
+    memcpy(&jk->k.serrat, &fs[3], sizeof fs[3]);
+    memcpy(&jk->k.inlen, &fs[4], sizeof fs[4]);
   }
   return 1;
 }
