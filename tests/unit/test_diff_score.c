@@ -138,18 +138,20 @@ static void pat(gen *g, int d) {
   }
 }
 
-static char *program(uint64_t seed) {
+/* smooth[k]: E_k has no sqrt, whose derivative is unbounded at 0 (there
+ * float32 and double gradients need not agree: not compared backward). */
+static char *program(uint64_t seed, bool *smooth) {
   gen g = {seed, NULL, 0, 0};
   put(&g, "pattern p(runtime sel = 0, input slope: float[H], input rel: float[H, Lq + Lk]) =\n  ");
   pat(&g, 2);
   put(&g, "\n  with score ");
-  for (int k = 0; k < N_SUB - 1; k++) {
-    put(&g, "sel == %d ? ", k);
+  for (int k = 0; k < N_SUB; k++) {
+    if (k < N_SUB - 1) put(&g, "sel == %d ? ", k);
+    size_t at = g.n;
     flt(&g, 3);
-    put(&g, " :\n    ");
+    smooth[k] = !strstr(g.buf + at, "sqrt");
+    put(&g, k < N_SUB - 1 ? " :\n    " : ";\n");
   }
-  flt(&g, 3);
-  put(&g, ";\n");
   return g.buf;
 }
 
@@ -225,8 +227,11 @@ static void check_backward(void *kj, void *ki, const rt_args *a, uint64_t seed, 
 }
 
 
+static int n_backward; /* backward cases compared */
+
 static void one_program(uint64_t seed) {
-  char *src = program(seed);
+  bool smooth[N_SUB];
+  char *src = program(seed, smooth);
   diag *d = diag_new();
   arena *ar = arena_new();
   fe_module *m = fe_load_string(d, ar, "score.pat", src);
@@ -299,7 +304,10 @@ static void one_program(uint64_t seed) {
                 sel, t, b.o1[t], b.o2[t], src);
       assert_true(same);
     }
-    if (sel % 3 == 0) check_backward(kj, ki, &ai, seed, sel, src, n_rel);
+    if (sel % 2 == 0 && smooth[sel]) {
+      check_backward(kj, ki, &ai, seed, sel, src, n_rel);
+      n_backward++;
+    }
   }
   free(rel);
   backend_jit.free(kj);
@@ -319,6 +327,7 @@ static void test_random_scores(void **st) {
     return;
   }
   for (int k = 0; k < N_PROG; k++) one_program(BASE_SEED + (uint64_t)k);
+  if (N_PROG == 16 && n_backward < 100) fail_msg("only %d backward cases", n_backward);
 }
 
 /* Integer bit operations, clamp and local functions in where(...):
