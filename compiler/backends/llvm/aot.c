@@ -411,6 +411,8 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
     e->i64 = LLVMInt64TypeInContext(e->C);
     e->ptr = LLVMPointerTypeInContext(e->C, 0);
     if (!e->shared_tile) rc = add_bwd_tiles(e, o->D, &tgt.cg, err, errlen);
+    if (rc == 0 && p->score && cg_add_score_bwd(e->M, p, o->D, &tgt.cg) != 0)
+      rc = lp_fail(err, errlen, "out of memory in code generation");
     if (rc == 0) internalize(e);
     if (rc == 0) rc = build_glue(e, p, o, plan, &info, err, errlen);
     LLVMDisposeBuilder(e->B);

@@ -1658,7 +1658,6 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   if (tile) tile->gen(g);
   if (p->score) { /* the pattern's score tiles (codegen_score.h) */
     cg_gen_score_tile(g);
-    cg_gen_score_bwd(g);
     cg_gen_score_inlen(g);
     build_serrat_fn(g);
   }
