@@ -206,11 +206,49 @@ static LLVMValueRef input_ptr(cg *g, LLVMValueRef tab, int x) {
   return LLVMBuildLoad2(g->B, g->ptr, gep(g, g->ptr, tab, ci64(g, x)), "");
 }
 
+/* A uniform read at the function's start: its value and in-range bit. */
+static void hoist_read(cg *g, cg_sc *sc, const ir_node *n) {
+  LLVMBuilderRef B = g->B;
+  at pt = {0, vsplat(g, 0.0), vsplat(g, 0.0), NULL};
+  LLVMValueRef ok, flat = flat_v(g, sc, n, &pt, &ok), z = LLVMConstInt(g->i32, 0, 0);
+  LLVMValueRef okl = LLVMBuildExtractElement(B, ok, z, "");
+  LLVMValueRef i0 = LLVMBuildSelect(B, okl, LLVMBuildExtractElement(B, flat, z, ""), ci64(g, 0), "");
+  LLVMValueRef ins = LLVMBuildLoad2(B, g->ptr, gep(g, g->i64, sc->env, ci64(g, KABI_ENV_INPUTS)), "");
+  LLVMValueRef arr = input_ptr(g, ins, (int)n->value);
+  /* out of range (an empty input too): read a zero of our own instead */
+  LLVMValueRef zero = alloca_t(g, g->f32, "zero");
+  LLVMBuildStore(B, cf(g, 0.0), zero);
+  LLVMValueRef at_ = LLVMBuildSelect(B, okl, gep(g, g->f32, arr, i0), zero, "");
+  sc->hnode[sc->n_h] = n;
+  sc->hok[sc->n_h] = okl;
+  sc->hval[sc->n_h++] = splat(g, LLVMBuildLoad2(B, g->f32, at_, ""));
+}
+
+static void hoist_reads(cg *g, cg_sc *sc, const ir_node *n) {
+  if (n->op == IR_FINPUT && uniform(n) && sc->n_h < CG_SC_UNIFORM_MAX) {
+    for (int k = 0; k < sc->n_h; k++)
+      if (sc->hnode[k] == n) return;
+    hoist_read(g, sc, n);
+    return;
+  }
+  for (int k = 0; k < n->n_kids; k++)
+    if (ir_op_kind[n->kids[k]->op] == IR_FLT) hoist_reads(g, sc, n->kids[k]);
+}
+
 static LLVMValueRef finput_v(cg *g, cg_sc *sc, const ir_node *n, const at *pt) {
   LLVMBuilderRef B = g->B;
+  bool safe = in_range(sc->p, n);
+  for (int k = 0; k < sc->n_h; k++) {
+    if (sc->hnode[k] != n) continue;
+    if (pt->live && !safe) { /* bad: the index is out of range and a lane live */
+      LLVMValueRef bad = LLVMBuildAnd(B, any_v(g, pt->live), LLVMBuildNot(B, sc->hok[k], ""), "");
+      LLVMBuildStore(B, LLVMBuildOr(B, LLVMBuildLoad2(B, g->i32, sc->bad, ""),
+                                    LLVMBuildZExt(B, bad, g->i32, ""), ""), sc->bad);
+    }
+    return sc->hval[k];
+  }
   LLVMValueRef ok;
   LLVMValueRef flat = flat_v(g, sc, n, pt, &ok);
-  bool safe = in_range(sc->p, n);
   if (pt->live && !safe) {
     LLVMValueRef badl = LLVMBuildAnd(B, pt->live, LLVMBuildNot(B, ok, ""), "");
     LLVMValueRef bad = LLVMBuildZExt(B, any_v(g, badl), g->i32, "");
@@ -218,12 +256,9 @@ static LLVMValueRef finput_v(cg *g, cg_sc *sc, const ir_node *n, const at *pt) {
   }
   LLVMValueRef ins = LLVMBuildLoad2(B, g->ptr, gep(g, g->i64, sc->env, ci64(g, KABI_ENV_INPUTS)), "");
   LLVMValueRef arr = input_ptr(g, ins, (int)n->value);
-  if (uniform(n)) { /* one element: a scalar load, index 0 when out of range */
-    LLVMValueRef z = LLVMConstInt(g->i32, 0, 0);
-    LLVMValueRef i0 = LLVMBuildExtractElement(B, flat, z, "");
-    if (!safe) i0 = LLVMBuildSelect(B, LLVMBuildExtractElement(B, ok, z, ""), i0, ci64(g, 0), "");
-    return splat(g, LLVMBuildLoad2(B, g->f32, gep(g, g->f32, arr, i0), ""));
-  }
+  if (uniform(n) && safe) /* one element, in range by the declaration */
+    return splat(g, LLVMBuildLoad2(B, g->f32, gep(g, g->f32, arr,
+                                                 LLVMBuildExtractElement(B, flat, LLVMConstInt(g->i32, 0, 0), "")), ""));
   LLVMValueRef ptrs = LLVMBuildGEP2(B, g->f32, arr, &flat, 1, "");
   LLVMTypeRef ovl[2] = {g->vf, LLVMVectorType(g->ptr, 16)};
   LLVMValueRef args[4] = {ptrs, LLVMConstInt(g->i32, 4, 0), ok, vsplat(g, 0.0)};
@@ -337,6 +372,7 @@ void cg_sc_init(cg *g, cg_sc *sc, LLVMValueRef env, LLVMValueRef i0) {
   }
   sc->bad = alloca_t(g, g->i32, "bad");
   LLVMBuildStore(g->B, LLVMConstInt(g->i32, 0, 0), sc->bad);
+  hoist_reads(g, sc, sc->p->score);
 }
 
 LLVMValueRef cg_sc_value(cg *g, cg_sc *sc, int rv, LLVMValueRef jf,

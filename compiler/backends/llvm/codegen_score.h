@@ -27,6 +27,11 @@ typedef struct cg_sc {
   const ir_node *unode[CG_SC_UNIFORM_MAX];
   LLVMValueRef uacc[CG_SC_UNIFORM_MAX];
   int n_u;
+  /* the same reads' values (splats) and whether their index is in range,
+   * loaded once at the function's start (hoisted out of every loop) */
+  const ir_node *hnode[CG_SC_UNIFORM_MAX];
+  LLVMValueRef hval[CG_SC_UNIFORM_MAX], hok[CG_SC_UNIFORM_MAX];
+  int n_h;
 } cg_sc;
 
 /* The state of one tile function: env, and i0 the position of its row 0. */
