@@ -143,6 +143,11 @@ $(B)/compile-times: bench/compile_times.c $(B)/libspat.a include/spat.h
 bench: all $(B)/compile-times $(B)/bench-decode
 	@B=$(B) bash bench/run.sh
 
+# The backward with `with score` against the same window (issue 11):
+# build/bench-score-bwd [ROUNDS], from the repository root.
+$(B)/bench-score-bwd: tests/perf/score_bwd.c $(B)/libspat.a include/spat.h
+	$(CC) $(CFLAGS_BASE) -Iinclude -o $@ $< $(B)/libspat.a $(LIBS)
+
 # The decode benchmark: in tests/perf/ as it links the internal library (it
 # sets the decode threshold, kr_decode_max_lq, to time both paths).
 $(B)/bench-decode: tests/perf/decode.c $(B)/libspat-internal.a include/spat.h

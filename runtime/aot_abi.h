@@ -14,8 +14,8 @@
  * (runtime/kernel_rt.h), are an ABI between objects and libspat: every field
  * is 8 bytes, in this order; AOT_ABI changes with either (3: errat; 4:
  * kr_env gained random_row and random_cache; 5: the backward tiles; 6:
- * dtype). */
-#define AOT_ABI 6
+ * dtype; 7: the score tiles, E's errors, float inputs). */
+#define AOT_ABI 7
 typedef struct aot_desc {
   int64_t abi;                /* AOT_ABI */
   int64_t D, layout, threads; /* compile options */
@@ -33,6 +33,10 @@ typedef struct aot_desc {
   const void *bwd_dq, *bwd_dkdv; /* kr_bwd_fn, or NULL (disk cache objects:
                                     the caller supplies them) */
   int64_t dtype;        /* rt_dtype of q, k, v, o */
+  /* with score E (else NULL): kr_stile_fn, kr_sbwd_fn x 2, kr_serrat_fn,
+   * kr_inlen_fn (kernel_rt.h), all in the object */
+  const void *stile, *sbwd_dq_s, *sbwd_dkdv_s, *serrat, *inlen;
+  int64_t float_inputs; /* bit x: input x is float (x < 64) */
 } aot_desc;
 
 /* Runs a loaded descriptor on arguments already checked (the CLI's path:

@@ -46,6 +46,11 @@ static kr_kernel *kernel_of(const aot_desc *d) {
     memcpy(&k->tkinfo[t], &d->tkinfo[t], sizeof k->tkinfo[t]);
   memcpy(&k->tile, &d->tile, sizeof k->tile);
   memcpy(&k->errat, &d->errat, sizeof k->errat);
+  memcpy(&k->stile, &d->stile, sizeof k->stile);
+  memcpy(&k->sbwd_dq, &d->sbwd_dq_s, sizeof k->sbwd_dq);
+  memcpy(&k->sbwd_dkdv, &d->sbwd_dkdv_s, sizeof k->sbwd_dkdv);
+  memcpy(&k->serrat, &d->serrat, sizeof k->serrat);
+  memcpy(&k->inlen, &d->inlen, sizeof k->inlen);
   k->errors = d->errors;
   k->n_errors = (int)d->n_errors;
   k->threads = (int)d->threads;
@@ -134,6 +139,14 @@ int spat_aot_backward(const void *desc, const spat_tensors *t,
   bool empty = false;
   rt_status rs = args_make(&shape, t, scalars, inputs, &a, &empty, err, errlen);
   if (rs == RT_OK) rs = args_make_grads(&shape, t, sg, &a, &g, err, errlen);
+  /* spat_grads.dinputs: one per float input in signature order; rt_grad's:
+   * one per input (NULL for the int ones) */
+  float *din[64] = {NULL};
+  if (rs == RT_OK && sg != NULL && sg->dinputs != NULL && d->stile != NULL) {
+    for (int64_t x = 0, fi = 0; x < d->n_inputs && x < 64; x++)
+      if (d->float_inputs >> x & 1) din[x] = sg->dinputs[fi++];
+    g.dinputs = din;
+  }
   if (rs == RT_OK && !rt_grad_empty(&a, &g))
     rs = aot_backward_args(d, &a, &g, NULL, NULL, err, errlen);
   return args_status(rs);

@@ -26,6 +26,10 @@
  * Top-k: the selection of a query tile is recomputed by the forward's code
  * once, in pass 2, and recorded (O(B H Lq k) words) for pass 3, which would
  * otherwise select again for every key tile it visits.
+ *
+ * With score E (k->stile): the pattern's score tiles (kr_sbwd_fn) instead,
+ * rows past a query tile masked; the float inputs' gradients summed per
+ * worker in double by the dkdv tile (every pair once), then over workers.
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -58,7 +62,8 @@ typedef struct wscr {
   pslot pc[PC_N];
   float *own[4];              /* dq's Q^T, dO^T, Q, dO */
   float *ga, *gb, *gq;        /* [KR_BQ][D] accumulators */
-  float *st;                  /* 2 KR_BK KR_BQ */
+  float *st;                  /* 4 KR_BK KR_BQ */
+  double **gin;               /* score: per input, its gradient, or NULL */
   float rowc[2 * KR_BQ];
   uint64_t rows[KR_BQ], cols[KR_BK];
   plan_span *spans;
@@ -79,6 +84,8 @@ typedef struct bjob {
   kr_topk **rec;   /* [B H n_qt] recorded selections (top-k patterns) */
   wscr *ws;        /* per worker */
   _Atomic int failed;
+  _Atomic int score_bad;  /* a score tile flagged a float input index */
+  int64_t *in_len;        /* score with dinputs: elements per input, else NULL */
   rt_status st;
   char *err;
   size_t errlen;
@@ -290,6 +297,13 @@ static int pair_mask(bjob *J, wscr *w, const kr_env *env, int64_t qt,
   return 1;
 }
 
+/* The score tiles' words for "every row of the tile" (rows [0, nr)): E
+ * reads inputs at the rows' positions, so rows past the tile stay masked. */
+static const uint64_t *rows_all(wscr *w, int64_t nr) {
+  for (int x = 0; x < KR_BK; x++) w->cols[x] = nr >= 64 ? ~0ull : (1ull << nr) - 1;
+  return w->cols;
+}
+
 /* --- 2. dQ ---------------------------------------------------------------- */
 
 static void dq_task(void *ctx, int64_t id, int worker) {
@@ -326,9 +340,15 @@ static void dq_task(void *ctx, int64_t id, int worker) {
     int m = hp->qe[x] & 1 ? 2 : pair_mask(J, w, &env, qt, kt);
     if (m < 0) return;
     if (m == 0) continue;
-    J->dq(w->qt, w->dot, NULL, NULL, rc, kb + j0 * a->k.sl, a->k.sl,
-          vb + j0 * a->v.sl, a->v.sl, nc, m == 1 ? w->cols : NULL, w->ga,
-          NULL, NULL, J->c, w->st);
+    const uint64_t *mt = m == 1 ? w->cols : NULL;
+    if (!K->sbwd_dq)
+      J->dq(w->qt, w->dot, NULL, NULL, rc, kb + j0 * a->k.sl, a->k.sl,
+            vb + j0 * a->v.sl, a->v.sl, nc, mt, w->ga, NULL, NULL, J->c, w->st);
+    else if (K->sbwd_dq(&env, pos_of_row(a, r0), j0, NULL, w->qt, w->dot, NULL,
+                        NULL, rc, kb + j0 * a->k.sl, a->k.sl, vb + j0 * a->v.sl,
+                        a->v.sl, nc, mt ? mt : rows_all(w, r1 - r0), w->ga, NULL,
+                        NULL, J->c, w->st))
+      atomic_store(&J->score_bad, 1);
   }
   if (kr_masker_oom(w->mk)) {
     bfail(J, RT_ENOMEM, "out of memory (random key sets)");
@@ -361,12 +381,12 @@ static int key_tile(bjob *J, wscr *w, int64_t b, int64_t hk, int64_t kt) {
       int64_t qt = hp->ke[x] >> 1, qid = (b * a->H + h) * J->n_qt + qt;
       int64_t r0 = qt * KR_BQ, nr = min64(KR_BQ, a->Lq - r0);
       int m = 2;
-      if (!(hp->ke[x] & 1)) {
-        kr_env env;
+      kr_env env;
+      if (!(hp->ke[x] & 1) || K->sbwd_dkdv) {
         kr_masker_rows(w->mk, b, h, r0, r0 + nr, 0, &env);
         if (K->n_topk > 0) env.topk = J->rec[qid];
-        m = pair_mask(J, w, &env, qt, kt);
       }
+      if (!(hp->ke[x] & 1)) m = pair_mask(J, w, &env, qt, kt);
       if (m < 0) return 0;
       if (m == 0) continue;
       pack_cached(J, w, b, h, qt);
@@ -377,9 +397,16 @@ static int key_tile(bjob *J, wscr *w, int64_t b, int64_t hk, int64_t kt) {
       float *gq = !J->fused ? NULL : direct ? dqr : w->gq;
       if (J->fused && !direct)
         memset(w->gq, 0, (size_t)(KR_BQ * D) * sizeof(float));
-      J->dkdv(w->qt, w->dot, w->qr, w->dor, J->rowc + qid * 2 * KR_BQ, kt_,
-              a->k.sl, vt, a->v.sl, nc, m == 1 ? w->cols : NULL, w->ga, w->gb,
-              gq, J->c, w->st);
+      const float *rc = J->rowc + qid * 2 * KR_BQ;
+      const uint64_t *mt = m == 1 ? w->cols : NULL;
+      if (!K->sbwd_dkdv)
+        J->dkdv(w->qt, w->dot, w->qr, w->dor, rc, kt_, a->k.sl, vt, a->v.sl,
+                nc, mt, w->ga, w->gb, gq, J->c, w->st);
+      else if (K->sbwd_dkdv(&env, pos_of_row(a, r0), j0, w->gin, w->qt, w->dot,
+                            w->qr, w->dor, rc, kt_, a->k.sl, vt, a->v.sl, nc,
+                            mt ? mt : rows_all(w, nr), w->ga, w->gb, gq, J->c,
+                            w->st))
+        atomic_store(&J->score_bad, 1);
       for (int64_t r = 0; J->fused && !direct && r < nr; r++)
         for (int64_t d = 0; d < D; d++) dqr[r * dq->sl + d] += w->gq[r * D + d];
     }
@@ -430,29 +457,65 @@ static void fused_task(void *ctx, int64_t bk, int worker) {
 
 /* --- entry -------------------------------------------------------------- */
 
-static int wscr_init(wscr *w, kr_kernel *k, const rt_args *a) {
+static int wscr_init(wscr *w, kr_kernel *k, const rt_args *a,
+                     const int64_t *in_len) {
   size_t n = (size_t)a->D * KR_BQ * sizeof(float);
   memset(w, 0, sizeof *w);
   int ok = 1;
+  if (in_len) { /* the score's input gradients */
+    ok = (w->gin = calloc((size_t)k->n_inputs, sizeof *w->gin)) != NULL;
+    for (int x = 0; ok && x < k->n_inputs; x++)
+      if (in_len[x] >= 0)
+        ok = (w->gin[x] = calloc((size_t)(in_len[x] ? in_len[x] : 1), sizeof(double))) != NULL;
+  }
   for (int x = 0; x < 4; x++) ok = ok && (w->own[x] = aalloc(n));
   for (int x = 0; x < PC_N; x++) {
     w->pc[x].qt = -1;
     ok = ok && (w->pc[x].buf = aalloc(4 * n));
   }
   w->ga = aalloc(n), w->gb = aalloc(n), w->gq = aalloc(n);
-  w->st = aalloc(2 * KR_BK * KR_BQ * sizeof(float));
+  w->st = aalloc(4 * KR_BK * KR_BQ * sizeof(float));
   w->span_cap = 64;
   w->spans = malloc((size_t)w->span_cap * sizeof *w->spans);
   w->mk = kr_masker_new(k, a);
   return ok && w->ga && w->gb && w->gq && w->st && w->spans && w->mk;
 }
 
-static void wscr_free(wscr *w) {
+static void wscr_free(wscr *w, int n_inputs) {
+  for (int x = 0; w->gin && x < n_inputs; x++) free(w->gin[x]);
+  free(w->gin);
   for (int x = 0; x < 4; x++) free(w->own[x]);
   free(w->ga), free(w->gq);
   for (int x = 0; x < PC_N; x++) free(w->pc[x].buf);
   free(w->gb), free(w->st), free(w->spans);
   kr_masker_free(w->mk);
+}
+
+/* The workers' sums of the float inputs' gradients into g->dinputs. */
+static void sum_dinputs(bjob *J, int nw) {
+  for (int x = 0; x < J->k->n_inputs; x++)
+    for (int64_t e = 0; J->in_len[x] >= 0 && e < J->in_len[x]; e++) {
+      double t = 0;
+      for (int w = 0; w < nw; w++) t += J->ws[w].gin[x][e];
+      J->g->dinputs[x][e] = (float)t;
+    }
+}
+
+/* Score with dinputs: the elements of each asked-for float input into
+ * J->in_len (-1: not asked), or a status. */
+static rt_status input_lengths(bjob *J) {
+  const kr_kernel *K = J->k;
+  const rt_args *a = J->a;
+  if (!K->sbwd_dkdv || !J->g->dinputs || K->n_inputs == 0) return RT_OK;
+  J->in_len = malloc((size_t)K->n_inputs * sizeof *J->in_len);
+  if (!J->in_len) return RT_ENOMEM;
+  kr_env env = {0, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
+                NULL, NULL, NULL};
+  for (int x = 0; x < K->n_inputs; x++) {
+    int64_t n = K->inlen(&env, x);
+    J->in_len[x] = J->g->dinputs[x] && n > 0 ? n : -1;
+  }
+  return RT_OK;
 }
 
 static rt_status run_passes(bjob *J, th_pool *pool) {
@@ -464,7 +527,7 @@ static rt_status run_passes(bjob *J, th_pool *pool) {
   J->rowc = malloc((size_t)n_q * 2 * KR_BQ * sizeof(float));
   J->rec = J->k->n_topk > 0 ? calloc((size_t)n_q, sizeof *J->rec) : NULL;
   int ok = J->ws && J->hp && J->rowc && (J->k->n_topk == 0 || J->rec);
-  for (int w = 0; ok && w < nw; w++) ok = wscr_init(&J->ws[w], J->k, a);
+  for (int w = 0; ok && w < nw; w++) ok = wscr_init(&J->ws[w], J->k, a, J->in_len);
   if (!ok) bfail(J, RT_ENOMEM, "out of memory");
   if (ok) th_for(pool, a->H, plan_task, J);
   if (!atomic_load(&J->failed)) th_for(pool, n_q, dq_task, J);
@@ -472,7 +535,8 @@ static rt_status run_passes(bjob *J, th_pool *pool) {
     th_for(pool, a->B * a->Hkv, fused_task, J);
   else if (!atomic_load(&J->failed))
     th_for(pool, a->B * a->Hkv * J->n_kt, dkdv_task, J);
-  for (int w = 0; J->ws && w < nw; w++) wscr_free(&J->ws[w]);
+  if (!atomic_load(&J->failed) && J->in_len) sum_dinputs(J, nw);
+  for (int w = 0; J->ws && w < nw; w++) wscr_free(&J->ws[w], J->k->n_inputs);
   for (int64_t h = 0; J->hp && h < a->H; h++) hplan_free(&J->hp[h]);
   for (int64_t x = 0; J->rec && x < n_q; x++) free(J->rec[x]);
   free(J->ws), free(J->hp), free(J->rowc), free(J->rec);
@@ -486,9 +550,9 @@ rt_status kr_run_backward(kr_kernel *k, kr_bwd_fn dq, kr_bwd_fn dkdv,
   if (!k || !a || !g || !dq || !dkdv)
     return rt_errf(err, errlen, RT_EINVAL,
                    "NULL kernel, tiles, arguments or gradients");
-  if (k->stile) /* the generic tiles would drop E: refuse, never guess */
+  if (k->stile && !k->sbwd_dkdv) /* the generic tiles would drop E */
     return rt_errf(err, errlen, RT_EUNSUPPORTED,
-                   "the JIT backward does not compile `with score` yet "
+                   "this kernel has no backward tiles for its `with score` "
                    "(the interpreter backend computes it)");
   char buf[160];
   const char *bad = kr_check_args(k, a, buf, sizeof buf);
@@ -512,7 +576,12 @@ rt_status kr_run_backward(kr_kernel *k, kr_bwd_fn dq, kr_bwd_fn dkdv,
     J.c = J.scale * 1.44269504088896340736f;
     J.err = err, J.errlen = errlen;
     atomic_init(&J.failed, 0);
-    st = run_passes(&J, pool);
+    atomic_init(&J.score_bad, 0);
+    st = input_lengths(&J);
+    if (st != RT_OK) st = rt_errf(err, errlen, st, "out of memory");
+    else st = run_passes(&J, pool);
+    if (st == RT_OK && atomic_load(&J.score_bad)) st = kr_score_error(k, a, err, errlen);
+    free(J.in_len);
   }
   kr_pool_give(k, own);
   return st;

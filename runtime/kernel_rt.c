@@ -507,6 +507,11 @@ static void task(void *ctx, int64_t id, int worker) {
   }
   for (int64_t r = nr; r < KR_BQ; r++) s->rows[r] = 0;
   int qf_ready = 0; /* s->qf holds the tile's q rows */
+  /* the score tile's words for "every row of the tile": its E reads inputs
+   * at the rows' positions, so rows past the tile must stay masked */
+  uint64_t rows_all[KR_BK];
+  for (int x = 0; K->stile && x < KR_BK; x++)
+    rows_all[x] = nr >= 64 ? ~0ull : (1ull << nr) - 1;
 
   /* Touching spans form one run cut into key tiles from its start, so a
    * FULL span next to PARTIAL ones leaves no short tile behind; a tile is
@@ -519,10 +524,15 @@ static void task(void *ctx, int64_t id, int worker) {
       const void *kt = kb + j0 * a->k.sl * esz, *vt = vb + j0 * a->v.sl * esz;
       while (sp[cur].k1 <= j0) cur++;
 #define TILE(maskt)                                                          \
-  (K->stile ? K->stile(&env, pos_of_row(a, r0), j0, s->qt, kt, a->k.sl, vt,   \
-                       a->v.sl, nc, maskt, s->acc, s->m, s->l, R->c, s->st)  \
-            : K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, maskt, s->acc,    \
-                      s->m, s->l, R->c, s->st))
+  do {                                                                       \
+    if (!K->stile)                                                           \
+      K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, maskt, s->acc, s->m,      \
+              s->l, R->c, s->st);                                            \
+    else if (K->stile(&env, pos_of_row(a, r0), j0, s->qt, kt, a->k.sl, vt,   \
+                      a->v.sl, nc, (maskt) ? (maskt) : rows_all, s->acc,     \
+                      s->m, s->l, R->c, s->st))                              \
+      atomic_store(&R->score_bad, 1);                                        \
+  } while (0)
       if (sp[cur].kind == PLAN_FULL && sp[cur].k1 >= j0 + nc) {
         TILE(NULL);
         continue;
@@ -820,6 +830,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   if (ok) {
     if (!join_run(&R, pool)) th_for(pool, a->B * a->H * R.n_qt, task, &R);
     if (atomic_load(&R.failed)) st = R.st;
+    else if (atomic_load(&R.score_bad)) st = kr_score_error(k, a, err, errlen);
   } else {
     st = RT_ENOMEM;
     if (err && errlen) snprintf(err, errlen, "out of memory");
@@ -906,6 +917,11 @@ kr_topk *kr_masker_record(const kr_masker *m) {
 
 void kr_error_text(const kr_kernel *k, int32_t code, char *buf, size_t n) {
   format_err(k, code, NULL, buf, n);
+}
+
+void kr_error_text_det(const kr_kernel *k, int32_t code, const int64_t det[2],
+                       char *buf, size_t n) {
+  format_err(k, code, det, buf, n);
 }
 
 void kr_transpose64(uint64_t a[64]) { transpose64(a); }

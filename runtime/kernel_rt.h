@@ -133,12 +133,34 @@ typedef void (*kr_bwd_fn)(const float *qt, const float *dot, const float *qr,
                           float *gb, float *gq, float c, float *st);
 /* The tile of a pattern with `with score E` (language version 2): the same
  * step with E applied to each score before the online softmax; i0 is the
- * position of the tile's first row, j0 its first key. */
-typedef void (*kr_stile_fn)(const kr_env *e, int64_t i0, int64_t j0,
-                            const float *qt, const float *k, int64_t sk,
-                            const float *v, int64_t sv, int64_t ncols,
-                            const uint64_t *maskt, float *acc, float *m,
-                            float *l, float c, float *st);
+ * position of the tile's first row, j0 its first key.  Returns 1 when a
+ * pair it allows read a float input out of range (its value is then
+ * wrong; the driver reports the first such error, kr_score_error), else
+ * 0.  Rows past the query tile must be masked (maskt not NULL). */
+typedef int32_t (*kr_stile_fn)(const kr_env *e, int64_t i0, int64_t j0,
+                               const float *qt, const float *k, int64_t sk,
+                               const float *v, int64_t sv, int64_t ncols,
+                               const uint64_t *maskt, float *acc, float *m,
+                               float *l, float c, float *st);
+/* The backward tiles of such a pattern: kr_bwd_fn's after env, i0, j0 (as
+ * kr_stile_fn's) and gin, returning kr_stile_fn's flag.  E in place of s
+ * for P, dS times dE/ds; st holds 4 KR_BK KR_BQ floats.  The dkdv tile,
+ * given gin (double *[n_inputs], NULL entries skipped), adds into gin[x]
+ * the gradient of float input x through E of every pair it allows. */
+typedef int32_t (*kr_sbwd_fn)(const kr_env *e, int64_t i0, int64_t j0,
+                              double *const *gin, const float *qt,
+                              const float *dot, const float *qr,
+                              const float *dor, const float *rowc,
+                              const float *k, int64_t sk, const float *v,
+                              int64_t sv, int64_t ncols, const uint64_t *maskt,
+                              float *ga, float *gb, float *gq, float c,
+                              float *st);
+/* The first run-time error of E at the pair (e->h, i, j): 0 or a code as
+ * kr_errat_fn's, detail[0..1] its values. */
+typedef int32_t (*kr_serrat_fn)(const kr_env *e, int64_t i, int64_t j,
+                                int64_t *detail);
+/* Elements of float input x for e's sizes (0 for an int input). */
+typedef int64_t (*kr_inlen_fn)(const kr_env *e, int64_t x);
 
 typedef struct th_pool th_pool;
 
@@ -155,6 +177,9 @@ typedef struct kr_kernel {
   kr_dtile_fn dtile;            /* NULL: no decode path (prefill tiles) */
   kr_stile_fn stile;            /* non-NULL: the pattern's score tile, used
                                    instead of tile (no sparse-row path) */
+  kr_sbwd_fn sbwd_dq, sbwd_dkdv; /* with stile: its backward tiles */
+  kr_serrat_fn serrat;          /* with stile: E's errors at a pair */
+  kr_inlen_fn inlen;            /* with stile: float input sizes */
   kr_errat_fn errat;
   const char *const *errors;    /* messages, "file:line:col: error: what",
                                    \1 and \2 standing for errat's values */
@@ -199,8 +224,15 @@ const char *kr_check_args(const kr_kernel *k, const rt_args *a, char *buf,
 /* The contract's run-time errors of a run, found as kr_run finds them. */
 rt_status kr_check_errors(const kr_kernel *k, const rt_args *a, th_pool *pool,
                           char *err, size_t errlen);
-/* The message of a mask function's error code. */
+/* The message of a mask function's error code (with its values det). */
 void kr_error_text(const kr_kernel *k, int32_t code, char *buf, size_t n);
+void kr_error_text_det(const kr_kernel *k, int32_t code, const int64_t det[2],
+                       char *buf, size_t n);
+/* After a score tile flagged a float input index out of range: the first
+ * such error in the interpreter's row order (b, h, row, then key), found
+ * with the masks and spat_serrat (runtime/kernel_score.c). */
+rt_status kr_score_error(kr_kernel *k, const rt_args *a, char *err,
+                         size_t errlen);
 void kr_transpose64(uint64_t a[64]);  /* bit r of a[c] -> bit c of a[r] */
 
 /* A worker's state for the forward's masks: *env for query rows [r0, r1)

@@ -96,6 +96,7 @@ typedef struct run {
   int64_t join_tiles;         /* query tiles per head, the most of any head */
   int topk_root;              /* kri_topk_root */
   _Atomic int failed;
+  _Atomic int score_bad;      /* a score tile flagged a float input index */
   rt_status st;
   char *err;
   size_t errlen;

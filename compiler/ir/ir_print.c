@@ -93,6 +93,10 @@ static void expr(FILE *f, const ir_program *p, const ir_node *n, int need) {
     fputs("<null>", f);
     return;
   }
+  if (n->op == IR_FCVT) { /* implicit in the language: sema adds it back */
+    expr(f, p, n->kids[0], need);
+    return;
+  }
   int pr = prec(n);
   bool paren = pr < need;
   if (paren) fputc('(', f);
@@ -131,7 +135,7 @@ static void expr(FILE *f, const ir_program *p, const ir_node *n, int need) {
     }
     fputc(']', f);
     break;
-  case IR_FCVT: case IR_FABS: case IR_FEXP: case IR_FLOG: case IR_FSQRT:
+  case IR_FABS: case IR_FEXP: case IR_FLOG: case IR_FSQRT:
   case IR_FTANH: case IR_FMIN: case IR_FMAX:
     fputs(ir_op_text[n->op], f);
     args(f, p, n);

@@ -928,6 +928,84 @@ static void test_backward_entry(void **state) {
   assert_true(output_has(f, "ok"));
 }
 
+/* A score pattern's object (ALiBi, a float input): forward, and backward
+ * with the slopes' gradient, against the interpreter's through the API. */
+static const char *const score_src =
+    "pattern al(input slope: float[H]) = causal with score s - slope[h] * (i - j);\n";
+static const char *const score_main =
+    "#include <math.h>\n"
+    "#include <stdio.h>\n"
+    "#include <stdlib.h>\n"
+    "#include \"kernel.h\"\n"
+    "static float rnd(unsigned *s) { *s = *s * 1103515245u + 12345u;\n"
+    "  return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f; }\n"
+    "int main(void) {\n"
+    "  enum { H = 2, LQ = 75, LK = 90, D = 32 };\n"
+    "  size_t nq = (size_t)H * LQ * D, nk = (size_t)H * LK * D;\n"
+    "  unsigned seed = 9;\n"
+    "  float slope[H] = {0.25f, 0.0625f}, ds[2][H];\n"
+    "  float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4);\n"
+    "  float *dout = malloc(nq * 4), *o[2] = {calloc(nq, 4), calloc(nq, 4)};\n"
+    "  float *lse = calloc(H * LQ, 4), *g[2][3];\n"
+    "  for (int x = 0; x < 2; x++) { g[x][0] = calloc(nq, 4);\n"
+    "    g[x][1] = calloc(nk, 4); g[x][2] = calloc(nk, 4); }\n"
+    "  for (size_t x = 0; x < nq; x++) q[x] = rnd(&seed), dout[x] = rnd(&seed);\n"
+    "  for (size_t x = 0; x < nk; x++) k[x] = rnd(&seed), v[x] = rnd(&seed);\n"
+    "  spat_tensors t = {1, H, H, LQ, LK, q, k, v, o[0], lse, 0, NULL};\n"
+    "  char err[256];\n"
+    "  if (al_ex(err, sizeof err, &t, slope) != SPAT_OK) { printf(\"aot: %s\\n\", err); return 1; }\n"
+    "  float *din0[1] = {ds[0]}, *din1[1] = {ds[1]};\n"
+    "  spat_grads ga = {dout, NULL, g[0][0], g[0][1], g[0][2], din0};\n"
+    "  if (al_backward_ex(err, sizeof err, &t, &ga, slope) != SPAT_OK) {\n"
+    "    printf(\"aot: %s\\n\", err); return 2; }\n"
+    "  spat_ctx *c = spat_ctx_new();\n"
+    "  spat_pattern *p = NULL;\n"
+    "  spat_kernel *ker = NULL;\n"
+    "  spat_compile_options opt = {D, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_INTERP, 0,\n"
+    "                              SPAT_DTYPE_F32};\n"
+    "  if (spat_pattern_parse_string(c, \"s.pat\", \"pattern al(input slope: float[H]) = "
+    "causal with score s - slope[h] * (i - j);\", NULL, &p) || spat_compile(p, &opt, &ker)) {\n"
+    "    printf(\"api: %s\\n\", spat_ctx_error(c)); return 3; }\n"
+    "  spat_value a = spat_input_f32(slope);\n"
+    "  spat_tensors ti = t;\n"
+    "  ti.o = o[1];\n"
+    "  float *lse1 = calloc(H * LQ, 4);\n"
+    "  ti.lse = lse1;\n"
+    "  if (spat_kernel_call(ker, &ti, &a, 1)) return 4;\n"
+    "  spat_grads gi = {dout, NULL, g[1][0], g[1][1], g[1][2], din1};\n"
+    "  if (spat_kernel_backward(ker, &t, &gi, &a, 1)) return 5;\n"
+    "  double worst = 0;\n"
+    "  for (size_t y = 0; y < nq; y++) worst = fmax(worst, fabs(o[0][y] - o[1][y]));\n"
+    "  for (int x = 0; x < 3; x++)\n"
+    "    for (size_t y = 0; y < (x ? nk : nq); y++)\n"
+    "      worst = fmax(worst, fabs(g[0][x][y] - g[1][x][y]));\n"
+    "  for (int h = 0; h < H; h++)\n"
+    "    worst = fmax(worst, fabs(ds[0][h] - ds[1][h]) / (1 + fabs(ds[1][h])));\n"
+    "  printf(\"max |aot - interp| = %.2e, dslope %g %g\\n\", worst, ds[0][0], ds[0][1]);\n"
+    "  spat_kernel_free(ker); spat_pattern_free(p); spat_ctx_free(c);\n"
+    "  if (!(worst < 1e-3) || ds[1][0] == 0) return 6;\n"
+    "  puts(\"ok\");\n"
+    "  return 0;\n"
+    "}\n";
+
+static void test_score_kernel(void **state) {
+  fixture *f = *state;
+  ir_program *p = load(f, score_src, NULL, 0);
+  char obj[128], hdr[128], mainc[128], err[512] = "";
+  snprintf(obj, sizeof obj, "%s/kernel.o", f->dir);
+  snprintf(hdr, sizeof hdr, "%s/kernel.h", f->dir);
+  snprintf(mainc, sizeof mainc, "%s/main.c", f->dir);
+  aot_opts o = {32, 0, 1, NULL, NULL, "s.pat", 0, 0};
+  int rc = aot_emit(p, &o, obj, hdr, err, sizeof err);
+  if (rc != 0) fprintf(stderr, "%s\n", err);
+  assert_int_equal(rc, 0);
+  assert_true(file_has(hdr, "int al_backward(const spat_tensors *t, "
+                            "const spat_grads *grads_, const float *slope);"));
+  write_file(mainc, score_main);
+  assert_int_equal(build_and_run(f), 0);
+  assert_true(output_has(f, "ok"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_identifiers),
@@ -943,6 +1021,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_aot_vs_jit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cache_damage, setup, teardown),
       cmocka_unit_test_setup_teardown(test_backward_entry, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_score_kernel, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -368,30 +368,6 @@ static void test_runtime_error(void **state) {
   spat_pattern_free(p);
 }
 
-/* `with score E`: the JIT's generic backward tiles would drop E, so the JIT
- * refuses (SPAT_EUNSUPPORTED, never a wrong answer); the interpreter
- * computes it. */
-static void test_score_refused(void **state) {
-  (void)state;
-  spat_pattern *p =
-      parse("pattern softcap(cap = 5) = causal with score cap * tanh(s / cap);");
-  spat_compile_options o = {16, SPAT_LAYOUT_BHLD, 1, SPAT_BACKEND_JIT, 0, SPAT_DTYPE_F32};
-  spat_kernel *k = NULL;
-  if (spat_compile(p, &o, &k) == SPAT_OK) {
-    enum { L = 8, N = L * 16 };
-    float *x = randn(N), o_[N], lse[L], dq[N], dk[N], dv[N];
-    spat_tensors t = {1, 1, 1, L, L, x, x, x, o_, lse, 0, NULL};
-    assert_int_equal(spat_kernel_call(k, &t, NULL, 0), SPAT_OK);
-    spat_grads g = {x, NULL, dq, dk, dv, NULL};
-    assert_int_equal(spat_kernel_backward(k, &t, &g, NULL, 0),
-                     SPAT_EUNSUPPORTED);
-    assert_non_null(strstr(spat_ctx_error(ctx), "with score"));
-    spat_kernel_free(k);
-    free(x);
-  }
-  spat_pattern_free(p);
-}
-
 /* A kernel from the disk cache (an object without backward tiles) runs
  * backward through the process's tiles, as the JIT kernel does. */
 static void test_cached_kernel(void **state) {
@@ -473,7 +449,6 @@ int main(void) {
       cmocka_unit_test(test_random),
       cmocka_unit_test(test_arguments),
       cmocka_unit_test(test_runtime_error),
-      cmocka_unit_test(test_score_refused),
       cmocka_unit_test(test_cached_kernel),
       cmocka_unit_test(test_memory_bound),
   };

@@ -551,30 +551,33 @@ static void test_roundtrip(void **state) {
             "window(n) | where(i > w);", NULL);
   roundtrip("let a = 1; pattern p(input x: int[], runtime y) = "
             "where(x[i + 1] != x[-j] || y > 0 ? 1 : 0);", NULL);
+  /* language v2 scores with float inputs: integers in float context */
+  roundtrip("pattern p(input slope: float[H]) = causal with score s - slope[h] * (i - j);", NULL);
+  roundtrip("pattern p(input rel: float[H, 2 * Lk - 1], input a: float[3]) = full with score "
+            "(i - j) % 2 == 0 ? rel[h, i - j + Lk - 1] * (i >= j) : -inf + a[2] / (1 + abs(i - j)) "
+            "- -s + min(s, 2) * exp(-(h + 1) * 8.0 / H);", NULL);
 }
 
 /* Every pattern of the library loads, instantiates with its defaults and
  * prints to text that loads back to the same program. */
-static void test_library(void **state) {
-  (void)state;
-  DIR *dir = opendir("patterns");
-  if (!dir) fail_msg("patterns/ not found (run from the repository root)");
+static void library_dir(const char *dname, int *n_files, int *n_patterns) {
+  DIR *dir = opendir(dname);
+  if (!dir) fail_msg("%s/ not found (run from the repository root)", dname);
   struct dirent *e;
-  int n_files = 0, n_patterns = 0;
   while ((e = readdir(dir))) {
     size_t len = strlen(e->d_name);
     if (len < 5 || strcmp(e->d_name + len - 4, ".pat")) continue;
     char path[512];
-    snprintf(path, sizeof path, "patterns/%s", e->d_name);
+    snprintf(path, sizeof path, "%s/%s", dname, e->d_name);
     diag *d = diag_new();
     arena *a = arena_new();
     fe_module *m = fe_load_file(d, a, path);
     if (!m) fail_msg("%s", diag_text(d));
-    n_files++;
+    (*n_files)++;
     for (int k = 0; k < fe_n_patterns(m); k++) {
       ir_program *p = fe_instantiate(d, m, fe_pattern_name(m, k), NULL, 0);
       if (!p) continue;  /* a parameter without default */
-      n_patterns++;
+      (*n_patterns)++;
       char *s1 = print_prog(p);
       fx g = run(s1, NULL);
       if (!g.p) fail_msg("%s: printed text does not load:\n%s\n%s", path, s1, diag_text(g.d));
@@ -588,8 +591,18 @@ static void test_library(void **state) {
     diag_free(d);
   }
   closedir(dir);
-  assert_true(n_files > 0);
-  assert_true(n_patterns > 0);
+}
+
+/* ... and those of language version 2 (float inputs, scores) too. */
+static void test_library(void **state) {
+  (void)state;
+  int n_files = 0, n_patterns = 0, v1;
+  library_dir("patterns", &n_files, &n_patterns);
+  v1 = n_patterns;
+  library_dir("patterns/v2", &n_files, &n_patterns);
+  library_dir("tests/gym", &n_files, &n_patterns);
+  assert_true(v1 > 0);
+  assert_true(n_patterns > v1);
 }
 
 static void test_other_diag(void **state) {

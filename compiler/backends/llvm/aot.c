@@ -41,8 +41,9 @@ W(abi, 0); W(D, 1); W(layout, 2); W(threads, 3); W(n_runtime, 4);
 W(n_inputs, 5); W(n_externs, 6); W(n_topk, 7); W(n_errors, 8); W(plan, 9);
 W(mask, 10); W(tkinfo, 11); W(tile, 12); W(errors, 13); W(input_names, 14);
 W(externs, 15); W(state, 16); W(name, 17); W(errat, 18); W(bwd_dq, 19);
-W(bwd_dkdv, 20); W(dtype, 21);
-_Static_assert(sizeof(aot_desc) == 8 * 22, "aot_desc size");
+W(bwd_dkdv, 20); W(dtype, 21); W(stile, 22); W(sbwd_dq_s, 23);
+W(sbwd_dkdv_s, 24); W(serrat, 25); W(inlen, 26); W(float_inputs, 27);
+_Static_assert(sizeof(aot_desc) == 8 * 28, "aot_desc size");
 #undef W
 
 typedef struct emit {
@@ -230,6 +231,20 @@ static LLVMValueRef bwd_fn(emit *e, cg_kind_id id) {
   return f ? f : LLVMConstPointerNull(e->ptr);
 }
 
+/* A score function of the module (kabi.h), or NULL without a score. */
+static LLVMValueRef score_fn(emit *e, const ir_program *p, const char *sym) {
+  LLVMValueRef f = p->score ? generated_fn(e, sym, 0) : NULL;
+  return f ? f : LLVMConstPointerNull(e->ptr);
+}
+
+/* bit x: input x is float (at most 64 inputs: build_module checks) */
+static unsigned long long float_bits(const ir_program *p) {
+  unsigned long long b = 0;
+  for (int x = 0; x < p->n_inputs && x < 64; x++)
+    if (p->inputs[x].is_float) b |= 1ull << x;
+  return b;
+}
+
 /* The backward tiles added to a self-contained object's module. */
 static int add_bwd_tiles(emit *e, int64_t D, const cg_target *t, char *err,
                          size_t errlen) {
@@ -317,6 +332,12 @@ static int build_glue(emit *e, const ir_program *p, const aot_opts *o,
       bwd_fn(e, CG_KIND_BWD_DQ),
       bwd_fn(e, CG_KIND_BWD_DKDV),
       LLVMConstInt(e->i64, (unsigned long long)o->dtype, 0),
+      score_fn(e, p, KABI_STILE),
+      score_fn(e, p, KABI_SBWD_DQ),
+      score_fn(e, p, KABI_SBWD_DKDV),
+      score_fn(e, p, KABI_SERRAT),
+      score_fn(e, p, KABI_INLEN),
+      LLVMConstInt(e->i64, float_bits(p), 0),
   };
   LLVMValueRef desc = LLVMConstStructInContext(
       e->C, fields, sizeof fields / sizeof fields[0], 0);
@@ -365,9 +386,10 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
     cg_unsupported_d(fwd, o->D, "the code generator", err, errlen);
     return -1;
   }
-  if (p->score) { /* the score tile (spat_stile) is the JIT's only, so far */
-    snprintf(err, errlen, "AOT objects and the disk cache do not hold patterns with "
-             "'with score' yet (language version 2); the JIT and the interpreter run them");
+  if (p->score && o->dtype != CG_F32) { /* the score tiles read float32 */
+    snprintf(err, errlen, "patterns with 'with score' compile in float32 only (the "
+             "kernel's dtype is %s); the interpreter runs them in any dtype",
+             cg_dtype_name((cg_dtype)o->dtype));
     return -1;
   }
   int64_t *plan = an_build(p, err, errlen);
@@ -389,6 +411,8 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
     e->i64 = LLVMInt64TypeInContext(e->C);
     e->ptr = LLVMPointerTypeInContext(e->C, 0);
     if (!e->shared_tile) rc = add_bwd_tiles(e, o->D, &tgt.cg, err, errlen);
+    if (rc == 0 && p->score && cg_add_score_bwd(e->M, p, o->D, &tgt.cg) != 0)
+      rc = lp_fail(err, errlen, "out of memory in code generation");
     if (rc == 0) internalize(e);
     if (rc == 0) rc = build_glue(e, p, o, plan, &info, err, errlen);
     LLVMDisposeBuilder(e->B);

@@ -101,7 +101,8 @@ static int write_header(const ir_program *p, const aot_opts *o,
     for (int k = 0; k < p->n_runtime; k++)
       fprintf(f, ", int64_t %s", p->runtime[k].name);
     for (int k = 0; k < p->n_inputs; k++)
-      fprintf(f, ", const int32_t *%s", p->inputs[k].name);
+      fprintf(f, ", const %s *%s", p->inputs[k].is_float ? "float" : "int32_t",
+              p->inputs[k].name);
     fprintf(f, ");\n");
   }
   for (int k = 0; k < p->n_runtime; k++)

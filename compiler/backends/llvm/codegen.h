@@ -108,6 +108,13 @@ LLVMModuleRef cg_build_kernel(LLVMContextRef ctx, const cg_kind *k, int64_t D,
 int cg_add_kernel(LLVMModuleRef M, const cg_kind *k, int64_t D, cg_dtype t,
                   const cg_target *tgt, char *err, size_t errlen);
 
+/* The backward score tiles of p (with score E, checked by cg_build:
+ * spat_sbwd_dq, spat_sbwd_dkdv, float32) added to M: AOT objects hold them,
+ * the JIT builds them apart and compiles them on the first backward call
+ * (a forward-only kernel does not pay for them).  0, or -1 (out of memory). */
+int cg_add_score_bwd(LLVMModuleRef M, const ir_program *p, int64_t D,
+                     const cg_target *tgt);
+
 /* --- the pattern (codegen_mask.c) ------------------------------------------ */
 typedef struct cg_info {
   int n_topk;              /* top-k nodes (spat_mask_1.. / spat_tkinfo_) */

@@ -16,8 +16,15 @@
  *         and, given gq (the fused pass), dq[r][:] += sum_j dS^T[j][r] k_j
  * Depends only on D, never on the pattern; masks are the forward's key
  * words (bit r of word j: row r allows key j; NULL: all allowed).
+ *
+ * A pattern with `with score E` gets its own pair in its module,
+ * spat_sbwd_dq and spat_sbwd_dkdv (kr_sbwd_fn: env, i0, j0, gin first,
+ * the error flag returned): E in place of s for P, dS times dE/ds (both
+ * from codegen_score.c), and in dkdv, when gin is not NULL, the adjoints
+ * dL/dE = P (dP - Delta + dlse) of every pair pushed through E into the
+ * float inputs' gradients (st's regions 2 and 3 keep s and dL/dE).
  */
-#include "codegen_impl.h"
+#include "codegen_score.h"
 
 /* ORDER kr_bwd_fn's parameters */
 enum {
@@ -32,16 +39,29 @@ typedef struct bwd_io {
   LLVMValueRef mk;   /* maskt, or the all-ones words */
   LLVMValueRef cv;   /* c splatted */
   LLVMValueRef accs[JB * NV];
+  cg_sc *sc;         /* the score tiles: E's state; j0, gin their params */
+  LLVMValueRef j0, gin;
 } bwd_io;
 
 /* The score hook: the one place the tile sees a score.  dot: k_j . q_r for
- * 16 rows; returns the log2-domain score the softmax uses, E(scale dot)
- * log2 e, and in *dE its derivative dE/ds, or NULL for 1.  Language v1:
- * E(s) = s. */
-static LLVMValueRef score_hook(cg *g, const bwd_io *io, LLVMValueRef dot,
-                               LLVMValueRef *dE) {
-  *dE = NULL;
-  return LLVMBuildFMul(g->B, dot, io->cv, "");
+ * rows rv * 16 .. + 15 at key position jf, lanes live allowed; returns the
+ * log2-domain score the softmax uses, E(scale dot) log2 e, in *dE dE/ds
+ * (NULL for 1: language v1, E(s) = s) and in *sn s = scale dot. */
+static LLVMValueRef score_hook(cg *g, const bwd_io *io, LLVMValueRef dot, int rv,
+                               LLVMValueRef jf, LLVMValueRef live,
+                               LLVMValueRef *dE, LLVMValueRef *sn) {
+  LLVMValueRef s2 = LLVMBuildFMul(g->B, dot, io->cv, "");
+  *dE = *sn = NULL;
+  if (!io->sc) return s2;
+  *sn = LLVMBuildFMul(g->B, s2, vsplat(g, 0.69314718055994530942), "");
+  LLVMValueRef E = cg_sc_value(g, io->sc, rv, jf, *sn, live, dE);
+  return LLVMBuildFMul(g->B, E, vsplat(g, 1.4426950408889634), "");
+}
+
+/* key position j0 + key as a float splat (score tiles) */
+static LLVMValueRef key_pos(cg *g, const bwd_io *io, LLVMValueRef key) {
+  if (!io->sc) return NULL;
+  return splat(g, LLVMBuildSIToFP(g->B, LLVMBuildAdd(g->B, io->j0, key, ""), g->f32, ""));
 }
 
 /* accs[jj][rv] = x_{j + jj} . t[:, rv] for the JB keys from j (rows of x,
@@ -102,8 +122,9 @@ static void score_block(cg *g, bwd_io *io, LLVMValueRef j) {
   dots(g, io, io->p[P_K], io->p[P_SK], io->p[P_QT], j);
   for (int jj = 0; jj < JB; jj++)
     for (int rv = 0; rv < NV; rv++) {
-      LLVMValueRef dE;
-      LLVMValueRef s = score_hook(g, io, vld(g, io->accs[jj * NV + rv]), &dE);
+      LLVMValueRef dE, sn;
+      LLVMValueRef s = score_hook(g, io, vld(g, io->accs[jj * NV + rv]), rv,
+                                  key_pos(g, io, key[jj]), m16[jj][rv], &dE, &sn);
       LLVMValueRef lse2 = vload(g, rowc, ci64(g, rv * 16));
       LLVMValueRef p = exp2v(g, LLVMBuildFSub(B, s, lse2, ""));
       vstore(g, LLVMBuildSelect(B, m16[jj][rv], p, zero, ""), st,
@@ -112,6 +133,7 @@ static void score_block(cg *g, bwd_io *io, LLVMValueRef j) {
         vstore(g, dE, st, st_idx(g, key[jj], rv, 1));
         has_de = 1;
       }
+      if (sn) vstore(g, sn, st, st_idx(g, key[jj], rv, 2));
     }
   dots(g, io, io->p[P_V], io->p[P_SV], io->p[P_DOT], j);
   for (int jj = 0; jj < JB; jj++)
@@ -120,9 +142,13 @@ static void score_block(cg *g, bwd_io *io, LLVMValueRef j) {
       LLVMValueRef p = vload(g, st, st_idx(g, key[jj], rv, 0));
       LLVMValueRef ds = LLVMBuildFMul(
           B, p, LLVMBuildFSub(B, vld(g, io->accs[jj * NV + rv]), dl, ""), "");
-      if (has_de)
+      LLVMValueRef ok = m16[jj][rv];
+      if (has_de) { /* a pair with P = 0 (E = -inf) adds nothing, never NaN */
+        ok = LLVMBuildAnd(B, ok, LLVMBuildFCmp(B, LLVMRealUNE, p, zero, ""), "");
+        vstore(g, LLVMBuildSelect(B, ok, ds, zero, ""), st, st_idx(g, key[jj], rv, 3));
         ds = LLVMBuildFMul(B, ds, vload(g, st, st_idx(g, key[jj], rv, 1)), "");
-      vstore(g, LLVMBuildSelect(B, m16[jj][rv], ds, zero, ""), st,
+      }
+      vstore(g, LLVMBuildSelect(B, ok, ds, zero, ""), st,
              st_idx(g, key[jj], rv, 1));
     }
 }
@@ -191,19 +217,26 @@ static void acc_gemm(cg *g, LLVMValueRef out, LLVMValueRef nx, int64_t wsx,
 
 /* The function's header, parameters and score pass over keys up to ncols
  * rounded up to 8 (keys past ncols masked: st holds zeros there). */
-static void begin_bwd(cg *g, bwd_io *io, const char *symbol) {
+static void begin_bwd(cg *g, bwd_io *io, const char *symbol, cg_sc *sc) {
   LLVMBuilderRef B = g->B;
-  LLVMTypeRef ps[P_N];
-  for (int x = 0; x < P_N; x++) ps[x] = g->ptr;
-  ps[P_SK] = ps[P_SV] = ps[P_NCOLS] = g->i64;
-  ps[P_C] = g->f32;
-  begin_fn(g, symbol, g->voidt, ps, P_N);
+  int x0 = sc ? 4 : 0; /* the score tiles: env, i0, j0, gin first */
+  LLVMTypeRef ps[P_N + 4] = {g->ptr, g->i64, g->i64, g->ptr};
+  for (int x = 0; x < P_N; x++) ps[x0 + x] = g->ptr;
+  ps[x0 + P_SK] = ps[x0 + P_SV] = ps[x0 + P_NCOLS] = g->i64;
+  ps[x0 + P_C] = g->f32;
+  begin_fn(g, symbol, sc ? g->i32 : g->voidt, ps, P_N + x0);
   unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
   for (int x = 0; x < P_N; x++) {
-    io->p[x] = LLVMGetParam(g->fn, (unsigned)x);
-    if (ps[x] == g->ptr)
-      LLVMAddAttributeAtIndex(g->fn, (unsigned)x + 1,
+    io->p[x] = LLVMGetParam(g->fn, (unsigned)(x0 + x));
+    if (ps[x0 + x] == g->ptr)
+      LLVMAddAttributeAtIndex(g->fn, (unsigned)(x0 + x) + 1,
                               LLVMCreateEnumAttribute(g->C, noalias, 0));
+  }
+  io->sc = sc;
+  if (sc) {
+    cg_sc_init(g, sc, LLVMGetParam(g->fn, 0), LLVMGetParam(g->fn, 1));
+    io->j0 = LLVMGetParam(g->fn, 2);
+    io->gin = LLVMGetParam(g->fn, 3);
   }
   for (int x = 0; x < JB * NV; x++) io->accs[x] = alloca_t(g, g->vf, "s");
   /* the forward tile's (one constant in a module holding both) */
@@ -239,19 +272,46 @@ static void begin_bwd(cg *g, bwd_io *io, const char *symbol) {
   loop_end(g, &lz);
 }
 
-void cg_gen_bwd_dq(cg *g) {
-  bwd_io io;
-  begin_bwd(g, &io, cg_kinds[CG_KIND_BWD_DQ].symbol);
-  acc_gemm(g, io.p[P_GA], ci64(g, KR_BQ), 1, KR_BQ,
-           gep(g, g->f32, io.p[P_ST], ci64(g, KR_BK * KR_BQ)), io.p[P_K],
-           io.p[P_SK], io.p[P_NCOLS]);
-  LLVMBuildRetVoid(g->B);
+/* The float inputs' gradients from st's regions 2 (s) and 3 (dL/dE) of
+ * every key, when gin is not NULL (the score dkdv tile). */
+static void input_grads(cg *g, bwd_io *io) {
+  LLVMBuilderRef B = g->B;
+  LLVMBasicBlockRef yes = newbb(g, "grads"), done = newbb(g, "grads_done");
+  LLVMBuildCondBr(B, LLVMBuildIsNull(B, io->gin, ""), done, yes);
+  LLVMPositionBuilderAtEnd(B, yes);
+  loop l;
+  LLVMValueRef j = loop_begin(g, &l, ci64(g, 0), io->p[P_NCOLS], 1);
+  LLVMValueRef jf = key_pos(g, io, j);
+  for (int rv = 0; rv < NV; rv++)
+    cg_sc_grad(g, io->sc, rv, jf, vload(g, io->p[P_ST], st_idx(g, j, rv, 2)),
+               vload(g, io->p[P_ST], st_idx(g, j, rv, 3)), io->gin);
+  loop_end(g, &l);
+  cg_sc_flush(g, io->sc, io->gin);
+  LLVMBuildBr(B, done);
+  LLVMPositionBuilderAtEnd(B, done);
+}
+
+static void end_bwd(cg *g, bwd_io *io) {
+  if (io->sc)
+    LLVMBuildRet(g->B, cg_sc_status(g, io->sc));
+  else
+    LLVMBuildRetVoid(g->B);
   end_fn(g);
 }
 
-void cg_gen_bwd_dkdv(cg *g) {
+static void gen_dq(cg *g, const char *symbol, cg_sc *sc) {
   bwd_io io;
-  begin_bwd(g, &io, cg_kinds[CG_KIND_BWD_DKDV].symbol);
+  begin_bwd(g, &io, symbol, sc);
+  acc_gemm(g, io.p[P_GA], ci64(g, KR_BQ), 1, KR_BQ,
+           gep(g, g->f32, io.p[P_ST], ci64(g, KR_BK * KR_BQ)), io.p[P_K],
+           io.p[P_SK], io.p[P_NCOLS]);
+  end_bwd(g, &io);
+}
+
+static void gen_dkdv(cg *g, const char *symbol, cg_sc *sc) {
+  bwd_io io;
+  begin_bwd(g, &io, symbol, sc);
+  if (sc) input_grads(g, &io);
   LLVMValueRef n8 = LLVMBuildAnd(
       g->B, LLVMBuildAdd(g->B, io.p[P_NCOLS], ci64(g, 7), ""), ci64(g, -8), "");
   acc_gemm(g, io.p[P_GA], n8, KR_BQ, 1,
@@ -268,6 +328,16 @@ void cg_gen_bwd_dkdv(cg *g) {
            io.p[P_SK], io.p[P_NCOLS]);
   LLVMBuildBr(g->B, done);
   LLVMPositionBuilderAtEnd(g->B, done);
-  LLVMBuildRetVoid(g->B);
-  end_fn(g);
+  end_bwd(g, &io);
+}
+
+void cg_gen_bwd_dq(cg *g) { gen_dq(g, cg_kinds[CG_KIND_BWD_DQ].symbol, NULL); }
+
+void cg_gen_bwd_dkdv(cg *g) { gen_dkdv(g, cg_kinds[CG_KIND_BWD_DKDV].symbol, NULL); }
+
+/* The score tiles of g->p (float32; only when cg_score_supported). */
+void cg_gen_score_bwd(cg *g) {
+  cg_sc sc;
+  gen_dq(g, KABI_SBWD_DQ, &sc);
+  gen_dkdv(g, KABI_SBWD_DKDV, &sc);
 }

@@ -22,7 +22,7 @@
  *         bf16's Q^T pairs) are widened into float scratch (bf16: a shift;
  *         f16: vcvtph2ps, F16C / AVX-512), then the f32 tile runs on them.
  */
-#include "codegen_impl.h"
+#include "codegen_score.h"
 
 /* --- the attention tile ------------------------------------------------------ */
 
@@ -96,184 +96,9 @@ bool cg_has_bf16_dot(const cg_target *t) {
 typedef struct tile_io {
   LLVMValueRef qt, k, sk, st, mk, ncols, cv, *mloc, *accs;
   int dot;  /* bf16 pairs and vdpbf16ps */
-  const ir_node *score;    /* NULL: the pattern-independent tile */
-  const ir_program *p;
-  LLVMValueRef env, j0, ipos[NV]; /* score tile: kr_env, first key, row positions */
+  cg_sc *sc;               /* NULL: the pattern-independent tile */
+  LLVMValueRef j0;         /* the score tile's first key */
 } tile_io;
-
-/* --- scores (with score E) on 16 rows at once, float32 ------------------
- * The subset cg_score_supported accepts: float ops, s, integer parts over
- * i, j, h, sizes, runtime scalars and constants evaluated in float (exact
- * below 2^24), float inputs indexed by h and constants only (in range by
- * their declaration, so no check at run time). */
-
-static LLVMValueRef fsel_v(cg *g, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) {
-  return LLVMBuildSelect(g->B, c, a, b, "");
-}
-static LLVMValueRef b2f(cg *g, LLVMValueRef c) {
-  return fsel_v(g, c, vsplat(g, 1.0), vsplat(g, 0.0));
-}
-static LLVMValueRef nz(cg *g, LLVMValueRef x) {
-  return LLVMBuildFCmp(g->B, LLVMRealUNE, x, vsplat(g, 0.0), "");
-}
-
-static LLVMValueRef env_i64(cg *g, LLVMValueRef env, int w) {
-  return LLVMBuildLoad2(g->B, g->i64, gep(g, g->i64, env, ci64(g, w)), "");
-}
-static LLVMValueRef i2f(cg *g, LLVMValueRef x) {
-  return splat(g, LLVMBuildSIToFP(g->B, x, g->f32, ""));
-}
-
-/* The value of dimension expression n (sizes H, constants) as i64. */
-static LLVMValueRef dim_i64(cg *g, const tile_io *io, const ir_node *n) {
-  return n->op == IR_SIZE_H ? env_i64(g, io->env, KABI_ENV_NHEADS) : ci64(g, n->value);
-}
-
-static LLVMValueRef score_v(cg *g, const tile_io *io, const ir_node *n, int rv,
-                            LLVMValueRef s, LLVMValueRef jf);
-
-static LLVMValueRef int_v(cg *g, const tile_io *io, const ir_node *n, int rv,
-                          LLVMValueRef s, LLVMValueRef jf) {
-  LLVMBuilderRef B = g->B;
-  LLVMValueRef a, b;
-  switch (n->op) {
-  case IR_CONST: return vsplat(g, (double)n->value);
-  case IR_VAR_I: return io->ipos[rv];
-  case IR_VAR_J: return jf;
-  case IR_VAR_H: return i2f(g, env_i64(g, io->env, KABI_ENV_H));
-  case IR_SIZE_H: return i2f(g, env_i64(g, io->env, KABI_ENV_NHEADS));
-  case IR_SIZE_LQ: return i2f(g, env_i64(g, io->env, KABI_ENV_LQ));
-  case IR_SIZE_LK: return i2f(g, env_i64(g, io->env, KABI_ENV_LK));
-  case IR_RUNTIME: {
-    LLVMValueRef rt = LLVMBuildLoad2(B, g->ptr, gep(g, g->i64, io->env, ci64(g, KABI_ENV_RUNTIME)), "");
-    return i2f(g, LLVMBuildLoad2(B, g->i64, gep(g, g->i64, rt, ci64(g, n->value)), ""));
-  }
-  case IR_NEG: return LLVMBuildFNeg(B, int_v(g, io, n->kids[0], rv, s, jf), "");
-  case IR_NOT: return b2f(g, LLVMBuildNot(B, nz(g, int_v(g, io, n->kids[0], rv, s, jf)), ""));
-  case IR_ABS: {
-    LLVMValueRef x = int_v(g, io, n->kids[0], rv, s, jf);
-    return call_intr(g, "llvm.fabs", &g->vf, 1, &x, 1);
-  }
-  case IR_SEL:
-    return fsel_v(g, nz(g, int_v(g, io, n->kids[0], rv, s, jf)),
-                  int_v(g, io, n->kids[1], rv, s, jf), int_v(g, io, n->kids[2], rv, s, jf));
-  default: break;
-  }
-  a = int_v(g, io, n->kids[0], rv, s, jf);
-  b = int_v(g, io, n->kids[1], rv, s, jf);
-  switch (n->op) {
-  case IR_ADD: return LLVMBuildFAdd(B, a, b, "");
-  case IR_SUB: return LLVMBuildFSub(B, a, b, "");
-  case IR_MUL: return LLVMBuildFMul(B, a, b, "");
-  case IR_MIN: return fsel_v(g, LLVMBuildFCmp(B, LLVMRealOLT, a, b, ""), a, b);
-  case IR_MAX: return fsel_v(g, LLVMBuildFCmp(B, LLVMRealOGT, a, b, ""), a, b);
-  case IR_LT: return b2f(g, LLVMBuildFCmp(B, LLVMRealOLT, a, b, ""));
-  case IR_LE: return b2f(g, LLVMBuildFCmp(B, LLVMRealOLE, a, b, ""));
-  case IR_GT: return b2f(g, LLVMBuildFCmp(B, LLVMRealOGT, a, b, ""));
-  case IR_GE: return b2f(g, LLVMBuildFCmp(B, LLVMRealOGE, a, b, ""));
-  case IR_EQ: return b2f(g, LLVMBuildFCmp(B, LLVMRealOEQ, a, b, ""));
-  case IR_NE: return b2f(g, LLVMBuildFCmp(B, LLVMRealUNE, a, b, ""));
-  case IR_LAND: return b2f(g, LLVMBuildAnd(B, nz(g, a), nz(g, b), ""));
-  default: return b2f(g, LLVMBuildOr(B, nz(g, a), nz(g, b), "")); /* LOR */
-  }
-}
-
-/* tanh(x) = sign(x) (1 - e) / (1 + e), e = 2^(-2 |x| log2 e) <= 1. */
-static LLVMValueRef tanh_v(cg *g, LLVMValueRef x) {
-  LLVMBuilderRef B = g->B;
-  LLVMValueRef ax = call_intr(g, "llvm.fabs", &g->vf, 1, &x, 1);
-  LLVMValueRef e = exp2v(g, LLVMBuildFMul(B, ax, vsplat(g, -2.8853900817779268), ""));
-  LLVMValueRef t = LLVMBuildFDiv(B, LLVMBuildFSub(B, vsplat(g, 1.0), e, ""),
-                                 LLVMBuildFAdd(B, vsplat(g, 1.0), e, ""), "");
-  LLVMValueRef args[2] = {t, x};
-  return call_intr(g, "llvm.copysign", &g->vf, 1, args, 2);
-}
-
-static LLVMValueRef score_v(cg *g, const tile_io *io, const ir_node *n, int rv,
-                            LLVMValueRef s, LLVMValueRef jf) {
-  LLVMBuilderRef B = g->B;
-  switch (n->op) {
-  case IR_FSCORE: return s;
-  case IR_FCONST: return vsplat(g, n->fvalue);
-  case IR_FCVT: return int_v(g, io, n->kids[0], rv, s, jf);
-  case IR_FINPUT: {
-    const ir_input *in = &io->p->inputs[n->value];
-    LLVMValueRef flat = ci64(g, 0);
-    for (int k = 0; k < n->n_kids; k++) {
-      const ir_node *x = n->kids[k];
-      LLVMValueRef xv = x->op == IR_VAR_H ? env_i64(g, io->env, KABI_ENV_H) : ci64(g, x->value);
-      flat = LLVMBuildAdd(B, LLVMBuildMul(B, flat, dim_i64(g, io, in->dims[k]), ""), xv, "");
-    }
-    LLVMValueRef ins = LLVMBuildLoad2(B, g->ptr, gep(g, g->i64, io->env, ci64(g, KABI_ENV_INPUTS)), "");
-    LLVMValueRef arr = LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ins, ci64(g, n->value)), "");
-    return splat(g, LLVMBuildLoad2(B, g->f32, gep(g, g->f32, arr, flat), ""));
-  }
-  case IR_FSEL:
-    return fsel_v(g, nz(g, int_v(g, io, n->kids[0], rv, s, jf)),
-                  score_v(g, io, n->kids[1], rv, s, jf), score_v(g, io, n->kids[2], rv, s, jf));
-  default: break;
-  }
-  LLVMValueRef a = score_v(g, io, n->kids[0], rv, s, jf);
-  const char *intr = n->op == IR_FABS ? "llvm.fabs" : n->op == IR_FSQRT ? "llvm.sqrt"
-                     : n->op == IR_FEXP ? "llvm.exp" : n->op == IR_FLOG ? "llvm.log" : NULL;
-  if (intr) return call_intr(g, intr, &g->vf, 1, &a, 1);
-  if (n->op == IR_FNEG) return LLVMBuildFNeg(B, a, "");
-  if (n->op == IR_FTANH) return tanh_v(g, a);
-  LLVMValueRef b = score_v(g, io, n->kids[1], rv, s, jf);
-  switch (n->op) {
-  case IR_FADD: return LLVMBuildFAdd(B, a, b, "");
-  case IR_FSUB: return LLVMBuildFSub(B, a, b, "");
-  case IR_FMUL: return LLVMBuildFMul(B, a, b, "");
-  case IR_FDIV: return LLVMBuildFDiv(B, a, b, "");
-  case IR_FMIN: /* x < y || isnan(y) ? x : y, as the interpreter */
-    return fsel_v(g, LLVMBuildOr(B, LLVMBuildFCmp(B, LLVMRealOLT, a, b, ""),
-                                 LLVMBuildFCmp(B, LLVMRealUNO, b, b, ""), ""), a, b);
-  default:
-    return fsel_v(g, LLVMBuildOr(B, LLVMBuildFCmp(B, LLVMRealOGT, a, b, ""),
-                                 LLVMBuildFCmp(B, LLVMRealUNO, b, b, ""), ""), a, b);
-  }
-}
-
-static bool int_ok(const ir_node *n) {
-  switch (n->op) {
-  case IR_CONST: case IR_VAR_I: case IR_VAR_J: case IR_VAR_H: case IR_SIZE_H:
-  case IR_SIZE_LQ: case IR_SIZE_LK: case IR_RUNTIME: case IR_NEG: case IR_NOT:
-  case IR_ABS: case IR_SEL: case IR_ADD: case IR_SUB: case IR_MUL: case IR_MIN:
-  case IR_MAX: case IR_LT: case IR_LE: case IR_GT: case IR_GE: case IR_EQ:
-  case IR_NE: case IR_LAND: case IR_LOR:
-    break;
-  default: return false;
-  }
-  for (int k = 0; k < n->n_kids; k++)
-    if (!int_ok(n->kids[k])) return false;
-  return true;
-}
-
-static bool score_ok(const ir_program *p, const ir_node *n) {
-  switch (n->op) {
-  case IR_FSCORE: case IR_FCONST: return true;
-  case IR_FCVT: return int_ok(n->kids[0]);
-  case IR_FSEL:
-    return int_ok(n->kids[0]) && score_ok(p, n->kids[1]) && score_ok(p, n->kids[2]);
-  case IR_FINPUT: {
-    const ir_input *in = &p->inputs[n->value];
-    for (int k = 0; k < n->n_kids; k++) {
-      const ir_node *x = n->kids[k], *d = in->dims[k];
-      bool h = x->op == IR_VAR_H && d->op == IR_SIZE_H;
-      bool c = x->op == IR_CONST && d->op == IR_CONST && x->value >= 0 && x->value < d->value;
-      if (!h && !c) return false;
-    }
-    return true;
-  }
-  default: break;
-  }
-  if (ir_op_kind[n->op] != IR_FLT) return false;
-  for (int k = 0; k < n->n_kids; k++)
-    if (!score_ok(p, n->kids[k])) return false;
-  return true;
-}
-
-bool cg_score_supported(const ir_program *p) { return p->score && score_ok(p, p->score); }
 
 /* Dimensions [d0, d1) only: the first part starts from 0, the others from
  * the partial sums left in st, and only the last one scales, masks and
@@ -345,17 +170,20 @@ static void qk_block(cg *g, const tile_io *io, LLVMValueRef j, int jb,
         B, g->i64, gep(g, g->i64, io->mk, smin(g, key[jj], last)), "");
     w = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, key[jj], io->ncols, ""),
                         w, ci64(g, 0), "");
-    LLVMValueRef jf = io->score ? i2f(g, LLVMBuildAdd(B, io->j0, key[jj], "")) : NULL;
+    LLVMValueRef jf = NULL;
+    if (io->sc)
+      jf = splat(g, LLVMBuildSIToFP(B, LLVMBuildAdd(B, io->j0, key[jj], ""), g->f32, ""));
     for (int rv = 0; rv < NV; rv++) {
       LLVMValueRef m16 = LLVMBuildTrunc(B, LLVMBuildLShr(B, w, ci64(g, 16 * rv), ""),
                                         LLVMInt16TypeInContext(g->C), "");
       LLVMValueRef sv = LLVMBuildFMul(B, vld(g, io->accs[jj * NV + rv]), io->cv, "");
-      if (io->score) { /* E(s) with s = sv ln 2, back to the log2 domain */
+      LLVMValueRef live = LLVMBuildBitCast(B, m16, g->vi1, "");
+      if (io->sc) { /* E(s) with s = sv ln 2, back to the log2 domain */
         LLVMValueRef sn = LLVMBuildFMul(B, sv, vsplat(g, 0.69314718055994530942), "");
-        sv = LLVMBuildFMul(B, score_v(g, io, io->score, rv, sn, jf),
+        sv = LLVMBuildFMul(B, cg_sc_value(g, io->sc, rv, jf, sn, live, NULL),
                            vsplat(g, 1.4426950408889634), "");
       }
-      sv = LLVMBuildSelect(B, LLVMBuildBitCast(B, m16, g->vi1, ""), sv, ninf, "");
+      sv = LLVMBuildSelect(B, live, sv, ninf, "");
       LLVMBuildStore(B, vmax(g, sv, vld(g, io->mloc[rv])), io->mloc[rv]);
       vstore(g, sv, io->st,
              LLVMBuildAdd(B, LLVMBuildMul(B, key[jj], ci64(g, KR_BQ), ""),
@@ -374,8 +202,8 @@ static void qk_block(cg *g, const tile_io *io, LLVMValueRef j, int jb,
 typedef struct tile_args {
   LLVMValueRef qt, k, sk, v, sv, ncols, maskt, acc, mp, lp, c, st;
   int dot;
-  const ir_node *score;      /* the score tile: E, and env, i0, j0 */
-  LLVMValueRef env, i0, j0;
+  cg_sc *sc;                 /* the score tile: E's state, and j0 */
+  LLVMValueRef j0;
 } tile_args;
 
 static LLVMValueRef ones_words(cg *g) {
@@ -436,18 +264,7 @@ static void tile_body(cg *g, const tile_args *t) {
   LLVMValueRef ninf = vsplat(g, -1.0 / 0.0);
   tile_io io = {t->qt, t->k, t->sk, t->st,
                 LLVMBuildSelect(B, LLVMBuildIsNull(B, t->maskt, ""), ones, t->maskt, ""),
-                t->ncols, splat(g, t->c), mloc, accs, t->dot,
-                t->score, g->p, NULL, NULL, {NULL}};
-  if (t->score) {
-    io.env = t->env;
-    io.j0 = t->j0;
-    LLVMValueRef i0 = i2f(g, t->i0);
-    for (int rv = 0; rv < NV; rv++) {
-      LLVMValueRef lane[16];
-      for (int x = 0; x < 16; x++) lane[x] = cf(g, rv * 16 + x);
-      io.ipos[rv] = LLVMBuildFAdd(B, i0, LLVMConstVector(lane, 16), "");
-    }
-  }
+                t->ncols, splat(g, t->c), mloc, accs, t->dot, t->sc, t->j0};
   LLVMValueRef ncols = t->ncols, st = t->st, v = t->v, acc = t->acc;
 
   /* pass A: S^T = c K Q^T masked, with the column max; 4 keys at a time
@@ -638,14 +455,15 @@ static void widen_qt_pairs(cg *g, LLVMValueRef qt, LLVMValueRef qf) {
 }
 
 /* The tile; with score (the score tile, kr_stile_fn, float32) three
- * leading parameters env, i0, j0 and E applied in qk_block. */
+ * leading parameters env, i0, j0, E applied in qk_block, and the error
+ * flag returned (codegen_score.h). */
 static void gen_tile(cg *g, const char *name, const ir_node *score) {
   int x0 = score ? 3 : 0;
   LLVMTypeRef ps[15] = {g->ptr, g->i64, g->i64};
   LLVMTypeRef base[12] = {g->ptr, g->ptr, g->i64, g->ptr, g->i64, g->i64,
                           g->ptr, g->ptr, g->ptr, g->ptr, g->f32, g->ptr};
   memcpy(ps + x0, base, sizeof base);
-  begin_fn(g, name, g->voidt, score ? ps : base, 12 + x0);
+  begin_fn(g, name, score ? g->i32 : g->voidt, score ? ps : base, 12 + x0);
   unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
   int ptr_args[] = {0, 1, 3, 6, 7, 8, 9, 11};
   for (size_t x = 0; x < sizeof ptr_args / sizeof ptr_args[0]; x++)
@@ -655,10 +473,10 @@ static void gen_tile(cg *g, const char *name, const ir_node *score) {
   LLVMValueRef *f[12] = {&t.qt, &t.k,     &t.sk,  &t.v,  &t.sv, &t.ncols,
                          &t.maskt, &t.acc, &t.mp, &t.lp, &t.c, &t.st};
   for (int x = 0; x < 12; x++) *f[x] = LLVMGetParam(g->fn, (unsigned)(x + x0));
+  cg_sc sc;
   if (score) {
-    t.score = score;
-    t.env = LLVMGetParam(g->fn, 0);
-    t.i0 = LLVMGetParam(g->fn, 1);
+    cg_sc_init(g, &sc, LLVMGetParam(g->fn, 0), LLVMGetParam(g->fn, 1));
+    t.sc = &sc;
     t.j0 = LLVMGetParam(g->fn, 2);
   }
   t.dot = g->dtype == CG_BF16 && cg_has_bf16_dot(g->tgt);
@@ -676,7 +494,10 @@ static void gen_tile(cg *g, const char *name, const ir_node *score) {
     t.k = kf, t.v = vf, t.sk = t.sv = ci64(g, g->D);
   }
   tile_body(g, &t);
-  LLVMBuildRetVoid(g->B);
+  if (score)
+    LLVMBuildRet(g->B, cg_sc_status(g, &sc));
+  else
+    LLVMBuildRetVoid(g->B);
   end_fn(g);
 }
 

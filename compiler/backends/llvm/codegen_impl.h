@@ -252,6 +252,7 @@ void cg_gen_bwd_dkdv(cg *g); /* codegen_bwd_tile.c */
 /* The score tile of g->p (with score E), spat_stile; only when
  * cg_score_supported(g->p). */
 void cg_gen_score_tile(cg *g);
-bool cg_score_supported(const ir_program *p);
+void cg_gen_score_bwd(cg *g); /* spat_sbwd_dq, spat_sbwd_dkdv */
+bool cg_score_supported(const ir_program *p); /* codegen_score.c */
 
 #endif

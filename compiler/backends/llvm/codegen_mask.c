@@ -19,6 +19,7 @@
  *    and the error table into one module.
  */
 #include "codegen_impl.h"
+#include "codegen_score.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -1510,6 +1511,62 @@ static void build_errat_fn(cg *g) {
   g->detail = NULL;
 }
 
+/* --- spat_serrat: errors of `with score E` at one allowed pair -------------
+ * The first run-time error of evaluating E at (h, i, j) in the
+ * interpreter's order (eval_f: kids left to right, the chosen arm of ?:,
+ * each index of a float input checked after it is computed).  The score
+ * tiles only flag that some pair failed; the driver finds the first one
+ * with this (runtime/kernel_score.c). */
+static void serr_node(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j) {
+  LLVMBuilderRef B = g->B;
+  switch (n->op) {
+  case IR_FSCORE: case IR_FCONST: return;
+  case IR_FCVT: ival(g, n->kids[0], L, j); return;
+  case IR_FINPUT: {
+    const ir_input *in = &g->p->inputs[n->value];
+    for (int k = 0; k < n->n_kids; k++) {
+      LLVMValueRef x = ival(g, n->kids[k], L, j), d = ival(g, in->dims[k], L, NULL);
+      char what[300];
+      snprintf(what, sizeof what,
+               "index \001 of dimension %d of input '%s' is out of range [0, \002)", k + 1,
+               in->name);
+      check_v(g, LLVMBuildICmp(B, LLVMIntUGE, x, d, ""), n, what, x, d);
+    }
+    return;
+  }
+  case IR_FSEL: {
+    LLVMValueRef c = as_bool(g, ival(g, n->kids[0], L, j));
+    LLVMBasicBlockRef tb = newbb(g, "then"), eb = newbb(g, "else"), join = newbb(g, "join");
+    LLVMBuildCondBr(B, c, tb, eb);
+    LLVMPositionBuilderAtEnd(B, tb);
+    serr_node(g, n->kids[1], L, j);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, eb);
+    serr_node(g, n->kids[2], L, j);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, join);
+    return;
+  }
+  default:
+    for (int k = 0; k < n->n_kids; k++) serr_node(g, n->kids[k], L, j);
+    return;
+  }
+}
+
+static void build_serrat_fn(cg *g) {
+  LLVMTypeRef ps[4] = {g->ptr, g->i64, g->i64, g->ptr};
+  begin_fn(g, KABI_SERRAT, g->i32, ps, 4);
+  scalar_only(g);
+  g->env = LLVMGetParam(g->fn, 0);
+  load_env(g);
+  g->detail = LLVMGetParam(g->fn, 3);
+  lvl L = {LLVMGetParam(g->fn, 1), env_word(g, g->env, KABI_ENV_LQ, g->i64), g->lk_tok};
+  serr_node(g, g->p->score, &L, LLVMGetParam(g->fn, 2));
+  LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
+  end_fn(g);
+  g->detail = NULL;
+}
+
 /* --- module -------------------------------------------------------------- */
 
 static int collect_topk(cg *g, const ir_node *n) {
@@ -1538,7 +1595,7 @@ void cg_info_free(cg_info *info) {
 
 /* The language-version-2 forms the compiled kernels do not run yet: an
  * error naming the first one (the interpreter runs them all). */
-static bool v2_supported(const ir_program *p, bool jit, char *err, size_t errlen) {
+static bool v2_supported(const ir_program *p, char *err, size_t errlen) {
   static const struct { unsigned bit; const char *what; } feats[] = {
       {IR_FEAT_SCORE, "'with score'"}, {IR_FEAT_FLOAT_IN, "float inputs"},
       {IR_FEAT_SHAPED_IN, "shaped inputs"}, {IR_FEAT_ROW_SET, "rows of inputs as index sets"},
@@ -1546,7 +1603,7 @@ static bool v2_supported(const ir_program *p, bool jit, char *err, size_t errlen
       {IR_FEAT_BATCH, "b, B, Hkv or D"}};
   const char *what = p->top_left ? "aligned(top_left)" : NULL;
   unsigned f = ir_features(p);
-  if (p->score && jit && cg_score_supported(p)) {
+  if (p->score && cg_score_supported(p)) {
     /* float inputs are read only by the score, which the score tile reads */
     f &= ~(unsigned)(IR_FEAT_SCORE | IR_FEAT_FLOAT_IN);
     bool int_shaped = false;
@@ -1557,8 +1614,10 @@ static bool v2_supported(const ir_program *p, bool jit, char *err, size_t errlen
     }
     if (!int_shaped) f &= ~(unsigned)IR_FEAT_SHAPED_IN;
   }
-  if ((f & IR_FEAT_SCORE) && jit) what = "this score expression (the JIT compiles float "
-      "ops of s, i, j, h, sizes and constants, and float inputs indexed by h and constants)";
+  if (f & IR_FEAT_SCORE) what = "this score expression (the compiled backends take float "
+      "ops of s, integer parts of i, j, h, sizes and constants (/ and % by positive "
+      "constants only), and float inputs indexed by them with dimensions of H, Lq, Lk "
+      "and constants)";
   for (size_t k = 0; !what && k < sizeof feats / sizeof feats[0]; k++)
     if (f & feats[k].bit) what = feats[k].what;
   if (!what) return true;
@@ -1571,7 +1630,7 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
                        const cg_kind *tile, cg_dtype dt, const cg_target *t,
                        cg_info *info, char *err, size_t errlen) {
   memset(info, 0, sizeof *info);
-  if (!v2_supported(p, tile == NULL, err, errlen)) return NULL;
+  if (!v2_supported(p, err, errlen)) return NULL;
   if (tile && !cg_kind_supports(tile, D, dt)) {
     cg_unsupported_d(tile, D, "the JIT", err, errlen);
     return NULL;
@@ -1597,7 +1656,11 @@ LLVMModuleRef cg_build(LLVMContextRef ctx, const ir_program *p, int64_t D,
   for (int k = 0; k < g->n_tk; k++) build_tkinfo_fn(g, k);
   build_errat_fn(g);
   if (tile) tile->gen(g);
-  if (!tile && p->score) cg_gen_score_tile(g);
+  if (p->score) { /* the pattern's score tiles (codegen_score.h) */
+    cg_gen_score_tile(g);
+    cg_gen_score_inlen(g);
+    build_serrat_fn(g);
+  }
 
   /* the error table */
   LLVMValueRef *strs = calloc((size_t)g->n_errs + 1, sizeof *strs);

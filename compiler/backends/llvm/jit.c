@@ -14,6 +14,7 @@
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
 #include <llvm-c/TargetMachine.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,12 @@ struct jit_kernel {
   kr_mask_fn *mask;
   kr_tkinfo_fn *tkinfo;
   double ms;
-  bool score;           /* the module has spat_stile */
+  bool score;           /* the module has the score tiles (kabi.h) */
+  /* with score: the backward score tiles, built with the kernel but
+   * compiled on the first backward call (then disposed) */
+  LLVMContextRef bctx;
+  LLVMModuleRef bmod;
+  pthread_mutex_t bmu;
 };
 
 static double now_ms(void) {
@@ -64,6 +70,9 @@ void jit_free(jit_kernel *k) {
   kr_release(&k->k);
   free((void *)k->k.plan); /* an_build's */
   if (k->jit) LLVMOrcDisposeLLJIT(k->jit);
+  if (k->bmod) LLVMDisposeModule(k->bmod);
+  if (k->bctx) LLVMContextDispose(k->bctx);
+  if (k->score) pthread_mutex_destroy(&k->bmu);
   cg_info_free(&k->info);
   free(k->mask);
   free(k->tkinfo);
@@ -86,6 +95,58 @@ static int compile_module(const ir_program *p, int64_t D, cg_info *info,
   lp_target_free(&tgt);
   LLVMDisposeTargetMachine(tm);
   return ok;
+}
+
+/* The backward score tiles' module of p, in a context of its own. */
+static int build_score_bwd(jit_kernel *jk, const ir_program *p, int64_t D,
+                           char *err, size_t errlen) {
+  LLVMTargetMachineRef tm = lp_target_machine(NULL, err, errlen);
+  if (!tm) return 0;
+  lp_target tgt;
+  lp_target_of(tm, &tgt);
+  jk->bctx = LLVMContextCreate();
+  jk->bmod = LLVMModuleCreateWithNameInContext("score_bwd", jk->bctx);
+  if (tgt.cg.triple) LLVMSetTarget(jk->bmod, tgt.cg.triple);
+  if (tgt.cg.datalayout) LLVMSetDataLayout(jk->bmod, tgt.cg.datalayout);
+  int ok = cg_add_score_bwd(jk->bmod, p, D, &tgt.cg) == 0;
+  if (!ok) rt_errf(err, errlen, RT_ENOMEM, "out of memory in code generation");
+  lp_target_free(&tgt);
+  LLVMDisposeTargetMachine(tm);
+  return ok;
+}
+
+/* The backward score tiles compiled into the kernel's LLJIT, once. */
+static rt_status link_score_bwd(jit_kernel *jk, char *err, size_t errlen) {
+  pthread_mutex_lock(&jk->bmu);
+  rt_status st = RT_OK;
+  if (!jk->k.sbwd_dkdv) {
+    LLVMTargetMachineRef tm = lp_target_machine(NULL, err, errlen);
+    LLVMMemoryBufferRef obj = NULL;
+    st = tm ? lp_optimize(jk->bmod, tm, err, errlen) : RT_EINTERNAL;
+    if (st == RT_OK) st = lp_emit_object(tm, jk->bmod, &obj, err, errlen);
+    if (tm) LLVMDisposeTargetMachine(tm);
+    if (st == RT_OK) { /* takes obj */
+      LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(
+          jk->jit, LLVMOrcLLJITGetMainJITDylib(jk->jit), obj);
+      if (e) {
+        llvm_err(e, "cannot add the backward tiles", err, errlen);
+        st = RT_EINTERNAL;
+      }
+    }
+    void *fq = NULL, *fkv = NULL;
+    if (st == RT_OK && (!lookup(jk, KABI_SBWD_DQ, &fq, err, errlen) ||
+                        !lookup(jk, KABI_SBWD_DKDV, &fkv, err, errlen)))
+      st = RT_EINTERNAL;
+    if (st == RT_OK) {
+      memcpy(&jk->k.sbwd_dq, &fq, sizeof fq);
+      memcpy(&jk->k.sbwd_dkdv, &fkv, sizeof fkv);
+      LLVMDisposeModule(jk->bmod);
+      LLVMContextDispose(jk->bctx);
+      jk->bmod = NULL, jk->bctx = NULL;
+    }
+  }
+  pthread_mutex_unlock(&jk->bmu);
+  return st;
 }
 
 /* Links obj (taken) and looks up every generated function. */
@@ -120,9 +181,14 @@ static int link_kernel(jit_kernel *jk, LLVMMemoryBufferRef obj, char *err,
   }
   if (!lookup(jk, KABI_ERRAT, &f, err, errlen)) return 0;
   memcpy(&jk->k.errat, &f, sizeof f);
-  if (jk->score) {
-    if (!lookup(jk, KABI_STILE, &f, err, errlen)) return 0;
-    memcpy(&jk->k.stile, &f, sizeof f);
+  if (jk->score) { /* the score tile, E's errors and the inputs' sizes */
+    void *fs[3];
+    const char *names[3] = {KABI_STILE, KABI_SERRAT, KABI_INLEN};
+    for (int x = 0; x < 3; x++)
+      if (!lookup(jk, names[x], &fs[x], err, errlen)) return 0;
+    memcpy(&jk->k.stile, &fs[0], sizeof fs[0]);
+    memcpy(&jk->k.serrat, &fs[1], sizeof fs[1]);
+    memcpy(&jk->k.inlen, &fs[2], sizeof fs[2]);
   }
   return 1;
 }
@@ -157,13 +223,15 @@ jit_kernel *jit_compile(const ir_program *p, const backend_opts *o, char *err,
   void *tile = NULL, *dtile = NULL;
   LLVMMemoryBufferRef obj = NULL;
   jk->score = p->score != NULL;
+  if (jk->score) pthread_mutex_init(&jk->bmu, NULL);
   jk->k.plan = an_build(p, err, errlen);
   int ok = jk->k.plan != NULL &&
            tc_get(fwd, o->D, dt, NULL, &tile, err, errlen) == 0 &&
            tc_get(&cg_kinds[CG_KIND_DECODE], o->D, CG_F32, NULL, &dtile, err,
                   errlen) == 0 &&
            compile_module(p, o->D, &jk->info, &obj, err, errlen) &&
-           link_kernel(jk, obj, err, errlen);
+           link_kernel(jk, obj, err, errlen) &&
+           (!jk->score || build_score_bwd(jk, p, o->D, err, errlen));
   if (!ok) {
     jit_free(jk);
     return NULL;
@@ -207,6 +275,7 @@ rt_status jit_backward(jit_kernel *k, const rt_args *a, const rt_grad *g,
                        char *err, size_t errlen) {
   kr_bwd_fn dq, dkdv;
   rt_status st = jit_bwd_tiles(k->k.D, &dq, &dkdv, err, errlen);
+  if (st == RT_OK && k->score) st = link_score_bwd(k, err, errlen);
   if (st != RT_OK) return st;
   return kr_run_backward(&k->k, dq, dkdv, a, g, err, errlen);
 }

@@ -116,16 +116,37 @@ _Static_assert(_Generic((kr_bwd_fn)0,
                "kr_bwd_fn: codegen_bwd_tile.c builds (ptr x 6, i64, ptr, "
                "i64, i64, ptr, ptr, ptr, ptr, float, ptr) -> void");
 _Static_assert(_Generic((kr_stile_fn)0,
-                        void (*)(const kr_env *, int64_t, int64_t, const float *,
-                                 const float *, int64_t, const float *, int64_t,
-                                 int64_t, const uint64_t *, float *, float *,
-                                 float *, float, float *): 1,
+                        int32_t (*)(const kr_env *, int64_t, int64_t, const float *,
+                                    const float *, int64_t, const float *, int64_t,
+                                    int64_t, const uint64_t *, float *, float *,
+                                    float *, float, float *): 1,
                         default: 0),
                "kr_stile_fn: codegen_fwd_tile.c builds (ptr, i64, i64, then "
-               "kr_tile_fn's) -> void");
+               "kr_tile_fn's) -> i32");
+_Static_assert(_Generic((kr_sbwd_fn)0,
+                        int32_t (*)(const kr_env *, int64_t, int64_t, double *const *,
+                                    const float *, const float *, const float *,
+                                    const float *, const float *, const float *,
+                                    int64_t, const float *, int64_t, int64_t,
+                                    const uint64_t *, float *, float *, float *,
+                                    float, float *): 1,
+                        default: 0),
+               "kr_sbwd_fn: codegen_bwd_tile.c builds (ptr, i64, i64, ptr, then "
+               "kr_bwd_fn's) -> i32");
+_Static_assert(_Generic((kr_serrat_fn)0,
+                        int32_t (*)(const kr_env *, int64_t, int64_t, int64_t *): 1,
+                        default: 0),
+               "kr_serrat_fn: codegen_mask.c builds (ptr, i64, i64, ptr) -> i32");
+_Static_assert(_Generic((kr_inlen_fn)0, int64_t (*)(const kr_env *, int64_t): 1,
+                        default: 0),
+               "kr_inlen_fn: codegen_score.c builds (ptr, i64) -> i64");
 
 /* Symbol names in generated modules. */
 #define KABI_STILE "spat_stile"          /* the score tile (with score E) */
+#define KABI_SBWD_DQ "spat_sbwd_dq"      /* its backward tiles */
+#define KABI_SBWD_DKDV "spat_sbwd_dkdv"
+#define KABI_SERRAT "spat_serrat"        /* E's errors at a pair */
+#define KABI_INLEN "spat_inlen"          /* float input sizes */
 #define KABI_MASK_FMT "spat_mask_%d"     /* 0: the root; t + 1: top-k t */
 #define KABI_TKINFO_FMT "spat_tkinfo_%d" /* top-k t */
 #define KABI_ERRAT "spat_errat"          /* the pattern's error check */

@@ -130,6 +130,19 @@ int cg_add_kernel(LLVMModuleRef M, const cg_kind *k, int64_t D, cg_dtype t,
   return 0;
 }
 
+int cg_add_score_bwd(LLVMModuleRef M, const ir_program *p, int64_t D,
+                     const cg_target *tgt) {
+  cg G, *g = &G;
+  cg_begin(g, LLVMGetModuleContext(M), tgt);
+  g->M = M;
+  g->p = p;
+  g->D = D;
+  g->dtype = CG_F32;
+  cg_gen_score_bwd(g);
+  LLVMDisposeBuilder(g->B);
+  return g->oom ? -1 : 0;
+}
+
 LLVMModuleRef cg_build_kernel(LLVMContextRef ctx, const cg_kind *k, int64_t D,
                               cg_dtype t, const cg_target *tgt, char *err,
                               size_t errlen) {

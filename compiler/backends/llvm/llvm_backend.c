@@ -18,7 +18,6 @@
 typedef struct llvm_kernel {
   jit_kernel *jit;     /* or */
   aot_loaded *cached;  /* an object from the disk cache */
-  bool score;          /* the pattern has `with score E` */
 } llvm_kernel;
 
 static void note(const backend_opts *o, const char *msg) {
@@ -61,9 +60,7 @@ static void *llvm_compile(const ir_program *p, const backend_opts *o,
     return NULL;
   }
   backend_cache state = BACKEND_CACHE_OFF;
-  k->score = p->score != NULL;
-  /* patterns with a score: the JIT's own score tile, not in cached objects */
-  if (o->cache && cg_supported_d(o->D) && !p->score) k->cached = from_cache(p, o, &state);
+  if (o->cache && cg_supported_d(o->D)) k->cached = from_cache(p, o, &state);
   if (k->cached == NULL) k->jit = jit_compile(p, o, err, errlen);
   if (o->cache_out != NULL) *o->cache_out = state;
   if (k->cached == NULL && k->jit == NULL) {
@@ -89,12 +86,9 @@ static rt_status llvm_backward(void *kernel, const rt_args *a,
                                const rt_grad *g, char *err, size_t errlen) {
   llvm_kernel *k = kernel;
   if (k == NULL) return rt_errf(err, errlen, RT_EINVAL, "NULL kernel");
-  if (k->score) /* the backward tiles' score hook does not apply E yet */
-    return rt_errf(err, errlen, RT_EUNSUPPORTED,
-                   "the JIT backward does not apply 'with score' yet (language "
-                   "version 2); the interpreter's backward does (backend interp)");
   if (k->cached == NULL) return jit_backward(k->jit, a, g, err, errlen);
-  kr_bwd_fn dq, dkdv; /* the cache's objects carry no backward tiles */
+  kr_bwd_fn dq, dkdv; /* the cache's objects carry no shared backward tiles
+                         (a score pattern's own are in its object) */
   rt_status st = jit_bwd_tiles(a->D, &dq, &dkdv, err, errlen);
   if (st != RT_OK) return st;
   return aot_backward_args(aot_loaded_desc(k->cached), a, g, dq, dkdv, err,
