@@ -157,6 +157,43 @@ static double time_case(const spat_kernel *k, const cs *c, int reps) {
   return ms[reps / 2];
 }
 
+/* The same case with k and v in a pool of pages of page_size keys,
+ * [n_pages, page_size, Hkv, D], the sequence's pages shuffled; median wall
+ * ms of reps runs (the big buffer read before each), CPU in last_cpu_ms. */
+static double time_paged(const spat_kernel *k, const cs *c, int64_t page_size,
+                         int reps) {
+  int64_t n_pages = (c->Lk + page_size - 1) / page_size;
+  size_t nq = (size_t)(c->H * c->Lq * c->D);
+  size_t np = (size_t)(n_pages * page_size * c->Hkv * c->D);
+  float *q = rnd(nq), *kp = rnd(np), *vp = rnd(np), *o = rnd(nq);
+  int32_t *pt = malloc((size_t)n_pages * sizeof *pt), len = (int32_t)c->Lk;
+  for (int64_t x = 0; x < n_pages; x++) pt[x] = (int32_t)x;
+  uint64_t sd = 99;
+  for (int64_t x = n_pages - 1; x > 0; x--) { /* Fisher-Yates */
+    sd = sd * 6364136223846793005ull + 1442695040888963407ull;
+    int64_t y = (int64_t)((sd >> 33) % (uint64_t)(x + 1));
+    int32_t t = pt[x];
+    pt[x] = pt[y], pt[y] = t;
+  }
+  spat_paged_kv pk = {pt, &len, n_pages, page_size, n_pages};
+  spat_tensors t = {1, c->H, c->Hkv, c->Lq, 0, q, kp, vp, o, NULL, 0, &pk};
+  spat_kernel_call(k, &t, NULL, 0); /* warm-up */
+  double ms[64], cpu[64];
+  if (reps > 64) reps = 64;
+  for (int r = 0; r < reps; r++) {
+    sink = stream_sum(big, big_n);
+    double t0 = now(), c0 = cpu_now();
+    spat_kernel_call(k, &t, NULL, 0);
+    cpu[r] = (cpu_now() - c0) * 1e3;
+    ms[r] = (now() - t0) * 1e3;
+  }
+  qsort(ms, (size_t)reps, sizeof *ms, cmpd);
+  qsort(cpu, (size_t)reps, sizeof *cpu, cmpd);
+  last_cpu_ms = cpu[reps / 2];
+  free(q), free(kp), free(vp), free(o), free(pt);
+  return ms[reps / 2];
+}
+
 /* bench-decode prof LQ N [DECODE_MAX_LQ]: only that case, N runs (for
  * perf), with the bandwidth and the bound. */
 static int prof(spat_ctx *ctx, int64_t lq, int n, int64_t max_lq) {
@@ -254,6 +291,17 @@ int main(int argc, char **argv) {
            d[1] / p[1]);
   }
   kr_decode_max_lq = KR_DECODE_MAX_LQ;
+  /* paged: the same case, pages of 16 keys, shuffled, Lq = 1 */
+  {
+    cs c = {32, 8, 1, 32768, 128, 1};
+    double dms = time_case(k1, &c, reps), dcpu = last_cpu_ms;
+    double pms = time_paged(k1, &c, 16, reps), pcpu = last_cpu_ms;
+    printf("\nPaged KV cache: the Lq = 1 case with k and v in pools of pages "
+           "of 16 keys ([n_pages, 16, Hkv, D], the sequence's 2048 pages "
+           "shuffled), against the dense cache, medians of %d: paged %.2f ms "
+           "(%.2f CPU), dense %.2f ms (%.2f CPU): paged / dense %.2fx wall, "
+           "%.2fx CPU.\n", reps, pms, pcpu, dms, dcpu, pms / dms, pcpu / dcpu);
+  }
   /* two threads on one (batch, KV head): causal over a long cache */
   spat_kernel *c1k = compile_src(ctx, "pattern c = causal;", 128, 1,
                                  SPAT_BACKEND_JIT);
