@@ -140,7 +140,7 @@ demo: all $(B)/demo
 $(B)/compile-times: bench/compile_times.c $(B)/libspat.a include/spat.h
 	$(CC) $(CFLAGS_BASE) -Iinclude -o $@ $< $(B)/libspat.a $(LIBS)
 
-bench: all $(B)/compile-times $(B)/bench-decode
+bench: all $(B)/compile-times $(B)/bench-decode $(B)/bench-gqa
 	@B=$(B) bash bench/run.sh
 
 # The backward with `with score` against the same window (issue 11):
@@ -151,6 +151,10 @@ $(B)/bench-score-bwd: tests/perf/score_bwd.c $(B)/libspat.a include/spat.h
 # The decode benchmark: in tests/perf/ as it links the internal library (it
 # sets the decode threshold, kr_decode_max_lq, to time both paths).
 $(B)/bench-decode: tests/perf/decode.c $(B)/libspat-internal.a include/spat.h
+	$(CC) $(CFLAGS_BASE) $(INC_RT) -o $@ $< $(B)/libspat-internal.a $(LIBS)
+
+# GQA prefill grouped vs one head a task (kr_gqa_group), internal too.
+$(B)/bench-gqa: tests/perf/gqa.c $(B)/libspat-internal.a include/spat.h
 	$(CC) $(CFLAGS_BASE) $(INC_RT) -o $@ $< $(B)/libspat-internal.a $(LIBS)
 
 bench-compile: all $(B)/compile-times

@@ -245,6 +245,10 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
   # issue 12: decode against a KV cache (tests/perf/decode.c)
   echo "== decode (build/bench-decode)" >&2
   "$B/bench-decode" "$REPEATS"
+  echo
+  # issue 12: GQA prefill, grouped vs one head a task (tests/perf/gqa.c)
+  echo "== GQA prefill (build/bench-gqa)" >&2
+  "$B/bench-gqa" "$REPEATS"
 } >"$out"
 echo "wrote $out" >&2
 cat "$out"

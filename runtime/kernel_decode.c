@@ -8,7 +8,8 @@
  * rows: nothing is padding, and each key/value row is loaded once per
  * chunk (once per KV head when G Lq <= KR_DR).  A task is (b, hk, chunk,
  * part): the keys a chunk visits (the union of its heads' plan spans, cut
- * into tiles of at most KR_BK keys that never cross a page) are split into
+ * into tiles of at most KR_BK keys, gathered into scratch when they cross a
+ * page) are split into
  * n_part parts of consecutive tiles.  With one part a task writes o and lse;
  * with more (when (b, hk) chunks are fewer than threads), each part leaves
  * its (acc, m, l) and a second pass merges the parts of a row by
@@ -36,6 +37,8 @@ int64_t kr_decode_max_lq = KR_DECODE_MAX_LQ;
 typedef struct kd_ws {
   float *q, *acc, *m, *l, *st;   /* [KR_DR][D], [KR_DR][D], [KR_DR] x 2,
                                     [KR_DR][KR_BK] */
+  float *kg, *vg;                /* [KR_BK][D]: a tile's k and v rows
+                                    gathered across pages */
   uint64_t rows[KR_DR];
   plan_span *sp;                 /* every head's spans, then the union */
   int64_t sp_cap;
@@ -162,13 +165,32 @@ oom:
   return -1;
 }
 
-/* Keys of the tile at j0 within a run ending at k1: at most KR_BK, never
- * across a page. */
-static int64_t tile_len(const rt_args *a, const chunk *c, int64_t j0,
-                        int64_t k1) {
-  int64_t n = k1 - j0 < KR_BK ? k1 - j0 : KR_BK, contig;
-  (void)kv_row(a, &a->k, c->b, c->hk, j0, c->lk, &contig);
-  return n < contig ? n : contig;
+/* Keys of the tile at j0 within a run ending at k1: at most KR_BK (a tile
+ * crossing pages is gathered, kv_tile). */
+static int64_t tile_len(int64_t j0, int64_t k1) {
+  return k1 - j0 < KR_BK ? k1 - j0 : KR_BK;
+}
+
+/* The k or v rows [j0, j0 + nc) of (b, hk) as one strided block: in place
+ * when contiguous, else (a tile crossing pages) copied into buf, row stride
+ * D, so small pages do not cut tiles short; *stride gets the stride. */
+static const float *kv_tile(const rt_args *a, const rt_tensor *t,
+                            const chunk *c, int64_t j0, int64_t nc,
+                            float *buf, int64_t *stride) {
+  int64_t n;
+  const float *p = kv_row(a, t, c->b, c->hk, j0, c->lk, &n);
+  if (n >= nc) {
+    *stride = t->sl;
+    return p;
+  }
+  for (int64_t x = 0; x < nc; x += n) {
+    p = kv_row(a, t, c->b, c->hk, j0 + x, c->lk, &n);
+    if (n > nc - x) n = nc - x;
+    for (int64_t r = 0; r < n; r++)
+      memcpy(buf + (x + r) * a->D, p + r * t->sl, (size_t)a->D * sizeof *p);
+  }
+  *stride = a->D;
+  return buf;
 }
 
 /* Row words of the tile [j0, j0 + nc) into w->rows; 1 when every row
@@ -210,7 +232,8 @@ static int tile_rows(run *R, kd_ws *w, const chunk *c, kr_env *env,
 
 /* One tile through the decode tile, or per row (kernel_rt.c's rule). */
 static void run_tile(kd *K, kd_ws *w, const chunk *c, int full,
-                     const float *kt, const float *vt, int64_t nc) {
+                     const float *kt, int64_t sk, const float *vt, int64_t sv,
+                     int64_t nc) {
   run *R = &K->R;
   const rt_args *a = R->a;
   if (!full) {
@@ -219,13 +242,13 @@ static void run_tile(kd *K, kd_ws *w, const chunk *c, int full,
     for (int64_t r = 0; r < c->nr; r++)
       any |= w->rows[r], pairs += __builtin_popcountll(w->rows[r]);
     if (!any) return;
-    if (pairs * 8 <= c->nr * KR_BK || kri_tile_v_nonfinite(vt, RT_F32, a->v.sl, nc, a->D)) {
-      kri_sparse_rows(w->q, a->D, kt, a->k.sl, vt, a->v.sl, a->D, w->rows,
+    if (pairs * 8 <= c->nr * KR_BK || kri_tile_v_nonfinite(vt, RT_F32, sv, nc, a->D)) {
+      kri_sparse_rows(w->q, a->D, kt, sk, vt, sv, a->D, w->rows,
                       c->nr, w->acc, w->m, w->l, R->c);
       return;
     }
   }
-  R->k->dtile(w->q, c->nr, kt, a->k.sl, vt, a->v.sl, nc,
+  R->k->dtile(w->q, c->nr, kt, sk, vt, sv, nc,
               full ? NULL : w->rows, w->acc, w->m, w->l, R->c, w->st);
 }
 
@@ -309,21 +332,21 @@ static void kd_task(void *ctx, int64_t id, int worker) {
   int64_t n_tiles = 0;
   if (K->n_part > 1)
     for (int64_t x = 0; x < nu; x++)
-      for (int64_t j0 = u[x].k0; j0 < u[x].k1; j0 += tile_len(a, &c, j0, u[x].k1))
+      for (int64_t j0 = u[x].k0; j0 < u[x].k1; j0 += tile_len(j0, u[x].k1))
         n_tiles++;
   int64_t t0 = n_tiles * part / K->n_part, t1 = n_tiles * (part + 1) / K->n_part;
   if (K->n_part == 1) t1 = INT64_MAX;
   for (int64_t x = 0; x < c.nh; x++) w->cur[x] = w->off[x];
   for (int64_t x = 0, ti = 0; x < nu && ti < t1; x++)
     for (int64_t j0 = u[x].k0, nc; j0 < u[x].k1 && ti < t1; j0 += nc, ti++) {
-      nc = tile_len(a, &c, j0, u[x].k1);
+      nc = tile_len(j0, u[x].k1);
       if (ti < t0) continue;
       int full = tile_rows(R, w, &c, env, j0, nc);
       if (full < 0) return;
-      int64_t n;
-      const float *kt = kv_row(a, &a->k, b, hk, j0, c.lk, &n);
-      const float *vt = kv_row(a, &a->v, b, hk, j0, c.lk, &n);
-      run_tile(K, w, &c, full, kt, vt, nc);
+      int64_t sk, sv;
+      const float *kt = kv_tile(a, &a->k, &c, j0, nc, w->kg, &sk);
+      const float *vt = kv_tile(a, &a->v, &c, j0, nc, w->vg, &sv);
+      run_tile(K, w, &c, full, kt, sk, vt, sv, nc);
     }
   if (s->rnd.oom) {
     kri_fail(R, RT_ENOMEM, "out of memory (random key sets)");
@@ -392,11 +415,14 @@ static int ws_init(kd_ws *w, const kr_kernel *k) {
   w->m = aalloc(KR_DR * sizeof(float));
   w->l = aalloc(KR_DR * sizeof(float));
   w->st = aalloc(KR_DR * KR_BK * sizeof(float));
+  w->kg = aalloc(KR_BK * D * sizeof(float));
+  w->vg = aalloc(KR_BK * D * sizeof(float));
   w->sp_cap = 4 * KR_DR;
   w->sp = malloc((size_t)w->sp_cap * sizeof *w->sp);
   w->tk = calloc(KR_DR * nt + 1, sizeof *w->tk);
   w->tb = calloc(KR_DR * nt + 1, sizeof *w->tb);
-  return w->q && w->acc && w->m && w->l && w->st && w->sp && w->tk && w->tb;
+  return w->q && w->acc && w->m && w->l && w->st && w->sp && w->tk && w->tb &&
+         w->kg && w->vg;
 }
 
 static void ws_free(kd_ws *w, int n_topk) {
@@ -405,6 +431,7 @@ static void ws_free(kd_ws *w, int n_topk) {
       free(w->tb[x].sel), free(w->tb[x].cnt);
   free(w->tb); free(w->tk);
   free(w->q); free(w->acc); free(w->m); free(w->l); free(w->st);
+  free(w->kg); free(w->vg);
   free(w->sp);
 }
 

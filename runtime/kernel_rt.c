@@ -144,8 +144,12 @@ static void scratch_free(scratch *s, int n_topk) {
   free(s->spans); free(s->qd); free(s->km); free(s->kg); free(s->vg);
   free(s->kn); free(s->tf); free(s->tj); free(s->sc);
   free(s->hs); free(s->hj);
-  for (int64_t n = 0; n < s->rnd.n_nodes; n++) free(s->rnd.nodes[n].bits);
-  free(s->rnd.nodes);
+  for (int x = -1; x < KR_GQA_MAX; x++) {
+    rnd_cache *c = x < 0 ? &s->rnd : &s->grnd[x];
+    for (int64_t n = 0; n < c->n_nodes; n++) free(c->nodes[n].bits);
+    free(c->nodes);
+  }
+  free(s->grp); free(s->spans2);
   if (s->tb)
     for (int t = 0; t < n_topk; t++) free(s->tb[t].sel), free(s->tb[t].cnt);
   free(s->tb); free(s->tk);
@@ -165,15 +169,16 @@ static int scratch_init(scratch *s, const kr_kernel *k) {
     s->vf = aalloc(D * KR_BK * sizeof(float));
     if (!s->qf || !s->kf || !s->vf) return 0;
   }
-  s->span_cap = 64;
+  s->span_cap = s->span2_cap = 64;
   s->spans = malloc((size_t)s->span_cap * sizeof *s->spans);
+  s->spans2 = malloc((size_t)s->span2_cap * sizeof *s->spans2);
   s->qd = malloc(D * sizeof(double));
   s->kg = aalloc(D * KR_BK * sizeof(float));
   s->vg = aalloc(D * KR_BK * sizeof(float));
   s->tk = calloc((size_t)k->n_topk + 1, sizeof *s->tk);
   s->tb = calloc((size_t)k->n_topk + 1, sizeof *s->tb);
   return s->qt && s->acc && s->m && s->l && s->st && s->spans && s->qd && s->tk &&
-         s->tb && s->kg && s->vg;
+         s->tb && s->kg && s->vg && s->spans2;
 }
 
 
@@ -417,7 +422,174 @@ static void sparse_tile(scratch *s, const rt_args *a, const void *q,
               s->l, c);
 }
 
-/* --- one task: a query tile of one head -------------------------------- */
+/* --- one task: a query tile of the query heads sharing a KV head ------- */
+
+/* Q^T of the tile's rows (q: its first row) packed, acc, m, l cleared. */
+static void tile_start(scratch *s, const rt_args *a, const char *q,
+                       int64_t nr) {
+  int64_t D = a->D;
+  pack_qt(s, a->dtype, q, a->q.sl, nr, D);
+  for (int64_t x = 0; x < D * KR_BQ; x++) s->acc[x] = 0;
+  for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
+}
+
+/* The plan's spans for head h's rows [r0, r1) into *sp (capacity *cap,
+ * grown), visiting only the keys of the ntk top-k selections tk (views of
+ * the non-root top-k nodes'); their number, or -1 after failing the run. */
+static int64_t head_spans(run *R, int64_t h, int64_t r0, int64_t r1,
+                          const plan_topk *tk, int64_t ntk, plan_span **sp,
+                          int64_t *cap) {
+  const rt_args *a = R->a;
+  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+  char perr[256] = "";
+  for (;;) {
+    int64_t ns = plan_tiles_topk(R->k->plan, &pe, ntk ? tk : NULL, ntk, r0,
+                                 r1, *sp, *cap, perr, sizeof perr);
+    if (ns < 0) {
+      fail(R, RT_ERANGE, "%s", perr[0] ? perr : "run-time error in the plan");
+      return -1;
+    }
+    if (ns <= *cap) return ns;
+    plan_span *p = realloc(*sp, (size_t)ns * sizeof *p);
+    if (!p) {
+      fail(R, RT_ENOMEM, "%s", "out of memory (plan spans)");
+      return -1;
+    }
+    *sp = p;
+    *cap = ns;
+  }
+}
+
+/* The key tile [j0, j0 + nc) of k/v rows kt, vt for head env->h's query
+ * tile (rows r0 .. r0 + nr, q its first row, packed in s): unmasked when
+ * full (inside one FULL span), else through the mask; 0 after failing. */
+static int key_tile(run *R, scratch *s, const kr_env *env, const char *q,
+                    const void *kt, const void *vt, int64_t r0, int64_t nr,
+                    int64_t j0, int64_t nc, int full, int *qf_ready) {
+  const kr_kernel *K = R->k;
+  const rt_args *a = R->a;
+  /* the score tile's words for "every row of the tile": its E reads inputs
+   * at the rows' positions, so rows past the tile must stay masked */
+  uint64_t rows_all[KR_BK];
+  for (int x = 0; K->stile && x < KR_BK; x++)
+    rows_all[x] = nr >= 64 ? ~0ull : (1ull << nr) - 1;
+#define TILE(maskt)                                                          \
+  do {                                                                       \
+    if (!K->stile)                                                           \
+      K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, maskt, s->acc, s->m,      \
+              s->l, R->c, s->st);                                            \
+    else if (K->stile(env, pos_of_row(a, r0), j0, s->qt, kt, a->k.sl, vt,    \
+                      a->v.sl, nc, (maskt) ? (maskt) : rows_all, s->acc,     \
+                      s->m, s->l, R->c, s->st))                              \
+      atomic_store(&R->score_bad, 1);                                        \
+  } while (0)
+  if (full) {
+    TILE(NULL);
+    return 1;
+  }
+  uint64_t any = 0, all = ~0ull;
+  uint64_t valid = nc >= 64 ? ~0ull : (1ull << nc) - 1;
+  for (int64_t r = 0; r < nr; r++) {
+    int32_t code = K->mask[0](env, pos_of_row(a, r0 + r), j0, nc, a->Lq,
+                              a->Lk, &s->rows[r]);
+    if (code) {
+      fail_code(R, code);
+      return 0;
+    }
+    any |= s->rows[r];
+    all &= s->rows[r];
+  }
+  if (!any) return 1;
+  if (all != valid && !K->stile) {
+    int64_t pairs = 0;
+    for (int64_t r = 0; r < nr && pairs <= KR_SPARSE_MAX; r++)
+      pairs += __builtin_popcountll(s->rows[r]);
+    /* a masked key weighs 0, but 0 * NaN is NaN: with a non-finite v a
+     * masked tile runs per row over its allowed keys only */
+    if (pairs <= KR_SPARSE_MAX ||
+        kri_tile_v_nonfinite(vt, a->dtype, a->v.sl, nc, a->D)) {
+      sparse_tile(s, a, q, kt, vt, nc, nr, R->c, qf_ready);
+      return 1;
+    }
+  }
+  if (all == valid) { /* every row allows every key: no mask */
+    TILE(NULL);
+    return 1;
+  }
+  memcpy(s->cols, s->rows, sizeof s->cols);
+  transpose64(s->cols);
+  TILE(s->cols);
+#undef TILE
+  return 1;
+}
+
+/* The tasks' heads: (b, kv head, query tile, subgroup) in that order, a
+ * subgroup being gs(R) consecutive query heads of the kv head's group. */
+typedef struct tile_task {
+  int64_t b, hk, h0, ng, r0, nr;
+  const char *kb, *vb;
+} tile_task;
+
+static tile_task task_of(const run *R, int64_t id) {
+  const rt_args *a = R->a;
+  int64_t G = a->H / a->Hkv, ns = R->n_sub, sg = id % ns, rest = id / ns;
+  int64_t qtile = rest % R->n_qt, bhk = rest / R->n_qt;
+  tile_task t;
+  t.hk = bhk % a->Hkv, t.b = bhk / a->Hkv;
+  t.h0 = t.hk * G + sg * G / ns;
+  t.ng = t.hk * G + (sg + 1) * G / ns - t.h0;
+  t.r0 = qtile * KR_BQ;
+  t.nr = (t.r0 + KR_BQ < a->Lq ? t.r0 + KR_BQ : a->Lq) - t.r0;
+  size_t esz = rt_dtype_size(a->dtype);
+  t.kb = (const char *)a->k.data + (t.b * a->k.sb + t.hk * a->k.sh) * esz;
+  t.vb = (const char *)a->v.data + (t.b * a->v.sb + t.hk * a->v.sh) * esz;
+  return t;
+}
+
+static const char *q_rows(const rt_args *a, const tile_task *t, int64_t h) {
+  size_t esz = rt_dtype_size(a->dtype);
+  return (const char *)a->q.data +
+         (t->b * a->q.sb + h * a->q.sh + t->r0 * a->q.sl) * esz;
+}
+
+/* Touching spans form one run cut into key tiles from its start, so a FULL
+ * span next to PARTIAL ones leaves no short tile behind; a tile is full
+ * when it lies inside one FULL span.  Calls each(R, s, t, j0, nc, full,
+ * ctx) per tile; 0 when one failed. */
+typedef int tile_fn(run *R, scratch *s, const tile_task *t, int64_t j0,
+                    int64_t nc, int full, void *ctx);
+
+static int walk_tiles(run *R, scratch *s, const tile_task *t,
+                      const plan_span *sp, int64_t ns, tile_fn *each,
+                      void *ctx) {
+  for (int64_t x = 0, y; x < ns; x = y + 1) {
+    for (y = x; y + 1 < ns && sp[y + 1].k0 == sp[y].k1;) y++;
+    for (int64_t j0 = sp[x].k0, cur = x; j0 < sp[y].k1; j0 += KR_BK) {
+      int64_t nc = sp[y].k1 - j0 < KR_BK ? sp[y].k1 - j0 : KR_BK;
+      while (sp[cur].k1 <= j0) cur++;
+      int full = sp[cur].kind == PLAN_FULL && sp[cur].k1 >= j0 + nc;
+      if (!each(R, s, t, j0, nc, full, ctx)) return 0;
+    }
+  }
+  return 1;
+}
+
+/* One head's query tile (heads whose plans differ, top-k patterns). */
+typedef struct one_head {
+  kr_env env;
+  const char *q;
+  int qf_ready;
+} one_head;
+
+static int one_tile(run *R, scratch *s, const tile_task *t, int64_t j0,
+                    int64_t nc, int full, void *ctx) {
+  one_head *o = ctx;
+  const rt_args *a = R->a;
+  size_t esz = rt_dtype_size(a->dtype);
+  return key_tile(R, s, &o->env, o->q, t->kb + j0 * a->k.sl * esz,
+                  t->vb + j0 * a->v.sl * esz, t->r0, t->nr, j0, nc, full,
+                  &o->qf_ready);
+}
 
 /* The selections of every top-k node for rows [r0, r1), the root's (when
  * it is one, R->topk_root) among candidates cs[0, ncs); 0: out of memory
@@ -436,149 +608,157 @@ static int select_topk(run *R, scratch *s, const kr_env *env, const void *qb,
   return 1;
 }
 
-static void task(void *ctx, int64_t id, int worker) {
-  run *R = ctx;
-  if (atomic_load_explicit(&R->failed, memory_order_relaxed)) return;
+static void head_tile(run *R, scratch *s, const tile_task *t, int64_t h) {
   const kr_kernel *K = R->k;
   const rt_args *a = R->a;
-  scratch *s = &R->ws[worker];
-  int64_t D = K->D;
-  /* tasks in (b, kv head, query tile, head of the group) order: the query
-   * heads sharing a kv head take the same query tile one after another, so
-   * its key/value tiles come from cache for all but the first (GQA) */
-  int64_t G = a->H / a->Hkv, g = id % G, rest = id / G;
-  int64_t qtile = rest % R->n_qt, bhk = rest / R->n_qt;
-  int64_t hk = bhk % a->Hkv, b = bhk / a->Hkv;
-  int64_t h = hk * G + g;
-  int64_t r0 = qtile * KR_BQ, r1 = r0 + KR_BQ < a->Lq ? r0 + KR_BQ : a->Lq;
-  int64_t nr = r1 - r0;
   size_t esz = rt_dtype_size(a->dtype);
-  const char *qb = (const char *)a->q.data + (b * a->q.sb + h * a->q.sh) * esz;
-  const char *kb = (const char *)a->k.data + (b * a->k.sb + hk * a->k.sh) * esz;
-  const char *vb = (const char *)a->v.data + (b * a->v.sb + hk * a->v.sh) * esz;
-
-  pack_qt(s, a->dtype, qb + r0 * a->q.sl * esz, a->q.sl, nr, D);
-  for (int64_t x = 0; x < (int64_t)D * KR_BQ; x++) s->acc[x] = 0;
-  for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
-
-  kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                s->tk, random_row, &s->rnd};
+  const char *qb = (const char *)a->q.data + (t->b * a->q.sb + h * a->q.sh) * esz;
+  one_head o = {{h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
+                 s->tk, random_row, &s->rnd},
+                q_rows(a, t, h), 0};
+  tile_start(s, a, o.q, t->nr);
   /* top-k selections: a root top-k node's after the plan (its candidates
    * are the plan's spans, P's), the others before it (the plan then visits
    * only the keys they selected) */
+  int64_t r0 = t->r0, r1 = t->r0 + t->nr;
   int root = R->topk_root;
   plan_topk ptk[KR_PLAN_TOPK];
   int64_t nptk = 0;
   if (root < 0 && K->n_topk > 0) {
-    if (!select_topk(R, s, &env, qb, kb, r0, r1, b, hk, NULL, 0)) return;
+    if (!select_topk(R, s, &o.env, qb, t->kb, r0, r1, t->b, t->hk, NULL, 0))
+      return;
     nptk = kri_topk_views(s, K->n_topk, ptk, KR_PLAN_TOPK);
   }
-  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
-  char perr[256] = "";
-  int64_t ns;
-  for (;;) {
-    ns = plan_tiles_topk(K->plan, &pe, nptk ? ptk : NULL, nptk, r0, r1,
-                         s->spans, s->span_cap, perr, sizeof perr);
-    if (ns < 0) {
-      fail(R, RT_ERANGE, "%s", perr[0] ? perr : "run-time error in the plan");
-      return;
-    }
-    if (ns <= s->span_cap) break;
-    plan_span *sp = realloc(s->spans, (size_t)ns * sizeof *sp);
-    if (!sp) {
-      fail(R, RT_ENOMEM, "%s", "out of memory (plan spans)");
-      return;
-    }
-    s->spans = sp;
-    s->span_cap = ns;
-  }
+  int64_t ns = head_spans(R, h, r0, r1, ptk, nptk, &s->spans, &s->span_cap);
+  if (ns < 0) return;
   /* the root's rows attend to their selections, gathered: no tiles */
-  if (root >= 0 && !select_topk(R, s, &env, qb, kb, r0, r1, b, hk, s->spans, ns))
+  if (root >= 0 &&
+      !select_topk(R, s, &o.env, qb, t->kb, r0, r1, t->b, t->hk, s->spans, ns))
     return;
   if (root >= 0 && a->dtype == RT_F32 && !K->stile) {
     int32_t code = kri_topk_attend(R, s, root, (const float *)(const void *)qb + r0 * a->q.sl,
-                                   (const float *)(const void *)kb,
-                                   (const float *)(const void *)vb, nr);
+                                   (const float *)(const void *)t->kb,
+                                   (const float *)(const void *)t->vb, t->nr);
     if (code) {
       fail_code(R, code);
       return;
     }
     ns = 0;
   }
-  for (int64_t r = nr; r < KR_BQ; r++) s->rows[r] = 0;
-  int qf_ready = 0; /* s->qf holds the tile's q rows */
-  /* the score tile's words for "every row of the tile": its E reads inputs
-   * at the rows' positions, so rows past the tile must stay masked */
-  uint64_t rows_all[KR_BK];
-  for (int x = 0; K->stile && x < KR_BK; x++)
-    rows_all[x] = nr >= 64 ? ~0ull : (1ull << nr) - 1;
-
-  /* Touching spans form one run cut into key tiles from its start, so a
-   * FULL span next to PARTIAL ones leaves no short tile behind; a tile is
-   * unmasked when it lies inside one FULL span. */
-  for (int64_t x = 0, y; x < ns; x = y + 1) {
-    const plan_span *sp = s->spans;
-    for (y = x; y + 1 < ns && sp[y + 1].k0 == sp[y].k1;) y++;
-    for (int64_t j0 = sp[x].k0, cur = x; j0 < sp[y].k1; j0 += KR_BK) {
-      int64_t nc = sp[y].k1 - j0 < KR_BK ? sp[y].k1 - j0 : KR_BK;
-      const void *kt = kb + j0 * a->k.sl * esz, *vt = vb + j0 * a->v.sl * esz;
-      while (sp[cur].k1 <= j0) cur++;
-#define TILE(maskt)                                                          \
-  do {                                                                       \
-    if (!K->stile)                                                           \
-      K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, maskt, s->acc, s->m,      \
-              s->l, R->c, s->st);                                            \
-    else if (K->stile(&env, pos_of_row(a, r0), j0, s->qt, kt, a->k.sl, vt,   \
-                      a->v.sl, nc, (maskt) ? (maskt) : rows_all, s->acc,     \
-                      s->m, s->l, R->c, s->st))                              \
-      atomic_store(&R->score_bad, 1);                                        \
-  } while (0)
-      if (sp[cur].kind == PLAN_FULL && sp[cur].k1 >= j0 + nc) {
-        TILE(NULL);
-        continue;
-      }
-      uint64_t any = 0, all = ~0ull;
-      uint64_t valid = nc >= 64 ? ~0ull : (1ull << nc) - 1;
-      for (int64_t r = 0; r < nr; r++) {
-        int32_t code = K->mask[0](&env, pos_of_row(a, r0 + r), j0, nc, a->Lq,
-                                  a->Lk, &s->rows[r]);
-        if (code) {
-          fail_code(R, code);
-          return;
-        }
-        any |= s->rows[r];
-        all &= s->rows[r];
-      }
-      if (!any) continue;
-      if (all != valid && !K->stile) {
-        int64_t pairs = 0;
-        for (int64_t r = 0; r < nr && pairs <= KR_SPARSE_MAX; r++)
-          pairs += __builtin_popcountll(s->rows[r]);
-        /* a masked key weighs 0, but 0 * NaN is NaN: with a non-finite v
-         * a masked tile runs per row over its allowed keys only */
-        if (pairs <= KR_SPARSE_MAX ||
-            kri_tile_v_nonfinite(vt, a->dtype, a->v.sl, nc, D)) {
-          sparse_tile(s, a, qb + r0 * a->q.sl * esz, kt, vt, nc, nr, R->c,
-                      &qf_ready);
-          continue;
-        }
-      }
-      if (all == valid) {  /* every row allows every key: no mask */
-        TILE(NULL);
-        continue;
-      }
-      memcpy(s->cols, s->rows, sizeof s->cols);
-      transpose64(s->cols);
-      TILE(s->cols);
-#undef TILE
-    }
-  }
-
+  for (int64_t r = t->nr; r < KR_BQ; r++) s->rows[r] = 0;
+  if (!walk_tiles(R, s, t, s->spans, ns, one_tile, &o)) return;
   if (s->rnd.oom) {
     fail(R, RT_ENOMEM, "%s", "out of memory (random key sets)");
     return;
   }
-  write_rows(R, s, b, h, NULL, r0, nr);
+  write_rows(R, s, t->b, h, NULL, t->r0, t->nr);
+}
+
+/* GQA: the subgroup's heads against each key tile in turn, while its k and
+ * v rows are in cache; each head's Q^T, acc, m, l (and 16-bit q rows) in
+ * its slot of s->grp, swapped into s for the tile. */
+typedef struct group {
+  one_head hd[KR_GQA_MAX];
+  float *qt, *acc, *m, *l, *qf; /* s's own */
+} group;
+
+static void use_slot(scratch *s, const group *g, int64_t x, int64_t D) {
+  if (x < 0) {
+    s->qt = g->qt, s->acc = g->acc, s->m = g->m, s->l = g->l, s->qf = g->qf;
+    return;
+  }
+  float *p = s->grp + x * KR_GQA_SLOT(D);
+  s->qt = p, s->acc = p + D * KR_BQ, s->m = p + 2 * D * KR_BQ;
+  s->l = s->m + KR_BQ, s->qf = s->l + KR_BQ;
+}
+
+static int group_tile(run *R, scratch *s, const tile_task *t, int64_t j0,
+                      int64_t nc, int full, void *ctx) {
+  group *g = ctx;
+  const rt_args *a = R->a;
+  size_t esz = rt_dtype_size(a->dtype);
+  const void *kt = t->kb + j0 * a->k.sl * esz, *vt = t->vb + j0 * a->v.sl * esz;
+  for (int64_t x = 0; x < t->ng; x++) {
+    use_slot(s, g, x, a->D);
+    if (!key_tile(R, s, &g->hd[x].env, g->hd[x].q, kt, vt, t->r0, t->nr, j0,
+                  nc, full, &g->hd[x].qf_ready))
+      return 0;
+  }
+  return 1;
+}
+
+/* Whether the subgroup's heads all have head h0's spans (sp[0 .. ns)). */
+static int same_spans(run *R, scratch *s, const tile_task *t, int64_t ns) {
+  for (int64_t h = t->h0 + 1; h < t->h0 + t->ng; h++) {
+    int64_t n = head_spans(R, h, t->r0, t->r0 + t->nr, NULL, 0, &s->spans2,
+                           &s->span2_cap);
+    if (n != ns) return n < 0 ? -1 : 0;
+    for (int64_t x = 0; x < ns; x++)
+      if (s->spans2[x].k0 != s->spans[x].k0 ||
+          s->spans2[x].k1 != s->spans[x].k1 ||
+          s->spans2[x].kind != s->spans[x].kind)
+        return 0;
+  }
+  return 1;
+}
+
+static void group_tiles(run *R, scratch *s, const tile_task *t) {
+  const rt_args *a = R->a;
+  int64_t ns = head_spans(R, t->h0, t->r0, t->r0 + t->nr, NULL, 0, &s->spans,
+                          &s->span_cap);
+  int same = ns < 0 ? -1 : same_spans(R, s, t, ns);
+  if (same < 0) return;
+  if (!same) {
+    for (int64_t h = t->h0; h < t->h0 + t->ng; h++) head_tile(R, s, t, h);
+    return;
+  }
+  group g = {.qt = s->qt, .acc = s->acc, .m = s->m, .l = s->l, .qf = s->qf};
+  for (int64_t x = 0; x < t->ng; x++) {
+    int64_t h = t->h0 + x;
+    /* each head its own random key sets: one cache, its rows tagged by
+     * head, would draw them again at every key tile */
+    g.hd[x] = (one_head){{h, a->H, a->Lq, a->Lk, a->runtime, a->inputs,
+                          a->externs, s->tk, random_row, &s->grnd[x]},
+                         q_rows(a, t, h), 0};
+    use_slot(s, &g, x, a->D);
+    tile_start(s, a, g.hd[x].q, t->nr);
+  }
+  for (int64_t r = t->nr; r < KR_BQ; r++) s->rows[r] = 0;
+  int ok = walk_tiles(R, s, t, s->spans, ns, group_tile, &g);
+  for (int64_t x = 0; ok && x < t->ng; x++)
+    if (s->grnd[x].oom) {
+      fail(R, RT_ENOMEM, "%s", "out of memory (random key sets)");
+      ok = 0;
+    }
+  for (int64_t x = 0; ok && x < t->ng; x++) {
+    use_slot(s, &g, x, a->D);
+    write_rows(R, s, t->b, t->h0 + x, NULL, t->r0, t->nr);
+  }
+  use_slot(s, &g, -1, a->D);
+}
+
+int kr_gqa_group = 1;
+
+/* Subgroups per GQA group: G (one head a task) without grouping or with
+ * top-k (selections per head), else enough that each holds at most
+ * KR_GQA_MAX heads whose Q^T and acc fit KR_GQA_BYTES. */
+static int64_t gqa_subgroups(const kr_kernel *k, const rt_args *a) {
+  int64_t G = a->H > 0 ? a->H / a->Hkv : 1;
+  int64_t fit = KR_GQA_BYTES / (2 * k->D * KR_BQ * (int64_t)sizeof(float));
+  if (fit > KR_GQA_MAX) fit = KR_GQA_MAX;
+  if (!kr_gqa_group || k->n_topk > 0 || fit < 2) return G;
+  return (G + fit - 1) / fit;
+}
+
+static void task(void *ctx, int64_t id, int worker) {
+  run *R = ctx;
+  if (atomic_load_explicit(&R->failed, memory_order_relaxed)) return;
+  scratch *s = &R->ws[worker];
+  tile_task t = task_of(R, id);
+  if (t.ng == 1)
+    head_tile(R, s, &t, t.h0);
+  else
+    group_tiles(R, s, &t);
 }
 
 /* o = acc / l and lse of the tile's rows: row r is query row rows[r], or
@@ -823,12 +1003,19 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   R.c = scale * 1.44269504088896340736f;
   R.err = err;
   R.errlen = errlen;
+  R.n_sub = gqa_subgroups(k, a);
   int nw = pool ? th_size(pool) : 0;
   R.ws = nw ? calloc((size_t)nw, sizeof *R.ws) : NULL;
   int ok = R.ws != NULL;
-  for (int w = 0; ok && w < nw; w++) ok = scratch_init(&R.ws[w], k);
+  for (int w = 0; ok && w < nw; w++) {
+    ok = scratch_init(&R.ws[w], k);
+    if (ok && R.n_sub < a->H / a->Hkv)
+      ok = (R.ws[w].grp = aalloc(KR_GQA_MAX * (size_t)KR_GQA_SLOT(k->D) *
+                                 sizeof(float))) != NULL;
+  }
   if (ok) {
-    if (!join_run(&R, pool)) th_for(pool, a->B * a->H * R.n_qt, task, &R);
+    if (!join_run(&R, pool))
+      th_for(pool, a->B * a->Hkv * R.n_qt * R.n_sub, task, &R);
     if (atomic_load(&R.failed)) st = R.st;
     else if (atomic_load(&R.score_bad)) st = kr_score_error(k, a, err, errlen);
   } else {

@@ -5,9 +5,10 @@
  * the loops over (batch, head, query tile), the tile plan (runtime/plan.h),
  * top-k selection, threads and errors:
  *
- *   for each (b, h, query tile of KR_BQ rows), in parallel (ordered by b,
- *   kv head, query tile, then the query heads sharing the kv head: GQA
- *   groups take each query tile together, its key/value tiles in cache):
+ *   for each (b, h, query tile of KR_BQ rows), in parallel (a task is a
+ *   (b, kv head, query tile) and a subgroup of the query heads sharing the
+ *   kv head (GQA): when their plans give the same spans, each key tile
+ *   is loaded once and taken by every head of the subgroup in turn):
  *     Q^T of the tile packed; top-k selections of the tile's rows;
  *     spans = plan_tiles(...);
  *     for each key tile of KR_BK keys of a run of touching spans:
@@ -199,6 +200,17 @@ typedef struct kr_kernel {
  * threads, parts merged by log-sum-exp (flash-decoding).  The plan, mask,
  * top-k and error code are the same. */
 extern int64_t kr_decode_max_lq;  /* default KR_DECODE_MAX_LQ; for benches */
+/* 0: the prefill task takes one query head (the order before GQA
+ * grouping); for benches and tests.  Default 1. */
+extern int kr_gqa_group;
+/* GQA prefill (kernel_rt.c's task): up to KR_GQA_MAX query heads sharing a
+ * KV head take each key tile in turn, each with its own slot of
+ * KR_GQA_SLOT(D) floats: Q^T, acc [KR_BQ][D], m, l [KR_BQ], 16-bit q rows
+ * [KR_BQ][D]; as many heads as keep their Q^T and acc within
+ * KR_GQA_BYTES (L2), so the key tile stays in L1. */
+#define KR_GQA_MAX 8
+#define KR_GQA_SLOT(D) (3 * (D) * KR_BQ + 2 * KR_BQ)
+#define KR_GQA_BYTES (256 * 1024)
 #define KR_DECODE_MAX_LQ 32
 
 /* Runs attention with the kernel; RT_ERANGE etc. with a message in err. */

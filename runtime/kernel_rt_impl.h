@@ -75,6 +75,10 @@ typedef struct scratch {
   int64_t *hj;        /* and their keys */
   size_t heap_cap;
   rnd_cache rnd;
+  float *grp;         /* GQA: KR_GQA_MAX slots of KR_GQA_SLOT(D) floats */
+  plan_span *spans2;  /* GQA: another head's spans, compared */
+  int64_t span2_cap;
+  rnd_cache grnd[KR_GQA_MAX]; /* GQA: each slot's random key sets */
 } scratch;
 
 typedef struct join_tiles {
@@ -87,6 +91,8 @@ typedef struct run {
   kr_kernel *k;
   const rt_args *a;
   int64_t n_qt;       /* query tiles per head */
+  int64_t n_sub;      /* tasks per (b, kv head, query tile): subgroups of
+                         the query heads sharing the kv head */
   float c;            /* scale * log2 e */
   double scale;
   scratch *ws;        /* per worker */

@@ -17,9 +17,11 @@ from ._capi import lib as _lib
 from ._kernel import cache_info, clear_cache
 from .pattern import Pattern, patterns_in, library_dirs
 from .attention import attention, attention_backward, has_backward
+from .attention import to_bfloat16, from_bfloat16
 
 __all__ = ["Pattern", "PatternError", "SpatError", "attention",
-           "attention_backward", "has_backward", "patterns_in",
+           "attention_backward", "has_backward", "to_bfloat16",
+           "from_bfloat16", "patterns_in",
            "library_dirs", "cache_info", "clear_cache", "library_path",
            "version", "__version__"]
 

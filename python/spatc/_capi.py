@@ -70,12 +70,19 @@ KIND_SCALAR, KIND_INPUT, KIND_FLOAT_INPUT = 1, 2, 3
 MAX_DIMS = 8
 BACKENDS = {"jit": 0, "interp": 1}
 LAYOUTS = {"bhld": 0, "blhd": 1}
+# spat_dtype: the element type of q, k, v and o (lse stays float32)
+DTYPES = {"float32": 0, "bfloat16": 1, "float16": 2}
 
 
 class CompileOptions(ctypes.Structure):  # spat_compile_options
     _fields_ = [("D", i64), ("layout", ctypes.c_int), ("threads", ctypes.c_int),
                 ("backend", ctypes.c_int), ("cache", ctypes.c_int),
                 ("dtype", ctypes.c_int)]
+
+
+class PagedKV(ctypes.Structure):  # spat_paged_kv
+    _fields_ = [("page_table", vp), ("seq_lens", vp), ("n_pages", i64),
+                ("page_size", i64), ("max_pages", i64)]
 
 
 class Tensors(ctypes.Structure):  # spat_tensors
@@ -175,6 +182,7 @@ _PROTOS = [
     ("spat_cache_dir", ctypes.c_int, vp, ctypes.c_char_p, sz),
     ("spat_arg_shape", ctypes.c_int, ctypes.POINTER(ArgInfo), i64, i64, i64,
      i64, i64, i64, ctypes.POINTER(i64)),
+    ("spat_convert", ctypes.c_int, vp, ctypes.c_int, vp, ctypes.c_int, sz),
     ("spat_kernel_tiles", ctypes.c_int, vp, ctypes.POINTER(Tensors), vp, sz,
      i64, i64, i64, i64, vp),
 ]

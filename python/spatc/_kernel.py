@@ -18,7 +18,7 @@ from . import _capi as C
 MAX_KERNELS = 64
 # The call path packs spat_tensors with struct into a per-thread buffer
 # (faster than building a ctypes.Structure per call).
-_TFMT = "@5q5PfP"   # B H Hkv Lq Lk, q k v o lse, scale, paged (NULL)
+_TFMT = "@5q5PfP"   # B H Hkv Lq Lk, q k v o lse, scale, paged
 assert struct.calcsize(_TFMT) == ctypes.sizeof(C.Tensors)
 _TSIZE = ctypes.sizeof(C.Tensors)
 _pack = struct.Struct(_TFMT).pack_into
@@ -122,14 +122,18 @@ class Kernel:
         return C.Tensors(B, H, Hkv, Lq, Lk, q, k, v, o, lse,
                          0.0 if scale is None else float(scale))
 
-    def call(self, dims, q, k, v, o, lse, scale, scalars, input_ptrs):
-        """o (and lse when not None) = attention; pointers are ints."""
+    def call(self, dims, q, k, v, o, lse, scale, scalars, input_ptrs,
+             paged=None):
+        """o (and lse when not None) = attention; pointers are ints;
+        paged: None, or a C.PagedKV (k and v are then its pools, dims'
+        Lk 0), kept alive by the caller for the call."""
         try:
             buf = _tls.buf
         except AttributeError:
             buf = _tls.buf = ctypes.create_string_buffer(_TSIZE)
         _pack(buf, 0, dims[0], dims[1], dims[2], dims[3], dims[4], q, k, v,
-              o, lse or 0, 0.0 if scale is None else scale, 0)
+              o, lse or 0, 0.0 if scale is None else scale,
+              ctypes.addressof(paged) if paged is not None else 0)
         vals, n = self.values(scalars, input_ptrs)
         rc = _call(self.ptr, buf, vals, n)
         if rc:
@@ -154,13 +158,14 @@ class Kernel:
                 self.ctx.ptr, "spat_kernel_backward")
 
 
-def get_kernel(pattern, D, layout="bhld", backend="jit", threads=None):
+def get_kernel(pattern, D, layout="bhld", backend="jit", threads=None,
+               dtype="float32"):
     """The kernel of pattern (a Pattern with its current parameters, or a
-    Pattern.key) for head dimension D, from the in-memory cache or compiled
-    now."""
+    Pattern.key) for head dimension D and element type dtype (a C.DTYPES
+    name), from the in-memory cache or compiled now."""
     threads = 0 if threads is None else threads
     key = (pattern if type(pattern) is str else pattern._plan[0], D, layout,
-           backend, threads, "float32")
+           backend, threads, dtype)
     k = _cache.get(key)          # a hit takes no lock (dict ops are atomic)
     if k is not None:
         try:
@@ -185,7 +190,8 @@ def get_kernel(pattern, D, layout="bhld", backend="jit", threads=None):
         from .pattern import Pattern
         pattern = Pattern.by_key(pattern)
     k = pattern._compile(D, C.LAYOUTS[layout], C.BACKENDS[backend], threads,
-                         backend == "jit" and disk_cache_enabled(), key)
+                         backend == "jit" and disk_cache_enabled(), key,
+                         C.DTYPES[dtype])
     with _cache_lock:
         _stats["compiles"] += 1
         _cache[key] = k

@@ -1,12 +1,15 @@
-"""spatc.attention: sparse attention on numpy float32 arrays.
+"""spatc.attention: sparse attention on numpy arrays (float32, float16,
+or bfloat16 as a uint16 view), dense or on a paged KV cache.
 
     o = spatc.attention(q, k, v, pattern)                  # [B, H, L, D]
     o, lse = spatc.attention(q, k, v, p, layout="blhd", return_lse=True,
                              runtime={"n": 4}, inputs={"doc": doc_ids})
+    o = spatc.attention(q, k_pool, v_pool, p, block_table=bt, seq_lens=n)
 
-Zero-copy: q, k, v are read where they are (C-contiguous float32 is
-required; anything else is an error that says what to do, never a silent
-copy) and o (and lse) are written into new arrays, or into out=.
+Zero-copy: q, k, v are read where they are (C-contiguous arrays of one
+supported dtype are required; anything else is an error that says what to
+do, never a silent copy) and o (and lse) are written into new arrays, or
+into out=.
 """
 import ctypes
 
@@ -30,7 +33,14 @@ def addr(a):
     except (TypeError, ValueError):
         return a.ctypes.data
 
-__all__ = ["attention", "pattern_of"]
+__all__ = ["attention", "pattern_of", "to_bfloat16", "from_bfloat16"]
+
+# numpy dtype -> spat_dtype name.  numpy has no bfloat16: bf16 tensors are
+# uint16 arrays of bit patterns (the high half of a float32, the .npy
+# convention of spatc's CLI), or ml_dtypes' bfloat16 when it is used.
+_I32 = np.dtype(np.int32)
+_DT = {np.dtype(np.float32): "float32", np.dtype(np.float16): "float16",
+       np.dtype(np.uint16): "bfloat16"}
 
 _BY_TEXT = {}
 
@@ -72,6 +82,104 @@ def as_f32(name, a):
     return a
 
 
+def dtype_name(name, a):
+    """The spat dtype name of array a: float32, float16, or bfloat16 for
+    uint16 (bit patterns) and ml_dtypes.bfloat16; else TypeError."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError("%s must be a numpy.ndarray, not %s (for torch "
+                        "tensors use spatc.torch.attention)"
+                        % (name, type(a).__name__))
+    dt = _DT.get(a.dtype)
+    if dt is None and a.dtype.name == "bfloat16" and a.dtype.itemsize == 2:
+        dt = "bfloat16"
+    if dt is None:
+        raise TypeError("%s has dtype %s; spatc.attention takes float32, "
+                        "float16, or bfloat16 as uint16 bit patterns "
+                        "(spatc.to_bfloat16(%s))" % (name, a.dtype, name))
+    return dt
+
+
+def as_tensor(name, a, dt):
+    """a itself when it is a C-contiguous array of dtype name dt (that of
+    q), else TypeError / ValueError saying what is wrong."""
+    if dtype_name(name, a) != dt:
+        raise TypeError("%s has dtype %s and q %s: q, k and v need one "
+                        "dtype" % (name, a.dtype, dt))
+    if not a.flags.c_contiguous:
+        raise ValueError("%s is not C-contiguous (strides %s): spatc reads "
+                         "arrays in place; pass numpy.ascontiguousarray(%s)"
+                         % (name, a.strides, name))
+    return a
+
+
+def to_bfloat16(x):
+    """float32 (or anything numpy converts to it) -> uint16 bfloat16 bit
+    patterns, rounded to nearest even (libspat's spat_convert)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty(x.shape, np.uint16)
+    if x.size and C.lib.spat_convert(addr(x), 0, addr(out), 1, x.size):
+        raise C.SpatError("spat_convert failed")
+    return out
+
+
+def from_bfloat16(u):
+    """uint16 bfloat16 bit patterns -> float32 (exact)."""
+    u = np.asarray(u)
+    if u.dtype != np.uint16 and u.dtype.name != "bfloat16":
+        raise TypeError("from_bfloat16 takes uint16 bit patterns, not %s"
+                        % u.dtype)
+    return (np.ascontiguousarray(u).view(np.uint16).astype(np.uint32)
+            << 16).view(np.float32)
+
+
+def _int32_table(name, x):
+    x = np.asarray(x)
+    if x.dtype.kind not in "iu":
+        raise TypeError("%s must hold integers, not %s" % (name, x.dtype))
+    if x.size and (x.min() < -2**31 or x.max() >= 2**31):
+        raise ValueError("%s has values outside int32" % name)
+    if x.dtype is not _I32 or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, dtype=np.int32)
+    return x
+
+
+def paged_dims(q, k, v, block_table, seq_lens, layout):
+    """(dims, C.PagedKV, the int32 tables kept alive) of a paged call: q
+    [B, H, Lq, D] (or blhd), k and v pools [n_pages, page_size, Hkv, D],
+    block_table [B, max_pages], seq_lens [B]; the pools' checks per page
+    are libspat's."""
+    if seq_lens is None or block_table is None:
+        raise ValueError("a paged KV cache needs both block_table and "
+                         "seq_lens")
+    if q.ndim != 4 or k.ndim != 4 or k.shape != v.shape:
+        raise ValueError("paged: q must have 4 dimensions and k, v be pools "
+                         "[n_pages, page_size, Hkv, D] of one shape, got q "
+                         "%s, k %s, v %s" % (q.shape, k.shape, v.shape))
+    if layout == "bhld":
+        B, H, Lq, D = q.shape
+    elif layout == "blhd":
+        B, Lq, H, D = q.shape
+    else:
+        raise ValueError("layout must be 'bhld' or 'blhd', not %r" % (layout,))
+    n_pages, page_size, Hkv, Dk = k.shape
+    if Dk != D:
+        raise ValueError("head dimensions differ: q %d, pools %d" % (D, Dk))
+    if Hkv == 0 and H or Hkv and H % Hkv:
+        raise ValueError("grouped-query attention needs the query heads a "
+                         "multiple of the pools' KV heads: H = %d, Hkv = %d"
+                         % (H, Hkv))
+    bt = _int32_table("block_table", block_table)
+    sl = _int32_table("seq_lens", seq_lens)
+    if bt.ndim != 2 or bt.shape[0] != B or sl.shape != (B,):
+        raise ValueError("block_table must be [B, max_pages] and seq_lens "
+                         "[B] with B = %d (q's batch), got %s and %s"
+                         % (B, bt.shape, sl.shape))
+    pg = C.PagedKV(addr(bt) if bt.size else None,
+                   addr(sl) if sl.size else None, n_pages, page_size,
+                   bt.shape[1])
+    return (B, H, Hkv, Lq, 0, D), pg, (bt, sl)
+
+
 def input_arrays(ins, d):
     """The C-contiguous arrays of ordered (ArgSpec, value) inputs for a
     run's sizes d: int inputs as int32, float inputs as float32, each of
@@ -104,23 +212,42 @@ def input_arrays(ins, d):
 
 def attention(q, k, v, pattern, *, inputs=None, runtime=None, scale=None,
               layout="bhld", return_lse=False, threads=None, backend="jit",
-              out=None):
+              out=None, block_table=None, seq_lens=None):
     """o = softmax(scale * q k^T restricted to the pattern's mask) v.
 
     q [B, H, Lq, D], k and v [B, Hkv, Lk, D] for layout "bhld" (or
-    [B, L, H, D] for "blhd"), float32, C-contiguous; H a multiple of Hkv
-    (grouped-query attention).  pattern: a spatc.Pattern, a library name or
-    .pat text.  runtime: {name: int} for the pattern's `runtime` scalars
-    (defaults apply); inputs: {name: int array of Lk} for its `input`
-    arrays.  scale: default 1/sqrt(D).  threads: worker threads (None: all
-    cores).  backend: "jit" (LLVM) or "interp" (the exact reference).
+    [B, L, H, D] for "blhd"), C-contiguous, all float32, all float16, or
+    all bfloat16 as uint16 bit patterns (spatc.to_bfloat16; o has q's
+    dtype, lse is float32); H a multiple of Hkv (grouped-query attention).
+    pattern: a spatc.Pattern, a library name or .pat text.  runtime:
+    {name: int} for the pattern's `runtime` scalars (defaults apply);
+    inputs: {name: int array of Lk} for its `input` arrays.  scale: default
+    1/sqrt(D).  threads: worker threads (None: all cores).  backend: "jit"
+    (LLVM) or "interp" (the exact reference).
+
+    Paged KV cache (vLLM's block_table convention): with block_table
+    [B, max_pages] and seq_lens [B] (integers), k and v are pools
+    [n_pages, page_size, Hkv, D] and sequence b's key j is row
+    j % page_size of page block_table[b, j // page_size]; each sequence is
+    its own attention, its Lq query rows the last Lq positions of its
+    seq_lens[b] keys.  float32 only, no input arrays or top-k (libspat's
+    limits, SpatError otherwise).
+
     Returns o shaped as q, or (o, lse) with lse [B, H, Lq] float32 (-inf
     for a row that sees no key).  Raises SpatError on a run-time error of
     the pattern (e.g. an input value out of range)."""
     p = pattern if type(pattern) is Pattern else pattern_of(pattern)
-    q, k, v = as_f32("q", q), as_f32("k", k), as_f32("v", v)
-    d = K.dims(q.shape, k.shape, v.shape, layout)
-    kern = K.get_kernel(p, d[5], layout, backend, threads)
+    if type(q) is np.ndarray and q.dtype is _F32:
+        dt = "float32"
+    else:
+        dt = dtype_name("q", q)
+    q, k, v = as_tensor("q", q, dt), as_tensor("k", k, dt), as_tensor("v", v, dt)
+    paged = keep = None
+    if block_table is None and seq_lens is None:
+        d = K.dims(q.shape, k.shape, v.shape, layout)
+    else:
+        d, paged, keep = paged_dims(q, k, v, block_table, seq_lens, layout)
+    kern = K.get_kernel(p, d[5], layout, backend, threads, dt)
     if kern.args or runtime or inputs:
         scalars, ins = K.order_args(kern.args, runtime, inputs)
         arrays = input_arrays(ins, d)
@@ -130,12 +257,13 @@ def attention(q, k, v, pattern, *, inputs=None, runtime=None, scale=None,
     if out is None:
         o = np.empty_like(q)
     else:
-        o = as_f32("out", out)
+        o = as_tensor("out", out, dt)
         if o.shape != q.shape:
             raise ValueError("out has shape %s, q %s" % (o.shape, q.shape))
     lse = np.empty((d[0], d[1], d[3]), np.float32) if return_lse else None
     kern.call(d, addr(q), addr(k), addr(v), addr(o),
-              addr(lse) if return_lse else None, scale, scalars, ptrs)
+              addr(lse) if return_lse else None, scale, scalars, ptrs, paged)
+    del keep  # the tables lived through the call
     return (o, lse) if return_lse else o
 
 

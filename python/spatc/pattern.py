@@ -273,13 +273,14 @@ class Pattern:
         return "<spatc.Pattern %s%s>" % (self.key.split("@")[0],
                                          " [%s]" % args if args else "")
 
-    def _compile(self, D, layout, backend, threads, cache, key):
+    def _compile(self, D, layout, backend, threads, cache, key, dtype=0):
         if self.info["externs"]:
             raise C.SpatError("pattern %s calls extern predicates (%s): "
                               "registering C functions from Python is not "
                               "supported" % (self.name, ", ".join(
                                   n for n, _ in self.info["externs"])))
-        opts = C.CompileOptions(D, layout, threads, backend, int(cache))
+        opts = C.CompileOptions(D, layout, threads, backend, int(cache),
+                                dtype)
         k = C.vp()
         with self._lock:
             C.check(C.lib.spat_compile(self._ptr, C.ctypes.byref(opts),

@@ -4,10 +4,12 @@
  * (1..KR_BK) keys.  Built for decoding, where the rows are the few query
  * rows of every head sharing one KV head: no row is padding.
  *
- *   per row r:  s = c q_r . k_j for 16 keys at a time: 16 accumulators over
- *               D (vectorised over D), folded into one vector of 16 scores
- *               by a shuffle tree; masked, max, 2^(s - m) (the polynomial
- *               exp2 of the forward tile, on vectors of keys), row sums
+ *   scores:     per block of 16 keys, per row r: s = c q_r . k_j, 16
+ *               accumulators over D (vectorised over D; 4 keys a pass on
+ *               targets without AVX-512), folded into one vector of 16
+ *               scores by a shuffle tree, masked
+ *   per row r:  max, 2^(s - m) (the polynomial exp2 of the forward tile,
+ *               on vectors of keys), row sums
  *   then:       acc = acc * alpha + P V, blocks of 4 rows x <= 4 vectors of
  *               D per key
  *
@@ -67,6 +69,14 @@ static LLVMValueRef fold16(cg *g, LLVMValueRef *v) {
   return shuffle(g, v[0], LLVMGetPoison(g->vf), perm);
 }
 
+/* Keys per pass of scores16 over D: 16 with AVX-512 (or when the target's
+ * features are not known), 4 on narrower targets, where 16 accumulators of
+ * 16 lanes would spill at every step. */
+static int key_group(const cg *g) {
+  const char *f = g->tgt ? g->tgt->features : NULL;
+  return f && !strstr(f, "+avx512f") ? 4 : 16;
+}
+
 typedef struct dt_io {
   LLVMValueRef q, k, sk, v, sv, ncols, rowm, acc, mp, lp, cv, st, abuf;
 } dt_io;
@@ -85,12 +95,17 @@ static LLVMValueRef scores16(cg *g, const dt_io *io, LLVMValueRef r,
     krow[t] = gep(g, g->f32, io->k, LLVMBuildMul(B, key, io->sk, ""));
   }
   LLVMValueRef qrow = gep(g, g->f32, io->q, LLVMBuildMul(B, r, ci64(g, g->D), ""));
-  loop ld;
-  LLVMValueRef d = loop_begin(g, &ld, ci64(g, 0), ci64(g, g->D), 16);
-  LLVMValueRef qv = vload(g, qrow, d);
-  for (int t = 0; t < 16; t++)
-    LLVMBuildStore(B, fma16(g, qv, vload(g, krow[t], d), vld(g, a[t])), a[t]);
-  loop_end(g, &ld);
+  /* kg keys a pass over D: their accumulators and q's vector stay in
+   * registers (16 x 512 bits fit AVX-512's 32 registers, not AVX2's 16) */
+  int kg = key_group(g);
+  for (int t0 = 0; t0 < 16; t0 += kg) {
+    loop ld;
+    LLVMValueRef d = loop_begin(g, &ld, ci64(g, 0), ci64(g, g->D), 16);
+    LLVMValueRef qv = vload(g, qrow, d);
+    for (int t = t0; t < t0 + kg; t++)
+      LLVMBuildStore(B, fma16(g, qv, vload(g, krow[t], d), vld(g, a[t])), a[t]);
+    loop_end(g, &ld);
+  }
   LLVMValueRef s[16];
   for (int t = 0; t < 16; t++) s[t] = vld(g, a[t]);
   LLVMValueRef sc = LLVMBuildFMul(B, fold16(g, s), io->cv, "");
@@ -100,25 +115,42 @@ static LLVMValueRef scores16(cg *g, const dt_io *io, LLVMValueRef r,
                          vsplat(g, -1.0 / 0.0), "");
 }
 
-/* Row r: scores into st[r][.], the new max, alpha into abuf[r], p = 2^(s -
- * m) in place of s, l updated. */
-static void row_softmax(cg *g, const dt_io *io, LLVMValueRef r) {
+/* Row r's mask word, keys past ncols cleared. */
+static LLVMValueRef row_word(cg *g, const dt_io *io, LLVMValueRef r) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef w = LLVMBuildLoad2(B, g->i64, gep(g, g->i64, io->rowm, r), "");
-  /* keys past ncols: bits cleared */
   LLVMValueRef nc64 = LLVMBuildICmp(B, LLVMIntSGE, io->ncols, ci64(g, 64), "");
   LLVMValueRef valid = LLVMBuildSub(
       B, LLVMBuildShl(B, ci64(g, 1), smin(g, io->ncols, ci64(g, 63)), ""),
       ci64(g, 1), "");
-  w = LLVMBuildAnd(B, w, LLVMBuildSelect(B, nc64, ci64(g, -1), valid, ""), "");
+  return LLVMBuildAnd(B, w, LLVMBuildSelect(B, nc64, ci64(g, -1), valid, ""),
+                      "");
+}
+
+/* Every row's scores into st[r][.]: blocks of 16 keys outside, rows
+ * inside, so a block's k rows are read from memory once and stay in L1
+ * for the other rows. */
+static void scores_all(cg *g, const dt_io *io, LLVMValueRef nr) {
+  loop lj, lr;
+  LLVMValueRef jb = loop_begin(g, &lj, ci64(g, 0), io->ncols, 16);
+  LLVMValueRef r = loop_begin(g, &lr, ci64(g, 0), nr, 1);
+  LLVMValueRef srow =
+      gep(g, g->f32, io->st, LLVMBuildMul(g->B, r, ci64(g, KR_BK), ""));
+  vstore(g, scores16(g, io, r, jb, row_word(g, io, r)), srow, jb);
+  loop_end(g, &lr);
+  loop_end(g, &lj);
+}
+
+/* Row r, its scores in st[r][.]: the new max, alpha into abuf[r], p = 2^(s
+ * - m) in place of s, l updated. */
+static void row_softmax(cg *g, const dt_io *io, LLVMValueRef r) {
+  LLVMBuilderRef B = g->B;
   LLVMValueRef srow = gep(g, g->f32, io->st, LLVMBuildMul(B, r, ci64(g, KR_BK), ""));
   LLVMValueRef mloc = alloca_t(g, g->vf, "mloc");
   LLVMBuildStore(B, vsplat(g, -1.0 / 0.0), mloc);
   loop lj;
   LLVMValueRef jb = loop_begin(g, &lj, ci64(g, 0), io->ncols, 16);
-  LLVMValueRef s = scores16(g, io, r, jb, w);
-  vstore(g, s, srow, jb);
-  LLVMBuildStore(B, vmax(g, s, vld(g, mloc)), mloc);
+  LLVMBuildStore(B, vmax(g, vload(g, srow, jb), vld(g, mloc)), mloc);
   loop_end(g, &lj);
 
   LLVMValueRef mrow = hreduce(g, vld(g, mloc), 1);
@@ -248,6 +280,7 @@ void cg_gen_decode_tile(cg *g) {
                               rowm, ""),
               P[8], P[9], P[10], splat(g, P[11]), P[12],
               alloca_t(g, LLVMArrayType(g->f32, KR_DR), "alpha")};
+  scores_all(g, &io, nr);
   loop lr;
   LLVMValueRef r = loop_begin(g, &lr, ci64(g, 0), nr, 1);
   row_softmax(g, &io, r);
