@@ -170,21 +170,31 @@ static int64_t gen_any(bld *b) {
   return bound(b, 1);
 }
 
-/* An index set: pushes a list of its items (positions). */
-static int64_t gen_set(bld *b, const ir_node *set) {
+/* An index set: pushes a list of its items (positions; raw: offsets of
+ * diagonals, as written).  A row of an input (SROW) adds its intervals from
+ * the run's rows table, through two scratch lists. */
+static int64_t gen_set(bld *b, const ir_node *set, bool raw) {
   emit(b, PLAN_SBEGIN), lpush(b, 1);
+  int64_t items = 0;
   for (int k = 0; k < set->n_kids; k++) {
     const ir_node *it = set->kids[k];
-    if (it->op == IR_RANGE) {
+    if (it->op == IR_INROW) {
+      for (int t = 0; t < it->n_kids; t++) gen_int(b, it->kids[t]);
+      emit(b, PLAN_SROW), emit(b, it->value), emit(b, it->n_kids), emit(b, raw);
+      ipush(b, -it->n_kids), lpush(b, 2), lpush(b, -2);
+      items = BOUND_MAX;
+    } else if (it->op == IR_RANGE) {
       gen_int(b, it->kids[0]);
       gen_int(b, it->kids[1]);
-      emit(b, PLAN_SRANGE), ipush(b, -2);
+      emit(b, raw ? PLAN_SRRANGE : PLAN_SRANGE), ipush(b, -2);
+      items++;
     } else {
       gen_int(b, it);
-      emit(b, PLAN_SITEM), ipush(b, -1);
+      emit(b, raw ? PLAN_SRITEM : PLAN_SITEM), ipush(b, -1);
+      items++;
     }
   }
-  return bound(b, set->n_kids);
+  return bound(b, items);
 }
 
 /* ---- where(pred): predicates as key lists ---- */
@@ -472,17 +482,17 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
     ipush(b, -1), lpush(b, 1);
     return bound(b, n->op == IR_BLOCK ? 1 : PLAN_RESIDUE_RUNS);
   case IR_ROWS:
-    gen_set(b, n->kids[0]);
+    gen_set(b, n->kids[0], false);
     emit(b, PLAN_PROWS);
     return bound(b, 1);
   case IR_COLS:
-    x = gen_set(b, n->kids[0]);
+    x = gen_set(b, n->kids[0], false);
     emit(b, PLAN_PCOLS);
     return x;
   case IR_GLOBAL:
-    gen_set(b, n->kids[0]);
+    gen_set(b, n->kids[0], false);
     emit(b, PLAN_PROWS);
-    x = gen_set(b, n->kids[0]);
+    x = gen_set(b, n->kids[0], false);
     emit(b, PLAN_PCOLS);
     emit(b, PLAN_POR), lpush(b, -1);
     return bound(b, 2 * (1 + x));
@@ -522,6 +532,10 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
     y = gen_pat(b, n->kids[2]);
     patch(b, j2);
     return x > y ? x : y;
+  case IR_DIAG: /* each offset: a diagonal band of keys, 3 spans */
+    x = gen_set(b, n->kids[0], true);
+    emit(b, PLAN_PDIAGS), lpush(b, 2), lpush(b, -2);
+    return bound(b, x >= BOUND_MAX / 3 ? BOUND_MAX : 3 * x);
   case IR_BLOCKS:
     if (!is_plannable(n->kids[0])) return gen_any(b);
     gen_int(b, n->kids[0]);
@@ -647,6 +661,50 @@ static int64_t gen_join_table(bld *b, const ir_node *root) {
   return (int64_t)at;
 }
 
+/* ---- the rows table (plan_ops.h): inputs read as rows of index sets ---- */
+
+static void mark_rows(const ir_node *n, bool *used, int n_inputs) {
+  if (!n || !ir_has_op(n, IR_INROW)) return;
+  if (n->op == IR_INROW && n->value >= 0 && n->value < n_inputs) used[n->value] = true;
+  for (int k = 0; k < n->n_kids; k++) mark_rows(n->kids[k], used, n_inputs);
+}
+
+/* An input's entry; left out (rewound) when a dimension has no tree the
+ * table can hold (B, Hkv, D): its sets then stay PARTIAL. */
+static void gen_rows_entry(bld *b, const ir_program *p, int k, int64_t *count) {
+  const ir_input *in = &p->inputs[k];
+  size_t start = b->n;
+  emit(b, k), emit(b, in->n_dims ? in->n_dims : 1);
+  for (int d = 0; d < (in->n_dims ? in->n_dims : 1); d++) {
+    size_t len_at = emit(b, 0), at = b->n;
+    bool ok = in->n_dims ? enc_int(b, in->dims[d], (size_t)PLAN_WHERE_MAX * 2)
+                         : (emit(b, PLAN_ILK), true);
+    if (!ok || b->oom) {
+      b->n = start;
+      return;
+    }
+    b->w[len_at] = (int64_t)(b->n - at);
+  }
+  ++*count;
+}
+
+static int64_t gen_rows_table(bld *b, const ir_program *p) {
+  if (p->n_inputs < 1 || !ir_has_op(p->root, IR_INROW)) return 0;
+  bool *used = calloc((size_t)p->n_inputs, sizeof *used);
+  if (!used) {
+    b->oom = true;
+    return 0;
+  }
+  mark_rows(p->root, used, p->n_inputs);
+  size_t at = emit(b, 0);
+  int64_t count = 0;
+  for (int k = 0; k < p->n_inputs; k++)
+    if (used[k]) gen_rows_entry(b, p, k, &count);
+  free(used);
+  if (!b->oom) b->w[at] = count;
+  return (int64_t)at;
+}
+
 int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   if (!p || !p->root) {
     rt_errf(err, errlen, RT_EINVAL, "an_build: no program");
@@ -675,6 +733,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   size_t where_at = b.n;
   gen_where_table(&b, p->root);
   int64_t join_at = gen_join_table(&b, p->root);
+  int64_t rows_at = gen_rows_table(&b, p);
   int64_t *plan = NULL;
   if (b.oom) {
     rt_errf(err, errlen, RT_EINVAL, "out of memory");
@@ -703,6 +762,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     b.w[PLAN_W_NIN] = p->n_inputs;
     b.w[PLAN_W_WHERE] = (int64_t)where_at;
     b.w[PLAN_W_JOIN] = join_at;
+    b.w[PLAN_W_ROWS] = rows_at;
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
   free(b.w);

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "kernel_rt.h"
+#include "plan_sets.h"
 #include "plan.h"
 #include "threads.h"
 
@@ -75,6 +76,7 @@ typedef struct bjob {
   int fused;       /* pass 2 only prepares; pass 3 per (b, kv head) */
   float c, scale;
   hplan *hp;       /* per head */
+  const struct plan_rows *rows; /* the run's rows table (plan_sets.h) */
   float *rowc;     /* [B H n_qt][2 KR_BQ] */
   kr_topk **rec;   /* [B H n_qt] recorded selections (top-k patterns) */
   wscr *ws;        /* per worker */
@@ -118,7 +120,7 @@ static int push(int64_t **v, int64_t *n, int64_t *cap, int64_t x) {
 /* The spans of rows [r0, r1) of head h into w->spans; -1 on failure. */
 static int64_t spans_of(bjob *J, wscr *w, int64_t h, int64_t r0, int64_t r1) {
   const rt_args *a = J->a;
-  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, J->rows};
   char perr[256] = "";
   for (;;) {
     int64_t ns = plan_tiles(J->k->plan, &pe, r0, r1, w->spans, w->span_cap,
@@ -512,7 +514,11 @@ rt_status kr_run_backward(kr_kernel *k, kr_bwd_fn dq, kr_bwd_fn dkdv,
     J.c = J.scale * 1.44269504088896340736f;
     J.err = err, J.errlen = errlen;
     atomic_init(&J.failed, 0);
-    st = run_passes(&J, pool);
+    plan_rows *rows = plan_rows_new(k->plan, a, &st);
+    J.rows = rows;
+    if (st == RT_OK) st = run_passes(&J, pool);
+    else rt_errf(err, errlen, st, "out of memory");
+    plan_rows_free(rows);
   }
   kr_pool_give(k, own);
   return st;

@@ -18,6 +18,7 @@
 #include "arith.h"
 #include "dtype.h"
 #include "kernel_rt_impl.h"
+#include "plan_sets.h"
 #include "plan.h"
 #include "threads.h"
 
@@ -120,7 +121,7 @@ static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
                 NULL, NULL, NULL};
     code = K->errat(&env, pos_of_row(a, 0), 0, 1, det);  /* arguments */
     if (code) break;  /* at (h, 0, 0): only earlier heads can come first */
-    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, NULL};
     if (plan_where_may_fail(K->plan, &pe)) heads[n++] = h;
   }
   if (n > 0) {
@@ -957,7 +958,7 @@ static void task(void *ctx, int64_t id, int worker) {
       return;
     }
 
-  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, R->rows};
   char perr[256] = "";
   int64_t ns;
   for (;;) {
@@ -1142,7 +1143,7 @@ static int join_run(run *R, th_pool *pool) {
   join_tiles *T = calloc((size_t)n, sizeof *T);
   int rc = G && T ? 1 : -1;
   for (int64_t h = 0; h < n && rc == 1; h++) {
-    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, NULL};
     rc = plan_join(K->plan, &pe, &G[h]);
     if (rc == 1 && !tile_groups(&G[h], a->Lq, &T[h])) rc = -1;
     if (rc == 1 && T[h].n > tiles) tiles = T[h].n;
@@ -1285,7 +1286,10 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   R.errlen = errlen;
   int nw = pool ? th_size(pool) : 0;
   R.ws = nw ? calloc((size_t)nw, sizeof *R.ws) : NULL;
-  int ok = R.ws != NULL;
+  rt_status rst;
+  plan_rows *rows = plan_rows_new(k->plan, a, &rst);
+  R.rows = rows;
+  int ok = R.ws != NULL && rst == RT_OK;
   for (int w = 0; ok && w < nw; w++) ok = scratch_init(&R.ws[w], k);
   if (ok) {
     if (!join_run(&R, pool)) th_for(pool, a->B * a->H * R.n_qt, task, &R);
@@ -1297,6 +1301,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   if (R.ws)
     for (int w = 0; w < nw; w++) scratch_free(&R.ws[w], k->n_topk);
   free(R.ws);
+  plan_rows_free(rows);
   kr_pool_give(k, own);
   return st;
 }

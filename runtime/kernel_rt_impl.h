@@ -94,6 +94,7 @@ typedef struct run {
   const join_tiles *jtiles;   /* their query tiles */
   int groups_per_head;
   int64_t join_tiles;         /* query tiles per head, the most of any head */
+  const struct plan_rows *rows; /* the run's rows table (plan_sets.h), or NULL */
   _Atomic int failed;
   rt_status st;
   char *err;
