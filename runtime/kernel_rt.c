@@ -924,6 +924,36 @@ static void sparse_tile(scratch *s, const rt_args *a, const void *q,
 
 /* --- one task: a query tile of one head -------------------------------- */
 
+/* Short FULL spans apart from others (the columns of cols(vidx[h])) are
+ * gathered: their k and v rows copied into s->kg, s->vg and run as one
+ * unmasked tile of up to KR_BK keys, instead of one tile call per span.
+ * float32 without a score tile only (the tile reads the kernel's dtype;
+ * a score tile needs each key's position). */
+#define GATHER_MAX (KR_BK / 4)
+
+typedef struct gather {
+  int64_t n;               /* keys in s->kg, s->vg */
+} gather;
+
+static void gather_flush(const run *R, scratch *s, gather *G) {
+  if (!G->n) return;
+  const kr_kernel *K = R->k;
+  K->tile(s->qt, s->kg, K->D, s->vg, K->D, G->n, NULL, s->acc, s->m, s->l, R->c,
+          s->st);
+  G->n = 0;
+}
+
+static void gather_span(const run *R, scratch *s, gather *G, const float *kb,
+                        const float *vb, int64_t k0, int64_t k1) {
+  const rt_args *a = R->a;
+  int64_t D = R->k->D;
+  if (G->n + (k1 - k0) > KR_BK) gather_flush(R, s, G);
+  for (int64_t j = k0; j < k1; j++, G->n++) {
+    memcpy(s->kg + G->n * D, kb + j * a->k.sl, sizeof(float) * (size_t)D);
+    memcpy(s->vg + G->n * D, vb + j * a->v.sl, sizeof(float) * (size_t)D);
+  }
+}
+
 static void task(void *ctx, int64_t id, int worker) {
   run *R = ctx;
   if (atomic_load_explicit(&R->failed, memory_order_relaxed)) return;
@@ -983,9 +1013,15 @@ static void task(void *ctx, int64_t id, int worker) {
   /* Touching spans form one run cut into key tiles from its start, so a
    * FULL span next to PARTIAL ones leaves no short tile behind; a tile is
    * unmasked when it lies inside one FULL span. */
+  gather gk = {0};
+  bool gathers = a->dtype == RT_F32 && !K->stile;
   for (int64_t x = 0, y; x < ns; x = y + 1) {
     const plan_span *sp = s->spans;
     for (y = x; y + 1 < ns && sp[y + 1].k0 == sp[y].k1;) y++;
+    if (gathers && x == y && sp[x].kind == PLAN_FULL && sp[x].k1 - sp[x].k0 <= GATHER_MAX) {
+      gather_span(R, s, &gk, (const float *)kb, (const float *)vb, sp[x].k0, sp[x].k1);
+      continue;
+    }
     for (int64_t j0 = sp[x].k0, cur = x; j0 < sp[y].k1; j0 += KR_BK) {
       int64_t nc = sp[y].k1 - j0 < KR_BK ? sp[y].k1 - j0 : KR_BK;
       const void *kt = kb + j0 * a->k.sl * esz, *vt = vb + j0 * a->v.sl * esz;
@@ -1036,6 +1072,7 @@ static void task(void *ctx, int64_t id, int worker) {
     }
   }
 
+  gather_flush(R, s, &gk);
   if (s->rnd.oom) {
     fail(R, RT_ENOMEM, "%s", "out of memory (random key sets)");
     return;
