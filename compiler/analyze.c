@@ -38,6 +38,7 @@ typedef struct bld {
   arena *a;            /* an_build's own, for rewritten where atoms */
   bool oom;
   bool over;           /* more than SPAT_MAX_PLAN_WORDS: plan discarded */
+  bool *row_in;        /* per input: read by SROW (NULL: no inputs) */
 } bld;
 
 static const int plan_op_operands[PLAN_N_OPS] = {
@@ -181,6 +182,7 @@ static int64_t gen_set(bld *b, const ir_node *set, bool raw) {
     if (it->op == IR_INROW) {
       for (int t = 0; t < it->n_kids; t++) gen_int(b, it->kids[t]);
       emit(b, PLAN_SROW), emit(b, it->value), emit(b, it->n_kids), emit(b, raw);
+      if (b->row_in) b->row_in[it->value] = true;
       ipush(b, -it->n_kids), lpush(b, 2), lpush(b, -2);
       items = BOUND_MAX;
     } else if (it->op == IR_RANGE) {
@@ -663,12 +665,6 @@ static int64_t gen_join_table(bld *b, const ir_node *root) {
 
 /* ---- the rows table (plan_ops.h): inputs read as rows of index sets ---- */
 
-static void mark_rows(const ir_node *n, bool *used, int n_inputs) {
-  if (!n || !ir_has_op(n, IR_INROW)) return;
-  if (n->op == IR_INROW && n->value >= 0 && n->value < n_inputs) used[n->value] = true;
-  for (int k = 0; k < n->n_kids; k++) mark_rows(n->kids[k], used, n_inputs);
-}
-
 /* An input's entry; left out (rewound) when a dimension has no tree the
  * table can hold (B, Hkv, D): its sets then stay PARTIAL. */
 static void gen_rows_entry(bld *b, const ir_program *p, int k, int64_t *count) {
@@ -688,19 +684,15 @@ static void gen_rows_entry(bld *b, const ir_program *p, int k, int64_t *count) {
   ++*count;
 }
 
+/* The inputs the code's SROW instructions read (b->row_in). */
 static int64_t gen_rows_table(bld *b, const ir_program *p) {
-  if (p->n_inputs < 1 || !ir_has_op(p->root, IR_INROW)) return 0;
-  bool *used = calloc((size_t)p->n_inputs, sizeof *used);
-  if (!used) {
-    b->oom = true;
-    return 0;
-  }
-  mark_rows(p->root, used, p->n_inputs);
+  bool any = false;
+  for (int k = 0; b->row_in && k < p->n_inputs; k++) any |= b->row_in[k];
+  if (!any) return 0;
   size_t at = emit(b, 0);
   int64_t count = 0;
   for (int k = 0; k < p->n_inputs; k++)
-    if (used[k]) gen_rows_entry(b, p, k, &count);
-  free(used);
+    if (b->row_in[k]) gen_rows_entry(b, p, k, &count);
   if (!b->oom) b->w[at] = count;
   return (int64_t)at;
 }
@@ -713,8 +705,10 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   /* The rewritten where atoms live only while the plan is generated: in an
    * arena of this call, never the program's (the program is shared, e.g. by
    * threads compiling the same pattern, and must not grow per compile). */
-  bld b = {.a = arena_new()};
-  if (!b.a) {
+  bool *row_in = p->n_inputs > 0 ? calloc((size_t)p->n_inputs, sizeof *row_in) : NULL;
+  bld b = {.a = arena_new(), .row_in = row_in};
+  if (!b.a || (p->n_inputs > 0 && !row_in)) {
+    arena_free(b.a), free(row_in);
     rt_errf(err, errlen, RT_EINVAL, "out of memory");
     return NULL;
   }
@@ -725,7 +719,8 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
      * code decides each key). */
     arena *a = b.a;
     free(b.w);
-    b = (bld){.a = a};
+    b = (bld){.a = a, .row_in = row_in};
+    if (row_in) memset(row_in, 0, sizeof *row_in * (size_t)p->n_inputs);
     for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
     gen_any(&b);
   }
@@ -765,7 +760,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     b.w[PLAN_W_ROWS] = rows_at;
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
-  free(b.w);
+  free(b.w), free(row_in);
   arena_free(b.a);
   return plan;
 }
