@@ -23,6 +23,25 @@ rows=(
   "routing, unsorted clusters (16)|8|bench/routing.pat --pattern routing_unsorted"
   "topk(32, causal)|3|bench/topk.pat --pattern topk_causal"
 )
+# MInference's vertical-slash (issue 13): per head 64 columns (4 sinks, 60
+# random) and 33 diagonals (a local band 0..15, 17 random), seeded; about
+# 1.4% of the pairs.  Its index arrays need python3 with numpy.
+VS=$(mktemp -d)
+trap 'rm -rf "$VS"' EXIT
+if py=$(bash tests/gym/find-python.sh 2>/dev/null) && "$py" - "$VS" "$L" <<'PY'
+import sys
+import numpy as np
+d, L = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(13)
+v = np.zeros((8, 64), np.int32); s = np.zeros((8, 33), np.int32)
+for h in range(8):
+    v[h, :4] = np.arange(4); v[h, 4:] = rng.choice(np.arange(4, L), 60, replace=False)
+    s[h, :16] = np.arange(16); s[h, 16:] = rng.choice(np.arange(16, L), 17, replace=False)
+np.save(d + '/vidx.npy', v); np.save(d + '/sidx.npy', s)
+PY
+then
+  rows+=("vertical-slash (64 columns, 33 diagonals)|20|patterns/v2/minference.pat --pattern vertical_slash -D nv=64 -D ns=33 --input vidx=$VS/vidx.npy --input sidx=$VS/sidx.npy")
+fi
 echo "| pattern (L=$L, H=8, D=64, 1 thread) | density | kernel ms | dense causal ms | x faster | bar | |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
 for row in "${rows[@]}"; do

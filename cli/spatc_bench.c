@@ -524,7 +524,7 @@ int spatc_bench_main(int argc, char **argv) {
       OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_LEN,     OPT_LQ,
       OPT_LK,      OPT_HEADS,  OPT_KVHEADS, OPT_DIM,     OPT_THREADS,
       OPT_REPEATS, OPT_SEED,   OPT_JSON,    OPT_NO_DENSE, OPT_NO_CACHE,
-      OPT_DTYPE,   OPT_BACKWARD, OPT_NONE};
+      OPT_DTYPE,   OPT_BACKWARD, OPT_INPUT, OPT_NONE};
   cli c;
   cli_init(&c, argc, argv, "FILE [--len L | --lq N --lk N] [options]",
            "Times the pattern's JIT kernel (compile, run, GFLOP/s on the "
@@ -533,7 +533,8 @@ int spatc_bench_main(int argc, char **argv) {
            "warm compile times.  The kernel timed\ncomes from the cache "
            "unless --no-cache.  With --backward, also the backward pass\n"
            "(spat_kernel_backward: GFLOP/s on 10 D nnz, time over the "
-           "forward's).\nDefaults: --len 4096, --seed 1.",
+           "forward's).  Input arrays: generated (document ids) unless all are\n"
+           "given with --input NAME=FILE.npy.\nDefaults: --len 4096, --seed 1.",
            ok);
   spatc_sel sel;
   spatc_shape sh;
@@ -583,6 +584,13 @@ int spatc_bench_main(int argc, char **argv) {
       vals[n_rt + t] = spat_input(docs + t * (size_t)args.Lk);
     rc = spatc_qkv_setup(&qkv, &args, &sh, &c, QKV_QKV);
   }
+  /* --input NAME=FILE.npy: every input array from a file instead */
+  spatc_bound bound;
+  memset(&bound, 0, sizeof bound);
+  if (rc == SPATC_OK && sel.inputs.n > 0) {
+    rc = spatc_bind(&bound, &pat, &sel, &args) ? SPATC_EUSER : SPATC_OK;
+    for (size_t t = 0; rc == SPATC_OK && t < n_in; t++) vals[n_rt + t] = bound.args[n_rt + t];
+  }
   /* float inputs (language v2): ALiBi-like values 2^-(1 + e mod 8) */
   float *fbuf[SPAT_MAX_DIMS * 4] = {NULL};
   for (size_t t = 0; rc == SPATC_OK && t < n_in && t < sizeof fbuf / sizeof fbuf[0]; t++) {
@@ -609,6 +617,7 @@ int spatc_bench_main(int argc, char **argv) {
     rc = bench(&in, &opt);
   }
   free(o), free(lse), free(docs), free(vals), free(rt);
+  spatc_bound_free(&bound);
   for (size_t t = 0; t < sizeof fbuf / sizeof fbuf[0]; t++) free(fbuf[t]);
   spatc_qkv_free(&qkv);
   spatc_pat_free(&pat);

@@ -38,6 +38,7 @@ typedef struct bld {
   arena *a;            /* an_build's own, for rewritten where atoms */
   bool oom;
   bool over;           /* more than SPAT_MAX_PLAN_WORDS: plan discarded */
+  bool *row_in;        /* per input: read by SROW (NULL: no inputs) */
 } bld;
 
 static const int plan_op_operands[PLAN_N_OPS] = {
@@ -170,21 +171,32 @@ static int64_t gen_any(bld *b) {
   return bound(b, 1);
 }
 
-/* An index set: pushes a list of its items (positions). */
-static int64_t gen_set(bld *b, const ir_node *set) {
+/* An index set: pushes a list of its items (positions; raw: offsets of
+ * diagonals, as written).  A row of an input (SROW) adds its intervals from
+ * the run's rows table, through two scratch lists. */
+static int64_t gen_set(bld *b, const ir_node *set, bool raw) {
   emit(b, PLAN_SBEGIN), lpush(b, 1);
+  int64_t items = 0;
   for (int k = 0; k < set->n_kids; k++) {
     const ir_node *it = set->kids[k];
-    if (it->op == IR_RANGE) {
+    if (it->op == IR_INROW) {
+      for (int t = 0; t < it->n_kids; t++) gen_int(b, it->kids[t]);
+      emit(b, PLAN_SROW), emit(b, it->value), emit(b, it->n_kids), emit(b, raw);
+      if (b->row_in) b->row_in[it->value] = true;
+      ipush(b, -it->n_kids), lpush(b, 2), lpush(b, -2);
+      items = BOUND_MAX;
+    } else if (it->op == IR_RANGE) {
       gen_int(b, it->kids[0]);
       gen_int(b, it->kids[1]);
-      emit(b, PLAN_SRANGE), ipush(b, -2);
+      emit(b, raw ? PLAN_SRRANGE : PLAN_SRANGE), ipush(b, -2);
+      items++;
     } else {
       gen_int(b, it);
-      emit(b, PLAN_SITEM), ipush(b, -1);
+      emit(b, raw ? PLAN_SRITEM : PLAN_SITEM), ipush(b, -1);
+      items++;
     }
   }
-  return bound(b, set->n_kids);
+  return bound(b, items);
 }
 
 /* ---- where(pred): predicates as key lists ---- */
@@ -472,17 +484,17 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
     ipush(b, -1), lpush(b, 1);
     return bound(b, n->op == IR_BLOCK ? 1 : PLAN_RESIDUE_RUNS);
   case IR_ROWS:
-    gen_set(b, n->kids[0]);
+    gen_set(b, n->kids[0], false);
     emit(b, PLAN_PROWS);
     return bound(b, 1);
   case IR_COLS:
-    x = gen_set(b, n->kids[0]);
+    x = gen_set(b, n->kids[0], false);
     emit(b, PLAN_PCOLS);
     return x;
   case IR_GLOBAL:
-    gen_set(b, n->kids[0]);
+    gen_set(b, n->kids[0], false);
     emit(b, PLAN_PROWS);
-    x = gen_set(b, n->kids[0]);
+    x = gen_set(b, n->kids[0], false);
     emit(b, PLAN_PCOLS);
     emit(b, PLAN_POR), lpush(b, -1);
     return bound(b, 2 * (1 + x));
@@ -522,6 +534,10 @@ static int64_t gen_pat(bld *b, const ir_node *n) {
     y = gen_pat(b, n->kids[2]);
     patch(b, j2);
     return x > y ? x : y;
+  case IR_DIAG: /* each offset: a diagonal band of keys, 3 spans */
+    x = gen_set(b, n->kids[0], true);
+    emit(b, PLAN_PDIAGS), lpush(b, 2), lpush(b, -2);
+    return bound(b, x >= BOUND_MAX / 3 ? BOUND_MAX : 3 * x);
   case IR_BLOCKS:
     if (!is_plannable(n->kids[0])) return gen_any(b);
     gen_int(b, n->kids[0]);
@@ -647,6 +663,40 @@ static int64_t gen_join_table(bld *b, const ir_node *root) {
   return (int64_t)at;
 }
 
+/* ---- the rows table (plan_ops.h): inputs read as rows of index sets ---- */
+
+/* An input's entry; left out (rewound) when a dimension has no tree the
+ * table can hold (B, Hkv, D): its sets then stay PARTIAL. */
+static void gen_rows_entry(bld *b, const ir_program *p, int k, int64_t *count) {
+  const ir_input *in = &p->inputs[k];
+  size_t start = b->n;
+  emit(b, k), emit(b, in->n_dims ? in->n_dims : 1);
+  for (int d = 0; d < (in->n_dims ? in->n_dims : 1); d++) {
+    size_t len_at = emit(b, 0), at = b->n;
+    bool ok = in->n_dims ? enc_int(b, in->dims[d], (size_t)PLAN_WHERE_MAX * 2)
+                         : (emit(b, PLAN_ILK), true);
+    if (!ok || b->oom) {
+      b->n = start;
+      return;
+    }
+    b->w[len_at] = (int64_t)(b->n - at);
+  }
+  ++*count;
+}
+
+/* The inputs the code's SROW instructions read (b->row_in). */
+static int64_t gen_rows_table(bld *b, const ir_program *p) {
+  bool any = false;
+  for (int k = 0; b->row_in && k < p->n_inputs; k++) any |= b->row_in[k];
+  if (!any) return 0;
+  size_t at = emit(b, 0);
+  int64_t count = 0;
+  for (int k = 0; k < p->n_inputs; k++)
+    if (b->row_in[k]) gen_rows_entry(b, p, k, &count);
+  if (!b->oom) b->w[at] = count;
+  return (int64_t)at;
+}
+
 int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   if (!p || !p->root) {
     rt_errf(err, errlen, RT_EINVAL, "an_build: no program");
@@ -655,8 +705,10 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   /* The rewritten where atoms live only while the plan is generated: in an
    * arena of this call, never the program's (the program is shared, e.g. by
    * threads compiling the same pattern, and must not grow per compile). */
-  bld b = {.a = arena_new()};
-  if (!b.a) {
+  bool *row_in = p->n_inputs > 0 ? calloc((size_t)p->n_inputs, sizeof *row_in) : NULL;
+  bld b = {.a = arena_new(), .row_in = row_in};
+  if (!b.a || (p->n_inputs > 0 && !row_in)) {
+    arena_free(b.a), free(row_in);
     rt_errf(err, errlen, RT_EINVAL, "out of memory");
     return NULL;
   }
@@ -667,7 +719,8 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
      * code decides each key). */
     arena *a = b.a;
     free(b.w);
-    b = (bld){.a = a};
+    b = (bld){.a = a, .row_in = row_in};
+    if (row_in) memset(row_in, 0, sizeof *row_in * (size_t)p->n_inputs);
     for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
     gen_any(&b);
   }
@@ -675,6 +728,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   size_t where_at = b.n;
   gen_where_table(&b, p->root);
   int64_t join_at = gen_join_table(&b, p->root);
+  int64_t rows_at = gen_rows_table(&b, p);
   int64_t *plan = NULL;
   if (b.oom) {
     rt_errf(err, errlen, RT_EINVAL, "out of memory");
@@ -703,9 +757,10 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     b.w[PLAN_W_NIN] = p->n_inputs;
     b.w[PLAN_W_WHERE] = (int64_t)where_at;
     b.w[PLAN_W_JOIN] = join_at;
+    b.w[PLAN_W_ROWS] = rows_at;
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
-  free(b.w);
+  free(b.w), free(row_in);
   arena_free(b.a);
   return plan;
 }

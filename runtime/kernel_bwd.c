@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "kernel_rt.h"
+#include "plan_sets.h"
 #include "plan.h"
 #include "threads.h"
 
@@ -80,6 +81,7 @@ typedef struct bjob {
   int fused;       /* pass 2 only prepares; pass 3 per (b, kv head) */
   float c, scale;
   hplan *hp;       /* per head */
+  const struct plan_rows *rows; /* the run's rows table (plan_sets.h) */
   float *rowc;     /* [B H n_qt][2 KR_BQ] */
   kr_topk **rec;   /* [B H n_qt] recorded selections (top-k patterns) */
   wscr *ws;        /* per worker */
@@ -125,7 +127,7 @@ static int push(int64_t **v, int64_t *n, int64_t *cap, int64_t x) {
 /* The spans of rows [r0, r1) of head h into w->spans; -1 on failure. */
 static int64_t spans_of(bjob *J, wscr *w, int64_t h, int64_t r0, int64_t r1) {
   const rt_args *a = J->a;
-  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, J->rows};
   char perr[256] = "";
   for (;;) {
     int64_t ns = plan_tiles(J->k->plan, &pe, r0, r1, w->spans, w->span_cap,
@@ -577,11 +579,14 @@ rt_status kr_run_backward(kr_kernel *k, kr_bwd_fn dq, kr_bwd_fn dkdv,
     J.err = err, J.errlen = errlen;
     atomic_init(&J.failed, 0);
     atomic_init(&J.score_bad, 0);
-    st = input_lengths(&J);
+    plan_rows *rows = plan_rows_new(k->plan, a, &st);
+    J.rows = rows;
+    if (st == RT_OK) st = input_lengths(&J);
     if (st != RT_OK) st = rt_errf(err, errlen, st, "out of memory");
     else st = run_passes(&J, pool);
     if (st == RT_OK && atomic_load(&J.score_bad)) st = kr_score_error(k, a, err, errlen);
     free(J.in_len);
+    plan_rows_free(rows);
   }
   kr_pool_give(k, own);
   return st;

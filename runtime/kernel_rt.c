@@ -18,6 +18,7 @@
 #include "arith.h"
 #include "dtype.h"
 #include "kernel_rt_impl.h"
+#include "plan_sets.h"
 #include "plan.h"
 #include "threads.h"
 
@@ -120,7 +121,7 @@ static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
                 NULL, NULL, NULL};
     code = K->errat(&env, pos_of_row(a, 0), 0, 1, det);  /* arguments */
     if (code) break;  /* at (h, 0, 0): only earlier heads can come first */
-    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, NULL};
     if (plan_where_may_fail(K->plan, &pe)) heads[n++] = h;
   }
   if (n > 0) {
@@ -440,7 +441,7 @@ static int64_t head_spans(run *R, int64_t h, int64_t r0, int64_t r1,
                           const plan_topk *tk, int64_t ntk, plan_span **sp,
                           int64_t *cap) {
   const rt_args *a = R->a;
-  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, R->rows};
   char perr[256] = "";
   for (;;) {
     int64_t ns = plan_tiles_topk(R->k->plan, &pe, ntk ? tk : NULL, ntk, r0,
@@ -523,6 +524,36 @@ static int key_tile(run *R, scratch *s, const kr_env *env, const char *q,
   return 1;
 }
 
+/* Short FULL spans apart from others (the columns of cols(vidx[h])) are
+ * gathered: their k and v rows copied into s->kg, s->vg and run as one
+ * unmasked tile of up to KR_BK keys, instead of one tile call per span.
+ * float32 without a score tile only (the tile reads the kernel's dtype;
+ * a score tile needs each key's position). */
+#define GATHER_MAX (KR_BK / 4)
+
+typedef struct gather {
+  int64_t n;               /* keys in s->kg, s->vg */
+} gather;
+
+static void gather_flush(const run *R, scratch *s, gather *G) {
+  if (!G->n) return;
+  const kr_kernel *K = R->k;
+  K->tile(s->qt, s->kg, K->D, s->vg, K->D, G->n, NULL, s->acc, s->m, s->l, R->c,
+          s->st);
+  G->n = 0;
+}
+
+static void gather_span(const run *R, scratch *s, gather *G, const float *kb,
+                        const float *vb, int64_t k0, int64_t k1) {
+  const rt_args *a = R->a;
+  int64_t D = R->k->D;
+  if (G->n + (k1 - k0) > KR_BK) gather_flush(R, s, G);
+  for (int64_t j = k0; j < k1; j++, G->n++) {
+    memcpy(s->kg + G->n * D, kb + j * a->k.sl, sizeof(float) * (size_t)D);
+    memcpy(s->vg + G->n * D, vb + j * a->v.sl, sizeof(float) * (size_t)D);
+  }
+}
+
 /* The tasks' heads: (b, kv head, query tile, subgroup) in that order, a
  * subgroup being gs(R) consecutive query heads of the kv head's group. */
 typedef struct tile_task {
@@ -555,15 +586,21 @@ static const char *q_rows(const rt_args *a, const tile_task *t, int64_t h) {
 /* Touching spans form one run cut into key tiles from its start, so a FULL
  * span next to PARTIAL ones leaves no short tile behind; a tile is full
  * when it lies inside one FULL span.  Calls each(R, s, t, j0, nc, full,
- * ctx) per tile; 0 when one failed. */
+ * ctx) per tile; 0 when one failed.  With gk, short lone FULL spans are
+ * gathered into it instead (the caller flushes it). */
 typedef int tile_fn(run *R, scratch *s, const tile_task *t, int64_t j0,
                     int64_t nc, int full, void *ctx);
 
 static int walk_tiles(run *R, scratch *s, const tile_task *t,
                       const plan_span *sp, int64_t ns, tile_fn *each,
-                      void *ctx) {
+                      void *ctx, gather *gk) {
   for (int64_t x = 0, y; x < ns; x = y + 1) {
     for (y = x; y + 1 < ns && sp[y + 1].k0 == sp[y].k1;) y++;
+    if (gk && x == y && sp[x].kind == PLAN_FULL && sp[x].k1 - sp[x].k0 <= GATHER_MAX) {
+      gather_span(R, s, gk, (const float *)(const void *)t->kb,
+                  (const float *)(const void *)t->vb, sp[x].k0, sp[x].k1);
+      continue;
+    }
     for (int64_t j0 = sp[x].k0, cur = x; j0 < sp[y].k1; j0 += KR_BK) {
       int64_t nc = sp[y].k1 - j0 < KR_BK ? sp[y].k1 - j0 : KR_BK;
       while (sp[cur].k1 <= j0) cur++;
@@ -646,7 +683,11 @@ static void head_tile(run *R, scratch *s, const tile_task *t, int64_t h) {
     ns = 0;
   }
   for (int64_t r = t->nr; r < KR_BQ; r++) s->rows[r] = 0;
-  if (!walk_tiles(R, s, t, s->spans, ns, one_tile, &o)) return;
+  gather gk = {0};
+  bool gathers = a->dtype == RT_F32 && !K->stile;
+  if (!walk_tiles(R, s, t, s->spans, ns, one_tile, &o, gathers ? &gk : NULL))
+    return;
+  gather_flush(R, s, &gk);
   if (s->rnd.oom) {
     fail(R, RT_ENOMEM, "%s", "out of memory (random key sets)");
     return;
@@ -724,7 +765,7 @@ static void group_tiles(run *R, scratch *s, const tile_task *t) {
     tile_start(s, a, g.hd[x].q, t->nr);
   }
   for (int64_t r = t->nr; r < KR_BQ; r++) s->rows[r] = 0;
-  int ok = walk_tiles(R, s, t, s->spans, ns, group_tile, &g);
+  int ok = walk_tiles(R, s, t, s->spans, ns, group_tile, &g, NULL);
   for (int64_t x = 0; ok && x < t->ng; x++)
     if (s->grnd[x].oom) {
       fail(R, RT_ENOMEM, "%s", "out of memory (random key sets)");
@@ -861,7 +902,7 @@ static int join_run(run *R, th_pool *pool) {
   join_tiles *T = calloc((size_t)n, sizeof *T);
   int rc = G && T ? 1 : -1;
   for (int64_t h = 0; h < n && rc == 1; h++) {
-    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, NULL};
     rc = plan_join(K->plan, &pe, &G[h]);
     if (rc == 1 && !tile_groups(&G[h], a->Lq, &T[h])) rc = -1;
     if (rc == 1 && T[h].n > tiles) tiles = T[h].n;
@@ -1006,7 +1047,10 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   R.n_sub = gqa_subgroups(k, a);
   int nw = pool ? th_size(pool) : 0;
   R.ws = nw ? calloc((size_t)nw, sizeof *R.ws) : NULL;
-  int ok = R.ws != NULL;
+  rt_status rst;
+  plan_rows *rows = plan_rows_new(k->plan, a, &rst);
+  R.rows = rows;
+  int ok = R.ws != NULL && rst == RT_OK;
   for (int w = 0; ok && w < nw; w++) {
     ok = scratch_init(&R.ws[w], k);
     if (ok && R.n_sub < a->H / a->Hkv)
@@ -1025,6 +1069,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   if (R.ws)
     for (int w = 0; w < nw; w++) scratch_free(&R.ws[w], k->n_topk);
   free(R.ws);
+  plan_rows_free(rows);
   kr_pool_give(k, own);
   return st;
 }

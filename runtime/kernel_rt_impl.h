@@ -101,6 +101,7 @@ typedef struct run {
   int groups_per_head;
   int64_t join_tiles;         /* query tiles per head, the most of any head */
   int topk_root;              /* kri_topk_root */
+  const struct plan_rows *rows; /* the run's rows table (plan_sets.h), or NULL */
   _Atomic int failed;
   _Atomic int score_bad;      /* a score tile flagged a float input index */
   rt_status st;

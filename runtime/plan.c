@@ -23,6 +23,7 @@
 #include "arith.h"
 #include "plan_box.h"
 #include "plan_ops.h"
+#include "plan_sets.h"
 
 enum { K_NONE = 0, K_FULL = PLAN_FULL, K_PART = PLAN_PARTIAL };
 
@@ -678,6 +679,119 @@ static int64_t op_list(ev *e, int64_t op, int64_t *pcp, gran *g) {
   return EXEC_NEXT;
 }
 
+/* ---- rows of inputs in index sets, diagonals(S) (plan_sets.h) ----
+ * Offsets of diagonals are kept as written, clamped to [-OFF_MAX, OFF_MAX]:
+ * |i - j| <= PLAN_MAX_LEN, so larger ones match nothing either way. */
+#define OFF_MAX ((int64_t)1 << 62)
+
+static int64_t clamp_off(int64_t v) {
+  return v < -OFF_MAX ? -OFF_MAX : v > OFF_MAX ? OFF_MAX : v;
+}
+
+/* slot s |= the list in slot u */
+static void or_into(ev *e, int64_t s, int64_t u) {
+  fit(e, s, sweep(e, PLAN_POR, slot(e, s), e->n[s], slot(e, u), e->n[u]));
+}
+
+/* The items of a row (intervals iv[0 .. n)) into the set in slot s, through
+ * the two free slots above the stack: raw as written, else v < 0 counting
+ * from the end (those come first in sorted order, so two ascending lists). */
+static void row_items(ev *e, int64_t s, const int32_t (*iv)[2], int64_t n, bool raw) {
+  int64_t a = e->lsp, b = e->lsp + 1, lk = e->g[e->gi].Lk;
+  e->n[a] = e->n[b] = 0;
+  for (int64_t t = 0; t < n; t++) {
+    int64_t x0 = iv[t][0], x1 = (int64_t)iv[t][1] + 1;
+    if (raw) {
+      put(slot(e, a), &e->n[a], e->cap, x0, x1, K_FULL);
+      continue;
+    }
+    if (x0 < 0) put(slot(e, a), &e->n[a], e->cap, lk + x0 > 0 ? lk + x0 : 0,
+                    lk + (x1 < 0 ? x1 : 0), K_FULL);
+    if (x1 > 0) put(slot(e, b), &e->n[b], e->cap, x0 > 0 ? x0 : 0, x1, K_FULL);
+  }
+  or_into(e, s, a);
+  or_into(e, s, b);
+}
+
+/* SROW k, n, raw: pops n row indices of input k. */
+static int64_t set_row(ev *e, int64_t k, int64_t ni, int64_t raw) {
+  int64_t idx[8];
+  if (ni < 0 || ni > 7 || e->isp < ni || e->lsp < 1 || e->lsp + 2 > e->depth)
+    return fail(e, "tile plan: bad code");
+  for (int64_t d = ni - 1; d >= 0; d--) idx[d] = e->ist[--e->isp];
+  const int32_t (*iv)[2] = NULL;
+  int64_t n = 0, s = e->lsp - 1;
+  int found = plan_rows_get(e->env->rows, k, idx, ni, &iv, &n);
+  if (found < 0) return fail(e, "a row index of input %lld is out of range", (long long)k);
+  if (found == 0) { /* no table: any item, decided per element */
+    plan_span any = raw ? (plan_span){-OFF_MAX, OFF_MAX, K_PART}
+                        : (plan_span){0, e->g[e->gi].Lk, K_PART};
+    if (any.k0 < any.k1) fit(e, s, sweep(e, PLAN_POR, slot(e, s), e->n[s], &any, 1));
+    return 0;
+  }
+  row_items(e, s, iv, n, raw != 0);
+  return 0;
+}
+
+/* PDIAGS: the offsets [a, b) in the top list become the keys j with i - j
+ * in them for some row of the tile, FULL where every row has it. */
+static int64_t diagonals(ev *e) {
+  if (e->lsp < 1 || e->lsp + 2 > e->depth) return fail(e, "tile plan: bad code");
+  const gran *g = &e->g[e->gi];
+  int64_t s = e->lsp - 1, acc = e->lsp, one = e->lsp + 1;
+  e->n[acc] = 0;
+  for (int64_t t = e->n[s] - 1; t >= 0; t--) { /* ascending keys */
+    const plan_span *o = &slot(e, s)[t];
+    e->n[one] = 0;
+    int64_t lo = g->i0 - o->k1 + 1, hi = g->i1 - o->k0;
+    int64_t clo = g->i1 - o->k1, chi = g->i0 - o->k0 + 1;
+    if (o->kind == K_FULL) {
+      diag(e, one, lo, hi, clo, chi);
+    } else {
+      put_clip(e, slot(e, one), &e->n[one], lo, hi, K_PART);
+    }
+    or_into(e, acc, one);
+  }
+  memcpy(slot(e, s), slot(e, acc), sizeof(plan_span) * (size_t)e->n[acc]);
+  e->n[s] = e->n[acc];
+  return 0;
+}
+
+static int64_t op_sets(ev *e, int64_t op, int64_t *pcp) {
+  const int64_t *P = e->plan;
+  int64_t pc = *pcp, a, b;
+  switch (op) {
+  case PLAN_SROW:
+    if (set_row(e, P[pc], P[pc + 1], P[pc + 2]) < 0) return -1;
+    pc += 3;
+    break;
+  case PLAN_SRITEM:
+  case PLAN_SRRANGE: {
+    if (!ipop(e, &b)) return fail(e, "tile plan: bad code");
+    if (op == PLAN_SRRANGE) {
+      if (!ipop(e, &a)) return fail(e, "tile plan: bad code");
+      a = clamp_off(a), b = clamp_off(b);
+    } else {
+      a = clamp_off(b), b = a + 1;
+    }
+    if (e->lsp < 1) return fail(e, "tile plan: bad code");
+    if (a < b) {
+      plan_span one = {a, b, K_FULL};
+      int64_t s = e->lsp - 1;
+      fit(e, s, sweep(e, PLAN_POR, slot(e, s), e->n[s], &one, 1));
+    }
+    break;
+  }
+  case PLAN_PDIAGS:
+    if (diagonals(e) < 0) return -1;
+    break;
+  default:
+    return fail(e, "tile plan: bad instruction %lld", (long long)op);
+  }
+  *pcp = pc;
+  return EXEC_NEXT;
+}
+
 typedef struct box_ctx { ev *e; int64_t s; } box_ctx;
 
 static void box_put(void *ctx, int64_t k0, int64_t k1, int64_t kind) {
@@ -914,6 +1028,12 @@ static int64_t exec(ev *e, int64_t pc) {
     case PLAN_UNFOCUS:
     case PLAN_BEND:
       if ((r = op_gran(e, op, &pc, g)) != EXEC_NEXT) return r;
+      break;
+    case PLAN_SROW:
+    case PLAN_SRITEM:
+    case PLAN_SRRANGE:
+    case PLAN_PDIAGS:
+      if ((r = op_sets(e, op, &pc)) != EXEC_NEXT) return r;
       break;
     default:
       return fail(e, "tile plan: bad instruction %lld", (long long)op);

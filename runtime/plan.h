@@ -41,6 +41,9 @@ typedef struct plan_env {
   const int64_t *runtime;   /* the program's runtime scalars */
   const int32_t *const *inputs; /* its input arrays (Lk int32 each), or NULL:
                                where(x[i] == x[j]) is then PARTIAL everywhere */
+  const struct plan_rows *rows; /* the run's sorted rows of inputs used as
+                               index sets (plan_sets.h), or NULL: such sets
+                               are then PARTIAL everywhere */
 } plan_env;
 
 /* Lq and Lk at most this (larger sizes are an error, in plan_tiles and in

@@ -24,13 +24,14 @@ enum {
   PLAN_W_NIN = 8,     /* input arrays read */
   PLAN_W_WHERE = 9,   /* offset of the where table (after END), see below */
   PLAN_W_JOIN = 10,   /* offset of the join table (0: none), see below */
-  PLAN_HDR = 11
+  PLAN_W_ROWS = 11,   /* offset of the rows table (0: none), see below */
+  PLAN_HDR = 12
 };
 
 /* "PLAT" and the format version: bump the version whenever the instruction
  * set or the header changes, so that a plan stored by an older library (an
  * AOT object, a kernel cache entry) is refused instead of misread. */
-#define PLAN_VERSION 5ll
+#define PLAN_VERSION 6ll
 #define PLAN_MAGIC (0x54414c50ll | (PLAN_VERSION << 32))
 
 /* Evaluator limits (the builder sizes plans to fit them). */
@@ -130,7 +131,16 @@ enum {
   X(ILAND, 0, "land")       /* kids a, b */                               \
   X(ILOR, 0, "lor")                                                       \
   X(ISEL, 0, "sel")         /* kids c, a, b */                            \
-  X(IEXTERN, 1, "extern")   /* operand: argument count; kids: args */
+  X(IEXTERN, 1, "extern")   /* operand: argument count; kids: args */ \
+  /* version 2: rows of inputs in index sets, diagonals(S) (plan_sets.h) */ \
+  X(SROW, 3, "row")         /* operands k, n, raw: pops n indices; adds the \
+                               items of that row of input k (raw: as      \
+                               written, else from the end) to the set */  \
+  X(SRITEM, 0, "rawitem")   /* as SITEM, SRANGE, the value as written    \
+                               (an offset of diagonals) */                 \
+  X(SRRANGE, 0, "rawrange")                                               \
+  X(PDIAGS, 0, "diagonals") /* set of offsets on top -> keys j with      \
+                               i - j in it */
 
 /* The where table (at plan[PLAN_W_WHERE], after the code's END): the
  * predicate of every where(...) node of the pattern, as written (no
@@ -147,6 +157,12 @@ enum {
  * and keys by their values (runtime/plan_join.c):
  *   n (1 .. PLAN_JOIN_MAX), then per equality: words wf, f's tree in prefix
  *   form (as in the where table), words wg, g's tree. */
+/* The rows table (at plan[PLAN_W_ROWS] when nonzero, after the join
+ * table): the inputs SROW reads, so that a run sorts each of their rows
+ * once into intervals (runtime/plan_sets.h):
+ *   n, then per input: k, nd, then per dimension: words w, its tree in
+ *   prefix form (constants and the token-level sizes H, Lq, Lk; as in the
+ *   where table). */
 #define PLAN_JOIN_MAX 4
 #define PLAN_WF_BLOCKS 1    /* inside blocks(b) { }: i, j, Lq, Lk count blocks */
 #define PLAN_WHERE_MAX (1 << 20) /* words of the where table */

@@ -660,6 +660,8 @@ static void test_aot_vs_jit(void **state) {
       {"document.pat", "document", NULL, 0}, /* an input array */
       {"streaming_llm.pat", NULL, "w", 50},  /* a runtime scalar */
       {"bigbird.pat", NULL, "b", 16},
+      /* rows of inputs and diagonals: the rows table built per run */
+      {"v2/minference.pat", "vertical_slash", "nv", 5},
   };
   size_t nq = (size_t)CB * CH * CL * CD, nl = (size_t)CB * CH * CL;
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {

@@ -432,7 +432,9 @@ static void test_refused(void **st) {
       "pattern p(input w: float[D]) = causal with score s + w[0];",
       "pattern p aligned(top_left) = causal;",
       "pattern p(input d: int[B, Lk]) = where(d[b, i] == d[b, j]);",
-      "pattern p = diagonals({0, 4});",
+      "pattern p(input c: float[H, 4, D]) = route(c);",
+      /* a row of an input read element by element too */
+      "pattern p(input x: int[H, 4]) = cols(x[h]) | where(x[h, 0] == j);",
   };
   for (size_t k = 0; k < sizeof srcs / sizeof srcs[0]; k++) {
     diag *d = diag_new();

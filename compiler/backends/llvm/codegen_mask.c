@@ -342,6 +342,219 @@ static LLVMValueRef acc_get(cg *g, LLVMValueRef a) {
   return LLVMBuildLoad2(g->B, g->i64, a, "");
 }
 
+/* 8-lane vectors of i64 (row scans here, where() below) */
+#define VL 8
+
+static LLVMTypeRef vi64(cg *g) { return LLVMVectorType(g->i64, VL); }
+static LLVMValueRef vsplat64(cg *g, LLVMValueRef x) {
+  LLVMValueRef v = LLVMBuildInsertElement(g->B, LLVMGetPoison(vi64(g)), x,
+                                          LLVMConstInt(g->i32, 0, 0), "");
+  return LLVMBuildShuffleVector(g->B, v, LLVMGetPoison(vi64(g)),
+                                LLVMConstNull(LLVMVectorType(g->i32, VL)), "");
+}
+static LLVMValueRef vc64(cg *g, int64_t x) { return vsplat64(g, ci64(g, x)); }
+
+/* --- rows of inputs as index sets, diagonals (language version 2) -------
+ * INROW(a, e1..e{n-1}) in a set stands for the items a[e1, .., e{n-1}, t],
+ * every t; a's dimensions are integer expressions of constants and the
+ * token-level sizes, evaluated inline as ir.c's dim_eval does (an overflow
+ * or a division by zero makes a dimension invalid, as a negative one). */
+
+static LLVMValueRef dim_ovf(cg *g, const char *intr, LLVMValueRef a,
+                            LLVMValueRef b, LLVMValueRef *bad) {
+  LLVMValueRef args[2] = {a, b};
+  LLVMValueRef r = call_intr(g, intr, &g->i64, 1, args, 2);
+  *bad = LLVMBuildOr(g->B, *bad, LLVMBuildExtractValue(g->B, r, 1, ""), "");
+  return LLVMBuildExtractValue(g->B, r, 0, "");
+}
+
+/* floor x / y or x mod y (Python), *bad |= y == 0 or MIN / -1 */
+static LLVMValueRef dim_divmod(cg *g, bool div, LLVMValueRef x, LLVMValueRef y,
+                               LLVMValueRef *bad) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef z = LLVMBuildICmp(B, LLVMIntEQ, y, ci64(g, 0), "");
+  LLVMValueRef m1 = LLVMBuildICmp(B, LLVMIntEQ, y, ci64(g, -1), "");
+  *bad = LLVMBuildOr(B, *bad, z, "");
+  if (div)
+    *bad = LLVMBuildOr(B, *bad, LLVMBuildAnd(B, m1, LLVMBuildICmp(B, LLVMIntEQ, x,
+                                                                ci64(g, INT64_MIN), ""), ""), "");
+  LLVMValueRef ys = LLVMBuildSelect(B, LLVMBuildOr(B, z, m1, ""), ci64(g, 1), y, "");
+  LLVMValueRef q = LLVMBuildSDiv(B, x, ys, ""), r = LLVMBuildSRem(B, x, ys, "");
+  q = LLVMBuildSelect(B, m1, LLVMBuildNeg(B, x, ""), q, "");
+  r = LLVMBuildSelect(B, m1, ci64(g, 0), r, "");
+  LLVMValueRef adj = LLVMBuildAnd(
+      B, LLVMBuildICmp(B, LLVMIntNE, r, ci64(g, 0), ""),
+      LLVMBuildICmp(B, LLVMIntSLT, LLVMBuildXor(B, r, y, ""), ci64(g, 0), ""), "");
+  if (div) return LLVMBuildSub(B, q, zx(g, adj), "");
+  return LLVMBuildAdd(B, r, LLVMBuildSelect(B, adj, y, ci64(g, 0), ""), "");
+}
+
+static LLVMValueRef dim_val(cg *g, const ir_node *n, LLVMValueRef *bad) {
+  LLVMBuilderRef B = g->B;
+  switch (n->op) {
+  case IR_CONST: return ci64(g, n->value);
+  case IR_SIZE_H: return g->H;
+  case IR_SIZE_LQ: return env_word(g, g->env, KABI_ENV_LQ, g->i64);
+  case IR_SIZE_LK: return g->lk_tok;
+  default: break;
+  }
+  if (n->n_kids < 1) { /* B, Hkv, D: refused by v2_supported */
+    *bad = LLVMConstInt(g->i1, 1, 0);
+    return ci64(g, 0);
+  }
+  LLVMValueRef x = dim_val(g, n->kids[0], bad);
+  LLVMValueRef y = n->n_kids > 1 ? dim_val(g, n->kids[1], bad) : NULL;
+  switch (n->op) {
+  case IR_NEG: return dim_ovf(g, "llvm.ssub.with.overflow", ci64(g, 0), x, bad);
+  case IR_ABS:
+    *bad = LLVMBuildOr(B, *bad, LLVMBuildICmp(B, LLVMIntEQ, x, ci64(g, INT64_MIN), ""), "");
+    return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, x, ci64(g, 0), ""),
+                           LLVMBuildNeg(B, x, ""), x, "");
+  case IR_ADD: return dim_ovf(g, "llvm.sadd.with.overflow", x, y, bad);
+  case IR_SUB: return dim_ovf(g, "llvm.ssub.with.overflow", x, y, bad);
+  case IR_MUL: return dim_ovf(g, "llvm.smul.with.overflow", x, y, bad);
+  case IR_DIV: case IR_MOD: return dim_divmod(g, n->op == IR_DIV, x, y, bad);
+  case IR_MIN: return smin(g, x, y);
+  case IR_MAX: return smax(g, x, y);
+  case IR_SEL: { /* dim_eval evaluates c and the first arm, then the chosen one */
+    LLVMValueRef b2 = LLVMConstInt(g->i1, 0, 0);
+    LLVMValueRef z = dim_val(g, n->kids[2], &b2);
+    LLVMValueRef c = as_bool(g, x);
+    *bad = LLVMBuildOr(B, *bad, LLVMBuildAnd(B, LLVMBuildNot(B, c, ""), b2, ""), "");
+    return LLVMBuildSelect(B, c, y, z, "");
+  }
+  default:
+    *bad = LLVMConstInt(g->i1, 1, 0);
+    return ci64(g, 0);
+  }
+}
+
+/* The dimensions of input k into dims[]; the result: true (i1) when one is
+ * negative or invalid or their product overflows (ir_input_len's -1). */
+static LLVMValueRef input_dims(cg *g, int k, LLVMValueRef *dims) {
+  const ir_input *in = &g->p->inputs[k];
+  LLVMValueRef bad = LLVMConstInt(g->i1, 0, 0), len = ci64(g, 1);
+  int nd = in->n_dims ? in->n_dims : 1;
+  for (int d = 0; d < nd && d < IR_MAX_DIMS; d++) {
+    dims[d] = in->n_dims ? dim_val(g, in->dims[d], &bad) : g->lk_tok;
+    bad = LLVMBuildOr(g->B, bad, LLVMBuildICmp(g->B, LLVMIntSLT, dims[d], ci64(g, 0), ""), "");
+    len = dim_ovf(g, "llvm.smul.with.overflow", len, dims[d], &bad);
+  }
+  return bad;
+}
+
+static void input_shape_error(cg *g, int k, LLVMValueRef bad) {
+  char what[300];  /* the interpreter's check_args message */
+  snprintf(what, sizeof what, "input '%s': a dimension is negative or its size "
+           "overflows for these sizes", g->p->inputs[k].name);
+  check(g, bad, NULL, what);
+}
+
+/* The row it = a[e1, .., e{n-1}] (each index checked against its dimension,
+ * in order, with the interpreter's message); *w gets its length. */
+static LLVMValueRef input_row(cg *g, const ir_node *it, const lvl *L,
+                              LLVMValueRef *w) {
+  LLVMBuilderRef B = g->B;
+  int k = (int)it->value;
+  LLVMValueRef dims[IR_MAX_DIMS];
+  input_shape_error(g, k, input_dims(g, k, dims));
+  LLVMValueRef f = ci64(g, 0);
+  for (int d = 0; d < it->n_kids; d++) {
+    LLVMValueRef x = ival(g, it->kids[d], L, NULL);
+    char what[300];
+    snprintf(what, sizeof what, "index \001 of dimension %d of input '%s' is out of "
+             "range [0, \002)", d + 1, g->p->inputs[k].name);
+    check_v(g, LLVMBuildICmp(B, LLVMIntUGE, x, dims[d], ""), it, what, x, dims[d]);
+    f = LLVMBuildAdd(B, LLVMBuildMul(B, f, dims[d], ""), x, "");
+  }
+  *w = dims[it->n_kids];
+  LLVMValueRef ins = env_word(g, g->env, KABI_ENV_INPUTS, g->ptr);
+  LLVMValueRef arr = LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ins, ci64(g, k)), "");
+  return gep(g, g->i32, arr, LLVMBuildMul(B, f, *w, ""));
+}
+
+/* Every value of the row: *v in the loop body (sign-extended); close with
+ * loop_end. */
+static LLVMValueRef row_loop(cg *g, loop *lp, LLVMValueRef row, LLVMValueRef w) {
+  LLVMValueRef t = loop_begin(g, lp, ci64(g, 0), w, 1);
+  return LLVMBuildSExt(g->B, LLVMBuildLoad2(g->B, g->i32, gep(g, g->i32, row, t), ""),
+                       g->i64, "");
+}
+
+/* x in the row's items (v < 0 meaning Lk + v) */
+static LLVMValueRef row_has(cg *g, const ir_node *it, const lvl *L, LLVMValueRef x) {
+  LLVMValueRef w, row = input_row(g, it, L, &w), acc = acc_new(g, ci64(g, 0));
+  loop lp;
+  LLVMValueRef v = norm_idx(g, row_loop(g, &lp, row, w), L);
+  acc_or(g, acc, zx(g, LLVMBuildICmp(g->B, LLVMIntEQ, v, x, "")));
+  loop_end(g, &lp);
+  return LLVMBuildICmp(g->B, LLVMIntNE, acc_get(g, acc), ci64(g, 0), "");
+}
+
+/* the columns j of the row whose items hold f(item) == j: f = from the end
+ * (cols) or i - item (diagonals); 8 items per step in <8 x i64> lanes (a
+ * masked load for the last ones), as col_bit does each: the mask's hot
+ * loop for vertical-slash */
+static LLVMValueRef row_bits(cg *g, const ir_node *it, const lvl *L, const rowx *R,
+                             bool offsets) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef w, row = input_row(g, it, L, &w), acc = acc_new(g, ci64(g, 0));
+  LLVMTypeRef v32 = LLVMVectorType(g->i32, VL), vt = vi64(g);
+  LLVMValueRef iota[VL];
+  for (int k = 0; k < VL; k++) iota[k] = ci64(g, k);
+  loop lp;
+  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), w, VL);
+  LLVMValueRef idx = LLVMBuildAdd(B, vsplat64(g, t), LLVMConstVector(iota, VL), "");
+  LLVMValueRef valid = LLVMBuildICmp(B, LLVMIntSLT, idx, vsplat64(g, w), "");
+  LLVMTypeRef ovl[2] = {v32, g->ptr};
+  LLVMValueRef args[4] = {gep(g, g->i32, row, t), LLVMConstInt(g->i32, 4, 0), valid,
+                          LLVMConstNull(v32)};
+  LLVMValueRef v = LLVMBuildSExt(B, call_intr(g, "llvm.masked.load", ovl, 2, args, 4),
+                                 vt, "");
+  LLVMValueRef x;
+  if (offsets) {
+    x = LLVMBuildSub(B, vsplat64(g, L->i), v, "");
+  } else {
+    LLVMValueRef neg = LLVMBuildICmp(B, LLVMIntSLT, v, LLVMConstNull(vt), "");
+    x = LLVMBuildSelect(B, neg, LLVMBuildAdd(B, v, vsplat64(g, L->lk), ""), v, "");
+  }
+  LLVMValueRef off = LLVMBuildSub(B, x, vsplat64(g, R->j0), "");
+  LLVMValueRef in = LLVMBuildAnd(
+      B, valid, LLVMBuildICmp(B, LLVMIntULT, off, vsplat64(g, R->cnt), ""), "");
+  LLVMValueRef bit = LLVMBuildShl(B, vc64(g, 1), LLVMBuildAnd(B, off, vc64(g, 63), ""), "");
+  LLVMValueRef word = LLVMBuildSelect(B, in, bit, LLVMConstNull(vt), "");
+  acc_or(g, acc, call_intr(g, "llvm.vector.reduce.or", &vt, 1, &word, 1));
+  loop_end(g, &lp);
+  return acc_get(g, acc);
+}
+
+/* diagonals(S): i - j in S, items as written.  |i - j| < BIG (positions
+ * below 2^61), so items clamped to [-BIG, BIG] mean the same and i - item
+ * cannot overflow. */
+static LLVMValueRef diag_bits(cg *g, const ir_node *s, const lvl *L, const rowx *R) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef bits = ci64(g, 0);
+  for (int k = 0; k < s->n_kids; k++) {
+    const ir_node *it = s->kids[k];
+    LLVMValueRef w;
+    if (it->op == IR_INROW) {
+      w = row_bits(g, it, L, R, true);
+    } else if (it->op == IR_RANGE) { /* j in [i - b + 1, i - a + 1) */
+      LLVMValueRef a = ival(g, it->kids[0], L, NULL), b = ival(g, it->kids[1], L, NULL);
+      a = smax(g, smin(g, a, ci64(g, BIG)), ci64(g, -BIG));
+      b = smax(g, smin(g, b, ci64(g, BIG)), ci64(g, -BIG));
+      w = range_bits(g, R, LLVMBuildAdd(B, LLVMBuildSub(B, L->i, b, ""), ci64(g, 1), ""),
+                     LLVMBuildAdd(B, LLVMBuildSub(B, L->i, a, ""), ci64(g, 1), ""));
+    } else {
+      LLVMValueRef v = ival(g, it, L, NULL);
+      v = smax(g, smin(g, v, ci64(g, BIG)), ci64(g, -BIG));
+      w = col_bit(g, R, LLVMBuildSub(B, L->i, v, ""));
+    }
+    bits = LLVMBuildOr(B, bits, w, "");
+  }
+  return bits;
+}
+
 /* x in S, items evaluated left to right until one holds (as the interpreter) */
 static LLVMValueRef set_has(cg *g, const ir_node *s, const lvl *L,
                             LLVMValueRef x) {
@@ -351,7 +564,9 @@ static LLVMValueRef set_has(cg *g, const ir_node *s, const lvl *L,
   for (int k = 0; k < s->n_kids; k++) {
     const ir_node *it = s->kids[k];
     LLVMValueRef in;
-    if (it->op == IR_RANGE) {
+    if (it->op == IR_INROW) {
+      in = row_has(g, it, L, x);
+    } else if (it->op == IR_RANGE) {
       LLVMValueRef a = norm_idx(g, ival(g, it->kids[0], L, NULL), L);
       LLVMValueRef b = norm_idx(g, ival(g, it->kids[1], L, NULL), L);
       in = LLVMBuildAnd(g->B, LLVMBuildICmp(g->B, LLVMIntSLE, a, x, ""),
@@ -376,7 +591,9 @@ static LLVMValueRef cols_bits(cg *g, const ir_node *s, const lvl *L,
   for (int k = 0; k < s->n_kids; k++) {
     const ir_node *it = s->kids[k];
     LLVMValueRef w;
-    if (it->op == IR_RANGE) {
+    if (it->op == IR_INROW) {
+      w = row_bits(g, it, L, R, false);
+    } else if (it->op == IR_RANGE) {
       LLVMValueRef a = norm_idx(g, ival(g, it->kids[0], L, NULL), L);
       LLVMValueRef b = norm_idx(g, ival(g, it->kids[1], L, NULL), L);
       w = range_bits(g, R, a, b);
@@ -452,16 +669,6 @@ static LLVMValueRef pat(cg *g, const ir_node *n, const lvl *L, const rowx *R,
  * clamped index.  When any active lane failed, the row is evaluated again by
  * the exact scalar code, which reports the error. */
 
-#define VL 8
-
-static LLVMTypeRef vi64(cg *g) { return LLVMVectorType(g->i64, VL); }
-static LLVMValueRef vsplat64(cg *g, LLVMValueRef x) {
-  LLVMValueRef v = LLVMBuildInsertElement(g->B, LLVMGetPoison(vi64(g)), x,
-                                          LLVMConstInt(g->i32, 0, 0), "");
-  return LLVMBuildShuffleVector(g->B, v, LLVMGetPoison(vi64(g)),
-                                LLVMConstNull(LLVMVectorType(g->i32, VL)), "");
-}
-static LLVMValueRef vc64(cg *g, int64_t x) { return vsplat64(g, ci64(g, x)); }
 static LLVMValueRef vbool(cg *g, LLVMValueRef m) {  /* <VL x i1> -> 0/1 */
   return LLVMBuildZExt(g->B, m, vi64(g), "");
 }
@@ -944,6 +1151,7 @@ static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
     return acc_get(g, res);
   }
   case IR_BLOCKS: return pat_blocks(g, n, L, R, act);
+  case IR_DIAG: return diag_bits(g, n->kids[0], L, R);
   default: return ci64(g, 0);
   }
 }
@@ -1320,7 +1528,10 @@ static void build_tkinfo_fn(cg *g, int t) {
 static void err_set(cg *g, const ir_node *s, const lvl *L) {
   for (int k = 0; k < s->n_kids; k++) {
     const ir_node *it = s->kids[k];
-    if (it->op == IR_RANGE) {
+    LLVMValueRef w;
+    if (it->op == IR_INROW) {
+      input_row(g, it, L, &w);
+    } else if (it->op == IR_RANGE) {
       ival(g, it->kids[0], L, NULL);
       ival(g, it->kids[1], L, NULL);
     } else {
@@ -1436,7 +1647,9 @@ static void err_node(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
   case IR_STRIDE:
     nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 1, "the stride", n);
     return;
-  case IR_ROWS: case IR_COLS: case IR_GLOBAL: err_set(g, n->kids[0], L); return;
+  case IR_ROWS: case IR_COLS: case IR_GLOBAL: case IR_DIAG:
+    err_set(g, n->kids[0], L);
+    return;
   case IR_RANDOM:
     nonneg(g, ival(g, n->kids[0], L, NULL), n->kids[0], 0, "the key count r", n);
     ival(g, n->kids[1], L, NULL);
@@ -1504,6 +1717,12 @@ static void build_errat_fn(cg *g) {
   g->detail = LLVMGetParam(g->fn, 4);
   lvl L = {LLVMGetParam(g->fn, 1), env_word(g, g->env, KABI_ENV_LQ, g->i64),
            g->lk_tok};
+  /* the interpreter checks every input's shape before anything else */
+  bool shaped = (ir_features(g->p) & IR_FEAT_SHAPED_IN) != 0;
+  for (int k = 0; shaped && k < g->p->n_inputs; k++) {
+    LLVMValueRef dims[IR_MAX_DIMS];
+    input_shape_error(g, k, input_dims(g, k, dims));
+  }
   errat_begin(g);
   err_walk(g, g->p->root, &L, LLVMGetParam(g->fn, 2), LLVMGetParam(g->fn, 3));
   LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
@@ -1593,16 +1812,31 @@ void cg_info_free(cg_info *info) {
   info->n_errors = 0;
 }
 
+/* Shaped inputs read only as rows of index sets (INROW, no element reads),
+ * with dimensions the mask code can evaluate (no B, Hkv or D). */
+static bool shaped_rows_only(const ir_program *p) {
+  if (ir_has_op(p->root, IR_INPUTN) ||
+      (p->score && ir_has_op(p->score, IR_INPUTN)))
+    return false;
+  for (int k = 0; k < p->n_inputs; k++)
+    for (int d = 0; d < p->inputs[k].n_dims; d++) {
+      const ir_node *e = p->inputs[k].dims[d];
+      if (ir_has_op(e, IR_SIZE_B) || ir_has_op(e, IR_SIZE_HKV) || ir_has_op(e, IR_SIZE_D))
+        return false;
+    }
+  return true;
+}
+
 /* The language-version-2 forms the compiled kernels do not run yet: an
  * error naming the first one (the interpreter runs them all). */
 static bool v2_supported(const ir_program *p, char *err, size_t errlen) {
   static const struct { unsigned bit; const char *what; } feats[] = {
       {IR_FEAT_SCORE, "'with score'"}, {IR_FEAT_FLOAT_IN, "float inputs"},
-      {IR_FEAT_SHAPED_IN, "shaped inputs"}, {IR_FEAT_ROW_SET, "rows of inputs as index sets"},
-      {IR_FEAT_ROUTE, "route"}, {IR_FEAT_DIAG, "diagonals"},
+      {IR_FEAT_SHAPED_IN, "shaped inputs"}, {IR_FEAT_ROUTE, "route"},
       {IR_FEAT_BATCH, "b, B, Hkv or D"}};
   const char *what = p->top_left ? "aligned(top_left)" : NULL;
   unsigned f = ir_features(p);
+  if (shaped_rows_only(p)) f &= ~(unsigned)IR_FEAT_SHAPED_IN;
   if (p->score && cg_score_supported(p)) {
     /* float inputs are read only by the score, which the score tile reads */
     f &= ~(unsigned)(IR_FEAT_SCORE | IR_FEAT_FLOAT_IN);
