@@ -35,6 +35,7 @@
 
 #include "kernel_rt.h"
 #include "plan.h"
+#include "route.h"
 #include "threads.h"
 
 /* The pairs of one head: by query tile (fwd) and by key tile (inv), CSR;
@@ -78,6 +79,7 @@ typedef struct bjob {
   float *rowc;     /* [B H n_qt][2 KR_BQ] */
   kr_topk **rec;   /* [B H n_qt] recorded selections (top-k patterns) */
   wscr *ws;        /* per worker */
+  const kr_route *route; /* route(C)'s cluster ids (route.h), or NULL */
   _Atomic int failed;
   rt_status st;
   char *err;
@@ -464,7 +466,10 @@ static rt_status run_passes(bjob *J, th_pool *pool) {
   J->rowc = malloc((size_t)n_q * 2 * KR_BQ * sizeof(float));
   J->rec = J->k->n_topk > 0 ? calloc((size_t)n_q, sizeof *J->rec) : NULL;
   int ok = J->ws && J->hp && J->rowc && (J->k->n_topk == 0 || J->rec);
-  for (int w = 0; ok && w < nw; w++) ok = wscr_init(&J->ws[w], J->k, a);
+  for (int w = 0; ok && w < nw; w++) {
+    ok = wscr_init(&J->ws[w], J->k, a);
+    if (ok) kr_masker_route(J->ws[w].mk, J->route);
+  }
   if (!ok) bfail(J, RT_ENOMEM, "out of memory");
   if (ok) th_for(pool, a->H, plan_task, J);
   if (!atomic_load(&J->failed)) th_for(pool, n_q, dq_task, J);
@@ -512,7 +517,11 @@ rt_status kr_run_backward(kr_kernel *k, kr_bwd_fn dq, kr_bwd_fn dkdv,
     J.c = J.scale * 1.44269504088896340736f;
     J.err = err, J.errlen = errlen;
     atomic_init(&J.failed, 0);
-    st = run_passes(&J, pool);
+    kr_route *route = kr_route_new(k, a, pool, &st);
+    J.route = route;
+    if (st == RT_OK) st = run_passes(&J, pool);
+    else rt_errf(err, errlen, st, "out of memory (route cluster ids)");
+    kr_route_free(route);
   }
   kr_pool_give(k, own);
   return st;

@@ -15,6 +15,7 @@
 #include "dtype.h"
 #include "kernel_rt.h"
 #include "plan.h"
+#include "route.h"
 #include "threads.h"
 
 typedef struct tk_buf {
@@ -92,8 +93,9 @@ typedef struct run {
   scratch *ws;        /* per worker */
   const plan_groups *groups; /* joins: per head (or one for all), else NULL */
   const join_tiles *jtiles;   /* their query tiles */
-  int groups_per_head;
+  int groups_per_head;        /* 0: one for all, 1: per head, 2: per (b, h) */
   int64_t join_tiles;         /* query tiles per head, the most of any head */
+  const kr_route *route;     /* route(C)'s cluster ids (route.h), or NULL */
   _Atomic int failed;
   rt_status st;
   char *err;
