@@ -321,7 +321,7 @@ V2_LE = [(1, 2, 100, 100), (2, 4, 70, 130), (1, 1, 200, 200)]   # Lq <= Lk
 # refuses yet (shaped inputs, float inputs other than [H], score expressions
 # that index inputs by i or j): the interpreter only, until it compiles them.
 V2_BACKENDS = ('jit', 'interp')
-INTERP_ONLY = ('t5_', 'swin_rel', 'swin_shifted_rel', 'routing', 'vertical_slash',
+INTERP_ONLY = ('t5_', 'swin_rel', 'swin_shifted_rel', 'vertical_slash',
                'block_sparse', 'document_batch')
 
 CASES_V2 = [
