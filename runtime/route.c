@@ -71,34 +71,51 @@ static int32_t pick_exact(const head *H, const void *x, int dt, const bool *cand
   return best;
 }
 
-static inline __attribute__((always_inline)) void dots_body(const float *xf, const v8f *ct,
-                                                            int64_t nv, int64_t D, v8f *acc) {
-  for (int64_t v = 0; v < nv; v++) acc[v] = (v8f){0};
-  for (int64_t d = 0; d < D; d++) {
-    float x = xf[d];
-    for (int64_t v = 0; v < nv; v++) acc[v] += x * ct[d * nv + v];
+/* acc[v] = sum_d x[d] ct[d][v], four vectors of centroids at a time in
+ * registers; returns |x|^2 summed in RV lanes (both in float32). */
+#define RB 4
+static inline __attribute__((always_inline)) float dots_body(
+    const float *restrict xf, const v8f *restrict ct, int64_t nv, int64_t D,
+    v8f *restrict acc) {
+  for (int64_t v0 = 0; v0 < nv; v0 += RB) {
+    v8f a[RB] = {{0}};
+    int64_t w = nv - v0 < RB ? nv - v0 : RB;
+    for (int64_t d = 0; d < D; d++) {
+      float x = xf[d];
+      for (int64_t u = 0; u < w; u++) a[u] += x * ct[d * nv + v0 + u];
+    }
+    for (int64_t u = 0; u < w; u++) acc[v0 + u] = a[u];
   }
+  v8f sq = {0};
+  int64_t d = 0;
+  for (; d + RV <= D; d += RV) {
+    v8f x;
+    memcpy(&x, xf + d, sizeof x);
+    sq += x * x;
+  }
+  float s = 0;
+  for (; d < D; d++) s += xf[d] * xf[d];
+  for (int u = 0; u < RV; u++) s += sq[u];
+  return s;
 }
 
 #if defined(__x86_64__)
 __attribute__((target("avx2,fma")))
-static void dots_avx2(const float *xf, const v8f *ct, int64_t nv, int64_t D, v8f *acc) {
-  dots_body(xf, ct, nv, D, acc);
+static float dots_avx2(const float *xf, const v8f *ct, int64_t nv, int64_t D, v8f *acc) {
+  return dots_body(xf, ct, nv, D, acc);
 }
 #endif
 
-static void dots_base(const float *xf, const v8f *ct, int64_t nv, int64_t D, v8f *acc) {
-  dots_body(xf, ct, nv, D, acc);
+static float dots_base(const float *xf, const v8f *ct, int64_t nv, int64_t D, v8f *acc) {
+  return dots_body(xf, ct, nv, D, acc);
 }
 
-static void dots(const float *xf, const v8f *ct, int64_t nv, int64_t D, v8f *acc) {
+static float dots(const float *xf, const v8f *ct, int64_t nv, int64_t D, v8f *acc) {
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    dots_avx2(xf, ct, nv, D, acc);
-    return;
-  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return dots_avx2(xf, ct, nv, D, acc);
 #endif
-  dots_base(xf, ct, nv, D, acc);
+  return dots_base(xf, ct, nv, D, acc);
 }
 
 /* c(x) for a row x of dtype dt.  The float32 dot s_t (any order, fused or
@@ -106,18 +123,20 @@ static void dots(const float *xf, const v8f *ct, int64_t nv, int64_t D, v8f *acc
  * gamma_D = D u / (1 - D u), u = 2^-24) plus D 2^-149 of subnormal
  * rounding of the exact dot, and the interpreter's double within far less;
  * a centroid whose s_t plus that margin falls below the best's s minus its
- * margin has a smaller double dot.  The others are decided in double. */
+ * margin has a smaller double dot.  The others are decided in double.
+ * |x|^2 is summed in float: within 1 + D u when it is at least 2^-100
+ * (squares that underflow then weigh nothing); smaller, infinite or NaN,
+ * every centroid is decided in double. */
 static int32_t cluster(const head *H, const void *x, int dt, bool *cand) {
   if (!H->finite) return pick_exact(H, x, dt, NULL);
-  double xn = 0;
-  for (int64_t d = 0; d < H->D; d++) {
-    float f = rt_load(x, d, dt);
-    H->xf[d] = f;
-    xn += (double)f * (double)f;
+  const float *xf = x;
+  if (dt != RT_F32) {
+    for (int64_t d = 0; d < H->D; d++) H->xf[d] = rt_load(x, d, dt);
+    xf = H->xf;
   }
-  if (!isfinite(xn)) return pick_exact(H, x, dt, NULL);
-  xn = sqrt(xn);
-  dots(H->xf, H->ct, H->nv, H->D, H->acc);
+  float sq = dots(xf, H->ct, H->nv, H->D, H->acc);
+  if (!(sq >= 0x1p-100f && sq <= 0x1p126f)) return pick_exact(H, x, dt, NULL);
+  double xn = sqrt((double)sq * 1.0001);
   const float *s = (const float *)H->acc;
   int64_t best = 0;
   for (int64_t t = 0; t < H->n; t++) {

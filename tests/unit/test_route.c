@@ -7,7 +7,8 @@
  * both ways, lengths that are no multiple of 64, decode-sized Lq (the
  * decode driver), n = 1 and n = 16 centroids; centroids with exact ties
  * (duplicated rows, and small integers everywhere so that dots tie), with
- * NaN and infinities, and so large that float32 dots overflow; then C
+ * NaN and infinities, so large that float32 dots overflow, and rows so
+ * small that their squares underflow; then C
  * without centroids (the interpreter's error, word for word) and the
  * routes the JIT refuses.
  */
@@ -52,7 +53,7 @@ static float randn(uint64_t *s) {
   return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
 }
 
-enum { C_NORMAL, C_DUP, C_INT, C_NONFINITE, C_HUGE };
+enum { C_NORMAL, C_DUP, C_INT, C_NONFINITE, C_HUGE, C_TINY };
 
 typedef struct shape {
   int64_t B, H, Hkv, Lq, Lk, D;
@@ -93,6 +94,8 @@ static void fill(bufs *b, const shape *s, int64_t n, uint64_t seed) {
   if (s->cmode == C_NONFINITE && s->H > 1) b->C[n * s->D] = NAN; /* head 1: NaN first dot */
   if (s->cmode == C_HUGE)
     for (size_t t = 0; t < nc; t++) b->C[t] *= 3e37f;
+  if (s->cmode == C_TINY) /* |x|^2 below float's normal range */
+    for (size_t t = 0; t < nq + nk; t++) *(t < nq ? &b->q[t] : &b->k[t - nq]) *= 1e-25f;
 }
 
 static void bufs_free(bufs *b) {
@@ -197,7 +200,8 @@ static const shape shapes[] = {
     {1, 2, 2, 300, 300, 64, 2, C_NORMAL},  {2, 2, 1, 77, 250, 32, 1, C_DUP},
     {1, 3, 3, 200, 130, 16, 2, C_INT},     {2, 4, 2, 129, 129, 64, 1, C_NONFINITE},
     {1, 2, 2, 5, 300, 64, 1, C_NORMAL},    {2, 2, 2, 1, 65, 32, 2, C_DUP},
-    {1, 2, 1, 70, 70, 64, 1, C_HUGE},      {1, 1, 1, 33, 100, 128, 1, C_INT}};
+    {1, 2, 1, 70, 70, 64, 1, C_HUGE},      {1, 1, 1, 33, 100, 128, 1, C_INT},
+    {1, 2, 2, 90, 90, 64, 2, C_TINY}};
 
 static void run_all(const char *const *names, size_t n_names, bool bwd) {
   diag *d = diag_new();
