@@ -21,6 +21,7 @@ rows=(
   "shifted swin|15|bench/grid2d.pat --pattern swin_shifted"
   "neighbourhood 2D (7x7)|15|bench/grid2d.pat --pattern na2d"
   "routing, unsorted clusters (16)|8|bench/routing.pat --pattern routing_unsorted"
+  "route(C), 16 centroids|8|bench/routing.pat --pattern routing_route"
   "topk(32, causal)|3|bench/topk.pat --pattern topk_causal"
 )
 echo "| pattern (L=$L, H=8, D=64, 1 thread) | density | kernel ms | dense causal ms | x faster | bar | |"

@@ -37,7 +37,7 @@ typedef struct job {
 /* What one (b, h) task works with. */
 typedef struct head {
   const float *C;     /* C[h]: [n][D] */
-  int64_t n, nv, D;   /* nv: vectors of RV centroids */
+  int64_t n, nv, D;   /* nv: vectors of RV centroids (even) */
   bool finite;        /* every element of C[h] is finite */
   v8f *ct;            /* [D][nv]: C[h] transposed, zero-padded */
   double *cn;         /* [n]: |C[h, t]| */
@@ -71,20 +71,22 @@ static int32_t pick_exact(const head *H, const void *x, int dt, const bool *cand
   return best;
 }
 
-/* acc[v] = sum_d x[d] ct[d][v], four vectors of centroids at a time in
- * registers; returns |x|^2 summed in RV lanes (both in float32). */
-#define RB 4
+/* acc[v] = sum_d x[d] ct[d][v], two vectors of centroids at a time in
+ * registers (nv is even), even and odd d apart (four add chains); returns
+ * |x|^2 summed in RV lanes (all in float32). */
 static inline __attribute__((always_inline)) float dots_body(
     const float *restrict xf, const v8f *restrict ct, int64_t nv, int64_t D,
     v8f *restrict acc) {
-  for (int64_t v0 = 0; v0 < nv; v0 += RB) {
-    v8f a[RB] = {{0}};
-    int64_t w = nv - v0 < RB ? nv - v0 : RB;
-    for (int64_t d = 0; d < D; d++) {
-      float x = xf[d];
-      for (int64_t u = 0; u < w; u++) a[u] += x * ct[d * nv + v0 + u];
+  for (int64_t v0 = 0; v0 < nv; v0 += 2) {
+    v8f a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+    int64_t d = 0;
+    for (; d + 2 <= D; d += 2) {
+      float x = xf[d], y = xf[d + 1];
+      a0 += x * ct[d * nv + v0], a1 += x * ct[d * nv + v0 + 1];
+      b0 += y * ct[(d + 1) * nv + v0], b1 += y * ct[(d + 1) * nv + v0 + 1];
     }
-    for (int64_t u = 0; u < w; u++) acc[v0 + u] = a[u];
+    if (d < D) a0 += xf[d] * ct[d * nv + v0], a1 += xf[d] * ct[d * nv + v0 + 1];
+    acc[v0] = a0 + b0, acc[v0 + 1] = a1 + b1;
   }
   v8f sq = {0};
   int64_t d = 0;
@@ -156,7 +158,7 @@ static int32_t cluster(const head *H, const void *x, int dt, bool *cand) {
 
 static bool head_init(head *H, const float *C, int64_t n, int64_t D) {
   memset(H, 0, sizeof *H);
-  H->C = C, H->n = n, H->D = D, H->nv = (n + RV - 1) / RV;
+  H->C = C, H->n = n, H->D = D, H->nv = (n + 2 * RV - 1) / (2 * RV) * 2;
   H->ct = aligned_alloc(32, sizeof *H->ct * (size_t)(D * H->nv));
   H->acc = aligned_alloc(32, sizeof *H->acc * (size_t)H->nv);
   H->cn = malloc(sizeof *H->cn * (size_t)n);
