@@ -5,7 +5,7 @@
  * route alone (the join), composed with causal, a window, a difference and
  * a per-head choice (the mask code); B > 1, several heads, GQA, Lq != Lk
  * both ways, lengths that are no multiple of 64, decode-sized Lq (the
- * decode driver), n = 1 and n = 16 centroids; centroids with exact ties
+ * decode driver), n = 1 and n = 16 centroids, bf16 and fp16 q, k, v; centroids with exact ties
  * (duplicated rows, and small integers everywhere so that dots tie), with
  * NaN and infinities, so large that float32 dots overflow, and rows so
  * small that their squares underflow; then C
@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "backend.h"
+#include "dtype.h"
 #include "frontend.h"
 #include "interp.h"
 #include "small.h"
@@ -232,6 +233,62 @@ static void test_backward(void **state) {
   run_all(names, sizeof names / sizeof *names, true);
 }
 
+/* bf16 and fp16 q, k, v: the ids come from the rows widened exactly, as
+ * the interpreter's; masks equal, values within 16-bit tolerance. */
+static void test_dtypes(void **state) {
+  (void)state;
+  diag *d = diag_new();
+  arena *a = arena_new();
+  static const char *const names[] = {"alone", "causal_r"};
+  shape s = {2, 2, 1, 150, 170, 64, 2, C_DUP};
+  size_t nq = (size_t)(s.B * s.H * s.Lq * s.D), nk = (size_t)(s.B * s.Hkv * s.Lk * s.D);
+  size_t nl = (size_t)(s.B * s.H * s.Lq);
+  int64_t rows = 0;
+  for (int dt = RT_BF16; dt <= RT_F16; dt++)
+    for (size_t x = 0; x < 2; x++) {
+      ir_program *p = load(a, d, names[x]);
+      backend_opts o = {.D = s.D, .dtype = dt, .threads = s.threads};
+      char err[512] = "";
+      void *k[2] = {backend_interp.compile(p, &o, err, sizeof err),
+                    backend_jit.compile(p, &o, err, sizeof err)};
+      if (!k[0] || !k[1]) fail_msg("compile: %s", err);
+      bufs b;
+      fill(&b, &s, route_n(p), 0xd7 + (uint64_t)dt);
+      uint16_t *h[3] = {malloc(2 * nq), malloc(2 * nk), malloc(2 * nk)}, *ho[2] = {malloc(2 * nq),
+                                                                                   malloc(2 * nq)};
+      assert_true(h[0] && h[1] && h[2] && ho[0] && ho[1]);
+      for (size_t t = 0; t < nq; t++) rt_store(h[0], (int64_t)t, dt, b.q[t]);
+      for (size_t t = 0; t < nk; t++) rt_store(h[1], (int64_t)t, dt, b.k[t]), rt_store(h[2], (int64_t)t, dt, b.v[t]);
+      const int32_t *ins[1];
+      const backend *be[2] = {&backend_interp, &backend_jit};
+      for (int y = 0; y < 2; y++) {
+        rt_args ar;
+        args_of(&ar, &s, &b, ins, y);
+        ar.dtype = dt;
+        ar.q.data = (float *)(void *)h[0], ar.k.data = (float *)(void *)h[1];
+        ar.v.data = (float *)(void *)h[2], ar.o.data = (float *)(void *)ho[y];
+        if (be[y]->run(k[y], &ar, err, sizeof err) != RT_OK) fail_msg("%s: %s", be[y]->name, err);
+      }
+      for (size_t r = 0; r < nl; r++) {
+        float l1 = b.l[0][r], l2 = b.l[1][r];
+        if (isfinite(l1) != isfinite(l2) || (isfinite(l1) && !(fabs(l1 - l2) < 2e-2)))
+          fail_msg("%s dtype %d: row %zu: lse %g vs %g", p->name, dt, r, l1, l2);
+        rows += isfinite(l1);
+        for (int64_t e = 0; e < s.D; e++) {
+          double x1 = rt_load(ho[0], (int64_t)r * s.D + e, dt), x2 = rt_load(ho[1], (int64_t)r * s.D + e, dt);
+          if (!(fabs(x1 - x2) < 3e-2)) fail_msg("%s dtype %d: o differs: %g vs %g", p->name, dt, x1, x2);
+        }
+      }
+      for (int y = 0; y < 3; y++) free(h[y]);
+      free(ho[0]), free(ho[1]);
+      bufs_free(&b);
+      backend_interp.free(k[0]), backend_jit.free(k[1]);
+    }
+  assert_true(rows > 1000);
+  arena_free(a);
+  diag_free(d);
+}
+
 /* No centroids: a run-time error wherever route is evaluated, the same
  * status and words from both; routes the JIT does not run: refused. */
 static void test_errors(void **state) {
@@ -278,6 +335,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_forward),
       cmocka_unit_test(test_backward),
+      cmocka_unit_test(test_dtypes),
       cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
