@@ -222,8 +222,10 @@ kr_route *kr_route_new(const kr_kernel *k, const rt_args *a, th_pool *pool,
       a->Lk < 1)
     return NULL;
   kr_route *r = calloc(1, sizeof *r);
-  size_t per = (size_t)(a->Lq + a->Lk);
-  if (r) r->ids = malloc(sizeof *r->ids * per * (size_t)(a->B * a->H));
+  size_t bytes;  /* 4 (Lq + Lk) B H, which need not fit */
+  bool fits = !__builtin_mul_overflow((size_t)(a->Lq + a->Lk), (size_t)(a->B * a->H), &bytes) &&
+              !__builtin_mul_overflow(bytes, sizeof *r->ids, &bytes);
+  if (r && fits) r->ids = malloc(bytes);
   if (!r || !r->ids) {
     kr_route_free(r);
     *st = RT_ENOMEM;
