@@ -9,3 +9,8 @@ pattern routing_unsorted(n = 16, input c: int[]) =
 
 # The same with clusters in contiguous runs (the input's documents).
 pattern routing_sorted(input c: int[]) = where(c[i] == c[j]);
+
+# route(C) itself (language version 2): clusters from 16 centroids per head
+# (spatc bench fills [H, n, D] inputs with random values), computed once
+# per run and run as an equality join on the ids.
+pattern routing_route(n = 16, input C: float[H, n, D]) = route(C);

@@ -21,6 +21,7 @@ rows=(
   "shifted swin|15|bench/grid2d.pat --pattern swin_shifted"
   "neighbourhood 2D (7x7)|15|bench/grid2d.pat --pattern na2d"
   "routing, unsorted clusters (16)|8|bench/routing.pat --pattern routing_unsorted"
+  "route(C), 16 centroids|8|bench/routing.pat --pattern routing_route"
   "topk(32, causal)|3|bench/topk.pat --pattern topk_causal"
 )
 # MInference's vertical-slash (issue 13): per head 64 columns (4 sinks, 60

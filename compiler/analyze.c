@@ -697,6 +697,49 @@ static int64_t gen_rows_table(bld *b, const ir_program *p) {
   return (int64_t)at;
 }
 
+/* ---- the route table (plan_ops.h) ---- */
+
+/* The route nodes under n into *found / *several, within *budget visits
+ * (a shared sub-pattern is walked once per path; past the budget the
+ * answer is "several", which the compiled backends refuse). */
+static void find_routes(const ir_node *n, const ir_node **found, bool *several,
+                        int64_t *budget) {
+  if (*several || !ir_has_op(n, IR_ROUTE)) return;
+  if (--*budget < 0) {
+    *several = true;
+    return;
+  }
+  if (n->op == IR_ROUTE) {
+    if (*found && *found != n) *several = true;
+    *found = n;
+    return;
+  }
+  for (int k = 0; k < n->n_kids; k++) find_routes(n->kids[k], found, several, budget);
+}
+
+const ir_node *an_route(const ir_program *p, int64_t *n, bool *several) {
+  const ir_node *r = NULL;
+  int64_t budget = 1 << 16;
+  *several = false;
+  find_routes(p->root, &r, several, &budget);
+  if (!r || *several || r->value < 0 || r->value >= p->n_inputs) return NULL;
+  const ir_input *in = &p->inputs[r->value];
+  if (in->n_dims != 3 || in->dims[1]->op != IR_CONST) return NULL;
+  *n = in->dims[1]->value;
+  return r;
+}
+
+/* Returns the table's offset, 0 when the pattern has no (single) route. */
+static int64_t gen_route_table(bld *b, const ir_program *p) {
+  int64_t n;
+  bool several;
+  const ir_node *r = an_route(p, &n, &several);
+  if (!r) return 0;
+  size_t at = b->n;
+  emit(b, r->value), emit(b, n), emit(b, p->root == r ? PLAN_ROUTE_ALONE : 0);
+  return (int64_t)at;
+}
+
 int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   if (!p || !p->root) {
     rt_errf(err, errlen, RT_EINVAL, "an_build: no program");
@@ -729,6 +772,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   gen_where_table(&b, p->root);
   int64_t join_at = gen_join_table(&b, p->root);
   int64_t rows_at = gen_rows_table(&b, p);
+  int64_t route_at = gen_route_table(&b, p);
   int64_t *plan = NULL;
   if (b.oom) {
     rt_errf(err, errlen, RT_EINVAL, "out of memory");
@@ -758,6 +802,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     b.w[PLAN_W_WHERE] = (int64_t)where_at;
     b.w[PLAN_W_JOIN] = join_at;
     b.w[PLAN_W_ROWS] = rows_at;
+    b.w[PLAN_W_ROUTE] = route_at;
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
   free(b.w), free(row_in);

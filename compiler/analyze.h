@@ -12,6 +12,12 @@
  * program at once. */
 int64_t *an_build(const ir_program *p, char *err, size_t errlen);
 
+/* route(C) in the compiled kernels (plan_ops.h's route table): the
+ * pattern's route node when it has exactly one and C's centroid count is a
+ * constant (into *n), else NULL; *several is set when it has more than one
+ * (or too many paths to count them). */
+const ir_node *an_route(const ir_program *p, int64_t *n, bool *several);
+
 /* The key tiles of bk keys that query rows [r0, r1) visit under the plan:
  * kt[q] (q < ceil(Lk / bk)) = 0 none of its keys is in a span, 2 FULL
  * spans cover it all, 1 otherwise (the mask is evaluated there).  sp[cap]

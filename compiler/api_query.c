@@ -307,12 +307,13 @@ static spat_status mask_args(const spat_kernel *k, const char *fn,
       inputs[ni++] = api_value_array(&args[x]);
   }
   bool topk = ir_is_data_dependent(k->prog);
-  if (topk && (t->q == NULL || t->k == NULL))
+  bool route = ir_has_op(k->prog->root, IR_ROUTE);
+  if ((topk || route) && (t->q == NULL || t->k == NULL))
     return api_fail(c, SPAT_EINVAL,
-                 "%s: pattern '%s' uses topk: its mask needs q and k", fn,
-                 sig->pattern);
-  /* v and o are not read, nor q and k without topk: stand-ins pass the
-   * checks of a run */
+                 "%s: pattern '%s' uses %s: its mask needs q and k", fn,
+                 sig->pattern, topk ? "topk" : "route");
+  /* v and o are not read, nor q and k without topk or route: stand-ins
+   * pass the checks of a run */
   if (t->paged)
     return api_fail(c, SPAT_EUNSUPPORTED,
                     "%s: masks of a paged KV cache are not supported (give "

@@ -40,6 +40,7 @@
 #include "kernel_rt.h"
 #include "plan_sets.h"
 #include "plan.h"
+#include "route.h"
 #include "threads.h"
 
 /* The pairs of one head: by query tile (fwd) and by key tile (inv), CSR;
@@ -85,6 +86,7 @@ typedef struct bjob {
   float *rowc;     /* [B H n_qt][2 KR_BQ] */
   kr_topk **rec;   /* [B H n_qt] recorded selections (top-k patterns) */
   wscr *ws;        /* per worker */
+  const kr_route *route; /* route(C)'s cluster ids (route.h), or NULL */
   _Atomic int failed;
   _Atomic int score_bad;  /* a score tile flagged a float input index */
   int64_t *in_len;        /* score with dinputs: elements per input, else NULL */
@@ -512,7 +514,7 @@ static rt_status input_lengths(bjob *J) {
   J->in_len = malloc((size_t)K->n_inputs * sizeof *J->in_len);
   if (!J->in_len) return RT_ENOMEM;
   kr_env env = {0, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                NULL, NULL, NULL};
+                NULL, NULL, NULL, NULL, NULL};
   for (int x = 0; x < K->n_inputs; x++) {
     int64_t n = K->inlen(&env, x);
     J->in_len[x] = J->g->dinputs[x] && n > 0 ? n : -1;
@@ -529,7 +531,10 @@ static rt_status run_passes(bjob *J, th_pool *pool) {
   J->rowc = malloc((size_t)n_q * 2 * KR_BQ * sizeof(float));
   J->rec = J->k->n_topk > 0 ? calloc((size_t)n_q, sizeof *J->rec) : NULL;
   int ok = J->ws && J->hp && J->rowc && (J->k->n_topk == 0 || J->rec);
-  for (int w = 0; ok && w < nw; w++) ok = wscr_init(&J->ws[w], J->k, a, J->in_len);
+  for (int w = 0; ok && w < nw; w++) {
+    ok = wscr_init(&J->ws[w], J->k, a, J->in_len);
+    if (ok) kr_masker_route(J->ws[w].mk, J->route);
+  }
   if (!ok) bfail(J, RT_ENOMEM, "out of memory");
   if (ok) th_for(pool, a->H, plan_task, J);
   if (!atomic_load(&J->failed)) th_for(pool, n_q, dq_task, J);
@@ -581,11 +586,14 @@ rt_status kr_run_backward(kr_kernel *k, kr_bwd_fn dq, kr_bwd_fn dkdv,
     atomic_init(&J.score_bad, 0);
     plan_rows *rows = plan_rows_new(k->plan, a, &st);
     J.rows = rows;
+    kr_route *route = st == RT_OK ? kr_route_new(k, a, pool, &st) : NULL;
+    J.route = route;
     if (st == RT_OK) st = input_lengths(&J);
     if (st != RT_OK) st = rt_errf(err, errlen, st, "out of memory");
     else st = run_passes(&J, pool);
     if (st == RT_OK && atomic_load(&J.score_bad)) st = kr_score_error(k, a, err, errlen);
     free(J.in_len);
+    kr_route_free(route);
     plan_rows_free(rows);
   }
   kr_pool_give(k, own);

@@ -312,7 +312,8 @@ static void kd_task(void *ctx, int64_t id, int worker) {
   for (int64_t x = 0; x < c.nh; x++) {
     int64_t h = hk * K->G + c.h0 + x;
     env[x] = (kr_env){h, a->H, a->Lq, c.lk, a->runtime, a->inputs,
-                      a->externs, NULL, kri_random_row, &s->rnd};
+                      a->externs, NULL, kri_random_row, &s->rnd, NULL, NULL};
+    kr_route_env(R->route, b, h, &env[x]);
     for (int64_t r = c.ra[x]; r < c.rb[x]; r++) {
       const float *qr = a->q.data + b * a->q.sb + h * a->q.sh + r * a->q.sl;
       memcpy(w->q + (c.base[x] + r - c.ra[x]) * D, qr, (size_t)D * sizeof *qr);
@@ -481,7 +482,11 @@ rt_status kd_run(kr_kernel *k, const rt_args *a, th_pool *pool, char *err,
   for (; ok && inited < nw; inited++)
     ok = kri_scratch_init(&R->ws[inited], k) && ws_init(&K.dw[inited], k);
   rt_status st = RT_OK;
-  if (ok) {
+  kr_route *route = ok ? kr_route_new(k, a, pool, &st) : NULL;
+  R->route = route;
+  if (ok && st != RT_OK) {
+    rt_errf(err, errlen, st, "out of memory (route cluster ids)");
+  } else if (ok) {
     th_for(pool, chunks * K.n_part, kd_task, &K);
     if (K.n_part > 1 && !atomic_load(&R->failed))
       th_for(pool, chunks, kd_merge, &K);
@@ -496,5 +501,6 @@ rt_status kd_run(kr_kernel *k, const rt_args *a, th_pool *pool, char *err,
   free(R->ws);
   free(K.dw);
   free(K.part);
+  kr_route_free(route);
   return st;
 }

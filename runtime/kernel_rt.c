@@ -93,7 +93,7 @@ static void scan_task(void *ctx, int64_t id, int worker) {
   const rt_args *a = S->a;
   int64_t h = S->heads[id / S->n_chunks], c = id % S->n_chunks;
   kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                NULL, NULL, NULL};
+                NULL, NULL, NULL, NULL, NULL};
   int64_t r1 = (c + 1) * SCAN_ROWS < a->Lq ? (c + 1) * SCAN_ROWS : a->Lq;
   for (int64_t r = c * SCAN_ROWS; r < r1; r++)
     for (int64_t j = 0; j < a->Lk; j++) {
@@ -118,7 +118,7 @@ static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
   int32_t code = 0;
   for (int64_t h = 0; h < a->H; h++) {
     kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                NULL, NULL, NULL};
+                NULL, NULL, NULL, NULL, NULL};
     code = K->errat(&env, pos_of_row(a, 0), 0, 1, det);  /* arguments */
     if (code) break;  /* at (h, 0, 0): only earlier heads can come first */
     plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, NULL};
@@ -651,8 +651,9 @@ static void head_tile(run *R, scratch *s, const tile_task *t, int64_t h) {
   size_t esz = rt_dtype_size(a->dtype);
   const char *qb = (const char *)a->q.data + (t->b * a->q.sb + h * a->q.sh) * esz;
   one_head o = {{h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                 s->tk, random_row, &s->rnd},
+                 s->tk, random_row, &s->rnd, NULL, NULL},
                 q_rows(a, t, h), 0};
+  kr_route_env(R->route, t->b, h, &o.env);
   tile_start(s, a, o.q, t->nr);
   /* top-k selections: a root top-k node's after the plan (its candidates
    * are the plan's spans, P's), the others before it (the plan then visits
@@ -759,8 +760,10 @@ static void group_tiles(run *R, scratch *s, const tile_task *t) {
     /* each head its own random key sets: one cache, its rows tagged by
      * head, would draw them again at every key tile */
     g.hd[x] = (one_head){{h, a->H, a->Lq, a->Lk, a->runtime, a->inputs,
-                          a->externs, s->tk, random_row, &s->grnd[x]},
+                          a->externs, s->tk, random_row, &s->grnd[x], NULL,
+                          NULL},
                          q_rows(a, t, h), 0};
+    kr_route_env(R->route, t->b, h, &g.hd[x].env);
     use_slot(s, &g, x, a->D);
     tile_start(s, a, g.hd[x].q, t->nr);
   }
@@ -837,7 +840,7 @@ static void join_task(void *ctx, int64_t id, int worker) {
   scratch *s = &R->ws[worker];
   int64_t D = K->D, t = id % R->join_tiles, bh = id / R->join_tiles;
   int64_t h = bh % a->H, b = bh / a->H, hk = h / (a->H / a->Hkv);
-  int64_t hx = R->groups_per_head ? h : 0;
+  int64_t hx = R->groups_per_head == 2 ? bh : R->groups_per_head ? h : 0;
   const plan_groups *G = R->groups + hx;
   const join_tiles *T = R->jtiles + hx;
   if (t >= T->n) return;
@@ -891,24 +894,27 @@ static bool tile_groups(const plan_groups *G, int64_t Lq, join_tiles *T) {
   return true;
 }
 
-/* Groups the rows and keys of a join (plan_join) and runs its tiles: 1 when
- * done (or failed, in R), 0 when the pattern is no join here. */
+/* Groups the rows and keys of a join (plan_join; route(C) alone: its
+ * cluster ids, per (b, h)) and runs its tiles: 1 when done (or failed, in
+ * R), 0 when the pattern is no join here. */
 static int join_run(run *R, th_pool *pool) {
   const kr_kernel *K = R->k;
   const rt_args *a = R->a;
-  int per_head = plan_join_reads_head(K->plan);
-  int64_t n = per_head ? a->H : 1, tiles = 0;
+  int by_route = kr_route_alone(R->route);
+  int per = by_route ? 2 : plan_join_reads_head(K->plan);
+  int64_t n = per == 2 ? a->B * a->H : per ? a->H : 1, tiles = 0;
   plan_groups *G = calloc((size_t)n, sizeof *G);
   join_tiles *T = calloc((size_t)n, sizeof *T);
   int rc = G && T ? 1 : -1;
   for (int64_t h = 0; h < n && rc == 1; h++) {
     plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, NULL};
-    rc = plan_join(K->plan, &pe, &G[h]);
+    rc = by_route ? kr_route_groups(R->route, h / a->H, h % a->H, &G[h])
+                  : plan_join(K->plan, &pe, &G[h]);
     if (rc == 1 && !tile_groups(&G[h], a->Lq, &T[h])) rc = -1;
     if (rc == 1 && T[h].n > tiles) tiles = T[h].n;
   }
   if (rc == 1 && tiles > 0) {
-    R->groups = G, R->jtiles = T, R->groups_per_head = per_head;
+    R->groups = G, R->jtiles = T, R->groups_per_head = per;
     R->join_tiles = tiles;
     th_for(pool, a->B * a->H * tiles, join_task, R);
   }
@@ -1057,7 +1063,11 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
       ok = (R.ws[w].grp = aalloc(KR_GQA_MAX * (size_t)KR_GQA_SLOT(k->D) *
                                  sizeof(float))) != NULL;
   }
-  if (ok) {
+  kr_route *route = ok ? kr_route_new(k, a, pool, &st) : NULL;
+  R.route = route;
+  if (ok && st != RT_OK) {
+    if (err && errlen) snprintf(err, errlen, "out of memory (route cluster ids)");
+  } else if (ok) {
     if (!join_run(&R, pool))
       th_for(pool, a->B * a->Hkv * R.n_qt * R.n_sub, task, &R);
     if (atomic_load(&R.failed)) st = R.st;
@@ -1070,6 +1080,7 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
     for (int w = 0; w < nw; w++) scratch_free(&R.ws[w], k->n_topk);
   free(R.ws);
   plan_rows_free(rows);
+  kr_route_free(route);
   kr_pool_give(k, own);
   return st;
 }
@@ -1110,7 +1121,8 @@ int kr_masker_rows(kr_masker *m, int64_t b, int64_t h, int64_t r0, int64_t r1,
   const rt_args *a = m->R.a;
   int64_t hk = h / (a->H / a->Hkv);
   *env = (kr_env){h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                  m->s.tk, random_row, &m->s.rnd};
+                  m->s.tk, random_row, &m->s.rnd, NULL, NULL};
+  kr_route_env(m->R.route, b, h, env);
   if (!select) return 1;
   size_t esz = rt_dtype_size(a->dtype);
   const char *qb = (const char *)a->q.data + (b * a->q.sb + h * a->q.sh) * esz;
@@ -1123,6 +1135,8 @@ int kr_masker_rows(kr_masker *m, int64_t b, int64_t h, int64_t r0, int64_t r1,
 }
 
 int kr_masker_oom(const kr_masker *m) { return m->s.rnd.oom; }
+
+void kr_masker_route(kr_masker *m, const kr_route *r) { m->R.route = r; }
 
 kr_topk *kr_masker_record(const kr_masker *m) {
   int nt = m->R.k->n_topk;

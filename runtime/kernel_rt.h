@@ -49,6 +49,7 @@ typedef struct kr_topk {
 } kr_topk;
 
 typedef struct kr_env kr_env;
+typedef struct kr_route kr_route;  /* route(C)'s cluster ids (route.h) */
 
 /* random(r, seed) with r > KR_RANDOM_INLINE: instead of r hashes per mask
  * call, the mask code asks the driver for the word of the row's key set
@@ -73,6 +74,10 @@ struct kr_env {
   kr_topk *topk;                   /* one per top-k node, post-order */
   kr_random_fn random_row;         /* word 8 */
   void *random_cache;              /* the driver's, per worker */
+  /* --- route(C) (runtime/route.h), words 10 and 11: the cluster ids of
+   * the query rows (by row index) and of the keys of the (b, h) at hand;
+   * NULL when the pattern has no route */
+  const int32_t *route_q, *route_k;
 };
 
 /* Generated functions.  Error codes are 1-based indices into errors[].
@@ -257,6 +262,8 @@ void kr_masker_free(kr_masker *m);
 int kr_masker_rows(kr_masker *m, int64_t b, int64_t h, int64_t r0, int64_t r1,
                    int select, kr_env *env);
 int kr_masker_oom(const kr_masker *m);
+/* The run's route(C) ids (route.h) for the masker's env, or NULL. */
+void kr_masker_route(kr_masker *m, const kr_route *r);
 /* A copy of the last selections (n_topk kr_topk and their arrays in one
  * block: free() it), for env->topk later; NULL when out of memory. */
 kr_topk *kr_masker_record(const kr_masker *m);

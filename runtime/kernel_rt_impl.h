@@ -15,6 +15,7 @@
 #include "dtype.h"
 #include "kernel_rt.h"
 #include "plan.h"
+#include "route.h"
 #include "threads.h"
 
 typedef struct tk_buf {
@@ -98,10 +99,11 @@ typedef struct run {
   scratch *ws;        /* per worker */
   const plan_groups *groups; /* joins: per head (or one for all), else NULL */
   const join_tiles *jtiles;   /* their query tiles */
-  int groups_per_head;
+  int groups_per_head;        /* 0: one for all, 1: per head, 2: per (b, h) */
   int64_t join_tiles;         /* query tiles per head, the most of any head */
   int topk_root;              /* kri_topk_root */
   const struct plan_rows *rows; /* the run's rows table (plan_sets.h), or NULL */
+  const kr_route *route;     /* route(C)'s cluster ids (route.h), or NULL */
   _Atomic int failed;
   _Atomic int score_bad;      /* a score tile flagged a float input index */
   rt_status st;

@@ -94,6 +94,11 @@ typedef struct plan_groups {
  * Needs the inputs of Lk entries. */
 int plan_join(const int64_t *plan, const plan_env *env, plan_groups *g);
 void plan_groups_free(plan_groups *g);
+/* The same grouping of Lq rows and Lk keys by given codes in [0, range)
+ * (code[r] for row r, code[Lq + j] for key j; route's cluster ids): 1, or
+ * -1 when out of memory. */
+int plan_group_codes(int64_t Lq, int64_t Lk, const int64_t *code, int64_t range,
+                     plan_groups *g);
 /* Do the join table's values depend on the head? */
 bool plan_join_reads_head(const int64_t *plan);
 

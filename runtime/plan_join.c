@@ -246,6 +246,15 @@ static int group(const plan_env *env, const int64_t *code, int64_t range,
   return ok ? 1 : -1;
 }
 
+int plan_group_codes(int64_t Lq, int64_t Lk, const int64_t *code, int64_t range,
+                     plan_groups *g) {
+  plan_env env = {.Lq = Lq, .Lk = Lk};
+  memset(g, 0, sizeof *g);
+  int rc = group(&env, code, range, g);
+  if (rc != 1) plan_groups_free(g);
+  return rc;
+}
+
 int plan_join(const int64_t *plan, const plan_env *env, plan_groups *g) {
   memset(g, 0, sizeof *g);
   if (!plan || !env || plan[PLAN_W_SIZE] <= PLAN_W_JOIN || plan[PLAN_W_JOIN] == 0 ||

@@ -25,13 +25,14 @@ enum {
   PLAN_W_WHERE = 9,   /* offset of the where table (after END), see below */
   PLAN_W_JOIN = 10,   /* offset of the join table (0: none), see below */
   PLAN_W_ROWS = 11,   /* offset of the rows table (0: none), see below */
-  PLAN_HDR = 12
+  PLAN_W_ROUTE = 12,  /* offset of the route table (0: none), see below */
+  PLAN_HDR = 13
 };
 
 /* "PLAT" and the format version: bump the version whenever the instruction
  * set or the header changes, so that a plan stored by an older library (an
  * AOT object, a kernel cache entry) is refused instead of misread. */
-#define PLAN_VERSION 6ll
+#define PLAN_VERSION 7ll
 #define PLAN_MAGIC (0x54414c50ll | (PLAN_VERSION << 32))
 
 /* Evaluator limits (the builder sizes plans to fit them). */
@@ -164,6 +165,14 @@ enum {
  *   prefix form (constants and the token-level sizes H, Lq, Lk; as in the
  *   where table). */
 #define PLAN_JOIN_MAX 4
+/* The route table (at plan[PLAN_W_ROUTE] when nonzero, after the join
+ * table): the pattern's one route(C) node (runtime/route.h), so that the
+ * kernel computes the cluster ids of its rows and keys once per run:
+ *   the input index of C, n (C's centroids per head, a constant), and
+ *   PLAN_ROUTE_ALONE when the root is route(C) itself (an equality join on
+ *   the ids), else 0.  The tile plan treats route as PARTIAL. */
+enum { PLAN_ROUTE_INPUT = 0, PLAN_ROUTE_N = 1, PLAN_ROUTE_ROOT = 2, PLAN_ROUTE_WORDS = 3 };
+#define PLAN_ROUTE_ALONE 1
 #define PLAN_WF_BLOCKS 1    /* inside blocks(b) { }: i, j, Lq, Lk count blocks */
 #define PLAN_WHERE_MAX (1 << 20) /* words of the where table */
 

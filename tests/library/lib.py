@@ -321,7 +321,7 @@ V2_LE = [(1, 2, 100, 100), (2, 4, 70, 130), (1, 1, 200, 200)]   # Lq <= Lk
 # refuses yet (shaped int inputs, rows of inputs as sets, route): the
 # interpreter only, until it compiles them.
 V2_BACKENDS = ('jit', 'interp')
-INTERP_ONLY = ('routing', 'block_sparse', 'document_batch')
+INTERP_ONLY = ('block_sparse', 'document_batch')
 
 CASES_V2 = [
     swin_rel_case('swin_rel 14x14 ws7', 'swin_rel', 14, 14, 7),

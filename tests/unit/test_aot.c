@@ -590,7 +590,8 @@ typedef struct run_out {
 
 /* Compiles patterns/<file> (pattern name, one parameter override) with the
  * JIT, through the disk cache when cache, and runs it on fixed tensors with
- * n for a runtime scalar and doc for an input. */
+ * n for a runtime scalar, doc for an int input and cent for a float input
+ * (route's centroids: up to 16 per head). */
 static run_out run_library(const char *file, const char *name,
                            const char *param, int64_t value, int cache,
                            spat_backend be) {
@@ -606,6 +607,11 @@ static run_out run_library(const char *file, const char *name,
   }
   int32_t doc[CL];
   for (int j = 0; j < CL; j++) doc[j] = j / 70;
+  static float cent[CH * 16 * CD];
+  for (size_t x = 0; x < sizeof cent / sizeof *cent; x++) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    cent[x] = (float)(s >> 40) / (float)(1 << 24) - 0.5f;
+  }
   spat_ctx *c = spat_ctx_new();
   spat_pattern *p = NULL;
   spat_kernel *ker = NULL;
@@ -623,8 +629,9 @@ static run_out run_library(const char *file, const char *name,
   size_t na = 0;
   const spat_signature *sig = spat_kernel_signature(ker);
   for (size_t a = 0; a < sig->n_args; a++)
-    args[na++] = sig->args[a].kind == SPAT_KIND_SCALAR ? spat_scalar(7)
-                                                       : spat_input(doc);
+    args[na++] = sig->args[a].kind == SPAT_KIND_SCALAR        ? spat_scalar(7)
+                 : sig->args[a].kind == SPAT_KIND_FLOAT_INPUT ? spat_input_f32(cent)
+                                                              : spat_input(doc);
   st = spat_kernel_call(ker, &t, args, na);
   if (st != SPAT_OK) fprintf(stderr, "%s: %s\n", file, spat_ctx_error(c));
   assert_int_equal(st, SPAT_OK);
@@ -662,6 +669,8 @@ static void test_aot_vs_jit(void **state) {
       {"bigbird.pat", NULL, "b", 16},
       /* rows of inputs and diagonals: the rows table built per run */
       {"v2/minference.pat", "vertical_slash", "nv", 5},
+      {"v2/routing.pat", "routing", "n", 4}, /* route(C) & causal */
+      {"v2/routing.pat", "routing_local", NULL, 0},
   };
   size_t nq = (size_t)CB * CH * CL * CD, nl = (size_t)CB * CH * CL;
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {

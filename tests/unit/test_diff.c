@@ -10,7 +10,10 @@
  * Then the same with arguments at the int64 edges (gen_ir.h's extreme mode:
  * near INT64_MAX and INT64_MIN, 0, 1, -1, as literals and as runtime
  * scalars; invalid ones anywhere, where both backends must fail alike;
- * Lq > Lk with inputs read at query positions).  Then every pattern of the
+ * Lq > Lk with inputs read at query positions).  Then route(C) (language
+ * version 2) alone and composed with random patterns (& | - and a per-head
+ * choice), random centroid counts, centroids with exact ties.  Then every
+ * pattern of the
  * library (every .pat file in patterns/), with every runtime scalar, input
  * array and extern function it declares supplied.
  *
@@ -41,6 +44,9 @@
 #define RUNS 5           /* costs ~0.25 s, a run much less) */
 #define N_EDGE 60        /* int64-edge programs, each at RUNS_EDGE shapes */
 #define RUNS_EDGE 5
+#define N_ROUTE 32       /* route programs, each at RUNS_ROUTE shapes */
+#define RUNS_ROUTE 2
+#define ROUTE_SEED 0x70a7e000ull
 #define BASE_SEED 0xd1ff0000ull
 #define EDGE_SEED 0xed9e0000ull
 #define MAX_WORK SMALL(12000000.0, 1000000.0) /* B H Lq Lk D of a run, at most */
@@ -203,6 +209,27 @@ static void fill_args(rt_args *a, const shape *s, bufs *b, const int32_t **ins,
   a->threads = s->threads;
 }
 
+/* Float inputs [H, n, D] (route's centroids) replace their int arrays:
+ * normal values, every third centroid a copy of the one before (exact
+ * ties, which go to the smaller index). */
+static void fill_centroids(const ir_program *p, const shape *s, bufs *b,
+                           const int32_t **ins, uint64_t seed) {
+  for (int x = 0; x < p->n_inputs && x < MAX_IN; x++) {
+    const ir_input *in = &p->inputs[x];
+    if (!in->is_float || in->n_dims != 3) continue;
+    int64_t n = in->dims[1]->value, D = s->D;
+    float *c = malloc(sizeof(float) * (size_t)(s->H * n * D + 1));
+    assert_non_null(c);
+    uint64_t r = seed ^ 0xc3u;
+    for (int64_t t = 0; t < s->H * n * D; t++) c[t] = randn(&r);
+    for (int64_t t = 1; t < s->H * n; t++)
+      if (t % n % 3 == 1) memcpy(c + t * D, c + (t - 1) * D, sizeof(float) * (size_t)D);
+    free(b->doc[x]);
+    b->doc[x] = (int32_t *)(void *)c;
+    ins[x] = b->doc[x];
+  }
+}
+
 static void describe(const ir_program *p, uint64_t seed, int run, const shape *s) {
   fprintf(stderr, "  seed %#llx run %d: B %lld H %lld Hkv %lld Lq %lld Lk %lld "
           "D %lld layout %d threads %d runtime {%lld, %lld, %lld, %lld}\n  "
@@ -236,6 +263,7 @@ static int compare(const ir_program *p, void *kj, void *ki, const shape *s,
     return 1;
   }
   fill_args(&a, s, &b, ins, ext, seed * 31 + (uint64_t)run);
+  fill_centroids(p, s, &b, ins, seed * 31 + (uint64_t)run);
   rt_status s1 = backend_interp.run(ki, &a, e1, sizeof e1);
   a.o.data = b.o2, a.lse = b.l2;
   rt_status s2 = backend_jit.run(kj, &a, e2, sizeof e2);
@@ -288,13 +316,39 @@ static int compare(const ir_program *p, void *kj, void *ki, const shape *s,
   return bad;
 }
 
-/* One random program at RUNS (RUNS_EDGE) shapes; 0 when every run agrees. */
-static int diff_case(uint64_t seed, bool edge, tally *t) {
+/* A random pattern P with route(C) (a third input, C: float[H, n, D]):
+ * route(C) alone, route(C) & P, P | route(C), P - route(C), or route(C) on
+ * head 0 and P on the others. */
+static ir_program *route_program(gen *g) {
+  static const int64_t ns[] = {1, 2, 3, 5, 16};
+  ir_node *P = gen_root(g, (int)rndi(g, 0, 3));
+  ir_program *p = program(g->a, P);
+  ir_input *in = arena_alloc(g->a, (GEN_N_INPUTS + 1) * sizeof *in);
+  ir_node **cd = arena_alloc(g->a, 3 * sizeof *cd);
+  memcpy(in, p->inputs, GEN_N_INPUTS * sizeof *in);
+  cd[0] = N0(g, IR_SIZE_H), cd[1] = C(g, ns[rndi(g, 0, 4)]), cd[2] = N0(g, IR_SIZE_D);
+  in[GEN_N_INPUTS] = (ir_input){.name = "C", .is_float = true, .n_dims = 3, .dims = cd};
+  p->inputs = in, p->n_inputs = GEN_N_INPUTS + 1;
+  ir_node *r = N0(g, IR_ROUTE);
+  r->value = GEN_N_INPUTS;
+  switch (rndi(g, 0, 4)) {
+  case 0: p->root = r; break;
+  case 1: p->root = N2(g, IR_AND, r, P); break;
+  case 2: p->root = N2(g, IR_OR, P, r); break;
+  case 3: p->root = N2(g, IR_MINUS, P, r); break;
+  default: p->root = N3(g, IR_PSEL, N2(g, IR_LT, N0(g, IR_VAR_H), C(g, 1)), r, P); break;
+  }
+  return p;
+}
+
+/* One random program at RUNS (RUNS_EDGE, RUNS_ROUTE) shapes; 0 when every
+ * run agrees. */
+static int diff_case(uint64_t seed, bool edge, bool route, tally *t) {
   gen g = {.a = arena_new(), .rng = ar_mix(seed) | 1, .valid = true,
            .extreme = edge, .errors = edge,
            .loose = edge};
   for (int k = 0; k < 4; k++) rnd(&g);
-  ir_program *p = program(g.a, gen_root(&g, (int)rndi(&g, 0, 4)));
+  ir_program *p = route ? route_program(&g) : program(g.a, gen_root(&g, (int)rndi(&g, 0, 4)));
   int64_t D = dims[rndi(&g, 0, 6)];
   backend_opts o = {.D = D, .threads = 1};
   char err[512] = "";
@@ -307,7 +361,7 @@ static int diff_case(uint64_t seed, bool edge, tally *t) {
     describe(p, seed, -1, &s);
     bad = 1;
   }
-  for (int run = 0; run < (edge ? RUNS_EDGE : RUNS) && !bad; run++) {
+  for (int run = 0; run < (edge ? RUNS_EDGE : route ? RUNS_ROUTE : RUNS) && !bad; run++) {
     shape s;
     rand_shape(&g, &s, D, edge);
     bad = compare(p, kj, ki, &s, seed, run, t);
@@ -318,19 +372,20 @@ static int diff_case(uint64_t seed, bool edge, tally *t) {
   return bad;
 }
 
-static int diff_cases(bool edge, uint64_t base, int n, tally *t) {
+static int diff_cases(bool edge, bool route, uint64_t base, int n, tally *t) {
   int failed = 0;
   const char *one = getenv("SPAT_DIFF_SEED"), *cases = getenv("SPAT_DIFF_CASES");
-  const char *e = getenv("SPAT_DIFF_EDGE");
+  const char *e = getenv("SPAT_DIFF_EDGE"), *ro = getenv("SPAT_DIFF_ROUTE");
   if (cases) n = atoi(cases);
   if (one) {
-    if ((e && atoi(e)) == edge) failed = diff_case(strtoull(one, NULL, 0), edge, t);
+    if ((e && atoi(e)) == edge && (ro && atoi(ro)) == route)
+      failed = diff_case(strtoull(one, NULL, 0), edge, route, t);
   } else {
-    for (int c = 0; c < n; c++) failed += diff_case(base + (uint64_t)c, edge, t);
+    for (int c = 0; c < n; c++) failed += diff_case(base + (uint64_t)c, edge, route, t);
   }
   fprintf(stderr, "diff%s: %d runs (%d with the same run-time error status, "
           "%d of them with other messages), %d rows (%d empty), max |o| error "
-          "%.3g, %d failed\n", edge ? " (int64 edges)" : "", t->runs, t->errors,
+          "%.3g, %d failed\n", edge ? " (int64 edges)" : route ? " (route)" : "", t->runs, t->errors,
           t->msg_differ, t->rows, t->empty_rows, t->max_err, failed);
   return failed;
 }
@@ -342,7 +397,7 @@ static bool default_run(void) {
 static void test_random_programs(void **state) {
   (void)state;
   tally t = {0};
-  assert_int_equal(diff_cases(false, BASE_SEED, SMALL(N_PROGRAMS, N_PROGRAMS / 6), &t), 0);
+  assert_int_equal(diff_cases(false, false, BASE_SEED, SMALL(N_PROGRAMS, N_PROGRAMS / 6), &t), 0);
   if (default_run()) {
     assert_true(t.runs >= 300);
     assert_true(t.runs - t.errors >= 250); /* mostly real comparisons */
@@ -354,10 +409,23 @@ static void test_random_programs(void **state) {
 static void test_edge_programs(void **state) {
   (void)state;
   tally t = {0};
-  assert_int_equal(diff_cases(true, EDGE_SEED, SMALL(N_EDGE, N_EDGE / 6), &t), 0);
+  assert_int_equal(diff_cases(true, false, EDGE_SEED, SMALL(N_EDGE, N_EDGE / 6), &t), 0);
   if (default_run()) {
     assert_true(t.runs >= N_EDGE * RUNS_EDGE * 9 / 10);
     assert_true(t.errors > 10 && t.runs - t.errors >= t.runs / 2);
+    assert_true(t.empty_rows > 0 && t.empty_rows < t.rows);
+  }
+}
+
+/* route(C) with random patterns (SPAT_DIFF_ROUTE=1 with SPAT_DIFF_SEED
+ * replays one). */
+static void test_route_programs(void **state) {
+  (void)state;
+  tally t = {0};
+  assert_int_equal(diff_cases(false, true, ROUTE_SEED, SMALL(N_ROUTE, N_ROUTE / 4), &t), 0);
+  if (default_run()) {
+    assert_true(t.runs >= N_ROUTE * RUNS_ROUTE);
+    assert_true(t.runs - t.errors >= N_ROUTE); /* mostly real comparisons */
     assert_true(t.empty_rows > 0 && t.empty_rows < t.rows);
   }
 }
@@ -528,6 +596,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_random_programs),
       cmocka_unit_test(test_edge_programs),
+      cmocka_unit_test(test_route_programs),
       cmocka_unit_test(test_library_arguments),
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_library),

@@ -100,7 +100,7 @@ static int write_header(const ir_program *p, const aot_opts *o,
             with_err ? "char *err, size_t errlen, " : "");
     for (int k = 0; k < p->n_runtime; k++)
       fprintf(f, ", int64_t %s", p->runtime[k].name);
-    for (int k = 0; k < p->n_inputs; k++)
+    for (int k = 0; k < p->n_inputs; k++) /* as the forward's (route's float C) */
       fprintf(f, ", const %s *%s", p->inputs[k].is_float ? "float" : "int32_t",
               p->inputs[k].name);
     fprintf(f, ");\n");

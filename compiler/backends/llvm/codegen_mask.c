@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "analyze.h"
 #include "spat_limits.h"
 
 /* --- errors ------------------------------------------------------------ */
@@ -1061,6 +1062,53 @@ static LLVMValueRef pat_blocks(cg *g, const ir_node *n, const lvl *L,
   return acc_get(g, acc);
 }
 
+/* --- route(C) ---------------------------------------------------------------
+ * The driver computes the cluster ids once per run (runtime/route.h) and
+ * gives the mask code those of the (b, h) at hand in kr_env: bit t is
+ * route_k[j0 + t] == route_q[row of i], 64 compares in one vector for a full
+ * word.  C without centroids is an error wherever route is evaluated (its
+ * count is a constant here, v2_supported), reported by spat_errat first. */
+
+static int64_t route_count(cg *g, const ir_node *n) {
+  return g->p->inputs[n->value].dims[1]->value;
+}
+
+static LLVMValueRef pat_route(cg *g, const ir_node *n, const lvl *L, const rowx *R) {
+  LLVMBuilderRef B = g->B;
+  if (route_count(g, n) < 1) return ci64(g, 0);
+  LLVMValueRef lq = env_word(g, g->env, KABI_ENV_LQ, g->i64), lk = g->lk_tok;
+  LLVMValueRef off = g->p->top_left ? ci64(g, 0)
+                     : LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLE, lq, lk, ""),
+                                       LLVMBuildSub(B, lk, lq, ""), ci64(g, 0), "");
+  LLVMValueRef rq = env_word(g, g->env, KABI_ENV_ROUTE_Q, g->ptr);
+  LLVMValueRef rk = env_word(g, g->env, KABI_ENV_ROUTE_K, g->ptr);
+  LLVMValueRef cq = LLVMBuildLoad2(B, g->i32, gep(g, g->i32, rq, LLVMBuildSub(B, L->i, off, "")), "");
+  LLVMValueRef kp = gep(g, g->i32, rk, R->j0);
+  LLVMValueRef res = acc_new(g, ci64(g, 0));
+  LLVMBasicBlockRef full = newbb(g, "route64"), part = newbb(g, "routen"),
+                    join = newbb(g, "routed");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntEQ, R->cnt, ci64(g, 64), ""), full, part);
+  LLVMPositionBuilderAtEnd(B, full);
+  LLVMTypeRef v64 = LLVMVectorType(g->i32, 64);
+  LLVMValueRef ld = LLVMBuildLoad2(B, v64, kp, "");
+  LLVMSetAlignment(ld, 4);
+  LLVMValueRef one = LLVMBuildInsertElement(B, LLVMGetPoison(v64), cq, LLVMConstInt(g->i32, 0, 0), "");
+  LLVMValueRef spl = LLVMBuildShuffleVector(B, one, LLVMGetPoison(v64),
+                                            LLVMConstNull(LLVMVectorType(g->i32, 64)), "");
+  LLVMBuildStore(B, LLVMBuildBitCast(B, LLVMBuildICmp(B, LLVMIntEQ, ld, spl, ""), g->i64, ""),
+                 res);
+  LLVMBuildBr(B, join);
+  LLVMPositionBuilderAtEnd(B, part);
+  loop lp;
+  LLVMValueRef t = loop_begin(g, &lp, ci64(g, 0), R->cnt, 1);
+  LLVMValueRef kv = LLVMBuildLoad2(B, g->i32, gep(g, g->i32, kp, t), "");
+  acc_or(g, res, LLVMBuildShl(B, zx(g, LLVMBuildICmp(B, LLVMIntEQ, kv, cq, "")), t, ""));
+  loop_end(g, &lp);
+  LLVMBuildBr(B, join);
+  LLVMPositionBuilderAtEnd(B, join);
+  return acc_get(g, res);
+}
+
 static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
                              const rowx *R, LLVMValueRef act) {
   LLVMBuilderRef B = g->B;
@@ -1121,6 +1169,7 @@ static LLVMValueRef pat_node(cg *g, const ir_node *n, const lvl *L,
   }
   case IR_RANDOM: return pat_random(g, n, L, R);
   case IR_TOPK: return pat_topk(g, n, L, R);
+  case IR_ROUTE: return pat_route(g, n, L, R);
   case IR_OR:
   case IR_AND:
   case IR_MINUS: {
@@ -1622,6 +1671,17 @@ static void build_errsub_fn(cg *g, cg_nd *x) {
   x->efn = g->fn; /* set last: inside its own body the node is walked inline */
 }
 
+/* route(C) without centroids: the interpreter's message, H the run's. */
+static void err_route(cg *g, const ir_node *n) {
+  const ir_input *in = &g->p->inputs[n->value];
+  int64_t c = route_count(g, n);
+  if (c >= 1) return;
+  char what[320];
+  snprintf(what, sizeof what, "route: centroids '%s' are [\1, %lld, %lld], need [H = \1, "
+           "n >= 1, D = %lld]", in->name, (long long)c, (long long)g->D, (long long)g->D);
+  check_v(g, LLVMConstInt(g->i1, 1, 0), n, what, g->H, NULL);
+}
+
 static void err_node(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
                      LLVMValueRef whole) {
   LLVMBuilderRef B = g->B;
@@ -1676,6 +1736,7 @@ static void err_node(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
     err_walk(g, n->kids[1], L, j, whole);
     return;
   case IR_COMPL: err_walk(g, n->kids[0], L, j, whole); return;
+  case IR_ROUTE: err_route(g, n); return;
   case IR_PSEL: {
     LLVMValueRef c = as_bool(g, ival(g, n->kids[0], L, NULL));
     LLVMBasicBlockRef tb = newbb(g, "then"), eb = newbb(g, "else"),
@@ -1827,6 +1888,33 @@ static bool shaped_rows_only(const ir_program *p) {
   return true;
 }
 
+/* route(C): the compiled kernels run one route node whose centroid count
+ * is a constant (the route table, analyze.c); its C is then no float or
+ * shaped input the mask code reads.  The features f without those (bits
+ * are only cleared), or *what naming the route the kernels do not run. */
+static unsigned route_features(const ir_program *p, unsigned f, const char **what) {
+  int64_t n;
+  bool several;
+  const ir_node *r = (f & IR_FEAT_ROUTE) ? an_route(p, &n, &several) : NULL;
+  if (!(f & IR_FEAT_ROUTE)) return f;
+  if (!r) {
+    *what = several ? "more than one route(C)"
+                    : "route(C) with a centroid count that is not a constant";
+    return f;
+  }
+  bool flt = false, shaped = false;
+  for (int k = 0; k < p->n_inputs; k++) {
+    const ir_input *in = &p->inputs[k];
+    if (k == r->value) continue;
+    flt |= in->is_float;
+    shaped |= in->n_dims > 1 || (in->n_dims == 1 && in->dims[0]->op != IR_SIZE_LK);
+  }
+  f &= ~(unsigned)IR_FEAT_ROUTE;
+  if (!flt) f &= ~(unsigned)IR_FEAT_FLOAT_IN;
+  if (!shaped) f &= ~(unsigned)IR_FEAT_SHAPED_IN;
+  return f;
+}
+
 /* The language-version-2 forms the compiled kernels do not run yet: an
  * error naming the first one (the interpreter runs them all). */
 static bool v2_supported(const ir_program *p, char *err, size_t errlen) {
@@ -1848,6 +1936,7 @@ static bool v2_supported(const ir_program *p, char *err, size_t errlen) {
     }
     if (!int_shaped) f &= ~(unsigned)IR_FEAT_SHAPED_IN;
   }
+  if (!what) f = route_features(p, f, &what);
   if (f & IR_FEAT_SCORE) what = "this score expression (the compiled backends take float "
       "ops of s, integer parts of i, j, h, sizes and constants (/ and % by positive "
       "constants only), and float inputs indexed by them with dimensions of H, Lq, Lk "

@@ -27,7 +27,10 @@ enum {
   KABI_ENV_TOPK = 7,    /* kr_topk * */
   KABI_ENV_RANDOM_ROW = 8,   /* kr_random_fn */
   KABI_ENV_RANDOM_CACHE = 9, /* void * (the driver's; not read by code) */
-  KABI_ENV_WORDS = 10
+  /* route(C): */
+  KABI_ENV_ROUTE_Q = 10,     /* const int32_t * ids of the query rows */
+  KABI_ENV_ROUTE_K = 11,     /* const int32_t * ids of the keys */
+  KABI_ENV_WORDS = 12
 };
 _Static_assert(offsetof(kr_env, h) == 8 * KABI_ENV_H, "kr_env.h");
 _Static_assert(offsetof(kr_env, H) == 8 * KABI_ENV_NHEADS, "kr_env.H");
@@ -44,6 +47,10 @@ _Static_assert(offsetof(kr_env, random_row) == 8 * KABI_ENV_RANDOM_ROW,
                "kr_env.random_row");
 _Static_assert(offsetof(kr_env, random_cache) == 8 * KABI_ENV_RANDOM_CACHE,
                "kr_env.random_cache");
+_Static_assert(offsetof(kr_env, route_q) == 8 * KABI_ENV_ROUTE_Q,
+               "kr_env.route_q");
+_Static_assert(offsetof(kr_env, route_k) == 8 * KABI_ENV_ROUTE_K,
+               "kr_env.route_k");
 _Static_assert(sizeof(kr_env) == 8 * KABI_ENV_WORDS, "kr_env size");
 _Static_assert(sizeof(void *) == 8 && sizeof(int64_t) == 8,
                "words are 8 bytes");
