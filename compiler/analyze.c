@@ -703,6 +703,9 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     b.w[PLAN_W_NIN] = p->n_inputs;
     b.w[PLAN_W_WHERE] = (int64_t)where_at;
     b.w[PLAN_W_JOIN] = join_at;
+    b.w[PLAN_W_FLAGS] = (p->top_left ? PLAN_F_TOP_LEFT : 0) |
+                        (ir_has_op(p->root, IR_VAR_B) || ir_has_op(p->score, IR_VAR_B)
+                             ? PLAN_F_BATCH : 0);
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
   free(b.w);

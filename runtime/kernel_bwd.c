@@ -96,8 +96,9 @@ static void bfail(bjob *J, rt_status st, const char *msg) {
   rt_errf(J->err, J->errlen, st, "%s", msg);
 }
 
-static inline int64_t pos_of_row(const rt_args *a, int64_t r) {
-  return a->Lq <= a->Lk ? r + (a->Lk - a->Lq) : r;
+static inline int64_t pos_of_row(const kr_kernel *K, const rt_args *a,
+                                 int64_t r) {
+  return r + plan_row_offset(K->plan, a->Lq, a->Lk);
 }
 
 static inline int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
@@ -272,7 +273,7 @@ static int pair_mask(bjob *J, wscr *w, const kr_env *env, int64_t qt,
   for (int64_t r = 0; r < KR_BQ; r++) {
     w->rows[r] = 0;
     if (r >= nr) continue;
-    int32_t code = K->mask[0](env, pos_of_row(a, r0 + r), j0, nc, a->Lq, a->Lk,
+    int32_t code = K->mask[0](env, pos_of_row(K, a, r0 + r), j0, nc, a->Lq, a->Lk,
                               &w->rows[r]);
     if (code) {
       char msg[1024];

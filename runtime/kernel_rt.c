@@ -33,8 +33,9 @@ static void fail(run *R, rt_status st, const char *fmt, const char *msg) {
   if (R->err && R->errlen) snprintf(R->err, R->errlen, fmt, msg);
 }
 
-static inline int64_t pos_of_row(const rt_args *a, int64_t r) {
-  return a->Lq <= a->Lk ? r + (a->Lk - a->Lq) : r;
+static inline int64_t pos_of_row(const kr_kernel *K, const rt_args *a,
+                                 int64_t r) {
+  return r + plan_row_offset(K->plan, a->Lq, a->Lk);
 }
 
 /* The message of error code (1-based) with \1, \2 replaced by det[0],
@@ -70,13 +71,15 @@ static void fail_code(run *R, int32_t code) {
  * (kernel_rt.h): per head, errat at the first point gives every argument
  * error; heads whose predicates plan_where_may_fail cannot clear are
  * scanned exactly, in parallel, SCAN_ROWS rows a task; the error kept is the
- * first in (h, r, j) order, as the interpreter's. */
+ * first in (b, h, r, j) order, as the interpreter's.  Batches are scanned
+ * one by one only when the pattern reads b (plan_reads_batch): otherwise
+ * every batch has batch 0's errors. */
 #define SCAN_ROWS 16
 
 typedef struct scan {
   const kr_kernel *k;
   const rt_args *a;
-  const int64_t *heads;      /* heads to scan */
+  const int64_t *heads;      /* (b, h) pairs to scan, as b H + h */
   int64_t n_chunks;          /* tasks per head */
   _Atomic int64_t first;     /* lowest task with an error (n_tasks: none) */
   pthread_mutex_t mu;
@@ -90,14 +93,13 @@ static void scan_task(void *ctx, int64_t id, int worker) {
   scan *S = ctx;
   if (atomic_load_explicit(&S->first, memory_order_relaxed) < id) return;
   const rt_args *a = S->a;
-  int64_t h = S->heads[id / S->n_chunks], c = id % S->n_chunks;
-  kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                NULL, NULL, NULL};
+  int64_t bh = S->heads[id / S->n_chunks], c = id % S->n_chunks;
+  kr_env env = kr_env_at(a, bh / a->H, bh % a->H);
   int64_t r1 = (c + 1) * SCAN_ROWS < a->Lq ? (c + 1) * SCAN_ROWS : a->Lq;
   for (int64_t r = c * SCAN_ROWS; r < r1; r++)
     for (int64_t j = 0; j < a->Lk; j++) {
       int64_t det[2] = {0, 0};
-      int32_t code = S->k->errat(&env, pos_of_row(a, r), j, j == 0, det);
+      int32_t code = S->k->errat(&env, pos_of_row(S->k, a, r), j, j == 0, det);
       if (!code) continue;
       pthread_mutex_lock(&S->mu);
       if (id < S->at) {
@@ -112,16 +114,17 @@ static void scan_task(void *ctx, int64_t id, int worker) {
 /* 0 or the code of the first error, its values in det. */
 static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
                            int64_t det[2], int *oom) {
-  int64_t *heads = malloc(sizeof *heads * (size_t)a->H), n = 0;
+  int64_t nb = plan_reads_batch(K->plan) ? a->B : 1;
+  int64_t *heads = malloc(sizeof *heads * (size_t)(nb * a->H)), n = 0;
   if (!heads) return *oom = 1, 0;
   int32_t code = 0;
-  for (int64_t h = 0; h < a->H; h++) {
-    kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                NULL, NULL, NULL};
-    code = K->errat(&env, pos_of_row(a, 0), 0, 1, det);  /* arguments */
-    if (code) break;  /* at (h, 0, 0): only earlier heads can come first */
+  for (int64_t bh = 0; bh < nb * a->H; bh++) {
+    int64_t h = bh % a->H;
+    kr_env env = kr_env_at(a, bh / a->H, h);
+    code = K->errat(&env, pos_of_row(K, a, 0), 0, 1, det);  /* arguments */
+    if (code) break;  /* at (b, h, 0, 0): only earlier heads can come first */
     plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
-    if (plan_where_may_fail(K->plan, &pe)) heads[n++] = h;
+    if (plan_where_may_fail(K->plan, &pe)) heads[n++] = bh;
   }
   if (n > 0) {
     scan S = {.k = K, .a = a, .heads = heads,
@@ -328,7 +331,7 @@ static void topk_row_exact(run *R, scratch *s, int t, const kr_env *env,
   const kr_kernel *K = R->k;
   const rt_args *a = R->a;
   kr_topk *tk = &s->tk[t];
-  int64_t D = a->D, off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0, ksl = a->k.sl;
+  int64_t D = a->D, off = plan_row_offset(K->plan, a->Lq, a->Lk), ksl = a->k.sl;
   int64_t I0 = tk->ibase, lqg = s->tk_lqg, lkg = s->tk_lkg;
   {
     /* mean query of the existing positions of block I */
@@ -766,7 +769,7 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
   const rt_args *a = R->a;
   kr_topk *tk = &s->tk[t];
   int64_t D = a->D, lkg = s->tk_lkg, lqg = s->tk_lqg, ksl = a->k.sl;
-  int64_t off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0;
+  int64_t off = plan_row_offset(K->plan, a->Lq, a->Lk);
   if (cap < 1 || cap > TKF_MAX_K || nI > KR_BQ || lkg != a->Lk ||
       !(R->scale > 0) || !isfinite(R->scale))
     return 0;
@@ -948,11 +951,11 @@ static void task(void *ctx, int64_t id, int worker) {
   for (int64_t x = 0; x < (int64_t)D * KR_BQ; x++) s->acc[x] = 0;
   for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
 
-  kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                s->tk, random_row, &s->rnd};
+  kr_env env = kr_env_at(a, b, h);
+  env.topk = s->tk, env.random_row = random_row, env.random_cache = &s->rnd;
   for (int t = 0; t < K->n_topk; t++)
-    if (!topk_rows(R, s, t, &env, qb, kb, pos_of_row(a, r0),
-                   pos_of_row(a, r1 - 1), b, hk)) {
+    if (!topk_rows(R, s, t, &env, qb, kb, pos_of_row(K, a, r0),
+                   pos_of_row(K, a, r1 - 1), b, hk)) {
       fail(R, RT_ENOMEM, "%s", "out of memory (top-k selection)");
       return;
     }
@@ -990,7 +993,7 @@ static void task(void *ctx, int64_t id, int worker) {
       const void *kt = kb + j0 * a->k.sl * esz, *vt = vb + j0 * a->v.sl * esz;
       while (sp[cur].k1 <= j0) cur++;
 #define TILE(maskt)                                                          \
-  (K->stile ? K->stile(&env, pos_of_row(a, r0), j0, s->qt, kt, a->k.sl, vt,   \
+  (K->stile ? K->stile(&env, pos_of_row(K, a, r0), j0, s->qt, kt, a->k.sl, vt,   \
                        a->v.sl, nc, maskt, s->acc, s->m, s->l, R->c, s->st)  \
             : K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, maskt, s->acc,    \
                       s->m, s->l, R->c, s->st))
@@ -1001,7 +1004,7 @@ static void task(void *ctx, int64_t id, int worker) {
       uint64_t any = 0, all = ~0ull;
       uint64_t valid = nc >= 64 ? ~0ull : (1ull << nc) - 1;
       for (int64_t r = 0; r < nr; r++) {
-        int32_t code = K->mask[0](&env, pos_of_row(a, r0 + r), j0, nc, a->Lq,
+        int32_t code = K->mask[0](&env, pos_of_row(K, a, r0 + r), j0, nc, a->Lq,
                                   a->Lk, &s->rows[r]);
         if (code) {
           fail_code(R, code);
@@ -1238,7 +1241,8 @@ rt_status kr_check_errors(const kr_kernel *k, const rt_args *a, th_pool *pool,
   for (int64_t b = 0; k->errat && pool && !code && !oom &&
                       b < (a->paged ? a->B : 1); b++) {
     rt_args ab = *a;
-    if (a->paged) ab.Lk = a->paged->seq_lens[b];
+    if (a->paged) /* sequence b alone, a run of B = 1 (as kr_env_at) */
+      ab.Lk = a->paged->seq_lens[b], ab.B = 1, ab.paged = NULL;
     if (ab.Lk > 0) code = first_error(k, &ab, pool, det, &oom);
   }
   if (oom) return rt_errf(err, errlen, RT_ENOMEM, "out of memory");
@@ -1336,15 +1340,15 @@ int kr_masker_rows(kr_masker *m, int64_t b, int64_t h, int64_t r0, int64_t r1,
                    int select, kr_env *env) {
   const rt_args *a = m->R.a;
   int64_t hk = h / (a->H / a->Hkv);
-  *env = (kr_env){h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                  m->s.tk, random_row, &m->s.rnd};
+  *env = kr_env_at(a, b, h);
+  env->topk = m->s.tk, env->random_row = random_row, env->random_cache = &m->s.rnd;
   if (!select) return 1;
   size_t esz = rt_dtype_size(a->dtype);
   const char *qb = (const char *)a->q.data + (b * a->q.sb + h * a->q.sh) * esz;
   const char *kb = (const char *)a->k.data + (b * a->k.sb + hk * a->k.sh) * esz;
   for (int t = 0; t < m->R.k->n_topk; t++)
-    if (!topk_rows(&m->R, &m->s, t, env, qb, kb, pos_of_row(a, r0),
-                   pos_of_row(a, r1 - 1), b, hk))
+    if (!topk_rows(&m->R, &m->s, t, env, qb, kb, pos_of_row(m->R.k, a, r0),
+                   pos_of_row(m->R.k, a, r1 - 1), b, hk))
       return 0;
   return 1;
 }

@@ -993,6 +993,15 @@ static int64_t run(ev *e) {
   }
 }
 
+int64_t plan_row_offset(const int64_t *plan, int64_t Lq, int64_t Lk) {
+  if ((plan[PLAN_W_FLAGS] & PLAN_F_TOP_LEFT) || Lq > Lk) return 0;
+  return Lk - Lq;
+}
+
+bool plan_reads_batch(const int64_t *plan) {
+  return (plan[PLAN_W_FLAGS] & PLAN_F_BATCH) != 0;
+}
+
 int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
                    int64_t r1, plan_span *out, int64_t cap, char *err,
                    size_t errlen) {
@@ -1020,7 +1029,7 @@ int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
     return fail(&e, "plan_tiles: not a tile plan");
   plan_span scratch[PLAN_SCRATCH];
   int64_t counts[PLAN_SCRATCH / 4];
-  int64_t off = env->Lq <= env->Lk ? env->Lk - env->Lq : 0;
+  int64_t off = plan_row_offset(plan, env->Lq, env->Lk);
   e.plan = plan, e.env = env, e.cap = cap_l, e.depth = depth;
   e.slots = scratch, e.tmp = scratch + depth * cap_l, e.n = counts;
   e.lsp = 0, e.isp = 0, e.gi = 0, e.in_try = false, e.in_body = false;

@@ -41,8 +41,17 @@ typedef struct plan_env {
  * clamps sizes at 2^62 (beyond every distance), never overflows. */
 #define PLAN_MAX_LEN ((int64_t)1 << 61)
 
-/* Query rows [r0, r1) (row indices; positions are r + (Lk - Lq) when
- * Lq <= Lk): writes the key spans to visit into out, sorted, disjoint, at
+/* The position of query row 0 (the row of position i is i - offset):
+ * Lk - Lq when Lq <= Lk, else 0, or 0 for a pattern aligned(top_left).  Every
+ * row-to-position map of the drivers and the plan goes through this. */
+int64_t plan_row_offset(const int64_t *plan, int64_t Lq, int64_t Lk);
+/* Does the pattern read the batch index b?  Then masks, plans' PARTIAL
+ * keys and run-time errors may differ per batch, and the drivers check the
+ * errors per (b, h); else batch 0 stands for every batch. */
+bool plan_reads_batch(const int64_t *plan);
+
+/* Query rows [r0, r1) (row indices; positions are r + plan_row_offset):
+ * writes the key spans to visit into out, sorted, disjoint, at
  * most cap of them.  A key in no span is allowed for no row of the tile.
  * Returns the number of spans (if > cap, only cap were written: call again
  * with a larger buffer), or -1 with a message in err on a run-time error

@@ -24,13 +24,20 @@ enum {
   PLAN_W_NIN = 8,     /* input arrays read */
   PLAN_W_WHERE = 9,   /* offset of the where table (after END), see below */
   PLAN_W_JOIN = 10,   /* offset of the join table (0: none), see below */
-  PLAN_HDR = 11
+  PLAN_W_FLAGS = 11,  /* PLAN_F_* of the pattern */
+  PLAN_HDR = 12
+};
+
+/* Header flags: properties of the pattern every driver needs. */
+enum {
+  PLAN_F_TOP_LEFT = 1, /* aligned(top_left): query row r is position r */
+  PLAN_F_BATCH = 2     /* reads b: masks and errors may differ per batch */
 };
 
 /* "PLAT" and the format version: bump the version whenever the instruction
  * set or the header changes, so that a plan stored by an older library (an
  * AOT object, a kernel cache entry) is refused instead of misread. */
-#define PLAN_VERSION 5ll
+#define PLAN_VERSION 6ll
 #define PLAN_MAGIC (0x54414c50ll | (PLAN_VERSION << 32))
 
 /* Evaluator limits (the builder sizes plans to fit them). */

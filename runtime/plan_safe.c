@@ -319,7 +319,7 @@ int plan_where_may_fail(const int64_t *plan, const plan_env *env) {
   if (at < PLAN_HDR || at >= size) return 1;
   int64_t n = plan[at++];
   if (n < 0) return 1;
-  int64_t off = env->Lq <= env->Lk ? env->Lk - env->Lq : 0;
+  int64_t off = plan_row_offset(plan, env->Lq, env->Lk);
   for (int64_t w = 0; w < n; w++) {
     if (at + 2 > size) return 1;
     int64_t len = plan[at], flags = plan[at + 1];

@@ -27,7 +27,11 @@ enum {
   KABI_ENV_TOPK = 7,    /* kr_topk * */
   KABI_ENV_RANDOM_ROW = 8,   /* kr_random_fn */
   KABI_ENV_RANDOM_CACHE = 9, /* void * (the driver's; not read by code) */
-  KABI_ENV_WORDS = 10
+  KABI_ENV_B = 10,      /* int64 batch index b */
+  KABI_ENV_NBATCH = 11, /* int64 B */
+  KABI_ENV_HKV = 12,    /* int64 Hkv */
+  KABI_ENV_D = 13,      /* int64 D */
+  KABI_ENV_WORDS = 14
 };
 _Static_assert(offsetof(kr_env, h) == 8 * KABI_ENV_H, "kr_env.h");
 _Static_assert(offsetof(kr_env, H) == 8 * KABI_ENV_NHEADS, "kr_env.H");
@@ -44,6 +48,10 @@ _Static_assert(offsetof(kr_env, random_row) == 8 * KABI_ENV_RANDOM_ROW,
                "kr_env.random_row");
 _Static_assert(offsetof(kr_env, random_cache) == 8 * KABI_ENV_RANDOM_CACHE,
                "kr_env.random_cache");
+_Static_assert(offsetof(kr_env, b) == 8 * KABI_ENV_B, "kr_env.b");
+_Static_assert(offsetof(kr_env, B) == 8 * KABI_ENV_NBATCH, "kr_env.B");
+_Static_assert(offsetof(kr_env, Hkv) == 8 * KABI_ENV_HKV, "kr_env.Hkv");
+_Static_assert(offsetof(kr_env, D) == 8 * KABI_ENV_D, "kr_env.D");
 _Static_assert(sizeof(kr_env) == 8 * KABI_ENV_WORDS, "kr_env size");
 _Static_assert(sizeof(void *) == 8 && sizeof(int64_t) == 8,
                "words are 8 bytes");
