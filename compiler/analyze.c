@@ -38,6 +38,9 @@ typedef struct bld {
   arena *a;            /* an_build's own, for rewritten where atoms */
   bool oom;
   bool over;           /* more than SPAT_MAX_PLAN_WORDS: plan discarded */
+  const ir_program *prog;
+  bool where_v2;       /* enc_int: b, B, Hkv, D and shaped inputs too (the
+                          where table's reader, plan_safe.c, knows them) */
 } bld;
 
 static const int plan_op_operands[PLAN_N_OPS] = {
@@ -262,6 +265,7 @@ static void gen_bounds(bld *b, ir_op op, const ir_node *e) {
 }
 
 static bool enc_int(bld *b, const ir_node *n, size_t limit);
+static bool enc_inputn(bld *b, const ir_node *n, size_t limit);
 
 /* Is n, a where atom or a && || ! of them, planned exactly by its atoms
  * (input equality, linear comparisons of i, j and i - j, conditions of
@@ -556,6 +560,12 @@ static bool enc_int(bld *b, const ir_node *n, size_t limit) {
   case IR_INPUT:
     emit(b, PLAN_IINPUT), emit(b, n->value);
     return enc_int(b, n->kids[0], limit);
+  case IR_VAR_B: case IR_SIZE_B: case IR_SIZE_HKV: case IR_SIZE_D:
+    if (!b->where_v2) return false;
+    emit(b, n->op == IR_VAR_B ? PLAN_IVARB : n->op == IR_SIZE_B ? PLAN_IBATCH
+            : n->op == IR_SIZE_HKV ? PLAN_IHKV : PLAN_IDIM);
+    return true;
+  case IR_INPUTN: return b->where_v2 && enc_inputn(b, n, limit);
   case IR_EXTERN:
     emit(b, PLAN_IEXTERN), emit(b, n->n_kids);
     for (int k = 0; k < n->n_kids; k++)
@@ -572,6 +582,21 @@ static bool enc_int(bld *b, const ir_node *n, size_t limit) {
       return true;
     }
   return false;
+}
+
+_Static_assert(PLAN_INPUT_DIMS == IR_MAX_DIMS, "plan_safe.c reads every dimension");
+
+/* INPUTN: its dimensions (int[] is int[Lk]), then its indices. */
+static bool enc_inputn(bld *b, const ir_node *n, size_t limit) {
+  const ir_input *in = &b->prog->inputs[n->value];
+  emit(b, PLAN_IINPUTN), emit(b, n->value), emit(b, n->n_kids);
+  for (int d = 0; d < n->n_kids; d++) {
+    if (in->n_dims == 0) emit(b, PLAN_ILK);
+    else if (!enc_int(b, in->dims[d], limit)) return false;
+  }
+  for (int d = 0; d < n->n_kids; d++)
+    if (!enc_int(b, n->kids[d], limit)) return false;
+  return true;
 }
 
 /* Every where node under n, in tree order; false when the table is full. */
@@ -598,7 +623,10 @@ static bool enc_wheres(bld *b, const ir_node *n, int64_t flags, int64_t *count,
 static void gen_where_table(bld *b, const ir_node *root) {
   size_t at = emit(b, 0);
   int64_t count = 0;
-  if (!enc_wheres(b, root, 0, &count, at + PLAN_WHERE_MAX)) {
+  b->where_v2 = true;
+  bool ok = enc_wheres(b, root, 0, &count, at + PLAN_WHERE_MAX);
+  b->where_v2 = false;
+  if (!ok) {
     b->n = at + 1; /* unknown: any predicate may fail */
     count = -1;
   }
@@ -655,7 +683,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
   /* The rewritten where atoms live only while the plan is generated: in an
    * arena of this call, never the program's (the program is shared, e.g. by
    * threads compiling the same pattern, and must not grow per compile). */
-  bld b = {.a = arena_new()};
+  bld b = {.a = arena_new(), .prog = p};
   if (!b.a) {
     rt_errf(err, errlen, RT_EINVAL, "out of memory");
     return NULL;
@@ -667,7 +695,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
      * code decides each key). */
     arena *a = b.a;
     free(b.w);
-    b = (bld){.a = a};
+    b = (bld){.a = a, .prog = p};
     for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
     gen_any(&b);
   }

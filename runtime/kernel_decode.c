@@ -127,7 +127,7 @@ static int64_t chunk_spans(run *R, kd_ws *w, const chunk *c) {
   char perr[256] = "";
   for (int64_t x = 0; x < c->nh; x++) {
     plan_env pe = {c->hk * (a->H / a->Hkv) + c->h0 + x, a->H, a->Lq, c->lk,
-                   a->runtime, a->inputs};
+                   a->runtime, a->inputs, 0, 0, 0, 0};
     w->off[x] = n;
     for (;;) {
       int64_t ns = plan_tiles(K->plan, &pe, c->ra[x], c->rb[x], w->sp + n,

@@ -123,7 +123,8 @@ static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
     kr_env env = kr_env_at(a, bh / a->H, h);
     code = K->errat(&env, pos_of_row(K, a, 0), 0, 1, det);  /* arguments */
     if (code) break;  /* at (b, h, 0, 0): only earlier heads can come first */
-    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs,
+                   env.b, env.B, a->Hkv, a->D};
     if (plan_where_may_fail(K->plan, &pe)) heads[n++] = bh;
   }
   if (n > 0) {
@@ -960,7 +961,7 @@ static void task(void *ctx, int64_t id, int worker) {
       return;
     }
 
-  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, 0, 0, 0, 0};
   char perr[256] = "";
   int64_t ns;
   for (;;) {
@@ -1145,7 +1146,7 @@ static int join_run(run *R, th_pool *pool) {
   join_tiles *T = calloc((size_t)n, sizeof *T);
   int rc = G && T ? 1 : -1;
   for (int64_t h = 0; h < n && rc == 1; h++) {
-    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs};
+    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, 0, 0, 0, 0};
     rc = plan_join(K->plan, &pe, &G[h]);
     if (rc == 1 && !tile_groups(&G[h], a->Lq, &T[h])) rc = -1;
     if (rc == 1 && T[h].n > tiles) tiles = T[h].n;

@@ -49,6 +49,7 @@ enum {
 #define PLAN_RESIDUE_RUNS 64 /* stride, dilated: key runs planned for */
 #define PLAN_BOX_EVALS 512  /* box: interval evaluations per tile, at most */
 #define PLAN_BOX_DEPTH 64   /* box: tree depth, at most */
+#define PLAN_INPUT_DIMS 8   /* dimensions of an input (IR_MAX_DIMS) */
 
 /* X(name, operand words, text) */
 #define PLAN_OPS(X)                                                       \
@@ -137,7 +138,14 @@ enum {
   X(ILAND, 0, "land")       /* kids a, b */                               \
   X(ILOR, 0, "lor")                                                       \
   X(ISEL, 0, "sel")         /* kids c, a, b */                            \
-  X(IEXTERN, 1, "extern")   /* operand: argument count; kids: args */
+  X(IEXTERN, 1, "extern")   /* operand: argument count; kids: args */    \
+  /* version 2, only in the where table */                                \
+  X(IVARB, 0, "b")                                                        \
+  X(IBATCH, 0, "B")                                                       \
+  X(IHKV, 0, "Hkv")                                                       \
+  X(IDIM, 0, "D")                                                         \
+  X(IINPUTN, 2, "inputn")   /* operands: input, n; kids: its n dimensions \
+                               (sizes at token level), then n indices */
 
 /* The where table (at plan[PLAN_W_WHERE], after the code's END): the
  * predicate of every where(...) node of the pattern, as written (no

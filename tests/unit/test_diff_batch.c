@@ -24,8 +24,10 @@
 
 #include <cmocka.h>
 
+#include "analyze.h"
 #include "backend.h"
 #include "frontend.h"
+#include "plan.h"
 #include "small.h"
 #include "spat.h"
 
@@ -333,6 +335,48 @@ static void test_error_order(void **st) {
   }
 }
 
+/* The where table proves the usual per-sequence predicates free of index
+ * errors (no exact scan), and only those. */
+static void test_plan_safe(void **st) {
+  (void)st;
+  static const struct {
+    const char *src;
+    int64_t B, Lq, Lk;
+    int may_fail;
+  } cases[] = {
+      {"pattern p(input doc: int[B, Lk]) = causal & where(doc[b, i] == doc[b, j]);", 2, 100, 100, 0},
+      {"pattern p(input doc: int[B, Lk]) = causal & where(doc[b, i] == doc[b, j]);", 2, 100, 50, 1},
+      {"pattern p(input doc: int[B, Lk]) = causal & where(doc[b, i] == doc[b, j]);", 0, 100, 100, 1},
+      {"pattern p(input doc: int[B, Lk]) aligned(top_left) = where(doc[b, i] == doc[b, j]);",
+       3, 90, 100, 0},
+      {"pattern p(input doc: int[B, Lk]) aligned(top_left) = where(doc[b, i] == doc[b, j]);",
+       3, 101, 100, 1},
+      {"pattern p(input doc: int[B, Lk]) = where(doc[b, j + 1] == doc[b, j]);", 1, 10, 10, 1},
+      {"pattern p(input cq: int[B, H, Lq]) = where(cq[b, h, r] == j % 4);", 2, 30, 70, 0},
+      {"pattern p(input cq: int[B, H, Lq]) = where(cq[b, h, r] == j % 4);", 2, 70, 30, 0},
+      {"pattern p(input cq: int[B, H, Lq]) = where(cq[b, h + 1, r] == j);", 2, 30, 70, 1},
+      {"pattern p(input t: int[Hkv, D]) = where(t[h % Hkv, j % D] == 0);", 1, 30, 70, 0},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    diag *d = diag_new();
+    arena *ar = arena_new();
+    ir_program *p = load(d, ar, cases[c].src);
+    if (!p) fprintf(stderr, "%s\n", diag_text(d));
+    assert_non_null(p);
+    char err[256];
+    int64_t *plan = an_build(p, err, sizeof err);
+    assert_non_null(plan);
+    plan_env env = {.h = 1, .H = 2, .Lq = cases[c].Lq, .Lk = cases[c].Lk,
+                    .b = cases[c].B - 1, .B = cases[c].B, .Hkv = 2, .D = 16};
+    if (plan_where_may_fail(plan, &env) != cases[c].may_fail)
+      fail_msg("%s (B %lld Lq %lld Lk %lld): want %d", cases[c].src, (long long)cases[c].B,
+               (long long)cases[c].Lq, (long long)cases[c].Lk, cases[c].may_fail);
+    free(plan);
+    arena_free(ar);
+    diag_free(d);
+  }
+}
+
 /* Through the public API with the disk cache: the kernel is an AOT object
  * compiled into the cache, then loaded from it; both as the interpreter. */
 static const char *const cached_src =
@@ -395,6 +439,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_random_batch),
       cmocka_unit_test(test_error_order),
+      cmocka_unit_test(test_plan_safe),
       cmocka_unit_test(test_cached_kernel),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -334,8 +334,6 @@ static void test_refused(void **st) {
   static const char *const srcs[] = {
       "pattern p(input rel: float[H, 2 * Lk - 1]) = causal with score s + rel[h, i - j + Lk - 1];",
       "pattern p = causal with score s + (i / 3);",
-      "pattern p aligned(top_left) = causal;",
-      "pattern p(input d: int[B, Lk]) = where(d[b, i] == d[b, j]);",
       "pattern p = diagonals({0, 4});",
   };
   for (size_t k = 0; k < sizeof srcs / sizeof srcs[0]; k++) {
