@@ -318,11 +318,12 @@ V2 = [(1, 2, 100, 100), (2, 4, 70, 130), (2, 2, 130, 70), (1, 1, 200, 200)]
 V2_LE = [(1, 2, 100, 100), (2, 4, 70, 130), (1, 1, 200, 200)]   # Lq <= Lk
 
 # Version-2 cases run on the JIT and the interpreter, except those the JIT
-# refuses yet (shaped inputs, float inputs other than [H], score expressions
-# that index inputs by i or j): the interpreter only, until it compiles them.
+# refuses yet (shaped float inputs, score expressions that index inputs by i
+# or j, rows of inputs as index sets, diagonals, route): the interpreter
+# only, until it compiles them.
 V2_BACKENDS = ('jit', 'interp')
 INTERP_ONLY = ('t5_', 'swin_rel', 'swin_shifted_rel', 'routing', 'vertical_slash',
-               'block_sparse', 'document_batch')
+               'block_sparse')
 
 CASES_V2 = [
     swin_rel_case('swin_rel 14x14 ws7', 'swin_rel', 14, 14, 7),
