@@ -238,6 +238,34 @@ static bool is_input_of(const ir_node *n, ir_op var, int64_t *k) {
   return true;
 }
 
+/* doc[b, var] with doc an int input of shape [B, Lk]: the per-sequence
+ * form of doc[var] (version 2). */
+static bool is_batch_input_of(const bld *b, const ir_node *n, ir_op var, int64_t *k) {
+  if (n->op != IR_INPUTN || n->n_kids != 2 || n->kids[0]->op != IR_VAR_B ||
+      n->kids[1]->op != var)
+    return false;
+  const ir_input *in = &b->prog->inputs[n->value];
+  if (in->is_float || in->n_dims != 2 || in->dims[0]->op != IR_SIZE_B ||
+      in->dims[1]->op != IR_SIZE_LK)
+    return false;
+  *k = n->value;
+  return true;
+}
+
+/* The doceq instruction of x[i] == x[j] or x[b, i] == x[b, j] (either
+ * side first), else 0; *k: the input. */
+static int doc_eq_op(const bld *b, const ir_node *x, const ir_node *y, int64_t *k) {
+  int64_t k1, k2;
+  if (((is_input_of(x, IR_VAR_I, &k1) && is_input_of(y, IR_VAR_J, &k2)) ||
+       (is_input_of(x, IR_VAR_J, &k1) && is_input_of(y, IR_VAR_I, &k2))) && k1 == k2)
+    return *k = k1, PLAN_PDOCEQ;
+  if (((is_batch_input_of(b, x, IR_VAR_I, &k1) && is_batch_input_of(b, y, IR_VAR_J, &k2)) ||
+       (is_batch_input_of(b, x, IR_VAR_J, &k1) && is_batch_input_of(b, y, IR_VAR_I, &k2))) &&
+      k1 == k2)
+    return *k = k1, PLAN_PDOCEQB;
+  return 0;
+}
+
 static ir_op flip(ir_op op) {
   return op == IR_LT ? IR_GT : op == IR_GT ? IR_LT : op == IR_LE ? IR_GE
        : op == IR_GE ? IR_LE : op;
@@ -271,7 +299,7 @@ static bool enc_inputn(bld *b, const ir_node *n, size_t limit);
  * (input equality, linear comparisons of i, j and i - j, conditions of
  * neither)? */
 static bool exact_pred(bld *b, const ir_node *n) {
-  int64_t k1, k2;
+  int64_t k1;
   lin x, y;
   switch (n->op) {
   case IR_LAND:
@@ -279,11 +307,7 @@ static bool exact_pred(bld *b, const ir_node *n) {
   case IR_NOT: return exact_pred(b, n->kids[0]);
   case IR_EQ:
   case IR_NE:
-    if ((is_input_of(n->kids[0], IR_VAR_I, &k1) &&
-         is_input_of(n->kids[1], IR_VAR_J, &k2) && k1 == k2) ||
-        (is_input_of(n->kids[0], IR_VAR_J, &k1) &&
-         is_input_of(n->kids[1], IR_VAR_I, &k2) && k1 == k2))
-      return true;
+    if (doc_eq_op(b, n->kids[0], n->kids[1], &k1)) return true;
     /* fall through */
   case IR_LT:
   case IR_LE:
@@ -355,11 +379,8 @@ static void gen_pred(bld *b, const ir_node *n) {
     return;
   case IR_EQ:
   case IR_NE:
-    if ((is_input_of(n->kids[0], IR_VAR_I, &k1) &&
-         is_input_of(n->kids[1], IR_VAR_J, &k2) && k1 == k2) ||
-        (is_input_of(n->kids[0], IR_VAR_J, &k1) &&
-         is_input_of(n->kids[1], IR_VAR_I, &k2) && k1 == k2)) {
-      emit(b, PLAN_PDOCEQ), emit(b, k1), lpush(b, 1);
+    if ((k2 = doc_eq_op(b, n->kids[0], n->kids[1], &k1)) != 0) {
+      emit(b, k2), emit(b, k1), lpush(b, 1);
       if (n->op == IR_NE) emit(b, PLAN_PCOMPL);
       bound(b, 2 * PLAN_DOC_VALUES);
       return;

@@ -119,6 +119,8 @@ static int push(int64_t **v, int64_t *n, int64_t *cap, int64_t x) {
 /* The spans of rows [r0, r1) of head h into w->spans; -1 on failure. */
 static int64_t spans_of(bjob *J, wscr *w, int64_t h, int64_t r0, int64_t r1) {
   const rt_args *a = J->a;
+  /* one plan per head for every batch: no b (B = 0), so what the plan
+   * would decide per batch is PARTIAL, decided by the mask code */
   plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, 0, 0, 0, 0};
   char perr[256] = "";
   for (;;) {

@@ -126,8 +126,9 @@ static int64_t chunk_spans(run *R, kd_ws *w, const chunk *c) {
   int64_t n = 0;
   char perr[256] = "";
   for (int64_t x = 0; x < c->nh; x++) {
-    plan_env pe = {c->hk * (a->H / a->Hkv) + c->h0 + x, a->H, a->Lq, c->lk,
-                   a->runtime, a->inputs, 0, 0, 0, 0};
+    int64_t h = c->hk * (a->H / a->Hkv) + c->h0 + x;
+    kr_env e = kr_env_at(a, c->b, h);
+    plan_env pe = {h, a->H, a->Lq, c->lk, a->runtime, a->inputs, e.b, e.B, a->Hkv, a->D};
     w->off[x] = n;
     for (;;) {
       int64_t ns = plan_tiles(K->plan, &pe, c->ra[x], c->rb[x], w->sp + n,

@@ -961,7 +961,8 @@ static void task(void *ctx, int64_t id, int worker) {
       return;
     }
 
-  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, 0, 0, 0, 0};
+  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs,
+                 env.b, env.B, a->Hkv, a->D};
   char perr[256] = "";
   int64_t ns;
   for (;;) {

@@ -32,9 +32,11 @@ typedef struct plan_env {
   const int64_t *runtime;   /* the program's runtime scalars */
   const int32_t *const *inputs; /* its input arrays (Lk int32 each), or NULL:
                                where(x[i] == x[j]) is then PARTIAL everywhere */
-  int64_t b, B, Hkv, D;     /* batch index and sizes, for plan_where_may_fail
-                               (B = 0: unknown, a predicate reading b, B,
-                               Hkv, D or a shaped input may fail) */
+  int64_t b, B, Hkv, D;     /* batch index and sizes (version 2); B = 0:
+                               unknown, then x[b, i] == x[b, j] is PARTIAL
+                               and plan_where_may_fail says a predicate
+                               reading b, B, Hkv, D or a shaped input may
+                               fail */
 } plan_env;
 
 /* Lq and Lk at most this (larger sizes are an error, in plan_tiles and in

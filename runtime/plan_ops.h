@@ -114,6 +114,7 @@ enum {
   X(PDIAG, 0, "diag")       /* pops lo, hi: i - j in [lo, hi) */          \
   X(PCOND, 0, "cond")       /* pops c: every key if c != 0, else none */  \
   X(PDOCEQ, 1, "doceq")     /* x[i] == x[j], operand: input index */      \
+  X(PDOCEQB, 1, "doceqb")   /* x[b, i] == x[b, j], x an input [B, Lk] */  \
   X(PJPRED, 1, "jpred")     /* a predicate of j alone, run per key: the   \
                                operand is the length of the integer code  \
                                that follows, ending in RET */             \
