@@ -166,14 +166,15 @@ static shape rand_shape(gen *g) {
   return z;
 }
 
-/* doc: per batch, sorted segment ids; cq: cluster ids 0..3. */
+/* doc: per batch, segments of about 50 positions with ids 0..5 (an id
+ * recurs: the plan's per-sequence spans have gaps); cq: cluster ids 0..3. */
 static int32_t *make_inputs(const shape *z, uint64_t *s, int32_t **cq) {
   int32_t *doc = malloc(sizeof *doc * (size_t)(z->B * z->Lk));
   *cq = malloc(sizeof **cq * (size_t)(z->B * z->H * z->Lq));
   assert_true(doc && *cq);
   for (int64_t b = 0; b < z->B; b++)
     for (int64_t j = 0, id = 0; j < z->Lk; j++) {
-      if (nrm(s) > 0.9f) id++;
+      if (j == 0 || nrm(s) > 0.96f) id = (int32_t)((nrm(s) + 1) * 3) % 6;
       doc[b * z->Lk + j] = (int32_t)id;
     }
   for (int64_t x = 0; x < z->B * z->H * z->Lq; x++) (*cq)[x] = (int32_t)((nrm(s) + 1) * 2) % 4;
