@@ -39,6 +39,9 @@ typedef struct bld {
   bool oom;
   bool over;           /* more than SPAT_MAX_PLAN_WORDS: plan discarded */
   bool *row_in;        /* per input: read by SROW (NULL: no inputs) */
+  const ir_program *prog;
+  bool where_v2;       /* enc_int: b, B, Hkv, D and shaped inputs too (the
+                          where table's reader, plan_safe.c, knows them) */
 } bld;
 
 static const int plan_op_operands[PLAN_N_OPS] = {
@@ -247,6 +250,34 @@ static bool is_input_of(const ir_node *n, ir_op var, int64_t *k) {
   return true;
 }
 
+/* doc[b, var] with doc an int input of shape [B, Lk]: the per-sequence
+ * form of doc[var] (version 2). */
+static bool is_batch_input_of(const bld *b, const ir_node *n, ir_op var, int64_t *k) {
+  if (n->op != IR_INPUTN || n->n_kids != 2 || n->kids[0]->op != IR_VAR_B ||
+      n->kids[1]->op != var)
+    return false;
+  const ir_input *in = &b->prog->inputs[n->value];
+  if (in->is_float || in->n_dims != 2 || in->dims[0]->op != IR_SIZE_B ||
+      in->dims[1]->op != IR_SIZE_LK)
+    return false;
+  *k = n->value;
+  return true;
+}
+
+/* The doceq instruction of x[i] == x[j] or x[b, i] == x[b, j] (either
+ * side first), else 0; *k: the input. */
+static int doc_eq_op(const bld *b, const ir_node *x, const ir_node *y, int64_t *k) {
+  int64_t k1, k2;
+  if (((is_input_of(x, IR_VAR_I, &k1) && is_input_of(y, IR_VAR_J, &k2)) ||
+       (is_input_of(x, IR_VAR_J, &k1) && is_input_of(y, IR_VAR_I, &k2))) && k1 == k2)
+    return *k = k1, PLAN_PDOCEQ;
+  if (((is_batch_input_of(b, x, IR_VAR_I, &k1) && is_batch_input_of(b, y, IR_VAR_J, &k2)) ||
+       (is_batch_input_of(b, x, IR_VAR_J, &k1) && is_batch_input_of(b, y, IR_VAR_I, &k2))) &&
+      k1 == k2)
+    return *k = k1, PLAN_PDOCEQB;
+  return 0;
+}
+
 static ir_op flip(ir_op op) {
   return op == IR_LT ? IR_GT : op == IR_GT ? IR_LT : op == IR_LE ? IR_GE
        : op == IR_GE ? IR_LE : op;
@@ -274,12 +305,13 @@ static void gen_bounds(bld *b, ir_op op, const ir_node *e) {
 }
 
 static bool enc_int(bld *b, const ir_node *n, size_t limit);
+static bool enc_inputn(bld *b, const ir_node *n, size_t limit);
 
 /* Is n, a where atom or a && || ! of them, planned exactly by its atoms
  * (input equality, linear comparisons of i, j and i - j, conditions of
  * neither)? */
 static bool exact_pred(bld *b, const ir_node *n) {
-  int64_t k1, k2;
+  int64_t k1;
   lin x, y;
   switch (n->op) {
   case IR_LAND:
@@ -287,11 +319,7 @@ static bool exact_pred(bld *b, const ir_node *n) {
   case IR_NOT: return exact_pred(b, n->kids[0]);
   case IR_EQ:
   case IR_NE:
-    if ((is_input_of(n->kids[0], IR_VAR_I, &k1) &&
-         is_input_of(n->kids[1], IR_VAR_J, &k2) && k1 == k2) ||
-        (is_input_of(n->kids[0], IR_VAR_J, &k1) &&
-         is_input_of(n->kids[1], IR_VAR_I, &k2) && k1 == k2))
-      return true;
+    if (doc_eq_op(b, n->kids[0], n->kids[1], &k1)) return true;
     /* fall through */
   case IR_LT:
   case IR_LE:
@@ -363,11 +391,8 @@ static void gen_pred(bld *b, const ir_node *n) {
     return;
   case IR_EQ:
   case IR_NE:
-    if ((is_input_of(n->kids[0], IR_VAR_I, &k1) &&
-         is_input_of(n->kids[1], IR_VAR_J, &k2) && k1 == k2) ||
-        (is_input_of(n->kids[0], IR_VAR_J, &k1) &&
-         is_input_of(n->kids[1], IR_VAR_I, &k2) && k1 == k2)) {
-      emit(b, PLAN_PDOCEQ), emit(b, k1), lpush(b, 1);
+    if ((k2 = doc_eq_op(b, n->kids[0], n->kids[1], &k1)) != 0) {
+      emit(b, k2), emit(b, k1), lpush(b, 1);
       if (n->op == IR_NE) emit(b, PLAN_PCOMPL);
       bound(b, 2 * PLAN_DOC_VALUES);
       return;
@@ -572,6 +597,12 @@ static bool enc_int(bld *b, const ir_node *n, size_t limit) {
   case IR_INPUT:
     emit(b, PLAN_IINPUT), emit(b, n->value);
     return enc_int(b, n->kids[0], limit);
+  case IR_VAR_B: case IR_SIZE_B: case IR_SIZE_HKV: case IR_SIZE_D:
+    if (!b->where_v2) return false;
+    emit(b, n->op == IR_VAR_B ? PLAN_IVARB : n->op == IR_SIZE_B ? PLAN_IBATCH
+            : n->op == IR_SIZE_HKV ? PLAN_IHKV : PLAN_IDIM);
+    return true;
+  case IR_INPUTN: return b->where_v2 && enc_inputn(b, n, limit);
   case IR_EXTERN:
     emit(b, PLAN_IEXTERN), emit(b, n->n_kids);
     for (int k = 0; k < n->n_kids; k++)
@@ -588,6 +619,21 @@ static bool enc_int(bld *b, const ir_node *n, size_t limit) {
       return true;
     }
   return false;
+}
+
+_Static_assert(PLAN_INPUT_DIMS == IR_MAX_DIMS, "plan_safe.c reads every dimension");
+
+/* INPUTN: its dimensions (int[] is int[Lk]), then its indices. */
+static bool enc_inputn(bld *b, const ir_node *n, size_t limit) {
+  const ir_input *in = &b->prog->inputs[n->value];
+  emit(b, PLAN_IINPUTN), emit(b, n->value), emit(b, n->n_kids);
+  for (int d = 0; d < n->n_kids; d++) {
+    if (in->n_dims == 0) emit(b, PLAN_ILK);
+    else if (!enc_int(b, in->dims[d], limit)) return false;
+  }
+  for (int d = 0; d < n->n_kids; d++)
+    if (!enc_int(b, n->kids[d], limit)) return false;
+  return true;
 }
 
 /* Every where node under n, in tree order; false when the table is full. */
@@ -614,7 +660,10 @@ static bool enc_wheres(bld *b, const ir_node *n, int64_t flags, int64_t *count,
 static void gen_where_table(bld *b, const ir_node *root) {
   size_t at = emit(b, 0);
   int64_t count = 0;
-  if (!enc_wheres(b, root, 0, &count, at + PLAN_WHERE_MAX)) {
+  b->where_v2 = true;
+  bool ok = enc_wheres(b, root, 0, &count, at + PLAN_WHERE_MAX);
+  b->where_v2 = false;
+  if (!ok) {
     b->n = at + 1; /* unknown: any predicate may fail */
     count = -1;
   }
@@ -749,7 +798,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
    * arena of this call, never the program's (the program is shared, e.g. by
    * threads compiling the same pattern, and must not grow per compile). */
   bool *row_in = p->n_inputs > 0 ? calloc((size_t)p->n_inputs, sizeof *row_in) : NULL;
-  bld b = {.a = arena_new(), .row_in = row_in};
+  bld b = {.a = arena_new(), .row_in = row_in, .prog = p};
   if (!b.a || (p->n_inputs > 0 && !row_in)) {
     arena_free(b.a), free(row_in);
     rt_errf(err, errlen, RT_EINVAL, "out of memory");
@@ -762,7 +811,7 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
      * code decides each key). */
     arena *a = b.a;
     free(b.w);
-    b = (bld){.a = a, .row_in = row_in};
+    b = (bld){.a = a, .row_in = row_in, .prog = p};
     if (row_in) memset(row_in, 0, sizeof *row_in * (size_t)p->n_inputs);
     for (int k = 0; k < PLAN_HDR; k++) emit(&b, 0);
     gen_any(&b);
@@ -803,6 +852,9 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     b.w[PLAN_W_JOIN] = join_at;
     b.w[PLAN_W_ROWS] = rows_at;
     b.w[PLAN_W_ROUTE] = route_at;
+    b.w[PLAN_W_FLAGS] = (p->top_left ? PLAN_F_TOP_LEFT : 0) |
+                        (ir_has_op(p->root, IR_VAR_B) || ir_has_op(p->score, IR_VAR_B)
+                             ? PLAN_F_BATCH : 0);
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
   free(b.w), free(row_in);

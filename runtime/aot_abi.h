@@ -14,8 +14,9 @@
  * (runtime/kernel_rt.h), are an ABI between objects and libspat: every field
  * is 8 bytes, in this order; AOT_ABI changes with either (3: errat; 4:
  * kr_env gained random_row and random_cache; 5: the backward tiles; 6:
- * dtype; 7: the score tiles, E's errors, float inputs). */
-#define AOT_ABI 7
+ * dtype; 7: the score tiles, E's errors, float inputs; 8: kr_env gained
+ * route(C)'s ids and b, B, Hkv, D). */
+#define AOT_ABI 8
 typedef struct aot_desc {
   int64_t abi;                /* AOT_ABI */
   int64_t D, layout, threads; /* compile options */

@@ -107,8 +107,9 @@ static void bfail(bjob *J, rt_status st, const char *msg) {
   rt_errf(J->err, J->errlen, st, "%s", msg);
 }
 
-static inline int64_t pos_of_row(const rt_args *a, int64_t r) {
-  return a->Lq <= a->Lk ? r + (a->Lk - a->Lq) : r;
+static inline int64_t pos_of_row(const kr_kernel *K, const rt_args *a,
+                                 int64_t r) {
+  return r + plan_row_offset(K->plan, a->Lq, a->Lk);
 }
 
 static inline int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
@@ -129,7 +130,10 @@ static int push(int64_t **v, int64_t *n, int64_t *cap, int64_t x) {
 /* The spans of rows [r0, r1) of head h into w->spans; -1 on failure. */
 static int64_t spans_of(bjob *J, wscr *w, int64_t h, int64_t r0, int64_t r1) {
   const rt_args *a = J->a;
-  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, J->rows};
+  /* one plan per head for every batch: no b (B = 0), so what the plan
+   * would decide per batch is PARTIAL, decided by the mask code */
+  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, 0, 0, 0, 0,
+                 J->rows};
   char perr[256] = "";
   for (;;) {
     int64_t ns = plan_tiles(J->k->plan, &pe, r0, r1, w->spans, w->span_cap,
@@ -283,7 +287,7 @@ static int pair_mask(bjob *J, wscr *w, const kr_env *env, int64_t qt,
   for (int64_t r = 0; r < KR_BQ; r++) {
     w->rows[r] = 0;
     if (r >= nr) continue;
-    int32_t code = K->mask[0](env, pos_of_row(a, r0 + r), j0, nc, a->Lq, a->Lk,
+    int32_t code = K->mask[0](env, pos_of_row(K, a, r0 + r), j0, nc, a->Lq, a->Lk,
                               &w->rows[r]);
     if (code) {
       char msg[1024];
@@ -348,7 +352,7 @@ static void dq_task(void *ctx, int64_t id, int worker) {
     if (!K->sbwd_dq)
       J->dq(w->qt, w->dot, NULL, NULL, rc, kb + j0 * a->k.sl, a->k.sl,
             vb + j0 * a->v.sl, a->v.sl, nc, mt, w->ga, NULL, NULL, J->c, w->st);
-    else if (K->sbwd_dq(&env, pos_of_row(a, r0), j0, NULL, w->qt, w->dot, NULL,
+    else if (K->sbwd_dq(&env, pos_of_row(K, a, r0), j0, NULL, w->qt, w->dot, NULL,
                         NULL, rc, kb + j0 * a->k.sl, a->k.sl, vb + j0 * a->v.sl,
                         a->v.sl, nc, mt ? mt : rows_all(w, r1 - r0), w->ga, NULL,
                         NULL, J->c, w->st))
@@ -406,7 +410,7 @@ static int key_tile(bjob *J, wscr *w, int64_t b, int64_t hk, int64_t kt) {
       if (!K->sbwd_dkdv)
         J->dkdv(w->qt, w->dot, w->qr, w->dor, rc, kt_, a->k.sl, vt, a->v.sl,
                 nc, mt, w->ga, w->gb, gq, J->c, w->st);
-      else if (K->sbwd_dkdv(&env, pos_of_row(a, r0), j0, w->gin, w->qt, w->dot,
+      else if (K->sbwd_dkdv(&env, pos_of_row(K, a, r0), j0, w->gin, w->qt, w->dot,
                             w->qr, w->dor, rc, kt_, a->k.sl, vt, a->v.sl, nc,
                             mt ? mt : rows_all(w, nr), w->ga, w->gb, gq, J->c,
                             w->st))
@@ -513,8 +517,7 @@ static rt_status input_lengths(bjob *J) {
   if (!K->sbwd_dkdv || !J->g->dinputs || K->n_inputs == 0) return RT_OK;
   J->in_len = malloc((size_t)K->n_inputs * sizeof *J->in_len);
   if (!J->in_len) return RT_ENOMEM;
-  kr_env env = {0, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                NULL, NULL, NULL, NULL, NULL};
+  kr_env env = kr_env_at(a, 0, 0);
   for (int x = 0; x < K->n_inputs; x++) {
     int64_t n = K->inlen(&env, x);
     J->in_len[x] = J->g->dinputs[x] && n > 0 ? n : -1;

@@ -64,8 +64,8 @@ static int64_t seq_len(const rt_args *a, int64_t b) {
   return a->paged ? a->paged->seq_lens[b] : a->Lk;
 }
 
-static int64_t pos_of(const rt_args *a, int64_t lk, int64_t r) {
-  return a->Lq <= lk ? r + (lk - a->Lq) : r;
+static int64_t pos_of(const run *R, int64_t lk, int64_t r) {
+  return r + plan_row_offset(R->k->plan, R->a->Lq, lk);
 }
 
 /* Row j of (b, hk) in t (k or v), and how many rows follow it contiguously
@@ -129,8 +129,10 @@ static int64_t chunk_spans(run *R, kd_ws *w, const chunk *c) {
   int64_t n = 0;
   char perr[256] = "";
   for (int64_t x = 0; x < c->nh; x++) {
-    plan_env pe = {c->hk * (a->H / a->Hkv) + c->h0 + x, a->H, a->Lq, c->lk,
-                   a->runtime, a->inputs, NULL};
+    int64_t h = c->hk * (a->H / a->Hkv) + c->h0 + x;
+    kr_env e = kr_env_at(a, c->b, h);
+    plan_env pe = {h, a->H, a->Lq, c->lk, a->runtime, a->inputs, e.b, e.B, a->Hkv, a->D,
+                   NULL};
     w->off[x] = n;
     for (;;) {
       int64_t ns = plan_tiles(K->plan, &pe, c->ra[x], c->rb[x], w->sp + n,
@@ -216,7 +218,7 @@ static int tile_rows(run *R, kd_ws *w, const chunk *c, kr_env *env,
     }
     env[x].topk = w->tk + x * R->k->n_topk;
     for (int64_t r = 0; r < nrx; r++) {
-      int32_t code = R->k->mask[0](&env[x], pos_of(a, c->lk, c->ra[x] + r),
+      int32_t code = R->k->mask[0](&env[x], pos_of(R, c->lk, c->ra[x] + r),
                                    j0, nc, a->Lq, c->lk, &rw[r]);
       if (code) {
         kri_fail_code(R, code);
@@ -288,8 +290,8 @@ static int chunk_topk(run *R, scratch *s, kd_ws *w, const chunk *c,
     env[x].topk = s->tk;
     for (int t = 0; t < nt && ok; t++)
       ok = kri_topk_rows(R, s, t, &env[x], qb, kb,
-                         pos_of(a, c->lk, c->ra[x]),
-                         pos_of(a, c->lk, c->rb[x] - 1), c->b, c->hk);
+                         pos_of(R, c->lk, c->ra[x]),
+                         pos_of(R, c->lk, c->rb[x] - 1), c->b, c->hk);
   }
   s->tk = tk0, s->tb = tb0;
   if (!ok) kri_fail(R, RT_ENOMEM, "out of memory (top-k selection)");
@@ -311,8 +313,8 @@ static void kd_task(void *ctx, int64_t id, int worker) {
   kr_env env[KR_DR];
   for (int64_t x = 0; x < c.nh; x++) {
     int64_t h = hk * K->G + c.h0 + x;
-    env[x] = (kr_env){h, a->H, a->Lq, c.lk, a->runtime, a->inputs,
-                      a->externs, NULL, kri_random_row, &s->rnd, NULL, NULL};
+    env[x] = kr_env_at(a, b, h);
+    env[x].random_row = kri_random_row, env[x].random_cache = &s->rnd;
     kr_route_env(R->route, b, h, &env[x]);
     for (int64_t r = c.ra[x]; r < c.rb[x]; r++) {
       const float *qr = a->q.data + b * a->q.sb + h * a->q.sh + r * a->q.sl;

@@ -34,8 +34,9 @@ static void fail(run *R, rt_status st, const char *fmt, const char *msg) {
   if (R->err && R->errlen) snprintf(R->err, R->errlen, fmt, msg);
 }
 
-static inline int64_t pos_of_row(const rt_args *a, int64_t r) {
-  return a->Lq <= a->Lk ? r + (a->Lk - a->Lq) : r;
+static inline int64_t pos_of_row(const kr_kernel *K, const rt_args *a,
+                                 int64_t r) {
+  return r + plan_row_offset(K->plan, a->Lq, a->Lk);
 }
 
 /* The message of error code (1-based) with \1, \2 replaced by det[0],
@@ -71,13 +72,15 @@ static void fail_code(run *R, int32_t code) {
  * (kernel_rt.h): per head, errat at the first point gives every argument
  * error; heads whose predicates plan_where_may_fail cannot clear are
  * scanned exactly, in parallel, SCAN_ROWS rows a task; the error kept is the
- * first in (h, r, j) order, as the interpreter's. */
+ * first in (b, h, r, j) order, as the interpreter's.  Batches are scanned
+ * one by one only when the pattern reads b (plan_reads_batch): otherwise
+ * every batch has batch 0's errors. */
 #define SCAN_ROWS 16
 
 typedef struct scan {
   const kr_kernel *k;
   const rt_args *a;
-  const int64_t *heads;      /* heads to scan */
+  const int64_t *heads;      /* (b, h) pairs to scan, as b H + h */
   int64_t n_chunks;          /* tasks per head */
   _Atomic int64_t first;     /* lowest task with an error (n_tasks: none) */
   pthread_mutex_t mu;
@@ -91,14 +94,13 @@ static void scan_task(void *ctx, int64_t id, int worker) {
   scan *S = ctx;
   if (atomic_load_explicit(&S->first, memory_order_relaxed) < id) return;
   const rt_args *a = S->a;
-  int64_t h = S->heads[id / S->n_chunks], c = id % S->n_chunks;
-  kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                NULL, NULL, NULL, NULL, NULL};
+  int64_t bh = S->heads[id / S->n_chunks], c = id % S->n_chunks;
+  kr_env env = kr_env_at(a, bh / a->H, bh % a->H);
   int64_t r1 = (c + 1) * SCAN_ROWS < a->Lq ? (c + 1) * SCAN_ROWS : a->Lq;
   for (int64_t r = c * SCAN_ROWS; r < r1; r++)
     for (int64_t j = 0; j < a->Lk; j++) {
       int64_t det[2] = {0, 0};
-      int32_t code = S->k->errat(&env, pos_of_row(a, r), j, j == 0, det);
+      int32_t code = S->k->errat(&env, pos_of_row(S->k, a, r), j, j == 0, det);
       if (!code) continue;
       pthread_mutex_lock(&S->mu);
       if (id < S->at) {
@@ -113,16 +115,18 @@ static void scan_task(void *ctx, int64_t id, int worker) {
 /* 0 or the code of the first error, its values in det. */
 static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
                            int64_t det[2], int *oom) {
-  int64_t *heads = malloc(sizeof *heads * (size_t)a->H), n = 0;
+  int64_t nb = plan_reads_batch(K->plan) ? a->B : 1;
+  int64_t *heads = malloc(sizeof *heads * (size_t)(nb * a->H)), n = 0;
   if (!heads) return *oom = 1, 0;
   int32_t code = 0;
-  for (int64_t h = 0; h < a->H; h++) {
-    kr_env env = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                NULL, NULL, NULL, NULL, NULL};
-    code = K->errat(&env, pos_of_row(a, 0), 0, 1, det);  /* arguments */
-    if (code) break;  /* at (h, 0, 0): only earlier heads can come first */
-    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, NULL};
-    if (plan_where_may_fail(K->plan, &pe)) heads[n++] = h;
+  for (int64_t bh = 0; bh < nb * a->H; bh++) {
+    int64_t h = bh % a->H;
+    kr_env env = kr_env_at(a, bh / a->H, h);
+    code = K->errat(&env, pos_of_row(K, a, 0), 0, 1, det);  /* arguments */
+    if (code) break;  /* at (b, h, 0, 0): only earlier heads can come first */
+    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs,
+                   env.b, env.B, a->Hkv, a->D, NULL};
+    if (plan_where_may_fail(K->plan, &pe)) heads[n++] = bh;
   }
   if (n > 0) {
     scan S = {.k = K, .a = a, .heads = heads,
@@ -437,11 +441,13 @@ static void tile_start(scratch *s, const rt_args *a, const char *q,
 /* The plan's spans for head h's rows [r0, r1) into *sp (capacity *cap,
  * grown), visiting only the keys of the ntk top-k selections tk (views of
  * the non-root top-k nodes'); their number, or -1 after failing the run. */
-static int64_t head_spans(run *R, int64_t h, int64_t r0, int64_t r1,
+static int64_t head_spans(run *R, int64_t b, int64_t h, int64_t r0, int64_t r1,
                           const plan_topk *tk, int64_t ntk, plan_span **sp,
                           int64_t *cap) {
   const rt_args *a = R->a;
-  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, R->rows};
+  kr_env e = kr_env_at(a, b, h);
+  plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs,
+                 e.b, e.B, a->Hkv, a->D, R->rows};
   char perr[256] = "";
   for (;;) {
     int64_t ns = plan_tiles_topk(R->k->plan, &pe, ntk ? tk : NULL, ntk, r0,
@@ -479,7 +485,7 @@ static int key_tile(run *R, scratch *s, const kr_env *env, const char *q,
     if (!K->stile)                                                           \
       K->tile(s->qt, kt, a->k.sl, vt, a->v.sl, nc, maskt, s->acc, s->m,      \
               s->l, R->c, s->st);                                            \
-    else if (K->stile(env, pos_of_row(a, r0), j0, s->qt, kt, a->k.sl, vt,    \
+    else if (K->stile(env, pos_of_row(K, a, r0), j0, s->qt, kt, a->k.sl, vt,    \
                       a->v.sl, nc, (maskt) ? (maskt) : rows_all, s->acc,     \
                       s->m, s->l, R->c, s->st))                              \
       atomic_store(&R->score_bad, 1);                                        \
@@ -491,7 +497,7 @@ static int key_tile(run *R, scratch *s, const kr_env *env, const char *q,
   uint64_t any = 0, all = ~0ull;
   uint64_t valid = nc >= 64 ? ~0ull : (1ull << nc) - 1;
   for (int64_t r = 0; r < nr; r++) {
-    int32_t code = K->mask[0](env, pos_of_row(a, r0 + r), j0, nc, a->Lq,
+    int32_t code = K->mask[0](env, pos_of_row(K, a, r0 + r), j0, nc, a->Lq,
                               a->Lk, &s->rows[r]);
     if (code) {
       fail_code(R, code);
@@ -636,8 +642,8 @@ static int select_topk(run *R, scratch *s, const kr_env *env, const void *qb,
                        int64_t hk, const plan_span *cs, int64_t ncs) {
   const rt_args *a = R->a;
   for (int t = 0; t < R->k->n_topk; t++)
-    if (!kri_topk_rows_in(R, s, t, env, qb, kb, pos_of_row(a, r0),
-                          pos_of_row(a, r1 - 1), b, hk,
+    if (!kri_topk_rows_in(R, s, t, env, qb, kb, pos_of_row(R->k, a, r0),
+                          pos_of_row(R->k, a, r1 - 1), b, hk,
                           t == R->topk_root ? cs : NULL, ncs)) {
       fail(R, RT_ENOMEM, "%s", "out of memory (top-k selection)");
       return 0;
@@ -650,9 +656,8 @@ static void head_tile(run *R, scratch *s, const tile_task *t, int64_t h) {
   const rt_args *a = R->a;
   size_t esz = rt_dtype_size(a->dtype);
   const char *qb = (const char *)a->q.data + (t->b * a->q.sb + h * a->q.sh) * esz;
-  one_head o = {{h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                 s->tk, random_row, &s->rnd, NULL, NULL},
-                q_rows(a, t, h), 0};
+  one_head o = {kr_env_at(a, t->b, h), q_rows(a, t, h), 0};
+  o.env.topk = s->tk, o.env.random_row = random_row, o.env.random_cache = &s->rnd;
   kr_route_env(R->route, t->b, h, &o.env);
   tile_start(s, a, o.q, t->nr);
   /* top-k selections: a root top-k node's after the plan (its candidates
@@ -667,7 +672,7 @@ static void head_tile(run *R, scratch *s, const tile_task *t, int64_t h) {
       return;
     nptk = kri_topk_views(s, K->n_topk, ptk, KR_PLAN_TOPK);
   }
-  int64_t ns = head_spans(R, h, r0, r1, ptk, nptk, &s->spans, &s->span_cap);
+  int64_t ns = head_spans(R, t->b, h, r0, r1, ptk, nptk, &s->spans, &s->span_cap);
   if (ns < 0) return;
   /* the root's rows attend to their selections, gathered: no tiles */
   if (root >= 0 &&
@@ -732,7 +737,7 @@ static int group_tile(run *R, scratch *s, const tile_task *t, int64_t j0,
 /* Whether the subgroup's heads all have head h0's spans (sp[0 .. ns)). */
 static int same_spans(run *R, scratch *s, const tile_task *t, int64_t ns) {
   for (int64_t h = t->h0 + 1; h < t->h0 + t->ng; h++) {
-    int64_t n = head_spans(R, h, t->r0, t->r0 + t->nr, NULL, 0, &s->spans2,
+    int64_t n = head_spans(R, t->b, h, t->r0, t->r0 + t->nr, NULL, 0, &s->spans2,
                            &s->span2_cap);
     if (n != ns) return n < 0 ? -1 : 0;
     for (int64_t x = 0; x < ns; x++)
@@ -746,7 +751,7 @@ static int same_spans(run *R, scratch *s, const tile_task *t, int64_t ns) {
 
 static void group_tiles(run *R, scratch *s, const tile_task *t) {
   const rt_args *a = R->a;
-  int64_t ns = head_spans(R, t->h0, t->r0, t->r0 + t->nr, NULL, 0, &s->spans,
+  int64_t ns = head_spans(R, t->b, t->h0, t->r0, t->r0 + t->nr, NULL, 0, &s->spans,
                           &s->span_cap);
   int same = ns < 0 ? -1 : same_spans(R, s, t, ns);
   if (same < 0) return;
@@ -759,10 +764,9 @@ static void group_tiles(run *R, scratch *s, const tile_task *t) {
     int64_t h = t->h0 + x;
     /* each head its own random key sets: one cache, its rows tagged by
      * head, would draw them again at every key tile */
-    g.hd[x] = (one_head){{h, a->H, a->Lq, a->Lk, a->runtime, a->inputs,
-                          a->externs, s->tk, random_row, &s->grnd[x], NULL,
-                          NULL},
-                         q_rows(a, t, h), 0};
+    g.hd[x] = (one_head){kr_env_at(a, t->b, h), q_rows(a, t, h), 0};
+    g.hd[x].env.topk = s->tk, g.hd[x].env.random_row = random_row;
+    g.hd[x].env.random_cache = &s->grnd[x];
     kr_route_env(R->route, t->b, h, &g.hd[x].env);
     use_slot(s, &g, x, a->D);
     tile_start(s, a, g.hd[x].q, t->nr);
@@ -907,7 +911,8 @@ static int join_run(run *R, th_pool *pool) {
   join_tiles *T = calloc((size_t)n, sizeof *T);
   int rc = G && T ? 1 : -1;
   for (int64_t h = 0; h < n && rc == 1; h++) {
-    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, NULL};
+    plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, 0, 0, 0, 0,
+                   NULL};
     rc = by_route ? kr_route_groups(R->route, h / a->H, h % a->H, &G[h])
                   : plan_join(K->plan, &pe, &G[h]);
     if (rc == 1 && !tile_groups(&G[h], a->Lq, &T[h])) rc = -1;
@@ -1004,7 +1009,8 @@ rt_status kr_check_errors(const kr_kernel *k, const rt_args *a, th_pool *pool,
   for (int64_t b = 0; k->errat && pool && !code && !oom &&
                       b < (a->paged ? a->B : 1); b++) {
     rt_args ab = *a;
-    if (a->paged) ab.Lk = a->paged->seq_lens[b];
+    if (a->paged) /* sequence b alone, a run of B = 1 (as kr_env_at) */
+      ab.Lk = a->paged->seq_lens[b], ab.B = 1, ab.paged = NULL;
     if (ab.Lk > 0) code = first_error(k, &ab, pool, det, &oom);
   }
   if (oom) return rt_errf(err, errlen, RT_ENOMEM, "out of memory");
@@ -1120,16 +1126,16 @@ int kr_masker_rows(kr_masker *m, int64_t b, int64_t h, int64_t r0, int64_t r1,
                    int select, kr_env *env) {
   const rt_args *a = m->R.a;
   int64_t hk = h / (a->H / a->Hkv);
-  *env = (kr_env){h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs,
-                  m->s.tk, random_row, &m->s.rnd, NULL, NULL};
+  *env = kr_env_at(a, b, h);
+  env->topk = m->s.tk, env->random_row = random_row, env->random_cache = &m->s.rnd;
   kr_route_env(m->R.route, b, h, env);
   if (!select) return 1;
   size_t esz = rt_dtype_size(a->dtype);
   const char *qb = (const char *)a->q.data + (b * a->q.sb + h * a->q.sh) * esz;
   const char *kb = (const char *)a->k.data + (b * a->k.sb + hk * a->k.sh) * esz;
   for (int t = 0; t < m->R.k->n_topk; t++)
-    if (!kri_topk_rows(&m->R, &m->s, t, env, qb, kb, pos_of_row(a, r0),
-                   pos_of_row(a, r1 - 1), b, hk))
+    if (!kri_topk_rows(&m->R, &m->s, t, env, qb, kb, pos_of_row(m->R.k, a, r0),
+                   pos_of_row(m->R.k, a, r1 - 1), b, hk))
       return 0;
   return 1;
 }

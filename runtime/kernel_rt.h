@@ -74,11 +74,23 @@ struct kr_env {
   kr_topk *topk;                   /* one per top-k node, post-order */
   kr_random_fn random_row;         /* word 8 */
   void *random_cache;              /* the driver's, per worker */
-  /* --- route(C) (runtime/route.h), words 10 and 11: the cluster ids of
+  /* route(C) (runtime/route.h), words 10 and 11: the cluster ids of
    * the query rows (by row index) and of the keys of the (b, h) at hand;
    * NULL when the pattern has no route */
   const int32_t *route_q, *route_k;
+  int64_t b, B, Hkv, D;            /* batch index and the other sizes
+                                      (language version 2) */
 };
+
+/* The env of batch b, query head h of a run (topk and random state
+ * unset).  A paged KV cache's sequences are each a run of B = 1 with their
+ * own Lk, as the interpreter runs them. */
+static inline kr_env kr_env_at(const rt_args *a, int64_t b, int64_t h) {
+  kr_env e = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs, NULL,
+              NULL, NULL, NULL, NULL, b, a->B, a->Hkv, a->D};
+  if (a->paged) e.Lk = a->paged->seq_lens[b], e.b = 0, e.B = 1;
+  return e;
+}
 
 /* Generated functions.  Error codes are 1-based indices into errors[].
  * mask: bit t of *out = M(h, i, j0 + t) for t < n (1 <= n <= KR_BK = 64),

@@ -170,7 +170,7 @@ static void topk_row_exact(run *R, scratch *s, int t, const kr_env *env,
   const kr_kernel *K = R->k;
   const rt_args *a = R->a;
   kr_topk *tk = &s->tk[t];
-  int64_t D = a->D, off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0, ksl = a->k.sl;
+  int64_t D = a->D, off = plan_row_offset(K->plan, a->Lq, a->Lk), ksl = a->k.sl;
   int64_t I0 = tk->ibase, lqg = s->tk_lqg, lkg = s->tk_lkg;
   {
     /* mean query of the existing positions of block I */
@@ -592,7 +592,7 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
   const rt_args *a = R->a;
   kr_topk *tk = &s->tk[t];
   int64_t D = a->D, lkg = s->tk_lkg, lqg = s->tk_lqg, ksl = a->k.sl;
-  int64_t off = a->Lq <= a->Lk ? a->Lk - a->Lq : 0;
+  int64_t off = plan_row_offset(K->plan, a->Lq, a->Lk);
   if (cap < 1 || cap > TKF_MAX_K || nI > KR_BQ || lkg != a->Lk ||
       !(R->scale > 0) || !isfinite(R->scale))
     return 0;

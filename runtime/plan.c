@@ -261,14 +261,21 @@ static void window(ev *e, int64_t s, int64_t l, int64_t r) {
 /* where(x[i] == x[j]): keys whose value some row of the tile has; FULL when
  * every row has the same value.  PARTIAL everywhere when the array is not
  * given, a row's index is outside it (the element code reports that), or
- * the tile has too many distinct values. */
-static void doc_eq(ev *e, int64_t s, int64_t k) {
+ * the tile has too many distinct values.  batch: x[b, i] == x[b, j] of an
+ * input [B, Lk], row b of it (PARTIAL when the caller gave no b). */
+static void doc_eq(ev *e, int64_t s, int64_t k, bool batch) {
   const gran *g = &e->g[e->gi];
   plan_span *L = slot(e, s);
-  const int32_t *x = e->env->inputs && k >= 0 && k < e->plan[PLAN_W_NIN]
-                         ? e->env->inputs[k] : NULL;
+  const plan_env *env = e->env;
+  const int32_t *x = env->inputs && k >= 0 && k < e->plan[PLAN_W_NIN]
+                         ? env->inputs[k] : NULL;
   int32_t v[PLAN_DOC_VALUES];
   int nv = 0;
+  int64_t row = 0;
+  if (batch && (env->B < 1 || env->b < 0 || env->b >= env->B ||
+                __builtin_mul_overflow(env->b, env->Lk, &row)))
+    goto all;
+  if (x) x += row;
   if (!x || g->i0 < 0 || g->i1 > e->env->Lk) goto all;
   for (int64_t i = g->i0; i < g->i1; i++) {
     int t = 0;
@@ -530,8 +537,9 @@ static int64_t op_prim(ev *e, int64_t op, int64_t *pcp, gran *g) {
     if (a) put_clip(e, slot(e, s), &e->n[s], 0, g->Lk, K_FULL);
     break;
   case PLAN_PDOCEQ:
+  case PLAN_PDOCEQB:
     if ((s = push_list(e)) < 0) return -1;
-    doc_eq(e, s, P[pc++]);
+    doc_eq(e, s, P[pc++], op == PLAN_PDOCEQB);
     break;
   default:
     return fail(e, "tile plan: bad instruction %lld", (long long)op);
@@ -1004,6 +1012,7 @@ static int64_t exec(ev *e, int64_t pc) {
     case PLAN_PDIAG:
     case PLAN_PCOND:
     case PLAN_PDOCEQ:
+    case PLAN_PDOCEQB:
       if ((r = op_prim(e, op, &pc, g)) != EXEC_NEXT) return r;
       break;
     case PLAN_SITEM:
@@ -1171,6 +1180,15 @@ static int64_t run(ev *e) {
   }
 }
 
+int64_t plan_row_offset(const int64_t *plan, int64_t Lq, int64_t Lk) {
+  if ((plan[PLAN_W_FLAGS] & PLAN_F_TOP_LEFT) || Lq > Lk) return 0;
+  return Lk - Lq;
+}
+
+bool plan_reads_batch(const int64_t *plan) {
+  return (plan[PLAN_W_FLAGS] & PLAN_F_BATCH) != 0;
+}
+
 int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
                    int64_t r1, plan_span *out, int64_t cap, char *err,
                    size_t errlen) {
@@ -1206,7 +1224,7 @@ int64_t plan_tiles_topk(const int64_t *plan, const plan_env *env,
     return fail(&e, "plan_tiles: not a tile plan");
   plan_span scratch[PLAN_SCRATCH];
   int64_t counts[PLAN_SCRATCH / 4];
-  int64_t off = env->Lq <= env->Lk ? env->Lk - env->Lq : 0;
+  int64_t off = plan_row_offset(plan, env->Lq, env->Lk);
   e.plan = plan, e.env = env, e.cap = cap_l, e.depth = depth;
   e.slots = scratch, e.tmp = scratch + depth * cap_l, e.n = counts;
   e.lsp = 0, e.isp = 0, e.gi = 0, e.in_try = false, e.in_body = false;

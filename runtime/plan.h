@@ -41,6 +41,11 @@ typedef struct plan_env {
   const int64_t *runtime;   /* the program's runtime scalars */
   const int32_t *const *inputs; /* its input arrays (Lk int32 each), or NULL:
                                where(x[i] == x[j]) is then PARTIAL everywhere */
+  int64_t b, B, Hkv, D;     /* batch index and sizes (version 2); B = 0:
+                               unknown, then x[b, i] == x[b, j] is PARTIAL
+                               and plan_where_may_fail says a predicate
+                               reading b, B, Hkv, D or a shaped input may
+                               fail */
   const struct plan_rows *rows; /* the run's sorted rows of inputs used as
                                index sets (plan_sets.h), or NULL: such sets
                                are then PARTIAL everywhere */
@@ -53,8 +58,17 @@ typedef struct plan_env {
  * clamps sizes at 2^62 (beyond every distance), never overflows. */
 #define PLAN_MAX_LEN ((int64_t)1 << 61)
 
-/* Query rows [r0, r1) (row indices; positions are r + (Lk - Lq) when
- * Lq <= Lk): writes the key spans to visit into out, sorted, disjoint, at
+/* The position of query row 0 (the row of position i is i - offset):
+ * Lk - Lq when Lq <= Lk, else 0, or 0 for a pattern aligned(top_left).  Every
+ * row-to-position map of the drivers and the plan goes through this. */
+int64_t plan_row_offset(const int64_t *plan, int64_t Lq, int64_t Lk);
+/* Does the pattern read the batch index b?  Then masks, plans' PARTIAL
+ * keys and run-time errors may differ per batch, and the drivers check the
+ * errors per (b, h); else batch 0 stands for every batch. */
+bool plan_reads_batch(const int64_t *plan);
+
+/* Query rows [r0, r1) (row indices; positions are r + plan_row_offset):
+ * writes the key spans to visit into out, sorted, disjoint, at
  * most cap of them.  A key in no span is allowed for no row of the tile.
  * Returns the number of spans (if > cap, only cap were written: call again
  * with a larger buffer), or -1 with a message in err on a run-time error

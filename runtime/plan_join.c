@@ -180,7 +180,7 @@ static int codes(const int64_t *plan, const plan_env *env, int64_t *code,
                  int64_t *vals, int64_t *range) {
   int64_t at[2 * PLAN_JOIN_MAX], len[2 * PLAN_JOIN_MAX];
   int n = join_trees(plan, at, len);
-  int64_t Lq = env->Lq, Lk = env->Lk, off = Lq <= Lk ? Lk - Lq : 0, N = Lq + Lk;
+  int64_t Lq = env->Lq, Lk = env->Lk, off = plan_row_offset(plan, Lq, Lk), N = Lq + Lk;
   int64_t limit = 4 * N + 256, stride = 1;
   if (n == 0) return 0;
   memset(code, 0, sizeof *code * (size_t)N);

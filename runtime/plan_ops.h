@@ -26,13 +26,20 @@ enum {
   PLAN_W_JOIN = 10,   /* offset of the join table (0: none), see below */
   PLAN_W_ROWS = 11,   /* offset of the rows table (0: none), see below */
   PLAN_W_ROUTE = 12,  /* offset of the route table (0: none), see below */
-  PLAN_HDR = 13
+  PLAN_W_FLAGS = 13,  /* PLAN_F_* of the pattern */
+  PLAN_HDR = 14
+};
+
+/* Header flags: properties of the pattern every driver needs. */
+enum {
+  PLAN_F_TOP_LEFT = 1, /* aligned(top_left): query row r is position r */
+  PLAN_F_BATCH = 2     /* reads b: masks and errors may differ per batch */
 };
 
 /* "PLAT" and the format version: bump the version whenever the instruction
  * set or the header changes, so that a plan stored by an older library (an
  * AOT object, a kernel cache entry) is refused instead of misread. */
-#define PLAN_VERSION 7ll
+#define PLAN_VERSION 8ll
 #define PLAN_MAGIC (0x54414c50ll | (PLAN_VERSION << 32))
 
 /* Evaluator limits (the builder sizes plans to fit them). */
@@ -44,6 +51,7 @@ enum {
 #define PLAN_RESIDUE_RUNS 64 /* stride, dilated: key runs planned for */
 #define PLAN_BOX_EVALS 512  /* box: interval evaluations per tile, at most */
 #define PLAN_BOX_DEPTH 64   /* box: tree depth, at most */
+#define PLAN_INPUT_DIMS 8   /* dimensions of an input (IR_MAX_DIMS) */
 
 /* X(name, operand words, text) */
 #define PLAN_OPS(X)                                                       \
@@ -108,6 +116,7 @@ enum {
   X(PDIAG, 0, "diag")       /* pops lo, hi: i - j in [lo, hi) */          \
   X(PCOND, 0, "cond")       /* pops c: every key if c != 0, else none */  \
   X(PDOCEQ, 1, "doceq")     /* x[i] == x[j], operand: input index */      \
+  X(PDOCEQB, 1, "doceqb")   /* x[b, i] == x[b, j], x an input [B, Lk] */  \
   X(PJPRED, 1, "jpred")     /* a predicate of j alone, run per key: the   \
                                operand is the length of the integer code  \
                                that follows, ending in RET */             \
@@ -141,7 +150,14 @@ enum {
                                (an offset of diagonals) */                 \
   X(SRRANGE, 0, "rawrange")                                               \
   X(PDIAGS, 0, "diagonals") /* set of offsets on top -> keys j with      \
-                               i - j in it */
+                               i - j in it */                              \
+  /* version 2, only in the where table */                                \
+  X(IVARB, 0, "b")                                                        \
+  X(IBATCH, 0, "B")                                                       \
+  X(IHKV, 0, "Hkv")                                                       \
+  X(IDIM, 0, "D")                                                         \
+  X(IINPUTN, 2, "inputn")   /* operands: input, n; kids: its n dimensions \
+                               (sizes at token level), then n indices */
 
 /* The where table (at plan[PLAN_W_WHERE], after the code's END): the
  * predicate of every where(...) node of the pattern, as written (no

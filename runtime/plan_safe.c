@@ -78,8 +78,10 @@ static int64_t skip(sc *c, int64_t pc) {
   switch (op) {
   case PLAN_ICONST: case PLAN_IRT: pc++; break;
   case PLAN_IVARI: case PLAN_IVARJ: case PLAN_IHEAD: case PLAN_INHEAD:
-  case PLAN_ILQ: case PLAN_ILK: break;
+  case PLAN_ILQ: case PLAN_ILK: case PLAN_IVARB: case PLAN_IBATCH:
+  case PLAN_IHKV: case PLAN_IDIM: break;
   case PLAN_IINPUT: pc++, kids = 1; break;
+  case PLAN_IINPUTN: kids = pc + 1 < c->end ? 2 * c->P[pc + 1] : -1, pc += 2; break;
   case PLAN_IEXTERN: kids = pc < c->end ? c->P[pc++] : 0; break;
   case PLAN_INEG: case PLAN_INOT: case PLAN_IABS: kids = 1; break;
   case PLAN_ISEL: kids = 3; break;
@@ -101,7 +103,7 @@ static bool reads_ij(sc *c, int64_t pc, int64_t end) {
     int64_t op = c->P[pc];
     if (op == PLAN_IVARI || op == PLAN_IVARJ) return true;
     pc += 1 + (op == PLAN_ICONST || op == PLAN_IRT || op == PLAN_IINPUT ||
-               op == PLAN_IEXTERN);
+               op == PLAN_IEXTERN) + 2 * (op == PLAN_IINPUTN);
   }
   return false;
 }
@@ -172,6 +174,37 @@ static rng arm(sc *c, int64_t *pc, bool taken, int64_t cpc, bool truth) {
   return r;
 }
 
+/* An element of a shaped input (version 2): every index in [0, its
+ * dimension) where taken.  The dimensions are sizes and constants, exact at
+ * token level whatever the granularity. */
+static rng inputn(sc *c, int64_t *pc, bool taken) {
+  rng any = {INT32_MIN, INT32_MAX}, dims[PLAN_INPUT_DIMS], lq = c->lq, lk = c->lk;
+  operand(c, pc);
+  int64_t n = operand(c, pc);
+  if (n < 1 || n > PLAN_INPUT_DIMS) {
+    c->bad = true;
+    return any;
+  }
+  c->lq = (rng){c->env->Lq, c->env->Lq}, c->lk = (rng){c->env->Lk, c->env->Lk};
+  for (int64_t d = 0; d < n; d++) dims[d] = iv(c, pc, taken);
+  c->lq = lq, c->lk = lk;
+  for (int64_t d = 0; d < n; d++) {
+    rng x = iv(c, pc, taken);
+    if (taken && (dims[d].lo != dims[d].hi || x.lo < 0 || x.hi >= dims[d].lo))
+      c->fail = true;
+  }
+  return any;
+}
+
+/* b and the sizes B, Hkv, D (version 2): exact when the caller gave them. */
+static rng size_v2(sc *c, int64_t op) {
+  const plan_env *e = c->env;
+  int64_t v = op == PLAN_IVARB ? e->b : op == PLAN_IBATCH ? e->B
+              : op == PLAN_IHKV ? e->Hkv : e->D;
+  if (e->B < 1) c->bad = true;
+  return (rng){v, v};
+}
+
 static rng iv(sc *c, int64_t *pc, bool taken) {
   rng r = {0, 0};
   if (c->bad || *pc >= c->end || ++c->depth > DEPTH_MAX) {
@@ -200,6 +233,10 @@ static rng iv(sc *c, int64_t *pc, bool taken) {
     if (taken && (x.lo < 0 || x.hi >= c->env->Lk)) c->fail = true;
     r = (rng){INT32_MIN, INT32_MAX};
     break;
+  case PLAN_IVARB: case PLAN_IBATCH: case PLAN_IHKV: case PLAN_IDIM:
+    r = size_v2(c, op);
+    break;
+  case PLAN_IINPUTN: r = inputn(c, pc, taken); break;
   case PLAN_IEXTERN:
     k = operand(c, pc);
     if (k < 0 || k > 64) c->bad = true;
@@ -319,7 +356,7 @@ int plan_where_may_fail(const int64_t *plan, const plan_env *env) {
   if (at < PLAN_HDR || at >= size) return 1;
   int64_t n = plan[at++];
   if (n < 0) return 1;
-  int64_t off = env->Lq <= env->Lk ? env->Lk - env->Lq : 0;
+  int64_t off = plan_row_offset(plan, env->Lq, env->Lk);
   for (int64_t w = 0; w < n; w++) {
     if (at + 2 > size) return 1;
     int64_t len = plan[at], flags = plan[at + 1];

@@ -318,10 +318,9 @@ V2 = [(1, 2, 100, 100), (2, 4, 70, 130), (2, 2, 130, 70), (1, 1, 200, 200)]
 V2_LE = [(1, 2, 100, 100), (2, 4, 70, 130), (1, 1, 200, 200)]   # Lq <= Lk
 
 # Version-2 cases run on the JIT and the interpreter, except those the JIT
-# refuses yet (shaped int inputs, rows of inputs as sets, route): the
-# interpreter only, until it compiles them.
+# refuses (see INTERP_ONLY's entries): the interpreter only.
 V2_BACKENDS = ('jit', 'interp')
-INTERP_ONLY = ('block_sparse', 'document_batch')
+INTERP_ONLY = ('block_sparse',)
 
 CASES_V2 = [
     swin_rel_case('swin_rel 14x14 ws7', 'swin_rel', 14, 14, 7),

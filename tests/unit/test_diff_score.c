@@ -430,11 +430,7 @@ static void test_refused(void **st) {
   static const char *const srcs[] = {
       "pattern p = causal with score s + (i / j);",
       "pattern p(input w: float[D]) = causal with score s + w[0];",
-      "pattern p aligned(top_left) = causal;",
-      "pattern p(input d: int[B, Lk]) = where(d[b, i] == d[b, j]);",
-      "pattern p(input c: float[H, 4, D]) = route(c);",
-      /* a row of an input read element by element too */
-      "pattern p(input x: int[H, 4]) = cols(x[h]) | where(x[h, 0] == j);",
+      "pattern p(input c: float[H, 4, D], input e: float[H, 2, D]) = route(c) | route(e);",
   };
   for (size_t k = 0; k < sizeof srcs / sizeof srcs[0]; k++) {
     diag *d = diag_new();

@@ -183,10 +183,158 @@ static LLVMValueRef select_expr(cg *g, const ir_node *n, const lvl *L,
   return phi;
 }
 
+/* --- version 2: b, the sizes B Hkv D, shaped int inputs --------------------- */
+
+/* A size at token level (input dimensions are evaluated there). */
+static LLVMValueRef size_tok(cg *g, ir_op op) {
+  switch (op) {
+  case IR_SIZE_B: return env_word(g, g->env, KABI_ENV_NBATCH, g->i64);
+  case IR_SIZE_H: return g->H;
+  case IR_SIZE_HKV: return env_word(g, g->env, KABI_ENV_HKV, g->i64);
+  case IR_SIZE_LQ: return env_word(g, g->env, KABI_ENV_LQ, g->i64);
+  case IR_SIZE_LK: return g->lk_tok;
+  default: return env_word(g, g->env, KABI_ENV_D, g->i64);
+  }
+}
+
+static LLVMValueRef ovf_flag(cg *g, const char *intr, LLVMValueRef a,
+                             LLVMValueRef b, LLVMValueRef *bad) {
+  LLVMValueRef args[2] = {a, b};
+  LLVMValueRef r = call_intr(g, intr, &g->i64, 1, args, 2);
+  *bad = LLVMBuildOr(g->B, *bad, LLVMBuildExtractValue(g->B, r, 1, ""), "");
+  return LLVMBuildExtractValue(g->B, r, 0, "");
+}
+
+/* A dimension expression (constants and sizes) as ir.c's dim_eval computes
+ * it: *bad gets where dim_eval fails (overflow, division by zero, an op it
+ * does not evaluate), the value is then anything (never UB). */
+static LLVMValueRef dim_val(cg *g, const ir_node *n, LLVMValueRef *bad) {
+  LLVMBuilderRef B = g->B;
+  switch (n->op) {
+  case IR_CONST: return ci64(g, n->value);
+  case IR_SIZE_B: case IR_SIZE_H: case IR_SIZE_HKV:
+  case IR_SIZE_LQ: case IR_SIZE_LK: case IR_SIZE_D: return size_tok(g, n->op);
+  default: break;
+  }
+  if (n->n_kids < 1) {
+    *bad = LLVMConstInt(g->i1, 1, 0);
+    return ci64(g, 0);
+  }
+  LLVMValueRef x = dim_val(g, n->kids[0], bad);
+  LLVMValueRef y = n->n_kids > 1 ? dim_val(g, n->kids[1], bad) : ci64(g, 0);
+  switch (n->op) {
+  case IR_NEG: return ovf_flag(g, "llvm.ssub.with.overflow", ci64(g, 0), x, bad);
+  case IR_ABS:
+    *bad = LLVMBuildOr(B, *bad, LLVMBuildICmp(B, LLVMIntEQ, x, ci64(g, INT64_MIN), ""), "");
+    return smax(g, x, LLVMBuildNeg(B, x, ""));
+  case IR_ADD: return ovf_flag(g, "llvm.sadd.with.overflow", x, y, bad);
+  case IR_SUB: return ovf_flag(g, "llvm.ssub.with.overflow", x, y, bad);
+  case IR_MUL: return ovf_flag(g, "llvm.smul.with.overflow", x, y, bad);
+  case IR_DIV:
+  case IR_MOD: {
+    LLVMValueRef z = LLVMBuildICmp(B, LLVMIntEQ, y, ci64(g, 0), "");
+    LLVMValueRef m1 = LLVMBuildICmp(B, LLVMIntEQ, y, ci64(g, -1), "");
+    *bad = LLVMBuildOr(B, *bad, z, "");
+    if (n->op == IR_DIV)
+      *bad = LLVMBuildOr(B, *bad, LLVMBuildAnd(B, m1,
+                         LLVMBuildICmp(B, LLVMIntEQ, x, ci64(g, INT64_MIN), ""), ""), "");
+    LLVMValueRef ys = LLVMBuildSelect(B, LLVMBuildOr(B, z, m1, ""), ci64(g, 1), y, "");
+    LLVMValueRef q = LLVMBuildSDiv(B, x, ys, ""), r = LLVMBuildSRem(B, x, ys, "");
+    q = LLVMBuildSelect(B, m1, LLVMBuildNeg(B, x, ""), q, "");
+    r = LLVMBuildSelect(B, m1, ci64(g, 0), r, "");
+    LLVMValueRef adj = LLVMBuildAnd(
+        B, LLVMBuildICmp(B, LLVMIntNE, r, ci64(g, 0), ""),
+        LLVMBuildICmp(B, LLVMIntSLT, LLVMBuildXor(B, r, y, ""), ci64(g, 0), ""), "");
+    if (n->op == IR_DIV) return LLVMBuildSub(B, q, zx(g, adj), "");
+    return LLVMBuildAdd(B, r, LLVMBuildSelect(B, adj, y, ci64(g, 0), ""), "");
+  }
+  case IR_MIN: return smin(g, x, y);
+  case IR_MAX: return smax(g, x, y);
+  case IR_SEL: { /* dim_eval evaluates both of the first two kids */
+    LLVMValueRef c = as_bool(g, x), b2 = LLVMConstInt(g->i1, 0, 0);
+    LLVMValueRef e = dim_val(g, n->kids[2], &b2);
+    *bad = LLVMBuildOr(B, *bad, LLVMBuildAnd(B, LLVMBuildNot(B, c, ""), b2, ""), "");
+    return LLVMBuildSelect(B, c, y, e, "");
+  }
+  default:
+    *bad = LLVMConstInt(g->i1, 1, 0);
+    return ci64(g, 0);
+  }
+}
+
+/* Dimension d of input k (int[] is int[Lk]); *bad as dim_val. */
+static LLVMValueRef input_dim(cg *g, int k, int d, LLVMValueRef *bad) {
+  const ir_input *in = &g->p->inputs[k];
+  return in->n_dims == 0 ? g->lk_tok : dim_val(g, in->dims[d], bad);
+}
+
+/* The dimensions of input k into dims[]; the result: true (i1) when one is
+ * negative or invalid or their product overflows (ir_input_len's -1). */
+static LLVMValueRef input_dims(cg *g, int k, LLVMValueRef *dims) {
+  const ir_input *in = &g->p->inputs[k];
+  LLVMValueRef bad = LLVMConstInt(g->i1, 0, 0), len = ci64(g, 1);
+  int nd = in->n_dims ? in->n_dims : 1;
+  for (int d = 0; d < nd && d < IR_MAX_DIMS; d++) {
+    dims[d] = input_dim(g, k, d, &bad);
+    bad = LLVMBuildOr(g->B, bad, LLVMBuildICmp(g->B, LLVMIntSLT, dims[d], ci64(g, 0), ""), "");
+    len = ovf_flag(g, "llvm.smul.with.overflow", len, dims[d], &bad);
+  }
+  return bad;
+}
+
+static void input_shape_error(cg *g, int k, LLVMValueRef bad) {
+  char what[300];  /* the interpreter's check_args message */
+  snprintf(what, sizeof what, "input '%s': a dimension is negative or its size "
+           "overflows for these sizes", g->p->inputs[k].name);
+  check(g, bad, NULL, what);
+}
+
+/* spat_errat, first: the interpreter's check of every input's shape for
+ * the run's sizes (a dimension negative, or the size overflowing). */
+static void check_shapes(cg *g) {
+  for (int k = 0; k < g->p->n_inputs; k++) {
+    LLVMValueRef dims[IR_MAX_DIMS];
+    input_shape_error(g, k, input_dims(g, k, dims));
+  }
+}
+
+static LLVMValueRef input_array(cg *g, int k) {
+  LLVMValueRef ins = env_word(g, g->env, KABI_ENV_INPUTS, g->ptr);
+  return LLVMBuildLoad2(g->B, g->ptr, gep(g, g->ptr, ins, ci64(g, k)), "");
+}
+
+/* The message of an index outside dimension d (0-based) of input k. */
+static void inputn_what(cg *g, int k, int d, char *what, size_t n) {
+  snprintf(what, n, "index \001 of dimension %d of input '%s' is out of range "
+           "[0, \002)", d + 1, g->p->inputs[k].name);
+}
+
+/* INPUTN: element [kids] of int input n->value, C-contiguous, each index
+ * checked against its dimension before the next is evaluated (as the
+ * interpreter).  A shape error was reported by spat_errat before any mask
+ * runs; a negative dimension here rejects every index. */
+static LLVMValueRef inputn(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef f = ci64(g, 0), unused = LLVMConstInt(g->i1, 0, 0);
+  for (int k = 0; k < n->n_kids; k++) {
+    LLVMValueRef x = ival(g, n->kids[k], L, j);
+    LLVMValueRef dm = smax(g, input_dim(g, (int)n->value, k, &unused), ci64(g, 0));
+    char what[300];
+    inputn_what(g, (int)n->value, k, what, sizeof what);
+    check_v(g, LLVMBuildICmp(B, LLVMIntUGE, x, dm, ""), n, what, x, dm);
+    f = LLVMBuildAdd(B, LLVMBuildMul(B, f, dm, ""), x, ""); /* < the size */
+  }
+  LLVMValueRef v = LLVMBuildLoad2(B, g->i32, gep(g, g->i32, input_array(g, (int)n->value), f), "");
+  return LLVMBuildSExt(B, v, g->i64, "");
+}
+
 static LLVMValueRef ival(cg *g, const ir_node *n, const lvl *L,
                          LLVMValueRef j) {
   LLVMBuilderRef B = g->B;
   switch (n->op) {
+  case IR_VAR_B: return env_word(g, g->env, KABI_ENV_B, g->i64);
+  case IR_SIZE_B: case IR_SIZE_HKV: case IR_SIZE_D: return size_tok(g, n->op);
+  case IR_INPUTN: return inputn(g, n, L, j);
   case IR_CONST: return ci64(g, n->value);
   case IR_VAR_I: return L->i;
   case IR_VAR_J: return j ? j : ci64(g, 0);
@@ -360,96 +508,6 @@ static LLVMValueRef vc64(cg *g, int64_t x) { return vsplat64(g, ci64(g, x)); }
  * every t; a's dimensions are integer expressions of constants and the
  * token-level sizes, evaluated inline as ir.c's dim_eval does (an overflow
  * or a division by zero makes a dimension invalid, as a negative one). */
-
-static LLVMValueRef dim_ovf(cg *g, const char *intr, LLVMValueRef a,
-                            LLVMValueRef b, LLVMValueRef *bad) {
-  LLVMValueRef args[2] = {a, b};
-  LLVMValueRef r = call_intr(g, intr, &g->i64, 1, args, 2);
-  *bad = LLVMBuildOr(g->B, *bad, LLVMBuildExtractValue(g->B, r, 1, ""), "");
-  return LLVMBuildExtractValue(g->B, r, 0, "");
-}
-
-/* floor x / y or x mod y (Python), *bad |= y == 0 or MIN / -1 */
-static LLVMValueRef dim_divmod(cg *g, bool div, LLVMValueRef x, LLVMValueRef y,
-                               LLVMValueRef *bad) {
-  LLVMBuilderRef B = g->B;
-  LLVMValueRef z = LLVMBuildICmp(B, LLVMIntEQ, y, ci64(g, 0), "");
-  LLVMValueRef m1 = LLVMBuildICmp(B, LLVMIntEQ, y, ci64(g, -1), "");
-  *bad = LLVMBuildOr(B, *bad, z, "");
-  if (div)
-    *bad = LLVMBuildOr(B, *bad, LLVMBuildAnd(B, m1, LLVMBuildICmp(B, LLVMIntEQ, x,
-                                                                ci64(g, INT64_MIN), ""), ""), "");
-  LLVMValueRef ys = LLVMBuildSelect(B, LLVMBuildOr(B, z, m1, ""), ci64(g, 1), y, "");
-  LLVMValueRef q = LLVMBuildSDiv(B, x, ys, ""), r = LLVMBuildSRem(B, x, ys, "");
-  q = LLVMBuildSelect(B, m1, LLVMBuildNeg(B, x, ""), q, "");
-  r = LLVMBuildSelect(B, m1, ci64(g, 0), r, "");
-  LLVMValueRef adj = LLVMBuildAnd(
-      B, LLVMBuildICmp(B, LLVMIntNE, r, ci64(g, 0), ""),
-      LLVMBuildICmp(B, LLVMIntSLT, LLVMBuildXor(B, r, y, ""), ci64(g, 0), ""), "");
-  if (div) return LLVMBuildSub(B, q, zx(g, adj), "");
-  return LLVMBuildAdd(B, r, LLVMBuildSelect(B, adj, y, ci64(g, 0), ""), "");
-}
-
-static LLVMValueRef dim_val(cg *g, const ir_node *n, LLVMValueRef *bad) {
-  LLVMBuilderRef B = g->B;
-  switch (n->op) {
-  case IR_CONST: return ci64(g, n->value);
-  case IR_SIZE_H: return g->H;
-  case IR_SIZE_LQ: return env_word(g, g->env, KABI_ENV_LQ, g->i64);
-  case IR_SIZE_LK: return g->lk_tok;
-  default: break;
-  }
-  if (n->n_kids < 1) { /* B, Hkv, D: refused by v2_supported */
-    *bad = LLVMConstInt(g->i1, 1, 0);
-    return ci64(g, 0);
-  }
-  LLVMValueRef x = dim_val(g, n->kids[0], bad);
-  LLVMValueRef y = n->n_kids > 1 ? dim_val(g, n->kids[1], bad) : NULL;
-  switch (n->op) {
-  case IR_NEG: return dim_ovf(g, "llvm.ssub.with.overflow", ci64(g, 0), x, bad);
-  case IR_ABS:
-    *bad = LLVMBuildOr(B, *bad, LLVMBuildICmp(B, LLVMIntEQ, x, ci64(g, INT64_MIN), ""), "");
-    return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, x, ci64(g, 0), ""),
-                           LLVMBuildNeg(B, x, ""), x, "");
-  case IR_ADD: return dim_ovf(g, "llvm.sadd.with.overflow", x, y, bad);
-  case IR_SUB: return dim_ovf(g, "llvm.ssub.with.overflow", x, y, bad);
-  case IR_MUL: return dim_ovf(g, "llvm.smul.with.overflow", x, y, bad);
-  case IR_DIV: case IR_MOD: return dim_divmod(g, n->op == IR_DIV, x, y, bad);
-  case IR_MIN: return smin(g, x, y);
-  case IR_MAX: return smax(g, x, y);
-  case IR_SEL: { /* dim_eval evaluates c and the first arm, then the chosen one */
-    LLVMValueRef b2 = LLVMConstInt(g->i1, 0, 0);
-    LLVMValueRef z = dim_val(g, n->kids[2], &b2);
-    LLVMValueRef c = as_bool(g, x);
-    *bad = LLVMBuildOr(B, *bad, LLVMBuildAnd(B, LLVMBuildNot(B, c, ""), b2, ""), "");
-    return LLVMBuildSelect(B, c, y, z, "");
-  }
-  default:
-    *bad = LLVMConstInt(g->i1, 1, 0);
-    return ci64(g, 0);
-  }
-}
-
-/* The dimensions of input k into dims[]; the result: true (i1) when one is
- * negative or invalid or their product overflows (ir_input_len's -1). */
-static LLVMValueRef input_dims(cg *g, int k, LLVMValueRef *dims) {
-  const ir_input *in = &g->p->inputs[k];
-  LLVMValueRef bad = LLVMConstInt(g->i1, 0, 0), len = ci64(g, 1);
-  int nd = in->n_dims ? in->n_dims : 1;
-  for (int d = 0; d < nd && d < IR_MAX_DIMS; d++) {
-    dims[d] = in->n_dims ? dim_val(g, in->dims[d], &bad) : g->lk_tok;
-    bad = LLVMBuildOr(g->B, bad, LLVMBuildICmp(g->B, LLVMIntSLT, dims[d], ci64(g, 0), ""), "");
-    len = dim_ovf(g, "llvm.smul.with.overflow", len, dims[d], &bad);
-  }
-  return bad;
-}
-
-static void input_shape_error(cg *g, int k, LLVMValueRef bad) {
-  char what[300];  /* the interpreter's check_args message */
-  snprintf(what, sizeof what, "input '%s': a dimension is negative or its size "
-           "overflows for these sizes", g->p->inputs[k].name);
-  check(g, bad, NULL, what);
-}
 
 /* The row it = a[e1, .., e{n-1}] (each index checked against its dimension,
  * in order, with the interpreter's message); *w gets its length. */
@@ -705,11 +763,46 @@ static LLVMValueRef varm(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
   return v;
 }
 
+/* The int32 elements of arr at the lanes of x (in range), widened. */
+static LLVMValueRef vgather_i32(cg *g, LLVMValueRef arr, LLVMValueRef x) {
+  LLVMValueRef ptrs = LLVMBuildGEP2(g->B, g->i32, arr, &x, 1, "");
+  LLVMTypeRef ovl[2] = {LLVMVectorType(g->i32, VL), LLVMTypeOf(ptrs)};
+  LLVMValueRef ones[VL];
+  for (int k = 0; k < VL; k++) ones[k] = LLVMConstInt(g->i1, 1, 0);
+  LLVMValueRef args[4] = {ptrs, LLVMConstInt(g->i32, 4, 0),
+                          LLVMConstVector(ones, VL),
+                          LLVMGetPoison(LLVMVectorType(g->i32, VL))};
+  LLVMValueRef v = call_intr(g, "llvm.masked.gather", ovl, 2, args, 4);
+  return LLVMBuildSExt(g->B, v, vi64(g), "");
+}
+
+/* INPUTN in lanes: a lane with an index out of range fails (and reads
+ * element 0). */
+static LLVMValueRef vinputn(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
+                            LLVMValueRef *bad) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef f = LLVMConstNull(vi64(g)), unused = LLVMConstInt(g->i1, 0, 0);
+  for (int k = 0; k < n->n_kids; k++) {
+    LLVMValueRef x = vval(g, n->kids[k], L, j, bad);
+    LLVMValueRef dm = vsplat64(g, smax(g, input_dim(g, (int)n->value, k, &unused),
+                                       ci64(g, 0)));
+    LLVMValueRef out = LLVMBuildICmp(B, LLVMIntUGE, x, dm, "");
+    *bad = LLVMBuildOr(B, *bad, out, "");
+    x = LLVMBuildSelect(B, out, LLVMConstNull(vi64(g)), x, "");
+    f = LLVMBuildAdd(B, LLVMBuildMul(B, f, dm, ""), x, "");
+  }
+  return vgather_i32(g, input_array(g, (int)n->value), f);
+}
+
 static LLVMValueRef vval(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
                          LLVMValueRef *bad) {
   LLVMBuilderRef B = g->B;
   LLVMTypeRef vt = vi64(g);
   switch (n->op) {
+  case IR_VAR_B: return vsplat64(g, env_word(g, g->env, KABI_ENV_B, g->i64));
+  case IR_SIZE_B: case IR_SIZE_HKV: case IR_SIZE_D:
+    return vsplat64(g, size_tok(g, n->op));
+  case IR_INPUTN: return vinputn(g, n, L, j, bad);
   case IR_CONST: return vc64(g, n->value);
   case IR_VAR_I: return vsplat64(g, L->i);
   case IR_VAR_J: return j;
@@ -727,18 +820,7 @@ static LLVMValueRef vval(cg *g, const ir_node *n, const lvl *L, LLVMValueRef j,
     LLVMValueRef out = LLVMBuildICmp(B, LLVMIntUGE, x, vsplat64(g, g->lk_tok), "");
     *bad = LLVMBuildOr(B, *bad, out, "");
     x = LLVMBuildSelect(B, out, LLVMConstNull(vt), x, "");
-    LLVMValueRef ins = env_word(g, g->env, KABI_ENV_INPUTS, g->ptr);
-    LLVMValueRef arr =
-        LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ins, ci64(g, n->value)), "");
-    LLVMValueRef ptrs = LLVMBuildGEP2(B, g->i32, arr, &x, 1, "");
-    LLVMTypeRef ovl[2] = {LLVMVectorType(g->i32, VL), LLVMTypeOf(ptrs)};
-    LLVMValueRef ones[VL];
-    for (int k = 0; k < VL; k++) ones[k] = LLVMConstInt(g->i1, 1, 0);
-    LLVMValueRef args[4] = {ptrs, LLVMConstInt(g->i32, 4, 0),
-                            LLVMConstVector(ones, VL),
-                            LLVMGetPoison(LLVMVectorType(g->i32, VL))};
-    LLVMValueRef v = call_intr(g, "llvm.masked.gather", ovl, 2, args, 4);
-    return LLVMBuildSExt(B, v, vt, "");
+    return vgather_i32(g, input_array(g, (int)n->value), x);
   }
   case IR_NEG:
     return vovf(g, "llvm.ssub.with.overflow", LLVMConstNull(vt),
@@ -1778,12 +1860,7 @@ static void build_errat_fn(cg *g) {
   g->detail = LLVMGetParam(g->fn, 4);
   lvl L = {LLVMGetParam(g->fn, 1), env_word(g, g->env, KABI_ENV_LQ, g->i64),
            g->lk_tok};
-  /* the interpreter checks every input's shape before anything else */
-  bool shaped = (ir_features(g->p) & IR_FEAT_SHAPED_IN) != 0;
-  for (int k = 0; shaped && k < g->p->n_inputs; k++) {
-    LLVMValueRef dims[IR_MAX_DIMS];
-    input_shape_error(g, k, input_dims(g, k, dims));
-  }
+  check_shapes(g);
   errat_begin(g);
   err_walk(g, g->p->root, &L, LLVMGetParam(g->fn, 2), LLVMGetParam(g->fn, 3));
   LLVMBuildRet(g->B, LLVMConstInt(g->i32, 0, 0));
@@ -1873,21 +1950,6 @@ void cg_info_free(cg_info *info) {
   info->n_errors = 0;
 }
 
-/* Shaped inputs read only as rows of index sets (INROW, no element reads),
- * with dimensions the mask code can evaluate (no B, Hkv or D). */
-static bool shaped_rows_only(const ir_program *p) {
-  if (ir_has_op(p->root, IR_INPUTN) ||
-      (p->score && ir_has_op(p->score, IR_INPUTN)))
-    return false;
-  for (int k = 0; k < p->n_inputs; k++)
-    for (int d = 0; d < p->inputs[k].n_dims; d++) {
-      const ir_node *e = p->inputs[k].dims[d];
-      if (ir_has_op(e, IR_SIZE_B) || ir_has_op(e, IR_SIZE_HKV) || ir_has_op(e, IR_SIZE_D))
-        return false;
-    }
-  return true;
-}
-
 /* route(C): the compiled kernels run one route node whose centroid count
  * is a constant (the route table, analyze.c); its C is then no float or
  * shaped input the mask code reads.  The features f without those (bits
@@ -1907,7 +1969,8 @@ static unsigned route_features(const ir_program *p, unsigned f, const char **wha
     const ir_input *in = &p->inputs[k];
     if (k == r->value) continue;
     flt |= in->is_float;
-    shaped |= in->n_dims > 1 || (in->n_dims == 1 && in->dims[0]->op != IR_SIZE_LK);
+    shaped |= in->is_float && (in->n_dims > 1 ||
+                               (in->n_dims == 1 && in->dims[0]->op != IR_SIZE_LK));
   }
   f &= ~(unsigned)IR_FEAT_ROUTE;
   if (!flt) f &= ~(unsigned)IR_FEAT_FLOAT_IN;
@@ -1922,21 +1985,20 @@ static bool v2_supported(const ir_program *p, char *err, size_t errlen) {
       {IR_FEAT_SCORE, "'with score'"}, {IR_FEAT_FLOAT_IN, "float inputs"},
       {IR_FEAT_SHAPED_IN, "shaped inputs"}, {IR_FEAT_ROUTE, "route"},
       {IR_FEAT_BATCH, "b, B, Hkv or D"}};
-  const char *what = p->top_left ? "aligned(top_left)" : NULL;
-  unsigned f = ir_features(p);
-  if (shaped_rows_only(p)) f &= ~(unsigned)IR_FEAT_SHAPED_IN;
-  if (p->score && cg_score_supported(p)) {
-    /* float inputs are read only by the score, which the score tile reads */
-    f &= ~(unsigned)(IR_FEAT_SCORE | IR_FEAT_FLOAT_IN);
-    bool int_shaped = false;
-    for (int k = 0; k < p->n_inputs; k++) {
-      const ir_input *in = &p->inputs[k];
-      int_shaped |= !in->is_float && (in->n_dims > 1 ||
-                                      (in->n_dims == 1 && in->dims[0]->op != IR_SIZE_LK));
-    }
-    if (!int_shaped) f &= ~(unsigned)IR_FEAT_SHAPED_IN;
+  const char *what = NULL;
+  /* b, B, Hkv, D, aligned(top_left) and int inputs of any shape run */
+  unsigned f = ir_features(p) & ~(unsigned)IR_FEAT_BATCH;
+  bool float_shaped = false;
+  for (int k = 0; k < p->n_inputs; k++) {
+    const ir_input *in = &p->inputs[k];
+    float_shaped |= in->is_float && (in->n_dims > 1 ||
+                                     (in->n_dims == 1 && in->dims[0]->op != IR_SIZE_LK));
   }
-  if (!what) f = route_features(p, f, &what);
+  if (!float_shaped) f &= ~(unsigned)IR_FEAT_SHAPED_IN;
+  if (p->score && cg_score_supported(p))
+    /* float inputs are read only by the score, which the score tile reads */
+    f &= ~(unsigned)(IR_FEAT_SCORE | IR_FEAT_FLOAT_IN | IR_FEAT_SHAPED_IN);
+  f = route_features(p, f, &what);
   if (f & IR_FEAT_SCORE) what = "this score expression (the compiled backends take float "
       "ops of s, integer parts of i, j, h, sizes and constants (/ and % by positive "
       "constants only), and float inputs indexed by them with dimensions of H, Lq, Lk "

@@ -30,7 +30,11 @@ enum {
   /* route(C): */
   KABI_ENV_ROUTE_Q = 10,     /* const int32_t * ids of the query rows */
   KABI_ENV_ROUTE_K = 11,     /* const int32_t * ids of the keys */
-  KABI_ENV_WORDS = 12
+  KABI_ENV_B = 12,      /* int64 batch index b */
+  KABI_ENV_NBATCH = 13, /* int64 B */
+  KABI_ENV_HKV = 14,    /* int64 Hkv */
+  KABI_ENV_D = 15,      /* int64 D */
+  KABI_ENV_WORDS = 16
 };
 _Static_assert(offsetof(kr_env, h) == 8 * KABI_ENV_H, "kr_env.h");
 _Static_assert(offsetof(kr_env, H) == 8 * KABI_ENV_NHEADS, "kr_env.H");
@@ -51,6 +55,10 @@ _Static_assert(offsetof(kr_env, route_q) == 8 * KABI_ENV_ROUTE_Q,
                "kr_env.route_q");
 _Static_assert(offsetof(kr_env, route_k) == 8 * KABI_ENV_ROUTE_K,
                "kr_env.route_k");
+_Static_assert(offsetof(kr_env, b) == 8 * KABI_ENV_B, "kr_env.b");
+_Static_assert(offsetof(kr_env, B) == 8 * KABI_ENV_NBATCH, "kr_env.B");
+_Static_assert(offsetof(kr_env, Hkv) == 8 * KABI_ENV_HKV, "kr_env.Hkv");
+_Static_assert(offsetof(kr_env, D) == 8 * KABI_ENV_D, "kr_env.D");
 _Static_assert(sizeof(kr_env) == 8 * KABI_ENV_WORDS, "kr_env size");
 _Static_assert(sizeof(void *) == 8 && sizeof(int64_t) == 8,
                "words are 8 bytes");
