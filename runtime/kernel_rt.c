@@ -904,6 +904,9 @@ static bool tile_groups(const plan_groups *G, int64_t Lq, join_tiles *T) {
 static int join_run(run *R, th_pool *pool) {
   const kr_kernel *K = R->k;
   const rt_args *a = R->a;
+  /* the join's tiles are the plain ones: a pattern with a score runs its
+   * score tile through the tile plan instead */
+  if (K->stile) return 0;
   int by_route = kr_route_alone(R->route);
   int per = by_route ? 2 : plan_join_reads_head(K->plan);
   int64_t n = per == 2 ? a->B * a->H : per ? a->H : 1, tiles = 0;
