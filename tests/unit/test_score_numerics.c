@@ -226,11 +226,29 @@ static void minus_inf_scores(void **state) {
   compare_bwd(rows, &s, NULL, 0, 0, 1e-3);
 }
 
+/* A score on a pattern the kernel would run as an equality join (document
+ * ids, sorted and shuffled): the join's tiles are plain, so the score must
+ * still apply (the kernel takes the tile plan for scored patterns). */
+static void join_with_score(void **state) {
+  (void)state;
+  static const char *src =
+      "pattern docs(input doc: int[]) = where(doc[i] == doc[j]) with score s - 0.25 * abs(i - j);";
+  shape s = {2, 300, 300, 32, 1.0f};
+  int32_t doc[300];
+  for (int t = 0; t < 300; t++) doc[t] = t / 37;              /* sorted */
+  spat_value args[1] = {spat_input(doc)};
+  assert_int_equal(compare(src, &s, args, 1, 1e-4), 0);
+  for (int t = 0; t < 300; t++) doc[t] = (t * 7919) % 5;      /* shuffled */
+  assert_int_equal(compare(src, &s, args, 1, 1e-4), 0);
+  compare_bwd(src, &s, args, 1, 0, 1e-3);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(alibi_long),
       cmocka_unit_test(softcap_at_cap),
       cmocka_unit_test(minus_inf_scores),
+      cmocka_unit_test(join_with_score),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
