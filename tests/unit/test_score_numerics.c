@@ -44,7 +44,10 @@ static float *randn(size_t n, float mul) {
 typedef struct shape {
   int64_t H, Lq, Lk, D;
   float qmul; /* q's scale: large values push scores to a softcap's cap */
+  int64_t B;  /* 0: 1 */
 } shape;
+
+static int64_t nb(const shape *s) { return s->B > 0 ? s->B : 1; }
 
 typedef struct result {
   float *o, *lse;
@@ -62,10 +65,10 @@ static result run(const char *src, spat_backend be, const shape *s,
   spat_kernel *kern = NULL;
   st = spat_compile(p, &o, &kern);
   if (st != SPAT_OK) fail_msg("%s: %s", src, spat_ctx_error(ctx));
-  result r = {malloc(sizeof(float) * (size_t)(s->H * s->Lq * s->D)),
-              malloc(sizeof(float) * (size_t)(s->H * s->Lq))};
+  result r = {malloc(sizeof(float) * (size_t)(nb(s) * s->H * s->Lq * s->D)),
+              malloc(sizeof(float) * (size_t)(nb(s) * s->H * s->Lq))};
   assert_true(r.o && r.lse);
-  spat_tensors t = {.B = 1, .H = s->H, .Hkv = s->H, .Lq = s->Lq, .Lk = s->Lk,
+  spat_tensors t = {.B = nb(s), .H = s->H, .Hkv = s->H, .Lq = s->Lq, .Lk = s->Lk,
                     .q = q, .k = k, .v = v, .o = r.o, .lse = r.lse};
   st = spat_kernel_call(kern, &t, args, n_args);
   if (st != SPAT_OK) fail_msg("%s: %s", src, spat_ctx_error(ctx));
@@ -80,12 +83,13 @@ static result run(const char *src, spat_backend be, const shape *s,
  * of empty rows. */
 static int64_t compare(const char *src, const shape *s, const spat_value *args,
                        size_t n_args, double tol) {
-  size_t nq = (size_t)(s->H * s->Lq * s->D), nk = (size_t)(s->H * s->Lk * s->D);
+  size_t nq = (size_t)(nb(s) * s->H * s->Lq * s->D),
+         nk = (size_t)(nb(s) * s->H * s->Lk * s->D);
   float *q = randn(nq, s->qmul), *k = randn(nk, 1), *v = randn(nk, 1);
   result ref = run(src, SPAT_BACKEND_INTERP, s, q, k, v, args, n_args);
   result jit = run(src, SPAT_BACKEND_JIT, s, q, k, v, args, n_args);
   int64_t empty = 0;
-  for (int64_t r = 0; r < s->H * s->Lq; r++) {
+  for (int64_t r = 0; r < nb(s) * s->H * s->Lq; r++) {
     float a = ref.lse[r], b = jit.lse[r];
     if (a == -INFINITY) {
       empty++;
@@ -127,12 +131,14 @@ static grads backward(const char *src, spat_backend be, const shape *s,
   spat_compile_options o = {.D = s->D, .threads = 1, .backend = be};
   spat_kernel *kern = NULL;
   if (spat_compile(p, &o, &kern) != SPAT_OK) fail_msg("%s: %s", src, spat_ctx_error(ctx));
-  size_t nq = (size_t)(s->H * s->Lq * s->D), nk = (size_t)(s->H * s->Lk * s->D);
-  float *out = malloc(nq * sizeof *out), *lse = malloc((size_t)(s->H * s->Lq) * sizeof *lse);
+  size_t nq = (size_t)(nb(s) * s->H * s->Lq * s->D),
+         nk = (size_t)(nb(s) * s->H * s->Lk * s->D);
+  float *out = malloc(nq * sizeof *out),
+        *lse = malloc((size_t)(nb(s) * s->H * s->Lq) * sizeof *lse);
   grads g = {calloc(nq, sizeof(float)), calloc(nk, sizeof(float)),
              calloc(nk, sizeof(float)), n_slope ? calloc((size_t)n_slope, sizeof(float)) : NULL};
   assert_true(out && lse && g.dq && g.dk && g.dv && (!n_slope || g.dslope));
-  spat_tensors t = {.B = 1, .H = s->H, .Hkv = s->H, .Lq = s->Lq, .Lk = s->Lk,
+  spat_tensors t = {.B = nb(s), .H = s->H, .Hkv = s->H, .Lq = s->Lq, .Lk = s->Lk,
                     .q = q, .k = k, .v = v, .o = out, .lse = lse};
   if (spat_kernel_call(kern, &t, args, n_args) != SPAT_OK)
     fail_msg("%s: %s", src, spat_ctx_error(ctx));
@@ -163,7 +169,8 @@ static void near_all(const char *src, const char *what, const float *ref,
 
 static void compare_bwd(const char *src, const shape *s, const spat_value *args,
                         size_t n_args, int64_t n_slope, double tol) {
-  size_t nq = (size_t)(s->H * s->Lq * s->D), nk = (size_t)(s->H * s->Lk * s->D);
+  size_t nq = (size_t)(nb(s) * s->H * s->Lq * s->D),
+         nk = (size_t)(nb(s) * s->H * s->Lk * s->D);
   float *q = randn(nq, s->qmul), *k = randn(nk, 1), *v = randn(nk, 1);
   float *dout = randn(nq, 1);
   grads ref = backward(src, SPAT_BACKEND_INTERP, s, q, k, v, dout, args, n_args, n_slope);
@@ -184,7 +191,7 @@ static void alibi_long(void **state) {
   (void)state;
   static const char *src =
       "pattern alibi(input slope: float[H]) = causal with score s - slope[h] * (i - j);";
-  shape s = {2, 64, SMALL(65536, 8192), 16, 1.0f};
+  shape s = {2, 64, SMALL(65536, 8192), 16, 1.0f, 1};
   float slope[2] = {0x1p-12f, 0.5f};
   spat_value args[1] = {spat_input_f32(slope)};
   assert_int_equal(compare(src, &s, args, 1, 2e-4), 0);
@@ -198,13 +205,13 @@ static void softcap_at_cap(void **state) {
   (void)state;
   static const char *src =
       "pattern sc(cap = 5) = causal with score cap * tanh(s / cap);";
-  shape s = {2, 200, 200, 64, 40.0f};
+  shape s = {2, 200, 200, 64, 40.0f, 1};
   assert_int_equal(compare(src, &s, NULL, 0, 1e-4), 0);
   compare_bwd(src, &s, NULL, 0, 0, 1e-3);
   /* a cap of 1 at scores of about 1e3: still saturated, still finite */
   static const char *src1 =
       "pattern sc1(cap = 1) = window(40, 0) with score cap * tanh(s / cap);";
-  shape s1 = {1, 130, 130, 32, 200.0f};
+  shape s1 = {1, 130, 130, 32, 200.0f, 1};
   assert_int_equal(compare(src1, &s1, NULL, 0, 1e-4), 0);
 }
 
@@ -215,7 +222,7 @@ static void minus_inf_scores(void **state) {
   (void)state;
   static const char *some =
       "pattern some = causal with score j % 3 == 0 ? -inf : s;";
-  shape s = {2, 150, 150, 32, 1.0f};
+  shape s = {2, 150, 150, 32, 1.0f, 1};
   /* row 0 sees only key 0, which scores -inf: empty, in both heads; the
    * other rows lose every third key */
   assert_int_equal(compare(some, &s, NULL, 0, 1e-4), 2);
@@ -233,7 +240,7 @@ static void join_with_score(void **state) {
   (void)state;
   static const char *src =
       "pattern docs(input doc: int[]) = where(doc[i] == doc[j]) with score s - 0.25 * abs(i - j);";
-  shape s = {2, 300, 300, 32, 1.0f};
+  shape s = {2, 300, 300, 32, 1.0f, 1};
   int32_t doc[300];
   for (int t = 0; t < 300; t++) doc[t] = t / 37;              /* sorted */
   spat_value args[1] = {spat_input(doc)};
@@ -243,12 +250,27 @@ static void join_with_score(void **state) {
   compare_bwd(src, &s, args, 1, 0, 1e-3);
 }
 
+/* Scores that read the batch index and the sizes B, Hkv, D, and a float
+ * input dimensioned by them (per-sequence, per-head slopes). */
+static void batch_in_score(void **state) {
+  (void)state;
+  static const char *src =
+      "pattern p(input w: float[B, H]) = window(50, 10) with score "
+      "s - w[b, h] * abs(i - j) + (b == 1 ? 0.5 : 0.0) * (D / 16) - 0.01 * (Hkv + B);";
+  shape s = {3, 90, 110, 32, 1.0f, 2};
+  float w[6] = {0.5f, 0.25f, 0.125f, 0.0625f, 1.0f, 0.03125f};
+  spat_value args[1] = {spat_input_f32(w)};
+  assert_int_equal(compare(src, &s, args, 1, 1e-4), 0);
+  compare_bwd(src, &s, args, 1, 6, 1e-3);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(alibi_long),
       cmocka_unit_test(softcap_at_cap),
       cmocka_unit_test(minus_inf_scores),
       cmocka_unit_test(join_with_score),
+      cmocka_unit_test(batch_in_score),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,7 +41,8 @@ static bool pos_const(const ir_node *n) { return n->op == IR_CONST && n->value >
 static bool int_ok(const ir_node *n) {
   switch (n->op) {
   case IR_CONST: case IR_VAR_I: case IR_VAR_J: case IR_VAR_H: case IR_SIZE_H:
-  case IR_SIZE_LQ: case IR_SIZE_LK: case IR_RUNTIME: case IR_NEG: case IR_NOT:
+  case IR_SIZE_LQ: case IR_SIZE_LK: case IR_VAR_B: case IR_SIZE_B:
+  case IR_SIZE_HKV: case IR_SIZE_D: case IR_RUNTIME: case IR_NEG: case IR_NOT:
   case IR_ABS: case IR_SEL: case IR_ADD: case IR_SUB: case IR_MUL: case IR_MIN:
   case IR_MAX: case IR_LT: case IR_LE: case IR_GT: case IR_GE: case IR_EQ:
   case IR_NE: case IR_LAND: case IR_LOR:
@@ -56,10 +57,11 @@ static bool int_ok(const ir_node *n) {
   return true;
 }
 
-/* A dimension of an input: constants, H, Lq, Lk and + - * of them. */
+/* A dimension of an input: constants, the sizes and + - * of them. */
 static bool dim_ok(const ir_node *n) {
   switch (n->op) {
-  case IR_CONST: case IR_SIZE_H: case IR_SIZE_LQ: case IR_SIZE_LK: return true;
+  case IR_CONST: case IR_SIZE_H: case IR_SIZE_LQ: case IR_SIZE_LK:
+  case IR_SIZE_B: case IR_SIZE_HKV: case IR_SIZE_D: return true;
   case IR_ADD: case IR_SUB: case IR_MUL: return dim_ok(n->kids[0]) && dim_ok(n->kids[1]);
   default: return false;
   }
@@ -109,6 +111,10 @@ static LLVMValueRef int_v(cg *g, cg_sc *sc, const ir_node *n, const at *pt) {
   case IR_SIZE_H: return i2f(g, env_i64(g, sc->env, KABI_ENV_NHEADS));
   case IR_SIZE_LQ: return i2f(g, env_i64(g, sc->env, KABI_ENV_LQ));
   case IR_SIZE_LK: return i2f(g, env_i64(g, sc->env, KABI_ENV_LK));
+  case IR_VAR_B: return i2f(g, env_i64(g, sc->env, KABI_ENV_B));
+  case IR_SIZE_B: return i2f(g, env_i64(g, sc->env, KABI_ENV_NBATCH));
+  case IR_SIZE_HKV: return i2f(g, env_i64(g, sc->env, KABI_ENV_HKV));
+  case IR_SIZE_D: return i2f(g, env_i64(g, sc->env, KABI_ENV_D));
   case IR_RUNTIME: {
     LLVMValueRef rt = LLVMBuildLoad2(B, g->ptr, gep(g, g->i64, sc->env, ci64(g, KABI_ENV_RUNTIME)), "");
     return i2f(g, LLVMBuildLoad2(B, g->i64, gep(g, g->i64, rt, ci64(g, n->value)), ""));
@@ -157,6 +163,9 @@ static LLVMValueRef dim_v(cg *g, LLVMValueRef env, const ir_node *n) {
   case IR_SIZE_H: return env_i64(g, env, KABI_ENV_NHEADS);
   case IR_SIZE_LQ: return env_i64(g, env, KABI_ENV_LQ);
   case IR_SIZE_LK: return env_i64(g, env, KABI_ENV_LK);
+  case IR_SIZE_B: return env_i64(g, env, KABI_ENV_NBATCH);
+  case IR_SIZE_HKV: return env_i64(g, env, KABI_ENV_HKV);
+  case IR_SIZE_D: return env_i64(g, env, KABI_ENV_D);
   case IR_ADD: return LLVMBuildAdd(B, dim_v(g, env, n->kids[0]), dim_v(g, env, n->kids[1]), "");
   case IR_SUB: return LLVMBuildSub(B, dim_v(g, env, n->kids[0]), dim_v(g, env, n->kids[1]), "");
   case IR_MUL: return LLVMBuildMul(B, dim_v(g, env, n->kids[0]), dim_v(g, env, n->kids[1]), "");
