@@ -88,7 +88,7 @@ def pattern_text(left, right):
 class CompileOptions(ctypes.Structure):  # spat_compile_options
     _fields_ = [("D", ctypes.c_int64), ("layout", ctypes.c_int),
                 ("threads", ctypes.c_int), ("backend", ctypes.c_int),
-                ("cache", ctypes.c_int)]
+                ("cache", ctypes.c_int), ("dtype", ctypes.c_int)]
 
 
 class Tensors(ctypes.Structure):  # spat_tensors

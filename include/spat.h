@@ -330,7 +330,7 @@ SPAT_API void spat_kernel_free(spat_kernel *k);
  * ids in [0, n_pages) for the pages a sequence uses (the rest of its row is
  * not read), 0 <= seq_lens[b] <= max_pages * page_size.  Not supported
  * (SPAT_EUNSUPPORTED): patterns with input arrays or top-k, and kernels
- * without a decode tile (the AOT and disk-cache kernels today). */
+ * without a decode tile (user AOT objects; disk-cache kernels have one). */
 typedef struct spat_paged_kv {
   const int32_t *page_table; /* [B, max_pages] page ids */
   const int32_t *seq_lens;   /* [B] keys of each sequence */

@@ -167,3 +167,16 @@ def test_paged_errors():
         spatc.attention(*(spatc.to_bfloat16(x) for x in (q, kp, vp)), SINKS,
                         block_table=bt, seq_lens=lens)
     assert e.value.status == "SPAT_EUNSUPPORTED"
+
+
+def test_paged_with_a_disk_cache_kernel():
+    # a kernel loaded from libspat's disk cache has the decode tile too
+    kp, vp, bt, lens, _ = paged()
+    q = np.random.default_rng(7).standard_normal((3, 4, 1, 16)).astype(
+        np.float32)
+    p = spatc.Pattern.from_string("pattern dc = causal & window(11, 0);")
+    o1 = spatc.attention(q, kp, vp, p, block_table=bt, seq_lens=lens)
+    spatc.clear_cache()
+    assert p.kernel(16).from_cache
+    o2 = spatc.attention(q, kp, vp, p, block_table=bt, seq_lens=lens)
+    np.testing.assert_array_equal(o1, o2)
