@@ -264,6 +264,52 @@ static void batch_in_score(void **state) {
   compare_bwd(src, &s, args, 1, 6, 1e-3);
 }
 
+/* The message of a run that must fail (status SPAT_ERANGE), from backend be. */
+static void failing_run(const char *src, spat_backend be, const shape *s,
+                        const spat_value *args, size_t n_args, char *msg, size_t n) {
+  size_t nq = (size_t)(nb(s) * s->H * s->Lq * s->D), nk = (size_t)(nb(s) * s->H * s->Lk * s->D);
+  float *q = randn(nq, 1), *k = randn(nk, 1), *v = randn(nk, 1);
+  float *o = malloc(nq * sizeof *o), *lse = malloc((size_t)(nb(s) * s->H * s->Lq) * sizeof *lse);
+  spat_ctx *ctx = spat_ctx_new();
+  spat_pattern *p = NULL;
+  assert_int_equal(spat_pattern_parse_string(ctx, "numerics.pat", src, NULL, &p), SPAT_OK);
+  spat_compile_options co = {.D = s->D, .threads = 1, .backend = be};
+  spat_kernel *kern = NULL;
+  if (spat_compile(p, &co, &kern) != SPAT_OK) fail_msg("%s: %s", src, spat_ctx_error(ctx));
+  spat_tensors t = {.B = nb(s), .H = s->H, .Hkv = s->H, .Lq = s->Lq, .Lk = s->Lk,
+                    .q = q, .k = k, .v = v, .o = o, .lse = lse};
+  assert_int_equal(spat_kernel_call(kern, &t, args, n_args), SPAT_ERANGE);
+  snprintf(msg, n, "%s", spat_ctx_error(ctx));
+  spat_kernel_free(kern);
+  spat_pattern_free(p);
+  spat_ctx_free(ctx);
+  free(q), free(k), free(v), free(o), free(lse);
+}
+
+/* Int input elements in E (language v2: integer expressions of E may read
+ * int inputs): a per-sequence document mask written as a score, a small
+ * int table indexed by j, and a read out of range (the same error). */
+static void int_inputs_in_score(void **state) {
+  (void)state;
+  static const char *src =
+      "pattern p(input doc: int[B, Lk], input t: int[H, 4]) = causal with score "
+      "doc[b, i] == doc[b, j] ? s + 0.125 * t[h, j % 4] : -inf;";
+  shape s = {2, 100, 130, 32, 1.0f, 2};
+  int32_t doc[2 * 130], tab[8] = {1, -2, 3, 0, 5, 7, -1, 2};
+  for (int t = 0; t < 2 * 130; t++) doc[t] = (t % 130) / (t < 130 ? 23 : 41);
+  spat_value args[2] = {spat_input(doc), spat_input(tab)};
+  assert_true(compare(src, &s, args, 2, 1e-4) >= 0);
+  compare_bwd(src, &s, args, 2, 0, 1e-3);
+  static const char *bad =
+      "pattern q(input doc: int[Lk]) = causal with score s + doc[j + 3];";
+  int32_t d1[130] = {0};
+  spat_value a1[1] = {spat_input(d1)};
+  char m1[512], m2[512];
+  failing_run(bad, SPAT_BACKEND_INTERP, &s, a1, 1, m1, sizeof m1);
+  failing_run(bad, SPAT_BACKEND_JIT, &s, a1, 1, m2, sizeof m2);
+  assert_string_equal(m1, m2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(alibi_long),
@@ -271,6 +317,7 @@ int main(void) {
       cmocka_unit_test(minus_inf_scores),
       cmocka_unit_test(join_with_score),
       cmocka_unit_test(batch_in_score),
+      cmocka_unit_test(int_inputs_in_score),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

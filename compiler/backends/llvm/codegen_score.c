@@ -38,8 +38,16 @@ static LLVMValueRef any_v(cg *g, LLVMValueRef m) {
 
 static bool pos_const(const ir_node *n) { return n->op == IR_CONST && n->value > 0; }
 
-static bool int_ok(const ir_node *n) {
+static bool dim_ok(const ir_node *n);
+
+/* Integer parts of E: evaluated in float (exact below 2^24), so no bit
+ * operations; int input elements are read by gathers. */
+static bool int_ok(const ir_program *p, const ir_node *n) {
   switch (n->op) {
+  case IR_INPUT: case IR_INPUTN:
+    for (int k = 0; k < p->inputs[n->value].n_dims; k++)
+      if (!dim_ok(p->inputs[n->value].dims[k])) return false;
+    break;
   case IR_CONST: case IR_VAR_I: case IR_VAR_J: case IR_VAR_H: case IR_SIZE_H:
   case IR_SIZE_LQ: case IR_SIZE_LK: case IR_VAR_B: case IR_SIZE_B:
   case IR_SIZE_HKV: case IR_SIZE_D: case IR_RUNTIME: case IR_NEG: case IR_NOT:
@@ -53,7 +61,7 @@ static bool int_ok(const ir_node *n) {
   default: return false;
   }
   for (int k = 0; k < n->n_kids; k++)
-    if (!int_ok(n->kids[k])) return false;
+    if (!int_ok(p, n->kids[k])) return false;
   return true;
 }
 
@@ -70,12 +78,12 @@ static bool dim_ok(const ir_node *n) {
 static bool score_ok(const ir_program *p, const ir_node *n) {
   switch (n->op) {
   case IR_FSCORE: case IR_FCONST: return true;
-  case IR_FCVT: return int_ok(n->kids[0]);
+  case IR_FCVT: return int_ok(p, n->kids[0]);
   case IR_FSEL:
-    return int_ok(n->kids[0]) && score_ok(p, n->kids[1]) && score_ok(p, n->kids[2]);
+    return int_ok(p, n->kids[0]) && score_ok(p, n->kids[1]) && score_ok(p, n->kids[2]);
   case IR_FINPUT:
     for (int k = 0; k < n->n_kids; k++)
-      if (!int_ok(n->kids[k]) || !dim_ok(p->inputs[n->value].dims[k])) return false;
+      if (!int_ok(p, n->kids[k]) || !dim_ok(p->inputs[n->value].dims[k])) return false;
     return true;
   default: break;
   }
@@ -100,10 +108,22 @@ typedef struct at {
   LLVMValueRef jf, s, live; /* live NULL: the error flag is not updated */
 } at;
 
+static LLVMValueRef iinput_v(cg *g, cg_sc *sc, const ir_node *n, const at *pt);
+
+/* pt with its live lanes narrowed to those where c holds (or not): what an
+ * arm of ?: or the right of && || reads is checked only where evaluated. */
+static at narrowed(cg *g, const at *pt, LLVMValueRef c, bool holds) {
+  at x = *pt;
+  if (pt->live)
+    x.live = LLVMBuildAnd(g->B, pt->live, holds ? c : LLVMBuildNot(g->B, c, ""), "");
+  return x;
+}
+
 static LLVMValueRef int_v(cg *g, cg_sc *sc, const ir_node *n, const at *pt) {
   LLVMBuilderRef B = g->B;
   LLVMValueRef a, b;
   switch (n->op) {
+  case IR_INPUT: case IR_INPUTN: return iinput_v(g, sc, n, pt);
   case IR_CONST: return vsplat(g, (double)n->value);
   case IR_VAR_I: return sc->ipos[pt->rv];
   case IR_VAR_J: return pt->jf;
@@ -125,9 +145,17 @@ static LLVMValueRef int_v(cg *g, cg_sc *sc, const ir_node *n, const at *pt) {
     LLVMValueRef x = int_v(g, sc, n->kids[0], pt);
     return call_intr(g, "llvm.fabs", &g->vf, 1, &x, 1);
   }
-  case IR_SEL:
-    return fsel_v(g, nz(g, int_v(g, sc, n->kids[0], pt)), int_v(g, sc, n->kids[1], pt),
-                  int_v(g, sc, n->kids[2], pt));
+  case IR_SEL: {
+    LLVMValueRef c = nz(g, int_v(g, sc, n->kids[0], pt));
+    at pa = narrowed(g, pt, c, true), pb = narrowed(g, pt, c, false);
+    return fsel_v(g, c, int_v(g, sc, n->kids[1], &pa), int_v(g, sc, n->kids[2], &pb));
+  }
+  case IR_LAND: case IR_LOR: { /* short-circuit, as the interpreter */
+    LLVMValueRef c = nz(g, int_v(g, sc, n->kids[0], pt));
+    at pr = narrowed(g, pt, c, n->op == IR_LAND);
+    LLVMValueRef r = nz(g, int_v(g, sc, n->kids[1], &pr));
+    return b2f(g, n->op == IR_LAND ? LLVMBuildAnd(B, c, r, "") : LLVMBuildOr(B, c, r, ""));
+  }
   default: break;
   }
   a = int_v(g, sc, n->kids[0], pt);
@@ -148,9 +176,7 @@ static LLVMValueRef int_v(cg *g, cg_sc *sc, const ir_node *n, const at *pt) {
   case IR_GT: return b2f(g, LLVMBuildFCmp(B, LLVMRealOGT, a, b, ""));
   case IR_GE: return b2f(g, LLVMBuildFCmp(B, LLVMRealOGE, a, b, ""));
   case IR_EQ: return b2f(g, LLVMBuildFCmp(B, LLVMRealOEQ, a, b, ""));
-  case IR_NE: return b2f(g, LLVMBuildFCmp(B, LLVMRealUNE, a, b, ""));
-  case IR_LAND: return b2f(g, LLVMBuildAnd(B, nz(g, a), nz(g, b), ""));
-  default: return b2f(g, LLVMBuildOr(B, nz(g, a), nz(g, b), "")); /* LOR */
+  default: return b2f(g, LLVMBuildFCmp(B, LLVMRealUNE, a, b, "")); /* NE */
   }
 }
 
@@ -272,6 +298,33 @@ static LLVMValueRef finput_v(cg *g, cg_sc *sc, const ir_node *n, const at *pt) {
   LLVMTypeRef ovl[2] = {g->vf, LLVMVectorType(g->ptr, 16)};
   LLVMValueRef args[4] = {ptrs, LLVMConstInt(g->i32, 4, 0), ok, vsplat(g, 0.0)};
   return call_intr(g, "llvm.masked.gather", ovl, 2, args, 4);
+}
+
+/* An int input's element (INPUT: int[] of Lk entries; INPUTN: any shape) at
+ * pt, gathered as int32 and converted (exact below 2^24); a live lane out
+ * of range flags the tile, as finput_v. */
+static LLVMValueRef iinput_v(cg *g, cg_sc *sc, const ir_node *n, const at *pt) {
+  LLVMBuilderRef B = g->B;
+  const ir_input *in = &sc->p->inputs[n->value];
+  LLVMValueRef flat = LLVMConstNull(t_vi64(g)), ok = LLVMConstAllOnes(g->vi1);
+  for (int k = 0; k < n->n_kids; k++) {
+    LLVMValueRef x = LLVMBuildFPToSI(B, int_v(g, sc, n->kids[k], pt), t_vi64(g), "");
+    LLVMValueRef d = splat_i64(g, in->n_dims ? dim_v(g, sc->env, in->dims[k])
+                                             : env_i64(g, sc->env, KABI_ENV_LK));
+    ok = LLVMBuildAnd(B, ok, LLVMBuildICmp(B, LLVMIntULT, x, d, ""), "");
+    flat = LLVMBuildAdd(B, LLVMBuildMul(B, flat, d, ""), x, "");
+  }
+  if (pt->live) {
+    LLVMValueRef badl = LLVMBuildAnd(B, pt->live, LLVMBuildNot(B, ok, ""), "");
+    LLVMValueRef bad = LLVMBuildZExt(B, any_v(g, badl), g->i32, "");
+    LLVMBuildStore(B, LLVMBuildOr(B, LLVMBuildLoad2(B, g->i32, sc->bad, ""), bad, ""), sc->bad);
+  }
+  LLVMValueRef ins = LLVMBuildLoad2(B, g->ptr, gep(g, g->i64, sc->env, ci64(g, KABI_ENV_INPUTS)), "");
+  LLVMValueRef arr = input_ptr(g, ins, (int)n->value);
+  LLVMValueRef ptrs = LLVMBuildGEP2(B, g->i32, arr, &flat, 1, "");
+  LLVMTypeRef ovl[2] = {g->vi32, LLVMVectorType(g->ptr, 16)};
+  LLVMValueRef args[4] = {ptrs, LLVMConstInt(g->i32, 4, 0), ok, LLVMConstNull(g->vi32)};
+  return LLVMBuildSIToFP(B, call_intr(g, "llvm.masked.gather", ovl, 2, args, 4), g->vf, "");
 }
 
 /* --- E and dE/ds ------------------------------------------------------------ */
