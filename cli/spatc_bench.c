@@ -606,7 +606,8 @@ int spatc_bench_main(int argc, char **argv) {
   float *fbuf[SPAT_MAX_DIMS * 4] = {NULL};
   for (size_t t = 0; rc == SPATC_OK && t < n_in && t < sizeof fbuf / sizeof fbuf[0]; t++) {
     const spat_arg_info *ai = &p->args[n_rt + t];
-    if (ai->kind != SPAT_KIND_FLOAT_INPUT) continue;
+    /* (with --input every input came from its file) */
+    if (ai->kind != SPAT_KIND_FLOAT_INPUT || sel.inputs.n > 0) continue;
     int64_t dims[SPAT_MAX_DIMS], n = 1;
     int nd = spat_arg_shape(ai, args.B, args.H, args.Hkv, args.Lq, args.Lk, args.D, dims);
     for (int d = 0; d < nd; d++) n *= dims[d];

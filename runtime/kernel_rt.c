@@ -537,15 +537,24 @@ static int key_tile(run *R, scratch *s, const kr_env *env, const char *q,
  * a score tile needs each key's position). */
 #define GATHER_MAX (KR_BK / 4)
 
+struct group;
+static void use_slot(scratch *s, const struct group *g, int64_t x, int64_t D);
+
 typedef struct gather {
   int64_t n;               /* keys in s->kg, s->vg */
+  const struct group *grp; /* a GQA subgroup's ng heads take them, or NULL:
+                              the head in s */
+  int64_t ng;
 } gather;
 
 static void gather_flush(const run *R, scratch *s, gather *G) {
   if (!G->n) return;
   const kr_kernel *K = R->k;
-  K->tile(s->qt, s->kg, K->D, s->vg, K->D, G->n, NULL, s->acc, s->m, s->l, R->c,
-          s->st);
+  for (int64_t x = 0; x < (G->grp ? G->ng : 1); x++) {
+    if (G->grp) use_slot(s, G->grp, x, K->D);
+    K->tile(s->qt, s->kg, K->D, s->vg, K->D, G->n, NULL, s->acc, s->m, s->l,
+            R->c, s->st);
+  }
   G->n = 0;
 }
 
@@ -772,7 +781,11 @@ static void group_tiles(run *R, scratch *s, const tile_task *t) {
     tile_start(s, a, g.hd[x].q, t->nr);
   }
   for (int64_t r = t->nr; r < KR_BQ; r++) s->rows[r] = 0;
-  int ok = walk_tiles(R, s, t, s->spans, ns, group_tile, &g, NULL);
+  /* the same gathers as one head a task (head_tile), once for the group */
+  gather gk = {0, &g, t->ng};
+  bool gathers = a->dtype == RT_F32 && !R->k->stile;
+  int ok = walk_tiles(R, s, t, s->spans, ns, group_tile, &g, gathers ? &gk : NULL);
+  if (ok) gather_flush(R, s, &gk);
   for (int64_t x = 0; ok && x < t->ng; x++)
     if (s->grnd[x].oom) {
       fail(R, RT_ENOMEM, "%s", "out of memory (random key sets)");
