@@ -519,12 +519,10 @@ def full_mask(c):
 SCORE_SIZES = [(1, 2, 37, 37), (2, 4, 100, 130), (1, 2, 70, 45), (1, 1, 129, 129)]
 SM = G + 'score_mods.pat'
 
-# Version-2 cases (aligned(top_left), b, shaped int inputs): the JIT and the
-# interpreter, except the score expressions the JIT does not compile yet
-# (inputs indexed by r, j or an int input, the checkerboard's %): the
-# interpreter only, until it does.
+# Version-2 cases (aligned(top_left), b, shaped int inputs, scores): the JIT
+# and the interpreter, every one (INTERP_ONLY: names left to the interpreter).
 V2_BACKENDS = ('jit', 'interp')
-INTERP_ONLY = ('checkerboard', 'bias_table', 'graphormer')
+INTERP_ONLY = ()
 
 CASES_V2 = [
     Case('alibi_mod', SM, 'alibi_mod', full_mask, SCORE_SIZES,

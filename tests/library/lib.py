@@ -320,7 +320,7 @@ V2_LE = [(1, 2, 100, 100), (2, 4, 70, 130), (1, 1, 200, 200)]   # Lq <= Lk
 # Version-2 cases run on the JIT and the interpreter, except those the JIT
 # refuses (see INTERP_ONLY's entries): the interpreter only.
 V2_BACKENDS = ('jit', 'interp')
-INTERP_ONLY = ('block_sparse',)
+INTERP_ONLY = ()
 
 CASES_V2 = [
     swin_rel_case('swin_rel 14x14 ws7', 'swin_rel', 14, 14, 7),

@@ -428,8 +428,7 @@ static void test_random_bits(void **st) {
 static void test_refused(void **st) {
   (void)st;
   static const char *const srcs[] = {
-      "pattern p = causal with score s + (i / j);",
-      "pattern p = causal with score s + (i & 3);",
+      "pattern p(input w: float[Lk / 2 + 1]) = causal with score s + w[j / 2];",
       "pattern p(input c: float[H, 4, D], input e: float[H, 2, D]) = route(c) | route(e);",
   };
   for (size_t k = 0; k < sizeof srcs / sizeof srcs[0]; k++) {

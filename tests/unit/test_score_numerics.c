@@ -310,6 +310,29 @@ static void int_inputs_in_score(void **state) {
   assert_string_equal(m1, m2);
 }
 
+/* Bit operations, shifts and division by a variable in E's integer parts
+ * (int64 lanes), and a shift whose count leaves [0, 63] on an allowed
+ * pair: the interpreter's error. */
+static void bits_in_score(void **state) {
+  (void)state;
+  static const char *src =
+      "pattern p = window(80, 5) with score s + 0.0625 * ((i ^ j) & 7) - "
+      "0.01 * ((i - j) >> 2) + 0.125 * (j / (i + 1)) + 0.03125 * (i % (j + 1)) + "
+      "0.25 * ((i | 3) % 5) - ((1 << (j % 9)) > 100 ? 0.5 : 0.0) + 0.01 * (~i & 3);";
+  shape s = {2, 150, 170, 32, 1.0f, 1};
+  assert_true(compare(src, &s, NULL, 0, 1e-4) >= 0);
+  compare_bwd(src, &s, NULL, 0, 0, 1e-3);
+  static const char *bad = "pattern q = causal with score s + (1 << (i - j));";
+  char m1[512], m2[512];
+  failing_run(bad, SPAT_BACKEND_INTERP, &s, NULL, 0, m1, sizeof m1);
+  failing_run(bad, SPAT_BACKEND_JIT, &s, NULL, 0, m2, sizeof m2);
+  assert_string_equal(m1, m2);
+  static const char *zero = "pattern z = causal with score s + (i / (j - 7));";
+  failing_run(zero, SPAT_BACKEND_INTERP, &s, NULL, 0, m1, sizeof m1);
+  failing_run(zero, SPAT_BACKEND_JIT, &s, NULL, 0, m2, sizeof m2);
+  assert_string_equal(m1, m2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(alibi_long),
@@ -318,6 +341,7 @@ int main(void) {
       cmocka_unit_test(join_with_score),
       cmocka_unit_test(batch_in_score),
       cmocka_unit_test(int_inputs_in_score),
+      cmocka_unit_test(bits_in_score),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2000,9 +2000,8 @@ static bool v2_supported(const ir_program *p, char *err, size_t errlen) {
     f &= ~(unsigned)(IR_FEAT_SCORE | IR_FEAT_FLOAT_IN | IR_FEAT_SHAPED_IN);
   f = route_features(p, f, &what);
   if (f & IR_FEAT_SCORE) what = "this score expression (the compiled backends take float "
-      "ops of s, integer parts of i, j, h, b, sizes, constants and int input elements "
-      "(/ and % by positive constants only, no bit operations), and float inputs "
-      "indexed by them with dimensions of sizes and constants)";
+      "ops of s with integer parts, and inputs whose dimensions use constants, the "
+      "sizes and + - * only)";
   for (size_t k = 0; !what && k < sizeof feats / sizeof feats[0]; k++)
     if (f & feats[k].bit) what = feats[k].what;
   if (!what) return true;

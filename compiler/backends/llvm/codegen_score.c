@@ -40,8 +40,9 @@ static bool pos_const(const ir_node *n) { return n->op == IR_CONST && n->value >
 
 static bool dim_ok(const ir_node *n);
 
-/* Integer parts of E: evaluated in float (exact below 2^24), so no bit
- * operations; int input elements are read by gathers. */
+/* Integer parts of E: values in float (exact below 2^24), bit operations,
+ * shifts and division by a variable in int64 lanes; int input elements are
+ * read by gathers. */
 static bool int_ok(const ir_program *p, const ir_node *n) {
   switch (n->op) {
   case IR_INPUT: case IR_INPUTN:
@@ -53,10 +54,8 @@ static bool int_ok(const ir_program *p, const ir_node *n) {
   case IR_SIZE_HKV: case IR_SIZE_D: case IR_RUNTIME: case IR_NEG: case IR_NOT:
   case IR_ABS: case IR_SEL: case IR_ADD: case IR_SUB: case IR_MUL: case IR_MIN:
   case IR_MAX: case IR_LT: case IR_LE: case IR_GT: case IR_GE: case IR_EQ:
-  case IR_NE: case IR_LAND: case IR_LOR:
-    break;
-  case IR_DIV: case IR_MOD: /* by a positive constant: no error, exact floor */
-    if (!pos_const(n->kids[1])) return false;
+  case IR_NE: case IR_LAND: case IR_LOR: case IR_DIV: case IR_MOD:
+  case IR_IAND: case IR_IOR: case IR_IXOR: case IR_SHL: case IR_SHR:
     break;
   default: return false;
   }
@@ -109,6 +108,52 @@ typedef struct at {
 } at;
 
 static LLVMValueRef iinput_v(cg *g, cg_sc *sc, const ir_node *n, const at *pt);
+
+/* Flags the tile (sc->bad) when a live lane of pt is not ok. */
+static void flag_bad(cg *g, cg_sc *sc, const at *pt, LLVMValueRef ok) {
+  if (!pt->live) return;
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef badl = LLVMBuildAnd(B, pt->live, LLVMBuildNot(B, ok, ""), "");
+  LLVMValueRef bad = LLVMBuildZExt(B, any_v(g, badl), g->i32, "");
+  LLVMBuildStore(B, LLVMBuildOr(B, LLVMBuildLoad2(B, g->i32, sc->bad, ""), bad, ""), sc->bad);
+}
+
+/* op on a, b (integer values in float lanes) in int64 lanes, as arith.h:
+ * & | ^, << and >> (a count outside [0, 63] or a left shift that
+ * overflows fails), floor / and % (by zero fails); failing live lanes flag
+ * the tile, their value is anything. */
+static LLVMValueRef int_lanes(cg *g, ir_op op, LLVMValueRef a, LLVMValueRef b,
+                              const at *pt, cg_sc *sc) {
+  LLVMBuilderRef B = g->B;
+  LLVMTypeRef t = t_vi64(g);
+  LLVMValueRef x = LLVMBuildFPToSI(B, a, t, ""), y = LLVMBuildFPToSI(B, b, t, "");
+  LLVMValueRef zero = LLVMConstNull(t), r, ok = NULL;
+  switch (op) {
+  case IR_IAND: r = LLVMBuildAnd(B, x, y, ""); break;
+  case IR_IOR: r = LLVMBuildOr(B, x, y, ""); break;
+  case IR_IXOR: r = LLVMBuildXor(B, x, y, ""); break;
+  case IR_SHL: case IR_SHR: {
+    ok = LLVMBuildICmp(B, LLVMIntULT, y, splat_i64(g, ci64(g, 64)), "");
+    LLVMValueRef c = LLVMBuildSelect(B, ok, y, zero, "");
+    r = op == IR_SHL ? LLVMBuildShl(B, x, c, "") : LLVMBuildAShr(B, x, c, "");
+    if (op == IR_SHL)
+      ok = LLVMBuildAnd(B, ok, LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildAShr(B, r, c, ""), x, ""), "");
+    break;
+  }
+  default: { /* DIV, MOD: floor, the remainder with the divisor's sign */
+    ok = LLVMBuildICmp(B, LLVMIntNE, y, zero, "");
+    LLVMValueRef ys = LLVMBuildSelect(B, ok, y, splat_i64(g, ci64(g, 1)), "");
+    LLVMValueRef q = LLVMBuildSDiv(B, x, ys, ""), m = LLVMBuildSRem(B, x, ys, "");
+    LLVMValueRef adj = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntNE, m, zero, ""),
+                                    LLVMBuildICmp(B, LLVMIntSLT, LLVMBuildXor(B, m, ys, ""), zero, ""), "");
+    r = op == IR_DIV ? LLVMBuildSub(B, q, LLVMBuildZExt(B, adj, t, ""), "")
+                     : LLVMBuildAdd(B, m, LLVMBuildSelect(B, adj, ys, zero, ""), "");
+    break;
+  }
+  }
+  if (ok) flag_bad(g, sc, pt, ok);
+  return LLVMBuildSIToFP(B, r, g->vf, "");
+}
 
 /* pt with its live lanes narrowed to those where c holds (or not): what an
  * arm of ?: or the right of && || reads is checked only where evaluated. */
@@ -164,7 +209,10 @@ static LLVMValueRef int_v(cg *g, cg_sc *sc, const ir_node *n, const at *pt) {
   case IR_ADD: return LLVMBuildFAdd(B, a, b, "");
   case IR_SUB: return LLVMBuildFSub(B, a, b, "");
   case IR_MUL: return LLVMBuildFMul(B, a, b, "");
+  case IR_IAND: case IR_IOR: case IR_IXOR: case IR_SHL: case IR_SHR:
+    return int_lanes(g, n->op, a, b, pt, sc);
   case IR_DIV: case IR_MOD: { /* b > 0: floor(a / b) is exact for |a| < 2^24 */
+    if (!pos_const(n->kids[1])) return int_lanes(g, n->op, a, b, pt, sc);
     LLVMValueRef q = LLVMBuildFDiv(B, a, b, "");
     q = call_intr(g, "llvm.floor", &g->vf, 1, &q, 1);
     return n->op == IR_DIV ? q : LLVMBuildFSub(B, a, LLVMBuildFMul(B, q, b, ""), "");
