@@ -994,6 +994,8 @@ static const char *const score_main =
     "    worst = fmax(worst, fabs(ds[0][h] - ds[1][h]) / (1 + fabs(ds[1][h])));\n"
     "  printf(\"max |aot - interp| = %.2e, dslope %g %g\\n\", worst, ds[0][0], ds[0][1]);\n"
     "  spat_kernel_free(ker); spat_pattern_free(p); spat_ctx_free(c);\n"
+    "  free(q), free(k), free(v), free(dout), free(o[0]), free(o[1]), free(lse), free(lse1);\n"
+    "  for (int x = 0; x < 2; x++) free(g[x][0]), free(g[x][1]), free(g[x][2]);\n"
     "  if (!(worst < 1e-3) || ds[1][0] == 0) return 6;\n"
     "  puts(\"ok\");\n"
     "  return 0;\n"
