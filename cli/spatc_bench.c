@@ -599,14 +599,15 @@ int spatc_bench_main(int argc, char **argv) {
     rc = spatc_bind(&bound, &pat, &sel, &args) ? SPATC_EUSER : SPATC_OK;
     for (size_t t = 0; rc == SPATC_OK && t < n_in; t++) vals[n_rt + t] = bound.args[n_rt + t];
   }
-  /* float inputs (language v2): ALiBi-like values 2^-(1 + e mod 8); those
+  /* float inputs (language v2), unless given with --input: ALiBi-like values 2^-(1 + e mod 8); those
    * of three dimensions (route's centroids [H, n, D]) random unit vectors
    * from the seed, as the paper's normalised k-means centroids, so that
    * the clusters differ and are about even */
   float *fbuf[SPAT_MAX_DIMS * 4] = {NULL};
   for (size_t t = 0; rc == SPATC_OK && t < n_in && t < sizeof fbuf / sizeof fbuf[0]; t++) {
     const spat_arg_info *ai = &p->args[n_rt + t];
-    if (ai->kind != SPAT_KIND_FLOAT_INPUT) continue;
+    /* with --input every input comes from its file: keep those values */
+    if (ai->kind != SPAT_KIND_FLOAT_INPUT || sel.inputs.n > 0) continue;
     int64_t dims[SPAT_MAX_DIMS], n = 1;
     int nd = spat_arg_shape(ai, args.B, args.H, args.Hkv, args.Lq, args.Lk, args.D, dims);
     for (int d = 0; d < nd; d++) n *= dims[d];
