@@ -133,7 +133,7 @@ static int64_t spans_of(bjob *J, wscr *w, int64_t h, int64_t r0, int64_t r1) {
   /* one plan per head for every batch: no b (B = 0), so what the plan
    * would decide per batch is PARTIAL, decided by the mask code */
   plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, 0, 0, 0, 0,
-                 J->rows};
+                 J->rows, NULL};
   char perr[256] = "";
   for (;;) {
     int64_t ns = plan_tiles(J->k->plan, &pe, r0, r1, w->spans, w->span_cap,

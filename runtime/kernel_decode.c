@@ -132,7 +132,7 @@ static int64_t chunk_spans(run *R, kd_ws *w, const chunk *c) {
     int64_t h = c->hk * (a->H / a->Hkv) + c->h0 + x;
     kr_env e = kr_env_at(a, c->b, h);
     plan_env pe = {h, a->H, a->Lq, c->lk, a->runtime, a->inputs, e.b, e.B, a->Hkv, a->D,
-                   NULL};
+                   NULL, NULL};
     w->off[x] = n;
     for (;;) {
       int64_t ns = plan_tiles(K->plan, &pe, c->ra[x], c->rb[x], w->sp + n,

@@ -125,7 +125,7 @@ static int32_t first_error(const kr_kernel *K, const rt_args *a, th_pool *pool,
     code = K->errat(&env, pos_of_row(K, a, 0), 0, 1, det);  /* arguments */
     if (code) break;  /* at (b, h, 0, 0): only earlier heads can come first */
     plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs,
-                   env.b, env.B, a->Hkv, a->D, NULL};
+                   env.b, env.B, a->Hkv, a->D, NULL, NULL};
     if (plan_where_may_fail(K->plan, &pe)) heads[n++] = bh;
   }
   if (n > 0) {
@@ -149,6 +149,7 @@ static void scratch_free(scratch *s, int n_topk) {
   free(s->spans); free(s->qd); free(s->km); free(s->kg); free(s->vg);
   free(s->kn); free(s->tf); free(s->tj); free(s->sc);
   free(s->hs); free(s->hj);
+  plan_memo_free(s->pmemo);
   for (int x = -1; x < KR_GQA_MAX; x++) {
     rnd_cache *c = x < 0 ? &s->rnd : &s->grnd[x];
     for (int64_t n = 0; n < c->n_nodes; n++) free(c->nodes[n].bits);
@@ -441,13 +442,14 @@ static void tile_start(scratch *s, const rt_args *a, const char *q,
 /* The plan's spans for head h's rows [r0, r1) into *sp (capacity *cap,
  * grown), visiting only the keys of the ntk top-k selections tk (views of
  * the non-root top-k nodes'); their number, or -1 after failing the run. */
-static int64_t head_spans(run *R, int64_t b, int64_t h, int64_t r0, int64_t r1,
-                          const plan_topk *tk, int64_t ntk, plan_span **sp,
-                          int64_t *cap) {
+static int64_t head_spans(run *R, scratch *s, int64_t b, int64_t h,
+                          int64_t r0, int64_t r1, const plan_topk *tk,
+                          int64_t ntk, plan_span **sp, int64_t *cap) {
   const rt_args *a = R->a;
   kr_env e = kr_env_at(a, b, h);
+  if (!s->pmemo) s->pmemo = plan_memo_new();  /* NULL: plans without it */
   plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs,
-                 e.b, e.B, a->Hkv, a->D, R->rows};
+                 e.b, e.B, a->Hkv, a->D, R->rows, s->pmemo};
   char perr[256] = "";
   for (;;) {
     int64_t ns = plan_tiles_topk(R->k->plan, &pe, ntk ? tk : NULL, ntk, r0,
@@ -681,7 +683,7 @@ static void head_tile(run *R, scratch *s, const tile_task *t, int64_t h) {
       return;
     nptk = kri_topk_views(s, K->n_topk, ptk, KR_PLAN_TOPK);
   }
-  int64_t ns = head_spans(R, t->b, h, r0, r1, ptk, nptk, &s->spans, &s->span_cap);
+  int64_t ns = head_spans(R, s, t->b, h, r0, r1, ptk, nptk, &s->spans, &s->span_cap);
   if (ns < 0) return;
   /* the root's rows attend to their selections, gathered: no tiles */
   if (root >= 0 &&
@@ -746,7 +748,7 @@ static int group_tile(run *R, scratch *s, const tile_task *t, int64_t j0,
 /* Whether the subgroup's heads all have head h0's spans (sp[0 .. ns)). */
 static int same_spans(run *R, scratch *s, const tile_task *t, int64_t ns) {
   for (int64_t h = t->h0 + 1; h < t->h0 + t->ng; h++) {
-    int64_t n = head_spans(R, t->b, h, t->r0, t->r0 + t->nr, NULL, 0, &s->spans2,
+    int64_t n = head_spans(R, s, t->b, h, t->r0, t->r0 + t->nr, NULL, 0, &s->spans2,
                            &s->span2_cap);
     if (n != ns) return n < 0 ? -1 : 0;
     for (int64_t x = 0; x < ns; x++)
@@ -760,7 +762,7 @@ static int same_spans(run *R, scratch *s, const tile_task *t, int64_t ns) {
 
 static void group_tiles(run *R, scratch *s, const tile_task *t) {
   const rt_args *a = R->a;
-  int64_t ns = head_spans(R, t->b, t->h0, t->r0, t->r0 + t->nr, NULL, 0, &s->spans,
+  int64_t ns = head_spans(R, s, t->b, t->h0, t->r0, t->r0 + t->nr, NULL, 0, &s->spans,
                           &s->span_cap);
   int same = ns < 0 ? -1 : same_spans(R, s, t, ns);
   if (same < 0) return;
@@ -928,7 +930,7 @@ static int join_run(run *R, th_pool *pool) {
   int rc = G && T ? 1 : -1;
   for (int64_t h = 0; h < n && rc == 1; h++) {
     plan_env pe = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, 0, 0, 0, 0,
-                   NULL};
+                   NULL, NULL};
     rc = by_route ? kr_route_groups(R->route, h / a->H, h % a->H, &G[h])
                   : plan_join(K->plan, &pe, &G[h]);
     if (rc == 1 && !tile_groups(&G[h], a->Lq, &T[h])) rc = -1;

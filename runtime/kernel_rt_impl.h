@@ -57,6 +57,7 @@ typedef struct scratch {
   uint64_t cols[KR_BK];  /* the same transposed: key words */
   plan_span *spans;
   int64_t span_cap;
+  plan_memo *pmemo;   /* the plan's per-key predicates, this run (or NULL) */
   kr_topk *tk;        /* n_topk */
   tk_buf *tb;         /* n_topk */
   float *kg, *vg;     /* [KR_BK][D]: gathered keys and values (joins) */

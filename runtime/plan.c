@@ -376,8 +376,9 @@ static int64_t arith(ev *e, int op) {
 }
 
 static int64_t body_value(ev *e, int64_t body);
-static int64_t vec_jpred(ev *e, int64_t s, int64_t body, int64_t len,
-                         int64_t j0, int64_t j1);
+typedef void (*span_fn)(void *ctx, int64_t k0, int64_t k1, int64_t kind);
+static int64_t jpred_cached(ev *e, int64_t s, int64_t body, int64_t len,
+                            int64_t j0, int64_t j1);
 
 static const int operands[PLAN_N_OPS] = {
 #define X(name, n, text) n,
@@ -834,21 +835,9 @@ static int64_t op_pred(ev *e, int64_t op, int64_t *pcp, gran *g) {
     pc = body + len;
     if ((s = push_list(e)) < 0) return -1;
     e->in_body = true;
-    plan_span *L = slot(e, s);
     if (op == PLAN_PJPRED) {
-      int64_t run0 = -1, j0 = g->f0 > 0 ? g->f0 : 0, j1 = g->f1 < g->Lk ? g->f1 : g->Lk;
-      int64_t done = j0 < j1 ? vec_jpred(e, s, body, len, j0, j1) : 1;
-      if (done < 0) return -1;
-      for (int64_t j = j0; !done && j <= j1; j++) {
-        bool in = false;
-        if (j < j1) {
-          e->vj = j;
-          if ((a = body_value(e, body)) == -1) return -1;
-          in = a != 0;
-        }
-        if (in && run0 < 0) run0 = j;
-        if (!in && run0 >= 0) put(L, &e->n[s], e->cap, run0, j, K_FULL), run0 = -1;
-      }
+      int64_t j0 = g->f0 > 0 ? g->f0 : 0, j1 = g->f1 < g->Lk ? g->f1 : g->Lk;
+      if (j0 < j1 && jpred_cached(e, s, body, len, j0, j1) < 0) return -1;
     } else {
       int64_t yes = 0;
       for (int64_t i = g->i0; i < g->i1; i++) {
@@ -856,7 +845,7 @@ static int64_t op_pred(ev *e, int64_t op, int64_t *pcp, gran *g) {
         if ((a = body_value(e, body)) == -1) return -1;
         yes += a != 0;
       }
-      put_clip(e, L, &e->n[s], 0, g->Lk,
+      put_clip(e, slot(e, s), &e->n[s], 0, g->Lk,
                yes == 0 ? K_NONE : yes == g->i1 - g->i0 ? K_FULL : K_PART);
     }
     e->in_body = false;
@@ -1055,8 +1044,8 @@ static int64_t exec(ev *e, int64_t pc) {
  * body does not fit (the caller runs it key by key), -1 on an error. */
 #define VEC_W 128
 #define VEC_DEPTH 6
-static int64_t vec_jpred(ev *e, int64_t s, int64_t body, int64_t len,
-                         int64_t j0, int64_t j1) {
+static int64_t vec_jpred(ev *e, int64_t body, int64_t len, int64_t j0,
+                         int64_t j1, span_fn emit, void *ctx) {
   const int64_t *P = e->plan;
   const gran *g = &e->g[e->gi];
   int depth = 0;
@@ -1078,7 +1067,6 @@ static int64_t vec_jpred(ev *e, int64_t s, int64_t body, int64_t len,
   }
   if (!ret) return 0;
   int64_t v[VEC_DEPTH][VEC_W], run0 = -1;
-  plan_span *L = slot(e, s);
   for (int64_t c0 = j0; c0 < j1; c0 += VEC_W) {
     int64_t w = j1 - c0 < VEC_W ? j1 - c0 : VEC_W;
     int sp = 0;
@@ -1149,11 +1137,148 @@ static int64_t vec_jpred(ev *e, int64_t s, int64_t body, int64_t len,
     for (int64_t t = 0; t < w; t++) {
       bool in = v[0][t] != 0;
       if (in && run0 < 0) run0 = c0 + t;
-      if (!in && run0 >= 0) put(L, &e->n[s], e->cap, run0, c0 + t, K_FULL), run0 = -1;
+      if (!in && run0 >= 0) emit(ctx, run0, c0 + t, K_FULL), run0 = -1;
     }
   }
-  if (run0 >= 0) put(L, &e->n[s], e->cap, run0, j1, K_FULL);
+  if (run0 >= 0) emit(ctx, run0, j1, K_FULL);
   return 1;
+}
+
+/* The FULL runs of a JPRED body over keys [j0, j1), ascending, to emit:
+ * vectorised where the body fits, else key by key; 0, or -1 on an error
+ * (at the first key that fails). */
+static int64_t jpred_runs(ev *e, int64_t body, int64_t len, int64_t j0,
+                          int64_t j1, span_fn emit, void *ctx) {
+  int64_t done = j0 < j1 ? vec_jpred(e, body, len, j0, j1, emit, ctx) : 1;
+  if (done < 0) return -1;
+  int64_t run0 = -1, a;
+  for (int64_t j = j0; !done && j <= j1; j++) {
+    bool in = false;
+    if (j < j1) {
+      e->vj = j;
+      if ((a = body_value(e, body)) == -1) return -1;
+      in = a != 0;
+    }
+    if (in && run0 < 0) run0 = j;
+    if (!in && run0 >= 0) emit(ctx, run0, j, K_FULL), run0 = -1;
+  }
+  return 0;
+}
+
+/* --- the per-key predicate cache (plan_memo) ---------------------------- */
+
+/* An entry: the FULL runs of one JPRED body for one (head, batch index,
+ * granularity), over the keys [c0, c1) evaluated so far.  A call for keys
+ * [j0, j1) with c0 <= j0 <= c1 evaluates only [c1, j1) (the focus of
+ * causal or sliding patterns grows tile by tile, so each key is evaluated
+ * once); any other call starts the entry again at j0. */
+#define MEMO_WAYS 4
+typedef struct memo_ent {
+  const int64_t *plan, *runtime;
+  const int32_t *const *inputs;
+  int64_t pc, h, b, gi, lq, lk, gb;
+  int64_t c0, c1;
+  plan_span *run;
+  int64_t n, cap;
+  uint64_t used;
+} memo_ent;
+
+struct plan_memo {
+  memo_ent w[MEMO_WAYS];
+  uint64_t clock;
+};
+
+plan_memo *plan_memo_new(void) { return calloc(1, sizeof(plan_memo)); }
+
+void plan_memo_free(plan_memo *m) {
+  if (!m) return;
+  for (int x = 0; x < MEMO_WAYS; x++) free(m->w[x].run);
+  free(m);
+}
+
+typedef struct memo_put_ctx {
+  memo_ent *m;
+  bool oom;
+} memo_put_ctx;
+
+/* span_fn appending to an entry, joining a run that meets the last one. */
+static void memo_put(void *ctx, int64_t k0, int64_t k1, int64_t kind) {
+  memo_put_ctx *c = ctx;
+  memo_ent *m = c->m;
+  (void)kind;  /* FULL */
+  if (c->oom || k0 >= k1) return;
+  if (m->n > 0 && m->run[m->n - 1].k1 == k0) {
+    m->run[m->n - 1].k1 = k1;
+    return;
+  }
+  if (m->n == m->cap) {
+    int64_t cap = m->cap ? 2 * m->cap : 64;
+    plan_span *p = realloc(m->run, sizeof *p * (size_t)cap);
+    if (!p) {
+      c->oom = true;
+      return;
+    }
+    m->run = p, m->cap = cap;
+  }
+  m->run[m->n++] = (plan_span){k0, k1, K_FULL};
+}
+
+/* The JPRED body's FULL runs over keys [j0, j1) into list s, through the
+ * environment's memo when it has one: the same spans, and the same first
+ * error, as jpred_runs over [j0, j1) (the keys before c1 evaluated without
+ * an error before). */
+static int64_t jpred_cached(ev *e, int64_t s, int64_t body, int64_t len,
+                            int64_t j0, int64_t j1) {
+  box_ctx bc = {e, s};
+  plan_memo *M = e->env->memo;
+  const plan_env *v = e->env;
+  const gran *g = &e->g[e->gi];
+  if (!M) return jpred_runs(e, body, len, j0, j1, box_put, &bc);
+  memo_ent *m = NULL, *old = &M->w[0];
+  for (int x = 0; x < MEMO_WAYS && !m; x++) {
+    memo_ent *w = &M->w[x];
+    if (w->plan == e->plan && w->pc == body && w->h == v->h && w->b == v->b &&
+        w->gi == e->gi && w->lq == g->Lq && w->lk == g->Lk && w->gb == g->b &&
+        w->runtime == v->runtime && w->inputs == v->inputs)
+      m = w;
+    else if (w->used < old->used)
+      old = w;
+  }
+  if (!m) {
+    m = old;
+    m->plan = e->plan, m->runtime = v->runtime, m->inputs = v->inputs;
+    m->pc = body, m->h = v->h, m->b = v->b, m->gi = e->gi;
+    m->lq = g->Lq, m->lk = g->Lk, m->gb = g->b;
+    m->c0 = m->c1 = j0, m->n = 0;
+  } else if (j0 < m->c0 || j0 > m->c1) {
+    m->c0 = m->c1 = j0, m->n = 0;
+  }
+  m->used = ++M->clock;
+  if (j1 > m->c1) {
+    int64_t n0 = m->n;
+    plan_span last = n0 ? m->run[n0 - 1] : (plan_span){0, 0, 0};
+    memo_put_ctx c = {m, false};
+    if (jpred_runs(e, body, len, m->c1, j1, memo_put, &c) < 0) {
+      m->n = n0;  /* as it was: the keys from c1 on are evaluated again */
+      if (n0) m->run[n0 - 1] = last;
+      return -1;
+    }
+    if (c.oom) {  /* the entry is dropped, the call runs without it */
+      m->plan = NULL, m->n = 0;
+      return jpred_runs(e, body, len, j0, j1, box_put, &bc);
+    }
+    m->c1 = j1;
+  }
+  int64_t lo = 0, hi = m->n;  /* the first run ending after j0 */
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (m->run[mid].k1 <= j0) lo = mid + 1;
+    else hi = mid;
+  }
+  for (int64_t x = lo; x < m->n && m->run[x].k0 < j1; x++)
+    box_put(&bc, m->run[x].k0 > j0 ? m->run[x].k0 : j0,
+            m->run[x].k1 < j1 ? m->run[x].k1 : j1, K_FULL);
+  return 0;
 }
 
 /* Runs a JPRED/IPRED body: 0 or 1, or -1 on an error. */

@@ -49,7 +49,24 @@ typedef struct plan_env {
   const struct plan_rows *rows; /* the run's sorted rows of inputs used as
                                index sets (plan_sets.h), or NULL: such sets
                                are then PARTIAL everywhere */
+  struct plan_memo *memo;   /* the caller's cache of per-key predicates, or
+                               NULL (below) */
 } plan_env;
+
+/* A cache of the FULL runs of per-key where-predicates (`where(j % l >=
+ * l - c)`), which depend on the head, the batch index and the sizes but not
+ * on the query tile: plan_tiles evaluates each key of such a predicate once
+ * per (head, batch index) instead of once per query tile.  Only keys some
+ * call asked for are evaluated, in the order a call without the cache would
+ * evaluate them, so the spans and the errors are the same with or without
+ * it.  One per thread and per run (its entries are keyed by the head, the
+ * batch index, the sizes and the addresses of the runtime scalars and
+ * inputs, whose contents must not change while it is in use); NULL from
+ * plan_memo_new when out of memory, and a memo that cannot grow is simply
+ * not used. */
+typedef struct plan_memo plan_memo;
+plan_memo *plan_memo_new(void);
+void plan_memo_free(plan_memo *m);
 
 /* Lq and Lk at most this (larger sizes are an error, in plan_tiles and in
  * the kernel driver): every bound the plan derives from positions and

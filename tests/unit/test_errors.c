@@ -210,7 +210,7 @@ static int may_fail(const char *src, int64_t Lq, int64_t Lk, int64_t rt) {
   int64_t *plan = an_build(p, err, sizeof err);
   assert_non_null(plan);
   int64_t runtime[1] = {rt};
-  plan_env env = {0, 1, Lq, Lk, runtime, NULL, 0, 0, 0, 0, NULL};
+  plan_env env = {0, 1, Lq, Lk, runtime, NULL, 0, 0, 0, 0, NULL, NULL};
   int r = plan_where_may_fail(plan, &env);
   free(plan);
   arena_free(a);

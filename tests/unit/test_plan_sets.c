@@ -133,7 +133,7 @@ static void test_random_sets(void **state) {
         assert_int_equal(interp_mask_row(p, &ra, 0, h, r, m + r * Lk, err, sizeof err), RT_OK);
       int64_t need = 0, bq = pick(1, 80);
       for (int with = 0; with < 2; with++) {
-        plan_env env = {h, H, Lq, Lk, NULL, ins, 0, 0, 0, 0, with ? rows : NULL};
+        plan_env env = {h, H, Lq, Lk, NULL, ins, 0, 0, 0, 0, with ? rows : NULL, NULL};
         check_tiles(plan, &env, m, bq, &need);
       }
     }
@@ -194,7 +194,7 @@ static void vs_run(int64_t L, bool check_interp) {
       assert_memory_equal(row, m + r * L, (size_t)L);
     }
     for (int64_t x = 0; x < L * L; x++) pairs += m[x];
-    plan_env env = {h, H, L, L, NULL, ins, 0, 0, 0, 0, rows};
+    plan_env env = {h, H, L, L, NULL, ins, 0, 0, 0, 0, rows, NULL};
     span_keys = 0;
     visited += check_tiles(plan, &env, m, 64, &needed);
     kw += span_keys, span_keys = 0;
