@@ -281,6 +281,72 @@ def doc_mask(a, qkv):
     return m
 
 
+def _hash_np(seed, h, i, t):
+    """runtime/arith.h ar_hash (docs/language.md random(r, seed)) on uint64."""
+    with np.errstate(over="ignore"):
+        x = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+             ^ np.asarray(h, dtype=np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
+             ^ np.asarray(i, dtype=np.uint64) * np.uint64(0x94D049BB133111EB)
+             ^ np.asarray(t, dtype=np.uint64))
+    return _mix(x)
+
+
+def bigbird_mask(b, g, r, seed):
+    """patterns/bigbird.pat on blocks: |I - J| <= 1, I or J among the first
+    and last g blocks, J among hash(seed, h, I, t) mod n for t < r."""
+    def make(a, qkv):
+        H, L = a["H"], a["L"]
+        n = (L + b - 1) // b
+        I = np.arange(n)[:, None]
+        J = np.arange(n)[None, :]
+        glob = lambda x: (x < g) | (x >= n - g)
+        base = (np.abs(I - J) <= 1) | glob(I) | glob(J)
+        tab = np.repeat(base[None], H, axis=0)
+        for h in range(H):
+            for t in range(r):
+                rj = (_hash_np(seed, h, np.arange(n), t) % np.uint64(n)).astype(np.int64)
+                tab[h, np.arange(n), rj] = True
+        bm = torch.from_numpy(tab)
+
+        def m(bb, h, q, kv):
+            return bm[h, q // b, kv // b]
+        return m
+    return make
+
+
+def nsa_mask(w, b, k):
+    """patterns/nsa.pat: causal & (q - w <= kv | kv / b among the top k key
+    blocks J <= I of query block I, by dot(mean q of I, mean k of J) in
+    double, ties to the smaller J), on the q, k spatc bench draws."""
+    def make(a, qkv):
+        q, kk = qkv[0][0].double(), qkv[1][0].double()      # [H, L, D]
+        H, L, D = q.shape
+        n = (L + b - 1) // b
+        pad = n * b - L
+        def means(x):
+            s = torch.nn.functional.pad(x, (0, 0, 0, pad)).reshape(H, n, b, D).sum(2)
+            cnt = torch.full((n,), float(b), dtype=torch.float64)
+            cnt[-1] = b - pad
+            return s / cnt[None, :, None]
+        sc = torch.einsum("hid,hjd->hij", means(q), means(kk))
+        J = torch.arange(n)
+        sc = sc.masked_fill(J[None, None, :] > J[None, :, None], float("-inf"))
+        # rank: score descending, then J ascending (stable sort on -score)
+        order = torch.sort(-sc, dim=-1, stable=True).indices[..., :k]
+        sel = torch.zeros(H, n, n, dtype=torch.bool)
+        sel.scatter_(2, order, True)
+        sel &= J[None, None, :] <= J[None, :, None]
+        def m(bb, h, qi, kv):
+            return (kv <= qi) & ((qi - kv <= w) | sel[h, qi // b, kv // b])
+        return m
+    return make
+
+
+def shape_inputs(B, H, L, D):
+    """no arrays: the sizes, for masks built in Python only"""
+    return {"H": H, "L": L}
+
+
 def const_mask(mm):
     return lambda a, qkv: mm
 
@@ -309,6 +375,12 @@ CONFIGS = [
      Lib(vs_inputs(64, 64), vs_mask)),
     ("block_sparse", "v2/minference.pat", {"b": 64}, 4096, Lib(bs_inputs(64, 8), bs_mask(64))),
     ("document_batch", "v2/document_batch.pat", {}, 4096, Lib(doc_inputs, doc_mask, B=2)),
+    # issue 13: BigBird's random blocks (the spec's hash) and NSA's block
+    # top-k (on spatc bench's q, k), at L 4096 and 16384
+    ("bigbird", "bigbird.pat", {}, 4096, Lib(shape_inputs, bigbird_mask(64, 1, 3, 0))),
+    ("bigbird", "bigbird.pat", {}, 16384, Lib(shape_inputs, bigbird_mask(64, 1, 3, 0))),
+    ("nsa", "nsa.pat", {}, 4096, Lib(shape_inputs, nsa_mask(512, 64, 16), qk=True)),
+    ("nsa", "nsa.pat", {}, 16384, Lib(shape_inputs, nsa_mask(512, 64, 16), qk=True)),
 ]
 
 
@@ -378,6 +450,8 @@ def main():
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--only", action="append", help="pattern names to run")
+    ap.add_argument("--len", type=int, action="append", dest="lens",
+                    help="only the configurations of this L (repeatable)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -397,12 +471,16 @@ def main():
     for name, file, defines, L, mm, *score in CONFIGS:
         if args.only and name not in args.only:
             continue
+        if args.lens and L not in args.lens:
+            continue
         B, qkv, files = 1, None, None
         if isinstance(mm, Lib):
             lib, B = mm, mm.B
             arrays = lib.inputs(B, H, L, D)
             files = {}
             for k, a in arrays.items():
+                if not isinstance(a, np.ndarray):
+                    continue
                 files[k] = os.path.join(tmp, "%s_%s.npy" % (name, k))
                 np.save(files[k], a)
             qkv = spatc_qkv(B, H, L, D) if lib.qk else None
@@ -419,7 +497,7 @@ def main():
         try:
             spatc_ms(args, file, name, defines, L, H, D, B, files)
         except subprocess.CalledProcessError as e:
-            # e.g. document_batch: spatc bench has no --batch option yet
+            # (an option this build of spatc bench does not have, say)
             print("%-16s spatc bench failed (exit %d): not measured" % (name, e.returncode))
             continue
         for _ in range(args.rounds):

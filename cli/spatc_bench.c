@@ -33,6 +33,10 @@
  * turn; vs_f32_cpu is the ratio of their median process CPU times (the
  * wall time's ratio under a load that comes and goes, the CPU time's with
  * one thread on a shared machine).
+ * --batch B: q, k, v (and the generated input arrays) for B sequences; the
+ * kernel runs the batch in one call, nnz and the density count every
+ * sequence, and the two baselines run on sequence 0 with their time
+ * multiplied by B.
  * Input arrays get packed-document ids (documents of random lengths).
  * Progress goes to stderr.
  */
@@ -209,7 +213,7 @@ static bool is_window(const row_span *rs, int64_t H, int64_t Lq, int64_t Lk,
   return true;
 }
 
-/* What bench() measures: a pattern, its sizes and q, k, v (B = 1, BHLD),
+/* What bench() measures: a pattern, its sizes and q, k, v (BHLD),
  * its kernel arguments, and o, lse to write. */
 typedef struct bench_in {
   const char *file;
@@ -225,7 +229,8 @@ typedef struct bench_in {
 static double time_backward(const bench_in *in, const spat_kernel *k,
                             const spat_tensors *T, int64_t repeats) {
   const spatc_args *A = &in->a;
-  size_t nq = (size_t)(A->H * A->Lq * A->D), nk = (size_t)(A->Hkv * A->Lk * A->D);
+  size_t nq = (size_t)(A->B * A->H * A->Lq * A->D),
+         nk = (size_t)(A->B * A->Hkv * A->Lk * A->D);
   float *dout = malloc(sizeof(float) * (nq + 1));
   float *dq = malloc(sizeof(float) * (nq + 1));
   float *dk = malloc(sizeof(float) * (nk + 1)), *dv = malloc(sizeof(float) * (nk + 1));
@@ -257,10 +262,10 @@ out:
 static int bench(const bench_in *in, bench_opts *opt) {
   const spatc_args *A = &in->a;
   const char *file = in->file, *name = in->pat->info.name;
-  int64_t Lq = A->Lq, Lk = A->Lk, H = A->H, Hkv = A->Hkv, D = A->D,
+  int64_t Lq = A->Lq, Lk = A->Lk, H = A->H, Hkv = A->Hkv, D = A->D, B = A->B,
           threads = opt->threads, repeats = opt->repeats;
   int json = opt->json, dense = opt->dense, use_cache = opt->cache, rc = 1;
-  size_t nq = (size_t)(H * Lq * D);
+  size_t nq = (size_t)(B * H * Lq * D), nq0 = (size_t)(H * Lq * D); /* nq0: sequence 0 */
   spat_kernel *kernel = NULL, *kcache = NULL, *k32 = NULL;
   spat_dtype dt = opt->dtype;
   spat_tensors T = spatc_tensors(A), T32 = T;
@@ -273,7 +278,7 @@ static int bench(const bench_in *in, bench_opts *opt) {
   void *h16[4] = {NULL, NULL, NULL, NULL}; /* q, k, v, o of the dtype */
   if (!o2 || !tk) goto oom;
   if (dt != SPAT_DTYPE_F32) { /* rounded, and A's q, k, v hold the values */
-    size_t nk = (size_t)(Hkv * Lk * D), n[4] = {nq, nk, nk, nq};
+    size_t nk = (size_t)(B * Hkv * Lk * D), n[4] = {nq, nk, nk, nq};
     float *src[3] = {A->q.data, A->k.data, A->v.data};
     for (int x = 0; x < 4; x++)
       if (!(h16[x] = malloc(n[x] * 2 + 2))) goto oom;
@@ -365,7 +370,7 @@ static int bench(const bench_in *in, bench_opts *opt) {
   /* Past COUNT_MAX mask elements, rows not cached are sampled evenly and
    * nnz is an estimate (flagged). */
   int64_t step = 1;
-  double elems = (double)(H - cached) * (double)Lq * (double)Lk;
+  double elems = (double)(B * H - cached) * (double)Lq * (double)Lk;
   if (elems > COUNT_MAX) step = (int64_t)(elems / COUNT_MAX) + 1;
   /* rows not cached come MASK_ROWS at a time when all are counted: one mask
    * call per block (the interpreter computes per call what a row needs of
@@ -378,18 +383,22 @@ static int bench(const bench_in *in, bench_opts *opt) {
     free(row);
     goto oom;
   }
+  /* sequence b > 0: rows as heads past the cached ones, not in spans */
+  row_span other;
+  for (int64_t b = 0; b < B; b++)
   for (int64_t h = 0; h < H; h++)
     for (int64_t r = 0; r < Lq; r++) {
-      row_span *rs = &spans[h * Lq + r];
+      row_span *rs = b == 0 ? &spans[h * Lq + r] : &other;
+      bool in_cache = b == 0 && h < cached;
       *rs = (row_span){-1, -1, -1};
-      if (h >= cached && (h * Lq + r) % step) continue;
-      if (h >= cached && step > 1) sampled++;
-      int64_t nb = h >= cached && step == 1 ? MASK_ROWS - r % MASK_ROWS : 1;
+      if (!in_cache && ((b * H + h) * Lq + r) % step) continue;
+      if (!in_cache && step > 1) sampled++;
+      int64_t nb = !in_cache && step == 1 ? MASK_ROWS - r % MASK_ROWS : 1;
       if (nb > Lq - r) nb = Lq - r;
-      uint8_t *out = h < cached ? mcache + (h * Lq + r) * Lk
+      uint8_t *out = in_cache ? mcache + (h * Lq + r) * Lk
                      : step == 1 ? row + r % MASK_ROWS * Lk : row;
-      spat_status st = h >= cached && step == 1 && r % MASK_ROWS != 0 ? SPAT_OK
-                       : spat_kernel_mask(kernel, &T, in->args, in->n_args, 0, h, r,
+      spat_status st = !in_cache && step == 1 && r % MASK_ROWS != 0 ? SPAT_OK
+                       : spat_kernel_mask(kernel, &T, in->args, in->n_args, b, h, r,
                                           nb, out);
       if (st != SPAT_OK) {
         spatc_api_error(in->pat->ctx, st);
@@ -408,7 +417,7 @@ static int bench(const bench_in *in, bench_opts *opt) {
   if (step > 1) { /* scale the sampled rows' count to all of them */
     int64_t exact = 0;
     for (int64_t t = 0; t < cached * Lq * Lk; t++) exact += mcache[t] != 0;
-    nnz = exact + (int64_t)((double)(nnz - exact) * (double)((H - cached) * Lq) /
+    nnz = exact + (int64_t)((double)(nnz - exact) * (double)((B * H - cached) * Lq) /
                             (double)(sampled ? sampled : 1));
   }
   double gflops = kernel_ms > 0 ? 4.0 * (double)nnz * (double)D / (kernel_ms * 1e6) : 0;
@@ -417,9 +426,10 @@ static int bench(const bench_in *in, bench_opts *opt) {
 
   /* baseline 1: per-row window loop of the same mean width */
   int64_t wl = 0, wr = 0;
-  bool exact_window = is_window(spans, H, Lq, Lk, &wl, &wr);
+  /* (spans hold sequence 0: with B > 1 the others may differ) */
+  bool exact_window = B == 1 && is_window(spans, H, Lq, Lk, &wl, &wr);
   if (!exact_window) {
-    double mean = H * Lq > 0 ? (double)nnz / (double)(H * Lq) : 0;
+    double mean = B * H * Lq > 0 ? (double)nnz / (double)(B * H * Lq) : 0;
     wl = (int64_t)(mean + 0.5) - 1, wr = 0;
     if (wl < 0) wl = 0;
   }
@@ -432,11 +442,11 @@ static int bench(const bench_in *in, bench_opts *opt) {
     if (bl_window(&la, wl, wr, (int)threads) != 0) goto oom;
     tl[t] = spatc_now_ms() - t0;
   }
-  double loop_ms = median(tl, 3);
+  double loop_ms = median(tl, 3) * (double)B; /* sequence 0 of B */
   double loop_err = -1;
   if (exact_window) {
     loop_err = 0;
-    for (size_t t = 0; t < nq; t++) {
+    for (size_t t = 0; t < nq0; t++) {
       double e = fabs((double)o2[t] - (double)in->o[t]);
       if (e > loop_err) loop_err = e;
     }
@@ -456,7 +466,7 @@ static int bench(const bench_in *in, bench_opts *opt) {
       if (bl_dense(&da, mask_cb, &M, (int)threads) != 0) goto oom;
       td[t] = spatc_now_ms() - t0;
     }
-    dense_ms = median(td, 3) * (double)H / (double)cached;
+    dense_ms = median(td, 3) * (double)(B * H) / (double)cached;
     dense_err = 0;
     for (size_t t = 0; t < (size_t)(cached * Lq * D); t++) {
       double e = fabs((double)o2[t] - (double)in->o[t]);
@@ -464,10 +474,11 @@ static int bench(const bench_in *in, bench_opts *opt) {
     }
   }
 
-  double density = Lq && Lk ? (double)nnz / ((double)H * (double)Lq * (double)Lk) : 0;
+  double density =
+      Lq && Lk ? (double)nnz / ((double)(B * H) * (double)Lq * (double)Lk) : 0;
   double peak = 100.0 * gflops / (PEAK_PER_CORE * (double)threads);
   if (json) {
-    printf("{\"pattern\": \"%s\", \"file\": \"%s\", \"Lq\": %lld, \"Lk\": %lld, "
+    printf("{\"pattern\": \"%s\", \"file\": \"%s\", \"B\": %lld, \"Lq\": %lld, \"Lk\": %lld, "
            "\"H\": %lld, \"Hkv\": %lld, \"D\": %lld, \"threads\": %lld, "
            "\"nnz\": %lld, \"density\": %.6f, \"compile_ms\": %.3f, "
            "\"cold_ms\": %.3f, \"warm_ms\": %.3f, \"cached\": %s, "
@@ -478,7 +489,7 @@ static int bench(const bench_in *in, bench_opts *opt) {
            "\"nnz_sampled\": %s, \"dtype\": \"%s\", \"f32_ms\": %.3f, "
            "\"vs_f32\": %.3f, \"vs_f32_cpu\": %.3f, \"backward_ms\": %.3f, "
            "\"backward_gflops\": %.3f, \"backward_ratio\": %.3f}\n",
-           name, file, (long long)Lq, (long long)Lk, (long long)H,
+           name, file, (long long)B, (long long)Lq, (long long)Lk, (long long)H,
            (long long)Hkv, (long long)D, (long long)threads, (long long)nnz,
            density, compile_ms, cold_ms, warm_ms, kcache ? "true" : "false", kernel_ms, gflops, peak, loop_ms, (long long)wl,
            (long long)wr, exact_window ? "true" : "false", dense_ms,
@@ -488,8 +499,8 @@ static int bench(const bench_in *in, bench_opts *opt) {
            f32_ms, f32_ms > 0 ? f32_ms / kernel_ms : -1.0, cpu_ratio, bwd_ms,
            bwd_gflops, bwd_ms > 0 ? bwd_ms / kernel_ms : -1.0);
   } else {
-    printf("pattern %s (%s): Lq %lld, Lk %lld, H %lld (kv %lld), D %lld, "
-           "threads %lld\n", name, file, (long long)Lq, (long long)Lk,
+    printf("pattern %s (%s): B %lld, Lq %lld, Lk %lld, H %lld (kv %lld), D %lld, "
+           "threads %lld\n", name, file, (long long)B, (long long)Lq, (long long)Lk,
            (long long)H, (long long)Hkv, (long long)D, (long long)threads);
     printf("  allowed pairs   %s%lld (density %.4f)\n", step > 1 ? "about " : "",
            (long long)nnz, density);
@@ -532,7 +543,7 @@ int spatc_bench_main(int argc, char **argv) {
       OPT_PATTERN, OPT_DEFINE, OPT_RUNTIME, OPT_LEN,     OPT_LQ,
       OPT_LK,      OPT_HEADS,  OPT_KVHEADS, OPT_DIM,     OPT_THREADS,
       OPT_REPEATS, OPT_SEED,   OPT_JSON,    OPT_NO_DENSE, OPT_NO_CACHE,
-      OPT_DTYPE,   OPT_BACKWARD, OPT_INPUT, OPT_NONE};
+      OPT_DTYPE,   OPT_BACKWARD, OPT_INPUT, OPT_BATCH, OPT_NONE};
   cli c;
   cli_init(&c, argc, argv, "FILE [--len L | --lq N --lk N] [options]",
            "Times the pattern's JIT kernel (compile, run, GFLOP/s on the "
@@ -582,14 +593,15 @@ int spatc_bench_main(int argc, char **argv) {
   }
   if (rc == SPATC_OK) {
     vals = spatc_xmalloc(sizeof *vals * (p->n_args + 1));
-    docs = spatc_xmalloc(sizeof *docs * (size_t)args.Lk * (n_in + 1));
+    docs = spatc_xmalloc(sizeof *docs * (size_t)(args.B * args.Lk) * (n_in + 1));
     if (!vals || !docs) rc = SPATC_EUSER;
   }
   if (rc == SPATC_OK) {
-    fill_docs(docs, (int)n_in, args.Lk, sh.seed);
+    /* B arrays of Lk per input: int[Lk] reads the first, int[B, Lk] all */
+    fill_docs(docs, (int)(n_in * (size_t)args.B), args.Lk, sh.seed);
     for (size_t t = 0; t < n_rt; t++) vals[t] = spat_scalar(rt[t]);
     for (size_t t = 0; t < n_in; t++)
-      vals[n_rt + t] = spat_input(docs + t * (size_t)args.Lk);
+      vals[n_rt + t] = spat_input(docs + t * (size_t)(args.B * args.Lk));
     rc = spatc_qkv_setup(&qkv, &args, &sh, &c, QKV_QKV);
   }
   /* --input NAME=FILE.npy: every input array from a file instead */
@@ -630,8 +642,8 @@ int spatc_bench_main(int argc, char **argv) {
     vals[n_rt + t] = spat_input_f32(fbuf[t]);
   }
   if (rc == SPATC_OK) {
-    o = spatc_xmalloc(sizeof(float) * (size_t)(args.H * args.Lq * args.D));
-    lse = spatc_xmalloc(sizeof(float) * (size_t)(args.H * args.Lq));
+    o = spatc_xmalloc(sizeof(float) * (size_t)(args.B * args.H * args.Lq * args.D));
+    lse = spatc_xmalloc(sizeof(float) * (size_t)(args.B * args.H * args.Lq));
     if (!o || !lse) rc = SPATC_EUSER;
   }
   if (rc == SPATC_OK) {

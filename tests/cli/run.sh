@@ -569,6 +569,15 @@ import json, sys
 r = json.load(open("out"))
 sys.exit(0 if r["nnz"] == 2 * 1274 and r["H"] == 2 and r["D"] == 16 and r["max_err_dense"] <= 2e-5 else 1)'; then
   ok bench; else fail bench; fi
+# --batch 2: the kernel runs both sequences, nnz counts both, the dense
+# baseline checks sequence 0
+sp bench w2.pat --len 256 --heads 2 --dim 16 --repeats 1 --batch 2 --no-cache --json
+if expect_rc bench-batch 0 && python3 -c '
+import json, sys
+r = json.load(open("out"))
+sys.exit(0 if r["B"] == 2 and r["nnz"] == 2 * 2 * 1274 and abs(r["density"] - 1274 / 256 ** 2) < 1e-6
+         and r["max_err_dense"] <= 2e-5 else 1)'; then
+  ok bench-batch; else fail bench-batch; fi
 sp bench w2.pat --frobnicate
 expect_rc bench-usage 2 && ok bench-usage || fail bench-usage
 
