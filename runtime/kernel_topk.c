@@ -490,6 +490,66 @@ static void tkf_gmax512(const float *sc, int64_t nc, const float *cq,
 }
 #endif
 
+/* The group maxima's bisections: gb[r] <= the k-th largest of gm[g KR_BQ +
+ * r], g < ng (entries -inf, groups without a key of r, not counted; they
+ * are lo of distinct keys, so gb[r] <= the row's k-th largest lo), or -inf
+ * when fewer than k; TKF_GPASSES halvings of [min, max]. */
+#define TKF_GPASSES 10
+static void tkf_gbound(const float *gm, int64_t ng, int64_t k, float *gb) {
+  for (int64_t r = 0; r < KR_BQ; r++) {
+    float lo = INFINITY, hi = -INFINITY;
+    int64_t n = 0;
+    for (int64_t g = 0; g < ng; g++) {
+      float v = gm[g * KR_BQ + r];
+      if (!(v > -INFINITY)) continue;
+      n++;
+      lo = v < lo ? v : lo, hi = v > hi ? v : hi;
+    }
+    if (n < k) {
+      gb[r] = -INFINITY;
+      continue;
+    }
+    for (int p = 0; p < TKF_GPASSES; p++) {
+      float mid = lo * 0.5f + hi * 0.5f;
+      int64_t c = 0;
+      for (int64_t g = 0; g < ng; g++) c += gm[g * KR_BQ + r] >= mid;
+      if (c >= k) lo = mid;
+      else hi = mid;
+    }
+    gb[r] = lo;
+  }
+}
+
+#ifdef TKF_X86
+__attribute__((target("avx512f")))
+static void tkf_gbound512(const float *gm, int64_t ng, int64_t k, float *gb) {
+  const __m512 ninf = _mm512_set1_ps(-INFINITY), half = _mm512_set1_ps(0.5f);
+  const __m512i one = _mm512_set1_epi32(1), kv = _mm512_set1_epi32((int)k);
+  for (int x = 0; x < 4; x++) {
+    __m512 lo = _mm512_set1_ps(INFINITY), hi = ninf;
+    __m512i n = _mm512_setzero_si512();
+    for (int64_t g = 0; g < ng; g++) {
+      __m512 v = _mm512_loadu_ps(gm + g * KR_BQ + 16 * x);
+      __mmask16 in = _mm512_cmp_ps_mask(v, ninf, _CMP_GT_OQ);
+      n = _mm512_mask_add_epi32(n, in, n, one);
+      lo = _mm512_mask_min_ps(lo, in, lo, v), hi = _mm512_mask_max_ps(hi, in, hi, v);
+    }
+    __mmask16 enough = _mm512_cmp_epi32_mask(n, kv, _MM_CMPINT_NLT);
+    for (int p = 0; p < TKF_GPASSES; p++) {
+      __m512 mid = _mm512_add_ps(_mm512_mul_ps(lo, half), _mm512_mul_ps(hi, half));
+      __m512i c = _mm512_setzero_si512();
+      for (int64_t g = 0; g < ng; g++) {
+        __m512 v = _mm512_loadu_ps(gm + g * KR_BQ + 16 * x);
+        c = _mm512_mask_add_epi32(c, _mm512_cmp_ps_mask(v, mid, _CMP_GE_OQ), c, one);
+      }
+      __mmask16 up = _mm512_cmp_epi32_mask(c, kv, _MM_CMPINT_NLT);
+      lo = _mm512_mask_mov_ps(lo, up, mid), hi = _mm512_mask_mov_ps(hi, ~up, mid);
+    }
+    _mm512_storeu_ps(gb + 16 * x, _mm512_mask_mov_ps(ninf, enough, lo));
+  }
+}
+#endif
+
 /* Floats as int32 in the same order (no NaN among them): the bits of a
  * negative float flipped but for the sign. */
 static inline int32_t ord_key(float x) {
@@ -744,20 +804,18 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
   next:;
     int last = sx >= lastsx && J0 + KR_BK >= cs[sx].k1;
     if (nt == 0 || (nt < TKF_SB && !last && (live & ~slow))) continue;
-    /* the superblock's bounds, row by row */
-    for (uint64_t x = live & ~slow; x; x &= x - 1) {
-      int r = __builtin_ctzll(x);
-      /* only the values at least thr can raise it (branch-free) */
-      float v[4 * TKF_SB + TKF_LIST + 16], t0 = thr[r];
-      int64_t m = 0;
-      for (int64_t g = 0; g < 4 * nt; g++) {
-        float y = gm[g * KR_BQ + r];
-        v[m] = y, m += y >= t0 && y > -INFINITY;
+    /* the superblock's bounds, every row at once */
+    {
+      float gb[KR_BQ];
+#ifdef TKF_X86
+      if (__builtin_cpu_supports("avx512f")) tkf_gbound512(gm, 4 * nt, cap, gb);
+      else
+#endif
+        tkf_gbound(gm, 4 * nt, cap, gb);
+      for (uint64_t x = live & ~slow; x; x &= x - 1) {
+        int r = __builtin_ctzll(x);
+        if (gb[r] > thr[r]) thr[r] = w[r].thr = gb[r];
       }
-      for (int64_t y = 0; y < w[r].n; y++) v[m] = w[r].lo[y], m += w[r].lo[y] >= t0;
-      if (m < cap) continue;
-      float b2 = kth_bound(v, m, cap, t0);
-      if (b2 > t0) thr[r] = w[r].thr = b2;
     }
     for (int64_t ti = 0; ti < nt; ti++) {
       const float *sc = s->sc + (size_t)ti * KR_BK * KR_BQ;
