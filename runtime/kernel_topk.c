@@ -263,6 +263,8 @@ static void topk_row_exact(run *R, scratch *s, int t, const kr_env *env,
  * holds (ties within the bound), is selected in double from scratch. */
 #define TKF_MAX_K 1024
 #define TKF_LIST (4 * TKF_MAX_K + 64) /* keys kept per row, at most */
+#define TKF_SB 32 /* key tiles scored before their keys are filtered (the
+                     scores, 512 KB, in L2) */
 
 /* The |k_j| of head (b, hk), rounded up, kept while tasks stay on it. */
 static const float *key_norms(scratch *s, const rt_args *a, const float *kb,
@@ -439,6 +441,115 @@ static void tkf_filter512(const float *sc, int64_t nc, const float *cq,
 }
 #endif
 
+/* Per key c < nc of a score tile: the rows of cols[c] with a non-finite
+ * score into *bad; gm[g * KR_BQ + r] (g < 4) = the largest lo = f - e of
+ * row r among keys [16 g, 16 g + 16) of cols (e = cq[r] kn[c]; -inf: no
+ * such key). */
+static void tkf_gmax(const float *sc, int64_t nc, const float *cq,
+                     const float *kn, const uint64_t *cols, float *gm,
+                     uint64_t *bad) {
+  for (int64_t x = 0; x < 4 * KR_BQ; x++) gm[x] = -INFINITY;
+  for (int64_t c = 0; c < nc; c++) {
+    float *g = gm + (c / 16) * KR_BQ;
+    for (uint64_t w = cols[c]; w; w &= w - 1) {
+      int r = __builtin_ctzll(w);
+      float f = sc[c * KR_BQ + r], e = cq[r] * kn[c];
+      if (!isfinite(f)) *bad |= 1ull << r;
+      else if (f - e > g[r]) g[r] = f - e;
+    }
+  }
+}
+
+#ifdef TKF_X86
+__attribute__((target("avx512f")))
+static void tkf_gmax512(const float *sc, int64_t nc, const float *cq,
+                        const float *kn, const uint64_t *cols, float *gm,
+                        uint64_t *bad) {
+  __m512 q[4];
+  for (int x = 0; x < 4; x++) q[x] = _mm512_loadu_ps(cq + 16 * x);
+  uint64_t nf = 0;
+  for (int g = 0; g < 4; g++) {
+    __m512 m[4];
+    for (int x = 0; x < 4; x++) m[x] = _mm512_set1_ps(-INFINITY);
+    for (int64_t c = 16 * g; c < nc && c < 16 * g + 16; c++) {
+      __m512 e = _mm512_set1_ps(kn[c]);
+      for (int x = 0; x < 4; x++) {
+        __mmask16 on = (__mmask16)(cols[c] >> (16 * x));
+        __m512 f = _mm512_loadu_ps(sc + c * KR_BQ + 16 * x);
+        __mmask16 fin = _mm512_cmp_ps_mask(_mm512_sub_ps(f, f), _mm512_setzero_ps(),
+                                           _CMP_EQ_OQ);
+        nf |= (uint64_t)(uint16_t)(on & ~fin) << (16 * x);
+        /* f - e as tkf_row keeps it: rounded product, then difference */
+        __m512 lo = _mm512_sub_ps(f, _mm512_mul_ps(q[x], e));
+        m[x] = _mm512_mask_max_ps(m[x], on & fin, m[x], lo);
+      }
+    }
+    for (int x = 0; x < 4; x++) _mm512_storeu_ps(gm + g * KR_BQ + 16 * x, m[x]);
+  }
+  *bad |= nf;
+}
+#endif
+
+/* The group maxima's bisections: gb[r] <= the k-th largest of gm[g KR_BQ +
+ * r], g < ng (entries -inf, groups without a key of r, not counted; they
+ * are lo of distinct keys, so gb[r] <= the row's k-th largest lo), or -inf
+ * when fewer than k; TKF_GPASSES halvings of [min, max]. */
+#define TKF_GPASSES 10
+static void tkf_gbound(const float *gm, int64_t ng, int64_t k, float *gb) {
+  for (int64_t r = 0; r < KR_BQ; r++) {
+    float lo = INFINITY, hi = -INFINITY;
+    int64_t n = 0;
+    for (int64_t g = 0; g < ng; g++) {
+      float v = gm[g * KR_BQ + r];
+      if (!(v > -INFINITY)) continue;
+      n++;
+      lo = v < lo ? v : lo, hi = v > hi ? v : hi;
+    }
+    if (n < k) {
+      gb[r] = -INFINITY;
+      continue;
+    }
+    for (int p = 0; p < TKF_GPASSES; p++) {
+      float mid = lo * 0.5f + hi * 0.5f;
+      int64_t c = 0;
+      for (int64_t g = 0; g < ng; g++) c += gm[g * KR_BQ + r] >= mid;
+      if (c >= k) lo = mid;
+      else hi = mid;
+    }
+    gb[r] = lo;
+  }
+}
+
+#ifdef TKF_X86
+__attribute__((target("avx512f")))
+static void tkf_gbound512(const float *gm, int64_t ng, int64_t k, float *gb) {
+  const __m512 ninf = _mm512_set1_ps(-INFINITY), half = _mm512_set1_ps(0.5f);
+  const __m512i one = _mm512_set1_epi32(1), kv = _mm512_set1_epi32((int)k);
+  for (int x = 0; x < 4; x++) {
+    __m512 lo = _mm512_set1_ps(INFINITY), hi = ninf;
+    __m512i n = _mm512_setzero_si512();
+    for (int64_t g = 0; g < ng; g++) {
+      __m512 v = _mm512_loadu_ps(gm + g * KR_BQ + 16 * x);
+      __mmask16 in = _mm512_cmp_ps_mask(v, ninf, _CMP_GT_OQ);
+      n = _mm512_mask_add_epi32(n, in, n, one);
+      lo = _mm512_mask_min_ps(lo, in, lo, v), hi = _mm512_mask_max_ps(hi, in, hi, v);
+    }
+    __mmask16 enough = _mm512_cmp_epi32_mask(n, kv, _MM_CMPINT_NLT);
+    for (int p = 0; p < TKF_GPASSES; p++) {
+      __m512 mid = _mm512_add_ps(_mm512_mul_ps(lo, half), _mm512_mul_ps(hi, half));
+      __m512i c = _mm512_setzero_si512();
+      for (int64_t g = 0; g < ng; g++) {
+        __m512 v = _mm512_loadu_ps(gm + g * KR_BQ + 16 * x);
+        c = _mm512_mask_add_epi32(c, _mm512_cmp_ps_mask(v, mid, _CMP_GE_OQ), c, one);
+      }
+      __mmask16 up = _mm512_cmp_epi32_mask(c, kv, _MM_CMPINT_NLT);
+      lo = _mm512_mask_mov_ps(lo, up, mid), hi = _mm512_mask_mov_ps(hi, ~up, mid);
+    }
+    _mm512_storeu_ps(gb + 16 * x, _mm512_mask_mov_ps(ninf, enough, lo));
+  }
+}
+#endif
+
 /* Floats as int32 in the same order (no NaN among them): the bits of a
  * negative float flipped but for the sign. */
 static inline int32_t ord_key(float x) {
@@ -604,7 +715,8 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
   if (!grow((void **)&s->tf, &s->tf_cap, 2 * need, sizeof(float)) ||
       !grow((void **)&s->tj, &s->tj_cap, need, sizeof(int64_t)))
     return 0;
-  if (!s->sc && !(s->sc = aligned_alloc(64, sizeof(float) * KR_BK * KR_BQ))) return 0;
+  if (!s->sc && !(s->sc = aligned_alloc(64, sizeof(float) * TKF_SB * (KR_BK + 4) * KR_BQ)))
+    return 0;
   const float *kn = key_norms(s, a, kb, b, hk);
   if (!kn) return 0;
   /* Q^T of the rows (the task packs the same, other callers do not) */
@@ -631,85 +743,121 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
                      e > 3e38 ? INFINITY : (float)e, -INFINITY};
     cq[r] = w[r].cq, thr[r] = -INFINITY, ncand[r] = 0;
   }
-  uint64_t fresh = live;  /* rows without a bound yet */
+  /* Key tiles are scored a superblock (TKF_SB tiles) at a time into s->sc,
+   * with per row the largest lo of every group of 16 keys (gm); then per
+   * row the k-th largest of those maxima and of the lo kept from earlier
+   * superblocks (all lo of distinct keys, so a bound <= the row's k-th
+   * largest lo) sets thr before any key of the superblock is kept: few
+   * keys pass it, and they are appended once. */
+  float *gm = s->sc + (size_t)TKF_SB * KR_BK * KR_BQ;
+  int64_t tj0[TKF_SB], tnc[TKF_SB], nt = 0;
+  uint64_t tcols[TKF_SB][KR_BK];
   plan_span every = {0, lkg, PLAN_PARTIAL};
   if (!cs) cs = &every, ncs = 1;
+  int64_t lastsx = ncs - 1;  /* the last span with keys */
+  while (lastsx > 0 && cs[lastsx].k1 <= cs[lastsx].k0) lastsx--;
   for (int64_t sx = 0; sx < ncs; sx++)
   for (int64_t J0 = cs[sx].k0; J0 < cs[sx].k1 && (live & ~slow); J0 += KR_BK) {
     int64_t nc = cs[sx].k1 - J0 < KR_BK ? cs[sx].k1 - J0 : KR_BK;
-    uint64_t cols[KR_BK], hits[KR_BK], any = 0, all = ~0ull, on = 0;
+    uint64_t *cols = tcols[nt], any = 0, all = ~0ull, on = 0;
     uint64_t valid = nc >= 64 ? ~0ull : (1ull << nc) - 1;
-    for (int64_t r = 0; r < KR_BQ; r++) {
-      s->rows[r] = 0;
-      if (!((live & ~slow) >> r & 1)) continue;
-      int32_t ecode = K->mask[t + 1](env, I0 + r, J0, nc, lqg, lkg, &s->rows[r]);
-      if (ecode) {
-        tk->cnt[r] = -(int64_t)ecode;
-        live &= ~(1ull << r);
-        s->rows[r] = 0;
-        continue;
-      }
-      ncand[r] += s->rows[r] == valid ? nc : __builtin_popcountll(s->rows[r]);
-      any |= s->rows[r], all &= s->rows[r], on |= 1ull << r;
-    }
-    if (!any) continue;
-    if (all == valid) {  /* every row scanned takes every key */
+    if (cs[sx].kind == PLAN_FULL) {  /* every row takes every key */
+      on = any = live & ~slow;
+      for (uint64_t x = on; x; x &= x - 1) ncand[__builtin_ctzll(x)] += nc;
       for (int64_t y = 0; y < nc; y++) cols[y] = on;
     } else {
-      memcpy(cols, s->rows, sizeof cols);
-      kr_transpose64(cols);
-    }
-    score_tile(s->qt, kb + J0 * ksl, ksl, nc, nI, D, s->sc);
-    /* a row's first key tile with k candidates gives it a bound before it
-     * keeps any key (else all of them would be kept) */
-    for (uint64_t fr = fresh & on; cap <= KR_BK && fr; fr &= fr - 1) {
-      int r = __builtin_ctzll(fr);
-      if (__builtin_popcountll(s->rows[r]) < cap) continue;
-      float lo[KR_BK + 8];
-      int64_t m = 0;
-      for (uint64_t h = s->rows[r]; h; h &= h - 1) {
-        int y = __builtin_ctzll(h);
-        lo[m++] = s->sc[y * KR_BQ + r] - cq[r] * kn[J0 + y];
-      }
-      w[r].thr = thr[r] = kth_bound(lo, m, cap, -INFINITY);
-      fresh &= ~(1ull << r);
-    }
-    uint64_t bad = 0;
-#ifdef TKF_X86
-    if (__builtin_cpu_supports("avx512f"))
-      tkf_filter512(s->sc, nc, cq, kn + J0, thr, cols, hits, &bad);
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-      tkf_filter_avx2(s->sc, nc, cq, kn + J0, thr, cols, hits, &bad);
-    else
-#endif
-      tkf_filter(s->sc, nc, cq, kn + J0, thr, cols, hits, &bad);
-    slow |= bad;
-    /* the hits row by row (keys ascending), each row's list in registers */
-    uint64_t act = 0;
-    for (int64_t y = nc; y < KR_BK; y++) hits[y] = 0;
-    for (int64_t y = 0; y < nc; y++) act |= hits[y];
-    kr_transpose64(hits);
-    for (act &= ~slow; act; act &= act - 1) {
-      int r = __builtin_ctzll(act);
-      tkf_row *x = &w[r];
-      int64_t n = x->n, trig = x->trig;
-      for (uint64_t h = hits[r]; h; h &= h - 1) {
-        int y = __builtin_ctzll(h);
-        float f = s->sc[y * KR_BQ + r], e = cq[r] * kn[J0 + y];
-        x->lo[n] = f - e, x->hi[n] = f + e, x->j[n++] = J0 + y;
-        if (n < trig) continue;
-        x->n = n;
-        row_compact(x, cap, 0);
-        thr[r] = x->thr;
-        n = x->n;
-        trig = x->trig = n + step - cap < x->cap ? n + step - cap : x->cap;
-        if (n > x->cap - x->cap / 4) {
-          slow |= 1ull << r;
-          break;
+      for (int64_t r = 0; r < KR_BQ; r++) {
+        s->rows[r] = 0;
+        if (!((live & ~slow) >> r & 1)) continue;
+        int32_t ecode = K->mask[t + 1](env, I0 + r, J0, nc, lqg, lkg, &s->rows[r]);
+        if (ecode) {
+          tk->cnt[r] = -(int64_t)ecode;
+          live &= ~(1ull << r);
+          s->rows[r] = 0;
+          continue;
         }
+        ncand[r] += s->rows[r] == valid ? nc : __builtin_popcountll(s->rows[r]);
+        any |= s->rows[r], all &= s->rows[r], on |= 1ull << r;
       }
-      x->n = n;
+      if (!any) goto next;
+      if (all == valid) {  /* every row scanned takes every key */
+        for (int64_t y = 0; y < nc; y++) cols[y] = on;
+      } else {
+        memcpy(cols, s->rows, sizeof tcols[0]);
+        kr_transpose64(cols);
+      }
     }
+    for (int64_t y = nc; y < KR_BK; y++) cols[y] = 0;
+    {
+      float *sc = s->sc + (size_t)nt * KR_BK * KR_BQ;
+      uint64_t bad = 0;
+      score_tile(s->qt, kb + J0 * ksl, ksl, nc, nI, D, sc);
+#ifdef TKF_X86
+      if (__builtin_cpu_supports("avx512f"))
+        tkf_gmax512(sc, nc, cq, kn + J0, cols, gm + nt * 4 * KR_BQ, &bad);
+      else
+#endif
+        tkf_gmax(sc, nc, cq, kn + J0, cols, gm + nt * 4 * KR_BQ, &bad);
+      slow |= bad;
+      tj0[nt] = J0, tnc[nt] = nc, nt++;
+    }
+  next:;
+    int last = sx >= lastsx && J0 + KR_BK >= cs[sx].k1;
+    if (nt == 0 || (nt < TKF_SB && !last && (live & ~slow))) continue;
+    /* the superblock's bounds, every row at once */
+    {
+      float gb[KR_BQ];
+#ifdef TKF_X86
+      if (__builtin_cpu_supports("avx512f")) tkf_gbound512(gm, 4 * nt, cap, gb);
+      else
+#endif
+        tkf_gbound(gm, 4 * nt, cap, gb);
+      for (uint64_t x = live & ~slow; x; x &= x - 1) {
+        int r = __builtin_ctzll(x);
+        if (gb[r] > thr[r]) thr[r] = w[r].thr = gb[r];
+      }
+    }
+    for (int64_t ti = 0; ti < nt; ti++) {
+      const float *sc = s->sc + (size_t)ti * KR_BK * KR_BQ;
+      int64_t tJ = tj0[ti], tn = tnc[ti];
+      uint64_t hits[KR_BK], bad = 0, act = 0;
+#ifdef TKF_X86
+      if (__builtin_cpu_supports("avx512f"))
+        tkf_filter512(sc, tn, cq, kn + tJ, thr, tcols[ti], hits, &bad);
+      else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        tkf_filter_avx2(sc, tn, cq, kn + tJ, thr, tcols[ti], hits, &bad);
+      else
+#endif
+        tkf_filter(sc, tn, cq, kn + tJ, thr, tcols[ti], hits, &bad);
+      /* (bad: found by the group maxima already) */
+      /* the hits row by row (keys ascending), each row's list in registers */
+      for (int64_t y = tn; y < KR_BK; y++) hits[y] = 0;
+      for (int64_t y = 0; y < tn; y++) act |= hits[y];
+      if (!(act & ~slow)) continue;
+      kr_transpose64(hits);
+      for (act &= ~slow; act; act &= act - 1) {
+        int r = __builtin_ctzll(act);
+        tkf_row *x = &w[r];
+        int64_t n = x->n, trig = x->trig;
+        for (uint64_t h = hits[r]; h; h &= h - 1) {
+          int y = __builtin_ctzll(h);
+          float f = sc[y * KR_BQ + r], e = cq[r] * kn[tJ + y];
+          x->lo[n] = f - e, x->hi[n] = f + e, x->j[n++] = tJ + y;
+          if (n < trig) continue;
+          x->n = n;
+          row_compact(x, cap, 0);
+          thr[r] = x->thr;
+          n = x->n;
+          trig = x->trig = n + step - cap < x->cap ? n + step - cap : x->cap;
+          if (n > x->cap - x->cap / 4) {
+            slow |= 1ull << r;
+            break;
+          }
+        }
+        x->n = n;
+      }
+    }
+    nt = 0;
   }
   for (int64_t r = 0; r < nI; r++) {
     if (!(live >> r & 1)) continue;

@@ -9,7 +9,8 @@
  * key), or keys equal up to perturbations below float32's resolution
  * (near-ties the bound cannot separate), or zero query rows, or large
  * (scores near 1e31, a scale of 1e-30), or NaN in a key, or NaN in a
- * query, or infinities in keys and a query; v
+ * query, or infinities in keys and a query, or keys in equal pairs (exact
+ * ties at every rank); v
  * is random signs, so that one key selected differently moves o by about
  * 1 / k, far above the tolerance.
  */
@@ -49,7 +50,7 @@ static uint64_t mix(uint64_t *s) {
 
 static float unif(uint64_t *s) { return (float)((double)(mix(s) >> 11) / 9007199254740992.0 * 2 - 1); }
 
-enum { RANDOM, INTEGER, NEAR, ZERO_Q, HUGE_V, NAN_K, NAN_Q, INF, N_KIND };
+enum { RANDOM, INTEGER, NEAR, ZERO_Q, HUGE_V, NAN_K, NAN_Q, INF, DUP, N_KIND };
 
 static void fill(float *q, float *k, float *v, size_t nq, size_t nk, int64_t D,
                  int kind, uint64_t seed) {
@@ -65,6 +66,9 @@ static void fill(float *q, float *k, float *v, size_t nq, size_t nk, int64_t D,
   }
   if (kind == HUGE_V)
     for (size_t t = 0; t < nq; t++) q[t] *= 1e15f;
+  if (kind == DUP)  /* odd keys repeat the even key before them: exact ties */
+    for (size_t t = 0; t < nk; t++)
+      if ((t / (size_t)D) % 2) k[t] = k[t - (size_t)D];
   if (kind == NAN_K) k[7 * (size_t)D + 3] = NAN;
   if (kind == NAN_Q) q[5 * (size_t)D + 2] = NAN;
   if (kind == INF) {
@@ -138,6 +142,23 @@ static void test_selection(void **state) {
   ir_program *pb = fe_instantiate(d, m, "causal32", big, 1);
   assert_non_null(pb);
   compare(pb, 1, SMALL(1600, 200), SMALL(1600, 200), 16, RANDOM, 2);
+  /* rows of more keys than a superblock of the fast path (2048: bounds
+   * from the group maxima, then from the keys kept), every kind */
+  ir_program *pc = fe_instantiate(d, m, "causal32", NULL, 0);
+  assert_non_null(pc);
+  for (int kind = 0; kind < N_KIND; kind++)
+    compare(pc, 1, 70, SMALL(2600, 300), 16, kind, 1);
+  /* k = 1, and k at the fast path's largest (1024) */
+  fe_define one[] = {{"k", 1}};
+  ir_program *p1 = fe_instantiate(d, m, "causal32", one, 1);
+  assert_non_null(p1);
+  compare(p1, 2, 70, SMALL(2300, 300), 16, RANDOM, 1);
+  compare(p1, 1, 130, 130, 16, DUP, 1);
+  fe_define kmax[] = {{"k", 1024}};
+  ir_program *pk = fe_instantiate(d, m, "causal32", kmax, 1);
+  assert_non_null(pk);
+  compare(pk, 1, 70, SMALL(3000, 1100), 16, RANDOM, 1);
+  compare(pk, 1, 70, SMALL(3000, 1100), 16, NEAR, 1);
   fe_define most[] = {{"k", 199}};
   ir_program *pm = fe_instantiate(d, m, "causal32", most, 1);
   assert_non_null(pm);
