@@ -846,11 +846,17 @@ static void write_rows(run *R, const scratch *s, int64_t b, int64_t h,
   }
 }
 
-/* --- joins: one query tile of a group (plan_groups) --------------------- */
+/* --- joins: query tiles of a group (plan_groups) ------------------------ */
 
-/* Task id: (b, h, tile) with R->join_tiles tiles per head: the tile's
- * rows are grouped rows [x0, x0 + 64) of one group (all its keys allowed),
- * or of the rows that allow no key. */
+/* Floats of one query tile's state in scratch.jw: Q^T, acc, m, l. */
+static int64_t join_tile_floats(int64_t D) { return 2 * D * KR_BQ + 2 * KR_BQ; }
+
+/* Task id: (b, h, task) with R->join_tiles tasks per head: its rows are
+ * grouped rows [x0, x0 + KR_JQ KR_BQ) of one group cut at the group's end
+ * (all the group's keys allowed), or of the rows that allow no key.  Each
+ * tile's Q^T is gathered once, the group's keys and values a block of
+ * R->join_keys at a time (once for the task's tiles), and every tile runs
+ * the block's key tiles in key order, as one tile against the whole group. */
 static void join_task(void *ctx, int64_t id, int worker) {
   run *R = ctx;
   if (atomic_load_explicit(&R->failed, memory_order_relaxed)) return;
@@ -865,50 +871,72 @@ static void join_task(void *ctx, int64_t id, int worker) {
   if (t >= T->n) return;
   int64_t x0 = T->x0[t], g = T->group[t];
   int64_t end = g >= 0 ? G->qs[g + 1] : a->Lq;
-  int64_t nr = end - x0 < KR_BQ ? end - x0 : KR_BQ;
-  const int64_t *rows = G->qrow + x0;
+  if (end - x0 > KR_JQ * KR_BQ) end = x0 + KR_JQ * KR_BQ;
+  int64_t nt = (end - x0 + KR_BQ - 1) / KR_BQ, tf = join_tile_floats(D);
   size_t esz = rt_dtype_size(a->dtype), row = esz * (size_t)D;
   const char *qb = (const char *)a->q.data + (b * a->q.sb + h * a->q.sh) * esz;
   const char *kb = (const char *)a->k.data + (b * a->k.sb + hk * a->k.sh) * esz;
   const char *vb = (const char *)a->v.data + (b * a->v.sb + hk * a->v.sh) * esz;
-  if (a->dtype == RT_F32) {
-    if (nr < KR_BQ) memset(s->qt, 0, sizeof(float) * (size_t)(D * KR_BQ));
-    for (int64_t r = 0; r < nr; r++) {
-      const float *qr = (const float *)(const void *)(qb + rows[r] * a->q.sl * esz);
-      for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = qr[d];
+  scratch v = *s;  /* s with a tile's state in jw, for pack_qt, write_rows */
+  for (int64_t u = 0; u < nt; u++) {
+    float *w = s->jw + u * tf, *m = w + 2 * D * KR_BQ;
+    int64_t r0 = x0 + u * KR_BQ, nr = end - r0 < KR_BQ ? end - r0 : KR_BQ;
+    const int64_t *rows = G->qrow + r0;
+    if (a->dtype == RT_F32) {
+      if (nr < KR_BQ) memset(w, 0, sizeof(float) * (size_t)(D * KR_BQ));
+      for (int64_t r = 0; r < nr; r++) {
+        const float *qr = (const float *)(const void *)(qb + rows[r] * a->q.sl * esz);
+        for (int64_t d = 0; d < D; d++) w[d * KR_BQ + r] = qr[d];
+      }
+    } else { /* the rows gathered (16-bit, row stride D), packed as the tile's */
+      for (int64_t r = 0; r < nr; r++)
+        memcpy((char *)s->qf + (size_t)r * row, qb + rows[r] * a->q.sl * esz, row);
+      v.qt = w;
+      pack_qt(&v, a->dtype, s->qf, D, nr, D);
     }
-  } else { /* the rows gathered (16-bit, row stride D), packed as the tile's */
-    for (int64_t r = 0; r < nr; r++)
-      memcpy((char *)s->qf + (size_t)r * row, qb + rows[r] * a->q.sl * esz, row);
-    pack_qt(s, a->dtype, s->qf, D, nr, D);
+    memset(w + D * KR_BQ, 0, sizeof(float) * (size_t)(D * KR_BQ));
+    for (int r = 0; r < KR_BQ; r++) m[r] = -INFINITY, m[KR_BQ + r] = 0;
   }
-  memset(s->acc, 0, sizeof(float) * (size_t)(D * KR_BQ));
-  for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
-  for (int64_t y = g >= 0 ? G->ks[g] : 0; g >= 0 && y < G->ks[g + 1]; y += KR_BK) {
-    int64_t nc = G->ks[g + 1] - y < KR_BK ? G->ks[g + 1] - y : KR_BK;
-    for (int64_t c = 0; c < nc; c++) { /* k, v rows of the dtype, stride D */
-      memcpy((char *)s->kg + (size_t)c * row, kb + G->key[y + c] * a->k.sl * esz, row);
-      memcpy((char *)s->vg + (size_t)c * row, vb + G->key[y + c] * a->v.sl * esz, row);
+  char *kg = (char *)(s->jw + KR_JQ * tf), *vg = kg + (size_t)R->join_keys * row;
+  int64_t k0 = g >= 0 ? G->ks[g] : 0, k1 = g >= 0 ? G->ks[g + 1] : 0;
+  for (int64_t y0 = k0; y0 < k1; y0 += R->join_keys) {
+    int64_t n = k1 - y0 < R->join_keys ? k1 - y0 : R->join_keys;
+    for (int64_t c = 0; c < n; c++) { /* k, v rows of the dtype, stride D */
+      memcpy(kg + (size_t)c * row, kb + G->key[y0 + c] * a->k.sl * esz, row);
+      memcpy(vg + (size_t)c * row, vb + G->key[y0 + c] * a->v.sl * esz, row);
     }
-    K->tile(s->qt, s->kg, D, s->vg, D, nc, NULL, s->acc, s->m, s->l, R->c, s->st);
+    for (int64_t u = 0; u < nt; u++) {
+      float *w = s->jw + u * tf, *m = w + 2 * D * KR_BQ;
+      for (int64_t y = 0; y < n; y += KR_BK) {
+        int64_t nc = n - y < KR_BK ? n - y : KR_BK;
+        K->tile(w, kg + (size_t)y * row, D, vg + (size_t)y * row, D, nc, NULL,
+                w + D * KR_BQ, m, m + KR_BQ, R->c, s->st);
+      }
+    }
   }
-  write_rows(R, s, b, h, rows, 0, nr);
+  for (int64_t u = 0; u < nt; u++) {
+    float *w = s->jw + u * tf;
+    int64_t r0 = x0 + u * KR_BQ, nr = end - r0 < KR_BQ ? end - r0 : KR_BQ;
+    v.acc = w + D * KR_BQ, v.m = w + 2 * D * KR_BQ, v.l = v.m + KR_BQ;
+    write_rows(R, &v, b, h, G->qrow + r0, 0, nr);
+  }
 }
 
-/* The query tiles of groups G: each group's rows cut into tiles of KR_BQ,
+/* The tasks of groups G: each group's rows cut into runs of KR_JQ tiles,
  * then the rows without keys; false when out of memory. */
 static bool tile_groups(const plan_groups *G, int64_t Lq, join_tiles *T) {
-  int64_t n = (Lq - G->n_rows + KR_BQ - 1) / KR_BQ;
+  const int64_t span = KR_JQ * KR_BQ;
+  int64_t n = (Lq - G->n_rows + span - 1) / span;
   for (int64_t g = 0; g < G->n_groups; g++)
-    n += (G->qs[g + 1] - G->qs[g] + KR_BQ - 1) / KR_BQ;
+    n += (G->qs[g + 1] - G->qs[g] + span - 1) / span;
   T->x0 = malloc(sizeof *T->x0 * (size_t)(n + 1));
   T->group = malloc(sizeof *T->group * (size_t)(n + 1));
   if (!T->x0 || !T->group) return false;
   T->n = 0;
   for (int64_t g = 0; g < G->n_groups; g++)
-    for (int64_t x = G->qs[g]; x < G->qs[g + 1]; x += KR_BQ)
+    for (int64_t x = G->qs[g]; x < G->qs[g + 1]; x += span)
       T->x0[T->n] = x, T->group[T->n++] = g;
-  for (int64_t x = G->n_rows; x < Lq; x += KR_BQ)
+  for (int64_t x = G->n_rows; x < Lq; x += span)
     T->x0[T->n] = x, T->group[T->n++] = -1;
   return true;
 }
@@ -936,11 +964,23 @@ static int join_run(run *R, th_pool *pool) {
     if (rc == 1 && !tile_groups(&G[h], a->Lq, &T[h])) rc = -1;
     if (rc == 1 && T[h].n > tiles) tiles = T[h].n;
   }
+  /* a gathered key block: k and v rows of at most 512 KiB, whole key tiles,
+   * no more than the keys */
+  size_t row = rt_dtype_size(a->dtype) * (size_t)K->D;
+  int64_t jk = (int64_t)((256u << 10) / row) / KR_BK * KR_BK;
+  int64_t lk = (a->Lk + KR_BK - 1) / KR_BK * KR_BK;
+  if (jk < KR_BK) jk = KR_BK;
+  if (jk > lk) jk = lk;
+  int nw = th_size(pool);
+  size_t bytes = sizeof(float) * (size_t)(KR_JQ * join_tile_floats(K->D)) + 2 * row * (size_t)jk;
+  for (int w = 0; w < nw && rc == 1 && tiles > 0; w++)
+    if (!(R->ws[w].jw = aalloc(bytes))) rc = -1;
   if (rc == 1 && tiles > 0) {
     R->groups = G, R->jtiles = T, R->groups_per_head = per;
-    R->join_tiles = tiles;
+    R->join_tiles = tiles, R->join_keys = jk;
     th_for(pool, a->B * a->H * tiles, join_task, R);
   }
+  for (int w = 0; w < nw; w++) free(R->ws[w].jw), R->ws[w].jw = NULL;
   if (rc < 0) fail(R, RT_ENOMEM, "%s", "out of memory (join groups)");
   for (int64_t h = 0; G && T && h < n; h++) {
     plan_groups_free(&G[h]);

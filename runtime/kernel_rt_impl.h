@@ -81,11 +81,18 @@ typedef struct scratch {
   plan_span *spans2;  /* GQA: another head's spans, compared */
   int64_t span2_cap;
   rnd_cache grnd[KR_GQA_MAX]; /* GQA: each slot's random key sets */
+  float *jw;          /* joins (join_run): KR_JQ tiles' Q^T, acc, m, l, then
+                         a key block's k and v rows of the dtype */
 } scratch;
 
+/* Query tiles of a join task: up to KR_JQ tiles of one group, run against
+ * its keys gathered once, a block of at most jk keys at a time. */
+#define KR_JQ 8
+
 typedef struct join_tiles {
-  int64_t *x0, *group;  /* per query tile: first grouped row, group (-1:
-                           rows without keys) */
+  int64_t *x0, *group;  /* per task: first grouped row, group (-1: rows
+                           without keys); its rows are [x0, x0 + KR_JQ KR_BQ)
+                           cut at the group's end */
   int64_t n;
 } join_tiles;
 
@@ -101,7 +108,8 @@ typedef struct run {
   const plan_groups *groups; /* joins: per head (or one for all), else NULL */
   const join_tiles *jtiles;   /* their query tiles */
   int groups_per_head;        /* 0: one for all, 1: per head, 2: per (b, h) */
-  int64_t join_tiles;         /* query tiles per head, the most of any head */
+  int64_t join_tiles;         /* join tasks per head, the most of any head */
+  int64_t join_keys;          /* keys per gathered block of a join task */
   int topk_root;              /* kri_topk_root */
   const struct plan_rows *rows; /* the run's rows table (plan_sets.h), or NULL */
   const kr_route *route;     /* route(C)'s cluster ids (route.h), or NULL */

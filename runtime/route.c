@@ -72,21 +72,24 @@ static int32_t pick_exact(const head *H, const void *x, int dt, const bool *cand
 }
 
 /* acc[v] = sum_d x[d] ct[d][v], two vectors of centroids at a time in
- * registers (nv is even), even and odd d apart (four add chains); returns
+ * registers (nv is even), d mod 4 apart (eight add chains, enough to hide
+ * the multiply-add latency); returns
  * |x|^2 summed in RV lanes (all in float32). */
 static inline __attribute__((always_inline)) float dots_body(
     const float *restrict xf, const v8f *restrict ct, int64_t nv, int64_t D,
     v8f *restrict acc) {
   for (int64_t v0 = 0; v0 < nv; v0 += 2) {
-    v8f a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+    v8f a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0}, c0 = {0}, c1 = {0}, e0 = {0}, e1 = {0};
     int64_t d = 0;
-    for (; d + 2 <= D; d += 2) {
-      float x = xf[d], y = xf[d + 1];
+    for (; d + 4 <= D; d += 4) {
+      float x = xf[d], y = xf[d + 1], z = xf[d + 2], w = xf[d + 3];
       a0 += x * ct[d * nv + v0], a1 += x * ct[d * nv + v0 + 1];
       b0 += y * ct[(d + 1) * nv + v0], b1 += y * ct[(d + 1) * nv + v0 + 1];
+      c0 += z * ct[(d + 2) * nv + v0], c1 += z * ct[(d + 2) * nv + v0 + 1];
+      e0 += w * ct[(d + 3) * nv + v0], e1 += w * ct[(d + 3) * nv + v0 + 1];
     }
-    if (d < D) a0 += xf[d] * ct[d * nv + v0], a1 += xf[d] * ct[d * nv + v0 + 1];
-    acc[v0] = a0 + b0, acc[v0 + 1] = a1 + b1;
+    for (; d < D; d++) a0 += xf[d] * ct[d * nv + v0], a1 += xf[d] * ct[d * nv + v0 + 1];
+    acc[v0] = (a0 + b0) + (c0 + e0), acc[v0 + 1] = (a1 + b1) + (c1 + e1);
   }
   v8f sq = {0};
   int64_t d = 0;

@@ -48,8 +48,22 @@ static float randn(uint64_t *s) {
 
 typedef struct shape {
   int64_t B, H, Hkv, Lq, Lk, D;
-  int threads, ids; /* ids: 0 unsorted small, 1 sorted runs, 2 spread */
+  int threads, ids; /* ids: 0 unsorted small, 1 sorted runs, 2 spread, 3 all
+                       equal, 4 groups of sizes 1, 63, 64, 65, 130 in no
+                       order, negative */
 } shape;
+
+/* The group of position x when positions run through groups of sizes 1,
+ * 63, 64, 65, 130 in turn (ids -1, -2, ...). */
+static int32_t size_group(int64_t x) {
+  static const int64_t sizes[] = {1, 63, 64, 65, 130};
+  int32_t g = 0;
+  for (;; g++) {
+    int64_t n = sizes[g % 5];
+    if (x < n) return -1 - g;
+    x -= n;
+  }
+}
 
 /* Runs both backends; returns the rows with keys (lse finite). */
 static int64_t compare(const ir_program *p, const shape *s, uint64_t seed) {
@@ -71,7 +85,9 @@ static int64_t compare(const ir_program *p, const shape *s, uint64_t seed) {
     for (int64_t j = 0; j < s->Lk; j++)
       in[x][j] = s->ids == 0   ? (int32_t)(mix(&r) % 7)
                  : s->ids == 1 ? (int32_t)(j / 23 + x)
-                               : (int32_t)(mix(&r) % 3) * 1000000000 - 1000000000;
+                 : s->ids == 2 ? (int32_t)(mix(&r) % 3) * 1000000000 - 1000000000
+                 : s->ids == 3 ? 5
+                               : size_group(j * 37 % s->Lk);
   const int32_t *ins[2] = {in[0], in[1]};
   rt_args a;
   memset(&a, 0, sizeof a);
@@ -121,7 +137,10 @@ static void test_jit_vs_interp(void **state) {
   static const shape shapes[] = {
       {1, 4, 2, 300, 300, 64, 2, 0}, {2, 2, 1, 77, 250, 32, 1, 0},
       {1, 3, 3, 400, 400, 16, 2, 1}, {1, 2, 2, 130, 130, 64, 1, 2},
-      {1, 1, 1, 1, 5, 64, 1, 0},     {1, 2, 1, 64, 64, 128, 2, 0}};
+      {1, 1, 1, 1, 5, 64, 1, 0},     {1, 2, 1, 64, 64, 128, 2, 0},
+      /* one group of 600: two tasks of tiles, keys in two blocks (512 of
+       * D = 128) */
+      {1, 2, 1, 600, 600, 128, 2, 3}, {2, 2, 2, 700, 700, 16, 1, 4}};
   diag *d = diag_new();
   arena *a = arena_new();
   int64_t rows = 0;
