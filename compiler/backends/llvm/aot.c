@@ -394,8 +394,7 @@ static int build_module(const ir_program *p, const aot_opts *o, emit *e,
   }
   int64_t *plan = an_build(p, err, errlen);
   if (plan == NULL) return -1;
-  LLVMTargetMachineRef tm =
-      lp_target_machine_narrow(o->cpu, lp_score_needs_narrow(p), err, errlen);
+  LLVMTargetMachineRef tm = lp_target_machine(o->cpu, err, errlen);
   if (tm == NULL) {
     free(plan);
     return -1;

@@ -29,7 +29,6 @@
 
 struct jit_kernel {
   kr_kernel k;
-  bool narrow;  /* score tiles built without AVX-512 (lp_score_needs_narrow) */
   LLVMOrcLLJITRef jit;
   cg_info info;
   kr_mask_fn *mask;
@@ -83,8 +82,7 @@ void jit_free(jit_kernel *k) {
 /* The pattern's module through the pipeline: its object in *obj. */
 static int compile_module(const ir_program *p, int64_t D, cg_info *info,
                           LLVMMemoryBufferRef *obj, char *err, size_t errlen) {
-  LLVMTargetMachineRef tm =
-      lp_target_machine_narrow(NULL, lp_score_needs_narrow(p), err, errlen);
+  LLVMTargetMachineRef tm = lp_target_machine(NULL, err, errlen);
   if (!tm) return 0;
   lp_target tgt;
   lp_target_of(tm, &tgt);
@@ -102,8 +100,7 @@ static int compile_module(const ir_program *p, int64_t D, cg_info *info,
 /* The backward score tiles' module of p, in a context of its own. */
 static int build_score_bwd(jit_kernel *jk, const ir_program *p, int64_t D,
                            char *err, size_t errlen) {
-  jk->narrow = lp_score_needs_narrow(p);
-  LLVMTargetMachineRef tm = lp_target_machine_narrow(NULL, jk->narrow, err, errlen);
+  LLVMTargetMachineRef tm = lp_target_machine(NULL, err, errlen);
   if (!tm) return 0;
   lp_target tgt;
   lp_target_of(tm, &tgt);
@@ -123,7 +120,7 @@ static rt_status link_score_bwd(jit_kernel *jk, char *err, size_t errlen) {
   pthread_mutex_lock(&jk->bmu);
   rt_status st = RT_OK;
   if (!jk->k.sbwd_dkdv) {
-    LLVMTargetMachineRef tm = lp_target_machine_narrow(NULL, jk->narrow, err, errlen);
+    LLVMTargetMachineRef tm = lp_target_machine(NULL, err, errlen);
     LLVMMemoryBufferRef obj = NULL;
     st = tm ? lp_optimize(jk->bmod, tm, err, errlen) : RT_EINTERNAL;
     if (st == RT_OK) st = lp_emit_object(tm, jk->bmod, &obj, err, errlen);

@@ -25,7 +25,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include "ir.h"
 
 /* ORDER: lp_pass_options() describes exactly what lp_optimize sets. */
 #define LP_PASSES "default<O3>"
@@ -107,13 +106,6 @@ static void unknown_cpu(const char *cpu, const char *triple, char *err,
 
 LLVMTargetMachineRef lp_target_machine(const char *cpu, char *err,
                                        size_t errlen) {
-  return lp_target_machine_narrow(cpu, false, err, errlen);
-}
-
-bool lp_score_needs_narrow(const ir_program *p) { return p->score != NULL; }
-
-LLVMTargetMachineRef lp_target_machine_narrow(const char *cpu, bool narrow,
-                                              char *err, size_t errlen) {
   lp_init();
   if (cpu != NULL && strcmp(cpu, "native") == 0) cpu = NULL;
   char *triple = LLVMGetDefaultTargetTriple();
@@ -131,10 +123,7 @@ LLVMTargetMachineRef lp_target_machine_narrow(const char *cpu, bool narrow,
             msg ? msg : "");
     LLVMDisposeMessage(msg);
   } else {
-    char feats[8192];
-    snprintf(feats, sizeof feats, "%s%s", cpu ? "" : lp_host_features(),
-             !narrow ? "" : cpu ? "-avx512f" : ",-avx512f");
-    tm = LLVMCreateTargetMachine(T, triple, name, feats,
+    tm = LLVMCreateTargetMachine(T, triple, name, cpu ? "" : lp_host_features(),
                                  LLVMCodeGenLevelAggressive, LLVMRelocPIC,
                                  LLVMCodeModelDefault);
     if (!tm)

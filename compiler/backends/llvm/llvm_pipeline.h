@@ -49,16 +49,6 @@ void lp_init(void);
  * on failure. */
 LLVMTargetMachineRef lp_target_machine(const char *cpu, char *err,
                                        size_t errlen);
-/* lp_target_machine, without AVX-512 when narrow: LLVM 19's x86 instruction
- * selection with AVX-512 did not finish (minutes in the DAG combiner, seen
- * on znver4 and x86-64-v4) on the score tiles of patterns whose E has
- * integer parts in int64 lanes (`with score s + doc[j]`, `s + i / (j - 7)`),
- * so every `with score` pattern compiles for AVX2 (lp_score_needs_narrow:
- * p->score set; a finer test of E is future work). */
-LLVMTargetMachineRef lp_target_machine_narrow(const char *cpu, bool narrow,
-                                              char *err, size_t errlen);
-struct ir_program;
-bool lp_score_needs_narrow(const struct ir_program *p);
 bool lp_known_cpu(const char *cpu);
 /* This host's CPU name and feature string (LLVM's), asked once per
  * process. */
