@@ -28,6 +28,7 @@
 #define PLAN_HDR_WORDS PLAN_HDR
 
 #include "gen_ir.h"
+#include "plan_check.h"
 #include "small.h"
 
 /* ---- the independent evaluator (three-valued: 0 no, 1 yes, 2 maybe) ---- */
@@ -321,26 +322,19 @@ static int64_t check_tiles(const ir_program *p, const int64_t *plan,
   assert_non_null(pm);
   plan_env menv = env;
   menv.memo = pm;
-  plan_span *sq = malloc(sizeof *sq * (size_t)cap);
   int64_t nt = (z->Lq + bq - 1) / bq;
-  for (int pass = 0; pass < 2; pass++)
-    for (int64_t t = 0; t < nt; t++) {
-      int64_t r0 = (pass ? nt - 1 - t : t) * bq;
-      int64_t r1 = r0 + bq < z->Lq ? r0 + bq : z->Lq;
-      char e1[256] = "", e2[256] = "";
-      int64_t n1 = plan_tiles(plan, &env, r0, r1, sp, cap, e1, sizeof e1);
-      int64_t n2 = plan_tiles(plan, &menv, r0, r1, sq, cap, e2, sizeof e2);
-      if (n1 != n2 || strcmp(e1, e2) ||
-          (n1 > 0 && memcmp(sp, sq, sizeof *sp * (size_t)(n1 < cap ? n1 : cap)))) {
-        fprintf(stderr, "%s: h %lld tile [%lld, %lld): %lld spans (%s) without "
-                "the memo, %lld (%s) with it\n", what, (long long)h,
-                (long long)r0, (long long)r1, (long long)n1, e1, (long long)n2, e2);
-        dump(p->root), fputc('\n', stderr);
-        fail();
-      }
+  int64_t *back = malloc(sizeof *back * (size_t)(nt > 0 ? nt : 1));
+  for (int64_t t = 0; t < nt; t++) back[t] = nt - 1 - t;
+  for (int pass = 0; pass < 2; pass++) {
+    char msg[700];
+    if (!plan_memo_agrees(plan, &env, &menv, bq, pass ? back : NULL, nt, msg, sizeof msg)) {
+      fprintf(stderr, "%s: %s\n", what, msg);
+      dump(p->root), fputc('\n', stderr);
+      fail();
     }
+  }
+  free(back);
   plan_memo_free(pm);
-  free(sq);
   for (int64_t r0 = 0; r0 < z->Lq; r0 += bq) {
     int64_t r1 = r0 + bq < z->Lq ? r0 + bq : z->Lq;
     int64_t n = plan_tiles(plan, &env, r0, r1, sp, cap, err, sizeof err);

@@ -18,6 +18,7 @@
 #include "analyze.h"
 #include "frontend.h"
 #include "plan.h"
+#include "plan_check.h"
 #include "small.h"
 
 static uint64_t rng = 0x3e30ull;
@@ -53,22 +54,13 @@ static const char *const shapes[] = {
     "(causal & where(j % 4 == 1)) | (where(j % 9 == 2) & window(30, 30))",
 };
 
-static void plan_all(const int64_t *plan, const plan_env *env,
-                     const plan_env *menv, int64_t Lq, int64_t bq,
-                     const int64_t *order, int64_t nt, plan_span *a,
-                     plan_span *b, int64_t cap, const char *src) {
-  for (int64_t t = 0; t < nt; t++) {
-    int64_t r0 = order[t] * bq, r1 = r0 + bq < Lq ? r0 + bq : Lq;
-    char e1[256] = "", e2[256] = "";
-    int64_t n1 = plan_tiles(plan, env, r0, r1, a, cap, e1, sizeof e1);
-    int64_t n2 = plan_tiles(plan, menv, r0, r1, b, cap, e2, sizeof e2);
-    int same = n1 == n2 && !strcmp(e1, e2) &&
-               (n1 <= 0 || !memcmp(a, b, sizeof *a * (size_t)(n1 < cap ? n1 : cap)));
-    if (!same)
-      fail_msg("%s: h %lld rows [%lld, %lld): %lld spans (%s) without the "
-               "memo, %lld (%s) with it", src, (long long)env->h, (long long)r0,
-               (long long)r1, (long long)n1, e1, (long long)n2, e2);
-  }
+/* The pattern p of src, planned; fails the test when it does not load. */
+static int64_t *plan_of(diag *d, arena *a, const char *src) {
+  ir_program *p = load(d, a, src);
+  char err[256];
+  int64_t *plan = an_build(p, err, sizeof err);
+  if (!plan) fail_msg("%s", err);
+  return plan;
 }
 
 static void test_memo_same_spans(void **state) {
@@ -82,10 +74,7 @@ static void test_memo_same_spans(void **state) {
              "pattern p(x = 0, input f: int[Lk]) = %s;\n", body);
     diag *d = diag_new();
     arena *a = arena_new();
-    ir_program *p = load(d, a, src);
-    char err[256];
-    int64_t *plan = an_build(p, err, sizeof err);
-    if (!plan) fail_msg("%s", err);
+    int64_t *plan = plan_of(d, a, src);
     int32_t *f = malloc(sizeof *f * (size_t)Lk);
     for (int64_t j = 0; j < Lk; j++) f[j] = (int32_t)pick(-3, 3);
     const int32_t *ins[1] = {f};
@@ -106,7 +95,9 @@ static void test_memo_same_spans(void **state) {
           int64_t u = pick(0, t), v = order[t];
           order[t] = order[u], order[u] = v;
         }
-        plan_all(plan, &env, &menv, Lq, bq, order, nt, sa, sb, cap, body);
+        char msg[700];
+        if (!plan_memo_agrees(plan, &env, &menv, bq, order, nt, msg, sizeof msg))
+          fail_msg("%s: %s", body, msg);
       }
       for (int64_t t = 0; t < nt; t++) {
         char e[256];
@@ -132,10 +123,7 @@ static void test_memo_heads_interleaved(void **state) {
   const char *src = "pattern p() = causal & where((j + 3 * h) % 11 == 0 || j % 64 >= 60);\n";
   diag *d = diag_new();
   arena *a = arena_new();
-  ir_program *p = load(d, a, src);
-  char err[256];
-  int64_t *plan = an_build(p, err, sizeof err);
-  if (!plan) fail_msg("%s", err);
+  int64_t *plan = plan_of(d, a, src);
   int64_t H = 7, L = 1000, bq = 64, nt = (L + bq - 1) / bq, cap = plan_max_spans(plan);
   plan_span *sa = malloc(sizeof *sa * (size_t)cap), *sb = malloc(sizeof *sb * (size_t)cap);
   plan_memo *pm = plan_memo_new();
