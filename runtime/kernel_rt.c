@@ -169,11 +169,12 @@ static int scratch_init(scratch *s, const kr_kernel *k) {
   s->m = aalloc(KR_BQ * sizeof(float));
   s->l = aalloc(KR_BQ * sizeof(float));
   s->st = aalloc((size_t)KR_ST_FLOATS(k->dtype, D) * sizeof(float));
+  s->qf = aalloc(D * KR_BQ * sizeof(float));
+  if (!s->qf) return 0;
   if (k->dtype != RT_F32) {
-    s->qf = aalloc(D * KR_BQ * sizeof(float));
     s->kf = aalloc(D * KR_BK * sizeof(float));
     s->vf = aalloc(D * KR_BK * sizeof(float));
-    if (!s->qf || !s->kf || !s->vf) return 0;
+    if (!s->kf || !s->vf) return 0;
   }
   s->span_cap = s->span2_cap = 64;
   s->spans = malloc((size_t)s->span_cap * sizeof *s->spans);
@@ -279,57 +280,112 @@ static inline __attribute__((always_inline)) void exp2_v16(float *at) {
 }
 
 
+/* out[x] = scale times the sum of a[x]'s lanes, x < 16,
+ * in the order of a horizontal sum by halves (lanes x and x + 8, then x and
+ * x + 4, ...), so each sum is the one a single row's reduction gives. */
+static inline __attribute__((always_inline)) void sum16(const v16 *a,
+                                                      float scale, float *out) {
+  v16 b[8], c[4], d[2];
+  for (int x = 0; x < 8; x++)
+    b[x] = __builtin_shufflevector(a[2 * x], a[2 * x + 1], 0, 1, 2, 3, 4, 5,
+                                   6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+           __builtin_shufflevector(a[2 * x], a[2 * x + 1], 8, 9, 10, 11, 12,
+                                   13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  for (int x = 0; x < 4; x++)
+    c[x] = __builtin_shufflevector(b[2 * x], b[2 * x + 1], 0, 1, 2, 3, 8, 9,
+                                   10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+           __builtin_shufflevector(b[2 * x], b[2 * x + 1], 4, 5, 6, 7, 12, 13,
+                                   14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+  for (int x = 0; x < 2; x++)
+    d[x] = __builtin_shufflevector(c[2 * x], c[2 * x + 1], 0, 1, 4, 5, 8, 9,
+                                   12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+           __builtin_shufflevector(c[2 * x], c[2 * x + 1], 2, 3, 6, 7, 10, 11,
+                                   14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+  *(v16 *)out = (__builtin_shufflevector(d[0], d[1], 0, 2, 4, 6, 8, 10, 12,
+                                         14, 16, 18, 20, 22, 24, 26, 28, 30) +
+                 __builtin_shufflevector(d[0], d[1], 1, 3, 5, 7, 9, 11, 13,
+                                         15, 17, 19, 21, 23, 25, 27, 29, 31)) *
+                scale;
+}
+
+/* Pairs scored together by sparse_rows: rows are taken while their pairs
+ * fit (a row has at most KR_BK). */
+#define SR_PAIRS 512
+
 /* Rows r < nr of the tile with bit t of rows[r] = key j0 + t allowed: the
  * same online-softmax step as the dense tile (scores c q.k in the log2
- * domain, m the running max, alpha = 2^(m_old - m_new)), one row at a
- * time.  q: the tile's first query row (row stride sq). */
+ * domain, m the running max, alpha = 2^(m_old - m_new)).  The allowed pairs
+ * of a run of rows are scored 16 at a time (16 dot products, one sum16) and
+ * their weights and the rows' rescalings exponentiated together, so a row
+ * with one key costs no exp of its own; each row's arithmetic is the one it
+ * would have alone.  q: the tile's first query row (row stride sq). */
 KR_CLONES
 static void sparse_rows(const float *q, int64_t sq, const float *kt,
                         int64_t sk, const float *vt, int64_t sv, int64_t D,
                         const uint64_t *rows, int64_t nr, float *accb,
                         float *mb, float *lb, float c) {
   int64_t nd = D / 16;
-  float s[KR_BK + 16];
-  int js[KR_BK];
-  for (int64_t r = 0; r < nr; r++) {
-    uint64_t w = rows[r];
-    if (!w) continue;
-    const float *qr = q + r * sq;
-    int n = 0;
-    float mloc = -INFINITY;
-    for (; w; w &= w - 1) {
-      int j = __builtin_ctzll(w);
-      const float *kr = kt + j * sk;
-      v16 a = *(const v16 *)qr * *(const v16 *)kr;
-      for (int64_t d = 1; d < nd; d++)
-        a += *(const v16 *)(qr + 16 * d) * *(const v16 *)(kr + 16 * d);
-      float h8[8], h4[4];
-      for (int x = 0; x < 8; x++) h8[x] = a[x] + a[x + 8];
-      for (int x = 0; x < 4; x++) h4[x] = h8[x] + h8[x + 4];
-      float t = ((h4[0] + h4[2]) + (h4[1] + h4[3])) * c;
-      js[n] = j;
-      s[n++] = t;
-      if (t > mloc) mloc = t;
+  /* pairs, then a run's rows' rescalings, then padding to 16 */
+  float s[SR_PAIRS + KR_BK + KR_BQ + 32];
+  uint8_t pj[SR_PAIRS + KR_BK + 16];
+  int32_t pr[SR_PAIRS + KR_BK + 16], off[KR_BQ + 1], rr[KR_BQ];
+  for (int64_t r = 0; r < nr;) {
+    /* a run of rows (rr, local pair offsets off) with np <= SR_PAIRS +
+     * KR_BK pairs */
+    int np = 0, nrun = 0;
+    for (; r < nr && nrun < KR_BQ && np < SR_PAIRS; r++) {
+      uint64_t w = rows[r];
+      if (!w) continue;
+      rr[nrun] = (int32_t)r;
+      off[nrun++] = np;
+      for (; w; w &= w - 1) {
+        pj[np] = (uint8_t)__builtin_ctzll(w);
+        pr[np++] = (int32_t)r;
+      }
     }
-    float mold = mb[r], mnew = mloc > mold ? mloc : mold;
-    float muse = mnew == -INFINITY ? 0 : mnew;
-    float lsum = 0;
-    float *acc = accb + r * D;
-    mb[r] = mnew;
-    /* the scores and, in lane n, the rescaling of the old sums */
-    for (int x = 0; x < n; x++) s[x] -= muse;
-    s[n] = mold - muse;
-    for (int x = n + 1; x < (n + 16) / 16 * 16; x++) s[x] = -INFINITY;
-    for (int x = 0; x <= n; x += 16) exp2_v16(s + x);
-    float alpha = s[n];
-    for (int x = 0; x < n; x++) lsum += s[x];
-    for (int64_t d = 0; d < nd; d++) {
-      v16 o = *(v16 *)(acc + 16 * d) * alpha;
-      for (int x = 0; x < n; x++)
-        o += s[x] * *(const v16 *)(vt + js[x] * sv + 16 * d);
-      *(v16 *)(acc + 16 * d) = o;
+    off[nrun] = np;
+    if (!np) continue;
+    for (int x = np; x < (np + 15) / 16 * 16; x++)
+      pj[x] = pj[np - 1], pr[x] = pr[np - 1];
+    for (int p = 0; p < np; p += 16) {
+      v16 a[16];
+      for (int x = 0; x < 16; x++) {
+        const float *qr = q + pr[p + x] * sq, *kr = kt + pj[p + x] * sk;
+        v16 t = *(const v16 *)qr * *(const v16 *)kr;
+        for (int64_t d = 1; d < nd; d++)
+          t += *(const v16 *)(qr + 16 * d) * *(const v16 *)(kr + 16 * d);
+        a[x] = t;
+      }
+      sum16(a, c, s + p);
     }
-    lb[r] = lb[r] * alpha + lsum;
+    /* the rows' maxima; the scores less them, the rescalings after them */
+    for (int x = 0; x < nrun; x++) {
+      float mloc = -INFINITY;
+      for (int p = off[x]; p < off[x + 1]; p++)
+        if (s[p] > mloc) mloc = s[p];
+      int64_t rw = rr[x];
+      float mold = mb[rw], mnew = mloc > mold ? mloc : mold;
+      float muse = mnew == -INFINITY ? 0 : mnew;
+      mb[rw] = mnew;
+      for (int p = off[x]; p < off[x + 1]; p++) s[p] -= muse;
+      s[np + x] = mold - muse;
+    }
+    int ne = np + nrun;
+    for (int x = ne; x < (ne + 15) / 16 * 16; x++) s[x] = -INFINITY;
+    for (int x = 0; x < ne; x += 16) exp2_v16(s + x);
+    for (int x = 0; x < nrun; x++) {
+      int64_t rw = rr[x];
+      float alpha = s[np + x], lsum = 0;
+      float *acc = accb + rw * D;
+      for (int p = off[x]; p < off[x + 1]; p++) lsum += s[p];
+      for (int64_t d = 0; d < nd; d++) {
+        v16 o = *(v16 *)(acc + 16 * d) * alpha;
+        for (int p = off[x]; p < off[x + 1]; p++)
+          o += s[p] * *(const v16 *)(vt + pj[p] * sv + 16 * d);
+        *(v16 *)(acc + 16 * d) = o;
+      }
+      lb[rw] = lb[rw] * alpha + lsum;
+    }
   }
 }
 
@@ -851,6 +907,13 @@ static void write_rows(run *R, const scratch *s, int64_t b, int64_t h,
 /* Floats of one query tile's state in scratch.jw: Q^T, acc, m, l. */
 static int64_t join_tile_floats(int64_t D) { return 2 * D * KR_BQ + 2 * KR_BQ; }
 
+/* A group's last query tile of at most this many rows (float32) runs per
+ * pair through sparse_rows, not as a tile of KR_BQ rows. */
+#define JOIN_TAIL_ROWS 12
+static bool join_tail(const rt_args *a, int64_t nr) {
+  return a->dtype == RT_F32 && nr <= JOIN_TAIL_ROWS;
+}
+
 /* Task id: (b, h, task) with R->join_tiles tasks per head: its rows are
  * grouped rows [x0, x0 + KR_JQ KR_BQ) of one group cut at the group's end
  * (all the group's keys allowed), or of the rows that allow no key.  Each
@@ -882,7 +945,10 @@ static void join_task(void *ctx, int64_t id, int worker) {
     float *w = s->jw + u * tf, *m = w + 2 * D * KR_BQ;
     int64_t r0 = x0 + u * KR_BQ, nr = end - r0 < KR_BQ ? end - r0 : KR_BQ;
     const int64_t *rows = G->qrow + r0;
-    if (a->dtype == RT_F32) {
+    if (join_tail(a, nr)) { /* rows of q in s->qf, for sparse_rows */
+      for (int64_t r = 0; r < nr; r++)
+        memcpy(s->qf + r * D, qb + rows[r] * a->q.sl * esz, row);
+    } else if (a->dtype == RT_F32) {
       if (nr < KR_BQ) memset(w, 0, sizeof(float) * (size_t)(D * KR_BQ));
       for (int64_t r = 0; r < nr; r++) {
         const float *qr = (const float *)(const void *)(qb + rows[r] * a->q.sl * esz);
@@ -907,8 +973,18 @@ static void join_task(void *ctx, int64_t id, int worker) {
     }
     for (int64_t u = 0; u < nt; u++) {
       float *w = s->jw + u * tf, *m = w + 2 * D * KR_BQ;
+      int64_t r0 = x0 + u * KR_BQ, nr = end - r0 < KR_BQ ? end - r0 : KR_BQ;
       for (int64_t y = 0; y < n; y += KR_BK) {
         int64_t nc = n - y < KR_BK ? n - y : KR_BK;
+        if (join_tail(a, nr)) {
+          uint64_t all[KR_BQ];
+          for (int64_t r = 0; r < nr; r++)
+            all[r] = nc >= 64 ? ~0ull : (1ull << nc) - 1;
+          sparse_rows(s->qf, D, (const float *)(const void *)(kg + (size_t)y * row),
+                      D, (const float *)(const void *)(vg + (size_t)y * row), D,
+                      D, all, nr, w + D * KR_BQ, m, m + KR_BQ, R->c);
+          continue;
+        }
         K->tile(w, kg + (size_t)y * row, D, vg + (size_t)y * row, D, nc, NULL,
                 w + D * KR_BQ, m, m + KR_BQ, R->c, s->st);
       }
