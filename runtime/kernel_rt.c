@@ -851,6 +851,21 @@ static void write_rows(run *R, const scratch *s, int64_t b, int64_t h,
 /* Floats of one query tile's state in scratch.jw: Q^T, acc, m, l. */
 static int64_t join_tile_floats(int64_t D) { return 2 * D * KR_BQ + 2 * KR_BQ; }
 
+/* A join tile of at most KR_JTAIL rows (a group's tail) runs through
+ * sparse_rows, per row, instead of a padded full tile; float32 only. */
+#define KR_JTAIL 12
+/* k, v rows gathered this many ahead of their prefetch */
+#define KR_JPF 8
+
+static bool sparse_tail(const rt_args *a, int64_t nr) {
+  return a->dtype == RT_F32 && a->D % 16 == 0 && nr <= KR_JTAIL;
+}
+
+/* The cache lines of one row of n bytes at p, for reading. */
+static inline void prefetch_row(const void *p, size_t n) {
+  for (size_t x = 0; x < n; x += 64) __builtin_prefetch((const char *)p + x, 0, 3);
+}
+
 /* Task id: (b, h, task) with R->join_tiles tasks per head: its rows are
  * grouped rows [x0, x0 + KR_JQ KR_BQ) of one group cut at the group's end
  * (all the group's keys allowed), or of the rows that allow no key.  Each
@@ -882,7 +897,13 @@ static void join_task(void *ctx, int64_t id, int worker) {
     float *w = s->jw + u * tf, *m = w + 2 * D * KR_BQ;
     int64_t r0 = x0 + u * KR_BQ, nr = end - r0 < KR_BQ ? end - r0 : KR_BQ;
     const int64_t *rows = G->qrow + r0;
-    if (a->dtype == RT_F32) {
+    if (u + 1 < nt) /* the next tile's first scattered q rows */
+      for (int64_t r = 0; r < 8 && r0 + KR_BQ + r < end; r++)
+        prefetch_row(qb + rows[KR_BQ + r] * a->q.sl * esz, row);
+    if (sparse_tail(a, nr)) { /* q rows as they are, row stride D */
+      for (int64_t r = 0; r < nr; r++)
+        memcpy(w + r * D, qb + rows[r] * a->q.sl * esz, row);
+    } else if (a->dtype == RT_F32) {
       if (nr < KR_BQ) memset(w, 0, sizeof(float) * (size_t)(D * KR_BQ));
       for (int64_t r = 0; r < nr; r++) {
         const float *qr = (const float *)(const void *)(qb + rows[r] * a->q.sl * esz);
@@ -902,13 +923,26 @@ static void join_task(void *ctx, int64_t id, int worker) {
   for (int64_t y0 = k0; y0 < k1; y0 += R->join_keys) {
     int64_t n = k1 - y0 < R->join_keys ? k1 - y0 : R->join_keys;
     for (int64_t c = 0; c < n; c++) { /* k, v rows of the dtype, stride D */
+      if (c + KR_JPF < n) {
+        prefetch_row(kb + G->key[y0 + c + KR_JPF] * a->k.sl * esz, row);
+        prefetch_row(vb + G->key[y0 + c + KR_JPF] * a->v.sl * esz, row);
+      }
       memcpy(kg + (size_t)c * row, kb + G->key[y0 + c] * a->k.sl * esz, row);
       memcpy(vg + (size_t)c * row, vb + G->key[y0 + c] * a->v.sl * esz, row);
     }
     for (int64_t u = 0; u < nt; u++) {
       float *w = s->jw + u * tf, *m = w + 2 * D * KR_BQ;
+      int64_t nr = end - x0 - u * KR_BQ < KR_BQ ? end - x0 - u * KR_BQ : KR_BQ;
       for (int64_t y = 0; y < n; y += KR_BK) {
         int64_t nc = n - y < KR_BK ? n - y : KR_BK;
+        if (sparse_tail(a, nr)) { /* every key of the block allowed */
+          uint64_t all[KR_JTAIL];
+          for (int64_t r = 0; r < nr; r++) all[r] = nc >= 64 ? ~0ull : (1ull << nc) - 1;
+          kri_sparse_rows(w, D, (const float *)(const void *)(kg + (size_t)y * row), D,
+                          (const float *)(const void *)(vg + (size_t)y * row), D, D,
+                          all, nr, w + D * KR_BQ, m, m + KR_BQ, R->c);
+          continue;
+        }
         K->tile(w, kg + (size_t)y * row, D, vg + (size_t)y * row, D, nc, NULL,
                 w + D * KR_BQ, m, m + KR_BQ, R->c, s->st);
       }
