@@ -26,6 +26,7 @@ struct kr_route {
 /* Float lanes of the float32 dots: the n centroids padded to a multiple. */
 #define RV 8
 typedef float v8f __attribute__((vector_size(4 * RV)));
+typedef int32_t v8i __attribute__((vector_size(4 * RV)));
 
 typedef struct job {
   kr_route *r;
@@ -42,6 +43,7 @@ typedef struct head {
   v8f *ct;            /* [D][nv]: C[h] transposed, zero-padded */
   double *cn;         /* [n]: |C[h, t]| */
   double cnmax;       /* the largest cn */
+  v8f *pad;           /* [nv]: 0 in the lanes of centroids, -inf past n */
   v8f *acc;           /* [RROWS][nv] */
   float *xf;          /* [RROWS][D]: the rows widened */
 } head;
@@ -198,20 +200,59 @@ static float dots(const float *xf, const v8f *ct, int64_t nv, int64_t D, v8f *ac
  * s2 plus the largest margin is below the best's lower end, no other
  * centroid is a candidate (the test below would find the best alone; float
  * rounding is monotone), else the candidates are found one by one. */
-static int32_t decide(const head *H, const void *x, int dt, const float *s, float sq,
-                      bool *cand) {
+/* a where the lanes of m are set, else b */
+#define SEL(m, a, b) ((v8f)(((v8i)(a) & (m)) | ((v8i)(b) & ~(m))))
+
+static inline __attribute__((always_inline)) float hmax(const v8f *v) {
+  float m = (*v)[0];
+  for (int u = 1; u < RV; u++) m = (*v)[u] > m ? (*v)[u] : m;
+  return m;
+}
+
+/* The best (the first largest) of the dots acc [nv], branch-free in
+ * vectors; the runner-up in *s2 (the best's value again on a tie); false
+ * when a dot is not finite. */
+static inline __attribute__((always_inline)) bool top2(const head *H, const v8f *acc, int64_t *best, float *s2) {
+  const v8f ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                    -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  const v8i iota = {0, 1, 2, 3, 4, 5, 6, 7};
+  v8f vm = ninf;
+  v8i bad = {0};
+  for (int64_t v = 0; v < H->nv; v++) {
+    v8f a = acc[v], p = a + H->pad[v];
+    bad |= (a - a) != 0;  /* inf or NaN */
+    vm = SEL(p > vm, p, vm);
+  }
+  for (int u = 0; u < RV; u++)
+    if (bad[u]) return false;
+  float sb = hmax(&vm);
+  v8i bi = iota + (int32_t)(RV * H->nv);
+  for (int64_t v = 0; v < H->nv; v++) {
+    v8i idx = iota + (int32_t)(RV * v);
+    v8i m = (acc[v] + H->pad[v]) == sb;
+    m &= idx < bi;
+    bi = (idx & m) | (bi & ~m);
+  }
+  int32_t b = bi[0];
+  for (int u = 1; u < RV; u++) b = bi[u] < b ? bi[u] : b;
+  v8f vm2 = ninf;
+  for (int64_t v = 0; v < H->nv; v++) {
+    v8i idx = iota + (int32_t)(RV * v);
+    v8f p = SEL(idx == b, ninf, acc[v] + H->pad[v]);
+    vm2 = SEL(p > vm2, p, vm2);
+  }
+  *best = b, *s2 = hmax(&vm2);
+  return true;
+}
+
+static inline __attribute__((always_inline)) int32_t decide(
+    const head *H, const void *x, int dt, const v8f *acc, float sq, bool *cand) {
   if (!(sq >= 0x1p-100f && sq <= 0x1p126f)) return pick_exact(H, x, dt, NULL);
   double xn = sqrt((double)sq * 1.0001);
-  int64_t best = 0;
-  float sb = s[0], s2 = -INFINITY;
-  bool fin = true;
-  for (int64_t t = 0; t < H->n; t++) {
-    float v = s[t];
-    fin &= isfinite(v) != 0;
-    if (v > sb) s2 = sb, sb = v, best = t;
-    else if (t > 0 && v > s2) s2 = v;
-  }
-  if (!fin) return pick_exact(H, x, dt, NULL);
+  const float *s = (const float *)acc;
+  int64_t best;
+  float s2;
+  if (!top2(H, acc, &best, &s2)) return pick_exact(H, x, dt, NULL);
   double u = 0x1p-24 * (double)H->D, k = 1.25 * u / (1 - u);
   double tiny = (double)H->D * 0x1p-148;
   double lo = (double)s[best] - (k * xn * H->cn[best] + tiny);
@@ -232,13 +273,14 @@ static int32_t cluster(const head *H, const void *x, int dt, bool *cand) {
     xf = H->xf;
   }
   float sq = dots(xf, H->ct, H->nv, H->D, H->acc);
-  return decide(H, x, dt, (const float *)H->acc, sq, cand);
+  return decide(H, x, dt, H->acc, sq, cand);
 }
 
 /* The ids of n rows of dtype dt from x0 (row stride sl elements): RROWS
  * rows at a time through dots4, the rest one by one. */
-static void cluster_rows(const head *H, const char *x0, int64_t sl, int64_t n, int dt,
-                         int32_t *ids, bool *cand) {
+static inline __attribute__((always_inline)) void cluster_rows_body(
+    const head *H, const char *x0, int64_t sl, int64_t n, int dt, int32_t *ids,
+    bool *cand) {
   size_t esz = rt_dtype_size(dt);
   int64_t x = 0, D = H->D;
   for (; H->finite && x + RROWS <= n; x += RROWS) {
@@ -255,9 +297,28 @@ static void cluster_rows(const head *H, const char *x0, int64_t sl, int64_t n, i
     }
     dots4(xs, H->ct, H->nv, D, H->acc, sq);
     for (int r = 0; r < RROWS; r++)
-      ids[x + r] = decide(H, xr[r], dt, (const float *)(H->acc + r * H->nv), sq[r], cand);
+      ids[x + r] = decide(H, xr[r], dt, H->acc + r * H->nv, sq[r], cand);
   }
   for (; x < n; x++) ids[x] = cluster(H, x0 + x * sl * esz, dt, cand);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma")))
+static void cluster_rows_avx2(const head *H, const char *x0, int64_t sl, int64_t n,
+                              int dt, int32_t *ids, bool *cand) {
+  cluster_rows_body(H, x0, sl, n, dt, ids, cand);
+}
+#endif
+
+static void cluster_rows(const head *H, const char *x0, int64_t sl, int64_t n, int dt,
+                         int32_t *ids, bool *cand) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    cluster_rows_avx2(H, x0, sl, n, dt, ids, cand);
+    return;
+  }
+#endif
+  cluster_rows_body(H, x0, sl, n, dt, ids, cand);
 }
 
 static bool head_init(head *H, const float *C, int64_t n, int64_t D) {
@@ -266,8 +327,10 @@ static bool head_init(head *H, const float *C, int64_t n, int64_t D) {
   H->ct = aligned_alloc(32, sizeof *H->ct * (size_t)(D * H->nv));
   H->acc = aligned_alloc(32, sizeof *H->acc * (size_t)(RROWS * H->nv));
   H->cn = malloc(sizeof *H->cn * (size_t)n);
+  H->pad = aligned_alloc(32, sizeof *H->pad * (size_t)H->nv);
   H->xf = malloc(sizeof *H->xf * (size_t)(RROWS * D));
-  if (!H->ct || !H->acc || !H->cn || !H->xf) return false;
+  if (!H->ct || !H->acc || !H->cn || !H->pad || !H->xf) return false;
+  for (int64_t t = 0; t < RV * H->nv; t++) ((float *)H->pad)[t] = t < n ? 0 : -INFINITY;
   float *ct = (float *)H->ct;
   memset(ct, 0, sizeof *H->ct * (size_t)(D * H->nv));
   H->finite = true;
@@ -286,7 +349,7 @@ static bool head_init(head *H, const float *C, int64_t n, int64_t D) {
 }
 
 static void head_free(head *H) {
-  free(H->ct), free(H->acc), free(H->cn), free(H->xf);
+  free(H->ct), free(H->acc), free(H->cn), free(H->pad), free(H->xf);
 }
 
 /* Task (b, h): the ids of its query rows and keys. */
