@@ -857,6 +857,8 @@ static int64_t join_tile_floats(int64_t D) { return 2 * D * KR_BQ + 2 * KR_BQ; }
 /* k, v rows gathered this many ahead of their prefetch */
 #define KR_JPF 8
 
+typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));
+
 static bool sparse_tail(const rt_args *a, int64_t nr) {
   return a->dtype == RT_F32 && a->D % 16 == 0 && nr <= KR_JTAIL;
 }
@@ -897,15 +899,26 @@ static void join_task(void *ctx, int64_t id, int worker) {
     float *w = s->jw + u * tf, *m = w + 2 * D * KR_BQ;
     int64_t r0 = x0 + u * KR_BQ, nr = end - r0 < KR_BQ ? end - r0 : KR_BQ;
     const int64_t *rows = G->qrow + r0;
-    if (u + 1 < nt) /* the next tile's first scattered q rows */
-      for (int64_t r = 0; r < 8 && r0 + KR_BQ + r < end; r++)
-        prefetch_row(qb + rows[KR_BQ + r] * a->q.sl * esz, row);
+    if (u == 0) /* the first scattered q rows, then each KR_JPF ahead */
+      for (int64_t r = 0; r < KR_JPF && r0 + r < end; r++)
+        prefetch_row(qb + rows[r] * a->q.sl * esz, row);
+    for (int64_t r = 0; r < nr; r++)
+      if (r0 + r + KR_JPF < end) prefetch_row(qb + rows[r + KR_JPF] * a->q.sl * esz, row);
     if (sparse_tail(a, nr)) { /* q rows as they are, row stride D */
       for (int64_t r = 0; r < nr; r++)
         memcpy(w + r * D, qb + rows[r] * a->q.sl * esz, row);
     } else if (a->dtype == RT_F32) {
       if (nr < KR_BQ) memset(w, 0, sizeof(float) * (size_t)(D * KR_BQ));
-      for (int64_t r = 0; r < nr; r++) {
+      int64_t r = 0;
+      for (; r + 4 <= nr; r += 4) { /* 4 rows, one 4-float store per d */
+        const float *q0 = (const float *)(const void *)(qb + rows[r] * a->q.sl * esz);
+        const float *q1 = (const float *)(const void *)(qb + rows[r + 1] * a->q.sl * esz);
+        const float *q2 = (const float *)(const void *)(qb + rows[r + 2] * a->q.sl * esz);
+        const float *q3 = (const float *)(const void *)(qb + rows[r + 3] * a->q.sl * esz);
+        for (int64_t d = 0; d < D; d++)
+          *(v4f *)(w + d * KR_BQ + r) = (v4f){q0[d], q1[d], q2[d], q3[d]};
+      }
+      for (; r < nr; r++) {
         const float *qr = (const float *)(const void *)(qb + rows[r] * a->q.sl * esz);
         for (int64_t d = 0; d < D; d++) w[d * KR_BQ + r] = qr[d];
       }
