@@ -965,6 +965,11 @@ static void join_task(void *ctx, int64_t id, int worker) {
     float *w = s->jw + u * tf;
     int64_t r0 = x0 + u * KR_BQ, nr = end - r0 < KR_BQ ? end - r0 : KR_BQ;
     v.acc = w + D * KR_BQ, v.m = w + 2 * D * KR_BQ, v.l = v.m + KR_BQ;
+    for (int64_t r = 0; r < nr; r++) /* the scattered o rows, for writing */
+      for (size_t x = 0; x < row; x += 64)
+        __builtin_prefetch((char *)a->o.data +
+                               (size_t)(b * a->o.sb + h * a->o.sh + G->qrow[r0 + r] * a->o.sl) * esz + x,
+                           1, 3);
     write_rows(R, &v, b, h, G->qrow + r0, 0, nr);
   }
 }
