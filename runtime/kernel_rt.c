@@ -169,12 +169,11 @@ static int scratch_init(scratch *s, const kr_kernel *k) {
   s->m = aalloc(KR_BQ * sizeof(float));
   s->l = aalloc(KR_BQ * sizeof(float));
   s->st = aalloc((size_t)KR_ST_FLOATS(k->dtype, D) * sizeof(float));
-  s->qf = aalloc(D * KR_BQ * sizeof(float));
-  if (!s->qf) return 0;
   if (k->dtype != RT_F32) {
+    s->qf = aalloc(D * KR_BQ * sizeof(float));
     s->kf = aalloc(D * KR_BK * sizeof(float));
     s->vf = aalloc(D * KR_BK * sizeof(float));
-    if (!s->kf || !s->vf) return 0;
+    if (!s->qf || !s->kf || !s->vf) return 0;
   }
   s->span_cap = s->span2_cap = 64;
   s->spans = malloc((size_t)s->span_cap * sizeof *s->spans);
@@ -907,11 +906,21 @@ static void write_rows(run *R, const scratch *s, int64_t b, int64_t h,
 /* Floats of one query tile's state in scratch.jw: Q^T, acc, m, l. */
 static int64_t join_tile_floats(int64_t D) { return 2 * D * KR_BQ + 2 * KR_BQ; }
 
-/* A group's last query tile of at most this many rows (float32) runs per
- * pair through sparse_rows, not as a tile of KR_BQ rows. */
-#define JOIN_TAIL_ROWS 12
-static bool join_tail(const rt_args *a, int64_t nr) {
-  return a->dtype == RT_F32 && nr <= JOIN_TAIL_ROWS;
+/* A join tile of at most KR_JTAIL rows (a group's tail) runs through
+ * sparse_rows, per row, instead of a padded full tile; float32 only. */
+#define KR_JTAIL 12
+/* k, v rows gathered this many ahead of their prefetch */
+#define KR_JPF 8
+
+typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));
+
+static bool sparse_tail(const rt_args *a, int64_t nr) {
+  return a->dtype == RT_F32 && a->D % 16 == 0 && nr <= KR_JTAIL;
+}
+
+/* The cache lines of one row of n bytes at p, for reading. */
+static inline void prefetch_row(const void *p, size_t n) {
+  for (size_t x = 0; x < n; x += 64) __builtin_prefetch((const char *)p + x, 0, 3);
 }
 
 /* Task id: (b, h, task) with R->join_tiles tasks per head: its rows are
@@ -945,12 +954,26 @@ static void join_task(void *ctx, int64_t id, int worker) {
     float *w = s->jw + u * tf, *m = w + 2 * D * KR_BQ;
     int64_t r0 = x0 + u * KR_BQ, nr = end - r0 < KR_BQ ? end - r0 : KR_BQ;
     const int64_t *rows = G->qrow + r0;
-    if (join_tail(a, nr)) { /* rows of q in s->qf, for sparse_rows */
+    if (u == 0) /* the first scattered q rows, then each KR_JPF ahead */
+      for (int64_t r = 0; r < KR_JPF && r0 + r < end; r++)
+        prefetch_row(qb + rows[r] * a->q.sl * esz, row);
+    for (int64_t r = 0; r < nr; r++)
+      if (r0 + r + KR_JPF < end) prefetch_row(qb + rows[r + KR_JPF] * a->q.sl * esz, row);
+    if (sparse_tail(a, nr)) { /* q rows as they are, row stride D */
       for (int64_t r = 0; r < nr; r++)
-        memcpy(s->qf + r * D, qb + rows[r] * a->q.sl * esz, row);
+        memcpy(w + r * D, qb + rows[r] * a->q.sl * esz, row);
     } else if (a->dtype == RT_F32) {
       if (nr < KR_BQ) memset(w, 0, sizeof(float) * (size_t)(D * KR_BQ));
-      for (int64_t r = 0; r < nr; r++) {
+      int64_t r = 0;
+      for (; r + 4 <= nr; r += 4) { /* 4 rows, one 4-float store per d */
+        const float *q0 = (const float *)(const void *)(qb + rows[r] * a->q.sl * esz);
+        const float *q1 = (const float *)(const void *)(qb + rows[r + 1] * a->q.sl * esz);
+        const float *q2 = (const float *)(const void *)(qb + rows[r + 2] * a->q.sl * esz);
+        const float *q3 = (const float *)(const void *)(qb + rows[r + 3] * a->q.sl * esz);
+        for (int64_t d = 0; d < D; d++)
+          *(v4f *)(w + d * KR_BQ + r) = (v4f){q0[d], q1[d], q2[d], q3[d]};
+      }
+      for (; r < nr; r++) {
         const float *qr = (const float *)(const void *)(qb + rows[r] * a->q.sl * esz);
         for (int64_t d = 0; d < D; d++) w[d * KR_BQ + r] = qr[d];
       }
@@ -968,21 +991,24 @@ static void join_task(void *ctx, int64_t id, int worker) {
   for (int64_t y0 = k0; y0 < k1; y0 += R->join_keys) {
     int64_t n = k1 - y0 < R->join_keys ? k1 - y0 : R->join_keys;
     for (int64_t c = 0; c < n; c++) { /* k, v rows of the dtype, stride D */
+      if (c + KR_JPF < n) {
+        prefetch_row(kb + G->key[y0 + c + KR_JPF] * a->k.sl * esz, row);
+        prefetch_row(vb + G->key[y0 + c + KR_JPF] * a->v.sl * esz, row);
+      }
       memcpy(kg + (size_t)c * row, kb + G->key[y0 + c] * a->k.sl * esz, row);
       memcpy(vg + (size_t)c * row, vb + G->key[y0 + c] * a->v.sl * esz, row);
     }
     for (int64_t u = 0; u < nt; u++) {
       float *w = s->jw + u * tf, *m = w + 2 * D * KR_BQ;
-      int64_t r0 = x0 + u * KR_BQ, nr = end - r0 < KR_BQ ? end - r0 : KR_BQ;
+      int64_t nr = end - x0 - u * KR_BQ < KR_BQ ? end - x0 - u * KR_BQ : KR_BQ;
       for (int64_t y = 0; y < n; y += KR_BK) {
         int64_t nc = n - y < KR_BK ? n - y : KR_BK;
-        if (join_tail(a, nr)) {
-          uint64_t all[KR_BQ];
-          for (int64_t r = 0; r < nr; r++)
-            all[r] = nc >= 64 ? ~0ull : (1ull << nc) - 1;
-          sparse_rows(s->qf, D, (const float *)(const void *)(kg + (size_t)y * row),
-                      D, (const float *)(const void *)(vg + (size_t)y * row), D,
-                      D, all, nr, w + D * KR_BQ, m, m + KR_BQ, R->c);
+        if (sparse_tail(a, nr)) { /* every key of the block allowed */
+          uint64_t all[KR_JTAIL];
+          for (int64_t r = 0; r < nr; r++) all[r] = nc >= 64 ? ~0ull : (1ull << nc) - 1;
+          kri_sparse_rows(w, D, (const float *)(const void *)(kg + (size_t)y * row), D,
+                          (const float *)(const void *)(vg + (size_t)y * row), D, D,
+                          all, nr, w + D * KR_BQ, m, m + KR_BQ, R->c);
           continue;
         }
         K->tile(w, kg + (size_t)y * row, D, vg + (size_t)y * row, D, nc, NULL,
@@ -994,6 +1020,11 @@ static void join_task(void *ctx, int64_t id, int worker) {
     float *w = s->jw + u * tf;
     int64_t r0 = x0 + u * KR_BQ, nr = end - r0 < KR_BQ ? end - r0 : KR_BQ;
     v.acc = w + D * KR_BQ, v.m = w + 2 * D * KR_BQ, v.l = v.m + KR_BQ;
+    for (int64_t r = 0; r < nr; r++) /* the scattered o rows, for writing */
+      for (size_t x = 0; x < row; x += 64)
+        __builtin_prefetch((char *)a->o.data +
+                               (size_t)(b * a->o.sb + h * a->o.sh + G->qrow[r0 + r] * a->o.sl) * esz + x,
+                           1, 3);
     write_rows(R, &v, b, h, G->qrow + r0, 0, nr);
   }
 }

@@ -47,9 +47,8 @@ typedef struct rnd_cache {
 
 typedef struct scratch {
   float *qt;          /* [D][KR_BQ], packed as kr_tile_fn says for the dtype */
-  float *qf, *kf, *vf; /* the tile's q rows [KR_BQ][D] as float (16-bit
-                          dtypes; a join's tail rows) and, 16-bit dtypes
-                          only, a key tile's k and v rows [KR_BK][D], for
+  float *qf, *kf, *vf; /* 16-bit dtypes: the tile's q rows [KR_BQ][D] and a
+                          key tile's k and v rows [KR_BK][D] as float, for
                           sparse_rows */
   float *acc;         /* [KR_BQ][D] */
   float *m, *l;       /* [KR_BQ] */

@@ -50,7 +50,8 @@ typedef struct shape {
   int64_t B, H, Hkv, Lq, Lk, D;
   int threads, ids; /* ids: 0 unsorted small, 1 sorted runs, 2 spread, 3 all
                        equal, 4 groups of sizes 1, 63, 64, 65, 130 in no
-                       order, negative */
+                       order, negative; 5 groups of sizes 1 .. 13 and
+                       65 .. 77 in no order (tails of at most 13 rows) */
 } shape;
 
 /* The group of position x when positions run through groups of sizes 1,
@@ -61,6 +62,16 @@ static int32_t size_group(int64_t x) {
   for (;; g++) {
     int64_t n = sizes[g % 5];
     if (x < n) return -1 - g;
+    x -= n;
+  }
+}
+
+/* The group of position x when positions run through groups of sizes
+ * 1 .. 13, then 65 .. 77 (one full tile and a tail of 1 .. 13 rows). */
+static int32_t tail_group(int64_t x) {
+  for (int32_t g = 0;; g++) {
+    int64_t n = 1 + g % 13 + (g / 13 % 2) * 64;
+    if (x < n) return g;
     x -= n;
   }
 }
@@ -87,7 +98,8 @@ static int64_t compare(const ir_program *p, const shape *s, uint64_t seed) {
                  : s->ids == 1 ? (int32_t)(j / 23 + x)
                  : s->ids == 2 ? (int32_t)(mix(&r) % 3) * 1000000000 - 1000000000
                  : s->ids == 3 ? 5
-                               : size_group(j * 37 % s->Lk);
+                 : s->ids == 4 ? size_group(j * 37 % s->Lk)
+                               : tail_group(j * 37 % s->Lk);
   const int32_t *ins[2] = {in[0], in[1]};
   rt_args a;
   memset(&a, 0, sizeof a);
@@ -140,7 +152,8 @@ static void test_jit_vs_interp(void **state) {
       {1, 1, 1, 1, 5, 64, 1, 0},     {1, 2, 1, 64, 64, 128, 2, 0},
       /* one group of 600: two tasks of tiles, keys in two blocks (512 of
        * D = 128) */
-      {1, 2, 1, 600, 600, 128, 2, 3}, {2, 2, 2, 700, 700, 16, 1, 4}};
+      {1, 2, 1, 600, 600, 128, 2, 3}, {2, 2, 2, 700, 700, 16, 1, 4},
+      {1, 2, 1, 900, 900, 64, 1, 5}, {1, 1, 1, 500, 500, 32, 2, 5}};
   diag *d = diag_new();
   arena *a = arena_new();
   int64_t rows = 0;

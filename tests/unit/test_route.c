@@ -54,7 +54,7 @@ static float randn(uint64_t *s) {
   return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
 }
 
-enum { C_NORMAL, C_DUP, C_INT, C_NONFINITE, C_HUGE, C_TINY };
+enum { C_NORMAL, C_DUP, C_INT, C_NONFINITE, C_HUGE, C_TINY, C_NEAR };
 
 typedef struct shape {
   int64_t B, H, Hkv, Lq, Lk, D;
@@ -89,6 +89,13 @@ static void fill(bufs *b, const shape *s, int64_t n, uint64_t seed) {
       float *row = b->C + (h * n + c) * s->D;
       if (s->cmode == C_DUP && c % 3 == 1) /* exact ties with the centroid before */
         memcpy(row, row - s->D, 4 * (size_t)s->D);
+      if (s->cmode == C_NEAR && c % 2 == 1) { /* near ties with the one before */
+        memcpy(row, row - s->D, 4 * (size_t)s->D);
+        if (c % 6 == 1) /* one element one ulp apart */
+          row[c % s->D] = nextafterf(row[c % s->D], INFINITY);
+        else /* every element scaled by 1 + 2^-22 or 1 - 2^-20 */
+          for (int64_t d = 0; d < s->D; d++) row[d] *= c % 6 == 3 ? 1 + 0x1p-22f : 1 - 0x1p-20f;
+      }
       if (s->cmode == C_NONFINITE && c + h < 3) /* NaN (inf * 0) and inf dots */
         row[mix(&r) % (uint64_t)s->D] = mix(&r) % 2 ? INFINITY : NAN;
     }
@@ -202,7 +209,8 @@ static const shape shapes[] = {
     {1, 3, 3, 200, 130, 16, 2, C_INT},     {2, 4, 2, 129, 129, 64, 1, C_NONFINITE},
     {1, 2, 2, 5, 300, 64, 1, C_NORMAL},    {2, 2, 2, 1, 65, 32, 2, C_DUP},
     {1, 2, 1, 70, 70, 64, 1, C_HUGE},      {1, 1, 1, 33, 100, 128, 1, C_INT},
-    {1, 2, 2, 90, 90, 64, 2, C_TINY}};
+    {1, 2, 2, 90, 90, 64, 2, C_TINY},      {1, 2, 2, 203, 197, 64, 1, C_NEAR},
+    {2, 2, 1, 61, 150, 32, 2, C_NEAR}};
 
 static void run_all(const char *const *names, size_t n_names, bool bwd) {
   diag *d = diag_new();
