@@ -909,7 +909,7 @@ static int64_t join_tile_floats(int64_t D) { return 2 * D * KR_BQ + 2 * KR_BQ; }
 /* A join tile of at most KR_JTAIL rows (a group's tail) runs through
  * sparse_rows, per row, instead of a padded full tile; float32 only. */
 #define KR_JTAIL 12
-/* k, v rows gathered this many ahead of their prefetch */
+/* scattered q, k, v rows prefetched this many ahead of their gather */
 #define KR_JPF 8
 
 typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));

@@ -107,7 +107,7 @@ static inline __attribute__((always_inline)) float dots_body(
   return s;
 }
 
-/* Rows at a time of dots4. */
+/* Rows at a time of dots4_body. */
 #define RROWS 4
 
 /* dots_body for RROWS rows x[r] at once, each vector of ct loaded once for
@@ -150,25 +150,6 @@ static inline __attribute__((always_inline)) void dots4_body(
 
 #if defined(__x86_64__)
 __attribute__((target("avx2,fma")))
-static void dots4_avx2(const float *const *xs, const v8f *ct, int64_t nv, int64_t D,
-                       v8f *acc, float *sq) {
-  dots4_body(xs, ct, nv, D, acc, sq);
-}
-#endif
-
-static void dots4(const float *const *xs, const v8f *ct, int64_t nv, int64_t D,
-                  v8f *acc, float *sq) {
-#if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    dots4_avx2(xs, ct, nv, D, acc, sq);
-    return;
-  }
-#endif
-  dots4_body(xs, ct, nv, D, acc, sq);
-}
-
-#if defined(__x86_64__)
-__attribute__((target("avx2,fma")))
 static float dots_avx2(const float *xf, const v8f *ct, int64_t nv, int64_t D, v8f *acc) {
   return dots_body(xf, ct, nv, D, acc);
 }
@@ -186,20 +167,6 @@ static float dots(const float *xf, const v8f *ct, int64_t nv, int64_t D, v8f *ac
   return dots_base(xf, ct, nv, D, acc);
 }
 
-/* c(x) for a row x of dtype dt.  The float32 dot s_t (any order, fused or
- * not) is within gamma_D |x| |C_t| (Cauchy-Schwarz over sum |x_d C_td|,
- * gamma_D = D u / (1 - D u), u = 2^-24) plus D 2^-149 of subnormal
- * rounding of the exact dot, and the interpreter's double within far less;
- * a centroid whose s_t plus that margin falls below the best's s minus its
- * margin has a smaller double dot.  The others are decided in double.
- * |x|^2 is summed in float: within 1 + D u when it is at least 2^-100
- * (squares that underflow then weigh nothing); smaller, infinite or NaN,
- * every centroid is decided in double. */
-/* cluster's choice from the float32 dots s [n] and |x|^2 sq of row x.  The
- * runner-up s2 bounds every other centroid's dot and cnmax its norm: when
- * s2 plus the largest margin is below the best's lower end, no other
- * centroid is a candidate (the test below would find the best alone; float
- * rounding is monotone), else the candidates are found one by one. */
 /* a where the lanes of m are set, else b */
 #define SEL(m, a, b) ((v8f)(((v8i)(a) & (m)) | ((v8i)(b) & ~(m))))
 
@@ -245,6 +212,11 @@ static inline __attribute__((always_inline)) bool top2(const head *H, const v8f 
   return true;
 }
 
+/* cluster's choice from the float32 dots s [n] and |x|^2 sq of row x.  The
+ * runner-up s2 bounds every other centroid's dot and cnmax its norm: when
+ * s2 plus the largest margin is below the best's lower end, no other
+ * centroid is a candidate (the test below would find the best alone; float
+ * rounding is monotone), else the candidates are found one by one. */
 static inline __attribute__((always_inline)) int32_t decide(
     const head *H, const void *x, int dt, const v8f *acc, float sq, bool *cand) {
   if (!(sq >= 0x1p-100f && sq <= 0x1p126f)) return pick_exact(H, x, dt, NULL);
@@ -265,6 +237,15 @@ static inline __attribute__((always_inline)) int32_t decide(
   return close == 1 ? (int32_t)best : pick_exact(H, x, dt, cand);
 }
 
+/* c(x) for a row x of dtype dt.  The float32 dot s_t (any order, fused or
+ * not) is within gamma_D |x| |C_t| (Cauchy-Schwarz over sum |x_d C_td|,
+ * gamma_D = D u / (1 - D u), u = 2^-24) plus D 2^-149 of subnormal
+ * rounding of the exact dot, and the interpreter's double within far less;
+ * a centroid whose s_t plus that margin falls below the best's s minus its
+ * margin has a smaller double dot.  The others are decided in double.
+ * |x|^2 is summed in float: within 1 + D u when it is at least 2^-100
+ * (squares that underflow then weigh nothing); smaller, infinite or NaN,
+ * every centroid is decided in double. */
 static int32_t cluster(const head *H, const void *x, int dt, bool *cand) {
   if (!H->finite) return pick_exact(H, x, dt, NULL);
   const float *xf = x;
@@ -277,7 +258,8 @@ static int32_t cluster(const head *H, const void *x, int dt, bool *cand) {
 }
 
 /* The ids of n rows of dtype dt from x0 (row stride sl elements): RROWS
- * rows at a time through dots4, the rest one by one. */
+ * rows at a time through dots4_body (inlined into cluster_rows' clones), the
+ * rest one by one. */
 static inline __attribute__((always_inline)) void cluster_rows_body(
     const head *H, const char *x0, int64_t sl, int64_t n, int dt, int32_t *ids,
     bool *cand) {
@@ -295,7 +277,7 @@ static inline __attribute__((always_inline)) void cluster_rows_body(
         xs[r] = H->xf + r * D;
       }
     }
-    dots4(xs, H->ct, H->nv, D, H->acc, sq);
+    dots4_body(xs, H->ct, H->nv, D, H->acc, sq);
     for (int r = 0; r < RROWS; r++)
       ids[x + r] = decide(H, xr[r], dt, H->acc + r * H->nv, sq[r], cand);
   }
