@@ -15,8 +15,8 @@
  * is 8 bytes, in this order; AOT_ABI changes with either (3: errat; 4:
  * kr_env gained random_row and random_cache; 5: the backward tiles; 6:
  * dtype; 7: the score tiles, E's errors, float inputs; 8: kr_env gained
- * route(C)'s ids and b, B, Hkv, D). */
-#define AOT_ABI 8
+ * route(C)'s ids and b, B, Hkv, D; 9: kr_env gained setbits). */
+#define AOT_ABI 9
 typedef struct aot_desc {
   int64_t abi;                /* AOT_ABI */
   int64_t D, layout, threads; /* compile options */

@@ -536,7 +536,7 @@ static rt_status run_passes(bjob *J, th_pool *pool) {
   int ok = J->ws && J->hp && J->rowc && (J->k->n_topk == 0 || J->rec);
   for (int w = 0; ok && w < nw; w++) {
     ok = wscr_init(&J->ws[w], J->k, a, J->in_len);
-    if (ok) kr_masker_route(J->ws[w].mk, J->route);
+    if (ok) kr_masker_route(J->ws[w].mk, J->route, J->rows);
   }
   if (!ok) bfail(J, RT_ENOMEM, "out of memory");
   if (ok) th_for(pool, a->H, plan_task, J);

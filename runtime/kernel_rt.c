@@ -725,6 +725,7 @@ static void head_tile(run *R, scratch *s, const tile_task *t, int64_t h) {
   one_head o = {kr_env_at(a, t->b, h), q_rows(a, t, h), 0};
   o.env.topk = s->tk, o.env.random_row = random_row, o.env.random_cache = &s->rnd;
   kr_route_env(R->route, t->b, h, &o.env);
+  o.env.setbits = plan_rows_bits(R->rows);
   tile_start(s, a, o.q, t->nr);
   /* top-k selections: a root top-k node's after the plan (its candidates
    * are the plan's spans, P's), the others before it (the plan then visits
@@ -834,6 +835,7 @@ static void group_tiles(run *R, scratch *s, const tile_task *t) {
     g.hd[x].env.topk = s->tk, g.hd[x].env.random_row = random_row;
     g.hd[x].env.random_cache = &s->grnd[x];
     kr_route_env(R->route, t->b, h, &g.hd[x].env);
+    g.hd[x].env.setbits = plan_rows_bits(R->rows);
     use_slot(s, &g, x, a->D);
     tile_start(s, a, g.hd[x].q, t->nr);
   }
@@ -1294,6 +1296,7 @@ int kr_masker_rows(kr_masker *m, int64_t b, int64_t h, int64_t r0, int64_t r1,
   *env = kr_env_at(a, b, h);
   env->topk = m->s.tk, env->random_row = random_row, env->random_cache = &m->s.rnd;
   kr_route_env(m->R.route, b, h, env);
+  env->setbits = plan_rows_bits(m->R.rows);
   if (!select) return 1;
   size_t esz = rt_dtype_size(a->dtype);
   const char *qb = (const char *)a->q.data + (b * a->q.sb + h * a->q.sh) * esz;
@@ -1307,7 +1310,10 @@ int kr_masker_rows(kr_masker *m, int64_t b, int64_t h, int64_t r0, int64_t r1,
 
 int kr_masker_oom(const kr_masker *m) { return m->s.rnd.oom; }
 
-void kr_masker_route(kr_masker *m, const kr_route *r) { m->R.route = r; }
+void kr_masker_route(kr_masker *m, const kr_route *r, const plan_rows *rows) {
+  m->R.route = r;
+  m->R.rows = rows;
+}
 
 kr_topk *kr_masker_record(const kr_masker *m) {
   int nt = m->R.k->n_topk;

@@ -65,6 +65,24 @@ typedef const uint64_t *(*kr_random_fn)(const kr_env *e, int64_t node,
                                         int64_t i, int64_t r, int64_t seed,
                                         int64_t lk, int64_t j0);
 
+/* A run's rows of int inputs used as index sets, as bitmaps (built by
+ * plan_sets.c from the rows table; read by the mask code of cols(x[..]) and
+ * diagonals(x[..]) instead of scanning the row's items).  Entry 2 k is
+ * input k's rows for cols, 2 k + 1 for diagonals; bits NULL: none (the mask
+ * code scans).  Row f is the words bits + f * wpr: word 0 and the last two
+ * are zero, bit p of the set is bit 64 + p (0 <= p < nbits).
+ *   cols:      p = the column, the row's items v as v < 0 ? v + base : v
+ *              (base = Lk at token level: used only where lk == base);
+ *   diagonals: p = base - v (so for query i, key j's bit is p = j - i + base).
+ * The mask code reads a word only when the row's index f < rows, its item
+ * count is width (the dimensions it evaluates may differ from the table's,
+ * as a paged sequence's Lk does) and the word's bits lie in [0, nbits);
+ * else it scans: the bitmaps need not cover values no pair can reach. */
+typedef struct kr_setbits {
+  const uint64_t *bits;
+  int64_t wpr, nbits, base, rows, width;
+} kr_setbits;
+
 /* What mask code reads (all 8-byte words; codegen indexes it by word). */
 struct kr_env {
   int64_t h, H, Lq, Lk;            /* query head; sizes at token level */
@@ -80,6 +98,7 @@ struct kr_env {
   const int32_t *route_q, *route_k;
   int64_t b, B, Hkv, D;            /* batch index and the other sizes
                                       (language version 2) */
+  const kr_setbits *setbits;       /* word 16: 2 n_inputs entries, or NULL */
 };
 
 /* The env of batch b, query head h of a run (topk and random state
@@ -87,7 +106,7 @@ struct kr_env {
  * own Lk, as the interpreter runs them. */
 static inline kr_env kr_env_at(const rt_args *a, int64_t b, int64_t h) {
   kr_env e = {h, a->H, a->Lq, a->Lk, a->runtime, a->inputs, a->externs, NULL,
-              NULL, NULL, NULL, NULL, b, a->B, a->Hkv, a->D};
+              NULL, NULL, NULL, NULL, b, a->B, a->Hkv, a->D, NULL};
   if (a->paged) e.Lk = a->paged->seq_lens[b], e.b = 0, e.B = 1;
   return e;
 }
@@ -274,8 +293,10 @@ void kr_masker_free(kr_masker *m);
 int kr_masker_rows(kr_masker *m, int64_t b, int64_t h, int64_t r0, int64_t r1,
                    int select, kr_env *env);
 int kr_masker_oom(const kr_masker *m);
-/* The run's route(C) ids (route.h) for the masker's env, or NULL. */
-void kr_masker_route(kr_masker *m, const kr_route *r);
+/* The run's route(C) ids (route.h) and rows table (plan_sets.h) for the
+ * masker's env, either NULL. */
+struct plan_rows;
+void kr_masker_route(kr_masker *m, const kr_route *r, const struct plan_rows *rows);
 /* A copy of the last selections (n_topk kr_topk and their arrays in one
  * block: free() it), for env->topk later; NULL when out of memory. */
 kr_topk *kr_masker_record(const kr_masker *m);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "arith.h"
+#include "plan.h"
 #include "plan_ops.h"
 
 #define MAX_DIMS 8
@@ -27,7 +28,14 @@ typedef struct row_in {
 struct plan_rows {
   int64_t n_inputs;
   row_in *in;
+  kr_setbits *bits;        /* 2 n_inputs (kernel_rt.h), storage owned */
+  int64_t bit_words;       /* words of bitmaps allocated so far */
+  int64_t Lq, Lk, off;     /* token-level sizes, plan_row_offset */
 };
+
+/* The bitmaps of a run stay below this many words (32 MB); past it the
+ * mask code scans the rows' items. */
+#define MAX_BIT_WORDS ((int64_t)1 << 22)
 
 typedef struct dimv {
   const int64_t *P;
@@ -104,6 +112,55 @@ static bool sort_rows(row_in *in, const int32_t *x, int64_t rows, int64_t w) {
   return ok;
 }
 
+/* Sets bits [lo, hi] of a bitmap row (set bit p at word 1 + p / 64). */
+static void set_range(uint64_t *row, int64_t lo, int64_t hi) {
+  for (int64_t p = lo; p <= hi;) {
+    int64_t b = p & 63, n = hi - p + 1 < 64 - b ? hi - p + 1 : 64 - b;
+    row[1 + (p >> 6)] |= (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << b;
+    p += n;
+  }
+}
+
+/* Input k's bitmaps (kernel_rt.h, kr_setbits) from its rows' intervals:
+ * entry 2 k for cols (p = v < 0 ? v + Lk : v over [0, Lk)), 2 k + 1 for
+ * diagonals (p = base - v with base the largest query position, over the
+ * offsets i - j of token-level pairs).  None past MAX_BIT_WORDS; false only
+ * when out of memory. */
+static bool build_bits(plan_rows *R, int64_t k, int64_t rows, int64_t w) {
+  const row_in *in = &R->in[k];
+  if (w == 0) return true;  /* no items: the mask code's scan is free */
+  int64_t nb[2] = {R->Lk, R->Lq + R->Lk - 1};
+  int64_t base[2] = {R->Lk, R->off + R->Lq - 1};
+  for (int kind = 0; kind < 2; kind++) {
+    kr_setbits *e = &R->bits[2 * k + kind];
+    int64_t wpr = (nb[kind] + 63) / 64 + 3, words;
+    if (nb[kind] < 1 || ar_mul(wpr, rows, &words) != AR_OK ||
+        words > MAX_BIT_WORDS - R->bit_words)
+      continue;
+    uint64_t *bits = calloc((size_t)(words > 0 ? words : 1), sizeof *bits);
+    if (!bits) return false;
+    R->bit_words += words;
+    for (int64_t f = 0; f < rows; f++) {
+      uint64_t *row = bits + f * wpr;
+      for (int64_t t = in->start[f]; t < in->start[f + 1]; t++) {
+        int64_t a = in->iv[t][0], b = in->iv[t][1], n = nb[kind];
+        if (kind == 0) { /* [a, b] with the negative part from the end */
+          int64_t lo = a > -n ? a : -n, hi = b < -1 ? b : -1;
+          if (lo <= hi) set_range(row, lo + n, hi + n);
+          lo = a > 0 ? a : 0, hi = b < n - 1 ? b : n - 1;
+          if (lo <= hi) set_range(row, lo, hi);
+        } else { /* p = base - v for v in [a, b] */
+          int64_t lo = base[1] - b, hi = base[1] - a;
+          lo = lo > 0 ? lo : 0, hi = hi < n - 1 ? hi : n - 1;
+          if (lo <= hi) set_range(row, lo, hi);
+        }
+      }
+    }
+    *e = (kr_setbits){bits, wpr, nb[kind], base[kind], rows, w};
+  }
+  return true;
+}
+
 /* One input's entry from the table at *pc; false only when out of memory
  * (a malformed table leaves the entry out). */
 static bool build_input(plan_rows *R, const int64_t *P, int64_t *pc, int64_t size,
@@ -132,7 +189,7 @@ static bool build_input(plan_rows *R, const int64_t *P, int64_t *pc, int64_t siz
       if (ar_mul(d ? rows : 1, dims[d], &rows) != AR_OK) return true;
   if (!sort_rows(in, a->inputs ? a->inputs[k] : NULL, rows, w)) return false;
   in->ok = true;
-  return true;
+  return build_bits(R, k, rows, w);
 }
 
 plan_rows *plan_rows_new(const int64_t *plan, const rt_args *a, rt_status *st) {
@@ -140,13 +197,18 @@ plan_rows *plan_rows_new(const int64_t *plan, const rt_args *a, rt_status *st) {
   int64_t size = plan[PLAN_W_SIZE], at = plan[PLAN_W_ROWS];
   if (at < PLAN_HDR || at >= size || plan[PLAN_W_NIN] < 1) return NULL;
   plan_rows *R = calloc(1, sizeof *R);
-  if (R) R->in = calloc((size_t)plan[PLAN_W_NIN], sizeof *R->in);
-  if (!R || !R->in) {
+  if (R) {
+    R->in = calloc((size_t)plan[PLAN_W_NIN], sizeof *R->in);
+    R->bits = calloc(2 * (size_t)plan[PLAN_W_NIN], sizeof *R->bits);
+  }
+  if (!R || !R->in || !R->bits) {
+    if (R) free(R->in), free(R->bits);
     free(R);
     *st = RT_ENOMEM;
     return NULL;
   }
   R->n_inputs = plan[PLAN_W_NIN];
+  R->Lq = a->Lq, R->Lk = a->Lk, R->off = plan_row_offset(plan, a->Lq, a->Lk);
   int64_t n = plan[at++];
   for (int64_t e = 0; e < n && at < size; e++)
     if (!build_input(R, plan, &at, size, a)) {
@@ -160,7 +222,9 @@ plan_rows *plan_rows_new(const int64_t *plan, const rt_args *a, rt_status *st) {
 void plan_rows_free(plan_rows *r) {
   if (!r) return;
   for (int64_t k = 0; k < r->n_inputs; k++) free(r->in[k].start), free(r->in[k].iv);
+  for (int64_t k = 0; k < 2 * r->n_inputs; k++) free((void *)r->bits[k].bits);
   free(r->in);
+  free(r->bits);
   free(r);
 }
 
@@ -177,3 +241,5 @@ int plan_rows_get(const plan_rows *r, int64_t k, const int64_t *idx, int64_t n,
   *n_iv = in->start[f + 1] - in->start[f];
   return 1;
 }
+
+const kr_setbits *plan_rows_bits(const plan_rows *r) { return r ? r->bits : NULL; }

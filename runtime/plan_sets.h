@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "kernel_rt.h"
 #include "rt.h"
 
 typedef struct plan_rows plan_rows;
@@ -32,5 +33,9 @@ void plan_rows_free(plan_rows *r);
  * -1: an index outside its dimension. */
 int plan_rows_get(const plan_rows *r, int64_t k, const int64_t *idx, int64_t n,
                   const int32_t (**iv)[2], int64_t *n_iv);
+
+/* The table's bitmaps for kr_env.setbits (kernel_rt.h): 2 entries per
+ * input, those without bitmaps NULL; NULL for no table. */
+const kr_setbits *plan_rows_bits(const plan_rows *r);
 
 #endif

@@ -5,7 +5,9 @@
  * with duplicates, negative and out-of-range values, empty rows, ranges and
  * constants, at random sizes and tilings (a key no span holds is allowed by
  * no row of the tile, a key of a FULL span by every row), with and without
- * the table (without: PARTIAL); then MInference's vertical-slash
+ * the table (without: PARTIAL), and the table's bitmaps for the mask code
+ * (kr_setbits: every bit, padding included, against the rows' items); then
+ * MInference's vertical-slash
  * (patterns/v2/minference.pat) at L = 4096 visits at most 1.25 times the key
  * tiles its exact mask needs, and its spans hold at most 16 times the
  * allowed pairs (a slash line spans its 64-row tile's band), under half of
@@ -91,6 +93,45 @@ static int64_t check_tiles(const int64_t *plan, const plan_env *env,
   return visited;
 }
 
+/* Input k's bitmaps (cols, diagonals) against its rows x [rows][w]: bit p
+ * of row f is set iff some item v has v < 0 ? v + Lk : v == p (cols) or
+ * base - v == p (diagonals), 0 <= p < nbits; the padding words are zero.
+ * An input without rows in the table, or with rows of no items, has none. */
+static void check_bits(const plan_rows *rows, int k, const int32_t *x, int64_t nrows,
+                       int64_t w, int64_t Lq, int64_t Lk, int64_t off) {
+  const kr_setbits *tab = plan_rows_bits(rows);
+  assert_non_null(tab);
+  for (int kind = 0; kind < 2; kind++) {
+    const kr_setbits *e = &tab[2 * k + kind];
+    const int32_t (*iv)[2];
+    int64_t n_iv, f0 = 0;
+    if (w == 0 || plan_rows_get(rows, k, &f0, 1, &iv, &n_iv) != 1) {
+      /* no items, or an input the plan does not read as rows */
+      assert_null(e->bits);
+      continue;
+    }
+    assert_non_null(e->bits);
+    assert_int_equal(e->rows, nrows);
+    assert_int_equal(e->width, w);
+    assert_int_equal(e->nbits, kind ? Lq + Lk - 1 : Lk);
+    assert_int_equal(e->base, kind ? off + Lq - 1 : Lk);
+    assert_true(e->wpr >= (e->nbits + 63) / 64 + 3);
+    for (int64_t f = 0; f < nrows; f++)
+      for (int64_t g = 0; g < 64 * e->wpr; g++) {
+        int64_t p = g - 64;
+        bool want = false;
+        for (int64_t t = 0; p >= 0 && p < e->nbits && t < w; t++) {
+          int64_t v = x[f * w + t];
+          want |= kind ? e->base - v == p : (v < 0 ? v + Lk : v) == p;
+        }
+        bool got = (e->bits[f * e->wpr + g / 64] >> (g % 64)) & 1;
+        if (got != want)
+          fail_msg("input %d kind %d row %lld bit %lld: %d, want %d", k, kind,
+                   (long long)f, (long long)p, got, want);
+      }
+  }
+}
+
 static const char *const shapes[] = {
     "causal & (cols(vidx[h]) | diagonals(sidx[h]))",
     "cols({vidx[h], 3 .. 9, -2}) - diagonals({sidx[h % 2], -4 .. 2})",
@@ -127,6 +168,9 @@ static void test_random_sets(void **state) {
     plan_rows *rows = plan_rows_new(plan, &ra, &st);
     assert_int_equal(st, RT_OK);
     assert_non_null(rows);
+    int64_t off = plan_row_offset(plan, Lq, Lk);
+    check_bits(rows, 0, in[0], H, nv, Lq, Lk, off);
+    check_bits(rows, 1, in[1], H, ns, Lq, Lk, off);
     uint8_t *m = malloc((size_t)(Lq * Lk + 1));
     for (int64_t h = 0; h < H; h++) {
       for (int64_t r = 0; r < Lq; r++)

@@ -510,9 +510,10 @@ static LLVMValueRef vc64(cg *g, int64_t x) { return vsplat64(g, ci64(g, x)); }
  * or a division by zero makes a dimension invalid, as a negative one). */
 
 /* The row it = a[e1, .., e{n-1}] (each index checked against its dimension,
- * in order, with the interpreter's message); *w gets its length. */
+ * in order, with the interpreter's message); *w gets its length and *fr
+ * (unless NULL) its index among the input's rows. */
 static LLVMValueRef input_row(cg *g, const ir_node *it, const lvl *L,
-                              LLVMValueRef *w) {
+                              LLVMValueRef *w, LLVMValueRef *fr) {
   LLVMBuilderRef B = g->B;
   int k = (int)it->value;
   LLVMValueRef dims[IR_MAX_DIMS];
@@ -527,6 +528,7 @@ static LLVMValueRef input_row(cg *g, const ir_node *it, const lvl *L,
     f = LLVMBuildAdd(B, LLVMBuildMul(B, f, dims[d], ""), x, "");
   }
   *w = dims[it->n_kids];
+  if (fr) *fr = f;
   LLVMValueRef ins = env_word(g, g->env, KABI_ENV_INPUTS, g->ptr);
   LLVMValueRef arr = LLVMBuildLoad2(B, g->ptr, gep(g, g->ptr, ins, ci64(g, k)), "");
   return gep(g, g->i32, arr, LLVMBuildMul(B, f, *w, ""));
@@ -542,12 +544,62 @@ static LLVMValueRef row_loop(cg *g, loop *lp, LLVMValueRef row, LLVMValueRef w) 
 
 /* x in the row's items (v < 0 meaning Lk + v) */
 static LLVMValueRef row_has(cg *g, const ir_node *it, const lvl *L, LLVMValueRef x) {
-  LLVMValueRef w, row = input_row(g, it, L, &w), acc = acc_new(g, ci64(g, 0));
+  LLVMValueRef w, row = input_row(g, it, L, &w, NULL), acc = acc_new(g, ci64(g, 0));
   loop lp;
   LLVMValueRef v = norm_idx(g, row_loop(g, &lp, row, w), L);
   acc_or(g, acc, zx(g, LLVMBuildICmp(g->B, LLVMIntEQ, v, x, "")));
   loop_end(g, &lp);
   return LLVMBuildICmp(g->B, LLVMIntNE, acc_get(g, acc), ci64(g, 0), "");
+}
+
+/* row_bits from the run's bitmap of the row (kr_setbits, kernel_rt.h) when
+ * the driver gave one that holds this word: stores the word into acc and
+ * branches to done; else falls through (the builder where the scan goes).
+ * Row f of width w; the word's bits are p0 .. p0 + 63 of the set, p0 = j0
+ * (cols, when lk is the bitmap's base) or j0 - i + base (diagonals). */
+static void set_word(cg *g, const ir_node *it, const lvl *L, const rowx *R,
+                     bool offsets, LLVMValueRef w, LLVMValueRef f,
+                     LLVMValueRef acc, LLVMBasicBlockRef done) {
+  LLVMBuilderRef B = g->B;
+  LLVMValueRef tab = env_word(g, g->env, KABI_ENV_SETBITS, g->ptr);
+  LLVMBasicBlockRef look = newbb(g, "sbits"), fast = newbb(g, "sbfast"),
+                    scan = newbb(g, "sbscan");
+  LLVMBuildCondBr(B, LLVMBuildIsNull(B, tab, ""), scan, look);
+  LLVMPositionBuilderAtEnd(B, look);
+  int64_t at = (2 * it->value + (offsets ? 1 : 0)) * KABI_SB_WORDS;
+  LLVMValueRef bits = env_word(g, tab, (int)(at + KABI_SB_BITS), g->ptr);
+  LLVMValueRef wpr = env_word(g, tab, (int)(at + KABI_SB_WPR), g->i64);
+  LLVMValueRef nbits = env_word(g, tab, (int)(at + KABI_SB_NBITS), g->i64);
+  LLVMValueRef base = env_word(g, tab, (int)(at + KABI_SB_BASE), g->i64);
+  LLVMValueRef rows = env_word(g, tab, (int)(at + KABI_SB_ROWS), g->i64);
+  LLVMValueRef width = env_word(g, tab, (int)(at + KABI_SB_WIDTH), g->i64);
+  LLVMValueRef p0, ok = LLVMBuildAnd(
+      B, LLVMBuildIsNotNull(B, bits, ""),
+      LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntULT, f, rows, ""),
+                   LLVMBuildICmp(B, LLVMIntEQ, w, width, ""), ""), "");
+  if (offsets) {
+    p0 = LLVMBuildAdd(B, LLVMBuildSub(B, R->j0, L->i, ""), base, "");
+  } else {
+    p0 = R->j0;
+    ok = LLVMBuildAnd(B, ok, LLVMBuildICmp(B, LLVMIntEQ, L->lk, base, ""), "");
+  }
+  /* 0 <= p0 and p0 + 64 <= nbits + 64 (bits past nbits read zero) */
+  ok = LLVMBuildAnd(B, ok, LLVMBuildICmp(B, LLVMIntSGE, p0, ci64(g, 0), ""), "");
+  ok = LLVMBuildAnd(B, ok, LLVMBuildICmp(B, LLVMIntSLE, LLVMBuildAdd(B, p0, R->cnt, ""),
+                                         nbits, ""), "");
+  LLVMBuildCondBr(B, ok, fast, scan);
+  LLVMPositionBuilderAtEnd(B, fast);
+  LLVMValueRef g0 = LLVMBuildAdd(B, p0, ci64(g, 64), "");
+  LLVMValueRef wd = LLVMBuildAdd(B, LLVMBuildMul(B, f, wpr, ""),
+                                 LLVMBuildLShr(B, g0, ci64(g, 6), ""), "");
+  LLVMValueRef lo = LLVMBuildLoad2(B, g->i64, gep(g, g->i64, bits, wd), "");
+  LLVMValueRef hi = LLVMBuildLoad2(
+      B, g->i64, gep(g, g->i64, bits, LLVMBuildAdd(B, wd, ci64(g, 1), "")), "");
+  LLVMValueRef args[3] = {hi, lo, LLVMBuildAnd(B, g0, ci64(g, 63), "")};
+  LLVMValueRef word = call_intr(g, "llvm.fshr", &g->i64, 1, args, 3);
+  LLVMBuildStore(B, LLVMBuildAnd(B, word, R->valid, ""), acc);
+  LLVMBuildBr(B, done);
+  LLVMPositionBuilderAtEnd(B, scan);
 }
 
 /* the columns j of the row whose items hold f(item) == j: f = from the end
@@ -557,7 +609,9 @@ static LLVMValueRef row_has(cg *g, const ir_node *it, const lvl *L, LLVMValueRef
 static LLVMValueRef row_bits(cg *g, const ir_node *it, const lvl *L, const rowx *R,
                              bool offsets) {
   LLVMBuilderRef B = g->B;
-  LLVMValueRef w, row = input_row(g, it, L, &w), acc = acc_new(g, ci64(g, 0));
+  LLVMValueRef w, f, row = input_row(g, it, L, &w, &f), acc = acc_new(g, ci64(g, 0));
+  LLVMBasicBlockRef done = newbb(g, "rowdone");
+  set_word(g, it, L, R, offsets, w, f, acc, done);
   LLVMTypeRef v32 = LLVMVectorType(g->i32, VL), vt = vi64(g);
   LLVMValueRef iota[VL];
   for (int k = 0; k < VL; k++) iota[k] = ci64(g, k);
@@ -584,6 +638,8 @@ static LLVMValueRef row_bits(cg *g, const ir_node *it, const lvl *L, const rowx 
   LLVMValueRef word = LLVMBuildSelect(B, in, bit, LLVMConstNull(vt), "");
   acc_or(g, acc, call_intr(g, "llvm.vector.reduce.or", &vt, 1, &word, 1));
   loop_end(g, &lp);
+  LLVMBuildBr(B, done);
+  LLVMPositionBuilderAtEnd(B, done);
   return acc_get(g, acc);
 }
 
@@ -1661,7 +1717,7 @@ static void err_set(cg *g, const ir_node *s, const lvl *L) {
     const ir_node *it = s->kids[k];
     LLVMValueRef w;
     if (it->op == IR_INROW) {
-      input_row(g, it, L, &w);
+      input_row(g, it, L, &w, NULL);
     } else if (it->op == IR_RANGE) {
       ival(g, it->kids[0], L, NULL);
       ival(g, it->kids[1], L, NULL);

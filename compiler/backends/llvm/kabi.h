@@ -34,7 +34,8 @@ enum {
   KABI_ENV_NBATCH = 13, /* int64 B */
   KABI_ENV_HKV = 14,    /* int64 Hkv */
   KABI_ENV_D = 15,      /* int64 D */
-  KABI_ENV_WORDS = 16
+  KABI_ENV_SETBITS = 16, /* const kr_setbits * (2 per input), or NULL */
+  KABI_ENV_WORDS = 17
 };
 _Static_assert(offsetof(kr_env, h) == 8 * KABI_ENV_H, "kr_env.h");
 _Static_assert(offsetof(kr_env, H) == 8 * KABI_ENV_NHEADS, "kr_env.H");
@@ -59,6 +60,19 @@ _Static_assert(offsetof(kr_env, b) == 8 * KABI_ENV_B, "kr_env.b");
 _Static_assert(offsetof(kr_env, B) == 8 * KABI_ENV_NBATCH, "kr_env.B");
 _Static_assert(offsetof(kr_env, Hkv) == 8 * KABI_ENV_HKV, "kr_env.Hkv");
 _Static_assert(offsetof(kr_env, D) == 8 * KABI_ENV_D, "kr_env.D");
+_Static_assert(offsetof(kr_env, setbits) == 8 * KABI_ENV_SETBITS, "kr_env.setbits");
+/* kr_setbits, word by word; env->setbits is an array of them */
+enum {
+  KABI_SB_BITS = 0, KABI_SB_WPR = 1, KABI_SB_NBITS = 2, KABI_SB_BASE = 3,
+  KABI_SB_ROWS = 4, KABI_SB_WIDTH = 5, KABI_SB_WORDS = 6
+};
+_Static_assert(offsetof(kr_setbits, bits) == 8 * KABI_SB_BITS &&
+               offsetof(kr_setbits, wpr) == 8 * KABI_SB_WPR &&
+               offsetof(kr_setbits, nbits) == 8 * KABI_SB_NBITS &&
+               offsetof(kr_setbits, base) == 8 * KABI_SB_BASE &&
+               offsetof(kr_setbits, rows) == 8 * KABI_SB_ROWS &&
+               offsetof(kr_setbits, width) == 8 * KABI_SB_WIDTH &&
+               sizeof(kr_setbits) == 8 * KABI_SB_WORDS, "kr_setbits");
 _Static_assert(sizeof(kr_env) == 8 * KABI_ENV_WORDS, "kr_env size");
 _Static_assert(sizeof(void *) == 8 && sizeof(int64_t) == 8,
                "words are 8 bytes");
