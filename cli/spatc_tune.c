@@ -273,18 +273,33 @@ static point *eval(tuner *t, const int64_t *v, int *rc) {
   return p;
 }
 
-/* Whether p is a better answer than q: it meets the target and q does
- * not, or both do and p is faster (times within TIME_TIE of each other are
- * a tie, decided by the lower density: the machine's noise should not pick
- * a larger window), or neither does and p keeps more. */
-static bool better(const point *p, const point *q) {
-  if (!p->valid) return false;
-  if (!q->valid) return true;
-  if (p->meets != q->meets) return p->meets;
-  if (!p->meets) return p->recall > q->recall;
-  if (p->ms < q->ms * (1 - TIME_TIE)) return true;
-  if (q->ms < p->ms * (1 - TIME_TIE)) return false;
-  return p->all.density < q->all.density;
+/* The answer among the valid points on the line of parameter x through cur
+ * (x < 0: every point): of those that meet the target, the lowest density
+ * among those within TIME_TIE of the fastest (the machine's noise should
+ * not pick a larger window; the window is anchored at the fastest, so ties
+ * cannot chain to a slower point); with none meeting, the best recall;
+ * NULL with no valid point. */
+static point *best_of(const tuner *t, const int64_t *cur, int x) {
+  double fast = INFINITY;
+  point *best = NULL;
+  for (int pass = 0; pass < 2; pass++)
+    for (int k = 0; k < t->n_pts; k++) {
+      point *q = &t->pts[k];
+      bool use = q->valid;
+      for (int y = 0; x >= 0 && y < t->o->n_par && use; y++)
+        if (y != x && q->v[y] != cur[y]) use = false;
+      if (!use) continue;
+      if (pass == 0) {
+        if (q->meets && q->ms < fast) fast = q->ms;
+      } else if (fast < INFINITY) {
+        if (q->meets && q->ms * (1 - TIME_TIE) <= fast &&
+            (!best || q->all.density < best->all.density))
+          best = q;
+      } else if (!best || q->recall > best->recall) {
+        best = q;
+      }
+    }
+  return best;
 }
 
 /* One line search over parameter x from cur (updated); *moved when it
@@ -326,15 +341,7 @@ static int line(tuner *t, int x, int64_t *cur, bool *moved) {
   }
   /* the fastest measured setting of this line that meets the target, else
    * the best recall */
-  point *best = NULL;
-  for (int k = 0; k < t->n_pts; k++) {
-    point *q = &t->pts[k];
-    bool on_line = q->valid;
-    for (int y = 0; y < t->o->n_par && on_line; y++)
-      if (y != x && q->v[y] != cur[y]) on_line = false;
-    if (!on_line) continue;
-    if (!best || better(q, best)) best = q;
-  }
+  point *best = best_of(t, cur, x);
   if (best && best->v[x] != cur[x]) {
     cur[x] = best->v[x];
     *moved = true;
@@ -480,10 +487,8 @@ int spatc_tune_main(int argc, char **argv) {
     rc = search(&t, start);
   }
   if (rc == SPATC_OK) {
-    const point *chosen = NULL;
-    for (int k = 0; k < t.n_pts; k++)
-      if (t.pts[k].meets && (!chosen || better(&t.pts[k], chosen)))
-        chosen = &t.pts[k];
+    const point *chosen = best_of(&t, NULL, -1);
+    if (chosen && !chosen->meets) chosen = NULL;
     if (o.json) {
       print_json(&t, chosen);
     } else {
