@@ -494,6 +494,17 @@ static void tile_start(scratch *s, const rt_args *a, const char *q,
   for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
 }
 
+/* The env mask code of batch b, head h reads in run R: kr_env_at's, with
+ * the worker's top-k selections tk and random key sets rc, and the run's
+ * route(C) ids and index-row bitmaps. */
+static kr_env run_env(const run *R, int64_t b, int64_t h, kr_topk *tk, rnd_cache *rc) {
+  kr_env e = kr_env_at(R->a, b, h);
+  e.topk = tk, e.random_row = random_row, e.random_cache = rc;
+  kr_route_env(R->route, b, h, &e);
+  e.setbits = plan_rows_bits(R->rows);
+  return e;
+}
+
 /* The plan's spans for head h's rows [r0, r1) into *sp (capacity *cap,
  * grown), visiting only the keys of the ntk top-k selections tk (views of
  * the non-root top-k nodes'); their number, or -1 after failing the run. */
@@ -722,10 +733,7 @@ static void head_tile(run *R, scratch *s, const tile_task *t, int64_t h) {
   const rt_args *a = R->a;
   size_t esz = rt_dtype_size(a->dtype);
   const char *qb = (const char *)a->q.data + (t->b * a->q.sb + h * a->q.sh) * esz;
-  one_head o = {kr_env_at(a, t->b, h), q_rows(a, t, h), 0};
-  o.env.topk = s->tk, o.env.random_row = random_row, o.env.random_cache = &s->rnd;
-  kr_route_env(R->route, t->b, h, &o.env);
-  o.env.setbits = plan_rows_bits(R->rows);
+  one_head o = {run_env(R, t->b, h, s->tk, &s->rnd), q_rows(a, t, h), 0};
   tile_start(s, a, o.q, t->nr);
   /* top-k selections: a root top-k node's after the plan (its candidates
    * are the plan's spans, P's), the others before it (the plan then visits
@@ -831,11 +839,7 @@ static void group_tiles(run *R, scratch *s, const tile_task *t) {
     int64_t h = t->h0 + x;
     /* each head its own random key sets: one cache, its rows tagged by
      * head, would draw them again at every key tile */
-    g.hd[x] = (one_head){kr_env_at(a, t->b, h), q_rows(a, t, h), 0};
-    g.hd[x].env.topk = s->tk, g.hd[x].env.random_row = random_row;
-    g.hd[x].env.random_cache = &s->grnd[x];
-    kr_route_env(R->route, t->b, h, &g.hd[x].env);
-    g.hd[x].env.setbits = plan_rows_bits(R->rows);
+    g.hd[x] = (one_head){run_env(R, t->b, h, s->tk, &s->grnd[x]), q_rows(a, t, h), 0};
     use_slot(s, &g, x, a->D);
     tile_start(s, a, g.hd[x].q, t->nr);
   }
@@ -1293,10 +1297,7 @@ int kr_masker_rows(kr_masker *m, int64_t b, int64_t h, int64_t r0, int64_t r1,
                    int select, kr_env *env) {
   const rt_args *a = m->R.a;
   int64_t hk = h / (a->H / a->Hkv);
-  *env = kr_env_at(a, b, h);
-  env->topk = m->s.tk, env->random_row = random_row, env->random_cache = &m->s.rnd;
-  kr_route_env(m->R.route, b, h, env);
-  env->setbits = plan_rows_bits(m->R.rows);
+  *env = run_env(&m->R, b, h, m->s.tk, &m->s.rnd);
   if (!select) return 1;
   size_t esz = rt_dtype_size(a->dtype);
   const char *qb = (const char *)a->q.data + (b * a->q.sb + h * a->q.sh) * esz;
