@@ -417,7 +417,96 @@ static void store_row(void *o, int64_t o0, int dt, const float *src,
 static void write_rows(run *R, const scratch *s, int64_t b, int64_t h,
                        const int64_t *rows, int64_t r0, int64_t nr);
 
+/* kernel_rt_impl.h: 16 float (or 32 16-bit) elements a step when D allows,
+ * the exponent bits of every element OR-ed into one vector. */
+typedef uint16_t u16x32 __attribute__((vector_size(64), aligned(2), may_alias));
+KR_CLONES
+static int v_nonfinite(const void *vt, int dt, int64_t sv, int64_t nc,
+                       int64_t D) {
+  if (dt == RT_F32) {
+    const uint32_t *w = vt;
+    int64_t d16 = D - D % 16;
+    v16i bad = {0};
+    uint32_t tail = 0;
+    for (int64_t x = 0; x < nc; x++, w += sv) {
+      for (int64_t d = 0; d < d16; d += 16)
+        bad |= (*(const v16i *)(w + d) & 0x7f800000) == 0x7f800000;
+      for (int64_t d = d16; d < D; d++) tail |= (w[d] & 0x7f800000u) == 0x7f800000u;
+    }
+    for (int x = 0; x < 16; x++) tail |= (uint32_t)bad[x];
+    return tail != 0;
+  }
+  uint16_t e = dt == RT_BF16 ? 0x7f80u : 0x7c00u;
+  const uint16_t *w = vt;
+  int64_t d32 = D - D % 32;
+  u16x32 bad = {0};
+  uint32_t tail = 0;
+  for (int64_t x = 0; x < nc; x++, w += sv) {
+    for (int64_t d = 0; d < d32; d += 32)
+      bad |= (u16x32)((*(const u16x32 *)(w + d) & e) == e);
+    for (int64_t d = d32; d < D; d++) tail |= (w[d] & e) == e;
+  }
+  for (int x = 0; x < 32; x++) tail |= bad[x];
+  return tail != 0;
+}
+
+/* (clones are static: an exported function's ifunc would be a symbol of
+ * the library) */
+int kri_tile_v_nonfinite(const void *vt, int dt, int64_t sv, int64_t nc,
+                         int64_t D) {
+  return v_nonfinite(vt, dt, sv, nc, D);
+}
+
 /* --- element types ------------------------------------------------------ */
+
+/* One step of a 16 x 16 transpose in 16 vectors: rows i and i + b (bit b
+ * of i clear) swap their off-diagonal b x b blocks; steps b = 8, 4, 2, 1
+ * transpose. */
+#define TL(l, b) (((l) & (b)) ? 16 + (l) - (b) : (l))
+#define TH(l, b) (((l) & (b)) ? 16 + (l) : (l) + (b))
+#define TMASK(T, b)                                                      \
+  (v16si) { T(0, b), T(1, b), T(2, b), T(3, b), T(4, b), T(5, b), T(6, b),  \
+            T(7, b), T(8, b), T(9, b), T(10, b), T(11, b), T(12, b),        \
+            T(13, b), T(14, b), T(15, b) }
+#define TSTEP(x, b)                                                      \
+  for (int i = 0; i < 16; i++)                                           \
+    if (!(i & (b))) {                                                    \
+      v16f lo = __builtin_shuffle(x[i], x[i + (b)], TMASK(TL, b));       \
+      v16f hi = __builtin_shuffle(x[i], x[i + (b)], TMASK(TH, b));       \
+      x[i] = lo, x[i + (b)] = hi;                                        \
+    }
+typedef int32_t v16si __attribute__((vector_size(64)));
+typedef float v16f __attribute__((vector_size(64)));
+
+/* qt[d * KR_BQ + r] = q[r * sq + d] for rows r < nr (0 past them), D a
+ * multiple of 16: 16 x 16 blocks transposed in registers. */
+KR_CLONES
+static void pack_qt_f32(float *qt, const float *q, int64_t sq, int64_t nr,
+                        int64_t D) {
+  for (int64_t r0 = 0; r0 < KR_BQ; r0 += 16)
+    for (int64_t d0 = 0; d0 < D; d0 += 16) {
+      v16f x[16];
+      for (int i = 0; i < 16; i++)
+        x[i] = r0 + i < nr ? (v16f)*(const v16 *)(q + (r0 + i) * sq + d0) : (v16f){0};
+      TSTEP(x, 8) TSTEP(x, 4) TSTEP(x, 2) TSTEP(x, 1)
+      for (int i = 0; i < 16; i++) *(v16 *)(qt + (d0 + i) * KR_BQ + r0) = x[i];
+    }
+  /* the next tile's rows (the same head's next query tile, usually this
+   * worker's next task) into L2: they miss otherwise, one tile a task */
+  if (nr == KR_BQ)
+    for (int64_t r = KR_BQ; r < 2 * KR_BQ; r++)
+      for (int64_t d = 0; d < D; d += 16)  /* (past the end: no fault) */
+        __builtin_prefetch((const void *)((uintptr_t)q + (uintptr_t)(r * sq + d) * 4), 0, 1);
+}
+#undef TL
+#undef TH
+#undef TMASK
+#undef TSTEP
+
+void kri_pack_qt_f32(float *qt, const float *q, int64_t sq, int64_t nr,
+                     int64_t D) {
+  pack_qt_f32(qt, q, sq, nr, D);
+}
 
 /* Q^T of rows [0, nr) of q (row stride sq, elements of type dt) into s->qt
  * as the tile of dt reads it (kr_tile_fn), rows past nr zero. */
@@ -436,6 +525,10 @@ static void pack_qt(scratch *s, int dt, const void *q, int64_t sq, int64_t nr,
         qt[d2 * KR_BQ + r] = w;
       }
     }
+    return;
+  }
+  if (dt == RT_F32 && D % 16 == 0) {
+    kri_pack_qt_f32(s->qt, q, sq, nr, D);
     return;
   }
   for (int64_t r = 0; r < KR_BQ; r++) {  /* rows read in order */

@@ -174,23 +174,12 @@ void kri_sparse_rows(const float *q, int64_t sq, const float *kt, int64_t sk,
  * hold a NaN or an infinity (all-ones exponent bits)?  A masked key weighs
  * 0, but 0 * inf is NaN: masked tiles that do go per row.  Asked of masked
  * tiles only, on the rows they read next anyway. */
-static inline int kri_tile_v_nonfinite(const void *vt, int dt, int64_t sv,
-                                       int64_t nc, int64_t D) {
-  uint32_t bad = 0;
-  if (dt == RT_F32) {
-    for (int64_t x = 0; x < nc; x++) {
-      const uint32_t *w = (const uint32_t *)vt + x * sv;
-      for (int64_t d = 0; d < D; d++) bad |= (w[d] & 0x7f800000u) == 0x7f800000u;
-    }
-    return bad != 0;
-  }
-  uint16_t e = dt == RT_BF16 ? 0x7f80u : 0x7c00u;
-  for (int64_t x = 0; x < nc; x++) {
-    const uint16_t *w = (const uint16_t *)vt + x * sv;
-    for (int64_t d = 0; d < D; d++) bad |= (w[d] & e) == e;
-  }
-  return bad != 0;
-}
+/* Q^T of rows [0, nr) of a float32 tile (row stride sq), D a multiple of
+ * 16, into qt [D][KR_BQ], rows past nr zero. */
+void kri_pack_qt_f32(float *qt, const float *q, int64_t sq, int64_t nr,
+                     int64_t D);
+int kri_tile_v_nonfinite(const void *vt, int dt, int64_t sv, int64_t nc,
+                         int64_t D);
 
 /* The decode driver (kernel_decode.c): nonzero when it runs a (checked,
  * error-free) run rather than the prefill tiles; then kd_run does. */

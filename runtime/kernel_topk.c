@@ -720,10 +720,13 @@ static int topk_fast(run *R, scratch *s, int t, const kr_env *env,
   const float *kn = key_norms(s, a, kb, b, hk);
   if (!kn) return 0;
   /* Q^T of the rows (the task packs the same, other callers do not) */
-  for (int64_t r = 0; r < KR_BQ; r++) {
-    const float *qr = qb + (I0 + (r < nI ? r : 0) - off) * a->q.sl;
-    for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = r < nI ? qr[d] : 0;
-  }
+  if (D % 16 == 0)
+    kri_pack_qt_f32(s->qt, qb + (I0 - off) * a->q.sl, a->q.sl, nI, D);
+  else
+    for (int64_t r = 0; r < KR_BQ; r++) {
+      const float *qr = qb + (I0 + (r < nI ? r : 0) - off) * a->q.sl;
+      for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = r < nI ? qr[d] : 0;
+    }
   tkf_row w[KR_BQ];
   float cq[KR_BQ], thr[KR_BQ];
   int64_t ncand[KR_BQ];
