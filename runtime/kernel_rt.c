@@ -669,9 +669,7 @@ static int key_tile(run *R, scratch *s, const kr_env *env, const char *q,
   }
   if (!any) return 1;
   if (all != valid && !K->stile) {
-    int64_t pairs = 0;
-    for (int64_t r = 0; r < nr && pairs <= KR_SPARSE_MAX; r++)
-      pairs += __builtin_popcountll(s->rows[r]);
+    int64_t pairs = kri_tile_pairs(s->rows, nr, KR_SPARSE_MAX);
     /* a masked key weighs 0, but 0 * NaN is NaN: with a non-finite v a
      * masked tile runs per row over its allowed keys only */
     if (pairs <= KR_SPARSE_MAX ||

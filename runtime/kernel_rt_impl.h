@@ -129,6 +129,17 @@ typedef struct run {
 #define KR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
+
+/* The allowed pairs of a tile's rows[0, nr), counting stopped once past
+ * stop: a clone per file (static), so that the host's popcnt is used (the
+ * baseline build has no popcnt instruction and calls libgcc's). */
+KR_CLONES __attribute__((unused)) static int64_t
+kri_tile_pairs(const uint64_t *rows, int64_t nr, int64_t stop) {
+  int64_t pairs = 0;
+  for (int64_t r = 0; r < nr && pairs <= stop; r++)
+    pairs += __builtin_popcountll(rows[r]);
+  return pairs;
+}
 typedef int32_t v16i __attribute__((vector_size(64), aligned(4), may_alias));
 
 /* kernel_rt.c's helpers, for kernel_decode.c and kernel_topk.c. */
@@ -175,7 +186,8 @@ void kri_sparse_rows(const float *q, int64_t sq, const float *kt, int64_t sk,
  * 0, but 0 * inf is NaN: masked tiles that do go per row.  Asked of masked
  * tiles only, on the rows they read next anyway. */
 /* Q^T of rows [0, nr) of a float32 tile (row stride sq), D a multiple of
- * 16, into qt [D][KR_BQ], rows past nr zero. */
+ * 16, into qt [D][KR_BQ], rows past nr zero; a full tile's next KR_BQ
+ * rows are prefetched into L2. */
 void kri_pack_qt_f32(float *qt, const float *q, int64_t sq, int64_t nr,
                      int64_t D);
 int kri_tile_v_nonfinite(const void *vt, int dt, int64_t sv, int64_t nc,
