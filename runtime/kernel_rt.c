@@ -464,18 +464,17 @@ int kri_tile_v_nonfinite(const void *vt, int dt, int64_t sv, int64_t nc,
  * transpose. */
 #define TL(l, b) (((l) & (b)) ? 16 + (l) - (b) : (l))
 #define TH(l, b) (((l) & (b)) ? 16 + (l) : (l) + (b))
-#define TMASK(T, b)                                                      \
-  (v16si) { T(0, b), T(1, b), T(2, b), T(3, b), T(4, b), T(5, b), T(6, b),  \
-            T(7, b), T(8, b), T(9, b), T(10, b), T(11, b), T(12, b),        \
-            T(13, b), T(14, b), T(15, b) }
+#define TIDX(T, b)                                                       \
+  T(0, b), T(1, b), T(2, b), T(3, b), T(4, b), T(5, b), T(6, b), T(7, b),  \
+      T(8, b), T(9, b), T(10, b), T(11, b), T(12, b), T(13, b), T(14, b),  \
+      T(15, b)
 #define TSTEP(x, b)                                                      \
   for (int i = 0; i < 16; i++)                                           \
     if (!(i & (b))) {                                                    \
-      v16f lo = __builtin_shuffle(x[i], x[i + (b)], TMASK(TL, b));       \
-      v16f hi = __builtin_shuffle(x[i], x[i + (b)], TMASK(TH, b));       \
+      v16f lo = __builtin_shufflevector(x[i], x[i + (b)], TIDX(TL, b));  \
+      v16f hi = __builtin_shufflevector(x[i], x[i + (b)], TIDX(TH, b));  \
       x[i] = lo, x[i + (b)] = hi;                                        \
     }
-typedef int32_t v16si __attribute__((vector_size(64)));
 typedef float v16f __attribute__((vector_size(64)));
 
 /* qt[d * KR_BQ + r] = q[r * sq + d] for rows r < nr (0 past them), D a
@@ -500,7 +499,7 @@ static void pack_qt_f32(float *qt, const float *q, int64_t sq, int64_t nr,
 }
 #undef TL
 #undef TH
-#undef TMASK
+#undef TIDX
 #undef TSTEP
 
 void kri_pack_qt_f32(float *qt, const float *q, int64_t sq, int64_t nr,
@@ -542,6 +541,17 @@ static void pack_qt(scratch *s, int dt, const void *q, int64_t sq, int64_t nr,
       for (int64_t d = 0; d < D; d++) s->qt[d * KR_BQ + r] = rt_load(qr, d, dt);
     }
   }
+}
+
+/* The allowed pairs of a tile's rows[0, nr), counting stopped once past
+ * stop: a static clone, so that the host's popcnt is used (the
+ * baseline build has no popcnt instruction and calls libgcc's). */
+KR_CLONES
+static int64_t tile_pairs(const uint64_t *rows, int64_t nr, int64_t stop) {
+  int64_t pairs = 0;
+  for (int64_t r = 0; r < nr && pairs <= stop; r++)
+    pairs += __builtin_popcountll(rows[r]);
+  return pairs;
 }
 
 /* sparse_rows on the tile's rows (q: its first row) against the key tile at
@@ -669,7 +679,7 @@ static int key_tile(run *R, scratch *s, const kr_env *env, const char *q,
   }
   if (!any) return 1;
   if (all != valid && !K->stile) {
-    int64_t pairs = kri_tile_pairs(s->rows, nr, KR_SPARSE_MAX);
+    int64_t pairs = tile_pairs(s->rows, nr, KR_SPARSE_MAX);
     /* a masked key weighs 0, but 0 * NaN is NaN: with a non-finite v a
      * masked tile runs per row over its allowed keys only */
     if (pairs <= KR_SPARSE_MAX ||

@@ -129,17 +129,6 @@ typedef struct run {
 #define KR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
-
-/* The allowed pairs of a tile's rows[0, nr), counting stopped once past
- * stop: a clone per file (static), so that the host's popcnt is used (the
- * baseline build has no popcnt instruction and calls libgcc's). */
-KR_CLONES __attribute__((unused)) static int64_t
-kri_tile_pairs(const uint64_t *rows, int64_t nr, int64_t stop) {
-  int64_t pairs = 0;
-  for (int64_t r = 0; r < nr && pairs <= stop; r++)
-    pairs += __builtin_popcountll(rows[r]);
-  return pairs;
-}
 typedef int32_t v16i __attribute__((vector_size(64), aligned(4), may_alias));
 
 /* kernel_rt.c's helpers, for kernel_decode.c and kernel_topk.c. */
