@@ -170,15 +170,15 @@ void kri_sparse_rows(const float *q, int64_t sq, const float *kt, int64_t sk,
                      const uint64_t *rows, int64_t nr, float *accb, float *mb,
                      float *lb, float c);
 
-/* Does a tile's v (nc rows of D elements of rt_dtype dt, row stride sv)
- * hold a NaN or an infinity (all-ones exponent bits)?  A masked key weighs
- * 0, but 0 * inf is NaN: masked tiles that do go per row.  Asked of masked
- * tiles only, on the rows they read next anyway. */
 /* Q^T of rows [0, nr) of a float32 tile (row stride sq), D a multiple of
  * 16, into qt [D][KR_BQ], rows past nr zero; a full tile's next KR_BQ
  * rows are prefetched into L2. */
 void kri_pack_qt_f32(float *qt, const float *q, int64_t sq, int64_t nr,
                      int64_t D);
+/* Does a tile's v (nc rows of D elements of rt_dtype dt, row stride sv)
+ * hold a NaN or an infinity (all-ones exponent bits)?  A masked key weighs
+ * 0, but 0 * inf is NaN: masked tiles that do go per row.  Asked of masked
+ * tiles only, on the rows they read next anyway. */
 int kri_tile_v_nonfinite(const void *vt, int dt, int64_t sv, int64_t nc,
                          int64_t D);
 
