@@ -155,7 +155,7 @@ static void scratch_free(scratch *s, int n_topk) {
     for (int64_t n = 0; n < c->n_nodes; n++) free(c->nodes[n].bits);
     free(c->nodes);
   }
-  free(s->grp); free(s->spans2);
+  free(s->grp); free(s->spans2); free(s->pd_own); free(s->gpd);
   if (s->tb)
     for (int t = 0; t < n_topk; t++) free(s->tb[t].sel), free(s->tb[t].cnt);
   free(s->tb); free(s->tk);
@@ -183,7 +183,8 @@ static int scratch_init(scratch *s, const kr_kernel *k) {
   s->vg = aalloc(D * KR_BK * sizeof(float));
   s->tk = calloc((size_t)k->n_topk + 1, sizeof *s->tk);
   s->tb = calloc((size_t)k->n_topk + 1, sizeof *s->tb);
-  return s->qt && s->acc && s->m && s->l && s->st && s->spans && s->qd && s->tk &&
+  s->pd = s->pd_own = calloc(1, sizeof *s->pd_own);
+  return s->pd_own && s->qt && s->acc && s->m && s->l && s->st && s->spans && s->qd && s->tk &&
          s->tb && s->kg && s->vg && s->spans2;
 }
 
@@ -307,30 +308,98 @@ static inline __attribute__((always_inline)) void sum16(const v16 *a,
                 scale;
 }
 
-/* Pairs scored together by sparse_rows: rows are taken while their pairs
- * fit (a row has at most KR_BK). */
+/* Pairs scored together by sparse_rows and sparse_lists: rows are taken
+ * while their pairs fit (a row brings at most KR_PEND >= KR_BK). */
 #define SR_PAIRS 512
+#define SR_CAP (SR_PAIRS + KR_PEND + 16)
 
-/* Rows r < nr of the tile with bit t of rows[r] = key j0 + t allowed: the
- * same online-softmax step as the dense tile (scores c q.k in the log2
- * domain, m the running max, alpha = 2^(m_old - m_new)).  The allowed pairs
- * of a run of rows are scored 16 at a time (16 dot products, one sum16) and
- * their weights and the rows' rescalings exponentiated together, so a row
- * with one key costs no exp of its own; each row's arithmetic is the one it
- * would have alone.  q: the tile's first query row (row stride sq). */
+/* One run of rows rr[0, nrun) of sparse_rows / sparse_lists, row rr[x]'s
+ * np pairs at [off[x], off[x + 1]) of the lists: pr[p] its row, pj[p] its
+ * key's row in kt and vt.  The same online-softmax step as the dense tile
+ * (scores c q.k in the log2 domain, m the running max, alpha = 2^(m_old -
+ * m_new)).  The pairs are scored 16 at a time (16 dot products, one sum16)
+ * and their weights and the rows' rescalings exponentiated together, so a
+ * row with one key costs no exp of its own; each row's arithmetic is the
+ * one it would have alone.  q: the tile's first query row (stride sq). */
+static inline __attribute__((always_inline)) void
+sparse_run(const float *q, int64_t sq, const float *kt, int64_t sk,
+           const float *vt, int64_t sv, int64_t D, int64_t *pj, int32_t *pr,
+           int np, const int32_t *rr, const int32_t *off, int nrun,
+           float *accb, float *mb, float *lb, float c) {
+  int64_t nd = D / 16;
+  /* pairs, then the run's rows' rescalings, then padding to 16 */
+  float s[SR_CAP + KR_BQ + 16];
+  for (int x = np; x < (np + 15) / 16 * 16; x++)
+    pj[x] = pj[np - 1], pr[x] = pr[np - 1];
+  for (int p = 0; p < np; p += 16) {
+    v16 a[16];
+    for (int x = 0; x < 16; x++) {
+      const float *qr = q + pr[p + x] * sq, *kr = kt + pj[p + x] * sk;
+      v16 t = *(const v16 *)qr * *(const v16 *)kr;
+      for (int64_t d = 1; d < nd; d++)
+        t += *(const v16 *)(qr + 16 * d) * *(const v16 *)(kr + 16 * d);
+      a[x] = t;
+    }
+    sum16(a, c, s + p);
+  }
+  /* the rows' maxima; the scores less them, the rescalings after them */
+  for (int x = 0; x < nrun; x++) {
+    float mloc = -INFINITY;
+    for (int p = off[x]; p < off[x + 1]; p++)
+      if (s[p] > mloc) mloc = s[p];
+    int64_t rw = rr[x];
+    float mold = mb[rw], mnew = mloc > mold ? mloc : mold;
+    float muse = mnew == -INFINITY ? 0 : mnew;
+    mb[rw] = mnew;
+    for (int p = off[x]; p < off[x + 1]; p++) s[p] -= muse;
+    s[np + x] = mold - muse;
+  }
+  int ne = np + nrun;
+  for (int x = ne; x < (ne + 15) / 16 * 16; x++) s[x] = -INFINITY;
+  for (int x = 0; x < ne; x += 16) exp2_v16(s + x);
+  for (int x = 0; x < nrun; x++) {
+    int64_t rw = rr[x];
+    float alpha = s[np + x], lsum = 0;
+    float *acc = accb + rw * D;
+    for (int p = off[x]; p < off[x + 1]; p++) lsum += s[p];
+    int64_t d = 0;
+    for (; d + 4 <= nd; d += 4) { /* four chains of adds, not one */
+      v16 o0 = *(v16 *)(acc + 16 * d) * alpha;
+      v16 o1 = *(v16 *)(acc + 16 * d + 16) * alpha;
+      v16 o2 = *(v16 *)(acc + 16 * d + 32) * alpha;
+      v16 o3 = *(v16 *)(acc + 16 * d + 48) * alpha;
+      for (int p = off[x]; p < off[x + 1]; p++) {
+        const float *vr = vt + pj[p] * sv + 16 * d;
+        o0 += s[p] * *(const v16 *)vr;
+        o1 += s[p] * *(const v16 *)(vr + 16);
+        o2 += s[p] * *(const v16 *)(vr + 32);
+        o3 += s[p] * *(const v16 *)(vr + 48);
+      }
+      *(v16 *)(acc + 16 * d) = o0;
+      *(v16 *)(acc + 16 * d + 16) = o1;
+      *(v16 *)(acc + 16 * d + 32) = o2;
+      *(v16 *)(acc + 16 * d + 48) = o3;
+    }
+    for (; d < nd; d++) {
+      v16 o = *(v16 *)(acc + 16 * d) * alpha;
+      for (int p = off[x]; p < off[x + 1]; p++)
+        o += s[p] * *(const v16 *)(vt + pj[p] * sv + 16 * d);
+      *(v16 *)(acc + 16 * d) = o;
+    }
+    lb[rw] = lb[rw] * alpha + lsum;
+  }
+}
+
+/* Rows r < nr of the tile with bit t of rows[r] = key t of kt, vt allowed,
+ * through sparse_run. */
 KR_CLONES
 static void sparse_rows(const float *q, int64_t sq, const float *kt,
                         int64_t sk, const float *vt, int64_t sv, int64_t D,
                         const uint64_t *rows, int64_t nr, float *accb,
                         float *mb, float *lb, float c) {
-  int64_t nd = D / 16;
-  /* pairs, then a run's rows' rescalings, then padding to 16 */
-  float s[SR_PAIRS + KR_BK + KR_BQ + 32];
-  uint8_t pj[SR_PAIRS + KR_BK + 16];
-  int32_t pr[SR_PAIRS + KR_BK + 16], off[KR_BQ + 1], rr[KR_BQ];
+  int64_t pj[SR_CAP];
+  int32_t pr[SR_CAP], off[KR_BQ + 1], rr[KR_BQ];
   for (int64_t r = 0; r < nr;) {
-    /* a run of rows (rr, local pair offsets off) with np <= SR_PAIRS +
-     * KR_BK pairs */
     int np = 0, nrun = 0;
     for (; r < nr && nrun < KR_BQ && np < SR_PAIRS; r++) {
       uint64_t w = rows[r];
@@ -338,53 +407,42 @@ static void sparse_rows(const float *q, int64_t sq, const float *kt,
       rr[nrun] = (int32_t)r;
       off[nrun++] = np;
       for (; w; w &= w - 1) {
-        pj[np] = (uint8_t)__builtin_ctzll(w);
+        pj[np] = __builtin_ctzll(w);
         pr[np++] = (int32_t)r;
       }
     }
     off[nrun] = np;
-    if (!np) continue;
-    for (int x = np; x < (np + 15) / 16 * 16; x++)
-      pj[x] = pj[np - 1], pr[x] = pr[np - 1];
-    for (int p = 0; p < np; p += 16) {
-      v16 a[16];
-      for (int x = 0; x < 16; x++) {
-        const float *qr = q + pr[p + x] * sq, *kr = kt + pj[p + x] * sk;
-        v16 t = *(const v16 *)qr * *(const v16 *)kr;
-        for (int64_t d = 1; d < nd; d++)
-          t += *(const v16 *)(qr + 16 * d) * *(const v16 *)(kr + 16 * d);
-        a[x] = t;
+    if (np)
+      sparse_run(q, sq, kt, sk, vt, sv, D, pj, pr, np, rr, off, nrun, accb,
+                 mb, lb, c);
+  }
+}
+
+/* Rows r < nr with the P->n[r] keys P->key[r KR_PEND ..] of kb, vb (the
+ * head's rows) allowed, through sparse_run. */
+KR_CLONES
+static void sparse_lists(const float *q, int64_t sq, const float *kb,
+                         int64_t sk, const float *vb, int64_t sv, int64_t D,
+                         const pend *P, int64_t nr, float *accb, float *mb,
+                         float *lb, float c) {
+  int64_t pj[SR_CAP];
+  int32_t pr[SR_CAP], off[KR_BQ + 1], rr[KR_BQ];
+  for (int64_t r = 0; r < nr;) {
+    int np = 0, nrun = 0;
+    for (; r < nr && nrun < KR_BQ && np < SR_PAIRS; r++) {
+      int n = P->n[r];
+      if (!n) continue;
+      rr[nrun] = (int32_t)r;
+      off[nrun++] = np;
+      for (int x = 0; x < n; x++) {
+        pj[np] = P->key[r * KR_PEND + x];
+        pr[np++] = (int32_t)r;
       }
-      sum16(a, c, s + p);
     }
-    /* the rows' maxima; the scores less them, the rescalings after them */
-    for (int x = 0; x < nrun; x++) {
-      float mloc = -INFINITY;
-      for (int p = off[x]; p < off[x + 1]; p++)
-        if (s[p] > mloc) mloc = s[p];
-      int64_t rw = rr[x];
-      float mold = mb[rw], mnew = mloc > mold ? mloc : mold;
-      float muse = mnew == -INFINITY ? 0 : mnew;
-      mb[rw] = mnew;
-      for (int p = off[x]; p < off[x + 1]; p++) s[p] -= muse;
-      s[np + x] = mold - muse;
-    }
-    int ne = np + nrun;
-    for (int x = ne; x < (ne + 15) / 16 * 16; x++) s[x] = -INFINITY;
-    for (int x = 0; x < ne; x += 16) exp2_v16(s + x);
-    for (int x = 0; x < nrun; x++) {
-      int64_t rw = rr[x];
-      float alpha = s[np + x], lsum = 0;
-      float *acc = accb + rw * D;
-      for (int p = off[x]; p < off[x + 1]; p++) lsum += s[p];
-      for (int64_t d = 0; d < nd; d++) {
-        v16 o = *(v16 *)(acc + 16 * d) * alpha;
-        for (int p = off[x]; p < off[x + 1]; p++)
-          o += s[p] * *(const v16 *)(vt + pj[p] * sv + 16 * d);
-        *(v16 *)(acc + 16 * d) = o;
-      }
-      lb[rw] = lb[rw] * alpha + lsum;
-    }
+    off[nrun] = np;
+    if (np)
+      sparse_run(q, sq, kb, sk, vb, sv, D, pj, pr, np, rr, off, nrun, accb,
+                 mb, lb, c);
   }
 }
 
@@ -588,13 +646,16 @@ static void sparse_tile(scratch *s, const rt_args *a, const void *q,
 
 /* --- one task: a query tile of the query heads sharing a KV head ------- */
 
-/* Q^T of the tile's rows (q: its first row) packed, acc, m, l cleared. */
+/* Q^T of the tile's rows (q: its first row) packed; acc, m, l and the
+ * deferred pairs cleared. */
 static void tile_start(scratch *s, const rt_args *a, const char *q,
                        int64_t nr) {
   int64_t D = a->D;
   pack_qt(s, a->dtype, q, a->q.sl, nr, D);
   for (int64_t x = 0; x < D * KR_BQ; x++) s->acc[x] = 0;
   for (int r = 0; r < KR_BQ; r++) s->m[r] = -INFINITY, s->l[r] = 0;
+  if (s->pd->any) /* left by a tile whose run failed */
+    memset(s->pd->n, 0, sizeof s->pd->n), s->pd->any = 0;
 }
 
 /* The env mask code of batch b, head h reads in run R: kr_env_at's, with
@@ -636,6 +697,37 @@ static int64_t head_spans(run *R, scratch *s, int64_t b, int64_t h,
     *sp = p;
     *cap = ns;
   }
+}
+
+/* The head's deferred pairs (s->pd) scored: q the tile's first query row,
+ * kb and vb the head's k and v rows (float32). */
+static void pend_flush(const run *R, scratch *s, const char *q, const char *kb,
+                       const char *vb, int64_t nr) {
+  pend *P = s->pd;
+  if (!P->any) return;
+  const rt_args *a = R->a;
+  sparse_lists((const float *)(const void *)q, a->q.sl,
+               (const float *)(const void *)kb, a->k.sl,
+               (const float *)(const void *)vb, a->v.sl, a->D, P, nr, s->acc,
+               s->m, s->l, R->c);
+  memset(P->n, 0, sizeof P->n);
+  P->any = 0;
+}
+
+/* The pairs of s->rows (key tile j0 at kt, vt) deferred to pend_flush; a
+ * full row flushes them all first. */
+static void pend_add(const run *R, scratch *s, const char *q, const char *kt,
+                     const char *vt, int64_t j0, int64_t nr) {
+  const rt_args *a = R->a;
+  const char *kb = kt - j0 * a->k.sl * (int64_t)sizeof(float);
+  const char *vb = vt - j0 * a->v.sl * (int64_t)sizeof(float);
+  pend *P = s->pd;
+  for (int64_t r = 0; r < nr; r++)
+    for (uint64_t w = s->rows[r]; w; w &= w - 1) {
+      if (P->n[r] == KR_PEND) pend_flush(R, s, q, kb, vb, nr);
+      P->key[r * KR_PEND + P->n[r]++] = j0 + __builtin_ctzll(w);
+      P->any = 1;
+    }
 }
 
 /* The key tile [j0, j0 + nc) of k/v rows kt, vt for head env->h's query
@@ -684,7 +776,10 @@ static int key_tile(run *R, scratch *s, const kr_env *env, const char *q,
      * masked tile runs per row over its allowed keys only */
     if (pairs <= KR_SPARSE_MAX ||
         kri_tile_v_nonfinite(vt, a->dtype, a->v.sl, nc, a->D)) {
-      sparse_tile(s, a, q, kt, vt, nc, nr, R->c, qf_ready);
+      if (a->dtype == RT_F32) /* with the tile's other sparse key tiles */
+        pend_add(R, s, q, (const char *)kt, (const char *)vt, j0, nr);
+      else
+        sparse_tile(s, a, q, kt, vt, nc, nr, R->c, qf_ready);
       return 1;
     }
   }
@@ -870,6 +965,7 @@ static void head_tile(run *R, scratch *s, const tile_task *t, int64_t h) {
   if (!walk_tiles(R, s, t, s->spans, ns, one_tile, &o, gathers ? &gk : NULL))
     return;
   gather_flush(R, s, &gk);
+  pend_flush(R, s, o.q, t->kb, t->vb, t->nr);
   if (s->rnd.oom) {
     fail(R, RT_ENOMEM, "%s", "out of memory (random key sets)");
     return;
@@ -888,8 +984,10 @@ typedef struct group {
 static void use_slot(scratch *s, const group *g, int64_t x, int64_t D) {
   if (x < 0) {
     s->qt = g->qt, s->acc = g->acc, s->m = g->m, s->l = g->l, s->qf = g->qf;
+    s->pd = s->pd_own;
     return;
   }
+  s->pd = s->gpd + x;
   float *p = s->grp + x * KR_GQA_SLOT(D);
   s->qt = p, s->acc = p + D * KR_BQ, s->m = p + 2 * D * KR_BQ;
   s->l = s->m + KR_BQ, s->qf = s->l + KR_BQ;
@@ -950,6 +1048,10 @@ static void group_tiles(run *R, scratch *s, const tile_task *t) {
   bool gathers = a->dtype == RT_F32 && !R->k->stile;
   int ok = walk_tiles(R, s, t, s->spans, ns, group_tile, &g, gathers ? &gk : NULL);
   if (ok) gather_flush(R, s, &gk);
+  for (int64_t x = 0; ok && x < t->ng; x++) {
+    use_slot(s, &g, x, a->D);
+    pend_flush(R, s, g.hd[x].q, t->kb, t->vb, t->nr);
+  }
   for (int64_t x = 0; ok && x < t->ng; x++)
     if (s->grnd[x].oom) {
       fail(R, RT_ENOMEM, "%s", "out of memory (random key sets)");
@@ -1339,7 +1441,8 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
     ok = scratch_init(&R.ws[w], k);
     if (ok && R.n_sub < a->H / a->Hkv)
       ok = (R.ws[w].grp = aalloc(KR_GQA_MAX * (size_t)KR_GQA_SLOT(k->D) *
-                                 sizeof(float))) != NULL;
+                                 sizeof(float))) != NULL &&
+           (R.ws[w].gpd = calloc(KR_GQA_MAX, sizeof(pend))) != NULL;
   }
   kr_route *route = ok ? kr_route_new(k, a, pool, &st) : NULL;
   R.route = route;

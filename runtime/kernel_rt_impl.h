@@ -45,6 +45,17 @@ typedef struct rnd_cache {
   int oom;            /* a set could not be stored: the run fails */
 } rnd_cache;
 
+/* Pairs of the per-row path deferred to the end of a query tile (or until
+ * a row holds KR_PEND): each row's keys, positions in the head's k and v
+ * rows, so the row is scored, exponentiated and rescaled once for all the
+ * sparse key tiles it meets (float32 without a score tile). */
+#define KR_PEND 64
+typedef struct pend {
+  int64_t key[KR_BQ * KR_PEND];
+  int32_t n[KR_BQ];
+  int32_t any;
+} pend;
+
 typedef struct scratch {
   float *qt;          /* [D][KR_BQ], packed as kr_tile_fn says for the dtype */
   float *qf, *kf, *vf; /* 16-bit dtypes: the tile's q rows [KR_BQ][D] and a
@@ -78,6 +89,8 @@ typedef struct scratch {
   size_t heap_cap;
   rnd_cache rnd;
   float *grp;         /* GQA: KR_GQA_MAX slots of KR_GQA_SLOT(D) floats */
+  pend *pd;           /* the head's deferred pairs: pd_own or a GQA slot's */
+  pend *pd_own, *gpd; /* gpd: KR_GQA_MAX slots, with grp */
   plan_span *spans2;  /* GQA: another head's spans, compared */
   int64_t span2_cap;
   rnd_cache grnd[KR_GQA_MAX]; /* GQA: each slot's random key sets */
