@@ -854,7 +854,11 @@ int64_t *an_build(const ir_program *p, char *err, size_t errlen) {
     b.w[PLAN_W_ROUTE] = route_at;
     b.w[PLAN_W_FLAGS] = (p->top_left ? PLAN_F_TOP_LEFT : 0) |
                         (ir_has_op(p->root, IR_VAR_B) || ir_has_op(p->score, IR_VAR_B)
-                             ? PLAN_F_BATCH : 0);
+                             ? PLAN_F_BATCH : 0) |
+                        (ir_has_op(p->root, IR_VAR_H) || ir_has_op(p->root, IR_RANDOM) ||
+                                 ir_has_op(p->root, IR_TOPK) || ir_has_op(p->root, IR_ROUTE) ||
+                                 ir_has_op(p->root, IR_EXTERN)
+                             ? PLAN_F_HEAD : 0);
     memcpy(plan, b.w, b.n * sizeof *plan);
   }
   free(b.w), free(row_in);

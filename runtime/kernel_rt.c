@@ -313,6 +313,19 @@ static inline __attribute__((always_inline)) void sum16(const v16 *a,
 #define SR_PAIRS 512
 #define SR_CAP (SR_PAIRS + KR_PEND + 16)
 
+/* a[x] = the lanes of q.k for pairs p + x, x < 16 (nd vectors a row). */
+static inline __attribute__((always_inline)) void
+sparse_dots(const float *q, int64_t sq, const float *kt, int64_t sk,
+            const int64_t *pj, const int32_t *pr, int p, int64_t nd, v16 *a) {
+  for (int x = 0; x < 16; x++) {
+    const float *qr = q + pr[p + x] * sq, *kr = kt + pj[p + x] * sk;
+    v16 t = *(const v16 *)qr * *(const v16 *)kr;
+    for (int64_t d = 1; d < nd; d++)
+      t += *(const v16 *)(qr + 16 * d) * *(const v16 *)(kr + 16 * d);
+    a[x] = t;
+  }
+}
+
 /* One run of rows rr[0, nrun) of sparse_rows / sparse_lists, row rr[x]'s
  * np pairs at [off[x], off[x + 1]) of the lists: pr[p] its row, pj[p] its
  * key's row in kt and vt.  The same online-softmax step as the dense tile
@@ -333,13 +346,7 @@ sparse_run(const float *q, int64_t sq, const float *kt, int64_t sk,
     pj[x] = pj[np - 1], pr[x] = pr[np - 1];
   for (int p = 0; p < np; p += 16) {
     v16 a[16];
-    for (int x = 0; x < 16; x++) {
-      const float *qr = q + pr[p + x] * sq, *kr = kt + pj[p + x] * sk;
-      v16 t = *(const v16 *)qr * *(const v16 *)kr;
-      for (int64_t d = 1; d < nd; d++)
-        t += *(const v16 *)(qr + 16 * d) * *(const v16 *)(kr + 16 * d);
-      a[x] = t;
-    }
+    sparse_dots(q, sq, kt, sk, pj, pr, p, nd, a);
     sum16(a, c, s + p);
   }
   /* the rows' maxima; the scores less them, the rescalings after them */
@@ -672,7 +679,7 @@ static kr_env run_env(const run *R, int64_t b, int64_t h, kr_topk *tk, rnd_cache
 /* The plan's spans for head h's rows [r0, r1) into *sp (capacity *cap,
  * grown), visiting only the keys of the ntk top-k selections tk (views of
  * the non-root top-k nodes'); their number, or -1 after failing the run. */
-static int64_t head_spans(run *R, scratch *s, int64_t b, int64_t h,
+static int64_t eval_spans(run *R, scratch *s, int64_t b, int64_t h,
                           int64_t r0, int64_t r1, const plan_topk *tk,
                           int64_t ntk, plan_span **sp, int64_t *cap) {
   const rt_args *a = R->a;
@@ -697,6 +704,27 @@ static int64_t head_spans(run *R, scratch *s, int64_t b, int64_t h,
     *sp = p;
     *cap = ns;
   }
+}
+
+/* eval_spans' spans, or the query tile's in the run's shared table
+ * (share_spans: the same for every head). */
+static int64_t head_spans(run *R, scratch *s, int64_t b, int64_t h,
+                          int64_t r0, int64_t r1, const plan_topk *tk,
+                          int64_t ntk, plan_span **sp, int64_t *cap) {
+  const span_tab *T = R->spans;
+  if (!T || ntk) return eval_spans(R, s, b, h, r0, r1, tk, ntk, sp, cap);
+  int64_t id = (T->nb > 1 ? b : 0) * R->n_qt + r0 / KR_BQ, ns = T->n[id];
+  if (ns > *cap) {
+    plan_span *p = realloc(*sp, (size_t)ns * sizeof *p);
+    if (!p) {
+      fail(R, RT_ENOMEM, "%s", "out of memory (plan spans)");
+      return -1;
+    }
+    *sp = p;
+    *cap = ns;
+  }
+  if (ns) memcpy(*sp, T->sp[id], (size_t)ns * sizeof **sp);
+  return ns;
 }
 
 /* The head's deferred pairs (s->pd) scored: q the tile's first query row,
@@ -1307,6 +1335,59 @@ static int join_run(run *R, th_pool *pool) {
   return rc != 0;
 }
 
+/* --- spans shared by the heads ----------------------------------------- */
+
+/* Task id: (batch, query tile) of R->spans, head 0's spans stored. */
+static void span_task(void *ctx, int64_t id, int worker) {
+  run *R = ctx;
+  span_tab *T = R->spans;
+  if (atomic_load_explicit(&R->failed, memory_order_relaxed) ||
+      atomic_load_explicit(&T->total, memory_order_relaxed) > KR_SPAN_TAB_MAX)
+    return;
+  scratch *s = &R->ws[worker];
+  int64_t b = id / R->n_qt, r0 = id % R->n_qt * KR_BQ;
+  int64_t r1 = r0 + KR_BQ < R->a->Lq ? r0 + KR_BQ : R->a->Lq;
+  int64_t ns = eval_spans(R, s, b, 0, r0, r1, NULL, 0, &s->spans, &s->span_cap);
+  if (ns <= 0) return;
+  if (atomic_fetch_add(&T->total, ns) + ns > KR_SPAN_TAB_MAX) return;
+  if (!(T->sp[id] = malloc((size_t)ns * sizeof **T->sp))) {
+    atomic_store(&T->total, KR_SPAN_TAB_MAX + 1); /* dropped */
+    return;
+  }
+  memcpy(T->sp[id], s->spans, (size_t)ns * sizeof **T->sp);
+  T->n[id] = ns;
+}
+
+static void span_tab_free(span_tab *T, int64_t n) {
+  for (int64_t x = 0; T && T->sp && x < n; x++) free(T->sp[x]);
+  if (T) free(T->sp), free(T->n);
+  free(T);
+}
+
+/* R->spans for a plan that reads no head and selects no top-k, when more
+ * than one head would evaluate it: at most KR_SPAN_TAB_MAX spans, else
+ * (or out of memory) none and each head evaluates its own. */
+static void share_spans(run *R, th_pool *pool) {
+  const rt_args *a = R->a;
+  const int64_t *P = R->k->plan;
+  int64_t nb = plan_reads_batch(P) ? a->B : 1;
+  if (plan_reads_head(P) || R->k->n_topk > 0 || a->H * a->B / nb < 2) return;
+  span_tab *T = calloc(1, sizeof *T);
+  int64_t n = nb * R->n_qt;
+  if (!T || !(T->sp = calloc((size_t)n, sizeof *T->sp)) ||
+      !(T->n = calloc((size_t)n, sizeof *T->n))) {
+    span_tab_free(T, 0);
+    return;
+  }
+  T->nb = nb;
+  R->spans = T;
+  th_for(pool, n, span_task, R);
+  if (atomic_load(&T->total) > KR_SPAN_TAB_MAX) { /* too many: per head */
+    R->spans = NULL;
+    span_tab_free(T, n);
+  }
+}
+
 /* --- entry -------------------------------------------------------------- */
 
 static const char *check_args(const kr_kernel *k, const rt_args *a,
@@ -1449,8 +1530,13 @@ rt_status kr_run(kr_kernel *k, const rt_args *a, char *err, size_t errlen) {
   if (ok && st != RT_OK) {
     if (err && errlen) snprintf(err, errlen, "out of memory (route cluster ids)");
   } else if (ok) {
-    if (!join_run(&R, pool))
-      th_for(pool, a->B * a->Hkv * R.n_qt * R.n_sub, task, &R);
+    if (!join_run(&R, pool)) {
+      share_spans(&R, pool);
+      if (!atomic_load(&R.failed))
+        th_for(pool, a->B * a->Hkv * R.n_qt * R.n_sub, task, &R);
+      span_tab_free(R.spans, R.spans ? R.spans->nb * R.n_qt : 0);
+      R.spans = NULL;
+    }
     if (atomic_load(&R.failed)) st = R.st;
     else if (atomic_load(&R.score_bad)) st = kr_score_error(k, a, err, errlen);
   } else {

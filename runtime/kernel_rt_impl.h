@@ -102,6 +102,18 @@ typedef struct scratch {
  * its keys gathered once, a block of at most jk keys at a time. */
 #define KR_JQ 8
 
+/* The spans of every query tile, computed once for all heads of a batch
+ * (of every batch, nb = 1) when the plan reads no head (kernel_rt.c
+ * share_spans). */
+typedef struct span_tab {
+  int64_t nb;
+  plan_span **sp;  /* [nb * n_qt] */
+  int64_t *n;
+  _Atomic int64_t total; /* spans stored; past KR_SPAN_TAB_MAX the table is
+                            dropped */
+} span_tab;
+#define KR_SPAN_TAB_MAX (1 << 21)
+
 typedef struct join_tiles {
   int64_t *x0, *group;  /* per task: first grouped row, group (-1: rows
                            without keys); its rows are [x0, x0 + KR_JQ KR_BQ)
@@ -126,6 +138,7 @@ typedef struct run {
   int topk_root;              /* kri_topk_root */
   const struct plan_rows *rows; /* the run's rows table (plan_sets.h), or NULL */
   const kr_route *route;     /* route(C)'s cluster ids (route.h), or NULL */
+  span_tab *spans;           /* shared spans, or NULL: per head */
   _Atomic int failed;
   _Atomic int score_bad;      /* a score tile flagged a float input index */
   rt_status st;

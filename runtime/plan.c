@@ -1314,6 +1314,10 @@ bool plan_reads_batch(const int64_t *plan) {
   return (plan[PLAN_W_FLAGS] & PLAN_F_BATCH) != 0;
 }
 
+bool plan_reads_head(const int64_t *plan) {
+  return (plan[PLAN_W_FLAGS] & PLAN_F_HEAD) != 0;
+}
+
 int64_t plan_tiles(const int64_t *plan, const plan_env *env, int64_t r0,
                    int64_t r1, plan_span *out, int64_t cap, char *err,
                    size_t errlen) {

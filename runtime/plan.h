@@ -83,6 +83,9 @@ int64_t plan_row_offset(const int64_t *plan, int64_t Lq, int64_t Lk);
  * keys and run-time errors may differ per batch, and the drivers check the
  * errors per (b, h); else batch 0 stands for every batch. */
 bool plan_reads_batch(const int64_t *plan);
+/* Does the pattern read the head (h, or random, topk, route, an extern)?
+ * Else every head of a batch has the same spans for a query tile. */
+bool plan_reads_head(const int64_t *plan);
 
 /* Query rows [r0, r1) (row indices; positions are r + plan_row_offset):
  * writes the key spans to visit into out, sorted, disjoint, at

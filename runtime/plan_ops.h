@@ -33,13 +33,15 @@ enum {
 /* Header flags: properties of the pattern every driver needs. */
 enum {
   PLAN_F_TOP_LEFT = 1, /* aligned(top_left): query row r is position r */
-  PLAN_F_BATCH = 2     /* reads b: masks and errors may differ per batch */
+  PLAN_F_BATCH = 2,    /* reads b: masks and errors may differ per batch */
+  PLAN_F_HEAD = 4      /* reads the head (h, random, topk, route): the
+                          tile plan's spans may differ per head */
 };
 
 /* "PLAT" and the format version: bump the version whenever the instruction
  * set or the header changes, so that a plan stored by an older library (an
  * AOT object, a kernel cache entry) is refused instead of misread. */
-#define PLAN_VERSION 8ll
+#define PLAN_VERSION 9ll
 #define PLAN_MAGIC (0x54414c50ll | (PLAN_VERSION << 32))
 
 /* Evaluator limits (the builder sizes plans to fit them). */

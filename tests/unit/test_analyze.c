@@ -552,6 +552,25 @@ static void test_topk_is_partial(void **state) {
   arena_free(g.a);
 }
 
+/* PLAN_F_HEAD: set when the spans may differ per head (the kernel then
+ * evaluates the plan per head), clear when they cannot (shared). */
+static void test_head_flag(void **state) {
+  (void)state;
+  gen g = {.a = arena_new()};
+  ir_node *where_i_j = N1(&g, IR_WHERE, N2(&g, IR_LE, N0(&g, IR_VAR_J), N0(&g, IR_VAR_I)));
+  ir_node *where_h = N1(&g, IR_WHERE, N2(&g, IR_EQ, N2(&g, IR_MOD, N0(&g, IR_VAR_I),
+                                                       C(&g, 4)), N0(&g, IR_VAR_H)));
+  ir_node *heads_count = N1(&g, IR_WHERE, N2(&g, IR_LT, N0(&g, IR_VAR_J), N0(&g, IR_SIZE_H)));
+  assert_false(plan_reads_head(build(g.a, N2(&g, IR_WINDOW, C(&g, 4), C(&g, 4)), NULL)));
+  assert_false(plan_reads_head(build(g.a, where_i_j, NULL)));
+  assert_false(plan_reads_head(build(g.a, heads_count, NULL)));
+  assert_true(plan_reads_head(build(g.a, where_h, NULL)));
+  assert_true(plan_reads_head(build(g.a, N2(&g, IR_OR, N0(&g, IR_CAUSAL), where_h), NULL)));
+  assert_true(plan_reads_head(build(g.a, N2(&g, IR_RANDOM, C(&g, 3), C(&g, 42)), NULL)));
+  assert_true(plan_reads_head(build(g.a, N2(&g, IR_TOPK, C(&g, 8), N0(&g, IR_FULL)), NULL)));
+  arena_free(g.a);
+}
+
 static void test_blocks_scale(void **state) {
   (void)state;
   gen g = {.a = arena_new()};
@@ -912,6 +931,7 @@ int main(void) {
       cmocka_unit_test(test_window_independent_of_length),
       cmocka_unit_test(test_causal_and_alignment),
       cmocka_unit_test(test_topk_is_partial),
+      cmocka_unit_test(test_head_flag),
       cmocka_unit_test(test_blocks_scale),
       cmocka_unit_test(test_random_one_row_exact),
       cmocka_unit_test(test_runtime_errors),
