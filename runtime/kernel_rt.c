@@ -760,10 +760,12 @@ static void pend_add(const run *R, scratch *s, const char *q, const char *kt,
 
 /* The key tile [j0, j0 + nc) of k/v rows kt, vt for head env->h's query
  * tile (rows r0 .. r0 + nr, q its first row, packed in s): unmasked when
- * full (inside one FULL span), else through the mask; 0 after failing. */
+ * full (inside one FULL span), else through the mask, its row words mk
+ * when given (share_spans'); 0 after failing. */
 static int key_tile(run *R, scratch *s, const kr_env *env, const char *q,
                     const void *kt, const void *vt, int64_t r0, int64_t nr,
-                    int64_t j0, int64_t nc, int full, int *qf_ready) {
+                    int64_t j0, int64_t nc, int full, int *qf_ready,
+                    const uint64_t *mk) {
   const kr_kernel *K = R->k;
   const rt_args *a = R->a;
   /* the score tile's words for "every row of the tile": its E reads inputs
@@ -788,12 +790,13 @@ static int key_tile(run *R, scratch *s, const kr_env *env, const char *q,
   uint64_t any = 0, all = ~0ull;
   uint64_t valid = nc >= 64 ? ~0ull : (1ull << nc) - 1;
   for (int64_t r = 0; r < nr; r++) {
-    int32_t code = K->mask[0](env, pos_of_row(K, a, r0 + r), j0, nc, a->Lq,
-                              a->Lk, &s->rows[r]);
+    int32_t code = mk ? 0 : K->mask[0](env, pos_of_row(K, a, r0 + r), j0, nc,
+                                       a->Lq, a->Lk, &s->rows[r]);
     if (code) {
       fail_code(R, code);
       return 0;
     }
+    if (mk) s->rows[r] = mk[r];
     any |= s->rows[r];
     all &= s->rows[r];
   }
@@ -923,7 +926,15 @@ typedef struct one_head {
   kr_env env;
   const char *q;
   int qf_ready;
+  const uint64_t *mk; /* the next masked tile's row words, or NULL */
 } one_head;
+
+/* The row words of a masked tile from cursor *mk (advanced), or NULL. */
+static const uint64_t *next_words(const uint64_t **mk, int full) {
+  const uint64_t *w = full ? NULL : *mk;
+  if (w) *mk += KR_BQ;
+  return w;
+}
 
 static int one_tile(run *R, scratch *s, const tile_task *t, int64_t j0,
                     int64_t nc, int full, void *ctx) {
@@ -932,7 +943,7 @@ static int one_tile(run *R, scratch *s, const tile_task *t, int64_t j0,
   size_t esz = rt_dtype_size(a->dtype);
   return key_tile(R, s, &o->env, o->q, t->kb + j0 * a->k.sl * esz,
                   t->vb + j0 * a->v.sl * esz, t->r0, t->nr, j0, nc, full,
-                  &o->qf_ready);
+                  &o->qf_ready, next_words(&o->mk, full));
 }
 
 /* The selections of every top-k node for rows [r0, r1), the root's (when
@@ -952,12 +963,20 @@ static int select_topk(run *R, scratch *s, const kr_env *env, const void *qb,
   return 1;
 }
 
+/* The row words of query tile t's masked tiles in R->spans, or NULL. */
+static const uint64_t *shared_words(const run *R, const tile_task *t) {
+  const span_tab *T = R->spans;
+  if (!T || !T->mk) return NULL;
+  return T->mk[(T->nb > 1 ? t->b : 0) * R->n_qt + t->r0 / KR_BQ];
+}
+
 static void head_tile(run *R, scratch *s, const tile_task *t, int64_t h) {
   const kr_kernel *K = R->k;
   const rt_args *a = R->a;
   size_t esz = rt_dtype_size(a->dtype);
   const char *qb = (const char *)a->q.data + (t->b * a->q.sb + h * a->q.sh) * esz;
-  one_head o = {run_env(R, t->b, h, s->tk, &s->rnd), q_rows(a, t, h), 0};
+  one_head o = {run_env(R, t->b, h, s->tk, &s->rnd), q_rows(a, t, h), 0,
+                shared_words(R, t)};
   tile_start(s, a, o.q, t->nr);
   /* top-k selections: a root top-k node's after the plan (its candidates
    * are the plan's spans, P's), the others before it (the plan then visits
@@ -1006,6 +1025,7 @@ static void head_tile(run *R, scratch *s, const tile_task *t, int64_t h) {
  * its slot of s->grp, swapped into s for the tile. */
 typedef struct group {
   one_head hd[KR_GQA_MAX];
+  const uint64_t *mk;           /* the heads' shared row words, or NULL */
   float *qt, *acc, *m, *l, *qf; /* s's own */
 } group;
 
@@ -1027,10 +1047,11 @@ static int group_tile(run *R, scratch *s, const tile_task *t, int64_t j0,
   const rt_args *a = R->a;
   size_t esz = rt_dtype_size(a->dtype);
   const void *kt = t->kb + j0 * a->k.sl * esz, *vt = t->vb + j0 * a->v.sl * esz;
+  const uint64_t *mk = next_words(&g->mk, full);
   for (int64_t x = 0; x < t->ng; x++) {
     use_slot(s, g, x, a->D);
     if (!key_tile(R, s, &g->hd[x].env, g->hd[x].q, kt, vt, t->r0, t->nr, j0,
-                  nc, full, &g->hd[x].qf_ready))
+                  nc, full, &g->hd[x].qf_ready, mk))
       return 0;
   }
   return 1;
@@ -1061,12 +1082,14 @@ static void group_tiles(run *R, scratch *s, const tile_task *t) {
     for (int64_t h = t->h0; h < t->h0 + t->ng; h++) head_tile(R, s, t, h);
     return;
   }
-  group g = {.qt = s->qt, .acc = s->acc, .m = s->m, .l = s->l, .qf = s->qf};
+  group g = {.qt = s->qt, .acc = s->acc, .m = s->m, .l = s->l, .qf = s->qf,
+             .mk = shared_words(R, t)};
   for (int64_t x = 0; x < t->ng; x++) {
     int64_t h = t->h0 + x;
     /* each head its own random key sets: one cache, its rows tagged by
      * head, would draw them again at every key tile */
-    g.hd[x] = (one_head){run_env(R, t->b, h, s->tk, &s->grnd[x]), q_rows(a, t, h), 0};
+    g.hd[x] = (one_head){run_env(R, t->b, h, s->tk, &s->grnd[x]), q_rows(a, t, h), 0,
+                         NULL};
     use_slot(s, &g, x, a->D);
     tile_start(s, a, g.hd[x].q, t->nr);
   }
@@ -1337,7 +1360,43 @@ static int join_run(run *R, th_pool *pool) {
 
 /* --- spans shared by the heads ----------------------------------------- */
 
-/* Task id: (batch, query tile) of R->spans, head 0's spans stored. */
+/* walk_tiles' each for span_task: a masked tile's KR_BQ row words (0 past
+ * the tile's rows) appended to c->w. */
+typedef struct words_ctx {
+  kr_env env;
+  uint64_t *w;
+  int64_t n, cap;
+} words_ctx;
+
+static int words_tile(run *R, scratch *s, const tile_task *t, int64_t j0,
+                      int64_t nc, int full, void *ctx) {
+  (void)s;
+  words_ctx *c = ctx;
+  const kr_kernel *K = R->k;
+  const rt_args *a = R->a;
+  if (full) return 1;
+  if (c->n == c->cap) {
+    int64_t cap = c->cap ? 2 * c->cap : 8;
+    uint64_t *w = realloc(c->w, (size_t)cap * KR_BQ * sizeof *w);
+    if (!w) return 0; /* no words for this query tile: each head its own */
+    c->w = w, c->cap = cap;
+  }
+  uint64_t *w = c->w + c->n++ * KR_BQ;
+  for (int64_t r = 0; r < KR_BQ; r++) {
+    w[r] = 0;
+    int32_t code = r < t->nr ? K->mask[0](&c->env, pos_of_row(K, a, t->r0 + r),
+                                          j0, nc, a->Lq, a->Lk, &w[r])
+                             : 0;
+    if (code) {
+      fail_code(R, code);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* Task id: (batch, query tile) of R->spans: head 0's spans stored, and
+ * (within KR_MASK_TAB_MAX words) its masked tiles' row words. */
 static void span_task(void *ctx, int64_t id, int worker) {
   run *R = ctx;
   span_tab *T = R->spans;
@@ -1356,11 +1415,21 @@ static void span_task(void *ctx, int64_t id, int worker) {
   }
   memcpy(T->sp[id], s->spans, (size_t)ns * sizeof **T->sp);
   T->n[id] = ns;
+  if (!T->mk) return;
+  tile_task tt = {.b = b, .r0 = r0, .nr = r1 - r0};
+  words_ctx wc = {run_env(R, b, 0, s->tk, &s->rnd), NULL, 0, 0};
+  if (walk_tiles(R, s, &tt, T->sp[id], ns, words_tile, &wc, NULL) && wc.n &&
+      atomic_fetch_add(&T->words, wc.n * KR_BQ) + wc.n * KR_BQ <= KR_MASK_TAB_MAX) {
+    T->mk[id] = wc.w;
+    wc.w = NULL;
+  }
+  free(wc.w);
 }
 
 static void span_tab_free(span_tab *T, int64_t n) {
   for (int64_t x = 0; T && T->sp && x < n; x++) free(T->sp[x]);
-  if (T) free(T->sp), free(T->n);
+  for (int64_t x = 0; T && T->mk && x < n; x++) free(T->mk[x]);
+  if (T) free(T->sp), free(T->n), free(T->mk);
   free(T);
 }
 
@@ -1380,6 +1449,7 @@ static void share_spans(run *R, th_pool *pool) {
     return;
   }
   T->nb = nb;
+  T->mk = calloc((size_t)n, sizeof *T->mk); /* NULL: no shared words */
   R->spans = T;
   th_for(pool, n, span_task, R);
   if (atomic_load(&T->total) > KR_SPAN_TAB_MAX) { /* too many: per head */

@@ -102,17 +102,22 @@ typedef struct scratch {
  * its keys gathered once, a block of at most jk keys at a time. */
 #define KR_JQ 8
 
-/* The spans of every query tile, computed once for all heads of a batch
- * (of every batch, nb = 1) when the plan reads no head (kernel_rt.c
- * share_spans). */
+/* The spans of every query tile, and the row words of its masked key tiles
+ * in the order the tiles are walked, computed once for all heads of a
+ * batch (of every batch, nb = 1) when the pattern reads no head
+ * (kernel_rt.c share_spans). */
 typedef struct span_tab {
   int64_t nb;
   plan_span **sp;  /* [nb * n_qt] */
   int64_t *n;
+  uint64_t **mk;   /* [nb * n_qt]: KR_BQ words a masked tile, or NULL */
   _Atomic int64_t total; /* spans stored; past KR_SPAN_TAB_MAX the table is
                             dropped */
+  _Atomic int64_t words; /* mask words stored; past KR_MASK_TAB_MAX the
+                            masks are dropped (each head evaluates its own) */
 } span_tab;
 #define KR_SPAN_TAB_MAX (1 << 21)
+#define KR_MASK_TAB_MAX (1 << 22)
 
 typedef struct join_tiles {
   int64_t *x0, *group;  /* per task: first grouped row, group (-1: rows
