@@ -1116,6 +1116,8 @@ static void group_tiles(run *R, scratch *s, const tile_task *t) {
 }
 
 int kr_gqa_group = 1;
+int kr_share_spans = 1;
+int64_t kr_share_words = KR_MASK_TAB_MAX;
 
 /* Subgroups per GQA group: G (one head a task) without grouping or with
  * top-k (selections per head), else enough that each holds at most
@@ -1419,7 +1421,7 @@ static void span_task(void *ctx, int64_t id, int worker) {
   tile_task tt = {.b = b, .r0 = r0, .nr = r1 - r0};
   words_ctx wc = {run_env(R, b, 0, s->tk, &s->rnd), NULL, 0, 0};
   if (walk_tiles(R, s, &tt, T->sp[id], ns, words_tile, &wc, NULL) && wc.n &&
-      atomic_fetch_add(&T->words, wc.n * KR_BQ) + wc.n * KR_BQ <= KR_MASK_TAB_MAX) {
+      atomic_fetch_add(&T->words, wc.n * KR_BQ) + wc.n * KR_BQ <= kr_share_words) {
     T->mk[id] = wc.w;
     wc.w = NULL;
   }
@@ -1440,7 +1442,9 @@ static void share_spans(run *R, th_pool *pool) {
   const rt_args *a = R->a;
   const int64_t *P = R->k->plan;
   int64_t nb = plan_reads_batch(P) ? a->B : 1;
-  if (plan_reads_head(P) || R->k->n_topk > 0 || a->H * a->B / nb < 2) return;
+  if (!kr_share_spans || plan_reads_head(P) || R->k->n_topk > 0 ||
+      a->H * a->B / nb < 2)
+    return;
   span_tab *T = calloc(1, sizeof *T);
   int64_t n = nb * R->n_qt;
   if (!T || !(T->sp = calloc((size_t)n, sizeof *T->sp)) ||

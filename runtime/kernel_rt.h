@@ -16,10 +16,16 @@
  *       otherwise: mask_0(...) per row (64-bit row words), transposed to
  *                  key words, then tile(..., maskt, ...); skipped when no
  *                  row allows a key, maskt NULL when all rows allow every
- *                  key; a tile allowing few pairs (<= 1/8 of them) runs in
- *                  the driver instead, per row over its allowed keys only,
- *                  with the same online-softmax update of acc, m, l
+ *                  key; a tile allowing few pairs (<= 1/8 of them) is kept
+ *                  aside: its pairs join the row's from the tile's other
+ *                  such key tiles, and the driver runs them at the end, per
+ *                  row over its allowed keys only, with the same
+ *                  online-softmax update of acc, m, l
  *     o = acc / l, lse = m ln 2 + ln l   (rows with l == 0: o = 0, -inf)
+ *
+ * A pattern that reads no head (plan_reads_head) has the same spans and row
+ * words in every head of a batch: they are computed once per run, for each
+ * query tile, and every head's tasks take them.
  *
  * Run-time errors are the contract's, over the whole domain of the pattern,
  * whatever the plan skips: before any tile, per head, errat at the first
@@ -239,6 +245,12 @@ extern int64_t kr_decode_max_lq;  /* default KR_DECODE_MAX_LQ; for benches */
 /* 0: the prefill task takes one query head (the order before GQA
  * grouping); for benches and tests.  Default 1. */
 extern int kr_gqa_group;
+/* Spans and row words of a pattern that reads no head, computed once for
+ * all heads (share_spans): at most kr_share_words mask words (default 2^22;
+ * a query tile past it has each head evaluate its own), none when
+ * kr_share_spans is 0 (default 1); for tests and benches. */
+extern int kr_share_spans;
+extern int64_t kr_share_words;
 /* GQA prefill (kernel_rt.c's task): up to KR_GQA_MAX query heads sharing a
  * KV head take each key tile in turn, each with its own slot of
  * KR_GQA_SLOT(D) floats: Q^T, acc [KR_BQ][D], m, l [KR_BQ], 16-bit q rows

@@ -113,8 +113,9 @@ typedef struct span_tab {
   uint64_t **mk;   /* [nb * n_qt]: KR_BQ words a masked tile, or NULL */
   _Atomic int64_t total; /* spans stored; past KR_SPAN_TAB_MAX the table is
                             dropped */
-  _Atomic int64_t words; /* mask words stored; past KR_MASK_TAB_MAX the
-                            masks are dropped (each head evaluates its own) */
+  _Atomic int64_t words; /* mask words stored; past kr_share_words (default
+                            KR_MASK_TAB_MAX) a query tile's heads evaluate
+                            their own */
 } span_tab;
 #define KR_SPAN_TAB_MAX (1 << 21)
 #define KR_MASK_TAB_MAX (1 << 22)

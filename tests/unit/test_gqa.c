@@ -13,6 +13,9 @@
  * grouped), a NaN in v (per-row tiles), GQA ratios 2, 4, 8 and 16 (two
  * subgroups at D = 64), D in {32, 64, 128, 256}, both layouts, 1 and 2
  * threads, bf16, and a run-time error (the same message grouped or not).
+ * Every case also runs with the spans and row words of a pattern that reads
+ * no head evaluated per head (kr_share_spans = 0) and shared for one query
+ * tile only (kr_share_words = 64): outputs bit-identical again.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -106,21 +109,37 @@ static void check(spat_ctx *ctx, const gcase *c) {
                     NULL, NULL, 0, NULL};
   spat_kernel *ki = compile(ctx, c, SPAT_BACKEND_INTERP);
   spat_kernel *kj = compile(ctx, c, SPAT_BACKEND_JIT);
-  res ri, rg, r1;
+  res ri, rg, r1, rs[2];
   run(ctx, ki, t, &ri, nq * esz);
   kr_gqa_group = 1;
   run(ctx, kj, t, &rg, nq * esz);
   kr_gqa_group = 0;
   run(ctx, kj, t, &r1, nq * esz);
   kr_gqa_group = 1;
+  /* spans and row words not shared by the heads, then shared for the first
+   * query tile only (the others' heads evaluate their own) */
+  kr_share_spans = 0;
+  run(ctx, kj, t, &rs[0], nq * esz);
+  kr_share_spans = 1, kr_share_words = 64;
+  run(ctx, kj, t, &rs[1], nq * esz);
+  kr_share_words = (int64_t)1 << 22;
   if (rg.st != ri.st || strcmp(rg.msg, ri.msg) || r1.st != rg.st ||
       strcmp(r1.msg, rg.msg))
     fail_msg("%s: status %d '%s' / %d '%s' (one head a task) vs interp %d "
              "'%s'", what, rg.st, rg.msg, r1.st, r1.msg, ri.st, ri.msg);
+  for (int y = 0; y < 2; y++)
+    if (rs[y].st != rg.st || strcmp(rs[y].msg, rg.msg))
+      fail_msg("%s: status %d '%s' with sharing %d vs %d '%s'", what, rs[y].st,
+               rs[y].msg, y, rg.st, rg.msg);
   if (rg.st == SPAT_OK) {
     if (memcmp(rg.o, r1.o, nq * esz) ||
         memcmp(rg.lse, r1.lse, (size_t)(c->B * c->H * c->Lq) * 4))
       fail_msg("%s: grouped and one-head-a-task outputs differ", what);
+    for (int y = 0; y < 2; y++)
+      if (memcmp(rg.o, rs[y].o, nq * esz) ||
+          memcmp(rg.lse, rs[y].lse, (size_t)(c->B * c->H * c->Lq) * 4))
+        fail_msg("%s: outputs differ with the heads' spans %s", what,
+                 y ? "shared for one query tile" : "not shared");
     /* bf16: the JIT and the interpreter round o alike up to one step */
     float tol = c->dt == SPAT_DTYPE_F32 ? 2e-5f : 1.5e-2f;
     for (size_t y = 0; y < (size_t)(c->B * c->H * c->Lq); y++)
@@ -134,6 +153,7 @@ static void check(spat_ctx *ctx, const gcase *c) {
     }
   }
   free(ri.o), free(ri.lse), free(rg.o), free(rg.lse), free(r1.o), free(r1.lse);
+  for (int y = 0; y < 2; y++) free(rs[y].o), free(rs[y].lse);
   spat_kernel_free(ki);
   spat_kernel_free(kj);
   for (int y = 0; y < 3; y++) free(f[y]), free(x[y]);
@@ -154,6 +174,17 @@ static void test_head_independent(void **st) {
        170, 170, 32, 1, 1, SPAT_DTYPE_F32, 0},
       {sinks, 1, 4, 1, 140, 140, 64, 0, 1, SPAT_DTYPE_F32, 1},
       {sinks, 1, 8, 2, 200, 200, 64, 0, 2, SPAT_DTYPE_BF16, 0},
+      /* per-row key tiles deferred to the query tile's end (stride), and a
+       * 2D neighbourhood by where (its plan's interval boxes, one row word
+       * set a query tile for all heads) */
+      {"pattern st = causal & (window(24, 0) | stride(24));", 1, 4, 2, 400,
+       400, 64, 0, 1, SPAT_DTYPE_F32, 0},
+      {"pattern st = causal & (window(24, 0) | stride(24));", 2, 4, 4, 330,
+       330, 32, 1, 2, SPAT_DTYPE_F32, 1},
+      {"pattern n = where(abs(j / 20 - i / 20) <= 2 && abs(j % 20 - i % 20) <= 2);",
+       1, 6, 2, 400, 400, 64, 0, 2, SPAT_DTYPE_F32, 0},
+      {"pattern n = where(abs(j / 20 - i / 20) <= 2 && abs(j % 20 - i % 20) <= 2);",
+       2, 2, 1, 260, 300, 64, 0, 1, SPAT_DTYPE_BF16, 0},
   };
   for (size_t x = 0; x < sizeof cs / sizeof *cs; x++) check(ctx, &cs[x]);
   spat_ctx_free(ctx);
